@@ -1,0 +1,3 @@
+"""modelversioning: ML model versions as immutable, auditable Kubernetes objects."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,201 @@
+"""ModelEndpoint: serves pinned ModelVersions as weighted variants (A/B, canary, shadow, blue/green)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from modelversioning.api.common import (
+    CONDITIONS_LIST_EXTRA,
+    DNS_LABEL,
+    ApiModel,
+    Condition,
+    StatusModel,
+    cel,
+    validations,
+)
+from modelversioning.api.modelversion import Resources, expected_name
+from modelversioning.domain.semver import SEMVER_PATTERN, SemVer
+from modelversioning.domain.traffic import validate_declared
+
+KIND = "ModelEndpoint"
+PLURAL = "modelendpoints"
+SINGULAR = "modelendpoint"
+SHORT_NAMES = ["mep"]
+
+RouterName = Literal["istio", "gatewayAPI", "none"]
+RequiredStage = Literal["candidate", "staging", "production"]
+MAX_VARIANTS = 16
+
+
+class Variant(ApiModel):
+    name: str = Field(max_length=40, pattern=DNS_LABEL, description="Variant name, e.g. blue, green, canary.")
+    version: str = Field(
+        max_length=64,
+        description="Exact ModelVersion version of spec.model to serve (pinned; never 'latest').",
+        json_schema_extra=validations(
+            cel(
+                f"self.matches('{SEMVER_PATTERN}')",
+                "variant version must be an exact semantic version such as 2.3.8 (no 'latest', no ranges)",
+            )
+        ),
+    )
+    weight: int = Field(default=0, ge=0, le=100, description="Share of live traffic, 0..100.")
+    replicas: int = Field(default=1, ge=0, le=1000)
+    resources: Resources | None = Field(default=None, description="Overrides the ModelVersion's runtime resources.")
+
+    @field_validator("version")
+    @classmethod
+    def _pinned(cls, v: str) -> str:
+        SemVer.parse(v)
+        return v
+
+
+class Mirror(ApiModel):
+    variant: str = Field(max_length=40, description="Variant that receives a copy of live traffic (shadow).")
+    percent: int = Field(default=100, ge=0, le=100, description="Share of live requests mirrored, 0..100.")
+
+
+class ParentRef(ApiModel):
+    name: str = Field(max_length=253)
+    namespace: str | None = Field(default=None, max_length=63)
+    section_name: str | None = Field(default=None, max_length=253)
+    group: str | None = Field(default=None, max_length=253)
+    kind: str | None = Field(default=None, max_length=63)
+    port: int | None = Field(default=None, ge=1, le=65535)
+
+
+class Routing(ApiModel):
+    model_config = ApiModel.model_config | {
+        "json_schema_extra": validations(
+            cel("self.router != 'istio' || size(self.hosts) > 0", "routing.hosts is required for the istio router"),
+            cel(
+                "self.router != 'gatewayAPI' || size(self.parentRefs) > 0",
+                "routing.parentRefs is required for the gatewayAPI router",
+            ),
+        )
+    }
+
+    router: RouterName = Field(default="none", description="istio (VirtualService), gatewayAPI (HTTPRoute) or none.")
+    hosts: list[str] = Field(default_factory=list, max_length=16, json_schema_extra={"items": {"maxLength": 253}})
+    gateways: list[str] = Field(default_factory=list, max_length=16, description="Istio gateways (istio router).")
+    parent_refs: list[ParentRef] = Field(default_factory=list, max_length=16, description="Gateway API parents.")
+
+
+_LIVE = "self.variants.filter(v, !has(self.mirror) || v.name != self.mirror.variant)"
+
+
+class ModelEndpointSpec(ApiModel):
+    model_config = ApiModel.model_config | {
+        "json_schema_extra": validations(
+            cel(
+                "self.variants.all(a, self.variants.filter(b, b.name == a.name).size() == 1)",
+                "variant names must be unique",
+                field_path=".variants",
+            ),
+            cel(
+                f"{_LIVE}.map(v, v.weight).sum() == 100",
+                message_expression="'weights of the live (non-mirror) variants must add up to 100, got ' + "
+                f"string({_LIVE}.map(v, v.weight).sum())",
+                field_path=".variants",
+            ),
+            cel(
+                "!has(self.mirror) || self.variants.exists(v, v.name == self.mirror.variant)",
+                "mirror.variant must name one of spec.variants",
+                field_path=".mirror.variant",
+            ),
+            cel(
+                "!has(self.mirror) || self.variants.all(v, v.name != self.mirror.variant || v.weight == 0)",
+                "the mirror variant only receives copies of traffic; its weight must be 0",
+                field_path=".mirror.variant",
+            ),
+        )
+    }
+
+    model: str = Field(max_length=63, pattern=DNS_LABEL)
+    variants: list[Variant] = Field(
+        min_length=1,
+        max_length=MAX_VARIANTS,
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    )
+    mirror: Mirror | None = None
+    routing: Routing = Field(default_factory=Routing)
+    required_stage: RequiredStage = Field(
+        default="production",
+        description="Lowest stage a version must have reached to take live traffic (a mirror: one stage lower).",
+    )
+    allow_major_version_mix: bool = Field(
+        default=False, description="Allow splitting live traffic across different MAJOR versions."
+    )
+    port: int = Field(default=80, ge=1, le=65535, description="Port of the per-variant Services.")
+
+    @model_validator(mode="after")
+    def _split(self) -> ModelEndpointSpec:
+        problems = validate_declared(
+            [(v.name, v.version, v.weight) for v in self.variants],
+            self.mirror.variant if self.mirror else None,
+            allow_major_mix=True,  # the operator reports MAJOR mixing as a condition, not a parse error
+        )
+        if self.mirror is not None:
+            for v in self.variants:
+                if v.name == self.mirror.variant and v.weight != 0:
+                    problems.append("the mirror variant only receives copies of traffic; its weight must be 0")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    def variant(self, name: str) -> Variant | None:
+        return next((v for v in self.variants if v.name == name), None)
+
+    def version_name(self, variant: Variant) -> str:
+        return expected_name(self.model, variant.version)
+
+
+class VariantStatus(StatusModel):
+    name: str
+    version: str
+    model_version: str | None = None
+    desired_weight: int = Field(ge=0, le=100)
+    effective_weight: int = Field(ge=0, le=100)
+    mirror: bool | None = None
+    replicas: int | None = None
+    ready_replicas: int = 0
+    artifact_verified: bool = False
+    stage: str | None = None
+    eligible: bool = False
+    reason: str | None = None
+    message: str | None = None
+    digest: str | None = None
+
+
+class ModelEndpointStatus(StatusModel):
+    observed_generation: int | None = None
+    conditions: list[Condition] = Field(default_factory=list, json_schema_extra=CONDITIONS_LIST_EXTRA)
+    variants: list[VariantStatus] = Field(default_factory=list)
+    effective_weights: dict[str, int] = Field(
+        default_factory=dict, description="Weights the routes carry now (variant -> weight)."
+    )
+    traffic: str | None = Field(default=None, description="Summary for kubectl, e.g. 'stable=90,canary=10'.")
+    router: str | None = None
+
+
+class ModelEndpoint(ApiModel):
+    model_config = ApiModel.model_config | {"extra": "ignore"}
+
+    api_version: str = "modelversioning.io/v1alpha1"
+    kind: Literal["ModelEndpoint"] = "ModelEndpoint"
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    spec: ModelEndpointSpec
+    status: ModelEndpointStatus | None = None
+
+
+PRINTER_COLUMNS = [
+    {"name": "Model", "type": "string", "jsonPath": ".spec.model"},
+    {"name": "Traffic", "type": "string", "jsonPath": ".status.traffic"},
+    {"name": "Router", "type": "string", "jsonPath": ".spec.routing.router", "priority": 1},
+    {"name": "Ready", "type": "string", "jsonPath": '.status.conditions[?(@.type=="Ready")].status'},
+    {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+]
+
+ROOT_VALIDATIONS: list[dict[str, str]] = []

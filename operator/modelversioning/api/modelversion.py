@@ -1,0 +1,314 @@
+"""ModelVersion: one pinned, immutable version of one model, with its lineage."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from modelversioning.api.common import (
+    CONDITIONS_LIST_EXTRA,
+    DNS_LABEL,
+    GIT_SHA,
+    SHA256_HEX,
+    ApiModel,
+    Condition,
+    StatusModel,
+    cel,
+    validations,
+)
+from modelversioning.domain.semver import SEMVER_PATTERN, SemVer
+
+KIND = "ModelVersion"
+PLURAL = "modelversions"
+SINGULAR = "modelversion"
+SHORT_NAMES = ["mv"]
+
+StageName = Literal["candidate", "staging", "production", "archived"]
+
+# Fields of lineage that must be present before a version can reach production.
+PRODUCTION_LINEAGE = ("codeRepository", "codeCommit", "dataset", "trainedAt", "author", "framework")
+
+
+class SecretRef(ApiModel):
+    name: str = Field(max_length=253, description="Name of a Secret in the same namespace.")
+
+
+class Artifact(ApiModel):
+    uri: str = Field(
+        max_length=2048,
+        description="Where the model lives: s3://, gs://, http(s)://, file:// (a file or a directory/prefix).",
+        json_schema_extra=validations(
+            cel(
+                "self.matches('^[a-z][a-z0-9+.-]*://.+')",
+                "artifact.uri must be an absolute URI with a scheme, e.g. s3://bucket/models/fraud/2.3.8/",
+            )
+        ),
+    )
+    sha256: str = Field(
+        max_length=64,
+        description="sha256 of the file, or for a directory the sha256 of its manifest "
+        "(sorted lines 'relative/path <sha256 of file>').",
+        json_schema_extra=validations(
+            cel(f"self.matches('{SHA256_HEX}')", "artifact.sha256 must be 64 lowercase hex characters")
+        ),
+    )
+    size_bytes: int | None = Field(default=None, ge=0, description="Total size in bytes, if known.")
+    format: str | None = Field(default=None, max_length=63, description="e.g. onnx, safetensors, pickle.")
+    secret_ref: SecretRef | None = Field(
+        default=None,
+        description="Credentials for the artifact store, by reference only (keys such as "
+        "AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_ENDPOINT_URL).",
+    )
+
+    @field_validator("sha256")
+    @classmethod
+    def _sha(cls, v: str) -> str:
+        import re
+
+        if not re.match(SHA256_HEX, v):
+            raise ValueError("artifact.sha256 must be 64 lowercase hex characters")
+        return v
+
+
+class Dataset(ApiModel):
+    model_config = ApiModel.model_config | {
+        "json_schema_extra": validations(
+            cel("has(self.version) || has(self.sha256)", "lineage.dataset needs a version and/or a sha256")
+        )
+    }
+
+    name: str = Field(max_length=253)
+    version: str | None = Field(default=None, max_length=128)
+    sha256: str | None = Field(default=None, max_length=64, pattern=SHA256_HEX)
+    uri: str | None = Field(default=None, max_length=2048)
+
+    @model_validator(mode="after")
+    def _identity(self) -> Dataset:
+        if self.version is None and self.sha256 is None:
+            raise ValueError("lineage.dataset needs a version and/or a sha256")
+        return self
+
+
+Scalar = str | int | float | bool
+
+
+class Lineage(ApiModel):
+    code_repository: str | None = Field(default=None, max_length=2048)
+    code_commit: str = Field(
+        max_length=64,
+        description="Git commit of the training code (hex).",
+        json_schema_extra=validations(
+            cel(f"self.matches('{GIT_SHA}')", "lineage.codeCommit must be a hex git commit sha (7-64 chars)")
+        ),
+    )
+    dataset: Dataset
+    hyperparameters: dict[str, Scalar] = Field(default_factory=dict, max_length=256)
+    trained_at: str | None = Field(default=None, max_length=64, json_schema_extra={"format": "date-time"})
+    author: str | None = Field(default=None, max_length=256)
+    framework: str | None = Field(default=None, max_length=128)
+    environment: dict[str, str] = Field(
+        default_factory=dict,
+        max_length=64,
+        description="Training environment, e.g. python, cuda, baseImage (digest).",
+    )
+
+    @field_validator("code_commit")
+    @classmethod
+    def _commit(cls, v: str) -> str:
+        import re
+
+        if not re.match(GIT_SHA, v):
+            raise ValueError("lineage.codeCommit must be a hex git commit sha (7-64 chars)")
+        return v
+
+    @field_validator("trained_at")
+    @classmethod
+    def _rfc3339(cls, v: str | None) -> str | None:
+        if v is not None:
+            try:
+                parsed = datetime.fromisoformat(v)
+            except ValueError as e:
+                raise ValueError(f"lineage.trainedAt {v!r} is not an RFC 3339 timestamp") from e
+            if parsed.tzinfo is None:
+                raise ValueError(f"lineage.trainedAt {v!r} needs a time zone (e.g. Z)")
+        return v
+
+    def missing_for_production(self) -> list[str]:
+        data = self.to_k8s()
+        return [f"lineage.{f}" for f in PRODUCTION_LINEAGE if not data.get(f)]
+
+
+Quantity = int | str
+
+
+class Resources(ApiModel):
+    requests: dict[str, Quantity] = Field(default_factory=dict, max_length=16)
+    limits: dict[str, Quantity] = Field(default_factory=dict, max_length=16)
+
+
+class EnvVar(ApiModel):
+    name: str = Field(max_length=256, pattern=r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
+    value: str = Field(default="", max_length=4096)
+
+
+class Runtime(ApiModel):
+    image: str = Field(max_length=1024, description="Serving container image (pin by digest in production).")
+    command: list[str] = Field(default_factory=list, max_length=32)
+    args: list[str] = Field(default_factory=list, max_length=64)
+    port: int = Field(default=8080, ge=1, le=65535)
+    health_path: str | None = Field(
+        default=None, max_length=256, description="HTTP readiness path; a TCP check on the port when absent."
+    )
+    resources: Resources | None = None
+    env: list[EnvVar] = Field(default_factory=list, max_length=64)
+
+
+class TensorSpec(ApiModel):
+    name: str = Field(max_length=256)
+    dtype: str = Field(max_length=64)
+    shape: list[int] = Field(default_factory=list, max_length=16)
+
+
+class Signature(ApiModel):
+    inputs: list[TensorSpec] = Field(default_factory=list, max_length=256)
+    outputs: list[TensorSpec] = Field(default_factory=list, max_length=256)
+
+
+def _immutable(field: str, optional: bool = False) -> dict[str, str]:
+    rule = (
+        f"has(self.{field}) == has(oldSelf.{field}) && (!has(self.{field}) || self.{field} == oldSelf.{field})"
+        if optional
+        else f"self.{field} == oldSelf.{field}"
+    )
+    return cel(
+        rule,
+        message_expression=(
+            f"'ModelVersion ' + oldSelf.version + ' is immutable (spec.{field} changed); register a new version'"
+        ),
+        reason="FieldValueForbidden",
+    )
+
+
+_IMMUTABLE_RULES = [
+    _immutable("model"),
+    _immutable("version"),
+    _immutable("artifact"),
+    _immutable("lineage"),
+    _immutable("metrics"),
+    _immutable("runtime"),
+    _immutable("signature", optional=True),
+]
+
+
+class ModelVersionSpec(ApiModel):
+    model_config = ApiModel.model_config | {"json_schema_extra": validations(*_IMMUTABLE_RULES)}
+
+    model: str = Field(max_length=63, pattern=DNS_LABEL, description="Model name (DNS label).")
+    version: str = Field(
+        max_length=64,
+        description="Semantic version MAJOR.MINOR.PATCH[-prerelease]: MAJOR = breaking input/output "
+        "change, MINOR = retrain, PATCH = config/threshold.",
+        json_schema_extra=validations(
+            cel(
+                f"self.matches('{SEMVER_PATTERN}')",
+                "version must be a semantic version MAJOR.MINOR.PATCH[-prerelease] (lowercase, no build "
+                "metadata), e.g. 2.3.8",
+            )
+        ),
+    )
+    artifact: Artifact
+    lineage: Lineage
+    metrics: dict[str, float] = Field(
+        min_length=1, max_length=128, description="Evaluation metrics, e.g. auc, f1, latency_p99_ms."
+    )
+    runtime: Runtime
+    signature: Signature | None = None
+    stage: StageName = Field(
+        default="candidate",
+        description="Requested lifecycle stage; the operator moves status.stage when the gates pass.",
+    )
+    description: str | None = Field(default=None, max_length=4096)
+
+    @field_validator("version")
+    @classmethod
+    def _semver(cls, v: str) -> str:
+        SemVer.parse(v)
+        return v
+
+    @property
+    def semver(self) -> SemVer:
+        return SemVer.parse(self.version)
+
+
+class HistoryEntry(StatusModel):
+    from_: str | None = Field(default=None, alias="from", max_length=32)
+    to: str = Field(max_length=32)
+    at: str = Field(json_schema_extra={"format": "date-time"})
+    reason: str = Field(default="", max_length=1024)
+    actor: str = Field(default="", max_length=512)
+
+
+class VerifiedArtifact(StatusModel):
+    digest: str = Field(max_length=64)
+    size_bytes: int | None = Field(default=None, ge=0)
+    files: int | None = Field(default=None, ge=0)
+    verified_at: str = Field(json_schema_extra={"format": "date-time"})
+
+
+class ServedBy(StatusModel):
+    endpoint: str = Field(max_length=253)
+    variant: str = Field(max_length=63)
+    weight: int = Field(ge=0, le=100)
+    mirror: bool | None = None
+
+
+class ModelVersionStatus(StatusModel):
+    observed_generation: int | None = None
+    conditions: list[Condition] = Field(default_factory=list, json_schema_extra=CONDITIONS_LIST_EXTRA)
+    stage: StageName | None = None
+    history: list[HistoryEntry] = Field(default_factory=list)
+    artifact: VerifiedArtifact | None = None
+    served_by: list[ServedBy] = Field(default_factory=list)
+
+
+class ModelVersion(ApiModel):
+    model_config = ApiModel.model_config | {"extra": "ignore"}
+
+    api_version: str = "modelversioning.io/v1alpha1"
+    kind: Literal["ModelVersion"] = "ModelVersion"
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    spec: ModelVersionSpec
+    status: ModelVersionStatus | None = None
+
+    @model_validator(mode="after")
+    def _name(self) -> ModelVersion:
+        name = self.metadata.get("name")
+        want = expected_name(self.spec.model, self.spec.version)
+        if name is not None and name != want:
+            raise ValueError(f"metadata.name must be {want!r} (<model>-v<version>), got {name!r}")
+        return self
+
+
+def expected_name(model: str, version: str) -> str:
+    return f"{model}-v{version}"
+
+
+PRINTER_COLUMNS = [
+    {"name": "Model", "type": "string", "jsonPath": ".spec.model"},
+    {"name": "Version", "type": "string", "jsonPath": ".spec.version"},
+    {"name": "Stage", "type": "string", "jsonPath": ".status.stage"},
+    {"name": "Requested", "type": "string", "jsonPath": ".spec.stage", "priority": 1},
+    {"name": "Verified", "type": "string", "jsonPath": '.status.conditions[?(@.type=="ArtifactVerified")].status'},
+    {"name": "Digest", "type": "string", "jsonPath": ".spec.artifact.sha256", "priority": 1},
+    {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+]
+
+ROOT_VALIDATIONS = [
+    cel(
+        "self.metadata.name == self.spec.model + '-v' + self.spec.version",
+        message_expression="'metadata.name must be ' + self.spec.model + '-v' + self.spec.version + "
+        "' (<model>-v<version>), so that a model version is unique in its namespace'",
+    )
+]

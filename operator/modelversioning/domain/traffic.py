@@ -1,0 +1,114 @@
+"""Traffic-split rules: validation of declared weights and the effective split.
+
+A variant's declared weight takes effect only once the variant is eligible
+(artifact verified, stage reached, Deployment available). Until then its share
+stays with the eligible variants; with none eligible, the last effective split
+is kept rather than dropping traffic.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from modelversioning.domain.semver import SemVer
+
+TOTAL = 100
+
+
+@dataclass(frozen=True)
+class VariantInput:
+    name: str
+    version: str
+    desired: int
+    eligible: bool
+
+
+@dataclass(frozen=True)
+class Split:
+    weights: dict[str, int]  # variant name -> effective weight; sums to 100 unless empty
+    held: bool  # True when nothing is eligible and the previous split was kept
+    reason: str
+    message: str
+
+
+def validate_declared(
+    variants: Sequence[tuple[str, str, int]], mirror: str | None, allow_major_mix: bool
+) -> list[str]:
+    """Problems with a declared split: (name, version, weight) per variant. Empty list when valid.
+
+    The API server enforces most of these through CEL; the operator checks them
+    again so that objects admitted before a rule existed get a clear condition.
+    """
+    problems: list[str] = []
+    names = [n for n, _, _ in variants]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        problems.append(f"variant names must be unique: {', '.join(dupes)}")
+    if mirror is not None and mirror not in names:
+        problems.append(f"mirror refers to unknown variant {mirror!r}")
+    live = [(n, v, w) for n, v, w in variants if n != mirror]
+    total = sum(w for _, _, w in live)
+    if live and total != TOTAL:
+        problems.append(f"weights of the live variants add up to {total}, not {TOTAL}")
+    if not allow_major_mix:
+        majors = {}
+        for n, v, w in live:
+            if w > 0:
+                try:
+                    majors.setdefault(SemVer.parse(v).major, []).append(f"{n}={v}")
+                except ValueError:
+                    continue
+        if len(majors) > 1:
+            parts = "; ".join(f"v{m}: {', '.join(vs)}" for m, vs in sorted(majors.items()))
+            problems.append(
+                "traffic is split across incompatible MAJOR versions "
+                f"({parts}); set allowMajorVersionMix: true to allow it"
+            )
+    return problems
+
+
+def _apportion(base: Mapping[str, int | float], order: Sequence[str]) -> dict[str, int]:
+    """Scale non-negative shares to integers summing to TOTAL (largest remainder, stable order)."""
+    total = sum(base.values())
+    if total <= 0:
+        return {}
+    exact = {n: base[n] * TOTAL / total for n in order if n in base}
+    floors = {n: int(x) for n, x in exact.items()}
+    rest = TOTAL - sum(floors.values())
+    by_remainder = sorted(exact, key=lambda n: (-(exact[n] - floors[n]), order.index(n)))
+    for n in by_remainder[:rest]:
+        floors[n] += 1
+    return floors
+
+
+def effective_split(variants: Sequence[VariantInput], previous: Mapping[str, int] | None) -> Split:
+    order = [v.name for v in variants]
+    eligible = [v for v in variants if v.eligible]
+    prev = {k: int(w) for k, w in (previous or {}).items() if w > 0}
+    if not eligible:
+        if prev:
+            return Split(
+                dict(prev),
+                True,
+                "NoEligibleVariant",
+                "no variant is ready to take traffic; keeping the last effective weights",
+            )
+        return Split({}, True, "NoEligibleVariant", "no variant is ready to take traffic yet")
+    base: dict[str, int | float] = {v.name: v.desired for v in eligible if v.desired > 0}
+    reason, message = "AsDeclared", "effective weights match the declared weights"
+    if not base:
+        # Every eligible variant was declared at 0 (e.g. blue/green switch to a
+        # variant that is not ready): traffic stays where it was among them.
+        base = {v.name: prev[v.name] for v in eligible if prev.get(v.name, 0) > 0}
+        reason = "HeldOnReadyVariants"
+        message = "declared variants are not ready; traffic stays with the ready variants"
+        if not base:
+            base = {v.name: 1 for v in eligible}
+    weights = _apportion(base, order)
+    full = {v.name: weights.get(v.name, 0) for v in variants}
+    if reason == "AsDeclared" and any(full[v.name] != v.desired for v in variants):
+        waiting = [v.name for v in variants if not v.eligible and v.desired > 0]
+        reason = "WaitingForVariants"
+        message = "traffic of " + ", ".join(waiting) + " stays with the ready variants until they are eligible"
+    return Split(full, False, reason, message)
