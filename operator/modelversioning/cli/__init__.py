@@ -1,0 +1,1 @@
+"""Entry points: the operator (`modelversioning-operator run`) and the `kubectl models` plugin."""

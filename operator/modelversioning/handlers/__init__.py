@@ -1,0 +1,2 @@
+"""Thin kopf wiring around the reconcilers. Importing `modelversioning.handlers.wiring`
+registers the handlers with kopf."""

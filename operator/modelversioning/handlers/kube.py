@@ -1,0 +1,163 @@
+"""The few Kubernetes API calls the reconcilers make, behind one small class.
+
+Writes are server-side apply with one field manager (children), merge patches
+of status (our own objects) and Events. Reads come from the watch-fed Store;
+the only direct GETs are Secrets (credentials, read at verification time).
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import os
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from kubernetes import client, config
+from kubernetes.client.rest import ApiException
+
+from modelversioning import metrics
+
+log = logging.getLogger(__name__)
+
+FIELD_MANAGER = "modelversioning-operator"
+
+
+@dataclass(frozen=True)
+class Resource:
+    group: str
+    version: str
+    plural: str
+    kind: str
+
+    @property
+    def api_version(self) -> str:
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+    def path(self, namespace: str, name: str | None = None, sub: str | None = None) -> str:
+        base = f"/apis/{self.group}/{self.version}" if self.group else f"/api/{self.version}"
+        p = f"{base}/namespaces/{namespace}/{self.plural}"
+        if name:
+            p += f"/{name}"
+        if sub:
+            p += f"/{sub}"
+        return p
+
+
+DEPLOYMENT = Resource("apps", "v1", "deployments", "Deployment")
+SERVICE = Resource("", "v1", "services", "Service")
+SECRET = Resource("", "v1", "secrets", "Secret")
+EVENT = Resource("", "v1", "events", "Event")
+MODELVERSION = Resource("modelversioning.io", "v1alpha1", "modelversions", "ModelVersion")
+MODELENDPOINT = Resource("modelversioning.io", "v1alpha1", "modelendpoints", "ModelEndpoint")
+VIRTUALSERVICE = Resource("networking.istio.io", "v1", "virtualservices", "VirtualService")
+HTTPROUTE = Resource("gateway.networking.k8s.io", "v1", "httproutes", "HTTPRoute")
+BY_KIND = {r.kind: r for r in (DEPLOYMENT, SERVICE, SECRET, MODELVERSION, MODELENDPOINT, VIRTUALSERVICE, HTTPROUTE)}
+
+
+class Conflict(Exception):
+    pass
+
+
+def load_api_client() -> client.ApiClient:
+    try:
+        config.load_incluster_config()
+    except config.ConfigException:
+        config.load_kube_config(config_file=os.environ.get("KUBECONFIG"))
+    cfg = client.Configuration.get_default_copy()
+    cfg.connection_pool_maxsize = 16
+    return client.ApiClient(cfg)
+
+
+class Kube:
+    def __init__(self, api: client.ApiClient, component: str = FIELD_MANAGER) -> None:
+        self.api = api
+        self.component = component
+
+    def _call(self, method: str, path: str, body: Any = None, *, content_type: str | None = None,
+              query: list[tuple[str, Any]] | None = None) -> Any:
+        headers = {"Accept": "application/json"}
+        if content_type:
+            headers["Content-Type"] = content_type
+        try:
+            data = self.api.call_api(
+                path, method, query_params=query or [], header_params=headers, body=body,
+                response_type="object", auth_settings=["BearerToken"], _return_http_data_only=True,
+                _preload_content=True,
+            )
+        except ApiException as e:
+            if e.status == 409:
+                raise Conflict(f"{method} {path}: conflict") from e
+            raise
+        return data
+
+    def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
+        res = BY_KIND[obj["kind"]]
+        md = obj["metadata"]
+        out = self._call(
+            "PATCH", res.path(md["namespace"], md["name"]), obj,
+            content_type="application/apply-patch+yaml",
+            query=[("fieldManager", FIELD_MANAGER), ("force", "true")],
+        )
+        metrics.CHILD_WRITES.labels(obj["kind"], "apply").inc()
+        return dict(out)
+
+    def delete(self, res: Resource, namespace: str, name: str) -> bool:
+        try:
+            self._call("DELETE", res.path(namespace, name), {"propagationPolicy": "Background"})
+        except ApiException as e:
+            if e.status == 404:
+                return False
+            raise
+        metrics.CHILD_WRITES.labels(res.kind, "delete").inc()
+        return True
+
+    def patch_status(self, res: Resource, namespace: str, name: str, status: dict[str, Any],
+                     old_status: dict[str, Any] | None) -> None:
+        patch: dict[str, Any] = dict(status)
+        for k in old_status or {}:
+            if k not in patch:
+                patch[k] = None  # merge patch: remove keys we no longer report
+        self._call("PATCH", res.path(namespace, name, "status"), {"status": patch},
+                   content_type="application/merge-patch+json")
+
+    def set_finalizers(self, res: Resource, namespace: str, name: str, finalizers: list[str],
+                       resource_version: str) -> None:
+        body = {"metadata": {"finalizers": finalizers, "resourceVersion": resource_version}}
+        self._call("PATCH", res.path(namespace, name), body, content_type="application/merge-patch+json")
+
+    def read_secret(self, namespace: str, name: str) -> dict[str, str]:
+        data = self._call("GET", SECRET.path(namespace, name))
+        raw = data.get("data") or {}
+        return {k: base64.b64decode(v).decode() for k, v in raw.items()}
+
+    def event(self, involved: dict[str, Any], type_: str, reason: str, message: str) -> None:
+        md = involved.get("metadata", {})
+        now = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+        ev = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"generateName": f"{md.get('name', 'object')}.", "namespace": md.get("namespace")},
+            "involvedObject": {
+                "apiVersion": involved.get("apiVersion"),
+                "kind": involved.get("kind"),
+                "name": md.get("name"),
+                "namespace": md.get("namespace"),
+                "uid": md.get("uid"),
+                "resourceVersion": md.get("resourceVersion"),
+            },
+            "reason": reason,
+            "message": message[:1024],
+            "type": type_,
+            "source": {"component": self.component},
+            "reportingComponent": self.component,
+            "reportingInstance": os.environ.get("HOSTNAME", self.component),
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+        }
+        try:
+            self._call("POST", EVENT.path(md.get("namespace", "default")), ev)
+        except ApiException as e:  # an Event that cannot be posted must not fail the reconcile
+            log.warning("could not post Event %s on %s: %s", reason, md.get("name"), e.reason)

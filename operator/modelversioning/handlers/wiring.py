@@ -1,0 +1,191 @@
+"""kopf wiring: watch events feed the Store and a work queue; one reconcile path serves
+create, update, resume (the initial listing), related-object changes and the periodic
+drift check. Nothing here decides anything.
+
+Only watch-event handlers are used, so kopf writes no progress annotations onto
+user objects: the operator never edits a user's object except its status and
+our own finalizer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from typing import Any
+
+import kopf
+
+from modelversioning import metrics
+from modelversioning.api.common import GROUP, VERSION
+from modelversioning.api.settings import Settings
+from modelversioning.artifacts import make_verifier
+from modelversioning.handlers.kube import Kube, load_api_client
+from modelversioning.handlers.modelendpoint import ENDPOINT_LABEL, ModelEndpointReconciler
+from modelversioning.handlers.modelversion import ModelVersionReconciler
+from modelversioning.handlers.store import Store
+from modelversioning.handlers.workqueue import Key, WorkQueue
+
+log = logging.getLogger("modelversioning")
+
+MANAGED = {"app.kubernetes.io/managed-by": "modelversioning-operator"}
+
+
+class Operator:
+    """Everything the handlers share; created at startup."""
+
+    def __init__(self, settings: Settings, kube: Kube) -> None:
+        self.settings = settings
+        self.kube = kube
+        self.store = Store()
+        self.queue = WorkQueue(self._dispatch, workers=int(os.environ.get("MODELVERSIONING_WORKERS", "4")))
+        self.versions = ModelVersionReconciler(
+            kube, self.store, settings, make_verifier(settings.artifacts),
+            enqueue_endpoints=self._endpoints_of_model_threadsafe,
+            requeue=lambda ns, n: self.queue.add_threadsafe(("ModelVersion", ns, n)),
+        )
+        self.endpoints = ModelEndpointReconciler(kube, self.store, settings,
+                                                 enqueue_versions=self._versions_of_model_threadsafe)
+
+    def _dispatch(self, key: Key) -> None:
+        kind, ns, name = key
+        if kind == "ModelVersion":
+            self.versions.reconcile(ns, name)
+        else:
+            self.endpoints.reconcile(ns, name)
+
+    def endpoints_of_model(self, namespace: str, model: str) -> None:
+        for (ns, name), body in self.store.items("ModelEndpoint", namespace):
+            if (body.get("spec") or {}).get("model") == model:
+                self.queue.add(("ModelEndpoint", ns, name))
+
+    def versions_of_model(self, namespace: str, model: str) -> None:
+        for (ns, name), body in self.store.items("ModelVersion", namespace):
+            if (body.get("spec") or {}).get("model") == model:
+                self.queue.add(("ModelVersion", ns, name))
+
+    def _endpoints_of_model_threadsafe(self, namespace: str, model: str) -> None:
+        assert self.queue._loop is not None
+        self.queue._loop.call_soon_threadsafe(self.endpoints_of_model, namespace, model)
+
+    def _versions_of_model_threadsafe(self, namespace: str, model: str) -> None:
+        assert self.queue._loop is not None
+        self.queue._loop.call_soon_threadsafe(self.versions_of_model, namespace, model)
+
+    def update_version_gauges(self) -> None:
+        counts: dict[tuple[str, str, str], int] = {}
+        for (ns, _), body in self.store.items("ModelVersion"):
+            stage = (body.get("status") or {}).get("stage") or "unknown"
+            k = (ns, (body.get("spec") or {}).get("model", ""), stage)
+            counts[k] = counts.get(k, 0) + 1
+        metrics.VERSIONS.clear()
+        for (ns, model, stage), n in counts.items():
+            metrics.VERSIONS.labels(ns, model, stage).set(n)
+
+
+OP: Operator | None = None
+
+
+def _op() -> Operator:
+    if OP is None:
+        raise kopf.TemporaryError("operator is starting", delay=1)
+    return OP
+
+
+@kopf.on.startup()
+async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
+    global OP
+    cfg = Settings.load()
+    settings.persistence.finalizer = "modelversioning.io/kopf-finalizer"
+    settings.posting.level = logging.WARNING
+    settings.watching.server_timeout = int(os.environ.get("MODELVERSIONING_WATCH_TIMEOUT", "600"))
+    settings.watching.client_timeout = settings.watching.server_timeout + 30
+    OP = Operator(cfg, Kube(load_api_client()))
+    OP.queue.start()
+    asyncio.create_task(_resync_loop(OP))
+    port = os.environ.get("MODELVERSIONING_METRICS_PORT")
+    if port:
+        metrics.serve(int(port))
+    log.info("modelversioning operator started (routers: %s)", ", ".join(cfg.serving.enabled_routers))
+
+
+@kopf.on.cleanup()
+async def cleanup(**_: Any) -> None:
+    if OP is not None:
+        await OP.queue.stop()
+
+
+async def _resync_loop(op: Operator) -> None:
+    """Periodic drift check: re-run every reconcile from the watch cache (no API reads)."""
+    while True:
+        await asyncio.sleep(op.settings.serving.drift_check_seconds)
+        for (ns, name), _ in op.store.items("ModelEndpoint"):
+            op.queue.add(("ModelEndpoint", ns, name))
+        for (ns, name), _ in op.store.items("ModelVersion"):
+            op.queue.add(("ModelVersion", ns, name))
+        op.update_version_gauges()
+
+
+def _track(kind: str, event: dict[str, Any], body: kopf.Body) -> tuple[str, str, bool]:
+    op = _op()
+    md = body.get("metadata", {})
+    ns, name = md.get("namespace", ""), md.get("name", "")
+    if event.get("type") == "DELETED":
+        op.store.delete(kind, ns, name)
+        return ns, name, False
+    op.store.upsert(kind, dict(_plain(body)))
+    return ns, name, True
+
+
+def _plain(body: Any) -> Any:
+    if isinstance(body, dict) or hasattr(body, "items"):
+        return {k: _plain(v) for k, v in body.items()}
+    if isinstance(body, list):
+        return [_plain(v) for v in body]
+    return body
+
+
+@kopf.on.event(GROUP, VERSION, "modelversions")
+async def modelversion_event(event: dict[str, Any], body: kopf.Body, **_: Any) -> None:
+    op = _op()
+    ns, name, _alive = _track("ModelVersion", event, body)
+    op.queue.add(("ModelVersion", ns, name))
+    op.endpoints_of_model(ns, body.get("spec", {}).get("model", ""))
+
+
+@kopf.on.event(GROUP, VERSION, "modelendpoints")
+async def modelendpoint_event(event: dict[str, Any], body: kopf.Body, **_: Any) -> None:
+    op = _op()
+    ns, name, alive = _track("ModelEndpoint", event, body)
+    op.queue.add(("ModelEndpoint", ns, name))
+    if not alive:
+        op.versions_of_model(ns, body.get("spec", {}).get("model", ""))
+
+
+def _child_event(kind: str) -> Any:
+    async def handler(event: dict[str, Any], body: kopf.Body, **_: Any) -> None:
+        op = _op()
+        ns, _name, _alive = _track(kind, event, body)
+        owner = (body.get("metadata", {}).get("labels") or {}).get(ENDPOINT_LABEL)
+        if owner:
+            op.queue.add(("ModelEndpoint", ns, owner))
+
+    handler.__name__ = f"{kind.lower()}_event"
+    return handler
+
+
+def register_children(settings: Settings) -> None:
+    """Watch only our own children (label selector), and only route kinds whose router is enabled."""
+    kopf.on.event("apps", "v1", "deployments", labels=MANAGED, id="deployment_event")(_child_event("Deployment"))
+    kopf.on.event("", "v1", "services", labels=MANAGED, id="service_event")(_child_event("Service"))
+    if "istio" in settings.serving.enabled_routers:
+        kopf.on.event("networking.istio.io", "v1", "virtualservices", labels=MANAGED,
+                      id="virtualservice_event")(_child_event("VirtualService"))
+    if "gatewayAPI" in settings.serving.enabled_routers:
+        kopf.on.event("gateway.networking.k8s.io", "v1", "httproutes", labels=MANAGED,
+                      id="httproute_event")(_child_event("HTTPRoute"))
+
+
+@kopf.on.probe(id="queue")
+def queue_depth(**_: Any) -> int:
+    return OP.queue.pending() if OP else -1

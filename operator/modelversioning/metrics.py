@@ -1,0 +1,85 @@
+"""Prometheus metrics, all prefixed modelversioning_.
+
+Served by the operator on --metrics-port (default 8080) at /metrics.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+VERSIONS = Gauge(
+    "modelversioning_model_versions",
+    "ModelVersions per namespace, model and stage in effect",
+    ["namespace", "model", "stage"],
+    registry=REGISTRY,
+)
+TRANSITIONS = Counter(
+    "modelversioning_stage_transitions_total",
+    "Stage transitions made (or blocked) by the operator",
+    ["namespace", "model", "from_stage", "to_stage", "result"],
+    registry=REGISTRY,
+)
+VERIFICATIONS = Counter(
+    "modelversioning_artifact_verifications_total",
+    "Artifact verifications by result reason",
+    ["namespace", "model", "result"],
+    registry=REGISTRY,
+)
+BYTES_HASHED = Counter(
+    "modelversioning_artifact_bytes_hashed_total", "Bytes of artifacts hashed", ["namespace"], registry=REGISTRY
+)
+VERIFY_SECONDS = Histogram(
+    "modelversioning_artifact_verification_duration_seconds",
+    "Time to fetch and hash an artifact",
+    ["namespace"],
+    buckets=(0.05, 0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800),
+    registry=REGISTRY,
+)
+EFFECTIVE_WEIGHT = Gauge(
+    "modelversioning_endpoint_effective_weight",
+    "Share of live traffic (0-100) each variant of an endpoint receives now",
+    ["namespace", "endpoint", "model", "variant", "version"],
+    registry=REGISTRY,
+)
+DESIRED_WEIGHT = Gauge(
+    "modelversioning_endpoint_desired_weight",
+    "Declared share of live traffic (0-100) per variant",
+    ["namespace", "endpoint", "model", "variant", "version"],
+    registry=REGISTRY,
+)
+RECONCILE_SECONDS = Histogram(
+    "modelversioning_reconcile_duration_seconds",
+    "Duration of one reconcile cycle",
+    ["kind"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+    registry=REGISTRY,
+)
+RECONCILE_ERRORS = Counter(
+    "modelversioning_reconcile_errors_total", "Reconcile cycles that failed", ["kind", "reason"], registry=REGISTRY
+)
+ROUTE_UPDATES = Counter(
+    "modelversioning_route_updates_total",
+    "Writes to generated routes (VirtualService/HTTPRoute)",
+    ["namespace", "endpoint", "router"],
+    registry=REGISTRY,
+)
+CHILD_WRITES = Counter(
+    "modelversioning_child_writes_total",
+    "Writes to generated children (Deployment, Service, route) by kind and action",
+    ["kind", "action"],
+    registry=REGISTRY,
+)
+
+
+def serve(port: int, addr: str = "0.0.0.0") -> None:
+    start_http_server(port, addr=addr, registry=REGISTRY)
+
+
+def forget_endpoint(namespace: str, endpoint: str) -> None:
+    """Drop per-variant series of a deleted endpoint (bounded cardinality)."""
+    for g in (EFFECTIVE_WEIGHT, DESIRED_WEIGHT):
+        for labels in list(g._metrics):  # noqa: SLF001 - prometheus_client has no public API for this
+            if labels[0] == namespace and labels[1] == endpoint:
+                g.remove(*labels)
