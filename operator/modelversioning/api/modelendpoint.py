@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -78,8 +78,10 @@ class Routing(ApiModel):
     }
 
     router: RouterName = Field(default="none", description="istio (VirtualService), gatewayAPI (HTTPRoute) or none.")
-    hosts: list[str] = Field(default_factory=list, max_length=16, json_schema_extra={"items": {"maxLength": 253}})
-    gateways: list[str] = Field(default_factory=list, max_length=16, description="Istio gateways (istio router).")
+    hosts: list[Annotated[str, Field(max_length=253)]] = Field(default_factory=list, max_length=16)
+    gateways: list[Annotated[str, Field(max_length=253)]] = Field(
+        default_factory=list, max_length=16, description="Istio gateways (istio router)."
+    )
     parent_refs: list[ParentRef] = Field(default_factory=list, max_length=16, description="Gateway API parents.")
 
 
@@ -96,8 +98,7 @@ class ModelEndpointSpec(ApiModel):
             ),
             cel(
                 f"{_LIVE}.map(v, v.weight).sum() == 100",
-                message_expression="'weights of the live (non-mirror) variants must add up to 100, got ' + "
-                f"string({_LIVE}.map(v, v.weight).sum())",
+                "weights of the live (non-mirror) variants must add up to 100",
                 field_path=".variants",
             ),
             cel(

@@ -43,13 +43,15 @@ def run(
         del os.environ["MODELVERSIONING_METRICS_PORT"]
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not verbose:
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     settings = Settings.load()
     wiring.register_children(settings)
     if not all_namespaces and not namespace:
         all_namespaces = True
     kopf.run(
         clusterwide=all_namespaces,
-        namespaces=namespace or None,
+        namespaces=namespace or [],
         standalone=peering is None,
         peering_name=peering,
         liveness_endpoint=liveness or None,

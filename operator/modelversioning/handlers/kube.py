@@ -8,6 +8,7 @@ the only direct GETs are Secrets (credentials, read at verification time).
 from __future__ import annotations
 
 import base64
+import json
 import logging
 import os
 from dataclasses import dataclass
@@ -81,16 +82,24 @@ class Kube:
         if content_type:
             headers["Content-Type"] = content_type
         try:
-            data = self.api.call_api(
+            if hasattr(self.api, "param_serialize"):  # kubernetes client >= 33 (new generator)
+                m, url, hdrs, data, _ = self.api.param_serialize(
+                    method=method, resource_path=path, query_params=query or [], header_params=headers,
+                    body=body, auth_settings=["BearerToken"])
+                resp = self.api.call_api(m, url, header_params=hdrs, body=data, _request_timeout=60)
+                resp.read()
+                if not 200 <= resp.status < 300:
+                    raise ApiException(http_resp=resp)
+                return json.loads(resp.data) if resp.data else {}
+            return self.api.call_api(  # older clients
                 path, method, query_params=query or [], header_params=headers, body=body,
                 response_type="object", auth_settings=["BearerToken"], _return_http_data_only=True,
-                _preload_content=True,
+                _preload_content=True, _request_timeout=60,
             )
         except ApiException as e:
             if e.status == 409:
                 raise Conflict(f"{method} {path}: conflict") from e
             raise
-        return data
 
     def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
         res = BY_KIND[obj["kind"]]

@@ -39,7 +39,7 @@ from modelversioning.render import (
     render_deployment,
     render_service,
 )
-from modelversioning.render.routers import ROUTERS, UnknownRouter, get_router
+from modelversioning.render.routers import UnknownRouter, get_router, router_names
 
 log = logging.getLogger(__name__)
 
@@ -148,14 +148,17 @@ class ModelEndpointReconciler:
         applied_route = False
         if route_ok:
             try:
-                if router_name not in self.settings.serving.enabled_routers:
-                    raise UnknownRouter(f"router {router_name!r} is not enabled in this operator "
-                                        f"(enabled: {', '.join(self.settings.serving.enabled_routers)})")
                 router = get_router(router_name)
+                if router_name not in self.settings.serving.enabled_routers:
+                    raise UnknownRouter(router_name, self.settings.serving.enabled_routers)
             except UnknownRouter as e:
-                route_ok, route_msg = False, str(e)
+                disabled = router_name in router_names()
+                route_msg = (f"router {router_name!r} is not enabled in this operator (enabled: "
+                             f"{', '.join(self.settings.serving.enabled_routers)})" if disabled else str(e))
+                route_ok = False
                 weights = previous
-                conds.append(Cond("Degraded", TRUE, "UnknownRouter", f"{e}; existing routes are left unchanged"))
+                conds.append(Cond("Degraded", TRUE, "RouterDisabled" if disabled else "UnknownRouter",
+                                  f"{route_msg}; existing routes are left unchanged"))
             else:
                 mirror_target = None
                 mirror_state = next((s for s in states if s.variant.name == mirror_name), None)
@@ -173,8 +176,7 @@ class ModelEndpointReconciler:
                         if applied_route:
                             metrics.ROUTE_UPDATES.labels(namespace, name, router_name).inc()
                     route_msg = router.describe()
-                self._delete_other_routes(namespace, name, keep_kind=getattr(router, "kind", None)
-                                          if router_name != "none" else None)
+                self._delete_other_routes(namespace, name, keep_kind=router.kind or None)
 
         # 3. garbage: variants gone from the spec -------------------------------------------------
         routed_now = set(weights) if route_ok else set(previous)
@@ -353,8 +355,10 @@ class ModelEndpointReconciler:
                 if ((b.get("metadata") or {}).get("labels") or {}).get(ENDPOINT_LABEL) == endpoint]
 
     def _delete_other_routes(self, namespace: str, endpoint: str, keep_kind: str | None) -> None:
-        for r in ROUTERS.values():
-            kind = getattr(r, "kind", None)
+        for rname in router_names():
+            if rname not in self.settings.serving.enabled_routers:
+                continue  # not watched: nothing of that kind in the store
+            kind = get_router(rname).kind
             if not kind or kind == keep_kind:
                 continue
             for obj in self._owned(kind, namespace, endpoint):

@@ -20,7 +20,8 @@ from pydantic import ValidationError
 from modelversioning import metrics
 from modelversioning.api.common import REASON_ANNOTATION, REQUESTED_BY_ANNOTATION
 from modelversioning.api.modelversion import ModelVersionSpec
-from modelversioning.api.settings import Settings
+from modelversioning.api.settings import ArtifactPolicy, Settings
+from modelversioning.artifacts import verify_artifact
 from modelversioning.domain import conditions as cond
 from modelversioning.domain.conditions import FALSE, TRUE, UNKNOWN, Cond
 from modelversioning.domain.stages import GateFacts, Stage, StageGraph, decide_transition
@@ -59,6 +60,30 @@ class _Attempt:
     failures: int = 0
     not_before: float = 0.0
     started: float = 0.0
+
+
+@dataclass
+class Outcome:
+    reason: str
+    message: str
+    transient: bool
+    actual: str | None = None
+    size_bytes: int | None = None
+    files: int | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.reason == "Verified"
+
+
+def make_verifier(policy: ArtifactPolicy) -> Verifier:
+    """The production verifier: stream + hash through modelversioning.artifacts."""
+
+    def verify(uri: str, sha256: str, secret: dict[str, str] | None) -> VerifyOutcome:
+        r = verify_artifact(uri, sha256, policy=policy, secret_data=secret)
+        return Outcome(str(r.reason.value), r.message, r.transient, r.actual, r.size_bytes, r.files)
+
+    return verify
 
 
 def served_by(store: Store, namespace: str, model: str, version: str) -> list[dict[str, Any]]:
@@ -261,7 +286,8 @@ class ModelVersionReconciler:
                 stage_cond = Cond("StageTransition", UNKNOWN if waiting else FALSE, decision.reason,
                                   f"requested {requested}, staying in {current}: {decision.message}")
                 prev_st = cond.get(status.get("conditions"), "StageTransition")
-                if not waiting and (prev_st is None or prev_st.get("reason") != decision.reason):
+                if not waiting and (prev_st is None or prev_st.get("reason") != decision.reason
+                                    or prev_st.get("status") != FALSE):
                     events.append(("Warning", "StageTransitionBlocked", stage_cond.message))
                     metrics.TRANSITIONS.labels(namespace, spec.model, current.value, requested.value,
                                                "blocked").inc()

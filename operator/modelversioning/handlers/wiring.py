@@ -19,10 +19,9 @@ import kopf
 from modelversioning import metrics
 from modelversioning.api.common import GROUP, VERSION
 from modelversioning.api.settings import Settings
-from modelversioning.artifacts import make_verifier
 from modelversioning.handlers.kube import Kube, load_api_client
 from modelversioning.handlers.modelendpoint import ENDPOINT_LABEL, ModelEndpointReconciler
-from modelversioning.handlers.modelversion import ModelVersionReconciler
+from modelversioning.handlers.modelversion import ModelVersionReconciler, make_verifier
 from modelversioning.handlers.store import Store
 from modelversioning.handlers.workqueue import Key, WorkQueue
 

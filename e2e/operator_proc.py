@@ -1,0 +1,106 @@
+"""Run the operator as a subprocess against a ControlPlane (tests, demo, benchmarks)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+class OperatorProcess:
+    def __init__(
+        self,
+        kubeconfig: str | os.PathLike[str],
+        settings: dict[str, Any] | None = None,
+        metrics_port: int = 0,
+        extra_env: dict[str, str] | None = None,
+        namespaces: list[str] | None = None,
+    ) -> None:
+        self.kubeconfig = str(kubeconfig)
+        self.dir = Path(tempfile.mkdtemp(prefix="mv-operator-"))
+        self.config = self.dir / "config.yaml"
+        self.config.write_text(yaml.safe_dump(settings or {}))
+        self.log_path = self.dir / "operator.log"
+        self.metrics_port = metrics_port
+        self.extra_env = extra_env or {}
+        self.namespaces = namespaces
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._log: Any = None
+
+    def start(self, wait_ready: float = 60.0) -> OperatorProcess:
+        env = {
+            **os.environ,
+            "KUBECONFIG": self.kubeconfig,
+            "MODELVERSIONING_CONFIG": str(self.config),
+            "PYTHONUNBUFFERED": "1",
+            **self.extra_env,
+        }
+        args = [
+            sys.executable,
+            "-m",
+            "modelversioning",
+            "run",
+            "--liveness",
+            "",
+            "--metrics-port",
+            str(self.metrics_port),
+        ]
+        if self.namespaces:
+            for ns in self.namespaces:
+                args += ["--namespace", ns]
+        else:
+            args.append("--all-namespaces")
+        self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            args, env=env, stdout=self._log, stderr=subprocess.STDOUT, cwd=str(REPO), start_new_session=True
+        )
+        deadline = time.monotonic() + wait_ready
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"operator exited with {self.proc.returncode}:\n{self.logs()}")
+            if "modelversioning operator started" in self.logs(200):
+                return self
+            time.sleep(0.1)
+        raise RuntimeError(f"operator did not start within {wait_ready}s:\n{self.logs()}")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self.proc = None
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+    def logs(self, lines: int = 400) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def __enter__(self) -> OperatorProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,64 @@
+"""Model artifacts: URI policy, credentials by reference, and streaming sha256 verification.
+
+Digest format (part of the API; details and recipes in :mod:`modelversioning.artifacts.manifest`):
+
+* a file: ``sha256(bytes)``, as printed by ``sha256sum``;
+* a directory/prefix: ``sha256(manifest)``, where the manifest has one line per file,
+  ``"<relative/posix/path> <sha256hex>\\n"``, sorted by path (code point order), UTF-8.
+
+Entry points::
+
+    check_uri(uri, policy, *, endpoint_url=None) -> str | None           # refusal or None
+    storage_options(scheme, secret_data=None, *, env=None) -> dict        # fsspec options
+    verify_artifact(uri, expected_sha256, *, policy=None, secret_data=None, env=None,
+                    progress=None, dest=None) -> VerifyResult
+    await averify_artifact(...)  -> VerifyResult                          # same, in a thread
+    compute_digest(uri, *, policy=None, secret_data=None, env=None, progress=None) -> Digest
+    digest_local(path, *, max_workers=4, chunk_size=4 MiB, progress=None) -> Digest
+    manifest_text(entries) / manifest_digest(entries)                     # (path, sha256) pairs
+
+This package must not import kopf, kubernetes or the handler/CLI/render layers.
+"""
+
+from modelversioning.artifacts.credentials import CredentialsError, StoreAccess, storage_options, store_access
+from modelversioning.artifacts.errors import TRANSIENT_REASONS, ArtifactError, Reason
+from modelversioning.artifacts.manifest import manifest_digest, manifest_text
+from modelversioning.artifacts.policy import check_address, check_uri, endpoint_for
+from modelversioning.artifacts.redact import redact_text, redact_uri
+from modelversioning.artifacts.verify import (
+    Digest,
+    FileDigest,
+    ProgressCallback,
+    VerifyResult,
+    averify_artifact,
+    classify_exception,
+    compute_digest,
+    digest_local,
+    verify_artifact,
+)
+
+__all__ = [
+    "TRANSIENT_REASONS",
+    "ArtifactError",
+    "CredentialsError",
+    "Digest",
+    "FileDigest",
+    "ProgressCallback",
+    "Reason",
+    "StoreAccess",
+    "VerifyResult",
+    "averify_artifact",
+    "check_address",
+    "check_uri",
+    "classify_exception",
+    "compute_digest",
+    "digest_local",
+    "endpoint_for",
+    "manifest_digest",
+    "manifest_text",
+    "redact_text",
+    "redact_uri",
+    "storage_options",
+    "store_access",
+    "verify_artifact",
+]

@@ -1,0 +1,740 @@
+"""Streaming verification of model artifacts (any fsspec URI) against their sha256.
+
+Bytes are hashed while they are read, ``policy.chunk_size`` at a time; nothing is downloaded
+first. The digest of a directory/prefix is the sha256 of its manifest (see
+:mod:`modelversioning.artifacts.manifest`); its files are hashed in parallel
+(``policy.max_workers`` threads, at most one chunk in memory per thread).
+
+* A read is only ever reported as a digest when it was complete: the byte count is compared
+  with the size the store reported (when it reports one), and a stream that ends early (e.g.
+  HTTP Content-Length larger than the body) is FetchFailed.
+* ``dest`` (the init-container form) writes the bytes while hashing, to a temporary name inside
+  ``dest``; files are renamed into place only after the digest matched, and the partial output
+  is deleted otherwise. A file artifact lands at ``dest/<basename>``, a directory keeps its
+  relative paths under ``dest``.
+* Outcomes (:class:`~modelversioning.artifacts.errors.Reason`) and whether retrying may help:
+
+  ==============  =========  ==========================================================
+  Verified        --         the digest matched
+  DigestMismatch  no         the bytes are not the registered ones
+  NotFound        **yes**    nothing at the URI (yet): artifacts are often uploaded after
+                             the ModelVersion is registered, so the operator retries with
+                             backoff and says so in the message
+  AccessDenied    no         credentials missing/wrong (PermissionError, S3 403 /
+                             AccessDenied / InvalidAccessKeyId, HTTP 401/403)
+  FetchFailed     yes        network/store errors, timeouts, truncated reads
+  URIRefused      no         the URI policy refused the URI (or a redirect/address)
+  ==============  =========  ==========================================================
+
+Messages never contain credentials, URI user info or query strings (pre-signed URLs).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import re
+import secrets
+import shutil
+import stat
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any, Literal
+from urllib.parse import unquote, urlsplit
+
+from modelversioning.api.settings import ArtifactPolicy
+from modelversioning.artifacts.backends import open_filesystem
+from modelversioning.artifacts.credentials import SETTING_KEYS, CredentialsError, StoreAccess, store_access
+from modelversioning.artifacts.errors import (
+    TRANSIENT_REASONS,
+    ArtifactError,
+    Reason,
+    TruncatedReadError,
+    URIRefusedError,
+)
+from modelversioning.artifacts.manifest import check_relative_path, manifest_digest
+from modelversioning.artifacts.policy import check_uri, path_under_roots, resolve_file_path
+from modelversioning.artifacts.redact import redact_text, redact_uri
+
+ProgressCallback = Callable[[int, int | None], None]
+Kind = Literal["file", "directory"]
+
+_SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+NOT_FOUND_HINT = "the artifact may not have been uploaded yet; verification is retried"
+PARTIAL_PREFIX = ".mv-partial-"
+
+
+@dataclass(frozen=True)
+class FileDigest:
+    path: str  # relative posix path (a single-file artifact: its basename)
+    sha256: str
+    size_bytes: int
+
+
+@dataclass(frozen=True)
+class Digest:
+    """What an artifact hashes to. ``sha256`` is the file digest or the manifest digest."""
+
+    sha256: str
+    kind: Kind
+    size_bytes: int
+    files: int
+    entries: tuple[FileDigest, ...] = field(repr=False, default=())
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    """The outcome of one verification; safe to log, print and put in status (no secrets)."""
+
+    reason: Reason
+    uri: str  # redacted
+    expected: str
+    actual: str | None
+    size_bytes: int | None
+    files: int | None
+    duration_seconds: float
+    message: str
+    transient: bool
+    kind: Kind | None = None
+    written_to: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.reason is Reason.VERIFIED
+
+    @property
+    def outcome(self) -> str:
+        return self.reason.value
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "reason": self.reason.value,
+            "uri": self.uri,
+            "expected": self.expected,
+            "actual": self.actual,
+            "sizeBytes": self.size_bytes,
+            "files": self.files,
+            "kind": self.kind,
+            "durationSeconds": round(self.duration_seconds, 3),
+            "transient": self.transient,
+            "message": self.message,
+            "writtenTo": self.written_to,
+        }
+
+
+# ---------------------------------------------------------------------------------------------
+# public entry points
+
+
+def verify_artifact(
+    uri: str,
+    expected_sha256: str,
+    *,
+    policy: ArtifactPolicy | None = None,
+    secret_data: Mapping[str, str] | None = None,
+    env: Mapping[str, str] | None = None,
+    progress: ProgressCallback | None = None,
+    dest: str | os.PathLike[str] | None = None,
+) -> VerifyResult:
+    """Stream ``uri`` and compare its digest with ``expected_sha256``. Never raises for
+    fetch/policy problems (they are results); raises ValueError for a malformed expected digest.
+
+    ``secret_data``: decoded data of ``artifact.secretRef`` (None: the process environment, see
+    :mod:`~modelversioning.artifacts.credentials`). ``env`` replaces os.environ (tests).
+    ``progress(bytes_done, bytes_total_or_None)`` is called from worker threads, serialized.
+    ``dest``: also write the verified files under this directory (init-container form).
+    """
+    expected = expected_sha256.strip().lower()
+    if not _SHA256_RE.match(expected):
+        raise ValueError("expected sha256 must be 64 hex characters")
+    policy = policy or ArtifactPolicy()
+    start = time.monotonic()
+    shown = redact_uri(uri)
+    secret_values = _secret_values(secret_data)
+
+    def result(
+        reason: Reason,
+        message: str,
+        *,
+        transient: bool | None = None,
+        digest: Digest | None = None,
+        written_to: str | None = None,
+    ) -> VerifyResult:
+        return VerifyResult(
+            reason=reason,
+            uri=shown,
+            expected=expected,
+            actual=digest.sha256 if digest else None,
+            size_bytes=digest.size_bytes if digest else None,
+            files=digest.files if digest else None,
+            duration_seconds=time.monotonic() - start,
+            message=redact_text(message, secret_values),
+            transient=reason in TRANSIENT_REASONS if transient is None else transient,
+            kind=digest.kind if digest else None,
+            written_to=written_to,
+        )
+
+    writer = _Writer(Path(dest)) if dest is not None else None
+    try:
+        access = _access_for(uri, secret_data, env)
+        secret_values |= access.secret_values
+        digest = _digest(uri, access, policy, progress=progress, writer=writer)
+    except ArtifactError as e:
+        if writer:
+            writer.discard()
+        return result(e.reason, e.message, transient=e.transient)
+    except Exception as e:
+        if writer:
+            writer.discard()
+        reason, transient, detail = classify_exception(e)
+        return result(reason, _describe(reason, shown, detail), transient=transient)
+
+    size = _human_size(digest.size_bytes)
+    what = f"{digest.files} files, {size}" if digest.kind == "directory" else size
+    if digest.sha256 != expected:
+        if writer:
+            writer.discard()
+        return result(
+            Reason.DIGEST_MISMATCH,
+            f"{shown}: DigestMismatch: sha256 is {digest.sha256}, expected {expected} ({what})",
+            digest=digest,
+        )
+    written_to: str | None = None
+    if writer:
+        try:
+            written_to = str(writer.commit())
+        except OSError as e:
+            writer.discard()
+            return result(
+                Reason.FETCH_FAILED,
+                f"{shown}: verified, but moving the files into {dest} failed: {e}",
+                digest=digest,
+                transient=False,
+            )
+    return result(
+        Reason.VERIFIED,
+        f"{shown}: sha256 {digest.sha256} verified ({what})",
+        digest=digest,
+        written_to=written_to,
+    )
+
+
+async def averify_artifact(
+    uri: str,
+    expected_sha256: str,
+    *,
+    policy: ArtifactPolicy | None = None,
+    secret_data: Mapping[str, str] | None = None,
+    env: Mapping[str, str] | None = None,
+    progress: ProgressCallback | None = None,
+    dest: str | os.PathLike[str] | None = None,
+) -> VerifyResult:
+    """:func:`verify_artifact` in a worker thread, for async callers (kopf handlers).
+
+    Cancelling the awaiting task does not stop the thread; ``policy.timeout_seconds`` bounds it.
+    """
+    return await asyncio.to_thread(
+        verify_artifact,
+        uri,
+        expected_sha256,
+        policy=policy,
+        secret_data=secret_data,
+        env=env,
+        progress=progress,
+        dest=dest,
+    )
+
+
+def compute_digest(
+    uri: str,
+    *,
+    policy: ArtifactPolicy | None = None,
+    secret_data: Mapping[str, str] | None = None,
+    env: Mapping[str, str] | None = None,
+    progress: ProgressCallback | None = None,
+) -> Digest:
+    """The digest of ``uri`` (file sha256 or manifest digest). Raises :class:`ArtifactError`."""
+    policy = policy or ArtifactPolicy()
+    shown = redact_uri(uri)
+    access: StoreAccess | None = None
+    try:
+        access = _access_for(uri, secret_data, env)
+        return _digest(uri, access, policy, progress=progress, writer=None)
+    except ArtifactError:
+        raise
+    except Exception as e:
+        reason, transient, detail = classify_exception(e)
+        secrets_ = _secret_values(secret_data) | (access.secret_values if access else frozenset())
+        raise ArtifactError(
+            reason, redact_text(_describe(reason, shown, detail), secrets_), transient=transient
+        ) from None
+
+
+def digest_local(
+    path: str | os.PathLike[str],
+    *,
+    max_workers: int = 4,
+    chunk_size: int = 4 * 1024 * 1024,
+    progress: ProgressCallback | None = None,
+) -> Digest:
+    """The digest of a local file or directory (what ``artifact.sha256`` must be).
+
+    For ``kubectl models register``: no URI policy applies (it runs on the user's machine).
+    Raises :class:`ArtifactError` (e.g. NotFound).
+    """
+    real = Path(os.path.realpath(path))
+    policy = ArtifactPolicy(
+        allowed_schemes=["file"],
+        file_roots=["/"],
+        max_workers=max_workers,
+        chunk_size=chunk_size,
+        timeout_seconds=1e9,
+    )
+    uri = real.as_uri() + ("/" if real.is_dir() else "")
+    return compute_digest(uri, policy=policy, env={})
+
+
+def _secret_values(secret_data: Mapping[str, str] | None) -> frozenset[str]:
+    """Every Secret value that is not a known non-secret setting (endpoint, region...)."""
+    return frozenset(v for k, v in (secret_data or {}).items() if v and k not in SETTING_KEYS)
+
+
+# ---------------------------------------------------------------------------------------------
+# exception mapping
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    seen: set[int] = set()
+    todo: list[BaseException] = [exc]
+    while todo:
+        e = todo.pop(0)
+        if id(e) in seen:
+            continue
+        seen.add(id(e))
+        yield e
+        for nxt in (e.__cause__, e.__context__, getattr(e, "os_error", None)):
+            if isinstance(nxt, BaseException):
+                todo.append(nxt)
+
+
+_S3_DENIED = {
+    "AccessDenied",
+    "AllAccessDisabled",
+    "AccountProblem",
+    "ExpiredToken",
+    "Forbidden",
+    "InvalidAccessKeyId",
+    "InvalidToken",
+    "InvalidSecurity",
+    "NotSignedUp",
+    "RequestTimeTooSkewed",
+    "SignatureDoesNotMatch",
+    "XAdminUserNotFound",  # versitygw (with HTTP 404!) for an unknown access key
+    "401",
+    "403",
+}
+_S3_NOT_FOUND = {"NoSuchKey", "NoSuchBucket", "NotFound", "NoSuchVersion", "404"}
+
+
+def _client_error(e: BaseException) -> tuple[str, int | None] | None:
+    """(error code, HTTP status) of a botocore ClientError (duck-typed: botocore is optional)."""
+    response = getattr(e, "response", None)
+    if type(e).__name__ == "ClientError" and isinstance(response, dict):
+        error = response.get("Error") or {}
+        code = error.get("Code") if isinstance(error, dict) else None
+        status = (response.get("ResponseMetadata") or {}).get("HTTPStatusCode")
+        return str(code or status or ""), status if isinstance(status, int) else None
+    return None
+
+
+def _is_connection_problem(e: BaseException) -> bool:
+    import aiohttp
+
+    connection_errors = (
+        TimeoutError,
+        ConnectionError,
+        aiohttp.ClientConnectionError,
+        aiohttp.ClientPayloadError,
+    )
+    if isinstance(e, connection_errors):
+        return True
+    name = type(e).__name__
+    return name in {
+        "FSTimeoutError",
+        "EndpointConnectionError",
+        "ConnectTimeoutError",
+        "ReadTimeoutError",
+        "ConnectionClosedError",
+        "ResponseStreamingError",
+        "IncompleteReadError",
+        "gaierror",
+    }
+
+
+def classify_exception(exc: BaseException) -> tuple[Reason, bool, str]:
+    """(reason, transient, detail) for an exception raised while fetching.
+
+    FileNotFoundError -> NotFound, PermissionError / S3 403 / HTTP 401,403 -> AccessDenied,
+    anything else -> FetchFailed. The whole cause chain is inspected, because fsspec wraps
+    errors (e.g. HTTP turns every failed GET into FileNotFoundError).
+    """
+    import aiohttp
+
+    chain = list(_chain(exc))
+    for e in chain:
+        if isinstance(e, URIRefusedError):
+            return Reason.URI_REFUSED, False, e.message
+        if isinstance(e, ArtifactError):
+            return e.reason, e.transient, e.message
+        if isinstance(e, CredentialsError):
+            return Reason.ACCESS_DENIED, False, str(e)
+    for e in chain:
+        if isinstance(e, aiohttp.ClientResponseError):
+            detail = f"HTTP {e.status} {e.message}".strip()
+            if e.status in (401, 403):
+                return Reason.ACCESS_DENIED, False, detail
+            if e.status in (404, 410):
+                return Reason.NOT_FOUND, True, f"{detail}; {NOT_FOUND_HINT}"
+            return Reason.FETCH_FAILED, True, detail
+        client_error = _client_error(e)
+        if client_error is not None:
+            code, status = client_error
+            denied = code in _S3_DENIED or code.endswith("UserNotFound") or "AccessKey" in code
+            if denied or status in (401, 403):
+                return Reason.ACCESS_DENIED, False, _short(e)
+            if code in _S3_NOT_FOUND:
+                return Reason.NOT_FOUND, True, f"{_short(e)}; {NOT_FOUND_HINT}"
+            return Reason.FETCH_FAILED, True, _short(e)
+        if type(e).__name__ in ("NoCredentialsError", "PartialCredentialsError"):
+            return Reason.ACCESS_DENIED, False, "no usable credentials were found"
+    for e in chain:
+        if isinstance(e, TruncatedReadError):
+            return Reason.FETCH_FAILED, True, str(e)
+        if _is_connection_problem(e):
+            return Reason.FETCH_FAILED, True, _short(e) or "timed out"
+    for e in chain:
+        if isinstance(e, PermissionError):
+            return Reason.ACCESS_DENIED, False, _short(e)
+        if isinstance(e, FileNotFoundError):
+            return Reason.NOT_FOUND, True, f"not found; {NOT_FOUND_HINT}"
+    return Reason.FETCH_FAILED, True, _short(exc)
+
+
+def _short(e: BaseException) -> str:
+    text = str(e).strip() or type(e).__name__
+    if isinstance(e, OSError) and e.strerror and e.filename is None:
+        text = e.strerror
+    text = " ".join(text.split())  # one line, for conditions and logs
+    return text if len(text) <= 500 else text[:497] + "..."
+
+
+def _describe(reason: Reason, shown_uri: str, detail: str) -> str:
+    return f"{shown_uri}: {reason.value}: {detail}"
+
+
+def _human_size(n: int) -> str:
+    size = float(n)
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            return f"{n} bytes" if unit == "bytes" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} bytes"  # pragma: no cover
+
+
+# ---------------------------------------------------------------------------------------------
+# the work
+
+
+def _access_for(
+    uri: str, secret_data: Mapping[str, str] | None, env: Mapping[str, str] | None
+) -> StoreAccess:
+    scheme = urlsplit(uri).scheme.lower() if "://" in uri else ""
+    return store_access(scheme, secret_data, env=env)
+
+
+@dataclass
+class _Entry:
+    rel: str
+    path: str  # file-system path for fs.open
+    size: int | None
+
+
+@dataclass
+class _Plan:
+    fs: Any
+    kind: Kind
+    entries: list[_Entry]
+    open_kwargs: dict[str, Any]
+
+
+def _basename(uri: str) -> str:
+    name = unquote(PurePosixPath(urlsplit(uri).path).name)
+    return name if name and check_relative_path(name) is None else "artifact"
+
+
+def _plan(uri: str, access: StoreAccess, policy: ArtifactPolicy) -> _Plan:
+    scheme = access.scheme
+    shown = redact_uri(uri)
+    fs = open_filesystem(access, policy)
+    if scheme in ("http", "https"):
+        # HTTP directories cannot be listed: an http(s) URI is always one file.
+        info = fs.info(uri)
+        size = info.get("size")
+        return _Plan(fs, "file", [_Entry(_basename(uri), uri, size)], {"block_size": 0, "size": size})
+
+    if scheme == "file":
+        real = resolve_file_path(uri)
+        root = real.as_posix()
+    else:
+        root = fs._strip_protocol(uri)
+    root = root.rstrip("/") or root
+    open_kwargs: dict[str, Any] = {}
+    if scheme in ("s3", "s3a", "gs", "gcs"):
+        open_kwargs = {"block_size": policy.chunk_size, "cache_type": "none"}
+
+    as_dir = uri.endswith("/")
+    if not as_dir:
+        info = fs.info(root)
+        if info.get("type") == "file":
+            return _Plan(fs, "file", [_Entry(_basename(uri), root, info.get("size"))], open_kwargs)
+
+    if scheme == "file":
+        local = _list_local(root, policy, shown)
+        if not local:
+            raise ArtifactError(Reason.NOT_FOUND, f"{shown}: NotFound: no files there; {NOT_FOUND_HINT}")
+        return _Plan(fs, "directory", local, open_kwargs)
+
+    prefix = root.rstrip("/") + "/"
+    found = fs.find(root, withdirs=False, detail=True)
+    entries: list[_Entry] = []
+    for path, info in sorted(found.items()):
+        if info.get("type") != "file" or not path.startswith(prefix) or path.endswith("/"):
+            continue
+        rel = path[len(prefix) :]
+        problem = check_relative_path(rel)
+        if problem:
+            raise ArtifactError(Reason.URI_REFUSED, f"{shown}: cannot verify a directory with {problem}")
+        entries.append(_Entry(rel, path, info.get("size")))
+    if not entries:
+        raise ArtifactError(Reason.NOT_FOUND, f"{shown}: NotFound: no files there; {NOT_FOUND_HINT}")
+    return _Plan(fs, "directory", entries, open_kwargs)
+
+
+def _raise(e: OSError) -> None:
+    raise e
+
+
+def _list_local(root: str, policy: ArtifactPolicy, shown: str) -> list[_Entry]:
+    """Regular files below ``root``, following symbolic links (like ``find -L root -type f``);
+    every file's real path must stay under the policy's file roots."""
+    entries: list[_Entry] = []
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True, onerror=_raise):
+        here = os.path.realpath(dirpath)
+        for d in dirnames:
+            full = os.path.join(dirpath, d)
+            if os.path.islink(full):
+                target = Path(os.path.realpath(full))
+                if Path(here) == target or Path(here).is_relative_to(target):
+                    rel = os.path.relpath(full, root).replace(os.sep, "/")
+                    raise ArtifactError(
+                        Reason.FETCH_FAILED, f"{shown}: {rel} is a symbolic link loop", transient=False
+                    )
+        for name in filenames:
+            full = os.path.join(dirpath, name)
+            rel = os.path.relpath(full, root).replace(os.sep, "/")
+            problem = check_relative_path(rel)
+            if problem:
+                raise ArtifactError(Reason.URI_REFUSED, f"{shown}: cannot verify a directory with {problem}")
+            real = os.path.realpath(full)
+            if not path_under_roots(real, policy.file_roots):
+                raise ArtifactError(
+                    Reason.URI_REFUSED,
+                    f"{shown}: {rel} is a symbolic link that leaves the allowed file roots",
+                )
+            try:
+                st = os.stat(real)
+            except FileNotFoundError:
+                raise ArtifactError(
+                    Reason.FETCH_FAILED, f"{shown}: {rel} is a broken symbolic link", transient=False
+                ) from None
+            if stat.S_ISREG(st.st_mode):
+                entries.append(_Entry(rel, real, st.st_size))
+    return entries
+
+
+class _Progress:
+    def __init__(self, callback: ProgressCallback | None, total: int | None) -> None:
+        self._callback = callback
+        self._total = total
+        self._done = 0
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        if self._callback:
+            self._callback(0, self._total)
+
+    def add(self, n: int) -> None:
+        if self._callback:
+            with self._lock:
+                self._done += n
+                self._callback(self._done, self._total)
+
+
+class _Stopped(Exception):
+    pass
+
+
+class _Writer:
+    """Writes under ``dest`` via a temporary name; ``commit`` renames into place."""
+
+    def __init__(self, dest: Path) -> None:
+        self.dest = dest
+        self.token = secrets.token_hex(6)
+        self.kind: Kind | None = None
+        self.name: str | None = None
+        self.rels: list[str] = []
+
+    @property
+    def tmp(self) -> Path:
+        if self.kind == "file":
+            return self.dest / f".{self.name}{PARTIAL_PREFIX}{self.token}"
+        return self.dest / f"{PARTIAL_PREFIX}{self.token}"
+
+    def prepare(self, kind: Kind, entries: list[_Entry]) -> None:
+        self.dest.mkdir(parents=True, exist_ok=True)
+        self.kind = kind
+        self.rels = [e.rel for e in entries]
+        if kind == "file":
+            self.name = entries[0].rel
+        else:
+            self.tmp.mkdir()
+
+    def path_for(self, rel: str) -> Path:
+        if self.kind == "file":
+            return self.tmp
+        out = self.tmp / rel
+        out.parent.mkdir(parents=True, exist_ok=True)
+        return out
+
+    def commit(self) -> Path:
+        dest_real = Path(os.path.realpath(self.dest))
+        if self.kind == "file":
+            assert self.name is not None
+            target = self.dest / self.name
+            os.replace(self.tmp, target)
+            return target
+        for rel in self.rels:
+            target = self.dest / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            parent_real = Path(os.path.realpath(target.parent))
+            if parent_real != dest_real and not parent_real.is_relative_to(dest_real):
+                raise OSError(f"{rel}: destination directory leaves {self.dest}")
+            os.replace(self.tmp / rel, target)
+        shutil.rmtree(self.tmp, ignore_errors=True)
+        return self.dest
+
+    def discard(self) -> None:
+        if self.kind is None:
+            return
+        tmp = self.tmp
+        if tmp.is_dir() and not tmp.is_symlink():
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            tmp.unlink(missing_ok=True)
+
+
+def _hash_entry(
+    plan: _Plan,
+    entry: _Entry,
+    policy: ArtifactPolicy,
+    deadline: float,
+    stop: threading.Event,
+    progress: _Progress,
+    out_path: Path | None,
+) -> FileDigest:
+    h = hashlib.sha256()
+    n = 0
+    chunk_size = policy.chunk_size
+    out = open(out_path, "wb") if out_path is not None else None  # noqa: SIM115
+    try:
+        with plan.fs.open(entry.path, "rb", **plan.open_kwargs) as f:
+            while True:
+                if stop.is_set():
+                    raise _Stopped()
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"timed out after {policy.timeout_seconds:g}s")
+                chunk = f.read(chunk_size)
+                if not chunk:
+                    break
+                h.update(chunk)
+                n += len(chunk)
+                if out is not None:
+                    out.write(chunk)
+                progress.add(len(chunk))
+    finally:
+        if out is not None:
+            out.close()
+    if entry.size is not None and n != entry.size:
+        what = "truncated" if n < entry.size else "longer than reported"
+        raise TruncatedReadError(f"{entry.rel}: read {n} of {entry.size} bytes ({what})")
+    return FileDigest(entry.rel, h.hexdigest(), n)
+
+
+def _digest(
+    uri: str,
+    access: StoreAccess,
+    policy: ArtifactPolicy,
+    *,
+    progress: ProgressCallback | None,
+    writer: _Writer | None,
+) -> Digest:
+    deadline = time.monotonic() + policy.timeout_seconds
+    refusal = check_uri(uri, policy, endpoint_url=access.endpoint_url)
+    if refusal:
+        shown = redact_uri(uri)
+        if not refusal.startswith(shown):
+            refusal = _describe(Reason.URI_REFUSED, shown, refusal)
+        raise ArtifactError(Reason.URI_REFUSED, refusal)
+    plan = _plan(uri, access, policy)
+    sizes = [e.size for e in plan.entries]
+    total = sum(s for s in sizes if s is not None) if None not in sizes else None
+    tracker = _Progress(progress, total)
+    tracker.start()
+    if writer:
+        writer.prepare(plan.kind, plan.entries)
+    stop = threading.Event()
+
+    def one(entry: _Entry) -> FileDigest:
+        out = writer.path_for(entry.rel) if writer else None
+        return _hash_entry(plan, entry, policy, deadline, stop, tracker, out)
+
+    if len(plan.entries) == 1 and plan.kind == "file":
+        file_digest = one(plan.entries[0])
+        return Digest(file_digest.sha256, "file", file_digest.size_bytes, 1, (file_digest,))
+
+    workers = max(1, min(policy.max_workers, len(plan.entries)))
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="artifact-hash") as pool:
+        futures = [pool.submit(one, e) for e in plan.entries]
+        done, pending = wait(futures, return_when=FIRST_EXCEPTION)
+        failed = next((f for f in futures if f.done() and f.exception() is not None), None)
+        if failed is not None:
+            stop.set()
+            for f in pending:
+                f.cancel()
+            exc = failed.exception()
+            assert exc is not None
+            raise exc
+    results = [f.result() for f in futures]
+    return Digest(
+        manifest_digest((d.path, d.sha256) for d in results),
+        "directory",
+        sum(d.size_bytes for d in results),
+        len(results),
+        tuple(sorted(results, key=lambda d: d.path)),
+    )

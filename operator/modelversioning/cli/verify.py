@@ -1,0 +1,200 @@
+"""``modelversioning verify-artifact``: verify a model artifact's sha256, optionally fetching it.
+
+    modelversioning verify-artifact URI --sha256 HEX [--dest DIR] [--output text|json]
+                                    [--policy-file FILE] [--allow-file-root DIR ...]
+
+Without ``--dest`` it streams the artifact and compares digests. With ``--dest`` it is the
+artifact init container: the bytes are written under DIR while they are hashed (a file
+artifact as ``DIR/<basename>``, a directory keeping its relative paths), to temporary names that
+are renamed into place only once the digest matched.
+
+Exit codes: 0 verified; 1 DigestMismatch; 2 URI refused by the policy, or a usage error;
+3 fetch errors (NotFound, AccessDenied, FetchFailed).
+
+Credentials come only from environment variables (the Deployment injects them from the
+Secret named by ``artifact.secretRef``): AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
+AWS_SESSION_TOKEN, AWS_ENDPOINT_URL[_S3], AWS_REGION, GOOGLE_APPLICATION_CREDENTIALS_JSON,
+HTTP_AUTHORIZATION, ... (see ``modelversioning.artifacts.credentials``).
+
+The policy is ``--policy-file`` (an ArtifactPolicy, or a whole operator config with an
+``artifacts:`` key; YAML or JSON), else the operator config at ``$MODELVERSIONING_CONFIG``, else
+the defaults; ``--allow-file-root`` adds file roots.
+
+To wire it into a bigger Typer app: ``top.command("verify-artifact")(verify_artifact_command)``.
+Stand-alone: ``python -m modelversioning.cli.verify URI --sha256 HEX`` or ``main(argv)``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+import yaml
+from pydantic import ValidationError
+
+from modelversioning.api.settings import ArtifactPolicy, Settings
+from modelversioning.artifacts import Reason, VerifyResult, verify_artifact
+
+EXIT_OK = 0
+EXIT_MISMATCH = 1
+EXIT_REFUSED = 2
+EXIT_FETCH = 3
+
+EXIT_CODES = {
+    Reason.VERIFIED: EXIT_OK,
+    Reason.DIGEST_MISMATCH: EXIT_MISMATCH,
+    Reason.URI_REFUSED: EXIT_REFUSED,
+    Reason.NOT_FOUND: EXIT_FETCH,
+    Reason.ACCESS_DENIED: EXIT_FETCH,
+    Reason.FETCH_FAILED: EXIT_FETCH,
+}
+
+
+class OutputFormat(StrEnum):
+    text = "text"
+    json = "json"
+
+
+app = typer.Typer(
+    name="verify-artifact",
+    add_completion=False,
+    pretty_exceptions_enable=False,  # never dump locals (credentials) in tracebacks
+    help="Verify (and with --dest, fetch) a model artifact against its sha256.",
+)
+
+
+def _check_sha256(value: str) -> str:
+    v = value.strip().lower()
+    if len(v) != 64 or v.strip("0123456789abcdef"):
+        raise typer.BadParameter("must be 64 hex characters (the sha256 of the file or of the manifest)")
+    return v
+
+
+def load_policy(policy_file: Path | None, extra_roots: list[Path] | None = None) -> ArtifactPolicy:
+    """The ArtifactPolicy for the CLI (see the module docstring). Raises ValueError."""
+    if policy_file is not None:
+        try:
+            data: Any = yaml.safe_load(policy_file.read_text()) or {}
+        except (OSError, yaml.YAMLError) as e:
+            raise ValueError(f"cannot read policy file {policy_file}: {e}") from None
+        if not isinstance(data, dict):
+            raise ValueError(f"policy file {policy_file} must contain a mapping")
+        try:
+            if "artifacts" in data:
+                policy = Settings.model_validate(data).artifacts
+            else:
+                policy = ArtifactPolicy.model_validate(data)
+        except ValidationError as e:
+            raise ValueError(f"invalid policy file {policy_file}: {e}") from None
+    else:
+        try:
+            policy = Settings.load().artifacts
+        except (OSError, yaml.YAMLError, ValidationError) as e:
+            raise ValueError(f"invalid operator config ($MODELVERSIONING_CONFIG): {e}") from None
+    if extra_roots:
+        roots = [*policy.file_roots, *(str(r.expanduser().absolute()) for r in extra_roots)]
+        policy = policy.model_copy(update={"file_roots": roots})
+    return policy
+
+
+def _run_with_progress(run: Any) -> VerifyResult:
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
+    console = Console(stderr=True)
+    with Progress(
+        TextColumn("[bold]verifying"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+    ) as bar:
+        task = bar.add_task("verify", total=None)
+
+        def progress(done: int, total: int | None) -> None:
+            bar.update(task, completed=done, total=total)
+
+        result: VerifyResult = run(progress)
+        return result
+
+
+def verify_artifact_command(
+    uri: Annotated[str, typer.Argument(help="s3://, gs://, http(s)://, file:// URI (file or directory).")],
+    sha256: Annotated[
+        str,
+        typer.Option(
+            "--sha256",
+            help="Expected sha256 (of the file, or of the manifest for a directory).",
+            callback=_check_sha256,
+        ),
+    ],
+    dest: Annotated[
+        Path | None,
+        typer.Option("--dest", help="Write the verified artifact under this directory (init container)."),
+    ] = None,
+    output: Annotated[
+        OutputFormat, typer.Option("--output", "-o", help="text, or json: one JSON object on stdout.")
+    ] = OutputFormat.text,
+    policy_file: Annotated[
+        Path | None, typer.Option("--policy-file", help="YAML/JSON ArtifactPolicy (or operator config).")
+    ] = None,
+    allow_file_root: Annotated[
+        list[Path] | None,
+        typer.Option("--allow-file-root", help="Allow file:// URIs under this directory (repeatable)."),
+    ] = None,
+) -> None:
+    """Verify a model artifact's sha256 (exit 0 verified, 1 mismatch, 2 refused/usage, 3 fetch error)."""
+    try:
+        policy = load_policy(policy_file, allow_file_root)
+    except ValueError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(EXIT_REFUSED) from None
+
+    def run(progress: Any) -> VerifyResult:
+        return verify_artifact(uri, sha256, policy=policy, progress=progress, dest=dest)
+
+    result = _run_with_progress(run) if sys.stderr.isatty() else run(None)
+
+    if output is OutputFormat.json:
+        typer.echo(json.dumps(result.to_dict(), sort_keys=True))
+    elif result.ok:
+        where = f" -> {result.written_to}" if result.written_to else ""
+        typer.echo(f"{result.message}{where}")
+    else:
+        retry = " (transient: may succeed later)" if result.transient else ""
+        typer.echo(f"error: {result.message}{retry}", err=True)
+    raise typer.Exit(EXIT_CODES[result.reason])
+
+
+app.command("verify-artifact")(verify_artifact_command)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command in-process; returns the exit code (never raises SystemExit)."""
+    try:
+        app(args=argv, prog_name="modelversioning verify-artifact", standalone_mode=True)
+    except SystemExit as e:
+        if e.code is None:
+            return 0
+        if isinstance(e.code, int):
+            return e.code
+        print(e.code, file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,36 @@
+"""Pure rendering: ModelEndpoint/ModelVersion specs -> desired child manifests (plain dicts).
+
+Nothing here talks to Kubernetes; the handlers apply what these functions return.
+"""
+
+from modelversioning.render.deployment import render_deployment
+from modelversioning.render.inputs import (
+    EndpointRef,
+    RenderError,
+    RouteInput,
+    VariantTarget,
+    check_pin,
+    target_for,
+)
+from modelversioning.render.naming import child_name, route_name, selector_labels, service_host
+from modelversioning.render.routers import Router, UnknownRouter, get_router, router_names
+from modelversioning.render.service import render_service
+
+__all__ = [
+    "EndpointRef",
+    "RenderError",
+    "RouteInput",
+    "Router",
+    "UnknownRouter",
+    "VariantTarget",
+    "check_pin",
+    "child_name",
+    "get_router",
+    "render_deployment",
+    "render_service",
+    "route_name",
+    "router_names",
+    "selector_labels",
+    "service_host",
+    "target_for",
+]

@@ -1,0 +1,200 @@
+"""The Deployment of one variant: a verify-artifact init container, then the model server.
+
+The init container downloads the artifact into an emptyDir and checks its sha256
+against the pinned ModelVersion; the server only starts when that succeeded and
+sees the model read-only. Every container runs hardened (non-root, read-only root
+filesystem, no capabilities, RuntimeDefault seccomp).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from modelversioning.api.modelendpoint import ModelEndpointSpec, Variant
+from modelversioning.api.modelversion import ModelVersionSpec, Resources
+from modelversioning.api.settings import Serving
+from modelversioning.render import naming
+from modelversioning.render.inputs import EndpointRef, check_pin
+
+INIT_CONTAINER = "verify-artifact"
+SERVER_CONTAINER = "model-server"
+MODEL_VOLUME = "model"
+INIT_TMP_VOLUME = "tmp-verify"
+SERVER_TMP_VOLUME = "tmp-server"
+
+# The distroless "nonroot" user. Set explicitly so runAsNonRoot can be verified by the
+# kubelet even for images whose USER is a name (or root), and so both containers own
+# the files in the model volume.
+RUN_AS = 65532
+
+# Env vars the operator sets on the server; runtime.env cannot override them.
+ENV_MODEL_PATH = "MODEL_PATH"
+ENV_MODEL_NAME = "MODEL_NAME"
+ENV_MODEL_VERSION = "MODEL_VERSION"
+ENV_MODEL_SHA256 = "MODEL_SHA256"
+RESERVED_ENV = frozenset({ENV_MODEL_PATH, ENV_MODEL_NAME, ENV_MODEL_VERSION, ENV_MODEL_SHA256})
+
+
+_DECIMAL_SUFFIXES = ("", "k", "M", "G", "T", "P", "E")
+
+
+def decimal_quantity(n: int) -> str:
+    """An integer as the API server writes it back (canonical decimal SI: 1200000000 -> 1200M),
+    so that desired and live objects compare equal."""
+    suffix = 0
+    while n and n % 1000 == 0 and suffix < len(_DECIMAL_SUFFIXES) - 1:
+        n //= 1000
+        suffix += 1
+    return f"{n}{_DECIMAL_SUFFIXES[suffix]}"
+
+
+def model_volume_size_limit(size_bytes: int | None) -> str | None:
+    """emptyDir sizeLimit: artifact size + 20 % (rounded up), None when the size is unknown."""
+    if not size_bytes:
+        return None
+    return decimal_quantity((size_bytes * 6 + 4) // 5)
+
+
+def k8s_resources(resources: Resources | None) -> dict[str, dict[str, str]]:
+    """Resources model -> core/v1 ResourceRequirements (quantities as strings, empty parts omitted)."""
+    if resources is None:
+        return {}
+    out: dict[str, dict[str, str]] = {}
+    if resources.requests:
+        out["requests"] = {k: str(v) for k, v in sorted(resources.requests.items())}
+    if resources.limits:
+        out["limits"] = {k: str(v) for k, v in sorted(resources.limits.items())}
+    return out
+
+
+def pod_security_context() -> dict[str, Any]:
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": RUN_AS,
+        "runAsGroup": RUN_AS,
+        "fsGroup": RUN_AS,
+        "fsGroupChangePolicy": "OnRootMismatch",
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def container_security_context() -> dict[str, Any]:
+    return {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
+
+
+def _init_container(version: ModelVersionSpec, serving: Serving) -> dict[str, Any]:
+    artifact = version.artifact
+    container: dict[str, Any] = {
+        "name": INIT_CONTAINER,
+        "image": serving.init_image,
+        "imagePullPolicy": serving.init_image_pull_policy,
+        "args": [
+            "verify-artifact",
+            artifact.uri,
+            "--sha256",
+            artifact.sha256,
+            "--dest",
+            serving.model_mount_path,
+            "--output",
+            "json",
+        ],
+    }
+    if artifact.secret_ref is not None:
+        container["envFrom"] = [{"secretRef": {"name": artifact.secret_ref.name}}]
+    container["volumeMounts"] = [
+        {"name": MODEL_VOLUME, "mountPath": serving.model_mount_path},
+        {"name": INIT_TMP_VOLUME, "mountPath": "/tmp"},
+    ]
+    container["securityContext"] = container_security_context()
+    container["terminationMessagePolicy"] = "FallbackToLogsOnError"
+    return container
+
+
+def _readiness_probe(health_path: str | None) -> dict[str, Any]:
+    check: dict[str, Any] = (
+        {"httpGet": {"path": health_path, "port": naming.PORT_NAME}}
+        if health_path
+        else {"tcpSocket": {"port": naming.PORT_NAME}}
+    )
+    return {**check, "periodSeconds": 5, "timeoutSeconds": 2, "failureThreshold": 3}
+
+
+def _server_container(variant: Variant, version: ModelVersionSpec, serving: Serving) -> dict[str, Any]:
+    runtime = version.runtime
+    container: dict[str, Any] = {"name": SERVER_CONTAINER, "image": runtime.image}
+    if runtime.command:
+        container["command"] = list(runtime.command)
+    if runtime.args:
+        container["args"] = list(runtime.args)
+    # Operator-set variables first, so runtime.env may reference them as $(MODEL_PATH).
+    container["env"] = [
+        {"name": ENV_MODEL_PATH, "value": serving.model_mount_path},
+        {"name": ENV_MODEL_NAME, "value": version.model},
+        {"name": ENV_MODEL_VERSION, "value": version.version},
+        {"name": ENV_MODEL_SHA256, "value": version.artifact.sha256},
+    ] + [{"name": e.name, "value": e.value} for e in runtime.env if e.name not in RESERVED_ENV]
+    container["ports"] = [{"name": naming.PORT_NAME, "containerPort": runtime.port, "protocol": "TCP"}]
+    container["readinessProbe"] = _readiness_probe(runtime.health_path)
+    resources = k8s_resources(variant.resources if variant.resources is not None else runtime.resources)
+    if resources:
+        container["resources"] = resources
+    container["volumeMounts"] = [
+        {"name": MODEL_VOLUME, "mountPath": serving.model_mount_path, "readOnly": True},
+        {"name": SERVER_TMP_VOLUME, "mountPath": "/tmp"},
+    ]
+    container["securityContext"] = container_security_context()
+    container["terminationMessagePolicy"] = "FallbackToLogsOnError"
+    return container
+
+
+def _volumes(version: ModelVersionSpec) -> list[dict[str, Any]]:
+    model: dict[str, Any] = {}
+    limit = model_volume_size_limit(version.artifact.size_bytes)
+    if limit is not None:
+        model["sizeLimit"] = limit
+    return [
+        {"name": MODEL_VOLUME, "emptyDir": model},
+        {"name": INIT_TMP_VOLUME, "emptyDir": {}},
+        {"name": SERVER_TMP_VOLUME, "emptyDir": {}},
+    ]
+
+
+def render_deployment(
+    endpoint: EndpointRef,
+    spec: ModelEndpointSpec,
+    variant: Variant,
+    version: ModelVersionSpec,
+    serving: Serving,
+) -> dict[str, Any]:
+    """apps/v1 Deployment of `variant` serving `version` (the ModelVersion it pins)."""
+    check_pin(endpoint, spec, variant, version)
+    labels = naming.variant_labels(endpoint.name, variant.name, version.model, version.version)
+    annotations = naming.artifact_annotations(version.artifact.sha256)
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": naming.metadata(
+            naming.child_name(endpoint.name, variant.name), endpoint, labels, annotations
+        ),
+        "spec": {
+            "replicas": variant.replicas,
+            "selector": {"matchLabels": naming.selector_labels(endpoint.name, variant.name)},
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
+            "template": {
+                "metadata": {"labels": dict(labels), "annotations": dict(annotations)},
+                "spec": {
+                    "automountServiceAccountToken": False,
+                    "enableServiceLinks": False,
+                    "securityContext": pod_security_context(),
+                    "initContainers": [_init_container(version, serving)],
+                    "containers": [_server_container(variant, version, serving)],
+                    "volumes": _volumes(version),
+                },
+            },
+        },
+    }

@@ -1,0 +1,164 @@
+"""Names, labels, annotations, owner references and response headers of every rendered object.
+
+The single place that decides how children of a ModelEndpoint are named and
+labelled; every renderer (and the handler, when it looks children up) uses it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import TYPE_CHECKING, Any
+
+from modelversioning.api.common import API_VERSION, GROUP
+from modelversioning.api.modelendpoint import KIND as ENDPOINT_KIND
+
+if TYPE_CHECKING:
+    from modelversioning.render.inputs import EndpointRef, VariantTarget
+
+MAX_NAME = 63  # DNS-1035 label (Service names) and label values
+HASH_LEN = 8
+CLUSTER_DOMAIN = "cluster.local"
+
+MANAGED_BY = "modelversioning-operator"
+COMPONENT_SERVER = "model-server"
+COMPONENT_ROUTE = "router"
+
+LABEL_NAME = "app.kubernetes.io/name"
+LABEL_INSTANCE = "app.kubernetes.io/instance"
+LABEL_VERSION = "app.kubernetes.io/version"
+LABEL_COMPONENT = "app.kubernetes.io/component"
+LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
+LABEL_ENDPOINT = f"{GROUP}/endpoint"
+LABEL_VARIANT = f"{GROUP}/variant"
+LABEL_MODEL = f"{GROUP}/model"
+LABEL_MODEL_VERSION = f"{GROUP}/version"
+
+ANNOTATION_SHA256 = f"{GROUP}/artifact-sha256"
+
+PORT_NAME = "http"  # the server's container port, the Service port and its targetPort
+
+HEADER_MODEL = "x-model-name"
+HEADER_VERSION = "x-model-version"
+HEADER_SHA256 = "x-model-sha256"
+HEADER_VARIANT = "x-endpoint-variant"
+RESPONSE_HEADERS = (HEADER_MODEL, HEADER_VERSION, HEADER_SHA256, HEADER_VARIANT)
+SHA_PREFIX_LEN = 12
+
+_DNS_1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+
+
+def _digest(raw: str) -> str:
+    return hashlib.sha256(raw.encode()).hexdigest()[:HASH_LEN]
+
+
+def _shorten(clean: str, raw: str, strip: str) -> str:
+    head = clean[: MAX_NAME - HASH_LEN - 1].rstrip(strip)
+    return f"{head}-{_digest(raw)}" if head else _digest(raw)
+
+
+def dns_label(raw: str) -> str:
+    """`raw` if it is a valid DNS-1035 label, else a deterministic valid one: sanitized,
+    truncated and suffixed with a hash of `raw` (so distinct inputs stay distinct)."""
+    if len(raw) <= MAX_NAME and _DNS_1035.match(raw):
+        return raw
+    clean = re.sub(r"[^a-z0-9-]", "-", raw.lower())
+    if not clean[:1].isalpha():
+        clean = "mv-" + clean
+    return _shorten(clean, raw, "-")
+
+
+def label_value(raw: str) -> str:
+    """`raw` if it is a valid label value, else truncated + hash suffixed (deterministic)."""
+    if len(raw) <= MAX_NAME and _LABEL_VALUE.match(raw):
+        return raw
+    clean = re.sub(r"[^A-Za-z0-9_.-]", "-", raw).lstrip("-_.")
+    return _shorten(clean, raw, "-_.")
+
+
+def child_name(endpoint: str, variant: str) -> str:
+    """Name of the Deployment and the Service of one variant: `<endpoint>-<variant>`."""
+    return dns_label(f"{endpoint}-{variant}")
+
+
+def route_name(endpoint: str) -> str:
+    """Name of the VirtualService / HTTPRoute of an endpoint: the endpoint's own name."""
+    return endpoint
+
+
+def service_host(service: str, namespace: str) -> str:
+    return f"{service}.{namespace}.svc.{CLUSTER_DOMAIN}"
+
+
+def selector_labels(endpoint: str, variant: str) -> dict[str, str]:
+    """Pod selector of a variant. Immutable in a Deployment, so no version: changing the
+    version of a variant is a rolling update of the same Deployment."""
+    return {LABEL_ENDPOINT: label_value(endpoint), LABEL_VARIANT: variant}
+
+
+def variant_labels(endpoint: str, variant: str, model: str, version: str) -> dict[str, str]:
+    """Labels of a variant's Deployment, pod template and Service."""
+    return {
+        LABEL_NAME: model,
+        LABEL_INSTANCE: child_name(endpoint, variant),
+        LABEL_VERSION: label_value(version),
+        LABEL_COMPONENT: COMPONENT_SERVER,
+        LABEL_MANAGED_BY: MANAGED_BY,
+        **selector_labels(endpoint, variant),
+        LABEL_MODEL: model,
+        LABEL_MODEL_VERSION: label_value(version),
+    }
+
+
+def endpoint_labels(endpoint: str, model: str) -> dict[str, str]:
+    """Labels of objects that belong to the endpoint as a whole (the route)."""
+    return {
+        LABEL_NAME: model,
+        LABEL_INSTANCE: label_value(endpoint),
+        LABEL_COMPONENT: COMPONENT_ROUTE,
+        LABEL_MANAGED_BY: MANAGED_BY,
+        LABEL_ENDPOINT: label_value(endpoint),
+        LABEL_MODEL: model,
+    }
+
+
+def artifact_annotations(sha256: str) -> dict[str, str]:
+    return {ANNOTATION_SHA256: sha256}
+
+
+def owner_references(endpoint: EndpointRef) -> list[dict[str, Any]]:
+    return [
+        {
+            "apiVersion": API_VERSION,
+            "kind": ENDPOINT_KIND,
+            "name": endpoint.name,
+            "uid": endpoint.uid,
+            "controller": True,
+            "blockOwnerDeletion": True,
+        }
+    ]
+
+
+def metadata(
+    name: str,
+    endpoint: EndpointRef,
+    labels: dict[str, str],
+    annotations: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    out: dict[str, Any] = {"name": name, "namespace": endpoint.namespace, "labels": labels}
+    if annotations:
+        out["annotations"] = annotations
+    out["ownerReferences"] = owner_references(endpoint)
+    return out
+
+
+def response_headers(target: VariantTarget) -> list[tuple[str, str]]:
+    """The response headers every routed destination sets, in a fixed order. The
+    x-endpoint-variant header is also how routers read the variant back from a route."""
+    return [
+        (HEADER_MODEL, target.model),
+        (HEADER_VERSION, target.version),
+        (HEADER_SHA256, target.sha256[:SHA_PREFIX_LEN]),
+        (HEADER_VARIANT, target.variant),
+    ]

@@ -1,0 +1,94 @@
+"""The router interface: how desired traffic becomes a route object, and how it is read back.
+
+A router turns a RouteInput (weighted destinations decided by the handler, an
+optional mirror) into the manifest of one route object named after the endpoint,
+and reads the variant -> weight split back from such an object (live or desired)
+for verification and drift detection.
+
+Variants are recovered from a route through the `x-endpoint-variant` response
+header that every destination sets (naming.HEADER_VARIANT). A destination without
+that header (a hand-edited route) is reported under its backend Service name, so
+it never silently matches a variant.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any, Protocol, runtime_checkable
+
+from modelversioning.render import naming
+from modelversioning.render.inputs import RouteInput
+
+
+class UnknownRouter(ValueError):
+    """No router of that name exists."""
+
+    def __init__(self, name: str, known: Iterable[str]) -> None:
+        self.name = name
+        self.known = sorted(known)
+        super().__init__(f"unknown router {name!r}; known routers: {', '.join(self.known)}")
+
+
+@runtime_checkable
+class Router(Protocol):
+    """One way of splitting traffic between the per-variant Services of an endpoint.
+
+    For the `none` router there is no route object: render() returns None and the
+    resource attributes are empty strings.
+    """
+
+    @property
+    def name(self) -> str: ...  # as in spec.routing.router
+
+    @property
+    def group(self) -> str: ...
+
+    @property
+    def version(self) -> str: ...
+
+    @property
+    def api_version(self) -> str: ...  # "<group>/<version>"
+
+    @property
+    def kind(self) -> str: ...
+
+    @property
+    def plural(self) -> str: ...
+
+    def render(self, inp: RouteInput) -> dict[str, Any] | None:
+        """The desired route manifest (named naming.route_name(endpoint)), or None."""
+        ...
+
+    def weights(self, route: Mapping[str, Any]) -> dict[str, int]:
+        """variant -> weight of the routed (non-mirror) destinations of a route object."""
+        ...
+
+    def describe(self) -> str:
+        """One sentence for humans (CLI, conditions) saying how this router splits traffic."""
+        ...
+
+
+def route_metadata(inp: RouteInput) -> dict[str, Any]:
+    """metadata of the route object: endpoint name, endpoint labels, endpoint as controller owner."""
+    labels = naming.endpoint_labels(inp.endpoint.name, inp.spec.model)
+    return naming.metadata(naming.route_name(inp.endpoint.name), inp.endpoint, labels)
+
+
+def route_manifest(router: Router, inp: RouteInput, spec: dict[str, Any]) -> dict[str, Any]:
+    """The full route object: apiVersion/kind of `router`, endpoint metadata, `spec`."""
+    return {
+        "apiVersion": router.api_version,
+        "kind": router.kind,
+        "metadata": route_metadata(inp),
+        "spec": spec,
+    }
+
+
+def variant_key(headers: Mapping[str, Any], service: str) -> str:
+    """Variant of a destination: its x-endpoint-variant header, else its Service name."""
+    value = {str(k).lower(): v for k, v in headers.items()}.get(naming.HEADER_VARIANT)
+    return value if isinstance(value, str) and value else service
+
+
+def accumulate(weights: dict[str, int], key: str, weight: int) -> None:
+    weights[key] = weights.get(key, 0) + weight

@@ -1,0 +1,74 @@
+"""The `istio` router: one VirtualService (networking.istio.io/v1) named after the endpoint.
+
+One HTTP route; each destination is a per-variant Service (FQDN) with its weight and
+response headers naming the model, version, digest prefix and variant; a shadow
+variant gets `mirror` + `mirrorPercentage`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from modelversioning.render import naming
+from modelversioning.render.inputs import RenderError, RouteInput, VariantTarget
+from modelversioning.render.routers.base import accumulate, route_manifest, variant_key
+
+
+class IstioRouter:
+    name = "istio"
+    group = "networking.istio.io"
+    version = "v1"
+    api_version = f"{group}/{version}"
+    kind = "VirtualService"
+    plural = "virtualservices"
+
+    def render(self, inp: RouteInput) -> dict[str, Any] | None:
+        inp.check()
+        routing = inp.spec.routing
+        if not routing.hosts:
+            raise RenderError(f"ModelEndpoint {inp.endpoint.name}: the istio router needs routing.hosts")
+        spec: dict[str, Any] = {"hosts": list(routing.hosts)}
+        if routing.gateways:
+            spec["gateways"] = list(routing.gateways)
+        http: dict[str, Any] = {"route": [self._destination(inp, t) for t in inp.destinations]}
+        if inp.mirror is not None:
+            http["mirror"] = self._service(inp, inp.mirror)
+            http["mirrorPercentage"] = {"value": float(inp.mirror_percent)}
+        spec["http"] = [http]
+        return route_manifest(self, inp, spec)
+
+    @staticmethod
+    def _service(inp: RouteInput, target: VariantTarget) -> dict[str, Any]:
+        return {
+            "host": naming.service_host(target.service, inp.endpoint.namespace),
+            "port": {"number": inp.spec.port},
+        }
+
+    def _destination(self, inp: RouteInput, target: VariantTarget) -> dict[str, Any]:
+        return {
+            "destination": self._service(inp, target),
+            "weight": target.weight,
+            "headers": {"response": {"set": dict(naming.response_headers(target))}},
+        }
+
+    def weights(self, route: Mapping[str, Any]) -> dict[str, int]:
+        """Weights of the first HTTP route (the one this router writes). An omitted weight
+        means 100 for a lone destination and 0 otherwise, as in Istio."""
+        http = (route.get("spec") or {}).get("http") or []
+        if not http:
+            return {}
+        destinations = http[0].get("route") or []
+        out: dict[str, int] = {}
+        for d in destinations:
+            host = str((d.get("destination") or {}).get("host", ""))
+            headers = ((d.get("headers") or {}).get("response") or {}).get("set") or {}
+            default = 100 if len(destinations) == 1 else 0
+            accumulate(out, variant_key(headers, host.split(".", 1)[0]), int(d.get("weight", default)))
+        return out
+
+    def describe(self) -> str:
+        return (
+            "istio: a VirtualService named after the endpoint splits live traffic by weight across the "
+            "per-variant Services and mirrors a share of it to the shadow variant"
+        )
