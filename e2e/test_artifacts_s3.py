@@ -168,3 +168,15 @@ def test_init_container_cli_with_env_credentials(s3: S3Server, tmp_path: Path) -
         capture_output=True, text=True, timeout=120, env=env,
     )  # fmt: skip
     assert missing.returncode == 3 and json.loads(missing.stdout)["reason"] == "NotFound"
+
+
+def test_unreachable_endpoint_is_transient_and_keeps_the_endpoint_in_the_message() -> None:
+    secret = {
+        "AWS_ACCESS_KEY_ID": "AKIAUNREACHABLE00000",
+        "AWS_SECRET_ACCESS_KEY": "unreachable-secret-value",
+        "AWS_ENDPOINT_URL": "http://127.0.0.1:9",  # discard port: nothing listens
+    }
+    r = verify_artifact("s3://models/m.onnx", SHA_ABC, policy=POLICY, secret_data=secret)
+    assert r.reason is Reason.FETCH_FAILED and r.transient, r.message
+    assert "127.0.0.1:9" in r.message  # settings are not redacted, credentials are
+    assert "unreachable-secret-value" not in json.dumps(r.to_dict())

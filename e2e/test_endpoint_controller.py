@@ -321,7 +321,7 @@ def test_missing_version_and_disabled_router_leave_routes_alone(objs, artifact_r
             "spec": {
                 "variants": [
                     {"name": "a", "version": "1.0.0", "weight": 50},
-                    {"name": "b", "version": "9.9.9", "weight": 50},
+                    {"name": "b", "version": "1.9.9", "weight": 50},
                 ]
             }
         },
@@ -331,7 +331,7 @@ def test_missing_version_and_disabled_router_leave_routes_alone(objs, artifact_r
         30,
         "MissingVersion",
     )
-    assert "miss-v9.9.9" in condition(ep, "Degraded")["message"]
+    assert "miss-v1.9.9" in condition(ep, "Degraded")["message"]
     assert vs_weights(objs.virtualservice("miss")) == {"a": 100}
     wait_for(lambda: any(e.reason == "MissingVersion" for e in objs.events("miss")), 10, "Event")
 
