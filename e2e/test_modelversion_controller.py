@@ -8,6 +8,7 @@ import threading
 from functools import partial
 
 import pytest
+
 from helpers import Objects, cond_is, condition, make_artifact, model_endpoint, model_version, wait_for
 
 
@@ -57,8 +58,15 @@ def test_tampered_artifact_is_caught_and_never_reaches_staging(objs, artifact_ro
     )
     assert mv["status"]["stage"] == "candidate"
     assert condition(mv, "StageTransition")["reason"] == "ArtifactNotVerified"
-    reasons = wait_for(lambda: (r := {e.reason: e.type for e in objs.events("fraud-detector-v2.4.1")})
-                       and "StageTransitionBlocked" in r and r, 10, "Events")
+    reasons = wait_for(
+        lambda: (
+            (r := {e.reason: e.type for e in objs.events("fraud-detector-v2.4.1")})
+            and "StageTransitionBlocked" in r
+            and r
+        ),
+        10,
+        "Events",
+    )
     assert reasons.get("DigestMismatch") == "Warning"
     assert reasons.get("StageTransitionBlocked") == "Warning"
     assert "artifact" not in mv["status"]
@@ -125,7 +133,9 @@ def test_full_walk_records_history_with_actor_and_reason(objs, artifact_root):
                 "spec": {"stage": stage},
             },
         )
-        wait_for(lambda s=stage: objs.mv("ranker-v1.2.0").get("status", {}).get("stage") == s, 30, f"stage {stage}")
+        wait_for(
+            lambda s=stage: objs.mv("ranker-v1.2.0").get("status", {}).get("stage") == s, 30, f"stage {stage}"
+        )
     hist = objs.mv("ranker-v1.2.0")["status"]["history"]
     assert [(h.get("from"), h["to"]) for h in hist] == [
         (None, "candidate"),
@@ -187,7 +197,9 @@ def test_actor_from_field_manager_when_no_annotation(objs, artifact_root):
     wait_for(lambda: cond_is(objs.mv("scorer-v0.1.0"), "ArtifactVerified", "True"), 30, "verified")
     objs.patch_mv("scorer-v0.1.0", {"spec": {"stage": "staging"}})
     mv = wait_for(
-        lambda: (m := objs.mv("scorer-v0.1.0")) and m.get("status", {}).get("stage") == "staging" and m, 30, "staging"
+        lambda: (m := objs.mv("scorer-v0.1.0")) and m.get("status", {}).get("stage") == "staging" and m,
+        30,
+        "staging",
     )
     assert mv["status"]["history"][-1]["actor"].startswith("OpenAPI-Generator")  # the python client's manager
 
@@ -215,7 +227,9 @@ def test_deletion_is_held_while_served(objs, artifact_root):
         "deletion held",
     )
     assert "held" in condition(mv, "Deleting")["message"]
-    wait_for(lambda: any(e.reason == "DeletionHeld" for e in objs.events("held-v1.0.0")), 10, "DeletionHeld Event")
+    wait_for(
+        lambda: any(e.reason == "DeletionHeld" for e in objs.events("held-v1.0.0")), 10, "DeletionHeld Event"
+    )
     objs.delete_mep("held")
 
     def gone():

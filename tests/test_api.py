@@ -23,8 +23,10 @@ MV = {
 }
 EP = {
     "model": "fraud-detector",
-    "variants": [{"name": "stable", "version": "2.3.8", "weight": 90}, {"name": "canary", "version": "2.4.1",
-                                                                        "weight": 10}],
+    "variants": [
+        {"name": "stable", "version": "2.3.8", "weight": 90},
+        {"name": "canary", "version": "2.4.1", "weight": 10},
+    ],
 }
 
 
@@ -98,12 +100,27 @@ def ep(**changes):
     "bad,needle",
     [
         (ep(variants=[{"name": "a", "version": "2.3.8", "weight": 90}]), "add up to 90"),
-        (ep(variants=[{"name": "a", "version": "2.3.8", "weight": 50},
-                      {"name": "a", "version": "2.4.1", "weight": 50}]), "unique"),
+        (
+            ep(
+                variants=[
+                    {"name": "a", "version": "2.3.8", "weight": 50},
+                    {"name": "a", "version": "2.4.1", "weight": 50},
+                ]
+            ),
+            "unique",
+        ),
         (ep(mirror={"variant": "nope"}), "unknown variant"),
         (ep(mirror={"variant": "canary"}), "weight must be 0"),
-        (ep(variants=[{"name": "a", "version": "2.3.8", "weight": 100}, {"name": "m", "version": "2.4.1"}],
-            mirror={"variant": "m", "percent": 101}), "less than or equal to 100"),
+        (
+            ep(
+                variants=[
+                    {"name": "a", "version": "2.3.8", "weight": 100},
+                    {"name": "m", "version": "2.4.1"},
+                ],
+                mirror={"variant": "m", "percent": 101},
+            ),
+            "less than or equal to 100",
+        ),
         (ep(variants=[{"name": "a", "version": "latest", "weight": 100}]), "semantic version"),
         (ep(variants=[{"name": "a", "version": "2.3.8", "weight": 101}]), "less than or equal to 100"),
         (ep(variants=[]), "at least 1"),
@@ -118,8 +135,14 @@ def test_invalid_modelendpoint(bad, needle):
 
 def test_mirror_not_counted_in_live_weights():
     spec = ModelEndpointSpec.model_validate(
-        ep(variants=[{"name": "live", "version": "2.3.8", "weight": 100}, {"name": "shadow", "version": "3.0.0"}],
-           mirror={"variant": "shadow", "percent": 25}))
+        ep(
+            variants=[
+                {"name": "live", "version": "2.3.8", "weight": 100},
+                {"name": "shadow", "version": "3.0.0"},
+            ],
+            mirror={"variant": "shadow", "percent": 25},
+        )
+    )
     assert spec.mirror is not None and spec.mirror.percent == 25
 
 
@@ -180,7 +203,9 @@ def test_crds_carry_cel_rules_and_names():
     _walk(mec, rules)
     text = " ".join(r["rule"] for r in rules)
     assert ".sum() == 100" in text and "exists(v, v.name == self.mirror.variant)" in text
-    variants = mec["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]["variants"]
+    variants = mec["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"][
+        "variants"
+    ]
     assert variants["x-kubernetes-list-type"] == "map"
 
 

@@ -14,15 +14,42 @@ from modelversioning.domain.stages import (
 from modelversioning.domain.traffic import VariantInput, effective_split, validate_declared
 
 
-@pytest.mark.parametrize("text", ["0.0.0", "1.2.3", "2.3.8", "10.20.30", "2.4.0-rc.1", "1.0.0-alpha.beta.1",
-                                  "1.0.0-0.3.7", "1.0.0-x-y-z.--"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "0.0.0",
+        "1.2.3",
+        "2.3.8",
+        "10.20.30",
+        "2.4.0-rc.1",
+        "1.0.0-alpha.beta.1",
+        "1.0.0-0.3.7",
+        "1.0.0-x-y-z.--",
+    ],
+)
 def test_semver_valid(text):
     assert is_valid(text)
     assert str(SemVer.parse(text)) == text
 
 
-@pytest.mark.parametrize("text", ["1", "1.2", "01.2.3", "1.02.3", "1.2.03", "v1.2.3", "1.2.3+build.5",
-                                  "1.2.3-RC1", "1.2.3-01", "latest", "", "1.2.3-", "1.2.3.4"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "1",
+        "1.2",
+        "01.2.3",
+        "1.02.3",
+        "1.2.03",
+        "v1.2.3",
+        "1.2.3+build.5",
+        "1.2.3-RC1",
+        "1.2.3-01",
+        "latest",
+        "",
+        "1.2.3-",
+        "1.2.3.4",
+    ],
+)
 def test_semver_invalid(text):
     assert not is_valid(text)
     with pytest.raises(InvalidVersion):
@@ -35,8 +62,19 @@ def test_semver_build_metadata_message():
 
 
 def test_semver_ordering_follows_spec():
-    ordered = ["1.0.0-alpha", "1.0.0-alpha.1", "1.0.0-alpha.beta", "1.0.0-beta", "1.0.0-beta.2",
-               "1.0.0-beta.11", "1.0.0-rc.1", "1.0.0", "2.3.8", "2.4.1", "10.0.0"]
+    ordered = [
+        "1.0.0-alpha",
+        "1.0.0-alpha.1",
+        "1.0.0-alpha.beta",
+        "1.0.0-beta",
+        "1.0.0-beta.2",
+        "1.0.0-beta.11",
+        "1.0.0-rc.1",
+        "1.0.0",
+        "2.3.8",
+        "2.4.1",
+        "10.0.0",
+    ]
     parsed = [SemVer.parse(t) for t in ordered]
     assert sorted(reversed(parsed)) == parsed
     assert SemVer.parse("2.3.8") < SemVer.parse("2.4.1")
@@ -53,16 +91,31 @@ OK = GateFacts(artifact_verified=True, lineage_complete=True)
 G = StageGraph()
 
 
-@pytest.mark.parametrize("src,dst", [("candidate", "staging"), ("staging", "production"),
-                                     ("production", "archived"), ("archived", "staging"),
-                                     ("production", "staging"), ("candidate", "archived")])
+@pytest.mark.parametrize(
+    "src,dst",
+    [
+        ("candidate", "staging"),
+        ("staging", "production"),
+        ("production", "archived"),
+        ("archived", "staging"),
+        ("production", "staging"),
+        ("candidate", "archived"),
+    ],
+)
 def test_allowed_transitions(src, dst):
     d = decide_transition(Stage(src), Stage(dst), OK, G)
     assert d.allowed, d
 
 
-@pytest.mark.parametrize("src,dst", [("candidate", "production"), ("archived", "production"),
-                                     ("staging", "candidate"), ("archived", "candidate")])
+@pytest.mark.parametrize(
+    "src,dst",
+    [
+        ("candidate", "production"),
+        ("archived", "production"),
+        ("staging", "candidate"),
+        ("archived", "candidate"),
+    ],
+)
 def test_refused_transitions(src, dst):
     d = decide_transition(Stage(src), Stage(dst), OK, G)
     assert not d.allowed
@@ -83,7 +136,9 @@ def test_gates():
 
 
 def test_configured_stricter_graph():
-    g = StageGraph.from_config({"candidate": ["staging"], "staging": ["production"], "production": ["archived"]})
+    g = StageGraph.from_config(
+        {"candidate": ["staging"], "staging": ["production"], "production": ["archived"]}
+    )
     assert not decide_transition(Stage.PRODUCTION, Stage.STAGING, OK, g).allowed
     assert not decide_transition(Stage.ARCHIVED, Stage.STAGING, OK, g).allowed
 
@@ -158,6 +213,10 @@ def test_conditions_keep_transition_time_unless_status_flips():
 
 
 def test_conditions_ready_first_and_others_kept():
-    c = cond.merge_conditions([{"type": "Zeta", "status": "True", "reason": "r", "lastTransitionTime": "t"}],
-                              [Cond("Alpha", "True", "a"), Cond("Ready", "True", "r")], 1, now="n")
+    c = cond.merge_conditions(
+        [{"type": "Zeta", "status": "True", "reason": "r", "lastTransitionTime": "t"}],
+        [Cond("Alpha", "True", "a"), Cond("Ready", "True", "r")],
+        1,
+        now="n",
+    )
     assert [x["type"] for x in c] == ["Ready", "Alpha", "Zeta"]

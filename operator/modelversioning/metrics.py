@@ -28,7 +28,10 @@ VERIFICATIONS = Counter(
     registry=REGISTRY,
 )
 BYTES_HASHED = Counter(
-    "modelversioning_artifact_bytes_hashed_total", "Bytes of artifacts hashed", ["namespace"], registry=REGISTRY
+    "modelversioning_artifact_bytes_hashed_total",
+    "Bytes of artifacts hashed",
+    ["namespace"],
+    registry=REGISTRY,
 )
 VERIFY_SECONDS = Histogram(
     "modelversioning_artifact_verification_duration_seconds",
@@ -57,7 +60,10 @@ RECONCILE_SECONDS = Histogram(
     registry=REGISTRY,
 )
 RECONCILE_ERRORS = Counter(
-    "modelversioning_reconcile_errors_total", "Reconcile cycles that failed", ["kind", "reason"], registry=REGISTRY
+    "modelversioning_reconcile_errors_total",
+    "Reconcile cycles that failed",
+    ["kind", "reason"],
+    registry=REGISTRY,
 )
 ROUTE_UPDATES = Counter(
     "modelversioning_route_updates_total",

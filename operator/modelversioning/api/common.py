@@ -39,8 +39,14 @@ class StatusModel(BaseModel):
         return self.model_dump(mode="json", by_alias=True, exclude_none=True)
 
 
-def cel(rule: str, message: str | None = None, *, message_expression: str | None = None,
-        reason: str | None = None, field_path: str | None = None) -> dict[str, str]:
+def cel(
+    rule: str,
+    message: str | None = None,
+    *,
+    message_expression: str | None = None,
+    reason: str | None = None,
+    field_path: str | None = None,
+) -> dict[str, str]:
     """One x-kubernetes-validations entry."""
     out: dict[str, str] = {"rule": rule}
     if message:

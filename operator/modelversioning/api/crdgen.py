@@ -49,7 +49,11 @@ def _structural(node: Any) -> Any:
     for key in ("anyOf", "oneOf"):
         if key in node:
             options = [o for o in node[key] if o.get("type") != "null"]
-            rest = {k: v for k, v in node.items() if k not in (key, "default") or (k == "default" and v is not None)}
+            rest = {
+                k: v
+                for k, v in node.items()
+                if k not in (key, "default") or (k == "default" and v is not None)
+            }
             types = {o.get("type") for o in options}
             if len(options) == 1:
                 merged = {**options[0], **{k: v for k, v in rest.items() if k != key}}
@@ -91,8 +95,9 @@ def openapi_schema(model: type[BaseModel]) -> dict[str, Any]:
     return dict(_structural(_resolve(raw, defs)))
 
 
-def _root_schema(spec: type[BaseModel], status: type[BaseModel], root_rules: list[dict[str, str]],
-                 spec_description: str) -> dict[str, Any]:
+def _root_schema(
+    spec: type[BaseModel], status: type[BaseModel], root_rules: list[dict[str, str]], spec_description: str
+) -> dict[str, Any]:
     spec_schema = openapi_schema(spec)
     spec_schema["description"] = spec_description
     status_schema = openapi_schema(status)
@@ -113,8 +118,14 @@ def _root_schema(spec: type[BaseModel], status: type[BaseModel], root_rules: lis
     return root
 
 
-def crd(kind: str, plural: str, singular: str, short_names: list[str], schema: dict[str, Any],
-        columns: list[dict[str, Any]]) -> dict[str, Any]:
+def crd(
+    kind: str,
+    plural: str,
+    singular: str,
+    short_names: list[str],
+    schema: dict[str, Any],
+    columns: list[dict[str, Any]],
+) -> dict[str, Any]:
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
@@ -152,15 +163,29 @@ def all_crds() -> dict[str, dict[str, Any]]:
     me = modelendpoint
     return {
         f"{GROUP}_{mv.PLURAL}.yaml": crd(
-            mv.KIND, mv.PLURAL, mv.SINGULAR, mv.SHORT_NAMES,
-            _root_schema(mv.ModelVersionSpec, mv.ModelVersionStatus, mv.ROOT_VALIDATIONS,
-                         "One pinned, immutable version of one model. Only stage and description may change."),
+            mv.KIND,
+            mv.PLURAL,
+            mv.SINGULAR,
+            mv.SHORT_NAMES,
+            _root_schema(
+                mv.ModelVersionSpec,
+                mv.ModelVersionStatus,
+                mv.ROOT_VALIDATIONS,
+                "One pinned, immutable version of one model. Only stage and description may change.",
+            ),
             mv.PRINTER_COLUMNS,
         ),
         f"{GROUP}_{me.PLURAL}.yaml": crd(
-            me.KIND, me.PLURAL, me.SINGULAR, me.SHORT_NAMES,
-            _root_schema(me.ModelEndpointSpec, me.ModelEndpointStatus, me.ROOT_VALIDATIONS,
-                         "Serves pinned ModelVersions as weighted variants."),
+            me.KIND,
+            me.PLURAL,
+            me.SINGULAR,
+            me.SHORT_NAMES,
+            _root_schema(
+                me.ModelEndpointSpec,
+                me.ModelEndpointStatus,
+                me.ROOT_VALIDATIONS,
+                "Serves pinned ModelVersions as weighted variants.",
+            ),
             me.PRINTER_COLUMNS,
         ),
     }

@@ -43,7 +43,9 @@ class Variant(ApiModel):
     )
     weight: int = Field(default=0, ge=0, le=100, description="Share of live traffic, 0..100.")
     replicas: int = Field(default=1, ge=0, le=1000)
-    resources: Resources | None = Field(default=None, description="Overrides the ModelVersion's runtime resources.")
+    resources: Resources | None = Field(
+        default=None, description="Overrides the ModelVersion's runtime resources."
+    )
 
     @field_validator("version")
     @classmethod
@@ -69,7 +71,10 @@ class ParentRef(ApiModel):
 class Routing(ApiModel):
     model_config = ApiModel.model_config | {
         "json_schema_extra": validations(
-            cel("self.router != 'istio' || size(self.hosts) > 0", "routing.hosts is required for the istio router"),
+            cel(
+                "self.router != 'istio' || size(self.hosts) > 0",
+                "routing.hosts is required for the istio router",
+            ),
             cel(
                 "self.router != 'gatewayAPI' || size(self.parentRefs) > 0",
                 "routing.parentRefs is required for the gatewayAPI router",
@@ -77,12 +82,16 @@ class Routing(ApiModel):
         )
     }
 
-    router: RouterName = Field(default="none", description="istio (VirtualService), gatewayAPI (HTTPRoute) or none.")
+    router: RouterName = Field(
+        default="none", description="istio (VirtualService), gatewayAPI (HTTPRoute) or none."
+    )
     hosts: list[Annotated[str, Field(max_length=253)]] = Field(default_factory=list, max_length=16)
     gateways: list[Annotated[str, Field(max_length=253)]] = Field(
         default_factory=list, max_length=16, description="Istio gateways (istio router)."
     )
-    parent_refs: list[ParentRef] = Field(default_factory=list, max_length=16, description="Gateway API parents.")
+    parent_refs: list[ParentRef] = Field(
+        default_factory=list, max_length=16, description="Gateway API parents."
+    )
 
 
 _LIVE = "self.variants.filter(v, !has(self.mirror) || v.name != self.mirror.variant)"
@@ -124,7 +133,7 @@ class ModelEndpointSpec(ApiModel):
     routing: Routing = Field(default_factory=Routing)
     required_stage: RequiredStage = Field(
         default="production",
-        description="Lowest stage a version must have reached to take live traffic (a mirror: one stage lower).",
+        description="Lowest stage a version must have reached to take live traffic (a mirror: one stage lower).",  # noqa: E501
     )
     allow_major_version_mix: bool = Field(
         default=False, description="Allow splitting live traffic across different MAJOR versions."
@@ -141,7 +150,9 @@ class ModelEndpointSpec(ApiModel):
         if self.mirror is not None:
             for v in self.variants:
                 if v.name == self.mirror.variant and v.weight != 0:
-                    problems.append("the mirror variant only receives copies of traffic; its weight must be 0")
+                    problems.append(
+                        "the mirror variant only receives copies of traffic; its weight must be 0"
+                    )
         if problems:
             raise ValueError("; ".join(problems))
         return self
@@ -191,7 +202,7 @@ class ModelEndpoint(ApiModel):
     status: ModelEndpointStatus | None = None
 
 
-PRINTER_COLUMNS = [
+PRINTER_COLUMNS: list[dict[str, Any]] = [
     {"name": "Model", "type": "string", "jsonPath": ".spec.model"},
     {"name": "Traffic", "type": "string", "jsonPath": ".status.traffic"},
     {"name": "Router", "type": "string", "jsonPath": ".spec.routing.router", "priority": 1},

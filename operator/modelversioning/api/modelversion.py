@@ -38,7 +38,7 @@ class SecretRef(ApiModel):
 class Artifact(ApiModel):
     uri: str = Field(
         max_length=2048,
-        description="Where the model lives: s3://, gs://, http(s)://, file:// (a file or a directory/prefix).",
+        description="Where the model lives: s3://, gs://, http(s)://, file:// (a file or a directory/prefix).",  # noqa: E501
         json_schema_extra=validations(
             cel(
                 "self.matches('^[a-z][a-z0-9+.-]*://.+')",
@@ -178,14 +178,14 @@ class Signature(ApiModel):
 
 def _immutable(field: str, optional: bool = False) -> dict[str, str]:
     rule = (
-        f"has(self.{field}) == has(oldSelf.{field}) && (!has(self.{field}) || self.{field} == oldSelf.{field})"
+        f"has(self.{field}) == has(oldSelf.{field}) && (!has(self.{field}) || self.{field} == oldSelf.{field})"  # noqa: E501
         if optional
         else f"self.{field} == oldSelf.{field}"
     )
     return cel(
         rule,
         message_expression=(
-            f"'ModelVersion ' + oldSelf.version + ' is immutable (spec.{field} changed); register a new version'"
+            f"'ModelVersion ' + oldSelf.version + ' is immutable (spec.{field} changed); register a new version'"  # noqa: E501
         ),
         reason="FieldValueForbidden",
     )
@@ -295,12 +295,16 @@ def expected_name(model: str, version: str) -> str:
     return f"{model}-v{version}"
 
 
-PRINTER_COLUMNS = [
+PRINTER_COLUMNS: list[dict[str, Any]] = [
     {"name": "Model", "type": "string", "jsonPath": ".spec.model"},
     {"name": "Version", "type": "string", "jsonPath": ".spec.version"},
     {"name": "Stage", "type": "string", "jsonPath": ".status.stage"},
     {"name": "Requested", "type": "string", "jsonPath": ".spec.stage", "priority": 1},
-    {"name": "Verified", "type": "string", "jsonPath": '.status.conditions[?(@.type=="ArtifactVerified")].status'},
+    {
+        "name": "Verified",
+        "type": "string",
+        "jsonPath": '.status.conditions[?(@.type=="ArtifactVerified")].status',
+    },
     {"name": "Digest", "type": "string", "jsonPath": ".spec.artifact.sha256", "priority": 1},
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
 ]

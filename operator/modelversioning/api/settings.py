@@ -50,7 +50,9 @@ class ArtifactPolicy(_Settings):
 class Verification(_Settings):
     retry_initial_seconds: float = 5.0
     retry_max_seconds: float = 300.0
-    recheck_seconds: float = Field(default=0.0, ge=0, description="Re-verify verified artifacts this often (0=never).")
+    recheck_seconds: float = Field(
+        default=0.0, ge=0, description="Re-verify verified artifacts this often (0=never)."
+    )
 
 
 class Serving(_Settings):

@@ -11,23 +11,44 @@ import typer
 
 from modelversioning import __version__
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
-                  help="modelversioning-operator: ML model versions as immutable, auditable Kubernetes objects.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="modelversioning-operator: ML model versions as immutable, auditable Kubernetes objects.",
+)
 
 
 @app.command()
 def run(
-    namespace: list[str] = typer.Option([], "--namespace", "-n", help="Watch only these namespaces (repeatable)."),
+    namespace: list[str] = typer.Option(
+        [], "--namespace", "-n", help="Watch only these namespaces (repeatable)."
+    ),
     all_namespaces: bool = typer.Option(False, "--all-namespaces", "-A", help="Watch the whole cluster."),
-    config: Path | None = typer.Option(None, "--config", envvar="MODELVERSIONING_CONFIG",
-                                       help="Operator settings YAML (artifact policy, routers, stage graph)."),
-    peering: str | None = typer.Option(None, "--peering", envvar="MODELVERSIONING_PEERING",
-                                       help="kopf peering name for HA (several replicas, one active). "
-                                            "Without it the operator runs standalone."),
-    liveness: str = typer.Option("http://0.0.0.0:8081/healthz", "--liveness", envvar="MODELVERSIONING_LIVENESS",
-                                 help="kopf health endpoint."),
-    metrics_port: int = typer.Option(8080, "--metrics-port", envvar="MODELVERSIONING_METRICS_PORT",
-                                     help="Port of the Prometheus /metrics endpoint (0 disables)."),
+    config: Path | None = typer.Option(
+        None,
+        "--config",
+        envvar="MODELVERSIONING_CONFIG",
+        help="Operator settings YAML (artifact policy, routers, stage graph).",
+    ),
+    peering: str | None = typer.Option(
+        None,
+        "--peering",
+        envvar="MODELVERSIONING_PEERING",
+        help="kopf peering name for HA (several replicas, one active). "
+        "Without it the operator runs standalone.",
+    ),
+    liveness: str = typer.Option(
+        "http://0.0.0.0:8081/healthz",
+        "--liveness",
+        envvar="MODELVERSIONING_LIVENESS",
+        help="kopf health endpoint.",
+    ),
+    metrics_port: int = typer.Option(
+        8080,
+        "--metrics-port",
+        envvar="MODELVERSIONING_METRICS_PORT",
+        help="Port of the Prometheus /metrics endpoint (0 disables).",
+    ),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
     """Run the operator (kopf under the hood)."""
@@ -41,8 +62,10 @@ def run(
     os.environ["MODELVERSIONING_METRICS_PORT"] = str(metrics_port) if metrics_port else ""
     if not os.environ["MODELVERSIONING_METRICS_PORT"]:
         del os.environ["MODELVERSIONING_METRICS_PORT"]
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     if not verbose:
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     settings = Settings.load()
@@ -59,7 +82,9 @@ def run(
 
 
 @app.command("gen-crds")
-def gen_crds(root: Path = typer.Argument(Path("."), help="Repository root (writes crds/ and the chart's crds/).")) -> None:
+def gen_crds(
+    root: Path = typer.Argument(Path("."), help="Repository root (writes crds/ and the chart's crds/)."),
+) -> None:
     """Write the CRD YAML generated from the pydantic API models."""
     from modelversioning.api import crdgen
 
@@ -73,10 +98,13 @@ def version() -> None:
     typer.echo(__version__)
 
 
-@app.command("verify-artifact", add_help_option=False,
-             context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
-             help="Fetch an artifact and verify its sha256; with --dest, the init-container form. "
-                  "See `verify-artifact --help`.")
+@app.command(
+    "verify-artifact",
+    add_help_option=False,
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+    help="Fetch an artifact and verify its sha256; with --dest, the init-container form. "
+    "See `verify-artifact --help`.",
+)
 def verify_artifact(ctx: typer.Context) -> None:
     from modelversioning.cli import verify
 

@@ -97,5 +97,9 @@ def decide_transition(current: Stage, requested: Stage, facts: GateFacts, graph:
         )
     if requested is Stage.PRODUCTION and not facts.lineage_complete:
         missing = ", ".join(facts.missing_lineage) or "lineage"
-        return Decision(False, "LineageIncomplete", f"production requires complete lineage; missing: {missing}")
-    return Decision(True, "Promoted" if RANK[requested] > RANK[current] else "Moved", f"{current} -> {requested}")
+        return Decision(
+            False, "LineageIncomplete", f"production requires complete lineage; missing: {missing}"
+        )
+    return Decision(
+        True, "Promoted" if RANK[requested] > RANK[current] else "Moved", f"{current} -> {requested}"
+    )

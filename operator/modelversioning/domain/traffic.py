@@ -52,7 +52,7 @@ def validate_declared(
     if live and total != TOTAL:
         problems.append(f"weights of the live variants add up to {total}, not {TOTAL}")
     if not allow_major_mix:
-        majors = {}
+        majors: dict[int, list[str]] = {}
         for n, v, w in live:
             if w > 0:
                 try:
@@ -110,5 +110,7 @@ def effective_split(variants: Sequence[VariantInput], previous: Mapping[str, int
     if reason == "AsDeclared" and any(full[v.name] != v.desired for v in variants):
         waiting = [v.name for v in variants if not v.eligible and v.desired > 0]
         reason = "WaitingForVariants"
-        message = "traffic of " + ", ".join(waiting) + " stays with the ready variants until they are eligible"
+        message = (
+            "traffic of " + ", ".join(waiting) + " stays with the ready variants until they are eligible"
+        )
     return Split(full, False, reason, message)

@@ -10,10 +10,23 @@ import re
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-_SUFFIX = {
-    "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60,
-    "n": Decimal("1e-9"), "u": Decimal("1e-6"), "m": Decimal("1e-3"), "": 1,
-    "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15, "E": 10**18,
+_SUFFIX: dict[str, Decimal | int] = {
+    "Ki": 2**10,
+    "Mi": 2**20,
+    "Gi": 2**30,
+    "Ti": 2**40,
+    "Pi": 2**50,
+    "Ei": 2**60,
+    "n": Decimal("1e-9"),
+    "u": Decimal("1e-6"),
+    "m": Decimal("1e-3"),
+    "": 1,
+    "k": 10**3,
+    "M": 10**6,
+    "G": 10**9,
+    "T": 10**12,
+    "P": 10**15,
+    "E": 10**18,
 }
 _QTY = re.compile(r"^([+-]?[0-9.]+(?:[eE][+-]?[0-9]+)?)(Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E)?$")
 
@@ -64,6 +77,10 @@ def diff(desired: Any, actual: Any, path: str = "", in_resources: bool = False) 
         qd, qa = _quantity(desired), _quantity(actual)
         if qd is not None and qd == qa:
             return []
-    if isinstance(desired, int | float) and isinstance(actual, int | float) and float(desired) == float(actual):
+    if (
+        isinstance(desired, int | float)
+        and isinstance(actual, int | float)
+        and float(desired) == float(actual)
+    ):
         return []
     return [path]

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from kubernetes import client, config
-from kubernetes.client.rest import ApiException
+from kubernetes.client.exceptions import ApiException
 
 from modelversioning import metrics
 
@@ -54,7 +54,9 @@ MODELVERSION = Resource("modelversioning.io", "v1alpha1", "modelversions", "Mode
 MODELENDPOINT = Resource("modelversioning.io", "v1alpha1", "modelendpoints", "ModelEndpoint")
 VIRTUALSERVICE = Resource("networking.istio.io", "v1", "virtualservices", "VirtualService")
 HTTPROUTE = Resource("gateway.networking.k8s.io", "v1", "httproutes", "HTTPRoute")
-BY_KIND = {r.kind: r for r in (DEPLOYMENT, SERVICE, SECRET, MODELVERSION, MODELENDPOINT, VIRTUALSERVICE, HTTPROUTE)}
+BY_KIND = {
+    r.kind: r for r in (DEPLOYMENT, SERVICE, SECRET, MODELVERSION, MODELENDPOINT, VIRTUALSERVICE, HTTPROUTE)
+}
 
 
 class Conflict(Exception):
@@ -63,9 +65,9 @@ class Conflict(Exception):
 
 def load_api_client() -> client.ApiClient:
     try:
-        config.load_incluster_config()
+        config.load_incluster_config()  # type: ignore[no-untyped-call]
     except config.ConfigException:
-        config.load_kube_config(config_file=os.environ.get("KUBECONFIG"))
+        config.load_kube_config(config_file=os.environ.get("KUBECONFIG"))  # type: ignore[no-untyped-call]
     cfg = client.Configuration.get_default_copy()
     cfg.connection_pool_maxsize = 16
     return client.ApiClient(cfg)
@@ -76,25 +78,44 @@ class Kube:
         self.api = api
         self.component = component
 
-    def _call(self, method: str, path: str, body: Any = None, *, content_type: str | None = None,
-              query: list[tuple[str, Any]] | None = None) -> Any:
+    def _call(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        content_type: str | None = None,
+        query: list[tuple[str, Any]] | None = None,
+    ) -> Any:
         headers = {"Accept": "application/json"}
         if content_type:
             headers["Content-Type"] = content_type
         try:
             if hasattr(self.api, "param_serialize"):  # kubernetes client >= 33 (new generator)
                 m, url, hdrs, data, _ = self.api.param_serialize(
-                    method=method, resource_path=path, query_params=query or [], header_params=headers,
-                    body=body, auth_settings=["BearerToken"])
+                    method=method,
+                    resource_path=path,
+                    query_params=query or [],
+                    header_params=headers,
+                    body=body,
+                    auth_settings=["BearerToken"],
+                )
                 resp = self.api.call_api(m, url, header_params=hdrs, body=data, _request_timeout=60)
-                resp.read()
+                resp.read()  # type: ignore[no-untyped-call]
                 if not 200 <= resp.status < 300:
                     raise ApiException(http_resp=resp)
                 return json.loads(resp.data) if resp.data else {}
-            return self.api.call_api(  # older clients
-                path, method, query_params=query or [], header_params=headers, body=body,
-                response_type="object", auth_settings=["BearerToken"], _return_http_data_only=True,
-                _preload_content=True, _request_timeout=60,
+            return self.api.call_api(  # type: ignore[call-arg]  # older clients
+                path,
+                method,
+                query_params=query or [],
+                header_params=headers,
+                body=body,
+                response_type="object",
+                auth_settings=["BearerToken"],
+                _return_http_data_only=True,
+                _preload_content=True,
+                _request_timeout=60,
             )
         except ApiException as e:
             if e.status == 409:
@@ -105,7 +126,9 @@ class Kube:
         res = BY_KIND[obj["kind"]]
         md = obj["metadata"]
         out = self._call(
-            "PATCH", res.path(md["namespace"], md["name"]), obj,
+            "PATCH",
+            res.path(md["namespace"], md["name"]),
+            obj,
             content_type="application/apply-patch+yaml",
             query=[("fieldManager", FIELD_MANAGER), ("force", "true")],
         )
@@ -122,17 +145,28 @@ class Kube:
         metrics.CHILD_WRITES.labels(res.kind, "delete").inc()
         return True
 
-    def patch_status(self, res: Resource, namespace: str, name: str, status: dict[str, Any],
-                     old_status: dict[str, Any] | None) -> None:
+    def patch_status(
+        self,
+        res: Resource,
+        namespace: str,
+        name: str,
+        status: dict[str, Any],
+        old_status: dict[str, Any] | None,
+    ) -> None:
         patch: dict[str, Any] = dict(status)
         for k in old_status or {}:
             if k not in patch:
                 patch[k] = None  # merge patch: remove keys we no longer report
-        self._call("PATCH", res.path(namespace, name, "status"), {"status": patch},
-                   content_type="application/merge-patch+json")
+        self._call(
+            "PATCH",
+            res.path(namespace, name, "status"),
+            {"status": patch},
+            content_type="application/merge-patch+json",
+        )
 
-    def set_finalizers(self, res: Resource, namespace: str, name: str, finalizers: list[str],
-                       resource_version: str) -> None:
+    def set_finalizers(
+        self, res: Resource, namespace: str, name: str, finalizers: list[str], resource_version: str
+    ) -> None:
         body = {"metadata": {"finalizers": finalizers, "resourceVersion": resource_version}}
         self._call("PATCH", res.path(namespace, name), body, content_type="application/merge-patch+json")
 

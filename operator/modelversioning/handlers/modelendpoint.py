@@ -62,7 +62,9 @@ class _VariantState:
     stage: str | None = None
 
 
-def deployment_rolled_out(dep: dict[str, Any] | None, want_sha: str, want_replicas: int) -> tuple[bool, int, str]:
+def deployment_rolled_out(
+    dep: dict[str, Any] | None, want_sha: str, want_replicas: int
+) -> tuple[bool, int, str]:
     """(available, ready replicas, why not) for a Deployment observed through the watch."""
     if dep is None:
         return False, 0, "Deployment not created yet"
@@ -85,8 +87,9 @@ def deployment_rolled_out(dep: dict[str, Any] | None, want_sha: str, want_replic
 
 
 class ModelEndpointReconciler:
-    def __init__(self, kube: Kube, store: Store, settings: Settings,
-                 enqueue_versions: Callable[[str, str], None]) -> None:
+    def __init__(
+        self, kube: Kube, store: Store, settings: Settings, enqueue_versions: Callable[[str, str], None]
+    ) -> None:
         self.kube = kube
         self.store = store
         self.settings = settings
@@ -113,8 +116,14 @@ class ModelEndpointReconciler:
             spec = ModelEndpointSpec.model_validate(body.get("spec") or {})
         except ValidationError as e:
             msg = "; ".join(f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in e.errors())
-            self._finish(body, status, {**status}, [Cond("Ready", FALSE, "InvalidSpec", msg)],
-                         [("Warning", "InvalidSpec", msg)], gen)
+            self._finish(
+                body,
+                status,
+                {**status},
+                [Cond("Ready", FALSE, "InvalidSpec", msg)],
+                [] if _seen(status, "Ready", "InvalidSpec", msg) else [("Warning", "InvalidSpec", msg)],
+                gen,
+            )
             return
         ref = EndpointRef(name=name, namespace=namespace, uid=md.get("uid", ""))
         mirror_name = spec.mirror.variant if spec.mirror else None
@@ -128,11 +137,14 @@ class ModelEndpointReconciler:
 
         # 2. traffic ----------------------------------------------------------------------------
         previous = {k: int(w) for k, w in (status.get("effectiveWeights") or {}).items()}
-        declared = validate_declared([(v.name, v.version, v.weight) for v in spec.variants], mirror_name,
-                                     spec.allow_major_version_mix)
+        declared = validate_declared(
+            [(v.name, v.version, v.weight) for v in spec.variants], mirror_name, spec.allow_major_version_mix
+        )
         live = [s for s in states if s.variant.name != mirror_name]
         split = effective_split(
-            [VariantInput(s.variant.name, s.variant.version, s.variant.weight, s.eligible) for s in live], previous)
+            [VariantInput(s.variant.name, s.variant.version, s.variant.weight, s.eligible) for s in live],
+            previous,
+        )
         weights = split.weights
         conds: list[Cond] = []
         route_ok = True
@@ -153,12 +165,22 @@ class ModelEndpointReconciler:
                     raise UnknownRouter(router_name, self.settings.serving.enabled_routers)
             except UnknownRouter as e:
                 disabled = router_name in router_names()
-                route_msg = (f"router {router_name!r} is not enabled in this operator (enabled: "
-                             f"{', '.join(self.settings.serving.enabled_routers)})" if disabled else str(e))
+                route_msg = (
+                    f"router {router_name!r} is not enabled in this operator (enabled: "
+                    f"{', '.join(self.settings.serving.enabled_routers)})"
+                    if disabled
+                    else str(e)
+                )
                 route_ok = False
                 weights = previous
-                conds.append(Cond("Degraded", TRUE, "RouterDisabled" if disabled else "UnknownRouter",
-                                  f"{route_msg}; existing routes are left unchanged"))
+                conds.append(
+                    Cond(
+                        "Degraded",
+                        TRUE,
+                        "RouterDisabled" if disabled else "UnknownRouter",
+                        f"{route_msg}; existing routes are left unchanged",
+                    )
+                )
             else:
                 mirror_target = None
                 mirror_state = next((s for s in states if s.variant.name == mirror_name), None)
@@ -168,8 +190,13 @@ class ModelEndpointReconciler:
                     route_msg = "no variant is ready yet; no route written"
                 else:
                     dests = self._destinations(ref, spec, weights, states, status)
-                    inp = RouteInput(endpoint=ref, spec=spec, destinations=dests, mirror=mirror_target,
-                                     mirror_percent=spec.mirror.percent if spec.mirror else 0)
+                    inp = RouteInput(
+                        endpoint=ref,
+                        spec=spec,
+                        destinations=dests,
+                        mirror=mirror_target,
+                        mirror_percent=spec.mirror.percent if spec.mirror else 0,
+                    )
                     desired = router.render(inp)
                     if desired is not None:
                         applied_route = self._apply_if_drifted(desired)
@@ -192,7 +219,9 @@ class ModelEndpointReconciler:
                 "version": s.variant.version,
                 "modelVersion": s.mv_name,
                 "desiredWeight": s.variant.weight,
-                "effectiveWeight": int(weights.get(s.variant.name, 0)) if s.variant.name != mirror_name else 0,
+                "effectiveWeight": int(weights.get(s.variant.name, 0))
+                if s.variant.name != mirror_name
+                else 0,
                 "replicas": s.variant.replicas,
                 "readyReplicas": s.ready_replicas,
                 "artifactVerified": s.verified,
@@ -210,16 +239,33 @@ class ModelEndpointReconciler:
         spec_names = {v.name for v in spec.variants}
         for vs in status.get("variants") or []:  # removed variants still carrying traffic
             if vs.get("name") not in spec_names and weights.get(vs.get("name"), 0) > 0:
-                variants_status.append({**vs, "desiredWeight": 0, "effectiveWeight": weights[vs["name"]],
-                                        "reason": "Removed", "message": "removed from spec; draining"})
+                variants_status.append(
+                    {
+                        **vs,
+                        "desiredWeight": 0,
+                        "effectiveWeight": weights[vs["name"]],
+                        "reason": "Removed",
+                        "message": "removed from spec; draining",
+                    }
+                )
 
-        all_eligible = all(s.eligible for s in states if s.variant.weight > 0 or s.variant.name == mirror_name)
-        as_declared = all(weights.get(s.variant.name, 0) == s.variant.weight for s in live) and \
-            set(k for k, w in weights.items() if w > 0) <= spec_names
+        all_eligible = all(
+            s.eligible for s in states if s.variant.weight > 0 or s.variant.name == mirror_name
+        )
+        as_declared = (
+            all(weights.get(s.variant.name, 0) == s.variant.weight for s in live)
+            and set(k for k, w in weights.items() if w > 0) <= spec_names
+        )
         if route_ok:
             if router_name == "none":
-                conds.append(Cond("RoutesReady", TRUE, "NoRouter",
-                                  "router none: traffic is not split; each variant is reachable on its own Service"))
+                conds.append(
+                    Cond(
+                        "RoutesReady",
+                        TRUE,
+                        "NoRouter",
+                        "router none: traffic is not split; each variant is reachable on its own Service",
+                    )
+                )
             elif weights:
                 conds.append(Cond("RoutesReady", TRUE, "RouteApplied", route_msg))
             else:
@@ -227,28 +273,57 @@ class ModelEndpointReconciler:
         else:
             conds.append(Cond("RoutesReady", FALSE, "RouteNotApplied", route_msg))
         if as_declared and all_eligible:
-            conds.append(Cond("Progressing", FALSE, "Converged", "effective weights match the declared weights"))
+            conds.append(
+                Cond("Progressing", FALSE, "Converged", "effective weights match the declared weights")
+            )
         else:
-            waiting = [f"{s.variant.name}: {s.message}" for s in states if not s.eligible
-                       and (s.variant.weight > 0 or s.variant.name == mirror_name)]
-            conds.append(Cond("Progressing", TRUE, split.reason if not declared else "Blocked",
-                              "; ".join(waiting) or split.message))
+            waiting = [
+                f"{s.variant.name}: {s.message}"
+                for s in states
+                if not s.eligible and (s.variant.weight > 0 or s.variant.name == mirror_name)
+            ]
+            conds.append(
+                Cond(
+                    "Progressing",
+                    TRUE,
+                    split.reason if not declared else "Blocked",
+                    "; ".join(waiting) or split.message,
+                )
+            )
         if not declared and route_ok:
-            missing = [s for s in states if s.reason in ("MissingVersion", "InvalidVersion", "DigestMismatch")]
+            missing = [
+                s for s in states if s.reason in ("MissingVersion", "InvalidVersion", "DigestMismatch")
+            ]
             if missing:
-                conds.append(Cond("Degraded", TRUE, missing[0].reason,
-                                  "; ".join(f"{s.variant.name}: {s.message}" for s in missing)))
+                conds.append(
+                    Cond(
+                        "Degraded",
+                        TRUE,
+                        missing[0].reason,
+                        "; ".join(f"{s.variant.name}: {s.message}" for s in missing),
+                    )
+                )
             elif weights and not split.held:
                 conds.append(Cond("Degraded", FALSE, "AsExpected", "no problems detected"))
             else:
                 conds.append(Cond("Degraded", TRUE, "NoEligibleVariant", split.message))
         degraded = next(c for c in conds if c.type == "Degraded")
         ready_ok = route_ok and as_declared and all_eligible and degraded.status == FALSE
-        conds.insert(0, Cond("Ready", TRUE if ready_ok else FALSE,
-                             "Ready" if ready_ok else (degraded.reason if degraded.status == TRUE else "Progressing"),
-                             _summary(weights, mirror_name, spec) if ready_ok
-                             else (degraded.message if degraded.status == TRUE
-                                   else next(c for c in conds if c.type == "Progressing").message)))
+        conds.insert(
+            0,
+            Cond(
+                "Ready",
+                TRUE if ready_ok else FALSE,
+                "Ready" if ready_ok else (degraded.reason if degraded.status == TRUE else "Progressing"),
+                _summary(weights, mirror_name, spec)
+                if ready_ok
+                else (
+                    degraded.message
+                    if degraded.status == TRUE
+                    else next(c for c in conds if c.type == "Progressing").message
+                ),
+            ),
+        )
 
         new_status = {
             **{k: v for k, v in status.items() if k not in ("conditions",)},
@@ -258,41 +333,68 @@ class ModelEndpointReconciler:
             "router": router_name,
         }
         if previous != new_status["effectiveWeights"]:
-            events.append(("Normal", "TrafficShifted",
-                           f"effective weights {_fmt(previous)} -> {_fmt(new_status['effectiveWeights'])}"))
+            events.append(
+                (
+                    "Normal",
+                    "TrafficShifted",
+                    f"effective weights {_fmt(previous)} -> {_fmt(new_status['effectiveWeights'])}",
+                )
+            )
         for c in conds:
             prev = cond.get(status.get("conditions"), c.type)
-            if c.type in ("Degraded",) and c.status == TRUE and (prev is None or prev.get("reason") != c.reason
-                                                                 or prev.get("status") != TRUE):
+            if (
+                c.type in ("Degraded",)
+                and c.status == TRUE
+                and (prev is None or prev.get("reason") != c.reason or prev.get("status") != TRUE)
+            ):
                 events.append(("Warning", c.reason, c.message))
         for s in states:
-            m = metrics.EFFECTIVE_WEIGHT.labels(namespace, name, spec.model, s.variant.name, s.variant.version)
+            m = metrics.EFFECTIVE_WEIGHT.labels(
+                namespace, name, spec.model, s.variant.name, s.variant.version
+            )
             m.set(0 if s.variant.name == mirror_name else weights.get(s.variant.name, 0))
-            metrics.DESIRED_WEIGHT.labels(namespace, name, spec.model, s.variant.name,
-                                          s.variant.version).set(s.variant.weight)
+            metrics.DESIRED_WEIGHT.labels(namespace, name, spec.model, s.variant.name, s.variant.version).set(
+                s.variant.weight
+            )
         self._finish(body, status, new_status, conds, events, gen)
         if previous != new_status["effectiveWeights"] or _variant_set(status) != _variant_set(new_status):
             self.enqueue_versions(namespace, spec.model)
         del applied_route
 
     # ----------------------------------------------------------------------------------------
-    def _variant(self, ref: EndpointRef, spec: ModelEndpointSpec, v: Variant, required: Stage,
-                 is_mirror: bool) -> _VariantState:
+    def _variant(
+        self, ref: EndpointRef, spec: ModelEndpointSpec, v: Variant, required: Stage, is_mirror: bool
+    ) -> _VariantState:
         mv_name = expected_name(spec.model, v.version)
         body = self.store.get("ModelVersion", ref.namespace, mv_name)
         if body is None:
-            return _VariantState(v, mv_name, None, {}, False, "MissingVersion",
-                                 f"ModelVersion {mv_name} does not exist in namespace {ref.namespace}")
+            return _VariantState(
+                v,
+                mv_name,
+                None,
+                {},
+                False,
+                "MissingVersion",
+                f"ModelVersion {mv_name} does not exist in namespace {ref.namespace}",
+            )
         try:
             mv = ModelVersionSpec.model_validate(body.get("spec") or {})
         except ValidationError as e:
-            return _VariantState(v, mv_name, None, {}, False, "InvalidVersion",
-                                 f"ModelVersion {mv_name} is invalid: {e.error_count()} error(s)")
+            return _VariantState(
+                v,
+                mv_name,
+                None,
+                {},
+                False,
+                "InvalidVersion",
+                f"ModelVersion {mv_name} is invalid: {e.error_count()} error(s)",
+            )
         mv_status = body.get("status") or {}
         verified_cond = cond.get(mv_status.get("conditions"), "ArtifactVerified")
         art = mv_status.get("artifact") or {}
-        verified = bool(verified_cond and verified_cond.get("status") == TRUE
-                        and art.get("digest") == mv.artifact.sha256)
+        verified = bool(
+            verified_cond and verified_cond.get("status") == TRUE and art.get("digest") == mv.artifact.sha256
+        )
         stage = mv_status.get("stage")
         # Children are applied for every resolvable variant: weight-0 variants stay warm.
         dep = render_deployment(ref, spec, v, mv, self.settings.serving)
@@ -315,13 +417,26 @@ class ModelEndpointReconciler:
             st.eligible, st.reason, st.message = True, "Eligible", f"{mv_name} verified, {stage}, available"
         return st
 
-    def _target(self, ref: EndpointRef, spec: ModelEndpointSpec, variant: str, mv: ModelVersionSpec,
-                weight: int) -> VariantTarget:
-        return VariantTarget(variant=variant, service=child_name(ref.name, variant), model=spec.model,
-                             version=mv.version, sha256=mv.artifact.sha256, weight=weight)
+    def _target(
+        self, ref: EndpointRef, spec: ModelEndpointSpec, variant: str, mv: ModelVersionSpec, weight: int
+    ) -> VariantTarget:
+        return VariantTarget(
+            variant=variant,
+            service=child_name(ref.name, variant),
+            model=spec.model,
+            version=mv.version,
+            sha256=mv.artifact.sha256,
+            weight=weight,
+        )
 
-    def _destinations(self, ref: EndpointRef, spec: ModelEndpointSpec, weights: dict[str, int],
-                      states: list[_VariantState], status: dict[str, Any]) -> list[VariantTarget]:
+    def _destinations(
+        self,
+        ref: EndpointRef,
+        spec: ModelEndpointSpec,
+        weights: dict[str, int],
+        states: list[_VariantState],
+        status: dict[str, Any],
+    ) -> list[VariantTarget]:
         by_name = {s.variant.name: s for s in states}
         old = {vs.get("name"): vs for vs in status.get("variants") or []}
         out = []
@@ -333,9 +448,16 @@ class ModelEndpointReconciler:
             if n in by_name or w <= 0:
                 continue
             vs = old.get(n) or {}
-            out.append(VariantTarget(variant=n, service=child_name(ref.name, n), model=spec.model,
-                                     version=str(vs.get("version", "")), sha256=str(vs.get("digest", "")),
-                                     weight=int(w)))
+            out.append(
+                VariantTarget(
+                    variant=n,
+                    service=child_name(ref.name, n),
+                    model=spec.model,
+                    version=str(vs.get("version", "")),
+                    sha256=str(vs.get("digest", "")),
+                    weight=int(w),
+                )
+            )
         return out
 
     def _apply_if_drifted(self, desired: dict[str, Any]) -> bool:
@@ -344,15 +466,23 @@ class ModelEndpointReconciler:
         if actual is not None and not diff(desired, actual):
             return False
         if actual is not None:
-            log.info("%s %s/%s drifted (%s); applying", desired["kind"], md["namespace"], md["name"],
-                     ", ".join(diff(desired, actual)[:5]))
+            log.info(
+                "%s %s/%s drifted (%s); applying",
+                desired["kind"],
+                md["namespace"],
+                md["name"],
+                ", ".join(diff(desired, actual)[:5]),
+            )
         applied = self.kube.apply(desired)
         self.store.upsert(desired["kind"], applied)  # read-your-writes until the watch catches up
         return True
 
     def _owned(self, kind: str, namespace: str, endpoint: str) -> list[dict[str, Any]]:
-        return [b for _, b in self.store.items(kind, namespace)
-                if ((b.get("metadata") or {}).get("labels") or {}).get(ENDPOINT_LABEL) == endpoint]
+        return [
+            b
+            for _, b in self.store.items(kind, namespace)
+            if ((b.get("metadata") or {}).get("labels") or {}).get(ENDPOINT_LABEL) == endpoint
+        ]
 
     def _delete_other_routes(self, namespace: str, endpoint: str, keep_kind: str | None) -> None:
         for rname in router_names():
@@ -365,8 +495,14 @@ class ModelEndpointReconciler:
                 self.kube.delete(BY_KIND[kind], namespace, obj["metadata"]["name"])
                 self.store.delete(kind, namespace, obj["metadata"]["name"])
 
-    def _collect_removed(self, namespace: str, endpoint: str, spec: ModelEndpointSpec, routed_now: set[str],
-                         router_name: str | None) -> None:
+    def _collect_removed(
+        self,
+        namespace: str,
+        endpoint: str,
+        spec: ModelEndpointSpec,
+        routed_now: set[str],
+        router_name: str | None,
+    ) -> None:
         wanted = {v.name for v in spec.variants}
         still_routed = set(routed_now)
         if router_name and router_name != "none":
@@ -377,16 +513,31 @@ class ModelEndpointReconciler:
             for obj in self._owned(kind, namespace, endpoint):
                 variant = (obj["metadata"].get("labels") or {}).get(VARIANT_LABEL)
                 if variant and variant not in wanted and variant not in still_routed:
-                    log.info("deleting %s %s/%s of removed variant %s", kind, namespace,
-                             obj["metadata"]["name"], variant)
+                    log.info(
+                        "deleting %s %s/%s of removed variant %s",
+                        kind,
+                        namespace,
+                        obj["metadata"]["name"],
+                        variant,
+                    )
                     self.kube.delete(res, namespace, obj["metadata"]["name"])
                     self.store.delete(kind, namespace, obj["metadata"]["name"])
 
-    def _finish(self, body: dict[str, Any], old: dict[str, Any], new: dict[str, Any], conds: list[Cond],
-                events: list[tuple[str, str, str]], gen: int) -> None:
+    def _finish(
+        self,
+        body: dict[str, Any],
+        old: dict[str, Any],
+        new: dict[str, Any],
+        conds: list[Cond],
+        events: list[tuple[str, str, str]],
+        gen: int,
+    ) -> None:
         md = body["metadata"]
-        new = {**new, "observedGeneration": gen,
-               "conditions": cond.merge_conditions(old.get("conditions"), conds, gen)}
+        new = {
+            **new,
+            "observedGeneration": gen,
+            "conditions": cond.merge_conditions(old.get("conditions"), conds, gen),
+        }
         if _norm(old) != _norm(new):
             self.kube.patch_status(MODELENDPOINT, md["namespace"], md["name"], new, old)
         for type_, reason, message in events:
@@ -402,9 +553,15 @@ def _summary(weights: dict[str, int], mirror: str | None, spec: ModelEndpointSpe
         if spec.variant(n) is None and w > 0:
             parts.append(f"{n}={w}")
     if mirror and spec.mirror is not None:
-        parts.append(f"mirror:{mirror}@{spec.variant(mirror).version}={spec.mirror.percent}%"  # type: ignore[union-attr]
-                     )
+        parts.append(
+            f"mirror:{mirror}@{spec.variant(mirror).version}={spec.mirror.percent}%"  # type: ignore[union-attr]
+        )
     return ",".join(parts)
+
+
+def _seen(status: dict[str, Any], type_: str, reason: str, message: str) -> bool:
+    prev = cond.get(status.get("conditions"), type_)
+    return prev is not None and prev.get("reason") == reason and prev.get("message") == message
 
 
 def _fmt(w: dict[str, int]) -> str:

@@ -100,7 +100,11 @@ def served_by(store: Store, namespace: str, model: str, version: str) -> list[di
         for v in spec.get("variants") or []:
             if v.get("version") == version:
                 seen.add(v["name"])
-                entry: dict[str, Any] = {"endpoint": ep_name, "variant": v["name"], "weight": int(eff.get(v["name"], 0))}
+                entry: dict[str, Any] = {
+                    "endpoint": ep_name,
+                    "variant": v["name"],
+                    "weight": int(eff.get(v["name"], 0)),
+                }
                 if v["name"] == mirror:
                     entry["mirror"] = True
                 out.append(entry)
@@ -127,8 +131,15 @@ def stage_actor(body: dict[str, Any], requested: str) -> str:
 
 
 class ModelVersionReconciler:
-    def __init__(self, kube: Kube, store: Store, settings: Settings, verifier: Verifier,
-                 enqueue_endpoints: Callable[[str, str], None], requeue: Callable[[str, str], None]) -> None:
+    def __init__(
+        self,
+        kube: Kube,
+        store: Store,
+        settings: Settings,
+        verifier: Verifier,
+        enqueue_endpoints: Callable[[str, str], None],
+        requeue: Callable[[str, str], None],
+    ) -> None:
         self.kube = kube
         self.store = store
         self.settings = settings
@@ -160,14 +171,20 @@ class ModelVersionReconciler:
             metrics.BYTES_HASHED.labels(ns).inc(outcome.size_bytes)
         return outcome
 
-    def _verification(self, key: tuple[str, str], body: dict[str, Any], spec: ModelVersionSpec,
-                      status: dict[str, Any]) -> tuple[Cond, dict[str, Any] | None, float | None]:
+    def _verification(
+        self, key: tuple[str, str], body: dict[str, Any], spec: ModelVersionSpec, status: dict[str, Any]
+    ) -> tuple[Cond, dict[str, Any] | None, float | None]:
         """ArtifactVerified condition, status.artifact, and when to look again."""
         md = body["metadata"]
         uid, gen = md.get("uid", ""), int(md.get("generation") or 0)
         prev = cond.get(status.get("conditions"), "ArtifactVerified")
         prev_art = status.get("artifact")
-        if prev and prev.get("status") == TRUE and prev_art and prev_art.get("digest") == spec.artifact.sha256:
+        if (
+            prev
+            and prev.get("status") == TRUE
+            and prev_art
+            and prev_art.get("digest") == spec.artifact.sha256
+        ):
             recheck = self.settings.verification.recheck_seconds
             verified_at = prev_art.get("verifiedAt", "")
             if not recheck or not _older_than(verified_at, recheck):
@@ -186,8 +203,16 @@ class ModelVersionReconciler:
                 att.started = now
                 att.future = self.pool.submit(self._run_verify, key, spec)
             if att.future is not None and not att.future.done():
-                return (Cond("ArtifactVerified", UNKNOWN, "Verifying",
-                             f"fetching and hashing {_redact(spec.artifact.uri)}"), None, None)
+                return (
+                    Cond(
+                        "ArtifactVerified",
+                        UNKNOWN,
+                        "Verifying",
+                        f"fetching and hashing {_redact(spec.artifact.uri)}",
+                    ),
+                    None,
+                    None,
+                )
             if att.future is not None:
                 try:
                     att.outcome = att.future.result()
@@ -206,7 +231,10 @@ class ModelVersionReconciler:
             assert outcome is not None
             if outcome.ok:
                 self._attempts.pop(key, None)
-                art = {"digest": outcome.actual or spec.artifact.sha256, "verifiedAt": cond.now_rfc3339()}
+                art: dict[str, Any] = {
+                    "digest": outcome.actual or spec.artifact.sha256,
+                    "verifiedAt": cond.now_rfc3339(),
+                }
                 if outcome.size_bytes is not None:
                     art["sizeBytes"] = outcome.size_bytes
                 if outcome.files is not None:
@@ -241,9 +269,16 @@ class ModelVersionReconciler:
             spec = ModelVersionSpec.model_validate(body.get("spec") or {})
         except ValidationError as e:
             msg = "; ".join(f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in e.errors())
-            new = {**status, "observedGeneration": gen, "conditions": cond.merge_conditions(
-                status.get("conditions"), [Cond("Ready", FALSE, "InvalidSpec", msg)], gen)}
-            self._write(body, status, new, events=[("Warning", "InvalidSpec", msg)])
+            invalid = {
+                **status,
+                "observedGeneration": gen,
+                "conditions": cond.merge_conditions(
+                    status.get("conditions"), [Cond("Ready", FALSE, "InvalidSpec", msg)], gen
+                ),
+            }
+            prev = cond.get(status.get("conditions"), "Ready")
+            seen = prev is not None and prev.get("reason") == "InvalidSpec" and prev.get("message") == msg
+            self._write(body, status, invalid, events=[] if seen else [("Warning", "InvalidSpec", msg)])
             return
 
         serving = served_by(self.store, namespace, spec.model, spec.version)
@@ -271,8 +306,14 @@ class ModelVersionReconciler:
         why = ann.get(REASON_ANNOTATION) or f"spec.stage set to {spec.stage}"
         if current is None:
             current = Stage.CANDIDATE
-            history.append({"to": current.value, "at": cond.now_rfc3339(), "reason": "Registered",
-                            "actor": stage_actor(body, "candidate") if requested is Stage.CANDIDATE else actor})
+            history.append(
+                {
+                    "to": current.value,
+                    "at": cond.now_rfc3339(),
+                    "reason": "Registered",
+                    "actor": stage_actor(body, "candidate") if requested is Stage.CANDIDATE else actor,
+                }
+            )
         missing = spec.lineage.missing_for_production()
         facts = GateFacts(verified.status == TRUE, not missing, tuple(missing))
         stage_cond = Cond("StageTransition", TRUE, "InEffect", f"stage {current} is in effect")
@@ -283,18 +324,33 @@ class ModelVersionReconciler:
             decision = decide_transition(current, step or requested, facts, self.graph)
             if not decision.allowed:
                 waiting = verified.reason == "Verifying" and decision.reason == "ArtifactNotVerified"
-                stage_cond = Cond("StageTransition", UNKNOWN if waiting else FALSE, decision.reason,
-                                  f"requested {requested}, staying in {current}: {decision.message}")
+                stage_cond = Cond(
+                    "StageTransition",
+                    UNKNOWN if waiting else FALSE,
+                    decision.reason,
+                    f"requested {requested}, staying in {current}: {decision.message}",
+                )
                 prev_st = cond.get(status.get("conditions"), "StageTransition")
-                if not waiting and (prev_st is None or prev_st.get("reason") != decision.reason
-                                    or prev_st.get("status") != FALSE):
+                if not waiting and (
+                    prev_st is None
+                    or prev_st.get("reason") != decision.reason
+                    or prev_st.get("status") != FALSE
+                ):
                     events.append(("Warning", "StageTransitionBlocked", stage_cond.message))
-                    metrics.TRANSITIONS.labels(namespace, spec.model, current.value, requested.value,
-                                               "blocked").inc()
+                    metrics.TRANSITIONS.labels(
+                        namespace, spec.model, current.value, requested.value, "blocked"
+                    ).inc()
                 break
             assert step is not None
-            history.append({"from": current.value, "to": step.value, "at": cond.now_rfc3339(),
-                            "reason": why, "actor": actor})
+            history.append(
+                {
+                    "from": current.value,
+                    "to": step.value,
+                    "at": cond.now_rfc3339(),
+                    "reason": why,
+                    "actor": actor,
+                }
+            )
             events.append(("Normal", "StageChanged", f"{current} -> {step} by {actor}: {why}"))
             metrics.TRANSITIONS.labels(namespace, spec.model, current.value, step.value, "made").inc()
             current = step
@@ -302,16 +358,23 @@ class ModelVersionReconciler:
 
         ready = Cond("Ready", TRUE, "Ready", f"{spec.model} {spec.version} is verified and {current}")
         if verified.status != TRUE:
-            ready = Cond("Ready", FALSE if verified.status == FALSE else UNKNOWN, verified.reason, verified.message)
+            ready = Cond(
+                "Ready", FALSE if verified.status == FALSE else UNKNOWN, verified.reason, verified.message
+            )
         elif stage_cond.status == FALSE:
             ready = Cond("Ready", FALSE, stage_cond.reason, stage_cond.message)
-        in_use = Cond("InUse", TRUE if serving else FALSE, "Served" if serving else "NotServed",
-                      ", ".join(f"{s['endpoint']}/{s['variant']}={s['weight']}" for s in serving)
-                      or "no endpoint serves this version")
+        in_use = Cond(
+            "InUse",
+            TRUE if serving else FALSE,
+            "Served" if serving else "NotServed",
+            ", ".join(f"{s['endpoint']}/{s['variant']}={s['weight']}" for s in serving)
+            or "no endpoint serves this version",
+        )
         new: dict[str, Any] = {
             "observedGeneration": gen,
-            "conditions": cond.merge_conditions(status.get("conditions"),
-                                                [ready, verified, stage_cond, in_use], gen),
+            "conditions": cond.merge_conditions(
+                status.get("conditions"), [ready, verified, stage_cond, in_use], gen
+            ),
             "stage": current.value,
             "history": history,
             "servedBy": serving,
@@ -334,19 +397,25 @@ class ModelVersionReconciler:
         if retry_in is not None:
             raise Requeue(retry_in, "transient verification failure")
 
-    def _handle_deletion(self, body: dict[str, Any], status: dict[str, Any], serving: list[dict[str, Any]],
-                         gen: int) -> None:
+    def _handle_deletion(
+        self, body: dict[str, Any], status: dict[str, Any], serving: list[dict[str, Any]], gen: int
+    ) -> None:
         md = body["metadata"]
         fins = list(md.get("finalizers") or [])
         if serving:
             users = ", ".join(sorted({s["endpoint"] for s in serving}))
-            msg = f"deletion is held: still served by ModelEndpoint {users}; remove it from those endpoints first"
-            new = {**status, "observedGeneration": gen, "servedBy": serving,
-                   "conditions": cond.merge_conditions(status.get("conditions"),
-                                                       [Cond("Deleting", FALSE, "InUse", msg)], gen)}
+            msg = f"deletion is held: still served by ModelEndpoint {users}; remove it from those endpoints first"  # noqa: E501
+            held = {
+                **status,
+                "observedGeneration": gen,
+                "servedBy": serving,
+                "conditions": cond.merge_conditions(
+                    status.get("conditions"), [Cond("Deleting", FALSE, "InUse", msg)], gen
+                ),
+            }
             prev = cond.get(status.get("conditions"), "Deleting")
             events = [] if prev and prev.get("message") == msg else [("Warning", "DeletionHeld", msg)]
-            self._write(body, status, new, events)
+            self._write(body, status, held, events)
             if IN_USE_FINALIZER not in fins:  # deletion raced with a new use: nothing more we can hold
                 log.warning("%s/%s is being deleted while in use by %s", md["namespace"], md["name"], users)
             return
@@ -358,14 +427,20 @@ class ModelVersionReconciler:
         md = body["metadata"]
         fins = list(md.get("finalizers") or [])
         if in_use and IN_USE_FINALIZER not in fins:
-            self.kube.set_finalizers(MODELVERSION, md["namespace"], md["name"], [*fins, IN_USE_FINALIZER],
-                                     md["resourceVersion"])
+            self.kube.set_finalizers(
+                MODELVERSION, md["namespace"], md["name"], [*fins, IN_USE_FINALIZER], md["resourceVersion"]
+            )
         elif not in_use and IN_USE_FINALIZER in fins:
             fins.remove(IN_USE_FINALIZER)
             self.kube.set_finalizers(MODELVERSION, md["namespace"], md["name"], fins, md["resourceVersion"])
 
-    def _write(self, body: dict[str, Any], old: dict[str, Any], new: dict[str, Any],
-               events: list[tuple[str, str, str]]) -> None:
+    def _write(
+        self,
+        body: dict[str, Any],
+        old: dict[str, Any],
+        new: dict[str, Any],
+        events: list[tuple[str, str, str]],
+    ) -> None:
         md = body["metadata"]
         if _normalized(old) != _normalized(new):
             self.kube.patch_status(MODELVERSION, md["namespace"], md["name"], new, old)

@@ -39,12 +39,16 @@ class Operator:
         self.store = Store()
         self.queue = WorkQueue(self._dispatch, workers=int(os.environ.get("MODELVERSIONING_WORKERS", "4")))
         self.versions = ModelVersionReconciler(
-            kube, self.store, settings, make_verifier(settings.artifacts),
+            kube,
+            self.store,
+            settings,
+            make_verifier(settings.artifacts),
             enqueue_endpoints=self._endpoints_of_model_threadsafe,
             requeue=lambda ns, n: self.queue.add_threadsafe(("ModelVersion", ns, n)),
         )
-        self.endpoints = ModelEndpointReconciler(kube, self.store, settings,
-                                                 enqueue_versions=self._versions_of_model_threadsafe)
+        self.endpoints = ModelEndpointReconciler(
+            kube, self.store, settings, enqueue_versions=self._versions_of_model_threadsafe
+        )
 
     def _dispatch(self, key: Key) -> None:
         kind, ns, name = key
@@ -125,7 +129,7 @@ async def _resync_loop(op: Operator) -> None:
         op.update_version_gauges()
 
 
-def _track(kind: str, event: dict[str, Any], body: kopf.Body) -> tuple[str, str, bool]:
+def _track(kind: str, event: kopf.RawEvent, body: kopf.Body) -> tuple[str, str, bool]:
     op = _op()
     md = body.get("metadata", {})
     ns, name = md.get("namespace", ""), md.get("name", "")
@@ -145,7 +149,7 @@ def _plain(body: Any) -> Any:
 
 
 @kopf.on.event(GROUP, VERSION, "modelversions")
-async def modelversion_event(event: dict[str, Any], body: kopf.Body, **_: Any) -> None:
+async def modelversion_event(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
     op = _op()
     ns, name, _alive = _track("ModelVersion", event, body)
     op.queue.add(("ModelVersion", ns, name))
@@ -153,7 +157,7 @@ async def modelversion_event(event: dict[str, Any], body: kopf.Body, **_: Any) -
 
 
 @kopf.on.event(GROUP, VERSION, "modelendpoints")
-async def modelendpoint_event(event: dict[str, Any], body: kopf.Body, **_: Any) -> None:
+async def modelendpoint_event(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
     op = _op()
     ns, name, alive = _track("ModelEndpoint", event, body)
     op.queue.add(("ModelEndpoint", ns, name))
@@ -162,7 +166,7 @@ async def modelendpoint_event(event: dict[str, Any], body: kopf.Body, **_: Any) 
 
 
 def _child_event(kind: str) -> Any:
-    async def handler(event: dict[str, Any], body: kopf.Body, **_: Any) -> None:
+    async def handler(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
         op = _op()
         ns, _name, _alive = _track(kind, event, body)
         owner = (body.get("metadata", {}).get("labels") or {}).get(ENDPOINT_LABEL)
@@ -175,14 +179,18 @@ def _child_event(kind: str) -> Any:
 
 def register_children(settings: Settings) -> None:
     """Watch only our own children (label selector), and only route kinds whose router is enabled."""
-    kopf.on.event("apps", "v1", "deployments", labels=MANAGED, id="deployment_event")(_child_event("Deployment"))
+    kopf.on.event("apps", "v1", "deployments", labels=MANAGED, id="deployment_event")(
+        _child_event("Deployment")
+    )
     kopf.on.event("", "v1", "services", labels=MANAGED, id="service_event")(_child_event("Service"))
     if "istio" in settings.serving.enabled_routers:
-        kopf.on.event("networking.istio.io", "v1", "virtualservices", labels=MANAGED,
-                      id="virtualservice_event")(_child_event("VirtualService"))
+        kopf.on.event(
+            "networking.istio.io", "v1", "virtualservices", labels=MANAGED, id="virtualservice_event"
+        )(_child_event("VirtualService"))
     if "gatewayAPI" in settings.serving.enabled_routers:
-        kopf.on.event("gateway.networking.k8s.io", "v1", "httproutes", labels=MANAGED,
-                      id="httproute_event")(_child_event("HTTPRoute"))
+        kopf.on.event("gateway.networking.k8s.io", "v1", "httproutes", labels=MANAGED, id="httproute_event")(
+            _child_event("HTTPRoute")
+        )
 
 
 @kopf.on.probe(id="queue")

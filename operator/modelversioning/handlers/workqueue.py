@@ -90,7 +90,9 @@ class WorkQueue:
                 fails = self._failures.get(key, 0) + 1
                 self._failures[key] = fails
                 delay = min(self.max_delay, self.base_delay * 2 ** (fails - 1))
-                log.exception("reconcile of %s/%s/%s failed (attempt %d); retrying in %.1fs", *key, fails, delay)
+                log.exception(
+                    "reconcile of %s/%s/%s failed (attempt %d); retrying in %.1fs", *key, fails, delay
+                )
                 self.add_after(key, delay)
             finally:
                 self._processing.discard(key)
