@@ -47,7 +47,9 @@ GOLDEN_DIR = Path(__file__).parent / "golden"
 GOLDEN_HEADER = (
     "# Golden file for tests/test_render.py; regenerate with UPDATE_GOLDEN=1 and review the diff.\n"
 )
-CRD_DIR = Path(os.environ.get("THIRDPARTY_CRDS", "/work/shared/thirdparty-crds"))
+CRD_DIR = Path(
+    os.environ.get("THIRDPARTY_CRDS", Path(__file__).resolve().parents[2] / "shared" / "thirdparty-crds")
+)
 
 MODEL = "fraud-detector"
 NAMESPACE = "ml-prod"
@@ -431,7 +433,7 @@ def test_schema_checkers_catch_mistakes() -> None:
     ]
     schema = crd_schema(*ROUTE_CRDS["gatewayAPI"])
     if schema is None:
-        pytest.skip(f"third-party CRDs not found in {CRD_DIR}")
+        pytest.fail(f"third-party CRDs not found in {CRD_DIR} (set THIRDPARTY_CRDS)")
     route = {
         "spec": {"hostnames": ["10.0.0.1:80"], "rules": [{"backendRefs": [{"name": "x", "weight": "1"}]}]}
     }
@@ -510,7 +512,7 @@ def test_every_destination_sets_the_four_headers(router_name: str, scenario: str
 def test_route_matches_third_party_crd(router_name: str, scenario: str) -> None:
     schema = crd_schema(*ROUTE_CRDS[router_name])
     if schema is None:
-        pytest.skip(f"third-party CRDs not found in {CRD_DIR}")
+        pytest.fail(f"third-party CRDs not found in {CRD_DIR} (set THIRDPARTY_CRDS)")
     route = get_router(router_name).render(route_input(router_name, SCENARIOS[scenario]))
     assert route is not None
     assert schema_errors(route, schema) == []

@@ -212,10 +212,15 @@ def write(dirs: list[Path]) -> list[Path]:
 
 
 def default_dirs(repo_root: Path) -> list[Path]:
+    """crds/ (kubectl apply -f crds/) and the chart's files/crds/.
+
+    The chart renders its copy from templates (crds.enabled, kept on uninstall with
+    crds.keep), not from Helm's install-only crds/ directory, so that upgrades update them.
+    """
     dirs = [repo_root / "crds"]
     chart = repo_root / "charts" / "modelversioning-operator"
     if chart.is_dir():
-        dirs.append(chart / "crds")
+        dirs.append(chart / "files" / "crds")
     return dirs
 
 
