@@ -34,7 +34,11 @@ def _init_args(uri: str, sha: str, mount: Path) -> tuple[list[str], dict[str, st
         {"model": "fraud-detector", "variants": [{"name": "canary", "version": "2.4.1", "weight": 100}]}
     )
     dep = render_deployment(
-        EndpointRef("fraud", "ml", "uid-1"), spec, spec.variants[0], version, Serving(model_mount_path=str(mount))
+        EndpointRef("fraud", "ml", "uid-1"),
+        spec,
+        spec.variants[0],
+        version,
+        Serving(model_mount_path=str(mount)),
     )
     init = dep["spec"]["template"]["spec"]["initContainers"][0]
     env = {e["name"]: e["value"] for e in init.get("env", []) if "value" in e}
