@@ -9,6 +9,7 @@ Names: model ``m0007`` has versions ``1.0.0``, ``1.1.0``, ...; endpoint ``ep-000
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import os
 import re
@@ -25,12 +26,13 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from controlplane import ControlPlane
-from helpers import GROUP, VERSION, cond_is, make_artifact, model_endpoint, model_version, vs_weights
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
+from watchers import Obj, Watcher
+
+from controlplane import ControlPlane
+from helpers import GROUP, VERSION, cond_is, make_artifact, model_endpoint, model_version, vs_weights
 from operator_proc import OperatorProcess
-from watch import Obj, Watcher
 
 NS = "bench"
 OPERATOR_NS = "mv-system"
@@ -61,10 +63,9 @@ def nodes_for(max_endpoints: int) -> int:
 def layout(n_versions: int, n_endpoints: int) -> tuple[list[tuple[str, str]], list[int]]:
     """(model, version) pairs and endpoint indexes for a fleet of this size. Every endpoint's model has
     at least the two versions it serves; the other versions are spread evenly over the same models."""
-    if n_endpoints <= 0:
+    models = n_endpoints
+    if n_endpoints <= 0:  # versions only: 5 per model
         models = max(1, math.ceil(n_versions / 5)) if n_versions else 0
-    else:
-        models = n_endpoints
     versions: list[tuple[str, str]] = []
     if models:
         base, extra = divmod(n_versions, models)
@@ -196,7 +197,9 @@ class BenchCluster:
         self.op.start()
         self.startup_seconds["operator"] = time.monotonic() - t1
         self.watch_ep = Watcher(self._watch_client(), GROUP, VERSION, "modelendpoints", NS).start()
-        self.watch_vs = Watcher(self._watch_client(), "networking.istio.io", "v1", "virtualservices", NS).start()
+        self.watch_vs = Watcher(
+            self._watch_client(), "networking.istio.io", "v1", "virtualservices", NS
+        ).start()
         self.watch_mv = Watcher(
             self._watch_client(), GROUP, VERSION, "modelversions", NS, keep_history=False
         ).start()
@@ -224,7 +227,9 @@ class BenchCluster:
             "kind": "Config",
             "clusters": admin["clusters"],
             "users": [{"name": OPERATOR_SA, "user": {"token": token}}],
-            "contexts": [{"name": "op", "context": {"cluster": admin["clusters"][0]["name"], "user": OPERATOR_SA}}],
+            "contexts": [
+                {"name": "op", "context": {"cluster": admin["clusters"][0]["name"], "user": OPERATOR_SA}}
+            ],
             "current-context": "op",
         }
         path = cp.workdir / "operator.kubeconfig"
@@ -422,7 +427,9 @@ class BenchCluster:
                 text = r.read().decode()
         except OSError:
             return {}
-        out: dict[str, Any] = {"reconciles": {}, "reconcile_seconds": {}, "child_writes": {}, "route_updates": 0}
+        out: dict[str, Any] = {
+            "reconciles": {}, "reconcile_seconds": {}, "child_writes": {}, "route_updates": 0
+        }
         pat = re.compile(r'^(\w+)\{([^}]*)\} ([0-9.eE+-]+)$')
         for line in text.splitlines():
             m = pat.match(line)
@@ -451,11 +458,10 @@ class BenchCluster:
         with self.cp.audit_log.open("rb") as f:
             f.seek(start)
             data = f.read() if end is None else f.read(max(0, end - start))
-        import json
-
+        user = OPERATOR_USER.encode()
         reqs: dict[str, dict[str, Any]] = {}
         for line in data.splitlines():
-            if not line.startswith(b"{"):
+            if not line.startswith(b"{") or user not in line:
                 continue
             with contextlib.suppress(ValueError):
                 ev = json.loads(line)

@@ -136,7 +136,12 @@ def _track(kind: str, event: kopf.RawEvent, body: kopf.Body) -> tuple[str, str, 
     if event.get("type") == "DELETED":
         op.store.delete(kind, ns, name)
         return ns, name, False
-    op.store.upsert(kind, dict(_plain(body)))
+    obj = dict(_plain(body))
+    md = obj.get("metadata") or {}
+    if kind != "ModelVersion":  # managedFields are needed only to name who set a ModelVersion's stage
+        md.pop("managedFields", None)
+    md.get("annotations", {}).pop("kubectl.kubernetes.io/last-applied-configuration", None)
+    op.store.upsert(kind, obj)
     return ns, name, True
 
 

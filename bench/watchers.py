@@ -7,6 +7,7 @@ after a given sequence number, that satisfies a predicate.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -69,13 +70,10 @@ class Watcher:
         self._stop.set()
         resp = self._resp
         if resp is not None:
-            try:
+            with contextlib.suppress(Exception):  # best effort; the thread is a daemon
                 resp.shutdown()
-            except Exception:  # noqa: BLE001 - best effort; the thread is a daemon
-                try:
-                    resp.close()
-                except Exception:  # noqa: BLE001
-                    pass
+            with contextlib.suppress(Exception):
+                resp.close()
         if self._thread is not None:
             self._thread.join(timeout=5)
 

@@ -1,0 +1,47 @@
+# syntax=docker/dockerfile:1
+# The operator image; the same image is the artifact-verifying init container of every model pod
+# (`modelversioning verify-artifact ...`, rendered by operator/modelversioning/render/deployment.py).
+#
+#   docker build -t ghcr.io/modelversioning/modelversioning-operator:0.1.0 .
+#   docker build --build-arg EXTRAS=s3,gcs -t ...      # add gs:// support
+ARG PYTHON_IMAGE=python:3.11-slim
+
+# ---- builder: the package and its dependencies in a self-contained venv --------------------------
+FROM ${PYTHON_IMAGE} AS builder
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PYTHONDONTWRITEBYTECODE=1
+RUN python -m venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY operator ./operator
+ARG EXTRAS=s3
+# Build a wheel first (no editable install, no source tree in the final image), then install it
+# with its extras; pip byte-compiles everything, so nothing is written at runtime.
+RUN pip wheel --no-deps --wheel-dir /wheels . \
+ && pip install "$(ls /wheels/*.whl)[${EXTRAS}]" \
+ && modelversioning version
+
+# ---- runtime ---------------------------------------------------------------------------------------
+FROM ${PYTHON_IMAGE}
+ARG VERSION=0.1.0
+LABEL org.opencontainers.image.title="modelversioning-operator" \
+      org.opencontainers.image.description="ML model versions as immutable, auditable Kubernetes objects" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.licenses="Apache-2.0"
+# 65532: the conventional "nonroot" uid/gid (distroless); the chart and the rendered model pods
+# run as 65532 with runAsNonRoot, a read-only root filesystem and /tmp as an emptyDir.
+RUN groupadd --system --gid 65532 nonroot \
+ && useradd --system --uid 65532 --gid 65532 --home-dir /home/nonroot --create-home \
+            --shell /usr/sbin/nologin nonroot
+COPY --from=builder /opt/venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1
+USER 65532:65532
+WORKDIR /home/nonroot
+# 8080: Prometheus /metrics; 8081: kopf's /healthz.
+EXPOSE 8080 8081
+ENTRYPOINT ["modelversioning"]
+CMD ["run", "--all-namespaces"]

@@ -1,0 +1,407 @@
+#!/usr/bin/env python3
+"""Benchmarks of the modelversioning operator on the e2e control plane (real kube-apiserver, etcd,
+controller-manager, scheduler; kwok fake nodes), the operator running as a subprocess under its own
+ServiceAccount so that its requests can be told apart in the audit log.
+
+    python bench/run.py [--scale tiny|full] [--only NAME ...] [--json bench/results/latest.json]
+    ./dev bench --scale full
+
+Sections: latency (weight change -> route), rollback, restart (convergence after an operator
+restart), memory (operator RSS vs fleet size), idle (operator API requests while nothing changes),
+hashing (verify_artifact vs hashlib vs sha256sum). Every scale parameter can be overridden; see --help.
+The results are printed as a table and written as JSON; docs/benchmarks.md explains them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import math
+import os
+import platform
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+sys.path.insert(0, str(REPO / "e2e"))
+sys.path.insert(0, str(HERE))
+
+SECTIONS = ("latency", "rollback", "restart", "memory", "idle", "hashing")
+CLUSTER_SECTIONS = SECTIONS[:-1]
+
+SCALES: dict[str, dict[str, Any]] = {
+    "tiny": {
+        "versions": 20,
+        "endpoints": 5,
+        "changes": 10,
+        "rollbacks": 3,
+        "restart_changed": 5,
+        "idle_seconds": 10.0,
+        "drift_seconds": 5.0,
+        "memory_steps": "60:15",
+        "hash_single_mib": 32,
+        "hash_files": 16,
+        "hash_file_mib": 2,
+        "hash_repeats": 3,
+        "hash_workers": 4,
+        "converge_timeout": 300.0,
+    },
+    "full": {
+        "versions": 1000,
+        "endpoints": 200,
+        "changes": 200,
+        "rollbacks": 50,
+        "restart_changed": 50,
+        "idle_seconds": 300.0,
+        "drift_seconds": 60.0,
+        "memory_steps": "5000:1000",
+        "hash_single_mib": 2048,
+        "hash_files": 16,
+        "hash_file_mib": 128,
+        "hash_repeats": 3,
+        "hash_workers": 4,
+        "converge_timeout": 1800.0,
+    },
+}
+
+TARGETS = {
+    "latency_p50": 50.0,  # ms
+    "latency_p99": 250.0,  # ms
+    "rollback_p99": 1000.0,  # ms
+    "idle_writes": 0,
+    "rss_mib": 150.0,  # at 1,000 versions / 200 endpoints
+    "rss_at": (1000, 200),
+    "hash_single_ratio": 0.9,  # verify_artifact / hashlib, one big file
+    "hash_many_share": 0.8,  # many files: verify/hashlib >= share * min(cpus, workers)
+}
+
+T0 = time.monotonic()
+
+
+def log(msg: str) -> None:
+    print(f"[bench {time.monotonic() - T0:7.1f}s] {msg}", file=sys.stderr, flush=True)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--scale", choices=sorted(SCALES), default="tiny", help="preset (default: tiny)")
+    ap.add_argument("--only", nargs="+", choices=SECTIONS, metavar="NAME",
+                    help=f"run only these sections ({', '.join(SECTIONS)})")
+    ap.add_argument("--json", default=str(HERE / "results" / "latest.json"),
+                    help="where to write the results")
+    g = ap.add_argument_group("scale overrides (default: the preset's)")
+    g.add_argument("--versions", type=int, help="ModelVersions of the main fleet")
+    g.add_argument("--endpoints", type=int, help="ModelEndpoints of the main fleet (2 variants each, >= 2)")
+    g.add_argument("--changes", type=int, help="weight changes timed (latency)")
+    g.add_argument("--rollbacks", type=int, help="rollbacks timed")
+    g.add_argument("--restart-changed", type=int, help="endpoints changed while the operator is down")
+    g.add_argument("--idle-seconds", type=float, help="idle window for counting API requests")
+    g.add_argument("--drift-seconds", type=float, help="operator serving.driftCheckSeconds")
+    g.add_argument("--memory-steps", help="larger fleets for the memory curve, 'versions:endpoints,...' "
+                                          "('' for none)")
+    g.add_argument("--hash-single-mib", type=int, help="size of the single big file")
+    g.add_argument("--hash-files", type=int, help="number of files of the many-files case")
+    g.add_argument("--hash-file-mib", type=int, help="size of each of those files")
+    g.add_argument("--hash-repeats", type=int, help="repeats per hashing method (median reported)")
+    g.add_argument("--hash-workers", type=int, help="verify_artifact's max_workers (artifacts.maxWorkers)")
+    g.add_argument("--hash-dir", default=None, help="directory for the hashing temp files (default: $TMPDIR)")
+    g.add_argument("--converge-timeout", type=float, help="seconds to wait for a fleet to converge")
+    args = ap.parse_args(argv)
+    params = dict(SCALES[args.scale])
+    for key in params:
+        val = getattr(args, key, None)
+        if val is not None:
+            params[key] = val
+    params["restart_changed"] = min(params["restart_changed"], params["endpoints"])
+    if params["endpoints"] < 2:
+        ap.error("--endpoints must be >= 2 (one for the latency test, one for the rollbacks)")
+    args.params = params
+    args.sections = list(args.only or SECTIONS)
+    return args
+
+
+def memory_steps(spec: str) -> list[tuple[int, int]]:
+    steps = []
+    for part in (spec or "").split(","):
+        if part.strip():
+            v, _, e = part.partition(":")
+            steps.append((int(v), int(e or 0)))
+    return steps
+
+
+def machine() -> dict[str, Any]:
+    info: dict[str, Any] = {
+        "nproc": len(os.sched_getaffinity(0)),
+        "cpu_count": os.cpu_count(),
+        "python": platform.python_version(),
+        "kernel": platform.release(),
+        "loadavg_start": list(os.getloadavg()),
+    }
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                info["cpu_model"] = line.split(":", 1)[1].strip()
+                break
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal"):
+                info["mem_total_mib"] = int(line.split()[1]) // 1024
+    except OSError:
+        pass
+    return info
+
+
+class Results:
+    def __init__(self, path: Path, meta: dict[str, Any]) -> None:
+        self.path = path
+        self.data: dict[str, Any] = {"meta": meta, "sections": {}, "setup": {}, "targets": []}
+
+    def section(self, name: str, value: dict[str, Any]) -> None:
+        self.data["sections"][name] = value
+        self.save()
+
+    def save(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(_clean(self.data), indent=2, sort_keys=False) + "\n")
+        tmp.replace(self.path)
+
+
+def _clean(x: Any) -> Any:
+    """NaN/inf are not JSON: null."""
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if isinstance(x, dict):
+        return {k: _clean(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [_clean(v) for v in x]
+    return x
+
+
+def guarded(res: Results, name: str, fn: Callable[[], dict[str, Any]]) -> dict[str, Any] | None:
+    log(f"== {name}")
+    try:
+        out = fn()
+    except Exception as e:  # noqa: BLE001 - one failed section must not lose the others
+        log(f"{name} FAILED: {e!r}\n{traceback.format_exc()}")
+        res.section(name, {"error": f"{type(e).__name__}: {e}"})
+        return None
+    res.section(name, out)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- run
+def run_cluster(args: argparse.Namespace, res: Results) -> None:
+    from cluster import BenchCluster, nodes_for
+    from scenarios import idle_traffic, memory_sample, restart_convergence, rollbacks, weight_changes
+
+    p = args.params
+    want = set(args.sections)
+    steps = memory_steps(p["memory_steps"]) if "memory" in want else []
+    max_eps = max([p["endpoints"], *(e for _, e in steps)])
+    bc = BenchCluster(nodes_for(max_eps), p["drift_seconds"], log)
+    try:
+        log(f"starting the control plane ({nodes_for(max_eps)} kwok nodes) and the operator")
+        bc.start()
+        res.data["setup"]["startup_seconds"] = {k: round(v, 2) for k, v in bc.startup_seconds.items()}
+        res.data["setup"]["kwok_nodes"] = bc.nodes
+        mem: list[dict[str, Any]] = []
+        if "memory" in want:
+            mem.append(memory_sample(bc))
+        off = bc.audit_offset()
+        fleet = bc.populate(p["versions"], p["endpoints"], p["converge_timeout"])
+        fleet["operator_requests"] = bc.operator_requests(off)["by_verb"]
+        res.data["setup"]["fleet"] = fleet
+        res.save()
+        if not fleet["converged"]:
+            raise RuntimeError(f"the fleet did not converge in {p['converge_timeout']}s: {fleet}")
+        if "memory" in want:
+            mem.append(memory_sample(bc, fleet))
+        if "latency" in want:
+            guarded(res, "latency", lambda: weight_changes(bc, bc.eps[0], p["changes"], log))
+        if "rollback" in want:
+            guarded(res, "rollback", lambda: rollbacks(bc, bc.eps[1], p["rollbacks"], log))
+        if "idle" in want:
+            guarded(res, "idle", lambda: idle_traffic(bc, p["idle_seconds"], log))
+        if "restart" in want:
+            out = guarded(res, "restart", lambda: restart_convergence(bc, p["restart_changed"],
+                                                                     p["converge_timeout"], log))
+            if out is not None and mem:
+                mem[-1]["rss_mib_fresh_process"] = memory_sample(bc)["rss_mib"]
+        if "memory" in want:
+            def grow() -> dict[str, Any]:
+                for v, e in steps:
+                    log(f"memory: growing the fleet to {v} versions / {e} endpoints")
+                    off = bc.audit_offset()
+                    step = bc.populate(v, e, p["converge_timeout"])
+                    sample = memory_sample(bc, step)
+                    sample["operator_requests"] = bc.operator_requests(off)["by_verb"]
+                    mem.append(sample)
+                    res.section("memory", memory_summary(mem))
+                return memory_summary(mem)
+
+            guarded(res, "memory", grow)
+        res.data["setup"]["operator_metrics"] = bc.metrics()
+    finally:
+        res.data["setup"]["operator_log_tail"] = bc.op.logs(30).splitlines() if bc.op else []
+        res.save()
+        bc.stop()
+
+
+def memory_summary(steps: list[dict[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {"steps": steps}
+    for prev, cur in zip(steps, steps[1:], strict=False):
+        d_obj = (cur["versions"] + cur["endpoints"]) - (prev["versions"] + prev["endpoints"])
+        if d_obj > 0:
+            cur["kib_per_object"] = round((cur["rss_mib"] - prev["rss_mib"]) * 1024 / d_obj, 2)
+    if len(steps) >= 2:
+        first, last = steps[0], steps[-1]
+        d_obj = (last["versions"] + last["endpoints"]) - (first["versions"] + first["endpoints"])
+        growth = (last["rss_mib"] - first["rss_mib"]) * 1024
+        out["kib_per_object"] = round(growth / d_obj, 2) if d_obj else 0.0
+    return out
+
+
+def run_hashing(args: argparse.Namespace, res: Results) -> None:
+    import hashing
+
+    p = args.params
+    guarded(res, "hashing", lambda: hashing.run(p["hash_single_mib"], p["hash_files"], p["hash_file_mib"],
+                                                p["hash_repeats"], p["hash_workers"], log, args.hash_dir))
+
+
+# ---------------------------------------------------------------------------------------------- targets
+def evaluate(res: Results) -> list[dict[str, Any]]:
+    s = res.data["sections"]
+    rows: list[dict[str, Any]] = []
+
+    def add(section: str, metric: str, value: Any, target: str, met: bool | None, note: str = "") -> None:
+        rows.append({"section": section, "metric": metric, "value": value, "target": target, "met": met,
+                     "note": note})
+
+    def num(x: Any) -> bool:
+        return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
+
+    lat = s.get("latency") or {}
+    if num(lat.get("p50_ms")):
+        add("latency", "weight change -> route p50 (ms)", lat["p50_ms"], f"< {TARGETS['latency_p50']:g}",
+            lat["p50_ms"] < TARGETS["latency_p50"])
+        add("latency", "p95 (ms)", lat["p95_ms"], "", None)
+        add("latency", "p99 (ms)", lat["p99_ms"], f"< {TARGETS['latency_p99']:g}",
+            lat["p99_ms"] < TARGETS["latency_p99"])
+        add("latency", "-> status Ready p50 / p99 (ms)", f"{lat['ready_p50_ms']} / {lat['ready_p99_ms']}",
+            "", None)
+    rb = s.get("rollback") or {}
+    if num(rb.get("p99_ms")):
+        add("rollback", "rollback -> route p50 (ms)", rb["p50_ms"], "", None)
+        add("rollback", "rollback -> route p99 (ms)", rb["p99_ms"], f"< {TARGETS['rollback_p99']:g}",
+            rb["p99_ms"] < TARGETS["rollback_p99"])
+        add("rollback", "Deployment re-rolls", rb["deployment_generation_changes"], "0",
+            rb["deployment_generation_changes"] == 0)
+    rs = s.get("restart") or {}
+    if num(rs.get("all_ready_seconds")):
+        add("restart", f"{rs['changed']} changed routes updated (s)", rs["changed_routes_seconds"], "", None,
+            f"operator up in {rs['operator_start_seconds']} s")
+        add("restart", f"all {rs['endpoints']} endpoints + {rs['versions']} versions Ready (s)",
+            rs["all_ready_seconds"], "", None if rs["converged"] else False)
+    mem = s.get("memory") or {}
+    want_v, want_e = TARGETS["rss_at"]
+    for st in mem.get("steps") or []:
+        at_target = st["versions"] >= want_v and st["endpoints"] >= want_e
+        exact = (st["versions"], st["endpoints"]) == (want_v, want_e)
+        target, met, note = "", None, ""
+        if exact or (not at_target and st["rss_mib"] >= TARGETS["rss_mib"]):
+            target, met = f"< {TARGETS['rss_mib']:g} at {want_v}/{want_e}", st["rss_mib"] < TARGETS["rss_mib"]
+        elif st["versions"] and not at_target:
+            target, note = f"< {TARGETS['rss_mib']:g} at {want_v}/{want_e}", "smaller fleet: n/a"
+        if "rss_mib_fresh_process" in st:
+            fresh = f"fresh process after restart: {st['rss_mib_fresh_process']} MiB"
+            note = f"{note}; {fresh}" if note else fresh
+        add("memory", f"RSS at {st['versions']} versions / {st['endpoints']} endpoints (MiB)", st["rss_mib"],
+            target, met, note)
+    if num(mem.get("kib_per_object")):
+        add("memory", "growth per object (KiB)", mem["kib_per_object"], "", None)
+    idle = s.get("idle") or {}
+    if num(idle.get("writes")):
+        add("idle", f"operator writes in {idle['seconds']:g} s", idle["writes"], "0",
+            idle["writes"] == TARGETS["idle_writes"])
+        add("idle", "operator requests by verb", ", ".join(f"{k}={v}" for k, v in idle["by_verb"].items())
+            or "none", "", None, f"CPU {idle['operator_cpu_percent']}%")
+    h = s.get("hashing") or {}
+    if "single" in h:
+        sg, mn = h["single"], h["many"]
+        add("hashing", f"1 x {sg['mib']} MiB: verify_artifact MiB/s", sg["verify_artifact_mib_s"], "", None,
+            f"hashlib {sg['hashlib_mib_s']}, sha256sum {sg['sha256sum_mib_s']}")
+        add("hashing", "  verify / hashlib", sg["verify_vs_hashlib"], f">= {TARGETS['hash_single_ratio']}",
+            sg["verify_vs_hashlib"] >= TARGETS["hash_single_ratio"],
+            f"verify / sha256sum {sg['verify_vs_sha256sum']}")
+        par = min(h["cpus"], h["verify_workers"])
+        want = TARGETS["hash_many_share"] * par
+        add("hashing", f"{h['files']} x {h['file_mib']} MiB: verify_artifact MiB/s",
+            mn["verify_artifact_mib_s"], "", None,
+            f"hashlib {mn['hashlib_mib_s']}, sha256sum {mn['sha256sum_mib_s']}")
+        add("hashing", "  verify / hashlib", mn["verify_vs_hashlib"], f">= {want:.2g} (~{par} cores)",
+            mn["verify_vs_hashlib"] >= want, f"verify / sha256sum {mn['verify_vs_sha256sum']}")
+    for name, sec in s.items():
+        if "error" in sec:
+            add(name, "ERROR", sec["error"], "", False)
+    return rows
+
+
+def print_table(rows: list[dict[str, Any]], res: Results) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    meta = res.data["meta"]
+    table = Table(title=f"modelversioning operator benchmarks ({meta['scale']}, {meta['date']})")
+    for col in ("Section", "Metric", "Value", "Target", "Result", "Note"):
+        table.add_column(col, overflow="fold")
+    for r in rows:
+        result = {True: "[green]met[/]", False: "[red]missed[/]", None: ""}[r["met"]]
+        table.add_row(r["section"], r["metric"], str(r["value"]), r["target"], result, r["note"])
+    Console(stderr=False).print(table)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    meta = {
+        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%SZ"),
+        "scale": args.scale,
+        "command": " ".join(["python", "bench/run.py", *(argv if argv is not None else sys.argv[1:])]),
+        "sections": args.sections,
+        "params": args.params,
+        "machine": machine(),
+    }
+    res = Results(Path(args.json), meta)
+    res.save()
+    try:
+        if "hashing" in args.sections:  # before the cluster starts: nothing else on the CPUs
+            run_hashing(args, res)
+        if set(args.sections) & set(CLUSTER_SECTIONS):
+            try:
+                run_cluster(args, res)
+            except Exception as e:  # noqa: BLE001 - report what was measured
+                log(f"cluster benchmarks FAILED: {e!r}\n{traceback.format_exc()}")
+                res.data["setup"]["error"] = f"{type(e).__name__}: {e}"
+                for name in args.sections:
+                    if name in CLUSTER_SECTIONS and name not in res.data["sections"]:
+                        res.section(name, {"error": f"not run: {type(e).__name__}: {e}"})
+    finally:
+        res.data["meta"]["duration_seconds"] = round(time.monotonic() - T0, 1)
+        res.data["meta"]["machine"]["loadavg_end"] = list(os.getloadavg())
+        rows = evaluate(res)
+        res.data["targets"] = rows
+        res.save()
+    print_table(rows, res)
+    log(f"results written to {args.json} in {res.data['meta']['duration_seconds']}s")
+    failed = [n for n, sec in res.data["sections"].items() if "error" in sec]
+    return 1 if failed or res.data["setup"].get("error") else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,219 @@
+"""The measurements made on the running cluster (see run.py for the order and the scales)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from cluster import BenchCluster, Weights, ep_converged, percentile, safe_vs_weights
+
+
+def _stats(samples_ms: list[float], prefix: str = "") -> dict[str, float]:
+    if not samples_ms:
+        return {f"{prefix}{k}": float("nan") for k in ("p50_ms", "p95_ms", "p99_ms", "max_ms", "mean_ms")}
+    return {
+        f"{prefix}p50_ms": round(percentile(samples_ms, 50), 2),
+        f"{prefix}p95_ms": round(percentile(samples_ms, 95), 2),
+        f"{prefix}p99_ms": round(percentile(samples_ms, 99), 2),
+        f"{prefix}max_ms": round(max(samples_ms), 2),
+        f"{prefix}mean_ms": round(sum(samples_ms) / len(samples_ms), 2),
+    }
+
+
+def _change(
+    bc: BenchCluster, endpoint: str, weights: Weights, timeout: float
+) -> tuple[float, float, float] | None:
+    """Patch the weights; (patch round trip, write -> VirtualService event, write -> status Ready event)
+    in ms, or None if the route did not show the weights in time."""
+    assert bc.watch_vs is not None and bc.watch_ep is not None
+    mark_vs, mark_ep = bc.watch_vs.mark(), bc.watch_ep.mark()
+    t_send = time.monotonic()
+    t = bc.set_weights(endpoint, weights)
+    ev = bc.watch_vs.wait_event(endpoint, lambda o: safe_vs_weights(o) == weights, mark_vs, timeout)
+    if ev is None:
+        return None
+    ready = bc.watch_ep.wait_event(endpoint, lambda o: ep_converged(o, weights), mark_ep, timeout)
+    ready_ms = (ready.at - t) * 1000 if ready is not None else float("nan")
+    return (t - t_send) * 1000, (ev.at - t) * 1000, ready_ms
+
+
+def weight_changes(bc: BenchCluster, endpoint: str, k: int, log: Callable[[str], None]) -> dict[str, Any]:
+    """K weight edits of one endpoint, each measured from the PATCH's return to the VirtualService
+    event carrying the new weights (and to the endpoint's status reporting them, Ready)."""
+    bc.wait_converged(time.monotonic(), 120, endpoints=[endpoint], versions=False)
+    bc.wait_quiet(1.0, 30)
+    assert bc.watch_vs is not None
+    bc.watch_vs.forget_history()
+    route, ready, patch = [], [], []
+    failures = 0
+    prev = bc.desired[endpoint]["stable"]
+    for i in range(k):
+        w = 10 + (i * 37) % 81
+        if w == prev:
+            w = w + 1 if w < 90 else w - 1
+        res = _change(bc, endpoint, {"stable": w, "canary": 100 - w}, timeout=30)
+        prev = w
+        if res is None:
+            failures += 1
+            continue
+        patch.append(res[0])
+        route.append(res[1])
+        if res[2] == res[2]:  # not NaN
+            ready.append(res[2])
+    out: dict[str, Any] = {
+        "endpoint": endpoint,
+        "changes": k,
+        "measured": len(route),
+        "timeouts": failures,
+        **_stats(route),
+        **_stats(ready, "ready_"),
+        "patch_p50_ms": round(percentile(patch, 50), 2) if patch else float("nan"),
+        "early_arrivals": sum(1 for x in route if x < 0),
+    }
+    log(f"weight change: p50 {out['p50_ms']} ms, p95 {out['p95_ms']} ms, p99 {out['p99_ms']} ms "
+        f"(status Ready p50 {out['ready_p50_ms']} ms)")
+    return out
+
+
+def rollbacks(bc: BenchCluster, endpoint: str, runs: int, log: Callable[[str], None]) -> dict[str, Any]:
+    """The new version (canary) at 100% with the previous one (stable) warm at 0%; roll back to the
+    previous version at 100% and time it until the route shows it; roll forward again; R times."""
+    new, old = {"stable": 0, "canary": 100}, {"stable": 100, "canary": 0}
+    bc.set_weights(endpoint, new)
+    conv = bc.wait_converged(time.monotonic(), 120, endpoints=[endpoint], versions=False)
+    if not conv.ok:
+        raise RuntimeError(f"{endpoint} did not converge at canary=100 before the rollbacks")
+    gen0 = {v: bc.deployment_generation(f"{endpoint}-{v}") for v in ("stable", "canary")}
+    back, back_ready, forward = [], [], []
+    failures = 0
+    for _ in range(runs):
+        res = _change(bc, endpoint, old, timeout=30)
+        if res is None:
+            failures += 1
+        else:
+            back.append(res[1])
+            if res[2] == res[2]:
+                back_ready.append(res[2])
+        res = _change(bc, endpoint, new, timeout=30)
+        if res is None:
+            failures += 1
+        else:
+            forward.append(res[1])
+    gen1 = {v: bc.deployment_generation(f"{endpoint}-{v}") for v in ("stable", "canary")}
+    out: dict[str, Any] = {
+        "endpoint": endpoint,
+        "runs": runs,
+        "measured": len(back),
+        "timeouts": failures,
+        **_stats(back),
+        **_stats(back_ready, "ready_"),
+        "roll_forward_p50_ms": round(percentile(forward, 50), 2) if forward else float("nan"),
+        "deployment_generation_changes": sum(gen1[v] - gen0[v] for v in gen0),
+    }
+    log(f"rollback: p50 {out['p50_ms']} ms, p99 {out['p99_ms']} ms; Deployments re-rolled: "
+        f"{out['deployment_generation_changes']}")
+    return out
+
+
+def restart_convergence(
+    bc: BenchCluster, changed: int, timeout: float, log: Callable[[str], None]
+) -> dict[str, Any]:
+    """Stop the operator, change `changed` endpoints' weights, start it; time until every endpoint is
+    Ready at its declared weights (status + VirtualService) and every ModelVersion is Ready again."""
+    assert bc.op is not None and bc.watch_vs is not None
+    pre = bc.wait_converged(time.monotonic(), 300)
+    if not pre.ok:
+        raise RuntimeError("the fleet did not converge before the restart test")
+    names = bc.eps[2:2 + changed] if len(bc.eps) >= changed + 2 else bc.eps[:changed]
+    t = time.monotonic()
+    bc.op.stop()
+    stop_s = time.monotonic() - t
+    mark_vs = bc.watch_vs.mark()
+
+    def flip(name: str) -> None:
+        cur = bc.desired[name]["stable"]
+        w = 40 if cur != 40 else 60
+        bc.set_weights(name, {"stable": w, "canary": 100 - w})
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(flip, names))
+    t0 = time.monotonic()
+    bc.op.start(wait_ready=120)
+    started_s = time.monotonic() - t0
+    conv = bc.wait_converged(t0, timeout)
+    routes_at = []
+    for name in names:
+        want = bc.desired[name]
+        ev = bc.watch_vs.wait_event(name, lambda o, w=want: safe_vs_weights(o) == w, mark_vs, 0)
+        if ev is not None:
+            routes_at.append(ev.at - t0)
+    out = {
+        "endpoints": len(bc.desired),
+        "versions": len(bc.mvs),
+        "changed": len(names),
+        "stop_seconds": round(stop_s, 3),
+        "operator_start_seconds": round(started_s, 3),
+        "changed_routes_seconds": round(max(routes_at), 3) if len(routes_at) == len(names) else float("nan"),
+        "all_ready_seconds": round(conv.seconds, 3),
+        "converged": conv.ok,
+        "converged_objects": conv.done,
+        "objects": conv.total,
+    }
+    log(f"restart: operator up in {started_s:.1f}s, changed routes after {out['changed_routes_seconds']}s, "
+        f"all {conv.total} objects Ready after {conv.seconds:.1f}s")
+    return out
+
+
+def idle_traffic(bc: BenchCluster, seconds: float, log: Callable[[str], None]) -> dict[str, Any]:
+    """The operator's requests by verb, from the audit log, over `seconds` with nothing to do."""
+    conv = bc.wait_converged(time.monotonic(), 300)
+    bc.wait_quiet(3.0, 120)
+    off0, cpu0, m0 = bc.audit_offset(), bc.cpu_seconds(), bc.metrics()
+    t0 = time.monotonic()
+    time.sleep(seconds)  # the measurement window itself
+    off1, cpu1, m1 = bc.audit_offset(), bc.cpu_seconds(), bc.metrics()
+    elapsed = time.monotonic() - t0
+    reqs = bc.operator_requests(off0, off1)
+    reconciles = {
+        k: m1.get("reconciles", {}).get(k, 0) - m0.get("reconciles", {}).get(k, 0)
+        for k in m1.get("reconciles", {})
+    }
+    reconcile_s = {
+        k: round(m1.get("reconcile_seconds", {}).get(k, 0) - m0.get("reconcile_seconds", {}).get(k, 0), 3)
+        for k in m1.get("reconcile_seconds", {})
+    }
+    cpu = cpu1 - cpu0
+    out = {
+        "seconds": round(elapsed, 1),
+        "converged_before": conv.ok,
+        "drift_check_seconds": bc.drift_seconds,
+        **reqs,
+        "reconciles": reconciles,
+        "reconcile_seconds": reconcile_s,
+        "operator_cpu_seconds": round(cpu, 2),
+        "operator_cpu_percent": round(100 * cpu / elapsed, 2),
+    }
+    log(f"idle {elapsed:.0f}s: {reqs['requests']} operator requests {reqs['by_verb']}, "
+        f"{reqs['writes']} writes, operator CPU {out['operator_cpu_percent']}%")
+    return out
+
+
+def memory_sample(bc: BenchCluster, fleet: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Operator RSS once the fleet is converged and the operator quiet (max of a few samples)."""
+    bc.wait_quiet(3.0, 120)
+    samples = []
+    for _ in range(5):
+        samples.append(bc.rss())
+        time.sleep(0.2)
+    out: dict[str, Any] = {
+        "versions": len(bc.mvs),
+        "endpoints": len(bc.desired),
+        "rss_mib": round(max(s["VmRSS"] for s in samples), 1),
+        "hwm_mib": round(max(s["VmHWM"] for s in samples), 1),
+    }
+    if fleet:
+        keys = ("create_seconds", "create_per_second", "converge_seconds", "converged")
+        out.update({k: fleet[k] for k in keys})
+    return out

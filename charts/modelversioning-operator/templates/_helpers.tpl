@@ -1,0 +1,171 @@
+{{/* Names, labels and the pieces shared by several templates. */}}
+
+{{- define "mvo.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "mvo.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "mvo.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "mvo.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "mvo.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "mvo.labels" -}}
+helm.sh/chart: {{ include "mvo.chart" . }}
+{{ include "mvo.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: modelversioning-operator
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{- define "mvo.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "mvo.fullname" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- required "serviceAccount.name is required when serviceAccount.create is false" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The operator image; also the default init-container image of model pods. */}}
+{{- define "mvo.image" -}}
+{{- if .Values.image.digest -}}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest -}}
+{{- else -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Namespaces the operator serves when not cluster-wide (validated: at least one). */}}
+{{- define "mvo.watchNamespaces" -}}
+{{- if and (not .Values.watch.allNamespaces) (empty .Values.watch.namespaces) -}}
+{{- fail "watch.namespaces must list at least one namespace when watch.allNamespaces is false" -}}
+{{- end -}}
+{{- toJson (uniq .Values.watch.namespaces) -}}
+{{- end -}}
+
+{{/* serving.enabledRouters of the settings file, derived from routers.*.enabled. */}}
+{{- define "mvo.enabledRouters" -}}
+{{- $routers := list -}}
+{{- if .Values.routers.istio.enabled }}{{ $routers = append $routers "istio" }}{{ end -}}
+{{- if .Values.routers.gatewayAPI.enabled }}{{ $routers = append $routers "gatewayAPI" }}{{ end -}}
+{{- $routers = append $routers "none" -}}
+{{- toJson $routers -}}
+{{- end -}}
+
+{{/* The operator settings file (operator/modelversioning/api/settings.py). */}}
+{{- define "mvo.config" -}}
+{{- $cfg := deepCopy .Values.config -}}
+{{- $serving := deepCopy (default dict $cfg.serving) -}}
+{{- if hasKey $serving "enabledRouters" -}}
+{{- fail "config.serving.enabledRouters is derived from routers.*.enabled; do not set it" -}}
+{{- end -}}
+{{- $_ := set $serving "initImage" (default (include "mvo.image" .) $serving.initImage) -}}
+{{- $_ := set $serving "enabledRouters" (include "mvo.enabledRouters" . | fromJsonArray) -}}
+{{- $_ := set $cfg "serving" $serving -}}
+{{- $graph := dict -}}
+{{- range $from, $to := (default dict $cfg.stageGraph) -}}
+{{- if not (kindIs "invalid" $to) -}}
+{{- $_ := set $graph $from $to -}}
+{{- end -}}
+{{- end -}}
+{{- $_ := set $cfg "stageGraph" $graph -}}
+{{- toYaml $cfg -}}
+{{- end -}}
+
+{{/*
+RBAC rules, split by who needs them. Each helper takes a dict {root, scope} where scope is
+"cluster" (ClusterRole, watching all namespaces) or "namespace" (Role in one watched namespace).
+*/}}
+
+{{/* What kopf (the framework) needs inside the watched scope. */}}
+{{- define "mvo.rules.framework" -}}
+{{- $v := .root.Values -}}
+# kopf and the operator post Events on the objects they handle (POST only; never read back).
+- apiGroups: [""]
+  resources: [events]
+  verbs: [create]
+{{- if $v.ha.enabled }}
+# kopf peering: keep-alives of the replicas in the peering object (list/watch it, patch status).
+- apiGroups: [kopf.dev]
+  resources: [{{ if eq .scope "cluster" }}clusterkopfpeerings{{ else }}kopfpeerings{{ end }}]
+  verbs: [get, list, watch, patch]
+{{- end }}
+{{- end -}}
+
+{{/* What kopf needs at cluster scope: runtime discovery of CRDs (and namespaces when namespaced). */}}
+{{- define "mvo.rules.discovery" -}}
+# kopf notices CRDs being added/removed (e.g. Istio installed after the operator).
+- apiGroups: [apiextensions.k8s.io]
+  resources: [customresourcedefinitions]
+  verbs: [list, watch]
+{{- if eq .scope "namespace" }}
+# kopf resolves the watched namespaces and notices them being created/deleted.
+- apiGroups: [""]
+  resources: [namespaces]
+  verbs: [list, watch]
+{{- end }}
+{{- end -}}
+
+{{/* What our controllers need. */}}
+{{- define "mvo.rules.controller" -}}
+{{- $v := .root.Values -}}
+# ModelVersions: watched; patched only for the operator's own finalizer (metadata.finalizers).
+- apiGroups: [modelversioning.io]
+  resources: [modelversions]
+  verbs: [get, list, watch, patch]
+# ModelEndpoints: watched only; the operator never writes a user's spec.
+- apiGroups: [modelversioning.io]
+  resources: [modelendpoints]
+  verbs: [get, list, watch]
+# Status is written once per reconcile with a merge patch.
+- apiGroups: [modelversioning.io]
+  resources: [modelversions/status, modelendpoints/status]
+  verbs: [patch]
+# Children carry ownerReferences with blockOwnerDeletion to their ModelEndpoint; clusters with
+# the OwnerReferencesPermissionEnforcement admission plugin require this.
+- apiGroups: [modelversioning.io]
+  resources: [modelendpoints/finalizers]
+  verbs: [update]
+# One Deployment and one Service per variant (server-side apply, label-selected watches).
+- apiGroups: [apps]
+  resources: [deployments]
+  verbs: [get, list, watch, create, patch, delete]
+- apiGroups: [""]
+  resources: [services]
+  verbs: [get, list, watch, create, patch, delete]
+# Artifact credentials named by spec.artifact.secretRef: read by name, never listed.
+- apiGroups: [""]
+  resources: [secrets]
+  verbs: [get]
+{{- if $v.routers.istio.enabled }}
+# Istio router.
+- apiGroups: [networking.istio.io]
+  resources: [virtualservices]
+  verbs: [get, list, watch, create, patch, delete]
+{{- end }}
+{{- if $v.routers.gatewayAPI.enabled }}
+# Gateway API router.
+- apiGroups: [gateway.networking.k8s.io]
+  resources: [httproutes]
+  verbs: [get, list, watch, create, patch, delete]
+{{- end }}
+{{- end -}}

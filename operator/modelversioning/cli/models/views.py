@@ -1,0 +1,369 @@
+"""Pure views for ``kubectl models``: ModelVersion / ModelEndpoint dicts in, plain data out.
+
+Every function here takes the objects as the API server returns them (dicts) and returns
+JSON-serialisable data: that data is what ``-o json`` / ``-o yaml`` print, and what
+:mod:`.render` turns into rich tables. Nothing here talks to the API server.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from modelversioning.api.modelversion import expected_name
+from modelversioning.domain.semver import SemVer
+
+Obj = Mapping[str, Any]
+
+NONE = "<none>"
+
+
+# ---- small helpers ------------------------------------------------------------------------------
+def spec_of(obj: Obj) -> dict[str, Any]:
+    return dict(obj.get("spec") or {})
+
+
+def status_of(obj: Obj) -> dict[str, Any]:
+    return dict(obj.get("status") or {})
+
+
+def meta_of(obj: Obj) -> dict[str, Any]:
+    return dict(obj.get("metadata") or {})
+
+
+def condition(obj: Obj, type_: str) -> dict[str, Any] | None:
+    for c in status_of(obj).get("conditions") or []:
+        if c.get("type") == type_:
+            return dict(c)
+    return None
+
+
+def version_key(version: str) -> tuple[int, SemVer, str]:
+    """Sort key: semantic versions in semver order, anything unparsable first, by text."""
+    try:
+        return (1, SemVer.parse(version), version)
+    except ValueError:
+        return (0, SemVer(0, 0, 0), version)
+
+
+def parse_time(ts: str | None) -> datetime | None:
+    if not ts:
+        return None
+    try:
+        t = datetime.fromisoformat(ts.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return t if t.tzinfo else t.replace(tzinfo=UTC)
+
+
+def human_age(ts: str | None, now: datetime | None = None) -> str:
+    """kubectl-style age of a timestamp: 45s, 3m12s, 17m, 5h3m, 21h, 3d4h, 12d, 2y."""
+    t = parse_time(ts)
+    if t is None:
+        return NONE
+    s = int(((now or datetime.now(UTC)) - t).total_seconds())
+    if s < 0:
+        s = 0
+    m, h, d = s // 60, s // 3600, s // 86400
+    if s < 120:
+        return f"{s}s"
+    if m < 10:
+        return f"{m}m{s % 60}s" if s % 60 else f"{m}m"
+    if h < 3:
+        return f"{m}m"
+    if h < 8:
+        return f"{h}h{m % 60}m" if m % 60 else f"{h}h"
+    if h < 48:
+        return f"{h}h"
+    if d < 8:
+        return f"{d}d{h % 24}h" if h % 24 else f"{d}d"
+    if d < 365 * 2:
+        return f"{d}d"
+    return f"{d // 365}y"
+
+
+def verified_text(mv: Obj) -> str:
+    """ArtifactVerified as one word, with the reason when it is not True."""
+    c = condition(mv, "ArtifactVerified")
+    if c is None:
+        return NONE
+    if c.get("status") == "True":
+        return "True"
+    return f"{c.get('status')} ({c.get('reason')})"
+
+
+def served_by_text(entries: Iterable[Mapping[str, Any]]) -> str:
+    parts = []
+    for e in entries:
+        weight = "mirror" if e.get("mirror") else str(e.get("weight", 0))
+        parts.append(f"{e.get('endpoint')}/{e.get('variant')}={weight}")
+    return ", ".join(parts) or NONE
+
+
+def dataset_text(dataset: Mapping[str, Any] | None) -> str:
+    if not dataset:
+        return NONE
+    out = str(dataset.get("name", "?"))
+    if dataset.get("version"):
+        out += f"@{dataset['version']}"
+    if dataset.get("sha256"):
+        out += f" (sha256:{str(dataset['sha256'])[:12]})"
+    return out
+
+
+# ---- list ---------------------------------------------------------------------------------------
+def list_rows(mvs: Iterable[Obj], model: str | None = None, now: datetime | None = None) -> list[dict[str, Any]]:
+    """One row per ModelVersion (optionally of one model), sorted by namespace, model, semver."""
+    rows: list[dict[str, Any]] = []
+    for mv in mvs:
+        spec, st, md = spec_of(mv), status_of(mv), meta_of(mv)
+        if model is not None and spec.get("model") != model:
+            continue
+        verified = condition(mv, "ArtifactVerified")
+        rows.append({
+            "namespace": md.get("namespace"),
+            "name": md.get("name"),
+            "model": spec.get("model"),
+            "version": spec.get("version"),
+            "requestedStage": spec.get("stage", "candidate"),
+            "stage": st.get("stage"),
+            "verified": (verified or {}).get("status"),
+            "verifiedReason": (verified or {}).get("reason"),
+            "verifiedText": verified_text(mv),
+            "servedBy": [dict(e) for e in st.get("servedBy") or []],
+            "created": md.get("creationTimestamp"),
+            "age": human_age(md.get("creationTimestamp"), now),
+        })
+    rows.sort(key=lambda r: (str(r["namespace"] or ""), str(r["model"] or ""), version_key(str(r["version"]))))
+    return rows
+
+
+# ---- history --------------------------------------------------------------------------------------
+def history_rows(mvs: Iterable[Obj], model: str) -> list[dict[str, Any]]:
+    """Every stage transition of every version of `model`, oldest first (the audit view).
+
+    Entries of the same second keep their recorded order within a version; across versions
+    they are ordered by version.
+    """
+    rows: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
+    for mv in mvs:
+        spec = spec_of(mv)
+        if spec.get("model") != model:
+            continue
+        version = str(spec.get("version"))
+        for i, h in enumerate(status_of(mv).get("history") or []):
+            at = str(h.get("at", ""))
+            t = parse_time(at)
+            key = (t.timestamp() if t else 0.0, version_key(version), i)
+            rows.append((key, {
+                "at": at,
+                "version": version,
+                "from": h.get("from"),
+                "to": h.get("to"),
+                "actor": h.get("actor", ""),
+                "reason": h.get("reason", ""),
+            }))
+    rows.sort(key=lambda kv: kv[0])
+    return [r for _, r in rows]
+
+
+# ---- get / describe ---------------------------------------------------------------------------------
+def describe_view(mv: Obj) -> dict[str, Any]:
+    """Everything `describe` shows, grouped by section."""
+    spec, st, md = spec_of(mv), status_of(mv), meta_of(mv)
+    lineage = dict(spec.get("lineage") or {})
+    art = dict(spec.get("artifact") or {})
+    verified = condition(mv, "ArtifactVerified")
+    verified_art = dict(st.get("artifact") or {})
+    return {
+        "name": md.get("name"),
+        "namespace": md.get("namespace"),
+        "model": spec.get("model"),
+        "version": spec.get("version"),
+        "requestedStage": spec.get("stage", "candidate"),
+        "stage": st.get("stage"),
+        "description": spec.get("description"),
+        "created": md.get("creationTimestamp"),
+        "artifact": {
+            "uri": art.get("uri"),
+            "sha256": art.get("sha256"),
+            "format": art.get("format"),
+            "sizeBytes": art.get("sizeBytes"),
+            "secretRef": (art.get("secretRef") or {}).get("name"),
+        },
+        "verification": {
+            "status": (verified or {}).get("status"),
+            "reason": (verified or {}).get("reason"),
+            "message": (verified or {}).get("message"),
+            "digest": verified_art.get("digest"),
+            "verifiedAt": verified_art.get("verifiedAt"),
+            "sizeBytes": verified_art.get("sizeBytes"),
+            "files": verified_art.get("files"),
+            "matches": bool(verified_art.get("digest")) and verified_art.get("digest") == art.get("sha256"),
+        },
+        "lineage": {
+            "codeRepository": lineage.get("codeRepository"),
+            "codeCommit": lineage.get("codeCommit"),
+            "dataset": dataset_text(lineage.get("dataset")),
+            "datasetUri": (lineage.get("dataset") or {}).get("uri"),
+            "trainedAt": lineage.get("trainedAt"),
+            "author": lineage.get("author"),
+            "framework": lineage.get("framework"),
+            "environment": dict(lineage.get("environment") or {}),
+        },
+        "hyperparameters": dict(lineage.get("hyperparameters") or {}),
+        "metrics": dict(spec.get("metrics") or {}),
+        "runtime": dict(spec.get("runtime") or {}),
+        "history": [dict(h) for h in st.get("history") or []],
+        "conditions": [dict(c) for c in st.get("conditions") or []],
+        "servedBy": [dict(e) for e in st.get("servedBy") or []],
+    }
+
+
+# ---- status / which -----------------------------------------------------------------------------
+def status_view(ep: Obj, mvs: Iterable[Obj], route_weights: Mapping[str, int] | None = None) -> dict[str, Any]:
+    """Per variant: desired vs effective (and routed) weight, readiness, eligibility, and the exact
+    version, digest and lineage serving it (joined with the endpoint's ModelVersions)."""
+    spec, st, md = spec_of(ep), status_of(ep), meta_of(ep)
+    model = str(spec.get("model", ""))
+    by_name = {meta_of(m).get("name"): m for m in mvs}
+    st_variants = {v.get("name"): dict(v) for v in st.get("variants") or []}
+    effective = {k: int(v) for k, v in (st.get("effectiveWeights") or {}).items()}
+    mirror = dict(spec.get("mirror") or {})
+    mirror_name = mirror.get("variant")
+    variants: list[dict[str, Any]] = []
+    seen: set[str] = set()
+
+    def one(name: str, version: str, desired: int, replicas: int | None, vs: dict[str, Any]) -> dict[str, Any]:
+        mv_name = vs.get("modelVersion") or expected_name(model, version)
+        mv = by_name.get(mv_name)
+        mv_spec, mv_st = (spec_of(mv), status_of(mv)) if mv else ({}, {})
+        lineage = dict(mv_spec.get("lineage") or {})
+        is_mirror = name == mirror_name
+        eff = 0 if is_mirror else int(vs.get("effectiveWeight", effective.get(name, 0)))
+        entry: dict[str, Any] = {
+            "name": name,
+            "version": version,
+            "modelVersion": mv_name,
+            "mirror": is_mirror,
+            "mirrorPercent": int(mirror.get("percent", 100)) if is_mirror else None,
+            "desiredWeight": desired,
+            "effectiveWeight": eff,
+            "routeWeight": None if route_weights is None or is_mirror else int(route_weights.get(name, 0)),
+            "replicas": replicas if replicas is not None else vs.get("replicas"),
+            "readyReplicas": int(vs.get("readyReplicas", 0)),
+            "eligible": bool(vs.get("eligible", False)),
+            "reason": vs.get("reason"),
+            "message": vs.get("message"),
+            "stage": mv_st.get("stage") or vs.get("stage"),
+            "digest": (mv_spec.get("artifact") or {}).get("sha256") or vs.get("digest"),
+            "verifiedDigest": (mv_st.get("artifact") or {}).get("digest"),
+            "found": mv is not None,
+            "lineage": {
+                "codeRepository": lineage.get("codeRepository"),
+                "codeCommit": lineage.get("codeCommit"),
+                "dataset": dataset_text(lineage.get("dataset")) if lineage.get("dataset") else None,
+                "trainedAt": lineage.get("trainedAt"),
+                "author": lineage.get("author"),
+            },
+        }
+        return entry
+
+    for v in spec.get("variants") or []:
+        name = str(v.get("name"))
+        seen.add(name)
+        variants.append(one(name, str(v.get("version")), int(v.get("weight", 0)), int(v.get("replicas", 1)),
+                            st_variants.get(name, {})))
+    for name, vs in st_variants.items():  # removed from the spec but still draining traffic
+        if name not in seen and name is not None:
+            entry = one(str(name), str(vs.get("version", "")), 0, vs.get("replicas"), vs)
+            entry["removed"] = True
+            variants.append(entry)
+    return {
+        "endpoint": md.get("name"),
+        "namespace": md.get("namespace"),
+        "model": model,
+        "router": (spec.get("routing") or {}).get("router", "none"),
+        "traffic": st.get("traffic"),
+        "observedGeneration": st.get("observedGeneration"),
+        "generation": md.get("generation"),
+        "conditions": [
+            {k: c.get(k) for k in ("type", "status", "reason", "message")} for c in st.get("conditions") or []
+        ],
+        "variants": variants,
+    }
+
+
+# ---- diff -----------------------------------------------------------------------------------------
+def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> None:
+    if isinstance(value, Mapping):
+        if not value and prefix:
+            return
+        for k in sorted(value):
+            _flatten(f"{prefix}.{k}" if prefix else str(k), value[k], out)
+    elif isinstance(value, list):
+        if value and all(isinstance(e, Mapping) and "name" in e for e in value):
+            for e in value:  # env: [{name, value}] -> env.NAME
+                rest = {k: v for k, v in e.items() if k != "name"}
+                _flatten(f"{prefix}.{e['name']}", rest.get("value", "") if len(rest) <= 1 else rest, out)
+        elif value:
+            out[prefix] = " ".join(str(e) for e in value)
+    elif value is not None:
+        out[prefix] = value
+
+
+def _section(spec: Mapping[str, Any], status: Mapping[str, Any], section: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if section == "lineage":
+        lineage = {k: v for k, v in (spec.get("lineage") or {}).items() if k != "hyperparameters"}
+        _flatten("", lineage, out)
+    elif section == "hyperparameters":
+        _flatten("", (spec.get("lineage") or {}).get("hyperparameters") or {}, out)
+    elif section == "metrics":
+        _flatten("", spec.get("metrics") or {}, out)
+    elif section == "runtime":
+        _flatten("", spec.get("runtime") or {}, out)
+    elif section == "artifact":
+        art = {k: v for k, v in (spec.get("artifact") or {}).items()}
+        _flatten("", art, out)
+    elif section == "stage":
+        out["requested"] = spec.get("stage", "candidate")
+        if status.get("stage"):
+            out["current"] = status.get("stage")
+    return out
+
+
+DIFF_SECTIONS = ("lineage", "hyperparameters", "metrics", "runtime", "artifact", "stage")
+
+
+def diff_rows(a: Obj, b: Obj) -> list[dict[str, Any]]:
+    """Side by side: one row per (section, key) present in either version.
+
+    ``change`` is "" (same), "*" (changed), "+" (only in b) or "-" (only in a); metrics carry a
+    numeric ``delta`` = b - a.
+    """
+    rows: list[dict[str, Any]] = []
+    for section in DIFF_SECTIONS:
+        left = _section(spec_of(a), status_of(a), section)
+        right = _section(spec_of(b), status_of(b), section)
+        for key in sorted(set(left) | set(right), key=lambda k: (k.count("."), k) if section == "lineage" else k):
+            va, vb = left.get(key), right.get(key)
+            change = "" if va == vb else "+" if key not in left else "-" if key not in right else "*"
+            delta: float | None = None
+            if (section == "metrics" and isinstance(va, int | float) and isinstance(vb, int | float)
+                    and not isinstance(va, bool) and not isinstance(vb, bool)):
+                delta = round(float(vb) - float(va), 12)
+            rows.append({"section": section, "key": key, "a": va, "b": vb, "change": change,
+                         "changed": change != "", "delta": delta})
+    return rows
+
+
+def diff_view(a: Obj, b: Obj) -> dict[str, Any]:
+    sa, sb = spec_of(a), spec_of(b)
+    return {
+        "model": sa.get("model"),
+        "a": sa.get("version"),
+        "b": sb.get("version"),
+        "rows": diff_rows(a, b),
+    }
