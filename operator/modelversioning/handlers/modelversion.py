@@ -13,8 +13,10 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Protocol
 
+from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
 from modelversioning import metrics
@@ -162,14 +164,19 @@ class ModelVersionReconciler:
         t0 = time.monotonic()
         try:
             creds = self._credentials(ns, spec)
-            outcome = self.verifier(spec.artifact.uri, spec.artifact.sha256, creds)
-        finally:
-            self.requeue(ns, name)
+        except ApiException as e:
+            ref = spec.artifact.secret_ref.name if spec.artifact.secret_ref else "?"
+            what = "does not exist" if e.status == 404 else f"cannot be read ({e.status} {e.reason})"
+            return Outcome("AccessDenied", f"credentials Secret {ref!r} {what}", transient=True)
+        outcome = self.verifier(spec.artifact.uri, spec.artifact.sha256, creds)
         metrics.VERIFY_SECONDS.labels(ns).observe(time.monotonic() - t0)
         metrics.VERIFICATIONS.labels(ns, spec.model, outcome.reason).inc()
         if outcome.size_bytes:
             metrics.BYTES_HASHED.labels(ns).inc(outcome.size_bytes)
         return outcome
+
+    def _done(self, key: tuple[str, str], _future: Future[VerifyOutcome]) -> None:
+        self.requeue(*key)
 
     def _verification(
         self, key: tuple[str, str], body: dict[str, Any], spec: ModelVersionSpec, status: dict[str, Any]
@@ -202,6 +209,8 @@ class ModelVersionReconciler:
             if att.future is None and now >= att.not_before:
                 att.started = now
                 att.future = self.pool.submit(self._run_verify, key, spec)
+                # requeue once the future is done (not from inside the job: it would race with done())
+                att.future.add_done_callback(partial(self._done, key))
             if att.future is not None and not att.future.done():
                 return (
                     Cond(

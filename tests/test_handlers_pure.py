@@ -1,0 +1,190 @@
+"""Pure helpers of the handlers layer: drift comparison, actor attribution, path walking,
+rollout detection, servedBy, and the work queue's per-key semantics."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+from modelversioning.domain.stages import Stage, StageGraph
+from modelversioning.handlers.drift import diff
+from modelversioning.handlers.modelendpoint import deployment_rolled_out
+from modelversioning.handlers.modelversion import _next_hop, served_by, stage_actor
+from modelversioning.handlers.store import Store
+from modelversioning.handlers.workqueue import Requeue, WorkQueue
+
+
+def test_diff_ignores_server_defaults_and_normalized_quantities():
+    desired = {
+        "spec": {
+            "replicas": 2,
+            "template": {
+                "containers": [{"name": "c", "resources": {"requests": {"cpu": "1000m", "memory": "1Gi"}}}]
+            },
+        }
+    }
+    actual = {
+        "spec": {
+            "replicas": 2,
+            "progressDeadlineSeconds": 600,
+            "template": {
+                "containers": [
+                    {
+                        "name": "c",
+                        "terminationMessagePath": "/dev/termination-log",
+                        "resources": {"requests": {"cpu": "1", "memory": "1Gi"}},
+                    }
+                ]
+            },
+        }
+    }
+    assert diff(desired, actual) == []
+
+
+def test_diff_reports_hand_edits():
+    desired = {"spec": {"http": [{"route": [{"weight": 90}, {"weight": 10}]}]}}
+    actual = {"spec": {"http": [{"route": [{"weight": 100}, {"weight": 0}]}]}}
+    assert diff(desired, actual) == [".spec.http[0].route[0].weight", ".spec.http[0].route[1].weight"]
+    assert diff({"a": [1, 2]}, {"a": [1]}) == [".a"]
+    assert diff({"replicas": 0}, {}) == [".replicas"]  # zero replicas is a value, not an empty field
+    assert diff({"labels": {}}, {}) == []  # the API server drops empty maps
+
+
+def _mv(annotations=None, managed=None):
+    return {"metadata": {"annotations": annotations or {}, "managedFields": managed or []}}
+
+
+def test_actor_prefers_matching_annotation_then_field_manager():
+    managed = [
+        {
+            "manager": "argocd-controller",
+            "operation": "Apply",
+            "time": "2024-01-02T00:00:00Z",
+            "fieldsV1": {"f:spec": {"f:stage": {}}},
+        },
+        {
+            "manager": "kubectl-edit",
+            "operation": "Update",
+            "time": "2024-01-01T00:00:00Z",
+            "fieldsV1": {"f:spec": {"f:stage": {}}},
+        },
+        {
+            "manager": "other",
+            "operation": "Update",
+            "time": "2024-01-03T00:00:00Z",
+            "fieldsV1": {"f:spec": {"f:description": {}}},
+        },
+    ]
+    ann = {"modelversioning.io/requested-by": "alice", "modelversioning.io/requested-stage": "production"}
+    assert stage_actor(_mv(ann, managed), "production") == "alice"
+    # a stale annotation (for another stage) is not trusted
+    assert stage_actor(_mv(ann, managed), "archived") == "argocd-controller (apply)"
+    assert stage_actor(_mv(), "staging") == "unknown"
+
+
+def test_next_hop_walks_the_allowed_graph():
+    g = StageGraph()
+    assert _next_hop(g, Stage.CANDIDATE, Stage.PRODUCTION) is Stage.STAGING
+    assert _next_hop(g, Stage.ARCHIVED, Stage.PRODUCTION) is Stage.STAGING
+    assert _next_hop(g, Stage.STAGING, Stage.CANDIDATE) is None
+    strict = StageGraph.from_config({"candidate": ["staging"], "staging": ["production"]})
+    assert _next_hop(strict, Stage.PRODUCTION, Stage.ARCHIVED) is None
+
+
+def _dep(sha="a" * 64, replicas=1, ready=1, gen=1, observed=1, available=True):
+    return {
+        "metadata": {"generation": gen},
+        "spec": {"template": {"metadata": {"annotations": {"modelversioning.io/artifact-sha256": sha}}}},
+        "status": {
+            "observedGeneration": observed,
+            "readyReplicas": ready,
+            "updatedReplicas": ready,
+            "availableReplicas": ready,
+            "conditions": [{"type": "Available", "status": "True" if available else "False"}],
+        },
+    }
+
+
+def test_deployment_rolled_out():
+    assert deployment_rolled_out(_dep(), "a" * 64, 1)[0]
+    assert not deployment_rolled_out(None, "a" * 64, 1)[0]
+    assert "updated" in deployment_rolled_out(_dep(sha="b" * 64), "a" * 64, 1)[2]
+    assert not deployment_rolled_out(_dep(gen=2, observed=1), "a" * 64, 1)[0]
+    assert deployment_rolled_out(_dep(ready=1), "a" * 64, 2)[2] == "1/2 replicas available"
+    assert not deployment_rolled_out(_dep(available=False), "a" * 64, 1)[0]
+    assert not deployment_rolled_out(_dep(ready=0), "a" * 64, 0)[0]
+
+
+def test_served_by_includes_warm_mirror_and_draining_variants():
+    s = Store()
+    s.upsert(
+        "ModelEndpoint",
+        {
+            "metadata": {"namespace": "ns", "name": "ep"},
+            "spec": {
+                "model": "m",
+                "variants": [
+                    {"name": "blue", "version": "1.0.0", "weight": 0},
+                    {"name": "shadow", "version": "1.0.0", "weight": 0},
+                ],
+                "mirror": {"variant": "shadow"},
+            },
+            "status": {
+                "effectiveWeights": {"blue": 0, "old": 100},
+                "variants": [{"name": "old", "version": "1.0.0"}],
+            },
+        },
+    )
+    s.upsert(
+        "ModelEndpoint",
+        {
+            "metadata": {"namespace": "other", "name": "ep"},
+            "spec": {"model": "m", "variants": [{"name": "x", "version": "1.0.0"}]},
+        },
+    )
+    assert served_by(s, "ns", "m", "1.0.0") == [
+        {"endpoint": "ep", "variant": "blue", "weight": 0},
+        {"endpoint": "ep", "variant": "old", "weight": 100},
+        {"endpoint": "ep", "variant": "shadow", "weight": 0, "mirror": True},
+    ]
+    assert served_by(s, "ns", "m", "2.0.0") == []
+
+
+def test_workqueue_serializes_keys_dedups_and_retries():
+    calls: list[str] = []
+    running: set[tuple[str, str, str]] = set()
+    overlap = threading.Event()
+    failed_once: set[str] = set()
+
+    def handler(key):
+        if key in running:
+            overlap.set()
+        running.add(key)
+        try:
+            calls.append(key[2])
+            if key[2] == "flaky" and "flaky" not in failed_once:
+                failed_once.add("flaky")
+                raise RuntimeError("boom")
+            if key[2] == "wait" and calls.count("wait") == 1:
+                raise Requeue(0.05)
+        finally:
+            running.discard(key)
+
+    async def main():
+        q = WorkQueue(handler, workers=3, base_delay=0.01)
+        q.start()
+        for _ in range(5):
+            q.add(("K", "ns", "a"))
+        q.add(("K", "ns", "flaky"))
+        q.add(("K", "ns", "wait"))
+        for _ in range(100):
+            await asyncio.sleep(0.01)
+            if calls.count("flaky") == 2 and calls.count("wait") == 2 and q.pending() == 0:
+                break
+        await q.stop()
+
+    asyncio.run(main())
+    assert calls.count("a") == 1  # five adds while queued -> one reconcile
+    assert calls.count("flaky") == 2  # retried after the failure
+    assert calls.count("wait") == 2  # Requeue -> called again after the delay
+    assert not overlap.is_set()
