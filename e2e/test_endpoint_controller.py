@@ -312,7 +312,7 @@ def test_drift_is_repaired(objs, artifact_root):
     )
 
 
-def test_missing_version_and_disabled_router_leave_routes_alone(objs, artifact_root):
+def test_missing_version_leaves_routes_alone(objs, artifact_root):
     register(objs, artifact_root, "miss", "1.0.0")
     objs.create(model_endpoint("miss", "miss", [{"name": "a", "version": "1.0.0", "weight": 100}]))
     wait_for(lambda: vs_is(objs, "miss", {"a": 100}), 90, "live")
@@ -360,3 +360,36 @@ def test_operator_restart_mid_change_converges(objs, artifact_root, operator):
         operator.start()
     wait_for(lambda: vs_is(objs, "restart", {"a": 20, "b": 80}), 60, "converged after restart")
     wait_for(lambda: cond_is(objs.mep("restart"), "Ready", "True"), 30, "Ready after restart")
+
+
+def test_disabled_router_gets_condition_and_routes_stay(objs, artifact_root, operator, cluster):
+    from operator_proc import OperatorProcess
+
+    register(objs, artifact_root, "gw", "1.0.0")
+    objs.create(
+        model_endpoint("gw", "gw", [{"name": "a", "version": "1.0.0", "weight": 100}], router="gatewayAPI")
+    )
+    wait_for(lambda: route_weights(objs.httproute("gw")) == {"a": 100}, 90, "HTTPRoute written")
+    operator.stop()  # swap in an operator of a platform that disabled the Gateway API router
+    limited = OperatorProcess(
+        cluster.kubeconfig,
+        settings={
+            "artifacts": {"fileRoots": [str(artifact_root)]},
+            "serving": {"enabledRouters": ["istio", "none"]},
+        },
+        namespaces=[objs.ns],
+    )
+    try:
+        limited.start()
+        ep = wait_for(
+            lambda: (e := objs.mep("gw")) and cond_is(e, "Degraded", "True", "RouterDisabled") and e,
+            30,
+            "RouterDisabled",
+        )
+        assert "not enabled" in condition(ep, "Degraded")["message"]
+        assert cond_is(ep, "RoutesReady", "False")
+        assert route_weights(objs.httproute("gw")) == {"a": 100}  # left alone, not deleted
+        wait_for(lambda: any(e.reason == "RouterDisabled" for e in objs.events("gw")), 10, "Event")
+    finally:
+        limited.stop()
+        operator.start()
