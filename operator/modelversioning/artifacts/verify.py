@@ -297,7 +297,7 @@ def digest_local(
         timeout_seconds=1e9,
     )
     uri = real.as_uri() + ("/" if real.is_dir() else "")
-    return compute_digest(uri, policy=policy, env={})
+    return compute_digest(uri, policy=policy, env={}, progress=progress)
 
 
 def _secret_values(secret_data: Mapping[str, str] | None) -> frozenset[str]:

@@ -139,13 +139,15 @@ def missing_metadata(inp: RegisterInputs) -> list[str]:
     elif not inp.dataset:
         missing.append("lineage.dataset.name (--dataset)")
     elif not (inp.dataset_version or inp.dataset_sha256):
-        missing.append("lineage.dataset.version or lineage.dataset.sha256 (--dataset-version/--dataset-sha256)")
+        missing.append(
+            "lineage.dataset.version or lineage.dataset.sha256 (--dataset-version/--dataset-sha256)"
+        )
     if not inp.metrics:
         missing.append("metrics (--metrics FILE or --metric k=v)")
     if not inp.code_commit:
         missing.append("lineage.codeCommit (--code-commit, or run inside the training code's git checkout)")
     if inp.stage == "production":
-        missing.extend(f"{m} (needed for --stage production)" for m in missing_for_production(inp))
+        missing.extend(f"{m} (for --stage production)" for m in missing_for_production(inp))
     return missing
 
 
@@ -172,11 +174,22 @@ def missing_for_production(inp: RegisterInputs) -> list[str]:
     return [_LINEAGE_OPTION[f] for f in PRODUCTION_LINEAGE if not have.get(f) and _LINEAGE_OPTION.get(f)]
 
 
-def build_manifest(inp: RegisterInputs, *, uri: str, sha256: str, size_bytes: int | None = None,
-                   annotations: Mapping[str, str] | None = None, namespace: str | None = None) -> dict[str, Any]:
+def build_manifest(
+    inp: RegisterInputs,
+    *,
+    uri: str,
+    sha256: str,
+    size_bytes: int | None = None,
+    annotations: Mapping[str, str] | None = None,
+    namespace: str | None = None,
+) -> dict[str, Any]:
     """The ModelVersion manifest (not yet validated)."""
     dataset: dict[str, Any] = {"name": inp.dataset}
-    for key, value in (("version", inp.dataset_version), ("sha256", inp.dataset_sha256), ("uri", inp.dataset_uri)):
+    for key, value in (
+        ("version", inp.dataset_version),
+        ("sha256", inp.dataset_sha256),
+        ("uri", inp.dataset_uri),
+    ):
         if value:
             dataset[key] = value
     lineage: dict[str, Any] = {}
@@ -249,11 +262,13 @@ def promote_patch(stage: str, actor: str, reason: str | None) -> dict[str, Any]:
     """JSON merge patch: spec.stage plus who asked for which stage and why (a null reason removes a
     stale one, so the operator records its default)."""
     return {
-        "metadata": {"annotations": {
-            REQUESTED_BY_ANNOTATION: actor,
-            REQUESTED_STAGE_ANNOTATION: stage,
-            REASON_ANNOTATION: reason or None,
-        }},
+        "metadata": {
+            "annotations": {
+                REQUESTED_BY_ANNOTATION: actor,
+                REQUESTED_STAGE_ANNOTATION: stage,
+                REASON_ANNOTATION: reason or None,
+            }
+        },
         "spec": {"stage": stage},
     }
 
@@ -272,13 +287,22 @@ def promote_state(mv: Mapping[str, Any], stage: str, generation: int, history_be
     if st.get("stage") == stage and observed >= generation:
         return PromoteResult("done", stage, new_history=new)
     c = condition(mv, "StageTransition")
-    if (c and c.get("status") == "False" and int(c.get("observedGeneration") or 0) >= generation
-            and observed >= generation):
-        return PromoteResult("blocked", st.get("stage"), str(c.get("reason", "")), str(c.get("message", "")), new)
+    if (
+        c
+        and c.get("status") == "False"
+        and int(c.get("observedGeneration") or 0) >= generation
+        and observed >= generation
+    ):
+        return PromoteResult(
+            "blocked", st.get("stage"), str(c.get("reason", "")), str(c.get("message", "")), new
+        )
     if c and c.get("status") == "Unknown" and observed >= generation:
-        return PromoteResult("waiting", st.get("stage"), str(c.get("reason", "")), str(c.get("message", "")), new)
-    return PromoteResult("waiting", st.get("stage"), "Pending", "waiting for the operator to observe the request",
-                         new)
+        return PromoteResult(
+            "waiting", st.get("stage"), str(c.get("reason", "")), str(c.get("message", "")), new
+        )
+    return PromoteResult(
+        "waiting", st.get("stage"), "Pending", "waiting for the operator to observe the request", new
+    )
 
 
 # ---- rollback ---------------------------------------------------------------------------------------
@@ -319,14 +343,16 @@ def _eligibility(ep: Mapping[str, Any]) -> dict[str, tuple[bool, str]]:
     return out
 
 
-def choose_rollback_target(ep: Mapping[str, Any], to: str | None = None, force: bool = False
-                           ) -> tuple[dict[str, Any], str | None, str]:
+def choose_rollback_target(
+    ep: Mapping[str, Any], to: str | None = None, force: bool = False
+) -> tuple[dict[str, Any], str | None, str]:
     """(target variant, variant rolled back, why).
 
     Default rule: the rollout being rolled back is the live variant with the highest version that
-    carries traffic now; the target is, among the other live variants that are eligible
-    (status.variants[].eligible), the one with the highest version below it. E.g. stable 2.3.8 (0%)
-    and canary 2.4.1 (100%, or 10% mid-canary) -> stable. A mirror variant is never a target.
+    carries traffic now or is declared to (spec weight > 0); the target is, among the other live
+    variants that are eligible (status.variants[].eligible), the one with the highest version below
+    it. E.g. stable 2.3.8 (0%) and canary 2.4.1 (100%, or 10% mid-canary) -> stable. A mirror
+    variant is never a target.
 
     With ``to``: the live variant running that version (or named so); it must be in spec.variants,
     and eligible unless ``force``.
@@ -344,41 +370,66 @@ def choose_rollback_target(ep: Mapping[str, Any], to: str | None = None, force: 
     if to is not None:
         matches = [v for v in live if v.get("version") == to] or [v for v in live if v.get("name") == to]
         if not matches:
-            if mirror and to in (mirror, next((v.get("version") for v in spec_of(ep).get("variants") or []
-                                               if v.get("name") == mirror), None)):
-                raise Refused(f"{to} is the mirror (shadow) variant of ModelEndpoint {name}; it takes no live "
-                              "traffic and cannot be a rollback target")
-            raise Refused(f"ModelEndpoint {name} has no variant running version {to} (variants: {listing}); "
-                          "rollback only moves traffic between variants already in spec.variants: add it "
-                          "(weight 0) and wait until it is ready first")
+            if mirror and to in (
+                mirror,
+                next(
+                    (v.get("version") for v in spec_of(ep).get("variants") or [] if v.get("name") == mirror),
+                    None,
+                ),
+            ):
+                raise Refused(
+                    f"{to} is the mirror (shadow) variant of ModelEndpoint {name}; it takes no live "
+                    "traffic and cannot be a rollback target"
+                )
+            raise Refused(
+                f"ModelEndpoint {name} has no variant running version {to} (variants: {listing}); "
+                "rollback only moves traffic between variants already in spec.variants: add it "
+                "(weight 0) and wait until it is ready first"
+            )
         target = max(matches, key=lambda v: (weights.get(v["name"], 0), str(v["name"])))
         ok, why = elig(target)
         if not ok and not force:
-            raise Refused(f"variant {target['name']} ({target.get('version')}) of ModelEndpoint {name} is not "
-                          f"eligible for live traffic ({why}); the operator would hold the traffic where it is. "
-                          "Fix that first, or pass --force to edit the weights anyway")
+            raise Refused(
+                f"variant {target['name']} ({target.get('version')}) of ModelEndpoint {name} is not "
+                f"eligible for live traffic ({why}); the operator would hold the traffic where it is. "
+                "Fix that first, or pass --force to edit the weights anyway"
+            )
         return target, None, f"--to {to}"
 
-    serving = [v for v in live if weights.get(v["name"], 0) > 0]
+    # The rollout to undo: what carries traffic now, or is declared to (a rollout the operator still holds).
+    serving = [v for v in live if weights.get(v["name"], 0) > 0 or int(v.get("weight", 0)) > 0]
     if not serving:
-        raise Refused(f"no live variant of ModelEndpoint {name} carries traffic yet (status.effectiveWeights "
-                      "is empty); pass --to VERSION")
+        raise Refused(
+            f"no live variant of ModelEndpoint {name} carries or is declared to carry traffic; pass --to"
+        )
     newest = max(serving, key=lambda v: (version_key(str(v.get("version"))), weights.get(v["name"], 0)))
-    below = [v for v in live if v["name"] != newest["name"]
-             and version_key(str(v.get("version"))) < version_key(str(newest.get("version")))]
+    below = [
+        v
+        for v in live
+        if v["name"] != newest["name"]
+        and version_key(str(v.get("version"))) < version_key(str(newest.get("version")))
+    ]
     candidates = [v for v in below if elig(v)[0]]
     if not candidates:
         if not below:
-            raise Refused(f"nothing to roll back to: {newest['name']} ({newest.get('version')}) is the lowest "
-                          f"version among the live variants of ModelEndpoint {name} ({listing}); add the previous "
-                          "version as a variant (weight 0) or pass --to VERSION")
+            raise Refused(
+                f"nothing to roll back to: {newest['name']} ({newest.get('version')}) is the lowest "
+                f"version among the live variants of ModelEndpoint {name} ({listing}); add the previous "
+                "version as a variant (weight 0) or pass --to VERSION"
+            )
         reasons = "; ".join(f"{v['name']} ({v.get('version')}): {elig(v)[1]}" for v in below)
-        raise Refused(f"no variant below {newest['name']} ({newest.get('version')}) is eligible for live traffic: "
-                      f"{reasons}")
-    target = max(candidates, key=lambda v: (version_key(str(v.get("version"))), weights.get(v["name"], 0),
-                                            str(v["name"])))
-    why = (f"{newest['name']} ({newest.get('version')}) is the newest version taking traffic; "
-           f"{target['name']} ({target.get('version')}) is the highest eligible version below it")
+        raise Refused(
+            f"no variant below {newest['name']} ({newest.get('version')}) is eligible for live traffic: "
+            f"{reasons}"
+        )
+    target = max(
+        candidates,
+        key=lambda v: (version_key(str(v.get("version"))), weights.get(v["name"], 0), str(v["name"])),
+    )
+    why = (
+        f"{newest['name']} ({newest.get('version')}) is the newest version taking traffic; "
+        f"{target['name']} ({target.get('version')}) is the highest eligible version below it"
+    )
     return target, str(newest["name"]), why
 
 
@@ -418,8 +469,17 @@ def rollback_done(weights: Mapping[str, int] | None, target: str) -> bool:
     return int(weights.get(target, 0)) == 100 and sum(int(w) for k, w in weights.items() if k != target) == 0
 
 
-_VOLATILE_METADATA = ("resourceVersion", "uid", "generation", "creationTimestamp", "managedFields",
-                      "selfLink", "deletionTimestamp", "deletionGracePeriodSeconds", "ownerReferences")
+_VOLATILE_METADATA = (
+    "resourceVersion",
+    "uid",
+    "generation",
+    "creationTimestamp",
+    "managedFields",
+    "selfLink",
+    "deletionTimestamp",
+    "deletionGracePeriodSeconds",
+    "ownerReferences",
+)
 
 
 def clean_manifest(obj: Mapping[str, Any]) -> dict[str, Any]:
@@ -429,8 +489,11 @@ def clean_manifest(obj: Mapping[str, Any]) -> dict[str, Any]:
     md = dict(out.get("metadata") or {})
     for k in _VOLATILE_METADATA:
         md.pop(k, None)
-    ann = {k: v for k, v in (md.get("annotations") or {}).items()
-           if k != "kubectl.kubernetes.io/last-applied-configuration"}
+    ann = {
+        k: v
+        for k, v in (md.get("annotations") or {}).items()
+        if k != "kubectl.kubernetes.io/last-applied-configuration"
+    }
     if ann:
         md["annotations"] = ann
     else:

@@ -23,10 +23,12 @@ class GitInfo:
 
 def _git(cwd: Path, *args: str) -> str | None:
     try:
-        r = subprocess.run(["git", *args], cwd=str(cwd), capture_output=True, text=True, timeout=30, check=False)
+        r = subprocess.run(
+            ["git", *args], cwd=str(cwd), capture_output=True, text=True, timeout=30, check=False
+        )
     except (OSError, subprocess.TimeoutExpired):
         return None
-    return r.stdout.strip() if r.returncode == 0 else None
+    return r.stdout.rstrip("\n") if r.returncode == 0 else None
 
 
 def redact_remote(url: str) -> str:
@@ -42,11 +44,13 @@ def git_info(path: Path) -> GitInfo | None:
     """None when `path` is not inside a git work tree (or git is not installed)."""
     if shutil.which("git") is None:
         return None
-    root = _git(path, "rev-parse", "--show-toplevel")
+    root = _git(path, "rev-parse", "--show-toplevel")  # porcelain lines start with a space: no strip()
     if root is None:
         return None
-    commit = _git(path, "rev-parse", "HEAD")  # None in a repository without commits
-    remote = _git(path, "remote", "get-url", "origin")
+    commit = (_git(path, "rev-parse", "HEAD") or "").strip()  # empty in a repository without commits
+    remote = (_git(path, "remote", "get-url", "origin") or "").strip()
     status = _git(path, "status", "--porcelain")
     dirty = tuple(line for line in (status or "").splitlines() if line.strip())
-    return GitInfo(root=root, commit=commit or None, remote=redact_remote(remote) if remote else None, dirty=dirty)
+    return GitInfo(
+        root=root, commit=commit or None, remote=redact_remote(remote) if remote else None, dirty=dirty
+    )

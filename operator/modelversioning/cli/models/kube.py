@@ -85,8 +85,9 @@ def _kubeconfig_paths(explicit: str | None) -> list[str]:
 class Cluster:
     """One kubeconfig + context + namespace, resolved the way kubectl resolves them."""
 
-    def __init__(self, kubeconfig: str | None = None, context: str | None = None,
-                 namespace: str | None = None) -> None:
+    def __init__(
+        self, kubeconfig: str | None = None, context: str | None = None, namespace: str | None = None
+    ) -> None:
         self.kubeconfig = kubeconfig
         self.context = context
         self._namespace = namespace
@@ -168,13 +169,17 @@ class Cluster:
         try:
             if self._config_doc is None:
                 if not self.in_cluster:
-                    raise ClusterError("no kubeconfig found (set --kubeconfig or $KUBECONFIG) and not running "
-                                       "in a cluster")
-                config.load_incluster_config(client_configuration=cfg)
+                    raise ClusterError(
+                        "no kubeconfig found (set --kubeconfig or $KUBECONFIG) and not running in a cluster"
+                    )
+                config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
             else:
-                config.load_kube_config(config_file=os.pathsep.join(_kubeconfig_paths(self.kubeconfig)),
-                                        context=self.context_name, client_configuration=cfg,
-                                        persist_config=False)
+                config.load_kube_config(  # type: ignore[no-untyped-call]
+                    config_file=os.pathsep.join(_kubeconfig_paths(self.kubeconfig)),
+                    context=self.context_name,
+                    client_configuration=cfg,
+                    persist_config=False,
+                )
         except ConfigException as e:
             raise ClusterError(f"invalid kubeconfig: {e}") from None
         cfg.retries = 1
@@ -192,7 +197,8 @@ class Cluster:
 
         try:
             review = client.AuthenticationV1Api(self.api).create_self_subject_review(
-                client.V1SelfSubjectReview(api_version="authentication.k8s.io/v1", kind="SelfSubjectReview"))
+                client.V1SelfSubjectReview(api_version="authentication.k8s.io/v1", kind="SelfSubjectReview")
+            )
             data = self.api.sanitize_for_serialization(review)
             name = ((data.get("status") or {}).get("userInfo") or {}).get("username")
             if name:
@@ -219,8 +225,16 @@ class Cluster:
             raise ClusterError(f"cannot reach the API server {self.server}: {e}") from None
 
     def get(self, res: Resource, name: str) -> dict[str, Any]:
-        return dict(self._call(self._co().get_namespaced_custom_object, res.group, res.version, self.namespace,
-                               res.plural, name))
+        return dict(
+            self._call(
+                self._co().get_namespaced_custom_object,
+                res.group,
+                res.version,
+                self.namespace,
+                res.plural,
+                name,
+            )
+        )
 
     def get_or_none(self, res: Resource, name: str) -> dict[str, Any] | None:
         try:
@@ -230,29 +244,49 @@ class Cluster:
                 return None
             raise
 
-    def list(self, res: Resource, all_namespaces: bool = False, label_selector: str | None = None
-             ) -> list[dict[str, Any]]:
+    def list(
+        self, res: Resource, all_namespaces: bool = False, label_selector: str | None = None
+    ) -> list[dict[str, Any]]:
         co = self._co()
         kw: dict[str, Any] = {"label_selector": label_selector} if label_selector else {}
         if all_namespaces:
             out = self._call(co.list_cluster_custom_object, res.group, res.version, res.plural, **kw)
         else:
-            out = self._call(co.list_namespaced_custom_object, res.group, res.version, self.namespace,
-                             res.plural, **kw)
+            out = self._call(
+                co.list_namespaced_custom_object, res.group, res.version, self.namespace, res.plural, **kw
+            )
         return [dict(i) for i in out.get("items") or []]
 
     def create(self, res: Resource, body: dict[str, Any]) -> dict[str, Any]:
-        return dict(self._call(self._co().create_namespaced_custom_object, res.group, res.version, self.namespace,
-                               res.plural, body))
+        return dict(
+            self._call(
+                self._co().create_namespaced_custom_object,
+                res.group,
+                res.version,
+                self.namespace,
+                res.plural,
+                body,
+            )
+        )
 
     def merge_patch(self, res: Resource, name: str, patch: dict[str, Any]) -> dict[str, Any]:
         """application/merge-patch+json (the client's default for custom objects)."""
-        return dict(self._call(self._co().patch_namespaced_custom_object, res.group, res.version, self.namespace,
-                               res.plural, name, patch))
+        return dict(
+            self._call(
+                self._co().patch_namespaced_custom_object,
+                res.group,
+                res.version,
+                self.namespace,
+                res.plural,
+                name,
+                patch,
+            )
+        )
 
     # ---- waiting ------------------------------------------------------------------------------
-    def wait(self, res: Resource, name: str, check: Callable[[dict[str, Any] | None], T | None],
-             timeout: float) -> T:
+    def wait(
+        self, res: Resource, name: str, check: Callable[[dict[str, Any] | None], T | None], timeout: float
+    ) -> T:
         """Until check(object or None) returns something other than None, on a watch of that one
         object (re-listing when the watch expires). Raises WaitTimeout with the last object seen."""
         from kubernetes import watch
@@ -266,8 +300,14 @@ class Cluster:
         rv: str | None = None
         while True:
             if rv is None:  # (re)list: current state + a resourceVersion to watch from
-                lst = self._call(co.list_namespaced_custom_object, res.group, res.version, self.namespace,
-                                 res.plural, field_selector=selector)
+                lst = self._call(
+                    co.list_namespaced_custom_object,
+                    res.group,
+                    res.version,
+                    self.namespace,
+                    res.plural,
+                    field_selector=selector,
+                )
                 items = lst.get("items") or []
                 last = dict(items[0]) if items else None
                 rv = str((lst.get("metadata") or {}).get("resourceVersion") or "") or None
@@ -277,18 +317,27 @@ class Cluster:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise WaitTimeout(last)
-            w = watch.Watch()
+            w = watch.Watch()  # type: ignore[no-untyped-call]
             try:
-                for ev in w.stream(co.list_namespaced_custom_object, res.group, res.version, self.namespace,
-                                   res.plural, field_selector=selector, resource_version=rv,
-                                   timeout_seconds=max(1, math.ceil(remaining)),
-                                   _request_timeout=(10, remaining + 10)):
+                for ev in w.stream(  # type: ignore[no-untyped-call]
+                    co.list_namespaced_custom_object,
+                    res.group,
+                    res.version,
+                    self.namespace,
+                    res.plural,
+                    field_selector=selector,
+                    resource_version=rv,
+                    timeout_seconds=max(1, math.ceil(remaining)),
+                    _request_timeout=(10, remaining + 10),
+                ):
                     obj = ev.get("raw_object") or ev.get("object")
                     if ev.get("type") == "BOOKMARK":
                         continue
                     if isinstance(obj, dict):
                         rv = str((obj.get("metadata") or {}).get("resourceVersion") or rv)
-                    last = None if ev.get("type") == "DELETED" else dict(obj) if isinstance(obj, dict) else last
+                    last = (
+                        None if ev.get("type") == "DELETED" else dict(obj) if isinstance(obj, dict) else last
+                    )
                     result = check(last)
                     if result is not None:
                         return result
@@ -301,6 +350,6 @@ class Cluster:
             except HTTPError:
                 rv = None  # connection dropped or read timeout: list again (bounded by the deadline)
             finally:
-                w.stop()
+                w.stop()  # type: ignore[no-untyped-call]
             if time.monotonic() >= deadline:
                 raise WaitTimeout(last)

@@ -13,7 +13,6 @@ from enum import StrEnum
 from typing import Any
 
 import yaml
-from rich import box
 from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
@@ -42,8 +41,9 @@ def console(stderr: bool = False) -> Console:
 def to_text(renderable: RenderableType, width: int = NON_TTY_WIDTH) -> str:
     """Render to plain text (tests, logs)."""
     buf = io.StringIO()
-    Console(file=buf, width=width, no_color=True, highlight=False, soft_wrap=False,
-            color_system=None).print(renderable)
+    Console(file=buf, width=width, no_color=True, highlight=False, soft_wrap=False, color_system=None).print(
+        renderable
+    )
     return buf.getvalue()
 
 
@@ -69,8 +69,16 @@ def cell(value: Any, style: str = "") -> Text:
 
 
 def _table(*columns: str, title: str | None = None) -> Table:
-    t = Table(box=None, show_edge=False, pad_edge=False, padding=(0, 3, 0, 0), header_style="bold",
-              title=title, title_justify="left", title_style="bold")
+    t = Table(
+        box=None,
+        show_edge=False,
+        pad_edge=False,
+        padding=(0, 3, 0, 0),
+        header_style="bold",
+        title=title,
+        title_justify="left",
+        title_style="bold",
+    )
     for c in columns:
         t.add_column(c, overflow="fold")
     return t
@@ -118,8 +126,11 @@ def list_table(rows: Sequence[Mapping[str, Any]], all_namespaces: bool = False) 
 
 # ---- history ----------------------------------------------------------------------------------------
 def history_table(rows: Sequence[Mapping[str, Any]], with_version: bool = True) -> Table:
-    cols = ["TIME", "VERSION", "FROM -> TO", "ACTOR", "REASON"] if with_version else \
-        ["TIME", "FROM -> TO", "ACTOR", "REASON"]
+    cols = (
+        ["TIME", "VERSION", "FROM -> TO", "ACTOR", "REASON"]
+        if with_version
+        else ["TIME", "FROM -> TO", "ACTOR", "REASON"]
+    )
     t = _table(*cols)
     for r in rows:
         cells = [cell(r.get("at"))]
@@ -134,8 +145,12 @@ def history_table(rows: Sequence[Mapping[str, Any]], with_version: bool = True) 
 def _conditions_table(conds: Sequence[Mapping[str, Any]]) -> Table:
     t = _table("TYPE", "STATUS", "REASON", "MESSAGE")
     for c in conds:
-        t.add_row(cell(c.get("type")), cell(c.get("status"), _cond_style(c.get("status"))), cell(c.get("reason")),
-                  cell(c.get("message")))
+        t.add_row(
+            cell(c.get("type")),
+            cell(c.get("status"), _cond_style(c.get("status"))),
+            cell(c.get("reason")),
+            cell(c.get("message")),
+        )
     return t
 
 
@@ -155,27 +170,57 @@ def describe_renderable(v: Mapping[str, Any]) -> Group:
     if ver.get("reason"):
         verified.append(f" ({ver['reason']})")
     parts: list[RenderableType] = [
-        _kv([("Name", v.get("name")), ("Namespace", v.get("namespace")), ("Model", v.get("model")),
-             ("Version", v.get("version")), ("Stage", stage), ("Created", v.get("created")),
-             *([("Description", v["description"])] if v.get("description") else [])]),
+        _kv(
+            [
+                ("Name", v.get("name")),
+                ("Namespace", v.get("namespace")),
+                ("Model", v.get("model")),
+                ("Version", v.get("version")),
+                ("Stage", stage),
+                ("Created", v.get("created")),
+                *([("Description", v["description"])] if v.get("description") else []),
+            ]
+        ),
         Text(""),
         _heading("Artifact"),
-        _kv([("URI", art.get("uri")), ("sha256", art.get("sha256")), ("Format", art.get("format")),
-             ("Size (declared)", art.get("sizeBytes")),
-             *([("Credentials", f"Secret {art['secretRef']}")] if art.get("secretRef") else []),
-             ("Verified", verified), ("Verified digest", ver.get("digest")), ("Verified at", ver.get("verifiedAt")),
-             ("Size (verified)", ver.get("sizeBytes")), ("Files", ver.get("files")),
-             *([("Message", ver.get("message"))] if ver.get("message") and ver.get("status") != "True" else [])]),
+        _kv(
+            [
+                ("URI", art.get("uri")),
+                ("sha256", art.get("sha256")),
+                ("Format", art.get("format")),
+                ("Size (declared)", art.get("sizeBytes")),
+                *([("Credentials", f"Secret {art['secretRef']}")] if art.get("secretRef") else []),
+                ("Verified", verified),
+                ("Verified digest", ver.get("digest")),
+                ("Verified at", ver.get("verifiedAt")),
+                ("Size (verified)", ver.get("sizeBytes")),
+                ("Files", ver.get("files")),
+                *(
+                    [("Message", ver.get("message"))]
+                    if ver.get("message") and ver.get("status") != "True"
+                    else []
+                ),
+            ]
+        ),
         Text(""),
         _heading("Lineage"),
-        _kv([("Code repository", lin.get("codeRepository")), ("Code commit", lin.get("codeCommit")),
-             ("Dataset", lin.get("dataset")), *([("Dataset URI", lin["datasetUri"])] if lin.get("datasetUri") else []),
-             ("Trained at", lin.get("trainedAt")), ("Author", lin.get("author")),
-             ("Framework", lin.get("framework")),
-             *[(f"Environment {k}", val) for k, val in sorted((lin.get("environment") or {}).items())]]),
+        _kv(
+            [
+                ("Code repository", lin.get("codeRepository")),
+                ("Code commit", lin.get("codeCommit")),
+                ("Dataset", lin.get("dataset")),
+                *([("Dataset URI", lin["datasetUri"])] if lin.get("datasetUri") else []),
+                ("Trained at", lin.get("trainedAt")),
+                ("Author", lin.get("author")),
+                ("Framework", lin.get("framework")),
+                *[(f"Environment {k}", val) for k, val in sorted((lin.get("environment") or {}).items())],
+            ]
+        ),
         Text(""),
         _heading("Hyperparameters"),
-        _mapping_table(v.get("hyperparameters") or {}, "NAME", "VALUE") if v.get("hyperparameters") else Text(NONE),
+        _mapping_table(v.get("hyperparameters") or {}, "NAME", "VALUE")
+        if v.get("hyperparameters")
+        else Text(NONE),
         Text(""),
         _heading("Metrics"),
         _mapping_table(v.get("metrics") or {}, "METRIC", "VALUE") if v.get("metrics") else Text(NONE),
@@ -190,7 +235,9 @@ def describe_renderable(v: Mapping[str, Any]) -> Group:
         _conditions_table(v.get("conditions") or []) if v.get("conditions") else Text(NONE),
         Text(""),
         _heading("Served by"),
-        _served_table(v.get("servedBy") or []) if v.get("servedBy") else Text("no endpoint serves this version"),
+        _served_table(v.get("servedBy") or [])
+        if v.get("servedBy")
+        else Text("no endpoint serves this version"),
     ]
     return Group(*parts)
 
@@ -215,8 +262,11 @@ def _runtime_kv(rt: Mapping[str, Any]) -> Table:
 def _served_table(entries: Sequence[Mapping[str, Any]]) -> Table:
     t = _table("ENDPOINT", "VARIANT", "WEIGHT")
     for e in entries:
-        t.add_row(cell(e.get("endpoint")), cell(e.get("variant")),
-                  cell("mirror" if e.get("mirror") else f"{e.get('weight', 0)}%"))
+        t.add_row(
+            cell(e.get("endpoint")),
+            cell(e.get("variant")),
+            cell("mirror" if e.get("mirror") else f"{e.get('weight', 0)}%"),
+        )
     return t
 
 
@@ -233,18 +283,32 @@ def status_renderable(view: Mapping[str, Any]) -> Group:
     ready_text = Text(_s((ready or {}).get("status")), style=_cond_style((ready or {}).get("status")))
     if ready and ready.get("status") != "True":
         ready_text.append(f" ({ready.get('reason')}: {ready.get('message')})")
-    header = _kv([
-        ("Endpoint", f"{view.get('endpoint')} (namespace {view.get('namespace')})"),
-        ("Model", view.get("model")),
-        ("Router", view.get("router")),
-        ("Traffic", view.get("traffic")),
-        ("Ready", ready_text),
-        *[(t, Text(f"{c.get('status')} ({c.get('reason')})", style=_cond_style(c.get("status"))))
-          for t, c in conds.items() if t != "Ready"],
-    ])
+    header = _kv(
+        [
+            ("Endpoint", f"{view.get('endpoint')} (namespace {view.get('namespace')})"),
+            ("Model", view.get("model")),
+            ("Router", view.get("router")),
+            ("Traffic", view.get("traffic")),
+            ("Ready", ready_text),
+            *[
+                (t, Text(f"{c.get('status')} ({c.get('reason')})", style=_cond_style(c.get("status"))))
+                for t, c in conds.items()
+                if t != "Ready"
+            ],
+        ]
+    )
     show_route = any(v.get("routeWeight") is not None for v in view.get("variants") or [])
-    cols = ["VARIANT", "VERSION", "STAGE", "DESIRED", "EFFECTIVE", *(["ROUTED"] if show_route else []),
-            "READY", "ELIGIBLE", "REASON"]
+    cols = [
+        "VARIANT",
+        "VERSION",
+        "STAGE",
+        "DESIRED",
+        "EFFECTIVE",
+        *(["ROUTED"] if show_route else []),
+        "READY",
+        "ELIGIBLE",
+        "REASON",
+    ]
     variants = _table(*cols, title="Variants")
     for v in view.get("variants") or []:
         name = Text(_s(v.get("name")))
@@ -262,13 +326,23 @@ def status_renderable(view: Mapping[str, Any]) -> Group:
         if show_route:
             row.append(cell("-" if v.get("routeWeight") is None else f"{v['routeWeight']}%"))
         row += [
-            cell(f"{v.get('readyReplicas', 0)}/{v.get('replicas') if v.get('replicas') is not None else '?'}"),
+            cell(
+                f"{v.get('readyReplicas', 0)}/{v.get('replicas') if v.get('replicas') is not None else '?'}"
+            ),
             cell("yes" if v.get("eligible") else "no", "green" if v.get("eligible") else "red"),
             cell(v.get("reason") if v.get("eligible") else f"{v.get('reason')}: {v.get('message')}"),
         ]
         variants.add_row(*row)
-    serving = _table("TRAFFIC", "VARIANT", "VERSION", "DIGEST (sha256)", "CODE COMMIT", "DATASET", "TRAINED AT",
-                     title="Serving (who answers each share of traffic)")
+    serving = _table(
+        "TRAFFIC",
+        "VARIANT",
+        "VERSION",
+        "DIGEST (sha256)",
+        "CODE COMMIT",
+        "DATASET",
+        "TRAINED AT",
+        title="Serving (who answers each share of traffic)",
+    )
     for v in view.get("variants") or []:
         if not v.get("mirror") and not v.get("effectiveWeight"):
             continue
@@ -276,8 +350,15 @@ def status_renderable(view: Mapping[str, Any]) -> Group:
         digest = Text(_s(v.get("digest")))
         if v.get("digest") and v.get("verifiedDigest") and v["verifiedDigest"] != v["digest"]:
             digest.append(f" (verified {v['verifiedDigest']})", style="red")
-        serving.add_row(cell(_traffic(v), "bold"), cell(v.get("name")), cell(v.get("version"), "bold"), digest,
-                        cell(lin.get("codeCommit")), cell(lin.get("dataset")), cell(lin.get("trainedAt")))
+        serving.add_row(
+            cell(_traffic(v), "bold"),
+            cell(v.get("name")),
+            cell(v.get("version"), "bold"),
+            digest,
+            cell(lin.get("codeCommit")),
+            cell(lin.get("dataset")),
+            cell(lin.get("trainedAt")),
+        )
     parts: list[RenderableType] = [header, Text(""), variants, Text("")]
     parts.append(serving if serving.row_count else Text("no variant carries live traffic"))
     return Group(*parts)
@@ -294,15 +375,28 @@ def _delta(d: float | None, a: Any) -> str:
 
 
 def diff_table(view: Mapping[str, Any], changed_only: bool = False) -> Table:
-    t = _table("", "SECTION", "KEY", str(view.get("a")), str(view.get("b")), "DELTA",
-               title=f"{view.get('model')}: {view.get('a')} -> {view.get('b')}")
+    t = _table(
+        "",
+        "SECTION",
+        "KEY",
+        str(view.get("a")),
+        str(view.get("b")),
+        "DELTA",
+        title=f"{view.get('model')}: {view.get('a')} -> {view.get('b')}",
+    )
     styles = {"*": "yellow", "+": "green", "-": "red"}
     for r in view.get("rows") or []:
         if changed_only and not r.get("changed"):
             continue
         style = styles.get(r.get("change", ""), "")
-        t.add_row(Text(r.get("change") or "", style=style), cell(r.get("section")), cell(r.get("key"), style),
-                  cell(r.get("a")), cell(r.get("b"), style), Text(_delta(r.get("delta"), r.get("a")), style=style))
+        t.add_row(
+            Text(r.get("change") or "", style=style),
+            cell(r.get("section")),
+            cell(r.get("key"), style),
+            cell(r.get("a")),
+            cell(r.get("b"), style),
+            Text(_delta(r.get("delta"), r.get("a")), style=style),
+        )
     return t
 
 
@@ -311,13 +405,19 @@ def history_entries_table(entries: Sequence[Mapping[str, Any]]) -> Table:
     return history_table(entries, with_version=False)
 
 
-def rollback_table(plan: RollbackPlan, versions: Mapping[str, str], observed: Mapping[str, int] | None) -> Table:
+def rollback_table(
+    plan: RollbackPlan, versions: Mapping[str, str], observed: Mapping[str, int] | None
+) -> Table:
     t = _table("VARIANT", "VERSION", "BEFORE", "AFTER")
     after = observed if observed is not None else plan.after
     for name in plan.after:
         style = "bold green" if name == plan.target else ""
-        t.add_row(cell(name, style), cell(versions.get(name)), cell(f"{plan.before.get(name, 0)}%"),
-                  cell(f"{after.get(name, 0)}%", style))
+        t.add_row(
+            cell(name, style),
+            cell(versions.get(name)),
+            cell(f"{plan.before.get(name, 0)}%"),
+            cell(f"{after.get(name, 0)}%", style),
+        )
     return t
 
 

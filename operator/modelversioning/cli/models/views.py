@@ -113,7 +113,9 @@ def dataset_text(dataset: Mapping[str, Any] | None) -> str:
 
 
 # ---- list ---------------------------------------------------------------------------------------
-def list_rows(mvs: Iterable[Obj], model: str | None = None, now: datetime | None = None) -> list[dict[str, Any]]:
+def list_rows(
+    mvs: Iterable[Obj], model: str | None = None, now: datetime | None = None
+) -> list[dict[str, Any]]:
     """One row per ModelVersion (optionally of one model), sorted by namespace, model, semver."""
     rows: list[dict[str, Any]] = []
     for mv in mvs:
@@ -121,21 +123,25 @@ def list_rows(mvs: Iterable[Obj], model: str | None = None, now: datetime | None
         if model is not None and spec.get("model") != model:
             continue
         verified = condition(mv, "ArtifactVerified")
-        rows.append({
-            "namespace": md.get("namespace"),
-            "name": md.get("name"),
-            "model": spec.get("model"),
-            "version": spec.get("version"),
-            "requestedStage": spec.get("stage", "candidate"),
-            "stage": st.get("stage"),
-            "verified": (verified or {}).get("status"),
-            "verifiedReason": (verified or {}).get("reason"),
-            "verifiedText": verified_text(mv),
-            "servedBy": [dict(e) for e in st.get("servedBy") or []],
-            "created": md.get("creationTimestamp"),
-            "age": human_age(md.get("creationTimestamp"), now),
-        })
-    rows.sort(key=lambda r: (str(r["namespace"] or ""), str(r["model"] or ""), version_key(str(r["version"]))))
+        rows.append(
+            {
+                "namespace": md.get("namespace"),
+                "name": md.get("name"),
+                "model": spec.get("model"),
+                "version": spec.get("version"),
+                "requestedStage": spec.get("stage", "candidate"),
+                "stage": st.get("stage"),
+                "verified": (verified or {}).get("status"),
+                "verifiedReason": (verified or {}).get("reason"),
+                "verifiedText": verified_text(mv),
+                "servedBy": [dict(e) for e in st.get("servedBy") or []],
+                "created": md.get("creationTimestamp"),
+                "age": human_age(md.get("creationTimestamp"), now),
+            }
+        )
+    rows.sort(
+        key=lambda r: (str(r["namespace"] or ""), str(r["model"] or ""), version_key(str(r["version"])))
+    )
     return rows
 
 
@@ -156,14 +162,19 @@ def history_rows(mvs: Iterable[Obj], model: str) -> list[dict[str, Any]]:
             at = str(h.get("at", ""))
             t = parse_time(at)
             key = (t.timestamp() if t else 0.0, version_key(version), i)
-            rows.append((key, {
-                "at": at,
-                "version": version,
-                "from": h.get("from"),
-                "to": h.get("to"),
-                "actor": h.get("actor", ""),
-                "reason": h.get("reason", ""),
-            }))
+            rows.append(
+                (
+                    key,
+                    {
+                        "at": at,
+                        "version": version,
+                        "from": h.get("from"),
+                        "to": h.get("to"),
+                        "actor": h.get("actor", ""),
+                        "reason": h.get("reason", ""),
+                    },
+                )
+            )
     rows.sort(key=lambda kv: kv[0])
     return [r for _, r in rows]
 
@@ -222,7 +233,9 @@ def describe_view(mv: Obj) -> dict[str, Any]:
 
 
 # ---- status / which -----------------------------------------------------------------------------
-def status_view(ep: Obj, mvs: Iterable[Obj], route_weights: Mapping[str, int] | None = None) -> dict[str, Any]:
+def status_view(
+    ep: Obj, mvs: Iterable[Obj], route_weights: Mapping[str, int] | None = None
+) -> dict[str, Any]:
     """Per variant: desired vs effective (and routed) weight, readiness, eligibility, and the exact
     version, digest and lineage serving it (joined with the endpoint's ModelVersions)."""
     spec, st, md = spec_of(ep), status_of(ep), meta_of(ep)
@@ -235,7 +248,9 @@ def status_view(ep: Obj, mvs: Iterable[Obj], route_weights: Mapping[str, int] | 
     variants: list[dict[str, Any]] = []
     seen: set[str] = set()
 
-    def one(name: str, version: str, desired: int, replicas: int | None, vs: dict[str, Any]) -> dict[str, Any]:
+    def one(
+        name: str, version: str, desired: int, replicas: int | None, vs: dict[str, Any]
+    ) -> dict[str, Any]:
         mv_name = vs.get("modelVersion") or expected_name(model, version)
         mv = by_name.get(mv_name)
         mv_spec, mv_st = (spec_of(mv), status_of(mv)) if mv else ({}, {})
@@ -273,8 +288,15 @@ def status_view(ep: Obj, mvs: Iterable[Obj], route_weights: Mapping[str, int] | 
     for v in spec.get("variants") or []:
         name = str(v.get("name"))
         seen.add(name)
-        variants.append(one(name, str(v.get("version")), int(v.get("weight", 0)), int(v.get("replicas", 1)),
-                            st_variants.get(name, {})))
+        variants.append(
+            one(
+                name,
+                str(v.get("version")),
+                int(v.get("weight", 0)),
+                int(v.get("replicas", 1)),
+                st_variants.get(name, {}),
+            )
+        )
     for name, vs in st_variants.items():  # removed from the spec but still draining traffic
         if name not in seen and name is not None:
             entry = one(str(name), str(vs.get("version", "")), 0, vs.get("replicas"), vs)
@@ -347,15 +369,31 @@ def diff_rows(a: Obj, b: Obj) -> list[dict[str, Any]]:
     for section in DIFF_SECTIONS:
         left = _section(spec_of(a), status_of(a), section)
         right = _section(spec_of(b), status_of(b), section)
-        for key in sorted(set(left) | set(right), key=lambda k: (k.count("."), k) if section == "lineage" else k):
+        for key in sorted(
+            set(left) | set(right), key=lambda k: (k.count("."), k) if section == "lineage" else k
+        ):
             va, vb = left.get(key), right.get(key)
             change = "" if va == vb else "+" if key not in left else "-" if key not in right else "*"
             delta: float | None = None
-            if (section == "metrics" and isinstance(va, int | float) and isinstance(vb, int | float)
-                    and not isinstance(va, bool) and not isinstance(vb, bool)):
+            if (
+                section == "metrics"
+                and isinstance(va, int | float)
+                and isinstance(vb, int | float)
+                and not isinstance(va, bool)
+                and not isinstance(vb, bool)
+            ):
                 delta = round(float(vb) - float(va), 12)
-            rows.append({"section": section, "key": key, "a": va, "b": vb, "change": change,
-                         "changed": change != "", "delta": delta})
+            rows.append(
+                {
+                    "section": section,
+                    "key": key,
+                    "a": va,
+                    "b": vb,
+                    "change": change,
+                    "changed": change != "",
+                    "delta": delta,
+                }
+            )
     return rows
 
 
