@@ -99,7 +99,6 @@ def _op() -> Operator:
 async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     global OP
     cfg = Settings.load()
-    settings.persistence.finalizer = "modelversioning.io/kopf-finalizer"
     settings.posting.level = logging.WARNING
     settings.watching.server_timeout = int(os.environ.get("MODELVERSIONING_WATCH_TIMEOUT", "600"))
     settings.watching.client_timeout = settings.watching.server_timeout + 30
