@@ -125,17 +125,21 @@ RBAC rules, split by who needs them. Each helper takes a dict {root, scope} wher
 {{- end }}
 {{- end -}}
 
-{{/* What our controllers need. */}}
+{{/*
+What our controllers need. Reads come from the watches (list/watch), so there is no `get` except on
+Secrets, which are read by name and never listed. Server-side apply of a child that does not exist
+yet is authorized as `create`, hence create + patch.
+*/}}
 {{- define "mvo.rules.controller" -}}
 {{- $v := .root.Values -}}
 # ModelVersions: watched; patched only for the operator's own finalizer (metadata.finalizers).
 - apiGroups: [modelversioning.io]
   resources: [modelversions]
-  verbs: [get, list, watch, patch]
+  verbs: [list, watch, patch]
 # ModelEndpoints: watched only; the operator never writes a user's spec.
 - apiGroups: [modelversioning.io]
   resources: [modelendpoints]
-  verbs: [get, list, watch]
+  verbs: [list, watch]
 # Status is written once per reconcile with a merge patch.
 - apiGroups: [modelversioning.io]
   resources: [modelversions/status, modelendpoints/status]
@@ -145,13 +149,14 @@ RBAC rules, split by who needs them. Each helper takes a dict {root, scope} wher
 - apiGroups: [modelversioning.io]
   resources: [modelendpoints/finalizers]
   verbs: [update]
-# One Deployment and one Service per variant (server-side apply, label-selected watches).
+# One Deployment and one Service per variant (server-side apply, label-selected watches; deleted
+# when a variant is removed).
 - apiGroups: [apps]
   resources: [deployments]
-  verbs: [get, list, watch, create, patch, delete]
+  verbs: [list, watch, create, patch, delete]
 - apiGroups: [""]
   resources: [services]
-  verbs: [get, list, watch, create, patch, delete]
+  verbs: [list, watch, create, patch, delete]
 # Artifact credentials named by spec.artifact.secretRef: read by name, never listed.
 - apiGroups: [""]
   resources: [secrets]
@@ -160,12 +165,12 @@ RBAC rules, split by who needs them. Each helper takes a dict {root, scope} wher
 # Istio router.
 - apiGroups: [networking.istio.io]
   resources: [virtualservices]
-  verbs: [get, list, watch, create, patch, delete]
+  verbs: [list, watch, create, patch, delete]
 {{- end }}
 {{- if $v.routers.gatewayAPI.enabled }}
 # Gateway API router.
 - apiGroups: [gateway.networking.k8s.io]
   resources: [httproutes]
-  verbs: [get, list, watch, create, patch, delete]
+  verbs: [list, watch, create, patch, delete]
 {{- end }}
 {{- end -}}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import sys
 from pathlib import Path
 
@@ -36,6 +37,13 @@ def run(
         envvar="MODELVERSIONING_PEERING",
         help="kopf peering name for HA (several replicas, one active). "
         "Without it the operator runs standalone.",
+    ),
+    priority: int | None = typer.Option(
+        None,
+        "--priority",
+        envvar="MODELVERSIONING_PRIORITY",
+        help="kopf peering priority; with --peering and no value, a random one so that exactly one "
+        "replica is active (equal priorities would pause each other).",
     ),
     liveness: str = typer.Option(
         "http://0.0.0.0:8081/healthz",
@@ -72,8 +80,11 @@ def run(
     wiring.register_children(settings)
     if not all_namespaces and not namespace:
         all_namespaces = True
+    if peering is not None and priority is None:
+        priority = secrets.randbelow(2**31 - 2) + 1
     kopf.run(
         clusterwide=all_namespaces,
+        priority=priority or 0,
         namespaces=namespace or [],
         standalone=peering is None,
         peering_name=peering,
@@ -83,7 +94,7 @@ def run(
 
 @app.command("gen-crds")
 def gen_crds(
-    root: Path = typer.Argument(Path("."), help="Repository root (writes crds/ and the chart's crds/)."),
+    root: Path = typer.Argument(Path("."), help="Repository root (writes crds/ and the chart's files/crds/)."),
 ) -> None:
     """Write the CRD YAML generated from the pydantic API models."""
     from modelversioning.api import crdgen
