@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from helpers import Objects, cond_is, make_artifact, model_endpoint, model_version, vs_weights, wait_for
 from operator_proc import OperatorProcess
 
@@ -14,13 +15,19 @@ CHART_CRDS = Path(__file__).resolve().parents[1] / "charts" / "modelversioning-o
 @pytest.fixture
 def peering(cluster):
     cluster.kubectl("apply", "--server-side", "-f", str(CHART_CRDS / "kopf.dev_peerings.yaml"))
-    cluster.kubectl("wait", "--for=condition=Established", "crd/clusterkopfpeerings.kopf.dev", "--timeout=60s")
-    cluster.apply({"apiVersion": "kopf.dev/v1", "kind": "ClusterKopfPeering", "metadata": {"name": "mv-ha-e2e"}})
+    cluster.kubectl(
+        "wait", "--for=condition=Established", "crd/clusterkopfpeerings.kopf.dev", "--timeout=60s"
+    )
+    cluster.apply(
+        {"apiVersion": "kopf.dev/v1", "kind": "ClusterKopfPeering", "metadata": {"name": "mv-ha-e2e"}}
+    )
     yield "mv-ha-e2e"
     cluster.kubectl("delete", "clusterkopfpeering", "mv-ha-e2e", "--ignore-not-found")
 
 
-def test_two_peered_replicas_one_active_then_failover(kube, namespace, operator, cluster, peering, artifact_root):
+def test_two_peered_replicas_one_active_then_failover(
+    kube, namespace, operator, cluster, peering, artifact_root
+):
     objs = Objects(kube, namespace)
     operator.stop()  # only the two peered replicas act in this test
     settings = {"artifacts": {"fileRoots": [str(artifact_root)]}}
@@ -42,13 +49,18 @@ def test_two_peered_replicas_one_active_then_failover(kube, namespace, operator,
             model_endpoint(
                 "ha",
                 "ha",
-                [{"name": "a", "version": "1.0.0", "weight": 90}, {"name": "b", "version": "1.1.0", "weight": 10}],
+                [
+                    {"name": "a", "version": "1.0.0", "weight": 90},
+                    {"name": "b", "version": "1.1.0", "weight": 10},
+                ],
             )
         )
         wait_for(lambda: cond_is(objs.mep("ha"), "Ready", "True"), 90, "Ready with two peered replicas")
         # exactly one replica stays active: the one with the lower priority pauses in its favour
         paused = wait_for(
-            lambda: [r for r in replicas if "Pausing operations in favour of" in r.logs(2000)], 60, "a paused replica"
+            lambda: [r for r in replicas if "Pausing operations in favour of" in r.logs(2000)],
+            60,
+            "a paused replica",
         )
         assert len(paused) == 1, [r.logs(40) for r in replicas]
         active = next(r for r in replicas if r not in paused)
