@@ -94,7 +94,7 @@ def run(
 
 @app.command("gen-crds")
 def gen_crds(
-    root: Path = typer.Argument(Path("."), help="Repository root (writes crds/ and the chart's files/crds/)."),
+    root: Path = typer.Argument(Path("."), help="Repository root (writes crds/, charts/.../files/crds/)."),
 ) -> None:
     """Write the CRD YAML generated from the pydantic API models."""
     from modelversioning.api import crdgen
