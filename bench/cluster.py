@@ -124,6 +124,13 @@ def safe_vs_weights(vs: Obj | None) -> Weights | None:
         return None
 
 
+def _ts(s: str) -> float:
+    """RFC 3339 with microseconds -> POSIX seconds."""
+    import datetime as dt
+
+    return dt.datetime.fromisoformat(s.replace("Z", "+00:00")).timestamp()
+
+
 @dataclass
 class Converged:
     ok: bool
@@ -131,6 +138,8 @@ class Converged:
     done: int
     total: int
     pending: list[str] = field(default_factory=list)
+    endpoints_seconds: float = 0.0  # the same, for the endpoints only
+    versions_seconds: float = 0.0  # and for the ModelVersions only
 
 
 class BenchCluster:
@@ -193,9 +202,7 @@ class BenchCluster:
             },
             metrics_port=self.metrics_port,
         )
-        t1 = time.monotonic()
-        self.op.start()
-        self.startup_seconds["operator"] = time.monotonic() - t1
+        self.startup_seconds["operator"] = self.start_operator()
         self.watch_ep = Watcher(self._watch_client(), GROUP, VERSION, "modelendpoints", NS).start()
         self.watch_vs = Watcher(
             self._watch_client(), "networking.istio.io", "v1", "virtualservices", NS
@@ -297,6 +304,8 @@ class BenchCluster:
             "create_per_second": round((len(new_mvs) + len(new_eps)) / create_seconds, 1)
             if create_seconds > 0 else 0.0,
             "converge_seconds": round(conv.seconds, 3),
+            "endpoints_converge_seconds": round(conv.endpoints_seconds, 3),
+            "versions_converge_seconds": round(conv.versions_seconds, 3),
             "converged": conv.ok,
             "converged_objects": conv.done,
             "objects": conv.total,
@@ -362,21 +371,22 @@ class BenchCluster:
         pending_ep = set(self.desired if endpoints is None else endpoints)
         pending_mv = set(self.mvs) if versions else set()
         total = len(pending_ep) + len(pending_mv)
-        last_at = t0
+        last_ep = last_mv = t0
         deadline = time.monotonic() + timeout
         while True:
             for name in list(pending_ep):
                 ok, at = self.endpoint_ok(name)
                 if ok:
                     pending_ep.discard(name)
-                    last_at = max(last_at, at)
+                    last_ep = max(last_ep, at)
             for name in list(pending_mv):
                 ok, at = self.mv_ok(name)
                 if ok:
                     pending_mv.discard(name)
-                    last_at = max(last_at, at)
+                    last_mv = max(last_mv, at)
             if not pending_ep and not pending_mv:
-                return Converged(True, last_at - t0, total, total)
+                end = max(last_ep, last_mv)
+                return Converged(True, end - t0, total, total, [], last_ep - t0, last_mv - t0)
             if time.monotonic() > deadline:
                 pending = sorted(pending_ep) + sorted(pending_mv)
                 self.log(f"not converged after {timeout:.0f}s: {len(pending)} objects, e.g. {pending[:5]}")
@@ -403,6 +413,23 @@ class BenchCluster:
         return int(self.apps.read_namespaced_deployment(name, NS).metadata.generation or 0)
 
     # ------------------------------------------------------------------ the operator process
+    def start_operator(self) -> float:
+        """Start the operator; seconds until it logged that it started. (OperatorProcess.start looks for
+        that line in the whole log, which a restart appends to: it would return at once.)"""
+        assert self.op is not None
+        size = self.op.log_path.stat().st_size if self.op.log_path.exists() else 0
+        t0 = time.monotonic()
+        self.op.start(wait_ready=120)
+        while time.monotonic() - t0 < 120:
+            with self.op.log_path.open("rb") as f:
+                f.seek(size)
+                if b"modelversioning operator started" in f.read():
+                    break
+            if self.op.proc is None or self.op.proc.poll() is not None:
+                raise RuntimeError(f"operator exited:\n{self.op.logs(50)}")
+            time.sleep(0.02)
+        return time.monotonic() - t0
+
     def rss(self) -> dict[str, float]:
         """VmRSS / VmHWM of the operator's Python process, MiB."""
         assert self.op is not None and self.op.pid is not None
@@ -451,6 +478,33 @@ class BenchCluster:
     def audit_offset(self) -> int:
         assert self.cp is not None
         return self.cp.audit_offset()
+
+    def audit_requests(self, start: int, end: int, name: str) -> list[dict[str, Any]]:
+        """Completed requests on objects called `name` in our namespace, between two offsets:
+        (user, verb, resource[/subresource], received, completed) with datetimes."""
+        assert self.cp is not None and self.cp.audit_log is not None
+        with self.cp.audit_log.open("rb") as f:
+            f.seek(start)
+            data = f.read(max(0, end - start))
+        needle = f'"name":"{name}"'.encode()
+        out = []
+        for line in data.splitlines():
+            if needle not in line or b'"ResponseComplete"' not in line:
+                continue
+            with contextlib.suppress(ValueError, KeyError):
+                ev = json.loads(line)
+                ref = ev.get("objectRef") or {}
+                if ref.get("name") != name or ref.get("namespace") != NS:
+                    continue
+                res = ref.get("resource", "") + ("/" + ref["subresource"] if ref.get("subresource") else "")
+                out.append({
+                    "user": ev["user"]["username"],
+                    "verb": ev["verb"],
+                    "resource": res,
+                    "received": _ts(ev["requestReceivedTimestamp"]),
+                    "completed": _ts(ev["stageTimestamp"]),
+                })
+        return sorted(out, key=lambda r: r["received"])
 
     def operator_requests(self, start: int, end: int | None = None) -> dict[str, Any]:
         """The operator's requests logged between two audit-log offsets, by verb and by resource."""

@@ -128,10 +128,11 @@ def run(
                 for name, fn in fns.items():
                     times[name].append(_timed(fn)[0])
             res: dict[str, Any] = {"mib": sizes[case]}
-            for name, ts in times.items():
-                med = statistics.median(ts)
-                res[f"{name}_seconds"] = round(med, 3)
-                res[f"{name}_mib_s"] = round(sizes[case] / med, 1)
+            for name, ts in times.items():  # best of N: on a shared machine, noise only ever slows down
+                best, med = min(ts), statistics.median(ts)
+                res[f"{name}_seconds"] = round(best, 3)
+                res[f"{name}_mib_s"] = round(sizes[case] / best, 1)
+                res[f"{name}_median_mib_s"] = round(sizes[case] / med, 1)
             res["verify_vs_hashlib"] = round(res["verify_artifact_mib_s"] / res["hashlib_mib_s"], 3)
             res["verify_vs_sha256sum"] = round(res["verify_artifact_mib_s"] / res["sha256sum_mib_s"], 3)
             res["sha256sum_vs_hashlib"] = round(res["sha256sum_mib_s"] / res["hashlib_mib_s"], 3)

@@ -39,6 +39,46 @@ def _change(
     return (t - t_send) * 1000, (ev.at - t) * 1000, ready_ms
 
 
+def breakdown(bc: BenchCluster, start: int, end: int, endpoint: str) -> dict[str, Any]:
+    """Where a weight change's time goes, from the API server's audit timestamps: each spec PATCH of
+    the endpoint, then the operator's first route PATCH after it and its first status PATCH after that."""
+    from cluster import OPERATOR_USER
+
+    reqs = bc.audit_requests(start, end, endpoint)
+    spec = [r for r in reqs if r["user"] != OPERATOR_USER and r["verb"] == "patch"
+            and r["resource"] == "modelendpoints"]
+    route = [r for r in reqs if r["user"] == OPERATOR_USER and r["resource"] == "virtualservices"]
+    status = [r for r in reqs if r["user"] == OPERATOR_USER and r["resource"] == "modelendpoints/status"]
+    react, write, st_after, spec_ms = [], [], [], []
+    for i, s in enumerate(spec):
+        nxt = spec[i + 1]["received"] if i + 1 < len(spec) else float("inf")
+        r = next((x for x in route if s["received"] < x["received"] < nxt), None)
+        if r is None:
+            continue
+        spec_ms.append((s["completed"] - s["received"]) * 1000)
+        react.append((r["received"] - s["completed"]) * 1000)
+        write.append((r["completed"] - r["received"]) * 1000)
+        st = next((x for x in status if r["received"] < x["received"] < nxt), None)
+        if st is not None:
+            st_after.append((st["received"] - r["completed"]) * 1000)
+
+    def p(xs: list[float], q: float) -> float:
+        return round(percentile(xs, q), 2) if xs else float("nan")
+
+    return {
+        "pairs": len(react),
+        "spec_patch_apiserver_p50_ms": p(spec_ms, 50),
+        "operator_reaction_p50_ms": p(react, 50),
+        "operator_reaction_p99_ms": p(react, 99),
+        "route_patch_apiserver_p50_ms": p(write, 50),
+        "route_patch_apiserver_p99_ms": p(write, 99),
+        "status_patch_after_route_p50_ms": p(st_after, 50),
+        "route_patches": len(route),
+        "status_patches": len(status),
+        "spec_patches": len(spec),
+    }
+
+
 def weight_changes(bc: BenchCluster, endpoint: str, k: int, log: Callable[[str], None]) -> dict[str, Any]:
     """K weight edits of one endpoint, each measured from the PATCH's return to the VirtualService
     event carrying the new weights (and to the endpoint's status reporting them, Ready)."""
@@ -49,6 +89,7 @@ def weight_changes(bc: BenchCluster, endpoint: str, k: int, log: Callable[[str],
     route, ready, patch = [], [], []
     failures = 0
     prev = bc.desired[endpoint]["stable"]
+    off0 = bc.audit_offset()
     for i in range(k):
         w = 10 + (i * 37) % 81
         if w == prev:
@@ -72,6 +113,8 @@ def weight_changes(bc: BenchCluster, endpoint: str, k: int, log: Callable[[str],
         "patch_p50_ms": round(percentile(patch, 50), 2) if patch else float("nan"),
         "early_arrivals": sum(1 for x in route if x < 0),
     }
+    bc.wait_quiet(1.0, 30)
+    out["breakdown"] = breakdown(bc, off0, bc.audit_offset(), endpoint)
     log(f"weight change: p50 {out['p50_ms']} ms, p95 {out['p95_ms']} ms, p99 {out['p99_ms']} ms "
         f"(status Ready p50 {out['ready_p50_ms']} ms)")
     return out
@@ -88,6 +131,7 @@ def rollbacks(bc: BenchCluster, endpoint: str, runs: int, log: Callable[[str], N
     gen0 = {v: bc.deployment_generation(f"{endpoint}-{v}") for v in ("stable", "canary")}
     back, back_ready, forward = [], [], []
     failures = 0
+    off0 = bc.audit_offset()
     for _ in range(runs):
         res = _change(bc, endpoint, old, timeout=30)
         if res is None:
@@ -111,6 +155,7 @@ def rollbacks(bc: BenchCluster, endpoint: str, runs: int, log: Callable[[str], N
         **_stats(back_ready, "ready_"),
         "roll_forward_p50_ms": round(percentile(forward, 50), 2) if forward else float("nan"),
         "deployment_generation_changes": sum(gen1[v] - gen0[v] for v in gen0),
+        "breakdown": breakdown(bc, off0, bc.audit_offset(), endpoint),
     }
     log(f"rollback: p50 {out['p50_ms']} ms, p99 {out['p99_ms']} ms; Deployments re-rolled: "
         f"{out['deployment_generation_changes']}")
@@ -127,6 +172,7 @@ def restart_convergence(
     if not pre.ok:
         raise RuntimeError("the fleet did not converge before the restart test")
     names = bc.eps[2:2 + changed] if len(bc.eps) >= changed + 2 else bc.eps[:changed]
+    before = {n: dict(w) for n, w in bc.desired.items()}
     t = time.monotonic()
     bc.op.stop()
     stop_s = time.monotonic() - t
@@ -139,16 +185,28 @@ def restart_convergence(
 
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(flip, names))
+    off = bc.audit_offset()
     t0 = time.monotonic()
-    bc.op.start(wait_ready=120)
-    started_s = time.monotonic() - t0
+    started_s = bc.start_operator()
     conv = bc.wait_converged(t0, timeout)
+    bc.wait_quiet(2.0, 60)
+    reqs = bc.operator_requests(off)
     routes_at = []
     for name in names:
         want = bc.desired[name]
         ev = bc.watch_vs.wait_event(name, lambda o, w=want: safe_vs_weights(o) == w, mark_vs, 0)
         if ev is not None:
             routes_at.append(ev.at - t0)
+    # Every route the restarted operator wrote should carry either the weights from before the restart
+    # or the declared ones; anything else is a transient traffic shift made by the restart itself.
+    unexpected = []
+    with bc.watch_vs.cond:
+        for name, evs in bc.watch_vs.events.items():
+            for ev in evs:
+                w = safe_vs_weights(ev.obj)
+                if ev.seq > mark_vs and w not in (before.get(name), bc.desired.get(name)):
+                    unexpected.append({"endpoint": name, "weights": w, "after_start_s": round(ev.at - t0, 3),
+                                       "expected": bc.desired.get(name), "before": before.get(name)})
     out = {
         "endpoints": len(bc.desired),
         "versions": len(bc.mvs),
@@ -160,7 +218,14 @@ def restart_convergence(
         "converged": conv.ok,
         "converged_objects": conv.done,
         "objects": conv.total,
+        "operator_requests": reqs["by_verb_resource"],
+        "operator_writes": reqs["writes"],
+        "unexpected_routes": len(unexpected),
+        "unexpected_route_examples": unexpected[:10],
     }
+    if unexpected:
+        log(f"restart: {len(unexpected)} route writes with weights that were neither the old nor the "
+            f"declared ones, e.g. {unexpected[:3]}")
     log(f"restart: operator up in {started_s:.1f}s, changed routes after {out['changed_routes_seconds']}s, "
         f"all {conv.total} objects Ready after {conv.seconds:.1f}s")
     return out
@@ -214,6 +279,7 @@ def memory_sample(bc: BenchCluster, fleet: dict[str, Any] | None = None) -> dict
         "hwm_mib": round(max(s["VmHWM"] for s in samples), 1),
     }
     if fleet:
-        keys = ("create_seconds", "create_per_second", "converge_seconds", "converged")
+        keys = ("create_seconds", "create_per_second", "converge_seconds", "endpoints_converge_seconds",
+                "versions_converge_seconds", "converged")
         out.update({k: fleet[k] for k in keys})
     return out

@@ -1,0 +1,55 @@
+"""Smoke run of the benchmarks: `bench/run.py --scale tiny` end to end on its own control plane.
+
+Only the shape of the results is checked (every section present, its numbers numeric); timings are
+the benchmark's business, not a test's.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SECTIONS = ("latency", "rollback", "restart", "memory", "idle", "hashing")
+NUMERIC = {
+    "latency": ("p50_ms", "p95_ms", "p99_ms", "ready_p50_ms", "measured"),
+    "rollback": ("p50_ms", "p99_ms", "deployment_generation_changes", "measured"),
+    "restart": ("operator_start_seconds", "changed_routes_seconds", "all_ready_seconds", "endpoints"),
+    "idle": ("seconds", "requests", "writes", "operator_cpu_percent"),
+    "memory": ("kib_per_object",),
+    "hashing": ("cpus",),
+}
+
+
+def _is_number(x: object) -> bool:
+    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def test_bench_tiny(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "run.py"), "--scale", "tiny", "--json", str(out)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert out.exists(), f"no JSON written (exit {proc.returncode}):\n{proc.stderr[-4000:]}"
+    data = json.loads(out.read_text())
+    sections = data["sections"]
+    for name in SECTIONS:
+        assert name in sections, f"section {name} missing:\n{proc.stderr[-4000:]}"
+        assert "error" not in sections[name], f"{name}: {sections[name]['error']}\n{proc.stderr[-4000:]}"
+        for key in NUMERIC[name]:
+            assert _is_number(sections[name].get(key)), f"{name}.{key} = {sections[name].get(key)!r}"
+    steps = sections["memory"]["steps"]
+    assert len(steps) >= 3 and all(_is_number(s["rss_mib"]) and s["rss_mib"] > 0 for s in steps)
+    assert isinstance(sections["idle"]["by_verb"], dict)
+    for case in ("single", "many"):
+        for key in ("verify_artifact_mib_s", "hashlib_mib_s", "sha256sum_mib_s", "verify_vs_hashlib"):
+            assert _is_number(sections["hashing"][case][key]), f"hashing.{case}.{key}"
+    assert data["targets"], "no target rows"
+    assert proc.returncode == 0, proc.stderr[-4000:]
