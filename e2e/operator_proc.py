@@ -59,6 +59,7 @@ class OperatorProcess:
         else:
             args.append("--all-namespaces")
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
+        self._log_start = self.log_path.stat().st_size  # a restart appends: look only at this run
         self.proc = subprocess.Popen(
             args, env=env, stdout=self._log, stderr=subprocess.STDOUT, cwd=str(REPO), start_new_session=True
         )
@@ -66,8 +67,10 @@ class OperatorProcess:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"operator exited with {self.proc.returncode}:\n{self.logs()}")
-            if "modelversioning operator started" in self.logs(200):
-                return self
+            with open(self.log_path, "rb") as f:
+                f.seek(self._log_start)
+                if b"modelversioning operator started" in f.read():
+                    return self
             time.sleep(0.1)
         raise RuntimeError(f"operator did not start within {wait_ready}s:\n{self.logs()}")
 

@@ -56,14 +56,42 @@ def test_two_peered_replicas_one_active_then_failover(
             )
         )
         wait_for(lambda: cond_is(objs.mep("ha"), "Ready", "True"), 90, "Ready with two peered replicas")
-        # exactly one replica stays active: the one with the lower priority pauses in its favour
-        paused = wait_for(
-            lambda: [r for r in replicas if "Pausing operations in favour of" in r.logs(2000)],
+        # Both replicas are in the peering object with distinct priorities; the lower one is paused.
+        # (kopf starts peered operators paused and logs "Resuming" once no higher peer is seen, then
+        # "Pausing ..." if one shows up later, so the state is whichever of the two came last.)
+        co = objs.co
+        peers = wait_for(
+            lambda: (
+                (
+                    st := co.get_cluster_custom_object("kopf.dev", "v1", "clusterkopfpeerings", peering).get(
+                        "status"
+                    )
+                )
+                and {"replica-0", "replica-1"} <= set(st)
+                and st
+            ),
             60,
-            "a paused replica",
+            "both replicas in the peering object",
         )
-        assert len(paused) == 1, [r.logs(40) for r in replicas]
-        active = next(r for r in replicas if r not in paused)
+        prio = {
+            pid: int(info["priority"]) for pid, info in peers.items() if pid in ("replica-0", "replica-1")
+        }
+        assert prio["replica-0"] != prio["replica-1"]
+        active = replicas[0] if prio["replica-0"] > prio["replica-1"] else replicas[1]
+        standby = replicas[1] if active is replicas[0] else replicas[0]
+
+        def state(r: OperatorProcess) -> str:
+            log = r.logs(5000)
+            paused = log.rfind("Pausing operations in favour of")
+            resumed = log.rfind("Resuming operations after the pause")
+            return "paused" if paused > resumed or resumed < 0 else "active"
+
+        try:
+            wait_for(
+                lambda: state(standby) == "paused" and state(active) == "active", 60, "one active, one paused"
+            )
+        except AssertionError as e:
+            raise AssertionError(f"{e}\n" + "\n----\n".join(r.logs(60) for r in replicas)) from None
         active.stop()
         objs.set_weights("ha", {"a": 20, "b": 80})
         wait_for(

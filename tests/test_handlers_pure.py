@@ -188,3 +188,34 @@ def test_workqueue_serializes_keys_dedups_and_retries():
     assert calls.count("flaky") == 2  # retried after the failure
     assert calls.count("wait") == 2  # Requeue -> called again after the delay
     assert not overlap.is_set()
+
+
+def test_workqueue_events_overtake_the_drift_check():
+    order: list[str] = []
+    gate = threading.Event()
+
+    def handler(key):
+        if key[2] == "first":
+            gate.wait(2)
+        order.append(key[2])
+
+    async def main():
+        q = WorkQueue(handler, workers=1)
+        q.start()
+        q.add(("K", "ns", "first"))
+        await asyncio.sleep(0.05)  # the single worker is busy with "first"
+        for i in range(5):
+            q.add(("K", "ns", f"resync-{i}"), low=True)
+        q.add(("K", "ns", "resync-3"))  # an event for a key already queued for the resync
+        q.add(("K", "ns", "event"))
+        gate.set()
+        for _ in range(200):
+            await asyncio.sleep(0.01)
+            if q.pending() == 0:
+                break
+        await q.stop()
+
+    asyncio.run(main())
+    assert order[:3] == ["first", "resync-3", "event"]
+    assert sorted(order[3:]) == ["resync-0", "resync-1", "resync-2", "resync-4"]
+    assert order.count("resync-3") == 1

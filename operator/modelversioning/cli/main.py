@@ -80,6 +80,7 @@ def run(
     wiring.register_children(settings)
     if not all_namespaces and not namespace:
         all_namespaces = True
+    os.environ["MODELVERSIONING_NAMESPACES"] = "" if all_namespaces else ",".join(namespace)
     if peering is not None and priority is None:
         priority = secrets.randbelow(2**31 - 2) + 1
     kopf.run(

@@ -152,16 +152,19 @@ class Kube:
         name: str,
         status: dict[str, Any],
         old_status: dict[str, Any] | None,
-    ) -> None:
+    ) -> dict[str, Any]:
+        """Merge-patch the status subresource; returns the object as the API server stored it."""
         patch: dict[str, Any] = dict(status)
         for k in old_status or {}:
             if k not in patch:
                 patch[k] = None  # merge patch: remove keys we no longer report
-        self._call(
-            "PATCH",
-            res.path(namespace, name, "status"),
-            {"status": patch},
-            content_type="application/merge-patch+json",
+        return dict(
+            self._call(
+                "PATCH",
+                res.path(namespace, name, "status"),
+                {"status": patch},
+                content_type="application/merge-patch+json",
+            )
         )
 
     def set_finalizers(
@@ -169,6 +172,19 @@ class Kube:
     ) -> None:
         body = {"metadata": {"finalizers": finalizers, "resourceVersion": resource_version}}
         self._call("PATCH", res.path(namespace, name), body, content_type="application/merge-patch+json")
+
+    def list(
+        self, res: Resource, namespace: str | None = None, label_selector: str | None = None
+    ) -> list[dict[str, Any]]:
+        """One LIST (used once at startup to fill the cache before reconciling anything)."""
+        base = f"/apis/{res.group}/{res.version}" if res.group else f"/api/{res.version}"
+        path = f"{base}/namespaces/{namespace}/{res.plural}" if namespace else f"{base}/{res.plural}"
+        query = [("labelSelector", label_selector)] if label_selector else []
+        items = self._call("GET", path, query=query).get("items") or []
+        for item in items:  # items of a List carry no apiVersion/kind
+            item["apiVersion"] = res.api_version
+            item["kind"] = res.kind
+        return [dict(i) for i in items]
 
     def read_secret(self, namespace: str, name: str) -> dict[str, str]:
         data = self._call("GET", SECRET.path(namespace, name))

@@ -437,17 +437,21 @@ class ModelEndpointReconciler:
         states: list[_VariantState],
         status: dict[str, Any],
     ) -> list[VariantTarget]:
-        by_name = {s.variant.name: s for s in states}
         old = {vs.get("name"): vs for vs in status.get("variants") or []}
         out = []
         for s in states:
             if s.variant.name == (spec.mirror.variant if spec.mirror else None) or s.mv is None:
                 continue
             out.append(self._target(ref, spec, s.variant.name, s.mv, int(weights.get(s.variant.name, 0))))
+        included = {t.variant for t in out}
         for n, w in weights.items():
-            if n in by_name or w <= 0:
+            # still carrying traffic but not resolvable now: removed from the spec, or its
+            # ModelVersion is gone; keep routing to it with what the last status recorded
+            if n in included or w <= 0:
                 continue
             vs = old.get(n) or {}
+            if not vs.get("version") and spec.variant(n) is not None:
+                vs = {"version": spec.variant(n).version}  # type: ignore[union-attr]
             out.append(
                 VariantTarget(
                     variant=n,
@@ -478,11 +482,7 @@ class ModelEndpointReconciler:
         return True
 
     def _owned(self, kind: str, namespace: str, endpoint: str) -> list[dict[str, Any]]:
-        return [
-            b
-            for _, b in self.store.items(kind, namespace)
-            if ((b.get("metadata") or {}).get("labels") or {}).get(ENDPOINT_LABEL) == endpoint
-        ]
+        return self.store.owned(kind, namespace, endpoint)
 
     def _delete_other_routes(self, namespace: str, endpoint: str, keep_kind: str | None) -> None:
         for rname in router_names():
@@ -539,7 +539,9 @@ class ModelEndpointReconciler:
             "conditions": cond.merge_conditions(old.get("conditions"), conds, gen),
         }
         if _norm(old) != _norm(new):
-            self.kube.patch_status(MODELENDPOINT, md["namespace"], md["name"], new, old)
+            stored = self.kube.patch_status(MODELENDPOINT, md["namespace"], md["name"], new, old)
+            # read-your-writes: related reconciles (servedBy, eligibility) see this status at once
+            self.store.upsert(KIND, stored)
         for type_, reason, message in events:
             self.kube.event(body, type_, reason, message)
 

@@ -452,7 +452,9 @@ class ModelVersionReconciler:
     ) -> None:
         md = body["metadata"]
         if _normalized(old) != _normalized(new):
-            self.kube.patch_status(MODELVERSION, md["namespace"], md["name"], new, old)
+            stored = self.kube.patch_status(MODELVERSION, md["namespace"], md["name"], new, old)
+            # read-your-writes: related reconciles (servedBy, eligibility) see this status at once
+            self.store.upsert(KIND, stored)
         for type_, reason, message in events:
             self.kube.event(body, type_, reason, message)
 

@@ -15,11 +15,22 @@ import os
 from typing import Any
 
 import kopf
+from kubernetes.client.exceptions import ApiException
 
 from modelversioning import metrics
 from modelversioning.api.common import GROUP, VERSION
 from modelversioning.api.settings import Settings
-from modelversioning.handlers.kube import Kube, load_api_client
+from modelversioning.handlers.kube import (
+    DEPLOYMENT,
+    HTTPROUTE,
+    MODELENDPOINT,
+    MODELVERSION,
+    SERVICE,
+    VIRTUALSERVICE,
+    Kube,
+    Resource,
+    load_api_client,
+)
 from modelversioning.handlers.modelendpoint import ENDPOINT_LABEL, ModelEndpointReconciler
 from modelversioning.handlers.modelversion import ModelVersionReconciler, make_verifier
 from modelversioning.handlers.store import Store
@@ -103,6 +114,10 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.watching.server_timeout = int(os.environ.get("MODELVERSIONING_WATCH_TIMEOUT", "600"))
     settings.watching.client_timeout = settings.watching.server_timeout + 30
     OP = Operator(cfg, Kube(load_api_client()))
+    await asyncio.to_thread(prime_store, OP)
+    for kind in ("ModelVersion", "ModelEndpoint"):
+        for (ns, name), _ in OP.store.items(kind):
+            OP.queue.add((kind, ns, name))
     OP.queue.start()
     asyncio.create_task(_resync_loop(OP))
     port = os.environ.get("MODELVERSIONING_METRICS_PORT")
@@ -117,14 +132,43 @@ async def cleanup(**_: Any) -> None:
         await OP.queue.stop()
 
 
+def prime_store(op: Operator) -> None:
+    """Fill the cache with one LIST per watched kind before any reconcile runs, so that after a
+    restart no endpoint is reconciled against a half-listed world (e.g. a version that seems missing
+    and loses its traffic for a moment)."""
+    namespaces: list[str | None] = [
+        n for n in os.environ.get("MODELVERSIONING_NAMESPACES", "").split(",") if n
+    ]
+    if not namespaces:
+        namespaces = [None]
+    selector = ",".join(f"{k}={v}" for k, v in MANAGED.items())
+    kinds: list[tuple[Resource, str | None]] = [
+        (MODELVERSION, None),
+        (MODELENDPOINT, None),
+        (DEPLOYMENT, selector),
+        (SERVICE, selector),
+    ]
+    if "istio" in op.settings.serving.enabled_routers:
+        kinds.append((VIRTUALSERVICE, selector))
+    if "gatewayAPI" in op.settings.serving.enabled_routers:
+        kinds.append((HTTPROUTE, selector))
+    for res, sel in kinds:
+        for ns in namespaces:
+            try:
+                for obj in op.kube.list(res, ns, sel):
+                    op.store.upsert(res.kind, obj)
+            except ApiException as e:
+                log.warning("could not list %s (%s %s); relying on the watch", res.plural, e.status, e.reason)
+
+
 async def _resync_loop(op: Operator) -> None:
     """Periodic drift check: re-run every reconcile from the watch cache (no API reads)."""
     while True:
         await asyncio.sleep(op.settings.serving.drift_check_seconds)
         for (ns, name), _ in op.store.items("ModelEndpoint"):
-            op.queue.add(("ModelEndpoint", ns, name))
+            op.queue.add(("ModelEndpoint", ns, name), low=True)
         for (ns, name), _ in op.store.items("ModelVersion"):
-            op.queue.add(("ModelVersion", ns, name))
+            op.queue.add(("ModelVersion", ns, name), low=True)
         op.update_version_gauges()
 
 
@@ -135,12 +179,7 @@ def _track(kind: str, event: kopf.RawEvent, body: kopf.Body) -> tuple[str, str, 
     if event.get("type") == "DELETED":
         op.store.delete(kind, ns, name)
         return ns, name, False
-    obj = dict(_plain(body))
-    md = obj.get("metadata") or {}
-    if kind != "ModelVersion":  # managedFields are needed only to name who set a ModelVersion's stage
-        md.pop("managedFields", None)
-    md.get("annotations", {}).pop("kubectl.kubernetes.io/last-applied-configuration", None)
-    op.store.upsert(kind, obj)
+    op.store.upsert(kind, dict(_plain(body)))
     return ns, name, True
 
 

@@ -22,19 +22,26 @@ class Requeue(Exception):  # noqa: N818 - a signal, not an error
         self.delay = delay
 
 
+HIGH, LOW = 0, 1
+
+
 @dataclass
 class WorkQueue:
+    """Keys wait in a priority queue: watch-driven work (HIGH) goes before the periodic drift
+    check (LOW), so a weight change never waits behind a resync of the whole fleet."""
+
     handler: Callable[[Key], None]
     workers: int = 4
     base_delay: float = 0.5
     max_delay: float = 300.0
-    _queue: asyncio.Queue[Key] = field(default_factory=asyncio.Queue)
-    _dirty: set[Key] = field(default_factory=set)
+    _queue: asyncio.PriorityQueue[tuple[int, int, Key]] = field(default_factory=asyncio.PriorityQueue)
+    _dirty: dict[Key, int] = field(default_factory=dict)  # queued keys -> their priority
     _processing: set[Key] = field(default_factory=set)
     _failures: dict[Key, int] = field(default_factory=dict)
     _timers: dict[Key, asyncio.TimerHandle] = field(default_factory=dict)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _loop: asyncio.AbstractEventLoop | None = None
+    _seq: int = 0
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -47,13 +54,19 @@ class WorkQueue:
         for h in self._timers.values():
             h.cancel()
 
-    def add(self, key: Key) -> None:
-        """Enqueue now (idempotent while queued). Safe to call from the loop thread only."""
-        if key in self._dirty:
+    def _push(self, key: Key, prio: int) -> None:
+        self._seq += 1
+        self._queue.put_nowait((prio, self._seq, key))
+
+    def add(self, key: Key, low: bool = False) -> None:
+        """Enqueue (idempotent while queued; a HIGH add overtakes a queued LOW one). Loop thread only."""
+        prio = LOW if low else HIGH
+        queued = self._dirty.get(key)
+        if queued is not None and queued <= prio:
             return
-        self._dirty.add(key)
+        self._dirty[key] = prio
         if key not in self._processing:
-            self._queue.put_nowait(key)
+            self._push(key, prio)
 
     def add_threadsafe(self, key: Key) -> None:
         assert self._loop is not None
@@ -73,12 +86,14 @@ class WorkQueue:
         self.add(key)
 
     def pending(self) -> int:
-        return self._queue.qsize() + len(self._processing)
+        return len(self._dirty) + len(self._processing)
 
     async def _worker(self, n: int) -> None:
         while True:
-            key = await self._queue.get()
-            self._dirty.discard(key)
+            prio, _, key = await self._queue.get()
+            if self._dirty.get(key) != prio or key in self._processing:
+                continue  # a stale entry: the key was overtaken, or is queued again after processing
+            del self._dirty[key]
             self._processing.add(key)
             try:
                 await asyncio.to_thread(self.handler, key)
@@ -97,4 +112,4 @@ class WorkQueue:
             finally:
                 self._processing.discard(key)
                 if key in self._dirty:
-                    self._queue.put_nowait(key)
+                    self._push(key, self._dirty[key])
