@@ -80,7 +80,7 @@ def test_canary_progression_istio(objs, artifact_root):
     mv = wait_for(
         lambda: (
             (m := objs.mv("fraud-v2.4.1"))
-            and m["status"].get("servedBy")
+            and m.get("status", {}).get("servedBy")
             and m["status"]["servedBy"][0]["weight"] == 100
             and m
         ),

@@ -214,10 +214,11 @@ def test_deletion_is_held_while_served(objs, artifact_root):
         lambda: (
             (m := objs.mv("held-v1.0.0"))
             and "modelversioning.io/in-use" in (m["metadata"].get("finalizers") or [])
+            and m.get("status", {}).get("servedBy")
             and m
         ),
         60,
-        "in-use finalizer",
+        "in-use finalizer and servedBy",
     )
     assert mv["status"]["servedBy"][0]["endpoint"] == "held"
     objs.delete_mv("held-v1.0.0")
