@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import http.server
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -26,9 +27,13 @@ from operator_proc import OperatorProcess  # noqa: E402
 ARTIFACT_PORT = 18080  # the examples' artifact URIs point here
 
 
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the stdlib's name
+        pass
+
+
 def serve_artifacts() -> http.server.ThreadingHTTPServer:
-    handler = partial(http.server.SimpleHTTPRequestHandler, directory=str(REPO / "examples" / "artifacts"))
-    handler.log_message = lambda *a, **k: None  # type: ignore[method-assign]
+    handler = partial(_QuietHandler, directory=str(REPO / "examples" / "artifacts"))
     srv = http.server.ThreadingHTTPServer(("127.0.0.1", ARTIFACT_PORT), handler)
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     return srv
@@ -95,6 +100,18 @@ def main() -> int:
             )
             if not ok:
                 print("!! not every endpoint became Ready; operator log tail:\n" + op.logs(60))
+            else:
+                # The seed story: support-chatbot 2.4.1 (green, 100%) degrades; roll back to the warm 2.3.8.
+                print("==> kubectl models rollback support-chatbot   (2.4.1 degraded; 2.3.8 is warm at 0%)")
+                plugin = Path(sys.executable).with_name("kubectl-models")
+                res = subprocess.run(
+                    [str(plugin), "--kubeconfig", str(cp.kubeconfig), "rollback", "support-chatbot"],
+                    capture_output=True,
+                    text=True,
+                    timeout=120,
+                )
+                print(res.stdout + res.stderr)
+                print(cp.kubectl("get", "models").stdout)
             print(f"==> KUBECONFIG={cp.kubeconfig}")
             print(
                 "    try: kubectl get models; kubectl describe mv fraud-detector-v2.4.1;"
