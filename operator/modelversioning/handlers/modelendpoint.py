@@ -12,7 +12,6 @@ Order within one cycle:
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -29,6 +28,7 @@ from modelversioning.domain.semver import SemVer
 from modelversioning.domain.stages import Stage, has_reached, one_below
 from modelversioning.domain.traffic import VariantInput, effective_split, validate_declared
 from modelversioning.handlers.drift import diff
+from modelversioning.handlers.instrument import instrumented
 from modelversioning.handlers.kube import BY_KIND, DEPLOYMENT, MODELENDPOINT, SERVICE, Kube
 from modelversioning.handlers.store import Store
 from modelversioning.render import (
@@ -96,11 +96,7 @@ class ModelEndpointReconciler:
         self.enqueue_versions = enqueue_versions  # (namespace, model)
 
     def reconcile(self, namespace: str, name: str) -> None:
-        t0 = time.monotonic()
-        try:
-            self._reconcile(namespace, name)
-        finally:
-            metrics.RECONCILE_SECONDS.labels(KIND).observe(time.monotonic() - t0)
+        instrumented(KIND, self._reconcile, namespace, name)
 
     # ----------------------------------------------------------------------------------------
     def _reconcile(self, namespace: str, name: str) -> None:

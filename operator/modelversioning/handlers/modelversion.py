@@ -27,6 +27,7 @@ from modelversioning.artifacts import verify_artifact
 from modelversioning.domain import conditions as cond
 from modelversioning.domain.conditions import FALSE, TRUE, UNKNOWN, Cond
 from modelversioning.domain.stages import GateFacts, Stage, StageGraph, decide_transition
+from modelversioning.handlers.instrument import instrumented
 from modelversioning.handlers.kube import MODELVERSION, Kube
 from modelversioning.handlers.store import Store
 from modelversioning.handlers.workqueue import Requeue
@@ -258,11 +259,7 @@ class ModelVersionReconciler:
 
     # ---- the reconcile ------------------------------------------------------------------------
     def reconcile(self, namespace: str, name: str) -> None:
-        t0 = time.monotonic()
-        try:
-            self._reconcile(namespace, name)
-        finally:
-            metrics.RECONCILE_SECONDS.labels(KIND).observe(time.monotonic() - t0)
+        instrumented(KIND, self._reconcile, namespace, name)
 
     def _reconcile(self, namespace: str, name: str) -> None:
         body = self.store.get(KIND, namespace, name)
