@@ -24,7 +24,6 @@ from modelversioning.api.modelversion import ModelVersionSpec, expected_name
 from modelversioning.api.settings import Settings
 from modelversioning.domain import conditions as cond
 from modelversioning.domain.conditions import FALSE, TRUE, Cond
-from modelversioning.domain.semver import SemVer
 from modelversioning.domain.stages import Stage, has_reached, one_below
 from modelversioning.domain.traffic import VariantInput, effective_split, validate_declared
 from modelversioning.handlers.drift import diff
@@ -153,7 +152,6 @@ class ModelEndpointReconciler:
             route_ok = False
             route_msg = msg
         router_name = spec.routing.router
-        applied_route = False
         if route_ok:
             try:
                 router = get_router(router_name)
@@ -194,10 +192,8 @@ class ModelEndpointReconciler:
                         mirror_percent=spec.mirror.percent if spec.mirror else 0,
                     )
                     desired = router.render(inp)
-                    if desired is not None:
-                        applied_route = self._apply_if_drifted(desired)
-                        if applied_route:
-                            metrics.ROUTE_UPDATES.labels(namespace, name, router_name).inc()
+                    if desired is not None and self._apply_if_drifted(desired):
+                        metrics.ROUTE_UPDATES.labels(namespace, name, router_name).inc()
                     route_msg = router.describe()
                 self._delete_other_routes(namespace, name, keep_kind=router.kind or None)
 
@@ -355,7 +351,6 @@ class ModelEndpointReconciler:
         self._finish(body, status, new_status, conds, events, gen)
         if previous != new_status["effectiveWeights"] or _variant_set(status) != _variant_set(new_status):
             self.enqueue_versions(namespace, spec.model)
-        del applied_route
 
     # ----------------------------------------------------------------------------------------
     def _variant(
@@ -574,4 +569,4 @@ def _norm(status: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in status.items() if v not in (None, [], {})}
 
 
-__all__ = ["ModelEndpointReconciler", "SemVer", "deployment_rolled_out"]
+__all__ = ["ModelEndpointReconciler", "deployment_rolled_out"]

@@ -48,6 +48,7 @@ class Operator:
         self.settings = settings
         self.kube = kube
         self.store = Store()
+        self.resync: asyncio.Task[None] | None = None
         self.queue = WorkQueue(self._dispatch, workers=int(os.environ.get("MODELVERSIONING_WORKERS", "4")))
         self.versions = ModelVersionReconciler(
             kube,
@@ -119,7 +120,7 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
         for (ns, name), _ in OP.store.items(kind):
             OP.queue.add((kind, ns, name))
     OP.queue.start()
-    asyncio.create_task(_resync_loop(OP))
+    OP.resync = asyncio.create_task(_resync_loop(OP))  # keep a reference: unreferenced tasks may vanish
     port = os.environ.get("MODELVERSIONING_METRICS_PORT")
     if port:
         metrics.serve(int(port))
@@ -129,6 +130,8 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
 @kopf.on.cleanup()
 async def cleanup(**_: Any) -> None:
     if OP is not None:
+        if OP.resync is not None:
+            OP.resync.cancel()
         await OP.queue.stop()
 
 
