@@ -84,3 +84,12 @@ def diff(desired: Any, actual: Any, path: str = "", in_resources: bool = False) 
     ):
         return []
     return [path]
+
+
+def status_changed(old: dict[str, Any], new: dict[str, Any]) -> bool:
+    """Does a computed status differ from the stored one (absent and empty values count as equal)?"""
+
+    def norm(status: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in status.items() if v not in (None, [], {})}
+
+    return norm(old) != norm(new)

@@ -19,6 +19,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from modelversioning import metrics
+from modelversioning.api.common import validation_message
 from modelversioning.api.modelendpoint import ModelEndpointSpec, Variant
 from modelversioning.api.modelversion import ModelVersionSpec, expected_name
 from modelversioning.api.settings import Settings
@@ -26,7 +27,7 @@ from modelversioning.domain import conditions as cond
 from modelversioning.domain.conditions import FALSE, TRUE, Cond
 from modelversioning.domain.stages import Stage, has_reached, one_below
 from modelversioning.domain.traffic import VariantInput, effective_split, validate_declared
-from modelversioning.handlers.drift import diff
+from modelversioning.handlers.drift import diff, status_changed
 from modelversioning.handlers.instrument import instrumented
 from modelversioning.handlers.kube import BY_KIND, DEPLOYMENT, MODELENDPOINT, SERVICE, Kube
 from modelversioning.handlers.store import Store
@@ -110,7 +111,7 @@ class ModelEndpointReconciler:
         try:
             spec = ModelEndpointSpec.model_validate(body.get("spec") or {})
         except ValidationError as e:
-            msg = "; ".join(f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in e.errors())
+            msg = validation_message(e)
             self._finish(
                 body,
                 status,
@@ -529,7 +530,7 @@ class ModelEndpointReconciler:
             "observedGeneration": gen,
             "conditions": cond.merge_conditions(old.get("conditions"), conds, gen),
         }
-        if _norm(old) != _norm(new):
+        if status_changed(old, new):
             stored = self.kube.patch_status(MODELENDPOINT, md["namespace"], md["name"], new, old)
             # read-your-writes: related reconciles (servedBy, eligibility) see this status at once
             self.store.upsert(KIND, stored)
@@ -563,10 +564,6 @@ def _fmt(w: dict[str, int]) -> str:
 
 def _variant_set(status: dict[str, Any]) -> set[tuple[str, str]]:
     return {(str(v.get("name")), str(v.get("version"))) for v in status.get("variants") or []}
-
-
-def _norm(status: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in status.items() if v not in (None, [], {})}
 
 
 __all__ = ["ModelEndpointReconciler", "deployment_rolled_out"]

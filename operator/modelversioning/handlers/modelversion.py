@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from functools import partial
 from typing import Any, Protocol
 
@@ -20,13 +21,14 @@ from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
 from modelversioning import metrics
-from modelversioning.api.common import REASON_ANNOTATION, REQUESTED_BY_ANNOTATION
+from modelversioning.api.common import REASON_ANNOTATION, REQUESTED_BY_ANNOTATION, validation_message
 from modelversioning.api.modelversion import ModelVersionSpec
 from modelversioning.api.settings import ArtifactPolicy, Settings
-from modelversioning.artifacts import verify_artifact
+from modelversioning.artifacts import redact_uri, verify_artifact
 from modelversioning.domain import conditions as cond
 from modelversioning.domain.conditions import FALSE, TRUE, UNKNOWN, Cond
 from modelversioning.domain.stages import GateFacts, Stage, StageGraph, decide_transition
+from modelversioning.handlers.drift import status_changed
 from modelversioning.handlers.instrument import instrumented
 from modelversioning.handlers.kube import MODELVERSION, Kube
 from modelversioning.handlers.store import Store
@@ -218,7 +220,7 @@ class ModelVersionReconciler:
                         "ArtifactVerified",
                         UNKNOWN,
                         "Verifying",
-                        f"fetching and hashing {_redact(spec.artifact.uri)}",
+                        f"fetching and hashing {redact_uri(spec.artifact.uri)}",
                     ),
                     None,
                     None,
@@ -274,7 +276,7 @@ class ModelVersionReconciler:
         try:
             spec = ModelVersionSpec.model_validate(body.get("spec") or {})
         except ValidationError as e:
-            msg = "; ".join(f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in e.errors())
+            msg = validation_message(e)
             invalid = {
                 **status,
                 "observedGeneration": gen,
@@ -448,7 +450,7 @@ class ModelVersionReconciler:
         events: list[tuple[str, str, str]],
     ) -> None:
         md = body["metadata"]
-        if _normalized(old) != _normalized(new):
+        if status_changed(old, new):
             stored = self.kube.patch_status(MODELVERSION, md["namespace"], md["name"], new, old)
             # read-your-writes: related reconciles (servedBy, eligibility) see this status at once
             self.store.upsert(KIND, stored)
@@ -475,28 +477,12 @@ def _next_hop(graph: StageGraph, src: Stage, dst: Stage) -> Stage | None:
     return None
 
 
-def _normalized(status: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in status.items() if v not in (None, [], {})}
-
-
 def _older_than(ts: str, seconds: float) -> bool:
-    from datetime import UTC, datetime
-
     try:
         t = datetime.fromisoformat(ts)
     except ValueError:
         return True
     return (datetime.now(UTC) - t).total_seconds() > seconds
-
-
-def _redact(uri: str) -> str:
-    from urllib.parse import urlsplit, urlunsplit
-
-    p = urlsplit(uri)
-    host = p.hostname or ""
-    if p.port:
-        host += f":{p.port}"
-    return urlunsplit((p.scheme, host, p.path, "", ""))
 
 
 @dataclass

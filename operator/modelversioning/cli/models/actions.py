@@ -15,7 +15,13 @@ from typing import Any, Literal
 
 from pydantic import ValidationError
 
-from modelversioning.api.common import API_VERSION, DNS_LABEL, REASON_ANNOTATION, REQUESTED_BY_ANNOTATION
+from modelversioning.api.common import (
+    API_VERSION,
+    DNS_LABEL,
+    REASON_ANNOTATION,
+    REQUESTED_BY_ANNOTATION,
+    validation_message,
+)
 from modelversioning.api.modelversion import PRODUCTION_LINEAGE, ModelVersion, expected_name
 from modelversioning.cli.models.views import condition, meta_of, spec_of, status_of, version_key
 from modelversioning.domain.semver import InvalidVersion, SemVer
@@ -237,12 +243,7 @@ def validate_manifest(doc: Mapping[str, Any]) -> ModelVersion:
     try:
         return ModelVersion.model_validate(dict(doc))
     except ValidationError as e:
-        problems = []
-        for err in e.errors():
-            loc = ".".join(str(p) for p in err["loc"] if not str(p).startswith("function-"))
-            msg = str(err["msg"]).removeprefix("Value error, ")
-            problems.append(f"{loc}: {msg}" if loc else msg)
-        raise Refused("invalid ModelVersion: " + "; ".join(problems), code=2) from None
+        raise Refused("invalid ModelVersion: " + validation_message(e), code=2) from None
 
 
 # ---- promote ----------------------------------------------------------------------------------------
