@@ -1,0 +1,44 @@
+"""Every condition/Event reason the reconcilers report, in one place (CamelCase, stable: users and
+alerts match on them). Grouped by resource; each with what it means.
+"""
+
+from __future__ import annotations
+
+# ---- ModelEndpoint: per variant (status.variants[].reason) -----------------------------------------
+ELIGIBLE = "Eligible"  # verified, at the required stage, Deployment Available: takes its share
+MISSING_VERSION = "MissingVersion"  # no ModelVersion <model>-v<version> in the namespace
+INVALID_VERSION = "InvalidVersion"  # the ModelVersion does not validate (admitted before a rule existed)
+ARTIFACT_NOT_VERIFIED = "ArtifactNotVerified"  # ArtifactVerified is not True (yet) for the pinned digest
+DIGEST_MISMATCH = "DigestMismatch"  # the artifact's bytes do not hash to spec.artifact.sha256 (permanent)
+STAGE_NOT_REACHED = "StageNotReached"  # the version is below requiredStage (a mirror: one stage lower)
+SCALED_TO_ZERO = "ScaledToZero"  # replicas: 0 (never eligible; its share goes to the other variants)
+DEPLOYMENT_NOT_AVAILABLE = "DeploymentNotAvailable"  # the slot's Deployment is not Available yet
+MODEL_VERSION_REPLACED = "ModelVersionReplaced"  # the pinned ModelVersion was re-created (other UID/digest)
+CHILD_REJECTED = "ChildRejected"  # the API server refused the slot's Deployment/Service (its message)
+CHILD_CONFLICT = "ChildConflict"  # an object of the slot's name exists and is not controlled by us
+INVALID_SPEC = "InvalidSpec"  # the spec cannot be served as written (only the operator could tell)
+
+# ---- ModelEndpoint: conditions ---------------------------------------------------------------------
+READY = "Ready"  # Ready=True: serving exactly as declared
+PROGRESSING = "Progressing"  # Ready=False while a change is under way
+CONVERGED = "Converged"  # Progressing=False
+ROLLING_OUT = "RollingOut"  # Progressing=True: a variant waits for its new slot
+BLOCKED = "Blocked"  # Progressing=True: routes are left alone (see Degraded)
+AS_EXPECTED = "AsExpected"  # Degraded=False
+NO_ELIGIBLE_VARIANT = "NoEligibleVariant"  # nothing can take traffic; the route keeps what it has
+MAJOR_VERSION_MIX = "MajorVersionMix"  # live split across MAJOR versions without allowMajorVersionMix
+INVALID_SPLIT = "InvalidSplit"  # declared weights do not form a valid split
+ROUTER_DISABLED = "RouterDisabled"  # the router exists but the platform did not enable it
+UNKNOWN_ROUTER = "UnknownRouter"  # no router of that name
+SCALE_DOWN_HELD = "ScaleDownHeld"  # replicas 0 requested for a slot that still carries traffic
+ROUTE_APPLIED = "RouteApplied"  # RoutesReady=True
+ROUTE_NOT_APPLIED = "RouteNotApplied"  # RoutesReady=False: routes left unchanged
+NO_ROUTER = "NoRouter"  # router none: no route object
+
+# ---- ModelEndpoint: Events only --------------------------------------------------------------------
+TRAFFIC_SHIFTED = "TrafficShifted"  # the effective weights in the route changed
+SLOT_DELETED = "SlotDeleted"  # a drained slot (Deployment + Service) was deleted
+
+# The annotation a user sets on a ModelEndpoint to accept a re-created ModelVersion's new digest:
+#   modelversioning.io/accept-replaced: "<variant>=<sha256 prefix, 12+ hex>[,<variant>=<prefix>...]"
+ACCEPT_ANNOTATION = "modelversioning.io/accept-replaced"
