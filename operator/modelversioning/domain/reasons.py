@@ -42,3 +42,31 @@ SLOT_DELETED = "SlotDeleted"  # a drained slot (Deployment + Service) was delete
 # The annotation a user sets on a ModelEndpoint to accept a re-created ModelVersion's new digest:
 #   modelversioning.io/accept-replaced: "<variant>=<sha256 prefix, 12+ hex>[,<variant>=<prefix>...]"
 ACCEPT_ANNOTATION = "modelversioning.io/accept-replaced"
+
+# ---- ModelVersion: condition ArtifactVerified (also the Warning Event's reason when it fails) -----
+# (DIGEST_MISMATCH above: permanent for the generation; INVALID_SPEC and READY above: Ready)
+VERIFIED = "Verified"  # the artifact was read in full and hashes to spec.artifact.sha256
+VERIFYING = "Verifying"  # a fetch-and-hash is running (status Unknown)
+NOT_FOUND = "NotFound"  # nothing at the URI (yet); retried with backoff
+FETCH_FAILED = "FetchFailed"  # network or store error while reading; retried with backoff
+ACCESS_DENIED = "AccessDenied"  # credentials missing or refused (a missing Secret is retried)
+URI_REFUSED = "URIRefused"  # the operator's artifact policy does not allow this URI
+
+# ---- ModelVersion: condition StageTransition (ARTIFACT_NOT_VERIFIED above: a gate) ------------
+IN_EFFECT = "InEffect"  # status.stage equals spec.stage
+TRANSITION_NOT_ALLOWED = "TransitionNotAllowed"  # no path in the stage graph to the requested stage
+LINEAGE_INCOMPLETE = "LineageIncomplete"  # production needs every lineage field it names
+PROMOTED = "Promoted"  # a hop up candidate -> staging -> production (a decision, not written)
+MOVED = "Moved"  # any other allowed hop, e.g. production -> archived (a decision, not written)
+
+# ---- ModelVersion: conditions InUse and Deleting ----------------------------------------------
+SERVED = "Served"  # InUse=True: an endpoint variant names this version (servedBy lists them)
+NOT_SERVED = "NotServed"  # InUse=False: no endpoint names this version
+IN_USE = "InUse"  # Deleting=False: deletion is held by the in-use finalizer
+
+# ---- ModelVersion: status.history and Events --------------------------------------------------
+REGISTERED = "Registered"  # history: the first entry, when the version enters candidate
+ARTIFACT_VERIFIED = "ArtifactVerified"  # Event (Normal): the artifact was verified
+STAGE_CHANGED = "StageChanged"  # Event (Normal): one hop made, with its actor and reason
+STAGE_TRANSITION_BLOCKED = "StageTransitionBlocked"  # Event (Warning): a gate or the graph refused
+DELETION_HELD = "DeletionHeld"  # Event (Warning): deletion waits until no endpoint uses it
