@@ -6,10 +6,9 @@ from __future__ import annotations
 import asyncio
 import threading
 
-from modelversioning.domain.stages import Stage, StageGraph
 from modelversioning.handlers.drift import diff
 from modelversioning.handlers.modelendpoint import deployment_rolled_out
-from modelversioning.handlers.modelversion import _next_hop, served_by, stage_actor
+from modelversioning.handlers.modelversion import served_by, stage_actor
 from modelversioning.handlers.store import Store
 from modelversioning.handlers.workqueue import Requeue, WorkQueue
 
@@ -80,15 +79,6 @@ def test_actor_prefers_matching_annotation_then_field_manager():
     # a stale annotation (for another stage) is not trusted
     assert stage_actor(_mv(ann, managed), "archived") == "argocd-controller (apply)"
     assert stage_actor(_mv(), "staging") == "unknown"
-
-
-def test_next_hop_walks_the_allowed_graph():
-    g = StageGraph()
-    assert _next_hop(g, Stage.CANDIDATE, Stage.PRODUCTION) is Stage.STAGING
-    assert _next_hop(g, Stage.ARCHIVED, Stage.PRODUCTION) is Stage.STAGING
-    assert _next_hop(g, Stage.STAGING, Stage.CANDIDATE) is None
-    strict = StageGraph.from_config({"candidate": ["staging"], "staging": ["production"]})
-    assert _next_hop(strict, Stage.PRODUCTION, Stage.ARCHIVED) is None
 
 
 def _dep(sha="a" * 64, replicas=1, ready=1, gen=1, observed=1, available=True):

@@ -123,6 +123,74 @@ def verify_artifact(ctx: typer.Context) -> None:
     raise typer.Exit(verify.main(list(ctx.args)))
 
 
+@app.command("model-server")
+def model_server(
+    model_path: str = typer.Option(
+        ..., "--model-path", envvar="MODEL_PATH", help="The verified artifact (file or directory)."
+    ),
+    model_name: str = typer.Option(..., "--model-name", envvar="MODEL_NAME"),
+    model_version: str = typer.Option(..., "--model-version", envvar="MODEL_VERSION"),
+    sha256: str | None = typer.Option(
+        None,
+        "--sha256",
+        envvar="MODEL_SHA256",
+        help="Pinned digest; the server is healthy only if it matches.",
+    ),
+    variant: str = typer.Option("", "--variant", envvar="MODEL_VARIANT", help="Variant label for metrics."),
+    host: str = typer.Option("0.0.0.0", "--host", envvar="MODEL_SERVER_HOST"),
+    port: int = typer.Option(8080, "--port", envvar="MODEL_SERVER_PORT", help="runtime.port of the version."),
+    health_path: str = typer.Option("/healthz", "--health-path", envvar="MODEL_SERVER_HEALTH_PATH"),
+    error_rate: float = typer.Option(
+        0.0,
+        "--error-rate",
+        envvar="MODEL_SERVER_ERROR_RATE",
+        help="Share of predictions answered 500 (0..1).",
+    ),
+    error_seed: int | None = typer.Option(
+        None,
+        "--error-seed",
+        envvar="MODEL_SERVER_ERROR_SEED",
+        help="Seeded-random failures instead of evenly spread ones.",
+    ),
+    latency_ms: float = typer.Option(
+        0.0, "--latency-ms", envvar="MODEL_SERVER_LATENCY_MS", help="Latency added to every prediction."
+    ),
+    admin_port: int | None = typer.Option(
+        None,
+        "--admin-port",
+        envvar="MODEL_SERVER_ADMIN_PORT",
+        help="Also listen here for GET/PUT /faults (change faults at runtime); off by default.",
+    ),
+    drain_seconds: float = typer.Option(
+        5.0,
+        "--drain-seconds",
+        envvar="MODEL_SERVER_DRAIN_SECONDS",
+        help="After SIGTERM keep answering (health 503) this long, then exit.",
+    ),
+    access_log: bool = typer.Option(False, "--access-log", envvar="MODEL_SERVER_ACCESS_LOG"),
+) -> None:
+    """Run the reference model server (the model pods' server; see modelversioning.modelserver)."""
+    from modelversioning.modelserver import Faults, Identity, ServerConfig, serve
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        faults = Faults(error_rate=error_rate, latency_ms=latency_ms, error_seed=error_seed)
+    except ValueError as e:
+        raise typer.BadParameter(str(e)) from e
+    config = ServerConfig(
+        model_path=model_path,
+        identity=Identity(model=model_name, version=model_version, sha256=sha256 or None, variant=variant),
+        host=host,
+        port=port,
+        health_path=health_path if health_path.startswith("/") else "/" + health_path,
+        faults=faults,
+        admin_port=admin_port,
+        access_log=access_log,
+        drain_seconds=drain_seconds,
+    )
+    serve(config)
+
+
 def main() -> None:
     app(prog_name=Path(sys.argv[0]).name or "modelversioning")
 

@@ -11,6 +11,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from modelversioning.domain import reasons as R
+
 
 class Stage(StrEnum):
     CANDIDATE = "candidate"
@@ -81,25 +83,44 @@ class Decision:
 
 def decide_transition(current: Stage, requested: Stage, facts: GateFacts, graph: StageGraph) -> Decision:
     if current == requested:
-        return Decision(True, "InEffect", f"stage {current} is in effect")
+        return Decision(True, R.IN_EFFECT, f"stage {current} is in effect")
     if not graph.allows(current, requested):
         allowed = ", ".join(str(s) for s in graph.allowed_from(current)) or "none"
         return Decision(
             False,
-            "TransitionNotAllowed",
+            R.TRANSITION_NOT_ALLOWED,
             f"{current} -> {requested} is not an allowed transition (from {current}: {allowed})",
         )
     if requested in (Stage.STAGING, Stage.PRODUCTION) and not facts.artifact_verified:
         return Decision(
             False,
-            "ArtifactNotVerified",
+            R.ARTIFACT_NOT_VERIFIED,
             f"{requested} requires ArtifactVerified=True; the artifact has not been verified",
         )
     if requested is Stage.PRODUCTION and not facts.lineage_complete:
         missing = ", ".join(facts.missing_lineage) or "lineage"
         return Decision(
-            False, "LineageIncomplete", f"production requires complete lineage; missing: {missing}"
+            False, R.LINEAGE_INCOMPLETE, f"production requires complete lineage; missing: {missing}"
         )
     return Decision(
-        True, "Promoted" if RANK[requested] > RANK[current] else "Moved", f"{current} -> {requested}"
+        True, R.PROMOTED if RANK[requested] > RANK[current] else R.MOVED, f"{current} -> {requested}"
     )
+
+
+def next_hop(graph: StageGraph, src: Stage, dst: Stage) -> Stage | None:
+    """First hop of the shortest allowed path src -> dst (None if unreachable or already there)."""
+    frontier: list[tuple[Stage, Stage | None]] = [(src, None)]
+    seen = {src}
+    while frontier:
+        nxt: list[tuple[Stage, Stage | None]] = []
+        for node, first in frontier:
+            for n in graph.allowed_from(node):
+                if n in seen:
+                    continue
+                hop = first or n
+                if n == dst:
+                    return hop
+                seen.add(n)
+                nxt.append((n, hop))
+        frontier = nxt
+    return None

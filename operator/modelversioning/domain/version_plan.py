@@ -1,0 +1,405 @@
+"""What a ModelVersion reconcile should do, decided purely from facts (gather -> decide -> act).
+
+The handler gathers a ``VersionFacts`` from the watch cache and from its verifier's bookkeeping
+(``VerifierFacts``); ``decide`` returns a ``VersionPlan``: the whole new status, the Events, the
+finalizer list, whether to start or forget a verification, whether endpoints must re-decide, and
+when to look again. The handler executes the plan and decides nothing itself.
+
+Rules (README, "What the operator does with a ModelVersion"):
+
+- ArtifactVerified: a verified record stays valid while the digest matches (and, with
+  ``recheck_seconds``, until it is that old); ``DigestMismatch`` is permanent for the generation;
+  other permanent failures (``AccessDenied``, ``URIRefused``) are held for the generation, so a
+  status write never triggers another fetch; transient ones (``NotFound``, ``FetchFailed``) are
+  retried with exponential backoff, and the message says when.
+- The stage walks one allowed hop at a time toward ``spec.stage`` (shortest path in the graph),
+  through the gates of ``domain.stages.decide_transition``; every hop is a history entry with the
+  actor and the reason. A blocked hop keeps the stage: ``StageTransition=False`` plus one Warning
+  Event per distinct reason, or ``Unknown`` without an Event while the artifact is still verifying.
+- The in-use finalizer is held exactly while an endpoint names this version; a deletion waits for it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from modelversioning.domain import conditions as cond
+from modelversioning.domain import reasons as R
+from modelversioning.domain.conditions import FALSE, TRUE, UNKNOWN, Cond
+from modelversioning.domain.stages import GateFacts, Stage, StageGraph, decide_transition, next_hop
+
+IN_USE_FINALIZER = "modelversioning.io/in-use"
+
+# --------------------------------------------------------------------------------------- facts
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    """A finished fetch-and-hash of the artifact."""
+
+    reason: str  # R.VERIFIED or why not
+    message: str
+    transient: bool  # retrying later may help
+    actual: str | None = None  # the digest read
+    size_bytes: int | None = None
+    files: int | None = None  # a directory/prefix: how many files the manifest covers
+
+    @property
+    def ok(self) -> bool:
+        return self.reason == R.VERIFIED
+
+
+@dataclass(frozen=True)
+class VerifierFacts:
+    """The verifier's bookkeeping for this object (same UID), read at gather time."""
+
+    running: bool = False
+    result: VerifyResult | None = None  # the last finished attempt, if not forgotten
+    result_generation: int = 0  # the generation that attempt was started for
+    failures: int = 0  # consecutive transient failures
+    age: float = 0.0  # seconds since the result came in
+
+
+@dataclass(frozen=True)
+class Serving:
+    """One endpoint variant that names this version (status.servedBy)."""
+
+    endpoint: str
+    variant: str
+    weight: int
+    mirror: bool = False
+
+    def to_status(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"endpoint": self.endpoint, "variant": self.variant, "weight": self.weight}
+        if self.mirror:
+            out["mirror"] = True
+        return out
+
+
+@dataclass(frozen=True)
+class VersionFacts:
+    """Everything a decision about one ModelVersion needs, as observed."""
+
+    name: str
+    generation: int
+    status: Mapping[str, Any]  # status as stored (conditions, stage, history, artifact)
+    invalid: str | None = None  # the spec does not validate: why (nothing else is decided)
+    deleting: bool = False
+    finalizers: tuple[str, ...] = ()
+    model: str = ""
+    version: str = ""
+    requested: Stage = Stage.CANDIDATE  # spec.stage
+    digest: str = ""  # spec.artifact.sha256
+    shown_uri: str = ""  # spec.artifact.uri, redacted for messages
+    missing_lineage: tuple[str, ...] = ()  # lineage fields production needs and the spec lacks
+    actor: str = "unknown"  # who requested spec.stage
+    why: str = ""  # the reason given for the request
+    serving: tuple[Serving, ...] = ()
+    verifier: VerifierFacts = field(default_factory=VerifierFacts)
+
+
+@dataclass(frozen=True)
+class VersionPolicy:
+    """The operator's settings the decisions use."""
+
+    graph: StageGraph = field(default_factory=StageGraph)
+    recheck_seconds: float = 0.0  # 0: a verified digest is never re-fetched
+    retry_initial_seconds: float = 5.0
+    retry_max_seconds: float = 300.0
+
+
+# ---------------------------------------------------------------------------------------- plan
+
+
+class VerifyAction(StrEnum):
+    NONE = "none"  # leave the verifier alone (running, held, or not needed)
+    START = "start"  # start a fetch-and-hash now
+    FORGET = "forget"  # drop the bookkeeping (the answer is in the status now)
+
+
+@dataclass(frozen=True)
+class Event:
+    type: str  # Normal | Warning
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Transition:
+    """A stage hop made or refused (for the transitions counter)."""
+
+    src: str
+    dst: str
+    outcome: str  # made | blocked
+
+
+@dataclass(frozen=True)
+class VersionPlan:
+    status: dict[str, Any] | None = None  # the whole new status; None: leave it alone
+    events: tuple[Event, ...] = ()
+    finalizers: tuple[str, ...] | None = None  # the new list; None: unchanged
+    verify: VerifyAction = VerifyAction.NONE
+    requeue_after: float | None = None  # look again (a transient failure's backoff)
+    notify_endpoints: bool = False  # stage or verification changed: endpoints re-decide eligibility
+    transitions: tuple[Transition, ...] = ()
+    warning: str | None = None  # worth a log line, nothing to write
+
+
+# -------------------------------------------------------------------------------------- decide
+
+
+def decide(facts: VersionFacts, policy: VersionPolicy, now: datetime) -> VersionPlan:
+    """The one entry point: what to write, post and schedule for this ModelVersion."""
+    stamp = _rfc3339(now)
+    if facts.deleting:
+        return decide_deletion(facts, stamp)
+    if facts.invalid is not None:
+        return decide_invalid(facts, stamp)
+    verification = decide_verification(facts, policy, now)
+    walk = walk_stage(facts, verification.cond, policy.graph, stamp)
+    prev = facts.status
+    conditions = [ready(facts, verification.cond, walk), verification.cond, walk.cond, in_use(facts.serving)]
+    status: dict[str, Any] = {
+        "observedGeneration": facts.generation,
+        "conditions": cond.merge_conditions(prev.get("conditions"), conditions, facts.generation, stamp),
+        "stage": walk.stage.value,
+        "history": list(walk.history),
+    }
+    if verification.artifact is not None:
+        status["artifact"] = dict(verification.artifact)
+    if facts.serving:
+        status["servedBy"] = [s.to_status() for s in facts.serving]
+    prev_verified = cond.get(prev.get("conditions"), "ArtifactVerified")
+    return VersionPlan(
+        status=status,
+        events=verification_events(prev_verified, verification.cond) + walk.events,
+        finalizers=finalizers_for(facts.finalizers, in_use=bool(facts.serving)),
+        verify=verification.action,
+        requeue_after=verification.requeue_after,
+        notify_endpoints=(
+            prev.get("stage") != walk.stage.value
+            or (prev_verified or {}).get("status") != verification.cond.status
+        ),
+        transitions=walk.transitions,
+    )
+
+
+def decide_deletion(facts: VersionFacts, stamp: str) -> VersionPlan:
+    """Hold the deletion while an endpoint names this version; release the finalizer when none does."""
+    if not facts.serving:
+        return VersionPlan(finalizers=finalizers_for(facts.finalizers, in_use=False))
+    users = ", ".join(sorted({s.endpoint for s in facts.serving}))
+    msg = f"deletion is held: still served by ModelEndpoint {users}; remove it from those endpoints first"
+    prev = facts.status
+    status = {
+        **prev,
+        "observedGeneration": facts.generation,
+        "servedBy": [s.to_status() for s in facts.serving],
+        "conditions": cond.merge_conditions(
+            prev.get("conditions"), [Cond("Deleting", FALSE, R.IN_USE, msg)], facts.generation, stamp
+        ),
+    }
+    seen = cond.get(prev.get("conditions"), "Deleting")
+    events = () if seen and seen.get("message") == msg else (Event("Warning", R.DELETION_HELD, msg),)
+    raced = IN_USE_FINALIZER not in facts.finalizers  # deleted before the finalizer was added
+    return VersionPlan(
+        status=status,
+        events=events,
+        warning=f"{facts.name} is being deleted while in use by {users}" if raced else None,
+    )
+
+
+def decide_invalid(facts: VersionFacts, stamp: str) -> VersionPlan:
+    """A spec that does not validate: Ready=False/InvalidSpec, one Warning Event per message."""
+    msg = facts.invalid or ""
+    prev = facts.status
+    status = {
+        **prev,
+        "observedGeneration": facts.generation,
+        "conditions": cond.merge_conditions(
+            prev.get("conditions"), [Cond("Ready", FALSE, R.INVALID_SPEC, msg)], facts.generation, stamp
+        ),
+    }
+    seen = cond.get(prev.get("conditions"), "Ready")
+    again = seen is not None and seen.get("reason") == R.INVALID_SPEC and seen.get("message") == msg
+    return VersionPlan(status=status, events=() if again else (Event("Warning", R.INVALID_SPEC, msg),))
+
+
+# ------------------------------------------------------------------------------ verification
+
+
+@dataclass(frozen=True)
+class Verification:
+    cond: Cond  # ArtifactVerified
+    artifact: Mapping[str, Any] | None = None  # status.artifact (None: no verified record)
+    action: VerifyAction = VerifyAction.NONE
+    requeue_after: float | None = None
+
+
+def retry_delay(failures: int, policy: VersionPolicy) -> float:
+    """Exponential backoff after `failures` consecutive transient failures."""
+    if failures <= 0:
+        return 0.0
+    return float(min(policy.retry_max_seconds, policy.retry_initial_seconds * 2 ** (failures - 1)))
+
+
+def decide_verification(facts: VersionFacts, policy: VersionPolicy, now: datetime) -> Verification:
+    prev_conds = facts.status.get("conditions")
+    prev = cond.get(prev_conds, "ArtifactVerified")
+    prev_art = facts.status.get("artifact")
+    if (
+        prev is not None
+        and prev.get("status") == TRUE
+        and prev_art
+        and prev_art.get("digest") == facts.digest
+        and not _stale(prev_art.get("verifiedAt", ""), policy, now)
+    ):
+        return Verification(Cond("ArtifactVerified", TRUE, R.VERIFIED, prev.get("message", "")), prev_art)
+    if (
+        prev is not None
+        and prev.get("reason") == R.DIGEST_MISMATCH
+        and prev.get("observedGeneration") == facts.generation
+    ):
+        held = Cond("ArtifactVerified", FALSE, R.DIGEST_MISMATCH, prev.get("message", ""))
+        return Verification(held, action=VerifyAction.FORGET)
+    verifying = Verification(
+        Cond("ArtifactVerified", UNKNOWN, R.VERIFYING, f"fetching and hashing {facts.shown_uri}"),
+        prev_art,  # a recheck keeps the old record meanwhile
+    )
+    v = facts.verifier
+    if v.running:
+        return verifying
+    res = v.result
+    if res is not None and res.ok:
+        art: dict[str, Any] = {"digest": res.actual or facts.digest, "verifiedAt": _rfc3339(now)}
+        if res.size_bytes is not None:
+            art["sizeBytes"] = res.size_bytes
+        if res.files is not None:
+            art["files"] = res.files
+        return Verification(Cond("ArtifactVerified", TRUE, R.VERIFIED, res.message), art, VerifyAction.FORGET)
+    if res is not None and not res.transient and v.result_generation == facts.generation:
+        # permanent for this generation: the verifier keeps the answer, so it is not fetched again
+        return Verification(Cond("ArtifactVerified", FALSE, res.reason, res.message))
+    if res is not None and res.transient:
+        wait = retry_delay(v.failures, policy) - v.age
+        if wait > 0:
+            msg = f"{res.message}; retrying in {wait:.0f}s (attempt {v.failures})"
+            return Verification(Cond("ArtifactVerified", FALSE, res.reason, msg), requeue_after=wait + 0.1)
+    return Verification(verifying.cond, verifying.artifact, VerifyAction.START)
+
+
+def verification_events(prev: Mapping[str, Any] | None, now: Cond) -> tuple[Event, ...]:
+    """An Event when ArtifactVerified's reason changes: Normal when verified, Warning on a failure."""
+    if prev is not None and prev.get("reason") == now.reason:
+        return ()
+    if now.reason == R.VERIFIED:
+        return (Event("Normal", R.ARTIFACT_VERIFIED, now.message),)
+    if now.status == FALSE:
+        return (Event("Warning", now.reason, now.message),)
+    return ()
+
+
+# ---------------------------------------------------------------------------------- the stage
+
+
+@dataclass(frozen=True)
+class Walk:
+    stage: Stage
+    history: tuple[Mapping[str, Any], ...]
+    cond: Cond  # StageTransition
+    events: tuple[Event, ...] = ()
+    transitions: tuple[Transition, ...] = ()
+
+
+def walk_stage(facts: VersionFacts, verified: Cond, graph: StageGraph, stamp: str) -> Walk:
+    """Move toward spec.stage one allowed, gated hop at a time; record each hop."""
+    prev = facts.status
+    history: list[Mapping[str, Any]] = list(prev.get("history") or [])
+    events: list[Event] = []
+    transitions: list[Transition] = []
+    if prev.get("stage"):
+        current = Stage(prev["stage"])
+    else:
+        current = Stage.CANDIDATE
+        history.append({"to": current.value, "at": stamp, "reason": R.REGISTERED, "actor": facts.actor})
+    requested = facts.requested
+    gates = GateFacts(verified.status == TRUE, not facts.missing_lineage, facts.missing_lineage)
+    stage_cond = _in_effect(current)
+    for _ in range(len(Stage)):  # a shortest path never repeats a stage
+        if current == requested:
+            break
+        step = next_hop(graph, current, requested)
+        decision = decide_transition(current, step or requested, gates, graph)
+        if not decision.allowed or step is None:
+            waiting = verified.reason == R.VERIFYING and decision.reason == R.ARTIFACT_NOT_VERIFIED
+            stage_cond = Cond(
+                "StageTransition",
+                UNKNOWN if waiting else FALSE,
+                decision.reason,
+                f"requested {requested}, staying in {current}: {decision.message}",
+            )
+            seen = cond.get(prev.get("conditions"), "StageTransition")
+            new_block = seen is None or seen.get("reason") != decision.reason or seen.get("status") != FALSE
+            if not waiting and new_block:
+                events.append(Event("Warning", R.STAGE_TRANSITION_BLOCKED, stage_cond.message))
+                transitions.append(Transition(current.value, requested.value, "blocked"))
+            break
+        history.append(
+            {"from": current.value, "to": step.value, "at": stamp, "reason": facts.why, "actor": facts.actor}
+        )
+        events.append(Event("Normal", R.STAGE_CHANGED, f"{current} -> {step} by {facts.actor}: {facts.why}"))
+        transitions.append(Transition(current.value, step.value, "made"))
+        current = step
+        stage_cond = _in_effect(current)
+    return Walk(current, tuple(history), stage_cond, tuple(events), tuple(transitions))
+
+
+def _in_effect(stage: Stage) -> Cond:
+    return Cond("StageTransition", TRUE, R.IN_EFFECT, f"stage {stage} is in effect")
+
+
+# --------------------------------------------------------------------------- the other parts
+
+
+def ready(facts: VersionFacts, verified: Cond, walk: Walk) -> Cond:
+    """Ready: verified and the requested stage in effect (else the first reason why not)."""
+    if verified.status != TRUE:
+        status = FALSE if verified.status == FALSE else UNKNOWN
+        return Cond("Ready", status, verified.reason, verified.message)
+    if walk.cond.status == FALSE:
+        return Cond("Ready", FALSE, walk.cond.reason, walk.cond.message)
+    return Cond("Ready", TRUE, R.READY, f"{facts.model} {facts.version} is verified and {walk.stage}")
+
+
+def in_use(serving: tuple[Serving, ...]) -> Cond:
+    if not serving:
+        return Cond("InUse", FALSE, R.NOT_SERVED, "no endpoint serves this version")
+    return Cond("InUse", TRUE, R.SERVED, ", ".join(f"{s.endpoint}/{s.variant}={s.weight}" for s in serving))
+
+
+def finalizers_for(current: tuple[str, ...], *, in_use: bool) -> tuple[str, ...] | None:
+    """The finalizer list with the in-use hold exactly when in use (None: no change)."""
+    if in_use and IN_USE_FINALIZER not in current:
+        return (*current, IN_USE_FINALIZER)
+    if not in_use and IN_USE_FINALIZER in current:
+        return tuple(f for f in current if f != IN_USE_FINALIZER)
+    return None
+
+
+def _rfc3339(now: datetime) -> str:
+    return now.replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+def _stale(ts: str, policy: VersionPolicy, now: datetime) -> bool:
+    """Is a verified record due for a re-fetch (only with recheck_seconds set)?"""
+    if not policy.recheck_seconds:
+        return False
+    try:
+        t = datetime.fromisoformat(ts)
+    except ValueError:
+        return True
+    return (now - t).total_seconds() > policy.recheck_seconds

@@ -1,0 +1,91 @@
+"""Injected misbehaviour: a share of predictions answered 500, and added latency.
+
+The default schedule is deterministic and evenly spread: request n (1-based) fails when
+``floor(n * rate) > floor((n - 1) * rate)``, so exactly ``floor(n * rate)`` of the first n requests
+fail and any window of k consecutive requests holds ``k * rate`` failures, +-1. With a seed the
+schedule is pseudo-random instead (``random.Random(seed)``, reproducible for one process).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import threading
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Faults:
+    error_rate: float = 0.0  # 0..1: share of predictions answered 500
+    latency_ms: float = 0.0  # added to every prediction
+    error_seed: int | None = None  # None: evenly spread; else seeded random
+
+    def __post_init__(self) -> None:
+        if not (0.0 <= self.error_rate <= 1.0) or math.isnan(self.error_rate):
+            raise ValueError(f"error rate must be within 0..1, not {self.error_rate}")
+        if not (0.0 <= self.latency_ms <= 600_000) or math.isnan(self.latency_ms):
+            raise ValueError(f"latency must be within 0..600000 ms, not {self.latency_ms}")
+
+    def to_json(self) -> dict[str, Any]:
+        return {"errorRate": self.error_rate, "latencyMs": self.latency_ms, "errorSeed": self.error_seed}
+
+    @classmethod
+    def from_json(cls, data: Any, base: Faults | None = None) -> Faults:
+        """Faults from a JSON object (keys errorRate, latencyMs, errorSeed); missing keys keep ``base``."""
+        if not isinstance(data, dict):
+            raise ValueError("expected a JSON object with errorRate, latencyMs and/or errorSeed")
+        unknown = set(data) - {"errorRate", "latencyMs", "errorSeed"}
+        if unknown:
+            raise ValueError(f"unknown keys: {', '.join(sorted(unknown))}")
+        base = base or cls()
+        seed = data.get("errorSeed", base.error_seed)
+        for key in ("errorRate", "latencyMs"):
+            if key in data and (isinstance(data[key], bool) or not isinstance(data[key], int | float)):
+                raise ValueError(f"{key} must be a number")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+            raise ValueError("errorSeed must be an integer or null")
+        return cls(
+            error_rate=float(data.get("errorRate", base.error_rate)),
+            latency_ms=float(data.get("latencyMs", base.latency_ms)),
+            error_seed=seed,
+        )
+
+
+class FaultInjector:
+    """Thread-safe: decides, request by request, whether to fail; can be reconfigured live."""
+
+    def __init__(self, faults: Faults | None = None) -> None:
+        self._lock = threading.Lock()
+        self._faults = Faults()
+        self._rate = Fraction(0)
+        self._count = 0
+        self._random: random.Random | None = None
+        self.configure(faults or Faults())
+
+    @property
+    def faults(self) -> Faults:
+        with self._lock:
+            return self._faults
+
+    def configure(self, faults: Faults) -> None:
+        """Apply new faults; the schedule restarts at request 1."""
+        with self._lock:
+            self._faults = faults
+            self._rate = Fraction(faults.error_rate).limit_denominator(1_000_000)
+            self._count = 0
+            self._random = random.Random(faults.error_seed) if faults.error_seed is not None else None
+
+    def next(self) -> tuple[bool, float]:
+        """(fail this request?, seconds of latency to add) for the next prediction."""
+        with self._lock:
+            self._count += 1
+            n = self._count
+            if self._rate == 0:
+                fail = False
+            elif self._random is not None:
+                fail = self._random.random() < self._faults.error_rate
+            else:
+                fail = math.floor(n * self._rate) > math.floor((n - 1) * self._rate)
+            return fail, self._faults.latency_ms / 1000.0

@@ -1,0 +1,437 @@
+"""HTTP side of the reference model server: stdlib ThreadingHTTPServer + prometheus_client.
+
+Routes (main port):
+    POST /v1/predict, GET|POST /   a prediction (JSON), subject to injected faults
+    GET <health path>, /healthz    200 once the model is loaded and verified, else 503 + reason
+    GET /metrics                   Prometheus text format
+Admin port (only with ``admin_port``; no Service exposes it):
+    GET /faults, PUT|POST /faults  read / change errorRate, latencyMs, errorSeed at runtime
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.exposition import generate_latest
+from prometheus_client.process_collector import ProcessCollector
+
+from modelversioning.modelserver.faults import FaultInjector, Faults
+from modelversioning.modelserver.model import LoadedModel, ModelLoadError, load_model
+
+log = logging.getLogger("modelversioning.modelserver")
+
+MAX_BODY = 1 << 20
+PREDICT_PATHS = ("/", "/v1/predict")
+DEFAULT_HEALTH_PATH = "/healthz"
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+LABELS = ("model", "version", "variant")
+RELOAD_INTERVAL = 1.0  # seconds between load attempts while the model is not loaded
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who is answering: the operator sets MODEL_NAME/VERSION/SHA256; variant is optional."""
+
+    model: str
+    version: str
+    sha256: str | None = None  # pinned digest (MODEL_SHA256)
+    variant: str = ""
+    hostname: str = field(default_factory=socket.gethostname)
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    model_path: str
+    identity: Identity
+    host: str = "0.0.0.0"
+    port: int = 8080
+    health_path: str = DEFAULT_HEALTH_PATH
+    faults: Faults = field(default_factory=Faults)
+    admin_port: int | None = None  # None: no admin listener
+    access_log: bool = False
+    drain_seconds: float = 5.0  # after SIGTERM: health 503, predictions still answered, then exit
+
+
+class _Metrics:
+    def __init__(self, identity: Identity) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        ProcessCollector(registry=self.registry)
+        self.values = (identity.model, identity.version, identity.variant)
+        r = self.registry
+        self.requests = Counter(
+            "modelserver_requests",
+            "HTTP requests answered, by handler (predict, health, metrics, other), method and status code",
+            [*LABELS, "handler", "method", "code"],
+            registry=r,
+        )
+        self.errors = Counter(
+            "modelserver_request_errors",
+            "Requests answered with an error, by reason (injected, not_loaded, draining, bad_request, "
+            "internal, not_found)",
+            [*LABELS, "handler", "reason"],
+            registry=r,
+        )
+        self.latency = Histogram(
+            "modelserver_request_duration_seconds",
+            "Time from reading the request to the response being written (injected latency included)",
+            [*LABELS, "handler"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.info = Gauge(
+            "modelserver_model_info",
+            "The model this server was started for (value 1); sha256 is the pinned digest",
+            [*LABELS, "sha256", "hostname"],
+            registry=r,
+        )
+        self.loaded = Gauge(
+            "modelserver_model_loaded", "1 when the artifact is loaded and verified", LABELS, registry=r
+        )
+        self.artifact_bytes = Gauge(
+            "modelserver_model_artifact_bytes", "Size of the loaded artifact", LABELS, registry=r
+        )
+        self.fault_error_rate = Gauge(
+            "modelserver_fault_error_rate", "Injected share of predictions answered 500", LABELS, registry=r
+        )
+        self.fault_latency = Gauge(
+            "modelserver_fault_latency_seconds", "Injected latency added to predictions", LABELS, registry=r
+        )
+        self.info.labels(*self.values, identity.sha256 or "", identity.hostname).set(1)
+        self.loaded.labels(*self.values).set(0)
+
+    def set_faults(self, faults: Faults) -> None:
+        self.fault_error_rate.labels(*self.values).set(faults.error_rate)
+        self.fault_latency.labels(*self.values).set(faults.latency_ms / 1000.0)
+
+
+class ModelServer:
+    """The server object; ``start()`` serves in background threads, ``serve_forever()`` blocks."""
+
+    def __init__(self, config: ServerConfig) -> None:
+        self.config = config
+        self.identity = config.identity
+        self.faults = FaultInjector(config.faults)
+        self.metrics = _Metrics(config.identity)
+        self.metrics.set_faults(config.faults)
+        self.model: LoadedModel | None = None
+        self.load_error: str | None = "not loaded yet"
+        self.draining = False
+        self._load_lock = threading.Lock()
+        self._last_attempt = 0.0
+        self._threads: list[threading.Thread] = []
+        self.httpd = _HTTPServer((config.host, config.port), _MainHandler, self)
+        self.admin: _HTTPServer | None = None
+        if config.admin_port is not None:
+            self.admin = _HTTPServer((config.host, config.admin_port), _AdminHandler, self)
+
+    # ------------------------------------------------------------------ lifecycle
+    @property
+    def port(self) -> int:
+        return int(self.httpd.server_address[1])
+
+    @property
+    def admin_port(self) -> int | None:
+        return int(self.admin.server_address[1]) if self.admin is not None else None
+
+    def try_load(self, force: bool = False) -> bool:
+        """Load the artifact unless loaded; rate-limited to one attempt per RELOAD_INTERVAL."""
+        if self.model is not None:
+            return True
+        with self._load_lock:
+            if self.model is not None:
+                return True
+            now = time.monotonic()
+            if not force and now - self._last_attempt < RELOAD_INTERVAL:
+                return False
+            self._last_attempt = now
+            try:
+                model = load_model(self.config.model_path, self.identity.sha256)
+            except (ModelLoadError, OSError) as e:
+                if str(e) != self.load_error:
+                    log.error("model not loaded: %s", e)
+                self.load_error = str(e)
+                return False
+            self.model = model
+            self.load_error = None
+            self.metrics.loaded.labels(*self.metrics.values).set(1)
+            self.metrics.artifact_bytes.labels(*self.metrics.values).set(model.size_bytes)
+            log.info(
+                "loaded %s %s from %s: %d file(s), %d bytes, sha256 %s",
+                self.identity.model,
+                self.identity.version,
+                model.path,
+                len(model.files),
+                model.size_bytes,
+                model.sha256,
+            )
+            return True
+
+    def set_faults(self, faults: Faults) -> None:
+        self.faults.configure(faults)
+        self.metrics.set_faults(faults)
+        log.warning("faults now: error rate %s, latency %s ms", faults.error_rate, faults.latency_ms)
+
+    def start(self) -> ModelServer:
+        """Load the model (once, now) and serve in daemon threads; returns self."""
+        self.try_load(force=True)
+        for srv in (self.httpd, self.admin):
+            if srv is not None:
+                t = threading.Thread(target=srv.serve_forever, name=f"modelserver-{srv.server_port}")
+                t.daemon = True
+                t.start()
+                self._threads.append(t)
+        return self
+
+    def serve_forever(self) -> None:
+        """Serve until ``shutdown()`` is called (from another thread or a signal handler)."""
+        self.start()
+        for t in self._threads:
+            t.join()
+
+    def shutdown(self) -> None:
+        for srv in (self.httpd, self.admin):
+            if srv is not None:
+                srv.shutdown()
+        for srv in (self.httpd, self.admin):
+            if srv is not None:
+                srv.server_close()
+
+    def __enter__(self) -> ModelServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.shutdown()
+
+    # ------------------------------------------------------------------ answers
+    def describe(self) -> dict[str, Any]:
+        ident = self.identity
+        return {
+            "model": ident.model,
+            "version": ident.version,
+            "sha256": self.model.sha256 if self.model is not None else ident.sha256,
+            "variant": ident.variant or None,
+            "hostname": ident.hostname,
+        }
+
+    def predict(self, payload: bytes) -> dict[str, Any]:
+        """Deterministic: the same model digest and input always give the same prediction."""
+        assert self.model is not None
+        h = hashlib.sha256(self.model.sha256.encode() + b"\0" + payload).digest()
+        score = int.from_bytes(h[:8], "big") / 2**64
+        return {
+            **self.describe(),
+            "prediction": {"score": round(score, 6), "label": "positive" if score >= 0.5 else "negative"},
+            "input_sha256": hashlib.sha256(payload).hexdigest(),
+        }
+
+
+class _HTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 128
+
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], app: ModelServer):
+        self.app = app
+        super().__init__(address, handler)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    timeout = 120  # idle keep-alive connections end, so their threads do
+    server_version = "modelversioning-model-server"
+    sys_version = ""
+    server: _HTTPServer
+
+    @property
+    def app(self) -> ModelServer:
+        return self.server.app
+
+    def log_message(self, format: str, *args: Any) -> None:
+        if self.app.config.access_log:
+            log.info("%s %s", self.address_string(), format % args)
+
+    def _read_body(self) -> bytes | None:
+        """The request body (Content-Length or chunked), or None after answering 400/413."""
+        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+            chunks: list[bytes] = []
+            total = 0
+            while True:
+                line = self.rfile.readline(65537)
+                try:
+                    size = int(line.split(b";", 1)[0].strip(), 16)
+                except ValueError:
+                    self._send_json(400, {"error": "bad chunked encoding"})
+                    return None
+                if size == 0:
+                    while self.rfile.readline(65537) not in (b"\r\n", b"\n", b""):
+                        pass
+                    return b"".join(chunks)
+                total += size
+                if total > MAX_BODY:
+                    self._send_json(413, {"error": f"body larger than {MAX_BODY} bytes"})
+                    return None
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline(3)
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            self._send_json(400, {"error": "bad Content-Length"})
+            return None
+        if length < 0 or length > MAX_BODY:
+            self.close_connection = True
+            self._send_json(413, {"error": f"body larger than {MAX_BODY} bytes"})
+            return None
+        return self.rfile.read(length) if length else b""
+
+    def _send(self, code: int, body: bytes, content_type: str) -> None:
+        self.send_response(code)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-store")
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def _send_json(self, code: int, obj: Any) -> None:
+        self._send(code, json.dumps(obj, sort_keys=True).encode() + b"\n", "application/json")
+
+
+class _MainHandler(_Handler):
+    def do_GET(self) -> None:
+        self._dispatch()
+
+    def do_HEAD(self) -> None:
+        self._dispatch()
+
+    def do_POST(self) -> None:
+        self._dispatch()
+
+    def _dispatch(self) -> None:
+        start = time.perf_counter()
+        path = self.path.split("?", 1)[0]
+        app = self.app
+        health_paths = {app.config.health_path, DEFAULT_HEALTH_PATH}
+        reason: str | None
+        if path in PREDICT_PATHS and (self.command in ("GET", "HEAD", "POST")):
+            if path == "/v1/predict" and self.command != "POST":
+                handler, code, reason = "predict", 405, "bad_request"
+                self._send_json(code, {"error": "use POST /v1/predict", **app.describe()})
+            else:
+                handler = "predict"
+                code, reason = self._predict()
+        elif path in health_paths and self.command in ("GET", "HEAD"):
+            handler = "health"
+            if app.draining:
+                code, reason = 503, "draining"
+                self._send_json(503, {"status": "draining", **app.describe()})
+            elif app.try_load():
+                code, reason = 200, None
+                self._send_json(200, {"status": "ok", **app.describe()})
+            else:
+                code, reason = 503, "not_loaded"
+                self._send_json(503, {"status": "unavailable", "reason": app.load_error, **app.describe()})
+        elif path == "/metrics" and self.command in ("GET", "HEAD"):
+            handler, code, reason = "metrics", 200, None
+            self._send(200, generate_latest(app.metrics.registry), CONTENT_TYPE_LATEST)
+        else:
+            handler, code, reason = "other", 404, "not_found"
+            self._send_json(404, {"error": f"no route for {self.command} {path}"})
+        m = app.metrics
+        m.requests.labels(*m.values, handler, self.command, str(code)).inc()
+        if reason is not None:
+            m.errors.labels(*m.values, handler, reason).inc()
+        m.latency.labels(*m.values, handler).observe(time.perf_counter() - start)
+
+    def _predict(self) -> tuple[int, str | None]:
+        app = self.app
+        body = self._read_body() if self.command == "POST" else b""
+        if body is None:
+            return 400, "bad_request"
+        if not app.try_load():
+            self._send_json(503, {"error": "model not loaded", "reason": app.load_error, **app.describe()})
+            return 503, "not_loaded"
+        fail, delay = app.faults.next()
+        if delay > 0:
+            time.sleep(delay)
+        if fail:
+            self._send_json(500, {"error": "injected failure", **app.describe()})
+            return 500, "injected"
+        try:
+            answer = app.predict(body)
+        except Exception as e:  # a reference server reports, it does not crash
+            log.exception("prediction failed")
+            self._send_json(500, {"error": f"internal: {e}", **app.describe()})
+            return 500, "internal"
+        self._send_json(200, answer)
+        return 200, None
+
+
+class _AdminHandler(_Handler):
+    def do_GET(self) -> None:
+        if self.path.split("?", 1)[0] == "/faults":
+            self._send_json(200, self.app.faults.faults.to_json())
+        else:
+            self._send_json(404, {"error": "GET /faults or PUT /faults"})
+
+    def do_PUT(self) -> None:
+        if self.path.split("?", 1)[0] != "/faults":
+            self._send_json(404, {"error": "GET /faults or PUT /faults"})
+            return
+        body = self._read_body()
+        if body is None:
+            return
+        try:
+            faults = Faults.from_json(json.loads(body or b"{}"), base=self.app.faults.faults)
+        except (ValueError, TypeError) as e:
+            self._send_json(400, {"error": str(e)})
+            return
+        self.app.set_faults(faults)
+        self._send_json(200, faults.to_json())
+
+    do_POST = do_PUT
+
+
+def serve(config: ServerConfig) -> None:
+    """Run until SIGTERM/SIGINT: in-flight requests finish, then the process exits."""
+    import signal
+
+    server = ModelServer(config)
+
+    def drain_then_stop() -> None:
+        # The endpoint is taken out of the Service while the pod terminates, concurrently with the
+        # signal: keep answering (health failing) for a while so no routed request is refused.
+        time.sleep(config.drain_seconds)
+        server.shutdown()
+
+    def stop(signum: int, _frame: object) -> None:
+        if server.draining:
+            log.info("signal %d again: stopping now", signum)
+            threading.Thread(target=server.shutdown, daemon=True).start()
+            return
+        log.info("signal %d: draining for %ss, then stopping", signum, config.drain_seconds)
+        server.draining = True
+        threading.Thread(target=drain_then_stop, daemon=True).start()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    log.info(
+        "model-server %s %s (variant %s) on %s:%d, health %s, faults %s%s",
+        config.identity.model,
+        config.identity.version,
+        config.identity.variant or "-",
+        config.host,
+        server.port,
+        config.health_path,
+        config.faults.to_json(),
+        f", admin port {server.admin_port}" if server.admin is not None else "",
+    )
+    server.serve_forever()

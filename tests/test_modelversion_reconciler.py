@@ -1,0 +1,182 @@
+"""The ModelVersion reconciler's gather and act around the pure plan: a fake API and a fake verifier,
+the real Store. What is written, in which order, how often, and when the verifier is called."""
+
+from __future__ import annotations
+
+import copy
+import threading
+from typing import Any
+
+import pytest
+
+from modelversioning.api.settings import Settings
+from modelversioning.domain import reasons as R
+from modelversioning.domain.version_plan import IN_USE_FINALIZER, VerifyResult
+from modelversioning.handlers.modelversion import ModelVersionReconciler
+from modelversioning.handlers.store import Store
+from modelversioning.handlers.workqueue import Requeue
+
+SHA = "c" * 64
+NS = "ns"
+
+
+class FakeKube:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.calls: list[tuple[str, Any]] = []
+
+    def patch_status(self, res: Any, ns: str, name: str, status: dict[str, Any], old: Any) -> dict[str, Any]:
+        self.calls.append(("status", copy.deepcopy(status)))
+        body = copy.deepcopy(self.store.get(res.kind, ns, name))
+        body["status"] = status
+        body["metadata"]["resourceVersion"] = str(int(body["metadata"]["resourceVersion"]) + 1)
+        return body
+
+    def set_finalizers(self, res: Any, ns: str, name: str, finalizers: list[str], rv: str) -> None:
+        self.calls.append(("finalizers", list(finalizers)))
+        body = self.store.get(res.kind, ns, name)
+        body["metadata"]["finalizers"] = finalizers
+
+    def event(self, body: Any, type_: str, reason: str, message: str) -> None:
+        self.calls.append(("event", (type_, reason)))
+
+    def read_secret(self, ns: str, name: str) -> dict[str, str]:
+        raise AssertionError("no Secret is referenced")
+
+    def kinds(self) -> list[str]:
+        return [k for k, _ in self.calls]
+
+
+class FakeVerifier:
+    def __init__(self, *results: VerifyResult) -> None:
+        self.results = list(results)
+        self.calls = 0
+        self.done = threading.Event()
+
+    def __call__(self, uri: str, sha: str, secret: Any) -> VerifyResult:
+        self.calls += 1
+        r = self.results[min(self.calls, len(self.results)) - 1]
+        return r
+
+
+def mv(stage: str = "candidate") -> dict[str, Any]:
+    return {
+        "apiVersion": "modelversioning.io/v1alpha1",
+        "kind": "ModelVersion",
+        "metadata": {
+            "namespace": NS,
+            "name": "m-v1.0.0",
+            "uid": "u1",
+            "generation": 1,
+            "resourceVersion": "1",
+        },
+        "spec": {
+            "model": "m",
+            "version": "1.0.0",
+            "artifact": {"uri": "s3://b/m/1.0.0", "sha256": SHA},
+            "lineage": {
+                "codeRepository": "https://git.example.com/m.git",
+                "codeCommit": "abc1234",
+                "dataset": {"name": "d", "version": "1"},
+                "trainedAt": "2024-07-02T10:00:00Z",
+                "author": "a@example.com",
+                "framework": "xgboost-2.0.3",
+            },
+            "metrics": {"auc": 0.9},
+            "runtime": {"image": "img:1", "port": 8080},
+            "stage": stage,
+        },
+    }
+
+
+def reconciler(*results: VerifyResult, settings: Settings | None = None):
+    store = Store()
+    kube = FakeKube(store)
+    verifier = FakeVerifier(*results)
+    requeued: list[tuple[str, str]] = []
+    notified: list[tuple[str, str]] = []
+    r = ModelVersionReconciler(
+        kube,  # type: ignore[arg-type]
+        store,
+        settings or Settings(),
+        verifier,
+        enqueue_endpoints=lambda ns, m: notified.append((ns, m)),
+        requeue=lambda ns, n: requeued.append((ns, n)),
+    )
+    return store, kube, verifier, r, requeued, notified
+
+
+def run(r: ModelVersionReconciler) -> None:
+    """One reconcile, then wait for a verification it started (the fake is instant)."""
+    r.reconcile(NS, "m-v1.0.0")
+    r.verifications.pool.submit(lambda: None).result(5)  # the pool is FIFO with 2 workers: drain
+    r.verifications.pool.submit(lambda: None).result(5)
+
+
+OK = VerifyResult(R.VERIFIED, "sha256 matches", transient=False, actual=SHA, size_bytes=7)
+
+
+def test_verifies_then_walks_to_production_writing_status_once_per_cycle():
+    store, kube, verifier, r, requeued, notified = reconciler(OK)
+    store.upsert("ModelVersion", mv("production"))
+    run(r)
+    assert kube.kinds() == ["status"] and verifier.calls == 1
+    assert requeued == [(NS, "m-v1.0.0")]  # the finished job asks for the next reconcile
+    assert kube.calls[0][1]["conditions"][1]["reason"] == R.VERIFYING
+    kube.calls.clear()
+    run(r)
+    assert kube.kinds() == ["status", "event", "event", "event"]
+    st = kube.calls[0][1]
+    assert st["stage"] == "production" and st["artifact"]["digest"] == SHA
+    assert [c[1][1] for c in kube.calls[1:]] == [R.ARTIFACT_VERIFIED, R.STAGE_CHANGED, R.STAGE_CHANGED]
+    assert notified == [(NS, "m"), (NS, "m")]  # registered as candidate; then verified and promoted
+    kube.calls.clear()
+    run(r)  # idle: nothing to write, nothing fetched again
+    assert kube.calls == [] and verifier.calls == 1
+
+
+def test_a_permanent_failure_is_fetched_once_even_as_its_status_comes_back():
+    refused = VerifyResult(R.URI_REFUSED, "s3 is not allowed", transient=False)
+    store, kube, verifier, r, _, _ = reconciler(refused)
+    store.upsert("ModelVersion", mv())
+    for _ in range(4):
+        run(r)
+    assert verifier.calls == 1
+    assert store.get("ModelVersion", NS, "m-v1.0.0")["status"]["conditions"][1]["reason"] == R.URI_REFUSED
+
+
+def test_a_transient_failure_requeues_after_the_backoff():
+    nf = VerifyResult(R.NOT_FOUND, "not there yet", transient=True)
+    store, kube, verifier, r, _, _ = reconciler(nf, OK)
+    store.upsert("ModelVersion", mv())
+    run(r)
+    with pytest.raises(Requeue) as rq:
+        run(r)
+    assert rq.value.delay == pytest.approx(Settings().verification.retry_initial_seconds + 0.1, abs=0.5)
+    st = store.get("ModelVersion", NS, "m-v1.0.0")["status"]
+    assert "retrying in" in st["conditions"][1]["message"] and verifier.calls == 1
+
+
+def test_the_in_use_finalizer_goes_on_before_the_status():
+    store, kube, verifier, r, _, _ = reconciler(OK)
+    store.upsert("ModelVersion", mv())
+    store.upsert(
+        "ModelEndpoint",
+        {
+            "metadata": {"namespace": NS, "name": "ep", "resourceVersion": "1"},
+            "spec": {"model": "m", "variants": [{"name": "a", "version": "1.0.0", "weight": 100}]},
+        },
+    )
+    run(r)
+    assert kube.kinds()[:2] == ["finalizers", "status"]
+    assert kube.calls[0][1] == [IN_USE_FINALIZER]
+    assert kube.calls[1][1]["servedBy"] == [{"endpoint": "ep", "variant": "a", "weight": 0}]
+
+
+def test_a_deleted_object_is_forgotten():
+    store, kube, verifier, r, _, _ = reconciler(OK)
+    store.upsert("ModelVersion", mv())
+    run(r)
+    store.delete("ModelVersion", NS, "m-v1.0.0")
+    run(r)
+    assert r.verifications._attempts == {}

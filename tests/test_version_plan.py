@@ -1,0 +1,428 @@
+"""The ModelVersion decisions (domain.version_plan), table-tested without a cluster: the stage walk,
+blocked gates, verification (kept, held, retried, permanent), deletion hold, invalid specs, the
+history's actor and reason, and idle silence."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from modelversioning.artifacts.errors import Reason
+from modelversioning.domain import conditions as cond
+from modelversioning.domain import reasons as R
+from modelversioning.domain.stages import Stage, StageGraph, next_hop
+from modelversioning.domain.version_plan import (
+    IN_USE_FINALIZER,
+    Serving,
+    VerifierFacts,
+    VerifyAction,
+    VerifyResult,
+    VersionFacts,
+    VersionPolicy,
+    decide,
+    retry_delay,
+)
+
+NOW = datetime(2024, 7, 2, 10, 0, 0, tzinfo=UTC)
+STAMP = "2024-07-02T10:00:00Z"
+SHA = "a" * 64
+POLICY = VersionPolicy(retry_initial_seconds=5, retry_max_seconds=300)
+OK = VerifyResult(R.VERIFIED, "sha256 matches", transient=False, actual=SHA, size_bytes=42)
+
+
+def _conds(*triples):
+    return [
+        {"type": t, "status": s, "reason": r, "message": m, "observedGeneration": 1} for t, s, r, m in triples
+    ]
+
+
+def verified_status(stage="candidate", **extra):
+    """A status as the operator writes it once the artifact is verified."""
+    return {
+        "observedGeneration": 1,
+        "stage": stage,
+        "history": [{"to": "candidate", "at": "t0", "reason": R.REGISTERED, "actor": "ci"}],
+        "artifact": {"digest": SHA, "verifiedAt": "2024-07-02T09:00:00Z"},
+        "conditions": _conds(("ArtifactVerified", "True", R.VERIFIED, "sha256 matches")),
+        **extra,
+    }
+
+
+def facts(**kw):
+    base = dict(
+        name="m-v1.0.0",
+        generation=1,
+        status=verified_status(),
+        model="m",
+        version="1.0.0",
+        requested=Stage.CANDIDATE,
+        digest=SHA,
+        shown_uri="s3://b/m",
+        actor="alice",
+        why="canary looked good",
+    )
+    base.update(kw)
+    return VersionFacts(**base)
+
+
+def c(plan, type_):
+    return cond.get(plan.status["conditions"], type_)
+
+
+def event_reasons(plan):
+    return [(e.type, e.reason) for e in plan.events]
+
+
+# ---- the stage walk ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("stage", "requested", "hops"),
+    [
+        ("candidate", "staging", ["staging"]),
+        ("candidate", "production", ["staging", "production"]),
+        ("staging", "production", ["production"]),
+        ("production", "archived", ["archived"]),
+        ("production", "staging", ["staging"]),
+        ("archived", "production", ["staging", "production"]),
+        ("candidate", "archived", ["archived"]),
+        ("staging", "staging", []),
+    ],
+)
+def test_walks_one_allowed_hop_at_a_time_and_records_each(stage, requested, hops):
+    plan = decide(facts(status=verified_status(stage), requested=Stage(requested)), POLICY, NOW)
+    assert plan.status["stage"] == requested
+    added = plan.status["history"][1:]
+    path = [stage, *hops]
+    assert [(h["from"], h["to"]) for h in added] == list(zip(path, path[1:], strict=False))
+    assert all(
+        h["actor"] == "alice" and h["reason"] == "canary looked good" and h["at"] == STAMP for h in added
+    )
+    assert event_reasons(plan) == [("Normal", R.STAGE_CHANGED)] * len(hops)
+    assert [(t.src, t.dst, t.outcome) for t in plan.transitions] == [
+        (a, b, "made") for a, b in zip(path, path[1:], strict=False)
+    ]
+    assert c(plan, "StageTransition")["reason"] == R.IN_EFFECT
+    assert c(plan, "Ready")["status"] == "True"
+    assert plan.notify_endpoints == bool(hops)
+
+
+def test_first_reconcile_registers_as_candidate_with_the_actor():
+    st = {"conditions": _conds(("ArtifactVerified", "True", R.VERIFIED, "ok")), "artifact": {"digest": SHA}}
+    plan = decide(facts(status=st, requested=Stage.STAGING, actor="bob (apply)"), POLICY, NOW)
+    first, hop = plan.status["history"]
+    assert first == {"to": "candidate", "at": STAMP, "reason": R.REGISTERED, "actor": "bob (apply)"}
+    assert (hop["from"], hop["to"], hop["actor"]) == ("candidate", "staging", "bob (apply)")
+    assert plan.status["stage"] == "staging"
+
+
+def test_stage_changed_event_names_actor_and_reason():
+    plan = decide(facts(requested=Stage.STAGING, actor="jane", why="ready for QA"), POLICY, NOW)
+    assert plan.events[0].message == "candidate -> staging by jane: ready for QA"
+
+
+@pytest.mark.parametrize(
+    ("verified", "requested", "missing", "reason", "stays"),
+    [
+        # no path in the graph
+        ("True", "candidate", (), R.TRANSITION_NOT_ALLOWED, "staging"),
+        # staging and production need ArtifactVerified=True
+        ("False", "staging", (), R.ARTIFACT_NOT_VERIFIED, "candidate"),
+        ("False", "production", (), R.ARTIFACT_NOT_VERIFIED, "candidate"),
+        # production needs complete lineage: the walk stops in staging
+        ("True", "production", ("lineage.author",), R.LINEAGE_INCOMPLETE, "staging"),
+    ],
+)
+def test_a_blocked_gate_keeps_the_stage_says_why_and_warns_once(verified, requested, missing, reason, stays):
+    start = "staging" if requested == "candidate" else "candidate"
+    st = verified_status(start)
+    if verified == "False":
+        st = {
+            **st,
+            "artifact": None,
+            "conditions": _conds(("ArtifactVerified", "False", R.DIGEST_MISMATCH, "x")),
+        }
+    f = facts(status=st, requested=Stage(requested), missing_lineage=missing)
+    plan = decide(f, POLICY, NOW)
+    assert plan.status["stage"] == stays
+    sc = c(plan, "StageTransition")
+    assert (sc["status"], sc["reason"]) == ("False", reason)
+    assert sc["message"].startswith(f"requested {requested}, staying in {stays}: ")
+    assert ("Warning", R.STAGE_TRANSITION_BLOCKED) in event_reasons(plan)
+    assert plan.transitions[-1].outcome == "blocked" and plan.transitions[-1].dst == requested
+    assert c(plan, "Ready")["status"] == "False"
+    if missing:
+        assert "lineage.author" in sc["message"]
+    # the next reconcile (same block, status as written) is silent
+    again = decide(replace(f, status=plan.status), POLICY, NOW)
+    assert R.STAGE_TRANSITION_BLOCKED not in [r for _, r in event_reasons(again)]
+    assert again.transitions == ()
+    assert again.status == plan.status
+
+
+def test_waiting_for_verification_is_unknown_not_a_warning():
+    st = {"stage": "candidate", "history": [{"to": "candidate"}]}
+    plan = decide(
+        facts(status=st, requested=Stage.PRODUCTION, verifier=VerifierFacts(running=True)), POLICY, NOW
+    )
+    sc = c(plan, "StageTransition")
+    assert (sc["status"], sc["reason"]) == ("Unknown", R.ARTIFACT_NOT_VERIFIED)
+    assert plan.events == () and plan.transitions == ()
+    assert (c(plan, "Ready")["status"], c(plan, "Ready")["reason"]) == ("Unknown", R.VERIFYING)
+
+
+def test_configured_graph_shortens_the_walk():
+    strict = replace(
+        POLICY, graph=StageGraph.from_config({"candidate": ["staging"], "staging": ["production"]})
+    )
+    plan = decide(facts(status=verified_status("production"), requested=Stage.ARCHIVED), strict, NOW)
+    assert plan.status["stage"] == "production"
+    assert c(plan, "StageTransition")["reason"] == R.TRANSITION_NOT_ALLOWED
+
+
+def test_next_hop_walks_the_allowed_graph():
+    g = StageGraph()
+    assert next_hop(g, Stage.CANDIDATE, Stage.PRODUCTION) is Stage.STAGING
+    assert next_hop(g, Stage.ARCHIVED, Stage.PRODUCTION) is Stage.STAGING
+    assert next_hop(g, Stage.STAGING, Stage.CANDIDATE) is None
+    strict = StageGraph.from_config({"candidate": ["staging"], "staging": ["production"]})
+    assert next_hop(strict, Stage.PRODUCTION, Stage.ARCHIVED) is None
+
+
+# ---- verification -----------------------------------------------------------------------------
+
+
+def unverified(reason=None, status="False", gen=1, message="m"):
+    st = {"stage": "candidate", "history": [{"to": "candidate"}]}
+    if reason:
+        st["conditions"] = [
+            {
+                "type": "ArtifactVerified",
+                "status": status,
+                "reason": reason,
+                "message": message,
+                "observedGeneration": gen,
+            }
+        ]
+    return st
+
+
+def test_a_verified_record_is_kept_without_fetching():
+    plan = decide(facts(), POLICY, NOW)
+    assert plan.verify is VerifyAction.NONE
+    assert plan.status["artifact"] == verified_status()["artifact"]
+    assert c(plan, "ArtifactVerified")["reason"] == R.VERIFIED
+    assert plan.events == () and plan.requeue_after is None and not plan.notify_endpoints
+
+
+def test_a_record_for_another_digest_is_not_trusted():
+    st = verified_status(artifact={"digest": "b" * 64, "verifiedAt": "2024-07-02T09:00:00Z"})
+    plan = decide(facts(status=st), POLICY, NOW)
+    assert plan.verify is VerifyAction.START
+    assert c(plan, "ArtifactVerified")["reason"] == R.VERIFYING
+
+
+@pytest.mark.parametrize(("age_h", "action"), [(0.5, VerifyAction.NONE), (2, VerifyAction.START)])
+def test_recheck_refetches_an_old_record_and_keeps_it_meanwhile(age_h, action):
+    at = (NOW - timedelta(hours=age_h)).isoformat().replace("+00:00", "Z")
+    st = verified_status(artifact={"digest": SHA, "verifiedAt": at})
+    plan = decide(facts(status=st), replace(POLICY, recheck_seconds=3600), NOW)
+    assert plan.verify is action
+    assert plan.status["artifact"]["verifiedAt"] == at
+
+
+def test_nothing_known_starts_a_verification():
+    plan = decide(facts(status=unverified()), POLICY, NOW)
+    assert plan.verify is VerifyAction.START
+    vc = c(plan, "ArtifactVerified")
+    assert (vc["status"], vc["reason"], vc["message"]) == (
+        "Unknown",
+        R.VERIFYING,
+        "fetching and hashing s3://b/m",
+    )
+    assert "artifact" not in plan.status and plan.events == ()
+
+
+def test_a_running_verification_is_left_alone():
+    plan = decide(
+        facts(status=unverified(R.VERIFYING, "Unknown"), verifier=VerifierFacts(running=True)), POLICY, NOW
+    )
+    assert plan.verify is VerifyAction.NONE and plan.events == () and plan.requeue_after is None
+
+
+def test_success_records_the_digest_and_tells_the_endpoints():
+    f = facts(
+        status=unverified(R.VERIFYING, "Unknown"), verifier=VerifierFacts(result=OK, result_generation=1)
+    )
+    plan = decide(f, POLICY, NOW)
+    assert plan.status["artifact"] == {"digest": SHA, "verifiedAt": STAMP, "sizeBytes": 42}
+    assert plan.verify is VerifyAction.FORGET
+    assert event_reasons(plan) == [("Normal", R.ARTIFACT_VERIFIED)]
+    assert plan.notify_endpoints
+    files = replace(OK, files=3)
+    plan = decide(replace(f, verifier=VerifierFacts(result=files)), POLICY, NOW)
+    assert plan.status["artifact"]["files"] == 3
+
+
+def test_digest_mismatch_warns_and_is_permanent_for_the_generation():
+    bad = VerifyResult(R.DIGEST_MISMATCH, "expected a.., got b..", transient=False)
+    f = facts(
+        status=unverified(R.VERIFYING, "Unknown"), verifier=VerifierFacts(result=bad, result_generation=1)
+    )
+    plan = decide(f, POLICY, NOW)
+    vc = c(plan, "ArtifactVerified")
+    assert (vc["status"], vc["reason"]) == ("False", R.DIGEST_MISMATCH)
+    assert event_reasons(plan) == [("Warning", R.DIGEST_MISMATCH)]
+    assert "artifact" not in plan.status
+    # the next reconcile: held from the status, never fetched again, no second Warning
+    held = decide(replace(f, status=plan.status, verifier=VerifierFacts()), POLICY, NOW)
+    assert held.verify is VerifyAction.FORGET
+    assert c(held, "ArtifactVerified")["reason"] == R.DIGEST_MISMATCH and held.events == ()
+    # a new generation (spec.stage or description edited) checks again
+    newer = decide(replace(f, status=plan.status, verifier=VerifierFacts(), generation=2), POLICY, NOW)
+    assert newer.verify is VerifyAction.START
+
+
+@pytest.mark.parametrize("reason", [R.URI_REFUSED, R.ACCESS_DENIED, R.FETCH_FAILED])
+def test_other_permanent_failures_are_held_for_the_generation_not_refetched(reason):
+    bad = VerifyResult(reason, "refused", transient=False)
+    f = facts(
+        status=unverified(R.VERIFYING, "Unknown"), verifier=VerifierFacts(result=bad, result_generation=1)
+    )
+    plan = decide(f, POLICY, NOW)
+    assert plan.verify is VerifyAction.NONE and plan.requeue_after is None
+    assert (c(plan, "ArtifactVerified")["status"], c(plan, "ArtifactVerified")["reason"]) == ("False", reason)
+    assert event_reasons(plan) == [("Warning", reason)]
+    # our own status write comes back as a watch event: no new fetch, no new Event
+    again = decide(replace(f, status=plan.status), POLICY, NOW)
+    assert again.verify is VerifyAction.NONE and again.events == ()
+    assert again.status == plan.status
+    # the next generation tries again
+    assert decide(replace(f, generation=2), POLICY, NOW).verify is VerifyAction.START
+
+
+@pytest.mark.parametrize(
+    ("failures", "age", "wait"),
+    [(1, 0.0, 5.0), (1, 4.0, 1.0), (2, 0.0, 10.0), (3, 2.5, 17.5), (10, 0.0, 300.0)],
+)
+def test_transient_failures_back_off_and_say_so(failures, age, wait):
+    nf = VerifyResult(R.NOT_FOUND, "s3://b/m: NotFound", transient=True)
+    v = VerifierFacts(result=nf, result_generation=1, failures=failures, age=age)
+    plan = decide(facts(status=unverified(R.VERIFYING, "Unknown"), verifier=v), POLICY, NOW)
+    vc = c(plan, "ArtifactVerified")
+    assert (vc["status"], vc["reason"]) == ("False", R.NOT_FOUND)
+    assert vc["message"] == f"s3://b/m: NotFound; retrying in {wait:.0f}s (attempt {failures})"
+    assert plan.requeue_after == pytest.approx(wait + 0.1)
+    assert plan.verify is VerifyAction.NONE
+    assert event_reasons(plan) == [("Warning", R.NOT_FOUND)]
+
+
+def test_transient_failure_is_retried_once_the_backoff_is_over():
+    ff = VerifyResult(R.FETCH_FAILED, "timed out", transient=True)
+    v = VerifierFacts(result=ff, result_generation=1, failures=2, age=10.5)
+    plan = decide(facts(status=unverified(R.FETCH_FAILED), verifier=v), POLICY, NOW)
+    assert plan.verify is VerifyAction.START and plan.requeue_after is None
+    assert c(plan, "ArtifactVerified")["reason"] == R.VERIFYING
+
+
+@pytest.mark.parametrize(("failures", "delay"), [(0, 0), (1, 5), (2, 10), (3, 20), (7, 300), (50, 300)])
+def test_retry_delay(failures, delay):
+    assert retry_delay(failures, POLICY) == delay
+
+
+def test_every_verifier_outcome_has_a_documented_reason():
+    assert {r.value for r in Reason} <= {v for k, v in vars(R).items() if k.isupper()}
+
+
+# ---- in use, finalizer, deletion ---------------------------------------------------------------
+
+SERVING = (Serving("ep", "canary", 10), Serving("ep", "shadow", 0, mirror=True), Serving("other", "a", 90))
+
+
+def test_served_version_lists_endpoints_and_holds_the_finalizer():
+    plan = decide(facts(serving=SERVING, finalizers=("x/other",)), POLICY, NOW)
+    assert plan.status["servedBy"] == [
+        {"endpoint": "ep", "variant": "canary", "weight": 10},
+        {"endpoint": "ep", "variant": "shadow", "weight": 0, "mirror": True},
+        {"endpoint": "other", "variant": "a", "weight": 90},
+    ]
+    iu = c(plan, "InUse")
+    assert (iu["status"], iu["reason"], iu["message"]) == (
+        "True",
+        R.SERVED,
+        "ep/canary=10, ep/shadow=0, other/a=90",
+    )
+    assert plan.finalizers == ("x/other", IN_USE_FINALIZER)
+    assert decide(facts(serving=SERVING, finalizers=(IN_USE_FINALIZER,)), POLICY, NOW).finalizers is None
+
+
+def test_unused_version_releases_the_finalizer():
+    plan = decide(facts(finalizers=("x/other", IN_USE_FINALIZER)), POLICY, NOW)
+    assert plan.finalizers == ("x/other",)
+    assert "servedBy" not in plan.status
+    assert (c(plan, "InUse")["status"], c(plan, "InUse")["reason"]) == ("False", R.NOT_SERVED)
+    assert decide(facts(), POLICY, NOW).finalizers is None
+
+
+def test_deletion_is_held_while_served_and_warned_once():
+    f = facts(deleting=True, serving=SERVING, finalizers=(IN_USE_FINALIZER,))
+    plan = decide(f, POLICY, NOW)
+    d = c(plan, "Deleting")
+    assert (d["status"], d["reason"]) == ("False", R.IN_USE)
+    assert "ModelEndpoint ep, other" in d["message"]
+    assert event_reasons(plan) == [("Warning", R.DELETION_HELD)]
+    assert plan.finalizers is None and plan.verify is VerifyAction.NONE and plan.warning is None
+    assert plan.status["stage"] == "candidate"  # the rest of the status is kept
+    again = decide(replace(f, status=plan.status), POLICY, NOW)
+    assert again.events == () and again.status == plan.status
+
+
+def test_deletion_racing_a_new_use_is_logged():
+    plan = decide(facts(deleting=True, serving=SERVING), POLICY, NOW)
+    assert plan.warning and "in use by ep, other" in plan.warning
+
+
+@pytest.mark.parametrize(
+    ("fins", "expected"), [((IN_USE_FINALIZER, "x/y"), ("x/y",)), (("x/y",), None), ((), None)]
+)
+def test_deletion_of_an_unused_version_releases_the_finalizer_and_writes_nothing(fins, expected):
+    plan = decide(facts(deleting=True, finalizers=fins), POLICY, NOW)
+    assert plan.finalizers == expected
+    assert plan.status is None and plan.events == ()
+
+
+# ---- invalid spec ------------------------------------------------------------------------------
+
+
+def test_invalid_spec_is_reported_once():
+    f = facts(invalid="spec.version: not SemVer")
+    plan = decide(f, POLICY, NOW)
+    rd = c(plan, "Ready")
+    assert (rd["status"], rd["reason"], rd["message"]) == (
+        "False",
+        R.INVALID_SPEC,
+        "spec.version: not SemVer",
+    )
+    assert event_reasons(plan) == [("Warning", R.INVALID_SPEC)]
+    assert plan.verify is VerifyAction.NONE and plan.finalizers is None
+    assert decide(replace(f, status=plan.status), POLICY, NOW).events == ()
+
+
+def test_an_invalid_version_can_still_be_deleted():
+    plan = decide(facts(invalid="bad", deleting=True, finalizers=(IN_USE_FINALIZER,)), POLICY, NOW)
+    assert plan.finalizers == ()
+
+
+# ---- idle --------------------------------------------------------------------------------------
+
+
+def test_a_converged_version_decides_the_same_status_and_does_nothing():
+    f = facts(status=unverified(), requested=Stage.PRODUCTION, serving=SERVING[:1])
+    first = decide(replace(f, verifier=VerifierFacts(result=OK)), POLICY, NOW)
+    later = NOW + timedelta(hours=1)
+    idle = decide(replace(f, status=first.status, finalizers=(IN_USE_FINALIZER,)), POLICY, later)
+    assert idle.status == first.status
+    assert idle.events == () and idle.transitions == () and idle.finalizers is None
+    assert idle.verify is VerifyAction.NONE and idle.requeue_after is None and not idle.notify_endpoints
