@@ -7,7 +7,7 @@ import asyncio
 import threading
 
 from modelversioning.handlers.drift import diff
-from modelversioning.handlers.modelendpoint import deployment_rolled_out
+from modelversioning.handlers.modelendpoint import deployment_state
 from modelversioning.handlers.modelversion import served_by, stage_actor
 from modelversioning.handlers.store import Store
 from modelversioning.handlers.workqueue import Requeue, WorkQueue
@@ -81,10 +81,10 @@ def test_actor_prefers_matching_annotation_then_field_manager():
     assert stage_actor(_mv(), "staging") == "unknown"
 
 
-def _dep(sha="a" * 64, replicas=1, ready=1, gen=1, observed=1, available=True):
+def _dep(replicas=1, ready=1, gen=1, observed=1, available=True):
     return {
-        "metadata": {"generation": gen},
-        "spec": {"template": {"metadata": {"annotations": {"modelversioning.io/artifact-sha256": sha}}}},
+        "metadata": {"name": "ep-stable-0123456789", "generation": gen},
+        "spec": {"replicas": replicas},
         "status": {
             "observedGeneration": observed,
             "readyReplicas": ready,
@@ -95,14 +95,15 @@ def _dep(sha="a" * 64, replicas=1, ready=1, gen=1, observed=1, available=True):
     }
 
 
-def test_deployment_rolled_out():
-    assert deployment_rolled_out(_dep(), "a" * 64, 1)[0]
-    assert not deployment_rolled_out(None, "a" * 64, 1)[0]
-    assert "updated" in deployment_rolled_out(_dep(sha="b" * 64), "a" * 64, 1)[2]
-    assert not deployment_rolled_out(_dep(gen=2, observed=1), "a" * 64, 1)[0]
-    assert deployment_rolled_out(_dep(ready=1), "a" * 64, 2)[2] == "1/2 replicas available"
-    assert not deployment_rolled_out(_dep(available=False), "a" * 64, 1)[0]
-    assert not deployment_rolled_out(_dep(ready=0), "a" * 64, 0)[0]
+def test_deployment_state():
+    ok = deployment_state(_dep())
+    assert ok.available and ok.exists and ok.name == "ep-stable-0123456789" and ok.ready_replicas == 1
+    assert not deployment_state(None).exists
+    assert deployment_state(_dep(gen=2, observed=1)).why == "Deployment update not yet observed"
+    assert deployment_state(_dep(replicas=2, ready=1)).why == "1/2 replicas available"
+    assert not deployment_state(_dep(available=False)).available
+    zero = deployment_state(_dep(replicas=0, ready=0))
+    assert not zero.available and zero.why == "Deployment has 0 replicas"
 
 
 def test_served_by_includes_warm_mirror_and_draining_variants():

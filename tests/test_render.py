@@ -38,10 +38,9 @@ from modelversioning.render import (
     get_router,
     naming,
     render_deployment,
-    render_service,
     router_names,
-    target_for,
 )
+from modelversioning.render.service import render_service as render_slot_service
 
 GOLDEN_DIR = Path(__file__).parent / "golden"
 GOLDEN_HEADER = (
@@ -62,6 +61,24 @@ LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 
 
 # --------------------------------------------------------------------------- builders
+
+
+def target_for(endpoint: EndpointRef, variant: str, version: ModelVersionSpec, weight: int) -> VariantTarget:
+    """A destination as the handler builds it: the Service of the slot serving `version`."""
+    return VariantTarget(
+        variant=variant,
+        service=naming.slot_name(endpoint.name, variant, version.artifact.sha256),
+        model=version.model,
+        version=version.version,
+        sha256=version.artifact.sha256,
+        weight=weight,
+    )
+
+
+def render_service(
+    endpoint: EndpointRef, spec: ModelEndpointSpec, variant: Variant, version: ModelVersionSpec
+) -> dict[str, Any]:
+    return render_slot_service(render_deployment(endpoint, spec, variant, version, SERVING), spec.port)
 
 
 def sha(version: str) -> str:
@@ -550,10 +567,14 @@ def test_istio_shape() -> None:
     assert vs["spec"]["hosts"] == ["fraud.example.com"]
     assert vs["spec"]["gateways"] == ["istio-ingress/public"]
     (http,) = vs["spec"]["http"]
+    inp = route_input("istio", SCENARIOS["shadow-25"])
+    stable, shadow = inp.destinations[0].service, inp.mirror.service  # type: ignore[union-attr]
+    assert stable.startswith("fraud-stable-") and shadow.startswith("fraud-shadow-")
     assert [d["destination"] for d in http["route"]] == [
-        {"host": "fraud-stable.ml-prod.svc.cluster.local", "port": {"number": 80}}
+        {"host": f"{stable}.ml-prod.svc.cluster.local", "port": {"number": 80}}
     ]
-    assert http["mirror"] == {"host": "fraud-shadow.ml-prod.svc.cluster.local", "port": {"number": 80}}
+    assert http["mirror"] == {"host": f"{shadow}.ml-prod.svc.cluster.local", "port": {"number": 80}}
+    assert get_router("istio").services(vs) == {stable: 100, shadow: 0}
     assert http["mirrorPercentage"] == {"value": 25.0}
     assert isinstance(http["mirrorPercentage"]["value"], float)
     assert "mirrors" not in http  # Istio refuses mirror together with mirrors
@@ -573,13 +594,16 @@ def test_gateway_api_shape() -> None:
     assert spec["parentRefs"] == [{"name": "public", "namespace": "gateways", "sectionName": "https"}]
     assert spec["hostnames"] == ["fraud.example.com"]
     (rule,) = spec["rules"]
+    inp = route_input("gatewayAPI", SCENARIOS["shadow-25"])
+    stable, shadow = inp.destinations[0].service, inp.mirror.service  # type: ignore[union-attr]
     assert rule["filters"] == [
         {
             "type": "RequestMirror",
-            "requestMirror": {"backendRef": {"name": "fraud-shadow", "port": 80}, "percent": 25},
+            "requestMirror": {"backendRef": {"name": shadow, "port": 80}, "percent": 25},
         }
     ]
-    assert [(b["name"], b["port"], b["weight"]) for b in rule["backendRefs"]] == [("fraud-stable", 80, 100)]
+    assert [(b["name"], b["port"], b["weight"]) for b in rule["backendRefs"]] == [(stable, 80, 100)]
+    assert get_router("gatewayAPI").services(route) == {stable: 100, shadow: 0}
 
 
 def test_gateway_api_omits_unset_parent_ref_fields_and_empty_hostnames() -> None:
@@ -815,25 +839,71 @@ def test_resources_variant_overrides_runtime() -> None:
     assert server["ports"] == [{"name": "http", "containerPort": 8080, "protocol": "TCP"}]
 
 
-def test_selector_labels_exclude_version() -> None:
+def test_slot_selector_and_labels() -> None:
     spec, variant, version = full_deployment_inputs()
     deployment = render_deployment(ENDPOINT, spec, variant, version, SERVING)
     service = render_service(ENDPOINT, spec, variant, version)
-    selector = {"modelversioning.io/endpoint": "fraud", "modelversioning.io/variant": "canary"}
+    slot = deployment["metadata"]["name"]
+    selector = {"modelversioning.io/slot": slot}
     assert deployment["spec"]["selector"] == {"matchLabels": selector}
     assert service["spec"]["selector"] == selector
+    assert service["metadata"]["name"] == slot
     template_labels = deployment["spec"]["template"]["metadata"]["labels"]
     assert selector.items() <= template_labels.items()
     assert template_labels == deployment["metadata"]["labels"] == service["metadata"]["labels"]
     assert template_labels["modelversioning.io/version"] == "2.4.0"
-    assert template_labels["app.kubernetes.io/version"] == "2.4.0"
+    assert template_labels["modelversioning.io/endpoint"] == "fraud"
+    assert template_labels["modelversioning.io/variant"] == "canary"
     assert template_labels["app.kubernetes.io/instance"] == "fraud-canary"
-    # a version edit of the variant changes labels but never the selector (a rolling update)
-    newer = model_version("2.5.0")
-    edited = variant.model_copy(update={"version": "2.5.0"})
-    assert render_deployment(ENDPOINT, spec, edited, newer, SERVING)["spec"]["selector"] == {
-        "matchLabels": selector
-    }
+
+
+def test_a_new_version_or_template_is_a_new_slot_never_a_rolling_update() -> None:
+    spec, variant, version = full_deployment_inputs()
+    base = render_deployment(ENDPOINT, spec, variant, version, SERVING)["metadata"]["name"]
+    assert base.startswith("fraud-canary-") and len(base) == len("fraud-canary-") + naming.SLOT_HASH_LEN
+    newer = render_deployment(
+        ENDPOINT, spec, variant.model_copy(update={"version": "2.5.0"}), model_version("2.5.0"), SERVING
+    )
+    bigger = render_deployment(
+        ENDPOINT, spec, variant.model_copy(update={"resources": None}), version, SERVING
+    )
+    other_init = render_deployment(ENDPOINT, spec, variant, version, Serving(init_image="x/y:2"))
+    names = {base, newer["metadata"]["name"], bigger["metadata"]["name"], other_init["metadata"]["name"]}
+    assert len(names) == 4
+    # replicas are not part of the pod template: scaling keeps the slot
+    again = render_deployment(ENDPOINT, spec, variant, version, SERVING, replicas=7)
+    assert again["metadata"]["name"] == base and again["spec"]["replicas"] == 7
+
+
+def test_slot_names_never_collide_across_endpoints() -> None:
+    # the old naming made chat/bot-blue and chat-bot/blue share one Deployment and Service
+    version = model_version("2.3.8")
+    a_ref = EndpointRef(name="chat", namespace=NAMESPACE, uid="a")
+    b_ref = EndpointRef(name="chat-bot", namespace=NAMESPACE, uid="b")
+    a_spec = endpoint_spec("none", [("bot-blue", "2.3.8", 100)])
+    b_spec = endpoint_spec("none", [("blue", "2.3.8", 100)])
+    a = render_deployment(a_ref, a_spec, a_spec.variants[0], version, SERVING)
+    b = render_deployment(b_ref, b_spec, b_spec.variants[0], version, SERVING)
+    assert child_name("chat", "bot-blue") == child_name("chat-bot", "blue")  # the prefix alone collides
+    assert a["metadata"]["name"] != b["metadata"]["name"]
+    assert a["spec"]["selector"] != b["spec"]["selector"]
+
+
+def test_placement_is_copied_into_the_pod_template() -> None:
+    spec = endpoint_spec(
+        "none",
+        [("main", "2.3.8", 100)],
+        placement={
+            "nodeSelector": {"pool": "gpu"},
+            "tolerations": [{"key": "gpu", "operator": "Exists", "effect": "NoSchedule"}],
+        },
+    )
+    pod = pod_spec(render_deployment(ENDPOINT, spec, spec.variants[0], model_version("2.3.8"), SERVING))
+    assert pod["nodeSelector"] == {"pool": "gpu"}
+    assert pod["tolerations"] == [{"key": "gpu", "operator": "Exists", "effect": "NoSchedule"}]
+    plain = endpoint_spec("none", [("main", "2.3.8", 100)])
+    bare = pod_spec(render_deployment(ENDPOINT, plain, plain.variants[0], model_version("2.3.8"), SERVING))
+    assert "nodeSelector" not in bare and "tolerations" not in bare
 
 
 def test_artifact_annotation_and_owner() -> None:
@@ -844,7 +914,7 @@ def test_artifact_annotation_and_owner() -> None:
     assert deployment["spec"]["template"]["metadata"]["annotations"] == want
     for obj in (deployment, render_service(ENDPOINT, spec, variant, version)):
         assert obj["metadata"]["ownerReferences"] == naming.owner_references(ENDPOINT)
-        assert obj["metadata"]["name"] == "fraud-canary"
+        assert obj["metadata"]["name"] == deployment["metadata"]["name"]
         assert obj["metadata"]["namespace"] == NAMESPACE
 
 
@@ -867,8 +937,6 @@ def test_version_mismatch_is_refused() -> None:
     spec, variant, _ = full_deployment_inputs()
     with pytest.raises(RenderError, match="pins fraud-detector 2.4.0"):
         render_deployment(ENDPOINT, spec, variant, model_version("2.3.8"), SERVING)
-    with pytest.raises(RenderError):
-        render_service(ENDPOINT, spec, variant, model_version("2.3.8"))
 
 
 def test_rendering_is_deterministic() -> None:
@@ -904,8 +972,10 @@ def test_long_names_are_truncated_deterministically() -> None:
     version = model_version("2.3.8")
     deployment = render_deployment(ref, spec, spec.variants[0], version, SERVING)
     service = render_service(ref, spec, spec.variants[0], version)
-    assert deployment["metadata"]["name"] == service["metadata"]["name"] == name
-    assert target_for(ref, variant, version, 100).service == name
+    slot = deployment["metadata"]["name"]
+    assert service["metadata"]["name"] == slot and len(slot) <= 63 and DNS_1035.match(slot)
+    assert slot.startswith(name[: 63 - naming.SLOT_HASH_LEN - 1].rstrip("-"))
+    name = target_for(ref, variant, version, 100).service
     for labels in (deployment["metadata"]["labels"], service["spec"]["selector"]):
         for value in labels.values():
             assert len(value) <= 63 and LABEL_VALUE.match(value)
@@ -926,9 +996,8 @@ def test_names_that_are_not_dns_labels() -> None:
     long_endpoint = "x" * 200
     assert len(naming.label_value(long_endpoint)) <= 63
     assert LABEL_VALUE.match(naming.label_value(long_endpoint))
-    assert naming.selector_labels(long_endpoint, "blue")["modelversioning.io/endpoint"] == naming.label_value(
-        long_endpoint
-    )
+    labels = naming.variant_labels(long_endpoint, "blue", MODEL, "1.0.0")
+    assert labels["modelversioning.io/endpoint"] == naming.label_value(long_endpoint)
 
 
 def test_no_stale_golden_files() -> None:

@@ -89,3 +89,21 @@ def forget_endpoint(namespace: str, endpoint: str) -> None:
         for labels in list(g._metrics):  # noqa: SLF001 - prometheus_client has no public API for this
             if labels[0] == namespace and labels[1] == endpoint:
                 g.remove(*labels)
+
+
+def set_endpoint_weights(
+    namespace: str,
+    endpoint: str,
+    model: str,
+    effective: dict[tuple[str, str], int],
+    desired: dict[tuple[str, str], int],
+) -> None:
+    """Set the weight series of one endpoint to exactly these (variant, version) pairs: a version
+    that no longer serves loses its series, so `effective_weight > 0` lists only serving versions."""
+    for gauge, values in ((EFFECTIVE_WEIGHT, effective), (DESIRED_WEIGHT, desired)):
+        want = {(namespace, endpoint, model, variant, version) for variant, version in values}
+        for labels in list(gauge._metrics):  # noqa: SLF001 - no public API to list label sets
+            if labels[0] == namespace and labels[1] == endpoint and labels not in want:
+                gauge.remove(*labels)
+        for (variant, version), value in values.items():
+            gauge.labels(namespace, endpoint, model, variant, version).set(value)

@@ -68,12 +68,23 @@ class ParentRef(ApiModel):
     port: int | None = Field(default=None, ge=1, le=65535)
 
 
+# Gateway API HTTPRoute spec.hostnames[] (v1.6.1): lowercase DNS names, optionally "*."-prefixed; no IPs,
+# no ports. Checked here so that a host the HTTPRoute would refuse is refused when the endpoint is applied.
+GATEWAY_HOSTNAME = r"^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+
+
 class Routing(ApiModel):
     model_config = ApiModel.model_config | {
         "json_schema_extra": validations(
             cel(
                 "self.router != 'istio' || size(self.hosts) > 0",
                 "routing.hosts is required for the istio router",
+            ),
+            cel(
+                f"self.router != 'gatewayAPI' || self.hosts.all(h, h.matches('{GATEWAY_HOSTNAME}'))",
+                "routing.hosts of the gatewayAPI router must be lowercase DNS names, optionally "
+                "'*.'-prefixed (no IP addresses, no ports)",
+                field_path=".hosts",
             ),
             cel(
                 "self.router != 'gatewayAPI' || size(self.parentRefs) > 0",
@@ -92,6 +103,23 @@ class Routing(ApiModel):
     parent_refs: list[ParentRef] = Field(
         default_factory=list, max_length=16, description="Gateway API parents."
     )
+
+
+class Toleration(ApiModel):
+    key: str | None = Field(default=None, max_length=316)
+    operator: Literal["Exists", "Equal"] | None = None
+    value: str | None = Field(default=None, max_length=63)
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
+    toleration_seconds: int | None = Field(default=None, ge=0)
+
+
+class Placement(ApiModel):
+    """Where the model pods run (e.g. a GPU node pool): copied into every variant's pod template."""
+
+    node_selector: dict[str, Annotated[str, Field(max_length=63)]] = Field(
+        default_factory=dict, max_length=16
+    )
+    tolerations: list[Toleration] = Field(default_factory=list, max_length=16)
 
 
 _LIVE = "self.variants.filter(v, !has(self.mirror) || v.name != self.mirror.variant)"
@@ -139,6 +167,9 @@ class ModelEndpointSpec(ApiModel):
         default=False, description="Allow splitting live traffic across different MAJOR versions."
     )
     port: int = Field(default=80, ge=1, le=65535, description="Port of the per-variant Services.")
+    placement: Placement | None = Field(
+        default=None, description="nodeSelector and tolerations of the model pods."
+    )
 
     @model_validator(mode="after")
     def _split(self) -> ModelEndpointSpec:
@@ -164,6 +195,13 @@ class ModelEndpointSpec(ApiModel):
         return expected_name(self.model, variant.version)
 
 
+class ServingPin(StatusModel):
+    version: str
+    model_version_uid: str
+    digest: str
+    slot: str
+
+
 class VariantStatus(StatusModel):
     name: str
     version: str
@@ -179,6 +217,16 @@ class VariantStatus(StatusModel):
     reason: str | None = None
     message: str | None = None
     digest: str | None = None
+    serving: ServingPin | None = Field(
+        default=None,
+        description="The slot (per-version Deployment + Service) that carries this variant's traffic now, "
+        "pinned to the ModelVersion UID and digest it was verified with.",
+    )
+
+
+class DrainingSlot(StatusModel):
+    name: str = Field(description="Deployment and Service of a slot that no longer carries traffic.")
+    since: str = Field(description="When the observed routes first stopped pointing at it (RFC 3339).")
 
 
 class ModelEndpointStatus(StatusModel):
@@ -190,6 +238,9 @@ class ModelEndpointStatus(StatusModel):
     )
     traffic: str | None = Field(default=None, description="Summary for kubectl, e.g. 'stable=90,canary=10'.")
     router: str | None = None
+    draining: list[DrainingSlot] = Field(
+        default_factory=list, description="Slots waiting out the drain grace period before deletion."
+    )
 
 
 class ModelEndpoint(ApiModel):

@@ -64,6 +64,13 @@ class Serving(_Settings):
     model_mount_path: str = "/models"
     enabled_routers: list[str] = Field(default_factory=lambda: ["istio", "gatewayAPI", "none"])
     drift_check_seconds: float = Field(default=60.0, gt=0)
+    drain_seconds: float = Field(
+        default=10.0,
+        ge=0,
+        description="Grace period between the observed routes no longer pointing at a slot "
+        "(Deployment + Service of one version) and its deletion, for in-flight requests and gateways "
+        "that apply routes late.",
+    )
 
 
 class Settings(_Settings):

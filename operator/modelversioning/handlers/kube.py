@@ -19,6 +19,7 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
 from modelversioning import metrics
+from modelversioning.render.routers import Router, get_router, router_names
 
 log = logging.getLogger(__name__)
 
@@ -52,10 +53,21 @@ SECRET = Resource("", "v1", "secrets", "Secret")
 EVENT = Resource("", "v1", "events", "Event")
 MODELVERSION = Resource("modelversioning.io", "v1alpha1", "modelversions", "ModelVersion")
 MODELENDPOINT = Resource("modelversioning.io", "v1alpha1", "modelendpoints", "ModelEndpoint")
-VIRTUALSERVICE = Resource("networking.istio.io", "v1", "virtualservices", "VirtualService")
-HTTPROUTE = Resource("gateway.networking.k8s.io", "v1", "httproutes", "HTTPRoute")
-BY_KIND = {
-    r.kind: r for r in (DEPLOYMENT, SERVICE, SECRET, MODELVERSION, MODELENDPOINT, VIRTUALSERVICE, HTTPROUTE)
+
+
+def route_resource(router: Router) -> Resource | None:
+    """The API resource of a router's route objects (None for the `none` router): each router module
+    owns its identity, so adding a router needs no change here."""
+    if not router.kind:
+        return None
+    return Resource(router.group, router.version, router.plural, router.kind)
+
+
+ROUTE_RESOURCES: dict[str, Resource] = {  # router name -> resource of its route objects
+    name: res for name in router_names() if (res := route_resource(get_router(name))) is not None
+}
+BY_KIND = {r.kind: r for r in (DEPLOYMENT, SERVICE, SECRET, MODELVERSION, MODELENDPOINT)} | {
+    r.kind: r for r in ROUTE_RESOURCES.values()
 }
 
 
@@ -122,7 +134,20 @@ class Kube:
                 raise Conflict(f"{method} {path}: conflict") from e
             raise
 
+    def create(self, obj: dict[str, Any]) -> dict[str, Any]:
+        """POST: fails with Conflict when an object of that name exists (ours or not), so a child is
+        never written over an object we did not create."""
+        res = BY_KIND[obj["kind"]]
+        md = obj["metadata"]
+        out = self._call("POST", res.path(md["namespace"]), obj, query=[("fieldManager", FIELD_MANAGER)])
+        metrics.CHILD_WRITES.labels(obj["kind"], "create").inc()
+        out.setdefault("apiVersion", obj["apiVersion"])
+        out.setdefault("kind", obj["kind"])
+        return dict(out)
+
     def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
+        """Server-side apply of an object we control (the caller checked our controller reference);
+        forced, so a hand edit of a field we set is put back."""
         res = BY_KIND[obj["kind"]]
         md = obj["metadata"]
         out = self._call(

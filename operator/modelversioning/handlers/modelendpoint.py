@@ -1,89 +1,102 @@
-"""ModelEndpoint reconciler: one Deployment + Service per variant, weighted routes that
-only move traffic to verified, promoted, available versions, and per-variant status.
+"""ModelEndpoint reconciler: gather -> decide -> act.
 
-Order within one cycle:
-  1. children of every resolvable variant (Deployment, Service) are applied if they drifted;
-  2. the effective split is computed (domain.traffic) and the route applied if it drifted;
-  3. Deployments/Services of variants removed from the spec are deleted only once the
-     route we observe (watch) no longer points at them;
-  4. one status patch, Events on transitions.
+gather: read the endpoint, its ModelVersions, its slots (per-version Deployment + Service) and its
+        routes from the watch-fed Store into ``domain.endpoint_plan.EndpointFacts``, rendering the
+        desired slot of every variant on the way (pure renderers);
+decide: ``endpoint_plan.decide`` (pure) returns the plan;
+act:    apply the desired slots (one variant's API error never stops the others), write the route
+        or leave it alone, delete drained slots; then ``endpoint_plan.report`` (pure) gives the
+        conditions and Events, and one status patch is sent if anything changed.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
+from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
 from modelversioning import metrics
 from modelversioning.api.common import validation_message
-from modelversioning.api.modelendpoint import ModelEndpointSpec, Variant
+from modelversioning.api.modelendpoint import ModelEndpointSpec
 from modelversioning.api.modelversion import ModelVersionSpec, expected_name
 from modelversioning.api.settings import Settings
 from modelversioning.domain import conditions as cond
+from modelversioning.domain import endpoint_plan as plan_
+from modelversioning.domain import reasons as R
 from modelversioning.domain.conditions import FALSE, TRUE, Cond
-from modelversioning.domain.stages import Stage, has_reached, one_below
-from modelversioning.domain.traffic import VariantInput, effective_split, validate_declared
 from modelversioning.handlers.drift import diff, status_changed
 from modelversioning.handlers.instrument import instrumented
-from modelversioning.handlers.kube import BY_KIND, DEPLOYMENT, MODELENDPOINT, SERVICE, Kube
-from modelversioning.handlers.store import Store
-from modelversioning.render import (
-    EndpointRef,
-    RouteInput,
-    VariantTarget,
-    child_name,
-    render_deployment,
-    render_service,
-)
+from modelversioning.handlers.kube import DEPLOYMENT, MODELENDPOINT, ROUTE_RESOURCES, SERVICE, Conflict, Kube
+from modelversioning.handlers.store import Store, controller_of
+from modelversioning.handlers.workqueue import Requeue
+from modelversioning.render import EndpointRef, RenderError, RouteInput, VariantTarget, render_deployment
 from modelversioning.render.routers import UnknownRouter, get_router, router_names
+from modelversioning.render.service import render_service
 
 log = logging.getLogger(__name__)
 
 KIND = "ModelEndpoint"
-ENDPOINT_LABEL = "modelversioning.io/endpoint"
-VARIANT_LABEL = "modelversioning.io/variant"
+
+
+def deployment_state(dep: dict[str, Any] | None) -> plan_.SlotFacts:
+    """A slot's Deployment as observed: Available with all its replicas, and why not."""
+    if dep is None:
+        return plan_.SlotFacts(name="")
+    name = dep["metadata"]["name"]
+    st = dep.get("status") or {}
+    want = int((dep.get("spec") or {}).get("replicas", 1) or 0)
+    ready = int(st.get("readyReplicas") or 0)
+
+    def state(ok: bool, why: str) -> plan_.SlotFacts:
+        return plan_.SlotFacts(name, True, ok, ready, want, why)
+
+    if int(st.get("observedGeneration") or 0) < int(dep["metadata"].get("generation") or 0):
+        return state(False, "Deployment update not yet observed")
+    if want == 0:
+        return state(False, "Deployment has 0 replicas")
+    updated, available = int(st.get("updatedReplicas") or 0), int(st.get("availableReplicas") or 0)
+    if updated < want or available < want or ready < want:
+        return state(False, f"{available}/{want} replicas available")
+    if not cond.is_true(st.get("conditions"), "Available"):
+        return state(False, "Deployment is not Available")
+    return state(True, "Deployment is available")
 
 
 @dataclass
-class _VariantState:
-    variant: Variant
-    mv_name: str
-    mv: ModelVersionSpec | None
-    mv_status: dict[str, Any]
-    eligible: bool
-    reason: str
-    message: str
-    ready_replicas: int = 0
-    verified: bool = False
-    stage: str | None = None
+class Gathered:
+    facts: plan_.EndpointFacts
+    spec: ModelEndpointSpec
+    ref: EndpointRef
+    slots: dict[str, tuple[dict[str, Any], dict[str, Any]]]  # variant -> (Deployment, Service) desired
+    conflicts: dict[str, str]  # variant -> why its slot name is taken
 
 
-def deployment_rolled_out(
-    dep: dict[str, Any] | None, want_sha: str, want_replicas: int
-) -> tuple[bool, int, str]:
-    """(available, ready replicas, why not) for a Deployment observed through the watch."""
-    if dep is None:
-        return False, 0, "Deployment not created yet"
-    st = dep.get("status") or {}
-    ready = int(st.get("readyReplicas") or 0)
-    tmpl = ((dep.get("spec") or {}).get("template") or {}).get("metadata") or {}
-    if (tmpl.get("annotations") or {}).get("modelversioning.io/artifact-sha256") != want_sha:
-        return False, ready, "Deployment is being updated to this version"
-    if int(st.get("observedGeneration") or 0) < int(dep["metadata"].get("generation") or 0):
-        return False, ready, "Deployment update not yet observed"
-    if want_replicas == 0:
-        return False, 0, "variant has 0 replicas"
-    updated = int(st.get("updatedReplicas") or 0)
-    available = int(st.get("availableReplicas") or 0)
-    if updated < want_replicas or available < want_replicas or ready < want_replicas:
-        return False, ready, f"{available}/{want_replicas} replicas available"
-    if not cond.is_true(st.get("conditions"), "Available"):
-        return False, ready, "Deployment is not Available"
-    return True, ready, "Deployment is available"
+def _epoch(ts: str) -> float:
+    try:
+        return datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return time.time()
+
+
+def _rfc3339(t: float) -> str:
+    return datetime.fromtimestamp(t, UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+def _accepted(annotations: dict[str, Any]) -> dict[str, str]:
+    """variant -> sha256 prefix the user accepted for a re-created ModelVersion."""
+    out: dict[str, str] = {}
+    for part in str(annotations.get(R.ACCEPT_ANNOTATION, "")).split(","):
+        variant, _, prefix = part.strip().partition("=")
+        if variant and len(prefix) >= 12:
+            out[variant] = prefix.lower()
+    return out
 
 
 class ModelEndpointReconciler:
@@ -94,476 +107,358 @@ class ModelEndpointReconciler:
         self.store = store
         self.settings = settings
         self.enqueue_versions = enqueue_versions  # (namespace, model)
+        self.clock: Callable[[], float] = time.time
 
     def reconcile(self, namespace: str, name: str) -> None:
         instrumented(KIND, self._reconcile, namespace, name)
 
-    # ----------------------------------------------------------------------------------------
     def _reconcile(self, namespace: str, name: str) -> None:
         body = self.store.get(KIND, namespace, name)
         if body is None or body["metadata"].get("deletionTimestamp"):
             metrics.forget_endpoint(namespace, name)
             return  # children are garbage-collected through their owner references
-        md = body["metadata"]
-        gen = int(md.get("generation") or 0)
         status: dict[str, Any] = dict(body.get("status") or {})
-        events: list[tuple[str, str, str]] = []
         try:
             spec = ModelEndpointSpec.model_validate(body.get("spec") or {})
         except ValidationError as e:
-            msg = validation_message(e)
-            self._finish(
-                body,
-                status,
-                {**status},
-                [Cond("Ready", FALSE, "InvalidSpec", msg)],
-                [] if _seen(status, "Ready", "InvalidSpec", msg) else [("Warning", "InvalidSpec", msg)],
-                gen,
-            )
+            self._invalid(body, status, validation_message(e))
             return
-        ref = EndpointRef(name=name, namespace=namespace, uid=md.get("uid", ""))
-        mirror_name = spec.mirror.variant if spec.mirror else None
-        required = Stage(spec.required_stage)
+        g = self.gather(body, spec)
+        plan = plan_.decide(g.facts)
+        outcome, transient = self.act(g, plan)
+        rep = plan_.report(g.facts, plan, outcome, _previous(status))
+        self._finish(body, status, self._status(g, plan, rep), rep)
+        self._metrics(g, plan)
+        if transient:
+            raise transient
+        if plan.requeue_after is not None:
+            raise Requeue(plan.requeue_after, "draining")
 
-        # 1. variants and their children ------------------------------------------------------
-        states: list[_VariantState] = []
+    # ------------------------------------------------------------------------------------ gather
+    def gather(self, body: dict[str, Any], spec: ModelEndpointSpec) -> Gathered:
+        md = body["metadata"]
+        ns = md["namespace"]
+        ref = EndpointRef(name=md["name"], namespace=ns, uid=md.get("uid", ""))
+        status = body.get("status") or {}
+        old = {str(v.get("name")): v for v in status.get("variants") or []}
+        accepted = _accepted(md.get("annotations") or {})
+        mirror = spec.mirror.variant if spec.mirror else None
+        variants, slots, conflicts = [], {}, {}
         for v in spec.variants:
-            st = self._variant(ref, spec, v, required, mirror_name == v.name)
-            states.append(st)
-
-        # 2. traffic ----------------------------------------------------------------------------
-        previous = {k: int(w) for k, w in (status.get("effectiveWeights") or {}).items()}
-        declared = validate_declared(
-            [(v.name, v.version, v.weight) for v in spec.variants], mirror_name, spec.allow_major_version_mix
-        )
-        live = [s for s in states if s.variant.name != mirror_name]
-        split = effective_split(
-            [VariantInput(s.variant.name, s.variant.version, s.variant.weight, s.eligible) for s in live],
-            previous,
-        )
-        weights = split.weights
-        conds: list[Cond] = []
-        route_ok = True
-        route_msg = ""
-        if declared:
-            msg = "; ".join(declared)
-            reason = "MajorVersionMix" if "MAJOR" in msg else "InvalidSplit"
-            conds.append(Cond("Degraded", TRUE, reason, msg + "; existing routes are left unchanged"))
-            weights = previous
-            route_ok = False
-            route_msg = msg
-        router_name = spec.routing.router
-        if route_ok:
-            try:
-                router = get_router(router_name)
-                if router_name not in self.settings.serving.enabled_routers:
-                    raise UnknownRouter(router_name, self.settings.serving.enabled_routers)
-            except UnknownRouter as e:
-                disabled = router_name in router_names()
-                route_msg = (
-                    f"router {router_name!r} is not enabled in this operator (enabled: "
-                    f"{', '.join(self.settings.serving.enabled_routers)})"
-                    if disabled
-                    else str(e)
+            mv_name = expected_name(spec.model, v.version)
+            mv, mv_spec, problem = self._version(ns, mv_name)
+            desired = None
+            if mv_spec is not None:
+                dep = render_deployment(ref, spec, v, mv_spec, self.settings.serving)
+                svc = render_service(dep, spec.port)
+                slot = dep["metadata"]["name"]
+                live = self.store.get("Deployment", ns, slot)
+                taken = self._taken(ref, live) or self._taken(ref, self.store.get("Service", ns, slot))
+                if taken:
+                    conflicts[v.name] = taken
+                slots[v.name] = (dep, svc)
+                desired = deployment_state(live) if live is not None else plan_.SlotFacts(slot)
+            pin = _pin((old.get(v.name) or {}).get("serving"))
+            pinned = pinned_mv = None
+            if pin is not None:
+                pinned = deployment_state(self.store.get("Deployment", ns, pin.slot))
+                pinned_mv = self._version(ns, expected_name(spec.model, pin.version))[0]
+            acc = accepted.get(v.name)
+            accept = mv is not None and acc is not None and mv.digest.startswith(acc)
+            variants.append(
+                plan_.VariantFacts(
+                    v.name, v.version, v.weight, v.replicas, v.name == mirror, mv, problem,
+                    desired, pin, pinned, pinned_mv, accept,
                 )
-                route_ok = False
-                weights = previous
-                conds.append(
-                    Cond(
-                        "Degraded",
-                        TRUE,
-                        "RouterDisabled" if disabled else "UnknownRouter",
-                        f"{route_msg}; existing routes are left unchanged",
-                    )
-                )
-            else:
-                mirror_target = None
-                mirror_state = next((s for s in states if s.variant.name == mirror_name), None)
-                if mirror_state is not None and mirror_state.eligible and mirror_state.mv is not None:
-                    mirror_target = self._target(ref, spec, mirror_state.variant.name, mirror_state.mv, 0)
-                if not weights:
-                    route_msg = "no variant is ready yet; no route written"
-                else:
-                    dests = self._destinations(ref, spec, weights, states, status)
-                    inp = RouteInput(
-                        endpoint=ref,
-                        spec=spec,
-                        destinations=dests,
-                        mirror=mirror_target,
-                        mirror_percent=spec.mirror.percent if spec.mirror else 0,
-                    )
-                    desired = router.render(inp)
-                    if desired is not None and self._apply_if_drifted(desired):
-                        metrics.ROUTE_UPDATES.labels(namespace, name, router_name).inc()
-                    route_msg = router.describe()
-                self._delete_other_routes(namespace, name, keep_kind=router.kind or None)
-
-        # 3. garbage: variants gone from the spec -------------------------------------------------
-        routed_now = set(weights) if route_ok else set(previous)
-        if mirror_name:
-            routed_now.add(mirror_name)
-        self._collect_removed(namespace, name, spec, routed_now, router_name if route_ok else None)
-
-        # 4. status -------------------------------------------------------------------------------
-        variants_status = []
-        for s in states:
-            entry: dict[str, Any] = {
-                "name": s.variant.name,
-                "version": s.variant.version,
-                "modelVersion": s.mv_name,
-                "desiredWeight": s.variant.weight,
-                "effectiveWeight": int(weights.get(s.variant.name, 0))
-                if s.variant.name != mirror_name
-                else 0,
-                "replicas": s.variant.replicas,
-                "readyReplicas": s.ready_replicas,
-                "artifactVerified": s.verified,
-                "eligible": s.eligible,
-                "reason": s.reason,
-                "message": s.message,
-            }
-            if s.stage:
-                entry["stage"] = s.stage
-            if s.mv is not None:
-                entry["digest"] = s.mv.artifact.sha256
-            if s.variant.name == mirror_name:
-                entry["mirror"] = True
-            variants_status.append(entry)
-        spec_names = {v.name for v in spec.variants}
-        for vs in status.get("variants") or []:  # removed variants still carrying traffic
-            if vs.get("name") not in spec_names and weights.get(vs.get("name"), 0) > 0:
-                variants_status.append(
-                    {
-                        **vs,
-                        "desiredWeight": 0,
-                        "effectiveWeight": weights[vs["name"]],
-                        "reason": "Removed",
-                        "message": "removed from spec; draining",
-                    }
-                )
-
-        all_eligible = all(
-            s.eligible for s in states if s.variant.weight > 0 or s.variant.name == mirror_name
-        )
-        as_declared = (
-            all(weights.get(s.variant.name, 0) == s.variant.weight for s in live)
-            and set(k for k, w in weights.items() if w > 0) <= spec_names
-        )
-        if route_ok:
-            if router_name == "none":
-                conds.append(
-                    Cond(
-                        "RoutesReady",
-                        TRUE,
-                        "NoRouter",
-                        "router none: traffic is not split; each variant is reachable on its own Service",
-                    )
-                )
-            elif weights:
-                conds.append(Cond("RoutesReady", TRUE, "RouteApplied", route_msg))
-            else:
-                conds.append(Cond("RoutesReady", FALSE, "NoEligibleVariant", split.message))
-        else:
-            conds.append(Cond("RoutesReady", FALSE, "RouteNotApplied", route_msg))
-        if as_declared and all_eligible:
-            conds.append(
-                Cond("Progressing", FALSE, "Converged", "effective weights match the declared weights")
-            )
-        else:
-            waiting = [
-                f"{s.variant.name}: {s.message}"
-                for s in states
-                if not s.eligible and (s.variant.weight > 0 or s.variant.name == mirror_name)
-            ]
-            conds.append(
-                Cond(
-                    "Progressing",
-                    TRUE,
-                    split.reason if not declared else "Blocked",
-                    "; ".join(waiting) or split.message,
-                )
-            )
-        if not declared and route_ok:
-            missing = [
-                s for s in states if s.reason in ("MissingVersion", "InvalidVersion", "DigestMismatch")
-            ]
-            if missing:
-                conds.append(
-                    Cond(
-                        "Degraded",
-                        TRUE,
-                        missing[0].reason,
-                        "; ".join(f"{s.variant.name}: {s.message}" for s in missing),
-                    )
-                )
-            elif weights and not split.held:
-                conds.append(Cond("Degraded", FALSE, "AsExpected", "no problems detected"))
-            else:
-                conds.append(Cond("Degraded", TRUE, "NoEligibleVariant", split.message))
-        degraded = next(c for c in conds if c.type == "Degraded")
-        ready_ok = route_ok and as_declared and all_eligible and degraded.status == FALSE
-        conds.insert(
-            0,
-            Cond(
-                "Ready",
-                TRUE if ready_ok else FALSE,
-                "Ready" if ready_ok else (degraded.reason if degraded.status == TRUE else "Progressing"),
-                _summary(weights, mirror_name, spec)
-                if ready_ok
-                else (
-                    degraded.message
-                    if degraded.status == TRUE
-                    else next(c for c in conds if c.type == "Progressing").message
-                ),
-            ),
-        )
-
-        new_status = {
-            **{k: v for k, v in status.items() if k not in ("conditions",)},
-            "variants": variants_status,
-            "effectiveWeights": {k: int(v) for k, v in weights.items()},
-            "traffic": _summary(weights, mirror_name, spec),
-            "router": router_name,
+            )  # fmt: skip
+        routed, known, router_problem = self._routes(ref, spec.routing.router)
+        owned = {
+            o["metadata"]["name"] for k in ("Deployment", "Service") for o in self.store.owned(k, ns, ref.uid)
         }
-        if previous != new_status["effectiveWeights"]:
-            events.append(
-                (
-                    "Normal",
-                    "TrafficShifted",
-                    f"effective weights {_fmt(previous)} -> {_fmt(new_status['effectiveWeights'])}",
-                )
-            )
-        for c in conds:
-            prev = cond.get(status.get("conditions"), c.type)
-            if (
-                c.type in ("Degraded",)
-                and c.status == TRUE
-                and (prev is None or prev.get("reason") != c.reason or prev.get("status") != TRUE)
-            ):
-                events.append(("Warning", c.reason, c.message))
-        for s in states:
-            m = metrics.EFFECTIVE_WEIGHT.labels(
-                namespace, name, spec.model, s.variant.name, s.variant.version
-            )
-            m.set(0 if s.variant.name == mirror_name else weights.get(s.variant.name, 0))
-            metrics.DESIRED_WEIGHT.labels(namespace, name, spec.model, s.variant.name, s.variant.version).set(
-                s.variant.weight
-            )
-        self._finish(body, status, new_status, conds, events, gen)
-        if previous != new_status["effectiveWeights"] or _variant_set(status) != _variant_set(new_status):
-            self.enqueue_versions(namespace, spec.model)
+        facts = plan_.EndpointFacts(
+            required_stage=spec.required_stage,
+            variants=tuple(variants),
+            previous_weights={k: int(w) for k, w in (status.get("effectiveWeights") or {}).items()},
+            allow_major_mix=spec.allow_major_version_mix,
+            router=spec.routing.router,
+            router_problem=router_problem,
+            owned_slots=frozenset(owned),
+            routed=routed,
+            routes_known=known,
+            draining={
+                str(d.get("name")): _epoch(str(d.get("since", ""))) for d in status.get("draining") or []
+            },
+            now=self.clock(),
+            drain_seconds=self.settings.serving.drain_seconds,
+        )
+        return Gathered(facts, spec, ref, slots, conflicts)
 
-    # ----------------------------------------------------------------------------------------
-    def _variant(
-        self, ref: EndpointRef, spec: ModelEndpointSpec, v: Variant, required: Stage, is_mirror: bool
-    ) -> _VariantState:
-        mv_name = expected_name(spec.model, v.version)
-        body = self.store.get("ModelVersion", ref.namespace, mv_name)
+    def _version(
+        self, ns: str, mv_name: str
+    ) -> tuple[plan_.VersionFacts | None, ModelVersionSpec | None, tuple[str, str] | None]:
+        body = self.store.get("ModelVersion", ns, mv_name)
         if body is None:
-            return _VariantState(
-                v,
-                mv_name,
-                None,
-                {},
-                False,
-                "MissingVersion",
-                f"ModelVersion {mv_name} does not exist in namespace {ref.namespace}",
-            )
+            return None, None, (R.MISSING_VERSION, f"ModelVersion {mv_name} does not exist in namespace {ns}")
         try:
-            mv = ModelVersionSpec.model_validate(body.get("spec") or {})
+            spec = ModelVersionSpec.model_validate(body.get("spec") or {})
         except ValidationError as e:
-            return _VariantState(
-                v,
-                mv_name,
+            return (
                 None,
-                {},
-                False,
-                "InvalidVersion",
-                f"ModelVersion {mv_name} is invalid: {e.error_count()} error(s)",
+                None,
+                (R.INVALID_VERSION, f"ModelVersion {mv_name} is invalid: {validation_message(e)}"),
             )
-        mv_status = body.get("status") or {}
-        verified_cond = cond.get(mv_status.get("conditions"), "ArtifactVerified")
-        art = mv_status.get("artifact") or {}
-        verified = bool(
-            verified_cond and verified_cond.get("status") == TRUE and art.get("digest") == mv.artifact.sha256
+        st = body.get("status") or {}
+        vc = cond.get(st.get("conditions"), "ArtifactVerified") or {}
+        verified = (
+            vc.get("status") == TRUE and (st.get("artifact") or {}).get("digest") == spec.artifact.sha256
         )
-        stage = mv_status.get("stage")
-        # Children are applied for every resolvable variant: weight-0 variants stay warm.
-        dep = render_deployment(ref, spec, v, mv, self.settings.serving)
-        svc = render_service(ref, spec, v, mv)
-        self._apply_if_drifted(dep)
-        self._apply_if_drifted(svc)
-        actual = self.store.get("Deployment", ref.namespace, dep["metadata"]["name"])
-        available, ready, why = deployment_rolled_out(actual, mv.artifact.sha256, v.replicas)
-        st = _VariantState(v, mv_name, mv, mv_status, False, "", "", ready, verified, stage)
-        need = one_below(required) if is_mirror else required
-        if not verified:
-            reason = (verified_cond or {}).get("reason", "NotVerified")
-            st.reason = "DigestMismatch" if reason == "DigestMismatch" else "ArtifactNotVerified"
-            st.message = f"{mv_name}: ArtifactVerified is not True ({reason})"
-        elif stage is None or not has_reached(Stage(stage), need):
-            st.reason, st.message = "StageNotReached", f"{mv_name} is {stage or 'unknown'}; needs {need}"
-        elif not available:
-            st.reason, st.message = "DeploymentNotAvailable", why
-        else:
-            st.eligible, st.reason, st.message = True, "Eligible", f"{mv_name} verified, {stage}, available"
-        return st
-
-    def _target(
-        self, ref: EndpointRef, spec: ModelEndpointSpec, variant: str, mv: ModelVersionSpec, weight: int
-    ) -> VariantTarget:
-        return VariantTarget(
-            variant=variant,
-            service=child_name(ref.name, variant),
-            model=spec.model,
-            version=mv.version,
-            sha256=mv.artifact.sha256,
-            weight=weight,
+        facts = plan_.VersionFacts(
+            name=mv_name,
+            uid=str(body["metadata"].get("uid", "")),
+            version=spec.version,
+            digest=spec.artifact.sha256,
+            verified=verified,
+            verify_reason=str(vc.get("reason", "")),
+            stage=st.get("stage"),
         )
+        return facts, spec, None
 
-    def _destinations(
-        self,
-        ref: EndpointRef,
-        spec: ModelEndpointSpec,
-        weights: dict[str, int],
-        states: list[_VariantState],
-        status: dict[str, Any],
-    ) -> list[VariantTarget]:
-        old = {vs.get("name"): vs for vs in status.get("variants") or []}
-        out = []
-        for s in states:
-            if s.variant.name == (spec.mirror.variant if spec.mirror else None) or s.mv is None:
-                continue
-            out.append(self._target(ref, spec, s.variant.name, s.mv, int(weights.get(s.variant.name, 0))))
-        included = {t.variant for t in out}
-        for n, w in weights.items():
-            # still carrying traffic but not resolvable now: removed from the spec, or its
-            # ModelVersion is gone; keep routing to it with what the last status recorded
-            if n in included or w <= 0:
-                continue
-            vs = old.get(n) or {}
-            if not vs.get("version") and spec.variant(n) is not None:
-                vs = {"version": spec.variant(n).version}  # type: ignore[union-attr]
-            out.append(
-                VariantTarget(
-                    variant=n,
-                    service=child_name(ref.name, n),
-                    model=spec.model,
-                    version=str(vs.get("version", "")),
-                    sha256=str(vs.get("digest", "")),
-                    weight=int(w),
+    @staticmethod
+    def _taken(ref: EndpointRef, obj: dict[str, Any] | None) -> str:
+        if obj is None:
+            return ""
+        ctl = controller_of(obj)
+        if ctl is not None and ctl[0] == ref.uid:
+            return ""
+        owner = f"ModelEndpoint {ctl[1]}" if ctl else "nobody we know"
+        return f"{obj['kind']} {obj['metadata']['name']} already exists and is controlled by {owner}"
+
+    def _routes(
+        self, ref: EndpointRef, router_name: str
+    ) -> tuple[dict[str, int], bool, tuple[str, str] | None]:
+        """(Service -> weight in the observed routes, are those complete?, router problem)."""
+        enabled = self.settings.serving.enabled_routers
+        problem = None
+        try:
+            get_router(router_name)
+            if router_name not in enabled:
+                problem = (
+                    R.ROUTER_DISABLED,
+                    f"router {router_name!r} is not enabled in this operator (enabled: {', '.join(enabled)})",
                 )
-            )
-        return out
+        except UnknownRouter as e:
+            problem = (R.UNKNOWN_ROUTER, str(e))
+        routed: dict[str, int] = {}
+        known = problem is None
+        for rname in router_names():
+            res = ROUTE_RESOURCES.get(rname)
+            if res is None or rname not in enabled:
+                continue  # not watched
+            for route in self.store.owned(res.kind, ref.namespace, ref.uid):
+                if not self.store.is_observed(res.kind, ref.namespace, route["metadata"]["name"]):
+                    known = False  # our last write is not visible through the watch yet
+                for svc, w in get_router(rname).services(route).items():
+                    routed[svc] = routed.get(svc, 0) + w
+        return routed, known, problem
 
-    def _apply_if_drifted(self, desired: dict[str, Any]) -> bool:
+    # --------------------------------------------------------------------------------------- act
+    def act(self, g: Gathered, plan: plan_.Plan) -> tuple[plan_.Outcome, Exception | None]:
+        errors: dict[str, tuple[str, str]] = {}
+        transient: Exception | None = None
+        for d in plan.variants:
+            if not d.apply or d.name not in g.slots:
+                continue
+            if d.name in g.conflicts:
+                errors[d.name] = (R.CHILD_CONFLICT, g.conflicts[d.name])
+                continue
+            dep, svc = g.slots[d.name]
+            dep["spec"]["replicas"] = d.replicas
+            try:
+                self._write(dep)
+                self._write(svc)
+            except Conflict as e:
+                errors[d.name] = (R.CHILD_CONFLICT, f"{e}: an object of that name exists and is not ours")
+            except ApiException as e:
+                errors[d.name] = (R.CHILD_REJECTED, _api_message(e))
+                if e.status is None or e.status >= 500 or e.status == 429:
+                    transient = e
+        route_error, route_msg = self._route(g, plan)
+        deleted = []
+        for slot in plan.delete:
+            log.info("deleting drained slot %s/%s", g.ref.namespace, slot)
+            for res in (DEPLOYMENT, SERVICE):
+                self.kube.delete(res, g.ref.namespace, slot)
+                self.store.delete(res.kind, g.ref.namespace, slot)
+            deleted.append(slot)
+        return plan_.Outcome(errors, route_error, route_msg, tuple(deleted)), transient
+
+    def _route(self, g: Gathered, plan: plan_.Plan) -> tuple[str | None, str]:
+        """Write the route if the plan says so; delete routes of other routers. (error, description)."""
+        name = g.spec.routing.router
+        if plan.declared_problems or g.facts.router_problem is not None:
+            return None, ""  # leave every route alone
+        router = get_router(name)
+        if plan.write_route:
+            dests = [
+                VariantTarget(d.variant, d.slot, g.spec.model, d.version, d.digest, d.weight)
+                for d in plan.destinations
+            ]
+            m = plan.mirror
+            mirror = VariantTarget(m.variant, m.slot, g.spec.model, m.version, m.digest, 0) if m else None
+            inp = RouteInput(g.ref, g.spec, dests, mirror, g.spec.mirror.percent if g.spec.mirror else 0)
+            try:
+                desired = router.render(inp)
+            except RenderError as e:
+                return str(e), ""
+            if desired is not None and self._write(desired, route=True):
+                metrics.ROUTE_UPDATES.labels(g.ref.namespace, g.ref.name, name).inc()
+        for rname, res in ROUTE_RESOURCES.items():
+            if rname != name and rname in self.settings.serving.enabled_routers:
+                for obj in self.store.owned(res.kind, g.ref.namespace, g.ref.uid):
+                    # the watch's DELETED event removes it from the cache: until then it still counts
+                    # as pointing at its slots, so they are not deleted under a gateway that uses it
+                    self.kube.delete(res, g.ref.namespace, obj["metadata"]["name"])
+        return None, router.describe()
+
+    def _write(self, desired: dict[str, Any], route: bool = False) -> bool:
+        """Create, or put back what drifted. Never touches an object another controller owns."""
         md = desired["metadata"]
         actual = self.store.get(desired["kind"], md["namespace"], md["name"])
         if actual is not None and not diff(desired, actual):
             return False
-        if actual is not None:
-            log.info(
-                "%s %s/%s drifted (%s); applying",
-                desired["kind"],
-                md["namespace"],
-                md["name"],
-                ", ".join(diff(desired, actual)[:5]),
-            )
-        applied = self.kube.apply(desired)
-        self.store.upsert(desired["kind"], applied)  # read-your-writes until the watch catches up
+        if actual is None:
+            written = self.kube.create(desired)
+        else:
+            log.info("%s %s/%s drifted (%s); applying", desired["kind"], md["namespace"], md["name"],
+                     ", ".join(diff(desired, actual)[:5]))  # fmt: skip
+            written = self.kube.apply(desired)
+        self.store.upsert(desired["kind"], written, observed=False)  # read-your-writes, not yet observed
         return True
 
-    def _owned(self, kind: str, namespace: str, endpoint: str) -> list[dict[str, Any]]:
-        return self.store.owned(kind, namespace, endpoint)
-
-    def _delete_other_routes(self, namespace: str, endpoint: str, keep_kind: str | None) -> None:
-        for rname in router_names():
-            if rname not in self.settings.serving.enabled_routers:
-                continue  # not watched: nothing of that kind in the store
-            kind = get_router(rname).kind
-            if not kind or kind == keep_kind:
-                continue
-            for obj in self._owned(kind, namespace, endpoint):
-                self.kube.delete(BY_KIND[kind], namespace, obj["metadata"]["name"])
-                self.store.delete(kind, namespace, obj["metadata"]["name"])
-
-    def _collect_removed(
-        self,
-        namespace: str,
-        endpoint: str,
-        spec: ModelEndpointSpec,
-        routed_now: set[str],
-        router_name: str | None,
-    ) -> None:
-        wanted = {v.name for v in spec.variants}
-        still_routed = set(routed_now)
-        if router_name and router_name != "none":
-            router = get_router(router_name)
-            for route in self._owned(router.kind, namespace, endpoint):
-                still_routed |= {n for n, w in router.weights(route).items() if w > 0}
-        for kind, res in (("Deployment", DEPLOYMENT), ("Service", SERVICE)):
-            for obj in self._owned(kind, namespace, endpoint):
-                variant = (obj["metadata"].get("labels") or {}).get(VARIANT_LABEL)
-                if variant and variant not in wanted and variant not in still_routed:
-                    log.info(
-                        "deleting %s %s/%s of removed variant %s",
-                        kind,
-                        namespace,
-                        obj["metadata"]["name"],
-                        variant,
-                    )
-                    self.kube.delete(res, namespace, obj["metadata"]["name"])
-                    self.store.delete(kind, namespace, obj["metadata"]["name"])
+    # ------------------------------------------------------------------------------------ status
+    def _status(self, g: Gathered, plan: plan_.Plan, rep: plan_.Report) -> dict[str, Any]:
+        out = []
+        for v, d in zip(g.facts.variants, rep.variants, strict=True):
+            entry: dict[str, Any] = {
+                "name": v.name,
+                "version": v.version,
+                "modelVersion": expected_name(g.spec.model, v.version),
+                "desiredWeight": v.weight,
+                "effectiveWeight": 0 if v.mirror else int(plan.weights.get(v.name, 0)),
+                "replicas": v.replicas,
+                "readyReplicas": (v.desired.ready_replicas if v.desired else 0),
+                "artifactVerified": bool(v.mv and v.mv.verified),
+                "eligible": d.eligible,
+                "reason": d.reason,
+                "message": d.message[:1024],
+            }
+            if v.mv is not None:
+                entry["stage"] = v.mv.stage
+                entry["digest"] = v.mv.digest
+            if v.mirror:
+                entry["mirror"] = True
+            pin = d.serving or (v.pin if v.pinned is not None and v.pinned.exists else None)
+            if pin is not None:
+                entry["serving"] = {
+                    "version": pin.version,
+                    "modelVersionUid": pin.uid,
+                    "digest": pin.digest,
+                    "slot": pin.slot,
+                }
+            out.append({k: x for k, x in entry.items() if x is not None})
+        return {
+            "variants": out,
+            "effectiveWeights": {k: int(w) for k, w in plan.weights.items()},
+            "traffic": _summary(plan, g),
+            "router": g.spec.routing.router,
+            "draining": [{"name": s, "since": _rfc3339(t)} for s, t in sorted(plan.draining.items())],
+        }
 
     def _finish(
-        self,
-        body: dict[str, Any],
-        old: dict[str, Any],
-        new: dict[str, Any],
-        conds: list[Cond],
-        events: list[tuple[str, str, str]],
-        gen: int,
+        self, body: dict[str, Any], old: dict[str, Any], new: dict[str, Any], rep: plan_.Report
     ) -> None:
         md = body["metadata"]
+        gen = int(md.get("generation") or 0)
         new = {
+            **{k: v for k, v in old.items() if k not in new and k != "conditions"},
             **new,
             "observedGeneration": gen,
-            "conditions": cond.merge_conditions(old.get("conditions"), conds, gen),
+            "conditions": cond.merge_conditions(old.get("conditions"), rep.conditions, gen),
         }
+        if not new.get("draining"):
+            new.pop("draining", None)
         if status_changed(old, new):
             stored = self.kube.patch_status(MODELENDPOINT, md["namespace"], md["name"], new, old)
-            # read-your-writes: related reconciles (servedBy, eligibility) see this status at once
-            self.store.upsert(KIND, stored)
-        for type_, reason, message in events:
+            self.store.upsert(KIND, stored)  # read-your-writes: servedBy and eligibility see it at once
+        for type_, reason, message in rep.events:
             self.kube.event(body, type_, reason, message)
+        if old.get("effectiveWeights") != new["effectiveWeights"] or _served(old) != _served(new):
+            self.enqueue_versions(md["namespace"], (body.get("spec") or {}).get("model", ""))
+
+    def _invalid(self, body: dict[str, Any], status: dict[str, Any], msg: str) -> None:
+        c = Cond("Ready", FALSE, R.INVALID_SPEC, msg)
+        prev = cond.get(status.get("conditions"), "Ready") or {}
+        events = () if (prev.get("reason"), prev.get("message")) == (R.INVALID_SPEC, msg) else (
+            ("Warning", R.INVALID_SPEC, msg),
+        )  # fmt: skip
+        self._finish(body, status, {"effectiveWeights": status.get("effectiveWeights") or {}},
+                     plan_.Report((c,), events, ()))  # fmt: skip
+
+    def _metrics(self, g: Gathered, plan: plan_.Plan) -> None:
+        """One series per variant and the version it serves now; series of other versions go."""
+        ns, name, model = g.ref.namespace, g.ref.name, g.spec.model
+        effective, desired = {}, {}
+        for v, d in zip(g.facts.variants, plan.variants, strict=True):
+            if d.serving is not None and not v.mirror:
+                effective[(v.name, d.serving.version)] = plan.weights.get(v.name, 0)
+            desired[(v.name, v.version)] = v.weight
+        metrics.set_endpoint_weights(ns, name, model, effective, desired)
 
 
-def _summary(weights: dict[str, int], mirror: str | None, spec: ModelEndpointSpec) -> str:
+def _api_message(e: ApiException) -> str:
+    try:
+        return str(json.loads(e.body or "{}").get("message") or e.reason)[:1024]
+    except (ValueError, AttributeError):
+        return f"{e.status} {e.reason}"
+
+
+def _pin(raw: Any) -> plan_.Pin | None:
+    if not isinstance(raw, dict) or not raw.get("slot"):
+        return None
+    return plan_.Pin(
+        str(raw.get("version", "")),
+        str(raw.get("modelVersionUid", "")),
+        str(raw.get("digest", "")),
+        str(raw["slot"]),
+    )
+
+
+def _previous(status: dict[str, Any]) -> dict[str, tuple[str, str]]:
+    return {
+        str(c.get("type")): (str(c.get("status")), str(c.get("reason")))
+        for c in status.get("conditions") or []
+    }
+
+
+def _served(status: dict[str, Any]) -> set[tuple[str, str, str]]:
+    return {
+        (str(v.get("name")), str(v.get("version")), str((v.get("serving") or {}).get("version")))
+        for v in status.get("variants") or []
+    }
+
+
+def _summary(plan: plan_.Plan, g: Gathered) -> str:
     parts = []
-    for v in spec.variants:
-        if v.name != mirror:
-            parts.append(f"{v.name}@{v.version}={weights.get(v.name, 0)}")
-    for n, w in weights.items():
-        if spec.variant(n) is None and w > 0:
-            parts.append(f"{n}={w}")
-    if mirror and spec.mirror is not None:
-        parts.append(
-            f"mirror:{mirror}@{spec.variant(mirror).version}={spec.mirror.percent}%"  # type: ignore[union-attr]
-        )
+    for v, d in zip(g.facts.variants, plan.variants, strict=True):
+        if v.mirror:
+            continue
+        served = d.serving.version if d.serving else v.version
+        parts.append(f"{v.name}@{served}={plan.weights.get(v.name, 0)}")
+    names = {v.name for v in g.facts.variants}
+    parts += [f"{n}={w}" for n, w in plan.weights.items() if n not in names and w > 0]
+    if g.spec.mirror is not None and plan.mirror is not None:
+        parts.append(f"mirror:{plan.mirror.variant}@{plan.mirror.version}={g.spec.mirror.percent}%")
     return ",".join(parts)
 
 
-def _seen(status: dict[str, Any], type_: str, reason: str, message: str) -> bool:
-    prev = cond.get(status.get("conditions"), type_)
-    return prev is not None and prev.get("reason") == reason and prev.get("message") == message
-
-
-def _fmt(w: dict[str, int]) -> str:
-    return ",".join(f"{k}={v}" for k, v in sorted(w.items())) or "none"
-
-
-def _variant_set(status: dict[str, Any]) -> set[tuple[str, str]]:
-    return {(str(v.get("name")), str(v.get("version"))) for v in status.get("variants") or []}
-
-
-__all__ = ["ModelEndpointReconciler", "deployment_rolled_out"]
+__all__ = ["ModelEndpointReconciler", "deployment_state"]

@@ -13,7 +13,20 @@ from collections.abc import Iterator
 from typing import Any
 
 Key = tuple[str, str]  # (namespace, name)
-OWNER_LABEL = "modelversioning.io/endpoint"
+OWNER_KIND = "ModelEndpoint"
+OWNER_API_GROUP = "modelversioning.io/"
+
+
+def controller_of(body: dict[str, Any]) -> tuple[str, str] | None:
+    """(uid, name) of the ModelEndpoint that controls `body` (its controller ownerReference)."""
+    for ref in (body.get("metadata") or {}).get("ownerReferences") or []:
+        if (
+            ref.get("controller")
+            and ref.get("kind") == OWNER_KIND
+            and str(ref.get("apiVersion", "")).startswith(OWNER_API_GROUP)
+        ):
+            return str(ref.get("uid", "")), str(ref.get("name", ""))
+    return None
 
 
 def cacheable(kind: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -40,15 +53,17 @@ class Store:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._objs: dict[str, dict[str, dict[str, dict[str, Any]]]] = {}  # kind -> ns -> name -> body
-        self._owned: dict[tuple[str, str, str], set[str]] = {}  # (kind, ns, endpoint) -> names
+        self._owned: dict[tuple[str, str, str], set[str]] = {}  # (kind, ns, endpoint uid) -> names
+        self._unobserved: set[tuple[str, str, str]] = set()  # our writes the watch has not shown yet
 
     @staticmethod
     def _owner(body: dict[str, Any]) -> str | None:
-        labels = (body.get("metadata") or {}).get("labels") or {}
-        owner = labels.get(OWNER_LABEL)
-        return str(owner) if owner else None
+        ctl = controller_of(body)
+        return ctl[0] if ctl else None
 
-    def upsert(self, kind: str, body: dict[str, Any]) -> None:
+    def upsert(self, kind: str, body: dict[str, Any], observed: bool = True) -> None:
+        """Cache `body`. observed=False: the object as we just wrote it (read-your-writes), which
+        is_observed() reports as not yet seen through the watch."""
         body = cacheable(kind, body)
         md = body.get("metadata", {})
         ns, name = md.get("namespace", ""), md["name"]
@@ -59,6 +74,10 @@ class Store:
                 if _older(md.get("resourceVersion"), old.get("metadata", {}).get("resourceVersion")):
                     return  # a late watch event must not undo a write we already cached
                 self._unindex(kind, ns, name, old)
+            if observed:
+                self._unobserved.discard((kind, ns, name))
+            else:
+                self._unobserved.add((kind, ns, name))
             bucket[name] = body
             owner = self._owner(body)
             if owner:
@@ -73,8 +92,14 @@ class Store:
                 if not names:
                     del self._owned[(kind, ns, owner)]
 
+    def is_observed(self, kind: str, namespace: str, name: str) -> bool:
+        """Did the cached version of this object come from the watch (not only from our own write)?"""
+        with self._lock:
+            return (kind, namespace, name) not in self._unobserved
+
     def delete(self, kind: str, namespace: str, name: str) -> None:
         with self._lock:
+            self._unobserved.discard((kind, namespace, name))
             bucket = self._objs.get(kind, {}).get(namespace, {})
             old = bucket.pop(name, None)
             if old is not None:
@@ -95,10 +120,10 @@ class Store:
                 snapshot = [((namespace, n), b) for n, b in by_ns.get(namespace, {}).items()]
         yield from snapshot
 
-    def owned(self, kind: str, namespace: str, endpoint: str) -> list[dict[str, Any]]:
-        """Children of `kind` labelled as belonging to `endpoint`."""
+    def owned(self, kind: str, namespace: str, endpoint_uid: str) -> list[dict[str, Any]]:
+        """Children of `kind` whose controller ownerReference is the endpoint with this UID."""
         with self._lock:
-            names = sorted(self._owned.get((kind, namespace, endpoint), ()))
+            names = sorted(self._owned.get((kind, namespace, endpoint_uid), ()))
             bucket = self._objs.get(kind, {}).get(namespace, {})
             return [bucket[n] for n in names if n in bucket]
 

@@ -4,17 +4,11 @@ Nothing here talks to Kubernetes; the handlers apply what these functions return
 """
 
 from modelversioning.render.deployment import render_deployment
-from modelversioning.render.inputs import (
-    EndpointRef,
-    RenderError,
-    RouteInput,
-    VariantTarget,
-    check_pin,
-    target_for,
-)
-from modelversioning.render.naming import child_name, route_name, selector_labels, service_host
+from modelversioning.render.inputs import RenderError, RouteInput, check_pin
+from modelversioning.render.naming import child_name, route_name, selector_labels, service_host, slot_name
 from modelversioning.render.routers import Router, UnknownRouter, get_router, router_names
 from modelversioning.render.service import render_service
+from modelversioning.render.values import EndpointRef, VariantTarget
 
 __all__ = [
     "EndpointRef",
@@ -32,5 +26,5 @@ __all__ = [
     "router_names",
     "selector_labels",
     "service_host",
-    "target_for",
+    "slot_name",
 ]

@@ -1,4 +1,5 @@
-"""The Deployment of one variant: a verify-artifact init container, then the model server.
+"""The Deployment of one slot of a variant (one version, one pod template): a verify-artifact init
+container, then the model server.
 
 The init container downloads the artifact into an emptyDir and checks its sha256
 against the pinned ModelVersion; the server only starts when that succeeded and
@@ -14,7 +15,8 @@ from modelversioning.api.modelendpoint import ModelEndpointSpec, Variant
 from modelversioning.api.modelversion import ModelVersionSpec, Resources
 from modelversioning.api.settings import Serving
 from modelversioning.render import naming
-from modelversioning.render.inputs import EndpointRef, check_pin
+from modelversioning.render.inputs import check_pin
+from modelversioning.render.values import EndpointRef
 
 INIT_CONTAINER = "verify-artifact"
 SERVER_CONTAINER = "model-server"
@@ -32,7 +34,10 @@ ENV_MODEL_PATH = "MODEL_PATH"
 ENV_MODEL_NAME = "MODEL_NAME"
 ENV_MODEL_VERSION = "MODEL_VERSION"
 ENV_MODEL_SHA256 = "MODEL_SHA256"
-RESERVED_ENV = frozenset({ENV_MODEL_PATH, ENV_MODEL_NAME, ENV_MODEL_VERSION, ENV_MODEL_SHA256})
+ENV_MODEL_VARIANT = "MODEL_VARIANT"
+RESERVED_ENV = frozenset(
+    {ENV_MODEL_PATH, ENV_MODEL_NAME, ENV_MODEL_VERSION, ENV_MODEL_SHA256, ENV_MODEL_VARIANT}
+)
 
 
 _DECIMAL_SUFFIXES = ("", "k", "M", "G", "T", "P", "E")
@@ -137,6 +142,7 @@ def _server_container(variant: Variant, version: ModelVersionSpec, serving: Serv
         {"name": ENV_MODEL_NAME, "value": version.model},
         {"name": ENV_MODEL_VERSION, "value": version.version},
         {"name": ENV_MODEL_SHA256, "value": version.artifact.sha256},
+        {"name": ENV_MODEL_VARIANT, "value": variant.name},
     ] + [{"name": e.name, "value": e.value} for e in runtime.env if e.name not in RESERVED_ENV]
     container["ports"] = [{"name": naming.PORT_NAME, "containerPort": runtime.port, "protocol": "TCP"}]
     container["readinessProbe"] = _readiness_probe(runtime.health_path)
@@ -164,37 +170,57 @@ def _volumes(version: ModelVersionSpec) -> list[dict[str, Any]]:
     ]
 
 
+def _placement(spec: ModelEndpointSpec) -> dict[str, Any]:
+    if spec.placement is None:
+        return {}
+    out: dict[str, Any] = {}
+    if spec.placement.node_selector:
+        out["nodeSelector"] = dict(sorted(spec.placement.node_selector.items()))
+    if spec.placement.tolerations:
+        out["tolerations"] = [t.to_k8s() for t in spec.placement.tolerations]
+    return out
+
+
 def render_deployment(
     endpoint: EndpointRef,
     spec: ModelEndpointSpec,
     variant: Variant,
     version: ModelVersionSpec,
     serving: Serving,
+    replicas: int | None = None,
 ) -> dict[str, Any]:
-    """apps/v1 Deployment of `variant` serving `version` (the ModelVersion it pins)."""
+    """apps/v1 Deployment of the slot of `variant` serving `version` (the ModelVersion it pins).
+
+    The name carries a hash of the pod template (naming.slot_name): another version, digest or
+    template is another Deployment, so pods that carry traffic are never rolled to a new model.
+    `replicas` overrides variant.replicas (the handler holds a scale-down of a slot under traffic).
+    """
     check_pin(endpoint, spec, variant, version)
     labels = naming.variant_labels(endpoint.name, variant.name, version.model, version.version)
     annotations = naming.artifact_annotations(version.artifact.sha256)
+    template: dict[str, Any] = {
+        "metadata": {"labels": dict(labels), "annotations": dict(annotations)},
+        "spec": {
+            "automountServiceAccountToken": False,
+            "enableServiceLinks": False,
+            **_placement(spec),
+            "securityContext": pod_security_context(),
+            "initContainers": [_init_container(version, serving)],
+            "containers": [_server_container(variant, version, serving)],
+            "volumes": _volumes(version),
+        },
+    }
+    slot = naming.slot_name(endpoint.name, variant.name, naming.template_hash(template))
+    slot_labels = {**labels, **naming.selector_labels(slot)}
+    template["metadata"]["labels"] = dict(slot_labels)
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": naming.metadata(
-            naming.child_name(endpoint.name, variant.name), endpoint, labels, annotations
-        ),
+        "metadata": naming.metadata(slot, endpoint, slot_labels, annotations),
         "spec": {
-            "replicas": variant.replicas,
-            "selector": {"matchLabels": naming.selector_labels(endpoint.name, variant.name)},
+            "replicas": variant.replicas if replicas is None else replicas,
+            "selector": {"matchLabels": naming.selector_labels(slot)},
             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
-            "template": {
-                "metadata": {"labels": dict(labels), "annotations": dict(annotations)},
-                "spec": {
-                    "automountServiceAccountToken": False,
-                    "enableServiceLinks": False,
-                    "securityContext": pod_security_context(),
-                    "initContainers": [_init_container(version, serving)],
-                    "containers": [_server_container(variant, version, serving)],
-                    "volumes": _volumes(version),
-                },
-            },
+            "template": template,
         },
     }

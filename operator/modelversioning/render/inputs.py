@@ -11,32 +11,12 @@ from dataclasses import dataclass
 
 from modelversioning.api.modelendpoint import ModelEndpointSpec, Variant
 from modelversioning.api.modelversion import ModelVersionSpec
-from modelversioning.render.naming import child_name
+from modelversioning.render.values import EndpointRef, VariantTarget
 
 
 class RenderError(ValueError):
-    """The inputs cannot be rendered (a handler bug, or an object that bypassed validation)."""
-
-
-@dataclass(frozen=True)
-class EndpointRef:
-    """The ModelEndpoint that owns every rendered child (names, labels, ownerReferences)."""
-
-    name: str
-    namespace: str
-    uid: str
-
-
-@dataclass(frozen=True)
-class VariantTarget:
-    """One routed destination (or the mirror destination) with the weight the handler decided."""
-
-    variant: str
-    service: str
-    model: str
-    version: str
-    sha256: str
-    weight: int
+    """The inputs cannot be rendered (an object that bypassed validation, or a spec that only the
+    renderer can judge, e.g. a hostname a router's API would refuse). Permanent for that spec."""
 
 
 def check_pin(
@@ -48,18 +28,6 @@ def check_pin(
             f"variant {variant.name} of {endpoint.name} pins {spec.model} {variant.version}, "
             f"but was given ModelVersion {version.model} {version.version}"
         )
-
-
-def target_for(endpoint: EndpointRef, variant: str, version: ModelVersionSpec, weight: int) -> VariantTarget:
-    """The destination for `variant` serving `version`, with the Service name the renderers use."""
-    return VariantTarget(
-        variant=variant,
-        service=child_name(endpoint.name, variant),
-        model=version.model,
-        version=version.version,
-        sha256=version.artifact.sha256,
-        weight=weight,
-    )
 
 
 @dataclass(frozen=True)

@@ -7,14 +7,13 @@ labelled; every renderer (and the handler, when it looks children up) uses it.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from modelversioning.api.common import API_VERSION, GROUP
 from modelversioning.api.modelendpoint import KIND as ENDPOINT_KIND
-
-if TYPE_CHECKING:
-    from modelversioning.render.inputs import EndpointRef, VariantTarget
+from modelversioning.render.values import EndpointRef, VariantTarget
 
 MAX_NAME = 63  # DNS-1035 label (Service names) and label values
 HASH_LEN = 8
@@ -33,6 +32,8 @@ LABEL_ENDPOINT = f"{GROUP}/endpoint"
 LABEL_VARIANT = f"{GROUP}/variant"
 LABEL_MODEL = f"{GROUP}/model"
 LABEL_MODEL_VERSION = f"{GROUP}/version"
+LABEL_SLOT = f"{GROUP}/slot"  # the per-version child set (Deployment + Service) a pod belongs to
+SLOT_HASH_LEN = 10
 
 ANNOTATION_SHA256 = f"{GROUP}/artifact-sha256"
 
@@ -78,8 +79,25 @@ def label_value(raw: str) -> str:
 
 
 def child_name(endpoint: str, variant: str) -> str:
-    """Name of the Deployment and the Service of one variant: `<endpoint>-<variant>`."""
+    """Human-readable prefix of a variant's children: `<endpoint>-<variant>` (not unique on its own:
+    ``chat`` + ``bot-blue`` and ``chat-bot`` + ``blue`` give the same prefix; see slot_name)."""
     return dns_label(f"{endpoint}-{variant}")
+
+
+def template_hash(template: Any) -> str:
+    """Stable hash of a pod template (canonical JSON), like a ReplicaSet's pod-template-hash."""
+    return hashlib.sha256(json.dumps(template, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def slot_name(endpoint: str, variant: str, pod_template_hash: str) -> str:
+    """Name of the Deployment and Service serving one pod template of one variant:
+    `<endpoint>-<variant>-<hash>` where the hash covers (endpoint, variant, pod template), so
+    names never collide across endpoints or versions, and a different template (another version,
+    digest, image, resources, operator settings) is always a new Deployment, never a rolling update
+    of pods that carry traffic."""
+    h = hashlib.sha256(f"{endpoint}\0{variant}\0{pod_template_hash}".encode()).hexdigest()[:SLOT_HASH_LEN]
+    prefix = child_name(endpoint, variant)[: MAX_NAME - SLOT_HASH_LEN - 1].rstrip("-")
+    return f"{prefix}-{h}"
 
 
 def route_name(endpoint: str) -> str:
@@ -91,10 +109,9 @@ def service_host(service: str, namespace: str) -> str:
     return f"{service}.{namespace}.svc.{CLUSTER_DOMAIN}"
 
 
-def selector_labels(endpoint: str, variant: str) -> dict[str, str]:
-    """Pod selector of a variant. Immutable in a Deployment, so no version: changing the
-    version of a variant is a rolling update of the same Deployment."""
-    return {LABEL_ENDPOINT: label_value(endpoint), LABEL_VARIANT: variant}
+def selector_labels(slot: str) -> dict[str, str]:
+    """Pod selector of one slot (Deployment and Service): the slot name is unique in the namespace."""
+    return {LABEL_SLOT: slot}
 
 
 def variant_labels(endpoint: str, variant: str, model: str, version: str) -> dict[str, str]:
@@ -105,7 +122,8 @@ def variant_labels(endpoint: str, variant: str, model: str, version: str) -> dic
         LABEL_VERSION: label_value(version),
         LABEL_COMPONENT: COMPONENT_SERVER,
         LABEL_MANAGED_BY: MANAGED_BY,
-        **selector_labels(endpoint, variant),
+        LABEL_ENDPOINT: label_value(endpoint),
+        LABEL_VARIANT: variant,
         LABEL_MODEL: model,
         LABEL_MODEL_VERSION: label_value(version),
     }

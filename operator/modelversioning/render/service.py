@@ -1,33 +1,33 @@
-"""The ClusterIP Service of one variant; routers send traffic to it by name."""
+"""The ClusterIP Service of one slot (one version of one variant); routers send traffic to it by name."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from modelversioning.api.modelendpoint import ModelEndpointSpec, Variant
-from modelversioning.api.modelversion import ModelVersionSpec
 from modelversioning.render import naming
-from modelversioning.render.inputs import EndpointRef, check_pin
 
 
-def render_service(
-    endpoint: EndpointRef, spec: ModelEndpointSpec, variant: Variant, version: ModelVersionSpec
-) -> dict[str, Any]:
-    """v1 Service `<endpoint>-<variant>`: spec.port -> the server's named port `http`."""
-    check_pin(endpoint, spec, variant, version)
-    labels = naming.variant_labels(endpoint.name, variant.name, version.model, version.version)
+def render_service(deployment: dict[str, Any], port: int) -> dict[str, Any]:
+    """v1 Service named like the slot's Deployment, selecting exactly that Deployment's pods:
+    `port` (the endpoint's spec.port) -> the server's named port `http`."""
+    md = deployment["metadata"]
     return {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": naming.metadata(naming.child_name(endpoint.name, variant.name), endpoint, labels),
+        "metadata": {
+            "name": md["name"],
+            "namespace": md["namespace"],
+            "labels": dict(md["labels"]),
+            "ownerReferences": [dict(o) for o in md["ownerReferences"]],
+        },
         "spec": {
             "type": "ClusterIP",
-            "selector": naming.selector_labels(endpoint.name, variant.name),
+            "selector": dict(deployment["spec"]["selector"]["matchLabels"]),
             "ports": [
                 {
                     "name": naming.PORT_NAME,
                     "appProtocol": "http",
-                    "port": spec.port,
+                    "port": port,
                     "targetPort": naming.PORT_NAME,
                     "protocol": "TCP",
                 }

@@ -31,7 +31,7 @@ class UnknownRouter(ValueError):
 
 @runtime_checkable
 class Router(Protocol):
-    """One way of splitting traffic between the per-variant Services of an endpoint.
+    """One way of splitting traffic between the per-version Services of the variants of an endpoint.
 
     For the `none` router there is no route object: render() returns None and the
     resource attributes are empty strings.
@@ -61,6 +61,11 @@ class Router(Protocol):
 
     def weights(self, route: Mapping[str, Any]) -> dict[str, int]:
         """variant -> weight of the routed (non-mirror) destinations of a route object."""
+        ...
+
+    def services(self, route: Mapping[str, Any]) -> dict[str, int]:
+        """Service name -> weight of every backend a route object sends traffic (or mirror copies) to.
+        Used to decide when a slot no longer receives anything and may be deleted."""
         ...
 
     def describe(self) -> str:

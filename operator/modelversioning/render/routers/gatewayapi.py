@@ -1,6 +1,6 @@
 """The `gatewayAPI` router: one HTTPRoute (gateway.networking.k8s.io/v1) named after the endpoint.
 
-One rule matching every path; each backendRef is a per-variant Service with its
+One rule matching every path; each backendRef is the Service of the slot serving a variant with its
 weight and a ResponseHeaderModifier filter naming the model, version, digest prefix
 and variant; a shadow variant gets a rule-level RequestMirror filter with `percent`.
 Only standard-channel (v1.6.1) fields are used.
@@ -13,8 +13,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from modelversioning.render import naming
-from modelversioning.render.inputs import RenderError, RouteInput, VariantTarget
+from modelversioning.render.inputs import RenderError, RouteInput
 from modelversioning.render.routers.base import accumulate, route_manifest, variant_key
+from modelversioning.render.values import VariantTarget
 
 # HTTPRoute spec.hostnames[] pattern of the v1.6.1 CRD (no IPs, no ports, optional leading "*.").
 _HOSTNAME = re.compile(r"^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
@@ -93,9 +94,23 @@ class GatewayApiRouter:
             accumulate(out, variant_key(headers, str(ref.get("name", ""))), weight)
         return out
 
+    def services(self, route: Mapping[str, Any]) -> dict[str, int]:
+        """Service -> weight of every backendRef of every rule; a RequestMirror backend counts
+        (weight 0)."""
+        out: dict[str, int] = {}
+        for rule in (route.get("spec") or {}).get("rules") or []:
+            for ref in rule.get("backendRefs") or []:
+                accumulate(out, str(ref.get("name", "")), int(ref.get("weight", BACKEND_WEIGHT_DEFAULT)))
+            for f in rule.get("filters") or []:
+                if f.get("type") == "RequestMirror":
+                    name = ((f.get("requestMirror") or {}).get("backendRef") or {}).get("name")
+                    if name:
+                        accumulate(out, str(name), 0)
+        return out
+
     def describe(self) -> str:
         return (
             "gatewayAPI: an HTTPRoute named after the endpoint, attached to routing.parentRefs, splits live "
-            "traffic by backendRef weight across the per-variant Services and mirrors a percentage of it to "
-            "the shadow variant (RequestMirror)"
+            "traffic by backendRef weight across the per-version Services of the variants and mirrors a "
+            "percentage of it to the shadow variant (RequestMirror)"
         )

@@ -1,6 +1,6 @@
 """The `istio` router: one VirtualService (networking.istio.io/v1) named after the endpoint.
 
-One HTTP route; each destination is a per-variant Service (FQDN) with its weight and
+One HTTP route; each destination is the Service (FQDN) of the slot serving a variant with its weight and
 response headers naming the model, version, digest prefix and variant; a shadow
 variant gets `mirror` + `mirrorPercentage`.
 """
@@ -11,8 +11,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from modelversioning.render import naming
-from modelversioning.render.inputs import RenderError, RouteInput, VariantTarget
+from modelversioning.render.inputs import RenderError, RouteInput
 from modelversioning.render.routers.base import accumulate, route_manifest, variant_key
+from modelversioning.render.values import VariantTarget
 
 
 class IstioRouter:
@@ -67,8 +68,26 @@ class IstioRouter:
             accumulate(out, variant_key(headers, host.split(".", 1)[0]), int(d.get("weight", default)))
         return out
 
+    def services(self, route: Mapping[str, Any]) -> dict[str, int]:
+        """Service -> weight of every destination of every HTTP route; a mirror counts (weight 0)."""
+        out: dict[str, int] = {}
+        for http in (route.get("spec") or {}).get("http") or []:
+            destinations = http.get("route") or []
+            for d in destinations:
+                default = 100 if len(destinations) == 1 else 0
+                svc = _service_name(str((d.get("destination") or {}).get("host", "")))
+                accumulate(out, svc, int(d.get("weight", default)))
+            if http.get("mirror"):
+                accumulate(out, _service_name(str(http["mirror"].get("host", ""))), 0)
+        return out
+
     def describe(self) -> str:
         return (
             "istio: a VirtualService named after the endpoint splits live traffic by weight across the "
-            "per-variant Services and mirrors a share of it to the shadow variant"
+            "per-version Services of the variants and mirrors a share of it to the shadow variant"
         )
+
+
+def _service_name(host: str) -> str:
+    """The Service a destination host names (`svc`, `svc.ns` or `svc.ns.svc.<domain>`)."""
+    return host.split(".", 1)[0]

@@ -22,8 +22,12 @@ class NoneRouter:
     def weights(self, route: Mapping[str, Any]) -> dict[str, int]:
         return {}
 
+    def services(self, route: Mapping[str, Any]) -> dict[str, int]:
+        return {}
+
     def describe(self) -> str:
         return (
             "none: traffic is not split; no route object is written and each variant is reachable only "
-            "through its own Service <endpoint>-<variant> (weights and mirror are not applied)"
+            "through the Service of the slot that serves it (status.variants[].serving.slot); weights and "
+            "mirror are not applied"
         )

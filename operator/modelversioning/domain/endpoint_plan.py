@@ -1,0 +1,458 @@
+"""What a ModelEndpoint reconcile should do, decided purely from facts (gather -> decide -> act).
+
+The handler gathers an ``EndpointFacts`` from the watch cache; ``decide`` returns a ``Plan``
+(slots to apply, the route's destinations or "leave the route alone", slots to delete, drain
+bookkeeping); the handler applies it and reports what the API server refused as an
+``Outcome``; ``report`` turns facts + plan + outcome into the status, conditions and Events.
+
+Slots. A variant is served by a *slot*: one Deployment + one Service for one pod template
+(version, digest, image, resources...). Changing what a variant serves creates a new slot; the
+variant's traffic stays on its *pinned* slot (status.variants[].serving) until the new slot is
+eligible (ModelVersion verified with the pinned digest, at the required stage, Deployment
+Available), then moves in one route write. A slot nothing routes to any more is deleted only once
+the routes observed through the watch no longer point at it, plus a grace period.
+
+First promise: a destination in the plan is always a slot that is eligible now, or the pinned
+slot that was eligible when it was pinned and still runs the same verified digest; when no
+variant is eligible the route is left exactly as it is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from modelversioning.domain import reasons as R
+from modelversioning.domain.conditions import FALSE, TRUE, Cond
+from modelversioning.domain.stages import Stage, has_reached, one_below
+from modelversioning.domain.traffic import VariantInput, effective_split, validate_declared
+
+# --------------------------------------------------------------------------------------- facts
+
+
+@dataclass(frozen=True)
+class VersionFacts:
+    """The ModelVersion a variant's version resolves to, as the watch cache has it."""
+
+    name: str
+    uid: str
+    version: str
+    digest: str  # spec.artifact.sha256
+    verified: bool  # ArtifactVerified=True for exactly this digest
+    verify_reason: str  # ArtifactVerified's reason (why not, when not verified)
+    stage: str | None  # status.stage
+
+
+@dataclass(frozen=True)
+class SlotFacts:
+    """A slot's Deployment as observed (exists=False: not created yet)."""
+
+    name: str
+    exists: bool = False
+    available: bool = False
+    ready_replicas: int = 0
+    replicas: int = 0  # spec.replicas of the live Deployment
+    why: str = "Deployment not created yet"
+
+
+@dataclass(frozen=True)
+class Pin:
+    """The slot a variant's traffic is pinned to, with what its pods verified."""
+
+    version: str
+    uid: str
+    digest: str
+    slot: str
+
+
+@dataclass(frozen=True)
+class VariantFacts:
+    name: str
+    version: str
+    weight: int
+    replicas: int
+    mirror: bool
+    mv: VersionFacts | None  # None: missing or invalid (see problem)
+    problem: tuple[str, str] | None = None  # (reason, message) when the version cannot be served
+    desired: SlotFacts | None = None  # the slot spec asks for; None when it cannot be rendered
+    pin: Pin | None = None  # from status
+    pinned: SlotFacts | None = None  # observed state of pin.slot
+    pinned_mv: VersionFacts | None = None  # the ModelVersion named by pin.version, now
+    accept_replaced: bool = False  # the user accepted a re-created ModelVersion (annotation)
+
+
+@dataclass(frozen=True)
+class EndpointFacts:
+    required_stage: str
+    variants: tuple[VariantFacts, ...]
+    previous_weights: Mapping[str, int]  # status.effectiveWeights
+    allow_major_mix: bool
+    router: str
+    router_problem: tuple[str, str] | None  # (reason, message): unknown or disabled router
+    owned_slots: frozenset[str]  # names of every Deployment/Service the endpoint controls
+    routed: Mapping[str, int]  # Service -> weight in the routes observed through the watch
+    routes_known: bool  # False: a route kind we cannot see, or a route write not yet observed
+    draining: Mapping[str, float]  # slot -> since (epoch seconds), from status
+    now: float
+    drain_seconds: float
+
+
+# ---------------------------------------------------------------------------------------- plan
+
+
+@dataclass(frozen=True)
+class Destination:
+    variant: str
+    slot: str
+    version: str
+    digest: str
+    weight: int
+
+
+@dataclass(frozen=True)
+class VariantDecision:
+    name: str
+    eligible: bool  # may take its declared share now (through `serving`)
+    reason: str
+    message: str
+    serving: Pin | None  # the slot its traffic goes to now
+    apply: bool  # render and apply the desired slot
+    replicas: int  # replicas of the desired slot (a scale-down under traffic is held)
+    held_scale: bool = False
+
+
+@dataclass(frozen=True)
+class Plan:
+    variants: tuple[VariantDecision, ...]
+    weights: dict[str, int]  # variant -> effective weight of the live variants
+    held: bool  # nothing eligible: the route is left alone
+    split_reason: str
+    split_message: str
+    declared_problems: tuple[str, ...]
+    write_route: bool
+    destinations: tuple[Destination, ...]
+    mirror: Destination | None
+    delete: tuple[str, ...]  # slots to delete now
+    draining: dict[str, float]  # slot -> since, to record
+    requeue_after: float | None
+
+    def decision(self, name: str) -> VariantDecision:
+        return next(d for d in self.variants if d.name == name)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What the handler could not do: API errors per variant, and a route the router refused."""
+
+    variant_errors: Mapping[str, tuple[str, str]] = field(default_factory=dict)  # name -> (reason, msg)
+    route_error: str | None = None  # permanent (RenderError)
+    route_message: str = ""  # router.describe() when the route was written
+    deleted: tuple[str, ...] = ()
+
+
+# -------------------------------------------------------------------------------------- decide
+
+
+def _pin_of(mv: VersionFacts, slot: str) -> Pin:
+    return Pin(version=mv.version, uid=mv.uid, digest=mv.digest, slot=slot)
+
+
+def _replaced(v: VariantFacts) -> bool:
+    """The ModelVersion behind the pinned version is another object (or other bytes) now."""
+    if v.pin is None or v.mv is None or v.pin.version != v.version:
+        return False
+    return (v.pin.uid, v.pin.digest) != (v.mv.uid, v.mv.digest) and not v.accept_replaced
+
+
+def _pinned_still_good(v: VariantFacts, need: Stage) -> tuple[bool, str]:
+    """May the pinned slot keep this variant's traffic while the desired slot is not eligible?"""
+    pin, slot = v.pin, v.pinned
+    if pin is None or slot is None or not slot.exists:
+        return False, "no previous slot"
+    if v.desired is not None and slot.name == v.desired.name:
+        return False, "the pinned slot is the desired one"
+    if not slot.available:
+        return False, f"previous slot {pin.slot}: {slot.why}"
+    mv = v.pinned_mv
+    if mv is not None and (mv.uid, mv.digest) == (pin.uid, pin.digest):
+        if not mv.verified:
+            return False, f"{mv.name} is no longer verified ({mv.verify_reason})"
+        if mv.stage is None or not has_reached(Stage(mv.stage), need):
+            return False, f"{mv.name} is {mv.stage or 'unknown'} now; needs {need}"
+    # A deleted or re-created ModelVersion: the pods still run the digest verified when pinned.
+    return True, ""
+
+
+def _desired_status(v: VariantFacts, need: Stage) -> tuple[bool, str, str]:
+    """(eligible, reason, message) of the desired slot."""
+    if v.problem is not None:
+        return False, *v.problem
+    mv = v.mv
+    assert mv is not None
+    if _replaced(v):
+        assert v.pin is not None
+        return (
+            False,
+            R.MODEL_VERSION_REPLACED,
+            f"{mv.name} was re-created (uid {v.pin.uid[:8]}.. sha256 {v.pin.digest[:12]} -> uid "
+            f"{mv.uid[:8]}.. sha256 {mv.digest[:12]}); traffic stays on the pods it has. Accept with the "
+            f"annotation {R.ACCEPT_ANNOTATION}={v.name}={mv.digest[:12]} or pin another version",
+        )
+    if v.desired is None:
+        return False, R.INVALID_SPEC, f"{mv.name} cannot be rendered"
+    if not mv.verified:
+        reason = R.DIGEST_MISMATCH if mv.verify_reason == "DigestMismatch" else R.ARTIFACT_NOT_VERIFIED
+        return False, reason, f"{mv.name}: ArtifactVerified is not True ({mv.verify_reason or 'pending'})"
+    if mv.stage is None or not has_reached(Stage(mv.stage), need):
+        return False, R.STAGE_NOT_REACHED, f"{mv.name} is {mv.stage or 'unknown'}; needs {need}"
+    if v.replicas == 0:
+        return False, R.SCALED_TO_ZERO, "variant has 0 replicas"
+    if not v.desired.available:
+        return False, R.DEPLOYMENT_NOT_AVAILABLE, v.desired.why
+    return True, R.ELIGIBLE, f"{mv.name} verified, {mv.stage}, available"
+
+
+def decide_variant(v: VariantFacts, required: Stage, routed: Mapping[str, int]) -> VariantDecision:
+    need = one_below(required) if v.mirror else required
+    ok, reason, message = _desired_status(v, need)
+    apply = v.desired is not None and v.problem is None and not _replaced(v)
+    replicas, held_scale = v.replicas, False
+    if apply and v.replicas == 0 and v.desired is not None and routed.get(v.desired.name, 0) > 0:
+        replicas, held_scale = max(1, v.desired.replicas), True  # never 0 replicas under traffic
+    if ok:
+        assert v.mv is not None and v.desired is not None
+        return VariantDecision(v.name, True, reason, message, _pin_of(v.mv, v.desired.name), apply, replicas)
+    good, why = _pinned_still_good(v, need)
+    if good:
+        assert v.pin is not None
+        message = f"{message}; traffic stays on {v.pin.version} (slot {v.pin.slot})"
+        return VariantDecision(v.name, True, reason, message, v.pin, apply, replicas, held_scale)
+    if why not in ("no previous slot", "the pinned slot is the desired one"):
+        message = f"{message}; {why}"
+    return VariantDecision(v.name, False, reason, message, None, apply, replicas, held_scale)
+
+
+def decide(f: EndpointFacts) -> Plan:
+    required = Stage(f.required_stage)
+    decisions = tuple(decide_variant(v, required, f.routed) for v in f.variants)
+    by_name = {d.name: d for d in decisions}
+    mirror = next((v for v in f.variants if v.mirror), None)
+    live = [v for v in f.variants if not v.mirror]
+    problems = tuple(
+        validate_declared(
+            [(v.name, v.version, v.weight) for v in f.variants],
+            mirror.name if mirror else None,
+            f.allow_major_mix,
+        )
+    )
+    split = effective_split(
+        [VariantInput(v.name, v.version, v.weight, by_name[v.name].eligible) for v in live],
+        f.previous_weights,
+    )
+    weights = dict(split.weights)
+    write_route = not problems and f.router_problem is None and not split.held and f.router != "none"
+    if problems or f.router_problem is not None:
+        weights = {k: int(w) for k, w in f.previous_weights.items()}
+    destinations: list[Destination] = []
+    for v in live:
+        pin = by_name[v.name].serving
+        if pin is not None and v.name in weights:
+            destinations.append(Destination(v.name, pin.slot, pin.version, pin.digest, weights[v.name]))
+    mirror_dest = None
+    if mirror is not None:
+        pin = by_name[mirror.name].serving
+        if by_name[mirror.name].eligible and pin is not None:
+            mirror_dest = Destination(mirror.name, pin.slot, pin.version, pin.digest, 0)
+    delete, draining, requeue = _drain(f, decisions)
+    return Plan(
+        variants=decisions,
+        weights=weights,
+        held=split.held,
+        split_reason=split.reason,
+        split_message=split.message,
+        declared_problems=problems,
+        write_route=write_route and bool(destinations),
+        destinations=tuple(destinations),
+        mirror=mirror_dest,
+        delete=delete,
+        draining=draining,
+        requeue_after=requeue,
+    )
+
+
+def _drain(
+    f: EndpointFacts, decisions: tuple[VariantDecision, ...]
+) -> tuple[tuple[str, ...], dict[str, float], float | None]:
+    """Slots to delete now, the drain bookkeeping to record, and when to look again."""
+    keep: set[str] = set()
+    for v, d in zip(f.variants, decisions, strict=True):
+        if d.apply and v.desired is not None:
+            keep.add(v.desired.name)
+        if d.serving is not None:
+            keep.add(d.serving.slot)
+        if v.pin is not None and v.pinned is not None and v.pinned.exists:
+            keep.add(v.pin.slot)  # a previous slot stays until another one carries the variant
+    for v, d in zip(f.variants, decisions, strict=True):
+        if v.pin is not None and d.serving is not None and d.serving.slot != v.pin.slot and d.eligible:
+            keep.discard(v.pin.slot)  # the variant moved on: its old slot may drain
+    delete: list[str] = []
+    draining: dict[str, float] = {}
+    waits: list[float] = []
+    for slot in sorted(f.owned_slots - keep):
+        if not f.routes_known or f.routed.get(slot) is not None:
+            continue  # an observed route still points at it (or we cannot tell yet)
+        since = f.draining.get(slot, f.now)
+        left = since + f.drain_seconds - f.now
+        if left <= 0:
+            delete.append(slot)
+        else:
+            draining[slot] = since
+            waits.append(left)
+    return tuple(delete), draining, (min(waits) if waits else None)
+
+
+# -------------------------------------------------------------------------------------- report
+
+
+@dataclass(frozen=True)
+class Report:
+    conditions: tuple[Cond, ...]
+    events: tuple[tuple[str, str, str], ...]  # (type, reason, message)
+    variants: tuple[VariantDecision, ...]  # with API errors folded in
+
+
+PERMANENT = frozenset(
+    {
+        R.MISSING_VERSION,
+        R.INVALID_VERSION,
+        R.DIGEST_MISMATCH,
+        R.MODEL_VERSION_REPLACED,
+        R.CHILD_REJECTED,
+        R.CHILD_CONFLICT,
+        R.INVALID_SPEC,
+    }
+)
+
+
+def _with_errors(plan: Plan, out: Outcome) -> tuple[VariantDecision, ...]:
+    res = []
+    for d in plan.variants:
+        err = out.variant_errors.get(d.name)
+        if err is None:
+            res.append(d)
+            continue
+        reason, msg = err
+        if d.serving is not None and d.eligible:
+            msg = f"{msg}; traffic stays on {d.serving.version} (slot {d.serving.slot})"
+        res.append(VariantDecision(d.name, d.eligible, reason, msg, d.serving, d.apply, d.replicas))
+    return tuple(res)
+
+
+def report(
+    f: EndpointFacts,
+    plan: Plan,
+    out: Outcome,
+    previous_conditions: Mapping[str, tuple[str, str]],  # type -> (status, reason)
+) -> Report:
+    variants = _with_errors(plan, out)
+    weighted = [(v, d) for v, d in zip(f.variants, variants, strict=True) if v.weight > 0 or v.mirror]
+    conds: list[Cond] = []
+    route_ok = not plan.declared_problems and f.router_problem is None and out.route_error is None
+    if plan.declared_problems:
+        msg = "; ".join(plan.declared_problems)
+        reason = R.MAJOR_VERSION_MIX if "MAJOR" in msg else R.INVALID_SPLIT
+        conds.append(Cond("Degraded", TRUE, reason, f"{msg}; existing routes are left unchanged"))
+        conds.append(Cond("RoutesReady", FALSE, R.ROUTE_NOT_APPLIED, msg))
+    elif f.router_problem is not None:
+        reason, msg = f.router_problem
+        conds.append(Cond("Degraded", TRUE, reason, f"{msg}; existing routes are left unchanged"))
+        conds.append(Cond("RoutesReady", FALSE, R.ROUTE_NOT_APPLIED, msg))
+    elif out.route_error is not None:
+        conds.append(Cond("Degraded", TRUE, R.INVALID_SPEC, out.route_error))
+        conds.append(Cond("RoutesReady", FALSE, R.INVALID_SPEC, out.route_error))
+    elif f.router == "none":
+        conds.append(
+            Cond(
+                "RoutesReady",
+                TRUE,
+                R.NO_ROUTER,
+                "router none: traffic is not split; each variant is reachable on the Service in "
+                "status.variants[].serving.slot",
+            )
+        )
+    elif plan.held or not plan.destinations:
+        conds.append(Cond("RoutesReady", FALSE, R.NO_ELIGIBLE_VARIANT, plan.split_message))
+    else:
+        conds.append(Cond("RoutesReady", TRUE, R.ROUTE_APPLIED, out.route_message))
+
+    converged = all(
+        d.eligible and d.serving is not None and v.desired is not None and d.serving.slot == v.desired.name
+        for v, d in weighted
+    ) and all(plan.weights.get(v.name, 0) == v.weight for v in f.variants if not v.mirror)
+    waiting = [f"{d.name}: {d.message}" for v, d in weighted if d.reason != R.ELIGIBLE]
+    if converged and route_ok:
+        conds.append(Cond("Progressing", FALSE, R.CONVERGED, "effective weights match the declared weights"))
+    else:
+        why = R.BLOCKED if not route_ok else plan.split_reason
+        if why == "AsDeclared" and waiting:
+            why = R.ROLLING_OUT
+        conds.append(Cond("Progressing", TRUE, why, "; ".join(waiting) or plan.split_message))
+
+    if route_ok:
+        bad = [d for d in variants if d.reason in PERMANENT or d.held_scale]
+        if bad:
+            reason = (
+                R.SCALE_DOWN_HELD if bad[0].held_scale and bad[0].reason not in PERMANENT else bad[0].reason
+            )
+            conds.append(Cond("Degraded", TRUE, reason, "; ".join(f"{d.name}: {_held(d)}" for d in bad)))
+        elif plan.held or not plan.weights:
+            conds.append(Cond("Degraded", TRUE, R.NO_ELIGIBLE_VARIANT, plan.split_message))
+        else:
+            conds.append(Cond("Degraded", FALSE, R.AS_EXPECTED, "no problems detected"))
+    degraded = next(c for c in conds if c.type == "Degraded")
+    progressing = next(c for c in conds if c.type == "Progressing")
+    ready = route_ok and converged and degraded.status == FALSE
+    conds.insert(
+        0,
+        Cond(
+            "Ready",
+            TRUE if ready else FALSE,
+            R.READY if ready else (degraded.reason if degraded.status == TRUE else R.PROGRESSING),
+            "serving as declared"
+            if ready
+            else (degraded.message if degraded.status == TRUE else progressing.message),
+        ),
+    )
+    events: list[tuple[str, str, str]] = []
+    if dict(f.previous_weights) != plan.weights and route_ok and plan.write_route:
+        events.append(
+            (
+                "Normal",
+                R.TRAFFIC_SHIFTED,
+                f"effective weights {_fmt(f.previous_weights)} -> {_fmt(plan.weights)}",
+            )
+        )
+    if degraded.status == TRUE and previous_conditions.get("Degraded") != (TRUE, degraded.reason):
+        events.append(("Warning", degraded.reason, degraded.message))
+    for slot in out.deleted:
+        events.append(
+            (
+                "Normal",
+                R.SLOT_DELETED,
+                f"deleted slot {slot}: no route has pointed at it for {f.drain_seconds:g}s",
+            )
+        )
+    return Report(tuple(conds), tuple(events), variants)
+
+
+def _held(d: VariantDecision) -> str:
+    if d.held_scale and d.reason not in PERMANENT:
+        return (
+            f"replicas 0 is held at {d.replicas} while the variant's slot still carries traffic; "
+            "it scales down once the routes no longer point at it"
+        )
+    return d.message
+
+
+def _fmt(w: Mapping[str, int]) -> str:
+    return ",".join(f"{k}={v}" for k, v in sorted(w.items())) or "none"

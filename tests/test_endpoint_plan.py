@@ -1,0 +1,333 @@
+"""Table tests of the ModelEndpoint decisions (domain.endpoint_plan), without a cluster.
+
+Each case under "Why" of the serving-correctness issue is a row here: the facts a reconcile would
+gather, and what the plan must (and must never) do with traffic.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from modelversioning.domain import endpoint_plan as P
+from modelversioning.domain import reasons as R
+
+OLD, NEW = "a" * 64, "b" * 64
+
+
+def mv(version: str = "2.3.8", *, digest: str = OLD, uid: str = "uid-1", verified: bool = True,
+       stage: str | None = "production", reason: str = "Verified") -> P.VersionFacts:  # fmt: skip
+    return P.VersionFacts(f"m-v{version}", uid, version, digest, verified, reason, stage)
+
+
+def slot(name: str, available: bool = True, replicas: int = 1) -> P.SlotFacts:
+    return P.SlotFacts(name, True, available, replicas if available else 0, replicas,
+                       "Deployment is available" if available else "0/1 replicas available")  # fmt: skip
+
+
+def pin(version: str = "2.3.8", slot_: str = "ep-stable-old", digest: str = OLD, uid: str = "uid-1") -> P.Pin:
+    return P.Pin(version, uid, digest, slot_)
+
+
+def variant(name: str = "stable", version: str = "2.3.8", weight: int = 100, **kw: object) -> P.VariantFacts:
+    base = P.VariantFacts(name, version, weight, 1, False, mv(version))
+    return replace(base, **kw)  # type: ignore[arg-type]
+
+
+def facts(*variants: P.VariantFacts, **kw: object) -> P.EndpointFacts:
+    base = P.EndpointFacts(
+        required_stage="production",
+        variants=tuple(variants),
+        previous_weights={},
+        allow_major_mix=False,
+        router="gatewayAPI",
+        router_problem=None,
+        owned_slots=frozenset(),
+        routed={},
+        routes_known=True,
+        draining={},
+        now=1000.0,
+        drain_seconds=10.0,
+    )
+    return replace(base, **kw)  # type: ignore[arg-type]
+
+
+def report(f: P.EndpointFacts, plan: P.Plan, out: P.Outcome | None = None) -> P.Report:
+    return P.report(f, plan, out or P.Outcome(route_message="routed"), {})
+
+
+def cond(rep: P.Report, type_: str) -> tuple[str, str]:
+    c = next(c for c in rep.conditions if c.type == type_)
+    return c.status, c.reason
+
+
+# ------------------------------------------------------------------------- a version edit under traffic
+
+# The endpoint served 2.3.8 from slot ep-stable-old at 100 %; the user edits the only variant to 2.4.1.
+EDITED = variant(
+    version="2.4.1",
+    mv=mv("2.4.1", digest=NEW, uid="uid-2", verified=False, stage="candidate", reason="Verifying"),
+    desired=P.SlotFacts("ep-stable-new"),
+    pin=pin(),
+    pinned=slot("ep-stable-old"),
+    pinned_mv=mv("2.3.8"),
+)
+EDIT_FACTS = facts(
+    EDITED,
+    previous_weights={"stable": 100},
+    owned_slots=frozenset({"ep-stable-old"}),
+    routed={"ep-stable-old": 100},
+)
+
+
+def test_version_edit_keeps_traffic_on_the_verified_slot() -> None:
+    plan = P.decide(EDIT_FACTS)
+    d = plan.decision("stable")
+    assert d.apply  # the new slot is created beside the old one...
+    assert d.serving == pin()  # ...but traffic stays on the old one
+    assert [(x.slot, x.version, x.digest, x.weight) for x in plan.destinations] == [
+        ("ep-stable-old", "2.3.8", OLD, 100)
+    ]
+    assert plan.delete == ()
+    assert "traffic stays on 2.3.8" in d.message and d.reason == R.ARTIFACT_NOT_VERIFIED
+    rep = report(EDIT_FACTS, plan)
+    assert cond(rep, "Progressing") == ("True", R.ROLLING_OUT)
+    assert cond(rep, "Ready")[0] == "False"
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({"verified": True, "stage": "candidate"}, R.STAGE_NOT_REACHED),
+        ({"verified": True, "stage": "production"}, R.DEPLOYMENT_NOT_AVAILABLE),  # new slot not Available
+        ({"verified": False, "verify_reason": "DigestMismatch"}, R.DIGEST_MISMATCH),
+    ],
+)
+def test_every_unmet_gate_keeps_traffic_on_the_old_slot(change: dict[str, object], reason: str) -> None:
+    new_mv = replace(EDITED.mv, **change)  # type: ignore[arg-type]
+    f = replace(EDIT_FACTS, variants=(replace(EDITED, mv=new_mv),))
+    plan = P.decide(f)
+    assert [x.slot for x in plan.destinations] == ["ep-stable-old"]
+    assert plan.decision("stable").reason == reason
+
+
+def test_traffic_moves_in_one_write_once_the_new_slot_is_eligible() -> None:
+    ready = replace(EDITED, mv=mv("2.4.1", digest=NEW, uid="uid-2"), desired=slot("ep-stable-new"))
+    f = replace(EDIT_FACTS, variants=(ready,), owned_slots=frozenset({"ep-stable-old", "ep-stable-new"}))
+    plan = P.decide(f)
+    assert [(x.slot, x.version, x.weight) for x in plan.destinations] == [("ep-stable-new", "2.4.1", 100)]
+    assert plan.decision("stable").serving == P.Pin("2.4.1", "uid-2", NEW, "ep-stable-new")
+    # the route we observe still points at the old slot: it is not deleted in this reconcile
+    assert plan.delete == () and plan.draining == {}
+    assert cond(report(f, plan), "Ready") == ("True", R.READY)
+
+
+def test_old_slot_drains_only_after_the_observed_route_left_it_plus_grace() -> None:
+    moved = replace(
+        EDITED, mv=mv("2.4.1", digest=NEW, uid="uid-2"), desired=slot("ep-stable-new"),
+        pin=P.Pin("2.4.1", "uid-2", NEW, "ep-stable-new"), pinned=slot("ep-stable-new"),
+        pinned_mv=mv("2.4.1", digest=NEW, uid="uid-2"),
+    )  # fmt: skip
+    owned = frozenset({"ep-stable-old", "ep-stable-new"})
+    # our route write is not visible through the watch yet: nothing is deleted
+    f = facts(moved, owned_slots=owned, routed={"ep-stable-old": 100}, routes_known=False)
+    assert P.decide(f).delete == () and P.decide(f).draining == {}
+    # the watch shows the new route: the grace period starts
+    f = replace(f, routed={"ep-stable-new": 100}, routes_known=True)
+    plan = P.decide(f)
+    assert plan.delete == () and plan.draining == {"ep-stable-old": 1000.0} and plan.requeue_after == 10.0
+    # 4 s later: still waiting
+    plan = P.decide(replace(f, draining={"ep-stable-old": 1000.0}, now=1004.0))
+    assert plan.delete == () and plan.requeue_after == pytest.approx(6.0)
+    # grace over: deleted
+    plan = P.decide(replace(f, draining={"ep-stable-old": 1000.0}, now=1010.0))
+    assert plan.delete == ("ep-stable-old",) and plan.draining == {}
+
+
+def test_a_weight_zero_reference_still_counts_as_routed() -> None:
+    moved = variant(
+        desired=slot("ep-stable-new"), pin=pin(slot_="ep-stable-new"), pinned=slot("ep-stable-new")
+    )
+    f = facts(moved, owned_slots=frozenset({"ep-stable-old", "ep-stable-new"}),
+              routed={"ep-stable-new": 100, "ep-stable-old": 0})  # fmt: skip
+    assert P.decide(f).delete == () and P.decide(f).draining == {}
+
+
+def test_unknown_route_state_deletes_nothing() -> None:
+    f = facts(variant(desired=slot("s")), owned_slots=frozenset({"s", "orphan"}), routes_known=False)
+    plan = P.decide(replace(f, drain_seconds=0))
+    assert plan.delete == () and plan.draining == {}
+    assert P.decide(replace(f, routes_known=True, drain_seconds=0)).delete == ("orphan",)
+
+
+# ------------------------------------------------------------------------------------- replicas: 0
+
+
+def test_replicas_zero_under_traffic_is_held() -> None:
+    v = variant(replicas=0, desired=slot("ep-stable-s", replicas=2), pin=pin(slot_="ep-stable-s"),
+                pinned=slot("ep-stable-s", replicas=2))  # fmt: skip
+    f = facts(v, previous_weights={"stable": 100}, owned_slots=frozenset({"ep-stable-s"}),
+              routed={"ep-stable-s": 100})  # fmt: skip
+    plan = P.decide(f)
+    d = plan.decision("stable")
+    assert d.replicas == 2 and d.held_scale and not d.eligible
+    assert plan.held and not plan.write_route  # the only variant: the route keeps what it has
+    rep = report(f, plan)
+    assert cond(rep, "Degraded") == ("True", R.SCALE_DOWN_HELD)
+    assert any(e[1] == R.SCALE_DOWN_HELD for e in rep.events)
+
+
+def test_replicas_zero_moves_traffic_first_then_scales_down() -> None:
+    a = variant("a", weight=50, replicas=0, desired=slot("ep-a", replicas=1), pin=pin(slot_="ep-a"),
+                pinned=slot("ep-a"))  # fmt: skip
+    b = variant("b", weight=50, desired=slot("ep-b"), pin=pin(slot_="ep-b"), pinned=slot("ep-b"))
+    f = facts(a, b, previous_weights={"a": 50, "b": 50}, owned_slots=frozenset({"ep-a", "ep-b"}),
+              routed={"ep-a": 50, "ep-b": 50})  # fmt: skip
+    plan = P.decide(f)
+    assert plan.decision("a").replicas == 1  # held while the observed route sends it traffic
+    assert {x.slot: x.weight for x in plan.destinations} == {"ep-b": 100}
+    later = P.decide(replace(f, routed={"ep-b": 100}))
+    assert later.decision("a").replicas == 0 and not later.decision("a").held_scale
+
+
+# --------------------------------------------------------------------------------- digest pinning
+
+
+def test_recreated_version_keeps_traffic_on_the_pinned_pods() -> None:
+    recreated = mv("2.3.8", digest=NEW, uid="uid-9")
+    v = variant(mv=recreated, desired=slot("ep-stable-evil"), pin=pin(), pinned=slot("ep-stable-old"),
+                pinned_mv=recreated)  # fmt: skip
+    f = facts(v, previous_weights={"stable": 100}, owned_slots=frozenset({"ep-stable-old"}),
+              routed={"ep-stable-old": 100})  # fmt: skip
+    plan = P.decide(f)
+    d = plan.decision("stable")
+    assert not d.apply  # no pods are ever started for the new digest
+    assert d.serving == pin() and d.reason == R.MODEL_VERSION_REPLACED
+    assert [(x.slot, x.digest) for x in plan.destinations] == [("ep-stable-old", OLD)]
+    rep = report(f, plan)
+    assert cond(rep, "Degraded") == ("True", R.MODEL_VERSION_REPLACED)
+    assert ("Warning", R.MODEL_VERSION_REPLACED) in {(e[0], e[1]) for e in rep.events}
+    assert R.ACCEPT_ANNOTATION in d.message
+    # the user accepts the new digest explicitly: the new slot is deployed, and takes traffic when eligible
+    accepted = P.decide(replace(f, variants=(replace(v, accept_replaced=True),)))
+    assert accepted.decision("stable").apply
+    assert accepted.decision("stable").serving == P.Pin("2.3.8", "uid-9", NEW, "ep-stable-evil")
+
+
+def test_same_bytes_new_uid_is_still_reported() -> None:
+    v = variant(mv=mv(uid="uid-9"), desired=slot("ep-stable-old"), pin=pin(), pinned=slot("ep-stable-old"))
+    plan = P.decide(facts(v, routed={"ep-stable-old": 100}, owned_slots=frozenset({"ep-stable-old"})))
+    assert plan.decision("stable").reason == R.MODEL_VERSION_REPLACED
+
+
+def test_demoted_previous_version_loses_its_fallback() -> None:
+    v = replace(EDITED, pinned_mv=mv("2.3.8", stage="archived"))
+    plan = P.decide(replace(EDIT_FACTS, variants=(v,)))
+    assert not plan.decision("stable").eligible and plan.held and not plan.write_route
+
+
+# ------------------------------------------------------------------------- one bad variant, others go
+
+
+def test_api_error_on_one_variant_does_not_block_the_route() -> None:
+    a = variant("a", weight=0, desired=slot("ep-a"), pin=pin(slot_="ep-a"), pinned=slot("ep-a"))
+    b = variant("b", weight=100, version="2.4.0", mv=mv("2.4.0"), desired=P.SlotFacts("ep-b"))
+    f = facts(
+        a, b, previous_weights={"a": 100, "b": 0}, routed={"ep-a": 100}, owned_slots=frozenset({"ep-a"})
+    )
+    plan = P.decide(f)
+    # b's slot was refused by the API server: b never becomes Available; rollback to a still works
+    out = P.Outcome(
+        {"b": (R.CHILD_REJECTED, 'Deployment "ep-b" is invalid: quantities must match')}, None, "ok"
+    )
+    rep = report(f, plan, out)
+    assert {x.slot: x.weight for x in plan.destinations} == {"ep-a": 100}
+    assert cond(rep, "Degraded") == ("True", R.CHILD_REJECTED)
+    assert "quantities must match" in next(c for c in rep.conditions if c.type == "Degraded").message
+    assert next(d for d in rep.variants if d.name == "b").reason == R.CHILD_REJECTED
+
+
+def test_route_render_error_is_permanent_invalid_spec() -> None:
+    f = facts(variant(desired=slot("s")))
+    plan = P.decide(f)
+    rep = report(f, plan, P.Outcome(route_error="not valid HTTPRoute hostnames: 10.0.0.1:8080"))
+    assert cond(rep, "Degraded") == ("True", R.INVALID_SPEC)
+    assert cond(rep, "RoutesReady") == ("False", R.INVALID_SPEC)
+    assert cond(rep, "Ready")[0] == "False"
+
+
+def test_conflict_reason_is_reported() -> None:
+    f = facts(variant(desired=P.SlotFacts("s")))
+    rep = report(f, P.decide(f), P.Outcome({"stable": (R.CHILD_CONFLICT, "Service s exists")}))
+    assert cond(rep, "Degraded") == ("True", R.CHILD_CONFLICT)
+
+
+# ------------------------------------------------------------------------------- routes left alone
+
+
+def test_major_mix_leaves_routes_alone() -> None:
+    a = variant("a", weight=50, desired=slot("ep-a"))
+    b = variant("b", version="3.0.0", weight=50, mv=mv("3.0.0"), desired=slot("ep-b"))
+    f = facts(a, b, previous_weights={"a": 100})
+    plan = P.decide(f)
+    assert not plan.write_route and plan.weights == {"a": 100}
+    assert cond(report(f, plan), "Degraded") == ("True", R.MAJOR_VERSION_MIX)
+
+
+def test_disabled_router_leaves_routes_alone_and_deletes_nothing() -> None:
+    f = facts(variant(desired=slot("s")), router_problem=(R.ROUTER_DISABLED, "not enabled"),
+              routes_known=False, owned_slots=frozenset({"s", "old"}))  # fmt: skip
+    plan = P.decide(f)
+    assert not plan.write_route and plan.delete == ()
+    assert cond(report(f, plan), "Degraded") == ("True", R.ROUTER_DISABLED)
+
+
+def test_nothing_eligible_at_first_writes_no_route() -> None:
+    f = facts(variant(mv=mv(verified=False, reason="Verifying"), desired=P.SlotFacts("s")))
+    plan = P.decide(f)
+    assert plan.held and not plan.write_route and plan.destinations == ()
+    rep = report(f, plan)
+    assert cond(rep, "RoutesReady") == ("False", R.NO_ELIGIBLE_VARIANT)
+
+
+def test_missing_version_is_permanent_and_never_routed() -> None:
+    v = variant(mv=None, problem=(R.MISSING_VERSION, "ModelVersion m-v2.3.8 does not exist"))
+    f = facts(v, variant("b", weight=0, desired=slot("ep-b")))
+    plan = P.decide(replace(f, variants=(replace(v, weight=100), f.variants[1])))
+    assert not plan.decision("stable").apply
+    assert all(x.variant != "stable" for x in plan.destinations)
+
+
+# ----------------------------------------------------------------------------------- canary, mirror
+
+
+def test_canary_waits_then_takes_its_share() -> None:
+    stable = variant(weight=90, desired=slot("ep-s"), pin=pin(slot_="ep-s"), pinned=slot("ep-s"))
+    canary = variant("canary", "2.4.1", 10, mv=mv("2.4.1", stage="staging"), desired=slot("ep-c"))
+    f = facts(stable, canary, previous_weights={"stable": 100})
+    plan = P.decide(f)
+    assert {x.slot: x.weight for x in plan.destinations} == {"ep-s": 100}
+    promoted = replace(canary, mv=mv("2.4.1"))
+    plan = P.decide(replace(f, variants=(stable, promoted)))
+    assert {x.slot: x.weight for x in plan.destinations} == {"ep-s": 90, "ep-c": 10}
+
+
+def test_mirror_needs_one_stage_lower_and_is_not_a_weighted_destination() -> None:
+    live = variant(desired=slot("ep-s"))
+    shadow = replace(variant("shadow", "3.0.0-rc.1", 0, mv=mv("3.0.0-rc.1", stage="staging"),
+                             desired=slot("ep-sh")), mirror=True)  # fmt: skip
+    plan = P.decide(facts(live, shadow))
+    assert plan.mirror is not None and plan.mirror.slot == "ep-sh"
+    assert [x.slot for x in plan.destinations] == ["ep-s"]
+    candidate = replace(shadow, mv=mv("3.0.0-rc.1", stage="candidate"))
+    assert P.decide(facts(live, candidate)).mirror is None
+
+
+def test_removed_variant_slot_is_drained_not_kept() -> None:
+    f = facts(variant(desired=slot("ep-s"), pin=pin(slot_="ep-s"), pinned=slot("ep-s")),
+              owned_slots=frozenset({"ep-s", "ep-gone"}), routed={"ep-s": 100, "ep-gone": 0})  # fmt: skip
+    plan = P.decide(f)
+    assert plan.delete == () and "ep-gone" not in plan.draining  # still referenced (weight 0)
+    plan = P.decide(replace(f, routed={"ep-s": 100}, drain_seconds=0))
+    assert plan.delete == ("ep-gone",)

@@ -1,0 +1,426 @@
+"""The real ModelEndpoint reconciler (gather -> decide -> act) driven step by step against an
+in-memory API: what it writes, what it never writes, and what one reconcile does to traffic.
+
+`FakeApi` stands in for the API server (create/apply/delete/status/events, with rejections on
+demand); `watch()` plays the watch (copies the API's objects into the Store as *observed*);
+`deployments_available()` plays the Deployment controller and kubelet.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import json
+from typing import Any
+
+import pytest
+from kubernetes.client.exceptions import ApiException
+
+from modelversioning import metrics
+from modelversioning.api.settings import Serving, Settings
+from modelversioning.domain import reasons as R
+from modelversioning.handlers.kube import Conflict
+from modelversioning.handlers.modelendpoint import ModelEndpointReconciler
+from modelversioning.handlers.store import Store
+from modelversioning.handlers.workqueue import Requeue
+
+NS = "ml"
+OLD, NEW = "a" * 64, "b" * 64
+_rv = itertools.count(1)
+
+
+class FakeApi:
+    def __init__(self) -> None:
+        self.objects: dict[tuple[str, str], dict[str, Any]] = {}
+        self.events: list[tuple[str, str, str]] = []
+        self.writes: list[tuple[str, str, str]] = []  # (verb, kind, name)
+        self.reject: dict[str, str] = {}  # object name -> message (422)
+
+    def _stamp(self, obj: dict[str, Any]) -> dict[str, Any]:
+        obj = copy.deepcopy(obj)
+        md = obj["metadata"]
+        md["resourceVersion"] = str(next(_rv))
+        md["generation"] = int(md.get("generation", 0)) + 1
+        md.setdefault("uid", f"uid-{md['name']}")
+        return obj
+
+    def create(self, obj: dict[str, Any]) -> dict[str, Any]:
+        key = (obj["kind"], obj["metadata"]["name"])
+        if key in self.objects:
+            raise Conflict(f"POST {obj['kind']} {key[1]}: conflict")
+        self._check(obj)
+        self.writes.append(("create", *key))
+        self.objects[key] = self._stamp(obj)
+        return copy.deepcopy(self.objects[key])
+
+    def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
+        key = (obj["kind"], obj["metadata"]["name"])
+        self._check(obj)
+        self.writes.append(("apply", *key))
+        old = self.objects.get(key, {})
+        merged = {**old, **copy.deepcopy(obj), "metadata": {**old.get("metadata", {}), **obj["metadata"]}}
+        merged["metadata"]["generation"] = old.get("metadata", {}).get("generation", 0)
+        self.objects[key] = self._stamp(merged)
+        return copy.deepcopy(self.objects[key])
+
+    def _check(self, obj: dict[str, Any]) -> None:
+        msg = self.reject.get(obj["metadata"]["name"])
+        if msg:
+            e = ApiException(status=422, reason="Unprocessable Entity")
+            e.body = json.dumps({"message": f"{obj['kind']} {obj['metadata']['name']}: {msg}"})
+            raise e
+
+    def delete(self, res: Any, namespace: str, name: str) -> bool:
+        self.writes.append(("delete", res.kind, name))
+        return self.objects.pop((res.kind, name), None) is not None
+
+    def patch_status(self, res: Any, namespace: str, name: str, status: dict[str, Any], old: Any) -> Any:
+        self.writes.append(("status", res.kind, name))
+        obj = self.objects[(res.kind, name)]
+        obj["status"] = copy.deepcopy(status)
+        obj["metadata"]["resourceVersion"] = str(next(_rv))
+        return copy.deepcopy(obj)
+
+    def event(self, involved: dict[str, Any], type_: str, reason: str, message: str) -> None:
+        self.events.append((type_, reason, message))
+
+
+class World:
+    """The API, the Store and the reconciler, with helpers to play the cluster's side."""
+
+    def __init__(self, **serving: Any) -> None:
+        self.api = FakeApi()
+        self.store = Store()
+        settings = Settings(serving=Serving(drain_seconds=serving.pop("drain_seconds", 5.0), **serving))
+        self.rec = ModelEndpointReconciler(self.api, self.store, settings, lambda ns, m: None)  # type: ignore[arg-type]
+        self.now = 1000.0
+        self.rec.clock = lambda: self.now
+
+    # -- the user's side
+    def version(self, version: str, digest: str, *, uid: str | None = None, verified: bool = True,
+                stage: str = "production") -> None:  # fmt: skip
+        name = f"m-v{version}"
+        body = {
+            "apiVersion": "modelversioning.io/v1alpha1",
+            "kind": "ModelVersion",
+            "metadata": {
+                "name": name,
+                "namespace": NS,
+                "uid": uid or f"uid-{name}",
+                "resourceVersion": str(next(_rv)),
+            },  # fmt: skip
+            "spec": {
+                "model": "m",
+                "version": version,
+                "artifact": {"uri": f"https://models.example.com/m/{version}", "sha256": digest},
+                "lineage": {"codeCommit": "abc1234", "dataset": {"name": "d", "version": "1"}},
+                "metrics": {"auc": 0.9},
+                "runtime": {"image": "example/server:1", "port": 8080},
+            },
+            "status": {
+                "stage": stage,
+                "artifact": {"digest": digest} if verified else {},
+                "conditions": [
+                    {
+                        "type": "ArtifactVerified",
+                        "status": "True" if verified else "False",
+                        "reason": "Verified" if verified else "Verifying",
+                    }
+                ],  # fmt: skip
+            },
+        }
+        self.store.upsert("ModelVersion", body)
+
+    def endpoint(self, variants: list[dict[str, Any]], router: str = "gatewayAPI", **extra: Any) -> None:
+        key = ("ModelEndpoint", "ep")
+        old = self.api.objects.get(key)
+        routing: dict[str, Any] = {"router": router}
+        if router == "gatewayAPI":
+            routing |= {"hosts": extra.pop("hosts", ["ep.example.com"]), "parentRefs": [{"name": "gw"}]}
+        body = {
+            "apiVersion": "modelversioning.io/v1alpha1",
+            "kind": "ModelEndpoint",
+            "metadata": {
+                "name": "ep",
+                "namespace": NS,
+                "uid": "ep-uid",
+                "generation": 1,
+                "resourceVersion": str(next(_rv)),
+            },
+            "spec": {"model": "m", "variants": variants, "routing": routing, **extra},
+        }
+        if old is not None:
+            body["status"] = old.get("status", {})
+            body["metadata"]["generation"] = old["metadata"]["generation"] + 1
+        self.api.objects[key] = body
+        self.store.upsert("ModelEndpoint", copy.deepcopy(body))
+
+    # -- the cluster's side
+    def watch(self) -> None:
+        """Deliver every object the API has to the Store as observed, and the deletions."""
+        for (kind, name), obj in self.api.objects.items():
+            self.store.upsert(kind, copy.deepcopy(obj), observed=True)
+        for kind in ("Deployment", "Service", "HTTPRoute", "VirtualService"):
+            for (_, name), _b in list(self.store.items(kind, NS)):
+                if (kind, name) not in self.api.objects:
+                    self.store.delete(kind, NS, name)
+
+    def deployments_available(self) -> None:
+        for (kind, _), obj in self.api.objects.items():
+            if kind == "Deployment":
+                n = obj["spec"]["replicas"]
+                obj["status"] = {
+                    "observedGeneration": obj["metadata"]["generation"],
+                    "replicas": n, "readyReplicas": n, "updatedReplicas": n, "availableReplicas": n,
+                    "conditions": [{"type": "Available", "status": "True" if n else "False"}],
+                }  # fmt: skip
+
+    def reconcile(self) -> None:
+        try:
+            self.rec.reconcile(NS, "ep")
+        except Requeue:
+            pass
+
+    def settle(self, rounds: int = 4) -> None:
+        for _ in range(rounds):
+            self.reconcile()
+            self.deployments_available()
+            self.watch()
+
+    # -- reading
+    def route(self) -> dict[str, Any]:
+        return self.api.objects[("HTTPRoute", "ep")]
+
+    def routed(self) -> dict[str, tuple[str, int]]:
+        """Service -> (x-model-version, weight) of the route as the API has it."""
+        out = {}
+        for ref in self.route()["spec"]["rules"][0]["backendRefs"]:
+            hdrs = {h["name"]: h["value"] for h in ref["filters"][0]["responseHeaderModifier"]["set"]}
+            out[ref["name"]] = (hdrs["x-model-version"], ref["weight"])
+        return out
+
+    def deployments(self) -> dict[str, dict[str, Any]]:
+        return {n: o for (k, n), o in self.api.objects.items() if k == "Deployment"}
+
+    def status(self) -> dict[str, Any]:
+        return dict(self.api.objects[("ModelEndpoint", "ep")].get("status") or {})
+
+    def cond(self, type_: str) -> tuple[str, str, str]:
+        c = next(c for c in self.status()["conditions"] if c["type"] == type_)
+        return c["status"], c["reason"], c["message"]
+
+
+def serving_one(w: World) -> str:
+    """ep serves m 2.3.8 at 100 % from one slot; returns the slot."""
+    w.version("2.3.8", OLD)
+    w.endpoint([{"name": "stable", "version": "2.3.8", "weight": 100}])
+    w.settle()
+    (svc,) = w.routed()
+    assert w.routed() == {svc: ("2.3.8", 100)}
+    assert w.cond("Ready")[0] == "True"
+    return svc
+
+
+def test_editing_the_only_variant_never_rolls_the_serving_pods() -> None:
+    w = World()
+    old = serving_one(w)
+    old_template = copy.deepcopy(w.deployments()[old]["spec"]["template"])
+    w.version("2.4.1", NEW, verified=False, stage="candidate")
+    w.endpoint([{"name": "stable", "version": "2.4.1", "weight": 100}])
+    w.settle()
+    # the serving Deployment is untouched; the new version got its own, with no traffic
+    assert w.deployments()[old]["spec"]["template"] == old_template
+    assert len(w.deployments()) == 2
+    assert w.routed() == {old: ("2.3.8", 100)}
+    st = w.status()["variants"][0]
+    assert st["serving"]["version"] == "2.3.8" and st["reason"] == R.ARTIFACT_NOT_VERIFIED
+    # verified and promoted: traffic moves in one route write, then the old slot drains and goes
+    w.version("2.4.1", NEW)
+    w.settle()
+    (new,) = w.routed()
+    assert new != old and w.routed() == {new: ("2.4.1", 100)}
+    assert old in w.deployments()  # still there: grace period
+    assert w.status()["draining"][0]["name"] == old
+    w.now += 5
+    w.settle()
+    assert set(w.deployments()) == {new} and ("Service", old) not in w.api.objects
+    assert any(e[1] == R.SLOT_DELETED for e in w.api.events)
+
+
+def test_route_is_never_written_to_an_ineligible_slot_at_any_step() -> None:
+    """Every route the reconciler ever wrote points only at slots whose version was verified and in
+    production at that moment (checked after each single reconcile, not only at the end)."""
+    w = World()
+    serving_one(w)
+    w.version("2.4.1", NEW, verified=False, stage="candidate")
+    w.endpoint([{"name": "stable", "version": "2.4.1", "weight": 100}])
+    for step in range(6):
+        w.reconcile()
+        versions = {v for v, _ in w.routed().values()}
+        assert versions == {"2.3.8"}, f"step {step}: {w.routed()}"
+        w.deployments_available()
+        w.watch()
+        if step == 2:
+            w.version("2.4.1", NEW, stage="staging")  # verified, not promoted yet
+
+
+def test_replicas_zero_under_traffic_is_held_with_a_condition() -> None:
+    w = World()
+    svc = serving_one(w)
+    w.endpoint([{"name": "stable", "version": "2.3.8", "weight": 100, "replicas": 0}])
+    w.settle()
+    assert w.deployments()[svc]["spec"]["replicas"] == 1
+    assert w.routed() == {svc: ("2.3.8", 100)}
+    assert w.cond("Degraded")[:2] == ("True", R.SCALE_DOWN_HELD)
+
+
+def test_recreated_version_never_reaches_the_serving_pods() -> None:
+    w = World()
+    svc = serving_one(w)
+    template = copy.deepcopy(w.deployments()[svc]["spec"]["template"])
+    w.version("2.3.8", NEW, uid="someone-elses")  # deleted and re-registered with other bytes
+    w.settle()
+    assert set(w.deployments()) == {svc} and w.deployments()[svc]["spec"]["template"] == template
+    assert w.routed() == {svc: ("2.3.8", 100)}
+    assert w.cond("Degraded")[:2] == ("True", R.MODEL_VERSION_REPLACED)
+    assert ("Warning", R.MODEL_VERSION_REPLACED) in {e[:2] for e in w.api.events}
+    # accepting the new digest explicitly: a new slot, traffic moves once it is Available
+    body = w.api.objects[("ModelEndpoint", "ep")]
+    body["metadata"]["annotations"] = {R.ACCEPT_ANNOTATION: f"stable={NEW[:12]}"}
+    body["metadata"]["resourceVersion"] = str(next(_rv))
+    w.store.upsert("ModelEndpoint", copy.deepcopy(body))
+    w.settle()
+    (new,) = w.routed()
+    assert new != svc and w.status()["variants"][0]["serving"]["digest"] == NEW
+
+
+def test_one_rejected_variant_never_blocks_rollback() -> None:
+    w = World()
+    w.version("2.3.8", OLD)
+    w.version("2.4.1", NEW)
+    w.endpoint([{"name": "blue", "version": "2.3.8", "weight": 0},
+                {"name": "green", "version": "2.4.1", "weight": 100}])  # fmt: skip
+    w.settle()
+    # green's slot is refused by the API server (an admission policy, a schema the CRD did not know)
+    w.version("2.4.2", "c" * 64)
+    w.endpoint([{"name": "blue", "version": "2.3.8", "weight": 0},
+                {"name": "green", "version": "2.4.2", "weight": 100}])  # fmt: skip
+    rejected = next(n for n in _slot_names(w, "green", "2.4.2"))
+    w.api.reject[rejected] = "denied"
+    w.settle()
+    assert w.cond("Degraded")[:2] == ("True", R.CHILD_REJECTED)
+    # rollback: a weight edit, and it lands
+    w.endpoint([{"name": "blue", "version": "2.3.8", "weight": 100},
+                {"name": "green", "version": "2.4.2", "weight": 0}])  # fmt: skip
+    w.settle()
+    assert {v: wt for v, wt in w.routed().values()} == {"2.3.8": 100, "2.4.1": 0}
+
+
+def _slot_names(w: World, variant: str, version: str) -> list[str]:
+    from modelversioning.api.modelendpoint import ModelEndpointSpec
+    from modelversioning.api.modelversion import ModelVersionSpec
+    from modelversioning.render import EndpointRef, render_deployment
+
+    body = w.store.get("ModelEndpoint", NS, "ep")
+    mvb = w.store.get("ModelVersion", NS, f"m-v{version}")
+    assert body and mvb
+    spec = ModelEndpointSpec.model_validate(body["spec"])
+    v = spec.variant(variant)
+    assert v is not None
+    dep = render_deployment(
+        EndpointRef("ep", NS, "ep-uid"), spec, v, ModelVersionSpec.model_validate(mvb["spec"]),
+        w.rec.settings.serving,
+    )  # fmt: skip
+    return [dep["metadata"]["name"]]
+
+
+def test_a_foreign_object_with_the_slot_name_is_left_alone() -> None:
+    w = World()
+    w.version("2.3.8", OLD)
+    w.endpoint([{"name": "stable", "version": "2.3.8", "weight": 100}])
+    (name,) = _slot_names(w, "stable", "2.3.8")
+    foreign = {"apiVersion": "v1", "kind": "Service",
+               "metadata": {"name": name, "namespace": NS, "uid": "theirs"}, "spec": {"selector": {"app": "x"}}}  # fmt: skip
+    w.api.objects[("Service", name)] = foreign
+    w.settle()
+    assert w.api.objects[("Service", name)]["spec"] == {"selector": {"app": "x"}}
+    assert ("apply", "Service", name) not in w.api.writes
+    assert w.cond("Degraded")[:2] == ("True", R.CHILD_CONFLICT)
+
+
+def test_invalid_gateway_host_is_a_permanent_condition_not_a_retry_loop() -> None:
+    w = World()
+    w.version("2.3.8", OLD)
+    w.endpoint([{"name": "stable", "version": "2.3.8", "weight": 100}], hosts=["10.0.0.1:8080"])
+    w.settle()  # raises if the reconcile fails (the work queue would retry forever)
+    assert w.cond("Degraded")[:2] == ("True", R.INVALID_SPEC)
+    assert ("HTTPRoute", "ep") not in w.api.objects
+    warnings = [e for e in w.api.events if e[1] == R.INVALID_SPEC]
+    assert len(warnings) == 1  # once, not on every reconcile
+
+
+def test_router_switch_deletes_old_route_and_keeps_slots_until_observed() -> None:
+    w = World()
+    svc = serving_one(w)
+    w.endpoint([{"name": "stable", "version": "2.3.8", "weight": 100}], router="none")
+    w.reconcile()
+    assert ("HTTPRoute", "ep") not in w.api.objects
+    assert svc in w.deployments()  # the slot still serves; "none" keeps it as the variant's slot
+
+
+def test_metrics_report_only_serving_versions() -> None:
+    w = World()
+    serving_one(w)
+    w.version("2.4.1", NEW)
+    w.endpoint([{"name": "stable", "version": "2.4.1", "weight": 100}])
+    w.settle()
+    series = {
+        (s.labels["variant"], s.labels["version"]): s.value
+        for s in metrics.EFFECTIVE_WEIGHT.collect()[0].samples
+        if s.labels["namespace"] == NS and s.labels["endpoint"] == "ep"
+    }
+    assert series == {("stable", "2.4.1"): 100.0}
+
+
+def test_idle_reconcile_writes_nothing() -> None:
+    w = World()
+    serving_one(w)
+    w.api.writes.clear()
+    w.settle()
+    assert w.api.writes == []
+
+
+@pytest.mark.parametrize("n", [63, 253])
+def test_long_endpoint_names_find_their_children(n: int) -> None:
+    w = World(drain_seconds=0)
+    w.version("2.3.8", OLD)
+    w.version("2.4.1", NEW)
+    w.endpoint([{"name": "stable", "version": "2.3.8", "weight": 100}])
+    body = w.api.objects.pop(("ModelEndpoint", "ep"))
+    name = ("e" * n)[:n]
+    body["metadata"]["name"] = name
+    w.api.objects[("ModelEndpoint", name)] = body
+    w.store.delete("ModelEndpoint", NS, "ep")
+    w.store.upsert("ModelEndpoint", copy.deepcopy(body))
+    for _ in range(4):
+        try:
+            w.rec.reconcile(NS, name)
+        except Requeue:
+            pass
+        w.deployments_available()
+        w.watch()
+    assert len(w.deployments()) == 1
+    body = w.api.objects[("ModelEndpoint", name)]
+    body["spec"]["variants"][0]["version"] = "2.4.1"
+    body["metadata"]["generation"] += 1
+    body["metadata"]["resourceVersion"] = str(next(_rv))
+    w.store.upsert("ModelEndpoint", copy.deepcopy(body))
+    for _ in range(6):
+        try:
+            w.rec.reconcile(NS, name)
+        except Requeue:
+            pass
+        w.deployments_available()
+        w.watch()
+    assert len(w.deployments()) == 1  # the 2.3.8 slot was found by its owner UID and deleted
+    assert json.dumps(w.deployments()).count("2.4.1") > 0
