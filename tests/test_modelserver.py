@@ -232,6 +232,17 @@ def test_metrics_count_requests_by_code_with_model_version_variant(served: tuple
     assert _samples(base, "process_cpu_seconds_total")
 
 
+def test_metrics_without_a_variant_have_no_variant_label(model_dir: Path) -> None:
+    """An empty label would hide the pod's variant label that Prometheus adds (honor_labels)."""
+    with _server(model_dir, identity=Identity(model="m", version="1.0.0", hostname="h")) as srv:
+        base = f"http://127.0.0.1:{srv.port}"
+        assert _request(base + "/v1/predict", "POST", b"{}")[0] == 200
+        assert _json(base + "/")[1]["variant"] is None
+        for name in ("modelserver_requests_total", "modelserver_model_info", "modelserver_model_loaded"):
+            samples = _samples(base, name)
+            assert samples and all("variant" not in lbls for lbls, _ in samples), samples
+
+
 def test_error_rate_answers_exactly_that_share_with_500(model_dir: Path) -> None:
     with _server(model_dir, faults=Faults(error_rate=0.25)) as srv:
         base = f"http://127.0.0.1:{srv.port}"

@@ -33,7 +33,8 @@ MAX_BODY = 1 << 20
 PREDICT_PATHS = ("/", "/v1/predict")
 DEFAULT_HEALTH_PATH = "/healthz"
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-LABELS = ("model", "version", "variant")
+LABELS = ("model", "version", "variant")  # "variant" only when known: an empty label would hide the
+# variant label Prometheus attaches from the pod (honor_labels), so it is left out instead.
 RELOAD_INTERVAL = 1.0  # seconds between load attempts while the model is not loaded
 
 
@@ -65,45 +66,46 @@ class _Metrics:
     def __init__(self, identity: Identity) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         ProcessCollector(registry=self.registry)
-        self.values = (identity.model, identity.version, identity.variant)
+        labels = LABELS if identity.variant else LABELS[:2]
+        self.values: tuple[str, ...] = (identity.model, identity.version, identity.variant)[: len(labels)]
         r = self.registry
         self.requests = Counter(
             "modelserver_requests",
             "HTTP requests answered, by handler (predict, health, metrics, other), method and status code",
-            [*LABELS, "handler", "method", "code"],
+            [*labels, "handler", "method", "code"],
             registry=r,
         )
         self.errors = Counter(
             "modelserver_request_errors",
             "Requests answered with an error, by reason (injected, not_loaded, draining, bad_request, "
             "internal, not_found)",
-            [*LABELS, "handler", "reason"],
+            [*labels, "handler", "reason"],
             registry=r,
         )
         self.latency = Histogram(
             "modelserver_request_duration_seconds",
             "Time from reading the request to the response being written (injected latency included)",
-            [*LABELS, "handler"],
+            [*labels, "handler"],
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
         self.info = Gauge(
             "modelserver_model_info",
             "The model this server was started for (value 1); sha256 is the pinned digest",
-            [*LABELS, "sha256", "hostname"],
+            [*labels, "sha256", "hostname"],
             registry=r,
         )
         self.loaded = Gauge(
-            "modelserver_model_loaded", "1 when the artifact is loaded and verified", LABELS, registry=r
+            "modelserver_model_loaded", "1 when the artifact is loaded and verified", labels, registry=r
         )
         self.artifact_bytes = Gauge(
-            "modelserver_model_artifact_bytes", "Size of the loaded artifact", LABELS, registry=r
+            "modelserver_model_artifact_bytes", "Size of the loaded artifact", labels, registry=r
         )
         self.fault_error_rate = Gauge(
-            "modelserver_fault_error_rate", "Injected share of predictions answered 500", LABELS, registry=r
+            "modelserver_fault_error_rate", "Injected share of predictions answered 500", labels, registry=r
         )
         self.fault_latency = Gauge(
-            "modelserver_fault_latency_seconds", "Injected latency added to predictions", LABELS, registry=r
+            "modelserver_fault_latency_seconds", "Injected latency added to predictions", labels, registry=r
         )
         self.info.labels(*self.values, identity.sha256 or "", identity.hostname).set(1)
         self.loaded.labels(*self.values).set(0)
