@@ -8,6 +8,7 @@ demand); `watch()` plays the watch (copies the API's objects into the Store as *
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import itertools
 import json
@@ -158,7 +159,7 @@ class World:
     # -- the cluster's side
     def watch(self) -> None:
         """Deliver every object the API has to the Store as observed, and the deletions."""
-        for (kind, name), obj in self.api.objects.items():
+        for (kind, _name), obj in self.api.objects.items():
             self.store.upsert(kind, copy.deepcopy(obj), observed=True)
         for kind in ("Deployment", "Service", "HTTPRoute", "VirtualService"):
             for (_, name), _b in list(self.store.items(kind, NS)):
@@ -176,10 +177,8 @@ class World:
                 }  # fmt: skip
 
     def reconcile(self) -> None:
-        try:
+        with contextlib.suppress(Requeue):
             self.rec.reconcile(NS, "ep")
-        except Requeue:
-            pass
 
     def settle(self, rounds: int = 4) -> None:
         for _ in range(rounds):
@@ -339,8 +338,12 @@ def test_a_foreign_object_with_the_slot_name_is_left_alone() -> None:
     w.version("2.3.8", OLD)
     w.endpoint([{"name": "stable", "version": "2.3.8", "weight": 100}])
     (name,) = _slot_names(w, "stable", "2.3.8")
-    foreign = {"apiVersion": "v1", "kind": "Service",
-               "metadata": {"name": name, "namespace": NS, "uid": "theirs"}, "spec": {"selector": {"app": "x"}}}  # fmt: skip
+    foreign = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": name, "namespace": NS, "uid": "theirs"},
+        "spec": {"selector": {"app": "x"}},
+    }
     w.api.objects[("Service", name)] = foreign
     w.settle()
     assert w.api.objects[("Service", name)]["spec"] == {"selector": {"app": "x"}}
@@ -403,10 +406,8 @@ def test_long_endpoint_names_find_their_children(n: int) -> None:
     w.store.delete("ModelEndpoint", NS, "ep")
     w.store.upsert("ModelEndpoint", copy.deepcopy(body))
     for _ in range(4):
-        try:
+        with contextlib.suppress(Requeue):
             w.rec.reconcile(NS, name)
-        except Requeue:
-            pass
         w.deployments_available()
         w.watch()
     assert len(w.deployments()) == 1
@@ -416,10 +417,8 @@ def test_long_endpoint_names_find_their_children(n: int) -> None:
     body["metadata"]["resourceVersion"] = str(next(_rv))
     w.store.upsert("ModelEndpoint", copy.deepcopy(body))
     for _ in range(6):
-        try:
+        with contextlib.suppress(Requeue):
             w.rec.reconcile(NS, name)
-        except Requeue:
-            pass
         w.deployments_available()
         w.watch()
     assert len(w.deployments()) == 1  # the 2.3.8 slot was found by its owner UID and deleted

@@ -210,3 +210,27 @@ def test_workqueue_events_overtake_the_drift_check():
     assert order[:3] == ["first", "resync-3", "event"]
     assert sorted(order[3:]) == ["resync-0", "resync-1", "resync-2", "resync-4"]
     assert order.count("resync-3") == 1
+
+
+def test_served_by_counts_the_pinned_version_and_the_pending_one():
+    s = Store()
+    s.upsert(
+        "ModelEndpoint",
+        {
+            "metadata": {"namespace": "ns", "name": "ep"},
+            "spec": {"model": "m", "variants": [{"name": "stable", "version": "2.4.1", "weight": 100}]},
+            "status": {
+                "effectiveWeights": {"stable": 100},
+                "variants": [
+                    {
+                        "name": "stable",
+                        "version": "2.4.1",
+                        "serving": {"version": "2.3.8", "slot": "ep-stable-x"},
+                    }
+                ],
+            },
+        },
+    )
+    # 2.3.8 still answers every request: it is in use (its deletion is held) at 100 %
+    assert served_by(s, "ns", "m", "2.3.8") == [{"endpoint": "ep", "variant": "stable", "weight": 100}]
+    assert served_by(s, "ns", "m", "2.4.1") == [{"endpoint": "ep", "variant": "stable", "weight": 0}]

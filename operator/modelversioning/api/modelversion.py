@@ -143,9 +143,7 @@ class Lineage(ApiModel):
 
 Quantity = int | str
 # A Kubernetes resource.Quantity (the API server's own syntax): "500m", "2Gi", "1e3", 4; not "2 Gi".
-QUANTITY_PATTERN = (
-    r"^[+-]?(\d+(\.\d*)?|\.\d+)(([KMGTPE]i)|[numkMGTPE]|([eE][+-]?(\d+(\.\d*)?|\.\d+)))?$"
-)
+QUANTITY_PATTERN = r"^[+-]?(\d+(\.\d*)?|\.\d+)(([KMGTPE]i)|[numkMGTPE]|([eE][+-]?(\d+(\.\d*)?|\.\d+)))?$"
 _QUANTITY_RE = re.compile(QUANTITY_PATTERN)
 _QUANTITIES = validations(
     cel(
@@ -156,9 +154,7 @@ _QUANTITIES = validations(
 
 
 class Resources(ApiModel):
-    requests: dict[str, Quantity] = Field(
-        default_factory=dict, max_length=16, json_schema_extra=_QUANTITIES
-    )
+    requests: dict[str, Quantity] = Field(default_factory=dict, max_length=16, json_schema_extra=_QUANTITIES)
     limits: dict[str, Quantity] = Field(default_factory=dict, max_length=16, json_schema_extra=_QUANTITIES)
 
     @field_validator("requests", "limits")
@@ -166,9 +162,7 @@ class Resources(ApiModel):
     def _quantities(cls, v: dict[str, Quantity]) -> dict[str, Quantity]:
         bad = [f"{k}={q!r}" for k, q in v.items() if not _QUANTITY_RE.match(str(q))]
         if bad:
-            raise ValueError(
-                "not Kubernetes quantities (e.g. 500m, 2Gi, 4; no spaces): " + ", ".join(bad)
-            )
+            raise ValueError("not Kubernetes quantities (e.g. 500m, 2Gi, 4; no spaces): " + ", ".join(bad))
         return v
 
 

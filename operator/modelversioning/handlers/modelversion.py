@@ -68,7 +68,9 @@ def make_verifier(policy: ArtifactPolicy) -> Verifier:
 
 
 def served_by(store: Store, namespace: str, model: str, version: str) -> list[dict[str, Any]]:
-    """Endpoints (and variants) that serve model@version, from their spec and status."""
+    """Endpoints (and variants) that use model@version: the version whose slot carries a variant's
+    traffic now (status.variants[].serving, with its effective weight), and the version the spec asks
+    for (weight 0 until it takes over). Both hold the ModelVersion's deletion."""
     out: list[dict[str, Any]] = []
     for (_, ep_name), ep in store.items("ModelEndpoint", namespace):
         spec = ep.get("spec") or {}
@@ -77,21 +79,24 @@ def served_by(store: Store, namespace: str, model: str, version: str) -> list[di
         st = ep.get("status") or {}
         eff = st.get("effectiveWeights") or {}
         mirror = (spec.get("mirror") or {}).get("variant")
-        seen = set()
+        st_variants = {str(v.get("name")): v for v in st.get("variants") or []}
         for v in spec.get("variants") or []:
-            if v.get("version") == version:
-                seen.add(v["name"])
-                entry: dict[str, Any] = {
-                    "endpoint": ep_name,
-                    "variant": v["name"],
-                    "weight": int(eff.get(v["name"], 0)),
-                }
-                if v["name"] == mirror:
-                    entry["mirror"] = True
-                out.append(entry)
-        for vs in st.get("variants") or []:  # removed from spec but still routed
-            if vs.get("version") == version and vs.get("name") not in seen and eff.get(vs.get("name"), 0) > 0:
-                out.append({"endpoint": ep_name, "variant": vs["name"], "weight": int(eff[vs["name"]])})
+            name = str(v.get("name"))
+            serving = str((st_variants.get(name, {}).get("serving") or {}).get("version") or "")
+            if serving == version or (not serving and v.get("version") == version):
+                weight = int(eff.get(name, 0))
+            elif v.get("version") == version:
+                weight = 0  # deployed (or being deployed) beside the slot that serves now
+            else:
+                continue
+            entry: dict[str, Any] = {"endpoint": ep_name, "variant": name, "weight": weight}
+            if name == mirror:
+                entry["mirror"] = True
+            out.append(entry)
+        spec_names = {str(v.get("name")) for v in spec.get("variants") or []}
+        for name, vs in st_variants.items():  # removed from the spec, still routed while nothing is ready
+            if name not in spec_names and vs.get("version") == version and eff.get(name, 0) > 0:
+                out.append({"endpoint": ep_name, "variant": name, "weight": int(eff[name])})
     return sorted(out, key=lambda e: (e["endpoint"], e["variant"]))
 
 

@@ -251,7 +251,13 @@ def status_view(
     def one(
         name: str, version: str, desired: int, replicas: int | None, vs: dict[str, Any]
     ) -> dict[str, Any]:
-        mv_name = vs.get("modelVersion") or expected_name(model, version)
+        desired_version = version
+        served = dict(vs.get("serving") or {})
+        if served.get("version"):  # the slot that carries the variant's traffic now (may lag the spec)
+            version = str(served["version"])
+        mv_name = expected_name(model, version) if served.get("version") else (
+            vs.get("modelVersion") or expected_name(model, version)
+        )  # fmt: skip
         mv = by_name.get(mv_name)
         mv_spec, mv_st = (spec_of(mv), status_of(mv)) if mv else ({}, {})
         lineage = dict(mv_spec.get("lineage") or {})
@@ -260,6 +266,7 @@ def status_view(
         entry: dict[str, Any] = {
             "name": name,
             "version": version,
+            "desiredVersion": desired_version,
             "modelVersion": mv_name,
             "mirror": is_mirror,
             "mirrorPercent": int(mirror.get("percent", 100)) if is_mirror else None,
@@ -272,7 +279,9 @@ def status_view(
             "reason": vs.get("reason"),
             "message": vs.get("message"),
             "stage": mv_st.get("stage") or vs.get("stage"),
-            "digest": (mv_spec.get("artifact") or {}).get("sha256") or vs.get("digest"),
+            "digest": served.get("digest")
+            or (mv_spec.get("artifact") or {}).get("sha256")
+            or vs.get("digest"),
             "verifiedDigest": (mv_st.get("artifact") or {}).get("digest"),
             "found": mv is not None,
             "lineage": {
