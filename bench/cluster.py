@@ -408,9 +408,13 @@ class BenchCluster:
                 break
         return time.monotonic() - t0
 
-    def deployment_generation(self, name: str) -> int:
-        assert self.apps is not None
-        return int(self.apps.read_namespaced_deployment(name, NS).metadata.generation or 0)
+    def deployment_generation(self, endpoint: str, variant: str) -> int:
+        """Generation of the Deployment serving `variant` now (its slot, from the endpoint's status)."""
+        assert self.apps is not None and self.co is not None
+        ep = self.co.get_namespaced_custom_object(GROUP, VERSION, NS, "modelendpoints", endpoint)
+        variants = ep["status"]["variants"]
+        slot = next(v["serving"]["slot"] for v in variants if v["name"] == variant and v.get("serving"))
+        return int(self.apps.read_namespaced_deployment(slot, NS).metadata.generation or 0)
 
     # ------------------------------------------------------------------ the operator process
     def start_operator(self) -> float:

@@ -128,7 +128,7 @@ def rollbacks(bc: BenchCluster, endpoint: str, runs: int, log: Callable[[str], N
     conv = bc.wait_converged(time.monotonic(), 120, endpoints=[endpoint], versions=False)
     if not conv.ok:
         raise RuntimeError(f"{endpoint} did not converge at canary=100 before the rollbacks")
-    gen0 = {v: bc.deployment_generation(f"{endpoint}-{v}") for v in ("stable", "canary")}
+    gen0 = {v: bc.deployment_generation(endpoint, v) for v in ("stable", "canary")}
     back, back_ready, forward = [], [], []
     failures = 0
     off0 = bc.audit_offset()
@@ -145,7 +145,7 @@ def rollbacks(bc: BenchCluster, endpoint: str, runs: int, log: Callable[[str], N
             failures += 1
         else:
             forward.append(res[1])
-    gen1 = {v: bc.deployment_generation(f"{endpoint}-{v}") for v in ("stable", "canary")}
+    gen1 = {v: bc.deployment_generation(endpoint, v) for v in ("stable", "canary")}
     out: dict[str, Any] = {
         "endpoint": endpoint,
         "runs": runs,

@@ -64,6 +64,17 @@ class Objects:
             self.co.patch_namespaced_custom_object(GROUP, VERSION, self.ns, "modelendpoints", name, patch)
         )
 
+    def slot(self, endpoint: str, variant: str, timeout: float = 60) -> str:
+        """Name of the Deployment + Service serving `variant` now (status.variants[].serving.slot)."""
+
+        def find() -> str | None:
+            for v in (self.mep(endpoint).get("status") or {}).get("variants") or []:
+                if v.get("name") == variant and (v.get("serving") or {}).get("slot"):
+                    return str(v["serving"]["slot"])
+            return None
+
+        return str(wait_for(find, timeout, f"{endpoint}/{variant} has a serving slot"))
+
     def set_weights(self, name: str, weights: dict[str, int]) -> None:
         ep = self.mep(name)
         variants = ep["spec"]["variants"]

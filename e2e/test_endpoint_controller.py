@@ -62,10 +62,12 @@ def test_canary_progression_istio(objs, artifact_root):
     assert ep["status"]["traffic"] == "stable@2.3.8=90,canary@2.4.1=10"
     # one Deployment + Service per variant, owned by the endpoint, available on the fake nodes
     for variant in ("stable", "canary"):
-        dep = objs.apps.read_namespaced_deployment(f"fraud-{variant}", objs.ns)
+        slot = objs.slot("fraud", variant)
+        assert slot.startswith(f"fraud-{variant}-")
+        dep = objs.apps.read_namespaced_deployment(slot, objs.ns)
         assert dep.metadata.owner_references[0].kind == "ModelEndpoint"
         assert dep.status.available_replicas == dep.spec.replicas
-        objs.core.read_namespaced_service(f"fraud-{variant}", objs.ns)
+        objs.core.read_namespaced_service(slot, objs.ns)
     # every destination tags responses with the version that served it
     vs = objs.virtualservice("fraud")
     canary = next(r for r in vs["spec"]["http"][0]["route"] if r["weight"] == 10)
@@ -104,7 +106,8 @@ def test_rollback_is_a_weight_edit_and_fast(objs, artifact_root):
         )
     )
     wait_for(lambda: cond_is(objs.mep("chat"), "Ready", "True"), 90, "Ready")
-    dep_before = objs.apps.read_namespaced_deployment("chat-blue", objs.ns)
+    blue = objs.slot("chat", "blue")
+    dep_before = objs.apps.read_namespaced_deployment(blue, objs.ns)
     assert dep_before.status.available_replicas == 1  # weight 0 stays deployed and warm
     t0 = time.monotonic()
     objs.set_weights("chat", {"blue": 100, "green": 0})
@@ -112,7 +115,7 @@ def test_rollback_is_a_weight_edit_and_fast(objs, artifact_root):
     elapsed = time.monotonic() - t0
     # a figure for the record, not an assertion (timings live in bench/)
     print(f"rollback apply -> VirtualService updated: {elapsed * 1000:.0f} ms")
-    dep_after = objs.apps.read_namespaced_deployment("chat-blue", objs.ns)
+    dep_after = objs.apps.read_namespaced_deployment(blue, objs.ns)
     assert dep_after.metadata.generation == dep_before.metadata.generation  # no redeploy
 
 
@@ -248,6 +251,7 @@ def test_variant_removal_drains_before_delete(objs, artifact_root, kube):
         )
     )
     wait_for(lambda: vs_is(objs, "rm", {"a": 50, "b": 50}), 90, "50/50")
+    slot_a, slot_b = objs.slot("rm", "a"), objs.slot("rm", "b")
     objs.patch_mep("rm", {"spec": {"variants": [{"name": "a", "version": "1.0.0", "weight": 100}]}})
     # The route must stop pointing at b before b's Deployment goes. In one etcd, resourceVersions are
     # the global revision, so the route update must carry a smaller one than the Deployment's deletion.
@@ -272,13 +276,13 @@ def test_variant_removal_drains_before_delete(objs, artifact_root, kube):
     for ev in w.stream(
         objs.apps.list_namespaced_deployment, objs.ns, timeout_seconds=30, resource_version=str(route_rv)
     ):
-        if ev["type"] == "DELETED" and ev["object"].metadata.name == "rm-b":
+        if ev["type"] == "DELETED" and ev["object"].metadata.name == slot_b:
             deleted_rv = int(ev["object"].metadata.resource_version)
             break
     w.stop()
     assert deleted_rv is not None, "removed variant's Deployment was not deleted"
     assert deleted_rv > route_rv
-    assert objs.apps.read_namespaced_deployment("rm-a", objs.ns)
+    assert objs.apps.read_namespaced_deployment(slot_a, objs.ns)
 
 
 def test_drift_is_repaired(objs, artifact_root):
@@ -302,11 +306,12 @@ def test_drift_is_repaired(objs, artifact_root):
         "networking.istio.io", "v1", objs.ns, "virtualservices", "drift", vs
     )
     wait_for(lambda: vs_is(objs, "drift", {"a": 70, "b": 30}), 30, "hand edit reverted")
-    objs.apps.delete_namespaced_deployment("drift-b", objs.ns)
-    wait_for(lambda: objs.apps.read_namespaced_deployment("drift-b", objs.ns), 30, "Deployment recreated")
-    objs.apps.patch_namespaced_deployment("drift-a", objs.ns, {"spec": {"replicas": 5}})
+    slot_a, slot_b = objs.slot("drift", "a"), objs.slot("drift", "b")
+    objs.apps.delete_namespaced_deployment(slot_b, objs.ns)
+    wait_for(lambda: objs.apps.read_namespaced_deployment(slot_b, objs.ns), 30, "Deployment recreated")
+    objs.apps.patch_namespaced_deployment(slot_a, objs.ns, {"spec": {"replicas": 5}})
     wait_for(
-        lambda: objs.apps.read_namespaced_deployment("drift-a", objs.ns).spec.replicas == 1,
+        lambda: objs.apps.read_namespaced_deployment(slot_a, objs.ns).spec.replicas == 1,
         30,
         "replicas restored",
     )

@@ -384,7 +384,8 @@ def test_rollback_seed_story(km, objs, artifact_root, namespace):
     assert after_print["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
     assert vs_weights(objs.virtualservice("fraud-detector")) == {"stable": 0, "canary": 100}
 
-    dep_before = objs.apps.read_namespaced_deployment("fraud-detector-canary", namespace)
+    canary = objs.slot("fraud-detector", "canary")
+    dep_before = objs.apps.read_namespaced_deployment(canary, namespace)
     p = ok(km("rollback", "fraud-detector"))
     m = re.search(r"rolled back fraud-detector to stable \(2\.3\.8\) in (\d+\.\d\d)s", p.stdout)
     assert m, p.stdout
@@ -396,7 +397,7 @@ def test_rollback_seed_story(km, objs, artifact_root, namespace):
     ep = objs.mep("fraud-detector")
     assert [(v["name"], v["weight"]) for v in ep["spec"]["variants"]] == [("stable", 100), ("canary", 0)]
     assert ep["metadata"]["annotations"]["modelversioning.io/requested-by"] == "admin"
-    dep_after = objs.apps.read_namespaced_deployment("fraud-detector-canary", namespace)
+    dep_after = objs.apps.read_namespaced_deployment(canary, namespace)
     assert dep_after.metadata.generation == dep_before.metadata.generation  # canary stays deployed and warm
 
     again = km("rollback", "fraud-detector")
