@@ -95,6 +95,14 @@ class OperatorProcess:
     def pid(self) -> int | None:
         return self.proc.pid if self.proc else None
 
+    def metrics(self) -> str:
+        """The operator's /metrics page (needs metrics_port set)."""
+        import urllib.request
+
+        assert self.metrics_port, "started without a metrics port"
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as r:
+            return str(r.read().decode())
+
     def logs(self, lines: int = 400) -> str:
         try:
             text = self.log_path.read_text(errors="replace")
