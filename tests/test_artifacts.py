@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import io
 import json
@@ -37,7 +36,6 @@ from modelversioning.artifacts import (
     store_access,
     verify_artifact,
 )
-from modelversioning.artifacts.verify import averify_artifact
 from modelversioning.cli.verify import main
 
 SHA_EMPTY = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
@@ -203,11 +201,6 @@ def test_progress_callback(tree: Path) -> None:
     assert r.ok
     assert calls[0] == (0, 8) and calls[-1] == (8, 8)
     assert [d for d, _ in calls] == sorted(d for d, _ in calls)
-
-
-def test_async_wrapper(tree: Path) -> None:
-    r = asyncio.run(averify_artifact(f"file://{tree}/a.txt", SHA_ABC, policy=policy_for(tree)))
-    assert r.ok
 
 
 # --------------------------------------------------------------------------------------------

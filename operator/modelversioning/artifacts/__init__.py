@@ -12,7 +12,6 @@ Entry points::
     storage_options(scheme, secret_data=None, *, env=None) -> dict        # fsspec options
     verify_artifact(uri, expected_sha256, *, policy=None, secret_data=None, env=None,
                     progress=None, dest=None) -> VerifyResult
-    await averify_artifact(...)  -> VerifyResult                          # same, in a thread
     compute_digest(uri, *, policy=None, secret_data=None, env=None, progress=None) -> Digest
     digest_local(path, *, max_workers=4, chunk_size=4 MiB, progress=None) -> Digest
     manifest_text(entries) / manifest_digest(entries)                     # (path, sha256) pairs
@@ -30,7 +29,6 @@ from modelversioning.artifacts.verify import (
     FileDigest,
     ProgressCallback,
     VerifyResult,
-    averify_artifact,
     classify_exception,
     compute_digest,
     digest_local,
@@ -47,7 +45,6 @@ __all__ = [
     "Reason",
     "StoreAccess",
     "VerifyResult",
-    "averify_artifact",
     "check_address",
     "check_uri",
     "classify_exception",

@@ -31,7 +31,6 @@ Messages never contain credentials, URI user info or query strings (pre-signed U
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import os
 import re
@@ -222,32 +221,6 @@ def verify_artifact(
         f"{shown}: sha256 {digest.sha256} verified ({what})",
         digest=digest,
         written_to=written_to,
-    )
-
-
-async def averify_artifact(
-    uri: str,
-    expected_sha256: str,
-    *,
-    policy: ArtifactPolicy | None = None,
-    secret_data: Mapping[str, str] | None = None,
-    env: Mapping[str, str] | None = None,
-    progress: ProgressCallback | None = None,
-    dest: str | os.PathLike[str] | None = None,
-) -> VerifyResult:
-    """:func:`verify_artifact` in a worker thread, for async callers (kopf handlers).
-
-    Cancelling the awaiting task does not stop the thread; ``policy.timeout_seconds`` bounds it.
-    """
-    return await asyncio.to_thread(
-        verify_artifact,
-        uri,
-        expected_sha256,
-        policy=policy,
-        secret_data=secret_data,
-        env=env,
-        progress=progress,
-        dest=dest,
     )
 
 
