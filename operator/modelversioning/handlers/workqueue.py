@@ -1,5 +1,6 @@
 """A small work queue in the spirit of client-go's: deduplicated keys, one worker per key at a time,
-rate-limited retries with exponential backoff.
+rate-limited retries with exponential backoff. It can be paused (an HA standby): then it takes no
+keys, runs nothing, schedules no retries, and forgets what was queued.
 """
 
 from __future__ import annotations
@@ -42,10 +43,35 @@ class WorkQueue:
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _loop: asyncio.AbstractEventLoop | None = None
     _seq: int = 0
+    _running: asyncio.Event = field(default_factory=asyncio.Event)  # clear: paused
+    _idle: asyncio.Condition = field(default_factory=asyncio.Condition)  # notified when nothing runs
 
-    def start(self) -> None:
+    def start(self, paused: bool = False) -> None:
         self._loop = asyncio.get_running_loop()
+        if not paused:
+            self._running.set()
         self._tasks = [asyncio.create_task(self._worker(i)) for i in range(self.workers)]
+
+    @property
+    def paused(self) -> bool:
+        return not self._running.is_set()
+
+    async def pause(self) -> None:
+        """Stop taking keys, drop everything queued or scheduled, and wait for the reconciles
+        in flight to finish (a thread cannot be interrupted; nothing starts after this returns)."""
+        self._running.clear()
+        self._dirty.clear()
+        self._failures.clear()
+        for h in self._timers.values():
+            h.cancel()
+        self._timers.clear()
+        while not self._queue.empty():
+            self._queue.get_nowait()
+        async with self._idle:
+            await self._idle.wait_for(lambda: not self._processing)
+
+    def resume(self) -> None:
+        self._running.set()
 
     async def stop(self) -> None:
         for t in self._tasks:
@@ -60,6 +86,8 @@ class WorkQueue:
 
     def add(self, key: Key, low: bool = False) -> None:
         """Enqueue (idempotent while queued; a HIGH add overtakes a queued LOW one). Loop thread only."""
+        if self.paused:
+            return  # a paused queue forgets; whoever resumes it enqueues everything again
         prio = LOW if low else HIGH
         queued = self._dirty.get(key)
         if queued is not None and queued <= prio:
@@ -74,6 +102,8 @@ class WorkQueue:
 
     def add_after(self, key: Key, delay: float) -> None:
         assert self._loop is not None
+        if self.paused:
+            return
         old = self._timers.get(key)
         if old is not None:
             if old.when() <= self._loop.time() + delay:
@@ -91,7 +121,7 @@ class WorkQueue:
     async def _worker(self, n: int) -> None:
         while True:
             prio, _, key = await self._queue.get()
-            if self._dirty.get(key) != prio or key in self._processing:
+            if self.paused or self._dirty.get(key) != prio or key in self._processing:
                 continue  # a stale entry: the key was overtaken, or is queued again after processing
             del self._dirty[key]
             self._processing.add(key)
@@ -113,3 +143,6 @@ class WorkQueue:
                 self._processing.discard(key)
                 if key in self._dirty:
                     self._push(key, self._dirty[key])
+                if not self._processing:
+                    async with self._idle:
+                        self._idle.notify_all()

@@ -1,0 +1,218 @@
+"""A paused HA standby does nothing: the pause hook on the installed kopf, the active/paused cycle of
+our own work (listing, work queue, drift check), the queue's pause, and the cache refill on resume."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import pytest
+from kopf._cogs.aiokits import aiotoggles
+from kopf._cogs.configs import configuration
+from kopf._cogs.structs import references
+from kopf._core.engines import peering
+from kopf._core.reactor import orchestration
+
+from modelversioning.handlers.activity import PauseSignal, install_pause_hook, refill, run_while_active
+from modelversioning.handlers.store import Store
+from modelversioning.handlers.workqueue import Requeue, WorkQueue
+
+# ---- the hook on the installed kopf -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("mandatory", "paused"), [(False, False), (True, True)])
+def test_hook_binds_kopfs_own_pause_after_its_peering_setup(monkeypatch, mandatory, paused):
+    """kopf's real adjust_tasks, with our hook: no peering resource known yet, so a mandatory
+    peering (HA) pauses, a standalone operator does not."""
+    monkeypatch.setattr(orchestration, "adjust_tasks", orchestration.adjust_tasks)  # undone after
+    signal = PauseSignal()
+    install_pause_hook(signal)
+    install_pause_hook(signal)  # idempotent
+    assert signal.paused  # unknown counts as paused
+
+    async def go() -> bool:
+        toggles = aiotoggles.ToggleSet(any)
+        ensemble = orchestration.Ensemble(
+            peering_missing=await toggles.make_toggle(name="peering CRD is missing"),
+            operator_paused=toggles,
+            operator_indexed=aiotoggles.ToggleSet(all),
+        )
+        settings = configuration.OperatorSettings()
+        settings.peering.mandatory = mandatory
+        settings.peering.standalone = not mandatory
+
+        async def processor(**_: object) -> None: ...
+
+        await orchestration.adjust_tasks(
+            processor=processor,
+            insights=references.Insights(),
+            settings=settings,
+            identity=peering.Identity("me"),
+            ensemble=ensemble,
+        )
+        return signal.paused
+
+    assert asyncio.run(go()) is paused
+
+
+def test_hook_refuses_a_kopf_without_the_expected_shape(monkeypatch):
+    async def adjust_tasks(*, processor: object, insights: object) -> None: ...
+
+    monkeypatch.setattr(orchestration, "adjust_tasks", adjust_tasks)
+    with pytest.raises(RuntimeError, match="peering pause"):
+        install_pause_hook(PauseSignal())
+
+
+# ---- the active/paused cycle --------------------------------------------------------------------
+
+
+class Toggles:
+    """Stands in for kopf's ToggleSet: on = paused."""
+
+    def __init__(self, on: bool) -> None:
+        self.on = on
+        self.cond = asyncio.Condition()
+
+    def is_on(self) -> bool:
+        return self.on
+
+    async def wait_for(self, state: bool, /) -> None:
+        async with self.cond:
+            await self.cond.wait_for(lambda: self.on == state)
+
+    async def turn(self, on: bool) -> None:
+        async with self.cond:
+            self.on = on
+            self.cond.notify_all()
+
+
+async def until(check, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.01)
+
+
+def test_paused_replica_lists_nothing_reconciles_nothing_and_relists_on_resume():
+    log: list[str] = []
+
+    def handler(key):
+        log.append(f"reconcile {key[2]}")
+        raise Requeue(0.05)  # a reconcile that asks to be called again soon
+
+    async def resync() -> None:
+        while True:
+            log.append("resync")
+            await asyncio.sleep(0.02)
+
+    async def go() -> None:
+        signal = PauseSignal()
+        q = WorkQueue(handler, workers=2)
+        q.start(paused=True)
+
+        def prime() -> None:
+            log.append("list")
+
+        def enqueue_all() -> None:
+            q.add(("ModelVersion", "ns", "a"))
+
+        task = asyncio.create_task(run_while_active(signal, q, prime, enqueue_all, resync))
+        await asyncio.sleep(0.1)
+        assert log == []  # kopf has not said yet: nothing
+        toggles = Toggles(on=True)
+        signal.bind(toggles)
+        q.add(("ModelVersion", "ns", "b"))  # a watch event while paused: forgotten
+        await asyncio.sleep(0.1)
+        assert log == []  # paused standby: nothing
+        await toggles.turn(False)
+        await until(lambda: log.count("reconcile a") >= 2 and "resync" in log)
+        assert log[0] == "list" and "reconcile b" not in log  # listed before any reconcile
+        await toggles.turn(True)
+        await until(lambda: q.paused)
+        seen = len(log)
+        await asyncio.sleep(0.2)  # several requeue delays and resync periods
+        assert log[seen:] == []  # no requeue, no resync, no listing while paused
+        assert q.pending() == 0
+        await toggles.turn(False)
+        await until(lambda: log[seen:].count("reconcile a") >= 1)
+        assert log[seen] == "list"  # the cache is listed again before reconciling
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await q.stop()
+
+    asyncio.run(go())
+
+
+def test_pause_waits_for_the_reconcile_in_flight_and_drops_the_rest():
+    started, release = threading.Event(), threading.Event()
+    done: list[str] = []
+
+    def handler(key):
+        if key[2] == "slow":
+            started.set()
+            release.wait(5)
+        done.append(key[2])
+
+    async def go() -> None:
+        q = WorkQueue(handler, workers=1)
+        q.start()
+        q.add(("ModelVersion", "ns", "slow"))
+        await asyncio.to_thread(started.wait, 5)
+        q.add(("ModelVersion", "ns", "queued"))
+        q.add_after(("ModelVersion", "ns", "later"), 0.01)
+        pausing = asyncio.create_task(q.pause())
+        await asyncio.sleep(0.05)
+        assert not pausing.done()  # still waiting for the reconcile in flight
+        release.set()
+        await asyncio.wait_for(pausing, 5)
+        assert done == ["slow"]
+        await asyncio.sleep(0.1)
+        assert done == ["slow"] and q.pending() == 0
+        q.add_after(("ModelVersion", "ns", "timer-while-paused"), 0.05)
+        q.resume()
+        q.add(("ModelVersion", "ns", "after"))
+        await until(lambda: "after" in done)
+        await asyncio.sleep(0.15)
+        assert done == ["slow", "after"]
+        await q.stop()
+
+    asyncio.run(go())
+
+
+# ---- refilling the cache -------------------------------------------------------------------------
+
+
+def _obj(name: str, rv: str) -> dict:
+    return {"metadata": {"namespace": "ns", "name": name, "resourceVersion": rv}}
+
+
+def test_refill_drops_objects_deleted_while_paused_but_not_newer_watch_events():
+    s = Store()
+    for name in ("kept", "deleted", "recreated"):
+        s.upsert("ModelVersion", _obj(name, "1"))
+
+    def list_objects() -> list[dict]:
+        s.upsert("ModelVersion", _obj("recreated", "9"))  # a watch event lands during the LIST
+        s.upsert("ModelVersion", _obj("created", "10"))
+        return [_obj("kept", "5")]
+
+    refill(s, "ModelVersion", None, list_objects)
+    assert {n: b["metadata"]["resourceVersion"] for (_, n), b in s.items("ModelVersion")} == {
+        "kept": "5",
+        "recreated": "9",
+        "created": "10",
+    }
+
+
+def test_refill_leaves_the_cache_alone_when_the_list_fails():
+    s = Store()
+    s.upsert("ModelVersion", _obj("a", "1"))
+
+    def fails() -> list[dict]:
+        raise OSError("connection refused")
+
+    with pytest.raises(OSError):
+        refill(s, "ModelVersion", "ns", fails)
+    assert s.get("ModelVersion", "ns", "a") is not None
