@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from functools import partial
 from typing import Any
 
 import kopf
@@ -20,6 +21,7 @@ from kubernetes.client.exceptions import ApiException
 from modelversioning import metrics
 from modelversioning.api.common import GROUP, VERSION
 from modelversioning.api.settings import Settings
+from modelversioning.handlers.activity import PauseSignal, install_pause_hook, refill, run_while_active
 from modelversioning.handlers.kube import (
     DEPLOYMENT,
     HTTPROUTE,
@@ -48,7 +50,7 @@ class Operator:
         self.settings = settings
         self.kube = kube
         self.store = Store()
-        self.resync: asyncio.Task[None] | None = None
+        self.activity: asyncio.Task[None] | None = None  # listing, work queue, drift check: while not paused
         self.queue = WorkQueue(self._dispatch, workers=int(os.environ.get("MODELVERSIONING_WORKERS", "4")))
         self.versions = ModelVersionReconciler(
             kube,
@@ -99,6 +101,8 @@ class Operator:
 
 
 OP: Operator | None = None
+PAUSE = PauseSignal()  # kopf's peering pause (HA): our own work runs only while it is off
+install_pause_hook(PAUSE)
 
 
 def _op() -> Operator:
@@ -115,12 +119,13 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.watching.server_timeout = int(os.environ.get("MODELVERSIONING_WATCH_TIMEOUT", "600"))
     settings.watching.client_timeout = settings.watching.server_timeout + 30
     OP = Operator(cfg, Kube(load_api_client()))
-    await asyncio.to_thread(prime_store, OP)
-    for kind in ("ModelVersion", "ModelEndpoint"):
-        for (ns, name), _ in OP.store.items(kind):
-            OP.queue.add((kind, ns, name))
-    OP.queue.start()
-    OP.resync = asyncio.create_task(_resync_loop(OP))  # keep a reference: unreferenced tasks may vanish
+    OP.queue.start(paused=True)
+    # list, then reconcile, only while kopf's peering lets this replica act (always, without peering)
+    OP.activity = asyncio.create_task(  # keep a reference: unreferenced tasks may vanish
+        run_while_active(
+            PAUSE, OP.queue, partial(prime_store, OP), partial(enqueue_all, OP), partial(_resync_loop, OP)
+        )
+    )
     port = os.environ.get("MODELVERSIONING_METRICS_PORT")
     if port:
         metrics.serve(int(port))
@@ -130,8 +135,8 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
 @kopf.on.cleanup()
 async def cleanup(**_: Any) -> None:
     if OP is not None:
-        if OP.resync is not None:
-            OP.resync.cancel()
+        if OP.activity is not None:
+            OP.activity.cancel()
         await OP.queue.stop()
 
 
@@ -157,11 +162,16 @@ def prime_store(op: Operator) -> None:
         kinds.append((HTTPROUTE, selector))
     for res, sel in kinds:
         for ns in namespaces:
-            try:
-                for obj in op.kube.list(res, ns, sel):
-                    op.store.upsert(res.kind, obj)
+            try:  # objects deleted while this replica was paused leave the cache here
+                refill(op.store, res.kind, ns, partial(op.kube.list, res, ns, sel))
             except ApiException as e:
                 log.warning("could not list %s (%s %s); relying on the watch", res.plural, e.status, e.reason)
+
+
+def enqueue_all(op: Operator) -> None:
+    for kind in ("ModelVersion", "ModelEndpoint"):
+        for (ns, name), _ in op.store.items(kind):
+            op.queue.add((kind, ns, name))
 
 
 async def _resync_loop(op: Operator) -> None:
