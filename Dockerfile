@@ -4,6 +4,8 @@
 #
 #   docker build -t ghcr.io/modelversioning/modelversioning-operator:0.1.0 .
 #   docker build --build-arg EXTRAS=s3,gcs -t ...      # add gs:// support
+# PYTHON_IMAGE: any image with `python` (3.11+) on PATH, `python -m venv` and groupadd/useradd; the e2e
+# harness builds this file on a local Debian bookworm base (e2e/images.py, no registry needed).
 ARG PYTHON_IMAGE=python:3.11-slim
 
 # ---- builder: the package and its dependencies in a self-contained venv --------------------------
@@ -14,13 +16,16 @@ RUN python -m venv /opt/venv \
  && /opt/venv/bin/pip install --upgrade pip
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md constraints.txt ./
 COPY operator ./operator
 ARG EXTRAS=s3
+# The dependencies are pinned by the project's constraints.txt (the versions the tests ran with);
+# --build-arg CONSTRAINTS= resolves them afresh.
+ARG CONSTRAINTS=constraints.txt
 # Build a wheel first (no editable install, no source tree in the final image), then install it
 # with its extras; pip byte-compiles everything, so nothing is written at runtime.
 RUN pip wheel --no-deps --wheel-dir /wheels . \
- && pip install "$(ls /wheels/*.whl)[${EXTRAS}]" \
+ && pip install ${CONSTRAINTS:+-c "$CONSTRAINTS"} "$(ls /wheels/*.whl)[${EXTRAS}]" \
  && modelversioning version
 
 # ---- runtime ---------------------------------------------------------------------------------------
