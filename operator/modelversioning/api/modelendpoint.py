@@ -16,6 +16,7 @@ from modelversioning.api.common import (
     validations,
 )
 from modelversioning.api.modelversion import Resources, expected_name
+from modelversioning.api.strategy import RolloutStatus, Strategy
 from modelversioning.domain.semver import SEMVER_PATTERN, SemVer
 from modelversioning.domain.traffic import validate_declared
 
@@ -144,6 +145,19 @@ class ModelEndpointSpec(ApiModel):
                 field_path=".mirror.variant",
             ),
             cel(
+                "!has(self.strategy) || (self.variants.exists(v, v.name == self.strategy.canary.variant) && "
+                "self.variants.exists(v, v.name == self.strategy.canary.baseline))",
+                "strategy.canary.variant and strategy.canary.baseline must name variants of spec.variants",
+                field_path=".strategy.canary",
+            ),
+            cel(
+                "!has(self.strategy) || !has(self.mirror) || "
+                "(self.mirror.variant != self.strategy.canary.variant "
+                "&& self.mirror.variant != self.strategy.canary.baseline)",
+                "the mirror variant cannot be the canary or the baseline of the strategy",
+                field_path=".strategy.canary",
+            ),
+            cel(
                 "!has(self.mirror) || self.variants.all(v, v.name != self.mirror.variant || v.weight == 0)",
                 "the mirror variant only receives copies of traffic; its weight must be 0",
                 field_path=".mirror.variant",
@@ -170,6 +184,11 @@ class ModelEndpointSpec(ApiModel):
     placement: Placement | None = Field(
         default=None, description="nodeSelector and tolerations of the model pods."
     )
+    strategy: Strategy | None = Field(
+        default=None,
+        description="How the declared weights are reached: a canary whose share climbs through steps, "
+        "judged by Prometheus metrics. Without it, declared weights apply as soon as variants are eligible.",
+    )
 
     @model_validator(mode="after")
     def _split(self) -> ModelEndpointSpec:
@@ -184,6 +203,14 @@ class ModelEndpointSpec(ApiModel):
                     problems.append(
                         "the mirror variant only receives copies of traffic; its weight must be 0"
                     )
+        if self.strategy is not None:
+            names = {v.name for v in self.variants}
+            c = self.strategy.canary
+            missing = [n for n in (c.variant, c.baseline) if n not in names]
+            if missing:
+                problems.append(f"strategy names unknown variants: {', '.join(missing)}")
+            if self.mirror is not None and self.mirror.variant in (c.variant, c.baseline):
+                problems.append("the mirror variant cannot be the canary or the baseline of the strategy")
         if problems:
             raise ValueError("; ".join(problems))
         return self
@@ -241,6 +268,7 @@ class ModelEndpointStatus(StatusModel):
     draining: list[DrainingSlot] = Field(
         default_factory=list, description="Slots waiting out the drain grace period before deletion."
     )
+    rollout: RolloutStatus | None = Field(default=None, description="Progress of spec.strategy.")
 
 
 class ModelEndpoint(ApiModel):

@@ -1,0 +1,347 @@
+"""The progressive-delivery state machine of a ModelEndpoint with a canary strategy (pure).
+
+The spec's weights are the end state. ``advance`` takes the rollout state from status, what was
+measured this reconcile and any manual action, and returns the next state and the *step weights*:
+the split the endpoint should aim for now. Those step weights replace the declared weights as input
+to the traffic plan (``endpoint_plan.decide``), so every safety rule of the plan still applies: a step
+never sends traffic to a variant that is not eligible, it only caps what an eligible canary may take.
+
+State lives in status.rollout, so a restarted operator resumes at the same step with the same
+weights; nothing here depends on wall-clock except through ``now``.
+
+Phases: Progressing (walking the steps) -> Succeeded (declared weights reached); Paused (waiting
+for a person: a pause step without duration, or too many inconclusive measurements with
+onInconclusive: pause); Failed / Aborted (traffic back on start_weights until the spec changes or a
+retry).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+
+PROGRESSING, PAUSED, SUCCEEDED, FAILED, ABORTED = "Progressing", "Paused", "Succeeded", "Failed", "Aborted"
+DONE = frozenset({SUCCEEDED, FAILED, ABORTED})
+PASSED, FAILED_M, INCONCLUSIVE = "Passed", "Failed", "Inconclusive"
+MAX_MEASUREMENTS = 20
+
+
+@dataclass(frozen=True)
+class StepSpec:
+    weight: int | None = None  # setWeight
+    pause_seconds: float | None = None  # pause with a duration
+    manual: bool = False  # pause until promoted
+
+
+@dataclass(frozen=True)
+class Plan:
+    canary: str
+    baseline: str
+    steps: tuple[StepSpec, ...]
+    analysis: bool  # metrics configured
+    interval: float = 30.0
+    failure_limit: int = 0
+    inconclusive_limit: int = 2
+    pause_on_inconclusive: bool = False
+    max_weight_below_stage: int | None = None
+
+
+@dataclass(frozen=True)
+class Measurement:
+    metric: str
+    verdict: str  # Passed | Failed | Inconclusive
+    value: float | None
+    baseline: float | None
+    message: str
+    at: float
+
+
+@dataclass(frozen=True)
+class State:
+    target: str
+    phase: str
+    step: int
+    step_started_at: float
+    started_at: float
+    start_weights: Mapping[str, int]
+    weights: Mapping[str, int]
+    failures: int = 0
+    inconclusive: int = 0
+    last_analysis_at: float | None = None
+    passed_since_step: bool = False
+    measurements: tuple[Measurement, ...] = ()
+    handled_action: str | None = None
+    message: str = ""
+    promoted: bool | None = None
+
+
+@dataclass(frozen=True)
+class Action:
+    kind: str  # promote | abort | retry
+    id: str
+    actor: str
+
+
+@dataclass(frozen=True)
+class Inputs:
+    plan: Plan
+    declared: Mapping[str, int]  # spec weights of the live variants (the end state)
+    target: str  # target_hash of the declared variants
+    effective: Mapping[str, int]  # status.effectiveWeights (what the route carries)
+    canary_below_stage: bool  # the canary's version is one stage below requiredStage
+    now: float
+    state: State | None
+    measurements: tuple[Measurement, ...] = ()  # taken this reconcile (when analysis_due said so)
+    action: Action | None = None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    state: State
+    weights: dict[str, int]  # the split to aim for now (input to the traffic plan)
+    events: tuple[tuple[str, str, str], ...] = ()
+    requeue_after: float | None = None
+    promote: bool = False  # success with promoteOnSuccess: promote the canary's version one stage
+    failed_now: bool = False
+    summary: str = ""  # the analysis in one line (for the promotion's history reason)
+    recorded: tuple[str, ...] = field(default_factory=tuple)  # measurement lines for the version's record
+
+
+def target_hash(variants: Sequence[tuple[str, str, int]]) -> str:
+    """What a rollout heads for: the live variants' (name, version, weight), order-independent."""
+    raw = json.dumps(sorted(variants), separators=(",", ":"))
+    return hashlib.sha256(raw.encode()).hexdigest()[:16]
+
+
+def step_weights(plan: Plan, declared: Mapping[str, int], step: int, below_stage: bool) -> dict[str, int]:
+    """The split at `step`: the canary takes min(the last setWeight so far, its declared weight) from
+    the baseline; other variants keep their declared weights. Past the last step: declared."""
+    weights = {k: int(v) for k, v in declared.items()}
+    c, b = plan.canary, plan.baseline
+    pool = weights.get(c, 0) + weights.get(b, 0)
+    if step >= len(plan.steps):
+        share = weights.get(c, 0)
+    else:
+        share = 0
+        for s in plan.steps[: step + 1]:
+            if s.weight is not None:
+                share = s.weight
+        share = min(share, weights.get(c, 0))
+    if below_stage:
+        share = min(share, plan.max_weight_below_stage or 0)
+    share = min(share, pool)
+    weights[c], weights[b] = share, pool - share
+    return weights
+
+
+def analysis_due(inp: Inputs) -> bool:
+    """Should the handler measure now? Only while the canary takes traffic in a live rollout."""
+    st = inp.state
+    if not inp.plan.analysis or st is None or st.phase not in (PROGRESSING, PAUSED):
+        return False
+    if int(inp.effective.get(inp.plan.canary, 0)) <= 0:
+        return False
+    return st.last_analysis_at is None or inp.now - st.last_analysis_at >= inp.plan.interval
+
+
+def _start(inp: Inputs, handled: str | None) -> State:
+    start = {k: int(v) for k, v in inp.effective.items()} or _no_canary(inp)
+    return State(
+        target=inp.target,
+        phase=PROGRESSING,
+        step=0,
+        step_started_at=inp.now,
+        started_at=inp.now,
+        start_weights=start,
+        weights=step_weights(inp.plan, inp.declared, 0, inp.canary_below_stage),
+        handled_action=handled,
+        message="rollout started",
+    )
+
+
+def _no_canary(inp: Inputs) -> dict[str, int]:
+    w = {k: int(v) for k, v in inp.declared.items()}
+    c, b = inp.plan.canary, inp.plan.baseline
+    w[b] = w.get(b, 0) + w.get(c, 0)
+    w[c] = 0
+    return w
+
+
+def advance(inp: Inputs) -> Outcome:
+    plan, st = inp.plan, inp.state
+    events: list[tuple[str, str, str]] = []
+    if st is None or st.target != inp.target:
+        if _no_ramp(inp):
+            msg = "the canary's share does not grow: applied at once"
+            st = State(inp.target, SUCCEEDED, len(plan.steps), inp.now, inp.now, dict(inp.effective),
+                       dict(inp.declared), message=msg)  # fmt: skip
+            return Outcome(st, dict(inp.declared))
+        st = _start(inp, st.handled_action if st else None)
+        events.append(("Normal", "RolloutStarted", f"canary {plan.canary}: {len(plan.steps)} steps"))
+    st, action_events = _apply_action(inp, st)
+    events += action_events
+    if st.phase in (FAILED, ABORTED):
+        return Outcome(st, dict(st.start_weights), tuple(events))
+    if st.phase == SUCCEEDED:
+        return Outcome(st, dict(inp.declared), tuple(events))
+    st, measured = _record(inp, st)
+    verdict = _judge(inp, st)
+    if verdict is not None:
+        phase, msg = verdict
+        if phase == PAUSED:
+            st = replace(st, phase=PAUSED, message=msg)
+            events.append(("Warning", "RolloutPaused", msg))
+        else:
+            st = replace(st, phase=FAILED, message=msg, weights=dict(st.start_weights))
+            events.append(("Warning", "RolloutFailed", msg))
+            return Outcome(st, dict(st.start_weights), tuple(events), failed_now=True,
+                           summary=_summary(st), recorded=measured)  # fmt: skip
+    st, step_events, wait = _walk(inp, st)
+    events += step_events
+    weights = dict(st.weights)
+    if st.phase == SUCCEEDED:
+        events.append(("Normal", "RolloutSucceeded", f"canary {plan.canary} reached its declared weight"))
+        return Outcome(st, dict(inp.declared), tuple(events), promote=True, summary=_summary(st),
+                       recorded=measured)  # fmt: skip
+    due = [wait] if wait is not None else []
+    if plan.analysis and st.phase in (PROGRESSING, PAUSED):
+        last = st.last_analysis_at if st.last_analysis_at is not None else inp.now
+        due.append(max(0.0, last + plan.interval - inp.now) or plan.interval)
+    return Outcome(st, weights, tuple(events), min(due) if due else None, recorded=measured)
+
+
+def _no_ramp(inp: Inputs) -> bool:
+    """A change that does not give the canary more than it carries now (a rollback, a weight cut)
+    is applied at once: rollback must never wait for steps."""
+    c = inp.plan.canary
+    return int(inp.declared.get(c, 0)) <= int(inp.effective.get(c, 0)) and bool(inp.effective)
+
+
+def _apply_action(inp: Inputs, st: State) -> tuple[State, list[tuple[str, str, str]]]:
+    a = inp.action
+    if a is None or a.id == st.handled_action:
+        return st, []
+    st = replace(st, handled_action=a.id)
+    if a.kind == "abort" and st.phase not in DONE:
+        msg = f"aborted by {a.actor}"
+        return replace(st, phase=ABORTED, message=msg, weights=dict(st.start_weights)), [
+            ("Warning", "RolloutAborted", msg)
+        ]
+    if a.kind == "retry" and st.phase in (FAILED, ABORTED):
+        fresh = _start(replace(inp, effective=st.start_weights), a.id)
+        return fresh, [("Normal", "RolloutRetried", f"retried by {a.actor}")]
+    if a.kind == "promote" and st.phase in (PROGRESSING, PAUSED):
+        nxt = st.step + 1 if _is_pause(inp.plan, st.step) else st.step
+        msg = f"promoted past step {st.step} by {a.actor}"
+        return (
+            replace(
+                st,
+                phase=PROGRESSING,
+                step=nxt,
+                step_started_at=inp.now,
+                passed_since_step=False,
+                inconclusive=0,
+                message=msg,
+                weights=step_weights(inp.plan, inp.declared, nxt, inp.canary_below_stage),
+            ),  # fmt: skip
+            [("Normal", "RolloutPromoted", msg)],
+        )
+    return st, []
+
+
+def _is_pause(plan: Plan, step: int) -> bool:
+    return step < len(plan.steps) and plan.steps[step].weight is None
+
+
+def _record(inp: Inputs, st: State) -> tuple[State, tuple[str, ...]]:
+    if not inp.measurements:
+        return st, ()
+    fails = sum(1 for m in inp.measurements if m.verdict == FAILED_M)
+    inconc = sum(1 for m in inp.measurements if m.verdict == INCONCLUSIVE)
+    passed = not fails and not inconc
+    kept = (st.measurements + inp.measurements)[-MAX_MEASUREMENTS:]
+    st = replace(
+        st,
+        failures=st.failures + (1 if fails else 0),
+        inconclusive=st.inconclusive + (1 if inconc and not fails else 0),
+        last_analysis_at=inp.now,
+        passed_since_step=st.passed_since_step or passed,
+        measurements=kept,
+    )
+    return st, tuple(_line(m) for m in inp.measurements)
+
+
+def _line(m: Measurement) -> str:
+    v = "n/a" if m.value is None else f"{m.value:.4g}"
+    base = "" if m.baseline is None else f" (baseline {m.baseline:.4g})"
+    return f"{m.metric}={v}{base} {m.verdict}" + (f": {m.message}" if m.message else "")
+
+
+def _judge(inp: Inputs, st: State) -> tuple[str, str] | None:
+    plan = inp.plan
+    if st.failures > plan.failure_limit:
+        bad = [_line(m) for m in st.measurements if m.verdict == FAILED_M][-3:]
+        return FAILED, f"analysis failed {st.failures} time(s) (limit {plan.failure_limit}): " + "; ".join(
+            bad
+        )
+    if st.inconclusive > plan.inconclusive_limit:
+        why = [_line(m) for m in st.measurements if m.verdict == INCONCLUSIVE][-2:]
+        msg = f"{st.inconclusive} inconclusive measurements (limit {plan.inconclusive_limit}): " + "; ".join(
+            why
+        )
+        if plan.pause_on_inconclusive:
+            return (PAUSED, msg) if st.phase != PAUSED else None
+        return FAILED, msg
+    return None
+
+
+def _walk(inp: Inputs, st: State) -> tuple[State, list[tuple[str, str, str]], float | None]:
+    """Advance through the steps as far as allowed now; (state, events, seconds to wait)."""
+    plan = inp.plan
+    events: list[tuple[str, str, str]] = []
+    if st.phase == PAUSED:
+        return st, events, None
+    for _ in range(len(plan.steps) + 1):
+        if st.step >= len(plan.steps):
+            return (
+                replace(st, phase=SUCCEEDED, weights=dict(inp.declared), message="all steps done"),
+                events,
+                None,
+            )
+        want = step_weights(plan, inp.declared, st.step, inp.canary_below_stage)
+        st = replace(st, weights=want)
+        s = plan.steps[st.step]
+        if s.weight is not None:
+            # a setWeight step is done once the route carries it (the canary may not be eligible yet)
+            if int(inp.effective.get(plan.canary, 0)) != want[plan.canary]:
+                return (
+                    replace(st, message=f"step {st.step}: waiting for {plan.canary} at {want[plan.canary]}%"),
+                    events,
+                    None,
+                )
+        elif s.manual:
+            return replace(st, message=f"step {st.step}: paused until promoted"), events, None
+        else:
+            left = st.step_started_at + (s.pause_seconds or 0) - inp.now
+            if left > 0:
+                return replace(st, message=f"step {st.step}: pause, {left:.0f}s left"), events, left
+            if plan.analysis and not st.passed_since_step:
+                return (
+                    replace(st, message=f"step {st.step}: pause over, waiting for a passing analysis"),
+                    events,
+                    None,
+                )
+        nxt = st.step + 1
+        events.append(("Normal", "RolloutStep", f"step {st.step} done; step {nxt} of {len(plan.steps)}"))
+        st = replace(st, step=nxt, step_started_at=inp.now, passed_since_step=False)
+    return st, events, None
+
+
+def _summary(st: State) -> str:
+    last: dict[str, Measurement] = {}
+    for m in st.measurements:
+        last[m.metric] = m
+    parts = [_line(m) for m in last.values()]
+    return "; ".join(parts) or "no measurements"

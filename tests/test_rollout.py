@@ -1,0 +1,228 @@
+"""Table tests of the progressive-delivery state machine (domain.rollout) and the analysis judge."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from modelversioning.analysis import Inconclusive
+from modelversioning.analysis.measure import QueryVars, measure
+from modelversioning.analysis.templates import Vars, builtin, render_query
+from modelversioning.api.strategy import MetricCheck, Strategy, seconds
+from modelversioning.domain import rollout as RO
+
+STEPS = (
+    RO.StepSpec(weight=5),
+    RO.StepSpec(pause_seconds=60),
+    RO.StepSpec(weight=50),
+    RO.StepSpec(manual=True),
+)
+PLAN = RO.Plan("canary", "stable", STEPS, analysis=True, interval=30, failure_limit=0, inconclusive_limit=1)
+DECLARED = {"stable": 0, "canary": 100}
+BEFORE = {"stable": 100, "canary": 0}
+
+
+def m(verdict: str, metric: str = "errors", value: float | None = 0.01, at: float = 0) -> RO.Measurement:
+    return RO.Measurement(metric, verdict, value, None, "" if verdict == RO.PASSED else "bad", at)
+
+
+def inputs(state: RO.State | None, effective=BEFORE, now=0.0, **kw) -> RO.Inputs:  # type: ignore[no-untyped-def]
+    return RO.Inputs(PLAN, DECLARED, "t1", effective, False, now, state, **kw)
+
+
+def test_step_weights_follow_the_steps_and_cap_at_the_declared_weight() -> None:
+    assert RO.step_weights(PLAN, DECLARED, 0, False) == {"stable": 95, "canary": 5}
+    assert RO.step_weights(PLAN, DECLARED, 1, False) == {"stable": 95, "canary": 5}  # a pause keeps it
+    assert RO.step_weights(PLAN, DECLARED, 2, False) == {"stable": 50, "canary": 50}
+    assert RO.step_weights(PLAN, DECLARED, 4, False) == DECLARED
+    assert RO.step_weights(PLAN, {"stable": 70, "canary": 30}, 2, False) == {"stable": 70, "canary": 30}
+    bounded = replace(PLAN, max_weight_below_stage=10)
+    assert RO.step_weights(bounded, DECLARED, 2, True) == {"stable": 90, "canary": 10}
+    assert RO.step_weights(PLAN, DECLARED, 2, True) == {"stable": 100, "canary": 0}  # no allowance: none
+
+
+def test_a_good_version_walks_every_step_to_success() -> None:
+    out = RO.advance(inputs(None))
+    assert out.state.phase == RO.PROGRESSING and out.weights == {"stable": 95, "canary": 5}
+    assert ("Normal", "RolloutStarted") in {e[:2] for e in out.events}
+    # the route carries 5 %: the setWeight step is done, the 60 s pause starts
+    out = RO.advance(inputs(out.state, {"stable": 95, "canary": 5}, now=1))
+    assert out.state.step == 1 and out.requeue_after is not None
+    # pause elapsed but no passing analysis yet: it waits (never promotes without a measurement)
+    out = RO.advance(inputs(out.state, {"stable": 95, "canary": 5}, now=62))
+    assert out.state.step == 1 and "waiting for a passing analysis" in out.state.message
+    out = RO.advance(
+        inputs(out.state, {"stable": 95, "canary": 5}, now=63, measurements=(m(RO.PASSED, at=63),))
+    )
+    assert out.state.step == 2 and out.weights == {"stable": 50, "canary": 50}
+    out = RO.advance(inputs(out.state, {"stable": 50, "canary": 50}, now=64))
+    assert out.state.step == 3 and "paused until promoted" in out.state.message
+    out = RO.advance(
+        inputs(out.state, {"stable": 50, "canary": 50}, now=65, action=RO.Action("promote", "a1", "jane"))
+    )
+    assert out.state.phase == RO.SUCCEEDED and out.weights == DECLARED and out.promote
+    assert ("Normal", "RolloutPromoted") in {e[:2] for e in out.events}
+    again = RO.advance(inputs(out.state, DECLARED, now=66, action=RO.Action("promote", "a1", "jane")))
+    assert again.state.phase == RO.SUCCEEDED and not again.promote  # promoted once, not on every reconcile
+
+
+def test_a_failed_measurement_returns_traffic_to_the_start_split() -> None:
+    st = RO.advance(inputs(None)).state
+    st = RO.advance(inputs(st, {"stable": 95, "canary": 5}, now=1)).state
+    out = RO.advance(
+        inputs(st, {"stable": 95, "canary": 5}, now=31, measurements=(m(RO.FAILED_M, value=0.3, at=31),))
+    )
+    assert out.state.phase == RO.FAILED and out.failed_now and out.weights == BEFORE
+    assert ("Warning", "RolloutFailed") in {e[:2] for e in out.events}
+    assert "errors=0.3" in out.state.message
+    # stays failed: nothing moves forward on later reconciles
+    later = RO.advance(inputs(out.state, BEFORE, now=1000, measurements=(m(RO.PASSED),)))
+    assert later.state.phase == RO.FAILED and later.weights == BEFORE and not later.failed_now
+    # an explicit retry starts over from step 0
+    retry = RO.advance(inputs(out.state, BEFORE, now=1001, action=RO.Action("retry", "r1", "jane")))
+    assert retry.state.phase == RO.PROGRESSING and retry.state.step == 0 and retry.weights["canary"] == 5
+
+
+def test_failure_limit_tolerates_that_many_failures() -> None:
+    plan = replace(PLAN, failure_limit=1)
+    st = RO.advance(replace(inputs(None), plan=plan)).state
+    for i, expect in ((1, RO.PROGRESSING), (2, RO.FAILED)):
+        st = RO.advance(
+            replace(
+                inputs(st, {"stable": 95, "canary": 5}, now=i * 30, measurements=(m(RO.FAILED_M),)), plan=plan
+            )
+        ).state
+        assert st.phase == expect
+
+
+def test_inconclusive_is_never_a_pass_and_has_its_own_limit() -> None:
+    st = RO.advance(inputs(None)).state
+    st = RO.advance(inputs(st, {"stable": 95, "canary": 5}, now=1)).state
+    st = RO.advance(
+        inputs(st, {"stable": 95, "canary": 5}, now=61, measurements=(m(RO.INCONCLUSIVE, value=None),))
+    ).state
+    assert st.phase == RO.PROGRESSING and st.step == 1  # the pause is over, but nothing passed
+    st = RO.advance(
+        inputs(st, {"stable": 95, "canary": 5}, now=91, measurements=(m(RO.INCONCLUSIVE, value=None),))
+    ).state
+    assert st.phase == RO.FAILED and "inconclusive" in st.message
+    pausing = replace(PLAN, pause_on_inconclusive=True)
+    st2 = RO.advance(replace(inputs(None), plan=pausing)).state
+    for now in (31, 61):
+        st2 = RO.advance(
+            replace(
+                inputs(st2, {"stable": 95, "canary": 5}, now=now, measurements=(m(RO.INCONCLUSIVE),)),
+                plan=pausing,
+            )
+        ).state
+    assert st2.phase == RO.PAUSED
+
+
+def test_abort_and_rollback_edits_are_immediate() -> None:
+    st = RO.advance(inputs(None)).state
+    out = RO.advance(inputs(st, {"stable": 95, "canary": 5}, now=5, action=RO.Action("abort", "x", "ops")))
+    assert out.state.phase == RO.ABORTED and out.weights == BEFORE
+    # a spec edit that gives the canary less than it has (a rollback) does not ramp
+    st = RO.advance(inputs(None)).state
+    back = RO.Inputs(PLAN, {"stable": 100, "canary": 0}, "t2", {"stable": 95, "canary": 5}, False, 9, st)
+    out = RO.advance(back)
+    assert out.state.phase == RO.SUCCEEDED and out.weights == {"stable": 100, "canary": 0}
+
+
+def test_restart_resumes_at_the_same_step_with_the_same_weights() -> None:
+    st = RO.advance(inputs(None)).state
+    st = RO.advance(inputs(st, {"stable": 95, "canary": 5}, now=1)).state
+    # a restarted operator reads the same state back: the same weights, no move
+    out = RO.advance(inputs(st, {"stable": 95, "canary": 5}, now=20))
+    assert out.state.step == st.step and out.weights == {"stable": 95, "canary": 5}
+
+
+def test_analysis_due_only_while_the_canary_takes_traffic() -> None:
+    st = RO.advance(inputs(None)).state
+    assert not RO.analysis_due(inputs(st, BEFORE, now=100))  # canary at 0: nothing to measure
+    assert RO.analysis_due(inputs(st, {"stable": 95, "canary": 5}, now=100))
+    measured = replace(st, last_analysis_at=90)
+    assert not RO.analysis_due(inputs(measured, {"stable": 95, "canary": 5}, now=100))
+    assert RO.analysis_due(inputs(measured, {"stable": 95, "canary": 5}, now=120))
+
+
+def test_target_hash_is_order_independent() -> None:
+    a = RO.target_hash([("a", "1.0.0", 50), ("b", "1.1.0", 50)])
+    assert a == RO.target_hash([("b", "1.1.0", 50), ("a", "1.0.0", 50)])
+    assert a != RO.target_hash([("a", "1.0.0", 40), ("b", "1.1.0", 60)])
+
+
+# ----------------------------------------------------------------------------------------- analysis
+
+QV = QueryVars("ns", "ep", "canary", "2.4.1", "ep-canary-x", "stable", "2.3.8", "ep-stable-y")
+
+
+def test_measure_judges_thresholds_and_baseline() -> None:
+    checks = [
+        MetricCheck.model_validate({"name": "errors", "template": "error-rate", "max": 0.05}),
+        MetricCheck.model_validate(
+            {"name": "lat", "template": "latency", "quantile": 0.9, "maxIncreaseOverBaseline": 0.1}
+        ),
+    ]
+    answers = {"canary": {"errors": 0.2, "lat": 0.35}, "stable": {"lat": 0.2}}
+
+    def query(q: str) -> float:
+        who = "canary" if 'variant="canary"' in q else "stable"
+        kind = "lat" if "histogram_quantile" in q else "errors"
+        return answers[who][kind]
+
+    out = measure(checks, QV, query, now=5)
+    assert [(x.metric, x.verdict) for x in out] == [("errors", RO.FAILED_M), ("lat", RO.FAILED_M)]
+    assert "0.2 > max 0.05" in out[0].message and out[1].baseline == 0.2
+    answers["canary"] = {"errors": 0.01, "lat": 0.25}
+    assert [x.verdict for x in measure(checks, QV, query, now=6)] == [RO.PASSED, RO.PASSED]
+
+
+def test_measure_unreachable_prometheus_is_inconclusive() -> None:
+    checks = [MetricCheck.model_validate({"name": "errors", "template": "error-rate", "max": 0.05})]
+
+    def down(q: str) -> float:
+        raise Inconclusive("Prometheus unreachable: connection refused")
+
+    (x,) = measure(checks, QV, down, now=1)
+    assert x.verdict == RO.INCONCLUSIVE and "unreachable" in x.message
+
+
+def test_templates_select_the_variant_and_its_slot() -> None:
+    v = Vars("ns", "ep", "canary", "2.4.1", "ep-canary-x", "2m")
+    q = render_query(builtin("error-rate", "modelServer", 0.99), v)
+    assert 'variant="canary"' in q and 'version="2.4.1"' in q and "[2m]" in q and 'code=~"5.."' in q
+    assert 'service=~"ns-ep-canary-x-.*"' in render_query(builtin("latency", "traefik", 0.5), v)
+    assert 'destination_service_name="ep-canary-x"' in render_query(builtin("error-rate", "istio", 0.5), v)
+    assert render_query('x{a="{{variant}}"}', Vars("n", "e", 'a"b', "1", "s", "1m")) == 'x{a="a\\"b"}'
+
+
+def test_strategy_api_rules() -> None:
+    ok = Strategy.model_validate(
+        {
+            "canary": {
+                "variant": "c",
+                "baseline": "s",
+                "steps": [{"setWeight": 5}, {"pause": {"duration": "1m"}}],
+            }
+        }
+    )
+    assert ok.canary.steps[1].pause is not None and seconds("1m30s") == 90
+    with pytest.raises(ValueError):
+        Strategy.model_validate({"canary": {"variant": "c", "baseline": "c", "steps": [{"setWeight": 5}]}})
+    with pytest.raises(ValueError):
+        Strategy.model_validate(
+            {"canary": {"variant": "c", "baseline": "s", "steps": [{"setWeight": 5, "pause": {}}]}}
+        )
+    with pytest.raises(ValueError):
+        Strategy.model_validate(
+            {
+                "canary": {
+                    "variant": "c",
+                    "baseline": "s",
+                    "steps": [{"setWeight": 5}],
+                    "maxWeightBelowStage": 5,
+                }
+            }
+        )
