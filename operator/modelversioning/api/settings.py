@@ -27,7 +27,9 @@ class _Settings(BaseModel):
 
 
 class ArtifactPolicy(_Settings):
-    """Which artifact URIs the operator (and the init container) may fetch."""
+    """Which artifact URIs the operator (and the init container) may fetch, with which credentials,
+    and how much one verification may cost. Rendered into every model pod's init container
+    (``verify-artifact --policy-json``), so the pod enforces what the operator enforces."""
 
     allowed_schemes: list[str] = Field(default_factory=lambda: ["s3", "gs", "gcs", "https", "http", "file"])
     allowed_hosts: list[str] = Field(
@@ -38,13 +40,39 @@ class ArtifactPolicy(_Settings):
         default_factory=list, description="file:// URIs are allowed only under these directories."
     )
     allow_private_networks: bool = Field(
-        default=True,
-        description="Allow loopback/private addresses (in-cluster object stores). Link-local and "
-        "cloud metadata addresses are always refused.",
+        default=False,
+        description="Allow every loopback/private address (in-cluster object stores). Prefer "
+        "allowedPrivateNetworks. Link-local and cloud metadata addresses are always refused.",
+    )
+    allowed_private_networks: list[str] = Field(
+        default_factory=list,
+        description="Loopback/private destinations allowed although allowPrivateNetworks is false: "
+        "CIDRs (10.20.0.0/16) or host names ('minio.storage.svc.cluster.local', '*.storage.svc').",
+    )
+    ambient_credential_hosts: list[str] = Field(
+        default_factory=list,
+        description="Hosts (exact or '*.suffix') to which the operator's own credentials (its "
+        "environment, IRSA/workload identity, ~/.aws) may be sent when an artifact names no Secret. "
+        "Empty: never; such artifacts are fetched anonymously.",
     )
     max_workers: int = Field(default=4, ge=1, le=64, description="Parallel file hashing for directories.")
     chunk_size: int = Field(default=4 * 1024 * 1024, ge=64 * 1024)
-    timeout_seconds: float = Field(default=600.0, gt=0)
+    timeout_seconds: float = Field(
+        default=600.0,
+        gt=0,
+        description="Deadline of one verification: connecting, headers, listing and every byte.",
+    )
+    max_files: int = Field(
+        default=10_000, ge=1, description="A directory/prefix artifact with more files is refused."
+    )
+    max_total_bytes: int = Field(
+        default=1 << 40, ge=1, description="An artifact larger than this (bytes, all files) is refused."
+    )
+    memory_limit_bytes: int = Field(
+        default=256 * 1024 * 1024,
+        ge=64 * 1024 * 1024,
+        description="Address-space limit of the child process that verifies one artifact in the operator.",
+    )
 
 
 class Verification(_Settings):
@@ -52,6 +80,19 @@ class Verification(_Settings):
     retry_max_seconds: float = 300.0
     recheck_seconds: float = Field(
         default=0.0, ge=0, description="Re-verify verified artifacts this often (0=never)."
+    )
+    workers: int = Field(default=2, ge=1, le=64, description="Verifications running at once.")
+    per_namespace: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="Verifications of one namespace running at once (the others of that namespace wait, "
+        "so one namespace cannot starve the others).",
+    )
+    in_process: bool = Field(
+        default=False,
+        description="Verify in the operator process instead of a child process (tests only: no memory "
+        "limit, and a stuck fetch cannot be stopped).",
     )
 
 
@@ -73,16 +114,58 @@ class Serving(_Settings):
     )
 
 
+class RoutePolicy(_Settings):
+    """Which hosts and gateways an endpoint's route may claim (checked when the route is rendered; a
+    refusal is a permanent InvalidSpec and the route is left alone).
+
+    Always refused: the bare wildcard ``*`` and cluster-internal names of other namespaces
+    (``svc.other``, ``svc.other.svc``, ``svc.other.svc.cluster.local``, ``kubernetes.default...``).
+    An Istio VirtualService is exported only to its own namespace (``exportTo: ["."]``) plus the
+    namespaces of the allowed gateways it names, so it never changes routing for other namespaces.
+    """
+
+    allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description="If non-empty, routing.hosts must match one entry: exact or '*.suffix'; "
+        "'{namespace}' stands for the endpoint's namespace (e.g. '*.{namespace}.models.example.com').",
+    )
+    allowed_gateways: list[str] = Field(
+        default_factory=list,
+        description="Istio gateways of other namespaces an endpoint may bind to, as 'namespace/name' "
+        "(or 'namespace/*'). Gateways of the endpoint's own namespace and 'mesh' are always allowed.",
+    )
+
+
+class AnalysisSettings(_Settings):
+    prometheus_url: str | None = Field(
+        default=None,
+        description="Prometheus HTTP API base URL for canary analysis (e.g. http://prometheus:9090). Set by "
+        "the platform, not per endpoint, so a tenant cannot point the operator at arbitrary URLs.",
+    )
+    timeout_seconds: float = Field(default=5.0, gt=0, le=60, description="Per query.")
+
+
 class Settings(_Settings):
     artifacts: ArtifactPolicy = Field(default_factory=ArtifactPolicy)
     verification: Verification = Field(default_factory=Verification)
     serving: Serving = Field(default_factory=Serving)
+    analysis: AnalysisSettings = Field(default_factory=AnalysisSettings)
+    routing: RoutePolicy = Field(default_factory=RoutePolicy)
     stage_graph: dict[str, list[str]] = Field(default_factory=lambda: dict(DEFAULT_STAGE_GRAPH))
 
     @classmethod
     def load(cls, path: str | os.PathLike[str] | None = None) -> Settings:
+        """The settings of ``path`` (else ``$MODELVERSIONING_CONFIG``; neither: the defaults).
+
+        A named file that does not exist is an error, never the defaults: a mistyped mount must
+        not silently turn the artifact policy into the built-in one (fail closed)."""
         path = path or os.environ.get("MODELVERSIONING_CONFIG")
-        data: dict[str, Any] = {}
-        if path and Path(path).exists():
-            data = yaml.safe_load(Path(path).read_text()) or {}
+        data: Any = {}
+        if path:
+            try:
+                data = yaml.safe_load(Path(path).read_text()) or {}
+            except FileNotFoundError:
+                raise FileNotFoundError(f"settings file {path} does not exist") from None
+            if not isinstance(data, dict):
+                raise ValueError(f"settings file {path} must contain a mapping")
         return cls.model_validate(data)

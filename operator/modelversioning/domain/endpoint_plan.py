@@ -79,6 +79,7 @@ class VariantFacts:
     pinned: SlotFacts | None = None  # observed state of pin.slot
     pinned_mv: VersionFacts | None = None  # the ModelVersion named by pin.version, now
     accept_replaced: bool = False  # the user accepted a re-created ModelVersion (annotation)
+    below_ok: bool = False  # a rollout's canary may take its bounded share one stage below requiredStage
 
 
 @dataclass(frozen=True)
@@ -213,7 +214,7 @@ def _desired_status(v: VariantFacts, need: Stage) -> tuple[bool, str, str]:
 
 
 def decide_variant(v: VariantFacts, required: Stage, routed: Mapping[str, int]) -> VariantDecision:
-    need = one_below(required) if v.mirror else required
+    need = one_below(required) if v.mirror or v.below_ok else required
     ok, reason, message = _desired_status(v, need)
     apply = v.desired is not None and v.problem is None and not _replaced(v)
     replicas, held_scale = v.replicas, False

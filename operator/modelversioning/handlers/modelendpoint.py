@@ -15,7 +15,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -34,6 +34,7 @@ from modelversioning.domain.conditions import FALSE, TRUE, Cond
 from modelversioning.handlers.drift import diff, status_changed
 from modelversioning.handlers.instrument import instrumented
 from modelversioning.handlers.kube import DEPLOYMENT, MODELENDPOINT, ROUTE_RESOURCES, SERVICE, Conflict, Kube
+from modelversioning.handlers.rollout import RolloutResult, plan_rollout
 from modelversioning.handlers.store import Store, controller_of
 from modelversioning.handlers.workqueue import Requeue
 from modelversioning.render import EndpointRef, RenderError, RouteInput, VariantTarget, render_deployment
@@ -76,6 +77,7 @@ class Gathered:
     ref: EndpointRef
     slots: dict[str, tuple[dict[str, Any], dict[str, Any]]]  # variant -> (Deployment, Service) desired
     conflicts: dict[str, str]  # variant -> why its slot name is taken
+    rollout: RolloutResult | None = None
 
 
 def _epoch(ts: str) -> float:
@@ -126,13 +128,14 @@ class ModelEndpointReconciler:
         g = self.gather(body, spec)
         plan = plan_.decide(g.facts)
         outcome, transient = self.act(g, plan)
-        rep = plan_.report(g.facts, plan, outcome, _previous(status))
+        rep = with_rollout(plan_.report(g.facts, plan, outcome, _previous(status)), g.rollout)
         self._finish(body, status, self._status(g, plan, rep), rep)
         self._metrics(g, plan)
         if transient:
             raise transient
-        if plan.requeue_after is not None:
-            raise Requeue(plan.requeue_after, "draining")
+        waits = [t for t in (plan.requeue_after, g.rollout.requeue_after if g.rollout else None) if t]
+        if waits:
+            raise Requeue(min(waits), "draining or rolling out")
 
     # ------------------------------------------------------------------------------------ gather
     def gather(self, body: dict[str, Any], spec: ModelEndpointSpec) -> Gathered:
@@ -171,6 +174,19 @@ class ModelEndpointReconciler:
                     desired, pin, pinned, pinned_mv, accept,
                 )
             )  # fmt: skip
+        rollout = plan_rollout(
+            body,
+            spec,
+            {v.name: (v.mv.stage, v.mv.verified) if v.mv else (None, False) for v in variants},
+            {v.name: (v.pin.version, v.pin.slot) for v in variants if v.pin is not None},
+            self.settings,
+            self.clock(),
+        )
+        if rollout is not None:  # the rollout's step weights are what the traffic plan aims for now
+            variants = [
+                replace(v, weight=rollout.weights.get(v.name, v.weight), below_ok=v.name == rollout.below_ok)
+                for v in variants
+            ]
         routed, known, router_problem = self._routes(ref, spec.routing.router)
         owned = {
             o["metadata"]["name"] for k in ("Deployment", "Service") for o in self.store.owned(k, ns, ref.uid)
@@ -191,7 +207,7 @@ class ModelEndpointReconciler:
             now=self.clock(),
             drain_seconds=self.settings.serving.drain_seconds,
         )
-        return Gathered(facts, spec, ref, slots, conflicts)
+        return Gathered(facts, spec, ref, slots, conflicts, rollout)
 
     def _version(
         self, ns: str, mv_name: str
@@ -372,6 +388,7 @@ class ModelEndpointReconciler:
             "traffic": _summary(plan, g),
             "router": g.spec.routing.router,
             "draining": [{"name": s, "since": _rfc3339(t)} for s, t in sorted(plan.draining.items())],
+            "rollout": g.rollout.status if g.rollout else None,
         }
 
     def _finish(
@@ -385,8 +402,9 @@ class ModelEndpointReconciler:
             "observedGeneration": gen,
             "conditions": cond.merge_conditions(old.get("conditions"), rep.conditions, gen),
         }
-        if not new.get("draining"):
-            new.pop("draining", None)
+        for key in ("draining", "rollout"):
+            if not new.get(key):
+                new.pop(key, None)
         if status_changed(old, new):
             stored = self.kube.patch_status(MODELENDPOINT, md["namespace"], md["name"], new, old)
             self.store.upsert(KIND, stored)  # read-your-writes: servedBy and eligibility see it at once
@@ -413,6 +431,15 @@ class ModelEndpointReconciler:
                 effective[(v.name, d.serving.version)] = plan.weights.get(v.name, 0)
             desired[(v.name, v.version)] = v.weight
         metrics.set_endpoint_weights(ns, name, model, effective, desired)
+
+
+def with_rollout(rep: plan_.Report, rollout: RolloutResult | None) -> plan_.Report:
+    """A rollout that is not done overrides Ready/Progressing (and Degraded when it failed)."""
+    if rollout is None:
+        return rep
+    override = {c.type: c for c in rollout.conditions}
+    conds = tuple(override.pop(c.type, c) for c in rep.conditions) + tuple(override.values())
+    return plan_.Report(conds, rep.events + rollout.events, rep.variants)
 
 
 def _api_message(e: ApiException) -> str:

@@ -1,0 +1,250 @@
+"""The rollout side of the endpoint reconciler: gather the rollout's facts (status, annotations,
+stages, measurements when due), run the pure state machine (domain.rollout) and hand back the step
+weights the traffic plan should aim for. Kept apart so the endpoint handler stays small.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from modelversioning.analysis import Inconclusive, PrometheusClient, QueryVars, measure
+from modelversioning.api.modelendpoint import ModelEndpointSpec
+from modelversioning.api.settings import Settings
+from modelversioning.api.strategy import Canary, seconds
+from modelversioning.domain import rollout as RO
+from modelversioning.domain.conditions import FALSE, TRUE, Cond
+from modelversioning.domain.stages import Stage, has_reached, one_below
+
+ACTION_ANNOTATION = "modelversioning.io/rollout-action"  # promote | abort | retry
+ACTION_ID_ANNOTATION = "modelversioning.io/rollout-action-id"  # a fresh id per request
+ACTOR_ANNOTATION = "modelversioning.io/requested-by"
+
+
+@dataclass(frozen=True)
+class RolloutResult:
+    weights: dict[str, int]  # step weights: replace the declared weights in the traffic plan
+    below_ok: str | None  # the canary variant may take traffic one stage below requiredStage
+    status: dict[str, Any]  # status.rollout
+    events: tuple[tuple[str, str, str], ...]
+    conditions: tuple[Cond, ...]  # override Ready/Progressing/Degraded while a rollout is not done
+    requeue_after: float | None
+    outcome: RO.Outcome
+
+
+def _ts(t: float | None) -> str | None:
+    if t is None:
+        return None
+    return datetime.fromtimestamp(t, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _epoch(s: Any) -> float | None:
+    if not s:
+        return None
+    try:
+        return datetime.fromisoformat(str(s).replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+def plan_of(c: Canary) -> RO.Plan:
+    steps = tuple(
+        RO.StepSpec(weight=s.set_weight)
+        if s.set_weight is not None
+        else RO.StepSpec(
+            pause_seconds=seconds(s.pause.duration) if s.pause and s.pause.duration else None,
+            manual=not (s.pause and s.pause.duration),
+        )
+        for s in c.steps
+    )
+    a = c.analysis
+    return RO.Plan(
+        canary=c.variant,
+        baseline=c.baseline,
+        steps=steps,
+        analysis=a is not None,
+        interval=seconds(a.interval) if a else 30.0,
+        failure_limit=a.failure_limit if a else 0,
+        inconclusive_limit=a.inconclusive_limit if a else 0,
+        pause_on_inconclusive=bool(a and a.on_inconclusive == "pause"),
+        max_weight_below_stage=c.max_weight_below_stage,
+    )
+
+
+def state_from(raw: Any) -> RO.State | None:
+    if not isinstance(raw, dict) or not raw.get("target"):
+        return None
+    ms = tuple(
+        RO.Measurement(
+            str(m.get("metric", "")),
+            str(m.get("verdict", RO.INCONCLUSIVE)),
+            m.get("value"),
+            m.get("baseline"),
+            str(m.get("message", "")),
+            _epoch(m.get("at")) or 0.0,
+        )
+        for m in raw.get("measurements") or []
+    )
+    return RO.State(
+        target=str(raw["target"]),
+        phase=str(raw.get("phase", RO.PROGRESSING)),
+        step=int(raw.get("step", 0)),
+        step_started_at=_epoch(raw.get("stepStartedAt")) or 0.0,
+        started_at=_epoch(raw.get("startedAt")) or 0.0,
+        start_weights={k: int(v) for k, v in (raw.get("startWeights") or {}).items()},
+        weights={k: int(v) for k, v in (raw.get("weights") or {}).items()},
+        failures=int(raw.get("failures", 0)),
+        inconclusive=int(raw.get("inconclusive", 0)),
+        last_analysis_at=_epoch(raw.get("lastAnalysisAt")),
+        passed_since_step=bool(raw.get("passedSinceStep", False)),
+        measurements=ms,
+        handled_action=raw.get("handledAction"),
+        message=str(raw.get("message", "")),
+        promoted=raw.get("promoted"),
+    )
+
+
+def status_of(st: RO.State, promoted: bool | None) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "target": st.target,
+        "phase": st.phase,
+        "step": st.step,
+        "stepStartedAt": _ts(st.step_started_at),
+        "startedAt": _ts(st.started_at),
+        "startWeights": dict(st.start_weights),
+        "weights": dict(st.weights),
+        "failures": st.failures,
+        "inconclusive": st.inconclusive,
+        "lastAnalysisAt": _ts(st.last_analysis_at),
+        "passedSinceStep": st.passed_since_step,
+        "measurements": [
+            {
+                "metric": m.metric,
+                "at": _ts(m.at),
+                "verdict": m.verdict,
+                "value": m.value,
+                "baseline": m.baseline,
+                "message": m.message[:1024],
+            }
+            for m in st.measurements
+        ],
+        "handledAction": st.handled_action,
+        "message": st.message[:2048],
+        "promoted": promoted,
+    }
+    return {k: v for k, v in out.items() if v is not None}
+
+
+def _action(annotations: dict[str, Any]) -> RO.Action | None:
+    kind = str(annotations.get(ACTION_ANNOTATION, ""))
+    aid = str(annotations.get(ACTION_ID_ANNOTATION, ""))
+    if kind not in ("promote", "abort", "retry") or not aid:
+        return None
+    return RO.Action(kind, aid, str(annotations.get(ACTOR_ANNOTATION, "unknown")))
+
+
+def _conditions(st: RO.State) -> tuple[Cond, ...]:
+    if st.phase in (RO.FAILED, RO.ABORTED):
+        msg = f"rollout {st.phase.lower()}: {st.message}; traffic is back on {_fmt(st.start_weights)}"
+        return (
+            Cond("Ready", FALSE, f"Rollout{st.phase}", msg),
+            Cond("Degraded", TRUE, f"Rollout{st.phase}", msg),
+            Cond("Progressing", FALSE, f"Rollout{st.phase}", "retry, or change the spec, to start again"),
+        )
+    if st.phase in (RO.PROGRESSING, RO.PAUSED):
+        msg = f"rollout step {st.step}: {st.message} (weights {_fmt(st.weights)})"
+        reason = "RolloutPaused" if st.phase == RO.PAUSED else "RollingOut"
+        return (Cond("Ready", FALSE, reason, msg), Cond("Progressing", TRUE, reason, msg))
+    return ()
+
+
+def _fmt(w: Any) -> str:
+    return ",".join(f"{k}={v}" for k, v in sorted(dict(w).items())) or "none"
+
+
+def plan_rollout(
+    body: dict[str, Any],
+    spec: ModelEndpointSpec,
+    versions: dict[str, tuple[str | None, bool]],  # variant -> (stage, verified) of its desired version
+    slots: dict[str, tuple[str, str]],  # variant -> (serving version, serving slot) from status
+    settings: Settings,
+    now: float | None = None,
+) -> RolloutResult | None:
+    """None without a strategy. Measures (queries Prometheus) only when a measurement is due."""
+    if spec.strategy is None:
+        return None
+    now = time.time() if now is None else now
+    c = spec.strategy.canary
+    plan = plan_of(c)
+    status = body.get("status") or {}
+    mirror = spec.mirror.variant if spec.mirror else None
+    live = [v for v in spec.variants if v.name != mirror]
+    declared = {v.name: v.weight for v in live}
+    canary = spec.variant(c.variant)
+    stage, verified = versions.get(c.variant, (None, False))
+    required = Stage(spec.required_stage)
+    below = (
+        c.max_weight_below_stage is not None
+        and verified
+        and stage is not None
+        and not has_reached(Stage(stage), required)
+        and has_reached(Stage(stage), one_below(required))
+    )
+    inp = RO.Inputs(
+        plan=plan,
+        declared=declared,
+        target=RO.target_hash([(v.name, v.version, v.weight) for v in live]),
+        effective={k: int(v) for k, v in (status.get("effectiveWeights") or {}).items()},
+        canary_below_stage=below,
+        now=now,
+        state=state_from(status.get("rollout")),
+        action=_action((body.get("metadata") or {}).get("annotations") or {}),
+    )
+    if RO.analysis_due(inp) and c.analysis is not None and canary is not None:
+        inp = _measured(inp, body, spec, c, slots, settings, now)
+    out = RO.advance(inp)
+    weights = dict(out.weights)
+    if below:  # whatever the phase: a version below requiredStage never takes more than its allowance
+        cap = min(weights.get(c.variant, 0), c.max_weight_below_stage or 0)
+        weights[c.baseline] = weights.get(c.baseline, 0) + weights.get(c.variant, 0) - cap
+        weights[c.variant] = cap
+    prev = state_from(status.get("rollout"))
+    promoted = out.state.promoted if out.state.promoted is not None else (prev.promoted if prev else None)
+    return RolloutResult(
+        weights=weights,
+        below_ok=c.variant if below else None,
+        status=status_of(out.state, promoted),
+        events=out.events,
+        conditions=_conditions(out.state),
+        requeue_after=out.requeue_after,
+        outcome=out,
+    )
+
+
+def _measured(
+    inp: RO.Inputs,
+    body: dict[str, Any],
+    spec: ModelEndpointSpec,
+    c: Canary,
+    slots: dict[str, tuple[str, str]],
+    settings: Settings,
+    now: float,
+) -> RO.Inputs:
+    assert c.analysis is not None
+    md = body["metadata"]
+    cv, cs = slots.get(c.variant, ("", ""))
+    bv, bs = slots.get(c.baseline, ("", ""))
+    qv = QueryVars(md["namespace"], md["name"], c.variant, cv, cs, c.baseline, bv, bs)
+    url = settings.analysis.prometheus_url
+
+    def unconfigured(_q: str) -> float:
+        raise Inconclusive("no Prometheus configured (operator setting analysis.prometheusUrl)")
+
+    query = PrometheusClient(url, settings.analysis.timeout_seconds).query if url else unconfigured
+    ms = measure(c.analysis.metrics, qv, query, now)
+    return RO.Inputs(
+        inp.plan, inp.declared, inp.target, inp.effective, inp.canary_below_stage, inp.now, inp.state, ms,
+        inp.action,
+    )  # fmt: skip

@@ -1,0 +1,162 @@
+"""The endpoint reconciler with a canary strategy, driven step by step (in-memory API, see
+test_endpoint_reconciler.py) against a local HTTP server that answers Prometheus's query API."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+import pytest
+
+from modelversioning.api.settings import AnalysisSettings
+from test_endpoint_reconciler import NEW, OLD, World
+
+STRATEGY = {
+    "canary": {
+        "variant": "canary",
+        "baseline": "stable",
+        "steps": [
+            {"setWeight": 10},
+            {"pause": {"duration": "20s"}},
+            {"setWeight": 50},
+            {"pause": {"duration": "20s"}},
+        ],
+        "analysis": {
+            "interval": "10s",
+            "metrics": [{"name": "errors", "template": "error-rate", "max": 0.05}],
+        },
+        "promoteOnSuccess": True,
+    }
+}
+
+
+class FakePrometheus:
+    """Answers /api/v1/query with `value` for the canary's queries (None: an empty result)."""
+
+    def __init__(self) -> None:
+        self.value: float | None = 0.0
+        self.queries: list[str] = []
+        outer = self
+
+        class H(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802
+                q = parse_qs(urlparse(self.path).query)["query"][0]
+                outer.queries.append(q)
+                result = [] if outer.value is None else [{"metric": {}, "value": [0, str(outer.value)]}]
+                body = json.dumps({"status": "success", "data": {"resultType": "vector", "result": result}})
+                self.send_response(200)
+                self.end_headers()
+                self.wfile.write(body.encode())
+
+            def log_message(self, *a: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+@pytest.fixture
+def prom() -> Iterator[FakePrometheus]:
+    p = FakePrometheus()
+    yield p
+    p.server.shutdown()
+
+
+def split(stable: int, canary: int) -> list[dict[str, Any]]:
+    return [
+        {"name": "stable", "version": "2.3.8", "weight": stable},
+        {"name": "canary", "version": "2.4.1", "weight": canary},
+    ]
+
+
+def world(prom: FakePrometheus) -> World:
+    w = World()
+    w.rec.settings = w.rec.settings.model_copy(update={"analysis": AnalysisSettings(prometheus_url=prom.url)})
+    w.version("2.3.8", OLD)
+    w.version("2.4.1", NEW)
+    w.endpoint(split(100, 0), strategy=STRATEGY)
+    w.settle()
+    return w
+
+
+def weights(w: World) -> dict[str, int]:
+    return {version: weight for version, weight in w.routed().values()}
+
+
+def tick(w: World, seconds: float, rounds: int = 3) -> None:
+    w.now += seconds
+    w.settle(rounds)
+
+
+def go_canary(w: World) -> None:
+    w.endpoint(split(0, 100), strategy=STRATEGY)
+
+
+def test_a_good_canary_ramps_step_by_step_and_succeeds(prom: FakePrometheus) -> None:
+    w = world(prom)
+    assert weights(w) == {"2.3.8": 100, "2.4.1": 0}
+    go_canary(w)
+    w.settle()
+    assert weights(w) == {"2.3.8": 90, "2.4.1": 10}
+    assert w.status()["rollout"]["phase"] == "Progressing" and w.cond("Ready")[0] == "False"
+    seen = [weights(w)["2.4.1"]]
+    for _ in range(12):
+        tick(w, 10)
+        seen.append(weights(w)["2.4.1"])
+    assert seen[0] == 10 and 50 in seen and seen[-1] == 100
+    assert seen == sorted(seen)  # never backwards
+    ro = w.status()["rollout"]
+    assert ro["phase"] == "Succeeded" and w.cond("Ready")[0] == "True"
+    assert all(m["verdict"] == "Passed" for m in ro["measurements"])
+    assert any('variant="canary"' in q and 'version="2.4.1"' in q for q in prom.queries)
+    assert ("Normal", "RolloutSucceeded") in {e[:2] for e in w.api.events}
+
+
+def test_a_bad_canary_is_rolled_back_within_one_interval(prom: FakePrometheus) -> None:
+    w = world(prom)
+    go_canary(w)
+    w.settle()
+    tick(w, 10)
+    assert weights(w)["2.4.1"] == 10
+    prom.value = 0.4  # the canary starts failing
+    tick(w, 10)  # one analysis interval later
+    assert weights(w) == {"2.3.8": 100, "2.4.1": 0}
+    ro = w.status()["rollout"]
+    assert ro["phase"] == "Failed" and "errors=0.4" in ro["message"]
+    assert w.cond("Degraded")[:2] == ("True", "RolloutFailed")
+    assert ("Warning", "RolloutFailed") in {e[:2] for e in w.api.events}
+    prom.value = 0.0  # even if it recovers, it stays rolled back until a retry or a spec change
+    tick(w, 60)
+    assert weights(w) == {"2.3.8": 100, "2.4.1": 0}
+
+
+def test_no_data_or_no_prometheus_never_promotes(prom: FakePrometheus) -> None:
+    w = world(prom)
+    go_canary(w)
+    prom.value = None  # Prometheus answers, but with nothing
+    for _ in range(10):
+        tick(w, 10)
+        assert weights(w)["2.4.1"] <= 10
+    ro = w.status()["rollout"]
+    assert ro["phase"] == "Failed" and "inconclusive" in ro["message"]
+    assert weights(w) == {"2.3.8": 100, "2.4.1": 0}
+
+
+def test_operator_restart_resumes_at_the_same_step(prom: FakePrometheus) -> None:
+    w = world(prom)
+    go_canary(w)
+    for _ in range(4):
+        tick(w, 10)
+    before = (w.status()["rollout"]["step"], weights(w))
+    # a new reconciler (a restarted operator) on the same cluster state
+    from modelversioning.handlers.modelendpoint import ModelEndpointReconciler
+
+    w.rec = ModelEndpointReconciler(w.api, w.store, w.rec.settings, lambda ns, m: None)  # type: ignore[arg-type]
+    w.rec.clock = lambda: w.now
+    w.settle()
+    assert (w.status()["rollout"]["step"], weights(w)) == before
