@@ -972,3 +972,28 @@ def test_namespace_defaults_to_the_context(tmp_path):
     assert Cluster(str(kc), context="b").namespace == "default"
     assert Cluster(str(kc), namespace="x").namespace == "x"
     assert Cluster(str(kc)).kubeconfig_user() == "jane"
+
+
+def test_rollout_view_reads_status_and_spec():
+    from modelversioning.cli.models.rollout_cmd import rollout_view
+
+    ep = {
+        "metadata": {"name": "fraud"},
+        "spec": {
+            "variants": [{"name": "stable", "weight": 0}, {"name": "canary", "weight": 100}],
+            "strategy": {"canary": {"variant": "canary", "baseline": "stable", "steps": [{"setWeight": 10}] * 3}},
+        },
+        "status": {
+            "effectiveWeights": {"stable": 90, "canary": 10},
+            "rollout": {
+                "phase": "Progressing",
+                "step": 1,
+                "weights": {"stable": 90, "canary": 10},
+                "measurements": [{"metric": "errors", "verdict": "Passed", "value": 0.01}],
+            },
+        },
+    }
+    v = rollout_view(ep)
+    assert (v["phase"], v["step"], v["steps"]) == ("Progressing", 1, 3)
+    assert v["declared"] == {"stable": 0, "canary": 100} and v["effective"]["canary"] == 10
+    assert v["measurements"][0]["verdict"] == "Passed"

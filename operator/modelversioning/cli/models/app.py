@@ -875,3 +875,9 @@ def diff(
 def main(argv: Sequence[str] | None = None) -> None:
     """Console script entry point (``kubectl-models``)."""
     app(args=list(argv) if argv is not None else None, prog_name="kubectl models")
+
+
+# ---- rollout (spec.strategy) ------------------------------------------------------------------------
+from modelversioning.cli.models.rollout_cmd import rollout_app  # noqa: E402  (uses _globals/_show above)
+
+app.add_typer(rollout_app, name="rollout")
