@@ -29,6 +29,7 @@ from modelversioning.api.modelversion import ModelVersionSpec, expected_name
 from modelversioning.api.settings import Settings
 from modelversioning.domain import conditions as cond
 from modelversioning.domain import endpoint_plan as plan_
+from modelversioning.domain import kstatus
 from modelversioning.domain import reasons as R
 from modelversioning.domain.conditions import FALSE, TRUE, Cond
 from modelversioning.handlers.drift import diff, status_changed
@@ -434,12 +435,14 @@ class ModelEndpointReconciler:
 
 
 def with_rollout(rep: plan_.Report, rollout: RolloutResult | None) -> plan_.Report:
-    """A rollout that is not done overrides Ready/Progressing (and Degraded when it failed)."""
-    if rollout is None:
-        return rep
-    override = {c.type: c for c in rollout.conditions}
+    """A rollout that is not done overrides Ready/Progressing (and Degraded when it failed); then the
+    kstatus conditions (Reconciling, Stalled) follow from the result."""
+    events = rep.events
+    override = {c.type: c for c in rollout.conditions} if rollout is not None else {}
     conds = tuple(override.pop(c.type, c) for c in rep.conditions) + tuple(override.values())
-    return plan_.Report(conds, rep.events + rollout.events, rep.variants)
+    if rollout is not None:
+        events = events + rollout.events
+    return plan_.Report(conds + kstatus.for_endpoint(conds), events, rep.variants)
 
 
 def _api_message(e: ApiException) -> str:
