@@ -52,6 +52,36 @@ DESIRED_WEIGHT = Gauge(
     ["namespace", "endpoint", "model", "variant", "version"],
     registry=REGISTRY,
 )
+ROLLOUT_PHASE = Gauge(
+    "modelversioning_rollout_phase",
+    "1 for the phase the endpoint's rollout is in (Progressing, Paused, Succeeded, Failed, Aborted)",
+    ["namespace", "endpoint", "phase"],
+    registry=REGISTRY,
+)
+ROLLOUT_STEP = Gauge(
+    "modelversioning_rollout_step",
+    "Index of the current rollout step",
+    ["namespace", "endpoint"],
+    registry=REGISTRY,
+)
+ANALYSIS_MEASUREMENTS = Counter(
+    "modelversioning_analysis_measurements",
+    "Canary analysis measurements, by metric and verdict (Passed, Failed, Inconclusive)",
+    ["namespace", "endpoint", "metric", "verdict"],
+    registry=REGISTRY,
+)
+ANALYSIS_VALUE = Gauge(
+    "modelversioning_analysis_value",
+    "Last measured value of each analysis metric of the canary",
+    ["namespace", "endpoint", "metric"],
+    registry=REGISTRY,
+)
+ROLLBACK_SECONDS = Histogram(
+    "modelversioning_rollout_rollback_seconds",
+    "From the measurement that failed a rollout to the route carrying the start split again (as written)",
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10),
+    registry=REGISTRY,
+)
 RECONCILE_SECONDS = Histogram(
     "modelversioning_reconcile_duration_seconds",
     "Duration of one reconcile cycle",
@@ -83,8 +113,19 @@ def serve(port: int, addr: str = "0.0.0.0") -> None:
     start_http_server(port, addr=addr, registry=REGISTRY)
 
 
+def set_rollout(namespace: str, endpoint: str, phase: str | None, step: int | None) -> None:
+    for labels in list(ROLLOUT_PHASE._metrics):  # noqa: SLF001
+        if labels[0] == namespace and labels[1] == endpoint:
+            ROLLOUT_PHASE.remove(*labels)
+    if phase is None:
+        return
+    ROLLOUT_PHASE.labels(namespace, endpoint, phase).set(1)
+    ROLLOUT_STEP.labels(namespace, endpoint).set(step or 0)
+
+
 def forget_endpoint(namespace: str, endpoint: str) -> None:
     """Drop per-variant series of a deleted endpoint (bounded cardinality)."""
+    set_rollout(namespace, endpoint, None, None)
     for g in (EFFECTIVE_WEIGHT, DESIRED_WEIGHT):
         for labels in list(g._metrics):  # noqa: SLF001 - prometheus_client has no public API for this
             if labels[0] == namespace and labels[1] == endpoint:

@@ -107,6 +107,7 @@ class Outcome:
     failed_now: bool = False
     summary: str = ""  # the analysis in one line (for the promotion's history reason)
     recorded: tuple[str, ...] = field(default_factory=tuple)  # measurement lines for the version's record
+    measured: tuple[Measurement, ...] = ()  # the measurements taken this reconcile
 
 
 def target_hash(variants: Sequence[tuple[str, str, int]]) -> str:
@@ -170,6 +171,10 @@ def _no_canary(inp: Inputs) -> dict[str, int]:
 
 
 def advance(inp: Inputs) -> Outcome:
+    return replace(_advance(inp), measured=inp.measurements)
+
+
+def _advance(inp: Inputs) -> Outcome:
     plan, st = inp.plan, inp.state
     events: list[tuple[str, str, str]] = []
     if st is None or st.target != inp.target:

@@ -432,6 +432,17 @@ class ModelEndpointReconciler:
                 effective[(v.name, d.serving.version)] = plan.weights.get(v.name, 0)
             desired[(v.name, v.version)] = v.weight
         metrics.set_endpoint_weights(ns, name, model, effective, desired)
+        ro = g.rollout
+        metrics.set_rollout(
+            ns, name, ro.status.get("phase") if ro else None, ro.status.get("step") if ro else None
+        )
+        if ro is not None:
+            for m in ro.outcome.measured:
+                metrics.ANALYSIS_MEASUREMENTS.labels(ns, name, m.metric, m.verdict).inc()
+                if m.value is not None:
+                    metrics.ANALYSIS_VALUE.labels(ns, name, m.metric).set(m.value)
+            if ro.outcome.failed_now and ro.outcome.measured:
+                metrics.ROLLBACK_SECONDS.observe(max(0.0, time.time() - ro.outcome.measured[-1].at))
 
 
 def with_rollout(rep: plan_.Report, rollout: RolloutResult | None) -> plan_.Report:
