@@ -182,6 +182,8 @@ class S3Server:
             "AWS_SECRET_ACCESS_KEY": self.secret_key,
             "AWS_ENDPOINT_URL": self.endpoint_url,
             "AWS_REGION": self.region,
+            # the credentials are bound to this endpoint (artifacts.credentials: required)
+            "MODELVERSIONING_CREDENTIAL_HOSTS": "127.0.0.1",
         }
         data.update(overrides)
         return data

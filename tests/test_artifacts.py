@@ -36,6 +36,7 @@ from modelversioning.artifacts import (
     store_access,
     verify_artifact,
 )
+from modelversioning.artifacts.credentials import HOSTS_KEY
 from modelversioning.cli.verify import main
 
 SHA_EMPTY = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
@@ -48,6 +49,10 @@ WRONG = "0" * 64
 # prints for that tree).
 TREE_MANIFEST = f"a.txt {SHA_ABC}\nsub/empty {SHA_EMPTY}\nsub/with space {SHA_HELLO}\n"
 TREE_DIGEST = "44f6e35b5a81468822a799d2948c6c00a9b2f8e57c10bcfcc10edaa0f4eb63ab"
+
+
+# The loopback test servers are "private": allowed explicitly, as a platform would allow its store.
+LOOPBACK = ArtifactPolicy(allowed_private_networks=["127.0.0.0/8"])
 
 
 def policy_for(*roots: Path, **kw: Any) -> ArtifactPolicy:
@@ -245,12 +250,12 @@ def test_truncated_stream_is_fetch_failed_not_a_digest(shortfs: type[_ShortFS], 
     assert list((tmp_path / "out").iterdir()) == []  # the partial file was deleted
 
 
-def test_timeout_is_transient_fetch_failed(shortfs: type[_ShortFS]) -> None:
+def test_timeout_is_a_permanent_limit(shortfs: type[_ShortFS]) -> None:
     shortfs.slow = True
     policy = ArtifactPolicy(allowed_schemes=["shortread"], timeout_seconds=0.1)
     r = verify_artifact("shortread://bucket/model.bin", WRONG, policy=policy)
-    assert r.reason is Reason.FETCH_FAILED and r.transient is True
-    assert "timed out" in r.message
+    assert r.reason is Reason.LIMIT_EXCEEDED and r.transient is False
+    assert "artifacts.timeoutSeconds" in r.message
 
 
 # --------------------------------------------------------------------------------------------
@@ -318,10 +323,10 @@ def http_base() -> Iterator[str]:
 
 
 def test_http_file_verified(http_base: str) -> None:
-    r = verify_artifact(f"{http_base}/abc.bin", SHA_ABC, policy=ArtifactPolicy(), env={})
+    r = verify_artifact(f"{http_base}/abc.bin", SHA_ABC, policy=LOOPBACK, env={})
     assert r.ok, r.message
     assert (r.size_bytes, r.files, r.kind) == (3, 1, "file")
-    r = verify_artifact(f"{http_base}/to-abc", SHA_ABC, policy=ArtifactPolicy(), env={})
+    r = verify_artifact(f"{http_base}/to-abc", SHA_ABC, policy=LOOPBACK, env={})
     assert r.ok, r.message  # a redirect within policy is followed
 
 
@@ -329,7 +334,7 @@ def test_http_content_length_larger_than_body(http_base: str, tmp_path: Path) ->
     r = verify_artifact(
         f"{http_base}/cut.bin",
         hashlib.sha256(b"y" * 50).hexdigest(),
-        policy=ArtifactPolicy(),
+        policy=LOOPBACK,
         env={},
         dest=tmp_path,
     )
@@ -339,30 +344,30 @@ def test_http_content_length_larger_than_body(http_base: str, tmp_path: Path) ->
 
 def test_http_size_differs_from_reported(http_base: str) -> None:
     r = verify_artifact(
-        f"{http_base}/short.bin", hashlib.sha256(b"z" * 20).hexdigest(), policy=ArtifactPolicy(), env={}
+        f"{http_base}/short.bin", hashlib.sha256(b"z" * 20).hexdigest(), policy=LOOPBACK, env={}
     )
     assert r.reason is Reason.FETCH_FAILED and r.actual is None, r.message
     assert "read 20 of 50 bytes" in r.message
 
 
 def test_http_not_found_and_denied(http_base: str) -> None:
-    r = verify_artifact(f"{http_base}/nope.bin", SHA_ABC, policy=ArtifactPolicy(), env={})
+    r = verify_artifact(f"{http_base}/nope.bin", SHA_ABC, policy=LOOPBACK, env={})
     assert r.reason is Reason.NOT_FOUND and r.transient, r.message
-    r = verify_artifact(f"{http_base}/private.bin", SHA_ABC, policy=ArtifactPolicy(), env={})
+    r = verify_artifact(f"{http_base}/private.bin", SHA_ABC, policy=LOOPBACK, env={})
     assert r.reason is Reason.ACCESS_DENIED and not r.transient, r.message
 
 
 def test_http_redirects_are_checked(http_base: str) -> None:
-    r = verify_artifact(f"{http_base}/to-metadata", SHA_ABC, policy=ArtifactPolicy(), env={})
+    r = verify_artifact(f"{http_base}/to-metadata", SHA_ABC, policy=LOOPBACK, env={})
     assert r.reason is Reason.URI_REFUSED, r.message
     assert "metadata" in r.message
-    policy = ArtifactPolicy(allowed_hosts=["127.0.0.1"])
+    policy = ArtifactPolicy(allowed_hosts=["127.0.0.1"], allowed_private_networks=["127.0.0.0/8"])
     r = verify_artifact(f"{http_base}/to-elsewhere", SHA_ABC, policy=policy, env={})
     assert r.reason is Reason.URI_REFUSED and "allowedHosts" in r.message, r.message
 
 
 def test_http_private_network_refused_when_disallowed(http_base: str) -> None:
-    r = verify_artifact(f"{http_base}/abc.bin", SHA_ABC, policy=ArtifactPolicy(allow_private_networks=False))
+    r = verify_artifact(f"{http_base}/abc.bin", SHA_ABC, policy=ArtifactPolicy())  # the default
     assert r.reason is Reason.URI_REFUSED and "loopback/private" in r.message
 
 
@@ -370,7 +375,7 @@ def test_http_credentials_sent_but_never_shown(http_base: str) -> None:
     token = "tok-very-secret-123"
     _Handler.seen_headers.clear()
     uri = f"{http_base}/private.bin?X-Amz-Signature=SIGSECRET&X-Amz-Credential=AKIAEXAMPLE"
-    r = verify_artifact(uri, SHA_ABC, policy=ArtifactPolicy(), secret_data={"HTTP_AUTHORIZATION": token})
+    r = verify_artifact(uri, SHA_ABC, policy=LOOPBACK, secret_data={"HTTP_AUTHORIZATION": token, HOSTS_KEY: "127.0.0.1"})
     assert r.reason is Reason.ACCESS_DENIED
     assert any(h.get("Authorization") == f"Bearer {token}" for h in _Handler.seen_headers)
     blob = json.dumps(r.to_dict()) + repr(r)
@@ -427,8 +432,9 @@ def test_policy_resolves_names() -> None:
         check_uri("https://sneaky.example/m", ArtifactPolicy(), resolver=resolver) or ""
     )
     assert check_uri("https://ok.example/m", ArtifactPolicy(), resolver=resolver) is None
-    assert check_uri("https://internal.example/m", ArtifactPolicy(), resolver=resolver) is None
-    strict = ArtifactPolicy(allow_private_networks=False)
+    loose = ArtifactPolicy(allow_private_networks=True)
+    assert check_uri("https://internal.example/m", loose, resolver=resolver) is None
+    strict = ArtifactPolicy()  # the default
     assert check_uri("https://internal.example/m", strict, resolver=resolver) is not None
     assert check_uri("https://ok.example/m", strict, resolver=resolver) is None
     # unresolvable names are not refused by the policy (the fetch fails instead)
@@ -438,7 +444,7 @@ def test_policy_resolves_names() -> None:
 
 
 def test_policy_private_networks() -> None:
-    loose, strict = ArtifactPolicy(), ArtifactPolicy(allow_private_networks=False)
+    loose, strict = ArtifactPolicy(allow_private_networks=True), ArtifactPolicy()
     for uri in ("http://127.0.0.1:8080/m", "http://10.0.0.1/m", "http://[::1]/m", "http://100.64.1.1/m"):
         assert check_uri(uri, loose) is None, uri
         assert "allowPrivateNetworks" in (check_uri(uri, strict) or ""), uri
@@ -462,7 +468,7 @@ def test_policy_host_allow_list() -> None:
 
 
 def test_policy_s3_endpoint_is_checked() -> None:
-    policy = ArtifactPolicy()
+    policy = ArtifactPolicy(allow_private_networks=True)
     assert "metadata" in (check_uri("s3://b/m", policy, endpoint_url="http://169.254.169.254") or "")
     assert check_uri("s3://b/m", policy, endpoint_url="http://127.0.0.1:9000") is None
     access = store_access("s3", {"AWS_ENDPOINT_URL": "http://169.254.169.254:80"}, env={})
@@ -548,6 +554,7 @@ def test_storage_options_from_secret_and_env() -> None:
         "AWS_ENDPOINT_URL_S3": "http://minio.svc:9000",
         "AWS_ENDPOINT_URL": "http://ignored:9000",
         "AWS_REGION": "eu-west-1",
+        HOSTS_KEY: "minio.svc",
     }
     opts = storage_options("s3", secret, env={"AWS_ACCESS_KEY_ID": "OPERATOR"})
     assert opts == {
@@ -564,13 +571,15 @@ def test_storage_options_from_secret_and_env() -> None:
     assert storage_options("s3", None, env={"AWS_REGION": "us-east-2"}) == {
         "client_kwargs": {"region_name": "us-east-2"}
     }
-    assert storage_options("https", {"HTTP_AUTHORIZATION": "abc"})["headers"]["Authorization"] == "Bearer abc"
+    bound = {HOSTS_KEY: "models.example.com"}
+    https = storage_options("https", {"HTTP_AUTHORIZATION": "abc", **bound})
+    assert https["headers"]["Authorization"] == "Bearer abc"
     assert (
-        storage_options("https", {"HTTP_AUTHORIZATION": "Basic eHg="})["headers"]["Authorization"]
+        storage_options("https", {"HTTP_AUTHORIZATION": "Basic eHg=", **bound})["headers"]["Authorization"]
         == "Basic eHg="
     )
     assert "Authorization" not in storage_options("https", None, env={})["headers"]
-    gs = storage_options("gs", {"GOOGLE_APPLICATION_CREDENTIALS_JSON": '{"type": "service_account"}'})
+    gs = storage_options("gs", {"GOOGLE_APPLICATION_CREDENTIALS_JSON": '{"type": "service_account"}', **bound})
     assert gs["token"] == {"type": "service_account"}
     assert storage_options("gs", {}, env={})["token"] == "anon"
     access = store_access("s3", secret, env={})

@@ -53,7 +53,7 @@ class FakeVerifier:
         self.calls = 0
         self.done = threading.Event()
 
-    def __call__(self, uri: str, sha: str, secret: Any) -> VerifyResult:
+    def __call__(self, uri: str, sha: str, secret: Any, size: int | None = None) -> VerifyResult:
         self.calls += 1
         r = self.results[min(self.calls, len(self.results)) - 1]
         return r

@@ -69,9 +69,10 @@ class ArtifactPolicy(_Settings):
         default=1 << 40, ge=1, description="An artifact larger than this (bytes, all files) is refused."
     )
     memory_limit_bytes: int = Field(
-        default=256 * 1024 * 1024,
+        default=512 * 1024 * 1024,
         ge=64 * 1024 * 1024,
-        description="Address-space limit of the child process that verifies one artifact in the operator.",
+        description="Address-space limit (RLIMIT_AS) of the child process that verifies one artifact in "
+        "the operator; reaching it is LimitExceeded.",
     )
 
 
@@ -88,11 +89,6 @@ class Verification(_Settings):
         le=64,
         description="Verifications of one namespace running at once (the others of that namespace wait, "
         "so one namespace cannot starve the others).",
-    )
-    in_process: bool = Field(
-        default=False,
-        description="Verify in the operator process instead of a child process (tests only: no memory "
-        "limit, and a stuck fetch cannot be stopped).",
     )
 
 

@@ -11,7 +11,10 @@ Entry points::
     check_uri(uri, policy, *, endpoint_url=None) -> str | None           # refusal or None
     storage_options(scheme, secret_data=None, *, env=None) -> dict        # fsspec options
     verify_artifact(uri, expected_sha256, *, policy=None, secret_data=None, env=None,
-                    progress=None, dest=None) -> VerifyResult
+                    progress=None, dest=None, expected_size=None) -> VerifyResult
+    verify_in_child(uri, expected_sha256, *, policy, secret_data=None, expected_size=None)
+                                                                          # memory-limited, killable
+    FairExecutor(workers, per_key).submit_for(namespace, fn, *args)       # per-namespace cap
     compute_digest(uri, *, policy=None, secret_data=None, env=None, progress=None) -> Digest
     digest_local(path, *, max_workers=4, chunk_size=4 MiB, progress=None) -> Digest
     manifest_text(entries) / manifest_digest(entries)                     # (path, sha256) pairs
@@ -24,6 +27,7 @@ from modelversioning.artifacts.errors import TRANSIENT_REASONS, ArtifactError, R
 from modelversioning.artifacts.manifest import manifest_digest, manifest_text
 from modelversioning.artifacts.policy import check_address, check_uri, endpoint_for
 from modelversioning.artifacts.redact import redact_text, redact_uri
+from modelversioning.artifacts.runner import FairExecutor, verify_in_child
 from modelversioning.artifacts.verify import (
     Digest,
     FileDigest,
@@ -40,6 +44,7 @@ __all__ = [
     "ArtifactError",
     "CredentialsError",
     "Digest",
+    "FairExecutor",
     "FileDigest",
     "ProgressCallback",
     "Reason",
@@ -58,4 +63,5 @@ __all__ = [
     "storage_options",
     "store_access",
     "verify_artifact",
+    "verify_in_child",
 ]

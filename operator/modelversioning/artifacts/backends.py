@@ -1,9 +1,26 @@
-"""fsspec file systems for artifact URIs, with the URI policy enforced inside the HTTP client."""
+"""fsspec file systems for artifact URIs, with the URI policy enforced inside the network clients.
+
+* http(s): our aiohttp session. Every request and every redirect is checked against the policy
+  (trace hooks), every address the connector resolves is checked (``PolicyResolver``), and the
+  whole request -- connecting, the response headers and the body -- runs under the verification's
+  deadline (``ClientTimeout(total=...)``), so a server that trickles its headers cannot hold a
+  verification. Proxies from the *process* environment (``HTTP(S)_PROXY``/``NO_PROXY``, e.g. the
+  chart's ``extraEnv``) are honoured; the proxy itself is exempt from the address check (the
+  platform chose it) and the target name is resolved and checked before each request.
+* s3: aiobotocore's aiohttp connector gets the same ``PolicyResolver`` (DNS rebinding of the
+  endpoint cannot reach a refused address) and a custom endpoint is always addressed path-style,
+  so the bucket never becomes part of the host name (``<bucket>.<endpoint>`` could resolve
+  anywhere).
+"""
 
 from __future__ import annotations
 
+import os
 import socket
+import time
+from collections.abc import Iterable, Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 import yarl
@@ -12,57 +29,87 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from modelversioning.api.settings import ArtifactPolicy
 from modelversioning.artifacts.credentials import StoreAccess
 from modelversioning.artifacts.errors import ArtifactError, Reason, URIRefusedError
-from modelversioning.artifacts.policy import METADATA_HOSTNAMES, check_address, check_uri
+from modelversioning.artifacts.policy import METADATA_HOSTNAMES, check_address, check_uri, host_allowed
 
 BACKEND_PACKAGES = {"s3": "s3fs", "s3a": "s3fs", "gs": "gcsfs", "gcs": "gcsfs"}
+PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")
 
 
 class PolicyResolver(AbstractResolver):
     """Resolves like aiohttp's threaded resolver, then refuses metadata/link-local/private
     addresses per the policy -- so a DNS answer that changed since ``check_uri`` (rebinding)
-    or a redirect to another name cannot reach them."""
+    or a redirect to another name cannot reach them. ``exempt``: host names not checked (a
+    configured proxy). Safe to create outside an event loop (aiobotocore's ``connector_args``)."""
 
-    def __init__(self, policy: ArtifactPolicy) -> None:
-        self._inner = aiohttp.ThreadedResolver()
+    def __init__(self, policy: ArtifactPolicy, exempt: Iterable[str] = ()) -> None:
+        self._inner: aiohttp.ThreadedResolver | None = None
         self._policy = policy
+        self._exempt = frozenset(h.rstrip(".").lower() for h in exempt)
 
     async def resolve(
         self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
     ) -> list[ResolveResult]:
-        if host.rstrip(".").lower() in METADATA_HOSTNAMES:
+        name = host.rstrip(".").lower()
+        if name in METADATA_HOSTNAMES:
             raise URIRefusedError(f"host {host} is a cloud metadata endpoint")
+        if self._inner is None:
+            self._inner = aiohttp.ThreadedResolver()
         results = await self._inner.resolve(host, port, family)
+        if name in self._exempt:
+            return results
         for result in results:
-            refusal = check_address(result["host"].split("%", 1)[0], self._policy)
+            refusal = check_address(result["host"].split("%", 1)[0], self._policy, host=name)
             if refusal:
                 raise URIRefusedError(f"host {host} resolves to a refused address ({refusal})")
         return results
 
     async def close(self) -> None:
-        await self._inner.close()
+        if self._inner is not None:
+            await self._inner.close()
 
 
-def _check_url(url: yarl.URL, policy: ArtifactPolicy) -> None:
-    refusal = check_uri(str(url), policy, resolve=False)
-    if refusal:
-        raise URIRefusedError(refusal)
+def proxy_hosts(env: Mapping[str, str] | None = None) -> frozenset[str]:
+    """Host names of the proxies configured in the (process) environment."""
+    environ = os.environ if env is None else env
+    hosts = set()
+    for var in PROXY_VARIABLES:
+        value = environ.get(var)
+        if value:
+            host = urlsplit(value if "://" in value else f"http://{value}").hostname
+            if host:
+                hosts.add(host.lower())
+    return frozenset(hosts)
 
 
-def policy_trace_config(policy: ArtifactPolicy) -> aiohttp.TraceConfig:
+def policy_trace_config(
+    policy: ArtifactPolicy, *, proxied: bool = False, credential_hosts: tuple[str, ...] | None = None
+) -> aiohttp.TraceConfig:
     """Checks the URL of every request and the target of every redirect (literal addresses
-    never reach the resolver, so they are checked here)."""
+    never reach the resolver, so they are checked here). Behind a proxy the proxy resolves the
+    target, so the name is resolved and checked here. A request that carries credentials must go
+    to a host the credentials are bound to."""
+
+    def check(url: yarl.URL, headers: Any = None) -> None:
+        refusal = check_uri(str(url), policy, resolve=proxied)
+        if refusal:
+            raise URIRefusedError(refusal)
+        carries = credential_hosts is not None and headers is not None and "Authorization" in headers
+        if carries and not host_allowed(url.host or "", credential_hosts or ()):
+            raise URIRefusedError(
+                f"the credentials may only be sent to {', '.join(credential_hosts or ())}, not to {url.host}"
+            )
 
     async def on_start(
         session: aiohttp.ClientSession, ctx: Any, params: aiohttp.TraceRequestStartParams
     ) -> None:
-        _check_url(params.url, policy)
+        check(params.url, params.headers)
 
     async def on_redirect(
         session: aiohttp.ClientSession, ctx: Any, params: aiohttp.TraceRequestRedirectParams
     ) -> None:
         location = params.response.headers.get("Location")
         if location:
-            _check_url(params.url.join(yarl.URL(location)), policy)
+            check(params.url.join(yarl.URL(location)))
 
     trace = aiohttp.TraceConfig()
     trace.on_request_start.append(on_start)
@@ -70,38 +117,60 @@ def policy_trace_config(policy: ArtifactPolicy) -> aiohttp.TraceConfig:
     return trace
 
 
-def http_client_factory(policy: ArtifactPolicy, timeout_seconds: float) -> Any:
-    """A ``get_client`` for fsspec's HTTPFileSystem that enforces ``policy`` on every hop."""
-    timeout = aiohttp.ClientTimeout(
-        total=None, sock_connect=min(30.0, timeout_seconds), sock_read=min(120.0, timeout_seconds)
-    )
+def http_client_factory(
+    policy: ArtifactPolicy,
+    deadline: float,
+    *,
+    credential_hosts: tuple[str, ...] | None = None,
+    env: Mapping[str, str] | None = None,
+) -> Any:
+    """A ``get_client`` for fsspec's HTTPFileSystem that enforces ``policy`` on every hop and
+    bounds every request by ``deadline`` (time.monotonic())."""
+    proxies = proxy_hosts(env)
 
     async def get_client(**kwargs: Any) -> aiohttp.ClientSession:
-        kwargs.setdefault("timeout", timeout)
-        connector = aiohttp.TCPConnector(resolver=PolicyResolver(policy))
+        left = max(0.05, deadline - time.monotonic())
+        kwargs.pop("timeout", None)
+        timeout = aiohttp.ClientTimeout(
+            total=left, connect=min(30.0, left), sock_connect=min(30.0, left), sock_read=min(120.0, left)
+        )
+        connector = aiohttp.TCPConnector(resolver=PolicyResolver(policy, exempt=proxies))
+        trace = policy_trace_config(policy, proxied=bool(proxies), credential_hosts=credential_hosts)
         return aiohttp.ClientSession(
-            connector=connector, trace_configs=[policy_trace_config(policy)], trust_env=False, **kwargs
+            connector=connector,
+            timeout=timeout,
+            trace_configs=[trace],
+            trust_env=bool(proxies),
+            **kwargs,
         )
 
     return get_client
 
 
-def open_filesystem(access: StoreAccess, policy: ArtifactPolicy) -> Any:
+def open_filesystem(access: StoreAccess, policy: ArtifactPolicy, deadline: float | None = None) -> Any:
     """A fresh (uncached) fsspec file system for ``access.scheme``."""
     try:
         import fsspec
     except ImportError as e:  # pragma: no cover - fsspec is a hard dependency
         raise ArtifactError(Reason.FETCH_FAILED, "fsspec is not installed", transient=False) from e
 
+    if deadline is None:
+        deadline = time.monotonic() + policy.timeout_seconds
     scheme = access.scheme
     options: dict[str, Any] = dict(access.options)
+    left = max(0.05, deadline - time.monotonic())
     if scheme in ("http", "https"):
-        options["get_client"] = http_client_factory(policy, policy.timeout_seconds)
+        hosts = access.credential_hosts
+        options["get_client"] = http_client_factory(policy, deadline, credential_hosts=hosts)
     elif scheme in ("s3", "s3a"):
         config = dict(options.get("config_kwargs") or {})
-        config.setdefault("connect_timeout", min(30.0, policy.timeout_seconds))
-        config.setdefault("read_timeout", min(120.0, policy.timeout_seconds))
+        config.setdefault("connect_timeout", min(30.0, left))
+        config.setdefault("read_timeout", min(120.0, left))
         config.setdefault("retries", {"max_attempts": 3, "mode": "standard"})
+        config["connector_args"] = {"resolver": PolicyResolver(policy, exempt=proxy_hosts())}
+        if access.endpoint_url:
+            # never <bucket>.<endpoint>: a wildcard DNS record would send signed requests anywhere
+            config["s3"] = {**(config.get("s3") or {}), "addressing_style": "path"}
         options["config_kwargs"] = config
     try:
         return fsspec.filesystem(scheme, skip_instance_cache=True, **options)

@@ -17,12 +17,25 @@ Recognised keys (anything else is ignored):
 ``HTTP_AUTHORIZATION``             http(s): the ``Authorization`` header value; a value without a
                                    space is taken as a bearer token (``Bearer <value>``)
 ``HTTP_BEARER_TOKEN``              http(s): ``Authorization: Bearer <value>``
+``MODELVERSIONING_CREDENTIAL_HOSTS``  the hosts the credentials may be sent to (comma-separated,
+                                   exact or ``*.suffix``); **required** when the Secret holds
+                                   credentials
 =================================  =============================================================
+
+Credentials are bound to hosts. A Secret's credentials are used only if the Secret itself names
+the hosts they may be sent to (``MODELVERSIONING_CREDENTIAL_HOSTS``): whoever may write a
+ModelVersion can name any Secret of the namespace and any URI, so without the binding the operator
+would send another team's credentials wherever the URI points. For s3/gs the host is the endpoint
+(``s3.amazonaws.com`` / ``storage.googleapis.com`` by default); for http(s) the URL's host (and every
+request that carries the ``Authorization`` header). A Secret with only settings (an endpoint, a
+region) needs no binding: nothing secret is sent.
 
 Without a Secret (``secret_data=None``) the same keys are read from the process environment,
 and for s3/gs the SDK's default credential chain applies (the operator's own service account:
-IRSA, workload identity, instance profile, ``~/.aws``...). With a Secret, *only* the Secret's
-credentials are used -- a Secret without keys means anonymous access, never the operator's own
+IRSA, workload identity, instance profile, ``~/.aws``...) -- but only for the hosts in
+``artifacts.ambientCredentialHosts`` (see :func:`bind_credentials`); any other host is fetched
+anonymously. With a Secret, *only* the Secret's credentials are used -- a Secret without keys
+means anonymous access, never the operator's own
 identity, so a user cannot make the operator sign requests to an endpoint of their choosing.
 Endpoints and regions (not credentials) still fall back to the environment.
 
@@ -38,7 +51,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from modelversioning.artifacts.policy import endpoint_for
+from modelversioning.api.settings import ArtifactPolicy
+from modelversioning.artifacts.errors import ArtifactError, Reason
+from modelversioning.artifacts.policy import endpoint_for, host_allowed, parse_target
 
 # Keys whose values are credentials (redacted wherever they might show up).
 CREDENTIAL_KEYS = frozenset(
@@ -64,7 +79,8 @@ SETTING_KEYS = frozenset(
         "STORAGE_EMULATOR_HOST",
     }
 )
-KNOWN_KEYS = CREDENTIAL_KEYS | SETTING_KEYS
+HOSTS_KEY = "MODELVERSIONING_CREDENTIAL_HOSTS"
+KNOWN_KEYS = CREDENTIAL_KEYS | SETTING_KEYS | {HOSTS_KEY}
 
 
 class CredentialsError(ValueError):
@@ -80,14 +96,23 @@ class StoreAccess:
     endpoint_url: str | None
     from_secret: bool
     secret_values: frozenset[str] = field(repr=False, default=frozenset())
+    has_credentials: bool = False  # something secret would be sent (or, ambient: may be)
+    credential_hosts: tuple[str, ...] | None = None  # where they may go (None: no binding applies)
 
 
 def _get(data: Mapping[str, str], key: str) -> str | None:
     value = data.get(key)
     if value is None:
         return None
+    if not isinstance(value, str) or "\ufffd" in value or "\x00" in value:
+        # a binary value (kube.read_secret decodes with errors="replace"): never guess
+        raise CredentialsError(f"the Secret's key {key} is not UTF-8 text")
     value = value.strip()
     return value or None
+
+
+def parse_hosts(value: str | None) -> tuple[str, ...]:
+    return tuple(h.strip() for h in (value or "").replace("\n", ",").split(",") if h.strip())
 
 
 def _authorization(value: str) -> str:
@@ -166,13 +191,78 @@ def store_access(
         if "Authorization" in headers:
             secret_values |= {headers["Authorization"]}
         options["headers"] = headers
+    if scheme in ("s3", "s3a"):
+        has_credentials = "key" in options or not from_secret  # ambient: the SDK chain may find some
+    elif scheme in ("gs", "gcs"):
+        has_credentials = isinstance(options.get("token"), dict) or not from_secret
+    elif scheme in ("http", "https"):
+        has_credentials = "Authorization" in options.get("headers", {})
+    else:
+        has_credentials = False
+    hosts: tuple[str, ...] | None = None
+    if from_secret and has_credentials:
+        hosts = parse_hosts(_get(creds, HOSTS_KEY))
+        if not hosts:
+            raise CredentialsError(
+                f"the Secret holds credentials but does not name the hosts they may be sent to: add the key "
+                f"{HOSTS_KEY} (e.g. 'minio.storage.svc.cluster.local' or '*.s3.amazonaws.com')"
+            )
     return StoreAccess(
         scheme=scheme,
         options=options,
         endpoint_url=endpoint,
         from_secret=from_secret,
         secret_values=secret_values,
+        has_credentials=has_credentials,
+        credential_hosts=hosts,
     )
+
+
+def anonymous(access: StoreAccess, env: Mapping[str, str] | None = None) -> StoreAccess:
+    """The same store without any credentials (endpoint and settings kept)."""
+    environ: Mapping[str, str] = os.environ if env is None else env
+    settings = {k: v for k in SETTING_KEYS if (v := _get(environ, k))}
+    if access.endpoint_url:
+        key = "AWS_ENDPOINT_URL" if access.scheme in ("s3", "s3a") else "GCS_ENDPOINT_URL"
+        settings[key] = access.endpoint_url
+    return store_access(access.scheme, settings, env={})
+
+
+def bind_credentials(
+    uri: str, access: StoreAccess, policy: ArtifactPolicy, env: Mapping[str, str] | None = None
+) -> StoreAccess:
+    """``access`` if its credentials may be sent to the host ``uri`` makes us contact.
+
+    A Secret's credentials go only to the hosts the Secret names (else URIRefused); the operator's
+    own (ambient) credentials only to ``policy.ambient_credential_hosts`` -- for any other host the
+    store is accessed anonymously (an s3 ``anon``, a gs ``anon`` token, no Authorization header)."""
+    if not access.has_credentials or access.scheme not in ("s3", "s3a", "gs", "gcs", "http", "https"):
+        return access
+    try:
+        host = (parse_target(uri, access.endpoint_url).host or "").rstrip(".").lower()
+    except ValueError:
+        return anonymous(access, env)  # check_uri refuses it anyway
+    if access.from_secret:
+        hosts = access.credential_hosts or ()
+        if not hosts or not host_allowed(host, hosts):
+            raise ArtifactError(
+                Reason.URI_REFUSED,
+                f"the credentials Secret may only be sent to {', '.join(hosts) or 'no host'} "
+                f"({HOSTS_KEY}); {host} is not one of them",
+            )
+        return access
+    ambient = tuple(h for h in policy.ambient_credential_hosts if h.strip())
+    if ambient and host_allowed(host, ambient):
+        return StoreAccess(
+            access.scheme,
+            access.options,
+            access.endpoint_url,
+            access.from_secret,
+            access.secret_values,
+            access.has_credentials,
+            ambient,
+        )
+    return anonymous(access, env)
 
 
 def storage_options(

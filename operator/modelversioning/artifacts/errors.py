@@ -14,11 +14,14 @@ class Reason(StrEnum):
     ACCESS_DENIED = "AccessDenied"
     FETCH_FAILED = "FetchFailed"
     URI_REFUSED = "URIRefused"
+    LIMIT_EXCEEDED = "LimitExceeded"  # a configured limit (time, files, bytes, memory) was reached
+    SIZE_MISMATCH = "SizeMismatch"  # the bytes read differ from spec.artifact.sizeBytes
 
 
 # Retrying later may help: the network, the store, or a not-yet-uploaded artifact.
-# DigestMismatch (the bytes are wrong), AccessDenied (credentials/permissions need fixing) and
-# URIRefused (policy) need a human; retrying the same object would give the same answer.
+# DigestMismatch/SizeMismatch (the bytes are wrong), AccessDenied (credentials/permissions need
+# fixing), URIRefused (policy) and LimitExceeded (the artifact is too big or too slow for the
+# operator's limits) need a human; retrying the same object would give the same answer.
 TRANSIENT_REASONS = frozenset({Reason.FETCH_FAILED, Reason.NOT_FOUND})
 
 

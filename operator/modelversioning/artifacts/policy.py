@@ -20,14 +20,21 @@ refusal (which never contains credentials or query strings). Rules, in order:
      ``.suffix`` (not ``suffix`` itself).
    * Cloud metadata endpoints are always refused, by name (``metadata``,
      ``metadata.google.internal``, ...) and by address (169.254.169.254, fd00:ec2::254,
-     100.100.100.200), as is every link-local address (169.254.0.0/16, fe80::/10) -- whatever
-     ``allow_private_networks`` says.
+     fd00:ec2::23, 100.100.100.200, 168.63.129.16, 192.0.0.192, ...), as is every link-local
+     address (169.254.0.0/16, fe80::/10) -- whatever ``allow_private_networks`` says. IPv6
+     addresses that carry an IPv4 address (IPv4-mapped ``::ffff:a.b.c.d``, IPv4-compatible
+     ``::a.b.c.d``, NAT64 ``64:ff9b::/96`` and ``64:ff9b:1::/48``, 6to4 ``2002::/16``, Teredo
+     ``2001::/32``) are judged by that IPv4 address too.
+   * A host written as a number in a non-canonical IPv4 form (``2130706433``, ``0x7f.1``,
+     ``0177.0.0.1``, ``127.1``) is refused: resolvers read it as an address, our checks would not.
    * Loopback/private/non-global addresses (127.0.0.0/8, 10/8, 172.16/12, 192.168/16,
-     100.64/10, fc00::/7, ::1, ...) are refused when ``policy.allow_private_networks`` is False.
+     100.64/10, fc00::/7, ::1, ...) are refused unless ``policy.allow_private_networks`` is True
+     or the address is in a CIDR of ``policy.allowed_private_networks`` or the host name matches a
+     name there.
    * Host names are resolved (``socket.getaddrinfo``) and refused if ANY address they resolve to
-     is refused; IPv4-mapped IPv6 addresses are checked as IPv4. A name that does not resolve is
-     not refused here (the fetch then fails with FetchFailed). The HTTP client used for fetching
-     re-applies the address check to the addresses it actually connects to and to every
+     is refused. A name that does not resolve is not refused here (the fetch then fails with
+     FetchFailed). The HTTP clients used for fetching (http(s), and s3 through aiobotocore)
+     re-apply the address check to the addresses they actually connect to and to every
      redirect, so DNS rebinding and redirects cannot reach a refused address.
 """
 
@@ -35,6 +42,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import socket
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -63,10 +71,20 @@ METADATA_ADDRESSES = frozenset(
         ipaddress.ip_address("169.254.169.254"),  # AWS, GCP, Azure, OpenStack, ...
         ipaddress.ip_address("169.254.170.2"),  # ECS task metadata
         ipaddress.ip_address("fd00:ec2::254"),  # AWS IMDS over IPv6
+        ipaddress.ip_address("fd00:ec2::23"),  # AWS (IPv6 link-local services: DNS, time, IMDS)
+        ipaddress.ip_address("fd00:ec2::253"),  # AWS DNS over IPv6
+        ipaddress.ip_address("fd00:ec2::123"),  # AWS time sync over IPv6
         ipaddress.ip_address("100.100.100.200"),  # Alibaba Cloud
+        ipaddress.ip_address("168.63.129.16"),  # Azure WireServer (host agent, not "private")
+        ipaddress.ip_address("192.0.0.192"),  # Oracle Cloud IMDS
     }
 )
 LINK_LOCAL_NETWORKS = (ipaddress.ip_network("169.254.0.0/16"), ipaddress.ip_network("fe80::/10"))
+_NAT64_WKP = ipaddress.ip_network("64:ff9b::/96")
+_NAT64_LOCAL = ipaddress.ip_network("64:ff9b:1::/48")
+_IPV4_COMPATIBLE = ipaddress.ip_network("::/96")
+# A number in any form a resolver (inet_aton) reads as an IPv4 address: 2130706433, 0x7f.1, 0177.0.0.1.
+_NUMERIC_HOST = re.compile(r"^(0x[0-9a-f]*|[0-9]+)(\.(0x[0-9a-f]*|[0-9]+)){0,3}\.?$", re.IGNORECASE)
 
 Resolver = Callable[[str, int | None], Iterable[str]]
 
@@ -103,20 +121,66 @@ def endpoint_for(scheme: str, options_env: Mapping[str, str] | None = None) -> s
     return None
 
 
-def check_address(address: str | IPAddress, policy: ArtifactPolicy) -> str | None:
-    """Refusal message for one IP address, or None if it may be contacted."""
+def embedded_ipv4(ip: IPAddress) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 address carries (mapped, compatible, NAT64, 6to4, Teredo client)."""
+    if isinstance(ip, ipaddress.IPv4Address):
+        return None
+    if ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    n = int(ip)
+    if ip in _NAT64_WKP:
+        return ipaddress.IPv4Address(n & 0xFFFFFFFF)
+    if ip in _NAT64_LOCAL:  # RFC 6052, /48 prefix: IPv4 bits 48..63 and 72..87 (bits 64..71 are zero)
+        return ipaddress.IPv4Address((((n >> 64) & 0xFFFF) << 16) | ((n >> 40) & 0xFFFF))
+    if ip.sixtofour is not None:
+        return ip.sixtofour
+    if ip.teredo is not None:
+        return ip.teredo[1]
+    if ip in _IPV4_COMPATIBLE and n > 1:  # ::a.b.c.d (deprecated, still routed by some stacks)
+        return ipaddress.IPv4Address(n)
+    return None
+
+
+def _private_allowed(ip: IPAddress, host: str | None, policy: ArtifactPolicy) -> bool:
+    if policy.allow_private_networks:
+        return True
+    for entry in policy.allowed_private_networks:
+        entry = entry.strip()
+        if not entry:
+            continue
+        try:
+            net = ipaddress.ip_network(entry, strict=False)
+        except ValueError:
+            if host is not None and host_allowed(host, [entry]):
+                return True
+            continue
+        if ip.version == net.version and ip in net:
+            return True
+    return False
+
+
+def check_address(address: str | IPAddress, policy: ArtifactPolicy, *, host: str | None = None) -> str | None:
+    """Refusal message for one IP address (reached through ``host``, if known), or None."""
     try:
         ip: IPAddress = ipaddress.ip_address(address) if isinstance(address, str) else address
     except ValueError:
         return f"{address!r} is not an IP address"
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    inner = embedded_ipv4(ip)
+    if inner is not None:
+        refusal = check_address(inner, policy, host=host)
+        if refusal:
+            return f"address {ip} embeds {inner}: {refusal}"
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            return None
     if ip in METADATA_ADDRESSES:
         return f"address {ip} is a cloud metadata endpoint"
     if any(ip in net for net in LINK_LOCAL_NETWORKS) or ip.is_link_local:
         return f"address {ip} is link-local"
-    if not policy.allow_private_networks and not ip.is_global:
-        return f"address {ip} is loopback/private and artifacts.allowPrivateNetworks is false"
+    if not ip.is_global and not _private_allowed(ip, host, policy):
+        return (
+            f"address {ip} is loopback/private and neither artifacts.allowPrivateNetworks nor "
+            "artifacts.allowedPrivateNetworks allows it"
+        )
     return None
 
 
@@ -149,6 +213,8 @@ def check_host(
         return "the URI has no host"
     if h in METADATA_HOSTNAMES:
         return f"host {h} is a cloud metadata endpoint"
+    if ":" not in h and _NUMERIC_HOST.match(h) and not _canonical_ipv4(h):
+        return f"host {h} is an IPv4 address in a non-canonical form; write it as a.b.c.d"
     if not host_allowed(h, policy.allowed_hosts):
         return f"host {h} is not in artifacts.allowedHosts"
     try:
@@ -164,10 +230,17 @@ def check_host(
     except (OSError, UnicodeError):
         return None  # unresolvable: not refused here; the fetch reports FetchFailed
     for address in addresses:
-        refusal = check_address(address.split("%", 1)[0], policy)
+        refusal = check_address(address.split("%", 1)[0], policy, host=h)
         if refusal:
             return f"host {h} resolves to a refused address ({refusal})"
     return None
+
+
+def _canonical_ipv4(h: str) -> bool:
+    try:
+        return str(ipaddress.IPv4Address(h.rstrip("."))) == h.rstrip(".")
+    except ValueError:
+        return False
 
 
 def parse_target(uri: str, endpoint_url: str | None = None) -> Target:

@@ -3,7 +3,16 @@
 Bytes are hashed while they are read, ``policy.chunk_size`` at a time; nothing is downloaded
 first. The digest of a directory/prefix is the sha256 of its manifest (see
 :mod:`modelversioning.artifacts.manifest`); its files are hashed in parallel
-(``policy.max_workers`` threads, at most one chunk in memory per thread).
+(``policy.max_workers`` threads pulling from one list, at most one chunk in memory per thread).
+
+Bounded: every step (connecting, response headers, the listing, ``info``, every read) runs under
+one deadline (``policy.timeout_seconds``): the HTTP client's total timeout, and listing/``info`` in a
+helper thread that is abandoned at the deadline. An s3 prefix is listed page by page and the
+listing stops at ``policy.max_files`` (+1) files or ``policy.max_total_bytes``; no artifact is read
+past ``max_total_bytes`` or a declared ``expected_size``. Reaching a limit is ``LimitExceeded``
+(permanent, the message names the setting). The operator also runs each verification in a child
+process with a memory limit (:mod:`modelversioning.artifacts.runner`), so nothing here can take
+the operator down or be left running.
 
 * A read is only ever reported as a digest when it was complete: the byte count is compared
   with the size the store reported (when it reports one), and a stream that ends early (e.g.
@@ -23,10 +32,16 @@ first. The digest of a directory/prefix is the sha256 of its manifest (see
   AccessDenied    no         credentials missing/wrong (PermissionError, S3 403 /
                              AccessDenied / InvalidAccessKeyId, HTTP 401/403)
   FetchFailed     yes        network/store errors, timeouts, truncated reads
-  URIRefused      no         the URI policy refused the URI (or a redirect/address)
+  URIRefused      no         the URI policy refused the URI (or a redirect/address), or the
+                             credentials may not be sent to that host
+  LimitExceeded   no         timeoutSeconds, maxFiles, maxTotalBytes (or, in the runner, the
+                             memory limit) was reached
+  SizeMismatch    no         the bytes differ from the declared ``expected_size``
   ==============  =========  ==========================================================
 
-Messages never contain credentials, URI user info or query strings (pre-signed URLs).
+Messages never contain credentials, URI user info or query strings (pre-signed URLs), and a
+mismatch never reports what the URI *did* hash to (``VerifyResult.actual`` has it, for the CLI):
+the operator must not be an oracle for the content of URLs that are not the expected artifact.
 """
 
 from __future__ import annotations
@@ -40,7 +55,6 @@ import stat
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
@@ -48,7 +62,13 @@ from urllib.parse import unquote, urlsplit
 
 from modelversioning.api.settings import ArtifactPolicy
 from modelversioning.artifacts.backends import open_filesystem
-from modelversioning.artifacts.credentials import SETTING_KEYS, CredentialsError, StoreAccess, store_access
+from modelversioning.artifacts.credentials import (
+    SETTING_KEYS,
+    CredentialsError,
+    StoreAccess,
+    bind_credentials,
+    store_access,
+)
 from modelversioning.artifacts.errors import (
     TRANSIENT_REASONS,
     ArtifactError,
@@ -140,9 +160,12 @@ def verify_artifact(
     env: Mapping[str, str] | None = None,
     progress: ProgressCallback | None = None,
     dest: str | os.PathLike[str] | None = None,
+    expected_size: int | None = None,
 ) -> VerifyResult:
     """Stream ``uri`` and compare its digest with ``expected_sha256``. Never raises for
     fetch/policy problems (they are results); raises ValueError for a malformed expected digest.
+    ``expected_size``: ``spec.artifact.sizeBytes`` (total bytes); no more is read, and a
+    different size is SizeMismatch.
 
     ``secret_data``: decoded data of ``artifact.secretRef`` (None: the process environment, see
     :mod:`~modelversioning.artifacts.credentials`). ``env`` replaces os.environ (tests).
@@ -154,6 +177,7 @@ def verify_artifact(
         raise ValueError("expected sha256 must be 64 hex characters")
     policy = policy or ArtifactPolicy()
     start = time.monotonic()
+    deadline = start + policy.timeout_seconds
     shown = redact_uri(uri)
     secret_values = _secret_values(secret_data)
 
@@ -183,7 +207,10 @@ def verify_artifact(
     try:
         access = _access_for(uri, secret_data, env)
         secret_values |= access.secret_values
-        digest = _digest(uri, access, policy, progress=progress, writer=writer)
+        digest = _digest(
+            uri, access, policy, progress=progress, writer=writer, deadline=deadline,
+            expected_size=expected_size, env=env,
+        )  # fmt: skip
     except ArtifactError as e:
         if writer:
             writer.discard()
@@ -191,6 +218,8 @@ def verify_artifact(
     except Exception as e:
         if writer:
             writer.discard()
+        if time.monotonic() >= deadline:
+            return result(Reason.LIMIT_EXCEEDED, _deadline_message(shown, policy), transient=False)
         reason, transient, detail = classify_exception(e)
         return result(reason, _describe(reason, shown, detail), transient=transient)
 
@@ -201,7 +230,17 @@ def verify_artifact(
             writer.discard()
         return result(
             Reason.DIGEST_MISMATCH,
-            f"{shown}: DigestMismatch: sha256 is {digest.sha256}, expected {expected} ({what})",
+            f"{shown}: DigestMismatch: the bytes read do not hash to the expected sha256 {expected[:12]}...; "
+            "fix the URI or register a new version",
+            digest=digest,
+        )
+    if expected_size is not None and digest.size_bytes != expected_size:
+        if writer:
+            writer.discard()
+        return result(
+            Reason.SIZE_MISMATCH,
+            f"{shown}: SizeMismatch: read {digest.size_bytes} bytes, "
+            f"spec.artifact.sizeBytes is {expected_size}",
             digest=digest,
         )
     written_to: str | None = None
@@ -236,12 +275,16 @@ def compute_digest(
     policy = policy or ArtifactPolicy()
     shown = redact_uri(uri)
     access: StoreAccess | None = None
+    deadline = time.monotonic() + policy.timeout_seconds
     try:
         access = _access_for(uri, secret_data, env)
-        return _digest(uri, access, policy, progress=progress, writer=None)
+        return _digest(uri, access, policy, progress=progress, writer=None, deadline=deadline, env=env)
     except ArtifactError:
         raise
     except Exception as e:
+        if time.monotonic() >= deadline:
+            message = _deadline_message(shown, policy)
+            raise ArtifactError(Reason.LIMIT_EXCEEDED, message, transient=False) from None
         reason, transient, detail = classify_exception(e)
         secrets_ = _secret_values(secret_data) | (access.secret_values if access else frozenset())
         raise ArtifactError(
@@ -268,6 +311,8 @@ def digest_local(
         max_workers=max_workers,
         chunk_size=chunk_size,
         timeout_seconds=1e9,
+        max_files=1 << 62,
+        max_total_bytes=1 << 62,
     )
     uri = real.as_uri() + ("/" if real.is_dir() else "")
     return compute_digest(uri, policy=policy, env={}, progress=progress)
@@ -361,6 +406,8 @@ def classify_exception(exc: BaseException) -> tuple[Reason, bool, str]:
 
     chain = list(_chain(exc))
     for e in chain:
+        if isinstance(e, MemoryError):
+            return Reason.LIMIT_EXCEEDED, False, "ran out of memory (artifacts.memoryLimitBytes)"
         if isinstance(e, URIRefusedError):
             return Reason.URI_REFUSED, False, e.message
         if isinstance(e, ArtifactError):
@@ -411,6 +458,17 @@ def _describe(reason: Reason, shown_uri: str, detail: str) -> str:
     return f"{shown_uri}: {reason.value}: {detail}"
 
 
+def _deadline_message(shown_uri: str, policy: ArtifactPolicy) -> str:
+    return (
+        f"{shown_uri}: LimitExceeded: not verified within artifacts.timeoutSeconds "
+        f"({policy.timeout_seconds:g}s); a slow or stalled store, or raise the limit"
+    )
+
+
+def _limit(shown_uri: str, what: str) -> ArtifactError:
+    return ArtifactError(Reason.LIMIT_EXCEEDED, f"{shown_uri}: LimitExceeded: {what}", transient=False)
+
+
 def _human_size(n: int) -> str:
     size = float(n)
     for unit in ("bytes", "KiB", "MiB", "GiB", "TiB"):
@@ -431,7 +489,7 @@ def _access_for(
     return store_access(scheme, secret_data, env=env)
 
 
-@dataclass
+@dataclass(slots=True)
 class _Entry:
     rel: str
     path: str  # file-system path for fs.open
@@ -451,14 +509,98 @@ def _basename(uri: str) -> str:
     return name if name and check_relative_path(name) is None else "artifact"
 
 
-def _plan(uri: str, access: StoreAccess, policy: ArtifactPolicy) -> _Plan:
+def _bounded(fn: Callable[[], Any], deadline: float, shown: str, policy: ArtifactPolicy) -> Any:
+    """``fn()``, but give up at ``deadline``: a store call that does not return (a listing or an
+    ``info`` a server keeps waiting) is abandoned in its helper thread, never waited for."""
+    box: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            box["value"] = fn()
+        except BaseException as e:  # noqa: BLE001 - re-raised in the caller
+            box["error"] = e
+
+    t = threading.Thread(target=run, name="artifact-store", daemon=True)
+    t.start()
+    t.join(max(0.0, deadline - time.monotonic()))
+    if t.is_alive():
+        raise ArtifactError(Reason.LIMIT_EXCEEDED, _deadline_message(shown, policy), transient=False)
+    if "error" in box:
+        raise box["error"]
+    return box.get("value")
+
+
+class _Listing:
+    """Collects a directory's files and stops at the limits."""
+
+    def __init__(self, shown: str, policy: ArtifactPolicy, expected_size: int | None) -> None:
+        self.shown = shown
+        self.policy = policy
+        self.max_bytes = policy.max_total_bytes
+        self.expected_size = expected_size
+        self.entries: list[_Entry] = []
+        self.total = 0
+
+    def add(self, rel: str, path: str, size: int | None) -> None:
+        problem = check_relative_path(rel)
+        if problem:
+            raise ArtifactError(Reason.URI_REFUSED, f"{self.shown}: cannot verify a directory with {problem}")
+        self.entries.append(_Entry(rel, path, size))
+        if len(self.entries) > self.policy.max_files:
+            raise _limit(self.shown, f"more than artifacts.maxFiles ({self.policy.max_files}) files")
+        self.total += size or 0
+        _check_total(self.shown, self.total, self.policy, self.expected_size)
+
+
+def _check_total(shown: str, total: int, policy: ArtifactPolicy, expected_size: int | None) -> None:
+    if total > policy.max_total_bytes:
+        raise _limit(shown, f"larger than artifacts.maxTotalBytes ({policy.max_total_bytes} bytes)")
+    if expected_size is not None and total > expected_size:
+        raise ArtifactError(
+            Reason.SIZE_MISMATCH,
+            f"{shown}: SizeMismatch: more than spec.artifact.sizeBytes ({expected_size} bytes)",
+            transient=False,
+        )
+
+
+def _list_store(fs: Any, scheme: str, root: str, listing: _Listing) -> None:
+    """Every object below ``root/``; an s3 prefix page by page (stops at a limit mid-listing)."""
+    prefix = root.rstrip("/") + "/"
+
+    def take(path: str, info: Mapping[str, Any]) -> None:
+        if info.get("type") != "file" or not path.startswith(prefix) or path.endswith("/"):
+            return
+        size = info.get("size")
+        listing.add(path[len(prefix) :], path, int(size) if size is not None else None)
+
+    if scheme in ("s3", "s3a") and hasattr(fs, "_iterdir") and hasattr(fs, "split_path"):
+        from fsspec.asyn import sync
+
+        bucket, key, _ = fs.split_path(root)
+
+        async def pages() -> None:
+            async for info in fs._iterdir(bucket, delimiter="", prefix=key.rstrip("/") + "/"):
+                take(str(info.get("name", "")), info)
+
+        sync(fs.loop, pages)
+        return
+    # other stores: fsspec has no streaming listing; the limits apply once it is complete
+    for path, info in fs.find(root, withdirs=False, detail=True).items():
+        take(path, info)
+
+
+def _plan(
+    uri: str, access: StoreAccess, policy: ArtifactPolicy, deadline: float, expected_size: int | None
+) -> _Plan:
     scheme = access.scheme
     shown = redact_uri(uri)
-    fs = open_filesystem(access, policy)
+    fs = open_filesystem(access, policy, deadline)
     if scheme in ("http", "https"):
         # HTTP directories cannot be listed: an http(s) URI is always one file.
-        info = fs.info(uri)
+        info = _bounded(lambda: fs.info(uri), deadline, shown, policy)
         size = info.get("size")
+        if size is not None:
+            _check_total(shown, int(size), policy, expected_size)
         return _Plan(fs, "file", [_Entry(_basename(uri), uri, size)], {"block_size": 0, "size": size})
 
     if scheme == "file":
@@ -473,40 +615,31 @@ def _plan(uri: str, access: StoreAccess, policy: ArtifactPolicy) -> _Plan:
 
     as_dir = uri.endswith("/")
     if not as_dir:
-        info = fs.info(root)
+        info = _bounded(lambda: fs.info(root), deadline, shown, policy)
         if info.get("type") == "file":
-            return _Plan(fs, "file", [_Entry(_basename(uri), root, info.get("size"))], open_kwargs)
+            size = info.get("size")
+            if size is not None:
+                _check_total(shown, int(size), policy, expected_size)
+            return _Plan(fs, "file", [_Entry(_basename(uri), root, size)], open_kwargs)
 
+    listing = _Listing(shown, policy, expected_size)
     if scheme == "file":
-        local = _list_local(root, policy, shown)
-        if not local:
-            raise ArtifactError(Reason.NOT_FOUND, f"{shown}: NotFound: no files there; {NOT_FOUND_HINT}")
-        return _Plan(fs, "directory", local, open_kwargs)
-
-    prefix = root.rstrip("/") + "/"
-    found = fs.find(root, withdirs=False, detail=True)
-    entries: list[_Entry] = []
-    for path, info in sorted(found.items()):
-        if info.get("type") != "file" or not path.startswith(prefix) or path.endswith("/"):
-            continue
-        rel = path[len(prefix) :]
-        problem = check_relative_path(rel)
-        if problem:
-            raise ArtifactError(Reason.URI_REFUSED, f"{shown}: cannot verify a directory with {problem}")
-        entries.append(_Entry(rel, path, info.get("size")))
-    if not entries:
+        _list_local(root, policy, shown, listing)
+    else:
+        _bounded(lambda: _list_store(fs, scheme, root, listing), deadline, shown, policy)
+    if not listing.entries:
         raise ArtifactError(Reason.NOT_FOUND, f"{shown}: NotFound: no files there; {NOT_FOUND_HINT}")
-    return _Plan(fs, "directory", entries, open_kwargs)
+    listing.entries.sort(key=lambda e: e.rel)
+    return _Plan(fs, "directory", listing.entries, open_kwargs)
 
 
 def _raise(e: OSError) -> None:
     raise e
 
 
-def _list_local(root: str, policy: ArtifactPolicy, shown: str) -> list[_Entry]:
+def _list_local(root: str, policy: ArtifactPolicy, shown: str, listing: _Listing) -> None:
     """Regular files below ``root``, following symbolic links (like ``find -L root -type f``);
     every file's real path must stay under the policy's file roots."""
-    entries: list[_Entry] = []
     for dirpath, dirnames, filenames in os.walk(root, followlinks=True, onerror=_raise):
         here = os.path.realpath(dirpath)
         for d in dirnames:
@@ -537,8 +670,7 @@ def _list_local(root: str, policy: ArtifactPolicy, shown: str) -> list[_Entry]:
                     Reason.FETCH_FAILED, f"{shown}: {rel} is a broken symbolic link", transient=False
                 ) from None
             if stat.S_ISREG(st.st_mode):
-                entries.append(_Entry(rel, real, st.st_size))
-    return entries
+                listing.add(rel, real, st.st_size)
 
 
 class _Progress:
@@ -552,11 +684,12 @@ class _Progress:
         if self._callback:
             self._callback(0, self._total)
 
-    def add(self, n: int) -> None:
-        if self._callback:
-            with self._lock:
-                self._done += n
+    def add(self, n: int) -> int:
+        with self._lock:
+            self._done += n
+            if self._callback:
                 self._callback(self._done, self._total)
+            return self._done
 
 
 class _Stopped(Exception):
@@ -564,7 +697,8 @@ class _Stopped(Exception):
 
 
 class _Writer:
-    """Writes under ``dest`` via a temporary name; ``commit`` renames into place."""
+    """Writes under ``dest`` via a temporary name; ``commit`` moves everything into place or, if
+    any move fails, removes what it had moved (a directory is never left half committed)."""
 
     def __init__(self, dest: Path) -> None:
         self.dest = dest
@@ -581,6 +715,12 @@ class _Writer:
 
     def prepare(self, kind: Kind, entries: list[_Entry]) -> None:
         self.dest.mkdir(parents=True, exist_ok=True)
+        for stale in self.dest.iterdir():  # left by a run that was killed (init container restart)
+            if PARTIAL_PREFIX in stale.name and not stale.is_symlink():
+                if stale.is_dir():
+                    shutil.rmtree(stale, ignore_errors=True)
+                else:
+                    stale.unlink(missing_ok=True)
         self.kind = kind
         self.rels = [e.rel for e in entries]
         if kind == "file":
@@ -602,13 +742,20 @@ class _Writer:
             target = self.dest / self.name
             os.replace(self.tmp, target)
             return target
-        for rel in self.rels:
-            target = self.dest / rel
-            target.parent.mkdir(parents=True, exist_ok=True)
-            parent_real = Path(os.path.realpath(target.parent))
-            if parent_real != dest_real and not parent_real.is_relative_to(dest_real):
-                raise OSError(f"{rel}: destination directory leaves {self.dest}")
-            os.replace(self.tmp / rel, target)
+        moved: list[Path] = []
+        try:
+            for rel in self.rels:
+                target = self.dest / rel
+                target.parent.mkdir(parents=True, exist_ok=True)
+                parent_real = Path(os.path.realpath(target.parent))
+                if parent_real != dest_real and not parent_real.is_relative_to(dest_real):
+                    raise OSError(f"{rel}: destination directory leaves {self.dest}")
+                os.replace(self.tmp / rel, target)
+                moved.append(target)
+        except BaseException:
+            for target in moved:
+                target.unlink(missing_ok=True)
+            raise
         shutil.rmtree(self.tmp, ignore_errors=True)
         return self.dest
 
@@ -630,7 +777,10 @@ def _hash_entry(
     stop: threading.Event,
     progress: _Progress,
     out_path: Path | None,
+    budget: int,
+    shown: str,
 ) -> FileDigest:
+    """sha256 of one file; never reads past ``budget`` bytes in total (all files, ``progress``)."""
     h = hashlib.sha256()
     n = 0
     chunk_size = policy.chunk_size
@@ -641,7 +791,9 @@ def _hash_entry(
                 if stop.is_set():
                     raise _Stopped()
                 if time.monotonic() > deadline:
-                    raise TimeoutError(f"timed out after {policy.timeout_seconds:g}s")
+                    raise _limit(
+                        shown, f"not verified within artifacts.timeoutSeconds ({policy.timeout_seconds:g}s)"
+                    )
                 chunk = f.read(chunk_size)
                 if not chunk:
                     break
@@ -649,7 +801,8 @@ def _hash_entry(
                 n += len(chunk)
                 if out is not None:
                     out.write(chunk)
-                progress.add(len(chunk))
+                if progress.add(len(chunk)) > budget:
+                    raise _limit(shown, f"read more than the allowed {budget} bytes")
     finally:
         if out is not None:
             out.close()
@@ -666,17 +819,26 @@ def _digest(
     *,
     progress: ProgressCallback | None,
     writer: _Writer | None,
+    deadline: float | None = None,
+    expected_size: int | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> Digest:
-    deadline = time.monotonic() + policy.timeout_seconds
+    if deadline is None:
+        deadline = time.monotonic() + policy.timeout_seconds
+    shown = redact_uri(uri)
     refusal = check_uri(uri, policy, endpoint_url=access.endpoint_url)
     if refusal:
-        shown = redact_uri(uri)
         if not refusal.startswith(shown):
             refusal = _describe(Reason.URI_REFUSED, shown, refusal)
         raise ArtifactError(Reason.URI_REFUSED, refusal)
-    plan = _plan(uri, access, policy)
+    try:
+        access = bind_credentials(uri, access, policy, env)
+    except ArtifactError as e:
+        raise ArtifactError(e.reason, _describe(e.reason, shown, e.message), transient=e.transient) from None
+    plan = _plan(uri, access, policy, deadline, expected_size)
     sizes = [e.size for e in plan.entries]
     total = sum(s for s in sizes if s is not None) if None not in sizes else None
+    budget = policy.max_total_bytes if expected_size is None else min(policy.max_total_bytes, expected_size)
     tracker = _Progress(progress, total)
     tracker.start()
     if writer:
@@ -685,29 +847,53 @@ def _digest(
 
     def one(entry: _Entry) -> FileDigest:
         out = writer.path_for(entry.rel) if writer else None
-        return _hash_entry(plan, entry, policy, deadline, stop, tracker, out)
+        return _hash_entry(plan, entry, policy, deadline, stop, tracker, out, budget, shown)
 
     if len(plan.entries) == 1 and plan.kind == "file":
         file_digest = one(plan.entries[0])
         return Digest(file_digest.sha256, "file", file_digest.size_bytes, 1, (file_digest,))
 
-    workers = max(1, min(policy.max_workers, len(plan.entries)))
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="artifact-hash") as pool:
-        futures = [pool.submit(one, e) for e in plan.entries]
-        done, pending = wait(futures, return_when=FIRST_EXCEPTION)
-        failed = next((f for f in futures if f.done() and f.exception() is not None), None)
-        if failed is not None:
-            stop.set()
-            for f in pending:
-                f.cancel()
-            exc = failed.exception()
-            assert exc is not None
-            raise exc
-    results = [f.result() for f in futures]
+    # a fixed set of workers pulling the next file: no future (or thread) per file
+    entries = plan.entries
+    results: list[FileDigest | None] = [None] * len(entries)
+    errors: list[BaseException] = []
+    next_index = iter(range(len(entries)))
+    lock = threading.Lock()
+
+    def work() -> None:
+        while not stop.is_set():
+            with lock:
+                i = next(next_index, None)
+            if i is None:
+                return
+            try:
+                results[i] = one(entries[i])
+            except BaseException as e:  # noqa: BLE001 - the first error is raised below
+                if not isinstance(e, _Stopped):
+                    with lock:
+                        errors.append(e)
+                stop.set()
+                return
+
+    workers = [
+        threading.Thread(target=work, name="artifact-hash", daemon=True)
+        for _ in range(max(1, min(policy.max_workers, len(entries))))
+    ]
+    for t in workers:
+        t.start()
+    for t in workers:
+        t.join(max(0.0, deadline - time.monotonic()) + 5.0)
+    if any(t.is_alive() for t in workers):
+        stop.set()
+        raise ArtifactError(Reason.LIMIT_EXCEEDED, _deadline_message(shown, policy), transient=False)
+    if errors:
+        raise errors[0]
+    done = [d for d in results if d is not None]
+    assert len(done) == len(entries)
     return Digest(
-        manifest_digest((d.path, d.sha256) for d in results),
+        manifest_digest((d.path, d.sha256) for d in done),
         "directory",
-        sum(d.size_bytes for d in results),
-        len(results),
-        tuple(sorted(results, key=lambda d: d.path)),
+        sum(d.size_bytes for d in done),
+        len(done),
+        tuple(done),
     )

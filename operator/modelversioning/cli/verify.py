@@ -1,24 +1,33 @@
 """``modelversioning verify-artifact``: verify a model artifact's sha256, optionally fetching it.
 
     modelversioning verify-artifact URI --sha256 HEX [--dest DIR] [--output text|json]
-                                    [--policy-file FILE] [--allow-file-root DIR ...]
+                                    [--policy-file FILE | --policy-json JSON] [--allow-file-root DIR ...]
+                                    [--size-bytes N] [--env-credentials ambient|secret]
 
 Without ``--dest`` it streams the artifact and compares digests. With ``--dest`` it is the
 artifact init container: the bytes are written under DIR while they are hashed (a file
 artifact as ``DIR/<basename>``, a directory keeping its relative paths), to temporary names that
 are renamed into place only once the digest matched.
 
-Exit codes: 0 verified; 1 DigestMismatch; 2 URI refused by the policy, or a usage error;
-3 fetch errors (NotFound, AccessDenied, FetchFailed).
+Exit codes: 0 verified; 1 DigestMismatch or SizeMismatch; 2 URI refused by the policy, or a
+usage error; 3 fetch errors (NotFound, AccessDenied, FetchFailed) and limits (LimitExceeded).
 
-Credentials come only from environment variables (the Deployment injects them from the
-Secret named by ``artifact.secretRef``): AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
+Credentials come only from environment variables: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
 AWS_SESSION_TOKEN, AWS_ENDPOINT_URL[_S3], AWS_REGION, GOOGLE_APPLICATION_CREDENTIALS_JSON,
-HTTP_AUTHORIZATION, ... (see ``modelversioning.artifacts.credentials``).
+HTTP_AUTHORIZATION, MODELVERSIONING_CREDENTIAL_HOSTS, ... (see
+``modelversioning.artifacts.credentials``). ``--env-credentials secret`` (what the init container
+uses: the Deployment injects the Secret named by ``artifact.secretRef`` with envFrom) treats them
+exactly like a Secret's data: bound to the hosts in MODELVERSIONING_CREDENTIAL_HOSTS, and no
+credentials means anonymous, never the node's identity. ``ambient`` (the default, on your own
+machine) treats them as your own identity (the SDK chain, ``~/.aws``...), sent only to the
+policy's ``ambientCredentialHosts`` -- every host when no policy is given.
 
-The policy is ``--policy-file`` (an ArtifactPolicy, or a whole operator config with an
-``artifacts:`` key; YAML or JSON), else the operator config at ``$MODELVERSIONING_CONFIG``, else
-the defaults; ``--allow-file-root`` adds file roots.
+The policy is ``--policy-json`` (what the operator renders into the init container: its own
+effective policy, so the pod enforces exactly what the operator enforced), else ``--policy-file``
+(an ArtifactPolicy, or a whole operator config with an ``artifacts:`` key; YAML or JSON), else the
+operator config at ``$MODELVERSIONING_CONFIG``, else the defaults; ``--allow-file-root`` adds file
+roots. A process that is still running at the policy's deadline (plus a grace period) exits 3 with
+LimitExceeded, whatever it was waiting for.
 
 To wire it into a bigger Typer app: ``top.command("verify-artifact")(verify_artifact_command)``.
 Stand-alone: ``python -m modelversioning.cli.verify URI --sha256 HEX`` or ``main(argv)``.
@@ -27,7 +36,9 @@ Stand-alone: ``python -m modelversioning.cli.verify URI --sha256 HEX`` or ``main
 from __future__ import annotations
 
 import json
+import os
 import sys
+import threading
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -38,6 +49,7 @@ from pydantic import ValidationError
 
 from modelversioning.api.settings import ArtifactPolicy, Settings
 from modelversioning.artifacts import Reason, VerifyResult, verify_artifact
+from modelversioning.artifacts.credentials import KNOWN_KEYS
 
 EXIT_OK = 0
 EXIT_MISMATCH = 1
@@ -51,7 +63,15 @@ EXIT_CODES = {
     Reason.NOT_FOUND: EXIT_FETCH,
     Reason.ACCESS_DENIED: EXIT_FETCH,
     Reason.FETCH_FAILED: EXIT_FETCH,
+    Reason.LIMIT_EXCEEDED: EXIT_FETCH,
+    Reason.SIZE_MISMATCH: EXIT_MISMATCH,
 }
+WATCHDOG_GRACE_SECONDS = 10.0
+
+
+class EnvCredentials(StrEnum):
+    ambient = "ambient"
+    secret = "secret"
 
 
 class OutputFormat(StrEnum):
@@ -74,9 +94,16 @@ def _check_sha256(value: str) -> str:
     return v
 
 
-def load_policy(policy_file: Path | None, extra_roots: list[Path] | None = None) -> ArtifactPolicy:
+def load_policy(
+    policy_file: Path | None, extra_roots: list[Path] | None = None, policy_json: str | None = None
+) -> ArtifactPolicy:
     """The ArtifactPolicy for the CLI (see the module docstring). Raises ValueError."""
-    if policy_file is not None:
+    if policy_json is not None:
+        try:
+            policy = ArtifactPolicy.model_validate_json(policy_json)
+        except ValidationError as e:
+            raise ValueError(f"invalid --policy-json: {e}") from None
+    elif policy_file is not None:
         try:
             data: Any = yaml.safe_load(policy_file.read_text()) or {}
         except (OSError, yaml.YAMLError) as e:
@@ -93,8 +120,11 @@ def load_policy(policy_file: Path | None, extra_roots: list[Path] | None = None)
     else:
         try:
             policy = Settings.load().artifacts
-        except (OSError, yaml.YAMLError, ValidationError) as e:
+        except (OSError, ValueError, yaml.YAMLError) as e:
             raise ValueError(f"invalid operator config ($MODELVERSIONING_CONFIG): {e}") from None
+        if not os.environ.get("MODELVERSIONING_CONFIG"):
+            # no policy at all: your own machine, your own credentials, wherever you point them
+            policy = policy.model_copy(update={"ambient_credential_hosts": ["*"]})
     if extra_roots:
         roots = [*policy.file_roots, *(str(r.expanduser().absolute()) for r in extra_roots)]
         policy = policy.model_copy(update={"file_roots": roots})
@@ -155,18 +185,43 @@ def verify_artifact_command(
         list[Path] | None,
         typer.Option("--allow-file-root", help="Allow file:// URIs under this directory (repeatable)."),
     ] = None,
+    policy_json: Annotated[
+        str | None,
+        typer.Option("--policy-json", help="The ArtifactPolicy as JSON (rendered by the operator)."),
+    ] = None,
+    size_bytes: Annotated[
+        int | None,
+        typer.Option("--size-bytes", min=0, help="Expected total size (spec.artifact.sizeBytes)."),
+    ] = None,
+    env_credentials: Annotated[
+        EnvCredentials,
+        typer.Option(
+            "--env-credentials",
+            help="secret: the environment holds a Secret's data (init container); ambient: your own.",
+        ),
+    ] = EnvCredentials.ambient,
 ) -> None:
     """Verify a model artifact's sha256 (exit 0 verified, 1 mismatch, 2 refused/usage, 3 fetch error)."""
     try:
-        policy = load_policy(policy_file, allow_file_root)
+        policy = load_policy(policy_file, allow_file_root, policy_json)
     except ValueError as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(EXIT_REFUSED) from None
+    secret_data: dict[str, str] | None = None
+    if env_credentials is EnvCredentials.secret:
+        secret_data = {k: v for k, v in os.environ.items() if k in KNOWN_KEYS}
+    watchdog = _watchdog(uri, sha256, policy, output)
 
     def run(progress: Any) -> VerifyResult:
-        return verify_artifact(uri, sha256, policy=policy, progress=progress, dest=dest)
+        return verify_artifact(
+            uri, sha256, policy=policy, progress=progress, dest=dest, secret_data=secret_data,
+            expected_size=size_bytes,
+        )  # fmt: skip
 
-    result = _run_with_progress(run) if sys.stderr.isatty() else run(None)
+    try:
+        result = _run_with_progress(run) if sys.stderr.isatty() else run(None)
+    finally:
+        watchdog.cancel()
 
     if output is OutputFormat.json:
         typer.echo(json.dumps(result.to_dict(), sort_keys=True))
@@ -176,7 +231,36 @@ def verify_artifact_command(
     else:
         retry = " (transient: may succeed later)" if result.transient else ""
         typer.echo(f"error: {result.message}{retry}", err=True)
+        if result.reason is Reason.DIGEST_MISMATCH and result.actual:
+            typer.echo(f"the bytes read hash to sha256 {result.actual}", err=True)
     raise typer.Exit(EXIT_CODES[result.reason])
+
+
+def _watchdog(uri: str, sha256: str, policy: ArtifactPolicy, output: OutputFormat) -> threading.Timer:
+    """Exit (3, LimitExceeded) if still running at the deadline plus a grace period, whatever a
+    network call is stuck in (an init container must never hang)."""
+
+    def fire() -> None:
+        from modelversioning.artifacts import redact_uri
+
+        msg = (
+            f"{redact_uri(uri)}: LimitExceeded: not verified within artifacts.timeoutSeconds "
+            f"({policy.timeout_seconds:g}s); stopped"
+        )
+        if output is OutputFormat.json:
+            doc = {"ok": False, "reason": Reason.LIMIT_EXCEEDED.value, "uri": redact_uri(uri),
+                   "expected": sha256, "transient": False, "message": msg}  # fmt: skip
+            sys.stdout.write(json.dumps(doc, sort_keys=True) + "\n")
+        else:
+            sys.stderr.write(f"error: {msg}\n")
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(EXIT_CODES[Reason.LIMIT_EXCEEDED])
+
+    timer = threading.Timer(policy.timeout_seconds + WATCHDOG_GRACE_SECONDS, fire)
+    timer.daemon = True
+    timer.start()
+    return timer
 
 
 app.command("verify-artifact")(verify_artifact_command)

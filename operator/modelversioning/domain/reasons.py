@@ -50,7 +50,9 @@ VERIFYING = "Verifying"  # a fetch-and-hash is running (status Unknown)
 NOT_FOUND = "NotFound"  # nothing at the URI (yet); retried with backoff
 FETCH_FAILED = "FetchFailed"  # network or store error while reading; retried with backoff
 ACCESS_DENIED = "AccessDenied"  # credentials missing or refused (a missing Secret is retried)
-URI_REFUSED = "URIRefused"  # the operator's artifact policy does not allow this URI
+URI_REFUSED = "URIRefused"  # the artifact policy does not allow this URI (or these credentials there)
+LIMIT_EXCEEDED = "LimitExceeded"  # timeoutSeconds/maxFiles/maxTotalBytes/memoryLimitBytes reached (permanent)
+SIZE_MISMATCH = "SizeMismatch"  # the bytes read differ from spec.artifact.sizeBytes (permanent)
 
 # ---- ModelVersion: condition StageTransition (ARTIFACT_NOT_VERIFIED above: a gate) ------------
 IN_EFFECT = "InEffect"  # status.stage equals spec.stage

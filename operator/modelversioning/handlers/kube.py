@@ -214,7 +214,9 @@ class Kube:
     def read_secret(self, namespace: str, name: str) -> dict[str, str]:
         data = self._call("GET", SECRET.path(namespace, name))
         raw = data.get("data") or {}
-        return {k: base64.b64decode(v).decode() for k, v in raw.items()}
+        # a binary value must not crash verification: it becomes U+FFFD, which the credentials
+        # layer refuses (AccessDenied, permanent) only if it is a key it would use
+        return {k: base64.b64decode(v).decode("utf-8", errors="replace") for k, v in raw.items()}
 
     def event(self, involved: dict[str, Any], type_: str, reason: str, message: str) -> None:
         md = involved.get("metadata", {})

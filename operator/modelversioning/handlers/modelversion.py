@@ -13,7 +13,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
@@ -26,7 +26,8 @@ from modelversioning import metrics
 from modelversioning.api.common import REASON_ANNOTATION, REQUESTED_BY_ANNOTATION, validation_message
 from modelversioning.api.modelversion import ModelVersionSpec
 from modelversioning.api.settings import ArtifactPolicy, Settings
-from modelversioning.artifacts import redact_uri, verify_artifact
+from modelversioning.api.settings import Verification as VerificationSettings
+from modelversioning.artifacts import FairExecutor, redact_uri, verify_artifact, verify_in_child
 from modelversioning.domain import reasons as R
 from modelversioning.domain.stages import Stage, StageGraph
 from modelversioning.domain.version_plan import (
@@ -53,15 +54,19 @@ REQUESTED_STAGE_ANNOTATION = "modelversioning.io/requested-stage"
 __all__ = ["IN_USE_FINALIZER", "ModelVersionReconciler", "make_verifier", "served_by", "stage_actor"]
 
 Key = tuple[str, str]  # (namespace, name)
-# (uri, sha256, credentials) -> result; the production one streams and hashes (make_verifier)
-Verifier = Callable[[str, str, dict[str, str] | None], VerifyResult]
+# (uri, sha256, credentials, sizeBytes) -> result; the production one streams and hashes (make_verifier)
+Verifier = Callable[[str, str, dict[str, str] | None, int | None], VerifyResult]
 
 
-def make_verifier(policy: ArtifactPolicy) -> Verifier:
-    """The production verifier: stream + hash through modelversioning.artifacts."""
+def make_verifier(policy: ArtifactPolicy, *, in_process: bool = False) -> Verifier:
+    """The production verifier: stream + hash through modelversioning.artifacts, in a child process
+    with a memory limit that is killed at the deadline (``in_process``: in this process, tests)."""
 
-    def verify(uri: str, sha256: str, secret: dict[str, str] | None) -> VerifyResult:
-        r = verify_artifact(uri, sha256, policy=policy, secret_data=secret)
+    def verify(uri: str, sha256: str, secret: dict[str, str] | None, size: int | None = None) -> VerifyResult:
+        if in_process:
+            r = verify_artifact(uri, sha256, policy=policy, secret_data=secret, expected_size=size)
+        else:
+            r = verify_in_child(uri, sha256, policy=policy, secret_data=secret, expected_size=size)
         return VerifyResult(str(r.reason.value), r.message, r.transient, r.actual, r.size_bytes, r.files)
 
     return verify
@@ -135,11 +140,19 @@ class Verifications:
     """Fetch-and-hash jobs in a small thread pool, one per object at a time; a finished job
     requeues its object. Holds each object's last result until the plan says to forget it."""
 
-    def __init__(self, kube: Kube, verifier: Verifier, requeue: Callable[[str, str], None]) -> None:
+    def __init__(
+        self,
+        kube: Kube,
+        verifier: Verifier,
+        requeue: Callable[[str, str], None],
+        settings: VerificationSettings | None = None,
+    ) -> None:
         self.kube = kube
         self.verifier = verifier
         self.requeue = requeue
-        self.pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="verify")
+        cfg = settings or VerificationSettings()
+        # bounded, and fair: one namespace's slow artifacts never hold another namespace's verification
+        self.pool = FairExecutor(cfg.workers, cfg.per_namespace, name="verify")
         self._attempts: dict[Key, _Attempt] = {}
         self._lock = threading.Lock()
 
@@ -166,7 +179,7 @@ class Verifications:
             failures = prev.failures if prev is not None and prev.uid == uid else 0
             att = _Attempt(uid, generation, failures=failures)
             self._attempts[key] = att
-            att.future = self.pool.submit(self._run, key, model, spec)
+            att.future = self.pool.submit_for(key[0], self._run, key, model, spec)
             # requeue once the future is done (not from inside the job: it would race with done())
             att.future.add_done_callback(partial(self._done, key))
 
@@ -188,7 +201,7 @@ class Verifications:
             except ApiException as e:
                 what = "does not exist" if e.status == 404 else f"cannot be read ({e.status} {e.reason})"
                 return VerifyResult(R.ACCESS_DENIED, f"credentials Secret {ref!r} {what}", transient=True)
-        result = self.verifier(spec.artifact.uri, spec.artifact.sha256, creds)
+        result = self.verifier(spec.artifact.uri, spec.artifact.sha256, creds, spec.artifact.size_bytes)
         metrics.VERIFY_SECONDS.labels(ns).observe(time.monotonic() - t0)
         metrics.VERIFICATIONS.labels(ns, model, result.reason).inc()
         if result.size_bytes:
@@ -234,7 +247,7 @@ class ModelVersionReconciler:
             v.retry_max_seconds,
         )
         self.enqueue_endpoints = enqueue_endpoints  # (namespace, model)
-        self.verifications = Verifications(kube, verifier, requeue)
+        self.verifications = Verifications(kube, verifier, requeue, settings.verification)
 
     def reconcile(self, namespace: str, name: str) -> None:
         instrumented(KIND, self._reconcile, namespace, name)
