@@ -872,6 +872,16 @@ def diff(
     _show(g, view, lambda: Group(render.diff_table(view, changed_only)))
 
 
+# ---- import (importers/: MLflow over its REST API) --------------------------------------------------
+def _add_import() -> None:
+    from modelversioning.cli.models.importers.command import import_app
+
+    app.add_typer(import_app, name="import")
+
+
+_add_import()
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Console script entry point (``kubectl-models``)."""
     app(args=list(argv) if argv is not None else None, prog_name="kubectl models")
