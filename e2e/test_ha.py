@@ -1,15 +1,40 @@
-"""HA with kopf peering: two replicas, exactly one acts; when it stops, the other takes over."""
+"""HA with kopf peering: two replicas, exactly one acts; a paused standby does nothing.
+
+Each replica runs as its own ServiceAccount, so the API server's audit log tells their requests
+apart. While the active replica promotes a version and changes an endpoint's weights, the standby
+(started after it, at a lower priority) must make no request at all for our objects or children
+(no LIST, GET, WATCH or write) and no write except kopf's own peering keep-alive, and reconcile
+nothing (its metrics). When the active replica stops, the standby lists the cache again (one LIST
+per kind) before it reconciles, and takes over.
+"""
 
 from __future__ import annotations
 
+import socket
+import urllib.request
+from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
-from helpers import Objects, cond_is, make_artifact, model_endpoint, model_version, vs_weights, wait_for
+from helpers import Objects, make_artifact, model_endpoint, model_version, vs_weights, wait_for
 from operator_proc import OperatorProcess
 
 CHART_CRDS = Path(__file__).resolve().parents[1] / "charts" / "modelversioning-operator" / "crds"
+# everything the operator reads or writes for its own work (kopf's peering and discovery excluded)
+OUR_RESOURCES = {
+    "modelversions",
+    "modelendpoints",
+    "deployments",
+    "services",
+    "virtualservices",
+    "httproutes",
+    "secrets",
+    "events",
+}
+WRITES = {"create", "update", "patch", "delete", "deletecollection"}
 
 
 @pytest.fixture
@@ -25,79 +50,187 @@ def peering(cluster):
     cluster.kubectl("delete", "clusterkopfpeering", "mv-ha-e2e", "--ignore-not-found")
 
 
-def test_two_peered_replicas_one_active_then_failover(
-    kube, namespace, operator, cluster, peering, artifact_root
+@pytest.fixture
+def identities(cluster, namespace, tmp_path):
+    """A ServiceAccount, token and kubeconfig per replica: (kubeconfig path, audit username)."""
+    made: list[str] = []
+
+    def make(name: str) -> tuple[Path, str]:
+        cluster.kubectl("create", "serviceaccount", name, "-n", namespace)
+        binding = f"{namespace}-{name}"
+        cluster.kubectl(
+            "create", "clusterrolebinding", binding, "--clusterrole=cluster-admin",
+            f"--serviceaccount={namespace}:{name}",
+        )  # fmt: skip
+        made.append(binding)
+        token = cluster.kubectl("create", "token", name, "-n", namespace, "--duration=1h").stdout.strip()
+        cfg = yaml.safe_load(Path(cluster.kubeconfig).read_text())
+        ctx = next(c for c in cfg["contexts"] if c["name"] == cfg["current-context"])["context"]
+        entry = next(c for c in cfg["clusters"] if c["name"] == ctx["cluster"])
+        path = tmp_path / f"{name}.kubeconfig"
+        path.write_text(
+            yaml.safe_dump(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Config",
+                    "clusters": [entry],
+                    "users": [{"name": name, "user": {"token": token}}],
+                    "contexts": [{"name": name, "context": {"cluster": entry["name"], "user": name}}],
+                    "current-context": name,
+                }
+            )
+        )
+        return path, f"system:serviceaccount:{namespace}:{name}"
+
+    yield make
+    for binding in made:
+        cluster.kubectl("delete", "clusterrolebinding", binding, "--ignore-not-found")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def reconciles(port: int) -> int:
+    """Reconciles run so far by the replica serving metrics on `port` (both kinds)."""
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    return sum(
+        int(float(line.rsplit(" ", 1)[1]))
+        for line in text.splitlines()
+        if line.startswith("modelversioning_reconcile_duration_seconds_count")
+    )
+
+
+def requests_of(cluster, user: str, start: int) -> list[dict[str, Any]]:
+    """The user's requests since audit offset `start` (one per request, in order)."""
+    seen: set[str] = set()
+    out = []
+    for e in cluster.audit_events(start):
+        if (e.get("user") or {}).get("username") != user or e["auditID"] in seen:
+            continue
+        seen.add(e["auditID"])
+        out.append(e)
+    return out
+
+
+def summary(events: list[dict[str, Any]]) -> Counter[str]:
+    return Counter(
+        f"{e['verb']} {(e.get('objectRef') or {}).get('resource', e['requestURI'])}" for e in events
+    )
+
+
+def test_paused_standby_makes_no_requests_then_takes_over(
+    kube, namespace, operator, cluster, peering, identities, artifact_root
 ):
+    assert cluster.audit_log is not None, "this test counts requests in the local control plane's audit log"
     objs = Objects(kube, namespace)
     operator.stop()  # only the two peered replicas act in this test
-    settings = {"artifacts": {"fileRoots": [str(artifact_root)]}}
-    replicas = [
-        OperatorProcess(
-            cluster.kubeconfig,
-            settings=settings,
-            extra_env={"MODELVERSIONING_PEERING": peering, "POD_ID": f"replica-{i}"},
-        )
-        for i in range(2)
-    ]
+    settings = {
+        "artifacts": {"fileRoots": [str(artifact_root)]},
+        "verification": {"retryInitialSeconds": 1, "retryMaxSeconds": 5},
+        "serving": {"driftCheckSeconds": 1},  # a standby reconciling from its cache would do it often
+    }
+    (active_cfg, active_user), (standby_cfg, standby_user) = identities("mv-active"), identities("mv-standby")
+    ports = {"active": _free_port(), "standby": _free_port()}
+
+    def replica(kubeconfig: Path, pid: str, priority: int, port: int) -> OperatorProcess:
+        env = {"MODELVERSIONING_PEERING": peering, "MODELVERSIONING_PRIORITY": str(priority), "POD_ID": pid}
+        return OperatorProcess(kubeconfig, settings=settings, metrics_port=port, extra_env=env)
+
+    active = replica(active_cfg, "replica-active", 200, ports["active"])
+    standby = replica(standby_cfg, "replica-standby", 100, ports["standby"])
     try:
-        for r in replicas:
-            r.start()
-        for v in ("1.0.0", "1.1.0"):
+        active.start()
+        for v, stage in (("1.0.0", "production"), ("1.1.0", "staging")):
             uri, sha = make_artifact(artifact_root, "ha", v)
-            objs.create(model_version("ha", v, uri, sha, stage="production"))
+            objs.create(model_version("ha", v, uri, sha, stage=stage))
         objs.create(
             model_endpoint(
                 "ha",
                 "ha",
                 [
-                    {"name": "a", "version": "1.0.0", "weight": 90},
-                    {"name": "b", "version": "1.1.0", "weight": 10},
+                    {"name": "a", "version": "1.0.0", "weight": 100},
+                    {"name": "b", "version": "1.1.0", "weight": 0},
                 ],
             )
         )
-        wait_for(lambda: cond_is(objs.mep("ha"), "Ready", "True"), 90, "Ready with two peered replicas")
-        # Both replicas are in the peering object with distinct priorities; the lower one is paused.
-        # (kopf starts peered operators paused and logs "Resuming" once no higher peer is seen, then
-        # "Pausing ..." if one shows up later, so the state is whichever of the two came last.)
+        wait_for(lambda: vs_weights(objs.virtualservice("ha")) == {"a": 100}, 90, "the active replica routes")
+
+        # The standby starts at a lower priority: kopf keeps it paused from its first moment.
+        start = cluster.audit_offset()
+        standby.start()
         co = objs.co
-        peers = wait_for(
+        wait_for(
             lambda: (
-                (
-                    st := co.get_cluster_custom_object("kopf.dev", "v1", "clusterkopfpeerings", peering).get(
+                "replica-standby"
+                in (
+                    co.get_cluster_custom_object("kopf.dev", "v1", "clusterkopfpeerings", peering).get(
                         "status"
                     )
+                    or {}
                 )
-                and {"replica-0", "replica-1"} <= set(st)
-                and st
             ),
             60,
-            "both replicas in the peering object",
+            "the standby in the peering object",
         )
-        prio = {
-            pid: int(info["priority"]) for pid, info in peers.items() if pid in ("replica-0", "replica-1")
-        }
-        assert prio["replica-0"] != prio["replica-1"]
-        active = replicas[0] if prio["replica-0"] > prio["replica-1"] else replicas[1]
-        standby = replicas[1] if active is replicas[0] else replicas[0]
-
-        def state(r: OperatorProcess) -> str:
-            log = r.logs(5000)
-            paused = log.rfind("Pausing operations in favour of")
-            resumed = log.rfind("Resuming operations after the pause")
-            return "paused" if paused > resumed or resumed < 0 else "active"
-
-        try:
-            wait_for(
-                lambda: state(standby) == "paused" and state(active) == "active", 60, "one active, one paused"
-            )
-        except AssertionError as e:
-            raise AssertionError(f"{e}\n" + "\n----\n".join(r.logs(60) for r in replicas)) from None
-        active.stop()
-        objs.set_weights("ha", {"a": 20, "b": 80})
+        # The active replica works: a promotion, then a weight change onto the promoted version.
+        objs.patch_mv("ha-v1.1.0", {"spec": {"stage": "production"}})
         wait_for(
-            lambda: vs_weights(objs.virtualservice("ha")) == {"a": 20, "b": 80}, 120, "the standby took over"
+            lambda: (objs.mv("ha-v1.1.0").get("status") or {}).get("stage") == "production", 60, "promotion"
         )
+        objs.set_weights("ha", {"a": 20, "b": 80})
+        wait_for(lambda: vs_weights(objs.virtualservice("ha")) == {"a": 20, "b": 80}, 60, "the weight change")
+        # ... and its drift check runs a few more times (the standby's would have, too, if it ran).
+        done = reconciles(ports["active"])
+        wait_for(lambda: reconciles(ports["active"]) >= done + 6, 30, "three more drift checks")
+
+        standby_requests = requests_of(cluster, standby_user, start)
+        active_requests = requests_of(cluster, active_user, start)
+        print(f"standby while paused: {len(standby_requests)} requests: {dict(summary(standby_requests))}")
+        print(f"active meanwhile: {len(active_requests)} requests: {dict(summary(active_requests))}")
+        ours = [e for e in standby_requests if (e.get("objectRef") or {}).get("resource") in OUR_RESOURCES]
+        writes = [
+            e
+            for e in standby_requests
+            if e["verb"] in WRITES and (e.get("objectRef") or {}).get("apiGroup") != "kopf.dev"
+        ]
+        assert ours == [], f"a paused standby touched our objects: {dict(summary(ours))}"
+        assert writes == [], f"a paused standby wrote: {dict(summary(writes))}"
+        assert reconciles(ports["standby"]) == 0
+        assert summary(active_requests)["patch modelendpoints"] >= 1  # the active one did the work
+
+        # Failover: the standby lists each kind once more, then reconciles and takes over.
+        takeover = cluster.audit_offset()
+        active.stop()
+        objs.set_weights("ha", {"a": 50, "b": 50})
+        wait_for(
+            lambda: vs_weights(objs.virtualservice("ha")) == {"a": 50, "b": 50}, 60, "the standby took over"
+        )
+        after = requests_of(cluster, standby_user, takeover)
+        print(f"standby after takeover: {len(after)} requests: {dict(summary(after))}")
+        # the operator's own requests (kopf's watches re-list too, with user agent kopf/...)
+        own = [
+            (e["verb"], (e.get("objectRef") or {}).get("resource"))
+            for e in after
+            if not e.get("userAgent", "").startswith("kopf/")
+        ]
+        first_write = next(i for i, (verb, res) in enumerate(own) if verb in WRITES and res in OUR_RESOURCES)
+        for res in (
+            "modelversions",
+            "modelendpoints",
+            "deployments",
+            "services",
+            "virtualservices",
+            "httproutes",
+        ):
+            assert own[:first_write].count(("list", res)) == 1, f"not one LIST of {res} before reconciling"
+        assert reconciles(ports["standby"]) > 0
+    except BaseException:
+        print("\n----\n".join(r.logs(80) for r in (active, standby)))
+        raise
     finally:
-        for r in replicas:
+        for r in (active, standby):
             r.stop()
         operator.start()
