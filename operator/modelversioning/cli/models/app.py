@@ -372,6 +372,14 @@ def register(
     apply: Annotated[
         bool, typer.Option("--apply", help="Create it in the cluster (default: print the YAML for GitOps).")
     ] = False,
+    dvc: Annotated[
+        str | None,
+        typer.Option(
+            "--dvc",
+            help="Fill the artifact (md5-checked), --uri (its object in the DVC remote), the dataset, "
+            "hyperparameters and metrics from DVC: a .dvc file or dvc.lock[:STAGE[:OUT]] (docs/import.md).",
+        ),
+    ] = None,
 ) -> None:
     """Register a model version: hash the artifact, record lineage from git, validate, print or create."""
     g = _globals(ctx)
@@ -389,6 +397,26 @@ def register(
     env = {
         k: str(v) for k, v in actions.parse_pairs(environment or [], "--environment", numeric=False).items()
     }
+    dvc_info = None
+    if dvc is not None:  # importers/dvc.py: explicit options win, DVC fills the rest
+        from modelversioning.cli.models.importers import dvc as dvcmeta
+
+        dvc_info = dvcmeta.read(dvc, dataset)
+        filled = dvcmeta.fill(
+            dvc_info,
+            artifact=artifact,
+            uri=uri,
+            dataset=dataset,
+            dataset_version=dataset_version,
+            dataset_uri=dataset_uri,
+        )
+        artifact, uri, dataset = filled.artifact, filled.uri, filled.dataset
+        dataset_version, dataset_uri = filled.dataset_version, filled.dataset_uri
+        metrics, hyper = {**dvc_info.metrics, **metrics}, {**dvc_info.params, **hyper}
+        for n in [*dvc_info.notes, dvcmeta.summary(dvc_info, filled)]:
+            _note(n)
+        if not filled.hash_from_dvc:
+            dvc_info = None
 
     from modelversioning.cli.models.gitinfo import git_info
 
@@ -453,6 +481,12 @@ def register(
         sha256 = sha256.lower().removeprefix("sha256:")
         if local is not None and local.is_file():
             size = local.stat().st_size
+    elif dvc_info is not None:
+        from modelversioning.cli.models.importers.dvc import hash_verified
+
+        with _progress(f"sha256 + md5 {artifact}") as cb:
+            sha256, size = hash_verified(dvc_info, cb)
+        _note(f"sha256 of {artifact}: {sha256} ({size} bytes; md5 is the one DVC recorded)")
     else:
         sha256, size = _hash_artifact(artifact, local)
     annotations: dict[str, str] = {}
