@@ -145,7 +145,7 @@ def test_shadow_mirror_gateway_api(objs, artifact_root):
     rt = wait_for(mirrored, 90, "HTTPRoute with RequestMirror")
     assert route_weights(rt) == {"live": 100}
     mirror = next(f for f in rt["spec"]["rules"][0]["filters"] if f["type"] == "RequestMirror")
-    assert mirror["requestMirror"]["backendRef"]["name"] == "shadow-shadow"
+    assert mirror["requestMirror"]["backendRef"]["name"] == objs.slot("shadow", "shadow")
     assert mirror["requestMirror"]["percent"] == 25
     ep = wait_for(lambda: (e := objs.mep("shadow")) and cond_is(e, "Ready", "True") and e, 60, "Ready")
     assert "mirror:shadow@3.0.0-rc.1=25%" in ep["status"]["traffic"]
@@ -165,19 +165,21 @@ def test_blue_green_switch_waits_for_green(objs, artifact_root):
             router="gatewayAPI",
         )
     )
-    wait_for(lambda: route_weights(objs.httproute("rec")) == {"blue": 100, "green": 0}, 90, "blue live")
+    # green is not eligible (staging): it is deployed, but no route points at it yet
+    wait_for(lambda: route_weights(objs.httproute("rec")) == {"blue": 100}, 90, "blue live")
     objs.set_weights("rec", {"blue": 0, "green": 100})
     ep = wait_for(
         lambda: (
             (e := objs.mep("rec"))
             and cond_is(e, "Progressing", "True")
             and e["metadata"]["generation"] == e["status"]["observedGeneration"]
+            and any(v["name"] == "green" and v["reason"] == "StageNotReached" for v in e["status"]["variants"])
             and e
         ),
-        30,
-        "held",
+        60,
+        "held (green verified, still staging)",
     )
-    assert route_weights(objs.httproute("rec")) == {"blue": 100, "green": 0}  # traffic stays on ready blue
+    assert route_weights(objs.httproute("rec")) == {"blue": 100}  # traffic stays on ready blue
     green = next(v for v in ep["status"]["variants"] if v["name"] == "green")
     assert (green["desiredWeight"], green["effectiveWeight"], green["reason"]) == (100, 0, "StageNotReached")
     objs.patch_mv("rec-v3.1.0", {"spec": {"stage": "production"}})
@@ -197,7 +199,8 @@ def test_unverified_version_holds_weight_zero(objs, artifact_root):
             ],
         )
     )
-    wait_for(lambda: vs_is(objs, "tamper", {"stable": 100, "canary": 0}), 90, "canary held at 0")
+    # the tampered canary never gets a destination, not even at weight 0
+    wait_for(lambda: vs_is(objs, "tamper", {"stable": 100}), 90, "canary kept out of the route")
     ep = wait_for(
         lambda: (e := objs.mep("tamper")) and cond_is(e, "Degraded", "True", "DigestMismatch") and e,
         30,

@@ -104,7 +104,9 @@ def test_a_foreign_object_with_a_slot_name_is_never_taken_over(objs, artifact_ro
         30,
         "children orphaned",
     )
-    objs.core.patch_namespaced_service(slot, objs.ns, {"spec": {"selector": {"app": "theirs"}}})
+    objs.core.patch_namespaced_service(
+        slot, objs.ns, {"spec": {"selector": {"app": "theirs", "modelversioning.io/slot": None}}}
+    )
     # a new endpoint of the same name renders the same slot name: it must not take them over
     objs.create(ep)
     wait_for(

@@ -234,3 +234,25 @@ def test_served_by_counts_the_pinned_version_and_the_pending_one():
     # 2.3.8 still answers every request: it is in use (its deletion is held) at 100 %
     assert served_by(s, "ns", "m", "2.3.8") == [{"endpoint": "ep", "variant": "stable", "weight": 100}]
     assert served_by(s, "ns", "m", "2.4.1") == [{"endpoint": "ep", "variant": "stable", "weight": 0}]
+
+
+def test_store_tracks_writes_the_watch_has_not_shown():
+    s = Store()
+    body = {"metadata": {"namespace": "ns", "name": "r", "resourceVersion": "5"}}
+    s.upsert("HTTPRoute", body)
+    assert s.is_observed("HTTPRoute", "ns", "r")
+    s.upsert(
+        "HTTPRoute", {"metadata": {"namespace": "ns", "name": "r", "resourceVersion": "6"}}, observed=False
+    )
+    assert not s.is_observed("HTTPRoute", "ns", "r")
+    s.upsert(
+        "HTTPRoute", {"metadata": {"namespace": "ns", "name": "r", "resourceVersion": "5"}}
+    )  # late event
+    assert not s.is_observed("HTTPRoute", "ns", "r")
+    s.upsert("HTTPRoute", {"metadata": {"namespace": "ns", "name": "r", "resourceVersion": "6"}})
+    assert s.is_observed("HTTPRoute", "ns", "r")
+    # a no-op write (same resourceVersion) produces no watch event: it must not stay "unobserved"
+    s.upsert(
+        "HTTPRoute", {"metadata": {"namespace": "ns", "name": "r", "resourceVersion": "6"}}, observed=False
+    )
+    assert s.is_observed("HTTPRoute", "ns", "r")

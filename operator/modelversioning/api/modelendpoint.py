@@ -15,7 +15,7 @@ from modelversioning.api.common import (
     cel,
     validations,
 )
-from modelversioning.api.modelversion import Resources, expected_name
+from modelversioning.api.modelversion import VariantResources, expected_name
 from modelversioning.api.strategy import RolloutStatus, Strategy
 from modelversioning.domain.semver import SEMVER_PATTERN, SemVer
 from modelversioning.domain.traffic import validate_declared
@@ -44,8 +44,10 @@ class Variant(ApiModel):
     )
     weight: int = Field(default=0, ge=0, le=100, description="Share of live traffic, 0..100.")
     replicas: int = Field(default=1, ge=0, le=1000)
-    resources: Resources | None = Field(
-        default=None, description="Overrides the ModelVersion's runtime resources."
+    resources: VariantResources | None = Field(
+        default=None,
+        description="Overrides the ModelVersion's runtime resources. Quantities are checked by the operator "
+        "(InvalidSpec), not by CEL: 16 variants x 12 resources would exceed the API server's CEL budget.",
     )
 
     @field_validator("version")
@@ -71,7 +73,7 @@ class ParentRef(ApiModel):
 
 # Gateway API HTTPRoute spec.hostnames[] (v1.6.1): lowercase DNS names, optionally "*."-prefixed; no IPs,
 # no ports. Checked here so that a host the HTTPRoute would refuse is refused when the endpoint is applied.
-GATEWAY_HOSTNAME = r"^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+GATEWAY_HOSTNAME = r"^([*][.])?[a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 
 
 class Routing(ApiModel):

@@ -82,7 +82,7 @@ class MetricCheck(ApiModel):
         default="modelServer",
         description="Whose metrics the template reads: the reference model server's, Traefik's or Istio's.",
     )
-    quantile: float = Field(default=0.99, gt=0, lt=1)
+    quantile: float = Field(default=0.99, ge=0.01, le=0.999)
     query: str | None = Field(
         default=None,
         max_length=4096,

@@ -74,9 +74,12 @@ class Store:
                 if _older(md.get("resourceVersion"), old.get("metadata", {}).get("resourceVersion")):
                     return  # a late watch event must not undo a write we already cached
                 self._unindex(kind, ns, name, old)
+            same = old is not None and old.get("metadata", {}).get("resourceVersion") == md.get(
+                "resourceVersion"
+            )
             if observed:
                 self._unobserved.discard((kind, ns, name))
-            else:
+            elif not same:  # a write that changed nothing (same resourceVersion) produces no watch event
                 self._unobserved.add((kind, ns, name))
             bucket[name] = body
             owner = self._owner(body)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from modelversioning.api.modelendpoint import ModelEndpointSpec, Variant
-from modelversioning.api.modelversion import ModelVersionSpec, Resources
+from modelversioning.api.modelversion import ModelVersionSpec, Resources, VariantResources
 from modelversioning.api.settings import Serving
 from modelversioning.render import naming
 from modelversioning.render.inputs import check_pin
@@ -60,7 +60,7 @@ def model_volume_size_limit(size_bytes: int | None) -> str | None:
     return decimal_quantity((size_bytes * 6 + 4) // 5)
 
 
-def k8s_resources(resources: Resources | None) -> dict[str, dict[str, str]]:
+def k8s_resources(resources: Resources | VariantResources | None) -> dict[str, dict[str, str]]:
     """Resources model -> core/v1 ResourceRequirements (quantities as strings, empty parts omitted)."""
     if resources is None:
         return {}
