@@ -331,3 +331,17 @@ def test_removed_variant_slot_is_drained_not_kept() -> None:
     assert plan.delete == () and "ep-gone" not in plan.draining  # still referenced (weight 0)
     plan = P.decide(replace(f, routed={"ep-s": 100}, drain_seconds=0))
     assert plan.delete == ("ep-gone",)
+
+
+def test_scaling_up_the_serving_slot_keeps_its_traffic() -> None:
+    scaling = P.SlotFacts("ep-s", True, False, 1, 3, "1/3 replicas available")
+    v = variant(replicas=3, desired=scaling, pin=pin(slot_="ep-s"), pinned=scaling)
+    plan = P.decide(facts(v, previous_weights={"stable": 100}, routed={"ep-s": 100}))
+    assert plan.decision("stable").eligible and [x.slot for x in plan.destinations] == ["ep-s"]
+    # a new slot with the same state is not eligible: it needs all its replicas first
+    fresh = variant(replicas=3, desired=scaling)
+    assert not P.decide(facts(fresh)).decision("stable").eligible
+    # and a serving slot with no ready pod at all is not eligible either
+    down = P.SlotFacts("ep-s", True, False, 0, 3, "0/3 replicas available")
+    dead = variant(replicas=3, desired=down, pin=pin(slot_="ep-s"), pinned=down)
+    assert not P.decide(facts(dead, routed={"ep-s": 100})).decision("stable").eligible

@@ -184,6 +184,13 @@ def _pinned_still_good(v: VariantFacts, need: Stage) -> tuple[bool, str]:
     return True, ""
 
 
+def _still_serving(v: VariantFacts) -> bool:
+    """The desired slot is the one already serving this variant and has ready pods: a scale-up (or one
+    pod restarting) is not a reason to take its traffic away. A new slot needs all its replicas."""
+    d = v.desired
+    return d is not None and v.pin is not None and v.pin.slot == d.name and d.exists and d.ready_replicas > 0
+
+
 def _desired_status(v: VariantFacts, need: Stage) -> tuple[bool, str, str]:
     """(eligible, reason, message) of the desired slot."""
     if v.problem is not None:
@@ -208,7 +215,7 @@ def _desired_status(v: VariantFacts, need: Stage) -> tuple[bool, str, str]:
         return False, R.STAGE_NOT_REACHED, f"{mv.name} is {mv.stage or 'unknown'}; needs {need}"
     if v.replicas == 0:
         return False, R.SCALED_TO_ZERO, "variant has 0 replicas"
-    if not v.desired.available:
+    if not v.desired.available and not _still_serving(v):
         return False, R.DEPLOYMENT_NOT_AVAILABLE, v.desired.why
     return True, R.ELIGIBLE, f"{mv.name} verified, {mv.stage}, available"
 
