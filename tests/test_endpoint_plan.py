@@ -345,3 +345,13 @@ def test_scaling_up_the_serving_slot_keeps_its_traffic() -> None:
     down = P.SlotFacts("ep-s", True, False, 0, 3, "0/3 replicas available")
     dead = variant(replicas=3, desired=down, pin=pin(slot_="ep-s"), pinned=down)
     assert not P.decide(facts(dead, routed={"ep-s": 100})).decision("stable").eligible
+
+
+def test_mirror_is_left_out_where_the_gateway_cannot_mirror() -> None:
+    live = variant(desired=slot("ep-s"))
+    shadow = replace(variant("shadow", "3.0.0-rc.1", 0, mv=mv("3.0.0-rc.1", stage="staging"),
+                             desired=slot("ep-sh")), mirror=True)  # fmt: skip
+    f = facts(live, shadow, mirror_supported=False)
+    plan = P.decide(f)
+    assert plan.mirror is None and [x.slot for x in plan.destinations] == ["ep-s"]
+    assert cond(report(f, plan), "Degraded") == ("True", R.MIRROR_UNSUPPORTED)

@@ -101,6 +101,13 @@ class Serving(_Settings):
     model_mount_path: str = "/models"
     enabled_routers: list[str] = Field(default_factory=lambda: ["istio", "gatewayAPI", "none"])
     drift_check_seconds: float = Field(default=60.0, gt=0)
+    gateway_api_features: list[str] = Field(
+        default_factory=list,
+        description="Extended Gateway API features the platform's implementation supports, as named in "
+        "GatewayClass status.supportedFeatures (e.g. HTTPRouteRequestMirror). A mirror is written into an "
+        "HTTPRoute only when HTTPRouteRequestMirror is listed: some implementations (Traefik 3.7) answer 500 "
+        "to every request of a rule with a filter they do not support.",
+    )
     drain_seconds: float = Field(
         default=10.0,
         ge=0,

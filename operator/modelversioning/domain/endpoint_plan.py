@@ -96,6 +96,7 @@ class EndpointFacts:
     draining: Mapping[str, float]  # slot -> since (epoch seconds), from status
     now: float
     drain_seconds: float
+    mirror_supported: bool = True  # the router can mirror (platform setting for Gateway API)
 
 
 # ---------------------------------------------------------------------------------------- plan
@@ -267,7 +268,7 @@ def decide(f: EndpointFacts) -> Plan:
         if pin is not None and v.name in weights:
             destinations.append(Destination(v.name, pin.slot, pin.version, pin.digest, weights[v.name]))
     mirror_dest = None
-    if mirror is not None:
+    if mirror is not None and f.mirror_supported:
         pin = by_name[mirror.name].serving
         if by_name[mirror.name].eligible and pin is not None:
             mirror_dest = Destination(mirror.name, pin.slot, pin.version, pin.digest, 0)
@@ -406,7 +407,14 @@ def report(
             why = R.ROLLING_OUT
         conds.append(Cond("Progressing", TRUE, why, "; ".join(waiting) or plan.split_message))
 
-    if route_ok:
+    mirror = next((v for v in f.variants if v.mirror), None)
+    if route_ok and mirror is not None and not f.mirror_supported:
+        msg = (
+            f"router {f.router} cannot mirror here (the platform has not declared HTTPRouteRequestMirror "
+            f"support, operator setting serving.gatewayApiFeatures): variant {mirror.name} gets no copies"
+        )
+        conds.append(Cond("Degraded", TRUE, R.MIRROR_UNSUPPORTED, msg))
+    elif route_ok:
         bad = [d for d in variants if d.reason in PERMANENT or d.held_scale]
         if bad:
             reason = (

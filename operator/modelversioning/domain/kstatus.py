@@ -29,6 +29,7 @@ ENDPOINT_STALLED = frozenset(
         R.INVALID_SPLIT,
         R.ROUTER_DISABLED,
         R.UNKNOWN_ROUTER,
+        R.MIRROR_UNSUPPORTED,
         "RolloutFailed",
         "RolloutAborted",
     }

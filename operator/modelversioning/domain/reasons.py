@@ -34,6 +34,7 @@ SCALE_DOWN_HELD = "ScaleDownHeld"  # replicas 0 requested for a slot that still 
 ROUTE_APPLIED = "RouteApplied"  # RoutesReady=True
 ROUTE_NOT_APPLIED = "RouteNotApplied"  # RoutesReady=False: routes left unchanged
 NO_ROUTER = "NoRouter"  # router none: no route object
+MIRROR_UNSUPPORTED = "MirrorUnsupported"  # the router/gateway cannot mirror: the shadow gets no copies
 
 # ---- ModelEndpoint: Events only --------------------------------------------------------------------
 TRAFFIC_SHIFTED = "TrafficShifted"  # the effective weights in the route changed

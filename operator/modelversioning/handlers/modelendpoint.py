@@ -207,6 +207,8 @@ class ModelEndpointReconciler:
             },
             now=self.clock(),
             drain_seconds=self.settings.serving.drain_seconds,
+            mirror_supported=spec.routing.router != "gatewayAPI"
+            or "HTTPRouteRequestMirror" in self.settings.serving.gateway_api_features,
         )
         return Gathered(facts, spec, ref, slots, conflicts, rollout)
 
