@@ -981,7 +981,9 @@ def test_rollout_view_reads_status_and_spec():
         "metadata": {"name": "fraud"},
         "spec": {
             "variants": [{"name": "stable", "weight": 0}, {"name": "canary", "weight": 100}],
-            "strategy": {"canary": {"variant": "canary", "baseline": "stable", "steps": [{"setWeight": 10}] * 3}},
+            "strategy": {
+                "canary": {"variant": "canary", "baseline": "stable", "steps": [{"setWeight": 10}] * 3}
+            },
         },
         "status": {
             "effectiveWeights": {"stable": 90, "canary": 10},
