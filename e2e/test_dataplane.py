@@ -377,7 +377,8 @@ def test_a_bad_canary_is_rolled_back_automatically_under_load(dp, objs):  # type
     errors = [x for x in load.log if x[1] != 200]
     after = [x for x in load.since(t_failed + 5) if x[1] != 200]
     print(
-        f"bad canary: {len(errors)} errors of {len(load.log)} requests; failed {t_failed - t0:.1f}s after start"
+        f"bad canary: {len(errors)} errors of {len(load.log)} requests; "
+        f"failed {t_failed - t0:.1f}s after start"
     )
     assert errors and not after  # clients saw the canary's errors only while it had a share
     ep = objs.mep("bad")
