@@ -355,3 +355,32 @@ def test_mirror_is_left_out_where_the_gateway_cannot_mirror() -> None:
     plan = P.decide(f)
     assert plan.mirror is None and [x.slot for x in plan.destinations] == ["ep-s"]
     assert cond(report(f, plan), "Degraded") == ("True", R.MIRROR_UNSUPPORTED)
+
+
+def test_replicas_follow_the_share_and_the_share_waits_for_the_pods() -> None:
+    stable = variant(weight=90, replicas=10, desired=slot("ep-s", replicas=10), pin=pin(slot_="ep-s"),
+                     pinned=slot("ep-s", replicas=10))  # fmt: skip
+    small = P.SlotFacts("ep-c", True, True, 1, 1, "Deployment is available")
+    canary = replace(variant("canary", "2.4.1", 10, mv=mv("2.4.1"), desired=small, pin=pin("2.4.1", "ep-c"),
+                             pinned=small), replicas=10, min_replicas=1)  # fmt: skip
+    f = facts(stable, canary, previous_weights={"stable": 100, "canary": 0})
+    plan = P.decide(f)
+    # at 10 % the canary needs ceil(10 * 10 / 100) = 1 replica: it has it, it takes its share
+    assert plan.decision("canary").replicas == 1 and plan.weights == {"stable": 90, "canary": 10}
+    # to 50 %: 5 replicas first; until they are ready the share stays where it was
+    half = replace(canary, weight=50)
+    plan = P.decide(replace(f, variants=(replace(stable, weight=50), half),
+                            previous_weights={"stable": 90, "canary": 10}))  # fmt: skip
+    assert plan.decision("canary").replicas == 5 and plan.weights == {"stable": 90, "canary": 10}
+    assert plan.decision("canary").reason == R.SCALING_UP
+    ready5 = P.SlotFacts("ep-c", True, True, 5, 5, "Deployment is available")
+    ready_half = replace(half, desired=ready5, pinned=ready5)
+    plan = P.decide(replace(f, variants=(replace(stable, weight=50), ready_half),
+                            previous_weights={"stable": 90, "canary": 10}))  # fmt: skip
+    assert plan.weights == {"stable": 50, "canary": 50}
+    # back down to 10 %: the share shrinks first, the replicas only once it has
+    down = replace(canary, desired=ready5, pinned=ready5)
+    plan = P.decide(replace(f, variants=(stable, down), previous_weights={"stable": 50, "canary": 50}))
+    assert plan.weights == {"stable": 90, "canary": 10} and plan.decision("canary").replicas == 5
+    later = P.decide(replace(f, variants=(stable, down), previous_weights={"stable": 90, "canary": 10}))
+    assert later.decision("canary").replicas == 1

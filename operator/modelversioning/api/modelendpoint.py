@@ -43,7 +43,16 @@ class Variant(ApiModel):
         ),
     )
     weight: int = Field(default=0, ge=0, le=100, description="Share of live traffic, 0..100.")
-    replicas: int = Field(default=1, ge=0, le=1000)
+    replicas: int = Field(
+        default=1, ge=0, le=1000, description="Replicas (with minReplicas: at 100 % of traffic)."
+    )
+    min_replicas: int | None = Field(
+        default=None,
+        ge=1,
+        le=1000,
+        description="Replicas follow the variant's share: ceil(replicas * share / 100), at least this many. "
+        "Scaled up before the share grows (the share waits for the pods), down only after it shrank.",
+    )
     resources: VariantResources | None = Field(
         default=None,
         description="Overrides the ModelVersion's runtime resources. Quantities are checked by the operator "

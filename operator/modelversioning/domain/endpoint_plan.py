@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from modelversioning.domain import reasons as R
 from modelversioning.domain.conditions import FALSE, TRUE, Cond
 from modelversioning.domain.stages import Stage, has_reached, one_below
-from modelversioning.domain.traffic import VariantInput, effective_split, validate_declared
+from modelversioning.domain.traffic import TOTAL, VariantInput, apportion, effective_split, validate_declared
 
 # --------------------------------------------------------------------------------------- facts
 
@@ -80,6 +80,7 @@ class VariantFacts:
     pinned_mv: VersionFacts | None = None  # the ModelVersion named by pin.version, now
     accept_replaced: bool = False  # the user accepted a re-created ModelVersion (annotation)
     below_ok: bool = False  # a rollout's canary may take its bounded share one stage below requiredStage
+    min_replicas: int | None = None  # set: replicas follow the share (`replicas` is the count at 100 %)
 
 
 @dataclass(frozen=True)
@@ -121,6 +122,7 @@ class VariantDecision:
     apply: bool  # render and apply the desired slot
     replicas: int  # replicas of the desired slot (a scale-down under traffic is held)
     held_scale: bool = False
+    split_weight: int | None = None  # the weight the split may give it now (capacity), None: declared
 
 
 @dataclass(frozen=True)
@@ -221,16 +223,37 @@ def _desired_status(v: VariantFacts, need: Stage) -> tuple[bool, str, str]:
     return True, R.ELIGIBLE, f"{mv.name} verified, {mv.stage}, available"
 
 
-def decide_variant(v: VariantFacts, required: Stage, routed: Mapping[str, int]) -> VariantDecision:
+def replicas_for(v: VariantFacts, share: int) -> int:
+    """Replicas of a variant's slot for a share of live traffic: all of them, or, with minReplicas,
+    ceil(replicas * share / 100) but at least minReplicas."""
+    if v.min_replicas is None:
+        return v.replicas
+    return max(v.min_replicas, -(-v.replicas * share // 100))
+
+
+def decide_variant(
+    v: VariantFacts, required: Stage, routed: Mapping[str, int], previous: int = 0
+) -> VariantDecision:
     need = one_below(required) if v.mirror or v.below_ok else required
     ok, reason, message = _desired_status(v, need)
     apply = v.desired is not None and v.problem is None and not _replaced(v)
-    replicas, held_scale = v.replicas, False
-    if apply and v.replicas == 0 and v.desired is not None and routed.get(v.desired.name, 0) > 0:
+    # scale up before the share grows, down only once it has shrunk
+    replicas, held_scale = replicas_for(v, max(v.weight, previous)), False
+    if apply and replicas == 0 and v.desired is not None and routed.get(v.desired.name, 0) > 0:
         replicas, held_scale = max(1, v.desired.replicas), True  # never 0 replicas under traffic
     if ok:
         assert v.mv is not None and v.desired is not None
-        return VariantDecision(v.name, True, reason, message, _pin_of(v.mv, v.desired.name), apply, replicas)
+        split_weight = None
+        if (
+            v.min_replicas is not None
+            and v.weight > previous
+            and v.desired.ready_replicas < replicas_for(v, v.weight)
+        ):
+            split_weight = previous  # the share waits for the pods that will carry it
+            message = f"scaling to {replicas_for(v, v.weight)} replicas before taking {v.weight}%"
+            reason = R.SCALING_UP
+        pin = _pin_of(v.mv, v.desired.name)
+        return VariantDecision(v.name, True, reason, message, pin, apply, replicas, False, split_weight)
     good, why = _pinned_still_good(v, need)
     if good:
         assert v.pin is not None
@@ -243,7 +266,9 @@ def decide_variant(v: VariantFacts, required: Stage, routed: Mapping[str, int]) 
 
 def decide(f: EndpointFacts) -> Plan:
     required = Stage(f.required_stage)
-    decisions = tuple(decide_variant(v, required, f.routed) for v in f.variants)
+    decisions = tuple(
+        decide_variant(v, required, f.routed, int(f.previous_weights.get(v.name, 0))) for v in f.variants
+    )
     by_name = {d.name: d for d in decisions}
     mirror = next((v for v in f.variants if v.mirror), None)
     live = [v for v in f.variants if not v.mirror]
@@ -254,8 +279,9 @@ def decide(f: EndpointFacts) -> Plan:
             f.allow_major_mix,
         )
     )
+    wanted = _capped(live, by_name)
     split = effective_split(
-        [VariantInput(v.name, v.version, v.weight, by_name[v.name].eligible) for v in live],
+        [VariantInput(v.name, v.version, wanted[v.name], by_name[v.name].eligible) for v in live],
         f.previous_weights,
     )
     weights = dict(split.weights)
@@ -287,6 +313,18 @@ def decide(f: EndpointFacts) -> Plan:
         draining=draining,
         requeue_after=requeue,
     )
+
+
+def _capped(live: list[VariantFacts], by_name: Mapping[str, VariantDecision]) -> dict[str, int]:
+    """Declared weights, except variants whose share waits for capacity keep what they have; the rest
+    of the 100 goes to the others in proportion to their declared weights."""
+    caps = {v.name: by_name[v.name].split_weight for v in live if by_name[v.name].split_weight is not None}
+    if not caps:
+        return {v.name: v.weight for v in live}
+    rest = {v.name: v.weight for v in live if v.name not in caps}
+    room = max(0, TOTAL - sum(int(c) for c in caps.values()))
+    scaled = apportion(rest, [v.name for v in live], room) if sum(rest.values()) else {}
+    return {v.name: int(caps[v.name]) if v.name in caps else scaled.get(v.name, 0) for v in live}
 
 
 def _drain(

@@ -13,6 +13,7 @@ DIGEST_MISMATCH = "DigestMismatch"  # the artifact's bytes do not hash to spec.a
 STAGE_NOT_REACHED = "StageNotReached"  # the version is below requiredStage (a mirror: one stage lower)
 SCALED_TO_ZERO = "ScaledToZero"  # replicas: 0 (never eligible; its share goes to the other variants)
 DEPLOYMENT_NOT_AVAILABLE = "DeploymentNotAvailable"  # the slot's Deployment is not Available yet
+SCALING_UP = "ScalingUp"  # minReplicas: the share grows once the slot has the replicas to carry it
 MODEL_VERSION_REPLACED = "ModelVersionReplaced"  # the pinned ModelVersion was re-created (other UID/digest)
 CHILD_REJECTED = "ChildRejected"  # the API server refused the slot's Deployment/Service (its message)
 CHILD_CONFLICT = "ChildConflict"  # an object of the slot's name exists and is not controlled by us

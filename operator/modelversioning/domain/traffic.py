@@ -68,14 +68,16 @@ def validate_declared(
     return problems
 
 
-def _apportion(base: Mapping[str, int | float], order: Sequence[str]) -> dict[str, int]:
-    """Scale non-negative shares to integers summing to TOTAL (largest remainder, stable order)."""
+def apportion(
+    base: Mapping[str, int | float], order: Sequence[str], total_out: int = TOTAL
+) -> dict[str, int]:
+    """Scale non-negative shares to integers summing to total_out (largest remainder, stable order)."""
     total = sum(base.values())
     if total <= 0:
         return {}
-    exact = {n: base[n] * TOTAL / total for n in order if n in base}
+    exact = {n: base[n] * total_out / total for n in order if n in base}
     floors = {n: int(x) for n, x in exact.items()}
-    rest = TOTAL - sum(floors.values())
+    rest = total_out - sum(floors.values())
     by_remainder = sorted(exact, key=lambda n: (-(exact[n] - floors[n]), order.index(n)))
     for n in by_remainder[:rest]:
         floors[n] += 1
@@ -105,7 +107,7 @@ def effective_split(variants: Sequence[VariantInput], previous: Mapping[str, int
         message = "declared variants are not ready; traffic stays with the ready variants"
         if not base:
             base = {v.name: 1 for v in eligible}
-    weights = _apportion(base, order)
+    weights = apportion(base, order)
     full = {v.name: weights.get(v.name, 0) for v in variants}
     if reason == "AsDeclared" and any(full[v.name] != v.desired for v in variants):
         waiting = [v.name for v in variants if not v.eligible and v.desired > 0]

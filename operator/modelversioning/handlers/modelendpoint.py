@@ -172,7 +172,7 @@ class ModelEndpointReconciler:
             variants.append(
                 plan_.VariantFacts(
                     v.name, v.version, v.weight, v.replicas, v.name == mirror, mv, problem,
-                    desired, pin, pinned, pinned_mv, accept,
+                    desired, pin, pinned, pinned_mv, accept, min_replicas=v.min_replicas,
                 )
             )  # fmt: skip
         rollout = plan_rollout(
