@@ -318,13 +318,17 @@ def decide(f: EndpointFacts) -> Plan:
 def _capped(live: list[VariantFacts], by_name: Mapping[str, VariantDecision]) -> dict[str, int]:
     """Declared weights, except variants whose share waits for capacity keep what they have; the rest
     of the 100 goes to the others in proportion to their declared weights."""
-    caps = {v.name: by_name[v.name].split_weight for v in live if by_name[v.name].split_weight is not None}
+    caps: dict[str, int] = {}
+    for v in live:
+        cap = by_name[v.name].split_weight
+        if cap is not None:
+            caps[v.name] = cap
     if not caps:
         return {v.name: v.weight for v in live}
     rest = {v.name: v.weight for v in live if v.name not in caps}
-    room = max(0, TOTAL - sum(int(c) for c in caps.values()))
+    room = max(0, TOTAL - sum(caps.values()))
     scaled = apportion(rest, [v.name for v in live], room) if sum(rest.values()) else {}
-    return {v.name: int(caps[v.name]) if v.name in caps else scaled.get(v.name, 0) for v in live}
+    return {v.name: caps[v.name] if v.name in caps else scaled.get(v.name, 0) for v in live}
 
 
 def _drain(
