@@ -232,6 +232,23 @@ def test_metrics_count_requests_by_code_with_model_version_variant(served: tuple
     assert _samples(base, "process_cpu_seconds_total")
 
 
+def test_predict_series_exist_at_zero_before_any_request(served: tuple[ModelServer, str]) -> None:
+    """5xx / all over a version that never failed is 0, not "no data" (inconclusive to an analysis)."""
+    _, base = served
+    for code in ("200", "500", "503"):
+        assert _samples(base, "modelserver_requests_total") and (
+            _value(base, "modelserver_requests_total", handler="predict", method="POST", code=code) == 0
+        )
+    assert any(
+        lbls.get("code") == "500" and lbls.get("handler") == "predict"
+        for lbls, _ in _samples(base, "modelserver_requests_total")
+    )
+    assert any(
+        lbls.get("reason") == "injected" for lbls, _ in _samples(base, "modelserver_request_errors_total")
+    )
+    assert _value(base, "modelserver_request_duration_seconds_count", handler="predict") == 0
+
+
 def test_metrics_without_a_variant_have_no_variant_label(model_dir: Path) -> None:
     """An empty label would hide the pod's variant label that Prometheus adds (honor_labels)."""
     with _server(model_dir, identity=Identity(model="m", version="1.0.0", hostname="h")) as srv:

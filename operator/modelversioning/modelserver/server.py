@@ -109,6 +109,13 @@ class _Metrics:
         )
         self.info.labels(*self.values, identity.sha256 or "", identity.hostname).set(1)
         self.loaded.labels(*self.values).set(0)
+        # Series that exist from the start, at 0: an error-rate query (5xx / all) over a version that has
+        # never failed then says 0 instead of returning no data (which an analysis reads as inconclusive).
+        for code in ("200", "500", "503"):
+            self.requests.labels(*self.values, "predict", "POST", code)
+        for reason in ("injected", "internal", "not_loaded"):
+            self.errors.labels(*self.values, "predict", reason)
+        self.latency.labels(*self.values, "predict")
 
     def set_faults(self, faults: Faults) -> None:
         self.fault_error_rate.labels(*self.values).set(faults.error_rate)
