@@ -1,10 +1,17 @@
 """Fixtures for the end-to-end tests: a real control plane (see controlplane.py).
 
 If the control plane cannot start, every e2e test ERRORS (it is never skipped).
+
+``cluster`` is one control plane per session. When any collected test requests ``real_node`` (or
+``MV_E2E_REAL_NODE=1``), that control plane has the real node of node.py attached (kubelet +
+containerd running real pods, see docs/harness.md); otherwise it has only kwok nodes and starts in
+seconds. A test puts a pod on the real node with ``real_node.pod_placement()`` (nodeSelector +
+toleration); a ModelEndpoint with ``spec.placement`` of the same values.
 """
 
 from __future__ import annotations
 
+import os
 import secrets
 import sys
 import time
@@ -20,12 +27,16 @@ if str(E2E_DIR) not in sys.path:
 from controlplane import ControlPlane  # noqa: E402
 
 _started: list[ControlPlane] = []
+_want_real_node = os.environ.get("MV_E2E_REAL_NODE") == "1"
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    global _want_real_node
     for item in items:
         if E2E_DIR in Path(str(item.fspath)).resolve().parents:
             item.add_marker(pytest.mark.e2e)
+        if "real_node" in getattr(item, "fixturenames", ()):
+            _want_real_node = True
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # type: ignore[no-untyped-def]
@@ -35,17 +46,33 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # ty
             terminalreporter.write_line(f"{what} startup {cp.timings['total']:.1f}s: {cp.summary()}")
         elif cp.timings:
             terminalreporter.write_line(f"{what} FAILED to start after: {cp.summary()}")
+        if cp.real_node is not None and cp.real_node.timings:
+            steps = ", ".join(f"{k} {v:.1f}s" for k, v in cp.real_node.timings.items())
+            terminalreporter.write_line(f"real node: {steps}")
 
 
 @pytest.fixture(scope="session")
 def cluster() -> Iterator[ControlPlane]:
-    cp = ControlPlane()
+    existing = bool(os.environ.get("MV_E2E_KUBECONFIG")) or os.environ.get("MV_E2E_USE_EXISTING") == "1"
+    cp = ControlPlane(real_node=_want_real_node and not existing)  # existing: `real_node` says why not
     _started.append(cp)
     cp.start()  # raises -> every test using it errors
     try:
         yield cp
     finally:
         cp.stop()
+
+
+@pytest.fixture(scope="session")
+def real_node(cluster: ControlPlane) -> object:
+    """The session's real node (node.RealNode): kubelet + containerd on this host, running real pods
+    of the locally built images (images.OPERATOR_IMAGE...). Its start failing fails the test."""
+    if cluster.real_node is None:  # e.g. an existing cluster, or requested after the session started
+        raise RuntimeError(
+            "the control plane has no real node: request the real_node fixture from a collected test "
+            "(or set MV_E2E_REAL_NODE=1); existing clusters (MV_E2E_USE_EXISTING) have none"
+        )
+    return cluster.real_node
 
 
 @pytest.fixture(scope="session")
@@ -99,14 +126,26 @@ def artifact_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def operator(cluster: ControlPlane, artifact_root: Path) -> Iterator[object]:
     """The operator as a subprocess, watching the whole cluster (restartable by tests)."""
+    import socket
+
     from operator_proc import OperatorProcess
 
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        metrics_port = int(s.getsockname()[1])
     op = OperatorProcess(
         cluster.kubeconfig,
+        metrics_port=metrics_port,
         settings={
             "artifacts": {"fileRoots": [str(artifact_root)], "allowPrivateNetworks": True},
             "verification": {"retryInitialSeconds": 1, "retryMaxSeconds": 5},
-            "serving": {"driftCheckSeconds": 30},
+            "serving": {
+                "driftCheckSeconds": 30,
+                "drainSeconds": 1,
+                # kwok tests check the RequestMirror filter against the schema; the real-gateway tests
+                # restart the operator without it (Traefik answers 500 to a rule with that filter)
+                "gatewayApiFeatures": ["HTTPRouteRequestMirror"],
+            },
         },
     )
     op.start()

@@ -24,6 +24,11 @@ Environment:
     MV_E2E_CRDS           directory of our CRDs (default <repo>/crds)
     MV_THIRDPARTY_CRDS    directory of third-party CRDs (default <repo>/../shared/thirdparty-crds)
     MV_E2E_KEEP           "1": keep the temp dir (logs, etcd data) after stop()
+    MV_NODE_BIN_DIR       kubelet, kube-proxy, crictl for the real node (see node.py)
+
+A real node (kubelet + containerd running real pods, see node.py) is attached with
+``ControlPlane(real_node=True)``: the API server then binds to and advertises the node's address
+(``node.NODE_IP``) instead of 127.0.0.1, so that pods reach it, and ``cp.real_node`` is the RealNode.
     KWOK_VERSION          kwok version whose Stage files are used (default v0.8.0)
 """
 
@@ -62,6 +67,7 @@ BUILD_SCRIPT = E2E_DIR / "build-control-plane.sh"
 
 SERVICE_CIDR = "10.96.0.0/16"
 KUBERNETES_SERVICE_IP = "10.96.0.1"
+REAL_NODE_IP = "10.250.0.1"  # = node.NODE_IP (in the API server's certificate either way)
 FAKE_NODE_ANNOTATION = ("kwok.x-k8s.io/node", "fake")
 KWOK_STAGE_FILES = (
     "node/fast/node-initialize.yaml",
@@ -148,8 +154,11 @@ class ControlPlane:
         log: Callable[[str], None] | None = _default_log,
         kubeconfig: str | Path | None = None,
         keep: bool | None = None,
+        real_node: bool = False,
     ) -> None:
         self.nodes = nodes
+        self.want_real_node = real_node
+        self.real_node: Any = None  # node.RealNode once started with real_node=True
         self.log = log or (lambda _msg: None)
         self.keep = os.environ.get("MV_E2E_KEEP") == "1" if keep is None else keep
         self._crd_paths = [Path(p) for p in crd_paths] if crd_paths is not None else None
@@ -194,6 +203,11 @@ class ControlPlane:
         t_all = time.monotonic()
         try:
             if self.existing:
+                if self.want_real_node:
+                    raise ControlPlaneError(
+                        "a real node needs the harness's own control plane, not an existing cluster "
+                        "(unset MV_E2E_KUBECONFIG / MV_E2E_USE_EXISTING)"
+                    )
                 self._use_existing()
             else:
                 self._start_processes()
@@ -280,6 +294,9 @@ class ControlPlane:
                 return
             self._stopped = True
         t0 = time.monotonic()
+        if self.real_node is not None:  # its pods and processes go while the API server is still up
+            with contextlib.suppress(Exception):
+                self.real_node.stop()
         procs = list(reversed(self._procs))
         # Clients first, then the API server (it shuts down cleanly only while etcd is up), then etcd.
         tiers = [
@@ -302,6 +319,8 @@ class ControlPlane:
                         p.popen.kill()
                     with contextlib.suppress(subprocess.TimeoutExpired):
                         p.popen.wait(timeout=5)
+        if self.real_node is not None:
+            self.real_node.restore_host()
         for p in procs:
             for stream in (p.popen.stdout, p.popen.stderr):
                 if stream is not None:
@@ -329,17 +348,30 @@ class ControlPlane:
         self._step("binaries", self._find_binaries)
         self.workdir = Path(tempfile.mkdtemp(prefix="mv-controlplane-"))
         (self.workdir / "logs").mkdir()
+        if self.want_real_node:
+            from node import RealNode
+
+            self.real_node = RealNode(self)
+            self._step("real node host", lambda: self.real_node.prepare_host(self.workdir / "node"))
         self._step("certs", self._write_pki)
         taken: set[int] = set()
         for name in ("etcd-client", "etcd-peer", "apiserver", "controller-manager", "scheduler"):
             self.ports[name] = _free_port(taken)
-        self.server = f"https://127.0.0.1:{self.ports['apiserver']}"
+        self.server = f"https://{self._apiserver_address()}:{self.ports['apiserver']}"
         self._write_kubeconfigs()
         self._step("etcd", self._start_etcd)
         self._step("apiserver ready", self._start_apiserver)
         self._step("controllers started", self._start_controllers)
         self._step("nodes", self._create_nodes)
         self._step("controllers healthy", self._wait_controllers)
+        if self.real_node is not None:
+            self._step("real node", self.real_node.start)
+
+    def _apiserver_address(self) -> str:
+        """127.0.0.1, or the real node's address (pods cannot reach a loopback API server)."""
+        if self.real_node is not None:
+            return str(self.real_node.ip)
+        return "127.0.0.1"
 
     def _find_binaries(self) -> None:
         env_dir = os.environ.get("MV_BIN_DIR")
@@ -433,7 +465,10 @@ class ControlPlane:
                 "kubernetes.default.svc.cluster.local",
             )
         ]
-        sans += [x509.IPAddress(ipaddress.ip_address(a)) for a in ("127.0.0.1", "::1", KUBERNETES_SERVICE_IP)]
+        sans += [
+            x509.IPAddress(ipaddress.ip_address(a))
+            for a in ("127.0.0.1", "::1", KUBERNETES_SERVICE_IP, REAL_NODE_IP)
+        ]
         srv_cert = (
             x509.CertificateBuilder()
             .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kube-apiserver")]))
@@ -451,6 +486,29 @@ class ControlPlane:
             .sign(ca_key, hashes.SHA256())
         )
         sa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        # The API server's client certificate for kubelets (logs, exec, port-forward on the real node).
+        kc_key = ec.generate_private_key(ec.SECP256R1())
+        kc_cert = (
+            x509.CertificateBuilder()
+            .subject_name(
+                x509.Name(
+                    [
+                        x509.NameAttribute(NameOID.ORGANIZATION_NAME, "system:masters"),
+                        x509.NameAttribute(NameOID.COMMON_NAME, "kube-apiserver-kubelet-client"),
+                    ]
+                )
+            )
+            .issuer_name(ca_name)
+            .public_key(kc_key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_after(now + dt.timedelta(days=7))
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+            .sign(ca_key, hashes.SHA256())
+        )
+        (pki / "kubelet-client.crt").write_bytes(kc_cert.public_bytes(serialization.Encoding.PEM))
+        (pki / "kubelet-client.key").write_bytes(pem_key(kc_key))
 
         self.ca_file = pki / "ca.crt"
         self.ca_file.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
@@ -477,6 +535,11 @@ class ControlPlane:
         }
         for comp, tok in self._component_tokens.items():
             rows.append(f'{tok},{users[comp]},{users[comp]},"system:masters"')
+        if self.real_node is not None:  # least privilege: the Node authorizer and system:node-proxier
+            rn = self.real_node
+            rn.kubelet_token, rn.proxy_token = secrets.token_hex(24), secrets.token_hex(24)
+            rows.append(f'{rn.kubelet_token},system:node:{rn.name},system:node:{rn.name},"system:nodes"')
+            rows.append(f"{rn.proxy_token},system:kube-proxy,system:kube-proxy")
         (pki / "tokens.csv").write_text("\n".join(rows) + "\n")
         os.chmod(pki / "tokens.csv", 0o600)
 
@@ -598,15 +661,28 @@ class ControlPlane:
                 }
             )
         )
+        address = self._apiserver_address()
+        # With a real node, the "kubernetes" Service gets the node address as its endpoint (lease
+        # reconciler), and kube-proxy sends pods' in-cluster API calls there.
+        real_node_flags = (
+            [
+                "--endpoint-reconciler-type=lease",
+                "--kubelet-preferred-address-types=InternalIP,Hostname",
+                f"--kubelet-client-certificate={pki / 'kubelet-client.crt'}",
+                f"--kubelet-client-key={pki / 'kubelet-client.key'}",
+            ]
+            if self.real_node is not None
+            else ["--endpoint-reconciler-type=none"]
+        )
         proc = self._spawn(
             "kube-apiserver",
             [
                 "kube-apiserver",
-                "--advertise-address=127.0.0.1",
-                "--bind-address=127.0.0.1",
+                f"--advertise-address={address}",
+                f"--bind-address={address}",
                 f"--secure-port={self.ports['apiserver']}",
                 f"--cert-dir={self.workdir / 'apiserver-certs'}",
-                "--endpoint-reconciler-type=none",
+                *real_node_flags,
                 f"--etcd-servers=http://127.0.0.1:{self.ports['etcd-client']}",
                 f"--token-auth-file={pki / 'tokens.csv'}",
                 f"--service-account-key-file={pki / 'sa.pub'}",

@@ -55,6 +55,9 @@ BASE_PACKAGES = ("python3", "python3-venv", "python-is-python3", "ca-certificate
 # Bump when the recipe changes in a way the hashed inputs do not show.
 RECIPE_VERSION = "1"
 
+# What buildah writes on the host even with its own --root/--runroot (removed after a build when
+# they did not exist before).
+BUILDAH_HOST_PATHS = ("/etc/cni", "/etc/containers/networks", "/run/containers", "/var/lib/containers")
 # The Dockerfile's build context as its .dockerignore allow-lists it.
 OPERATOR_CONTEXT = (
     "Dockerfile",
@@ -426,6 +429,7 @@ class ImageBuilder:
                 "vfs",
             ]
             env = dict(os.environ, BUILDAH_ISOLATION="chroot", TMPDIR=str(tmp))
+            host_paths = {p: os.path.lexists(p) for p in BUILDAH_HOST_PATHS}
             try:
                 pulled = _run(
                     [*buildah, "pull", "--quiet", f"oci-archive:{base.archive}"],
@@ -434,12 +438,17 @@ class ImageBuilder:
                     timeout=600,
                 ).stdout.split()[-1]
                 _run([*buildah, "tag", pulled, base.ref], "buildah tag", env=env)
-                res = subprocess.run(
+                log_path = self.root / "operator-build.log"
+                returncode = _run_logged(
                     [
                         *buildah,
                         "bud",
                         "--isolation",
                         "chroot",
+                        "--network",
+                        "host",
+                        "--cni-config-dir",
+                        str(tmp / "cni"),
                         "--pull-never",
                         "--layers=false",
                         *_host_trust_mounts(tmp),
@@ -453,22 +462,24 @@ class ImageBuilder:
                         OPERATOR_IMAGE,
                         str(REPO_ROOT),
                     ],
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.STDOUT,
-                    text=True,
-                    env=env,
-                    timeout=3600,
+                    log_path,
+                    env,
                 )
-                (self.root / "operator-build.log").write_text(res.stdout)
-                if res.returncode != 0:
-                    tail = "\n".join(res.stdout.strip().splitlines()[-40:])
+                if returncode != 0:
+                    tail = "\n".join(log_path.read_text().strip().splitlines()[-40:])
                     raise ImageBuildError(
-                        f"buildah bud of the Dockerfile failed (exit {res.returncode}); "
-                        f"log {self.root / 'operator-build.log'}:\n{tail}"
+                        f"buildah bud of the Dockerfile failed (exit {returncode}); log {log_path}:\n{tail}"
                     )
                 layout = tmp / "layout"
                 _run(
-                    [*buildah, "push", "--quiet", OPERATOR_IMAGE, f"oci:{layout}:{OPERATOR_IMAGE}"],
+                    [
+                        *buildah,
+                        "push",
+                        "--quiet",
+                        "--disable-compression",  # faster to write and to import; it never leaves the host
+                        OPERATOR_IMAGE,
+                        f"oci:{layout}:{OPERATOR_IMAGE}",
+                    ],
                     "buildah push to an OCI layout",
                     env=env,
                     timeout=600,
@@ -478,7 +489,25 @@ class ImageBuilder:
             finally:
                 _unmount_under(tmp)
                 shutil.rmtree(tmp, ignore_errors=True)
+                for path, existed in host_paths.items():  # buildah's lock files and caches
+                    if not existed:
+                        shutil.rmtree(path, ignore_errors=True)
             return self._store("operator", key, OPERATOR_IMAGE, archive, digest, time.monotonic() - t0)
+
+
+def _run_logged(cmd: list[str], log_path: Path, env: dict[str, str], timeout: float = 3600) -> int:
+    """Run ``cmd``, writing its output to ``log_path`` with the seconds since the start on each line."""
+    t0 = time.monotonic()
+    with (
+        log_path.open("w") as log,
+        subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env) as proc,
+    ):
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            log.write(f"[{time.monotonic() - t0:6.1f}s] {line}")
+            if time.monotonic() - t0 > timeout:
+                proc.kill()
+        return proc.wait()
 
 
 def _host_trust_mounts(tmp: Path) -> list[str]:
