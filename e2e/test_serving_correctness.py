@@ -66,10 +66,11 @@ def test_version_edit_of_the_only_variant_keeps_traffic_on_the_verified_pods(obj
         lambda: (
             (e := objs.mep("solo"))
             and e["status"].get("observedGeneration") == e["metadata"]["generation"]
+            and e["status"]["variants"][0]["reason"] == "StageNotReached"  # verified, still a candidate
             and e
         ),
-        30,
-        "the edit observed",
+        60,
+        "the edit observed, 2.4.1 verified",
     )
     (v,) = ep["status"]["variants"]
     assert v["serving"]["version"] == "2.3.8" and v["serving"]["slot"] == old
