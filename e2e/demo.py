@@ -1,130 +1,277 @@
 #!/usr/bin/env python3
-"""The operator's main job on an embedded default: a local control plane (built on first use),
-the CRDs, the operator, and examples/ applied; then the result. Runs until Ctrl-C, then cleans up.
+"""The operator's main job on an embedded default, with real traffic.
+
+A local control plane with a real node (kubelet + containerd running the locally built images),
+Traefik as the Gateway API implementation, Prometheus, and the operator; then `examples/` applied
+(adapted to this machine, see `adapt`), and the seed story played with real requests:
+
+1. every response says which version answered (`x-model-version`), through the gateway;
+2. support-chatbot 2.4.1 is rolled out as a canary and degrades under traffic: the analysis sees its
+   error rate in Prometheus and the operator puts all traffic back on 2.3.8, with no human; the demo
+   prints the timeline;
+3. `kubectl models rollout status`: the steps, the weights and every measurement.
 
     ./dev demo            # or: python e2e/demo.py [--once]
+
+Runs until Ctrl-C (or, with --once, exits after the story), then cleans up everything it started.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import http.server
+import json
 import signal
 import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from functools import partial
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 
 from controlplane import ControlPlane  # noqa: E402
+from gateway import Traefik  # noqa: E402
+from images import OPERATOR_IMAGE  # noqa: E402
+from node import NODE_IP  # noqa: E402
 from operator_proc import OperatorProcess  # noqa: E402
+from prometheus import Prometheus  # noqa: E402
 
-ARTIFACT_PORT = 18080  # the examples' artifact URIs point here
+ARTIFACTS = REPO / "examples" / "artifacts"
+CHATBOT_HOST = "chatbot.example.com"
+FRAUD_HOST = "fraud-detector.models.example.com"
+# The seed story's degradation: 2.4.1 answers a third of the predictions with 500.
+DEGRADED = {"MODEL_SERVER_ERROR_RATE": "0.35"}
 
 
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+class _Quiet(http.server.SimpleHTTPRequestHandler):
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the stdlib's name
         pass
 
 
-def serve_artifacts() -> http.server.ThreadingHTTPServer:
-    handler = partial(_QuietHandler, directory=str(REPO / "examples" / "artifacts"))
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", ARTIFACT_PORT), handler)
+def serve_artifacts() -> tuple[http.server.ThreadingHTTPServer, str]:
+    srv = http.server.ThreadingHTTPServer((NODE_IP, 0), partial(_Quiet, directory=str(ARTIFACTS)))
     threading.Thread(target=srv.serve_forever, daemon=True).start()
-    return srv
+    return srv, f"http://{NODE_IP}:{srv.server_address[1]}"
 
 
-def wait_ready(cp: ControlPlane, timeout: float = 120) -> bool:
+def adapt(doc: dict[str, Any], base: str, gw: Traefik, placement: dict[str, Any]) -> dict[str, Any]:
+    """The examples are written for a real cluster; here: artifacts from the demo's server on the node
+    address, the reference model server of our image as the runtime, routes on Traefik (Istio has no
+    data plane here), pods on the real node."""
+    doc = copy.deepcopy(doc)
+    spec = doc["spec"]
+    if doc["kind"] == "ModelVersion":
+        rel = spec["artifact"]["uri"].split("/", 3)[3]  # http://127.0.0.1:18080/<model>/<version>/model.bin
+        spec["artifact"]["uri"] = f"{base}/{rel}"
+        env = dict(DEGRADED) if (spec["model"], spec["version"]) == ("support-chatbot", "2.4.1") else {}
+        spec["runtime"] = {
+            "image": OPERATOR_IMAGE,
+            "command": ["modelversioning", "model-server"],
+            "port": 8080,
+            "healthPath": "/healthz",
+            "env": [{"name": k, "value": v} for k, v in env.items()],
+        }
+    else:
+        host = CHATBOT_HOST if spec["model"] == "support-chatbot" else FRAUD_HOST
+        spec["routing"] = {"router": "gatewayAPI", "hosts": [host], "parentRefs": [gw.parent_ref()]}
+        spec["placement"] = placement
+        spec.pop("mirror", None)  # Traefik cannot mirror (see README: data-plane support)
+    return doc
+
+
+def docs(pattern: str) -> list[dict[str, Any]]:
+    out = []
+    for f in sorted((REPO / "examples").rglob(pattern)):
+        out += [d for d in yaml.safe_load_all(f.read_text()) if d]
+    return out
+
+
+def wait(what: str, check: Any, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        out = cp.kubectl(
-            "get",
-            "modelendpoints",
-            "-o",
-            "jsonpath={range .items[*]}{.status.conditions[?(@.type=='Ready')].status}{'\\n'}{end}",
-            check=False,
-        ).stdout.split()
-        if out and all(s == "True" for s in out):
+        if check():
             return True
         time.sleep(0.5)
+    print(f"!! timed out waiting for {what}")
     return False
+
+
+def ready(cp: ControlPlane, name: str) -> bool:
+    out = cp.kubectl(
+        "get",
+        "modelendpoint",
+        name,
+        "-o",
+        "jsonpath={.status.conditions[?(@.type=='Ready')].status}",
+        check=False,
+    ).stdout
+    return out.strip() == "True"
+
+
+def curl(gw: Traefik, host: str, n: int) -> Counter[str]:
+    rs = gw.requests(n, "/v1/predict", host=host, method="POST", body=b'{"inputs": [1]}')
+    return Counter(f"{r.status} {r.headers.get('x-model-version', '-')}" for r in rs)
+
+
+def show_one(gw: Traefik, host: str) -> None:
+    r = gw.request("/v1/predict", host=host, method="POST", body=b'{"inputs": [1]}')
+    print(f"$ curl -si -H 'Host: {host}' -X POST {gw.url}/v1/predict")
+    print(f"HTTP/1.1 {r.status}")
+    for h in ("x-model-name", "x-model-version", "x-model-sha256", "x-endpoint-variant"):
+        print(f"{h}: {r.headers.get(h)}")
+    print(json.dumps(r.json()) if r.status == 200 else r.body.decode(errors="replace"))
+
+
+class Load(threading.Thread):
+    """Clients sending predictions to support-chatbot; a per-second timeline of what answered."""
+
+    def __init__(self, gw: Traefik) -> None:
+        super().__init__(daemon=True)
+        self.gw, self.stop_ = gw, threading.Event()
+        self.seconds: dict[int, Counter[str]] = {}
+        self.t0 = time.time()
+
+    def run(self) -> None:
+        while not self.stop_.is_set():
+            for r in self.gw.requests(5, "/v1/predict", host=CHATBOT_HOST, method="POST", body=b"{}"):
+                sec = int(time.time() - self.t0)
+                self.seconds.setdefault(sec, Counter())[
+                    f"{r.status} {r.headers.get('x-model-version', '-')}"
+                ] += 1
+
+
+def automatic_rollback(cp: ControlPlane, gw: Traefik) -> bool:
+    print("==> the seed story: support-chatbot 2.4.1 rolls out as a canary under traffic, and degrades")
+    strategy = {
+        "canary": {
+            "variant": "green",
+            "baseline": "blue",
+            "steps": [
+                {"setWeight": 25},
+                {"pause": {"duration": "20s"}},
+                {"setWeight": 50},
+                {"pause": {"duration": "20s"}},
+            ],
+            "analysis": {
+                "interval": "5s",
+                "metrics": [{"name": "error-rate", "template": "error-rate", "window": "15s", "max": 0.05}],
+            },
+        }
+    }
+    blue_live = [
+        {"name": "blue", "version": "2.3.8", "weight": 100},
+        {"name": "green", "version": "2.4.1", "weight": 0},
+    ]
+    back = {"spec": {"variants": blue_live, "strategy": strategy}}
+    cp.kubectl("patch", "modelendpoint", "support-chatbot", "--type=merge", "-p", json.dumps(back))
+    wait("2.3.8 serving all chatbot traffic", lambda: set(curl(gw, CHATBOT_HOST, 20)) == {"200 2.3.8"}, 120)
+    load = Load(gw)
+    load.start()
+    time.sleep(3)
+    t_go = time.time()
+    go = {"spec": {"variants": [{"name": "blue", "version": "2.3.8", "weight": 0},
+                                {"name": "green", "version": "2.4.1", "weight": 100}]}}  # fmt: skip
+    cp.kubectl("patch", "modelendpoint", "support-chatbot", "--type=merge", "-p", json.dumps(go))
+    print("    (kubectl patch: declared end state green 2.4.1 = 100 %; the strategy ramps it)")
+
+    def phase() -> str:
+        return cp.kubectl(
+            "get", "mep", "support-chatbot", "-o", "jsonpath={.status.rollout.phase}", check=False
+        ).stdout.strip()
+
+    ok = wait("the automatic rollback", lambda: phase() == "Failed", 240)
+    t_failed = time.time()
+    wait(
+        "clients back on 2.3.8",
+        lambda: set(load.seconds.get(int(time.time() - load.t0) - 1, {})) == {"200 2.3.8"},
+        60,
+    )
+    time.sleep(2)
+    load.stop_.set()
+    load.join(10)
+    print("    timeline (seconds since the patch: responses by status and x-model-version)")
+    start = int(t_go - load.t0)
+    for sec in sorted(s for s in load.seconds if s >= start - 1):
+        mark = "  <- rolled back" if int(t_failed - load.t0) == sec else ""
+        print(
+            f"    t={sec - start:+4d}s  "
+            + ", ".join(f"{k}: {v}" for k, v in sorted(load.seconds[sec].items()))
+            + mark
+        )
+    msg = cp.kubectl(
+        "get", "mep", "support-chatbot", "-o", "jsonpath={.status.rollout.message}", check=False
+    ).stdout
+    print(f"    status.rollout: Failed, {msg}")
+    print(f"    from the patch to the rollback decision: {t_failed - t_go:.1f}s")
+    return ok
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--once", action="store_true", help="show the result and exit (no waiting for Ctrl-C)")
+    ap.add_argument("--once", action="store_true", help="play the story and exit (no waiting for Ctrl-C)")
     args = ap.parse_args()
-    srv = serve_artifacts()
-    with ControlPlane() as cp:
-        op = OperatorProcess(
-            cp.kubeconfig, settings={"artifacts": {"allowPrivateNetworks": True}}, metrics_port=8089
-        )
-        with op:
+    with ControlPlane(real_node=True) as cp, Traefik(cp) as gw, Prometheus(cp=cp, traefik=gw) as prom:
+        srv, base = serve_artifacts()
+        settings = {
+            "artifacts": {"allowPrivateNetworks": True},
+            "serving": {"initImage": OPERATOR_IMAGE, "initImagePullPolicy": "Never", "drainSeconds": 2},
+            "analysis": {"prometheusUrl": prom.url},
+        }
+        with OperatorProcess(cp.kubeconfig, settings=settings, metrics_port=8089) as op:
             print(f"==> operator running (pid {op.pid}); metrics on http://127.0.0.1:8089/metrics")
-            files = sorted((REPO / "examples").rglob("modelversion-*.yaml"))
-            print(cp.kubectl("apply", *sum((["-f", str(f)] for f in files), [])).stdout)
-            eps = sorted((REPO / "examples").rglob("endpoint-*.yaml"))
-            print(cp.kubectl("apply", *sum((["-f", str(f)] for f in eps), [])).stdout)
-            ok = wait_ready(cp)
+            placement = cp.real_node.pod_placement()
+            manifests = [adapt(d, base, gw, placement) for d in docs("modelversion-*.yaml")]
+            manifests += [adapt(d, base, gw, placement) for d in docs("endpoint-*.yaml")]
+            print(cp.apply(manifests))
+            ok = all(
+                wait(f"{n} Ready (real pods)", lambda n=n: ready(cp, n), 300)
+                for n in ("fraud-detector", "support-chatbot")
+            )
             print("==> kubectl get models")
             print(cp.kubectl("get", "models", "-o", "wide").stdout)
-            print("==> routes written by the operator")
-            print(
-                cp.kubectl(
-                    "get",
-                    "virtualservices.networking.istio.io,httproutes.gateway.networking.k8s.io",
-                    check=False,
-                ).stdout
-            )
-            print(
-                cp.kubectl(
-                    "get",
-                    "virtualservice",
-                    "fraud-detector",
-                    "-o",
-                    "jsonpath={range .spec.http[0].route[*]}{.destination.host} weight={.weight} "
-                    "version={.headers.response.set.x-model-version}{'\\n'}{end}",
-                    check=False,
-                ).stdout
-            )
-            print("==> deployments (pods run on kwok fake nodes)")
-            print(
-                cp.kubectl(
-                    "get", "deployments", "-l", "app.kubernetes.io/managed-by=modelversioning-operator"
-                ).stdout
-            )
-            if not ok:
-                print("!! not every endpoint became Ready; operator log tail:\n" + op.logs(60))
-            else:
-                # The seed story: support-chatbot 2.4.1 (green, 100%) degrades; roll back to the warm 2.3.8.
-                print("==> kubectl models rollback support-chatbot   (2.4.1 degraded; 2.3.8 is warm at 0%)")
+            print("==> pods on the real node (verified by their init container before serving)")
+            print(cp.kubectl("get", "pods", "-o", "wide").stdout)
+            if ok:
+                print("==> real requests through Traefik: every response says which version answered")
+                show_one(gw, FRAUD_HOST)
+                print(f"    100 requests to fraud-detector: {dict(curl(gw, FRAUD_HOST, 100))}")
+                ok = automatic_rollback(cp, gw)
+                print("==> kubectl models rollout status support-chatbot")
                 plugin = Path(sys.executable).with_name("kubectl-models")
-                res = subprocess.run(
-                    [str(plugin), "--kubeconfig", str(cp.kubeconfig), "rollback", "support-chatbot"],
-                    capture_output=True,
-                    text=True,
-                    timeout=120,
-                )
-                print(res.stdout + res.stderr)
-                print(cp.kubectl("get", "models").stdout)
-            print(f"==> KUBECONFIG={cp.kubeconfig}")
+                cmd = [
+                    str(plugin),
+                    "--kubeconfig",
+                    str(cp.kubeconfig),
+                    "rollout",
+                    "status",
+                    "support-chatbot",
+                ]
+                print(subprocess.run(cmd, capture_output=True, text=True, timeout=120).stdout)
+            else:
+                print("!! not every endpoint became Ready; operator log tail:\n" + op.logs(60))
+            print(f"==> KUBECONFIG={cp.kubeconfig}  gateway: {gw.url} (Host: {CHATBOT_HOST} or {FRAUD_HOST})")
             print(
-                "    try: kubectl get models; kubectl describe mv fraud-detector-v2.4.1;"
-                " kubectl models status fraud-detector"
+                "    try: kubectl get models; kubectl models which fraud-detector; "
+                "kubectl models rollout status support-chatbot"
             )
             if args.once:
+                srv.shutdown()
                 return 0 if ok else 1
             print("==> running; Ctrl-C to stop and clean up")
             stop = threading.Event()
             signal.signal(signal.SIGINT, lambda *_: stop.set())
             signal.signal(signal.SIGTERM, lambda *_: stop.set())
             stop.wait()
-    srv.shutdown()
+        srv.shutdown()
     return 0
 
 
