@@ -405,102 +405,100 @@ def report(
     out: Outcome,
     previous_conditions: Mapping[str, tuple[str, str]],  # type -> (status, reason)
 ) -> Report:
+    """Conditions (Ready, RoutesReady, Progressing, Degraded) and Events from facts, plan and outcome."""
     variants = _with_errors(plan, out)
-    weighted = [(v, d) for v, d in zip(f.variants, variants, strict=True) if v.weight > 0 or v.mirror]
-    conds: list[Cond] = []
     route_ok = not plan.declared_problems and f.router_problem is None and out.route_error is None
+    conds = _route_conditions(f, plan, out)
+    converged, progressing = _progressing(f, plan, variants, route_ok)
+    conds.append(progressing)
+    if route_ok:
+        conds.append(_degraded(f, plan, variants))
+    degraded = next(c for c in conds if c.type == "Degraded")
+    ready = route_ok and converged and degraded.status == FALSE
+    if ready:
+        conds.insert(0, Cond("Ready", TRUE, R.READY, "serving as declared"))
+    elif degraded.status == TRUE:
+        conds.insert(0, Cond("Ready", FALSE, degraded.reason, degraded.message))
+    else:
+        conds.insert(0, Cond("Ready", FALSE, R.PROGRESSING, progressing.message))
+    events: list[tuple[str, str, str]] = []
+    if dict(f.previous_weights) != plan.weights and route_ok and plan.write_route:
+        shifted = f"effective weights {_fmt(f.previous_weights)} -> {_fmt(plan.weights)}"
+        events.append(("Normal", R.TRAFFIC_SHIFTED, shifted))
+    if degraded.status == TRUE and previous_conditions.get("Degraded") != (TRUE, degraded.reason):
+        events.append(("Warning", degraded.reason, degraded.message))
+    for slot in out.deleted:
+        gone = f"deleted slot {slot}: no route has pointed at it for {f.drain_seconds:g}s"
+        events.append(("Normal", R.SLOT_DELETED, gone))
+    return Report(tuple(conds), tuple(events), variants)
+
+
+def _route_conditions(f: EndpointFacts, plan: Plan, out: Outcome) -> list[Cond]:
+    """RoutesReady, and Degraded when the routes are left alone for a reason of the spec or platform."""
     if plan.declared_problems:
         msg = "; ".join(plan.declared_problems)
         reason = R.MAJOR_VERSION_MIX if "MAJOR" in msg else R.INVALID_SPLIT
-        conds.append(Cond("Degraded", TRUE, reason, f"{msg}; existing routes are left unchanged"))
-        conds.append(Cond("RoutesReady", FALSE, R.ROUTE_NOT_APPLIED, msg))
-    elif f.router_problem is not None:
+        return [
+            Cond("Degraded", TRUE, reason, f"{msg}; existing routes are left unchanged"),
+            Cond("RoutesReady", FALSE, R.ROUTE_NOT_APPLIED, msg),
+        ]
+    if f.router_problem is not None:
         reason, msg = f.router_problem
-        conds.append(Cond("Degraded", TRUE, reason, f"{msg}; existing routes are left unchanged"))
-        conds.append(Cond("RoutesReady", FALSE, R.ROUTE_NOT_APPLIED, msg))
-    elif out.route_error is not None:
-        conds.append(Cond("Degraded", TRUE, R.INVALID_SPEC, out.route_error))
-        conds.append(Cond("RoutesReady", FALSE, R.INVALID_SPEC, out.route_error))
-    elif f.router == "none":
-        conds.append(
-            Cond(
-                "RoutesReady",
-                TRUE,
-                R.NO_ROUTER,
-                "router none: traffic is not split; each variant is reachable on the Service in "
-                "status.variants[].serving.slot",
-            )
+        return [
+            Cond("Degraded", TRUE, reason, f"{msg}; existing routes are left unchanged"),
+            Cond("RoutesReady", FALSE, R.ROUTE_NOT_APPLIED, msg),
+        ]
+    if out.route_error is not None:
+        return [
+            Cond("Degraded", TRUE, R.INVALID_SPEC, out.route_error),
+            Cond("RoutesReady", FALSE, R.INVALID_SPEC, out.route_error),
+        ]
+    if f.router == "none":
+        msg = (
+            "router none: traffic is not split; each variant is reachable on the Service in "
+            "status.variants[].serving.slot"
         )
-    elif plan.held or not plan.destinations:
-        conds.append(Cond("RoutesReady", FALSE, R.NO_ELIGIBLE_VARIANT, plan.split_message))
-    else:
-        conds.append(Cond("RoutesReady", TRUE, R.ROUTE_APPLIED, out.route_message))
+        return [Cond("RoutesReady", TRUE, R.NO_ROUTER, msg)]
+    if plan.held or not plan.destinations:
+        return [Cond("RoutesReady", FALSE, R.NO_ELIGIBLE_VARIANT, plan.split_message)]
+    return [Cond("RoutesReady", TRUE, R.ROUTE_APPLIED, out.route_message)]
 
+
+def _progressing(
+    f: EndpointFacts, plan: Plan, variants: tuple[VariantDecision, ...], route_ok: bool
+) -> tuple[bool, Cond]:
+    """(converged, Progressing): converged = every weighted variant served by its desired slot and
+    the effective weights equal the declared ones."""
+    weighted = [(v, d) for v, d in zip(f.variants, variants, strict=True) if v.weight > 0 or v.mirror]
     converged = all(
         d.eligible and d.serving is not None and v.desired is not None and d.serving.slot == v.desired.name
         for v, d in weighted
     ) and all(plan.weights.get(v.name, 0) == v.weight for v in f.variants if not v.mirror)
-    waiting = [f"{d.name}: {d.message}" for v, d in weighted if d.reason != R.ELIGIBLE]
     if converged and route_ok:
-        conds.append(Cond("Progressing", FALSE, R.CONVERGED, "effective weights match the declared weights"))
-    else:
-        why = R.BLOCKED if not route_ok else plan.split_reason
-        if why == "AsDeclared" and waiting:
-            why = R.ROLLING_OUT
-        conds.append(Cond("Progressing", TRUE, why, "; ".join(waiting) or plan.split_message))
+        return True, Cond("Progressing", FALSE, R.CONVERGED, "effective weights match the declared weights")
+    waiting = [f"{d.name}: {d.message}" for v, d in weighted if d.reason != R.ELIGIBLE]
+    why = R.BLOCKED if not route_ok else plan.split_reason
+    if why == "AsDeclared" and waiting:
+        why = R.ROLLING_OUT
+    return converged, Cond("Progressing", TRUE, why, "; ".join(waiting) or plan.split_message)
 
+
+def _degraded(f: EndpointFacts, plan: Plan, variants: tuple[VariantDecision, ...]) -> Cond:
     mirror = next((v for v in f.variants if v.mirror), None)
-    if route_ok and mirror is not None and not f.mirror_supported:
+    if mirror is not None and not f.mirror_supported:
         msg = (
             f"router {f.router} cannot mirror here (the platform has not declared HTTPRouteRequestMirror "
             f"support, operator setting serving.gatewayApiFeatures): variant {mirror.name} gets no copies"
         )
-        conds.append(Cond("Degraded", TRUE, R.MIRROR_UNSUPPORTED, msg))
-    elif route_ok:
-        bad = [d for d in variants if d.reason in PERMANENT or d.held_scale]
-        if bad:
-            reason = (
-                R.SCALE_DOWN_HELD if bad[0].held_scale and bad[0].reason not in PERMANENT else bad[0].reason
-            )
-            conds.append(Cond("Degraded", TRUE, reason, "; ".join(f"{d.name}: {_held(d)}" for d in bad)))
-        elif plan.held or not plan.weights:
-            conds.append(Cond("Degraded", TRUE, R.NO_ELIGIBLE_VARIANT, plan.split_message))
-        else:
-            conds.append(Cond("Degraded", FALSE, R.AS_EXPECTED, "no problems detected"))
-    degraded = next(c for c in conds if c.type == "Degraded")
-    progressing = next(c for c in conds if c.type == "Progressing")
-    ready = route_ok and converged and degraded.status == FALSE
-    conds.insert(
-        0,
-        Cond(
-            "Ready",
-            TRUE if ready else FALSE,
-            R.READY if ready else (degraded.reason if degraded.status == TRUE else R.PROGRESSING),
-            "serving as declared"
-            if ready
-            else (degraded.message if degraded.status == TRUE else progressing.message),
-        ),
-    )
-    events: list[tuple[str, str, str]] = []
-    if dict(f.previous_weights) != plan.weights and route_ok and plan.write_route:
-        events.append(
-            (
-                "Normal",
-                R.TRAFFIC_SHIFTED,
-                f"effective weights {_fmt(f.previous_weights)} -> {_fmt(plan.weights)}",
-            )
-        )
-    if degraded.status == TRUE and previous_conditions.get("Degraded") != (TRUE, degraded.reason):
-        events.append(("Warning", degraded.reason, degraded.message))
-    for slot in out.deleted:
-        events.append(
-            (
-                "Normal",
-                R.SLOT_DELETED,
-                f"deleted slot {slot}: no route has pointed at it for {f.drain_seconds:g}s",
-            )
-        )
-    return Report(tuple(conds), tuple(events), variants)
+        return Cond("Degraded", TRUE, R.MIRROR_UNSUPPORTED, msg)
+    bad = [d for d in variants if d.reason in PERMANENT or d.held_scale]
+    if bad:
+        first = bad[0]
+        reason = R.SCALE_DOWN_HELD if first.held_scale and first.reason not in PERMANENT else first.reason
+        return Cond("Degraded", TRUE, reason, "; ".join(f"{d.name}: {_held(d)}" for d in bad))
+    if plan.held or not plan.weights:
+        return Cond("Degraded", TRUE, R.NO_ELIGIBLE_VARIANT, plan.split_message)
+    return Cond("Degraded", FALSE, R.AS_EXPECTED, "no problems detected")
 
 
 def _held(d: VariantDecision) -> str:
