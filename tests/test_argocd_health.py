@@ -190,6 +190,23 @@ def test_endpoint_rollout_paused_is_suspended(lua: str) -> None:
     )
 
 
+def test_endpoint_rollout_at_a_pause_without_duration_is_suspended(lua: str) -> None:
+    # phase stays Progressing at a manual pause step: the strategy says it waits for a person
+    steps = [{"setWeight": 20}, {"pause": {}}, {"setWeight": 50}, {"pause": {"duration": "10m"}}]
+    msg = "rollout step 1: step 1: paused until promoted (weights canary=20,stable=80)"
+    conds = (c("Ready", "False", "RollingOut", msg), c("Progressing", "True", "RollingOut", msg), AS_EXPECTED)
+
+    def at(step: int) -> dict[str, Any]:
+        rollout = {"phase": "Progressing", "step": step, "message": f"step {step}: ..."}
+        obj = mep(*conds, rollout=rollout)
+        obj["spec"]["strategy"] = {"canary": {"variant": "canary", "baseline": "stable", "steps": steps}}
+        return obj
+
+    assert health(at(1), lua) == ("Suspended", "rollout paused at step 1: step 1: ...")
+    for step in (0, 2, 3, 4):  # a setWeight, a pause with a duration, past the last step
+        assert health(at(step), lua)[0] == "Progressing", step
+
+
 @pytest.mark.parametrize("phase", ["Failed", "Aborted"])
 def test_endpoint_rollout_failed_or_aborted_is_degraded(lua: str, phase: str) -> None:
     msg = f"rollout {phase.lower()}: error-rate 0.31 > 0.05; traffic is back on canary=0,stable=100"

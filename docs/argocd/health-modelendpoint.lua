@@ -5,8 +5,9 @@
 --                Degraded=True with a reason that no retry fixes (MissingVersion, DigestMismatch,
 --                InvalidSplit, ...; the operator's kstatus condition Stalled=True says the same),
 --                or Degraded=True while nothing is progressing
---   Suspended    the rollout is Paused: it waits for `kubectl models rollout promote` (a pause
---                without a duration, or too many inconclusive measurements with onInconclusive: pause)
+--   Suspended    the rollout waits for a person (`kubectl models rollout promote`): it is Paused
+--                (too many inconclusive measurements with onInconclusive: pause), or it stands at a
+--                pause step without a duration
 --   Healthy      Ready=True: serving exactly as declared
 --   Progressing  no status yet, a new generation not yet observed, Progressing=True (a new slot
 --                becoming available, a rollout walking its steps), or anything else not yet Ready
@@ -53,6 +54,18 @@ local function describe(c)
   return text
 end
 
+-- Is step `index` (0-based, as in status.rollout.step) of the canary strategy a pause without a
+-- duration, that is, one that waits until `kubectl models rollout promote`?
+local function manual_pause(index)
+  local strategy = obj.spec and obj.spec.strategy
+  local steps = type(strategy) == "table" and type(strategy.canary) == "table" and strategy.canary.steps
+  if type(steps) ~= "table" or type(index) ~= "number" then
+    return false
+  end
+  local step = steps[index + 1]
+  return type(step) == "table" and type(step.pause) == "table" and step.pause.duration == nil
+end
+
 local function result(status, message)
   hs.status = status
   hs.message = message
@@ -88,7 +101,7 @@ local function health()
   if degraded ~= nil and degraded.status == "True" and PERMANENT[degraded.reason] then
     return result("Degraded", describe(degraded))
   end
-  if phase == "Paused" then
+  if phase == "Paused" or (phase == "Progressing" and manual_pause(rollout.step)) then
     local text = "rollout paused at step " .. tostring(rollout.step)
     if rollout.message ~= nil and rollout.message ~= "" then
       text = text .. ": " .. tostring(rollout.message)
