@@ -85,6 +85,8 @@ class MlflowServer:
             "1",
         ]
         env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+        # No background job runner (its huey consumers are ~7 processes the tests never use).
+        env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"
         t0 = time.monotonic()
         log = open(self.log_path, "wb")  # noqa: SIM115 (closed with the process)
         try:
