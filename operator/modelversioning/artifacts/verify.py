@@ -63,6 +63,7 @@ from urllib.parse import unquote, urlsplit
 from modelversioning.api.settings import ArtifactPolicy
 from modelversioning.artifacts.backends import open_filesystem
 from modelversioning.artifacts.credentials import (
+    HOSTS_KEY,
     SETTING_KEYS,
     CredentialsError,
     StoreAccess,
@@ -320,7 +321,7 @@ def digest_local(
 
 def _secret_values(secret_data: Mapping[str, str] | None) -> frozenset[str]:
     """Every Secret value that is not a known non-secret setting (endpoint, region...)."""
-    return frozenset(v for k, v in (secret_data or {}).items() if v and k not in SETTING_KEYS)
+    return frozenset(v for k, v in (secret_data or {}).items() if v and k not in SETTING_KEYS | {HOSTS_KEY})
 
 
 # ---------------------------------------------------------------------------------------------
