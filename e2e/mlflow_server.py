@@ -151,11 +151,14 @@ def log_version(
     aliases: tuple[str, ...] = (),
     version_tags: dict[str, str] | None = None,
     experiment: str = "tests",
+    artifact_location: str | None = None,
     coef: float = 1.0,
 ) -> dict[str, str]:
     """Train a tiny scikit-learn model in a run logged with MLflow's own client (params, metrics,
     git tags, a pandas dataset input with context 'training'), log it with mlflow.sklearn.log_model
-    and register it as a new version of `model`. Returns run_id, version, model_uri, run start time."""
+    and register it as a new version of `model`. Returns run_id, version, model_uri, run start time.
+    ``artifact_location`` (for a new experiment): a store the client writes to directly, instead of
+    the server's proxy."""
     import mlflow
     import numpy as np
     import pandas as pd
@@ -164,6 +167,9 @@ def log_version(
 
     mlflow.set_tracking_uri(url)
     client = MlflowClient(url)
+    if artifact_location is not None and client.get_experiment_by_name(experiment) is None:
+        # artifacts written by the client straight to this store (no proxy): sources are file:// URIs
+        client.create_experiment(experiment, artifact_location=artifact_location)
     mlflow.set_experiment(experiment)
     tags = {"mlflow.user": user}
     if git is not None:

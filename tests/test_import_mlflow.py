@@ -81,6 +81,16 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
             "nolineage": log_version(srv.url, "no-lineage", params={"a": 1}, metrics={"auc": 0.5}),
             "mutable": log_version(srv.url, "mutable", metrics={"auc": 0.7}, coef=4.0, **full),  # type: ignore[arg-type]
             "gone": log_version(srv.url, "gone", metrics={"auc": 0.6}, coef=5.0, **full),  # type: ignore[arg-type]
+            # an experiment whose artifacts the client writes straight to a store (no proxy): file:// sources
+            "direct": log_version(
+                srv.url,
+                "direct",
+                metrics={"auc": 0.8},
+                coef=6.0,
+                experiment="direct-store",
+                artifact_location=(srv.root / "direct-store").as_uri(),
+                **full,  # type: ignore[arg-type]
+            ),
         }
         yield {"srv": srv, "runs": runs}
     finally:
@@ -335,6 +345,18 @@ def test_a_version_whose_artifact_is_missing(world: dict[str, Any]) -> None:
     r = run_import(srv, "gone", "--version", "1")
     assert r.exit_code == 1 and r.stdout == ""
     assert "is missing on the MLflow server" in r.stderr and "mlflow-artifacts:/" in r.stderr
+
+
+def test_artifact_stored_without_the_proxy_is_read_from_the_store(world: dict[str, Any]) -> None:
+    srv = world["srv"]
+    r = ok(run_import(srv, "direct", "--version", "1", "--no-destination"))
+    [doc] = docs(r)
+    art = doc["spec"]["artifact"]
+    store = srv.root / "direct-store"
+    [where] = list(store.glob("models/*/artifacts")) or list(store.glob("*/models/*/artifacts"))
+    assert art["uri"] == where.as_uri() + "/"  # MLflow's file:// URI, recorded as the directory it is
+    assert art["sha256"] == digest_local(where).sha256 and art["format"] == "mlflow"
+    assert doc["spec"]["lineage"]["framework"].startswith("sklearn-")  # MLmodel read from the store
 
 
 def test_usage_errors(world: dict[str, Any]) -> None:

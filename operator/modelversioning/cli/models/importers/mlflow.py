@@ -459,11 +459,11 @@ def proxy_kind(t: Tracking, art: ResolvedArtifact) -> tuple[str, list[tuple[str,
         with t.proxy_open(art.proxy_path, art.proxy_base) as resp:
             resp.read(1)
     except MlflowError as e:
-        if e.status == 404 or e.status is None or (e.status or 0) >= 400:
-            raise MlflowError(
-                f"the artifact {art.mlflow_uri} is missing on the MLflow server ({e.message})", e.status
-            ) from None
-        raise
+        if e.status in (401, 403):
+            raise
+        raise MlflowError(
+            f"the artifact {art.mlflow_uri} is missing on the MLflow server ({e.message})", e.status
+        ) from None
     return "file", []
 
 
