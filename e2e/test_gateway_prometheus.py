@@ -11,6 +11,7 @@ this host's own address.
 from __future__ import annotations
 
 import hashlib
+import http.server
 import json
 import os
 import secrets
@@ -18,6 +19,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections import Counter
@@ -420,6 +422,25 @@ def test_prometheus_scrapes_model_servers_and_traefik(
     labels = series[0]["metric"]
     assert {"model", "version", "variant", "namespace", "endpoint", "pod"} <= set(labels), labels
 
+    # The built-in analysis templates of progressive delivery (source modelServer) find these series.
+    from modelversioning.analysis.templates import Vars, builtin, render_query
+
+    def template(name: str, variant: str) -> float | None:
+        v = host_servers[variant]
+        q = render_query(
+            builtin(name, "modelServer", 0.99), Vars(backend_ns, MODEL, variant, v.version, "", "1m")
+        )
+        return prometheus.query_value(q)
+
+    canary_errors, stable_errors = template("error-rate", "canary"), template("error-rate", "stable")
+    latency = template("latency", "canary")
+    print(
+        f"analysis templates: error-rate canary {canary_errors}, stable {stable_errors}; p99 canary {latency}"
+    )
+    assert canary_errors is not None and 0 < canary_errors <= 0.5, canary_errors
+    assert stable_errors == 0
+    assert latency is not None and latency > 0
+
     # Traefik's own request metrics, per backend Service (what issue 13's built-in templates query).
     per_service = prometheus.wait_query(
         # Traefik names a backend "<router>-svc-<namespace>-<Service>-<index>@kubernetesgateway".
@@ -522,3 +543,219 @@ def test_operator_written_route_is_accepted_by_traefik(
     print("Traefik status on the operator's HTTPRoute:", json.dumps(st.raw["conditions"]))
     routers = [r for r in traefik.routers() if "gwop" in r.get("name", "")]
     assert routers and all(r.get("status") == "enabled" for r in routers), routers
+
+
+# ---------------------------------------------------------------------------------------------- real node
+REAL_HOST = "real.models.example.com"
+
+
+def _policy_mounted(dep: dict[str, Any]) -> dict[str, Any]:
+    """The rendered Deployment, plus an artifact policy for its init container (a ConfigMap) that
+    allows the node address the test serves the artifact from, unless the renderer already passes one
+    (the default policy refuses private addresses)."""
+    pod = dep["spec"]["template"]["spec"]
+    init = pod["initContainers"][0]
+    if any(a in ("--policy-json", "--policy-file") for a in init["args"]):
+        return dep
+    init["args"] = [*init["args"], "--policy-file", "/etc/modelversioning/policy.yaml"]
+    init["volumeMounts"].append(
+        {"name": "artifact-policy", "mountPath": "/etc/modelversioning", "readOnly": True}
+    )
+    pod["volumes"].append({"name": "artifact-policy", "configMap": {"name": "artifact-policy"}})
+    return dep
+
+
+def test_real_pods_behind_traefik_scraped_by_prometheus(
+    cluster: ControlPlane,
+    real_node: Any,
+    namespace: str,
+    traefik: Traefik,
+    prometheus: Prometheus,
+) -> None:
+    """The operator's Deployments, Services and HTTPRoute (rendered by its code) on the real node: the
+    init container verifies the artifact, the reference server answers through Traefik, and
+    Prometheus discovers and scrapes the pods."""
+    from images import OPERATOR_IMAGE
+    from modelversioning.api.modelendpoint import ModelEndpointSpec
+    from modelversioning.api.modelversion import ModelVersionSpec
+    from modelversioning.api.settings import Serving
+    from modelversioning.render import (
+        EndpointRef,
+        RouteInput,
+        VariantTarget,
+        get_router,
+        render_deployment,
+        render_service,
+    )
+    from node import NODE_IP
+
+    artifacts = {v: f"{MODEL} {v} weights\n".encode() * 512 for v in ("2.3.8", "2.4.1")}
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            data = artifacts.get(self.path.strip("/").split("/")[0])
+            if data is None:
+                self.send_error(404)
+                return
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    srv = http.server.ThreadingHTTPServer((NODE_IP, 0), Handler)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    base = f"http://{NODE_IP}:{srv.server_address[1]}"
+    try:
+        placement = real_node.pod_placement()
+        spec = ModelEndpointSpec.model_validate(
+            {
+                "model": MODEL,
+                "variants": [
+                    {"name": "stable", "version": "2.3.8", "weight": 90, "replicas": 2},
+                    {"name": "canary", "version": "2.4.1", "weight": 10},
+                ],
+                "routing": {
+                    "router": "gatewayAPI",
+                    "hosts": [REAL_HOST],
+                    "parentRefs": [traefik.parent_ref()],
+                },
+                "port": SERVICE_PORT,
+                "placement": {
+                    "nodeSelector": placement["nodeSelector"],
+                    "tolerations": placement["tolerations"],
+                },
+            }
+        )
+        ref = EndpointRef(MODEL, namespace, "00000000-0000-0000-0000-000000000000")
+        serving = Serving(init_image=OPERATOR_IMAGE, init_image_pull_policy="Never")
+        versions = {
+            v.name: ModelVersionSpec.model_validate(
+                {
+                    "model": MODEL,
+                    "version": v.version,
+                    "artifact": {
+                        "uri": f"{base}/{v.version}/model.bin",
+                        "sha256": hashlib.sha256(artifacts[v.version]).hexdigest(),
+                    },
+                    "lineage": {"codeCommit": "3f9c2a1", "dataset": {"name": "tx", "version": "2024-06-30"}},
+                    "metrics": {"auc": 0.9},
+                    "runtime": {
+                        "image": OPERATOR_IMAGE,
+                        "args": ["model-server", "--port", "8080"],
+                        "port": 8080,
+                        "healthPath": "/healthz",
+                    },
+                }
+            )
+            for v in spec.variants
+        }
+        docs: list[dict[str, Any]] = [
+            {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {"name": "artifact-policy", "namespace": namespace},
+                "data": {"policy.yaml": yaml_policy(NODE_IP)},
+            }
+        ]
+        targets = []
+        for v in spec.variants:
+            dep = _policy_mounted(render_deployment(ref, spec, v, versions[v.name], serving))
+            svc = render_service(dep, SERVICE_PORT)
+            for obj in (dep, svc):
+                obj["metadata"].pop("ownerReferences", None)  # no ModelEndpoint: the GC would delete them
+            docs += [dep, svc]
+            targets.append(
+                VariantTarget(
+                    variant=v.name,
+                    service=svc["metadata"]["name"],
+                    model=MODEL,
+                    version=v.version,
+                    sha256=versions[v.name].artifact.sha256,
+                    weight=v.weight,
+                )
+            )
+        t0 = time.monotonic()
+        cluster.apply(docs)
+        deployments = [d["metadata"]["name"] for d in docs if d["kind"] == "Deployment"]
+        res = cluster.kubectl(
+            "wait",
+            "-n",
+            namespace,
+            "--for=condition=Available",
+            "--timeout=240s",
+            *[f"deployment/{d}" for d in deployments],
+            check=False,
+            timeout=300,
+        )
+        if res.returncode != 0:
+            pods = cluster.kubectl("get", "pods", "-n", namespace, "-o", "wide", check=False).stdout
+            events = cluster.kubectl("get", "events", "-n", namespace, check=False).stdout
+            raise AssertionError(
+                f"model Deployments not Available: {res.stderr}\n{pods}\n{events}\n"
+                f"{real_node.logs('kubelet', 30)}"
+            )
+        print(
+            f"3 model pods (init container verified, server ready) Available in {time.monotonic() - t0:.1f}s"
+        )
+
+        route = get_router("gatewayAPI").render(RouteInput(endpoint=ref, spec=spec, destinations=targets))
+        assert route is not None
+        route["metadata"].pop("ownerReferences", None)
+        cluster.apply(route)
+        traefik.wait_route(namespace, route["metadata"]["name"])
+
+        pods_json = json.loads(cluster.kubectl("get", "pods", "-n", namespace, "-o", "json").stdout)["items"]
+        pod_variant = {
+            p["metadata"]["name"]: p["metadata"]["labels"]["modelversioning.io/variant"] for p in pods_json
+        }
+        assert sorted(pod_variant.values()) == ["canary", "stable", "stable"], pod_variant
+
+        def serving() -> bool:
+            rs = traefik.requests(10, "/v1/predict", host=REAL_HOST, method="POST", body=b"{}")
+            return all(r.status == 200 for r in rs)
+
+        wait_for(serving, 60, "Traefik to route to the real pods", interval=0.2)
+        n = 1000
+        responses = traefik.requests(n, "/v1/predict", host=REAL_HOST, method="POST", body=b"{}")
+        by_pod: Counter[str] = Counter()
+        for r in responses:
+            variant = check_identity(r)
+            pod = r.json()["hostname"]  # the pod's hostname is its name
+            assert pod_variant.get(pod) == variant, (pod, variant, pod_variant)
+            by_pod[pod] += 1
+        share = sum(c for p, c in by_pod.items() if pod_variant[p] == "canary") / n
+        tol = weighted_split_tolerance(n, 0.10)
+        print(f"real pods, 90/10 over {n} requests: {dict(by_pod)} (canary {share:.3f}, +-{tol:.3f})")
+        assert abs(share - 0.10) <= tol and len(by_pod) == 3
+
+        # Prometheus found the pods by itself (the harness's pod discovery) and has their counts.
+        prometheus.wait_target_up("model-pods", count=3, timeout=60)
+
+        def scraped() -> bool:
+            got = {
+                s["metric"]["pod"]: float(s["value"][1])
+                for s in prometheus.query(
+                    f'sum by (pod) (modelserver_requests_total{{job="model-pods",namespace="{namespace}",'
+                    'handler="predict",code="200"})'
+                )
+            }
+            return all(got.get(p, 0) >= c for p, c in by_pod.items())
+
+        wait_for(scraped, 30, "Prometheus to have every pod's predictions", interval=0.3)
+        labels = prometheus.query(f'modelserver_model_info{{job="model-pods",namespace="{namespace}"}}')
+        assert {(s["metric"]["variant"], s["metric"]["version"]) for s in labels} == {
+            ("stable", "2.3.8"),
+            ("canary", "2.4.1"),
+        }, labels
+        assert all(s["metric"].get("endpoint") == MODEL and s["metric"].get("node") for s in labels), labels
+    finally:
+        srv.shutdown()
+        srv.server_close()
+
+
+def yaml_policy(node_ip: str) -> str:
+    """An ArtifactPolicy allowing plain http from the node address (where the test serves artifacts)."""
+    return f"allowedSchemes: [http]\nallowedPrivateNetworks: ['{node_ip}/32']\n"
