@@ -233,6 +233,11 @@ def test_recheck_refetches_an_old_record_and_keeps_it_meanwhile(age_h, action):
     assert plan.status["artifact"]["verifiedAt"] == at
 
 
+def test_recheck_refetches_a_record_without_a_readable_time():
+    st = verified_status(artifact={"digest": SHA, "verifiedAt": "yesterday"})
+    assert decide(facts(status=st), replace(POLICY, recheck_seconds=3600), NOW).verify is VerifyAction.START
+
+
 def test_nothing_known_starts_a_verification():
     plan = decide(facts(status=unverified()), POLICY, NOW)
     assert plan.verify is VerifyAction.START
