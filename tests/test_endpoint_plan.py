@@ -112,6 +112,27 @@ def test_every_unmet_gate_keeps_traffic_on_the_old_slot(change: dict[str, object
     assert plan.decision("stable").reason == reason
 
 
+@pytest.mark.parametrize(
+    ("verify_reason", "deployed"),
+    [
+        ("URIRefused", False),  # the pod enforces the same policy: never a Deployment for it
+        ("DigestMismatch", False),  # the pod would fetch the wrong bytes only to fail
+        ("SizeMismatch", False),
+        ("LimitExceeded", False),
+        ("Verifying", True),  # pending: the slot is prepared while the operator verifies
+        ("NotFound", True),  # transient: may be uploaded later
+    ],
+)
+def test_no_slot_for_a_refused_uri_or_a_digest_mismatch(verify_reason: str, deployed: bool) -> None:
+    """issue 14, finding 5: Deployments were rendered for versions whose URI was refused."""
+    new_mv = replace(EDITED.mv, verified=False, verify_reason=verify_reason)
+    f = replace(EDIT_FACTS, variants=(replace(EDITED, mv=new_mv),))
+    plan = P.decide(f)
+    assert plan.decision("stable").apply is deployed
+    assert [x.slot for x in plan.destinations] == ["ep-stable-old"]  # traffic stays where it was
+    assert "ep-stable-old" not in plan.delete
+
+
 def test_traffic_moves_in_one_write_once_the_new_slot_is_eligible() -> None:
     ready = replace(EDITED, mv=mv("2.4.1", digest=NEW, uid="uid-2"), desired=slot("ep-stable-new"))
     f = replace(EDIT_FACTS, variants=(ready,), owned_slots=frozenset({"ep-stable-old", "ep-stable-new"}))

@@ -15,11 +15,13 @@ import pytest
 
 from modelversioning.api.modelendpoint import ModelEndpointSpec
 from modelversioning.api.modelversion import ModelVersionSpec
-from modelversioning.api.settings import Serving
+from modelversioning.api.settings import ArtifactPolicy, Serving
 from modelversioning.render import EndpointRef, render_deployment
 
 
 def _init_args(uri: str, sha: str, mount: Path) -> tuple[list[str], dict[str, str]]:
+    """The init container's argv and env as rendered with the operator's policy (file:// under the
+    artifact's directory)."""
     version = ModelVersionSpec.model_validate(
         {
             "model": "fraud-detector",
@@ -39,6 +41,7 @@ def _init_args(uri: str, sha: str, mount: Path) -> tuple[list[str], dict[str, st
         spec.variants[0],
         version,
         Serving(model_mount_path=str(mount)),
+        policy=ArtifactPolicy(file_roots=[str(Path(uri.removeprefix("file://")).parent.parent)]),
     )
     init = dep["spec"]["template"]["spec"]["initContainers"][0]
     env = {e["name"]: e["value"] for e in init.get("env", []) if "value" in e}
@@ -54,10 +57,8 @@ def _run(args: list[str], env_extra: dict[str, str], root: Path) -> subprocess.C
     assert args[0] == "verify-artifact", args  # the image's ENTRYPOINT is `modelversioning`
     env = {k: v for k, v in os.environ.items() if k != "MODELVERSIONING_CONFIG"}
     env.update(env_extra)
-    policy = root / "policy.yaml"
-    policy.write_text(f"fileRoots: [{root}]\n")
     return subprocess.run(
-        [*_entry_point(), *args, "--policy-file", str(policy)],
+        [*_entry_point(), *args],  # the policy is the one the operator rendered (--policy-json)
         capture_output=True,
         text=True,
         timeout=120,

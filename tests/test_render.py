@@ -26,7 +26,7 @@ import yaml
 
 from modelversioning.api.modelendpoint import ModelEndpointSpec, Variant
 from modelversioning.api.modelversion import ModelVersionSpec
-from modelversioning.api.settings import Serving
+from modelversioning.api.settings import ArtifactPolicy, Serving
 from modelversioning.render import (
     EndpointRef,
     RenderError,
@@ -40,6 +40,7 @@ from modelversioning.render import (
     render_deployment,
     router_names,
 )
+from modelversioning.render.deployment import policy_json
 from modelversioning.render.service import render_service as render_slot_service
 
 GOLDEN_DIR = Path(__file__).parent / "golden"
@@ -805,7 +806,16 @@ def test_init_container_verifies_the_pinned_digest() -> None:
         "/m",
         "--output",
         "json",
+        "--env-credentials",
+        "secret",  # the Secret's data, bound to its hosts; no Secret: anonymous, never the node's
+        "--policy-json",
+        policy_json(ArtifactPolicy()),  # the operator's policy (here the default), enforced in the pod
+        *(["--size-bytes", str(version.artifact.size_bytes)] if version.artifact.size_bytes else []),
     ]
+    strict = ArtifactPolicy(allowed_hosts=["models.example.com"], max_files=7)
+    dep = render_deployment(ENDPOINT, spec, variant, version, serving, policy=strict)
+    args = pod_spec(dep)["initContainers"][0]["args"]
+    assert ArtifactPolicy.model_validate_json(args[args.index("--policy-json") + 1]) == strict
     assert init["envFrom"] == [{"secretRef": {"name": "fraud-s3-credentials"}}]
     server = pod["containers"][0]
     env = {e["name"]: e["value"] for e in server["env"]}

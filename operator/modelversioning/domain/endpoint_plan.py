@@ -168,6 +168,16 @@ def _replaced(v: VariantFacts) -> bool:
     return (v.pin.uid, v.pin.digest) != (v.mv.uid, v.mv.digest) and not v.accept_replaced
 
 
+# Verification outcomes that no pod can get past: the init container enforces the same policy and
+# digest, so a Deployment would only crash-loop (and, for a refused URI, fetch it from inside the
+# cluster after all). No slot is created for them.
+NO_SLOT_REASONS = frozenset({"URIRefused", "DigestMismatch", "SizeMismatch", "LimitExceeded"})
+
+
+def _refused(v: VariantFacts) -> bool:
+    return v.mv is not None and not v.mv.verified and v.mv.verify_reason in NO_SLOT_REASONS
+
+
 def _pinned_still_good(v: VariantFacts, need: Stage) -> tuple[bool, str]:
     """May the pinned slot keep this variant's traffic while the desired slot is not eligible?"""
     pin, slot = v.pin, v.pinned
@@ -236,7 +246,7 @@ def decide_variant(
 ) -> VariantDecision:
     need = one_below(required) if v.mirror or v.below_ok else required
     ok, reason, message = _desired_status(v, need)
-    apply = v.desired is not None and v.problem is None and not _replaced(v)
+    apply = v.desired is not None and v.problem is None and not _replaced(v) and not _refused(v)
     # scale up before the share grows, down only once it has shrunk
     replicas, held_scale = replicas_for(v, max(v.weight, previous)), False
     if apply and replicas == 0 and v.desired is not None and routed.get(v.desired.name, 0) > 0:

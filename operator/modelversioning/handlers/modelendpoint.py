@@ -153,7 +153,9 @@ class ModelEndpointReconciler:
             mv, mv_spec, problem = self._version(ns, mv_name)
             desired = None
             if mv_spec is not None:
-                dep = render_deployment(ref, spec, v, mv_spec, self.settings.serving)
+                dep = render_deployment(
+                    ref, spec, v, mv_spec, self.settings.serving, policy=self.settings.artifacts
+                )
                 svc = render_service(dep, spec.port)
                 slot = dep["metadata"]["name"]
                 live = self.store.get("Deployment", ns, slot)

@@ -3,17 +3,22 @@ container, then the model server.
 
 The init container downloads the artifact into an emptyDir and checks its sha256
 against the pinned ModelVersion; the server only starts when that succeeded and
-sees the model read-only. Every container runs hardened (non-root, read-only root
-filesystem, no capabilities, RuntimeDefault seccomp).
+sees the model read-only. It enforces the operator's own artifact policy
+(``--policy-json``: schemes, hosts, private networks, file roots, limits), takes its
+credentials only from the referenced Secret (``--env-credentials secret``: bound to
+the hosts the Secret names, anonymous without a Secret) and checks the declared size.
+Every container runs hardened (non-root, read-only root filesystem, no capabilities,
+RuntimeDefault seccomp).
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from modelversioning.api.modelendpoint import ModelEndpointSpec, Variant
 from modelversioning.api.modelversion import ModelVersionSpec, Resources, VariantResources
-from modelversioning.api.settings import Serving
+from modelversioning.api.settings import ArtifactPolicy, Serving
 from modelversioning.render import naming
 from modelversioning.render.inputs import check_pin
 from modelversioning.render.values import EndpointRef
@@ -92,22 +97,34 @@ def container_security_context() -> dict[str, Any]:
     }
 
 
-def _init_container(version: ModelVersionSpec, serving: Serving) -> dict[str, Any]:
+def policy_json(policy: ArtifactPolicy) -> str:
+    """The artifact policy as the init container's ``--policy-json`` (compact, stable order)."""
+    return json.dumps(policy.model_dump(mode="json", by_alias=True), sort_keys=True, separators=(",", ":"))
+
+
+def _init_container(version: ModelVersionSpec, serving: Serving, policy: ArtifactPolicy) -> dict[str, Any]:
     artifact = version.artifact
+    args = [
+        "verify-artifact",
+        artifact.uri,
+        "--sha256",
+        artifact.sha256,
+        "--dest",
+        serving.model_mount_path,
+        "--output",
+        "json",
+        "--env-credentials",
+        "secret",
+        "--policy-json",
+        policy_json(policy),
+    ]
+    if artifact.size_bytes is not None:
+        args += ["--size-bytes", str(artifact.size_bytes)]
     container: dict[str, Any] = {
         "name": INIT_CONTAINER,
         "image": serving.init_image,
         "imagePullPolicy": serving.init_image_pull_policy,
-        "args": [
-            "verify-artifact",
-            artifact.uri,
-            "--sha256",
-            artifact.sha256,
-            "--dest",
-            serving.model_mount_path,
-            "--output",
-            "json",
-        ],
+        "args": args,
     }
     if artifact.secret_ref is not None:
         container["envFrom"] = [{"secretRef": {"name": artifact.secret_ref.name}}]
@@ -188,12 +205,17 @@ def render_deployment(
     version: ModelVersionSpec,
     serving: Serving,
     replicas: int | None = None,
+    *,
+    policy: ArtifactPolicy | None = None,
 ) -> dict[str, Any]:
     """apps/v1 Deployment of the slot of `variant` serving `version` (the ModelVersion it pins).
 
     The name carries a hash of the pod template (naming.slot_name): another version, digest or
     template is another Deployment, so pods that carry traffic are never rolled to a new model.
     `replicas` overrides variant.replicas (the handler holds a scale-down of a slot under traffic).
+    `policy`: the operator's artifact policy, enforced again by the init container (default: the
+    built-in, which refuses private networks and file:// URIs); it is part of the pod template, so a
+    changed policy is a new slot, verified under that policy before it takes traffic.
     """
     check_pin(endpoint, spec, variant, version)
     labels = naming.variant_labels(endpoint.name, variant.name, version.model, version.version)
@@ -205,7 +227,7 @@ def render_deployment(
             "enableServiceLinks": False,
             **_placement(spec),
             "securityContext": pod_security_context(),
-            "initContainers": [_init_container(version, serving)],
+            "initContainers": [_init_container(version, serving, policy or ArtifactPolicy())],
             "containers": [_server_container(variant, version, serving)],
             "volumes": _volumes(version),
         },
