@@ -36,6 +36,7 @@ class FakeApi:
         self.events: list[tuple[str, str, str]] = []
         self.writes: list[tuple[str, str, str]] = []  # (verb, kind, name)
         self.reject: dict[str, str] = {}  # object name -> message (422)
+        self.annotations: dict[str, dict[str, Any]] = {}  # annotations written on ModelVersions
 
     def _stamp(self, obj: dict[str, Any]) -> dict[str, Any]:
         obj = copy.deepcopy(obj)
@@ -81,6 +82,10 @@ class FakeApi:
         obj["status"] = copy.deepcopy(status)
         obj["metadata"]["resourceVersion"] = str(next(_rv))
         return copy.deepcopy(obj)
+
+    def annotate(self, res: Any, namespace: str, name: str, annotations: dict[str, Any]) -> None:
+        self.writes.append(("annotate", res.kind, name))
+        self.annotations.setdefault(name, {}).update(annotations)
 
     def event(self, involved: dict[str, Any], type_: str, reason: str, message: str) -> None:
         self.events.append((type_, reason, message))

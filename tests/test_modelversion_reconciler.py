@@ -180,3 +180,32 @@ def test_a_deleted_object_is_forgotten():
     store.delete("ModelVersion", NS, "m-v1.0.0")
     run(r)
     assert r.verifications._attempts == {}
+
+
+def test_a_rollout_grant_promotes_one_step_recorded_with_the_endpoint_as_actor():
+    import json
+
+    store, kube, _, r, _, _ = reconciler(OK)
+    body = mv("staging")
+    store.upsert("ModelVersion", body)
+    run(r)
+    run(r)  # verified, walked to staging
+    assert [c[1] for c in kube.calls if c[0] == "status"][-1]["stage"] == "staging"
+    grant = {"to": "production", "from": "staging", "specStage": "staging", "by": "ModelEndpoint/fraud",
+             "reason": "rollout on fraud succeeded: errors=0.01 Passed"}  # fmt: skip
+    record = {"endpoint": "fraud", "result": "Succeeded", "at": "2026-11-30T16:00:00Z", "message": "ok"}
+    body = copy.deepcopy(store.get("ModelVersion", NS, "m-v1.0.0"))
+    body["metadata"]["annotations"] = {
+        "modelversioning.io/rollout-promotion": json.dumps(grant),
+        "modelversioning.io/rollout-record": json.dumps(record),
+    }
+    body["metadata"]["resourceVersion"] = str(int(body["metadata"]["resourceVersion"]) + 10)
+    store.upsert("ModelVersion", body)
+    kube.calls.clear()
+    run(r)
+    st = kube.calls[0][1]
+    assert st["stage"] == "production"
+    last = st["history"][-1]
+    assert (last["from"], last["to"], last["actor"]) == ("staging", "production", "ModelEndpoint/fraud")
+    assert "errors=0.01" in last["reason"]
+    assert st["rollouts"] == [record]

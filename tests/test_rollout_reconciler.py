@@ -115,6 +115,10 @@ def test_a_good_canary_ramps_step_by_step_and_succeeds(prom: FakePrometheus) -> 
     assert all(m["verdict"] == "Passed" for m in ro["measurements"])
     assert any('variant="canary"' in q and 'version="2.4.1"' in q for q in prom.queries)
     assert ("Normal", "RolloutSucceeded") in {e[:2] for e in w.api.events}
+    # the registry follows: the canary's ModelVersion gets the record and (it is in production) no grant
+    ann = w.api.annotations["m-v2.4.1"]
+    assert json.loads(ann["modelversioning.io/rollout-record"])["result"] == "Succeeded"
+    assert "modelversioning.io/rollout-promotion" not in ann  # production is the top: nothing to promote
 
 
 def test_a_bad_canary_is_rolled_back_within_one_interval(prom: FakePrometheus) -> None:
@@ -130,6 +134,8 @@ def test_a_bad_canary_is_rolled_back_within_one_interval(prom: FakePrometheus) -
     assert ro["phase"] == "Failed" and "errors=0.4" in ro["message"]
     assert w.cond("Degraded")[:2] == ("True", "RolloutFailed")
     assert ("Warning", "RolloutFailed") in {e[:2] for e in w.api.events}
+    record = json.loads(w.api.annotations["m-v2.4.1"]["modelversioning.io/rollout-record"])
+    assert record["result"] == "Failed" and "errors=0.4" in record["message"]
     prom.value = 0.0  # even if it recovers, it stays rolled back until a retry or a spec change
     tick(w, 60)
     assert weights(w) == {"2.3.8": 100, "2.4.1": 0}
@@ -160,3 +166,29 @@ def test_operator_restart_resumes_at_the_same_step(prom: FakePrometheus) -> None
     w.rec.clock = lambda: w.now
     w.settle()
     assert (w.status()["rollout"]["step"], weights(w)) == before
+
+
+def test_a_staging_canary_earns_production_with_a_bounded_share(prom: FakePrometheus) -> None:
+    w = World()
+    w.rec.settings = w.rec.settings.model_copy(update={"analysis": AnalysisSettings(prometheus_url=prom.url)})
+    w.version("2.3.8", OLD)
+    w.version("2.4.1", NEW, stage="staging")
+    strategy = json.loads(json.dumps(STRATEGY))
+    strategy["canary"]["maxWeightBelowStage"] = 10
+    w.endpoint(split(100, 0), strategy=strategy)
+    w.settle()
+    w.endpoint(split(0, 100), strategy=strategy)
+    shares = []
+    for _ in range(12):
+        tick(w, 10)
+        shares.append(weights(w).get("2.4.1", 0))
+    assert max(shares) == 10  # a staging version never gets more than its allowance
+    ro = w.status()["rollout"]
+    assert ro["phase"] == "Succeeded"
+    grant = json.loads(w.api.annotations["m-v2.4.1"]["modelversioning.io/rollout-promotion"])
+    assert (grant["from"], grant["to"], grant["by"]) == ("staging", "production", "ModelEndpoint/ep")
+    assert "errors=" in grant["reason"]
+    # the ModelVersion reconciler promotes it (see test_version_plan); once in production it takes 100 %
+    w.version("2.4.1", NEW, stage="production")
+    tick(w, 10)
+    assert weights(w) == {"2.3.8": 0, "2.4.1": 100}

@@ -431,3 +431,26 @@ def test_a_converged_version_decides_the_same_status_and_does_nothing():
     assert idle.status == first.status
     assert idle.events == () and idle.transitions == () and idle.finalizers is None
     assert idle.verify is VerifyAction.NONE and idle.requeue_after is None and not idle.notify_endpoints
+
+
+def test_rollout_grant_promotes_one_step_while_spec_stage_is_unchanged():
+    from modelversioning.domain.stages import StageGraph
+    from modelversioning.domain.version_plan import Grant, effective_request, merge_rollouts
+
+    g = StageGraph()
+    grant = Grant(Stage.PRODUCTION, Stage.STAGING, Stage.STAGING, "ModelEndpoint/fraud", "errors=0.01 Passed")
+    assert effective_request(Stage.STAGING, "jane", "ok", grant, g) == (
+        Stage.PRODUCTION,
+        "ModelEndpoint/fraud",
+        "errors=0.01 Passed",
+    )
+    # the user changed spec.stage since: their word wins
+    assert effective_request(Stage.ARCHIVED, "jane", "retire", grant, g)[0] is Stage.ARCHIVED
+    # a grant that skips a stage, or goes down, is ignored
+    skip = Grant(Stage.PRODUCTION, Stage.CANDIDATE, Stage.CANDIDATE, "x", "y")
+    assert effective_request(Stage.CANDIDATE, "jane", "ok", skip, g)[0] is Stage.CANDIDATE
+    assert effective_request(Stage.STAGING, "jane", "ok", None, g) == (Stage.STAGING, "jane", "ok")
+    recs = merge_rollouts([{"endpoint": "a", "at": "1", "result": "Failed"}], ({"endpoint": "a", "at": "1"},))
+    assert len(recs) == 1
+    many = tuple({"endpoint": "e", "at": str(i), "result": "Failed"} for i in range(15))
+    assert [r["at"] for r in merge_rollouts([], many)] == [str(i) for i in range(5, 15)]

@@ -292,6 +292,13 @@ class ServedBy(StatusModel):
     mirror: bool | None = None
 
 
+class RolloutRecord(StatusModel):
+    endpoint: str = Field(max_length=253)
+    result: str = Field(max_length=32, description="Succeeded, Failed or Aborted.")
+    at: str = Field(json_schema_extra={"format": "date-time"})
+    message: str = Field(default="", max_length=1024)
+
+
 class ModelVersionStatus(StatusModel):
     observed_generation: int | None = None
     conditions: list[Condition] = Field(default_factory=list, json_schema_extra=CONDITIONS_LIST_EXTRA)
@@ -299,6 +306,11 @@ class ModelVersionStatus(StatusModel):
     history: list[HistoryEntry] = Field(default_factory=list)
     artifact: VerifiedArtifact | None = None
     served_by: list[ServedBy] = Field(default_factory=list)
+    rollouts: list[RolloutRecord] = Field(
+        default_factory=list,
+        max_length=10,
+        description="Outcomes of progressive rollouts this version took part in (newest last).",
+    )
 
 
 class ModelVersion(ApiModel):

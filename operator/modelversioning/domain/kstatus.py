@@ -35,9 +35,10 @@ ENDPOINT_STALLED = frozenset(
     }
 )
 # ArtifactVerified / StageTransition reasons of a ModelVersion that are final for its generation.
+# AccessDenied is not among them: a missing credentials Secret is retried and may appear.
 VERSION_STALLED = frozenset(
-    {R.DIGEST_MISMATCH, R.URI_REFUSED, R.ACCESS_DENIED, R.INVALID_SPEC, R.TRANSITION_NOT_ALLOWED,
-     R.LINEAGE_INCOMPLETE}
+    {R.DIGEST_MISMATCH, R.URI_REFUSED, R.INVALID_SPEC, R.TRANSITION_NOT_ALLOWED, R.LINEAGE_INCOMPLETE,
+     "SizeMismatch", "LimitExceeded"}
 )  # fmt: skip
 
 
@@ -66,7 +67,7 @@ def for_endpoint(conds: Iterable[Cond]) -> tuple[Cond, Cond]:
 
 def for_version(conds: Iterable[Cond]) -> tuple[Cond, Cond]:
     conds = list(conds)
-    for type_ in ("ArtifactVerified", "StageTransition"):
+    for type_ in ("Ready", "ArtifactVerified", "StageTransition"):
         c = _get(conds, type_)
         if c is not None and c.status == FALSE and c.reason in VERSION_STALLED:
             return (

@@ -28,6 +28,7 @@ from enum import StrEnum
 from typing import Any
 
 from modelversioning.domain import conditions as cond
+from modelversioning.domain import kstatus
 from modelversioning.domain import reasons as R
 from modelversioning.domain.conditions import FALSE, TRUE, UNKNOWN, Cond
 from modelversioning.domain.stages import GateFacts, Stage, StageGraph, decide_transition, next_hop
@@ -100,6 +101,7 @@ class VersionFacts:
     why: str = ""  # the reason given for the request
     serving: tuple[Serving, ...] = ()
     verifier: VerifierFacts = field(default_factory=VerifierFacts)
+    rollouts: tuple[Mapping[str, Any], ...] = ()  # outcomes endpoints recorded (annotation), newest last
 
 
 @dataclass(frozen=True)
@@ -163,6 +165,7 @@ def decide(facts: VersionFacts, policy: VersionPolicy, now: datetime) -> Version
     walk = walk_stage(facts, verification.cond, policy.graph, stamp)
     prev = facts.status
     conditions = [ready(facts, verification.cond, walk), verification.cond, walk.cond, in_use(facts.serving)]
+    conditions += kstatus.for_version(conditions)
     status: dict[str, Any] = {
         "observedGeneration": facts.generation,
         "conditions": cond.merge_conditions(prev.get("conditions"), conditions, facts.generation, stamp),
@@ -173,6 +176,9 @@ def decide(facts: VersionFacts, policy: VersionPolicy, now: datetime) -> Version
         status["artifact"] = dict(verification.artifact)
     if facts.serving:
         status["servedBy"] = [s.to_status() for s in facts.serving]
+    rollouts = merge_rollouts(prev.get("rollouts"), facts.rollouts)
+    if rollouts:
+        status["rollouts"] = rollouts
     prev_verified = cond.get(prev.get("conditions"), "ArtifactVerified")
     return VersionPlan(
         status=status,
@@ -186,6 +192,62 @@ def decide(facts: VersionFacts, policy: VersionPolicy, now: datetime) -> Version
         ),
         transitions=walk.transitions,
     )
+
+
+# ------------------------------------------------------------------ rollouts: the registry follows
+
+MAX_ROLLOUTS = 10
+PROMOTION_ORDER = (Stage.CANDIDATE, Stage.STAGING, Stage.PRODUCTION)
+
+
+@dataclass(frozen=True)
+class Grant:
+    """An endpoint's successful rollout asks for this version to be promoted (annotation, set by the
+    operator, never by a user: an admission policy keeps it that way)."""
+
+    to: Stage
+    from_: Stage
+    spec_stage: Stage  # spec.stage when the grant was made: a later edit of spec.stage overrides it
+    by: str
+    reason: str
+
+
+def next_promotion(stage: Stage) -> Stage | None:
+    """The stage a successful rollout promotes to: one step up candidate -> staging -> production."""
+    if stage not in PROMOTION_ORDER or stage == PROMOTION_ORDER[-1]:
+        return None
+    return PROMOTION_ORDER[PROMOTION_ORDER.index(stage) + 1]
+
+
+def effective_request(
+    spec_stage: Stage, actor: str, why: str, grant: Grant | None, graph: StageGraph
+) -> tuple[Stage, str, str]:
+    """(stage to walk toward, actor, reason): spec.stage, unless a rollout's grant made while spec.stage
+    was what it is now asks for one allowed step up from where the grant was made."""
+    if (
+        grant is None
+        or grant.spec_stage != spec_stage
+        or spec_stage not in PROMOTION_ORDER  # e.g. archived: the user's word wins
+        or next_promotion(grant.from_) != grant.to
+        or not graph.allows(grant.from_, grant.to)
+        or PROMOTION_ORDER.index(grant.to) <= PROMOTION_ORDER.index(spec_stage)
+    ):
+        return spec_stage, actor, why
+    return grant.to, grant.by, grant.reason
+
+
+def merge_rollouts(
+    old: Any, new: tuple[Mapping[str, Any], ...], limit: int = MAX_ROLLOUTS
+) -> list[dict[str, Any]]:
+    """status.rollouts: what endpoints recorded about rollouts of this version, newest last, deduplicated
+    by (endpoint, at), at most `limit`."""
+    out: list[dict[str, Any]] = [dict(r) for r in (old or []) if isinstance(r, Mapping)]
+    seen = {(r.get("endpoint"), r.get("at")) for r in out}
+    for r in new:
+        if (r.get("endpoint"), r.get("at")) not in seen:
+            out.append({k: r[k] for k in ("endpoint", "result", "at", "message") if k in r})
+            seen.add((r.get("endpoint"), r.get("at")))
+    return out[-limit:]
 
 
 def decide_deletion(facts: VersionFacts, stamp: str) -> VersionPlan:
@@ -217,11 +279,12 @@ def decide_invalid(facts: VersionFacts, stamp: str) -> VersionPlan:
     """A spec that does not validate: Ready=False/InvalidSpec, one Warning Event per message."""
     msg = facts.invalid or ""
     prev = facts.status
+    invalid = Cond("Ready", FALSE, R.INVALID_SPEC, msg)
     status = {
         **prev,
         "observedGeneration": facts.generation,
         "conditions": cond.merge_conditions(
-            prev.get("conditions"), [Cond("Ready", FALSE, R.INVALID_SPEC, msg)], facts.generation, stamp
+            prev.get("conditions"), [invalid, *kstatus.for_version([invalid])], facts.generation, stamp
         ),
     }
     seen = cond.get(prev.get("conditions"), "Ready")

@@ -198,6 +198,11 @@ class Kube:
         body = {"metadata": {"finalizers": finalizers, "resourceVersion": resource_version}}
         self._call("PATCH", res.path(namespace, name), body, content_type="application/merge-patch+json")
 
+    def annotate(self, res: Resource, namespace: str, name: str, annotations: dict[str, str | None]) -> None:
+        """Merge-patch metadata.annotations (None removes one)."""
+        body = {"metadata": {"annotations": annotations}}
+        self._call("PATCH", res.path(namespace, name), body, content_type="application/merge-patch+json")
+
     def list(
         self, res: Resource, namespace: str | None = None, label_selector: str | None = None
     ) -> list[dict[str, Any]]:

@@ -32,9 +32,20 @@ from modelversioning.domain import endpoint_plan as plan_
 from modelversioning.domain import kstatus
 from modelversioning.domain import reasons as R
 from modelversioning.domain.conditions import FALSE, TRUE, Cond
+from modelversioning.domain.stages import Stage
+from modelversioning.domain.version_plan import next_promotion
 from modelversioning.handlers.drift import diff, status_changed
 from modelversioning.handlers.instrument import instrumented
-from modelversioning.handlers.kube import DEPLOYMENT, MODELENDPOINT, ROUTE_RESOURCES, SERVICE, Conflict, Kube
+from modelversioning.handlers.kube import (
+    DEPLOYMENT,
+    MODELENDPOINT,
+    MODELVERSION,
+    ROUTE_RESOURCES,
+    SERVICE,
+    Conflict,
+    Kube,
+)
+from modelversioning.handlers.modelversion import PROMOTION_ANNOTATION, ROLLOUT_RECORD_ANNOTATION
 from modelversioning.handlers.rollout import RolloutResult, plan_rollout
 from modelversioning.handlers.store import Store, controller_of
 from modelversioning.handlers.workqueue import Requeue
@@ -132,6 +143,8 @@ class ModelEndpointReconciler:
         rep = with_rollout(plan_.report(g.facts, plan, outcome, _previous(status)), g.rollout)
         self._finish(body, status, self._status(g, plan, rep), rep)
         self._metrics(g, plan)
+        if g.rollout is not None:
+            self._record_rollout(g, g.rollout)
         if transient:
             raise transient
         waits = [t for t in (plan.requeue_after, g.rollout.requeue_after if g.rollout else None) if t]
@@ -326,7 +339,8 @@ class ModelEndpointReconciler:
             ]
             m = plan.mirror
             mirror = VariantTarget(m.variant, m.slot, g.spec.model, m.version, m.digest, 0) if m else None
-            inp = RouteInput(g.ref, g.spec, dests, mirror, g.spec.mirror.percent if g.spec.mirror else 0)
+            pct = g.spec.mirror.percent if g.spec.mirror else 0
+            inp = RouteInput(g.ref, g.spec, dests, mirror, pct, policy=self.settings.routing)
             try:
                 desired = router.render(inp)
             except RenderError as e:
@@ -355,6 +369,35 @@ class ModelEndpointReconciler:
             written = self.kube.apply(desired)
         self.store.upsert(desired["kind"], written, observed=False)  # read-your-writes, not yet observed
         return True
+
+    def _record_rollout(self, g: Gathered, ro: RolloutResult) -> None:
+        """The registry follows the outcome: the canary's ModelVersion gets the record of a finished
+        rollout and, on success with promoteOnSuccess, a promotion grant its reconciler acts on."""
+        out, strategy = ro.outcome, g.spec.strategy
+        if strategy is None or not (
+            out.promote or out.failed_now or out.state.phase == "Aborted" and out.events
+        ):
+            return
+        canary = g.spec.variant(strategy.canary.variant)
+        mv_name = expected_name(g.spec.model, canary.version) if canary else ""
+        mv = self.store.get("ModelVersion", g.ref.namespace, mv_name)
+        if mv is None:
+            return
+        who = f"ModelEndpoint/{g.ref.name}"
+        record = {"endpoint": g.ref.name, "result": out.state.phase, "at": _rfc3339(g.facts.now),
+                  "message": (out.summary or out.state.message)[:1024]}  # fmt: skip
+        ann: dict[str, str | None] = {ROLLOUT_RECORD_ANNOTATION: json.dumps(record)}
+        stage = str((mv.get("status") or {}).get("stage") or "candidate")
+        nxt = next_promotion(Stage(stage)) if stage in {s.value for s in Stage} else None
+        if out.promote and strategy.canary.promote_on_success and nxt is not None:
+            spec_stage = str((mv.get("spec") or {}).get("stage") or "candidate")
+            grant = {"to": nxt.value, "from": stage, "specStage": spec_stage, "by": who,
+                     "reason": f"rollout on {g.ref.name} succeeded: {out.summary}"[:1024]}  # fmt: skip
+            ann[PROMOTION_ANNOTATION] = json.dumps(grant)
+        try:
+            self.kube.annotate(MODELVERSION, g.ref.namespace, mv_name, ann)
+        except ApiException as e:  # the record is worth a retry, not a failed reconcile of the route
+            log.warning("could not record the rollout on %s: %s", mv_name, _api_message(e))
 
     # ------------------------------------------------------------------------------------ status
     def _status(self, g: Gathered, plan: plan_.Plan, rep: plan_.Report) -> dict[str, Any]:

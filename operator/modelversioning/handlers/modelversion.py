@@ -9,6 +9,7 @@ path; a finished attempt requeues its object.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -32,6 +33,7 @@ from modelversioning.domain import reasons as R
 from modelversioning.domain.stages import Stage, StageGraph
 from modelversioning.domain.version_plan import (
     IN_USE_FINALIZER,
+    Grant,
     Serving,
     VerifierFacts,
     VerifyAction,
@@ -40,6 +42,7 @@ from modelversioning.domain.version_plan import (
     VersionPlan,
     VersionPolicy,
     decide,
+    effective_request,
 )
 from modelversioning.handlers.drift import status_changed
 from modelversioning.handlers.instrument import instrumented
@@ -103,6 +106,32 @@ def served_by(store: Store, namespace: str, model: str, version: str) -> list[di
             if name not in spec_names and vs.get("version") == version and eff.get(name, 0) > 0:
                 out.append({"endpoint": ep_name, "variant": name, "weight": int(eff[name])})
     return sorted(out, key=lambda e: (e["endpoint"], e["variant"]))
+
+
+PROMOTION_ANNOTATION = "modelversioning.io/rollout-promotion"  # written by the endpoint reconciler
+ROLLOUT_RECORD_ANNOTATION = "modelversioning.io/rollout-record"  # likewise: the last rollout outcome
+
+
+def grant_from(annotations: dict[str, Any]) -> Grant | None:
+    raw = annotations.get(PROMOTION_ANNOTATION)
+    if not raw:
+        return None
+    try:
+        g = json.loads(raw)
+        return Grant(Stage(g["to"]), Stage(g["from"]), Stage(g["specStage"]), str(g["by"]), str(g["reason"]))
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def rollouts_from(annotations: dict[str, Any]) -> tuple[dict[str, Any], ...]:
+    raw = annotations.get(ROLLOUT_RECORD_ANNOTATION)
+    if not raw:
+        return ()
+    try:
+        rec = json.loads(raw)
+    except ValueError:
+        return ()
+    return (rec,) if isinstance(rec, dict) and rec.get("endpoint") and rec.get("at") else ()
 
 
 def stage_actor(body: dict[str, Any], requested: str) -> str:
@@ -281,14 +310,19 @@ class ModelVersionReconciler:
             spec = ModelVersionSpec.model_validate(raw)
         except ValidationError as e:
             return Gathered(body, None, VersionFacts(invalid=validation_message(e), **common))
-        why = (md.get("annotations") or {}).get(REASON_ANNOTATION) or f"spec.stage set to {spec.stage}"
+        ann = md.get("annotations") or {}
+        why = ann.get(REASON_ANNOTATION) or f"spec.stage set to {spec.stage}"
+        requested, actor, why = effective_request(
+            Stage(spec.stage), stage_actor(body, spec.stage), why, grant_from(ann), self.policy.graph
+        )
         facts = VersionFacts(
-            requested=Stage(spec.stage),
+            requested=requested,
             digest=spec.artifact.sha256,
             shown_uri=redact_uri(spec.artifact.uri),
             missing_lineage=tuple(spec.lineage.missing_for_production()),
-            actor=stage_actor(body, spec.stage),
+            actor=actor,
             why=why,
+            rollouts=rollouts_from(ann),
             verifier=self.verifications.facts((namespace, name), md.get("uid", "")),
             **common,
         )
