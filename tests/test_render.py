@@ -26,7 +26,7 @@ import yaml
 
 from modelversioning.api.modelendpoint import ModelEndpointSpec, Variant
 from modelversioning.api.modelversion import ModelVersionSpec
-from modelversioning.api.settings import ArtifactPolicy, Serving
+from modelversioning.api.settings import ArtifactPolicy, RoutePolicy, Serving
 from modelversioning.render import (
     EndpointRef,
     RenderError,
@@ -128,6 +128,10 @@ def model_version(
     )
 
 
+# The platform lets endpoints bind to the shared ingress gateway (settings routing.allowedGateways).
+ROUTE_POLICY = RoutePolicy(allowed_gateways=["istio-ingress/public"])
+
+
 def routing(router: str) -> dict[str, Any]:
     if router == "istio":
         return {"router": "istio", "hosts": ["fraud.example.com"], "gateways": ["istio-ingress/public"]}
@@ -210,6 +214,7 @@ def route_input(router: str, scenario: Scenario, endpoint: EndpointRef = ENDPOIN
         destinations=[target_for(endpoint, n, model_version(v), w) for n, v, w in scenario.destinations],
         mirror=mirror,
         mirror_percent=mirror_pct,
+        policy=ROUTE_POLICY,
     )
 
 
@@ -989,7 +994,9 @@ def test_long_names_are_truncated_deterministically() -> None:
     for labels in (deployment["metadata"]["labels"], service["spec"]["selector"]):
         for value in labels.values():
             assert len(value) <= 63 and LABEL_VALUE.match(value)
-    vs = get_router("istio").render(RouteInput(ref, spec, [target_for(ref, variant, version, 100)]))
+    vs = get_router("istio").render(
+        RouteInput(ref, spec, [target_for(ref, variant, version, 100)], policy=ROUTE_POLICY)
+    )
     assert vs is not None
     assert vs["spec"]["http"][0]["route"][0]["destination"]["host"].startswith(name + ".")
     assert get_router("istio").weights(vs) == {variant: 100}

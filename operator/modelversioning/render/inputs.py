@@ -7,10 +7,11 @@ effective weights (``modelversioning.domain.traffic``) and passes them in as
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from modelversioning.api.modelendpoint import ModelEndpointSpec, Variant
 from modelversioning.api.modelversion import ModelVersionSpec
+from modelversioning.api.settings import RoutePolicy
 from modelversioning.render.values import EndpointRef, VariantTarget
 
 
@@ -44,6 +45,7 @@ class RouteInput:
     destinations: list[VariantTarget]
     mirror: VariantTarget | None = None
     mirror_percent: int = 0
+    policy: RoutePolicy = field(default_factory=RoutePolicy)  # the platform's host/gateway allow-lists
 
     def check(self) -> None:
         """Raise RenderError when the destinations cannot form a valid route."""

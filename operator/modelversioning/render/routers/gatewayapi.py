@@ -15,6 +15,7 @@ from typing import Any
 from modelversioning.render import naming
 from modelversioning.render.inputs import RenderError, RouteInput
 from modelversioning.render.routers.base import accumulate, route_manifest, variant_key
+from modelversioning.render.routers.policy import check_route_policy
 from modelversioning.render.values import VariantTarget
 
 # HTTPRoute spec.hostnames[] pattern of the v1.6.1 CRD (no IPs, no ports, optional leading "*.").
@@ -43,6 +44,7 @@ class GatewayApiRouter:
                 f"ModelEndpoint {inp.endpoint.name}: not valid HTTPRoute hostnames (lowercase DNS names, "
                 f"optionally '*.'-prefixed, no IPs or ports): {', '.join(bad)}"
             )
+        check_route_policy(inp)  # hosts; parents of other namespaces need the Gateway's allowedRoutes
         spec: dict[str, Any] = {"parentRefs": [p.to_k8s() for p in routing.parent_refs]}
         if routing.hosts:
             spec["hostnames"] = list(routing.hosts)

@@ -2,7 +2,9 @@
 
 One HTTP route; each destination is the Service (FQDN) of the slot serving a variant with its weight and
 response headers naming the model, version, digest prefix and variant; a shadow
-variant gets `mirror` + `mirrorPercentage`.
+variant gets `mirror` + `mirrorPercentage`. Hosts and gateways are checked against the platform's
+allow-lists and the VirtualService is exported only to its own namespace (plus the namespaces of the
+allowed gateways it binds to): see ``routers.policy``.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any
 from modelversioning.render import naming
 from modelversioning.render.inputs import RenderError, RouteInput
 from modelversioning.render.routers.base import accumulate, route_manifest, variant_key
+from modelversioning.render.routers.policy import check_route_policy, istio_export_to
 from modelversioning.render.values import VariantTarget
 
 
@@ -29,9 +32,11 @@ class IstioRouter:
         routing = inp.spec.routing
         if not routing.hosts:
             raise RenderError(f"ModelEndpoint {inp.endpoint.name}: the istio router needs routing.hosts")
+        check_route_policy(inp, routing.gateways)
         spec: dict[str, Any] = {"hosts": list(routing.hosts)}
         if routing.gateways:
             spec["gateways"] = list(routing.gateways)
+        spec["exportTo"] = istio_export_to(inp)
         http: dict[str, Any] = {"route": [self._destination(inp, t) for t in inp.destinations]}
         if inp.mirror is not None:
             http["mirror"] = self._service(inp, inp.mirror)
