@@ -46,24 +46,34 @@ class FakeKube:
     def __init__(self, store: Store) -> None:
         self.store = store
         self.writes = 0
+        self._rv = 0
 
     def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
         self.writes += 1
+        self._rv += 1
         out = copy.deepcopy(obj)
         out["metadata"].setdefault("generation", 1)
+        out["metadata"]["resourceVersion"] = str(self._rv)
         if out["kind"] == "Deployment":
-            out["status"] = dict(AVAILABLE)
+            out["status"] = {**AVAILABLE, "replicas": out["spec"].get("replicas", 1)}
         return out
+
+    create = apply  # children are created with POST, then updated by server-side apply
+
+    def annotate(self, *_: Any) -> None:
+        self.writes += 1
 
     def delete(self, *_: Any) -> bool:
         self.writes += 1
         return True
 
-    def patch_status(self, res: Any, ns: str, name: str, status: dict[str, Any], old: Any) -> None:
+    def patch_status(self, res: Any, ns: str, name: str, status: dict[str, Any], old: Any) -> dict[str, Any]:
         self.writes += 1
-        body = self.store.get(res.kind, ns, name)
-        if body is not None:
-            body["status"] = {k: v for k, v in status.items() if v is not None}
+        self._rv += 1
+        body = copy.deepcopy(self.store.get(res.kind, ns, name) or {"metadata": {"namespace": ns, "name": name}})
+        body["status"] = {k: v for k, v in status.items() if v is not None}
+        body["metadata"]["resourceVersion"] = str(self._rv)
+        return body
 
     def set_finalizers(self, res: Any, ns: str, name: str, finalizers: list[str], rv: str) -> None:
         self.writes += 1
