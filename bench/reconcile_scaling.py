@@ -70,7 +70,8 @@ class FakeKube:
     def patch_status(self, res: Any, ns: str, name: str, status: dict[str, Any], old: Any) -> dict[str, Any]:
         self.writes += 1
         self._rv += 1
-        body = copy.deepcopy(self.store.get(res.kind, ns, name) or {"metadata": {"namespace": ns, "name": name}})
+        stored = self.store.get(res.kind, ns, name) or {"metadata": {"namespace": ns, "name": name}}
+        body = copy.deepcopy(stored)
         body["status"] = {k: v for k, v in status.items() if v is not None}
         body["metadata"]["resourceVersion"] = str(self._rv)
         return body
