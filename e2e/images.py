@@ -11,10 +11,11 @@ sha256 of its inputs, and imported into the node's containerd (namespace ``k8s.i
     python-is-python3 (``python`` on PATH, like ``python:3.11-slim``) and ca-certificates, from the
     Debian mirror apt is configured with; one layer.
 ``localhost/modelversioning-operator:dev`` (``OPERATOR_IMAGE``)
-    the project's ``Dockerfile`` built by ``buildah bud`` (no daemon; chroot isolation, vfs storage
-    in a throw-away directory) with ``--build-arg PYTHON_IMAGE=<the base image>``; pip inside the
-    build reaches PyPI and is pinned by ``constraints.txt``. The operator, the verify-artifact init
-    container and the reference model server all run this image.
+    the project's ``Dockerfile`` built by ``buildah bud`` (no daemon; chroot isolation, overlay
+    storage in a throw-away directory, ``MV_BUILDAH_STORAGE_DRIVER=vfs`` where overlay fails) with
+    ``--build-arg PYTHON_IMAGE=<the base image>``; pip inside the build reaches PyPI and is pinned
+    by ``constraints.txt``. The operator, the verify-artifact init container and the reference model
+    server all run this image.
 
     python e2e/images.py            # build what is missing, print "<ref> <archive>" per image
     python e2e/images.py --rebuild  # ignore the cache
@@ -426,7 +427,7 @@ class ImageBuilder:
                 "--runroot",
                 str(tmp / "runroot"),
                 "--storage-driver",
-                "vfs",
+                os.environ.get("MV_BUILDAH_STORAGE_DRIVER", "overlay"),
             ]
             env = dict(os.environ, BUILDAH_ISOLATION="chroot", TMPDIR=str(tmp))
             host_paths = {p: os.path.lexists(p) for p in BUILDAH_HOST_PATHS}
