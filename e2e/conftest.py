@@ -25,6 +25,7 @@ if str(E2E_DIR) not in sys.path:
     sys.path.insert(0, str(E2E_DIR))
 
 from controlplane import ControlPlane  # noqa: E402
+from node import RealNode  # noqa: E402
 
 _started: list[ControlPlane] = []
 _want_real_node = os.environ.get("MV_E2E_REAL_NODE") == "1"
@@ -64,7 +65,7 @@ def cluster() -> Iterator[ControlPlane]:
 
 
 @pytest.fixture(scope="session")
-def real_node(cluster: ControlPlane) -> object:
+def real_node(cluster: ControlPlane) -> RealNode:
     """The session's real node (node.RealNode): kubelet + containerd on this host, running real pods
     of the locally built images (images.OPERATOR_IMAGE...). Its start failing fails the test."""
     if cluster.real_node is None:  # e.g. an existing cluster, or requested after the session started
@@ -72,7 +73,8 @@ def real_node(cluster: ControlPlane) -> object:
             "the control plane has no real node: request the real_node fixture from a collected test "
             "(or set MV_E2E_REAL_NODE=1); existing clusters (MV_E2E_USE_EXISTING) have none"
         )
-    return cluster.real_node
+    node: RealNode = cluster.real_node
+    return node
 
 
 @pytest.fixture(scope="session")

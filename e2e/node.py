@@ -24,7 +24,8 @@ What runs where (see docs/harness.md):
 Host state the kubelet, kube-proxy and the CNI plugins change (sysctls, nft/iptables, links, cgroups,
 a few fixed paths) is recorded before the start in ``STATE_DIR/state.json`` and restored on stop;
 a run that died without stopping is cleaned up by the next start. One real node per machine at a
-time (a file lock; a second one waits up to ``$MV_REAL_NODE_LOCK_TIMEOUT`` seconds, default 1200).
+time (a file lock; a second one waits up to ``$MV_REAL_NODE_LOCK_TIMEOUT`` seconds, default 480: under
+pytest-timeout's 600 s, so the error says why).
 
 Environment:
     MV_NODE_BIN_DIR            kubelet, kube-proxy, crictl (skips e2e/build-node.sh)
@@ -478,7 +479,7 @@ class RealNode:
     def _acquire_lock(self) -> None:
         LOCK_FILE.parent.mkdir(parents=True, exist_ok=True)
         self._lock_f = LOCK_FILE.open("a+")
-        timeout = float(os.environ.get("MV_REAL_NODE_LOCK_TIMEOUT", "1200"))
+        timeout = float(os.environ.get("MV_REAL_NODE_LOCK_TIMEOUT", "480"))
         deadline = time.monotonic() + timeout
         said = False
         while True:
