@@ -238,8 +238,23 @@ def describe_renderable(v: Mapping[str, Any]) -> Group:
         _served_table(v.get("servedBy") or [])
         if v.get("servedBy")
         else Text("no endpoint serves this version"),
+        Text(""),
+        _heading("Rollouts"),
+        _rollouts_table(v.get("rollouts") or []) if v.get("rollouts") else Text(NONE),
     ]
     return Group(*parts)
+
+
+def _rollouts_table(rows: list[Mapping[str, Any]]) -> Table:
+    t = _table("AT", "ENDPOINT", "RESULT", "ANALYSIS")
+    for r in rows:
+        t.add_row(
+            str(r.get("at", "")),
+            str(r.get("endpoint", "")),
+            str(r.get("result", "")),
+            str(r.get("message", "")),
+        )
+    return t
 
 
 def _runtime_kv(rt: Mapping[str, Any]) -> Table:

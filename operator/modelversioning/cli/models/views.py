@@ -229,6 +229,7 @@ def describe_view(mv: Obj) -> dict[str, Any]:
         "history": [dict(h) for h in st.get("history") or []],
         "conditions": [dict(c) for c in st.get("conditions") or []],
         "servedBy": [dict(e) for e in st.get("servedBy") or []],
+        "rollouts": [dict(r) for r in st.get("rollouts") or []],
     }
 
 
