@@ -454,3 +454,34 @@ def test_rollout_grant_promotes_one_step_while_spec_stage_is_unchanged():
     assert len(recs) == 1
     many = tuple({"endpoint": "e", "at": str(i), "result": "Failed"} for i in range(15))
     assert [r["at"] for r in merge_rollouts([], many)] == [str(i) for i in range(5, 15)]
+
+
+# ---- the audit trail fits the CRD (issue 14, finding 6) -----------------------------------------
+
+
+def test_history_is_capped_and_older_entries_leave_as_events():
+    """200 stage edits made 201 entries; status.history now keeps the latest HISTORY_LIMIT."""
+    from modelversioning.domain.version_plan import HISTORY_LIMIT
+
+    full = [{"from": "staging", "to": "production", "at": f"t{i}", "reason": f"r{i}", "actor": "bob"}
+            for i in range(HISTORY_LIMIT)]  # fmt: skip
+    f = facts(status=verified_status("staging", history=full), requested=Stage.PRODUCTION)
+    plan = decide(f, POLICY, NOW)
+    history = plan.status["history"]
+    assert len(history) == HISTORY_LIMIT
+    assert history[0]["at"] == "t1" and history[-1]["to"] == "production" and history[-1]["actor"] == "alice"
+    trimmed = [e for e in plan.events if e.reason == R.HISTORY_TRIMMED]
+    assert len(trimmed) == 1 and "staging -> production at t0 by bob: r0" in trimmed[0].message
+
+
+def test_long_reasons_and_actors_are_cut_to_the_crd_limits():
+    """A 2,000-character reason made every later status write of the object fail."""
+    from modelversioning.api.modelversion import HistoryEntry
+
+    f = facts(requested=Stage.STAGING, why="x" * 2000, actor="a" * 900)
+    plan = decide(f, POLICY, NOW)
+    entry = plan.status["history"][-1]
+    assert len(entry["reason"]) == 1024 and entry["reason"].endswith("...")
+    assert len(entry["actor"]) == 512
+    HistoryEntry.model_validate(entry)  # what the API server checks (maxLength)
+    assert all(len(e.message) <= 2048 for e in plan.events)

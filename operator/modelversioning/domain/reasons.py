@@ -73,4 +73,5 @@ REGISTERED = "Registered"  # history: the first entry, when the version enters c
 ARTIFACT_VERIFIED = "ArtifactVerified"  # Event (Normal): the artifact was verified
 STAGE_CHANGED = "StageChanged"  # Event (Normal): one hop made, with its actor and reason
 STAGE_TRANSITION_BLOCKED = "StageTransitionBlocked"  # Event (Warning): a gate or the graph refused
+HISTORY_TRIMMED = "HistoryTrimmed"  # Event (Normal): a status.history entry beyond the cap, kept here
 DELETION_HELD = "DeletionHeld"  # Event (Warning): deletion waits until no endpoint uses it

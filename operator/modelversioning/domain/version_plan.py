@@ -34,6 +34,13 @@ from modelversioning.domain.conditions import FALSE, TRUE, UNKNOWN, Cond
 from modelversioning.domain.stages import GateFacts, Stage, StageGraph, decide_transition, next_hop
 
 IN_USE_FINALIZER = "modelversioning.io/in-use"
+# status.history keeps the latest HISTORY_LIMIT entries; an older entry leaves as an Event (reason
+# HistoryTrimmed, with the whole entry), so the audit trail continues wherever Events are shipped.
+HISTORY_LIMIT = 50
+# The CRD's limits of a history entry (api/modelversion.py HistoryEntry): a longer value would make
+# every later status write of the object fail, so it is cut to fit.
+HISTORY_REASON_MAX = 1024
+HISTORY_ACTOR_MAX = 512
 
 # --------------------------------------------------------------------------------------- facts
 
@@ -112,6 +119,7 @@ class VersionPolicy:
     recheck_seconds: float = 0.0  # 0: a verified digest is never re-fetched
     retry_initial_seconds: float = 5.0
     retry_max_seconds: float = 300.0
+    history_limit: int = HISTORY_LIMIT
 
 
 # ---------------------------------------------------------------------------------------- plan
@@ -162,7 +170,7 @@ def decide(facts: VersionFacts, policy: VersionPolicy, now: datetime) -> Version
     if facts.invalid is not None:
         return decide_invalid(facts, stamp)
     verification = decide_verification(facts, policy, now)
-    walk = walk_stage(facts, verification.cond, policy.graph, stamp)
+    walk = walk_stage(facts, verification.cond, policy.graph, stamp, policy.history_limit)
     prev = facts.status
     conditions = [ready(facts, verification.cond, walk), verification.cond, walk.cond, in_use(facts.serving)]
     conditions += kstatus.for_version(conditions)
@@ -378,17 +386,26 @@ class Walk:
     transitions: tuple[Transition, ...] = ()
 
 
-def walk_stage(facts: VersionFacts, verified: Cond, graph: StageGraph, stamp: str) -> Walk:
-    """Move toward spec.stage one allowed, gated hop at a time; record each hop."""
+def clip(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` characters (marked with "...")."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def walk_stage(
+    facts: VersionFacts, verified: Cond, graph: StageGraph, stamp: str, history_limit: int = HISTORY_LIMIT
+) -> Walk:
+    """Move toward spec.stage one allowed, gated hop at a time; record each hop (the latest
+    ``history_limit`` entries stay in status, older ones leave as Events)."""
     prev = facts.status
     history: list[Mapping[str, Any]] = list(prev.get("history") or [])
     events: list[Event] = []
     transitions: list[Transition] = []
+    actor, why = clip(facts.actor, HISTORY_ACTOR_MAX), clip(facts.why, HISTORY_REASON_MAX)
     if prev.get("stage"):
         current = Stage(prev["stage"])
     else:
         current = Stage.CANDIDATE
-        history.append({"to": current.value, "at": stamp, "reason": R.REGISTERED, "actor": facts.actor})
+        history.append({"to": current.value, "at": stamp, "reason": R.REGISTERED, "actor": actor})
     requested = facts.requested
     gates = GateFacts(verified.status == TRUE, not facts.missing_lineage, facts.missing_lineage)
     stage_cond = _in_effect(current)
@@ -411,14 +428,25 @@ def walk_stage(facts: VersionFacts, verified: Cond, graph: StageGraph, stamp: st
                 events.append(Event("Warning", R.STAGE_TRANSITION_BLOCKED, stage_cond.message))
                 transitions.append(Transition(current.value, requested.value, "blocked"))
             break
-        history.append(
-            {"from": current.value, "to": step.value, "at": stamp, "reason": facts.why, "actor": facts.actor}
-        )
-        events.append(Event("Normal", R.STAGE_CHANGED, f"{current} -> {step} by {facts.actor}: {facts.why}"))
+        history.append({"from": current.value, "to": step.value, "at": stamp, "reason": why, "actor": actor})
+        events.append(Event("Normal", R.STAGE_CHANGED, clip(f"{current} -> {step} by {actor}: {why}", 2048)))
         transitions.append(Transition(current.value, step.value, "made"))
         current = step
         stage_cond = _in_effect(current)
+    if len(history) > history_limit:
+        for old in history[: len(history) - history_limit]:
+            events.append(Event("Normal", R.HISTORY_TRIMMED, _trimmed(old, history_limit)))
+        history = history[len(history) - history_limit :]
     return Walk(current, tuple(history), stage_cond, tuple(events), tuple(transitions))
+
+
+def _trimmed(entry: Mapping[str, Any], limit: int) -> str:
+    hop = f"{entry.get('from')} -> {entry.get('to')}" if entry.get("from") else f"-> {entry.get('to')}"
+    return clip(
+        f"status.history keeps the latest {limit} entries; this one moved here: {hop} at {entry.get('at')} "
+        f"by {entry.get('actor')}: {entry.get('reason')}",
+        2048,
+    )
 
 
 def _in_effect(stage: Stage) -> Cond:

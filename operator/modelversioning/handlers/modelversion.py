@@ -135,8 +135,9 @@ def rollouts_from(annotations: dict[str, Any]) -> tuple[dict[str, Any], ...]:
 
 
 def stage_actor(body: dict[str, Any], requested: str) -> str:
-    """Who asked for `requested`: the requested-by annotation when it was given for that stage,
-    else the field manager that last wrote spec.stage."""
+    """Who asked for `requested`: the requested-by annotation when it was given for that stage (the
+    chart's admission policy makes it the authenticated user who made the change), else the field
+    manager that last wrote spec.stage -- a name the client chose, so it is marked unverified."""
     md = body.get("metadata") or {}
     ann = md.get("annotations") or {}
     who = ann.get(REQUESTED_BY_ANNOTATION)
@@ -148,7 +149,8 @@ def stage_actor(body: dict[str, Any], requested: str) -> str:
         if "f:stage" in fields:
             t = mf.get("time") or ""
             if best is None or t >= best[0]:
-                best = (t, f"{mf.get('manager', 'unknown')} ({mf.get('operation', '').lower()})".strip())
+                op = mf.get("operation", "").lower()
+                best = (t, f"{mf.get('manager', 'unknown')} ({op}; unverified field manager)")
     return best[1] if best else "unknown"
 
 
