@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -28,6 +28,44 @@ SHORT_NAMES = ["mv"]
 
 StageName = Literal["candidate", "staging", "production", "archived"]
 
+# Credentials never belong in the spec (it is readable by everyone who may read the object, and
+# copied into Events, status and logs): no user info in a URI, no signed query string (pre-signed
+# S3/GCS URLs, Azure SAS). Checked by the API server (CEL) and by the operator (pydantic).
+USERINFO_PATTERN = "^[a-zA-Z][a-zA-Z0-9+.-]*://[^/?#]*@"
+SIGNED_QUERY_PATTERN = (
+    "(?i)[?&](x-amz-signature|x-amz-credential|x-amz-security-token|x-goog-signature|x-goog-credential"
+    "|signature|sig|awsaccesskeyid|access_token|token)="
+)
+_NO_USERINFO = cel(
+    f"!self.matches('{USERINFO_PATTERN}')",
+    "URIs must not contain credentials (user info); put them in a Secret and reference it",
+)
+_NO_SIGNED_QUERY = cel(
+    f"!self.matches('{SIGNED_QUERY_PATTERN}')",
+    "artifact.uri must not carry a signed query string (a pre-signed URL is a credential); "
+    "reference a Secret with artifact.secretRef",
+)
+# Keys of free-form maps: bounded, so one object cannot hold megabytes of names.
+_KEYS_BOUNDED = cel("self.all(k, size(k) <= 253)", "keys must be at most 253 characters")
+
+
+def _no_credentials_in_uri(value: str | None, what: str, *, query: bool = False) -> str | None:
+    if value is None:
+        return value
+    if re.match(USERINFO_PATTERN, value):
+        raise ValueError(f"{what} must not contain credentials (user info); put them in a Secret")
+    if query and re.search(SIGNED_QUERY_PATTERN.removeprefix("(?i)"), value, re.IGNORECASE):
+        raise ValueError(f"{what} must not carry a signed query string (a pre-signed URL is a credential)")
+    return value
+
+
+def _bounded_keys(value: dict[str, Any], what: str) -> dict[str, Any]:
+    long = [k[:40] for k in value if len(k) > 253]
+    if long:
+        raise ValueError(f"{what}: keys must be at most 253 characters ({', '.join(long)}...)")
+    return value
+
+
 # Fields of lineage that must be present before a version can reach production.
 PRODUCTION_LINEAGE = ("codeRepository", "codeCommit", "dataset", "trainedAt", "author", "framework")
 
@@ -44,7 +82,9 @@ class Artifact(ApiModel):
             cel(
                 "self.matches('^[a-z][a-z0-9+.-]*://.+')",
                 "artifact.uri must be an absolute URI with a scheme, e.g. s3://bucket/models/fraud/2.3.8/",
-            )
+            ),
+            _NO_USERINFO,
+            _NO_SIGNED_QUERY,
         ),
     )
     sha256: str = Field(
@@ -62,6 +102,11 @@ class Artifact(ApiModel):
         description="Credentials for the artifact store, by reference only (keys such as "
         "AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_ENDPOINT_URL).",
     )
+
+    @field_validator("uri")
+    @classmethod
+    def _uri(cls, v: str) -> str:
+        return str(_no_credentials_in_uri(v, "artifact.uri", query=True))
 
     @field_validator("sha256")
     @classmethod
@@ -83,7 +128,12 @@ class Dataset(ApiModel):
     name: str = Field(max_length=253)
     version: str | None = Field(default=None, max_length=128)
     sha256: str | None = Field(default=None, max_length=64, pattern=SHA256_HEX)
-    uri: str | None = Field(default=None, max_length=2048)
+    uri: str | None = Field(default=None, max_length=2048, json_schema_extra=validations(_NO_USERINFO))
+
+    @field_validator("uri")
+    @classmethod
+    def _uri(cls, v: str | None) -> str | None:
+        return _no_credentials_in_uri(v, "lineage.dataset.uri")
 
     @model_validator(mode="after")
     def _identity(self) -> Dataset:
@@ -96,7 +146,9 @@ Scalar = str | int | float | bool
 
 
 class Lineage(ApiModel):
-    code_repository: str | None = Field(default=None, max_length=2048)
+    code_repository: str | None = Field(
+        default=None, max_length=2048, json_schema_extra=validations(_NO_USERINFO)
+    )
     code_commit: str = Field(
         max_length=64,
         description="Git commit of the training code (hex).",
@@ -105,15 +157,42 @@ class Lineage(ApiModel):
         ),
     )
     dataset: Dataset
-    hyperparameters: dict[str, Scalar] = Field(default_factory=dict, max_length=256)
+    hyperparameters: dict[str, Scalar] = Field(
+        default_factory=dict,
+        max_length=256,
+        # values are free scalars (x-kubernetes-preserve-unknown-fields), which CRD CEL rules cannot
+        # type: nesting and long strings are refused by the chart's admission policy (spec-limits)
+        # and by the operator
+        description="Scalars only (string, number, boolean); strings up to 256 characters.",
+    )
     trained_at: str | None = Field(default=None, max_length=64, json_schema_extra={"format": "date-time"})
     author: str | None = Field(default=None, max_length=256)
     framework: str | None = Field(default=None, max_length=128)
-    environment: dict[str, str] = Field(
+    environment: dict[str, Annotated[str, Field(max_length=1024)]] = Field(
         default_factory=dict,
         max_length=64,
+        json_schema_extra=validations(_KEYS_BOUNDED),
         description="Training environment, e.g. python, cuda, baseImage (digest).",
     )
+
+    @field_validator("code_repository")
+    @classmethod
+    def _repo(cls, v: str | None) -> str | None:
+        return _no_credentials_in_uri(v, "lineage.codeRepository")
+
+    @field_validator("hyperparameters")
+    @classmethod
+    def _hyper(cls, v: dict[str, Scalar]) -> dict[str, Scalar]:
+        long = [k for k, x in v.items() if isinstance(x, str) and len(x) > 256]
+        if long:
+            names = ", ".join(k[:40] for k in long)
+            raise ValueError(f"lineage.hyperparameters: string values up to 256 characters ({names})")
+        return _bounded_keys(v, "lineage.hyperparameters")
+
+    @field_validator("environment")
+    @classmethod
+    def _env(cls, v: dict[str, str]) -> dict[str, str]:
+        return _bounded_keys(v, "lineage.environment")
 
     @field_validator("code_commit")
     @classmethod
@@ -183,8 +262,8 @@ class EnvVar(ApiModel):
 
 class Runtime(ApiModel):
     image: str = Field(max_length=1024, description="Serving container image (pin by digest in production).")
-    command: list[str] = Field(default_factory=list, max_length=32)
-    args: list[str] = Field(default_factory=list, max_length=64)
+    command: list[Annotated[str, Field(max_length=1024)]] = Field(default_factory=list, max_length=32)
+    args: list[Annotated[str, Field(max_length=1024)]] = Field(default_factory=list, max_length=64)
     port: int = Field(default=8080, ge=1, le=65535)
     health_path: str | None = Field(
         default=None, max_length=256, description="HTTP readiness path; a TCP check on the port when absent."
@@ -249,7 +328,10 @@ class ModelVersionSpec(ApiModel):
     artifact: Artifact
     lineage: Lineage
     metrics: dict[str, float] = Field(
-        min_length=1, max_length=128, description="Evaluation metrics, e.g. auc, f1, latency_p99_ms."
+        min_length=1,
+        max_length=128,
+        description="Evaluation metrics, e.g. auc, f1, latency_p99_ms.",
+        json_schema_extra=validations(_KEYS_BOUNDED),
     )
     runtime: Runtime
     signature: Signature | None = None
@@ -264,6 +346,11 @@ class ModelVersionSpec(ApiModel):
     def _semver(cls, v: str) -> str:
         SemVer.parse(v)
         return v
+
+    @field_validator("metrics")
+    @classmethod
+    def _metric_names(cls, v: dict[str, float]) -> dict[str, float]:
+        return _bounded_keys(v, "metrics")
 
     @property
     def semver(self) -> SemVer:
