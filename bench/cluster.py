@@ -227,6 +227,9 @@ class BenchCluster:
             "create", "clusterrolebinding", f"{OPERATOR_SA}-admin", "--clusterrole=cluster-admin",
             f"--serviceaccount={OPERATOR_NS}:{OPERATOR_SA}",
         )
+        import admission  # the chart's admission policies: this ServiceAccount is the operator
+
+        admission.set_operators(cp, [*admission.operators(cp), OPERATOR_USER])
         token = cp.kubectl("create", "token", OPERATOR_SA, "-n", OPERATOR_NS, "--duration=48h").stdout.strip()
         admin = yaml.safe_load(cp.kubeconfig.read_text())
         doc = {

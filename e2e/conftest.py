@@ -139,7 +139,11 @@ def operator(cluster: ControlPlane, artifact_root: Path) -> Iterator[object]:
         cluster.kubeconfig,
         metrics_port=metrics_port,
         settings={
-            "artifacts": {"fileRoots": [str(artifact_root)], "allowPrivateNetworks": True},
+            "artifacts": {
+                "fileRoots": [str(artifact_root)],
+                # private networks are refused by default: allow the test servers (loopback, real node)
+                "allowedPrivateNetworks": ["127.0.0.0/8", "10.0.0.0/8"],
+            },
             "verification": {"retryInitialSeconds": 1, "retryMaxSeconds": 5},
             "serving": {
                 "driftCheckSeconds": 30,

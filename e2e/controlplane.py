@@ -214,6 +214,7 @@ class ControlPlane:
             self._step("CRDs", self._install_crds)
             if self.workdir is not None:  # discovery cached before the CRDs existed is stale now
                 shutil.rmtree(self.workdir / "kube-cache", ignore_errors=True)
+            self._step("admission policies", self._install_admission_policies)
         except BaseException:
             self.stop()
             raise
@@ -986,6 +987,16 @@ class ControlPlane:
             return set(names) <= done
 
         self._wait(f"{len(names)} CRDs Established", established, timeout=60, procs=self._procs)
+
+    def _install_admission_policies(self) -> None:
+        """The chart's ValidatingAdmissionPolicies (e2e/admission.py), when our CRDs are installed."""
+        if self.kubectl("get", "crd", "modelversions.modelversioning.io", check=False).returncode != 0:
+            return
+        if str(E2E_DIR) not in sys.path:
+            sys.path.insert(0, str(E2E_DIR))
+        import admission
+
+        admission.install(self)
 
     # ------------------------------------------------------------------ helpers
 

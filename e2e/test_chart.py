@@ -15,6 +15,8 @@ module proxy); these tests FAIL, never skip, when it is missing.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import secrets
 import shutil
 import subprocess
@@ -27,6 +29,7 @@ import yaml
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
+import admission
 from controlplane import REPO_ROOT, ControlPlane
 from helpers import (
     Objects,
@@ -323,8 +326,12 @@ def test_install_upgrade_uninstall_keeps_crds_and_models(
     installed = False
     try:
         # The test cluster applied our CRDs with kubectl before: --take-ownership adopts them (the
-        # documented migration path from `kubectl apply -f crds/` to the chart).
-        helm("install", release, str(CHART), "--namespace", namespace, "--take-ownership")
+        # documented migration path from `kubectl apply -f crds/` to the chart). Likewise the admission
+        # policies (e2e/admission.py installed the chart's files); the harness user stays "the
+        # operator" for them, so the session's operator keeps working meanwhile.
+        extra = json.dumps([admission.current_user(cluster)])
+        helm("install", release, str(CHART), "--namespace", namespace, "--take-ownership",
+             "--set-json", f"admission.extraOperatorUsernames={extra}")  # fmt: skip
         installed = True
         dep = wait_for(
             lambda: deployment_available(apps, namespace, fullname), 90, "operator Deployment Available"
@@ -380,9 +387,13 @@ def test_install_upgrade_uninstall_keeps_crds_and_models(
         # crds.keep=true: the CRDs, and with them every ModelVersion, survive the uninstall.
         assert crd_uids(kube) == uids_before
         assert objs.mv(mv["metadata"]["name"])["metadata"]["uid"] == mv["metadata"]["uid"]
+        # the chart's admission policies were live: its binding's parameter names its ServiceAccount
+        params = client.CoreV1Api(kube).read_namespaced_config_map(f"{fullname}-admission", namespace)
+        assert params.data["operators"].split(",")[0] == f"system:serviceaccount:{namespace}:{fullname}"
     finally:
         if installed:
             helm("uninstall", release, "--namespace", namespace, check=False)
+        admission.install(cluster)  # the uninstall took the (adopted) policies: the harness's again
 
 
 # ---------------------------------------------------------------------------------------- RBAC
@@ -454,6 +465,8 @@ def test_chart_rbac_is_sufficient_and_minimal(
     extra_env = {"POD_ID": f"{release}-0"}
     if scope == "namespaced":
         values["watch"] = {"allNamespaces": False, "namespaces": [work_ns]}
+    else:  # cluster-wide: Secrets only where artifact credentials live (none by default)
+        values["rbac"] = {"secretNamespaces": [work_ns]}
     if scope == "cluster-ha":
         # One replica with mandatory kopf peering: proves the peering grants (keep-alives, watch).
         values["ha"] = {"enabled": True, "replicas": 1, "peering": release}
@@ -467,6 +480,9 @@ def test_chart_rbac_is_sufficient_and_minimal(
     cluster.apply(rbac_docs)
     objs = Objects(kube, work_ns)
     op = None
+    cleanup = contextlib.ExitStack()
+    # the admission policies: this ServiceAccount is the operator now (status, the in-use finalizer)
+    cleanup.enter_context(admission.allow_operator(cluster, subject))
     try:
         token = cluster.kubectl(
             "create", "token", sa["metadata"]["name"], "-n", ops_ns, "--duration=1h"
@@ -593,9 +609,9 @@ def test_chart_rbac_is_sufficient_and_minimal(
             ]
         else:
             refused += [("patch", "clusterkopfpeerings.kopf.dev")]  # HA off: no peering grants
+        refused += [("get", "secrets", "-n", "default"), ("get", "secrets", "-n", "kube-system")]
         if scope == "namespaced":
             refused += [
-                ("get", "secrets", "-n", "default"),
                 ("patch", "deployments.apps", "-n", "default"),
                 ("list", "modelversions.modelversioning.io", "-A"),
             ]
@@ -631,3 +647,4 @@ def test_chart_rbac_is_sufficient_and_minimal(
                     "delete", d["kind"].lower(), d["metadata"]["name"], "--ignore-not-found", check=False
                 )
         cluster.kubectl("delete", "namespace", work_ns, "--wait=false", "--ignore-not-found", check=False)
+        cleanup.close()

@@ -111,7 +111,15 @@ def test_blocked_promotion_lineage_incomplete(objs, artifact_root):
     assert "lineage.author" in msg and "lineage.trainedAt" in msg
 
 
-def test_full_walk_records_history_with_actor_and_reason(objs, artifact_root):
+def test_full_walk_records_history_with_actor_and_reason(objs, artifact_root, cluster, kube, namespace):
+    # each user makes their own request: the admission policy requires requested-by to name the
+    # user who makes the change (e2e/admission.py installs the chart's policies)
+    from admission import as_user, grant_models_editor
+
+    def act_as(who: str) -> Objects:
+        grant_models_editor(cluster, namespace, who)
+        return Objects(as_user(kube, who), namespace)
+
     uri, sha = make_artifact(artifact_root, "ranker", "1.2.0")
     objs.create(model_version("ranker", "1.2.0", uri, sha))
     wait_for(lambda: cond_is(objs.mv("ranker-v1.2.0"), "ArtifactVerified", "True"), 30, "verified")
@@ -120,7 +128,7 @@ def test_full_walk_records_history_with_actor_and_reason(objs, artifact_root):
         ("production", "bob@example.com", "canary looked good"),
         ("archived", "carol@example.com", "replaced by 1.3.0"),
     ]:
-        objs.patch_mv(
+        act_as(who).patch_mv(
             "ranker-v1.2.0",
             {
                 "metadata": {
@@ -148,7 +156,7 @@ def test_full_walk_records_history_with_actor_and_reason(objs, artifact_root):
     assert all(h["at"].endswith("Z") for h in hist)
     # archived -> production is not an edge; the operator walks the allowed path archived -> staging ->
     # production, gating and recording each hop
-    objs.patch_mv(
+    act_as("dave@example.com").patch_mv(
         "ranker-v1.2.0",
         {
             "metadata": {

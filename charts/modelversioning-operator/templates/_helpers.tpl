@@ -125,6 +125,13 @@ RBAC rules, split by who needs them. Each helper takes a dict {root, scope} wher
 {{- end }}
 {{- end -}}
 
+{{/* Artifact credentials: `get` by name, never list/watch. */}}
+{{- define "mvo.rules.secrets" -}}
+- apiGroups: [""]
+  resources: [secrets]
+  verbs: [get]
+{{- end -}}
+
 {{/*
 What our controllers need. Reads come from the watches (list/watch), so there is no `get` except on
 Secrets, which are read by name and never listed. Server-side apply of a child that does not exist
@@ -157,10 +164,11 @@ yet is authorized as `create`, hence create + patch.
 - apiGroups: [""]
   resources: [services]
   verbs: [list, watch, create, patch, delete]
-# Artifact credentials named by spec.artifact.secretRef: read by name, never listed.
-- apiGroups: [""]
-  resources: [secrets]
-  verbs: [get]
+{{- if eq .scope "namespace" }}
+# Artifact credentials named by spec.artifact.secretRef: read by name, never listed (cluster-wide:
+# only in rbac.secretNamespaces, through the <fullname>-secrets ClusterRole and RoleBindings).
+{{- include "mvo.rules.secrets" . | nindent 0 }}
+{{- end }}
 {{- if $v.routers.istio.enabled }}
 # Istio router.
 - apiGroups: [networking.istio.io]

@@ -1,0 +1,245 @@
+"""Issue 14 on the real control plane: what only the API server can refuse (the chart's
+ValidatingAdmissionPolicies, installed by e2e/admission.py from the chart's files) and what the
+operator puts into the pods. The list of adversarial cases is tests/adversarial/README.md.
+
+The harness user (``admin``) is "the operator" for the policies (the session operator runs as it);
+the attackers here are other users with ordinary RBAC on ModelVersions/ModelEndpoints (and even on
+their /status), acting through impersonation.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+
+from admission import as_user, grant_models_editor
+from helpers import (
+    GROUP,
+    VERSION,
+    Objects,
+    cond_is,
+    condition,
+    make_artifact,
+    model_endpoint,
+    model_version,
+    wait_for,
+)
+
+MV = "modelversions"
+MEP = "modelendpoints"
+
+
+def refused(fn: Any) -> str:
+    with pytest.raises(ApiException) as e:
+        fn()
+    assert e.value.status in (403, 422), e.value
+    return str(json.loads(e.value.body or "{}").get("message", e.value.body))
+
+
+@pytest.fixture
+def mallory(cluster: Any, kube: client.ApiClient, namespace: str) -> client.CustomObjectsApi:
+    """A user with RBAC on ModelVersions, ModelEndpoints and their /status."""
+    grant_models_editor(cluster, namespace, "mallory@example.com", status=True)
+    return client.CustomObjectsApi(as_user(kube, "mallory@example.com"))
+
+
+def test_status_is_written_by_the_operator_only(
+    cluster: Any, kube: client.ApiClient, namespace: str, mallory: client.CustomObjectsApi, artifact_root: Any
+) -> None:
+    """Finding 7: anyone granted modelversions/status could write "verified, production"."""
+    uri, sha = make_artifact(artifact_root, "forge", "1.0.0")
+    Objects(kube, namespace).create(model_version("forge", "1.0.0", uri, sha))
+    Objects(kube, namespace).create(
+        model_endpoint("forge", "forge", [{"name": "a", "version": "1.0.0", "weight": 100}], router="none")
+    )
+    forged = {
+        "status": {
+            "stage": "production",
+            "artifact": {"digest": sha, "verifiedAt": "2024-01-01T00:00:00Z"},
+            "conditions": [
+                {"type": "ArtifactVerified", "status": "True", "reason": "Verified", "message": "trust me",
+                 "lastTransitionTime": "2024-01-01T00:00:00Z"},
+            ],
+        }
+    }  # fmt: skip
+    msg = refused(
+        lambda: mallory.patch_namespaced_custom_object_status(
+            GROUP, VERSION, namespace, MV, "forge-v1.0.0", forged
+        )
+    )
+    assert "only the modelversioning operator writes modelversions/status" in msg, msg
+    msg = refused(
+        lambda: mallory.patch_namespaced_custom_object_status(
+            GROUP, VERSION, namespace, MEP, "forge", {"status": {"effectiveWeights": {"a": 100}}}
+        )
+    )
+    assert "modelendpoints/status" in msg, msg
+    # the operator's identity still may (a server-side dry run: nothing changes)
+    patch = json.dumps({"status": {"stage": "candidate"}})
+    cluster.kubectl("patch", "mv", "forge-v1.0.0", "-n", namespace, "--subresource=status", "--type=merge",
+                    "-p", patch, "--dry-run=server")  # fmt: skip
+
+
+def test_in_use_finalizer_is_removed_by_the_operator_only(
+    kube: client.ApiClient,
+    namespace: str,
+    mallory: client.CustomObjectsApi,
+    operator: Any,
+    artifact_root: Path,
+) -> None:
+    """Finding 7: anyone with edit on ModelVersions could remove the in-use finalizer and delete a
+    version that is serving."""
+    objs = Objects(kube, namespace)
+    uri, sha = make_artifact(artifact_root, "held", "1.0.0")
+    objs.create(model_version("held", "1.0.0", uri, sha, stage="production"))
+    objs.create(
+        model_endpoint("held", "held", [{"name": "a", "version": "1.0.0", "weight": 100}], router="none")
+    )
+    in_use = "modelversioning.io/in-use"
+    wait_for(lambda: in_use in (objs.mv("held-v1.0.0")["metadata"].get("finalizers") or []), 60, "finalizer")
+    msg = refused(
+        lambda: mallory.patch_namespaced_custom_object(
+            GROUP, VERSION, namespace, MV, "held-v1.0.0", {"metadata": {"finalizers": None}}
+        )
+    )
+    assert "in-use finalizer" in msg, msg
+    mallory.delete_namespaced_custom_object(GROUP, VERSION, namespace, MV, "held-v1.0.0")  # allowed: held
+    mv = wait_for(
+        lambda: (m := objs.mv("held-v1.0.0")) and cond_is(m, "Deleting", "False", "InUse") and m, 60, "held"
+    )
+    assert mv["metadata"]["deletionTimestamp"] and "modelversioning.io/in-use" in mv["metadata"]["finalizers"]
+    objs.delete_mep("held")  # the operator releases it once nothing serves it
+    wait_for(lambda: _gone(objs, "held-v1.0.0"), 60, "deleted once no endpoint uses it")
+
+
+def _gone(objs: Objects, name: str) -> bool:
+    try:
+        objs.mv(name)
+    except ApiException as e:
+        return e.status == 404
+    return False
+
+
+def test_requested_by_names_the_authenticated_user(
+    cluster: Any, kube: client.ApiClient, namespace: str, operator: Any, artifact_root: Path
+) -> None:
+    """Finding 6: the history's actor was whatever the requested-by annotation said ("ceo@example.com")."""
+    objs = Objects(kube, namespace)
+    uri, sha = make_artifact(artifact_root, "audit", "1.0.0")
+    objs.create(model_version("audit", "1.0.0", uri, sha))
+    wait_for(lambda: cond_is(objs.mv("audit-v1.0.0"), "ArtifactVerified", "True"), 60, "verified")
+    for who in ("bob@example.com", "carol@example.com"):
+        grant_models_editor(cluster, namespace, who)
+    bob = Objects(as_user(kube, "bob@example.com"), namespace)
+    carol = Objects(as_user(kube, "carol@example.com"), namespace)
+
+    def request(as_: Objects, by: str | None, stage: str, **more: Any) -> Any:
+        ann = {"modelversioning.io/requested-by": by, "modelversioning.io/requested-stage": stage}
+        return as_.patch_mv(
+            "audit-v1.0.0", {"metadata": {"annotations": ann}, "spec": {"stage": stage, **more}}
+        )
+
+    msg = refused(lambda: request(bob, "ceo@example.com", "staging"))
+    assert "must name the user making the change (bob@example.com)" in msg, msg
+    request(bob, "bob@example.com", "staging")
+    mv = wait_for(
+        lambda: (m := objs.mv("audit-v1.0.0")) and m["status"].get("stage") == "staging" and m, 60, "staging"
+    )
+    assert mv["status"]["history"][-1]["actor"] == "bob@example.com"
+    # carol may not act under bob's name (a stale annotation is not a credential) ...
+    msg = refused(lambda: carol.patch_mv("audit-v1.0.0", {"spec": {"description": "carol was here"}}))
+    assert "carol@example.com" in msg, msg
+    # ... she names herself (or removes the annotation)
+    request(carol, "carol@example.com", "production")
+    mv = wait_for(
+        lambda: (m := objs.mv("audit-v1.0.0")) and m["status"].get("stage") == "production" and m, 60, "prod"
+    )
+    assert mv["status"]["history"][-1]["actor"] == "carol@example.com"
+    # a change that touches neither the spec nor the request annotations keeps what is there
+    carol.patch_mv("audit-v1.0.0", {"metadata": {"labels": {"team": "risk"}}})
+    # the operator's own annotations are the operator's
+    msg = refused(lambda: bob.patch_mv("audit-v1.0.0", {"metadata": {"annotations": {
+        "modelversioning.io/requested-by": "bob@example.com",
+        "modelversioning.io/rollout-promotion": '{"to": "production"}'}}}))  # fmt: skip
+    assert "written by the modelversioning operator only" in msg, msg
+    # the same on endpoints (kubectl models rollback / rollout annotate them)
+    bob.create(
+        model_endpoint("audit", "audit", [{"name": "a", "version": "1.0.0", "weight": 100}], router="none")
+    )
+    forged = {"modelversioning.io/requested-by": "ceo@example.com", "modelversioning.io/rollout-action": "x"}
+    msg = refused(lambda: bob.patch_mep("audit", {"metadata": {"annotations": forged}}))
+    assert "bob@example.com" in msg
+
+
+def test_hyperparameters_are_scalars(kube: client.ApiClient, namespace: str) -> None:
+    """Finding 9: nested objects and megabyte strings in hyperparameters were stored (the CRD's
+    free-scalar schema cannot say otherwise: the spec-limits admission policy does)."""
+    co = client.CustomObjectsApi(kube)
+    for bad in ({"optimizer": {"name": "adam"}}, {"notes": "x" * 100_000}, {"layers": [1, 2]}):
+        mv = model_version("hp", "1.0.0", "s3://b/hp/1.0.0/model.bin", "a" * 64)
+        mv["spec"]["lineage"]["hyperparameters"] = bad
+        msg = refused(
+            lambda mv=mv: co.create_namespaced_custom_object(GROUP, VERSION, namespace, MV, mv, dry_run="All")
+        )
+        assert "hyperparameters" in msg, msg
+    for bad_uri in (
+        "https://u:p@models.example.com/m.bin",
+        "https://b.s3.amazonaws.com/m.bin?X-Amz-Signature=x",
+    ):
+        mv = model_version("hp", "1.0.0", bad_uri, "a" * 64)
+        msg = refused(
+            lambda mv=mv: co.create_namespaced_custom_object(GROUP, VERSION, namespace, MV, mv, dry_run="All")
+        )
+        assert "credential" in msg, msg
+
+
+def test_init_container_gets_the_operators_policy_and_refused_uris_get_no_deployment(
+    kube: client.ApiClient, namespace: str, operator: Any, artifact_root: Path, tmp_path: Path
+) -> None:
+    """Finding 5: the init container ran on built-in defaults (every scheme and host, private
+    networks allowed) and a Deployment was rendered for a version whose URI was refused."""
+    objs = Objects(kube, namespace)
+    uri, sha = make_artifact(artifact_root, "pod", "1.0.0")
+    objs.create(model_version("pod", "1.0.0", uri, sha, stage="production"))
+    objs.create(
+        model_version("pod", "2.0.0", "http://169.254.169.254/latest/model.bin", "b" * 64, stage="candidate")
+    )
+    objs.create(model_endpoint("pod", "pod", [
+        {"name": "good", "version": "1.0.0", "weight": 100},
+        {"name": "refused", "version": "2.0.0", "weight": 0},
+    ], router="none", allowMajorVersionMix=True))  # fmt: skip
+    wait_for(lambda: cond_is(objs.mv("pod-v2.0.0"), "ArtifactVerified", "False", "URIRefused"), 60, "refused")
+    slot = objs.slot("pod", "good")
+    ep = wait_for(
+        lambda: (e := objs.mep("pod"))
+        and any(v["name"] == "refused" and v.get("reason") for v in e["status"].get("variants") or [])
+        and e, 60, "the refused variant reported",
+    )  # fmt: skip
+    owned = [d.metadata.name for d in objs.apps.list_namespaced_deployment(namespace).items]
+    assert owned == [slot], owned  # no Deployment for the refused URI
+    refused_v = next(v for v in ep["status"]["variants"] if v["name"] == "refused")
+    assert not refused_v["eligible"] and "URIRefused" in refused_v["message"]
+
+    init = objs.apps.read_namespaced_deployment(slot, namespace).spec.template.spec.init_containers[0]
+    args = list(init.args)
+    rendered = json.loads(args[args.index("--policy-json") + 1])
+    assert rendered["fileRoots"] == [str(artifact_root)]
+    assert rendered["allowedPrivateNetworks"] == ["127.0.0.0/8", "10.0.0.0/8"]
+    assert rendered["allowPrivateNetworks"] is False
+    assert args[args.index("--env-credentials") + 1] == "secret"
+    # the init container, run as a process with exactly those arguments: verified under that policy
+    args[args.index("--dest") + 1] = str(tmp_path / "models")
+    env = {k: v for k, v in os.environ.items() if k != "MODELVERSIONING_CONFIG"}
+    out = subprocess.run([sys.executable, "-m", "modelversioning", *args], capture_output=True, text=True,
+                         timeout=120, env=env)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["reason"] == "Verified"
+    assert condition(objs.mv("pod-v1.0.0"), "ArtifactVerified")["status"] == "True"
