@@ -243,3 +243,63 @@ def test_init_container_gets_the_operators_policy_and_refused_uris_get_no_deploy
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["reason"] == "Verified"
     assert condition(objs.mv("pod-v1.0.0"), "ArtifactVerified")["status"] == "True"
+
+
+def test_slow_artifacts_of_one_namespace_do_not_stall_another(
+    kube: client.ApiClient, namespace: str, operator: Any, artifact_root: Path
+) -> None:
+    """Finding 1, end to end: two ModelVersions whose server trickles its headers took both verify
+    threads; an honest one in another namespace stayed Verifying for 45 s and more."""
+    import threading
+    import time
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    stop = threading.Event()
+
+    class Trickle(BaseHTTPRequestHandler):
+        def do_HEAD(self) -> None:  # noqa: N802
+            self.do_GET()
+
+        def do_GET(self) -> None:  # noqa: N802
+            for b in b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc":
+                if stop.wait(0.5):
+                    return
+                self.wfile.write(bytes([b]))
+                self.wfile.flush()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), Trickle)
+    srv.daemon_threads = True
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    noisy = Objects(kube, namespace)
+    quiet_ns = f"{namespace}-q"
+    core = client.CoreV1Api(kube)
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=quiet_ns)))
+    quiet = Objects(kube, quiet_ns)
+    try:
+        for v in ("1.0.0", "1.0.1"):
+            noisy.create(
+                model_version("slow", v, f"http://127.0.0.1:{srv.server_address[1]}/m.bin", "c" * 64)
+            )
+        wait_for(
+            lambda: cond_is(noisy.mv("slow-v1.0.1"), "ArtifactVerified", "Unknown", "Verifying"), 30, "busy"
+        )
+        uri, sha = make_artifact(artifact_root, "honest", "1.0.0")
+        t0 = time.monotonic()
+        quiet.create(model_version("honest", "1.0.0", uri, sha))
+        wait_for(
+            lambda: cond_is(quiet.mv("honest-v1.0.0"), "ArtifactVerified", "True"), 30, "verified meanwhile"
+        )
+        took = time.monotonic() - t0
+        print(
+            f"the honest ModelVersion was verified in {took:.2f}s while another namespace's 2 slow ones ran"
+        )
+        assert cond_is(noisy.mv("slow-v1.0.0"), "ArtifactVerified", "Unknown", "Verifying")  # still stuck
+        assert took < 15
+    finally:
+        stop.set()
+        srv.shutdown()
+        srv.server_close()
+        core.delete_namespace(quiet_ns)
