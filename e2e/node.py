@@ -175,14 +175,21 @@ def _kill_pids(pids: list[int]) -> None:
             os.kill(pid, signal.SIGKILL)
 
 
+_NODE_PROGRAMS = {"containerd", "containerd-shim-runc-v2", "kubelet", "kube-proxy"}
+
+
 def _procs_with(marker: str) -> list[int]:
-    """PIDs whose command line contains ``marker`` (our work directory: only our own processes)."""
+    """PIDs of the node's programs (containerd, its shims, kubelet, kube-proxy) whose command line
+    names ``marker``, our work directory: only our own processes."""
     pids = []
     for d in Path("/proc").iterdir():
         if not d.name.isdigit() or int(d.name) == os.getpid():
             continue
         with contextlib.suppress(OSError):
-            if marker in (d / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"):
+            argv = (d / "cmdline").read_bytes().split(b"\0")
+            if os.path.basename(argv[0].decode(errors="replace")) not in _NODE_PROGRAMS:
+                continue
+            if marker in b" ".join(argv).decode(errors="replace"):
                 pids.append(int(d.name))
     return pids
 
