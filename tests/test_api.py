@@ -68,7 +68,7 @@ def test_valid_modelversion_defaults():
         (mv(lineage__trainedAt="yesterday"), "RFC 3339"),
         (mv(metrics={}), "metrics"),
         (mv(model="Fraud_Detector"), "model"),
-        (mv(stage="live"), "stage"),
+        (mv(stage="Live!"), "stage"),  # a Model may name its own stages: DNS-label-like
         (mv(runtime=...), "runtime"),
     ],
 )

@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel
 
-from modelversioning.api import modelendpoint, modelversion
+from modelversioning.api import model, modelendpoint, modelversion
 from modelversioning.api.common import CATEGORY, GROUP, VERSION
 
 _DROP = {"title", "examples"}
@@ -187,6 +187,33 @@ def all_crds() -> dict[str, dict[str, Any]]:
                 "Serves pinned ModelVersions as weighted variants.",
             ),
             me.PRINTER_COLUMNS,
+        ),
+        f"{GROUP}_{model.PLURAL}.yaml": crd(
+            model.KIND,
+            model.PLURAL,
+            model.SINGULAR,
+            model.SHORT_NAMES,
+            _root_schema(
+                model.ModelSpec,
+                model.ModelStatus,
+                model.ROOT_VALIDATIONS,
+                "One model's policy (stages, gates, retention); its status remembers every version ever "
+                "registered.",
+            ),
+            model.PRINTER_COLUMNS,
+        ),
+        f"{GROUP}_{model.APPROVAL_PLURAL}.yaml": crd(
+            model.APPROVAL_KIND,
+            model.APPROVAL_PLURAL,
+            model.APPROVAL_SINGULAR,
+            model.APPROVAL_SHORT_NAMES,
+            _root_schema(
+                model.ModelApprovalSpec,
+                model.ModelApprovalStatus,
+                [],
+                "One user's approval of one ModelVersion (by digest) for one stage; immutable.",
+            ),
+            model.APPROVAL_PRINTER_COLUMNS,
         ),
     }
 

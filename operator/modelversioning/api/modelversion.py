@@ -26,7 +26,9 @@ PLURAL = "modelversions"
 SINGULAR = "modelversion"
 SHORT_NAMES = ["mv"]
 
-StageName = Literal["candidate", "staging", "production", "archived"]
+# The built-in stages are candidate, staging, production, archived; a Model may define its own.
+STAGE_NAME = r"^[a-z]([-a-z0-9]{0,30}[a-z0-9])?$"
+StageName = Annotated[str, Field(max_length=32, pattern=STAGE_NAME)]
 
 # Credentials never belong in the spec (it is readable by everyone who may read the object, and
 # copied into Events, status and logs): no user info in a URI, no signed query string (pre-signed
@@ -363,6 +365,9 @@ class HistoryEntry(StatusModel):
     at: str = Field(json_schema_extra={"format": "date-time"})
     reason: str = Field(default="", max_length=1024)
     actor: str = Field(default="", max_length=512)
+    approved_by: list[str] | None = Field(
+        default=None, max_length=10, description="The approvers (ModelApproval) this hop needed."
+    )
 
 
 class VerifiedArtifact(StatusModel):

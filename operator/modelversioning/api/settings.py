@@ -148,6 +148,23 @@ class AnalysisSettings(_Settings):
     timeout_seconds: float = Field(default=5.0, gt=0, le=60, description="Per query.")
 
 
+class RegistrySettings(_Settings):
+    allow_artifact_deletion: bool = Field(
+        default=False,
+        description="Let a Model's retention (artifactDeletion: Enabled) delete artifacts from storage. "
+        "Off: deletions due are only reported (as with DryRun).",
+    )
+    retention_check_seconds: float = Field(
+        default=3600, gt=0, description="How often each Model's retention is looked at, at most."
+    )
+    test_clock: bool = Field(
+        default=False,
+        description="TEST ONLY: honour the modelversioning.io/test-clock annotation on a Model (its "
+        "retention's 'now'). Never enable it in a real cluster: whoever can annotate a Model could age "
+        "its versions.",
+    )
+
+
 class Settings(_Settings):
     artifacts: ArtifactPolicy = Field(default_factory=ArtifactPolicy)
     verification: Verification = Field(default_factory=Verification)
@@ -155,6 +172,7 @@ class Settings(_Settings):
     analysis: AnalysisSettings = Field(default_factory=AnalysisSettings)
     routing: RoutePolicy = Field(default_factory=RoutePolicy)
     stage_graph: dict[str, list[str]] = Field(default_factory=lambda: dict(DEFAULT_STAGE_GRAPH))
+    registry: RegistrySettings = Field(default_factory=RegistrySettings)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str] | None = None) -> Settings:

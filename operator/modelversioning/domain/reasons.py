@@ -62,6 +62,8 @@ TRANSITION_NOT_ALLOWED = "TransitionNotAllowed"  # no path in the stage graph to
 LINEAGE_INCOMPLETE = "LineageIncomplete"  # production needs every lineage field it names
 PROMOTED = "Promoted"  # a hop up candidate -> staging -> production (a decision, not written)
 MOVED = "Moved"  # any other allowed hop, e.g. production -> archived (a decision, not written)
+METRIC_GATE_FAILED = "MetricGateFailed"  # a Model's metric gate refused (message: the numbers)
+APPROVAL_REQUIRED = "ApprovalRequired"  # a Model's transition needs more distinct ModelApprovals
 
 # ---- ModelVersion: conditions InUse and Deleting ----------------------------------------------
 SERVED = "Served"  # InUse=True: an endpoint variant names this version (servedBy lists them)
@@ -75,3 +77,13 @@ STAGE_CHANGED = "StageChanged"  # Event (Normal): one hop made, with its actor a
 STAGE_TRANSITION_BLOCKED = "StageTransitionBlocked"  # Event (Warning): a gate or the graph refused
 HISTORY_TRIMMED = "HistoryTrimmed"  # Event (Normal): a status.history entry beyond the cap, kept here
 DELETION_HELD = "DeletionHeld"  # Event (Warning): deletion waits until no endpoint uses it
+
+# ---- The registry (Model): ArtifactVerified=False reasons on a ModelVersion, and Events ----------
+VERSION_REUSED = "VersionReused"  # the version number was registered before with another digest (permanent)
+RETENTION = "Retention"  # history actor/reason: a Model's retention archived the version
+ARTIFACT_DELETED = "ArtifactDeleted"  # retention deleted the artifact from storage; the record is kept
+ARTIFACT_DELETE_FAILED = "ArtifactDeleteFailed"  # Event (Warning): retention could not delete it (retried)
+ARTIFACT_DELETE_DUE = "ArtifactDeleteDue"  # Event (Normal): dry run; this artifact would be deleted now
+ARCHIVE_DUE = "ArchiveDue"  # Event (Normal) on the Model: retention archives a version
+MODEL_RECORDED = "Recorded"  # Model condition Ready=True: every version is recorded
+INVALID_POLICY = "InvalidPolicy"  # Model condition Ready=False: the policy cannot be applied as written

@@ -25,7 +25,7 @@ class Stage(StrEnum):
 # for serving purposes: an archived version never takes live traffic).
 RANK: dict[Stage, int] = {Stage.CANDIDATE: 0, Stage.STAGING: 1, Stage.PRODUCTION: 2, Stage.ARCHIVED: -1}
 
-DEFAULT_GRAPH: dict[Stage, frozenset[Stage]] = {
+DEFAULT_GRAPH: dict[str, frozenset[str]] = {
     Stage.CANDIDATE: frozenset({Stage.STAGING, Stage.ARCHIVED}),
     Stage.STAGING: frozenset({Stage.PRODUCTION, Stage.ARCHIVED}),
     Stage.PRODUCTION: frozenset({Stage.ARCHIVED, Stage.STAGING}),
@@ -35,27 +35,45 @@ DEFAULT_GRAPH: dict[Stage, frozenset[Stage]] = {
 
 @dataclass(frozen=True)
 class StageGraph:
-    edges: Mapping[Stage, frozenset[Stage]] = field(default_factory=lambda: dict(DEFAULT_GRAPH))
+    """Allowed hops between stages. The four built-in stages always exist; a Model may add its own
+    (e.g. ``validated``, ``approved``): ``order`` lists every stage in the order it is shown and walked."""
+
+    edges: Mapping[str, frozenset[str]] = field(default_factory=lambda: dict(DEFAULT_GRAPH))
+    order: tuple[str, ...] = tuple(s.value for s in Stage)
 
     @classmethod
-    def from_config(cls, edges: Mapping[str, Iterable[str]]) -> StageGraph:
-        parsed: dict[Stage, frozenset[Stage]] = {s: frozenset() for s in Stage}
+    def from_config(cls, edges: Mapping[str, Iterable[str]], order: Iterable[str] = ()) -> StageGraph:
+        names = [s.value for s in Stage]
+        for name in [*order, *edges, *(d for dsts in edges.values() for d in dsts)]:
+            if name not in names:
+                names.append(name)
+        if order:  # the given order first, then any built-in stage it left out
+            given = list(dict.fromkeys(order))
+            names = given + [n for n in names if n not in given]
+        parsed: dict[str, frozenset[str]] = {s: frozenset() for s in names}
         for src, dsts in edges.items():
-            parsed[Stage(src)] = frozenset(Stage(d) for d in dsts)
-        return cls(parsed)
+            parsed[str(src)] = frozenset(str(d) for d in dsts)
+        return cls(parsed, tuple(names))
 
-    def allows(self, src: Stage, dst: Stage) -> bool:
+    def allows(self, src: str, dst: str) -> bool:
         return dst in self.edges.get(src, frozenset())
 
-    def allowed_from(self, src: Stage) -> list[Stage]:
-        return sorted(self.edges.get(src, frozenset()), key=lambda s: list(Stage).index(s))
+    def allowed_from(self, src: str) -> list[str]:
+        return sorted(self.edges.get(src, frozenset()), key=self.index)
+
+    def index(self, stage: str) -> int:
+        return self.order.index(stage) if stage in self.order else len(self.order)
+
+    def knows(self, stage: str) -> bool:
+        return stage in self.edges
 
 
-def has_reached(stage: Stage, required: Stage) -> bool:
-    """True when `stage` is at or beyond `required` on the path to production."""
-    if stage is Stage.ARCHIVED:
-        return False
-    return RANK[stage] >= RANK[required]
+def has_reached(stage: str, required: Stage) -> bool:
+    """True when `stage` is at or beyond `required` on the path to production. A Model's own stages
+    (not built in) carry no serving rights: they count as a candidate."""
+    if stage not in RANK or stage == Stage.ARCHIVED:
+        return required == Stage.CANDIDATE and stage != Stage.ARCHIVED
+    return RANK[Stage(stage)] >= RANK[required]
 
 
 def one_below(stage: Stage) -> Stage:
@@ -81,7 +99,13 @@ class Decision:
     message: str
 
 
-def decide_transition(current: Stage, requested: Stage, facts: GateFacts, graph: StageGraph) -> Decision:
+# Stages that need nothing: every other stage (built-in or a Model's own) needs ArtifactVerified=True.
+UNGATED = frozenset({Stage.CANDIDATE.value, Stage.ARCHIVED.value})
+
+
+def decide_transition(current: str, requested: str, facts: GateFacts, graph: StageGraph) -> Decision:
+    """The operator-wide gates: the graph, a verified artifact above candidate, complete lineage for
+    production. A Model's own gates (``domain.gates``) come on top of these, never instead."""
     if current == requested:
         return Decision(True, R.IN_EFFECT, f"stage {current} is in effect")
     if not graph.allows(current, requested):
@@ -91,28 +115,27 @@ def decide_transition(current: Stage, requested: Stage, facts: GateFacts, graph:
             R.TRANSITION_NOT_ALLOWED,
             f"{current} -> {requested} is not an allowed transition (from {current}: {allowed})",
         )
-    if requested in (Stage.STAGING, Stage.PRODUCTION) and not facts.artifact_verified:
+    if requested not in UNGATED and not facts.artifact_verified:
         return Decision(
             False,
             R.ARTIFACT_NOT_VERIFIED,
             f"{requested} requires ArtifactVerified=True; the artifact has not been verified",
         )
-    if requested is Stage.PRODUCTION and not facts.lineage_complete:
+    if requested == Stage.PRODUCTION and not facts.lineage_complete:
         missing = ", ".join(facts.missing_lineage) or "lineage"
         return Decision(
             False, R.LINEAGE_INCOMPLETE, f"production requires complete lineage; missing: {missing}"
         )
-    return Decision(
-        True, R.PROMOTED if RANK[requested] > RANK[current] else R.MOVED, f"{current} -> {requested}"
-    )
+    up = requested != Stage.ARCHIVED and graph.index(requested) > graph.index(current)
+    return Decision(True, R.PROMOTED if up else R.MOVED, f"{current} -> {requested}")
 
 
-def next_hop(graph: StageGraph, src: Stage, dst: Stage) -> Stage | None:
+def next_hop(graph: StageGraph, src: str, dst: str) -> str | None:
     """First hop of the shortest allowed path src -> dst (None if unreachable or already there)."""
-    frontier: list[tuple[Stage, Stage | None]] = [(src, None)]
+    frontier: list[tuple[str, str | None]] = [(src, None)]
     seen = {src}
     while frontier:
-        nxt: list[tuple[Stage, Stage | None]] = []
+        nxt: list[tuple[str, str | None]] = []
         for node, first in frontier:
             for n in graph.allowed_from(node):
                 if n in seen:

@@ -31,6 +31,8 @@ from modelversioning.domain import conditions as cond
 from modelversioning.domain import kstatus
 from modelversioning.domain import reasons as R
 from modelversioning.domain.conditions import FALSE, TRUE, UNKNOWN, Cond
+from modelversioning.domain.gates import CandidateFacts, TransitionRule
+from modelversioning.domain.gates import check as check_model_gates
 from modelversioning.domain.stages import GateFacts, Stage, StageGraph, decide_transition, next_hop
 
 IN_USE_FINALIZER = "modelversioning.io/in-use"
@@ -89,6 +91,18 @@ class Serving:
 
 
 @dataclass(frozen=True)
+class RegistryFacts:
+    """What the version's Model says (domain.registry, domain.gates): its graph and gates, and the
+    registry's verdicts. No Model: the operator's graph and gates, no verdicts."""
+
+    graph: StageGraph | None = None  # the Model's stage graph (None: the operator's)
+    rules: tuple[TransitionRule, ...] = ()
+    candidate: CandidateFacts | None = None  # what the Model's gates look at
+    reused: str | None = None  # this version number was registered with another digest: why (permanent)
+    artifact_deleted: str | None = None  # retention deleted the artifact from storage: when, by whom
+
+
+@dataclass(frozen=True)
 class VersionFacts:
     """Everything a decision about one ModelVersion needs, as observed."""
 
@@ -100,7 +114,7 @@ class VersionFacts:
     finalizers: tuple[str, ...] = ()
     model: str = ""
     version: str = ""
-    requested: Stage = Stage.CANDIDATE  # spec.stage
+    requested: str = Stage.CANDIDATE  # spec.stage (a built-in stage or one of the Model's)
     digest: str = ""  # spec.artifact.sha256
     shown_uri: str = ""  # spec.artifact.uri, redacted for messages
     missing_lineage: tuple[str, ...] = ()  # lineage fields production needs and the spec lacks
@@ -109,6 +123,7 @@ class VersionFacts:
     serving: tuple[Serving, ...] = ()
     verifier: VerifierFacts = field(default_factory=VerifierFacts)
     rollouts: tuple[Mapping[str, Any], ...] = ()  # outcomes endpoints recorded (annotation), newest last
+    registry: RegistryFacts = field(default_factory=RegistryFacts)
 
 
 @dataclass(frozen=True)
@@ -169,15 +184,16 @@ def decide(facts: VersionFacts, policy: VersionPolicy, now: datetime) -> Version
         return decide_deletion(facts, stamp)
     if facts.invalid is not None:
         return decide_invalid(facts, stamp)
-    verification = decide_verification(facts, policy, now)
-    walk = walk_stage(facts, verification.cond, policy.graph, stamp, policy.history_limit)
+    verification = registry_verdict(facts) or decide_verification(facts, policy, now)
+    graph = facts.registry.graph or policy.graph
+    walk = walk_stage(facts, verification.cond, graph, stamp, policy.history_limit)
     prev = facts.status
     conditions = [ready(facts, verification.cond, walk), verification.cond, walk.cond, in_use(facts.serving)]
     conditions += kstatus.for_version(conditions)
     status: dict[str, Any] = {
         "observedGeneration": facts.generation,
         "conditions": cond.merge_conditions(prev.get("conditions"), conditions, facts.generation, stamp),
-        "stage": walk.stage.value,
+        "stage": str(walk.stage),
         "history": list(walk.history),
     }
     if verification.artifact is not None:
@@ -195,8 +211,7 @@ def decide(facts: VersionFacts, policy: VersionPolicy, now: datetime) -> Version
         verify=verification.action,
         requeue_after=verification.requeue_after,
         notify_endpoints=(
-            prev.get("stage") != walk.stage.value
-            or (prev_verified or {}).get("status") != verification.cond.status
+            prev.get("stage") != walk.stage or (prev_verified or {}).get("status") != verification.cond.status
         ),
         transitions=walk.transitions,
     )
@@ -228,8 +243,8 @@ def next_promotion(stage: Stage) -> Stage | None:
 
 
 def effective_request(
-    spec_stage: Stage, actor: str, why: str, grant: Grant | None, graph: StageGraph
-) -> tuple[Stage, str, str]:
+    spec_stage: str, actor: str, why: str, grant: Grant | None, graph: StageGraph
+) -> tuple[str, str, str]:
     """(stage to walk toward, actor, reason): spec.stage, unless a rollout's grant made while spec.stage
     was what it is now asks for one allowed step up from where the grant was made."""
     if (
@@ -238,7 +253,7 @@ def effective_request(
         or spec_stage not in PROMOTION_ORDER  # e.g. archived: the user's word wins
         or next_promotion(grant.from_) != grant.to
         or not graph.allows(grant.from_, grant.to)
-        or PROMOTION_ORDER.index(grant.to) <= PROMOTION_ORDER.index(spec_stage)
+        or PROMOTION_ORDER.index(grant.to) <= PROMOTION_ORDER.index(Stage(spec_stage))
     ):
         return spec_stage, actor, why
     return grant.to, grant.by, grant.reason
@@ -363,12 +378,36 @@ def decide_verification(facts: VersionFacts, policy: VersionPolicy, now: datetim
     return Verification(verifying.cond, verifying.artifact, VerifyAction.START)
 
 
+def registry_verdict(facts: VersionFacts) -> Verification | None:
+    """The registry's word comes before any fetch: a reused version number is refused for good (kept
+    from the status, so it holds even if the Model's memory were lost); an artifact retention deleted
+    is not verified again (the verified record stays). Both keep the version off every endpoint."""
+    prev = cond.get(facts.status.get("conditions"), "ArtifactVerified") or {}
+    reused = facts.registry.reused
+    if reused is None and prev.get("reason") == R.VERSION_REUSED:
+        reused = str(prev.get("message", ""))
+    if reused is not None:
+        return Verification(
+            Cond("ArtifactVerified", FALSE, R.VERSION_REUSED, reused), action=VerifyAction.FORGET
+        )
+    if facts.registry.artifact_deleted is not None:
+        msg = facts.registry.artifact_deleted
+        return Verification(
+            Cond("ArtifactVerified", FALSE, R.ARTIFACT_DELETED, msg),
+            facts.status.get("artifact"),  # the verified record of what it was stays
+            VerifyAction.FORGET,
+        )
+    return None
+
+
 def verification_events(prev: Mapping[str, Any] | None, now: Cond) -> tuple[Event, ...]:
     """An Event when ArtifactVerified's reason changes: Normal when verified, Warning on a failure."""
     if prev is not None and prev.get("reason") == now.reason:
         return ()
     if now.reason == R.VERIFIED:
         return (Event("Normal", R.ARTIFACT_VERIFIED, now.message),)
+    if now.reason == R.ARTIFACT_DELETED:  # retention did it on purpose (the Model posted the Event)
+        return ()
     if now.status == FALSE:
         return (Event("Warning", now.reason, now.message),)
     return ()
@@ -379,7 +418,7 @@ def verification_events(prev: Mapping[str, Any] | None, now: Cond) -> tuple[Even
 
 @dataclass(frozen=True)
 class Walk:
-    stage: Stage
+    stage: str
     history: tuple[Mapping[str, Any], ...]
     cond: Cond  # StageTransition
     events: tuple[Event, ...] = ()
@@ -401,8 +440,9 @@ def walk_stage(
     events: list[Event] = []
     transitions: list[Transition] = []
     actor, why = clip(facts.actor, HISTORY_ACTOR_MAX), clip(facts.why, HISTORY_REASON_MAX)
+    current: str
     if prev.get("stage"):
-        current = Stage(prev["stage"])
+        current = str(prev["stage"])
     else:
         current = Stage.CANDIDATE
         history.append({"to": current.value, "at": stamp, "reason": R.REGISTERED, "actor": actor})
@@ -414,6 +454,12 @@ def walk_stage(
             break
         step = next_hop(graph, current, requested)
         decision = decide_transition(current, step or requested, gates, graph)
+        approvers = _approvers(facts.registry, current, step or requested)
+        if decision.allowed and facts.registry.candidate is not None:
+            decision = (
+                check_model_gates(current, step or requested, facts.registry.rules, facts.registry.candidate)
+                or decision
+            )
         if not decision.allowed or step is None:
             waiting = verified.reason == R.VERIFYING and decision.reason == R.ARTIFACT_NOT_VERIFIED
             stage_cond = Cond(
@@ -426,11 +472,14 @@ def walk_stage(
             new_block = seen is None or seen.get("reason") != decision.reason or seen.get("status") != FALSE
             if not waiting and new_block:
                 events.append(Event("Warning", R.STAGE_TRANSITION_BLOCKED, stage_cond.message))
-                transitions.append(Transition(current.value, requested.value, "blocked"))
+                transitions.append(Transition(current, requested, "blocked"))
             break
-        history.append({"from": current.value, "to": step.value, "at": stamp, "reason": why, "actor": actor})
+        hop: dict[str, Any] = {"from": current, "to": step, "at": stamp, "reason": why, "actor": actor}
+        if approvers:
+            hop["approvedBy"] = list(approvers)
+        history.append(hop)
         events.append(Event("Normal", R.STAGE_CHANGED, clip(f"{current} -> {step} by {actor}: {why}", 2048)))
-        transitions.append(Transition(current.value, step.value, "made"))
+        transitions.append(Transition(current, step, "made"))
         current = step
         stage_cond = _in_effect(current)
     if len(history) > history_limit:
@@ -438,6 +487,13 @@ def walk_stage(
             events.append(Event("Normal", R.HISTORY_TRIMMED, _trimmed(old, history_limit)))
         history = history[len(history) - history_limit :]
     return Walk(current, tuple(history), stage_cond, tuple(events), tuple(transitions))
+
+
+def _approvers(reg: RegistryFacts, src: str, dst: str) -> tuple[str, ...]:
+    """The approvals a hop needed, to record in its history entry."""
+    if reg.candidate is None or not any(r.approvals and r.applies(src, dst) for r in reg.rules):
+        return ()
+    return tuple(reg.candidate.approvals.get(dst, ()))
 
 
 def _trimmed(entry: Mapping[str, Any], limit: int) -> str:
@@ -449,7 +505,7 @@ def _trimmed(entry: Mapping[str, Any], limit: int) -> str:
     )
 
 
-def _in_effect(stage: Stage) -> Cond:
+def _in_effect(stage: str) -> Cond:
     return Cond("StageTransition", TRUE, R.IN_EFFECT, f"stage {stage} is in effect")
 
 

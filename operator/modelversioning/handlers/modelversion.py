@@ -47,6 +47,7 @@ from modelversioning.domain.version_plan import (
 from modelversioning.handlers.drift import status_changed
 from modelversioning.handlers.instrument import instrumented
 from modelversioning.handlers.kube import MODELVERSION, Kube
+from modelversioning.handlers.model import archive_request, registry_facts
 from modelversioning.handlers.store import Store
 from modelversioning.handlers.workqueue import Requeue
 
@@ -315,8 +316,9 @@ class ModelVersionReconciler:
         ann = md.get("annotations") or {}
         why = ann.get(REASON_ANNOTATION) or f"spec.stage set to {spec.stage}"
         requested, actor, why = effective_request(
-            Stage(spec.stage), stage_actor(body, spec.stage), why, grant_from(ann), self.policy.graph
+            spec.stage, stage_actor(body, spec.stage), why, grant_from(ann), self.policy.graph
         )
+        requested, actor, why = archive_request(requested, actor, why, ann, spec.stage)  # retention
         facts = VersionFacts(
             requested=requested,
             digest=spec.artifact.sha256,
@@ -326,6 +328,7 @@ class ModelVersionReconciler:
             why=why,
             rollouts=rollouts_from(ann),
             verifier=self.verifications.facts((namespace, name), md.get("uid", "")),
+            registry=registry_facts(self.store, namespace, body, spec, self.policy.graph),
             **common,
         )
         return Gathered(body, spec, facts)

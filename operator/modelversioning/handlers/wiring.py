@@ -33,6 +33,7 @@ from modelversioning.handlers.kube import (
     Resource,
     load_api_client,
 )
+from modelversioning.handlers.model import MODEL, MODELAPPROVAL, ModelReconciler
 from modelversioning.handlers.modelendpoint import ENDPOINT_LABEL, ModelEndpointReconciler
 from modelversioning.handlers.modelversion import ModelVersionReconciler, make_verifier
 from modelversioning.handlers.store import Store
@@ -63,11 +64,14 @@ class Operator:
         self.endpoints = ModelEndpointReconciler(
             kube, self.store, settings, enqueue_versions=self._versions_of_model_threadsafe
         )
+        self.models = ModelReconciler(kube, self.store, settings, self._versions_of_model_threadsafe)
 
     def _dispatch(self, key: Key) -> None:
         kind, ns, name = key
         if kind == "ModelVersion":
             self.versions.reconcile(ns, name)
+        elif kind == "Model":
+            self.models.reconcile(ns, name)
         else:
             self.endpoints.reconcile(ns, name)
 
@@ -153,6 +157,8 @@ def prime_store(op: Operator) -> None:
     kinds: list[tuple[Resource, str | None]] = [
         (MODELVERSION, None),
         (MODELENDPOINT, None),
+        (MODEL, None),
+        (MODELAPPROVAL, None),
         (DEPLOYMENT, selector),
         (SERVICE, selector),
     ]
@@ -169,7 +175,7 @@ def prime_store(op: Operator) -> None:
 
 
 def enqueue_all(op: Operator) -> None:
-    for kind in ("ModelVersion", "ModelEndpoint"):
+    for kind in ("Model", "ModelVersion", "ModelEndpoint"):
         for (ns, name), _ in op.store.items(kind):
             op.queue.add((kind, ns, name))
 
@@ -182,6 +188,8 @@ async def _resync_loop(op: Operator) -> None:
             op.queue.add(("ModelEndpoint", ns, name), low=True)
         for (ns, name), _ in op.store.items("ModelVersion"):
             op.queue.add(("ModelVersion", ns, name), low=True)
+        for (ns, name), _ in op.store.items("Model"):
+            op.queue.add(("Model", ns, name), low=True)
         op.update_version_gauges()
 
 
@@ -209,7 +217,28 @@ async def modelversion_event(event: kopf.RawEvent, body: kopf.Body, **_: Any) ->
     op = _op()
     ns, name, _alive = _track("ModelVersion", event, body)
     op.queue.add(("ModelVersion", ns, name))
-    op.endpoints_of_model(ns, body.get("spec", {}).get("model", ""))
+    model = body.get("spec", {}).get("model", "")
+    op.endpoints_of_model(ns, model)
+    if op.store.get("Model", ns, model) is not None:  # the registry records it
+        op.queue.add(("Model", ns, model))
+
+
+@kopf.on.event(GROUP, VERSION, "models")
+async def model_event(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
+    op = _op()
+    ns, name, _alive = _track("Model", event, body)
+    op.queue.add(("Model", ns, name))
+    op.versions_of_model(ns, name)  # its graph and gates apply to them (or no longer do)
+
+
+@kopf.on.event(GROUP, VERSION, "modelapprovals")
+async def modelapproval_event(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
+    op = _op()
+    ns, _name, _alive = _track("ModelApproval", event, body)
+    spec = body.get("spec", {})
+    mv = f"{spec.get('model', '')}-v{spec.get('version', '')}"
+    if op.store.get("ModelVersion", ns, mv) is not None:
+        op.queue.add(("ModelVersion", ns, mv))
 
 
 @kopf.on.event(GROUP, VERSION, "modelendpoints")

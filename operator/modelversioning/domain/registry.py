@@ -1,0 +1,226 @@
+"""The registry's memory and retention, decided purely (the Model reconciler gathers and acts).
+
+Memory (``Model.status.versions``): every version ever registered under the Model, with the digest
+it was first registered with, when it was first seen, its stage, and whether its artifact is still
+in storage. A record is never removed and its digest never changes: a ModelVersion that comes back
+with the same version number and another digest is refused (``reused``), forever.
+
+Retention (``select``): with a clock ``now`` (a fake one in tests), which versions to archive and
+which archived versions' artifacts to delete. Never touched: what is in production, the ``keep``
+most recent previous production versions, anything an endpoint references, an artifact another
+kept version still points at, and a version refused as reused.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+PRODUCTION = "production"
+ARCHIVED = "archived"
+PRESENT, DELETED = "Present", "Deleted"  # a record's artifact
+
+_DURATION = re.compile(r"^(\d+)(d|h|m|s)$")
+_UNIT = {"d": 86400, "h": 3600, "m": 60, "s": 1}
+DURATION_PATTERN = r"^\d+(d|h|m|s)$"
+
+
+def parse_duration(text: str) -> timedelta:
+    """'180d', '12h', '30m', '45s'."""
+    m = _DURATION.match(text.strip())
+    if m is None:
+        raise ValueError(f"duration {text!r} must be a number and a unit: d, h, m or s (e.g. 180d)")
+    return timedelta(seconds=int(m.group(1)) * _UNIT[m.group(2)])
+
+
+def parse_time(ts: str | None) -> datetime | None:
+    if not ts:
+        return None
+    try:
+        t = datetime.fromisoformat(ts.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return t if t.tzinfo is not None else None
+
+
+def rfc3339(t: datetime) -> str:
+    return t.replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+# --------------------------------------------------------------------------------------- facts
+
+
+@dataclass(frozen=True)
+class VersionView:
+    """One ModelVersion of the model as the watch cache has it."""
+
+    name: str
+    version: str
+    uid: str
+    digest: str  # spec.artifact.sha256
+    uri: str
+    created: str  # metadata.creationTimestamp
+    stage: str  # status.stage ("" before the first reconcile)
+    spec_stage: str = "candidate"
+    history: tuple[Mapping[str, Any], ...] = ()
+    reused: bool = False  # ArtifactVerified=False/VersionReused: refused, never recorded
+    artifact_deleted: bool = False
+    referenced_by: tuple[str, ...] = ()  # endpoints that name it (spec or status.servedBy)
+
+    def was_production(self) -> bool:
+        return self.stage == PRODUCTION or any(h.get("to") == PRODUCTION for h in self.history)
+
+    def out_of_production_since(self) -> datetime | None:
+        """When it last left production; never in production: when it was registered; in production: None."""
+        if self.stage == PRODUCTION:
+            return None
+        left = [parse_time(h.get("at")) for h in self.history if h.get("from") == PRODUCTION]
+        known = [t for t in left if t is not None]
+        if known:
+            return max(known)
+        first = [parse_time(h.get("at")) for h in self.history[:1]]
+        return (first[0] if first and first[0] else None) or parse_time(self.created)
+
+
+@dataclass(frozen=True)
+class Retention:
+    """A Model's retention rules (all off by default)."""
+
+    archive_after: timedelta | None = None  # out of production longer than this: archived
+    delete_artifacts_after: timedelta | None = None  # archived and out of production this long: deleted
+    keep_previous_production: int = 2
+    deletion: str = "Disabled"  # Disabled | DryRun | Enabled (and the operator must allow it)
+
+
+# ---------------------------------------------------------------------------------------- memory
+
+
+def record(
+    old: Sequence[Mapping[str, Any]], views: Sequence[VersionView], now: datetime
+) -> list[dict[str, Any]]:
+    """The new ``status.versions``: every old record kept (its digest and firstSeen never change),
+    updated from the object of the same digest, plus the versions seen for the first time."""
+    stamp = rfc3339(now)
+    out: dict[str, dict[str, Any]] = {str(r.get("version")): dict(r) for r in old if r.get("version")}
+    live = {v.version: v for v in views if not v.reused}
+    for version, v in live.items():
+        rec = out.get(version)
+        if rec is None:
+            rec = {"version": version, "digest": v.digest, "firstSeen": v.created or stamp}
+            out[version] = rec
+        if rec.get("digest") != v.digest:
+            continue  # another object under a recorded number: its reconciler refuses it
+        rec["uid"] = v.uid
+        rec.pop("removedAt", None)
+        if v.stage:
+            rec["stage"] = v.stage
+        rec["artifact"] = DELETED if v.artifact_deleted or rec.get("artifact") == DELETED else PRESENT
+        if v.was_production():
+            rec["everProduction"] = True
+    for version, rec in out.items():
+        if version not in live and "removedAt" not in rec:
+            rec["removedAt"] = stamp  # the ModelVersion object is gone; its record stays
+    return sorted(out.values(), key=lambda r: order_key(str(r["version"])))
+
+
+def reused(records: Sequence[Mapping[str, Any]], version: str, digest: str) -> str | None:
+    """Why a ModelVersion with this number and digest must be refused (None: it may be served)."""
+    for r in records:
+        if r.get("version") == version and r.get("digest") and r.get("digest") != digest:
+            return (
+                f"version {version} was registered on {r.get('firstSeen', '?')} with sha256 "
+                f"{str(r['digest'])[:12]}; this object has sha256 {digest[:12]}. A version number always "
+                "means the same weights: register a new version"
+            )
+    return None
+
+
+def order_key(version: str) -> tuple[Any, ...]:
+    core, _, pre = version.partition("-")
+    nums = tuple(int(p) if p.isdigit() else 0 for p in core.split("."))
+    return (*nums, 0 if pre else 1, pre)
+
+
+# -------------------------------------------------------------------------------------- retention
+
+
+@dataclass(frozen=True)
+class RetentionPlan:
+    archive: tuple[tuple[str, str], ...] = ()  # (ModelVersion name, why)
+    delete: tuple[tuple[str, str], ...] = ()  # (ModelVersion name, why): artifacts to delete
+    kept: Mapping[str, str] = field(default_factory=dict)  # name -> why retention leaves it alone
+    next_due: datetime | None = None  # the earliest time something becomes due (requeue)
+
+
+def select(views: Sequence[VersionView], rules: Retention, now: datetime) -> RetentionPlan:
+    """Which versions to archive and which artifacts to delete at ``now``."""
+    kept: dict[str, str] = {}
+    previous = sorted(
+        (v for v in views if v.was_production() and v.stage != PRODUCTION and not v.reused),
+        key=lambda v: v.out_of_production_since() or now,
+        reverse=True,
+    )
+    for i, v in enumerate(previous[: max(0, rules.keep_previous_production)]):
+        kept[v.name] = f"previous production version #{i + 1} (kept for rollback)"
+    for v in views:
+        if v.stage == PRODUCTION:
+            kept[v.name] = "in production"
+        elif v.referenced_by:
+            kept[v.name] = f"referenced by ModelEndpoint {', '.join(v.referenced_by)}"
+        elif v.reused:
+            kept[v.name] = "refused as a reused version number"
+    archive: list[tuple[str, str]] = []
+    delete: list[tuple[str, str]] = []
+    due: list[datetime] = []
+    for v in sorted(views, key=lambda v: order_key(v.version)):
+        since = v.out_of_production_since()
+        if v.name in kept or since is None:
+            continue
+        out_for = _days(now - since)
+        if rules.archive_after is not None and v.stage not in (ARCHIVED, ""):
+            if now - since >= rules.archive_after:
+                archive.append(
+                    (
+                        v.name,
+                        f"out of production since {rfc3339(since)} ({out_for}), "
+                        f"longer than archiveAfter {_days(rules.archive_after)}",
+                    )
+                )
+            else:
+                due.append(since + rules.archive_after)
+        if rules.delete_artifacts_after is not None and not v.artifact_deleted:
+            shared = [
+                o.version
+                for o in views
+                if o.uri == v.uri
+                and o.name != v.name
+                and not o.artifact_deleted
+                and (o.stage != ARCHIVED or o.name in kept)
+            ]
+            if v.stage != ARCHIVED or shared:
+                if shared:
+                    kept[v.name] = f"its artifact is also the artifact of {', '.join(sorted(shared))}"
+                continue
+            if now - since >= rules.delete_artifacts_after:
+                delete.append(
+                    (
+                        v.name,
+                        f"archived, out of production since {rfc3339(since)} ({out_for}), "
+                        f"longer than deleteArtifactsAfter {_days(rules.delete_artifacts_after)}",
+                    )
+                )
+            else:
+                due.append(since + rules.delete_artifacts_after)
+    return RetentionPlan(tuple(archive), tuple(delete), kept, min(due) if due else None)
+
+
+def _days(d: timedelta) -> str:
+    s = int(d.total_seconds())
+    if s >= 86400:
+        return f"{s // 86400}d"
+    if s >= 3600:
+        return f"{s // 3600}h"
+    return f"{s}s"
