@@ -182,6 +182,7 @@ def test_unreachable_endpoint_is_transient_and_keeps_the_endpoint_in_the_message
         "AWS_ACCESS_KEY_ID": "AKIAUNREACHABLE00000",
         "AWS_SECRET_ACCESS_KEY": "unreachable-secret-value",
         "AWS_ENDPOINT_URL": "http://127.0.0.1:9",  # discard port: nothing listens
+        "MODELVERSIONING_CREDENTIAL_HOSTS": "127.0.0.1",
     }
     r = verify_artifact("s3://models/m.onnx", SHA_ABC, policy=POLICY, secret_data=secret)
     assert r.reason is Reason.FETCH_FAILED and r.transient, r.message
