@@ -23,7 +23,11 @@ deterministic, not random), backendRef- and rule-level RequestHeaderModifier and
 ResponseHeaderModifier, URLRewrite, RequestRedirect, ExtensionRef (Traefik Middlewares). Not
 RequestMirror: an unsupported rule filter makes that rule answer 500 to every request, and the
 route's status says nothing about it (Accepted and ResolvedRefs stay True; only Traefik's log says
-"Unable to load HTTPRoute filters ... unsupported filter RequestMirror").
+"Unable to load HTTPRoute filters ... unsupported filter RequestMirror"). (An unsupported filter on a
+backendRef is reported: ResolvedRefs False/InvalidKind, and that backend's share answers 500.)
+Traefik's own mirroring exists only as a TraefikService (kubernetesCRD provider and Traefik's CRDs),
+and the provider drops backendRef filters on a TraefikService backendRef (loadService: middlewares are
+attached only when it builds the service itself), so our per-variant headers would be lost there.
 
 Traefik watches GRPCRoute, BackendTLSPolicy and TLSRoute (v1) besides what our operator uses, and
 waits for their informers to sync: the CRDs missing from the cluster are installed from the
@@ -40,6 +44,7 @@ import contextlib
 import http.client
 import json
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -64,6 +69,7 @@ from controlplane import ControlPlane, _die_with_parent, _free_port, _Proc  # no
 BUILD_SCRIPT = E2E_DIR / "build-dataplane.sh"
 GATEWAY_API_VERSION = "v1.6.1"  # the CRDs in ../shared/thirdparty-crds, and what Traefik 3.7 is built against
 CONTROLLER_NAME = "traefik.io/gateway-controller"
+INSTANCE_LABEL = "modelversioning.io/e2e-traefik"
 GATEWAY_GROUP = "gateway.networking.k8s.io"
 # CRDs Traefik's Gateway provider lists and watches (pkg/provider/kubernetes/gateway/client.go, WatchAll).
 TRAEFIK_WATCHED_CRDS = (
@@ -160,8 +166,8 @@ class Traefik:
         *,
         listen_host: str = "127.0.0.1",
         gateway_name: str = "mv-gateway",
-        gateway_namespace: str = "mv-gateway",
-        gateway_class: str = "mv-traefik",
+        gateway_namespace: str | None = None,
+        gateway_class: str | None = None,
         bin_dir: Path | str | None = None,
         log: Callable[[str], None] | None = _log,
         keep: bool | None = None,
@@ -170,8 +176,11 @@ class Traefik:
         self.cp = cp
         self.listen_host = listen_host
         self.gateway_name = gateway_name
-        self.gateway_namespace = gateway_namespace
-        self.gateway_class = gateway_class
+        # Unique per instance: two Traefiks on one cluster (or one starting while the previous one's
+        # objects are being deleted) never program or write the status of each other's Gateway.
+        self.instance = secrets.token_hex(3)
+        self.gateway_namespace = gateway_namespace or f"mv-gateway-{self.instance}"
+        self.gateway_class = gateway_class or f"mv-traefik-{self.instance}"
         self.log = log or (lambda _m: None)
         self.keep = os.environ.get("MV_E2E_KEEP") == "1" if keep is None else keep
         self.throttle = throttle
@@ -261,6 +270,14 @@ class Traefik:
                     "--wait=false",
                     check=False,
                     timeout=30,
+                )
+                self.cp.kubectl(
+                    "delete",
+                    "namespace",
+                    self.gateway_namespace,
+                    "--ignore-not-found",
+                    "--wait=false",
+                    check=False,
                 )
         if self.proc is not None:
             p = self.proc.popen
@@ -515,7 +532,11 @@ class Traefik:
             "providers": {
                 # Default 2s between applied configurations: a weight edit would take that long to land.
                 "providersThrottleDuration": self.throttle,
-                "kubernetesGateway": {"statusAddress": {"ip": self._client_host}},
+                "kubernetesGateway": {
+                    "statusAddress": {"ip": self._client_host},
+                    # Only our GatewayClass (the selector applies to GatewayClasses).
+                    "labelSelector": f"{INSTANCE_LABEL}={self.instance}",
+                },
             },
             "log": {"level": "INFO", "noColor": True},
             "accessLog": {"filePath": str(self.workdir / "access.log"), "format": "json"},
@@ -554,7 +575,7 @@ class Traefik:
                 {
                     "apiVersion": f"{GATEWAY_GROUP}/v1",
                     "kind": "GatewayClass",
-                    "metadata": {"name": self.gateway_class},
+                    "metadata": {"name": self.gateway_class, "labels": {INSTANCE_LABEL: self.instance}},
                     "spec": {"controllerName": CONTROLLER_NAME},
                 },
                 {

@@ -549,22 +549,6 @@ def test_operator_written_route_is_accepted_by_traefik(
 REAL_HOST = "real.models.example.com"
 
 
-def _policy_mounted(dep: dict[str, Any]) -> dict[str, Any]:
-    """The rendered Deployment, plus an artifact policy for its init container (a ConfigMap) that
-    allows the node address the test serves the artifact from, unless the renderer already passes one
-    (the default policy refuses private addresses)."""
-    pod = dep["spec"]["template"]["spec"]
-    init = pod["initContainers"][0]
-    if any(a in ("--policy-json", "--policy-file") for a in init["args"]):
-        return dep
-    init["args"] = [*init["args"], "--policy-file", "/etc/modelversioning/policy.yaml"]
-    init["volumeMounts"].append(
-        {"name": "artifact-policy", "mountPath": "/etc/modelversioning", "readOnly": True}
-    )
-    pod["volumes"].append({"name": "artifact-policy", "configMap": {"name": "artifact-policy"}})
-    return dep
-
-
 def test_real_pods_behind_traefik_scraped_by_prometheus(
     cluster: ControlPlane,
     real_node: Any,
@@ -578,7 +562,7 @@ def test_real_pods_behind_traefik_scraped_by_prometheus(
     from images import OPERATOR_IMAGE
     from modelversioning.api.modelendpoint import ModelEndpointSpec
     from modelversioning.api.modelversion import ModelVersionSpec
-    from modelversioning.api.settings import Serving
+    from modelversioning.api.settings import ArtifactPolicy, Serving
     from modelversioning.render import (
         EndpointRef,
         RouteInput,
@@ -652,17 +636,13 @@ def test_real_pods_behind_traefik_scraped_by_prometheus(
             )
             for v in spec.variants
         }
-        docs: list[dict[str, Any]] = [
-            {
-                "apiVersion": "v1",
-                "kind": "ConfigMap",
-                "metadata": {"name": "artifact-policy", "namespace": namespace},
-                "data": {"policy.yaml": yaml_policy(NODE_IP)},
-            }
-        ]
+        # The init container enforces the operator's artifact policy (--policy-json): the artifacts are
+        # served from the node address, a private one.
+        policy = ArtifactPolicy(allowed_private_networks=[f"{NODE_IP}/32"])
+        docs: list[dict[str, Any]] = []
         targets = []
         for v in spec.variants:
-            dep = _policy_mounted(render_deployment(ref, spec, v, versions[v.name], serving))
+            dep = render_deployment(ref, spec, v, versions[v.name], serving, policy=policy)
             svc = render_service(dep, SERVICE_PORT)
             for obj in (dep, svc):
                 obj["metadata"].pop("ownerReferences", None)  # no ModelEndpoint: the GC would delete them
@@ -693,8 +673,21 @@ def test_real_pods_behind_traefik_scraped_by_prometheus(
         if res.returncode != 0:
             pods = cluster.kubectl("get", "pods", "-n", namespace, "-o", "wide", check=False).stdout
             events = cluster.kubectl("get", "events", "-n", namespace, check=False).stdout
+            inits = "\n".join(
+                cluster.kubectl(
+                    "logs",
+                    "-n",
+                    namespace,
+                    f"deployment/{d}",
+                    "-c",
+                    "verify-artifact",
+                    "--tail=5",
+                    check=False,
+                ).stdout
+                for d in deployments
+            )
             raise AssertionError(
-                f"model Deployments not Available: {res.stderr}\n{pods}\n{events}\n"
+                f"model Deployments not Available: {res.stderr}\n{pods}\n{events}\n{inits}\n"
                 f"{real_node.logs('kubelet', 30)}"
             )
         print(
@@ -754,8 +747,3 @@ def test_real_pods_behind_traefik_scraped_by_prometheus(
     finally:
         srv.shutdown()
         srv.server_close()
-
-
-def yaml_policy(node_ip: str) -> str:
-    """An ArtifactPolicy allowing plain http from the node address (where the test serves artifacts)."""
-    return f"allowedSchemes: [http]\nallowedPrivateNetworks: ['{node_ip}/32']\n"
