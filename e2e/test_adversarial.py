@@ -223,8 +223,12 @@ def test_init_container_gets_the_operators_policy_and_refused_uris_get_no_deploy
         and any(v["name"] == "refused" and v.get("reason") for v in e["status"].get("variants") or [])
         and e, 60, "the refused variant reported",
     )  # fmt: skip
-    owned = [d.metadata.name for d in objs.apps.list_namespaced_deployment(namespace).items]
-    assert owned == [slot], owned  # no Deployment for the refused URI
+    # no Deployment for the refused URI (one prepared while it was still being verified is removed; its
+    # pods would have refused the URI too: the init container enforces the same policy)
+    wait_for(
+        lambda: [d.metadata.name for d in objs.apps.list_namespaced_deployment(namespace).items] == [slot],
+        30, "only the good variant's Deployment",
+    )  # fmt: skip
     refused_v = next(v for v in ep["status"]["variants"] if v["name"] == "refused")
     assert not refused_v["eligible"] and "URIRefused" in refused_v["message"]
 

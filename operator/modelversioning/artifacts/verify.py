@@ -231,7 +231,7 @@ def verify_artifact(
             writer.discard()
         return result(
             Reason.DIGEST_MISMATCH,
-            f"{shown}: DigestMismatch: the bytes read do not hash to the expected sha256 {expected[:12]}...; "
+            f"{shown}: DigestMismatch: the bytes read do not hash to the expected sha256 {expected}; "
             "fix the URI or register a new version",
             digest=digest,
         )
