@@ -15,7 +15,8 @@ set -euo pipefail
 
 K8S_VERSION="${K8S_VERSION:-v1.34.4}"
 CRICTL_VERSION="${CRICTL_VERSION:-v1.34.0}"
-PACKAGES=(containerd runc containernetworking-plugins iptables nftables debootstrap umoci buildah gcc libc6-dev)
+PACKAGES=(containerd runc containernetworking-plugins iptables nftables iproute2 debootstrap debian-archive-keyring gpgv wget
+          umoci buildah gcc libc6-dev)
 
 CACHE_ROOT="${MV_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/modelversioning}"
 KEY="node_k8s-${K8S_VERSION}_crictl-${CRICTL_VERSION}"
