@@ -371,3 +371,10 @@ def test_retention_keep_count_and_reused_versions():
     assert select(fleet(), Retention(), T0 + timedelta(days=4000)) == registry.RetentionPlan(
         kept=select(fleet(), Retention(), T0).kept
     )  # no rules: nothing happens, ever
+
+
+def test_retention_keeps_the_higher_versions_when_they_left_production_in_the_same_second():
+    same = prod_history(T0, 0)  # every one promoted and demoted at T0
+    vs = [view(v, "staging", same) for v in ("1.4.0", "1.10.0", "1.3.0", "1.9.0")]
+    plan = select(vs, Retention(parse_duration("1d"), None, 2), T0 + timedelta(days=2))
+    assert sorted(n for n, _ in plan.archive) == ["m-v1.3.0", "m-v1.4.0"]

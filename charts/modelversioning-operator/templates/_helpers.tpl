@@ -139,17 +139,18 @@ yet is authorized as `create`, hence create + patch.
 */}}
 {{- define "mvo.rules.controller" -}}
 {{- $v := .root.Values -}}
-# ModelVersions: watched; patched only for the operator's own finalizer (metadata.finalizers).
+# ModelVersions: watched; patched only for the operator's own finalizer (metadata.finalizers) and
+# annotations (rollout records, retention's archive order and artifact deletion record).
 - apiGroups: [modelversioning.io]
   resources: [modelversions]
   verbs: [list, watch, patch]
-# ModelEndpoints: watched only; the operator never writes a user's spec.
+# ModelEndpoints, Models and ModelApprovals: watched only; the operator never writes a user's spec.
 - apiGroups: [modelversioning.io]
-  resources: [modelendpoints]
+  resources: [modelendpoints, models, modelapprovals]
   verbs: [list, watch]
 # Status is written once per reconcile with a merge patch.
 - apiGroups: [modelversioning.io]
-  resources: [modelversions/status, modelendpoints/status]
+  resources: [modelversions/status, modelendpoints/status, models/status]
   verbs: [patch]
 # Children carry ownerReferences with blockOwnerDeletion to their ModelEndpoint; clusters with
 # the OwnerReferencesPermissionEnforcement admission plugin require this.

@@ -6,7 +6,7 @@ policy makes ``spec.approver`` the authenticated user who created it.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -56,13 +56,19 @@ class Transition(ApiModel):
     lineage: list[Literal[LINEAGE_FIELDS]] = Field(  # type: ignore[valid-type]
         default_factory=list, max_length=8, description="Lineage fields the version must have for this hop."
     )
-    metrics: list[str] = Field(
+    metrics: list[Annotated[str, Field(max_length=256)]] = Field(
         default_factory=list,
+        json_schema_extra=validations(
+            cel(
+                f"self.all(m, m.matches(r'{GATE_PATTERN}'))",
+                "a metric gate must read '<metric> <op> <number>' or '<metric> <op> production.<metric> "
+                "[+|- <number>]' with op one of >= <= > < ==",
+            )
+        ),
         max_length=16,
         description="Metric gates: '<metric> <op> <number>' or '<metric> <op> production.<metric> [+|- "
         "<number>]' (op: >= <= > < ==), e.g. 'auc >= production.auc - 0.005', 'latency_p99_ms <= 20'. "
         "Against production: every other version in production now must be matched (none: passes).",
-        json_schema_extra={"items": {"maxLength": 256, "pattern": GATE_PATTERN}},
     )
     approvals: int = Field(
         default=0,
@@ -114,21 +120,18 @@ class RetentionSpec(ApiModel):
 
 class ModelSpec(ApiModel):
     description: str | None = Field(default=None, max_length=4096)
-    stages: list[str] = Field(
+    stages: list[Annotated[str, Field(max_length=32, pattern=STAGE_NAME)]] = Field(
         default_factory=list,
         max_length=16,
         description="This model's stages in order (default: candidate, staging, production, archived). Must "
         "include candidate and production; archived is always added. Only staging and production carry "
         "serving rights on endpoints; other stages count as candidate.",
-        json_schema_extra={
-            "items": {"maxLength": 32, "pattern": STAGE_NAME},
-            **validations(
-                cel(
-                    "size(self) == 0 || ('candidate' in self && 'production' in self)",
-                    "stages must include candidate and production",
-                )
-            ),
-        },
+        json_schema_extra=validations(
+            cel(
+                "size(self) == 0 || ('candidate' in self && 'production' in self)",
+                "stages must include candidate and production",
+            )
+        ),
     )
     transitions: list[Transition] = Field(
         default_factory=list,

@@ -158,9 +158,9 @@ class RetentionPlan:
 def select(views: Sequence[VersionView], rules: Retention, now: datetime) -> RetentionPlan:
     """Which versions to archive and which artifacts to delete at ``now``."""
     kept: dict[str, str] = {}
-    previous = sorted(
+    previous = sorted(  # most recently out of production first; within the same second, higher versions
         (v for v in views if v.was_production() and v.stage != PRODUCTION and not v.reused),
-        key=lambda v: v.out_of_production_since() or now,
+        key=lambda v: (v.out_of_production_since() or now, order_key(v.version)),
         reverse=True,
     )
     for i, v in enumerate(previous[: max(0, rules.keep_previous_production)]):

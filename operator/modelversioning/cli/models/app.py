@@ -594,7 +594,10 @@ def promote(
     ctx: typer.Context,
     model: Annotated[str, typer.Argument(help="Model name.")],
     version: Annotated[str, typer.Argument(help="Version.")],
-    to: Annotated[StageChoice, typer.Option("--to", help="Target stage.")],
+    to_stage: Annotated[
+        str,
+        typer.Option("--to", help="Target stage: candidate, staging, production, archived, or its Model's."),
+    ],
     reason: Annotated[
         str | None, typer.Option("--reason", help="Why (recorded in the stage history).")
     ] = None,
@@ -603,21 +606,22 @@ def promote(
     ] = 60,
     no_wait: Annotated[bool, typer.Option("--no-wait", help="Request the stage and return.")] = False,
 ) -> None:
-    """Request a stage; wait until the operator makes it (exit 0) or says why not (exit 1)."""
+    """Request a stage; wait until the operator makes it (exit 0) or says which gate blocked it, with the
+    numbers (exit 1)."""
     g = _globals(ctx)
     cluster = g.cluster
     name = expected_name(model, version)
     mv = cluster.get(MODELVERSIONS, name)
     history_before = len(views.status_of(mv).get("history") or [])
     actor = cluster.current_user()
-    patched = cluster.merge_patch(MODELVERSIONS, name, actions.promote_patch(to.value, actor, reason))
+    patched = cluster.merge_patch(MODELVERSIONS, name, actions.promote_patch(to_stage, actor, reason))
     generation = int(views.meta_of(patched).get("generation") or 0)
     fmt = g.fmt()
     if no_wait:
         requested: dict[str, Any] = {
             "model": model,
             "version": version,
-            "requested": to.value,
+            "requested": to_stage,
             "actor": actor,
             "result": "requested",
         }
@@ -625,7 +629,7 @@ def promote(
             g,
             requested,
             lambda: Text(
-                f"{name}: requested {to.value} (by {actor}); the operator moves status.stage "
+                f"{name}: requested {to_stage} (by {actor}); the operator moves status.stage "
                 "when the gates pass"
             ),
         )
@@ -637,17 +641,17 @@ def promote(
     def check(obj: dict[str, Any] | None) -> actions.PromoteResult | None:
         if obj is None:
             return actions.PromoteResult("blocked", None, "Deleted", f"ModelVersion {name} was deleted")
-        r = actions.promote_state(obj, to.value, generation, history_before)
+        r = actions.promote_state(obj, to_stage, generation, history_before)
         state[:] = [r]
         if r.state == "waiting" and spinner is not None:
             spinner.update(
-                f"waiting for {name} to reach {to.value} (stage {r.stage}; {r.reason}: {r.message})"
+                f"waiting for {name} to reach {to_stage} (stage {r.stage}; {r.reason}: {r.message})"
             )
         return r if r.state != "waiting" else None
 
     try:
         if err.is_terminal:
-            with err.status(f"waiting for {name} to reach {to.value}") as spinner:
+            with err.status(f"waiting for {name} to reach {to_stage}") as spinner:
                 result = cluster.wait(MODELVERSIONS, name, check, timeout)
         else:
             result = cluster.wait(MODELVERSIONS, name, check, timeout)
@@ -655,12 +659,12 @@ def promote(
         last = state[0] if state else None
         where = f"; stage is {last.stage} ({last.reason}: {last.message})" if last else ""
         raise Refused(
-            f"timed out after {timeout:g}s waiting for {name} to reach {to.value}{where}", code=EXIT_TIMEOUT
+            f"timed out after {timeout:g}s waiting for {name} to reach {to_stage}{where}", code=EXIT_TIMEOUT
         ) from None
     data: dict[str, Any] = {
         "model": model,
         "version": version,
-        "requested": to.value,
+        "requested": to_stage,
         "stage": result.stage,
         "result": "promoted" if result.state == "done" else "blocked",
         "reason": result.reason or None,
@@ -672,9 +676,9 @@ def promote(
             c = render.console()
             if result.new_history:
                 c.print(render.history_entries_table(result.new_history))
-                c.print(Text(f"{name} is now {to.value}", style="green"))
+                c.print(Text(f"{name} is now {to_stage}", style="green"))
             else:
-                c.print(Text(f"{name} is already {to.value}", style="green"))
+                c.print(Text(f"{name} is already {to_stage}", style="green"))
         else:
             _out(render.dump(data, fmt))
         return
@@ -684,7 +688,7 @@ def promote(
     if result.new_history:
         moved = f" (moved {', '.join(views_step(h) for h in result.new_history)})"
     raise Refused(
-        f"{name} was not promoted to {to.value}; it stays {result.stage}{moved}. "
+        f"{name} was not promoted to {to_stage}; it stays {result.stage}{moved}. "
         f"{result.reason}: {result.message}"
     )
 
@@ -925,3 +929,9 @@ def main(argv: Sequence[str] | None = None) -> None:
 from modelversioning.cli.models.rollout_cmd import rollout_app  # noqa: E402  (uses _globals/_show above)
 
 app.add_typer(rollout_app, name="rollout")
+
+
+# ---- the registry: search, lineage, approve ---------------------------------------------------------
+from modelversioning.cli.models import registry_cmd  # noqa: E402  (uses _globals/_show above)
+
+registry_cmd.register(app)

@@ -1,0 +1,405 @@
+"""The registry on the real control plane: a Model's memory refuses a re-registered version number,
+a five-stage model's approval gate cannot be forged (the chart's admission policy on ModelApprovals,
+users impersonated), a metric gate refuses a worse candidate with the numbers, and retention with the
+test clock archives and deletes artifacts (versitygw and file://) while keeping the two previous
+production versions, anything referenced, and every ModelVersion object."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+
+from admission import as_user
+from helpers import Objects, condition, make_artifact, model_endpoint, model_version, wait_for
+from s3server import S3Server
+
+GROUP, VERSION = "modelversioning.io", "v1alpha1"
+
+
+def create_model(objs: Objects, name: str, spec: dict[str, Any]) -> dict[str, Any]:
+    body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "Model", "metadata": {"name": name}, "spec": spec}
+    return dict(objs.co.create_namespaced_custom_object(GROUP, VERSION, objs.ns, "models", body))
+
+
+def get_model(objs: Objects, name: str) -> dict[str, Any]:
+    return dict(objs.co.get_namespaced_custom_object(GROUP, VERSION, objs.ns, "models", name))
+
+
+def record(objs: Objects, model: str, version: str) -> dict[str, Any] | None:
+    for r in (get_model(objs, model).get("status") or {}).get("versions") or []:
+        if r["version"] == version:
+            return dict(r)
+    return None
+
+
+def stage_of(objs: Objects, name: str) -> str | None:
+    return (objs.mv(name).get("status") or {}).get("stage")
+
+
+def cond_reason(objs: Objects, name: str, type_: str) -> tuple[str, str, str] | None:
+    c = condition(objs.mv(name), type_)
+    return (c["status"], c["reason"], c.get("message", "")) if c else None
+
+
+def wait_stage(objs: Objects, name: str, stage: str, timeout: float = 60) -> None:
+    wait_for(lambda: stage_of(objs, name) == stage, timeout, f"{name} in {stage}")
+
+
+def approval(model: str, version: str, sha: str, stage: str, approver: str, name: str) -> dict[str, Any]:
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "ModelApproval",
+        "metadata": {"name": name},
+        "spec": {"model": model, "version": version, "sha256": sha, "stage": stage, "approver": approver},
+    }
+
+
+def test_delete_and_re_register_is_refused(
+    kube: Any, namespace: str, operator: Any, artifact_root: Path
+) -> None:
+    objs = Objects(kube, namespace)
+    create_model(objs, "fraud", {})
+    uri, sha = make_artifact(artifact_root, f"{namespace}-fraud", "1.0.0", b"the real weights\n")
+    objs.create(model_version("fraud", "1.0.0", uri, sha, stage="production"))
+    wait_stage(objs, "fraud-v1.0.0", "production")
+    wait_for(lambda: (record(objs, "fraud", "1.0.0") or {}).get("digest") == sha, 30, "1.0.0 recorded")
+
+    objs.delete_mv("fraud-v1.0.0")
+    wait_for(
+        lambda: (record(objs, "fraud", "1.0.0") or {}).get("removedAt"), 30, "record marks 1.0.0 deleted"
+    )
+
+    # the same number, other weights, asking for production at once
+    uri2, sha2 = make_artifact(artifact_root, f"{namespace}-fraud", "1.0.0-other", b"other weights\n")
+    objs.create(model_version("fraud", "1.0.0", uri2, sha2, stage="production"))
+    refused = wait_for(
+        lambda: (
+            (c := cond_reason(objs, "fraud-v1.0.0", "ArtifactVerified")) and c[1] == "VersionReused" and c
+        ),
+        30,
+        "the re-registered 1.0.0 refused",
+    )
+    assert refused[0] == "False" and sha[:12] in refused[2] and sha2[:12] in refused[2]
+    mv = objs.mv("fraud-v1.0.0")
+    assert mv["status"]["stage"] == "candidate" and "artifact" not in mv["status"]
+    assert condition(mv, "Ready")["status"] == "False"
+    warnings = wait_for(
+        lambda: [e for e in objs.events("fraud-v1.0.0") if e.reason == "VersionReused"], 10, "a Warning Event"
+    )
+    assert warnings[0].type == "Warning" and sha2[:12] in warnings[0].message
+    rec = record(objs, "fraud", "1.0.0")
+    assert rec is not None and rec["digest"] == sha  # the memory keeps the first digest
+    # an endpoint pinning it never gets it: not verified means not eligible
+    objs.create(model_endpoint("fraud", "fraud", [{"name": "main", "version": "1.0.0", "weight": 100}]))
+
+    def variant_reason() -> str | None:
+        vs = (objs.mep("fraud").get("status") or {}).get("variants") or []
+        return vs[0].get("reason") if vs else None
+
+    assert wait_for(variant_reason, 30, "endpoint variant decided") == "ArtifactNotVerified"
+    # a new generation (which re-checks other failures) keeps the refusal
+    gen = objs.patch_mv("fraud-v1.0.0", {"spec": {"description": "touch"}})["metadata"]["generation"]
+    wait_for(lambda: objs.mv("fraud-v1.0.0")["status"].get("observedGeneration") == gen, 30, "reconciled")
+    assert cond_reason(objs, "fraud-v1.0.0", "ArtifactVerified")[1] == "VersionReused"
+
+
+FIVE = {
+    "stages": ["candidate", "validated", "staging", "approved", "production"],
+    "transitions": [
+        {"from": "candidate", "to": "validated", "lineage": ["codeCommit", "dataset"]},
+        {"from": "validated", "to": "staging"},
+        {"from": "staging", "to": "approved", "approvals": 2},
+        {"from": "approved", "to": "production", "lineage": ["author"]},
+        {"from": "production", "to": "staging"},
+    ],
+}
+
+
+def grant_approver(objs: Objects, user: str) -> None:
+    """RBAC: ``user`` may create ModelApprovals (and read ModelVersions) in the namespace, nothing more."""
+    rbac = client.RbacAuthorizationV1Api(objs.api)
+    name = f"approver-{user}"
+    rbac.create_namespaced_role(
+        objs.ns,
+        {
+            "metadata": {"name": name},
+            "rules": [
+                {"apiGroups": [GROUP], "resources": ["modelapprovals"], "verbs": ["create", "get", "list"]},
+                {"apiGroups": [GROUP], "resources": ["modelversions"], "verbs": ["get", "list"]},
+            ],
+        },
+    )
+    rbac.create_namespaced_role_binding(
+        objs.ns,
+        {
+            "metadata": {"name": name},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}],
+        },
+    )
+
+
+def test_five_stage_model_approvals_cannot_be_forged(
+    kube: Any, namespace: str, operator: Any, artifact_root: Path
+) -> None:
+    objs = Objects(kube, namespace)
+    create_model(objs, "credit", FIVE)
+    uri, sha = make_artifact(artifact_root, f"{namespace}-credit", "3.0.0")
+    objs.create(model_version("credit", "3.0.0", uri, sha, stage="production"))
+    name = "credit-v3.0.0"
+    blocked = wait_for(
+        lambda: (c := cond_reason(objs, name, "StageTransition")) and c[1] == "ApprovalRequired" and c,
+        60,
+        "the walk to stop at the approval gate",
+    )
+    assert stage_of(objs, name) == "staging"
+    assert "needs 2 distinct approvals" in blocked[2] and "has 0" in blocked[2]
+    assert [h["to"] for h in objs.mv(name)["status"]["history"]] == ["candidate", "validated", "staging"]
+
+    for user in ("alice", "bob"):
+        grant_approver(objs, user)
+    alice = client.CustomObjectsApi(as_user(kube, "alice"))
+    bob = client.CustomObjectsApi(as_user(kube, "bob"))
+    # alice cannot approve as bob: the API server refuses it, whatever her RBAC allows
+    with pytest.raises(ApiException) as refused:
+        alice.create_namespaced_custom_object(
+            GROUP,
+            VERSION,
+            namespace,
+            "modelapprovals",
+            approval("credit", "3.0.0", sha, "approved", "bob", "forged"),
+        )
+    assert refused.value.status in (403, 422) and "must be alice" in refused.value.body
+    # nor can she change her approval into someone else's later (immutable), nor count twice
+    alice.create_namespaced_custom_object(
+        GROUP,
+        VERSION,
+        namespace,
+        "modelapprovals",
+        approval("credit", "3.0.0", sha, "approved", "alice", "a1"),
+    )
+    alice.create_namespaced_custom_object(
+        GROUP,
+        VERSION,
+        namespace,
+        "modelapprovals",
+        approval("credit", "3.0.0", sha, "approved", "alice", "a2"),
+    )
+    wait_for(
+        lambda: "has 1 (alice)" in cond_reason(objs, name, "StageTransition")[2], 30, "one approver counted"
+    )
+    assert stage_of(objs, name) == "staging"
+    # an approval of other weights does not count
+    bob.create_namespaced_custom_object(
+        GROUP,
+        VERSION,
+        namespace,
+        "modelapprovals",
+        approval("credit", "3.0.0", "b" * 64, "approved", "bob", "b0"),
+    )
+    bob.create_namespaced_custom_object(
+        GROUP, VERSION, namespace, "modelapprovals", approval("credit", "3.0.0", sha, "approved", "bob", "b1")
+    )
+    wait_stage(objs, name, "production", 30)
+    hist = objs.mv(name)["status"]["history"]
+    assert [h["to"] for h in hist] == ["candidate", "validated", "staging", "approved", "production"]
+    assert next(h for h in hist if h["to"] == "approved")["approvedBy"] == ["alice", "bob"]
+
+
+STANDARD = [
+    {"from": "candidate", "to": "staging"},
+    {"from": "production", "to": "staging"},
+    {"from": "archived", "to": "staging"},
+]
+
+
+def test_metric_gate_refuses_a_worse_candidate(
+    kube: Any, namespace: str, operator: Any, artifact_root: Path
+) -> None:
+    objs = Objects(kube, namespace)
+    gates = ["auc >= production.auc - 0.005", "latency_p99_ms <= 20"]
+    create_model(
+        objs, "churn", {"transitions": [*STANDARD, {"from": "staging", "to": "production", "metrics": gates}]}
+    )
+
+    def mv(version: str, auc: float, latency: float) -> dict[str, Any]:
+        uri, sha = make_artifact(artifact_root, f"{namespace}-churn", version)
+        return model_version(
+            "churn", version, uri, sha, stage="production", metrics={"auc": auc, "latency_p99_ms": latency}
+        )
+
+    objs.create(mv("1.0.0", 0.947, 11.5))
+    wait_stage(objs, "churn-v1.0.0", "production")  # nothing in production to compare with
+    objs.create(mv("1.1.0", 0.941, 11.0))
+    objs.create(mv("1.2.0", 0.950, 25.0))
+    objs.create(mv("1.3.0", 0.943, 12.0))  # within the margin
+    for name, needle in (
+        ("churn-v1.1.0", "auc 0.941 < production 0.947 - 0.005 (1.0.0)"),
+        ("churn-v1.2.0", "latency_p99_ms 25 > 20"),
+    ):
+        c = wait_for(
+            lambda n=name: (
+                (c := cond_reason(objs, n, "StageTransition")) and c[1] == "MetricGateFailed" and c
+            ),
+            60,
+            f"{name} refused by the metric gate",
+        )
+        assert needle in c[2], c
+        assert stage_of(objs, name) == "staging"
+        wait_for(  # posted right after the status write
+            lambda n=name, x=needle: any(
+                e.reason == "StageTransitionBlocked" and x in e.message for e in objs.events(n)
+            ),
+            10,
+            f"a Warning Event on {name} with the numbers",
+        )
+    wait_stage(objs, "churn-v1.3.0", "production")
+
+
+# ---- retention -----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def retention_operator(operator: Any) -> Iterator[Any]:
+    """The session operator with the test clock and artifact deletion allowed, for this test only."""
+    original = operator.config.read_text()
+    cfg = yaml.safe_load(original) or {}
+    cfg["registry"] = {"testClock": True, "allowArtifactDeletion": True, "retentionCheckSeconds": 5}
+    operator.config.write_text(yaml.safe_dump(cfg))
+    operator.restart()
+    try:
+        yield operator
+    finally:
+        operator.config.write_text(original)
+        operator.restart()
+
+
+def test_retention_archives_and_deletes_artifacts_but_keeps_records(
+    kube: Any, namespace: str, retention_operator: Any, artifact_root: Path
+) -> None:
+    objs = Objects(kube, namespace)
+    with S3Server.start() as s3:
+        s3.create_bucket("models")
+        objs.core.create_namespaced_secret(
+            namespace, client.V1Secret(metadata=client.V1ObjectMeta(name="s3"), string_data=s3.secret_data())
+        )
+        create_model(
+            objs,
+            "ranker",
+            {
+                "retention": {
+                    "archiveAfter": "180d",
+                    "deleteArtifactsAfter": "730d",
+                    "keepPreviousProduction": 2,
+                    "artifactDeletion": "Enabled",
+                }
+            },
+        )
+        versions = ["1.0.0", "1.1.0", "1.2.0", "1.3.0", "1.4.0", "1.5.0"]
+        files: dict[str, Path] = {}
+        for v in versions:
+            if v == "1.1.0":  # on a real S3 server
+                data = b"ranker 1.1.0 on s3\n"
+                s3.put("models/ranker/1.1.0/model.bin", data)
+                body = model_version(
+                    "ranker", v, "s3://models/ranker/1.1.0/model.bin", hashlib.sha256(data).hexdigest()
+                )
+                body["spec"]["artifact"]["secretRef"] = {"name": "s3"}
+            else:
+                uri, sha = make_artifact(artifact_root, f"{namespace}-ranker", v)
+                files[v] = Path(uri.removeprefix("file://"))
+                body = model_version("ranker", v, uri, sha)
+            objs.create(body)
+        # each version in production in turn; the one before goes back to staging
+        for prev, v in zip([None, *versions], versions, strict=False):
+            objs.patch_mv(f"ranker-v{v}", {"spec": {"stage": "production"}})
+            wait_stage(objs, f"ranker-v{v}", "production")
+            if prev:
+                objs.patch_mv(f"ranker-v{prev}", {"spec": {"stage": "staging"}})
+                wait_stage(objs, f"ranker-v{prev}", "staging")
+        # 1.2.0 is pinned by an endpoint (weight 0): referenced, never touched
+        objs.create(
+            model_endpoint(
+                "ranker",
+                "ranker",
+                [
+                    {"name": "live", "version": "1.5.0", "weight": 100},
+                    {"name": "old", "version": "1.2.0", "weight": 0},
+                ],
+            )
+        )
+        wait_for(
+            lambda: objs.mv("ranker-v1.2.0")["status"].get("servedBy"), 30, "1.2.0 served by the endpoint"
+        )
+        wait_for(
+            lambda: get_model(objs, "ranker").get("status", {}).get("production") == ["1.5.0"], 30, "memory"
+        )
+
+        def at(days: int) -> None:
+            now = datetime.now(UTC) + timedelta(days=days)
+            ann = {"modelversioning.io/test-clock": now.strftime("%Y-%m-%dT%H:%M:%SZ")}
+            objs.co.patch_namespaced_custom_object(
+                GROUP, VERSION, namespace, "models", "ranker", {"metadata": {"annotations": ann}}
+            )
+
+        at(200)
+        for v in ("1.0.0", "1.1.0"):
+            wait_stage(objs, f"ranker-v{v}", "archived", 30)
+            last = objs.mv(f"ranker-v{v}")["status"]["history"][-1]
+            assert (
+                last["actor"] == "Retention (Model ranker)"
+                and "longer than archiveAfter 180d" in last["reason"]
+            )
+        archive_due = wait_for(
+            lambda: [e.message for e in objs.events("ranker") if e.reason == "ArchiveDue"], 10
+        )
+        assert len(archive_due) == 2 and "ranker-v1.0.0" in archive_due[0] + archive_due[1], archive_due
+        for v in ("1.2.0", "1.3.0", "1.4.0"):  # referenced; the two previous production versions
+            mv = objs.mv(f"ranker-v{v}")
+            assert mv["status"]["stage"] == "staging", v
+            assert "modelversioning.io/retention-archive" not in (mv["metadata"].get("annotations") or {}), v
+        assert stage_of(objs, "ranker-v1.5.0") == "production"
+        assert s3.filesystem().exists("models/ranker/1.1.0/model.bin") and files["1.0.0"].exists()
+
+        at(800)
+        for v in ("1.0.0", "1.1.0"):
+            c = wait_for(
+                lambda v=v: (
+                    (c := cond_reason(objs, f"ranker-v{v}", "ArtifactVerified"))
+                    and c[1] == "ArtifactDeleted"
+                    and c
+                ),
+                30,
+                f"{v}'s artifact deleted",
+            )
+            assert c[0] == "False"
+            mv = objs.mv(f"ranker-v{v}")  # the object and its verified record stay
+            assert (
+                mv["status"]["stage"] == "archived"
+                and mv["status"]["artifact"]["digest"] == mv["spec"]["artifact"]["sha256"]
+            )
+            deleted = json.loads(mv["metadata"]["annotations"]["modelversioning.io/artifact-deleted"])
+            assert deleted["by"] == "Retention (Model ranker)"
+            wait_for(
+                lambda v=v: (record(objs, "ranker", v) or {}).get("artifact") == "Deleted", 10, "the record"
+            )
+        assert not s3.filesystem().exists("models/ranker/1.1.0/model.bin")
+        assert not files["1.0.0"].exists()
+        for v in ("1.2.0", "1.3.0", "1.4.0", "1.5.0"):
+            assert files[v].exists(), v
+            assert cond_reason(objs, f"ranker-v{v}", "ArtifactVerified")[1] == "Verified"
+        deleted_events = wait_for(
+            lambda: [e.message for e in objs.events("ranker") if e.reason == "ArtifactDeleted"], 10, "Events"
+        )
+        assert sorted(m.split()[4] for m in deleted_events) == ["ranker-v1.0.0", "ranker-v1.1.0"], (
+            deleted_events
+        )

@@ -1,0 +1,190 @@
+"""`kubectl models search | lineage | approve`: the pure views, and the commands' output formats."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import typer
+import yaml
+
+from modelversioning.cli.models.registry_cmd import (
+    Filters,
+    approval_body,
+    lineage_renderable,
+    lineage_view,
+    parse_where,
+    search_rows,
+    search_table,
+)
+from modelversioning.cli.models.render import to_text
+
+SHA = "c" * 64
+
+
+def mv(
+    version,
+    stage,
+    *,
+    author="jane@acme.com",
+    auc=0.9,
+    dataset=("tx", "2024-06"),
+    commit="3f9c2a1d",
+    tags=(),
+    ns="a",
+):
+    return {
+        "metadata": {
+            "name": f"fraud-v{version}",
+            "namespace": ns,
+            "labels": {f"tag.modelversioning.io/{t}": "true" for t in tags},
+        },
+        "spec": {
+            "model": "fraud",
+            "version": version,
+            "artifact": {"uri": f"s3://m/{version}", "sha256": SHA},
+            "lineage": {
+                "codeCommit": commit,
+                "codeRepository": "https://git/x",
+                "dataset": {"name": dataset[0], "version": dataset[1]},
+                "author": author,
+                "hyperparameters": {"lr": 0.1},
+            },
+            "metrics": {"auc": auc, "latency_p99_ms": 12.0},
+        },
+        "status": {"stage": stage},
+    }
+
+
+FLEET = [
+    mv("1.0.0", "archived", auc=0.91),
+    mv("1.1.0", "production", auc=0.947, tags=("best-for-fraud-detection",)),
+    mv("1.2.0", "staging", auc=0.95, author="bob@acme.com", dataset=("tx", "2024-09"), commit="abcdef1"),
+    mv("2.0.0", "candidate", auc=0.96, ns="b"),
+]
+
+
+@pytest.mark.parametrize(
+    "filters,versions",
+    [
+        (Filters(), ["1.0.0", "1.1.0", "1.2.0", "2.0.0"]),
+        (Filters(stage="production"), ["1.1.0"]),
+        (Filters(tags=("best-for-fraud-detection",)), ["1.1.0"]),
+        (Filters(author="BOB"), ["1.2.0"]),
+        (Filters(dataset="tx@2024-09"), ["1.2.0"]),
+        (Filters(dataset="tx"), ["1.0.0", "1.1.0", "1.2.0", "2.0.0"]),
+        (Filters(commit="abc"), ["1.2.0"]),
+        (Filters(where=(parse_where("auc>=0.947"),)), ["1.1.0", "1.2.0", "2.0.0"]),
+        (Filters(where=(parse_where("auc>0.947"), parse_where("latency_p99_ms < 20"))), ["1.2.0", "2.0.0"]),
+        (Filters(where=(parse_where("f1>=0.5"),)), []),  # a metric it does not have never matches
+        (Filters(model="other"), []),
+    ],
+)
+def test_search_filters(filters, versions):
+    assert [r["version"] for r in search_rows(FLEET, filters)] == versions
+
+
+def test_search_rows_and_table():
+    rows = search_rows(FLEET, Filters(stage="production"))
+    assert rows == [
+        {
+            "namespace": "a",
+            "model": "fraud",
+            "version": "1.1.0",
+            "stage": "production",
+            "author": "jane@acme.com",
+            "dataset": "tx@2024-06",
+            "codeCommit": "3f9c2a1d",
+            "metrics": {"auc": 0.947, "latency_p99_ms": 12.0},
+            "tags": ["best-for-fraud-detection"],
+        }
+    ]
+    text = to_text(search_table(rows, ["auc"]))
+    assert (
+        "1.1.0" in text
+        and "auc=0.947" in text
+        and "latency" not in text
+        and "best-for-fraud-detection" in text
+    )
+
+
+@pytest.mark.parametrize("bad", ["auc", "auc >> 1", "auc>=high", ">=0.9"])
+def test_where_refuses_what_it_cannot_read(bad):
+    with pytest.raises(typer.BadParameter):
+        parse_where(bad)
+
+
+def test_lineage_view_tells_the_whole_story():
+    v = mv("1.1.0", "production")
+    v["metadata"]["annotations"] = {}
+    v["status"].update(
+        {
+            "history": [
+                {"to": "candidate", "at": "t0", "actor": "ci", "reason": "Registered"},
+                {
+                    "from": "staging",
+                    "to": "production",
+                    "at": "t2",
+                    "actor": "jane",
+                    "reason": "ok",
+                    "approvedBy": ["alice", "bob"],
+                },
+            ],
+            "servedBy": [{"endpoint": "fraud", "variant": "stable", "weight": 90}],
+            "rollouts": [
+                {"endpoint": "fraud", "result": "Succeeded", "at": "t3", "message": "analysis passed"}
+            ],
+            "artifact": {"digest": SHA, "verifiedAt": "t1"},
+        }
+    )
+    approvals = [
+        {
+            "metadata": {"creationTimestamp": "t1"},
+            "spec": {"stage": "production", "approver": "bob", "sha256": SHA},
+        },
+        {
+            "metadata": {"creationTimestamp": "t0"},
+            "spec": {"stage": "production", "approver": "alice", "sha256": SHA},
+        },
+        {
+            "metadata": {"creationTimestamp": "t0"},
+            "spec": {"stage": "production", "approver": "eve", "sha256": "d" * 64},
+        },
+    ]
+    model = {
+        "status": {"versions": [{"version": "1.1.0", "digest": SHA, "firstSeen": "2024-01-01T00:00:00Z"}]}
+    }
+    view = lineage_view(v, approvals, model)
+    assert view["producedBy"]["codeCommit"] == "3f9c2a1d" and view["artifact"]["verifiedAt"] == "t1"
+    assert [a["approver"] for a in view["approvals"]] == ["alice", "bob"]  # eve approved other weights
+    assert view["registry"] == {"firstSeen": "2024-01-01T00:00:00Z", "digest": SHA, "sameDigest": True}
+    assert view["endpoints"] == [
+        {"endpoint": "fraud", "at": "t3", "what": "rollout Succeeded"},
+        {"endpoint": "fraud", "at": "now", "what": "variant stable at 90%"},
+    ]
+    assert view["stages"][1]["approvedBy"] == ["alice", "bob"]
+    text = to_text(lineage_renderable(view))
+    for needle in (
+        "https://git/x @ 3f9c2a1d",
+        "tx 2024-06",
+        "alice,bob",
+        "rollout Succeeded",
+        "2024-01-01T00:00:00Z",
+    ):
+        assert needle in text, needle
+    # -o json / yaml carry the same data
+    assert json.loads(json.dumps(view)) == view and yaml.safe_load(yaml.safe_dump(view)) == view
+
+
+def test_approval_is_named_per_user_and_stage():
+    a = approval_body("fraud", "1.1.0", SHA, "production", "alice@acme.com", "looks right")
+    b = approval_body("fraud", "1.1.0", SHA, "production", "bob@acme.com", None)
+    assert a["spec"] == {
+        "model": "fraud", "version": "1.1.0", "sha256": SHA, "stage": "production",
+        "approver": "alice@acme.com", "comment": "looks right",
+    }  # fmt: skip
+    assert (
+        a["metadata"]["name"].startswith("fraud-v1.1.0-production-")
+        and a["metadata"]["name"] != b["metadata"]["name"]
+    )
+    assert "comment" not in b["spec"]
