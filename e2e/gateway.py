@@ -50,6 +50,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -367,6 +368,10 @@ class Traefik:
                 conn.close()
         return out
 
+    def traffic(self, path: str = "/v1/predict", **kwargs: Any) -> TrafficLoop:
+        """Continuous requests in background threads (a context manager; see TrafficLoop)."""
+        return TrafficLoop(self, path, **kwargs)
+
     # ------------------------------------------------------------------ status
     def route_status(self, namespace: str, name: str) -> RouteStatus:
         """Conditions Traefik wrote on an HTTPRoute for this Gateway (empty if none yet)."""
@@ -620,6 +625,124 @@ class Traefik:
             60,
             lambda: json.dumps(status),
         )
+
+
+@dataclass
+class Sample:
+    t: float  # time.monotonic() when the response (or the error) came back
+    status: int  # -1: connection error
+    version: str | None  # x-model-version
+    variant: str | None  # x-endpoint-variant
+    error: str = ""
+
+
+class TrafficLoop:
+    """Continuous requests through a Traefik Gateway in background threads, recording every response.
+
+        with gw.traffic(host=HOST) as loop:
+            ...change weights...
+            t = loop.wait_until(lambda s: s.version == "2.3.8", settle=50)
+        assert not loop.failures()
+
+    Each thread keeps one keep-alive connection (a new one after an error); ``interval`` seconds between
+    requests per thread (0: back to back).
+    """
+
+    def __init__(
+        self,
+        gw: Traefik,
+        path: str = "/v1/predict",
+        *,
+        host: str | None = None,
+        method: str = "POST",
+        body: bytes | None = b"{}",
+        threads: int = 2,
+        interval: float = 0.0,
+    ) -> None:
+        self.gw, self.path, self.host, self.method, self.body = gw, path, host, method, body
+        self.threads, self.interval = threads, interval
+        self.samples: list[Sample] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._workers: list[threading.Thread] = []
+
+    def __enter__(self) -> TrafficLoop:
+        for i in range(self.threads):
+            t = threading.Thread(target=self._run, name=f"traffic-{i}", daemon=True)
+            t.start()
+            self._workers.append(t)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        self._stop.set()
+        for t in self._workers:
+            t.join(timeout=30)
+
+    def _run(self) -> None:
+        hdrs = {"Host": self.host} if self.host else {}
+        if self.body is not None:
+            hdrs["Content-Type"] = "application/json"
+        conn: http.client.HTTPConnection | None = None
+        while not self._stop.is_set():
+            if conn is None:
+                conn = http.client.HTTPConnection(self.gw._client_host, self.gw.web_port, timeout=10)
+            try:
+                conn.request(self.method, self.path, body=self.body, headers=hdrs)
+                resp = conn.getresponse()
+                resp.read()
+                sample = Sample(
+                    time.monotonic(),
+                    resp.status,
+                    resp.getheader("x-model-version"),
+                    resp.getheader("x-endpoint-variant"),
+                )
+                if resp.will_close:
+                    conn.close()
+                    conn = None
+            except (OSError, http.client.HTTPException) as e:
+                sample = Sample(time.monotonic(), -1, None, None, f"{type(e).__name__}: {e}")
+                conn.close()
+                conn = None
+            with self._lock:
+                self.samples.append(sample)
+            if self.interval:
+                self._stop.wait(self.interval)
+        if conn is not None:
+            conn.close()
+
+    def since(self, t0: float) -> list[Sample]:
+        with self._lock:
+            return [s for s in self.samples if s.t >= t0]
+
+    def failures(self, t0: float = 0.0) -> list[Sample]:
+        """Responses that were not 2xx (or connection errors) since ``t0``."""
+        return [s for s in self.since(t0) if not 200 <= s.status < 300]
+
+    def wait_until(
+        self,
+        predicate: Callable[[Sample], bool],
+        *,
+        since: float | None = None,
+        settle: int = 20,
+        timeout: float = 60,
+    ) -> float:
+        """Until ``settle`` consecutive responses after ``since`` (default: now) satisfy ``predicate``;
+        returns the time of the first of them (time.monotonic())."""
+        t0 = time.monotonic() if since is None else since
+        deadline = time.monotonic() + timeout
+        while True:
+            run: list[Sample] = []
+            for s in self.since(t0):
+                run = [*run, s] if predicate(s) else []
+            if len(run) >= settle:
+                return run[0].t
+            if time.monotonic() > deadline:
+                last = self.since(t0)[-5:]
+                raise GatewayError(f"timed out after {timeout:.0f}s: last responses {last}")
+            time.sleep(0.05)
 
 
 def weighted_split_tolerance(n: int, p: float, z: float = 4.0) -> float:

@@ -353,6 +353,27 @@ def test_route_headers_and_weighted_split_through_traefik(
     assert set(measure(traefik, 200)) == {"stable"}
 
 
+def test_weight_flip_under_continuous_traffic(
+    cluster: ControlPlane, traefik: Traefik, backend_ns: str, host_servers: dict[str, HostModelServer]
+) -> None:
+    """A rollback-style weight edit (all traffic to the other version) while clients keep sending:
+    no request fails, and from some instant on every response comes from the new side."""
+    cluster.apply(render_route(traefik, backend_ns, host_servers, {"stable": 0, "canary": 100}))
+    wait_serving(traefik, lambda c: set(c) == {"canary"}, "everything on canary")
+    with traefik.traffic(host=HOST, threads=2) as loop:
+        wait_for(lambda: len(loop.samples) >= 50, 30, "some traffic")
+        t_edit = time.monotonic()
+        cluster.apply(render_route(traefik, backend_ns, host_servers, {"stable": 100, "canary": 0}))
+        t_flip = loop.wait_until(lambda s: s.version == "2.3.8", since=t_edit, settle=100)
+    total = len(loop.since(t_edit))
+    print(
+        f"weight flip under traffic: every response from stable {t_flip - t_edit:.2f}s after the apply "
+        f"({total} requests after the edit, {len(loop.failures())} failed)"
+    )
+    assert not loop.failures(), loop.failures()[:5]
+    assert all(s.version in ("2.3.8", "2.4.1") for s in loop.samples)
+
+
 def test_prometheus_scrapes_model_servers_and_traefik(
     cluster: ControlPlane,
     traefik: Traefik,
