@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -23,6 +26,37 @@ from helpers import Objects, condition, make_artifact, model_endpoint, model_ver
 from s3server import S3Server
 
 GROUP, VERSION = "modelversioning.io", "v1alpha1"
+KM = Path(sys.executable).parent / "kubectl-models"
+
+
+def km(
+    cluster: Any, namespace: str, *args: str, token: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`kubectl models ...` as a subprocess (the installed console script): as the harness user, or with
+    a bearer ``token`` (another identity the API server authenticates)."""
+    env = {k: v for k, v in os.environ.items() if k != "KUBECONFIG"} | {"COLUMNS": "250"}
+    kubeconfig = str(cluster.kubeconfig)
+    if token is not None:
+        cfg = yaml.safe_load(Path(kubeconfig).read_text())
+        cfg["users"] = [{"name": "token-user", "user": {"token": token}}]
+        for c in cfg["contexts"]:
+            c["context"]["user"] = "token-user"
+        path = Path(kubeconfig).with_name(f"kubeconfig-{hashlib.sha256(token.encode()).hexdigest()[:8]}")
+        path.write_text(yaml.safe_dump(cfg))
+        kubeconfig = str(path)
+    cmd = [str(KM), "--kubeconfig", kubeconfig, "-n", namespace, *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env)
+
+
+def service_account_token(objs: Objects, name: str) -> str:
+    """A ServiceAccount ``name`` in the namespace and a short-lived token for it (TokenRequest)."""
+    objs.core.create_namespaced_service_account(
+        objs.ns, client.V1ServiceAccount(metadata=client.V1ObjectMeta(name=name))
+    )
+    req = client.AuthenticationV1TokenRequest(
+        spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=3600)
+    )
+    return str(objs.core.create_namespaced_service_account_token(name, objs.ns, req).status.token)
 
 
 def create_model(objs: Objects, name: str, spec: dict[str, Any]) -> dict[str, Any]:
@@ -127,7 +161,7 @@ FIVE = {
 def grant_approver(objs: Objects, user: str) -> None:
     """RBAC: ``user`` may create ModelApprovals (and read ModelVersions) in the namespace, nothing more."""
     rbac = client.RbacAuthorizationV1Api(objs.api)
-    name = f"approver-{user}"
+    name = f"approver-{hashlib.sha256(user.encode()).hexdigest()[:8]}"
     rbac.create_namespaced_role(
         objs.ns,
         {
@@ -149,7 +183,7 @@ def grant_approver(objs: Objects, user: str) -> None:
 
 
 def test_five_stage_model_approvals_cannot_be_forged(
-    kube: Any, namespace: str, operator: Any, artifact_root: Path
+    cluster: Any, kube: Any, namespace: str, operator: Any, artifact_root: Path
 ) -> None:
     objs = Objects(kube, namespace)
     create_model(objs, "credit", FIVE)
@@ -206,13 +240,22 @@ def test_five_stage_model_approvals_cannot_be_forged(
         "modelapprovals",
         approval("credit", "3.0.0", "b" * 64, "approved", "bob", "b0"),
     )
-    bob.create_namespaced_custom_object(
-        GROUP, VERSION, namespace, "modelapprovals", approval("credit", "3.0.0", sha, "approved", "bob", "b1")
+    # carol approves with kubectl models, authenticated by her own token: recorded as who she is
+    carol = f"system:serviceaccount:{namespace}:carol"
+    grant_approver(objs, carol)
+    token = service_account_token(objs, "carol")
+    res = km(
+        cluster, namespace, "approve", "credit", "3.0.0", "--stage", "approved", "-o", "json", token=token
     )
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["approver"] == carol
     wait_stage(objs, name, "production", 30)
     hist = objs.mv(name)["status"]["history"]
     assert [h["to"] for h in hist] == ["candidate", "validated", "staging", "approved", "production"]
-    assert next(h for h in hist if h["to"] == "approved")["approvedBy"] == ["alice", "bob"]
+    assert next(h for h in hist if h["to"] == "approved")["approvedBy"] == [
+        "alice",
+        carol,
+    ]  # not bob: other weights
 
 
 STANDARD = [
@@ -223,7 +266,7 @@ STANDARD = [
 
 
 def test_metric_gate_refuses_a_worse_candidate(
-    kube: Any, namespace: str, operator: Any, artifact_root: Path
+    cluster: Any, kube: Any, namespace: str, operator: Any, artifact_root: Path
 ) -> None:
     objs = Objects(kube, namespace)
     gates = ["auc >= production.auc - 0.005", "latency_p99_ms <= 20"]
@@ -263,6 +306,23 @@ def test_metric_gate_refuses_a_worse_candidate(
             f"a Warning Event on {name} with the numbers",
         )
     wait_stage(objs, "churn-v1.3.0", "production")
+    # kubectl models promote says which gate blocked it, with the numbers (exit 1)
+    res = km(cluster, namespace, "promote", "churn", "1.1.0", "--to", "production", "--timeout", "30")
+    assert res.returncode == 1, res
+    assert "MetricGateFailed" in res.stderr and "auc 0.941 < production 0.947 - 0.005" in res.stderr, (
+        res.stderr
+    )
+    found = json.loads(
+        km(cluster, namespace, "search", "churn", "--where", "auc>=0.945", "-o", "json").stdout
+    )
+    assert [(r["version"], r["stage"]) for r in found] == [("1.0.0", "production"), ("1.2.0", "staging")]
+    found = km(
+        cluster, namespace, "search", "-A", "--stage", "production", "--dataset", "tx@2024-06-30"
+    ).stdout
+    assert f"{namespace}" in found and "churn" in found and "1.3.0" in found and "1.1.0" not in found
+    story = yaml.safe_load(km(cluster, namespace, "lineage", "churn", "1.3.0", "-o", "yaml").stdout)
+    assert [h["to"] for h in story["stages"]] == ["candidate", "staging", "production"]
+    assert story["producedBy"]["codeCommit"] == "3f9c2a1" and story["registry"]["sameDigest"] is True
 
 
 # ---- retention -----------------------------------------------------------------------------------

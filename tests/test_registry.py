@@ -378,3 +378,10 @@ def test_retention_keeps_the_higher_versions_when_they_left_production_in_the_sa
     vs = [view(v, "staging", same) for v in ("1.4.0", "1.10.0", "1.3.0", "1.9.0")]
     plan = select(vs, Retention(parse_duration("1d"), None, 2), T0 + timedelta(days=2))
     assert sorted(n for n, _ in plan.archive) == ["m-v1.3.0", "m-v1.4.0"]
+
+
+def test_only_archived_versions_lose_their_artifact():
+    """Deleting needs the version archived first: with archiving off, nothing is ever deleted."""
+    no_archive = Retention(None, parse_duration("730d"), keep_previous_production=0)
+    plan = select(fleet(), no_archive, T0 + timedelta(days=4000))
+    assert plan.archive == () and plan.delete == ()
