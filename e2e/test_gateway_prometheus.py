@@ -1,11 +1,12 @@
 """A real Gateway API implementation (Traefik) and a real Prometheus, with real HTTP requests.
 
-Without the real node, the backends are reference model servers (`modelversioning model-server`)
-running as host processes on the host's own non-loopback address (the API server refuses loopback
-addresses in EndpointSlices), behind selector-less Services with hand-written EndpointSlices. The
-HTTPRoutes are the operator's: rendered by its gatewayAPI router (the code the operator runs), and,
-in the last test, written by the running operator itself. Every request goes only to loopback or
-this host's own address.
+Host backends: reference model servers (`modelversioning model-server`) as host processes on the host's
+own non-loopback address (the API server refuses loopback addresses in EndpointSlices), behind
+selector-less Services with hand-written EndpointSlices. Real-node backends: the operator's rendered
+Deployments and Services, running on the real node (`real_node` fixture). The HTTPRoutes are the
+operator's: rendered by its gatewayAPI router (the code the operator runs), and in
+test_operator_written_route_is_accepted_by_traefik written by the running operator itself. Every
+request goes only to loopback, this host's own address or the real node's bridge.
 """
 
 from __future__ import annotations
