@@ -828,6 +828,7 @@ def test_init_container_verifies_the_pinned_digest() -> None:
     assert env["MODEL_NAME"] == MODEL and env["MODEL_VERSION"] == "2.4.0"
     assert [e["name"] for e in server["env"]].count("MODEL_PATH") == 1  # runtime.env cannot override
     assert env["LOG_LEVEL"] == "info"
+    assert env["MODEL_PORT"] == "8080" and env["MODEL_VARIANT"] == variant.name  # the server listens there
 
 
 def test_minimal_deployment_defaults() -> None:

@@ -193,7 +193,9 @@ def test_templates_select_the_variant_and_its_slot() -> None:
     v = Vars("ns", "ep", "canary", "2.4.1", "ep-canary-x", "2m")
     q = render_query(builtin("error-rate", "modelServer", 0.99), v)
     assert 'variant="canary"' in q and 'version="2.4.1"' in q and "[2m]" in q and 'code=~"5.."' in q
-    assert 'service=~"ns-ep-canary-x-.*"' in render_query(builtin("latency", "traefik", 0.5), v)
+    assert "-svc-ns-ep-canary-x-[0-9]+@kubernetesgateway" in render_query(
+        builtin("latency", "traefik", 0.5), v
+    )
     assert 'destination_service_name="ep-canary-x"' in render_query(builtin("error-rate", "istio", 0.5), v)
     assert render_query('x{a="{{variant}}"}', Vars("n", "e", 'a"b', "1", "s", "1m")) == 'x{a="a\\"b"}'
 

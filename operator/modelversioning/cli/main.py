@@ -138,7 +138,12 @@ def model_server(
     ),
     variant: str = typer.Option("", "--variant", envvar="MODEL_VARIANT", help="Variant label for metrics."),
     host: str = typer.Option("0.0.0.0", "--host", envvar="MODEL_SERVER_HOST"),
-    port: int = typer.Option(8080, "--port", envvar="MODEL_SERVER_PORT", help="runtime.port of the version."),
+    port: int = typer.Option(
+        8080,
+        "--port",
+        envvar=["MODEL_SERVER_PORT", "MODEL_PORT"],
+        help="runtime.port of the version (the operator sets MODEL_PORT).",
+    ),
     health_path: str = typer.Option("/healthz", "--health-path", envvar="MODEL_SERVER_HEALTH_PATH"),
     error_rate: float = typer.Option(
         0.0,

@@ -40,8 +40,9 @@ ENV_MODEL_NAME = "MODEL_NAME"
 ENV_MODEL_VERSION = "MODEL_VERSION"
 ENV_MODEL_SHA256 = "MODEL_SHA256"
 ENV_MODEL_VARIANT = "MODEL_VARIANT"
+ENV_MODEL_PORT = "MODEL_PORT"  # runtime.port: the container port the Service and the probe use
 RESERVED_ENV = frozenset(
-    {ENV_MODEL_PATH, ENV_MODEL_NAME, ENV_MODEL_VERSION, ENV_MODEL_SHA256, ENV_MODEL_VARIANT}
+    {ENV_MODEL_PATH, ENV_MODEL_NAME, ENV_MODEL_VERSION, ENV_MODEL_SHA256, ENV_MODEL_VARIANT, ENV_MODEL_PORT}
 )
 
 
@@ -160,6 +161,7 @@ def _server_container(variant: Variant, version: ModelVersionSpec, serving: Serv
         {"name": ENV_MODEL_VERSION, "value": version.version},
         {"name": ENV_MODEL_SHA256, "value": version.artifact.sha256},
         {"name": ENV_MODEL_VARIANT, "value": variant.name},
+        {"name": ENV_MODEL_PORT, "value": str(runtime.port)},
     ] + [{"name": e.name, "value": e.value} for e in runtime.env if e.name not in RESERVED_ENV]
     container["ports"] = [{"name": naming.PORT_NAME, "containerPort": runtime.port, "protocol": "TCP"}]
     container["readinessProbe"] = _readiness_probe(runtime.health_path)
