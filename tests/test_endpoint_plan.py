@@ -405,3 +405,10 @@ def test_replicas_follow_the_share_and_the_share_waits_for_the_pods() -> None:
     assert plan.weights == {"stable": 90, "canary": 10} and plan.decision("canary").replicas == 5
     later = P.decide(replace(f, variants=(stable, down), previous_weights={"stable": 90, "canary": 10}))
     assert later.decision("canary").replicas == 1
+
+
+def test_a_models_own_stage_carries_no_serving_rights() -> None:
+    # a Model may define stages such as "approved": they count as candidate, never as production
+    f = facts(variant(mv=mv(stage="approved"), desired=slot("s")))
+    plan = P.decide(f)
+    assert not plan.decision("stable").eligible and plan.decision("stable").reason == R.STAGE_NOT_REACHED

@@ -191,7 +191,7 @@ def _pinned_still_good(v: VariantFacts, need: Stage) -> tuple[bool, str]:
     if mv is not None and (mv.uid, mv.digest) == (pin.uid, pin.digest):
         if not mv.verified:
             return False, f"{mv.name} is no longer verified ({mv.verify_reason})"
-        if mv.stage is None or not has_reached(Stage(mv.stage), need):
+        if mv.stage is None or not has_reached(mv.stage, need):
             return False, f"{mv.name} is {mv.stage or 'unknown'} now; needs {need}"
     # A deleted or re-created ModelVersion: the pods still run the digest verified when pinned.
     return True, ""
@@ -224,7 +224,7 @@ def _desired_status(v: VariantFacts, need: Stage) -> tuple[bool, str, str]:
     if not mv.verified:
         reason = R.DIGEST_MISMATCH if mv.verify_reason == "DigestMismatch" else R.ARTIFACT_NOT_VERIFIED
         return False, reason, f"{mv.name}: ArtifactVerified is not True ({mv.verify_reason or 'pending'})"
-    if mv.stage is None or not has_reached(Stage(mv.stage), need):
+    if mv.stage is None or not has_reached(mv.stage, need):
         return False, R.STAGE_NOT_REACHED, f"{mv.name} is {mv.stage or 'unknown'}; needs {need}"
     if v.replicas == 0:
         return False, R.SCALED_TO_ZERO, "variant has 0 replicas"

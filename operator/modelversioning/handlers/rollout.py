@@ -189,8 +189,8 @@ def plan_rollout(
         c.max_weight_below_stage is not None
         and verified
         and stage is not None
-        and not has_reached(Stage(stage), required)
-        and has_reached(Stage(stage), one_below(required))
+        and not has_reached(stage, required)
+        and has_reached(stage, one_below(required))
     )
     inp = RO.Inputs(
         plan=plan,

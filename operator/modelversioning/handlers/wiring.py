@@ -24,19 +24,18 @@ from modelversioning.api.settings import Settings
 from modelversioning.handlers.activity import PauseSignal, install_pause_hook, refill, run_while_active
 from modelversioning.handlers.kube import (
     DEPLOYMENT,
-    HTTPROUTE,
     MODELENDPOINT,
     MODELVERSION,
+    ROUTE_RESOURCES,
     SERVICE,
-    VIRTUALSERVICE,
     Kube,
     Resource,
     load_api_client,
 )
 from modelversioning.handlers.model import MODEL, MODELAPPROVAL, ModelReconciler
-from modelversioning.handlers.modelendpoint import ENDPOINT_LABEL, ModelEndpointReconciler
+from modelversioning.handlers.modelendpoint import ModelEndpointReconciler
 from modelversioning.handlers.modelversion import ModelVersionReconciler, make_verifier
-from modelversioning.handlers.store import Store
+from modelversioning.handlers.store import Store, controller_of
 from modelversioning.handlers.workqueue import Key, WorkQueue
 
 log = logging.getLogger("modelversioning")
@@ -162,10 +161,9 @@ def prime_store(op: Operator) -> None:
         (DEPLOYMENT, selector),
         (SERVICE, selector),
     ]
-    if "istio" in op.settings.serving.enabled_routers:
-        kinds.append((VIRTUALSERVICE, selector))
-    if "gatewayAPI" in op.settings.serving.enabled_routers:
-        kinds.append((HTTPROUTE, selector))
+    for router, res in ROUTE_RESOURCES.items():
+        if router in op.settings.serving.enabled_routers:
+            kinds.append((res, selector))
     for res, sel in kinds:
         for ns in namespaces:
             try:  # objects deleted while this replica was paused leave the cache here
@@ -254,9 +252,9 @@ def _child_event(kind: str) -> Any:
     async def handler(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
         op = _op()
         ns, _name, _alive = _track(kind, event, body)
-        owner = (body.get("metadata", {}).get("labels") or {}).get(ENDPOINT_LABEL)
+        owner = controller_of(dict(body))  # children are found by their controller ownerReference
         if owner:
-            op.queue.add(("ModelEndpoint", ns, owner))
+            op.queue.add(("ModelEndpoint", ns, owner[1]))
 
     handler.__name__ = f"{kind.lower()}_event"
     return handler
@@ -268,14 +266,11 @@ def register_children(settings: Settings) -> None:
         _child_event("Deployment")
     )
     kopf.on.event("", "v1", "services", labels=MANAGED, id="service_event")(_child_event("Service"))
-    if "istio" in settings.serving.enabled_routers:
-        kopf.on.event(
-            "networking.istio.io", "v1", "virtualservices", labels=MANAGED, id="virtualservice_event"
-        )(_child_event("VirtualService"))
-    if "gatewayAPI" in settings.serving.enabled_routers:
-        kopf.on.event("gateway.networking.k8s.io", "v1", "httproutes", labels=MANAGED, id="httproute_event")(
-            _child_event("HTTPRoute")
-        )
+    for router, res in ROUTE_RESOURCES.items():  # each router module names its own route resource
+        if router in settings.serving.enabled_routers:
+            kopf.on.event(res.group, res.version, res.plural, labels=MANAGED, id=f"{res.kind.lower()}_event")(
+                _child_event(res.kind)
+            )
 
 
 @kopf.on.probe(id="queue")
