@@ -661,6 +661,8 @@ disabled_plugins = [
         present = self._present_images()
         for image in wanted:
             if present.get(image.ref) != image.digest:
+                if image.ref in present:  # an older build: drop it and collect its layers now (bounded cache)
+                    self.ctr("images", "rm", "--sync", image.ref, check=False, timeout=300)
                 self.log(f"importing {image.ref} into containerd")
                 self.ctr("images", "import", str(image.archive), timeout=600)
         present = self._present_images()

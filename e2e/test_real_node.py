@@ -186,6 +186,7 @@ def test_verify_artifact_init_container_gates_the_pod(
                             "--policy-file",
                             "/etc/modelversioning/policy.yaml",
                         ],
+                        terminationMessagePolicy="FallbackToLogsOnError",
                         volumeMounts=[
                             {"name": "models", "mountPath": "/models"},
                             {"name": "policy", "mountPath": "/etc/modelversioning", "readOnly": True},
@@ -268,8 +269,11 @@ def test_verify_artifact_init_container_gates_the_pod(
     assert conditions["Initialized"] == "False"
     server = tampered_pod["status"]["containerStatuses"][0]
     assert server["ready"] is False and "running" not in server["state"], server
-    logs = cluster.kubectl("logs", "-n", namespace, "tampered", "-c", "verify-artifact", "--previous").stdout
-    report = _last_json(logs)
+    # The failed attempt's report, from its termination message (FallbackToLogsOnError): the kubelet
+    # removes dead init containers as it retries, so `kubectl logs --previous` may find none.
+    init = tampered_pod["status"]["initContainerStatuses"][0]
+    terminated = (init.get("lastState") or {}).get("terminated") or init["state"]["terminated"]
+    report = _last_json(terminated.get("message") or "")
     assert (report["ok"], report["reason"], report["actual"]) == (False, "DigestMismatch", sha256), report
 
 
