@@ -127,7 +127,7 @@ def by_kind(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
 
 
 def rendered_settings(docs: list[dict[str, Any]]) -> dict[str, Any]:
-    (cm,) = by_kind(docs, "ConfigMap")
+    (cm,) = [c for c in by_kind(docs, "ConfigMap") if c["metadata"]["name"].endswith("-config")]
     return dict(yaml.safe_load(cm["data"]["config.yaml"]))
 
 
@@ -376,6 +376,13 @@ def test_install_upgrade_uninstall_keeps_crds_and_models(
         assert crd_uids(kube) == uids_before
         assert objs.mv(mv["metadata"]["name"])["metadata"]["uid"] == mv["metadata"]["uid"]
 
+        # the chart's admission policies were live: its binding's parameter names its ServiceAccount
+        params = client.CoreV1Api(kube).read_namespaced_config_map(f"{fullname}-admission", namespace)
+        assert params.data["operators"].split(",")[0] == f"system:serviceaccount:{namespace}:{fullname}"
+        vapb = ("get", "validatingadmissionpolicybinding", "status-writers.modelversioning.io", "-o", "json")
+        binding = json.loads(cluster.kubectl(*vapb).stdout)
+        assert binding["spec"]["paramRef"]["name"] == f"{fullname}-admission"
+
         helm("uninstall", release, "--namespace", namespace, "--wait", "--timeout", "90s")
         installed = False
         wait_for(
@@ -387,9 +394,6 @@ def test_install_upgrade_uninstall_keeps_crds_and_models(
         # crds.keep=true: the CRDs, and with them every ModelVersion, survive the uninstall.
         assert crd_uids(kube) == uids_before
         assert objs.mv(mv["metadata"]["name"])["metadata"]["uid"] == mv["metadata"]["uid"]
-        # the chart's admission policies were live: its binding's parameter names its ServiceAccount
-        params = client.CoreV1Api(kube).read_namespaced_config_map(f"{fullname}-admission", namespace)
-        assert params.data["operators"].split(",")[0] == f"system:serviceaccount:{namespace}:{fullname}"
     finally:
         if installed:
             helm("uninstall", release, "--namespace", namespace, check=False)
@@ -488,6 +492,24 @@ def test_chart_rbac_is_sufficient_and_minimal(
             "create", "token", sa["metadata"]["name"], "-n", ops_ns, "--duration=1h"
         ).stdout.strip()
         kubeconfig = sa_kubeconfig(cluster, token, tmp_path / "operator.kubeconfig")
+        # The API server's RBAC authorizer learns new (Cluster)Roles and bindings from its own informers:
+        # on a loaded machine that lags the apply by a moment, and a write in that moment is refused
+        # (this test once saw "could not post Event ... Forbidden"). Start when the grants are in effect.
+        wait_for(
+            lambda: all(
+                cluster.kubectl(
+                    "auth", "can-i", verb, res, "-n", work_ns, "--as", subject, check=False
+                ).stdout.strip()
+                == "yes"
+                for verb, res in (
+                    ("create", "events"),
+                    ("patch", "modelendpoints/status"),
+                    ("create", "deployments"),
+                )
+            ),
+            60,
+            "the chart's RBAC in effect for its ServiceAccount",
+        )
         audit_from = cluster.audit_offset()
         op = OperatorProcess(
             kubeconfig,
@@ -557,8 +579,8 @@ def test_chart_rbac_is_sufficient_and_minimal(
         }
         expected = [
             ("patch", "virtualservices", None),
-            ("patch", "deployments", None),
-            ("patch", "services", None),
+            ("create", "deployments", None),  # children are created (POST); patched only on drift
+            ("create", "services", None),
             ("patch", "modelendpoints", "status"),
             ("patch", "modelversions", "status"),
             ("patch", "modelversions", None),  # the in-use finalizer
