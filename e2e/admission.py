@@ -24,6 +24,7 @@ POLICY_DIR = REPO / "charts" / "modelversioning-operator" / "files" / "admission
 PARAMS_NAMESPACE = "modelversioning-system"
 PARAMS_NAME = "modelversioning-admission"
 PROBE_USER = "mv-admission-probe"
+PROBE_MV = "admission-probe-v1.0.0"  # in PARAMS_NAMESPACE: allow_operator checks its status writes
 
 
 def policies() -> list[dict[str, Any]]:
@@ -81,36 +82,54 @@ def set_operators(cp: Any, users: list[str]) -> None:
     )  # fmt: skip
 
 
+def _may_write_status(cp: Any, user: str) -> bool:
+    """Does the API server let ``user`` write a ModelVersion's status now (dry run on the probe)?"""
+    res = cp.kubectl(
+        "patch", "mv", PROBE_MV, "-n", PARAMS_NAMESPACE, "--subresource=status", "--type=merge",
+        "-p", '{"status": {}}', "--dry-run=server", f"--as={user}", "--as-group=system:masters",
+        check=False, timeout=30,
+    )  # fmt: skip
+    return res.returncode == 0
+
+
 @contextlib.contextmanager
-def allow_operator(cp: Any, *users: str) -> Iterator[None]:
-    """Treat ``users`` as the operator too, for the duration (e.g. the chart's ServiceAccount)."""
+def allow_operator(cp: Any, *users: str, timeout: float = 60) -> Iterator[None]:
+    """Treat ``users`` as the operator too, for the duration (e.g. the chart's ServiceAccount); returns
+    once the API server's policies see the new parameter."""
     before = operators(cp)
     set_operators(cp, before + [u for u in users if u not in before])
     try:
+        deadline = time.monotonic() + timeout
+        while not all(_may_write_status(cp, u) for u in users):
+            if time.monotonic() > deadline:
+                got = cp.kubectl("get", "validatingadmissionpolicybinding", "-o", "yaml", check=False).stdout
+                raise RuntimeError(f"{users} are not the operator for the admission policies yet:\n{got}")
+            time.sleep(0.2)
         yield
     finally:
         set_operators(cp, before)
 
 
-def _probe_refused(cp: Any) -> bool:
-    """Is a ModelVersion whose requested-by names someone else refused (dry run, as a non-operator)?"""
-    mv = {
+def _probe_mv(name: str, namespace: str, annotations: dict[str, str] | None = None) -> dict[str, Any]:
+    model, _, version = name.rpartition("-v")
+    return {
         "apiVersion": "modelversioning.io/v1alpha1",
         "kind": "ModelVersion",
-        "metadata": {
-            "name": "probe-v1.0.0",
-            "namespace": "default",
-            "annotations": {"modelversioning.io/requested-by": "somebody-else"},
-        },
+        "metadata": {"name": name, "namespace": namespace, "annotations": annotations or {}},
         "spec": {
-            "model": "probe",
-            "version": "1.0.0",
+            "model": model,
+            "version": version,
             "artifact": {"uri": "s3://b/probe", "sha256": "0" * 64},
             "lineage": {"codeCommit": "abc1234", "dataset": {"name": "d", "version": "1"}},
             "metrics": {"auc": 1.0},
             "runtime": {"image": "probe:1"},
         },
     }
+
+
+def _probe_refused(cp: Any) -> bool:
+    """Is a ModelVersion whose requested-by names someone else refused (dry run, as a non-operator)?"""
+    mv = _probe_mv("probe-v1.0.0", "default", {"modelversioning.io/requested-by": "somebody-else"})
     res = cp.kubectl(
         "create", "--dry-run=server", "-f", "-", f"--as={PROBE_USER}", "--as-group=system:masters",
         input=yaml.safe_dump(mv), check=False, timeout=30,
@@ -125,6 +144,15 @@ def install(cp: Any, users: list[str] | None = None, timeout: float = 60) -> Non
     while not _probe_refused(cp):
         if time.monotonic() > deadline:
             raise RuntimeError("the admission policies were installed but are not enforced")
+        time.sleep(0.2)
+    probe = yaml.safe_dump(_probe_mv(PROBE_MV, PARAMS_NAMESPACE))
+    apply = ("apply", "--server-side", "--field-manager=mv-e2e", "-f", "-")
+    while True:  # for allow_operator's check (never verified: the operator only writes its status)
+        res = cp.kubectl(*apply, input=probe, check=False)
+        if res.returncode == 0:
+            break
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"cannot create the admission probe: {res.stderr}")
         time.sleep(0.2)
 
 

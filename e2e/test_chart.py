@@ -503,7 +503,7 @@ def test_chart_rbac_is_sufficient_and_minimal(
                 == "yes"
                 for verb, res in (
                     ("create", "events"),
-                    ("patch", "modelendpoints/status"),
+                    ("patch", "modelversions.modelversioning.io"),  # "x/status" would name an object
                     ("create", "deployments"),
                 )
             ),
