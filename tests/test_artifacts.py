@@ -375,7 +375,8 @@ def test_http_credentials_sent_but_never_shown(http_base: str) -> None:
     token = "tok-very-secret-123"
     _Handler.seen_headers.clear()
     uri = f"{http_base}/private.bin?X-Amz-Signature=SIGSECRET&X-Amz-Credential=AKIAEXAMPLE"
-    r = verify_artifact(uri, SHA_ABC, policy=LOOPBACK, secret_data={"HTTP_AUTHORIZATION": token, HOSTS_KEY: "127.0.0.1"})
+    secret = {"HTTP_AUTHORIZATION": token, HOSTS_KEY: "127.0.0.1"}
+    r = verify_artifact(uri, SHA_ABC, policy=LOOPBACK, secret_data=secret)
     assert r.reason is Reason.ACCESS_DENIED
     assert any(h.get("Authorization") == f"Bearer {token}" for h in _Handler.seen_headers)
     blob = json.dumps(r.to_dict()) + repr(r)
@@ -579,7 +580,8 @@ def test_storage_options_from_secret_and_env() -> None:
         == "Basic eHg="
     )
     assert "Authorization" not in storage_options("https", None, env={})["headers"]
-    gs = storage_options("gs", {"GOOGLE_APPLICATION_CREDENTIALS_JSON": '{"type": "service_account"}', **bound})
+    key = '{"type": "service_account"}'
+    gs = storage_options("gs", {"GOOGLE_APPLICATION_CREDENTIALS_JSON": key, **bound})
     assert gs["token"] == {"type": "service_account"}
     assert storage_options("gs", {}, env={})["token"] == "anon"
     access = store_access("s3", secret, env={})
