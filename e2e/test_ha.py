@@ -10,6 +10,7 @@ per kind) before it reconciles, and takes over.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import urllib.request
 from collections import Counter
@@ -19,6 +20,7 @@ from typing import Any
 import pytest
 import yaml
 
+from admission import allow_operator
 from helpers import Objects, make_artifact, model_endpoint, model_version, vs_weights, wait_for
 from operator_proc import OperatorProcess
 
@@ -54,6 +56,7 @@ def peering(cluster):
 def identities(cluster, namespace, tmp_path):
     """A ServiceAccount, token and kubeconfig per replica: (kubeconfig path, audit username)."""
     made: list[str] = []
+    operators = contextlib.ExitStack()  # the admission policies: each replica is "the operator"
 
     def make(name: str) -> tuple[Path, str]:
         cluster.kubectl("create", "serviceaccount", name, "-n", namespace)
@@ -80,9 +83,12 @@ def identities(cluster, namespace, tmp_path):
                 }
             )
         )
-        return path, f"system:serviceaccount:{namespace}:{name}"
+        user = f"system:serviceaccount:{namespace}:{name}"
+        operators.enter_context(allow_operator(cluster, user))
+        return path, user
 
     yield make
+    operators.close()
     for binding in made:
         cluster.kubectl("delete", "clusterrolebinding", binding, "--ignore-not-found")
 
