@@ -119,7 +119,7 @@ def _probe_mv(name: str, namespace: str, annotations: dict[str, str] | None = No
         "spec": {
             "model": model,
             "version": version,
-            "artifact": {"uri": "s3://b/probe", "sha256": "0" * 64},
+            "artifact": {"uri": "http://169.254.169.254/probe", "sha256": "0" * 64},  # refused, never fetched
             "lineage": {"codeCommit": "abc1234", "dataset": {"name": "d", "version": "1"}},
             "metrics": {"auc": 1.0},
             "runtime": {"image": "probe:1"},
