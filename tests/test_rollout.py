@@ -228,3 +228,20 @@ def test_strategy_api_rules() -> None:
                 }
             }
         )
+
+
+def test_a_canary_declared_at_zero_needs_no_rollout() -> None:
+    # a new endpoint with the canary warm at 0 %: nothing to ramp, nothing to wait for
+    out = RO.advance(RO.Inputs(PLAN, BEFORE, "t0", {}, False, 0, None))
+    assert out.state.phase == RO.SUCCEEDED and out.weights == BEFORE
+    # a pause whose step gives the canary nothing cannot wait for an analysis that never runs
+    timed = replace(PLAN, steps=STEPS[:3])  # no manual pause
+    capped = RO.Inputs(timed, DECLARED, "t1", {"stable": 100, "canary": 0}, True, 0, None)  # no allowance
+    st = RO.advance(capped).state
+    outs = []
+    for now in (1, 70, 200, 300):
+        outs.append(RO.advance(replace(capped, state=st, now=now)))
+        st = outs[-1].state
+    assert st.phase == RO.SUCCEEDED
+    # ... but a canary that never took traffic and was never measured earns no promotion
+    assert not any(o.promote for o in outs)

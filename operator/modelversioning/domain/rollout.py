@@ -208,8 +208,8 @@ def _advance(inp: Inputs) -> Outcome:
     weights = dict(st.weights)
     if st.phase == SUCCEEDED:
         events.append(("Normal", "RolloutSucceeded", f"canary {plan.canary} reached its declared weight"))
-        return Outcome(st, dict(inp.declared), tuple(events), promote=True, summary=_summary(st),
-                       recorded=measured)  # fmt: skip
+        return Outcome(st, dict(inp.declared), tuple(events), promote=_earned(inp, st),
+                       summary=_summary(st), recorded=measured)  # fmt: skip
     due = [wait] if wait is not None else []
     if plan.analysis and st.phase in (PROGRESSING, PAUSED):
         last = st.last_analysis_at if st.last_analysis_at is not None else inp.now
@@ -217,10 +217,20 @@ def _advance(inp: Inputs) -> Outcome:
     return Outcome(st, weights, tuple(events), min(due) if due else None, recorded=measured)
 
 
+def _earned(inp: Inputs, st: State) -> bool:
+    """A promotion is earned by evidence: with an analysis, a passing measurement of the canary (never
+    promoted without one); without, the canary carrying traffic at the end of its steps."""
+    if inp.plan.analysis:
+        return any(m.verdict == PASSED for m in st.measurements)
+    return int(inp.effective.get(inp.plan.canary, 0)) > 0
+
+
 def _no_ramp(inp: Inputs) -> bool:
     """A change that does not give the canary more than it carries now (a rollback, a weight cut)
     is applied at once: rollback must never wait for steps."""
     c = inp.plan.canary
+    if int(inp.declared.get(c, 0)) == 0:
+        return True  # nothing to ramp (e.g. a new endpoint whose canary waits warm at 0 %)
     return int(inp.declared.get(c, 0)) <= int(inp.effective.get(c, 0)) and bool(inp.effective)
 
 
@@ -332,7 +342,7 @@ def _walk(inp: Inputs, st: State) -> tuple[State, list[tuple[str, str, str]], fl
             left = st.step_started_at + (s.pause_seconds or 0) - inp.now
             if left > 0:
                 return replace(st, message=f"step {st.step}: pause, {left:.0f}s left"), events, left
-            if plan.analysis and not st.passed_since_step:
+            if plan.analysis and not st.passed_since_step and want[plan.canary] > 0:
                 return (
                     replace(st, message=f"step {st.step}: pause over, waiting for a passing analysis"),
                     events,
