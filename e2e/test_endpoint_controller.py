@@ -173,7 +173,8 @@ def test_blue_green_switch_waits_for_green(objs, artifact_root):
             (e := objs.mep("rec"))
             and cond_is(e, "Progressing", "True")
             and e["metadata"]["generation"] == e["status"]["observedGeneration"]
-            and any(v["name"] == "green" and v["reason"] == "StageNotReached" for v in e["status"]["variants"])
+            and {"name": "green", "reason": "StageNotReached"}.items()
+            <= next(v for v in e["status"]["variants"] if v["name"] == "green").items()
             and e
         ),
         60,
