@@ -137,10 +137,28 @@ def versions(responses: list[Any]) -> Counter[str]:
     return Counter(r.headers.get("x-model-version", "?") for r in responses if r.status == 200)
 
 
+LAST: dict[str, Any] = {}
+
+
 def live_on(dp: DataPlane, want: dict[str, float], n: int = 40) -> bool:
-    """All of n responses are 200 and come from exactly the versions in `want`."""
+    """All of n responses are 200 and come from exactly the versions in `want` (the last answers are
+    kept in LAST for the failure message)."""
     rs = predict(dp, n)
+    LAST["responses"] = Counter(f"{r.status} {r.headers.get('x-model-version', '-')}" for r in rs)
     return all(r.status == 200 for r in rs) and set(versions(rs)) == set(want)
+
+
+def explain(objs: Objects, name: str) -> str:
+    st = objs.mep(name).get("status") or {}
+    out = {
+        "last responses": LAST.get("responses"),
+        "effectiveWeights": st.get("effectiveWeights"),
+        "rollout": {k: v for k, v in (st.get("rollout") or {}).items() if k != "measurements"},
+        "variants": [
+            {k: v.get(k) for k in ("name", "reason", "message", "serving")} for v in st.get("variants") or []
+        ],
+    }
+    return json.dumps(out, default=str)[:3000]
 
 
 class Load:
@@ -359,7 +377,10 @@ def test_a_good_canary_ramps_to_full_traffic(dp, objs):  # type: ignore[no-untyp
     with Load(dp) as load:
         _go(objs, "good")
         wait_for(lambda: _phase(objs, "good") == "Succeeded", 240, "rollout Succeeded")
-        wait_for(lambda: live_on(dp, {"2.4.1": 1}), 60, "all traffic on 2.4.1")
+        try:
+            wait_for(lambda: live_on(dp, {"2.4.1": 1}), 60, "all traffic on 2.4.1")
+        except AssertionError as e:
+            raise AssertionError(f"{e}\n{explain(objs, 'good')}") from None
     shares = [v for _, _, v, _ in load.log]
     assert "2.4.1" in shares and all(s == 200 for _, s, _, _ in load.log)
     ro = objs.mep("good")["status"]["rollout"]
