@@ -384,7 +384,9 @@ def test_a_good_canary_ramps_to_full_traffic(dp, objs):  # type: ignore[no-untyp
     shares = [v for _, _, v, _ in load.log]
     assert "2.4.1" in shares and all(s == 200 for _, s, _, _ in load.log)
     ro = objs.mep("good")["status"]["rollout"]
-    assert ro["measurements"] and all(m["verdict"] == "Passed" for m in ro["measurements"])
+    verdicts = [m["verdict"] for m in ro["measurements"]]
+    # the first window may have no canary requests yet (inconclusive, never a pass); nothing failed
+    assert "Passed" in verdicts and "Failed" not in verdicts, ro["measurements"]
 
 
 def test_a_bad_canary_is_rolled_back_automatically_under_load(dp, objs):  # type: ignore[no-untyped-def]
