@@ -123,8 +123,10 @@ def automatic(dp: DataPlane, objs: Objects, runs: int) -> None:
                 lambda: {v for _, _, v, _ in load.since(time.time() - 0.5)} == {"2.3.8"}, 60, "back", 0.05
             )
         t_last = max(t for t, s, _, _ in load.log if s != 200)
-        print(f"automatic rollback {i}: first error -> metric in Prometheus {t_seen - t_err:.2f}s, "
-              f"-> Failed {t_failed - t_seen:.2f}s, -> last error seen by a client {t_last - t_failed:+.2f}s")  # fmt: skip
+        print(
+            f"automatic rollback {i}: first error -> metric in Prometheus {t_seen - t_err:.2f}s, "
+            f"-> Failed {t_failed - t_seen:.2f}s, -> last error seen by a client {t_last - t_failed:+.2f}s"
+        )
 
 
 def main() -> int:
