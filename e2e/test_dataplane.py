@@ -424,10 +424,19 @@ def test_prometheus_down_never_promotes(dp, objs):  # type: ignore[no-untyped-de
 
 def test_operator_restart_mid_rollout_resumes_at_the_same_step(dp, objs):  # type: ignore[no-untyped-def]
     _canary(dp, objs, "resume", None)
-    _go(objs, "resume")
-    wait_for(lambda: (objs.mep("resume")["status"].get("rollout") or {}).get("step", 0) >= 1, 120, "step 1")
-    before = objs.mep("resume")["status"]["effectiveWeights"]
-    dp.operator.restart()
-    after = objs.mep("resume")["status"]["effectiveWeights"]
-    assert after["canary"] >= before["canary"]  # never backwards
-    wait_for(lambda: _phase(objs, "resume") == "Succeeded", 240, "rollout Succeeded after the restart")
+    with Load(dp):  # the analysis needs traffic to measure
+        _go(objs, "resume")
+        wait_for(
+            lambda: (objs.mep("resume")["status"].get("rollout") or {}).get("step", 0) >= 1, 120, "step 1"
+        )
+        before = objs.mep("resume")["status"]["effectiveWeights"]
+        dp.operator.restart()
+        after = objs.mep("resume")["status"]["effectiveWeights"]
+        assert after["canary"] >= before["canary"]  # never backwards
+        try:
+            wait_for(
+                lambda: _phase(objs, "resume") == "Succeeded", 240, "rollout Succeeded after the restart"
+            )
+        except AssertionError as e:
+            ms = (objs.mep("resume")["status"].get("rollout") or {}).get("measurements")
+            raise AssertionError(f"{e}\n{explain(objs, 'resume')}\n{json.dumps(ms)[:2000]}") from None
