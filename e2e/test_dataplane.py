@@ -409,17 +409,27 @@ def test_a_bad_canary_is_rolled_back_automatically_under_load(dp, objs):  # type
     assert "errors=" in ep["status"]["rollout"]["message"]
 
 
+def _operator_prometheus(dp: DataPlane, url: str) -> None:
+    cfg = yaml.safe_load(dp.operator.config.read_text()) or {}
+    cfg.setdefault("analysis", {})["prometheusUrl"] = url
+    dp.operator.config.write_text(yaml.safe_dump(cfg))
+    dp.operator.restart()
+
+
 def test_prometheus_down_never_promotes(dp, objs):  # type: ignore[no-untyped-def]
     _canary(dp, objs, "blind", None, inconclusiveLimit=1)
-    dp.prom.stop()
+    # the operator's Prometheus is unreachable (a closed port), the shared Prometheus stays up
+    _operator_prometheus(dp, "http://127.0.0.1:9")
     try:
-        _go(objs, "blind")
-        wait_for(lambda: _phase(objs, "blind") == "Failed", 240, "rollout Failed (inconclusive)")
-        ro = objs.mep("blind")["status"]["rollout"]
-        assert "inconclusive" in ro["message"] and "unreachable" in json.dumps(ro["measurements"])
-        wait_for(lambda: live_on(dp, {"2.3.8": 1}), 60, "traffic back on 2.3.8")
+        with Load(dp):
+            _go(objs, "blind")
+            wait_for(lambda: _phase(objs, "blind") == "Failed", 240, "rollout Failed (inconclusive)")
+            ro = objs.mep("blind")["status"]["rollout"]
+            assert "inconclusive" in ro["message"] and "unreachable" in json.dumps(ro["measurements"])
+            assert not any(m["verdict"] == "Passed" for m in ro["measurements"])
+            wait_for(lambda: live_on(dp, {"2.3.8": 1}), 60, "traffic back on 2.3.8")
     finally:
-        dp.prom.start()
+        _operator_prometheus(dp, dp.prom.url)
 
 
 def test_operator_restart_mid_rollout_resumes_at_the_same_step(dp, objs):  # type: ignore[no-untyped-def]
