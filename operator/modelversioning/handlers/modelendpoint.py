@@ -454,7 +454,13 @@ class ModelEndpointReconciler:
             if not new.get(key):
                 new.pop(key, None)
         if status_changed(old, new):
-            stored = self.kube.patch_status(MODELENDPOINT, md["namespace"], md["name"], new, old)
+            try:
+                stored = self.kube.patch_status(MODELENDPOINT, md["namespace"], md["name"], new, old)
+            except ApiException as e:
+                if e.status != 404:
+                    raise
+                self.store.delete(KIND, md["namespace"], md["name"])  # deleted meanwhile: nothing to report
+                return
             self.store.upsert(KIND, stored)  # read-your-writes: servedBy and eligibility see it at once
         for type_, reason, message in rep.events:
             self.kube.event(body, type_, reason, message)
