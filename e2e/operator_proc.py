@@ -35,7 +35,7 @@ class OperatorProcess:
         self.proc: subprocess.Popen[bytes] | None = None
         self._log: Any = None
 
-    def start(self, wait_ready: float = 60.0) -> OperatorProcess:
+    def start(self, wait_ready: float = 180.0) -> OperatorProcess:
         env = {
             **os.environ,
             "KUBECONFIG": self.kubeconfig,
