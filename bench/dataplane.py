@@ -122,6 +122,7 @@ def automatic(dp: DataPlane, objs: Objects, runs: int) -> None:
                 lambda: {v for _, _, v, _ in load.since(time.time() - 0.5)} == {"2.3.8"}, 60, "back", 0.05
             )
         t_last = max(t for t, s, _, _ in load.log if s != 200)
+        objs.delete_mep(name)  # one endpoint per host on the gateway at a time
         print(
             f"automatic rollback {i}: first failed request -> rollout Failed {t_failed - t_err:.2f}s, "
             f"-> last failed request a client saw {t_last - t_failed:+.2f}s"
