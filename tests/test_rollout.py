@@ -245,3 +245,36 @@ def test_a_canary_declared_at_zero_needs_no_rollout() -> None:
     assert st.phase == RO.SUCCEEDED
     # ... but a canary that never took traffic and was never measured earns no promotion
     assert not any(o.promote for o in outs)
+
+
+def test_cap_below_stage_gives_the_rest_to_the_baseline() -> None:
+    assert RO.cap_below_stage({"stable": 0, "canary": 100}, "canary", "stable", 10) == {
+        "stable": 90,
+        "canary": 10,
+    }
+    assert RO.cap_below_stage({"stable": 95, "canary": 5}, "canary", "stable", 10) == {
+        "stable": 95,
+        "canary": 5,
+    }
+
+
+def test_registry_update_records_finished_rollouts_and_grants_earned_promotions() -> None:
+    st = RO.State("t", RO.SUCCEEDED, 4, 0, 0, BEFORE, DECLARED)
+    won = RO.Outcome(st, dict(DECLARED), promote=True, summary="errors=0.01 Passed")
+    kw = {
+        "endpoint": "ep",
+        "at": "T",
+        "stage": "staging",
+        "spec_stage": "staging",
+        "next_stage": "production",
+    }
+    record, grant = RO.registry_update(won, promote_on_success=True, **kw)  # type: ignore[misc]
+    assert (
+        record["result"] == RO.SUCCEEDED and grant["to"] == "production" and grant["by"] == "ModelEndpoint/ep"
+    )
+    assert RO.registry_update(won, promote_on_success=False, **kw)[1] == {}  # type: ignore[index]
+    lost = RO.Outcome(replace(st, phase=RO.FAILED, message="errors=0.4"), dict(BEFORE), failed_now=True)
+    record, grant = RO.registry_update(lost, promote_on_success=True, **kw)  # type: ignore[misc]
+    assert record["result"] == RO.FAILED and grant == {}
+    idle = RO.Outcome(st, dict(DECLARED))  # a later reconcile of a finished rollout writes nothing
+    assert RO.registry_update(idle, promote_on_success=True, **kw) is None  # type: ignore[arg-type]

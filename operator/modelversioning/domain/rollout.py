@@ -360,3 +360,38 @@ def _summary(st: State) -> str:
         last[m.metric] = m
     parts = [_line(m) for m in last.values()]
     return "; ".join(parts) or "no measurements"
+
+
+def cap_below_stage(weights: Mapping[str, int], canary: str, baseline: str, cap: int) -> dict[str, int]:
+    """A canary whose version is one stage below requiredStage never takes more than `cap`, whatever
+    the phase; what it may not take goes to the baseline."""
+    out = {k: int(v) for k, v in weights.items()}
+    share = min(out.get(canary, 0), cap)
+    out[baseline] = out.get(baseline, 0) + out.get(canary, 0) - share
+    out[canary] = share
+    return out
+
+
+def registry_update(
+    out: Outcome,
+    *,
+    endpoint: str,
+    at: str,
+    stage: str,
+    spec_stage: str,
+    promote_on_success: bool,
+    next_stage: str | None,
+) -> tuple[dict[str, str], dict[str, str]] | None:
+    """What a finished rollout writes on its canary's ModelVersion: (record, grant); None when this
+    reconcile did not finish a rollout. The grant (one step up, to `next_stage`) only on an earned
+    success with promoteOnSuccess; empty otherwise."""
+    aborted_now = any(e[1] == "RolloutAborted" for e in out.events)
+    if not (out.promote or out.failed_now or aborted_now):
+        return None
+    record = {"endpoint": endpoint, "result": out.state.phase, "at": at,
+              "message": (out.summary or out.state.message)[:1024]}  # fmt: skip
+    grant: dict[str, str] = {}
+    if out.promote and promote_on_success and next_stage is not None:
+        grant = {"to": next_stage, "from": stage, "specStage": spec_stage, "by": f"ModelEndpoint/{endpoint}",
+                 "reason": f"rollout on {endpoint} succeeded: {out.summary}"[:1024]}  # fmt: skip
+    return record, grant

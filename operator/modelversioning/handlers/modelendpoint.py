@@ -32,6 +32,7 @@ from modelversioning.domain import endpoint_plan as plan_
 from modelversioning.domain import kstatus
 from modelversioning.domain import reasons as R
 from modelversioning.domain.conditions import FALSE, TRUE, Cond
+from modelversioning.domain.rollout import registry_update
 from modelversioning.domain.stages import Stage
 from modelversioning.domain.version_plan import next_promotion
 from modelversioning.handlers.drift import diff, status_changed
@@ -371,28 +372,31 @@ class ModelEndpointReconciler:
         return True
 
     def _record_rollout(self, g: Gathered, ro: RolloutResult) -> None:
-        """The registry follows the outcome: the canary's ModelVersion gets the record of a finished
-        rollout and, on success with promoteOnSuccess, a promotion grant its reconciler acts on."""
-        out, strategy = ro.outcome, g.spec.strategy
-        if strategy is None or not (
-            out.promote or out.failed_now or out.state.phase == "Aborted" and out.events
-        ):
+        """Act on domain.rollout.registry_update: annotate the canary's ModelVersion."""
+        strategy = g.spec.strategy
+        canary = g.spec.variant(strategy.canary.variant) if strategy else None
+        if strategy is None or canary is None:
             return
-        canary = g.spec.variant(strategy.canary.variant)
-        mv_name = expected_name(g.spec.model, canary.version) if canary else ""
+        mv_name = expected_name(g.spec.model, canary.version)
         mv = self.store.get("ModelVersion", g.ref.namespace, mv_name)
         if mv is None:
             return
-        who = f"ModelEndpoint/{g.ref.name}"
-        record = {"endpoint": g.ref.name, "result": out.state.phase, "at": _rfc3339(g.facts.now),
-                  "message": (out.summary or out.state.message)[:1024]}  # fmt: skip
-        ann: dict[str, str | None] = {ROLLOUT_RECORD_ANNOTATION: json.dumps(record)}
         stage = str((mv.get("status") or {}).get("stage") or "candidate")
         nxt = next_promotion(Stage(stage)) if stage in {s.value for s in Stage} else None
-        if out.promote and strategy.canary.promote_on_success and nxt is not None:
-            spec_stage = str((mv.get("spec") or {}).get("stage") or "candidate")
-            grant = {"to": nxt.value, "from": stage, "specStage": spec_stage, "by": who,
-                     "reason": f"rollout on {g.ref.name} succeeded: {out.summary}"[:1024]}  # fmt: skip
+        update = registry_update(
+            ro.outcome,
+            endpoint=g.ref.name,
+            at=_rfc3339(g.facts.now),
+            stage=stage,
+            spec_stage=str((mv.get("spec") or {}).get("stage") or "candidate"),
+            promote_on_success=strategy.canary.promote_on_success,
+            next_stage=nxt.value if nxt else None,
+        )
+        if update is None:
+            return
+        record, grant = update
+        ann: dict[str, str | None] = {ROLLOUT_RECORD_ANNOTATION: json.dumps(record)}
+        if grant:
             ann[PROMOTION_ANNOTATION] = json.dumps(grant)
         try:
             self.kube.annotate(MODELVERSION, g.ref.namespace, mv_name, ann)

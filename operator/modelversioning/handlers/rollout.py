@@ -206,10 +206,8 @@ def plan_rollout(
         inp = _measured(inp, body, spec, c, slots, settings, now)
     out = RO.advance(inp)
     weights = dict(out.weights)
-    if below:  # whatever the phase: a version below requiredStage never takes more than its allowance
-        cap = min(weights.get(c.variant, 0), c.max_weight_below_stage or 0)
-        weights[c.baseline] = weights.get(c.baseline, 0) + weights.get(c.variant, 0) - cap
-        weights[c.variant] = cap
+    if below:
+        weights = RO.cap_below_stage(weights, c.variant, c.baseline, c.max_weight_below_stage or 0)
     prev = state_from(status.get("rollout"))
     promoted = out.state.promoted if out.state.promoted is not None else (prev.promoted if prev else None)
     return RolloutResult(
