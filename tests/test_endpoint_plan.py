@@ -412,3 +412,20 @@ def test_a_models_own_stage_carries_no_serving_rights() -> None:
     f = facts(variant(mv=mv(stage="approved"), desired=slot("s")))
     plan = P.decide(f)
     assert not plan.decision("stable").eligible and plan.decision("stable").reason == R.STAGE_NOT_REACHED
+
+
+def test_a_live_rollout_overrides_ready_and_kstatus_follows() -> None:
+    f = facts(variant(desired=slot("s"), pin=pin(slot_="s"), pinned=slot("s")), routed={"s": 100})
+    rep = report(f, P.decide(f))
+    assert cond(rep, "Ready")[0] == "True"
+    rolling = (
+        P.Cond("Ready", "False", "RollingOut", "step 1"),
+        P.Cond("Progressing", "True", "RollingOut", "step 1"),
+    )
+    done = P.finish_report(rep, rolling, (("Normal", "RolloutStep", "step 1"),))
+    assert cond(done, "Ready") == ("False", "RollingOut") and cond(done, "Reconciling") == (
+        "True",
+        "RollingOut",
+    )
+    assert cond(done, "Stalled")[0] == "False" and ("Normal", "RolloutStep", "step 1") in done.events
+    assert cond(P.finish_report(rep, (), ()), "Reconciling")[0] == "False"

@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from modelversioning.domain import kstatus
 from modelversioning.domain import reasons as R
 from modelversioning.domain.conditions import FALSE, TRUE, Cond
 from modelversioning.domain.stages import Stage, has_reached, one_below
@@ -522,3 +523,13 @@ def _held(d: VariantDecision) -> str:
 
 def _fmt(w: Mapping[str, int]) -> str:
     return ",".join(f"{k}={v}" for k, v in sorted(w.items())) or "none"
+
+
+def finish_report(
+    rep: Report, rollout_conditions: tuple[Cond, ...], rollout_events: tuple[tuple[str, str, str], ...]
+) -> Report:
+    """A rollout that is not done overrides Ready/Progressing (and Degraded when it failed); then the
+    kstatus conditions (Reconciling, Stalled) follow from the result."""
+    override = {c.type: c for c in rollout_conditions}
+    conds = tuple(override.pop(c.type, c) for c in rep.conditions) + tuple(override.values())
+    return Report(conds + kstatus.for_endpoint(conds), rep.events + rollout_events, rep.variants)

@@ -29,7 +29,6 @@ from modelversioning.api.modelversion import ModelVersionSpec, expected_name
 from modelversioning.api.settings import Settings
 from modelversioning.domain import conditions as cond
 from modelversioning.domain import endpoint_plan as plan_
-from modelversioning.domain import kstatus
 from modelversioning.domain import reasons as R
 from modelversioning.domain.conditions import FALSE, TRUE, Cond
 from modelversioning.domain.rollout import registry_update
@@ -503,14 +502,9 @@ class ModelEndpointReconciler:
 
 
 def with_rollout(rep: plan_.Report, rollout: RolloutResult | None) -> plan_.Report:
-    """A rollout that is not done overrides Ready/Progressing (and Degraded when it failed); then the
-    kstatus conditions (Reconciling, Stalled) follow from the result."""
-    events = rep.events
-    override = {c.type: c for c in rollout.conditions} if rollout is not None else {}
-    conds = tuple(override.pop(c.type, c) for c in rep.conditions) + tuple(override.values())
-    if rollout is not None:
-        events = events + rollout.events
-    return plan_.Report(conds + kstatus.for_endpoint(conds), events, rep.variants)
+    if rollout is None:
+        return plan_.finish_report(rep, (), ())
+    return plan_.finish_report(rep, rollout.conditions, rollout.events)
 
 
 def _api_message(e: ApiException) -> str:
