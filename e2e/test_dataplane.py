@@ -17,18 +17,20 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+import admission
 from controlplane import ControlPlane
 from gateway import Traefik, weighted_split_tolerance
+from helmchart import CHART, Helm
 from helpers import Objects, cond_is, model_endpoint, model_version, wait_for
 from images import OPERATOR_IMAGE
-from node import NODE_IP
+from node import NODE_IP, NODE_NAME
 from prometheus import Prometheus
 
 pytestmark = pytest.mark.timeout(1800)
@@ -67,10 +69,13 @@ class DataPlane:
     art: ArtifactServer
     operator: Any
     placement: dict[str, Any] = field(default_factory=dict)
+    # Each test routes its own host: a finished test's namespace (and its HTTPRoute) is deleted in the
+    # background, and two routes for one host on one Gateway would share its traffic.
+    host: str = HOST
 
 
 @pytest.fixture(scope="module")
-def dp(cluster, real_node, operator, tmp_path_factory) -> Iterator[DataPlane]:  # type: ignore[no-untyped-def]
+def dataplane(cluster, real_node, operator, tmp_path_factory) -> Iterator[DataPlane]:  # type: ignore[no-untyped-def]
     gw = Traefik(cluster)
     gw.start()
     prom = Prometheus(cp=cluster, traefik=gw)
@@ -92,6 +97,11 @@ def dp(cluster, real_node, operator, tmp_path_factory) -> Iterator[DataPlane]:  
         art.httpd.shutdown()
         prom.stop()
         gw.stop()
+
+
+@pytest.fixture
+def dp(dataplane, namespace) -> DataPlane:  # type: ignore[no-untyped-def]
+    return replace(dataplane, host=f"{namespace}.models.example.com")
 
 
 @pytest.fixture
@@ -124,13 +134,13 @@ def endpoint(
     dp: DataPlane, name: str, model: str, variants: list[dict[str, Any]], **extra: Any
 ) -> dict[str, Any]:
     ep = model_endpoint(name, model, variants, router="gatewayAPI", **extra)
-    ep["spec"]["routing"] = {"router": "gatewayAPI", "hosts": [HOST], "parentRefs": [dp.gw.parent_ref()]}
+    ep["spec"]["routing"] = {"router": "gatewayAPI", "hosts": [dp.host], "parentRefs": [dp.gw.parent_ref()]}
     ep["spec"]["placement"] = dp.placement
     return ep
 
 
 def predict(dp: DataPlane, n: int) -> list[Any]:
-    return dp.gw.requests(n, PREDICT, host=HOST, method="POST", body=b'{"inputs": [1, 2, 3]}')
+    return dp.gw.requests(n, PREDICT, host=dp.host, method="POST", body=b'{"inputs": [1, 2, 3]}')
 
 
 def versions(responses: list[Any]) -> Counter[str]:
@@ -450,3 +460,76 @@ def test_operator_restart_mid_rollout_resumes_at_the_same_step(dp, objs):  # typ
         except AssertionError as e:
             ms = (objs.mep("resume")["status"].get("rollout") or {}).get("measurements")
             raise AssertionError(f"{e}\n{explain(objs, 'resume')}\n{json.dumps(ms)[:2000]}") from None
+
+
+# ------------------------------------------------------------------------------ the chart, for real
+def _get(url: str) -> tuple[int, str]:
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=5) as r:  # noqa: S310 (a pod IP on the node's bridge)
+            return r.status, r.read().decode()
+    except (urllib.error.URLError, OSError) as e:
+        return 0, str(e)
+
+
+def test_the_chart_runs_the_operator_as_a_pod_on_the_real_node(dp, objs, namespace, tmp_path):  # type: ignore[no-untyped-def]
+    """`helm install` of our chart with the locally built image: the operator runs as a pod on the real
+    node under the chart's ServiceAccount, RBAC (namespaced watch), probes and security context,
+    answers /healthz and /metrics on its pod IP, and alone (the session operator is stopped) verifies
+    a version and reconciles an endpoint that answers real requests through Traefik."""
+    helm = Helm.find(dp.cluster, tmp_path / "helm")
+    release = "mvo"
+    fullname = f"{release}-modelversioning-operator"
+    sa = f"system:serviceaccount:{namespace}:{fullname}"
+    repo, tag = OPERATOR_IMAGE.rsplit(":", 1)
+    values = {
+        "image": {"repository": repo, "tag": tag, "pullPolicy": "Never"},
+        "crds": {"enabled": False},  # the session's CRDs stay
+        "admission": {"enabled": False},  # the harness's policies stay; the chart's SA joins them below
+        "watch": {"allNamespaces": False, "namespaces": [namespace]},
+        "config": {
+            "artifacts": {"allowedPrivateNetworks": [f"{NODE_IP}/32"]},
+            "serving": {"initImage": OPERATOR_IMAGE, "initImagePullPolicy": "Never", "drainSeconds": 1},
+        },
+        **dp.placement,
+    }
+    core = objs.core
+    dp.operator.stop()
+    installed = False
+    try:
+        with admission.allow_operator(dp.cluster, sa):
+            install = ["install", release, str(CHART), "--namespace", namespace]
+            helm(*install, "--values", helm.values_file(values), "--wait", "--timeout", "240s", timeout=300)
+            installed = True
+            (pod,) = core.list_namespaced_pod(
+                namespace, label_selector="app.kubernetes.io/component=operator"
+            ).items
+            assert pod.spec.node_name == NODE_NAME and pod.spec.service_account_name == fullname
+            assert pod.status.container_statuses[0].ready
+            assert pod.spec.containers[0].security_context.read_only_root_filesystem
+            ip = pod.status.pod_ip
+            assert _get(f"http://{ip}:8081/healthz")[0] == 200
+            register(dp, objs, "incluster", "1.0.0")
+            objs.create(
+                endpoint(dp, "incluster", "incluster", [{"name": "main", "version": "1.0.0", "weight": 100}])
+            )
+            wait_for(
+                lambda: cond_is(objs.mep("incluster"), "Ready", "True"), 300, "Ready, reconciled by the pod"
+            )
+            wait_for(lambda: live_on(dp, {"1.0.0": 1}), 60, "1.0.0 answers through Traefik")
+            status, page = _get(f"http://{ip}:8080/metrics")
+            assert status == 200 and "modelversioning_artifact_verifications_total{" in page, page[:500]
+            # still the same pod (never restarted by its probes meanwhile)
+            (again,) = core.list_namespaced_pod(
+                namespace, label_selector="app.kubernetes.io/component=operator"
+            ).items
+            assert again.metadata.uid == pod.metadata.uid
+            assert again.status.container_statuses[0].restart_count == 0
+            helm("uninstall", release, "--namespace", namespace, "--wait", "--timeout", "90s")
+            installed = False
+    finally:
+        if installed:
+            helm("uninstall", release, "--namespace", namespace, check=False)
+        dp.operator.start()
