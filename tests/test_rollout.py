@@ -258,6 +258,46 @@ def test_cap_below_stage_gives_the_rest_to_the_baseline() -> None:
     }
 
 
+@pytest.mark.parametrize(
+    "stage, verified, required, cap, allowed",
+    [
+        ("staging", True, "production", 10, True),  # one stage below, verified, capped: may take the cap
+        ("staging", True, "production", None, False),  # no cap declared: never below the stage
+        ("staging", False, "production", 10, False),  # not verified: never
+        (None, True, "production", 10, False),  # no ModelVersion
+        ("candidate", True, "production", 10, False),  # two stages below
+        ("archived", True, "production", 10, False),
+        ("production", True, "production", 10, False),  # at the stage: no need to be capped
+        ("candidate", True, "staging", 10, True),
+        ("candidate", True, "candidate", 10, False),  # nothing is below candidate
+        ("custom-review", True, "staging", 10, True),  # a Model's own stage counts as a candidate
+    ],
+)
+def test_below_stage_allowed(stage, verified, required, cap, allowed) -> None:  # type: ignore[no-untyped-def]
+    assert RO.below_stage_allowed(stage, verified, required, cap) is allowed
+
+
+@pytest.mark.parametrize(
+    "phase, reasons",
+    [
+        (RO.PROGRESSING, {"Ready": ("False", "RollingOut"), "Progressing": ("True", "RollingOut")}),
+        (RO.PAUSED, {"Ready": ("False", "RolloutPaused"), "Progressing": ("True", "RolloutPaused")}),
+        (RO.FAILED, {"Ready": ("False", "RolloutFailed"), "Degraded": ("True", "RolloutFailed"),
+                     "Progressing": ("False", "RolloutFailed")}),
+        (RO.ABORTED, {"Ready": ("False", "RolloutAborted"), "Degraded": ("True", "RolloutAborted"),
+                      "Progressing": ("False", "RolloutAborted")}),
+        (RO.SUCCEEDED, {}),
+    ],
+)  # fmt: skip
+def test_conditions_of_a_rollout(phase, reasons) -> None:  # type: ignore[no-untyped-def]
+    st = RO.State("t", phase, 2, 0, 0, BEFORE, DECLARED, message="errors=0.4 > 0.05")
+    got = {c.type: (c.status, c.reason) for c in RO.conditions_of(st)}
+    assert got == reasons
+    if phase in (RO.FAILED, RO.ABORTED):  # says where traffic went back to, and why
+        msg = RO.conditions_of(st)[0].message
+        assert "errors=0.4 > 0.05" in msg and RO.fmt_weights(BEFORE) in msg
+
+
 def test_registry_update_records_finished_rollouts_and_grants_earned_promotions() -> None:
     st = RO.State("t", RO.SUCCEEDED, 4, 0, 0, BEFORE, DECLARED)
     won = RO.Outcome(st, dict(DECLARED), promote=True, summary="errors=0.01 Passed")

@@ -30,8 +30,8 @@ ENDPOINT_STALLED = frozenset(
         R.ROUTER_DISABLED,
         R.UNKNOWN_ROUTER,
         R.MIRROR_UNSUPPORTED,
-        "RolloutFailed",
-        "RolloutAborted",
+        R.ROLLOUT_FAILED,
+        R.ROLLOUT_ABORTED,
     }
 )
 # ArtifactVerified / StageTransition reasons of a ModelVersion that are final for its generation.

@@ -36,6 +36,9 @@ ROUTE_APPLIED = "RouteApplied"  # RoutesReady=True
 ROUTE_NOT_APPLIED = "RouteNotApplied"  # RoutesReady=False: routes left unchanged
 NO_ROUTER = "NoRouter"  # router none: no route object
 MIRROR_UNSUPPORTED = "MirrorUnsupported"  # the router/gateway cannot mirror: the shadow gets no copies
+ROLLOUT_PAUSED = "RolloutPaused"  # Progressing=True: a strategy step waits (a duration, or a person)
+ROLLOUT_FAILED = "RolloutFailed"  # Degraded=True: the analysis failed; traffic is back on the start weights
+ROLLOUT_ABORTED = "RolloutAborted"  # Degraded=True: a person aborted; traffic is back on the start weights
 
 # ---- ModelEndpoint: Events only --------------------------------------------------------------------
 TRAFFIC_SHIFTED = "TrafficShifted"  # the effective weights in the route changed

@@ -22,6 +22,10 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
+from modelversioning.domain import reasons as R
+from modelversioning.domain.conditions import FALSE, TRUE, Cond
+from modelversioning.domain.stages import Stage, has_reached, one_below
+
 PROGRESSING, PAUSED, SUCCEEDED, FAILED, ABORTED = "Progressing", "Paused", "Succeeded", "Failed", "Aborted"
 DONE = frozenset({SUCCEEDED, FAILED, ABORTED})
 PASSED, FAILED_M, INCONCLUSIVE = "Passed", "Failed", "Inconclusive"
@@ -197,10 +201,10 @@ def _advance(inp: Inputs) -> Outcome:
         phase, msg = verdict
         if phase == PAUSED:
             st = replace(st, phase=PAUSED, message=msg)
-            events.append(("Warning", "RolloutPaused", msg))
+            events.append(("Warning", R.ROLLOUT_PAUSED, msg))
         else:
             st = replace(st, phase=FAILED, message=msg, weights=dict(st.start_weights))
-            events.append(("Warning", "RolloutFailed", msg))
+            events.append(("Warning", R.ROLLOUT_FAILED, msg))
             return Outcome(st, dict(st.start_weights), tuple(events), failed_now=True,
                            summary=_summary(st), recorded=measured)  # fmt: skip
     st, step_events, wait = _walk(inp, st)
@@ -242,7 +246,7 @@ def _apply_action(inp: Inputs, st: State) -> tuple[State, list[tuple[str, str, s
     if a.kind == "abort" and st.phase not in DONE:
         msg = f"aborted by {a.actor}"
         return replace(st, phase=ABORTED, message=msg, weights=dict(st.start_weights)), [
-            ("Warning", "RolloutAborted", msg)
+            ("Warning", R.ROLLOUT_ABORTED, msg)
         ]
     if a.kind == "retry" and st.phase in (FAILED, ABORTED):
         fresh = _start(replace(inp, effective=st.start_weights), a.id)
@@ -362,6 +366,39 @@ def _summary(st: State) -> str:
     return "; ".join(parts) or "no measurements"
 
 
+def below_stage_allowed(stage: str | None, verified: bool, required: str, cap: int | None) -> bool:
+    """May the canary take traffic (at most `cap`) while its version is one stage below the endpoint's
+    requiredStage? Only when the strategy sets a cap, the artifact is verified, and the version has not
+    reached the required stage but has reached the stage right below it (never two stages below, never
+    archived)."""
+    if cap is None or not verified or stage is None:
+        return False
+    req = Stage(required)
+    return not has_reached(stage, req) and has_reached(stage, one_below(req))
+
+
+def conditions_of(st: State) -> tuple[Cond, ...]:
+    """Ready/Progressing/Degraded while a rollout is not done (they override the endpoint's own);
+    nothing once it succeeded."""
+    if st.phase in (FAILED, ABORTED):
+        reason = R.ROLLOUT_FAILED if st.phase == FAILED else R.ROLLOUT_ABORTED
+        msg = f"rollout {st.phase.lower()}: {st.message}; traffic is back on {fmt_weights(st.start_weights)}"
+        return (
+            Cond("Ready", FALSE, reason, msg),
+            Cond("Degraded", TRUE, reason, msg),
+            Cond("Progressing", FALSE, reason, "retry, or change the spec, to start again"),
+        )
+    if st.phase in (PROGRESSING, PAUSED):
+        msg = f"rollout step {st.step}: {st.message} (weights {fmt_weights(st.weights)})"
+        reason = R.ROLLOUT_PAUSED if st.phase == PAUSED else R.ROLLING_OUT
+        return (Cond("Ready", FALSE, reason, msg), Cond("Progressing", TRUE, reason, msg))
+    return ()
+
+
+def fmt_weights(w: Mapping[str, int]) -> str:
+    return ",".join(f"{k}={v}" for k, v in sorted(dict(w).items())) or "none"
+
+
 def cap_below_stage(weights: Mapping[str, int], canary: str, baseline: str, cap: int) -> dict[str, int]:
     """A canary whose version is one stage below requiredStage never takes more than `cap`, whatever
     the phase; what it may not take goes to the baseline."""
@@ -385,7 +422,7 @@ def registry_update(
     """What a finished rollout writes on its canary's ModelVersion: (record, grant); None when this
     reconcile did not finish a rollout. The grant (one step up, to `next_stage`) only on an earned
     success with promoteOnSuccess; empty otherwise."""
-    aborted_now = any(e[1] == "RolloutAborted" for e in out.events)
+    aborted_now = any(e[1] == R.ROLLOUT_ABORTED for e in out.events)
     if not (out.promote or out.failed_now or aborted_now):
         return None
     record = {"endpoint": endpoint, "result": out.state.phase, "at": at,

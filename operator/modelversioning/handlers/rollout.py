@@ -15,8 +15,7 @@ from modelversioning.api.modelendpoint import ModelEndpointSpec
 from modelversioning.api.settings import Settings
 from modelversioning.api.strategy import Canary, seconds
 from modelversioning.domain import rollout as RO
-from modelversioning.domain.conditions import FALSE, TRUE, Cond
-from modelversioning.domain.stages import Stage, has_reached, one_below
+from modelversioning.domain.conditions import Cond
 
 ACTION_ANNOTATION = "modelversioning.io/rollout-action"  # promote | abort | retry
 ACTION_ID_ANNOTATION = "modelversioning.io/rollout-action-id"  # a fresh id per request
@@ -145,25 +144,6 @@ def _action(annotations: dict[str, Any]) -> RO.Action | None:
     return RO.Action(kind, aid, str(annotations.get(ACTOR_ANNOTATION, "unknown")))
 
 
-def _conditions(st: RO.State) -> tuple[Cond, ...]:
-    if st.phase in (RO.FAILED, RO.ABORTED):
-        msg = f"rollout {st.phase.lower()}: {st.message}; traffic is back on {_fmt(st.start_weights)}"
-        return (
-            Cond("Ready", FALSE, f"Rollout{st.phase}", msg),
-            Cond("Degraded", TRUE, f"Rollout{st.phase}", msg),
-            Cond("Progressing", FALSE, f"Rollout{st.phase}", "retry, or change the spec, to start again"),
-        )
-    if st.phase in (RO.PROGRESSING, RO.PAUSED):
-        msg = f"rollout step {st.step}: {st.message} (weights {_fmt(st.weights)})"
-        reason = "RolloutPaused" if st.phase == RO.PAUSED else "RollingOut"
-        return (Cond("Ready", FALSE, reason, msg), Cond("Progressing", TRUE, reason, msg))
-    return ()
-
-
-def _fmt(w: Any) -> str:
-    return ",".join(f"{k}={v}" for k, v in sorted(dict(w).items())) or "none"
-
-
 def plan_rollout(
     body: dict[str, Any],
     spec: ModelEndpointSpec,
@@ -184,14 +164,7 @@ def plan_rollout(
     declared = {v.name: v.weight for v in live}
     canary = spec.variant(c.variant)
     stage, verified = versions.get(c.variant, (None, False))
-    required = Stage(spec.required_stage)
-    below = (
-        c.max_weight_below_stage is not None
-        and verified
-        and stage is not None
-        and not has_reached(stage, required)
-        and has_reached(stage, one_below(required))
-    )
+    below = RO.below_stage_allowed(stage, verified, spec.required_stage, c.max_weight_below_stage)
     inp = RO.Inputs(
         plan=plan,
         declared=declared,
@@ -215,7 +188,7 @@ def plan_rollout(
         below_ok=c.variant if below else None,
         status=status_of(out.state, promoted),
         events=out.events,
-        conditions=_conditions(out.state),
+        conditions=RO.conditions_of(out.state),
         requeue_after=out.requeue_after,
         outcome=out,
     )
