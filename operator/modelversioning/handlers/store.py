@@ -8,9 +8,13 @@ objects of other namespaces or endpoints.
 
 from __future__ import annotations
 
+import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
+
+from modelversioning.render.routers import get_router, router_names
 
 Key = tuple[str, str]  # (namespace, name)
 OWNER_KIND = "ModelEndpoint"
@@ -29,17 +33,152 @@ def controller_of(body: dict[str, Any]) -> tuple[str, str] | None:
     return None
 
 
+# ---- what the cache keeps of each kind ------------------------------------------------------------
+#
+# The one table of every field a reconciler reads from a cached object. Anything else the API server
+# sends (managedFields, defaults, other controllers' status, other tools' annotations) is dropped on
+# the way in, so memory grows with what we use, not with what the objects carry.
+#
+# A mask says what to keep of a value:
+#   ALL          the whole value (a spec we validate, a status we patch on top of, a drift-checked spec)
+#   {key: mask}  only these keys of a map; applied to each element of a list of maps
+#   Prefixed(p)  only the keys of a map that start with p (our annotations)
+#   Only(f, m)   of a list, only the elements f accepts, each projected by m
+#
+# Who reads what (keep this in step with the readers; tests/test_store_projection.py runs the
+# reconcilers over full and projected objects, and fails on a read of a field the mask drops):
+#   every kind         metadata.name/namespace/resourceVersion (cache keys, stale-event check),
+#                      metadata.ownerReferences (children index, _taken)
+#   our own kinds      apiVersion, kind, metadata.uid/resourceVersion (Events' involvedObject),
+#                      metadata.generation (observedGeneration), deletionTimestamp, finalizers
+#                      (set_finalizers writes the list back: all of it, not only ours),
+#                      creationTimestamp (registry view), annotations under modelversioning.io/
+#                      (requested-by, reason, requested-stage, rollout-*, retention-archive,
+#                      artifact-deleted, test-clock, accept-replaced), spec (validated whole),
+#                      status (the base of every status merge patch and of status_changed)
+#   ModelVersion       managedFields: only the entries that own spec.stage (stage_actor)
+#   ModelApproval      spec (model, version, sha256, approver, stage); its status is not read
+#   Deployment         apiVersion, kind, metadata labels/annotations/ownerReferences and the whole
+#                      spec (drift.diff against the rendered slot), metadata.generation and
+#                      status.{observedGeneration,readyReplicas,updatedReplicas,availableReplicas,
+#                      conditions[].type/status} (deployment_state)
+#   Service, routes    apiVersion, kind, metadata labels/annotations/ownerReferences, the whole spec
+#                      (drift.diff; a router's services() reads the route's backends); status unread
+
+
+class _All:
+    def __repr__(self) -> str:
+        return "ALL"
+
+
+ALL: Any = _All()
+
+
+@dataclass(frozen=True)
+class Prefixed:
+    prefix: str
+
+
+@dataclass(frozen=True)
+class Only:
+    keep: Callable[[Any], bool]
+    mask: Any
+
+
+def _owns_stage(mf: Any) -> bool:
+    return isinstance(mf, dict) and "f:stage" in ((mf.get("fieldsV1") or {}).get("f:spec") or {})
+
+
+OUR_ANNOTATIONS = "modelversioning.io/"
+_KEYS = {"name": ALL, "namespace": ALL, "uid": ALL, "resourceVersion": ALL, "ownerReferences": ALL}
+_OWN_META = {
+    **_KEYS,
+    "generation": ALL,
+    "creationTimestamp": ALL,
+    "deletionTimestamp": ALL,
+    "finalizers": ALL,
+    "annotations": Prefixed(OUR_ANNOTATIONS),
+}
+_CHILD_META = {**_KEYS, "generation": ALL, "deletionTimestamp": ALL, "labels": ALL, "annotations": ALL}
+_OWN = {"apiVersion": ALL, "kind": ALL, "metadata": _OWN_META, "spec": ALL, "status": ALL}
+_CHILD = {"apiVersion": ALL, "kind": ALL, "metadata": _CHILD_META, "spec": ALL}
+
+PROJECTION: dict[str, dict[str, Any]] = {
+    "ModelVersion": {
+        **_OWN,
+        "metadata": {
+            **_OWN_META,
+            "managedFields": Only(
+                _owns_stage,
+                {"manager": ALL, "operation": ALL, "time": ALL, "fieldsV1": {"f:spec": {"f:stage": ALL}}},
+            ),
+        },
+    },
+    "ModelEndpoint": _OWN,
+    "Model": _OWN,
+    "ModelApproval": {"apiVersion": ALL, "kind": ALL, "metadata": _OWN_META, "spec": ALL},
+    "Deployment": {
+        **_CHILD,
+        "status": {
+            "observedGeneration": ALL,
+            "readyReplicas": ALL,
+            "updatedReplicas": ALL,
+            "availableReplicas": ALL,
+            "conditions": {"type": ALL, "status": ALL},
+        },
+    },
+    "Service": _CHILD,
+    # every router's route object (VirtualService, HTTPRoute, ...): each router module names its kind
+    **{k: _CHILD for k in sorted({get_router(n).kind for n in router_names()} - {""})},
+}
+_LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
+_INTERN_MAX = 64  # shorter strings are shared between objects (names, uids, labels, reasons, times)
+
+
+def _shared(value: Any) -> Any:
+    """`value` rebuilt with its map keys and short strings interned (one copy per distinct string)."""
+    if isinstance(value, dict):
+        return {sys.intern(k) if type(k) is str else k: _shared(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_shared(v) for v in value]
+    if type(value) is str and len(value) <= _INTERN_MAX:
+        return sys.intern(value)
+    return value
+
+
+def project(value: Any, mask: Any) -> Any:
+    """What `mask` keeps of `value` (a new object; `value` is not changed). A value of another
+    shape than the mask expects (a scalar where a map should be) is kept as it is."""
+    if mask is ALL:
+        return _shared(value)
+    if isinstance(mask, Prefixed):
+        if not isinstance(value, dict):
+            return _shared(value)
+        return {sys.intern(k): _shared(v) for k, v in value.items() if k.startswith(mask.prefix)}
+    if isinstance(mask, Only):
+        if not isinstance(value, list):
+            return _shared(value)
+        return [project(v, mask.mask) for v in value if mask.keep(v)]
+    if isinstance(value, dict):
+        return {sys.intern(k): project(value[k], m) for k, m in mask.items() if k in value}
+    if isinstance(value, list):
+        return [project(v, mask) for v in value]
+    return _shared(value)
+
+
 def cacheable(kind: str, body: dict[str, Any]) -> dict[str, Any]:
-    """What is worth keeping of an object: managedFields only for ModelVersions (they name who set
-    spec.stage), no last-applied-configuration copies."""
-    md = body.get("metadata")
+    """What the cache keeps of an object of `kind`: its PROJECTION (a new dict). A kind without one
+    is kept whole, less managedFields and kubectl's last-applied copy."""
+    mask = PROJECTION.get(kind)
+    out: dict[str, Any] = _shared(body) if mask is None else project(body, mask)
+    md = out.get("metadata")
     if isinstance(md, dict):
-        if kind != "ModelVersion":
+        if mask is None:
             md.pop("managedFields", None)
         ann = md.get("annotations")
         if isinstance(ann, dict):
-            ann.pop("kubectl.kubernetes.io/last-applied-configuration", None)
-    return body
+            ann.pop(_LAST_APPLIED, None)  # a second copy of the whole object
+    return out
 
 
 def _older(new: Any, old: Any) -> bool:
