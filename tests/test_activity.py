@@ -219,3 +219,38 @@ def test_refill_leaves_the_cache_alone_when_the_list_fails():
     with pytest.raises(OSError):
         refill(s, "ModelVersion", "ns", fails)
     assert s.get("ModelVersion", "ns", "a") is not None
+
+
+def test_refill_caches_page_by_page_and_a_failed_page_drops_nothing():
+    s = Store()
+    s.upsert("ModelVersion", _obj("gone", "1"))
+
+    def pages():
+        yield _obj("a", "2")
+        raise OSError("connection reset")
+
+    with pytest.raises(OSError):
+        refill(s, "ModelVersion", None, pages)
+    assert {n for (_, n), _ in s.items("ModelVersion")} == {"gone", "a"}
+
+
+def test_the_startup_list_is_read_in_pages():
+    from modelversioning.handlers.kube import MODELVERSION, Kube
+
+    calls: list[dict] = []
+
+    class Paged(Kube):
+        def _call(self, method, path, body=None, *, content_type=None, query=None):
+            q = dict(query or [])
+            calls.append(q)
+            start = int(q.get("continue") or 0)
+            names = [f"mv{i}" for i in range(start, min(start + q["limit"], 5))]
+            more = str(start + q["limit"]) if start + q["limit"] < 5 else ""
+            return {"metadata": {"continue": more}, "items": [{"metadata": {"name": n}} for n in names]}
+
+    pages = list(Paged(None).list_pages(MODELVERSION, "ns", "a=b", page=2))  # type: ignore[arg-type]
+    assert [[i["metadata"]["name"] for i in p] for p in pages] == [["mv0", "mv1"], ["mv2", "mv3"], ["mv4"]]
+    assert all(
+        i["kind"] == "ModelVersion" and i["apiVersion"] == MODELVERSION.api_version for p in pages for i in p
+    )
+    assert [c.get("continue") for c in calls] == [None, "2", "4"] and calls[0]["labelSelector"] == "a=b"

@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterable
 from typing import Any, Protocol
 
 from modelversioning.handlers.store import Store
@@ -115,14 +115,16 @@ async def run_while_active(
 
 
 def refill(
-    store: Store, kind: str, namespace: str | None, list_objects: Callable[[], list[dict[str, Any]]]
+    store: Store, kind: str, namespace: str | None, list_objects: Callable[[], Iterable[dict[str, Any]]]
 ) -> None:
     """One LIST into the cache, dropping what the LIST no longer has (deleted while we were paused),
-    but only objects nothing touched since the LIST began (a watch event may bring a newer one)."""
+    but only objects nothing touched since the LIST began (a watch event may bring a newer one).
+    The LIST may come page by page: each object is cached (projected) as it arrives, so the full
+    objects of the whole LIST are never all held at once. A failed page raises: what was cached
+    stays (the pages before it are newer observations), and nothing is dropped."""
     before = dict(store.items(kind, namespace))
-    listed = list_objects()  # raises: the cache stays as it was
     seen: set[tuple[str, str]] = set()
-    for obj in listed:
+    for obj in list_objects():
         md = obj.get("metadata") or {}
         seen.add((md.get("namespace", ""), md.get("name", "")))
         store.upsert(kind, obj)

@@ -11,6 +11,7 @@ import base64
 import json
 import logging
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -24,6 +25,7 @@ from modelversioning.render.routers import Router, get_router, router_names
 log = logging.getLogger(__name__)
 
 FIELD_MANAGER = "modelversioning-operator"
+Page = list[dict[str, Any]]  # one page of a LIST (named here: Kube.list shadows `list` in the class)
 
 
 @dataclass(frozen=True)
@@ -206,15 +208,29 @@ class Kube:
     def list(
         self, res: Resource, namespace: str | None = None, label_selector: str | None = None
     ) -> list[dict[str, Any]]:
-        """One LIST (used once at startup to fill the cache before reconciling anything)."""
+        """One LIST (used once at startup to fill the cache before reconciling anything), read in
+        pages so that the decoded response never holds more than `page` full objects at once."""
+        return [item for chunk in self.list_pages(res, namespace, label_selector) for item in chunk]
+
+    def list_pages(
+        self, res: Resource, namespace: str | None = None, label_selector: str | None = None, page: int = 250
+    ) -> Iterator[Page]:
+        """The LIST of `res` page by page (limit/continue); a page's items carry apiVersion/kind."""
         base = f"/apis/{res.group}/{res.version}" if res.group else f"/api/{res.version}"
         path = f"{base}/namespaces/{namespace}/{res.plural}" if namespace else f"{base}/{res.plural}"
-        query = [("labelSelector", label_selector)] if label_selector else []
-        items = self._call("GET", path, query=query).get("items") or []
-        for item in items:  # items of a List carry no apiVersion/kind
-            item["apiVersion"] = res.api_version
-            item["kind"] = res.kind
-        return [dict(i) for i in items]
+        query: list[tuple[str, Any]] = [("labelSelector", label_selector)] if label_selector else []
+        token = ""
+        while True:
+            more = [("continue", token)] if token else []
+            out = self._call("GET", path, query=[*query, ("limit", page), *more])
+            items = out.get("items") or []
+            for item in items:  # items of a List carry no apiVersion/kind
+                item["apiVersion"] = res.api_version
+                item["kind"] = res.kind
+            yield [dict(i) for i in items]
+            token = str((out.get("metadata") or {}).get("continue") or "")
+            if not token:
+                return
 
     def read_secret(self, namespace: str, name: str) -> dict[str, str]:
         data = self._call("GET", SECRET.path(namespace, name))

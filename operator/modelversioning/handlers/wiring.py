@@ -10,8 +10,12 @@ our own finalizer.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ctypes
+import gc
 import logging
 import os
+from collections.abc import Iterator
 from functools import partial
 from typing import Any
 
@@ -167,9 +171,25 @@ def prime_store(op: Operator) -> None:
     for res, sel in kinds:
         for ns in namespaces:
             try:  # objects deleted while this replica was paused leave the cache here
-                refill(op.store, res.kind, ns, partial(op.kube.list, res, ns, sel))
+                refill(op.store, res.kind, ns, partial(_listed, op.kube, res, ns, sel))
             except ApiException as e:
                 log.warning("could not list %s (%s %s); relying on the watch", res.plural, e.status, e.reason)
+    release_memory()  # a restarted operator holds no more than one that ran all along
+
+
+def _listed(
+    kube: Kube, res: Resource, namespace: str | None, selector: str | None
+) -> Iterator[dict[str, Any]]:
+    for page in kube.list_pages(res, namespace, selector):
+        yield from page
+
+
+def release_memory() -> None:
+    """Hand the memory freed by the startup LIST (full objects, decoded pages) back to the system:
+    glibc keeps freed heap pages otherwise, and the process would stay as big as its peak."""
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):  # not glibc (musl, macOS): nothing to trim
+        ctypes.CDLL(None).malloc_trim(0)
 
 
 def enqueue_all(op: Operator) -> None:
