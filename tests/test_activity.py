@@ -254,3 +254,20 @@ def test_the_startup_list_is_read_in_pages():
         i["kind"] == "ModelVersion" and i["apiVersion"] == MODELVERSION.api_version for p in pages for i in p
     )
     assert [c.get("continue") for c in calls] == [None, "2", "4"] and calls[0]["labelSelector"] == "a=b"
+
+
+def test_memory_is_released_once_the_startup_backlog_is_done(monkeypatch):
+    from modelversioning.handlers import wiring
+
+    backlog = [5, 3, 0, 1, 0, 0, 0, 0]
+    released: list[int] = []
+
+    class Op:
+        class queue:  # noqa: N801 - stands in for the attribute
+            @staticmethod
+            def pending() -> int:
+                return backlog.pop(0) if backlog else 0
+
+    monkeypatch.setattr(wiring, "release_memory", lambda: released.append(len(backlog)))
+    asyncio.run(wiring._release_when_settled(Op(), poll=0))  # type: ignore[arg-type]
+    assert released == [1]  # after three quiet polls in a row, once

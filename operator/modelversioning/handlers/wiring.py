@@ -199,6 +199,22 @@ def enqueue_all(op: Operator) -> None:
 
 
 async def _resync_loop(op: Operator) -> None:
+    """While active: the drift checks, and the memory of the startup backlog handed back once done."""
+    await asyncio.gather(_drift_checks(op), _release_when_settled(op))
+
+
+async def _release_when_settled(op: Operator, poll: float = 0.5) -> None:
+    """After a (re)start every object is listed by kopf and reconciled at once; once that backlog is
+    done, the memory it used goes back to the system, so a restarted operator is no bigger than one
+    that saw the fleet appear."""
+    idle = 0
+    while idle < 3:
+        await asyncio.sleep(poll)
+        idle = idle + 1 if op.queue.pending() == 0 else 0
+    release_memory()
+
+
+async def _drift_checks(op: Operator) -> None:
     """Periodic drift check: re-run every reconcile from the watch cache (no API reads)."""
     while True:
         await asyncio.sleep(op.settings.serving.drift_check_seconds)
