@@ -513,20 +513,23 @@ class BenchCluster:
                 })
         return sorted(out, key=lambda r: r["received"])
 
-    def operator_requests(self, start: int, end: int | None = None) -> dict[str, Any]:
-        """The operator's requests logged between two audit-log offsets, by verb and by resource."""
+    def operator_requests(
+        self, start: int, end: int | None = None, user: str = OPERATOR_USER
+    ) -> dict[str, Any]:
+        """The operator's (or another ``user``'s) requests logged between two audit-log offsets, by verb
+        and by resource."""
         assert self.cp is not None and self.cp.audit_log is not None
         with self.cp.audit_log.open("rb") as f:
             f.seek(start)
             data = f.read() if end is None else f.read(max(0, end - start))
-        user = OPERATOR_USER.encode()
+        needle = user.encode()
         reqs: dict[str, dict[str, Any]] = {}
         for line in data.splitlines():
-            if not line.startswith(b"{") or user not in line:
+            if not line.startswith(b"{") or needle not in line:
                 continue
             with contextlib.suppress(ValueError):
                 ev = json.loads(line)
-                if (ev.get("user") or {}).get("username") != OPERATOR_USER:
+                if (ev.get("user") or {}).get("username") != user:
                     continue
                 reqs.setdefault(ev["auditID"], ev)
         by_verb: Counter[str] = Counter()

@@ -9,6 +9,8 @@ ServiceAccount so that its requests can be told apart in the audit log.
 Sections: latency (weight change -> route), rollback, restart (convergence after an operator
 restart), memory (operator RSS vs fleet size), idle (operator API requests while nothing changes),
 hashing (verify_artifact vs hashlib vs sha256sum). Every scale parameter can be overridden; see --help.
+Opt-in (only with --only): peer, Argo Rollouts on the same control plane (bench/peer.py):
+    ./dev bench --only peer [--peer-rollouts 200 --peer-blocks 5 --peer-per-block 20]
 The results are printed as a table and written as JSON; docs/benchmarks.md explains them.
 """
 
@@ -33,7 +35,8 @@ sys.path.insert(0, str(REPO / "e2e"))
 sys.path.insert(0, str(HERE))
 
 SECTIONS = ("latency", "rollback", "restart", "memory", "idle", "hashing")
-CLUSTER_SECTIONS = SECTIONS[:-1]
+OPT_IN = ("peer",)  # run only when named in --only
+CLUSTER_SECTIONS = (*SECTIONS[:-1], *OPT_IN)
 
 SCALES: dict[str, dict[str, Any]] = {
     "tiny": {
@@ -51,6 +54,10 @@ SCALES: dict[str, dict[str, Any]] = {
         "hash_repeats": 3,
         "hash_workers": 4,
         "converge_timeout": 300.0,
+        "peer_rollouts": 20,
+        "peer_blocks": 2,
+        "peer_per_block": 5,
+        "peer_idle_seconds": 20.0,
     },
     "full": {
         "versions": 1000,
@@ -67,6 +74,10 @@ SCALES: dict[str, dict[str, Any]] = {
         "hash_repeats": 3,
         "hash_workers": 4,
         "converge_timeout": 1800.0,
+        "peer_rollouts": 200,
+        "peer_blocks": 6,
+        "peer_per_block": 20,
+        "peer_idle_seconds": 120.0,
     },
 }
 
@@ -79,6 +90,8 @@ TARGETS = {
     "rss_at": (1000, 200),
     "hash_single_ratio": 0.9,  # verify_artifact / hashlib, one big file
     "hash_many_share": 0.8,  # many files: verify/hashlib >= share * min(cpus, workers)
+    "peer_vs_promote": 4.0,  # our weight change p50 this many times faster than an Argo promote
+    "peer_vs_abort": 2.0,  # ... and than an Argo abort (issue #17)
 }
 
 T0 = time.monotonic()
@@ -91,8 +104,8 @@ def log(msg: str) -> None:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--scale", choices=sorted(SCALES), default="tiny", help="preset (default: tiny)")
-    ap.add_argument("--only", nargs="+", choices=SECTIONS, metavar="NAME",
-                    help=f"run only these sections ({', '.join(SECTIONS)})")
+    ap.add_argument("--only", nargs="+", choices=(*SECTIONS, *OPT_IN), metavar="NAME",
+                    help=f"run only these sections ({', '.join(SECTIONS)}; opt-in: {', '.join(OPT_IN)})")
     ap.add_argument("--json", default=str(HERE / "results" / "latest.json"),
                     help="where to write the results")
     g = ap.add_argument_group("scale overrides (default: the preset's)")
@@ -112,6 +125,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     g.add_argument("--hash-workers", type=int, help="verify_artifact's max_workers (artifacts.maxWorkers)")
     g.add_argument("--hash-dir", default=None, help="directory for the hashing temp files (default: $TMPDIR)")
     g.add_argument("--converge-timeout", type=float, help="seconds to wait for a fleet to converge")
+    g.add_argument("--peer-rollouts", type=int, help="peer: Argo Rollouts, and as many ModelEndpoints")
+    g.add_argument("--peer-blocks", type=int, help="peer: alternating measurement blocks")
+    g.add_argument("--peer-per-block", type=int, help="peer: samples of each kind per block (<= rollouts/2)")
+    g.add_argument("--peer-idle-seconds", type=float, help="peer: idle window for counting writes")
     args = ap.parse_args(argv)
     params = dict(SCALES[args.scale])
     for key in params:
@@ -119,10 +136,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         if val is not None:
             params[key] = val
     params["restart_changed"] = min(params["restart_changed"], params["endpoints"])
+    args.sections = list(args.only or SECTIONS)
+    if args.sections == ["peer"]:  # the main fleet is the peer's size: both sides at the same count
+        params["versions"] = args.versions or 2 * params["peer_rollouts"]
+        params["endpoints"] = args.endpoints or params["peer_rollouts"]
     if params["endpoints"] < 2:
         ap.error("--endpoints must be >= 2 (one for the latency test, one for the rollbacks)")
     args.params = params
-    args.sections = list(args.only or SECTIONS)
     return args
 
 
@@ -206,6 +226,8 @@ def run_cluster(args: argparse.Namespace, res: Results) -> None:
     want = set(args.sections)
     steps = memory_steps(p["memory_steps"]) if "memory" in want else []
     max_eps = max([p["endpoints"], *(e for _, e in steps)])
+    if "peer" in want:  # the Rollouts' pods too: stable + canary (+ one leaving) each
+        max_eps += 2 * p["peer_rollouts"]
     bc = BenchCluster(nodes_for(max_eps), p["drift_seconds"], log)
     try:
         log(f"starting the control plane ({nodes_for(max_eps)} kwok nodes) and the operator")
@@ -250,6 +272,11 @@ def run_cluster(args: argparse.Namespace, res: Results) -> None:
                 return memory_summary(mem)
 
             guarded(res, "memory", grow)
+        if "peer" in want:  # last: it adds Argo Rollouts and their pods to the cluster
+            import peer
+
+            guarded(res, "peer", lambda: peer.run(bc, p["peer_rollouts"], p["peer_blocks"],
+                                                  p["peer_per_block"], p["peer_idle_seconds"], log))
         res.data["setup"]["operator_metrics"] = bc.metrics()
     finally:
         res.data["setup"]["operator_log_tail"] = bc.op.logs(30).splitlines() if bc.op else []
@@ -353,6 +380,32 @@ def evaluate(res: Results) -> list[dict[str, Any]]:
             f"hashlib {mn['hashlib_mib_s']}, sha256sum {mn['sha256sum_mib_s']}")
         add("hashing", "  verify / hashlib", mn["verify_vs_hashlib"], f">= {want:.2g} (~{par} cores)",
             mn["verify_vs_hashlib"] >= want, f"verify / sha256sum {mn['verify_vs_sha256sum']}")
+    pr = s.get("peer") or {}
+    if num((pr.get("weight") or {}).get("p50_ms")):
+        n = pr["rollouts"]
+        labels = {"promote": "Argo promote", "abort": "Argo abort", "weight": "our weight change",
+                  "rollback": "our rollback"}
+        for k, label in labels.items():
+            st = pr[k]
+            add("peer", f"{label} -> VirtualService p50 / p95 / p99 (ms)",
+                f"{st['p50_ms']} / {st['p95_ms']} / {st['p99_ms']}", "", None,
+                f"n={st['n']}, timeouts {st['timeouts']}, controller reaction p50 "
+                f"{(pr.get('reaction') or {}).get(k, {}).get('p50_ms')} ms")
+        r = pr["ratios"]
+        for theirs, want in (("promote", TARGETS["peer_vs_promote"]), ("abort", TARGETS["peer_vs_abort"])):
+            x = r[f"weight_vs_{theirs}_p50"]
+            met = x >= want if num(x) else None
+            add("peer", f"ours faster than {theirs}, p50 (x)", x, f">= {want:g}", met,
+                f"p95 x{r[f'weight_vs_{theirs}_p95']}, p99 x{r[f'weight_vs_{theirs}_p99']}; rollback p50 "
+                f"x{r[f'rollback_vs_{theirs}_p50']}")
+        rss = pr["rss_mib"]
+        add("peer", f"RSS at {n} rollouts / endpoints: ours vs Argo (MiB)", f"{rss['operator']} / "
+            f"{rss['argo_rollouts']}", "ours <= Argo's", rss["operator"] <= rss["argo_rollouts"])
+        idle = pr["idle"]
+        add("peer", f"idle writes in {idle['seconds']:g} s: ours vs Argo", f"{idle['operator']['writes']} / "
+            f"{idle['argo_rollouts']['writes']}", "ours 0", idle["operator"]["writes"] == 0,
+            f"Argo: {idle['argo_rollouts']['lease_writes']} Lease writes; CPU ours "
+            f"{idle['operator']['cpu_percent']}% / Argo {idle['argo_rollouts']['cpu_percent']}%")
     for name, sec in s.items():
         if "error" in sec:
             add(name, "ERROR", sec["error"], "", False)
