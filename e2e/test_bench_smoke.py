@@ -1,7 +1,9 @@
-"""Smoke run of the benchmarks: `bench/run.py --scale tiny` end to end on its own control plane.
+"""Smoke run of the benchmarks: `bench/run.py --scale tiny` end to end on its own control plane, and
+the opt-in peer section (Argo Rollouts, bench/peer.py) at tiny scale.
 
 Only the shape of the results is checked (every section present, its numbers numeric); timings are
-the benchmark's business, not a test's.
+the benchmark's business, not a test's. The peer smoke run fails (never skips) when the Argo Rollouts
+controller cannot be built or found: `./dev test` builds it (e2e/build-argo-rollouts.sh).
 """
 
 from __future__ import annotations
@@ -52,4 +54,38 @@ def test_bench_tiny(tmp_path: Path) -> None:
         for key in ("verify_artifact_mib_s", "hashlib_mib_s", "sha256sum_mib_s", "verify_vs_hashlib"):
             assert _is_number(sections["hashing"][case][key]), f"hashing.{case}.{key}"
     assert data["targets"], "no target rows"
+    assert proc.returncode == 0, proc.stderr[-4000:]
+
+
+def test_bench_peer_tiny(tmp_path: Path) -> None:
+    out = tmp_path / "peer.json"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "bench" / "run.py"),
+            "--scale",
+            "tiny",
+            "--only",
+            "peer",
+            "--json",
+            str(out),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
+    assert out.exists(), f"no JSON written (exit {proc.returncode}):\n{proc.stderr[-4000:]}"
+    peer = json.loads(out.read_text())["sections"].get("peer")
+    assert peer is not None, f"peer section missing:\n{proc.stderr[-4000:]}"
+    assert "error" not in peer, f"peer: {peer['error']}\n{proc.stderr[-4000:]}"
+    for kind in ("promote", "abort", "weight", "rollback"):
+        assert peer[kind]["n"] > 0, f"no {kind} sample: {peer[kind]}"
+        for key in ("p50_ms", "p95_ms", "p99_ms"):
+            assert _is_number(peer[kind][key]), f"peer.{kind}.{key} = {peer[kind][key]!r}"
+    for key in ("weight_vs_promote_p50", "weight_vs_abort_p50", "rollback_vs_abort_p50"):
+        assert _is_number(peer["ratios"][key]), f"peer.ratios.{key} = {peer['ratios'][key]!r}"
+    for who in ("argo_rollouts", "operator"):
+        assert _is_number(peer["rss_mib"][who]) and peer["rss_mib"][who] > 0, f"rss {who}"
+        assert _is_number(peer["idle"][who]["writes"]), f"idle writes {who}"
     assert proc.returncode == 0, proc.stderr[-4000:]
