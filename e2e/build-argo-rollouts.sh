@@ -34,7 +34,7 @@ if [[ -x "$BIN/rollouts-controller" ]]; then
 fi
 
 # shellcheck source=e2e/go-env.sh
-source "$(dirname "$0")/go-env.sh" "Argo Rollouts"
+source "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/go-env.sh" "Argo Rollouts"
 step() { echo "[$(date +%H:%M:%S)] $*" >&2; }
 t0=$SECONDS
 WORK="$OUT/src"

@@ -29,17 +29,8 @@ if have_all; then
   exit 0
 fi
 
-command -v go >/dev/null || { echo "error: Go is required to build the control plane" >&2; exit 1; }
-
-# The public checksum database is not reachable from every machine; the module
-# proxy still serves content-addressed zips. Say so instead of hanging.
-if [[ -z "${GOSUMDB:-}" ]]; then
-  if ! curl -fsS -m 5 -o /dev/null "https://sum.golang.org/lookup/github.com/google/uuid@v1.6.0" 2>/dev/null; then
-    echo "note: sum.golang.org is unreachable; building with GOSUMDB=off (modules still come from the Go module proxy)" >&2
-    export GOSUMDB=off
-  fi
-fi
-export CGO_ENABLED=0 GOFLAGS="-buildvcs=false -mod=mod" GOTOOLCHAIN=local
+# shellcheck source=e2e/go-env.sh
+source "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/go-env.sh" "the control plane"
 mkdir -p "$BIN"
 WORK="$OUT/src"
 mkdir -p "$WORK"

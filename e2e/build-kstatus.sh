@@ -33,15 +33,8 @@ if [[ -x "$BIN/kstatus-check" ]]; then
   exit 0
 fi
 
-# The public checksum database is not reachable from every machine; the module proxy still serves
-# content-addressed zips. Say so instead of hanging (as e2e/build-control-plane.sh does).
-if [[ -z "${GOSUMDB:-}" ]]; then
-  if ! curl -fsS -m 5 -o /dev/null "https://sum.golang.org/lookup/github.com/google/uuid@v1.6.0" 2>/dev/null; then
-    echo "note: sum.golang.org is unreachable; building with GOSUMDB=off (modules still come from the Go module proxy)" >&2
-    export GOSUMDB=off
-  fi
-fi
-export CGO_ENABLED=0 GOFLAGS="-buildvcs=false -mod=mod" GOTOOLCHAIN=local
+# shellcheck source=e2e/go-env.sh
+source "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/go-env.sh" "kstatus-check"
 
 step() { echo "[$(date +%H:%M:%S)] $*" >&2; }
 t0=$SECONDS

@@ -1,5 +1,5 @@
 # Sourced by the e2e/build-*.sh scripts that build from the Go module proxy: the Go environment
-# they share. Usage: `source "$(dirname "$0")/go-env.sh" "<what is being built>"`.
+# they share. Usage: `source "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/go-env.sh" "<what is being built>"`.
 command -v go >/dev/null || { echo "error: Go is required to build ${1:-this}" >&2; exit 1; }
 # The public checksum database is not reachable from every machine; the module proxy still serves
 # content-addressed zips. Say so instead of hanging.
