@@ -87,7 +87,8 @@ def test_version_edit_of_the_only_variant_keeps_traffic_on_the_verified_pods(obj
     # the old slot goes only after the route that stopped pointing at it was observed (+ drain grace)
     wait_for(lambda: set(deployments(objs, uid)) == {new}, 60, "old slot deleted")
     wait_for(lambda: cond_is(objs.mep("solo"), "Ready", "True"), 30, "Ready on 2.4.1")
-    assert any(e.reason == "SlotDeleted" for e in objs.events("solo"))
+    # the Event follows the deletion in the same reconcile, after the status write: wait for it
+    wait_for(lambda: any(e.reason == "SlotDeleted" for e in objs.events("solo")), 30, "SlotDeleted Event")
 
 
 def test_a_foreign_object_with_a_slot_name_is_never_taken_over(objs, artifact_root):
