@@ -72,7 +72,7 @@ def approvals_of(
 ) -> dict[str, tuple[str, ...]]:
     """stage -> distinct approvers of exactly this version and digest (ModelApprovals in the cache)."""
     out: dict[str, set[str]] = {}
-    for _, body in store.items("ModelApproval", namespace):
+    for _, body in store.of_model("ModelApproval", namespace, model):
         s = body.get("spec") or {}
         if (s.get("model"), s.get("version"), s.get("sha256")) == (model, version, digest) and s.get(
             "approver"
@@ -86,13 +86,9 @@ def production_of(
 ) -> tuple[tuple[str, dict[str, float]], ...]:
     """(version, metrics) of the other versions of ``model`` in production now."""
     out = []
-    for (_, name), body in store.items("ModelVersion", namespace):
+    for (_, name), body in store.of_model("ModelVersion", namespace, model):
         spec = body.get("spec") or {}
-        if (
-            name != but
-            and spec.get("model") == model
-            and (body.get("status") or {}).get("stage") == "production"
-        ):
+        if name != but and (body.get("status") or {}).get("stage") == "production":
             out.append((str(spec.get("version")), dict(spec.get("metrics") or {})))
     return tuple(sorted(out))
 
@@ -159,12 +155,10 @@ def referenced_by(
 ) -> tuple[str, ...]:
     """Endpoints that name the version in their spec, or that its status.servedBy lists."""
     out = {str(s.get("endpoint")) for s in (mv.get("status") or {}).get("servedBy") or []}
-    for (_, ep), body in store.items("ModelEndpoint", namespace):
+    for (_, ep), body in store.of_model("ModelEndpoint", namespace, model):
         spec = body.get("spec") or {}
         st_versions = {str(v.get("version")) for v in (body.get("status") or {}).get("variants") or []}
-        if spec.get("model") == model and (
-            any(v.get("version") == version for v in spec.get("variants") or []) or version in st_versions
-        ):
+        if any(v.get("version") == version for v in spec.get("variants") or []) or version in st_versions:
             out.add(ep)
     return tuple(sorted(out))
 
@@ -226,11 +220,7 @@ class ModelReconciler:
             spec, invalid = ModelSpec.model_validate(body.get("spec") or {}), None
         except ValidationError as e:
             spec, invalid = None, validation_message(e)
-        versions = {
-            n: mv
-            for (_, n), mv in self.store.items("ModelVersion", namespace)
-            if (mv.get("spec") or {}).get("model") == name
-        }
+        versions = {n: mv for (_, n), mv in self.store.of_model("ModelVersion", namespace, name)}
         views = tuple(view_of(self.store, namespace, mv) for mv in versions.values())
         return Gathered(body, spec, invalid, versions, views, self.now(body))
 

@@ -81,10 +81,8 @@ def served_by(store: Store, namespace: str, model: str, version: str) -> list[di
     traffic now (status.variants[].serving, with its effective weight), and the version the spec asks
     for (weight 0 until it takes over). Both hold the ModelVersion's deletion."""
     out: list[dict[str, Any]] = []
-    for (_, ep_name), ep in store.items("ModelEndpoint", namespace):
+    for (_, ep_name), ep in store.of_model("ModelEndpoint", namespace, model):
         spec = ep.get("spec") or {}
-        if spec.get("model") != model:
-            continue
         st = ep.get("status") or {}
         eff = st.get("effectiveWeights") or {}
         mirror = (spec.get("mirror") or {}).get("variant")

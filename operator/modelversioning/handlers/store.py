@@ -188,17 +188,31 @@ def _older(new: Any, old: Any) -> bool:
     return False
 
 
+def _discard(index: dict[tuple[str, str, str], set[str]], key: tuple[str, str, str], name: str) -> None:
+    names = index.get(key)
+    if names is not None:
+        names.discard(name)
+        if not names:
+            del index[key]
+
+
 class Store:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._objs: dict[str, dict[str, dict[str, dict[str, Any]]]] = {}  # kind -> ns -> name -> body
         self._owned: dict[tuple[str, str, str], set[str]] = {}  # (kind, ns, endpoint uid) -> names
+        self._models: dict[tuple[str, str, str], set[str]] = {}  # (kind, ns, spec.model) -> names
         self._unobserved: set[tuple[str, str, str]] = set()  # our writes the watch has not shown yet
 
     @staticmethod
     def _owner(body: dict[str, Any]) -> str | None:
         ctl = controller_of(body)
         return ctl[0] if ctl else None
+
+    @staticmethod
+    def _model(body: dict[str, Any]) -> str | None:
+        model = (body.get("spec") or {}).get("model")
+        return model if isinstance(model, str) else None
 
     def upsert(self, kind: str, body: dict[str, Any], observed: bool = True) -> None:
         """Cache `body`. observed=False: the object as we just wrote it (read-your-writes), which
@@ -224,15 +238,17 @@ class Store:
             owner = self._owner(body)
             if owner:
                 self._owned.setdefault((kind, ns, owner), set()).add(name)
+            model = self._model(body)
+            if model is not None:
+                self._models.setdefault((kind, ns, model), set()).add(name)
 
     def _unindex(self, kind: str, ns: str, name: str, body: dict[str, Any]) -> None:
         owner = self._owner(body)
         if owner:
-            names = self._owned.get((kind, ns, owner))
-            if names is not None:
-                names.discard(name)
-                if not names:
-                    del self._owned[(kind, ns, owner)]
+            _discard(self._owned, (kind, ns, owner), name)
+        model = self._model(body)
+        if model is not None:
+            _discard(self._models, (kind, ns, model), name)
 
     def is_observed(self, kind: str, namespace: str, name: str) -> bool:
         """Did the cached version of this object come from the watch (not only from our own write)?"""
@@ -268,6 +284,14 @@ class Store:
             names = sorted(self._owned.get((kind, namespace, endpoint_uid), ()))
             bucket = self._objs.get(kind, {}).get(namespace, {})
             return [bucket[n] for n in names if n in bucket]
+
+    def of_model(self, kind: str, namespace: str, model: str) -> list[tuple[Key, dict[str, Any]]]:
+        """Objects of `kind` in `namespace` whose spec.model is `model` (an index: a reconcile of one
+        model's version or endpoint never scans the other models' objects)."""
+        with self._lock:
+            names = sorted(self._models.get((kind, namespace, model), ()))
+            bucket = self._objs.get(kind, {}).get(namespace, {})
+            return [((namespace, n), bucket[n]) for n in names if n in bucket]
 
     def count(self, kind: str) -> int:
         with self._lock:

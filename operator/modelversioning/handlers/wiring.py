@@ -79,14 +79,12 @@ class Operator:
             self.endpoints.reconcile(ns, name)
 
     def endpoints_of_model(self, namespace: str, model: str) -> None:
-        for (ns, name), body in self.store.items("ModelEndpoint", namespace):
-            if (body.get("spec") or {}).get("model") == model:
-                self.queue.add(("ModelEndpoint", ns, name))
+        for (ns, name), _ in self.store.of_model("ModelEndpoint", namespace, model):
+            self.queue.add(("ModelEndpoint", ns, name))
 
     def versions_of_model(self, namespace: str, model: str) -> None:
-        for (ns, name), body in self.store.items("ModelVersion", namespace):
-            if (body.get("spec") or {}).get("model") == model:
-                self.queue.add(("ModelVersion", ns, name))
+        for (ns, name), _ in self.store.of_model("ModelVersion", namespace, model):
+            self.queue.add(("ModelVersion", ns, name))
 
     def _endpoints_of_model_threadsafe(self, namespace: str, model: str) -> None:
         assert self.queue._loop is not None

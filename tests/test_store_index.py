@@ -1,0 +1,48 @@
+"""The watch cache's indexes: by controlling endpoint and by model (handlers/store.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from modelversioning.handlers.store import Store
+
+
+def mv(name: str, model: str, rv: str = "1") -> dict[str, Any]:
+    return {
+        "apiVersion": "modelversioning.io/v1alpha1",
+        "kind": "ModelVersion",
+        "metadata": {"name": name, "namespace": "ns", "resourceVersion": rv, "uid": f"u-{name}"},
+        "spec": {"model": model, "version": "1.0.0"},
+    }
+
+
+def names(pairs: list[tuple[tuple[str, str], dict[str, Any]]]) -> list[str]:
+    return [n for (_, n), _ in pairs]
+
+
+def test_of_model_finds_exactly_the_objects_of_that_model_and_follows_changes() -> None:
+    s = Store()
+    s.upsert("ModelVersion", mv("fraud-v1", "fraud"))
+    s.upsert("ModelVersion", mv("fraud-v2", "fraud"))
+    s.upsert("ModelVersion", mv("chat-v1", "chat"))
+    assert names(s.of_model("ModelVersion", "ns", "fraud")) == ["fraud-v1", "fraud-v2"]
+    assert names(s.of_model("ModelVersion", "ns", "chat")) == ["chat-v1"]
+    assert s.of_model("ModelVersion", "other", "fraud") == []
+    assert s.of_model("ModelEndpoint", "ns", "fraud") == []
+    # a newer version of an object that names another model moves between the index entries
+    s.upsert("ModelVersion", mv("fraud-v2", "chat", rv="2"))
+    assert names(s.of_model("ModelVersion", "ns", "fraud")) == ["fraud-v1"]
+    assert names(s.of_model("ModelVersion", "ns", "chat")) == ["chat-v1", "fraud-v2"]
+    # an older event is ignored, index included
+    s.upsert("ModelVersion", mv("fraud-v2", "fraud", rv="1"))
+    assert names(s.of_model("ModelVersion", "ns", "chat")) == ["chat-v1", "fraud-v2"]
+    s.delete("ModelVersion", "ns", "fraud-v1")
+    assert s.of_model("ModelVersion", "ns", "fraud") == []
+    assert s._models.get(("ModelVersion", "ns", "fraud")) is None  # no empty entries left behind
+
+
+def test_of_model_returns_the_cached_bodies() -> None:
+    s = Store()
+    s.upsert("ModelVersion", mv("fraud-v1", "fraud"))
+    ((key, body),) = s.of_model("ModelVersion", "ns", "fraud")
+    assert key == ("ns", "fraud-v1") and body is s.get("ModelVersion", "ns", "fraud-v1")
