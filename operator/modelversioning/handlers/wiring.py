@@ -119,6 +119,7 @@ def _op() -> Operator:
 @kopf.on.startup()
 async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     global OP
+    limit_malloc_arenas()  # before the work queue's and the verifier's threads exist
     cfg = Settings.load()
     settings.posting.level = logging.WARNING
     settings.watching.server_timeout = int(os.environ.get("MODELVERSIONING_WATCH_TIMEOUT", "600"))
@@ -182,6 +183,14 @@ def _listed(
         yield from page
 
 
+def limit_malloc_arenas(arenas: int = 2) -> None:
+    """glibc gives each thread that allocates its own heap (up to 8 per core), and a burst of work
+    spread over the reconcile and verification threads leaves each of them holding freed pages; the
+    GIL serialises our allocations anyway, so a couple of heaps are enough."""
+    with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to limit
+        ctypes.CDLL(None).mallopt(-8, arenas)  # M_ARENA_MAX
+
+
 def release_memory() -> None:
     """Hand the memory freed by the startup LIST (full objects, decoded pages) back to the system:
     glibc keeps freed heap pages otherwise, and the process would stay as big as its peak."""
@@ -209,6 +218,8 @@ async def _release_when_settled(op: Operator, poll: float = 0.5) -> None:
     while idle < 3:
         await asyncio.sleep(poll)
         idle = idle + 1 if op.queue.pending() == 0 else 0
+    release_memory()
+    await asyncio.sleep(poll * 20)  # kopf's per-object workers of the listing end after their idle timeout
     release_memory()
 
 
