@@ -1,10 +1,11 @@
 """Every test that runs a reconciler also checks the watch cache's projection: what the operator's
 code reads from a cached object must be a field that ``store.PROJECTION`` keeps for its kind.
 
-``Store.get``/``items``/``owned`` hand the operator's code (not the tests' own fakes) objects that
-record each key read, with its path; at the end of the test every recorded path is checked against
-the projection. A reader of a dropped field (the worst bug a projection can have: a decision made on
-a field that is always missing) fails the test that exercises it, whatever the fixture holds.
+``Store.get``/``items``/``owned``/``of_model`` hand the operator's code (not the tests' own fakes)
+objects that record each key read, with its path; at the end of the test every recorded path is
+checked against the projection. A reader of a dropped field (the worst bug a projection can have: a
+decision made on a field that is always missing) fails the test that exercises it, whatever the
+fixture holds.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ OPERATOR = os.path.dirname(modelversioning.__file__) + os.sep
 Path = tuple[Any, ...]
 EACH = "[]"  # any element of a list
 WHOLE = "*"  # every key of a map (iterated, copied, unpacked)
+READERS = {"get", "items", "owned", "of_model"}  # Store methods that hand out cached objects: recorded
+OTHERS = {"upsert", "delete", "is_observed", "count"}
 
 
 def _ours(depth: int = 2) -> bool:
@@ -145,7 +148,12 @@ def cache_reads(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch)
         yield reads
         return
     Store = store_mod.Store
-    get, items, owned = Store.get, Store.items, Store.owned
+    public = {n for n in vars(Store) if not n.startswith("_")}
+    assert public <= READERS | OTHERS, (
+        f"Store has new methods {sorted(public - READERS - OTHERS)}: if they hand out cached objects, "
+        "record them here like get/items/owned/of_model (READERS), else add them to OTHERS"
+    )
+    get, items, owned, of_model = Store.get, Store.items, Store.owned, Store.of_model
 
     def rec_get(self: Any, kind: str, namespace: str, name: str) -> Any:
         obj = get(self, kind, namespace, name)
@@ -160,6 +168,11 @@ def cache_reads(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch)
         objs = owned(self, kind, namespace, uid)
         return [reads.wrap(kind, o) for o in objs] if _ours() else objs
 
+    def rec_of_model(self: Any, kind: str, namespace: str, model: str) -> list[Any]:
+        pairs = of_model(self, kind, namespace, model)
+        return [(k, reads.wrap(kind, o)) for k, o in pairs] if _ours() else pairs
+
+    monkeypatch.setattr(Store, "of_model", rec_of_model)
     monkeypatch.setattr(Store, "get", rec_get)
     monkeypatch.setattr(Store, "items", rec_items)
     monkeypatch.setattr(Store, "owned", rec_owned)
