@@ -187,3 +187,40 @@ def test_fair_pool_runs_each_key_round_robin(n: int) -> None:
         f.result(5)
     assert order[:2] == ["a0", "b0"]  # b is not queued behind all of a
     pool.shutdown()
+
+
+def test_verifier_workers_are_reused_and_a_failed_one_never_is(tmp_path: Path, monkeypatch: Any) -> None:
+    """Python's start and imports are paid once per worker, not per version; a worker that ran out of
+    memory or missed its deadline is gone, and the next request gets a fresh one."""
+    from modelversioning.artifacts import runner
+
+    data = tmp_path / "m.bin"
+    data.write_bytes(b"weights\n")
+    sha = hashlib.sha256(b"weights\n").hexdigest()
+    policy = ArtifactPolicy(file_roots=[str(tmp_path)])
+    pids = []
+    for _ in range(3):
+        r = verify_in_child(f"file://{data}", sha, policy=policy)
+        assert r.reason is Reason.VERIFIED, r.message
+        pids.append([w.proc.pid for w in runner._IDLE])
+    assert pids[0] == pids[1] == pids[2] and len(pids[0]) == 1  # one worker, three verifications
+
+    # a worker that answers nothing within the deadline is killed, and LimitExceeded
+    big = tmp_path / "big.bin"
+    with open(big, "wb") as f:
+        f.truncate(300 * 1024 * 1024)
+    small = ArtifactPolicy(file_roots=[str(tmp_path)], chunk_size=192 * 1024 * 1024,
+                           memory_limit_bytes=128 * 1024 * 1024)  # fmt: skip
+    r = verify_in_child(f"file://{big}", WRONG, policy=small)  # out of memory: reported, not reused
+    assert r.reason is Reason.LIMIT_EXCEEDED and "memory" in r.message
+    assert all(w.memory_limit != small.memory_limit_bytes for w in runner._IDLE)
+
+    stuck = runner._take(policy.memory_limit_bytes)
+    runner._IDLE.append(stuck)
+    monkeypatch.setattr(runner, "GRACE_SECONDS", 0.0)
+    slow = policy.model_copy(update={"timeout_seconds": 0.0})  # the deadline passes before any answer
+    r = verify_in_child(f"file://{big}", WRONG, policy=slow)
+    assert r.reason is Reason.LIMIT_EXCEEDED and "timeoutSeconds" in r.message, r.message
+    assert not stuck.alive() and stuck not in runner._IDLE
+    r = verify_in_child(f"file://{data}", sha, policy=policy)  # a fresh worker takes over
+    assert r.reason is Reason.VERIFIED and [w.proc.pid for w in runner._IDLE] != pids[0]

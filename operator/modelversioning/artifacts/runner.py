@@ -3,13 +3,15 @@
 * :class:`FairExecutor`: ``workers`` threads; at most ``per_key`` jobs of one key (the namespace)
   run at once, and waiting jobs start round-robin across keys (FIFO within a key). A namespace that
   registers slow artifacts only ever waits behind itself.
-* :func:`verify_in_child`: one verification in a child process (``python -m
-  modelversioning.artifacts.runner``), with an address-space limit (``RLIMIT_AS`` =
-  ``policy.memory_limit_bytes``), a preferred target for the kernel's OOM killer
-  (``oom_score_adj`` 1000: a cgroup OOM takes a verifier, never the operator), and killed at
+* :func:`verify_in_child`: one verification in a worker process (``python -m
+  modelversioning.artifacts.worker``: one request at a time, reused for up to RECYCLE_AFTER
+  requests, so Python's start and imports are paid once, not per version), with an address-space
+  limit (``RLIMIT_AS`` = ``policy.memory_limit_bytes``), a preferred target for the kernel's OOM
+  killer (``oom_score_adj`` 1000: a cgroup OOM takes a verifier, never the operator), and killed at
   ``policy.timeout_seconds`` + a grace period. The request (URI, digest, policy, the Secret's data)
-  goes in on stdin, never in argv or the environment; the result comes back as JSON on stdout.
-  A killed child, or one that ran out of memory, is ``LimitExceeded`` (permanent).
+  goes in as a JSON line on stdin, never in argv or the environment; the result comes back as a
+  JSON line on stdout. A killed worker, or one that ran out of memory, is ``LimitExceeded``
+  (permanent) and is never reused.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import select
 import subprocess
 import sys
 import threading
@@ -135,6 +138,88 @@ def _result(uri: str, expected: str, reason: Reason, message: str, seconds: floa
     )
 
 
+RECYCLE_AFTER = 200  # jobs per worker process, then a fresh one (bounds what a long-lived one keeps)
+MEMORY_ERROR = "MemoryError"
+
+
+class _Worker:
+    """A verifier process (``python -m modelversioning.artifacts.worker <memory limit>``) that runs
+    one request at a time: a JSON line in on stdin, a JSON line out on stdout. Starting Python and
+    importing the verifier costs about a second of CPU; a worker pays it once, not per version."""
+
+    def __init__(self, memory_limit: int) -> None:
+        self.memory_limit = memory_limit
+        self.jobs = 0
+        self.timed_out = False
+        env = {**os.environ, "MALLOC_ARENA_MAX": "2", "PYTHONUNBUFFERED": "1"}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "modelversioning.artifacts.worker", str(memory_limit)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env=env,
+            start_new_session=True,
+        )
+
+    def ask(self, request: dict[str, Any], timeout: float) -> str | None:
+        """The worker's answer line; None when it did not answer within ``timeout`` (it is then
+        killed) or died first."""
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.jobs += 1
+        try:
+            self.proc.stdin.write(json.dumps(request).encode() + b"\n")
+            self.proc.stdin.flush()
+        except OSError:
+            return None
+        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
+        if not ready:
+            self.timed_out = True
+            self.kill()
+            return None
+        line = self.proc.stdout.readline().decode(errors="replace").strip()
+        return line or None
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def kill(self) -> None:
+        with contextlib.suppress(OSError):
+            self.proc.kill()
+        self.proc.wait()
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            if self.proc.stdin is not None:
+                self.proc.stdin.close()
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+
+_IDLE: list[_Worker] = []
+_IDLE_LOCK = threading.Lock()
+
+
+def _take(memory_limit: int) -> _Worker:
+    with _IDLE_LOCK:
+        while _IDLE:
+            w = _IDLE.pop()
+            if w.alive() and w.memory_limit == memory_limit:
+                return w
+            w.kill()
+    return _Worker(memory_limit)
+
+
+def _give_back(w: _Worker) -> None:
+    if not w.alive():
+        return
+    if w.jobs >= RECYCLE_AFTER:
+        w.close()
+        return
+    with _IDLE_LOCK:
+        _IDLE.append(w)
+
+
 def verify_in_child(
     uri: str,
     expected_sha256: str,
@@ -142,9 +227,8 @@ def verify_in_child(
     policy: ArtifactPolicy,
     secret_data: Mapping[str, str] | None = None,
     expected_size: int | None = None,
-    env: Mapping[str, str] | None = None,
 ) -> VerifyResult:
-    """:func:`verify_artifact` in a child process with a memory limit, killed at the deadline."""
+    """:func:`verify_artifact` in a worker process with a memory limit, killed at the deadline."""
     request = {
         "uri": uri,
         "sha256": expected_sha256,
@@ -152,41 +236,34 @@ def verify_in_child(
         "secret": dict(secret_data) if secret_data is not None else None,
         "expectedSize": expected_size,
     }
-    child_env = {**(os.environ if env is None else env), "MALLOC_ARENA_MAX": "2", "PYTHONUNBUFFERED": "1"}
     shown = redact_uri(uri)
     start = time.monotonic()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "modelversioning.artifacts.runner"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=child_env,
-        start_new_session=True,
-    )
-    try:
-        out, err = proc.communicate(
-            json.dumps(request).encode(), timeout=policy.timeout_seconds + GRACE_SECONDS
-        )
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.communicate()
+    worker = _take(policy.memory_limit_bytes)
+    out = worker.ask(request, policy.timeout_seconds + GRACE_SECONDS)
+    seconds = time.monotonic() - start
+    if out is not None and out != MEMORY_ERROR:
+        try:
+            result = _from_dict(json.loads(out))
+        except (ValueError, KeyError, TypeError):
+            worker.kill()  # garbled: not trusted with another request
+        else:
+            if result.reason is Reason.LIMIT_EXCEEDED:
+                worker.close()  # it came near its limits: the next request gets a fresh one
+            else:
+                _give_back(worker)
+            return result
+    if worker.timed_out:
         return _result(
             uri,
             expected_sha256,
             Reason.LIMIT_EXCEEDED,
             f"{shown}: LimitExceeded: not verified within artifacts.timeoutSeconds "
             f"({policy.timeout_seconds:g}s); the verifier was stopped",
-            time.monotonic() - start,
+            seconds,
         )
-    seconds = time.monotonic() - start
-    lines = out.decode(errors="replace").strip().splitlines()
-    if proc.returncode == 0 and lines:
-        try:
-            return _from_dict(json.loads(lines[-1]))
-        except (ValueError, KeyError, TypeError):
-            pass
-    stderr = err.decode(errors="replace")
-    if "MemoryError" in stderr or proc.returncode in (-9, 137):
+    worker.close()  # a MemoryError (it exits), died, or garbled
+    code = worker.proc.returncode
+    if out == MEMORY_ERROR or code in (-9, 137):
         return _result(
             uri,
             expected_sha256,
@@ -197,7 +274,7 @@ def verify_in_child(
         )
     return _result(
         uri, expected_sha256, Reason.FETCH_FAILED,
-        f"{shown}: FetchFailed: the verifier process failed (exit {proc.returncode})", seconds,
+        f"{shown}: FetchFailed: the verifier process failed (exit {code})", seconds,
     )  # fmt: skip
 
 
@@ -227,25 +304,27 @@ def _limit_self(memory_limit: int) -> None:
         f.write("1000")
 
 
-def main() -> int:
-    request = json.loads(sys.stdin.buffer.read())
-    policy = ArtifactPolicy.model_validate(request["policy"])
-    _limit_self(policy.memory_limit_bytes)
-    try:
-        result = verify_artifact(
-            request["uri"],
-            request["sha256"],
-            policy=policy,
-            secret_data=request.get("secret"),
-            expected_size=request.get("expectedSize"),
-        )
-    except MemoryError:
-        print("MemoryError", file=sys.stderr)
-        return 3
-    sys.stdout.write(json.dumps(result.to_dict()) + "\n")
-    sys.stdout.flush()
+def main(argv: list[str] | None = None) -> int:
+    """The worker: limits first, then one JSON request per line until stdin closes."""
+    args = sys.argv[1:] if argv is None else argv
+    _limit_self(int(args[0]))
+    for line in sys.stdin.buffer:
+        if not line.strip():
+            continue
+        request = json.loads(line)
+        try:
+            result = verify_artifact(
+                request["uri"],
+                request["sha256"],
+                policy=ArtifactPolicy.model_validate(request["policy"]),
+                secret_data=request.get("secret"),
+                expected_size=request.get("expectedSize"),
+            )
+            answer = json.dumps(result.to_dict())
+        except MemoryError:
+            answer = MEMORY_ERROR
+        sys.stdout.write(answer + "\n")
+        sys.stdout.flush()
+        if answer == MEMORY_ERROR:
+            return 3  # its heap may be in any state: the next request gets a fresh worker
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
