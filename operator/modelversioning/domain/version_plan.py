@@ -478,10 +478,13 @@ def walk_stage(
         if approvers:
             hop["approvedBy"] = list(approvers)
         history.append(hop)
-        events.append(Event("Normal", R.STAGE_CHANGED, clip(f"{current} -> {step} by {actor}: {why}", 2048)))
         transitions.append(Transition(current, step, "made"))
         current = step
         stage_cond = _in_effect(current)
+    made = [t for t in transitions if t.outcome == "made"]
+    if made:  # one Event per walk (the history has each hop): fewer writes for a fleet's first walk
+        path = " -> ".join([made[0].src, *(t.dst for t in made)])
+        events.insert(0, Event("Normal", R.STAGE_CHANGED, clip(f"{path} by {actor}: {why}", 2048)))
     if len(history) > history_limit:
         for old in history[: len(history) - history_limit]:
             events.append(Event("Normal", R.HISTORY_TRIMMED, _trimmed(old, history_limit)))
