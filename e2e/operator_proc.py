@@ -41,6 +41,7 @@ class OperatorProcess:
             "KUBECONFIG": self.kubeconfig,
             "MODELVERSIONING_CONFIG": str(self.config),
             "PYTHONUNBUFFERED": "1",
+            "PYTHONMALLOC": "malloc",  # as the image sets it (Dockerfile): the same memory behaviour
             **self.extra_env,
         }
         args = [
