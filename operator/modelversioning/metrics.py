@@ -5,6 +5,8 @@ Served by the operator on --metrics-port (default 8080) at /metrics.
 
 from __future__ import annotations
 
+import contextlib
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 REGISTRY = CollectorRegistry(auto_describe=True)
@@ -113,23 +115,40 @@ def serve(port: int, addr: str = "0.0.0.0") -> None:
     start_http_server(port, addr=addr, registry=REGISTRY)
 
 
+# The label sets each endpoint has on each per-endpoint gauge, so replacing or dropping an endpoint's
+# series touches only its own (scanning a gauge's every series per reconcile made a drift check over
+# 2,000 endpoints quadratic: ~0.9 ms per endpoint reconcile at 2,000).
+_SERIES: dict[tuple[str, str, str], set[tuple[str, ...]]] = {}  # (gauge, namespace, endpoint) -> labels
+
+
+def _replace_series(gauge: Gauge, namespace: str, endpoint: str, want: dict[tuple[str, ...], float]) -> None:
+    """The series of (namespace, endpoint) on `gauge` become exactly `want` (labels -> value)."""
+    key = (gauge._name, namespace, endpoint)  # noqa: SLF001
+    for labels in _SERIES.get(key, set()) - set(want):
+        with contextlib.suppress(KeyError):
+            gauge.remove(*labels)
+    for labels, value in want.items():
+        gauge.labels(*labels).set(value)
+    if want:
+        _SERIES[key] = set(want)
+    else:
+        _SERIES.pop(key, None)
+
+
 def set_rollout(namespace: str, endpoint: str, phase: str | None, step: int | None) -> None:
-    for labels in list(ROLLOUT_PHASE._metrics):  # noqa: SLF001
-        if labels[0] == namespace and labels[1] == endpoint:
-            ROLLOUT_PHASE.remove(*labels)
-    if phase is None:
-        return
-    ROLLOUT_PHASE.labels(namespace, endpoint, phase).set(1)
-    ROLLOUT_STEP.labels(namespace, endpoint).set(step or 0)
+    """The rollout series of one endpoint: its phase (one series) and step; none without a rollout."""
+    running = phase is not None
+    _replace_series(
+        ROLLOUT_PHASE, namespace, endpoint, {(namespace, endpoint, phase or ""): 1} if running else {}
+    )
+    _replace_series(ROLLOUT_STEP, namespace, endpoint, {(namespace, endpoint): step or 0} if running else {})
 
 
 def forget_endpoint(namespace: str, endpoint: str) -> None:
     """Drop per-variant series of a deleted endpoint (bounded cardinality)."""
     set_rollout(namespace, endpoint, None, None)
     for g in (EFFECTIVE_WEIGHT, DESIRED_WEIGHT):
-        for labels in list(g._metrics):  # noqa: SLF001 - prometheus_client has no public API for this
-            if labels[0] == namespace and labels[1] == endpoint:
-                g.remove(*labels)
+        _replace_series(g, namespace, endpoint, {})
 
 
 def set_endpoint_weights(
@@ -142,9 +161,8 @@ def set_endpoint_weights(
     """Set the weight series of one endpoint to exactly these (variant, version) pairs: a version
     that no longer serves loses its series, so `effective_weight > 0` lists only serving versions."""
     for gauge, values in ((EFFECTIVE_WEIGHT, effective), (DESIRED_WEIGHT, desired)):
-        want = {(namespace, endpoint, model, variant, version) for variant, version in values}
-        for labels in list(gauge._metrics):  # noqa: SLF001 - no public API to list label sets
-            if labels[0] == namespace and labels[1] == endpoint and labels not in want:
-                gauge.remove(*labels)
-        for (variant, version), value in values.items():
-            gauge.labels(namespace, endpoint, model, variant, version).set(value)
+        want: dict[tuple[str, ...], float] = {
+            (namespace, endpoint, model, variant, version): float(v)
+            for (variant, version), v in values.items()
+        }
+        _replace_series(gauge, namespace, endpoint, want)
