@@ -409,7 +409,7 @@ def _rendered_server_env(mount: Path) -> tuple[list[str], dict[str, str]]:
     return list(container.get("args", [])), env
 
 
-def test_cli_runs_with_the_rendered_pod_env_and_drains_on_sigterm(model_dir: Path) -> None:
+def test_cli_runs_with_the_rendered_pod_env_and_drains_on_sigterm(model_dir: Path, tmp_path: Path) -> None:
     args, pod_env = _rendered_server_env(model_dir)
     assert args[0] == "model-server"  # the image's ENTRYPOINT is `modelversioning`
     assert pod_env["MODEL_PATH"] == str(model_dir) and pod_env["MODEL_SHA256"] == SHA
@@ -418,14 +418,16 @@ def test_cli_runs_with_the_rendered_pod_env_and_drains_on_sigterm(model_dir: Pat
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MODEL_", "MODEL_SERVER_"))}
     env.update(pod_env)
     env.update(MODEL_SERVER_HOST="127.0.0.1", MODEL_SERVER_DRAIN_SECONDS="1")
-    proc = subprocess.Popen(
-        [*_entry_point(), *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
+    # Its log goes to a file: a pipe nobody reads fills up (one access-log line per health poll on a
+    # slow start) and blocks the server, signal handler included: it never drained (a flaky failure).
+    log_path = tmp_path / "model-server.log"
+    log_file = open(log_path, "w")  # noqa: SIM115 - closed in the finally below
+    proc = subprocess.Popen([*_entry_point(), *args], env=env, stdout=log_file, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
 
         def healthy() -> bool:
-            assert proc.poll() is None, proc.communicate()[0]
+            assert proc.poll() is None, log_path.read_text()
             try:
                 return _request(base + "/healthz", timeout=1)[0] == 200
             except OSError:
@@ -454,7 +456,9 @@ def test_cli_runs_with_the_rendered_pod_env_and_drains_on_sigterm(model_dir: Pat
     finally:
         if proc.poll() is None:
             proc.kill()
-        out = proc.communicate()[0]
+        proc.wait()
+        log_file.close()
+    out = log_path.read_text()
     assert "loaded fraud-detector 2.4.1" in out, out
     print(f"model-server process healthy {started:.2f}s after exec")
 

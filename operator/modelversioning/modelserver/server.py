@@ -203,8 +203,11 @@ class ModelServer:
     def serve_forever(self) -> None:
         """Serve until ``shutdown()`` is called (from another thread or a signal handler)."""
         self.start()
-        for t in self._threads:
-            t.join()
+        # Join with a timeout: the signal handlers (SIGTERM: drain) run in this thread, and an
+        # untimed join could keep them from running (the process then ignored SIGTERM, at random).
+        while any(t.is_alive() for t in self._threads):
+            for t in self._threads:
+                t.join(0.2)
 
     def shutdown(self) -> None:
         for srv in (self.httpd, self.admin):
