@@ -259,6 +259,11 @@ def idle_traffic(bc: BenchCluster, seconds: float, log: Callable[[str], None]) -
         "reconcile_seconds": reconcile_s,
         "operator_cpu_seconds": round(cpu, 2),
         "operator_cpu_percent": round(100 * cpu / elapsed, 2),
+        # what the process spends outside the drift check's reconciles (their time is wall time of
+        # reconciles that make no request, so close to CPU): issue #17's "between drift checks"
+        "operator_cpu_percent_between_checks": round(
+            100 * max(0.0, cpu - sum(reconcile_s.values())) / elapsed, 2
+        ),
     }
     log(f"idle {elapsed:.0f}s: {reqs['requests']} operator requests {reqs['by_verb']}, "
         f"{reqs['writes']} writes, operator CPU {out['operator_cpu_percent']}%")
