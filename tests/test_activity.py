@@ -271,3 +271,15 @@ def test_memory_is_released_once_the_startup_backlog_is_done(monkeypatch):
     monkeypatch.setattr(wiring, "release_memory", lambda: released.append(len(backlog)))
     asyncio.run(wiring._release_when_settled(Op(), poll=0))  # type: ignore[arg-type]
     assert released == [1, 1]  # after three quiet polls in a row, and again once kopf's workers end
+
+
+@pytest.mark.parametrize(
+    "cycle, recheck, versions",
+    [(1, 0.0, False), (9, 0.0, False), (10, 0.0, True), (20, 0.0, True), (1, 3600.0, True), (7, 60.0, True)],
+)
+def test_drift_checks_rerun_versions_only_when_something_needs_them(cycle, recheck, versions) -> None:  # type: ignore[no-untyped-def]
+    from modelversioning.handlers.wiring import drift_kinds
+
+    kinds = drift_kinds(cycle, recheck)
+    assert "ModelEndpoint" in kinds and "Model" in kinds  # children and retention: every time
+    assert ("ModelVersion" in kinds) is versions
