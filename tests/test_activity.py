@@ -283,3 +283,18 @@ def test_drift_checks_rerun_versions_only_when_something_needs_them(cycle, reche
     kinds = drift_kinds(cycle, recheck)
     assert "ModelEndpoint" in kinds and "Model" in kinds  # children and retention: every time
     assert ("ModelVersion" in kinds) is versions
+
+
+def test_after_a_restart_endpoints_go_first_and_versions_wait_behind_watch_events() -> None:
+    from types import SimpleNamespace
+
+    from modelversioning.handlers.store import Store
+    from modelversioning.handlers.wiring import enqueue_all
+
+    store = Store()
+    for kind in ("ModelVersion", "Model", "ModelEndpoint"):
+        store.upsert(kind, {"metadata": {"name": kind.lower(), "namespace": "ns", "resourceVersion": "1"}})
+    added: list[tuple[str, bool]] = []
+    queue = SimpleNamespace(add=lambda key, low=False: added.append((key[0], low)))
+    enqueue_all(SimpleNamespace(store=store, queue=queue))  # type: ignore[arg-type]
+    assert added == [("ModelEndpoint", False), ("Model", False), ("ModelVersion", True)]

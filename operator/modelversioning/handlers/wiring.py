@@ -200,9 +200,12 @@ def release_memory() -> None:
 
 
 def enqueue_all(op: Operator) -> None:
-    for kind in ("Model", "ModelVersion", "ModelEndpoint"):
+    """After a (re)start or a resume: everything once. Endpoints first (they carry traffic: a route
+    changed while the operator was down is fixed before 10,000 versions are re-checked), then Models;
+    ModelVersions behind watch-driven work (their status survived the restart)."""
+    for kind, low in (("ModelEndpoint", False), ("Model", False), ("ModelVersion", True)):
         for (ns, name), _ in op.store.items(kind):
-            op.queue.add((kind, ns, name))
+            op.queue.add((kind, ns, name), low=low)
 
 
 async def _resync_loop(op: Operator) -> None:
