@@ -82,6 +82,9 @@ def set_operators(cp: Any, users: list[str]) -> None:
     )  # fmt: skip
 
 
+_LAST_REFUSAL: dict[str, str] = {}
+
+
 def _may_write_status(cp: Any, user: str) -> bool:
     """Does the API server let ``user`` write a ModelVersion's status now (dry run on the probe)?"""
     res = cp.kubectl(
@@ -89,6 +92,8 @@ def _may_write_status(cp: Any, user: str) -> bool:
         "-p", '{"status": {}}', "--dry-run=server", f"--as={user}", "--as-group=system:masters",
         check=False, timeout=30,
     )  # fmt: skip
+    if res.returncode != 0:
+        _LAST_REFUSAL[user] = (res.stderr or res.stdout).strip()[-2000:]
     return res.returncode == 0
 
 
@@ -103,7 +108,12 @@ def allow_operator(cp: Any, *users: str, timeout: float = 60) -> Iterator[None]:
         while not all(_may_write_status(cp, u) for u in users):
             if time.monotonic() > deadline:
                 got = cp.kubectl("get", "validatingadmissionpolicybinding", "-o", "yaml", check=False).stdout
-                raise RuntimeError(f"{users} are not the operator for the admission policies yet:\n{got}")
+                params = cp.kubectl("get", "configmap", PARAMS_NAME, "-n", PARAMS_NAMESPACE, "-o", "yaml",
+                                    check=False).stdout  # fmt: skip
+                raise RuntimeError(
+                    f"{users} are not the operator for the admission policies yet; the last refusal: "
+                    f"{ {u: _LAST_REFUSAL.get(u) for u in users} }\nparameters:\n{params}\nbindings:\n{got}"
+                )
             time.sleep(0.2)
         yield
     finally:
