@@ -352,7 +352,7 @@ def test_reads_of_the_reconcilers_are_recorded_and_checked(cache_reads, monkeypa
     assert ("Deployment", ("status", "readyReplicas")) in seen  # deployment_state, through gather
     assert ("ModelVersion", ("status", "stage")) in seen  # _version
     assert ("VirtualService", ("spec", "http")) in seen  # the router's services(), through _routes
-    from conftest import uncovered  # noqa: PLC0415 - the recorder of this directory
+    from cache_reads import uncovered  # noqa: PLC0415 - the recorder of this directory
 
     cache_reads.paths.add(("Deployment", ("status", "unavailableReplicas")))
     cache_reads.paths.add(("ModelVersion", ("metadata", "labels")))
@@ -370,7 +370,7 @@ def test_reads_of_the_reconcilers_are_recorded_and_checked(cache_reads, monkeypa
 
 
 def test_a_mask_keeps_every_path_it_names():
-    from conftest import covered  # noqa: PLC0415
+    from cache_reads import covered  # noqa: PLC0415
 
     mv = PROJECTION["ModelVersion"]
     assert covered(mv, ("spec", "artifact", "sha256"))
