@@ -132,13 +132,14 @@ def test_paused_standby_makes_no_requests_then_takes_over(
 ):
     assert cluster.audit_log is not None, "this test counts requests in the local control plane's audit log"
     objs = Objects(kube, namespace)
-    operator.stop()  # only the two peered replicas act in this test
+    # Each identity is an operator for the admission policies before the session operator stops: a
+    # failure there must not leave the session without its operator (every later test would fail).
+    (active_cfg, active_user), (standby_cfg, standby_user) = identities("mv-active"), identities("mv-standby")
     settings = {
         "artifacts": {"fileRoots": [str(artifact_root)]},
         "verification": {"retryInitialSeconds": 1, "retryMaxSeconds": 5},
         "serving": {"driftCheckSeconds": 1},  # a standby reconciling from its cache would do it often
     }
-    (active_cfg, active_user), (standby_cfg, standby_user) = identities("mv-active"), identities("mv-standby")
     ports = {"active": _free_port(), "standby": _free_port()}
 
     def replica(kubeconfig: Path, pid: str, priority: int, port: int) -> OperatorProcess:
@@ -147,6 +148,7 @@ def test_paused_standby_makes_no_requests_then_takes_over(
 
     active = replica(active_cfg, "replica-active", 200, ports["active"])
     standby = replica(standby_cfg, "replica-standby", 100, ports["standby"])
+    operator.stop()  # only the two peered replicas act in this test (started again in the finally)
     try:
         active.start()
         for v, stage in (("1.0.0", "production"), ("1.1.0", "staging")):
