@@ -16,7 +16,6 @@ module proxy); these tests FAIL, never skip, when it is missing.
 from __future__ import annotations
 
 import contextlib
-import json
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
@@ -263,92 +262,6 @@ def gone(fn: Any) -> bool:
     return False
 
 
-def test_install_upgrade_uninstall_keeps_crds_and_models(
-    helm: Helm, cluster: ControlPlane, kube: client.ApiClient, namespace: str
-) -> None:
-    release = f"mvo-{secrets.token_hex(3)}"
-    fullname = f"{release}-modelversioning-operator"
-    apps = client.AppsV1Api(kube)
-    rbac = client.RbacAuthorizationV1Api(kube)
-    objs = Objects(kube, namespace)
-    uids_before = crd_uids(kube)
-    installed = False
-    try:
-        # The test cluster applied our CRDs with kubectl before: --take-ownership adopts them (the
-        # documented migration path from `kubectl apply -f crds/` to the chart). Likewise the admission
-        # policies (e2e/admission.py installed the chart's files); the harness user stays "the
-        # operator" for them, so the session's operator keeps working meanwhile.
-        extra = json.dumps([admission.current_user(cluster)])
-        helm("install", release, str(CHART), "--namespace", namespace, "--take-ownership",
-             "--set-json", f"admission.extraOperatorUsernames={extra}")  # fmt: skip
-        installed = True
-        dep = wait_for(
-            lambda: deployment_available(apps, namespace, fullname), 90, "operator Deployment Available"
-        )
-        checksum = dep.spec.template.metadata.annotations["checksum/config"]
-        ext = client.ApiextensionsV1Api(kube)
-        for name in OUR_CRDS:
-            crd = ext.read_custom_resource_definition(name)
-            assert crd.metadata.annotations["meta.helm.sh/release-name"] == release
-            assert crd.metadata.annotations["helm.sh/resource-policy"] == "keep"
-        assert crd_uids(kube) == uids_before  # adopted, not recreated
-        for part in ("framework", "controller"):
-            rbac.read_cluster_role(f"{fullname}-{part}")
-
-        mv = objs.create(model_version("chart", "1.0.0", "s3://models/chart/1.0.0/model.bin", "a" * 64))
-
-        # A changed value: new config -> new checksum -> a new operator pod (Recreate).
-        helm(
-            "upgrade",
-            release,
-            str(CHART),
-            "--namespace",
-            namespace,
-            "--reuse-values",
-            "--set",
-            "config.serving.driftCheckSeconds=30",
-            "--set",
-            "verbose=true",
-        )
-        dep = wait_for(
-            lambda: (
-                (d := deployment_available(apps, namespace, fullname))
-                and d.spec.template.metadata.annotations["checksum/config"] != checksum
-                and d
-            ),
-            90,
-            "upgraded operator Deployment Available",
-        )
-        assert "--verbose" in dep.spec.template.spec.containers[0].args
-        cm = client.CoreV1Api(kube).read_namespaced_config_map(f"{fullname}-config", namespace)
-        assert yaml.safe_load(cm.data["config.yaml"])["serving"]["driftCheckSeconds"] == 30
-        assert crd_uids(kube) == uids_before
-        assert objs.mv(mv["metadata"]["name"])["metadata"]["uid"] == mv["metadata"]["uid"]
-
-        # the chart's admission policies were live: its binding's parameter names its ServiceAccount
-        params = client.CoreV1Api(kube).read_namespaced_config_map(f"{fullname}-admission", namespace)
-        assert params.data["operators"].split(",")[0] == f"system:serviceaccount:{namespace}:{fullname}"
-        vapb = ("get", "validatingadmissionpolicybinding", "status-writers.modelversioning.io", "-o", "json")
-        binding = json.loads(cluster.kubectl(*vapb).stdout)
-        assert binding["spec"]["paramRef"]["name"] == f"{fullname}-admission"
-
-        helm("uninstall", release, "--namespace", namespace, "--wait", "--timeout", "90s")
-        installed = False
-        wait_for(
-            lambda: gone(lambda: apps.read_namespaced_deployment(fullname, namespace)),
-            60,
-            "Deployment deleted",
-        )
-        assert gone(lambda: rbac.read_cluster_role(f"{fullname}-controller"))
-        # crds.keep=true: the CRDs, and with them every ModelVersion, survive the uninstall.
-        assert crd_uids(kube) == uids_before
-        assert objs.mv(mv["metadata"]["name"])["metadata"]["uid"] == mv["metadata"]["uid"]
-    finally:
-        if installed:
-            helm("uninstall", release, "--namespace", namespace, check=False)
-        admission.install(cluster)  # the uninstall took the (adopted) policies: the harness's again
-
-
 # ---------------------------------------------------------------------------------------- RBAC
 @pytest.fixture
 def admin_operator_paused(operator: Any) -> Iterator[None]:
@@ -527,7 +440,6 @@ def test_chart_rbac_is_sufficient_and_minimal(
             if e.get("responseStatus", {}).get("code", 0) < 300
         }
         expected = [
-            ("patch", "virtualservices", None),
             ("create", "deployments", None),  # children are created (POST); patched only on drift
             ("create", "services", None),
             ("patch", "modelendpoints", "status"),
@@ -540,6 +452,10 @@ def test_chart_rbac_is_sufficient_and_minimal(
             expected += [("patch", "clusterkopfpeerings", None), ("watch", "clusterkopfpeerings", None)]
         if cluster.audit_log is not None:  # an existing cluster (MV_E2E_KUBECONFIG) has no audit log here
             missing = [a for a in expected if a not in did]
+            # the route: created with its final weights when the versions were verified in time,
+            # else created first and patched (RBAC for both is checked with can-i below)
+            if not {("create", "virtualservices", None), ("patch", "virtualservices", None)} & did:
+                missing.append(("create or patch", "virtualservices", None))
             assert not missing, f"not done by {subject}: {missing}; did {sorted(map(str, did))}"
         assert "Forbidden" not in op.logs(1000)
 
@@ -551,6 +467,8 @@ def test_chart_rbac_is_sufficient_and_minimal(
             ("patch", "modelendpoints.modelversioning.io", "--subresource=status", *ns),
             ("delete", "deployments.apps", *ns),
             ("create", "events", *ns),
+            ("create", "virtualservices.networking.istio.io", *ns),
+            ("patch", "virtualservices.networking.istio.io", *ns),
             ("list", "customresourcedefinitions.apiextensions.k8s.io"),
         ]
         refused = [
