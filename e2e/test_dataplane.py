@@ -235,6 +235,8 @@ def test_a_tampered_artifact_never_answers(dp, objs):  # type: ignore[no-untyped
     register(dp, objs, "tamper", "1.0.0")
     objs.create(endpoint(dp, "tamper", "tamper", [{"name": "main", "version": "1.0.0", "weight": 100}]))
     wait_for(lambda: cond_is(objs.mep("tamper"), "Ready", "True"), 300, "1.0.0 live")
+    # Ready means the route is written; the gateway answers for this test's own host once it read it
+    wait_for(lambda: live_on(dp, {"1.0.0": 1}), 60, "1.0.0 answers through Traefik")
     register(dp, objs, "tamper", "1.1.0")
     wait_for(lambda: cond_is(objs.mv("tamper-v1.1.0"), "ArtifactVerified", "True"), 60, "1.1.0 verified")
     dp.art.put(f"{objs.ns}/tamper/1.1.0/model.bin", b"tampered weights\n")  # the swap
