@@ -54,6 +54,7 @@ from kubernetes.client.rest import ApiException
 from watchers import Obj, Watcher
 
 from helpers import GROUP, VERSION
+from operator_proc import terminate
 
 REPO = Path(__file__).resolve().parents[1]
 ARGO_VERSION = os.environ.get("ARGO_ROLLOUTS_VERSION", "v1.8.5")
@@ -169,13 +170,7 @@ class ArgoProcess:
         raise RuntimeError(f"argo-rollouts not healthy within {timeout}s:\n{self.logs()}")
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        terminate(self.proc)
         self.proc = None
         if self._log is not None:
             self._log.close()

@@ -15,6 +15,17 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 
 
+def terminate(proc: subprocess.Popen[bytes] | None, grace: float = 10) -> None:
+    """SIGTERM, then SIGKILL after `grace` seconds; nothing if it is not running."""
+    if proc is not None and proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
 class OperatorProcess:
     def __init__(
         self,
@@ -76,13 +87,7 @@ class OperatorProcess:
         raise RuntimeError(f"operator did not start within {wait_ready}s:\n{self.logs()}")
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        terminate(self.proc)
         self.proc = None
         if self._log is not None:
             self._log.close()
