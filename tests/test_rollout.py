@@ -147,6 +147,34 @@ def test_analysis_due_only_while_the_canary_takes_traffic() -> None:
     assert RO.analysis_due(inputs(measured, {"stable": 95, "canary": 5}, now=120))
 
 
+def test_first_analysis_waits_one_interval_after_the_rollout_started() -> None:
+    st = RO.advance(inputs(None, now=50)).state
+    assert st.started_at == 50 and st.last_analysis_at is None
+    live = {"stable": 95, "canary": 5}
+    assert not RO.analysis_due(inputs(st, live, now=50 + PLAN.interval - 1))
+    assert RO.analysis_due(inputs(st, live, now=50 + PLAN.interval))
+
+
+def test_rate_windows_never_reach_back_before_the_rollout() -> None:
+    checks = [
+        MetricCheck.model_validate({"name": "errors", "template": "error-rate", "window": "2m", "max": 0.05})
+    ]
+    seen: list[str] = []
+
+    def query(q: str) -> float:
+        seen.append(q)
+        return 0.0
+
+    measure(checks, QV, query, now=1030, started_at=1000)  # 30 s into the rollout
+    assert "[30s]" in seen[-1] and "[2m]" not in seen[-1]
+    measure(checks, QV, query, now=1500, started_at=1000)  # older than the window: the metric's own
+    assert "[120s]" in seen[-1]
+    measure(checks, QV, query, now=1000.2, started_at=1000)  # never an empty window
+    assert "[1s]" in seen[-1]
+    measure(checks, QV, query, now=5)  # no rollout start known: the window as written
+    assert "[2m]" in seen[-1]
+
+
 def test_target_hash_is_order_independent() -> None:
     a = RO.target_hash([("a", "1.0.0", 50), ("b", "1.1.0", 50)])
     assert a == RO.target_hash([("b", "1.1.0", 50), ("a", "1.0.0", 50)])

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 from modelversioning.analysis.prometheus import Inconclusive
 from modelversioning.analysis.templates import Vars, builtin, render_query
-from modelversioning.api.strategy import MetricCheck
-from modelversioning.domain.rollout import FAILED_M, INCONCLUSIVE, PASSED, Measurement
+from modelversioning.api.strategy import MetricCheck, seconds
+from modelversioning.domain.rollout import FAILED_M, INCONCLUSIVE, PASSED, Measurement, measure_window
 
 
 @dataclass(frozen=True)
@@ -31,17 +31,25 @@ def _query(m: MetricCheck) -> str:
 
 
 def measure(
-    metrics: list[MetricCheck], qv: QueryVars, query: Callable[[str], float], now: float
+    metrics: list[MetricCheck],
+    qv: QueryVars,
+    query: Callable[[str], float],
+    now: float,
+    started_at: float | None = None,
 ) -> tuple[Measurement, ...]:
+    """Every metric, judged. With `started_at` (the rollout's start) no rate window reaches back
+    before it: {{window}} becomes the shorter of the metric's window and the rollout's age."""
     out = []
     for m in metrics:
-        canary = Vars(qv.namespace, qv.endpoint, qv.canary, qv.canary_version, qv.canary_service, m.window)
+        w = seconds(m.window)
+        window = f"{int(measure_window(w, now, started_at))}s" if started_at is not None else m.window
+        canary = Vars(qv.namespace, qv.endpoint, qv.canary, qv.canary_version, qv.canary_service, window)
         try:
             value = query(render_query(_query(m), canary))
             base = None
             if m.max_increase_over_baseline is not None:
                 b = Vars(
-                    qv.namespace, qv.endpoint, qv.baseline, qv.baseline_version, qv.baseline_service, m.window
+                    qv.namespace, qv.endpoint, qv.baseline, qv.baseline_version, qv.baseline_service, window
                 )
                 try:
                     base = query(render_query(_query(m), b))

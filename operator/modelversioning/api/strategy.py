@@ -89,7 +89,12 @@ class MetricCheck(ApiModel):
         description="PromQL template; {{namespace}}, {{endpoint}}, {{variant}}, {{version}}, {{service}} "
         "(the variant's slot Service) and {{window}} are replaced. Must return one number.",
     )
-    window: Duration = Field(default="1m", pattern=DURATION, description="Range of rate() windows.")
+    window: Duration = Field(
+        default="1m",
+        pattern=DURATION,
+        description="Range of rate() windows ({{window}}); never longer than the rollout's age, so no "
+        "measurement counts traffic from before the rollout started.",
+    )
     max: float | None = Field(default=None, description="Fails when the canary's value is above.")
     min: float | None = Field(default=None, description="Fails when the canary's value is below.")
     max_increase_over_baseline: float | None = Field(
@@ -108,7 +113,11 @@ class MetricCheck(ApiModel):
 
 
 class Analysis(ApiModel):
-    interval: Duration = Field(default="30s", pattern=DURATION, description="Time between measurements.")
+    interval: Duration = Field(
+        default="30s",
+        pattern=DURATION,
+        description="Time between measurements; the first is taken one interval after the rollout started.",
+    )
     failure_limit: int = Field(
         default=0, ge=0, le=100, description="Failed measurements tolerated; one more fails the rollout."
     )

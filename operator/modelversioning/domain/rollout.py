@@ -148,7 +148,18 @@ def analysis_due(inp: Inputs) -> bool:
         return False
     if int(inp.effective.get(inp.plan.canary, 0)) <= 0:
         return False
-    return st.last_analysis_at is None or inp.now - st.last_analysis_at >= inp.plan.interval
+    # the first measurement waits one interval after the rollout started: before that, the canary's
+    # series hold (almost) nothing but traffic it served before this rollout
+    last = st.last_analysis_at if st.last_analysis_at is not None else st.started_at
+    return inp.now - last >= inp.plan.interval
+
+
+def measure_window(window: float, now: float, started_at: float) -> float:
+    """The rate window of a measurement: the metric's own, but never reaching back before the rollout
+    started. What the canary's version served before (say at 100 % before a rollback to the baseline,
+    minutes ago) is not evidence about this rollout; a window that reached back to it judged the new
+    rollout on old errors in its first second."""
+    return max(1.0, min(window, now - started_at))
 
 
 def _start(inp: Inputs, handled: str | None) -> State:

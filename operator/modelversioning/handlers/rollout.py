@@ -214,7 +214,8 @@ def _measured(
         raise Inconclusive("no Prometheus configured (operator setting analysis.prometheusUrl)")
 
     query = PrometheusClient(url, settings.analysis.timeout_seconds).query if url else unconfigured
-    ms = measure(c.analysis.metrics, qv, query, now)
+    started = inp.state.started_at if inp.state is not None else None
+    ms = measure(c.analysis.metrics, qv, query, now, started)
     return RO.Inputs(
         inp.plan, inp.declared, inp.target, inp.effective, inp.canary_below_stage, inp.now, inp.state, ms,
         inp.action,
