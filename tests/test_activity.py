@@ -298,3 +298,33 @@ def test_after_a_restart_endpoints_go_first_and_versions_wait_behind_watch_event
     queue = SimpleNamespace(add=lambda key, low=False: added.append((key[0], low)))
     enqueue_all(SimpleNamespace(store=store, queue=queue))  # type: ignore[arg-type]
     assert added == [("ModelEndpoint", False), ("Model", False), ("ModelVersion", True)]
+
+
+def test_kopfs_listing_of_what_the_cache_holds_enqueues_nothing(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """After a restart kopf lists every object again; those the primed cache holds at the same
+    resourceVersion must not queue work (enqueue_all did, endpoints first), the others must."""
+    from types import SimpleNamespace
+
+    from modelversioning.handlers import wiring
+    from modelversioning.handlers.store import Store
+
+    store = Store()
+    mv = {"metadata": {"name": "m-v1", "namespace": "ns", "resourceVersion": "7"}, "spec": {"model": "m"}}
+    ep = {"metadata": {"name": "ep", "namespace": "ns", "resourceVersion": "8"}, "spec": {"model": "m"}}
+    store.upsert("ModelVersion", mv)
+    store.upsert("ModelEndpoint", ep)
+    added: list[tuple[str, str]] = []
+    queue = SimpleNamespace(add=lambda key, low=False: added.append((key[0], key[2])))
+    op = wiring.Operator.__new__(wiring.Operator)
+    op.store, op.queue = store, queue  # type: ignore[assignment]
+    monkeypatch.setattr(wiring, "OP", op)
+
+    asyncio.run(wiring.modelversion_event(event={"type": None, "object": mv}, body=mv))
+    asyncio.run(wiring.modelendpoint_event(event={"type": None, "object": ep}, body=ep))
+    assert added == []  # the same versions as cached: nothing to do
+    changed = {**mv, "metadata": {**mv["metadata"], "resourceVersion": "9"}}
+    asyncio.run(wiring.modelversion_event(event={"type": None, "object": changed}, body=changed))
+    assert ("ModelVersion", "m-v1") in added and ("ModelEndpoint", "ep") in added  # and its endpoint
+    added.clear()
+    asyncio.run(wiring.modelversion_event(event={"type": "MODIFIED", "object": changed}, body=changed))
+    assert ("ModelVersion", "m-v1") in added  # a watch event always queues its object

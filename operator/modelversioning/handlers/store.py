@@ -242,6 +242,17 @@ class Store:
             if model is not None:
                 self._models.setdefault((kind, ns, model), set()).add(name)
 
+    def holds(self, kind: str, namespace: str, name: str, resource_version: Any) -> bool:
+        """Is exactly this version of the object cached? Then it is observed (a listing showed it)."""
+        if not resource_version:
+            return False
+        with self._lock:
+            old = self._objs.get(kind, {}).get(namespace, {}).get(name)
+            if old is None or old.get("metadata", {}).get("resourceVersion") != resource_version:
+                return False
+            self._unobserved.discard((kind, namespace, name))
+            return True
+
     def _unindex(self, kind: str, ns: str, name: str, body: dict[str, Any]) -> None:
         owner = self._owner(body)
         if owner:
