@@ -15,6 +15,7 @@ import os
 import re
 import shutil
 import socket
+import subprocess
 import tempfile
 import time
 import urllib.request
@@ -297,7 +298,8 @@ class BenchCluster:
             f"created {len(new_mvs)} ModelVersions ({t_mv:.1f}s) and {len(new_eps)} ModelEndpoints "
             f"in {create_seconds:.1f}s; waiting for convergence"
         )
-        conv = self.wait_converged(t0, timeout=timeout)
+        with self.profiled("fleet", 300):
+            conv = self.wait_converged(t0, timeout=timeout)
         return {
             "versions": len(self.mvs),
             "endpoints": len(self.desired),
@@ -436,6 +438,25 @@ class BenchCluster:
                 raise RuntimeError(f"operator exited:\n{self.op.logs(50)}")
             time.sleep(0.02)
         return time.monotonic() - t0
+
+    @contextlib.contextmanager
+    def profiled(self, name: str, seconds: float) -> Any:
+        """With BENCH_PYSPY=<dir>: py-spy samples the operator for `seconds` while the block runs, and
+        writes collapsed stacks to <dir>/<name>.txt (flamegraph.pl or speedscope read them)."""
+        out_dir = os.environ.get("BENCH_PYSPY")
+        spy = shutil.which("py-spy")
+        if not out_dir or spy is None or self.op is None or self.op.pid is None:
+            yield
+            return
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+        cmd = [spy, "record", "--pid", str(self.op.pid), "--duration", str(int(seconds)), "--rate", "50",
+               "--format", "raw", "--output", str(Path(out_dir) / f"{name}.txt"), "--nonblocking"]
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            yield
+        finally:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(seconds + 30)
 
     def rss(self) -> dict[str, float]:
         """VmRSS / VmHWM of the operator's Python process, MiB."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -188,7 +190,8 @@ def restart_convergence(
     off = bc.audit_offset()
     t0 = time.monotonic()
     started_s = bc.start_operator()
-    conv = bc.wait_converged(t0, timeout)
+    with bc.profiled("restart", 60):
+        conv = bc.wait_converged(t0, timeout)
     bc.wait_quiet(2.0, 60)
     reqs = bc.operator_requests(off)
     routes_at = []
@@ -237,7 +240,8 @@ def idle_traffic(bc: BenchCluster, seconds: float, log: Callable[[str], None]) -
     bc.wait_quiet(3.0, 120)
     off0, cpu0, m0 = bc.audit_offset(), bc.cpu_seconds(), bc.metrics()
     t0 = time.monotonic()
-    time.sleep(seconds)  # the measurement window itself
+    with bc.profiled("idle", seconds):
+        time.sleep(seconds)  # the measurement window itself
     off1, cpu1, m1 = bc.audit_offset(), bc.cpu_seconds(), bc.metrics()
     elapsed = time.monotonic() - t0
     reqs = bc.operator_requests(off0, off1)
@@ -277,6 +281,9 @@ def memory_sample(bc: BenchCluster, fleet: dict[str, Any] | None = None) -> dict
     for _ in range(5):
         samples.append(bc.rss())
         time.sleep(0.2)
+    if os.environ.get("MODELVERSIONING_HEAP_REPORT") and bc.op is not None and bc.op.pid is not None:
+        os.kill(bc.op.pid, signal.SIGUSR2)  # the operator appends a heap report (handlers/heapreport.py)
+        time.sleep(5)
     out: dict[str, Any] = {
         "versions": len(bc.mvs),
         "endpoints": len(bc.desired),
