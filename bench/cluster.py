@@ -150,8 +150,10 @@ class BenchCluster:
         drift_seconds: float,
         log: Callable[[str], None],
         workers: int = 16,
+        controller_qps: int | None = None,
     ) -> None:
         self.nodes = nodes
+        self.controller_qps = controller_qps
         self.drift_seconds = drift_seconds
         self.log = log
         self.workers = workers
@@ -173,7 +175,10 @@ class BenchCluster:
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> BenchCluster:
         t0 = time.monotonic()
-        self.cp = ControlPlane(nodes=self.nodes, log=lambda m: self.log(f"[controlplane] {m}")).start()
+        log = self.log
+        self.cp = ControlPlane(
+            nodes=self.nodes, log=lambda m: log(f"[controlplane] {m}"), controller_qps=self.controller_qps
+        ).start()
         self.startup_seconds["control_plane"] = time.monotonic() - t0
         cfg = client.Configuration()
         config.load_kube_config(config_file=str(self.cp.kubeconfig), client_configuration=cfg)

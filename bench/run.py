@@ -124,6 +124,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     g.add_argument("--restart-changed", type=int, help="endpoints changed while the operator is down")
     g.add_argument("--idle-seconds", type=float, help="idle window for counting API requests")
     g.add_argument("--drift-seconds", type=float, help="operator serving.driftCheckSeconds")
+    ap.add_argument(
+        "--controller-qps",
+        type=int,
+        default=300,
+        help="kube-controller-manager's and kube-scheduler's --kube-api-qps (burst twice that); 0 keeps "
+        "Kubernetes' default of 20, which throttles the ReplicaSets and pods behind thousands of Deployments",
+    )
     g.add_argument(
         "--memory-steps", help="larger fleets for the memory curve, 'versions:endpoints,...' ('' for none)"
     )
@@ -237,7 +244,9 @@ def run_cluster(args: argparse.Namespace, res: Results) -> None:
     max_eps = max([p["endpoints"], *(e for _, e in steps)])
     if "peer" in want:  # the Rollouts' pods too: stable + canary (+ one leaving) each
         max_eps += 2 * p["peer_rollouts"]
-    bc = BenchCluster(nodes_for(max_eps), p["drift_seconds"], log)
+    qps = args.controller_qps or None
+    res.data["setup"]["controller_qps"] = qps or "default (20)"
+    bc = BenchCluster(nodes_for(max_eps), p["drift_seconds"], log, controller_qps=qps)
     try:
         log(f"starting the control plane ({nodes_for(max_eps)} kwok nodes) and the operator")
         bc.start()
@@ -455,11 +464,13 @@ def evaluate(res: Results) -> list[dict[str, Any]]:
             None,
             f"reconcile seconds {idle.get('reconcile_seconds')}",
         )
-        if num(idle.get("operator_cpu_percent_between_checks")):
-            between = idle["operator_cpu_percent_between_checks"]
+        if num(idle.get("operator_cpu_percent_median_second")):
+            between = idle["operator_cpu_percent_median_second"]
             target = f"<= {TARGETS['idle_cpu_percent']:g}"
-            add("idle", "operator CPU between drift checks (%)", between, target,
-                between <= TARGETS["idle_cpu_percent"])
+            add("idle", "operator CPU between drift checks (%, its median second)", between, target,
+                between <= TARGETS["idle_cpu_percent"],
+                f"{idle.get('seconds_above_5_percent')} s above 5 %; CPU outside reconciles "
+                f"{idle.get('operator_cpu_percent_between_checks')} %")
     fleet = res.data["setup"].get("fleet") or {}
     if num(fleet.get("converge_seconds")):
         n = int(fleet.get("versions", 0)) + int(fleet.get("endpoints", 0))

@@ -240,8 +240,13 @@ def idle_traffic(bc: BenchCluster, seconds: float, log: Callable[[str], None]) -
     bc.wait_quiet(3.0, 120)
     off0, cpu0, m0 = bc.audit_offset(), bc.cpu_seconds(), bc.metrics()
     t0 = time.monotonic()
+    ticks: list[tuple[float, float]] = [(t0, cpu0)]
     with bc.profiled("idle", seconds):
-        time.sleep(seconds)  # the measurement window itself
+        while time.monotonic() - t0 < seconds:  # the measurement window itself, sampled each second
+            time.sleep(min(1.0, max(0.0, seconds - (time.monotonic() - t0))))
+            ticks.append((time.monotonic(), bc.cpu_seconds()))
+    pairs = zip(ticks, ticks[1:], strict=False)
+    per_second = sorted(100 * (c1 - c0) / (t1 - ta) for (ta, c0), (t1, c1) in pairs if t1 - ta > 0.5)
     off1, cpu1, m1 = bc.audit_offset(), bc.cpu_seconds(), bc.metrics()
     elapsed = time.monotonic() - t0
     reqs = bc.operator_requests(off0, off1)
@@ -268,6 +273,12 @@ def idle_traffic(bc: BenchCluster, seconds: float, log: Callable[[str], None]) -
         "operator_cpu_percent_between_checks": round(
             100 * max(0.0, cpu - sum(reconcile_s.values())) / elapsed, 2
         ),
+        # the same from the other side: the operator's CPU in its median second (a drift check is a
+        # burst of a few seconds in a 60 s period), and how many seconds were busier than 5 %
+        "operator_cpu_percent_median_second": (
+            round(per_second[len(per_second) // 2], 2) if per_second else None
+        ),
+        "seconds_above_5_percent": sum(1 for x in per_second if x > 5),
     }
     log(f"idle {elapsed:.0f}s: {reqs['requests']} operator requests {reqs['by_verb']}, "
         f"{reqs['writes']} writes, operator CPU {out['operator_cpu_percent']}%")

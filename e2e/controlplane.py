@@ -155,8 +155,13 @@ class ControlPlane:
         kubeconfig: str | Path | None = None,
         keep: bool | None = None,
         real_node: bool = False,
+        controller_qps: int | None = None,
     ) -> None:
         self.nodes = nodes
+        # the controller-manager's and scheduler's client rate limit (Kubernetes' default: 20 QPS, burst
+        # 30); benchmarks of thousands of Deployments raise it, as large clusters do, so that the
+        # ReplicaSets and pods behind the operator's Deployments are not what is measured
+        self.controller_qps = controller_qps
         self.want_real_node = real_node
         self.real_node: Any = None  # node.RealNode once started with real_node=True
         self.log = log or (lambda _msg: None)
@@ -727,6 +732,7 @@ class ControlPlane:
                 "--cluster-name=mv-e2e",
                 "--controllers=*," + ",".join(f"-{c}" for c in DISABLED_CONTROLLERS),
                 "--profiling=false",
+                *self._qps_flags(),
             ],
         )
         self._scheduler = self._spawn(
@@ -739,6 +745,7 @@ class ControlPlane:
                 f"--cert-dir={self.workdir / 'scheduler-certs'}",
                 "--leader-elect=false",
                 "--profiling=false",
+                *self._qps_flags(),
             ],
         )
         stages = self.workdir / "kwok-config.yaml"
@@ -759,6 +766,11 @@ class ControlPlane:
                 "--node-ip=10.0.0.1",
             ],
         )
+
+    def _qps_flags(self) -> list[str]:
+        if self.controller_qps is None:
+            return []
+        return [f"--kube-api-qps={self.controller_qps}", f"--kube-api-burst={2 * self.controller_qps}"]
 
     def _kwok_config(self) -> str:
         """Stage objects shipped with kwok's Go module (read from the module cache, never vendored)."""
