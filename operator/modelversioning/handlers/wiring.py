@@ -126,6 +126,10 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.posting.level = logging.WARNING
     settings.watching.server_timeout = int(os.environ.get("MODELVERSIONING_WATCH_TIMEOUT", "600"))
     settings.watching.client_timeout = settings.watching.server_timeout + 30
+    # kopf keeps a worker task per object for this long after its last event (default 5 s). Our
+    # handlers only cache and enqueue, so a worker is cheap to start again; after a restart's listing
+    # of 22,000 objects every one of them would otherwise be alive at once.
+    settings.queueing.idle_timeout = 1.0
     OP = Operator(cfg, Kube(load_api_client()))
     OP.queue.start(paused=True)
     # list, then reconcile, only while kopf's peering lets this replica act (always, without peering)
