@@ -8,10 +8,8 @@ Errors go to stderr; results to stdout.
 
 from __future__ import annotations
 
-import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -20,15 +18,6 @@ from urllib.parse import unquote, urlsplit
 
 import typer
 from rich.console import Group
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    SpinnerColumn,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
 from rich.status import Status
 from rich.text import Text
 from typer.core import TyperGroup
@@ -133,10 +122,6 @@ def _error(message: str) -> None:
     render.console(stderr=True).print(Text(text, style="red"), soft_wrap=True)
 
 
-def _note(message: str) -> None:
-    render.console(stderr=True).print(Text(message, style="dim"), soft_wrap=True)
-
-
 HELP = (
     "Model versions and endpoints on Kubernetes, the kubectl way.\n\n"
     "Register versions with their lineage, see what serves which traffic, promote through the stage gates, "
@@ -211,17 +196,12 @@ def _main(
     ctx.obj = Globals(kubeconfig, context, namespace, output)
 
 
-def _out(text: str) -> None:
-    sys.stdout.write(text)
-    sys.stdout.flush()
-
-
 def _show(g: Globals, data: Any, table: Callable[[], Any], default: Output = Output.table) -> None:
     fmt = g.fmt(default)
     if fmt is Output.table:
         render.console().print(table())
     else:
-        _out(render.dump(data, fmt))
+        render.out(render.dump(data, fmt))
 
 
 # ---- register ---------------------------------------------------------------------------------------
@@ -247,31 +227,6 @@ def _local_path(artifact: str) -> Path | None:
     return None
 
 
-@contextmanager
-def _progress(label: str) -> Iterator[Callable[[int, int | None], None] | None]:
-    """A rich progress bar on stderr when it is a terminal; no callback otherwise."""
-    err = render.console(stderr=True)
-    if not err.is_terminal:
-        yield None
-        return
-    with Progress(
-        SpinnerColumn(),
-        TextColumn("{task.description}"),
-        BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
-        TimeRemainingColumn(),
-        console=err,
-        transient=True,
-    ) as bar:
-        task = bar.add_task(label, total=None)
-
-        def update(done: int, total: int | None) -> None:
-            bar.update(task, completed=done, total=total)
-
-        yield update
-
-
 def _digest_local(path: Path, progress: Callable[[int, int | None], None] | None) -> Any:
     from modelversioning.artifacts import digest_local
 
@@ -284,12 +239,13 @@ def _hash_artifact(artifact: str, local: Path | None) -> tuple[str, int]:
     t0 = time.monotonic()
     shown = str(local) if local is not None else artifact
     try:
-        with _progress(f"sha256 {shown}") as cb:
+        with render.progress(f"sha256 {shown}") as cb:
             d = _digest_local(local, cb) if local is not None else compute_digest(artifact, progress=cb)
     except ArtifactError as e:
         raise Refused(f"cannot hash the artifact: {e}") from None
     files = f", {d.files} files" if d.kind == "directory" else ""
-    _note(f"sha256 of {shown}: {d.sha256} ({d.size_bytes} bytes{files}) in {time.monotonic() - t0:.1f}s")
+    took = time.monotonic() - t0
+    render.note(f"sha256 of {shown}: {d.sha256} ({d.size_bytes} bytes{files}) in {took:.1f}s")
     return str(d.sha256), int(d.size_bytes)
 
 
@@ -414,7 +370,7 @@ def register(
         dataset_version, dataset_uri = filled.dataset_version, filled.dataset_uri
         metrics, hyper = {**dvc_info.metrics, **metrics}, {**dvc_info.params, **hyper}
         for n in [*dvc_info.notes, dvcmeta.summary(dvc_info, filled)]:
-            _note(n)
+            render.note(n)
         if not filled.hash_from_dvc:
             dvc_info = None
 
@@ -460,9 +416,11 @@ def register(
                 "Commit or stash them, or pass --allow-dirty"
             )
         inp.environment.setdefault("gitDirty", "true")
-        _note(f"warning: {info.root} has uncommitted changes; recorded lineage.environment.gitDirty=true")
+        render.note(
+            f"warning: {info.root} has uncommitted changes; recorded lineage.environment.gitDirty=true"
+        )
     for m in actions.missing_for_production(inp):
-        _note(f"note: production will require {m}")
+        render.note(f"note: production will require {m}")
 
     assert artifact is not None
     local = _local_path(artifact)
@@ -484,9 +442,9 @@ def register(
     elif dvc_info is not None:
         from modelversioning.cli.models.importers.dvc import hash_verified
 
-        with _progress(f"sha256 + md5 {artifact}") as cb:
+        with render.progress(f"sha256 + md5 {artifact}") as cb:
             sha256, size = hash_verified(dvc_info, cb)
-        _note(f"sha256 of {artifact}: {sha256} ({size} bytes; md5 is the one DVC recorded)")
+        render.note(f"sha256 of {artifact}: {sha256} ({size} bytes; md5 is the one DVC recorded)")
     else:
         sha256, size = _hash_artifact(artifact, local)
     annotations: dict[str, str] = {}
@@ -502,7 +460,7 @@ def register(
     )
     actions.validate_manifest(doc)
     if cluster is None:
-        _out(render.dump(doc, Output.json if g.fmt(Output.yaml) is Output.json else Output.yaml))
+        render.out(render.dump(doc, Output.json if g.fmt(Output.yaml) is Output.json else Output.yaml))
         return
     try:
         created = cluster.create(MODELVERSIONS, doc)
@@ -515,10 +473,10 @@ def register(
         raise
     fmt = g.fmt()
     if fmt is Output.table:
-        _out(f"modelversion.modelversioning.io/{created['metadata']['name']} created\n")
-        _note(f"the operator now verifies the artifact; see: kubectl models get {model} {version}")
+        render.out(f"modelversion.modelversioning.io/{created['metadata']['name']} created\n")
+        render.note(f"the operator now verifies the artifact; see: kubectl models get {model} {version}")
     else:
-        _out(render.dump(_strip(created), fmt))
+        render.out(render.dump(_strip(created), fmt))
 
 
 def _strip(obj: dict[str, Any]) -> dict[str, Any]:
@@ -539,7 +497,7 @@ def list_(
     rows = views.list_rows(g.cluster.list(MODELVERSIONS, all_namespaces=all_namespaces), model)
     if not rows and g.fmt() is Output.table:
         where = "any namespace" if all_namespaces else f"{g.cluster.namespace} namespace"
-        _note(f"No model versions{f' of {model}' if model else ''} found in {where}.")
+        render.note(f"No model versions{f' of {model}' if model else ''} found in {where}.")
         return
     _show(g, rows, lambda: render.list_table(rows, all_namespaces))
 
@@ -580,7 +538,7 @@ def history(
     mvs = [m for m in g.cluster.list(MODELVERSIONS) if views.spec_of(m).get("model") == model]
     rows = views.history_rows(mvs, model)
     if not mvs and g.fmt() is Output.table:
-        _note(f"No versions of model {model} found in {g.cluster.namespace} namespace.")
+        render.note(f"No versions of model {model} found in {g.cluster.namespace} namespace.")
         return
     _show(g, rows, lambda: render.history_table(rows))
 
@@ -680,10 +638,10 @@ def promote(
             else:
                 c.print(Text(f"{name} is already {to_stage}", style="green"))
         else:
-            _out(render.dump(data, fmt))
+            render.out(render.dump(data, fmt))
         return
     if fmt is not Output.table:
-        _out(render.dump(data, fmt))
+        render.out(render.dump(data, fmt))
     moved = ""
     if result.new_history:
         moved = f" (moved {', '.join(views_step(h) for h in result.new_history)})"
@@ -746,10 +704,11 @@ def rollback(
     versions = {str(v.get("name")): str(v.get("version")) for v in views.spec_of(ep).get("variants") or []}
     if print_:
         if fmt is Output.yaml:
-            _out(render.dump(actions.clean_manifest(actions.apply_merge_patch(ep, plan.patch)), Output.yaml))
+            patched = actions.clean_manifest(actions.apply_merge_patch(ep, plan.patch))
+            render.out(render.dump(patched, Output.yaml))
         else:
-            _out(render.dump(plan.patch, Output.json))
-        _note(
+            render.out(render.dump(plan.patch, Output.json))
+        render.note(
             f"# rollback of {endpoint} to {plan.target} ({plan.version}): not applied (--print); apply with "
             f"kubectl patch modelendpoint {endpoint} -n {cluster.namespace} --type merge -p '<the patch>'"
         )
@@ -825,7 +784,7 @@ def rollback(
         c.print(render.rollback_table(plan, versions, after))
         c.print(Text(f"rolled back {endpoint} to {target} ({plan.version}) in {elapsed:.2f}s", style="green"))
     else:
-        _out(render.dump(data, fmt))
+        render.out(render.dump(data, fmt))
 
 
 def _weights_of(obj: dict[str, Any] | None, route: Resource | None, router_name: str) -> dict[str, int]:

@@ -8,12 +8,23 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Iterable, Mapping, Sequence
+import sys
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from enum import StrEnum
 from typing import Any
 
 import yaml
 from rich.console import Console, Group, RenderableType
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
 from rich.table import Table
 from rich.text import Text
 
@@ -36,6 +47,35 @@ def console(stderr: bool = False) -> Console:
     if not c.is_terminal:
         c = Console(stderr=stderr, highlight=False, soft_wrap=False, width=NON_TTY_WIDTH, no_color=True)
     return c
+
+
+def out(text: str) -> None:
+    """Text for the user's pipe (YAML, JSON), flushed before anything goes to stderr."""
+    sys.stdout.write(text)
+    sys.stdout.flush()
+
+
+def note(message: str) -> None:
+    """A dim remark on stderr (never mixed into what goes to stdout)."""
+    console(stderr=True).print(Text(message, style="dim"), soft_wrap=True)
+
+
+@contextmanager
+def progress(label: str, eta: bool = True) -> Iterator[Callable[[int, int | None], None] | None]:
+    """A rich progress bar on stderr when it is a terminal; no callback otherwise."""
+    err = console(stderr=True)
+    if not err.is_terminal:
+        yield None
+        return
+    columns = [SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), DownloadColumn()]
+    columns += [TransferSpeedColumn(), *([TimeRemainingColumn()] if eta else [])]
+    with Progress(*columns, console=err, transient=True) as bar:
+        task = bar.add_task(label, total=None)
+
+        def update(done: int, total: int | None) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield update
 
 
 def to_text(renderable: RenderableType, width: int = NON_TTY_WIDTH) -> str:

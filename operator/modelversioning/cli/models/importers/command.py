@@ -15,18 +15,13 @@ Order of work, so that nothing half-done is ever printed or created:
 
 from __future__ import annotations
 
-import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 import yaml
-from rich.progress import BarColumn, DownloadColumn, Progress, SpinnerColumn, TextColumn, TransferSpeedColumn
-from rich.text import Text
 
 from modelversioning.api.common import GROUP, REQUESTED_BY_ANNOTATION
 from modelversioning.cli.models import actions, render
@@ -58,38 +53,6 @@ import_app = typer.Typer(
     no_args_is_help=True,
     rich_markup_mode="rich",
 )
-
-
-def _out(text: str) -> None:
-    sys.stdout.write(text)
-    sys.stdout.flush()
-
-
-def _note(message: str) -> None:
-    render.console(stderr=True).print(Text(message, style="dim"), soft_wrap=True)
-
-
-@contextmanager
-def _progress(label: str) -> Iterator[Callable[[int, int | None], None] | None]:
-    err = render.console(stderr=True)
-    if not err.is_terminal:
-        yield None
-        return
-    with Progress(
-        SpinnerColumn(),
-        TextColumn("{task.description}"),
-        BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
-        console=err,
-        transient=True,
-    ) as bar:
-        task = bar.add_task(label, total=None)
-
-        def update(done: int, total: int | None) -> None:
-            bar.update(task, completed=done, total=total)
-
-        yield update
 
 
 @dataclass
@@ -363,7 +326,7 @@ def import_mlflow(
         )
     tracking = ml.Tracking.from_env(tracking_uri)
     svs = ml.select_versions(tracking, name, versions=version or [], aliases=alias or [], all_=all_)
-    _note(f"{len(svs)} version(s) of MLflow model {name} on {tracking.shown}; rule: {rule.describe()}")
+    render.note(f"{len(svs)} version(s) of MLflow model {name} on {tracking.shown}; rule: {rule.describe()}")
 
     plans = [
         plan_version(
@@ -418,7 +381,7 @@ def import_mlflow(
         actions.validate_manifest(doc_for(p, "0" * 64, None))
     for p in plans:
         started = time.monotonic()
-        with _progress(f"sha256 {p.art.mlflow_uri}") as cb:
+        with render.progress(f"sha256 {p.art.mlflow_uri}", eta=False) as cb:
             if p.art.proxy_path is not None:
                 p.digest = ml.hash_proxied(tracking, p.art, cb)
             else:
@@ -429,13 +392,13 @@ def import_mlflow(
         p.doc = doc_for(p, p.digest.sha256, p.digest.size_bytes)
         actions.validate_manifest(p.doc)
         files = f", {p.digest.files} files" if p.digest.kind == "directory" else ""
-        _note(
+        render.note(
             f"{_label(p.sv)} -> {model} {p.semver} ({p.version_why}; stage {p.stage}: {p.stage_why}); "
             f"sha256 {p.digest.sha256} ({p.digest.size_bytes} bytes{files}) in "
             f"{time.monotonic() - started:.1f}s"
         )
         for n in p.lineage.notes:
-            _note(f"{_label(p.sv)}: note: {n}")
+            render.note(f"{_label(p.sv)}: note: {n}")
 
     if cluster is not None:
         _apply(g, cluster, plans)
@@ -444,10 +407,11 @@ def import_mlflow(
     else:
         docs = [p.doc for p in plans]
         if g.fmt(Output.yaml) is Output.json:
-            _out(render.dump({"apiVersion": "v1", "kind": "List", "items": docs}, Output.json))
+            render.out(render.dump({"apiVersion": "v1", "kind": "List", "items": docs}, Output.json))
         else:
-            _out(yaml.safe_dump_all(docs, sort_keys=False, default_flow_style=False, allow_unicode=True))
-    _note(f"imported {len(plans)} version(s) in {time.monotonic() - t0:.1f}s")
+            text = yaml.safe_dump_all(docs, sort_keys=False, default_flow_style=False, allow_unicode=True)
+            render.out(text)
+    render.note(f"imported {len(plans)} version(s) in {time.monotonic() - t0:.1f}s")
 
 
 def _apply(g: Any, cluster: Any, plans: list[Planned]) -> None:
@@ -493,9 +457,9 @@ def _apply(g: Any, cluster: Any, plans: list[Planned]) -> None:
             results.append({"name": name, "result": "unchanged", "sha256": sha})
     if g.fmt() is Output.table:
         for r in results:
-            _out(f"modelversion.modelversioning.io/{r['name']} {r['result']}\n")
+            render.out(f"modelversion.modelversioning.io/{r['name']} {r['result']}\n")
     else:
-        _out(render.dump(results, g.fmt()))
+        render.out(render.dump(results, g.fmt()))
 
 
 def _write(out_dir: Path, plans: list[Planned]) -> None:
@@ -526,7 +490,7 @@ def _write(out_dir: Path, plans: list[Planned]) -> None:
         name = p.doc["metadata"]["name"]
         path = out_dir / f"{name}.yaml"
         if name in existing:
-            _out(f"{path} unchanged\n")
+            render.out(f"{path} unchanged\n")
             continue
         path.write_text(yaml.safe_dump(p.doc, sort_keys=False, default_flow_style=False, allow_unicode=True))
-        _out(f"{path} written\n")
+        render.out(f"{path} written\n")
