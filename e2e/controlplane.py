@@ -703,6 +703,9 @@ class ControlPlane:
                 f"--audit-policy-file={policy}",
                 f"--audit-log-path={self.audit_log}",
                 "--audit-log-maxbackup=0",
+                # never rotated (lumberjack's default is 100 MB): readers follow one file by offset, and
+                # a 10,000-version benchmark writes a few hundred MB
+                "--audit-log-maxsize=100000",
                 "--profiling=false",
             ],
         )
