@@ -310,6 +310,14 @@ def test_nothing_eligible_at_first_writes_no_route() -> None:
     assert plan.held and not plan.write_route and plan.destinations == ()
     rep = report(f, plan)
     assert cond(rep, "RoutesReady") == ("False", R.NO_ELIGIBLE_VARIANT)
+    assert not [e for e in rep.events if e[0] == "Warning"]  # waiting for a first version: no Warning
+
+
+def test_traffic_with_nowhere_to_go_is_a_warning() -> None:
+    f = facts(variant(mv=mv(verified=False, reason="Verifying"), desired=P.SlotFacts("s")),
+              previous_weights={"stable": 100})  # fmt: skip
+    rep = report(f, P.decide(f))
+    assert ("Warning", R.NO_ELIGIBLE_VARIANT) in [(e[0], e[1]) for e in rep.events]
 
 
 def test_missing_version_is_permanent_and_never_routed() -> None:
