@@ -11,7 +11,7 @@ import pytest
 
 from modelversioning.api.settings import Settings
 from modelversioning.domain import reasons as R
-from modelversioning.domain.version_plan import IN_USE_FINALIZER, VerifyResult
+from modelversioning.domain.version_plan import FIRST_VERIFICATION_GRACE, IN_USE_FINALIZER, VerifyResult
 from modelversioning.handlers.modelversion import ModelVersionReconciler
 from modelversioning.handlers.store import Store
 from modelversioning.handlers.workqueue import Requeue
@@ -106,11 +106,17 @@ def reconciler(*results: VerifyResult, settings: Settings | None = None):
     return store, kube, verifier, r, requeued, notified
 
 
-def run(r: ModelVersionReconciler) -> None:
-    """One reconcile, then wait for a verification it started (the fake is instant)."""
-    r.reconcile(NS, "m-v1.0.0")
+def run(r: ModelVersionReconciler) -> Requeue | None:
+    """One reconcile, then wait for a verification it started (the fake is instant). Returns the
+    Requeue it asked for, if any (a first verification's grace, a transient failure's backoff)."""
+    asked: Requeue | None = None
+    try:
+        r.reconcile(NS, "m-v1.0.0")
+    except Requeue as rq:
+        asked = rq
     r.verifications.pool.submit(lambda: None).result(5)  # the pool is FIFO with 2 workers: drain
     r.verifications.pool.submit(lambda: None).result(5)
+    return asked
 
 
 OK = VerifyResult(R.VERIFIED, "sha256 matches", transient=False, actual=SHA, size_bytes=7)
@@ -119,17 +125,17 @@ OK = VerifyResult(R.VERIFIED, "sha256 matches", transient=False, actual=SHA, siz
 def test_verifies_then_walks_to_production_writing_status_once_per_cycle():
     store, kube, verifier, r, requeued, notified = reconciler(OK)
     store.upsert("ModelVersion", mv("production"))
-    run(r)
-    assert kube.kinds() == ["status"] and verifier.calls == 1
+    grace = run(r)
+    # a new version's first verification writes nothing while it may still finish within the grace
+    assert kube.kinds() == [] and verifier.calls == 1
+    assert grace is not None and grace.delay == pytest.approx(FIRST_VERIFICATION_GRACE, abs=0.5)
     assert requeued == [(NS, "m-v1.0.0")]  # the finished job asks for the next reconcile
-    assert kube.calls[0][1]["conditions"][1]["reason"] == R.VERIFYING
-    kube.calls.clear()
     run(r)
-    assert kube.kinds() == ["status", "event", "event"]
+    assert kube.kinds() == ["status", "event", "event"]  # one status write: verified and promoted
     st = kube.calls[0][1]
     assert st["stage"] == "production" and st["artifact"]["digest"] == SHA
     assert [c[1][1] for c in kube.calls[1:]] == [R.ARTIFACT_VERIFIED, R.STAGE_CHANGED]  # one per walk
-    assert notified == [(NS, "m"), (NS, "m")]  # registered as candidate; then verified and promoted
+    assert notified == [(NS, "m")]  # verified and promoted
     kube.calls.clear()
     run(r)  # idle: nothing to write, nothing fetched again
     assert kube.calls == [] and verifier.calls == 1
@@ -150,9 +156,9 @@ def test_a_transient_failure_requeues_after_the_backoff():
     store, kube, verifier, r, _, _ = reconciler(nf, OK)
     store.upsert("ModelVersion", mv())
     run(r)
-    with pytest.raises(Requeue) as rq:
-        run(r)
-    assert rq.value.delay == pytest.approx(Settings().verification.retry_initial_seconds + 0.1, abs=0.5)
+    rq = run(r)
+    backoff = Settings().verification.retry_initial_seconds + 0.1
+    assert rq is not None and rq.delay == pytest.approx(backoff, abs=0.5)
     st = store.get("ModelVersion", NS, "m-v1.0.0")["status"]
     assert "retrying in" in st["conditions"][1]["message"] and verifier.calls == 1
 
@@ -167,6 +173,7 @@ def test_the_in_use_finalizer_goes_on_before_the_status():
             "spec": {"model": "m", "variants": [{"name": "a", "version": "1.0.0", "weight": 100}]},
         },
     )
+    run(r)  # the finalizer at once (the first verification's grace defers only the status)
     run(r)
     assert kube.kinds()[:2] == ["finalizers", "status"]
     assert kube.calls[0][1] == [IN_USE_FINALIZER]
@@ -209,3 +216,27 @@ def test_a_rollout_grant_promotes_one_step_recorded_with_the_endpoint_as_actor()
     assert (last["from"], last["to"], last["actor"]) == ("staging", "production", "ModelEndpoint/fraud")
     assert "errors=0.01" in last["reason"]
     assert st["rollouts"] == [record]
+
+
+def test_a_slow_first_verification_shows_verifying_once_the_grace_is_over(monkeypatch):
+    import time as _time
+
+    from modelversioning.handlers import modelversion as mod
+
+    gate = threading.Event()
+
+    def slow(*_a: Any) -> VerifyResult:
+        gate.wait(5)
+        return OK
+
+    store, kube, _, r, _, _ = reconciler(OK)
+    r.verifications.verifier = slow
+    store.upsert("ModelVersion", mv())
+    with pytest.raises(Requeue):
+        r.reconcile(NS, "m-v1.0.0")
+    assert kube.kinds() == []  # still within the grace
+    real = _time.monotonic
+    monkeypatch.setattr(mod.time, "monotonic", lambda: real() + FIRST_VERIFICATION_GRACE)
+    r.reconcile(NS, "m-v1.0.0")  # the grace is over and it still runs: say so
+    assert kube.kinds() == ["status"] and kube.calls[0][1]["conditions"][1]["reason"] == R.VERIFYING
+    gate.set()

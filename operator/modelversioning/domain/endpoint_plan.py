@@ -436,11 +436,15 @@ def report(
     if dict(f.previous_weights) != plan.weights and route_ok and plan.write_route:
         shifted = f"effective weights {_fmt(f.previous_weights)} -> {_fmt(plan.weights)}"
         events.append(("Normal", R.TRAFFIC_SHIFTED, shifted))
-    if degraded.status == TRUE and previous_conditions.get("Degraded") != (TRUE, degraded.reason):
-        # a new endpoint waiting for its first verified variant is told by its conditions; a Warning
-        # is for traffic that has nowhere to go (2,000 of them in a fleet of new endpoints otherwise)
-        if not (degraded.reason == R.NO_ELIGIBLE_VARIANT and not f.previous_weights):
-            events.append(("Warning", degraded.reason, degraded.message))
+    # a new endpoint waiting for its first verified variant is told by its conditions; a Warning is
+    # for traffic that has nowhere to go (2,000 of them in a fleet of new endpoints otherwise)
+    first_wait = degraded.reason == R.NO_ELIGIBLE_VARIANT and not f.previous_weights
+    if (
+        degraded.status == TRUE
+        and previous_conditions.get("Degraded") != (TRUE, degraded.reason)
+        and not first_wait
+    ):
+        events.append(("Warning", degraded.reason, degraded.message))
     for slot in out.deleted:
         gone = f"deleted slot {slot}: no route has pointed at it for {f.drain_seconds:g}s"
         events.append(("Normal", R.SLOT_DELETED, gone))

@@ -72,6 +72,7 @@ class VerifierFacts:
     result_generation: int = 0  # the generation that attempt was started for
     failures: int = 0  # consecutive transient failures
     age: float = 0.0  # seconds since the result came in
+    running_for: float = 0.0  # seconds since the running attempt started
 
 
 @dataclass(frozen=True)
@@ -185,6 +186,12 @@ def decide(facts: VersionFacts, policy: VersionPolicy, now: datetime) -> Version
     if facts.invalid is not None:
         return decide_invalid(facts, stamp)
     verification = registry_verdict(facts) or decide_verification(facts, policy, now)
+    if verification.quiet:  # the verifier's answer (or the grace's end) requeues it
+        return VersionPlan(
+            finalizers=finalizers_for(facts.finalizers, in_use=bool(facts.serving)),
+            verify=verification.action,
+            requeue_after=verification.requeue_after,
+        )
     graph = facts.registry.graph or policy.graph
     walk = walk_stage(facts, verification.cond, graph, stamp, policy.history_limit)
     prev = facts.status
@@ -324,6 +331,13 @@ class Verification:
     artifact: Mapping[str, Any] | None = None  # status.artifact (None: no verified record)
     action: VerifyAction = VerifyAction.NONE
     requeue_after: float | None = None
+    quiet: bool = False  # a first verification still in its grace period: write no status yet
+
+
+# A new version's first verification writes no "Verifying" status for this long: most artifacts that
+# are cached, small or identical verify within it, and the version gets one status write (Verified and
+# its stage) instead of two. A slower one shows Verifying once the grace is over.
+FIRST_VERIFICATION_GRACE = 2.0
 
 
 def retry_delay(failures: int, policy: VersionPolicy) -> float:
@@ -357,7 +371,11 @@ def decide_verification(facts: VersionFacts, policy: VersionPolicy, now: datetim
         prev_art,  # a recheck keeps the old record meanwhile
     )
     v = facts.verifier
+    first = prev is None and not facts.status.get("stage")  # never had a status of its own
     if v.running:
+        if first and v.running_for < FIRST_VERIFICATION_GRACE:
+            left = FIRST_VERIFICATION_GRACE - v.running_for
+            return Verification(verifying.cond, prev_art, quiet=True, requeue_after=left)
         return verifying
     res = v.result
     if res is not None and res.ok:
@@ -375,6 +393,10 @@ def decide_verification(facts: VersionFacts, policy: VersionPolicy, now: datetim
         if wait > 0:
             msg = f"{res.message}; retrying in {wait:.0f}s (attempt {v.failures})"
             return Verification(Cond("ArtifactVerified", FALSE, res.reason, msg), requeue_after=wait + 0.1)
+    if first and res is None:
+        return Verification(
+            verifying.cond, prev_art, VerifyAction.START, requeue_after=FIRST_VERIFICATION_GRACE, quiet=True
+        )
     return Verification(verifying.cond, verifying.artifact, VerifyAction.START)
 
 

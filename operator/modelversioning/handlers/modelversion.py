@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any
@@ -164,6 +164,7 @@ class _Attempt:
     result: VerifyResult | None = None
     failures: int = 0
     finished: float = 0.0
+    started: float = field(default_factory=time.monotonic)
 
 
 class Verifications:
@@ -194,7 +195,8 @@ class Verifications:
                 return VerifierFacts()
             if att.future is not None:
                 if not att.future.done():
-                    return VerifierFacts(running=True, failures=att.failures)
+                    running_for = time.monotonic() - att.started
+                    return VerifierFacts(running=True, failures=att.failures, running_for=running_for)
                 att.result = _result_of(key, att.future)
                 att.future = None
                 att.finished = time.monotonic()
@@ -357,4 +359,4 @@ class ModelVersionReconciler:
         if plan.notify_endpoints:
             self.enqueue_endpoints(ns, facts.model)
         if plan.requeue_after is not None:
-            raise Requeue(plan.requeue_after, "transient verification failure")
+            raise Requeue(plan.requeue_after, "verification: look again")
