@@ -328,3 +328,19 @@ def test_kopfs_listing_of_what_the_cache_holds_enqueues_nothing(monkeypatch) -> 
     added.clear()
     asyncio.run(wiring.modelversion_event(event={"type": "MODIFIED", "object": changed}, body=changed))
     assert ("ModelVersion", "m-v1") in added  # a watch event always queues its object
+
+
+def test_only_event_handlers_are_registered_so_kopf_needs_no_essence() -> None:
+    """wiring.NoEssence skips kopf's per-event diff base: right only while no handler reads it."""
+    import re
+    from pathlib import Path
+
+    import modelversioning.handlers as handlers
+
+    used = set()
+    for path in Path(handlers.__file__).parent.glob("*.py"):
+        used |= set(re.findall(r"kopf\.on\.(\w+)", path.read_text()))
+    assert used <= {"event", "startup", "cleanup", "probe"}, used
+    from modelversioning.handlers.wiring import NoEssence
+
+    assert NoEssence().fetch(body=None) is None and NoEssence().build(body=None) == {}  # type: ignore[arg-type]
