@@ -344,3 +344,32 @@ def test_only_event_handlers_are_registered_so_kopf_needs_no_essence() -> None:
     from modelversioning.handlers.wiring import NoEssence
 
     assert NoEssence().fetch(body=None) is None and NoEssence().build(body=None) == {}  # type: ignore[arg-type]
+
+
+def test_kopfs_initial_listing_is_paged_like_ours() -> None:
+    import kopf
+
+    from modelversioning.handlers import wiring
+
+    settings = kopf.OperatorSettings()
+    asyncio.run(_startup_settings_only(wiring, settings))
+    assert settings.watching.chunk_size == wiring.LIST_PAGE  # never one LIST of 10,000 objects
+
+
+async def _startup_settings_only(wiring, settings) -> None:  # type: ignore[no-untyped-def]
+    """Run the startup handler far enough to configure kopf's settings, without an API server."""
+    import contextlib
+
+    class Stop(Exception):
+        pass
+
+    def stop(*_a, **_k):  # type: ignore[no-untyped-def]
+        raise Stop
+
+    orig = wiring.load_api_client
+    wiring.load_api_client = stop
+    try:
+        with contextlib.suppress(Stop):
+            await wiring.startup(settings=settings)
+    finally:
+        wiring.load_api_client = orig
