@@ -36,6 +36,7 @@ class FakeKube:
         self.calls.append(("finalizers", list(finalizers)))
         body = self.store.get(res.kind, ns, name)
         body["metadata"]["finalizers"] = finalizers
+        self.store.upsert(res.kind, body)  # as the watch would show it
 
     def event(self, body: Any, type_: str, reason: str, message: str) -> None:
         self.calls.append(("event", (type_, reason)))

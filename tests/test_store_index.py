@@ -45,4 +45,5 @@ def test_of_model_returns_the_cached_bodies() -> None:
     s = Store()
     s.upsert("ModelVersion", mv("fraud-v1", "fraud"))
     ((key, body),) = s.of_model("ModelVersion", "ns", "fraud")
-    assert key == ("ns", "fraud-v1") and body is s.get("ModelVersion", "ns", "fraud-v1")
+    assert key == ("ns", "fraud-v1") and body == s.get("ModelVersion", "ns", "fraud-v1")
+    assert s.model_keys("ModelVersion", "ns", "fraud") == [key]

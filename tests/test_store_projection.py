@@ -15,7 +15,6 @@ from __future__ import annotations
 import copy
 import json
 import pathlib
-import sys
 from datetime import UTC, datetime
 from typing import Any
 
@@ -328,17 +327,18 @@ def test_every_watched_kind_has_a_projection():
         assert kind in PROJECTION
 
 
-def test_repeated_strings_are_shared_between_cached_objects():
+def test_the_cache_keeps_compact_bytes_and_hands_out_copies():
     s = Store()
-    a, b = (copy.deepcopy(mv_of(objects(), n)) for n in ("m0000-v1.0.0", "m0000-v1.1.0"))
-    a["metadata"]["namespace"] = "".join(["ben", "ch"])  # equal, not the same object
-    s.upsert("ModelVersion", a)
-    s.upsert("ModelVersion", b)
-    x, y = s.get("ModelVersion", NS, "m0000-v1.0.0"), s.get("ModelVersion", NS, "m0000-v1.1.0")
-    assert x is not None and y is not None
-    assert x["metadata"]["namespace"] is y["metadata"]["namespace"]
-    assert x["status"]["conditions"][0]["type"] is y["status"]["conditions"][0]["type"]
-    assert x["apiVersion"] is y["apiVersion"] is sys.intern("modelversioning.io/v1alpha1")
+    full = copy.deepcopy(mv_of(objects(), "m0000-v1.0.0"))
+    s.upsert("ModelVersion", full)
+    got = s.get("ModelVersion", NS, "m0000-v1.0.0")
+    assert got == cacheable("ModelVersion", full)
+    got["status"]["stage"] = "changed by a reader"  # a reader's copy: the cache is not touched
+    got2 = s.get("ModelVersion", NS, "m0000-v1.0.0")
+    assert got2 is not got and got2["status"]["stage"] == full["status"]["stage"]
+    entry = s._objs["ModelVersion"][NS]["m0000-v1.0.0"]
+    assert isinstance(entry.blob, bytes) and len(entry.blob) < len(json.dumps(got2))
+    assert entry.rv == full["metadata"]["resourceVersion"] and entry.model == "m0000"
 
 
 # ---- the read recorder itself (tests/conftest.py) ---------------------------------------------------

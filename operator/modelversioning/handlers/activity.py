@@ -122,12 +122,12 @@ def refill(
     The LIST may come page by page: each object is cached (projected) as it arrives, so the full
     objects of the whole LIST are never all held at once. A failed page raises: what was cached
     stays (the pages before it are newer observations), and nothing is dropped."""
-    before = dict(store.items(kind, namespace))
+    before = store.versions(kind, namespace)
     seen: set[tuple[str, str]] = set()
     for obj in list_objects():
         md = obj.get("metadata") or {}
         seen.add((md.get("namespace", ""), md.get("name", "")))
         store.upsert(kind, obj)
-    for key, body in before.items():
-        if key not in seen and store.get(kind, *key) is body:
-            store.delete(kind, *key)
+    for key, rv in before.items():
+        if key not in seen and rv is not None:
+            store.delete(kind, *key, if_version=rv)  # unless a watch event brought a newer one

@@ -80,11 +80,11 @@ class Operator:
             self.endpoints.reconcile(ns, name)
 
     def endpoints_of_model(self, namespace: str, model: str) -> None:
-        for (ns, name), _ in self.store.of_model("ModelEndpoint", namespace, model):
+        for ns, name in self.store.model_keys("ModelEndpoint", namespace, model):
             self.queue.add(("ModelEndpoint", ns, name))
 
     def versions_of_model(self, namespace: str, model: str) -> None:
-        for (ns, name), _ in self.store.of_model("ModelVersion", namespace, model):
+        for ns, name in self.store.model_keys("ModelVersion", namespace, model):
             self.queue.add(("ModelVersion", ns, name))
 
     def _endpoints_of_model_threadsafe(self, namespace: str, model: str) -> None:
@@ -233,7 +233,7 @@ def enqueue_all(op: Operator) -> None:
     changed while the operator was down is fixed before 10,000 versions are re-checked), then Models;
     ModelVersions behind watch-driven work (their status survived the restart)."""
     for kind, low in (("ModelEndpoint", False), ("Model", False), ("ModelVersion", True)):
-        for (ns, name), _ in op.store.items(kind):
+        for ns, name in op.store.keys(kind):
             op.queue.add((kind, ns, name), low=low)
 
 
@@ -275,7 +275,7 @@ async def _drift_checks(op: Operator) -> None:
         await asyncio.sleep(op.settings.serving.drift_check_seconds)
         cycle += 1
         for kind in drift_kinds(cycle, op.settings.verification.recheck_seconds):
-            for (ns, name), _ in op.store.items(kind):
+            for ns, name in op.store.keys(kind):
                 op.queue.add((kind, ns, name), low=True)
         op.update_version_gauges()
 
@@ -315,7 +315,7 @@ async def modelversion_event(event: kopf.RawEvent, body: kopf.Body, **_: Any) ->
     op.queue.add(("ModelVersion", ns, name))
     model = body.get("spec", {}).get("model", "")
     op.endpoints_of_model(ns, model)
-    if op.store.get("Model", ns, model) is not None:  # the registry records it
+    if op.store.has("Model", ns, model):  # the registry records it
         op.queue.add(("Model", ns, model))
 
 
@@ -337,7 +337,7 @@ async def modelapproval_event(event: kopf.RawEvent, body: kopf.Body, **_: Any) -
     ns = seen[0]
     spec = body.get("spec", {})
     mv = f"{spec.get('model', '')}-v{spec.get('version', '')}"
-    if op.store.get("ModelVersion", ns, mv) is not None:
+    if op.store.has("ModelVersion", ns, mv):
         op.queue.add(("ModelVersion", ns, mv))
 
 
