@@ -264,6 +264,8 @@ def test_memory_is_released_once_the_startup_backlog_is_done(monkeypatch):
 
     class Op:
         class queue:  # noqa: N801 - stands in for the attribute
+            paused = True  # _settle lists nothing while paused (tested below)
+
             @staticmethod
             def pending() -> int:
                 return backlog.pop(0) if backlog else 0
@@ -373,3 +375,59 @@ async def _startup_settings_only(wiring, settings) -> None:  # type: ignore[no-u
             await wiring.startup(settings=settings)
     finally:
         wiring.load_api_client = orig
+
+
+def _listing_op(listed: dict[str, list[dict]]):  # type: ignore[no-untyped-def]
+    """An Operator whose API server lists `listed` (kind -> objects) and counts the LISTs."""
+    from types import SimpleNamespace
+
+    from modelversioning.api.settings import Settings
+    from modelversioning.handlers import wiring
+    from modelversioning.handlers.store import Store
+
+    calls: list[str] = []
+
+    class K:
+        def list_pages(self, res, namespace, selector, page=250):  # type: ignore[no-untyped-def]
+            calls.append(res.kind)
+            yield [dict(o) for o in listed.get(res.kind, [])]
+
+    op = wiring.Operator.__new__(wiring.Operator)
+    op.settings, op.kube, op.store = Settings(), K(), Store()  # type: ignore[assignment]
+    op.queue = SimpleNamespace(paused=False)  # type: ignore[assignment]
+    op.primed_at = None
+    return op, calls
+
+
+def _obj(name: str, rv: str) -> dict:
+    return {"metadata": {"name": name, "namespace": "ns", "resourceVersion": rv}, "spec": {"model": "m"}}
+
+
+def test_startups_listing_stands_in_for_the_first_activation_only_while_fresh(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from modelversioning.handlers import wiring
+
+    op, calls = _listing_op({"ModelVersion": [_obj("a", "1")]})
+    asyncio.run(wiring.prime_at_startup(op))
+    assert op.store.has("ModelVersion", "ns", "a") and op.primed_at is not None
+    n = len(calls)
+    wiring.prime_unless_fresh(op)  # active at once: startup's listing is enough
+    assert len(calls) == n and op.primed_at is None
+    wiring.prime_unless_fresh(op)  # a later activation (after a pause) lists again
+    assert len(calls) == 2 * n
+    op.primed_at = 0.0  # a standby that became active long after startup lists again too
+    wiring.prime_unless_fresh(op)
+    assert len(calls) == 3 * n
+
+
+def test_settling_listing_drops_what_was_deleted_between_the_two_listings() -> None:
+    from modelversioning.handlers import wiring
+
+    op, calls = _listing_op({"ModelVersion": [_obj("a", "1")]})
+    op.store.upsert("ModelVersion", _obj("a", "1"))
+    op.store.upsert("ModelVersion", _obj("gone", "2"))  # deleted after our listing, before kopf's
+    wiring._settle(op)
+    assert op.store.has("ModelVersion", "ns", "a") and not op.store.has("ModelVersion", "ns", "gone")
+    op.queue.paused = True  # a paused replica lists nothing
+    before = len(calls)
+    wiring._settle(op)
+    assert len(calls) == before
