@@ -17,7 +17,19 @@ Path = tuple[Any, ...]
 EACH = "[]"  # any element of a list
 WHOLE = "*"  # every key of a map (iterated, copied, unpacked)
 READERS = {"get", "items", "owned", "of_model"}  # Store methods that hand out cached objects: recorded
-OTHERS = {"upsert", "delete", "is_observed", "holds", "count", "keys", "versions", "model_keys", "has"}
+# Store methods that hand out no cached object (names, versions, counts, NOTES)
+OTHERS = {
+    "upsert",
+    "delete",
+    "is_observed",
+    "holds",
+    "count",
+    "keys",
+    "versions",
+    "model_keys",
+    "has",
+    "notes",
+}
 
 
 def _ours(depth: int = 2) -> bool:

@@ -47,3 +47,32 @@ def test_of_model_returns_the_cached_bodies() -> None:
     ((key, body),) = s.of_model("ModelVersion", "ns", "fraud")
     assert key == ("ns", "fraud-v1") and body == s.get("ModelVersion", "ns", "fraud-v1")
     assert s.model_keys("ModelVersion", "ns", "fraud") == [key]
+
+
+def test_notes_give_every_versions_stage_without_reading_the_objects() -> None:
+    s = Store()
+    a, b = mv("fraud-v1", "fraud"), mv("fraud-v2", "fraud")
+    a["status"] = {"stage": "production"}
+    s.upsert("ModelVersion", a)
+    s.upsert("ModelVersion", b)
+    assert sorted(s.notes("ModelVersion")) == [
+        (("ns", "fraud-v1"), "fraud", "production"),
+        (("ns", "fraud-v2"), "fraud", None),
+    ]
+
+
+def test_version_gauges_count_versions_by_model_and_stage() -> None:
+    from modelversioning import metrics
+    from modelversioning.handlers.wiring import Operator
+
+    s = Store()
+    for name, stage in (("fraud-v1", "production"), ("fraud-v2", "production"), ("fraud-v3", None)):
+        body = mv(name, "fraud")
+        if stage:
+            body["status"] = {"stage": stage}
+        s.upsert("ModelVersion", body)
+    op = Operator.__new__(Operator)
+    op.store = s
+    op.update_version_gauges()
+    assert metrics.VERSIONS.labels("ns", "fraud", "production")._value.get() == 2
+    assert metrics.VERSIONS.labels("ns", "fraud", "unknown")._value.get() == 1

@@ -194,15 +194,26 @@ def _discard(index: dict[tuple[str, str, str], set[str]], key: tuple[str, str, s
             del index[key]
 
 
+def _stage(body: dict[str, Any]) -> str | None:
+    stage = (body.get("status") or {}).get("stage")
+    return stage if isinstance(stage, str) else None
+
+
+# a field kept unpickled beside an object of a kind, for readers of the whole fleet (notes())
+NOTES: dict[str, Callable[[dict[str, Any]], str | None]] = {"ModelVersion": _stage}
+
+
 class _Entry:
     """One cached object: its projection, pickled (a ModelVersion's ~5 KB of Python dicts and strings
     is ~1.4 KB pickled, a Deployment's ~10 KB ~2.7 KB; at 10,000 / 2,000 the dicts were most of the
     operator's memory), with what the indexes and the staleness checks need kept beside it."""
 
-    __slots__ = ("blob", "model", "owner", "rv")
+    __slots__ = ("blob", "model", "note", "owner", "rv")
 
-    def __init__(self, body: dict[str, Any]) -> None:
+    def __init__(self, kind: str, body: dict[str, Any]) -> None:
         self.blob = pickle.dumps(body, protocol=pickle.HIGHEST_PROTOCOL)
+        note = NOTES.get(kind)
+        self.note: str | None = note(body) if note is not None else None
         rv = (body.get("metadata") or {}).get("resourceVersion")
         self.rv: str | None = str(rv) if rv is not None else None
         ctl = controller_of(body)
@@ -227,7 +238,7 @@ class Store:
     def upsert(self, kind: str, body: dict[str, Any], observed: bool = True) -> None:
         """Cache `body`. observed=False: the object as we just wrote it (read-your-writes), which
         is_observed() reports as not yet seen through the watch."""
-        entry = _Entry(cacheable(kind, body))
+        entry = _Entry(kind, cacheable(kind, body))
         ns, name = body.get("metadata", {}).get("namespace", ""), body["metadata"]["name"]
         with self._lock:
             bucket = self._objs.setdefault(kind, {}).setdefault(ns, {})
@@ -305,6 +316,15 @@ class Store:
             by_ns = self._objs.get(kind, {})
             spaces = by_ns.items() if namespace is None else [(namespace, by_ns.get(namespace, {}))]
             return {(ns, n): e.rv for ns, objs in spaces for n, e in objs.items()}
+
+    def notes(self, kind: str) -> list[tuple[Key, str | None, str | None]]:
+        """(key, spec.model, note) of every cached object of `kind`, without reading them (NOTES)."""
+        with self._lock:
+            return [
+                ((ns, n), e.model, e.note)
+                for ns, objs in self._objs.get(kind, {}).items()
+                for n, e in objs.items()
+            ]
 
     def items(self, kind: str, namespace: str | None = None) -> Iterator[tuple[Key, dict[str, Any]]]:
         with self._lock:

@@ -99,9 +99,8 @@ class Operator:
 
     def update_version_gauges(self) -> None:
         counts: dict[tuple[str, str, str], int] = {}
-        for (ns, _), body in self.store.items("ModelVersion"):
-            stage = (body.get("status") or {}).get("stage") or "unknown"
-            k = (ns, (body.get("spec") or {}).get("model", ""), stage)
+        for (ns, _), model, stage in self.store.notes("ModelVersion"):  # 10,000 versions, none unpickled
+            k = (ns, model or "", stage or "unknown")
             counts[k] = counts.get(k, 0) + 1
         metrics.VERSIONS.clear()
         for (ns, model, stage), n in counts.items():
