@@ -457,7 +457,10 @@ def test_chart_rbac_is_sufficient_and_minimal(
             if not {("create", "virtualservices", None), ("patch", "virtualservices", None)} & did:
                 missing.append(("create or patch", "virtualservices", None))
             assert not missing, f"not done by {subject}: {missing}; did {sorted(map(str, did))}"
-        assert "Forbidden" not in op.logs(1000)
+        # the log, for a cluster without an audit log; a 403 elsewhere (an Event in another test's
+        # namespace being terminated) is no RBAC refusal, the audit check above tells them apart
+        refused = [ln for ln in op.logs(1000).splitlines() if "Forbidden" in ln and work_ns in ln]
+        assert not refused, refused
 
         # ... and it may do no more than that.
         ns = ["-n", work_ns]

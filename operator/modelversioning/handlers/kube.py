@@ -267,4 +267,6 @@ class Kube:
         try:
             self._call("POST", EVENT.path(md.get("namespace", "default")), ev)
         except ApiException as e:  # an Event that cannot be posted must not fail the reconcile
-            log.warning("could not post Event %s on %s: %s", reason, md.get("name"), e.reason)
+            log.warning(
+                "could not post Event %s on %s/%s: %s", reason, md.get("namespace"), md.get("name"), e.reason
+            )
