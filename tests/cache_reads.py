@@ -29,6 +29,7 @@ OTHERS = {
     "model_keys",
     "has",
     "notes",
+    "owned_names",
 }
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 
 from modelversioning.handlers.drift import diff
 from modelversioning.handlers.modelendpoint import deployment_state
@@ -257,3 +258,38 @@ def test_store_tracks_writes_the_watch_has_not_shown():
         "HTTPRoute", {"metadata": {"namespace": "ns", "name": "r", "resourceVersion": "6"}}, observed=False
     )
     assert s.is_observed("HTTPRoute", "ns", "r")
+
+
+def test_workqueue_runs_one_drift_reconcile_at_a_time_and_leaves_the_rest_to_events():
+    running: list[str] = []
+    peak = {"low": 0}
+    lock = threading.Lock()
+
+    def handler(key):
+        with lock:
+            running.append(key[2])
+            peak["low"] = max(peak["low"], sum(1 for k in running if k.startswith("resync")))
+        time.sleep(0.05)
+        with lock:
+            running.remove(key[2])
+            order.append(key[2])
+
+    order: list[str] = []
+
+    async def main():
+        q = WorkQueue(handler, workers=3)
+        q.start()
+        for i in range(4):
+            q.add(("K", "ns", f"resync-{i}"), low=True)
+        await asyncio.sleep(0.01)
+        q.add(("K", "ns", "event"))
+        for _ in range(300):
+            await asyncio.sleep(0.01)
+            if q.pending() == 0:
+                break
+        await q.stop()
+
+    asyncio.run(main())
+    assert peak["low"] == 1  # never two drift reconciles at once
+    assert order.index("event") < order.index("resync-1")  # the event did not wait behind the resync
+    assert sorted(order) == ["event", "resync-0", "resync-1", "resync-2", "resync-3"]

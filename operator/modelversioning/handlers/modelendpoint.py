@@ -161,9 +161,24 @@ class ModelEndpointReconciler:
         accepted = _accepted(md.get("annotations") or {})
         mirror = spec.mirror.variant if spec.mirror else None
         variants, slots, conflicts = [], {}, {}
+        # each object read once per reconcile (a read unpickles a copy; the pinned slot and version
+        # are usually the desired ones)
+        versions: dict[str, tuple[Any, Any, Any]] = {}
+        deployments: dict[str, dict[str, Any] | None] = {}
+
+        def version(name: str) -> tuple[Any, Any, Any]:
+            if name not in versions:
+                versions[name] = self._version(ns, name)
+            return versions[name]
+
+        def deployment(slot: str) -> dict[str, Any] | None:
+            if slot not in deployments:
+                deployments[slot] = self.store.get("Deployment", ns, slot)
+            return deployments[slot]
+
         for v in spec.variants:
             mv_name = expected_name(spec.model, v.version)
-            mv, mv_spec, problem = self._version(ns, mv_name)
+            mv, mv_spec, problem = version(mv_name)
             desired = None
             if mv_spec is not None:
                 dep = render_deployment(
@@ -171,7 +186,7 @@ class ModelEndpointReconciler:
                 )
                 svc = render_service(dep, spec.port)
                 slot = dep["metadata"]["name"]
-                live = self.store.get("Deployment", ns, slot)
+                live = deployment(slot)
                 taken = self._taken(ref, live) or self._taken(ref, self.store.get("Service", ns, slot))
                 if taken:
                     conflicts[v.name] = taken
@@ -180,8 +195,8 @@ class ModelEndpointReconciler:
             pin = _pin((old.get(v.name) or {}).get("serving"))
             pinned = pinned_mv = None
             if pin is not None:
-                pinned = deployment_state(self.store.get("Deployment", ns, pin.slot))
-                pinned_mv = self._version(ns, expected_name(spec.model, pin.version))[0]
+                pinned = deployment_state(deployment(pin.slot))
+                pinned_mv = version(expected_name(spec.model, pin.version))[0]
             acc = accepted.get(v.name)
             accept = mv is not None and acc is not None and mv.digest.startswith(acc)
             variants.append(
@@ -204,9 +219,7 @@ class ModelEndpointReconciler:
                 for v in variants
             ]
         routed, known, router_problem = self._routes(ref, spec.routing.router)
-        owned = {
-            o["metadata"]["name"] for k in ("Deployment", "Service") for o in self.store.owned(k, ns, ref.uid)
-        }
+        owned = {n for k in ("Deployment", "Service") for n in self.store.owned_names(k, ns, ref.uid)}
         facts = plan_.EndpointFacts(
             required_stage=spec.required_stage,
             variants=tuple(variants),

@@ -344,6 +344,13 @@ class Store:
             entries = [bucket[n] for n in names if n in bucket]
         return [e.body() for e in entries]
 
+    def owned_names(self, kind: str, namespace: str, endpoint_uid: str) -> list[str]:
+        """Names of the children owned() would return, without reading them."""
+        with self._lock:
+            names = self._owned.get((kind, namespace, endpoint_uid), ())
+            bucket = self._objs.get(kind, {}).get(namespace, {})
+            return sorted(n for n in names if n in bucket)
+
     def model_keys(self, kind: str, namespace: str, model: str) -> list[Key]:
         """Keys of the objects of `kind` in `namespace` whose spec.model is `model`, not read."""
         with self._lock:

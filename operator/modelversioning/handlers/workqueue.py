@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -35,14 +36,21 @@ class WorkQueue:
     workers: int = 4
     base_delay: float = 0.5
     max_delay: float = 300.0
-    _queue: asyncio.PriorityQueue[tuple[int, int, Key]] = field(default_factory=asyncio.PriorityQueue)
+    # LOW keys (the drift check) run on at most this many workers at once. Reconciles hold the GIL;
+    # with every worker on a drift cycle of 2,000 endpoints the event loop thread (kopf's watch
+    # events) waited for the GIL at each of its many releases, and a weight change arriving during
+    # the cycle took up to 2.2 s to reach its route. One LOW worker leaves the others for events.
+    low_workers: int = 1
+    _high: deque[Key] = field(default_factory=deque)
+    _low: deque[Key] = field(default_factory=deque)
+    _wake: asyncio.Event = field(default_factory=asyncio.Event)  # something was queued or a LOW slot freed
+    _low_running: int = 0
     _dirty: dict[Key, int] = field(default_factory=dict)  # queued keys -> their priority
     _processing: set[Key] = field(default_factory=set)
     _failures: dict[Key, int] = field(default_factory=dict)
     _timers: dict[Key, asyncio.TimerHandle] = field(default_factory=dict)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _loop: asyncio.AbstractEventLoop | None = None
-    _seq: int = 0
     _running: asyncio.Event = field(default_factory=asyncio.Event)  # clear: paused
     _idle: asyncio.Condition = field(default_factory=asyncio.Condition)  # notified when nothing runs
 
@@ -65,8 +73,8 @@ class WorkQueue:
         for h in self._timers.values():
             h.cancel()
         self._timers.clear()
-        while not self._queue.empty():
-            self._queue.get_nowait()
+        self._high.clear()
+        self._low.clear()
         async with self._idle:
             await self._idle.wait_for(lambda: not self._processing)
 
@@ -81,8 +89,18 @@ class WorkQueue:
             h.cancel()
 
     def _push(self, key: Key, prio: int) -> None:
-        self._seq += 1
-        self._queue.put_nowait((prio, self._seq, key))
+        (self._low if prio == LOW else self._high).append(key)
+        self._wake.set()
+
+    async def _next(self) -> tuple[int, Key]:
+        """The oldest HIGH key, else the oldest LOW key while a LOW slot is free."""
+        while True:
+            if self._high:
+                return HIGH, self._high.popleft()
+            if self._low and self._low_running < self.low_workers:
+                return LOW, self._low.popleft()
+            self._wake.clear()
+            await self._wake.wait()
 
     def add(self, key: Key, low: bool = False) -> None:
         """Enqueue (idempotent while queued; a HIGH add overtakes a queued LOW one). Loop thread only."""
@@ -120,11 +138,13 @@ class WorkQueue:
 
     async def _worker(self, n: int) -> None:
         while True:
-            prio, _, key = await self._queue.get()
+            prio, key = await self._next()
             if self.paused or self._dirty.get(key) != prio or key in self._processing:
                 continue  # a stale entry: the key was overtaken, or is queued again after processing
             del self._dirty[key]
             self._processing.add(key)
+            if prio == LOW:
+                self._low_running += 1
             try:
                 await asyncio.to_thread(self.handler, key)
                 self._failures.pop(key, None)
@@ -140,6 +160,9 @@ class WorkQueue:
                 )
                 self.add_after(key, delay)
             finally:
+                if prio == LOW:
+                    self._low_running -= 1
+                    self._wake.set()
                 self._processing.discard(key)
                 if key in self._dirty:
                     self._push(key, self._dirty[key])
