@@ -349,12 +349,21 @@ def test_only_event_handlers_are_registered_so_kopf_needs_no_essence() -> None:
 
 
 def test_kopfs_initial_listing_is_paged_like_ours() -> None:
+    import sys
+
     import kopf
 
     from modelversioning.handlers import wiring
 
     settings = kopf.OperatorSettings()
-    asyncio.run(_startup_settings_only(wiring, settings))
+    before = sys.getswitchinterval()
+    try:
+        asyncio.run(_startup_settings_only(wiring, settings))
+        assert sys.getswitchinterval() == pytest.approx(
+            wiring.SWITCH_INTERVAL
+        )  # the loop gets the GIL back soon
+    finally:
+        sys.setswitchinterval(before)
     assert settings.watching.chunk_size == wiring.LIST_PAGE  # never one LIST of 10,000 objects
 
 
