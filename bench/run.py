@@ -236,7 +236,14 @@ def guarded(res: Results, name: str, fn: Callable[[], dict[str, Any]]) -> dict[s
 # ---------------------------------------------------------------------------------------------- run
 def run_cluster(args: argparse.Namespace, res: Results) -> None:
     from cluster import BenchCluster, nodes_for
-    from scenarios import idle_traffic, memory_sample, restart_convergence, rollbacks, weight_changes
+    from scenarios import (
+        idle_traffic,
+        memory_sample,
+        restart_convergence,
+        rollbacks,
+        settled_rss,
+        weight_changes,
+    )
 
     p = args.params
     want = set(args.sections)
@@ -278,7 +285,11 @@ def run_cluster(args: argparse.Namespace, res: Results) -> None:
                 lambda: restart_convergence(bc, p["restart_changed"], p["converge_timeout"], log),
             )
             if out is not None and mem:
-                mem[-1]["rss_mib_fresh_process"] = memory_sample(bc)["rss_mib"]
+                first = memory_sample(bc)["rss_mib"]
+                settled = settled_rss(bc)
+                mem[-1]["rss_mib_fresh_process"] = settled["rss_mib"]
+                mem[-1]["rss_mib_fresh_process_first_sample"] = first
+                mem[-1]["rss_fresh_process_settled_after_s"] = settled["settled_after_s"]
         if "memory" in want:
 
             def grow() -> dict[str, Any]:
@@ -437,6 +448,8 @@ def evaluate(res: Results) -> list[dict[str, Any]]:
                 fresh,
                 target,
                 fresh <= want if want is not None else None,
+                f"once steady ({st.get('rss_fresh_process_settled_after_s')} s later); "
+                f"{st.get('rss_mib_fresh_process_first_sample')} at the first sample",
             )
     if num(mem.get("kib_per_object")):
         add("memory", "growth per object (KiB)", mem["kib_per_object"], "", None)

@@ -285,6 +285,24 @@ def idle_traffic(bc: BenchCluster, seconds: float, log: Callable[[str], None]) -
     return out
 
 
+def settled_rss(bc: BenchCluster, window: float = 10.0, timeout: float = 120.0) -> dict[str, Any]:
+    """RSS once it stops moving: after a restart the operator still lists once more and hands memory
+    back after its backlog (wiring._release_when_settled); the first sample would catch that
+    transient. Samples every 2 s until the last `window` seconds stayed within 1 MiB."""
+    t0 = time.monotonic()
+    first = bc.rss()["VmRSS"]
+    samples: list[tuple[float, float]] = []
+    while time.monotonic() - t0 < timeout:
+        now = time.monotonic()
+        samples.append((now, bc.rss()["VmRSS"]))
+        recent = [r for t, r in samples if now - t <= window]
+        if now - t0 >= window and len(recent) >= 4 and max(recent) - min(recent) < 1.0:
+            break
+        time.sleep(2)
+    return {"rss_mib": round(samples[-1][1], 1), "first_rss_mib": round(first, 1),
+            "settled_after_s": round(time.monotonic() - t0, 1)}
+
+
 def memory_sample(bc: BenchCluster, fleet: dict[str, Any] | None = None) -> dict[str, Any]:
     """Operator RSS once the fleet is converged and the operator quiet (max of a few samples)."""
     bc.wait_quiet(3.0, 120)
