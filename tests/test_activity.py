@@ -440,3 +440,31 @@ def test_settling_listing_drops_what_was_deleted_between_the_two_listings() -> N
     before = len(calls)
     wiring._settle(op)
     assert len(calls) == before
+
+
+def test_each_drift_check_freezes_the_heap_and_an_hourly_one_collects_it_whole(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import gc
+
+    from modelversioning.handlers import wiring
+
+    calls: list[object] = []
+    monkeypatch.setattr(gc, "collect", lambda generation=2: calls.append(("collect", generation)) or 0)
+    monkeypatch.setattr(gc, "freeze", lambda: calls.append("freeze"))
+    monkeypatch.setattr(gc, "unfreeze", lambda: calls.append("unfreeze"))
+    wiring.freeze_heap(1)
+    assert calls == [("collect", 1), "freeze"]  # young generations only, then out of the collector's way
+    calls.clear()
+    wiring.freeze_heap(wiring.UNFREEZE_EVERY)
+    assert calls == ["unfreeze", ("collect", 2), "freeze"]
+
+
+def test_a_slow_garbage_collection_is_logged(caplog) -> None:  # type: ignore[no-untyped-def]
+    import time
+
+    from modelversioning.handlers import wiring
+
+    wiring._watch_gc("start", {"generation": 2})
+    wiring._gc_started[0] = time.perf_counter() - 1.5
+    with caplog.at_level("WARNING", logger="modelversioning"):
+        wiring._watch_gc("stop", {"generation": 2})
+    assert "generation 2 took 1.5" in caplog.text

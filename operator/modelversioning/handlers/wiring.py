@@ -143,6 +143,8 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     # the switch interval to get it back from a reconcile thread: at the default 5 ms, a weight change
     # that arrived during a drift cycle took ~200 ms to reach its route at 2,000 endpoints.
     sys.setswitchinterval(SWITCH_INTERVAL)
+    if _watch_gc not in gc.callbacks:
+        gc.callbacks.append(_watch_gc)
     heapreport.install()
     cfg = Settings.load()
     settings.posting.level = logging.WARNING
@@ -261,10 +263,49 @@ def limit_malloc_arenas(arenas: int = 2) -> None:
 
 def release_memory() -> None:
     """Hand the memory freed by the startup LIST (full objects, decoded pages) back to the system:
-    glibc keeps freed heap pages otherwise, and the process would stay as big as its peak."""
+    glibc keeps freed heap pages otherwise, and the process would stay as big as its peak. Then move
+    what is alive now (kopf's per-object state of the whole fleet, the cache) out of the collector's
+    reach: a full collection walks every tracked object while holding the GIL, and at 10,000 / 2,000
+    the occasional one stalled everything, a weight change included. Those objects are still freed
+    when their last reference goes; only a reference cycle among them would stay."""
     gc.collect()
     with contextlib.suppress(OSError, AttributeError):  # not glibc (musl, macOS): nothing to trim
         ctypes.CDLL(None).malloc_trim(0)
+    gc.freeze()
+
+
+SLOW_GC_SECONDS = 0.1
+_gc_started: list[float] = []
+
+
+def _watch_gc(phase: str, info: dict[str, Any]) -> None:
+    """Log a garbage collection that held the GIL for long (a pause every reconcile and watch event
+    waited for)."""
+    if phase == "start":
+        _gc_started[:] = [time.perf_counter()]
+    elif _gc_started:
+        took = time.perf_counter() - _gc_started[0]
+        if took >= SLOW_GC_SECONDS:
+            log.warning(
+                "garbage collection of generation %s took %.2fs (%d objects frozen)",
+                info.get("generation"), took, gc.get_freeze_count(),
+            )  # fmt: skip
+
+
+UNFREEZE_EVERY = 60  # drift checks between full collections of the frozen heap (an hour by default)
+
+
+def freeze_heap(cycle: int) -> None:
+    """Each drift check: collect the young generations (cheap) and freeze what survives, so a full
+    collection never walks the fleet's long-lived state at a random moment. Every UNFREEZE_EVERY-th
+    check, one full collection of everything instead (reference cycles among frozen objects that
+    became garbage are freed there, at a time of our choosing)."""
+    if cycle % UNFREEZE_EVERY == 0:
+        gc.unfreeze()
+        gc.collect()
+    else:
+        gc.collect(1)
+    gc.freeze()
 
 
 def enqueue_all(op: Operator) -> None:
@@ -329,6 +370,7 @@ async def _drift_checks(op: Operator) -> None:
             for ns, name in op.store.keys(kind):
                 op.queue.add((kind, ns, name), low=True)
         op.update_version_gauges()
+        freeze_heap(cycle)
 
 
 def _track(kind: str, event: kopf.RawEvent, body: kopf.Body) -> tuple[str, str, bool] | None:
