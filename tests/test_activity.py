@@ -364,6 +364,11 @@ def test_kopfs_initial_listing_is_paged_like_ours() -> None:
         )  # the loop gets the GIL back soon
     finally:
         sys.setswitchinterval(before)
+        import gc
+
+        if wiring._watch_gc in gc.callbacks:  # the startup handler installed it: not for the test run
+            gc.callbacks.remove(wiring._watch_gc)
+        gc.unfreeze()
     assert settings.watching.chunk_size == wiring.LIST_PAGE  # never one LIST of 10,000 objects
 
 
@@ -459,12 +464,21 @@ def test_each_drift_check_freezes_the_heap_and_an_hourly_one_collects_it_whole(m
 
 
 def test_a_slow_garbage_collection_is_logged(caplog) -> None:  # type: ignore[no-untyped-def]
+    import gc
     import time
 
     from modelversioning.handlers import wiring
 
+    junk = [[i] for i in range(1000)]  # alive, tracked, not frozen
+    gc.disable()  # no real collection (which calls the same hook) in between
     wiring._watch_gc("start", {"generation": 2})
     wiring._gc_started[0] = time.perf_counter() - 1.5
-    with caplog.at_level("WARNING", logger="modelversioning"):
-        wiring._watch_gc("stop", {"generation": 2})
-    assert "generation 2 took 1.5" in caplog.text
+    before = gc.get_freeze_count()
+    try:
+        with caplog.at_level("WARNING", logger="modelversioning"):
+            wiring._watch_gc("stop", {"generation": 2})
+        assert "generation 2 took 1.5" in caplog.text
+        assert gc.get_freeze_count() >= before + len(junk)  # what survived a full collection is frozen
+    finally:
+        gc.unfreeze()
+        gc.enable()

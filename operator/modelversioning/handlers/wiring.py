@@ -279,11 +279,16 @@ _gc_started: list[float] = []
 
 
 def _watch_gc(phase: str, info: dict[str, Any]) -> None:
-    """Log a garbage collection that held the GIL for long (a pause every reconcile and watch event
-    waited for)."""
+    """After each full collection, freeze what survived it: the next one walks only what was
+    allocated since (a restart's listing of 22,000 objects made 74 full collections of 0.1-0.5 s each,
+    every one walking everything listed so far). And log a collection that held the GIL for long (a
+    pause every reconcile and watch event waited for)."""
     if phase == "start":
         _gc_started[:] = [time.perf_counter()]
-    elif _gc_started:
+        return
+    if info.get("generation") == 2:
+        gc.freeze()
+    if _gc_started:
         took = time.perf_counter() - _gc_started[0]
         if took >= SLOW_GC_SECONDS:
             log.warning(
