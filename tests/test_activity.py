@@ -482,3 +482,23 @@ def test_a_slow_garbage_collection_is_logged(caplog) -> None:  # type: ignore[no
     finally:
         gc.unfreeze()
         gc.enable()
+
+
+def test_a_failed_settling_listing_does_not_stop_the_drift_check(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from modelversioning.handlers import wiring
+
+    def boom(_op):  # type: ignore[no-untyped-def]
+        raise ConnectionError("the API server went away")
+
+    monkeypatch.setattr(wiring, "_settle", boom)
+    monkeypatch.setattr(wiring, "release_memory", lambda: None)
+
+    class Op:
+        class queue:  # noqa: N801 - stands in for the attribute
+            paused = False
+
+            @staticmethod
+            def pending() -> int:
+                return 0
+
+    asyncio.run(wiring._release_when_settled(Op(), poll=0))  # type: ignore[arg-type]  # returns, no raise

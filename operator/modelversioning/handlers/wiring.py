@@ -336,7 +336,10 @@ async def _release_when_settled(op: Operator, poll: float = 0.5) -> None:
     while idle < 3:
         await asyncio.sleep(poll)
         idle = idle + 1 if op.queue.pending() == 0 else 0
-    await asyncio.to_thread(_settle, op)
+    try:
+        await asyncio.to_thread(_settle, op)
+    except Exception:  # noqa: BLE001 - the drift check beside it must go on
+        log.exception("the listing after the startup backlog failed; the cache keeps what the watches said")
     release_memory()
     await asyncio.sleep(poll * 20)  # kopf's per-object workers of the listing end after their idle timeout
     release_memory()
