@@ -179,7 +179,9 @@ class Traefik:
         self.gateway_name = gateway_name
         # Unique per instance: two Traefiks on one cluster (or one starting while the previous one's
         # objects are being deleted) never program or write the status of each other's Gateway.
-        self.instance = secrets.token_hex(3)
+        # Never all digits or digits-e-digits ("123e45"): as a label value kubectl's YAML reads that as a
+        # number and refuses the object (7 errors in one CI run)
+        self.instance = "t" + secrets.token_hex(3)
         self.gateway_namespace = gateway_namespace or f"mv-gateway-{self.instance}"
         self.gateway_class = gateway_class or f"mv-traefik-{self.instance}"
         self.log = log or (lambda _m: None)
