@@ -236,6 +236,9 @@ def test_a_slow_first_verification_shows_verifying_once_the_grace_is_over(monkey
     with pytest.raises(Requeue):
         r.reconcile(NS, "m-v1.0.0")
     assert kube.kinds() == []  # still within the grace
+    with pytest.raises(Requeue):  # looked at again while it runs, still within the grace: nothing yet
+        r.reconcile(NS, "m-v1.0.0")
+    assert kube.kinds() == []
     real = _time.monotonic
     monkeypatch.setattr(mod.time, "monotonic", lambda: real() + FIRST_VERIFICATION_GRACE)
     r.reconcile(NS, "m-v1.0.0")  # the grace is over and it still runs: say so
