@@ -109,6 +109,12 @@ CHILD_WRITES = Counter(
     ["kind", "action"],
     registry=REGISTRY,
 )
+EVENTS_DROPPED = Counter(
+    "modelversioning_events_dropped_total",
+    "Events not posted because the backlog of Events waiting to be posted was full",
+    ["reason"],
+    registry=REGISTRY,
+)
 
 
 def serve(port: int, addr: str = "0.0.0.0") -> None:

@@ -20,6 +20,7 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
 from modelversioning import metrics
+from modelversioning.handlers.events import EventSink
 from modelversioning.render.routers import Router, get_router, router_names
 
 log = logging.getLogger(__name__)
@@ -91,6 +92,7 @@ class Kube:
     def __init__(self, api: client.ApiClient, component: str = FIELD_MANAGER) -> None:
         self.api = api
         self.component = component
+        self.events = EventSink(self._post_event)  # posted in order, off the reconcile workers
 
     def _call(
         self,
@@ -264,9 +266,7 @@ class Kube:
             "lastTimestamp": now,
             "count": 1,
         }
-        try:
-            self._call("POST", EVENT.path(md.get("namespace", "default")), ev)
-        except ApiException as e:  # an Event that cannot be posted must not fail the reconcile
-            log.warning(
-                "could not post Event %s on %s/%s: %s", reason, md.get("namespace"), md.get("name"), e.reason
-            )
+        self.events.put(str(md.get("namespace") or "default"), ev)
+
+    def _post_event(self, namespace: str, ev: dict[str, Any]) -> None:
+        self._call("POST", EVENT.path(namespace), ev)

@@ -184,8 +184,11 @@ async def cleanup(**_: Any) -> None:
         if OP.activity is not None:
             OP.activity.cancel()
         await OP.queue.stop()
+        # the last reconciles' Events (e.g. a rollback's) are posted before the process exits
+        await asyncio.to_thread(OP.kube.events.flush, EVENTS_FLUSH_SECONDS)
 
 
+EVENTS_FLUSH_SECONDS = 5.0
 SWITCH_INTERVAL = 0.001  # seconds (CPython's default: 0.005)
 FRESH_PRIME_SECONDS = 30.0  # startup's listing stands in for the first activation's within this time
 

@@ -1,0 +1,79 @@
+"""The Event sink: posted off the reconcile thread, in order, bounded, never failing the caller."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from modelversioning import metrics
+from modelversioning.handlers.events import EventSink
+
+
+def ev(reason: str) -> dict[str, Any]:
+    return {"reason": reason, "involvedObject": {"name": "x"}}
+
+
+def test_events_are_posted_in_order_by_another_thread() -> None:
+    posted: list[tuple[str, str, str]] = []
+    sink = EventSink(lambda ns, e: posted.append((ns, e["reason"], threading.current_thread().name)))
+    for i in range(50):
+        assert sink.put("ns", ev(f"R{i}"))
+    assert sink.flush(5)
+    assert [r for _, r, _ in posted] == [f"R{i}" for i in range(50)]
+    assert {t for _, _, t in posted} == {"events"}
+    assert threading.current_thread().name != "events"
+
+
+def test_put_never_waits_for_a_slow_api_server() -> None:
+    gate = threading.Event()
+    posted: list[str] = []
+
+    def post(ns: str, e: dict[str, Any]) -> None:
+        gate.wait(10)
+        posted.append(e["reason"])
+
+    sink = EventSink(post)
+    assert sink.put("ns", ev("A"))  # returns while the post is blocked
+    assert posted == []
+    assert not sink.flush(0.05)
+    gate.set()
+    assert sink.flush(5)
+    assert posted == ["A"]
+
+
+def test_a_full_backlog_drops_and_counts_and_recovers() -> None:
+    gate, posting = threading.Event(), threading.Event()
+    posted: list[str] = []
+
+    def post(ns: str, e: dict[str, Any]) -> None:
+        posting.set()
+        gate.wait(10)
+        posted.append(e["reason"])
+
+    sink = EventSink(post, backlog=2)
+    before = metrics.EVENTS_DROPPED.labels("Dropped")._value.get()
+    assert sink.put("ns", ev("Kept"))
+    assert posting.wait(5)  # the thread holds that one; two more fill the backlog
+    assert sink.put("ns", ev("Kept")) and sink.put("ns", ev("Kept"))
+    assert sink.put("ns", ev("Dropped")) is False
+    assert metrics.EVENTS_DROPPED.labels("Dropped")._value.get() == before + 1
+    gate.set()
+    assert sink.flush(5)
+    assert posted == ["Kept", "Kept", "Kept"]
+    assert sink.put("ns", ev("After")) and sink.flush(5) and posted[-1] == "After"
+
+
+def test_a_failed_post_is_logged_and_the_next_one_still_goes(caplog: Any) -> None:
+    posted: list[str] = []
+
+    def post(ns: str, e: dict[str, Any]) -> None:
+        if e["reason"] == "Bad":
+            raise RuntimeError("403 Forbidden")
+        posted.append(e["reason"])
+
+    sink = EventSink(post)
+    sink.put("team-a", ev("Bad"))
+    sink.put("team-a", ev("Good"))
+    assert sink.flush(5)
+    assert posted == ["Good"]
+    assert "could not post Event Bad on team-a/x" in caplog.text
