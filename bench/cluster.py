@@ -454,8 +454,9 @@ class BenchCluster:
             yield
             return
         Path(out_dir).mkdir(parents=True, exist_ok=True)
+        idle = ["--idle"] if os.environ.get("BENCH_PYSPY_IDLE") else []  # waiting threads sampled too
         cmd = [spy, "record", "--pid", str(self.op.pid), "--duration", str(int(seconds)), "--rate", "50",
-               "--format", "raw", "--output", str(Path(out_dir) / f"{name}.txt"), "--nonblocking"]
+               *idle, "--format", "raw", "--output", str(Path(out_dir) / f"{name}.txt"), "--nonblocking"]
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             yield
@@ -479,6 +480,22 @@ class BenchCluster:
         fields = Path(f"/proc/{self.op.pid}/stat").read_text().rsplit(")", 1)[1].split()
         tick = os.sysconf("SC_CLK_TCK")
         return (int(fields[11]) + int(fields[12])) / tick
+
+    def component_cpu(self) -> dict[str, float]:
+        """user + system CPU seconds so far of each control-plane process (etcd, kube-apiserver, ...,
+        kwok), the operator and this benchmark process: where a phase's CPU went."""
+        assert self.cp is not None
+        tick = os.sysconf("SC_CLK_TCK")
+        pids = {p.name: p.popen.pid for p in self.cp._procs}
+        if self.op is not None and self.op.pid is not None:
+            pids["operator"] = self.op.pid
+        pids["bench"] = os.getpid()
+        out: dict[str, float] = {}
+        for name, pid in pids.items():
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                out[name] = (int(fields[11]) + int(fields[12])) / tick
+        return out
 
     def metrics(self) -> dict[str, Any]:
         """A few of the operator's Prometheus series (reconcile counts/durations, child writes)."""

@@ -219,12 +219,22 @@ def _clean(x: Any) -> Any:
     return x
 
 
-def guarded(res: Results, name: str, fn: Callable[[], dict[str, Any]]) -> dict[str, Any] | None:
+def guarded(
+    res: Results,
+    name: str,
+    fn: Callable[[], dict[str, Any]],
+    cpu_of: Callable[[], dict[str, float]] | None = None,
+) -> dict[str, Any] | None:
+    """Run one section; `cpu_of` (process -> CPU seconds so far) adds where the section's CPU went."""
     log(f"== {name}")
     load0 = os.getloadavg()[0]
     try:
+        cpu0 = cpu_of() if cpu_of else {}
         out = fn()
         out["loadavg_1m"] = [round(load0, 2), round(os.getloadavg()[0], 2)]  # other work on the machine
+        if cpu_of:
+            cpu1 = cpu_of()
+            out["cpu_seconds_by_process"] = {k: round(cpu1[k] - cpu0.get(k, 0.0), 2) for k in cpu1}
     except Exception as e:  # noqa: BLE001 - one failed section must not lose the others
         log(f"{name} FAILED: {e!r}\n{traceback.format_exc()}")
         res.section(name, {"error": f"{type(e).__name__}: {e}"})
@@ -262,9 +272,11 @@ def run_cluster(args: argparse.Namespace, res: Results) -> None:
         mem: list[dict[str, Any]] = []
         if "memory" in want:
             mem.append(memory_sample(bc))
-        off, cpu = bc.audit_offset(), bc.cpu_seconds()
+        off, cpu, parts = bc.audit_offset(), bc.cpu_seconds(), bc.component_cpu()
         fleet = bc.populate(p["versions"], p["endpoints"], p["converge_timeout"])
         fleet["operator_cpu_seconds"] = round(bc.cpu_seconds() - cpu, 1)
+        after = bc.component_cpu()
+        fleet["cpu_seconds_by_process"] = {k: round(after[k] - parts.get(k, 0.0), 1) for k in after}
         fleet["operator_requests"] = bc.operator_requests(off)["by_verb_resource"]
         res.data["setup"]["fleet"] = fleet
         res.save()
@@ -273,11 +285,12 @@ def run_cluster(args: argparse.Namespace, res: Results) -> None:
         if "memory" in want:
             mem.append(memory_sample(bc, fleet))
         if "latency" in want:
-            guarded(res, "latency", lambda: weight_changes(bc, bc.eps[0], p["changes"], log))
+            changes = p["changes"]
+            guarded(res, "latency", lambda: weight_changes(bc, bc.eps[0], changes, log), bc.component_cpu)
         if "rollback" in want:
-            guarded(res, "rollback", lambda: rollbacks(bc, bc.eps[1], p["rollbacks"], log))
+            guarded(res, "rollback", lambda: rollbacks(bc, bc.eps[1], p["rollbacks"], log), bc.component_cpu)
         if "idle" in want:
-            guarded(res, "idle", lambda: idle_traffic(bc, p["idle_seconds"], log))
+            guarded(res, "idle", lambda: idle_traffic(bc, p["idle_seconds"], log), bc.component_cpu)
         if "restart" in want:
             out = guarded(
                 res,
