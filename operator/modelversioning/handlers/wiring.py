@@ -59,7 +59,7 @@ class Operator:
         self.store = Store()
         self.activity: asyncio.Task[None] | None = None  # listing, work queue, drift check: while not paused
         self.primed_at: float | None = None  # when startup's listing finished (before kopf's watches)
-        self.queue = WorkQueue(self._dispatch, workers=int(os.environ.get("MODELVERSIONING_WORKERS", "4")))
+        self.queue = WorkQueue(self._dispatch, workers=settings.serving.reconcile_workers)
         self.versions = ModelVersionReconciler(
             kube,
             self.store,
