@@ -9,19 +9,30 @@ from modelversioning import metrics
 from modelversioning.handlers.events import EventSink
 
 
-def ev(reason: str) -> dict[str, Any]:
-    return {"reason": reason, "involvedObject": {"name": "x"}}
+def ev(reason: str, name: str = "x") -> dict[str, Any]:
+    return {"reason": reason, "involvedObject": {"name": name}}
 
 
-def test_events_are_posted_in_order_by_another_thread() -> None:
+def test_each_objects_events_are_posted_in_order_by_background_threads() -> None:
     posted: list[tuple[str, str, str]] = []
-    sink = EventSink(lambda ns, e: posted.append((ns, e["reason"], threading.current_thread().name)))
-    for i in range(50):
-        assert sink.put("ns", ev(f"R{i}"))
+    lock = threading.Lock()
+
+    def post(ns: str, e: dict[str, Any]) -> None:
+        with lock:
+            posted.append((e["involvedObject"]["name"], e["reason"], threading.current_thread().name))
+
+    sink = EventSink(post, threads=4)
+    objects = [f"obj-{i}" for i in range(20)]
+    for i in range(30):
+        for o in objects:
+            assert sink.put("ns", ev(f"R{i}", o))
     assert sink.flush(5)
-    assert [r for _, r, _ in posted] == [f"R{i}" for i in range(50)]
-    assert {t for _, _, t in posted} == {"events"}
-    assert threading.current_thread().name != "events"
+    for o in objects:
+        mine = [(r, t) for n, r, t in posted if n == o]
+        assert [r for r, _ in mine] == [f"R{i}" for i in range(30)]
+        assert len({t for _, t in mine}) == 1  # one thread per object: its order is kept
+    threads = {t for _, _, t in posted}
+    assert len(threads) > 1 and all(t.startswith("events-") for t in threads)
 
 
 def test_put_never_waits_for_a_slow_api_server() -> None:
@@ -50,7 +61,7 @@ def test_a_full_backlog_drops_and_counts_and_recovers() -> None:
         gate.wait(10)
         posted.append(e["reason"])
 
-    sink = EventSink(post, backlog=2)
+    sink = EventSink(post, backlog=2, threads=1)
     before = metrics.EVENTS_DROPPED.labels("Dropped")._value.get()
     assert sink.put("ns", ev("Kept"))
     assert posting.wait(5)  # the thread holds that one; two more fill the backlog

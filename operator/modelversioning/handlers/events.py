@@ -1,5 +1,5 @@
-"""Events are posted by one background thread, in the order the reconcilers produced them, so a
-reconcile worker never waits for them (client-go's event broadcaster works the same way).
+"""Events are posted by background threads, each object's in the order the reconcilers produced
+them, so a reconcile worker never waits for them (client-go's event broadcaster works the same way).
 
 A reconcile used to post its Events itself, after its status write: a new ModelVersion made three API
 round trips (status, ArtifactVerified, StageChanged) on a worker where one was needed, and a new fleet
@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import zlib
 from collections.abc import Callable
 from typing import Any
 
@@ -21,28 +22,35 @@ from modelversioning import metrics
 log = logging.getLogger(__name__)
 
 BACKLOG = 2000  # Events waiting to be posted before new ones are dropped
+THREADS = 4  # posting threads; one object's Events always go through the same one, in order
 
 Post = Callable[[str, dict[str, Any]], None]  # (namespace, Event body); raises on failure
+Item = tuple[str, dict[str, Any]]
 
 
 class EventSink:
-    def __init__(self, post: Post, backlog: int = BACKLOG) -> None:
+    def __init__(self, post: Post, backlog: int = BACKLOG, threads: int = THREADS) -> None:
         self._post = post
-        self._queue: queue.Queue[tuple[str, dict[str, Any]]] = queue.Queue(maxsize=backlog)
+        self._queues: list[queue.Queue[Item]] = [
+            queue.Queue(maxsize=max(1, backlog // threads)) for _ in range(threads)
+        ]
         self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread | None] = [None] * threads
         self._dropping = False
 
     def put(self, namespace: str, event: dict[str, Any]) -> bool:
-        """Queue an Event (never blocks); False when the backlog is full and it was dropped."""
-        self._ensure_thread()
+        """Queue an Event (never blocks); False when its thread's backlog is full and it was dropped."""
+        obj = f"{namespace}/{(event.get('involvedObject') or {}).get('name', '')}"
+        shard = zlib.crc32(obj.encode()) % len(self._queues)
+        self._ensure_thread(shard)
         try:
-            self._queue.put_nowait((namespace, event))
+            self._queues[shard].put_nowait((namespace, event))
         except queue.Full:
             metrics.EVENTS_DROPPED.labels(str(event.get("reason", ""))).inc()
             if not self._dropping:
                 self._dropping = True
-                log.warning("%d Events waiting to be posted: dropping new ones", self._queue.maxsize)
+                log.warning("the backlog of Events to post is full: dropping new ones (%s on %s)",
+                            event.get("reason"), obj)  # fmt: skip
             return False
         self._dropping = False
         return True
@@ -52,21 +60,26 @@ class EventSink:
         done = threading.Event()
 
         def wait() -> None:
-            self._queue.join()
+            for q in self._queues:
+                q.join()
             done.set()
 
         threading.Thread(target=wait, daemon=True).start()
         return done.wait(timeout)
 
-    def _ensure_thread(self) -> None:
+    def _ensure_thread(self, shard: int) -> None:
         with self._lock:
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._run, name="events", daemon=True)
-                self._thread.start()
+            t = self._threads[shard]
+            if t is None or not t.is_alive():
+                t = threading.Thread(
+                    target=self._run, args=(self._queues[shard],), name=f"events-{shard}", daemon=True
+                )
+                self._threads[shard] = t
+                t.start()
 
-    def _run(self) -> None:
+    def _run(self, q: queue.Queue[Item]) -> None:
         while True:
-            namespace, event = self._queue.get()
+            namespace, event = q.get()
             try:
                 self._post(namespace, event)
             except Exception as e:  # noqa: BLE001 - an Event that cannot be posted fails nothing
@@ -75,4 +88,4 @@ class EventSink:
                     event.get("reason"), namespace, (event.get("involvedObject") or {}).get("name"), e,
                 )  # fmt: skip
             finally:
-                self._queue.task_done()
+                q.task_done()
