@@ -234,7 +234,8 @@ def test_paused_standby_makes_no_requests_then_takes_over(
             "httproutes",
         ):
             assert own[:first_write].count(("list", res)) == 1, f"not one LIST of {res} before reconciling"
-        assert reconciles(ports["standby"]) > 0
+        # counted when a reconcile ends: the route write (seen above) comes before its status write
+        wait_for(lambda: reconciles(ports["standby"]) > 0, 10, "the standby's reconciles counted")
     except BaseException:
         print("\n----\n".join(r.logs(80) for r in (active, standby)))
         raise
