@@ -505,7 +505,8 @@ class BenchCluster:
         except OSError:
             return {}
         out: dict[str, Any] = {
-            "reconciles": {}, "reconcile_seconds": {}, "child_writes": {}, "route_updates": 0
+            "reconciles": {}, "reconcile_seconds": {}, "child_writes": {}, "route_updates": 0,
+            "events_dropped": 0,
         }
         pat = re.compile(r'^(\w+)\{([^}]*)\} ([0-9.eE+-]+)$')
         for line in text.splitlines():
@@ -522,6 +523,8 @@ class BenchCluster:
                 out["child_writes"][f"{labels['kind']}/{labels['action']}"] = int(value)
             elif name == "modelversioning_route_updates_total":
                 out["route_updates"] += int(value)
+            elif name == "modelversioning_events_dropped_total":
+                out["events_dropped"] += int(value)
         return out
 
     # ------------------------------------------------------------------ audit log

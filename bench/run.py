@@ -276,6 +276,7 @@ def run_cluster(args: argparse.Namespace, res: Results) -> None:
         fleet = bc.populate(p["versions"], p["endpoints"], p["converge_timeout"])
         fleet["operator_cpu_seconds"] = round(bc.cpu_seconds() - cpu, 1)
         after = bc.component_cpu()
+        fleet["events_dropped"] = bc.metrics().get("events_dropped")  # a full backlog of Events to post
         fleet["cpu_seconds_by_process"] = {k: round(after[k] - parts.get(k, 0.0), 1) for k in after}
         fleet["operator_requests"] = bc.operator_requests(off)["by_verb_resource"]
         res.data["setup"]["fleet"] = fleet
