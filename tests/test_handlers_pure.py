@@ -293,3 +293,29 @@ def test_workqueue_runs_one_drift_reconcile_at_a_time_and_leaves_the_rest_to_eve
     assert peak["low"] == 1  # never two drift reconciles at once
     assert order.index("event") < order.index("resync-1")  # the event did not wait behind the resync
     assert sorted(order) == ["event", "resync-0", "resync-1", "resync-2", "resync-3"]
+
+
+def test_workqueue_runs_as_many_reconciles_at_once_as_it_has_workers():
+    """Each worker has its own thread: asyncio's default executor (min(32, cores + 4) threads, shared
+    with every to_thread call) held 8 workers to 6 on 2 cores."""
+    workers = 12
+    barrier = threading.Barrier(workers, timeout=5)
+    met: list[str] = []
+
+    def handler(key):
+        barrier.wait()  # raises BrokenBarrierError unless all of them run at the same time
+        met.append(key[2])
+
+    async def main():
+        q = WorkQueue(handler, workers=workers)
+        q.start()
+        for i in range(workers):
+            q.add(("K", "ns", f"o{i}"))
+        for _ in range(300):
+            await asyncio.sleep(0.02)
+            if q.pending() == 0:
+                break
+        await q.stop()
+
+    asyncio.run(main())
+    assert sorted(met) == sorted(f"o{i}" for i in range(workers))

@@ -6,9 +6,11 @@ keys, runs nothing, schedules no retries, and forgets what was queued.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 from collections import deque
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 log = logging.getLogger(__name__)
@@ -50,6 +52,9 @@ class WorkQueue:
     _failures: dict[Key, int] = field(default_factory=dict)
     _timers: dict[Key, asyncio.TimerHandle] = field(default_factory=dict)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    # the reconciles' own threads, one per worker: asyncio's default executor (min(32, cores + 4)
+    # threads, shared with every other to_thread call) would cap them at 6 on 2 cores
+    _executor: ThreadPoolExecutor | None = None
     _loop: asyncio.AbstractEventLoop | None = None
     _running: asyncio.Event = field(default_factory=asyncio.Event)  # clear: paused
     _idle: asyncio.Condition = field(default_factory=asyncio.Condition)  # notified when nothing runs
@@ -58,6 +63,7 @@ class WorkQueue:
         self._loop = asyncio.get_running_loop()
         if not paused:
             self._running.set()
+        self._executor = ThreadPoolExecutor(self.workers, thread_name_prefix="reconcile")
         self._tasks = [asyncio.create_task(self._worker(i)) for i in range(self.workers)]
 
     @property
@@ -87,6 +93,8 @@ class WorkQueue:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         for h in self._timers.values():
             h.cancel()
+        if self._executor is not None:
+            self._executor.shutdown(wait=False)
 
     def _push(self, key: Key, prio: int) -> None:
         (self._low if prio == LOW else self._high).append(key)
@@ -146,7 +154,9 @@ class WorkQueue:
             if prio == LOW:
                 self._low_running += 1
             try:
-                await asyncio.to_thread(self.handler, key)
+                loop = asyncio.get_running_loop()
+                ctx = contextvars.copy_context()
+                await loop.run_in_executor(self._executor, ctx.run, self.handler, key)
                 self._failures.pop(key, None)
             except Requeue as r:
                 self._failures.pop(key, None)
