@@ -289,15 +289,14 @@ def _watch_gc(phase: str, info: dict[str, Any]) -> None:
     if phase == "start":
         _gc_started[:] = [time.perf_counter()]
         return
+    took = time.perf_counter() - _gc_started[0] if _gc_started else 0.0  # the collection, not the freeze
     if info.get("generation") == 2:
         gc.freeze()
-    if _gc_started:
-        took = time.perf_counter() - _gc_started[0]
-        if took >= SLOW_GC_SECONDS:
-            log.warning(
-                "garbage collection of generation %s took %.2fs (%d objects frozen)",
-                info.get("generation"), took, gc.get_freeze_count(),
-            )  # fmt: skip
+    if took >= SLOW_GC_SECONDS:
+        log.warning(
+            "garbage collection of generation %s took %.2fs (%d objects frozen)",
+            info.get("generation"), took, gc.get_freeze_count(),
+        )  # fmt: skip
 
 
 UNFREEZE_EVERY = 60  # drift checks between full collections of the frozen heap (an hour by default)
