@@ -52,7 +52,7 @@ def test_put_never_waits_for_a_slow_api_server() -> None:
     assert posted == ["A"]
 
 
-def test_a_full_backlog_drops_and_counts_and_recovers() -> None:
+def test_a_full_backlog_makes_the_caller_wait_for_room_and_loses_nothing() -> None:
     gate, posting = threading.Event(), threading.Event()
     posted: list[str] = []
 
@@ -61,7 +61,29 @@ def test_a_full_backlog_drops_and_counts_and_recovers() -> None:
         gate.wait(10)
         posted.append(e["reason"])
 
-    sink = EventSink(post, backlog=2, threads=1)
+    sink = EventSink(post, backlog=1, threads=1, wait=10)
+    assert sink.put("ns", ev("E0"))
+    assert posting.wait(5)  # the thread holds E0; E1 fills the backlog
+    assert sink.put("ns", ev("E1"))
+    returned = threading.Event()
+    threading.Thread(target=lambda: (sink.put("ns", ev("E2")), returned.set()), daemon=True).start()
+    assert not returned.wait(0.2)  # back-pressure: the caller waits for room
+    gate.set()
+    assert returned.wait(5)
+    assert sink.flush(5)
+    assert posted == ["E0", "E1", "E2"]
+
+
+def test_a_backlog_full_for_longer_than_the_wait_drops_and_counts_and_recovers() -> None:
+    gate, posting = threading.Event(), threading.Event()
+    posted: list[str] = []
+
+    def post(ns: str, e: dict[str, Any]) -> None:
+        posting.set()
+        gate.wait(10)
+        posted.append(e["reason"])
+
+    sink = EventSink(post, backlog=2, threads=1, wait=0.05)
     before = metrics.EVENTS_DROPPED.labels("Dropped")._value.get()
     assert sink.put("ns", ev("Kept"))
     assert posting.wait(5)  # the thread holds that one; two more fill the backlog

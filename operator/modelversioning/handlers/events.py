@@ -1,11 +1,14 @@
 """Events are posted by background threads, each object's in the order the reconcilers produced
-them, so a reconcile worker never waits for them (client-go's event broadcaster works the same way).
+them, so a reconcile worker does not wait for them (client-go's event broadcaster works the same
+way), unless too many are waiting (below).
 
 A reconcile used to post its Events itself, after its status write: a new ModelVersion made three API
-round trips (status, ArtifactVerified, StageChanged) on a worker where one was needed, and a new fleet
-of 12,000 objects spent most of its time on the 22,000 Events. An Event is a notice, not state: status
-and `status.history` are the record. So the backlog is bounded; when it is full an Event is dropped,
-counted (`modelversioning_events_dropped_total`) and logged once per burst, and the reconcile goes on.
+round trips (status, ArtifactVerified, StageChanged) on a worker where one was needed. The backlog is
+bounded: when it is full, a reconcile that posts an Event waits for room (back-pressure: a burst, e.g. a
+new fleet of 10,000 versions, goes at the pace the API server takes Events, as before, and none is
+lost); only if there is no room for WAIT_SECONDS (the API server refuses or ignores Events) is the Event
+dropped, counted (`modelversioning_events_dropped_total`) and logged. Reconciles post Events after their
+status and route writes, so waiting here never delays the traffic change of the reconcile itself.
 """
 
 from __future__ import annotations
@@ -21,7 +24,8 @@ from modelversioning import metrics
 
 log = logging.getLogger(__name__)
 
-BACKLOG = 2000  # Events waiting to be posted before new ones are dropped
+BACKLOG = 2000  # Events waiting to be posted before a reconcile that posts one waits for room
+WAIT_SECONDS = 30.0  # how long it waits before the Event is dropped
 THREADS = 4  # posting threads; one object's Events always go through the same one, in order
 
 Post = Callable[[str, dict[str, Any]], None]  # (namespace, Event body); raises on failure
@@ -29,8 +33,11 @@ Item = tuple[str, dict[str, Any]]
 
 
 class EventSink:
-    def __init__(self, post: Post, backlog: int = BACKLOG, threads: int = THREADS) -> None:
+    def __init__(
+        self, post: Post, backlog: int = BACKLOG, threads: int = THREADS, wait: float = WAIT_SECONDS
+    ) -> None:
         self._post = post
+        self._wait = wait
         self._queues: list[queue.Queue[Item]] = [
             queue.Queue(maxsize=max(1, backlog // threads)) for _ in range(threads)
         ]
@@ -39,17 +46,17 @@ class EventSink:
         self._dropping = False
 
     def put(self, namespace: str, event: dict[str, Any]) -> bool:
-        """Queue an Event (never blocks); False when its thread's backlog is full and it was dropped."""
+        """Queue an Event, waiting up to `wait` seconds for room; False when it was dropped."""
         obj = f"{namespace}/{(event.get('involvedObject') or {}).get('name', '')}"
         shard = zlib.crc32(obj.encode()) % len(self._queues)
         self._ensure_thread(shard)
         try:
-            self._queues[shard].put_nowait((namespace, event))
+            self._queues[shard].put((namespace, event), timeout=self._wait)
         except queue.Full:
             metrics.EVENTS_DROPPED.labels(str(event.get("reason", ""))).inc()
             if not self._dropping:
                 self._dropping = True
-                log.warning("the backlog of Events to post is full: dropping new ones (%s on %s)",
+                log.warning("Events cannot be posted fast enough: dropping new ones (%s on %s)",
                             event.get("reason"), obj)  # fmt: skip
             return False
         self._dropping = False
