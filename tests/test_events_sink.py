@@ -110,3 +110,31 @@ def test_a_failed_post_is_logged_and_the_next_one_still_goes(caplog: Any) -> Non
     assert sink.flush(5)
     assert posted == ["Good"]
     assert "could not post Event Bad on team-a/x" in caplog.text
+
+
+def test_endpoint_events_never_wait_behind_a_burst_of_other_events() -> None:
+    gate = threading.Event()
+    posted: list[str] = []
+
+    def post(ns: str, e: dict[str, Any]) -> None:
+        if e["involvedObject"]["kind"] == "ModelVersion":
+            gate.wait(10)  # the API server is slow with the burst of version Events
+        posted.append(e["reason"])
+
+    sink = EventSink(post, backlog=4, threads=2, wait=0.05)
+    versions = [
+        sink.put(
+            "ns", {"reason": "ArtifactVerified", "involvedObject": {"kind": "ModelVersion", "name": f"v{i}"}}
+        )
+        for i in range(5)
+    ]
+    assert versions.count(False) >= 1  # the version lane is full
+    shifted = {"reason": "TrafficShifted", "involvedObject": {"kind": "ModelEndpoint", "name": "ep"}}
+    assert sink.put("ns", shifted)  # its own lane has room
+    for _ in range(100):
+        if "TrafficShifted" in posted:
+            break
+        threading.Event().wait(0.01)
+    assert posted == ["TrafficShifted"]  # posted while every version Event still waits
+    gate.set()
+    assert sink.flush(5)

@@ -27,6 +27,10 @@ log = logging.getLogger(__name__)
 BACKLOG = 2000  # Events waiting to be posted before a reconcile that posts one waits for room
 WAIT_SECONDS = 30.0  # how long it waits before the Event is dropped
 THREADS = 4  # posting threads; one object's Events always go through the same one, in order
+# Events about these kinds have the first thread and its backlog to themselves: a reconcile that
+# changes traffic never waits for room behind a burst of other Events (a new fleet's 20,000 version
+# Events held an endpoint's next weight change for 2.8 s while its TrafficShifted Event waited).
+SERVING_KINDS = frozenset({"ModelEndpoint"})
 
 Post = Callable[[str, dict[str, Any]], None]  # (namespace, Event body); raises on failure
 Item = tuple[str, dict[str, Any]]
@@ -47,8 +51,12 @@ class EventSink:
 
     def put(self, namespace: str, event: dict[str, Any]) -> bool:
         """Queue an Event, waiting up to `wait` seconds for room; False when it was dropped."""
-        obj = f"{namespace}/{(event.get('involvedObject') or {}).get('name', '')}"
-        shard = zlib.crc32(obj.encode()) % len(self._queues)
+        involved = event.get("involvedObject") or {}
+        obj = f"{namespace}/{involved.get('name', '')}"
+        if involved.get("kind") in SERVING_KINDS or len(self._queues) == 1:
+            shard = 0
+        else:
+            shard = 1 + zlib.crc32(obj.encode()) % (len(self._queues) - 1)
         self._ensure_thread(shard)
         try:
             self._queues[shard].put((namespace, event), timeout=self._wait)
