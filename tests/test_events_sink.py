@@ -13,6 +13,20 @@ def ev(reason: str, name: str = "x") -> dict[str, Any]:
     return {"reason": reason, "involvedObject": {"name": name}}
 
 
+class Gated:
+    """A post function that records what it posted, once `gate` is set; `posting` is set when the
+    thread has taken its first Event."""
+
+    def __init__(self) -> None:
+        self.gate, self.posting = threading.Event(), threading.Event()
+        self.posted: list[str] = []
+
+    def __call__(self, ns: str, e: dict[str, Any]) -> None:
+        self.posting.set()
+        self.gate.wait(10)
+        self.posted.append(e["reason"])
+
+
 def test_each_objects_events_are_posted_in_order_by_background_threads() -> None:
     posted: list[tuple[str, str, str]] = []
     lock = threading.Lock()
@@ -36,13 +50,8 @@ def test_each_objects_events_are_posted_in_order_by_background_threads() -> None
 
 
 def test_put_never_waits_for_a_slow_api_server() -> None:
-    gate = threading.Event()
-    posted: list[str] = []
-
-    def post(ns: str, e: dict[str, Any]) -> None:
-        gate.wait(10)
-        posted.append(e["reason"])
-
+    post = Gated()
+    gate, posted = post.gate, post.posted
     sink = EventSink(post)
     assert sink.put("ns", ev("A"))  # returns while the post is blocked
     assert posted == []
@@ -53,14 +62,8 @@ def test_put_never_waits_for_a_slow_api_server() -> None:
 
 
 def test_a_full_backlog_makes_the_caller_wait_for_room_and_loses_nothing() -> None:
-    gate, posting = threading.Event(), threading.Event()
-    posted: list[str] = []
-
-    def post(ns: str, e: dict[str, Any]) -> None:
-        posting.set()
-        gate.wait(10)
-        posted.append(e["reason"])
-
+    post = Gated()
+    gate, posting, posted = post.gate, post.posting, post.posted
     sink = EventSink(post, backlog=1, threads=1, wait=10)
     assert sink.put("ns", ev("E0"))
     assert posting.wait(5)  # the thread holds E0; E1 fills the backlog
@@ -75,14 +78,8 @@ def test_a_full_backlog_makes_the_caller_wait_for_room_and_loses_nothing() -> No
 
 
 def test_a_backlog_full_for_longer_than_the_wait_drops_and_counts_and_recovers() -> None:
-    gate, posting = threading.Event(), threading.Event()
-    posted: list[str] = []
-
-    def post(ns: str, e: dict[str, Any]) -> None:
-        posting.set()
-        gate.wait(10)
-        posted.append(e["reason"])
-
+    post = Gated()
+    gate, posting, posted = post.gate, post.posting, post.posted
     sink = EventSink(post, backlog=2, threads=1, wait=0.05)
     before = metrics.EVENTS_DROPPED.labels("Dropped")._value.get()
     assert sink.put("ns", ev("Kept"))
