@@ -202,10 +202,15 @@ class Kube:
         body = {"metadata": {"finalizers": finalizers, "resourceVersion": resource_version}}
         self._call("PATCH", res.path(namespace, name), body, content_type="application/merge-patch+json")
 
-    def annotate(self, res: Resource, namespace: str, name: str, annotations: dict[str, str | None]) -> None:
-        """Merge-patch metadata.annotations (None removes one)."""
+    def annotate(
+        self, res: Resource, namespace: str, name: str, annotations: dict[str, str | None]
+    ) -> dict[str, Any]:
+        """Merge-patch metadata.annotations (None removes one); returns the object as written."""
         body = {"metadata": {"annotations": annotations}}
-        self._call("PATCH", res.path(namespace, name), body, content_type="application/merge-patch+json")
+        out: dict[str, Any] = self._call(
+            "PATCH", res.path(namespace, name), body, content_type="application/merge-patch+json"
+        )
+        return out
 
     def list(
         self, res: Resource, namespace: str | None = None, label_selector: str | None = None

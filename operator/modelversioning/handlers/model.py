@@ -288,10 +288,18 @@ class ModelReconciler:
                 "by": by,
                 "reason": f"retention: {why}",
             }
-            self.kube.annotate(
-                MODELVERSION, ns, mv_name, {ARCHIVE_ANNOTATION: json.dumps(value, sort_keys=True)}
+            # cached at once (read-your-writes): a reconcile before the watch shows the annotation
+            # must not order the same archive again (two ArchiveDue Events for one version)
+            self._cache_version(
+                self.kube.annotate(
+                    MODELVERSION, ns, mv_name, {ARCHIVE_ANNOTATION: json.dumps(value, sort_keys=True)}
+                )
             )
             self.kube.event(body, "Normal", R.ARCHIVE_DUE, f"archiving {mv_name}: {why}")
+
+    def _cache_version(self, written: dict[str, Any]) -> None:
+        if written.get("metadata", {}).get("name"):
+            self.store.upsert("ModelVersion", written, observed=False)
 
     def _delete(
         self, body: dict[str, Any], got: Gathered, plan: registry.RetentionPlan, records: list[dict[str, Any]]
@@ -335,9 +343,8 @@ class ModelReconciler:
                 "reason": why,
                 "uri": str(mv["spec"]["artifact"]["uri"]),
             }
-            self.kube.annotate(
-                MODELVERSION, ns, mv_name, {ARTIFACT_DELETED_ANNOTATION: json.dumps(value, sort_keys=True)}
-            )
+            deleted: dict[str, str | None] = {ARTIFACT_DELETED_ANNOTATION: json.dumps(value, sort_keys=True)}
+            self._cache_version(self.kube.annotate(MODELVERSION, ns, mv_name, deleted))
             msg = (
                 f"deleted the artifact of {mv_name} ({result.message}): {why}; "
                 "the ModelVersion and its record are kept"
