@@ -37,6 +37,7 @@ class FakeApi:
         self.writes: list[tuple[str, str, str]] = []  # (verb, kind, name)
         self.reject: dict[str, str] = {}  # object name -> message (422)
         self.annotations: dict[str, dict[str, Any]] = {}  # annotations written on ModelVersions
+        self.store = Store()  # the World's: annotate() patches a ModelVersion that is only cached
 
     def _stamp(self, obj: dict[str, Any]) -> dict[str, Any]:
         obj = copy.deepcopy(obj)
@@ -83,9 +84,13 @@ class FakeApi:
         obj["metadata"]["resourceVersion"] = str(next(_rv))
         return copy.deepcopy(obj)
 
-    def annotate(self, res: Any, namespace: str, name: str, annotations: dict[str, Any]) -> None:
+    def annotate(self, res: Any, namespace: str, name: str, annotations: dict[str, Any]) -> dict[str, Any]:
         self.writes.append(("annotate", res.kind, name))
         self.annotations.setdefault(name, {}).update(annotations)
+        body = copy.deepcopy(self.store.get(res.kind, namespace, name))  # the object as written
+        body["metadata"].setdefault("annotations", {}).update(annotations)
+        body["metadata"]["resourceVersion"] = str(next(_rv))
+        return body
 
     def event(self, involved: dict[str, Any], type_: str, reason: str, message: str) -> None:
         self.events.append((type_, reason, message))
@@ -96,7 +101,7 @@ class World:
 
     def __init__(self, **serving: Any) -> None:
         self.api = FakeApi()
-        self.store = Store()
+        self.store = self.api.store
         settings = Settings(serving=Serving(drain_seconds=serving.pop("drain_seconds", 5.0), **serving))
         self.rec = ModelEndpointReconciler(self.api, self.store, settings, lambda ns, m: None)  # type: ignore[arg-type]
         self.now = 1000.0

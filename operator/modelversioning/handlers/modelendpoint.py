@@ -411,7 +411,8 @@ class ModelEndpointReconciler:
         if grant:
             ann[PROMOTION_ANNOTATION] = json.dumps(grant)
         try:
-            self.kube.annotate(MODELVERSION, g.ref.namespace, mv_name, ann)
+            written = self.kube.annotate(MODELVERSION, g.ref.namespace, mv_name, ann)
+            self.store.upsert("ModelVersion", written, observed=False)  # read-your-writes
         except ApiException as e:  # the record is worth a retry, not a failed reconcile of the route
             log.warning("could not record the rollout on %s: %s", mv_name, _api_message(e))
 
