@@ -209,6 +209,23 @@ def test_refill_drops_objects_deleted_while_paused_but_not_newer_watch_events():
     }
 
 
+def test_refill_keeps_an_entry_cached_at_the_listed_version_and_marks_our_write_observed(monkeypatch):
+    """A second LIST (after the startup backlog) re-caches nothing that is unchanged: a new entry per
+    object among the LIST's garbage is what left a restarted operator's heap fragmented."""
+    s = Store()
+    s.upsert("ModelVersion", _obj("same", "3"))
+    s.upsert("ModelVersion", _obj("ours", "4"), observed=False)  # our own write, not yet watched
+    s.upsert("ModelVersion", _obj("newer", "5"))
+    upserted: list[str] = []
+    real = s.upsert
+    monkeypatch.setattr(s, "upsert", lambda kind, body, **kw: (upserted.append(body["metadata"]["name"]),
+                                                               real(kind, body, **kw)))  # fmt: skip
+    refill(s, "ModelVersion", None, lambda: [_obj("same", "3"), _obj("ours", "4"), _obj("newer", "6")])
+    assert upserted == ["newer"]
+    assert s.is_observed("ModelVersion", "ns", "ours")  # the LIST showed it
+    assert s.get("ModelVersion", "ns", "newer")["metadata"]["resourceVersion"] == "6"
+
+
 def test_refill_leaves_the_cache_alone_when_the_list_fails():
     s = Store()
     s.upsert("ModelVersion", _obj("a", "1"))
