@@ -299,6 +299,9 @@ def settled_rss(bc: BenchCluster, window: float = 10.0, timeout: float = 120.0) 
         if now - t0 >= window and len(recent) >= 4 and max(recent) - min(recent) < 1.0:
             break
         time.sleep(2)
+    if os.environ.get("MODELVERSIONING_HEAP_REPORT") and bc.op is not None and bc.op.pid is not None:
+        os.kill(bc.op.pid, signal.SIGUSR2)  # the settled process's heap report, to compare with the first
+        time.sleep(5)
     return {"rss_mib": round(samples[-1][1], 1), "first_rss_mib": round(first, 1),
             "settled_after_s": round(time.monotonic() - t0, 1)}
 
