@@ -23,6 +23,8 @@ OTHERS = {
     "delete",
     "is_observed",
     "holds",
+    "recording",  # records resourceVersions and names, hands out no object
+    "unchanged",
     "count",
     "keys",
     "versions",

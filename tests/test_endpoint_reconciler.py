@@ -9,9 +9,11 @@ demand); `watch()` plays the watch (copies the API's objects into the Store as *
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import copy
 import itertools
 import json
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -20,10 +22,10 @@ from kubernetes.client.exceptions import ApiException
 from modelversioning import metrics
 from modelversioning.api.settings import Serving, Settings
 from modelversioning.domain import reasons as R
-from modelversioning.handlers.kube import Conflict
+from modelversioning.handlers.kube import Conflict, count_write
 from modelversioning.handlers.modelendpoint import ModelEndpointReconciler
 from modelversioning.handlers.store import Store
-from modelversioning.handlers.workqueue import Requeue
+from modelversioning.handlers.workqueue import LOW, PRIORITY, Requeue
 
 NS = "ml"
 OLD, NEW = "a" * 64, "b" * 64
@@ -39,6 +41,10 @@ class FakeApi:
         self.annotations: dict[str, dict[str, Any]] = {}  # annotations written on ModelVersions
         self.store = Store()  # the World's: annotate() patches a ModelVersion that is only cached
 
+    def _wrote(self, write: tuple[str, str, str]) -> None:
+        self.writes.append(write)
+        count_write()  # as Kube does: a reconcile that wrote is not settled
+
     def _stamp(self, obj: dict[str, Any]) -> dict[str, Any]:
         obj = copy.deepcopy(obj)
         md = obj["metadata"]
@@ -52,14 +58,14 @@ class FakeApi:
         if key in self.objects:
             raise Conflict(f"POST {obj['kind']} {key[1]}: conflict")
         self._check(obj)
-        self.writes.append(("create", *key))
+        self._wrote(("create", *key))
         self.objects[key] = self._stamp(obj)
         return copy.deepcopy(self.objects[key])
 
     def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
         key = (obj["kind"], obj["metadata"]["name"])
         self._check(obj)
-        self.writes.append(("apply", *key))
+        self._wrote(("apply", *key))
         old = self.objects.get(key, {})
         merged = {**old, **copy.deepcopy(obj), "metadata": {**old.get("metadata", {}), **obj["metadata"]}}
         merged["metadata"]["generation"] = old.get("metadata", {}).get("generation", 0)
@@ -74,18 +80,18 @@ class FakeApi:
             raise e
 
     def delete(self, res: Any, namespace: str, name: str) -> bool:
-        self.writes.append(("delete", res.kind, name))
+        self._wrote(("delete", res.kind, name))
         return self.objects.pop((res.kind, name), None) is not None
 
     def patch_status(self, res: Any, namespace: str, name: str, status: dict[str, Any], old: Any) -> Any:
-        self.writes.append(("status", res.kind, name))
+        self._wrote(("status", res.kind, name))
         obj = self.objects[(res.kind, name)]
         obj["status"] = copy.deepcopy(status)
         obj["metadata"]["resourceVersion"] = str(next(_rv))
         return copy.deepcopy(obj)
 
     def annotate(self, res: Any, namespace: str, name: str, annotations: dict[str, Any]) -> dict[str, Any]:
-        self.writes.append(("annotate", res.kind, name))
+        self._wrote(("annotate", res.kind, name))
         self.annotations.setdefault(name, {}).update(annotations)
         body = copy.deepcopy(self.store.get(res.kind, namespace, name))  # the object as written
         body["metadata"].setdefault("annotations", {}).update(annotations)
@@ -93,6 +99,7 @@ class FakeApi:
         return body
 
     def event(self, involved: dict[str, Any], type_: str, reason: str, message: str) -> None:
+        count_write()
         self.events.append((type_, reason, message))
 
 
@@ -433,3 +440,87 @@ def test_long_endpoint_names_find_their_children(n: int) -> None:
         w.watch()
     assert len(w.deployments()) == 1  # the 2.3.8 slot was found by its owner UID and deleted
     assert json.dumps(w.deployments()).count("2.4.1") > 0
+
+
+# ---- the drift check skips endpoints whose inputs did not change ------------------------------------
+
+
+def drift(w: World) -> int:
+    """One drift-check reconcile (LOW priority, as the work queue runs it); the writes it made."""
+    before = len(w.api.writes) + len(w.api.events)
+    contextvars.copy_context().run(lambda: (PRIORITY.set(LOW), w.reconcile()))
+    return len(w.api.writes) + len(w.api.events) - before
+
+
+def ran(w: World, fn: Callable[[], Any]) -> bool:
+    """Did the reconcile inside fn() run (gather), or was it skipped?"""
+    calls: list[int] = []
+    real = w.rec.gather
+    w.rec.gather = lambda *a: (calls.append(1), real(*a))[1]  # type: ignore[method-assign]
+    try:
+        fn()
+    finally:
+        w.rec.gather = real  # type: ignore[method-assign]
+    return bool(calls)
+
+
+def test_a_drift_check_skips_a_settled_endpoint_until_one_of_its_inputs_changes() -> None:
+    w = World()
+    svc = serving_one(w)
+    w.reconcile()  # settled: nothing to write
+    assert not ran(w, lambda: drift(w))  # same inputs: not run
+    assert ran(w, w.reconcile)  # a reconcile a watch event asked for always runs
+    # a change of any input runs it: here another writer edits our route (a watch event, new rv)
+    route = copy.deepcopy(w.route())
+    route["spec"]["rules"][0]["backendRefs"][0]["weight"] = 0
+    route["metadata"]["resourceVersion"] = str(next(_rv))
+    w.store.upsert("HTTPRoute", route)
+    assert ran(w, lambda: drift(w))
+    assert w.routed() == {svc: ("2.3.8", 100)}  # and the drift is repaired
+
+
+@pytest.mark.parametrize("change", ["version", "deployment", "endpoint", "new child"])
+def test_a_drift_check_runs_again_when_a_version_a_child_or_the_endpoint_changes(change: str) -> None:
+    w = World()
+    svc = serving_one(w)
+    w.reconcile()
+    assert not ran(w, lambda: drift(w))
+    if change == "version":  # e.g. its verification failed on a re-check
+        w.version("2.3.8", OLD, verified=False)
+    elif change == "deployment":
+        dep = w.store.get("Deployment", NS, svc)
+        assert dep is not None
+        dep["status"]["readyReplicas"] = 0
+        dep["metadata"]["resourceVersion"] = str(next(_rv))
+        w.store.upsert("Deployment", dep)
+    elif change == "endpoint":
+        w.endpoint([{"name": "stable", "version": "2.3.8", "weight": 100, "replicas": 2}])
+    else:
+        dep = copy.deepcopy(w.store.get("Deployment", NS, svc))
+        assert dep is not None
+        dep["metadata"]["name"] = "stray"
+        dep["metadata"]["resourceVersion"] = str(next(_rv))
+        w.store.upsert("Deployment", dep)
+    assert ran(w, lambda: drift(w))
+
+
+def test_a_reconcile_that_wrote_is_not_settled() -> None:
+    w = World()
+    w.version("2.3.8", OLD)
+    w.endpoint([{"name": "stable", "version": "2.3.8", "weight": 100}])
+    w.reconcile()  # creates the children and the route: its writes changed its inputs too
+    assert ran(w, lambda: drift(w))
+    w.settle()
+    assert not ran(w, lambda: drift(w))
+    # a write that leaves every input as it was (here an Event) still means: not settled
+    real = w.rec._reconcile
+
+    def with_an_event(namespace: str, name: str) -> bool:
+        settled = real(namespace, name)
+        w.api.event({}, "Warning", "Something", "to say")
+        return settled
+
+    w.rec._reconcile = with_an_event  # type: ignore[method-assign]
+    w.reconcile()
+    w.rec._reconcile = real  # type: ignore[method-assign]
+    assert ran(w, lambda: drift(w))

@@ -76,3 +76,61 @@ def test_version_gauges_count_versions_by_model_and_stage() -> None:
     op.update_version_gauges()
     assert metrics.VERSIONS.labels("ns", "fraud", "production")._value.get() == 2
     assert metrics.VERSIONS.labels("ns", "fraud", "unknown")._value.get() == 1
+
+
+def _read(s: Store, what: str) -> None:
+    if what == "get":
+        s.get("ModelVersion", "ns", "fraud-v1")
+    elif what == "has":
+        s.has("ModelVersion", "ns", "fraud-v1")
+    elif what == "of_model":
+        s.of_model("ModelVersion", "ns", "fraud")
+    elif what == "model_keys":
+        s.model_keys("ModelVersion", "ns", "fraud")
+    elif what == "observed":
+        s.is_observed("ModelVersion", "ns", "fraud-v1")
+    else:
+        s.keys("ModelVersion")
+
+
+# (read, change after it, is the read unchanged afterwards?)
+CASES = [
+    ("get", "nothing", True),
+    ("get", "newer fraud-v1", False),
+    ("get", "delete fraud-v1", False),
+    ("get", "another model's version", True),
+    ("has", "delete fraud-v1", False),
+    ("of_model", "newer fraud-v1", False),
+    ("of_model", "new fraud version", False),
+    ("of_model", "another model's version", True),
+    ("model_keys", "newer fraud-v1", True),  # names only
+    ("model_keys", "new fraud version", False),
+    ("observed", "our write of fraud-v1", False),
+    ("observed", "another model's version", True),
+    ("keys", "nothing", False),  # a read of a whole kind is never taken as unchanged
+]
+
+
+def test_recorded_reads_are_unchanged_exactly_while_they_would_return_the_same() -> None:
+    for what, change, same in CASES:
+        s = Store()
+        s.upsert("ModelVersion", mv("fraud-v1", "fraud"))
+        with s.recording() as reads:
+            _read(s, what)
+        assert reads, what
+        if change == "newer fraud-v1":
+            s.upsert("ModelVersion", mv("fraud-v1", "fraud", rv="2"))
+        elif change == "delete fraud-v1":
+            s.delete("ModelVersion", "ns", "fraud-v1")
+        elif change == "another model's version":
+            s.upsert("ModelVersion", mv("chat-v1", "chat"))
+        elif change == "new fraud version":
+            s.upsert("ModelVersion", mv("fraud-v2", "fraud"))
+        elif change == "our write of fraud-v1":
+            s.upsert("ModelVersion", mv("fraud-v1", "fraud", rv="2"), observed=False)
+        assert s.unchanged(reads) is same, (what, change)
+    s = Store()
+    s.get("ModelVersion", "ns", "x")  # outside recording(): nothing is recorded anywhere
+    with s.recording() as reads:
+        pass
+    assert reads == []

@@ -109,6 +109,12 @@ CHILD_WRITES = Counter(
     ["kind", "action"],
     registry=REGISTRY,
 )
+DRIFT_SKIPPED = Counter(
+    "modelversioning_drift_reconciles_skipped_total",
+    "Drift-check reconciles not run because every cached input was unchanged since a settled reconcile",
+    ["kind"],
+    registry=REGISTRY,
+)
 EVENTS_DROPPED = Counter(
     "modelversioning_events_dropped_total",
     "Events not posted because the backlog of Events waiting to be posted was full",

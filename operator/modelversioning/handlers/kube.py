@@ -8,6 +8,8 @@ the only direct GETs are Secrets (credentials, read at verification time).
 from __future__ import annotations
 
 import base64
+import contextlib
+import contextvars
 import json
 import logging
 import os
@@ -78,6 +80,28 @@ class Conflict(Exception):
     pass
 
 
+# Writes (requests other than GET, and Events) made in this context since counting_writes() began.
+_WRITES: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar("kube_writes", default=None)
+
+
+@contextlib.contextmanager
+def counting_writes() -> Iterator[list[int]]:
+    """Count the writes made by this thread (context) in the block: [n]."""
+    count = [0]
+    token = _WRITES.set(count)
+    try:
+        yield count
+    finally:
+        _WRITES.reset(token)
+
+
+def count_write() -> None:
+    """Every write of Kube calls this (and so must a stand-in for Kube in tests)."""
+    count = _WRITES.get()
+    if count is not None:
+        count[0] += 1
+
+
 def load_api_client() -> client.ApiClient:
     try:
         config.load_incluster_config()  # type: ignore[no-untyped-call]
@@ -103,6 +127,8 @@ class Kube:
         content_type: str | None = None,
         query: list[tuple[str, Any]] | None = None,
     ) -> Any:
+        if method != "GET":
+            count_write()
         headers = {"Accept": "application/json"}
         if content_type:
             headers["Content-Type"] = content_type
@@ -271,6 +297,7 @@ class Kube:
             "lastTimestamp": now,
             "count": 1,
         }
+        count_write()
         self.events.put(str(md.get("namespace") or "default"), ev)
 
     def _post_event(self, namespace: str, ev: dict[str, Any]) -> None:

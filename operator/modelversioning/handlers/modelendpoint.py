@@ -44,11 +44,12 @@ from modelversioning.handlers.kube import (
     SERVICE,
     Conflict,
     Kube,
+    counting_writes,
 )
 from modelversioning.handlers.modelversion import PROMOTION_ANNOTATION, ROLLOUT_RECORD_ANNOTATION
 from modelversioning.handlers.rollout import RolloutResult, plan_rollout
 from modelversioning.handlers.store import Store, controller_of
-from modelversioning.handlers.workqueue import Requeue
+from modelversioning.handlers.workqueue import Requeue, is_drift_check
 from modelversioning.render import EndpointRef, RenderError, RouteInput, VariantTarget, render_deployment
 from modelversioning.render.routers import UnknownRouter, get_router, router_names
 from modelversioning.render.service import render_service
@@ -122,21 +123,46 @@ class ModelEndpointReconciler:
         self.settings = settings
         self.enqueue_versions = enqueue_versions  # (namespace, model)
         self.clock: Callable[[], float] = time.time
+        # endpoint -> the cache reads of its last reconcile, when that reconcile wrote nothing, asked
+        # for no retry and had no rollout (nothing time-based): its inputs then, for skip_unchanged
+        self._settled: dict[tuple[str, str], tuple[Any, ...]] = {}
 
     def reconcile(self, namespace: str, name: str) -> None:
-        instrumented(KIND, self._reconcile, namespace, name)
+        if self.skip_unchanged(namespace, name):
+            metrics.DRIFT_SKIPPED.labels(KIND).inc()
+            return
+        instrumented(KIND, self._reconcile_recorded, namespace, name)
 
-    def _reconcile(self, namespace: str, name: str) -> None:
+    def skip_unchanged(self, namespace: str, name: str) -> bool:
+        """A drift check's reconcile of an endpoint whose last reconcile settled (wrote nothing) and
+        whose every input in the cache is still at the same resourceVersion: it would decide the same
+        from the same cache, so it is not run. At 2,000 endpoints the drift check's reconciles were
+        8.5 s of CPU, competing with the weight changes that arrived meanwhile. A change to any input
+        (the endpoint, a version, a child, a route, our write becoming observed) runs it again, and a
+        reconcile a watch event asked for always runs."""
+        reads = self._settled.get((namespace, name))
+        return reads is not None and is_drift_check() and self.store.unchanged(reads)
+
+    def _reconcile_recorded(self, namespace: str, name: str) -> None:
+        key = (namespace, name)
+        self._settled.pop(key, None)
+        with self.store.recording() as reads, counting_writes() as writes:
+            settled = self._reconcile(namespace, name)  # raises Requeue or an error: not settled
+        if settled and writes[0] == 0:
+            self._settled[key] = tuple(dict.fromkeys(reads))  # each read once (~13 per endpoint)
+
+    def _reconcile(self, namespace: str, name: str) -> bool:
+        """True: a steady state reached without anything time-based (no rollout, no requeue)."""
         body = self.store.get(KIND, namespace, name)
         if body is None or body["metadata"].get("deletionTimestamp"):
             metrics.forget_endpoint(namespace, name)
-            return  # children are garbage-collected through their owner references
+            return False  # children are garbage-collected through their owner references
         status: dict[str, Any] = dict(body.get("status") or {})
         try:
             spec = ModelEndpointSpec.model_validate(body.get("spec") or {})
         except ValidationError as e:
             self._invalid(body, status, validation_message(e))
-            return
+            return False
         g = self.gather(body, spec)
         plan = plan_.decide(g.facts)
         outcome, transient = self.act(g, plan)
@@ -150,6 +176,7 @@ class ModelEndpointReconciler:
         waits = [t for t in (plan.requeue_after, g.rollout.requeue_after if g.rollout else None) if t]
         if waits:
             raise Requeue(min(waits), "draining or rolling out")
+        return g.rollout is None
 
     # ------------------------------------------------------------------------------------ gather
     def gather(self, body: dict[str, Any], spec: ModelEndpointSpec) -> Gathered:

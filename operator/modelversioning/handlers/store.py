@@ -9,9 +9,12 @@ namespaces, endpoints or models. Every read returns a fresh copy.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import pickle
+import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -227,6 +230,19 @@ class _Entry:
         return out
 
 
+# What a reconcile read from the cache (Store.recording): each read with what it returned, as
+# resourceVersions and names only, so that Store.unchanged() can tell without reading any object whether
+# the same reads would return the same now. ("whole", ...) marks a read of a whole kind: never unchanged.
+Read = tuple[Any, ...]
+_READS: contextvars.ContextVar[list[Read] | None] = contextvars.ContextVar("store_reads", default=None)
+
+
+def _note(read: Read) -> None:
+    reads = _READS.get()
+    if reads is not None:  # names interned: a reconcile's reads are kept (per endpoint), not copies
+        reads.append(tuple(sys.intern(x) if type(x) is str else x for x in read))
+
+
 class Store:
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -278,7 +294,9 @@ class Store:
     def is_observed(self, kind: str, namespace: str, name: str) -> bool:
         """Did the cached version of this object come from the watch (not only from our own write)?"""
         with self._lock:
-            return (kind, namespace, name) not in self._unobserved
+            seen = (kind, namespace, name) not in self._unobserved
+        _note(("observed", kind, namespace, name, seen))
+        return seen
 
     def delete(self, kind: str, namespace: str, name: str, if_version: str | None = None) -> None:
         """Forget the object (with `if_version`: only if the cached one is still that version)."""
@@ -296,14 +314,18 @@ class Store:
     def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         with self._lock:
             entry = self._objs.get(kind, {}).get(namespace, {}).get(name)
+        _note(("get", kind, namespace, name, entry.rv if entry is not None else None))
         return entry.body() if entry is not None else None
 
     def has(self, kind: str, namespace: str, name: str) -> bool:
         with self._lock:
-            return name in self._objs.get(kind, {}).get(namespace, {})
+            entry = self._objs.get(kind, {}).get(namespace, {}).get(name)
+        _note(("get", kind, namespace, name, entry.rv if entry is not None else None))
+        return entry is not None
 
     def keys(self, kind: str, namespace: str | None = None) -> list[Key]:
         """The cached objects of `kind` (in `namespace`), without reading them."""
+        _note(("whole", kind))
         with self._lock:
             by_ns = self._objs.get(kind, {})
             if namespace is None:
@@ -312,6 +334,7 @@ class Store:
 
     def versions(self, kind: str, namespace: str | None = None) -> dict[Key, str | None]:
         """resourceVersion of every cached object of `kind` (in `namespace`)."""
+        _note(("whole", kind))
         with self._lock:
             by_ns = self._objs.get(kind, {})
             spaces = by_ns.items() if namespace is None else [(namespace, by_ns.get(namespace, {}))]
@@ -319,6 +342,7 @@ class Store:
 
     def notes(self, kind: str) -> list[tuple[Key, str | None, str | None]]:
         """(key, spec.model, note) of every cached object of `kind`, without reading them (NOTES)."""
+        _note(("whole", kind))
         with self._lock:
             return [
                 ((ns, n), e.model, e.note)
@@ -327,6 +351,7 @@ class Store:
             ]
 
     def items(self, kind: str, namespace: str | None = None) -> Iterator[tuple[Key, dict[str, Any]]]:
+        _note(("whole", kind))
         with self._lock:
             by_ns = self._objs.get(kind, {})
             if namespace is None:
@@ -341,20 +366,24 @@ class Store:
         with self._lock:
             names = sorted(self._owned.get((kind, namespace, endpoint_uid), ()))
             bucket = self._objs.get(kind, {}).get(namespace, {})
-            entries = [bucket[n] for n in names if n in bucket]
-        return [e.body() for e in entries]
+            entries = [(n, bucket[n]) for n in names if n in bucket]
+        _note(("owned", kind, namespace, endpoint_uid, tuple((n, e.rv) for n, e in entries)))
+        return [e.body() for _, e in entries]
 
     def owned_names(self, kind: str, namespace: str, endpoint_uid: str) -> list[str]:
         """Names of the children owned() would return, without reading them."""
         with self._lock:
             names = self._owned.get((kind, namespace, endpoint_uid), ())
             bucket = self._objs.get(kind, {}).get(namespace, {})
-            return sorted(n for n in names if n in bucket)
+            out = sorted(n for n in names if n in bucket)
+        _note(("owned_names", kind, namespace, endpoint_uid, tuple(out)))
+        return out
 
     def model_keys(self, kind: str, namespace: str, model: str) -> list[Key]:
         """Keys of the objects of `kind` in `namespace` whose spec.model is `model`, not read."""
         with self._lock:
             names = sorted(self._models.get((kind, namespace, model), ()))
+        _note(("model_keys", kind, namespace, model, tuple(names)))
         return [(namespace, n) for n in names]
 
     def of_model(self, kind: str, namespace: str, model: str) -> list[tuple[Key, dict[str, Any]]]:
@@ -364,8 +393,46 @@ class Store:
             names = sorted(self._models.get((kind, namespace, model), ()))
             bucket = self._objs.get(kind, {}).get(namespace, {})
             entries = [(n, bucket[n]) for n in names if n in bucket]
+        _note(("of_model", kind, namespace, model, tuple((n, e.rv) for n, e in entries)))
         return [((namespace, n), e.body()) for n, e in entries]
 
+    @contextlib.contextmanager
+    def recording(self) -> Iterator[list[Read]]:
+        """Record this thread's (context's) reads of the cache until the block ends."""
+        reads: list[Read] = []
+        token = _READS.set(reads)
+        try:
+            yield reads
+        finally:
+            _READS.reset(token)
+
+    def unchanged(self, reads: Iterable[Read]) -> bool:
+        """Would every recorded read return the same now (same objects at the same resourceVersions,
+        the same observed flags)? Reads no object."""
+        with self._lock:
+            return all(self._same(r) for r in reads)
+
+    def _same(self, read: Read) -> bool:  # with the lock held
+        what, kind = str(read[0]), str(read[1])
+        if what == "whole":
+            return False
+        ns, key, was = str(read[2]), str(read[3]), read[4]
+        bucket = self._objs.get(kind, {}).get(ns, {})
+        now: Any
+        if what == "get":
+            entry = bucket.get(key)
+            now = entry.rv if entry is not None else None
+        elif what == "observed":
+            now = (kind, ns, key) not in self._unobserved
+        elif what == "model_keys":
+            now = tuple(sorted(self._models.get((kind, ns, key), ())))
+        else:
+            index = self._owned if what in ("owned", "owned_names") else self._models
+            names = sorted(n for n in index.get((kind, ns, key), ()) if n in bucket)
+            now = tuple(names) if what == "owned_names" else tuple((n, bucket[n].rv) for n in names)
+        return bool(now == was)
+
     def count(self, kind: str) -> int:
+        _note(("whole", kind))
         with self._lock:
             return sum(len(objs) for objs in self._objs.get(kind, {}).values())

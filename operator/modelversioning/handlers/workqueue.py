@@ -27,6 +27,13 @@ class Requeue(Exception):  # noqa: N818 - a signal, not an error
 
 
 HIGH, LOW = 0, 1
+# The priority of the key being reconciled in this context (set by the worker around the handler)
+PRIORITY: contextvars.ContextVar[int] = contextvars.ContextVar("workqueue_priority", default=HIGH)
+
+
+def is_drift_check() -> bool:
+    """Is the running reconcile the periodic drift check's (LOW), not one a change asked for?"""
+    return PRIORITY.get() == LOW
 
 
 @dataclass
@@ -156,6 +163,7 @@ class WorkQueue:
             try:
                 loop = asyncio.get_running_loop()
                 ctx = contextvars.copy_context()
+                ctx.run(PRIORITY.set, prio)
                 await loop.run_in_executor(self._executor, ctx.run, self.handler, key)
                 self._failures.pop(key, None)
             except Requeue as r:
