@@ -5,7 +5,8 @@
 #                             shared with the control plane's build)
 #   crictl                  - sigs.k8s.io/cri-tools from the Go module proxy (debugging, pod clean-up)
 # and installs the Debian packages the node and the image build need (containerd, runc, CNI plugins,
-# iptables, nftables, debootstrap, umoci, buildah, gcc) when one is missing.
+# iptables, nftables, debootstrap, umoci, buildah, gcc; libjemalloc2, the operator's allocator, as in its
+# image) when one is missing.
 #
 #   bash e2e/build-node.sh              # packages + binaries; prints the bin directory on the last line
 #   bash e2e/build-node.sh --packages   # only the Debian packages
@@ -16,7 +17,7 @@ set -euo pipefail
 K8S_VERSION="${K8S_VERSION:-v1.34.4}"
 CRICTL_VERSION="${CRICTL_VERSION:-v1.34.0}"
 PACKAGES=(containerd runc containernetworking-plugins iptables nftables iproute2 debootstrap debian-archive-keyring gpgv wget
-          umoci buildah gcc libc6-dev)
+          umoci buildah gcc libc6-dev libjemalloc2)
 
 CACHE_ROOT="${MV_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/modelversioning}"
 KEY="node_k8s-${K8S_VERSION}_crictl-${CRICTL_VERSION}"

@@ -8,7 +8,8 @@ sha256 of its inputs, and imported into the node's containerd (namespace ``k8s.i
     the pod sandbox image: ``e2e/pause.c`` compiled statically with gcc, one layer.
 ``localhost/modelversioning/base:bookworm`` (``BASE_IMAGE``)
     Debian bookworm ``debootstrap --variant=minbase`` with python3 (3.11), python3-venv,
-    python-is-python3 (``python`` on PATH, like ``python:3.11-slim``) and ca-certificates, from the
+    python-is-python3 (``python`` on PATH, like ``python:3.11-slim``), ca-certificates and
+    libjemalloc2 (the operator's allocator), from the
     Debian mirror apt is configured with; one layer.
 ``localhost/modelversioning-operator:dev`` (``OPERATOR_IMAGE``)
     the project's ``Dockerfile`` built by ``buildah bud`` (no daemon; chroot isolation, overlay
@@ -52,7 +53,8 @@ BASE_IMAGE = "localhost/modelversioning/base:bookworm"
 OPERATOR_IMAGE = "localhost/modelversioning-operator:dev"
 
 DEBIAN_SUITE = "bookworm"
-BASE_PACKAGES = ("python3", "python3-venv", "python-is-python3", "ca-certificates")
+# libjemalloc2: the operator image's allocator (the Dockerfile installs it where the base lacks it)
+BASE_PACKAGES = ("python3", "python3-venv", "python-is-python3", "ca-certificates", "libjemalloc2")
 # Bump when the recipe changes in a way the hashed inputs do not show.
 RECIPE_VERSION = "1"
 

@@ -14,6 +14,23 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 
+# The allocator the image runs the operator with (the Dockerfile's ENV; tests/test_image_env.py keeps
+# the two the same), so that memory measured here is the image's: small objects from glibc's malloc
+# API (PYTHONMALLOC=malloc), served by jemalloc with one arena, handing freed pages back within a second.
+MALLOC_CONF = "background_thread:true,narenas:1,dirty_decay_ms:1000,muzzy_decay_ms:0"
+
+
+def allocator_env() -> dict[str, str]:
+    """PYTHONMALLOC, LD_PRELOAD and MALLOC_CONF as the image sets them; jemalloc is the Debian package
+    libjemalloc2 (installed by e2e/build-node.sh --packages, as ./dev and CI do)."""
+    found = sorted(Path("/usr/lib").glob("*/libjemalloc.so.2"))  # /usr/lib/<multiarch triplet>/
+    if not found:
+        raise RuntimeError(
+            "libjemalloc.so.2 not found: the operator runs with jemalloc as its image does "
+            "(apt-get install libjemalloc2, or bash e2e/build-node.sh --packages)"
+        )
+    return {"PYTHONMALLOC": "malloc", "LD_PRELOAD": str(found[0]), "MALLOC_CONF": MALLOC_CONF}
+
 
 def terminate(proc: subprocess.Popen[bytes] | None, grace: float = 10) -> None:
     """SIGTERM, then SIGKILL after `grace` seconds; nothing if it is not running."""
@@ -52,7 +69,7 @@ class OperatorProcess:
             "KUBECONFIG": self.kubeconfig,
             "MODELVERSIONING_CONFIG": str(self.config),
             "PYTHONUNBUFFERED": "1",
-            "PYTHONMALLOC": "malloc",  # as the image sets it (Dockerfile): the same memory behaviour
+            **allocator_env(),  # as the image sets it (Dockerfile): the same memory behaviour
             **self.extra_env,
         }
         args = [

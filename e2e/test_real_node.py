@@ -333,6 +333,10 @@ def test_kubectl_exec_into_a_real_pod(cluster: ControlPlane, real_node: RealNode
     from modelversioning import __version__
 
     assert out.strip() == __version__
+    # The image's allocator (Dockerfile: LD_PRELOAD of jemalloc) is the one its Python runs on.
+    heap = "from modelversioning.handlers.heapreport import heap_summary; print(heap_summary())"
+    out = cluster.kubectl("exec", "-n", namespace, "sleeper", "--", "python", "-c", heap).stdout
+    assert out.startswith("jemalloc allocated"), out
     # The container runs as the image's non-root user, in its own network namespace.
     ids = cluster.kubectl("exec", "-n", namespace, "sleeper", "--", "id", "-u").stdout.strip()
     assert ids == "65532"

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import tracemalloc
 from pathlib import Path
 
@@ -38,3 +40,38 @@ def test_sigusr2_appends_a_report_only_when_asked(tmp_path: Path, monkeypatch) -
         tracemalloc.stop()
         signal.signal(signal.SIGUSR2, signal.SIG_DFL)
     assert "SIGUSR2 traced" in out.read_text()
+
+
+def test_without_tracemalloc_a_report_still_says_where_the_heap_is(tmp_path: Path) -> None:
+    out = tmp_path / "heap.txt"
+    assert not tracemalloc.is_tracing()
+    heapreport.report(str(out), "plain")
+    line = out.read_text()
+    assert "plain rss" in line and "malloc arena" in line and "traced" not in line  # glibc here
+
+
+JEMALLOC = sorted(Path("/usr/lib").glob("*/libjemalloc.so.2"))
+
+
+def test_under_jemalloc_the_report_reads_its_statistics_and_the_purge_hands_pages_back() -> None:
+    """As the image runs it (LD_PRELOAD, PYTHONMALLOC=malloc): live bytes are counted, and after a big
+    object is freed, release_memory's purge takes the resident size down at once (no decay wait)."""
+    assert JEMALLOC, "libjemalloc2 is not installed (bash e2e/build-node.sh --packages)"
+    code = (
+        "from modelversioning.handlers import heapreport as h, wiring\n"
+        "keep = [bytes(1000) for _ in range(65536)]\n"  # 64 MiB of small objects
+        "a = h.jemalloc_info()\n"
+        "del keep\n"
+        "wiring.hand_back_freed_pages()\n"
+        "b = h.jemalloc_info()\n"
+        "print(h.heap_summary().split(',')[0], round(a['allocated']), round(b['allocated']),"
+        " round(a['resident']), round(b['resident']))\n"
+    )
+    env = {**os.environ, "LD_PRELOAD": str(JEMALLOC[0]), "PYTHONMALLOC": "malloc",
+           "MALLOC_CONF": "narenas:1,dirty_decay_ms:60000,muzzy_decay_ms:60000"}  # fmt: skip
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    words = out.stdout.split()
+    assert words[:2] == ["jemalloc", "allocated"], out.stdout
+    before, after, res_before, res_after = (int(w) for w in words[-4:])
+    assert before >= 64 and after < before - 50, out.stdout  # the small objects were counted, then freed
+    assert res_after < res_before - 50, out.stdout  # purged at once although decay would wait a minute
