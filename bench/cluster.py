@@ -495,6 +495,20 @@ class BenchCluster:
             with contextlib.suppress(OSError, IndexError, ValueError):
                 fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
                 out[name] = (int(fields[11]) + int(fields[12])) / tick
+                if name == "operator":  # its artifact verifiers: worker processes, the ended ones reaped
+                    out["operator verifiers"] = (int(fields[13]) + int(fields[14])) / tick + sum(
+                        self._cpu_of_children(pid, tick)
+                    )
+        return out
+
+    @staticmethod
+    def _cpu_of_children(ppid: int, tick: int) -> list[float]:
+        out = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+                if int(fields[1]) == ppid:
+                    out.append((int(fields[11]) + int(fields[12])) / tick)
         return out
 
     def metrics(self) -> dict[str, Any]:
@@ -558,6 +572,26 @@ class BenchCluster:
                     "completed": _ts(ev["stageTimestamp"]),
                 })
         return sorted(out, key=lambda r: r["received"])
+
+    def writes_by_user(self, start: int) -> dict[str, int]:
+        """Writes logged since an audit-log offset, by user (the operator, the benchmark's own creates,
+        the controller-manager, the scheduler, kwok...): whose work the API server was doing."""
+        assert self.cp is not None and self.cp.audit_log is not None
+        with self.cp.audit_log.open("rb") as f:
+            f.seek(start)
+            data = f.read()
+        seen: set[str] = set()
+        out: Counter[str] = Counter()
+        for line in data.splitlines():
+            if not line.startswith(b"{"):
+                continue
+            with contextlib.suppress(ValueError):
+                ev = json.loads(line)
+                if ev.get("verb") not in WRITE_VERBS or ev["auditID"] in seen:
+                    continue
+                seen.add(ev["auditID"])
+                out[(ev.get("user") or {}).get("username", "?").removeprefix("system:")] += 1
+        return dict(out.most_common())
 
     def operator_requests(
         self, start: int, end: int | None = None, user: str = OPERATOR_USER

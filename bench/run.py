@@ -279,6 +279,7 @@ def run_cluster(args: argparse.Namespace, res: Results) -> None:
         fleet["events_dropped"] = bc.metrics().get("events_dropped")  # a full backlog of Events to post
         fleet["cpu_seconds_by_process"] = {k: round(after[k] - parts.get(k, 0.0), 1) for k in after}
         fleet["operator_requests"] = bc.operator_requests(off)["by_verb_resource"]
+        fleet["writes_by_user"] = bc.writes_by_user(off)  # the operator's share of the API server's work
         res.data["setup"]["fleet"] = fleet
         res.save()
         if not fleet["converged"]:

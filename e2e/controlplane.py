@@ -706,7 +706,8 @@ class ControlPlane:
                 # never rotated (lumberjack's default is 100 MB): readers follow one file by offset, and
                 # a 10,000-version benchmark writes a few hundred MB
                 "--audit-log-maxsize=100000",
-                "--profiling=false",
+                # MV_APISERVER_PROFILING=1: /debug/pprof (kubectl get --raw /debug/pprof/profile?seconds=30)
+                f"--profiling={'true' if os.environ.get('MV_APISERVER_PROFILING') == '1' else 'false'}",
             ],
         )
 
