@@ -520,7 +520,7 @@ class BenchCluster:
             return {}
         out: dict[str, Any] = {
             "reconciles": {}, "reconcile_seconds": {}, "child_writes": {}, "route_updates": 0,
-            "events_dropped": 0,
+            "events_dropped": 0, "drift_skipped": {},
         }
         pat = re.compile(r'^(\w+)\{([^}]*)\} ([0-9.eE+-]+)$')
         for line in text.splitlines():
@@ -539,6 +539,8 @@ class BenchCluster:
                 out["route_updates"] += int(value)
             elif name == "modelversioning_events_dropped_total":
                 out["events_dropped"] += int(value)
+            elif name == "modelversioning_drift_reconciles_skipped_total":
+                out["drift_skipped"][labels["kind"]] = int(value)
         return out
 
     # ------------------------------------------------------------------ audit log
