@@ -105,6 +105,14 @@ def ep_converged(obj: Obj | None, desired: Weights) -> bool:
     return st.get("effectiveWeights") == desired and cond_is(obj, "Ready", "True")
 
 
+def merged(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """`over` on top of `base`, maps merged key by key."""
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = merged(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
 def mv_converged(obj: Obj | None) -> bool:
     if obj is None:
         return False
@@ -151,9 +159,11 @@ class BenchCluster:
         log: Callable[[str], None],
         workers: int = 16,
         controller_qps: int | None = None,
+        settings: dict[str, Any] | None = None,
     ) -> None:
         self.nodes = nodes
         self.controller_qps = controller_qps
+        self.settings = settings or {}  # operator settings of this run, over the benchmark's own
         self.drift_seconds = drift_seconds
         self.log = log
         self.workers = workers
@@ -201,11 +211,14 @@ class BenchCluster:
         kubeconfig = self._operator_identity()
         self.op = OperatorProcess(
             kubeconfig,
-            settings={
-                "artifacts": {"fileRoots": [str(self.root)], "allowPrivateNetworks": True},
-                "verification": {"retryInitialSeconds": 1, "retryMaxSeconds": 5},
-                "serving": {"driftCheckSeconds": self.drift_seconds},
-            },
+            settings=merged(
+                {
+                    "artifacts": {"fileRoots": [str(self.root)], "allowPrivateNetworks": True},
+                    "verification": {"retryInitialSeconds": 1, "retryMaxSeconds": 5},
+                    "serving": {"driftCheckSeconds": self.drift_seconds},
+                },
+                self.settings,
+            ),
             metrics_port=self.metrics_port,
         )
         self.startup_seconds["operator"] = self.start_operator()

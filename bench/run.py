@@ -22,12 +22,15 @@ import json
 import math
 import os
 import platform
+import signal
 import sys
 import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -130,6 +133,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=300,
         help="kube-controller-manager's and kube-scheduler's --kube-api-qps (burst twice that); 0 keeps "
         "Kubernetes' default of 20, which throttles the ReplicaSets and pods behind thousands of Deployments",
+    )
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an operator setting for this run, e.g. serving.reconcileWorkers=16 (value read as YAML; repeat "
+        "for more); recorded in the results",
     )
     g.add_argument(
         "--memory-steps", help="larger fleets for the memory curve, 'versions:endpoints,...' ('' for none)"
@@ -263,7 +274,9 @@ def run_cluster(args: argparse.Namespace, res: Results) -> None:
         max_eps += 2 * p["peer_rollouts"]
     qps = args.controller_qps or None
     res.data["setup"]["controller_qps"] = qps or "default (20)"
-    bc = BenchCluster(nodes_for(max_eps), p["drift_seconds"], log, controller_qps=qps)
+    overrides = operator_settings(args.set)
+    res.data["setup"]["operator_settings"] = overrides
+    bc = BenchCluster(nodes_for(max_eps), p["drift_seconds"], log, controller_qps=qps, settings=overrides)
     try:
         log(f"starting the control plane ({nodes_for(max_eps)} kwok nodes) and the operator")
         bc.start()
@@ -332,9 +345,27 @@ def run_cluster(args: argparse.Namespace, res: Results) -> None:
             )
         res.data["setup"]["operator_metrics"] = bc.metrics()
     finally:
+        # a second SIGTERM (timeout(1) and a signal to the process group both send one) must not cut the
+        # clean-up short: an operator left behind retries against a control plane that is gone
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         res.data["setup"]["operator_log_tail"] = bc.op.logs(30).splitlines() if bc.op else []
         res.save()
         bc.stop()
+
+
+def operator_settings(pairs: list[str]) -> dict[str, Any]:
+    """--set serving.reconcileWorkers=16 --set verification.workers=4 -> nested settings."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"--set wants KEY=VALUE, got {pair!r}")
+        *parents, leaf = key.split(".")
+        node = out
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = yaml.safe_load(raw)
+    return out
 
 
 def memory_summary(steps: list[dict[str, Any]]) -> dict[str, Any]:
