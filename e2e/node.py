@@ -388,6 +388,7 @@ class RealNode:
 
     def start(self) -> None:
         """After the control plane is up: containerd, images, kubelet, kube-proxy; waits for Ready."""
+        self._check_disk()
         self._step("containerd", self._start_containerd)
         self._step("image import", self._import_images)
         self._step("kubelet Ready", self._start_kubelet)
@@ -396,6 +397,25 @@ class RealNode:
             f"real node {NODE_NAME} ({NODE_IP}) ready: "
             + ", ".join(f"{k} {v:.1f}s" for k, v in self.timings.items())
         )
+
+    MIN_FREE_DISK = 2 * 2**30  # bytes free where containerd keeps images and pods keep their files
+
+    def _check_disk(self) -> None:
+        from images import cache_root
+
+        for path in (cache_root().parent, self.workdir):
+            if path is None:
+                continue
+            existing = Path(path)
+            while not existing.exists():
+                existing = existing.parent
+            st = os.statvfs(existing)
+            free = st.f_bavail * st.f_frsize
+            if free < self.MIN_FREE_DISK:
+                raise RealNodeError(
+                    f"only {free / 2**30:.1f} GiB free on the disk of {path}: the real node needs at least "
+                    f"{self.MIN_FREE_DISK / 2**30:.0f} GiB (its images cannot be pulled again once removed)"
+                )
 
     def stop(self) -> None:
         """Pods, kubelet, kube-proxy, containerd: gone (the control plane may still be up)."""
@@ -682,11 +702,15 @@ disabled_plugins = [
             yaml.safe_dump(self.cp._kubeconfig_doc(f"system:node:{NODE_NAME}", self.kubelet_token))
         )
         os.chmod(kubeconfig, 0o600)
+        # No eviction for disk pressure ("0%" turns a signal off): under it the kubelet deletes every
+        # image no container uses, and ours were imported, not pulled, so they cannot come back (a
+        # nearly full disk once took the pause image, and every later pod failed to start).
+        # _check_disk() refuses to start on a disk that full instead.
         evict = {
             "memory.available": "50Mi",
-            "nodefs.available": "1%",
-            "nodefs.inodesFree": "1%",
-            "imagefs.available": "1%",
+            "nodefs.available": "0%",
+            "nodefs.inodesFree": "0%",
+            "imagefs.available": "0%",
         }
         config = {
             "apiVersion": "kubelet.config.k8s.io/v1beta1",
