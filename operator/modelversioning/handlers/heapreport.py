@@ -61,15 +61,26 @@ def malloc_info() -> dict[str, float] | None:
             "mmapped": mi.hblkhd / mib}  # fmt: skip
 
 
+def jemalloc_mallctl() -> Any | None:
+    """jemalloc's mallctl(name, oldp, oldlenp, newp, newlen) when jemalloc is the allocator (the image
+    preloads it), else None."""
+    try:
+        fn = ctypes.CDLL(None).mallctl
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = [ctypes.c_char_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t]
+    fn.restype = ctypes.c_int
+    return fn
+
+
 def jemalloc_info() -> dict[str, float] | None:
     """jemalloc's heap in MiB (when it is the allocator, as in the image): `allocated` (live),
     `active` (pages holding live objects), `resident`, `retained` (unmapped, kept as address space)."""
-    try:
-        mallctl = ctypes.CDLL(None).mallctl
-    except (OSError, AttributeError):
+    mallctl = jemalloc_mallctl()
+    if mallctl is None:
         return None
     epoch = ctypes.c_uint64(1)
-    mallctl(b"epoch", None, None, ctypes.byref(epoch), ctypes.c_size_t(ctypes.sizeof(epoch)))  # refresh
+    mallctl(b"epoch", None, None, ctypes.byref(epoch), ctypes.sizeof(epoch))  # refresh the statistics
     out: dict[str, float] = {}
     for key in ("allocated", "active", "resident", "retained"):
         value, size = ctypes.c_size_t(0), ctypes.c_size_t(ctypes.sizeof(ctypes.c_size_t))

@@ -279,17 +279,12 @@ def release_memory() -> None:
 def hand_back_freed_pages() -> None:
     """jemalloc (the image's allocator, LD_PRELOAD): purge every arena's unused pages now rather than
     after its decay time; glibc's malloc: malloc_trim. Neither (musl, macOS): nothing to do."""
-    try:
-        lib = ctypes.CDLL(None)
-    except OSError:
+    mallctl = heapreport.jemalloc_mallctl()
+    if mallctl is not None:
+        mallctl(b"arena.4096.purge", None, None, None, 0)  # 4096: MALLCTL_ARENAS_ALL
         return
-    try:
-        mallctl = lib.mallctl
-    except AttributeError:
-        with contextlib.suppress(AttributeError):
-            lib.malloc_trim(0)
-        return
-    mallctl(b"arena.4096.purge", None, None, None, 0)  # 4096: MALLCTL_ARENAS_ALL
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None).malloc_trim(0)
 
 
 SLOW_GC_SECONDS = 0.1
