@@ -33,7 +33,7 @@ from watchers import Obj, Watcher
 
 from controlplane import ControlPlane
 from helpers import GROUP, VERSION, cond_is, make_artifact, model_endpoint, model_version, vs_weights
-from operator_proc import OperatorProcess
+from operator_proc import OperatorProcess, PortInUse
 
 NS = "bench"
 OPERATOR_NS = "mv-system"
@@ -446,7 +446,15 @@ class BenchCluster:
         assert self.op is not None
         size = self.op.log_path.stat().st_size if self.op.log_path.exists() else 0
         t0 = time.monotonic()
-        self.op.start(wait_ready=120)
+        for attempt in range(3):
+            try:
+                self.op.start(wait_ready=120)
+                break
+            except PortInUse:  # chosen free, taken since (by any process's outgoing connection)
+                if attempt == 2:
+                    raise
+                self.metrics_port = self.op.metrics_port = _free_port()
+                size = self.op.log_path.stat().st_size
         while time.monotonic() - t0 < 120:
             with self.op.log_path.open("rb") as f:
                 f.seek(size)

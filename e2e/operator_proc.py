@@ -32,6 +32,10 @@ def allocator_env() -> dict[str, str]:
     return {"PYTHONMALLOC": "malloc", "LD_PRELOAD": str(found[0]), "MALLOC_CONF": MALLOC_CONF}
 
 
+class PortInUse(RuntimeError):
+    """The operator could not listen on its metrics port (taken since it was chosen): pick another."""
+
+
 def terminate(proc: subprocess.Popen[bytes] | None, grace: float = 10) -> None:
     """SIGTERM, then SIGKILL after `grace` seconds; nothing if it is not running."""
     if proc is not None and proc.poll() is None:
@@ -98,8 +102,12 @@ class OperatorProcess:
                 raise RuntimeError(f"operator exited with {self.proc.returncode}:\n{self.logs()}")
             with open(self.log_path, "rb") as f:
                 f.seek(self._log_start)
-                if b"modelversioning operator started" in f.read():
-                    return self
+                text = f.read()
+            if b"modelversioning operator started" in text:
+                return self
+            if b"Address already in use" in text:  # kopf would retry its startup only in 60 s
+                terminate(self.proc)
+                raise PortInUse(f"metrics port {self.metrics_port} is taken:\n{self.logs()}")
             time.sleep(0.1)
         raise RuntimeError(f"operator did not start within {wait_ready}s:\n{self.logs()}")
 
