@@ -298,8 +298,7 @@ class ModelReconciler:
             self.kube.event(body, "Normal", R.ARCHIVE_DUE, f"archiving {mv_name}: {why}")
 
     def _cache_version(self, written: dict[str, Any]) -> None:
-        if written.get("metadata", {}).get("name"):
-            self.store.upsert("ModelVersion", written, observed=False)
+        self.store.upsert("ModelVersion", written, observed=False)  # read-your-writes, not yet watched
 
     def _delete(
         self, body: dict[str, Any], got: Gathered, plan: registry.RetentionPlan, records: list[dict[str, Any]]
