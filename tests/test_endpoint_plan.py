@@ -272,7 +272,8 @@ def test_api_error_on_one_variant_does_not_block_the_route() -> None:
 def test_route_render_error_is_permanent_invalid_spec() -> None:
     f = facts(variant(desired=slot("s")))
     plan = P.decide(f)
-    rep = report(f, plan, P.Outcome(route_error="not valid HTTPRoute hostnames: 10.0.0.1:8080"))
+    bad = (R.INVALID_SPEC, "not valid HTTPRoute hostnames: 10.0.0.1:8080")
+    rep = report(f, plan, P.Outcome(route_error=bad))
     assert cond(rep, "Degraded") == ("True", R.INVALID_SPEC)
     assert cond(rep, "RoutesReady") == ("False", R.INVALID_SPEC)
     assert cond(rep, "Ready")[0] == "False"
@@ -437,3 +438,17 @@ def test_a_live_rollout_overrides_ready_and_kstatus_follows() -> None:
     )
     assert cond(done, "Stalled")[0] == "False" and ("Normal", "RolloutStep", "step 1") in done.events
     assert cond(P.finish_report(rep, (), ()), "Reconciling")[0] == "False"
+
+
+def test_a_route_not_written_reports_the_split_and_pins_the_route_still_has() -> None:
+    a = variant("a", weight=0, desired=slot("ep-a"), pin=pin(slot_="ep-a"), pinned=slot("ep-a"))
+    b = variant("b", weight=100, version="2.4.0", mv=mv("2.4.0"), desired=slot("ep-b"))
+    f = facts(a, b, previous_weights={"a": 100}, routed={"ep-a": 100}, owned_slots=frozenset({"ep-a"}))
+    plan = P.decide(f)
+    assert plan.weights == {"a": 0, "b": 100} and plan.decision("b").serving is not None
+    kept = P.route_not_written(f, plan)
+    assert kept.weights == {"a": 100} and not kept.write_route
+    assert kept.decision("a").serving == a.pin and kept.decision("b").serving is None
+    rep = report(f, kept, P.Outcome(route_error=(R.CHILD_REJECTED, "HTTPRoute ep: denied")))
+    assert cond(rep, "Degraded") == ("True", R.CHILD_REJECTED)
+    assert not [e for e in rep.events if e[1] == R.TRAFFIC_SHIFTED]

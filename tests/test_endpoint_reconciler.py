@@ -37,7 +37,8 @@ class FakeApi:
         self.objects: dict[tuple[str, str], dict[str, Any]] = {}
         self.events: list[tuple[str, str, str]] = []
         self.writes: list[tuple[str, str, str]] = []  # (verb, kind, name)
-        self.reject: dict[str, str] = {}  # object name -> message (422)
+        self.reject: dict[str, str] = {}  # object name -> message (422, or reject_status)
+        self.reject_status = 422
         self.annotations: dict[str, dict[str, Any]] = {}  # annotations written on ModelVersions
         self.store = Store()  # the World's: annotate() patches a ModelVersion that is only cached
 
@@ -75,7 +76,7 @@ class FakeApi:
     def _check(self, obj: dict[str, Any]) -> None:
         msg = self.reject.get(obj["metadata"]["name"])
         if msg:
-            e = ApiException(status=422, reason="Unprocessable Entity")
+            e = ApiException(status=self.reject_status, reason="Unprocessable Entity")
             e.body = json.dumps({"message": f"{obj['kind']} {obj['metadata']['name']}: {msg}"})
             raise e
 
@@ -377,6 +378,75 @@ def test_invalid_gateway_host_is_a_permanent_condition_not_a_retry_loop() -> Non
     assert ("HTTPRoute", "ep") not in w.api.objects
     warnings = [e for e in w.api.events if e[1] == R.INVALID_SPEC]
     assert len(warnings) == 1  # once, not on every reconcile
+
+
+def _foreign_route() -> dict[str, Any]:
+    return {
+        "apiVersion": "gateway.networking.k8s.io/v1",
+        "kind": "HTTPRoute",
+        "metadata": {"name": "ep", "namespace": NS, "uid": "theirs", "resourceVersion": "1"},
+        "spec": {"hostnames": ["theirs.example.com"]},
+    }
+
+
+@pytest.mark.parametrize("cached", [False, True], ids=["not-in-the-watch-cache", "cached-without-our-ref"])
+def test_a_foreign_route_of_the_endpoints_name_is_never_written_over(cached: bool) -> None:
+    w = World()
+    w.version("2.3.8", OLD)
+    w.endpoint([{"name": "stable", "version": "2.3.8", "weight": 100}])
+    w.api.objects[("HTTPRoute", "ep")] = _foreign_route()
+    for _ in range(3):
+        w.reconcile()  # never raises (a retry loop with a stale status) and never forces the write
+        w.deployments_available()
+        w.watch()
+        if not cached:  # the watch only sees objects with our managed-by label
+            w.store.delete("HTTPRoute", NS, "ep")
+        # else: e.g. it carries our label but no controller reference to this endpoint
+    assert w.api.objects[("HTTPRoute", "ep")]["spec"] == {"hostnames": ["theirs.example.com"]}
+    assert [x for x in w.api.writes if x[1] == "HTTPRoute"] == []
+    status, reason, msg = w.cond("Degraded")
+    assert (status, reason) == ("True", R.CHILD_CONFLICT) and "HTTPRoute ep" in msg
+    assert w.status()["effectiveWeights"] == {}  # the plan's 100 % never reached a route
+    assert [e for e in w.api.events if e[1] == R.CHILD_CONFLICT] == [
+        ("Warning", R.CHILD_CONFLICT, w.cond("Degraded")[2])
+    ]  # once
+
+
+def test_a_refused_route_keeps_status_on_the_split_the_route_still_has() -> None:
+    w = World()
+    old_slot = serving_one(w)
+    w.version("2.4.1", NEW)
+    w.endpoint([{"name": "stable", "version": "2.4.1", "weight": 100}])
+    w.api.reject["ep"] = "denied by admission policy 'routes'"
+    w.settle()  # the route write is refused every time: a condition, not an exception
+    assert w.routed() == {old_slot: ("2.3.8", 100)}
+    status, reason, msg = w.cond("Degraded")
+    assert (status, reason) == ("True", R.CHILD_REJECTED) and "denied by admission policy" in msg
+    st = w.status()
+    assert st["effectiveWeights"] == {"stable": 100}
+    assert st["variants"][0]["serving"]["version"] == "2.3.8"  # what the route still sends to
+    assert old_slot in w.deployments()  # still routed: never drained
+    series = {
+        (s.labels["variant"], s.labels["version"])
+        for s in metrics.EFFECTIVE_WEIGHT.collect()[0].samples
+        if s.labels["namespace"] == NS and s.labels["endpoint"] == "ep"
+    }
+    assert series == {("stable", "2.3.8")}
+    del w.api.reject["ep"]  # the policy is fixed: the next reconcile moves the traffic
+    w.settle()
+    assert [v for v, _ in w.routed().values()] == ["2.4.1"]
+    assert w.cond("Ready")[0] == "True"
+
+
+def test_a_route_write_that_fails_transiently_is_retried_after_the_status_is_written() -> None:
+    w = World()
+    w.version("2.3.8", OLD)
+    w.endpoint([{"name": "stable", "version": "2.3.8", "weight": 100}])
+    w.settle(rounds=1)
+    w.api.reject["ep"], w.api.reject_status = "etcd timeout", 503
+    with pytest.raises(ApiException):
+        w.rec.reconcile(NS, "ep")  # the work queue retries it with backoff
+    assert w.cond("Degraded")[:2] == ("True", R.CHILD_REJECTED)
 
 
 def test_router_switch_deletes_old_route_and_keeps_slots_until_observed() -> None:

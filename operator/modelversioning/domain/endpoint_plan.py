@@ -20,7 +20,7 @@ variant is eligible the route is left exactly as it is.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from modelversioning.domain import kstatus
 from modelversioning.domain import reasons as R
@@ -150,7 +150,9 @@ class Outcome:
     """What the handler could not do: API errors per variant, and a route the router refused."""
 
     variant_errors: Mapping[str, tuple[str, str]] = field(default_factory=dict)  # name -> (reason, msg)
-    route_error: str | None = None  # permanent (RenderError)
+    # (reason, message): the route was not written (RenderError: InvalidSpec; an object of its name
+    # that is not ours: ChildConflict; refused by the API server: ChildRejected)
+    route_error: tuple[str, str] | None = None
     route_message: str = ""  # router.describe() when the route was written
     deleted: tuple[str, ...] = ()
 
@@ -410,6 +412,16 @@ def _with_errors(plan: Plan, out: Outcome) -> tuple[VariantDecision, ...]:
     return tuple(res)
 
 
+def route_not_written(f: EndpointFacts, plan: Plan) -> Plan:
+    """The plan as it stands when its route could not be written: the route still carries the
+    previous split, so status, servedBy and metrics keep reporting that (the previous weights and
+    each variant's pinned slot) instead of the traffic the plan had aimed for."""
+    pins = {v.name: v.pin for v in f.variants}
+    variants = tuple(replace(d, serving=pins.get(d.name)) for d in plan.variants)
+    weights = {k: int(w) for k, w in f.previous_weights.items()}
+    return replace(plan, variants=variants, weights=weights, write_route=False)
+
+
 def report(
     f: EndpointFacts,
     plan: Plan,
@@ -467,9 +479,10 @@ def _route_conditions(f: EndpointFacts, plan: Plan, out: Outcome) -> list[Cond]:
             Cond("RoutesReady", FALSE, R.ROUTE_NOT_APPLIED, msg),
         ]
     if out.route_error is not None:
+        reason, msg = out.route_error
         return [
-            Cond("Degraded", TRUE, R.INVALID_SPEC, out.route_error),
-            Cond("RoutesReady", FALSE, R.INVALID_SPEC, out.route_error),
+            Cond("Degraded", TRUE, reason, f"{msg}; existing routes are left unchanged"),
+            Cond("RoutesReady", FALSE, reason, msg),
         ]
     if f.router == "none":
         msg = (

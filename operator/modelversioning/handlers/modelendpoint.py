@@ -166,6 +166,8 @@ class ModelEndpointReconciler:
         g = self.gather(body, spec)
         plan = plan_.decide(g.facts)
         outcome, transient = self.act(g, plan)
+        if outcome.route_error is not None:
+            plan = plan_.route_not_written(g.facts, plan)
         rep = with_rollout(plan_.report(g.facts, plan, outcome, _previous(status)), g.rollout)
         self._finish(body, status, self._status(g, plan, rep), rep)
         self._metrics(g, plan)
@@ -356,7 +358,8 @@ class ModelEndpointReconciler:
                 errors[d.name] = (R.CHILD_REJECTED, _api_message(e))
                 if e.status is None or e.status >= 500 or e.status == 429:
                     transient = e
-        route_error, route_msg = self._route(g, plan)
+        route_error, route_msg, route_transient = self._route(g, plan)
+        transient = transient or route_transient
         deleted = []
         for slot in plan.delete:
             log.info("deleting drained slot %s/%s", g.ref.namespace, slot)
@@ -366,11 +369,12 @@ class ModelEndpointReconciler:
             deleted.append(slot)
         return plan_.Outcome(errors, route_error, route_msg, tuple(deleted)), transient
 
-    def _route(self, g: Gathered, plan: plan_.Plan) -> tuple[str | None, str]:
-        """Write the route if the plan says so; delete routes of other routers. (error, description)."""
+    def _route(self, g: Gathered, plan: plan_.Plan) -> tuple[tuple[str, str] | None, str, Exception | None]:
+        """Write the route if the plan says so; delete routes of other routers.
+        ((reason, message) when the route was not written, description, transient API error)."""
         name = g.spec.routing.router
         if plan.declared_problems or g.facts.router_problem is not None:
-            return None, ""  # leave every route alone
+            return None, "", None  # leave every route alone
         router = get_router(name)
         if plan.write_route:
             dests = [
@@ -384,18 +388,42 @@ class ModelEndpointReconciler:
             try:
                 desired = router.render(inp)
             except RenderError as e:
-                return str(e), ""
-            if desired is not None and self._write(desired, route=True):
-                metrics.ROUTE_UPDATES.labels(g.ref.namespace, g.ref.name, name).inc()
+                return (R.INVALID_SPEC, str(e)), "", None
+            if desired is not None:
+                written, problem, transient = self._write_route(g.ref, desired)
+                if problem is not None:
+                    return problem, "", transient
+                if written:
+                    metrics.ROUTE_UPDATES.labels(g.ref.namespace, g.ref.name, name).inc()
         for rname, res in ROUTE_RESOURCES.items():
             if rname != name and rname in self.settings.serving.enabled_routers:
                 for obj in self.store.owned(res.kind, g.ref.namespace, g.ref.uid):
                     # the watch's DELETED event removes it from the cache: until then it still counts
                     # as pointing at its slots, so they are not deleted under a gateway that uses it
                     self.kube.delete(res, g.ref.namespace, obj["metadata"]["name"])
-        return None, router.describe()
+        return None, router.describe(), None
 
-    def _write(self, desired: dict[str, Any], route: bool = False) -> bool:
+    def _write_route(
+        self, ref: EndpointRef, desired: dict[str, Any]
+    ) -> tuple[bool, tuple[str, str] | None, Exception | None]:
+        """(written, problem, transient error). Never over an object of the route's name that is not
+        ours; what the API server refuses becomes the endpoint's condition, not an exception that
+        would leave status (and every later change, rollback included) waiting behind it."""
+        md = desired["metadata"]
+        taken = self._taken(ref, self.store.get(desired["kind"], md["namespace"], md["name"]))
+        if taken:
+            return False, (R.CHILD_CONFLICT, f"{taken}; the route is not written"), None
+        try:
+            return self._write(desired), None, None
+        except Conflict:
+            msg = f"{desired['kind']} {md['name']} already exists and is not ours; the route is not written"
+            return False, (R.CHILD_CONFLICT, msg), None
+        except ApiException as e:
+            transient = e.status is None or e.status >= 500 or e.status == 429
+            msg = f"{desired['kind']} {md['name']}: {_api_message(e)}"
+            return False, (R.CHILD_REJECTED, msg), (e if transient else None)
+
+    def _write(self, desired: dict[str, Any]) -> bool:
         """Create, or put back what drifted. Never touches an object another controller owns."""
         md = desired["metadata"]
         actual = self.store.get(desired["kind"], md["namespace"], md["name"])
