@@ -121,6 +121,27 @@ def test_a_foreign_object_with_a_slot_name_is_never_taken_over(objs, artifact_ro
     wait_for(lambda: any(e.reason == "ChildConflict" for e in objs.events("own")), 10, "Warning Event")
 
 
+def test_a_foreign_route_of_the_endpoints_name_is_never_written_over(objs, artifact_root):
+    """Someone's VirtualService named like the endpoint: never forced over, reported, and the
+    endpoint's status never claims the traffic that route does not carry."""
+    theirs = {
+        "apiVersion": "networking.istio.io/v1",
+        "kind": "VirtualService",
+        "metadata": {"name": "taken", "namespace": objs.ns},
+        "spec": {"hosts": ["theirs.example.com"], "http": [{"route": [{"destination": {"host": "x"}}]}]},
+    }
+    objs.co.create_namespaced_custom_object("networking.istio.io", "v1", objs.ns, "virtualservices", theirs)
+    register(objs, artifact_root, "taken", "1.0.0")
+    objs.create(model_endpoint("taken", "taken", [{"name": "main", "version": "1.0.0", "weight": 100}]))
+    wait_for(
+        lambda: cond_is(objs.mep("taken"), "Degraded", "True", "ChildConflict"), 60, "ChildConflict reported"
+    )
+    vs = objs.virtualservice("taken")
+    assert vs["spec"]["hosts"] == ["theirs.example.com"] and not vs["metadata"].get("ownerReferences")
+    assert not (objs.mep("taken").get("status") or {}).get("effectiveWeights")
+    wait_for(lambda: any(e.reason == "ChildConflict" for e in objs.events("taken")), 10, "Warning Event")
+
+
 def _gone(objs, name):
     from kubernetes.client.rest import ApiException
 
