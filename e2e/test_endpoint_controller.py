@@ -3,6 +3,7 @@ Gateway API CRDs validate every route the operator writes)."""
 
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
@@ -256,36 +257,52 @@ def test_variant_removal_drains_before_delete(objs, artifact_root, kube):
     )
     wait_for(lambda: vs_is(objs, "rm", {"a": 50, "b": 50}), 90, "50/50")
     slot_a, slot_b = objs.slot("rm", "a"), objs.slot("rm", "b")
+    # Both watches are open before the edit, so an event's arrival time is (about) when it happened.
+    # In one etcd, resourceVersions are the global revision: the route update must carry a smaller
+    # one than the Deployment's deletion, and come at least the grace period (drainSeconds: 1 in this
+    # operator's settings) earlier: the slot is deleted once the operator's *watch* showed the route
+    # without b, never in the reconcile that wrote the route.
+    since = objs.virtualservice("rm")["metadata"]["resourceVersion"]
+    seen: dict[str, tuple[int, float]] = {}
+
+    def route_left_b() -> None:
+        w = watch.Watch()
+        for ev in w.stream(
+            objs.co.list_namespaced_custom_object, "networking.istio.io", "v1", objs.ns, "virtualservices",
+            timeout_seconds=30, resource_version=since,
+        ):  # fmt: skip
+            if "b" not in vs_weights(ev["object"]):
+                seen["route"] = (int(ev["object"]["metadata"]["resourceVersion"]), time.monotonic())
+                break
+        w.stop()
+
+    def slot_b_deleted() -> None:
+        w = watch.Watch()
+        for ev in w.stream(
+            objs.apps.list_namespaced_deployment, objs.ns, timeout_seconds=30, resource_version=since
+        ):
+            if ev["type"] == "DELETED" and ev["object"].metadata.name == slot_b:
+                seen["delete"] = (int(ev["object"].metadata.resource_version), time.monotonic())
+                break
+        w.stop()
+
+    threads = [threading.Thread(target=f, daemon=True) for f in (route_left_b, slot_b_deleted)]
+    for t in threads:
+        t.start()
+    time.sleep(1)  # both streams open
     objs.patch_mep("rm", {"spec": {"variants": [{"name": "a", "version": "1.0.0", "weight": 100}]}})
-    # The route must stop pointing at b before b's Deployment goes. In one etcd, resourceVersions are
-    # the global revision, so the route update must carry a smaller one than the Deployment's deletion.
-    route_rv = None
-    w = watch.Watch()
-    for ev in w.stream(
-        objs.co.list_namespaced_custom_object,
-        "networking.istio.io",
-        "v1",
-        objs.ns,
-        "virtualservices",
-        timeout_seconds=30,
-    ):
-        if "b" not in vs_weights(ev["object"]):
-            route_rv = int(ev["object"]["metadata"]["resourceVersion"])
-            break
-    w.stop()
-    assert route_rv is not None, "route never stopped pointing at the removed variant"
-    deleted_rv = None
-    w = watch.Watch()
-    # watching from the route's revision: a deletion before the route change would not be seen -> failure
-    for ev in w.stream(
-        objs.apps.list_namespaced_deployment, objs.ns, timeout_seconds=30, resource_version=str(route_rv)
-    ):
-        if ev["type"] == "DELETED" and ev["object"].metadata.name == slot_b:
-            deleted_rv = int(ev["object"].metadata.resource_version)
-            break
-    w.stop()
-    assert deleted_rv is not None, "removed variant's Deployment was not deleted"
+    for t in threads:
+        t.join(35)
+    assert "route" in seen, "route never stopped pointing at the removed variant"
+    assert "delete" in seen, "removed variant's Deployment was not deleted"
+    (route_rv, route_at), (deleted_rv, deleted_at) = seen["route"], seen["delete"]
     assert deleted_rv > route_rv
+    assert deleted_at - route_at >= 0.9, f"deleted {deleted_at - route_at:.2f}s after the route changed"
+    wait_for(
+        lambda: any(e.reason == "SlotDeleted" and slot_b in e.message for e in objs.events("rm")),
+        10,
+        "SlotDeleted Event",
+    )
     assert objs.apps.read_namespaced_deployment(slot_a, objs.ns)
 
 

@@ -594,3 +594,37 @@ def test_a_reconcile_that_wrote_is_not_settled() -> None:
     w.reconcile()
     w.rec._reconcile = real  # type: ignore[method-assign]
     assert ran(w, lambda: drift(w))
+
+
+def test_a_drain_since_read_back_is_never_earlier_and_never_drifts() -> None:
+    import random
+
+    from modelversioning.handlers.modelendpoint import _epoch, _rfc3339
+
+    rnd = random.Random(7)
+    for _ in range(2000):
+        t = 1_764_000_000 + rnd.random() * 10_000_000
+        s = _rfc3339(t)
+        assert _epoch(s) >= t - 1e-6  # the grace period is never cut short
+        assert _epoch(s) - t < 0.0011
+        assert _rfc3339(_epoch(s)) == s  # read back and written again: no status write loop
+
+
+def test_the_drain_grace_counts_from_the_observed_route_to_the_millisecond() -> None:
+    w = World(drain_seconds=1.0)
+    w.version("2.3.8", OLD)
+    w.version("2.4.1", NEW)
+    w.now = 1000.7  # a whole-second `since` would make the 1 s grace 0.3 s
+    w.endpoint([{"name": "a", "version": "2.3.8", "weight": 50},
+                {"name": "b", "version": "2.4.1", "weight": 50}])  # fmt: skip
+    w.settle()
+    (b_slot,) = _slot_names(w, "b", "2.4.1")
+    w.endpoint([{"name": "a", "version": "2.3.8", "weight": 100}])
+    w.settle()  # route written and observed without b; b drains
+    assert b_slot in w.deployments()
+    w.now = 1001.5
+    w.settle()
+    assert b_slot in w.deployments()  # 0.8 s after: still there
+    w.now = 1001.8
+    w.settle()
+    assert b_slot not in w.deployments()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -101,7 +102,10 @@ def _epoch(ts: str) -> float:
 
 
 def _rfc3339(t: float) -> str:
-    return datetime.fromtimestamp(t, UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+    """Milliseconds, rounded up: a drain's `since` read back is never earlier than it was (whole
+    seconds cut a 1 s grace period to as little as 0.2 s)."""
+    t = math.ceil(t * 1000 - 1e-3) / 1000  # (a time read back from milliseconds stays as it is)
+    return datetime.fromtimestamp(t, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _accepted(annotations: dict[str, Any]) -> dict[str, str]:
