@@ -62,11 +62,19 @@ app.kubernetes.io/part-of: modelversioning-operator
 {{- toJson (uniq .Values.watch.namespaces) -}}
 {{- end -}}
 
+{{/* The routers with a route object (files/routers.yaml, generated from the router modules by
+`modelversioning gen-crds`) that routers.<name>.enabled turns on: name -> group/version/kind/plural. */}}
+{{- define "mvo.routeRouters" -}}
+{{- $on := dict -}}
+{{- range $name, $r := (.Files.Get "files/routers.yaml" | fromYaml) -}}
+{{- if dig $name "enabled" false $.Values.routers -}}{{- $_ := set $on $name $r -}}{{- end -}}
+{{- end -}}
+{{- toJson $on -}}
+{{- end -}}
+
 {{/* serving.enabledRouters of the settings file, derived from routers.*.enabled. */}}
 {{- define "mvo.enabledRouters" -}}
-{{- $routers := list -}}
-{{- if .Values.routers.istio.enabled }}{{ $routers = append $routers "istio" }}{{ end -}}
-{{- if .Values.routers.gatewayAPI.enabled }}{{ $routers = append $routers "gatewayAPI" }}{{ end -}}
+{{- $routers := keys (include "mvo.routeRouters" . | fromJson) | sortAlpha -}}
 {{- $routers = append $routers "none" -}}
 {{- toJson $routers -}}
 {{- end -}}
@@ -88,6 +96,10 @@ app.kubernetes.io/part-of: modelversioning-operator
 {{- end -}}
 {{- end -}}
 {{- $_ := set $cfg "stageGraph" $graph -}}
+{{- /* the operator records modelversioning.io/requested-by as an identity only when the API server
+enforces the requested-by policy (templates/admission.yaml); never set by hand (values schema) */ -}}
+{{- $enforced := and .Values.admission.enabled (has "Deny" .Values.admission.validationActions) -}}
+{{- $_ := set $cfg "admission" (dict "enforced" $enforced) -}}
 {{- toYaml $cfg -}}
 {{- end -}}
 
@@ -170,16 +182,10 @@ yet is authorized as `create`, hence create + patch.
 # only in rbac.secretNamespaces, through the <fullname>-secrets ClusterRole and RoleBindings).
 {{- include "mvo.rules.secrets" . | nindent 0 }}
 {{- end }}
-{{- if $v.routers.istio.enabled }}
-# Istio router.
-- apiGroups: [networking.istio.io]
-  resources: [virtualservices]
-  verbs: [list, watch, create, patch, delete]
-{{- end }}
-{{- if $v.routers.gatewayAPI.enabled }}
-# Gateway API router.
-- apiGroups: [gateway.networking.k8s.io]
-  resources: [httproutes]
+{{- range $name, $r := (include "mvo.routeRouters" .root | fromJson) }}
+# The {{ $name }} router's route objects ({{ $r.kind }}).
+- apiGroups: [{{ $r.group }}]
+  resources: [{{ $r.plural }}]
   verbs: [list, watch, create, patch, delete]
 {{- end }}
 {{- end -}}

@@ -97,11 +97,16 @@ def run(
 def gen_crds(
     root: Path = typer.Argument(Path("."), help="Repository root (writes crds/, charts/.../files/crds/)."),
 ) -> None:
-    """Write the CRD YAML generated from the pydantic API models."""
+    """Write the CRD YAML generated from the pydantic API models, and the chart's router list."""
     from modelversioning.api import crdgen
+    from modelversioning.render.routers import CHART_FILE, chart_routers
 
     for p in crdgen.write(crdgen.default_dirs(root)):
         typer.echo(str(p))
+    chart = root / "charts" / "modelversioning-operator"
+    if chart.is_dir():
+        (chart / CHART_FILE).write_text(chart_routers())
+        typer.echo(str(chart / CHART_FILE))
 
 
 @app.command()
