@@ -186,58 +186,12 @@ class ModelEndpointReconciler:
 
     # ------------------------------------------------------------------------------------ gather
     def gather(self, body: dict[str, Any], spec: ModelEndpointSpec) -> Gathered:
+        """Facts from the watch cache (and the rollout's measurements when one is due)."""
         md = body["metadata"]
         ns = md["namespace"]
         ref = EndpointRef(name=md["name"], namespace=ns, uid=md.get("uid", ""))
         status = body.get("status") or {}
-        old = {str(v.get("name")): v for v in status.get("variants") or []}
-        accepted = _accepted(md.get("annotations") or {})
-        mirror = spec.mirror.variant if spec.mirror else None
-        variants, slots, conflicts = [], {}, {}
-        # each object read once per reconcile (a read unpickles a copy; the pinned slot and version
-        # are usually the desired ones)
-        versions: dict[str, tuple[Any, Any, Any]] = {}
-        deployments: dict[str, dict[str, Any] | None] = {}
-
-        def version(name: str) -> tuple[Any, Any, Any]:
-            if name not in versions:
-                versions[name] = self._version(ns, name)
-            return versions[name]
-
-        def deployment(slot: str) -> dict[str, Any] | None:
-            if slot not in deployments:
-                deployments[slot] = self.store.get("Deployment", ns, slot)
-            return deployments[slot]
-
-        for v in spec.variants:
-            mv_name = expected_name(spec.model, v.version)
-            mv, mv_spec, problem = version(mv_name)
-            desired = None
-            if mv_spec is not None:
-                dep = render_deployment(
-                    ref, spec, v, mv_spec, self.settings.serving, policy=self.settings.artifacts
-                )
-                svc = render_service(dep, spec.port)
-                slot = dep["metadata"]["name"]
-                live = deployment(slot)
-                taken = self._taken(ref, live) or self._taken(ref, self.store.get("Service", ns, slot))
-                if taken:
-                    conflicts[v.name] = taken
-                slots[v.name] = (dep, svc)
-                desired = deployment_state(live) if live is not None else plan_.SlotFacts(slot)
-            pin = _pin((old.get(v.name) or {}).get("serving"))
-            pinned = pinned_mv = None
-            if pin is not None:
-                pinned = deployment_state(deployment(pin.slot))
-                pinned_mv = version(expected_name(spec.model, pin.version))[0]
-            acc = accepted.get(v.name)
-            accept = mv is not None and acc is not None and mv.digest.startswith(acc)
-            variants.append(
-                plan_.VariantFacts(
-                    v.name, v.version, v.weight, v.replicas, v.name == mirror, mv, problem,
-                    desired, pin, pinned, pinned_mv, accept, min_replicas=v.min_replicas,
-                )
-            )  # fmt: skip
+        variants, slots, conflicts = self._variants(ref, spec, status, md.get("annotations") or {})
         rollout = plan_rollout(
             body,
             spec,
@@ -272,6 +226,60 @@ class ModelEndpointReconciler:
             or "HTTPRouteRequestMirror" in self.settings.serving.gateway_api_features,
         )
         return Gathered(facts, spec, ref, slots, conflicts, rollout)
+
+    def _variants(
+        self, ref: EndpointRef, spec: ModelEndpointSpec, status: dict[str, Any], annotations: dict[str, Any]
+    ) -> tuple[list[plan_.VariantFacts], dict[str, tuple[Any, Any]], dict[str, str]]:
+        """Per variant: its ModelVersion, the slot spec asks for (rendered, with its live Deployment),
+        the slot it is pinned to; also the rendered children and the slots someone else holds."""
+        ns = ref.namespace
+        old = {str(v.get("name")): v for v in status.get("variants") or []}
+        accepted = _accepted(annotations)
+        mirror = spec.mirror.variant if spec.mirror else None
+        variants, slots, conflicts = [], {}, {}
+        # each object read once per reconcile (a read unpickles a copy; the pinned slot and version
+        # are usually the desired ones)
+        versions: dict[str, tuple[Any, Any, Any]] = {}
+        deployments: dict[str, dict[str, Any] | None] = {}
+
+        def version(name: str) -> tuple[Any, Any, Any]:
+            if name not in versions:
+                versions[name] = self._version(ns, name)
+            return versions[name]
+
+        def deployment(slot: str) -> dict[str, Any] | None:
+            if slot not in deployments:
+                deployments[slot] = self.store.get("Deployment", ns, slot)
+            return deployments[slot]
+
+        for v in spec.variants:
+            mv, mv_spec, problem = version(expected_name(spec.model, v.version))
+            desired = None
+            if mv_spec is not None:
+                dep = render_deployment(
+                    ref, spec, v, mv_spec, self.settings.serving, policy=self.settings.artifacts
+                )
+                slot = dep["metadata"]["name"]
+                live = deployment(slot)
+                taken = self._taken(ref, live) or self._taken(ref, self.store.get("Service", ns, slot))
+                if taken:
+                    conflicts[v.name] = taken
+                slots[v.name] = (dep, render_service(dep, spec.port))
+                desired = deployment_state(live) if live is not None else plan_.SlotFacts(slot)
+            pin = _pin((old.get(v.name) or {}).get("serving"))
+            pinned = pinned_mv = None
+            if pin is not None:
+                pinned = deployment_state(deployment(pin.slot))
+                pinned_mv = version(expected_name(spec.model, pin.version))[0]
+            acc = accepted.get(v.name)
+            accept = mv is not None and acc is not None and mv.digest.startswith(acc)
+            variants.append(
+                plan_.VariantFacts(
+                    v.name, v.version, v.weight, v.replicas, v.name == mirror, mv, problem,
+                    desired, pin, pinned, pinned_mv, accept, min_replicas=v.min_replicas,
+                )
+            )  # fmt: skip
+        return variants, slots, conflicts
 
     def _version(
         self, ns: str, mv_name: str
