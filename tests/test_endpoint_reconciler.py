@@ -289,6 +289,7 @@ def test_replicas_zero_under_traffic_is_held_with_a_condition() -> None:
     assert w.deployments()[svc]["spec"]["replicas"] == 1
     assert w.routed() == {svc: ("2.3.8", 100)}
     assert w.cond("Degraded")[:2] == ("True", R.SCALE_DOWN_HELD)
+    assert [e[:2] for e in w.api.events if e[1] == R.SCALE_DOWN_HELD] == [("Warning", R.SCALE_DOWN_HELD)]
 
 
 def test_recreated_version_never_reaches_the_serving_pods() -> None:
@@ -326,6 +327,7 @@ def test_one_rejected_variant_never_blocks_rollback() -> None:
     w.api.reject[rejected] = "denied"
     w.settle()
     assert w.cond("Degraded")[:2] == ("True", R.CHILD_REJECTED)
+    assert [e[:2] for e in w.api.events if e[1] == R.CHILD_REJECTED] == [("Warning", R.CHILD_REJECTED)]
     # rollback: a weight edit, and it lands
     w.endpoint([{"name": "blue", "version": "2.3.8", "weight": 100},
                 {"name": "green", "version": "2.4.2", "weight": 0}])  # fmt: skip

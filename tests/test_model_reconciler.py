@@ -6,9 +6,11 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+import pytest
+
 from modelversioning.api.settings import Settings
 from modelversioning.domain import reasons as R
-from modelversioning.handlers.model import ARCHIVE_ANNOTATION, ModelReconciler
+from modelversioning.handlers.model import ARCHIVE_ANNOTATION, ARTIFACT_DELETED_ANNOTATION, ModelReconciler
 from modelversioning.handlers.store import Store
 
 NS = "ns"
@@ -86,3 +88,110 @@ def test_a_second_reconcile_before_the_watch_does_not_order_the_archive_again() 
     ann = store.get("ModelVersion", NS, "m-v1.0.0")["metadata"]["annotations"]
     assert ARCHIVE_ANNOTATION in ann
     assert not store.is_observed("ModelVersion", NS, "m-v1.0.0")  # cached as written, not yet watched
+
+
+# ---- artifact deletion: dry run, and the operator-wide switch off ---------------------------------
+
+
+def due_world(mode: str, allow: bool) -> tuple[Store, FakeKube, ModelReconciler, list[str]]:
+    """Two archived versions whose artifacts are due for deletion (out of production since 2020)."""
+    store = Store()
+    store.upsert(
+        "Model",
+        {
+            "apiVersion": "modelversioning.io/v1alpha1",
+            "kind": "Model",
+            "metadata": {"name": "m", "namespace": NS, "uid": "mu", "generation": 1, "resourceVersion": "10"},
+            "spec": {
+                "retention": {
+                    "deleteArtifactsAfter": "30d",
+                    "keepPreviousProduction": 0,
+                    "artifactDeletion": mode,
+                }
+            },
+        },
+    )
+    for i, v in enumerate(("1.0.0", "1.1.0")):
+        store.upsert(
+            "ModelVersion",
+            {
+                "apiVersion": "modelversioning.io/v1alpha1",
+                "kind": "ModelVersion",
+                "metadata": {
+                    "name": f"m-v{v}",
+                    "namespace": NS,
+                    "uid": f"u{i}",
+                    "generation": 1,
+                    "resourceVersion": str(20 + i),
+                    "creationTimestamp": "2020-01-01T00:00:00Z",
+                },
+                "spec": {
+                    "model": "m",
+                    "version": v,
+                    "stage": "archived",
+                    "artifact": {"uri": f"s3://b/m/{v}", "sha256": str(i) * 64},
+                },
+                "status": {
+                    "stage": "archived",
+                    "history": [
+                        {"to": "candidate", "at": "2020-01-01T00:00:00Z"},
+                        {"from": "candidate", "to": "archived", "at": "2020-01-02T00:00:00Z"},
+                    ],
+                },
+            },
+        )
+    kube = FakeKube(store)
+    deleted: list[str] = []
+
+    def deleter(uri: str, policy: Any, creds: Any) -> Any:
+        deleted.append(uri)
+        raise AssertionError("a dry run deletes nothing")
+
+    settings = Settings.model_validate({"registry": {"allowArtifactDeletion": allow}})
+    r = ModelReconciler(kube, store, settings, enqueue_versions=lambda ns, m: None, deleter=deleter)  # type: ignore[arg-type]
+    return store, kube, r, deleted
+
+
+def events_of(kube: FakeKube) -> list[str]:
+    return [reason for call, reason in kube.calls if call == "event"]
+
+
+@pytest.mark.parametrize(
+    "mode,allow,says",
+    [
+        ("DryRun", True, "dry run: would delete the artifact of m-v"),
+        ("Enabled", False, "dry run (the operator setting registry.allowArtifactDeletion is off)"),
+    ],
+)
+def test_a_dry_run_reports_each_due_deletion_once_and_deletes_nothing(
+    mode: str, allow: bool, says: str
+) -> None:
+    store, kube, r, deleted = due_world(mode, allow)
+    posted: list[tuple[str, str]] = []
+    kube.event = lambda body, t, reason, msg: posted.append((reason, msg))  # type: ignore[method-assign]
+    r.reconcile(NS, "m")
+    assert deleted == []
+    assert [reason for reason, _ in posted] == [R.ARTIFACT_DELETE_DUE, R.ARTIFACT_DELETE_DUE], posted
+    assert all(says in msg for _, msg in posted), posted
+    assert sorted(n for _, msg in posted for n in ("m-v1.0.0", "m-v1.1.0") if n in msg) == [
+        "m-v1.0.0",
+        "m-v1.1.0",
+    ]
+    status = store.get("Model", NS, "m")["status"]
+    assert status["pendingDeletions"] == ["1.0.0", "1.1.0"]
+    assert [rec["artifact"] for rec in status["versions"]] == ["Present", "Present"]
+    ann = [
+        store.get("ModelVersion", NS, f"m-v{v}")["metadata"].get("annotations") or {}
+        for v in ("1.0.0", "1.1.0")
+    ]
+    assert all(ARTIFACT_DELETED_ANNOTATION not in a for a in ann)
+    r.reconcile(NS, "m")  # due again: no second Event, still pending
+    assert len(posted) == 2 and deleted == []
+    assert store.get("Model", NS, "m")["status"]["pendingDeletions"] == ["1.0.0", "1.1.0"]
+
+
+def test_deletion_disabled_reports_nothing_pending() -> None:
+    store, kube, r, deleted = due_world("Disabled", True)
+    r.reconcile(NS, "m")
+    assert deleted == [] and R.ARTIFACT_DELETE_DUE not in events_of(kube)
+    assert "pendingDeletions" not in store.get("Model", NS, "m")["status"]

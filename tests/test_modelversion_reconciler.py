@@ -41,6 +41,18 @@ class FakeKube:
     def event(self, body: Any, type_: str, reason: str, message: str) -> None:
         self.calls.append(("event", (type_, reason)))
 
+    def annotate(self, res: Any, ns: str, name: str, annotations: dict[str, str | None]) -> dict[str, Any]:
+        self.calls.append(("annotate", dict(annotations)))
+        body = copy.deepcopy(self.store.get(res.kind, ns, name))
+        ann = body["metadata"].setdefault("annotations", {})
+        for k, v in annotations.items():
+            if v is None:
+                ann.pop(k, None)
+            else:
+                ann[k] = v
+        body["metadata"]["resourceVersion"] = str(int(body["metadata"]["resourceVersion"]) + 1)
+        return body
+
     def read_secret(self, ns: str, name: str) -> dict[str, str]:
         raise AssertionError("no Secret is referenced")
 
@@ -244,3 +256,70 @@ def test_a_slow_first_verification_shows_verifying_once_the_grace_is_over(monkey
     r.reconcile(NS, "m-v1.0.0")  # the grace is over and it still runs: say so
     assert kube.kinds() == ["status"] and kube.calls[0][1]["conditions"][1]["reason"] == R.VERIFYING
     gate.set()
+
+
+# ---- deletion protection: the mark goes on before the status shows a stage past candidate -----------
+
+PROTECTED = "modelversioning.io/deletion-protected"
+
+
+def model(generation: int, **deletion: bool) -> dict[str, Any]:
+    spec: dict[str, Any] = {"deletionPolicy": deletion} if deletion else {}
+    return {
+        "apiVersion": "modelversioning.io/v1alpha1",
+        "kind": "Model",
+        "metadata": {
+            "namespace": NS,
+            "name": "m",
+            "uid": "mu",
+            "generation": generation,
+            "resourceVersion": str(generation),
+        },
+        "spec": spec,
+    }
+
+
+def test_a_version_of_a_model_is_marked_before_its_status_leaves_candidate_and_unmarked_when_allowed():
+    store, kube, _, r, _, _ = reconciler(OK)
+    store.upsert("Model", model(1))
+    store.upsert("ModelVersion", mv("production"))
+    run(r)
+    run(r)
+    assert kube.kinds()[:2] == ["annotate", "status"], kube.calls
+    want = "Model m: spec.deletionPolicy.allowPastCandidate is false"
+    assert kube.calls[0][1] == {PROTECTED: want} and kube.calls[1][1]["stage"] == "production"
+    assert store.get("ModelVersion", NS, "m-v1.0.0")["metadata"]["annotations"][PROTECTED] == want
+    kube.calls.clear()
+    run(r)
+    assert "annotate" not in kube.kinds()  # marked already
+    store.upsert("Model", model(2, allowPastCandidate=True))  # the policy allows deleting it now
+    run(r)
+    assert kube.calls[0] == ("annotate", {PROTECTED: None}), kube.calls
+    assert PROTECTED not in store.get("ModelVersion", NS, "m-v1.0.0")["metadata"]["annotations"]
+
+
+@pytest.mark.parametrize("protect", [False, True])
+def test_versions_without_a_model_follow_the_operator_setting(protect: bool):
+    settings = Settings.model_validate({"registry": {"protectVersionsWithoutModel": protect}})
+    store, kube, _, r, _, _ = reconciler(OK, settings=settings)
+    store.upsert("ModelVersion", mv("staging"))
+    run(r)
+    run(r)
+    marks = [c[1] for c in kube.calls if c[0] == "annotate"]
+    assert marks == (
+        [{PROTECTED: "the operator setting registry.protectVersionsWithoutModel"}] if protect else []
+    )
+
+
+def test_an_invalid_model_keeps_the_mark_it_cannot_read_a_policy_for():
+    store, kube, _, r, _, _ = reconciler(OK)
+    store.upsert("Model", model(1))
+    store.upsert("ModelVersion", mv("staging"))
+    run(r)
+    run(r)
+    bad = model(2)
+    bad["spec"] = {"retention": {"archiveAfter": "soon"}}  # does not validate
+    store.upsert("Model", bad)
+    kube.calls.clear()
+    run(r)
+    assert "annotate" not in kube.kinds()

@@ -16,7 +16,14 @@ from modelversioning.domain import registry
 from modelversioning.domain.gates import CandidateFacts, MetricGate, TransitionRule, check
 from modelversioning.domain.registry import Retention, VersionView, parse_duration, select
 from modelversioning.domain.stages import StageGraph, has_reached, next_hop
-from modelversioning.domain.version_plan import RegistryFacts, VersionFacts, VersionPolicy, decide
+from modelversioning.domain.version_plan import (
+    RegistryFacts,
+    Serving,
+    VersionFacts,
+    VersionPolicy,
+    decide,
+    serving_periods,
+)
 
 NOW = datetime(2024, 7, 2, 10, 0, 0, tzinfo=UTC)
 SHA = "a" * 64
@@ -385,3 +392,86 @@ def test_only_archived_versions_lose_their_artifact():
     no_archive = Retention(None, parse_duration("730d"), keep_previous_production=0)
     plan = select(fleet(), no_archive, T0 + timedelta(days=4000))
     assert plan.archive == () and plan.delete == ()
+
+
+# ---- deletion protection ------------------------------------------------------------------------
+
+POLICY = "Model m: spec.deletionPolicy.allowPastCandidate is false"
+C, A = {"to": "candidate", "at": "t0"}, {"from": "candidate", "to": "archived", "at": "t1"}
+
+
+@pytest.mark.parametrize(
+    "stage,history,protected",
+    [
+        ("candidate", [C], False),  # never past candidate: may go
+        ("", [], False),  # not reconciled yet
+        ("staging", [C, {"from": "candidate", "to": "staging"}], True),
+        ("production", [C, {"to": "staging"}, {"to": "production"}], True),
+        ("validated", [C, {"to": "validated"}], True),  # a Model's own stage is past candidate too
+        ("archived", [C, A], False),  # an experiment shelved straight from candidate
+        ("archived", [C, {"to": "staging"}, {"from": "staging", "to": "archived"}], True),
+        ("archived", [{"to": "archived"}] * 50, True),  # trimmed: where it began is not known
+    ],
+)
+def test_which_versions_are_deletion_protected(stage, history, protected):
+    got = registry.deletion_protection(stage, history, POLICY, history_limit=50)
+    assert got == (POLICY if protected else None)
+    assert registry.deletion_protection(stage, history, None) is None  # the policy allows it: never
+
+
+def test_decide_marks_a_version_leaving_candidate_and_unmarks_it_when_the_policy_allows():
+    reg = RegistryFacts(deletion_policy=POLICY)
+    plan = decide(facts(requested="staging", registry=reg), VersionPolicy(), NOW)
+    assert plan.status is not None and plan.status["stage"] == "staging"
+    assert plan.annotations == {registry.DELETION_PROTECTED_ANNOTATION: POLICY}  # same reconcile
+    marked = facts(status=plan.status, requested="staging", registry=reg, protected=POLICY)
+    assert decide(marked, VersionPolicy(), NOW).annotations == {}  # already there: no write
+    allowed = facts(status=plan.status, requested="staging", registry=RegistryFacts(), protected=POLICY)
+    assert decide(allowed, VersionPolicy(), NOW).annotations == {registry.DELETION_PROTECTED_ANNOTATION: None}
+    stays = decide(facts(registry=reg), VersionPolicy(), NOW)  # a candidate: nothing to mark
+    assert stays.status is not None and stays.annotations == {}
+
+
+# ---- serving periods ------------------------------------------------------------------------------
+
+
+def test_serving_periods_open_and_close_with_served_by_and_are_capped():
+    stable = Serving("fraud", "stable", 100)
+    p1 = serving_periods(None, (stable, Serving("fraud", "canary", 0)), "t1")
+    assert p1 == [{"endpoint": "fraud", "variant": "stable", "from": "t1"}]  # weight 0 serves nothing
+    assert serving_periods(p1, (Serving("fraud", "stable", 40),), "t2") == p1  # still serving
+    p3 = serving_periods(p1, (Serving("shadow", "m", 0, mirror=True),), "t3")  # swapped out; mirrored
+    assert p3 == [
+        {"endpoint": "fraud", "variant": "stable", "from": "t1", "to": "t3"},
+        {"endpoint": "shadow", "variant": "m", "from": "t3", "mirror": True},
+    ]
+    p4 = serving_periods(p3, (stable,), "t4")  # served again: a new period
+    assert [(p["variant"], p["from"], p.get("to")) for p in p4] == [
+        ("stable", "t1", "t3"),
+        ("m", "t3", "t4"),
+        ("stable", "t4", None),
+    ]
+    many = p4
+    for i in range(5, 61):
+        many = serving_periods(many, () if i % 2 else (stable,), f"t{i:02}")
+    assert len(many) == 20 and many[-1]["from"] == "t60" and "to" not in many[-1]
+    assert many[0]["from"] == "t22"  # the oldest closed periods went first
+    # a period still open is never dropped, however old
+    long = serving_periods(None, (stable,), "t00")
+    for i in range(1, 60):
+        long = serving_periods(long, (stable, Serving("other", "x", 5)) if i % 2 else (stable,), f"t{i:02}")
+    assert len(long) == 20 and long[0] == {"endpoint": "fraud", "variant": "stable", "from": "t00"}
+
+
+def test_decide_records_serving_periods_in_status():
+    plan = decide(
+        facts(
+            status=verified_status("production"), requested="production", serving=(Serving("ep", "a", 100),)
+        ),
+        VersionPolicy(),
+        NOW,
+    )
+    assert plan.status is not None
+    assert plan.status["servingHistory"] == [
+        {"endpoint": "ep", "variant": "a", "from": "2024-07-02T10:00:00Z"}
+    ]

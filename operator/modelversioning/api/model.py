@@ -40,6 +40,8 @@ APPROVAL_SHORT_NAMES = ["mapr"]
 # chart's admission policy lets only the operator set them). JSON values.
 ARCHIVE_ANNOTATION = f"{GROUP}/retention-archive"  # {"specStage", "at", "reason", "by"}
 ARTIFACT_DELETED_ANNOTATION = f"{GROUP}/artifact-deleted"  # {"at", "uri", "by", "reason"}
+# DELETION_PROTECTED_ANNOTATION (domain.registry): written by the ModelVersion reconciler on a version
+# past candidate whose policy refuses its deletion; the chart's deletion policy enforces it.
 # TEST ONLY (honoured only with the operator setting registry.testClock): "now" for this Model's
 # retention, an RFC 3339 time, so a test can see what retention does in two years without waiting.
 TEST_CLOCK_ANNOTATION = f"{GROUP}/test-clock"
@@ -118,6 +120,21 @@ class RetentionSpec(ApiModel):
         )
 
 
+class DeletionPolicySpec(ApiModel):
+    allow_past_candidate: bool = Field(
+        default=False,
+        description="Let users delete a ModelVersion past candidate (staging, production, archived, a "
+        "custom stage). Default: refused by the chart's admission policy (deletion.modelversioning.io); "
+        "archived is the normal end state. A candidate (or a version archived straight from candidate) "
+        "may always be deleted; its record stays in status.versions.",
+    )
+    allow_model_deletion: bool = Field(
+        default=False,
+        description="Let users delete this Model while status.versions holds records. Default: refused "
+        "(the records are what keeps a version number from being reused with other weights).",
+    )
+
+
 class ModelSpec(ApiModel):
     description: str | None = Field(default=None, max_length=4096)
     stages: list[Annotated[str, Field(max_length=32, pattern=STAGE_NAME)]] = Field(
@@ -141,6 +158,7 @@ class ModelSpec(ApiModel):
         "complete lineage for production) always apply too.",
     )
     retention: RetentionSpec = Field(default_factory=RetentionSpec)
+    deletion_policy: DeletionPolicySpec = Field(default_factory=DeletionPolicySpec)
 
     @model_validator(mode="after")
     def _known_stages(self) -> ModelSpec:

@@ -391,6 +391,16 @@ class RolloutRecord(StatusModel):
     message: str = Field(default="", max_length=1024)
 
 
+class ServingPeriod(StatusModel):
+    endpoint: str = Field(max_length=253)
+    variant: str = Field(max_length=63)
+    from_: str = Field(alias="from", json_schema_extra={"format": "date-time"})
+    to: str | None = Field(
+        default=None, json_schema_extra={"format": "date-time"}, description="Absent: still serving."
+    )
+    mirror: bool | None = None
+
+
 class ModelVersionStatus(StatusModel):
     observed_generation: int | None = None
     conditions: list[Condition] = Field(default_factory=list, json_schema_extra=CONDITIONS_LIST_EXTRA)
@@ -402,6 +412,12 @@ class ModelVersionStatus(StatusModel):
         default_factory=list,
         max_length=10,
         description="Outcomes of progressive rollouts this version took part in (newest last).",
+    )
+    serving_history: list[ServingPeriod] = Field(
+        default_factory=list,
+        max_length=20,
+        description="When an endpoint variant routed traffic to this version (weight > 0, or mirrored), "
+        "oldest first; the latest 20 periods (an open one is always kept).",
     )
 
 

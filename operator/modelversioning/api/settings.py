@@ -162,6 +162,12 @@ class RegistrySettings(_Settings):
         description="Let a Model's retention (artifactDeletion: Enabled) delete artifacts from storage. "
         "Off: deletions due are only reported (as with DryRun).",
     )
+    protect_versions_without_model: bool = Field(
+        default=False,
+        description="Protect ModelVersions past candidate that have no Model from deletion too (the "
+        "annotation modelversioning.io/deletion-protected, enforced by the chart's admission policy). "
+        "Off: only a Model's spec.deletionPolicy protects its versions.",
+    )
     retention_check_seconds: float = Field(
         default=3600, gt=0, description="How often each Model's retention is looked at, at most."
     )

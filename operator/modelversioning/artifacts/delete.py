@@ -45,7 +45,7 @@ def delete_artifact(
         access = store_access(scheme, secret_data, env=env)
         refusal = check_uri(uri, policy, endpoint_url=access.endpoint_url)
         if refusal:
-            return DeleteResult(False, f"{shown}: {refusal}")
+            return DeleteResult(False, refusal if shown in refusal else f"{shown}: {refusal}")
         access = bind_credentials(uri, access, policy, env)
         fs = open_filesystem(access, policy, time.monotonic() + policy.timeout_seconds)
         path = resolve_file_path(uri).as_posix() if scheme == "file" else fs._strip_protocol(uri)

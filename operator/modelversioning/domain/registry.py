@@ -9,6 +9,10 @@ Retention (``select``): with a clock ``now`` (a fake one in tests), which versio
 which archived versions' artifacts to delete. Never touched: what is in production, the ``keep``
 most recent previous production versions, anything an endpoint references, an artifact another
 kept version still points at, and a version refused as reused.
+
+Deletion protection (``deletion_protection``): a version past candidate is not deleted by users
+unless its policy allows it (archived is the normal end state); the ModelVersion reconciler marks it
+with an annotation that the chart's admission policy enforces.
 """
 
 from __future__ import annotations
@@ -21,7 +25,11 @@ from typing import Any
 
 PRODUCTION = "production"
 ARCHIVED = "archived"
+CANDIDATE = "candidate"
 PRESENT, DELETED = "Present", "Deleted"  # a record's artifact
+# On a ModelVersion past candidate whose policy refuses its deletion (value: which policy); written by
+# the operator only, enforced by the chart's ValidatingAdmissionPolicy deletion.modelversioning.io.
+DELETION_PROTECTED_ANNOTATION = "modelversioning.io/deletion-protected"
 
 _DURATION = re.compile(r"^(\d+)(d|h|m|s)$")
 _UNIT = {"d": 86400, "h": 3600, "m": 60, "s": 1}
@@ -136,6 +144,22 @@ def reused(records: Sequence[Mapping[str, Any]], version: str, digest: str) -> s
                 "means the same weights: register a new version"
             )
     return None
+
+
+def deletion_protection(
+    stage: str, history: Sequence[Mapping[str, Any]], policy: str | None, history_limit: int = 50
+) -> str | None:
+    """The deletion-protected annotation a version should carry (None: none). ``policy`` says which
+    policy refuses deleting versions past candidate (None: the policy allows it). Past candidate: any
+    stage but candidate, except an archived version that never was anywhere but candidate and archived
+    (an experiment retention or a user shelved: deleting it loses no decision, and its record stays).
+    A history trimmed to ``history_limit`` entries no longer shows where the version began: protected."""
+    if policy is None or stage in ("", CANDIDATE):
+        return None
+    if stage == ARCHIVED and len(history) < history_limit:
+        if all(h.get("to") in (CANDIDATE, ARCHIVED) for h in history):
+            return None
+    return policy
 
 
 def order_key(version: str) -> tuple[Any, ...]:

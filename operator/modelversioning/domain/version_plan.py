@@ -33,6 +33,7 @@ from modelversioning.domain import reasons as R
 from modelversioning.domain.conditions import FALSE, TRUE, UNKNOWN, Cond
 from modelversioning.domain.gates import CandidateFacts, TransitionRule
 from modelversioning.domain.gates import check as check_model_gates
+from modelversioning.domain.registry import DELETION_PROTECTED_ANNOTATION, deletion_protection
 from modelversioning.domain.stages import GateFacts, Stage, StageGraph, decide_transition, next_hop
 
 IN_USE_FINALIZER = "modelversioning.io/in-use"
@@ -101,6 +102,9 @@ class RegistryFacts:
     candidate: CandidateFacts | None = None  # what the Model's gates look at
     reused: str | None = None  # this version number was registered with another digest: why (permanent)
     artifact_deleted: str | None = None  # retention deleted the artifact from storage: when, by whom
+    # the policy that refuses deleting this version once past candidate (the deletion-protected
+    # annotation's value); None: its policy allows the deletion
+    deletion_policy: str | None = None
 
 
 @dataclass(frozen=True)
@@ -124,6 +128,7 @@ class VersionFacts:
     serving: tuple[Serving, ...] = ()
     verifier: VerifierFacts = field(default_factory=VerifierFacts)
     rollouts: tuple[Mapping[str, Any], ...] = ()  # outcomes endpoints recorded (annotation), newest last
+    protected: str | None = None  # the deletion-protected annotation as stored
     registry: RegistryFacts = field(default_factory=RegistryFacts)
 
 
@@ -168,6 +173,7 @@ class VersionPlan:
     status: dict[str, Any] | None = None  # the whole new status; None: leave it alone
     events: tuple[Event, ...] = ()
     finalizers: tuple[str, ...] | None = None  # the new list; None: unchanged
+    annotations: Mapping[str, str | None] = field(default_factory=dict)  # to change (None: remove)
     verify: VerifyAction = VerifyAction.NONE
     requeue_after: float | None = None  # look again (a transient failure's backoff)
     notify_endpoints: bool = False  # stage or verification changed: endpoints re-decide eligibility
@@ -210,11 +216,18 @@ def decide(facts: VersionFacts, policy: VersionPolicy, now: datetime) -> Version
     rollouts = merge_rollouts(prev.get("rollouts"), facts.rollouts)
     if rollouts:
         status["rollouts"] = rollouts
+    periods = serving_periods(prev.get("servingHistory"), facts.serving, stamp)
+    if periods:
+        status["servingHistory"] = periods
+    protect = deletion_protection(
+        walk.stage, walk.history, facts.registry.deletion_policy, policy.history_limit
+    )
     prev_verified = cond.get(prev.get("conditions"), "ArtifactVerified")
     return VersionPlan(
         status=status,
         events=verification_events(prev_verified, verification.cond) + walk.events,
         finalizers=finalizers_for(facts.finalizers, in_use=bool(facts.serving)),
+        annotations={} if protect == facts.protected else {DELETION_PROTECTED_ANNOTATION: protect},
         verify=verification.action,
         requeue_after=verification.requeue_after,
         notify_endpoints=(
@@ -278,6 +291,45 @@ def merge_rollouts(
             out.append({k: r[k] for k in ("endpoint", "result", "at", "message") if k in r})
             seen.add((r.get("endpoint"), r.get("at")))
     return out[-limit:]
+
+
+MAX_SERVING_PERIODS = 20
+
+
+def serving_periods(
+    old: Any, serving: tuple[Serving, ...], stamp: str, limit: int = MAX_SERVING_PERIODS
+) -> list[dict[str, Any]]:
+    """status.servingHistory: one period per endpoint variant routing traffic to this version (weight
+    > 0, or its mirror), ``{endpoint, variant, from, to}`` (no ``to``: still serving), opened and closed
+    as ``serving`` (status.servedBy) changes; oldest first, at most ``limit`` (the oldest closed ones
+    go first; an open one is always kept)."""
+    out: list[dict[str, Any]] = [dict(p) for p in (old or []) if isinstance(p, Mapping)]
+    live = {(s.endpoint, s.variant): s for s in serving if s.weight > 0 or s.mirror}
+    open_ = set()
+    for p in out:
+        key = (p.get("endpoint"), p.get("variant"))
+        if p.get("to"):
+            continue
+        if key in live:
+            open_.add(key)
+        else:
+            p["to"] = stamp
+    for key, s in sorted(live.items()):
+        if key not in open_:
+            out.append(
+                {
+                    "endpoint": s.endpoint,
+                    "variant": s.variant,
+                    "from": stamp,
+                    **({"mirror": True} if s.mirror else {}),
+                }
+            )
+    while len(out) > limit:
+        closed = next((i for i, p in enumerate(out) if p.get("to")), None)
+        if closed is None:
+            break
+        del out[closed]
+    return out
 
 
 def decide_deletion(facts: VersionFacts, stamp: str) -> VersionPlan:

@@ -33,6 +33,7 @@ from modelversioning.domain import conditions as cond
 from modelversioning.domain import reasons as R
 from modelversioning.domain import registry
 from modelversioning.domain.conditions import FALSE, TRUE, Cond
+from modelversioning.domain.registry import DELETION_PROTECTED_ANNOTATION
 from modelversioning.domain.gates import CandidateFacts
 from modelversioning.domain.stages import StageGraph
 from modelversioning.domain.version_plan import RegistryFacts
@@ -93,10 +94,25 @@ def production_of(
     return tuple(sorted(out))
 
 
+def deletion_policy(model: str, mspec: ModelSpec | None, protect_without_model: bool) -> str | None:
+    """Which policy refuses deleting the model's versions past candidate (None: it is allowed). The
+    value of the deletion-protected annotation; the admission policy's message shows it."""
+    if mspec is None:
+        return "the operator setting registry.protectVersionsWithoutModel" if protect_without_model else None
+    if mspec.deletion_policy.allow_past_candidate:
+        return None
+    return f"Model {model}: spec.deletionPolicy.allowPastCandidate is false"
+
+
 def registry_facts(
-    store: Store, namespace: str, body: dict[str, Any], spec: ModelVersionSpec, default: StageGraph
+    store: Store,
+    namespace: str,
+    body: dict[str, Any],
+    spec: ModelVersionSpec,
+    default: StageGraph,
+    protect_without_model: bool = False,
 ) -> RegistryFacts:
-    """What a ModelVersion's reconcile needs from its Model (RegistryFacts() without one)."""
+    """What a ModelVersion's reconcile needs from its Model (without one: the operator's defaults)."""
     ann = (body.get("metadata") or {}).get("annotations") or {}
     deleted = _json(ann, ARTIFACT_DELETED_ANNOTATION)
     gone = None
@@ -107,7 +123,10 @@ def registry_facts(
         )
     mbody, mspec = model_spec(store, namespace, spec.model)
     if mbody is None or mspec is None:
-        return RegistryFacts(artifact_deleted=gone)
+        # an invalid Model keeps what protection its versions have: its policy cannot be read
+        keep = (body["metadata"].get("annotations") or {}).get(DELETION_PROTECTED_ANNOTATION)
+        protect = keep if mbody is not None else deletion_policy(spec.model, None, protect_without_model)
+        return RegistryFacts(artifact_deleted=gone, deletion_policy=protect)
     records = (mbody.get("status") or {}).get("versions") or []
     candidate = CandidateFacts(
         spec.version,
@@ -123,6 +142,7 @@ def registry_facts(
         candidate=candidate,
         reused=registry.reused(records, spec.version, spec.artifact.sha256),
         artifact_deleted=gone,
+        deletion_policy=deletion_policy(spec.model, mspec, protect_without_model),
     )
 
 

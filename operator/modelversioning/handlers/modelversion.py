@@ -30,6 +30,7 @@ from modelversioning.api.settings import ArtifactPolicy, Settings
 from modelversioning.api.settings import Verification as VerificationSettings
 from modelversioning.artifacts import FairExecutor, redact_uri, verify_artifact, verify_in_child
 from modelversioning.domain import reasons as R
+from modelversioning.domain.registry import DELETION_PROTECTED_ANNOTATION
 from modelversioning.domain.stages import Stage, StageGraph
 from modelversioning.domain.version_plan import (
     IN_USE_FINALIZER,
@@ -279,6 +280,7 @@ class ModelVersionReconciler:
             v.retry_max_seconds,
         )
         self.enqueue_endpoints = enqueue_endpoints  # (namespace, model)
+        self.protect_without_model = settings.registry.protect_versions_without_model
         self.verifications = Verifications(kube, verifier, requeue, settings.verification)
 
     def reconcile(self, namespace: str, name: str) -> None:
@@ -327,8 +329,11 @@ class ModelVersionReconciler:
             actor=actor,
             why=why,
             rollouts=rollouts_from(ann),
+            protected=ann.get(DELETION_PROTECTED_ANNOTATION),
             verifier=self.verifications.facts((namespace, name), md.get("uid", "")),
-            registry=registry_facts(self.store, namespace, body, spec, self.policy.graph),
+            registry=registry_facts(
+                self.store, namespace, body, spec, self.policy.graph, self.protect_without_model
+            ),
             **common,
         )
         return Gathered(body, spec, facts)
@@ -345,6 +350,10 @@ class ModelVersionReconciler:
         if plan.finalizers is not None:
             # first: it is checked against the resourceVersion we read; the status merge patch is not
             self.kube.set_finalizers(MODELVERSION, ns, name, list(plan.finalizers), md["resourceVersion"])
+        if plan.annotations:  # before the status: a version is never past candidate and unprotected
+            self.store.upsert(
+                KIND, self.kube.annotate(MODELVERSION, ns, name, dict(plan.annotations)), observed=False
+            )
         old = dict(body.get("status") or {})
         if plan.status is not None and status_changed(old, plan.status):
             stored = self.kube.patch_status(MODELVERSION, ns, name, plan.status, old)
