@@ -28,7 +28,7 @@ def mv(
     *,
     author="jane@acme.com",
     auc=0.9,
-    dataset=("tx", "2024-06"),
+    dataset=("tx", "2024-06", None),
     commit="3f9c2a1d",
     tags=(),
     ns="a",
@@ -46,7 +46,9 @@ def mv(
             "lineage": {
                 "codeCommit": commit,
                 "codeRepository": "https://git/x",
-                "dataset": {"name": dataset[0], "version": dataset[1]},
+                "dataset": {
+                    k: val for k, val in zip(("name", "version", "sha256"), dataset, strict=True) if val
+                },
                 "author": author,
                 "hyperparameters": {"lr": 0.1},
             },
@@ -56,10 +58,13 @@ def mv(
     }
 
 
+DS_SHA = "0123456789abcdef" * 4
 FLEET = [
-    mv("1.0.0", "archived", auc=0.91),
+    mv("1.0.0", "archived", auc=0.91, dataset=("tx", None, DS_SHA)),
     mv("1.1.0", "production", auc=0.947, tags=("best-for-fraud-detection",)),
-    mv("1.2.0", "staging", auc=0.95, author="bob@acme.com", dataset=("tx", "2024-09"), commit="abcdef1"),
+    mv(
+        "1.2.0", "staging", auc=0.95, author="bob@acme.com", dataset=("tx", "2024-09", None), commit="abcdef1"
+    ),
     mv("2.0.0", "candidate", auc=0.96, ns="b"),
 ]
 
@@ -73,6 +78,10 @@ FLEET = [
         (Filters(author="BOB"), ["1.2.0"]),
         (Filters(dataset="tx@2024-09"), ["1.2.0"]),
         (Filters(dataset="tx"), ["1.0.0", "1.1.0", "1.2.0", "2.0.0"]),
+        (Filters(dataset=f"tx@{DS_SHA}"), ["1.0.0"]),  # the dataset's digest
+        (Filters(dataset=f"tx@sha256:{DS_SHA[:12].upper()}"), ["1.0.0"]),  # a prefix, any case
+        (Filters(dataset="tx@0123456"), []),  # too short a prefix to mean a digest
+        (Filters(dataset=f"other@{DS_SHA}"), []),
         (Filters(commit="abc"), ["1.2.0"]),
         (Filters(where=(parse_where("auc>=0.947"),)), ["1.1.0", "1.2.0", "2.0.0"]),
         (Filters(where=(parse_where("auc>0.947"), parse_where("latency_p99_ms < 20"))), ["1.2.0", "2.0.0"]),
@@ -161,7 +170,7 @@ def test_lineage_view_tells_the_whole_story():
     assert view["endpoints"] == [
         {"endpoint": "fraud", "at": "t3", "what": "rollout Succeeded"},
         {"endpoint": "fraud", "at": "now", "what": "variant stable at 90%"},
-    ]
+    ]  # an object from before status.servingHistory: where it is served now
     assert view["stages"][1]["approvedBy"] == ["alice", "bob"]
     text = to_text(lineage_renderable(view))
     for needle in (
@@ -174,6 +183,47 @@ def test_lineage_view_tells_the_whole_story():
         assert needle in text, needle
     # -o json / yaml carry the same data
     assert json.loads(json.dumps(view)) == view and yaml.safe_load(yaml.safe_dump(view)) == view
+
+
+def test_lineage_shows_serving_periods_of_a_version_swapped_out():
+    v = mv("1.1.0", "archived")
+    v["status"].update(
+        {
+            "servingHistory": [
+                {
+                    "endpoint": "fraud",
+                    "variant": "stable",
+                    "from": "2024-02-01T00:00:00Z",
+                    "to": "2024-05-01T00:00:00Z",
+                },
+                {"endpoint": "shadow", "variant": "m", "from": "2024-04-01T00:00:00Z", "mirror": True},
+            ],
+            "servedBy": [
+                {"endpoint": "shadow", "variant": "m", "weight": 0, "mirror": True},
+                {"endpoint": "fraud", "variant": "old", "weight": 0},
+            ],
+            "rollouts": [{"endpoint": "fraud", "result": "Succeeded", "at": "2024-02-01T00:00:00Z"}],
+        }
+    )
+    view = lineage_view(v, [], None)
+    assert view["endpoints"] == [
+        {"endpoint": "fraud", "at": "2024-02-01T00:00:00Z", "what": "rollout Succeeded"},
+        {
+            "endpoint": "fraud",
+            "at": "2024-02-01T00:00:00Z",
+            "until": "2024-05-01T00:00:00Z",
+            "what": "served by variant stable",
+        },
+        {
+            "endpoint": "shadow",
+            "at": "2024-04-01T00:00:00Z",
+            "until": "now",
+            "what": "mirrored by variant m, at 0% now",
+        },
+        {"endpoint": "fraud", "at": "now", "what": "variant old at 0%"},  # deployed, no traffic
+    ]
+    text = to_text(lineage_renderable(view))
+    assert "2024-05-01T00:00:00Z" in text and "served by variant stable" in text
 
 
 def test_approval_is_named_per_user_and_stage():

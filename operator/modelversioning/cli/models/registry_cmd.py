@@ -57,7 +57,7 @@ class Filters:
     stage: str | None = None
     tags: tuple[str, ...] = ()
     author: str | None = None
-    dataset: str | None = None  # NAME or NAME@VERSION
+    dataset: str | None = None  # NAME, NAME@VERSION or NAME@SHA256 (a prefix of 8+ hex digits will do)
     commit: str | None = None  # a prefix
     where: tuple[tuple[str, str, float], ...] = field(default_factory=tuple)
 
@@ -78,11 +78,20 @@ def matches(mv: Mapping[str, Any], f: Filters) -> bool:
         return False
     if f.dataset:
         name, _, version = f.dataset.partition("@")
-        if ds.get("name") != name or (version and ds.get("version") != version):
+        if ds.get("name") != name or (version and not _same_dataset(ds, version)):
             return False
     if f.commit and not str(lin.get("codeCommit") or "").startswith(f.commit.lower()):
         return False
     return all(k in metrics and _OPS[op](float(metrics[k]), v) for k, op, v in f.where)
+
+
+def _same_dataset(ds: Mapping[str, Any], wanted: str) -> bool:
+    """``wanted`` is the dataset's version, or its sha256 (``sha256:`` optional; 8+ hex digits)."""
+    if ds.get("version") == wanted:
+        return True
+    digest = wanted.removeprefix("sha256:").lower()
+    sha = str(ds.get("sha256") or "").lower()
+    return bool(sha) and len(digest) >= 8 and sha.startswith(digest)
 
 
 def search_rows(mvs: Sequence[Mapping[str, Any]], f: Filters) -> list[dict[str, Any]]:
@@ -189,17 +198,32 @@ def lineage_view(
             key=lambda a: str(a["at"]),
         ),
         "servedBy": list(st.get("servedBy") or []),
+        "servingHistory": list(st.get("servingHistory") or []),
         "endpoints": _endpoint_story(st),
         "rollouts": list(st.get("rollouts") or []),
     }
 
 
 def _endpoint_story(st: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Which endpoints served it and when: rollouts it took part in, then where it is served now."""
+    """Which endpoints served it and when: the rollouts it took part in, the periods an endpoint variant
+    routed traffic to it (status.servingHistory; an open one with today's weight), and where it is
+    deployed now without traffic (status.servedBy at 0%). Oldest first, "now" last."""
     out = [
         {"endpoint": r.get("endpoint"), "at": r.get("at"), "what": f"rollout {r.get('result')}"}
         for r in st.get("rollouts") or []
     ]
+    weights = {(s.get("endpoint"), s.get("variant")): s.get("weight") for s in st.get("servedBy") or []}
+    open_ = set()
+    for p in st.get("servingHistory") or []:
+        key = (p.get("endpoint"), p.get("variant"))
+        what = f"{'mirrored by' if p.get('mirror') else 'served by'} variant {p.get('variant')}"
+        if not p.get("to"):
+            open_.add(key)
+            if key in weights:
+                what += f", at {weights[key]}% now"
+        out.append(
+            {"endpoint": p.get("endpoint"), "at": p.get("from"), "until": p.get("to") or "now", "what": what}
+        )
     out += [
         {
             "endpoint": s.get("endpoint"),
@@ -207,8 +231,9 @@ def _endpoint_story(st: Mapping[str, Any]) -> list[dict[str, Any]]:
             "what": f"variant {s.get('variant')} at {s.get('weight')}%",
         }
         for s in st.get("servedBy") or []
+        if (s.get("endpoint"), s.get("variant")) not in open_
     ]
-    return out
+    return sorted(out, key=lambda e: (e["at"] == "now", str(e["at"])))
 
 
 def lineage_renderable(v: Mapping[str, Any]) -> Group:
@@ -257,12 +282,12 @@ def lineage_renderable(v: Mapping[str, Any]) -> Group:
             ap.add_row(str(a["stage"]), str(a["approver"]), str(a["at"]), str(a.get("comment") or ""))
         parts.append(ap)
     ep = Table(title="Endpoints", box=None, header_style="bold", title_justify="left")
-    for c in ("ENDPOINT", "WHEN", "WHAT"):
+    for c in ("ENDPOINT", "WHEN", "UNTIL", "WHAT"):
         ep.add_column(c)
     for e in v["endpoints"]:
-        ep.add_row(str(e["endpoint"]), str(e["at"]), str(e["what"]))
+        ep.add_row(str(e["endpoint"]), str(e["at"]), str(e.get("until") or ""), str(e["what"]))
     if not v["endpoints"]:
-        ep.add_row("<none>", "", "")
+        ep.add_row("<none>", "", "", "")
     parts.append(ep)
     return Group(*parts)
 
@@ -314,7 +339,9 @@ def search(
         str | None, typer.Option("--label", "-l", help="Label selector, as kubectl's -l.")
     ] = None,
     author: Annotated[str | None, typer.Option("--author", help="lineage.author contains this.")] = None,
-    dataset: Annotated[str | None, typer.Option("--dataset", help="NAME or NAME@VERSION.")] = None,
+    dataset: Annotated[
+        str | None, typer.Option("--dataset", help="NAME, NAME@VERSION or NAME@SHA256 (8+ hex digits).")
+    ] = None,
     commit: Annotated[
         str | None, typer.Option("--commit", help="lineage.codeCommit starts with this.")
     ] = None,
