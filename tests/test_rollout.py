@@ -328,7 +328,7 @@ def test_conditions_of_a_rollout(phase, reasons) -> None:  # type: ignore[no-unt
 
 def test_registry_update_records_finished_rollouts_and_grants_earned_promotions() -> None:
     st = RO.State("t", RO.SUCCEEDED, 4, 0, 0, BEFORE, DECLARED)
-    won = RO.Outcome(st, dict(DECLARED), promote=True, summary="errors=0.01 Passed")
+    won = RO.Outcome(st, dict(DECLARED), promote=True, succeeded_now=True, summary="errors=0.01 Passed")
     kw = {
         "endpoint": "ep",
         "at": "T",
@@ -346,3 +346,195 @@ def test_registry_update_records_finished_rollouts_and_grants_earned_promotions(
     assert record["result"] == RO.FAILED and grant == {}
     idle = RO.Outcome(st, dict(DECLARED))  # a later reconcile of a finished rollout writes nothing
     assert RO.registry_update(idle, promote_on_success=True, **kw) is None  # type: ignore[arg-type]
+
+
+# ------------------------------------------------------------------------------ manual actions
+
+
+def _at_manual_pause() -> RO.State:
+    """A rollout waiting at its `pause: {}` (step 3), the route carrying 50/50."""
+    st = RO.advance(inputs(None)).state
+    st = RO.advance(inputs(st, {"stable": 95, "canary": 5}, now=1)).state
+    st = RO.advance(
+        inputs(st, {"stable": 95, "canary": 5}, now=62, measurements=(m(RO.PASSED, at=62),))
+    ).state
+    st = RO.advance(inputs(st, {"stable": 50, "canary": 50}, now=63)).state
+    assert (st.phase, st.step) == (RO.PROGRESSING, 3)
+    return st
+
+
+HALF = {"stable": 50, "canary": 50}
+
+
+@pytest.mark.parametrize(
+    "setup, kind, applied, phase, message",
+    [
+        ("paused", "promote", True, RO.SUCCEEDED, "promoted past step 3 by jane"),
+        ("paused", "abort", True, RO.ABORTED, "aborted by jane"),
+        ("paused", "retry", False, RO.PROGRESSING,
+         "retry by jane not applied: the rollout is Progressing, not Failed or Aborted"),
+        ("failed", "retry", True, RO.PROGRESSING, "retried by jane"),
+        ("failed", "promote", False, RO.FAILED,
+         "promote by jane not applied: the rollout is Failed, not Progressing or Paused"),
+        ("failed", "abort", False, RO.FAILED,
+         "abort by jane not applied: the rollout is Failed, not running"),
+        ("succeeded", "abort", False, RO.SUCCEEDED, "not applied: the rollout is Succeeded"),
+    ],
+)  # fmt: skip
+def test_the_last_manual_action_is_kept_with_who_when_and_what_it_did(
+    setup: str, kind: str, applied: bool, phase: str, message: str
+) -> None:
+    st = _at_manual_pause()
+    eff = HALF
+    if setup == "failed":
+        st = RO.advance(inputs(st, HALF, now=90, measurements=(m(RO.FAILED_M, at=90),))).state
+        eff = BEFORE
+    elif setup == "succeeded":
+        st = RO.advance(inputs(st, HALF, now=90, action=RO.Action("promote", "p0", "bob"))).state
+        eff = DECLARED
+    out = RO.advance(inputs(st, eff, now=100, action=RO.Action(kind, "a1", "jane")))
+    assert out.state.phase == phase and out.state.handled_action == "a1"
+    last = out.state.last_action
+    assert last is not None and (last.kind, last.actor, last.at, last.applied) == (kind, "jane", 100, applied)
+    assert message in last.message
+    # later reconciles (the steps walk on and rewrite the message) keep it; the same id is not re-applied
+    eff2 = dict(out.weights)
+    for now in (101, 200):
+        later = RO.advance(inputs(out.state, eff2, now=now, action=RO.Action(kind, "a1", "jane")))
+        assert later.state.last_action == last
+        assert not {"RolloutPromoted", "RolloutAborted", "RolloutRetried"} & {e[1] for e in later.events}
+        out, eff2 = later, dict(later.weights)
+
+
+def test_the_last_action_survives_a_new_rollout() -> None:
+    st = RO.advance(inputs(_at_manual_pause(), HALF, now=70, action=RO.Action("abort", "a1", "ops"))).state
+    assert st.phase == RO.ABORTED and st.last_action is not None
+    fresh = RO.advance(RO.Inputs(PLAN, {"stable": 0, "canary": 100}, "t2", BEFORE, False, 80, st)).state
+    assert fresh.phase == RO.PROGRESSING and fresh.last_action == st.last_action
+    assert fresh.handled_action == "a1"  # the annotation still there is not applied again
+    cut = RO.advance(RO.Inputs(PLAN, BEFORE, "t3", BEFORE, False, 90, st)).state  # applied at once
+    assert cut.phase == RO.SUCCEEDED and cut.last_action == st.last_action and cut.handled_action == "a1"
+
+
+# ------------------------------------------------------------------- a changed strategy (spec.strategy)
+
+
+def test_a_strategy_edit_ends_a_failed_rollout_and_starts_again_from_the_last_good_split() -> None:
+    st = RO.advance(replace(inputs(None), strategy="s1")).state
+    st = RO.advance(replace(inputs(st, {"stable": 95, "canary": 5}, now=1), strategy="s1")).state
+    st = RO.advance(
+        replace(
+            inputs(st, {"stable": 95, "canary": 5}, now=31, measurements=(m(RO.FAILED_M),)), strategy="s1"
+        )
+    ).state
+    assert st.phase == RO.FAILED and st.strategy == "s1"
+    same = RO.advance(replace(inputs(st, BEFORE, now=40), strategy="s1"))
+    assert same.state.phase == RO.FAILED and same.weights == BEFORE  # nothing changed: stays failed
+    edited = RO.advance(replace(inputs(st, BEFORE, now=50), strategy="s2"))  # e.g. a looser threshold
+    assert edited.state.phase == RO.PROGRESSING and edited.state.step == 0 and edited.state.strategy == "s2"
+    assert edited.weights == {"stable": 95, "canary": 5} and edited.state.start_weights == BEFORE
+    assert ("Normal", "RolloutStarted") in {e[:2] for e in edited.events}
+    assert any("spec.strategy changed" in e[2] for e in edited.events)
+
+
+def test_a_strategy_edit_mid_rollout_restarts_from_the_split_before_the_rollout() -> None:
+    st = replace(_at_manual_pause(), strategy="s1")  # at 50/50, started from 100/0
+    out = RO.advance(replace(inputs(st, HALF, now=70), strategy="s2"))
+    assert out.state.step == 0 and out.weights == {"stable": 95, "canary": 5}  # back to the first step
+    assert out.state.start_weights == BEFORE  # a failure returns to 100/0, not to the unjudged 50/50
+    failed = RO.advance(
+        replace(inputs(out.state, {"stable": 95, "canary": 5}, now=101, measurements=(m(RO.FAILED_M),)),
+                strategy="s2")
+    )  # fmt: skip
+    assert failed.state.phase == RO.FAILED and failed.weights == BEFORE
+
+
+def test_a_strategy_edit_after_success_changes_nothing_and_an_old_status_adopts_it() -> None:
+    done = RO.advance(inputs(_at_manual_pause(), HALF, now=70, action=RO.Action("promote", "p", "x"))).state
+    done = replace(done, strategy="s1")
+    out = RO.advance(replace(inputs(done, DECLARED, now=80), strategy="s2"))
+    assert out.state.phase == RO.SUCCEEDED and out.weights == DECLARED and out.events == ()
+    assert out.state.strategy == "s2"
+    assert (out.state.message, out.state.measurements) == (done.message, done.measurements)  # record stays
+    old = replace(_at_manual_pause(), strategy=None)  # written before the strategy was kept
+    out = RO.advance(replace(inputs(old, HALF, now=70), strategy="s2"))
+    assert out.state.step == 3 and out.state.strategy == "s2" and not out.events
+
+
+def test_strategy_hash_ignores_key_order() -> None:
+    a = RO.strategy_hash({"canary": {"variant": "c", "baseline": "s"}})
+    assert a == RO.strategy_hash({"canary": {"baseline": "s", "variant": "c"}})
+    assert a != RO.strategy_hash({"canary": {"variant": "c", "baseline": "t"}})
+
+
+def test_a_new_canary_variant_starts_and_falls_back_at_zero() -> None:
+    """The route has never carried the canary: the start split names it at 0, never leaving a failure
+    to fall back to its declared weight."""
+    out = RO.advance(RO.Inputs(PLAN, DECLARED, "t1", {"stable": 100}, False, 0, None))
+    assert out.state.start_weights == BEFORE
+    st = RO.advance(RO.Inputs(PLAN, DECLARED, "t1", {"stable": 95, "canary": 5}, False, 1, out.state)).state
+    failed = RO.advance(
+        RO.Inputs(PLAN, DECLARED, "t1", {"stable": 95, "canary": 5}, False, 31, st, (m(RO.FAILED_M),))
+    )
+    assert failed.weights == BEFORE
+
+
+def test_a_rollout_that_succeeds_without_a_promotion_is_recorded() -> None:
+    kw = {
+        "endpoint": "ep",
+        "at": "T",
+        "stage": "staging",
+        "spec_stage": "staging",
+        "next_stage": "production",
+    }
+    # setWeight steps only: the route reaches 100 % before any measurement was due. A success, but no
+    # evidence: no promotion is earned; the rollout is recorded all the same
+    quick = replace(PLAN, steps=(RO.StepSpec(weight=5), RO.StepSpec(weight=50)))
+    st = RO.advance(RO.Inputs(quick, DECLARED, "t", BEFORE, False, 0, None)).state
+    st = RO.advance(RO.Inputs(quick, DECLARED, "t", {"stable": 95, "canary": 5}, False, 1, st)).state
+    won = RO.advance(RO.Inputs(quick, DECLARED, "t", HALF, False, 2, st))
+    assert won.succeeded_now and not won.promote and won.state.phase == RO.SUCCEEDED
+    update = RO.registry_update(won, promote_on_success=True, **kw)  # type: ignore[arg-type]
+    assert update is not None
+    record, grant = update
+    assert (record["endpoint"], record["result"], record["message"]) == (
+        "ep",
+        RO.SUCCEEDED,
+        "no measurements",
+    )
+    assert grant == {}  # never promoted on nothing
+    # an earned success without promoteOnSuccess: recorded, no grant
+    out = RO.advance(inputs(_at_manual_pause(), HALF, now=70, action=RO.Action("promote", "p", "jane")))
+    assert out.succeeded_now and out.promote
+    got = RO.registry_update(out, promote_on_success=False, **kw)  # type: ignore[arg-type]
+    assert got is not None and got[0]["result"] == RO.SUCCEEDED and "errors=0.01 Passed" in got[0]["message"]
+    assert got[1] == {}
+    # a change applied at once (no steps ran) is not a rollout: nothing recorded
+    at_once = RO.advance(RO.Inputs(PLAN, BEFORE, "t9", HALF, False, 0, None))
+    assert at_once.state.phase == RO.SUCCEEDED
+    assert RO.registry_update(at_once, promote_on_success=True, **kw) is None  # type: ignore[arg-type]
+
+
+def test_the_handler_keeps_the_last_action_and_the_strategy_in_status() -> None:
+    from modelversioning.handlers.rollout import state_from, status_of
+
+    st = replace(
+        _at_manual_pause(),
+        strategy="abc",
+        last_action=RO.LastAction("promote", "jane@example.com", 1_700_000_000.5, False, "not applied: x"),
+    )
+    raw = status_of(st, None)
+    assert raw["lastAction"] == {
+        "kind": "promote",
+        "by": "jane@example.com",
+        "at": "2023-11-14T22:13:20.500Z",
+        "applied": False,
+        "message": "not applied: x",
+    }
+    assert raw["strategy"] == "abc"
+    back = state_from(raw)
+    assert back is not None and back.last_action == st.last_action and back.strategy == "abc"
+    from modelversioning.api.strategy import RolloutStatus
+
+    RolloutStatus.model_validate(raw)  # the status schema accepts what the handler writes
+    assert "lastAction" not in status_of(replace(st, last_action=None), None)

@@ -192,3 +192,34 @@ def test_a_staging_canary_earns_production_with_a_bounded_share(prom: FakePromet
     w.version("2.4.1", NEW, stage="production")
     tick(w, 10)
     assert weights(w) == {"2.3.8": 0, "2.4.1": 100}
+
+
+def test_a_strategy_edit_starts_a_failed_rollout_again_never_on_an_ineligible_version(
+    prom: FakePrometheus,
+) -> None:
+    w = world(prom)
+    go_canary(w)
+    w.settle()
+    tick(w, 10)
+    prom.value = 0.4
+    tick(w, 10)
+    assert w.status()["rollout"]["phase"] == "Failed" and weights(w) == {"2.3.8": 100, "2.4.1": 0}
+    tick(w, 30)
+    assert w.status()["rollout"]["phase"] == "Failed"  # stays failed while nothing changes
+    looser = json.loads(json.dumps(STRATEGY))
+    looser["canary"]["analysis"]["metrics"][0]["max"] = 0.5  # the spec changes: only its strategy
+    w.endpoint(split(0, 100), strategy=looser)
+    w.settle()
+    assert w.status()["rollout"]["phase"] == "Progressing" and weights(w) == {"2.3.8": 90, "2.4.1": 10}
+    assert any(e[1] == "RolloutStarted" and "spec.strategy changed" in e[2] for e in w.api.events)
+    tick(w, 10)
+    assert w.status()["rollout"]["measurements"][-1]["verdict"] == "Passed"  # 0.4 <= 0.5
+    # a version that is not eligible (staging, no maxWeightBelowStage) gets nothing, edit or not
+    w.version("2.4.1", NEW, stage="staging")
+    stricter = json.loads(json.dumps(looser))
+    stricter["canary"]["analysis"]["interval"] = "15s"
+    w.endpoint(split(0, 100), strategy=stricter)
+    for _ in range(6):
+        tick(w, 10)
+        assert weights(w).get("2.4.1", 0) == 0
+    assert w.status()["rollout"]["phase"] == "Progressing"

@@ -195,6 +195,14 @@ class Measurement(StatusModel):
     message: str = Field(default="", max_length=1024)
 
 
+class RolloutAction(StatusModel):
+    kind: Literal["promote", "abort", "retry"]
+    by: str = Field(description="Who asked (the requested-by annotation the CLI sets).")
+    at: str
+    applied: bool = Field(description="False when it did not apply to the rollout's phase at the time.")
+    message: str = Field(default="", max_length=1024, description="What it did, or why it did nothing.")
+
+
 class RolloutStatus(StatusModel):
     target: str = Field(description="Hash of the declared variants this rollout is heading for.")
     phase: Literal["Progressing", "Paused", "Succeeded", "Failed", "Aborted"]
@@ -210,9 +218,24 @@ class RolloutStatus(StatusModel):
     last_analysis_at: str | None = None
     passed_since_step: bool = False
     measurements: list[Measurement] = Field(default_factory=list, max_length=20)
-    handled_action: str | None = Field(default=None, description="Id of the last manual action applied.")
+    handled_action: str | None = Field(default=None, description="Id of the last manual action handled.")
+    last_action: RolloutAction | None = Field(
+        default=None, description="The last manual action handled: kind, who, when, what it did."
+    )
+    strategy: str | None = Field(
+        default=None, description="Hash of the spec.strategy this rollout runs under (a change starts anew)."
+    )
     message: str = Field(default="", max_length=2048)
     promoted: bool | None = None
 
 
-__all__ = ["Analysis", "Canary", "MetricCheck", "RolloutStatus", "Step", "Strategy", "seconds"]
+__all__ = [
+    "Analysis",
+    "Canary",
+    "MetricCheck",
+    "RolloutAction",
+    "RolloutStatus",
+    "Step",
+    "Strategy",
+    "seconds",
+]

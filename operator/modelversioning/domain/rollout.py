@@ -13,6 +13,12 @@ Phases: Progressing (walking the steps) -> Succeeded (declared weights reached);
 for a person: a pause step without duration, or too many inconclusive measurements with
 onInconclusive: pause); Failed / Aborted (traffic back on start_weights until the spec changes or a
 retry).
+
+A rollout is identified by its *target* (the declared live variants) and the strategy it runs under:
+a change of either starts a new one (so editing the analysis or the steps of a Failed rollout tries
+again, like a retry). A new rollout never starts from a split the previous one had not finished
+judging: it starts from (and a failure returns to) the previous rollout's start split, the last split
+known good, unless that rollout had succeeded.
 """
 
 from __future__ import annotations
@@ -63,6 +69,17 @@ class Measurement:
 
 
 @dataclass(frozen=True)
+class LastAction:
+    """The last manual action (`kubectl models rollout promote|abort|retry`) the operator handled."""
+
+    kind: str
+    actor: str
+    at: float
+    applied: bool  # False: it did not apply to the rollout's phase (e.g. promote of a failed rollout)
+    message: str
+
+
+@dataclass(frozen=True)
 class State:
     target: str
     phase: str
@@ -79,6 +96,8 @@ class State:
     handled_action: str | None = None
     message: str = ""
     promoted: bool | None = None
+    strategy: str | None = None  # strategy_hash it runs under (None: recorded before it was kept)
+    last_action: LastAction | None = None
 
 
 @dataclass(frozen=True)
@@ -99,6 +118,7 @@ class Inputs:
     state: State | None
     measurements: tuple[Measurement, ...] = ()  # taken this reconcile (when analysis_due said so)
     action: Action | None = None
+    strategy: str = ""  # strategy_hash of spec.strategy
 
 
 @dataclass(frozen=True)
@@ -109,6 +129,7 @@ class Outcome:
     requeue_after: float | None = None
     promote: bool = False  # success with promoteOnSuccess: promote the canary's version one stage
     failed_now: bool = False
+    succeeded_now: bool = False  # this reconcile finished the steps
     summary: str = ""  # the analysis in one line (for the promotion's history reason)
     recorded: tuple[str, ...] = field(default_factory=tuple)  # measurement lines for the version's record
     measured: tuple[Measurement, ...] = ()  # the measurements taken this reconcile
@@ -117,6 +138,12 @@ class Outcome:
 def target_hash(variants: Sequence[tuple[str, str, int]]) -> str:
     """What a rollout heads for: the live variants' (name, version, weight), order-independent."""
     raw = json.dumps(sorted(variants), separators=(",", ":"))
+    return hashlib.sha256(raw.encode()).hexdigest()[:16]
+
+
+def strategy_hash(strategy: Mapping[str, object]) -> str:
+    """The strategy a rollout runs under (spec.strategy as JSON, key order ignored)."""
+    raw = json.dumps(strategy, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(raw.encode()).hexdigest()[:16]
 
 
@@ -162,19 +189,32 @@ def measure_window(window: float, now: float, started_at: float) -> float:
     return max(1.0, min(window, now - started_at))
 
 
-def _start(inp: Inputs, handled: str | None) -> State:
-    start = {k: int(v) for k, v in inp.effective.items()} or _no_canary(inp)
+def _start(inp: Inputs, prev: State | None, message: str = "rollout started") -> State:
     return State(
         target=inp.target,
         phase=PROGRESSING,
         step=0,
         step_started_at=inp.now,
         started_at=inp.now,
-        start_weights=start,
+        start_weights=start_split(inp, prev),
         weights=step_weights(inp.plan, inp.declared, 0, inp.canary_below_stage),
-        handled_action=handled,
-        message="rollout started",
+        handled_action=prev.handled_action if prev else None,
+        message=message,
+        strategy=inp.strategy,
+        last_action=prev.last_action if prev else None,
     )
+
+
+def start_split(inp: Inputs, prev: State | None) -> dict[str, int]:
+    """Where a new rollout starts, and where its failure returns: the split the route carries now,
+    or, when the previous rollout had not succeeded (running, failed, aborted), the split *that* one
+    started from: a mid-ramp split was never judged good. One entry per declared live variant (one
+    the split does not name had no traffic: 0, never its declared weight); no traffic at all: the
+    baseline takes the canary's declared share."""
+    base = prev.start_weights if prev is not None and prev.phase != SUCCEEDED and prev.start_weights else None
+    source = base if base is not None else inp.effective
+    split = {name: int(source.get(name, 0)) for name in inp.declared}
+    return split if any(split.values()) else _no_canary(inp)
 
 
 def _no_canary(inp: Inputs) -> dict[str, int]:
@@ -192,14 +232,15 @@ def advance(inp: Inputs) -> Outcome:
 def _advance(inp: Inputs) -> Outcome:
     plan, st = inp.plan, inp.state
     events: list[tuple[str, str, str]] = []
-    if st is None or st.target != inp.target:
+    why = _new_rollout(inp, st)
+    if why is not None:
         if _no_ramp(inp):
-            msg = "the canary's share does not grow: applied at once"
-            st = State(inp.target, SUCCEEDED, len(plan.steps), inp.now, inp.now, dict(inp.effective),
-                       dict(inp.declared), message=msg)  # fmt: skip
-            return Outcome(st, dict(inp.declared))
-        st = _start(inp, st.handled_action if st else None)
-        events.append(("Normal", "RolloutStarted", f"canary {plan.canary}: {len(plan.steps)} steps"))
+            return Outcome(_applied_at_once(inp, st), dict(inp.declared))
+        st = _start(inp, st, f"rollout started ({why})")
+        events.append(("Normal", "RolloutStarted", f"canary {plan.canary}: {len(plan.steps)} steps ({why})"))
+    assert st is not None  # _new_rollout gives a reason when there is no state
+    if st.strategy != inp.strategy:
+        st = replace(st, strategy=inp.strategy)  # a finished success (or an old status) adopts it quietly
     st, action_events = _apply_action(inp, st)
     events += action_events
     if st.phase in (FAILED, ABORTED):
@@ -223,13 +264,43 @@ def _advance(inp: Inputs) -> Outcome:
     weights = dict(st.weights)
     if st.phase == SUCCEEDED:
         events.append(("Normal", "RolloutSucceeded", f"canary {plan.canary} reached its declared weight"))
-        return Outcome(st, dict(inp.declared), tuple(events), promote=_earned(inp, st),
+        return Outcome(st, dict(inp.declared), tuple(events), promote=_earned(inp, st), succeeded_now=True,
                        summary=_summary(st), recorded=measured)  # fmt: skip
     due = [wait] if wait is not None else []
     if plan.analysis and st.phase in (PROGRESSING, PAUSED):
         last = st.last_analysis_at if st.last_analysis_at is not None else inp.now
         due.append(max(0.0, last + plan.interval - inp.now) or plan.interval)
     return Outcome(st, weights, tuple(events), min(due) if due else None, recorded=measured)
+
+
+def _applied_at_once(inp: Inputs, prev: State | None) -> State:
+    return State(
+        inp.target,
+        SUCCEEDED,
+        len(inp.plan.steps),
+        inp.now,
+        inp.now,
+        dict(inp.effective),
+        dict(inp.declared),
+        message="the canary's share does not grow: applied at once",
+        strategy=inp.strategy,
+        handled_action=prev.handled_action if prev else None,
+        last_action=prev.last_action if prev else None,
+    )
+
+
+def _new_rollout(inp: Inputs, st: State | None) -> str | None:
+    """Why this reconcile starts a new rollout (None: it does not). A changed strategy counts as a
+    spec change: it ends a Failed/Aborted rollout (the user changed what judges it) and restarts a
+    running one under the new steps (never continuing at a step index the new steps may not have);
+    after a success there is nothing left to judge, so the new strategy waits for the next change."""
+    if st is None:
+        return "no rollout before"
+    if st.target != inp.target:
+        return "variants changed"
+    if st.strategy is not None and st.strategy != inp.strategy and st.phase != SUCCEEDED:
+        return "spec.strategy changed"
+    return None
 
 
 def _earned(inp: Inputs, st: State) -> bool:
@@ -250,18 +321,25 @@ def _no_ramp(inp: Inputs) -> bool:
 
 
 def _apply_action(inp: Inputs, st: State) -> tuple[State, list[tuple[str, str, str]]]:
+    """A manual action, once per id; what it did (or why it did nothing) is kept in last_action,
+    which no later step overwrites (unlike the message)."""
     a = inp.action
     if a is None or a.id == st.handled_action:
         return st, []
+
+    def done(msg: str, applied: bool = True) -> LastAction:
+        return LastAction(a.kind, a.actor, inp.now, applied, msg)
+
     st = replace(st, handled_action=a.id)
     if a.kind == "abort" and st.phase not in DONE:
         msg = f"aborted by {a.actor}"
-        return replace(st, phase=ABORTED, message=msg, weights=dict(st.start_weights)), [
-            ("Warning", R.ROLLOUT_ABORTED, msg)
-        ]
+        return replace(
+            st, phase=ABORTED, message=msg, weights=dict(st.start_weights), last_action=done(msg)
+        ), [("Warning", R.ROLLOUT_ABORTED, msg)]
     if a.kind == "retry" and st.phase in (FAILED, ABORTED):
-        fresh = _start(replace(inp, effective=st.start_weights), a.id)
-        return fresh, [("Normal", "RolloutRetried", f"retried by {a.actor}")]
+        msg = f"retried by {a.actor}"
+        fresh = replace(_start(inp, st, f"rollout started ({msg})"), last_action=done(msg))
+        return fresh, [("Normal", "RolloutRetried", msg)]
     if a.kind == "promote" and st.phase in (PROGRESSING, PAUSED):
         nxt = st.step + 1 if _is_pause(inp.plan, st.step) else st.step
         msg = f"promoted past step {st.step} by {a.actor}"
@@ -275,10 +353,13 @@ def _apply_action(inp: Inputs, st: State) -> tuple[State, list[tuple[str, str, s
                 inconclusive=0,
                 message=msg,
                 weights=step_weights(inp.plan, inp.declared, nxt, inp.canary_below_stage),
+                last_action=done(msg),
             ),  # fmt: skip
             [("Normal", "RolloutPromoted", msg)],
         )
-    return st, []
+    want = {"abort": "running", "retry": "Failed or Aborted"}.get(a.kind, "Progressing or Paused")
+    msg = f"{a.kind} by {a.actor} not applied: the rollout is {st.phase}, not {want}"
+    return replace(st, last_action=done(msg, applied=False)), []
 
 
 def _is_pause(plan: Plan, step: int) -> bool:
@@ -431,10 +512,11 @@ def registry_update(
     next_stage: str | None,
 ) -> tuple[dict[str, str], dict[str, str]] | None:
     """What a finished rollout writes on its canary's ModelVersion: (record, grant); None when this
-    reconcile did not finish a rollout. The grant (one step up, to `next_stage`) only on an earned
-    success with promoteOnSuccess; empty otherwise."""
+    reconcile did not finish a rollout (a change applied at once, with no steps, is not a rollout).
+    Every rollout that ends is recorded: Succeeded (promoted or not), Failed, Aborted. The grant (one
+    step up, to `next_stage`) only on an earned success with promoteOnSuccess; empty otherwise."""
     aborted_now = any(e[1] == R.ROLLOUT_ABORTED for e in out.events)
-    if not (out.promote or out.failed_now or aborted_now):
+    if not (out.succeeded_now or out.failed_now or aborted_now):
         return None
     record = {"endpoint": endpoint, "result": out.state.phase, "at": at,
               "message": (out.summary or out.state.message)[:1024]}  # fmt: skip

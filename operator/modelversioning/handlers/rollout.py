@@ -6,7 +6,7 @@ weights the traffic plan should aim for. Kept apart so the endpoint handler stay
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -102,6 +102,20 @@ def state_from(raw: Any) -> RO.State | None:
         handled_action=raw.get("handledAction"),
         message=str(raw.get("message", "")),
         promoted=raw.get("promoted"),
+        strategy=raw.get("strategy"),
+        last_action=_last_action(raw.get("lastAction")),
+    )
+
+
+def _last_action(raw: Any) -> RO.LastAction | None:
+    if not isinstance(raw, dict) or not raw.get("kind"):
+        return None
+    return RO.LastAction(
+        str(raw["kind"]),
+        str(raw.get("by", "unknown")),
+        _epoch(raw.get("at")) or 0.0,
+        bool(raw.get("applied", True)),
+        str(raw.get("message", "")),
     )
 
 
@@ -130,6 +144,16 @@ def status_of(st: RO.State, promoted: bool | None) -> dict[str, Any]:
             for m in st.measurements
         ],
         "handledAction": st.handled_action,
+        "lastAction": None
+        if st.last_action is None
+        else {
+            "kind": st.last_action.kind,
+            "by": st.last_action.actor,
+            "at": _ts(st.last_action.at),
+            "applied": st.last_action.applied,
+            "message": st.last_action.message[:1024],
+        },
+        "strategy": st.strategy,
         "message": st.message[:2048],
         "promoted": promoted,
     }
@@ -174,6 +198,9 @@ def plan_rollout(
         now=now,
         state=state_from(status.get("rollout")),
         action=_action((body.get("metadata") or {}).get("annotations") or {}),
+        strategy=RO.strategy_hash(
+            spec.strategy.model_dump(mode="json", by_alias=True, exclude_defaults=True)
+        ),
     )
     if RO.analysis_due(inp) and c.analysis is not None and canary is not None:
         inp = _measured(inp, body, spec, c, slots, settings, now)
@@ -216,7 +243,4 @@ def _measured(
     query = PrometheusClient(url, settings.analysis.timeout_seconds).query if url else unconfigured
     started = inp.state.started_at if inp.state is not None else None
     ms = measure(c.analysis.metrics, qv, query, now, started)
-    return RO.Inputs(
-        inp.plan, inp.declared, inp.target, inp.effective, inp.canary_below_stage, inp.now, inp.state, ms,
-        inp.action,
-    )  # fmt: skip
+    return replace(inp, measurements=ms)
