@@ -339,12 +339,42 @@ def test_history_is_sorted_by_time_across_versions():
     assert json.loads(render.dump(rows, Output.json))[-1] == {
         "at": "2024-10-03T08:00:00Z",
         "version": "2.4.1",
+        "event": "stage",
         "from": "staging",
         "to": "production",
         "actor": "admin",
         "reason": "canary",
     }
     assert views.history_rows([old_mv()], "nope") == []
+
+
+def test_history_shows_rollouts_interleaved_with_stage_changes():
+    failed = new_mv()
+    failed["status"]["rollouts"] = [
+        {"endpoint": "fraud-detector", "result": "Failed", "at": "2024-10-02T12:00:00Z",
+         "message": "errors=0.31 Failed: 0.31 > max 0.01"},
+        # the same second as the promotion it led to: the rollout comes first
+        {"endpoint": "fraud-detector", "result": "Succeeded", "at": "2024-10-03T08:00:00Z",
+         "message": "errors=0.002 Passed"},
+    ]  # fmt: skip
+    rows = views.history_rows([failed, old_mv()], "fraud-detector")
+    assert [r["at"] for r in rows] == sorted(r["at"] for r in rows)
+    assert [
+        (r["version"], r["event"], r["result"] if r["event"] == "rollout" else r["to"]) for r in rows[-4:]
+    ] == [
+        ("2.4.1", "stage", "staging"),
+        ("2.4.1", "rollout", "Failed"),
+        ("2.4.1", "rollout", "Succeeded"),
+        ("2.4.1", "stage", "production"),
+    ]
+    bad = rows[-3]
+    assert bad["actor"] == "ModelEndpoint/fraud-detector" and bad["endpoint"] == "fraud-detector"
+    assert "0.31 > max 0.01" in bad["reason"]
+    text = render.to_text(render.history_table(rows))
+    line = next(ln for ln in text.splitlines() if "2024-10-02T12:00:00Z" in ln)
+    assert "rollout Failed on fraud-detector" in line and "ModelEndpoint/fraud-detector" in line
+    assert "errors=0.31" in line
+    assert json.loads(render.dump(rows, Output.json))[-3]["result"] == "Failed"
 
 
 # ---- describe -------------------------------------------------------------------------------------

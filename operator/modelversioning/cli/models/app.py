@@ -533,7 +533,8 @@ def history(
     ctx: typer.Context,
     model: Annotated[str, typer.Argument(help="Model name.")],
 ) -> None:
-    """Every stage transition of every version of a model, oldest first: who, when, why (the audit view)."""
+    """Every stage transition and finished rollout of every version of a model, oldest first: who, when,
+    why (the audit view)."""
     g = _globals(ctx)
     mvs = [m for m in g.cluster.list(MODELVERSIONS) if views.spec_of(m).get("model") == model]
     rows = views.history_rows(mvs, model)

@@ -142,6 +142,8 @@ def _cond_style(status: Any) -> str:
 
 
 def _stage_step(entry: Mapping[str, Any]) -> str:
+    if entry.get("event") == "rollout":
+        return f"rollout {entry.get('result')} on {entry.get('endpoint')}"
     return f"{entry.get('from') or '(new)'} -> {entry.get('to')}"
 
 
@@ -176,7 +178,9 @@ def history_table(rows: Sequence[Mapping[str, Any]], with_version: bool = True) 
         cells = [cell(r.get("at"))]
         if with_version:
             cells.append(cell(r.get("version"), "bold"))
-        cells += [cell(_stage_step(r)), cell(r.get("actor")), cell(r.get("reason"))]
+        rollout = r.get("event") == "rollout"
+        style = {"Failed": "red", "Aborted": "yellow"}.get(str(r.get("result")), "") if rollout else ""
+        cells += [cell(_stage_step(r), style), cell(r.get("actor")), cell(r.get("reason"))]
         t.add_row(*cells)
     return t
 

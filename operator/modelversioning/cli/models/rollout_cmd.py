@@ -3,7 +3,10 @@
 promote/abort/retry never edit the spec (GitOps-safe): they set two annotations the operator acts on
 once (`modelversioning.io/rollout-action` and a fresh `modelversioning.io/rollout-action-id`) plus
 `modelversioning.io/requested-by` with the user the API server says you are, then wait until the
-operator's status shows the action handled.
+operator's status shows the action handled. Exit codes: 0 applied, 1 not applied (the rollout's
+phase did not allow it; the reason is printed) or no strategy, 3 not handled within --timeout.
+`status -w` exits 0 once the rollout Succeeded, 1 when it Failed or was Aborted, 3 on --timeout.
+The last manual action (who, when, what it did) is part of the rollout's status and of `status`.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ def rollout_view(ep: dict[str, Any]) -> dict[str, Any]:
     ro = st.get("rollout") or {}
     declared = {v["name"]: int(v.get("weight", 0)) for v in spec.get("variants") or []}
     effective = {k: int(v) for k, v in (st.get("effectiveWeights") or {}).items()}
+    generation = (ep.get("metadata") or {}).get("generation")
     return {
         "endpoint": (ep.get("metadata") or {}).get("name"),
         "canary": strategy.get("variant"),
@@ -53,7 +57,21 @@ def rollout_view(ep: dict[str, Any]) -> dict[str, Any]:
         "failures": ro.get("failures", 0),
         "inconclusive": ro.get("inconclusive", 0),
         "measurements": ro.get("measurements") or [],
+        "lastAction": ro.get("lastAction"),
+        # the operator has seen the current spec: a phase from before `kubectl apply` is not the answer
+        "current": generation is None or st.get("observedGeneration") == generation,
     }
+
+
+def finished(view: dict[str, Any]) -> bool:
+    return bool(view["current"]) and view["phase"] in DONE
+
+
+def last_action_text(a: dict[str, Any] | None) -> str:
+    if not a:
+        return "last action: none"
+    done = "" if a.get("applied", True) else " (not applied)"
+    return f"last action: {a.get('kind')} by {a.get('by')} at {a.get('at')}{done}: {a.get('message', '')}"
 
 
 def rollout_renderable(view: dict[str, Any]) -> Any:
@@ -88,7 +106,11 @@ def rollout_renderable(view: dict[str, Any]) -> Any:
             str(m.get("at", "")), m.get("metric", ""), value, base, m.get("verdict", ""), m.get("message", "")
         )
     return Group(
-        head, Text(view["message"]), weights, runs if view["measurements"] else Text("no measurements yet")
+        head,
+        Text(view["message"]),
+        Text(last_action_text(view.get("lastAction"))),
+        weights,
+        runs if view["measurements"] else Text("no measurements yet"),
     )
 
 
@@ -119,15 +141,19 @@ def status(
     if not watch:
         _show(g, view, lambda: rollout_renderable(view))
         return
+    if view["canary"] is None:
+        typer.echo(f"error: ModelEndpoint {endpoint} has no spec.strategy: nothing to watch", err=True)
+        raise typer.Exit(1)
     from rich.live import Live
 
     deadline = time.monotonic() + timeout
     with Live(rollout_renderable(view), console=render.console(), refresh_per_second=4) as live:
-        while view["phase"] not in DONE and time.monotonic() < deadline:
+        while not finished(view) and time.monotonic() < deadline:
             time.sleep(1)
             view = rollout_view(g.cluster.get(MODELENDPOINTS, endpoint))
             live.update(rollout_renderable(view))
-    if view["phase"] not in DONE:
+    if not finished(view):
+        typer.echo(f"error: the rollout of {endpoint} is still {view['phase']} after {timeout:g}s", err=True)
         raise typer.Exit(3)
     raise typer.Exit(0 if view["phase"] == "Succeeded" else 1)
 
@@ -157,8 +183,11 @@ def _act(ctx: typer.Context, endpoint: str, kind: str, timeout: float) -> None:
         typer.echo(f"error: the operator did not handle the {kind} within {timeout:g}s", err=True)
         raise typer.Exit(3) from None
     view = rollout_view(obj)
+    last = view.get("lastAction") or {}
     typer.echo(f"{kind} by {who}: {endpoint} is {view['phase']} at step {view['step']}/{view['steps']}")
-    typer.echo(view["message"])
+    typer.echo(last.get("message") or view["message"])
+    if last.get("applied") is False:
+        raise typer.Exit(1)
 
 
 @rollout_app.command(epilog="[bold]Example[/bold]\n\n  kubectl models rollout promote fraud-detector")

@@ -147,27 +147,47 @@ def list_rows(
 
 # ---- history --------------------------------------------------------------------------------------
 def history_rows(mvs: Iterable[Obj], model: str) -> list[dict[str, Any]]:
-    """Every stage transition of every version of `model`, oldest first (the audit view).
+    """Every stage transition and every finished rollout of every version of `model`, oldest first
+    (the audit view). Each row has `event`: `stage` (from, to, actor, reason) or `rollout` (endpoint,
+    result; the endpoint as actor, the analysis as reason).
 
-    Entries of the same second keep their recorded order within a version; across versions
-    they are ordered by version.
+    Entries of the same second keep their recorded order within a version, a rollout before the
+    stage change it led to; across versions they are ordered by version.
     """
     rows: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
+
+    def key(at: str, version: str, kind: int, i: int) -> tuple[Any, ...]:
+        t = parse_time(at)
+        return (t.timestamp() if t else 0.0, version_key(version), kind, i)
+
     for mv in mvs:
         spec = spec_of(mv)
         if spec.get("model") != model:
             continue
         version = str(spec.get("version"))
+        for i, r in enumerate(status_of(mv).get("rollouts") or []):
+            at = str(r.get("at", ""))
+            row = {
+                "at": at,
+                "version": version,
+                "event": "rollout",
+                "from": None,
+                "to": None,
+                "actor": f"ModelEndpoint/{r.get('endpoint', '')}",
+                "reason": r.get("message", ""),
+                "endpoint": r.get("endpoint"),
+                "result": r.get("result"),
+            }
+            rows.append((key(at, version, 0, i), row))
         for i, h in enumerate(status_of(mv).get("history") or []):
             at = str(h.get("at", ""))
-            t = parse_time(at)
-            key = (t.timestamp() if t else 0.0, version_key(version), i)
             rows.append(
                 (
-                    key,
+                    key(at, version, 1, i),
                     {
                         "at": at,
                         "version": version,
+                        "event": "stage",
                         "from": h.get("from"),
                         "to": h.get("to"),
                         "actor": h.get("actor", ""),
