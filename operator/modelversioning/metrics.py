@@ -6,6 +6,7 @@ Served by the operator on --metrics-port (default 8080) at /metrics.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
@@ -148,17 +149,50 @@ def _replace_series(gauge: Gauge, namespace: str, endpoint: str, want: dict[tupl
 
 
 def set_rollout(namespace: str, endpoint: str, phase: str | None, step: int | None) -> None:
-    """The rollout series of one endpoint: its phase (one series) and step; none without a rollout."""
+    """The rollout series of one endpoint: its phase (one series) and step; none without a rollout
+    (nor analysis series: a strategy removed takes them along)."""
     running = phase is not None
     _replace_series(
         ROLLOUT_PHASE, namespace, endpoint, {(namespace, endpoint, phase or ""): 1} if running else {}
     )
     _replace_series(ROLLOUT_STEP, namespace, endpoint, {(namespace, endpoint): step or 0} if running else {})
+    if not running:
+        for m in (ANALYSIS_MEASUREMENTS, ANALYSIS_VALUE):
+            _drop_series(m, namespace, endpoint)
+
+
+def _drop_series(metric: Gauge | Counter, namespace: str, endpoint: str) -> None:
+    for labels in _SERIES.pop((metric._name, namespace, endpoint), set()):  # noqa: SLF001
+        with contextlib.suppress(KeyError):
+            metric.remove(*labels)
+
+
+def record_analysis(
+    namespace: str,
+    endpoint: str,
+    measured: Iterable[tuple[str, str, float | None]],
+    rollback_seconds: float | None = None,
+) -> None:
+    """One reconcile's analysis: each (metric, verdict, value) measured counts once in
+    analysis_measurements{metric,verdict} and sets analysis_value{metric} (when it has a value); a
+    rollout failed by them observes rollout_rollback_seconds."""
+    for metric, verdict, value in measured:
+        labels = (namespace, endpoint, metric, verdict)
+        ANALYSIS_MEASUREMENTS.labels(*labels).inc()
+        _SERIES.setdefault((ANALYSIS_MEASUREMENTS._name, namespace, endpoint), set()).add(labels)  # noqa: SLF001
+        if value is not None:
+            ANALYSIS_VALUE.labels(namespace, endpoint, metric).set(value)
+            _SERIES.setdefault((ANALYSIS_VALUE._name, namespace, endpoint), set()).add(  # noqa: SLF001
+                (namespace, endpoint, metric)
+            )
+    if rollback_seconds is not None:
+        ROLLBACK_SECONDS.observe(max(0.0, rollback_seconds))
 
 
 def forget_endpoint(namespace: str, endpoint: str) -> None:
-    """Drop per-variant series of a deleted endpoint (bounded cardinality)."""
-    set_rollout(namespace, endpoint, None, None)
+    """Drop every per-endpoint series of a deleted endpoint (bounded cardinality): weights, rollout
+    phase and step, analysis measurements and values."""
+    set_rollout(namespace, endpoint, None, None)  # and the analysis series
     for g in (EFFECTIVE_WEIGHT, DESIRED_WEIGHT):
         _replace_series(g, namespace, endpoint, {})
 

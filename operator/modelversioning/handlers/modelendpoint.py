@@ -574,12 +574,9 @@ class ModelEndpointReconciler:
             ns, name, ro.status.get("phase") if ro else None, ro.status.get("step") if ro else None
         )
         if ro is not None:
-            for m in ro.outcome.measured:
-                metrics.ANALYSIS_MEASUREMENTS.labels(ns, name, m.metric, m.verdict).inc()
-                if m.value is not None:
-                    metrics.ANALYSIS_VALUE.labels(ns, name, m.metric).set(m.value)
-            if ro.outcome.failed_now and ro.outcome.measured:
-                metrics.ROLLBACK_SECONDS.observe(max(0.0, time.time() - ro.outcome.measured[-1].at))
+            measured = ro.outcome.measured
+            rollback = time.time() - measured[-1].at if ro.outcome.failed_now and measured else None
+            metrics.record_analysis(ns, name, [(m.metric, m.verdict, m.value) for m in measured], rollback)
 
 
 def with_rollout(rep: plan_.Report, rollout: RolloutResult | None) -> plan_.Report:
