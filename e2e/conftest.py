@@ -145,6 +145,8 @@ def operator(cluster: ControlPlane, artifact_root: Path) -> Iterator[object]:
                 "allowedPrivateNetworks": ["127.0.0.0/8", "10.0.0.0/8"],
             },
             "verification": {"retryInitialSeconds": 1, "retryMaxSeconds": 5},
+            # the cluster enforces the chart's admission policies (e2e/admission.py), as the chart says
+            "admission": {"enforced": True},
             "serving": {
                 "driftCheckSeconds": 30,
                 "drainSeconds": 1,

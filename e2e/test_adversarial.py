@@ -179,6 +179,98 @@ def test_requested_by_names_the_authenticated_user(
     assert "bob@example.com" in msg
 
 
+def _token_kubeconfig(cluster: Any, namespace: str, sa: str, path: Path) -> Path:
+    """A kubeconfig that authenticates as ServiceAccount ``sa`` (a token, no impersonation)."""
+    cluster.kubectl("create", "serviceaccount", sa, "-n", namespace)
+    token = cluster.kubectl("create", "token", sa, "-n", namespace, "--duration=1h").stdout.strip()
+    path.write_text(json.dumps({
+        "apiVersion": "v1", "kind": "Config", "current-context": "sa",
+        "clusters": [{"name": "e2e", "cluster": {"server": cluster.server,
+                                                 "certificate-authority": str(cluster.ca_file)}}],
+        "users": [{"name": "sa", "user": {"token": token}}],
+        "contexts": [{"name": "sa", "context": {"cluster": "e2e", "user": "sa", "namespace": namespace}}],
+    }))  # fmt: skip
+    path.chmod(0o600)
+    return path
+
+
+def test_a_stage_change_names_its_authenticated_requester(
+    cluster: Any, kube: client.ApiClient, namespace: str, operator: Any, artifact_root: Path, tmp_path: Path
+) -> None:
+    """Finding 6, the rest of it: a stage change made without requested-by recorded the field manager,
+    which the client chooses (``--field-manager=ceo@example.com`` was recorded as the actor)."""
+    objs = Objects(kube, namespace)
+    uri, sha = make_artifact(artifact_root, "gitops", "1.0.0")
+    objs.create(model_version("gitops", "1.0.0", uri, sha))
+    wait_for(lambda: cond_is(objs.mv("gitops-v1.0.0"), "ArtifactVerified", "True"), 60, "verified")
+    grant_models_editor(cluster, namespace, "mallory@example.com")
+
+    def kubectl_as(user: str, *args: str, input: str | None = None) -> Any:
+        return cluster.kubectl(*args, "-n", namespace, f"--as={user}", input=input, check=False)
+
+    def patch_as(user: str, patch: dict[str, Any], *extra: str) -> Any:
+        return kubectl_as(
+            user, "patch", "mv", "gitops-v1.0.0", "--type=merge", "-p", json.dumps(patch), *extra
+        )
+
+    mallory, ceo = "mallory@example.com", "--field-manager=ceo@example.com"
+    # a client-chosen name is no identity: refused, with what to do instead
+    res = patch_as(mallory, {"spec": {"stage": "staging"}}, ceo)
+    assert res.returncode != 0, res.stdout
+    assert 'modelversioning.io/requested-by: "mallory@example.com"' in res.stderr, res.stderr
+    assert "kubectl models promote sets both" in res.stderr, res.stderr
+    applied = json.dumps(model_version("gitops", "1.0.0", uri, sha, stage="staging"))
+    res = kubectl_as(mallory, "apply", "--server-side", "--force-conflicts", ceo, "-f", "-", input=applied)
+    assert res.returncode != 0 and mallory in res.stderr, res.stderr
+    # a stale requested-stage is no request for this stage either
+    stale = {"modelversioning.io/requested-by": mallory, "modelversioning.io/requested-stage": "production"}
+    res = patch_as(mallory, {"metadata": {"annotations": stale}, "spec": {"stage": "staging"}})
+    assert res.returncode != 0 and 'requested-stage: "staging"' in res.stderr, res.stderr
+    # named: recorded as mallory whatever the field manager says
+    named = {"modelversioning.io/requested-by": mallory}
+    res = patch_as(mallory, {"metadata": {"annotations": named}, "spec": {"stage": "staging"}}, ceo)
+    assert res.returncode == 0, res.stderr
+    mv = wait_for(
+        lambda: (m := objs.mv("gitops-v1.0.0")) and m.get("status", {}).get("stage") == "staging" and m,
+        60,
+        "staging",
+    )
+    assert mv["status"]["history"][-1]["actor"] == "mallory@example.com"
+
+    # GitOps: the controller applies with its own ServiceAccount; the refusal names it exactly
+    sa = f"system:serviceaccount:{namespace}:deployer"
+    kubeconfig = _token_kubeconfig(cluster, namespace, "deployer", tmp_path / "deployer.kubeconfig")
+    grant_models_editor(cluster, namespace, sa)
+    uri2, sha2 = make_artifact(artifact_root, "gitops", "2.0.0")
+    manifest = model_version("gitops", "2.0.0", uri2, sha2, stage="staging")
+    res = kubectl_as(sa, "apply", "--server-side", "--field-manager=argocd-controller", "-f", "-",
+                     input=json.dumps(manifest))  # fmt: skip
+    assert res.returncode != 0, res.stdout
+    assert "spec.stage candidate -> staging" in res.stderr, res.stderr
+    assert f'modelversioning.io/requested-by: "{sa}"' in res.stderr, res.stderr
+    manifest["metadata"]["annotations"] = {"modelversioning.io/requested-by": sa}
+    res = kubectl_as(sa, "apply", "--server-side", "--field-manager=argocd-controller", "-f", "-",
+                     input=json.dumps(manifest))  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    mv = wait_for(
+        lambda: (m := objs.mv("gitops-v2.0.0")) and m.get("status", {}).get("stage") == "staging" and m,
+        60,
+        "staging",
+    )
+    assert {h["actor"] for h in mv["status"]["history"]} == {sa}
+    # kubectl models promote, authenticated as that ServiceAccount (a token, not impersonation)
+    env = {k: v for k, v in os.environ.items() if k != "KUBECONFIG"}
+    out = subprocess.run(
+        [sys.executable, "-m", "modelversioning.cli.kubectl_models", "--kubeconfig", str(kubeconfig),
+         "-n", namespace, "promote", "gitops", "2.0.0", "--to", "production", "-o", "json"],
+        capture_output=True, text=True, timeout=120, env=env,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert [(h["from"], h["to"], h["actor"]) for h in json.loads(out.stdout)["history"]] == [
+        ("staging", "production", sa)
+    ]
+
+
 def test_hyperparameters_are_scalars(kube: client.ApiClient, namespace: str) -> None:
     """Finding 9: nested objects and megabyte strings in hyperparameters were stored (the CRD's
     free-scalar schema cannot say otherwise: the spec-limits admission policy does)."""

@@ -111,6 +111,7 @@ def test_lint(helm: Helm, values: dict[str, Any] | None) -> None:
         ({"replicas": 2}, "maximum"),
         ({"unknownKey": 1}, "additional properties"),
         ({"config": {"serving": {"enabledRouters": ["istio"]}}}, "additional properties"),
+        ({"config": {"admission": {"enforced": True}}}, "additional properties"),
         ({"config": {"artifacts": {"maxWorkers": 0}}}, "minimum"),
         ({"image": {"digest": "latest"}}, "pattern"),
     ],
@@ -119,6 +120,7 @@ def test_lint(helm: Helm, values: dict[str, Any] | None) -> None:
         "two-standalone-replicas",
         "unknown-key",
         "enabledRouters",
+        "admission-enforced",
         "maxWorkers",
         "digest",
     ],
@@ -153,6 +155,11 @@ def test_rendered_settings_are_valid_and_follow_the_values(helm: Helm) -> None:
         rendered_settings(helm.template("mvo", "ops", {"image": {"tag": "9.9.9"}}))
     )
     assert tagged.serving.init_image == "ghcr.io/modelversioning/modelversioning-operator:9.9.9"
+    # requested-by is an identity only while the API server denies what the policy refuses
+    assert settings.admission.enforced
+    for off in ({"enabled": False}, {"validationActions": ["Warn", "Audit"]}):
+        docs = helm.template("mvo", "ops", {"admission": off})
+        assert not Settings.model_validate(rendered_settings(docs)).admission.enforced, off
 
 
 def test_rendered_crds_are_the_generated_ones(helm: Helm) -> None:

@@ -179,6 +179,20 @@ class RegistrySettings(_Settings):
     )
 
 
+class AdmissionSettings(_Settings):
+    """What the operator may assume about the chart's admission policies (files/admission/)."""
+
+    enforced: bool = Field(
+        default=False,
+        description="The chart's admission policies are installed and deny (the chart derives it from "
+        "admission.enabled and admission.validationActions; do not set it by hand). Then "
+        "modelversioning.io/requested-by is the authenticated user who asked for spec.stage, and a "
+        "stage nobody is named for is recorded as unknown, never as the field manager (a name the "
+        "client chooses). Off: requested-by is taken as written and the field manager is the fallback, "
+        "marked unverified.",
+    )
+
+
 class Settings(_Settings):
     artifacts: ArtifactPolicy = Field(default_factory=ArtifactPolicy)
     verification: Verification = Field(default_factory=Verification)
@@ -187,6 +201,7 @@ class Settings(_Settings):
     routing: RoutePolicy = Field(default_factory=RoutePolicy)
     stage_graph: dict[str, list[str]] = Field(default_factory=lambda: dict(DEFAULT_STAGE_GRAPH))
     registry: RegistrySettings = Field(default_factory=RegistrySettings)
+    admission: AdmissionSettings = Field(default_factory=AdmissionSettings)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str] | None = None) -> Settings:

@@ -56,7 +56,14 @@ log = logging.getLogger(__name__)
 
 KIND = "ModelVersion"
 REQUESTED_STAGE_ANNOTATION = "modelversioning.io/requested-stage"
-__all__ = ["IN_USE_FINALIZER", "ModelVersionReconciler", "make_verifier", "served_by", "stage_actor"]
+__all__ = [
+    "IN_USE_FINALIZER",
+    "UNATTRIBUTED",
+    "ModelVersionReconciler",
+    "make_verifier",
+    "served_by",
+    "stage_actor",
+]
 
 Key = tuple[str, str]  # (namespace, name)
 # (uri, sha256, credentials, sizeBytes) -> result; the production one streams and hashes (make_verifier)
@@ -134,15 +141,25 @@ def rollouts_from(annotations: dict[str, Any]) -> tuple[dict[str, Any], ...]:
     return (rec,) if isinstance(rec, dict) and rec.get("endpoint") and rec.get("at") else ()
 
 
-def stage_actor(body: dict[str, Any], requested: str) -> str:
-    """Who asked for `requested`: the requested-by annotation when it was given for that stage (the
-    chart's admission policy makes it the authenticated user who made the change), else the field
-    manager that last wrote spec.stage -- a name the client chose, so it is marked unverified."""
+UNATTRIBUTED = "unknown (no modelversioning.io/requested-by for this stage)"
+
+
+def stage_actor(body: dict[str, Any], requested: str, *, enforced: bool = False) -> str:
+    """Who asked for `requested`: the requested-by annotation when it was given for that stage.
+
+    ``enforced`` (settings admission.enforced: the chart's requested-by policy denies): every change
+    of spec.stage by anyone but the operator carried requested-by == the authenticated user, so the
+    annotation is an identity; without it the actor is UNATTRIBUTED, never a field manager (a name the
+    client chooses: ``--field-manager=ceo@example.com``, or a later server-side apply of the same
+    stage, would be recorded). Not enforced: the field manager that last wrote spec.stage is the
+    fallback, marked unverified."""
     md = body.get("metadata") or {}
     ann = md.get("annotations") or {}
     who = ann.get(REQUESTED_BY_ANNOTATION)
     if who and ann.get(REQUESTED_STAGE_ANNOTATION, requested) == requested:
         return str(who)
+    if enforced:
+        return UNATTRIBUTED
     best: tuple[str, str] | None = None
     for mf in md.get("managedFields") or []:
         fields = (mf.get("fieldsV1") or {}).get("f:spec") or {}
@@ -272,6 +289,7 @@ class ModelVersionReconciler:
     ) -> None:
         self.kube = kube
         self.store = store
+        self.requested_by_enforced = settings.admission.enforced  # the actor is then an identity
         v = settings.verification
         self.policy = VersionPolicy(
             StageGraph.from_config(settings.stage_graph),
@@ -318,7 +336,11 @@ class ModelVersionReconciler:
         ann = md.get("annotations") or {}
         why = ann.get(REASON_ANNOTATION) or f"spec.stage set to {spec.stage}"
         requested, actor, why = effective_request(
-            spec.stage, stage_actor(body, spec.stage), why, grant_from(ann), self.policy.graph
+            spec.stage,
+            stage_actor(body, spec.stage, enforced=self.requested_by_enforced),
+            why,
+            grant_from(ann),
+            self.policy.graph,
         )
         requested, actor, why = archive_request(requested, actor, why, ann, spec.stage)  # retention
         facts = VersionFacts(

@@ -1,0 +1,127 @@
+"""Issue 14, finding 6 (the operator's side): the history's actor must be the authenticated user.
+
+The chart's requested-by policy (files/admission/requested-by.yaml; e2e/test_adversarial.py runs it
+on the real API server) makes every stage change by anyone but the operator carry
+``modelversioning.io/requested-by`` == the user the API server authenticated. With the policy enforced
+(settings ``admission.enforced``, derived by the chart) the operator records that annotation and
+nothing else: as landed, a stage change without it recorded the field manager that last wrote
+``spec.stage``, a name the client chooses (``kubectl ... --field-manager=ceo@example.com``, or a
+later server-side apply of the same value)."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+from typing import Any
+
+from modelversioning.api.settings import AdmissionSettings, Settings
+from modelversioning.domain import reasons as R
+from modelversioning.domain.version_plan import VerifyResult
+from modelversioning.handlers.modelversion import UNATTRIBUTED, ModelVersionReconciler, stage_actor
+from modelversioning.handlers.store import Store
+from modelversioning.handlers.workqueue import Requeue
+
+SHA = "c" * 64
+NS = "ns"
+FORGED = [
+    {
+        "manager": "ceo@example.com",  # kubectl patch --field-manager=ceo@example.com
+        "operation": "Update",
+        "apiVersion": "modelversioning.io/v1alpha1",
+        "time": "2024-01-02T00:00:00Z",
+        "fieldsType": "FieldsV1",
+        "fieldsV1": {"f:spec": {"f:stage": {}}},
+    }
+]
+BY = "modelversioning.io/requested-by"
+FOR = "modelversioning.io/requested-stage"
+
+
+def _mv(annotations: dict[str, str] | None = None) -> dict[str, Any]:
+    return {"metadata": {"annotations": annotations or {}, "managedFields": copy.deepcopy(FORGED)}}
+
+
+def test_a_forged_field_manager_is_never_the_actor_when_the_policy_is_enforced() -> None:
+    assert stage_actor(_mv(), "production", enforced=True) == UNATTRIBUTED
+    assert "ceo" not in UNATTRIBUTED
+    # an annotation left from another stage does not name who asked for this one
+    assert stage_actor(_mv({BY: "bob", FOR: "staging"}), "production", enforced=True) == UNATTRIBUTED
+    assert stage_actor(_mv({BY: "bob", FOR: "production"}), "production", enforced=True) == "bob"
+    assert stage_actor(_mv({BY: "bob"}), "staging", enforced=True) == "bob"
+    # without the policy the name is still shown, marked for what it is
+    assert stage_actor(_mv(), "production") == "ceo@example.com (update; unverified field manager)"
+
+
+class _Kube:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.statuses: list[dict[str, Any]] = []
+
+    def patch_status(self, res: Any, ns: str, name: str, status: dict[str, Any], old: Any) -> dict[str, Any]:
+        self.statuses.append(copy.deepcopy(status))
+        body = copy.deepcopy(self.store.get(res.kind, ns, name))
+        body["status"] = status
+        body["metadata"]["resourceVersion"] = str(int(body["metadata"]["resourceVersion"]) + 1)
+        return body
+
+    def event(self, body: Any, type_: str, reason: str, message: str) -> None:
+        pass
+
+
+def _version(stage: str, annotations: dict[str, str]) -> dict[str, Any]:
+    return {
+        "apiVersion": "modelversioning.io/v1alpha1",
+        "kind": "ModelVersion",
+        "metadata": {
+            "namespace": NS,
+            "name": "m-v1.0.0",
+            "uid": "u1",
+            "generation": 1,
+            "resourceVersion": "1",
+            "annotations": annotations,
+            "managedFields": copy.deepcopy(FORGED),
+        },
+        "spec": {
+            "model": "m",
+            "version": "1.0.0",
+            "artifact": {"uri": "s3://b/m/1.0.0", "sha256": SHA},
+            "lineage": {"codeCommit": "abc1234", "dataset": {"name": "d", "version": "1"}},
+            "metrics": {"auc": 0.9},
+            "runtime": {"image": "img:1", "port": 8080},
+            "stage": stage,
+        },
+    }
+
+
+def _history(enforced: bool, annotations: dict[str, str]) -> list[dict[str, Any]]:
+    store = Store()
+    kube = _Kube(store)
+    ok = VerifyResult(R.VERIFIED, "sha256 matches", transient=False, actual=SHA, size_bytes=7)
+    r = ModelVersionReconciler(
+        kube,  # type: ignore[arg-type]
+        store,
+        Settings(admission=AdmissionSettings(enforced=enforced)),
+        lambda *_a: ok,
+        enqueue_endpoints=lambda ns, m: None,
+        requeue=lambda ns, n: None,
+    )
+    store.upsert("ModelVersion", _version("staging", annotations))
+    for _ in range(2):  # the first verification's grace, then the walk
+        with contextlib.suppress(Requeue):
+            r.reconcile(NS, "m-v1.0.0")
+        r.verifications.pool.submit(lambda: None).result(5)
+        r.verifications.pool.submit(lambda: None).result(5)
+    assert kube.statuses, "nothing was written"
+    return list(kube.statuses[-1]["history"])
+
+
+def test_the_reconciler_records_the_annotation_or_nobody_when_enforced() -> None:
+    hist = _history(True, {})
+    assert [(h.get("from"), h["to"], h["actor"]) for h in hist] == [
+        (None, "candidate", UNATTRIBUTED),
+        ("candidate", "staging", UNATTRIBUTED),
+    ]
+    hist = _history(True, {BY: "bob@example.com", FOR: "staging"})
+    assert {h["actor"] for h in hist} == {"bob@example.com"}
+    # the setting is what tells them apart: as landed (and with admission disabled), the forged name
+    assert _history(False, {})[-1]["actor"] == "ceo@example.com (update; unverified field manager)"
