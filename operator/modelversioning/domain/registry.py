@@ -156,9 +156,9 @@ def deletion_protection(
     A history trimmed to ``history_limit`` entries no longer shows where the version began: protected."""
     if policy is None or stage in ("", CANDIDATE):
         return None
-    if stage == ARCHIVED and len(history) < history_limit:
-        if all(h.get("to") in (CANDIDATE, ARCHIVED) for h in history):
-            return None
+    shelved = all(h.get("to") in (CANDIDATE, ARCHIVED) for h in history)
+    if stage == ARCHIVED and len(history) < history_limit and shelved:
+        return None
     return policy
 
 

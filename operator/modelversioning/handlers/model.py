@@ -33,8 +33,8 @@ from modelversioning.domain import conditions as cond
 from modelversioning.domain import reasons as R
 from modelversioning.domain import registry
 from modelversioning.domain.conditions import FALSE, TRUE, Cond
-from modelversioning.domain.registry import DELETION_PROTECTED_ANNOTATION
 from modelversioning.domain.gates import CandidateFacts
+from modelversioning.domain.registry import DELETION_PROTECTED_ANNOTATION
 from modelversioning.domain.stages import StageGraph
 from modelversioning.domain.version_plan import RegistryFacts
 from modelversioning.handlers.drift import status_changed
