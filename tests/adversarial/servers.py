@@ -2,7 +2,8 @@
 
 * :class:`HTTPServer` serves ``routes`` (path -> (status, headers, body)) and records every
   request's path and headers; ``trickle`` seconds between bytes of the status line and headers
-  (a slow-loris server: the response never gets past its headers in time).
+  (a slow-loris server: the response never gets past its headers in time), for the methods in
+  ``trickle_methods`` (both by default; ``("GET",)``: a fast HEAD, then a GET that trickles).
 * :class:`ForwardProxy` is a plain HTTP forward proxy (absolute-form GET/HEAD) that records what it
   forwarded.
 """
@@ -21,11 +22,16 @@ from fakes3 import QuietServer
 
 class HTTPServer:
     def __init__(
-        self, routes: dict[str, tuple[int, dict[str, str], bytes]] | None = None, trickle: float = 0.0
+        self,
+        routes: dict[str, tuple[int, dict[str, str], bytes]] | None = None,
+        trickle: float = 0.0,
+        trickle_methods: tuple[str, ...] = ("GET", "HEAD"),
     ):
         self.routes = dict(routes or {})
         self.trickle = trickle
+        self.trickle_methods = trickle_methods
         self.seen: list[tuple[str, dict[str, str]]] = []
+        self.methods: list[str] = []  # of each request, in order
         self._server = QuietServer(("127.0.0.1", 0), self._handler())
         self.port = int(self._server.server_address[1])
         self.base = f"http://127.0.0.1:{self.port}"
@@ -51,11 +57,12 @@ class HTTPServer:
 
             def _route(self, head: bool) -> None:
                 srv.seen.append((self.path, dict(self.headers)))
+                srv.methods.append(self.command)
                 status, headers, body = srv.routes.get(self.path.split("?", 1)[0], (404, {}, b""))
                 lines = [f"HTTP/1.1 {status} X", f"Content-Length: {len(body)}", "Connection: close"]
                 lines += [f"{k}: {v}" for k, v in headers.items()]
                 raw = ("\r\n".join(lines) + "\r\n\r\n").encode()
-                if srv.trickle:
+                if srv.trickle and self.command in srv.trickle_methods:
                     for i in range(len(raw)):
                         if srv._stop.is_set():
                             return

@@ -52,6 +52,64 @@ def test_http_server_trickling_headers_is_cut_at_the_deadline() -> None:
     assert took < 4
 
 
+def test_fast_head_then_a_get_whose_headers_trickle_is_cut_by_the_client_timeout() -> None:
+    # fs.info (HEAD) answers at once, so only the HTTP client's own total timeout can end the GET:
+    # nothing between the hash loop's deadline checks runs while aiohttp waits for the headers (as
+    # landed, and with ClientTimeout(total=None), this waited for the whole trickle: ~80 s here)
+    pad = {"X-Pad": "p" * 400}
+    with HTTPServer({"/m.bin": (200, pad, b"abc")}, trickle=0.2, trickle_methods=("GET",)) as srv:
+        policy = LOOPBACK.model_copy(update={"timeout_seconds": 1.0})
+        r, took = run_bounded(
+            lambda: verify_artifact(f"{srv.base}/m.bin", SHA_ABC, policy=policy, env={}), 10
+        )
+        methods = list(srv.methods)
+    assert methods == ["HEAD", "GET"], methods  # the HEAD was fast: the GET is what trickled
+    assert not r.ok and not r.transient, r
+    assert r.reason is Reason.LIMIT_EXCEEDED, r.message
+    assert took < 4
+
+
+def test_a_connect_that_never_completes_is_cut_by_the_client_timeout() -> None:
+    # a listening socket whose accept queue is full: the kernel drops further SYNs, so connect() waits
+    # for the kernel's own timeout (~2 minutes) unless the client gives up
+    import asyncio
+    import socket
+
+    import aiohttp
+
+    from modelversioning.artifacts.backends import http_client_factory
+
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(0)
+    port = srv.getsockname()[1]
+    fillers = []
+    for _ in range(3):  # one fills the queue (backlog 0), the others wait in SYN_SENT
+        c = socket.socket()
+        c.setblocking(False)
+        c.connect_ex(("127.0.0.1", port))
+        fillers.append(c)
+
+    async def get() -> BaseException | None:
+        session = await http_client_factory(LOOPBACK, time.monotonic() + 1.0)()
+        try:
+            async with session.get(f"http://127.0.0.1:{port}/m.bin") as resp:
+                await resp.read()
+        except (TimeoutError, aiohttp.ClientError) as e:
+            return e
+        finally:
+            await session.close()
+        return None
+
+    try:
+        err, took = run_bounded(lambda: asyncio.run(get()), 10)
+    finally:
+        for c in [*fillers, srv]:
+            c.close()
+    assert isinstance(err, TimeoutError), repr(err)  # aiohttp's ConnectionTimeoutError is one
+    assert took < 4
+
+
 def test_s3_listing_that_trickles_is_cut_at_the_deadline() -> None:
     # the listing of a prefix is under the deadline too (botocore's read timeout resets per byte)
     with FakeS3({"bucket/p/a": b"a"}, trickle=0.2) as s3:
