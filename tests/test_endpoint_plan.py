@@ -112,25 +112,42 @@ def test_every_unmet_gate_keeps_traffic_on_the_old_slot(change: dict[str, object
     assert plan.decision("stable").reason == reason
 
 
-@pytest.mark.parametrize(
-    ("verify_reason", "deployed"),
-    [
-        ("URIRefused", False),  # the pod enforces the same policy: never a Deployment for it
-        ("DigestMismatch", False),  # the pod would fetch the wrong bytes only to fail
-        ("SizeMismatch", False),
-        ("LimitExceeded", False),
-        ("Verifying", True),  # pending: the slot is prepared while the operator verifies
-        ("NotFound", True),  # transient: may be uploaded later
-    ],
-)
-def test_no_slot_for_a_refused_uri_or_a_digest_mismatch(verify_reason: str, deployed: bool) -> None:
-    """issue 14, finding 5: Deployments were rendered for versions whose URI was refused."""
+NO_SLOT_TABLE = [
+    # every ArtifactVerified reason a ModelVersion can carry, and whether a slot is created for it
+    (R.URI_REFUSED, False),  # the pod enforces the same policy: never a Deployment for it
+    (R.DIGEST_MISMATCH, False),  # the pod would fetch the wrong bytes only to fail
+    (R.SIZE_MISMATCH, False),
+    (R.LIMIT_EXCEEDED, False),  # the pod runs under the same limits
+    (R.ACCESS_DENIED, False),  # the same Secret, bound to the same hosts: the init container crash-loops
+    (R.VERSION_REUSED, False),  # refused for good by the registry
+    (R.ARTIFACT_DELETED, False),  # nothing left to fetch
+    (R.VERIFYING, True),  # pending: the slot is prepared while the operator verifies
+    (R.NOT_FOUND, True),  # transient: may be uploaded later
+    (R.FETCH_FAILED, True),  # transient: network or store
+]
+
+
+@pytest.mark.parametrize(("verify_reason", "deployed"), NO_SLOT_TABLE)
+def test_no_slot_for_a_permanent_verification_failure(verify_reason: str, deployed: bool) -> None:
+    """issue 14, finding 5: Deployments were rendered for versions whose URI was refused (and, found
+    later, for an AccessDenied one, whose init container can only crash-loop)."""
     new_mv = replace(EDITED.mv, verified=False, verify_reason=verify_reason)
     f = replace(EDIT_FACTS, variants=(replace(EDITED, mv=new_mv),))
     plan = P.decide(f)
     assert plan.decision("stable").apply is deployed
     assert [x.slot for x in plan.destinations] == ["ep-stable-old"]  # traffic stays where it was
     assert "ep-stable-old" not in plan.delete
+
+
+def test_the_no_slot_table_covers_every_verification_outcome() -> None:
+    """A new reason must be decided here (the table above), not fall through to "deploy"."""
+    from modelversioning.artifacts.errors import TRANSIENT_REASONS, Reason
+
+    decided = {reason for reason, _ in NO_SLOT_TABLE}
+    permanent = {r.value for r in Reason if r not in TRANSIENT_REASONS and r is not Reason.VERIFIED}
+    assert permanent <= P.NO_SLOT_REASONS, permanent - P.NO_SLOT_REASONS
+    assert {r.value for r in Reason if r is not Reason.VERIFIED} <= decided
+    assert {reason for reason, deployed in NO_SLOT_TABLE if not deployed} == P.NO_SLOT_REASONS
 
 
 def test_traffic_moves_in_one_write_once_the_new_slot_is_eligible() -> None:

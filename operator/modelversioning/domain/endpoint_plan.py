@@ -171,10 +171,34 @@ def _replaced(v: VariantFacts) -> bool:
     return (v.pin.uid, v.pin.digest) != (v.mv.uid, v.mv.digest) and not v.accept_replaced
 
 
-# Verification outcomes that no pod can get past: the init container enforces the same policy and
-# digest, so a Deployment would only crash-loop (and, for a refused URI, fetch it from inside the
-# cluster after all). No slot is created for them.
-NO_SLOT_REASONS = frozenset({"URIRefused", "DigestMismatch", "SizeMismatch", "LimitExceeded"})
+# ArtifactVerified=False reasons for which no slot (Deployment + Service) is created: outcomes no pod
+# can get past, because the init container enforces the same policy, digest, size, limits and
+# credentials (a Deployment would only crash-loop, and for a refused URI fetch it from inside the
+# cluster after all), or the registry refused the version for good. A slot already serving it is kept
+# (it still runs the bytes verified when it was pinned); only a new one is not created.
+#   URIRefused      the policy refuses the URI (or an address, a redirect, credentials for that host)
+#   DigestMismatch  the bytes are not the registered ones
+#   SizeMismatch    the bytes differ from spec.artifact.sizeBytes
+#   LimitExceeded   timeoutSeconds / maxFiles / maxTotalBytes: the pod runs under the same limits
+#   AccessDenied    the pod gets the same Secret under the same host binding (a Secret naming no
+#                   hosts, a binary value, a 401/403); a Secret that is missing or that the operator
+#                   may not read is retried by the operator, and a pod could not start without it
+#                   either (envFrom), while an unverified version never takes traffic anyway
+#   VersionReused   the version number was registered with another digest: refused for good
+#   ArtifactDeleted retention deleted the artifact from storage: a pod would find nothing
+# Not listed, so a slot is prepared while the operator retries: Verifying, NotFound (uploaded after
+# the ModelVersion was registered), FetchFailed (network, store errors).
+NO_SLOT_REASONS = frozenset(
+    {
+        R.URI_REFUSED,
+        R.DIGEST_MISMATCH,
+        R.SIZE_MISMATCH,
+        R.LIMIT_EXCEEDED,
+        R.ACCESS_DENIED,
+        R.VERSION_REUSED,
+        R.ARTIFACT_DELETED,
+    }
+)
 
 
 def _refused(v: VariantFacts) -> bool:
