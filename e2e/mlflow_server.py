@@ -19,6 +19,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -153,12 +154,15 @@ def log_version(
     experiment: str = "tests",
     artifact_location: str | None = None,
     coef: float = 1.0,
+    from_run_artifacts: bool = False,
 ) -> dict[str, str]:
     """Train a tiny scikit-learn model in a run logged with MLflow's own client (params, metrics,
     git tags, a pandas dataset input with context 'training'), log it with mlflow.sklearn.log_model
     and register it as a new version of `model`. Returns run_id, version, model_uri, run start time.
     ``artifact_location`` (for a new experiment): a store the client writes to directly, instead of
-    the server's proxy."""
+    the server's proxy. ``from_run_artifacts``: the MLflow 2 way instead: the model saved, logged
+    as the run's artifacts under ``model/`` and registered from ``runs:/RUN/model`` (the version's
+    source and download URI stay that runs:/ URI)."""
     import mlflow
     import numpy as np
     import pandas as pd
@@ -185,13 +189,22 @@ def log_version(
             name, source = dataset
             df = pd.DataFrame({"x": x[:, 0], "y": y})
             mlflow.log_input(mlflow.data.from_pandas(df, source=source, name=name, targets="y"), "training")
-        info = mlflow.sklearn.log_model(
-            LinearRegression().fit(x, y),
-            name="model",
-            pip_requirements=["scikit-learn"],
-            registered_model_name=model,
-        )
-    version = str(info.registered_model_version)
+        fitted = LinearRegression().fit(x, y)
+        if from_run_artifacts:
+            with tempfile.TemporaryDirectory() as tmp:
+                mlflow.sklearn.save_model(fitted, f"{tmp}/model", pip_requirements=["scikit-learn"])
+                mlflow.log_artifacts(f"{tmp}/model", artifact_path="model")
+        else:
+            info = mlflow.sklearn.log_model(
+                fitted, name="model", pip_requirements=["scikit-learn"], registered_model_name=model
+            )
+    if from_run_artifacts:
+        if not client.search_registered_models(filter_string=f"name='{model}'"):
+            client.create_registered_model(model)
+        model_uri = f"runs:/{run.info.run_id}/model"
+        version = str(client.create_model_version(model, model_uri, run_id=run.info.run_id).version)
+    else:
+        model_uri, version = info.model_uri, str(info.registered_model_version)
     for alias in aliases:
         client.set_registered_model_alias(model, alias, version)
     for k, v in (version_tags or {}).items():
@@ -200,6 +213,6 @@ def log_version(
     return {
         "run_id": run.info.run_id,
         "version": version,
-        "model_uri": info.model_uri,
+        "model_uri": model_uri,
         "start_time": str(r.info.start_time),
     }

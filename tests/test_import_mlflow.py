@@ -2,15 +2,20 @@
 `mlflow server`, SQLite backend, local artifact root behind its proxy, on loopback), with runs and
 registered versions logged by MLflow's own client in this process.
 
-The importer itself never imports mlflow: it talks to the server's REST API.
+The importer reads the server with MLflow's client too (the `mlflow` extra: mlflow-skinny); without
+it the command says how to install it.
 """
 
 from __future__ import annotations
 
 import http.server
+import os
 import shutil
+import subprocess
 import sys
 import threading
+import time
+import tomllib
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -89,6 +94,15 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
                 coef=6.0,
                 experiment="direct-store",
                 artifact_location=(srv.root / "direct-store").as_uri(),
+                **full,  # type: ignore[arg-type]
+            ),
+            # the MLflow 2 way: model files logged as run artifacts, registered from runs:/RUN/model
+            "fromrun": log_version(
+                srv.url,
+                "from-run",
+                metrics={"auc": 0.85},
+                coef=7.0,
+                from_run_artifacts=True,
                 **full,  # type: ignore[arg-type]
             ),
         }
@@ -318,11 +332,16 @@ def test_unreachable_server_unknown_model_and_version(world: dict[str, Any]) -> 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         closed = s.getsockname()[1]
+    started = time.monotonic()
     r = run_import(srv, "fraud-detector", "--all", env={"MLFLOW_TRACKING_URI": f"http://127.0.0.1:{closed}"})
     assert (
         r.exit_code == 1
-        and f"cannot reach the MLflow tracking server at http://127.0.0.1:{closed}" in r.stderr
-    )
+        and f"cannot reach the MLflow tracking server at http://127.0.0.1:{closed}: " in r.stderr
+        and "Connection refused" in r.stderr
+    ), r.stderr
+    # MLflow's client retries 7 times with backoff (minutes); the command lowers that unless set
+    assert time.monotonic() - started < 30
+    assert "MLFLOW_HTTP_REQUEST_MAX_RETRIES" not in os.environ  # restored when the command ends
 
     r = run_import(srv, "no-such-model", "--all")
     assert r.exit_code == 1 and "has no registered model 'no-such-model'" in r.stderr
@@ -357,6 +376,80 @@ def test_artifact_stored_without_the_proxy_is_read_from_the_store(world: dict[st
     assert art["uri"] == where.as_uri() + "/"  # MLflow's file:// URI, recorded as the directory it is
     assert art["sha256"] == digest_local(where).sha256 and art["format"] == "mlflow"
     assert doc["spec"]["lineage"]["framework"].startswith("sklearn-")  # MLmodel read from the store
+
+
+def test_version_registered_from_a_runs_uri(world: dict[str, Any]) -> None:
+    """runs:/RUN/model (the MLflow 2 way): resolved to the run's artifact root with MLflow's own
+    parser, then read through the proxy and recorded under --artifacts-destination."""
+    from mlflow.tracking import MlflowClient
+
+    srv, run = world["srv"], world["runs"]["fromrun"]
+    assert MlflowClient(srv.url).get_model_version_download_uri("from-run", "1") == run["model_uri"]
+    assert run["model_uri"].startswith("runs:/")
+    [doc] = docs(ok(run_import(srv, "from-run", "--version", "1")))
+    [where] = list(srv.artifacts.glob(f"*/{run['run_id']}/artifacts/model"))
+    art = doc["spec"]["artifact"]
+    assert art["uri"] == where.as_uri() + "/"
+    assert art["sha256"] == digest_local(where).sha256 and art["format"] == "mlflow"
+    ann = doc["metadata"]["annotations"]["modelversioning.io/mlflow-artifact-uri"]
+    assert ann == f"mlflow-artifacts:/{where.relative_to(srv.artifacts).as_posix()}"
+    lin = doc["spec"]["lineage"]
+    assert lin["framework"].startswith("sklearn-") and lin["codeCommit"] == COMMIT
+    assert doc["spec"]["metrics"] == {"auc": 0.85}
+
+
+def test_models_and_runs_uris_resolve_through_mlflow(world: dict[str, Any]) -> None:
+    """models:/NAME/VERSION, models:/NAME@ALIAS and models:/m-ID (MLflow 3's logged model) all name
+    version 2's bytes; unknown ones are errors naming the URI. (The server itself stores a version's
+    models:/ source resolved, so this branch is called directly.)"""
+    srv, v2 = world["srv"], world["runs"]["v2"]
+    dest = srv.artifacts.as_uri()
+    with ml.connect(srv.url) as t:
+        sv = ml.get_version(t, "fraud-detector", "2")
+        expected = ml.download_uri(t, sv)
+        assert expected.startswith("mlflow-artifacts:/")
+        path = expected.removeprefix("mlflow-artifacts:/").lstrip("/")
+        for uri in ("models:/fraud-detector/2", "models:/fraud-detector@champion", v2["model_uri"]):
+            art = ml.resolve_artifact(t, sv, uri, dest)
+            assert art.mlflow_uri == expected, uri
+            assert art.destination == f"{dest}/{path}" and art.proxy_path == path
+            assert art.proxy_url == f"{srv.url}/api/2.0/mlflow-artifacts/artifacts/{path}"
+        for uri in ("models:/fraud-detector/99", "models:/m-00000000000000000000000000000000"):
+            with pytest.raises(ml.MlflowError, match=f"cannot resolve {uri}"):
+                ml.resolve_artifact(t, sv, uri, dest)
+        with pytest.raises(ml.MlflowError, match="no such run"):
+            ml.resolve_artifact(t, sv, f"runs:/{'0' * 32}/model", dest)
+
+
+def test_without_mlflow_the_command_says_how_to_install_it(world: dict[str, Any]) -> None:
+    """MLflow's client is an optional extra: without it, exit 1 and the pip command (in a fresh
+    interpreter where importing mlflow fails, as when it is not installed)."""
+    srv = world["srv"]
+    code = (
+        "import sys; sys.modules['mlflow'] = None; sys.argv = ['kubectl-models', *sys.argv[1:]]; "
+        "from modelversioning.cli.kubectl_models import main; main()"
+    )
+    args = ["import", "mlflow", "fraud-detector", "--all", "--image", IMAGE]
+    env = {**os.environ, "MLFLOW_TRACKING_URI": srv.url}
+    p = subprocess.run(
+        [sys.executable, "-c", code, *args], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert p.returncode == 1, p.stdout + p.stderr
+    assert "needs MLflow's Python client" in p.stderr
+    assert "pip install 'modelversioning-operator[mlflow]'" in p.stderr and p.stdout == ""
+
+
+def test_the_operator_image_does_not_carry_mlflow() -> None:
+    root = Path(__file__).resolve().parent.parent
+    project = tomllib.loads((root / "pyproject.toml").read_text())["project"]
+    assert not [d for d in project["dependencies"] if d.lower().startswith("mlflow")]
+    assert project["optional-dependencies"]["mlflow"] == ["mlflow-skinny>=3.1,<4"]
+    [extras] = [
+        line for line in (root / "Dockerfile").read_text().splitlines() if line.startswith("ARG EXTRAS=")
+    ]
+    assert "mlflow" not in extras
+    pinned = (root / "constraints.txt").read_text().splitlines()
+    assert [line for line in pinned if line.startswith("mlflow-skinny==")]
 
 
 def test_usage_errors(world: dict[str, Any]) -> None:
@@ -413,20 +506,25 @@ def test_credentials_from_the_mlflow_environment_variables() -> None:
         )
         assert "tok123" not in r.stderr
         assert _Recorder.seen == ["Bearer tok123"]
+
+        # username and password win over a token (as in MLflow's client); user info in the URI is
+        # basic auth too, and never shown
+        for env in (
+            {
+                "MLFLOW_TRACKING_URI": url,
+                "MLFLOW_TRACKING_USERNAME": "u",
+                "MLFLOW_TRACKING_PASSWORD": "p",
+                "MLFLOW_TRACKING_TOKEN": "ignored-like-mlflow-does",
+            },
+            {"MLFLOW_TRACKING_URI": url.replace("http://", "http://u:p@") + "/"},
+        ):
+            _Recorder.seen.clear()
+            r = CliRunner().invoke(app, ["import", "mlflow", "m", "--all", "--image", IMAGE], env=env)
+            assert r.exit_code == 1 and "refused the request (HTTP 401" in r.stderr, r.stderr
+            assert _Recorder.seen == ["Basic dTpw"]  # base64("u:p")
+            assert "u:p@" not in r.stderr and f"tracking server at {url} " in r.stderr
     finally:
         server.shutdown()
-    t = ml.Tracking.from_env(env={"MLFLOW_TRACKING_URI": "https://u:p@mlflow.example.com/prefix/"})
-    assert t.base == "https://mlflow.example.com/prefix" and t.authorization == "Basic dTpw"
-    t = ml.Tracking.from_env(
-        env={
-            "MLFLOW_TRACKING_URI": "http://mlflow:5000",
-            "MLFLOW_TRACKING_USERNAME": "u",
-            "MLFLOW_TRACKING_PASSWORD": "p",
-            "MLFLOW_TRACKING_TOKEN": "ignored-like-mlflow-does",
-        }
-    )
-    assert t.authorization == "Basic dTpw"
-    assert ml.Tracking.from_env(env={"MLFLOW_TRACKING_URI": "http://mlflow:5000"}).authorization is None
 
 
 # ---- pure rules -------------------------------------------------------------------------------------

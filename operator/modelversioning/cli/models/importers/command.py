@@ -2,7 +2,7 @@
 
 Order of work, so that nothing half-done is ever printed or created:
 
-1. read every selected MLflow version, its run, logged model and MLmodel (cheap REST calls);
+1. read every selected MLflow version, its run, logged model and MLmodel (MLflow's client);
 2. map versions and stages, gather lineage; if anything is missing for ANY version: exit 2 naming
    each missing field and where it would come from (nothing printed, nothing created);
 3. validate each manifest with the API's pydantic model (with a placeholder digest);
@@ -89,7 +89,7 @@ def plan_version(
 ) -> Planned:
     """Everything about one version except its digest; missing pieces listed, never invented."""
     run = ml.get_run(t, sv.run_id) if sv.run_id else None
-    logged: dict[str, Any] = {}
+    logged: Any = None
     if sv.source.startswith("models:/m-"):
         logged = ml.get_logged_model(t, sv.source[len("models:/") :].strip("/"))
     uri = ml.download_uri(t, sv)
@@ -110,8 +110,8 @@ def plan_version(
         p.uri = art.direct
     elif art.destination is not None:
         p.uri = art.destination + ("/" if kind == "directory" else "")
-    elif kind == "file":
-        p.uri = f"{art.proxy_base or t.base}{ml.PROXY}/{art.proxy_path}"
+    elif kind == "file" and art.proxy_url is not None:
+        p.uri = art.proxy_url
     else:
         p.missing.append(
             Missing(
@@ -324,7 +324,8 @@ def import_mlflow(
             "missing runtime.image (--image): MLflow does not record which container serves the model",
             EXIT_USAGE,
         )
-    tracking = ml.Tracking.from_env(tracking_uri)
+    # MLflow's client, with the command's retry defaults until the command ends
+    tracking: ml.Tracking = ctx.with_resource(ml.connect(tracking_uri))
     svs = ml.select_versions(tracking, name, versions=version or [], aliases=alias or [], all_=all_)
     render.note(f"{len(svs)} version(s) of MLflow model {name} on {tracking.shown}; rule: {rule.describe()}")
 

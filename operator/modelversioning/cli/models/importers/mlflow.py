@@ -1,17 +1,24 @@
-"""MLflow tracking server and model registry -> ModelVersions, over MLflow's REST API.
+"""MLflow tracking server and model registry -> ModelVersions, through MLflow's own Python client.
 
-Plain HTTP (``urllib``), so ``kubectl models`` does not need the ``mlflow`` package. The server
-and credentials are taken the way MLflow's own client takes them:
+The client (``mlflow.tracking.MlflowClient`` and MLflow's artifact repositories) comes with the
+``mlflow`` extra of this package (``pip install 'modelversioning-operator[mlflow]'``: mlflow-skinny,
+no server, no UI); the operator image does not carry it. Without it the command fails (exit 1) and
+says how to install it.
 
-* ``MLFLOW_TRACKING_URI`` (or ``--tracking-uri``): ``http(s)://host[:port][/prefix]``;
-* ``MLFLOW_TRACKING_USERNAME`` + ``MLFLOW_TRACKING_PASSWORD`` (HTTP basic), else
-  ``MLFLOW_TRACKING_TOKEN`` (``Authorization: Bearer``); user info in the URI is basic auth too;
-* ``MLFLOW_TRACKING_INSECURE_TLS=true`` (no certificate check) or
-  ``MLFLOW_TRACKING_SERVER_CERT_PATH`` (a CA bundle).
+The server and credentials are the ones MLflow's client takes: ``MLFLOW_TRACKING_URI`` (or
+``--tracking-uri``), ``MLFLOW_TRACKING_USERNAME`` + ``MLFLOW_TRACKING_PASSWORD`` (basic), else
+``MLFLOW_TRACKING_TOKEN`` (bearer), user info in the URI, ``MLFLOW_TRACKING_INSECURE_TLS``,
+``MLFLOW_TRACKING_SERVER_CERT_PATH``, ``MLFLOW_TRACKING_CLIENT_CERT_PATH``... Only a tracking
+server (``http(s)://``) is read: the artifacts behind ``mlflow-artifacts:/`` are served by it.
+MLflow's retries (``MLFLOW_HTTP_REQUEST_MAX_RETRIES``, default 7 with backoff factor 2: minutes
+against a server that is down) are lowered to 2 retries with factor 1 while the command runs,
+unless those variables are set.
 
-Endpoints used: ``registered-models/get``, ``registered-models/alias``, ``model-versions/search``,
-``model-versions/get``, ``model-versions/get-download-uri``, ``runs/get``, ``logged-models/<id>``
-(MLflow 3) and the artifact proxy ``mlflow-artifacts/artifacts`` (list and download).
+Client calls used: ``get_registered_model``, ``search_model_versions``, ``get_model_version``,
+``get_model_version_by_alias``, ``get_model_version_download_uri``, ``get_run``,
+``get_logged_model`` (MLflow 3); ``runs:/`` and ``models:/`` URIs are resolved with MLflow's own
+parsers; ``mlflow-artifacts:/`` artifacts are listed with MLflow's artifact repository and each file
+is streamed through the server's proxy with MLflow's HTTP helper (credentials, TLS, retries).
 
 What comes from where (the lineage mapping, also in docs/import.md):
 
@@ -19,10 +26,11 @@ What comes from where (the lineage mapping, also in docs/import.md):
 ModelVersion field              MLflow
 ==============================  ===============================================================
 spec.version                    the version rule (:mod:`.mapping`)
-artifact.uri                    ``get-download-uri`` (else the version's ``source``), resolved:
-                                ``mlflow-artifacts:/P`` -> ``--artifacts-destination``/P, or
-                                the server's proxy URL for a single file; ``runs:/ID/P`` ->
-                                the run's artifact root/P; s3://, gs://, http(s)://, file:// as is
+artifact.uri                    ``get_model_version_download_uri`` (else the version's source),
+                                resolved: ``mlflow-artifacts:/P`` -> ``--artifacts-destination``/P,
+                                or the server's proxy URL for a single file; ``runs:/ID/P`` ->
+                                the run's artifact root/P; ``models:/...`` -> the logged model or
+                                registered version; s3://, gs://, http(s)://, file:// as is
 artifact.sha256                 streamed: a file's sha256, a directory's manifest digest
 artifact.format                 ``mlflow`` when the artifact has an ``MLmodel`` file
 lineage.hyperparameters         run params (numbers/booleans parsed), + the logged model's params
@@ -45,20 +53,19 @@ spec.description                the MLflow version's description
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import math
 import os
+import posixpath
 import re
-import ssl
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import yaml
@@ -69,15 +76,17 @@ from modelversioning.cli.models.gitinfo import redact_remote
 from modelversioning.cli.models.importers.mapping import Missing
 
 EXIT_FAILED, EXIT_USAGE = 1, 2
-API = "/api/2.0/mlflow"
-PROXY = "/api/2.0/mlflow-artifacts/artifacts"
+EXTRA = "pip install 'modelversioning-operator[mlflow]'"
 CHUNK = 1024 * 1024
 Progress = Callable[[int, int | None], None]
+# MLflow's HTTP retries while the command runs, unless the variables are set (see the docstring).
+RETRY_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1"}
 
 GIT_COMMIT_TAG = "mlflow.source.git.commit"
 GIT_REPO_TAGS = ("mlflow.source.git.repoURL", "mlflow.gitRepoURL")
 GIT_BRANCH_TAG = "mlflow.source.git.branch"
 USER_TAG = "mlflow.user"
+NOT_FOUND = ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE")
 
 
 class MlflowError(Refused):
@@ -88,20 +97,78 @@ class MlflowError(Refused):
         self.status = status
         self.error_code = error_code
 
+    @property
+    def not_found(self) -> bool:
+        return self.status == 404 or self.error_code in NOT_FOUND
 
-# ---- the REST client ------------------------------------------------------------------------------
+
+# ---- MLflow's client --------------------------------------------------------------------------------
+def load_mlflow() -> Any:
+    """MLflow's client modules, imported on first use (the ``mlflow`` extra); Refused (exit 1) with
+    how to install them when they are missing."""
+    try:
+        import requests
+        from mlflow.exceptions import MlflowException
+        from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+        from mlflow.store.artifact.runs_artifact_repo import RunsArtifactRepository
+        from mlflow.store.artifact.utils.models import get_model_name_and_version
+        from mlflow.tracking import MlflowClient
+        from mlflow.utils.credentials import get_default_host_creds
+        from mlflow.utils.rest_utils import http_request
+    except ImportError as e:
+        raise Refused(
+            f"kubectl models import mlflow needs MLflow's Python client, which is not installed here "
+            f"({e}): {EXTRA} (mlflow-skinny; or `pip install mlflow-skinny`)",
+            EXIT_FAILED,
+        ) from None
+    return SimpleNamespace(
+        MlflowClient=MlflowClient,
+        MlflowException=MlflowException,
+        RequestException=requests.RequestException,
+        ConnectionError=requests.ConnectionError,
+        Timeout=requests.Timeout,
+        get_artifact_repository=get_artifact_repository,
+        runs_underlying_uri=RunsArtifactRepository.get_underlying_uri,
+        model_name_and_version=get_model_name_and_version,
+        get_default_host_creds=get_default_host_creds,
+        http_request=http_request,
+    )
+
+
+def _redact(uri: str) -> str:
+    parts = urllib.parse.urlsplit(uri)
+    if parts.username or parts.password:
+        host = (parts.hostname or "") + (f":{parts.port}" if parts.port else "")
+        return urllib.parse.urlunsplit((parts.scheme, host, parts.path, "", ""))
+    return uri
+
+
+def _redact_text(text: str) -> str:
+    """Credentials in URLs inside an error message (MLflow's messages quote the request URL)."""
+    return re.sub(r"(?<=://)[^/@\s'\"]+@", "", text)
+
+
+def _chain(e: BaseException) -> Iterator[BaseException]:
+    seen: set[int] = set()
+    cur: BaseException | None = e
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        yield cur
+        cur = cur.__cause__ or cur.__context__
+
+
 @dataclass
 class Tracking:
-    """One MLflow tracking server: base URL (no credentials), auth header, TLS settings."""
+    """One MLflow tracking server and MLflow's client for it."""
 
-    base: str
-    authorization: str | None = field(default=None, repr=False)
-    ssl_context: ssl.SSLContext | None = field(default=None, repr=False)
-    timeout: float = 60.0
+    uri: str = field(repr=False)  # as given (may hold user info: MLflow's client uses it)
+    shown: str  # without credentials, no trailing slash (messages, annotations)
+    client: Any = field(repr=False)
+    mlflow: Any = field(repr=False)
 
     @property
-    def shown(self) -> str:
-        return self.base
+    def base(self) -> str:
+        return self.shown
 
     @classmethod
     def from_env(cls, uri: str | None = None, env: Mapping[str, str] | None = None) -> Tracking:
@@ -116,105 +183,74 @@ class Tracking:
         parts = urllib.parse.urlsplit(raw)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise Refused(
-                f"MLflow tracking URI {_redact(raw)!r}: kubectl models import talks to an MLflow tracking "
-                "server over HTTP (http:// or https://); a local store (file:, sqlite:, databricks...) "
-                "needs `mlflow server --backend-store-uri ...` in front of it",
+                f"MLflow tracking URI {_redact(raw)!r}: kubectl models import reads an MLflow tracking "
+                "server over HTTP (http:// or https://), which also serves the mlflow-artifacts:/ "
+                "artifacts; a local store (file:, sqlite:...) needs `mlflow server --backend-store-uri "
+                "...` in front of it",
                 EXIT_USAGE,
             )
-        host = parts.hostname + (f":{parts.port}" if parts.port else "")
-        if ":" in parts.hostname:
-            host = f"[{parts.hostname}]" + (f":{parts.port}" if parts.port else "")
-        base = urllib.parse.urlunsplit((parts.scheme, host, parts.path.rstrip("/"), "", ""))
-        user = env.get("MLFLOW_TRACKING_USERNAME") or urllib.parse.unquote(parts.username or "")
-        password = env.get("MLFLOW_TRACKING_PASSWORD") or urllib.parse.unquote(parts.password or "")
-        token = env.get("MLFLOW_TRACKING_TOKEN")
-        auth: str | None = None
-        if user and password:
-            auth = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
-        elif token:
-            auth = f"Bearer {token}"
-        context: ssl.SSLContext | None = None
-        if parts.scheme == "https":
-            if (env.get("MLFLOW_TRACKING_INSECURE_TLS") or "").lower() == "true":
-                context = ssl._create_unverified_context()
-            elif env.get("MLFLOW_TRACKING_SERVER_CERT_PATH"):
-                context = ssl.create_default_context(cafile=env["MLFLOW_TRACKING_SERVER_CERT_PATH"])
-        return cls(base, auth, context)
+        mlflow = load_mlflow()
+        raw = raw.rstrip("/")
+        return cls(raw, _redact(raw), mlflow.MlflowClient(tracking_uri=raw), mlflow)
 
-    # -- plumbing
-    def _request(self, url: str) -> Any:
-        req = urllib.request.Request(url, headers={"User-Agent": "kubectl-models"})
-        if self.authorization:
-            req.add_header("Authorization", self.authorization)
-        try:
-            return urllib.request.urlopen(req, timeout=self.timeout, context=self.ssl_context)
-        except urllib.error.HTTPError as e:
-            body = e.read(65536).decode("utf-8", "replace")
-            e.close()
-            code, message = None, body.strip()[:500]
-            try:
-                data = json.loads(body)
-                code, message = data.get("error_code"), str(data.get("message") or message)
-            except ValueError:
-                pass
-            if e.code in (401, 403):
-                raise MlflowError(
-                    f"the MLflow tracking server at {self.shown} refused the request (HTTP {e.code}"
-                    f"{': ' + message if message else ''}); set MLFLOW_TRACKING_TOKEN, or "
-                    "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD",
-                    e.code,
-                    code,
-                ) from None
-            raise MlflowError(
-                f"MLflow ({self.shown}): HTTP {e.code} {code or ''}: {message}".replace("  ", " "),
-                e.code,
+    # -- MLflow's exceptions -> ours
+    def error(self, e: BaseException, what: str) -> MlflowError:
+        m = self.mlflow
+        for c in _chain(e):
+            if isinstance(c, m.ConnectionError | m.Timeout):
+                text = str(c)
+                found = re.search(r"(\[Errno -?\d+\][^'\")]*|timed out|[Cc]ertificate[^'\")]*)", text)
+                reason = found.group(1).strip() if found else type(c).__name__
+                return MlflowError(
+                    f"cannot reach the MLflow tracking server at {self.shown}: {reason} (is "
+                    "MLFLOW_TRACKING_URI right and the server up?)"
+                )
+        status: int | None = None
+        code: str | None = None
+        message = str(e)
+        if isinstance(e, m.MlflowException):
+            code = str(e.error_code) if e.error_code else None
+            status = int(e.get_http_status_code())
+            message = str(e.message)
+        elif isinstance(e, m.RequestException) and getattr(e, "response", None) is not None:
+            status = int(e.response.status_code)
+        message = _redact_text(message.strip())[:500]
+        if status in (401, 403):
+            return MlflowError(
+                f"the MLflow tracking server at {self.shown} refused the request (HTTP {status}"
+                f"{': ' + message if message else ''}); set MLFLOW_TRACKING_TOKEN, or "
+                "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD",
+                status,
                 code,
-            ) from None
-        except (urllib.error.URLError, OSError) as e:
-            reason = getattr(e, "reason", e)
-            raise MlflowError(
-                f"cannot reach the MLflow tracking server at {self.shown}: {reason} (is MLFLOW_TRACKING_URI "
-                "right and the server up?)"
-            ) from None
+            )
+        return MlflowError(f"MLflow ({self.shown}): {what}: {message}", status, code)
 
-    def get(self, endpoint: str, **params: Any) -> dict[str, Any]:
-        query = urllib.parse.urlencode([(k, v) for k, v in params.items() if v is not None], doseq=True)
-        url = f"{self.base}{API}/{endpoint}" + (f"?{query}" if query else "")
-        with self._request(url) as resp:
-            body = resp.read()
+    def call(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """fn(*args, **kwargs), MLflow's and requests' exceptions as MlflowError."""
         try:
-            data = json.loads(body or b"{}")
-        except ValueError:
-            raise MlflowError(
-                f"{self.shown} did not answer {endpoint} with JSON: is it an MLflow tracking server?"
-            ) from None
-        if not isinstance(data, dict):
-            raise MlflowError(f"{self.shown}: unexpected answer to {endpoint}")
-        return data
-
-    def proxy_list(self, path: str, base: str | None = None) -> list[dict[str, Any]]:
-        url = f"{base or self.base}{PROXY}?{urllib.parse.urlencode({'path': path})}"
-        with self._request(url) as resp:
-            data = json.loads(resp.read() or b"{}")
-        return list(data.get("files") or [])
-
-    def proxy_open(self, path: str, base: str | None = None) -> Any:
-        return self._request(f"{base or self.base}{PROXY}/{urllib.parse.quote(path)}")
+            return fn(*args, **kwargs)
+        except MlflowError:
+            raise
+        except (self.mlflow.MlflowException, self.mlflow.RequestException) as e:
+            raise self.error(e, what) from None
 
 
-def _redact(uri: str) -> str:
-    parts = urllib.parse.urlsplit(uri)
-    if parts.username or parts.password:
-        host = (parts.hostname or "") + (f":{parts.port}" if parts.port else "")
-        return urllib.parse.urlunsplit((parts.scheme, host, parts.path, "", ""))
-    return uri
+@contextmanager
+def connect(uri: str | None = None) -> Iterator[Tracking]:
+    """MLflow's client for the server, with the command's retry defaults while it runs."""
+    t = Tracking.from_env(uri)
+    saved = {k: os.environ.get(k) for k in RETRY_DEFAULTS}
+    for k, v in RETRY_DEFAULTS.items():
+        os.environ.setdefault(k, v)
+    try:
+        yield t
+    finally:
+        for k, old in saved.items():
+            if old is None:
+                os.environ.pop(k, None)
 
 
 # ---- the registry -----------------------------------------------------------------------------------
-def _tags(items: Any) -> dict[str, str]:
-    return {str(t.get("key")): str(t.get("value", "")) for t in items or [] if isinstance(t, dict)}
-
-
 @dataclass
 class SourceVersion:
     """One MLflow model version, with its run (when it has one) and what they say."""
@@ -227,51 +263,44 @@ class SourceVersion:
     aliases: tuple[str, ...]
     tags: dict[str, str]
     description: str
-    raw: dict[str, Any] = field(repr=False, default_factory=dict)
 
 
-def _version_from(raw: Mapping[str, Any]) -> SourceVersion:
+def _version_from(mv: Any) -> SourceVersion:
     return SourceVersion(
-        name=str(raw.get("name")),
-        version=str(raw.get("version")),
-        source=str(raw.get("source") or ""),
-        run_id=str(raw["run_id"]) if raw.get("run_id") else None,
-        status=str(raw.get("status") or "READY"),
-        aliases=tuple(str(a) for a in raw.get("aliases") or []),
-        tags=_tags(raw.get("tags")),
-        description=str(raw.get("description") or ""),
-        raw=dict(raw),
+        name=str(mv.name),
+        version=str(mv.version),
+        source=str(mv.source or ""),
+        run_id=str(mv.run_id) if mv.run_id else None,
+        status=str(mv.status or "READY"),
+        aliases=tuple(str(a) for a in mv.aliases or []),
+        tags={str(k): str(v) for k, v in (mv.tags or {}).items()},
+        description=str(mv.description or ""),
     )
 
 
-def _not_found(e: MlflowError) -> bool:
-    return e.status == 404 or e.error_code == "RESOURCE_DOES_NOT_EXIST"
+def get_model(t: Tracking, name: str) -> Any:
+    """The registered model (MLflow's entity)."""
+    try:
+        return t.call("get_registered_model", t.client.get_registered_model, name)
+    except MlflowError as e:
+        if e.not_found:
+            raise MlflowError(
+                f"MLflow ({t.shown}) has no registered model {name!r}", e.status, e.error_code
+            ) from None
+        raise
 
 
 def get_version(t: Tracking, name: str, version: str) -> SourceVersion:
     try:
-        raw = t.get("model-versions/get", name=name, version=version)["model_version"]
+        mv = t.call("get_model_version", t.client.get_model_version, name, version)
     except MlflowError as e:
-        if _not_found(e) or e.error_code == "INVALID_PARAMETER_VALUE":
+        if e.not_found:
             get_model(t, name)  # says "no registered model" when that is the problem
             raise MlflowError(
                 f"MLflow model {name!r} has no version {version!r}", e.status, e.error_code
             ) from None
         raise
-    except KeyError:
-        raise MlflowError(f"{t.shown}: model-versions/get answered without a model_version") from None
-    return _version_from(raw)
-
-
-def get_model(t: Tracking, name: str) -> dict[str, Any]:
-    try:
-        return dict(t.get("registered-models/get", name=name).get("registered_model") or {})
-    except MlflowError as e:
-        if _not_found(e):
-            raise MlflowError(
-                f"MLflow ({t.shown}) has no registered model {name!r}", e.status, e.error_code
-            ) from None
-        raise
+    return _version_from(mv)
 
 
 def select_versions(
@@ -283,14 +312,15 @@ def select_versions(
         get_model(t, name)
         token: str | None = None
         while True:
-            page = t.get(
-                "model-versions/search",
-                filter=f"name='{name.replace(chr(39), chr(92) + chr(39))}'",
+            page = t.call(
+                "search_model_versions",
+                t.client.search_model_versions,
+                filter_string=f"name='{name.replace(chr(39), chr(92) + chr(39))}'",
                 max_results=1000,
                 page_token=token,
             )
-            wanted += [str(v.get("version")) for v in page.get("model_versions") or []]
-            token = page.get("next_page_token") or None
+            wanted += [str(v.version) for v in page]
+            token = getattr(page, "token", None) or None
             if not token:
                 break
         if not wanted:
@@ -301,20 +331,18 @@ def select_versions(
         wanted.append(str(int(v)))
     for alias in aliases:
         try:
-            raw = t.get("registered-models/alias", name=name, alias=alias)["model_version"]
+            mv = t.call("get_model_version_by_alias", t.client.get_model_version_by_alias, name, alias)
         except MlflowError as e:
-            if _not_found(e) or e.error_code == "INVALID_PARAMETER_VALUE":
+            if e.not_found:
                 model = get_model(t, name)
-                known = ", ".join(
-                    sorted(f"{a.get('alias')}={a.get('version')}" for a in model.get("aliases") or [])
-                )
+                known = ", ".join(sorted(f"{a}={v}" for a, v in (model.aliases or {}).items()))
                 raise MlflowError(
                     f"MLflow model {name!r} has no alias {alias!r} (aliases: {known or 'none'})",
                     e.status,
                     e.error_code,
                 ) from None
             raise
-        wanted.append(str(raw.get("version")))
+        wanted.append(str(mv.version))
     out: list[SourceVersion] = []
     for v in sorted(set(wanted), key=int):
         sv = get_version(t, name, v)
@@ -324,34 +352,36 @@ def select_versions(
     return out
 
 
-def get_run(t: Tracking, run_id: str) -> dict[str, Any]:
+def get_run(t: Tracking, run_id: str) -> Any:
+    """The run (MLflow's entity: info, data, inputs)."""
     try:
-        return dict(t.get("runs/get", run_id=run_id).get("run") or {})
+        return t.call("get_run", t.client.get_run, run_id)
     except MlflowError as e:
-        if _not_found(e):
+        if e.not_found:
             raise MlflowError(f"MLflow run {run_id} not found (deleted?)", e.status, e.error_code) from None
         raise
 
 
-def get_logged_model(t: Tracking, model_id: str) -> dict[str, Any]:
-    """MLflow 3's logged model (``models:/m-...``); {} when the server does not know it."""
+def get_logged_model(t: Tracking, model_id: str) -> Any | None:
+    """MLflow 3's logged model (``models:/m-...``); None when the server does not know it."""
     try:
-        return dict(t.get(f"logged-models/{urllib.parse.quote(model_id)}").get("model") or {})
+        return t.call("get_logged_model", t.client.get_logged_model, model_id)
     except MlflowError as e:
-        if e.status in (404, 501) or e.error_code in ("RESOURCE_DOES_NOT_EXIST", "ENDPOINT_NOT_FOUND"):
-            return {}
+        if e.not_found or e.status == 501 or e.error_code == "ENDPOINT_NOT_FOUND":
+            return None
         raise
 
 
 # ---- artifacts --------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class ResolvedArtifact:
-    """Where an MLflow version's bytes are: the URI MLflow gave, the URI for the ModelVersion and
-    how the importer reads them (through the server's artifact proxy, or from the store itself)."""
+    """Where an MLflow version's bytes are: the URI MLflow gave (resolved), the URI for the
+    ModelVersion and how the importer reads them (through the server's artifact proxy, or from the
+    store itself)."""
 
-    mlflow_uri: str  # as MLflow names it (mlflow-artifacts:/..., s3://..., runs:/...)
+    mlflow_uri: str  # as MLflow names it, runs:/ and models:/ resolved (mlflow-artifacts:/..., s3://...)
     proxy_path: str | None  # path under the server's artifact proxy; None: read `direct`
-    proxy_base: str | None
+    proxy_url: str | None  # the proxy's http(s) URL of it (no credentials)
     direct: str | None  # a URI the importer reads itself (s3://, gs://, http(s)://, file://)
     destination: str | None  # --artifacts-destination form of a proxied path, else None
 
@@ -360,14 +390,43 @@ _SCHEMES = ("s3", "s3a", "gs", "gcs", "http", "https", "file")
 
 
 def download_uri(t: Tracking, sv: SourceVersion) -> str:
-    """The artifact URI of a version: get-download-uri (resolves models:/ and runs:/), else source."""
+    """The artifact URI of a version: get_model_version_download_uri, else its source."""
     try:
-        uri = t.get("model-versions/get-download-uri", name=sv.name, version=sv.version).get("artifact_uri")
+        uri = t.call(
+            "get_model_version_download_uri", t.client.get_model_version_download_uri, sv.name, sv.version
+        )
     except MlflowError as e:
         if e.status in (401, 403) or e.status is None:
             raise
         uri = None
     return str(uri or sv.source)
+
+
+def _resolve_models_uri(t: Tracking, label: str, uri: str) -> str:
+    """models:/NAME/VERSION, models:/NAME@ALIAS, models:/NAME/STAGE, models:/m-ID -> its location
+    (MLflow's own parser; the registry and logged models of this server)."""
+    try:
+        found = t.call("resolve models:/", t.mlflow.model_name_and_version, t.client, uri)
+        if len(found) == 1:
+            logged = get_logged_model(t, str(found[0]))
+            root = str(logged.artifact_location or "") if logged is not None else ""
+        else:
+            root = str(
+                t.call(
+                    "get_model_version_download_uri",
+                    t.client.get_model_version_download_uri,
+                    str(found[0]),
+                    str(found[1]),
+                )
+                or ""
+            )
+    except MlflowError as e:
+        if not e.not_found:
+            raise
+        root = ""
+    if not root:
+        raise MlflowError(f"{label}: cannot resolve {uri} (the server knows no such model)")
+    return root
 
 
 def resolve_artifact(
@@ -376,28 +435,20 @@ def resolve_artifact(
     """Map an MLflow artifact URI to the store behind it; Refused for what cannot be mapped."""
     label = f"MLflow {sv.name} version {sv.version}"
     if uri.startswith("runs:/"):
-        run_id, _, rel = uri[len("runs:/") :].partition("/")
-        root = str(get_run(t, run_id).get("info", {}).get("artifact_uri") or "")
-        if not root:
-            raise MlflowError(f"{label}: run {run_id} has no artifact root")
-        uri = root.rstrip("/") + ("/" + rel.strip("/") if rel.strip("/") else "")
+        try:
+            uri = str(t.call("resolve runs:/", t.mlflow.runs_underlying_uri, uri, t.uri))
+        except MlflowError as e:
+            if e.not_found:
+                raise MlflowError(f"{label}: cannot resolve {uri} (no such run)", e.status) from None
+            raise
     if uri.startswith("models:/"):
-        model_id = uri[len("models:/") :].strip("/")
-        logged = get_logged_model(t, model_id)
-        root = str((logged.get("info") or {}).get("artifact_uri") or "")
-        if not root:
-            raise MlflowError(f"{label}: cannot resolve {uri} (the server does not know the logged model)")
-        uri = root
+        uri = _resolve_models_uri(t, label, uri)
     if uri.startswith("mlflow-artifacts:"):
-        parts = urllib.parse.urlsplit(uri)
-        path = urllib.parse.unquote(parts.path).lstrip("/")
-        base = None
-        if parts.netloc:  # mlflow-artifacts://host:port/path: another server proxies it
-            base = f"{urllib.parse.urlsplit(t.base).scheme}://{parts.netloc}"
-        dest = None
-        if artifacts_destination:
-            dest = artifacts_destination.rstrip("/") + "/" + path
-        return ResolvedArtifact(uri, path, base, None, dest)
+        path = urllib.parse.unquote(urllib.parse.urlsplit(uri).path).lstrip("/")
+        # the proxy URL as MLflow's repository resolves it (mlflow-artifacts://host:port/P: that server)
+        shown = t.call("artifact repository", t.mlflow.get_artifact_repository, uri, tracking_uri=t.shown)
+        dest = artifacts_destination.rstrip("/") + "/" + path if artifacts_destination else None
+        return ResolvedArtifact(uri, path, str(shown.artifact_uri), None, dest)
     if uri.startswith("/"):
         uri = Path(uri).as_uri()
     scheme = urllib.parse.urlsplit(uri).scheme.lower() if "://" in uri else ""
@@ -434,30 +485,61 @@ class ArtifactDigest:
     kind: str  # file | directory
 
 
-def _proxy_walk(t: Tracking, art: ResolvedArtifact, rel: str = "") -> Iterator[tuple[str, int | None]]:
-    assert art.proxy_path is not None
-    here = art.proxy_path.rstrip("/") + ("/" + rel if rel else "")
-    for f in t.proxy_list(here, art.proxy_base):
-        name = str(f.get("path") or "").rstrip("/").rsplit("/", 1)[-1]
-        if not name:
-            continue
-        child = f"{rel}/{name}" if rel else name
-        if f.get("is_dir"):
-            yield from _proxy_walk(t, art, child)
+def _repo(t: Tracking, art: ResolvedArtifact) -> Any:
+    """MLflow's artifact repository of a proxied artifact (mlflow-artifacts:/ -> the server's proxy)."""
+    return t.call("artifact repository", t.mlflow.get_artifact_repository, art.mlflow_uri, tracking_uri=t.uri)
+
+
+def _proxy_walk(t: Tracking, repo: Any, rel: str | None = None) -> Iterator[tuple[str, int | None]]:
+    for f in t.call("list_artifacts", repo.list_artifacts, rel):
+        if f.is_dir:
+            yield from _proxy_walk(t, repo, str(f.path))
         else:
-            size = f.get("file_size")
-            yield child, int(size) if size is not None else None
+            yield str(f.path), int(f.file_size) if f.file_size is not None else None
+
+
+@contextmanager
+def _proxied(t: Tracking, art: ResolvedArtifact, rel: str = "") -> Iterator[Any]:
+    """A streamed GET of one proxied file (``rel`` under the artifact; "" for a file artifact),
+    with MLflow's credentials, TLS settings and retries (what its HTTP artifact repository does to
+    download a file). MlflowError with the HTTP status when the server answers with an error."""
+    root = str(_repo(t, art).artifact_uri)
+    host, name = (root, rel) if rel else root.rsplit("/", 1)
+    resp = t.call(
+        "download",
+        t.mlflow.http_request,
+        t.mlflow.get_default_host_creds(host),
+        posixpath.join("/", name),
+        "GET",
+        stream=True,
+    )
+    try:
+        if resp.status_code != 200:
+            shown = f"{art.mlflow_uri}/{rel}" if rel else art.mlflow_uri
+            if resp.status_code in (401, 403):
+                raise MlflowError(
+                    f"the MLflow tracking server at {t.shown} refused the download of {shown} (HTTP "
+                    f"{resp.status_code}); set MLFLOW_TRACKING_TOKEN, or MLFLOW_TRACKING_USERNAME and "
+                    "MLFLOW_TRACKING_PASSWORD",
+                    resp.status_code,
+                )
+            raise MlflowError(
+                f"{shown}: HTTP {resp.status_code} {_redact_text(resp.text.strip())[:300]}",
+                resp.status_code,
+            )
+        yield resp
+    finally:
+        resp.close()
 
 
 def proxy_kind(t: Tracking, art: ResolvedArtifact) -> tuple[str, list[tuple[str, int | None]]]:
     """("directory", files) or ("file", []) for a proxied artifact; MlflowError when nothing is there."""
-    assert art.proxy_path is not None
-    files = sorted(_proxy_walk(t, art))
+    files = sorted(_proxy_walk(t, _repo(t, art)))
     if files:
         return "directory", files
     try:
-        with t.proxy_open(art.proxy_path, art.proxy_base) as resp:
-            resp.read(1)
+        with _proxied(t, art) as resp:
+            next(resp.iter_content(1), b"")
     except MlflowError as e:
         if e.status in (401, 403):
             raise
@@ -470,10 +552,7 @@ def proxy_kind(t: Tracking, art: ResolvedArtifact) -> tuple[str, list[tuple[str,
 def _hash_stream(resp: Any, progress: Progress | None, done: list[int]) -> tuple[str, int]:
     h = hashlib.sha256()
     n = 0
-    while True:
-        chunk = resp.read(CHUNK)
-        if not chunk:
-            break
+    for chunk in resp.iter_content(CHUNK):
         h.update(chunk)
         n += len(chunk)
         done[0] += len(chunk)
@@ -489,24 +568,29 @@ def hash_proxied(t: Tracking, art: ResolvedArtifact, progress: Progress | None =
 
     assert art.proxy_path is not None
     kind, files = proxy_kind(t, art)
-    if kind == "file":
-        with t.proxy_open(art.proxy_path, art.proxy_base) as resp:
-            length = resp.headers.get("Content-Length")
-            sha, n = _hash_stream(resp, progress, [0, int(length) if length else -1])
-        if length is not None and int(length) != n:
-            raise MlflowError(f"{art.mlflow_uri}: read {n} of {length} bytes (truncated); try again")
-        return ArtifactDigest(sha, n, 1, "file")
-    total = sum(s for _, s in files if s is not None) if all(s is not None for _, s in files) else -1
-    done = [0, total]
-    entries: list[tuple[str, str]] = []
-    size = 0
-    for rel, expected in files:
-        with t.proxy_open(f"{art.proxy_path.rstrip('/')}/{rel}", art.proxy_base) as resp:
-            sha, n = _hash_stream(resp, progress, done)
-        if expected is not None and n != expected:
-            raise MlflowError(f"{art.mlflow_uri}/{rel}: read {n} of {expected} bytes (truncated); try again")
-        entries.append((rel, sha))
-        size += n
+    try:
+        if kind == "file":
+            with _proxied(t, art) as resp:
+                length = resp.headers.get("Content-Length")
+                sha, n = _hash_stream(resp, progress, [0, int(length) if length else -1])
+            if length is not None and int(length) != n:
+                raise MlflowError(f"{art.mlflow_uri}: read {n} of {length} bytes (truncated); try again")
+            return ArtifactDigest(sha, n, 1, "file")
+        total = sum(s for _, s in files if s is not None) if all(s is not None for _, s in files) else -1
+        done = [0, total]
+        entries: list[tuple[str, str]] = []
+        size = 0
+        for rel, expected in files:
+            with _proxied(t, art, rel) as resp:
+                sha, n = _hash_stream(resp, progress, done)
+            if expected is not None and n != expected:
+                raise MlflowError(
+                    f"{art.mlflow_uri}/{rel}: read {n} of {expected} bytes (truncated); try again"
+                )
+            entries.append((rel, sha))
+            size += n
+    except t.mlflow.RequestException as e:  # the connection broke while streaming
+        raise t.error(e, f"download {art.mlflow_uri}") from None
     return ArtifactDigest(manifest_digest(entries), size, len(entries), "directory")
 
 
@@ -532,8 +616,13 @@ def read_mlmodel(t: Tracking, art: ResolvedArtifact, kind: str) -> dict[str, Any
         if kind != "directory":
             return None
         try:
-            with t.proxy_open(f"{art.proxy_path.rstrip('/')}/MLmodel", art.proxy_base) as resp:
-                text = resp.read(1 << 20).decode("utf-8", "replace")
+            with _proxied(t, art, "MLmodel") as resp:
+                raw = b""
+                for chunk in resp.iter_content(64 * 1024):
+                    raw += chunk
+                    if len(raw) >= 1 << 20:
+                        break
+                text = raw.decode("utf-8", "replace")
         except MlflowError as e:
             if e.status == 404:
                 return None
@@ -603,19 +692,31 @@ def _dataset_uri(source: str) -> str | None:
     return None
 
 
+DatasetInput = tuple[dict[str, str], dict[str, str]]  # (name/digest/source, input tags)
+
+
+def dataset_inputs(run: Any) -> list[DatasetInput]:
+    """The run's dataset inputs (MLflow's RunInputs) as plain (dataset, tags) pairs."""
+    out: list[DatasetInput] = []
+    for i in getattr(getattr(run, "inputs", None), "dataset_inputs", None) or []:
+        d = i.dataset
+        out.append(
+            (
+                {"name": str(d.name or ""), "digest": str(d.digest or ""), "source": str(d.source or "")},
+                {str(tag.key): str(tag.value) for tag in i.tags or []},
+            )
+        )
+    return out
+
+
 def choose_dataset(
-    run: Mapping[str, Any], wanted: str | None
-) -> tuple[dict[str, Any] | None, Missing | None]:
+    inputs: Sequence[DatasetInput], wanted: str | None
+) -> tuple[dict[str, str] | None, Missing | None]:
     """The dataset input of a run that trained the model: --dataset NAME, else context
     ``training``, else the only one. (dataset, None) or (None, why it is missing)."""
-    inputs = [
-        (i.get("dataset") or {}, _tags(i.get("tags")))
-        for i in ((run.get("inputs") or {}).get("dataset_inputs") or [])
-        if isinstance(i, dict)
-    ]
-    names = sorted({str(d.get("name")) for d, _ in inputs})
+    names = sorted({d["name"] for d, _ in inputs})
     if wanted is not None:
-        pick = [d for d, _ in inputs if d.get("name") == wanted]
+        pick = [d for d, _ in inputs if d["name"] == wanted]
         if not pick:
             return None, Missing(
                 "lineage.dataset",
@@ -624,7 +725,7 @@ def choose_dataset(
             )
         return pick[0], None
     training = [d for d, tags in inputs if tags.get("mlflow.data.context") == "training"]
-    if len({str(d.get("name")) for d in training}) == 1:
+    if len({d["name"] for d in training}) == 1:
         return training[0], None
     if len(names) == 1:
         return inputs[0][0], None
@@ -672,17 +773,25 @@ class Gathered:
     notes: list[str] = field(default_factory=list)
 
 
+def _metrics(run: Any, logged: Any | None) -> list[tuple[str, Any]]:
+    """(key, latest value): the run's, then the logged model's."""
+    out = [(str(k), v) for k, v in (run.data.metrics or {}).items()]
+    if logged is not None:
+        out += [(str(m.key), m.value) for m in logged.metrics or []]
+    return out
+
+
 def gather_lineage(
     sv: SourceVersion,
-    run: Mapping[str, Any] | None,
-    logged: Mapping[str, Any] | None,
+    run: Any | None,
+    logged: Any | None,
     mlmodel: Mapping[str, Any] | None,
     dataset: str | None = None,
 ) -> Gathered:
-    """Lineage from the run (and MLflow 3's logged model, and MLmodel); every missing field is
-    listed with where it would come from. Nothing is invented."""
+    """Lineage from the run (MLflow's Run), MLflow 3's logged model and MLmodel; every missing field
+    is listed with where it would come from. Nothing is invented."""
     g = Gathered()
-    if not run:
+    if run is None:
         g.missing.append(
             Missing(
                 "lineage (all of it)",
@@ -691,20 +800,20 @@ def gather_lineage(
             )
         )
         return g
-    info = run.get("info") or {}
-    data = run.get("data") or {}
-    tags = _tags(data.get("tags"))
+    info = run.info
+    tags = {str(k): str(v) for k, v in (run.data.tags or {}).items()}
     g.run_tags = tags
-    run_id = info.get("run_id") or info.get("run_uuid") or sv.run_id
-    logged_data = (logged or {}).get("data") or {}
-    for p in [*(data.get("params") or []), *(logged_data.get("params") or [])]:
-        g.hyperparameters[str(p.get("key"))] = parse_scalar(str(p.get("value", "")))
-    for m in [*(data.get("metrics") or []), *(logged_data.get("metrics") or [])]:
-        value = m.get("value")
+    run_id = info.run_id or sv.run_id
+    params = dict(run.data.params or {})
+    if logged is not None:
+        params.update(logged.params or {})
+    for k, v in params.items():
+        g.hyperparameters[str(k)] = parse_scalar(str(v))
+    for key, value in _metrics(run, logged):
         if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
-            g.metrics[str(m.get("key"))] = float(value)
+            g.metrics[key] = float(value)
         else:
-            g.notes.append(f"metric {m.get('key')}={value!r} is not a finite number: left out")
+            g.notes.append(f"metric {key}={value!r} is not a finite number: left out")
     if not g.metrics:
         g.missing.append(
             Missing("metrics", f"run {run_id} logged no metrics (mlflow.log_metric in the training code)")
@@ -740,7 +849,7 @@ def gather_lineage(
     if tags.get(GIT_BRANCH_TAG):
         g.environment["gitBranch"] = tags[GIT_BRANCH_TAG][:256]
 
-    chosen, why = choose_dataset(run, dataset)
+    chosen, why = choose_dataset(dataset_inputs(run), dataset)
     if chosen is not None:
         ds = dataset_of(chosen)
         if not ds["name"]:
@@ -760,12 +869,12 @@ def gather_lineage(
     elif why is not None:
         g.missing.append(why)
 
-    g.author = tags.get(USER_TAG) or (str(info["user_id"]) if info.get("user_id") else None)
+    g.author = tags.get(USER_TAG) or (str(info.user_id) if info.user_id else None)
     if not g.author:
         g.missing.append(
             Missing("lineage.author", f"run tag {USER_TAG} (or the run's user_id) of run {run_id}")
         )
-    g.trained_at = _rfc3339(info.get("start_time"))
+    g.trained_at = _rfc3339(info.start_time)
     if not g.trained_at:
         g.missing.append(Missing("lineage.trainedAt", f"the start time of run {run_id}"))
 
