@@ -32,7 +32,7 @@ VERIFICATIONS = Counter(
 )
 BYTES_HASHED = Counter(
     "modelversioning_artifact_bytes_hashed_total",
-    "Bytes of artifacts hashed",
+    "Bytes of artifacts verified (hashed and matched; a failed verification adds nothing)",
     ["namespace"],
     registry=REGISTRY,
 )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -71,6 +72,49 @@ def test_mismatch_does_not_reveal_what_an_internal_url_hashes_to() -> None:
     assert r.reason is Reason.DIGEST_MISMATCH
     assert hashlib.sha256(secret_page).hexdigest() not in r.message
     assert str(len(secret_page)) not in r.message
+
+
+def test_bytes_hashed_metric_counts_only_verified_artifacts() -> None:
+    # the per-namespace counter added what a failed verification had read: the size of whatever an
+    # internal URL returned, readable by anyone who sees the operator's metrics (the oracle again)
+    from modelversioning.api.modelversion import ModelVersionSpec
+    from modelversioning.api.settings import Verification
+    from modelversioning.domain import reasons as R
+    from modelversioning.domain.version_plan import VerifyResult
+    from modelversioning.handlers.modelversion import Verifications
+    from modelversioning.metrics import REGISTRY
+
+    results = {
+        "adv-oracle": VerifyResult(R.DIGEST_MISMATCH, "m", False, actual="f" * 64, size_bytes=123_457),
+        "adv-honest": VerifyResult(R.VERIFIED, "ok", False, actual=SHA_ABC, size_bytes=3),
+    }
+    done: list[str] = []
+    v = Verifications(
+        None,  # type: ignore[arg-type]
+        lambda uri, *_a: results[uri.rsplit("/", 1)[-1]],
+        lambda ns, n: done.append(ns),
+        Verification(),
+    )
+
+    def hashed(ns: str) -> float:
+        value = REGISTRY.get_sample_value("modelversioning_artifact_bytes_hashed_total", {"namespace": ns})
+        return value or 0.0
+
+    added: dict[str, float] = {}
+    for ns in results:
+        spec = ModelVersionSpec.model_validate({
+            "model": "m", "version": "1.0.0", "artifact": {"uri": f"http://x.test/{ns}", "sha256": SHA_ABC},
+            "lineage": {"codeCommit": "abc1234", "dataset": {"name": "d", "version": "1"}},
+            "metrics": {"auc": 0.9}, "runtime": {"image": "img:1"},
+        })  # fmt: skip
+        before = hashed(ns)
+        v.start((ns, "m-v1.0.0"), "u", 1, "m", spec)
+        deadline = time.monotonic() + 10
+        while ns not in done and time.monotonic() < deadline:
+            time.sleep(0.01)
+        added[ns] = hashed(ns) - before
+    v.pool.shutdown()
+    assert added == {"adv-oracle": 0, "adv-honest": 3}
 
 
 def test_proxy_from_the_operator_environment_is_used(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -141,6 +185,33 @@ def test_failed_directory_commit_leaves_nothing_half_written(
     )
     assert not r.ok
     assert sorted(p.name for p in dest.iterdir()) == []  # as landed: "a" stayed, committed alone
+
+
+def test_failed_directory_commit_removes_the_directories_it_made(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the files were removed, but the directories created for them stayed: dest/sub/deeper, empty
+    src = tmp_path / "model"
+    for rel in ("a", "sub/b", "sub/deeper/c", "z/d"):
+        (src / rel).parent.mkdir(parents=True, exist_ok=True)
+        (src / rel).write_bytes(rel.encode())
+    from modelversioning.artifacts import digest_local
+
+    digest = digest_local(src).sha256
+    dest = tmp_path / "dest"
+    (dest / "kept").mkdir(parents=True)  # was there before: not ours to remove
+    real_replace = os.replace
+
+    def flaky_replace(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> None:
+        if str(b).endswith("/z/d"):
+            raise OSError(28, "No space left on device")
+        real_replace(a, b)
+
+    monkeypatch.setattr(os, "replace", flaky_replace)
+    policy = ArtifactPolicy(file_roots=[str(tmp_path)])
+    r = verify_artifact(f"file://{src}/", digest, policy=policy, dest=dest)
+    assert not r.ok
+    assert sorted(str(p.relative_to(dest)) for p in dest.rglob("*")) == ["kept"]
 
 
 def test_stale_partial_output_is_removed(tmp_path: Path) -> None:

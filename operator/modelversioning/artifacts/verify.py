@@ -46,6 +46,7 @@ the operator must not be an oracle for the content of URLs that are not the expe
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
@@ -744,10 +745,13 @@ class _Writer:
             os.replace(self.tmp, target)
             return target
         moved: list[Path] = []
+        made: list[Path] = []  # directories this commit created, outermost first
         try:
             for rel in self.rels:
                 target = self.dest / rel
+                missing = [p for p in (target.parent, *target.parent.parents) if not p.exists()]
                 target.parent.mkdir(parents=True, exist_ok=True)
+                made += reversed(missing)
                 parent_real = Path(os.path.realpath(target.parent))
                 if parent_real != dest_real and not parent_real.is_relative_to(dest_real):
                     raise OSError(f"{rel}: destination directory leaves {self.dest}")
@@ -756,6 +760,9 @@ class _Writer:
         except BaseException:
             for target in moved:
                 target.unlink(missing_ok=True)
+            for d in reversed(made):  # innermost first; only if empty (never another's files)
+                with contextlib.suppress(OSError):
+                    d.rmdir()
             raise
         shutil.rmtree(self.tmp, ignore_errors=True)
         return self.dest

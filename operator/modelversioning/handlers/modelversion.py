@@ -254,7 +254,7 @@ class Verifications:
         result = self.verifier(spec.artifact.uri, spec.artifact.sha256, creds, spec.artifact.size_bytes)
         metrics.VERIFY_SECONDS.labels(ns).observe(time.monotonic() - t0)
         metrics.VERIFICATIONS.labels(ns, model, result.reason).inc()
-        if result.size_bytes:
+        if result.ok and result.size_bytes:  # a failure's size is what some other URL returned: no oracle
             metrics.BYTES_HASHED.labels(ns).inc(result.size_bytes)
         return result
 
