@@ -636,6 +636,7 @@ class Sample:
     version: str | None  # x-model-version
     variant: str | None  # x-endpoint-variant
     error: str = ""
+    elapsed: float = 0.0  # seconds from sending the request to this response (or error)
 
 
 class TrafficLoop:
@@ -691,21 +692,25 @@ class TrafficLoop:
         while not self._stop.is_set():
             if conn is None:
                 conn = http.client.HTTPConnection(self.gw._client_host, self.gw.web_port, timeout=10)
+            sent = time.monotonic()
             try:
                 conn.request(self.method, self.path, body=self.body, headers=hdrs)
                 resp = conn.getresponse()
                 resp.read()
+                now = time.monotonic()
                 sample = Sample(
-                    time.monotonic(),
+                    now,
                     resp.status,
                     resp.getheader("x-model-version"),
                     resp.getheader("x-endpoint-variant"),
+                    elapsed=now - sent,
                 )
                 if resp.will_close:
                     conn.close()
                     conn = None
             except (OSError, http.client.HTTPException) as e:
-                sample = Sample(time.monotonic(), -1, None, None, f"{type(e).__name__}: {e}")
+                now = time.monotonic()
+                sample = Sample(now, -1, None, None, f"{type(e).__name__}: {e}", now - sent)
                 conn.close()
                 conn = None
             with self._lock:
