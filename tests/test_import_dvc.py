@@ -1,19 +1,25 @@
 """`kubectl models register --dvc`: artifact, remote location, dataset, parameters and metrics from a
 DVC repository's metadata.
 
-The repositories are written here in DVC 3's real formats (checked against `dvc` 3.67: `dvc add`,
-`dvc stage add`, `dvc repro`, `dvc push` produce exactly these .dvc/dvc.lock/dvc.yaml/.dvc/config
-files and the `files/md5/<2>/<30>` cache and remote layout), so the tests need neither the `dvc`
-package nor a network.
+The repository is made with `dvc` itself (the dev extra pins it): `git init`, `dvc init`, `dvc add`
+of the dataset, of an exported model file and of a model directory, a pipeline stage with
+`dvc stage add` + `dvc repro` (dvc.lock), a local remote with `dvc remote add -d` + `dvc push`.
+It is built once per module and copied for each test. The locations `register --dvc` computes are
+checked against where `dvc push` put the bytes and against DVC's own `dvc.api.get_url`. Only what
+DVC 3 no longer writes (the DVC 2 layout) and malformed files are written by hand.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
+import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import pytest
 import yaml
@@ -26,8 +32,16 @@ from modelversioning.cli.kubectl_models import app
 from modelversioning.cli.models.importers import dvc as dvcmeta
 
 MODEL = b"model-weights-" + bytes(range(256)) * 64
+EXPORTED = b"onnx-export-" + bytes(range(255, -1, -1)) * 32
 DATA = b"x,y\n1,2\n3,4\n"
-EVAL = json.dumps({"auc": 0.93, "eval": {"f1": 0.8, "note": "text"}}).encode()
+EVAL = json.dumps({"auc": 0.93, "eval": {"f1": 0.8, "note": "text"}})
+# the stage's command: writes the model and the metrics file (deterministic, so dvc.lock is known)
+TRAIN_PY = (
+    "from pathlib import Path\n"
+    f"Path('model.bin').write_bytes({MODEL!r})\n"
+    f"Path('eval.json').write_text({EVAL!r})\n"
+)
+DIR_FILES = {"weights.bin": b"w" * 100, "sub/config.json": b"{}"}
 IMAGE = "ghcr.io/acme/demo:1"
 LINEAGE = ["--author", "jane", "--framework", "sklearn-1.5.2", "--image", IMAGE]
 
@@ -36,82 +50,115 @@ def md5(b: bytes) -> str:
     return hashlib.md5(b).hexdigest()
 
 
+def sha256(b: bytes) -> str:
+    return hashlib.sha256(b).hexdigest()
+
+
 def git(repo: Path, *args: str) -> str:
     return subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True, text=True).stdout.strip()
 
 
-def put(store: Path, data: bytes, dvc3: bool = True, suffix: str = "") -> Path:
-    h = md5(data)
-    p = store / ("files/md5" if dvc3 else "") / h[:2] / (h[2:] + suffix)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    p.write_bytes(data)
-    return p
+def dvc_env(home: Path) -> dict[str, str]:
+    """DVC isolated from this machine: its global/system config and site cache under `home`, no
+    analytics (no network)."""
+    return {
+        **os.environ,
+        "DVC_NO_ANALYTICS": "1",
+        "DVC_GLOBAL_CONFIG_DIR": str(home / "global"),
+        "DVC_SYSTEM_CONFIG_DIR": str(home / "system"),
+        "DVC_SITE_CACHE_DIR": str(home / "site-cache"),
+    }
 
 
-def out(path: str, data: bytes, dvc3: bool = True) -> dict[str, Any]:
-    o: dict[str, Any] = {"md5": md5(data), "size": len(data)}
-    if dvc3:
-        o["hash"] = "md5"
-    o["path"] = path
-    return o
+def dvc(repo: Path, *args: str) -> str:
+    p = subprocess.run(
+        [sys.executable, "-m", "dvc", *args],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        env=dvc_env(repo.parent / "dvc-home"),
+        timeout=120,
+    )
+    assert p.returncode == 0, f"dvc {' '.join(args)}: exit {p.returncode}\n{p.stdout}\n{p.stderr}"
+    return p.stdout
 
 
-def make_repo(tmp: Path, *, cached: bool = True, remote: bool = True) -> Path:
-    """A git + DVC repo after `dvc add data/...`, `dvc stage add -n train ...`, `dvc repro`, `dvc push`."""
-    repo = tmp / "repo"
-    (repo / ".dvc").mkdir(parents=True)
+def dvc_url(repo: Path, path: str) -> str:
+    """Where DVC itself says the object of `path` is in the default remote (dvc.api.get_url)."""
+    code = "import sys, dvc.api; print(dvc.api.get_url(sys.argv[1], repo=sys.argv[2]))"
+    p = subprocess.run(
+        [sys.executable, "-c", code, path, str(repo)],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        env=dvc_env(repo.parent / "dvc-home"),
+        timeout=120,
+    )
+    assert p.returncode == 0, p.stderr
+    return p.stdout.strip()
+
+
+def commit(repo: Path, message: str = "more DVC metadata") -> None:
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", message)
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """<base>/repo (git + DVC) and <base>/remote (its default remote, after `dvc push`)."""
+    base = tmp_path_factory.mktemp("dvc")
+    repo = base / "repo"
+    repo.mkdir()
     git(repo, "init", "-q")
     git(repo, "config", "user.email", "ci@example.com")
     git(repo, "config", "user.name", "ci")
-    config = (
-        "[core]\n    remote = storage\n['remote \"storage\"']\n    url = ../../remote\n" if remote else ""
-    )
-    (repo / ".dvc" / "config").write_text(config)
-    (repo / ".dvc" / ".gitignore").write_text("/config.local\n/tmp\n/cache\n")
+    dvc(repo, "init", "-q")
     (repo / "data").mkdir()
     (repo / "data" / "transactions.csv").write_bytes(DATA)
-    (repo / "data" / "transactions.csv.dvc").write_text(
-        yaml.safe_dump({"outs": [out("transactions.csv", DATA)]}, sort_keys=False)
-    )
-    (repo / "train.py").write_text("print('train')\n")
+    dvc(repo, "add", "-q", "data/transactions.csv")
+    (repo / "export").mkdir()
+    (repo / "export" / "model.onnx").write_bytes(EXPORTED)
+    dvc(repo, "add", "-q", "export/model.onnx")
+    for rel, b in DIR_FILES.items():
+        (repo / "model" / rel).parent.mkdir(parents=True, exist_ok=True)
+        (repo / "model" / rel).write_bytes(b)
+    dvc(repo, "add", "-q", "model")
+    (repo / "train.py").write_text(TRAIN_PY)
     (repo / "params.yaml").write_text("train:\n  lr: 0.05\n  depth: 8\n")
-    (repo / "model.bin").write_bytes(MODEL)
-    (repo / "eval.json").write_bytes(EVAL)
-    (repo / "dvc.yaml").write_text(
-        "stages:\n  train:\n    cmd: python train.py\n    deps:\n    - data/transactions.csv\n"
-        "    - train.py\n"
-        "    params:\n    - train.depth\n    - train.lr\n    outs:\n    - model.bin\n    metrics:\n"
-        "    - eval.json:\n        cache: false\n"
+    dvc(
+        repo,
+        "stage",
+        "add",
+        "-q",
+        "-n",
+        "train",
+        "-d",
+        "data/transactions.csv",
+        "-d",
+        "train.py",
+        "-p",
+        "train.lr,train.depth",
+        "-o",
+        "model.bin",
+        "-M",
+        "eval.json",
+        f"{sys.executable} train.py",
     )
-    lock = {
-        "schema": "2.0",
-        "stages": {
-            "train": {
-                "cmd": "python train.py",
-                "deps": [out("data/transactions.csv", DATA), out("train.py", b"print('train')\n")],
-                "params": {"params.yaml": {"train.depth": 8, "train.lr": 0.05}},
-                "outs": [out("eval.json", EVAL), out("model.bin", MODEL)],
-            }
-        },
-    }
-    (repo / "dvc.lock").write_text(yaml.safe_dump(lock, sort_keys=False))
-    (repo / ".gitignore").write_text("/model.bin\n/eval.json\n")
-    (repo / "data" / ".gitignore").write_text("/transactions.csv\n")
-    if cached:
-        for b in (DATA, MODEL, EVAL):
-            put(repo / ".dvc" / "cache", b)
-    if remote:
-        for b in (DATA, MODEL):
-            put(tmp / "remote", b)
-    git(repo, "add", "-A")
-    git(repo, "commit", "-q", "-m", "train")
+    dvc(repo, "repro", "-q")
+    # relative, as most teams write it: DVC stores it relative to .dvc/ (../../remote)
+    dvc(repo, "remote", "add", "-d", "storage", "../remote")
+    dvc(repo, "push", "-q")
+    commit(repo, "train")
     git(repo, "remote", "add", "origin", "https://git.example.com/ml/demo.git")
-    return repo
+    return base
 
 
-def commit(repo: Path) -> None:
-    git(repo, "add", "-A")
-    git(repo, "commit", "-q", "-m", "more DVC metadata")
+@pytest.fixture
+def repo(built: Path, tmp_path: Path) -> Path:
+    """A copy of the built repository (and its remote) for one test."""
+    shutil.copytree(built / "repo", tmp_path / "repo", symlinks=True)
+    shutil.copytree(built / "remote", tmp_path / "remote")
+    return tmp_path / "repo"
 
 
 def register(repo: Path, *args: str) -> Any:
@@ -127,13 +174,33 @@ def doc_of(r: Any) -> dict[str, Any]:
     return dict(doc)
 
 
-def test_register_from_dvc_lock(tmp_path: Path) -> None:
-    repo = make_repo(tmp_path)
-    spec = doc_of(register(repo, "--dvc", str(repo / "dvc.lock")))["spec"]
-    remote = (tmp_path / "remote").resolve()
+def pushed(uri: str) -> bytes:
+    """The bytes at a file:// URI in the remote."""
+    return Path(unquote(urlsplit(uri).path)).read_bytes()
+
+
+def test_dvc_made_the_repository_this_test_reads(repo: Path) -> None:
+    """What `dvc` wrote is the layout the importer reads: DVC 3 outs (`hash: md5`), the relative
+    remote stored relative to .dvc/, and pushed objects under files/md5/<2>/<30>."""
+    lock = yaml.safe_load((repo / "dvc.lock").read_text())
+    outs = {o["path"]: o for o in lock["stages"]["train"]["outs"]}
+    assert outs["model.bin"]["md5"] == md5(MODEL) and outs["model.bin"]["hash"] == "md5"
+    assert "url = ../../remote" in (repo / ".dvc" / "config").read_text()
     h = md5(MODEL)
-    assert spec["artifact"]["uri"] == f"{remote.as_uri()}/files/md5/{h[:2]}/{h[2:]}"
-    assert spec["artifact"]["sha256"] == hashlib.sha256(MODEL).hexdigest()
+    assert (repo.parent / "remote" / "files" / "md5" / h[:2] / h[2:]).read_bytes() == MODEL
+    [model_dir] = yaml.safe_load((repo / "model.dvc").read_text())["outs"]
+    assert model_dir["md5"].endswith(".dir") and model_dir["nfiles"] == 2
+
+
+def test_register_from_dvc_lock(repo: Path) -> None:
+    spec = doc_of(register(repo, "--dvc", str(repo / "dvc.lock")))["spec"]
+    remote = (repo.parent / "remote").resolve()
+    h = md5(MODEL)
+    uri = spec["artifact"]["uri"]
+    assert uri == f"{remote.as_uri()}/files/md5/{h[:2]}/{h[2:]}"
+    assert unquote(urlsplit(uri).path) == dvc_url(repo, "model.bin")  # where DVC itself says
+    assert pushed(uri) == MODEL  # and where `dvc push` put the bytes
+    assert spec["artifact"]["sha256"] == sha256(MODEL)
     assert spec["artifact"]["sizeBytes"] == len(MODEL)
     d = md5(DATA)
     assert spec["lineage"]["dataset"] == {
@@ -141,14 +208,13 @@ def test_register_from_dvc_lock(tmp_path: Path) -> None:
         "version": d,
         "uri": f"{remote.as_uri()}/files/md5/{d[:2]}/{d[2:]}",
     }
+    assert pushed(spec["lineage"]["dataset"]["uri"]) == DATA
     assert spec["lineage"]["hyperparameters"] == {"train.depth": 8, "train.lr": 0.05}
     assert spec["metrics"] == {"auc": 0.93, "eval.f1": 0.8}
     assert spec["lineage"]["codeCommit"] == git(repo, "rev-parse", "HEAD")
     assert spec["lineage"]["codeRepository"] == "https://git.example.com/ml/demo.git"
     # the operator finds the same bytes at that URI in the remote
-    res = verify_artifact(
-        spec["artifact"]["uri"], spec["artifact"]["sha256"], policy=ArtifactPolicy(file_roots=[str(remote)])
-    )
+    res = verify_artifact(uri, spec["artifact"]["sha256"], policy=ArtifactPolicy(file_roots=[str(remote)]))
     assert res.ok, res.message
 
     # explicit options win over DVC; stage:out syntax
@@ -170,89 +236,108 @@ def test_register_from_dvc_lock(tmp_path: Path) -> None:
     assert spec["metrics"] == {"auc": 0.99, "eval.f1": 0.8}
 
 
-def test_register_from_a_dvc_file_with_the_dataset_from_another(tmp_path: Path) -> None:
-    repo = make_repo(tmp_path)
-    (repo / "model.bin.dvc").write_text(yaml.safe_dump({"outs": [out("model.bin", MODEL)]}, sort_keys=False))
-    commit(repo)
+def test_register_from_a_dvc_file_with_the_dataset_from_another(repo: Path) -> None:
     spec = doc_of(
         register(
             repo,
             "--dvc",
-            str(repo / "model.bin.dvc"),
+            str(repo / "export" / "model.onnx.dvc"),
             "--dataset",
-            str(repo / "data/transactions.csv.dvc"),
+            str(repo / "data" / "transactions.csv.dvc"),
             "--metric",
             "auc=0.9",
         )
     )["spec"]
-    assert spec["artifact"]["sha256"] == hashlib.sha256(MODEL).hexdigest()
-    assert spec["artifact"]["uri"].endswith(f"/remote/files/md5/{md5(MODEL)[:2]}/{md5(MODEL)[2:]}")
+    h = md5(EXPORTED)
+    uri = spec["artifact"]["uri"]
+    assert uri == f"{(repo.parent / 'remote').resolve().as_uri()}/files/md5/{h[:2]}/{h[2:]}"
+    assert unquote(urlsplit(uri).path) == dvc_url(repo, "export/model.onnx")
+    assert pushed(uri) == EXPORTED
+    assert spec["artifact"]["sha256"] == sha256(EXPORTED)
     assert spec["lineage"]["dataset"]["name"] == "transactions.csv"
     assert spec["lineage"]["dataset"]["version"] == md5(DATA)
 
 
-def test_bytes_that_are_not_what_dvc_recorded_are_refused(tmp_path: Path) -> None:
-    repo = make_repo(tmp_path, cached=False)
+def test_bytes_that_are_not_what_dvc_recorded_are_refused(repo: Path) -> None:
+    shutil.rmtree(repo / ".dvc" / "cache")
     (repo / "model.bin").write_bytes(MODEL + b"retrained but not committed")
     r = register(repo, "--dvc", str(repo / "dvc.lock"))
     assert r.exit_code == 1 and r.stdout == ""
     assert "the bytes changed since DVC recorded them" in r.stderr and "dvc commit" in r.stderr
-    # the cache object is DVC's own copy: used first, whatever the workspace holds
-    put(repo / ".dvc" / "cache", MODEL)
-    assert doc_of(register(repo, "--dvc", str(repo / "dvc.lock")))["spec"]["artifact"]["sha256"] == (
-        hashlib.sha256(MODEL).hexdigest()
+    # the cache object is DVC's own copy (`dvc fetch` brings it back from the remote): used first,
+    # whatever the workspace holds
+    dvc(repo, "fetch", "-q")
+    assert doc_of(register(repo, "--dvc", str(repo / "dvc.lock")))["spec"]["artifact"]["sha256"] == sha256(
+        MODEL
     )
 
 
-def test_metrics_file_changed_since_the_run_is_not_used(tmp_path: Path) -> None:
-    repo = make_repo(tmp_path)
+def test_metrics_file_changed_since_the_run_is_not_used(repo: Path) -> None:
     (repo / "eval.json").write_text('{"auc": 0.99}')
     r = register(repo, "--dvc", str(repo / "dvc.lock"))
     assert r.exit_code == 2 and "metrics (--metrics FILE or --metric k=v)" in r.stderr
     assert "metrics file eval.json changed since dvc.lock stage train ran" in r.stderr
 
 
-def test_stage_and_dataset_choice(tmp_path: Path) -> None:
-    repo = make_repo(tmp_path)
-    lock = yaml.safe_load((repo / "dvc.lock").read_text())
-    other = b"labels\n"
-    lock["stages"]["prepare"] = {"cmd": "prep", "deps": [], "outs": [out("data/labels.csv", other)]}
-    lock["stages"]["train"]["deps"].append(out("data/labels.csv", other))
-    (repo / "dvc.lock").write_text(yaml.safe_dump(lock, sort_keys=False))
+def test_stage_and_dataset_choice(repo: Path) -> None:
+    labels = b"labels\n"
+    (repo / "prepare.py").write_text(
+        f"from pathlib import Path\nPath('data/labels.csv').write_bytes({labels!r})\n"
+    )
+    dvc(
+        repo,
+        "stage",
+        "add",
+        "-q",
+        "-n",
+        "prepare",
+        "-d",
+        "prepare.py",
+        "-o",
+        "data/labels.csv",
+        f"{sys.executable} prepare.py",
+    )
+    train = yaml.safe_load((repo / "dvc.yaml").read_text())["stages"]["train"]
+    dvc(
+        repo,
+        "stage",
+        "add",
+        "-q",
+        "--force",
+        "-n",
+        "train",
+        "-d",
+        "data/transactions.csv",
+        "-d",
+        "data/labels.csv",
+        "-d",
+        "train.py",
+        "-p",
+        "train.lr,train.depth",
+        "-o",
+        "model.bin",
+        "-M",
+        "eval.json",
+        train["cmd"],
+    )
+    dvc(repo, "repro", "-q")
     commit(repo)
     r = register(repo, "--dvc", str(repo / "dvc.lock"))
-    assert r.exit_code == 2 and "several stages have outs (train, prepare)" in r.stderr
+    assert r.exit_code == 2 and "several stages have outs (" in r.stderr
+    assert "train" in r.stderr and "prepare" in r.stderr
     r = register(repo, "--dvc", f"{repo / 'dvc.lock'}:train")
     assert (
         r.exit_code == 2
-        and "several DVC-tracked data paths (data/transactions.csv, data/labels.csv)" in r.stderr
-    )
+        and "several DVC-tracked data paths (data/labels.csv, data/transactions.csv)" in r.stderr
+    ), r.stderr
     spec = doc_of(register(repo, "--dvc", f"{repo / 'dvc.lock'}:train", "--dataset", "labels"))["spec"]
     assert spec["lineage"]["dataset"]["name"] == "data/labels.csv"
-    assert spec["lineage"]["dataset"]["version"] == md5(other)
+    assert spec["lineage"]["dataset"]["version"] == md5(labels)
     r = register(repo, "--dvc", f"{repo / 'dvc.lock'}:nope")
     assert r.exit_code == 2 and "no stage 'nope'" in r.stderr
 
 
-def test_directory_out_needs_uri_and_is_checked_against_the_dir_listing(tmp_path: Path) -> None:
-    repo = make_repo(tmp_path)
-    files = {"weights.bin": b"w" * 100, "sub/config.json": b"{}"}
-    for rel, b in files.items():
-        (repo / "model" / rel).parent.mkdir(parents=True, exist_ok=True)
-        (repo / "model" / rel).write_bytes(b)
-    listing = json.dumps([{"md5": md5(b), "relpath": rel} for rel, b in sorted(files.items())]).encode()
-    put(repo / ".dvc" / "cache", listing, suffix=".dir")
-    (repo / "model.dvc").write_text(
-        yaml.safe_dump(
-            {
-                "outs": [
-                    {"md5": md5(listing) + ".dir", "size": 102, "nfiles": 2, "hash": "md5", "path": "model"}
-                ]
-            }
-        )
-    )
-    (repo / ".gitignore").write_text("/model.bin\n/eval.json\n/model\n")
-    commit(repo)
+def test_directory_out_needs_uri_and_is_checked_against_the_dir_listing(repo: Path) -> None:
     r = register(
         repo, "--dvc", str(repo / "model.dvc"), "--dataset", "d", "--dataset-version", "1", "--metric", "a=1"
     )
@@ -274,14 +359,23 @@ def test_directory_out_needs_uri_and_is_checked_against_the_dir_listing(tmp_path
     assert r.exit_code == 1 and "differs from what model.dvc recorded (1 paths: weights.bin)" in r.stderr
 
 
-def test_dvc2_layout_and_no_remote(tmp_path: Path) -> None:
-    repo = make_repo(tmp_path, remote=False)
-    (repo / "model.bin.dvc").write_text(yaml.safe_dump({"outs": [out("model.bin", MODEL, dvc3=False)]}))
+def test_dvc2_layout_and_no_remote(repo: Path) -> None:
+    """A DVC 2 out (no `hash: md5`, objects at <2>/<30>), written by hand: DVC 3 no longer writes
+    them. The remote configuration is changed with `dvc remote` itself."""
+    dvc(repo, "remote", "remove", "storage")
+    legacy = b"legacy-model-" + bytes(range(100))
+    (repo / "legacy.bin").write_bytes(legacy)
+    (repo / "legacy.bin.dvc").write_text(
+        yaml.safe_dump({"outs": [{"md5": md5(legacy), "size": len(legacy), "path": "legacy.bin"}]})
+    )
+    cached = repo / ".dvc" / "cache" / md5(legacy)[:2] / md5(legacy)[2:]
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    cached.write_bytes(legacy)
+    (repo / ".gitignore").write_text((repo / ".gitignore").read_text() + "/legacy.bin\n")
     commit(repo)
-    put(repo / ".dvc" / "cache", MODEL, dvc3=False)
     base = [
         "--dvc",
-        str(repo / "model.bin.dvc"),
+        str(repo / "legacy.bin.dvc"),
         "--dataset",
         "d",
         "--dataset-version",
@@ -291,21 +385,22 @@ def test_dvc2_layout_and_no_remote(tmp_path: Path) -> None:
     ]
     r = register(repo, *base)
     spec = doc_of(r)["spec"]
-    assert spec["artifact"]["uri"] == (repo / "model.bin").resolve().as_uri()  # no remote: the workspace file
+    assert (
+        spec["artifact"]["uri"] == (repo / "legacy.bin").resolve().as_uri()
+    )  # no remote: the workspace file
+    assert spec["artifact"]["sha256"] == sha256(legacy)
     assert "names no remote" in r.stderr
-    (repo / ".dvc" / "config.local").write_text(
-        "[core]\n    remote = s3\n['remote \"s3\"']\n    url = s3://dvc/store\n"
-    )
+    dvc(repo, "remote", "add", "--local", "-d", "s3", "s3://dvc/store")  # .dvc/config.local
     spec = doc_of(register(repo, *base))["spec"]
-    h = md5(MODEL)
+    h = md5(legacy)
     assert spec["artifact"]["uri"] == f"s3://dvc/store/{h[:2]}/{h[2:]}"  # DVC 2: no files/md5/
 
 
-def test_bad_dvc_input(tmp_path: Path) -> None:
-    (tmp_path / "x.dvc").write_text("outs: []\n")
-    r = register(tmp_path, "--dvc", str(tmp_path / "x.dvc"))
+def test_bad_dvc_input(repo: Path, tmp_path: Path) -> None:
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "x.dvc").write_text("outs: []\n")
+    r = register(tmp_path / "elsewhere", "--dvc", str(tmp_path / "elsewhere" / "x.dvc"))
     assert r.exit_code == 2 and "not inside a DVC repository" in r.stderr
-    repo = make_repo(tmp_path)
     (repo / "bad.dvc").write_text(yaml.safe_dump({"outs": [{"path": "m.bin", "hash": "md5"}]}))
     commit(repo)
     r = register(repo, "--dvc", str(repo / "bad.dvc"))
