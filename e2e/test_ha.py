@@ -5,7 +5,9 @@ apart. While the active replica promotes a version and changes an endpoint's wei
 (started after it, at a lower priority) must make no request at all for our objects or children
 (no LIST, GET, WATCH or write) and no write except kopf's own peering keep-alive, and reconcile
 nothing (its metrics). When the active replica stops, the standby lists the cache again (one LIST
-per kind) before it reconciles, and takes over.
+per kind) before it reconciles, and takes over. When the first replica comes back, the one acting
+(its cache full, its queue and drift checks running) is paused again and makes no request for our
+objects and reconciles nothing from its frozen cache.
 """
 
 from __future__ import annotations
@@ -236,6 +238,29 @@ def test_paused_standby_makes_no_requests_then_takes_over(
             assert own[:first_write].count(("list", res)) == 1, f"not one LIST of {res} before reconciling"
         # counted when a reconcile ends: the route write (seen above) comes before its status write
         wait_for(lambda: reconciles(ports["standby"]) > 0, 10, "the standby's reconciles counted")
+
+        # Demotion: the replica that now acts (cache full, queue and drift checks running) is paused
+        # when a peer of higher priority comes back; from then on it does nothing either.
+        pauses = standby.log_path.read_text(errors="replace").count("Pausing operations")
+        active.start()
+        wait_for(
+            lambda: standby.log_path.read_text(errors="replace").count("Pausing operations") > pauses,
+            60,
+            "the acting replica paused in favour of the returning one",
+        )
+        objs.set_weights("ha", {"a": 10, "b": 90})
+        wait_for(lambda: vs_weights(objs.virtualservice("ha")) == {"a": 10, "b": 90}, 60, "active again")
+        demoted = cluster.audit_offset()
+        before = reconciles(ports["standby"])
+        objs.set_weights("ha", {"a": 30, "b": 70})
+        wait_for(lambda: vs_weights(objs.virtualservice("ha")) == {"a": 30, "b": 70}, 60, "and again")
+        done = reconciles(ports["active"])
+        wait_for(lambda: reconciles(ports["active"]) >= done + 6, 30, "three more drift checks")
+        paused_again = requests_of(cluster, standby_user, demoted)
+        print(f"demoted replica: {len(paused_again)} requests: {dict(summary(paused_again))}")
+        touched = [e for e in paused_again if (e.get("objectRef") or {}).get("resource") in OUR_RESOURCES]
+        assert touched == [], f"a demoted replica touched our objects: {dict(summary(touched))}"
+        assert reconciles(ports["standby"]) == before, "a demoted replica reconciled from its frozen cache"
     except BaseException:
         print("\n----\n".join(r.logs(80) for r in (active, standby)))
         raise
