@@ -1,8 +1,10 @@
-"""The registry on the real control plane: a Model's memory refuses a re-registered version number,
-a five-stage model's approval gate cannot be forged (the chart's admission policy on ModelApprovals,
-users impersonated), a metric gate refuses a worse candidate with the numbers, and retention with the
-test clock archives and deletes artifacts (versitygw and file://) while keeping the two previous
-production versions, anything referenced, and every ModelVersion object."""
+"""The registry on the real control plane: a Model's memory refuses a re-registered version number;
+versions past candidate and the memory itself are not deleted unless the Model's policy allows it
+(the chart's admission policies; namespace deletion still works) and a version's serving periods stay
+in its lineage; a five-stage model's approval gate cannot be forged (the chart's admission policy on
+ModelApprovals, users impersonated); a metric gate refuses a worse candidate with the numbers; and
+retention with the test clock archives and deletes artifacts (versitygw and file://) while keeping the
+two previous production versions, anything referenced, and every ModelVersion object."""
 
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ import yaml
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from admission import as_user
+from admission import as_user, grant_models_editor
 from helpers import Objects, condition, make_artifact, model_endpoint, model_version, wait_for
 from s3server import S3Server
 
@@ -97,11 +99,19 @@ def approval(model: str, version: str, sha: str, stage: str, approver: str, name
     }
 
 
+def refused(fn: Any) -> str:
+    with pytest.raises(ApiException) as e:
+        fn()
+    assert e.value.status in (403, 422), e.value
+    return str(json.loads(e.value.body or "{}").get("message", e.value.body))
+
+
 def test_delete_and_re_register_is_refused(
     kube: Any, namespace: str, operator: Any, artifact_root: Path
 ) -> None:
     objs = Objects(kube, namespace)
-    create_model(objs, "fraud", {})
+    # the policy lets users delete versions past candidate (the default refuses: see the next test)
+    create_model(objs, "fraud", {"deletionPolicy": {"allowPastCandidate": True}})
     uri, sha = make_artifact(artifact_root, f"{namespace}-fraud", "1.0.0", b"the real weights\n")
     objs.create(model_version("fraud", "1.0.0", uri, sha, stage="production"))
     wait_stage(objs, "fraud-v1.0.0", "production")
@@ -144,6 +154,128 @@ def test_delete_and_re_register_is_refused(
     gen = objs.patch_mv("fraud-v1.0.0", {"spec": {"description": "touch"}})["metadata"]["generation"]
     wait_for(lambda: objs.mv("fraud-v1.0.0")["status"].get("observedGeneration") == gen, 30, "reconciled")
     assert cond_reason(objs, "fraud-v1.0.0", "ArtifactVerified")[1] == "VersionReused"
+
+
+PROTECTED = "modelversioning.io/deletion-protected"
+
+
+def marked(objs: Objects, name: str) -> str | None:
+    return (objs.mv(name)["metadata"].get("annotations") or {}).get(PROTECTED)
+
+
+def test_versions_past_candidate_and_the_memory_are_kept_unless_the_policy_allows(
+    cluster: Any, kube: Any, namespace: str, operator: Any, artifact_root: Path
+) -> None:
+    objs = Objects(kube, namespace)
+    create_model(objs, "guard", {})
+    for v, stage in (("1.0.0", "production"), ("2.0.0", "production"), ("3.0.0", "candidate")):
+        uri, sha = make_artifact(artifact_root, f"{namespace}-guard", v)
+        objs.create(model_version("guard", v, uri, sha, stage=stage))
+    policy = "Model guard: spec.deletionPolicy.allowPastCandidate is false"
+    for v in ("1.0.0", "2.0.0"):
+        wait_stage(objs, f"guard-v{v}", "production")
+        assert marked(objs, f"guard-v{v}") == policy  # written before the status showed the stage
+    wait_for(lambda: cond_reason(objs, "guard-v3.0.0", "Ready"), 30, "3.0.0 reconciled")
+    assert stage_of(objs, "guard-v3.0.0") == "candidate" and marked(objs, "guard-v3.0.0") is None
+
+    # served as stable, then swapped out: the period stays in its status and its lineage
+    objs.create(
+        model_endpoint(
+            "guard", "guard", [{"name": "stable", "version": "1.0.0", "weight": 100}], router="none"
+        )
+    )
+
+    def periods() -> list[dict[str, Any]]:
+        return list(objs.mv("guard-v1.0.0")["status"].get("servingHistory") or [])
+
+    wait_for(lambda: [p["variant"] for p in periods() if "to" not in p] == ["stable"], 90, "1.0.0 serving")
+    objs.patch_mep("guard", {"spec": {"variants": [{"name": "stable", "version": "2.0.0", "weight": 100}]}})
+    wait_for(lambda: periods() and all("to" in p for p in periods()), 90, "1.0.0 swapped out")
+    story = json.loads(km(cluster, namespace, "lineage", "guard", "1.0.0", "-o", "json").stdout)
+    served = [e for e in story["endpoints"] if e["what"] == "served by variant stable"]
+    assert len(served) == 1 and served[0]["until"] not in ("now", None), story["endpoints"]
+    assert served[0]["at"] < served[0]["until"] or served[0]["at"] == served[0]["until"]
+    objs.delete_mep("guard")
+    wait_for(lambda: not objs.mv("guard-v1.0.0")["metadata"].get("finalizers"), 60, "no longer in use")
+
+    # nobody deletes a protected version: not the harness user (an operator here), nor an editor
+    msg = refused(lambda: objs.delete_mv("guard-v1.0.0"))
+    assert policy in msg and "archived is the normal end state" in msg, msg
+    grant_models_editor(cluster, namespace, "mallory@example.com")
+    mallory = client.CustomObjectsApi(as_user(kube, "mallory@example.com"))
+    mv_path = (GROUP, VERSION, namespace, "modelversions")
+    assert policy in refused(lambda: mallory.delete_namespaced_custom_object(*mv_path, "guard-v1.0.0"))
+    # ... nor takes the mark off, nor hangs it on an owner to delete it through the garbage collector
+    msg = refused(
+        lambda: mallory.patch_namespaced_custom_object(
+            *mv_path, "guard-v1.0.0", {"metadata": {"annotations": {PROTECTED: None}}}
+        )
+    )
+    assert "written by the modelversioning operator only" in msg, msg
+    owner = objs.core.create_namespaced_config_map(
+        namespace, client.V1ConfigMap(metadata=client.V1ObjectMeta(name="owner"))
+    )
+    ref = {"apiVersion": "v1", "kind": "ConfigMap", "name": "owner", "uid": owner.metadata.uid}
+    msg = refused(
+        lambda: mallory.patch_namespaced_custom_object(
+            *mv_path, "guard-v1.0.0", {"metadata": {"ownerReferences": [ref]}}
+        )
+    )
+    assert "ownerReferences of a deletion-protected ModelVersion" in msg, msg
+    # ... nor deletes the collection; a candidate may go (its record stays)
+    refused(lambda: objs.co.delete_collection_namespaced_custom_object(*mv_path))
+    assert marked(objs, "guard-v1.0.0") == policy and marked(objs, "guard-v2.0.0") == policy
+    try:  # the collection's deletion may have taken it already (each item is admitted on its own)
+        mallory.delete_namespaced_custom_object(*mv_path, "guard-v3.0.0")
+    except ApiException as e:
+        assert e.status == 404, e
+    wait_for(lambda: (record(objs, "guard", "3.0.0") or {}).get("removedAt"), 30, "3.0.0's record kept")
+
+    # the Model's memory is not deleted while it holds records ...
+    msg = refused(
+        lambda: objs.co.delete_namespaced_custom_object(GROUP, VERSION, namespace, "models", "guard")
+    )
+    assert "remembers 3 versions" in msg and "spec.deletionPolicy.allowModelDeletion" in msg, msg
+
+    # the policy allows it: the marks go, the version may be deleted, its record stays
+    objs.co.patch_namespaced_custom_object(
+        GROUP,
+        VERSION,
+        namespace,
+        "models",
+        "guard",
+        {"spec": {"deletionPolicy": {"allowPastCandidate": True}}},
+    )
+    wait_for(lambda: marked(objs, "guard-v1.0.0") is None, 30, "the mark removed")
+    objs.delete_mv("guard-v1.0.0")
+    wait_for(lambda: (record(objs, "guard", "1.0.0") or {}).get("removedAt"), 30, "1.0.0's record kept")
+    # ... and a Model whose policy allows it may be deleted with its memory
+    create_model(objs, "scratch", {"deletionPolicy": {"allowModelDeletion": True}})
+    uri, sha = make_artifact(artifact_root, f"{namespace}-scratch", "0.1.0")
+    objs.create(model_version("scratch", "0.1.0", uri, sha))
+    wait_for(lambda: record(objs, "scratch", "0.1.0"), 30, "scratch remembers 0.1.0")
+    objs.co.delete_namespaced_custom_object(GROUP, VERSION, namespace, "models", "scratch")
+
+    # deleting the namespace is never refused: a protected version and a Model with records go too
+    objs.co.patch_namespaced_custom_object(
+        GROUP,
+        VERSION,
+        namespace,
+        "models",
+        "guard",
+        {"spec": {"deletionPolicy": {"allowPastCandidate": False}}},
+    )
+    wait_for(lambda: marked(objs, "guard-v2.0.0") == policy, 30, "2.0.0 marked again")
+    objs.core.delete_namespace(namespace)
+
+    def gone() -> bool:
+        try:
+            objs.core.read_namespace(namespace)
+        except ApiException as e:
+            return e.status == 404
+        return False
+
+    wait_for(gone, 120, "the namespace deleted")
 
 
 FIVE = {
