@@ -166,10 +166,6 @@ class Tracking:
     client: Any = field(repr=False)
     mlflow: Any = field(repr=False)
 
-    @property
-    def base(self) -> str:
-        return self.shown
-
     @classmethod
     def from_env(cls, uri: str | None = None, env: Mapping[str, str] | None = None) -> Tracking:
         env = os.environ if env is None else env
