@@ -28,7 +28,7 @@ import admission
 from controlplane import ControlPlane
 from gateway import Traefik, weighted_split_tolerance
 from helmchart import CHART, Helm
-from helpers import Objects, cond_is, model_endpoint, model_version, wait_for
+from helpers import Objects, cond_is, model_endpoint, model_version, route_weights, wait_for
 from images import OPERATOR_IMAGE
 from node import NODE_IP, NODE_NAME
 from prometheus import Prometheus
@@ -341,34 +341,134 @@ def test_mirror_on_a_gateway_that_cannot_mirror_is_left_out(dp, objs):  # type: 
 
 
 # ------------------------------------------------------------------------------ progressive delivery
-def _strategy(metrics: list[dict[str, Any]], **analysis: Any) -> dict[str, Any]:
+class ObjectWatch:
+    """Every distinct value of `extract(object)` one named object took, from a watch of the API
+    server (a poll can miss a value that lasted less than its interval; a watch sees every write):
+    `changes` is [(time.monotonic(), time.time(), value)] in the order the writes were applied."""
+
+    def __init__(self, objs: Objects, group: str, version: str, plural: str, name: str, extract: Any) -> None:
+        self.objs, self.group, self.version, self.plural, self.name = objs, group, version, plural, name
+        self.extract = extract
+        self.changes: list[tuple[float, float, Any]] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._t = threading.Thread(target=self._run, daemon=True)
+
+    @classmethod
+    def route(cls, objs: Objects, name: str) -> ObjectWatch:
+        """variant -> weight of the HTTPRoute the operator writes for endpoint `name`."""
+        return cls(objs, "gateway.networking.k8s.io", "v1", "httproutes", name, route_weights)
+
+    def __enter__(self) -> ObjectWatch:
+        self._t.start()
+        wait_for(lambda: self.changes, 30, f"the watch of {self.plural}/{self.name} to see it")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._t.join(10)
+
+    def last(self) -> Any:
+        with self._lock:
+            return self.changes[-1][2] if self.changes else None
+
+    def values(self) -> list[Any]:
+        with self._lock:
+            return [v for _, _, v in self.changes]
+
+    def _record(self, value: Any) -> None:
+        with self._lock:
+            if not self.changes or self.changes[-1][2] != value:
+                self.changes.append((time.monotonic(), time.time(), value))
+
+    def _run(self) -> None:
+        from kubernetes import watch
+        from kubernetes.client.rest import ApiException
+
+        rv: str | None = None
+        while not self._stop.is_set():
+            kwargs: dict[str, Any] = {"field_selector": f"metadata.name={self.name}", "timeout_seconds": 2}
+            if rv:
+                kwargs["resource_version"] = rv
+            try:
+                for ev in watch.Watch().stream(  # type: ignore[no-untyped-call]
+                    self.objs.co.list_namespaced_custom_object,
+                    self.group, self.version, self.objs.ns, self.plural, **kwargs,
+                ):  # fmt: skip
+                    obj = ev["object"]
+                    rv = obj["metadata"]["resourceVersion"]
+                    self._record(None if ev["type"] == "DELETED" else self.extract(obj))
+                    if self._stop.is_set():
+                        return
+            except ApiException as e:
+                if e.status == 410:  # too old: watch again from the current state
+                    rv = None
+                time.sleep(0.1)
+            except Exception:  # noqa: BLE001 - a dropped connection: resume from the last version seen
+                time.sleep(0.1)
+
+
+def _traffic(dp: DataPlane) -> Any:
+    """Clients sending predictions through the gateway: 2 threads, ~50 requests/s each at most."""
+    return dp.gw.traffic(host=dp.host, body=b'{"inputs": [1, 2, 3]}', threads=2, interval=0.02)
+
+
+def canary_weights(route: ObjectWatch) -> list[int]:
+    return [int((w or {}).get("canary", 0)) for w in route.values()]
+
+
+def held(route: ObjectWatch, weight: int) -> float:
+    """Seconds the route carried `weight` for the canary (until its next change)."""
+    ch = route.changes
+    i = next(i for i, (_, _, w) in enumerate(ch) if int((w or {}).get("canary", 0)) == weight)
+    return ch[i + 1][0] - ch[i][0]
+
+
+INTERVAL_S, WINDOW_S = 3.0, 10.0  # the analysis of these tests
+SCRAPE_S = 1.0  # the harness's Prometheus scrape interval (e2e/prometheus.py)
+ROUTE_S = 2.0  # the operator's route write plus Traefik reading it (measured ~0.4 s; slack for load)
+# How long clients may see a bad canary, from its first response to the last bad one: the first
+# measurement comes one analysis interval after the rollout started, it sees what Prometheus scraped
+# (one scrape interval late) over its rate window, and the failed measurement puts the route back in
+# the same reconcile (then Traefik reads it).
+BAD_WINDOW_S = INTERVAL_S + WINDOW_S + SCRAPE_S + ROUTE_S
+STEPS: list[dict[str, Any]] = [
+    {"setWeight": 20},
+    {"pause": {"duration": "6s"}},
+    {"setWeight": 50},
+    {"pause": {"duration": "6s"}},
+]
+
+
+def _strategy(
+    metrics: list[dict[str, Any]], *, steps: list[dict[str, Any]] | None = None,
+    canary: dict[str, Any] | None = None, **analysis: Any,
+) -> dict[str, Any]:  # fmt: skip
     return {
         "canary": {
             "variant": "canary",
             "baseline": "stable",
-            "steps": [
-                {"setWeight": 20},
-                {"pause": {"duration": "6s"}},
-                {"setWeight": 50},
-                {"pause": {"duration": "6s"}},
-            ],
-            "analysis": {"interval": "3s", "metrics": metrics, **analysis},
+            "steps": steps or STEPS,
+            "analysis": {"interval": f"{INTERVAL_S:g}s", "metrics": metrics, **analysis},
             "promoteOnSuccess": True,
+            **(canary or {}),
         }
     }
 
 
-ERRORS = [{"name": "errors", "template": "error-rate", "window": "10s", "max": 0.05}]
+ERRORS = [{"name": "errors", "template": "error-rate", "window": f"{WINDOW_S:g}s", "max": 0.05}]
 
 
-def _canary(dp: DataPlane, objs: Objects, name: str, bad_env: dict[str, str] | None, **analysis: Any) -> None:
+def _canary(dp: DataPlane, objs: Objects, name: str, bad_env: dict[str, str] | None, *,
+            strategy: dict[str, Any] | None = None, canary_stage: str = "production",
+            **analysis: Any) -> None:  # fmt: skip
     register(dp, objs, name, "2.3.8")
-    register(dp, objs, name, "2.4.1", env=bad_env)
+    register(dp, objs, name, "2.4.1", env=bad_env, stage=canary_stage)
     variants = [
         {"name": "stable", "version": "2.3.8", "weight": 100},
         {"name": "canary", "version": "2.4.1", "weight": 0},
     ]
-    objs.create(endpoint(dp, name, name, variants, strategy=_strategy(ERRORS, **analysis)))
+    objs.create(endpoint(dp, name, name, variants, strategy=strategy or _strategy(ERRORS, **analysis)))
     wait_for(lambda: cond_is(objs.mep(name), "Ready", "True"), 300, "stable live, canary warm")
     wait_for(lambda: live_on(dp, {"2.3.8": 1}), 60, "2.3.8 answers")
 
@@ -380,45 +480,137 @@ def _go(objs: Objects, name: str) -> None:
     ]}})  # fmt: skip
 
 
+def _rollout(objs: Objects, name: str) -> dict[str, Any]:
+    return dict((objs.mep(name).get("status") or {}).get("rollout") or {})
+
+
 def _phase(objs: Objects, name: str) -> str:
-    return str(((objs.mep(name).get("status") or {}).get("rollout") or {}).get("phase", ""))
+    return str(_rollout(objs, name).get("phase", ""))
 
 
-def test_a_good_canary_ramps_to_full_traffic(dp, objs):  # type: ignore[no-untyped-def]
-    _canary(dp, objs, "good", None)
-    with Load(dp) as load:
+def _wait_phase(objs: Objects, name: str, phase: str, timeout: float = 240) -> None:
+    try:
+        wait_for(lambda: _phase(objs, name) == phase, timeout, f"rollout {phase}", interval=0.1)
+    except AssertionError as e:
+        ms = _rollout(objs, name).get("measurements")
+        raise AssertionError(f"{e}\n{explain(objs, name)}\n{json.dumps(ms)[:2000]}") from None
+
+
+GOOD_STEPS: list[dict[str, Any]] = [
+    {"setWeight": 10},
+    {"pause": {"duration": "6s"}},
+    {"setWeight": 30},
+    {"pause": {"duration": "6s"}},
+    {"setWeight": 50},
+    {"pause": {"duration": "6s"}},
+]
+
+
+def test_a_good_canary_ramps_through_every_step_and_earns_its_promotion(dp, objs):  # type: ignore[no-untyped-def]
+    """2.4.1 is in staging, one stage below the endpoint's requiredStage (production): the strategy
+    lets it take at most 50 % (maxWeightBelowStage) while the analysis judges it. The route carries
+    every step's weight in order, each for at least its pause; the success promotes 2.4.1 to
+    production (history: the endpoint as actor, the analysis as reason), and only then does it take
+    the declared 100 %. Clients see no error throughout."""
+    strategy = _strategy(ERRORS, steps=GOOD_STEPS, canary={"maxWeightBelowStage": 50})
+    _canary(dp, objs, "good", None, strategy=strategy, canary_stage="staging")
+    assert objs.mv("good-v2.4.1")["status"]["stage"] == "staging"
+    stage = ObjectWatch(objs, "modelversioning.io", "v1alpha1", "modelversions", "good-v2.4.1",
+                        lambda o: (o.get("status") or {}).get("stage"))  # fmt: skip
+    with ObjectWatch.route(objs, "good") as route, stage, _traffic(dp) as loop:
+        t0 = time.monotonic()
         _go(objs, "good")
-        wait_for(lambda: _phase(objs, "good") == "Succeeded", 240, "rollout Succeeded")
-        try:
-            wait_for(lambda: live_on(dp, {"2.4.1": 1}), 60, "all traffic on 2.4.1")
-        except AssertionError as e:
-            raise AssertionError(f"{e}\n{explain(objs, 'good')}") from None
-    shares = [v for _, _, v, _ in load.log]
-    assert "2.4.1" in shares and all(s == 200 for _, s, _, _ in load.log)
-    ro = objs.mep("good")["status"]["rollout"]
+        _wait_phase(objs, "good", "Succeeded")
+        wait_for(lambda: (objs.mv("good-v2.4.1").get("status") or {}).get("stage") == "production", 60,
+                 "2.4.1 promoted to production by the rollout")  # fmt: skip
+        wait_for(
+            lambda: canary_weights(route)[-1] == 100, 60, "the route at 100 % once 2.4.1 is in production"
+        )
+        loop.wait_until(lambda s: s.status == 200 and s.version == "2.4.1", settle=40, timeout=60)
+    print(f"route changes (canary %): {[(round(t - t0, 1), w) for t, _, w in route.changes]}")
+    # every step in order, nothing skipped, never backwards; 50 % (the allowance) until the promotion
+    assert canary_weights(route) == [0, 10, 30, 50, 100], route.changes
+    for w in (10, 30, 50):  # each setWeight is followed by a 6 s pause
+        assert held(route, w) >= 6 - 0.5, (w, route.changes)
+    promoted_at = next(t for t, _, st in stage.changes if st == "production")
+    assert route.changes[-1][0] >= promoted_at, "the canary took more than its allowance before its promotion"
+    samples = loop.since(t0)
+    assert not loop.failures(t0), loop.failures(t0)[:5]
+    assert {s.version for s in samples} == {"2.3.8", "2.4.1"}
+    mv = objs.mv("good-v2.4.1")
+    hop = mv["status"]["history"][-1]
+    print(f"2.4.1 history: {hop}")
+    assert (hop["from"], hop["to"], hop["actor"]) == ("staging", "production", "ModelEndpoint/good"), hop
+    assert hop["reason"].startswith("rollout on good succeeded: errors="), hop
+    assert "Passed" in hop["reason"], hop
+    record = mv["status"]["rollouts"][-1]
+    assert (record["endpoint"], record["result"]) == ("good", "Succeeded"), record
+    ro = _rollout(objs, "good")
+    assert ro["step"] == len(GOOD_STEPS) and ro["failures"] == 0, ro
     verdicts = [m["verdict"] for m in ro["measurements"]]
     # the first window may have no canary requests yet (inconclusive, never a pass); nothing failed
     assert "Passed" in verdicts and "Failed" not in verdicts, ro["measurements"]
 
 
-def test_a_bad_canary_is_rolled_back_automatically_under_load(dp, objs):  # type: ignore[no-untyped-def]
-    _canary(dp, objs, "bad", {"MODEL_SERVER_ERROR_RATE": "0.5"})
-    with Load(dp) as load:
-        t0 = time.time()
-        _go(objs, "bad")
-        wait_for(lambda: _phase(objs, "bad") == "Failed", 240, "rollout Failed")
-        t_failed = time.time()
-        wait_for(lambda: live_on(dp, {"2.3.8": 1}, 60), 30, "traffic back on 2.3.8")
-    errors = [x for x in load.log if x[1] != 200]
-    after = [x for x in load.since(t_failed + 5) if x[1] != 200]
+def _bad_canary(dp: DataPlane, objs: Objects, name: str, env: dict[str, str], metric: dict[str, Any],
+                bad: Any, extra_s: float = 0.0) -> list[Any]:  # fmt: skip
+    """A canary that misbehaves (`env`) ramps under client traffic and is rolled back by `metric`;
+    returns the bad samples (`bad(sample)`). Asserted: every bad response came from the canary, the
+    bad window (the canary's first response to the last bad one) is within BAD_WINDOW_S (+ `extra_s`),
+    the route went 0 -> 20 -> 0, and no response came from the canary once the route was back."""
+    _canary(dp, objs, name, env, strategy=_strategy([metric]))
+    with ObjectWatch.route(objs, name) as route, _traffic(dp) as loop:
+        t0 = time.monotonic()
+        _go(objs, name)
+        _wait_phase(objs, name, "Failed")
+        t_failed = time.monotonic()
+        wait_for(lambda: canary_weights(route)[-1] == 0, 30, "the route back on the baseline")
+        t_back = loop.wait_until(
+            lambda s: s.status == 200 and s.version == "2.3.8", since=t_failed, settle=40
+        )
+        time.sleep(2)  # and it stays there
+    samples = loop.since(t0)
+    from_canary = [s for s in samples if s.version == "2.4.1"]
+    bad_ones = [s for s in samples if bad(s)]
+    t_route_back = route.changes[-1][0]
+    window = max(s.t for s in bad_ones) - min(s.t for s in from_canary) if bad_ones else 0.0
     print(
-        f"bad canary: {len(errors)} errors of {len(load.log)} requests; "
-        f"failed {t_failed - t0:.1f}s after start"
+        f"{name}: {len(samples)} responses, {len(from_canary)} from 2.4.1, {len(bad_ones)} bad; "
+        f"Failed {t_failed - t0:.1f}s after the change; bad window {window:.1f}s (bound "
+        f"{BAD_WINDOW_S + extra_s:g}s); route back {t_route_back - t0:.1f}s, clients all on 2.3.8 "
+        f"{t_back - t0:.1f}s after the change"
     )
-    assert errors and not after  # clients saw the canary's errors only while it had a share
-    ep = objs.mep("bad")
+    assert bad_ones, "clients saw nothing bad: the canary never took traffic"
+    strays = [s for s in bad_ones if s.version != "2.4.1"]
+    assert not strays, f"bad responses not from the canary: {strays[:5]}"
+    assert window <= BAD_WINDOW_S + extra_s, (window, BAD_WINDOW_S + extra_s)
+    assert canary_weights(route) == [0, 20, 0], route.changes
+    late = [s for s in from_canary if s.t > t_route_back + ROUTE_S + extra_s]
+    assert not late, f"the canary answered after the route was back on the baseline: {late[:5]}"
+    ep = objs.mep(name)
     assert cond_is(ep, "Degraded", "True", "RolloutFailed")
-    assert "errors=" in ep["status"]["rollout"]["message"]
+    assert f"{metric['name']}=" in ep["status"]["rollout"]["message"], ep["status"]["rollout"]["message"]
+    return bad_ones
+
+
+def test_a_bad_canary_is_rolled_back_automatically_under_load(dp, objs):  # type: ignore[no-untyped-def]
+    """Half the canary's answers are 500s: the error-rate analysis rolls it back, no human involved."""
+    _bad_canary(dp, objs, "bad", {"MODEL_SERVER_ERROR_RATE": "0.5"}, ERRORS[0],
+                bad=lambda s: not 200 <= s.status < 300)  # fmt: skip
+
+
+LATENCY_MS = 800
+SLOW_S = LATENCY_MS / 1000 / 2  # a response this slow is a bad one (the baseline answers in ms)
+
+
+def test_a_slow_canary_is_rolled_back_automatically_under_load(dp, objs):  # type: ignore[no-untyped-def]
+    """Every canary answer takes 800 ms more: the latency analysis (p99 of the model server's
+    histogram) rolls it back. A slow response lands up to its latency after the route changed."""
+    latency = {"name": "latency", "template": "latency", "quantile": 0.99, "window": f"{WINDOW_S:g}s",
+               "max": 0.3}  # fmt: skip
+    slow = _bad_canary(dp, objs, "slow", {"MODEL_SERVER_LATENCY_MS": str(LATENCY_MS)}, latency,
+                       bad=lambda s: s.elapsed >= SLOW_S, extra_s=LATENCY_MS / 1000)  # fmt: skip
+    assert all(200 <= s.status < 300 for s in slow), [s for s in slow if s.status != 200][:5]
 
 
 def _operator_prometheus(dp: DataPlane, url: str) -> None:
@@ -444,24 +636,76 @@ def test_prometheus_down_never_promotes(dp, objs):  # type: ignore[no-untyped-de
         _operator_prometheus(dp, dp.prom.url)
 
 
+def _epoch(ts: str) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp()
+
+
+def _rollout_step_metric(dp: DataPlane, ns: str, name: str) -> float | None:
+    """modelversioning_rollout_step of the endpoint on the running operator's /metrics (a fresh
+    process has the series only once it reconciled that endpoint)."""
+    import re
+
+    try:
+        page = dp.operator.metrics()
+    except OSError:
+        return None
+    for line in page.splitlines():
+        if line.startswith("modelversioning_rollout_step{"):
+            labels = dict(re.findall(r'(\w+)="([^"]*)"', line.split("}", 1)[0]))
+            if labels.get("namespace") == ns and labels.get("endpoint") == name:
+                return float(line.rsplit(" ", 1)[1])
+    return None
+
+
+RESUME_PAUSE_S = 30
+RESUME_STEPS: list[dict[str, Any]] = [
+    {"setWeight": 20},
+    {"pause": {"duration": f"{RESUME_PAUSE_S}s"}},
+    {"setWeight": 50},
+    {"pause": {"duration": "6s"}},
+]
+
+
 def test_operator_restart_mid_rollout_resumes_at_the_same_step(dp, objs):  # type: ignore[no-untyped-def]
-    _canary(dp, objs, "resume", None)
-    with Load(dp):  # the analysis needs traffic to measure
+    """The operator is restarted in the middle of a 30 s pause (step 1, canary at 20 %). The new
+    process's first reconcile of the endpoint keeps step 1 and the time the step started; the route,
+    watched throughout, never goes back (to 0) nor forward (to 50) before the pause's original end,
+    and the pause ends on its original schedule (not 30 s after the restart)."""
+    _canary(dp, objs, "resume", None, strategy=_strategy(ERRORS, steps=RESUME_STEPS))
+    with ObjectWatch.route(objs, "resume") as route, _traffic(dp) as loop:
+        t0 = time.monotonic()
         _go(objs, "resume")
-        wait_for(
-            lambda: (objs.mep("resume")["status"].get("rollout") or {}).get("step", 0) >= 1, 120, "step 1"
-        )
-        before = objs.mep("resume")["status"]["effectiveWeights"]
+        wait_for(lambda: _rollout(objs, "resume").get("step") == 1, 120, "step 1 (the pause)")
+        before = _rollout(objs, "resume")
+        pause_end = _epoch(before["stepStartedAt"]) + RESUME_PAUSE_S
+        time.sleep(max(0.0, _epoch(before["stepStartedAt"]) + 8 - time.time()))  # 8 s into the pause
+        assert _rollout_step_metric(dp, objs.ns, "resume") == 1  # the old process's view
+        t_restart = time.time()
         dp.operator.restart()
-        after = objs.mep("resume")["status"]["effectiveWeights"]
-        assert after["canary"] >= before["canary"]  # never backwards
-        try:
-            wait_for(
-                lambda: _phase(objs, "resume") == "Succeeded", 240, "rollout Succeeded after the restart"
-            )
-        except AssertionError as e:
-            ms = (objs.mep("resume")["status"].get("rollout") or {}).get("measurements")
-            raise AssertionError(f"{e}\n{explain(objs, 'resume')}\n{json.dumps(ms)[:2000]}") from None
+        wait_for(lambda: _rollout_step_metric(dp, objs.ns, "resume") is not None, 60,
+                 "the new operator's first reconcile of the endpoint")  # fmt: skip
+        t_first = time.time()
+        step = _rollout_step_metric(dp, objs.ns, "resume")
+        after = _rollout(objs, "resume")
+        print(f"restart at +{t_restart - pause_end + RESUME_PAUSE_S:.1f}s into the pause; first reconcile "
+              f"{t_first - t_restart:.1f}s later: step {step}")  # fmt: skip
+        assert t_first < pause_end, "the restart took the whole pause: nothing was tested"
+        assert step == 1 and after["step"] == 1, (step, after)
+        assert after["stepStartedAt"] == before["stepStartedAt"], (before, after)
+        assert after["phase"] == "Progressing" and after["weights"] == before["weights"], (before, after)
+        _wait_phase(objs, "resume", "Succeeded")
+        wait_for(lambda: canary_weights(route)[-1] == 100, 30, "the route at 100 %")
+    print(f"route changes (canary %): {[(round(t - t0, 1), w) for t, _, w in route.changes]}")
+    # never backwards, never a step skipped or taken early
+    assert canary_weights(route) == [0, 20, 50, 100], route.changes
+    t_50 = next(wall for _, wall, w in route.changes if w.get("canary") == 50)
+    print(f"50 % written {t_50 - pause_end:+.2f}s from the pause's original end")
+    assert t_50 >= pause_end - 0.5, "the pause was cut short"
+    # a pause restarted by the restart would end 30 s after it, 8 s or more after the original end
+    assert t_50 <= pause_end + 5, "the pause did not end on its original schedule"
+    assert not loop.failures(t0), loop.failures(t0)[:5]
 
 
 # ------------------------------------------------------------------------------ the chart, for real
