@@ -6,7 +6,8 @@ If the control plane cannot start, every e2e test ERRORS (it is never skipped).
 ``MV_E2E_REAL_NODE=1``), that control plane has the real node of node.py attached (kubelet +
 containerd running real pods, see docs/harness.md); otherwise it has only kwok nodes and starts in
 seconds. A test puts a pod on the real node with ``real_node.pod_placement()`` (nodeSelector +
-toleration); a ModelEndpoint with ``spec.placement`` of the same values.
+toleration); a ModelEndpoint with ``spec.placement`` of the same values. Tests marked
+``own_real_node`` (e2e/test_host_state.py) start real nodes of their own: they run first.
 """
 
 from __future__ import annotations
@@ -31,6 +32,14 @@ _started: list[ControlPlane] = []
 _want_real_node = os.environ.get("MV_E2E_REAL_NODE") == "1"
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "own_real_node: starts real nodes of its own (one per machine): runs before every other test, "
+        "so before the session's shared real node holds the machine lock",
+    )
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     global _want_real_node
     for item in items:
@@ -38,6 +47,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.e2e)
         if "real_node" in getattr(item, "fixturenames", ()):
             _want_real_node = True
+    # The session's real node, once started, holds the machine lock until the session ends.
+    items.sort(key=lambda item: item.get_closest_marker("own_real_node") is None)  # stable
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # type: ignore[no-untyped-def]

@@ -123,6 +123,14 @@ def _locked(name: str) -> Iterator[None]:
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
+@contextlib.contextmanager
+def no_image_build() -> Iterator[None]:
+    """While held, no operator image build runs on this machine (buildah writes BUILDAH_HOST_PATHS on
+    the host while it builds; a test comparing the host before and after snapshots it meanwhile)."""
+    with _locked("operator"):
+        yield
+
+
 def _hash_files(h: hashlib._Hash, root: Path, rels: Iterable[str]) -> None:
     for rel in rels:
         p = root / rel

@@ -23,9 +23,10 @@ What runs where (see docs/harness.md):
 
 Host state the kubelet, kube-proxy and the CNI plugins change (sysctls, nft/iptables, links, cgroups,
 a few fixed paths) is recorded before the start in ``STATE_DIR/state.json`` and restored on stop;
-a run that died without stopping is cleaned up by the next start. One real node per machine at a
-time (a file lock; a second one waits up to ``$MV_REAL_NODE_LOCK_TIMEOUT`` seconds, default 480: under
-pytest-timeout's 600 s, so the error says why).
+a run that died without stopping is cleaned up by the next start (e2e/test_host_state.py compares
+the host before and after both). One real node per machine at a time (a file lock; a second one waits
+up to ``$MV_REAL_NODE_LOCK_TIMEOUT`` seconds, default 480: under pytest-timeout's 600 s, so the error
+says why); ``machine_lock()`` holds that lock across several nodes.
 
 Environment:
     MV_NODE_BIN_DIR            kubelet, kube-proxy, crictl (skips e2e/build-node.sh)
@@ -44,7 +45,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -86,8 +87,9 @@ SYSCTLS = (  # what the kubelet (protectKernelDefaults=false), kube-proxy and th
     "net.netfilter.nf_conntrack_tcp_timeout_established",
     "net.netfilter.nf_conntrack_tcp_timeout_close_wait",
 )
-# Paths some component writes no matter where its root directory is (removed on stop when they did
-# not exist before the start; left alone when they did).
+# Paths some component writes no matter where its root directory is: removed on stop when they did
+# not exist before the start; when they did, what the node added below them is removed (see
+# _tree_entries) and what was there is left alone.
 FIXED_PATHS = (
     "/var/lib/kubelet",  # device-plugins/, pod-resources/
     "/var/log/pods",
@@ -101,6 +103,98 @@ FIXED_PATHS = (
 
 class RealNodeError(RuntimeError):
     """The real node could not be started (the message says why)."""
+
+
+# Set by machine_lock(): the descriptor that holds LOCK_FILE; a RealNode started meanwhile, in this
+# process or in a child that inherited the descriptor, uses that lock instead of waiting for it.
+LOCK_FD_ENV = "MV_REAL_NODE_LOCK_FD"
+
+
+def _take_machine_lock(log: Callable[[str], None]) -> Any:
+    """LOCK_FILE opened and exclusively locked (waits up to $MV_REAL_NODE_LOCK_TIMEOUT s, default 480)."""
+    LOCK_FILE.parent.mkdir(parents=True, exist_ok=True)
+    f = LOCK_FILE.open("a+")
+    timeout = float(os.environ.get("MV_REAL_NODE_LOCK_TIMEOUT", "480"))
+    deadline = time.monotonic() + timeout
+    said = False
+    held_by_us = 0
+    while True:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip()
+            # The holder writes its pid once it has the lock: ours, seen three times in a row, means
+            # this process already runs a real node (waiting would wait for ourselves).
+            held_by_us = held_by_us + 1 if holder == str(os.getpid()) else 0
+            if held_by_us >= 3:
+                f.close()
+                raise RealNodeError(
+                    f"this process already holds {LOCK_FILE}: one real node per machine (a test that "
+                    "starts its own real node must run before the session's shared one)"
+                ) from None
+            if not said:
+                log(f"another real node runs on this machine ({LOCK_FILE}); waiting up to {timeout:.0f}s")
+                said = True
+            if time.monotonic() > deadline:
+                f.close()
+                raise RealNodeError(
+                    f"another test session's real node still holds {LOCK_FILE} after {timeout:.0f}s "
+                    "(one real node per machine; see MV_REAL_NODE_LOCK_TIMEOUT)"
+                ) from None
+            time.sleep(1)
+    f.seek(0)
+    f.truncate()
+    f.write(f"{os.getpid()}\n")
+    f.flush()
+    return f
+
+
+@contextlib.contextmanager
+def machine_lock(log: Callable[[str], None] = print) -> Iterator[int]:
+    """Hold the one-real-node-per-machine lock across several real nodes (yields its descriptor).
+
+    A RealNode started inside, in this process or in a child process that inherits the descriptor
+    (``pass_fds``; its number is in ``$MV_REAL_NODE_LOCK_FD``), uses this lock and leaves it held when
+    it stops: a test compares the host before the first node and after the last with no other test
+    session's node starting or stopping in between."""
+    f = _take_machine_lock(log)
+    fd = f.fileno()
+    os.set_inheritable(fd, True)
+    previous = os.environ.get(LOCK_FD_ENV)
+    os.environ[LOCK_FD_ENV] = str(fd)
+    try:
+        yield fd
+    finally:
+        if previous is None:
+            os.environ.pop(LOCK_FD_ENV, None)
+        else:
+            os.environ[LOCK_FD_ENV] = previous
+        with contextlib.suppress(OSError):
+            fcntl.flock(f, fcntl.LOCK_UN)
+        f.close()
+
+
+def _borrowed_machine_lock() -> bool:
+    """True when ``$MV_REAL_NODE_LOCK_FD`` names a descriptor that holds LOCK_FILE (see machine_lock)."""
+    raw = os.environ.get(LOCK_FD_ENV)
+    if not raw:
+        return False
+    try:
+        fd = int(raw)
+        st, lock = os.fstat(fd), os.stat(LOCK_FILE)
+    except (ValueError, OSError) as e:
+        raise RealNodeError(f"${LOCK_FD_ENV}={raw} is not an open descriptor of {LOCK_FILE}: {e}") from None
+    if (st.st_dev, st.st_ino) != (lock.st_dev, lock.st_ino):
+        raise RealNodeError(f"${LOCK_FD_ENV}={raw} is not a descriptor of {LOCK_FILE}")
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a no-op on the open file that holds it
+    except BlockingIOError:
+        raise RealNodeError(
+            f"${LOCK_FD_ENV}={raw} does not hold {LOCK_FILE}: another real node runs on this machine"
+        ) from None
+    return True
 
 
 def _sysctl_path(name: str) -> Path:
@@ -141,6 +235,47 @@ def _strip_counters(dump: str | None) -> str:
     )
 
 
+MAX_TREE_ENTRIES = 20000  # a fixed path holding more is not tracked entry by entry (left as it is)
+
+
+def _tree_entries(root: str) -> list[str] | None:
+    """Paths below ``root`` (relative, symlinks not followed); None when ``root`` is not a directory
+    or holds more than MAX_TREE_ENTRIES entries."""
+    if os.path.islink(root) or not os.path.isdir(root):
+        return None
+    out: list[str] = []
+    for dirpath, dirs, files in os.walk(root):
+        rel = os.path.relpath(dirpath, root)
+        for name in dirs + files:
+            out.append(name if rel == "." else os.path.join(rel, name))
+        if len(out) > MAX_TREE_ENTRIES:
+            return None
+    return sorted(out)
+
+
+def _remove_added_entries(root: str, before: list[str]) -> list[str]:
+    """Remove what is below ``root`` now and was not in ``before`` (topmost first); returns problems."""
+    known = set(before)
+    problems = []
+    for dirpath, dirs, files in os.walk(root):
+        rel = os.path.relpath(dirpath, root)
+        for name in [*dirs, *files]:
+            entry = name if rel == "." else os.path.join(rel, name)
+            if entry in known:
+                continue
+            full = os.path.join(root, entry)
+            _unmount_under(full)
+            if os.path.isdir(full) and not os.path.islink(full):
+                shutil.rmtree(full, ignore_errors=True)
+            else:
+                with contextlib.suppress(OSError):
+                    os.unlink(full)
+            if os.path.lexists(full):
+                problems.append(f"{full} (added below {root}) could not be removed")
+        dirs[:] = [d for d in dirs if (d if rel == "." else os.path.join(rel, d)) in known]
+    return problems
+
+
 def record_host_state(workdir: Path) -> dict[str, Any]:
     """What the node may change, as it is now (JSON-serialisable)."""
     sysctls = {}
@@ -156,6 +291,7 @@ def record_host_state(workdir: Path) -> dict[str, Any]:
         "iptables": _iptables_save("iptables-save"),
         "ip6tables": _iptables_save("ip6tables-save"),
         "paths": {p: os.path.lexists(p) for p in FIXED_PATHS},
+        "path_entries": {p: _tree_entries(p) for p in FIXED_PATHS if os.path.lexists(p)},
         "netns": sorted(os.listdir("/var/run/netns")) if os.path.isdir("/var/run/netns") else [],
         "cgroups": sorted(str(d) for d in Path("/sys/fs/cgroup").glob(f"*/{CGROUP_ROOT}")),
     }
@@ -261,13 +397,16 @@ def restore_host_state(before: dict[str, Any], log: Callable[[str], None]) -> li
                     p.write_text(value + "\n")
                 except OSError as e:
                     problems.append(f"sysctl {name}={value}: {e}")
-    # Fixed paths that did not exist.
+    # Fixed paths that did not exist; what was added below those that did.
     for path, existed in before["paths"].items():
         if not existed and os.path.lexists(path):
             _unmount_under(path)
             shutil.rmtree(path, ignore_errors=True)
             if os.path.lexists(path):
                 problems.append(f"{path} could not be removed")
+    for path, entries in (before.get("path_entries") or {}).items():
+        if entries is not None and os.path.isdir(path) and not os.path.islink(path):
+            problems += _remove_added_entries(path, entries)
     if problems:
         log("host state not fully restored: " + "; ".join(problems))
     return problems
@@ -306,6 +445,7 @@ class RealNode:
         self.timings: dict[str, float] = {}
         self.ports: dict[str, int] = {}
         self._lock_f: Any = None
+        self._lock_borrowed = False
         self._before: dict[str, Any] | None = None
         self._procs: list[Any] = []
         self.kubelet_token = ""
@@ -504,33 +644,10 @@ class RealNode:
             raise RealNodeError(f"building the node's images failed: {e}") from e
 
     def _acquire_lock(self) -> None:
-        LOCK_FILE.parent.mkdir(parents=True, exist_ok=True)
-        self._lock_f = LOCK_FILE.open("a+")
-        timeout = float(os.environ.get("MV_REAL_NODE_LOCK_TIMEOUT", "480"))
-        deadline = time.monotonic() + timeout
-        said = False
-        while True:
-            try:
-                fcntl.flock(self._lock_f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if not said:
-                    self.log(
-                        f"another real node runs on this machine ({LOCK_FILE}); waiting up to {timeout:.0f}s"
-                    )
-                    said = True
-                if time.monotonic() > deadline:
-                    self._lock_f.close()
-                    self._lock_f = None
-                    raise RealNodeError(
-                        f"another test session's real node still holds {LOCK_FILE} after {timeout:.0f}s "
-                        "(one real node per machine; see MV_REAL_NODE_LOCK_TIMEOUT)"
-                    ) from None
-                time.sleep(1)
-        self._lock_f.seek(0)
-        self._lock_f.truncate()
-        self._lock_f.write(f"{os.getpid()}\n")
-        self._lock_f.flush()
+        if _borrowed_machine_lock():  # held by machine_lock() around this node: not ours to release
+            self._lock_borrowed = True
+            return
+        self._lock_f = _take_machine_lock(self.log)
 
     def _spawn(self, name: str, args: list[str]) -> Any:
         assert self.workdir is not None
