@@ -426,6 +426,22 @@ class Traefik:
         with urllib.request.urlopen(self.api_url + "/api/http/services", timeout=5) as r:
             return list(json.loads(r.read()))
 
+    def access_log(self, host: str | None = None) -> list[dict[str, Any]]:
+        """Traefik's access log (``<workdir>/access.log``, one JSON object per request, written as it
+        answers): ``RequestHost``, ``ServiceName``, ``ServiceAddr`` (the pod ip:port that answered),
+        ``OriginStatus``, ``DownstreamStatus``, ``StartUTC``... Only the requests for ``host`` if given."""
+        assert self.workdir is not None
+        path = self.workdir / "access.log"
+        if not path.exists():
+            return []
+        entries = []
+        for line in path.read_text(errors="replace").splitlines():
+            with contextlib.suppress(ValueError):
+                entry = json.loads(line)
+                if host is None or entry.get("RequestHost") == host:
+                    entries.append(entry)
+        return entries
+
     def gateway_class_status(self) -> dict[str, Any]:
         res = self.cp.kubectl("get", f"gatewayclasses.{GATEWAY_GROUP}", self.gateway_class, "-o", "json")
         return dict(json.loads(res.stdout).get("status") or {})

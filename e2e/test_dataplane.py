@@ -261,10 +261,51 @@ def test_a_tampered_artifact_never_answers(dp, objs):  # type: ignore[no-untyped
         assert pods and not any(
             c.type == "Ready" and c.status == "True" for p in pods for c in p.status.conditions or []
         )
+        time.sleep(3)  # requests keep coming while the init container is retried
     statuses = Counter(s for _, s, _, _ in load.log)
     served = Counter(v for _, s, v, _ in load.log if s == 200)
     print(f"during the tampered rollout: {dict(statuses)} {dict(served)}")
     assert set(statuses) == {200} and set(served) == {"1.0.0"}
+    pods = objs.core.list_namespaced_pod(objs.ns, label_selector="modelversioning.io/version=1.1.0").items
+    # Why: the init container's own report (its termination message, FallbackToLogsOnError).
+    tampered_sha = hashlib.sha256(b"tampered weights\n").hexdigest()
+    reports = [_init_report(p) for p in pods]
+    assert any(r and (r["ok"], r["reason"], r["actual"]) == (False, "DigestMismatch", tampered_sha)
+               for r in reports), reports  # fmt: skip
+    # The server side: the model server of 1.1.0 never started, so nothing could have reached it ...
+    for p in pods:
+        for cs in p.status.container_statuses or []:
+            assert not cs.started and not cs.ready and cs.restart_count == 0, cs
+            assert cs.state.running is None and cs.state.terminated is None, cs.state
+            assert cs.last_state.running is None and cs.last_state.terminated is None, cs.last_state
+    # ... and Traefik's access log: every request of the load was proxied to a 1.0.0 pod, none to a
+    # 1.1.0 pod (which had a pod IP from its sandbox on).
+    ips = {v: {p.status.pod_ip for p in objs.core.list_namespaced_pod(
+        objs.ns, label_selector=f"modelversioning.io/version={v}").items if p.status.pod_ip}
+        for v in ("1.0.0", "1.1.0")}  # fmt: skip
+
+    def logged() -> Counter[str] | None:  # Traefik writes an entry once it has answered
+        # (entries without a ServiceAddr: the 404s of before Traefik read the route)
+        by_ip = Counter(
+            e["ServiceAddr"].rsplit(":", 1)[0] for e in dp.gw.access_log(dp.host) if e.get("ServiceAddr")
+        )
+        return by_ip if sum(by_ip.values()) >= len(load.log) else None
+
+    answered = wait_for(logged, 10, f"Traefik's access log to hold the {len(load.log)} requests of the load")
+    print(f"Traefik's access log for {dp.host}, by backend pod IP: {dict(answered)}; pod IPs {ips}")
+    assert ips["1.1.0"] and not set(answered) & ips["1.1.0"], (answered, ips)
+    assert set(answered) <= ips["1.0.0"], (answered, ips)
+
+
+def _init_report(pod: Any) -> dict[str, Any] | None:
+    """The last JSON line of the verify-artifact init container's termination message."""
+    for cs in pod.status.init_container_statuses or []:
+        for state in (cs.state, cs.last_state):
+            message = (state.terminated.message or "") if state and state.terminated else ""
+            lines = [ln for ln in message.splitlines() if ln.startswith("{")]
+            if lines:
+                return dict(json.loads(lines[-1]))
+    return None
 
 
 def test_version_change_of_the_only_variant_under_load(dp, objs):  # type: ignore[no-untyped-def]
@@ -588,6 +629,8 @@ def _bad_canary(dp: DataPlane, objs: Objects, name: str, env: dict[str, str], me
     late = [s for s in from_canary if s.t > t_route_back + ROUTE_S + extra_s]
     assert not late, f"the canary answered after the route was back on the baseline: {late[:5]}"
     ep = objs.mep(name)
+    ms = ep["status"]["rollout"]["measurements"]
+    print("measurements:", [(m["at"], m["verdict"], m.get("value"), m.get("message", "")[:80]) for m in ms])
     assert cond_is(ep, "Degraded", "True", "RolloutFailed")
     assert f"{metric['name']}=" in ep["status"]["rollout"]["message"], ep["status"]["rollout"]["message"]
     return bad_ones
