@@ -5,11 +5,14 @@ A local control plane with a real node (kubelet + containerd running the locally
 Traefik as the Gateway API implementation, Prometheus, and the operator; then `examples/` applied
 (adapted to this machine, see `adapt`), and the seed story played with real requests:
 
-1. every response says which version answered (`x-model-version`), through the gateway;
-2. support-chatbot 2.4.1 is rolled out as a canary and degrades under traffic: the analysis sees its
-   error rate in Prometheus and the operator puts all traffic back on 2.3.8, with no human; the demo
-   prints the timeline;
-3. `kubectl models rollout status`: the steps, the weights and every measurement.
+1. every response says which version answered (`x-model-version`), through the gateway (printed
+   as `curl -si` prints it);
+2. support-chatbot's green 2.4.1 takes all traffic and degrades: `kubectl models rollback` moves it
+   back to blue 2.3.8 (a response before and after);
+3. 2.4.1 is rolled out again, as a canary, under traffic: the analysis sees its error rate in
+   Prometheus and the operator puts all traffic back on 2.3.8, with no human; the demo prints a
+   response before, during and after, and the timeline;
+4. `kubectl models rollout status`: the steps, the weights and every measurement.
 
     ./dev demo            # or: python e2e/demo.py [--once]
 
@@ -29,6 +32,7 @@ import threading
 import time
 from collections import Counter
 from functools import partial
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +43,7 @@ REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 
 from controlplane import ControlPlane  # noqa: E402
-from gateway import Traefik  # noqa: E402
+from gateway import Response, Traefik  # noqa: E402
 from images import OPERATOR_IMAGE  # noqa: E402
 from node import NODE_IP  # noqa: E402
 from operator_proc import OperatorProcess  # noqa: E402
@@ -50,6 +54,7 @@ CHATBOT_HOST = "chatbot.example.com"
 FRAUD_HOST = "fraud-detector.models.example.com"
 # The seed story's degradation: 2.4.1 answers a third of the predictions with 500.
 DEGRADED = {"MODEL_SERVER_ERROR_RATE": "0.35"}
+PLUGIN = Path(sys.executable).with_name("kubectl-models")  # `kubectl models`, installed with the package
 
 
 class _Quiet(http.server.SimpleHTTPRequestHandler):
@@ -122,13 +127,32 @@ def curl(gw: Traefik, host: str, n: int) -> Counter[str]:
     return Counter(f"{r.status} {r.headers.get('x-model-version', '-')}" for r in rs)
 
 
-def show_one(gw: Traefik, host: str) -> None:
-    r = gw.request("/v1/predict", host=host, method="POST", body=b'{"inputs": [1]}')
-    print(f"$ curl -si -H 'Host: {host}' -X POST {gw.url}/v1/predict")
-    print(f"HTTP/1.1 {r.status}")
-    for h in ("x-model-name", "x-model-version", "x-model-sha256", "x-endpoint-variant"):
-        print(f"{h}: {r.headers.get(h)}")
-    print(json.dumps(r.json()) if r.status == 200 else r.body.decode(errors="replace"))
+PREDICTION = b'{"inputs": [1]}'
+
+
+def show(r: Response, gw: Traefik, host: str, caption: str) -> None:
+    """A real response through Traefik, printed as `curl -si` prints it (status line, every header
+    in the order received, the body)."""
+    print(f"    # {caption}")
+    print(f"    $ curl -si {gw.url}/v1/predict -H 'Host: {host}' -d '{PREDICTION.decode()}'")
+    print(f"    HTTP/1.1 {r.status} {HTTPStatus(r.status).phrase}")
+    for name, value in r.headers.items():
+        print(f"    {name}: {value}")
+    print()
+    print("    " + r.body.decode(errors="replace").strip())
+    print()
+
+
+def curl_si(gw: Traefik, host: str, caption: str) -> Response:
+    r = gw.request("/v1/predict", host=host, method="POST", body=PREDICTION)
+    show(r, gw, host, caption)
+    return r
+
+
+def answering(gw: Traefik, host: str, versions: set[str], n: int = 20) -> bool:
+    """n responses in a row come from exactly these versions (any status: 2.4.1 answers 500s too)."""
+    rs = gw.requests(n, "/v1/predict", host=host, method="POST", body=PREDICTION)
+    return {r.headers.get("x-model-version", "-") for r in rs} == versions
 
 
 class Load(threading.Thread):
@@ -149,8 +173,41 @@ class Load(threading.Thread):
                 ] += 1
 
 
+def manual_rollback(cp: ControlPlane, gw: Traefik) -> bool:
+    print("==> support-chatbot: green 2.4.1 takes all traffic (endpoint-bluegreen.yaml),")
+    print("    and answers a third of the predictions with 500: a human rolls it back")
+    if not wait("2.4.1 answering through Traefik", lambda: answering(gw, CHATBOT_HOST, {"2.4.1"}), 60):
+        return False
+    curl_si(gw, CHATBOT_HOST, "before the rollback: green 2.4.1 answers")
+    print("    $ kubectl models rollback support-chatbot")
+    res = subprocess.run(
+        [str(PLUGIN), "--kubeconfig", str(cp.kubeconfig), "rollback", "support-chatbot"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    print("\n".join("    " + ln for ln in (res.stdout + res.stderr).rstrip().splitlines()))
+    if res.returncode != 0:
+        return False
+    # The plugin returns once the HTTPRoute sends 100 % to blue; Traefik applies it a moment later.
+    ok = wait("2.3.8 serving all chatbot traffic", lambda: answering(gw, CHATBOT_HOST, {"2.3.8"}), 30)
+    curl_si(gw, CHATBOT_HOST, "after the rollback: blue 2.3.8 answers")
+    return ok
+
+
+def canary_answer(gw: Traefik, tries: int = 60) -> None:
+    """Requests until the canary (2.4.1) answers one: printed, with how many it took."""
+    for i in range(1, tries + 1):
+        r = gw.request("/v1/predict", host=CHATBOT_HOST, method="POST", body=PREDICTION)
+        if r.headers.get("x-model-version") == "2.4.1":
+            show(r, gw, CHATBOT_HOST, f"during the canary: 2.4.1 answered request {i} (its share: 25 %)")
+            return
+        time.sleep(0.1)
+    print(f"    (the canary answered none of {tries} requests)")
+
+
 def automatic_rollback(cp: ControlPlane, gw: Traefik) -> bool:
-    print("==> the seed story: support-chatbot 2.4.1 rolls out as a canary under traffic, and degrades")
+    print("==> the seed story: 2.4.1 rolls out again, as a canary with an error-rate analysis, under traffic")
     strategy = {
         "canary": {
             "variant": "green",
@@ -174,6 +231,7 @@ def automatic_rollback(cp: ControlPlane, gw: Traefik) -> bool:
     back = {"spec": {"variants": blue_live, "strategy": strategy}}
     cp.kubectl("patch", "modelendpoint", "support-chatbot", "--type=merge", "-p", json.dumps(back))
     wait("2.3.8 serving all chatbot traffic", lambda: set(curl(gw, CHATBOT_HOST, 20)) == {"200 2.3.8"}, 120)
+    curl_si(gw, CHATBOT_HOST, "before the rollout: blue 2.3.8 answers")
     load = Load(gw)
     load.start()
     time.sleep(3)
@@ -182,6 +240,7 @@ def automatic_rollback(cp: ControlPlane, gw: Traefik) -> bool:
                                 {"name": "green", "version": "2.4.1", "weight": 100}]}}  # fmt: skip
     cp.kubectl("patch", "modelendpoint", "support-chatbot", "--type=merge", "-p", json.dumps(go))
     print("    (kubectl patch: declared end state green 2.4.1 = 100 %; the strategy ramps it)")
+    canary_answer(gw)
 
     def phase() -> str:
         return cp.kubectl(
@@ -212,6 +271,7 @@ def automatic_rollback(cp: ControlPlane, gw: Traefik) -> bool:
     ).stdout
     print(f"    status.rollout: Failed, {msg}")
     print(f"    from the patch to the rollback decision: {t_failed - t_go:.1f}s")
+    curl_si(gw, CHATBOT_HOST, "after the automatic rollback: blue 2.3.8 answers again")
     return ok
 
 
@@ -242,13 +302,12 @@ def main() -> int:
             print(cp.kubectl("get", "pods", "-o", "wide").stdout)
             if ok:
                 print("==> real requests through Traefik: every response says which version answered")
-                show_one(gw, FRAUD_HOST)
+                curl_si(gw, FRAUD_HOST, "fraud-detector: stable 2.3.8 at 90 %, canary 2.4.1 at 10 %")
                 print(f"    100 requests to fraud-detector: {dict(curl(gw, FRAUD_HOST, 100))}")
-                ok = automatic_rollback(cp, gw)
+                ok = manual_rollback(cp, gw) and automatic_rollback(cp, gw)
                 print("==> kubectl models rollout status support-chatbot")
-                plugin = Path(sys.executable).with_name("kubectl-models")
                 cmd = [
-                    str(plugin),
+                    str(PLUGIN),
                     "--kubeconfig",
                     str(cp.kubeconfig),
                     "rollout",
