@@ -1,25 +1,44 @@
 #!/usr/bin/env python3
 """Benchmarks with real traffic: a real node, real model pods, Traefik and Prometheus (e2e harness).
 
-    python bench/dataplane.py [--rollbacks 10] [--auto 3]
+    python bench/dataplane.py [--rollbacks 5] [--auto 5] [--steps 2]
+    ./dev bench --only dataplane [--dp-rollbacks N --dp-auto N --dp-steps N]   (results in its JSON)
 
-1. rollback under load: clients send predictions continuously to an endpoint serving 2.4.1 (2.3.8 warm
-   at 0 %); the weights are swapped; measured: from the API write to the last response of 2.4.1, and to
-   the first run of responses that are all 2.3.8. Then rolled forward again; repeated.
-2. automatic rollback: a canary configured to fail a share of requests ramps under load; measured:
-   from the first failed request to the rollout's Failed decision (scrape, analysis interval and the
-   decision together), and from there to the last failed response a client saw.
+Clients send predictions continuously through the gateway in every section (2 threads, at most ~50
+requests/s each); each endpoint routes its own host (an HTTPRoute deleted in the background would
+share a reused host's traffic).
 
-Printed as numbers (p50 / max), never asserted. Needs root (the real node), like the e2e tests.
+1. rollback: an endpoint serves 2.4.1 (2.3.8 warm at 0 %); `kubectl models rollback` (the plugin, as
+   a user runs it) moves all traffic back. Measured: from the command's start to the last response of
+   2.4.1 (every response after it comes from 2.3.8), and the command's own report (its API write to
+   the route at 100 %). Rolled forward again with an API write; repeated.
+2. automatic rollback: a canary answering 30 % of its requests with 500 ramps to 30 % under an
+   error-rate analysis (every 2 s, 5 s window, max 5 %). Measured: from the first moment the canary's
+   error rate above the threshold is visible in Prometheus (polled every 100 ms with the analysis's own
+   query) to the rollout's Failed status, to the route carrying the baseline only (watched) and to
+   the last response from the canary a client saw. Then the declared weights go back (applied at once)
+   and, 8 s later (past the rate window), forward again: a new rollout.
+3. steps: a good canary through setWeight 10/30/60 with a 5 s pause after each, analysis every 2 s.
+   Measured: from each pause's end (the step's start + its duration, or the first passing measurement
+   in it if later) to the route carrying the next weight (watched). Repeated by going back and forth.
+
+Printed as numbers (p50 / p99; below 100 samples the p99 is the largest), never asserted. Needs root
+(the real node), like the e2e tests.
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
+import json
+import math
+import subprocess
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "e2e"))
@@ -33,113 +52,260 @@ from helpers import Objects, cond_is, wait_for  # noqa: E402
 from images import OPERATOR_IMAGE  # noqa: E402
 from operator_proc import OperatorProcess  # noqa: E402
 from prometheus import Prometheus  # noqa: E402
-from test_dataplane import ArtifactServer, DataPlane, Load, endpoint, live_on, register  # noqa: E402
+from test_dataplane import (  # noqa: E402
+    ArtifactServer,
+    DataPlane,
+    ObjectWatch,
+    _traffic,
+    canary_weights,
+    endpoint,
+    live_on,
+    register,
+)
 
 NS = "bench-dataplane"
+KUBECTL_MODELS = Path(sys.executable).parent / "kubectl-models"
+OLD = (
+    {"name": "stable", "version": "2.3.8", "weight": 100},
+    {"name": "canary", "version": "2.4.1", "weight": 0},
+)
+NEW = (
+    {"name": "stable", "version": "2.3.8", "weight": 0},
+    {"name": "canary", "version": "2.4.1", "weight": 100},
+)
 
 
-def _pct(xs: list[float]) -> str:
-    if not xs:
+def _log(msg: str) -> None:
+    print(f"[bench dataplane] {msg}", file=sys.stderr, flush=True)
+
+
+def stats(xs: list[float]) -> dict[str, Any]:
+    """Seconds -> {n, p50_ms, p99_ms, samples_ms} (nearest rank: p99 of fewer than 100 is the max)."""
+    ms = sorted(round(x * 1000, 1) for x in xs)
+    if not ms:
+        return {"n": 0, "p50_ms": None, "p99_ms": None, "samples_ms": []}
+
+    def rank(p: float) -> float:
+        return ms[max(0, math.ceil(p * len(ms)) - 1)]
+
+    return {"n": len(ms), "p50_ms": rank(0.5), "p99_ms": rank(0.99), "samples_ms": ms}
+
+
+def fmt(st: dict[str, Any]) -> str:
+    if not st["n"]:
         return "n/a"
-    xs = sorted(xs)
-    return f"p50 {statistics.median(xs) * 1000:.0f} ms, max {xs[-1] * 1000:.0f} ms (n={len(xs)})"
+    return f"p50 {st['p50_ms']:.0f} ms, p99 {st['p99_ms']:.0f} ms (n={st['n']})"
 
 
-def rollbacks(dp: DataPlane, objs: Objects, runs: int) -> None:
-    if runs <= 0:
-        return
-    register(dp, objs, "chat", "2.3.8")
-    register(dp, objs, "chat", "2.4.1")
-    green = [
-        {"name": "blue", "version": "2.3.8", "weight": 0},
-        {"name": "green", "version": "2.4.1", "weight": 100},
-    ]
-    blue = [
-        {"name": "blue", "version": "2.3.8", "weight": 100},
-        {"name": "green", "version": "2.4.1", "weight": 0},
-    ]
-    objs.create(endpoint(dp, "chat", "chat", green))
-    wait_for(lambda: cond_is(objs.mep("chat"), "Ready", "True"), 300, "chat Ready")
-    wait_for(lambda: live_on(dp, {"2.4.1": 1}), 60, "2.4.1 answers")
-    last_old, all_new = [], []
-    with Load(dp) as load:
-        for _ in range(runs):
-            t0 = time.time()
-            objs.patch_mep("chat", {"spec": {"variants": blue}})
-            wait_for(
-                lambda: {v for _, _, v, _ in load.since(time.time() - 0.3)} == {"2.3.8"}, 60, "2.3.8", 0.02
-            )
-            after = load.since(t0)
-            last_old.append(max((t for t, _, v, _ in after if v == "2.4.1"), default=t0) - t0)
-            first_clean = next((t for t, _, v, _ in after if v == "2.3.8"), t0)
-            all_new.append(first_clean - t0)
-            objs.patch_mep("chat", {"spec": {"variants": green}})
-            wait_for(
-                lambda: {v for _, _, v, _ in load.since(time.time() - 0.3)} == {"2.4.1"}, 60, "2.4.1", 0.02
-            )
-    objs.delete_mep("chat")  # the next section's endpoints use the same host on the gateway
-    errors = sum(1 for _, s, _, _ in load.log if s != 200)
-    print(f"rollback under load ({len(load.log)} requests, {errors} non-2xx):")
-    print(f"  API write -> last response of the new version: {_pct(last_old)}")
-    print(f"  API write -> first response of the old version: {_pct(all_new)}")
+def _epoch(ts: str) -> float:
+    return datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp()
 
 
-def _phase(objs: Objects, name: str) -> str:
-    return str((objs.mep(name).get("status") or {}).get("rollout", {}).get("phase", ""))
+def _rollout(obj: dict[str, Any]) -> dict[str, Any]:
+    return dict((obj.get("status") or {}).get("rollout") or {})
 
 
-def automatic(dp: DataPlane, objs: Objects, runs: int) -> None:
-    for i in range(runs):
-        name = f"auto{i}"
-        register(dp, objs, name, "2.3.8")
-        register(dp, objs, name, "2.4.1", env={"MODEL_SERVER_ERROR_RATE": "0.3"})
-        errors = {"name": "errors", "template": "error-rate", "window": "5s", "max": 0.05}
-        strategy = {
-            "canary": {
-                "variant": "canary",
-                "baseline": "stable",
-                "steps": [{"setWeight": 30}, {"pause": {"duration": "60s"}}],
-                "analysis": {"interval": "2s", "metrics": [errors]},
-            }
+def _endpoint_watch(objs: Objects, name: str, extract: Callable[[dict[str, Any]], Any]) -> ObjectWatch:
+    return ObjectWatch(objs, "modelversioning.io", "v1alpha1", "modelendpoints", name, extract)
+
+
+def _setup(dp: DataPlane, objs: Objects, name: str, variants: Any, canary_env: dict[str, str] | None = None,
+           strategy: dict[str, Any] | None = None) -> DataPlane:  # fmt: skip
+    dp = replace(dp, host=f"{name}.bench.example.com")
+    register(dp, objs, name, "2.3.8")
+    register(dp, objs, name, "2.4.1", env=canary_env)
+    extra = {"strategy": strategy} if strategy else {}
+    objs.create(endpoint(dp, name, name, [dict(v) for v in variants], **extra))
+    wait_for(lambda: cond_is(objs.mep(name), "Ready", "True"), 300, f"{name} Ready")
+    want = "2.3.8" if variants[0]["weight"] else "2.4.1"
+    wait_for(lambda: live_on(dp, {want: 1}), 60, f"{name}: {want} answers through Traefik")
+    return dp
+
+
+def _set(objs: Objects, name: str, variants: Any) -> None:
+    objs.patch_mep(name, {"spec": {"variants": [dict(v) for v in variants]}})
+
+
+# ------------------------------------------------------------------------------------ rollback
+def rollbacks(dp: DataPlane, objs: Objects, runs: int) -> dict[str, Any]:
+    """`kubectl models rollback` under load."""
+    name = "chat"
+    dp = _setup(dp, objs, name, NEW)
+    cmd = (
+        [str(KUBECTL_MODELS)]
+        if KUBECTL_MODELS.exists()
+        else [sys.executable, "-m", "modelversioning.cli.kubectl_models"]
+    )
+    cmd += ["--kubeconfig", str(dp.cluster.kubeconfig), "-n", objs.ns, "rollback", name, "-o", "json"]
+    to_last_new, returned, reported = [], [], []
+    with _traffic(dp) as loop:
+        loop.wait_until(lambda s: s.status == 200 and s.version == "2.4.1", settle=20)
+        for i in range(runs):
+            t0 = time.monotonic()
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+            returned.append(time.monotonic() - t0)
+            if proc.returncode != 0:
+                raise RuntimeError(f"kubectl models rollback failed ({proc.returncode}): {proc.stderr}")
+            out = json.loads(proc.stdout)
+            assert out["target"] == "stable", out
+            reported.append(float(out["seconds"]))
+            loop.wait_until(lambda s: s.status == 200 and s.version == "2.3.8", since=t0, settle=40)
+            last_new = max((s.t for s in loop.since(t0) if s.version == "2.4.1"), default=t0)
+            to_last_new.append(last_new - t0)
+            _log(f"rollback {i}: command -> last 2.4.1 {last_new - t0:.2f}s (command {returned[-1]:.2f}s)")
+            t1 = time.monotonic()
+            _set(objs, name, NEW)  # forward again, for the next run
+            loop.wait_until(lambda s: s.status == 200 and s.version == "2.4.1", since=t1, settle=40)
+    bad = loop.failures()
+    objs.delete_mep(name)
+    return {
+        "command_to_last_new_response": stats(to_last_new),
+        "command_returned": stats(returned),
+        "command_reported_write_to_route": stats(reported),
+        "requests": len(loop.samples),
+        "non_2xx": len(bad),
+    }
+
+
+# ------------------------------------------------------------------------ automatic rollback
+def automatic(dp: DataPlane, objs: Objects, runs: int) -> dict[str, Any]:
+    from modelversioning.analysis.templates import Vars, builtin, render_query
+
+    name, window, threshold = "auto", "5s", 0.05
+    metric = {"name": "errors", "template": "error-rate", "window": window, "max": threshold}
+    strategy = {
+        "canary": {
+            "variant": "canary",
+            "baseline": "stable",
+            "steps": [{"setWeight": 30}, {"pause": {"duration": "60s"}}],
+            "analysis": {"interval": "2s", "metrics": [metric]},
         }
-        base = [
-            {"name": "stable", "version": "2.3.8", "weight": 100},
-            {"name": "canary", "version": "2.4.1", "weight": 0},
-        ]
-        objs.create(endpoint(dp, name, name, base, strategy=strategy))
-        wait_for(lambda n=name: cond_is(objs.mep(n), "Ready", "True"), 300, f"{name} Ready")
-        go = [
-            {"name": "stable", "version": "2.3.8", "weight": 0},
-            {"name": "canary", "version": "2.4.1", "weight": 100},
-        ]
-        with Load(dp) as load:
-            objs.patch_mep(name, {"spec": {"variants": go}})
-            wait_for(lambda: any(s != 200 for _, s, _, _ in load.log), 120, "a failed request")
-            t_err = min(t for t, s, _, _ in load.log if s != 200)
-            wait_for(lambda n=name: _phase(objs, n) == "Failed", 120, "Failed", 0.1)
-            t_failed = time.time()
-            wait_for(
-                lambda: {v for _, _, v, _ in load.since(time.time() - 0.5)} == {"2.3.8"}, 60, "back", 0.05
+    }
+    dp = _setup(dp, objs, name, OLD, {"MODEL_SERVER_ERROR_RATE": "0.3"}, strategy)
+    # the analysis's own query (the operator narrows the window to the rollout's age at first)
+    query = render_query(
+        builtin("error-rate", "modelServer", 0.99), Vars(objs.ns, name, "canary", "2.4.1", "", window)
+    )
+    to_failed, to_route, to_clients = [], [], []
+    with (
+        ObjectWatch.route(objs, name) as route,
+        _endpoint_watch(objs, name, lambda o: _rollout(o).get("phase")) as phase,
+        _traffic(dp) as loop,
+    ):
+        for i in range(runs):
+            t_go = time.monotonic()
+            _set(objs, name, NEW)
+
+            def visible() -> float | None:
+                v = dp.prom.query_value(query)
+                return time.monotonic() if v is not None and not math.isnan(v) and v > threshold else None
+
+            t_visible = wait_for(
+                visible, 120, "the canary's error rate above the threshold in Prometheus", 0.1
             )
-        t_last = max(t for t, s, _, _ in load.log if s != 200)
-        objs.delete_mep(name)  # one endpoint per host on the gateway at a time
-        print(
-            f"automatic rollback {i}: first failed request -> rollout Failed {t_failed - t_err:.2f}s, "
-            f"-> last failed request a client saw {t_last - t_failed:+.2f}s"
-        )
+            wait_for(lambda: phase.last() == "Failed", 120, "rollout Failed", 0.05)
+            t_failed = next(t for t, _, p in reversed(phase.changes) if p == "Failed")
+            wait_for(
+                lambda t=t_go: canary_weights(route)[-1] == 0 and route.changes[-1][0] > t, 60, "back", 0.05
+            )
+            t_route = route.changes[-1][0]
+            loop.wait_until(lambda s: s.status == 200 and s.version == "2.3.8", since=t_route, settle=40)
+            t_last = max((s.t for s in loop.since(t_go) if s.version == "2.4.1"), default=t_route)
+            to_failed.append(t_failed - t_visible)
+            to_route.append(t_route - t_visible)
+            to_clients.append(t_last - t_visible)
+            _log(
+                f"automatic {i}: visible in Prometheus {t_visible - t_go:.2f}s after the change; then "
+                f"Failed {t_failed - t_visible:+.2f}s, route on the baseline {t_route - t_visible:+.2f}s, "
+                f"last canary response {t_last - t_visible:+.2f}s"
+            )
+            _set(objs, name, OLD)  # applied at once (a rollback never ramps); a new rollout next time
+            time.sleep(8)  # past the rate window: the next run's visibility is its own errors
+    objs.delete_mep(name)
+    return {
+        "visible_to_failed": stats(to_failed),
+        "visible_to_route_on_baseline": stats(to_route),
+        "visible_to_last_canary_response": stats(to_clients),
+        "requests": len(loop.samples),
+        "non_2xx": len(loop.failures()),
+    }
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--rollbacks", type=int, default=10)
-    ap.add_argument("--auto", type=int, default=3)
-    args = ap.parse_args()
+# ------------------------------------------------------------------------------------- steps
+def steps(dp: DataPlane, objs: Objects, runs: int) -> dict[str, Any]:
+    name, pause = "steps", 5.0
+    plan: list[dict[str, Any]] = []
+    for w in (10, 30, 60):
+        plan += [{"setWeight": w}, {"pause": {"duration": f"{pause:g}s"}}]
+    metric = {"name": "errors", "template": "error-rate", "window": "5s", "max": 0.05}
+    strategy = {
+        "canary": {
+            "variant": "canary",
+            "baseline": "stable",
+            "steps": plan,
+            "analysis": {"interval": "2s", "metrics": [metric]},
+        }
+    }
+    dp = _setup(dp, objs, name, OLD, None, strategy)
+    delays: list[float] = []
+
+    def step_of(o: dict[str, Any]) -> Any:
+        ro = _rollout(o)
+        return (ro.get("target"), ro.get("step"), ro.get("stepStartedAt"), ro.get("phase"))
+
+    with (
+        ObjectWatch.route(objs, name) as route,
+        _endpoint_watch(objs, name, step_of) as status,
+        _traffic(dp),
+    ):
+        for i in range(runs):
+            t_go = time.monotonic()
+            _set(objs, name, NEW)
+            wait_for(
+                lambda: status.last()[3] == "Succeeded" and canary_weights(route)[-1] == 100, 180, "100 %"
+            )
+            ro = _rollout(objs.mep(name))
+            target = ro["target"]
+            passed = sorted(_epoch(m["at"]) for m in ro["measurements"] if m["verdict"] == "Passed")
+            pauses = {
+                idx: _epoch(started)
+                for tgt, idx, started, _ in status.values()
+                if tgt == target and idx is not None and idx < len(plan) and "pause" in plan[idx] and started
+            }
+            changes = [(wall, (w or {}).get("canary", 0)) for t, wall, w in route.changes if t >= t_go]
+            run = []
+            for idx, started in sorted(pauses.items()):
+                end = max(started + pause, next((p for p in passed if p >= started), started + pause))
+                weight = plan[idx - 1]["setWeight"]
+                nxt = next((wall for wall, c in changes if wall >= started and c != weight), None)
+                if nxt is not None:
+                    run.append(nxt - end)
+            delays += run
+            _log(f"steps {i}: pause end -> next weight in the route {[round(d * 1000) for d in run]} ms")
+            t_back = time.monotonic()
+            _set(objs, name, OLD)
+            wait_for(lambda t=t_back: canary_weights(route)[-1] == 0 and route.changes[-1][0] > t, 60, "at 0")
+    objs.delete_mep(name)
+    return {"pause_end_to_next_weight_in_route": stats(delays), "pause_seconds": pause}
+
+
+# --------------------------------------------------------------------------------------- run
+def run(rollback_runs: int, auto_runs: int, step_runs: int) -> dict[str, Any]:
+    """Start the real node, Traefik, Prometheus and the operator; run the sections; print and return
+    the numbers."""
+    out: dict[str, Any] = {"runs": {"rollback": rollback_runs, "automatic": auto_runs, "steps": step_runs}}
+    t0 = time.monotonic()
     with ControlPlane(real_node=True) as cp, Traefik(cp) as gw, Prometheus(cp=cp, traefik=gw) as prom:
         art = ArtifactServer(Path(cp.workdir or "/tmp") / "bench-artifacts")
         settings = {
             "artifacts": {"allowPrivateNetworks": True},
-            "serving": {"initImage": OPERATOR_IMAGE, "initImagePullPolicy": "Never", "drainSeconds": 2},
-            "analysis": {"prometheusUrl": prom.url},
+            "serving": {
+                "initImage": OPERATOR_IMAGE,
+                "initImagePullPolicy": "Never",
+                "drainSeconds": 2,
+                "gatewayApiFeatures": [],
+            },
+            "analysis": {"prometheusUrl": prom.url, "timeoutSeconds": 3},
         }
         with OperatorProcess(cp.kubeconfig, settings=settings):
             cp.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}})
@@ -148,10 +314,63 @@ def main() -> int:
             objs = Objects(client.ApiClient(cfg), NS)
             wait_for(lambda: objs.core.read_namespaced_service_account("default", NS), 30, "namespace ready")
             dp = DataPlane(cp, cp.real_node, gw, prom, art, None, cp.real_node.pod_placement())
-            rollbacks(dp, objs, args.rollbacks)
-            automatic(dp, objs, args.auto)
+            out["setup_seconds"] = round(time.monotonic() - t0, 1)
+            if rollback_runs > 0:
+                out["rollback"] = rollbacks(dp, objs, rollback_runs)
+            if auto_runs > 0:
+                out["automatic"] = automatic(dp, objs, auto_runs)
+            if step_runs > 0:
+                out["steps"] = steps(dp, objs, step_runs)
         art.httpd.shutdown()
-    print(yaml.safe_dump({"note": "numbers, not assertions; see docs/benchmarks.md"}).strip())
+    out["seconds"] = round(time.monotonic() - t0, 1)
+    report(out)
+    return out
+
+
+LINES = {
+    "rollback": (
+        "kubectl models rollback under load",
+        {
+            "command_to_last_new_response": "command start -> last response of the new version",
+            "command_returned": "command start -> command returned",
+            "command_reported_write_to_route": "its API write -> route at 100 % (its own report)",
+        },
+    ),
+    "automatic": (
+        "automatic rollback under load",
+        {
+            "visible_to_failed": "bad value visible in Prometheus -> rollout Failed",
+            "visible_to_route_on_baseline": "bad value visible in Prometheus -> route on the baseline",
+            "visible_to_last_canary_response": "bad value visible in Prometheus -> last canary response",
+        },
+    ),
+    "steps": ("steps", {"pause_end_to_next_weight_in_route": "pause end -> next weight in the route"}),
+}
+
+
+def report(out: dict[str, Any]) -> None:
+    print("real traffic (numbers, not assertions; see docs/benchmarks.md):")
+    for section, (title, rows) in LINES.items():
+        sec = out.get(section)
+        if sec is None:
+            continue
+        load = f" ({sec['requests']} requests, {sec['non_2xx']} non-2xx)" if "requests" in sec else ""
+        print(f"  {title}{load}:")
+        for key, label in rows.items():
+            print(f"    {label + ':':<60} {fmt(sec[key])}")
+    print(yaml.safe_dump({"seconds": out.get("seconds"), "setup_seconds": out.get("setup_seconds")}).strip())
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rollbacks", type=int, default=5, help="kubectl models rollback runs")
+    ap.add_argument("--auto", type=int, default=5, help="automatic rollback runs")
+    ap.add_argument("--steps", type=int, default=2, help="good-canary runs (3 step transitions each)")
+    ap.add_argument("--json", help="also write the numbers here")
+    args = ap.parse_args()
+    out = run(args.rollbacks, args.auto, args.steps)
+    if args.json:
+        Path(args.json).write_text(json.dumps(out, indent=1))
     return 0
 
 

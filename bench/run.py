@@ -11,6 +11,8 @@ restart), memory (operator RSS vs fleet size), idle (operator API requests while
 hashing (verify_artifact vs hashlib vs sha256sum). Every scale parameter can be overridden; see --help.
 Opt-in (only with --only): peer, Argo Rollouts on the same control plane (bench/peer.py):
     ./dev bench --only peer [--peer-rollouts 200 --peer-blocks 5 --peer-per-block 20]
+and dataplane, real traffic on the real node with Traefik and Prometheus (bench/dataplane.py; root):
+    ./dev bench --only dataplane [--dp-rollbacks 5 --dp-auto 5 --dp-steps 2]
 The results are printed as a table and written as JSON; docs/benchmarks.md explains them.
 """
 
@@ -38,8 +40,8 @@ sys.path.insert(0, str(REPO / "e2e"))
 sys.path.insert(0, str(HERE))
 
 SECTIONS = ("latency", "rollback", "restart", "memory", "idle", "hashing")
-OPT_IN = ("peer",)  # run only when named in --only
-CLUSTER_SECTIONS = (*SECTIONS[:-1], *OPT_IN)
+OPT_IN = ("peer", "dataplane")  # run only when named in --only
+CLUSTER_SECTIONS = (*SECTIONS[:-1], "peer")  # on the kwok control plane (dataplane starts its own)
 
 SCALES: dict[str, dict[str, Any]] = {
     "tiny": {
@@ -61,6 +63,9 @@ SCALES: dict[str, dict[str, Any]] = {
         "peer_blocks": 2,
         "peer_per_block": 5,
         "peer_idle_seconds": 20.0,
+        "dp_rollbacks": 3,
+        "dp_auto": 3,
+        "dp_steps": 1,
     },
     "full": {
         "versions": 1000,
@@ -81,6 +86,9 @@ SCALES: dict[str, dict[str, Any]] = {
         "peer_blocks": 6,
         "peer_per_block": 20,
         "peer_idle_seconds": 120.0,
+        "dp_rollbacks": 20,
+        "dp_auto": 10,
+        "dp_steps": 4,
     },
 }
 
@@ -156,6 +164,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     g.add_argument("--peer-blocks", type=int, help="peer: alternating measurement blocks")
     g.add_argument("--peer-per-block", type=int, help="peer: samples of each kind per block (<= rollouts/2)")
     g.add_argument("--peer-idle-seconds", type=float, help="peer: idle window for counting writes")
+    g.add_argument("--dp-rollbacks", type=int, help="dataplane: `kubectl models rollback` runs under load")
+    g.add_argument("--dp-auto", type=int, help="dataplane: automatic rollbacks of a failing canary")
+    g.add_argument("--dp-steps", type=int, help="dataplane: good-canary runs (3 step transitions each)")
     args = ap.parse_args(argv)
     params = dict(SCALES[args.scale])
     for key in params:
@@ -380,6 +391,15 @@ def memory_summary(steps: list[dict[str, Any]]) -> dict[str, Any]:
         growth = (last["rss_mib"] - first["rss_mib"]) * 1024
         out["kib_per_object"] = round(growth / d_obj, 2) if d_obj else 0.0
     return out
+
+
+def run_dataplane(args: argparse.Namespace, res: Results) -> None:
+    """Real traffic (bench/dataplane.py): its own control plane with the real node, Traefik and
+    Prometheus, after the kwok sections (one cluster at a time on the machine)."""
+    import dataplane
+
+    p = args.params
+    guarded(res, "dataplane", lambda: dataplane.run(p["dp_rollbacks"], p["dp_auto"], p["dp_steps"]))
 
 
 def run_hashing(args: argparse.Namespace, res: Results) -> None:
@@ -629,6 +649,16 @@ def evaluate(res: Results) -> list[dict[str, Any]]:
             f"Argo: {idle['argo_rollouts']['lease_writes']} Lease writes; CPU ours "
             f"{idle['operator']['cpu_percent']}% / Argo {idle['argo_rollouts']['cpu_percent']}%",
         )
+    dpl = s.get("dataplane")
+    if dpl and "error" not in dpl:
+        from dataplane import LINES  # real traffic: printed, never a target
+
+        for key, (_, lines) in LINES.items():
+            for metric, label in lines.items():
+                st = (dpl.get(key) or {}).get(metric)
+                if st and num(st.get("p50_ms")):
+                    value = f"{st['p50_ms']:.0f} / {st['p99_ms']:.0f}"
+                    add("dataplane", f"{label}: p50 / p99 (ms)", value, "", None, f"n={st['n']}")
     for name, sec in s.items():
         if "error" in sec:
             add(name, "ERROR", sec["error"], "", False)
@@ -676,6 +706,8 @@ def main(argv: list[str] | None = None) -> int:
                 for name in args.sections:
                     if name in CLUSTER_SECTIONS and name not in res.data["sections"]:
                         res.section(name, {"error": f"not run: {type(e).__name__}: {e}"})
+        if "dataplane" in args.sections:
+            run_dataplane(args, res)
     finally:
         res.data["meta"]["duration_seconds"] = round(time.monotonic() - T0, 1)
         res.data["meta"]["machine"]["loadavg_end"] = list(os.getloadavg())

@@ -1,5 +1,6 @@
-"""Smoke run of the benchmarks: `bench/run.py --scale tiny` end to end on its own control plane, and
-the opt-in peer section (Argo Rollouts, bench/peer.py) at tiny scale.
+"""Smoke run of the benchmarks: `bench/run.py --scale tiny` end to end on its own control plane, the
+opt-in peer section (Argo Rollouts, bench/peer.py) at tiny scale, and the opt-in dataplane section
+(real traffic, bench/dataplane.py) with one run of each kind on a real node of its own.
 
 Only the shape of the results is checked (every section present, its numbers numeric); timings are
 the benchmark's business, not a test's. The peer smoke run fails (never skips) when the Argo Rollouts
@@ -13,6 +14,8 @@ import math
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SECTIONS = ("latency", "rollback", "restart", "memory", "idle", "hashing")
@@ -88,4 +91,26 @@ def test_bench_peer_tiny(tmp_path: Path) -> None:
     for who in ("argo_rollouts", "operator"):
         assert _is_number(peer["rss_mib"][who]) and peer["rss_mib"][who] > 0, f"rss {who}"
         assert _is_number(peer["idle"][who]["writes"]), f"idle writes {who}"
+    assert proc.returncode == 0, proc.stderr[-4000:]
+
+
+@pytest.mark.own_real_node  # its own control plane and real node: runs before the session's takes the lock
+def test_bench_dataplane_once(tmp_path: Path) -> None:
+    out = tmp_path / "dataplane.json"
+    cmd = [sys.executable, str(REPO / "bench" / "run.py"), "--only", "dataplane", "--json", str(out)]
+    cmd += ["--dp-rollbacks", "1", "--dp-auto", "1", "--dp-steps", "1"]
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert out.exists(), f"no JSON written (exit {proc.returncode}):\n{proc.stderr[-4000:]}"
+    dp = json.loads(out.read_text())["sections"].get("dataplane")
+    assert dp is not None, f"dataplane section missing:\n{proc.stderr[-4000:]}"
+    assert "error" not in dp, f"dataplane: {dp['error']}\n{proc.stderr[-4000:]}"
+    for section, keys in {
+        "rollback": ("command_to_last_new_response", "command_returned", "command_reported_write_to_route"),
+        "automatic": ("visible_to_failed", "visible_to_route_on_baseline", "visible_to_last_canary_response"),
+        "steps": ("pause_end_to_next_weight_in_route",),
+    }.items():
+        for key in keys:
+            st = dp[section][key]
+            ok = st["n"] > 0 and _is_number(st["p50_ms"]) and _is_number(st["p99_ms"])
+            assert ok, f"{section}.{key}: {st}"
     assert proc.returncode == 0, proc.stderr[-4000:]
