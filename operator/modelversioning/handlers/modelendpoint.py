@@ -368,7 +368,7 @@ class ModelEndpointReconciler:
                 errors[d.name] = (R.CHILD_CONFLICT, f"{e}: an object of that name exists and is not ours")
             except ApiException as e:
                 errors[d.name] = (R.CHILD_REJECTED, _api_message(e))
-                if e.status is None or e.status >= 500 or e.status == 429:
+                if _transient(e):
                     transient = e
         route_error, route_msg, route_transient = self._route(g, plan)
         transient = transient or route_transient
@@ -431,9 +431,8 @@ class ModelEndpointReconciler:
             msg = f"{desired['kind']} {md['name']} already exists and is not ours; the route is not written"
             return False, (R.CHILD_CONFLICT, msg), None
         except ApiException as e:
-            transient = e.status is None or e.status >= 500 or e.status == 429
             msg = f"{desired['kind']} {md['name']}: {_api_message(e)}"
-            return False, (R.CHILD_REJECTED, msg), (e if transient else None)
+            return False, (R.CHILD_REJECTED, msg), (e if _transient(e) else None)
 
     def _write(self, desired: dict[str, Any]) -> bool:
         """Create, or put back what drifted. Never touches an object another controller owns."""
@@ -583,6 +582,12 @@ def with_rollout(rep: plan_.Report, rollout: RolloutResult | None) -> plan_.Repo
     if rollout is None:
         return plan_.finish_report(rep, (), ())
     return plan_.finish_report(rep, rollout.conditions, rollout.events)
+
+
+def _transient(e: ApiException) -> bool:
+    """Worth retrying with backoff (no answer, the server's fault, throttled): the refusal is still
+    reported, and the reconcile raises after its status is written."""
+    return e.status is None or e.status >= 500 or e.status == 429
 
 
 def _api_message(e: ApiException) -> str:
