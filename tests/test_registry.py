@@ -475,3 +475,19 @@ def test_decide_records_serving_periods_in_status():
     assert plan.status["servingHistory"] == [
         {"endpoint": "ep", "variant": "a", "from": "2024-07-02T10:00:00Z"}
     ]
+
+
+@pytest.mark.parametrize(
+    ("allow", "without_model", "expected"),
+    [
+        (None, False, None),  # no Model, operator default: deletable
+        (None, True, "the operator setting registry.protectVersionsWithoutModel"),
+        (False, False, "Model m: spec.deletionPolicy.allowPastCandidate is false"),
+        (False, True, "Model m: spec.deletionPolicy.allowPastCandidate is false"),
+        (True, True, None),  # the Model allows it, whatever the operator default
+    ],
+)
+def test_which_policy_refuses_deleting_versions_past_candidate(allow, without_model, expected) -> None:
+    from modelversioning.domain.registry import deletion_policy
+
+    assert deletion_policy("m", allow, without_model) == expected

@@ -146,6 +146,18 @@ def reused(records: Sequence[Mapping[str, Any]], version: str, digest: str) -> s
     return None
 
 
+def deletion_policy(model: str, allow_past_candidate: bool | None, protect_without_model: bool) -> str | None:
+    """Which policy refuses deleting the model's versions past candidate (None: deletion allowed), as
+    the deletion-protected annotation's value (the admission policy's message shows it).
+    ``allow_past_candidate`` is the Model's spec.deletionPolicy.allowPastCandidate, None without a
+    Model (then the operator setting registry.protectVersionsWithoutModel decides)."""
+    if allow_past_candidate is None:
+        return "the operator setting registry.protectVersionsWithoutModel" if protect_without_model else None
+    if allow_past_candidate:
+        return None
+    return f"Model {model}: spec.deletionPolicy.allowPastCandidate is false"
+
+
 def deletion_protection(
     stage: str, history: Sequence[Mapping[str, Any]], policy: str | None, history_limit: int = 50
 ) -> str | None:

@@ -34,7 +34,7 @@ from modelversioning.domain import reasons as R
 from modelversioning.domain import registry
 from modelversioning.domain.conditions import FALSE, TRUE, Cond
 from modelversioning.domain.gates import CandidateFacts
-from modelversioning.domain.registry import DELETION_PROTECTED_ANNOTATION
+from modelversioning.domain.registry import DELETION_PROTECTED_ANNOTATION, deletion_policy
 from modelversioning.domain.stages import StageGraph
 from modelversioning.domain.version_plan import RegistryFacts
 from modelversioning.handlers.drift import status_changed
@@ -94,16 +94,6 @@ def production_of(
     return tuple(sorted(out))
 
 
-def deletion_policy(model: str, mspec: ModelSpec | None, protect_without_model: bool) -> str | None:
-    """Which policy refuses deleting the model's versions past candidate (None: it is allowed). The
-    value of the deletion-protected annotation; the admission policy's message shows it."""
-    if mspec is None:
-        return "the operator setting registry.protectVersionsWithoutModel" if protect_without_model else None
-    if mspec.deletion_policy.allow_past_candidate:
-        return None
-    return f"Model {model}: spec.deletionPolicy.allowPastCandidate is false"
-
-
 def registry_facts(
     store: Store,
     namespace: str,
@@ -142,7 +132,9 @@ def registry_facts(
         candidate=candidate,
         reused=registry.reused(records, spec.version, spec.artifact.sha256),
         artifact_deleted=gone,
-        deletion_policy=deletion_policy(spec.model, mspec, protect_without_model),
+        deletion_policy=deletion_policy(
+            spec.model, mspec.deletion_policy.allow_past_candidate, protect_without_model
+        ),
     )
 
 
