@@ -520,7 +520,7 @@ class Peer:
             target = dict(OURS_CHANGED)
             pred = lambda o: _our_weights(o) == target  # noqa: E731
         else:  # rollback: what `kubectl models rollback` sends
-            from modelversioning.api.common import REASON_ANNOTATION, REQUESTED_BY_ANNOTATION
+            from modelversioning.api.wire import REASON_ANNOTATION, REQUESTED_BY_ANNOTATION
             from modelversioning.cli.models import actions
 
             ep = self.co.get_namespaced_custom_object(GROUP, VERSION, NS, "modelendpoints", name)

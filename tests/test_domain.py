@@ -191,11 +191,11 @@ def test_split_rounds_to_100():
 
 def test_validate_declared():
     assert validate_declared([("a", "2.3.8", 90), ("b", "2.4.1", 10)], None, False) == []
-    assert "add up to 95" in validate_declared([("a", "2.3.8", 90), ("b", "2.4.1", 5)], None, False)[0]
-    assert "unique" in validate_declared([("a", "2.3.8", 50), ("a", "2.4.1", 50)], None, False)[0]
-    assert "unknown variant" in validate_declared([("a", "2.3.8", 100)], "shadow", False)[0]
+    assert "add up to 95" in validate_declared([("a", "2.3.8", 90), ("b", "2.4.1", 5)], None, False)[0][1]
+    assert "unique" in validate_declared([("a", "2.3.8", 50), ("a", "2.4.1", 50)], None, False)[0][1]
+    assert "unknown variant" in validate_declared([("a", "2.3.8", 100)], "shadow", False)[0][1]
     mix = validate_declared([("a", "2.3.8", 50), ("b", "3.0.0", 50)], None, False)
-    assert mix and "MAJOR" in mix[0]
+    assert mix and mix[0][0] == "MajorVersionMix" and "MAJOR" in mix[0][1]
     assert validate_declared([("a", "2.3.8", 50), ("b", "3.0.0", 50)], None, True) == []
     # weight 0 on another major (blue/green across majors) is fine
     assert validate_declared([("a", "2.3.8", 100), ("b", "3.0.0", 0)], None, False) == []

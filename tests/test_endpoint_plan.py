@@ -10,8 +10,8 @@ from dataclasses import replace
 
 import pytest
 
+from modelversioning.api import wire as R
 from modelversioning.domain import endpoint_plan as P
-from modelversioning.domain import reasons as R
 
 OLD, NEW = "a" * 64, "b" * 64
 
@@ -246,7 +246,7 @@ def test_recreated_version_keeps_traffic_on_the_pinned_pods() -> None:
     rep = report(f, plan)
     assert cond(rep, "Degraded") == ("True", R.MODEL_VERSION_REPLACED)
     assert ("Warning", R.MODEL_VERSION_REPLACED) in {(e[0], e[1]) for e in rep.events}
-    assert R.ACCEPT_ANNOTATION in d.message
+    assert R.ACCEPT_REPLACED_ANNOTATION in d.message
     # the user accepts the new digest explicitly: the new slot is deployed, and takes traffic when eligible
     accepted = P.decide(replace(f, variants=(replace(v, accept_replaced=True),)))
     assert accepted.decision("stable").apply

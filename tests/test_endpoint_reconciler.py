@@ -20,8 +20,8 @@ import pytest
 from kubernetes.client.exceptions import ApiException
 
 from modelversioning import metrics
+from modelversioning.api import wire as R
 from modelversioning.api.settings import Serving, Settings
-from modelversioning.domain import reasons as R
 from modelversioning.handlers.kube import Conflict, count_write
 from modelversioning.handlers.modelendpoint import ModelEndpointReconciler
 from modelversioning.handlers.store import Store
@@ -304,7 +304,7 @@ def test_recreated_version_never_reaches_the_serving_pods() -> None:
     assert ("Warning", R.MODEL_VERSION_REPLACED) in {e[:2] for e in w.api.events}
     # accepting the new digest explicitly: a new slot, traffic moves once it is Available
     body = w.api.objects[("ModelEndpoint", "ep")]
-    body["metadata"]["annotations"] = {R.ACCEPT_ANNOTATION: f"stable={NEW[:12]}"}
+    body["metadata"]["annotations"] = {R.ACCEPT_REPLACED_ANNOTATION: f"stable={NEW[:12]}"}
     body["metadata"]["resourceVersion"] = str(next(_rv))
     w.store.upsert("ModelEndpoint", copy.deepcopy(body))
     w.settle()

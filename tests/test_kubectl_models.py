@@ -634,9 +634,8 @@ def test_promote_states():
 
 
 def test_promote_patch_names_actor_stage_and_reason():
-    from modelversioning.handlers.modelversion import REQUESTED_STAGE_ANNOTATION, stage_actor
+    from modelversioning.handlers.modelversion import stage_actor
 
-    assert actions.REQUESTED_STAGE_ANNOTATION == REQUESTED_STAGE_ANNOTATION
     patch = actions.promote_patch("production", "admin", None)
     assert patch["spec"] == {"stage": "production"}
     ann = patch["metadata"]["annotations"]

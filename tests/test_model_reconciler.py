@@ -8,9 +8,10 @@ from typing import Any
 
 import pytest
 
+from modelversioning.api import wire as R
 from modelversioning.api.settings import Settings
-from modelversioning.domain import reasons as R
-from modelversioning.handlers.model import ARCHIVE_ANNOTATION, ARTIFACT_DELETED_ANNOTATION, ModelReconciler
+from modelversioning.api.wire import ARCHIVE_ANNOTATION, ARTIFACT_DELETED_ANNOTATION
+from modelversioning.handlers.model import ModelReconciler
 from modelversioning.handlers.store import Store
 
 NS = "ns"

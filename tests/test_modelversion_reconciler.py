@@ -9,9 +9,10 @@ from typing import Any
 
 import pytest
 
+from modelversioning.api import wire as R
 from modelversioning.api.settings import Settings
-from modelversioning.domain import reasons as R
-from modelversioning.domain.version_plan import FIRST_VERIFICATION_GRACE, IN_USE_FINALIZER, VerifyResult
+from modelversioning.api.wire import IN_USE_FINALIZER
+from modelversioning.domain.version_plan import FIRST_VERIFICATION_GRACE, VerifyResult
 from modelversioning.handlers.modelversion import ModelVersionReconciler
 from modelversioning.handlers.store import Store
 from modelversioning.handlers.workqueue import Requeue

@@ -10,8 +10,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from pydantic import ValidationError
 
+from modelversioning.api import wire as R
 from modelversioning.api.model import ModelApprovalSpec, ModelSpec
-from modelversioning.domain import reasons as R
 from modelversioning.domain import registry
 from modelversioning.domain.gates import CandidateFacts, MetricGate, TransitionRule, check
 from modelversioning.domain.registry import Retention, VersionView, parse_duration, select
@@ -423,11 +423,11 @@ def test_decide_marks_a_version_leaving_candidate_and_unmarks_it_when_the_policy
     reg = RegistryFacts(deletion_policy=POLICY)
     plan = decide(facts(requested="staging", registry=reg), VersionPolicy(), NOW)
     assert plan.status is not None and plan.status["stage"] == "staging"
-    assert plan.annotations == {registry.DELETION_PROTECTED_ANNOTATION: POLICY}  # same reconcile
+    assert plan.annotations == {R.DELETION_PROTECTED_ANNOTATION: POLICY}  # same reconcile
     marked = facts(status=plan.status, requested="staging", registry=reg, protected=POLICY)
     assert decide(marked, VersionPolicy(), NOW).annotations == {}  # already there: no write
     allowed = facts(status=plan.status, requested="staging", registry=RegistryFacts(), protected=POLICY)
-    assert decide(allowed, VersionPolicy(), NOW).annotations == {registry.DELETION_PROTECTED_ANNOTATION: None}
+    assert decide(allowed, VersionPolicy(), NOW).annotations == {R.DELETION_PROTECTED_ANNOTATION: None}
     stays = decide(facts(registry=reg), VersionPolicy(), NOW)  # a candidate: nothing to mark
     assert stays.status is not None and stays.annotations == {}
 

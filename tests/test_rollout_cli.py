@@ -13,15 +13,15 @@ from typer.testing import CliRunner, Result
 
 from modelversioning.api.modelendpoint import ModelEndpointSpec
 from modelversioning.api.settings import Settings
+from modelversioning.api.wire import (
+    REQUESTED_BY_ANNOTATION,
+    ROLLOUT_ACTION_ANNOTATION,
+    ROLLOUT_ACTION_ID_ANNOTATION,
+)
 from modelversioning.cli.kubectl_models import app
 from modelversioning.cli.models import app as app_module
 from modelversioning.cli.models.kube import MODELENDPOINTS, WaitTimeout
-from modelversioning.handlers.rollout import (
-    ACTION_ANNOTATION,
-    ACTION_ID_ANNOTATION,
-    ACTOR_ANNOTATION,
-    plan_rollout,
-)
+from modelversioning.handlers.rollout import plan_rollout
 
 USER = "jane@example.com"
 STRATEGY = {
@@ -128,12 +128,12 @@ def test_promote_writes_a_fresh_action_id_and_who_asked_and_the_status_keeps_it(
     assert r.exit_code == 0, r.output
     (patch,) = cluster.patches
     ann = patch["metadata"]["annotations"]
-    assert ann[ACTION_ANNOTATION] == "promote" and ann[ACTOR_ANNOTATION] == USER
-    assert re.fullmatch(r"[0-9a-f]{12}", ann[ACTION_ID_ANNOTATION])
+    assert ann[ROLLOUT_ACTION_ANNOTATION] == "promote" and ann[REQUESTED_BY_ANNOTATION] == USER
+    assert re.fullmatch(r"[0-9a-f]{12}", ann[ROLLOUT_ACTION_ID_ANNOTATION])
     assert f"promote by {USER}: fraud is Progressing at step 2/3" in r.stdout
     assert f"promoted past step 1 by {USER}" in r.stdout
     ro = cluster.rollout
-    assert ro["handledAction"] == ann[ACTION_ID_ANNOTATION]
+    assert ro["handledAction"] == ann[ROLLOUT_ACTION_ID_ANNOTATION]
     assert ro["weights"] == {"stable": 50, "canary": 50}
     # the steps go on (the message moves on) but who promoted stays in the status
     cluster.reconcile()
@@ -146,7 +146,10 @@ def test_promote_writes_a_fresh_action_id_and_who_asked_and_the_status_keeps_it(
     assert f"last action: promote by {USER} at {ro['lastAction']['at']}: promoted past step 1" in shown.stdout
     # a second request gets a new id: the operator acts on each request once
     again = run("rollout", "promote", "fraud")
-    assert cluster.patches[1]["metadata"]["annotations"][ACTION_ID_ANNOTATION] != ann[ACTION_ID_ANNOTATION]
+    assert (
+        cluster.patches[1]["metadata"]["annotations"][ROLLOUT_ACTION_ID_ANNOTATION]
+        != ann[ROLLOUT_ACTION_ID_ANNOTATION]
+    )
     # ... and promoting a finished rollout is refused with the reason, exit 1
     assert again.exit_code == 1
     assert "not applied: the rollout is Succeeded, not Progressing or Paused" in again.stdout
@@ -165,7 +168,7 @@ def test_abort_then_retry_each_record_who_asked(cluster: FakeCluster) -> None:
     assert f"retry by {USER}: fraud is Progressing at step 0/3" in r.stdout
     assert f"retried by {USER}" in r.stdout
     assert cluster.rollout["lastAction"]["kind"] == "retry"
-    ids = [p["metadata"]["annotations"][ACTION_ID_ANNOTATION] for p in cluster.patches]
+    ids = [p["metadata"]["annotations"][ROLLOUT_ACTION_ID_ANNOTATION] for p in cluster.patches]
     assert len(set(ids)) == 2
     cluster.reconcile()  # the retried rollout walks on: the retry stays the last action
     assert cluster.rollout["step"] == 1 and cluster.rollout["lastAction"]["message"] == f"retried by {USER}"
@@ -200,7 +203,11 @@ def test_status_watch_ends_when_the_rollout_succeeds(
         ticks.append(s)
         if cluster.ep["status"].get("rollout", {}).get("step") == 1:
             cluster.ep["metadata"]["annotations"].update(
-                {ACTION_ANNOTATION: "promote", ACTION_ID_ANNOTATION: "x1", ACTOR_ANNOTATION: "bob"}
+                {
+                    ROLLOUT_ACTION_ANNOTATION: "promote",
+                    ROLLOUT_ACTION_ID_ANNOTATION: "x1",
+                    REQUESTED_BY_ANNOTATION: "bob",
+                }
             )
         cluster.reconcile()
 

@@ -22,6 +22,7 @@ import pytest
 
 from modelversioning.api.modelendpoint import ModelEndpointSpec
 from modelversioning.api.settings import Settings
+from modelversioning.api.wire import ROLLOUT_ACTION_ANNOTATION, ROLLOUT_ACTION_ID_ANNOTATION
 from modelversioning.domain import endpoint_plan as plan_
 from modelversioning.domain import registry
 from modelversioning.domain.version_plan import decide as decide_version
@@ -31,7 +32,6 @@ from modelversioning.handlers.kube import ROUTE_RESOURCES
 from modelversioning.handlers.model import ModelReconciler
 from modelversioning.handlers.modelendpoint import ModelEndpointReconciler, deployment_state
 from modelversioning.handlers.modelversion import ModelVersionReconciler, served_by, stage_actor
-from modelversioning.handlers.rollout import ACTION_ANNOTATION, ACTION_ID_ANNOTATION
 from modelversioning.handlers.store import ALL, PROJECTION, Store, cacheable
 from modelversioning.render.routers import get_router
 
@@ -74,7 +74,9 @@ def with_rollout(objs: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "steps": [{"setWeight": 10}, {"pause": {}}, {"setWeight": 50}],
         }
     }
-    ep["metadata"]["annotations"].update({ACTION_ANNOTATION: "promote", ACTION_ID_ANNOTATION: "req-1"})
+    ep["metadata"]["annotations"].update(
+        {ROLLOUT_ACTION_ANNOTATION: "promote", ROLLOUT_ACTION_ID_ANNOTATION: "req-1"}
+    )
     mv = mv_of(objs, "m0000-v1.1.0")
     mv["metadata"]["annotations"].update(
         {

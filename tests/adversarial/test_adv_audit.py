@@ -14,8 +14,8 @@ import contextlib
 import copy
 from typing import Any
 
+from modelversioning.api import wire as R
 from modelversioning.api.settings import AdmissionSettings, Settings
-from modelversioning.domain import reasons as R
 from modelversioning.domain.version_plan import VerifyResult
 from modelversioning.handlers.modelversion import UNATTRIBUTED, ModelVersionReconciler, stage_actor
 from modelversioning.handlers.store import Store

@@ -17,9 +17,9 @@ import pytest
 from fakes3 import FakeS3
 from servers import HTTPServer
 
+from modelversioning.api import wire as R
 from modelversioning.api.settings import ArtifactPolicy, Settings, Verification
 from modelversioning.artifacts import Reason, verify_artifact, verify_in_child
-from modelversioning.domain import reasons as R
 from modelversioning.domain.version_plan import VerifyResult
 from modelversioning.handlers.modelversion import ModelVersionReconciler, Verifications
 from modelversioning.handlers.store import Store

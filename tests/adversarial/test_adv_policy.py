@@ -77,9 +77,9 @@ def test_mismatch_does_not_reveal_what_an_internal_url_hashes_to() -> None:
 def test_bytes_hashed_metric_counts_only_verified_artifacts() -> None:
     # the per-namespace counter added what a failed verification had read: the size of whatever an
     # internal URL returned, readable by anyone who sees the operator's metrics (the oracle again)
+    from modelversioning.api import wire as R
     from modelversioning.api.modelversion import ModelVersionSpec
     from modelversioning.api.settings import Verification
-    from modelversioning.domain import reasons as R
     from modelversioning.domain.version_plan import VerifyResult
     from modelversioning.handlers.modelversion import Verifications
     from modelversioning.metrics import REGISTRY

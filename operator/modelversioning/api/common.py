@@ -1,4 +1,4 @@
-"""Shared pieces of the API: group/version, the base model, conditions, CEL helpers."""
+"""Shared pieces of the API: the base model, conditions, CEL helpers (names on the wire: `wire`)."""
 
 from __future__ import annotations
 
@@ -7,18 +7,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 
-GROUP = "modelversioning.io"
-VERSION = "v1alpha1"
-API_VERSION = f"{GROUP}/{VERSION}"
-CATEGORY = "models"
-
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 SHA256_HEX = r"^[a-f0-9]{64}$"
 GIT_SHA = r"^[a-f0-9]{7,64}$"
-
-# Annotation set by tooling (kubectl models promote) to name who asked for a stage change.
-REQUESTED_BY_ANNOTATION = f"{GROUP}/requested-by"
-REASON_ANNOTATION = f"{GROUP}/reason"
 
 
 class ApiModel(BaseModel):

@@ -19,7 +19,7 @@ import yaml
 from pydantic import BaseModel
 
 from modelversioning.api import model, modelendpoint, modelversion
-from modelversioning.api.common import CATEGORY, GROUP, VERSION
+from modelversioning.api.wire import CATEGORY, GROUP, VERSION
 
 _DROP = {"title", "examples"}
 _SCALARS = {"string", "integer", "number", "boolean"}

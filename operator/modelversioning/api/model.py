@@ -13,7 +13,6 @@ from pydantic import Field, field_validator, model_validator
 from modelversioning.api.common import (
     CONDITIONS_LIST_EXTRA,
     DNS_LABEL,
-    GROUP,
     SHA256_HEX,
     ApiModel,
     Condition,
@@ -22,29 +21,16 @@ from modelversioning.api.common import (
     validations,
 )
 from modelversioning.api.modelversion import STAGE_NAME
+from modelversioning.api.wire import API_VERSION, MODEL, MODELAPPROVAL
 from modelversioning.domain.gates import GATE_PATTERN, MetricGate, TransitionRule
 from modelversioning.domain.registry import DURATION_PATTERN, Retention, parse_duration
 from modelversioning.domain.stages import DEFAULT_GRAPH, Stage, StageGraph
 
-KIND = "Model"
-PLURAL = "models"
-SINGULAR = "model"
-SHORT_NAMES = ["mdl"]
+KIND, PLURAL, SINGULAR, SHORT_NAMES = MODEL.kind, MODEL.plural, MODEL.singular, list(MODEL.short_names)
 
-APPROVAL_KIND = "ModelApproval"
-APPROVAL_PLURAL = "modelapprovals"
-APPROVAL_SINGULAR = "modelapproval"
-APPROVAL_SHORT_NAMES = ["mapr"]
+APPROVAL_KIND, APPROVAL_PLURAL = MODELAPPROVAL.kind, MODELAPPROVAL.plural
+APPROVAL_SINGULAR, APPROVAL_SHORT_NAMES = MODELAPPROVAL.singular, list(MODELAPPROVAL.short_names)
 
-# Written by the Model reconciler on a ModelVersion (metadata, like the rollout annotations; the
-# chart's admission policy lets only the operator set them). JSON values.
-ARCHIVE_ANNOTATION = f"{GROUP}/retention-archive"  # {"specStage", "at", "reason", "by"}
-ARTIFACT_DELETED_ANNOTATION = f"{GROUP}/artifact-deleted"  # {"at", "uri", "by", "reason"}
-# DELETION_PROTECTED_ANNOTATION (domain.registry): written by the ModelVersion reconciler on a version
-# past candidate whose policy refuses its deletion; the chart's deletion policy enforces it.
-# TEST ONLY (honoured only with the operator setting registry.testClock): "now" for this Model's
-# retention, an RFC 3339 time, so a test can see what retention does in two years without waiting.
-TEST_CLOCK_ANNOTATION = f"{GROUP}/test-clock"
 
 LINEAGE_FIELDS = (
     "codeRepository", "codeCommit", "dataset", "hyperparameters",
@@ -228,7 +214,7 @@ class ModelStatus(StatusModel):
 class Model(ApiModel):
     model_config = ApiModel.model_config | {"extra": "ignore"}
 
-    api_version: str = f"{GROUP}/v1alpha1"
+    api_version: str = API_VERSION
     kind: Literal["Model"] = "Model"
     metadata: dict[str, Any] = Field(default_factory=dict)
     spec: ModelSpec = Field(default_factory=ModelSpec)
@@ -283,7 +269,7 @@ class ModelApprovalStatus(StatusModel):
 class ModelApproval(ApiModel):
     model_config = ApiModel.model_config | {"extra": "ignore"}
 
-    api_version: str = f"{GROUP}/v1alpha1"
+    api_version: str = API_VERSION
     kind: Literal["ModelApproval"] = "ModelApproval"
     metadata: dict[str, Any] = Field(default_factory=dict)
     spec: ModelApprovalSpec

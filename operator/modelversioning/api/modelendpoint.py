@@ -17,13 +17,16 @@ from modelversioning.api.common import (
 )
 from modelversioning.api.modelversion import VariantResources, expected_name
 from modelversioning.api.strategy import RolloutStatus, Strategy
+from modelversioning.api.wire import MODELENDPOINT
 from modelversioning.domain.semver import SEMVER_PATTERN, SemVer
 from modelversioning.domain.traffic import validate_declared
 
-KIND = "ModelEndpoint"
-PLURAL = "modelendpoints"
-SINGULAR = "modelendpoint"
-SHORT_NAMES = ["mep"]
+KIND, PLURAL, SINGULAR, SHORT_NAMES = (
+    MODELENDPOINT.kind,
+    MODELENDPOINT.plural,
+    MODELENDPOINT.singular,
+    list(MODELENDPOINT.short_names),
+)
 
 RouterName = Literal["istio", "gatewayAPI", "none"]
 RequiredStage = Literal["candidate", "staging", "production"]
@@ -203,11 +206,14 @@ class ModelEndpointSpec(ApiModel):
 
     @model_validator(mode="after")
     def _split(self) -> ModelEndpointSpec:
-        problems = validate_declared(
-            [(v.name, v.version, v.weight) for v in self.variants],
-            self.mirror.variant if self.mirror else None,
-            allow_major_mix=True,  # the operator reports MAJOR mixing as a condition, not a parse error
-        )
+        problems = [
+            message
+            for _reason, message in validate_declared(
+                [(v.name, v.version, v.weight) for v in self.variants],
+                self.mirror.variant if self.mirror else None,
+                allow_major_mix=True,  # the operator reports MAJOR mixing as a condition, not a parse error
+            )
+        ]
         if self.mirror is not None:
             for v in self.variants:
                 if v.name == self.mirror.variant and v.weight != 0:

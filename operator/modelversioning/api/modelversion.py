@@ -19,12 +19,15 @@ from modelversioning.api.common import (
     cel,
     validations,
 )
+from modelversioning.api.wire import MODELVERSION
 from modelversioning.domain.semver import SEMVER_PATTERN, SemVer
 
-KIND = "ModelVersion"
-PLURAL = "modelversions"
-SINGULAR = "modelversion"
-SHORT_NAMES = ["mv"]
+KIND, PLURAL, SINGULAR, SHORT_NAMES = (
+    MODELVERSION.kind,
+    MODELVERSION.plural,
+    MODELVERSION.singular,
+    list(MODELVERSION.short_names),
+)
 
 # The built-in stages are candidate, staging, production, archived; a Model may define its own.
 STAGE_NAME = r"^[a-z]([-a-z0-9]{0,30}[a-z0-9])?$"

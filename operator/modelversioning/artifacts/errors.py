@@ -4,25 +4,27 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+from modelversioning.api import wire as R
+
 
 class Reason(StrEnum):
-    """Why a verification ended as it did (also the ArtifactVerified condition reason)."""
+    """Why a verification ended as it did (also the ArtifactVerified condition reason). The names
+    and their properties (transient, stalls, no slot) are declared in api.wire; this is their type."""
 
-    VERIFIED = "Verified"
-    DIGEST_MISMATCH = "DigestMismatch"
-    NOT_FOUND = "NotFound"
-    ACCESS_DENIED = "AccessDenied"
-    FETCH_FAILED = "FetchFailed"
-    URI_REFUSED = "URIRefused"
-    LIMIT_EXCEEDED = "LimitExceeded"  # a configured limit (time, files, bytes, memory) was reached
-    SIZE_MISMATCH = "SizeMismatch"  # the bytes read differ from spec.artifact.sizeBytes
+    VERIFIED = R.VERIFIED
+    DIGEST_MISMATCH = R.DIGEST_MISMATCH
+    NOT_FOUND = R.NOT_FOUND
+    ACCESS_DENIED = R.ACCESS_DENIED
+    FETCH_FAILED = R.FETCH_FAILED
+    URI_REFUSED = R.URI_REFUSED
+    LIMIT_EXCEEDED = R.LIMIT_EXCEEDED  # a configured limit (time, files, bytes, memory) was reached
+    SIZE_MISMATCH = R.SIZE_MISMATCH  # the bytes read differ from spec.artifact.sizeBytes
 
 
-# Retrying later may help: the network, the store, or a not-yet-uploaded artifact.
-# DigestMismatch/SizeMismatch (the bytes are wrong), AccessDenied (credentials/permissions need
-# fixing), URIRefused (policy) and LimitExceeded (the artifact is too big or too slow for the
-# operator's limits) need a human; retrying the same object would give the same answer.
-TRANSIENT_REASONS = frozenset({Reason.FETCH_FAILED, Reason.NOT_FOUND})
+# Retrying later may help: the network, the store, or a not-yet-uploaded artifact (api.wire: the
+# reasons declared transient). DigestMismatch/SizeMismatch (the bytes are wrong), AccessDenied
+# (credentials/permissions need fixing), URIRefused (policy) and LimitExceeded need a human.
+TRANSIENT_REASONS = R.TRANSIENT
 
 
 class ArtifactError(Exception):

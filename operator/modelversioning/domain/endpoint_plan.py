@@ -22,8 +22,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
+from modelversioning.api import wire as R
 from modelversioning.domain import kstatus
-from modelversioning.domain import reasons as R
 from modelversioning.domain.conditions import FALSE, TRUE, Cond
 from modelversioning.domain.stages import Stage, has_reached, one_below
 from modelversioning.domain.traffic import TOTAL, VariantInput, apportion, effective_split, validate_declared
@@ -133,7 +133,7 @@ class Plan:
     held: bool  # nothing eligible: the route is left alone
     split_reason: str
     split_message: str
-    declared_problems: tuple[str, ...]
+    declared_problems: tuple[tuple[str, str], ...]  # (reason, message)
     write_route: bool
     destinations: tuple[Destination, ...]
     mirror: Destination | None
@@ -188,17 +188,7 @@ def _replaced(v: VariantFacts) -> bool:
 #   ArtifactDeleted retention deleted the artifact from storage: a pod would find nothing
 # Not listed, so a slot is prepared while the operator retries: Verifying, NotFound (uploaded after
 # the ModelVersion was registered), FetchFailed (network, store errors).
-NO_SLOT_REASONS = frozenset(
-    {
-        R.URI_REFUSED,
-        R.DIGEST_MISMATCH,
-        R.SIZE_MISMATCH,
-        R.LIMIT_EXCEEDED,
-        R.ACCESS_DENIED,
-        R.VERSION_REUSED,
-        R.ARTIFACT_DELETED,
-    }
-)
+NO_SLOT_REASONS = R.NO_SLOT  # verification failed for good: no slot (Deployment) is made
 
 
 def _refused(v: VariantFacts) -> bool:
@@ -244,7 +234,7 @@ def _desired_status(v: VariantFacts, need: Stage) -> tuple[bool, str, str]:
             R.MODEL_VERSION_REPLACED,
             f"{mv.name} was re-created (uid {v.pin.uid[:8]}.. sha256 {v.pin.digest[:12]} -> uid "
             f"{mv.uid[:8]}.. sha256 {mv.digest[:12]}); traffic stays on the pods it has. Accept with the "
-            f"annotation {R.ACCEPT_ANNOTATION}={v.name}={mv.digest[:12]} or pin another version",
+            f"annotation {R.ACCEPT_REPLACED_ANNOTATION}={v.name}={mv.digest[:12]} or pin another version",
         )
     if v.desired is None:
         return False, R.INVALID_SPEC, f"{mv.name} cannot be rendered"
@@ -409,17 +399,7 @@ class Report:
     variants: tuple[VariantDecision, ...]  # with API errors folded in
 
 
-PERMANENT = frozenset(
-    {
-        R.MISSING_VERSION,
-        R.INVALID_VERSION,
-        R.DIGEST_MISMATCH,
-        R.MODEL_VERSION_REPLACED,
-        R.CHILD_REJECTED,
-        R.CHILD_CONFLICT,
-        R.INVALID_SPEC,
-    }
-)
+PERMANENT = R.PERMANENT  # a variant with one of these is bad until its spec changes
 
 
 def _with_errors(plan: Plan, out: Outcome) -> tuple[VariantDecision, ...]:
@@ -490,8 +470,9 @@ def report(
 def _route_conditions(f: EndpointFacts, plan: Plan, out: Outcome) -> list[Cond]:
     """RoutesReady, and Degraded when the routes are left alone for a reason of the spec or platform."""
     if plan.declared_problems:
-        msg = "; ".join(plan.declared_problems)
-        reason = R.MAJOR_VERSION_MIX if "MAJOR" in msg else R.INVALID_SPLIT
+        msg = "; ".join(m for _, m in plan.declared_problems)
+        reasons = {r for r, _ in plan.declared_problems}
+        reason = R.MAJOR_VERSION_MIX if R.MAJOR_VERSION_MIX in reasons else R.INVALID_SPLIT
         return [
             Cond("Degraded", TRUE, reason, f"{msg}; existing routes are left unchanged"),
             Cond("RoutesReady", FALSE, R.ROUTE_NOT_APPLIED, msg),
@@ -533,7 +514,7 @@ def _progressing(
         return True, Cond("Progressing", FALSE, R.CONVERGED, "effective weights match the declared weights")
     waiting = [f"{d.name}: {d.message}" for v, d in weighted if d.reason != R.ELIGIBLE]
     why = R.BLOCKED if not route_ok else plan.split_reason
-    if why == "AsDeclared" and waiting:
+    if why == R.AS_DECLARED and waiting:
         why = R.ROLLING_OUT
     return converged, Cond("Progressing", TRUE, why, "; ".join(waiting) or plan.split_message)
 

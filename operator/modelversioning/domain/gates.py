@@ -19,7 +19,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from modelversioning.domain import reasons as R
+from modelversioning.api import wire as R
 from modelversioning.domain.stages import Decision
 
 # "<metric> <op> <number>" or "<metric> <op> production.<metric> [+|- <number>]"

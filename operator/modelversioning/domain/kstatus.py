@@ -10,36 +10,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from modelversioning.domain import reasons as R
+from modelversioning.api import wire as R
 from modelversioning.domain.conditions import FALSE, TRUE, UNKNOWN, Cond
 
 RECONCILING, STALLED = "Reconciling", "Stalled"
 
-# Degraded reasons of a ModelEndpoint that no retry fixes: only a spec change (or a person) does.
-ENDPOINT_STALLED = frozenset(
-    {
-        R.MISSING_VERSION,
-        R.INVALID_VERSION,
-        R.DIGEST_MISMATCH,
-        R.MODEL_VERSION_REPLACED,
-        R.CHILD_REJECTED,
-        R.CHILD_CONFLICT,
-        R.INVALID_SPEC,
-        R.MAJOR_VERSION_MIX,
-        R.INVALID_SPLIT,
-        R.ROUTER_DISABLED,
-        R.UNKNOWN_ROUTER,
-        R.MIRROR_UNSUPPORTED,
-        R.ROLLOUT_FAILED,
-        R.ROLLOUT_ABORTED,
-    }
-)
-# ArtifactVerified / StageTransition reasons of a ModelVersion that are final for its generation.
+# Degraded reasons of a ModelEndpoint, and failed ArtifactVerified/StageTransition reasons of a
+# ModelVersion, that no retry fixes (only a spec change or a person does): the registry's `stalls`.
 # AccessDenied is not among them: a missing credentials Secret is retried and may appear.
-VERSION_STALLED = frozenset(
-    {R.DIGEST_MISMATCH, R.URI_REFUSED, R.INVALID_SPEC, R.TRANSITION_NOT_ALLOWED, R.LINEAGE_INCOMPLETE,
-     "SizeMismatch", "LimitExceeded"}
-)  # fmt: skip
+ENDPOINT_STALLED, VERSION_STALLED = R.ENDPOINT_STALLS, R.VERSION_STALLS
 
 
 def _get(conds: Iterable[Cond], type_: str) -> Cond | None:
@@ -57,11 +36,11 @@ def for_endpoint(conds: Iterable[Cond]) -> tuple[Cond, Cond]:
     if progressing is not None and progressing.status == TRUE:
         return (
             Cond(RECONCILING, TRUE, progressing.reason, progressing.message),
-            Cond(STALLED, FALSE, "NotStalled", "no permanent failure"),
+            Cond(STALLED, FALSE, R.NOT_STALLED, "no permanent failure"),
         )
     return (
-        Cond(RECONCILING, FALSE, "Reconciled", "nothing in progress"),
-        Cond(STALLED, FALSE, "NotStalled", "no permanent failure"),
+        Cond(RECONCILING, FALSE, R.RECONCILED, "nothing in progress"),
+        Cond(STALLED, FALSE, R.NOT_STALLED, "no permanent failure"),
     )
 
 
@@ -79,9 +58,9 @@ def for_version(conds: Iterable[Cond]) -> tuple[Cond, Cond]:
     if busy:
         return (
             Cond(RECONCILING, TRUE, busy[0].reason, busy[0].message),
-            Cond(STALLED, FALSE, "NotStalled", "no permanent failure"),
+            Cond(STALLED, FALSE, R.NOT_STALLED, "no permanent failure"),
         )
     return (
-        Cond(RECONCILING, FALSE, "Reconciled", "nothing in progress"),
-        Cond(STALLED, FALSE, "NotStalled", "no permanent failure"),
+        Cond(RECONCILING, FALSE, R.RECONCILED, "nothing in progress"),
+        Cond(STALLED, FALSE, R.NOT_STALLED, "no permanent failure"),
     )

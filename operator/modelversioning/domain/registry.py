@@ -29,7 +29,6 @@ CANDIDATE = "candidate"
 PRESENT, DELETED = "Present", "Deleted"  # a record's artifact
 # On a ModelVersion past candidate whose policy refuses its deletion (value: which policy); written by
 # the operator only, enforced by the chart's ValidatingAdmissionPolicy deletion.modelversioning.io.
-DELETION_PROTECTED_ANNOTATION = "modelversioning.io/deletion-protected"
 
 _DURATION = re.compile(r"^(\d+)(d|h|m|s)$")
 _UNIT = {"d": 86400, "h": 3600, "m": 60, "s": 1}

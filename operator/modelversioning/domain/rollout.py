@@ -28,7 +28,7 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
-from modelversioning.domain import reasons as R
+from modelversioning.api import wire as R
 from modelversioning.domain.conditions import FALSE, TRUE, Cond
 from modelversioning.domain.stages import Stage, has_reached, one_below
 
@@ -237,7 +237,7 @@ def _advance(inp: Inputs) -> Outcome:
         if _no_ramp(inp):
             return Outcome(_applied_at_once(inp, st), dict(inp.declared))
         st = _start(inp, st, f"rollout started ({why})")
-        events.append(("Normal", "RolloutStarted", f"canary {plan.canary}: {len(plan.steps)} steps ({why})"))
+        events.append(("Normal", R.ROLLOUT_STARTED, f"canary {plan.canary}: {len(plan.steps)} steps ({why})"))
     assert st is not None  # _new_rollout gives a reason when there is no state
     if st.strategy != inp.strategy:
         st = replace(st, strategy=inp.strategy)  # a finished success (or an old status) adopts it quietly
@@ -263,7 +263,7 @@ def _advance(inp: Inputs) -> Outcome:
     events += step_events
     weights = dict(st.weights)
     if st.phase == SUCCEEDED:
-        events.append(("Normal", "RolloutSucceeded", f"canary {plan.canary} reached its declared weight"))
+        events.append(("Normal", R.ROLLOUT_SUCCEEDED, f"canary {plan.canary} reached its declared weight"))
         return Outcome(st, dict(inp.declared), tuple(events), promote=_earned(inp, st), succeeded_now=True,
                        summary=_summary(st), recorded=measured)  # fmt: skip
     due = [wait] if wait is not None else []
@@ -339,7 +339,7 @@ def _apply_action(inp: Inputs, st: State) -> tuple[State, list[tuple[str, str, s
     if a.kind == "retry" and st.phase in (FAILED, ABORTED):
         msg = f"retried by {a.actor}"
         fresh = replace(_start(inp, st, f"rollout started ({msg})"), last_action=done(msg))
-        return fresh, [("Normal", "RolloutRetried", msg)]
+        return fresh, [("Normal", R.ROLLOUT_RETRIED, msg)]
     if a.kind == "promote" and st.phase in (PROGRESSING, PAUSED):
         nxt = st.step + 1 if _is_pause(inp.plan, st.step) else st.step
         msg = f"promoted past step {st.step} by {a.actor}"
@@ -355,7 +355,7 @@ def _apply_action(inp: Inputs, st: State) -> tuple[State, list[tuple[str, str, s
                 weights=step_weights(inp.plan, inp.declared, nxt, inp.canary_below_stage),
                 last_action=done(msg),
             ),  # fmt: skip
-            [("Normal", "RolloutPromoted", msg)],
+            [("Normal", R.ROLLOUT_PROMOTED, msg)],
         )
     want = {"abort": "running", "retry": "Failed or Aborted"}.get(a.kind, "Progressing or Paused")
     msg = f"{a.kind} by {a.actor} not applied: the rollout is {st.phase}, not {want}"
@@ -445,7 +445,7 @@ def _walk(inp: Inputs, st: State) -> tuple[State, list[tuple[str, str, str]], fl
                     None,
                 )
         nxt = st.step + 1
-        events.append(("Normal", "RolloutStep", f"step {st.step} done; step {nxt} of {len(plan.steps)}"))
+        events.append(("Normal", R.ROLLOUT_STEP, f"step {st.step} done; step {nxt} of {len(plan.steps)}"))
         st = replace(st, step=nxt, step_started_at=inp.now, passed_since_step=False)
     return st, events, None
 

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from modelversioning.domain import reasons as R
+from modelversioning.api import wire as R
 
 
 class Stage(StrEnum):

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from modelversioning.api import wire as R
 from modelversioning.domain.semver import SemVer
 
 TOTAL = 100
@@ -34,23 +35,24 @@ class Split:
 
 def validate_declared(
     variants: Sequence[tuple[str, str, int]], mirror: str | None, allow_major_mix: bool
-) -> list[str]:
-    """Problems with a declared split: (name, version, weight) per variant. Empty list when valid.
+) -> list[tuple[str, str]]:
+    """Problems with a declared split, as (reason, message): (name, version, weight) per variant.
+    Empty list when valid.
 
     The API server enforces most of these through CEL; the operator checks them
     again so that objects admitted before a rule existed get a clear condition.
     """
-    problems: list[str] = []
+    problems: list[tuple[str, str]] = []
     names = [n for n, _, _ in variants]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
-        problems.append(f"variant names must be unique: {', '.join(dupes)}")
+        problems.append((R.INVALID_SPLIT, f"variant names must be unique: {', '.join(dupes)}"))
     if mirror is not None and mirror not in names:
-        problems.append(f"mirror refers to unknown variant {mirror!r}")
+        problems.append((R.INVALID_SPLIT, f"mirror refers to unknown variant {mirror!r}"))
     live = [(n, v, w) for n, v, w in variants if n != mirror]
     total = sum(w for _, _, w in live)
     if live and total != TOTAL:
-        problems.append(f"weights of the live variants add up to {total}, not {TOTAL}")
+        problems.append((R.INVALID_SPLIT, f"weights of the live variants add up to {total}, not {TOTAL}"))
     if not allow_major_mix:
         majors: dict[int, list[str]] = {}
         for n, v, w in live:
@@ -62,8 +64,11 @@ def validate_declared(
         if len(majors) > 1:
             parts = "; ".join(f"v{m}: {', '.join(vs)}" for m, vs in sorted(majors.items()))
             problems.append(
-                "traffic is split across incompatible MAJOR versions "
-                f"({parts}); set allowMajorVersionMix: true to allow it"
+                (
+                    R.MAJOR_VERSION_MIX,
+                    "traffic is split across incompatible MAJOR versions "
+                    f"({parts}); set allowMajorVersionMix: true to allow it",
+                )
             )
     return problems
 
@@ -93,25 +98,25 @@ def effective_split(variants: Sequence[VariantInput], previous: Mapping[str, int
             return Split(
                 dict(prev),
                 True,
-                "NoEligibleVariant",
+                R.NO_ELIGIBLE_VARIANT,
                 "no variant is ready to take traffic; keeping the last effective weights",
             )
-        return Split({}, True, "NoEligibleVariant", "no variant is ready to take traffic yet")
+        return Split({}, True, R.NO_ELIGIBLE_VARIANT, "no variant is ready to take traffic yet")
     base: dict[str, int | float] = {v.name: v.desired for v in eligible if v.desired > 0}
-    reason, message = "AsDeclared", "effective weights match the declared weights"
+    reason, message = R.AS_DECLARED, "effective weights match the declared weights"
     if not base:
         # Every eligible variant was declared at 0 (e.g. blue/green switch to a
         # variant that is not ready): traffic stays where it was among them.
         base = {v.name: prev[v.name] for v in eligible if prev.get(v.name, 0) > 0}
-        reason = "HeldOnReadyVariants"
+        reason = R.HELD_ON_READY_VARIANTS
         message = "declared variants are not ready; traffic stays with the ready variants"
         if not base:
             base = {v.name: 1 for v in eligible}
     weights = apportion(base, order)
     full = {v.name: weights.get(v.name, 0) for v in variants}
-    if reason == "AsDeclared" and any(full[v.name] != v.desired for v in variants):
+    if reason == R.AS_DECLARED and any(full[v.name] != v.desired for v in variants):
         waiting = [v.name for v in variants if not v.eligible and v.desired > 0]
-        reason = "WaitingForVariants"
+        reason = R.WAITING_FOR_VARIANTS
         message = (
             "traffic of " + ", ".join(waiting) + " stays with the ready variants until they are eligible"
         )

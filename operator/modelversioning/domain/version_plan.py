@@ -27,16 +27,16 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from modelversioning.api import wire as R
+from modelversioning.api.wire import DELETION_PROTECTED_ANNOTATION, IN_USE_FINALIZER
 from modelversioning.domain import conditions as cond
 from modelversioning.domain import kstatus
-from modelversioning.domain import reasons as R
 from modelversioning.domain.conditions import FALSE, TRUE, UNKNOWN, Cond
 from modelversioning.domain.gates import CandidateFacts, TransitionRule
 from modelversioning.domain.gates import check as check_model_gates
-from modelversioning.domain.registry import DELETION_PROTECTED_ANNOTATION, deletion_protection
+from modelversioning.domain.registry import deletion_protection
 from modelversioning.domain.stages import GateFacts, Stage, StageGraph, decide_transition, next_hop
 
-IN_USE_FINALIZER = "modelversioning.io/in-use"
 # status.history keeps the latest HISTORY_LIMIT entries; an older entry leaves as an Event (reason
 # HistoryTrimmed, with the whole entry), so the audit trail continues wherever Events are shipped.
 HISTORY_LIMIT = 50

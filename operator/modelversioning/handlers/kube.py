@@ -14,7 +14,6 @@ import json
 import logging
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,6 +21,13 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
 from modelversioning import metrics
+from modelversioning.api.wire import DEPLOYMENT as DEPLOYMENT
+from modelversioning.api.wire import EVENT as EVENT
+from modelversioning.api.wire import MODELENDPOINT as MODELENDPOINT
+from modelversioning.api.wire import MODELVERSION as MODELVERSION
+from modelversioning.api.wire import SECRET as SECRET
+from modelversioning.api.wire import SERVICE as SERVICE
+from modelversioning.api.wire import Resource as Resource
 from modelversioning.handlers.events import EventSink
 from modelversioning.render.routers import Router, get_router, router_names
 
@@ -29,35 +35,6 @@ log = logging.getLogger(__name__)
 
 FIELD_MANAGER = "modelversioning-operator"
 Page = list[dict[str, Any]]  # one page of a LIST (named here: Kube.list shadows `list` in the class)
-
-
-@dataclass(frozen=True)
-class Resource:
-    group: str
-    version: str
-    plural: str
-    kind: str
-
-    @property
-    def api_version(self) -> str:
-        return f"{self.group}/{self.version}" if self.group else self.version
-
-    def path(self, namespace: str, name: str | None = None, sub: str | None = None) -> str:
-        base = f"/apis/{self.group}/{self.version}" if self.group else f"/api/{self.version}"
-        p = f"{base}/namespaces/{namespace}/{self.plural}"
-        if name:
-            p += f"/{name}"
-        if sub:
-            p += f"/{sub}"
-        return p
-
-
-DEPLOYMENT = Resource("apps", "v1", "deployments", "Deployment")
-SERVICE = Resource("", "v1", "services", "Service")
-SECRET = Resource("", "v1", "secrets", "Secret")
-EVENT = Resource("", "v1", "events", "Event")
-MODELVERSION = Resource("modelversioning.io", "v1alpha1", "modelversions", "ModelVersion")
-MODELENDPOINT = Resource("modelversioning.io", "v1alpha1", "modelendpoints", "ModelEndpoint")
 
 
 def route_resource(router: Router) -> Resource | None:

@@ -19,35 +19,36 @@ from typing import Any
 from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
-from modelversioning.api.common import GROUP, VERSION, validation_message
-from modelversioning.api.model import (
-    ARCHIVE_ANNOTATION,
-    ARTIFACT_DELETED_ANNOTATION,
-    TEST_CLOCK_ANNOTATION,
-    ModelSpec,
-)
+from modelversioning.api import wire as R
+from modelversioning.api.common import validation_message
+from modelversioning.api.model import ModelSpec
 from modelversioning.api.modelversion import ModelVersionSpec
 from modelversioning.api.settings import Settings
+from modelversioning.api.wire import (
+    ARCHIVE_ANNOTATION,
+    ARTIFACT_DELETED_ANNOTATION,
+    DELETION_PROTECTED_ANNOTATION,
+    MODEL,
+    MODELVERSION,
+    TEST_CLOCK_ANNOTATION,
+)
 from modelversioning.artifacts.delete import delete_artifact
 from modelversioning.domain import conditions as cond
-from modelversioning.domain import reasons as R
 from modelversioning.domain import registry
 from modelversioning.domain.conditions import FALSE, TRUE, Cond
 from modelversioning.domain.gates import CandidateFacts
-from modelversioning.domain.registry import DELETION_PROTECTED_ANNOTATION, deletion_policy
+from modelversioning.domain.registry import deletion_policy
 from modelversioning.domain.stages import StageGraph
 from modelversioning.domain.version_plan import RegistryFacts
 from modelversioning.handlers.drift import status_changed
 from modelversioning.handlers.instrument import instrumented
-from modelversioning.handlers.kube import MODELVERSION, Kube, Resource
+from modelversioning.handlers.kube import Kube
 from modelversioning.handlers.store import Store
 from modelversioning.handlers.workqueue import Requeue
 
 log = logging.getLogger(__name__)
 
-KIND = "Model"
-MODEL = Resource(GROUP, VERSION, "models", "Model")
-MODELAPPROVAL = Resource(GROUP, VERSION, "modelapprovals", "ModelApproval")
+KIND = MODEL.kind
 
 
 def _json(ann: dict[str, Any], key: str) -> dict[str, Any] | None:

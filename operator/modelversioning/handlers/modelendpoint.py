@@ -24,13 +24,14 @@ from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
 from modelversioning import metrics
+from modelversioning.api import wire as R
 from modelversioning.api.common import validation_message
 from modelversioning.api.modelendpoint import ModelEndpointSpec
 from modelversioning.api.modelversion import ModelVersionSpec, expected_name
 from modelversioning.api.settings import Settings
+from modelversioning.api.wire import PROMOTION_ANNOTATION, ROLLOUT_RECORD_ANNOTATION
 from modelversioning.domain import conditions as cond
 from modelversioning.domain import endpoint_plan as plan_
-from modelversioning.domain import reasons as R
 from modelversioning.domain.conditions import FALSE, TRUE, Cond
 from modelversioning.domain.rollout import registry_update
 from modelversioning.domain.stages import Stage
@@ -47,7 +48,6 @@ from modelversioning.handlers.kube import (
     Kube,
     counting_writes,
 )
-from modelversioning.handlers.modelversion import PROMOTION_ANNOTATION, ROLLOUT_RECORD_ANNOTATION
 from modelversioning.handlers.rollout import RolloutResult, plan_rollout
 from modelversioning.handlers.store import Store, controller_of
 from modelversioning.handlers.workqueue import Requeue, is_drift_check
@@ -111,7 +111,7 @@ def _rfc3339(t: float) -> str:
 def _accepted(annotations: dict[str, Any]) -> dict[str, str]:
     """variant -> sha256 prefix the user accepted for a re-created ModelVersion."""
     out: dict[str, str] = {}
-    for part in str(annotations.get(R.ACCEPT_ANNOTATION, "")).split(","):
+    for part in str(annotations.get(R.ACCEPT_REPLACED_ANNOTATION, "")).split(","):
         variant, _, prefix = part.strip().partition("=")
         if variant and len(prefix) >= 12:
             out[variant] = prefix.lower()

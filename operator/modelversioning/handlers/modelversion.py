@@ -24,16 +24,23 @@ from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
 from modelversioning import metrics
-from modelversioning.api.common import REASON_ANNOTATION, REQUESTED_BY_ANNOTATION, validation_message
+from modelversioning.api import wire as R
+from modelversioning.api.common import validation_message
 from modelversioning.api.modelversion import ModelVersionSpec
 from modelversioning.api.settings import ArtifactPolicy, Settings
 from modelversioning.api.settings import Verification as VerificationSettings
+from modelversioning.api.wire import (
+    DELETION_PROTECTED_ANNOTATION,
+    IN_USE_FINALIZER,
+    PROMOTION_ANNOTATION,
+    REASON_ANNOTATION,
+    REQUESTED_BY_ANNOTATION,
+    REQUESTED_STAGE_ANNOTATION,
+    ROLLOUT_RECORD_ANNOTATION,
+)
 from modelversioning.artifacts import FairExecutor, redact_uri, verify_artifact, verify_in_child
-from modelversioning.domain import reasons as R
-from modelversioning.domain.registry import DELETION_PROTECTED_ANNOTATION
 from modelversioning.domain.stages import Stage, StageGraph
 from modelversioning.domain.version_plan import (
-    IN_USE_FINALIZER,
     Grant,
     Serving,
     VerifierFacts,
@@ -55,7 +62,6 @@ from modelversioning.handlers.workqueue import Requeue
 log = logging.getLogger(__name__)
 
 KIND = "ModelVersion"
-REQUESTED_STAGE_ANNOTATION = "modelversioning.io/requested-stage"
 __all__ = [
     "IN_USE_FINALIZER",
     "UNATTRIBUTED",
@@ -115,10 +121,6 @@ def served_by(store: Store, namespace: str, model: str, version: str) -> list[di
     return sorted(out, key=lambda e: (e["endpoint"], e["variant"]))
 
 
-PROMOTION_ANNOTATION = "modelversioning.io/rollout-promotion"  # written by the endpoint reconciler
-ROLLOUT_RECORD_ANNOTATION = "modelversioning.io/rollout-record"  # likewise: the last rollout outcome
-
-
 def grant_from(annotations: dict[str, Any]) -> Grant | None:
     raw = annotations.get(PROMOTION_ANNOTATION)
     if not raw:
@@ -141,7 +143,7 @@ def rollouts_from(annotations: dict[str, Any]) -> tuple[dict[str, Any], ...]:
     return (rec,) if isinstance(rec, dict) and rec.get("endpoint") and rec.get("at") else ()
 
 
-UNATTRIBUTED = "unknown (no modelversioning.io/requested-by for this stage)"
+UNATTRIBUTED = f"unknown (no {REQUESTED_BY_ANNOTATION} for this stage)"
 
 
 def stage_actor(body: dict[str, Any], requested: str, *, enforced: bool = False) -> str:

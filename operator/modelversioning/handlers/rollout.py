@@ -14,12 +14,13 @@ from modelversioning.analysis import Inconclusive, PrometheusClient, QueryVars, 
 from modelversioning.api.modelendpoint import ModelEndpointSpec
 from modelversioning.api.settings import Settings
 from modelversioning.api.strategy import Canary, seconds
+from modelversioning.api.wire import (
+    REQUESTED_BY_ANNOTATION,
+    ROLLOUT_ACTION_ANNOTATION,
+    ROLLOUT_ACTION_ID_ANNOTATION,
+)
 from modelversioning.domain import rollout as RO
 from modelversioning.domain.conditions import Cond
-
-ACTION_ANNOTATION = "modelversioning.io/rollout-action"  # promote | abort | retry
-ACTION_ID_ANNOTATION = "modelversioning.io/rollout-action-id"  # a fresh id per request
-ACTOR_ANNOTATION = "modelversioning.io/requested-by"
 
 
 @dataclass(frozen=True)
@@ -161,11 +162,11 @@ def status_of(st: RO.State, promoted: bool | None) -> dict[str, Any]:
 
 
 def _action(annotations: dict[str, Any]) -> RO.Action | None:
-    kind = str(annotations.get(ACTION_ANNOTATION, ""))
-    aid = str(annotations.get(ACTION_ID_ANNOTATION, ""))
+    kind = str(annotations.get(ROLLOUT_ACTION_ANNOTATION, ""))
+    aid = str(annotations.get(ROLLOUT_ACTION_ID_ANNOTATION, ""))
     if kind not in ("promote", "abort", "retry") or not aid:
         return None
-    return RO.Action(kind, aid, str(annotations.get(ACTOR_ANNOTATION, "unknown")))
+    return RO.Action(kind, aid, str(annotations.get(REQUESTED_BY_ANNOTATION, "unknown")))
 
 
 def plan_rollout(

@@ -18,11 +18,12 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from modelversioning.api.wire import ANNOTATION_PREFIX, MODELENDPOINT
 from modelversioning.render.routers import get_router, router_names
 
 Key = tuple[str, str]  # (namespace, name)
-OWNER_KIND = "ModelEndpoint"
-OWNER_API_GROUP = "modelversioning.io/"
+OWNER_KIND = MODELENDPOINT.kind
+OWNER_API_GROUP = ANNOTATION_PREFIX  # "<group>/": an apiVersion of ours
 
 
 def controller_of(body: dict[str, Any]) -> tuple[str, str] | None:
@@ -93,7 +94,7 @@ def _owns_stage(mf: Any) -> bool:
     return isinstance(mf, dict) and "f:stage" in ((mf.get("fieldsV1") or {}).get("f:spec") or {})
 
 
-OUR_ANNOTATIONS = "modelversioning.io/"
+OUR_ANNOTATIONS = ANNOTATION_PREFIX
 _KEYS = {"name": ALL, "namespace": ALL, "uid": ALL, "resourceVersion": ALL, "ownerReferences": ALL}
 _OWN_META = {
     **_KEYS,

@@ -25,8 +25,8 @@ import kopf
 from kubernetes.client.exceptions import ApiException
 
 from modelversioning import metrics
-from modelversioning.api.common import GROUP, VERSION
 from modelversioning.api.settings import Settings
+from modelversioning.api.wire import LABEL_MANAGED_BY, MANAGED_BY, MODEL, MODELAPPROVAL
 from modelversioning.handlers import heapreport
 from modelversioning.handlers.activity import PauseSignal, install_pause_hook, refill, run_while_active
 from modelversioning.handlers.kube import (
@@ -39,7 +39,7 @@ from modelversioning.handlers.kube import (
     Resource,
     load_api_client,
 )
-from modelversioning.handlers.model import MODEL, MODELAPPROVAL, ModelReconciler
+from modelversioning.handlers.model import ModelReconciler
 from modelversioning.handlers.modelendpoint import ModelEndpointReconciler
 from modelversioning.handlers.modelversion import ModelVersionReconciler, make_verifier
 from modelversioning.handlers.store import Store, controller_of
@@ -47,7 +47,7 @@ from modelversioning.handlers.workqueue import Key, WorkQueue
 
 log = logging.getLogger("modelversioning")
 
-MANAGED = {"app.kubernetes.io/managed-by": "modelversioning-operator"}
+MANAGED = {LABEL_MANAGED_BY: MANAGED_BY}
 
 
 class Operator:
@@ -419,7 +419,7 @@ def _plain(body: Any) -> Any:
     return body
 
 
-@kopf.on.event(GROUP, VERSION, "modelversions")
+@kopf.on.event(MODELVERSION.group, MODELVERSION.version, MODELVERSION.plural)
 async def modelversion_event(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
     op = _op()
     if (seen := _track("ModelVersion", event, body)) is None:
@@ -432,7 +432,7 @@ async def modelversion_event(event: kopf.RawEvent, body: kopf.Body, **_: Any) ->
         op.queue.add(("Model", ns, model))
 
 
-@kopf.on.event(GROUP, VERSION, "models")
+@kopf.on.event(MODEL.group, MODEL.version, MODEL.plural)
 async def model_event(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
     op = _op()
     if (seen := _track("Model", event, body)) is None:
@@ -442,7 +442,7 @@ async def model_event(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
     op.versions_of_model(ns, name)  # its graph and gates apply to them (or no longer do)
 
 
-@kopf.on.event(GROUP, VERSION, "modelapprovals")
+@kopf.on.event(MODELAPPROVAL.group, MODELAPPROVAL.version, MODELAPPROVAL.plural)
 async def modelapproval_event(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
     op = _op()
     if (seen := _track("ModelApproval", event, body)) is None:
@@ -454,7 +454,7 @@ async def modelapproval_event(event: kopf.RawEvent, body: kopf.Body, **_: Any) -
         op.queue.add(("ModelVersion", ns, mv))
 
 
-@kopf.on.event(GROUP, VERSION, "modelendpoints")
+@kopf.on.event(MODELENDPOINT.group, MODELENDPOINT.version, MODELENDPOINT.plural)
 async def modelendpoint_event(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
     op = _op()
     if (seen := _track("ModelEndpoint", event, body)) is None:
@@ -481,10 +481,12 @@ def _child_event(kind: str) -> Any:
 
 def register_children(settings: Settings) -> None:
     """Watch only our own children (label selector), and only route kinds whose router is enabled."""
-    kopf.on.event("apps", "v1", "deployments", labels=MANAGED, id="deployment_event")(
-        _child_event("Deployment")
+    kopf.on.event(
+        DEPLOYMENT.group, DEPLOYMENT.version, DEPLOYMENT.plural, labels=MANAGED, id="deployment_event"
+    )(_child_event("Deployment"))
+    kopf.on.event(SERVICE.group, SERVICE.version, SERVICE.plural, labels=MANAGED, id="service_event")(
+        _child_event("Service")
     )
-    kopf.on.event("", "v1", "services", labels=MANAGED, id="service_event")(_child_event("Service"))
     for router, res in ROUTE_RESOURCES.items():  # each router module names its own route resource
         if router in settings.serving.enabled_routers:
             kopf.on.event(res.group, res.version, res.plural, labels=MANAGED, id=f"{res.kind.lower()}_event")(

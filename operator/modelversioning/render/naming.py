@@ -11,39 +11,76 @@ import json
 import re
 from typing import Any
 
-from modelversioning.api.common import API_VERSION, GROUP
 from modelversioning.api.modelendpoint import KIND as ENDPOINT_KIND
+from modelversioning.api.wire import (  # re-exported: the renderers name them through naming
+    API_VERSION as API_VERSION,
+)
+from modelversioning.api.wire import (
+    HEADER_MODEL as HEADER_MODEL,
+)
+from modelversioning.api.wire import (
+    HEADER_SHA256 as HEADER_SHA256,
+)
+from modelversioning.api.wire import (
+    HEADER_VARIANT as HEADER_VARIANT,
+)
+from modelversioning.api.wire import (
+    HEADER_VERSION as HEADER_VERSION,
+)
+from modelversioning.api.wire import (
+    LABEL_COMPONENT as LABEL_COMPONENT,
+)
+from modelversioning.api.wire import (
+    LABEL_ENDPOINT as LABEL_ENDPOINT,
+)
+from modelversioning.api.wire import (
+    LABEL_INSTANCE as LABEL_INSTANCE,
+)
+from modelversioning.api.wire import (
+    LABEL_MANAGED_BY as LABEL_MANAGED_BY,
+)
+from modelversioning.api.wire import (
+    LABEL_MODEL as LABEL_MODEL,
+)
+from modelversioning.api.wire import (
+    LABEL_MODEL_VERSION as LABEL_MODEL_VERSION,
+)
+from modelversioning.api.wire import (
+    LABEL_NAME as LABEL_NAME,
+)
+from modelversioning.api.wire import (
+    LABEL_SLOT as LABEL_SLOT,
+)
+from modelversioning.api.wire import (
+    LABEL_VARIANT as LABEL_VARIANT,
+)
+from modelversioning.api.wire import (
+    LABEL_VERSION as LABEL_VERSION,
+)
+from modelversioning.api.wire import (
+    MANAGED_BY as MANAGED_BY,
+)
+from modelversioning.api.wire import (
+    RESPONSE_HEADERS as RESPONSE_HEADERS,
+)
+from modelversioning.api.wire import (
+    SHA256_ANNOTATION as SHA256_ANNOTATION,
+)
 from modelversioning.render.values import EndpointRef, VariantTarget
 
 MAX_NAME = 63  # DNS-1035 label (Service names) and label values
 HASH_LEN = 8
 CLUSTER_DOMAIN = "cluster.local"
 
-MANAGED_BY = "modelversioning-operator"
 COMPONENT_SERVER = "model-server"
 COMPONENT_ROUTE = "router"
 
-LABEL_NAME = "app.kubernetes.io/name"
-LABEL_INSTANCE = "app.kubernetes.io/instance"
-LABEL_VERSION = "app.kubernetes.io/version"
-LABEL_COMPONENT = "app.kubernetes.io/component"
-LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
-LABEL_ENDPOINT = f"{GROUP}/endpoint"
-LABEL_VARIANT = f"{GROUP}/variant"
-LABEL_MODEL = f"{GROUP}/model"
-LABEL_MODEL_VERSION = f"{GROUP}/version"
-LABEL_SLOT = f"{GROUP}/slot"  # the per-version child set (Deployment + Service) a pod belongs to
 SLOT_HASH_LEN = 10
 
-ANNOTATION_SHA256 = f"{GROUP}/artifact-sha256"
+ANNOTATION_SHA256 = SHA256_ANNOTATION
 
 PORT_NAME = "http"  # the server's container port, the Service port and its targetPort
 
-HEADER_MODEL = "x-model-name"
-HEADER_VERSION = "x-model-version"
-HEADER_SHA256 = "x-model-sha256"
-HEADER_VARIANT = "x-endpoint-variant"
-RESPONSE_HEADERS = (HEADER_MODEL, HEADER_VERSION, HEADER_SHA256, HEADER_VARIANT)
 SHA_PREFIX_LEN = 12
 
 _DNS_1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")

@@ -15,20 +15,19 @@ from typing import Any, Literal
 
 from pydantic import ValidationError
 
-from modelversioning.api.common import (
+from modelversioning.api.common import DNS_LABEL, validation_message
+from modelversioning.api.modelversion import PRODUCTION_LINEAGE, ModelVersion, expected_name
+from modelversioning.api.wire import (
     API_VERSION,
-    DNS_LABEL,
+    LABEL_MODEL,
     REASON_ANNOTATION,
     REQUESTED_BY_ANNOTATION,
-    validation_message,
+    REQUESTED_STAGE_ANNOTATION,
 )
-from modelversioning.api.modelversion import PRODUCTION_LINEAGE, ModelVersion, expected_name
 from modelversioning.cli.models.views import condition, meta_of, spec_of, status_of, version_key
 from modelversioning.domain.semver import InvalidVersion, SemVer
 
 STAGES = ("candidate", "staging", "production", "archived")
-# Pairs requested-by with the stage it was asked for (handlers.modelversion.stage_actor honours it).
-REQUESTED_STAGE_ANNOTATION = "modelversioning.io/requested-stage"
 
 
 class Refused(Exception):
@@ -221,7 +220,7 @@ def build_manifest(
     metadata: dict[str, Any] = {"name": expected_name(inp.model, inp.version)}
     if namespace:
         metadata["namespace"] = namespace
-    metadata["labels"] = {"modelversioning.io/model": inp.model}
+    metadata["labels"] = {LABEL_MODEL: inp.model}
     if annotations:
         metadata["annotations"] = dict(annotations)
     spec: dict[str, Any] = {

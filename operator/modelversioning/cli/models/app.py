@@ -22,8 +22,13 @@ from rich.status import Status
 from rich.text import Text
 from typer.core import TyperGroup
 
-from modelversioning.api.common import REASON_ANNOTATION, REQUESTED_BY_ANNOTATION
 from modelversioning.api.modelversion import expected_name
+from modelversioning.api.wire import (
+    MODELVERSION,
+    REASON_ANNOTATION,
+    REQUESTED_BY_ANNOTATION,
+    REQUESTED_STAGE_ANNOTATION,
+)
 from modelversioning.cli.models import actions, render, views
 from modelversioning.cli.models.actions import Refused, RegisterInputs
 from modelversioning.cli.models.kube import (
@@ -452,7 +457,7 @@ def register(
     if cluster is not None:
         annotations = {
             REQUESTED_BY_ANNOTATION: cluster.current_user(),
-            actions.REQUESTED_STAGE_ANNOTATION: inp.stage,
+            REQUESTED_STAGE_ANNOTATION: inp.stage,
         }
     namespace = cluster.namespace if cluster is not None else (g.namespace or None)
     doc = actions.build_manifest(
@@ -473,7 +478,7 @@ def register(
         raise
     fmt = g.fmt()
     if fmt is Output.table:
-        render.out(f"modelversion.modelversioning.io/{created['metadata']['name']} created\n")
+        render.out(f"{MODELVERSION.singular}.{MODELVERSION.group}/{created['metadata']['name']} created\n")
         render.note(f"the operator now verifies the artifact; see: kubectl models get {model} {version}")
     else:
         render.out(render.dump(_strip(created), fmt))

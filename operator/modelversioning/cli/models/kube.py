@@ -12,32 +12,19 @@ import math
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Any, TypeVar
 
-from modelversioning.api.common import GROUP, VERSION
+from modelversioning.api.wire import MODELENDPOINT, MODELVERSION
+from modelversioning.api.wire import Resource as Resource
 
 T = TypeVar("T")
 
 SA_NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 
 
-@dataclass(frozen=True)
-class Resource:
-    group: str
-    version: str
-    plural: str
-    kind: str
-
-    @property
-    def qualified(self) -> str:
-        return f"{self.plural}.{self.group}"
-
-
-MODELVERSIONS = Resource(GROUP, VERSION, "modelversions", "ModelVersion")
-MODELENDPOINTS = Resource(GROUP, VERSION, "modelendpoints", "ModelEndpoint")
+MODELVERSIONS, MODELENDPOINTS = MODELVERSION, MODELENDPOINT
 
 
 def route_resource(router_name: str) -> Resource | None:

@@ -19,17 +19,13 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from modelversioning.api.model import APPROVAL_KIND, APPROVAL_PLURAL, ARTIFACT_DELETED_ANNOTATION
 from modelversioning.api.modelversion import expected_name
+from modelversioning.api.wire import ARTIFACT_DELETED_ANNOTATION, MODEL, MODELAPPROVAL, TAG_LABEL_PREFIX
 from modelversioning.cli.models.actions import Refused
-from modelversioning.cli.models.kube import MODELVERSIONS, ClusterError, Resource
+from modelversioning.cli.models.kube import MODELVERSIONS, ClusterError
 
-GROUP, VERSION = "modelversioning.io", "v1alpha1"
-MODELS = Resource(GROUP, VERSION, "models", "Model")
-MODELAPPROVALS = Resource(GROUP, VERSION, APPROVAL_PLURAL, APPROVAL_KIND)
-TAG_PREFIX = (
-    "tag.modelversioning.io/"  # kubectl label mv fraud-v2.4.1 tag.modelversioning.io/best-for-fraud=true
-)
+MODELS, MODELAPPROVALS = MODEL, MODELAPPROVAL
+TAG_PREFIX = TAG_LABEL_PREFIX
 
 registry_app = typer.Typer(add_completion=False)
 
@@ -306,8 +302,8 @@ def approval_body(
     if comment:
         spec["comment"] = comment
     return {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": APPROVAL_KIND,
+        "apiVersion": MODELAPPROVAL.api_version,
+        "kind": MODELAPPROVAL.kind,
         "metadata": {"name": f"{expected_name(model, version)}-{stage}-{who}"[:253]},
         "spec": spec,
     }

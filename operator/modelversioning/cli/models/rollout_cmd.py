@@ -20,12 +20,14 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
+from modelversioning.api.wire import (
+    REQUESTED_BY_ANNOTATION,
+    ROLLOUT_ACTION_ANNOTATION,
+    ROLLOUT_ACTION_ID_ANNOTATION,
+)
 from modelversioning.cli.models import render
 from modelversioning.cli.models.kube import MODELENDPOINTS, WaitTimeout
 
-ACTION = "modelversioning.io/rollout-action"
-ACTION_ID = "modelversioning.io/rollout-action-id"
-REQUESTED_BY = "modelversioning.io/requested-by"
 DONE = ("Succeeded", "Failed", "Aborted")
 
 rollout_app = typer.Typer(
@@ -170,7 +172,15 @@ def _act(ctx: typer.Context, endpoint: str, kind: str, timeout: float) -> None:
     cluster.merge_patch(
         MODELENDPOINTS,
         endpoint,
-        {"metadata": {"annotations": {ACTION: kind, ACTION_ID: action_id, REQUESTED_BY: who}}},
+        {
+            "metadata": {
+                "annotations": {
+                    ROLLOUT_ACTION_ANNOTATION: kind,
+                    ROLLOUT_ACTION_ID_ANNOTATION: action_id,
+                    REQUESTED_BY_ANNOTATION: who,
+                }
+            }
+        },
     )
 
     def handled(obj: dict[str, Any] | None) -> dict[str, Any] | None:

@@ -23,7 +23,14 @@ from typing import Annotated, Any
 import typer
 import yaml
 
-from modelversioning.api.common import GROUP, REQUESTED_BY_ANNOTATION
+from modelversioning.api.wire import IMPORTED_FROM_ANNOTATION as IMPORTED_FROM
+from modelversioning.api.wire import MLFLOW_ARTIFACT_ANNOTATION as MLFLOW_ARTIFACT
+from modelversioning.api.wire import MLFLOW_MODEL_ANNOTATION as MLFLOW_MODEL
+from modelversioning.api.wire import MLFLOW_RUN_ID_ANNOTATION as MLFLOW_RUN_ID
+from modelversioning.api.wire import MLFLOW_TRACKING_URI_ANNOTATION as MLFLOW_TRACKING_URI
+from modelversioning.api.wire import MLFLOW_VERSION_ANNOTATION as MLFLOW_VERSION
+from modelversioning.api.wire import MODELVERSION, REQUESTED_BY_ANNOTATION, REQUESTED_STAGE_ANNOTATION
+from modelversioning.api.wire import VERSION_RULE_ANNOTATION as VERSION_RULE
 from modelversioning.cli.models import actions, render
 from modelversioning.cli.models.actions import Refused, RegisterInputs
 from modelversioning.cli.models.importers import mlflow as ml
@@ -39,14 +46,6 @@ from modelversioning.cli.models.render import Output
 
 EXIT_FAILED, EXIT_USAGE = 1, 2
 
-# Provenance annotations on imported ModelVersions (metadata: mutable, not part of the immutable spec).
-IMPORTED_FROM = f"{GROUP}/imported-from"
-MLFLOW_TRACKING_URI = f"{GROUP}/mlflow-tracking-uri"
-MLFLOW_MODEL = f"{GROUP}/mlflow-model"
-MLFLOW_VERSION = f"{GROUP}/mlflow-version"
-MLFLOW_RUN_ID = f"{GROUP}/mlflow-run-id"
-MLFLOW_ARTIFACT = f"{GROUP}/mlflow-artifact-uri"
-VERSION_RULE = f"{GROUP}/version-rule"
 
 import_app = typer.Typer(
     help="Import model versions from where they already live (MLflow), with their lineage.",
@@ -364,7 +363,7 @@ def import_mlflow(
     def doc_for(p: Planned, sha: str, size: int | None) -> dict[str, Any]:
         extra = dict(annotations)
         if cluster is not None:
-            extra[actions.REQUESTED_STAGE_ANNOTATION] = p.stage
+            extra[REQUESTED_STAGE_ANNOTATION] = p.stage
         return build_doc(
             p,
             model=model,
@@ -458,7 +457,7 @@ def _apply(g: Any, cluster: Any, plans: list[Planned]) -> None:
             results.append({"name": name, "result": "unchanged", "sha256": sha})
     if g.fmt() is Output.table:
         for r in results:
-            render.out(f"modelversion.modelversioning.io/{r['name']} {r['result']}\n")
+            render.out(f"{MODELVERSION.singular}.{MODELVERSION.group}/{r['name']} {r['result']}\n")
     else:
         render.out(render.dump(results, g.fmt()))
 
