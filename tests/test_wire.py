@@ -4,6 +4,7 @@ the properties of every reason (stalls, permanent, transient, no slot) are one t
 from __future__ import annotations
 
 import ast
+from functools import cache
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,12 @@ from modelversioning.artifacts.errors import TRANSIENT_REASONS, Reason
 from modelversioning.domain import endpoint_plan, kstatus
 
 OPERATOR = Path(__file__).resolve().parents[1] / "operator" / "modelversioning"
+
+
+@cache
+def _sources() -> tuple[tuple[str, str], ...]:
+    """(path relative to the package, source) of every module of the operator, read once."""
+    return tuple((str(p.relative_to(OPERATOR)), p.read_text()) for p in sorted(OPERATOR.rglob("*.py")))
 
 
 def _docstrings(tree: ast.AST) -> set[int]:
