@@ -55,98 +55,32 @@ import shutil
 import stat
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from modelversioning.api.settings import ArtifactPolicy
 from modelversioning.artifacts.backends import open_filesystem
+from modelversioning.artifacts.classify import NOT_FOUND_HINT, classify_exception, describe
 from modelversioning.artifacts.credentials import (
     HOSTS_KEY,
     SETTING_KEYS,
-    CredentialsError,
     StoreAccess,
     bind_credentials,
     store_access,
 )
-from modelversioning.artifacts.errors import (
-    TRANSIENT_REASONS,
-    ArtifactError,
-    Reason,
-    TruncatedReadError,
-    URIRefusedError,
-)
+from modelversioning.artifacts.errors import TRANSIENT_REASONS, ArtifactError, Reason, TruncatedReadError
 from modelversioning.artifacts.manifest import check_relative_path, manifest_digest
 from modelversioning.artifacts.policy import check_uri, path_under_roots, resolve_file_path
 from modelversioning.artifacts.redact import redact_text, redact_uri
+from modelversioning.artifacts.results import Digest, FileDigest, Kind, VerifyResult
 
 ProgressCallback = Callable[[int, int | None], None]
-Kind = Literal["file", "directory"]
 
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
-NOT_FOUND_HINT = "the artifact may not have been uploaded yet; verification is retried"
 PARTIAL_PREFIX = ".mv-partial-"
-
-
-@dataclass(frozen=True)
-class FileDigest:
-    path: str  # relative posix path (a single-file artifact: its basename)
-    sha256: str
-    size_bytes: int
-
-
-@dataclass(frozen=True)
-class Digest:
-    """What an artifact hashes to. ``sha256`` is the file digest or the manifest digest."""
-
-    sha256: str
-    kind: Kind
-    size_bytes: int
-    files: int
-    entries: tuple[FileDigest, ...] = field(repr=False, default=())
-
-
-@dataclass(frozen=True)
-class VerifyResult:
-    """The outcome of one verification; safe to log, print and put in status (no secrets)."""
-
-    reason: Reason
-    uri: str  # redacted
-    expected: str
-    actual: str | None
-    size_bytes: int | None
-    files: int | None
-    duration_seconds: float
-    message: str
-    transient: bool
-    kind: Kind | None = None
-    written_to: str | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.reason is Reason.VERIFIED
-
-    @property
-    def outcome(self) -> str:
-        return self.reason.value
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "ok": self.ok,
-            "reason": self.reason.value,
-            "uri": self.uri,
-            "expected": self.expected,
-            "actual": self.actual,
-            "sizeBytes": self.size_bytes,
-            "files": self.files,
-            "kind": self.kind,
-            "durationSeconds": round(self.duration_seconds, 3),
-            "transient": self.transient,
-            "message": self.message,
-            "writtenTo": self.written_to,
-        }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -223,7 +157,7 @@ def verify_artifact(
         if time.monotonic() >= deadline:
             return result(Reason.LIMIT_EXCEEDED, _deadline_message(shown, policy), transient=False)
         reason, transient, detail = classify_exception(e)
-        return result(reason, _describe(reason, shown, detail), transient=transient)
+        return result(reason, describe(reason, shown, detail), transient=transient)
 
     size = _human_size(digest.size_bytes)
     what = f"{digest.files} files, {size}" if digest.kind == "directory" else size
@@ -290,7 +224,7 @@ def compute_digest(
         reason, transient, detail = classify_exception(e)
         secrets_ = _secret_values(secret_data) | (access.secret_values if access else frozenset())
         raise ArtifactError(
-            reason, redact_text(_describe(reason, shown, detail), secrets_), transient=transient
+            reason, redact_text(describe(reason, shown, detail), secrets_), transient=transient
         ) from None
 
 
@@ -326,138 +260,7 @@ def _secret_values(secret_data: Mapping[str, str] | None) -> frozenset[str]:
 
 
 # ---------------------------------------------------------------------------------------------
-# exception mapping
-
-
-def _chain(exc: BaseException) -> Iterator[BaseException]:
-    seen: set[int] = set()
-    todo: list[BaseException] = [exc]
-    while todo:
-        e = todo.pop(0)
-        if id(e) in seen:
-            continue
-        seen.add(id(e))
-        yield e
-        for nxt in (e.__cause__, e.__context__, getattr(e, "os_error", None)):
-            if isinstance(nxt, BaseException):
-                todo.append(nxt)
-
-
-_S3_DENIED = {
-    "AccessDenied",
-    "AllAccessDisabled",
-    "AccountProblem",
-    "ExpiredToken",
-    "Forbidden",
-    "InvalidAccessKeyId",
-    "InvalidToken",
-    "InvalidSecurity",
-    "NotSignedUp",
-    "RequestTimeTooSkewed",
-    "SignatureDoesNotMatch",
-    "XAdminUserNotFound",  # versitygw (with HTTP 404!) for an unknown access key
-    "401",
-    "403",
-}
-_S3_NOT_FOUND = {"NoSuchKey", "NoSuchBucket", "NotFound", "NoSuchVersion", "404"}
-
-
-def _client_error(e: BaseException) -> tuple[str, int | None] | None:
-    """(error code, HTTP status) of a botocore ClientError (duck-typed: botocore is optional)."""
-    response = getattr(e, "response", None)
-    if type(e).__name__ == "ClientError" and isinstance(response, dict):
-        error = response.get("Error") or {}
-        code = error.get("Code") if isinstance(error, dict) else None
-        status = (response.get("ResponseMetadata") or {}).get("HTTPStatusCode")
-        return str(code or status or ""), status if isinstance(status, int) else None
-    return None
-
-
-def _is_connection_problem(e: BaseException) -> bool:
-    import aiohttp
-
-    connection_errors = (
-        TimeoutError,
-        ConnectionError,
-        aiohttp.ClientConnectionError,
-        aiohttp.ClientPayloadError,
-    )
-    if isinstance(e, connection_errors):
-        return True
-    name = type(e).__name__
-    return name in {
-        "FSTimeoutError",
-        "EndpointConnectionError",
-        "ConnectTimeoutError",
-        "ReadTimeoutError",
-        "ConnectionClosedError",
-        "ResponseStreamingError",
-        "IncompleteReadError",
-        "gaierror",
-    }
-
-
-def classify_exception(exc: BaseException) -> tuple[Reason, bool, str]:
-    """(reason, transient, detail) for an exception raised while fetching.
-
-    FileNotFoundError -> NotFound, PermissionError / S3 403 / HTTP 401,403 -> AccessDenied,
-    anything else -> FetchFailed. The whole cause chain is inspected, because fsspec wraps
-    errors (e.g. HTTP turns every failed GET into FileNotFoundError).
-    """
-    import aiohttp
-
-    chain = list(_chain(exc))
-    for e in chain:
-        if isinstance(e, MemoryError):
-            return Reason.LIMIT_EXCEEDED, False, "ran out of memory (artifacts.memoryLimitBytes)"
-        if isinstance(e, URIRefusedError):
-            return Reason.URI_REFUSED, False, e.message
-        if isinstance(e, ArtifactError):
-            return e.reason, e.transient, e.message
-        if isinstance(e, CredentialsError):
-            return Reason.ACCESS_DENIED, False, str(e)
-    for e in chain:
-        if isinstance(e, aiohttp.ClientResponseError):
-            detail = f"HTTP {e.status} {e.message}".strip()
-            if e.status in (401, 403):
-                return Reason.ACCESS_DENIED, False, detail
-            if e.status in (404, 410):
-                return Reason.NOT_FOUND, True, f"{detail}; {NOT_FOUND_HINT}"
-            return Reason.FETCH_FAILED, True, detail
-        client_error = _client_error(e)
-        if client_error is not None:
-            code, status = client_error
-            denied = code in _S3_DENIED or code.endswith("UserNotFound") or "AccessKey" in code
-            if denied or status in (401, 403):
-                return Reason.ACCESS_DENIED, False, _short(e)
-            if code in _S3_NOT_FOUND:
-                return Reason.NOT_FOUND, True, f"{_short(e)}; {NOT_FOUND_HINT}"
-            return Reason.FETCH_FAILED, True, _short(e)
-        if type(e).__name__ in ("NoCredentialsError", "PartialCredentialsError"):
-            return Reason.ACCESS_DENIED, False, "no usable credentials were found"
-    for e in chain:
-        if isinstance(e, TruncatedReadError):
-            return Reason.FETCH_FAILED, True, str(e)
-        if _is_connection_problem(e):
-            return Reason.FETCH_FAILED, True, _short(e) or "timed out"
-    for e in chain:
-        if isinstance(e, PermissionError):
-            return Reason.ACCESS_DENIED, False, _short(e)
-        if isinstance(e, FileNotFoundError):
-            return Reason.NOT_FOUND, True, f"not found; {NOT_FOUND_HINT}"
-    return Reason.FETCH_FAILED, True, _short(exc)
-
-
-def _short(e: BaseException) -> str:
-    text = str(e).strip() or type(e).__name__
-    if isinstance(e, OSError) and e.strerror and e.filename is None:
-        text = e.strerror
-    text = " ".join(text.split())  # one line, for conditions and logs
-    return text if len(text) <= 500 else text[:497] + "..."
-
-
-def _describe(reason: Reason, shown_uri: str, detail: str) -> str:
-    return f"{shown_uri}: {reason.value}: {detail}"
+# messages
 
 
 def _deadline_message(shown_uri: str, policy: ArtifactPolicy) -> str:
@@ -837,12 +640,12 @@ def _digest(
     refusal = check_uri(uri, policy, endpoint_url=access.endpoint_url)
     if refusal:
         if not refusal.startswith(shown):
-            refusal = _describe(Reason.URI_REFUSED, shown, refusal)
+            refusal = describe(Reason.URI_REFUSED, shown, refusal)
         raise ArtifactError(Reason.URI_REFUSED, refusal)
     try:
         access = bind_credentials(uri, access, policy, env)
     except ArtifactError as e:
-        raise ArtifactError(e.reason, _describe(e.reason, shown, e.message), transient=e.transient) from None
+        raise ArtifactError(e.reason, describe(e.reason, shown, e.message), transient=e.transient) from None
     plan = _plan(uri, access, policy, deadline, expected_size)
     sizes = [e.size for e in plan.entries]
     total = sum(s for s in sizes if s is not None) if None not in sizes else None
