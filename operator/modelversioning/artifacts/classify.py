@@ -146,3 +146,9 @@ def _short(e: BaseException) -> str:
 def describe(reason: Reason, shown_uri: str, detail: str) -> str:
     """``<uri>: <Reason>: <detail>``."""
     return f"{shown_uri}: {reason.value}: {detail}"
+
+
+def classified_error(exc: BaseException, shown_uri: str) -> ArtifactError:
+    """``exc`` as the ArtifactError :func:`classify_exception` makes of it (message not redacted)."""
+    reason, transient, detail = classify_exception(exc)
+    return ArtifactError(reason, describe(reason, shown_uri, detail), transient=transient)

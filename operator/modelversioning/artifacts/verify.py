@@ -57,11 +57,12 @@ import os
 import re
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from modelversioning.api.settings import ArtifactPolicy
-from modelversioning.artifacts.classify import classify_exception, describe
+from modelversioning.artifacts.classify import classified_error, describe
 from modelversioning.artifacts.credentials import (
     HOSTS_KEY,
     SETTING_KEYS,
@@ -72,7 +73,7 @@ from modelversioning.artifacts.credentials import (
 from modelversioning.artifacts.dest_writer import DestWriter
 from modelversioning.artifacts.errors import TRANSIENT_REASONS, ArtifactError, Reason
 from modelversioning.artifacts.hashing import ProgressCallback, hash_plan
-from modelversioning.artifacts.limits import deadline_message
+from modelversioning.artifacts.limits import deadline_exceeded
 from modelversioning.artifacts.listing import plan_reading
 from modelversioning.artifacts.policy import check_uri
 from modelversioning.artifacts.redact import redact_text, redact_uri
@@ -112,89 +113,26 @@ def verify_artifact(
     policy = policy or ArtifactPolicy()
     start = time.monotonic()
     deadline = start + policy.timeout_seconds
-    shown = redact_uri(uri)
-    secret_values = _secret_values(secret_data)
-
-    def result(
-        reason: Reason,
-        message: str,
-        *,
-        transient: bool | None = None,
-        digest: Digest | None = None,
-        written_to: str | None = None,
-    ) -> VerifyResult:
-        return VerifyResult(
-            reason=reason,
-            uri=shown,
-            expected=expected,
-            actual=digest.sha256 if digest else None,
-            size_bytes=digest.size_bytes if digest else None,
-            files=digest.files if digest else None,
-            duration_seconds=time.monotonic() - start,
-            message=redact_text(message, secret_values),
-            transient=reason in TRANSIENT_REASONS if transient is None else transient,
-            kind=digest.kind if digest else None,
-            written_to=written_to,
-        )
-
+    report = _Report(redact_uri(uri), expected, start, _secret_values(secret_data))
     writer = DestWriter(Path(dest)) if dest is not None else None
     try:
         access = _access_for(uri, secret_data, env)
-        secret_values |= access.secret_values
+        report.secret_values |= access.secret_values
         digest = _digest(
             uri, access, policy, progress=progress, writer=writer, deadline=deadline,
             expected_size=expected_size, env=env,
         )  # fmt: skip
-    except ArtifactError as e:
-        if writer:
-            writer.discard()
-        return result(e.reason, e.message, transient=e.transient)
     except Exception as e:
         if writer:
             writer.discard()
-        if time.monotonic() >= deadline:
-            return result(Reason.LIMIT_EXCEEDED, deadline_message(shown, policy), transient=False)
-        reason, transient, detail = classify_exception(e)
-        return result(reason, describe(reason, shown, detail), transient=transient)
+        return report.failure(_failure(e, report.shown, policy, deadline))
 
-    size = _human_size(digest.size_bytes)
-    what = f"{digest.files} files, {size}" if digest.kind == "directory" else size
-    if digest.sha256 != expected:
-        if writer:
-            writer.discard()
-        return result(
-            Reason.DIGEST_MISMATCH,
-            f"{shown}: DigestMismatch: the bytes read do not hash to the expected sha256 {expected}; "
-            "fix the URI or register a new version",
-            digest=digest,
-        )
-    if expected_size is not None and digest.size_bytes != expected_size:
-        if writer:
-            writer.discard()
-        return result(
-            Reason.SIZE_MISMATCH,
-            f"{shown}: SizeMismatch: read {digest.size_bytes} bytes, "
-            f"spec.artifact.sizeBytes is {expected_size}",
-            digest=digest,
-        )
-    written_to: str | None = None
+    mismatch = report.mismatch(digest, expected_size, writer)
+    if mismatch is not None:
+        return mismatch
     if writer:
-        try:
-            written_to = str(writer.commit())
-        except OSError as e:
-            writer.discard()
-            return result(
-                Reason.FETCH_FAILED,
-                f"{shown}: verified, but moving the files into {dest} failed: {e}",
-                digest=digest,
-                transient=False,
-            )
-    return result(
-        Reason.VERIFIED,
-        f"{shown}: sha256 {digest.sha256} verified ({what})",
-        digest=digest,
-        written_to=written_to,
-    )
+        return _commit(report, digest, writer, dest)
+    return report.verified(digest, written_to=None)
 
 
 def compute_digest(
@@ -217,12 +155,11 @@ def compute_digest(
         raise
     except Exception as e:
         if time.monotonic() >= deadline:
-            message = deadline_message(shown, policy)
-            raise ArtifactError(Reason.LIMIT_EXCEEDED, message, transient=False) from None
-        reason, transient, detail = classify_exception(e)
+            raise deadline_exceeded(shown, policy) from None
+        error = classified_error(e, shown)
         secrets_ = _secret_values(secret_data) | (access.secret_values if access else frozenset())
         raise ArtifactError(
-            reason, redact_text(describe(reason, shown, detail), secrets_), transient=transient
+            error.reason, redact_text(error.message, secrets_), transient=error.transient
         ) from None
 
 
@@ -258,7 +195,101 @@ def _secret_values(secret_data: Mapping[str, str] | None) -> frozenset[str]:
 
 
 # ---------------------------------------------------------------------------------------------
-# messages
+# results
+
+
+@dataclass
+class _Report:
+    """Makes the VerifyResult of one verification: its messages redacted, its time so far."""
+
+    shown: str  # the redacted URI
+    expected: str
+    start: float  # time.monotonic()
+    secret_values: frozenset[str]  # redacted from every message
+
+    def result(
+        self,
+        reason: Reason,
+        message: str,
+        *,
+        transient: bool | None = None,
+        digest: Digest | None = None,
+        written_to: str | None = None,
+    ) -> VerifyResult:
+        return VerifyResult(
+            reason=reason,
+            uri=self.shown,
+            expected=self.expected,
+            actual=digest.sha256 if digest else None,
+            size_bytes=digest.size_bytes if digest else None,
+            files=digest.files if digest else None,
+            duration_seconds=time.monotonic() - self.start,
+            message=redact_text(message, self.secret_values),
+            transient=reason in TRANSIENT_REASONS if transient is None else transient,
+            kind=digest.kind if digest else None,
+            written_to=written_to,
+        )
+
+    def failure(self, error: ArtifactError) -> VerifyResult:
+        return self.result(error.reason, error.message, transient=error.transient)
+
+    def mismatch(
+        self, digest: Digest, expected_size: int | None, writer: DestWriter | None
+    ) -> VerifyResult | None:
+        """DigestMismatch or SizeMismatch (the partial output discarded), None if both match."""
+        if digest.sha256 != self.expected:
+            reason = Reason.DIGEST_MISMATCH
+            message = (
+                f"{self.shown}: DigestMismatch: the bytes read do not hash to the expected sha256 "
+                f"{self.expected}; fix the URI or register a new version"
+            )
+        elif expected_size is not None and digest.size_bytes != expected_size:
+            reason = Reason.SIZE_MISMATCH
+            message = (
+                f"{self.shown}: SizeMismatch: read {digest.size_bytes} bytes, "
+                f"spec.artifact.sizeBytes is {expected_size}"
+            )
+        else:
+            return None
+        if writer:
+            writer.discard()
+        return self.result(reason, message, digest=digest)
+
+    def verified(self, digest: Digest, *, written_to: str | None) -> VerifyResult:
+        size = _human_size(digest.size_bytes)
+        what = f"{digest.files} files, {size}" if digest.kind == "directory" else size
+        return self.result(
+            Reason.VERIFIED,
+            f"{self.shown}: sha256 {digest.sha256} verified ({what})",
+            digest=digest,
+            written_to=written_to,
+        )
+
+
+def _failure(exc: Exception, shown: str, policy: ArtifactPolicy, deadline: float) -> ArtifactError:
+    """What a verification that raised ``exc`` reports (the message is redacted by the caller)."""
+    if isinstance(exc, ArtifactError):
+        return exc
+    if time.monotonic() >= deadline:
+        return deadline_exceeded(shown, policy)
+    return classified_error(exc, shown)
+
+
+def _commit(
+    report: _Report, digest: Digest, writer: DestWriter, dest: str | os.PathLike[str] | None
+) -> VerifyResult:
+    """Move the verified files into place under ``dest``."""
+    try:
+        written_to = str(writer.commit())
+    except OSError as e:
+        writer.discard()
+        return report.result(
+            Reason.FETCH_FAILED,
+            f"{report.shown}: verified, but moving the files into {dest} failed: {e}",
+            digest=digest,
+            transient=False,
+        )
+    return report.verified(digest, written_to=written_to)
 
 
 def _human_size(n: int) -> str:
@@ -281,6 +312,22 @@ def _access_for(
     return store_access(scheme, secret_data, env=env)
 
 
+def _allowed_access(
+    uri: str, access: StoreAccess, policy: ArtifactPolicy, env: Mapping[str, str] | None, shown: str
+) -> StoreAccess:
+    """``access`` for ``uri`` once the URI policy allows it, its credentials bound to the host
+    (or dropped: see :func:`~modelversioning.artifacts.credentials.bind_credentials`)."""
+    refusal = check_uri(uri, policy, endpoint_url=access.endpoint_url)
+    if refusal:
+        if not refusal.startswith(shown):
+            refusal = describe(Reason.URI_REFUSED, shown, refusal)
+        raise ArtifactError(Reason.URI_REFUSED, refusal)
+    try:
+        return bind_credentials(uri, access, policy, env)
+    except ArtifactError as e:
+        raise ArtifactError(e.reason, describe(e.reason, shown, e.message), transient=e.transient) from None
+
+
 def _digest(
     uri: str,
     access: StoreAccess,
@@ -288,22 +335,12 @@ def _digest(
     *,
     progress: ProgressCallback | None,
     writer: DestWriter | None,
-    deadline: float | None = None,
+    deadline: float,
     expected_size: int | None = None,
     env: Mapping[str, str] | None = None,
 ) -> Digest:
-    if deadline is None:
-        deadline = time.monotonic() + policy.timeout_seconds
     shown = redact_uri(uri)
-    refusal = check_uri(uri, policy, endpoint_url=access.endpoint_url)
-    if refusal:
-        if not refusal.startswith(shown):
-            refusal = describe(Reason.URI_REFUSED, shown, refusal)
-        raise ArtifactError(Reason.URI_REFUSED, refusal)
-    try:
-        access = bind_credentials(uri, access, policy, env)
-    except ArtifactError as e:
-        raise ArtifactError(e.reason, describe(e.reason, shown, e.message), transient=e.transient) from None
+    access = _allowed_access(uri, access, policy, env, shown)
     plan = plan_reading(uri, access, policy, deadline, expected_size)
     return hash_plan(
         plan, policy, deadline=deadline, shown=shown, expected_size=expected_size, progress=progress,
