@@ -22,22 +22,16 @@ Entry points::
 This package must not import kopf, kubernetes or the handler/CLI/render layers.
 """
 
+from modelversioning.artifacts.classify import classify_exception
 from modelversioning.artifacts.credentials import CredentialsError, StoreAccess, storage_options, store_access
 from modelversioning.artifacts.errors import TRANSIENT_REASONS, ArtifactError, Reason
+from modelversioning.artifacts.hashing import ProgressCallback
 from modelversioning.artifacts.manifest import manifest_digest, manifest_text
 from modelversioning.artifacts.policy import check_address, check_uri, endpoint_for
 from modelversioning.artifacts.redact import redact_text, redact_uri
+from modelversioning.artifacts.results import Digest, FileDigest, VerifyResult
 from modelversioning.artifacts.runner import FairExecutor, verify_in_child
-from modelversioning.artifacts.verify import (
-    Digest,
-    FileDigest,
-    ProgressCallback,
-    VerifyResult,
-    classify_exception,
-    compute_digest,
-    digest_local,
-    verify_artifact,
-)
+from modelversioning.artifacts.verify import compute_digest, digest_local, verify_artifact
 
 __all__ = [
     "TRANSIENT_REASONS",

@@ -137,76 +137,16 @@ def store_access(
     endpoint = (endpoint_for(scheme, creds) if from_secret else None) or endpoint_for(scheme, environ)
 
     if scheme in ("s3", "s3a"):
-        key, secret = _get(creds, "AWS_ACCESS_KEY_ID"), _get(creds, "AWS_SECRET_ACCESS_KEY")
-        if from_secret:
-            if key or secret:
-                if not (key and secret):
-                    raise CredentialsError(
-                        "the Secret needs both AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
-                    )
-                options.update(key=key, secret=secret)
-                token = _get(creds, "AWS_SESSION_TOKEN")
-                if token:
-                    options["token"] = token
-            else:
-                options["anon"] = True
-        # else: botocore's default chain (env, IRSA, profile, instance metadata) finds them.
-        if endpoint:
-            options["endpoint_url"] = endpoint
-        client_kwargs: dict[str, Any] = {}
-        region = settings.get("AWS_REGION") or settings.get("AWS_DEFAULT_REGION")
-        if region:
-            client_kwargs["region_name"] = region
-        if client_kwargs:
-            options["client_kwargs"] = client_kwargs
-        style = settings.get("AWS_S3_ADDRESSING_STYLE")
-        if style:
-            if style not in ("path", "virtual", "auto"):
-                raise CredentialsError("AWS_S3_ADDRESSING_STYLE must be path, virtual or auto")
-            options["config_kwargs"] = {"s3": {"addressing_style": style}}
+        options = _s3_options(creds, settings, endpoint, from_secret=from_secret)
     elif scheme in ("gs", "gcs"):
-        raw = _get(creds, "GOOGLE_APPLICATION_CREDENTIALS_JSON")
-        if raw:
-            try:
-                options["token"] = json.loads(raw)
-            except ValueError:
-                raise CredentialsError("GOOGLE_APPLICATION_CREDENTIALS_JSON is not valid JSON") from None
-            if not isinstance(options["token"], dict):
-                raise CredentialsError("GOOGLE_APPLICATION_CREDENTIALS_JSON must be a JSON object")
-        elif from_secret:
-            options["token"] = "anon"
-        project = settings.get("GOOGLE_CLOUD_PROJECT")
-        if project:
-            options["project"] = project
-        if endpoint:
-            options["endpoint_url"] = endpoint
+        options = _gs_options(creds, settings, endpoint, from_secret=from_secret)
     elif scheme in ("http", "https"):
-        headers = {"Accept-Encoding": "identity"}
-        auth = _get(creds, "HTTP_AUTHORIZATION")
-        bearer = _get(creds, "HTTP_BEARER_TOKEN")
-        if auth:
-            headers["Authorization"] = _authorization(auth)
-        elif bearer:
-            headers["Authorization"] = f"Bearer {bearer}"
+        headers = _http_headers(creds)
         if "Authorization" in headers:
             secret_values |= {headers["Authorization"]}
         options["headers"] = headers
-    if scheme in ("s3", "s3a"):
-        has_credentials = "key" in options or not from_secret  # ambient: the SDK chain may find some
-    elif scheme in ("gs", "gcs"):
-        has_credentials = isinstance(options.get("token"), dict) or not from_secret
-    elif scheme in ("http", "https"):
-        has_credentials = "Authorization" in options.get("headers", {})
-    else:
-        has_credentials = False
-    hosts: tuple[str, ...] | None = None
-    if from_secret and has_credentials:
-        hosts = parse_hosts(_get(creds, HOSTS_KEY))
-        if not hosts:
-            raise CredentialsError(
-                f"the Secret holds credentials but does not name the hosts they may be sent to: add the key "
-                f"{HOSTS_KEY} (e.g. 'minio.storage.svc.cluster.local' or '*.s3.amazonaws.com')"
-            )
+    has_credentials = _has_credentials(scheme, options, from_secret=from_secret)
+    hosts = _credential_hosts(creds) if from_secret and has_credentials else None
     return StoreAccess(
         scheme=scheme,
         options=options,
@@ -216,6 +156,97 @@ def store_access(
         has_credentials=has_credentials,
         credential_hosts=hosts,
     )
+
+
+def _s3_options(
+    creds: Mapping[str, str], settings: Mapping[str, str], endpoint: str | None, *, from_secret: bool
+) -> dict[str, Any]:
+    """s3fs options: with a Secret its keys (none: anonymous), else botocore's default chain."""
+    options: dict[str, Any] = {}
+    key, secret = _get(creds, "AWS_ACCESS_KEY_ID"), _get(creds, "AWS_SECRET_ACCESS_KEY")
+    if from_secret:
+        if key or secret:
+            if not (key and secret):
+                raise CredentialsError("the Secret needs both AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
+            options.update(key=key, secret=secret)
+            token = _get(creds, "AWS_SESSION_TOKEN")
+            if token:
+                options["token"] = token
+        else:
+            options["anon"] = True
+    # else: botocore's default chain (env, IRSA, profile, instance metadata) finds them.
+    if endpoint:
+        options["endpoint_url"] = endpoint
+    client_kwargs: dict[str, Any] = {}
+    region = settings.get("AWS_REGION") or settings.get("AWS_DEFAULT_REGION")
+    if region:
+        client_kwargs["region_name"] = region
+    if client_kwargs:
+        options["client_kwargs"] = client_kwargs
+    style = settings.get("AWS_S3_ADDRESSING_STYLE")
+    if style:
+        if style not in ("path", "virtual", "auto"):
+            raise CredentialsError("AWS_S3_ADDRESSING_STYLE must be path, virtual or auto")
+        options["config_kwargs"] = {"s3": {"addressing_style": style}}
+    return options
+
+
+def _gs_options(
+    creds: Mapping[str, str], settings: Mapping[str, str], endpoint: str | None, *, from_secret: bool
+) -> dict[str, Any]:
+    """gcsfs options: the service-account key JSON; a Secret without one means anonymous."""
+    options: dict[str, Any] = {}
+    raw = _get(creds, "GOOGLE_APPLICATION_CREDENTIALS_JSON")
+    if raw:
+        try:
+            options["token"] = json.loads(raw)
+        except ValueError:
+            raise CredentialsError("GOOGLE_APPLICATION_CREDENTIALS_JSON is not valid JSON") from None
+        if not isinstance(options["token"], dict):
+            raise CredentialsError("GOOGLE_APPLICATION_CREDENTIALS_JSON must be a JSON object")
+    elif from_secret:
+        options["token"] = "anon"
+    project = settings.get("GOOGLE_CLOUD_PROJECT")
+    if project:
+        options["project"] = project
+    if endpoint:
+        options["endpoint_url"] = endpoint
+    return options
+
+
+def _http_headers(creds: Mapping[str, str]) -> dict[str, str]:
+    """Request headers: no content encoding (the bytes hashed are the bytes stored), and the
+    ``Authorization`` header if the credentials have one."""
+    headers = {"Accept-Encoding": "identity"}
+    auth = _get(creds, "HTTP_AUTHORIZATION")
+    bearer = _get(creds, "HTTP_BEARER_TOKEN")
+    if auth:
+        headers["Authorization"] = _authorization(auth)
+    elif bearer:
+        headers["Authorization"] = f"Bearer {bearer}"
+    return headers
+
+
+def _has_credentials(scheme: str, options: Mapping[str, Any], *, from_secret: bool) -> bool:
+    """Whether something secret would be sent (ambient, without a Secret: whether it may be)."""
+    if scheme in ("s3", "s3a"):
+        return "key" in options or not from_secret  # ambient: the SDK chain may find some
+    if scheme in ("gs", "gcs"):
+        return isinstance(options.get("token"), dict) or not from_secret
+    if scheme in ("http", "https"):
+        return "Authorization" in options.get("headers", {})
+    return False
+
+
+def _credential_hosts(creds: Mapping[str, str]) -> tuple[str, ...]:
+    """The hosts a Secret's credentials may be sent to (it must name them)."""
+    hosts = parse_hosts(_get(creds, HOSTS_KEY))
+    if not hosts:
+        raise CredentialsError(
+            f"the Secret holds credentials but does not name the hosts they may be sent to: add the key "
+            f"{HOSTS_KEY} (e.g. 'minio.storage.svc.cluster.local' or '*.s3.amazonaws.com')"
+        )
+    return hosts
 
 
 def anonymous(access: StoreAccess, env: Mapping[str, str] | None = None) -> StoreAccess:

@@ -32,7 +32,8 @@ from typing import Any
 from modelversioning.api.settings import ArtifactPolicy
 from modelversioning.artifacts.errors import TRANSIENT_REASONS, Reason
 from modelversioning.artifacts.redact import redact_uri
-from modelversioning.artifacts.verify import VerifyResult, verify_artifact
+from modelversioning.artifacts.results import VerifyResult
+from modelversioning.artifacts.verify import verify_artifact
 
 GRACE_SECONDS = 10.0
 CHILD_STACK_SIZE = 1024 * 1024  # threads of the child; the default 8 MiB would eat the address space

@@ -42,111 +42,44 @@ the operator down or be left running.
 Messages never contain credentials, URI user info or query strings (pre-signed URLs), and a
 mismatch never reports what the URI *did* hash to (``VerifyResult.actual`` has it, for the CLI):
 the operator must not be an oracle for the content of URLs that are not the expected artifact.
+
+This module checks the URI and binds the credentials, then puts the pieces together and turns
+what they raise into results: :mod:`~modelversioning.artifacts.listing` (what to read, per
+scheme), :mod:`~modelversioning.artifacts.hashing` (reading and hashing, in parallel),
+:mod:`~modelversioning.artifacts.dest_writer` (``dest``), :mod:`~modelversioning.artifacts.limits`
+(the deadline and size bounds), :mod:`~modelversioning.artifacts.classify` (exception -> Reason)
+and :mod:`~modelversioning.artifacts.results` (Digest, VerifyResult).
 """
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import os
 import re
-import secrets
-import shutil
-import stat
-import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
-from typing import Any, Literal
-from urllib.parse import unquote, urlsplit
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
 
 from modelversioning.api.settings import ArtifactPolicy
-from modelversioning.artifacts.backends import open_filesystem
+from modelversioning.artifacts.classify import classified_error, describe
 from modelversioning.artifacts.credentials import (
     HOSTS_KEY,
     SETTING_KEYS,
-    CredentialsError,
     StoreAccess,
     bind_credentials,
     store_access,
 )
-from modelversioning.artifacts.errors import (
-    TRANSIENT_REASONS,
-    ArtifactError,
-    Reason,
-    TruncatedReadError,
-    URIRefusedError,
-)
-from modelversioning.artifacts.manifest import check_relative_path, manifest_digest
-from modelversioning.artifacts.policy import check_uri, path_under_roots, resolve_file_path
+from modelversioning.artifacts.dest_writer import DestWriter
+from modelversioning.artifacts.errors import TRANSIENT_REASONS, ArtifactError, Reason
+from modelversioning.artifacts.hashing import ProgressCallback, hash_plan
+from modelversioning.artifacts.limits import deadline_exceeded
+from modelversioning.artifacts.listing import plan_reading
+from modelversioning.artifacts.policy import check_uri
 from modelversioning.artifacts.redact import redact_text, redact_uri
-
-ProgressCallback = Callable[[int, int | None], None]
-Kind = Literal["file", "directory"]
+from modelversioning.artifacts.results import Digest, VerifyResult
 
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
-NOT_FOUND_HINT = "the artifact may not have been uploaded yet; verification is retried"
-PARTIAL_PREFIX = ".mv-partial-"
-
-
-@dataclass(frozen=True)
-class FileDigest:
-    path: str  # relative posix path (a single-file artifact: its basename)
-    sha256: str
-    size_bytes: int
-
-
-@dataclass(frozen=True)
-class Digest:
-    """What an artifact hashes to. ``sha256`` is the file digest or the manifest digest."""
-
-    sha256: str
-    kind: Kind
-    size_bytes: int
-    files: int
-    entries: tuple[FileDigest, ...] = field(repr=False, default=())
-
-
-@dataclass(frozen=True)
-class VerifyResult:
-    """The outcome of one verification; safe to log, print and put in status (no secrets)."""
-
-    reason: Reason
-    uri: str  # redacted
-    expected: str
-    actual: str | None
-    size_bytes: int | None
-    files: int | None
-    duration_seconds: float
-    message: str
-    transient: bool
-    kind: Kind | None = None
-    written_to: str | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.reason is Reason.VERIFIED
-
-    @property
-    def outcome(self) -> str:
-        return self.reason.value
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "ok": self.ok,
-            "reason": self.reason.value,
-            "uri": self.uri,
-            "expected": self.expected,
-            "actual": self.actual,
-            "sizeBytes": self.size_bytes,
-            "files": self.files,
-            "kind": self.kind,
-            "durationSeconds": round(self.duration_seconds, 3),
-            "transient": self.transient,
-            "message": self.message,
-            "writtenTo": self.written_to,
-        }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -180,89 +113,26 @@ def verify_artifact(
     policy = policy or ArtifactPolicy()
     start = time.monotonic()
     deadline = start + policy.timeout_seconds
-    shown = redact_uri(uri)
-    secret_values = _secret_values(secret_data)
-
-    def result(
-        reason: Reason,
-        message: str,
-        *,
-        transient: bool | None = None,
-        digest: Digest | None = None,
-        written_to: str | None = None,
-    ) -> VerifyResult:
-        return VerifyResult(
-            reason=reason,
-            uri=shown,
-            expected=expected,
-            actual=digest.sha256 if digest else None,
-            size_bytes=digest.size_bytes if digest else None,
-            files=digest.files if digest else None,
-            duration_seconds=time.monotonic() - start,
-            message=redact_text(message, secret_values),
-            transient=reason in TRANSIENT_REASONS if transient is None else transient,
-            kind=digest.kind if digest else None,
-            written_to=written_to,
-        )
-
-    writer = _Writer(Path(dest)) if dest is not None else None
+    report = _Report(redact_uri(uri), expected, start, _secret_values(secret_data))
+    writer = DestWriter(Path(dest)) if dest is not None else None
     try:
         access = _access_for(uri, secret_data, env)
-        secret_values |= access.secret_values
+        report.secret_values |= access.secret_values
         digest = _digest(
             uri, access, policy, progress=progress, writer=writer, deadline=deadline,
             expected_size=expected_size, env=env,
         )  # fmt: skip
-    except ArtifactError as e:
-        if writer:
-            writer.discard()
-        return result(e.reason, e.message, transient=e.transient)
     except Exception as e:
         if writer:
             writer.discard()
-        if time.monotonic() >= deadline:
-            return result(Reason.LIMIT_EXCEEDED, _deadline_message(shown, policy), transient=False)
-        reason, transient, detail = classify_exception(e)
-        return result(reason, _describe(reason, shown, detail), transient=transient)
+        return report.failure(_failure(e, report.shown, policy, deadline))
 
-    size = _human_size(digest.size_bytes)
-    what = f"{digest.files} files, {size}" if digest.kind == "directory" else size
-    if digest.sha256 != expected:
-        if writer:
-            writer.discard()
-        return result(
-            Reason.DIGEST_MISMATCH,
-            f"{shown}: DigestMismatch: the bytes read do not hash to the expected sha256 {expected}; "
-            "fix the URI or register a new version",
-            digest=digest,
-        )
-    if expected_size is not None and digest.size_bytes != expected_size:
-        if writer:
-            writer.discard()
-        return result(
-            Reason.SIZE_MISMATCH,
-            f"{shown}: SizeMismatch: read {digest.size_bytes} bytes, "
-            f"spec.artifact.sizeBytes is {expected_size}",
-            digest=digest,
-        )
-    written_to: str | None = None
+    mismatch = report.mismatch(digest, expected_size, writer)
+    if mismatch is not None:
+        return mismatch
     if writer:
-        try:
-            written_to = str(writer.commit())
-        except OSError as e:
-            writer.discard()
-            return result(
-                Reason.FETCH_FAILED,
-                f"{shown}: verified, but moving the files into {dest} failed: {e}",
-                digest=digest,
-                transient=False,
-            )
-    return result(
-        Reason.VERIFIED,
-        f"{shown}: sha256 {digest.sha256} verified ({what})",
-        digest=digest,
-        written_to=written_to,
-    )
+        return _commit(report, digest, writer, dest)
+    return report.verified(digest, written_to=None)
 
 
 def compute_digest(
@@ -285,12 +155,11 @@ def compute_digest(
         raise
     except Exception as e:
         if time.monotonic() >= deadline:
-            message = _deadline_message(shown, policy)
-            raise ArtifactError(Reason.LIMIT_EXCEEDED, message, transient=False) from None
-        reason, transient, detail = classify_exception(e)
+            raise deadline_exceeded(shown, policy) from None
+        error = classified_error(e, shown)
         secrets_ = _secret_values(secret_data) | (access.secret_values if access else frozenset())
         raise ArtifactError(
-            reason, redact_text(_describe(reason, shown, detail), secrets_), transient=transient
+            error.reason, redact_text(error.message, secrets_), transient=error.transient
         ) from None
 
 
@@ -326,149 +195,101 @@ def _secret_values(secret_data: Mapping[str, str] | None) -> frozenset[str]:
 
 
 # ---------------------------------------------------------------------------------------------
-# exception mapping
+# results
 
 
-def _chain(exc: BaseException) -> Iterator[BaseException]:
-    seen: set[int] = set()
-    todo: list[BaseException] = [exc]
-    while todo:
-        e = todo.pop(0)
-        if id(e) in seen:
-            continue
-        seen.add(id(e))
-        yield e
-        for nxt in (e.__cause__, e.__context__, getattr(e, "os_error", None)):
-            if isinstance(nxt, BaseException):
-                todo.append(nxt)
+@dataclass
+class _Report:
+    """Makes the VerifyResult of one verification: its messages redacted, its time so far."""
+
+    shown: str  # the redacted URI
+    expected: str
+    start: float  # time.monotonic()
+    secret_values: frozenset[str]  # redacted from every message
+
+    def result(
+        self,
+        reason: Reason,
+        message: str,
+        *,
+        transient: bool | None = None,
+        digest: Digest | None = None,
+        written_to: str | None = None,
+    ) -> VerifyResult:
+        return VerifyResult(
+            reason=reason,
+            uri=self.shown,
+            expected=self.expected,
+            actual=digest.sha256 if digest else None,
+            size_bytes=digest.size_bytes if digest else None,
+            files=digest.files if digest else None,
+            duration_seconds=time.monotonic() - self.start,
+            message=redact_text(message, self.secret_values),
+            transient=reason in TRANSIENT_REASONS if transient is None else transient,
+            kind=digest.kind if digest else None,
+            written_to=written_to,
+        )
+
+    def failure(self, error: ArtifactError) -> VerifyResult:
+        return self.result(error.reason, error.message, transient=error.transient)
+
+    def mismatch(
+        self, digest: Digest, expected_size: int | None, writer: DestWriter | None
+    ) -> VerifyResult | None:
+        """DigestMismatch or SizeMismatch (the partial output discarded), None if both match."""
+        if digest.sha256 != self.expected:
+            reason = Reason.DIGEST_MISMATCH
+            message = (
+                f"{self.shown}: DigestMismatch: the bytes read do not hash to the expected sha256 "
+                f"{self.expected}; fix the URI or register a new version"
+            )
+        elif expected_size is not None and digest.size_bytes != expected_size:
+            reason = Reason.SIZE_MISMATCH
+            message = (
+                f"{self.shown}: SizeMismatch: read {digest.size_bytes} bytes, "
+                f"spec.artifact.sizeBytes is {expected_size}"
+            )
+        else:
+            return None
+        if writer:
+            writer.discard()
+        return self.result(reason, message, digest=digest)
+
+    def verified(self, digest: Digest, *, written_to: str | None) -> VerifyResult:
+        size = _human_size(digest.size_bytes)
+        what = f"{digest.files} files, {size}" if digest.kind == "directory" else size
+        return self.result(
+            Reason.VERIFIED,
+            f"{self.shown}: sha256 {digest.sha256} verified ({what})",
+            digest=digest,
+            written_to=written_to,
+        )
 
 
-_S3_DENIED = {
-    "AccessDenied",
-    "AllAccessDisabled",
-    "AccountProblem",
-    "ExpiredToken",
-    "Forbidden",
-    "InvalidAccessKeyId",
-    "InvalidToken",
-    "InvalidSecurity",
-    "NotSignedUp",
-    "RequestTimeTooSkewed",
-    "SignatureDoesNotMatch",
-    "XAdminUserNotFound",  # versitygw (with HTTP 404!) for an unknown access key
-    "401",
-    "403",
-}
-_S3_NOT_FOUND = {"NoSuchKey", "NoSuchBucket", "NotFound", "NoSuchVersion", "404"}
+def _failure(exc: Exception, shown: str, policy: ArtifactPolicy, deadline: float) -> ArtifactError:
+    """What a verification that raised ``exc`` reports (the message is redacted by the caller)."""
+    if isinstance(exc, ArtifactError):
+        return exc
+    if time.monotonic() >= deadline:
+        return deadline_exceeded(shown, policy)
+    return classified_error(exc, shown)
 
 
-def _client_error(e: BaseException) -> tuple[str, int | None] | None:
-    """(error code, HTTP status) of a botocore ClientError (duck-typed: botocore is optional)."""
-    response = getattr(e, "response", None)
-    if type(e).__name__ == "ClientError" and isinstance(response, dict):
-        error = response.get("Error") or {}
-        code = error.get("Code") if isinstance(error, dict) else None
-        status = (response.get("ResponseMetadata") or {}).get("HTTPStatusCode")
-        return str(code or status or ""), status if isinstance(status, int) else None
-    return None
-
-
-def _is_connection_problem(e: BaseException) -> bool:
-    import aiohttp
-
-    connection_errors = (
-        TimeoutError,
-        ConnectionError,
-        aiohttp.ClientConnectionError,
-        aiohttp.ClientPayloadError,
-    )
-    if isinstance(e, connection_errors):
-        return True
-    name = type(e).__name__
-    return name in {
-        "FSTimeoutError",
-        "EndpointConnectionError",
-        "ConnectTimeoutError",
-        "ReadTimeoutError",
-        "ConnectionClosedError",
-        "ResponseStreamingError",
-        "IncompleteReadError",
-        "gaierror",
-    }
-
-
-def classify_exception(exc: BaseException) -> tuple[Reason, bool, str]:
-    """(reason, transient, detail) for an exception raised while fetching.
-
-    FileNotFoundError -> NotFound, PermissionError / S3 403 / HTTP 401,403 -> AccessDenied,
-    anything else -> FetchFailed. The whole cause chain is inspected, because fsspec wraps
-    errors (e.g. HTTP turns every failed GET into FileNotFoundError).
-    """
-    import aiohttp
-
-    chain = list(_chain(exc))
-    for e in chain:
-        if isinstance(e, MemoryError):
-            return Reason.LIMIT_EXCEEDED, False, "ran out of memory (artifacts.memoryLimitBytes)"
-        if isinstance(e, URIRefusedError):
-            return Reason.URI_REFUSED, False, e.message
-        if isinstance(e, ArtifactError):
-            return e.reason, e.transient, e.message
-        if isinstance(e, CredentialsError):
-            return Reason.ACCESS_DENIED, False, str(e)
-    for e in chain:
-        if isinstance(e, aiohttp.ClientResponseError):
-            detail = f"HTTP {e.status} {e.message}".strip()
-            if e.status in (401, 403):
-                return Reason.ACCESS_DENIED, False, detail
-            if e.status in (404, 410):
-                return Reason.NOT_FOUND, True, f"{detail}; {NOT_FOUND_HINT}"
-            return Reason.FETCH_FAILED, True, detail
-        client_error = _client_error(e)
-        if client_error is not None:
-            code, status = client_error
-            denied = code in _S3_DENIED or code.endswith("UserNotFound") or "AccessKey" in code
-            if denied or status in (401, 403):
-                return Reason.ACCESS_DENIED, False, _short(e)
-            if code in _S3_NOT_FOUND:
-                return Reason.NOT_FOUND, True, f"{_short(e)}; {NOT_FOUND_HINT}"
-            return Reason.FETCH_FAILED, True, _short(e)
-        if type(e).__name__ in ("NoCredentialsError", "PartialCredentialsError"):
-            return Reason.ACCESS_DENIED, False, "no usable credentials were found"
-    for e in chain:
-        if isinstance(e, TruncatedReadError):
-            return Reason.FETCH_FAILED, True, str(e)
-        if _is_connection_problem(e):
-            return Reason.FETCH_FAILED, True, _short(e) or "timed out"
-    for e in chain:
-        if isinstance(e, PermissionError):
-            return Reason.ACCESS_DENIED, False, _short(e)
-        if isinstance(e, FileNotFoundError):
-            return Reason.NOT_FOUND, True, f"not found; {NOT_FOUND_HINT}"
-    return Reason.FETCH_FAILED, True, _short(exc)
-
-
-def _short(e: BaseException) -> str:
-    text = str(e).strip() or type(e).__name__
-    if isinstance(e, OSError) and e.strerror and e.filename is None:
-        text = e.strerror
-    text = " ".join(text.split())  # one line, for conditions and logs
-    return text if len(text) <= 500 else text[:497] + "..."
-
-
-def _describe(reason: Reason, shown_uri: str, detail: str) -> str:
-    return f"{shown_uri}: {reason.value}: {detail}"
-
-
-def _deadline_message(shown_uri: str, policy: ArtifactPolicy) -> str:
-    return (
-        f"{shown_uri}: LimitExceeded: not verified within artifacts.timeoutSeconds "
-        f"({policy.timeout_seconds:g}s); a slow or stalled store, or raise the limit"
-    )
-
-
-def _limit(shown_uri: str, what: str) -> ArtifactError:
-    return ArtifactError(Reason.LIMIT_EXCEEDED, f"{shown_uri}: LimitExceeded: {what}", transient=False)
+def _commit(
+    report: _Report, digest: Digest, writer: DestWriter, dest: str | os.PathLike[str] | None
+) -> VerifyResult:
+    """Move the verified files into place under ``dest``."""
+    try:
+        written_to = str(writer.commit())
+    except OSError as e:
+        writer.discard()
+        return report.result(
+            Reason.FETCH_FAILED,
+            f"{report.shown}: verified, but moving the files into {dest} failed: {e}",
+            digest=digest,
+            transient=False,
+        )
+    return report.verified(digest, written_to=written_to)
 
 
 def _human_size(n: int) -> str:
@@ -491,333 +312,20 @@ def _access_for(
     return store_access(scheme, secret_data, env=env)
 
 
-@dataclass(slots=True)
-class _Entry:
-    rel: str
-    path: str  # file-system path for fs.open
-    size: int | None
-
-
-@dataclass
-class _Plan:
-    fs: Any
-    kind: Kind
-    entries: list[_Entry]
-    open_kwargs: dict[str, Any]
-
-
-def _basename(uri: str) -> str:
-    name = unquote(PurePosixPath(urlsplit(uri).path).name)
-    return name if name and check_relative_path(name) is None else "artifact"
-
-
-def _bounded(fn: Callable[[], Any], deadline: float, shown: str, policy: ArtifactPolicy) -> Any:
-    """``fn()``, but give up at ``deadline``: a store call that does not return (a listing or an
-    ``info`` a server keeps waiting) is abandoned in its helper thread, never waited for."""
-    box: dict[str, Any] = {}
-
-    def run() -> None:
-        try:
-            box["value"] = fn()
-        except BaseException as e:  # noqa: BLE001 - re-raised in the caller
-            box["error"] = e
-
-    t = threading.Thread(target=run, name="artifact-store", daemon=True)
-    t.start()
-    t.join(max(0.0, deadline - time.monotonic()))
-    if t.is_alive():
-        raise ArtifactError(Reason.LIMIT_EXCEEDED, _deadline_message(shown, policy), transient=False)
-    if "error" in box:
-        raise box["error"]
-    return box.get("value")
-
-
-class _Listing:
-    """Collects a directory's files and stops at the limits."""
-
-    def __init__(self, shown: str, policy: ArtifactPolicy, expected_size: int | None) -> None:
-        self.shown = shown
-        self.policy = policy
-        self.max_bytes = policy.max_total_bytes
-        self.expected_size = expected_size
-        self.entries: list[_Entry] = []
-        self.total = 0
-
-    def add(self, rel: str, path: str, size: int | None) -> None:
-        problem = check_relative_path(rel)
-        if problem:
-            raise ArtifactError(Reason.URI_REFUSED, f"{self.shown}: cannot verify a directory with {problem}")
-        self.entries.append(_Entry(rel, path, size))
-        if len(self.entries) > self.policy.max_files:
-            raise _limit(self.shown, f"more than artifacts.maxFiles ({self.policy.max_files}) files")
-        self.total += size or 0
-        _check_total(self.shown, self.total, self.policy, self.expected_size)
-
-
-def _check_total(shown: str, total: int, policy: ArtifactPolicy, expected_size: int | None) -> None:
-    if total > policy.max_total_bytes:
-        raise _limit(shown, f"larger than artifacts.maxTotalBytes ({policy.max_total_bytes} bytes)")
-    if expected_size is not None and total > expected_size:
-        raise ArtifactError(
-            Reason.SIZE_MISMATCH,
-            f"{shown}: SizeMismatch: more than spec.artifact.sizeBytes ({expected_size} bytes)",
-            transient=False,
-        )
-
-
-def _list_store(fs: Any, scheme: str, root: str, listing: _Listing) -> None:
-    """Every object below ``root/``; an s3 prefix page by page (stops at a limit mid-listing)."""
-    prefix = root.rstrip("/") + "/"
-
-    def take(path: str, info: Mapping[str, Any]) -> None:
-        if info.get("type") != "file" or not path.startswith(prefix) or path.endswith("/"):
-            return
-        size = info.get("size")
-        listing.add(path[len(prefix) :], path, int(size) if size is not None else None)
-
-    if scheme in ("s3", "s3a") and hasattr(fs, "_iterdir") and hasattr(fs, "split_path"):
-        from fsspec.asyn import sync
-
-        bucket, key, _ = fs.split_path(root)
-
-        async def pages() -> None:
-            async for info in fs._iterdir(bucket, delimiter="", prefix=key.rstrip("/") + "/"):
-                take(str(info.get("name", "")), info)
-
-        sync(fs.loop, pages)
-        return
-    # other stores: fsspec has no streaming listing; the limits apply once it is complete
-    for path, info in fs.find(root, withdirs=False, detail=True).items():
-        take(path, info)
-
-
-def _plan(
-    uri: str, access: StoreAccess, policy: ArtifactPolicy, deadline: float, expected_size: int | None
-) -> _Plan:
-    scheme = access.scheme
-    shown = redact_uri(uri)
-    fs = open_filesystem(access, policy, deadline)
-    if scheme in ("http", "https"):
-        # HTTP directories cannot be listed: an http(s) URI is always one file.
-        info = _bounded(lambda: fs.info(uri), deadline, shown, policy)
-        size = info.get("size")
-        if size is not None:
-            _check_total(shown, int(size), policy, expected_size)
-        return _Plan(fs, "file", [_Entry(_basename(uri), uri, size)], {"block_size": 0, "size": size})
-
-    if scheme == "file":
-        real = resolve_file_path(uri)
-        root = real.as_posix()
-    else:
-        root = fs._strip_protocol(uri)
-    root = root.rstrip("/") or root
-    open_kwargs: dict[str, Any] = {}
-    if scheme in ("s3", "s3a", "gs", "gcs"):
-        open_kwargs = {"block_size": policy.chunk_size, "cache_type": "none"}
-
-    as_dir = uri.endswith("/")
-    if not as_dir:
-        info = _bounded(lambda: fs.info(root), deadline, shown, policy)
-        if info.get("type") == "file":
-            size = info.get("size")
-            if size is not None:
-                _check_total(shown, int(size), policy, expected_size)
-            return _Plan(fs, "file", [_Entry(_basename(uri), root, size)], open_kwargs)
-
-    listing = _Listing(shown, policy, expected_size)
-    if scheme == "file":
-        _list_local(root, policy, shown, listing)
-    else:
-        _bounded(lambda: _list_store(fs, scheme, root, listing), deadline, shown, policy)
-    if not listing.entries:
-        raise ArtifactError(Reason.NOT_FOUND, f"{shown}: NotFound: no files there; {NOT_FOUND_HINT}")
-    listing.entries.sort(key=lambda e: e.rel)
-    return _Plan(fs, "directory", listing.entries, open_kwargs)
-
-
-def _raise(e: OSError) -> None:
-    raise e
-
-
-def _list_local(root: str, policy: ArtifactPolicy, shown: str, listing: _Listing) -> None:
-    """Regular files below ``root``, following symbolic links (like ``find -L root -type f``);
-    every file's real path must stay under the policy's file roots."""
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=True, onerror=_raise):
-        here = os.path.realpath(dirpath)
-        for d in dirnames:
-            full = os.path.join(dirpath, d)
-            if os.path.islink(full):
-                target = Path(os.path.realpath(full))
-                if Path(here) == target or Path(here).is_relative_to(target):
-                    rel = os.path.relpath(full, root).replace(os.sep, "/")
-                    raise ArtifactError(
-                        Reason.FETCH_FAILED, f"{shown}: {rel} is a symbolic link loop", transient=False
-                    )
-        for name in filenames:
-            full = os.path.join(dirpath, name)
-            rel = os.path.relpath(full, root).replace(os.sep, "/")
-            problem = check_relative_path(rel)
-            if problem:
-                raise ArtifactError(Reason.URI_REFUSED, f"{shown}: cannot verify a directory with {problem}")
-            real = os.path.realpath(full)
-            if not path_under_roots(real, policy.file_roots):
-                raise ArtifactError(
-                    Reason.URI_REFUSED,
-                    f"{shown}: {rel} is a symbolic link that leaves the allowed file roots",
-                )
-            try:
-                st = os.stat(real)
-            except FileNotFoundError:
-                raise ArtifactError(
-                    Reason.FETCH_FAILED, f"{shown}: {rel} is a broken symbolic link", transient=False
-                ) from None
-            if stat.S_ISREG(st.st_mode):
-                listing.add(rel, real, st.st_size)
-
-
-class _Progress:
-    def __init__(self, callback: ProgressCallback | None, total: int | None) -> None:
-        self._callback = callback
-        self._total = total
-        self._done = 0
-        self._lock = threading.Lock()
-
-    def start(self) -> None:
-        if self._callback:
-            self._callback(0, self._total)
-
-    def add(self, n: int) -> int:
-        with self._lock:
-            self._done += n
-            if self._callback:
-                self._callback(self._done, self._total)
-            return self._done
-
-
-class _Stopped(Exception):
-    pass
-
-
-class _Writer:
-    """Writes under ``dest`` via a temporary name; ``commit`` moves everything into place or, if
-    any move fails, removes what it had moved (a directory is never left half committed)."""
-
-    def __init__(self, dest: Path) -> None:
-        self.dest = dest
-        self.token = secrets.token_hex(6)
-        self.kind: Kind | None = None
-        self.name: str | None = None
-        self.rels: list[str] = []
-
-    @property
-    def tmp(self) -> Path:
-        if self.kind == "file":
-            return self.dest / f".{self.name}{PARTIAL_PREFIX}{self.token}"
-        return self.dest / f"{PARTIAL_PREFIX}{self.token}"
-
-    def prepare(self, kind: Kind, entries: list[_Entry]) -> None:
-        self.dest.mkdir(parents=True, exist_ok=True)
-        for stale in self.dest.iterdir():  # left by a run that was killed (init container restart)
-            if PARTIAL_PREFIX in stale.name and not stale.is_symlink():
-                if stale.is_dir():
-                    shutil.rmtree(stale, ignore_errors=True)
-                else:
-                    stale.unlink(missing_ok=True)
-        self.kind = kind
-        self.rels = [e.rel for e in entries]
-        if kind == "file":
-            self.name = entries[0].rel
-        else:
-            self.tmp.mkdir()
-
-    def path_for(self, rel: str) -> Path:
-        if self.kind == "file":
-            return self.tmp
-        out = self.tmp / rel
-        out.parent.mkdir(parents=True, exist_ok=True)
-        return out
-
-    def commit(self) -> Path:
-        dest_real = Path(os.path.realpath(self.dest))
-        if self.kind == "file":
-            assert self.name is not None
-            target = self.dest / self.name
-            os.replace(self.tmp, target)
-            return target
-        moved: list[Path] = []
-        made: list[Path] = []  # directories this commit created, outermost first
-        try:
-            for rel in self.rels:
-                target = self.dest / rel
-                missing = [p for p in (target.parent, *target.parent.parents) if not p.exists()]
-                target.parent.mkdir(parents=True, exist_ok=True)
-                made += reversed(missing)
-                parent_real = Path(os.path.realpath(target.parent))
-                if parent_real != dest_real and not parent_real.is_relative_to(dest_real):
-                    raise OSError(f"{rel}: destination directory leaves {self.dest}")
-                os.replace(self.tmp / rel, target)
-                moved.append(target)
-        except BaseException:
-            for target in moved:
-                target.unlink(missing_ok=True)
-            for d in reversed(made):  # innermost first; only if empty (never another's files)
-                with contextlib.suppress(OSError):
-                    d.rmdir()
-            raise
-        shutil.rmtree(self.tmp, ignore_errors=True)
-        return self.dest
-
-    def discard(self) -> None:
-        if self.kind is None:
-            return
-        tmp = self.tmp
-        if tmp.is_dir() and not tmp.is_symlink():
-            shutil.rmtree(tmp, ignore_errors=True)
-        else:
-            tmp.unlink(missing_ok=True)
-
-
-def _hash_entry(
-    plan: _Plan,
-    entry: _Entry,
-    policy: ArtifactPolicy,
-    deadline: float,
-    stop: threading.Event,
-    progress: _Progress,
-    out_path: Path | None,
-    budget: int,
-    shown: str,
-) -> FileDigest:
-    """sha256 of one file; never reads past ``budget`` bytes in total (all files, ``progress``)."""
-    h = hashlib.sha256()
-    n = 0
-    chunk_size = policy.chunk_size
-    out = open(out_path, "wb") if out_path is not None else None  # noqa: SIM115
+def _allowed_access(
+    uri: str, access: StoreAccess, policy: ArtifactPolicy, env: Mapping[str, str] | None, shown: str
+) -> StoreAccess:
+    """``access`` for ``uri`` once the URI policy allows it, its credentials bound to the host
+    (or dropped: see :func:`~modelversioning.artifacts.credentials.bind_credentials`)."""
+    refusal = check_uri(uri, policy, endpoint_url=access.endpoint_url)
+    if refusal:
+        if not refusal.startswith(shown):
+            refusal = describe(Reason.URI_REFUSED, shown, refusal)
+        raise ArtifactError(Reason.URI_REFUSED, refusal)
     try:
-        with plan.fs.open(entry.path, "rb", **plan.open_kwargs) as f:
-            while True:
-                if stop.is_set():
-                    raise _Stopped()
-                if time.monotonic() > deadline:
-                    raise _limit(
-                        shown, f"not verified within artifacts.timeoutSeconds ({policy.timeout_seconds:g}s)"
-                    )
-                chunk = f.read(chunk_size)
-                if not chunk:
-                    break
-                h.update(chunk)
-                n += len(chunk)
-                if out is not None:
-                    out.write(chunk)
-                if progress.add(len(chunk)) > budget:
-                    raise _limit(shown, f"read more than the allowed {budget} bytes")
-    finally:
-        if out is not None:
-            out.close()
-    if entry.size is not None and n != entry.size:
-        what = "truncated" if n < entry.size else "longer than reported"
-        raise TruncatedReadError(f"{entry.rel}: read {n} of {entry.size} bytes ({what})")
-    return FileDigest(entry.rel, h.hexdigest(), n)
+        return bind_credentials(uri, access, policy, env)
+    except ArtifactError as e:
+        raise ArtifactError(e.reason, describe(e.reason, shown, e.message), transient=e.transient) from None
 
 
 def _digest(
@@ -826,82 +334,15 @@ def _digest(
     policy: ArtifactPolicy,
     *,
     progress: ProgressCallback | None,
-    writer: _Writer | None,
-    deadline: float | None = None,
+    writer: DestWriter | None,
+    deadline: float,
     expected_size: int | None = None,
     env: Mapping[str, str] | None = None,
 ) -> Digest:
-    if deadline is None:
-        deadline = time.monotonic() + policy.timeout_seconds
     shown = redact_uri(uri)
-    refusal = check_uri(uri, policy, endpoint_url=access.endpoint_url)
-    if refusal:
-        if not refusal.startswith(shown):
-            refusal = _describe(Reason.URI_REFUSED, shown, refusal)
-        raise ArtifactError(Reason.URI_REFUSED, refusal)
-    try:
-        access = bind_credentials(uri, access, policy, env)
-    except ArtifactError as e:
-        raise ArtifactError(e.reason, _describe(e.reason, shown, e.message), transient=e.transient) from None
-    plan = _plan(uri, access, policy, deadline, expected_size)
-    sizes = [e.size for e in plan.entries]
-    total = sum(s for s in sizes if s is not None) if None not in sizes else None
-    budget = policy.max_total_bytes if expected_size is None else min(policy.max_total_bytes, expected_size)
-    tracker = _Progress(progress, total)
-    tracker.start()
-    if writer:
-        writer.prepare(plan.kind, plan.entries)
-    stop = threading.Event()
-
-    def one(entry: _Entry) -> FileDigest:
-        out = writer.path_for(entry.rel) if writer else None
-        return _hash_entry(plan, entry, policy, deadline, stop, tracker, out, budget, shown)
-
-    if len(plan.entries) == 1 and plan.kind == "file":
-        file_digest = one(plan.entries[0])
-        return Digest(file_digest.sha256, "file", file_digest.size_bytes, 1, (file_digest,))
-
-    # a fixed set of workers pulling the next file: no future (or thread) per file
-    entries = plan.entries
-    results: list[FileDigest | None] = [None] * len(entries)
-    errors: list[BaseException] = []
-    next_index = iter(range(len(entries)))
-    lock = threading.Lock()
-
-    def work() -> None:
-        while not stop.is_set():
-            with lock:
-                i = next(next_index, None)
-            if i is None:
-                return
-            try:
-                results[i] = one(entries[i])
-            except BaseException as e:  # noqa: BLE001 - the first error is raised below
-                if not isinstance(e, _Stopped):
-                    with lock:
-                        errors.append(e)
-                stop.set()
-                return
-
-    workers = [
-        threading.Thread(target=work, name="artifact-hash", daemon=True)
-        for _ in range(max(1, min(policy.max_workers, len(entries))))
-    ]
-    for t in workers:
-        t.start()
-    for t in workers:
-        t.join(max(0.0, deadline - time.monotonic()) + 5.0)
-    if any(t.is_alive() for t in workers):
-        stop.set()
-        raise ArtifactError(Reason.LIMIT_EXCEEDED, _deadline_message(shown, policy), transient=False)
-    if errors:
-        raise errors[0]
-    done = [d for d in results if d is not None]
-    assert len(done) == len(entries)
-    return Digest(
-        manifest_digest((d.path, d.sha256) for d in done),
-        "directory",
-        sum(d.size_bytes for d in done),
-        len(done),
-        tuple(done),
-    )
+    access = _allowed_access(uri, access, policy, env, shown)
+    plan = plan_reading(uri, access, policy, deadline, expected_size)
+    return hash_plan(
+        plan, policy, deadline=deadline, shown=shown, expected_size=expected_size, progress=progress,
+        writer=writer,
+    )  # fmt: skip

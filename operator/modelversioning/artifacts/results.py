@@ -1,0 +1,70 @@
+"""What a verification produces: the :class:`Digest` an artifact hashes to (with the digest of
+each of its files) and the :class:`VerifyResult` of comparing it with the registered sha256."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from modelversioning.artifacts.errors import Reason
+
+Kind = Literal["file", "directory"]
+
+
+@dataclass(frozen=True)
+class FileDigest:
+    path: str  # relative posix path (a single-file artifact: its basename)
+    sha256: str
+    size_bytes: int
+
+
+@dataclass(frozen=True)
+class Digest:
+    """What an artifact hashes to. ``sha256`` is the file digest or the manifest digest."""
+
+    sha256: str
+    kind: Kind
+    size_bytes: int
+    files: int
+    entries: tuple[FileDigest, ...] = field(repr=False, default=())
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    """The outcome of one verification; safe to log, print and put in status (no secrets)."""
+
+    reason: Reason
+    uri: str  # redacted
+    expected: str
+    actual: str | None
+    size_bytes: int | None
+    files: int | None
+    duration_seconds: float
+    message: str
+    transient: bool
+    kind: Kind | None = None
+    written_to: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.reason is Reason.VERIFIED
+
+    @property
+    def outcome(self) -> str:
+        return self.reason.value
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "reason": self.reason.value,
+            "uri": self.uri,
+            "expected": self.expected,
+            "actual": self.actual,
+            "sizeBytes": self.size_bytes,
+            "files": self.files,
+            "kind": self.kind,
+            "durationSeconds": round(self.duration_seconds, 3),
+            "transient": self.transient,
+            "message": self.message,
+            "writtenTo": self.written_to,
+        }
