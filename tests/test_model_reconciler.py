@@ -4,15 +4,19 @@ that runs again before the watch shows its own writes must not order the same th
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any
 
 import pytest
+from kubernetes.client.exceptions import ApiException
 
 from modelversioning.api import wire as R
 from modelversioning.api.settings import Settings
 from modelversioning.api.wire import ARCHIVE_ANNOTATION, ARTIFACT_DELETED_ANNOTATION
+from modelversioning.artifacts.delete import DeleteResult
 from modelversioning.handlers.model import ModelReconciler
 from modelversioning.handlers.store import Store
+from modelversioning.handlers.workqueue import Requeue
 
 NS = "ns"
 
@@ -196,3 +200,66 @@ def test_deletion_disabled_reports_nothing_pending() -> None:
     r.reconcile(NS, "m")
     assert deleted == [] and R.ARTIFACT_DELETE_DUE not in events_of(kube)
     assert "pendingDeletions" not in store.get("Model", NS, "m")["status"]
+
+
+# ---- artifact deletion allowed: what act executes -------------------------------------------------
+
+
+def allowed_world() -> tuple[
+    Store, FakeKube, ModelReconciler, list[tuple[str, Any]], list[tuple[str, str, str]]
+]:
+    store, kube, r, _ = due_world("Enabled", True)
+    calls: list[tuple[str, Any]] = []
+    posted: list[tuple[str, str, str]] = []  # (object, type, reason)
+
+    def deleter(uri: str, policy: Any, creds: Any) -> DeleteResult:
+        calls.append((uri, creds))
+        return DeleteResult(True, f"{uri} deleted")
+
+    r.deleter = deleter
+    kube.event = lambda body, t, reason, msg: posted.append((body["metadata"]["name"], t, reason))  # type: ignore[method-assign]
+    return store, kube, r, calls, posted
+
+
+def test_an_allowed_deletion_runs_once_records_it_and_reads_its_own_write() -> None:
+    store, kube, r, calls, posted = allowed_world()
+    r.reconcile(NS, "m")
+    assert calls == [("s3://b/m/1.0.0", None), ("s3://b/m/1.1.0", None)]
+    assert posted == [
+        (obj, "Normal", R.ARTIFACT_DELETED) for v in ("1.0.0", "1.1.0") for obj in ("m", f"m-v{v}")
+    ]
+    for v in ("1.0.0", "1.1.0"):
+        mv = store.get("ModelVersion", NS, f"m-v{v}")
+        value = json.loads(mv["metadata"]["annotations"][ARTIFACT_DELETED_ANNOTATION])
+        assert value["by"] == "Retention (Model m)" and value["uri"] == f"s3://b/m/{v}"
+        assert not store.is_observed("ModelVersion", NS, f"m-v{v}")  # cached as written
+    status = store.get("Model", NS, "m")["status"]
+    assert [rec["artifact"] for rec in status["versions"]] == ["Deleted", "Deleted"]
+    assert "pendingDeletions" not in status
+    r.reconcile(NS, "m")  # before the watch shows the annotations: nothing is deleted twice
+    assert len(calls) == 2 and len(posted) == 4
+
+
+def test_an_unreadable_credentials_secret_fails_that_deletion_without_touching_storage() -> None:
+    store, kube, r, calls, posted = allowed_world()
+    mv = store.get("ModelVersion", NS, "m-v1.0.0")
+    mv["spec"]["artifact"]["secretRef"] = {"name": "s3"}
+    store.upsert("ModelVersion", mv)
+
+    def read_secret(ns: str, name: str) -> dict[str, str]:
+        raise ApiException(status=403, reason="Forbidden")
+
+    kube.read_secret = read_secret  # type: ignore[attr-defined]
+    with pytest.raises(Requeue) as retry:
+        r.reconcile(NS, "m")
+    assert retry.value.delay == 30
+    assert calls == [("s3://b/m/1.1.0", None)]  # the other one goes
+    assert ("m-v1.0.0", "Warning", R.ARTIFACT_DELETE_FAILED) in posted
+    assert ARTIFACT_DELETED_ANNOTATION not in (
+        store.get("ModelVersion", NS, "m-v1.0.0")["metadata"].get("annotations") or {}
+    )
+    status = store.get("Model", NS, "m")["status"]
+    ready = next(c for c in status["conditions"] if c["type"] == "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", R.ARTIFACT_DELETE_FAILED)
+    assert ready["message"] == "1.0.0: credentials Secret 's3' cannot be read (403 Forbidden)"
+    assert [rec["artifact"] for rec in status["versions"]] == ["Present", "Deleted"]

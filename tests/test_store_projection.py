@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import json
 import pathlib
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -25,6 +26,7 @@ from modelversioning.api.settings import Settings
 from modelversioning.api.wire import ROLLOUT_ACTION_ANNOTATION, ROLLOUT_ACTION_ID_ANNOTATION
 from modelversioning.domain import endpoint_plan as plan_
 from modelversioning.domain import registry
+from modelversioning.domain.model_plan import decide as decide_model
 from modelversioning.domain.version_plan import decide as decide_version
 from modelversioning.handlers import store as store_mod
 from modelversioning.handlers.drift import diff
@@ -259,12 +261,14 @@ def model_decisions(store: Store) -> dict[str, Any]:
     if got is None:
         return {}
     now = datetime.fromtimestamp(NOW, UTC)
-    old = (got.body.get("status") or {}).get("versions") or []
-    retention = got.spec.retention.rules() if got.spec else None
+    facts = replace(got.facts, now=now, wall=now)
+    old = facts.status.get("versions") or []
+    retention = facts.rules
     return {
-        "views": got.views,
-        "records": registry.record(old, got.views, now),
-        "retention": registry.select(got.views, retention, now) if retention else None,
+        "views": facts.views,
+        "records": registry.record(old, facts.views, now),
+        "retention": registry.select(facts.views, retention, now) if retention else None,
+        "plan": decide_model(facts),
     }
 
 

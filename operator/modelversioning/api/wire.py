@@ -420,19 +420,23 @@ RETENTION = reason(
     "Retention", VERSION_EVENT, meaning="history actor/reason: a Model's retention archived the version"
 )
 ARTIFACT_DELETED = reason(
-    "ArtifactDeleted", _VV, meaning="retention deleted the artifact from storage; record kept", no_slot=True
+    "ArtifactDeleted",
+    _VV,
+    MODEL_EVENT,
+    VERSION_EVENT,
+    meaning="retention deleted the artifact from storage; record kept (Event (Normal) on both)",
+    no_slot=True,
 )
 ARTIFACT_DELETE_FAILED = reason(
     "ArtifactDeleteFailed",
-    MODEL_EVENT,
+    MODEL_CONDITION,
     VERSION_EVENT,
-    meaning="Event (Warning): retention could not delete it (retried)",
+    meaning="Ready=False / Event (Warning) on the version: retention could not delete it (retried)",
 )
 ARTIFACT_DELETE_DUE = reason(
     "ArtifactDeleteDue",
     MODEL_EVENT,
-    VERSION_EVENT,
-    meaning="Event (Normal): dry run; this artifact would be deleted now",
+    meaning="Event (Normal) on the Model: dry run; this artifact would be deleted now (once per version)",
 )
 ARCHIVE_DUE = reason(
     "ArchiveDue", MODEL_EVENT, meaning="Event (Normal) on the Model: retention archives a version"

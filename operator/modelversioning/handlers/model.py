@@ -1,10 +1,13 @@
 """The registry: Model reconciler (memory and retention) and what a ModelVersion reconcile reads
-from its Model (gather -> decide -> act; the decisions are ``domain.registry`` and ``domain.gates``).
+from its Model (gather -> decide -> act; the decisions are ``domain.model_plan``, ``domain.registry``
+and ``domain.gates``).
 
 Model reconcile: gather every ModelVersion of the model from the watch cache (with the endpoints
-that reference each), ``registry.record`` the memory and ``registry.select`` what retention does at
-"now"; act: annotate versions to archive (their own reconciler walks them to archived, recorded
-with the Model as actor), delete due artifacts (where allowed; dry run: an Event), write the status.
+that reference each, its standing archive order, its credentials Secret's name) into
+``model_plan.ModelFacts``; ``model_plan.decide`` says what retention does at "now"; act executes it:
+annotate versions to archive (their own reconciler walks them to archived, recorded with the Model as
+actor), delete the artifacts the plan does not refuse, post the Events, write the status
+(``model_plan.settle`` folds the deletions' outcomes in) and requeue.
 """
 
 from __future__ import annotations
@@ -35,8 +38,17 @@ from modelversioning.api.wire import (
 from modelversioning.artifacts.delete import delete_artifact
 from modelversioning.domain import conditions as cond
 from modelversioning.domain import registry
-from modelversioning.domain.conditions import FALSE, TRUE, Cond
 from modelversioning.domain.gates import CandidateFacts
+from modelversioning.domain.model_plan import (
+    ArtifactDeletion,
+    Deleted,
+    Event,
+    ModelFacts,
+    ModelPlan,
+    decide,
+    deletion_events,
+    settle,
+)
 from modelversioning.domain.registry import deletion_policy
 from modelversioning.domain.stages import StageGraph
 from modelversioning.domain.version_plan import RegistryFacts
@@ -156,11 +168,8 @@ def archive_request(
 @dataclass(frozen=True)
 class Gathered:
     body: dict[str, Any]
-    spec: ModelSpec | None
-    invalid: str | None
-    versions: dict[str, dict[str, Any]]  # ModelVersion name -> body
-    views: tuple[registry.VersionView, ...]
-    now: datetime
+    versions: dict[str, dict[str, Any]]  # ModelVersion name -> body (what Events are posted on)
+    facts: ModelFacts
 
 
 def referenced_by(
@@ -196,6 +205,18 @@ def view_of(store: Store, namespace: str, mv: dict[str, Any]) -> registry.Versio
     )
 
 
+def archive_order_stage(mv: dict[str, Any]) -> str | None:
+    """The spec.stage the retention-archive order standing on the version was made for."""
+    order = _json(mv["metadata"].get("annotations") or {}, ARCHIVE_ANNOTATION)
+    stage = order.get("specStage") if order is not None else None
+    return stage if isinstance(stage, str) else None
+
+
+def secret_ref(mv: dict[str, Any]) -> str | None:
+    ref = (((mv.get("spec") or {}).get("artifact") or {}).get("secretRef") or {}).get("name")
+    return str(ref) if ref else None
+
+
 class ModelReconciler:
     def __init__(
         self,
@@ -217,7 +238,7 @@ class ModelReconciler:
     def _reconcile(self, namespace: str, name: str) -> None:
         got = self.gather(namespace, name)
         if got is not None:
-            self.act(got)
+            self.act(got, decide(got.facts))
 
     def now(self, body: dict[str, Any]) -> datetime:
         """Real time; with the TEST ONLY setting registry.testClock, the Model's test-clock annotation."""
@@ -225,160 +246,78 @@ class ModelReconciler:
         t = registry.parse_time(fake) if self.settings.registry.test_clock else None
         return t or datetime.now(UTC)
 
+    # ---- gather: the Store, read once ----------------------------------------------------------
     def gather(self, namespace: str, name: str) -> Gathered | None:
         body = self.store.get(KIND, namespace, name)
         if body is None:
             return None
         try:
-            spec, invalid = ModelSpec.model_validate(body.get("spec") or {}), None
+            rules, invalid = ModelSpec.model_validate(body.get("spec") or {}).retention.rules(), None
         except ValidationError as e:
-            spec, invalid = None, validation_message(e)
+            rules, invalid = None, validation_message(e)
         versions = {n: mv for (_, n), mv in self.store.of_model("ModelVersion", namespace, name)}
-        views = tuple(view_of(self.store, namespace, mv) for mv in versions.values())
-        return Gathered(body, spec, invalid, versions, views, self.now(body))
-
-    def act(self, got: Gathered) -> None:
-        body, md = got.body, got.body["metadata"]
-        ns, name = md["namespace"], md["name"]
-        old = dict(body.get("status") or {})
-        records = registry.record(old.get("versions") or [], got.views, got.now)
-        production = sorted((v.version for v in got.views if v.stage == "production"), key=registry.order_key)
-        pending: list[str] = []
-        problems: list[str] = []
-        plan = registry.RetentionPlan()
-        if got.spec is not None:
-            plan = registry.select(got.views, got.spec.retention.rules(), got.now)
-            self._archive(body, got, plan)
-            pending, problems = self._delete(body, got, plan, records)
-        ready = (
-            Cond("Ready", FALSE, R.INVALID_POLICY, got.invalid)
-            if got.invalid
-            else Cond("Ready", FALSE, R.ARTIFACT_DELETE_FAILED, "; ".join(problems))
-            if problems
-            else Cond("Ready", TRUE, R.MODEL_RECORDED, f"{len(records)} versions recorded")
+        orders = {n: stage for n, mv in versions.items() if (stage := archive_order_stage(mv)) is not None}
+        refs = {n: ref for n, mv in versions.items() if (ref := secret_ref(mv)) is not None}
+        facts = ModelFacts(
+            name=str(body["metadata"]["name"]),
+            generation=int(body["metadata"].get("generation") or 0),
+            status=dict(body.get("status") or {}),
+            views=tuple(view_of(self.store, namespace, mv) for mv in versions.values()),
+            now=self.now(body),
+            wall=datetime.now(UTC),
+            rules=rules,
+            invalid=invalid,
+            allow_artifact_deletion=self.settings.registry.allow_artifact_deletion,
+            check_seconds=self.settings.registry.retention_check_seconds,
+            archive_orders=orders,
+            secret_refs=refs,
         )
-        stamp = registry.rfc3339(datetime.now(UTC))
-        status: dict[str, Any] = {
-            "observedGeneration": int(md.get("generation") or 0),
-            "conditions": cond.merge_conditions(
-                old.get("conditions"), [ready], int(md.get("generation") or 0), stamp
-            ),
-            "versions": records,
-            "production": production,
-        }
-        if pending:
-            status["pendingDeletions"] = pending
-        if status_changed(old, status):
-            self.store.upsert(KIND, self.kube.patch_status(MODEL, ns, name, status, old))
-        if (
-            old.get("production", []) != production
-            or old.get("observedGeneration") != status["observedGeneration"]
-        ):
-            self.enqueue_versions(ns, name)  # the gates compare with production / the policy changed
-        if problems:
-            raise Requeue(30, "artifact deletion failed")
-        if plan.next_due is not None:
-            raise Requeue(
-                min(
-                    self.settings.registry.retention_check_seconds,
-                    max(1.0, (plan.next_due - got.now).total_seconds()),
-                )
-            )
+        return Gathered(body, versions, facts)
 
-    def _archive(self, body: dict[str, Any], got: Gathered, plan: registry.RetentionPlan) -> None:
-        ns, model = body["metadata"]["namespace"], body["metadata"]["name"]
-        for mv_name, why in plan.archive:
-            mv = got.versions[mv_name]
-            spec_stage = str((mv.get("spec") or {}).get("stage", "candidate"))
-            ann = mv["metadata"].get("annotations") or {}
-            order = _json(ann, ARCHIVE_ANNOTATION)
-            if order is not None and order.get("specStage") == spec_stage:
-                continue  # ordered already; its reconciler walks it
-            by = f"{R.RETENTION} (Model {model})"
-            value = {
-                "specStage": spec_stage,
-                "at": registry.rfc3339(got.now),
-                "by": by,
-                "reason": f"retention: {why}",
-            }
+    # ---- act: execute the plan, decide nothing -------------------------------------------------
+    def act(self, got: Gathered, plan: ModelPlan) -> None:
+        md = got.body["metadata"]
+        ns, name = md["namespace"], md["name"]
+        for order in plan.archive:
             # cached at once (read-your-writes): a reconcile before the watch shows the annotation
             # must not order the same archive again (two ArchiveDue Events for one version)
-            self._cache_version(
-                self.kube.annotate(
-                    MODELVERSION, ns, mv_name, {ARCHIVE_ANNOTATION: json.dumps(value, sort_keys=True)}
-                )
-            )
-            self.kube.event(body, "Normal", R.ARCHIVE_DUE, f"archiving {mv_name}: {why}")
+            self._annotate(ns, order.name, ARCHIVE_ANNOTATION, order.annotation)
+            self._post(got, order.event)
+        outcomes: dict[str, Deleted] = {}
+        for d in plan.deletions:
+            if d.due_event is not None:
+                self._post(got, d.due_event)
+            if d.refused is not None:
+                continue
+            outcomes[d.name] = done = self._delete_one(ns, d)
+            if done.ok:  # recorded at once: the version reconciler stops serving and fetching it
+                self._annotate(ns, d.name, ARTIFACT_DELETED_ANNOTATION, d.annotation)
+            for ev in deletion_events(d, done):
+                self._post(got, ev)
+        final = settle(got.facts, plan, outcomes)  # the status and requeue once the deletions ran
+        old = dict(got.facts.status)
+        if status_changed(old, final.status):
+            self.store.upsert(KIND, self.kube.patch_status(MODEL, ns, name, final.status, old))
+        if final.notify_versions:
+            self.enqueue_versions(ns, name)  # the gates compare with production / the policy changed
+        if final.requeue is not None:
+            raise Requeue(final.requeue, final.requeue_why)
 
-    def _cache_version(self, written: dict[str, Any]) -> None:
+    def _post(self, got: Gathered, ev: Event) -> None:
+        self.kube.event(got.versions[ev.on] if ev.on else got.body, ev.type, ev.reason, ev.message)
+
+    def _annotate(self, ns: str, mv_name: str, key: str, value: str) -> None:
+        written = self.kube.annotate(MODELVERSION, ns, mv_name, {key: value})
         self.store.upsert("ModelVersion", written, observed=False)  # read-your-writes, not yet watched
 
-    def _delete(
-        self, body: dict[str, Any], got: Gathered, plan: registry.RetentionPlan, records: list[dict[str, Any]]
-    ) -> tuple[list[str], list[str]]:
-        """Delete due artifacts where allowed; returns (dry-run pending versions, failures)."""
-        assert got.spec is not None
-        ns, model = body["metadata"]["namespace"], body["metadata"]["name"]
-        mode = got.spec.retention.artifact_deletion
-        allowed = mode == "Enabled" and self.settings.registry.allow_artifact_deletion
-        before = set((body.get("status") or {}).get("pendingDeletions") or [])
-        pending: list[str] = []
-        problems: list[str] = []
-        for mv_name, why in plan.delete:
-            if mode == "Disabled":
-                break
-            mv = got.versions[mv_name]
-            version = str(mv["spec"]["version"])
-            if not allowed:
-                pending.append(version)
-                if version not in before:
-                    not_allowed = (
-                        ""
-                        if mode == "DryRun"
-                        else " (the operator setting registry.allowArtifactDeletion is off)"
-                    )
-                    self.kube.event(
-                        body,
-                        "Normal",
-                        R.ARTIFACT_DELETE_DUE,
-                        f"dry run{not_allowed}: would delete the artifact of {mv_name}: {why}",
-                    )
-                continue
-            result = self._delete_one(ns, mv)
-            if not result.ok:
-                problems.append(f"{version}: {result.message}")
-                self.kube.event(mv, "Warning", R.ARTIFACT_DELETE_FAILED, result.message)
-                continue
-            value = {
-                "at": registry.rfc3339(got.now),
-                "by": f"{R.RETENTION} (Model {model})",
-                "reason": why,
-                "uri": str(mv["spec"]["artifact"]["uri"]),
-            }
-            deleted: dict[str, str | None] = {ARTIFACT_DELETED_ANNOTATION: json.dumps(value, sort_keys=True)}
-            self._cache_version(self.kube.annotate(MODELVERSION, ns, mv_name, deleted))
-            msg = (
-                f"deleted the artifact of {mv_name} ({result.message}): {why}; "
-                "the ModelVersion and its record are kept"
-            )
-            self.kube.event(body, "Normal", R.ARTIFACT_DELETED, msg)
-            self.kube.event(mv, "Normal", R.ARTIFACT_DELETED, msg)
-            for r in records:
-                if r.get("version") == version:
-                    r["artifact"] = registry.DELETED
-        return pending, problems
-
-    def _delete_one(self, ns: str, mv: dict[str, Any]) -> Any:
-        art = mv["spec"]["artifact"]
+    def _delete_one(self, ns: str, d: ArtifactDeletion) -> Deleted:
         creds = None
-        ref = (art.get("secretRef") or {}).get("name")
-        if ref:
+        if d.secret_ref:
             try:
-                creds = self.kube.read_secret(ns, ref)
+                creds = self.kube.read_secret(ns, d.secret_ref)
             except ApiException as e:
-                from modelversioning.artifacts.delete import DeleteResult
-
-                return DeleteResult(
-                    False, f"credentials Secret {ref!r} cannot be read ({e.status} {e.reason})"
+                return Deleted(
+                    False, f"credentials Secret {d.secret_ref!r} cannot be read ({e.status} {e.reason})"
                 )
-        return self.deleter(art["uri"], self.settings.artifacts, creds)
+        result = self.deleter(d.uri, self.settings.artifacts, creds)
+        return Deleted(bool(result.ok), str(result.message))
