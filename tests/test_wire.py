@@ -122,7 +122,7 @@ EXPECTED = {
         "MissingVersion", "InvalidVersion", "DigestMismatch", "ModelVersionReplaced", "ChildRejected",
         "ChildConflict", "InvalidSpec",
     },
-    "transient": {"NotFound", "FetchFailed"},
+    "transient": {"NotFound", "FetchFailed", "ChildApplyRetrying"},
     "no_slot": {
         "URIRefused", "DigestMismatch", "SizeMismatch", "LimitExceeded", "AccessDenied", "VersionReused",
         "ArtifactDeleted",
