@@ -12,6 +12,7 @@ import pytest
 
 from modelversioning.api import wire as R
 from modelversioning.domain import endpoint_plan as P
+from modelversioning.domain import endpoint_status as S
 
 OLD, NEW = "a" * 64, "b" * 64
 
@@ -53,11 +54,11 @@ def facts(*variants: P.VariantFacts, **kw: object) -> P.EndpointFacts:
     return replace(base, **kw)  # type: ignore[arg-type]
 
 
-def report(f: P.EndpointFacts, plan: P.Plan, out: P.Outcome | None = None) -> P.Report:
-    return P.report(f, plan, out or P.Outcome(route_message="routed"), {})
+def report(f: P.EndpointFacts, plan: P.Plan, out: P.Outcome | None = None) -> S.Report:
+    return S.report(f, plan, out or P.Outcome(route_message="routed"), {})
 
 
-def cond(rep: P.Report, type_: str) -> tuple[str, str]:
+def cond(rep: S.Report, type_: str) -> tuple[str, str]:
     c = next(c for c in rep.conditions if c.type == type_)
     return c.status, c.reason
 
@@ -445,16 +446,16 @@ def test_a_live_rollout_overrides_ready_and_kstatus_follows() -> None:
     rep = report(f, P.decide(f))
     assert cond(rep, "Ready")[0] == "True"
     rolling = (
-        P.Cond("Ready", "False", "RollingOut", "step 1"),
-        P.Cond("Progressing", "True", "RollingOut", "step 1"),
+        S.Cond("Ready", "False", "RollingOut", "step 1"),
+        S.Cond("Progressing", "True", "RollingOut", "step 1"),
     )
-    done = P.finish_report(rep, rolling, (("Normal", "RolloutStep", "step 1"),))
+    done = S.finish_report(rep, rolling, (("Normal", "RolloutStep", "step 1"),))
     assert cond(done, "Ready") == ("False", "RollingOut") and cond(done, "Reconciling") == (
         "True",
         "RollingOut",
     )
     assert cond(done, "Stalled")[0] == "False" and ("Normal", "RolloutStep", "step 1") in done.events
-    assert cond(P.finish_report(rep, (), ()), "Reconciling")[0] == "False"
+    assert cond(S.finish_report(rep, (), ()), "Reconciling")[0] == "False"
 
 
 def test_a_route_not_written_reports_the_split_and_pins_the_route_still_has() -> None:
@@ -463,9 +464,14 @@ def test_a_route_not_written_reports_the_split_and_pins_the_route_still_has() ->
     f = facts(a, b, previous_weights={"a": 100}, routed={"ep-a": 100}, owned_slots=frozenset({"ep-a"}))
     plan = P.decide(f)
     assert plan.weights == {"a": 0, "b": 100} and plan.decision("b").serving is not None
-    kept = P.route_not_written(f, plan)
-    assert kept.weights == {"a": 100} and not kept.write_route
-    assert kept.decision("a").serving == a.pin and kept.decision("b").serving is None
-    rep = report(f, kept, P.Outcome(route_error=(R.CHILD_REJECTED, "HTTPRoute ep: denied")))
+    refused = P.Outcome(route_error=(R.CHILD_REJECTED, "HTTPRoute ep: denied"))
+    # the status builder reports what the route still carries (the plan itself is not re-planned)
+    weights, serving = S.carried(f, plan, refused)
+    assert weights == {"a": 100} and plan.write_route
+    assert serving["a"] == a.pin and serving["b"] is None
+    rep = report(f, plan, refused)
+    assert [d.serving for d in rep.variants] == [a.pin, None]
     assert cond(rep, "Degraded") == ("True", R.CHILD_REJECTED)
     assert not [e for e in rep.events if e[1] == R.TRAFFIC_SHIFTED]
+    st = S.build_status(f, plan, refused)
+    assert st.fields["effectiveWeights"] == {"a": 100} and st.weights == {"a": 100}

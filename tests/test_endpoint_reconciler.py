@@ -448,7 +448,12 @@ def test_a_route_write_that_fails_transiently_is_retried_after_the_status_is_wri
     w.api.reject["ep"], w.api.reject_status = "etcd timeout", 503
     with pytest.raises(ApiException):
         w.rec.reconcile(NS, "ep")  # the work queue retries it with backoff
-    assert w.cond("Degraded")[:2] == ("True", R.CHILD_REJECTED)
+    # retried, not refused: progress (kstatus Reconciling), never Degraded/ChildRejected (Stalled)
+    status, reason, msg = w.cond("Progressing")
+    assert (status, reason) == ("True", R.CHILD_APPLY_RETRYING) and "etcd timeout" in msg
+    assert w.cond("RoutesReady")[:2] == ("False", R.CHILD_APPLY_RETRYING)
+    assert w.cond("Degraded")[0] == "False" and w.cond("Stalled")[0] == "False"
+    assert w.cond("Reconciling")[0] == "True"
 
 
 def test_router_switch_deletes_old_route_and_keeps_slots_until_observed() -> None:
@@ -601,7 +606,8 @@ def test_a_reconcile_that_wrote_is_not_settled() -> None:
 def test_a_drain_since_read_back_is_never_earlier_and_never_drifts() -> None:
     import random
 
-    from modelversioning.handlers.modelendpoint import _epoch, _rfc3339
+    from modelversioning.domain.timefmt import epoch as _epoch
+    from modelversioning.domain.timefmt import rfc3339 as _rfc3339
 
     rnd = random.Random(7)
     for _ in range(2000):

@@ -10,6 +10,7 @@ from modelversioning.analysis import Inconclusive
 from modelversioning.analysis.measure import QueryVars, measure
 from modelversioning.analysis.templates import Vars, builtin, render_query
 from modelversioning.api.strategy import MetricCheck, Strategy, seconds
+from modelversioning.domain import endpoint_rollout as ER
 from modelversioning.domain import rollout as RO
 
 STEPS = (
@@ -276,11 +277,11 @@ def test_a_canary_declared_at_zero_needs_no_rollout() -> None:
 
 
 def test_cap_below_stage_gives_the_rest_to_the_baseline() -> None:
-    assert RO.cap_below_stage({"stable": 0, "canary": 100}, "canary", "stable", 10) == {
+    assert ER.cap_below_stage({"stable": 0, "canary": 100}, "canary", "stable", 10) == {
         "stable": 90,
         "canary": 10,
     }
-    assert RO.cap_below_stage({"stable": 95, "canary": 5}, "canary", "stable", 10) == {
+    assert ER.cap_below_stage({"stable": 95, "canary": 5}, "canary", "stable", 10) == {
         "stable": 95,
         "canary": 5,
     }
@@ -302,7 +303,7 @@ def test_cap_below_stage_gives_the_rest_to_the_baseline() -> None:
     ],
 )
 def test_below_stage_allowed(stage, verified, required, cap, allowed) -> None:  # type: ignore[no-untyped-def]
-    assert RO.below_stage_allowed(stage, verified, required, cap) is allowed
+    assert ER.below_stage_allowed(stage, verified, required, cap) is allowed
 
 
 @pytest.mark.parametrize(
@@ -319,11 +320,11 @@ def test_below_stage_allowed(stage, verified, required, cap, allowed) -> None:  
 )  # fmt: skip
 def test_conditions_of_a_rollout(phase, reasons) -> None:  # type: ignore[no-untyped-def]
     st = RO.State("t", phase, 2, 0, 0, BEFORE, DECLARED, message="errors=0.4 > 0.05")
-    got = {c.type: (c.status, c.reason) for c in RO.conditions_of(st)}
+    got = {c.type: (c.status, c.reason) for c in ER.conditions_of(st)}
     assert got == reasons
     if phase in (RO.FAILED, RO.ABORTED):  # says where traffic went back to, and why
-        msg = RO.conditions_of(st)[0].message
-        assert "errors=0.4 > 0.05" in msg and RO.fmt_weights(BEFORE) in msg
+        msg = ER.conditions_of(st)[0].message
+        assert "errors=0.4 > 0.05" in msg and ER.fmt_weights(BEFORE) in msg
 
 
 def test_registry_update_records_finished_rollouts_and_grants_earned_promotions() -> None:
@@ -336,16 +337,16 @@ def test_registry_update_records_finished_rollouts_and_grants_earned_promotions(
         "spec_stage": "staging",
         "next_stage": "production",
     }
-    record, grant = RO.registry_update(won, promote_on_success=True, **kw)  # type: ignore[misc]
+    record, grant = ER.registry_update(won, promote_on_success=True, **kw)  # type: ignore[misc]
     assert (
         record["result"] == RO.SUCCEEDED and grant["to"] == "production" and grant["by"] == "ModelEndpoint/ep"
     )
-    assert RO.registry_update(won, promote_on_success=False, **kw)[1] == {}  # type: ignore[index]
+    assert ER.registry_update(won, promote_on_success=False, **kw)[1] == {}  # type: ignore[index]
     lost = RO.Outcome(replace(st, phase=RO.FAILED, message="errors=0.4"), dict(BEFORE), failed_now=True)
-    record, grant = RO.registry_update(lost, promote_on_success=True, **kw)  # type: ignore[misc]
+    record, grant = ER.registry_update(lost, promote_on_success=True, **kw)  # type: ignore[misc]
     assert record["result"] == RO.FAILED and grant == {}
     idle = RO.Outcome(st, dict(DECLARED))  # a later reconcile of a finished rollout writes nothing
-    assert RO.registry_update(idle, promote_on_success=True, **kw) is None  # type: ignore[arg-type]
+    assert ER.registry_update(idle, promote_on_success=True, **kw) is None  # type: ignore[arg-type]
 
 
 # ------------------------------------------------------------------------------ manual actions
@@ -494,7 +495,7 @@ def test_a_rollout_that_succeeds_without_a_promotion_is_recorded() -> None:
     st = RO.advance(RO.Inputs(quick, DECLARED, "t", {"stable": 95, "canary": 5}, False, 1, st)).state
     won = RO.advance(RO.Inputs(quick, DECLARED, "t", HALF, False, 2, st))
     assert won.succeeded_now and not won.promote and won.state.phase == RO.SUCCEEDED
-    update = RO.registry_update(won, promote_on_success=True, **kw)  # type: ignore[arg-type]
+    update = ER.registry_update(won, promote_on_success=True, **kw)  # type: ignore[arg-type]
     assert update is not None
     record, grant = update
     assert (record["endpoint"], record["result"], record["message"]) == (
@@ -506,17 +507,17 @@ def test_a_rollout_that_succeeds_without_a_promotion_is_recorded() -> None:
     # an earned success without promoteOnSuccess: recorded, no grant
     out = RO.advance(inputs(_at_manual_pause(), HALF, now=70, action=RO.Action("promote", "p", "jane")))
     assert out.succeeded_now and out.promote
-    got = RO.registry_update(out, promote_on_success=False, **kw)  # type: ignore[arg-type]
+    got = ER.registry_update(out, promote_on_success=False, **kw)  # type: ignore[arg-type]
     assert got is not None and got[0]["result"] == RO.SUCCEEDED and "errors=0.01 Passed" in got[0]["message"]
     assert got[1] == {}
     # a change applied at once (no steps ran) is not a rollout: nothing recorded
     at_once = RO.advance(RO.Inputs(PLAN, BEFORE, "t9", HALF, False, 0, None))
     assert at_once.state.phase == RO.SUCCEEDED
-    assert RO.registry_update(at_once, promote_on_success=True, **kw) is None  # type: ignore[arg-type]
+    assert ER.registry_update(at_once, promote_on_success=True, **kw) is None  # type: ignore[arg-type]
 
 
 def test_the_handler_keeps_the_last_action_and_the_strategy_in_status() -> None:
-    from modelversioning.handlers.rollout import state_from, status_of
+    from modelversioning.domain.rollout_status import state_from, status_of
 
     st = replace(
         _at_manual_pause(),

@@ -1,5 +1,6 @@
 """`kubectl models rollout status [-w] | promote | abort | retry` against a fake cluster whose
-"operator" is the real rollout planner (handlers.rollout.plan_rollout, no analysis): the annotations
+"operator" is the real rollout decision (handlers.rollout.rollout_facts, then
+domain.endpoint_rollout.decide_rollout, no analysis): the annotations
 the CLI writes, who it says asked, what the operator makes of them, the output and the exit codes."""
 
 from __future__ import annotations
@@ -21,7 +22,9 @@ from modelversioning.api.wire import (
 from modelversioning.cli.kubectl_models import app
 from modelversioning.cli.models import app as app_module
 from modelversioning.cli.models.kube import MODELENDPOINTS, WaitTimeout
-from modelversioning.handlers.rollout import plan_rollout
+from modelversioning.domain.endpoint_rollout import decide_rollout
+from modelversioning.domain.rollout_status import status_of
+from modelversioning.handlers.rollout import rollout_facts
 
 USER = "jane@example.com"
 STRATEGY = {
@@ -91,10 +94,11 @@ class FakeCluster:
             "stable": ("production", True),
             "canary": ("production", True),
         }
-        out = plan_rollout(self.ep, spec, both, {}, Settings(), now=self.now)
-        assert out is not None
+        facts = rollout_facts(self.ep, spec, both, {}, Settings(), now=self.now)
+        assert facts is not None
+        out = decide_rollout(facts)
         st = self.ep["status"]
-        st["rollout"] = out.status
+        st["rollout"] = status_of(out.outcome.state, out.promoted)
         st["effectiveWeights"] = dict(out.weights)
         st["observedGeneration"] = self.ep["metadata"]["generation"]
 

@@ -223,3 +223,46 @@ def test_a_strategy_edit_starts_a_failed_rollout_again_never_on_an_ineligible_ve
         tick(w, 10)
         assert weights(w).get("2.4.1", 0) == 0
     assert w.status()["rollout"]["phase"] == "Progressing"
+
+
+class _NoVersionReadsAfterTheDecision:
+    """The reconciler's view of the Store: reading a ModelVersion once the plan is decided fails."""
+
+    def __init__(self, store: Any, decided: list[int]) -> None:
+        self._store, self._decided = store, decided
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    def get(self, kind: str, namespace: str, name: str) -> Any:
+        assert not (self._decided and kind == "ModelVersion"), f"read {name} after the decision"
+        return self._store.get(kind, namespace, name)
+
+
+def test_the_stage_a_rollout_earns_is_decided_with_the_plan_not_read_while_acting(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from modelversioning.domain import endpoint_plan
+
+    w = World()
+    w.version("2.3.8", OLD)
+    w.version("2.4.1", NEW, stage="staging")
+    quick = {"canary": {"variant": "canary", "baseline": "stable", "steps": [{"setWeight": 50}],
+                        "promoteOnSuccess": True}}  # fmt: skip
+    w.endpoint(split(100, 0), strategy=quick, requiredStage="staging")
+    w.settle()
+    decided: list[int] = []
+    real = endpoint_plan.decide
+    monkeypatch.setattr(endpoint_plan, "decide", lambda f: (decided.append(1), real(f))[1])
+    w.rec.store = _NoVersionReadsAfterTheDecision(w.store, decided)  # type: ignore[assignment]
+    w.endpoint(split(0, 100), strategy=quick, requiredStage="staging")
+    for _ in range(3):
+        decided.clear()
+        w.reconcile()
+        w.deployments_available()
+        w.watch()
+    assert w.status()["rollout"]["phase"] == "Succeeded"
+    grant = json.loads(w.api.annotations["m-v2.4.1"]["modelversioning.io/rollout-promotion"])
+    assert (grant["from"], grant["to"], grant["by"]) == ("staging", "production", "ModelEndpoint/ep")
+    record = json.loads(w.api.annotations["m-v2.4.1"]["modelversioning.io/rollout-record"])
+    assert record["result"] == "Succeeded"

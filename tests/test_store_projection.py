@@ -26,6 +26,7 @@ from modelversioning.api.settings import Settings
 from modelversioning.api.wire import ROLLOUT_ACTION_ANNOTATION, ROLLOUT_ACTION_ID_ANNOTATION
 from modelversioning.domain import endpoint_plan as plan_
 from modelversioning.domain import registry
+from modelversioning.domain.endpoint_status import build_status
 from modelversioning.domain.model_plan import decide as decide_model
 from modelversioning.domain.version_plan import decide as decide_version
 from modelversioning.handlers import store as store_mod
@@ -210,7 +211,7 @@ def endpoint_decisions(store: Store) -> dict[str, Any]:
     g = rec.gather(body, spec)
     plan = plan_.decide(g.facts)
     outcome = plan_.Outcome({}, None, "", ())
-    report = plan_.report(g.facts, plan, outcome, {})
+    report = build_status(g.facts, plan, outcome)
     drift = {}
     for variant, (dep, svc) in g.slots.items():
         for desired in (dep, svc):
@@ -224,7 +225,7 @@ def endpoint_decisions(store: Store) -> dict[str, Any]:
         "facts": g.facts,
         "slots": g.slots,
         "conflicts": g.conflicts,
-        "rollout": g.rollout,
+        "rollout": g.facts.rollout,
         "plan": plan,
         "report": report,
         "drift": drift,

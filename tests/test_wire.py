@@ -11,7 +11,7 @@ import pytest
 
 from modelversioning.api import wire
 from modelversioning.artifacts.errors import TRANSIENT_REASONS, Reason
-from modelversioning.domain import endpoint_plan, kstatus
+from modelversioning.domain import endpoint_plan, endpoint_status, kstatus
 
 OPERATOR = Path(__file__).resolve().parents[1] / "operator" / "modelversioning"
 
@@ -129,7 +129,7 @@ EXPECTED = {
         "MissingVersion", "InvalidVersion", "DigestMismatch", "ModelVersionReplaced", "ChildRejected",
         "ChildConflict", "InvalidSpec",
     },
-    "transient": {"NotFound", "FetchFailed"},
+    "transient": {"NotFound", "FetchFailed", "ChildApplyRetrying"},
     "no_slot": {
         "URIRefused", "DigestMismatch", "SizeMismatch", "LimitExceeded", "AccessDenied", "VersionReused",
         "ArtifactDeleted",
@@ -145,7 +145,7 @@ def test_each_reason_property_is_declared_once_for_the_right_reasons(prop: str) 
 def test_the_readers_use_the_registry_tables() -> None:
     assert kstatus.ENDPOINT_STALLED == wire.ENDPOINT_STALLS == EXPECTED["stalls_endpoint"]
     assert kstatus.VERSION_STALLED == wire.VERSION_STALLS == EXPECTED["stalls_version"]
-    assert endpoint_plan.PERMANENT == wire.PERMANENT
+    assert endpoint_status.PERMANENT == wire.PERMANENT
     assert endpoint_plan.NO_SLOT_REASONS == wire.NO_SLOT
     assert TRANSIENT_REASONS == wire.TRANSIENT
     assert {r.value for r in Reason} <= set(wire.REASONS)

@@ -226,6 +226,14 @@ CHILD_REJECTED = reason(
     stalls_endpoint=True,
     permanent=True,
 )
+CHILD_APPLY_RETRYING = reason(
+    "ChildApplyRetrying",
+    _EV,
+    _EC,
+    meaning="a write of a slot's Deployment/Service or of the route failed in a way the operator retries "
+    "with backoff (5xx, 429, no answer): Progressing=True, never stalled",
+    transient=True,
+)
 CHILD_CONFLICT = reason(
     "ChildConflict",
     _EV,

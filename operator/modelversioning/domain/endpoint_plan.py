@@ -1,9 +1,11 @@
-"""What a ModelEndpoint reconcile should do, decided purely from facts (gather -> decide -> act).
+"""What a ModelEndpoint reconcile should do, decided in one pass, purely, from its facts.
 
-The handler gathers an ``EndpointFacts`` from the watch cache; ``decide`` returns a ``Plan``
-(slots to apply, the route's destinations or "leave the route alone", slots to delete, drain
-bookkeeping); the handler applies it and reports what the API server refused as an
-``Outcome``; ``report`` turns facts + plan + outcome into the status, conditions and Events.
+The handler gathers an ``EndpointFacts`` (the watch cache; for a rollout also status.rollout, the
+action annotations and the measurements due now); ``decide`` returns the whole ``Plan``: the rollout's
+next state, its step weights and the record it writes (``endpoint_rollout``), the slots to apply, the
+route's destinations or "leave the route alone", slots to delete, drain bookkeeping and when to look
+again. The handler executes it and reports what it observed as an ``Outcome``;
+``endpoint_status.build_status(facts, plan, outcome)`` gives the whole status, conditions and Events.
 
 Slots. A variant is served by a *slot*: one Deployment + one Service for one pod template
 (version, digest, image, resources...). Changing what a variant serves creates a new slot; the
@@ -14,92 +16,31 @@ the routes observed through the watch no longer point at it, plus a grace period
 
 First promise: a destination in the plan is always a slot that is eligible now, or the pinned
 slot that was eligible when it was pinned and still runs the same verified digest; when no
-variant is eligible the route is left exactly as it is.
+variant is eligible the route is left exactly as it is. A rollout's step weights only replace the
+declared weights: they never make a variant eligible (the one bounded exception, a canary one stage
+below requiredStage under an analysis with maxWeightBelowStage, is ``below_ok``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 from modelversioning.api import wire as R
-from modelversioning.domain import kstatus
-from modelversioning.domain.conditions import FALSE, TRUE, Cond
+from modelversioning.domain.endpoint_facts import (
+    ApiError,
+    EndpointFacts,
+    Outcome,
+    Pin,
+    RecordTarget,
+    RolloutFacts,
+    SlotFacts,
+    VariantFacts,
+    VersionFacts,
+)
+from modelversioning.domain.endpoint_rollout import RolloutDecision, decide_rollout
 from modelversioning.domain.stages import Stage, has_reached, one_below
 from modelversioning.domain.traffic import TOTAL, VariantInput, apportion, effective_split, validate_declared
-
-# --------------------------------------------------------------------------------------- facts
-
-
-@dataclass(frozen=True)
-class VersionFacts:
-    """The ModelVersion a variant's version resolves to, as the watch cache has it."""
-
-    name: str
-    uid: str
-    version: str
-    digest: str  # spec.artifact.sha256
-    verified: bool  # ArtifactVerified=True for exactly this digest
-    verify_reason: str  # ArtifactVerified's reason (why not, when not verified)
-    stage: str | None  # status.stage
-
-
-@dataclass(frozen=True)
-class SlotFacts:
-    """A slot's Deployment as observed (exists=False: not created yet)."""
-
-    name: str
-    exists: bool = False
-    available: bool = False
-    ready_replicas: int = 0
-    replicas: int = 0  # spec.replicas of the live Deployment
-    why: str = "Deployment not created yet"
-
-
-@dataclass(frozen=True)
-class Pin:
-    """The slot a variant's traffic is pinned to, with what its pods verified."""
-
-    version: str
-    uid: str
-    digest: str
-    slot: str
-
-
-@dataclass(frozen=True)
-class VariantFacts:
-    name: str
-    version: str
-    weight: int
-    replicas: int
-    mirror: bool
-    mv: VersionFacts | None  # None: missing or invalid (see problem)
-    problem: tuple[str, str] | None = None  # (reason, message) when the version cannot be served
-    desired: SlotFacts | None = None  # the slot spec asks for; None when it cannot be rendered
-    pin: Pin | None = None  # from status
-    pinned: SlotFacts | None = None  # observed state of pin.slot
-    pinned_mv: VersionFacts | None = None  # the ModelVersion named by pin.version, now
-    accept_replaced: bool = False  # the user accepted a re-created ModelVersion (annotation)
-    below_ok: bool = False  # a rollout's canary may take its bounded share one stage below requiredStage
-    min_replicas: int | None = None  # set: replicas follow the share (`replicas` is the count at 100 %)
-
-
-@dataclass(frozen=True)
-class EndpointFacts:
-    required_stage: str
-    variants: tuple[VariantFacts, ...]
-    previous_weights: Mapping[str, int]  # status.effectiveWeights
-    allow_major_mix: bool
-    router: str
-    router_problem: tuple[str, str] | None  # (reason, message): unknown or disabled router
-    owned_slots: frozenset[str]  # names of every Deployment/Service the endpoint controls
-    routed: Mapping[str, int]  # Service -> weight in the routes observed through the watch
-    routes_known: bool  # False: a route kind we cannot see, or a route write not yet observed
-    draining: Mapping[str, float]  # slot -> since (epoch seconds), from status
-    now: float
-    drain_seconds: float
-    mirror_supported: bool = True  # the router can mirror (platform setting for Gateway API)
-
 
 # ---------------------------------------------------------------------------------------- plan
 
@@ -139,22 +80,13 @@ class Plan:
     mirror: Destination | None
     delete: tuple[str, ...]  # slots to delete now
     draining: dict[str, float]  # slot -> since, to record
-    requeue_after: float | None
+    requeue_after: float | None  # the sooner of a drain's end and the rollout's next look
+    # the variants as the plan aimed for them: declared weights replaced by the rollout's step weights
+    aimed: tuple[VariantFacts, ...] = ()
+    rollout: RolloutDecision | None = None
 
     def decision(self, name: str) -> VariantDecision:
         return next(d for d in self.variants if d.name == name)
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """What the handler could not do: API errors per variant, and a route the router refused."""
-
-    variant_errors: Mapping[str, tuple[str, str]] = field(default_factory=dict)  # name -> (reason, msg)
-    # (reason, message): the route was not written (RenderError: InvalidSpec; an object of its name
-    # that is not ours: ChildConflict; refused by the API server: ChildRejected)
-    route_error: tuple[str, str] | None = None
-    route_message: str = ""  # router.describe() when the route was written
-    deleted: tuple[str, ...] = ()
 
 
 # -------------------------------------------------------------------------------------- decide
@@ -292,6 +224,23 @@ def decide_variant(
 
 
 def decide(f: EndpointFacts) -> Plan:
+    """The whole decision: with a strategy, the rollout first (its next state, step weights, conditions,
+    Events, record); its step weights then replace the declared weights as the traffic plan's input,
+    and the traffic plan decides eligibility exactly as without a rollout."""
+    if f.rollout is None:
+        return _traffic(f)
+    ro = decide_rollout(f.rollout)
+    aimed = tuple(
+        replace(v, weight=ro.weights.get(v.name, v.weight), below_ok=v.name == ro.below_ok)
+        for v in f.variants
+    )
+    plan = _traffic(replace(f, variants=aimed))
+    waits = [t for t in (plan.requeue_after, ro.requeue_after) if t]
+    return replace(plan, rollout=ro, requeue_after=min(waits) if waits else None)
+
+
+def _traffic(f: EndpointFacts) -> Plan:
+    """The traffic plan for the variants as aimed (one pass of the eligibility rules)."""
     required = Stage(f.required_stage)
     decisions = tuple(
         decide_variant(v, required, f.routed, int(f.previous_weights.get(v.name, 0))) for v in f.variants
@@ -339,6 +288,7 @@ def decide(f: EndpointFacts) -> Plan:
         delete=delete,
         draining=draining,
         requeue_after=requeue,
+        aimed=f.variants,
     )
 
 
@@ -389,172 +339,21 @@ def _drain(
     return tuple(delete), draining, (min(waits) if waits else None)
 
 
-# -------------------------------------------------------------------------------------- report
-
-
-@dataclass(frozen=True)
-class Report:
-    conditions: tuple[Cond, ...]
-    events: tuple[tuple[str, str, str], ...]  # (type, reason, message)
-    variants: tuple[VariantDecision, ...]  # with API errors folded in
-
-
-PERMANENT = R.PERMANENT  # a variant with one of these is bad until its spec changes
-
-
-def _with_errors(plan: Plan, out: Outcome) -> tuple[VariantDecision, ...]:
-    res = []
-    for d in plan.variants:
-        err = out.variant_errors.get(d.name)
-        if err is None:
-            res.append(d)
-            continue
-        reason, msg = err
-        if d.serving is not None and d.eligible:
-            msg = f"{msg}; traffic stays on {d.serving.version} (slot {d.serving.slot})"
-        res.append(VariantDecision(d.name, d.eligible, reason, msg, d.serving, d.apply, d.replicas))
-    return tuple(res)
-
-
-def route_not_written(f: EndpointFacts, plan: Plan) -> Plan:
-    """The plan as it stands when its route could not be written: the route still carries the
-    previous split, so status, servedBy and metrics keep reporting that (the previous weights and
-    each variant's pinned slot) instead of the traffic the plan had aimed for."""
-    pins = {v.name: v.pin for v in f.variants}
-    variants = tuple(replace(d, serving=pins.get(d.name)) for d in plan.variants)
-    weights = {k: int(w) for k, w in f.previous_weights.items()}
-    return replace(plan, variants=variants, weights=weights, write_route=False)
-
-
-def report(
-    f: EndpointFacts,
-    plan: Plan,
-    out: Outcome,
-    previous_conditions: Mapping[str, tuple[str, str]],  # type -> (status, reason)
-) -> Report:
-    """Conditions (Ready, RoutesReady, Progressing, Degraded) and Events from facts, plan and outcome."""
-    variants = _with_errors(plan, out)
-    route_ok = not plan.declared_problems and f.router_problem is None and out.route_error is None
-    conds = _route_conditions(f, plan, out)
-    converged, progressing = _progressing(f, plan, variants, route_ok)
-    conds.append(progressing)
-    if route_ok:
-        conds.append(_degraded(f, plan, variants))
-    degraded = next(c for c in conds if c.type == "Degraded")
-    ready = route_ok and converged and degraded.status == FALSE
-    if ready:
-        conds.insert(0, Cond("Ready", TRUE, R.READY, "serving as declared"))
-    elif degraded.status == TRUE:
-        conds.insert(0, Cond("Ready", FALSE, degraded.reason, degraded.message))
-    else:
-        conds.insert(0, Cond("Ready", FALSE, R.PROGRESSING, progressing.message))
-    events: list[tuple[str, str, str]] = []
-    if dict(f.previous_weights) != plan.weights and route_ok and plan.write_route:
-        shifted = f"effective weights {_fmt(f.previous_weights)} -> {_fmt(plan.weights)}"
-        events.append(("Normal", R.TRAFFIC_SHIFTED, shifted))
-    # a new endpoint waiting for its first verified variant is told by its conditions; a Warning is
-    # for traffic that has nowhere to go (2,000 of them in a fleet of new endpoints otherwise)
-    first_wait = degraded.reason == R.NO_ELIGIBLE_VARIANT and not f.previous_weights
-    if (
-        degraded.status == TRUE
-        and previous_conditions.get("Degraded") != (TRUE, degraded.reason)
-        and not first_wait
-    ):
-        events.append(("Warning", degraded.reason, degraded.message))
-    for slot in out.deleted:
-        gone = f"deleted slot {slot}: no route has pointed at it for {f.drain_seconds:g}s"
-        events.append(("Normal", R.SLOT_DELETED, gone))
-    return Report(tuple(conds), tuple(events), variants)
-
-
-def _route_conditions(f: EndpointFacts, plan: Plan, out: Outcome) -> list[Cond]:
-    """RoutesReady, and Degraded when the routes are left alone for a reason of the spec or platform."""
-    if plan.declared_problems:
-        msg = "; ".join(m for _, m in plan.declared_problems)
-        reasons = {r for r, _ in plan.declared_problems}
-        reason = R.MAJOR_VERSION_MIX if R.MAJOR_VERSION_MIX in reasons else R.INVALID_SPLIT
-        return [
-            Cond("Degraded", TRUE, reason, f"{msg}; existing routes are left unchanged"),
-            Cond("RoutesReady", FALSE, R.ROUTE_NOT_APPLIED, msg),
-        ]
-    if f.router_problem is not None:
-        reason, msg = f.router_problem
-        return [
-            Cond("Degraded", TRUE, reason, f"{msg}; existing routes are left unchanged"),
-            Cond("RoutesReady", FALSE, R.ROUTE_NOT_APPLIED, msg),
-        ]
-    if out.route_error is not None:
-        reason, msg = out.route_error
-        return [
-            Cond("Degraded", TRUE, reason, f"{msg}; existing routes are left unchanged"),
-            Cond("RoutesReady", FALSE, reason, msg),
-        ]
-    if f.router == "none":
-        msg = (
-            "router none: traffic is not split; each variant is reachable on the Service in "
-            "status.variants[].serving.slot"
-        )
-        return [Cond("RoutesReady", TRUE, R.NO_ROUTER, msg)]
-    if plan.held or not plan.destinations:
-        return [Cond("RoutesReady", FALSE, R.NO_ELIGIBLE_VARIANT, plan.split_message)]
-    return [Cond("RoutesReady", TRUE, R.ROUTE_APPLIED, out.route_message)]
-
-
-def _progressing(
-    f: EndpointFacts, plan: Plan, variants: tuple[VariantDecision, ...], route_ok: bool
-) -> tuple[bool, Cond]:
-    """(converged, Progressing): converged = every weighted variant served by its desired slot and
-    the effective weights equal the declared ones."""
-    weighted = [(v, d) for v, d in zip(f.variants, variants, strict=True) if v.weight > 0 or v.mirror]
-    converged = all(
-        d.eligible and d.serving is not None and v.desired is not None and d.serving.slot == v.desired.name
-        for v, d in weighted
-    ) and all(plan.weights.get(v.name, 0) == v.weight for v in f.variants if not v.mirror)
-    if converged and route_ok:
-        return True, Cond("Progressing", FALSE, R.CONVERGED, "effective weights match the declared weights")
-    waiting = [f"{d.name}: {d.message}" for v, d in weighted if d.reason != R.ELIGIBLE]
-    why = R.BLOCKED if not route_ok else plan.split_reason
-    if why == R.AS_DECLARED and waiting:
-        why = R.ROLLING_OUT
-    return converged, Cond("Progressing", TRUE, why, "; ".join(waiting) or plan.split_message)
-
-
-def _degraded(f: EndpointFacts, plan: Plan, variants: tuple[VariantDecision, ...]) -> Cond:
-    mirror = next((v for v in f.variants if v.mirror), None)
-    if mirror is not None and not f.mirror_supported:
-        msg = (
-            f"router {f.router} cannot mirror here (the platform has not declared HTTPRouteRequestMirror "
-            f"support, operator setting serving.gatewayApiFeatures): variant {mirror.name} gets no copies"
-        )
-        return Cond("Degraded", TRUE, R.MIRROR_UNSUPPORTED, msg)
-    bad = [d for d in variants if d.reason in PERMANENT or d.held_scale]
-    if bad:
-        first = bad[0]
-        reason = R.SCALE_DOWN_HELD if first.held_scale and first.reason not in PERMANENT else first.reason
-        return Cond("Degraded", TRUE, reason, "; ".join(f"{d.name}: {_held(d)}" for d in bad))
-    if plan.held or not plan.weights:
-        return Cond("Degraded", TRUE, R.NO_ELIGIBLE_VARIANT, plan.split_message)
-    return Cond("Degraded", FALSE, R.AS_EXPECTED, "no problems detected")
-
-
-def _held(d: VariantDecision) -> str:
-    if d.held_scale and d.reason not in PERMANENT:
-        return (
-            f"replicas 0 is held at {d.replicas} while the variant's slot still carries traffic; "
-            "it scales down once the routes no longer point at it"
-        )
-    return d.message
-
-
-def _fmt(w: Mapping[str, int]) -> str:
-    return ",".join(f"{k}={v}" for k, v in sorted(w.items())) or "none"
-
-
-def finish_report(
-    rep: Report, rollout_conditions: tuple[Cond, ...], rollout_events: tuple[tuple[str, str, str], ...]
-) -> Report:
-    """A rollout that is not done overrides Ready/Progressing (and Degraded when it failed); then the
-    kstatus conditions (Reconciling, Stalled) follow from the result."""
-    override = {c.type: c for c in rollout_conditions}
-    conds = tuple(override.pop(c.type, c) for c in rep.conditions) + tuple(override.values())
-    return Report(conds + kstatus.for_endpoint(conds), rep.events + rollout_events, rep.variants)
+__all__ = [
+    "NO_SLOT_REASONS",
+    "ApiError",
+    "Destination",
+    "EndpointFacts",
+    "Outcome",
+    "Pin",
+    "Plan",
+    "RecordTarget",
+    "RolloutFacts",
+    "SlotFacts",
+    "VariantDecision",
+    "VariantFacts",
+    "VersionFacts",
+    "decide",
+    "decide_variant",
+    "replicas_for",
+]

@@ -3,8 +3,9 @@
 The spec's weights are the end state. ``advance`` takes the rollout state from status, what was
 measured this reconcile and any manual action, and returns the next state and the *step weights*:
 the split the endpoint should aim for now. Those step weights replace the declared weights as input
-to the traffic plan (``endpoint_plan.decide``), so every safety rule of the plan still applies: a step
-never sends traffic to a variant that is not eligible, it only caps what an eligible canary may take.
+to the traffic plan (``endpoint_plan.decide``, through ``endpoint_rollout.decide_rollout``), so every
+safety rule of the plan still applies: a step never sends traffic to a variant that is not eligible,
+it only caps what an eligible canary may take.
 
 State lives in status.rollout, so a restarted operator resumes at the same step with the same
 weights; nothing here depends on wall-clock except through ``now``.
@@ -29,8 +30,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from modelversioning.api import wire as R
-from modelversioning.domain.conditions import FALSE, TRUE, Cond
-from modelversioning.domain.stages import Stage, has_reached, one_below
 
 PROGRESSING, PAUSED, SUCCEEDED, FAILED, ABORTED = "Progressing", "Paused", "Succeeded", "Failed", "Aborted"
 DONE = frozenset({SUCCEEDED, FAILED, ABORTED})
@@ -456,72 +455,3 @@ def _summary(st: State) -> str:
         last[m.metric] = m
     parts = [_line(m) for m in last.values()]
     return "; ".join(parts) or "no measurements"
-
-
-def below_stage_allowed(stage: str | None, verified: bool, required: str, cap: int | None) -> bool:
-    """May the canary take traffic (at most `cap`) while its version is one stage below the endpoint's
-    requiredStage? Only when the strategy sets a cap, the artifact is verified, and the version has not
-    reached the required stage but has reached the stage right below it (never two stages below, never
-    archived)."""
-    if cap is None or not verified or stage is None:
-        return False
-    req = Stage(required)
-    return not has_reached(stage, req) and has_reached(stage, one_below(req))
-
-
-def conditions_of(st: State) -> tuple[Cond, ...]:
-    """Ready/Progressing/Degraded while a rollout is not done (they override the endpoint's own);
-    nothing once it succeeded."""
-    if st.phase in (FAILED, ABORTED):
-        reason = R.ROLLOUT_FAILED if st.phase == FAILED else R.ROLLOUT_ABORTED
-        msg = f"rollout {st.phase.lower()}: {st.message}; traffic is back on {fmt_weights(st.start_weights)}"
-        return (
-            Cond("Ready", FALSE, reason, msg),
-            Cond("Degraded", TRUE, reason, msg),
-            Cond("Progressing", FALSE, reason, "retry, or change the spec, to start again"),
-        )
-    if st.phase in (PROGRESSING, PAUSED):
-        msg = f"rollout step {st.step}: {st.message} (weights {fmt_weights(st.weights)})"
-        reason = R.ROLLOUT_PAUSED if st.phase == PAUSED else R.ROLLING_OUT
-        return (Cond("Ready", FALSE, reason, msg), Cond("Progressing", TRUE, reason, msg))
-    return ()
-
-
-def fmt_weights(w: Mapping[str, int]) -> str:
-    return ",".join(f"{k}={v}" for k, v in sorted(dict(w).items())) or "none"
-
-
-def cap_below_stage(weights: Mapping[str, int], canary: str, baseline: str, cap: int) -> dict[str, int]:
-    """A canary whose version is one stage below requiredStage never takes more than `cap`, whatever
-    the phase; what it may not take goes to the baseline."""
-    out = {k: int(v) for k, v in weights.items()}
-    share = min(out.get(canary, 0), cap)
-    out[baseline] = out.get(baseline, 0) + out.get(canary, 0) - share
-    out[canary] = share
-    return out
-
-
-def registry_update(
-    out: Outcome,
-    *,
-    endpoint: str,
-    at: str,
-    stage: str,
-    spec_stage: str,
-    promote_on_success: bool,
-    next_stage: str | None,
-) -> tuple[dict[str, str], dict[str, str]] | None:
-    """What a finished rollout writes on its canary's ModelVersion: (record, grant); None when this
-    reconcile did not finish a rollout (a change applied at once, with no steps, is not a rollout).
-    Every rollout that ends is recorded: Succeeded (promoted or not), Failed, Aborted. The grant (one
-    step up, to `next_stage`) only on an earned success with promoteOnSuccess; empty otherwise."""
-    aborted_now = any(e[1] == R.ROLLOUT_ABORTED for e in out.events)
-    if not (out.succeeded_now or out.failed_now or aborted_now):
-        return None
-    record = {"endpoint": endpoint, "result": out.state.phase, "at": at,
-              "message": (out.summary or out.state.message)[:1024]}  # fmt: skip
-    grant: dict[str, str] = {}
-    if out.promote and promote_on_success and next_stage is not None:
-        grant = {"to": next_stage, "from": stage, "specStage": spec_stage, "by": f"ModelEndpoint/{endpoint}",
-                 "reason": f"rollout on {endpoint} succeeded: {out.summary}"[:1024]}  # fmt: skip
-    return record, grant

@@ -1,23 +1,24 @@
 """ModelEndpoint reconciler: gather -> decide -> act.
 
 gather: read the endpoint, its ModelVersions, its slots (per-version Deployment + Service) and its
-        routes from the watch-fed Store into ``domain.endpoint_plan.EndpointFacts``, rendering the
-        desired slot of every variant on the way (pure renderers);
-decide: ``endpoint_plan.decide`` (pure) returns the plan;
+        routes from the watch-fed Store into ``domain.endpoint_facts.EndpointFacts``, rendering the
+        desired slot of every variant on the way (pure renderers); with a strategy also the rollout's
+        facts: status.rollout, the action annotations, the canary's version and the measurements due
+        now (``handlers.rollout``);
+decide: ``endpoint_plan.decide`` (pure) returns the whole plan, the rollout's included;
 act:    apply the desired slots (one variant's API error never stops the others), write the route
-        or leave it alone, delete drained slots; then ``endpoint_plan.report`` (pure) gives the
-        conditions and Events, and one status patch is sent if anything changed.
+        or leave it alone, delete drained slots; ``endpoint_status.build_status`` (pure) makes the whole
+        status from facts, plan and what act observed; one status patch is sent if anything changed,
+        then the Events and the rollout's record on the canary's ModelVersion.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from dataclasses import dataclass
 from typing import Any
 
 from kubernetes.client.exceptions import ApiException
@@ -31,12 +32,25 @@ from modelversioning.api.modelversion import ModelVersionSpec, expected_name
 from modelversioning.api.settings import Settings
 from modelversioning.api.wire import PROMOTION_ANNOTATION, ROLLOUT_RECORD_ANNOTATION
 from modelversioning.domain import conditions as cond
-from modelversioning.domain import endpoint_plan as plan_
-from modelversioning.domain.conditions import FALSE, TRUE, Cond
-from modelversioning.domain.rollout import registry_update
-from modelversioning.domain.stages import Stage
-from modelversioning.domain.version_plan import next_promotion
+from modelversioning.domain import endpoint_plan, endpoint_status
+from modelversioning.domain.conditions import TRUE
+from modelversioning.domain.endpoint_facts import (
+    ApiError,
+    EndpointFacts,
+    Outcome,
+    RecordTarget,
+    RolloutFacts,
+    SlotFacts,
+    VariantFacts,
+    VersionFacts,
+)
+from modelversioning.domain.endpoint_plan import Plan
+from modelversioning.domain.endpoint_rollout import RolloutRecord
+from modelversioning.domain.endpoint_status import EndpointStatus
+from modelversioning.domain.timefmt import epoch
+from modelversioning.handlers import endpoint_parse as parse
 from modelversioning.handlers.drift import diff, status_changed
+from modelversioning.handlers.endpoint_parse import deployment_state
 from modelversioning.handlers.instrument import instrumented
 from modelversioning.handlers.kube import (
     DEPLOYMENT,
@@ -48,8 +62,8 @@ from modelversioning.handlers.kube import (
     Kube,
     counting_writes,
 )
-from modelversioning.handlers.rollout import RolloutResult, plan_rollout
-from modelversioning.handlers.store import Store, controller_of
+from modelversioning.handlers.rollout import rollout_facts
+from modelversioning.handlers.store import Store
 from modelversioning.handlers.workqueue import Requeue, is_drift_check
 from modelversioning.render import EndpointRef, RenderError, RouteInput, VariantTarget, render_deployment
 from modelversioning.render.routers import UnknownRouter, get_router, router_names
@@ -60,62 +74,13 @@ log = logging.getLogger(__name__)
 KIND = "ModelEndpoint"
 
 
-def deployment_state(dep: dict[str, Any] | None) -> plan_.SlotFacts:
-    """A slot's Deployment as observed: Available with all its replicas, and why not."""
-    if dep is None:
-        return plan_.SlotFacts(name="")
-    name = dep["metadata"]["name"]
-    st = dep.get("status") or {}
-    want = int((dep.get("spec") or {}).get("replicas", 1) or 0)
-    ready = int(st.get("readyReplicas") or 0)
-
-    def state(ok: bool, why: str) -> plan_.SlotFacts:
-        return plan_.SlotFacts(name, True, ok, ready, want, why)
-
-    if int(st.get("observedGeneration") or 0) < int(dep["metadata"].get("generation") or 0):
-        return state(False, "Deployment update not yet observed")
-    if want == 0:
-        return state(False, "Deployment has 0 replicas")
-    updated, available = int(st.get("updatedReplicas") or 0), int(st.get("availableReplicas") or 0)
-    if updated < want or available < want or ready < want:
-        return state(False, f"{available}/{want} replicas available")
-    if not cond.is_true(st.get("conditions"), "Available"):
-        return state(False, "Deployment is not Available")
-    return state(True, "Deployment is available")
-
-
 @dataclass
 class Gathered:
-    facts: plan_.EndpointFacts
+    facts: EndpointFacts
     spec: ModelEndpointSpec
     ref: EndpointRef
     slots: dict[str, tuple[dict[str, Any], dict[str, Any]]]  # variant -> (Deployment, Service) desired
     conflicts: dict[str, str]  # variant -> why its slot name is taken
-    rollout: RolloutResult | None = None
-
-
-def _epoch(ts: str) -> float:
-    try:
-        return datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return time.time()
-
-
-def _rfc3339(t: float) -> str:
-    """Milliseconds, rounded up: a drain's `since` read back is never earlier than it was (whole
-    seconds cut a 1 s grace period to as little as 0.2 s)."""
-    t = math.ceil(t * 1000 - 1e-3) / 1000  # (a time read back from milliseconds stays as it is)
-    return datetime.fromtimestamp(t, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def _accepted(annotations: dict[str, Any]) -> dict[str, str]:
-    """variant -> sha256 prefix the user accepted for a re-created ModelVersion."""
-    out: dict[str, str] = {}
-    for part in str(annotations.get(R.ACCEPT_REPLACED_ANNOTATION, "")).split(","):
-        variant, _, prefix = part.strip().partition("=")
-        if variant and len(prefix) >= 12:
-            out[variant] = prefix.lower()
-    return out
 
 
 class ModelEndpointReconciler:
@@ -165,49 +130,34 @@ class ModelEndpointReconciler:
         try:
             spec = ModelEndpointSpec.model_validate(body.get("spec") or {})
         except ValidationError as e:
-            self._invalid(body, status, validation_message(e))
+            self._write_status(body, status, endpoint_status.invalid_status(status, validation_message(e)))
             return False
         g = self.gather(body, spec)
-        plan = plan_.decide(g.facts)
-        outcome, transient = self.act(g, plan)
-        if outcome.route_error is not None:
-            plan = plan_.route_not_written(g.facts, plan)
-        rep = with_rollout(plan_.report(g.facts, plan, outcome, _previous(status)), g.rollout)
-        self._finish(body, status, self._status(g, plan, rep), rep)
-        self._metrics(g, plan)
-        if g.rollout is not None:
-            self._record_rollout(g, g.rollout)
-        if transient:
-            raise transient
-        waits = [t for t in (plan.requeue_after, g.rollout.requeue_after if g.rollout else None) if t]
-        if waits:
-            raise Requeue(min(waits), "draining or rolling out")
-        return g.rollout is None
+        plan = endpoint_plan.decide(g.facts)
+        outcome, retry = self.act(g, plan)
+        built = endpoint_status.build_status(g.facts, plan, outcome)
+        self._write_status(body, status, built)
+        self._metrics(g, plan, built)
+        if plan.rollout is not None and plan.rollout.record is not None:
+            self._record_rollout(g, plan.rollout.record)
+        if retry is not None:
+            raise retry  # the work queue retries with backoff; the status says ChildApplyRetrying
+        if plan.requeue_after:
+            raise Requeue(plan.requeue_after, "draining or rolling out")
+        return plan.rollout is None
 
     # ------------------------------------------------------------------------------------ gather
     def gather(self, body: dict[str, Any], spec: ModelEndpointSpec) -> Gathered:
-        """Facts from the watch cache (and the rollout's measurements when one is due)."""
+        """Every fact from the watch cache; with a strategy also the rollout's, measurements included."""
         md = body["metadata"]
         ns = md["namespace"]
         ref = EndpointRef(name=md["name"], namespace=ns, uid=md.get("uid", ""))
         status = body.get("status") or {}
+        now = self.clock()
         variants, slots, conflicts = self._variants(ref, spec, status, md.get("annotations") or {})
-        rollout = plan_rollout(
-            body,
-            spec,
-            {v.name: (v.mv.stage, v.mv.verified) if v.mv else (None, False) for v in variants},
-            {v.name: (v.pin.version, v.pin.slot) for v in variants if v.pin is not None},
-            self.settings,
-            self.clock(),
-        )
-        if rollout is not None:  # the rollout's step weights are what the traffic plan aims for now
-            variants = [
-                replace(v, weight=rollout.weights.get(v.name, v.weight), below_ok=v.name == rollout.below_ok)
-                for v in variants
-            ]
         routed, known, router_problem = self._routes(ref, spec.routing.router)
         owned = {n for k in ("Deployment", "Service") for n in self.store.owned_names(k, ns, ref.uid)}
-        facts = plan_.EndpointFacts(
+        facts = EndpointFacts(
             required_stage=spec.required_stage,
             variants=tuple(variants),
             previous_weights={k: int(w) for k, w in (status.get("effectiveWeights") or {}).items()},
@@ -218,23 +168,43 @@ class ModelEndpointReconciler:
             routed=routed,
             routes_known=known,
             draining={
-                str(d.get("name")): _epoch(str(d.get("since", ""))) for d in status.get("draining") or []
+                str(d.get("name")): epoch(str(d.get("since", "")), now) for d in status.get("draining") or []
             },
-            now=self.clock(),
+            now=now,
             drain_seconds=self.settings.serving.drain_seconds,
             mirror_supported=spec.routing.router != "gatewayAPI"
             or "HTTPRouteRequestMirror" in self.settings.serving.gateway_api_features,
+            rollout=self._rollout(body, spec, variants, now),
+            previous_conditions=endpoint_status.previous_conditions(status),
+            mirror_percent=spec.mirror.percent if spec.mirror else 0,
         )
-        return Gathered(facts, spec, ref, slots, conflicts, rollout)
+        return Gathered(facts, spec, ref, slots, conflicts)
+
+    def _rollout(
+        self, body: dict[str, Any], spec: ModelEndpointSpec, variants: list[VariantFacts], now: float
+    ) -> RolloutFacts | None:
+        if spec.strategy is None:
+            return None
+        versions = {v.name: (v.mv.stage, v.mv.verified) if v.mv else (None, False) for v in variants}
+        pins = {v.name: (v.pin.version, v.pin.slot) for v in variants if v.pin is not None}
+        canary = spec.variant(spec.strategy.canary.variant)
+        target = None
+        if canary is not None:  # the canary's ModelVersion, for the record of a rollout that ends
+            mv_name = expected_name(spec.model, canary.version)
+            mv = self.store.get("ModelVersion", body["metadata"]["namespace"], mv_name)
+            if mv is not None:
+                stage = str((mv.get("status") or {}).get("stage") or "candidate")
+                target = RecordTarget(mv_name, stage, str((mv.get("spec") or {}).get("stage") or "candidate"))
+        return rollout_facts(body, spec, versions, pins, self.settings, now, target)
 
     def _variants(
         self, ref: EndpointRef, spec: ModelEndpointSpec, status: dict[str, Any], annotations: dict[str, Any]
-    ) -> tuple[list[plan_.VariantFacts], dict[str, tuple[Any, Any]], dict[str, str]]:
+    ) -> tuple[list[VariantFacts], dict[str, tuple[Any, Any]], dict[str, str]]:
         """Per variant: its ModelVersion, the slot spec asks for (rendered, with its live Deployment),
         the slot it is pinned to; also the rendered children and the slots someone else holds."""
         ns = ref.namespace
         old = {str(v.get("name")): v for v in status.get("variants") or []}
-        accepted = _accepted(annotations)
+        accepted = parse.accepted(annotations)
         mirror = spec.mirror.variant if spec.mirror else None
         variants, slots, conflicts = [], {}, {}
         # each object read once per reconcile (a read unpickles a copy; the pinned slot and version
@@ -253,7 +223,8 @@ class ModelEndpointReconciler:
             return deployments[slot]
 
         for v in spec.variants:
-            mv, mv_spec, problem = version(expected_name(spec.model, v.version))
+            mv_name = expected_name(spec.model, v.version)
+            mv, mv_spec, problem = version(mv_name)
             desired = None
             if mv_spec is not None:
                 dep = render_deployment(
@@ -261,12 +232,14 @@ class ModelEndpointReconciler:
                 )
                 slot = dep["metadata"]["name"]
                 live = deployment(slot)
-                taken = self._taken(ref, live) or self._taken(ref, self.store.get("Service", ns, slot))
+                taken = parse.taken(ref.uid, live) or parse.taken(
+                    ref.uid, self.store.get("Service", ns, slot)
+                )
                 if taken:
                     conflicts[v.name] = taken
                 slots[v.name] = (dep, render_service(dep, spec.port))
-                desired = deployment_state(live) if live is not None else plan_.SlotFacts(slot)
-            pin = _pin((old.get(v.name) or {}).get("serving"))
+                desired = deployment_state(live) if live is not None else SlotFacts(slot)
+            pin = parse.pin((old.get(v.name) or {}).get("serving"))
             pinned = pinned_mv = None
             if pin is not None:
                 pinned = deployment_state(deployment(pin.slot))
@@ -274,16 +247,16 @@ class ModelEndpointReconciler:
             acc = accepted.get(v.name)
             accept = mv is not None and acc is not None and mv.digest.startswith(acc)
             variants.append(
-                plan_.VariantFacts(
+                VariantFacts(
                     v.name, v.version, v.weight, v.replicas, v.name == mirror, mv, problem,
-                    desired, pin, pinned, pinned_mv, accept, min_replicas=v.min_replicas,
+                    desired, pin, pinned, pinned_mv, accept, min_replicas=v.min_replicas, mv_name=mv_name,
                 )
             )  # fmt: skip
         return variants, slots, conflicts
 
     def _version(
         self, ns: str, mv_name: str
-    ) -> tuple[plan_.VersionFacts | None, ModelVersionSpec | None, tuple[str, str] | None]:
+    ) -> tuple[VersionFacts | None, ModelVersionSpec | None, tuple[str, str] | None]:
         body = self.store.get("ModelVersion", ns, mv_name)
         if body is None:
             return None, None, (R.MISSING_VERSION, f"ModelVersion {mv_name} does not exist in namespace {ns}")
@@ -300,7 +273,7 @@ class ModelEndpointReconciler:
         verified = (
             vc.get("status") == TRUE and (st.get("artifact") or {}).get("digest") == spec.artifact.sha256
         )
-        facts = plan_.VersionFacts(
+        facts = VersionFacts(
             name=mv_name,
             uid=str(body["metadata"].get("uid", "")),
             version=spec.version,
@@ -310,16 +283,6 @@ class ModelEndpointReconciler:
             stage=st.get("stage"),
         )
         return facts, spec, None
-
-    @staticmethod
-    def _taken(ref: EndpointRef, obj: dict[str, Any] | None) -> str:
-        if obj is None:
-            return ""
-        ctl = controller_of(obj)
-        if ctl is not None and ctl[0] == ref.uid:
-            return ""
-        owner = f"ModelEndpoint {ctl[1]}" if ctl else "nobody we know"
-        return f"{obj['kind']} {obj['metadata']['name']} already exists and is controlled by {owner}"
 
     def _routes(
         self, ref: EndpointRef, router_name: str
@@ -350,14 +313,16 @@ class ModelEndpointReconciler:
         return routed, known, problem
 
     # --------------------------------------------------------------------------------------- act
-    def act(self, g: Gathered, plan: plan_.Plan) -> tuple[plan_.Outcome, Exception | None]:
-        errors: dict[str, tuple[str, str]] = {}
-        transient: Exception | None = None
+    def act(self, g: Gathered, plan: Plan) -> tuple[Outcome, Exception | None]:
+        """Apply the slots, write the route, delete drained slots. (What was observed, the first API
+        error worth a retry: raised once the status is written.)"""
+        errors: dict[str, ApiError] = {}
+        retry: Exception | None = None
         for d in plan.variants:
             if not d.apply or d.name not in g.slots:
                 continue
             if d.name in g.conflicts:
-                errors[d.name] = (R.CHILD_CONFLICT, g.conflicts[d.name])
+                errors[d.name] = ApiError(R.CHILD_CONFLICT, g.conflicts[d.name])
                 continue
             dep, svc = g.slots[d.name]
             dep["spec"]["replicas"] = d.replicas
@@ -365,13 +330,15 @@ class ModelEndpointReconciler:
                 self._write(dep)
                 self._write(svc)
             except Conflict as e:
-                errors[d.name] = (R.CHILD_CONFLICT, f"{e}: an object of that name exists and is not ours")
+                errors[d.name] = ApiError(
+                    R.CHILD_CONFLICT, f"{e}: an object of that name exists and is not ours"
+                )
             except ApiException as e:
-                errors[d.name] = (R.CHILD_REJECTED, _api_message(e))
-                if _transient(e):
-                    transient = e
-        route_error, route_msg, route_transient = self._route(g, plan)
-        transient = transient or route_transient
+                errors[d.name] = ApiError(R.CHILD_REJECTED, parse.api_message(e), parse.transient(e))
+                if parse.transient(e):
+                    retry = e
+        route_error, route_msg, route_retry = self._route(g, plan)
+        retry = retry or route_retry
         deleted = []
         for slot in plan.delete:
             log.info("deleting drained slot %s/%s", g.ref.namespace, slot)
@@ -379,11 +346,11 @@ class ModelEndpointReconciler:
                 self.kube.delete(res, g.ref.namespace, slot)
                 self.store.delete(res.kind, g.ref.namespace, slot)
             deleted.append(slot)
-        return plan_.Outcome(errors, route_error, route_msg, tuple(deleted)), transient
+        return Outcome(errors, route_error, route_msg, tuple(deleted)), retry
 
-    def _route(self, g: Gathered, plan: plan_.Plan) -> tuple[tuple[str, str] | None, str, Exception | None]:
+    def _route(self, g: Gathered, plan: Plan) -> tuple[ApiError | None, str, Exception | None]:
         """Write the route if the plan says so; delete routes of other routers.
-        ((reason, message) when the route was not written, description, transient API error)."""
+        (the error when the route was not written, description, API error worth a retry)."""
         name = g.spec.routing.router
         if plan.declared_problems or g.facts.router_problem is not None:
             return None, "", None  # leave every route alone
@@ -400,11 +367,11 @@ class ModelEndpointReconciler:
             try:
                 desired = router.render(inp)
             except RenderError as e:
-                return (R.INVALID_SPEC, str(e)), "", None
+                return ApiError(R.INVALID_SPEC, str(e)), "", None
             if desired is not None:
-                written, problem, transient = self._write_route(g.ref, desired)
+                written, problem, retry = self._write_route(g.ref, desired)
                 if problem is not None:
-                    return problem, "", transient
+                    return problem, "", retry
                 if written:
                     metrics.ROUTE_UPDATES.labels(g.ref.namespace, g.ref.name, name).inc()
         for rname, res in ROUTE_RESOURCES.items():
@@ -417,22 +384,23 @@ class ModelEndpointReconciler:
 
     def _write_route(
         self, ref: EndpointRef, desired: dict[str, Any]
-    ) -> tuple[bool, tuple[str, str] | None, Exception | None]:
-        """(written, problem, transient error). Never over an object of the route's name that is not
-        ours; what the API server refuses becomes the endpoint's condition, not an exception that
-        would leave status (and every later change, rollback included) waiting behind it."""
+    ) -> tuple[bool, ApiError | None, Exception | None]:
+        """(written, problem, API error worth a retry). Never over an object of the route's name that
+        is not ours; what the API server refuses becomes the endpoint's condition, not an exception
+        that would leave status (and every later change, rollback included) waiting behind it."""
         md = desired["metadata"]
-        taken = self._taken(ref, self.store.get(desired["kind"], md["namespace"], md["name"]))
+        taken = parse.taken(ref.uid, self.store.get(desired["kind"], md["namespace"], md["name"]))
         if taken:
-            return False, (R.CHILD_CONFLICT, f"{taken}; the route is not written"), None
+            return False, ApiError(R.CHILD_CONFLICT, f"{taken}; the route is not written"), None
         try:
             return self._write(desired), None, None
         except Conflict:
             msg = f"{desired['kind']} {md['name']} already exists and is not ours; the route is not written"
-            return False, (R.CHILD_CONFLICT, msg), None
+            return False, ApiError(R.CHILD_CONFLICT, msg), None
         except ApiException as e:
-            msg = f"{desired['kind']} {md['name']}: {_api_message(e)}"
-            return False, (R.CHILD_REJECTED, msg), (e if _transient(e) else None)
+            msg = f"{desired['kind']} {md['name']}: {parse.api_message(e)}"
+            transient = parse.transient(e)
+            return False, ApiError(R.CHILD_REJECTED, msg, transient), (e if transient else None)
 
     def _write(self, desired: dict[str, Any]) -> bool:
         """Create, or put back what drifted. Never touches an object another controller owns."""
@@ -449,89 +417,26 @@ class ModelEndpointReconciler:
         self.store.upsert(desired["kind"], written, observed=False)  # read-your-writes, not yet observed
         return True
 
-    def _record_rollout(self, g: Gathered, ro: RolloutResult) -> None:
-        """Act on domain.rollout.registry_update: annotate the canary's ModelVersion."""
-        strategy = g.spec.strategy
-        canary = g.spec.variant(strategy.canary.variant) if strategy else None
-        if strategy is None or canary is None:
-            return
-        mv_name = expected_name(g.spec.model, canary.version)
-        mv = self.store.get("ModelVersion", g.ref.namespace, mv_name)
-        if mv is None:
-            return
-        stage = str((mv.get("status") or {}).get("stage") or "candidate")
-        nxt = next_promotion(Stage(stage)) if stage in {s.value for s in Stage} else None
-        update = registry_update(
-            ro.outcome,
-            endpoint=g.ref.name,
-            at=_rfc3339(g.facts.now),
-            stage=stage,
-            spec_stage=str((mv.get("spec") or {}).get("stage") or "candidate"),
-            promote_on_success=strategy.canary.promote_on_success,
-            next_stage=nxt.value if nxt else None,
-        )
-        if update is None:
-            return
-        record, grant = update
-        ann: dict[str, str | None] = {ROLLOUT_RECORD_ANNOTATION: json.dumps(record)}
-        if grant:
-            ann[PROMOTION_ANNOTATION] = json.dumps(grant)
+    def _record_rollout(self, g: Gathered, rec: RolloutRecord) -> None:
+        """Write the record the plan decided (and the stage the rollout earned) on the canary's version."""
+        ann: dict[str, str | None] = {ROLLOUT_RECORD_ANNOTATION: json.dumps(rec.record)}
+        if rec.grant:
+            ann[PROMOTION_ANNOTATION] = json.dumps(rec.grant)
         try:
-            written = self.kube.annotate(MODELVERSION, g.ref.namespace, mv_name, ann)
+            written = self.kube.annotate(MODELVERSION, g.ref.namespace, rec.version, ann)
             self.store.upsert("ModelVersion", written, observed=False)  # read-your-writes
         except ApiException as e:  # the record is worth a retry, not a failed reconcile of the route
-            log.warning("could not record the rollout on %s: %s", mv_name, _api_message(e))
+            log.warning("could not record the rollout on %s: %s", rec.version, parse.api_message(e))
 
-    # ------------------------------------------------------------------------------------ status
-    def _status(self, g: Gathered, plan: plan_.Plan, rep: plan_.Report) -> dict[str, Any]:
-        out = []
-        for v, d in zip(g.facts.variants, rep.variants, strict=True):
-            entry: dict[str, Any] = {
-                "name": v.name,
-                "version": v.version,
-                "modelVersion": expected_name(g.spec.model, v.version),
-                "desiredWeight": v.weight,
-                "effectiveWeight": 0 if v.mirror else int(plan.weights.get(v.name, 0)),
-                "replicas": v.replicas,
-                "readyReplicas": (v.desired.ready_replicas if v.desired else 0),
-                "artifactVerified": bool(v.mv and v.mv.verified),
-                "eligible": d.eligible,
-                "reason": d.reason,
-                "message": d.message[:1024],
-            }
-            if v.mv is not None:
-                entry["stage"] = v.mv.stage
-                entry["digest"] = v.mv.digest
-            if v.mirror:
-                entry["mirror"] = True
-            pin = d.serving or (v.pin if v.pinned is not None and v.pinned.exists else None)
-            if pin is not None:
-                entry["serving"] = {
-                    "version": pin.version,
-                    "modelVersionUid": pin.uid,
-                    "digest": pin.digest,
-                    "slot": pin.slot,
-                }
-            out.append({k: x for k, x in entry.items() if x is not None})
-        return {
-            "variants": out,
-            "effectiveWeights": {k: int(w) for k, w in plan.weights.items()},
-            "traffic": _summary(plan, g),
-            "router": g.spec.routing.router,
-            "draining": [{"name": s, "since": _rfc3339(t)} for s, t in sorted(plan.draining.items())],
-            "rollout": g.rollout.status if g.rollout else None,
-        }
-
-    def _finish(
-        self, body: dict[str, Any], old: dict[str, Any], new: dict[str, Any], rep: plan_.Report
-    ) -> None:
+    def _write_status(self, body: dict[str, Any], old: dict[str, Any], built: EndpointStatus) -> None:
+        """One merge patch when the status changed; then the Events; the versions re-decide servedBy."""
         md = body["metadata"]
         gen = int(md.get("generation") or 0)
         new = {
-            **{k: v for k, v in old.items() if k not in new and k != "conditions"},
-            **new,
+            **{k: v for k, v in old.items() if k not in built.fields and k != "conditions"},
+            **built.fields,
             "observedGeneration": gen,
-            "conditions": cond.merge_conditions(old.get("conditions"), rep.conditions, gen),
+            "conditions": cond.merge_conditions(old.get("conditions"), built.conditions, gen),
         }
         for key in ("draining", "rollout"):
             if not new.get(key):
@@ -545,95 +450,27 @@ class ModelEndpointReconciler:
                 self.store.delete(KIND, md["namespace"], md["name"])  # deleted meanwhile: nothing to report
                 return
             self.store.upsert(KIND, stored)  # read-your-writes: servedBy and eligibility see it at once
-        for type_, reason, message in rep.events:
+        for type_, reason, message in built.events:
             self.kube.event(body, type_, reason, message)
-        if old.get("effectiveWeights") != new["effectiveWeights"] or _served(old) != _served(new):
+        if endpoint_status.serving_changed(old, new):
             self.enqueue_versions(md["namespace"], (body.get("spec") or {}).get("model", ""))
 
-    def _invalid(self, body: dict[str, Any], status: dict[str, Any], msg: str) -> None:
-        c = Cond("Ready", FALSE, R.INVALID_SPEC, msg)
-        prev = cond.get(status.get("conditions"), "Ready") or {}
-        events = () if (prev.get("reason"), prev.get("message")) == (R.INVALID_SPEC, msg) else (
-            ("Warning", R.INVALID_SPEC, msg),
-        )  # fmt: skip
-        self._finish(body, status, {"effectiveWeights": status.get("effectiveWeights") or {}},
-                     plan_.Report((c,), events, ()))  # fmt: skip
-
-    def _metrics(self, g: Gathered, plan: plan_.Plan) -> None:
+    def _metrics(self, g: Gathered, plan: Plan, built: EndpointStatus) -> None:
         """One series per variant and the version it serves now; series of other versions go."""
         ns, name, model = g.ref.namespace, g.ref.name, g.spec.model
         effective, desired = {}, {}
-        for v, d in zip(g.facts.variants, plan.variants, strict=True):
+        for v, d in zip(plan.aimed, built.variants, strict=True):
             if d.serving is not None and not v.mirror:
-                effective[(v.name, d.serving.version)] = plan.weights.get(v.name, 0)
+                effective[(v.name, d.serving.version)] = built.weights.get(v.name, 0)
             desired[(v.name, v.version)] = v.weight
         metrics.set_endpoint_weights(ns, name, model, effective, desired)
-        ro = g.rollout
-        metrics.set_rollout(
-            ns, name, ro.status.get("phase") if ro else None, ro.status.get("step") if ro else None
-        )
+        ro = plan.rollout
+        state = ro.outcome.state if ro else None
+        metrics.set_rollout(ns, name, state.phase if state else None, state.step if state else None)
         if ro is not None:
             measured = ro.outcome.measured
             rollback = time.time() - measured[-1].at if ro.outcome.failed_now and measured else None
             metrics.record_analysis(ns, name, [(m.metric, m.verdict, m.value) for m in measured], rollback)
-
-
-def with_rollout(rep: plan_.Report, rollout: RolloutResult | None) -> plan_.Report:
-    if rollout is None:
-        return plan_.finish_report(rep, (), ())
-    return plan_.finish_report(rep, rollout.conditions, rollout.events)
-
-
-def _transient(e: ApiException) -> bool:
-    """Worth retrying with backoff (no answer, the server's fault, throttled): the refusal is still
-    reported, and the reconcile raises after its status is written."""
-    return e.status is None or e.status >= 500 or e.status == 429
-
-
-def _api_message(e: ApiException) -> str:
-    try:
-        return str(json.loads(e.body or "{}").get("message") or e.reason)[:1024]
-    except (ValueError, AttributeError):
-        return f"{e.status} {e.reason}"
-
-
-def _pin(raw: Any) -> plan_.Pin | None:
-    if not isinstance(raw, dict) or not raw.get("slot"):
-        return None
-    return plan_.Pin(
-        str(raw.get("version", "")),
-        str(raw.get("modelVersionUid", "")),
-        str(raw.get("digest", "")),
-        str(raw["slot"]),
-    )
-
-
-def _previous(status: dict[str, Any]) -> dict[str, tuple[str, str]]:
-    return {
-        str(c.get("type")): (str(c.get("status")), str(c.get("reason")))
-        for c in status.get("conditions") or []
-    }
-
-
-def _served(status: dict[str, Any]) -> set[tuple[str, str, str]]:
-    return {
-        (str(v.get("name")), str(v.get("version")), str((v.get("serving") or {}).get("version")))
-        for v in status.get("variants") or []
-    }
-
-
-def _summary(plan: plan_.Plan, g: Gathered) -> str:
-    parts = []
-    for v, d in zip(g.facts.variants, plan.variants, strict=True):
-        if v.mirror:
-            continue
-        served = d.serving.version if d.serving else v.version
-        parts.append(f"{v.name}@{served}={plan.weights.get(v.name, 0)}")
-    names = {v.name for v in g.facts.variants}
-    parts += [f"{n}={w}" for n, w in plan.weights.items() if n not in names and w > 0]
-    if g.spec.mirror is not None and plan.mirror is not None:
-        parts.append(f"mirror:{plan.mirror.variant}@{plan.mirror.version}={g.spec.mirror.percent}%")
-    return ",".join(parts)
 
 
 __all__ = ["ModelEndpointReconciler", "deployment_state"]

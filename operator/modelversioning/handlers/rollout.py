@@ -1,13 +1,12 @@
-"""The rollout side of the endpoint reconciler: gather the rollout's facts (status, annotations,
-stages, measurements when due), run the pure state machine (domain.rollout) and hand back the step
-weights the traffic plan should aim for. Kept apart so the endpoint handler stays small.
+"""The rollout's facts, for the endpoint reconciler's gather: the strategy as the state machine reads
+it, status.rollout read back, the manual action annotations, the canary's version and, when a
+measurement is due, the measurements (Prometheus is queried here, in gather; each result carries its
+time). Nothing is decided here: ``domain.endpoint_rollout.decide_rollout`` decides from these facts.
 """
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from dataclasses import replace
 from typing import Any
 
 from modelversioning.analysis import Inconclusive, PrometheusClient, QueryVars, measure
@@ -20,33 +19,9 @@ from modelversioning.api.wire import (
     ROLLOUT_ACTION_ID_ANNOTATION,
 )
 from modelversioning.domain import rollout as RO
-from modelversioning.domain.conditions import Cond
-
-
-@dataclass(frozen=True)
-class RolloutResult:
-    weights: dict[str, int]  # step weights: replace the declared weights in the traffic plan
-    below_ok: str | None  # the canary variant may take traffic one stage below requiredStage
-    status: dict[str, Any]  # status.rollout
-    events: tuple[tuple[str, str, str], ...]
-    conditions: tuple[Cond, ...]  # override Ready/Progressing/Degraded while a rollout is not done
-    requeue_after: float | None
-    outcome: RO.Outcome
-
-
-def _ts(t: float | None) -> str | None:
-    if t is None:
-        return None
-    return datetime.fromtimestamp(t, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def _epoch(s: Any) -> float | None:
-    if not s:
-        return None
-    try:
-        return datetime.fromisoformat(str(s).replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None
+from modelversioning.domain.endpoint_facts import RecordTarget, RolloutFacts
+from modelversioning.domain.endpoint_rollout import inputs
+from modelversioning.domain.rollout_status import state_from
 
 
 def plan_of(c: Canary) -> RO.Plan:
@@ -73,94 +48,6 @@ def plan_of(c: Canary) -> RO.Plan:
     )
 
 
-def state_from(raw: Any) -> RO.State | None:
-    if not isinstance(raw, dict) or not raw.get("target"):
-        return None
-    ms = tuple(
-        RO.Measurement(
-            str(m.get("metric", "")),
-            str(m.get("verdict", RO.INCONCLUSIVE)),
-            m.get("value"),
-            m.get("baseline"),
-            str(m.get("message", "")),
-            _epoch(m.get("at")) or 0.0,
-        )
-        for m in raw.get("measurements") or []
-    )
-    return RO.State(
-        target=str(raw["target"]),
-        phase=str(raw.get("phase", RO.PROGRESSING)),
-        step=int(raw.get("step", 0)),
-        step_started_at=_epoch(raw.get("stepStartedAt")) or 0.0,
-        started_at=_epoch(raw.get("startedAt")) or 0.0,
-        start_weights={k: int(v) for k, v in (raw.get("startWeights") or {}).items()},
-        weights={k: int(v) for k, v in (raw.get("weights") or {}).items()},
-        failures=int(raw.get("failures", 0)),
-        inconclusive=int(raw.get("inconclusive", 0)),
-        last_analysis_at=_epoch(raw.get("lastAnalysisAt")),
-        passed_since_step=bool(raw.get("passedSinceStep", False)),
-        measurements=ms,
-        handled_action=raw.get("handledAction"),
-        message=str(raw.get("message", "")),
-        promoted=raw.get("promoted"),
-        strategy=raw.get("strategy"),
-        last_action=_last_action(raw.get("lastAction")),
-    )
-
-
-def _last_action(raw: Any) -> RO.LastAction | None:
-    if not isinstance(raw, dict) or not raw.get("kind"):
-        return None
-    return RO.LastAction(
-        str(raw["kind"]),
-        str(raw.get("by", "unknown")),
-        _epoch(raw.get("at")) or 0.0,
-        bool(raw.get("applied", True)),
-        str(raw.get("message", "")),
-    )
-
-
-def status_of(st: RO.State, promoted: bool | None) -> dict[str, Any]:
-    out: dict[str, Any] = {
-        "target": st.target,
-        "phase": st.phase,
-        "step": st.step,
-        "stepStartedAt": _ts(st.step_started_at),
-        "startedAt": _ts(st.started_at),
-        "startWeights": dict(st.start_weights),
-        "weights": dict(st.weights),
-        "failures": st.failures,
-        "inconclusive": st.inconclusive,
-        "lastAnalysisAt": _ts(st.last_analysis_at),
-        "passedSinceStep": st.passed_since_step,
-        "measurements": [
-            {
-                "metric": m.metric,
-                "at": _ts(m.at),
-                "verdict": m.verdict,
-                "value": m.value,
-                "baseline": m.baseline,
-                "message": m.message[:1024],
-            }
-            for m in st.measurements
-        ],
-        "handledAction": st.handled_action,
-        "lastAction": None
-        if st.last_action is None
-        else {
-            "kind": st.last_action.kind,
-            "by": st.last_action.actor,
-            "at": _ts(st.last_action.at),
-            "applied": st.last_action.applied,
-            "message": st.last_action.message[:1024],
-        },
-        "strategy": st.strategy,
-        "message": st.message[:2048],
-        "promoted": promoted,
-    }
-    return {k: v for k, v in out.items() if v is not None}
-
-
 def _action(annotations: dict[str, Any]) -> RO.Action | None:
     kind = str(annotations.get(ROLLOUT_ACTION_ANNOTATION, ""))
     aid = str(annotations.get(ROLLOUT_ACTION_ID_ANNOTATION, ""))
@@ -169,68 +56,52 @@ def _action(annotations: dict[str, Any]) -> RO.Action | None:
     return RO.Action(kind, aid, str(annotations.get(REQUESTED_BY_ANNOTATION, "unknown")))
 
 
-def plan_rollout(
+def rollout_facts(
     body: dict[str, Any],
     spec: ModelEndpointSpec,
     versions: dict[str, tuple[str | None, bool]],  # variant -> (stage, verified) of its desired version
     slots: dict[str, tuple[str, str]],  # variant -> (serving version, serving slot) from status
     settings: Settings,
-    now: float | None = None,
-) -> RolloutResult | None:
+    now: float,
+    record_on: RecordTarget | None = None,
+) -> RolloutFacts | None:
     """None without a strategy. Measures (queries Prometheus) only when a measurement is due."""
     if spec.strategy is None:
         return None
-    now = time.time() if now is None else now
     c = spec.strategy.canary
-    plan = plan_of(c)
+    md = body.get("metadata") or {}
     status = body.get("status") or {}
     mirror = spec.mirror.variant if spec.mirror else None
     live = [v for v in spec.variants if v.name != mirror]
-    declared = {v.name: v.weight for v in live}
-    canary = spec.variant(c.variant)
     stage, verified = versions.get(c.variant, (None, False))
-    below = RO.below_stage_allowed(stage, verified, spec.required_stage, c.max_weight_below_stage)
-    inp = RO.Inputs(
-        plan=plan,
-        declared=declared,
+    rf = RolloutFacts(
+        endpoint=str(md.get("name", "")),
+        plan=plan_of(c),
+        declared={v.name: v.weight for v in live},
         target=RO.target_hash([(v.name, v.version, v.weight) for v in live]),
-        effective={k: int(v) for k, v in (status.get("effectiveWeights") or {}).items()},
-        canary_below_stage=below,
-        now=now,
-        state=state_from(status.get("rollout")),
-        action=_action((body.get("metadata") or {}).get("annotations") or {}),
         strategy=RO.strategy_hash(
             spec.strategy.model_dump(mode="json", by_alias=True, exclude_defaults=True)
         ),
+        effective={k: int(v) for k, v in (status.get("effectiveWeights") or {}).items()},
+        now=now,
+        state=state_from(status.get("rollout")),
+        action=_action(md.get("annotations") or {}),
+        canary_stage=stage,
+        canary_verified=verified,
+        required_stage=spec.required_stage,
+        promote_on_success=c.promote_on_success,
+        record_on=record_on,
     )
-    if RO.analysis_due(inp) and c.analysis is not None and canary is not None:
-        inp = _measured(inp, body, spec, c, slots, settings, now)
-    out = RO.advance(inp)
-    weights = dict(out.weights)
-    if below:
-        weights = RO.cap_below_stage(weights, c.variant, c.baseline, c.max_weight_below_stage or 0)
-    prev = state_from(status.get("rollout"))
-    promoted = out.state.promoted if out.state.promoted is not None else (prev.promoted if prev else None)
-    return RolloutResult(
-        weights=weights,
-        below_ok=c.variant if below else None,
-        status=status_of(out.state, promoted),
-        events=out.events,
-        conditions=RO.conditions_of(out.state),
-        requeue_after=out.requeue_after,
-        outcome=out,
-    )
+    if RO.analysis_due(inputs(rf)) and c.analysis is not None and spec.variant(c.variant) is not None:
+        rf = replace(rf, measurements=_measure(rf, body, c, slots, settings))
+    return rf
 
 
-def _measured(
-    inp: RO.Inputs,
-    body: dict[str, Any],
-    spec: ModelEndpointSpec,
-    c: Canary,
-    slots: dict[str, tuple[str, str]],
-    settings: Settings,
-    now: float,
-) -> RO.Inputs:
+def _measure(
+    rf: RolloutFacts, body: dict[str, Any], c: Canary, slots: dict[str, tuple[str, str]], settings: Settings
+) -> tuple[RO.Measurement, ...]:
+    """Every metric of the analysis, queried now and judged (analysis.measure; its bounds and the
+    client's timeout as they are)."""
     assert c.analysis is not None
     md = body["metadata"]
     cv, cs = slots.get(c.variant, ("", ""))
@@ -242,6 +113,5 @@ def _measured(
         raise Inconclusive("no Prometheus configured (operator setting analysis.prometheusUrl)")
 
     query = PrometheusClient(url, settings.analysis.timeout_seconds).query if url else unconfigured
-    started = inp.state.started_at if inp.state is not None else None
-    ms = measure(c.analysis.metrics, qv, query, now, started)
-    return replace(inp, measurements=ms)
+    started = rf.state.started_at if rf.state is not None else None
+    return measure(c.analysis.metrics, qv, query, rf.now, started)

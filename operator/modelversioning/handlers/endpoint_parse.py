@@ -1,0 +1,84 @@
+"""What the endpoint reconciler reads off API objects and API errors, as plain values (pure: no
+cache reads, no writes). The reconciler (handlers.modelendpoint) reads the cache and calls these."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from kubernetes.client.exceptions import ApiException
+
+from modelversioning.api import wire as R
+from modelversioning.domain import conditions as cond
+from modelversioning.domain.endpoint_facts import Pin, SlotFacts
+from modelversioning.handlers.store import controller_of
+
+
+def deployment_state(dep: dict[str, Any] | None) -> SlotFacts:
+    """A slot's Deployment as observed: Available with all its replicas, and why not."""
+    if dep is None:
+        return SlotFacts(name="")
+    name = dep["metadata"]["name"]
+    st = dep.get("status") or {}
+    want = int((dep.get("spec") or {}).get("replicas", 1) or 0)
+    ready = int(st.get("readyReplicas") or 0)
+
+    def state(ok: bool, why: str) -> SlotFacts:
+        return SlotFacts(name, True, ok, ready, want, why)
+
+    if int(st.get("observedGeneration") or 0) < int(dep["metadata"].get("generation") or 0):
+        return state(False, "Deployment update not yet observed")
+    if want == 0:
+        return state(False, "Deployment has 0 replicas")
+    updated, available = int(st.get("updatedReplicas") or 0), int(st.get("availableReplicas") or 0)
+    if updated < want or available < want or ready < want:
+        return state(False, f"{available}/{want} replicas available")
+    if not cond.is_true(st.get("conditions"), "Available"):
+        return state(False, "Deployment is not Available")
+    return state(True, "Deployment is available")
+
+
+def pin(raw: Any) -> Pin | None:
+    """status.variants[].serving as a Pin (None: not pinned yet)."""
+    if not isinstance(raw, dict) or not raw.get("slot"):
+        return None
+    return Pin(
+        str(raw.get("version", "")),
+        str(raw.get("modelVersionUid", "")),
+        str(raw.get("digest", "")),
+        str(raw["slot"]),
+    )
+
+
+def accepted(annotations: dict[str, Any]) -> dict[str, str]:
+    """variant -> sha256 prefix the user accepted for a re-created ModelVersion."""
+    out: dict[str, str] = {}
+    for part in str(annotations.get(R.ACCEPT_REPLACED_ANNOTATION, "")).split(","):
+        variant, _, prefix = part.strip().partition("=")
+        if variant and len(prefix) >= 12:
+            out[variant] = prefix.lower()
+    return out
+
+
+def taken(uid: str, obj: dict[str, Any] | None) -> str:
+    """Why an object of a child's name is not ours to write ("" when it is ours or absent)."""
+    if obj is None:
+        return ""
+    ctl = controller_of(obj)
+    if ctl is not None and ctl[0] == uid:
+        return ""
+    owner = f"ModelEndpoint {ctl[1]}" if ctl else "nobody we know"
+    return f"{obj['kind']} {obj['metadata']['name']} already exists and is controlled by {owner}"
+
+
+def transient(e: ApiException) -> bool:
+    """Worth retrying with backoff (no answer, the server's fault, throttled): reported as
+    ChildApplyRetrying (progress), and the reconcile raises after its status is written."""
+    return e.status is None or e.status >= 500 or e.status == 429
+
+
+def api_message(e: ApiException) -> str:
+    try:
+        return str(json.loads(e.body or "{}").get("message") or e.reason)[:1024]
+    except (ValueError, AttributeError):
+        return f"{e.status} {e.reason}"

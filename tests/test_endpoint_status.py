@@ -1,0 +1,211 @@
+"""Table tests of the status builder (domain.endpoint_status.build_status: facts, plan and what act
+observed -> the whole status), and what GitOps tools make of it: kstatus (Flux, domain.kstatus) and
+Argo CD's health script (docs/argocd/health-modelendpoint.lua, run as in test_argocd_health.py).
+
+An API error the operator retries (5xx, 429, no answer) is progress: Reconciling, never Stalled; a
+refusal (a 4xx such as 422) stalls. A route that was not written is reported with the split it still
+carries, never with the split the plan aimed for."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes.client.exceptions import ApiException
+
+from modelversioning.api import wire as R
+from modelversioning.domain import endpoint_plan as P
+from modelversioning.domain import endpoint_status as S
+from modelversioning.domain import kstatus
+from modelversioning.domain.conditions import merge_conditions
+from modelversioning.domain.endpoint_facts import ApiError
+from modelversioning.handlers import endpoint_parse
+from test_endpoint_plan import facts, mv, pin, slot, variant
+
+E2E = Path(__file__).resolve().parent.parent / "e2e"
+if str(E2E) not in sys.path:
+    sys.path.insert(0, str(E2E))
+
+from gitops_tools import argocd_health  # noqa: E402
+
+SERVING = facts(
+    variant(desired=slot("ep-s"), pin=pin(slot_="ep-s"), pinned=slot("ep-s")),
+    previous_weights={"stable": 100}, routed={"ep-s": 100}, owned_slots=frozenset({"ep-s"}),
+)  # fmt: skip
+# b's version is missing (permanent), stable serves
+WITH_MISSING = facts(
+    variant(desired=slot("ep-s"), pin=pin(slot_="ep-s"), pinned=slot("ep-s")),
+    variant("b", "2.4.0", 0, mv=None, problem=(R.MISSING_VERSION, "ModelVersion m-v2.4.0 does not exist")),
+    previous_weights={"stable": 100}, routed={"ep-s": 100}, owned_slots=frozenset({"ep-s"}),
+)  # fmt: skip
+SLOT_503 = ApiError(R.CHILD_REJECTED, "Deployment ep-s: etcd leader changed", transient=True)
+ROUTE_503 = ApiError(R.CHILD_REJECTED, "HTTPRoute ep: etcd leader changed", transient=True)
+SLOT_422 = ApiError(R.CHILD_REJECTED, "Deployment ep-s: denied by policy", transient=False)
+ROUTE_422 = ApiError(R.CHILD_REJECTED, "HTTPRoute ep: denied by policy", transient=False)
+
+RETRY, REJECTED, APPLIED = R.CHILD_APPLY_RETRYING, R.CHILD_REJECTED, R.ROUTE_APPLIED
+OK = P.Outcome(route_message="routed")
+
+# (facts, outcome) -> Ready, Progressing, Degraded, RoutesReady (status, reason); (Reconciling, Stalled);
+# Argo CD's health
+ERRORS = [
+    pytest.param(SERVING, OK,
+                 ("True", R.READY), ("False", R.CONVERGED), ("False", R.AS_EXPECTED), ("True", APPLIED),
+                 ("False", "False"), "Healthy", id="no-error"),
+    pytest.param(SERVING, replace(OK, variant_errors={"stable": SLOT_503}),
+                 ("False", RETRY), ("True", RETRY), ("False", R.AS_EXPECTED), ("True", APPLIED),
+                 ("True", "False"), "Progressing", id="a-503-on-a-slot"),
+    pytest.param(SERVING, P.Outcome(route_error=ROUTE_503),
+                 ("False", RETRY), ("True", RETRY), ("False", R.AS_EXPECTED), ("False", RETRY),
+                 ("True", "False"), "Progressing", id="b-503-on-the-route"),
+    pytest.param(SERVING, replace(OK, variant_errors={"stable": SLOT_422}),
+                 ("False", REJECTED), ("False", R.CONVERGED), ("True", REJECTED), ("True", APPLIED),
+                 ("False", "True"), "Degraded", id="c-422-on-a-slot"),
+    pytest.param(SERVING, P.Outcome(route_error=ROUTE_422),
+                 ("False", REJECTED), ("True", R.BLOCKED), ("True", REJECTED), ("False", REJECTED),
+                 ("False", "True"), "Degraded", id="422-on-the-route"),
+    pytest.param(WITH_MISSING, replace(OK, variant_errors={"stable": SLOT_503}),
+                 ("False", R.MISSING_VERSION), ("True", RETRY), ("True", R.MISSING_VERSION),
+                 ("True", APPLIED), ("False", "True"), "Degraded", id="503-keeps-a-permanent-reason"),
+]  # fmt: skip
+
+
+def built(f: P.EndpointFacts, out: P.Outcome) -> S.EndpointStatus:
+    return S.build_status(f, P.decide(f), out)
+
+
+def cond(st: S.EndpointStatus, type_: str) -> tuple[str, str]:
+    c = next(c for c in st.conditions if c.type == type_)
+    return c.status, c.reason
+
+
+def as_object(st: S.EndpointStatus) -> dict[str, Any]:
+    """The endpoint as the API server would hold it after the operator's status write."""
+    status = {**st.fields, "observedGeneration": 1, "conditions": merge_conditions(None, st.conditions, 1)}
+    return {
+        "apiVersion": "modelversioning.io/v1alpha1",
+        "kind": "ModelEndpoint",
+        "metadata": {"name": "ep", "namespace": "ml", "generation": 1},
+        "spec": {"model": "m", "variants": []},
+        "status": {k: v for k, v in status.items() if v is not None},
+    }
+
+
+@pytest.mark.parametrize(
+    ("f", "out", "ready", "progressing", "degraded", "routes", "kstatus_", "argocd"), ERRORS
+)
+def test_a_retried_error_is_progress_and_a_refusal_stalls(
+    f: P.EndpointFacts, out: P.Outcome, ready: Any, progressing: Any, degraded: Any, routes: Any,
+    kstatus_: tuple[str, str], argocd: str,
+) -> None:  # fmt: skip
+    st = built(f, out)
+    assert cond(st, "Ready") == ready
+    assert cond(st, "Progressing") == progressing
+    assert cond(st, "Degraded") == degraded
+    assert cond(st, "RoutesReady") == routes
+    reconciling, stalled = kstatus.for_endpoint(st.conditions)  # Flux's view, from what we report
+    assert (reconciling.status, stalled.status) == kstatus_
+    assert (cond(st, "Reconciling")[0], cond(st, "Stalled")[0]) == kstatus_  # and what we write says so
+    for lua in ("lua5.4", "lua5.1"):
+        assert argocd_health(as_object(st), lua)["status"] == argocd, lua
+
+
+@pytest.mark.parametrize(
+    ("err", "reason"), [(SLOT_503, R.CHILD_APPLY_RETRYING), (SLOT_422, R.CHILD_REJECTED)], ids=["503", "422"]
+)
+def test_the_variant_says_why_and_keeps_its_traffic(err: ApiError, reason: str) -> None:
+    st = built(SERVING, P.Outcome({"stable": err}, route_message="routed"))
+    (v,) = st.fields["variants"]
+    assert v["reason"] == reason and err.message in v["message"] and "traffic stays on 2.3.8" in v["message"]
+    assert v["serving"]["slot"] == "ep-s" and st.fields["effectiveWeights"] == {"stable": 100}
+
+
+def test_a_retried_error_warns_once_and_a_refusal_warns_with_its_reason() -> None:
+    out = P.Outcome({"stable": SLOT_503}, route_message="routed")
+    warnings = [e[:2] for e in built(SERVING, out).events if e[0] == "Warning"]
+    assert warnings == [("Warning", R.CHILD_APPLY_RETRYING)]
+    retried = replace(SERVING, previous_conditions={"Ready": ("False", R.CHILD_APPLY_RETRYING)})
+    again = S.build_status(retried, P.decide(retried), out)
+    assert [e for e in again.events if e[0] == "Warning"] == []  # not on every retry
+    refused = built(SERVING, P.Outcome({"stable": SLOT_422}, route_message="routed"))
+    assert [e[:2] for e in refused.events if e[0] == "Warning"] == [("Warning", R.CHILD_REJECTED)]
+
+
+# ---------------------------------------------- a route not written: the split the route still has
+TWO = facts(
+    variant("a", weight=0, desired=slot("ep-a"), pin=pin(slot_="ep-a"), pinned=slot("ep-a")),
+    variant("b", weight=100, version="2.4.0", mv=mv("2.4.0"), desired=slot("ep-b")),
+    previous_weights={"a": 100}, routed={"ep-a": 100}, owned_slots=frozenset({"ep-a"}),
+)  # fmt: skip
+KEPT = "a@2.3.8=100,b@2.4.0=0"  # status.traffic while the route keeps the previous split
+
+
+@pytest.mark.parametrize(
+    ("out", "weights", "b_slot", "traffic"),
+    [
+        pytest.param(
+            P.Outcome(route_message="routed"),
+            {"a": 0, "b": 100},
+            "ep-b",
+            "a@2.3.8=0,b@2.4.0=100",
+            id="written",
+        ),  # fmt: skip
+        pytest.param(P.Outcome(route_error=ROUTE_422), {"a": 100}, None, KEPT, id="refused"),
+        pytest.param(P.Outcome(route_error=ROUTE_503), {"a": 100}, None, KEPT, id="retried"),
+        pytest.param(
+            P.Outcome(route_error=(R.INVALID_SPEC, "hostnames")), {"a": 100}, None, KEPT, id="render-error"
+        ),  # fmt: skip
+        pytest.param(
+            P.Outcome(route_error=(R.CHILD_CONFLICT, "not ours")), {"a": 100}, None, KEPT, id="foreign-route"
+        ),  # fmt: skip
+    ],
+)
+def test_the_status_never_reports_more_traffic_than_the_route_carries(
+    out: P.Outcome, weights: dict[str, int], b_slot: str | None, traffic: str
+) -> None:
+    plan = P.decide(TWO)
+    assert plan.weights == {"a": 0, "b": 100} and plan.write_route  # what the plan aimed for
+    st = S.build_status(TWO, plan, out)
+    assert st.fields["effectiveWeights"] == weights == st.weights
+    a, b = st.fields["variants"]
+    assert a["serving"]["slot"] == "ep-a" and (b.get("serving") or {}).get("slot") == b_slot
+    assert (a["effectiveWeight"], b["effectiveWeight"]) == (weights.get("a", 0), weights.get("b", 0))
+    assert st.fields["traffic"] == traffic
+    assert [d.serving.slot if d.serving else None for d in st.variants] == ["ep-a", b_slot]  # the metrics'
+    shifted = [e for e in st.events if e[1] == R.TRAFFIC_SHIFTED]
+    assert bool(shifted) is (b_slot is not None)
+
+
+# -------------------------------------------------------------- which API errors are retried
+@pytest.mark.parametrize(
+    ("status", "transient"),
+    [(None, True), (500, True), (503, True), (504, True), (429, True),
+     (400, False), (403, False), (404, False), (409, False), (422, False)],
+)  # fmt: skip
+def test_which_api_errors_the_operator_retries(status: int | None, transient: bool) -> None:
+    assert endpoint_parse.transient(ApiException(status=status)) is transient
+
+
+def test_the_reconciler_reports_a_503_on_a_new_slot_as_progress_and_moves_once_it_passes() -> None:
+    from test_endpoint_reconciler import NEW, NS, World, _slot_names, serving_one
+
+    w = World()
+    old = serving_one(w)
+    w.version("2.4.1", NEW)
+    w.endpoint([{"name": "stable", "version": "2.4.1", "weight": 100}])
+    (new,) = _slot_names(w, "stable", "2.4.1")
+    w.api.reject[new], w.api.reject_status = "etcd leader changed", 503
+    with pytest.raises(ApiException):
+        w.rec.reconcile(NS, "ep")  # retried by the work queue, after the status is written
+    (v,) = w.status()["variants"]
+    assert v["reason"] == R.CHILD_APPLY_RETRYING and v["serving"]["slot"] == old
+    assert w.cond("Progressing")[:2] == ("True", R.CHILD_APPLY_RETRYING)
+    assert w.cond("Degraded")[0] == "False" and w.cond("Stalled")[0] == "False"
+    assert w.cond("Reconciling")[0] == "True"
+    assert w.routed() == {old: ("2.3.8", 100)}
+    del w.api.reject[new]  # the API server is back: the retry creates the slot, traffic moves
+    w.settle()
+    assert w.routed() == {new: ("2.4.1", 100)} and w.cond("Ready")[0] == "True"
