@@ -287,7 +287,7 @@ def idle_traffic(bc: BenchCluster, seconds: float, log: Callable[[str], None]) -
 
 def settled_rss(bc: BenchCluster, window: float = 10.0, timeout: float = 120.0) -> dict[str, Any]:
     """RSS once it stops moving: after a restart the operator still lists once more and hands memory
-    back after its backlog (wiring._release_when_settled); the first sample would catch that
+    back after its backlog (resync._release_when_settled); the first sample would catch that
     transient. Samples every 2 s until the last `window` seconds stayed within 1 MiB."""
     t0 = time.monotonic()
     first = bc.rss()["VmRSS"]

@@ -274,7 +274,7 @@ def test_the_startup_list_is_read_in_pages():
 
 
 def test_memory_is_released_once_the_startup_backlog_is_done(monkeypatch):
-    from modelversioning.handlers import wiring
+    from modelversioning.handlers import resync
 
     backlog = [5, 3, 0, 1, 0, 0, 0, 0]
     released: list[int] = []
@@ -287,8 +287,8 @@ def test_memory_is_released_once_the_startup_backlog_is_done(monkeypatch):
             def pending() -> int:
                 return backlog.pop(0) if backlog else 0
 
-    monkeypatch.setattr(wiring, "release_memory", lambda: released.append(len(backlog)))
-    asyncio.run(wiring._release_when_settled(Op(), poll=0))  # type: ignore[arg-type]
+    monkeypatch.setattr(resync, "release_memory", lambda: released.append(len(backlog)))
+    asyncio.run(resync._release_when_settled(Op(), poll=0))  # type: ignore[arg-type]
     assert released == [1, 1]  # after three quiet polls in a row, and again once kopf's workers end
 
 
@@ -297,7 +297,7 @@ def test_memory_is_released_once_the_startup_backlog_is_done(monkeypatch):
     [(1, 0.0, False), (9, 0.0, False), (10, 0.0, True), (20, 0.0, True), (1, 3600.0, True), (7, 60.0, True)],
 )
 def test_drift_checks_rerun_versions_only_when_something_needs_them(cycle, recheck, versions) -> None:  # type: ignore[no-untyped-def]
-    from modelversioning.handlers.wiring import drift_kinds
+    from modelversioning.handlers.resync import drift_kinds
 
     kinds = drift_kinds(cycle, recheck)
     assert "ModelEndpoint" in kinds and "Model" in kinds  # children and retention: every time
@@ -307,8 +307,8 @@ def test_drift_checks_rerun_versions_only_when_something_needs_them(cycle, reche
 def test_after_a_restart_endpoints_go_first_and_versions_wait_behind_watch_events() -> None:
     from types import SimpleNamespace
 
+    from modelversioning.handlers.listing import enqueue_all
     from modelversioning.handlers.store import Store
-    from modelversioning.handlers.wiring import enqueue_all
 
     store = Store()
     for kind in ("ModelVersion", "Model", "ModelEndpoint"):
@@ -324,7 +324,7 @@ def test_kopfs_listing_of_what_the_cache_holds_enqueues_nothing(monkeypatch) -> 
     resourceVersion must not queue work (enqueue_all did, endpoints first), the others must."""
     from types import SimpleNamespace
 
-    from modelversioning.handlers import wiring
+    from modelversioning.handlers import runtime, watch
     from modelversioning.handlers.store import Store
 
     store = Store()
@@ -334,23 +334,50 @@ def test_kopfs_listing_of_what_the_cache_holds_enqueues_nothing(monkeypatch) -> 
     store.upsert("ModelEndpoint", ep)
     added: list[tuple[str, str]] = []
     queue = SimpleNamespace(add=lambda key, low=False: added.append((key[0], key[2])))
-    op = wiring.Operator.__new__(wiring.Operator)
+    op = runtime.Operator.__new__(runtime.Operator)
     op.store, op.queue = store, queue  # type: ignore[assignment]
-    monkeypatch.setattr(wiring, "OP", op)
+    monkeypatch.setattr(runtime, "OP", op)
 
-    asyncio.run(wiring.modelversion_event(event={"type": None, "object": mv}, body=mv))
-    asyncio.run(wiring.modelendpoint_event(event={"type": None, "object": ep}, body=ep))
+    asyncio.run(watch.modelversion_event(event={"type": None, "object": mv}, body=mv))
+    asyncio.run(watch.modelendpoint_event(event={"type": None, "object": ep}, body=ep))
     assert added == []  # the same versions as cached: nothing to do
     changed = {**mv, "metadata": {**mv["metadata"], "resourceVersion": "9"}}
-    asyncio.run(wiring.modelversion_event(event={"type": None, "object": changed}, body=changed))
+    asyncio.run(watch.modelversion_event(event={"type": None, "object": changed}, body=changed))
     assert ("ModelVersion", "m-v1") in added and ("ModelEndpoint", "ep") in added  # and its endpoint
     added.clear()
-    asyncio.run(wiring.modelversion_event(event={"type": "MODIFIED", "object": changed}, body=changed))
+    asyncio.run(watch.modelversion_event(event={"type": "MODIFIED", "object": changed}, body=changed))
     assert ("ModelVersion", "m-v1") in added  # a watch event always queues its object
 
 
+def test_a_watch_event_caches_kopfs_body_as_plain_data(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """kopf hands a mapping view (kopf.Body) over the event's decoded JSON; the cache holds plain
+    dicts, copied: a later change of the event's object does not reach the cache."""
+    from types import SimpleNamespace
+
+    import kopf
+
+    from modelversioning.handlers import runtime, watch
+    from modelversioning.handlers.store import Store
+
+    raw = {
+        "apiVersion": "modelversioning.io/v1alpha1",
+        "kind": "ModelEndpoint",
+        "metadata": {"name": "ep", "namespace": "ns", "resourceVersion": "3"},
+        "spec": {"model": "m", "variants": [{"name": "a", "version": "1.0.0", "weight": 100}]},
+    }
+    op = runtime.Operator.__new__(runtime.Operator)
+    op.store = Store()
+    op.queue = SimpleNamespace(add=lambda key, low=False: None)  # type: ignore[assignment]
+    monkeypatch.setattr(runtime, "OP", op)
+    asyncio.run(watch.modelendpoint_event(event={"type": "ADDED", "object": raw}, body=kopf.Body(raw)))
+    raw["spec"]["variants"][0]["weight"] = 0
+    cached = op.store.get("ModelEndpoint", "ns", "ep")
+    assert type(cached) is dict and type(cached["spec"]) is dict
+    assert cached["spec"]["variants"] == [{"name": "a", "version": "1.0.0", "weight": 100}]
+
+
 def test_only_event_handlers_are_registered_so_kopf_needs_no_essence() -> None:
-    """wiring.NoEssence skips kopf's per-event diff base: right only while no handler reads it."""
+    """startup.NoEssence skips kopf's per-event diff base: right only while no handler reads it."""
     import re
     from pathlib import Path
 
@@ -360,7 +387,7 @@ def test_only_event_handlers_are_registered_so_kopf_needs_no_essence() -> None:
     for path in Path(handlers.__file__).parent.glob("*.py"):
         used |= set(re.findall(r"kopf\.on\.(\w+)", path.read_text()))
     assert used <= {"event", "startup", "cleanup", "probe"}, used
-    from modelversioning.handlers.wiring import NoEssence
+    from modelversioning.handlers.startup import NoEssence
 
     assert NoEssence().fetch(body=None) is None and NoEssence().build(body=None) == {}  # type: ignore[arg-type]
 
@@ -370,26 +397,26 @@ def test_kopfs_initial_listing_is_paged_like_ours() -> None:
 
     import kopf
 
-    from modelversioning.handlers import wiring
+    from modelversioning.handlers import listing, memory, startup
 
     settings = kopf.OperatorSettings()
     before = sys.getswitchinterval()
     try:
-        asyncio.run(_startup_settings_only(wiring, settings))
+        asyncio.run(_startup_settings_only(startup, settings))
         assert sys.getswitchinterval() == pytest.approx(
-            wiring.SWITCH_INTERVAL
+            startup.SWITCH_INTERVAL
         )  # the loop gets the GIL back soon
     finally:
         sys.setswitchinterval(before)
         import gc
 
-        if wiring._watch_gc in gc.callbacks:  # the startup handler installed it: not for the test run
-            gc.callbacks.remove(wiring._watch_gc)
+        if memory._watch_gc in gc.callbacks:  # the startup handler installed it: not for the test run
+            gc.callbacks.remove(memory._watch_gc)
         gc.unfreeze()
-    assert settings.watching.chunk_size == wiring.LIST_PAGE  # never one LIST of 10,000 objects
+    assert settings.watching.chunk_size == listing.LIST_PAGE  # never one LIST of 10,000 objects
 
 
-async def _startup_settings_only(wiring, settings) -> None:  # type: ignore[no-untyped-def]
+async def _startup_settings_only(startup, settings) -> None:  # type: ignore[no-untyped-def]
     """Run the startup handler far enough to configure kopf's settings, without an API server."""
     import contextlib
 
@@ -399,13 +426,13 @@ async def _startup_settings_only(wiring, settings) -> None:  # type: ignore[no-u
     def stop(*_a, **_k):  # type: ignore[no-untyped-def]
         raise Stop
 
-    orig = wiring.load_api_client
-    wiring.load_api_client = stop
+    orig = startup.load_api_client
+    startup.load_api_client = stop
     try:
         with contextlib.suppress(Stop):
-            await wiring.startup(settings=settings)
+            await startup.startup(settings=settings)
     finally:
-        wiring.load_api_client = orig
+        startup.load_api_client = orig
 
 
 def _listing_op(listed: dict[str, list[dict]]):  # type: ignore[no-untyped-def]
@@ -413,7 +440,7 @@ def _listing_op(listed: dict[str, list[dict]]):  # type: ignore[no-untyped-def]
     from types import SimpleNamespace
 
     from modelversioning.api.settings import Settings
-    from modelversioning.handlers import wiring
+    from modelversioning.handlers import runtime
     from modelversioning.handlers.store import Store
 
     calls: list[str] = []
@@ -423,7 +450,7 @@ def _listing_op(listed: dict[str, list[dict]]):  # type: ignore[no-untyped-def]
             calls.append(res.kind)
             yield [dict(o) for o in listed.get(res.kind, [])]
 
-    op = wiring.Operator.__new__(wiring.Operator)
+    op = runtime.Operator.__new__(runtime.Operator)
     op.settings, op.kube, op.store = Settings(), K(), Store()  # type: ignore[assignment]
     op.queue = SimpleNamespace(paused=False)  # type: ignore[assignment]
     op.primed_at = None
@@ -435,48 +462,48 @@ def _obj(name: str, rv: str) -> dict:
 
 
 def test_startups_listing_stands_in_for_the_first_activation_only_while_fresh(monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    from modelversioning.handlers import wiring
+    from modelversioning.handlers import listing
 
     op, calls = _listing_op({"ModelVersion": [_obj("a", "1")]})
-    asyncio.run(wiring.prime_at_startup(op))
+    asyncio.run(listing.prime_at_startup(op))
     assert op.store.has("ModelVersion", "ns", "a") and op.primed_at is not None
     n = len(calls)
-    wiring.prime_unless_fresh(op)  # active at once: startup's listing is enough
+    listing.prime_unless_fresh(op)  # active at once: startup's listing is enough
     assert len(calls) == n and op.primed_at is None
-    wiring.prime_unless_fresh(op)  # a later activation (after a pause) lists again
+    listing.prime_unless_fresh(op)  # a later activation (after a pause) lists again
     assert len(calls) == 2 * n
     op.primed_at = 0.0  # a standby that became active long after startup lists again too
-    wiring.prime_unless_fresh(op)
+    listing.prime_unless_fresh(op)
     assert len(calls) == 3 * n
 
 
 def test_settling_listing_drops_what_was_deleted_between_the_two_listings() -> None:
-    from modelversioning.handlers import wiring
+    from modelversioning.handlers import resync
 
     op, calls = _listing_op({"ModelVersion": [_obj("a", "1")]})
     op.store.upsert("ModelVersion", _obj("a", "1"))
     op.store.upsert("ModelVersion", _obj("gone", "2"))  # deleted after our listing, before kopf's
-    wiring._settle(op)
+    resync._settle(op)
     assert op.store.has("ModelVersion", "ns", "a") and not op.store.has("ModelVersion", "ns", "gone")
     op.queue.paused = True  # a paused replica lists nothing
     before = len(calls)
-    wiring._settle(op)
+    resync._settle(op)
     assert len(calls) == before
 
 
 def test_each_drift_check_freezes_the_heap_and_an_hourly_one_collects_it_whole(monkeypatch) -> None:  # type: ignore[no-untyped-def]
     import gc
 
-    from modelversioning.handlers import wiring
+    from modelversioning.handlers import memory
 
     calls: list[object] = []
     monkeypatch.setattr(gc, "collect", lambda generation=2: calls.append(("collect", generation)) or 0)
     monkeypatch.setattr(gc, "freeze", lambda: calls.append("freeze"))
     monkeypatch.setattr(gc, "unfreeze", lambda: calls.append("unfreeze"))
-    wiring.freeze_heap(1)
+    memory.freeze_heap(1)
     assert calls == [("collect", 1), "freeze"]  # young generations only, then out of the collector's way
     calls.clear()
-    wiring.freeze_heap(wiring.UNFREEZE_EVERY)
+    memory.freeze_heap(memory.UNFREEZE_EVERY)
     assert calls == ["unfreeze", ("collect", 2), "freeze"]
 
 
@@ -484,16 +511,16 @@ def test_a_slow_garbage_collection_is_logged(caplog) -> None:  # type: ignore[no
     import gc
     import time
 
-    from modelversioning.handlers import wiring
+    from modelversioning.handlers import memory
 
     junk = [[i] for i in range(1000)]  # alive, tracked, not frozen
     gc.disable()  # no real collection (which calls the same hook) in between
-    wiring._watch_gc("start", {"generation": 2})
-    wiring._gc_started[0] = time.perf_counter() - 1.5
+    memory._watch_gc("start", {"generation": 2})
+    memory._gc_started[0] = time.perf_counter() - 1.5
     before = gc.get_freeze_count()
     try:
         with caplog.at_level("WARNING", logger="modelversioning"):
-            wiring._watch_gc("stop", {"generation": 2})
+            memory._watch_gc("stop", {"generation": 2})
         assert "generation 2 took 1.5" in caplog.text
         assert gc.get_freeze_count() >= before + len(junk)  # what survived a full collection is frozen
     finally:
@@ -502,13 +529,13 @@ def test_a_slow_garbage_collection_is_logged(caplog) -> None:  # type: ignore[no
 
 
 def test_a_failed_settling_listing_does_not_stop_the_drift_check(monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    from modelversioning.handlers import wiring
+    from modelversioning.handlers import resync
 
     def boom(_op):  # type: ignore[no-untyped-def]
         raise ConnectionError("the API server went away")
 
-    monkeypatch.setattr(wiring, "_settle", boom)
-    monkeypatch.setattr(wiring, "release_memory", lambda: None)
+    monkeypatch.setattr(resync, "_settle", boom)
+    monkeypatch.setattr(resync, "release_memory", lambda: None)
 
     class Op:
         class queue:  # noqa: N801 - stands in for the attribute
@@ -518,4 +545,4 @@ def test_a_failed_settling_listing_does_not_stop_the_drift_check(monkeypatch) ->
             def pending() -> int:
                 return 0
 
-    asyncio.run(wiring._release_when_settled(Op(), poll=0))  # type: ignore[arg-type]  # returns, no raise
+    asyncio.run(resync._release_when_settled(Op(), poll=0))  # type: ignore[arg-type]  # returns, no raise

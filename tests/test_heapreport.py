@@ -58,11 +58,11 @@ def test_under_jemalloc_the_report_reads_its_statistics_and_the_purge_hands_page
     object is freed, release_memory's purge takes the resident size down at once (no decay wait)."""
     assert JEMALLOC, "libjemalloc2 is not installed (bash e2e/build-node.sh --packages)"
     code = (
-        "from modelversioning.handlers import heapreport as h, wiring\n"
+        "from modelversioning.handlers import heapreport as h, memory\n"
         "keep = [bytes(1000) for _ in range(65536)]\n"  # 64 MiB of small objects
         "a = h.jemalloc_info()\n"
         "del keep\n"
-        "wiring.hand_back_freed_pages()\n"
+        "memory.hand_back_freed_pages()\n"
         "b = h.jemalloc_info()\n"
         "print(h.heap_summary().split(',')[0], round(a['allocated']), round(b['allocated']),"
         " round(a['resident']), round(b['resident']))\n"

@@ -12,7 +12,8 @@ import pytest
 from modelversioning.api import wire as R
 from modelversioning.api.settings import Settings
 from modelversioning.api.wire import IN_USE_FINALIZER
-from modelversioning.domain.version_plan import FIRST_VERIFICATION_GRACE, VerifyResult
+from modelversioning.domain.version_facts import VerifyResult
+from modelversioning.domain.version_verify import FIRST_VERIFICATION_GRACE
 from modelversioning.handlers.modelversion import ModelVersionReconciler
 from modelversioning.handlers.store import Store
 from modelversioning.handlers.workqueue import Requeue

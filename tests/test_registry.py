@@ -16,14 +16,8 @@ from modelversioning.domain import registry
 from modelversioning.domain.gates import CandidateFacts, MetricGate, TransitionRule, check
 from modelversioning.domain.registry import Retention, VersionView, parse_duration, select
 from modelversioning.domain.stages import StageGraph, has_reached, next_hop
-from modelversioning.domain.version_plan import (
-    RegistryFacts,
-    Serving,
-    VersionFacts,
-    VersionPolicy,
-    decide,
-    serving_periods,
-)
+from modelversioning.domain.version_facts import RegistryFacts, Serving, VersionFacts, VersionPolicy
+from modelversioning.domain.version_plan import decide, serving_periods
 
 NOW = datetime(2024, 7, 2, 10, 0, 0, tzinfo=UTC)
 SHA = "a" * 64

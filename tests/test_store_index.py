@@ -63,7 +63,7 @@ def test_notes_give_every_versions_stage_without_reading_the_objects() -> None:
 
 def test_version_gauges_count_versions_by_model_and_stage() -> None:
     from modelversioning import metrics
-    from modelversioning.handlers.wiring import Operator
+    from modelversioning.handlers.runtime import Operator
 
     s = Store()
     for name, stage in (("fraud-v1", "production"), ("fraud-v2", "production"), ("fraud-v3", None)):

@@ -10,20 +10,20 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from modelversioning.api import wire as R
+from modelversioning.api.wire import IN_USE_FINALIZER
 from modelversioning.artifacts.errors import Reason
 from modelversioning.domain import conditions as cond
 from modelversioning.domain.stages import Stage, StageGraph, next_hop
-from modelversioning.domain.version_plan import (
-    IN_USE_FINALIZER,
+from modelversioning.domain.version_facts import (
     Serving,
     VerifierFacts,
     VerifyAction,
     VerifyResult,
     VersionFacts,
     VersionPolicy,
-    decide,
-    retry_delay,
 )
+from modelversioning.domain.version_plan import decide
+from modelversioning.domain.version_verify import retry_delay
 
 NOW = datetime(2024, 7, 2, 10, 0, 0, tzinfo=UTC)
 STAMP = "2024-07-02T10:00:00Z"
@@ -241,6 +241,13 @@ def test_recheck_refetches_a_record_without_a_readable_time():
     assert decide(facts(status=st), replace(POLICY, recheck_seconds=3600), NOW).verify is VerifyAction.START
 
 
+def test_recheck_refetches_a_record_whose_time_has_no_zone():
+    """A verifiedAt without a time zone (a hand-edited status) cannot be compared with now: re-verify
+    (before, the subtraction raised TypeError and every reconcile of the version failed)."""
+    st = verified_status(artifact={"digest": SHA, "verifiedAt": "2024-07-02T09:59:00"})
+    assert decide(facts(status=st), replace(POLICY, recheck_seconds=3600), NOW).verify is VerifyAction.START
+
+
 def test_nothing_known_starts_a_verification():
     plan = decide(facts(status=unverified()), POLICY, NOW)
     assert plan.verify is VerifyAction.START
@@ -438,7 +445,8 @@ def test_a_converged_version_decides_the_same_status_and_does_nothing():
 
 def test_rollout_grant_promotes_one_step_while_spec_stage_is_unchanged():
     from modelversioning.domain.stages import StageGraph
-    from modelversioning.domain.version_plan import Grant, effective_request, merge_rollouts
+    from modelversioning.domain.version_plan import merge_rollouts
+    from modelversioning.domain.version_stage import Grant, effective_request
 
     g = StageGraph()
     grant = Grant(Stage.PRODUCTION, Stage.STAGING, Stage.STAGING, "ModelEndpoint/fraud", "errors=0.01 Passed")
@@ -464,7 +472,7 @@ def test_rollout_grant_promotes_one_step_while_spec_stage_is_unchanged():
 
 def test_history_is_capped_and_older_entries_leave_as_events():
     """200 stage edits made 201 entries; status.history now keeps the latest HISTORY_LIMIT."""
-    from modelversioning.domain.version_plan import HISTORY_LIMIT
+    from modelversioning.domain.version_facts import HISTORY_LIMIT
 
     full = [{"from": "staging", "to": "production", "at": f"t{i}", "reason": f"r{i}", "actor": "bob"}
             for i in range(HISTORY_LIMIT)]  # fmt: skip

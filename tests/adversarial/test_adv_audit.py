@@ -16,7 +16,7 @@ from typing import Any
 
 from modelversioning.api import wire as R
 from modelversioning.api.settings import AdmissionSettings, Settings
-from modelversioning.domain.version_plan import VerifyResult
+from modelversioning.domain.version_facts import VerifyResult
 from modelversioning.handlers.modelversion import UNATTRIBUTED, ModelVersionReconciler, stage_actor
 from modelversioning.handlers.store import Store
 from modelversioning.handlers.workqueue import Requeue

@@ -20,7 +20,7 @@ from servers import HTTPServer
 from modelversioning.api import wire as R
 from modelversioning.api.settings import ArtifactPolicy, Settings, Verification
 from modelversioning.artifacts import Reason, verify_artifact, verify_in_child
-from modelversioning.domain.version_plan import VerifyResult
+from modelversioning.domain.version_facts import VerifyResult
 from modelversioning.handlers.modelversion import ModelVersionReconciler, Verifications
 from modelversioning.handlers.store import Store
 

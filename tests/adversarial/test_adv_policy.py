@@ -80,7 +80,7 @@ def test_bytes_hashed_metric_counts_only_verified_artifacts() -> None:
     from modelversioning.api import wire as R
     from modelversioning.api.modelversion import ModelVersionSpec
     from modelversioning.api.settings import Verification
-    from modelversioning.domain.version_plan import VerifyResult
+    from modelversioning.domain.version_facts import VerifyResult
     from modelversioning.handlers.modelversion import Verifications
     from modelversioning.metrics import REGISTRY
 

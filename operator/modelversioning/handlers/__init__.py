@@ -1,2 +1,2 @@
 """Thin kopf wiring around the reconcilers. Importing `modelversioning.handlers.wiring`
-registers the handlers with kopf."""
+registers the handlers with kopf (`startup`, `watch`; the shared `runtime.Operator`)."""

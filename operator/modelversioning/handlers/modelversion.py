@@ -40,8 +40,7 @@ from modelversioning.api.wire import (
 )
 from modelversioning.artifacts import FairExecutor, redact_uri, verify_artifact, verify_in_child
 from modelversioning.domain.stages import Stage, StageGraph
-from modelversioning.domain.version_plan import (
-    Grant,
+from modelversioning.domain.version_facts import (
     Serving,
     VerifierFacts,
     VerifyAction,
@@ -49,9 +48,9 @@ from modelversioning.domain.version_plan import (
     VersionFacts,
     VersionPlan,
     VersionPolicy,
-    decide,
-    effective_request,
 )
+from modelversioning.domain.version_plan import decide
+from modelversioning.domain.version_stage import Grant, effective_request
 from modelversioning.handlers.drift import status_changed
 from modelversioning.handlers.instrument import instrumented
 from modelversioning.handlers.kube import MODELVERSION, Kube

@@ -1,0 +1,153 @@
+"""The values a ModelVersion decision works on (gather -> decide -> act): what the handler gathers
+(``VersionFacts`` with its ``VerifierFacts``, ``Serving`` and ``RegistryFacts``), the operator's
+``VersionPolicy``, and the ``VersionPlan`` that ``domain.version_plan.decide`` returns."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from modelversioning.api import wire as R
+from modelversioning.domain.gates import CandidateFacts, TransitionRule
+from modelversioning.domain.stages import Stage, StageGraph
+
+# status.history keeps the latest HISTORY_LIMIT entries; an older entry leaves as an Event (reason
+# HistoryTrimmed, with the whole entry), so the audit trail continues wherever Events are shipped.
+HISTORY_LIMIT = 50
+
+# --------------------------------------------------------------------------------------- facts
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    """A finished fetch-and-hash of the artifact."""
+
+    reason: str  # R.VERIFIED or why not
+    message: str
+    transient: bool  # retrying later may help
+    actual: str | None = None  # the digest read
+    size_bytes: int | None = None
+    files: int | None = None  # a directory/prefix: how many files the manifest covers
+
+    @property
+    def ok(self) -> bool:
+        return self.reason == R.VERIFIED
+
+
+@dataclass(frozen=True)
+class VerifierFacts:
+    """The verifier's bookkeeping for this object (same UID), read at gather time."""
+
+    running: bool = False
+    result: VerifyResult | None = None  # the last finished attempt, if not forgotten
+    result_generation: int = 0  # the generation that attempt was started for
+    failures: int = 0  # consecutive transient failures
+    age: float = 0.0  # seconds since the result came in
+    running_for: float = 0.0  # seconds since the running attempt started
+
+
+@dataclass(frozen=True)
+class Serving:
+    """One endpoint variant that names this version (status.servedBy)."""
+
+    endpoint: str
+    variant: str
+    weight: int
+    mirror: bool = False
+
+    def to_status(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"endpoint": self.endpoint, "variant": self.variant, "weight": self.weight}
+        if self.mirror:
+            out["mirror"] = True
+        return out
+
+
+@dataclass(frozen=True)
+class RegistryFacts:
+    """What the version's Model says (domain.registry, domain.gates): its graph and gates, and the
+    registry's verdicts. No Model: the operator's graph and gates, no verdicts."""
+
+    graph: StageGraph | None = None  # the Model's stage graph (None: the operator's)
+    rules: tuple[TransitionRule, ...] = ()
+    candidate: CandidateFacts | None = None  # what the Model's gates look at
+    reused: str | None = None  # this version number was registered with another digest: why (permanent)
+    artifact_deleted: str | None = None  # retention deleted the artifact from storage: when, by whom
+    # the policy that refuses deleting this version once past candidate (the deletion-protected
+    # annotation's value); None: its policy allows the deletion
+    deletion_policy: str | None = None
+
+
+@dataclass(frozen=True)
+class VersionFacts:
+    """Everything a decision about one ModelVersion needs, as observed."""
+
+    name: str
+    generation: int
+    status: Mapping[str, Any]  # status as stored (conditions, stage, history, artifact)
+    invalid: str | None = None  # the spec does not validate: why (nothing else is decided)
+    deleting: bool = False
+    finalizers: tuple[str, ...] = ()
+    model: str = ""
+    version: str = ""
+    requested: str = Stage.CANDIDATE  # spec.stage (a built-in stage or one of the Model's)
+    digest: str = ""  # spec.artifact.sha256
+    shown_uri: str = ""  # spec.artifact.uri, redacted for messages
+    missing_lineage: tuple[str, ...] = ()  # lineage fields production needs and the spec lacks
+    actor: str = "unknown"  # who requested spec.stage
+    why: str = ""  # the reason given for the request
+    serving: tuple[Serving, ...] = ()
+    verifier: VerifierFacts = field(default_factory=VerifierFacts)
+    rollouts: tuple[Mapping[str, Any], ...] = ()  # outcomes endpoints recorded (annotation), newest last
+    protected: str | None = None  # the deletion-protected annotation as stored
+    registry: RegistryFacts = field(default_factory=RegistryFacts)
+
+
+@dataclass(frozen=True)
+class VersionPolicy:
+    """The operator's settings the decisions use."""
+
+    graph: StageGraph = field(default_factory=StageGraph)
+    recheck_seconds: float = 0.0  # 0: a verified digest is never re-fetched
+    retry_initial_seconds: float = 5.0
+    retry_max_seconds: float = 300.0
+    history_limit: int = HISTORY_LIMIT
+
+
+# ---------------------------------------------------------------------------------------- plan
+
+
+class VerifyAction(StrEnum):
+    NONE = "none"  # leave the verifier alone (running, held, or not needed)
+    START = "start"  # start a fetch-and-hash now
+    FORGET = "forget"  # drop the bookkeeping (the answer is in the status now)
+
+
+@dataclass(frozen=True)
+class Event:
+    type: str  # Normal | Warning
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Transition:
+    """A stage hop made or refused (for the transitions counter)."""
+
+    src: str
+    dst: str
+    outcome: str  # made | blocked
+
+
+@dataclass(frozen=True)
+class VersionPlan:
+    status: dict[str, Any] | None = None  # the whole new status; None: leave it alone
+    events: tuple[Event, ...] = ()
+    finalizers: tuple[str, ...] | None = None  # the new list; None: unchanged
+    annotations: Mapping[str, str | None] = field(default_factory=dict)  # to change (None: remove)
+    verify: VerifyAction = VerifyAction.NONE
+    requeue_after: float | None = None  # look again (a transient failure's backoff)
+    notify_endpoints: bool = False  # stage or verification changed: endpoints re-decide eligibility
+    transitions: tuple[Transition, ...] = ()
+    warning: str | None = None  # worth a log line, nothing to write

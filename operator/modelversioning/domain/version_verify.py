@@ -1,0 +1,144 @@
+"""ArtifactVerified of a ModelVersion, decided purely: what the status says about its artifact, what
+the verifier is told (start a fetch-and-hash, forget its answer, or nothing), and when to look again.
+
+- A verified record stays valid while the digest matches (and, with ``recheck_seconds``, until it
+  is that old); ``DigestMismatch`` is permanent for the generation.
+- Other permanent failures (``AccessDenied``, ``URIRefused``) are held for the generation, so a
+  status write never triggers another fetch; transient ones (``NotFound``, ``FetchFailed``) are
+  retried with exponential backoff, and the message says when.
+- The registry's word (a reused version number, an artifact retention deleted) comes before any fetch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from modelversioning.api import wire as R
+from modelversioning.domain import conditions as cond
+from modelversioning.domain.conditions import FALSE, TRUE, UNKNOWN, Cond
+from modelversioning.domain.timestamps import parse_rfc3339, rfc3339
+from modelversioning.domain.version_facts import Event, VerifyAction, VersionFacts, VersionPolicy
+
+
+@dataclass(frozen=True)
+class Verification:
+    cond: Cond  # ArtifactVerified
+    artifact: Mapping[str, Any] | None = None  # status.artifact (None: no verified record)
+    action: VerifyAction = VerifyAction.NONE
+    requeue_after: float | None = None
+    quiet: bool = False  # a first verification still in its grace period: write no status yet
+
+
+# A new version's first verification writes no "Verifying" status for this long: most artifacts that
+# are cached, small or identical verify within it, and the version gets one status write (Verified and
+# its stage) instead of two. A slower one shows Verifying once the grace is over.
+FIRST_VERIFICATION_GRACE = 2.0
+
+
+def retry_delay(failures: int, policy: VersionPolicy) -> float:
+    """Exponential backoff after `failures` consecutive transient failures."""
+    if failures <= 0:
+        return 0.0
+    return float(min(policy.retry_max_seconds, policy.retry_initial_seconds * 2 ** (failures - 1)))
+
+
+def decide_verification(facts: VersionFacts, policy: VersionPolicy, now: datetime) -> Verification:
+    prev_conds = facts.status.get("conditions")
+    prev = cond.get(prev_conds, "ArtifactVerified")
+    prev_art = facts.status.get("artifact")
+    if (
+        prev is not None
+        and prev.get("status") == TRUE
+        and prev_art
+        and prev_art.get("digest") == facts.digest
+        and not _stale(prev_art.get("verifiedAt", ""), policy, now)
+    ):
+        return Verification(Cond("ArtifactVerified", TRUE, R.VERIFIED, prev.get("message", "")), prev_art)
+    if (
+        prev is not None
+        and prev.get("reason") == R.DIGEST_MISMATCH
+        and prev.get("observedGeneration") == facts.generation
+    ):
+        held = Cond("ArtifactVerified", FALSE, R.DIGEST_MISMATCH, prev.get("message", ""))
+        return Verification(held, action=VerifyAction.FORGET)
+    verifying = Verification(
+        Cond("ArtifactVerified", UNKNOWN, R.VERIFYING, f"fetching and hashing {facts.shown_uri}"),
+        prev_art,  # a recheck keeps the old record meanwhile
+    )
+    v = facts.verifier
+    first = prev is None and not facts.status.get("stage")  # never had a status of its own
+    if v.running:
+        if first and v.running_for < FIRST_VERIFICATION_GRACE:
+            left = FIRST_VERIFICATION_GRACE - v.running_for
+            return Verification(verifying.cond, prev_art, quiet=True, requeue_after=left)
+        return verifying
+    res = v.result
+    if res is not None and res.ok:
+        art: dict[str, Any] = {"digest": res.actual or facts.digest, "verifiedAt": rfc3339(now)}
+        if res.size_bytes is not None:
+            art["sizeBytes"] = res.size_bytes
+        if res.files is not None:
+            art["files"] = res.files
+        return Verification(Cond("ArtifactVerified", TRUE, R.VERIFIED, res.message), art, VerifyAction.FORGET)
+    if res is not None and not res.transient and v.result_generation == facts.generation:
+        # permanent for this generation: the verifier keeps the answer, so it is not fetched again
+        return Verification(Cond("ArtifactVerified", FALSE, res.reason, res.message))
+    if res is not None and res.transient:
+        wait = retry_delay(v.failures, policy) - v.age
+        if wait > 0:
+            msg = f"{res.message}; retrying in {wait:.0f}s (attempt {v.failures})"
+            return Verification(Cond("ArtifactVerified", FALSE, res.reason, msg), requeue_after=wait + 0.1)
+    if first and res is None:
+        return Verification(
+            verifying.cond, prev_art, VerifyAction.START, requeue_after=FIRST_VERIFICATION_GRACE, quiet=True
+        )
+    return Verification(verifying.cond, verifying.artifact, VerifyAction.START)
+
+
+def registry_verdict(facts: VersionFacts) -> Verification | None:
+    """The registry's word comes before any fetch: a reused version number is refused for good (kept
+    from the status, so it holds even if the Model's memory were lost); an artifact retention deleted
+    is not verified again (the verified record stays). Both keep the version off every endpoint."""
+    prev = cond.get(facts.status.get("conditions"), "ArtifactVerified") or {}
+    reused = facts.registry.reused
+    if reused is None and prev.get("reason") == R.VERSION_REUSED:
+        reused = str(prev.get("message", ""))
+    if reused is not None:
+        return Verification(
+            Cond("ArtifactVerified", FALSE, R.VERSION_REUSED, reused), action=VerifyAction.FORGET
+        )
+    if facts.registry.artifact_deleted is not None:
+        msg = facts.registry.artifact_deleted
+        return Verification(
+            Cond("ArtifactVerified", FALSE, R.ARTIFACT_DELETED, msg),
+            facts.status.get("artifact"),  # the verified record of what it was stays
+            VerifyAction.FORGET,
+        )
+    return None
+
+
+def verification_events(prev: Mapping[str, Any] | None, now: Cond) -> tuple[Event, ...]:
+    """An Event when ArtifactVerified's reason changes: Normal when verified, Warning on a failure."""
+    if prev is not None and prev.get("reason") == now.reason:
+        return ()
+    if now.reason == R.VERIFIED:
+        return (Event("Normal", R.ARTIFACT_VERIFIED, now.message),)
+    if now.reason == R.ARTIFACT_DELETED:  # retention did it on purpose (the Model posted the Event)
+        return ()
+    if now.status == FALSE:
+        return (Event("Warning", now.reason, now.message),)
+    return ()
+
+
+def _stale(ts: str, policy: VersionPolicy, now: datetime) -> bool:
+    """Is a verified record due for a re-fetch (only with recheck_seconds set)? One whose verifiedAt
+    is not a timestamp with a time zone is."""
+    if not policy.recheck_seconds:
+        return False
+    t = parse_rfc3339(ts)
+    if t is None:
+        return True
+    return (now - t).total_seconds() > policy.recheck_seconds
