@@ -98,7 +98,9 @@ class EndpointFacts:
     draining: Mapping[str, float]  # slot -> since (epoch seconds), from status
     now: float
     drain_seconds: float
-    mirror_supported: bool = True  # the router can mirror (platform setting for Gateway API)
+    mirror_supported: bool = True  # the router can mirror here (Gateway API: the implementation's)
+    writes_route: bool = True  # False: no route object (none); weights and mirror are not applied
+    why_no_mirror: str = ""  # with mirror_supported False: why (the router says)
 
 
 # ---------------------------------------------------------------------------------------- plan
@@ -312,7 +314,7 @@ def decide(f: EndpointFacts) -> Plan:
         f.previous_weights,
     )
     weights = dict(split.weights)
-    write_route = not problems and f.router_problem is None and not split.held and f.router != "none"
+    write_route = not problems and f.router_problem is None and not split.held and f.writes_route
     if problems or f.router_problem is not None:
         weights = {k: int(w) for k, w in f.previous_weights.items()}
     destinations: list[Destination] = []
@@ -321,7 +323,7 @@ def decide(f: EndpointFacts) -> Plan:
         if pin is not None and v.name in weights:
             destinations.append(Destination(v.name, pin.slot, pin.version, pin.digest, weights[v.name]))
     mirror_dest = None
-    if mirror is not None and f.mirror_supported:
+    if mirror is not None and (f.mirror_supported or not f.writes_route):  # no route: kept for status
         pin = by_name[mirror.name].serving
         if by_name[mirror.name].eligible and pin is not None:
             mirror_dest = Destination(mirror.name, pin.slot, pin.version, pin.digest, 0)
@@ -489,9 +491,9 @@ def _route_conditions(f: EndpointFacts, plan: Plan, out: Outcome) -> list[Cond]:
             Cond("Degraded", TRUE, reason, f"{msg}; existing routes are left unchanged"),
             Cond("RoutesReady", FALSE, reason, msg),
         ]
-    if f.router == "none":
+    if not f.writes_route:
         msg = (
-            "router none: traffic is not split; each variant is reachable on the Service in "
+            f"router {f.router}: traffic is not split; each variant is reachable on the Service in "
             "status.variants[].serving.slot"
         )
         return [Cond("RoutesReady", TRUE, R.NO_ROUTER, msg)]
@@ -521,11 +523,9 @@ def _progressing(
 
 def _degraded(f: EndpointFacts, plan: Plan, variants: tuple[VariantDecision, ...]) -> Cond:
     mirror = next((v for v in f.variants if v.mirror), None)
-    if mirror is not None and not f.mirror_supported:
-        msg = (
-            f"router {f.router} cannot mirror here (the platform has not declared HTTPRouteRequestMirror "
-            f"support, operator setting serving.gatewayApiFeatures): variant {mirror.name} gets no copies"
-        )
+    if mirror is not None and f.writes_route and not f.mirror_supported:
+        why = f" ({f.why_no_mirror})" if f.why_no_mirror else ""
+        msg = f"router {f.router} cannot mirror here{why}: variant {mirror.name} gets no copies"
         return Cond("Degraded", TRUE, R.MIRROR_UNSUPPORTED, msg)
     bad = [d for d in variants if d.reason in PERMANENT or d.held_scale]
     if bad:

@@ -36,6 +36,7 @@ from modelversioning.domain.conditions import FALSE, TRUE, Cond
 from modelversioning.domain.rollout import registry_update
 from modelversioning.domain.stages import Stage
 from modelversioning.domain.version_plan import next_promotion
+from modelversioning.handlers import platform
 from modelversioning.handlers.drift import diff, status_changed
 from modelversioning.handlers.instrument import instrumented
 from modelversioning.handlers.kube import (
@@ -207,6 +208,7 @@ class ModelEndpointReconciler:
             ]
         routed, known, router_problem = self._routes(ref, spec.routing.router)
         owned = {n for k in ("Deployment", "Service") for n in self.store.owned_names(k, ns, ref.uid)}
+        caps = platform.capabilities(self.store, spec, ns, self.settings)  # the router's, on this platform
         facts = plan_.EndpointFacts(
             required_stage=spec.required_stage,
             variants=tuple(variants),
@@ -222,8 +224,9 @@ class ModelEndpointReconciler:
             },
             now=self.clock(),
             drain_seconds=self.settings.serving.drain_seconds,
-            mirror_supported=spec.routing.router != "gatewayAPI"
-            or "HTTPRouteRequestMirror" in self.settings.serving.gateway_api_features,
+            mirror_supported=caps.can_mirror,
+            writes_route=caps.writes_route,
+            why_no_mirror=caps.why_no_mirror,
         )
         return Gathered(facts, spec, ref, slots, conflicts, rollout)
 

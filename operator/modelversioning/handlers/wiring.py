@@ -27,13 +27,12 @@ from kubernetes.client.exceptions import ApiException
 from modelversioning import metrics
 from modelversioning.api.settings import Settings
 from modelversioning.api.wire import LABEL_MANAGED_BY, MANAGED_BY, MODEL, MODELAPPROVAL
-from modelversioning.handlers import heapreport
+from modelversioning.handlers import heapreport, platform
 from modelversioning.handlers.activity import PauseSignal, install_pause_hook, refill, run_while_active
 from modelversioning.handlers.kube import (
     DEPLOYMENT,
     MODELENDPOINT,
     MODELVERSION,
-    ROUTE_RESOURCES,
     SERVICE,
     Kube,
     Resource,
@@ -234,11 +233,10 @@ def prime_store(op: Operator) -> None:
         (DEPLOYMENT, selector),
         (SERVICE, selector),
     ]
-    for router, res in ROUTE_RESOURCES.items():
-        if router in op.settings.serving.enabled_routers:
-            kinds.append((res, selector))
+    kinds += [(res, selector) for res in platform.route_resources(op.settings)]
+    kinds += [(res, None) for res in platform.read_resources(op.settings)]  # the platform's, not ours
     for res, sel in kinds:
-        for ns in namespaces:
+        for ns in namespaces if res.namespaced else [None]:
             try:  # objects deleted while this replica was paused leave the cache here
                 refill(op.store, res.kind, ns, partial(_listed, op.kube, res, ns, sel))
             except ApiException as e:
@@ -480,18 +478,21 @@ def _child_event(kind: str) -> Any:
 
 
 def register_children(settings: Settings) -> None:
-    """Watch only our own children (label selector), and only route kinds whose router is enabled."""
+    """Watch our own children (label selector), the enabled routers' route kinds and what they read."""
     kopf.on.event(
         DEPLOYMENT.group, DEPLOYMENT.version, DEPLOYMENT.plural, labels=MANAGED, id="deployment_event"
     )(_child_event("Deployment"))
     kopf.on.event(SERVICE.group, SERVICE.version, SERVICE.plural, labels=MANAGED, id="service_event")(
         _child_event("Service")
     )
-    for router, res in ROUTE_RESOURCES.items():  # each router module names its own route resource
-        if router in settings.serving.enabled_routers:
-            kopf.on.event(res.group, res.version, res.plural, labels=MANAGED, id=f"{res.kind.lower()}_event")(
-                _child_event(res.kind)
-            )
+    for res in platform.route_resources(settings):  # each router module names its own route resource
+        kopf.on.event(res.group, res.version, res.plural, labels=MANAGED, id=f"{res.kind.lower()}_event")(
+            _child_event(res.kind)
+        )
+    for res in platform.read_resources(settings):  # what the routers read of the platform: not ours
+        kopf.on.event(res.group, res.version, res.plural, id=f"{res.kind.lower()}_read")(
+            platform.read_event(res.kind, _op, _track)
+        )
 
 
 @kopf.on.probe(id="queue")
