@@ -209,9 +209,19 @@ def test_deployment_defaults_are_hardened(helm: Helm) -> None:
     assert "--all-namespaces" not in args and "--peering=mvo-e2e" in args
     assert [a for a in args if a.startswith("--namespace=")] == [f"--namespace={n}" for n in CUSTOM_WATCHED]
     assert sorted(p["metadata"]["namespace"] for p in by_kind(custom, "KopfPeering")) == list(CUSTOM_WATCHED)
-    # namespaced: the only cluster-scoped grant is kopf's read-only discovery of CRDs/namespaces
-    assert [r["metadata"]["name"] for r in by_kind(custom, "ClusterRole")] == [
-        "mvo-modelversioning-operator-discovery"
+    # namespaced: the only cluster-scoped grants are kopf's read-only discovery of CRDs/namespaces and,
+    # for the gatewayAPI router, a read-only watch of GatewayClasses (what each implementation supports)
+    cluster_roles = {r["metadata"]["name"]: r["rules"] for r in by_kind(custom, "ClusterRole")}
+    assert sorted(cluster_roles) == [
+        "mvo-modelversioning-operator-discovery",
+        "mvo-modelversioning-operator-platform",
+    ]
+    assert cluster_roles["mvo-modelversioning-operator-platform"] == [
+        {
+            "apiGroups": ["gateway.networking.k8s.io"],
+            "resources": ["gatewayclasses"],
+            "verbs": ["list", "watch"],
+        }
     ]
     roles = by_kind(custom, "Role")
     assert sorted({r["metadata"]["namespace"] for r in roles}) == list(CUSTOM_WATCHED)

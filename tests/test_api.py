@@ -231,17 +231,24 @@ def test_structural_schema_has_no_unsupported_keywords():
 
 
 def test_chart_router_list_is_fresh_and_every_router_has_a_value():
-    """The chart derives route RBAC and serving.enabledRouters from files/routers.yaml, generated from
-    the router modules: a new router is one module + one registration line + `gen-crds`, and a
-    `routers.<name>.enabled` value (this test names what is missing)."""
+    """The chart derives RBAC (route objects, platform reads) and serving.enabledRouters from
+    files/routers.yaml, generated from the router registry: a new router is one module + one
+    registration line + `gen-crds`, and, when it writes a route, a `routers.<name>.enabled` value (this
+    test names what is missing)."""
     from modelversioning.render.routers import CHART_FILE, chart_routers, get_router, router_names
 
     chart = ROOT / "charts" / "modelversioning-operator"
     path = chart / CHART_FILE
     assert path.read_text() == chart_routers(), f"{path} is stale; run `modelversioning gen-crds .`"
-    listed = set(yaml.safe_load(path.read_text()))
-    assert listed == {n for n in router_names() if get_router(n).kind}
+    listed = yaml.safe_load(path.read_text())
+    assert list(listed) == router_names()
+    for name, entry in listed.items():
+        route = get_router(name).identity.route
+        assert (entry.get("kind"), entry.get("plural")) == (
+            (route.kind, route.plural) if route else (None, None)
+        )
+    switched = {n for n in router_names() if get_router(n).writes_route}
     values = yaml.safe_load((chart / "values.yaml").read_text())["routers"]
-    assert set(values) == listed, "add routers.<name>.enabled to the chart's values.yaml"
+    assert set(values) == switched, "add routers.<name>.enabled to the chart's values.yaml"
     schema = json.loads((chart / "values.schema.json").read_text())
-    assert set(schema["properties"]["routers"]["properties"]) == listed, "and to values.schema.json"
+    assert set(schema["properties"]["routers"]["properties"]) == switched, "and to values.schema.json"

@@ -405,6 +405,27 @@ def test_mirror_is_left_out_where_the_gateway_cannot_mirror() -> None:
     assert cond(report(f, plan), "Degraded") == ("True", R.MIRROR_UNSUPPORTED)
 
 
+def test_the_routers_capabilities_decide_not_its_name() -> None:
+    live = variant(desired=slot("ep-s"))
+    shadow = replace(variant("shadow", "3.0.0-rc.1", 0, mv=mv("3.0.0-rc.1", stage="staging"),
+                             desired=slot("ep-sh")), mirror=True)  # fmt: skip
+    # a router that writes no route object (whatever its name): nothing is written, RoutesReady says so,
+    # and the declared split and mirror are kept for status as they are (none of it is applied)
+    f = facts(live, shadow, router="plain", writes_route=False, mirror_supported=False)
+    plan = P.decide(f)
+    assert not plan.write_route and plan.mirror is not None and plan.mirror.slot == "ep-sh"
+    rep = report(f, plan)
+    assert cond(rep, "RoutesReady") == ("True", R.NO_ROUTER)
+    assert cond(rep, "Degraded") == ("False", R.AS_EXPECTED)
+    # a router that writes one but cannot mirror here says why
+    f = facts(live, shadow, router="plain", mirror_supported=False, why_no_mirror="GatewayClass x lacks it")
+    plan = P.decide(f)
+    assert plan.write_route and plan.mirror is None
+    degraded = next(c for c in report(f, plan).conditions if c.type == "Degraded")
+    why = "router plain cannot mirror here (GatewayClass x lacks it): variant shadow gets no copies"
+    assert degraded.message == why
+
+
 def test_replicas_follow_the_share_and_the_share_waits_for_the_pods() -> None:
     stable = variant(weight=90, replicas=10, desired=slot("ep-s", replicas=10), pin=pin(slot_="ep-s"),
                      pinned=slot("ep-s", replicas=10))  # fmt: skip

@@ -62,21 +62,31 @@ app.kubernetes.io/part-of: modelversioning-operator
 {{- toJson (uniq .Values.watch.namespaces) -}}
 {{- end -}}
 
-{{/* The routers with a route object (files/routers.yaml, generated from the router modules by
-`modelversioning gen-crds`) that routers.<name>.enabled turns on: name -> group/version/kind/plural. */}}
-{{- define "mvo.routeRouters" -}}
+{{/* The enabled routers of files/routers.yaml (generated from the router modules by `modelversioning
+gen-crds`): a router with a route object when routers.<name>.enabled, one without (none) always.
+name -> {group, version, kind, plural, reads}. */}}
+{{- define "mvo.enabledRouterEntries" -}}
 {{- $on := dict -}}
 {{- range $name, $r := (.Files.Get "files/routers.yaml" | fromYaml) -}}
-{{- if dig $name "enabled" false $.Values.routers -}}{{- $_ := set $on $name $r -}}{{- end -}}
+{{- if or (not (dig "kind" "" $r)) (dig $name "enabled" false $.Values.routers) -}}
+{{- $_ := set $on $name $r -}}
+{{- end -}}
+{{- end -}}
+{{- toJson $on -}}
+{{- end -}}
+
+{{/* The enabled routers with a route object: name -> group/version/kind/plural/reads. */}}
+{{- define "mvo.routeRouters" -}}
+{{- $on := dict -}}
+{{- range $name, $r := (include "mvo.enabledRouterEntries" . | fromJson) -}}
+{{- if dig "kind" "" $r -}}{{- $_ := set $on $name $r -}}{{- end -}}
 {{- end -}}
 {{- toJson $on -}}
 {{- end -}}
 
 {{/* serving.enabledRouters of the settings file, derived from routers.*.enabled. */}}
 {{- define "mvo.enabledRouters" -}}
-{{- $routers := keys (include "mvo.routeRouters" . | fromJson) | sortAlpha -}}
-{{- $routers = append $routers "none" -}}
-{{- toJson $routers -}}
+{{- toJson (keys (include "mvo.enabledRouterEntries" . | fromJson) | sortAlpha) -}}
 {{- end -}}
 
 {{/* The operator settings file (operator/modelversioning/api/settings.py). */}}
@@ -188,4 +198,29 @@ yet is authorized as `create`, hence create + patch.
   resources: [{{ $r.plural }}]
   verbs: [list, watch, create, patch, delete]
 {{- end }}
+{{- include "mvo.rules.reads" (dict "root" .root "cluster" false) }}
+{{- if eq .scope "cluster" }}
+{{- include "mvo.rules.reads" (dict "root" .root "cluster" true) }}
+{{- end }}
+{{- end -}}
+
+{{/*
+What the enabled routers read of the platform (files/routers.yaml `reads`): list/watch, never written.
+Takes {root, cluster}: cluster true for the cluster-scoped resources (GatewayClasses: in a namespaced
+install, the ClusterRole <fullname>-platform), false for the namespaced ones (Gateways).
+*/}}
+{{- define "mvo.rules.reads" -}}
+{{- $seen := dict -}}
+{{- range $name, $r := (include "mvo.enabledRouterEntries" .root | fromJson) -}}
+{{- range $read := (dig "reads" (list) $r) -}}
+{{- $key := printf "%s/%s" $read.group $read.plural -}}
+{{- if and (eq (not $read.namespaced) $.cluster) (not (hasKey $seen $key)) -}}
+{{- $_ := set $seen $key true }}
+# The {{ $name }} router reads {{ $read.kind }} objects (watched, never written).
+- apiGroups: [{{ $read.group }}]
+  resources: [{{ $read.plural }}]
+  verbs: [list, watch]
+{{- end -}}
+{{- end -}}
+{{- end -}}
 {{- end -}}

@@ -5,13 +5,13 @@ schema: $refs inlined, Optional collapsed, titles dropped, int|str mapped to
 int-or-string, free scalars to preserve-unknown-fields, and the CEL rules
 declared next to each field kept as x-kubernetes-validations.
 
-Run: `modelversioning gen-crds` (or `python -m modelversioning.api.crdgen`).
+Run: `modelversioning gen-crds`. The ModelEndpoint schema lists the registered routers (api.routers):
+whoever calls this module imports modelversioning.render.routers first (the CLI command does).
 """
 
 from __future__ import annotations
 
 import copy
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -249,9 +249,3 @@ def default_dirs(repo_root: Path) -> list[Path]:
     if chart.is_dir():
         dirs.append(chart / "files" / "crds")
     return dirs
-
-
-if __name__ == "__main__":
-    root = Path(sys.argv[1]) if len(sys.argv) > 1 else Path.cwd()
-    for p in write(default_dirs(root)):
-        print(p)

@@ -6,6 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from modelversioning.api import routers
 from modelversioning.api.common import (
     CONDITIONS_LIST_EXTRA,
     DNS_LABEL,
@@ -28,7 +29,6 @@ KIND, PLURAL, SINGULAR, SHORT_NAMES = (
     list(MODELENDPOINT.short_names),
 )
 
-RouterName = Literal["istio", "gatewayAPI", "none"]
 RequiredStage = Literal["candidate", "staging", "production"]
 MAX_VARIANTS = 16
 
@@ -83,34 +83,27 @@ class ParentRef(ApiModel):
     port: int | None = Field(default=None, ge=1, le=65535)
 
 
-# Gateway API HTTPRoute spec.hostnames[] (v1.6.1): lowercase DNS names, optionally "*."-prefixed; no IPs,
-# no ports. Checked here so that a host the HTTPRoute would refuse is refused when the endpoint is applied.
-GATEWAY_HOSTNAME = r"^([*][.])?[a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+def _routing_rules(schema: dict[str, Any]) -> None:
+    """The registered routers' own CEL rules on spec.routing (e.g. istio needs hosts), in registration
+    order: each router module declares them (api.routers.RouterIdentity.spec_rules)."""
+    rules = [rule for r in routers.identities() for rule in r.spec_rules]
+    if rules:
+        schema["x-kubernetes-validations"] = rules
+
+
+def _router_schema(schema: dict[str, Any]) -> None:
+    """spec.routing.router: one of the registered routers, described by the route kind each writes."""
+    known = routers.identities()
+    parts = [f"{r.name} ({r.route.kind})" if r.route else r.name for r in known]
+    listed = parts[0] if len(parts) == 1 else f"{', '.join(parts[:-1])} or {parts[-1]}"
+    schema["description"] = f"{listed}."
+    schema["enum"] = [r.name for r in known]
 
 
 class Routing(ApiModel):
-    model_config = ApiModel.model_config | {
-        "json_schema_extra": validations(
-            cel(
-                "self.router != 'istio' || size(self.hosts) > 0",
-                "routing.hosts is required for the istio router",
-            ),
-            cel(
-                f"self.router != 'gatewayAPI' || self.hosts.all(h, h.matches('{GATEWAY_HOSTNAME}'))",
-                "routing.hosts of the gatewayAPI router must be lowercase DNS names, optionally "
-                "'*.'-prefixed (no IP addresses, no ports)",
-                field_path=".hosts",
-            ),
-            cel(
-                "self.router != 'gatewayAPI' || size(self.parentRefs) > 0",
-                "routing.parentRefs is required for the gatewayAPI router",
-            ),
-        )
-    }
+    model_config = ApiModel.model_config | {"json_schema_extra": _routing_rules}
 
-    router: RouterName = Field(
-        default="none", description="istio (VirtualService), gatewayAPI (HTTPRoute) or none."
-    )
+    router: str = Field(default=routers.DEFAULT_ROUTER, json_schema_extra=_router_schema)
     hosts: list[Annotated[str, Field(max_length=253)]] = Field(default_factory=list, max_length=16)
     gateways: list[Annotated[str, Field(max_length=253)]] = Field(
         default_factory=list, max_length=16, description="Istio gateways (istio router)."
@@ -118,6 +111,14 @@ class Routing(ApiModel):
     parent_refs: list[ParentRef] = Field(
         default_factory=list, max_length=16, description="Gateway API parents."
     )
+
+    @field_validator("router")
+    @classmethod
+    def _registered(cls, v: str) -> str:
+        known = [r.name for r in routers.identities()]
+        if v not in known:
+            raise ValueError(f"unknown router {v!r}; known routers: {', '.join(known)}")
+        return v
 
 
 class Toleration(ApiModel):

@@ -14,6 +14,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+from modelversioning.api import routers
+
 DEFAULT_STAGE_GRAPH: dict[str, list[str]] = {
     "candidate": ["staging", "archived"],
     "staging": ["production", "archived"],
@@ -99,7 +101,11 @@ class Serving(_Settings):
     )
     init_image_pull_policy: str = "IfNotPresent"
     model_mount_path: str = "/models"
-    enabled_routers: list[str] = Field(default_factory=lambda: ["istio", "gatewayAPI", "none"])
+    enabled_routers: list[str] = Field(
+        default_factory=routers.names,
+        description="Routers endpoints may use (spec.routing.router); default: every registered router "
+        "(api.routers). The chart derives it from routers.<name>.enabled.",
+    )
     drift_check_seconds: float = Field(default=60.0, gt=0)
     reconcile_workers: int = Field(
         default=8,
@@ -112,9 +118,11 @@ class Serving(_Settings):
     gateway_api_features: list[str] = Field(
         default_factory=list,
         description="Extended Gateway API features the platform's implementation supports, as named in "
-        "GatewayClass status.supportedFeatures (e.g. HTTPRouteRequestMirror). A mirror is written into an "
-        "HTTPRoute only when HTTPRouteRequestMirror is listed: some implementations (Traefik 3.7) answer 500 "
-        "to every request of a rule with a filter they do not support.",
+        "GatewayClass status.supportedFeatures (e.g. HTTPRouteRequestMirror), for implementations that do "
+        "not publish them: the features a parent Gateway's GatewayClass publishes (GEP-2162) are used when "
+        "it publishes any, this list otherwise. A mirror is written into an HTTPRoute only when every parent "
+        "supports HTTPRouteRequestMirror: some implementations (Traefik 3.7) answer 500 to every request "
+        "of a rule with a filter they do not support.",
     )
     drain_seconds: float = Field(
         default=10.0,

@@ -31,6 +31,7 @@ class Resource:
     kind: str
     singular: str = ""
     short_names: tuple[str, ...] = ()
+    namespaced: bool = True  # False: cluster-scoped (listed and watched without a namespace)
 
     @property
     def api_version(self) -> str:

@@ -114,7 +114,9 @@ class EndpointFacts:
     draining: Mapping[str, float]  # slot -> since (epoch seconds), from status
     now: float
     drain_seconds: float
-    mirror_supported: bool = True  # the router can mirror (platform setting for Gateway API)
+    mirror_supported: bool = True  # the router can mirror here (Gateway API: the implementation's)
+    writes_route: bool = True  # False: no route object (none); weights and mirror are not applied
+    why_no_mirror: str = ""  # with mirror_supported False: why (the router says)
     rollout: RolloutFacts | None = None  # with a spec.strategy
     previous_conditions: Mapping[str, tuple[str, str]] = field(
         default_factory=dict

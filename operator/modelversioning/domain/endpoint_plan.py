@@ -261,7 +261,7 @@ def _traffic(f: EndpointFacts) -> Plan:
         f.previous_weights,
     )
     weights = dict(split.weights)
-    write_route = not problems and f.router_problem is None and not split.held and f.router != "none"
+    write_route = not problems and f.router_problem is None and not split.held and f.writes_route
     if problems or f.router_problem is not None:
         weights = {k: int(w) for k, w in f.previous_weights.items()}
     destinations: list[Destination] = []
@@ -270,7 +270,7 @@ def _traffic(f: EndpointFacts) -> Plan:
         if pin is not None and v.name in weights:
             destinations.append(Destination(v.name, pin.slot, pin.version, pin.digest, weights[v.name]))
     mirror_dest = None
-    if mirror is not None and f.mirror_supported:
+    if mirror is not None and (f.mirror_supported or not f.writes_route):  # no route: kept for status
         pin = by_name[mirror.name].serving
         if by_name[mirror.name].eligible and pin is not None:
             mirror_dest = Destination(mirror.name, pin.slot, pin.version, pin.digest, 0)

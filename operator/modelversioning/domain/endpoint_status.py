@@ -237,9 +237,9 @@ def _route_conditions(f: EndpointFacts, plan: Plan, out: Outcome) -> list[Cond]:
             Cond("Degraded", TRUE, reason, f"{msg}; existing routes are left unchanged"),
             Cond("RoutesReady", FALSE, reason, msg),
         ]
-    if f.router == "none":
+    if not f.writes_route:
         msg = (
-            "router none: traffic is not split; each variant is reachable on the Service in "
+            f"router {f.router}: traffic is not split; each variant is reachable on the Service in "
             "status.variants[].serving.slot"
         )
         return [Cond("RoutesReady", TRUE, R.NO_ROUTER, msg)]
@@ -269,11 +269,9 @@ def _progressing(
 
 def _degraded(f: EndpointFacts, plan: Plan, variants: tuple[VariantDecision, ...]) -> Cond:
     mirror = next((v for v in f.variants if v.mirror), None)
-    if mirror is not None and not f.mirror_supported:
-        msg = (
-            f"router {f.router} cannot mirror here (the platform has not declared HTTPRouteRequestMirror "
-            f"support, operator setting serving.gatewayApiFeatures): variant {mirror.name} gets no copies"
-        )
+    if mirror is not None and f.writes_route and not f.mirror_supported:
+        why = f" ({f.why_no_mirror})" if f.why_no_mirror else ""
+        msg = f"router {f.router} cannot mirror here{why}: variant {mirror.name} gets no copies"
         return Cond("Degraded", TRUE, R.MIRROR_UNSUPPORTED, msg)
     bad = [d for d in variants if d.reason in PERMANENT or d.held_scale]
     if bad:

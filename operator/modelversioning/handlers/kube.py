@@ -13,7 +13,7 @@ import contextvars
 import json
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -29,7 +29,7 @@ from modelversioning.api.wire import SECRET as SECRET
 from modelversioning.api.wire import SERVICE as SERVICE
 from modelversioning.api.wire import Resource as Resource
 from modelversioning.handlers.events import EventSink
-from modelversioning.render.routers import Router, get_router, router_names
+from modelversioning.render.routers import Router, all_routers
 
 log = logging.getLogger(__name__)
 
@@ -38,19 +38,39 @@ Page = list[dict[str, Any]]  # one page of a LIST (named here: Kube.list shadows
 
 
 def route_resource(router: Router) -> Resource | None:
-    """The API resource of a router's route objects (None for the `none` router): each router module
-    owns its identity, so adding a router needs no change here."""
-    if not router.kind:
-        return None
-    return Resource(router.group, router.version, router.plural, router.kind)
+    """The API resource of a router's route objects (None for a router that writes none): each router
+    module owns its identity, so adding a router needs no change here."""
+    return router.identity.route
 
 
-ROUTE_RESOURCES: dict[str, Resource] = {  # router name -> resource of its route objects
-    name: res for name in router_names() if (res := route_resource(get_router(name))) is not None
-}
-BY_KIND = {r.kind: r for r in (DEPLOYMENT, SERVICE, SECRET, MODELVERSION, MODELENDPOINT)} | {
-    r.kind: r for r in ROUTE_RESOURCES.values()
-}
+class _RouteResources(Mapping[str, Resource]):
+    """router name -> resource of its route objects, for every registered router that writes one.
+    Read from the router registry at each use, so a router registered after this module was imported
+    (a test's) is watched, listed and written like the others."""
+
+    def _now(self) -> dict[str, Resource]:
+        return {r.name: res for r in all_routers() if (res := route_resource(r)) is not None}
+
+    def __getitem__(self, name: str) -> Resource:
+        return self._now()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._now())
+
+    def __len__(self) -> int:
+        return len(self._now())
+
+
+ROUTE_RESOURCES: Mapping[str, Resource] = _RouteResources()
+_BY_KIND = {r.kind: r for r in (DEPLOYMENT, SERVICE, SECRET, MODELVERSION, MODELENDPOINT)}
+
+
+def resource_of(kind: str) -> Resource:
+    """The resource of an object we write: a child, one of ours, or a route object of any router."""
+    found = _BY_KIND.get(kind) or next((r for r in ROUTE_RESOURCES.values() if r.kind == kind), None)
+    if found is None:
+        raise KeyError(kind)
+    return found
 
 
 class Conflict(Exception):
@@ -144,7 +164,7 @@ class Kube:
     def create(self, obj: dict[str, Any]) -> dict[str, Any]:
         """POST: fails with Conflict when an object of that name exists (ours or not), so a child is
         never written over an object we did not create."""
-        res = BY_KIND[obj["kind"]]
+        res = resource_of(obj["kind"])
         md = obj["metadata"]
         out = self._call("POST", res.path(md["namespace"]), obj, query=[("fieldManager", FIELD_MANAGER)])
         metrics.CHILD_WRITES.labels(obj["kind"], "create").inc()
@@ -155,7 +175,7 @@ class Kube:
     def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
         """Server-side apply of an object we control (the caller checked our controller reference);
         forced, so a hand edit of a field we set is put back."""
-        res = BY_KIND[obj["kind"]]
+        res = resource_of(obj["kind"])
         md = obj["metadata"]
         out = self._call(
             "PATCH",

@@ -14,12 +14,12 @@ from typing import Any
 from kubernetes.client.exceptions import ApiException
 
 from modelversioning.api.wire import MODEL, MODELAPPROVAL
+from modelversioning.handlers import platform
 from modelversioning.handlers.activity import refill
 from modelversioning.handlers.kube import (
     DEPLOYMENT,
     MODELENDPOINT,
     MODELVERSION,
-    ROUTE_RESOURCES,
     SERVICE,
     Kube,
     Resource,
@@ -74,11 +74,10 @@ def prime_store(op: Operator) -> None:
         (DEPLOYMENT, selector),
         (SERVICE, selector),
     ]
-    for router, res in ROUTE_RESOURCES.items():
-        if router in op.settings.serving.enabled_routers:
-            kinds.append((res, selector))
+    kinds += [(res, selector) for res in platform.route_resources(op.settings)]
+    kinds += [(res, None) for res in platform.read_resources(op.settings)]  # the platform's, not ours
     for res, sel in kinds:
-        for ns in namespaces:
+        for ns in namespaces if res.namespaced else [None]:
             try:  # objects deleted while this replica was paused leave the cache here
                 refill(op.store, res.kind, ns, partial(_listed, op.kube, res, ns, sel))
             except ApiException as e:

@@ -49,6 +49,7 @@ from modelversioning.domain.endpoint_rollout import RolloutRecord
 from modelversioning.domain.endpoint_status import EndpointStatus
 from modelversioning.domain.timefmt import epoch
 from modelversioning.handlers import endpoint_parse as parse
+from modelversioning.handlers import platform
 from modelversioning.handlers.drift import diff, status_changed
 from modelversioning.handlers.endpoint_parse import deployment_state
 from modelversioning.handlers.instrument import instrumented
@@ -157,6 +158,7 @@ class ModelEndpointReconciler:
         variants, slots, conflicts = self._variants(ref, spec, status, md.get("annotations") or {})
         routed, known, router_problem = self._routes(ref, spec.routing.router)
         owned = {n for k in ("Deployment", "Service") for n in self.store.owned_names(k, ns, ref.uid)}
+        caps = platform.capabilities(self.store, spec, ns, self.settings)  # the router's, on this platform
         facts = EndpointFacts(
             required_stage=spec.required_stage,
             variants=tuple(variants),
@@ -172,8 +174,9 @@ class ModelEndpointReconciler:
             },
             now=now,
             drain_seconds=self.settings.serving.drain_seconds,
-            mirror_supported=spec.routing.router != "gatewayAPI"
-            or "HTTPRouteRequestMirror" in self.settings.serving.gateway_api_features,
+            mirror_supported=caps.can_mirror,
+            writes_route=caps.writes_route,
+            why_no_mirror=caps.why_no_mirror,
             rollout=self._rollout(body, spec, variants, now),
             previous_conditions=endpoint_status.previous_conditions(status),
             mirror_percent=spec.mirror.percent if spec.mirror else 0,

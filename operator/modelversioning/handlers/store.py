@@ -14,12 +14,12 @@ import contextvars
 import pickle
 import sys
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from modelversioning.api.wire import ANNOTATION_PREFIX, MODELENDPOINT
-from modelversioning.render.routers import get_router, router_names
+from modelversioning.render.routers import all_routers
 
 Key = tuple[str, str]  # (namespace, name)
 OWNER_KIND = MODELENDPOINT.kind
@@ -69,6 +69,8 @@ def controller_of(body: dict[str, Any]) -> tuple[str, str] | None:
 #                      conditions[].type/status} (deployment_state)
 #   Service, routes    apiVersion, kind, metadata labels/annotations/ownerReferences, the whole spec
 #                      (drift.diff; a router's services() reads the route's backends); status unread
+#   Gateway            spec.gatewayClassName        } what the gatewayAPI router reads of the platform
+#   GatewayClass       status.supportedFeatures     } (handlers/platform.py); not ours, never written
 
 
 class _All:
@@ -108,7 +110,7 @@ _CHILD_META = {**_KEYS, "generation": ALL, "deletionTimestamp": ALL, "labels": A
 _OWN = {"apiVersion": ALL, "kind": ALL, "metadata": _OWN_META, "spec": ALL, "status": ALL}
 _CHILD = {"apiVersion": ALL, "kind": ALL, "metadata": _CHILD_META, "spec": ALL}
 
-PROJECTION: dict[str, dict[str, Any]] = {
+_PROJECTIONS: dict[str, dict[str, Any]] = {
     "ModelVersion": {
         **_OWN,
         "metadata": {
@@ -133,9 +135,31 @@ PROJECTION: dict[str, dict[str, Any]] = {
         },
     },
     "Service": _CHILD,
-    # every router's route object (VirtualService, HTTPRoute, ...): each router module names its kind
-    **{k: _CHILD for k in sorted({get_router(n).kind for n in router_names()} - {""})},
+    "Gateway": {"apiVersion": ALL, "kind": ALL, "metadata": _KEYS, "spec": {"gatewayClassName": ALL}},
+    "GatewayClass": {"apiVersion": ALL, "kind": ALL, "metadata": _KEYS, "status": {"supportedFeatures": ALL}},
 }
+
+
+class _Projection(Mapping[str, dict[str, Any]]):
+    """The table above, plus every registered router's route object (VirtualService, HTTPRoute, ...),
+    kept as a child. Each router module names its own kind, and a router registered after this module
+    was imported (a test's) is projected like the others."""
+
+    def _routes(self) -> dict[str, dict[str, Any]]:
+        return {r.kind: _CHILD for r in all_routers() if r.writes_route}
+
+    def __getitem__(self, kind: str) -> dict[str, Any]:
+        mask = _PROJECTIONS.get(kind)
+        return mask if mask is not None else self._routes()[kind]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter({**_PROJECTIONS, **self._routes()})
+
+    def __len__(self) -> int:
+        return len({**_PROJECTIONS, **self._routes()})
+
+
+PROJECTION: Mapping[str, dict[str, Any]] = _Projection()
 _LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 
 

@@ -11,7 +11,7 @@ from modelversioning.handlers.runtime import Operator, current
 from modelversioning.handlers.store import controller_of
 
 
-def _track(kind: str, event: kopf.RawEvent, body: kopf.Body) -> tuple[Operator, str, str, bool] | None:
+def track(kind: str, event: kopf.RawEvent, body: kopf.Body) -> tuple[Operator, str, str, bool] | None:
     """Cache the event's object: (the operator, namespace, name, still exists), or None when the
     event is kopf's listing of an object the cache already holds at the same resourceVersion. Then
     there is nothing new to reconcile: after a (re)start the operator's own listing primed the cache
@@ -33,7 +33,7 @@ def _track(kind: str, event: kopf.RawEvent, body: kopf.Body) -> tuple[Operator, 
 
 
 async def modelversion_event(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
-    if (seen := _track("ModelVersion", event, body)) is None:
+    if (seen := track("ModelVersion", event, body)) is None:
         return
     op, ns, name, _alive = seen
     op.queue.add(("ModelVersion", ns, name))
@@ -44,7 +44,7 @@ async def modelversion_event(event: kopf.RawEvent, body: kopf.Body, **_: Any) ->
 
 
 async def model_event(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
-    if (seen := _track("Model", event, body)) is None:
+    if (seen := track("Model", event, body)) is None:
         return
     op, ns, name, _alive = seen
     op.queue.add(("Model", ns, name))
@@ -52,7 +52,7 @@ async def model_event(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
 
 
 async def modelapproval_event(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
-    if (seen := _track("ModelApproval", event, body)) is None:
+    if (seen := track("ModelApproval", event, body)) is None:
         return
     op, ns, _name, _alive = seen
     spec = body.get("spec", {})
@@ -62,7 +62,7 @@ async def modelapproval_event(event: kopf.RawEvent, body: kopf.Body, **_: Any) -
 
 
 async def modelendpoint_event(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
-    if (seen := _track("ModelEndpoint", event, body)) is None:
+    if (seen := track("ModelEndpoint", event, body)) is None:
         return
     op, ns, name, alive = seen
     op.queue.add(("ModelEndpoint", ns, name))
@@ -74,7 +74,7 @@ def child_event(kind: str) -> Any:
     """The handler of a child kind (Deployment, Service, a router's route): its endpoint re-runs."""
 
     async def handler(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
-        if (seen := _track(kind, event, body)) is None:
+        if (seen := track(kind, event, body)) is None:
             return
         op, ns, _name, _alive = seen
         owner = controller_of(dict(body))  # children are found by their controller ownerReference

@@ -15,10 +15,10 @@ import kopf
 
 from modelversioning.api.settings import Settings
 from modelversioning.api.wire import MODEL, MODELAPPROVAL
-from modelversioning.handlers import startup, watch
+from modelversioning.handlers import platform, startup, watch
 from modelversioning.handlers.activity import install_pause_hook
-from modelversioning.handlers.kube import DEPLOYMENT, MODELENDPOINT, MODELVERSION, ROUTE_RESOURCES, SERVICE
-from modelversioning.handlers.runtime import MANAGED, PAUSE, queue_depth
+from modelversioning.handlers.kube import DEPLOYMENT, MODELENDPOINT, MODELVERSION, SERVICE
+from modelversioning.handlers.runtime import MANAGED, PAUSE, current, queue_depth
 
 install_pause_hook(PAUSE)
 
@@ -32,15 +32,18 @@ kopf.on.probe(id="queue")(queue_depth)
 
 
 def register_children(settings: Settings) -> None:
-    """Watch only our own children (label selector), and only route kinds whose router is enabled."""
+    """Watch our own children (label selector), the enabled routers' route kinds and what they read."""
     kopf.on.event(
         DEPLOYMENT.group, DEPLOYMENT.version, DEPLOYMENT.plural, labels=MANAGED, id="deployment_event"
     )(watch.child_event("Deployment"))
     kopf.on.event(SERVICE.group, SERVICE.version, SERVICE.plural, labels=MANAGED, id="service_event")(
         watch.child_event("Service")
     )
-    for router, res in ROUTE_RESOURCES.items():  # each router module names its own route resource
-        if router in settings.serving.enabled_routers:
-            kopf.on.event(res.group, res.version, res.plural, labels=MANAGED, id=f"{res.kind.lower()}_event")(
-                watch.child_event(res.kind)
-            )
+    for res in platform.route_resources(settings):  # each router module names its own route resource
+        kopf.on.event(res.group, res.version, res.plural, labels=MANAGED, id=f"{res.kind.lower()}_event")(
+            watch.child_event(res.kind)
+        )
+    for res in platform.read_resources(settings):  # what the routers read of the platform: not ours
+        kopf.on.event(res.group, res.version, res.plural, id=f"{res.kind.lower()}_read")(
+            platform.read_event(res.kind, current, watch.track)
+        )

@@ -23,6 +23,7 @@ from rich.text import Text
 from typer.core import TyperGroup
 
 from modelversioning.api.modelversion import expected_name
+from modelversioning.api.routers import DEFAULT_ROUTER
 from modelversioning.api.wire import (
     MODELVERSION,
     REASON_ANNOTATION,
@@ -719,7 +720,7 @@ def rollback(
             f"kubectl patch modelendpoint {endpoint} -n {cluster.namespace} --type merge -p '<the patch>'"
         )
         return
-    router_name = str((views.spec_of(ep).get("routing") or {}).get("router") or "none")
+    router_name = str((views.spec_of(ep).get("routing") or {}).get("router") or DEFAULT_ROUTER)
     try:
         route = route_resource(router_name)
     except ValueError as e:
@@ -826,7 +827,7 @@ def _status(ctx: typer.Context, endpoint: str) -> None:
     ep = cluster.get(MODELENDPOINTS, endpoint)
     model = views.spec_of(ep).get("model")
     mvs = [m for m in cluster.list(MODELVERSIONS) if views.spec_of(m).get("model") == model]
-    router_name = str((views.spec_of(ep).get("routing") or {}).get("router") or "none")
+    router_name = str((views.spec_of(ep).get("routing") or {}).get("router") or DEFAULT_ROUTER)
     route_weights: dict[str, int] | None = None
     try:
         route = route_resource(router_name)

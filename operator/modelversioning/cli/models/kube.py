@@ -28,11 +28,10 @@ MODELVERSIONS, MODELENDPOINTS = MODELVERSION, MODELENDPOINT
 
 
 def route_resource(router_name: str) -> Resource | None:
-    """The route object kind written for spec.routing.router (None for the `none` router)."""
+    """The route object kind written for spec.routing.router (None for a router that writes none)."""
     from modelversioning.render.routers import get_router
 
-    r = get_router(router_name)
-    return Resource(r.group, r.version, r.plural, r.kind) if r.kind else None
+    return get_router(router_name).identity.route
 
 
 class ClusterError(Exception):

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from modelversioning.api.modelversion import expected_name
+from modelversioning.api.routers import DEFAULT_ROUTER
 from modelversioning.domain.semver import SemVer
 
 Obj = Mapping[str, Any]
@@ -336,7 +337,7 @@ def status_view(
         "endpoint": md.get("name"),
         "namespace": md.get("namespace"),
         "model": model,
-        "router": (spec.get("routing") or {}).get("router", "none"),
+        "router": (spec.get("routing") or {}).get("router", DEFAULT_ROUTER),
         "traffic": st.get("traffic"),
         "observedGeneration": st.get("observedGeneration"),
         "generation": md.get("generation"),

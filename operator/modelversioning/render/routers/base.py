@@ -14,8 +14,10 @@ it never silently matches a variant.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
+from modelversioning.api.routers import Capabilities, RouterIdentity
 from modelversioning.render import naming
 from modelversioning.render.inputs import RouteInput
 
@@ -29,13 +31,34 @@ class UnknownRouter(ValueError):
         super().__init__(f"unknown router {name!r}; known routers: {', '.join(self.known)}")
 
 
+@dataclass(frozen=True)
+class ParentFeatures:
+    """What the implementation behind one parent (Gateway) of a route says it supports."""
+
+    parent: str  # "<namespace>/<name>" of the Gateway
+    source: str  # where the features were read, for messages ("GatewayClass eg"); "" when unknown
+    features: frozenset[str] | None  # published features; None: none published, or not visible
+
+
+@dataclass(frozen=True)
+class Platform:
+    """What the platform says it supports, for routers whose capabilities depend on the implementation
+    (Gateway API: GatewayClass status.supportedFeatures, GEP-2162). Gathered by handlers/platform.py."""
+
+    parents: tuple[ParentFeatures, ...] = ()  # one per parent the route attaches to
+    declared: frozenset[str] = frozenset()  # operator setting serving.gatewayApiFeatures (the override)
+
+
 @runtime_checkable
 class Router(Protocol):
     """One way of splitting traffic between the per-version Services of the variants of an endpoint.
 
-    For the `none` router there is no route object: render() returns None and the
-    resource attributes are empty strings.
+    Its identity (name, route resource, platform reads, capabilities, CEL rules) is one
+    api.routers.RouterIdentity; the properties below read it (RouterBase). For a router that writes no
+    route object (`none`) render() returns None and the resource attributes are empty strings.
     """
+
+    identity: RouterIdentity
 
     @property
     def name(self) -> str: ...  # as in spec.routing.router
@@ -55,6 +78,20 @@ class Router(Protocol):
     @property
     def plural(self) -> str: ...
 
+    @property
+    def writes_route(self) -> bool: ...  # False: no route object (render() returns None)
+
+    @property
+    def can_mirror(self) -> bool: ...  # wherever it runs; capabilities() says whether here
+
+    @property
+    def response_headers(self) -> bool: ...  # sets the x-model-* response headers
+
+    def capabilities(self, platform: Platform) -> Capabilities:
+        """What it can do on this platform (the identity's capabilities unless the implementation
+        matters, as for Gateway API)."""
+        ...
+
     def render(self, inp: RouteInput) -> dict[str, Any] | None:
         """The desired route manifest (named naming.route_name(endpoint)), or None."""
         ...
@@ -71,6 +108,53 @@ class Router(Protocol):
     def describe(self) -> str:
         """One sentence for humans (CLI, conditions) saying how this router splits traffic."""
         ...
+
+
+class RouterBase:
+    """The Router properties that come from the identity; a router module subclasses it and sets
+    `identity`, then implements render/weights/services/describe (and capabilities if the platform
+    matters)."""
+
+    identity: RouterIdentity
+
+    @property
+    def name(self) -> str:
+        return self.identity.name
+
+    @property
+    def group(self) -> str:
+        return self.identity.route.group if self.identity.route else ""
+
+    @property
+    def version(self) -> str:
+        return self.identity.route.version if self.identity.route else ""
+
+    @property
+    def api_version(self) -> str:
+        return self.identity.route.api_version if self.identity.route else ""
+
+    @property
+    def kind(self) -> str:
+        return self.identity.route.kind if self.identity.route else ""
+
+    @property
+    def plural(self) -> str:
+        return self.identity.route.plural if self.identity.route else ""
+
+    @property
+    def writes_route(self) -> bool:
+        return self.identity.capabilities.writes_route
+
+    @property
+    def can_mirror(self) -> bool:
+        return self.identity.capabilities.can_mirror
+
+    @property
+    def response_headers(self) -> bool:
+        return self.identity.capabilities.response_headers
+
+    def capabilities(self, platform: Platform) -> Capabilities:
+        return self.identity.capabilities
 
 
 def route_metadata(inp: RouteInput) -> dict[str, Any]:

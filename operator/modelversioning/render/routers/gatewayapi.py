@@ -4,6 +4,11 @@ One rule matching every path; each backendRef is the Service of the slot serving
 weight and a ResponseHeaderModifier filter naming the model, version, digest prefix
 and variant; a shadow variant gets a rule-level RequestMirror filter with `percent`.
 Only standard-channel (v1.6.1) fields are used.
+
+RequestMirror is an extended feature: an implementation may not support it (Traefik 3.7 answers 500 to
+every request of a rule with a filter it does not support). Whether it does is read from the
+GatewayClass of each parent Gateway, status.supportedFeatures (GEP-2162), when the implementation
+publishes it; else from the operator setting serving.gatewayApiFeatures (``gateway_capabilities``).
 """
 
 from __future__ import annotations
@@ -12,24 +17,57 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from modelversioning.api.modelendpoint import ParentRef
+from modelversioning.api.routers import Capabilities, RouterIdentity, routing_rule
+from modelversioning.api.wire import Resource
 from modelversioning.render import naming
 from modelversioning.render.inputs import RenderError, RouteInput
-from modelversioning.render.routers.base import accumulate, route_manifest, variant_key
+from modelversioning.render.routers.base import (
+    ParentFeatures,
+    Platform,
+    RouterBase,
+    accumulate,
+    route_manifest,
+    variant_key,
+)
 from modelversioning.render.routers.policy import check_route_policy
 from modelversioning.render.values import VariantTarget
 
-# HTTPRoute spec.hostnames[] pattern of the v1.6.1 CRD (no IPs, no ports, optional leading "*.").
-_HOSTNAME = re.compile(r"^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+# HTTPRoute spec.hostnames[] pattern of the v1.6.1 CRD: lowercase DNS names, optionally "*."-prefixed; no
+# IPs, no ports. Checked by the ModelEndpoint CRD (CEL, spelled for CEL) and again when rendering.
+GATEWAY_HOSTNAME = r"^([*][.])?[a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+_HOSTNAME = re.compile(GATEWAY_HOSTNAME)
 BACKEND_WEIGHT_DEFAULT = 1  # the CRD's default for an omitted backendRefs[].weight
+GROUP = "gateway.networking.k8s.io"
+GATEWAY = Resource(GROUP, "v1", "gateways", "Gateway")
+GATEWAYCLASS = Resource(GROUP, "v1", "gatewayclasses", "GatewayClass", namespaced=False)
+MIRROR_FEATURE = "HTTPRouteRequestMirror"  # GEP-2162 feature name of the RequestMirror filter
 
 
-class GatewayApiRouter:
-    name = "gatewayAPI"
-    group = "gateway.networking.k8s.io"
-    version = "v1"
-    api_version = f"{group}/{version}"
-    kind = "HTTPRoute"
-    plural = "httproutes"
+class GatewayApiRouter(RouterBase):
+    identity = RouterIdentity(
+        name="gatewayAPI",
+        route=Resource(GROUP, "v1", "httproutes", "HTTPRoute"),
+        capabilities=Capabilities(writes_route=True, can_mirror=True, response_headers=True),
+        reads=(GATEWAY, GATEWAYCLASS),  # which implementation serves each parent, and what it supports
+        spec_rules=(
+            routing_rule(
+                "gatewayAPI",
+                f"self.hosts.all(h, h.matches('{GATEWAY_HOSTNAME}'))",
+                "routing.hosts of the gatewayAPI router must be lowercase DNS names, optionally "
+                "'*.'-prefixed (no IP addresses, no ports)",
+                field_path=".hosts",
+            ),
+            routing_rule(
+                "gatewayAPI",
+                "size(self.parentRefs) > 0",
+                "routing.parentRefs is required for the gatewayAPI router",
+            ),
+        ),
+    )
+
+    def capabilities(self, platform: Platform) -> Capabilities:
+        return gateway_capabilities(platform)
 
     def render(self, inp: RouteInput) -> dict[str, Any] | None:
         inp.check()
@@ -116,3 +154,46 @@ class GatewayApiRouter:
             "traffic by backendRef weight across the per-version Services of the variants and mirrors a "
             "percentage of it to the shadow variant (RequestMirror)"
         )
+
+
+# ------------------------------------------------------------------------ implementation features
+
+
+def parent_gateway(ref: ParentRef, namespace: str) -> tuple[str, str] | None:
+    """(namespace, name) of the Gateway a parentRef names; None for another kind of parent (a mesh
+    Service, ...), whose implementation the operator cannot look up."""
+    if (ref.group or GROUP) != GROUP or (ref.kind or GATEWAY.kind) != GATEWAY.kind:
+        return None
+    return ref.namespace or namespace, ref.name
+
+
+def published_features(gateway_class: Mapping[str, Any]) -> frozenset[str] | None:
+    """The features a GatewayClass publishes (status.supportedFeatures: objects with `name` since
+    v1.1, plain strings before); None when it publishes none (absent or empty: the implementation
+    does not implement GEP-2162, or has not reported yet)."""
+    raw = (gateway_class.get("status") or {}).get("supportedFeatures") or []
+    names = {str(f.get("name", "")) if isinstance(f, Mapping) else str(f) for f in raw}
+    names.discard("")
+    return frozenset(names) or None
+
+
+def gateway_capabilities(platform: Platform) -> Capabilities:
+    """Gateway API capabilities on this platform. Per parent Gateway, its features are those its
+    GatewayClass publishes, else (nothing published, or the Gateway or class not visible to the
+    operator) those declared by the operator setting serving.gatewayApiFeatures. The route may carry
+    a mirror only if every parent supports HTTPRouteRequestMirror; without parents, the setting says."""
+    parents = platform.parents or (ParentFeatures("", "", None),)
+    lacking = [
+        p for p in parents if MIRROR_FEATURE not in (platform.declared if p.features is None else p.features)
+    ]
+    if not lacking:
+        return Capabilities(writes_route=True, can_mirror=True, response_headers=True)
+    published = [p for p in lacking if p.features is not None]
+    why = (
+        f"{published[0].source} of Gateway {published[0].parent} does not list {MIRROR_FEATURE} in "
+        "status.supportedFeatures"
+        if published
+        else f"the platform has not declared {MIRROR_FEATURE} support, operator setting "
+        "serving.gatewayApiFeatures"
+    )
+    return Capabilities(writes_route=True, can_mirror=False, response_headers=True, why_no_mirror=why)

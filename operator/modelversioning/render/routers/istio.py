@@ -12,20 +12,24 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from modelversioning.api.routers import Capabilities, RouterIdentity, routing_rule
+from modelversioning.api.wire import Resource
 from modelversioning.render import naming
 from modelversioning.render.inputs import RenderError, RouteInput
-from modelversioning.render.routers.base import accumulate, route_manifest, variant_key
+from modelversioning.render.routers.base import RouterBase, accumulate, route_manifest, variant_key
 from modelversioning.render.routers.policy import check_route_policy, istio_export_to
 from modelversioning.render.values import VariantTarget
 
 
-class IstioRouter:
-    name = "istio"
-    group = "networking.istio.io"
-    version = "v1"
-    api_version = f"{group}/{version}"
-    kind = "VirtualService"
-    plural = "virtualservices"
+class IstioRouter(RouterBase):
+    identity = RouterIdentity(
+        name="istio",
+        route=Resource("networking.istio.io", "v1", "virtualservices", "VirtualService"),
+        capabilities=Capabilities(writes_route=True, can_mirror=True, response_headers=True),
+        spec_rules=(
+            routing_rule("istio", "size(self.hosts) > 0", "routing.hosts is required for the istio router"),
+        ),
+    )
 
     def render(self, inp: RouteInput) -> dict[str, Any] | None:
         inp.check()

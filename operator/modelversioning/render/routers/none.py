@@ -5,16 +5,22 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from modelversioning.api.routers import Capabilities, RouterIdentity
 from modelversioning.render.inputs import RouteInput
+from modelversioning.render.routers.base import RouterBase
 
 
-class NoneRouter:
-    name = "none"
-    group = ""
-    version = ""
-    api_version = ""
-    kind = ""
-    plural = ""
+class NoneRouter(RouterBase):
+    identity = RouterIdentity(
+        name="none",
+        route=None,
+        capabilities=Capabilities(
+            writes_route=False,
+            can_mirror=False,
+            response_headers=False,
+            why_no_mirror="the none router writes no route object",
+        ),
+    )
 
     def render(self, inp: RouteInput) -> dict[str, Any] | None:
         return None
