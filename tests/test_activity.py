@@ -4,6 +4,7 @@ our own work (listing, work queue, drift check), the queue's pause, and the cach
 from __future__ import annotations
 
 import asyncio
+import re
 import threading
 import time
 
@@ -521,7 +522,8 @@ def test_a_slow_garbage_collection_is_logged(caplog) -> None:  # type: ignore[no
     try:
         with caplog.at_level("WARNING", logger="modelversioning"):
             memory._watch_gc("stop", {"generation": 2})
-        assert "generation 2 took 1.5" in caplog.text
+        took = re.search(r"generation 2 took (\d+\.\d+)s", caplog.text)  # >= 1.5: a loaded machine adds
+        assert took is not None and float(took.group(1)) >= 1.5, caplog.text
         assert gc.get_freeze_count() >= before + len(junk)  # what survived a full collection is frozen
     finally:
         gc.unfreeze()
