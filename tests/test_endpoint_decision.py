@@ -14,7 +14,7 @@ import pytest
 from modelversioning.domain import endpoint_plan as P
 from modelversioning.domain import rollout as RO
 from modelversioning.domain.endpoint_facts import RecordTarget, RolloutFacts
-from modelversioning.domain.timefmt import rfc3339
+from modelversioning.domain.timestamps import rfc3339_ms
 from test_endpoint_plan import NEW, facts, mv, pin, slot, variant
 
 BEFORE = {"stable": 100, "canary": 0}
@@ -195,7 +195,7 @@ def test_the_rollout_record_and_the_stage_it_earns_are_decided_from_facts(
     rec = plan.rollout.record
     assert rec is not None and rec.version == "m-v2.4.1"
     record, grant = rec.record, rec.grant
-    assert (record["endpoint"], record["result"], record["at"]) == ("ep", RO.SUCCEEDED, rfc3339(NOW))
+    assert (record["endpoint"], record["result"], record["at"]) == ("ep", RO.SUCCEEDED, rfc3339_ms(NOW))
     if grant_to is None:
         assert grant == {}
     else:

@@ -606,8 +606,8 @@ def test_a_reconcile_that_wrote_is_not_settled() -> None:
 def test_a_drain_since_read_back_is_never_earlier_and_never_drifts() -> None:
     import random
 
-    from modelversioning.domain.timefmt import epoch as _epoch
-    from modelversioning.domain.timefmt import rfc3339 as _rfc3339
+    from modelversioning.domain.timestamps import epoch as _epoch
+    from modelversioning.domain.timestamps import rfc3339_ms as _rfc3339
 
     rnd = random.Random(7)
     for _ in range(2000):

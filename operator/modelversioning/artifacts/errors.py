@@ -24,7 +24,7 @@ class Reason(StrEnum):
 # Retrying later may help: the network, the store, or a not-yet-uploaded artifact (api.wire: the
 # reasons declared transient). DigestMismatch/SizeMismatch (the bytes are wrong), AccessDenied
 # (credentials/permissions need fixing), URIRefused (policy) and LimitExceeded need a human.
-TRANSIENT_REASONS = R.TRANSIENT
+TRANSIENT_REASONS = frozenset(r for r in Reason if r.value in R.TRANSIENT)
 
 
 class ArtifactError(Exception):

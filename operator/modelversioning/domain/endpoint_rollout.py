@@ -17,7 +17,7 @@ from modelversioning.domain import rollout as RO
 from modelversioning.domain.conditions import FALSE, TRUE, Cond
 from modelversioning.domain.endpoint_facts import RolloutFacts
 from modelversioning.domain.stages import Stage, has_reached, one_below
-from modelversioning.domain.timefmt import rfc3339
+from modelversioning.domain.timestamps import rfc3339_ms
 from modelversioning.domain.version_plan import next_promotion
 
 
@@ -96,7 +96,7 @@ def rollout_record(rf: RolloutFacts, out: RO.Outcome) -> RolloutRecord | None:
     update = registry_update(
         out,
         endpoint=rf.endpoint,
-        at=rfc3339(rf.now),
+        at=rfc3339_ms(rf.now),
         stage=target.stage,
         spec_stage=target.spec_stage,
         promote_on_success=rf.promote_on_success,

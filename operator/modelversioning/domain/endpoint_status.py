@@ -26,7 +26,7 @@ from modelversioning.domain.conditions import FALSE, TRUE, Cond
 from modelversioning.domain.endpoint_facts import EndpointFacts, Outcome, Pin, VariantFacts, api_error
 from modelversioning.domain.endpoint_plan import Plan, VariantDecision
 from modelversioning.domain.rollout_status import status_of
-from modelversioning.domain.timefmt import rfc3339
+from modelversioning.domain.timestamps import rfc3339_ms
 
 PERMANENT = R.PERMANENT  # a variant with one of these is bad until its spec changes
 
@@ -60,7 +60,7 @@ def build_status(f: EndpointFacts, plan: Plan, out: Outcome) -> EndpointStatus:
         "effectiveWeights": dict(weights),
         "traffic": summary(f, plan, rep.variants, weights),
         "router": f.router,
-        "draining": [{"name": s, "since": rfc3339(t)} for s, t in sorted(plan.draining.items())],
+        "draining": [{"name": s, "since": rfc3339_ms(t)} for s, t in sorted(plan.draining.items())],
         "rollout": status_of(ro.outcome.state, ro.promoted) if ro else None,
     }
     return EndpointStatus(fields, rep.conditions, rep.events, rep.variants, weights)

@@ -4,25 +4,14 @@ step with the same weights."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 from modelversioning.domain import rollout as RO
+from modelversioning.domain.timestamps import parse_epoch, rfc3339_ms
 
 
 def _ts(t: float | None) -> str | None:
-    if t is None:
-        return None
-    return datetime.fromtimestamp(t, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def _epoch(s: Any) -> float | None:
-    if not s:
-        return None
-    try:
-        return datetime.fromisoformat(str(s).replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None
+    return None if t is None else rfc3339_ms(t)
 
 
 def state_from(raw: Any) -> RO.State | None:
@@ -35,7 +24,7 @@ def state_from(raw: Any) -> RO.State | None:
             m.get("value"),
             m.get("baseline"),
             str(m.get("message", "")),
-            _epoch(m.get("at")) or 0.0,
+            parse_epoch(m.get("at")) or 0.0,
         )
         for m in raw.get("measurements") or []
     )
@@ -43,13 +32,13 @@ def state_from(raw: Any) -> RO.State | None:
         target=str(raw["target"]),
         phase=str(raw.get("phase", RO.PROGRESSING)),
         step=int(raw.get("step", 0)),
-        step_started_at=_epoch(raw.get("stepStartedAt")) or 0.0,
-        started_at=_epoch(raw.get("startedAt")) or 0.0,
+        step_started_at=parse_epoch(raw.get("stepStartedAt")) or 0.0,
+        started_at=parse_epoch(raw.get("startedAt")) or 0.0,
         start_weights={k: int(v) for k, v in (raw.get("startWeights") or {}).items()},
         weights={k: int(v) for k, v in (raw.get("weights") or {}).items()},
         failures=int(raw.get("failures", 0)),
         inconclusive=int(raw.get("inconclusive", 0)),
-        last_analysis_at=_epoch(raw.get("lastAnalysisAt")),
+        last_analysis_at=parse_epoch(raw.get("lastAnalysisAt")),
         passed_since_step=bool(raw.get("passedSinceStep", False)),
         measurements=ms,
         handled_action=raw.get("handledAction"),
@@ -66,7 +55,7 @@ def _last_action(raw: Any) -> RO.LastAction | None:
     return RO.LastAction(
         str(raw["kind"]),
         str(raw.get("by", "unknown")),
-        _epoch(raw.get("at")) or 0.0,
+        parse_epoch(raw.get("at")) or 0.0,
         bool(raw.get("applied", True)),
         str(raw.get("message", "")),
     )

@@ -47,7 +47,7 @@ from modelversioning.domain.endpoint_facts import (
 from modelversioning.domain.endpoint_plan import Plan
 from modelversioning.domain.endpoint_rollout import RolloutRecord
 from modelversioning.domain.endpoint_status import EndpointStatus
-from modelversioning.domain.timefmt import epoch
+from modelversioning.domain.timestamps import epoch
 from modelversioning.handlers import endpoint_parse as parse
 from modelversioning.handlers import platform
 from modelversioning.handlers.drift import diff, status_changed
