@@ -7,6 +7,8 @@
 # Output: $MV_CACHE_DIR/<key>/bin (default ~/.cache/modelversioning/...), holding `traefik` and a
 # `prometheus` symlink to the Debian binary. Prints the bin directory on the last line of stdout.
 set -euo pipefail
+# apt and dpkg take one caller at a time: ./dev builds independent parts at once (flock waits).
+apt_get() { flock "${MV_APT_LOCK:-/tmp/modelversioning-apt.lock}" apt-get "$@"; }
 
 TRAEFIK_VERSION="${TRAEFIK_VERSION:-v3.7.13}"
 
@@ -28,10 +30,10 @@ install_prometheus() {
   if [[ ! -e $policy ]]; then
     printf '#!/bin/sh\nexit 101\n' > "$policy"; chmod +x "$policy"; created=1
   fi
-  apt_install() { DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends prometheus >&2; }
+  apt_install() { DEBIAN_FRONTEND=noninteractive apt_get install -y -q --no-install-recommends prometheus >&2; }
   if ! apt_install; then
     step "apt-get install failed; updating the package lists once and retrying"
-    apt-get update -q >&2 && apt_install || true
+    apt_get update -q >&2 && apt_install || true
   fi
   if [[ -n $created ]]; then rm -f "$policy"; fi
   command -v prometheus >/dev/null || { echo "error: apt-get install prometheus failed" >&2; exit 1; }

@@ -13,6 +13,8 @@
 #
 # Output: $MV_CACHE_DIR/node_<versions>/bin (default ~/.cache/modelversioning/...).
 set -euo pipefail
+# apt and dpkg take one caller at a time: ./dev builds independent parts at once (flock waits).
+apt_get() { flock "${MV_APT_LOCK:-/tmp/modelversioning-apt.lock}" apt-get "$@"; }
 
 K8S_VERSION="${K8S_VERSION:-v1.34.4}"
 CRICTL_VERSION="${CRICTL_VERSION:-v1.34.0}"
@@ -38,8 +40,8 @@ ensure_packages() {
   fi
   step "apt-get install ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq >&2
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+  apt_get update -qq >&2
+  apt_get install -y -qq --no-install-recommends "${missing[@]}" >&2
 }
 
 ensure_packages

@@ -6,6 +6,8 @@
 # Installs what is missing with apt-get (root only; `apt-get update` first only if the install fails).
 # Prints the interpreters (space-separated) on the last line of stdout.
 set -euo pipefail
+# apt and dpkg take one caller at a time: ./dev builds independent parts at once (flock waits).
+apt_get() { flock "${MV_APT_LOCK:-/tmp/modelversioning-apt.lock}" apt-get "$@"; }
 
 INTERPRETERS=(lua5.4 lua5.1)
 PACKAGES=(lua5.4 lua5.1 lua-dkjson)
@@ -25,11 +27,11 @@ if ! have_all; then
   command -v apt-get >/dev/null || { echo "error: apt-get not found; install ${PACKAGES[*]}" >&2; exit 1; }
   echo "[$(date +%H:%M:%S)] apt-get install ${PACKAGES[*]}" >&2
   apt_install() {
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+    DEBIAN_FRONTEND=noninteractive apt_get install -y -qq --no-install-recommends \
       -o DPkg::Lock::Timeout=300 "${PACKAGES[@]}" >&2
   }
   if ! apt_install; then
-    apt-get update -qq -o DPkg::Lock::Timeout=300 >&2
+    apt_get update -qq -o DPkg::Lock::Timeout=300 >&2
     apt_install
   fi
   have_all || { echo "error: ${INTERPRETERS[*]} or dkjson still missing after apt-get install" >&2; exit 1; }
