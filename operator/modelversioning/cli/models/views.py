@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from modelversioning.api.modelversion import expected_name
+from modelversioning.domain.registry import parse_time
 from modelversioning.domain.semver import SemVer
 
 Obj = Mapping[str, Any]
@@ -45,16 +46,6 @@ def version_key(version: str) -> tuple[int, SemVer, str]:
         return (1, SemVer.parse(version), version)
     except ValueError:
         return (0, SemVer(0, 0, 0), version)
-
-
-def parse_time(ts: str | None) -> datetime | None:
-    if not ts:
-        return None
-    try:
-        t = datetime.fromisoformat(ts.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return t if t.tzinfo else t.replace(tzinfo=UTC)
 
 
 def human_age(ts: str | None, now: datetime | None = None) -> str:
