@@ -29,9 +29,10 @@ from modelversioning.api.modelversion import ModelVersion
 from modelversioning.api.settings import ArtifactPolicy
 from modelversioning.artifacts import digest_local, verify_artifact
 from modelversioning.cli.kubectl_models import app
-from modelversioning.cli.models.actions import Refused
-from modelversioning.cli.models.importers import mlflow as ml
+from modelversioning.cli.models.errors import Refused
+from modelversioning.cli.models.importers import mlflow_artifacts, mlflow_client, mlflow_registry
 from modelversioning.cli.models.importers.mapping import VersionRule, model_name, stage_for
+from modelversioning.cli.models.importers.mlflow_lineage import dataset_of, framework_of
 
 E2E = Path(__file__).resolve().parent.parent / "e2e"
 if str(E2E) not in sys.path:
@@ -404,21 +405,21 @@ def test_models_and_runs_uris_resolve_through_mlflow(world: dict[str, Any]) -> N
     models:/ source resolved, so this branch is called directly.)"""
     srv, v2 = world["srv"], world["runs"]["v2"]
     dest = srv.artifacts.as_uri()
-    with ml.connect(srv.url) as t:
-        sv = ml.get_version(t, "fraud-detector", "2")
-        expected = ml.download_uri(t, sv)
+    with mlflow_client.connect(srv.url) as t:
+        sv = mlflow_registry.get_version(t, "fraud-detector", "2")
+        expected = mlflow_artifacts.download_uri(t, sv)
         assert expected.startswith("mlflow-artifacts:/")
         path = expected.removeprefix("mlflow-artifacts:/").lstrip("/")
         for uri in ("models:/fraud-detector/2", "models:/fraud-detector@champion", v2["model_uri"]):
-            art = ml.resolve_artifact(t, sv, uri, dest)
+            art = mlflow_artifacts.resolve_artifact(t, sv, uri, dest)
             assert art.mlflow_uri == expected, uri
             assert art.destination == f"{dest}/{path}" and art.proxy_path == path
             assert art.proxy_url == f"{srv.url}/api/2.0/mlflow-artifacts/artifacts/{path}"
         for uri in ("models:/fraud-detector/99", "models:/m-00000000000000000000000000000000"):
-            with pytest.raises(ml.MlflowError, match=f"cannot resolve {uri}"):
-                ml.resolve_artifact(t, sv, uri, dest)
-        with pytest.raises(ml.MlflowError, match="no such run"):
-            ml.resolve_artifact(t, sv, f"runs:/{'0' * 32}/model", dest)
+            with pytest.raises(mlflow_client.MlflowError, match=f"cannot resolve {uri}"):
+                mlflow_artifacts.resolve_artifact(t, sv, uri, dest)
+        with pytest.raises(mlflow_client.MlflowError, match="no such run"):
+            mlflow_artifacts.resolve_artifact(t, sv, f"runs:/{'0' * 32}/model", dest)
 
 
 def test_without_mlflow_the_command_says_how_to_install_it(world: dict[str, Any]) -> None:
@@ -542,13 +543,13 @@ def test_version_rule_and_names() -> None:
     assert model_name("Fraud Detector_v2") == "fraud-detector-v2"
     assert stage_for(["a", "b"], [("b", "staging"), ("a", "production")], "candidate")[0] == "staging"
     assert (
-        ml.framework_of({"flavors": {"python_function": {}, "xgboost": {"xgb_version": "2.0.3"}}})
+        framework_of({"flavors": {"python_function": {}, "xgboost": {"xgb_version": "2.0.3"}}})
         == "xgboost-2.0.3"
     )
-    assert ml.framework_of({"flavors": {"python_function": {"loader_module": "mlflow.pyfunc.model"}}}) == (
+    assert framework_of({"flavors": {"python_function": {"loader_module": "mlflow.pyfunc.model"}}}) == (
         "pyfunc-mlflow.pyfunc.model"
     )
-    assert ml.dataset_of({"name": "d", "digest": "a" * 64, "source": '{"url": "https://x/d.csv"}'}) == {
+    assert dataset_of({"name": "d", "digest": "a" * 64, "source": '{"url": "https://x/d.csv"}'}) == {
         "name": "d",
         "sha256": "a" * 64,
         "uri": "https://x/d.csv",

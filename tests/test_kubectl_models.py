@@ -20,10 +20,11 @@ from typer.testing import CliRunner
 
 from modelversioning.artifacts import digest_local
 from modelversioning.cli.kubectl_models import app
-from modelversioning.cli.models import actions, render, views
-from modelversioning.cli.models.actions import Refused, RegisterInputs
+from modelversioning.cli.models import actions, inputs, register_plan, render, views
 from modelversioning.cli.models.app import _hoist_globals
+from modelversioning.cli.models.errors import Refused
 from modelversioning.cli.models.gitinfo import git_info, redact_remote
+from modelversioning.cli.models.register_plan import RegisterInputs
 from modelversioning.cli.models.render import Output
 
 SHA_OLD = "a" * 64
@@ -654,14 +655,14 @@ def test_promote_patch_names_actor_stage_and_reason():
 # ---- register ---------------------------------------------------------------------------------------
 def test_missing_metadata_is_named_with_its_options():
     inp = RegisterInputs(model="fraud", version="1.0.0", artifact="m.bin", image="img", code_commit="abc1234")
-    assert actions.missing_metadata(inp) == [
+    assert register_plan.missing_metadata(inp) == [
         "lineage.dataset (--dataset and --dataset-version/--dataset-sha256)",
         "metrics (--metrics FILE or --metric k=v)",
     ]
     inp = RegisterInputs(
         model="fraud", version="1.0.0", dataset="tx", metrics={"auc": 1.0}, stage="production"
     )
-    assert actions.missing_metadata(inp) == [
+    assert register_plan.missing_metadata(inp) == [
         "artifact (--artifact URI_OR_PATH)",
         "runtime.image (--image)",
         "lineage.dataset.version or lineage.dataset.sha256 (--dataset-version/--dataset-sha256)",
@@ -674,20 +675,20 @@ def test_missing_metadata_is_named_with_its_options():
 
 
 def test_parse_pairs_and_files(tmp_path):
-    assert actions.parse_pairs(["auc=0.95", "n=3"], "--metric", numeric=True) == {"auc": 0.95, "n": 3}
-    assert actions.parse_pairs(
+    assert inputs.parse_pairs(["auc=0.95", "n=3"], "--metric", numeric=True) == {"auc": 0.95, "n": 3}
+    assert inputs.parse_pairs(
         ["lr=1e-3", "deep=true", "opt=adam", "d=9"], "--hyperparameter", numeric=False
     ) == {"lr": 0.001, "deep": True, "opt": "adam", "d": 9}
     with pytest.raises(Refused, match="not a number") as e:
-        actions.parse_pairs(["auc=high"], "--metric", numeric=True)
+        inputs.parse_pairs(["auc=high"], "--metric", numeric=True)
     assert e.value.code == 2
     with pytest.raises(Refused, match="expected KEY=VALUE"):
-        actions.parse_pairs(["auc"], "--metric", numeric=True)
+        inputs.parse_pairs(["auc"], "--metric", numeric=True)
     f = tmp_path / "m.json"
     f.write_text('{"auc": 0.9, "name": "x"}')
     with pytest.raises(Refused, match="'name' is not a number"):
-        actions.load_mapping(f, "--metrics", numeric=True)
-    assert actions.load_mapping(f, "--hyperparameters", numeric=False) == {"auc": 0.9, "name": "x"}
+        inputs.load_mapping(f, "--metrics", numeric=True)
+    assert inputs.load_mapping(f, "--hyperparameters", numeric=False) == {"auc": 0.9, "name": "x"}
 
 
 def test_build_manifest_validates_with_the_api_model():
@@ -702,16 +703,16 @@ def test_build_manifest_validates_with_the_api_model():
         code_commit="abc1234",
         trained_at="2024-07-02T10:00:00Z",
     )
-    doc = actions.build_manifest(inp, uri="s3://b/k", sha256="c" * 64, size_bytes=3)
-    model = actions.validate_manifest(doc)
+    doc = register_plan.build_manifest(inp, uri="s3://b/k", sha256="c" * 64, size_bytes=3)
+    model = register_plan.validate_manifest(doc)
     assert model.spec.artifact.size_bytes == 3 and model.metadata["name"] == "fraud-v1.0.0"
-    bad = actions.build_manifest(
+    bad = register_plan.build_manifest(
         RegisterInputs(**{**inp.__dict__, "trained_at": "yesterday"}), uri="s3://b/k", sha256="c" * 64
     )
     with pytest.raises(Refused, match="trainedAt 'yesterday' is not an RFC 3339") as e:
-        actions.validate_manifest(bad)
+        register_plan.validate_manifest(bad)
     assert e.value.code == 2
-    assert actions.identity_errors("Fraud_Detector", "v2") and not actions.identity_errors(
+    assert register_plan.identity_errors("Fraud_Detector", "v2") and not register_plan.identity_errors(
         "fraud", "2.0.0-rc.1"
     )
 
@@ -1004,7 +1005,7 @@ def test_namespace_defaults_to_the_context(tmp_path):
 
 
 def test_rollout_view_reads_status_and_spec():
-    from modelversioning.cli.models.rollout_cmd import rollout_view
+    from modelversioning.cli.models.rollout_views import rollout_view
 
     ep = {
         "metadata": {"name": "fraud"},

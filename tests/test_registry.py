@@ -53,6 +53,15 @@ def facts(**kw):
 # ---- metric gates -------------------------------------------------------------------------------
 
 
+def test_parse_time_never_guesses_a_zone():
+    """The one timestamp parser (the operator's and kubectl models'): without a zone it is unknown
+    (None), never taken as UTC; Z or an offset give the same instant."""
+    assert registry.parse_time("2024-07-02T10:00:00") is None
+    assert registry.parse_time("2024-07-02T10:00:00Z") == NOW
+    assert registry.parse_time("2024-07-02T12:00:00+02:00") == NOW
+    assert registry.parse_time("") is None and registry.parse_time("yesterday") is None
+
+
 @pytest.mark.parametrize(
     "text,parsed",
     [

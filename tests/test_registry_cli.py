@@ -8,16 +8,10 @@ import pytest
 import typer
 import yaml
 
-from modelversioning.cli.models.registry_cmd import (
-    Filters,
-    approval_body,
-    lineage_renderable,
-    lineage_view,
-    parse_where,
-    search_rows,
-    search_table,
-)
+from modelversioning.cli.models.commands.registry import parse_where
+from modelversioning.cli.models.registry_views import Filters, approval_body, lineage_view, search_rows
 from modelversioning.cli.models.render import to_text
+from modelversioning.cli.models.render_registry import lineage_renderable, search_table
 
 SHA = "c" * 64
 

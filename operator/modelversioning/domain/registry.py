@@ -44,6 +44,8 @@ def parse_duration(text: str) -> timedelta:
 
 
 def parse_time(ts: str | None) -> datetime | None:
+    """An RFC 3339 timestamp as an aware datetime; None when it is missing, unreadable or carries no
+    zone (the operator and ``kubectl models`` never guess one: Kubernetes always writes ``Z``)."""
     if not ts:
         return None
     try:

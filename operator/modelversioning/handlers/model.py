@@ -12,7 +12,6 @@ actor), delete the artifacts the plan does not refuse, post the Events, write th
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,12 +24,10 @@ from pydantic import ValidationError
 from modelversioning.api import wire as R
 from modelversioning.api.common import validation_message
 from modelversioning.api.model import ModelSpec
-from modelversioning.api.modelversion import ModelVersionSpec
 from modelversioning.api.settings import Settings
 from modelversioning.api.wire import (
     ARCHIVE_ANNOTATION,
     ARTIFACT_DELETED_ANNOTATION,
-    DELETION_PROTECTED_ANNOTATION,
     MODEL,
     MODELVERSION,
     TEST_CLOCK_ANNOTATION,
@@ -38,7 +35,6 @@ from modelversioning.api.wire import (
 from modelversioning.artifacts.delete import delete_artifact
 from modelversioning.domain import conditions as cond
 from modelversioning.domain import registry
-from modelversioning.domain.gates import CandidateFacts
 from modelversioning.domain.model_plan import (
     ArtifactDeletion,
     Deleted,
@@ -49,117 +45,16 @@ from modelversioning.domain.model_plan import (
     deletion_events,
     settle,
 )
-from modelversioning.domain.registry import deletion_policy
-from modelversioning.domain.stages import StageGraph
-from modelversioning.domain.version_plan import RegistryFacts
 from modelversioning.handlers.drift import status_changed
 from modelversioning.handlers.instrument import instrumented
 from modelversioning.handlers.kube import Kube
+from modelversioning.handlers.modelfacts import json_annotation as _json
 from modelversioning.handlers.store import Store
 from modelversioning.handlers.workqueue import Requeue
 
 log = logging.getLogger(__name__)
 
 KIND = MODEL.kind
-
-
-def _json(ann: dict[str, Any], key: str) -> dict[str, Any] | None:
-    try:
-        val = json.loads(ann.get(key) or "null")
-    except ValueError:
-        return None
-    return val if isinstance(val, dict) else None
-
-
-def model_spec(store: Store, namespace: str, model: str) -> tuple[dict[str, Any] | None, ModelSpec | None]:
-    body = store.get(KIND, namespace, model)
-    if body is None:
-        return None, None
-    try:
-        return body, ModelSpec.model_validate(body.get("spec") or {})
-    except ValidationError:
-        return body, None  # the Model reconciler reports it; versions keep the operator's defaults
-
-
-def approvals_of(
-    store: Store, namespace: str, model: str, version: str, digest: str
-) -> dict[str, tuple[str, ...]]:
-    """stage -> distinct approvers of exactly this version and digest (ModelApprovals in the cache)."""
-    out: dict[str, set[str]] = {}
-    for _, body in store.of_model("ModelApproval", namespace, model):
-        s = body.get("spec") or {}
-        if (s.get("model"), s.get("version"), s.get("sha256")) == (model, version, digest) and s.get(
-            "approver"
-        ):
-            out.setdefault(str(s.get("stage")), set()).add(str(s["approver"]))
-    return {stage: tuple(sorted(users)) for stage, users in out.items()}
-
-
-def production_of(
-    store: Store, namespace: str, model: str, but: str
-) -> tuple[tuple[str, dict[str, float]], ...]:
-    """(version, metrics) of the other versions of ``model`` in production now."""
-    out = []
-    for (_, name), body in store.of_model("ModelVersion", namespace, model):
-        spec = body.get("spec") or {}
-        if name != but and (body.get("status") or {}).get("stage") == "production":
-            out.append((str(spec.get("version")), dict(spec.get("metrics") or {})))
-    return tuple(sorted(out))
-
-
-def registry_facts(
-    store: Store,
-    namespace: str,
-    body: dict[str, Any],
-    spec: ModelVersionSpec,
-    default: StageGraph,
-    protect_without_model: bool = False,
-) -> RegistryFacts:
-    """What a ModelVersion's reconcile needs from its Model (without one: the operator's defaults)."""
-    ann = (body.get("metadata") or {}).get("annotations") or {}
-    deleted = _json(ann, ARTIFACT_DELETED_ANNOTATION)
-    gone = None
-    if deleted is not None:
-        gone = (
-            f"the artifact was deleted from storage at {deleted.get('at')} by {deleted.get('by')} "
-            f"({deleted.get('reason', 'retention')}); the ModelVersion and its verified record are kept"
-        )
-    mbody, mspec = model_spec(store, namespace, spec.model)
-    if mbody is None or mspec is None:
-        # an invalid Model keeps what protection its versions have: its policy cannot be read
-        keep = (body["metadata"].get("annotations") or {}).get(DELETION_PROTECTED_ANNOTATION)
-        protect = keep if mbody is not None else deletion_policy(spec.model, None, protect_without_model)
-        return RegistryFacts(artifact_deleted=gone, deletion_policy=protect)
-    records = (mbody.get("status") or {}).get("versions") or []
-    candidate = CandidateFacts(
-        spec.version,
-        spec.artifact.sha256,
-        spec.lineage.to_k8s(),
-        spec.metrics,
-        production_of(store, namespace, spec.model, str(body["metadata"]["name"])),
-        approvals_of(store, namespace, spec.model, spec.version, spec.artifact.sha256),
-    )
-    return RegistryFacts(
-        graph=mspec.graph(default),
-        rules=mspec.rules(),
-        candidate=candidate,
-        reused=registry.reused(records, spec.version, spec.artifact.sha256),
-        artifact_deleted=gone,
-        deletion_policy=deletion_policy(
-            spec.model, mspec.deletion_policy.allow_past_candidate, protect_without_model
-        ),
-    )
-
-
-def archive_request(
-    requested: str, actor: str, why: str, ann: dict[str, Any], spec_stage: str
-) -> tuple[str, str, str]:
-    """Retention's archive order holds while spec.stage is what it was when the order was made (any
-    later edit of spec.stage wins, as with a rollout's promotion grant)."""
-    order = _json(ann, ARCHIVE_ANNOTATION)
-    if order is None or order.get("specStage") != spec_stage:
-        return requested, actor, why
-    return "archived", str(order.get("by", R.RETENTION)), str(order.get("reason", "retention"))
 
 
 # ---- the Model reconciler ----------------------------------------------------------------------

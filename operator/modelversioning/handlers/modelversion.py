@@ -54,7 +54,7 @@ from modelversioning.domain.version_stage import Grant, effective_request
 from modelversioning.handlers.drift import status_changed
 from modelversioning.handlers.instrument import instrumented
 from modelversioning.handlers.kube import MODELVERSION, Kube
-from modelversioning.handlers.model import archive_request, registry_facts
+from modelversioning.handlers.modelfacts import archive_request, registry_facts
 from modelversioning.handlers.store import Store
 from modelversioning.handlers.workqueue import Requeue
 

@@ -1,249 +1,24 @@
-"""Pure decisions of ``kubectl models``: what to register, where to roll back to, whether a
-promotion is done. Objects in (dicts), data or :class:`Refused` out; no API access here.
+"""Pure decisions of ``kubectl models promote`` and ``rollback``: the patch to send, where a
+requested promotion stands, which variant to roll back to, whether the route moved, and every
+message the commands print about it. Objects in (dicts), data, a message or :class:`Refused` out;
+no API access here (``commands/lifecycle.py`` talks to the cluster).
 """
 
 from __future__ import annotations
 
 import copy
-import json
-import re
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from pathlib import Path
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import ValidationError
-
-from modelversioning.api.common import DNS_LABEL, validation_message
-from modelversioning.api.modelversion import PRODUCTION_LINEAGE, ModelVersion, expected_name
+from modelversioning.api.routers import DEFAULT_ROUTER
 from modelversioning.api.wire import (
-    API_VERSION,
-    LABEL_MODEL,
     REASON_ANNOTATION,
     REQUESTED_BY_ANNOTATION,
     REQUESTED_STAGE_ANNOTATION,
 )
+from modelversioning.cli.models.errors import EXIT_TIMEOUT, Refused
 from modelversioning.cli.models.views import condition, meta_of, spec_of, status_of, version_key
-from modelversioning.domain.semver import InvalidVersion, SemVer
-
-STAGES = ("candidate", "staging", "production", "archived")
-
-
-class Refused(Exception):
-    """The operation is refused; the message says why (exit code in ``code``)."""
-
-    def __init__(self, message: str, code: int = 1) -> None:
-        super().__init__(message)
-        self.message = message
-        self.code = code
-
-
-# ---- key=value and JSON inputs ------------------------------------------------------------------
-def parse_scalar(text: str) -> str | int | float | bool:
-    """A hyperparameter value: JSON number/bool when it parses as one, else the string."""
-    try:
-        value = json.loads(text)
-    except ValueError:
-        return text
-    if isinstance(value, bool | int | float):
-        return value
-    return text
-
-
-def parse_pairs(items: Sequence[str], what: str, numeric: bool) -> dict[str, Any]:
-    """``k=v`` options into a dict; numeric values for metrics. Raises Refused (usage, exit 2)."""
-    out: dict[str, Any] = {}
-    for item in items:
-        key, eq, raw = item.partition("=")
-        key = key.strip()
-        if not eq or not key:
-            raise Refused(f"{what} {item!r}: expected KEY=VALUE", code=2)
-        if numeric:
-            try:
-                out[key] = float(raw)
-            except ValueError:
-                raise Refused(f"{what} {item!r}: {raw!r} is not a number", code=2) from None
-            if out[key].is_integer() and re.fullmatch(r"[+-]?\d+", raw.strip()):
-                out[key] = int(raw)
-        else:
-            out[key] = parse_scalar(raw)
-    return out
-
-
-def load_mapping(path: Path, what: str, numeric: bool) -> dict[str, Any]:
-    """A JSON object of scalars (numbers for metrics) from a file. Raises Refused (exit 2)."""
-    try:
-        data = json.loads(path.read_text())
-    except OSError as e:
-        raise Refused(f"{what} {path}: {e.strerror or e}", code=2) from None
-    except ValueError as e:
-        raise Refused(f"{what} {path}: not valid JSON ({e})", code=2) from None
-    if not isinstance(data, dict):
-        raise Refused(f"{what} {path}: expected a JSON object of key: value", code=2)
-    for k, v in data.items():
-        if numeric and (isinstance(v, bool) or not isinstance(v, int | float)):
-            raise Refused(f"{what} {path}: {k!r} is not a number ({v!r})", code=2)
-        if not numeric and not isinstance(v, str | int | float | bool):
-            raise Refused(f"{what} {path}: {k!r} must be a string, number or boolean", code=2)
-    return dict(data)
-
-
-def now_rfc3339() -> str:
-    return datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
-
-
-# ---- register -------------------------------------------------------------------------------------
-@dataclass
-class RegisterInputs:
-    """What `kubectl models register` was told (plus what git said)."""
-
-    model: str
-    version: str
-    artifact: str | None = None
-    image: str | None = None
-    port: int | None = None
-    dataset: str | None = None
-    dataset_version: str | None = None
-    dataset_sha256: str | None = None
-    dataset_uri: str | None = None
-    metrics: dict[str, Any] = field(default_factory=dict)
-    hyperparameters: dict[str, Any] = field(default_factory=dict)
-    author: str | None = None
-    framework: str | None = None
-    trained_at: str | None = None
-    code_repository: str | None = None
-    code_commit: str | None = None
-    environment: dict[str, str] = field(default_factory=dict)
-    stage: str = "candidate"
-    format: str | None = None
-    description: str | None = None
-
-
-def identity_errors(model: str, version: str) -> list[str]:
-    """Cheap checks done before hashing anything."""
-    errors = []
-    if not re.match(DNS_LABEL, model) or len(model) > 63:
-        errors.append(f"model {model!r} must be a DNS label (lowercase letters, digits, '-'; at most 63)")
-    try:
-        SemVer.parse(version)
-    except InvalidVersion as e:
-        errors.append(f"version {e}")
-    return errors
-
-
-def missing_metadata(inp: RegisterInputs) -> list[str]:
-    """Each missing piece of metadata, named with the option(s) that provide it."""
-    missing: list[str] = []
-    if not inp.artifact:
-        missing.append("artifact (--artifact URI_OR_PATH)")
-    if not inp.image:
-        missing.append("runtime.image (--image)")
-    if not inp.dataset and not (inp.dataset_version or inp.dataset_sha256):
-        missing.append("lineage.dataset (--dataset and --dataset-version/--dataset-sha256)")
-    elif not inp.dataset:
-        missing.append("lineage.dataset.name (--dataset)")
-    elif not (inp.dataset_version or inp.dataset_sha256):
-        missing.append(
-            "lineage.dataset.version or lineage.dataset.sha256 (--dataset-version/--dataset-sha256)"
-        )
-    if not inp.metrics:
-        missing.append("metrics (--metrics FILE or --metric k=v)")
-    if not inp.code_commit:
-        missing.append("lineage.codeCommit (--code-commit, or run inside the training code's git checkout)")
-    if inp.stage == "production":
-        missing.extend(f"{m} (for --stage production)" for m in missing_for_production(inp))
-    return missing
-
-
-_LINEAGE_OPTION = {
-    "codeRepository": "lineage.codeRepository (--code-repository, or a git remote 'origin')",
-    "codeCommit": "",  # reported by missing_metadata already
-    "dataset": "",
-    "trainedAt": "lineage.trainedAt (--trained-at)",
-    "author": "lineage.author (--author)",
-    "framework": "lineage.framework (--framework)",
-}
-
-
-def missing_for_production(inp: RegisterInputs) -> list[str]:
-    """Lineage the operator requires before production (PRODUCTION_LINEAGE) that was not given."""
-    have = {
-        "codeRepository": inp.code_repository,
-        "codeCommit": inp.code_commit,
-        "dataset": inp.dataset,
-        "trainedAt": inp.trained_at,
-        "author": inp.author,
-        "framework": inp.framework,
-    }
-    return [_LINEAGE_OPTION[f] for f in PRODUCTION_LINEAGE if not have.get(f) and _LINEAGE_OPTION.get(f)]
-
-
-def build_manifest(
-    inp: RegisterInputs,
-    *,
-    uri: str,
-    sha256: str,
-    size_bytes: int | None = None,
-    annotations: Mapping[str, str] | None = None,
-    namespace: str | None = None,
-) -> dict[str, Any]:
-    """The ModelVersion manifest (not yet validated)."""
-    dataset: dict[str, Any] = {"name": inp.dataset}
-    for key, value in (
-        ("version", inp.dataset_version),
-        ("sha256", inp.dataset_sha256),
-        ("uri", inp.dataset_uri),
-    ):
-        if value:
-            dataset[key] = value
-    lineage: dict[str, Any] = {}
-    for key, value in (("codeRepository", inp.code_repository), ("codeCommit", inp.code_commit)):
-        if value:
-            lineage[key] = value
-    lineage["dataset"] = dataset
-    if inp.hyperparameters:
-        lineage["hyperparameters"] = dict(inp.hyperparameters)
-    for key, value in (("trainedAt", inp.trained_at), ("author", inp.author), ("framework", inp.framework)):
-        if value:
-            lineage[key] = value
-    if inp.environment:
-        lineage["environment"] = dict(inp.environment)
-    artifact: dict[str, Any] = {"uri": uri, "sha256": sha256}
-    if size_bytes is not None:
-        artifact["sizeBytes"] = size_bytes
-    if inp.format:
-        artifact["format"] = inp.format
-    runtime: dict[str, Any] = {"image": inp.image}
-    if inp.port is not None:
-        runtime["port"] = inp.port
-    metadata: dict[str, Any] = {"name": expected_name(inp.model, inp.version)}
-    if namespace:
-        metadata["namespace"] = namespace
-    metadata["labels"] = {LABEL_MODEL: inp.model}
-    if annotations:
-        metadata["annotations"] = dict(annotations)
-    spec: dict[str, Any] = {
-        "model": inp.model,
-        "version": inp.version,
-        "artifact": artifact,
-        "lineage": lineage,
-        "metrics": dict(inp.metrics),
-        "runtime": runtime,
-        "stage": inp.stage,
-    }
-    if inp.description:
-        spec["description"] = inp.description
-    return {"apiVersion": API_VERSION, "kind": "ModelVersion", "metadata": metadata, "spec": spec}
-
-
-def validate_manifest(doc: Mapping[str, Any]) -> ModelVersion:
-    """Validate with the API's pydantic model; Refused (exit 2) listing every problem."""
-    try:
-        return ModelVersion.model_validate(dict(doc))
-    except ValidationError as e:
-        raise Refused("invalid ModelVersion: " + validation_message(e), code=2) from None
-
 
 # ---- promote ----------------------------------------------------------------------------------------
 PromoteState = Literal["done", "blocked", "waiting"]
@@ -305,6 +80,67 @@ def promote_state(mv: Mapping[str, Any], stage: str, generation: int, history_be
     )
 
 
+def observe_promotion(
+    obj: Mapping[str, Any] | None, name: str, stage: str, generation: int, history_before: int
+) -> PromoteResult:
+    """promote_state of the ModelVersion as the watch shows it (blocked once it is deleted)."""
+    if obj is None:
+        return PromoteResult("blocked", None, "Deleted", f"ModelVersion {name} was deleted")
+    return promote_state(obj, stage, generation, history_before)
+
+
+def step_text(h: Mapping[str, Any]) -> str:
+    return f"{h.get('from') or '(new)'} -> {h.get('to')}"
+
+
+def promote_requested(model: str, version: str, stage: str, actor: str) -> dict[str, Any]:
+    """What --no-wait prints (-o yaml/json)."""
+    return {"model": model, "version": version, "requested": stage, "actor": actor, "result": "requested"}
+
+
+def promote_requested_text(name: str, stage: str, actor: str) -> str:
+    return f"{name}: requested {stage} (by {actor}); the operator moves status.stage when the gates pass"
+
+
+def promote_waiting_text(name: str, stage: str, r: PromoteResult) -> str:
+    return f"waiting for {name} to reach {stage} (stage {r.stage}; {r.reason}: {r.message})"
+
+
+def promote_timeout(name: str, stage: str, timeout: float, last: PromoteResult | None) -> Refused:
+    where = f"; stage is {last.stage} ({last.reason}: {last.message})" if last else ""
+    return Refused(
+        f"timed out after {timeout:g}s waiting for {name} to reach {stage}{where}", code=EXIT_TIMEOUT
+    )
+
+
+def promote_outcome(model: str, version: str, stage: str, result: PromoteResult) -> dict[str, Any]:
+    """What a finished promotion prints (-o yaml/json)."""
+    return {
+        "model": model,
+        "version": version,
+        "requested": stage,
+        "stage": result.stage,
+        "result": "promoted" if result.state == "done" else "blocked",
+        "reason": result.reason or None,
+        "message": result.message or None,
+        "history": list(result.new_history),
+    }
+
+
+def promote_done_text(name: str, stage: str, result: PromoteResult) -> str:
+    return f"{name} is now {stage}" if result.new_history else f"{name} is already {stage}"
+
+
+def promote_blocked(name: str, stage: str, result: PromoteResult) -> Refused:
+    moved = ""
+    if result.new_history:
+        moved = f" (moved {', '.join(step_text(h) for h in result.new_history)})"
+    return Refused(
+        f"{name} was not promoted to {stage}; it stays {result.stage}{moved}. "
+        f"{result.reason}: {result.message}"
+    )
+
+
 # ---- rollback ---------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class RollbackPlan:
@@ -357,45 +193,57 @@ def choose_rollback_target(
     With ``to``: the live variant running that version (or named so); it must be in spec.variants,
     and eligible unless ``force``.
     """
+    if to is not None:
+        return _chosen_target(ep, to, force), None, f"--to {to}"
+    return _default_target(ep)
+
+
+def _listing(ep: Mapping[str, Any]) -> str:
+    return ", ".join(f"{v['name']}={v.get('version')}" for v in spec_of(ep).get("variants") or [])
+
+
+def _eligible(ep: Mapping[str, Any], v: Mapping[str, Any]) -> tuple[bool, str]:
+    return _eligibility(ep).get(str(v["name"]), (False, "the operator has not reported this variant yet"))
+
+
+def _chosen_target(ep: Mapping[str, Any], to: str, force: bool) -> dict[str, Any]:
+    """The live variant running version ``to`` (or named so), eligible unless ``force``."""
+    name = meta_of(ep).get("name")
+    live = live_variants(ep)
+    matches = [v for v in live if v.get("version") == to] or [v for v in live if v.get("name") == to]
+    if not matches:
+        mirror = (spec_of(ep).get("mirror") or {}).get("variant")
+        variants = spec_of(ep).get("variants") or []
+        if mirror and to in (
+            mirror,
+            next((v.get("version") for v in variants if v.get("name") == mirror), None),
+        ):
+            raise Refused(
+                f"{to} is the mirror (shadow) variant of ModelEndpoint {name}; it takes no live "
+                "traffic and cannot be a rollback target"
+            )
+        raise Refused(
+            f"ModelEndpoint {name} has no variant running version {to} (variants: {_listing(ep)}); "
+            "rollback only moves traffic between variants already in spec.variants: add it "
+            "(weight 0) and wait until it is ready first"
+        )
+    weights = current_weights(ep)
+    target = max(matches, key=lambda v: (weights.get(v["name"], 0), str(v["name"])))
+    ok, why = _eligible(ep, target)
+    if not ok and not force:
+        raise Refused(
+            f"variant {target['name']} ({target.get('version')}) of ModelEndpoint {name} is not "
+            f"eligible for live traffic ({why}); the operator would hold the traffic where it is. "
+            "Fix that first, or pass --force to edit the weights anyway"
+        )
+    return target
+
+
+def _default_target(ep: Mapping[str, Any]) -> tuple[dict[str, Any], str, str]:
+    """The highest eligible version below the newest one taking (or declared to take) traffic."""
     name = meta_of(ep).get("name")
     live = live_variants(ep)
     weights = current_weights(ep)
-    eligible = _eligibility(ep)
-    mirror = (spec_of(ep).get("mirror") or {}).get("variant")
-    listing = ", ".join(f"{v['name']}={v.get('version')}" for v in spec_of(ep).get("variants") or [])
-
-    def elig(v: Mapping[str, Any]) -> tuple[bool, str]:
-        return eligible.get(str(v["name"]), (False, "the operator has not reported this variant yet"))
-
-    if to is not None:
-        matches = [v for v in live if v.get("version") == to] or [v for v in live if v.get("name") == to]
-        if not matches:
-            if mirror and to in (
-                mirror,
-                next(
-                    (v.get("version") for v in spec_of(ep).get("variants") or [] if v.get("name") == mirror),
-                    None,
-                ),
-            ):
-                raise Refused(
-                    f"{to} is the mirror (shadow) variant of ModelEndpoint {name}; it takes no live "
-                    "traffic and cannot be a rollback target"
-                )
-            raise Refused(
-                f"ModelEndpoint {name} has no variant running version {to} (variants: {listing}); "
-                "rollback only moves traffic between variants already in spec.variants: add it "
-                "(weight 0) and wait until it is ready first"
-            )
-        target = max(matches, key=lambda v: (weights.get(v["name"], 0), str(v["name"])))
-        ok, why = elig(target)
-        if not ok and not force:
-            raise Refused(
-                f"variant {target['name']} ({target.get('version')}) of ModelEndpoint {name} is not "
-                f"eligible for live traffic ({why}); the operator would hold the traffic where it is. "
-                "Fix that first, or pass --force to edit the weights anyway"
-            )
-        return target, None, f"--to {to}"
-
     # The rollout to undo: what carries traffic now, or is declared to (a rollout the operator still holds).
     serving = [v for v in live if weights.get(v["name"], 0) > 0 or int(v.get("weight", 0)) > 0]
     if not serving:
@@ -409,15 +257,15 @@ def choose_rollback_target(
         if v["name"] != newest["name"]
         and version_key(str(v.get("version"))) < version_key(str(newest.get("version")))
     ]
-    candidates = [v for v in below if elig(v)[0]]
+    candidates = [v for v in below if _eligible(ep, v)[0]]
     if not candidates:
         if not below:
             raise Refused(
                 f"nothing to roll back to: {newest['name']} ({newest.get('version')}) is the lowest "
-                f"version among the live variants of ModelEndpoint {name} ({listing}); add the previous "
-                "version as a variant (weight 0) or pass --to VERSION"
+                f"version among the live variants of ModelEndpoint {name} ({_listing(ep)}); add the "
+                "previous version as a variant (weight 0) or pass --to VERSION"
             )
-        reasons = "; ".join(f"{v['name']} ({v.get('version')}): {elig(v)[1]}" for v in below)
+        reasons = "; ".join(f"{v['name']} ({v.get('version')}): {_eligible(ep, v)[1]}" for v in below)
         raise Refused(
             f"no variant below {newest['name']} ({newest.get('version')}) is eligible for live traffic: "
             f"{reasons}"
@@ -467,6 +315,105 @@ def rollback_done(weights: Mapping[str, int] | None, target: str) -> bool:
     if not weights:
         return False
     return int(weights.get(target, 0)) == 100 and sum(int(w) for k, w in weights.items() if k != target) == 0
+
+
+def router_of(ep: Mapping[str, Any]) -> str:
+    """spec.routing.router (the API's default router when not set)."""
+    return str((spec_of(ep).get("routing") or {}).get("router") or DEFAULT_ROUTER)
+
+
+def variant_versions(ep: Mapping[str, Any]) -> dict[str, str]:
+    return {str(v.get("name")): str(v.get("version")) for v in spec_of(ep).get("variants") or []}
+
+
+def rollback_printed(ep: Mapping[str, Any], plan: RollbackPlan, manifest: bool) -> dict[str, Any]:
+    """What --print prints: the JSON merge patch, or (-o yaml) the modified ModelEndpoint for Git."""
+    return clean_manifest(apply_merge_patch(ep, plan.patch)) if manifest else plan.patch
+
+
+def rollback_print_note(plan: RollbackPlan, namespace: str) -> str:
+    return (
+        f"# rollback of {plan.endpoint} to {plan.target} ({plan.version}): not applied (--print); apply "
+        f"with kubectl patch modelendpoint {plan.endpoint} -n {namespace} --type merge -p '<the patch>'"
+    )
+
+
+def rollback_noop_text(plan: RollbackPlan) -> str:
+    return f"{plan.endpoint}: all live traffic is already on {plan.target} ({plan.version})"
+
+
+@dataclass(frozen=True)
+class RollbackRequest:
+    """Who asks for the rollback and how (--reason, --to, --force)."""
+
+    actor: str
+    reason: str  # annotated on the endpoint (rollback_reason)
+    to: str | None = None
+    force: bool = False
+
+
+def rollback_reason(plan: RollbackPlan, reason: str | None) -> str:
+    """--reason, else which version it rolls back to (as first planned)."""
+    return reason or f"rollback to {plan.target} ({plan.version}) with kubectl models"
+
+
+def rollback_patch(plan: RollbackPlan, ep: Mapping[str, Any], req: RollbackRequest) -> dict[str, Any]:
+    """The merge patch sent: the plan's weights, guarded by the resourceVersion they were planned
+    on (a 409 means: plan again), with who asked and why."""
+    return {
+        **plan.patch,
+        "metadata": {
+            "resourceVersion": meta_of(ep).get("resourceVersion"),
+            "annotations": {REQUESTED_BY_ANNOTATION: req.actor, REASON_ANNOTATION: req.reason},
+        },
+    }
+
+
+def observed_weights(obj: Mapping[str, Any] | None, router_name: str, routed: bool) -> dict[str, int]:
+    """The split as observed: on the generated route (``routed``), else status.effectiveWeights."""
+    if obj is None:
+        return {}
+    if not routed:
+        return {k: int(v) for k, v in (status_of(obj).get("effectiveWeights") or {}).items()}
+    from modelversioning.render.routers import get_router
+
+    return get_router(router_name).weights(obj)
+
+
+def rollback_data(
+    plan: RollbackPlan, after: Mapping[str, int], seconds: float, router: str
+) -> dict[str, Any]:
+    """What rollback prints (-o yaml/json)."""
+    return {
+        "endpoint": plan.endpoint,
+        "target": plan.target,
+        "version": plan.version,
+        "rolledBack": plan.rolled_back,
+        "why": plan.why,
+        "router": router,
+        "before": plan.before,
+        "after": after,  # (the noop's is plan.before itself: YAML prints it as an alias, as it always did)
+        "seconds": round(seconds, 3),
+    }
+
+
+def rollback_timeout(
+    plan: RollbackPlan, kind: str, timeout: float, ep_now: Mapping[str, Any], seen: str
+) -> Refused:
+    """Timed out (exit 3): what the route still does, and what the operator says about the target."""
+    vs: dict[str, Any] = next(
+        (v for v in status_of(ep_now).get("variants") or [] if v.get("name") == plan.target), {}
+    )
+    return Refused(
+        f"timed out after {timeout:g}s: the {kind} {plan.endpoint} still routes {seen}; "
+        f"{plan.target}: {vs.get('reason')}: {vs.get('message')} (the new weights are applied; the "
+        "operator moves traffic once the variant is eligible)",
+        code=EXIT_TIMEOUT,
+    )
+
+
+def rolled_back_text(plan: RollbackPlan, elapsed: float) -> str:
+    return f"rolled back {plan.endpoint} to {plan.target} ({plan.version}) in {elapsed:.2f}s"
 
 
 _VOLATILE_METADATA = (

@@ -206,87 +206,90 @@ def _mapping_table(data: Mapping[str, Any], key: str, value: str) -> Table:
 
 
 def describe_renderable(v: Mapping[str, Any]) -> Group:
-    art, ver, lin = v["artifact"], v["verification"], v["lineage"]
+    def section(title: str, body: RenderableType) -> list[RenderableType]:
+        return [Text(""), _heading(title), body]
+
+    def table_or(key: str, table: Callable[[], RenderableType], empty: str = NONE) -> RenderableType:
+        return table() if v.get(key) else Text(empty)
+
+    parts: list[RenderableType] = [
+        _overview_kv(v),
+        *section("Artifact", _artifact_kv(v["artifact"], v["verification"])),
+        *section("Lineage", _lineage_kv(v["lineage"])),
+        *section(
+            "Hyperparameters",
+            table_or("hyperparameters", lambda: _mapping_table(v["hyperparameters"], "NAME", "VALUE")),
+        ),
+        *section("Metrics", table_or("metrics", lambda: _mapping_table(v["metrics"], "METRIC", "VALUE"))),
+        *section("Runtime", _runtime_kv(v.get("runtime") or {})),
+        *section(
+            "Stage history", table_or("history", lambda: history_table(v["history"], with_version=False))
+        ),
+        *section("Conditions", table_or("conditions", lambda: _conditions_table(v["conditions"]))),
+        *section(
+            "Served by",
+            table_or("servedBy", lambda: _served_table(v["servedBy"]), "no endpoint serves this version"),
+        ),
+        *section("Rollouts", table_or("rollouts", lambda: _rollouts_table(v["rollouts"]))),
+    ]
+    return Group(*parts)
+
+
+def _overview_kv(v: Mapping[str, Any]) -> Table:
     stage = Text(_s(v.get("stage")))
     if v.get("requestedStage") != v.get("stage"):
         stage.append(f" (requested: {v.get('requestedStage')})", style="yellow")
+    return _kv(
+        [
+            ("Name", v.get("name")),
+            ("Namespace", v.get("namespace")),
+            ("Model", v.get("model")),
+            ("Version", v.get("version")),
+            ("Stage", stage),
+            ("Created", v.get("created")),
+            *([("Description", v["description"])] if v.get("description") else []),
+        ]
+    )
+
+
+def _artifact_kv(art: Mapping[str, Any], ver: Mapping[str, Any]) -> Table:
     verified = Text(_s(ver.get("status")), style=_cond_style(ver.get("status")))
     if ver.get("reason"):
         verified.append(f" ({ver['reason']})")
-    parts: list[RenderableType] = [
-        _kv(
-            [
-                ("Name", v.get("name")),
-                ("Namespace", v.get("namespace")),
-                ("Model", v.get("model")),
-                ("Version", v.get("version")),
-                ("Stage", stage),
-                ("Created", v.get("created")),
-                *([("Description", v["description"])] if v.get("description") else []),
-            ]
-        ),
-        Text(""),
-        _heading("Artifact"),
-        _kv(
-            [
-                ("URI", art.get("uri")),
-                ("sha256", art.get("sha256")),
-                ("Format", art.get("format")),
-                ("Size (declared)", art.get("sizeBytes")),
-                *([("Credentials", f"Secret {art['secretRef']}")] if art.get("secretRef") else []),
-                ("Verified", verified),
-                ("Verified digest", ver.get("digest")),
-                ("Verified at", ver.get("verifiedAt")),
-                ("Size (verified)", ver.get("sizeBytes")),
-                ("Files", ver.get("files")),
-                *(
-                    [("Message", ver.get("message"))]
-                    if ver.get("message") and ver.get("status") != "True"
-                    else []
-                ),
-            ]
-        ),
-        Text(""),
-        _heading("Lineage"),
-        _kv(
-            [
-                ("Code repository", lin.get("codeRepository")),
-                ("Code commit", lin.get("codeCommit")),
-                ("Dataset", lin.get("dataset")),
-                *([("Dataset URI", lin["datasetUri"])] if lin.get("datasetUri") else []),
-                ("Trained at", lin.get("trainedAt")),
-                ("Author", lin.get("author")),
-                ("Framework", lin.get("framework")),
-                *[(f"Environment {k}", val) for k, val in sorted((lin.get("environment") or {}).items())],
-            ]
-        ),
-        Text(""),
-        _heading("Hyperparameters"),
-        _mapping_table(v.get("hyperparameters") or {}, "NAME", "VALUE")
-        if v.get("hyperparameters")
-        else Text(NONE),
-        Text(""),
-        _heading("Metrics"),
-        _mapping_table(v.get("metrics") or {}, "METRIC", "VALUE") if v.get("metrics") else Text(NONE),
-        Text(""),
-        _heading("Runtime"),
-        _runtime_kv(v.get("runtime") or {}),
-        Text(""),
-        _heading("Stage history"),
-        history_table(v.get("history") or [], with_version=False) if v.get("history") else Text(NONE),
-        Text(""),
-        _heading("Conditions"),
-        _conditions_table(v.get("conditions") or []) if v.get("conditions") else Text(NONE),
-        Text(""),
-        _heading("Served by"),
-        _served_table(v.get("servedBy") or [])
-        if v.get("servedBy")
-        else Text("no endpoint serves this version"),
-        Text(""),
-        _heading("Rollouts"),
-        _rollouts_table(v.get("rollouts") or []) if v.get("rollouts") else Text(NONE),
-    ]
-    return Group(*parts)
+    return _kv(
+        [
+            ("URI", art.get("uri")),
+            ("sha256", art.get("sha256")),
+            ("Format", art.get("format")),
+            ("Size (declared)", art.get("sizeBytes")),
+            *([("Credentials", f"Secret {art['secretRef']}")] if art.get("secretRef") else []),
+            ("Verified", verified),
+            ("Verified digest", ver.get("digest")),
+            ("Verified at", ver.get("verifiedAt")),
+            ("Size (verified)", ver.get("sizeBytes")),
+            ("Files", ver.get("files")),
+            *(
+                [("Message", ver.get("message"))]
+                if ver.get("message") and ver.get("status") != "True"
+                else []
+            ),
+        ]
+    )
+
+
+def _lineage_kv(lin: Mapping[str, Any]) -> Table:
+    return _kv(
+        [
+            ("Code repository", lin.get("codeRepository")),
+            ("Code commit", lin.get("codeCommit")),
+            ("Dataset", lin.get("dataset")),
+            *([("Dataset URI", lin["datasetUri"])] if lin.get("datasetUri") else []),
+            ("Trained at", lin.get("trainedAt")),
+            ("Author", lin.get("author")),
+            ("Framework", lin.get("framework")),
+            *[(f"Environment {k}", val) for k, val in sorted((lin.get("environment") or {}).items())],
+        ]
+    )
 
 
 def _rollouts_table(rows: list[Mapping[str, Any]]) -> Table:
@@ -337,12 +340,19 @@ def _traffic(v: Mapping[str, Any]) -> str:
 
 
 def status_renderable(view: Mapping[str, Any]) -> Group:
+    serving = _serving_table(view)
+    parts: list[RenderableType] = [_status_header(view), Text(""), _variants_table(view), Text("")]
+    parts.append(serving if serving.row_count else Text("no variant carries live traffic"))
+    return Group(*parts)
+
+
+def _status_header(view: Mapping[str, Any]) -> Table:
     conds = {c["type"]: c for c in view.get("conditions") or []}
     ready = conds.get("Ready")
     ready_text = Text(_s((ready or {}).get("status")), style=_cond_style((ready or {}).get("status")))
     if ready and ready.get("status") != "True":
         ready_text.append(f" ({ready.get('reason')}: {ready.get('message')})")
-    header = _kv(
+    return _kv(
         [
             ("Endpoint", f"{view.get('endpoint')} (namespace {view.get('namespace')})"),
             ("Model", view.get("model")),
@@ -356,18 +366,12 @@ def status_renderable(view: Mapping[str, Any]) -> Group:
             ],
         ]
     )
+
+
+def _variants_table(view: Mapping[str, Any]) -> Table:
     show_route = any(v.get("routeWeight") is not None for v in view.get("variants") or [])
-    cols = [
-        "VARIANT",
-        "VERSION",
-        "STAGE",
-        "DESIRED",
-        "EFFECTIVE",
-        *(["ROUTED"] if show_route else []),
-        "READY",
-        "ELIGIBLE",
-        "REASON",
-    ]
+    route_col = ["ROUTED"] if show_route else []
+    cols = ["VARIANT", "VERSION", "STAGE", "DESIRED", "EFFECTIVE", *route_col, "READY", "ELIGIBLE", "REASON"]
     variants = _table(*cols, title="Variants")
     for v in view.get("variants") or []:
         name = Text(_s(v.get("name")))
@@ -384,14 +388,17 @@ def status_renderable(view: Mapping[str, Any]) -> Group:
         ]
         if show_route:
             row.append(cell("-" if v.get("routeWeight") is None else f"{v['routeWeight']}%"))
+        replicas = v.get("replicas") if v.get("replicas") is not None else "?"
         row += [
-            cell(
-                f"{v.get('readyReplicas', 0)}/{v.get('replicas') if v.get('replicas') is not None else '?'}"
-            ),
+            cell(f"{v.get('readyReplicas', 0)}/{replicas}"),
             cell("yes" if v.get("eligible") else "no", "green" if v.get("eligible") else "red"),
             cell(v.get("reason") if v.get("eligible") else f"{v.get('reason')}: {v.get('message')}"),
         ]
         variants.add_row(*row)
+    return variants
+
+
+def _serving_table(view: Mapping[str, Any]) -> Table:
     serving = _table(
         "TRAFFIC",
         "VARIANT",
@@ -418,9 +425,7 @@ def status_renderable(view: Mapping[str, Any]) -> Group:
             cell(lin.get("dataset")),
             cell(lin.get("trainedAt")),
         )
-    parts: list[RenderableType] = [header, Text(""), variants, Text("")]
-    parts.append(serving if serving.row_count else Text("no variant carries live traffic"))
-    return Group(*parts)
+    return serving
 
 
 # ---- diff -------------------------------------------------------------------------------------------

@@ -8,11 +8,13 @@ JSON-serialisable data: that data is what ``-o json`` / ``-o yaml`` print, and w
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from modelversioning.api.modelversion import expected_name
 from modelversioning.api.routers import DEFAULT_ROUTER
+from modelversioning.domain.registry import parse_time
 from modelversioning.domain.semver import SemVer
 
 Obj = Mapping[str, Any]
@@ -46,16 +48,6 @@ def version_key(version: str) -> tuple[int, SemVer, str]:
         return (1, SemVer.parse(version), version)
     except ValueError:
         return (0, SemVer(0, 0, 0), version)
-
-
-def parse_time(ts: str | None) -> datetime | None:
-    if not ts:
-        return None
-    try:
-        t = datetime.fromisoformat(ts.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return t if t.tzinfo else t.replace(tzinfo=UTC)
 
 
 def human_age(ts: str | None, now: datetime | None = None) -> str:
@@ -111,6 +103,13 @@ def dataset_text(dataset: Mapping[str, Any] | None) -> str:
     if dataset.get("sha256"):
         out += f" (sha256:{str(dataset['sha256'])[:12]})"
     return out
+
+
+def without_managed_fields(obj: Obj) -> dict[str, Any]:
+    """An object as `get -o yaml` prints it: metadata.managedFields left out."""
+    md = dict(obj.get("metadata") or {})
+    md.pop("managedFields", None)
+    return {**obj, "metadata": md}
 
 
 # ---- list ---------------------------------------------------------------------------------------
@@ -261,66 +260,22 @@ def status_view(
     """Per variant: desired vs effective (and routed) weight, readiness, eligibility, and the exact
     version, digest and lineage serving it (joined with the endpoint's ModelVersions)."""
     spec, st, md = spec_of(ep), status_of(ep), meta_of(ep)
-    model = str(spec.get("model", ""))
-    by_name = {meta_of(m).get("name"): m for m in mvs}
+    ctx = _EndpointContext(
+        model=str(spec.get("model", "")),
+        by_name={meta_of(m).get("name"): m for m in mvs},
+        effective={k: int(v) for k, v in (st.get("effectiveWeights") or {}).items()},
+        mirror=dict(spec.get("mirror") or {}),
+        route_weights=route_weights,
+    )
     st_variants = {v.get("name"): dict(v) for v in st.get("variants") or []}
-    effective = {k: int(v) for k, v in (st.get("effectiveWeights") or {}).items()}
-    mirror = dict(spec.get("mirror") or {})
-    mirror_name = mirror.get("variant")
     variants: list[dict[str, Any]] = []
     seen: set[str] = set()
-
-    def one(
-        name: str, version: str, desired: int, replicas: int | None, vs: dict[str, Any]
-    ) -> dict[str, Any]:
-        desired_version = version
-        served = dict(vs.get("serving") or {})
-        if served.get("version"):  # the slot that carries the variant's traffic now (may lag the spec)
-            version = str(served["version"])
-        mv_name = expected_name(model, version) if served.get("version") else (
-            vs.get("modelVersion") or expected_name(model, version)
-        )  # fmt: skip
-        mv = by_name.get(mv_name)
-        mv_spec, mv_st = (spec_of(mv), status_of(mv)) if mv else ({}, {})
-        lineage = dict(mv_spec.get("lineage") or {})
-        is_mirror = name == mirror_name
-        eff = 0 if is_mirror else int(vs.get("effectiveWeight", effective.get(name, 0)))
-        entry: dict[str, Any] = {
-            "name": name,
-            "version": version,
-            "desiredVersion": desired_version,
-            "modelVersion": mv_name,
-            "mirror": is_mirror,
-            "mirrorPercent": int(mirror.get("percent", 100)) if is_mirror else None,
-            "desiredWeight": desired,
-            "effectiveWeight": eff,
-            "routeWeight": None if route_weights is None or is_mirror else int(route_weights.get(name, 0)),
-            "replicas": replicas if replicas is not None else vs.get("replicas"),
-            "readyReplicas": int(vs.get("readyReplicas", 0)),
-            "eligible": bool(vs.get("eligible", False)),
-            "reason": vs.get("reason"),
-            "message": vs.get("message"),
-            "stage": mv_st.get("stage") or vs.get("stage"),
-            "digest": served.get("digest")
-            or (mv_spec.get("artifact") or {}).get("sha256")
-            or vs.get("digest"),
-            "verifiedDigest": (mv_st.get("artifact") or {}).get("digest"),
-            "found": mv is not None,
-            "lineage": {
-                "codeRepository": lineage.get("codeRepository"),
-                "codeCommit": lineage.get("codeCommit"),
-                "dataset": dataset_text(lineage.get("dataset")) if lineage.get("dataset") else None,
-                "trainedAt": lineage.get("trainedAt"),
-                "author": lineage.get("author"),
-            },
-        }
-        return entry
-
     for v in spec.get("variants") or []:
         name = str(v.get("name"))
         seen.add(name)
         variants.append(
-            one(
+            _variant_entry(
+                ctx,
                 name,
                 str(v.get("version")),
                 int(v.get("weight", 0)),
@@ -330,13 +285,13 @@ def status_view(
         )
     for name, vs in st_variants.items():  # removed from the spec but still draining traffic
         if name not in seen and name is not None:
-            entry = one(str(name), str(vs.get("version", "")), 0, vs.get("replicas"), vs)
+            entry = _variant_entry(ctx, str(name), str(vs.get("version", "")), 0, vs.get("replicas"), vs)
             entry["removed"] = True
             variants.append(entry)
     return {
         "endpoint": md.get("name"),
         "namespace": md.get("namespace"),
-        "model": model,
+        "model": ctx.model,
         "router": (spec.get("routing") or {}).get("router", DEFAULT_ROUTER),
         "traffic": st.get("traffic"),
         "observedGeneration": st.get("observedGeneration"),
@@ -345,6 +300,60 @@ def status_view(
             {k: c.get(k) for k in ("type", "status", "reason", "message")} for c in st.get("conditions") or []
         ],
         "variants": variants,
+    }
+
+
+@dataclass(frozen=True)
+class _EndpointContext:
+    model: str
+    by_name: Mapping[Any, Obj]  # ModelVersion name -> object
+    effective: Mapping[str, int]
+    mirror: Mapping[str, Any]
+    route_weights: Mapping[str, int] | None
+
+
+def _variant_entry(
+    ctx: _EndpointContext, name: str, version: str, desired: int, replicas: int | None, vs: dict[str, Any]
+) -> dict[str, Any]:
+    desired_version = version
+    served = dict(vs.get("serving") or {})
+    if served.get("version"):  # the slot that carries the variant's traffic now (may lag the spec)
+        version = str(served["version"])
+    mv_name = expected_name(ctx.model, version) if served.get("version") else (
+        vs.get("modelVersion") or expected_name(ctx.model, version)
+    )  # fmt: skip
+    mv = ctx.by_name.get(mv_name)
+    mv_spec, mv_st = (spec_of(mv), status_of(mv)) if mv else ({}, {})
+    lineage = dict(mv_spec.get("lineage") or {})
+    is_mirror = name == ctx.mirror.get("variant")
+    eff = 0 if is_mirror else int(vs.get("effectiveWeight", ctx.effective.get(name, 0)))
+    routed = ctx.route_weights
+    return {
+        "name": name,
+        "version": version,
+        "desiredVersion": desired_version,
+        "modelVersion": mv_name,
+        "mirror": is_mirror,
+        "mirrorPercent": int(ctx.mirror.get("percent", 100)) if is_mirror else None,
+        "desiredWeight": desired,
+        "effectiveWeight": eff,
+        "routeWeight": None if routed is None or is_mirror else int(routed.get(name, 0)),
+        "replicas": replicas if replicas is not None else vs.get("replicas"),
+        "readyReplicas": int(vs.get("readyReplicas", 0)),
+        "eligible": bool(vs.get("eligible", False)),
+        "reason": vs.get("reason"),
+        "message": vs.get("message"),
+        "stage": mv_st.get("stage") or vs.get("stage"),
+        "digest": served.get("digest") or (mv_spec.get("artifact") or {}).get("sha256") or vs.get("digest"),
+        "verifiedDigest": (mv_st.get("artifact") or {}).get("digest"),
+        "found": mv is not None,
+        "lineage": {
+            "codeRepository": lineage.get("codeRepository"),
+            "codeCommit": lineage.get("codeCommit"),
+            "dataset": dataset_text(lineage.get("dataset")) if lineage.get("dataset") else None,
+            "trainedAt": lineage.get("trainedAt"),
+            "author": lineage.get("author"),
+        },
     }
 
 

@@ -28,7 +28,7 @@ metrics              dvc.yaml: the stage's ``metrics`` files (JSON/YAML, nested 
 
 A directory out of the model (``md5: ....dir``) has no single location in a DVC remote (each file
 is its own object), so ``--uri`` must say where it was uploaded; its files are checked against the
-``.dir`` listing in the cache.
+``.dir`` listing in the cache (:mod:`.dvc_hash`: the md5-checked hashing).
 """
 
 from __future__ import annotations
@@ -36,7 +36,6 @@ from __future__ import annotations
 import configparser
 import hashlib
 import json
-import os
 import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -45,9 +44,9 @@ from typing import Any
 
 import yaml
 
-from modelversioning.cli.models.actions import Refused, parse_scalar
+from modelversioning.cli.models.errors import EXIT_USAGE, Refused
+from modelversioning.cli.models.inputs import parse_scalar
 
-EXIT_FAILED, EXIT_USAGE = 1, 2
 CHUNK = 1024 * 1024
 Progress = Callable[[int, int | None], None]
 _MD5 = re.compile(r"^[0-9a-f]{32}(\.dir)?$")
@@ -277,7 +276,7 @@ def _flatten(data: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
         yield prefix.rstrip("."), data
 
 
-def _file_md5(path: Path) -> str:
+def file_md5(path: Path) -> str:
     h = hashlib.md5(usedforsecurity=False)
     with open(path, "rb") as f:
         while chunk := f.read(CHUNK):
@@ -292,17 +291,7 @@ def _from_lock(
     stages = doc.get("stages") if isinstance(doc, dict) else None
     if not isinstance(stages, dict) or not stages:
         raise Refused(f"--dvc {lock}: no stages (is it a dvc.lock of DVC 2 or later?)", EXIT_USAGE)
-    with_outs = [s for s, d in stages.items() if isinstance(d, dict) and d.get("outs")]
-    if stage is None:
-        if len(with_outs) != 1:
-            raise Refused(
-                f"--dvc {lock}: several stages have outs ({', '.join(with_outs)}): name one, "
-                f"e.g. --dvc {lock}:{with_outs[-1] if with_outs else 'STAGE'}",
-                EXIT_USAGE,
-            )
-        stage = with_outs[0]
-    if stage not in stages:
-        raise Refused(f"--dvc {lock}: no stage {stage!r} (stages: {', '.join(stages)})", EXIT_USAGE)
+    stage = _stage_of(lock, stages, stage)
     sd = stages[stage] or {}
     where = f"{lock.name} stage {stage}"
     outs = [_out(o, where) for o in sd.get("outs") or []]
@@ -320,14 +309,34 @@ def _from_lock(
             EXIT_USAGE,
         )
     inputs = _artifact_inputs(root, where, chosen[0], base)
-
-    # parameters
     for _file, values in (sd.get("params") or {}).items():
         for k, v in _flatten(values or {}):
             inputs.params[k] = v if isinstance(v, str | int | float | bool) else parse_scalar(json.dumps(v))
+    _read_metrics(inputs, base, where, metric_files, {o.path: o for o in outs})
+    _find_dataset(inputs, stages, stage, base, dataset)
+    return inputs
 
-    # metrics: only files whose bytes are the ones this run recorded
-    outs_by_path = {o.path: o for o in outs}
+
+def _stage_of(lock: Path, stages: Mapping[str, Any], stage: str | None) -> str:
+    """The stage named after dvc.lock:, else the only one with outs."""
+    with_outs = [s for s, d in stages.items() if isinstance(d, dict) and d.get("outs")]
+    if stage is None:
+        if len(with_outs) != 1:
+            raise Refused(
+                f"--dvc {lock}: several stages have outs ({', '.join(with_outs)}): name one, "
+                f"e.g. --dvc {lock}:{with_outs[-1] if with_outs else 'STAGE'}",
+                EXIT_USAGE,
+            )
+        stage = with_outs[0]
+    if stage not in stages:
+        raise Refused(f"--dvc {lock}: no stage {stage!r} (stages: {', '.join(stages)})", EXIT_USAGE)
+    return stage
+
+
+def _read_metrics(
+    inputs: DvcInputs, base: Path, where: str, metric_files: set[str], outs_by_path: Mapping[str, Out]
+) -> None:
+    """The stage's metrics files, only those whose bytes are the ones this run recorded."""
     for name in sorted(metric_files):
         f = base / name
         recorded = outs_by_path.get(name)
@@ -336,7 +345,7 @@ def _from_lock(
                 f"metrics file {name} of {where} is not in the workspace (dvc pull / dvc checkout)"
             )
             continue
-        if recorded is not None and _file_md5(f) != recorded.md5:
+        if recorded is not None and file_md5(f) != recorded.md5:
             inputs.notes.append(f"metrics file {name} changed since {where} ran: not used")
             continue
         data = _load_yaml(f)
@@ -344,7 +353,13 @@ def _from_lock(
             if isinstance(v, int | float) and not isinstance(v, bool):
                 inputs.metrics[k] = float(v)
 
-    # the dataset: data dependencies of the stage
+
+def _find_dataset(
+    inputs: DvcInputs, stages: Mapping[str, Any], stage: str, base: Path, dataset: str | None
+) -> None:
+    """The dataset: the stage's one data dependency (an out of another stage, a path with its own
+    .dvc file, or a directory); --dataset picks one by path when there are several."""
+    where = inputs.source
     produced = {
         o.get("path")
         for s, d in stages.items()
@@ -352,6 +367,7 @@ def _from_lock(
         for o in d.get("outs") or []
         if isinstance(o, dict)
     }
+    sd = stages[stage] or {}
     deps = [_out(d, where) for d in sd.get("deps") or [] if isinstance(d, dict) and d.get("md5")]
     data = [d for d in deps if d.path in produced or d.is_dir or (base / f"{d.path}.dvc").is_file()]
     if dataset and not dataset.endswith(".dvc"):
@@ -360,7 +376,7 @@ def _from_lock(
             data = picked
     if len(data) == 1:
         inputs.dataset = data[0]
-        inputs.dataset_uri = _object_uri(root, data[0])[1]
+        inputs.dataset_uri = _object_uri(inputs.root, data[0])[1]
     elif len(data) > 1 and not (dataset and dataset.endswith(".dvc")):
         raise Refused(
             f"{where} depends on several DVC-tracked data paths ({', '.join(d.path for d in data)}): pick "
@@ -371,77 +387,6 @@ def _from_lock(
         inputs.notes.append(
             f"{where} has no DVC-tracked data dependency (deps: {', '.join(d.path for d in deps) or 'none'})"
         )
-    return inputs
-
-
-# ---- the bytes ---------------------------------------------------------------------------------------
-def hash_verified(inputs: DvcInputs, progress: Progress | None = None) -> tuple[str, int]:
-    """(sha256, size) of the artifact, checking that its bytes are the ones DVC recorded (md5),
-    in one pass for a file. Refused when they are not."""
-    art = inputs.artifact
-    local = inputs.local
-    if local is None:
-        raise Refused(
-            f"{art.path} ({inputs.source}) is neither in the DVC cache nor in the workspace: `dvc pull` it",
-            EXIT_FAILED,
-        )
-    if art.is_dir:
-        return _hash_dir(inputs, local, progress)
-    md5 = hashlib.md5(usedforsecurity=False)
-    sha = hashlib.sha256()
-    n = 0
-    total = local.stat().st_size
-    with open(local, "rb") as f:
-        while chunk := f.read(CHUNK):
-            md5.update(chunk)
-            sha.update(chunk)
-            n += len(chunk)
-            if progress:
-                progress(n, total)
-    if md5.hexdigest() != art.md5:
-        raise Refused(
-            f"{local}: md5 {md5.hexdigest()}, but {inputs.source} recorded {art.md5} for {art.path}: the "
-            "bytes changed since DVC recorded them (run `dvc commit` or `dvc repro`, or `dvc checkout`)",
-            EXIT_FAILED,
-        )
-    return sha.hexdigest(), n
-
-
-def _hash_dir(inputs: DvcInputs, local: Path, progress: Progress | None) -> tuple[str, int]:
-    from modelversioning.artifacts import ArtifactError, digest_local
-
-    listing = cache_path(inputs.root, inputs.artifact)
-    if not listing.is_file():
-        raise Refused(
-            f"{inputs.artifact.path} ({inputs.source}): the .dir listing {listing} is not in the DVC cache, "
-            "so the workspace cannot be checked against DVC: `dvc fetch` it",
-            EXIT_FAILED,
-        )
-    try:
-        entries = json.loads(listing.read_text())
-        want = {str(e["relpath"]): str(e["md5"]) for e in entries}
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise Refused(f"{listing}: not a DVC .dir listing ({e})", EXIT_FAILED) from None
-    have = {
-        os.path.relpath(os.path.join(d, f), local).replace(os.sep, "/"): os.path.join(d, f)
-        for d, _, files in os.walk(local, followlinks=True)
-        for f in files
-    }
-    changed = sorted(
-        set(want) ^ set(have) | {r for r in set(want) & set(have) if _file_md5(Path(have[r])) != want[r]}
-    )
-    if changed:
-        shown = ", ".join(changed[:5]) + (", ..." if len(changed) > 5 else "")
-        raise Refused(
-            f"{local}: differs from what {inputs.source} recorded ({len(changed)} paths: {shown}); run "
-            "`dvc checkout` (or `dvc commit`)",
-            EXIT_FAILED,
-        )
-    try:
-        d = digest_local(local, progress=progress)
-    except ArtifactError as e:
-        raise Refused(f"cannot hash the artifact: {e}", EXIT_FAILED) from None
-    return d.sha256, d.size_bytes
 
 
 @dataclass

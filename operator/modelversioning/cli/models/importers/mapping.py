@@ -24,7 +24,8 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from modelversioning.cli.models.actions import STAGES, Refused
+from modelversioning.cli.models.errors import Refused
+from modelversioning.cli.models.register_plan import STAGES
 from modelversioning.domain.semver import InvalidVersion, SemVer
 
 EXIT_USAGE = 2

@@ -1,0 +1,246 @@
+"""``kubectl models register``: hash the artifact, record lineage from git (and DVC), validate, print
+the ModelVersion for GitOps or create it. The decisions are :mod:`..register_plan`'s."""
+
+from __future__ import annotations
+
+import time
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from modelversioning.cli.models import register_plan as plan
+from modelversioning.cli.models import render
+from modelversioning.cli.models.context import Globals, globals_of
+from modelversioning.cli.models.errors import Refused
+from modelversioning.cli.models.gitinfo import git_info
+from modelversioning.cli.models.kube import MODELVERSIONS, ClusterError
+from modelversioning.cli.models.render import Output
+from modelversioning.cli.models.views import without_managed_fields
+from modelversioning.domain.conditions import now_rfc3339
+
+if TYPE_CHECKING:
+    from modelversioning.cli.models.importers.dvc import DvcInputs
+
+app = typer.Typer()
+
+
+class StageChoice(StrEnum):
+    candidate = "candidate"
+    staging = "staging"
+    production = "production"
+    archived = "archived"
+
+
+# The options (one alias each, so that the command's signature reads as a list).
+Model = Annotated[str, typer.Argument(help="Model name (DNS label).")]
+Version = Annotated[str, typer.Argument(help="Semantic version MAJOR.MINOR.PATCH[-prerelease].")]
+Artifact = Annotated[
+    str | None,
+    typer.Option("--artifact", help="Local file/directory, or a remote URI (s3://, gs://, https://...)."),
+]
+Sha256 = Annotated[
+    str | None, typer.Option("--sha256", help="Digest of the artifact (computed when omitted).")
+]
+Uri = Annotated[
+    str | None,
+    typer.Option(
+        "--uri",
+        help="For a local --artifact: the remote location the "
+        "bytes were uploaded to (default: its file:// URI).",
+    ),
+]
+Image = Annotated[str | None, typer.Option("--image", help="Serving container image.")]
+Port = Annotated[int | None, typer.Option("--port", help="Serving port (default 8080).", min=1, max=65535)]
+Dataset = Annotated[str | None, typer.Option("--dataset", help="Training dataset name.")]
+DatasetVersion = Annotated[str | None, typer.Option("--dataset-version", help="Dataset version.")]
+DatasetSha256 = Annotated[str | None, typer.Option("--dataset-sha256", help="Dataset digest.")]
+DatasetUri = Annotated[str | None, typer.Option("--dataset-uri", help="Where the dataset lives.")]
+MetricsFile = Annotated[Path | None, typer.Option("--metrics", help="JSON object of evaluation metrics.")]
+Metric = Annotated[list[str] | None, typer.Option("--metric", help="Metric k=v (repeatable).")]
+Hyperparameter = Annotated[
+    list[str] | None, typer.Option("--hyperparameter", help="Hyperparameter k=v (repeatable).")
+]
+HyperparametersFile = Annotated[
+    Path | None, typer.Option("--hyperparameters", help="JSON object of hyperparameters.")
+]
+Environment = Annotated[
+    list[str] | None,
+    typer.Option("--environment", help="Training environment k=v, e.g. python=3.11.9 (repeatable)."),
+]
+Author = Annotated[str | None, typer.Option("--author", help="Who trained it.")]
+Framework = Annotated[str | None, typer.Option("--framework", help="e.g. xgboost-2.0.3.")]
+TrainedAt = Annotated[str | None, typer.Option("--trained-at", help="RFC 3339 time (default: now).")]
+CodeRepository = Annotated[
+    str | None,
+    typer.Option("--code-repository", help="Training code repository (default: git remote 'origin')."),
+]
+CodeCommit = Annotated[
+    str | None, typer.Option("--code-commit", help="Training code commit (default: HEAD of the checkout).")
+]
+CodeDir = Annotated[Path, typer.Option("--code-dir", help="The training code's git checkout.")]
+AllowDirty = Annotated[
+    bool,
+    typer.Option(
+        "--allow-dirty",
+        help="Register from a checkout with uncommitted changes (recorded as environment.gitDirty).",
+    ),
+]
+Format = Annotated[str | None, typer.Option("--format", help="Artifact format, e.g. onnx, safetensors.")]
+Description = Annotated[str | None, typer.Option("--description", help="Free text.")]
+Stage = Annotated[StageChoice, typer.Option("--stage", help="Requested stage.")]
+Apply = Annotated[
+    bool, typer.Option("--apply", help="Create it in the cluster (default: print the YAML for GitOps).")
+]
+Dvc = Annotated[
+    str | None,
+    typer.Option(
+        "--dvc",
+        help="Fill the artifact (md5-checked), --uri (its object in the DVC remote), the dataset, "
+        "hyperparameters and metrics from DVC: a .dvc file or dvc.lock[:STAGE[:OUT]] (docs/import.md).",
+    ),
+]
+
+
+@app.command(
+    epilog="[bold]Example[/bold]\n\n  kubectl models register fraud-detector 2.4.1 --artifact "
+    "./out/model.bin --uri s3://models/fraud-detector/2.4.1/model.bin --image "
+    "ghcr.io/acme/fraud-server:1.4 --dataset transactions --dataset-version 2024-09-30 --metrics "
+    "eval.json --hyperparameters params.json --author jane@acme.com --framework xgboost-2.0.3 > "
+    "fraud-detector-2.4.1.yaml"
+)
+def register(
+    ctx: typer.Context,
+    model: Model,
+    version: Version,
+    artifact: Artifact = None,
+    sha256: Sha256 = None,
+    uri: Uri = None,
+    image: Image = None,
+    port: Port = None,
+    dataset: Dataset = None,
+    dataset_version: DatasetVersion = None,
+    dataset_sha256: DatasetSha256 = None,
+    dataset_uri: DatasetUri = None,
+    metrics_file: MetricsFile = None,
+    metric: Metric = None,
+    hyperparameter: Hyperparameter = None,
+    hyperparameters_file: HyperparametersFile = None,
+    environment: Environment = None,
+    author: Author = None,
+    framework: Framework = None,
+    trained_at: TrainedAt = None,
+    code_repository: CodeRepository = None,
+    code_commit: CodeCommit = None,
+    code_dir: CodeDir = Path("."),
+    allow_dirty: AllowDirty = False,
+    fmt_: Format = None,
+    description: Description = None,
+    stage: Stage = StageChoice.candidate,
+    apply: Apply = False,
+    dvc: Dvc = None,
+) -> None:
+    """Register a model version: hash the artifact, record lineage from git, validate, print or create."""
+    args = plan.RegisterArgs(**{k: v for k, v in locals().items() if k != "ctx"})  # the options, by name
+    g = globals_of(ctx)
+    plan.check_identity(args.model, args.version)  # before any work
+    args, values, dvc_info = _with_dvc(args, plan.read_values(args))
+    prepared = plan.prepare(
+        args, values, git_info(args.code_dir) if plan.needs_git(args) else None, now_rfc3339()
+    )
+    for note in plan.check_lineage(prepared, args.allow_dirty):
+        render.note(note)
+    assert args.artifact is not None  # check_lineage refused its absence
+    local, uri = plan.artifact_location(args.artifact, args.uri)
+    # Everything but the digest is checked before hashing (which may take a while).
+    inp = prepared.inputs
+    plan.validate_manifest(
+        plan.build_manifest(inp, uri=uri, sha256=(args.sha256 or plan.PLACEHOLDER_DIGEST).lower())
+    )
+    digest = _digest(args, local, dvc_info)
+    cluster = g.cluster if args.apply else None
+    user = cluster.current_user() if cluster is not None else None
+    namespace = cluster.namespace if cluster is not None else (g.namespace or None)
+    doc = plan.manifest(inp, uri, digest, user, namespace)
+    if cluster is None:
+        render.out(render.dump(doc, Output.json if g.fmt(Output.yaml) is Output.json else Output.yaml))
+        return
+    _create(g, doc)
+
+
+def _with_dvc(
+    args: plan.RegisterArgs, values: plan.Values
+) -> tuple[plan.RegisterArgs, plan.Values, DvcInputs | None]:
+    """--dvc (importers/dvc.py): explicit options win, DVC fills the rest; the DVC inputs to hash
+    from when the artifact is DVC's own copy (its md5 is checked while hashing), else None."""
+    if args.dvc is None:
+        return args, values, None
+    from modelversioning.cli.models.importers import dvc as dvcmeta
+
+    info = dvcmeta.read(args.dvc, args.dataset)
+    filled = dvcmeta.fill(
+        info,
+        artifact=args.artifact,
+        uri=args.uri,
+        dataset=args.dataset,
+        dataset_version=args.dataset_version,
+        dataset_uri=args.dataset_uri,
+    )
+    for n in [*info.notes, dvcmeta.summary(info, filled)]:
+        render.note(n)
+    args, values = plan.with_dvc(args, values, info, filled)
+    return args, values, info if filled.hash_from_dvc else None
+
+
+def _digest(
+    args: plan.RegisterArgs, local: Path | None, dvc_info: DvcInputs | None
+) -> tuple[str, int | None]:
+    """(sha256, size): --sha256 as given, else hashed here (DVC's copy with its md5 checked)."""
+    assert args.artifact is not None
+    if args.sha256:
+        return plan.given_digest(args.sha256, local)
+    if dvc_info is not None:
+        from modelversioning.cli.models.importers.dvc_hash import hash_verified
+
+        with render.progress(f"sha256 + md5 {args.artifact}") as cb:
+            sha256, size = hash_verified(dvc_info, cb)
+        render.note(f"sha256 of {args.artifact}: {sha256} ({size} bytes; md5 is the one DVC recorded)")
+        return sha256, size
+    return _hash_artifact(args.artifact, local)
+
+
+def _hash_artifact(artifact: str, local: Path | None) -> tuple[str, int]:
+    from modelversioning.artifacts import ArtifactError, compute_digest, digest_local
+
+    t0 = time.monotonic()
+    shown = str(local) if local is not None else artifact
+    try:
+        with render.progress(f"sha256 {shown}") as cb:
+            d = (
+                digest_local(local, progress=cb)
+                if local is not None
+                else compute_digest(artifact, progress=cb)
+            )
+    except ArtifactError as e:
+        raise Refused(f"cannot hash the artifact: {e}") from None
+    files = f", {d.files} files" if d.kind == "directory" else ""
+    took = time.monotonic() - t0
+    render.note(f"sha256 of {shown}: {d.sha256} ({d.size_bytes} bytes{files}) in {took:.1f}s")
+    return str(d.sha256), int(d.size_bytes)
+
+
+def _create(g: Globals, doc: dict[str, Any]) -> None:
+    cluster = g.cluster
+    try:
+        created = cluster.create(MODELVERSIONS, doc)
+    except ClusterError as e:
+        if e.status == 409:
+            raise plan.already_exists(doc, cluster.namespace) from None
+        raise
+    fmt = g.fmt()
+    if fmt is Output.table:
+        render.out(plan.created_line(created))
+        render.note(plan.created_note(doc))
+    else:
+        render.out(render.dump(without_managed_fields(created), fmt))

@@ -1,0 +1,107 @@
+"""``kubectl models search | lineage | approve``: find versions by their metadata, show where one came
+from and where it went, and approve one for a stage as yourself. The views are
+:mod:`..registry_views`' (pure); the commands only list, get and create."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.text import Text
+
+from modelversioning.api.modelversion import expected_name
+from modelversioning.api.wire import MODEL, MODELAPPROVAL
+from modelversioning.cli.models import registry_views as rv
+from modelversioning.cli.models.context import globals_of, show
+from modelversioning.cli.models.errors import Refused
+from modelversioning.cli.models.kube import MODELVERSIONS, ClusterError
+from modelversioning.cli.models.render_registry import lineage_renderable, search_table
+
+app = typer.Typer()
+
+ModelName = Annotated[str, typer.Argument(help="Model name.")]
+Version = Annotated[str, typer.Argument(help="Version.")]
+
+
+def parse_where(text: str) -> tuple[str, str, float]:
+    """--where METRIC OP NUMBER (a usage error when it is not)."""
+    try:
+        return rv.parse_where(text)
+    except ValueError as e:
+        raise typer.BadParameter(str(e)) from None
+
+
+@app.command(
+    epilog="[bold]Example[/bold]\n\n  kubectl models search -A --stage production --where 'auc>=0.94'"
+)
+def search(
+    ctx: typer.Context,
+    model: Annotated[str | None, typer.Argument(help="Only versions of this model.")] = None,
+    stage: Annotated[str | None, typer.Option("--stage", help="Current stage (status.stage).")] = None,
+    tag: Annotated[
+        list[str] | None, typer.Option("--tag", help=f"Has the label {rv.TAG_PREFIX}TAG (repeatable).")
+    ] = None,
+    label: Annotated[
+        str | None, typer.Option("--label", "-l", help="Label selector, as kubectl's -l.")
+    ] = None,
+    author: Annotated[str | None, typer.Option("--author", help="lineage.author contains this.")] = None,
+    dataset: Annotated[
+        str | None, typer.Option("--dataset", help="NAME, NAME@VERSION or NAME@SHA256 (8+ hex digits).")
+    ] = None,
+    commit: Annotated[
+        str | None, typer.Option("--commit", help="lineage.codeCommit starts with this.")
+    ] = None,
+    where: Annotated[
+        list[str] | None, typer.Option("--where", help="Metric threshold, e.g. 'auc>=0.94' (repeatable).")
+    ] = None,
+    all_namespaces: Annotated[bool, typer.Option("--all-namespaces", "-A", help="All namespaces.")] = False,
+) -> None:
+    """Find versions by metadata: stage, tags/labels, author, dataset, code commit, metric thresholds."""
+    f = rv.Filters(
+        model, stage, tuple(tag or ()), author, dataset, commit, tuple(parse_where(w) for w in where or ())
+    )
+    g = globals_of(ctx)
+    rows = rv.search_rows(
+        g.cluster.list(MODELVERSIONS, all_namespaces=all_namespaces, label_selector=label), f
+    )
+    show(g, rows, lambda: search_table(rows, [w[0] for w in f.where]))
+
+
+@app.command(epilog="[bold]Example[/bold]\n\n  kubectl models lineage fraud-detector 2.4.1 -o yaml")
+def lineage(ctx: typer.Context, model: ModelName, version: Version) -> None:
+    """What produced a version, its stages and approvals, the endpoints and rollouts it served in."""
+    g = globals_of(ctx)
+    mv = g.cluster.get(MODELVERSIONS, expected_name(model, version))
+    approvals = [
+        a
+        for a in g.cluster.list(MODELAPPROVAL)
+        if (a.get("spec") or {}).get("model") == model and (a.get("spec") or {}).get("version") == version
+    ]
+    view = rv.lineage_view(mv, approvals, g.cluster.get_or_none(MODEL, model))
+    show(g, view, lambda: lineage_renderable(view))
+
+
+@app.command(
+    epilog="[bold]Example[/bold]\n\n  kubectl models approve fraud-detector 2.4.1 --stage production"
+)
+def approve(
+    ctx: typer.Context,
+    model: ModelName,
+    version: Version,
+    stage: Annotated[str, typer.Option("--stage", help="The stage you approve it for (the hop's target).")],
+    comment: Annotated[str | None, typer.Option("--comment", help="Why (recorded).")] = None,
+) -> None:
+    """Approve a version (its current digest) for a stage, as the user the API server says you are."""
+    g = globals_of(ctx)
+    mv = g.cluster.get(MODELVERSIONS, expected_name(model, version))
+    sha = str(((mv.get("spec") or {}).get("artifact") or {}).get("sha256", ""))
+    body = rv.approval_body(model, version, sha, stage, g.cluster.current_user(), comment)
+    try:
+        g.cluster.create(MODELAPPROVAL, body)
+        result = "approved"
+    except ClusterError as e:
+        if e.status != 409:
+            raise Refused(f"approval refused: {e}") from None
+        result = "already approved"
+    data = rv.approval_outcome(body, result)
+    show(g, data, lambda: Text(rv.approval_text(data)))

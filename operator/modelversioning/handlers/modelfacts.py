@@ -1,0 +1,128 @@
+"""What a ModelVersion's reconcile reads from its Model in the watch cache (the gather step): the
+Model's stage graph, rules and deletion policy, the candidate's facts for the gates (other versions
+in production, approvals of exactly this digest), whether its number was reused, and retention's
+archive order. Shared by the ModelVersion reconciler and the Model reconciler (which writes those
+orders), so that neither reconciler imports the other.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pydantic import ValidationError
+
+from modelversioning.api import wire as R
+from modelversioning.api.model import ModelSpec
+from modelversioning.api.modelversion import ModelVersionSpec
+from modelversioning.api.wire import (
+    ARCHIVE_ANNOTATION,
+    ARTIFACT_DELETED_ANNOTATION,
+    DELETION_PROTECTED_ANNOTATION,
+    MODEL,
+)
+from modelversioning.domain import registry
+from modelversioning.domain.gates import CandidateFacts
+from modelversioning.domain.registry import deletion_policy
+from modelversioning.domain.stages import StageGraph
+from modelversioning.domain.version_plan import RegistryFacts
+from modelversioning.handlers.store import Store
+
+
+def json_annotation(ann: dict[str, Any], key: str) -> dict[str, Any] | None:
+    try:
+        val = json.loads(ann.get(key) or "null")
+    except ValueError:
+        return None
+    return val if isinstance(val, dict) else None
+
+
+def model_spec(store: Store, namespace: str, model: str) -> tuple[dict[str, Any] | None, ModelSpec | None]:
+    body = store.get(MODEL.kind, namespace, model)
+    if body is None:
+        return None, None
+    try:
+        return body, ModelSpec.model_validate(body.get("spec") or {})
+    except ValidationError:
+        return body, None  # the Model reconciler reports it; versions keep the operator's defaults
+
+
+def approvals_of(
+    store: Store, namespace: str, model: str, version: str, digest: str
+) -> dict[str, tuple[str, ...]]:
+    """stage -> distinct approvers of exactly this version and digest (ModelApprovals in the cache)."""
+    out: dict[str, set[str]] = {}
+    for _, body in store.of_model("ModelApproval", namespace, model):
+        s = body.get("spec") or {}
+        if (s.get("model"), s.get("version"), s.get("sha256")) == (model, version, digest) and s.get(
+            "approver"
+        ):
+            out.setdefault(str(s.get("stage")), set()).add(str(s["approver"]))
+    return {stage: tuple(sorted(users)) for stage, users in out.items()}
+
+
+def production_of(
+    store: Store, namespace: str, model: str, but: str
+) -> tuple[tuple[str, dict[str, float]], ...]:
+    """(version, metrics) of the other versions of ``model`` in production now."""
+    out = []
+    for (_, name), body in store.of_model("ModelVersion", namespace, model):
+        spec = body.get("spec") or {}
+        if name != but and (body.get("status") or {}).get("stage") == "production":
+            out.append((str(spec.get("version")), dict(spec.get("metrics") or {})))
+    return tuple(sorted(out))
+
+
+def registry_facts(
+    store: Store,
+    namespace: str,
+    body: dict[str, Any],
+    spec: ModelVersionSpec,
+    default: StageGraph,
+    protect_without_model: bool = False,
+) -> RegistryFacts:
+    """What a ModelVersion's reconcile needs from its Model (without one: the operator's defaults)."""
+    ann = (body.get("metadata") or {}).get("annotations") or {}
+    deleted = json_annotation(ann, ARTIFACT_DELETED_ANNOTATION)
+    gone = None
+    if deleted is not None:
+        gone = (
+            f"the artifact was deleted from storage at {deleted.get('at')} by {deleted.get('by')} "
+            f"({deleted.get('reason', 'retention')}); the ModelVersion and its verified record are kept"
+        )
+    mbody, mspec = model_spec(store, namespace, spec.model)
+    if mbody is None or mspec is None:
+        # an invalid Model keeps what protection its versions have: its policy cannot be read
+        keep = (body["metadata"].get("annotations") or {}).get(DELETION_PROTECTED_ANNOTATION)
+        protect = keep if mbody is not None else deletion_policy(spec.model, None, protect_without_model)
+        return RegistryFacts(artifact_deleted=gone, deletion_policy=protect)
+    records = (mbody.get("status") or {}).get("versions") or []
+    candidate = CandidateFacts(
+        spec.version,
+        spec.artifact.sha256,
+        spec.lineage.to_k8s(),
+        spec.metrics,
+        production_of(store, namespace, spec.model, str(body["metadata"]["name"])),
+        approvals_of(store, namespace, spec.model, spec.version, spec.artifact.sha256),
+    )
+    return RegistryFacts(
+        graph=mspec.graph(default),
+        rules=mspec.rules(),
+        candidate=candidate,
+        reused=registry.reused(records, spec.version, spec.artifact.sha256),
+        artifact_deleted=gone,
+        deletion_policy=deletion_policy(
+            spec.model, mspec.deletion_policy.allow_past_candidate, protect_without_model
+        ),
+    )
+
+
+def archive_request(
+    requested: str, actor: str, why: str, ann: dict[str, Any], spec_stage: str
+) -> tuple[str, str, str]:
+    """Retention's archive order holds while spec.stage is what it was when the order was made (any
+    later edit of spec.stage wins, as with a rollout's promotion grant)."""
+    order = json_annotation(ann, ARCHIVE_ANNOTATION)
+    if order is None or order.get("specStage") != spec_stage:
+        return requested, actor, why
+    return "archived", str(order.get("by", R.RETENTION)), str(order.get("reason", "retention"))
