@@ -7,9 +7,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 
-DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
-SHA256_HEX = r"^[a-f0-9]{64}$"
-GIT_SHA = r"^[a-f0-9]{7,64}$"
+from modelversioning.api.wire import DNS_LABEL as DNS_LABEL  # the formats live with the names
+from modelversioning.api.wire import GIT_SHA as GIT_SHA
+from modelversioning.api.wire import SHA256_HEX as SHA256_HEX
 
 
 class ApiModel(BaseModel):

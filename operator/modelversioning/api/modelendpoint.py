@@ -16,9 +16,9 @@ from modelversioning.api.common import (
     cel,
     validations,
 )
-from modelversioning.api.modelversion import VariantResources, expected_name
+from modelversioning.api.modelversion import VariantResources
 from modelversioning.api.strategy import RolloutStatus, Strategy
-from modelversioning.api.wire import MODELENDPOINT
+from modelversioning.api.wire import MODELENDPOINT, expected_name
 from modelversioning.domain.semver import SEMVER_PATTERN, SemVer
 from modelversioning.domain.traffic import validate_declared
 

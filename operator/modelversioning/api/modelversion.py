@@ -19,7 +19,7 @@ from modelversioning.api.common import (
     cel,
     validations,
 )
-from modelversioning.api.wire import MODELVERSION
+from modelversioning.api.wire import MODELVERSION, expected_name
 from modelversioning.domain.semver import SEMVER_PATTERN, SemVer
 
 KIND, PLURAL, SINGULAR, SHORT_NAMES = (
@@ -440,10 +440,6 @@ class ModelVersion(ApiModel):
         if name is not None and name != want:
             raise ValueError(f"metadata.name must be {want!r} (<model>-v<version>), got {name!r}")
         return self
-
-
-def expected_name(model: str, version: str) -> str:
-    return f"{model}-v{version}"
 
 
 PRINTER_COLUMNS: list[dict[str, Any]] = [

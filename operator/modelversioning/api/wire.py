@@ -17,6 +17,11 @@ VERSION = "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
 CATEGORY = "models"
 
+# Formats of values on the wire (CRD patterns, admission, the CLI's checks before any work).
+DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+SHA256_HEX = r"^[a-f0-9]{64}$"
+GIT_SHA = r"^[a-f0-9]{7,64}$"
+
 
 # ---------------------------------------------------------------------------------------- kinds
 
@@ -51,6 +56,11 @@ class Resource:
         if sub:
             p += f"/{sub}"
         return p
+
+
+def expected_name(model: str, version: str) -> str:
+    """A ModelVersion's name: `<model>-v<version>` (admission refuses any other)."""
+    return f"{model}-v{version}"
 
 
 MODELVERSION = Resource(GROUP, VERSION, "modelversions", "ModelVersion", "modelversion", ("mv",))

@@ -28,9 +28,9 @@ from modelversioning import metrics
 from modelversioning.api import wire as R
 from modelversioning.api.common import validation_message
 from modelversioning.api.modelendpoint import ModelEndpointSpec
-from modelversioning.api.modelversion import ModelVersionSpec, expected_name
+from modelversioning.api.modelversion import ModelVersionSpec
 from modelversioning.api.settings import Settings
-from modelversioning.api.wire import PROMOTION_ANNOTATION, ROLLOUT_RECORD_ANNOTATION
+from modelversioning.api.wire import PROMOTION_ANNOTATION, ROLLOUT_RECORD_ANNOTATION, expected_name
 from modelversioning.domain import conditions as cond
 from modelversioning.domain import endpoint_plan, endpoint_status
 from modelversioning.domain.conditions import TRUE

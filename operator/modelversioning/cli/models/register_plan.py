@@ -14,22 +14,21 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
-from pydantic import ValidationError
-
-from modelversioning.api.common import DNS_LABEL, validation_message
-from modelversioning.api.modelversion import PRODUCTION_LINEAGE, ModelVersion, expected_name
 from modelversioning.api.wire import (
     API_VERSION,
+    DNS_LABEL,
     LABEL_MODEL,
     MODELVERSION,
     REQUESTED_BY_ANNOTATION,
     REQUESTED_STAGE_ANNOTATION,
+    expected_name,
 )
 from modelversioning.cli.models.errors import EXIT_USAGE, Refused
 from modelversioning.cli.models.inputs import load_mapping, parse_pairs
 from modelversioning.domain.semver import InvalidVersion, SemVer
 
 if TYPE_CHECKING:
+    from modelversioning.api.modelversion import ModelVersion
     from modelversioning.cli.models.gitinfo import GitInfo
     from modelversioning.cli.models.importers.dvc import DvcInputs, Filled
 
@@ -266,6 +265,8 @@ _LINEAGE_OPTION = {
 
 def missing_for_production(inp: RegisterInputs) -> list[str]:
     """Lineage the operator requires before production (PRODUCTION_LINEAGE) that was not given."""
+    from modelversioning.api.modelversion import PRODUCTION_LINEAGE
+
     have = {
         "codeRepository": inp.code_repository,
         "codeCommit": inp.code_commit,
@@ -380,6 +381,11 @@ def _lineage(inp: RegisterInputs) -> dict[str, Any]:
 
 def validate_manifest(doc: Mapping[str, Any]) -> ModelVersion:
     """Validate with the API's pydantic model; Refused (exit 2) listing every problem."""
+    from pydantic import ValidationError
+
+    from modelversioning.api.common import validation_message
+    from modelversioning.api.modelversion import ModelVersion
+
     try:
         return ModelVersion.model_validate(dict(doc))
     except ValidationError as e:

@@ -12,8 +12,12 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from modelversioning.api.modelversion import expected_name
-from modelversioning.api.wire import ARTIFACT_DELETED_ANNOTATION, MODELAPPROVAL, TAG_LABEL_PREFIX
+from modelversioning.api.wire import (
+    ARTIFACT_DELETED_ANNOTATION,
+    MODELAPPROVAL,
+    TAG_LABEL_PREFIX,
+    expected_name,
+)
 
 TAG_PREFIX = TAG_LABEL_PREFIX
 

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from modelversioning.api.modelversion import expected_name
 from modelversioning.api.routers import DEFAULT_ROUTER
+from modelversioning.api.wire import expected_name
 from modelversioning.domain.registry import parse_time
 from modelversioning.domain.semver import SemVer
 

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Group
 
-from modelversioning.api.modelversion import expected_name
+from modelversioning.api.wire import expected_name
 from modelversioning.cli.models import actions, render, views
 from modelversioning.cli.models.context import Globals, globals_of, show
 from modelversioning.cli.models.kube import MODELENDPOINTS, MODELVERSIONS, ClusterError, route_resource

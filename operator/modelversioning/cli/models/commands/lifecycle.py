@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import typer
 from rich.text import Text
 
-from modelversioning.api.modelversion import expected_name
+from modelversioning.api.wire import expected_name
 from modelversioning.cli.models import actions, render, views
 from modelversioning.cli.models.actions import PromoteResult, RollbackPlan
 from modelversioning.cli.models.context import globals_of, show, waiting

@@ -9,8 +9,7 @@ from typing import Annotated
 import typer
 from rich.text import Text
 
-from modelversioning.api.modelversion import expected_name
-from modelversioning.api.wire import MODEL, MODELAPPROVAL
+from modelversioning.api.wire import MODEL, MODELAPPROVAL, expected_name
 from modelversioning.cli.models import registry_views as rv
 from modelversioning.cli.models.context import globals_of, show
 from modelversioning.cli.models.errors import Refused

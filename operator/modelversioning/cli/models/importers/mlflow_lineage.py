@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from modelversioning.api.common import GIT_SHA, SHA256_HEX
+from modelversioning.api.wire import GIT_SHA, SHA256_HEX
 from modelversioning.cli.models.gitinfo import redact_remote
 from modelversioning.cli.models.importers.mapping import Missing
 from modelversioning.cli.models.importers.mlflow_registry import SourceVersion
