@@ -1029,3 +1029,18 @@ def test_rollout_view_reads_status_and_spec():
     assert (v["phase"], v["step"], v["steps"]) == ("Progressing", 1, 3)
     assert v["declared"] == {"stable": 0, "canary": 100} and v["effective"]["canary"] == 10
     assert v["measurements"][0]["verdict"] == "Passed"
+
+
+def test_the_plugin_starts_without_building_the_api_models_or_loading_the_kubernetes_client() -> None:
+    # `kubectl models --help` and every command's start: the pydantic models (0.2-0.6 s to build) and
+    # the kubernetes client load only when a command needs them (validation, the cluster).
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, modelversioning.cli.kubectl_models\n"
+        "print(sorted(m for m in ('pydantic', 'kubernetes', 'modelversioning.api.modelversion',"
+        " 'modelversioning.api.modelendpoint') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]", out
