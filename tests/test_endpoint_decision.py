@@ -145,6 +145,30 @@ def test_a_canary_below_the_required_stage_takes_only_what_the_rollout_allows(
         assert d.serving is None and d.reason in ("StageNotReached", "ArtifactNotVerified")
 
 
+@pytest.mark.parametrize(
+    "stable_problem",
+    [
+        pytest.param({"desired": slot("ep-s", available=False), "pinned": slot("ep-s", available=False)},
+                     id="baseline-deployment-not-available"),
+        pytest.param({"mv": mv(verified=False, reason="FetchFailed")}, id="baseline-no-longer-verified"),
+        pytest.param({"mv": mv(stage="staging")}, id="baseline-demoted-below-the-required-stage"),
+    ],
+)  # fmt: skip
+def test_a_canary_below_the_required_stage_never_takes_the_share_of_an_ineligible_baseline(
+    stable_problem: dict[str, Any],
+) -> None:
+    """The cap holds whatever else is eligible: when the variants at the required stage cannot take
+    the rest, the route is left as it is (as when nothing is eligible), never given to the canary."""
+    f = endpoint(rollout("staging", cap=5), "staging", True)
+    f = replace(f, variants=(replace(f.variants[0], **stable_problem), f.variants[1]))
+    plan = P.decide(f)
+    assert plan.weights.get("canary", 0) <= 5
+    assert plan.held and not plan.write_route
+    assert {k: w for k, w in plan.weights.items() if w} == {"stable": 100}  # what the route carries
+    assert plan.decision("canary").serving is None  # status names the slot the route still sends to
+    assert plan.delete == ()
+
+
 # ------------------------------------------------- the first promise: eligibility is not loosened
 @pytest.mark.parametrize(
     "ro", [None, rollout(), rollout(st=state(RO.SUCCEEDED, 3))], ids=["no-rollout", "new", "succeeded"]

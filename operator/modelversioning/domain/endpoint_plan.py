@@ -40,7 +40,14 @@ from modelversioning.domain.endpoint_facts import (
 )
 from modelversioning.domain.endpoint_rollout import RolloutDecision, decide_rollout
 from modelversioning.domain.stages import Stage, has_reached, one_below
-from modelversioning.domain.traffic import TOTAL, VariantInput, apportion, effective_split, validate_declared
+from modelversioning.domain.traffic import (
+    TOTAL,
+    Split,
+    VariantInput,
+    apportion,
+    effective_split,
+    validate_declared,
+)
 
 # ---------------------------------------------------------------------------------------- plan
 
@@ -260,6 +267,8 @@ def _traffic(f: EndpointFacts) -> Plan:
         [VariantInput(v.name, v.version, wanted[v.name], by_name[v.name].eligible) for v in live],
         f.previous_weights,
     )
+    split, decisions = _within_below_stage_cap(f, split, decisions)
+    by_name = {d.name: d for d in decisions}
     weights = dict(split.weights)
     write_route = not problems and f.router_problem is None and not split.held and f.writes_route
     if problems or f.router_problem is not None:
@@ -290,6 +299,26 @@ def _traffic(f: EndpointFacts) -> Plan:
         requeue_after=requeue,
         aimed=f.variants,
     )
+
+
+def _within_below_stage_cap(
+    f: EndpointFacts, split: Split, decisions: tuple[VariantDecision, ...]
+) -> tuple[Split, tuple[VariantDecision, ...]]:
+    """A split that gives a canary one stage below requiredStage more than the rollout's
+    maxWeightBelowStage (the variants at the required stage cannot take the rest: not eligible, or
+    their share waits for capacity) is not routed: the route is left as it is, as when nothing is
+    eligible, and each variant is reported on the slot the route still sends it to."""
+    cap = (f.rollout.plan.max_weight_below_stage or 0) if f.rollout is not None else 0
+    over = [v.name for v in f.variants if v.below_ok and not v.mirror and split.weights.get(v.name, 0) > cap]
+    if split.held or not over:
+        return split, decisions
+    why = (
+        f"variant {', '.join(over)} is one stage below requiredStage {f.required_stage} and may take at most "
+        f"{cap}%, and no variant at the required stage can take the rest; keeping the last effective weights"
+    )
+    previous = {k: int(w) for k, w in f.previous_weights.items() if int(w) > 0}
+    pinned = tuple(replace(d, serving=v.pin) for v, d in zip(f.variants, decisions, strict=True))
+    return Split(previous, True, R.NO_ELIGIBLE_VARIANT, why), pinned
 
 
 def _capped(live: list[VariantFacts], by_name: Mapping[str, VariantDecision]) -> dict[str, int]:
