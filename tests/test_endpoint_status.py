@@ -23,7 +23,7 @@ from modelversioning.domain import kstatus
 from modelversioning.domain.conditions import merge_conditions
 from modelversioning.domain.endpoint_facts import ApiError
 from modelversioning.handlers import endpoint_parse
-from test_endpoint_plan import facts, mv, pin, slot, variant
+from test_endpoint_plan import NEW, facts, mv, pin, slot, variant
 
 E2E = Path(__file__).resolve().parent.parent / "e2e"
 if str(E2E) not in sys.path:
@@ -177,6 +177,36 @@ def test_the_status_never_reports_more_traffic_than_the_route_carries(
     assert [d.serving.slot if d.serving else None for d in st.variants] == ["ep-a", b_slot]  # the metrics'
     shifted = [e for e in st.events if e[1] == R.TRAFFIC_SHIFTED]
     assert bool(shifted) is (b_slot is not None)
+
+
+# the variant moved to 2.4.0 (slot ep-new eligible) while the route still sends it to 2.3.8 (ep-old)
+MOVING = facts(
+    variant(version="2.4.0", mv=mv("2.4.0", digest=NEW, uid="uid-2"), desired=slot("ep-new"),
+            pin=pin(slot_="ep-old"), pinned=slot("ep-old")),
+    previous_weights={"stable": 100}, routed={"ep-old": 100}, owned_slots=frozenset({"ep-old", "ep-new"}),
+)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "left_alone",
+    [
+        pytest.param({"router_problem": (R.ROUTER_DISABLED, "istio is off")}, id="router-problem"),
+        pytest.param({"variants": (replace(MOVING.variants[0], weight=90),)}, id="declared-problem"),
+    ],
+)  # fmt: skip
+def test_a_route_left_alone_is_reported_with_the_slots_it_still_carries(left_alone: dict[str, Any]) -> None:
+    """A declared problem or the router's leaves every route alone: status (and so servedBy, the in-use
+    finalizers, retention's references) names the pinned slot the route still sends to, never the new
+    slot the plan would have moved the variant to."""
+    f = replace(MOVING, **left_alone)
+    plan = P.decide(f)
+    assert not plan.write_route and plan.decision("stable").serving.slot == "ep-new"  # what it aimed for
+    st = S.build_status(f, plan, P.Outcome())
+    (v,) = st.fields["variants"]
+    assert v["serving"]["slot"] == "ep-old" and v["serving"]["version"] == "2.3.8"
+    assert [d.serving.slot if d.serving else None for d in st.variants] == ["ep-old"]  # the metrics'
+    assert st.fields["traffic"] == "stable@2.3.8=100" and st.weights == {"stable": 100}
+    assert S.serving_changed({"effectiveWeights": {"stable": 100}, "variants": [v]}, st.fields) is False
 
 
 # -------------------------------------------------------------- which API errors are retried

@@ -68,10 +68,12 @@ def build_status(f: EndpointFacts, plan: Plan, out: Outcome) -> EndpointStatus:
 
 def carried(f: EndpointFacts, plan: Plan, out: Outcome) -> tuple[dict[str, int], dict[str, Pin | None]]:
     """(effective weights, variant -> serving slot) as the route carries them after act: the plan's
-    when the route was written (or needed no write); when it was not, the previous split and each
-    variant's pinned slot, so status, servedBy, the in-use finalizers and the weight metrics keep
-    naming the versions the route still sends traffic to, never the split the plan aimed for."""
-    if out.route_error is None:
+    when the route was written (or needed no write); when it was not written, or was left alone for a
+    declared problem or the router's, the previous split and each variant's pinned slot, so status,
+    servedBy, the in-use finalizers and the weight metrics keep naming the versions the route still
+    sends traffic to, never the split the plan aimed for."""
+    left_alone = bool(plan.declared_problems) or f.router_problem is not None
+    if out.route_error is None and not left_alone:
         return {k: int(w) for k, w in plan.weights.items()}, {d.name: d.serving for d in plan.variants}
     pins = {v.name: v.pin for v in f.variants}
     return {k: int(w) for k, w in f.previous_weights.items()}, {
