@@ -15,7 +15,7 @@ import pytest
 
 from modelversioning.api import crdgen
 from modelversioning.api import wire as R
-from modelversioning.api.modelendpoint import ModelEndpointSpec
+from modelversioning.api.modelendpoint import ModelEndpointSpec, ParentRef
 from modelversioning.api.routers import Capabilities, RouterIdentity, routing_rule
 from modelversioning.api.settings import Serving, Settings
 from modelversioning.api.wire import Resource
@@ -181,6 +181,21 @@ def test_gather_reads_each_parents_gateway_class_from_the_cache() -> None:
         update={"routing": spec("none").routing.model_copy(update={"router": "x"})}
     )
     assert platform.capabilities(s, unknown, NS, settings()) == platform.UNKNOWN
+    # seen from another namespace, the Gateway's class is not named (the tenant learns only the answer)
+    far = spec("gatewayAPI", "gw-traefik")
+    far = far.model_copy(
+        update={
+            "routing": far.routing.model_copy(
+                update={"parent_refs": [ParentRef(name="gw-traefik", namespace=NS)]}
+            )
+        }
+    )
+    across = platform.capabilities(s, far, "team-b", settings())
+    assert not across.can_mirror and "GatewayClass traefik" not in across.why_no_mirror, across.why_no_mirror
+    assert across.why_no_mirror.startswith(f"the GatewayClass of Gateway {NS}/gw-traefik does not list")
+    assert [(p.parent, p.source) for p in platform.gateway_parents(s, far, "team-b")] == [
+        (f"{NS}/gw-traefik", "")
+    ]
 
 
 def test_a_gateway_class_publishing_mirror_gets_a_mirror_without_the_setting() -> None:
@@ -234,6 +249,36 @@ def test_a_change_of_what_the_cache_keeps_of_a_platform_object_requeues_the_endp
     assert event("MODIFIED", "3", ["Gateway"]) == endpoints  # the features changed
     assert event("DELETED", "4", ["Gateway"]) == endpoints
     assert op.store.get("GatewayClass", "", "eg") is None
+
+
+def test_a_gateway_change_requeues_only_the_endpoints_whose_parent_it_is(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # a tenant who may create Gateways must not make every endpoint of the cluster re-run
+    op = SimpleNamespace(store=Store(), queue=FakeQueue())
+    monkeypatch.setattr(runtime, "OP", op)
+    refs = {
+        "mine": [{"name": "gw"}],  # same namespace
+        "across": [{"name": "gw", "namespace": NS}],  # from another namespace, naming it explicitly
+        "other": [{"name": "other-gw"}],
+        "mesh": [{"name": "gw", "kind": "Service", "group": ""}],  # not a Gateway
+        "none": [],
+    }
+    for name, parent_refs in refs.items():
+        ns = "team-b" if name == "across" else NS
+        body = {
+            "metadata": {"name": name, "namespace": ns, "resourceVersion": "1"},
+            "spec": {"routing": {"router": "gatewayAPI", "parentRefs": parent_refs}},
+        }
+        op.store.upsert("ModelEndpoint", body)
+    handler = platform.read_event("Gateway", runtime.current, watch.track)
+    body = {"kind": "Gateway", "metadata": {"name": "gw", "namespace": NS, "resourceVersion": "2"},
+            "spec": {"gatewayClassName": "eg"}}  # fmt: skip
+    asyncio.run(handler(event={"type": "ADDED", "object": body}, body=body))
+    assert sorted(k for k, _ in op.queue.added) == [
+        ("ModelEndpoint", NS, "mine"),
+        ("ModelEndpoint", "team-b", "across"),
+    ]
 
 
 # ------------------------------------------------------------------- a router added by one line

@@ -18,8 +18,9 @@ from collections.abc import Callable
 from typing import Any
 
 import kopf
+from pydantic import ValidationError
 
-from modelversioning.api.modelendpoint import ModelEndpointSpec
+from modelversioning.api.modelendpoint import ModelEndpointSpec, ParentRef
 from modelversioning.api.routers import Capabilities
 from modelversioning.api.settings import Settings
 from modelversioning.api.wire import Resource
@@ -67,7 +68,10 @@ def gateway_parents(store: Store, spec: ModelEndpointSpec, namespace: str) -> tu
         name = str(((gateway or {}).get("spec") or {}).get("gatewayClassName") or "")
         cls = store.get(GATEWAYCLASS.kind, "", name) if name else None
         features = published_features(cls) if cls is not None else None
-        out.append(ParentFeatures(f"{at[0]}/{at[1]}", f"GatewayClass {name}", features))
+        # another namespace's Gateway: its class is not named in this endpoint's status (a tenant
+        # learns no more of another namespace's objects than whether mirroring works there)
+        shown = f"GatewayClass {name}" if at[0] == namespace else ""
+        out.append(ParentFeatures(f"{at[0]}/{at[1]}", shown, features))
     return tuple(out)
 
 
@@ -95,6 +99,27 @@ def _kept(kind: str, obj: dict[str, Any] | None) -> Any:
     return kept
 
 
+def affected_endpoints(store: Store, kind: str, namespace: str, name: str) -> list[tuple[str, str]]:
+    """The endpoints a change of this platform object can concern. A Gateway: only the endpoints whose
+    parentRefs name it (a tenant who may create Gateways must not make the whole fleet re-run). A
+    GatewayClass (cluster-scoped, the platform's): every endpoint."""
+    if kind != GATEWAY.kind:
+        return list(store.keys("ModelEndpoint"))
+    out = []
+    for key in store.keys("ModelEndpoint"):
+        body = store.get("ModelEndpoint", *key) or {}
+        refs = ((body.get("spec") or {}).get("routing") or {}).get("parentRefs") or []
+        for raw in refs:
+            try:
+                ref = ParentRef.model_validate(raw)
+            except ValidationError:
+                continue
+            if parent_gateway(ref, key[0]) == (namespace, name):
+                out.append(key)
+                break
+    return out
+
+
 def read_event(kind: str, operator: Callable[[], Any], track: Callable[..., Any]) -> Any:
     """The watch handler of a platform object of `kind`: cache it (`track`, as for our own kinds); when
     what the cache keeps of it changed, queue every endpoint at low priority (see the docstring)."""
@@ -107,7 +132,7 @@ def read_event(kind: str, operator: Callable[[], Any], track: Callable[..., Any]
             return
         _, ns, name, alive = seen
         if _kept(kind, before) != _kept(kind, op.store.get(kind, ns, name) if alive else None):
-            for key in op.store.keys("ModelEndpoint"):
+            for key in affected_endpoints(op.store, kind, ns, name):
                 op.queue.add(("ModelEndpoint", *key), low=True)
 
     handler.__name__ = f"{kind.lower()}_read"

@@ -189,10 +189,11 @@ def gateway_capabilities(platform: Platform) -> Capabilities:
     if not lacking:
         return Capabilities(writes_route=True, can_mirror=True, response_headers=True)
     published = [p for p in lacking if p.features is not None]
+    first = published[0] if published else None
     why = (
-        f"{published[0].source} of Gateway {published[0].parent} does not list {MIRROR_FEATURE} in "
-        "status.supportedFeatures"
-        if published
+        f"{first.source + ' of ' if first.source else 'the GatewayClass of '}Gateway {first.parent} "
+        f"does not list {MIRROR_FEATURE} in status.supportedFeatures"
+        if first is not None
         else f"the platform has not declared {MIRROR_FEATURE} support, operator setting "
         "serving.gatewayApiFeatures"
     )
