@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import queue
+import sys
 import threading
 from typing import Any
 
 from modelversioning import metrics
 from modelversioning.handlers.events import EventSink
+from waits import PATIENCE, eventually
 
 
 def ev(reason: str, name: str = "x") -> dict[str, Any]:
@@ -23,8 +26,20 @@ class Gated:
 
     def __call__(self, ns: str, e: dict[str, Any]) -> None:
         self.posting.set()
-        self.gate.wait(10)
+        self.gate.wait(PATIENCE)
         self.posted.append(e["reason"])
+
+
+def waiting_for_room(thread: threading.Thread) -> bool:
+    """Is `thread` blocked in a bounded queue's put, waiting for room? (Read from its stack: a
+    positive signal, where "it has not returned after 0.2 s" would only be a guess.)"""
+    frame = sys._current_frames().get(thread.ident or 0)
+    return (
+        frame is not None
+        and frame.f_code is threading.Condition.wait.__code__
+        and frame.f_back is not None
+        and frame.f_back.f_code is queue.Queue.put.__code__
+    )
 
 
 def test_each_objects_events_are_posted_in_order_by_background_threads() -> None:
@@ -40,7 +55,7 @@ def test_each_objects_events_are_posted_in_order_by_background_threads() -> None
     for i in range(30):
         for o in objects:
             assert sink.put("ns", ev(f"R{i}", o))
-    assert sink.flush(5)
+    assert sink.flush(PATIENCE)
     for o in objects:
         mine = [(r, t) for n, r, t in posted if n == o]
         assert [r for r, _ in mine] == [f"R{i}" for i in range(30)]
@@ -57,7 +72,7 @@ def test_put_never_waits_for_a_slow_api_server() -> None:
     assert posted == []
     assert not sink.flush(0.05)
     gate.set()
-    assert sink.flush(5)
+    assert sink.flush(PATIENCE)
     assert posted == ["A"]
 
 
@@ -66,14 +81,16 @@ def test_a_full_backlog_makes_the_caller_wait_for_room_and_loses_nothing() -> No
     gate, posting, posted = post.gate, post.posting, post.posted
     sink = EventSink(post, backlog=1, threads=1, wait=10)
     assert sink.put("ns", ev("E0"))
-    assert posting.wait(5)  # the thread holds E0; E1 fills the backlog
+    assert posting.wait(PATIENCE)  # the thread holds E0; E1 fills the backlog
     assert sink.put("ns", ev("E1"))
     returned = threading.Event()
-    threading.Thread(target=lambda: (sink.put("ns", ev("E2")), returned.set()), daemon=True).start()
-    assert not returned.wait(0.2)  # back-pressure: the caller waits for room
+    caller = threading.Thread(target=lambda: (sink.put("ns", ev("E2")), returned.set()), daemon=True)
+    caller.start()
+    eventually(lambda: returned.is_set() or waiting_for_room(caller), "the caller blocked, or returned")
+    assert not returned.is_set()  # back-pressure: the caller waits for room
     gate.set()
-    assert returned.wait(5)
-    assert sink.flush(5)
+    assert returned.wait(PATIENCE)
+    assert sink.flush(PATIENCE)
     assert posted == ["E0", "E1", "E2"]
 
 
@@ -83,14 +100,14 @@ def test_a_backlog_full_for_longer_than_the_wait_drops_and_counts_and_recovers()
     sink = EventSink(post, backlog=2, threads=1, wait=0.05)
     before = metrics.EVENTS_DROPPED.labels("Dropped")._value.get()
     assert sink.put("ns", ev("Kept"))
-    assert posting.wait(5)  # the thread holds that one; two more fill the backlog
+    assert posting.wait(PATIENCE)  # the thread holds that one; two more fill the backlog
     assert sink.put("ns", ev("Kept")) and sink.put("ns", ev("Kept"))
     assert sink.put("ns", ev("Dropped")) is False
     assert metrics.EVENTS_DROPPED.labels("Dropped")._value.get() == before + 1
     gate.set()
-    assert sink.flush(5)
+    assert sink.flush(PATIENCE)
     assert posted == ["Kept", "Kept", "Kept"]
-    assert sink.put("ns", ev("After")) and sink.flush(5) and posted[-1] == "After"
+    assert sink.put("ns", ev("After")) and sink.flush(PATIENCE) and posted[-1] == "After"
 
 
 def test_a_failed_post_is_logged_and_the_next_one_still_goes(caplog: Any) -> None:
@@ -104,19 +121,21 @@ def test_a_failed_post_is_logged_and_the_next_one_still_goes(caplog: Any) -> Non
     sink = EventSink(post)
     sink.put("team-a", ev("Bad"))
     sink.put("team-a", ev("Good"))
-    assert sink.flush(5)
+    assert sink.flush(PATIENCE)
     assert posted == ["Good"]
     assert "could not post Event Bad on team-a/x" in caplog.text
 
 
 def test_endpoint_events_never_wait_behind_a_burst_of_other_events() -> None:
-    gate = threading.Event()
+    gate, shifted_posted = threading.Event(), threading.Event()
     posted: list[str] = []
 
     def post(ns: str, e: dict[str, Any]) -> None:
         if e["involvedObject"]["kind"] == "ModelVersion":
-            gate.wait(10)  # the API server is slow with the burst of version Events
+            gate.wait(PATIENCE)  # the API server is slow with the burst of version Events
         posted.append(e["reason"])
+        if e["reason"] == "TrafficShifted":
+            shifted_posted.set()
 
     sink = EventSink(post, backlog=4, threads=2, wait=0.05)
     versions = [
@@ -128,10 +147,7 @@ def test_endpoint_events_never_wait_behind_a_burst_of_other_events() -> None:
     assert versions.count(False) >= 1  # the version lane is full
     shifted = {"reason": "TrafficShifted", "involvedObject": {"kind": "ModelEndpoint", "name": "ep"}}
     assert sink.put("ns", shifted)  # its own lane has room
-    for _ in range(100):
-        if "TrafficShifted" in posted:
-            break
-        threading.Event().wait(0.01)
+    assert shifted_posted.wait(PATIENCE)
     assert posted == ["TrafficShifted"]  # posted while every version Event still waits
     gate.set()
-    assert sink.flush(5)
+    assert sink.flush(PATIENCE)

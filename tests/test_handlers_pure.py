@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 
 from modelversioning.handlers.drift import diff
 from modelversioning.handlers.modelendpoint import deployment_state
 from modelversioning.handlers.modelversion import served_by, stage_actor
 from modelversioning.handlers.store import Store
 from modelversioning.handlers.workqueue import Requeue, WorkQueue
+from waits import PATIENCE, set_within, until
 
 
 def test_diff_ignores_server_defaults_and_normalized_quantities():
@@ -143,6 +143,10 @@ def test_served_by_includes_warm_mirror_and_draining_variants():
     assert served_by(s, "ns", "m", "2.0.0") == []
 
 
+# ---- the work queue: ordered by explicit signals (handlers block on Events the test sets), never by
+# how long something takes; see tests/waits.py
+
+
 def test_workqueue_serializes_keys_dedups_and_retries():
     calls: list[str] = []
     running: set[tuple[str, str, str]] = set()
@@ -166,15 +170,19 @@ def test_workqueue_serializes_keys_dedups_and_retries():
     async def main():
         q = WorkQueue(handler, workers=3, base_delay=0.01)
         q.start()
-        for _ in range(5):
-            q.add(("K", "ns", "a"))
-        q.add(("K", "ns", "flaky"))
-        q.add(("K", "ns", "wait"))
-        for _ in range(100):
-            await asyncio.sleep(0.01)
-            if calls.count("flaky") == 2 and calls.count("wait") == 2 and q.pending() == 0:
-                break
-        await q.stop()
+        try:
+            for _ in range(5):  # all before any worker runs (no await in between): queued once
+                q.add(("K", "ns", "a"))
+            q.add(("K", "ns", "flaky"))
+            q.add(("K", "ns", "wait"))
+            # the retry and the requeue are the last things to happen; once both ran and nothing is
+            # queued or running, every reconcile these adds could cause has happened
+            await until(
+                lambda: calls.count("flaky") == 2 and calls.count("wait") == 2 and q.pending() == 0,
+                "the failed key retried and the requeued key called again",
+            )
+        finally:
+            await q.stop()
 
     asyncio.run(main())
     assert calls.count("a") == 1  # five adds while queued -> one reconcile
@@ -185,28 +193,32 @@ def test_workqueue_serializes_keys_dedups_and_retries():
 
 def test_workqueue_events_overtake_the_drift_check():
     order: list[str] = []
-    gate = threading.Event()
+    started, gate, finished = threading.Event(), threading.Event(), threading.Event()
 
     def handler(key):
         if key[2] == "first":
-            gate.wait(2)
+            started.set()
+            gate.wait(PATIENCE)
         order.append(key[2])
+        if len(order) == 7:
+            finished.set()
 
     async def main():
         q = WorkQueue(handler, workers=1)
         q.start()
-        q.add(("K", "ns", "first"))
-        await asyncio.sleep(0.05)  # the single worker is busy with "first"
-        for i in range(5):
-            q.add(("K", "ns", f"resync-{i}"), low=True)
-        q.add(("K", "ns", "resync-3"))  # an event for a key already queued for the resync
-        q.add(("K", "ns", "event"))
-        gate.set()
-        for _ in range(200):
-            await asyncio.sleep(0.01)
-            if q.pending() == 0:
-                break
-        await q.stop()
+        try:
+            q.add(("K", "ns", "first"))
+            await set_within(started, "the single worker busy with 'first'")
+            for i in range(5):
+                q.add(("K", "ns", f"resync-{i}"), low=True)
+            q.add(("K", "ns", "resync-3"))  # an event for a key already queued for the resync
+            q.add(("K", "ns", "event"))
+            gate.set()
+            await set_within(finished, "every queued key reconciled")
+            await until(lambda: q.pending() == 0, "the queue empty")
+        finally:
+            gate.set()
+            await q.stop()
 
     asyncio.run(main())
     assert order[:3] == ["first", "resync-3", "event"]
@@ -261,7 +273,14 @@ def test_store_tracks_writes_the_watch_has_not_shown():
 
 
 def test_workqueue_runs_one_drift_reconcile_at_a_time_and_leaves_the_rest_to_events():
+    """Four drift (LOW) keys on three workers: one runs, held until the test releases it; the other
+    two workers stay free, and an event added meanwhile is reconciled while the drift reconcile is
+    still running. Each drift reconcile is held until the test has seen that no second one started."""
+    lows = [f"resync-{i}" for i in range(4)]
+    started = {k: threading.Event() for k in [*lows, "event"]}
+    release = {k: threading.Event() for k in lows}
     running: list[str] = []
+    order: list[str] = []
     peak = {"low": 0}
     lock = threading.Lock()
 
@@ -269,53 +288,69 @@ def test_workqueue_runs_one_drift_reconcile_at_a_time_and_leaves_the_rest_to_eve
         with lock:
             running.append(key[2])
             peak["low"] = max(peak["low"], sum(1 for k in running if k.startswith("resync")))
-        time.sleep(0.05)
+        started[key[2]].set()
+        if key[2] in release:
+            release[key[2]].wait(PATIENCE)
         with lock:
             running.remove(key[2])
             order.append(key[2])
 
-    order: list[str] = []
-
     async def main():
         q = WorkQueue(handler, workers=3)
         q.start()
-        for i in range(4):
-            q.add(("K", "ns", f"resync-{i}"), low=True)
-        await asyncio.sleep(0.01)
-        q.add(("K", "ns", "event"))
-        for _ in range(300):
-            await asyncio.sleep(0.01)
-            if q.pending() == 0:
-                break
-        await q.stop()
+        try:
+            for k in lows:
+                q.add(("K", "ns", k), low=True)
+            await set_within(started["resync-0"], "the first drift reconcile started")
+            q.add(("K", "ns", "event"))
+            # the event is done, or a second drift reconcile took a worker (the bug: fails at once)
+            await until(
+                lambda: "event" in order or any(started[k].is_set() for k in lows[1:]),
+                "the event reconciled beside the drift reconcile",
+            )
+            assert order == ["event"] and peak["low"] == 1  # resync-0 still runs, nothing else started
+            for k, nxt in zip(lows, [*lows[1:], None], strict=True):
+                release[k].set()
+                if nxt is not None:
+                    await set_within(started[nxt], f"{nxt} started once {k} was released")
+            await until(lambda: len(order) == 5 and q.pending() == 0, "every key reconciled")
+        finally:
+            for e in release.values():
+                e.set()
+            await q.stop()
 
     asyncio.run(main())
     assert peak["low"] == 1  # never two drift reconciles at once
-    assert order.index("event") < order.index("resync-1")  # the event did not wait behind the resync
-    assert sorted(order) == ["event", "resync-0", "resync-1", "resync-2", "resync-3"]
+    assert order == ["event", *lows]  # the event did not wait behind the drift check
 
 
 def test_workqueue_runs_as_many_reconciles_at_once_as_it_has_workers():
     """Each worker has its own thread: asyncio's default executor (min(32, cores + 4) threads, shared
     with every to_thread call) held 8 workers to 6 on 2 cores."""
     workers = 12
-    barrier = threading.Barrier(workers, timeout=5)
+    barrier = threading.Barrier(workers, timeout=PATIENCE)
     met: list[str] = []
+    broken: list[str] = []
 
     def handler(key):
-        barrier.wait()  # raises BrokenBarrierError unless all of them run at the same time
+        try:
+            barrier.wait()  # raises BrokenBarrierError unless all of them run at the same time
+        except threading.BrokenBarrierError:
+            broken.append(key[2])
+            raise
         met.append(key[2])
 
     async def main():
         q = WorkQueue(handler, workers=workers)
         q.start()
-        for i in range(workers):
-            q.add(("K", "ns", f"o{i}"))
-        for _ in range(300):
-            await asyncio.sleep(0.02)
-            if q.pending() == 0:
-                break
-        await q.stop()
+        try:
+            for i in range(workers):
+                q.add(("K", "ns", f"o{i}"))
+            await until(lambda: len(met) == workers or bool(broken), "every worker at the barrier")
+        finally:
+            barrier.abort()  # lets a broken run end now
+            await q.stop()
 
     asyncio.run(main())
+    assert not broken
     assert sorted(met) == sorted(f"o{i}" for i in range(workers))

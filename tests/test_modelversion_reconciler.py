@@ -17,6 +17,7 @@ from modelversioning.domain.version_verify import FIRST_VERIFICATION_GRACE
 from modelversioning.handlers.modelversion import ModelVersionReconciler
 from modelversioning.handlers.store import Store
 from modelversioning.handlers.workqueue import Requeue
+from waits import PATIENCE, drain
 
 SHA = "c" * 64
 NS = "ns"
@@ -129,8 +130,7 @@ def run(r: ModelVersionReconciler) -> Requeue | None:
         r.reconcile(NS, "m-v1.0.0")
     except Requeue as rq:
         asked = rq
-    r.verifications.pool.submit(lambda: None).result(5)  # the pool is FIFO with 2 workers: drain
-    r.verifications.pool.submit(lambda: None).result(5)
+    drain(r.verifications.pool)  # the verification it started is done, and has requeued its object
     return asked
 
 
@@ -234,30 +234,33 @@ def test_a_rollout_grant_promotes_one_step_recorded_with_the_endpoint_as_actor()
 
 
 def test_a_slow_first_verification_shows_verifying_once_the_grace_is_over(monkeypatch):
-    import time as _time
-
-    from modelversioning.handlers import modelversion as mod
+    import time as _time  # the module the reconciler's clock reads (time.monotonic)
 
     gate = threading.Event()
 
     def slow(*_a: Any) -> VerifyResult:
-        gate.wait(5)
+        gate.wait(PATIENCE)
         return OK
 
+    # the reconciler's clock stands still (before the attempt started) until the grace is over, so
+    # "within the grace" does not depend on how fast this machine runs two reconciles
+    real, frozen = _time.monotonic, _time.monotonic()
+    monkeypatch.setattr(_time, "monotonic", lambda: frozen)
     store, kube, _, r, _, _ = reconciler(OK)
     r.verifications.verifier = slow
     store.upsert("ModelVersion", mv())
-    with pytest.raises(Requeue):
-        r.reconcile(NS, "m-v1.0.0")
-    assert kube.kinds() == []  # still within the grace
-    with pytest.raises(Requeue):  # looked at again while it runs, still within the grace: nothing yet
-        r.reconcile(NS, "m-v1.0.0")
-    assert kube.kinds() == []
-    real = _time.monotonic
-    monkeypatch.setattr(mod.time, "monotonic", lambda: real() + FIRST_VERIFICATION_GRACE)
-    r.reconcile(NS, "m-v1.0.0")  # the grace is over and it still runs: say so
-    assert kube.kinds() == ["status"] and kube.calls[0][1]["conditions"][1]["reason"] == R.VERIFYING
-    gate.set()
+    try:
+        with pytest.raises(Requeue):
+            r.reconcile(NS, "m-v1.0.0")
+        assert kube.kinds() == []  # still within the grace
+        with pytest.raises(Requeue):  # looked at again while it runs, still within the grace: nothing yet
+            r.reconcile(NS, "m-v1.0.0")
+        assert kube.kinds() == []
+        monkeypatch.setattr(_time, "monotonic", lambda: real() + FIRST_VERIFICATION_GRACE)
+        r.reconcile(NS, "m-v1.0.0")  # the grace is over and it still runs: say so
+        assert kube.kinds() == ["status"] and kube.calls[0][1]["conditions"][1]["reason"] == R.VERIFYING
+    finally:
+        gate.set()
 
 
 # ---- deletion protection: the mark goes on before the status shows a stage past candidate -----------

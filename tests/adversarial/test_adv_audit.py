@@ -20,6 +20,7 @@ from modelversioning.domain.version_facts import VerifyResult
 from modelversioning.handlers.modelversion import UNATTRIBUTED, ModelVersionReconciler, stage_actor
 from modelversioning.handlers.store import Store
 from modelversioning.handlers.workqueue import Requeue
+from waits import drain
 
 SHA = "c" * 64
 NS = "ns"
@@ -109,8 +110,7 @@ def _history(enforced: bool, annotations: dict[str, str]) -> list[dict[str, Any]
     for _ in range(2):  # the first verification's grace, then the walk
         with contextlib.suppress(Requeue):
             r.reconcile(NS, "m-v1.0.0")
-        r.verifications.pool.submit(lambda: None).result(5)
-        r.verifications.pool.submit(lambda: None).result(5)
+        drain(r.verifications.pool)  # the verification is done and has requeued its object
     assert kube.statuses, "nothing was written"
     return list(kube.statuses[-1]["history"])
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import time
 from pathlib import Path
 
 import pytest
@@ -14,6 +13,7 @@ from servers import ForwardProxy, HTTPServer
 from modelversioning.api.settings import ArtifactPolicy, Settings
 from modelversioning.artifacts import Reason, check_address, check_uri, verify_artifact
 from modelversioning.cli.verify import main as verify_cli
+from waits import eventually
 
 LOOPBACK = ArtifactPolicy(allowed_private_networks=["127.0.0.0/8"])
 SHA_ABC = hashlib.sha256(b"abc").hexdigest()
@@ -109,9 +109,7 @@ def test_bytes_hashed_metric_counts_only_verified_artifacts() -> None:
         })  # fmt: skip
         before = hashed(ns)
         v.start((ns, "m-v1.0.0"), "u", 1, "m", spec)
-        deadline = time.monotonic() + 10
-        while ns not in done and time.monotonic() < deadline:
-            time.sleep(0.01)
+        eventually(lambda: ns in done, f"the verification in {ns} done")  # noqa: B023 - called at once
         added[ns] = hashed(ns) - before
     v.pool.shutdown()
     assert added == {"adv-oracle": 0, "adv-honest": 3}
