@@ -23,6 +23,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from modelversioning.domain.timestamps import parse_rfc3339 as parse_time  # one reader, one writer
+from modelversioning.domain.timestamps import rfc3339 as rfc3339
+
 PRODUCTION = "production"
 ARCHIVED = "archived"
 CANDIDATE = "candidate"
@@ -41,22 +44,6 @@ def parse_duration(text: str) -> timedelta:
     if m is None:
         raise ValueError(f"duration {text!r} must be a number and a unit: d, h, m or s (e.g. 180d)")
     return timedelta(seconds=int(m.group(1)) * _UNIT[m.group(2)])
-
-
-def parse_time(ts: str | None) -> datetime | None:
-    """An RFC 3339 timestamp as an aware datetime; None when it is missing, unreadable or carries no
-    zone (the operator and ``kubectl models`` never guess one: Kubernetes always writes ``Z``)."""
-    if not ts:
-        return None
-    try:
-        t = datetime.fromisoformat(ts.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return t if t.tzinfo is not None else None
-
-
-def rfc3339(t: datetime) -> str:
-    return t.replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
 # --------------------------------------------------------------------------------------- facts

@@ -45,6 +45,7 @@ from modelversioning.domain.model_plan import (
     deletion_events,
     settle,
 )
+from modelversioning.domain.timestamps import parse_rfc3339
 from modelversioning.handlers.drift import status_changed
 from modelversioning.handlers.instrument import instrumented
 from modelversioning.handlers.kube import Kube
@@ -138,7 +139,7 @@ class ModelReconciler:
     def now(self, body: dict[str, Any]) -> datetime:
         """Real time; with the TEST ONLY setting registry.testClock, the Model's test-clock annotation."""
         fake = ((body.get("metadata") or {}).get("annotations") or {}).get(TEST_CLOCK_ANNOTATION)
-        t = registry.parse_time(fake) if self.settings.registry.test_clock else None
+        t = parse_rfc3339(fake) if self.settings.registry.test_clock else None
         return t or datetime.now(UTC)
 
     # ---- gather: the Store, read once ----------------------------------------------------------

@@ -14,8 +14,8 @@ from typing import Any
 
 from modelversioning.api.routers import DEFAULT_ROUTER
 from modelversioning.api.wire import expected_name
-from modelversioning.domain.registry import parse_time
 from modelversioning.domain.semver import SemVer
+from modelversioning.domain.timestamps import parse_rfc3339 as parse_time
 
 Obj = Mapping[str, Any]
 
