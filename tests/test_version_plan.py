@@ -227,6 +227,20 @@ def test_a_record_for_another_digest_is_not_trusted():
     assert c(plan, "ArtifactVerified")["reason"] == R.VERIFYING
 
 
+@pytest.mark.parametrize(
+    ("status", "reason"),
+    [("False", R.ARTIFACT_DELETED), ("Unknown", R.VERIFYING)],
+    ids=["deleted-by-retention", "recheck-under-way"],
+)
+def test_a_kept_record_without_artifact_verified_true_is_no_verdict(status, reason):
+    """status.artifact outlives ArtifactVerified=True (retention deleted the artifact; a recheck keeps
+    the old record meanwhile): the record alone never makes the version verified, it is fetched again."""
+    st = verified_status(conditions=_conds(("ArtifactVerified", status, reason, "m")))
+    plan = decide(facts(status=st), POLICY, NOW)
+    assert plan.verify is VerifyAction.START
+    assert c(plan, "ArtifactVerified")["status"] != "True" and c(plan, "Ready")["status"] != "True"
+
+
 @pytest.mark.parametrize(("age_h", "action"), [(0.5, VerifyAction.NONE), (2, VerifyAction.START)])
 def test_recheck_refetches_an_old_record_and_keeps_it_meanwhile(age_h, action):
     at = (NOW - timedelta(hours=age_h)).isoformat().replace("+00:00", "Z")
