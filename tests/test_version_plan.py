@@ -475,6 +475,10 @@ def test_rollout_grant_promotes_one_step_while_spec_stage_is_unchanged():
     skip = Grant(Stage.PRODUCTION, Stage.CANDIDATE, Stage.CANDIDATE, "x", "y")
     assert effective_request(Stage.CANDIDATE, "jane", "ok", skip, g)[0] is Stage.CANDIDATE
     assert effective_request(Stage.STAGING, "jane", "ok", None, g) == (Stage.STAGING, "jane", "ok")
+    # a Model whose graph has no staging -> production hop (an approval stage between): no shortcut
+    gated = StageGraph.from_config({"staging": ["approved"], "approved": ["production"]})
+    grant_up = Grant(Stage.PRODUCTION, Stage.STAGING, Stage.STAGING, "ModelEndpoint/fraud", "Passed")
+    assert effective_request(Stage.STAGING, "jane", "ok", grant_up, gated) == (Stage.STAGING, "jane", "ok")
     recs = merge_rollouts([{"endpoint": "a", "at": "1", "result": "Failed"}], ({"endpoint": "a", "at": "1"},))
     assert len(recs) == 1
     many = tuple({"endpoint": "e", "at": str(i), "result": "Failed"} for i in range(15))
