@@ -124,12 +124,19 @@ def test_metric_gate_bound_and_missing_metric():
     assert d is not None and "latency_p99_ms is not among the version's metrics" in d.message
     assert check("staging", "production", (rule,), cand({"latency_p99_ms": 20})) is None
     assert check("candidate", "staging", (rule,), cand({"latency_p99_ms": 99})) is None  # other hop
+    strict = TransitionRule("production", None, metrics=(MetricGate.parse("auc > 0.9"),))
+    d = check("staging", "production", (strict,), cand({"auc": 0.9}))  # at the bound: a strict gate blocks
+    assert d is not None and "auc 0.9 <= 0.9" in d.message
+    assert check("staging", "production", (strict,), cand({"auc": 0.91})) is None
 
 
 def test_lineage_and_approval_gates():
     rule = TransitionRule("approved", "staging", lineage=("author", "framework"), approvals=2)
     d = check("staging", "approved", (rule,), cand({"auc": 1}))
     assert d is not None and d.reason == R.LINEAGE_INCOMPLETE and "lineage.framework" in d.message
+    blank = {"author": "a", "framework": ""}  # an empty field is not lineage
+    d = check("staging", "approved", (rule,), cand({"auc": 1}, lineage=blank))
+    assert d is not None and d.reason == R.LINEAGE_INCOMPLETE and "requires lineage.framework (" in d.message
     full = {"author": "a", "framework": "xgb"}
     d = check(
         "staging", "approved", (rule,), cand({"auc": 1}, approvals={"approved": ("alice",)}, lineage=full)
