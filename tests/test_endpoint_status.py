@@ -67,6 +67,10 @@ ERRORS = [
     pytest.param(SERVING, P.Outcome(route_error=ROUTE_422),
                  ("False", REJECTED), ("True", R.BLOCKED), ("True", REJECTED), ("False", REJECTED),
                  ("False", "True"), "Degraded", id="422-on-the-route"),
+    pytest.param(replace(SERVING, router_problem=(R.ROUTER_DISABLED, "router gateway-api is not enabled")),
+                 P.Outcome(),
+                 ("False", R.ROUTER_DISABLED), ("True", R.BLOCKED), ("True", R.ROUTER_DISABLED),
+                 ("False", R.ROUTE_NOT_APPLIED), ("False", "True"), "Degraded", id="router-disabled"),
     pytest.param(WITH_MISSING, replace(OK, variant_errors={"stable": SLOT_503}),
                  ("False", R.MISSING_VERSION), ("True", RETRY), ("True", R.MISSING_VERSION),
                  ("True", APPLIED), ("False", "True"), "Degraded", id="503-keeps-a-permanent-reason"),
@@ -207,6 +211,42 @@ def test_a_route_left_alone_is_reported_with_the_slots_it_still_carries(left_alo
     assert [d.serving.slot if d.serving else None for d in st.variants] == ["ep-old"]  # the metrics'
     assert st.fields["traffic"] == "stable@2.3.8=100" and st.weights == {"stable": 100}
     assert S.serving_changed({"effectiveWeights": {"stable": 100}, "variants": [v]}, st.fields) is False
+
+
+# ------------------------------------- when the ModelVersions' servedBy and in-use finalizers follow
+def _status(weights: dict[str, int], *variants: tuple[str, str, str | None]) -> dict[str, Any]:
+    """An endpoint status: effective weights and (name, version, serving version) per variant."""
+    return {
+        "effectiveWeights": weights,
+        "variants": [
+            {"name": n, "version": v, **({"serving": {"version": s}} if s else {})} for n, v, s in variants
+        ],
+    }
+
+
+BEFORE = _status({"a": 90, "b": 10}, ("a", "2.3.8", "2.3.8"), ("b", "2.4.0", "2.4.0"))
+
+
+@pytest.mark.parametrize(
+    ("new", "changed"),
+    [
+        pytest.param(BEFORE, False, id="same"),
+        pytest.param(_status({"a": 80, "b": 20}, ("a", "2.3.8", "2.3.8"), ("b", "2.4.0", "2.4.0")), True,
+                     id="weights"),
+        pytest.param(_status({"a": 90, "b": 10}, ("a", "2.3.8", "2.3.8"), ("b", "2.4.1", "2.4.1")), True,
+                     id="a-variant-now-served-by-another-version"),
+        pytest.param(_status({"a": 90, "b": 10}, ("a", "2.3.8", "2.3.8"), ("b", "2.4.1", "2.4.0")), True,
+                     id="a-variant-declares-another-version"),
+        pytest.param(_status({"a": 90, "b": 10}, ("a", "2.3.8", "2.3.8"), ("b", "2.4.0", None)), True,
+                     id="a-variant-no-longer-served"),
+    ],
+)  # fmt: skip
+def test_serving_changed_when_the_weights_or_the_served_versions_change(
+    new: dict[str, Any], changed: bool
+) -> None:
+    """The endpoint re-enqueues its model's ModelVersions when this says so: a version that starts
+    serving at unchanged weights must get its servedBy and in-use finalizer at once."""
+    assert S.serving_changed(BEFORE, new) is changed
 
 
 # -------------------------------------------------------------- which API errors are retried

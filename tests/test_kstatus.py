@@ -34,3 +34,6 @@ def test_version() -> None:
     assert pair(kstatus.for_version([Cond("ArtifactVerified", FALSE, "NotFound")])) == (TRUE, FALSE)
     done = [Cond("ArtifactVerified", TRUE, "Verified"), Cond("StageTransition", TRUE, "InEffect")]
     assert pair(kstatus.for_version(done)) == (FALSE, FALSE)
+    # verified, its stage waiting at a gate that a person or a metric can open: in progress, not stalled
+    gated = [Cond("ArtifactVerified", TRUE, "Verified"), Cond("StageTransition", FALSE, "ApprovalRequired")]
+    assert pair(kstatus.for_version(gated)) == (TRUE, FALSE)

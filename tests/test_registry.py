@@ -1,7 +1,7 @@
-"""The registry's pure decisions: a Model's gates (metrics with numbers, lineage, approvals), its
-stage graph, the memory (records never forget a digest; a reused number is refused for good) and
-retention selection at a given time (a fake clock): what is archived, which artifacts are deleted,
-and what is never touched."""
+"""The registry's pure decisions: a Model's stage graph and the version decision under its gates
+(the gates themselves: test_gates.py), the memory (records never forget a digest; a reused number is
+refused for good) and retention selection at a given time (a fake clock): what is archived, which
+artifacts are deleted, and what is never touched."""
 
 from __future__ import annotations
 
@@ -13,11 +13,11 @@ from pydantic import ValidationError
 from modelversioning.api import wire as R
 from modelversioning.api.model import ModelApprovalSpec, ModelSpec
 from modelversioning.domain import registry
-from modelversioning.domain.gates import CandidateFacts, MetricGate, TransitionRule, check
 from modelversioning.domain.registry import Retention, VersionView, parse_duration, select
 from modelversioning.domain.stages import StageGraph, has_reached, next_hop
 from modelversioning.domain.version_facts import RegistryFacts, Serving, VersionFacts, VersionPolicy
 from modelversioning.domain.version_plan import decide, serving_periods
+from test_gates import cand
 
 NOW = datetime(2024, 7, 2, 10, 0, 0, tzinfo=UTC)
 SHA = "a" * 64
@@ -50,7 +50,7 @@ def facts(**kw):
     return VersionFacts(**base)
 
 
-# ---- metric gates -------------------------------------------------------------------------------
+# ---- timestamps ---------------------------------------------------------------------------------
 
 
 def test_parse_time_never_guesses_a_zone():
@@ -60,84 +60,6 @@ def test_parse_time_never_guesses_a_zone():
     assert registry.parse_time("2024-07-02T10:00:00Z") == NOW
     assert registry.parse_time("2024-07-02T12:00:00+02:00") == NOW
     assert registry.parse_time("") is None and registry.parse_time("yesterday") is None
-
-
-@pytest.mark.parametrize(
-    "text,parsed",
-    [
-        ("auc >= production.auc - 0.005", MetricGate("auc", ">=", ref="auc", offset=-0.005)),
-        ("latency_p99_ms <= 20", MetricGate("latency_p99_ms", "<=", bound=20.0)),
-        ("f1>production.f1", MetricGate("f1", ">", ref="f1")),
-        ("auc >= production.auc + 0.01", MetricGate("auc", ">=", ref="auc", offset=0.01)),
-        ("loss < 1e-3", MetricGate("loss", "<", bound=0.001)),
-    ],
-)
-def test_metric_gate_parses(text, parsed):
-    assert MetricGate.parse(text) == parsed
-
-
-@pytest.mark.parametrize("bad", ["auc", "auc >= best.auc", "auc => 0.9", "auc >= production.auc * 2", ">= 1"])
-def test_metric_gate_refuses_what_it_cannot_read(bad):
-    with pytest.raises(ValueError, match="metric gate"):
-        MetricGate.parse(bad)
-
-
-def cand(metrics, production=(), approvals=None, lineage=None):
-    return CandidateFacts(
-        "2.4.1",
-        SHA,
-        lineage if lineage is not None else {"codeCommit": "abc1234", "author": "jane"},
-        metrics,
-        production,
-        approvals or {},
-    )
-
-
-AUC_GATE = TransitionRule(
-    "production", "staging", metrics=(MetricGate.parse("auc >= production.auc - 0.005"),)
-)
-
-
-@pytest.mark.parametrize(
-    "auc,production,blocked",
-    [
-        (0.941, (("2.3.8", {"auc": 0.947}),), "auc 0.941 < production 0.947 - 0.005 (2.3.8)"),
-        (0.942, (("2.3.8", {"auc": 0.947}),), None),  # exactly at the margin passes
-        (0.95, (("2.3.8", {"auc": 0.947}), ("2.3.9", {"auc": 0.96})), "auc 0.95 < production 0.96 - 0.005"),
-        (0.5, (), None),  # nothing in production: nothing to be worse than
-    ],
-)
-def test_metric_gate_against_production_says_the_numbers(auc, production, blocked):
-    d = check("staging", "production", (AUC_GATE,), cand({"auc": auc}, production))
-    if blocked is None:
-        assert d is None
-    else:
-        assert d is not None and not d.allowed and d.reason == R.METRIC_GATE_FAILED
-        assert blocked in d.message
-
-
-def test_metric_gate_bound_and_missing_metric():
-    rule = TransitionRule("production", None, metrics=(MetricGate.parse("latency_p99_ms <= 20"),))
-    d = check("staging", "production", (rule,), cand({"latency_p99_ms": 23.5}))
-    assert d is not None and "latency_p99_ms 23.5 > 20" in d.message
-    d = check("staging", "production", (rule,), cand({"auc": 0.9}))
-    assert d is not None and "latency_p99_ms is not among the version's metrics" in d.message
-    assert check("staging", "production", (rule,), cand({"latency_p99_ms": 20})) is None
-    assert check("candidate", "staging", (rule,), cand({"latency_p99_ms": 99})) is None  # other hop
-
-
-def test_lineage_and_approval_gates():
-    rule = TransitionRule("approved", "staging", lineage=("author", "framework"), approvals=2)
-    d = check("staging", "approved", (rule,), cand({"auc": 1}))
-    assert d is not None and d.reason == R.LINEAGE_INCOMPLETE and "lineage.framework" in d.message
-    full = {"author": "a", "framework": "xgb"}
-    d = check(
-        "staging", "approved", (rule,), cand({"auc": 1}, approvals={"approved": ("alice",)}, lineage=full)
-    )
-    assert d is not None and d.reason == R.APPROVAL_REQUIRED
-    assert "needs 2 distinct approvals" in d.message and "has 1 (alice)" in d.message
-    approvals = {"approved": ("alice", "bob"), "production": ("carol",)}
-    assert check("staging", "approved", (rule,), cand({"auc": 1}, approvals=approvals, lineage=full)) is None
 
 
 # ---- a Model's stage graph ------------------------------------------------------------------------

@@ -215,7 +215,9 @@ def test_status_watch_ends_when_the_rollout_succeeds(
             )
         cluster.reconcile()
 
-    monkeypatch.setattr("modelversioning.cli.models.commands.rollout.time.sleep", sleep)
+    monkeypatch.setattr(
+        "modelversioning.cli.models.commands.rollout.pause", sleep
+    )  # not time.sleep: other threads
     r = run("rollout", "status", "fraud", "-w")
     assert r.exit_code == 0, r.output
     assert cluster.rollout["phase"] == "Succeeded" and 3 <= len(ticks) <= 6
@@ -231,7 +233,9 @@ def test_status_watch_exits_1_on_a_failed_rollout_and_3_on_timeout(
         cluster.ep["status"]["rollout"]["phase"] = "Failed"
         cluster.ep["status"]["rollout"]["message"] = "analysis failed 1 time(s): errors=0.4 Failed"
 
-    monkeypatch.setattr("modelversioning.cli.models.commands.rollout.time.sleep", sleep)
+    monkeypatch.setattr(
+        "modelversioning.cli.models.commands.rollout.pause", sleep
+    )  # not time.sleep: other threads
     r = run("rollout", "status", "fraud", "-w", "--timeout", "0")  # the deadline passed: still Progressing
     assert r.exit_code == 3 and "still Progressing after 0s" in r.stderr
     r = run("rollout", "status", "fraud", "-w")
@@ -252,7 +256,9 @@ def test_status_watch_waits_for_the_operator_to_see_the_new_spec(
         if cluster.rollout["phase"] == "Progressing":
             cluster.ep["status"]["rollout"]["phase"] = "Failed"
 
-    monkeypatch.setattr("modelversioning.cli.models.commands.rollout.time.sleep", sleep)
+    monkeypatch.setattr(
+        "modelversioning.cli.models.commands.rollout.pause", sleep
+    )  # not time.sleep: other threads
     r = run("rollout", "status", "fraud", "-w")
     assert seen and seen[0] == "Progressing"  # it waited for the new rollout
     assert r.exit_code == 1

@@ -34,6 +34,9 @@ Endpoint = Annotated[str, typer.Argument(help="ModelEndpoint name.")]
 Timeout = Annotated[float, typer.Option("--timeout")]
 
 
+pause = time.sleep  # between two reads of the endpoint (tests replace this name, not time.sleep)
+
+
 @app.command("status", epilog="[bold]Example[/bold]\n\n  kubectl models rollout status fraud-detector -w")
 def status(
     ctx: typer.Context,
@@ -59,7 +62,7 @@ def status(
     deadline = time.monotonic() + timeout
     with Live(rollout_renderable(view), console=render.console(), refresh_per_second=4) as live:
         while not views.finished(view) and time.monotonic() < deadline:
-            time.sleep(1)
+            pause(1)
             view = views.rollout_view(g.cluster.get(MODELENDPOINTS, endpoint))
             live.update(rollout_renderable(view))
     code, message = views.watch_exit(view, endpoint, timeout)
