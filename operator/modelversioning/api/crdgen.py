@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel
 
-from modelversioning.api import model, modelendpoint, modelversion
+from modelversioning.api import model, modelendpoint, modelversion, platform
 from modelversioning.api.wire import CATEGORY, GROUP, VERSION
 
 _DROP = {"title", "examples"}
@@ -125,6 +125,7 @@ def crd(
     short_names: list[str],
     schema: dict[str, Any],
     columns: list[dict[str, Any]],
+    namespaced: bool = True,
 ) -> dict[str, Any]:
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
@@ -135,7 +136,7 @@ def crd(
         },
         "spec": {
             "group": GROUP,
-            "scope": "Namespaced",
+            "scope": "Namespaced" if namespaced else "Cluster",
             "names": {
                 "kind": kind,
                 "listKind": f"{kind}List",
@@ -214,6 +215,21 @@ def all_crds() -> dict[str, dict[str, Any]]:
                 "One user's approval of one ModelVersion (by digest) for one stage; immutable.",
             ),
             model.APPROVAL_PRINTER_COLUMNS,
+        ),
+        f"{GROUP}_{platform.PLURAL}.yaml": crd(
+            platform.KIND,
+            platform.PLURAL,
+            platform.SINGULAR,
+            platform.SHORT_NAMES,
+            _root_schema(
+                platform.ModelPlatformPolicySpec,
+                platform.ModelPlatformPolicyStatus,
+                platform.ROOT_VALIDATIONS,
+                "The platform's floors for the namespaces it selects; a tenant's spec can be stricter, never "
+                "looser. Cluster-scoped: only platform admins write it.",
+            ),
+            platform.PRINTER_COLUMNS,
+            namespaced=False,
         ),
     }
 

@@ -67,6 +67,10 @@ MODELVERSION = Resource(GROUP, VERSION, "modelversions", "ModelVersion", "modelv
 MODELENDPOINT = Resource(GROUP, VERSION, "modelendpoints", "ModelEndpoint", "modelendpoint", ("mep",))
 MODEL = Resource(GROUP, VERSION, "models", "Model", "model", ("mdl",))
 MODELAPPROVAL = Resource(GROUP, VERSION, "modelapprovals", "ModelApproval", "modelapproval", ("mapr",))
+MODELPLATFORMPOLICY = Resource(
+    GROUP, VERSION, "modelplatformpolicies", "ModelPlatformPolicy", "modelplatformpolicy", ("mpp",), False
+)  # cluster-scoped: written by platform admins only, read by the operator
+NAMESPACE = Resource("", "v1", "namespaces", "Namespace", namespaced=False)
 OUR_KINDS = (MODELVERSION, MODELENDPOINT, MODEL, MODELAPPROVAL)
 
 # Kubernetes' own kinds we read or write.

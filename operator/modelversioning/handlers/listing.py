@@ -13,7 +13,7 @@ from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
-from modelversioning.api.wire import MODEL, MODELAPPROVAL
+from modelversioning.api.wire import MODEL, MODELAPPROVAL, MODELPLATFORMPOLICY, NAMESPACE
 from modelversioning.handlers import platform
 from modelversioning.handlers.activity import refill
 from modelversioning.handlers.kube import (
@@ -71,6 +71,8 @@ def prime_store(op: Operator) -> None:
         (MODELENDPOINT, None),
         (MODEL, None),
         (MODELAPPROVAL, None),
+        (MODELPLATFORMPOLICY, None),  # cluster-scoped: the floors, before anything is decided
+        (NAMESPACE, None),
         (DEPLOYMENT, selector),
         (SERVICE, selector),
     ]

@@ -136,6 +136,8 @@ _PROJECTIONS: dict[str, dict[str, Any]] = {
     },
     "Service": _CHILD,
     "Gateway": {"apiVersion": ALL, "kind": ALL, "metadata": _KEYS, "spec": {"gatewayClassName": ALL}},
+    "ModelPlatformPolicy": {"apiVersion": ALL, "kind": ALL, "metadata": _KEYS, "spec": ALL},
+    "Namespace": {"apiVersion": ALL, "kind": ALL, "metadata": {**_KEYS, "labels": ALL}},
     "GatewayClass": {"apiVersion": ALL, "kind": ALL, "metadata": _KEYS, "status": {"supportedFeatures": ALL}},
 }
 

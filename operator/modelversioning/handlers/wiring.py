@@ -14,8 +14,8 @@ from __future__ import annotations
 import kopf
 
 from modelversioning.api.settings import Settings
-from modelversioning.api.wire import MODEL, MODELAPPROVAL
-from modelversioning.handlers import platform, startup, watch
+from modelversioning.api.wire import MODEL, MODELAPPROVAL, MODELPLATFORMPOLICY, NAMESPACE
+from modelversioning.handlers import platform, policy, startup, watch
 from modelversioning.handlers.activity import install_pause_hook
 from modelversioning.handlers.kube import DEPLOYMENT, MODELENDPOINT, MODELVERSION, SERVICE
 from modelversioning.handlers.runtime import MANAGED, PAUSE, current, queue_depth
@@ -28,6 +28,10 @@ kopf.on.event(MODELVERSION.group, MODELVERSION.version, MODELVERSION.plural)(wat
 kopf.on.event(MODEL.group, MODEL.version, MODEL.plural)(watch.model_event)
 kopf.on.event(MODELAPPROVAL.group, MODELAPPROVAL.version, MODELAPPROVAL.plural)(watch.modelapproval_event)
 kopf.on.event(MODELENDPOINT.group, MODELENDPOINT.version, MODELENDPOINT.plural)(watch.modelendpoint_event)
+kopf.on.event(MODELPLATFORMPOLICY.group, MODELPLATFORMPOLICY.version, MODELPLATFORMPOLICY.plural)(
+    policy.policy_event
+)
+kopf.on.event(NAMESPACE.group, NAMESPACE.version, NAMESPACE.plural)(policy.namespace_event)
 kopf.on.probe(id="queue")(queue_depth)
 
 

@@ -1,0 +1,165 @@
+"""The platform's floors for one namespace: which ModelPlatformPolicies select it, and what they allow.
+
+Pure: policies arrive as (name, spec) in wire form (camelCase dicts, already validated against the
+API model), the namespace as its labels. Several policies may select one namespace; each applies, so
+every check here must pass for every policy that sets it (the strictest wins). Without a policy the
+floors are absent (``Floors()``), except retention, which deletes nothing without a storage root.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+ROOT_PATTERN = r"^[a-z][a-z0-9+.-]*://[^\s]*/$"
+DEFAULT_TRUSTED_SOURCES = frozenset({"traefik", "istio"})
+_DNS_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+# schemes that name the same store: a URI cannot slip past a root by its spelling
+_SCHEME_ALIASES = {"s3a": "s3", "s3n": "s3", "gcs": "gs"}
+
+
+def host_pattern_ok(pattern: str) -> bool:
+    name = pattern[2:] if pattern.startswith("*.") else pattern
+    return bool(_DNS_NAME.match(name)) and len(name) <= 253
+
+
+def selector_matches(selector: Mapping[str, Any], labels: Mapping[str, str]) -> bool:
+    """Kubernetes label-selector semantics; an empty selector matches every namespace."""
+    for k, v in (selector.get("matchLabels") or {}).items():
+        if labels.get(k) != v:
+            return False
+    for req in selector.get("matchExpressions") or []:
+        key, op, values = req.get("key", ""), req.get("operator"), set(req.get("values") or [])
+        present = key in labels
+        if op == "In" and not (present and labels[key] in values):
+            return False
+        if op == "NotIn" and present and labels[key] in values:
+            return False
+        if op == "Exists" and not present:
+            return False
+        if op == "DoesNotExist" and present:
+            return False
+        if op not in ("In", "NotIn", "Exists", "DoesNotExist"):
+            return False  # unknown operator: select nothing rather than everything
+    return True
+
+
+def canonical_uri(uri: str) -> str | None:
+    """One spelling per object: scheme aliases folded, no '.', '..' or empty segments (None: refuse)."""
+    scheme, sep, rest = uri.partition("://")
+    if not sep or not scheme:
+        return None
+    scheme = _SCHEME_ALIASES.get(scheme.lower(), scheme.lower())
+    lead = "/" if rest.startswith("/") else ""
+    trail = "/" if rest.endswith("/") else ""
+    parts = rest.strip("/").split("/")
+    if any(p in ("", ".", "..") for p in parts) or "\\" in rest or "%2" in rest.lower():
+        return None
+    return f"{scheme}://{lead}{'/'.join(parts)}{trail}"
+
+
+@dataclass(frozen=True)
+class Floors:
+    """What the policies selecting one namespace require; the default is 'no policy'."""
+
+    policies: tuple[str, ...] = ()
+    min_required_stages: tuple[str, ...] = ()
+    pinned_images_from: tuple[str, ...] = ()
+    allowed_tolerations: tuple[tuple[Mapping[str, Any], ...], ...] = ()
+    allowed_hosts: tuple[tuple[str, ...], ...] = ()
+    min_interval_seconds: int = 0
+    trusted_sources: frozenset[str] = DEFAULT_TRUSTED_SOURCES
+    promotion_ceilings: Mapping[str, float] = field(default_factory=dict)
+    approver_groups: tuple[frozenset[str], ...] = ()
+    storage_roots: tuple[tuple[str, ...], ...] = ()
+
+    def host_allowed(self, host: str) -> bool:
+        return all(any(_host_matches(p, host) for p in allowed) for allowed in self.allowed_hosts)
+
+    def toleration_allowed(self, toleration: Mapping[str, Any]) -> bool:
+        return all(
+            any(_toleration_within(toleration, a) for a in allowed) for allowed in self.allowed_tolerations
+        )
+
+    def approver_allowed(self, groups: Iterable[str]) -> bool:
+        have = set(groups)
+        return all(have & wanted for wanted in self.approver_groups)
+
+    def storage_root_of(self, uri: str) -> str | None:
+        """The root (of the first policy) a URI lies strictly under, when every policy that names roots
+        has one containing it; None: retention may not delete it (no root, or outside one)."""
+        if not self.storage_roots or (c := canonical_uri(uri)) is None:
+            return None
+        found: str | None = None
+        for roots in self.storage_roots:
+            inside = [r for r in roots if (cr := canonical_uri(r)) and c.startswith(cr) and c != cr]
+            if not inside:
+                return None
+            found = found or inside[0]
+        return found
+
+
+def _host_matches(pattern: str, host: str) -> bool:
+    if pattern.startswith("*."):
+        return host.endswith(pattern[1:]) and len(host) > len(pattern) - 1
+    return host == pattern
+
+
+def _toleration_within(t: Mapping[str, Any], allowed: Mapping[str, Any]) -> bool:
+    for key in ("key", "operator", "value", "effect"):
+        if t.get(key) != allowed.get(key):
+            return False
+    cap, mine = allowed.get("tolerationSeconds"), t.get("tolerationSeconds")
+    return cap is None or (mine is not None and mine <= cap)
+
+
+def floors_for(
+    namespace: str, labels: Mapping[str, str], policies: Iterable[tuple[str, Mapping[str, Any]]]
+) -> Floors:
+    chosen = sorted((n, s) for n, s in policies if selector_matches(s.get("namespaceSelector") or {}, labels))
+    if not chosen:
+        return Floors()
+    serving = [(s.get("serving") or {}) for _, s in chosen]
+    analysis = [(s.get("analysis") or {}) for _, s in chosen]
+    approvals = [(s.get("approvals") or {}) for _, s in chosen]
+    retention = [(s.get("retention") or {}) for _, s in chosen]
+    trusted: frozenset[str] | None = None  # each policy that lists sources narrows the set
+    for a in analysis:
+        if a.get("trustedSources") is not None:
+            mine = frozenset(a["trustedSources"])
+            trusted = mine if trusted is None else trusted & mine
+    ceilings: dict[str, float] = {}
+    for a in analysis:
+        for c in a.get("promotionCeilings") or []:
+            ceilings[c["template"]] = min(ceilings.get(c["template"], c["max"]), c["max"])
+    return Floors(
+        policies=tuple(n for n, _ in chosen),
+        min_required_stages=tuple(s["minRequiredStage"] for s in serving if s.get("minRequiredStage")),
+        pinned_images_from=tuple(s["pinnedImagesFrom"] for s in serving if s.get("pinnedImagesFrom")),
+        allowed_tolerations=tuple(
+            tuple(s["allowedTolerations"]) for s in serving if s.get("allowedTolerations") is not None
+        ),
+        allowed_hosts=tuple(tuple(s["allowedHosts"]) for s in serving if s.get("allowedHosts") is not None),
+        min_interval_seconds=max((_seconds(a.get("minInterval")) for a in analysis), default=0),
+        trusted_sources=DEFAULT_TRUSTED_SOURCES if trusted is None else trusted,
+        promotion_ceilings=ceilings,
+        approver_groups=tuple(
+            frozenset(a["approverGroups"]) for a in approvals if a.get("approverGroups") is not None
+        ),
+        storage_roots=tuple(
+            tuple(r.replace("{namespace}", namespace) for r in x["storageRoots"])
+            for x in retention
+            if x.get("storageRoots")
+        ),
+    )
+
+
+_UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _seconds(text: str | None) -> int:
+    if not text:
+        return 0
+    return int(text[:-1]) * _UNIT[text[-1]]

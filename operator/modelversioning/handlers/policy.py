@@ -1,0 +1,52 @@
+"""The platform's floors as the reconcilers gather them: ModelPlatformPolicies and namespace labels
+from the watch cache, resolved by domain.platform_policy. The watches here only cache and requeue."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kopf
+
+from modelversioning.api.wire import MODELPLATFORMPOLICY, NAMESPACE
+from modelversioning.domain.platform_policy import Floors, floors_for
+from modelversioning.handlers.runtime import current
+from modelversioning.handlers.store import Store
+from modelversioning.handlers.watch import track
+
+_KINDS = (("ModelEndpoint", False), ("Model", False), ("ModelVersion", True))
+
+
+def floors(store: Store, namespace: str) -> Floors:
+    """The floors for `namespace` now (no policy selecting it: ``Floors()``)."""
+    ns = store.get(NAMESPACE.kind, "", namespace) or {}
+    labels = (ns.get("metadata") or {}).get("labels") or {}
+    policies = [(name, body.get("spec") or {}) for (_, name), body in store.items(MODELPLATFORMPOLICY.kind)]
+    return floors_for(namespace, labels, policies)
+
+
+async def policy_event(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
+    """A policy changed (or its selector did): every object may be concerned; queue them all, low."""
+    if (seen := track(MODELPLATFORMPOLICY.kind, event, body)) is None:
+        return
+    op = seen[0]
+    for kind, _low in _KINDS:
+        for ns, name in op.store.keys(kind):
+            op.queue.add((kind, ns, name), low=True)
+
+
+async def namespace_event(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
+    """A namespace's labels changed: the policies selecting it may have; queue what lives there."""
+    name = body.get("metadata", {}).get("name", "")
+    before = _labels(current().store.get(NAMESPACE.kind, "", name))
+    if (seen := track(NAMESPACE.kind, event, body)) is None:
+        return
+    op, _ns, _name, alive = seen
+    if alive and _labels(body) == before:
+        return
+    for kind, low in _KINDS:
+        for ns, obj in op.store.keys(kind, name):
+            op.queue.add((kind, ns, obj), low=low)
+
+
+def _labels(body: Any) -> dict[str, str]:
+    return dict(((body or {}).get("metadata") or {}).get("labels") or {})
