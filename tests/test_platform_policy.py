@@ -10,7 +10,10 @@ from modelversioning.domain.platform_policy import (
     DEFAULT_TRUSTED_SOURCES,
     Floors,
     canonical_uri,
+    effective_required_stage,
+    endpoint_violations,
     floors_for,
+    promotion_untrusted,
     selector_matches,
 )
 
@@ -194,3 +197,63 @@ def test_gather_reads_policies_and_namespace_labels_from_the_cache() -> None:
         )
     assert floors(store, "team-a").policies == ("all", "prod")
     assert floors(store, "team-b").policies == ("all",)  # no labels cached: only the empty selector
+
+
+@pytest.mark.parametrize(
+    ("requested", "floors", "want"),
+    [
+        ("candidate", (), "candidate"),
+        ("candidate", ("staging",), "staging"),
+        ("production", ("staging",), "production"),  # the tenant is stricter: kept
+        ("staging", ("staging", "production"), "production"),
+        ("candidate", ("validated",), "candidate"),  # a stage without serving rank sets no floor
+    ],
+)
+def test_required_stage_is_raised_to_the_floor_never_lowered(
+    requested: str, floors: tuple, want: str
+) -> None:
+    assert effective_required_stage(requested, Floors(min_required_stages=floors)) == want
+
+
+def test_endpoint_violations_name_each_host_and_toleration() -> None:
+    f = Floors(
+        policies=("p",),
+        allowed_hosts=(("*.team-a.example.com",),),
+        allowed_tolerations=(({"key": "gpu", "operator": "Exists"},),),
+    )
+    assert endpoint_violations(f, ["m.team-a.example.com"], [{"key": "gpu", "operator": "Exists"}]) == []
+    got = endpoint_violations(f, ["team-a.example.com", "x.team-b.example.com"], [{"operator": "Exists"}])
+    assert got == [
+        "host 'team-a.example.com' is not allowed by policy p",
+        "host 'x.team-b.example.com' is not allowed by policy p",
+        "toleration operator=Exists is not allowed by policy p",
+    ]
+
+
+_TRAEFIK = {"name": "errors", "template": "error-rate", "source": "traefik", "max": 0.01}
+
+
+@pytest.mark.parametrize(
+    ("floors", "metrics", "why"),
+    [
+        (Floors(), [_TRAEFIK], None),
+        (Floors(), [], "no metric was measured"),
+        (Floors(), [{"name": "q", "query": "vector(0)", "max": 1e9}], "free query"),
+        (Floors(), [{**_TRAEFIK, "source": "modelServer"}], "not a trusted source"),
+        (
+            Floors(),
+            [{"name": "d", "template": "latency", "max": 1}],
+            "not a trusted source",
+        ),  # default source
+        (Floors(trusted_sources=frozenset({"modelServer"})), [{**_TRAEFIK, "source": "modelServer"}], None),
+        (Floors(promotion_ceilings={"error-rate": 0.05}), [{**_TRAEFIK, "max": 1e9}], "looser"),
+        (Floors(promotion_ceilings={"error-rate": 0.05}), [{**_TRAEFIK, "max": 0.05}], None),
+        (Floors(promotion_ceilings={"error-rate": 0.05}), [{**_TRAEFIK, "max": None}], "looser"),
+        (Floors(), [_TRAEFIK, {"name": "q", "query": "up", "max": 1}], "free query"),
+    ],
+)
+def test_promotion_is_earned_only_on_trusted_platform_bounded_metrics(
+    floors: Floors, metrics: list, why: str | None
+) -> None:
+    got = promotion_untrusted(floors, metrics)
+    assert (got is None) if why is None else (got is not None and why in got)

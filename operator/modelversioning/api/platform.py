@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, field_validator
 
 from modelversioning.api.common import ApiModel, StatusModel, cel
-from modelversioning.api.modelendpoint import Toleration
+from modelversioning.api.modelendpoint import RequiredStage, Toleration
 from modelversioning.api.modelversion import STAGE_NAME
 from modelversioning.api.strategy import Source, Template
 from modelversioning.api.wire import API_VERSION, MODELPLATFORMPOLICY
@@ -43,10 +43,8 @@ class LabelSelector(ApiModel):
 
 
 class ServingFloor(ApiModel):
-    min_required_stage: str | None = Field(
+    min_required_stage: RequiredStage | None = Field(
         default=None,
-        max_length=32,
-        pattern=STAGE_NAME,
         description="Endpoints here serve only versions at this stage or beyond it (in the Model's stage "
         "order), whatever their requiredStage says.",
     )

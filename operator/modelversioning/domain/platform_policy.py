@@ -163,3 +163,53 @@ def _seconds(text: str | None) -> int:
     if not text:
         return 0
     return int(text[:-1]) * _UNIT[text[-1]]
+
+
+def effective_required_stage(requested: str, floors: Floors) -> str:
+    """The endpoint's requiredStage raised to the policies' floor (a tenant may be stricter only)."""
+    ranked = [s for s in (requested, *floors.min_required_stages) if s in _SERVING_RANK]
+    return max(ranked, key=_SERVING_RANK.__getitem__, default=requested)
+
+
+def endpoint_violations(
+    floors: Floors, hosts: Iterable[str], tolerations: Iterable[Mapping[str, Any]]
+) -> list[str]:
+    """What an endpoint's spec claims beyond the policies (hosts, tolerations); empty: nothing."""
+    out = [
+        f"host {h!r} is not allowed by policy {_names(floors)}" for h in hosts if not floors.host_allowed(h)
+    ]
+    for t in tolerations:
+        if not floors.toleration_allowed(t):
+            shown = ",".join(f"{k}={v}" for k, v in sorted(t.items()) if v is not None)
+            out.append(f"toleration {shown} is not allowed by policy {_names(floors)}")
+    return out
+
+
+def promotion_untrusted(floors: Floors, metrics: Iterable[Mapping[str, Any]]) -> str | None:
+    """Why these analysis metrics (wire form) cannot earn a promotion here (None: they can). Each must be
+    a built-in template (never a free query the endpoint's author wrote), read from a trusted source
+    (the canary's own runtime only when a policy trusts it), with a threshold no looser than the
+    policies' ceiling for its template."""
+    metrics = list(metrics)
+    if not metrics:
+        return "no metric was measured"
+    for m in metrics:
+        name = m.get("name", "?")
+        if m.get("query") is not None or m.get("template") is None:
+            return f"metric {name} is a free query: only built-in templates earn a promotion"
+        source = m.get("source") or "modelServer"
+        if source not in floors.trusted_sources:
+            trusted = ", ".join(sorted(floors.trusted_sources)) or "none"
+            return f"metric {name} reads {source}, not a trusted source ({trusted})"
+        ceiling = floors.promotion_ceilings.get(m["template"])
+        if ceiling is not None and (m.get("max") is None or m["max"] > ceiling):
+            tpl = m["template"]
+            return f"metric {name}'s max {m.get('max')} is looser than the policy's {ceiling} for {tpl}"
+    return None
+
+
+def _names(floors: Floors) -> str:
+    return ", ".join(floors.policies) or "(none)"
+
+
+_SERVING_RANK = {"candidate": 0, "staging": 1, "production": 2}
