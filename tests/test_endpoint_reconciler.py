@@ -22,7 +22,7 @@ from kubernetes.client.exceptions import ApiException
 from modelversioning import metrics
 from modelversioning.api import wire as R
 from modelversioning.api.settings import Serving, Settings
-from modelversioning.handlers.kube import Conflict, count_write
+from modelversioning.handlers.kube import Conflict, PreconditionFailed, count_write
 from modelversioning.handlers.modelendpoint import ModelEndpointReconciler
 from modelversioning.handlers.store import Store
 from modelversioning.handlers.workqueue import LOW, PRIORITY, Requeue
@@ -66,6 +66,7 @@ class FakeApi:
     def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
         key = (obj["kind"], obj["metadata"]["name"])
         self._check(obj)
+        self._precondition(key, obj["metadata"].get("uid"))
         self._wrote(("apply", *key))
         old = self.objects.get(key, {})
         merged = {**old, **copy.deepcopy(obj), "metadata": {**old.get("metadata", {}), **obj["metadata"]}}
@@ -80,7 +81,14 @@ class FakeApi:
             e.body = json.dumps({"message": f"{obj['kind']} {obj['metadata']['name']}: {msg}"})
             raise e
 
-    def delete(self, res: Any, namespace: str, name: str) -> bool:
+    def _precondition(self, key: tuple[str, str], uid: str | None) -> None:
+        """As the API server: a write naming a UID applies to that object only (Kube raises this)."""
+        have = self.objects.get(key, {}).get("metadata", {}).get("uid")
+        if uid is not None and have != uid:
+            raise PreconditionFailed(f"{key[0]} {key[1]} is no longer uid {uid}")
+
+    def delete(self, res: Any, namespace: str, name: str, uid: str | None = None) -> bool:
+        self._precondition((res.kind, name), uid)
         self._wrote(("delete", res.kind, name))
         return self.objects.pop((res.kind, name), None) is not None
 

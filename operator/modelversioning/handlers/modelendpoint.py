@@ -61,6 +61,7 @@ from modelversioning.handlers.kube import (
     SERVICE,
     Conflict,
     Kube,
+    PreconditionFailed,
     counting_writes,
 )
 from modelversioning.handlers.rollout import rollout_facts
@@ -213,17 +214,18 @@ class ModelEndpointReconciler:
         # each object read once per reconcile (a read unpickles a copy; the pinned slot and version
         # are usually the desired ones)
         versions: dict[str, tuple[Any, Any, Any]] = {}
-        deployments: dict[str, dict[str, Any] | None] = {}
+        states: dict[str, SlotFacts] = {}
 
         def version(name: str) -> tuple[Any, Any, Any]:
             if name not in versions:
                 versions[name] = self._version(ns, name)
             return versions[name]
 
-        def deployment(slot: str) -> dict[str, Any] | None:
-            if slot not in deployments:
-                deployments[slot] = self.store.get("Deployment", ns, slot)
-            return deployments[slot]
+        def state(slot: str) -> SlotFacts:  # ours only with both children under our controller ref
+            if slot not in states:
+                dep, svc = self.store.get("Deployment", ns, slot), self.store.get("Service", ns, slot)
+                states[slot] = parse.slot_state(ref.uid, slot, dep, svc)
+            return states[slot]
 
         for v in spec.variants:
             mv_name = expected_name(spec.model, v.version)
@@ -233,19 +235,14 @@ class ModelEndpointReconciler:
                 dep = render_deployment(
                     ref, spec, v, mv_spec, self.settings.serving, policy=self.settings.artifacts
                 )
-                slot = dep["metadata"]["name"]
-                live = deployment(slot)
-                taken = parse.taken(ref.uid, live) or parse.taken(
-                    ref.uid, self.store.get("Service", ns, slot)
-                )
-                if taken:
-                    conflicts[v.name] = taken
+                desired = state(dep["metadata"]["name"])
+                if desired.conflict:
+                    conflicts[v.name] = desired.conflict
                 slots[v.name] = (dep, render_service(dep, spec.port))
-                desired = deployment_state(live) if live is not None else SlotFacts(slot)
             pin = parse.pin((old.get(v.name) or {}).get("serving"))
             pinned = pinned_mv = None
             if pin is not None:
-                pinned = deployment_state(deployment(pin.slot))
+                pinned = state(pin.slot)
                 pinned_mv = version(expected_name(spec.model, pin.version))[0]
             acc = accepted.get(v.name)
             accept = mv is not None and acc is not None and mv.digest.startswith(acc)
@@ -332,6 +329,9 @@ class ModelEndpointReconciler:
             try:
                 self._write(dep)
                 self._write(svc)
+            except PreconditionFailed as e:  # gone or re-created since gather: decided again on retry
+                errors[d.name] = ApiError(R.CHILD_APPLY_RETRYING, str(e), transient=True)
+                retry = e
             except Conflict as e:
                 errors[d.name] = ApiError(
                     R.CHILD_CONFLICT, f"{e}: an object of that name exists and is not ours"
@@ -342,14 +342,26 @@ class ModelEndpointReconciler:
                     retry = e
         route_error, route_msg, route_retry = self._route(g, plan)
         retry = retry or route_retry
-        deleted = []
-        for slot in plan.delete:
-            log.info("deleting drained slot %s/%s", g.ref.namespace, slot)
-            for res in (DEPLOYMENT, SERVICE):
-                self.kube.delete(res, g.ref.namespace, slot)
-                self.store.delete(res.kind, g.ref.namespace, slot)
-            deleted.append(slot)
+        deleted = [slot for slot in plan.delete if self.delete_slot(g.ref, slot)]
         return Outcome(errors, route_error, route_msg, tuple(deleted)), retry
+
+    def delete_slot(self, ref: EndpointRef, slot: str) -> bool:
+        """Delete a slot's Deployment and Service: only the objects we control, by UID (a Service of
+        the slot's name that someone else made is left alone). False: one of them changed hands."""
+        log.info("deleting drained slot %s/%s", ref.namespace, slot)
+        done = True
+        for res in (DEPLOYMENT, SERVICE):
+            obj = self.store.get(res.kind, ref.namespace, slot)
+            if obj is None or parse.taken(ref.uid, obj):
+                continue  # gone already, or not ours
+            try:
+                self.kube.delete(res, ref.namespace, slot, str(obj["metadata"].get("uid") or "") or None)
+            except PreconditionFailed as e:
+                log.warning("%s; not deleted", e)
+                done = False
+                continue
+            self.store.delete(res.kind, ref.namespace, slot)
+        return done
 
     def _route(self, g: Gathered, plan: Plan) -> tuple[ApiError | None, str, Exception | None]:
         """Write the route if the plan says so; delete routes of other routers.
@@ -397,6 +409,8 @@ class ModelEndpointReconciler:
             return False, ApiError(R.CHILD_CONFLICT, f"{taken}; the route is not written"), None
         try:
             return self._write(desired), None, None
+        except PreconditionFailed as e:  # deleted (maybe re-created) since gather: decided again on retry
+            return False, ApiError(R.CHILD_APPLY_RETRYING, str(e), transient=True), e
         except Conflict:
             msg = f"{desired['kind']} {md['name']} already exists and is not ours; the route is not written"
             return False, ApiError(R.CHILD_CONFLICT, msg), None
@@ -416,7 +430,9 @@ class ModelEndpointReconciler:
         else:
             log.info("%s %s/%s drifted (%s); applying", desired["kind"], md["namespace"], md["name"],
                      ", ".join(diff(desired, actual)[:5]))  # fmt: skip
-            written = self.kube.apply(desired)
+            # on the object we observed only (its UID): one deleted and re-created meanwhile is not ours
+            uid = (actual.get("metadata") or {}).get("uid")
+            written = self.kube.apply({**desired, "metadata": {**md, "uid": uid}} if uid else desired)
         self.store.upsert(desired["kind"], written, observed=False)  # read-your-writes, not yet observed
         return True
 
