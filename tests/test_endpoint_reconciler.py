@@ -88,7 +88,8 @@ class FakeApi:
             raise PreconditionFailed(f"{key[0]} {key[1]} is no longer uid {uid}")
 
     def delete(self, res: Any, namespace: str, name: str, uid: str | None = None) -> bool:
-        self._precondition((res.kind, name), uid)
+        if (res.kind, name) in self.objects:  # as the API server: a missing object is a 404 first
+            self._precondition((res.kind, name), uid)
         self._wrote(("delete", res.kind, name))
         return self.objects.pop((res.kind, name), None) is not None
 
@@ -106,6 +107,17 @@ class FakeApi:
         body["metadata"].setdefault("annotations", {}).update(annotations)
         body["metadata"]["resourceVersion"] = str(next(_rv))
         return body
+
+    def set_finalizers(self, res: Any, namespace: str, name: str, finalizers: list[str], rv: str) -> Any:
+        self._wrote(("finalizers", res.kind, name))
+        obj = self.objects[(res.kind, name)]
+        if obj["metadata"]["resourceVersion"] != rv:
+            raise Conflict(f"PATCH {res.kind} {name}: conflict")
+        obj["metadata"]["finalizers"] = list(finalizers)
+        obj["metadata"]["resourceVersion"] = str(next(_rv))
+        if not finalizers and obj["metadata"].get("deletionTimestamp"):
+            del self.objects[(res.kind, name)]  # the last finalizer went: the object is gone
+        return copy.deepcopy(obj)
 
     def event(self, involved: dict[str, Any], type_: str, reason: str, message: str) -> None:
         count_write()
@@ -179,6 +191,8 @@ class World:
         if old is not None:
             body["status"] = old.get("status", {})
             body["metadata"]["generation"] = old["metadata"]["generation"] + 1
+            if "finalizers" in old["metadata"]:
+                body["metadata"]["finalizers"] = old["metadata"]["finalizers"]
         self.api.objects[key] = body
         self.store.upsert("ModelEndpoint", copy.deepcopy(body))
 

@@ -251,9 +251,14 @@ class Kube:
 
     def set_finalizers(
         self, res: Resource, namespace: str, name: str, finalizers: list[str], resource_version: str
-    ) -> None:
+    ) -> dict[str, Any]:
+        """Merge-patch metadata.finalizers (all of them), checked against `resource_version`; returns
+        the object as written."""
         body = {"metadata": {"finalizers": finalizers, "resourceVersion": resource_version}}
-        self._call("PATCH", res.path(namespace, name), body, content_type="application/merge-patch+json")
+        out: dict[str, Any] = self._call(
+            "PATCH", res.path(namespace, name), body, content_type="application/merge-patch+json"
+        )
+        return out
 
     def annotate(
         self, res: Resource, namespace: str, name: str, annotations: dict[str, str | None]

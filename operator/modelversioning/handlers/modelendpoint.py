@@ -34,6 +34,7 @@ from modelversioning.api.wire import PROMOTION_ANNOTATION, ROLLOUT_RECORD_ANNOTA
 from modelversioning.domain import conditions as cond
 from modelversioning.domain import endpoint_plan, endpoint_status
 from modelversioning.domain.conditions import TRUE
+from modelversioning.domain.endpoint_delete import decide_deletion
 from modelversioning.domain.endpoint_facts import (
     ApiError,
     EndpointFacts,
@@ -48,17 +49,16 @@ from modelversioning.domain.endpoint_plan import Plan
 from modelversioning.domain.endpoint_rollout import RolloutRecord
 from modelversioning.domain.endpoint_status import EndpointStatus
 from modelversioning.domain.timestamps import epoch
+from modelversioning.handlers import endpoint_delete as deletion
 from modelversioning.handlers import endpoint_parse as parse
 from modelversioning.handlers import platform
 from modelversioning.handlers.drift import diff, status_changed
 from modelversioning.handlers.endpoint_parse import deployment_state
 from modelversioning.handlers.instrument import instrumented
 from modelversioning.handlers.kube import (
-    DEPLOYMENT,
     MODELENDPOINT,
     MODELVERSION,
     ROUTE_RESOURCES,
-    SERVICE,
     Conflict,
     Kube,
     PreconditionFailed,
@@ -125,9 +125,13 @@ class ModelEndpointReconciler:
     def _reconcile(self, namespace: str, name: str) -> bool:
         """True: a steady state reached without anything time-based (no rollout, no requeue)."""
         body = self.store.get(KIND, namespace, name)
-        if body is None or body["metadata"].get("deletionTimestamp"):
+        if body is None:
             metrics.forget_endpoint(namespace, name)
-            return False  # children are garbage-collected through their owner references
+            return False
+        if body["metadata"].get("deletionTimestamp"):
+            self._delete(body)  # route first, then the slots after the drain grace
+            return False
+        deletion.ensure_finalizer(self.kube, self.store, body)
         status: dict[str, Any] = dict(body.get("status") or {})
         try:
             spec = ModelEndpointSpec.model_validate(body.get("spec") or {})
@@ -147,6 +151,15 @@ class ModelEndpointReconciler:
         if plan.requeue_after:
             raise Requeue(plan.requeue_after, "draining or rolling out")
         return plan.rollout is None
+
+    def _delete(self, body: dict[str, Any]) -> None:
+        """A deleted endpoint: gather -> decide_deletion -> act (handlers.endpoint_delete)."""
+        md = body["metadata"]
+        facts = deletion.gather(self.store, self.settings, body, self.clock())
+        after = deletion.act(self.kube, self.store, body, decide_deletion(facts))
+        if after:
+            raise Requeue(after, "deleting: route first, then the slots")
+        metrics.forget_endpoint(md["namespace"], md["name"])
 
     # ------------------------------------------------------------------------------------ gather
     def gather(self, body: dict[str, Any], spec: ModelEndpointSpec) -> Gathered:
@@ -342,26 +355,8 @@ class ModelEndpointReconciler:
                     retry = e
         route_error, route_msg, route_retry = self._route(g, plan)
         retry = retry or route_retry
-        deleted = [slot for slot in plan.delete if self.delete_slot(g.ref, slot)]
+        deleted = [slot for slot in plan.delete if deletion.delete_slot(self.kube, self.store, g.ref, slot)]
         return Outcome(errors, route_error, route_msg, tuple(deleted)), retry
-
-    def delete_slot(self, ref: EndpointRef, slot: str) -> bool:
-        """Delete a slot's Deployment and Service: only the objects we control, by UID (a Service of
-        the slot's name that someone else made is left alone). False: one of them changed hands."""
-        log.info("deleting drained slot %s/%s", ref.namespace, slot)
-        done = True
-        for res in (DEPLOYMENT, SERVICE):
-            obj = self.store.get(res.kind, ref.namespace, slot)
-            if obj is None or parse.taken(ref.uid, obj):
-                continue  # gone already, or not ours
-            try:
-                self.kube.delete(res, ref.namespace, slot, str(obj["metadata"].get("uid") or "") or None)
-            except PreconditionFailed as e:
-                log.warning("%s; not deleted", e)
-                done = False
-                continue
-            self.store.delete(res.kind, ref.namespace, slot)
-        return done
 
     def _route(self, g: Gathered, plan: Plan) -> tuple[ApiError | None, str, Exception | None]:
         """Write the route if the plan says so; delete routes of other routers.
