@@ -462,6 +462,7 @@ def test_chart_rbac_is_sufficient_and_minimal(
             ("patch", "modelendpoints", "status"),
             ("patch", "modelversions", "status"),
             ("patch", "modelversions", None),  # the in-use finalizer
+            ("patch", "modelendpoints", None),  # the drain finalizer
             ("get", "secrets", None),
             ("create", "events", None),
         ]
@@ -485,6 +486,7 @@ def test_chart_rbac_is_sufficient_and_minimal(
             ("get", "secrets", *ns),
             ("patch", "modelversions.modelversioning.io", *ns),
             ("patch", "modelendpoints.modelversioning.io", "--subresource=status", *ns),
+            ("patch", "modelendpoints.modelversioning.io", *ns),  # its finalizer only
             ("delete", "deployments.apps", *ns),
             ("create", "events", *ns),
             ("create", "virtualservices.networking.istio.io", *ns),
@@ -498,7 +500,6 @@ def test_chart_rbac_is_sufficient_and_minimal(
             ("create", "secrets", *ns),
             ("delete", "modelversions.modelversioning.io", *ns),
             ("update", "modelversions.modelversioning.io", *ns),
-            ("patch", "modelendpoints.modelversioning.io", *ns),
             ("update", "modelendpoints.modelversioning.io", *ns),
             ("delete", "modelendpoints.modelversioning.io", *ns),
             ("create", "pods", *ns),

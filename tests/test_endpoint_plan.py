@@ -23,8 +23,9 @@ def mv(version: str = "2.3.8", *, digest: str = OLD, uid: str = "uid-1", verifie
 
 
 def slot(name: str, available: bool = True, replicas: int = 1) -> P.SlotFacts:
-    return P.SlotFacts(name, True, available, replicas if available else 0, replicas,
-                       "Deployment is available" if available else "0/1 replicas available")  # fmt: skip
+    """A slot whose Deployment and Service both carry the endpoint's controller reference."""
+    why = "Deployment is available" if available else "0/1 replicas available"
+    return P.SlotFacts(name, True, available, replicas if available else 0, replicas, why, ours=True)
 
 
 def pin(version: str = "2.3.8", slot_: str = "ep-stable-old", digest: str = OLD, uid: str = "uid-1") -> P.Pin:
@@ -382,7 +383,7 @@ def test_removed_variant_slot_is_drained_not_kept() -> None:
 
 
 def test_scaling_up_the_serving_slot_keeps_its_traffic() -> None:
-    scaling = P.SlotFacts("ep-s", True, False, 1, 3, "1/3 replicas available")
+    scaling = P.SlotFacts("ep-s", True, False, 1, 3, "1/3 replicas available", ours=True)
     v = variant(replicas=3, desired=scaling, pin=pin(slot_="ep-s"), pinned=scaling)
     plan = P.decide(facts(v, previous_weights={"stable": 100}, routed={"ep-s": 100}))
     assert plan.decision("stable").eligible and [x.slot for x in plan.destinations] == ["ep-s"]
@@ -390,7 +391,7 @@ def test_scaling_up_the_serving_slot_keeps_its_traffic() -> None:
     fresh = variant(replicas=3, desired=scaling)
     assert not P.decide(facts(fresh)).decision("stable").eligible
     # and a serving slot with no ready pod at all is not eligible either
-    down = P.SlotFacts("ep-s", True, False, 0, 3, "0/3 replicas available")
+    down = P.SlotFacts("ep-s", True, False, 0, 3, "0/3 replicas available", ours=True)
     dead = variant(replicas=3, desired=down, pin=pin(slot_="ep-s"), pinned=down)
     assert not P.decide(facts(dead, routed={"ep-s": 100})).decision("stable").eligible
 
@@ -429,7 +430,7 @@ def test_the_routers_capabilities_decide_not_its_name() -> None:
 def test_replicas_follow_the_share_and_the_share_waits_for_the_pods() -> None:
     stable = variant(weight=90, replicas=10, desired=slot("ep-s", replicas=10), pin=pin(slot_="ep-s"),
                      pinned=slot("ep-s", replicas=10))  # fmt: skip
-    small = P.SlotFacts("ep-c", True, True, 1, 1, "Deployment is available")
+    small = P.SlotFacts("ep-c", True, True, 1, 1, "Deployment is available", ours=True)
     canary = replace(variant("canary", "2.4.1", 10, mv=mv("2.4.1"), desired=small, pin=pin("2.4.1", "ep-c"),
                              pinned=small), replicas=10, min_replicas=1)  # fmt: skip
     f = facts(stable, canary, previous_weights={"stable": 100, "canary": 0})
@@ -442,7 +443,7 @@ def test_replicas_follow_the_share_and_the_share_waits_for_the_pods() -> None:
                             previous_weights={"stable": 90, "canary": 10}))  # fmt: skip
     assert plan.decision("canary").replicas == 5 and plan.weights == {"stable": 90, "canary": 10}
     assert plan.decision("canary").reason == R.SCALING_UP
-    ready5 = P.SlotFacts("ep-c", True, True, 5, 5, "Deployment is available")
+    ready5 = P.SlotFacts("ep-c", True, True, 5, 5, "Deployment is available", ours=True)
     ready_half = replace(half, desired=ready5, pinned=ready5)
     plan = P.decide(replace(f, variants=(replace(stable, weight=50), ready_half),
                             previous_weights={"stable": 90, "canary": 10}))  # fmt: skip

@@ -22,7 +22,7 @@ from kubernetes.client.exceptions import ApiException
 from modelversioning import metrics
 from modelversioning.api import wire as R
 from modelversioning.api.settings import Serving, Settings
-from modelversioning.handlers.kube import Conflict, count_write
+from modelversioning.handlers.kube import Conflict, PreconditionFailed, count_write
 from modelversioning.handlers.modelendpoint import ModelEndpointReconciler
 from modelversioning.handlers.store import Store
 from modelversioning.handlers.workqueue import LOW, PRIORITY, Requeue
@@ -66,6 +66,7 @@ class FakeApi:
     def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
         key = (obj["kind"], obj["metadata"]["name"])
         self._check(obj)
+        self._precondition(key, obj["metadata"].get("uid"))
         self._wrote(("apply", *key))
         old = self.objects.get(key, {})
         merged = {**old, **copy.deepcopy(obj), "metadata": {**old.get("metadata", {}), **obj["metadata"]}}
@@ -80,7 +81,15 @@ class FakeApi:
             e.body = json.dumps({"message": f"{obj['kind']} {obj['metadata']['name']}: {msg}"})
             raise e
 
-    def delete(self, res: Any, namespace: str, name: str) -> bool:
+    def _precondition(self, key: tuple[str, str], uid: str | None) -> None:
+        """As the API server: a write naming a UID applies to that object only (Kube raises this)."""
+        have = self.objects.get(key, {}).get("metadata", {}).get("uid")
+        if uid is not None and have != uid:
+            raise PreconditionFailed(f"{key[0]} {key[1]} is no longer uid {uid}")
+
+    def delete(self, res: Any, namespace: str, name: str, uid: str | None = None) -> bool:
+        if (res.kind, name) in self.objects:  # as the API server: a missing object is a 404 first
+            self._precondition((res.kind, name), uid)
         self._wrote(("delete", res.kind, name))
         return self.objects.pop((res.kind, name), None) is not None
 
@@ -98,6 +107,17 @@ class FakeApi:
         body["metadata"].setdefault("annotations", {}).update(annotations)
         body["metadata"]["resourceVersion"] = str(next(_rv))
         return body
+
+    def set_finalizers(self, res: Any, namespace: str, name: str, finalizers: list[str], rv: str) -> Any:
+        self._wrote(("finalizers", res.kind, name))
+        obj = self.objects[(res.kind, name)]
+        if obj["metadata"]["resourceVersion"] != rv:
+            raise Conflict(f"PATCH {res.kind} {name}: conflict")
+        obj["metadata"]["finalizers"] = list(finalizers)
+        obj["metadata"]["resourceVersion"] = str(next(_rv))
+        if not finalizers and obj["metadata"].get("deletionTimestamp"):
+            del self.objects[(res.kind, name)]  # the last finalizer went: the object is gone
+        return copy.deepcopy(obj)
 
     def event(self, involved: dict[str, Any], type_: str, reason: str, message: str) -> None:
         count_write()
@@ -171,6 +191,8 @@ class World:
         if old is not None:
             body["status"] = old.get("status", {})
             body["metadata"]["generation"] = old["metadata"]["generation"] + 1
+            if "finalizers" in old["metadata"]:
+                body["metadata"]["finalizers"] = old["metadata"]["finalizers"]
         self.api.objects[key] = body
         self.store.upsert("ModelEndpoint", copy.deepcopy(body))
 

@@ -166,9 +166,14 @@ yet is authorized as `create`, hence create + patch.
 - apiGroups: [modelversioning.io]
   resources: [modelversions]
   verbs: [list, watch, patch]
-# ModelEndpoints, Models and ModelApprovals: watched only; the operator never writes a user's spec.
+# ModelEndpoints: watched, and patched for one thing only, the operator's own finalizer
+# (modelversioning.io/drain: a deletion removes the route first, then the slots after the drain grace);
+# the operator never writes a user's spec. Models and ModelApprovals: watched only.
 - apiGroups: [modelversioning.io]
-  resources: [modelendpoints, models, modelapprovals]
+  resources: [modelendpoints]
+  verbs: [list, watch, patch]
+- apiGroups: [modelversioning.io]
+  resources: [models, modelapprovals]
   verbs: [list, watch]
 # Status is written once per reconcile with a merge patch.
 - apiGroups: [modelversioning.io]

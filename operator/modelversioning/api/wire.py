@@ -128,6 +128,9 @@ MANAGED_BY = "modelversioning-operator"  # value of LABEL_MANAGED_BY on every ch
 
 # ------------------------------------------------------------------------------------ finalizers
 IN_USE_FINALIZER = f"{GROUP}/in-use"  # on a ModelVersion an endpoint variant serves
+# On a ModelEndpoint: its deletion removes the route first, waits for the drain grace, then deletes
+# the slots (domain.endpoint_delete); without it, garbage collection takes route and slots at once.
+DRAIN_FINALIZER = f"{GROUP}/drain"
 
 # ------------------------------------------------------------------------------- response headers
 HEADER_MODEL = "x-model-name"

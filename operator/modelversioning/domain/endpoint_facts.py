@@ -29,7 +29,13 @@ class VersionFacts:
 
 @dataclass(frozen=True)
 class SlotFacts:
-    """A slot's Deployment as observed (exists=False: not created yet)."""
+    """A slot's Deployment as observed (exists=False: not created yet), and whether the slot is ours.
+
+    A slot takes traffic only when ``ours``: its Deployment AND its Service both exist and carry this
+    endpoint's controller ownerReference (controller: true, uid == the endpoint's). The route sends
+    traffic to the Service of the slot's name, so a Service (or a Deployment behind it) that someone
+    else made with that name is never routed to, however ready its pods look (``conflict`` says whose
+    it is)."""
 
     name: str
     exists: bool = False
@@ -37,6 +43,8 @@ class SlotFacts:
     ready_replicas: int = 0
     replicas: int = 0  # spec.replicas of the live Deployment
     why: str = "Deployment not created yet"
+    ours: bool = False  # Deployment and Service both exist with this endpoint's controller reference
+    conflict: str = ""  # a Deployment or Service of the slot's name not controlled by us: which, whose
 
 
 @dataclass(frozen=True)

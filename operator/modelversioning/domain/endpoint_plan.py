@@ -15,7 +15,9 @@ Available), then moves in one route write. A slot nothing routes to any more is 
 the routes observed through the watch no longer point at it, plus a grace period.
 
 First promise: a destination in the plan is always a slot that is eligible now, or the pinned
-slot that was eligible when it was pinned and still runs the same verified digest; when no
+slot that was eligible when it was pinned and still runs the same verified digest; only a slot whose
+Deployment and Service both carry this endpoint's controller reference is ever a destination (a
+Deployment or Service someone else made with the slot's name is a ChildConflict); when no
 variant is eligible the route is left exactly as it is. A rollout's step weights only replace the
 declared weights: they never make a variant eligible (the one bounded exception, a canary one stage
 below requiredStage under an analysis with maxWeightBelowStage, is ``below_ok``).
@@ -141,7 +143,7 @@ def _pinned_still_good(v: VariantFacts, need: Stage) -> tuple[bool, str]:
         return False, "no previous slot"
     if v.desired is not None and slot.name == v.desired.name:
         return False, "the pinned slot is the desired one"
-    if not slot.available:
+    if not slot.available or not slot.ours:  # a foreign (re-created) child is never routed to
         return False, f"previous slot {pin.slot}: {slot.why}"
     mv = v.pinned_mv
     if mv is not None and (mv.uid, mv.digest) == (pin.uid, pin.digest):
@@ -157,7 +159,7 @@ def _still_serving(v: VariantFacts) -> bool:
     """The desired slot is the one already serving this variant and has ready pods: a scale-up (or one
     pod restarting) is not a reason to take its traffic away. A new slot needs all its replicas."""
     d = v.desired
-    return d is not None and v.pin is not None and v.pin.slot == d.name and d.exists and d.ready_replicas > 0
+    return d is not None and v.pin is not None and v.pin.slot == d.name and d.ours and d.ready_replicas > 0
 
 
 def _desired_status(v: VariantFacts, need: Stage) -> tuple[bool, str, str]:
@@ -177,6 +179,8 @@ def _desired_status(v: VariantFacts, need: Stage) -> tuple[bool, str, str]:
         )
     if v.desired is None:
         return False, R.INVALID_SPEC, f"{mv.name} cannot be rendered"
+    if v.desired.conflict:
+        return False, R.CHILD_CONFLICT, v.desired.why
     if not mv.verified:
         reason = R.DIGEST_MISMATCH if mv.verify_reason == "DigestMismatch" else R.ARTIFACT_NOT_VERIFIED
         return False, reason, f"{mv.name}: ArtifactVerified is not True ({mv.verify_reason or 'pending'})"
@@ -184,7 +188,7 @@ def _desired_status(v: VariantFacts, need: Stage) -> tuple[bool, str, str]:
         return False, R.STAGE_NOT_REACHED, f"{mv.name} is {mv.stage or 'unknown'}; needs {need}"
     if v.replicas == 0:
         return False, R.SCALED_TO_ZERO, "variant has 0 replicas"
-    if not v.desired.available and not _still_serving(v):
+    if not (v.desired.available and v.desired.ours) and not _still_serving(v):
         return False, R.DEPLOYMENT_NOT_AVAILABLE, v.desired.why
     return True, R.ELIGIBLE, f"{mv.name} verified, {mv.stage}, available"
 

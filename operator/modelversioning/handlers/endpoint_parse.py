@@ -4,6 +4,7 @@ cache reads, no writes). The reconciler (handlers.modelendpoint) reads the cache
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any
 
 from kubernetes.client.exceptions import ApiException
@@ -36,6 +37,21 @@ def deployment_state(dep: dict[str, Any] | None) -> SlotFacts:
     if not cond.is_true(st.get("conditions"), "Available"):
         return state(False, "Deployment is not Available")
     return state(True, "Deployment is available")
+
+
+def slot_state(uid: str, name: str, dep: dict[str, Any] | None, svc: dict[str, Any] | None) -> SlotFacts:
+    """A slot as observed: its Deployment's state, ``ours`` only when the Deployment and the Service
+    both exist with this endpoint's controller reference, and ``conflict`` when either one of the
+    slot's name is someone else's (then nothing of it counts: no readiness, no replicas)."""
+    conflict = taken(uid, dep) or taken(uid, svc)
+    if conflict:
+        return SlotFacts(name, True, False, 0, 0, f"{conflict}; it is never routed to", False, conflict)
+    if dep is None:
+        return SlotFacts(name)
+    state = replace(deployment_state(dep), ours=svc is not None)
+    if svc is None:
+        return replace(state, why=f"{state.why}; Service {name} not created yet")
+    return state
 
 
 def pin(raw: Any) -> Pin | None:

@@ -77,6 +77,13 @@ class Conflict(Exception):
     pass
 
 
+class PreconditionFailed(Conflict):
+    """A write carried the UID of the object we observed (metadata.uid in an apply, or a delete's
+    preconditions.uid) and the object of that name is gone or is another one now: deleted, and maybe
+    re-created by someone else, since the watch showed it to us. Never written over; the reconcile
+    retries (ChildApplyRetrying) and decides again from what the watch shows next."""
+
+
 # Writes (requests other than GET, and Events) made in this context since counting_writes() began.
 _WRITES: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar("kube_writes", default=None)
 
@@ -174,22 +181,45 @@ class Kube:
 
     def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
         """Server-side apply of an object we control (the caller checked our controller reference);
-        forced, so a hand edit of a field we set is put back."""
+        forced, so a hand edit of a field we set is put back. With metadata.uid (the UID of the object
+        we observed as ours) the write is conditional: the API server refuses it when the object is
+        gone (409: no object of that UID to apply to) or is another object now (422: metadata.uid is
+        immutable); both raise PreconditionFailed, so a child deleted and re-created by someone else
+        between gather and act is never taken over."""
         res = resource_of(obj["kind"])
         md = obj["metadata"]
-        out = self._call(
-            "PATCH",
-            res.path(md["namespace"], md["name"]),
-            obj,
-            content_type="application/apply-patch+yaml",
-            query=[("fieldManager", FIELD_MANAGER), ("force", "true")],
-        )
+        uid = md.get("uid")
+        try:
+            out = self._call(
+                "PATCH",
+                res.path(md["namespace"], md["name"]),
+                obj,
+                content_type="application/apply-patch+yaml",
+                query=[("fieldManager", FIELD_MANAGER), ("force", "true")],
+            )
+        except Conflict as e:
+            if uid:
+                raise PreconditionFailed(f"{obj['kind']} {md['name']} (uid {uid}) is gone: {e}") from e
+            raise
+        except ApiException as e:
+            if uid and e.status == 422 and "metadata.uid" in str(e.body or ""):
+                raise PreconditionFailed(f"{obj['kind']} {md['name']} is no longer uid {uid}") from e
+            raise
         metrics.CHILD_WRITES.labels(obj["kind"], "apply").inc()
         return dict(out)
 
-    def delete(self, res: Resource, namespace: str, name: str) -> bool:
+    def delete(self, res: Resource, namespace: str, name: str, uid: str | None = None) -> bool:
+        """DELETE (background propagation); with `uid`, only that object (preconditions.uid: an object
+        re-created under the name by someone else meanwhile is left alone, PreconditionFailed)."""
+        body: dict[str, Any] = {"propagationPolicy": "Background"}
+        if uid:
+            body["preconditions"] = {"uid": uid}
         try:
-            self._call("DELETE", res.path(namespace, name), {"propagationPolicy": "Background"})
+            self._call("DELETE", res.path(namespace, name), body)
+        except Conflict as e:
+            if uid:
+                raise PreconditionFailed(f"{res.kind} {name} is no longer uid {uid}") from e
+            raise
         except ApiException as e:
             if e.status == 404:
                 return False
@@ -221,9 +251,14 @@ class Kube:
 
     def set_finalizers(
         self, res: Resource, namespace: str, name: str, finalizers: list[str], resource_version: str
-    ) -> None:
+    ) -> dict[str, Any]:
+        """Merge-patch metadata.finalizers (all of them), checked against `resource_version`; returns
+        the object as written."""
         body = {"metadata": {"finalizers": finalizers, "resourceVersion": resource_version}}
-        self._call("PATCH", res.path(namespace, name), body, content_type="application/merge-patch+json")
+        out: dict[str, Any] = self._call(
+            "PATCH", res.path(namespace, name), body, content_type="application/merge-patch+json"
+        )
+        return out
 
     def annotate(
         self, res: Resource, namespace: str, name: str, annotations: dict[str, str | None]

@@ -34,6 +34,7 @@ from modelversioning.api.wire import PROMOTION_ANNOTATION, ROLLOUT_RECORD_ANNOTA
 from modelversioning.domain import conditions as cond
 from modelversioning.domain import endpoint_plan, endpoint_status
 from modelversioning.domain.conditions import TRUE
+from modelversioning.domain.endpoint_delete import decide_deletion
 from modelversioning.domain.endpoint_facts import (
     ApiError,
     EndpointFacts,
@@ -48,19 +49,19 @@ from modelversioning.domain.endpoint_plan import Plan
 from modelversioning.domain.endpoint_rollout import RolloutRecord
 from modelversioning.domain.endpoint_status import EndpointStatus
 from modelversioning.domain.timestamps import epoch
+from modelversioning.handlers import endpoint_delete as deletion
 from modelversioning.handlers import endpoint_parse as parse
 from modelversioning.handlers import platform
 from modelversioning.handlers.drift import diff, status_changed
 from modelversioning.handlers.endpoint_parse import deployment_state
 from modelversioning.handlers.instrument import instrumented
 from modelversioning.handlers.kube import (
-    DEPLOYMENT,
     MODELENDPOINT,
     MODELVERSION,
     ROUTE_RESOURCES,
-    SERVICE,
     Conflict,
     Kube,
+    PreconditionFailed,
     counting_writes,
 )
 from modelversioning.handlers.rollout import rollout_facts
@@ -124,9 +125,13 @@ class ModelEndpointReconciler:
     def _reconcile(self, namespace: str, name: str) -> bool:
         """True: a steady state reached without anything time-based (no rollout, no requeue)."""
         body = self.store.get(KIND, namespace, name)
-        if body is None or body["metadata"].get("deletionTimestamp"):
+        if body is None:
             metrics.forget_endpoint(namespace, name)
-            return False  # children are garbage-collected through their owner references
+            return False
+        if body["metadata"].get("deletionTimestamp"):
+            self._delete(body)  # route first, then the slots after the drain grace
+            return False
+        deletion.ensure_finalizer(self.kube, self.store, body)
         status: dict[str, Any] = dict(body.get("status") or {})
         try:
             spec = ModelEndpointSpec.model_validate(body.get("spec") or {})
@@ -146,6 +151,15 @@ class ModelEndpointReconciler:
         if plan.requeue_after:
             raise Requeue(plan.requeue_after, "draining or rolling out")
         return plan.rollout is None
+
+    def _delete(self, body: dict[str, Any]) -> None:
+        """A deleted endpoint: gather -> decide_deletion -> act (handlers.endpoint_delete)."""
+        md = body["metadata"]
+        facts = deletion.gather(self.store, self.settings, body, self.clock())
+        after = deletion.act(self.kube, self.store, body, decide_deletion(facts))
+        if after:
+            raise Requeue(after, "deleting: route first, then the slots")
+        metrics.forget_endpoint(md["namespace"], md["name"])
 
     # ------------------------------------------------------------------------------------ gather
     def gather(self, body: dict[str, Any], spec: ModelEndpointSpec) -> Gathered:
@@ -213,17 +227,18 @@ class ModelEndpointReconciler:
         # each object read once per reconcile (a read unpickles a copy; the pinned slot and version
         # are usually the desired ones)
         versions: dict[str, tuple[Any, Any, Any]] = {}
-        deployments: dict[str, dict[str, Any] | None] = {}
+        states: dict[str, SlotFacts] = {}
 
         def version(name: str) -> tuple[Any, Any, Any]:
             if name not in versions:
                 versions[name] = self._version(ns, name)
             return versions[name]
 
-        def deployment(slot: str) -> dict[str, Any] | None:
-            if slot not in deployments:
-                deployments[slot] = self.store.get("Deployment", ns, slot)
-            return deployments[slot]
+        def state(slot: str) -> SlotFacts:  # ours only with both children under our controller ref
+            if slot not in states:
+                dep, svc = self.store.get("Deployment", ns, slot), self.store.get("Service", ns, slot)
+                states[slot] = parse.slot_state(ref.uid, slot, dep, svc)
+            return states[slot]
 
         for v in spec.variants:
             mv_name = expected_name(spec.model, v.version)
@@ -233,19 +248,14 @@ class ModelEndpointReconciler:
                 dep = render_deployment(
                     ref, spec, v, mv_spec, self.settings.serving, policy=self.settings.artifacts
                 )
-                slot = dep["metadata"]["name"]
-                live = deployment(slot)
-                taken = parse.taken(ref.uid, live) or parse.taken(
-                    ref.uid, self.store.get("Service", ns, slot)
-                )
-                if taken:
-                    conflicts[v.name] = taken
+                desired = state(dep["metadata"]["name"])
+                if desired.conflict:
+                    conflicts[v.name] = desired.conflict
                 slots[v.name] = (dep, render_service(dep, spec.port))
-                desired = deployment_state(live) if live is not None else SlotFacts(slot)
             pin = parse.pin((old.get(v.name) or {}).get("serving"))
             pinned = pinned_mv = None
             if pin is not None:
-                pinned = deployment_state(deployment(pin.slot))
+                pinned = state(pin.slot)
                 pinned_mv = version(expected_name(spec.model, pin.version))[0]
             acc = accepted.get(v.name)
             accept = mv is not None and acc is not None and mv.digest.startswith(acc)
@@ -332,6 +342,9 @@ class ModelEndpointReconciler:
             try:
                 self._write(dep)
                 self._write(svc)
+            except PreconditionFailed as e:  # gone or re-created since gather: decided again on retry
+                errors[d.name] = ApiError(R.CHILD_APPLY_RETRYING, str(e), transient=True)
+                retry = e
             except Conflict as e:
                 errors[d.name] = ApiError(
                     R.CHILD_CONFLICT, f"{e}: an object of that name exists and is not ours"
@@ -342,13 +355,7 @@ class ModelEndpointReconciler:
                     retry = e
         route_error, route_msg, route_retry = self._route(g, plan)
         retry = retry or route_retry
-        deleted = []
-        for slot in plan.delete:
-            log.info("deleting drained slot %s/%s", g.ref.namespace, slot)
-            for res in (DEPLOYMENT, SERVICE):
-                self.kube.delete(res, g.ref.namespace, slot)
-                self.store.delete(res.kind, g.ref.namespace, slot)
-            deleted.append(slot)
+        deleted = [slot for slot in plan.delete if deletion.delete_slot(self.kube, self.store, g.ref, slot)]
         return Outcome(errors, route_error, route_msg, tuple(deleted)), retry
 
     def _route(self, g: Gathered, plan: Plan) -> tuple[ApiError | None, str, Exception | None]:
@@ -397,6 +404,8 @@ class ModelEndpointReconciler:
             return False, ApiError(R.CHILD_CONFLICT, f"{taken}; the route is not written"), None
         try:
             return self._write(desired), None, None
+        except PreconditionFailed as e:  # deleted (maybe re-created) since gather: decided again on retry
+            return False, ApiError(R.CHILD_APPLY_RETRYING, str(e), transient=True), e
         except Conflict:
             msg = f"{desired['kind']} {md['name']} already exists and is not ours; the route is not written"
             return False, ApiError(R.CHILD_CONFLICT, msg), None
@@ -416,7 +425,9 @@ class ModelEndpointReconciler:
         else:
             log.info("%s %s/%s drifted (%s); applying", desired["kind"], md["namespace"], md["name"],
                      ", ".join(diff(desired, actual)[:5]))  # fmt: skip
-            written = self.kube.apply(desired)
+            # on the object we observed only (its UID): one deleted and re-created meanwhile is not ours
+            uid = (actual.get("metadata") or {}).get("uid")
+            written = self.kube.apply({**desired, "metadata": {**md, "uid": uid}} if uid else desired)
         self.store.upsert(desired["kind"], written, observed=False)  # read-your-writes, not yet observed
         return True
 
