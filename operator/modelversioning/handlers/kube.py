@@ -23,6 +23,7 @@ from kubernetes.client.exceptions import ApiException
 from modelversioning import metrics
 from modelversioning.api.wire import DEPLOYMENT as DEPLOYMENT
 from modelversioning.api.wire import EVENT as EVENT
+from modelversioning.api.wire import MODEL as MODEL
 from modelversioning.api.wire import MODELENDPOINT as MODELENDPOINT
 from modelversioning.api.wire import MODELVERSION as MODELVERSION
 from modelversioning.api.wire import SECRET as SECRET
@@ -62,7 +63,7 @@ class _RouteResources(Mapping[str, Resource]):
 
 
 ROUTE_RESOURCES: Mapping[str, Resource] = _RouteResources()
-_BY_KIND = {r.kind: r for r in (DEPLOYMENT, SERVICE, SECRET, MODELVERSION, MODELENDPOINT)}
+_BY_KIND = {r.kind: r for r in (DEPLOYMENT, SERVICE, SECRET, MODELVERSION, MODELENDPOINT, MODEL)}
 
 
 def resource_of(kind: str) -> Resource:
