@@ -487,6 +487,8 @@ def test_chart_rbac_is_sufficient_and_minimal(
             ("patch", "modelendpoints.modelversioning.io", "--subresource=status", *ns),
             ("delete", "deployments.apps", *ns),
             ("create", "events", *ns),
+            ("patch", "events", *ns),  # Event series: a repeat raises the count
+            ("create", "models.modelversioning.io", *ns),  # the registry's record of a model name
             ("create", "virtualservices.networking.istio.io", *ns),
             ("patch", "virtualservices.networking.istio.io", *ns),
             ("list", "customresourcedefinitions.apiextensions.k8s.io"),
@@ -497,6 +499,9 @@ def test_chart_rbac_is_sufficient_and_minimal(
             ("list", "secrets", "-A"),
             ("create", "secrets", *ns),
             ("delete", "modelversions.modelversioning.io", *ns),
+            ("patch", "models.modelversioning.io", *ns),
+            ("update", "models.modelversioning.io", *ns),
+            ("delete", "models.modelversioning.io", *ns),
             ("update", "modelversions.modelversioning.io", *ns),
             ("patch", "modelendpoints.modelversioning.io", *ns),
             ("update", "modelendpoints.modelversioning.io", *ns),

@@ -121,10 +121,11 @@ RBAC rules, split by who needs them. Each helper takes a dict {root, scope} wher
 {{/* What kopf (the framework) needs inside the watched scope. */}}
 {{- define "mvo.rules.framework" -}}
 {{- $v := .root.Values -}}
-# kopf and the operator post Events on the objects they handle (POST only; never read back).
+# kopf and the operator post Events on the objects they handle (never read back); a repeat raises
+# the count of the Event posted before (an Event series: patch).
 - apiGroups: [""]
   resources: [events]
-  verbs: [create]
+  verbs: [create, patch]
 {{- if $v.ha.enabled }}
 # kopf peering: keep-alives of the replicas in the peering object (list/watch it, patch status).
 - apiGroups: [kopf.dev]
@@ -166,10 +167,15 @@ yet is authorized as `create`, hence create + patch.
 - apiGroups: [modelversioning.io]
   resources: [modelversions]
   verbs: [list, watch, patch]
-# ModelEndpoints, Models and ModelApprovals: watched only; the operator never writes a user's spec.
+# ModelEndpoints and ModelApprovals: watched only; the operator never writes a user's spec.
 - apiGroups: [modelversioning.io]
-  resources: [modelendpoints, models, modelapprovals]
+  resources: [modelendpoints, modelapprovals]
   verbs: [list, watch]
+# Models: watched; created (only when absent, empty spec) as the registry's record of a model name
+# that has none. Never patched, updated or deleted: a user's later apply of the Model adopts it.
+- apiGroups: [modelversioning.io]
+  resources: [models]
+  verbs: [list, watch, create]
 # Status is written once per reconcile with a merge patch.
 - apiGroups: [modelversioning.io]
   resources: [modelversions/status, modelendpoints/status, models/status]
