@@ -195,6 +195,11 @@ def test_a_transient_failure_requeues_after_the_backoff():
     st = store.get("ModelVersion", NS, "m-v1.0.0")["status"]
     # the status says what failed, never when the next attempt is (that is in the attempt's Event)
     assert st["conditions"][1]["message"] == "not there yet" and verifier.calls == 1
+    assert kube.calls.count(("event", ("Warning", R.NOT_FOUND))) == 1  # the attempt's Event
+    kube.calls.clear()
+    with pytest.raises(Requeue):
+        r.reconcile(NS, "m-v1.0.0")  # woken before the backoff is over: nothing new to say or write
+    assert kube.calls == []
 
 
 def test_the_in_use_finalizer_goes_on_before_the_status():
@@ -445,3 +450,17 @@ def test_an_operator_created_model_protects_versions_as_the_operator_setting_say
     run(r)
     assert store.get("ModelVersion", NS, "m-v1.0.0")["status"]["stage"] == "staging"
     assert "annotate" not in kube.kinds()  # registry.protectVersionsWithoutModel is off by default
+
+
+def test_every_failed_attempt_is_one_event_and_no_status_write():
+    nf = VerifyResult(R.NOT_FOUND, "not there yet", transient=True)
+    settings = Settings.model_validate({"verification": {"retryInitialSeconds": 0.0, "retryMaxSeconds": 0.0}})
+    store, kube, verifier, r, _, _ = reconciler(nf, settings=settings)
+    store.upsert("ModelVersion", mv())
+    run(r)  # creates the record, starts the first attempt
+    run(r)  # the first failure: the status says so; the next attempt starts at once (no backoff)
+    kube.calls.clear()
+    for _ in range(3):
+        run(r)  # each: one failed attempt harvested, another started
+    assert verifier.calls == 5
+    assert kube.calls == [("event", ("Warning", R.NOT_FOUND))] * 3  # one Event per attempt, no status
