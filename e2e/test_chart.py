@@ -489,9 +489,13 @@ def test_chart_rbac_is_sufficient_and_minimal(
             ("patch", "modelendpoints.modelversioning.io", *ns),  # its finalizer only
             ("delete", "deployments.apps", *ns),
             ("create", "events", *ns),
+            ("patch", "events", *ns),  # Event series: a repeat raises the count
+            ("create", "models.modelversioning.io", *ns),  # the registry's record of a model name
             ("create", "virtualservices.networking.istio.io", *ns),
             ("patch", "virtualservices.networking.istio.io", *ns),
             ("list", "customresourcedefinitions.apiextensions.k8s.io"),
+            ("watch", "modelplatformpolicies.modelversioning.io"),  # the platform's floors
+            ("watch", "namespaces"),  # their labels select the policies
         ]
         refused = [
             ("list", "secrets", *ns),
@@ -499,6 +503,9 @@ def test_chart_rbac_is_sufficient_and_minimal(
             ("list", "secrets", "-A"),
             ("create", "secrets", *ns),
             ("delete", "modelversions.modelversioning.io", *ns),
+            ("patch", "models.modelversioning.io", *ns),
+            ("update", "models.modelversioning.io", *ns),
+            ("delete", "models.modelversioning.io", *ns),
             ("update", "modelversions.modelversioning.io", *ns),
             ("update", "modelendpoints.modelversioning.io", *ns),
             ("delete", "modelendpoints.modelversioning.io", *ns),
@@ -510,6 +517,9 @@ def test_chart_rbac_is_sufficient_and_minimal(
             ("create", "rolebindings.rbac.authorization.k8s.io", *ns),
             ("create", "clusterroles.rbac.authorization.k8s.io"),
             ("update", "customresourcedefinitions.apiextensions.k8s.io"),
+            ("create", "modelplatformpolicies.modelversioning.io"),
+            ("patch", "modelplatformpolicies.modelversioning.io"),
+            ("patch", "namespaces"),
         ]
         if scope == "cluster-ha":
             allowed += [("patch", "clusterkopfpeerings.kopf.dev")]

@@ -151,3 +151,59 @@ def test_endpoint_events_never_wait_behind_a_burst_of_other_events() -> None:
     assert posted == ["TrafficShifted"]  # posted while every version Event still waits
     gate.set()
     assert sink.flush(PATIENCE)
+
+
+# ---- Event series: a repeat raises the count of the Event posted before ----------------------------
+
+
+class Recording:
+    """Kube._call stand-in: what was sent; a PATCH of a name in `gone` answers 404."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, str, Any]] = []
+        self.gone: set[str] = set()
+        self.n = 0
+
+    def __call__(self, method: str, path: str, body: Any = None, **_: Any) -> Any:
+        self.sent.append((method, path, body))
+        if method == "PATCH" and path.rsplit("/", 1)[1] in self.gone:
+            from kubernetes.client.exceptions import ApiException
+
+            raise ApiException(status=404, reason="Not Found")
+        self.n += method == "POST"
+        return {"metadata": {"name": f"e{self.n}"}}
+
+
+def test_a_repeated_event_is_counted_in_the_one_posted_before(monkeypatch):
+    from modelversioning.handlers.kube import Kube
+
+    kube = Kube(None)  # type: ignore[arg-type]
+    rec = Recording()
+    monkeypatch.setattr(kube, "_call", rec)
+    obj = {
+        "apiVersion": "v1",
+        "kind": "ModelVersion",
+        "metadata": {"name": "m", "namespace": "ns", "uid": "u"},
+    }
+    posted: list[dict[str, Any]] = []
+    monkeypatch.setattr(kube.events, "put", lambda ns, e: posted.append(e) or True)
+    for msg in ("refused; next attempt in 300s", "refused; next attempt in 300s", "other", "other"):
+        kube.event(obj, "Warning", "FetchFailed", msg)
+    for e in posted:
+        kube._post_event("ns", e)
+    assert [(m, b.get("count")) for m, _, b in rec.sent] == [
+        ("POST", 1),
+        ("PATCH", 2),
+        ("POST", 1),
+        ("PATCH", 2),
+    ]
+    assert rec.sent[1][1].endswith("/events/e1") and rec.sent[3][1].endswith("/events/e2")
+    assert rec.sent[1][2]["lastTimestamp"] == posted[1]["lastTimestamp"]
+    rec.gone.add("e1")  # expired meanwhile: a new Event starts the series again
+    kube._post_event("ns", posted[0])
+    assert [m for m, _, _ in rec.sent[-2:]] == ["PATCH", "POST"]
+    kube._post_event("ns", posted[0])
+    assert rec.sent[-1][0] == "PATCH" and rec.sent[-1][2]["count"] == 2  # of the new one
+    other = {**posted[0], "involvedObject": {**posted[0]["involvedObject"], "uid": "u2"}}
+    kube._post_event("ns", other)  # the same words about another object: its own Event
+    assert rec.sent[-1][0] == "POST"

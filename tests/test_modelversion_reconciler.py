@@ -14,6 +14,8 @@ from modelversioning.api.settings import Settings
 from modelversioning.api.wire import IN_USE_FINALIZER
 from modelversioning.domain.version_facts import VerifyResult
 from modelversioning.domain.version_verify import FIRST_VERIFICATION_GRACE
+from modelversioning.handlers.kube import Conflict
+from modelversioning.handlers.model import ModelReconciler
 from modelversioning.handlers.modelversion import ModelVersionReconciler
 from modelversioning.handlers.store import Store
 from modelversioning.handlers.workqueue import Requeue
@@ -54,6 +56,16 @@ class FakeKube:
             else:
                 ann[k] = v
         body["metadata"]["resourceVersion"] = str(int(body["metadata"]["resourceVersion"]) + 1)
+        return body
+
+    def create(self, obj: dict[str, Any]) -> dict[str, Any]:
+        self.calls.append(("create", obj["kind"]))
+        md = obj["metadata"]
+        if self.store.get(obj["kind"], md["namespace"], md["name"]) is not None:
+            raise Conflict("exists")
+        body = copy.deepcopy(obj)
+        body["metadata"].update(uid="mu", generation=1, resourceVersion="1")
+        self.store.upsert(obj["kind"], copy.deepcopy(body))  # as the watch shows it
         return body
 
     def read_secret(self, ns: str, name: str) -> dict[str, str]:
@@ -123,14 +135,17 @@ def reconciler(*results: VerifyResult, settings: Settings | None = None):
 
 
 def run(r: ModelVersionReconciler) -> Requeue | None:
-    """One reconcile, then wait for a verification it started (the fake is instant). Returns the
-    Requeue it asked for, if any (a first verification's grace, a transient failure's backoff)."""
+    """One reconcile, then wait for a verification it started (the fake is instant), then the Model's
+    reconcile (the registry records the version), as the watch queues it. Returns the Requeue the
+    version asked for, if any (a first verification's grace, a transient failure's backoff)."""
     asked: Requeue | None = None
     try:
         r.reconcile(NS, "m-v1.0.0")
     except Requeue as rq:
         asked = rq
     drain(r.verifications.pool)  # the verification it started is done, and has requeued its object
+    if r.store.get("Model", NS, "m") is not None:
+        ModelReconciler(FakeKube(r.store), r.store, Settings(), lambda ns, m: None).reconcile(NS, "m")  # type: ignore[arg-type]
     return asked
 
 
@@ -141,8 +156,11 @@ def test_verifies_then_walks_to_production_writing_status_once_per_cycle():
     store, kube, verifier, r, requeued, notified = reconciler(OK)
     store.upsert("ModelVersion", mv("production"))
     grace = run(r)
-    # a new version's first verification writes nothing while it may still finish within the grace
-    assert kube.kinds() == [] and verifier.calls == 1
+    # a new version's first verification writes nothing while it may still finish within the grace;
+    # its model has no Model: the operator creates one, the registry's record (recorded meanwhile)
+    assert kube.kinds() == ["create", "event"] and verifier.calls == 1
+    assert kube.calls[1][1] == ("Normal", R.MODEL_CREATED)
+    kube.calls.clear()
     assert grace is not None and grace.delay == pytest.approx(FIRST_VERIFICATION_GRACE, abs=0.5)
     assert requeued == [(NS, "m-v1.0.0")]  # the finished job asks for the next reconcile
     run(r)
@@ -175,7 +193,13 @@ def test_a_transient_failure_requeues_after_the_backoff():
     backoff = Settings().verification.retry_initial_seconds + 0.1
     assert rq is not None and rq.delay == pytest.approx(backoff, abs=0.5)
     st = store.get("ModelVersion", NS, "m-v1.0.0")["status"]
-    assert "retrying in" in st["conditions"][1]["message"] and verifier.calls == 1
+    # the status says what failed, never when the next attempt is (that is in the attempt's Event)
+    assert st["conditions"][1]["message"] == "not there yet" and verifier.calls == 1
+    assert kube.calls.count(("event", ("Warning", R.NOT_FOUND))) == 1  # the attempt's Event
+    kube.calls.clear()
+    with pytest.raises(Requeue):
+        r.reconcile(NS, "m-v1.0.0")  # woken before the backoff is over: nothing new to say or write
+    assert kube.calls == []
 
 
 def test_the_in_use_finalizer_goes_on_before_the_status():
@@ -190,9 +214,9 @@ def test_the_in_use_finalizer_goes_on_before_the_status():
     )
     run(r)  # the finalizer at once (the first verification's grace defers only the status)
     run(r)
-    assert kube.kinds()[:2] == ["finalizers", "status"]
-    assert kube.calls[0][1] == [IN_USE_FINALIZER]
-    assert kube.calls[1][1]["servedBy"] == [{"endpoint": "ep", "variant": "a", "weight": 0}]
+    assert kube.kinds()[:4] == ["create", "event", "finalizers", "status"]
+    assert kube.calls[2][1] == [IN_USE_FINALIZER]
+    assert kube.calls[3][1]["servedBy"] == [{"endpoint": "ep", "variant": "a", "weight": 0}]
 
 
 def test_a_deleted_object_is_forgotten():
@@ -252,7 +276,8 @@ def test_a_slow_first_verification_shows_verifying_once_the_grace_is_over(monkey
     try:
         with pytest.raises(Requeue):
             r.reconcile(NS, "m-v1.0.0")
-        assert kube.kinds() == []  # still within the grace
+        assert kube.kinds() == ["create", "event"]  # the record is created; still within the grace
+        kube.calls.clear()
         with pytest.raises(Requeue):  # looked at again while it runs, still within the grace: nothing yet
             r.reconcile(NS, "m-v1.0.0")
         assert kube.kinds() == []
@@ -278,7 +303,7 @@ def model(generation: int, **deletion: bool) -> dict[str, Any]:
             "name": "m",
             "uid": "mu",
             "generation": generation,
-            "resourceVersion": str(generation),
+            "resourceVersion": str(100 * generation),  # newer than the registry's status writes
         },
         "spec": spec,
     }
@@ -328,3 +353,114 @@ def test_an_invalid_model_keeps_the_mark_it_cannot_read_a_policy_for():
     kube.calls.clear()
     run(r)
     assert "annotate" not in kube.kinds()
+
+
+# ---- the registry remembers every version number, Model object or not -------------------------------
+
+
+def test_a_number_reregistered_with_other_weights_without_a_model_is_refused_and_never_verified():
+    store, kube, verifier, r, _, notified = reconciler(OK)
+    store.upsert("ModelVersion", mv())
+    run(r)
+    run(r)
+    assert store.get("ModelVersion", NS, "m-v1.0.0")["status"]["conditions"][1]["reason"] == R.VERIFIED
+    record = store.get("Model", NS, "m")
+    assert record["metadata"]["annotations"] == {R.CREATED_BY_ANNOTATION: R.CREATED_BY_OPERATOR}
+    assert record["spec"] == {} and record["status"]["versions"][0]["digest"] == SHA
+    store.delete("ModelVersion", NS, "m-v1.0.0")  # deleted, and registered again with other weights
+    again = mv()
+    again["metadata"].update(uid="u2", resourceVersion="50")
+    again["spec"]["artifact"] = {"uri": "s3://b/other", "sha256": "d" * 64}
+    store.upsert("ModelVersion", again)
+    kube.calls.clear()
+    for _ in range(3):
+        run(r)
+    st = store.get("ModelVersion", NS, "m-v1.0.0")["status"]
+    vc = next(c for c in st["conditions"] if c["type"] == "ArtifactVerified")
+    assert (vc["status"], vc["reason"]) == ("False", R.VERSION_REUSED)
+    assert ("event", ("Warning", R.VERSION_REUSED)) in kube.calls
+    assert "create" not in kube.kinds()  # the record exists: it is never created twice
+    assert verifier.calls == 1  # the other weights are not even fetched
+    # the endpoint's eligibility reads ArtifactVerified: False, and VersionReused gets no slot
+    assert R.VERSION_REUSED in R.NO_SLOT
+
+
+def test_a_verified_version_waits_for_the_record_before_it_is_verified():
+    store, kube, _, r, _, notified = reconciler(OK)
+    store.upsert("ModelVersion", mv())
+    with pytest.raises(Requeue):
+        r.reconcile(NS, "m-v1.0.0")  # creates the record; the Model reconcile has not run yet
+    drain(r.verifications.pool)
+    with pytest.raises(Requeue):
+        r.reconcile(NS, "m-v1.0.0")  # verified, but not recorded: not verified yet
+    vc = store.get("ModelVersion", NS, "m-v1.0.0")["status"]["conditions"][1]
+    assert (vc["status"], vc["reason"]) == ("Unknown", R.RECORD_PENDING)
+    notified.clear()
+    ModelReconciler(FakeKube(store), store, Settings(), lambda ns, m: None).reconcile(NS, "m")  # type: ignore[arg-type]
+    r.reconcile(NS, "m-v1.0.0")  # the Model's status change wakes it
+    vc = store.get("ModelVersion", NS, "m-v1.0.0")["status"]["conditions"][1]
+    assert (vc["status"], vc["reason"]) == ("True", R.VERIFIED) and notified == [(NS, "m")]
+
+
+def test_a_record_someone_else_created_meanwhile_is_fine():
+    store, kube, _, r, _, _ = reconciler(OK)
+    store.upsert("ModelVersion", mv())
+
+    def taken(obj: dict[str, Any]) -> dict[str, Any]:
+        kube.calls.append(("create", obj["kind"]))
+        raise Conflict("409")
+
+    kube.create = taken  # type: ignore[method-assign]
+    with pytest.raises(Requeue):
+        r.reconcile(NS, "m-v1.0.0")
+    assert kube.kinds() == ["create"]  # no Event, no error: the Model's watch brings it
+
+
+def test_a_gitops_apply_of_the_model_adopts_the_record_and_the_operator_never_writes_its_spec():
+    store, kube, _, r, _, _ = reconciler(OK)
+    store.upsert("ModelVersion", mv("staging"))
+    run(r)
+    run(r)
+    created = store.get("Model", NS, "m")
+    # kubectl apply / server-side apply of a Model of that name: spec is the user's, status (the record)
+    # is a subresource an apply does not touch
+    adopted = copy.deepcopy(created)
+    adopted["metadata"].update(generation=2, resourceVersion="500")
+    adopted["spec"] = {"description": "ours now", "deletionPolicy": {"allowPastCandidate": False}}
+    store.upsert("Model", adopted)
+    mkube = FakeKube(store)
+    ModelReconciler(mkube, store, Settings(), lambda ns, m: None).reconcile(NS, "m")  # type: ignore[arg-type]
+    assert [k for k, _ in mkube.calls] == ["status"]  # its status only, never its spec
+    model = store.get("Model", NS, "m")
+    assert model["spec"] == adopted["spec"]
+    assert [(v["version"], v["digest"]) for v in model["status"]["versions"]] == [("1.0.0", SHA)]
+    kube.calls.clear()
+    run(r)
+    assert "create" not in kube.kinds()
+    # the user's policy rules now: the version past candidate is protected by it
+    assert ("annotate", {PROTECTED: "Model m: spec.deletionPolicy.allowPastCandidate is false"}) in kube.calls
+
+
+def test_an_operator_created_model_protects_versions_as_the_operator_setting_says():
+    """The default policy of a record nobody has given a spec: as without a Model (the setting)."""
+    store, kube, _, r, _, _ = reconciler(OK)
+    store.upsert("ModelVersion", mv("staging"))
+    run(r)
+    run(r)
+    run(r)
+    assert store.get("ModelVersion", NS, "m-v1.0.0")["status"]["stage"] == "staging"
+    assert "annotate" not in kube.kinds()  # registry.protectVersionsWithoutModel is off by default
+
+
+def test_every_failed_attempt_is_one_event_and_no_status_write():
+    nf = VerifyResult(R.NOT_FOUND, "not there yet", transient=True)
+    settings = Settings.model_validate({"verification": {"retryInitialSeconds": 0.0, "retryMaxSeconds": 0.0}})
+    store, kube, verifier, r, _, _ = reconciler(nf, settings=settings)
+    store.upsert("ModelVersion", mv())
+    run(r)  # creates the record, starts the first attempt
+    run(r)  # the first failure: the status says so; the next attempt starts at once (no backoff)
+    kube.calls.clear()
+    for _ in range(3):
+        run(r)  # each: one failed attempt harvested, another started
+    assert verifier.calls == 5
+    assert kube.calls == [("event", ("Warning", R.NOT_FOUND))] * 3  # one Event per attempt, no status

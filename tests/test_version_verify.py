@@ -5,6 +5,7 @@ with backoff."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from datetime import timedelta
 
@@ -154,23 +155,95 @@ def test_other_permanent_failures_are_held_for_the_generation_not_refetched(reas
     ("failures", "age", "wait"),
     [(1, 0.0, 5.0), (1, 4.0, 1.0), (2, 0.0, 10.0), (3, 2.5, 17.5), (10, 0.0, 300.0)],
 )
-def test_transient_failures_back_off_and_say_so(failures, age, wait):
+def test_transient_failures_back_off_and_say_so_in_their_event_not_in_status(failures, age, wait):
     nf = VerifyResult(R.NOT_FOUND, "s3://b/m: NotFound", transient=True)
-    v = VerifierFacts(result=nf, result_generation=1, failures=failures, age=age)
+    v = VerifierFacts(result=nf, result_generation=1, failures=failures, age=age, fresh=True)
     plan = decide(facts(status=unverified(R.VERIFYING, "Unknown"), verifier=v), POLICY, NOW)
     vc = c(plan, "ArtifactVerified")
-    assert (vc["status"], vc["reason"]) == ("False", R.NOT_FOUND)
-    assert vc["message"] == f"s3://b/m: NotFound; retrying in {wait:.0f}s (attempt {failures})"
+    assert (vc["status"], vc["reason"], vc["message"]) == ("False", R.NOT_FOUND, "s3://b/m: NotFound")
     assert plan.requeue_after == pytest.approx(wait + 0.1)
     assert plan.verify is VerifyAction.NONE
-    assert event_reasons(plan) == [("Warning", R.NOT_FOUND)]
+    delay = retry_delay(failures, POLICY)
+    assert [(e.type, e.reason, e.message) for e in plan.events] == [
+        ("Warning", R.NOT_FOUND, f"s3://b/m: NotFound; next attempt in {delay:.0f}s")
+    ]
 
 
-def test_transient_failure_is_retried_once_the_backoff_is_over():
+def test_a_failed_attempt_is_one_event_only_when_its_result_comes_in():
+    nf = VerifyResult(R.NOT_FOUND, "s3://b/m: NotFound", transient=True)
+    v = VerifierFacts(result=nf, result_generation=1, failures=2, age=3.0)  # harvested before
+    plan = decide(
+        facts(status=unverified(R.NOT_FOUND, message="s3://b/m: NotFound"), verifier=v), POLICY, NOW
+    )
+    assert plan.events == ()
+
+
+def test_transient_failure_is_retried_once_the_backoff_is_over_keeping_what_failed():
     ff = VerifyResult(R.FETCH_FAILED, "timed out", transient=True)
     v = VerifierFacts(result=ff, result_generation=1, failures=2, age=10.5)
     plan = decide(facts(status=unverified(R.FETCH_FAILED), verifier=v), POLICY, NOW)
     assert plan.verify is VerifyAction.START and plan.requeue_after is None
+    assert (c(plan, "ArtifactVerified")["reason"], c(plan, "ArtifactVerified")["message"]) == (
+        R.FETCH_FAILED,
+        "m",
+    )
+
+
+# ---- a retry that changes nothing writes nothing --------------------------------------------------
+
+ERR = "s3://b/m: FetchFailed: connection refused"
+
+
+def _failing(failures, age, *, running=False, fresh=False, message=ERR):
+    if running:
+        return VerifierFacts(running=True, failures=failures, running_for=age)
+    res = VerifyResult(R.FETCH_FAILED, message, transient=True)
+    return VerifierFacts(result=res, result_generation=1, failures=failures, age=age, fresh=fresh)
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        # waiting for the backoff, later and after more attempts
+        (_failing(1, 1.0, fresh=True), _failing(4, 7.0, fresh=True)),
+        # a retry running vs. waiting for the next one
+        (_failing(2, 0.5, running=True), _failing(3, 2.0, fresh=True)),
+        # the backoff is over (a retry starts) vs. waiting
+        (_failing(2, 30.0), _failing(6, 0.1)),
+        # the latest attempt's error differs in its details: the Event has them, not the status
+        (_failing(1, 1.0, fresh=True), _failing(2, 1.0, fresh=True, message=ERR + " (port 9000)")),
+    ],
+)
+def test_two_decisions_for_the_same_failing_facts_make_byte_identical_status(first, second):
+    held = {
+        "stage": "candidate",
+        "history": [{"to": "candidate", "at": "t0", "reason": R.REGISTERED, "actor": "ci"}],
+        "conditions": _conds(("ArtifactVerified", "False", R.FETCH_FAILED, ERR)),
+    }
+    # the status as stored after the first failure (what the next reconciles compare with)
+    stored = decide(facts(status=held, verifier=first), POLICY, NOW).status
+    a = decide(facts(status=stored, verifier=first), POLICY, NOW + timedelta(seconds=3))
+    b = decide(facts(status=stored, verifier=second), POLICY, NOW + timedelta(minutes=9))
+    assert (
+        json.dumps(a.status, sort_keys=True)
+        == json.dumps(b.status, sort_keys=True)
+        == json.dumps(stored, sort_keys=True)
+    )
+    assert not a.notify_endpoints and not b.notify_endpoints  # endpoints are not woken either
+
+
+def test_the_first_failure_time_is_the_conditions_transition_and_stays():
+    """Verifying -> FetchFailed: lastTransitionTime is when it first failed; retries keep it."""
+    first = decide(facts(status=unverified(R.VERIFYING, "Unknown"), verifier=_failing(1, 0.0)), POLICY, NOW)
+    vc = c(first, "ArtifactVerified")
+    assert (vc["status"], vc["lastTransitionTime"]) == ("False", STAMP)
+    later = decide(facts(status=first.status, verifier=_failing(5, 0.0)), POLICY, NOW + timedelta(hours=1))
+    assert c(later, "ArtifactVerified")["lastTransitionTime"] == STAMP
+
+
+def test_a_new_generation_is_verifying_again_not_held():
+    stored = unverified(R.FETCH_FAILED, message=ERR)
+    plan = decide(facts(status=stored, generation=2, verifier=VerifierFacts(running=True)), POLICY, NOW)
     assert c(plan, "ArtifactVerified")["reason"] == R.VERIFYING
 
 

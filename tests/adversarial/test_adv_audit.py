@@ -107,6 +107,20 @@ def _history(enforced: bool, annotations: dict[str, str]) -> list[dict[str, Any]
         requeue=lambda ns, n: None,
     )
     store.upsert("ModelVersion", _version("staging", annotations))
+    store.upsert(  # the registry's record of the version, as the operator creates it
+        "Model",
+        {
+            "metadata": {
+                "namespace": NS,
+                "name": "m",
+                "uid": "mu",
+                "resourceVersion": "1",
+                "annotations": {R.CREATED_BY_ANNOTATION: R.CREATED_BY_OPERATOR},  # default policy
+            },
+            "spec": {},
+            "status": {"versions": [{"version": "1.0.0", "digest": SHA}]},
+        },
+    )
     for _ in range(2):  # the first verification's grace, then the walk
         with contextlib.suppress(Requeue):
             r.reconcile(NS, "m-v1.0.0")

@@ -121,10 +121,11 @@ RBAC rules, split by who needs them. Each helper takes a dict {root, scope} wher
 {{/* What kopf (the framework) needs inside the watched scope. */}}
 {{- define "mvo.rules.framework" -}}
 {{- $v := .root.Values -}}
-# kopf and the operator post Events on the objects they handle (POST only; never read back).
+# kopf and the operator post Events on the objects they handle (never read back); a repeat raises
+# the count of the Event posted before (an Event series: patch).
 - apiGroups: [""]
   resources: [events]
-  verbs: [create]
+  verbs: [create, patch]
 {{- if $v.ha.enabled }}
 # kopf peering: keep-alives of the replicas in the peering object (list/watch it, patch status).
 - apiGroups: [kopf.dev]
@@ -168,13 +169,18 @@ yet is authorized as `create`, hence create + patch.
   verbs: [list, watch, patch]
 # ModelEndpoints: watched, and patched for one thing only, the operator's own finalizer
 # (modelversioning.io/drain: a deletion removes the route first, then the slots after the drain grace);
-# the operator never writes a user's spec. Models and ModelApprovals: watched only.
+# the operator never writes a user's spec. ModelApprovals: watched only.
 - apiGroups: [modelversioning.io]
   resources: [modelendpoints]
   verbs: [list, watch, patch]
 - apiGroups: [modelversioning.io]
-  resources: [models, modelapprovals]
+  resources: [modelapprovals]
   verbs: [list, watch]
+# Models: watched; created (only when absent, empty spec) as the registry's record of a model name
+# that has none. Never patched, updated or deleted: a user's later apply of the Model adopts it.
+- apiGroups: [modelversioning.io]
+  resources: [models]
+  verbs: [list, watch, create]
 # Status is written once per reconcile with a merge patch.
 - apiGroups: [modelversioning.io]
   resources: [modelversions/status, modelendpoints/status, models/status]

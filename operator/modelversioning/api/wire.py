@@ -104,6 +104,11 @@ ROLLOUT_ACTION_ID_ANNOTATION = f"{GROUP}/rollout-action-id"  # a fresh id per re
 #   accept-replaced: "<variant>=<sha256 prefix, 12+ hex>[,<variant>=<prefix>...]" accepts a re-created
 #   ModelVersion's new digest for that variant.
 ACCEPT_REPLACED_ANNOTATION = f"{GROUP}/accept-replaced"
+# On a Model the operator created as the registry's record of a model name that had none (value
+# CREATED_BY_OPERATOR): a Model with the default policy; a user's later apply of a Model of that name
+# adopts it (spec is the user's, status.versions, the record, stays).
+CREATED_BY_ANNOTATION = f"{GROUP}/created-by"
+CREATED_BY_OPERATOR = "operator"
 # On a Model, TEST ONLY (honoured only with the operator setting registry.testClock): "now" for this
 # Model's retention, an RFC 3339 time.
 TEST_CLOCK_ANNOTATION = f"{GROUP}/test-clock"
@@ -441,6 +446,16 @@ DELETION_HELD = reason(
 # ---- The registry (Model)
 VERSION_REUSED = reason(
     "VersionReused", _VV, meaning="the version number was registered before with another digest", no_slot=True
+)
+RECORD_PENDING = reason(
+    "RecordPending",
+    _VV,
+    meaning="verified, waiting for the Model's status.versions to record this version and digest (Unknown)",
+)
+MODEL_CREATED = reason(
+    "ModelCreated",
+    VERSION_EVENT,
+    meaning="Event (Normal): the operator created the Model (default policy) that records the versions",
 )
 RETENTION = reason(
     "Retention", VERSION_EVENT, meaning="history actor/reason: a Model's retention archived the version"

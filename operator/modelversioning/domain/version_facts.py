@@ -46,6 +46,7 @@ class VerifierFacts:
     failures: int = 0  # consecutive transient failures
     age: float = 0.0  # seconds since the result came in
     running_for: float = 0.0  # seconds since the running attempt started
+    fresh: bool = False  # the result came in since the last reconcile (its attempt's Event is due)
 
 
 @dataclass(frozen=True)
@@ -67,7 +68,7 @@ class Serving:
 @dataclass(frozen=True)
 class RegistryFacts:
     """What the version's Model says (domain.registry, domain.gates): its graph and gates, and the
-    registry's verdicts. No Model: the operator's graph and gates, no verdicts."""
+    registry's verdicts. No Model: the operator's graph and gates, and a Model (the record) to create."""
 
     graph: StageGraph | None = None  # the Model's stage graph (None: the operator's)
     rules: tuple[TransitionRule, ...] = ()
@@ -77,6 +78,10 @@ class RegistryFacts:
     # the policy that refuses deleting this version once past candidate (the deletion-protected
     # annotation's value); None: its policy allows the deletion
     deletion_policy: str | None = None
+    # the record (the Model's status.versions) does not hold this version and digest yet: why the
+    # version cannot be verified (Ready) until it does (None: recorded, or nothing to wait for)
+    pending: str | None = None
+    create_model: bool = False  # no Model of this name: the operator creates the record
 
 
 @dataclass(frozen=True)
@@ -151,3 +156,4 @@ class VersionPlan:
     notify_endpoints: bool = False  # stage or verification changed: endpoints re-decide eligibility
     transitions: tuple[Transition, ...] = ()
     warning: str | None = None  # worth a log line, nothing to write
+    create_model: str | None = None  # create this Model (the registry's record; 409: it exists, fine)

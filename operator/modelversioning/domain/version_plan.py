@@ -34,7 +34,12 @@ from modelversioning.domain.version_facts import Event, Serving, VersionFacts, V
 from modelversioning.domain.version_facts import RegistryFacts as RegistryFacts
 from modelversioning.domain.version_stage import Walk, walk_stage
 from modelversioning.domain.version_stage import next_promotion as next_promotion
-from modelversioning.domain.version_verify import decide_verification, registry_verdict, verification_events
+from modelversioning.domain.version_verify import (
+    await_record,
+    decide_verification,
+    registry_verdict,
+    verification_events,
+)
 
 # -------------------------------------------------------------------------------------- decide
 
@@ -46,12 +51,14 @@ def decide(facts: VersionFacts, policy: VersionPolicy, now: datetime) -> Version
         return decide_deletion(facts, stamp)
     if facts.invalid is not None:
         return decide_invalid(facts, stamp)
-    verification = registry_verdict(facts) or decide_verification(facts, policy, now)
+    verification = await_record(facts, registry_verdict(facts) or decide_verification(facts, policy, now))
+    create = facts.model if facts.registry.create_model else None  # the record, before anything else
     if verification.quiet:  # the verifier's answer (or the grace's end) requeues it
         return VersionPlan(
             finalizers=finalizers_for(facts.finalizers, in_use=bool(facts.serving)),
             verify=verification.action,
             requeue_after=verification.requeue_after,
+            create_model=create,
         )
     graph = facts.registry.graph or policy.graph
     walk = walk_stage(facts, verification.cond, graph, stamp, policy.history_limit)
@@ -80,7 +87,8 @@ def decide(facts: VersionFacts, policy: VersionPolicy, now: datetime) -> Version
     prev_verified = cond.get(prev.get("conditions"), "ArtifactVerified")
     return VersionPlan(
         status=status,
-        events=verification_events(prev_verified, verification.cond) + walk.events,
+        # a failed attempt's own Event says what the change Event would (once, not twice)
+        events=(verification.events or verification_events(prev_verified, verification.cond)) + walk.events,
         finalizers=finalizers_for(facts.finalizers, in_use=bool(facts.serving)),
         annotations={} if protect == facts.protected else {DELETION_PROTECTED_ANNOTATION: protect},
         verify=verification.action,
@@ -89,6 +97,7 @@ def decide(facts: VersionFacts, policy: VersionPolicy, now: datetime) -> Version
             prev.get("stage") != walk.stage or (prev_verified or {}).get("status") != verification.cond.status
         ),
         transitions=walk.transitions,
+        create_model=create,
     )
 
 

@@ -5,7 +5,10 @@ the verifier is told (start a fetch-and-hash, forget its answer, or nothing), an
   is that old); ``DigestMismatch`` is permanent for the generation.
 - Other permanent failures (``AccessDenied``, ``URIRefused``) are held for the generation, so a
   status write never triggers another fetch; transient ones (``NotFound``, ``FetchFailed``) are
-  retried with exponential backoff, and the message says when.
+  retried with exponential backoff: the status keeps the reason and message it shows (and
+  lastTransitionTime, since when) while the retries go on, so an idle retry writes nothing; each
+  failed attempt is a Warning Event with its latest error and the next attempt's delay.
+- A verified version waits for the registry's record of its number and digest (``await_record``).
 - The registry's word (a reused version number, an artifact retention deleted) comes before any fetch.
 """
 
@@ -30,6 +33,7 @@ class Verification:
     action: VerifyAction = VerifyAction.NONE
     requeue_after: float | None = None
     quiet: bool = False  # a first verification still in its grace period: write no status yet
+    events: tuple[Event, ...] = ()  # a failed attempt's own Event (verification_events: the changes)
 
 
 # A new version's first verification writes no "Verifying" status for this long: most artifacts that
@@ -62,12 +66,15 @@ def decide_verification(facts: VersionFacts, policy: VersionPolicy, now: datetim
         and prev.get("reason") == R.DIGEST_MISMATCH
         and prev.get("observedGeneration") == facts.generation
     ):
-        held = Cond("ArtifactVerified", FALSE, R.DIGEST_MISMATCH, prev.get("message", ""))
-        return Verification(held, action=VerifyAction.FORGET)
+        mismatch = Cond("ArtifactVerified", FALSE, R.DIGEST_MISMATCH, prev.get("message", ""))
+        return Verification(mismatch, action=VerifyAction.FORGET)
     verifying = Verification(
         Cond("ArtifactVerified", UNKNOWN, R.VERIFYING, f"fetching and hashing {facts.shown_uri}"),
         prev_art,  # a recheck keeps the old record meanwhile
     )
+    held = _held_failure(facts)
+    if held is not None:  # a retry of a transient failure: the status keeps saying what failed
+        verifying = Verification(held)
     v = facts.verifier
     first = prev is None and not facts.status.get("stage")  # never had a status of its own
     if v.running:
@@ -87,15 +94,62 @@ def decide_verification(facts: VersionFacts, policy: VersionPolicy, now: datetim
         # permanent for this generation: the verifier keeps the answer, so it is not fetched again
         return Verification(Cond("ArtifactVerified", FALSE, res.reason, res.message))
     if res is not None and res.transient:
-        wait = retry_delay(v.failures, policy) - v.age
+        delay = retry_delay(v.failures, policy)
+        failed = Cond("ArtifactVerified", FALSE, res.reason, _stable_message(held, res.reason, res.message))
+        # each failed attempt is an Event (the sink counts a repeat in one Event): its latest error and
+        # the next attempt; the status holds only what changed (reason, message, since when: the
+        # condition's lastTransitionTime), so an idle retry writes nothing
+        attempt = Event("Warning", res.reason, f"{res.message}; next attempt in {delay:.0f}s")
+        said = (attempt,) if v.fresh else ()
+        wait = delay - v.age
         if wait > 0:
-            msg = f"{res.message}; retrying in {wait:.0f}s (attempt {v.failures})"
-            return Verification(Cond("ArtifactVerified", FALSE, res.reason, msg), requeue_after=wait + 0.1)
+            return Verification(failed, requeue_after=wait + 0.1, events=said)
+        return Verification(failed, action=VerifyAction.START, events=said)
     if first and res is None:
         return Verification(
             verifying.cond, prev_art, VerifyAction.START, requeue_after=FIRST_VERIFICATION_GRACE, quiet=True
         )
     return Verification(verifying.cond, verifying.artifact, VerifyAction.START)
+
+
+def _held_failure(facts: VersionFacts) -> Cond | None:
+    """The transient failure the status shows for this generation (None: none): a retry keeps it."""
+    prev = cond.get(facts.status.get("conditions"), "ArtifactVerified")
+    if (
+        prev is None
+        or prev.get("status") != FALSE
+        or prev.get("reason") not in R.TRANSIENT
+        or prev.get("observedGeneration") != facts.generation
+    ):
+        return None
+    return Cond("ArtifactVerified", FALSE, str(prev["reason"]), str(prev.get("message", "")))
+
+
+def _stable_message(held: Cond | None, reason: str, message: str) -> str:
+    """The status message of a transient failure: the one already shown for the same reason (a retry's
+    details, which may differ by attempt, go to its Event), else the new one."""
+    return held.message if held is not None and held.reason == reason else message
+
+
+# A verified version waits (ArtifactVerified Unknown) until the registry's record holds its number and
+# digest; the Model's status change wakes it, and this is the longest it waits before it looks again.
+RECORD_RECHECK_SECONDS = 10.0
+
+
+def await_record(facts: VersionFacts, v: Verification) -> Verification:
+    """A version becomes verified only once the record (its Model's status.versions) holds its number
+    with its digest: a number reused with other weights is then refused (``registry.reused``) however
+    fast the versions come and go. One verified before the record existed (an upgrade) stays so."""
+    pending = facts.registry.pending
+    if pending is None or v.cond.status != TRUE:
+        return v
+    prev = cond.get(facts.status.get("conditions"), "ArtifactVerified") or {}
+    prev_art = facts.status.get("artifact") or {}
+    if prev.get("status") == TRUE and prev_art.get("digest") == facts.digest:
+        return v
+    waiting = Cond("ArtifactVerified", UNKNOWN, R.RECORD_PENDING, f"{v.cond.message}; {pending}")
+    keep = VerifyAction.NONE if v.action is VerifyAction.FORGET else v.action  # the answer is kept
+    return Verification(waiting, facts.status.get("artifact"), keep, RECORD_RECHECK_SECONDS)
 
 
 def registry_verdict(facts: VersionFacts) -> Verification | None:

@@ -9,6 +9,11 @@ new fleet of 10,000 versions, goes at the pace the API server takes Events, as b
 lost); only if there is no room for WAIT_SECONDS (the API server refuses or ignores Events) is the Event
 dropped, counted (`modelversioning_events_dropped_total`) and logged. Reconciles post Events after their
 status and route writes, so waiting here never delays the traffic change of the reconcile itself.
+
+Repeats are one Event, as Kubernetes' Event series are (``Series``): an Event with the same object,
+type, reason and message as one posted before raises that Event's count and lastTimestamp (one PATCH)
+instead of adding another. A verification retried every 5 minutes for a day is one Event with count
+288, its lastTimestamp the latest attempt.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import logging
 import queue
 import threading
 import zlib
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -33,6 +39,36 @@ THREADS = 4  # posting threads; one object's Events always go through the same o
 SERVING_KINDS = frozenset({"ModelEndpoint"})
 
 Post = Callable[[str, dict[str, Any]], None]  # (namespace, Event body); raises on failure
+SeriesKey = tuple[str, str, str, str, str]  # (namespace, involved uid or name, type, reason, message)
+SERIES_LIMIT = 4096  # Event series remembered (the least recently posted are forgotten first)
+
+
+def series_key(namespace: str, event: dict[str, Any]) -> SeriesKey:
+    involved = event.get("involvedObject") or {}
+    who = str(involved.get("uid") or f"{involved.get('kind')}/{involved.get('name')}")
+    return (namespace, who, str(event.get("type")), str(event.get("reason")), str(event.get("message")))
+
+
+class Series:
+    """The Events posted lately, by what makes a repeat (``series_key``): name and count of each."""
+
+    def __init__(self, limit: int = SERIES_LIMIT) -> None:
+        self._limit = limit
+        self._seen: OrderedDict[SeriesKey, tuple[str, int]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: SeriesKey) -> tuple[str, int] | None:
+        with self._lock:
+            return self._seen.get(key)
+
+    def remember(self, key: SeriesKey, name: str, count: int) -> None:
+        with self._lock:
+            self._seen[key] = (name, count)
+            self._seen.move_to_end(key)
+            while len(self._seen) > self._limit:
+                self._seen.popitem(last=False)
+
+
 Item = tuple[str, dict[str, Any]]
 
 

@@ -23,12 +23,13 @@ from kubernetes.client.exceptions import ApiException
 from modelversioning import metrics
 from modelversioning.api.wire import DEPLOYMENT as DEPLOYMENT
 from modelversioning.api.wire import EVENT as EVENT
+from modelversioning.api.wire import MODEL as MODEL
 from modelversioning.api.wire import MODELENDPOINT as MODELENDPOINT
 from modelversioning.api.wire import MODELVERSION as MODELVERSION
 from modelversioning.api.wire import SECRET as SECRET
 from modelversioning.api.wire import SERVICE as SERVICE
 from modelversioning.api.wire import Resource as Resource
-from modelversioning.handlers.events import EventSink
+from modelversioning.handlers.events import EventSink, Series, series_key
 from modelversioning.render.routers import Router, all_routers
 
 log = logging.getLogger(__name__)
@@ -62,7 +63,7 @@ class _RouteResources(Mapping[str, Resource]):
 
 
 ROUTE_RESOURCES: Mapping[str, Resource] = _RouteResources()
-_BY_KIND = {r.kind: r for r in (DEPLOYMENT, SERVICE, SECRET, MODELVERSION, MODELENDPOINT)}
+_BY_KIND = {r.kind: r for r in (DEPLOYMENT, SERVICE, SECRET, MODELVERSION, MODELENDPOINT, MODEL)}
 
 
 def resource_of(kind: str) -> Resource:
@@ -121,6 +122,7 @@ class Kube:
         self.api = api
         self.component = component
         self.events = EventSink(self._post_event)  # posted in order, off the reconcile workers
+        self.series = Series()  # repeats of an Event raise its count (Kubernetes' Event series)
 
     def _call(
         self,
@@ -333,4 +335,22 @@ class Kube:
         self.events.put(str(md.get("namespace") or "default"), ev)
 
     def _post_event(self, namespace: str, ev: dict[str, Any]) -> None:
-        self._call("POST", EVENT.path(namespace), ev)
+        """POST a new Event, or count a repeat in the one posted before (an Event series): its count
+        and lastTimestamp go up. One that expired meanwhile (404) is posted anew."""
+        key = series_key(namespace, ev)
+        seen = self.series.get(key)
+        if seen is not None and seen[0]:
+            name, count = seen
+            patch = {"count": count + 1, "lastTimestamp": ev["lastTimestamp"]}
+            try:
+                self._call(
+                    "PATCH", EVENT.path(namespace, name), patch, content_type="application/merge-patch+json"
+                )
+            except ApiException as e:
+                if e.status != 404:
+                    raise
+            else:
+                self.series.remember(key, name, count + 1)
+                return
+        out = self._call("POST", EVENT.path(namespace), ev) or {}
+        self.series.remember(key, str((out.get("metadata") or {}).get("name") or ""), 1)

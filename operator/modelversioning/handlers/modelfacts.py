@@ -18,6 +18,8 @@ from modelversioning.api.modelversion import ModelVersionSpec
 from modelversioning.api.wire import (
     ARCHIVE_ANNOTATION,
     ARTIFACT_DELETED_ANNOTATION,
+    CREATED_BY_ANNOTATION,
+    CREATED_BY_OPERATOR,
     DELETION_PROTECTED_ANNOTATION,
     MODEL,
 )
@@ -73,6 +75,19 @@ def production_of(
     return tuple(sorted(out))
 
 
+def created_by_operator(mbody: dict[str, Any]) -> bool:
+    """A Model the operator created as a record and nobody has given a spec yet: the default policy,
+    which protects its versions from deletion as the operator does without a Model (the setting
+    registry.protectVersionsWithoutModel). Once a user applies a spec, the Model's own policy rules."""
+    ann = (mbody.get("metadata") or {}).get("annotations") or {}
+    return ann.get(CREATED_BY_ANNOTATION) == CREATED_BY_OPERATOR and not (mbody.get("spec") or {})
+
+
+def recorded(records: list[dict[str, Any]], version: str, digest: str) -> bool:
+    """Does the record (a Model's status.versions) hold this version number with this digest?"""
+    return any(r.get("version") == version and r.get("digest") == digest for r in records)
+
+
 def registry_facts(
     store: Store,
     namespace: str,
@@ -81,7 +96,9 @@ def registry_facts(
     default: StageGraph,
     protect_without_model: bool = False,
 ) -> RegistryFacts:
-    """What a ModelVersion's reconcile needs from its Model (without one: the operator's defaults)."""
+    """What a ModelVersion's reconcile needs from its Model (without one: the operator's defaults, and
+    the Model to create as the record). A version whose number and digest the record does not hold
+    yet waits for it (``pending``); one recorded with another digest is refused (``reused``)."""
     ann = (body.get("metadata") or {}).get("annotations") or {}
     deleted = json_annotation(ann, ARTIFACT_DELETED_ANNOTATION)
     gone = None
@@ -91,12 +108,23 @@ def registry_facts(
             f"({deleted.get('reason', 'retention')}); the ModelVersion and its verified record are kept"
         )
     mbody, mspec = model_spec(store, namespace, spec.model)
-    if mbody is None or mspec is None:
-        # an invalid Model keeps what protection its versions have: its policy cannot be read
-        keep = (body["metadata"].get("annotations") or {}).get(DELETION_PROTECTED_ANNOTATION)
-        protect = keep if mbody is not None else deletion_policy(spec.model, None, protect_without_model)
-        return RegistryFacts(artifact_deleted=gone, deletion_policy=protect)
+    if mbody is None:
+        return RegistryFacts(
+            artifact_deleted=gone,
+            deletion_policy=deletion_policy(spec.model, None, protect_without_model),
+            pending=f"waiting for Model {spec.model}, which the operator creates (default policy) to "
+            f"record version {spec.version}",
+            create_model=True,
+        )
     records = (mbody.get("status") or {}).get("versions") or []
+    reused = registry.reused(records, spec.version, spec.artifact.sha256)
+    pending = None
+    if reused is None and not recorded(records, spec.version, spec.artifact.sha256):
+        pending = f"waiting for Model {spec.model} to record version {spec.version} in status.versions"
+    if mspec is None:
+        # an invalid Model keeps what protection its versions have: its policy cannot be read
+        keep = ann.get(DELETION_PROTECTED_ANNOTATION)
+        return RegistryFacts(reused=reused, artifact_deleted=gone, deletion_policy=keep, pending=pending)
     candidate = CandidateFacts(
         spec.version,
         spec.artifact.sha256,
@@ -105,15 +133,15 @@ def registry_facts(
         production_of(store, namespace, spec.model, str(body["metadata"]["name"])),
         approvals_of(store, namespace, spec.model, spec.version, spec.artifact.sha256),
     )
+    allow = None if created_by_operator(mbody) else mspec.deletion_policy.allow_past_candidate
     return RegistryFacts(
         graph=mspec.graph(default),
         rules=mspec.rules(),
         candidate=candidate,
-        reused=registry.reused(records, spec.version, spec.artifact.sha256),
+        reused=reused,
         artifact_deleted=gone,
-        deletion_policy=deletion_policy(
-            spec.model, mspec.deletion_policy.allow_past_candidate, protect_without_model
-        ),
+        deletion_policy=deletion_policy(spec.model, allow, protect_without_model),
+        pending=pending,
     )
 
 

@@ -30,8 +30,11 @@ from modelversioning.api.modelversion import ModelVersionSpec
 from modelversioning.api.settings import ArtifactPolicy, Settings
 from modelversioning.api.settings import Verification as VerificationSettings
 from modelversioning.api.wire import (
+    CREATED_BY_ANNOTATION,
+    CREATED_BY_OPERATOR,
     DELETION_PROTECTED_ANNOTATION,
     IN_USE_FINALIZER,
+    MODEL,
     PROMOTION_ANNOTATION,
     REASON_ANNOTATION,
     REQUESTED_BY_ANNOTATION,
@@ -53,7 +56,7 @@ from modelversioning.domain.version_plan import decide
 from modelversioning.domain.version_stage import Grant, effective_request
 from modelversioning.handlers.drift import status_changed
 from modelversioning.handlers.instrument import instrumented
-from modelversioning.handlers.kube import MODELVERSION, Kube
+from modelversioning.handlers.kube import MODELVERSION, Conflict, Kube
 from modelversioning.handlers.modelfacts import archive_request, registry_facts
 from modelversioning.handlers.store import Store
 from modelversioning.handlers.workqueue import Requeue
@@ -212,6 +215,7 @@ class Verifications:
             att = self._attempts.get(key)
             if att is None or att.uid != uid:
                 return VerifierFacts()
+            fresh = False
             if att.future is not None:
                 if not att.future.done():
                     running_for = time.monotonic() - att.started
@@ -220,9 +224,9 @@ class Verifications:
                 att.future = None
                 att.finished = time.monotonic()
                 att.failures = att.failures + 1 if att.result.transient and not att.result.ok else 0
-            return VerifierFacts(
-                False, att.result, att.generation, att.failures, time.monotonic() - att.finished
-            )
+                fresh = True
+            age = time.monotonic() - att.finished
+            return VerifierFacts(False, att.result, att.generation, att.failures, age, fresh=fresh)
 
     def start(self, key: Key, uid: str, generation: int, model: str, spec: ModelVersionSpec) -> None:
         with self._lock:
@@ -366,6 +370,8 @@ class ModelVersionReconciler:
         body, facts = got.body, got.facts
         md = body["metadata"]
         ns, name = md["namespace"], md["name"]
+        if plan.create_model is not None:  # the registry's record first: it may then record this version
+            self._create_model(body, plan.create_model)
         if plan.verify is VerifyAction.START and got.spec is not None:
             self.verifications.start((ns, name), md.get("uid", ""), facts.generation, facts.model, got.spec)
         elif plan.verify is VerifyAction.FORGET:
@@ -392,3 +398,27 @@ class ModelVersionReconciler:
             self.enqueue_endpoints(ns, facts.model)
         if plan.requeue_after is not None:
             raise Requeue(plan.requeue_after, "verification: look again")
+
+    def _create_model(self, body: dict[str, Any], model: str) -> None:
+        """The registry's record of a model name that has none: a Model with the default policy (an
+        empty spec), marked as created by the operator. Created only when absent; a conflict means
+        someone else created it meanwhile, which is as good. The operator never writes a Model's spec:
+        a user's later apply of that Model adopts it, and its status (the record) stays."""
+        ns = body["metadata"]["namespace"]
+        obj = {
+            "apiVersion": MODEL.api_version,
+            "kind": MODEL.kind,
+            "metadata": {
+                "name": model,
+                "namespace": ns,
+                "annotations": {CREATED_BY_ANNOTATION: CREATED_BY_OPERATOR},
+            },
+            "spec": {},
+        }
+        try:
+            written = self.kube.create(obj)
+        except Conflict:
+            return
+        self.store.upsert(MODEL.kind, written, observed=False)  # read-your-writes: created once
+        msg = f"created Model {model} (default policy) to record which weights each version number means"
+        self.kube.event(body, "Normal", R.MODEL_CREATED, msg)
