@@ -456,6 +456,7 @@ OWNERSHIP: list[tuple[str, dict[str, Any], str | None]] = [
         "not strictly under",
     ),
     ("never-verified", {"verified": {}}, "never verified"),
+    ("no-verified-digest", {"verified": {"m-v1.0.0": Verified("", True)}}, "never verified"),
     (
         "verified-another-digest",
         {"verified": {"m-v1.0.0": Verified("e" * 64, True)}},

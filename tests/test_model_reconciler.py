@@ -341,3 +341,16 @@ def test_without_a_platform_policy_retention_deletes_nothing_and_says_why_once()
     assert all("no ModelPlatformPolicy names a retention.storageRoots for namespace ns" in m for _, m in seen)
     r.reconcile(NS, "m")
     assert len(seen) == 2 and calls == []  # said once while it stands
+
+
+def test_a_verified_record_without_a_true_condition_is_not_proof() -> None:
+    store, kube, r, calls, posted = allowed_world()
+    mv = store.get("ModelVersion", NS, "m-v1.0.0")
+    mv["status"]["conditions"] = [{"type": "ArtifactVerified", "status": "Unknown", "reason": "Verifying"}]
+    store.upsert("ModelVersion", mv)
+    r.reconcile(NS, "m")
+    assert calls == [("s3://b/m/1.1.0", None)]
+    refused = store.get("Model", NS, "m")["status"]["refusedDeletions"]
+    assert [x["version"] for x in refused] == ["1.0.0"] and "ArtifactVerified is not True" in refused[0][
+        "message"
+    ]

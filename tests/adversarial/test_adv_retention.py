@@ -137,18 +137,28 @@ def test_another_namespaces_production_artifact_is_not_deleted(tmp_path: Path) -
     assert "team-b/prod-v1.0.0" in w2.refused(w2.run()) and w2.victim_intact()
 
 
-@pytest.mark.parametrize("spelling", ["prefix", "file://localhost", "no-slash", "double-slash"])
+@pytest.mark.parametrize(
+    "spelling", ["prefix", "no-slash", "registered-as-localhost", "registered-escaped", "double-slash"]
+)
 def test_a_prefix_or_another_spelling_of_a_registered_uri_is_refused(tmp_path: Path, spelling: str) -> None:
     w = World(tmp_path, roots=[f"file://{tmp_path}/store/"])
+    registered = {  # how team-b spelled its URI
+        "registered-as-localhost": f"file://localhost{w.victim}/",
+        "registered-escaped": f"file://{w.victim}/".replace("/prod/", "/%70rod/"),
+    }.get(spelling)
+    if registered is not None:
+        w.store.upsert(
+            "ModelVersion", version("team-b", "prod-v1.0.0", registered, w.victim_sha, "production")
+        )
     uri = {
         "prefix": f"file://{w.files}/team-b/",  # a shared prefix holding another registered URI
-        "file://localhost": f"file://localhost{w.victim}/",
         "no-slash": f"file://{w.victim}",
         "double-slash": f"file://{w.victim}//",
-    }[spelling]
+    }.get(spelling, f"file://{w.victim}/")
     sha = digest_local(w.files / "team-b").sha256 if spelling == "prefix" else w.victim_sha
     w.hostile(uri, sha)
-    w.refused(w.run())
+    why = w.refused(w.run())
+    assert "team-b/prod-v1.0.0" in why, why
     assert w.victim_intact()
 
 
