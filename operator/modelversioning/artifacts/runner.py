@@ -12,6 +12,8 @@
   goes in as a JSON line on stdin, never in argv or the environment; the result comes back as a
   JSON line on stdout. A killed worker, or one that ran out of memory, is ``LimitExceeded``
   (permanent) and is never reused.
+* :func:`delete_in_child`: retention's deletion (``artifacts.delete.delete_verified``: re-hash, then
+  delete exactly the verified objects) as a request of the same workers, with the same limits.
 """
 
 from __future__ import annotations
