@@ -479,6 +479,28 @@ def test_retention_archives_and_deletes_artifacts_but_keeps_records(
     kube: Any, namespace: str, retention_operator: Any, artifact_root: Path
 ) -> None:
     objs = Objects(kube, namespace)
+    # retention deletes nothing until the platform names the namespace's storage roots (issue 23)
+    policy = {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "ModelPlatformPolicy",
+        "metadata": {"name": f"retention-{namespace}"},
+        "spec": {
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}},
+            "retention": {
+                "storageRoots": [f"{artifact_root.as_uri()}/{namespace}-ranker/", "s3://models/ranker/"]
+            },
+        },
+    }
+    objs.co.create_cluster_custom_object(GROUP, VERSION, "modelplatformpolicies", policy)
+    try:
+        _retention_story(objs, namespace, artifact_root)
+    finally:
+        objs.co.delete_cluster_custom_object(
+            GROUP, VERSION, "modelplatformpolicies", f"retention-{namespace}"
+        )
+
+
+def _retention_story(objs: Any, namespace: str, artifact_root: Path) -> None:
     with S3Server.start() as s3:
         s3.create_bucket("models")
         objs.core.create_namespaced_secret(

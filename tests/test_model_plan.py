@@ -22,7 +22,9 @@ from modelversioning.domain.model_plan import (
     deletion_events,
     settle,
 )
+from modelversioning.domain.platform_policy import Floors
 from modelversioning.domain.registry import Retention, RetentionPlan, VersionView, rfc3339
+from modelversioning.domain.retention_owner import Verified
 
 NOW = datetime(2024, 6, 1, tzinfo=UTC)
 WALL = datetime(2024, 6, 1, 12, 0, 0, tzinfo=UTC)
@@ -60,7 +62,11 @@ def left_production(version: str, days: float) -> VersionView:
     return replace(v(version, "archived", days + 10), history=hist)
 
 
+ROOTS = Floors(policies=("p",), storage_roots=(("s3://b/",),))
+
+
 def facts(*views: VersionView, rules: Retention | None = ARCHIVE, **kw: Any) -> ModelFacts:
+    """Facts where every version was verified as its digest and the namespace's root is s3://b/."""
     return ModelFacts(
         **{
             "name": "m",
@@ -72,6 +78,9 @@ def facts(*views: VersionView, rules: Retention | None = ARCHIVE, **kw: Any) -> 
             "rules": rules,
             "allow_artifact_deletion": True,
             "check_seconds": 1e9,
+            "namespace": "team-a",
+            "floors": ROOTS,
+            "verified": {x.name: Verified(x.digest, True, 10, 2) for x in views},
             **kw,
         }
     )
@@ -267,7 +276,17 @@ def test_a_deletion_says_what_it_deletes_and_what_it_writes_afterwards() -> None
 def test_the_dry_run_event_names_the_version_and_why() -> None:
     (d,) = decide(facts(v("1.0.0"), rules=delete_rules("DryRun"))).deletions
     assert d.due_event is not None
-    assert d.due_event.message == f"dry run: would delete the artifact of m-v1.0.0: {d.why}"
+    assert d.due_event.message == f"dry run: would delete the artifact of m-v1.0.0 under s3://b/: {d.why}"
+    assert d.probe and d.owned is not None and d.owned.sha256 == "d-1.0.0"  # the worker says which objects
+    probe = Deleted(True, "ok", objects=("a.bin", "b/c.bin"), count=12)
+    said = model_plan.dry_run_event(d, probe).message
+    head = "dry run: would delete the artifact of m-v1.0.0 under s3://b/"
+    assert said == f"{head}, 12 objects: a.bin, b/c.bin and 10 more: {d.why}"
+    no = model_plan.dry_run_event(d, Deleted(False, "s3://b/m/1.0.0/: no longer hashes", refused=True))
+    assert (no.type, no.message) == (
+        "Warning",
+        "dry run: would refuse to delete the artifact of m-v1.0.0: s3://b/m/1.0.0/: no longer hashes",
+    )
 
 
 def test_retention_says_why_it_leaves_a_version_alone() -> None:
@@ -282,14 +301,15 @@ def test_a_successful_deletion_marks_the_record_and_posts_on_the_model_and_the_v
     plan = decide(f)
     assert [r["artifact"] for r in plan.status["versions"]] == ["Present", "Present"]  # nothing ran yet
     (d,) = plan.to_delete
-    done = settle(f, plan, {d.name: Deleted(True, "s3://b/m/1.0.0/ deleted")})
+    ran = Deleted(True, "s3://b/m/1.0.0/ deleted", objects=("w.bin",), count=1)
+    done = settle(f, plan, {d.name: ran})
     assert [r["artifact"] for r in done.status["versions"]] == ["Deleted", "Present"]
     assert ready(done)[:2] == ("True", R.MODEL_RECORDED) and done.requeue is None
     msg = (
-        f"deleted the artifact of m-v1.0.0 (s3://b/m/1.0.0/ deleted): {d.why}; "
-        "the ModelVersion and its record are kept"
+        f"deleted the artifact of m-v1.0.0 (s3://b/m/1.0.0/ deleted; under s3://b/, 1 objects: w.bin): "
+        f"{d.why}; the ModelVersion and its record are kept"
     )
-    assert deletion_events(d, Deleted(True, "s3://b/m/1.0.0/ deleted")) == (
+    assert deletion_events(d, ran) == (
         model_plan.Event("Normal", R.ARTIFACT_DELETED, msg),
         model_plan.Event("Normal", R.ARTIFACT_DELETED, msg, on="m-v1.0.0"),
     )
@@ -412,3 +432,85 @@ def test_only_enabled_and_the_operator_switch_together_allow_deleting(
     mode: str, allow: bool, refused: str | None
 ) -> None:
     assert model_plan.mode_refusal(mode, allow) == refused
+
+
+# ---- ownership (issue 23, item 3): only what the version provably owns ---------------------------
+
+REFUSED = (
+    "Warning",
+    R.ARTIFACT_DELETE_REFUSED,
+    "m-v1.0.0",
+    "retention will not delete the artifact of m-v1.0.0",
+)
+OWNERSHIP: list[tuple[str, dict[str, Any], str | None]] = [
+    ("owned", {}, None),
+    ("no-policy-no-root", {"floors": Floors()}, "no ModelPlatformPolicy names a retention.storageRoots"),
+    (
+        "outside-the-root",
+        {"floors": Floors(policies=("p",), storage_roots=(("s3://other/",),))},
+        "not strictly under a storage root of namespace team-a (s3://other/)",
+    ),
+    (
+        "the-root-itself",
+        {"floors": Floors(policies=("p",), storage_roots=(("s3://b/m/1.0.0/",),))},
+        "not strictly under",
+    ),
+    ("never-verified", {"verified": {}}, "never verified"),
+    ("no-verified-digest", {"verified": {"m-v1.0.0": Verified("", True)}}, "never verified"),
+    (
+        "verified-another-digest",
+        {"verified": {"m-v1.0.0": Verified("e" * 64, True)}},
+        "not verified as sha256 d-1.0.0",
+    ),
+    (
+        "verification-not-true",
+        {"verified": {"m-v1.0.0": Verified("d-1.0.0", False)}},
+        "ArtifactVerified is not True",
+    ),
+    (
+        "overlaps-another-namespace",
+        {"overlaps": {"m-v1.0.0": ("team-b/prod-v1",)}},
+        "lies inside the artifact URI of team-b/prod-v1",
+    ),
+]
+
+
+@pytest.mark.parametrize(("over", "refused"), [c[1:] for c in OWNERSHIP], ids=[c[0] for c in OWNERSHIP])
+def test_decide_deletes_only_what_the_version_provably_owns(
+    over: dict[str, Any], refused: str | None
+) -> None:
+    f = facts(v("1.0.0"), rules=delete_rules(), **over)
+    plan = decide(f)
+    (d,) = plan.deletions
+    if refused is None:
+        assert d.refused is None and d.owned is not None and d.owned.root == "s3://b/" and not plan.events
+        assert "refusedDeletions" not in plan.status
+        return
+    assert d.refused is not None and refused in d.refused and d.owned is None and not plan.to_delete
+    assert d.refused_reason == R.ARTIFACT_DELETE_REFUSED
+    assert [(e.type, e.reason, e.on, e.message.split(":")[0]) for e in plan.events] == [REFUSED]
+    assert plan.status["refusedDeletions"] == [
+        {"version": "1.0.0", "reason": R.ARTIFACT_DELETE_REFUSED, "message": d.refused}
+    ]
+    again = decide(replace(f, status=plan.status))  # the same refusal is said once
+    assert again.events == () and again.status["refusedDeletions"] == plan.status["refusedDeletions"]
+
+
+def test_a_dry_run_that_is_not_owned_says_why_and_is_not_pending() -> None:
+    plan = decide(facts(v("1.0.0"), rules=delete_rules("DryRun"), floors=Floors()))
+    (d,) = plan.deletions
+    assert not d.pending and not d.probe and plan.status.get("pendingDeletions") is None
+    assert [e.reason for e in plan.events] == [R.ARTIFACT_DELETE_REFUSED]
+
+
+def test_a_refusal_by_the_worker_deletes_nothing_is_recorded_and_said_once() -> None:
+    f = facts(v("1.0.0"), rules=delete_rules())
+    plan = decide(f)
+    (d,) = plan.to_delete
+    no = Deleted(False, "s3://b/m/1.0.0/: no longer hash to the verified sha256", refused=True)
+    done = settle(f, plan, {d.name: no})
+    assert [r["artifact"] for r in done.status["versions"]] == ["Present"]
+    assert ready(done)[:2] == ("True", R.MODEL_RECORDED) and done.requeue is None  # not retried in 30 s
+    assert done.status["refusedDeletions"][0]["message"] == no.message
+    assert [e.reason for e in deletion_events(d, no)] == [R.ARTIFACT_DELETE_REFUSED]
+    assert deletion_events(d, no, model_plan.refusals_of(done.status)) == ()

@@ -98,9 +98,22 @@ def test_a_second_reconcile_before_the_watch_does_not_order_the_archive_again() 
 # ---- artifact deletion: dry run, and the operator-wide switch off ---------------------------------
 
 
-def due_world(mode: str, allow: bool) -> tuple[Store, FakeKube, ModelReconciler, list[str]]:
-    """Two archived versions whose artifacts are due for deletion (out of production since 2020)."""
+POLICY = {
+    "apiVersion": "modelversioning.io/v1alpha1",
+    "kind": "ModelPlatformPolicy",
+    "metadata": {"name": "platform", "uid": "pu", "resourceVersion": "1"},
+    "spec": {"retention": {"storageRoots": ["s3://b/"]}},
+}
+
+
+def due_world(
+    mode: str, allow: bool, policy: bool = True
+) -> tuple[Store, FakeKube, ModelReconciler, list[str]]:
+    """Two archived, verified versions whose artifacts are due for deletion (out of production since
+    2020), under the storage root s3://b/ a ModelPlatformPolicy names (``policy``)."""
     store = Store()
+    if policy:
+        store.upsert("ModelPlatformPolicy", copy.deepcopy(POLICY))
     store.upsert(
         "Model",
         {
@@ -138,6 +151,13 @@ def due_world(mode: str, allow: bool) -> tuple[Store, FakeKube, ModelReconciler,
                 },
                 "status": {
                     "stage": "archived",
+                    "artifact": {
+                        "digest": str(i) * 64,
+                        "sizeBytes": 3,
+                        "files": 1,
+                        "verifiedAt": "2020-01-01T00:00:00Z",
+                    },
+                    "conditions": [{"type": "ArtifactVerified", "status": "True", "reason": "Verified"}],
                     "history": [
                         {"to": "candidate", "at": "2020-01-01T00:00:00Z"},
                         {"from": "candidate", "to": "archived", "at": "2020-01-02T00:00:00Z"},
@@ -148,9 +168,10 @@ def due_world(mode: str, allow: bool) -> tuple[Store, FakeKube, ModelReconciler,
     kube = FakeKube(store)
     deleted: list[str] = []
 
-    def deleter(uri: str, policy: Any, creds: Any) -> Any:
-        deleted.append(uri)
-        raise AssertionError("a dry run deletes nothing")
+    def deleter(uri: str, sha256: str, *, dry_run: bool, **kw: Any) -> Any:
+        if not dry_run:
+            deleted.append(uri)
+        return DeleteResult(True, "hashes to the verified sha256", objects=("w.bin",), count=1)
 
     settings = Settings.model_validate({"registry": {"allowArtifactDeletion": allow}})
     r = ModelReconciler(kube, store, settings, enqueue_versions=lambda ns, m: None, deleter=deleter)  # type: ignore[arg-type]
@@ -165,6 +186,7 @@ def events_of(kube: FakeKube) -> list[str]:
     "mode,allow,says",
     [
         ("DryRun", True, "dry run: would delete the artifact of m-v"),
+        ("DryRun", True, "under s3://b/, 1 objects: w.bin"),
         ("Enabled", False, "dry run (the operator setting registry.allowArtifactDeletion is off)"),
     ],
 )
@@ -212,9 +234,14 @@ def allowed_world() -> tuple[
     calls: list[tuple[str, Any]] = []
     posted: list[tuple[str, str, str]] = []  # (object, type, reason)
 
-    def deleter(uri: str, policy: Any, creds: Any) -> DeleteResult:
-        calls.append((uri, creds))
-        return DeleteResult(True, f"{uri} deleted")
+    def deleter(uri: str, sha256: str, *, secret_data: Any, dry_run: bool, **kw: Any) -> DeleteResult:
+        assert (
+            not dry_run
+            and sha256 == ("0" if uri.endswith("1.0.0") else "1") * 64
+            and kw["expected_files"] == 1
+        )
+        calls.append((uri, secret_data))
+        return DeleteResult(True, f"{uri} deleted", objects=("w.bin",), count=1)
 
     r.deleter = deleter
     kube.event = lambda body, t, reason, msg: posted.append((body["metadata"]["name"], t, reason))  # type: ignore[method-assign]
@@ -263,3 +290,67 @@ def test_an_unreadable_credentials_secret_fails_that_deletion_without_touching_s
     assert (ready["status"], ready["reason"]) == ("False", R.ARTIFACT_DELETE_FAILED)
     assert ready["message"] == "1.0.0: credentials Secret 's3' cannot be read (403 Forbidden)"
     assert [rec["artifact"] for rec in status["versions"]] == ["Present", "Deleted"]
+
+
+# ---- ownership: the gather sees every namespace and the platform's roots ---------------------------
+
+
+def other_namespace_version(uri: str, name: str = "prod-v1", deleted: bool = False) -> dict[str, Any]:
+    ann = {ARTIFACT_DELETED_ANNOTATION: "{}"} if deleted else {}
+    return {
+        "apiVersion": "modelversioning.io/v1alpha1",
+        "kind": "ModelVersion",
+        "metadata": {"name": name, "namespace": "team-b", "uid": f"b-{name}", "resourceVersion": "5",
+                     "annotations": ann},
+        "spec": {"model": "prod", "version": "1.0.0", "artifact": {"uri": uri, "sha256": "f" * 64}},
+        "status": {"stage": "production"},
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "uri",
+    ["s3a://b/m/1.0.0/", "s3://b/m/1.0.0/", "s3://b/m/", "s3://b/m/1.0.0/weights.bin", "S3://b/m/1.0.0"],
+)
+def test_a_uri_another_namespace_registered_is_never_deleted_in_any_spelling(uri: str) -> None:
+    store, kube, r, calls, posted = allowed_world()
+    store.upsert("ModelVersion", other_namespace_version(uri))
+    r.reconcile(NS, "m")
+    assert calls == [("s3://b/m/1.1.0", None)] if uri != "s3://b/m/" else calls == []
+    assert ("m-v1.0.0", "Warning", R.ARTIFACT_DELETE_REFUSED) in posted
+    refused = store.get("Model", NS, "m")["status"]["refusedDeletions"]
+    assert refused[0]["version"] == "1.0.0" and "team-b/prod-v1" in refused[0]["message"]
+
+
+def test_a_version_whose_artifact_is_recorded_deleted_claims_nothing() -> None:
+    store, kube, r, calls, posted = allowed_world()
+    store.upsert("ModelVersion", other_namespace_version("s3://b/m/1.0.0", deleted=True))
+    r.reconcile(NS, "m")
+    assert [u for u, _ in calls] == ["s3://b/m/1.0.0", "s3://b/m/1.1.0"]
+
+
+def test_without_a_platform_policy_retention_deletes_nothing_and_says_why_once() -> None:
+    store, kube, _, _ = due_world("Enabled", True, policy=False)
+    _, _, r, calls, posted = allowed_world()
+    r.store = store
+    r.kube = kube
+    seen: list[tuple[str, str]] = []
+    kube.event = lambda body, t, reason, msg: seen.append((reason, msg))  # type: ignore[method-assign]
+    r.reconcile(NS, "m")
+    assert calls == []
+    assert [reason for reason, _ in seen] == [R.ARTIFACT_DELETE_REFUSED] * 2
+    assert all("no ModelPlatformPolicy names a retention.storageRoots for namespace ns" in m for _, m in seen)
+    r.reconcile(NS, "m")
+    assert len(seen) == 2 and calls == []  # said once while it stands
+
+
+def test_a_verified_record_without_a_true_condition_is_not_proof() -> None:
+    store, kube, r, calls, posted = allowed_world()
+    mv = store.get("ModelVersion", NS, "m-v1.0.0")
+    mv["status"]["conditions"] = [{"type": "ArtifactVerified", "status": "Unknown", "reason": "Verifying"}]
+    store.upsert("ModelVersion", mv)
+    r.reconcile(NS, "m")
+    assert calls == [("s3://b/m/1.1.0", None)]
+    refused = store.get("Model", NS, "m")["status"]["refusedDeletions"]
+    assert [x["version"] for x in refused] == ["1.0.0"] and "ArtifactVerified is not True" in refused[0][
+        "message"
+    ]

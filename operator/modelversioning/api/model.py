@@ -197,6 +197,12 @@ class VersionRecord(StatusModel):
     )
 
 
+class RefusedDeletion(StatusModel):
+    version: str = Field(max_length=64)
+    reason: str = Field(max_length=64)
+    message: str = Field(max_length=1024)
+
+
 class ModelStatus(StatusModel):
     observed_generation: int | None = None
     conditions: list[Condition] = Field(default_factory=list, json_schema_extra=CONDITIONS_LIST_EXTRA)
@@ -208,6 +214,11 @@ class ModelStatus(StatusModel):
         default_factory=list,
         max_length=10000,
         description="Dry run: versions whose artifact would be deleted.",
+    )
+    refused_deletions: list[RefusedDeletion] = Field(
+        default_factory=list,
+        max_length=10000,
+        description="Due deletions retention refuses: the version does not provably own the artifact.",
     )
 
 

@@ -479,6 +479,14 @@ ARTIFACT_DELETE_DUE = reason(
     MODEL_EVENT,
     meaning="Event (Normal) on the Model: dry run; this artifact would be deleted now (once per version)",
 )
+ARTIFACT_DELETE_REFUSED = reason(
+    "ArtifactDeleteRefused",
+    MODEL_EVENT,
+    VERSION_EVENT,
+    meaning="Event (Warning) on the version and status.refusedDeletions: retention will not delete an "
+    "artifact the version does not provably own (no storage root, outside it, never verified, a URI "
+    "overlapping another registered one, the digest changed, a limit); nothing deleted",
+)
 ARCHIVE_DUE = reason(
     "ArchiveDue", MODEL_EVENT, meaning="Event (Normal) on the Model: retention archives a version"
 )

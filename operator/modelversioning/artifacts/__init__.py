@@ -14,6 +14,8 @@ Entry points::
                     progress=None, dest=None, expected_size=None) -> VerifyResult
     verify_in_child(uri, expected_sha256, *, policy, secret_data=None, expected_size=None)
                                                                           # memory-limited, killable
+    delete_in_child(uri, expected_sha256, *, policy, secret_data=None, expected_size=None,
+                    expected_files=None, dry_run=False) -> DeleteResult   # retention, same limits
     FairExecutor(workers, per_key).submit_for(namespace, fn, *args)       # per-namespace cap
     compute_digest(uri, *, policy=None, secret_data=None, env=None, progress=None) -> Digest
     digest_local(path, *, max_workers=4, chunk_size=4 MiB, progress=None) -> Digest
@@ -30,7 +32,7 @@ from modelversioning.artifacts.manifest import manifest_digest, manifest_text
 from modelversioning.artifacts.policy import check_address, check_uri, endpoint_for
 from modelversioning.artifacts.redact import redact_text, redact_uri
 from modelversioning.artifacts.results import Digest, FileDigest, VerifyResult
-from modelversioning.artifacts.runner import FairExecutor, verify_in_child
+from modelversioning.artifacts.runner import FairExecutor, delete_in_child, verify_in_child
 from modelversioning.artifacts.verify import compute_digest, digest_local, verify_artifact
 
 __all__ = [
@@ -48,6 +50,7 @@ __all__ = [
     "check_uri",
     "classify_exception",
     "compute_digest",
+    "delete_in_child",
     "digest_local",
     "endpoint_for",
     "manifest_digest",

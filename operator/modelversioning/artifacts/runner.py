@@ -12,6 +12,8 @@
   goes in as a JSON line on stdin, never in argv or the environment; the result comes back as a
   JSON line on stdout. A killed worker, or one that ran out of memory, is ``LimitExceeded``
   (permanent) and is never reused.
+* :func:`delete_in_child`: retention's deletion (``artifacts.delete.delete_verified``: re-hash, then
+  delete exactly the verified objects) as a request of the same workers, with the same limits.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from concurrent.futures import Future
 from typing import Any
 
 from modelversioning.api.settings import ArtifactPolicy
+from modelversioning.artifacts.delete import DeleteResult, delete_verified
 from modelversioning.artifacts.errors import TRANSIENT_REASONS, Reason
 from modelversioning.artifacts.redact import redact_uri
 from modelversioning.artifacts.results import VerifyResult
@@ -279,6 +282,61 @@ def verify_in_child(
     )  # fmt: skip
 
 
+def delete_in_child(
+    uri: str,
+    expected_sha256: str,
+    *,
+    policy: ArtifactPolicy,
+    secret_data: Mapping[str, str] | None = None,
+    expected_size: int | None = None,
+    expected_files: int | None = None,
+    dry_run: bool = False,
+) -> DeleteResult:
+    """:func:`~modelversioning.artifacts.delete.delete_verified` in a worker process, with
+    verification's limits: the memory limit, maxFiles, maxTotalBytes, and killed after two
+    ``timeoutSeconds`` (listing and hashing, then deleting) + a grace period. Never in the operator."""
+    request = {
+        "op": "delete",
+        "uri": uri,
+        "sha256": expected_sha256,
+        "policy": policy.model_dump(mode="json", by_alias=True),
+        "secret": dict(secret_data) if secret_data is not None else None,
+        "expectedSize": expected_size,
+        "expectedFiles": expected_files,
+        "dryRun": dry_run,
+    }
+    shown = redact_uri(uri)
+    worker = _take(policy.memory_limit_bytes)
+    out = worker.ask(request, 2 * policy.timeout_seconds + GRACE_SECONDS)
+    if out is not None and out != MEMORY_ERROR:
+        try:
+            result = DeleteResult.from_dict(json.loads(out))
+        except (ValueError, KeyError, TypeError):
+            worker.kill()
+        else:
+            if result.refused:
+                worker.close()  # it may have come near its limits: the next request gets a fresh one
+            else:
+                _give_back(worker)
+            return result
+    if worker.timed_out:
+        return DeleteResult(
+            False,
+            f"{shown}: LimitExceeded: not checked and deleted within artifacts.timeoutSeconds "
+            f"({policy.timeout_seconds:g}s, twice); the worker was stopped",
+            refused=True,
+        )
+    worker.close()
+    if out == MEMORY_ERROR or worker.proc.returncode in (-9, 137):
+        return DeleteResult(
+            False,
+            f"{shown}: LimitExceeded: the worker exceeded artifacts.memoryLimitBytes "
+            f"({policy.memory_limit_bytes} bytes) and was stopped",
+            refused=True,
+        )
+    return DeleteResult(False, f"{shown}: the worker process failed (exit {worker.proc.returncode})")
+
+
 def _from_dict(d: Mapping[str, Any]) -> VerifyResult:
     return VerifyResult(
         reason=Reason(d["reason"]),
@@ -305,6 +363,18 @@ def _limit_self(memory_limit: int) -> None:
         f.write("1000")
 
 
+def _delete(request: Mapping[str, Any]) -> DeleteResult:
+    return delete_verified(
+        request["uri"],
+        request["sha256"],
+        policy=ArtifactPolicy.model_validate(request["policy"]),
+        secret_data=request.get("secret"),
+        expected_size=request.get("expectedSize"),
+        expected_files=request.get("expectedFiles"),
+        dry_run=bool(request.get("dryRun")),
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     """The worker: limits first, then one JSON request per line until stdin closes."""
     args = sys.argv[1:] if argv is None else argv
@@ -314,14 +384,17 @@ def main(argv: list[str] | None = None) -> int:
             continue
         request = json.loads(line)
         try:
-            result = verify_artifact(
-                request["uri"],
-                request["sha256"],
-                policy=ArtifactPolicy.model_validate(request["policy"]),
-                secret_data=request.get("secret"),
-                expected_size=request.get("expectedSize"),
-            )
-            answer = json.dumps(result.to_dict())
+            if request.get("op") == "delete":  # retention: delete exactly the verified objects
+                answer = json.dumps(_delete(request).to_dict())
+            else:
+                result = verify_artifact(
+                    request["uri"],
+                    request["sha256"],
+                    policy=ArtifactPolicy.model_validate(request["policy"]),
+                    secret_data=request.get("secret"),
+                    expected_size=request.get("expectedSize"),
+                )
+                answer = json.dumps(result.to_dict())
         except MemoryError:
             answer = MEMORY_ERROR
         sys.stdout.write(answer + "\n")

@@ -16,9 +16,15 @@ Rules (README, "Retention"; the choice of versions is ``registry.select``):
 - Deletion: only with ``artifactDeletion: Enabled`` and the operator setting
   ``registry.allowArtifactDeletion``; otherwise a due deletion is refused: ``DryRun`` or the switch
   off report it (``status.pendingDeletions``, one ``ArtifactDeleteDue`` Event per version while it
-  stays pending), ``Disabled`` says nothing. Whatever ``select`` returns, a version that is kept,
-  referenced by an endpoint, not archived, refused as reused, already deleted, or whose URI a live
-  (not archived) version also points at is never deleted.
+  stays pending, saying which objects would go: the handler asks the worker, ``dry_run_event``),
+  ``Disabled`` says nothing. Whatever ``select`` returns, a version that is kept, referenced by an
+  endpoint, not archived, refused as reused, already deleted, or whose URI a live (not archived)
+  version also points at is never deleted.
+- Ownership (``domain.retention_owner``): a deletion that passes all that is still refused unless
+  the URI is strictly under the namespace's storage root, the version was verified, and no other
+  registered URI of any namespace overlaps it: ``status.refusedDeletions`` and one
+  ``ArtifactDeleteRefused`` Warning per version while the same refusal stands. The worker re-checks
+  the digest before it deletes exactly the verified objects; its refusal is reported the same way.
 """
 
 from __future__ import annotations
@@ -33,7 +39,9 @@ from modelversioning.api import wire as R
 from modelversioning.domain import conditions as cond
 from modelversioning.domain import registry
 from modelversioning.domain.conditions import FALSE, TRUE, Cond
+from modelversioning.domain.platform_policy import Floors
 from modelversioning.domain.registry import ARCHIVED, PRODUCTION, Retention, RetentionPlan, VersionView
+from modelversioning.domain.retention_owner import Owned, Verified, ownership
 
 # spec.retention.artifactDeletion
 DISABLED, DRY_RUN, ENABLED = "Disabled", "DryRun", "Enabled"
@@ -61,6 +69,11 @@ class ModelFacts:
     # ModelVersion name -> the spec.stage the retention-archive order standing on it was made for
     archive_orders: Mapping[str, str] = field(default_factory=dict)
     secret_refs: Mapping[str, str] = field(default_factory=dict)  # name -> spec.artifact.secretRef.name
+    namespace: str = ""
+    floors: Floors = field(default_factory=Floors)  # the namespace's platform floors (storage roots)
+    verified: Mapping[str, Verified] = field(default_factory=dict)  # name -> its verified record
+    # name -> the other ModelVersions (any namespace, "ns/name") whose artifact URI overlaps its own
+    overlaps: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 # ---------------------------------------------------------------------------------------- plan
@@ -94,6 +107,9 @@ class ArtifactDeletion:
     refused: str | None = None  # why it is not deleted now
     pending: bool = False  # refused but reported (dry run): status.pendingDeletions
     due_event: Event | None = None  # the dry run's ArtifactDeleteDue Event (once per pending version)
+    owned: Owned | None = None  # what the version provably owns (None: refused before that was known)
+    refused_reason: str = ""  # ArtifactDeleteRefused: refused for ownership (status.refusedDeletions)
+    probe: bool = False  # dry run: ask the worker which objects would go (``dry_run_event``)
 
 
 @dataclass(frozen=True)
@@ -102,6 +118,9 @@ class Deleted:
 
     ok: bool
     message: str  # safe to show
+    refused: bool = False  # the worker refused (digest changed, a limit, not owned): nothing deleted
+    objects: tuple[str, ...] = ()  # the first objects deleted (or, in a dry run, that would be)
+    count: int = 0  # how many objects in all
 
 
 @dataclass(frozen=True)
@@ -203,6 +222,7 @@ def _deletions(f: ModelFacts, mode: str, chosen: RetentionPlan) -> tuple[Artifac
     views = {v.name: v for v in f.views}
     refused = mode_refusal(mode, f.allow_artifact_deletion)
     before = set(f.status.get("pendingDeletions") or [])
+    said = refusals_of(f.status)
     out = []
     for name, why in chosen.delete:
         v = views[name]
@@ -211,29 +231,74 @@ def _deletions(f: ModelFacts, mode: str, chosen: RetentionPlan) -> tuple[Artifac
             name, v.version, v.uri, why, json.dumps(value, sort_keys=True), f.secret_refs.get(name)
         )
         bad = unsafe(v, f.views, chosen.kept)
-        if bad is not None:
-            d = replace(d, refused=bad)
-        elif refused is not None and mode != DISABLED:
+        if bad is not None or mode == DISABLED:
+            out.append(replace(d, refused=bad or refused))
+            continue
+        own = ownership(
+            v.uri, v.digest, f.verified.get(name), f.floors, f.overlaps.get(name, ()), f.namespace
+        )
+        if isinstance(own, str):
+            d = replace(d, refused=own, refused_reason=R.ARTIFACT_DELETE_REFUSED)
+            if said.get(v.version) != own:  # said once while the same refusal stands
+                msg = f"retention will not delete the artifact of {name}: {own}"
+                d = replace(d, due_event=Event(WARNING, R.ARTIFACT_DELETE_REFUSED, msg, on=name))
+            out.append(d)
+            continue
+        d = replace(d, owned=own)
+        if refused is not None:
             d = replace(d, refused=refused, pending=True)
             if v.version not in before:  # reported once while it stays pending
-                said = "" if mode == DRY_RUN else f" ({refused})"
-                msg = f"dry run{said}: would delete the artifact of {name}: {why}"
-                d = replace(d, due_event=Event(NORMAL, R.ARTIFACT_DELETE_DUE, msg))
-        elif refused is not None:
-            d = replace(d, refused=refused)
+                d = replace(d, due_event=dry_run_event(d, None), probe=True)
         out.append(d)
     return tuple(out)
 
 
+def refusals_of(status: Mapping[str, Any]) -> dict[str, str]:
+    """status.refusedDeletions as version -> message."""
+    return {str(r.get("version")): str(r.get("message")) for r in status.get("refusedDeletions") or []}
+
+
 # ----------------------------------------------------------------------- after the deletions ran
 
+SHOWN_OBJECTS = 10  # objects named in an Event; the rest are counted
 
-def deletion_events(d: ArtifactDeletion, done: Deleted) -> tuple[Event, ...]:
-    """The Events of an executed deletion: on the Model and the version, or a Warning on the version."""
+
+def _objects(done: Deleted) -> str:
+    if not done.count:
+        return "no objects"
+    more = f" and {done.count - len(done.objects)} more" if done.count > len(done.objects) else ""
+    return f"{done.count} objects: {', '.join(done.objects[:SHOWN_OBJECTS])}{more}"
+
+
+def dry_run_event(d: ArtifactDeletion, probe: Deleted | None) -> Event:
+    """The dry run's ArtifactDeleteDue Event: which objects under which root would go (``probe``: the
+    worker's answer; None: not asked), or that the worker would refuse and why."""
+    mode = "" if d.refused is None or "artifactDeletion is DryRun" in d.refused else f" ({d.refused})"
+    root = d.owned.root if d.owned is not None else "?"
+    head = f"dry run{mode}: would delete the artifact of {d.name}"
+    if probe is None:
+        return Event(NORMAL, R.ARTIFACT_DELETE_DUE, f"{head} under {root}: {d.why}")
+    if not probe.ok:
+        what = "refuse" if probe.refused else "fail"
+        msg = f"dry run{mode}: would {what} to delete the artifact of {d.name}: {probe.message}"
+        return Event(WARNING if probe.refused else NORMAL, R.ARTIFACT_DELETE_DUE, msg)
+    return Event(NORMAL, R.ARTIFACT_DELETE_DUE, f"{head} under {root}, {_objects(probe)}: {d.why}")
+
+
+def deletion_events(
+    d: ArtifactDeletion, done: Deleted, said: Mapping[str, str] | None = None
+) -> tuple[Event, ...]:
+    """The Events of an executed deletion: on the Model and the version, or a Warning on the version
+    (a refusal once while the same one stands: ``said`` is ``refusals_of`` the old status)."""
+    if done.refused:
+        if (said or {}).get(d.version) == done.message:
+            return ()
+        return (Event(WARNING, R.ARTIFACT_DELETE_REFUSED, done.message, on=d.name),)
     if not done.ok:
         return (Event(WARNING, R.ARTIFACT_DELETE_FAILED, done.message, on=d.name),)
+    root = d.owned.root if d.owned is not None else "?"
     msg = (
-        f"deleted the artifact of {d.name} ({done.message}): {d.why}; "
+        f"deleted the artifact of {d.name} ({done.message}; under {root}, {_objects(done)}): {d.why}; "
         "the ModelVersion and its record are kept"
     )
     return (Event(NORMAL, R.ARTIFACT_DELETED, msg), Event(NORMAL, R.ARTIFACT_DELETED, msg, on=d.name))
@@ -244,9 +309,13 @@ def settle(f: ModelFacts, plan: ModelPlan, outcomes: Mapping[str, Deleted]) -> M
     (ModelVersion name -> outcome; a deletion without an outcome did not run)."""
     records = registry.record(f.status.get("versions") or [], f.views, f.now)
     problems = []
+    refusals = {d.version: d.refused or "" for d in plan.deletions if d.refused_reason}
     for d in plan.to_delete:
         done = outcomes.get(d.name)
         if done is None:
+            continue
+        if done.refused:
+            refusals[d.version] = done.message
             continue
         if not done.ok:
             problems.append(f"{d.version}: {done.message}")
@@ -272,6 +341,11 @@ def settle(f: ModelFacts, plan: ModelPlan, outcomes: Mapping[str, Deleted]) -> M
     pending = [d.version for d in plan.deletions if d.pending]
     if pending:
         status["pendingDeletions"] = pending
+    if refusals:
+        status["refusedDeletions"] = [
+            {"version": k, "reason": R.ARTIFACT_DELETE_REFUSED, "message": m[:1024]}
+            for k, m in sorted(refusals.items(), key=lambda kv: registry.order_key(kv[0]))
+        ]
     notify = (
         f.status.get("production", []) != production or f.status.get("observedGeneration") != f.generation
     )

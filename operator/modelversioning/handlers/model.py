@@ -32,7 +32,7 @@ from modelversioning.api.wire import (
     MODELVERSION,
     TEST_CLOCK_ANNOTATION,
 )
-from modelversioning.artifacts.delete import delete_artifact
+from modelversioning.artifacts import delete_in_child
 from modelversioning.domain import conditions as cond
 from modelversioning.domain import registry
 from modelversioning.domain.model_plan import (
@@ -43,12 +43,16 @@ from modelversioning.domain.model_plan import (
     ModelPlan,
     decide,
     deletion_events,
+    dry_run_event,
+    refusals_of,
     settle,
 )
+from modelversioning.domain.retention_owner import Verified, overlapping
 from modelversioning.domain.timestamps import parse_rfc3339
 from modelversioning.handlers.drift import status_changed
 from modelversioning.handlers.instrument import instrumented
 from modelversioning.handlers.kube import Kube
+from modelversioning.handlers.modelfacts import floors
 from modelversioning.handlers.modelfacts import json_annotation as _json
 from modelversioning.handlers.store import Store
 from modelversioning.handlers.workqueue import Requeue
@@ -108,6 +112,52 @@ def archive_order_stage(mv: dict[str, Any]) -> str | None:
     return stage if isinstance(stage, str) else None
 
 
+def verified_of(mv: dict[str, Any]) -> Verified | None:
+    """What the version's status (written by the operator only) records of its verified artifact."""
+    st = mv.get("status") or {}
+    art = st.get("artifact") or {}
+    if not art.get("digest"):
+        return None
+    c = cond.get(st.get("conditions"), "ArtifactVerified") or {}
+    true = c.get("status") == "True" and c.get("reason") == R.VERIFIED
+    size, files = art.get("sizeBytes"), art.get("files")
+    return Verified(
+        str(art["digest"]),
+        true,
+        int(size) if size is not None else None,
+        int(files) if files is not None else None,
+    )
+
+
+def others_overlapping(
+    store: Store, namespace: str, mine: dict[str, dict[str, Any]]
+) -> dict[str, tuple[str, ...]]:
+    """For each of ``mine`` (archived, artifact not deleted: the ones retention may delete), the other
+    ModelVersions of ANY namespace whose artifact URI equals, contains or lies inside its own. A
+    version whose artifact is recorded deleted claims nothing."""
+    due = {
+        n: _uri(mv)
+        for n, mv in mine.items()
+        if (mv.get("status") or {}).get("stage") == registry.ARCHIVED
+        and ARTIFACT_DELETED_ANNOTATION not in ((mv.get("metadata") or {}).get("annotations") or {})
+    }
+    if not due:
+        return {}
+    others = [
+        ((ns, n), f"{ns}/{n}", _uri(body))
+        for (ns, n), body in store.items(MODELVERSION.kind)
+        if ARTIFACT_DELETED_ANNOTATION not in ((body.get("metadata") or {}).get("annotations") or {})
+    ]
+    return {
+        n: overlapping(uri, [(label, u) for key, label, u in others if key != (namespace, n)])
+        for n, uri in due.items()
+    }
+
+
+def _uri(mv: dict[str, Any]) -> str:
+    return str(((mv.get("spec") or {}).get("artifact") or {}).get("uri", ""))
+
+
 def secret_ref(mv: dict[str, Any]) -> str | None:
     ref = (((mv.get("spec") or {}).get("artifact") or {}).get("secretRef") or {}).get("name")
     return str(ref) if ref else None
@@ -120,7 +170,7 @@ class ModelReconciler:
         store: Store,
         settings: Settings,
         enqueue_versions: Callable[[str, str], None],
-        deleter: Callable[..., Any] = delete_artifact,
+        deleter: Callable[..., Any] = delete_in_child,
     ) -> None:
         self.kube = kube
         self.store = store
@@ -167,6 +217,10 @@ class ModelReconciler:
             check_seconds=self.settings.registry.retention_check_seconds,
             archive_orders=orders,
             secret_refs=refs,
+            namespace=namespace,
+            floors=floors(self.store, namespace),
+            verified={n: ver for n, mv in versions.items() if (ver := verified_of(mv)) is not None},
+            overlaps=others_overlapping(self.store, namespace, versions),
         )
         return Gathered(body, versions, facts)
 
@@ -180,15 +234,18 @@ class ModelReconciler:
             self._annotate(ns, order.name, ARCHIVE_ANNOTATION, order.annotation)
             self._post(got, order.event)
         outcomes: dict[str, Deleted] = {}
+        said = refusals_of(got.facts.status)
         for d in plan.deletions:
-            if d.due_event is not None:
-                self._post(got, d.due_event)
+            if d.due_event is not None:  # a dry run asks the worker what would go
+                self._post(
+                    got, dry_run_event(d, self._delete_one(ns, d, dry_run=True)) if d.probe else d.due_event
+                )
             if d.refused is not None:
                 continue
             outcomes[d.name] = done = self._delete_one(ns, d)
             if done.ok:  # recorded at once: the version reconciler stops serving and fetching it
                 self._annotate(ns, d.name, ARTIFACT_DELETED_ANNOTATION, d.annotation)
-            for ev in deletion_events(d, done):
+            for ev in deletion_events(d, done, said):
                 self._post(got, ev)
         final = settle(got.facts, plan, outcomes)  # the status and requeue once the deletions ran
         old = dict(got.facts.status)
@@ -206,7 +263,11 @@ class ModelReconciler:
         written = self.kube.annotate(MODELVERSION, ns, mv_name, {key: value})
         self.store.upsert("ModelVersion", written, observed=False)  # read-your-writes, not yet watched
 
-    def _delete_one(self, ns: str, d: ArtifactDeletion) -> Deleted:
+    def _delete_one(self, ns: str, d: ArtifactDeletion, dry_run: bool = False) -> Deleted:
+        """The deletion (or its dry run) in the verifier's worker: exactly the verified objects."""
+        own = d.owned
+        if own is None:  # the plan never hands over a deletion it did not prove owned
+            return Deleted(False, "not provably owned", refused=True)
         creds = None
         if d.secret_ref:
             try:
@@ -215,5 +276,8 @@ class ModelReconciler:
                 return Deleted(
                     False, f"credentials Secret {d.secret_ref!r} cannot be read ({e.status} {e.reason})"
                 )
-        result = self.deleter(d.uri, self.settings.artifacts, creds)
-        return Deleted(bool(result.ok), str(result.message))
+        r = self.deleter(
+            d.uri, own.sha256, policy=self.settings.artifacts, secret_data=creds,
+            expected_size=own.size_bytes, expected_files=own.files, dry_run=dry_run,
+        )  # fmt: skip
+        return Deleted(bool(r.ok), str(r.message), bool(r.refused), tuple(r.objects), int(r.count))

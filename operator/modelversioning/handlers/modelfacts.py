@@ -22,13 +22,24 @@ from modelversioning.api.wire import (
     CREATED_BY_OPERATOR,
     DELETION_PROTECTED_ANNOTATION,
     MODEL,
+    MODELPLATFORMPOLICY,
+    NAMESPACE,
 )
 from modelversioning.domain import registry
 from modelversioning.domain.gates import CandidateFacts
+from modelversioning.domain.platform_policy import Floors, floors_for
 from modelversioning.domain.registry import deletion_policy
 from modelversioning.domain.stages import StageGraph
 from modelversioning.domain.version_plan import RegistryFacts
 from modelversioning.handlers.store import Store
+
+
+def floors(store: Store, namespace: str) -> Floors:
+    """The platform floors for `namespace` now (no policy selecting it: ``Floors()``)."""
+    ns = store.get(NAMESPACE.kind, "", namespace) or {}
+    labels = (ns.get("metadata") or {}).get("labels") or {}
+    policies = [(name, body.get("spec") or {}) for (_, name), body in store.items(MODELPLATFORMPOLICY.kind)]
+    return floors_for(namespace, labels, policies)
 
 
 def json_annotation(ann: dict[str, Any], key: str) -> dict[str, Any] | None:

@@ -8,20 +8,13 @@ from typing import Any
 import kopf
 
 from modelversioning.api.wire import MODELPLATFORMPOLICY, NAMESPACE
-from modelversioning.domain.platform_policy import Floors, floors_for
+from modelversioning.handlers.modelfacts import floors
 from modelversioning.handlers.runtime import current
-from modelversioning.handlers.store import Store
 from modelversioning.handlers.watch import track
 
+__all__ = ["floors", "namespace_event", "policy_event"]  # floors: gathered in handlers.modelfacts
+
 _KINDS = (("ModelEndpoint", False), ("Model", False), ("ModelVersion", True))
-
-
-def floors(store: Store, namespace: str) -> Floors:
-    """The floors for `namespace` now (no policy selecting it: ``Floors()``)."""
-    ns = store.get(NAMESPACE.kind, "", namespace) or {}
-    labels = (ns.get("metadata") or {}).get("labels") or {}
-    policies = [(name, body.get("spec") or {}) for (_, name), body in store.items(MODELPLATFORMPOLICY.kind)]
-    return floors_for(namespace, labels, policies)
 
 
 async def policy_event(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
