@@ -275,6 +275,15 @@ INVALID_SPEC = reason(
     stalls_version=True,
     permanent=True,
 )
+POLICY_VIOLATION = reason(
+    "PolicyViolation",
+    _EV,
+    _EC,
+    meaning="the spec claims more than the platform's ModelPlatformPolicy allows (a host, a toleration); "
+    "nothing of it is applied and what serves now keeps serving",
+    stalls_endpoint=True,
+    permanent=True,
+)
 # ---- ModelEndpoint: conditions
 READY = reason(
     "Ready", _EC, VERSION_CONDITION, meaning="Ready=True: serving exactly as declared / ready to serve"

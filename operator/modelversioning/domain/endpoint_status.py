@@ -308,15 +308,14 @@ def finish_report(
     return Report(conds + kstatus.for_endpoint(conds), rep.events + rollout_events, rep.variants)
 
 
-def invalid_status(status: Mapping[str, Any], msg: str) -> EndpointStatus:
-    """A spec that does not validate: Ready=False/InvalidSpec (one Warning Event per message); the
-    effective weights stay what they were and nothing else is decided."""
-    c = Cond("Ready", FALSE, R.INVALID_SPEC, msg)
+def invalid_status(status: Mapping[str, Any], msg: str, reason: str = R.INVALID_SPEC) -> EndpointStatus:
+    """A spec that does not validate (or that a platform policy refuses: PolicyViolation):
+    Ready=False/<reason> (one Warning Event per message); the effective weights stay what they were
+    and nothing else is decided."""
+    c = Cond("Ready", FALSE, reason, msg)
     prev = next((x for x in status.get("conditions") or [] if x.get("type") == "Ready"), None) or {}
     events: tuple[Event, ...] = (
-        ()
-        if (prev.get("reason"), prev.get("message")) == (R.INVALID_SPEC, msg)
-        else (("Warning", R.INVALID_SPEC, msg),)
+        () if (prev.get("reason"), prev.get("message")) == (reason, msg) else (("Warning", reason, msg),)
     )
     fields = {"effectiveWeights": status.get("effectiveWeights") or {}}
     return EndpointStatus(fields, (c,), events, (), {})

@@ -10,8 +10,10 @@ from typing import Any
 from kubernetes.client.exceptions import ApiException
 
 from modelversioning.api import wire as R
+from modelversioning.api.modelendpoint import ModelEndpointSpec
 from modelversioning.domain import conditions as cond
 from modelversioning.domain.endpoint_facts import Pin, SlotFacts
+from modelversioning.domain.platform_policy import Floors, endpoint_violations
 from modelversioning.handlers.store import controller_of
 
 
@@ -98,3 +100,10 @@ def api_message(e: ApiException) -> str:
         return str(json.loads(e.body or "{}").get("message") or e.reason)[:1024]
     except (ValueError, AttributeError):
         return f"{e.status} {e.reason}"
+
+
+def policy_refusal(f: Floors, spec: ModelEndpointSpec) -> str | None:
+    """What of the spec the platform's policies refuse (hosts, tolerations), as one message; None: nothing."""
+    tolerations = [t.to_k8s() for t in (spec.placement.tolerations if spec.placement else [])]
+    problems = endpoint_violations(f, spec.routing.hosts, tolerations)
+    return "; ".join(problems) if problems else None

@@ -48,12 +48,13 @@ from modelversioning.domain.endpoint_facts import (
 from modelversioning.domain.endpoint_plan import Plan
 from modelversioning.domain.endpoint_rollout import RolloutRecord
 from modelversioning.domain.endpoint_status import EndpointStatus
+from modelversioning.domain.platform_policy import effective_required_stage
 from modelversioning.domain.timestamps import epoch
 from modelversioning.handlers import endpoint_delete as deletion
 from modelversioning.handlers import endpoint_parse as parse
 from modelversioning.handlers import platform
 from modelversioning.handlers.drift import diff, status_changed
-from modelversioning.handlers.endpoint_parse import deployment_state
+from modelversioning.handlers.endpoint_parse import deployment_state, policy_refusal
 from modelversioning.handlers.instrument import instrumented
 from modelversioning.handlers.kube import (
     MODELENDPOINT,
@@ -64,6 +65,7 @@ from modelversioning.handlers.kube import (
     PreconditionFailed,
     counting_writes,
 )
+from modelversioning.handlers.modelfacts import floors
 from modelversioning.handlers.rollout import rollout_facts
 from modelversioning.handlers.store import Store
 from modelversioning.handlers.workqueue import Requeue, is_drift_check
@@ -138,6 +140,11 @@ class ModelEndpointReconciler:
         except ValidationError as e:
             self._write_status(body, status, endpoint_status.invalid_status(status, validation_message(e)))
             return False
+        if refused := policy_refusal(floors(self.store, body["metadata"]["namespace"]), spec):
+            self._write_status(
+                body, status, endpoint_status.invalid_status(status, refused, R.POLICY_VIOLATION)
+            )
+            return False
         g = self.gather(body, spec)
         plan = endpoint_plan.decide(g.facts)
         outcome, retry = self.act(g, plan)
@@ -174,7 +181,7 @@ class ModelEndpointReconciler:
         owned = {n for k in ("Deployment", "Service") for n in self.store.owned_names(k, ns, ref.uid)}
         caps = platform.capabilities(self.store, spec, ns, self.settings)  # the router's, on this platform
         facts = EndpointFacts(
-            required_stage=spec.required_stage,
+            required_stage=effective_required_stage(spec.required_stage, floors(self.store, ns)),
             variants=tuple(variants),
             previous_weights={k: int(w) for k, w in (status.get("effectiveWeights") or {}).items()},
             allow_major_mix=spec.allow_major_version_mix,
