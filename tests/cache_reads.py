@@ -16,7 +16,13 @@ OPERATOR = os.path.dirname(modelversioning.__file__) + os.sep
 Path = tuple[Any, ...]
 EACH = "[]"  # any element of a list
 WHOLE = "*"  # every key of a map (iterated, copied, unpacked)
-READERS = {"get", "items", "owned", "of_model"}  # Store methods that hand out cached objects: recorded
+READERS = {
+    "get",
+    "items",
+    "owned",
+    "of_model",
+    "cluster_scoped",
+}  # Store methods that hand out cached objects: recorded
 # Store methods that hand out no cached object (names, versions, counts, NOTES)
 OTHERS = {
     "upsert",

@@ -33,6 +33,7 @@ def cache_reads(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch)
         "record them here like get/items/owned/of_model (READERS), else add them to OTHERS"
     )
     get, items, owned, of_model = Store.get, Store.items, Store.owned, Store.of_model
+    cluster_scoped = Store.cluster_scoped
 
     def rec_get(self: Any, kind: str, namespace: str, name: str) -> Any:
         obj = get(self, kind, namespace, name)
@@ -51,6 +52,11 @@ def cache_reads(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch)
         pairs = of_model(self, kind, namespace, model)
         return [(k, reads.wrap(kind, o)) for k, o in pairs] if _ours() else pairs
 
+    def rec_cluster_scoped(self: Any, kind: str) -> list[Any]:
+        pairs = cluster_scoped(self, kind)
+        return [(n, reads.wrap(kind, o)) for n, o in pairs] if _ours() else pairs
+
+    monkeypatch.setattr(Store, "cluster_scoped", rec_cluster_scoped)
     monkeypatch.setattr(Store, "of_model", rec_of_model)
     monkeypatch.setattr(Store, "get", rec_get)
     monkeypatch.setattr(Store, "items", rec_items)

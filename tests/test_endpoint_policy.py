@@ -82,3 +82,15 @@ def test_a_toleration_the_policy_does_not_allow_is_refused() -> None:
     )
     w.settle()
     assert list(w.routed().values()) == [("2.3.8", 100)]
+
+
+def test_a_settled_endpoint_is_checked_again_when_a_policy_changes() -> None:
+    from test_endpoint_reconciler import drift, ran, serving_one
+
+    w = World()
+    serving_one(w)
+    w.reconcile()
+    assert not ran(w, lambda: drift(w))
+    _policy(w, {"serving": {"allowedHosts": ["*.team-a.example.com"]}})
+    drift(w)  # the drift check runs it again: the new floor applies without waiting for another event
+    assert w.cond("Ready")[:2] == ("False", R.POLICY_VIOLATION)

@@ -119,7 +119,7 @@ EXPECTED = {
     "stalls_endpoint": {
         "MissingVersion", "InvalidVersion", "DigestMismatch", "ModelVersionReplaced", "ChildRejected",
         "ChildConflict", "InvalidSpec", "MajorVersionMix", "InvalidSplit", "RouterDisabled", "UnknownRouter",
-        "MirrorUnsupported", "RolloutFailed", "RolloutAborted",
+        "MirrorUnsupported", "RolloutFailed", "RolloutAborted", "PolicyViolation",
     },
     "stalls_version": {
         "DigestMismatch", "URIRefused", "InvalidSpec", "TransitionNotAllowed", "LineageIncomplete",
@@ -127,7 +127,7 @@ EXPECTED = {
     },
     "permanent": {
         "MissingVersion", "InvalidVersion", "DigestMismatch", "ModelVersionReplaced", "ChildRejected",
-        "ChildConflict", "InvalidSpec",
+        "ChildConflict", "InvalidSpec", "PolicyViolation",
     },
     "transient": {"NotFound", "FetchFailed", "ChildApplyRetrying"},
     "no_slot": {

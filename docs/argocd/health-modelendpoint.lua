@@ -25,6 +25,7 @@ local PERMANENT = {
   ChildRejected = true,
   ChildConflict = true,
   InvalidSpec = true,
+  PolicyViolation = true,
   MajorVersionMix = true,
   InvalidSplit = true,
   RouterDisabled = true,

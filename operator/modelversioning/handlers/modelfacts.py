@@ -38,7 +38,9 @@ def floors(store: Store, namespace: str) -> Floors:
     """The platform floors for `namespace` now (no policy selecting it: ``Floors()``)."""
     ns = store.get(NAMESPACE.kind, "", namespace) or {}
     labels = (ns.get("metadata") or {}).get("labels") or {}
-    policies = [(name, body.get("spec") or {}) for (_, name), body in store.items(MODELPLATFORMPOLICY.kind)]
+    policies = [
+        (name, body.get("spec") or {}) for name, body in store.cluster_scoped(MODELPLATFORMPOLICY.kind)
+    ]
     return floors_for(namespace, labels, policies)
 
 

@@ -377,6 +377,14 @@ class Store:
                 for n, e in objs.items()
             ]
 
+    def cluster_scoped(self, kind: str) -> list[tuple[str, dict[str, Any]]]:
+        """(name, body) of every cached cluster-scoped object of `kind` (e.g. the platform's policies),
+        recorded so that a settled reconcile stays settled until one of them changes."""
+        with self._lock:
+            entries = sorted(self._objs.get(kind, {}).get("", {}).items())
+        _note(("cluster", kind, "", "", tuple((n, e.rv) for n, e in entries)))
+        return [(n, e.body()) for n, e in entries]
+
     def items(self, kind: str, namespace: str | None = None) -> Iterator[tuple[Key, dict[str, Any]]]:
         _note(("whole", kind))
         with self._lock:
@@ -451,6 +459,8 @@ class Store:
             now = entry.rv if entry is not None else None
         elif what == "observed":
             now = (kind, ns, key) not in self._unobserved
+        elif what == "cluster":
+            now = tuple(sorted((n, e.rv) for n, e in bucket.items()))
         elif what == "model_keys":
             now = tuple(sorted(self._models.get((kind, ns, key), ())))
         else:
