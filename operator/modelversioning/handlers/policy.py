@@ -8,20 +8,15 @@ from typing import Any
 import kopf
 
 from modelversioning.api.wire import MODELPLATFORMPOLICY, NAMESPACE
-from modelversioning.domain.platform_policy import Floors, floors_for
+from modelversioning.handlers.admission import WATCHED
+
+# the gather helper lives with the reconcilers' shared gather code (this module imports the runtime,
+# which imports every reconciler: the reconcilers stay independent, pyproject's contract)
+from modelversioning.handlers.modelfacts import floors as floors
 from modelversioning.handlers.runtime import current
-from modelversioning.handlers.store import Store
 from modelversioning.handlers.watch import track
 
 _KINDS = (("ModelEndpoint", False), ("Model", False), ("ModelVersion", True))
-
-
-def floors(store: Store, namespace: str) -> Floors:
-    """The floors for `namespace` now (no policy selecting it: ``Floors()``)."""
-    ns = store.get(NAMESPACE.kind, "", namespace) or {}
-    labels = (ns.get("metadata") or {}).get("labels") or {}
-    policies = [(name, body.get("spec") or {}) for (_, name), body in store.items(MODELPLATFORMPOLICY.kind)]
-    return floors_for(namespace, labels, policies)
 
 
 async def policy_event(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
@@ -50,3 +45,19 @@ async def namespace_event(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> No
 
 def _labels(body: Any) -> dict[str, str]:
     return dict(((body or {}).get("metadata") or {}).get("labels") or {})
+
+
+def admission_event(kind: str) -> Any:
+    """The handler for the chart's ValidatingAdmissionPolicies or their bindings (by name; the
+    cluster's others are ignored): re-decide every ModelVersion (handlers.admission.observed)."""
+
+    async def handler(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
+        if body.get("metadata", {}).get("name") not in WATCHED:
+            return
+        if (seen := track(kind, event, body)) is None:
+            return
+        op = seen[0]
+        for ns, name in op.store.keys("ModelVersion"):
+            op.queue.add(("ModelVersion", ns, name), low=True)  # each reconcile reads the cache anew
+
+    return handler
