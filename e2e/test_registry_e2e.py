@@ -102,6 +102,10 @@ def approval(
     }
 
 
+def approve_as(api: Any, namespace: str, body: dict[str, Any]) -> None:
+    api.create_namespaced_custom_object(GROUP, VERSION, namespace, "modelapprovals", body)
+
+
 def refused(fn: Any) -> str:
     with pytest.raises(ApiException) as e:
         fn()
@@ -341,41 +345,17 @@ def test_five_stage_model_approvals_cannot_be_forged(
     bob = client.CustomObjectsApi(as_user(kube, "bob"))
     # alice cannot approve as bob: the API server refuses it, whatever her RBAC allows
     with pytest.raises(ApiException) as refused:
-        alice.create_namespaced_custom_object(
-            GROUP,
-            VERSION,
-            namespace,
-            "modelapprovals",
-            approval("credit", "3.0.0", sha, "approved", "bob", "forged", served),
-        )
+        approve_as(alice, namespace, approval("credit", "3.0.0", sha, "approved", "bob", "forged", served))
     assert refused.value.status in (403, 422) and "must be alice" in refused.value.body
     # nor can she change her approval into someone else's later (immutable), nor count twice
-    alice.create_namespaced_custom_object(
-        GROUP,
-        VERSION,
-        namespace,
-        "modelapprovals",
-        approval("credit", "3.0.0", sha, "approved", "alice", "a1", served),
-    )
-    alice.create_namespaced_custom_object(
-        GROUP,
-        VERSION,
-        namespace,
-        "modelapprovals",
-        approval("credit", "3.0.0", sha, "approved", "alice", "a2", served),
-    )
+    approve_as(alice, namespace, approval("credit", "3.0.0", sha, "approved", "alice", "a1", served))
+    approve_as(alice, namespace, approval("credit", "3.0.0", sha, "approved", "alice", "a2", served))
     wait_for(
         lambda: "has 1 (alice)" in cond_reason(objs, name, "StageTransition")[2], 30, "one approver counted"
     )
     assert stage_of(objs, name) == "staging"
     # an approval of other weights does not count
-    bob.create_namespaced_custom_object(
-        GROUP,
-        VERSION,
-        namespace,
-        "modelapprovals",
-        approval("credit", "3.0.0", "b" * 64, "approved", "bob", "b0", served),
-    )
+    approve_as(bob, namespace, approval("credit", "3.0.0", "b" * 64, "approved", "bob", "b0", served))
     # carol approves with kubectl models, authenticated by her own token: recorded as who she is
     carol = f"system:serviceaccount:{namespace}:carol"
     grant_approver(objs, carol)
@@ -392,13 +372,7 @@ def test_five_stage_model_approvals_cannot_be_forged(
     )
     assert stage_of(objs, name) == "staging"
     dave = client.CustomObjectsApi(as_user(kube, "dave"))
-    dave.create_namespaced_custom_object(
-        GROUP,
-        VERSION,
-        namespace,
-        "modelapprovals",
-        approval("credit", "3.0.0", sha, "approved", "dave", "d1", served),
-    )
+    approve_as(dave, namespace, approval("credit", "3.0.0", sha, "approved", "dave", "d1", served))
     wait_stage(objs, name, "production", 30)
     hist = objs.mv(name)["status"]["history"]
     assert [h["to"] for h in hist] == ["candidate", "validated", "staging", "approved", "production"]
