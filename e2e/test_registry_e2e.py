@@ -90,13 +90,20 @@ def wait_stage(objs: Objects, name: str, stage: str, timeout: float = 60) -> Non
     wait_for(lambda: stage_of(objs, name) == stage, timeout, f"{name} in {stage}")
 
 
-def approval(model: str, version: str, sha: str, stage: str, approver: str, name: str) -> dict[str, Any]:
+def approval(
+    model: str, version: str, sha: str, stage: str, approver: str, name: str, served: str
+) -> dict[str, Any]:
+    spec = {"model": model, "version": version, "sha256": sha, "servingDigest": served, "stage": stage}
     return {
         "apiVersion": f"{GROUP}/{VERSION}",
         "kind": "ModelApproval",
         "metadata": {"name": name},
-        "spec": {"model": model, "version": version, "sha256": sha, "stage": stage, "approver": approver},
+        "spec": {**spec, "approver": approver},
     }
+
+
+def approve_as(api: Any, namespace: str, body: dict[str, Any]) -> None:
+    api.create_namespaced_custom_object(GROUP, VERSION, namespace, "modelapprovals", body)
 
 
 def refused(fn: Any) -> str:
@@ -330,48 +337,25 @@ def test_five_stage_model_approvals_cannot_be_forged(
     assert stage_of(objs, name) == "staging"
     assert "needs 2 distinct approvals" in blocked[2] and "has 0" in blocked[2]
     assert [h["to"] for h in objs.mv(name)["status"]["history"]] == ["candidate", "validated", "staging"]
+    served = objs.mv(name)["status"]["servingDigest"]  # what an approval must name to count
 
-    for user in ("alice", "bob"):
+    for user in ("alice", "bob", "dave"):
         grant_approver(objs, user)
     alice = client.CustomObjectsApi(as_user(kube, "alice"))
     bob = client.CustomObjectsApi(as_user(kube, "bob"))
     # alice cannot approve as bob: the API server refuses it, whatever her RBAC allows
     with pytest.raises(ApiException) as refused:
-        alice.create_namespaced_custom_object(
-            GROUP,
-            VERSION,
-            namespace,
-            "modelapprovals",
-            approval("credit", "3.0.0", sha, "approved", "bob", "forged"),
-        )
+        approve_as(alice, namespace, approval("credit", "3.0.0", sha, "approved", "bob", "forged", served))
     assert refused.value.status in (403, 422) and "must be alice" in refused.value.body
     # nor can she change her approval into someone else's later (immutable), nor count twice
-    alice.create_namespaced_custom_object(
-        GROUP,
-        VERSION,
-        namespace,
-        "modelapprovals",
-        approval("credit", "3.0.0", sha, "approved", "alice", "a1"),
-    )
-    alice.create_namespaced_custom_object(
-        GROUP,
-        VERSION,
-        namespace,
-        "modelapprovals",
-        approval("credit", "3.0.0", sha, "approved", "alice", "a2"),
-    )
+    approve_as(alice, namespace, approval("credit", "3.0.0", sha, "approved", "alice", "a1", served))
+    approve_as(alice, namespace, approval("credit", "3.0.0", sha, "approved", "alice", "a2", served))
     wait_for(
         lambda: "has 1 (alice)" in cond_reason(objs, name, "StageTransition")[2], 30, "one approver counted"
     )
     assert stage_of(objs, name) == "staging"
     # an approval of other weights does not count
-    bob.create_namespaced_custom_object(
-        GROUP,
-        VERSION,
-        namespace,
-        "modelapprovals",
-        approval("credit", "3.0.0", "b" * 64, "approved", "bob", "b0"),
-    )
+    approve_as(bob, namespace, approval("credit", "3.0.0", "b" * 64, "approved", "bob", "b0", served))
     # carol approves with kubectl models, authenticated by her own token: recorded as who she is
     carol = f"system:serviceaccount:{namespace}:carol"
     grant_approver(objs, carol)
@@ -381,13 +365,21 @@ def test_five_stage_model_approvals_cannot_be_forged(
     )
     assert res.returncode == 0, res.stderr
     assert json.loads(res.stdout)["approver"] == carol
+    assert json.loads(res.stdout)["servingDigest"] == served
+    # recorded as carol, but a ServiceAccount is not a person: it never counts (issue 23, item 5)
+    wait_for(
+        lambda: "is not a person" in cond_reason(objs, name, "StageTransition")[2], 30, "carol not counted"
+    )
+    assert stage_of(objs, name) == "staging"
+    dave = client.CustomObjectsApi(as_user(kube, "dave"))
+    approve_as(dave, namespace, approval("credit", "3.0.0", sha, "approved", "dave", "d1", served))
     wait_stage(objs, name, "production", 30)
     hist = objs.mv(name)["status"]["history"]
     assert [h["to"] for h in hist] == ["candidate", "validated", "staging", "approved", "production"]
     assert next(h for h in hist if h["to"] == "approved")["approvedBy"] == [
         "alice",
-        carol,
-    ]  # not bob: other weights
+        "dave",
+    ]  # not bob: other weights; not carol: a ServiceAccount
 
 
 STANDARD = [

@@ -1,12 +1,26 @@
 """A Model's own promotion gates (domain.gates.check), table-tested: metric gates parsed and compared
 with the numbers (bounds, against every version in production), lineage fields and distinct
-approvals."""
+approvals; and which approvals count (domain.approvals): people other than the author and requester,
+recorded by an enforced admission, in the approver groups, for this digest and serving digest."""
 
 from __future__ import annotations
+
+import json
+from dataclasses import replace
 
 import pytest
 
 from modelversioning.api import wire as R
+from modelversioning.domain.approvals import (
+    Approval,
+    ApprovalContext,
+    admission_enforced,
+    count,
+    image_pinned,
+    pin_required,
+    refusal,
+    serving_digest,
+)
 from modelversioning.domain.gates import CandidateFacts, MetricGate, TransitionRule, check
 
 SHA = "a" * 64
@@ -95,3 +109,162 @@ def test_lineage_and_approval_gates():
     assert "needs 2 distinct approvals" in d.message and "has 1 (alice)" in d.message
     approvals = {"approved": ("alice", "bob"), "production": ("carol",)}
     assert check("staging", "approved", (rule,), cand({"auc": 1}, approvals=approvals, lineage=full)) is None
+
+
+# ---- which approvals count (domain.approvals) -------------------------------------------------------
+
+SERVED = "d" * 64
+CTX = ApprovalContext(
+    SHA,
+    SERVED,
+    authors=frozenset({"jane"}),
+    requesters=frozenset({"rick"}),
+    recorded=True,
+)
+
+
+def ap(approver, sha=SHA, served=SERVED, groups=(), stage="production"):
+    return Approval(approver, stage, sha, served, tuple(groups))
+
+
+@pytest.mark.parametrize(
+    "approval,ctx,why",
+    [
+        (ap("alice"), CTX, None),  # a person, neither author nor requester, this digest: counts
+        (ap("jane"), CTX, "self-approval by the author"),
+        (ap("rick"), CTX, "self-approval by the requester"),
+        (ap("system:serviceaccount:team:bot"), CTX, "a ServiceAccount or system identity is not a person"),
+        (ap("system:admin"), CTX, "a ServiceAccount or system identity is not a person"),
+        (ap("alice"), replace(CTX, recorded=False), "not recorded by the API server"),
+        (ap("alice", sha="b" * 64), CTX, "for other weights"),
+        (ap("alice", served="e" * 64), CTX, "for another serving digest"),
+        (ap("alice", served=""), CTX, "for another serving digest (none)"),  # made before servingDigest
+        (ap("alice"), replace(CTX, approver_groups=(frozenset({"ml-leads"}),)), "not in the platform's"),
+        (ap("alice", groups=["ml-leads"]), replace(CTX, approver_groups=(frozenset({"ml-leads"}),)), None),
+        (  # two policies name groups: one of each
+            ap("alice", groups=["ml-leads"]),
+            replace(CTX, approver_groups=(frozenset({"ml-leads"}), frozenset({"risk"}))),
+            "not in the platform's",
+        ),
+    ],
+)
+def test_which_approvals_count(approval, ctx, why):
+    got = refusal(approval, ctx)
+    assert (got is None) == (why is None), got
+    if why is not None:
+        assert why in got
+
+
+def test_counted_approvers_are_distinct_and_refused_ones_say_why_in_the_gate():
+    approvals = [
+        ap("alice"),
+        ap("alice"),  # twice: one person
+        ap("rick"),  # the requester
+        ap("system:serviceaccount:team:a"),
+        ap("system:serviceaccount:team:b"),  # extra ServiceAccounts are not extra people
+        ap("bob", served="e" * 64),  # approved the version as it was before it was re-created
+        ap("bob", served=SERVED, stage="staging"),
+    ]
+    counted, refused = count(approvals, CTX)
+    assert counted == {"production": ("alice",), "staging": ("bob",)}
+    assert refused["production"] == (
+        "bob (for another serving digest (eeeeeeeeeeee): image, command or env differ)",
+        "rick (self-approval by the requester)",
+        "system:serviceaccount:team:a (a ServiceAccount or system identity is not a person)",
+        "system:serviceaccount:team:b (a ServiceAccount or system identity is not a person)",
+    )
+    rule = TransitionRule("production", "staging", approvals=2)
+    facts = replace(cand({"auc": 1}), approvals=counted, refused=refused)
+    d = check("staging", "production", (rule,), facts)
+    assert d is not None and d.reason == R.APPROVAL_REQUIRED
+    assert "has 1 (alice); not counted: bob (for another serving digest" in d.message
+    assert "rick (self-approval by the requester)" in d.message
+
+
+def test_serving_digest_binds_what_serves_and_only_that():
+    spec = {
+        "artifact": {"uri": "s3://b/m/1", "sha256": SHA},
+        "runtime": {
+            "image": "srv@sha256:" + "1" * 64,
+            "command": ["serve"],
+            "env": [{"name": "A", "value": "1"}],
+        },
+        "lineage": {"author": "jane"},
+        "stage": "candidate",
+    }
+    base = serving_digest(spec)
+    assert len(base) == 64 and base == serving_digest(json.loads(json.dumps(spec)))  # stable
+    # the API's defaults spelled out change nothing
+    explicit = {**spec, "runtime": {**spec["runtime"], "port": 8080, "args": [], "resources": {}}}
+    assert serving_digest(explicit) == base
+    # what does not decide what serves: the stage, lineage, the URI (the digest pins the bytes)
+    other = {**spec, "stage": "production", "lineage": {}, "artifact": {**spec["artifact"], "uri": "s3://x"}}
+    assert serving_digest(other) == base
+    for change in (
+        {"image": "srv@sha256:" + "2" * 64},
+        {"command": ["serve", "--unsafe"]},
+        {"args": ["--x"]},
+        {"env": [{"name": "A", "value": "2"}]},
+        {"port": 9000},
+        {"healthPath": "/ok"},
+        {"resources": {"limits": {"nvidia.com/gpu": 1}}},
+    ):
+        assert serving_digest({**spec, "runtime": {**spec["runtime"], **change}}) != base, change
+    assert serving_digest({**spec, "artifact": {"uri": "s3://b/m/1", "sha256": "b" * 64}}) != base
+
+
+@pytest.mark.parametrize(
+    "image,pinned",
+    [
+        ("ghcr.io/acme/srv@sha256:" + "a" * 64, True),
+        ("ghcr.io/acme/srv:1.2@sha256:" + "a" * 64, True),
+        ("ghcr.io/acme/srv:1.2", False),
+        ("ghcr.io/acme/srv@sha256:" + "a" * 63, False),
+        ("ghcr.io/acme/srv@sha256:" + "A" * 64, False),
+        ("@sha256:" + "a" * 64, False),
+    ],
+)
+def test_image_pinned_by_digest(image, pinned):
+    assert image_pinned(image) is pinned
+
+
+ORDER = ("candidate", "staging", "production", "archived")
+
+
+@pytest.mark.parametrize(
+    "dst,pinned_from,needs",
+    [
+        ("staging", ("production",), None),
+        ("production", ("production",), "production"),
+        ("production", ("staging",), "staging"),
+        ("staging", ("staging",), "staging"),
+        ("archived", ("staging",), None),  # withdrawing never needs a pin
+        ("staging", ("approved",), "approved"),  # a stage this graph lacks: required everywhere
+        ("production", (), None),
+    ],
+)
+def test_pin_required_from_the_policy_stage(dst, pinned_from, needs):
+    assert pin_required(dst, pinned_from, ORDER) == needs
+
+
+@pytest.mark.parametrize(
+    "binding,policy,enforced",
+    [
+        ({"policyName": "p", "validationActions": ["Deny"]}, {}, True),
+        ({"policyName": "p", "validationActions": ["Deny", "Audit"]}, {"failurePolicy": "Fail"}, True),
+        ({"policyName": "p", "validationActions": ["Warn", "Audit"]}, {}, False),  # not denying
+        ({"policyName": "p", "validationActions": ["Deny"]}, {"failurePolicy": "Ignore"}, False),
+        ({"policyName": "other", "validationActions": ["Deny"]}, {}, False),
+        (  # narrowed to some namespaces: not the chart's binding
+            {"policyName": "p", "validationActions": ["Deny"], "matchResources": {"namespaceSelector": {}}},
+            {},
+            False,
+        ),
+        (None, {}, False),  # deleted (break-glass)
+        ({"policyName": "p", "validationActions": ["Deny"]}, None, False),  # the policy deleted
+    ],
+)
+def test_admission_is_enforced_only_when_observed(binding, policy, enforced):
+    bindings = {} if binding is None else {"p": {"spec": binding}}
+    policies = {} if policy is None else {"p": {"spec": policy}}
+    assert admission_enforced("p", bindings, policies) is enforced

@@ -76,7 +76,8 @@ def test_actor_prefers_matching_annotation_then_field_manager():
         },
     ]
     ann = {"modelversioning.io/requested-by": "alice", "modelversioning.io/requested-stage": "production"}
-    assert stage_actor(_mv(ann, managed), "production") == "alice"
+    assert stage_actor(_mv(ann, managed), "production", enforced=True) == "alice"
+    assert stage_actor(_mv(ann, managed), "production") == "alice (unverified requested-by)"
     # a stale annotation (for another stage) is not trusted
     # a client-chosen name, not an identity: marked as such in the audit trail
     assert stage_actor(_mv(ann, managed), "archived") == "argocd-controller (apply; unverified field manager)"

@@ -648,7 +648,7 @@ def test_promote_patch_names_actor_stage_and_reason():
     body = actions.apply_merge_patch(
         {"metadata": {"annotations": {"modelversioning.io/reason": "old"}}}, patch
     )
-    assert stage_actor(body, "production") == "admin"
+    assert stage_actor(body, "production", enforced=True) == "admin"
     assert "modelversioning.io/reason" not in body["metadata"]["annotations"]
 
 

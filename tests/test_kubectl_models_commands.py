@@ -168,3 +168,33 @@ def test_rollback_the_operator_does_not_route_in_time_exits_3(monkeypatch):
     r = run(monkeypatch, FakeCluster(endpoint()), "rollback", "fraud", "--timeout", "2")
     assert r.exit_code == 3
     assert "timed out after 2s: the ModelEndpoint fraud still routes canary=100,stable=0" in r.stderr
+
+
+# ---- approve ----------------------------------------------------------------------------------------
+class ApprovingCluster(FakeCluster):
+    def __init__(self, obj: dict[str, Any]) -> None:
+        super().__init__(obj)
+        self.created: list[dict[str, Any]] = []
+
+    def current_identity(self) -> tuple[str, list[str]]:
+        return "jane", ["ml-leads", "system:authenticated"]
+
+    def create(self, res: Any, body: dict[str, Any]) -> dict[str, Any]:
+        self.created.append(copy.deepcopy(body))
+        return body
+
+
+def test_approve_names_the_serving_digest_and_the_groups_and_waits_for_the_operator(monkeypatch):
+    mv = version()
+    mv["spec"]["artifact"] = {"sha256": "c" * 64}
+    fake = ApprovingCluster(copy.deepcopy(mv))
+    res = run(monkeypatch, fake, "approve", "fraud", "2.0.0", "--stage", "production")
+    assert res.exit_code != 0 and "no status.servingDigest yet" in res.output and not fake.created
+    mv["status"]["servingDigest"] = "d" * 64
+    fake = ApprovingCluster(mv)
+    res = run(monkeypatch, fake, "approve", "fraud", "2.0.0", "--stage", "production", "-o", "json")
+    assert res.exit_code == 0, res.output
+    (body,) = fake.created
+    assert body["spec"]["servingDigest"] == "d" * 64 and body["spec"]["sha256"] == "c" * 64
+    assert body["spec"]["approver"] == "jane"
+    assert body["spec"]["approverGroups"] == ["ml-leads", "system:authenticated"]

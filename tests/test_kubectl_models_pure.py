@@ -281,12 +281,13 @@ def test_registry_where_syntax_and_approval_outcome():
     assert registry_views.parse_where("auc >= 0.9") == ("auc", ">=", 0.9)
     with pytest.raises(ValueError, match="use METRIC OP NUMBER"):
         registry_views.parse_where("auc is high")
-    body = registry_views.approval_body("fraud", "2.0.0", "c" * 64, "production", "jane", "ok")
+    body = registry_views.approval_body("fraud", "2.0.0", "c" * 64, "production", "jane", "ok", "d" * 64)
     data = registry_views.approval_outcome(body, "approved")
     assert data == {
         "model": "fraud",
         "version": "2.0.0",
         "sha256": "c" * 64,
+        "servingDigest": "d" * 64,
         "stage": "production",
         "approver": "jane",
         "result": "approved",

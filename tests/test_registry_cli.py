@@ -221,14 +221,18 @@ def test_lineage_shows_serving_periods_of_a_version_swapped_out():
 
 
 def test_approval_is_named_per_user_and_stage():
-    a = approval_body("fraud", "1.1.0", SHA, "production", "alice@acme.com", "looks right")
-    b = approval_body("fraud", "1.1.0", SHA, "production", "bob@acme.com", None)
+    served = "d" * 64
+    a = approval_body("fraud", "1.1.0", SHA, "production", "alice@acme.com", "looks right", served, ["devs"])
+    b = approval_body("fraud", "1.1.0", SHA, "production", "bob@acme.com", None, served)
     assert a["spec"] == {
-        "model": "fraud", "version": "1.1.0", "sha256": SHA, "stage": "production",
-        "approver": "alice@acme.com", "comment": "looks right",
+        "model": "fraud", "version": "1.1.0", "sha256": SHA, "servingDigest": served, "stage": "production",
+        "approver": "alice@acme.com", "approverGroups": ["devs"], "comment": "looks right",
     }  # fmt: skip
     assert (
         a["metadata"]["name"].startswith("fraud-v1.1.0-production-")
         and a["metadata"]["name"] != b["metadata"]["name"]
     )
-    assert "comment" not in b["spec"]
+    assert "comment" not in b["spec"] and "approverGroups" not in b["spec"]
+    # the same user approving a re-created version (another serving digest) makes a new object
+    again = approval_body("fraud", "1.1.0", SHA, "production", "alice@acme.com", None, "e" * 64)
+    assert again["metadata"]["name"] != a["metadata"]["name"]

@@ -356,3 +356,42 @@ def test_long_reasons_and_actors_are_cut_to_the_crd_limits():
     assert len(entry["actor"]) == 512
     HistoryEntry.model_validate(entry)  # what the API server checks (maxLength)
     assert all(len(e.message) <= 2048 for e in plan.events)
+
+
+# ---- the platform's pinned images and the serving digest ------------------------------------------
+
+PINNED = "ghcr.io/acme/srv@sha256:" + "1" * 64
+
+
+@pytest.mark.parametrize(
+    ("image", "pinned_from", "start", "requested", "stays"),
+    [
+        ("ghcr.io/acme/srv:1.2", ("production",), "staging", "production", "staging"),
+        ("ghcr.io/acme/srv:1.2", ("production",), "candidate", "production", "staging"),  # up to it
+        ("ghcr.io/acme/srv:1.2", ("staging",), "candidate", "staging", "candidate"),
+        ("ghcr.io/acme/srv:1.2", ("production",), "candidate", "staging", "staging"),  # below it: fine
+        ("ghcr.io/acme/srv:1.2", ("staging",), "staging", "archived", "archived"),  # withdrawing: fine
+        ("ghcr.io/acme/srv:1.2", (), "staging", "production", "production"),  # no policy
+        (PINNED, ("staging", "production"), "candidate", "production", "production"),
+    ],
+)
+def test_an_unpinned_image_is_refused_past_the_policy_stage(image, pinned_from, start, requested, stays):
+    f = facts(
+        status=verified_status(start), requested=Stage(requested), image=image, pinned_images_from=pinned_from
+    )
+    plan = decide(f, POLICY, NOW)
+    assert plan.status["stage"] == stays
+    sc = c(plan, "StageTransition")
+    if stays == requested:
+        assert sc["reason"] == R.IN_EFFECT
+        return
+    assert (sc["status"], sc["reason"]) == ("False", R.IMAGE_NOT_PINNED)
+    assert "pinned by digest from" in sc["message"] and image in sc["message"]
+    assert any(e.reason == R.STAGE_TRANSITION_BLOCKED and "@sha256" in e.message for e in plan.events)
+    assert c(plan, "Ready")["status"] == "False"
+
+
+def test_the_serving_digest_is_recorded_in_the_status():
+    plan = decide(facts(serving_digest="d" * 64), POLICY, NOW)
+    assert plan.status["servingDigest"] == "d" * 64
+    assert "servingDigest" not in decide(facts(), POLICY, NOW).status

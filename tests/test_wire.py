@@ -123,7 +123,7 @@ EXPECTED = {
     },
     "stalls_version": {
         "DigestMismatch", "URIRefused", "InvalidSpec", "TransitionNotAllowed", "LineageIncomplete",
-        "SizeMismatch", "LimitExceeded",
+        "ImageNotPinned", "SizeMismatch", "LimitExceeded",
     },
     "permanent": {
         "MissingVersion", "InvalidVersion", "DigestMismatch", "ModelVersionReplaced", "ChildRejected",

@@ -3,7 +3,7 @@
 The chart's requested-by policy (files/admission/requested-by.yaml; e2e/test_adversarial.py runs it
 on the real API server) makes every stage change by anyone but the operator carry
 ``modelversioning.io/requested-by`` == the user the API server authenticated. With the policy enforced
-(settings ``admission.enforced``, derived by the chart) the operator records that annotation and
+(observed in the cluster: its binding denies; handlers.admission) the operator records that annotation and
 nothing else: as landed, a stage change without it recorded the field manager that last wrote
 ``spec.stage``, a name the client chooses (``kubectl ... --field-manager=ceo@example.com``, or a
 later server-side apply of the same value)."""
@@ -14,8 +14,9 @@ import contextlib
 import copy
 from typing import Any
 
+from admission_fixture import enforce
 from modelversioning.api import wire as R
-from modelversioning.api.settings import AdmissionSettings, Settings
+from modelversioning.api.settings import Settings
 from modelversioning.domain.version_facts import VerifyResult
 from modelversioning.handlers.modelversion import UNATTRIBUTED, ModelVersionReconciler, stage_actor
 from modelversioning.handlers.store import Store
@@ -101,11 +102,13 @@ def _history(enforced: bool, annotations: dict[str, str]) -> list[dict[str, Any]
     r = ModelVersionReconciler(
         kube,  # type: ignore[arg-type]
         store,
-        Settings(admission=AdmissionSettings(enforced=enforced)),
+        Settings(),
         lambda *_a: ok,
         enqueue_endpoints=lambda ns, m: None,
         requeue=lambda ns, n: None,
     )
+    if enforced:  # the cluster's bindings, never a setting
+        enforce(store)
     store.upsert("ModelVersion", _version("staging", annotations))
     store.upsert(  # the registry's record of the version, as the operator creates it
         "Model",
@@ -137,5 +140,8 @@ def test_the_reconciler_records_the_annotation_or_nobody_when_enforced() -> None
     ]
     hist = _history(True, {BY: "bob@example.com", FOR: "staging"})
     assert {h["actor"] for h in hist} == {"bob@example.com"}
-    # the setting is what tells them apart: as landed (and with admission disabled), the forged name
+    # the observed bindings are what tell them apart: without them (admission disabled, or a binding
+    # deleted as break-glass) the forged name, marked for what it is; requested-by too
     assert _history(False, {})[-1]["actor"] == "ceo@example.com (update; unverified field manager)"
+    unverified = _history(False, {BY: "bob@example.com", FOR: "staging"})
+    assert {h["actor"] for h in unverified} == {"bob@example.com (unverified requested-by)"}

@@ -263,12 +263,25 @@ class ModelApprovalSpec(ApiModel):
         pattern=SHA256_HEX,
         description="The digest approved: an approval of other weights counts not.",
     )
+    serving_digest: str = Field(
+        max_length=64,
+        pattern=SHA256_HEX,
+        description="The version's status.servingDigest approved (artifact digest, runtime image, "
+        "command, args, env, ...): an approval of a version re-created to serve otherwise counts not.",
+    )
     stage: str = Field(
         max_length=32, pattern=STAGE_NAME, description="The stage this approves the version for."
     )
     approver: str = Field(
         max_length=512,
-        description="Who approves: must be the user who creates the object (admission policy).",
+        description="Who approves: must be the user who creates the object (admission policy). It "
+        "counts only for a person other than the version's author and the stage change's requester.",
+    )
+    approver_groups: list[Annotated[str, Field(max_length=256)]] = Field(
+        default_factory=list,
+        max_length=64,
+        description="The approver's groups as the API server authenticated them (admission policy: each "
+        "one must be a group of the creator); a platform policy's approverGroups are checked against them.",
     )
     comment: str | None = Field(default=None, max_length=1024)
 

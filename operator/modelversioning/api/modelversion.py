@@ -410,6 +410,12 @@ class ModelVersionStatus(StatusModel):
     stage: StageName | None = None
     history: list[HistoryEntry] = Field(default_factory=list)
     artifact: VerifiedArtifact | None = None
+    serving_digest: str | None = Field(
+        default=None,
+        max_length=64,
+        description="sha256 of what decides what serves (artifact digest, runtime image, command, args, "
+        "env, port, healthPath, resources): what a ModelApproval must name to count.",
+    )
     served_by: list[ServedBy] = Field(default_factory=list)
     rollouts: list[RolloutRecord] = Field(
         default_factory=list,

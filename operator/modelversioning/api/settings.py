@@ -192,12 +192,11 @@ class AdmissionSettings(_Settings):
 
     enforced: bool = Field(
         default=False,
-        description="The chart's admission policies are installed and deny (the chart derives it from "
-        "admission.enabled and admission.validationActions; do not set it by hand). Then "
-        "modelversioning.io/requested-by is the authenticated user who asked for spec.stage, and a "
-        "stage nobody is named for is recorded as unknown, never as the field manager (a name the "
-        "client chooses). Off: requested-by is taken as written and the field manager is the fallback, "
-        "marked unverified.",
+        description="What the chart installed (it derives it from admission.enabled and "
+        "admission.validationActions; do not set it by hand). Informational only: the operator trusts "
+        "modelversioning.io/requested-by and counts ModelApprovals only while it observes the chart's "
+        "ValidatingAdmissionPolicyBindings denying in the cluster (handlers/admission.py), so deleting a "
+        "binding (break-glass) takes effect at once and no setting can claim enforcement.",
     )
 
 

@@ -71,6 +71,17 @@ MODELPLATFORMPOLICY = Resource(
     GROUP, VERSION, "modelplatformpolicies", "ModelPlatformPolicy", "modelplatformpolicy", ("mpp",), False
 )  # cluster-scoped: written by platform admins only, read by the operator
 NAMESPACE = Resource("", "v1", "namespaces", "Namespace", namespaced=False)
+# The chart's admission policies and bindings (cluster-scoped, read only): approvals count and
+# requested-by is an identity only while the operator observes these enforced (domain.approvals).
+_ADM = ("admissionregistration.k8s.io", "v1")
+ADMISSION_POLICY = Resource(
+    *_ADM, "validatingadmissionpolicies", "ValidatingAdmissionPolicy", namespaced=False
+)
+ADMISSION_BINDING = Resource(
+    *_ADM, "validatingadmissionpolicybindings", "ValidatingAdmissionPolicyBinding", namespaced=False
+)
+APPROVALS_POLICY = f"approvals.{GROUP}"  # policy and binding names (charts/.../files/admission/)
+REQUESTED_BY_POLICY = f"requested-by.{GROUP}"
 OUR_KINDS = (MODELVERSION, MODELENDPOINT, MODEL, MODELAPPROVAL)
 
 # Kubernetes' own kinds we read or write.
@@ -425,7 +436,13 @@ METRIC_GATE_FAILED = reason(
     "MetricGateFailed", _VS, meaning="a Model's metric gate refused (message: the numbers)"
 )
 APPROVAL_REQUIRED = reason(
-    "ApprovalRequired", _VS, meaning="a Model's transition needs more distinct ModelApprovals"
+    "ApprovalRequired", _VS, meaning="a Model's transition needs more distinct ModelApprovals that count"
+)
+IMAGE_NOT_PINNED = reason(
+    "ImageNotPinned",
+    _VS,
+    meaning="the platform's policy requires runtime.image@sha256:<digest> from this stage",
+    stalls_version=True,
 )
 # ---- ModelVersion: conditions InUse and Deleting
 SERVED = reason("Served", VERSION_CONDITION, meaning="InUse=True: an endpoint variant names this version")

@@ -5,8 +5,9 @@ Each transition of a Model's stage graph may name:
 - ``lineage``: lineage fields that must be present (``codeCommit``, ``dataset``, ``author``, ...);
 - ``metrics``: comparisons such as ``auc >= production.auc - 0.005`` (against every other version
   in production now) or ``latency_p99_ms <= 20`` (a bound);
-- ``approvals``: how many distinct users must have approved this version, with this digest, for the
-  target stage (ModelApproval objects; the API server records who made each one).
+- ``approvals``: how many distinct people must have approved this version, with this digest and
+  serving digest, for the target stage (ModelApproval objects; the API server records who made each
+  one). Which approvals count is ``domain.approvals``; the message names those that do not, and why.
 
 ``check(src, dst, rules, facts)`` returns the first gate that blocks, with the numbers, or None.
 Pure: the handler gathers ``CandidateFacts`` from the watch cache.
@@ -94,7 +95,8 @@ class CandidateFacts:
     lineage: Mapping[str, object]  # spec.lineage as stored (camelCase keys)
     metrics: Mapping[str, float]
     production: tuple[tuple[str, Mapping[str, float]], ...] = ()  # other versions in production now
-    approvals: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # stage -> distinct approvers
+    approvals: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # stage -> approvers that count
+    refused: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # stage -> "who (why not)"
 
 
 def check(src: str, dst: str, rules: tuple[TransitionRule, ...], facts: CandidateFacts) -> Decision | None:
@@ -115,11 +117,14 @@ def check(src: str, dst: str, rules: tuple[TransitionRule, ...], facts: Candidat
         have = facts.approvals.get(dst, ())
         if len(have) < rule.approvals:
             who = f" ({', '.join(have)})" if have else ""
+            nope = facts.refused.get(dst, ())
+            more = f" and {len(nope) - 5} more" if len(nope) > 5 else ""
+            not_counted = f"; not counted: {', '.join(nope[:5])}{more}" if nope else ""
             return Decision(
                 False,
                 R.APPROVAL_REQUIRED,
                 f"{src} -> {dst} needs {rule.approvals} distinct approvals of {facts.version} "
-                f"(sha256 {facts.digest[:12]}) for {dst}; has {len(have)}{who}",
+                f"(sha256 {facts.digest[:12]}) for {dst}; has {len(have)}{who}{not_counted}",
             )
     return None
 

@@ -107,6 +107,9 @@ class VersionFacts:
     rollouts: tuple[Mapping[str, Any], ...] = ()  # outcomes endpoints recorded (annotation), newest last
     protected: str | None = None  # the deletion-protected annotation as stored
     registry: RegistryFacts = field(default_factory=RegistryFacts)
+    serving_digest: str = ""  # domain.approvals.serving_digest(spec): what approvals bind to
+    image: str = ""  # spec.runtime.image
+    pinned_images_from: tuple[str, ...] = ()  # the platform policies' stages that need image@sha256
 
 
 @dataclass(frozen=True)

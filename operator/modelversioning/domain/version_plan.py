@@ -73,6 +73,8 @@ def decide(facts: VersionFacts, policy: VersionPolicy, now: datetime) -> Version
     }
     if verification.artifact is not None:
         status["artifact"] = dict(verification.artifact)
+    if facts.serving_digest:  # what a ModelApproval must name (kubectl models approve reads it here)
+        status["servingDigest"] = facts.serving_digest
     if facts.serving:
         status["servedBy"] = [s.to_status() for s in facts.serving]
     rollouts = merge_rollouts(prev.get("rollouts"), facts.rollouts)

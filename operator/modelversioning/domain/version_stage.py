@@ -2,7 +2,8 @@
 rollout's promotion grant), the walk toward it, and the history that records every hop.
 
 - The stage walks one allowed hop at a time toward the requested stage (shortest path in the graph),
-  through the gates of ``domain.stages.decide_transition`` and the Model's own (``domain.gates``);
+  through the gates of ``domain.stages.decide_transition``, the platform's pinned images
+  (``domain.approvals.pin_required``) and the Model's own (``domain.gates``);
   every hop is a history entry with the actor and the reason.
 - A blocked hop keeps the stage: ``StageTransition=False`` plus one Warning Event per distinct
   reason, or ``Unknown`` without an Event while the artifact is still verifying.
@@ -17,6 +18,7 @@ from typing import Any
 
 from modelversioning.api import wire as R
 from modelversioning.domain import conditions as cond
+from modelversioning.domain.approvals import image_pinned, pin_required
 from modelversioning.domain.conditions import FALSE, TRUE, UNKNOWN, Cond
 from modelversioning.domain.gates import check as check_model_gates
 from modelversioning.domain.stages import Decision, GateFacts, Stage, StageGraph, decide_transition, next_hop
@@ -108,7 +110,7 @@ def walk_stage(
         if current == requested:
             break
         step = next_hop(graph, current, requested)
-        decision = _gated(facts.registry, current, step or requested, gates, graph)
+        decision = _gated(facts, current, step or requested, gates, graph)
         if not decision.allowed or step is None:
             stage_cond, new_block = _blocked(facts, verified, current, decision)
             if new_block:
@@ -127,9 +129,19 @@ def walk_stage(
     return Walk(current, kept, stage_cond, tuple(events), tuple(transitions))
 
 
-def _gated(reg: RegistryFacts, src: str, dst: str, gates: GateFacts, graph: StageGraph) -> Decision:
-    """The operator-wide gates of src -> dst, then (when those allow it) the Model's own."""
+def _gated(facts: VersionFacts, src: str, dst: str, gates: GateFacts, graph: StageGraph) -> Decision:
+    """The operator-wide gates of src -> dst, the platform's pinned images, then (when those allow
+    it) the Model's own."""
+    reg = facts.registry
     decision = decide_transition(src, dst, gates, graph)
+    pin = pin_required(dst, facts.pinned_images_from, graph.order)
+    if decision.allowed and pin is not None and not image_pinned(facts.image):
+        return Decision(
+            False,
+            R.IMAGE_NOT_PINNED,
+            f"the platform's policy requires a runtime image pinned by digest from {pin}: "
+            f"{clip(facts.image, 200)!r} has no @sha256:<64 hex>; register a version with one",
+        )
     if decision.allowed and reg.candidate is not None:
         decision = check_model_gates(src, dst, reg.rules, reg.candidate) or decision
     return decision

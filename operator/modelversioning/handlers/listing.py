@@ -13,7 +13,14 @@ from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
-from modelversioning.api.wire import MODEL, MODELAPPROVAL, MODELPLATFORMPOLICY, NAMESPACE
+from modelversioning.api.wire import (
+    ADMISSION_BINDING,
+    ADMISSION_POLICY,
+    MODEL,
+    MODELAPPROVAL,
+    MODELPLATFORMPOLICY,
+    NAMESPACE,
+)
 from modelversioning.handlers import platform
 from modelversioning.handlers.activity import refill
 from modelversioning.handlers.kube import (
@@ -73,6 +80,8 @@ def prime_store(op: Operator) -> None:
         (MODELAPPROVAL, None),
         (MODELPLATFORMPOLICY, None),  # cluster-scoped: the floors, before anything is decided
         (NAMESPACE, None),
+        (ADMISSION_POLICY, None),  # cluster-scoped: whether approvals count, before any is counted
+        (ADMISSION_BINDING, None),
         (DEPLOYMENT, selector),
         (SERVICE, selector),
     ]

@@ -1,7 +1,7 @@
 """What a ModelVersion's reconcile reads from its Model in the watch cache (the gather step): the
 Model's stage graph, rules and deletion policy, the candidate's facts for the gates (other versions
-in production, approvals of exactly this digest), whether its number was reused, and retention's
-archive order. Shared by the ModelVersion reconciler and the Model reconciler (which writes those
+in production, the approvals that count by domain.approvals), whether its number was reused, and
+retention's archive order. Shared by the ModelVersion reconciler and the Model reconciler (which writes those
 orders), so that neither reconciler imports the other.
 """
 
@@ -26,6 +26,8 @@ from modelversioning.api.wire import (
     NAMESPACE,
 )
 from modelversioning.domain import registry
+from modelversioning.domain.approvals import Approval, ApprovalContext
+from modelversioning.domain.approvals import count as count_approvals
 from modelversioning.domain.gates import CandidateFacts
 from modelversioning.domain.platform_policy import Floors, floors_for
 from modelversioning.domain.registry import deletion_policy
@@ -62,18 +64,23 @@ def model_spec(store: Store, namespace: str, model: str) -> tuple[dict[str, Any]
         return body, None  # the Model reconciler reports it; versions keep the operator's defaults
 
 
-def approvals_of(
-    store: Store, namespace: str, model: str, version: str, digest: str
-) -> dict[str, tuple[str, ...]]:
-    """stage -> distinct approvers of exactly this version and digest (ModelApprovals in the cache)."""
-    out: dict[str, set[str]] = {}
+def approvals_of(store: Store, namespace: str, model: str, version: str) -> tuple[Approval, ...]:
+    """The ModelApprovals of this version in the cache, as stored (domain.approvals says which count)."""
+    out = []
     for _, body in store.of_model("ModelApproval", namespace, model):
         s = body.get("spec") or {}
-        if (s.get("model"), s.get("version"), s.get("sha256")) == (model, version, digest) and s.get(
-            "approver"
-        ):
-            out.setdefault(str(s.get("stage")), set()).add(str(s["approver"]))
-    return {stage: tuple(sorted(users)) for stage, users in out.items()}
+        if (s.get("model"), s.get("version")) == (model, version) and s.get("approver"):
+            groups = s.get("approverGroups") or []
+            out.append(
+                Approval(
+                    str(s["approver"]),
+                    str(s.get("stage")),
+                    str(s.get("sha256") or ""),
+                    str(s.get("servingDigest") or ""),
+                    tuple(str(g) for g in groups) if isinstance(groups, list) else (),
+                )
+            )
+    return tuple(out)
 
 
 def production_of(
@@ -108,10 +115,12 @@ def registry_facts(
     spec: ModelVersionSpec,
     default: StageGraph,
     protect_without_model: bool = False,
+    approval: ApprovalContext | None = None,
 ) -> RegistryFacts:
     """What a ModelVersion's reconcile needs from its Model (without one: the operator's defaults, and
     the Model to create as the record). A version whose number and digest the record does not hold
-    yet waits for it (``pending``); one recorded with another digest is refused (``reused``)."""
+    yet waits for it (``pending``); one recorded with another digest is refused (``reused``).
+    ``approval``: what its approvals are checked against (None: none counts)."""
     ann = (body.get("metadata") or {}).get("annotations") or {}
     deleted = json_annotation(ann, ARTIFACT_DELETED_ANNOTATION)
     gone = None
@@ -138,13 +147,16 @@ def registry_facts(
         # an invalid Model keeps what protection its versions have: its policy cannot be read
         keep = ann.get(DELETION_PROTECTED_ANNOTATION)
         return RegistryFacts(reused=reused, artifact_deleted=gone, deletion_policy=keep, pending=pending)
+    ctx = approval or ApprovalContext(spec.artifact.sha256, serving_digest="")
+    counted, refused = count_approvals(approvals_of(store, namespace, spec.model, spec.version), ctx)
     candidate = CandidateFacts(
         spec.version,
         spec.artifact.sha256,
         spec.lineage.to_k8s(),
         spec.metrics,
         production_of(store, namespace, spec.model, str(body["metadata"]["name"])),
-        approvals_of(store, namespace, spec.model, spec.version, spec.artifact.sha256),
+        counted,
+        refused,
     )
     allow = None if created_by_operator(mbody) else mspec.deletion_policy.allow_past_candidate
     return RegistryFacts(

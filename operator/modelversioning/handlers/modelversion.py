@@ -42,6 +42,7 @@ from modelversioning.api.wire import (
     ROLLOUT_RECORD_ANNOTATION,
 )
 from modelversioning.artifacts import FairExecutor, redact_uri, verify_artifact, verify_in_child
+from modelversioning.domain.approvals import ApprovalContext, serving_digest
 from modelversioning.domain.stages import Stage, StageGraph
 from modelversioning.domain.version_facts import (
     Serving,
@@ -54,10 +55,11 @@ from modelversioning.domain.version_facts import (
 )
 from modelversioning.domain.version_plan import decide
 from modelversioning.domain.version_stage import Grant, effective_request
+from modelversioning.handlers.admission import observed
 from modelversioning.handlers.drift import status_changed
 from modelversioning.handlers.instrument import instrumented
 from modelversioning.handlers.kube import MODELVERSION, Conflict, Kube
-from modelversioning.handlers.modelfacts import archive_request, registry_facts
+from modelversioning.handlers.modelfacts import archive_request, floors, registry_facts
 from modelversioning.handlers.store import Store
 from modelversioning.handlers.workqueue import Requeue
 
@@ -151,17 +153,18 @@ UNATTRIBUTED = f"unknown (no {REQUESTED_BY_ANNOTATION} for this stage)"
 def stage_actor(body: dict[str, Any], requested: str, *, enforced: bool = False) -> str:
     """Who asked for `requested`: the requested-by annotation when it was given for that stage.
 
-    ``enforced`` (settings admission.enforced: the chart's requested-by policy denies): every change
-    of spec.stage by anyone but the operator carried requested-by == the authenticated user, so the
-    annotation is an identity; without it the actor is UNATTRIBUTED, never a field manager (a name the
-    client chooses: ``--field-manager=ceo@example.com``, or a later server-side apply of the same
-    stage, would be recorded). Not enforced: the field manager that last wrote spec.stage is the
-    fallback, marked unverified."""
+    ``enforced`` (observed now: the chart's requested-by policy is bound and denies; handlers.admission):
+    every change of spec.stage by anyone but the operator carried requested-by == the authenticated
+    user, so the annotation is an identity; without it the actor is UNATTRIBUTED, never a field manager
+    (a name the client chooses: ``--field-manager=ceo@example.com``, or a later server-side apply of
+    the same stage, would be recorded). Not enforced (no admission, or its binding deleted as
+    break-glass): the annotation is any string, marked unverified, and the field manager that last
+    wrote spec.stage is the fallback, marked unverified too."""
     md = body.get("metadata") or {}
     ann = md.get("annotations") or {}
     who = ann.get(REQUESTED_BY_ANNOTATION)
     if who and ann.get(REQUESTED_STAGE_ANNOTATION, requested) == requested:
-        return str(who)
+        return str(who) if enforced else f"{who} (unverified requested-by)"
     if enforced:
         return UNATTRIBUTED
     best: tuple[str, str] | None = None
@@ -294,7 +297,6 @@ class ModelVersionReconciler:
     ) -> None:
         self.kube = kube
         self.store = store
-        self.requested_by_enforced = settings.admission.enforced  # the actor is then an identity
         v = settings.verification
         self.policy = VersionPolicy(
             StageGraph.from_config(settings.stage_graph),
@@ -340,14 +342,21 @@ class ModelVersionReconciler:
             return Gathered(body, None, VersionFacts(invalid=validation_message(e), **common))
         ann = md.get("annotations") or {}
         why = ann.get(REASON_ANNOTATION) or f"spec.stage set to {spec.stage}"
+        admission = observed(self.store)  # the cluster's bindings now, never a chart value
+        asked_by = stage_actor(body, spec.stage, enforced=admission.requested_by)
         requested, actor, why = effective_request(
-            spec.stage,
-            stage_actor(body, spec.stage, enforced=self.requested_by_enforced),
-            why,
-            grant_from(ann),
-            self.policy.graph,
+            spec.stage, asked_by, why, grant_from(ann), self.policy.graph
         )
         requested, actor, why = archive_request(requested, actor, why, ann, spec.stage)  # retention
+        floors_now = floors(self.store, namespace)
+        approval = ApprovalContext(
+            spec.artifact.sha256,
+            serving_digest(raw),
+            authors=frozenset(a for a in (spec.lineage.author,) if a),
+            requesters=frozenset(r for r in (asked_by, actor, ann.get(REQUESTED_BY_ANNOTATION)) if r),
+            recorded=admission.approvals,
+            approver_groups=floors_now.approver_groups,
+        )
         facts = VersionFacts(
             requested=requested,
             digest=spec.artifact.sha256,
@@ -359,8 +368,11 @@ class ModelVersionReconciler:
             protected=ann.get(DELETION_PROTECTED_ANNOTATION),
             verifier=self.verifications.facts((namespace, name), md.get("uid", "")),
             registry=registry_facts(
-                self.store, namespace, body, spec, self.policy.graph, self.protect_without_model
+                self.store, namespace, body, spec, self.policy.graph, self.protect_without_model, approval
             ),
+            serving_digest=approval.serving_digest,
+            image=spec.runtime.image,
+            pinned_images_from=floors_now.pinned_images_from,
             **common,
         )
         return Gathered(body, spec, facts)

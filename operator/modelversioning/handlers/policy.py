@@ -8,7 +8,11 @@ from typing import Any
 import kopf
 
 from modelversioning.api.wire import MODELPLATFORMPOLICY, NAMESPACE
-from modelversioning.handlers.modelfacts import floors
+from modelversioning.handlers.admission import WATCHED
+
+# the gather helper lives with the reconcilers' shared gather code (this module imports the runtime,
+# which imports every reconciler: the reconcilers stay independent, pyproject's contract)
+from modelversioning.handlers.modelfacts import floors as floors
 from modelversioning.handlers.runtime import current
 from modelversioning.handlers.watch import track
 
@@ -43,3 +47,19 @@ async def namespace_event(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> No
 
 def _labels(body: Any) -> dict[str, str]:
     return dict(((body or {}).get("metadata") or {}).get("labels") or {})
+
+
+def admission_event(kind: str) -> Any:
+    """The handler for the chart's ValidatingAdmissionPolicies or their bindings (by name; the
+    cluster's others are ignored): re-decide every ModelVersion (handlers.admission.observed)."""
+
+    async def handler(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
+        if body.get("metadata", {}).get("name") not in WATCHED:
+            return
+        if (seen := track(kind, event, body)) is None:
+            return
+        op = seen[0]
+        for ns, name in op.store.keys("ModelVersion"):
+            op.queue.add(("ModelVersion", ns, name), low=True)  # each reconcile reads the cache anew
+
+    return handler

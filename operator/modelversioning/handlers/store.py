@@ -62,7 +62,9 @@ def controller_of(body: dict[str, Any]) -> tuple[str, str] | None:
 #                      artifact-deleted, test-clock, accept-replaced), spec (validated whole),
 #                      status (the base of every status merge patch and of status_changed)
 #   ModelVersion       managedFields: only the entries that own spec.stage (stage_actor)
-#   ModelApproval      spec (model, version, sha256, approver, stage); its status is not read
+#   ModelApproval      spec (model, version, sha256, servingDigest, approver, approverGroups, stage)
+#   ValidatingAdmissionPolicy(Binding)  spec.failurePolicy / spec.{policyName,validationActions,
+#                      matchResources} (handlers/admission.py: are the chart's policies in force?)
 #   Deployment         apiVersion, kind, metadata labels/annotations/ownerReferences and the whole
 #                      spec (drift.diff against the rendered slot), metadata.generation and
 #                      status.{observedGeneration,readyReplicas,updatedReplicas,availableReplicas,
@@ -138,6 +140,18 @@ _PROJECTIONS: dict[str, dict[str, Any]] = {
     "Gateway": {"apiVersion": ALL, "kind": ALL, "metadata": _KEYS, "spec": {"gatewayClassName": ALL}},
     "ModelPlatformPolicy": {"apiVersion": ALL, "kind": ALL, "metadata": _KEYS, "spec": ALL},
     "Namespace": {"apiVersion": ALL, "kind": ALL, "metadata": {**_KEYS, "labels": ALL}},
+    "ValidatingAdmissionPolicy": {
+        "apiVersion": ALL,
+        "kind": ALL,
+        "metadata": _KEYS,
+        "spec": {"failurePolicy": ALL},
+    },
+    "ValidatingAdmissionPolicyBinding": {
+        "apiVersion": ALL,
+        "kind": ALL,
+        "metadata": _KEYS,
+        "spec": {"policyName": ALL, "validationActions": ALL, "matchResources": ALL},
+    },
     "GatewayClass": {"apiVersion": ALL, "kind": ALL, "metadata": _KEYS, "status": {"supportedFeatures": ALL}},
 }
 

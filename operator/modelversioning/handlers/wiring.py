@@ -14,7 +14,14 @@ from __future__ import annotations
 import kopf
 
 from modelversioning.api.settings import Settings
-from modelversioning.api.wire import MODEL, MODELAPPROVAL, MODELPLATFORMPOLICY, NAMESPACE
+from modelversioning.api.wire import (
+    ADMISSION_BINDING,
+    ADMISSION_POLICY,
+    MODEL,
+    MODELAPPROVAL,
+    MODELPLATFORMPOLICY,
+    NAMESPACE,
+)
 from modelversioning.handlers import platform, policy, startup, watch
 from modelversioning.handlers.activity import install_pause_hook
 from modelversioning.handlers.kube import DEPLOYMENT, MODELENDPOINT, MODELVERSION, SERVICE
@@ -32,6 +39,10 @@ kopf.on.event(MODELPLATFORMPOLICY.group, MODELPLATFORMPOLICY.version, MODELPLATF
     policy.policy_event
 )
 kopf.on.event(NAMESPACE.group, NAMESPACE.version, NAMESPACE.plural)(policy.namespace_event)
+for _res in (ADMISSION_POLICY, ADMISSION_BINDING):  # the chart's, observed: approvals count while enforced
+    kopf.on.event(_res.group, _res.version, _res.plural, id=f"{_res.kind.lower()}_event")(
+        policy.admission_event(_res.kind)
+    )
 kopf.on.probe(id="queue")(queue_depth)
 
 

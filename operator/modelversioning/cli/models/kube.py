@@ -179,6 +179,11 @@ class Cluster:
     def current_user(self) -> str:
         """Who the API server says we are (SelfSubjectReview, authentication.k8s.io/v1); if the server
         does not offer it, the kubeconfig context's user name."""
+        return self.current_identity()[0]
+
+    def current_identity(self) -> tuple[str, list[str]]:
+        """(username, groups) as the API server authenticates us (SelfSubjectReview); if the server
+        does not offer it, the kubeconfig context's user name and no groups."""
         from kubernetes import client
 
         try:
@@ -186,12 +191,12 @@ class Cluster:
                 client.V1SelfSubjectReview(api_version="authentication.k8s.io/v1", kind="SelfSubjectReview")
             )
             data = self.api.sanitize_for_serialization(review)
-            name = ((data.get("status") or {}).get("userInfo") or {}).get("username")
-            if name:
-                return str(name)
+            info = (data.get("status") or {}).get("userInfo") or {}
+            if info.get("username"):
+                return str(info["username"]), [str(g) for g in info.get("groups") or []]
         except Exception as e:  # noqa: BLE001 - an old server or no permission: fall back to the kubeconfig
             logging.getLogger(__name__).debug("SelfSubjectReview failed: %s", e)
-        return self.kubeconfig_user() or "unknown"
+        return self.kubeconfig_user() or "unknown", []
 
     # ---- objects ------------------------------------------------------------------------------
     def _co(self) -> Any:

@@ -210,22 +210,36 @@ def _endpoint_story(st: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 # ---- approve -----------------------------------------------------------------------------------
 def approval_body(
-    model: str, version: str, sha256: str, stage: str, user: str, comment: str | None
+    model: str,
+    version: str,
+    sha256: str,
+    stage: str,
+    user: str,
+    comment: str | None,
+    serving_digest: str = "",
+    groups: Sequence[str] = (),
 ) -> dict[str, Any]:
+    """A ModelApproval of exactly this digest and serving digest (the version's status.servingDigest),
+    as ``user`` with the groups the API server authenticated (admission checks both)."""
     who = hashlib.sha256(user.encode()).hexdigest()[:10]
     spec: dict[str, Any] = {
         "model": model,
         "version": version,
         "sha256": sha256,
+        "servingDigest": serving_digest,
         "stage": stage,
         "approver": user,
     }
+    if groups:
+        spec["approverGroups"] = list(groups)[:64]
     if comment:
         spec["comment"] = comment
+    # one per user, stage and serving digest: a re-created version is approved anew, not "already"
+    name = f"{expected_name(model, version)}-{stage}-{who}-{serving_digest[:8]}".rstrip("-")
     return {
         "apiVersion": MODELAPPROVAL.api_version,
         "kind": MODELAPPROVAL.kind,
-        "metadata": {"name": f"{expected_name(model, version)}-{stage}-{who}"[:253]},
+        "metadata": {"name": name[:253]},
         "spec": spec,
     }
 
@@ -237,6 +251,7 @@ def approval_outcome(body: Mapping[str, Any], result: str) -> dict[str, Any]:
         "model": spec["model"],
         "version": spec["version"],
         "sha256": spec["sha256"],
+        "servingDigest": spec.get("servingDigest", ""),
         "stage": spec["stage"],
         "approver": spec["approver"],
         "result": result,

@@ -90,11 +90,19 @@ def approve(
     stage: Annotated[str, typer.Option("--stage", help="The stage you approve it for (the hop's target).")],
     comment: Annotated[str | None, typer.Option("--comment", help="Why (recorded).")] = None,
 ) -> None:
-    """Approve a version (its current digest) for a stage, as the user the API server says you are."""
+    """Approve a version (its current digest and serving digest: image, command, env, ...) for a stage,
+    as the user and groups the API server says you are."""
     g = globals_of(ctx)
     mv = g.cluster.get(MODELVERSIONS, expected_name(model, version))
     sha = str(((mv.get("spec") or {}).get("artifact") or {}).get("sha256", ""))
-    body = rv.approval_body(model, version, sha, stage, g.cluster.current_user(), comment)
+    serving = str((mv.get("status") or {}).get("servingDigest") or "")
+    if not serving:
+        raise Refused(
+            f"{model} {version} has no status.servingDigest yet (the operator records it): nothing to "
+            "approve until it has looked at the version"
+        )
+    user, groups = g.cluster.current_identity()
+    body = rv.approval_body(model, version, sha, stage, user, comment, serving, groups)
     try:
         g.cluster.create(MODELAPPROVAL, body)
         result = "approved"
