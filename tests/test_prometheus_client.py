@@ -160,7 +160,7 @@ def test_nothing_listening_and_a_bad_url_are_inconclusive() -> None:
     with pytest.raises(Inconclusive, match="unreachable"):
         PrometheusClient(f"http://127.0.0.1:{port}", timeout=2).query("up")
     with pytest.raises(Inconclusive, match="unreachable"):
-        PrometheusClient("prometheus:9090").query("up")  # no scheme: urllib cannot open it
+        PrometheusClient("prometheus:9090").query("up")  # no scheme: not an http(s) URL
 
 
 def test_a_slow_answer_times_out_inconclusive() -> None:
@@ -168,7 +168,7 @@ def test_a_slow_answer_times_out_inconclusive() -> None:
     srv.bind(("127.0.0.1", 0))
     srv.listen(1)  # accepts the connection (backlog) but never answers
     try:
-        with pytest.raises(Inconclusive, match="unreachable"):
+        with pytest.raises(Inconclusive, match="did not answer within the query deadline"):
             PrometheusClient(f"http://127.0.0.1:{srv.getsockname()[1]}", timeout=0.3).query("up")
     finally:
         srv.close()
@@ -189,3 +189,127 @@ def test_measure_turns_every_bad_answer_into_an_inconclusive_measurement(prom: S
         assert all(x.value is None and x.message for x in got)
     prom.answer(vector("0.01"))
     assert [x.verdict for x in measure(checks, qv, client.query, now=10)] == [RO.PASSED, RO.PASSED]
+
+
+# --------------------------------------------------------------- a total deadline and a size cap
+
+
+class Hostile:
+    """A raw HTTP server on 127.0.0.1 answering every connection with `script(conn)` in a thread of
+    its own; `stop` ends the trickles."""
+
+    def __init__(self, script: Any) -> None:
+        self.stop = threading.Event()
+        self.sent = 0
+        self.srv = socket.socket()
+        self.srv.bind(("127.0.0.1", 0))
+        self.srv.listen(8)
+        self.url = f"http://127.0.0.1:{self.srv.getsockname()[1]}"
+        self.script = script
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.srv.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        try:
+            conn.recv(65536)
+            self.script(self, conn)
+        except OSError:
+            pass  # the client gave up: what we want
+        finally:
+            conn.close()
+
+    def trickle(self, conn: socket.socket, data: bytes, every: float) -> None:
+        for i in range(len(data)):
+            if self.stop.wait(every):
+                return
+            conn.sendall(data[i : i + 1])
+            self.sent += 1
+
+    def close(self) -> None:
+        self.stop.set()
+        self.srv.close()
+
+
+@pytest.fixture
+def hostile() -> Iterator[list[Hostile]]:
+    made: list[Hostile] = []
+    yield made
+    for h in made:
+        h.close()
+
+
+ANSWER = json.dumps(vector("0.1")).encode()
+
+
+def test_a_body_that_trickles_is_cut_at_the_total_deadline(hostile: list[Hostile]) -> None:
+    """One byte every 20 ms: every read returns well within any per-read timeout, so urllib's timeout
+    never fired (the answer would have taken 10,000 x 20 ms); the total deadline does."""
+    body = ANSWER + b" " * 10_000
+
+    def script(h: Hostile, conn: socket.socket) -> None:
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n")
+        conn.sendall(f"Content-Length: {len(body)}\r\n\r\n".encode())
+        h.trickle(conn, body, 0.02)
+
+    h = Hostile(script)
+    hostile.append(h)
+    with pytest.raises(Inconclusive, match=r"did not answer within the query deadline \(0.5s"):
+        PrometheusClient(h.url, timeout=0.5).query("up")
+    assert h.sent < 1000  # cut long before the end (a generous bound: ~25 bytes in 0.5 s)
+
+
+def test_headers_that_trickle_are_cut_at_the_total_deadline(hostile: list[Hostile]) -> None:
+    def script(h: Hostile, conn: socket.socket) -> None:
+        conn.sendall(b"HTTP/1.1 200 OK\r\n")
+        h.trickle(conn, b"X-Slow: " + b"a" * 60_000 + b"\r\n\r\n", 0.02)
+
+    h = Hostile(script)
+    hostile.append(h)
+    with pytest.raises(Inconclusive, match="within the query deadline"):
+        PrometheusClient(h.url, timeout=0.5).query("up")
+    assert h.sent < 1000
+
+
+def test_a_huge_answer_is_refused_while_it_is_read(hostile: list[Hostile]) -> None:
+    """64 MiB without a Content-Length (the end is the connection's): refused once the cap is
+    crossed, not read whole (as landed: read whole, then refused as 'not one number')."""
+    chunk = b" " * 65536
+
+    def script(h: Hostile, conn: socket.socket) -> None:
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n")
+        conn.sendall(ANSWER[:-1])
+        for _ in range(1024):
+            conn.sendall(chunk)
+            h.sent += len(chunk)
+        conn.sendall(b"}")
+
+    h = Hostile(script)
+    hostile.append(h)
+    with pytest.raises(Inconclusive, match=r"more than 1048576 bytes: over the cap .*maxAnswerBytes"):
+        PrometheusClient(h.url, timeout=20).query("up")
+    assert h.sent < 32 << 20  # the server could not send it all: the client stopped reading
+
+
+def test_a_declared_huge_answer_is_refused_before_reading(hostile: list[Hostile]) -> None:
+    def script(h: Hostile, conn: socket.socket) -> None:
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 67108864\r\n\r\n")
+        h.trickle(conn, b" " * 1000, 0.01)
+
+    h = Hostile(script)
+    hostile.append(h)
+    with pytest.raises(Inconclusive, match="67108864 bytes declared: over the cap of 2048 bytes"):
+        PrometheusClient(h.url, timeout=5, max_bytes=2048).query("up")
+
+
+def test_an_answer_under_the_cap_and_the_deadline_is_read(prom: Server) -> None:
+    prom.answer(vector("0.5"))
+    assert PrometheusClient(prom.url, timeout=5, max_bytes=len(prom.body)).query("up") == 0.5
+    with pytest.raises(Inconclusive, match="over the cap"):
+        PrometheusClient(prom.url, timeout=5, max_bytes=len(prom.body) - 1).query("up")

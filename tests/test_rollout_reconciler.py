@@ -1,5 +1,6 @@
 """The endpoint reconciler with a canary strategy, driven step by step (in-memory API, see
-test_endpoint_reconciler.py) against a local HTTP server that answers Prometheus's query API."""
+test_endpoint_reconciler.py) against a local HTTP server that answers Prometheus's query API. The
+measurements run on the analysis pool (without threads here: its jobs run between two reconciles)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 
+from modelversioning.analysis.pool import AnalysisPool
 from modelversioning.api.settings import AnalysisSettings
 from test_endpoint_reconciler import NEW, OLD, World
 
@@ -74,8 +76,22 @@ def split(stable: int, canary: int) -> list[dict[str, Any]]:
     ]
 
 
+class RolloutWorld(World):
+    """The World with an analysis pool: the jobs a reconcile submitted run after it (as the pool's
+    threads would, between two reconciles); the next reconcile takes their results."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pool = AnalysisPool(workers=0)
+        self.rec.analysis = self.pool
+
+    def reconcile(self) -> None:
+        super().reconcile()
+        self.pool.run_queued()
+
+
 def world(prom: FakePrometheus) -> World:
-    w = World()
+    w = RolloutWorld()
     w.rec.settings = w.rec.settings.model_copy(update={"analysis": AnalysisSettings(prometheus_url=prom.url)})
     w.version("2.3.8", OLD)
     w.version("2.4.1", NEW)
@@ -164,12 +180,13 @@ def test_operator_restart_resumes_at_the_same_step(prom: FakePrometheus) -> None
 
     w.rec = ModelEndpointReconciler(w.api, w.store, w.rec.settings, lambda ns, m: None)  # type: ignore[arg-type]
     w.rec.clock = lambda: w.now
+    w.rec.analysis = AnalysisPool(workers=0)  # a restarted operator's pool holds nothing yet
     w.settle()
     assert (w.status()["rollout"]["step"], weights(w)) == before
 
 
 def test_a_staging_canary_earns_production_with_a_bounded_share(prom: FakePrometheus) -> None:
-    w = World()
+    w = RolloutWorld()
     w.rec.settings = w.rec.settings.model_copy(update={"analysis": AnalysisSettings(prometheus_url=prom.url)})
     w.version("2.3.8", OLD)
     w.version("2.4.1", NEW, stage="staging")

@@ -85,6 +85,38 @@ ROLLBACK_SECONDS = Histogram(
     buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10),
     registry=REGISTRY,
 )
+# The analysis pool (analysis.pool): measurements run on its own threads, never in a reconcile
+ANALYSIS_RECONCILE_WAIT = Histogram(
+    "modelversioning_analysis_reconcile_wait_seconds",
+    "Time an endpoint reconcile spent on the analysis pool when a measurement was due (taking a "
+    "finished result or submitting a job: a lock, never a query; ~0 by construction)",
+    buckets=(0.0001, 0.001, 0.01, 0.1, 1),
+    registry=REGISTRY,
+)
+ANALYSIS_QUEUE_DEPTH = Gauge(
+    "modelversioning_analysis_queue_depth",
+    "Measurements waiting for a thread of the analysis pool",
+    registry=REGISTRY,
+)
+ANALYSIS_RUNNING = Gauge(
+    "modelversioning_analysis_running",
+    "Measurements running on the analysis pool",
+    registry=REGISTRY,
+)
+ANALYSIS_REFUSED = Counter(
+    "modelversioning_analysis_refused",
+    "Measurements not queued because their namespace had analysis.queuedPerNamespace waiting",
+    ["namespace"],
+    registry=REGISTRY,
+)
+ANALYSIS_QUERY_SECONDS = Histogram(
+    "modelversioning_analysis_query_duration_seconds",
+    "Duration of one Prometheus query of a measurement, by result (ok, inconclusive: an error, the "
+    "deadline, the size cap, no data ...)",
+    ["result"],
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+    registry=REGISTRY,
+)
 RECONCILE_SECONDS = Histogram(
     "modelversioning_reconcile_duration_seconds",
     "Duration of one reconcile cycle",

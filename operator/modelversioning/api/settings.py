@@ -161,7 +161,41 @@ class AnalysisSettings(_Settings):
         description="Prometheus HTTP API base URL for canary analysis (e.g. http://prometheus:9090). Set by "
         "the platform, not per endpoint, so a tenant cannot point the operator at arbitrary URLs.",
     )
-    timeout_seconds: float = Field(default=5.0, gt=0, le=60, description="Per query.")
+    timeout_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        le=60,
+        description="Total deadline of one query: connecting, the answer's headers and every byte of it "
+        "(not per read). Past it the measurement is inconclusive.",
+    )
+    max_answer_bytes: int = Field(
+        default=1 << 20,
+        ge=1024,
+        le=64 << 20,
+        description="Largest answer to one query, in bytes; a larger one is refused (inconclusive) "
+        "while it is read. A query that returns one number answers a few hundred bytes.",
+    )
+    workers: int = Field(
+        default=2,
+        ge=1,
+        le=16,
+        description="Measurements running at once, on threads of their own: a reconcile never runs or "
+        "waits for a query, it submits a measurement and returns.",
+    )
+    per_namespace: int = Field(
+        default=1,
+        ge=1,
+        le=16,
+        description="Measurements of one namespace running at once (jobs start round-robin across "
+        "namespaces, so one namespace's slow queries only ever wait behind themselves).",
+    )
+    queued_per_namespace: int = Field(
+        default=32,
+        ge=1,
+        le=10_000,
+        description="Measurements of one namespace waiting to run; past it an endpoint's measurement is "
+        "not queued (its rollout waits and it asks again at its next reconcile).",
+    )
 
 
 class RegistrySettings(_Settings):

@@ -88,8 +88,8 @@ class RecordTarget:
 @dataclass(frozen=True)
 class RolloutFacts:
     """Everything the rollout state machine (domain.rollout) decides from, gathered in one place:
-    status.rollout, the manual action annotations, the canary's version and the measurements that
-    were due this reconcile (taken in gather, each with its time)."""
+    status.rollout, the manual action annotations, the canary's version and the measurement that was
+    due this reconcile (finished on the analysis pool, each with its time), or that it is running."""
 
     endpoint: str
     plan: RO.Plan  # spec.strategy.canary, as the state machine reads it
@@ -103,7 +103,9 @@ class RolloutFacts:
     canary_stage: str | None = None  # status.stage of the canary's desired version
     canary_verified: bool = False
     required_stage: str = "production"
-    measurements: tuple[RO.Measurement, ...] = ()  # taken in gather (analysis_due said so)
+    measurements: tuple[RO.Measurement, ...] = ()  # finished on the analysis pool (analysis_due said so)
+    measured_share: int | None = None  # the canary's share while they were taken
+    measuring: bool = False  # a due measurement is queued or running on the analysis pool
     promote_on_success: bool = False
     record_on: RecordTarget | None = None  # None: the canary's ModelVersion is not in the cache
 

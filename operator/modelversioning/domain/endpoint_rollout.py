@@ -63,6 +63,8 @@ def inputs(rf: RolloutFacts) -> RO.Inputs:
         measurements=rf.measurements,
         action=rf.action,
         strategy=rf.strategy,
+        measured_share=rf.measured_share,
+        measuring=rf.measuring,
     )
 
 

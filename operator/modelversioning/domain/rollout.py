@@ -115,9 +115,11 @@ class Inputs:
     canary_below_stage: bool  # the canary's version is one stage below requiredStage
     now: float
     state: State | None
-    measurements: tuple[Measurement, ...] = ()  # taken this reconcile (when analysis_due said so)
+    measurements: tuple[Measurement, ...] = ()  # finished for this reconcile (analysis_due said so)
     action: Action | None = None
     strategy: str = ""  # strategy_hash of spec.strategy
+    measured_share: int | None = None  # the canary's share the route carried when they were taken
+    measuring: bool = False  # a due measurement is still running (no raise before it is judged)
 
 
 @dataclass(frozen=True)
@@ -168,9 +170,12 @@ def step_weights(plan: Plan, declared: Mapping[str, int], step: int, below_stage
 
 
 def analysis_due(inp: Inputs) -> bool:
-    """Should the handler measure now? Only while the canary takes traffic in a live rollout."""
+    """Should the handler measure now? Only while the canary takes traffic in a live rollout, and only
+    for the rollout that goes on (not one this reconcile replaces: a changed target or strategy)."""
     st = inp.state
     if not inp.plan.analysis or st is None or st.phase not in (PROGRESSING, PAUSED):
+        return False
+    if st.target != inp.target or (st.strategy is not None and st.strategy != inp.strategy):
         return False
     if int(inp.effective.get(inp.plan.canary, 0)) <= 0:
         return False
@@ -370,7 +375,11 @@ def _record(inp: Inputs, st: State) -> tuple[State, tuple[str, ...]]:
         return st, ()
     fails = sum(1 for m in inp.measurements if m.verdict == FAILED_M)
     inconc = sum(1 for m in inp.measurements if m.verdict == INCONCLUSIVE)
-    passed = not fails and not inconc
+    # a pass counts for the step only when it measured the step's weight (taken while the route
+    # carried it): a pass at 10 % says nothing about 50 %
+    share = inp.measured_share if inp.measured_share is not None else inp.effective.get(inp.plan.canary, 0)
+    at_step = int(share) == int(st.weights.get(inp.plan.canary, 0))
+    passed = not fails and not inconc and at_step
     kept = (st.measurements + inp.measurements)[-MAX_MEASUREMENTS:]
     st = replace(
         st,
@@ -444,9 +453,31 @@ def _walk(inp: Inputs, st: State) -> tuple[State, list[tuple[str, str, str]], fl
                     None,
                 )
         nxt = st.step + 1
+        held = _unjudged_raise(inp, st, want[plan.canary])
+        if held is not None:
+            return replace(st, message=f"step {st.step}: {held}"), events, None
         events.append(("Normal", R.ROLLOUT_STEP, f"step {st.step} done; step {nxt} of {len(plan.steps)}"))
         st = replace(st, step=nxt, step_started_at=inp.now, passed_since_step=False)
     return st, events, None
+
+
+def _unjudged_raise(inp: Inputs, st: State, now_share: int) -> str | None:
+    """Why the canary may not go past this step yet (None: it may). With an analysis, the canary's
+    share is raised only after a measurement passed at the share it has now (since this step began):
+    steps of setWeight alone never walk to 100 % unmeasured. Nor while a due measurement is still
+    running on the analysis pool: it is judged before the share grows. A share of 0 cannot be measured
+    (nothing to judge, nothing at risk) and a step that does not raise the share needs nothing."""
+    plan = inp.plan
+    if not plan.analysis or now_share <= 0:
+        return None
+    nxt = step_weights(plan, inp.declared, st.step + 1, inp.canary_below_stage)[plan.canary]
+    if nxt <= now_share:
+        return None
+    if inp.measuring:  # judged first, as if it had been taken in this reconcile
+        return f"waiting for the measurement in progress at {now_share}% before {nxt}%"
+    if not st.passed_since_step:
+        return f"waiting for a passing analysis at {now_share}% before {nxt}%"
+    return None
 
 
 def _summary(st: State) -> str:

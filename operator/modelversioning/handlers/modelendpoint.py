@@ -25,6 +25,7 @@ from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
 from modelversioning import metrics
+from modelversioning.analysis.pool import AnalysisPool
 from modelversioning.api import wire as R
 from modelversioning.api.common import validation_message
 from modelversioning.api.modelendpoint import ModelEndpointSpec
@@ -99,6 +100,7 @@ class ModelEndpointReconciler:
         # endpoint -> the cache reads of its last reconcile, when that reconcile wrote nothing, asked
         # for no retry and had no rollout (nothing time-based): its inputs then, for skip_unchanged
         self._settled: dict[tuple[str, str], tuple[Any, ...]] = {}
+        self.analysis: AnalysisPool | None = None  # measurements run there (the Operator's); None: none
 
     def reconcile(self, namespace: str, name: str) -> None:
         if self.skip_unchanged(namespace, name):
@@ -219,7 +221,9 @@ class ModelEndpointReconciler:
             if mv is not None:
                 stage = str((mv.get("status") or {}).get("stage") or "candidate")
                 target = RecordTarget(mv_name, stage, str((mv.get("spec") or {}).get("stage") or "candidate"))
-        return rollout_facts(body, spec, versions, pins, self.settings, now, target)
+        return rollout_facts(
+            body, spec, versions, pins, self.settings, now, target, self.analysis, self.clock
+        )
 
     def _variants(
         self, ref: EndpointRef, spec: ModelEndpointSpec, status: dict[str, Any], annotations: dict[str, Any]

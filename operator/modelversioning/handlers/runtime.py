@@ -9,6 +9,7 @@ from typing import Any
 import kopf
 
 from modelversioning import metrics
+from modelversioning.analysis.pool import AnalysisPool
 from modelversioning.api.settings import Settings
 from modelversioning.api.wire import LABEL_MANAGED_BY, MANAGED_BY
 from modelversioning.handlers.activity import PauseSignal
@@ -44,6 +45,18 @@ class Operator:
             kube, self.store, settings, enqueue_versions=self._versions_of_model_threadsafe
         )
         self.models = ModelReconciler(kube, self.store, settings, self._versions_of_model_threadsafe)
+        a = settings.analysis
+        # measurements run on threads of their own, never on the reconcile workers: a finished one
+        # re-queues its endpoint, whose next reconcile takes the result
+        self.analysis = AnalysisPool(
+            a.workers,
+            a.per_namespace,
+            a.queued_per_namespace,
+            on_done=lambda ns, name: self.queue.add_threadsafe(("ModelEndpoint", ns, name)),
+        )
+        self.endpoints.analysis = self.analysis
+        metrics.ANALYSIS_QUEUE_DEPTH.set_function(self.analysis.queued)
+        metrics.ANALYSIS_RUNNING.set_function(self.analysis.running)
 
     def _dispatch(self, key: Key) -> None:
         kind, ns, name = key
