@@ -9,6 +9,7 @@ not declared supported (Traefik lacks RequestMirror).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import http.server
 import json
@@ -557,7 +558,32 @@ def test_a_good_canary_ramps_through_every_step_and_earns_its_promotion(dp, objs
     production (history: the endpoint as actor, the analysis as reason), and only then does it take
     the declared 100 %. Clients see no error throughout."""
     strategy = _strategy(ERRORS, steps=GOOD_STEPS, canary={"maxWeightBelowStage": 50})
-    _canary(dp, objs, "good", None, strategy=strategy, canary_stage="staging")
+    # the canary's own runtime (modelServer) earns a promotion only where the platform trusts it
+    with _trusting_the_model_server(objs):
+        _canary(dp, objs, "good", None, strategy=strategy, canary_stage="staging")
+        _ramp_and_promote(dp, objs)
+
+
+@contextlib.contextmanager
+def _trusting_the_model_server(objs: Objects) -> Iterator[None]:
+    name = f"trust-{objs.ns}"
+    body = {
+        "apiVersion": "modelversioning.io/v1alpha1",
+        "kind": "ModelPlatformPolicy",
+        "metadata": {"name": name},
+        "spec": {
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": objs.ns}},
+            "analysis": {"trustedSources": ["modelServer", "traefik", "istio"]},
+        },
+    }
+    objs.co.create_cluster_custom_object("modelversioning.io", "v1alpha1", "modelplatformpolicies", body)
+    try:
+        yield
+    finally:
+        objs.co.delete_cluster_custom_object("modelversioning.io", "v1alpha1", "modelplatformpolicies", name)
+
+
+def _ramp_and_promote(dp, objs):  # type: ignore[no-untyped-def]
     assert objs.mv("good-v2.4.1")["status"]["stage"] == "staging"
     stage = ObjectWatch(objs, "modelversioning.io", "v1alpha1", "modelversions", "good-v2.4.1",
                         lambda o: (o.get("status") or {}).get("stage"))  # fmt: skip

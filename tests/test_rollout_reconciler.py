@@ -192,6 +192,9 @@ def test_a_staging_canary_earns_production_with_a_bounded_share(prom: FakePromet
     w.version("2.4.1", NEW, stage="staging")
     strategy = json.loads(json.dumps(STRATEGY))
     strategy["canary"]["maxWeightBelowStage"] = 10
+    # the canary's own runtime (modelServer) earns a promotion only where the platform trusts it
+    trust = {"analysis": {"trustedSources": ["modelServer"]}}
+    w.store.upsert("ModelPlatformPolicy", {"metadata": {"name": "p", "resourceVersion": "1"}, "spec": trust})
     w.endpoint(split(100, 0), strategy=strategy)
     w.settle()
     w.endpoint(split(0, 100), strategy=strategy)
@@ -209,6 +212,46 @@ def test_a_staging_canary_earns_production_with_a_bounded_share(prom: FakePromet
     w.version("2.4.1", NEW, stage="production")
     tick(w, 10)
     assert weights(w) == {"2.3.8": 0, "2.4.1": 100}
+
+
+@pytest.mark.parametrize(
+    ("metric", "policy", "why"),
+    [
+        ({}, None, "not a trusted source"),  # modelServer, the canary's own runtime
+        ({"query": "vector(0)", "template": None, "max": 1e9}, None, "free query"),
+        (
+            {"max": 1e9, "source": "traefik"},
+            {"analysis": {"promotionCeilings": [{"template": "error-rate", "max": 0.05}]}},
+            "looser",
+        ),
+    ],
+)
+def test_a_success_on_an_untrusted_analysis_earns_no_promotion(
+    prom: FakePrometheus, metric: dict[str, Any], policy: dict[str, Any] | None, why: str
+) -> None:
+    w = RolloutWorld()
+    w.rec.settings = w.rec.settings.model_copy(update={"analysis": AnalysisSettings(prometheus_url=prom.url)})
+    if policy is not None:
+        w.store.upsert(
+            "ModelPlatformPolicy", {"metadata": {"name": "p", "resourceVersion": "1"}, "spec": policy}
+        )
+    w.version("2.3.8", OLD)
+    w.version("2.4.1", NEW, stage="staging")
+    strategy = json.loads(json.dumps(STRATEGY))
+    strategy["canary"]["maxWeightBelowStage"] = 10
+    m = {**strategy["canary"]["analysis"]["metrics"][0], **metric}
+    strategy["canary"]["analysis"]["metrics"] = [{k: v for k, v in m.items() if v is not None}]
+    w.endpoint(split(100, 0), strategy=strategy)
+    w.settle()
+    w.endpoint(split(0, 100), strategy=strategy)
+    for _ in range(12):
+        tick(w, 10)
+    assert w.status()["rollout"]["phase"] == "Succeeded"  # the analysis passed...
+    ann = w.api.annotations.get("m-v2.4.1", {})
+    assert "modelversioning.io/rollout-promotion" not in ann  # ...and earned no promotion
+    record = json.loads(ann["modelversioning.io/rollout-record"])
+    assert "not promoted" in record["message"] and why in record["message"], record
+    assert weights(w).get("2.4.1", 0) <= 10  # still capped one stage below requiredStage
 
 
 def test_a_strategy_edit_starts_a_failed_rollout_again_never_on_an_ineligible_version(
@@ -279,7 +322,8 @@ def test_the_stage_a_rollout_earns_is_decided_with_the_plan_not_read_while_actin
         w.deployments_available()
         w.watch()
     assert w.status()["rollout"]["phase"] == "Succeeded"
-    grant = json.loads(w.api.annotations["m-v2.4.1"]["modelversioning.io/rollout-promotion"])
-    assert (grant["from"], grant["to"], grant["by"]) == ("staging", "production", "ModelEndpoint/ep")
+    # steps alone (no analysis) earn no promotion: an endpoint's editor cannot promote by waiting
+    assert "modelversioning.io/rollout-promotion" not in w.api.annotations["m-v2.4.1"]
     record = json.loads(w.api.annotations["m-v2.4.1"]["modelversioning.io/rollout-record"])
     assert record["result"] == "Succeeded"
+    assert "not promoted: no metric was measured" in record["message"]

@@ -107,6 +107,7 @@ class RolloutFacts:
     measured_share: int | None = None  # the canary's share while they were taken
     measuring: bool = False  # a due measurement is queued or running on the analysis pool
     promote_on_success: bool = False
+    promotion_refused: str | None = None  # why a success here earns no promotion (platform policy)
     record_on: RecordTarget | None = None  # None: the canary's ModelVersion is not in the cache
 
 

@@ -103,6 +103,7 @@ def rollout_record(rf: RolloutFacts, out: RO.Outcome) -> RolloutRecord | None:
         spec_stage=target.spec_stage,
         promote_on_success=rf.promote_on_success,
         next_stage=nxt.value if nxt else None,
+        refused=rf.promotion_refused,
     )
     if update is None:
         return None
@@ -161,18 +162,22 @@ def registry_update(
     spec_stage: str,
     promote_on_success: bool,
     next_stage: str | None,
+    refused: str | None = None,
 ) -> tuple[dict[str, str], dict[str, str]] | None:
     """What a finished rollout writes on its canary's ModelVersion: (record, grant); None when this
     reconcile did not finish a rollout (a change applied at once, with no steps, is not a rollout).
     Every rollout that ends is recorded: Succeeded (promoted or not), Failed, Aborted. The grant (one
-    step up, to `next_stage`) only on an earned success with promoteOnSuccess; empty otherwise."""
+    step up, to `next_stage`) only on an earned success with promoteOnSuccess, and only when the
+    platform's policy lets this analysis earn one (`refused` says why not: the record says it too)."""
     aborted_now = any(e[1] == R.ROLLOUT_ABORTED for e in out.events)
     if not (out.succeeded_now or out.failed_now or aborted_now):
         return None
     record = {"endpoint": endpoint, "result": out.state.phase, "at": at,
               "message": (out.summary or out.state.message)[:1024]}  # fmt: skip
     grant: dict[str, str] = {}
-    if out.promote and promote_on_success and next_stage is not None:
+    if out.promote and promote_on_success and next_stage is not None and refused is not None:
+        record["message"] = f"{record['message']}; not promoted: {refused}"[:1024]
+    elif out.promote and promote_on_success and next_stage is not None:
         grant = {"to": next_stage, "from": stage, "specStage": spec_stage, "by": f"ModelEndpoint/{endpoint}",
                  "reason": f"rollout on {endpoint} succeeded: {out.summary}"[:1024]}  # fmt: skip
     return record, grant

@@ -12,8 +12,13 @@ from kubernetes.client.exceptions import ApiException
 from modelversioning.api import wire as R
 from modelversioning.api.modelendpoint import ModelEndpointSpec
 from modelversioning.domain import conditions as cond
-from modelversioning.domain.endpoint_facts import Pin, SlotFacts
-from modelversioning.domain.platform_policy import Floors, endpoint_violations
+from modelversioning.domain.endpoint_facts import Pin, RolloutFacts, SlotFacts
+from modelversioning.domain.platform_policy import (
+    Floors,
+    effective_required_stage,
+    endpoint_violations,
+    promotion_untrusted,
+)
 from modelversioning.handlers.store import controller_of
 
 
@@ -107,3 +112,15 @@ def policy_refusal(f: Floors, spec: ModelEndpointSpec) -> str | None:
     tolerations = [t.to_k8s() for t in (spec.placement.tolerations if spec.placement else [])]
     problems = endpoint_violations(f, spec.routing.hosts, tolerations)
     return "; ".join(problems) if problems else None
+
+
+def policed(rf: RolloutFacts, spec: ModelEndpointSpec, f: Floors) -> RolloutFacts:
+    """A rollout's facts under the platform's floors: requiredStage raised to the policy's minimum, and
+    why a success earns no promotion (a free query, an untrusted source, a threshold too loose)."""
+    refused = None
+    if spec.strategy is not None and spec.strategy.canary.promote_on_success:
+        a = spec.strategy.canary.analysis
+        refused = promotion_untrusted(f, [m.to_k8s() for m in a.metrics] if a else [])
+    return replace(
+        rf, required_stage=effective_required_stage(rf.required_stage, f), promotion_refused=refused
+    )

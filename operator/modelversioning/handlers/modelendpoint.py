@@ -55,7 +55,7 @@ from modelversioning.handlers import endpoint_delete as deletion
 from modelversioning.handlers import endpoint_parse as parse
 from modelversioning.handlers import platform
 from modelversioning.handlers.drift import diff, status_changed
-from modelversioning.handlers.endpoint_parse import deployment_state, policy_refusal
+from modelversioning.handlers.endpoint_parse import deployment_state, policed, policy_refusal
 from modelversioning.handlers.instrument import instrumented
 from modelversioning.handlers.kube import (
     MODELENDPOINT,
@@ -221,9 +221,8 @@ class ModelEndpointReconciler:
             if mv is not None:
                 stage = str((mv.get("status") or {}).get("stage") or "candidate")
                 target = RecordTarget(mv_name, stage, str((mv.get("spec") or {}).get("stage") or "candidate"))
-        return rollout_facts(
-            body, spec, versions, pins, self.settings, now, target, self.analysis, self.clock
-        )
+        rf = rollout_facts(body, spec, versions, pins, self.settings, now, target, self.analysis, self.clock)
+        return None if rf is None else policed(rf, spec, floors(self.store, body["metadata"]["namespace"]))
 
     def _variants(
         self, ref: EndpointRef, spec: ModelEndpointSpec, status: dict[str, Any], annotations: dict[str, Any]
