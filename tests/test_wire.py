@@ -119,15 +119,15 @@ EXPECTED = {
     "stalls_endpoint": {
         "MissingVersion", "InvalidVersion", "DigestMismatch", "ModelVersionReplaced", "ChildRejected",
         "ChildConflict", "InvalidSpec", "MajorVersionMix", "InvalidSplit", "RouterDisabled", "UnknownRouter",
-        "MirrorUnsupported", "RolloutFailed", "RolloutAborted",
+        "MirrorUnsupported", "RolloutFailed", "RolloutAborted", "Revoked", "Withdrawn",
     },
     "stalls_version": {
         "DigestMismatch", "URIRefused", "InvalidSpec", "TransitionNotAllowed", "LineageIncomplete",
-        "SizeMismatch", "LimitExceeded",
+        "SizeMismatch", "LimitExceeded", "ArchiveWhileServing",
     },
     "permanent": {
         "MissingVersion", "InvalidVersion", "DigestMismatch", "ModelVersionReplaced", "ChildRejected",
-        "ChildConflict", "InvalidSpec",
+        "ChildConflict", "InvalidSpec", "Revoked", "Withdrawn",
     },
     "transient": {"NotFound", "FetchFailed", "ChildApplyRetrying"},
     "no_slot": {
