@@ -18,7 +18,8 @@ First promise: a destination in the plan is always a slot that is eligible now, 
 slot that was eligible when it was pinned and still runs the same verified digest; only a slot whose
 Deployment and Service both carry this endpoint's controller reference is ever a destination (a
 Deployment or Service someone else made with the slot's name is a ChildConflict); when no
-variant is eligible the route is left exactly as it is. A rollout's step weights only replace the
+variant is eligible the route is left exactly as it is, unless that would keep a withdrawn version's
+share (revoked, archived, demoted): then the route is closed (domain.revocation). A rollout's step weights only replace the
 declared weights: they never make a variant eligible (the one bounded exception, a canary one stage
 below requiredStage under an analysis with maxWeightBelowStage, is ``below_ok``).
 """
