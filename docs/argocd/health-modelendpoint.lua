@@ -32,6 +32,8 @@ local PERMANENT = {
   MirrorUnsupported = true,
   RolloutFailed = true,
   RolloutAborted = true,
+  Revoked = true,
+  Withdrawn = true,
 }
 
 local function condition(conditions, type_)

@@ -5,7 +5,7 @@
 --                fetch being retried: NotFound, FetchFailed), the stage walking toward spec.stage
 --   Degraded     a failure that no retry fixes, only a new spec or a person: DigestMismatch,
 --                URIRefused, AccessDenied, SizeMismatch, LimitExceeded, InvalidSpec (artifact);
---                TransitionNotAllowed, LineageIncomplete (stage); or the operator's kstatus
+--                TransitionNotAllowed, LineageIncomplete, ArchiveWhileServing (stage); or the operator's kstatus
 --                condition Stalled=True
 --
 -- Uses only Lua's base and table libraries (no string, math or os), so it runs in Argo CD's default
@@ -22,6 +22,7 @@ local PERMANENT = {
   InvalidSpec = true,
   TransitionNotAllowed = true,
   LineageIncomplete = true,
+  ArchiveWhileServing = true,
 }
 
 local function condition(conditions, type_)
