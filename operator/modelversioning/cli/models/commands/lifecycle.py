@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import typer
 from rich.text import Text
 
-from modelversioning.api.wire import expected_name
+from modelversioning.api.wire import REVOKED_ANNOTATION, expected_name
 from modelversioning.cli.models import actions, render, revoke_plan, views
 from modelversioning.cli.models.actions import PromoteResult, RollbackPlan
 from modelversioning.cli.models.context import globals_of, show, waiting
@@ -100,7 +100,7 @@ def _wait_promoted(
 
 # ---- revoke -----------------------------------------------------------------------------------------
 @app.command(
-    help="Pull a version from every route at once: the annotation modelversioning.io/revoked (the reason) "
+    help=f"Pull a version from every route at once: the annotation {REVOKED_ANNOTATION} (the reason) "
     "with spec.stage archived. Every endpoint drops it in its next route update; an endpoint with nothing "
     "else eligible answers 503 with x-model-unavailable: revoked, never the revoked model. Never gated "
     "(it only removes authority). Waits until no route sends it traffic and its stage is archived.",
