@@ -19,9 +19,10 @@ slot that was eligible when it was pinned and still runs the same verified diges
 Deployment and Service both carry this endpoint's controller reference is ever a destination (a
 Deployment or Service someone else made with the slot's name is a ChildConflict); when no
 variant is eligible the route is left exactly as it is, unless that would keep a withdrawn version's
-share (revoked, archived, demoted): then the route is closed (domain.revocation). A rollout's step weights only replace the
-declared weights: they never make a variant eligible (the one bounded exception, a canary one stage
-below requiredStage under an analysis with maxWeightBelowStage, is ``below_ok``).
+share (revoked, archived, demoted): then the route is closed (domain.revocation). A rollout's step
+weights only replace the declared weights: they never make a variant eligible (the one bounded
+exception, a canary one stage below requiredStage under an analysis with maxWeightBelowStage, is
+``below_ok``).
 """
 
 from __future__ import annotations
