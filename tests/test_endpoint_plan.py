@@ -262,9 +262,12 @@ def test_same_bytes_new_uid_is_still_reported() -> None:
 
 
 def test_demoted_previous_version_loses_its_fallback() -> None:
+    """An archived pinned version is withdrawn: with nothing else eligible the route closes (it used to
+    be held on the archived version: issue 23, revocation fails open)."""
     v = replace(EDITED, pinned_mv=mv("2.3.8", stage="archived"))
     plan = P.decide(replace(EDIT_FACTS, variants=(v,)))
-    assert not plan.decision("stable").eligible and plan.held and not plan.write_route
+    assert not plan.decision("stable").eligible and not plan.held
+    assert plan.closed == R.UNAVAILABLE_ARCHIVED and plan.write_route and plan.destinations == ()
 
 
 # ------------------------------------------------------------------------- one bad variant, others go

@@ -1028,4 +1028,6 @@ def test_names_that_are_not_dns_labels() -> None:
 def test_no_stale_golden_files() -> None:
     expected = {f"route-{r}-{s}.yaml" for r in ("istio", "gatewayAPI") for s in SCENARIOS}
     expected |= {"deployment-full.yaml", "deployment-minimal.yaml", "service.yaml"}
+    expected |= {"route-istio-closed-revoked.yaml", "route-gatewayAPI-closed-revoked.yaml"}  # test_revocation
+    expected |= {"service-gatewayAPI-closed.yaml"}
     assert {p.name for p in GOLDEN_DIR.glob("*.yaml")} == expected

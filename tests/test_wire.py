@@ -119,15 +119,15 @@ EXPECTED = {
     "stalls_endpoint": {
         "MissingVersion", "InvalidVersion", "DigestMismatch", "ModelVersionReplaced", "ChildRejected",
         "ChildConflict", "InvalidSpec", "MajorVersionMix", "InvalidSplit", "RouterDisabled", "UnknownRouter",
-        "MirrorUnsupported", "RolloutFailed", "RolloutAborted", "PolicyViolation",
+        "MirrorUnsupported", "RolloutFailed", "RolloutAborted", "PolicyViolation", "Revoked", "Withdrawn",
     },
     "stalls_version": {
         "DigestMismatch", "URIRefused", "InvalidSpec", "TransitionNotAllowed", "LineageIncomplete",
-        "ImageNotPinned", "SizeMismatch", "LimitExceeded",
+        "ImageNotPinned", "SizeMismatch", "LimitExceeded", "ArchiveWhileServing",
     },
     "permanent": {
         "MissingVersion", "InvalidVersion", "DigestMismatch", "ModelVersionReplaced", "ChildRejected",
-        "ChildConflict", "InvalidSpec", "PolicyViolation",
+        "ChildConflict", "InvalidSpec", "PolicyViolation", "Revoked", "Withdrawn",
     },
     "transient": {"NotFound", "FetchFailed", "ChildApplyRetrying"},
     "no_slot": {

@@ -33,6 +33,8 @@ local PERMANENT = {
   MirrorUnsupported = true,
   RolloutFailed = true,
   RolloutAborted = true,
+  Revoked = true,
+  Withdrawn = true,
 }
 
 local function condition(conditions, type_)

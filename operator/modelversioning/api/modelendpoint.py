@@ -274,6 +274,11 @@ class DrainingSlot(StatusModel):
     since: str = Field(description="When the observed routes first stopped pointing at it (RFC 3339).")
 
 
+class ClosedRoute(StatusModel):
+    reason: str = Field(description="The x-model-unavailable value: revoked, archived, below-required-stage.")
+    message: str = Field(description="Which variants lost their version's authority, and why.")
+
+
 class ModelEndpointStatus(StatusModel):
     observed_generation: int | None = None
     conditions: list[Condition] = Field(default_factory=list, json_schema_extra=CONDITIONS_LIST_EXTRA)
@@ -287,6 +292,11 @@ class ModelEndpointStatus(StatusModel):
         default_factory=list, description="Slots waiting out the drain grace period before deletion."
     )
     rollout: RolloutStatus | None = Field(default=None, description="Progress of spec.strategy.")
+    closed: ClosedRoute | None = Field(
+        default=None,
+        description="Set while the route is closed: a withdrawn (revoked, archived, demoted) version carried "
+        "traffic and nothing eligible remains; every request is answered 503 with x-model-unavailable.",
+    )
 
 
 class ModelEndpoint(ApiModel):

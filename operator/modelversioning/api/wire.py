@@ -95,6 +95,9 @@ EVENT = Resource("", "v1", "events", "Event")
 REQUESTED_BY_ANNOTATION = f"{GROUP}/requested-by"  # who asked for a stage change / rollout action
 REASON_ANNOTATION = f"{GROUP}/reason"  # why (free text, recorded in status.history)
 REQUESTED_STAGE_ANNOTATION = f"{GROUP}/requested-stage"  # the spec.stage the requested-by belongs to
+# revoked: "<why>" (kubectl models revoke, with spec.stage archived): every route drops the version at
+# once, before (and whatever) its stage walk; never gated, and it lets an archive of a serving version pass
+REVOKED_ANNOTATION = f"{GROUP}/revoked"
 # On a ModelVersion, written by the operator only (the chart's admission policy enforces it):
 PROMOTION_ANNOTATION = f"{GROUP}/rollout-promotion"  # an endpoint's rollout earned the next stage
 ROLLOUT_RECORD_ANNOTATION = f"{GROUP}/rollout-record"  # the last rollout outcome for this version
@@ -154,6 +157,15 @@ HEADER_VERSION = "x-model-version"
 HEADER_SHA256 = "x-model-sha256"
 HEADER_VARIANT = "x-endpoint-variant"
 RESPONSE_HEADERS = (HEADER_MODEL, HEADER_VERSION, HEADER_SHA256, HEADER_VARIANT)
+# A closed route (a withdrawn version carried traffic and nothing eligible remains) answers
+# UNAVAILABLE_STATUS with this header saying why, never the withdrawn model (domain.revocation).
+HEADER_UNAVAILABLE = "x-model-unavailable"
+UNAVAILABLE_STATUS = 503
+UNAVAILABLE_REVOKED = "revoked"  # the version carries the revoked annotation
+UNAVAILABLE_ARCHIVED = "archived"  # its stage is archived
+UNAVAILABLE_BELOW_STAGE = "below-required-stage"  # demoted below the endpoint's requiredStage
+UNAVAILABLE_VALUES = (UNAVAILABLE_REVOKED, UNAVAILABLE_ARCHIVED, UNAVAILABLE_BELOW_STAGE)  # most severe first
+CLOSED_SERVICE_SUFFIX = "-closed"  # gatewayAPI: the selector-less Service a closed HTTPRoute points to
 
 
 # --------------------------------------------------------------------------------------- reasons
@@ -238,6 +250,25 @@ DIGEST_MISMATCH = reason(
 )
 STAGE_NOT_REACHED = reason(
     "StageNotReached", _EV, meaning="the version is below requiredStage (a mirror: one lower)"
+)
+REVOKED = reason(
+    "Revoked",
+    _EV,
+    _EC,
+    ENDPOINT_EVENT,
+    meaning="the version serving the variant was revoked: no traffic; with nothing else eligible the route "
+    "is closed (503, x-model-unavailable)",
+    permanent=True,
+    stalls_endpoint=True,
+)
+WITHDRAWN = reason(
+    "Withdrawn",
+    _EV,
+    _EC,
+    ENDPOINT_EVENT,
+    meaning="the version serving the variant was archived or demoted below requiredStage: as Revoked",
+    permanent=True,
+    stalls_endpoint=True,
 )
 SCALED_TO_ZERO = reason("ScaledToZero", _EV, meaning="replicas: 0; its share goes to the other variants")
 DEPLOYMENT_NOT_AVAILABLE = reason(
@@ -327,6 +358,7 @@ SCALE_DOWN_HELD = reason(
     "ScaleDownHeld", _EC, meaning="replicas 0 requested for a slot that still carries traffic"
 )
 ROUTE_APPLIED = reason("RouteApplied", _EC, meaning="RoutesReady=True")
+ROUTE_CLOSED = reason("RouteClosed", _EC, meaning="RoutesReady=True: the route answers 503 (see Degraded)")
 ROUTE_NOT_APPLIED = reason("RouteNotApplied", _EC, meaning="RoutesReady=False: routes left unchanged")
 NO_ROUTER = reason("NoRouter", _EC, meaning="router none: no route object")
 MIRROR_UNSUPPORTED = reason(
@@ -434,6 +466,12 @@ PROMOTED = reason("Promoted", VERSION_EVENT, meaning="a hop up candidate -> stag
 MOVED = reason("Moved", VERSION_EVENT, meaning="any other allowed hop, e.g. production -> archived")
 METRIC_GATE_FAILED = reason(
     "MetricGateFailed", _VS, meaning="a Model's metric gate refused (message: the numbers)"
+)
+ARCHIVE_WHILE_SERVING = reason(
+    "ArchiveWhileServing",
+    _VS,
+    meaning="archived is refused while an endpoint routes traffic to the version (use kubectl models revoke)",
+    stalls_version=True,
 )
 APPROVAL_REQUIRED = reason(
     "ApprovalRequired", _VS, meaning="a Model's transition needs more distinct ModelApprovals that count"

@@ -25,6 +25,7 @@ class VersionFacts:
     verified: bool  # ArtifactVerified=True for exactly this digest
     verify_reason: str  # ArtifactVerified's reason (why not, when not verified)
     stage: str | None  # status.stage
+    revoked: str | None = None  # the revoked annotation (why): withdrawn at once, whatever the stage
 
 
 @dataclass(frozen=True)
@@ -133,6 +134,8 @@ class EndpointFacts:
         default_factory=dict
     )  # type -> (status, reason)
     mirror_percent: int = 0  # spec.mirror.percent
+    previous_closed: str = ""  # status.closed.reason: the route answers 503 (x-model-unavailable) now
+    closed_service: str = ""  # the Service a closed route points to (gatewayAPI), kept while closed
 
 
 class ApiError(NamedTuple):

@@ -18,9 +18,11 @@ First promise: a destination in the plan is always a slot that is eligible now, 
 slot that was eligible when it was pinned and still runs the same verified digest; only a slot whose
 Deployment and Service both carry this endpoint's controller reference is ever a destination (a
 Deployment or Service someone else made with the slot's name is a ChildConflict); when no
-variant is eligible the route is left exactly as it is. A rollout's step weights only replace the
-declared weights: they never make a variant eligible (the one bounded exception, a canary one stage
-below requiredStage under an analysis with maxWeightBelowStage, is ``below_ok``).
+variant is eligible the route is left exactly as it is, unless that would keep a withdrawn version's
+share (revoked, archived, demoted): then the route is closed (domain.revocation). A rollout's step
+weights only replace the declared weights: they never make a variant eligible (the one bounded
+exception, a canary one stage below requiredStage under an analysis with maxWeightBelowStage, is
+``below_ok``).
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from modelversioning.domain.endpoint_facts import (
     VersionFacts,
 )
 from modelversioning.domain.endpoint_rollout import RolloutDecision, decide_rollout
+from modelversioning.domain.revocation import Withdrawn, closure, reason_of, serving_withdrawal
 from modelversioning.domain.stages import Stage, has_reached, one_below
 from modelversioning.domain.traffic import (
     TOTAL,
@@ -74,6 +77,7 @@ class VariantDecision:
     replicas: int  # replicas of the desired slot (a scale-down under traffic is held)
     held_scale: bool = False
     split_weight: int | None = None  # the weight the split may give it now (capacity), None: declared
+    withdrawn: str = ""  # its serving version lost authority (x-model-unavailable value; domain.revocation)
 
 
 @dataclass(frozen=True)
@@ -93,6 +97,8 @@ class Plan:
     # the variants as the plan aimed for them: declared weights replaced by the rollout's step weights
     aimed: tuple[VariantFacts, ...] = ()
     rollout: RolloutDecision | None = None
+    closed: str = ""  # the route answers 503 with x-model-unavailable: <closed> (domain.revocation)
+    closed_message: str = ""
 
     def decision(self, name: str) -> VariantDecision:
         return next(d for d in self.variants if d.name == name)
@@ -146,6 +152,8 @@ def _pinned_still_good(v: VariantFacts, need: Stage) -> tuple[bool, str]:
     if not slot.available or not slot.ours:  # a foreign (re-created) child is never routed to
         return False, f"previous slot {pin.slot}: {slot.why}"
     mv = v.pinned_mv
+    if mv is not None and mv.revoked is not None:  # whatever object has the name now: fails closed
+        return False, f"{mv.name} was revoked ({mv.revoked})"
     if mv is not None and (mv.uid, mv.digest) == (pin.uid, pin.digest):
         if not mv.verified:
             return False, f"{mv.name} is no longer verified ({mv.verify_reason})"
@@ -168,6 +176,8 @@ def _desired_status(v: VariantFacts, need: Stage) -> tuple[bool, str, str]:
         return False, *v.problem
     mv = v.mv
     assert mv is not None
+    if mv.revoked is not None:
+        return False, R.REVOKED, f"{mv.name} was revoked: {mv.revoked}"
     if _replaced(v):
         assert v.pin is not None
         return (
@@ -231,7 +241,10 @@ def decide_variant(
         return VariantDecision(v.name, True, reason, message, v.pin, apply, replicas, held_scale)
     if why not in ("no previous slot", "the pinned slot is the desired one"):
         message = f"{message}; {why}"
-    return VariantDecision(v.name, False, reason, message, None, apply, replicas, held_scale)
+    withdrawn = serving_withdrawal(v, need)
+    if withdrawn:  # authority is gone: its traffic never stays (domain.revocation)
+        reason = reason_of(withdrawn)
+    return VariantDecision(v.name, False, reason, message, None, apply, replicas, held_scale, None, withdrawn)
 
 
 def decide(f: EndpointFacts) -> Plan:
@@ -277,6 +290,14 @@ def _traffic(f: EndpointFacts) -> Plan:
     write_route = not problems and f.router_problem is None and not split.held and f.writes_route
     if problems or f.router_problem is not None:
         weights = {k: int(w) for k, w in f.previous_weights.items()}
+    closed = closure(
+        [Withdrawn(d.name, d.withdrawn, d.message) for d in decisions if d.withdrawn],
+        f.previous_weights,
+        split.held or bool(problems),
+        f.previous_closed,
+    )
+    if closed is not None:
+        return _closed(f, decisions, problems, closed)
     destinations: list[Destination] = []
     for v in live:
         pin = by_name[v.name].serving
@@ -302,6 +323,35 @@ def _traffic(f: EndpointFacts) -> Plan:
         draining=draining,
         requeue_after=requeue,
         aimed=f.variants,
+    )
+
+
+def _closed(
+    f: EndpointFacts,
+    decisions: tuple[VariantDecision, ...],
+    problems: tuple[tuple[str, str], ...],
+    closed: tuple[str, str],
+) -> Plan:
+    """The route that would keep a withdrawn variant's share closes: no destination, no mirror, no
+    weights; written whatever the declared split (only a router problem leaves it alone)."""
+    no_traffic = tuple(replace(d, serving=None) for d in decisions)  # a closed route carries nothing
+    delete, draining, requeue = _drain(f, no_traffic, also=frozenset({f.closed_service} - {""}))
+    return Plan(
+        variants=no_traffic,
+        weights={},
+        held=False,
+        split_reason=reason_of(closed[0]),
+        split_message=closed[1],
+        declared_problems=problems,
+        write_route=f.writes_route and f.router_problem is None,
+        destinations=(),
+        mirror=None,
+        delete=delete,
+        draining=draining,
+        requeue_after=requeue,
+        aimed=f.variants,
+        closed=closed[0],
+        closed_message=closed[1],
     )
 
 
@@ -342,10 +392,11 @@ def _capped(live: list[VariantFacts], by_name: Mapping[str, VariantDecision]) ->
 
 
 def _drain(
-    f: EndpointFacts, decisions: tuple[VariantDecision, ...]
+    f: EndpointFacts, decisions: tuple[VariantDecision, ...], also: frozenset[str] = frozenset()
 ) -> tuple[tuple[str, ...], dict[str, float], float | None]:
-    """Slots to delete now, the drain bookkeeping to record, and when to look again."""
-    keep: set[str] = set()
+    """Slots to delete now, the drain bookkeeping to record, and when to look again (``also``: other
+    owned Services the route needs, e.g. a closed route's)."""
+    keep: set[str] = set(also)
     for v, d in zip(f.variants, decisions, strict=True):
         if d.apply and v.desired is not None:
             keep.add(v.desired.name)

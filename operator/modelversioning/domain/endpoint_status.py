@@ -25,6 +25,7 @@ from modelversioning.domain import kstatus
 from modelversioning.domain.conditions import FALSE, TRUE, Cond
 from modelversioning.domain.endpoint_facts import EndpointFacts, Outcome, Pin, VariantFacts, api_error
 from modelversioning.domain.endpoint_plan import Plan, VariantDecision
+from modelversioning.domain.revocation import reason_of
 from modelversioning.domain.rollout_status import status_of
 from modelversioning.domain.timestamps import rfc3339_ms
 
@@ -62,6 +63,7 @@ def build_status(f: EndpointFacts, plan: Plan, out: Outcome) -> EndpointStatus:
         "router": f.router,
         "draining": [{"name": s, "since": rfc3339_ms(t)} for s, t in sorted(plan.draining.items())],
         "rollout": status_of(ro.outcome.state, ro.promoted) if ro else None,
+        "closed": _closed(f, plan, out),
     }
     return EndpointStatus(fields, rep.conditions, rep.events, rep.variants, weights)
 
@@ -72,13 +74,21 @@ def carried(f: EndpointFacts, plan: Plan, out: Outcome) -> tuple[dict[str, int],
     declared problem or the router's, the previous split and each variant's pinned slot, so status,
     servedBy, the in-use finalizers and the weight metrics keep naming the versions the route still
     sends traffic to, never the split the plan aimed for."""
-    left_alone = bool(plan.declared_problems) or f.router_problem is not None
+    left_alone = (bool(plan.declared_problems) and not plan.closed) or f.router_problem is not None
     if out.route_error is None and not left_alone:
         return {k: int(w) for k, w in plan.weights.items()}, {d.name: d.serving for d in plan.variants}
     pins = {v.name: v.pin for v in f.variants}
     return {k: int(w) for k, w in f.previous_weights.items()}, {
         d.name: pins.get(d.name) for d in plan.variants
     }
+
+
+def _closed(f: EndpointFacts, plan: Plan, out: Outcome) -> dict[str, str] | None:
+    """status.closed: the route answers 503 with x-model-unavailable (once written; the next reconcile
+    keeps it closed while nothing eligible reopens it). Router none: no route; nothing is routed."""
+    if not plan.closed or out.route_error is not None or f.router_problem is not None:
+        return None
+    return {"reason": plan.closed, "message": plan.closed_message[:1024]}
 
 
 def _variant(v: VariantFacts, d: VariantDecision, weights: Mapping[str, int]) -> dict[str, Any]:
@@ -121,6 +131,8 @@ def summary(
     parts += [f"{n}={w}" for n, w in weights.items() if n not in names and w > 0]
     if plan.mirror is not None:
         parts.append(f"mirror:{plan.mirror.variant}@{plan.mirror.version}={f.mirror_percent}%")
+    if plan.closed:
+        parts.append(f"closed:{plan.closed}")
     return ",".join(parts)
 
 
@@ -151,7 +163,8 @@ def report(
     f = replace(f, variants=plan.aimed or f.variants)  # the variants as the plan aimed for them
     variants = _with_errors(plan, out, carried(f, plan, out)[1])
     route_error = api_error(out.route_error) if out.route_error is not None else None
-    route_ok = not plan.declared_problems and f.router_problem is None and route_error is None
+    declared_ok = not plan.declared_problems or bool(plan.closed)  # a closed route is written regardless
+    route_ok = declared_ok and f.router_problem is None and route_error is None
     route_retried = route_error is not None and route_error.transient
     conds = _route_conditions(f, plan, out)
     converged, progressing = _progressing(f, plan, variants, route_ok)
@@ -217,6 +230,10 @@ def _retrying(variants: tuple[VariantDecision, ...], route_message: str | None) 
 
 def _route_conditions(f: EndpointFacts, plan: Plan, out: Outcome) -> list[Cond]:
     """RoutesReady, and Degraded when the routes are left alone for a reason of the spec or platform."""
+    if plan.closed and f.writes_route and f.router_problem is None and out.route_error is None:
+        msg = f"closed: answers {R.UNAVAILABLE_STATUS} with {R.HEADER_UNAVAILABLE}: {plan.closed}"
+        msg += "".join(f"; {m}" for _, m in plan.declared_problems)
+        return [Cond("RoutesReady", TRUE, R.ROUTE_CLOSED, msg)]
     if plan.declared_problems:
         msg = "; ".join(m for _, m in plan.declared_problems)
         reasons = {r for r, _ in plan.declared_problems}
@@ -270,6 +287,8 @@ def _progressing(
 
 
 def _degraded(f: EndpointFacts, plan: Plan, variants: tuple[VariantDecision, ...]) -> Cond:
+    if plan.closed:
+        return Cond("Degraded", TRUE, reason_of(plan.closed), plan.closed_message)
     mirror = next((v for v in f.variants if v.mirror), None)
     if mirror is not None and f.writes_route and not f.mirror_supported:
         why = f" ({f.why_no_mirror})" if f.why_no_mirror else ""

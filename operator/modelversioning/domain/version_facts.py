@@ -106,6 +106,7 @@ class VersionFacts:
     verifier: VerifierFacts = field(default_factory=VerifierFacts)
     rollouts: tuple[Mapping[str, Any], ...] = ()  # outcomes endpoints recorded (annotation), newest last
     protected: str | None = None  # the deletion-protected annotation as stored
+    revoked: str | None = None  # the revoked annotation (why): archived passes while it serves
     registry: RegistryFacts = field(default_factory=RegistryFacts)
     serving_digest: str = ""  # domain.approvals.serving_digest(spec): what approvals bind to
     image: str = ""  # spec.runtime.image

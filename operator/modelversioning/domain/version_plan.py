@@ -96,7 +96,9 @@ def decide(facts: VersionFacts, policy: VersionPolicy, now: datetime) -> Version
         verify=verification.action,
         requeue_after=verification.requeue_after,
         notify_endpoints=(
-            prev.get("stage") != walk.stage or (prev_verified or {}).get("status") != verification.cond.status
+            prev.get("stage") != walk.stage
+            or (prev_verified or {}).get("status") != verification.cond.status
+            or facts.revoked is not None  # the endpoints drop it at once, whatever its stage walk does
         ),
         transitions=walk.transitions,
         create_model=create,

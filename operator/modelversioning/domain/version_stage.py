@@ -21,6 +21,7 @@ from modelversioning.domain import conditions as cond
 from modelversioning.domain.approvals import image_pinned, pin_required
 from modelversioning.domain.conditions import FALSE, TRUE, UNKNOWN, Cond
 from modelversioning.domain.gates import check as check_model_gates
+from modelversioning.domain.revocation import archive_guard
 from modelversioning.domain.stages import Decision, GateFacts, Stage, StageGraph, decide_transition, next_hop
 from modelversioning.domain.version_facts import HISTORY_LIMIT, Event, RegistryFacts, Transition, VersionFacts
 
@@ -110,7 +111,9 @@ def walk_stage(
         if current == requested:
             break
         step = next_hop(graph, current, requested)
-        decision = _gated(facts, current, step or requested, gates, graph)
+        decision = _archive_guard(facts, step or requested) or _gated(
+            facts, current, step or requested, gates, graph
+        )
         if not decision.allowed or step is None:
             stage_cond, new_block = _blocked(facts, verified, current, decision)
             if new_block:
@@ -127,6 +130,12 @@ def walk_stage(
     kept, trimmed = _trim(history, history_limit)
     events = [*_changed(transitions, actor, why), *events, *trimmed]
     return Walk(current, kept, stage_cond, tuple(events), tuple(transitions))
+
+
+def _archive_guard(facts: VersionFacts, dst: str) -> Decision | None:
+    """Archived while an endpoint routes traffic to it: refused unless revoked (domain.revocation)."""
+    serving = [(s.endpoint, s.weight, s.mirror) for s in facts.serving]
+    return archive_guard(dst, facts.revoked is not None, serving)
 
 
 def _gated(facts: VersionFacts, src: str, dst: str, gates: GateFacts, graph: StageGraph) -> Decision:

@@ -53,7 +53,7 @@ from modelversioning.domain.platform_policy import effective_required_stage
 from modelversioning.domain.timestamps import epoch
 from modelversioning.handlers import endpoint_delete as deletion
 from modelversioning.handlers import endpoint_parse as parse
-from modelversioning.handlers import platform
+from modelversioning.handlers import endpoint_route, platform
 from modelversioning.handlers.drift import diff, status_changed
 from modelversioning.handlers.endpoint_parse import deployment_state, policed, policy_refusal
 from modelversioning.handlers.instrument import instrumented
@@ -70,7 +70,8 @@ from modelversioning.handlers.modelfacts import floors
 from modelversioning.handlers.rollout import rollout_facts
 from modelversioning.handlers.store import Store
 from modelversioning.handlers.workqueue import Requeue, is_drift_check
-from modelversioning.render import EndpointRef, RenderError, RouteInput, VariantTarget, render_deployment
+from modelversioning.render import EndpointRef, render_deployment
+from modelversioning.render.naming import closed_service_name
 from modelversioning.render.routers import UnknownRouter, get_router, router_names
 from modelversioning.render.service import render_service
 
@@ -86,6 +87,9 @@ class Gathered:
     ref: EndpointRef
     slots: dict[str, tuple[dict[str, Any], dict[str, Any]]]  # variant -> (Deployment, Service) desired
     conflicts: dict[str, str]  # variant -> why its slot name is taken
+
+    def route_facts(self) -> endpoint_route.RouteFacts:
+        return endpoint_route.RouteFacts(self.ref, self.spec, self.facts.router_problem)
 
 
 class ModelEndpointReconciler:
@@ -203,6 +207,8 @@ class ModelEndpointReconciler:
             rollout=self._rollout(body, spec, variants, now),
             previous_conditions=endpoint_status.previous_conditions(status),
             mirror_percent=spec.mirror.percent if spec.mirror else 0,
+            previous_closed=str((status.get("closed") or {}).get("reason") or ""),
+            closed_service=closed_service_name(ref.name),
         )
         return Gathered(facts, spec, ref, slots, conflicts)
 
@@ -304,6 +310,7 @@ class ModelEndpointReconciler:
             verified=verified,
             verify_reason=str(vc.get("reason", "")),
             stage=st.get("stage"),
+            revoked=(body["metadata"].get("annotations") or {}).get(R.REVOKED_ANNOTATION),
         )
         return facts, spec, None
 
@@ -369,60 +376,10 @@ class ModelEndpointReconciler:
         return Outcome(errors, route_error, route_msg, tuple(deleted)), retry
 
     def _route(self, g: Gathered, plan: Plan) -> tuple[ApiError | None, str, Exception | None]:
-        """Write the route if the plan says so; delete routes of other routers.
-        (the error when the route was not written, description, API error worth a retry)."""
-        name = g.spec.routing.router
-        if plan.declared_problems or g.facts.router_problem is not None:
-            return None, "", None  # leave every route alone
-        router = get_router(name)
-        if plan.write_route:
-            dests = [
-                VariantTarget(d.variant, d.slot, g.spec.model, d.version, d.digest, d.weight)
-                for d in plan.destinations
-            ]
-            m = plan.mirror
-            mirror = VariantTarget(m.variant, m.slot, g.spec.model, m.version, m.digest, 0) if m else None
-            pct = g.spec.mirror.percent if g.spec.mirror else 0
-            inp = RouteInput(g.ref, g.spec, dests, mirror, pct, policy=self.settings.routing)
-            try:
-                desired = router.render(inp)
-            except RenderError as e:
-                return ApiError(R.INVALID_SPEC, str(e)), "", None
-            if desired is not None:
-                written, problem, retry = self._write_route(g.ref, desired)
-                if problem is not None:
-                    return problem, "", retry
-                if written:
-                    metrics.ROUTE_UPDATES.labels(g.ref.namespace, g.ref.name, name).inc()
-        for rname, res in ROUTE_RESOURCES.items():
-            if rname != name and rname in self.settings.serving.enabled_routers:
-                for obj in self.store.owned(res.kind, g.ref.namespace, g.ref.uid):
-                    # the watch's DELETED event removes it from the cache: until then it still counts
-                    # as pointing at its slots, so they are not deleted under a gateway that uses it
-                    self.kube.delete(res, g.ref.namespace, obj["metadata"]["name"])
-        return None, router.describe(), None
-
-    def _write_route(
-        self, ref: EndpointRef, desired: dict[str, Any]
-    ) -> tuple[bool, ApiError | None, Exception | None]:
-        """(written, problem, API error worth a retry). Never over an object of the route's name that
-        is not ours; what the API server refuses becomes the endpoint's condition, not an exception
-        that would leave status (and every later change, rollback included) waiting behind it."""
-        md = desired["metadata"]
-        taken = parse.taken(ref.uid, self.store.get(desired["kind"], md["namespace"], md["name"]))
-        if taken:
-            return False, ApiError(R.CHILD_CONFLICT, f"{taken}; the route is not written"), None
-        try:
-            return self._write(desired), None, None
-        except PreconditionFailed as e:  # deleted (maybe re-created) since gather: decided again on retry
-            return False, ApiError(R.CHILD_APPLY_RETRYING, str(e), transient=True), e
-        except Conflict:
-            msg = f"{desired['kind']} {md['name']} already exists and is not ours; the route is not written"
-            return False, ApiError(R.CHILD_CONFLICT, msg), None
-        except ApiException as e:
-            msg = f"{desired['kind']} {md['name']}: {parse.api_message(e)}"
-            transient = parse.transient(e)
-            return False, ApiError(R.CHILD_REJECTED, msg, transient), (e if transient else None)
+        """Write the route (or the closed route and what it needs), delete routes of other routers."""
+        return endpoint_route.write_route(
+            self.kube, self.store, self.settings, g.route_facts(), plan, self._write
+        )
 
     def _write(self, desired: dict[str, Any]) -> bool:
         """Create, or put back what drifted. Never touches an object another controller owns."""
@@ -462,7 +419,7 @@ class ModelEndpointReconciler:
             "observedGeneration": gen,
             "conditions": cond.merge_conditions(old.get("conditions"), built.conditions, gen),
         }
-        for key in ("draining", "rollout"):
+        for key in ("draining", "rollout", "closed"):
             if not new.get(key):
                 new.pop(key, None)
         if status_changed(old, new):

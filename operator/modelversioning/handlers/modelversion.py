@@ -366,6 +366,7 @@ class ModelVersionReconciler:
             why=why,
             rollouts=rollouts_from(ann),
             protected=ann.get(DELETION_PROTECTED_ANNOTATION),
+            revoked=ann.get(R.REVOKED_ANNOTATION),
             verifier=self.verifications.facts((namespace, name), md.get("uid", "")),
             registry=registry_facts(
                 self.store, namespace, body, spec, self.policy.graph, self.protect_without_model, approval

@@ -46,10 +46,17 @@ class RouteInput:
     mirror: VariantTarget | None = None
     mirror_percent: int = 0
     policy: RoutePolicy = field(default_factory=RoutePolicy)  # the platform's host/gateway allow-lists
+    # set: the route is closed (domain.revocation): no destination, no mirror; every request is answered
+    # UNAVAILABLE_STATUS with the header x-model-unavailable: <closed>
+    closed: str = ""
 
     def check(self) -> None:
         """Raise RenderError when the destinations cannot form a valid route."""
         where = f"ModelEndpoint {self.endpoint.name}"
+        if self.closed:
+            if self.destinations or self.mirror is not None:
+                raise RenderError(f"{where}: a closed route has no destinations and no mirror")
+            return
         if not self.destinations:
             raise RenderError(f"{where}: no destinations to route traffic to")
         names = [d.variant for d in self.destinations]

@@ -15,6 +15,7 @@ from modelversioning.api.modelendpoint import KIND as ENDPOINT_KIND
 from modelversioning.api.wire import (  # re-exported: the renderers name them through naming
     API_VERSION as API_VERSION,
 )
+from modelversioning.api.wire import CLOSED_SERVICE_SUFFIX
 from modelversioning.api.wire import (
     HEADER_MODEL as HEADER_MODEL,
 )
@@ -140,6 +141,12 @@ def slot_name(endpoint: str, variant: str, pod_template_hash: str) -> str:
 def route_name(endpoint: str) -> str:
     """Name of the VirtualService / HTTPRoute of an endpoint: the endpoint's own name."""
     return endpoint
+
+
+def closed_service_name(endpoint: str) -> str:
+    """The selector-less Service (no endpoints) a closed gatewayAPI route points to: `<endpoint>-closed`.
+    A slot's name always ends in a hash, so it never takes this name."""
+    return dns_label(f"{endpoint}{CLOSED_SERVICE_SUFFIX}")
 
 
 def service_host(service: str, namespace: str) -> str:

@@ -173,7 +173,7 @@ def _main(
 
 app.add_typer(register.app)  # register
 app.add_typer(inspect.app)  # list, get, describe, history, status, which, diff
-app.add_typer(lifecycle.app)  # promote, rollback
+app.add_typer(lifecycle.app)  # promote, revoke, rollback
 app.add_typer(registry.app)  # search, lineage, approve
 app.add_typer(imports.app, name="import")  # import mlflow
 app.add_typer(rollout.app, name="rollout")  # rollout status|promote|abort|retry

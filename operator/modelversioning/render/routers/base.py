@@ -17,6 +17,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
+from modelversioning.api import wire as R
 from modelversioning.api.routers import Capabilities, RouterIdentity
 from modelversioning.render import naming
 from modelversioning.render.inputs import RouteInput
@@ -109,6 +110,11 @@ class Router(Protocol):
         """One sentence for humans (CLI, conditions) saying how this router splits traffic."""
         ...
 
+    def companions(self, inp: RouteInput) -> list[dict[str, Any]]:
+        """Other objects the route needs, written before it (a closed gatewayAPI route: the Service it
+        points to); each is controlled by the endpoint."""
+        ...
+
 
 class RouterBase:
     """The Router properties that come from the identity; a router module subclasses it and sets
@@ -155,6 +161,17 @@ class RouterBase:
 
     def capabilities(self, platform: Platform) -> Capabilities:
         return self.identity.capabilities
+
+    def companions(self, inp: RouteInput) -> list[dict[str, Any]]:
+        return []
+
+
+def closed_body(inp: RouteInput) -> str:
+    """The body a closed route answers with (the header says the same, for machines)."""
+    return (
+        f"ModelEndpoint {inp.endpoint.namespace}/{inp.endpoint.name}: no model may answer "
+        f"({R.HEADER_UNAVAILABLE}: {inp.closed}); see the endpoint's status.closed\n"
+    )
 
 
 def route_metadata(inp: RouteInput) -> dict[str, Any]:

@@ -5,6 +5,11 @@ weight and a ResponseHeaderModifier filter naming the model, version, digest pre
 and variant; a shadow variant gets a rule-level RequestMirror filter with `percent`.
 Only standard-channel (v1.6.1) fields are used.
 
+A closed route (domain.revocation): HTTPRoute has no direct response, so its one rule's only backendRef
+is a Service the endpoint controls that selects no pods (`<endpoint>-closed`, a companion written
+before the route), with a rule-level ResponseHeaderModifier setting x-model-unavailable. The gateway
+answers for a backend without endpoints: the spec says SHOULD 503 (500 for an invalid backendRef).
+
 RequestMirror is an extended feature: an implementation may not support it (Traefik 3.7 answers 500 to
 every request of a rule with a filter it does not support). Whether it does is read from the
 GatewayClass of each parent Gateway, status.supportedFeatures (GEP-2162), when the implementation
@@ -17,11 +22,13 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from modelversioning.api import wire as R
 from modelversioning.api.modelendpoint import ParentRef
 from modelversioning.api.routers import Capabilities, RouterIdentity, routing_rule
 from modelversioning.api.wire import Resource
 from modelversioning.render import naming
 from modelversioning.render.inputs import RenderError, RouteInput
+from modelversioning.render.naming import closed_service_name
 from modelversioning.render.routers.base import (
     ParentFeatures,
     Platform,
@@ -87,6 +94,11 @@ class GatewayApiRouter(RouterBase):
         if routing.hosts:
             spec["hostnames"] = list(routing.hosts)
         rule: dict[str, Any] = {"matches": [{"path": {"type": "PathPrefix", "value": "/"}}]}
+        if inp.closed:
+            rule["filters"] = [_set_headers([(R.HEADER_UNAVAILABLE, inp.closed)])]
+            rule["backendRefs"] = [{"name": closed_service_name(inp.endpoint.name), "port": inp.spec.port}]
+            spec["rules"] = [rule]
+            return route_manifest(self, inp, spec)
         if inp.mirror is not None:
             rule["filters"] = [
                 {
@@ -107,15 +119,19 @@ class GatewayApiRouter(RouterBase):
             "name": target.service,
             "port": inp.spec.port,
             "weight": target.weight,
-            "filters": [
-                {
-                    "type": "ResponseHeaderModifier",
-                    "responseHeaderModifier": {
-                        "set": [{"name": k, "value": v} for k, v in naming.response_headers(target)]
-                    },
-                }
-            ],
+            "filters": [_set_headers(naming.response_headers(target))],
         }
+
+    def companions(self, inp: RouteInput) -> list[dict[str, Any]]:
+        """A closed route's backend: a Service without a selector, so Kubernetes gives it no endpoints
+        (an EndpointSlice someone in the namespace writes by hand for it would be routed to, as would
+        any edit of the route itself), controlled by the endpoint."""
+        if not inp.closed:
+            return []
+        labels = naming.endpoint_labels(inp.endpoint.name, inp.spec.model)
+        md = naming.metadata(closed_service_name(inp.endpoint.name), inp.endpoint, labels)
+        port = {"name": naming.PORT_NAME, "appProtocol": "http", "port": inp.spec.port, "protocol": "TCP"}
+        return [{"apiVersion": "v1", "kind": "Service", "metadata": md, "spec": {"ports": [port]}}]
 
     def weights(self, route: Mapping[str, Any]) -> dict[str, int]:
         """Weights of the backendRefs of the first rule (the one this router writes); an
@@ -154,6 +170,13 @@ class GatewayApiRouter(RouterBase):
             "traffic by backendRef weight across the per-version Services of the variants and mirrors a "
             "percentage of it to the shadow variant (RequestMirror)"
         )
+
+
+def _set_headers(headers: list[tuple[str, str]]) -> dict[str, Any]:
+    return {
+        "type": "ResponseHeaderModifier",
+        "responseHeaderModifier": {"set": [{"name": k, "value": v} for k, v in headers]},
+    }
 
 
 # ------------------------------------------------------------------------ implementation features

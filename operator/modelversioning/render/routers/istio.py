@@ -2,9 +2,10 @@
 
 One HTTP route; each destination is the Service (FQDN) of the slot serving a variant with its weight and
 response headers naming the model, version, digest prefix and variant; a shadow
-variant gets `mirror` + `mirrorPercentage`. Hosts and gateways are checked against the platform's
-allow-lists and the VirtualService is exported only to its own namespace (plus the namespaces of the
-allowed gateways it binds to): see ``routers.policy``.
+variant gets `mirror` + `mirrorPercentage`. A closed route (domain.revocation) is one HTTP route with a
+`directResponse` (503) and the response header x-model-unavailable. Hosts and gateways are checked
+against the platform's allow-lists and the VirtualService is exported only to its own namespace (plus
+the namespaces of the allowed gateways it binds to): see ``routers.policy``.
 """
 
 from __future__ import annotations
@@ -12,11 +13,18 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from modelversioning.api import wire as R
 from modelversioning.api.routers import Capabilities, RouterIdentity, routing_rule
 from modelversioning.api.wire import Resource
 from modelversioning.render import naming
 from modelversioning.render.inputs import RenderError, RouteInput
-from modelversioning.render.routers.base import RouterBase, accumulate, route_manifest, variant_key
+from modelversioning.render.routers.base import (
+    RouterBase,
+    accumulate,
+    closed_body,
+    route_manifest,
+    variant_key,
+)
 from modelversioning.render.routers.policy import check_route_policy, istio_export_to
 from modelversioning.render.values import VariantTarget
 
@@ -41,6 +49,9 @@ class IstioRouter(RouterBase):
         if routing.gateways:
             spec["gateways"] = list(routing.gateways)
         spec["exportTo"] = istio_export_to(inp)
+        if inp.closed:  # no destination: Envoy answers itself, with the header that says why
+            spec["http"] = [_closed_http(inp)]
+            return route_manifest(self, inp, spec)
         http: dict[str, Any] = {"route": [self._destination(inp, t) for t in inp.destinations]}
         if inp.mirror is not None:
             http["mirror"] = self._service(inp, inp.mirror)
@@ -95,6 +106,13 @@ class IstioRouter(RouterBase):
             "istio: a VirtualService named after the endpoint splits live traffic by weight across the "
             "per-version Services of the variants and mirrors a share of it to the shadow variant"
         )
+
+
+def _closed_http(inp: RouteInput) -> dict[str, Any]:
+    return {
+        "directResponse": {"status": R.UNAVAILABLE_STATUS, "body": {"string": closed_body(inp)}},
+        "headers": {"response": {"set": {R.HEADER_UNAVAILABLE: inp.closed}}},
+    }
 
 
 def _service_name(host: str) -> str:

@@ -1,5 +1,6 @@
-"""``kubectl models promote | rollback``: request a stage and wait for the operator's answer; move all
-live traffic back to the previous version and wait for the route. The plans, states and messages
+"""``kubectl models promote | revoke | rollback``: request a stage and wait for the operator's answer;
+pull a version from every route at once; move all live traffic back to the previous version and wait
+for the route. The plans, states and messages
 are :mod:`..actions`' (pure); these commands patch, wait and print."""
 
 from __future__ import annotations
@@ -10,8 +11,8 @@ from typing import Annotated, Any
 import typer
 from rich.text import Text
 
-from modelversioning.api.wire import expected_name
-from modelversioning.cli.models import actions, render, views
+from modelversioning.api.wire import REVOKED_ANNOTATION, expected_name
+from modelversioning.cli.models import actions, render, revoke_plan, views
 from modelversioning.cli.models.actions import PromoteResult, RollbackPlan
 from modelversioning.cli.models.context import globals_of, show, waiting
 from modelversioning.cli.models.errors import Refused
@@ -95,6 +96,45 @@ def _wait_promoted(
             return cluster.wait(MODELVERSIONS, name, check, timeout)
     except WaitTimeout:
         raise actions.promote_timeout(name, to_stage, timeout, state[0] if state else None) from None
+
+
+# ---- revoke -----------------------------------------------------------------------------------------
+@app.command(
+    help=f"Pull a version from every route at once: the annotation {REVOKED_ANNOTATION} (the reason) "
+    "with spec.stage archived. Every endpoint drops it in its next route update; an endpoint with nothing "
+    "else eligible answers 503 with x-model-unavailable: revoked, never the revoked model. Never gated "
+    "(it only removes authority). Waits until no route sends it traffic and its stage is archived.",
+    epilog='[bold]Example[/bold]\n\n  kubectl models revoke fraud-detector 2.4.1 --reason "CVE-2025-1234"',
+)
+def revoke(
+    ctx: typer.Context,
+    model: Annotated[str, typer.Argument(help="Model name.")],
+    version: Annotated[str, typer.Argument(help="Version.")],
+    reason: Annotated[str, typer.Option("--reason", help="Why (required; recorded in status).")] = "",
+    timeout: Annotated[float, typer.Option("--timeout", help="Seconds to wait for the routes.", min=0)] = 60,
+    no_wait: Annotated[bool, typer.Option("--no-wait", help="Request the revocation and return.")] = False,
+) -> None:
+    """Pull a version from every route at once (see --help)."""
+    g = globals_of(ctx)
+    cluster, why = g.cluster, revoke_plan.revoke_reason(reason)
+    name = expected_name(model, version)
+    before = revoke_plan.routing(cluster.get(MODELVERSIONS, name))
+    cluster.merge_patch(MODELVERSIONS, name, revoke_plan.revoke_patch(cluster.current_user(), why))
+    state: list[revoke_plan.RevokeState] = []
+    if not no_wait:
+
+        def check(obj: dict[str, Any] | None) -> revoke_plan.RevokeState | None:
+            state[:] = [revoke_plan.revoke_state(obj)]
+            return state[0] if state[0].done else None
+
+        try:
+            with waiting(f"waiting for every route to drop {name}"):
+                cluster.wait(MODELVERSIONS, name, check, timeout)
+        except WaitTimeout:
+            raise revoke_plan.revoke_timeout(name, timeout, state[0] if state else None) from None
+    last = state[0] if state else None
+    text = revoke_plan.revoke_text(name, why, before, last)
+    show(g, revoke_plan.revoke_data(name, why, before, last), lambda: Text(text, style="green"))
 
 
 # ---- rollback ---------------------------------------------------------------------------------------
