@@ -365,6 +365,46 @@ def test_rollback_under_load_is_a_weight_edit(dp, objs):  # type: ignore[no-unty
     assert all(s == 200 for _, s, _, _ in load.log)
 
 
+def test_revoking_the_only_serving_version_closes_the_route_under_load(dp, objs, cluster):  # type: ignore[no-untyped-def]
+    """Issue 23.6: `kubectl models revoke` of the only version an endpoint serves. The revoked model
+    never answers again once the route changes: the endpoint answers 5xx with x-model-unavailable:
+    revoked (the gateway's own answer for a backend without endpoints), and its status says why."""
+    import subprocess
+    import sys
+
+    register(dp, objs, "pulled", "1.0.0")
+    objs.create(endpoint(dp, "pulled", "pulled", [{"name": "main", "version": "1.0.0", "weight": 100}]))
+    wait_for(lambda: cond_is(objs.mep("pulled"), "Ready", "True"), 300, "1.0.0 live")
+    wait_for(lambda: live_on(dp, {"1.0.0": 1}), 60, "1.0.0 answers")
+    with ObjectWatch.route(objs, "pulled") as route, Load(dp) as load:
+        wait_for(lambda: len(load.log) > 20, 30, "load running")
+        cli = [
+            sys.executable,
+            "-m",
+            "modelversioning.cli.kubectl_models",
+            "--kubeconfig",
+            str(cluster.kubeconfig),
+        ]
+        done = subprocess.run([*cli, "-n", objs.ns, "revoke", "pulled", "1.0.0", "--reason", "e2e: CVE"],
+                              capture_output=True, text=True, timeout=120)  # fmt: skip
+        assert done.returncode == 0, done.stdout + done.stderr
+        wait_for(lambda: cond_is(objs.mep("pulled"), "Ready", "False", "Revoked"), 60, "Ready=False Revoked")
+        closed_at = route.changes[-1][1]  # wall time of the last route write (the closed route)
+        time.sleep(3)  # answers after the route change, under load
+    after = [x for x in load.log if x[0] > closed_at + 1.0]
+    codes = Counter(x[1] for x in after)
+    print(f"revoked: {len(after)} answers after the route change: {dict(codes)}; route: {route.changes}")
+    assert after, "no answers after the route change"
+    assert not [x for x in after if x[1] == 200 or x[3] == "1.0.0"], codes  # the revoked model never answers
+    rs = predict(dp, 5)
+    assert all(r.status >= 500 for r in rs), [r.status for r in rs]
+    print(f"closed route answers {sorted({r.status for r in rs})}, x-model-unavailable: "
+          f"{sorted({r.headers.get('x-model-unavailable') for r in rs}, key=str)}")  # fmt: skip
+    st = objs.mep("pulled")["status"]
+    assert (st.get("closed") or {}).get("reason") == "revoked", st.get("closed")
+    assert any(e.reason == "Revoked" for e in objs.events("pulled"))
+
+
 def test_mirror_on_a_gateway_that_cannot_mirror_is_left_out(dp, objs):  # type: ignore[no-untyped-def]
     register(dp, objs, "shadow", "2.3.8")
     register(dp, objs, "shadow", "3.0.0-rc.1", stage="staging")
