@@ -215,7 +215,12 @@ def test_deployment_defaults_are_hardened(helm: Helm) -> None:
     assert sorted(cluster_roles) == [
         "mvo-modelversioning-operator-discovery",
         "mvo-modelversioning-operator-platform",
+        "mvo-modelversioning-operator-policy",  # the platform's floors and what selects them: read-only
     ]
+    assert all(
+        set(rule["verbs"]) <= {"list", "watch"}
+        for rule in cluster_roles["mvo-modelversioning-operator-policy"]
+    )
     assert cluster_roles["mvo-modelversioning-operator-platform"] == [
         {
             "apiGroups": ["gateway.networking.k8s.io"],
@@ -535,8 +540,8 @@ def test_chart_rbac_is_sufficient_and_minimal(
                 ("patch", "deployments.apps", "-n", "default"),
                 ("list", "modelversions.modelversioning.io", "-A"),
             ]
-        else:
-            refused += [("list", "namespaces")]  # kopf lists namespaces only when namespaced
+        else:  # namespaces are listed and watched whatever the scope: their labels select the policies
+            refused += [("patch", "namespaces"), ("delete", "namespaces")]
         assert [a for a in allowed if not can_i(cluster, subject, *a)] == []
         assert [r for r in refused if can_i(cluster, subject, *r)] == []
     finally:
