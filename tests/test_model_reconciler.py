@@ -15,6 +15,7 @@ from modelversioning.api.settings import Settings
 from modelversioning.api.wire import ARCHIVE_ANNOTATION, ARTIFACT_DELETED_ANNOTATION
 from modelversioning.artifacts.delete import DeleteResult
 from modelversioning.handlers.model import ModelReconciler
+from modelversioning.handlers.model_delete import DeletionJobs
 from modelversioning.handlers.store import Store
 from modelversioning.handlers.workqueue import Requeue
 
@@ -354,3 +355,36 @@ def test_a_verified_record_without_a_true_condition_is_not_proof() -> None:
     assert [x["version"] for x in refused] == ["1.0.0"] and "ArtifactVerified is not True" in refused[0][
         "message"
     ]
+
+
+def test_a_deletion_runs_on_the_retention_pool_and_never_holds_the_reconcile() -> None:
+    """The worker may take two artifacts.timeoutSeconds to list and re-hash: the reconcile submits the
+    job and returns at once; the finished job queues the Model, whose next reconcile takes the outcome."""
+    import threading
+
+    store, kube, r, calls, posted = allowed_world()
+    release = threading.Event()
+    requeued: list[threading.Event] = [threading.Event(), threading.Event()]
+    blocking = r.deleter
+
+    def slow(uri: str, sha256: str, **kw: Any) -> Any:
+        assert release.wait(10), "the test never released the worker"
+        return blocking(uri, sha256, **kw)
+
+    def requeue(ns: str, model: str) -> None:
+        assert (ns, model) == (NS, "m")
+        next(e for e in requeued if not e.is_set()).set()
+
+    r.deleter = slow
+    r.jobs = DeletionJobs(requeue)
+    r.reconcile(NS, "m")  # returns while both deletions wait on the pool (one per namespace at a time)
+    assert calls == [] and posted == []
+    versions = (store.get("Model", NS, "m") or {}).get("status", {}).get("versions", [])
+    assert all(rec.get("artifact") != "Deleted" for rec in versions)
+    release.set()
+    assert requeued[0].wait(10) and requeued[1].wait(10)  # each finished job asks for a reconcile
+    r.reconcile(NS, "m")  # takes both outcomes, once
+    assert sorted(u for u, _ in calls) == ["s3://b/m/1.0.0", "s3://b/m/1.1.0"]
+    status = store.get("Model", NS, "m")["status"]
+    assert [rec["artifact"] for rec in status["versions"]] == ["Deleted", "Deleted"]
+    assert len(posted) == 4

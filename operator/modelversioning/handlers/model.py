@@ -52,6 +52,7 @@ from modelversioning.domain.timestamps import parse_rfc3339
 from modelversioning.handlers.drift import status_changed
 from modelversioning.handlers.instrument import instrumented
 from modelversioning.handlers.kube import Kube
+from modelversioning.handlers.model_delete import DeletionJobs
 from modelversioning.handlers.modelfacts import floors
 from modelversioning.handlers.modelfacts import json_annotation as _json
 from modelversioning.handlers.store import Store
@@ -171,12 +172,16 @@ class ModelReconciler:
         settings: Settings,
         enqueue_versions: Callable[[str, str], None],
         deleter: Callable[..., Any] = delete_in_child,
+        requeue: Callable[[str, str], None] | None = None,
     ) -> None:
         self.kube = kube
         self.store = store
         self.settings = settings
         self.enqueue_versions = enqueue_versions  # (namespace, model): gates look at production again
         self.deleter = deleter
+        # (namespace, model) -> queue the Model: deletions then run on a pool of their own and the
+        # reconcile never waits for one; None (tests of the plan's execution alone): run them inline
+        self.jobs = DeletionJobs(requeue) if requeue is not None else None
 
     def reconcile(self, namespace: str, name: str) -> None:
         instrumented(KIND, self._reconcile, namespace, name)
@@ -237,12 +242,14 @@ class ModelReconciler:
         said = refusals_of(got.facts.status)
         for d in plan.deletions:
             if d.due_event is not None:  # a dry run asks the worker what would go
-                self._post(
-                    got, dry_run_event(d, self._delete_one(ns, d, dry_run=True)) if d.probe else d.due_event
-                )
+                probe = self._delete_one(ns, name, d, dry_run=True) if d.probe else None
+                if not d.probe or probe is not None:  # else: posted once the dry run is done
+                    self._post(got, dry_run_event(d, probe) if probe is not None else d.due_event)
             if d.refused is not None:
                 continue
-            outcomes[d.name] = done = self._delete_one(ns, d)
+            if (done := self._delete_one(ns, name, d)) is None:
+                continue  # running on the retention pool: the finished job queues this Model again
+            outcomes[d.name] = done
             if done.ok:  # recorded at once: the version reconciler stops serving and fetching it
                 self._annotate(ns, d.name, ARTIFACT_DELETED_ANNOTATION, d.annotation)
             for ev in deletion_events(d, done, said):
@@ -263,8 +270,16 @@ class ModelReconciler:
         written = self.kube.annotate(MODELVERSION, ns, mv_name, {key: value})
         self.store.upsert("ModelVersion", written, observed=False)  # read-your-writes, not yet watched
 
-    def _delete_one(self, ns: str, d: ArtifactDeletion, dry_run: bool = False) -> Deleted:
-        """The deletion (or its dry run) in the verifier's worker: exactly the verified objects."""
+    def _delete_one(self, ns: str, model: str, d: ArtifactDeletion, dry_run: bool = False) -> Deleted | None:
+        """The deletion (or its dry run) in the verifier's worker: exactly the verified objects. With the
+        retention pool: its finished outcome, or None while it runs (submitted now if not yet)."""
+        if self.jobs is None:
+            return self._run_delete(ns, d, dry_run)
+        own = d.owned
+        key = (ns, model, d.name, d.uri, own.sha256 if own else "", dry_run)
+        return self.jobs.take_or_submit(key, lambda: self._run_delete(ns, d, dry_run))
+
+    def _run_delete(self, ns: str, d: ArtifactDeletion, dry_run: bool) -> Deleted:
         own = d.owned
         if own is None:  # the plan never hands over a deletion it did not prove owned
             return Deleted(False, "not provably owned", refused=True)

@@ -44,7 +44,13 @@ class Operator:
         self.endpoints = ModelEndpointReconciler(
             kube, self.store, settings, enqueue_versions=self._versions_of_model_threadsafe
         )
-        self.models = ModelReconciler(kube, self.store, settings, self._versions_of_model_threadsafe)
+        self.models = ModelReconciler(
+            kube,
+            self.store,
+            settings,
+            self._versions_of_model_threadsafe,
+            requeue=lambda ns, name: self.queue.add_threadsafe(("Model", ns, name)),
+        )
         a = settings.analysis
         # measurements run on threads of their own, never on the reconcile workers: a finished one
         # re-queues its endpoint, whose next reconcile takes the result
