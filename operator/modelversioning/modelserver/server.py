@@ -36,8 +36,8 @@ MAX_BODY = 1 << 20
 PREDICT_PATHS = ("/", "/v1/predict")
 DEFAULT_HEALTH_PATH = "/healthz"
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-LABELS = ("model", "version", "variant")  # "variant" only when known: an empty label would hide the
-# variant label Prometheus attaches from the pod (honor_labels), so it is left out instead.
+LABELS = ("model", "version", "variant")  # "variant" only when known (an empty label is no label).
+# Scraped with honor_labels: false, the variant label Prometheus attaches from the pod wins anyway.
 RELOAD_INTERVAL = 1.0  # seconds between load attempts while the model is not loaded
 
 
