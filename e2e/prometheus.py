@@ -14,8 +14,10 @@ Scrape jobs (interval ``scrape_interval``, 1 s by default):
   ``pod``, ``node``, ``endpoint`` and ``variant`` (from the pod's ``modelversioning.io/*`` labels).
   Debian's prometheus is built without Kubernetes service discovery (``kubernetes_sd_configs`` is an
   unknown field in 2.42+ds), so the harness watches the pods itself and writes them as a ``file_sd``
-  file. ``honor_labels: true``: the reference server's own ``model``, ``version`` and ``variant``
-  labels win; the pod's fill in for a server that has none;
+  file. ``honor_labels: false`` (Prometheus' default, spelled out): the target labels from the pod
+  (``namespace``, ``pod``, ``node``, ``endpoint``, ``variant``) win over what a server exports, so a
+  pod cannot pass its series off as another namespace's or endpoint's (a conflicting exported label is
+  kept as ``exported_<name>``); ``model`` and ``version`` are the server's own labels;
 * one job per ``add_target`` name: file-based discovery (``file_sd``) written by the harness, for
   processes on the host (a model server outside any pod, another exporter).
 
@@ -184,7 +186,7 @@ class Prometheus:
             jobs.append(
                 {
                     "job_name": job,
-                    "honor_labels": True,
+                    "honor_labels": False,
                     "file_sd_configs": [{"files": [str(self._file_sd(job))], "refresh_interval": "1s"}],
                 }
             )
@@ -200,7 +202,7 @@ class Prometheus:
     def _pod_job(self) -> dict[str, Any]:
         return {
             "job_name": "model-pods",
-            "honor_labels": True,
+            "honor_labels": False,
             "file_sd_configs": [{"files": [str(self._file_sd("model-pods"))], "refresh_interval": "1s"}],
         }
 

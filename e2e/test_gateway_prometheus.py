@@ -92,6 +92,7 @@ class HostModelServer:
         self.sha256 = hashlib.sha256(data).hexdigest()
         self.port = _free_port(bind)
         self.admin_port = _free_port("127.0.0.1")
+        self.admin_token = secrets.token_urlsafe(24)  # the fault port is closed without one
         self.proc: subprocess.Popen[str] | None = None
 
     @property
@@ -111,6 +112,7 @@ class HostModelServer:
             MODEL_SERVER_HOST=self.bind,
             MODEL_SERVER_PORT=str(self.port),
             MODEL_SERVER_ADMIN_PORT=str(self.admin_port),
+            MODEL_SERVER_ADMIN_TOKEN=self.admin_token,
             MODEL_SERVER_DRAIN_SECONDS="0",
         )
         t0 = time.monotonic()
@@ -134,7 +136,10 @@ class HostModelServer:
 
     def set_faults(self, **faults: Any) -> None:
         req = urllib.request.Request(
-            f"http://{self.bind}:{self.admin_port}/faults", data=json.dumps(faults).encode(), method="PUT"
+            f"http://{self.bind}:{self.admin_port}/faults",
+            data=json.dumps(faults).encode(),
+            method="PUT",
+            headers={"Authorization": f"Bearer {self.admin_token}"},
         )
         # The admin port binds where the server does (MODEL_SERVER_HOST).
         with urllib.request.urlopen(req, timeout=5) as r:

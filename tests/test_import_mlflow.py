@@ -8,12 +8,10 @@ it the command says how to install it.
 
 from __future__ import annotations
 
-import http.server
 import os
 import shutil
 import subprocess
 import sys
-import threading
 import time
 import tomllib
 from collections.abc import Iterator
@@ -470,62 +468,6 @@ def test_usage_errors(world: dict[str, Any]) -> None:
     assert r.exit_code == 2 and "--version-map" in r.stderr
     r = run_import(srv, "fraud-detector", "--all", "--version-map", "1=1.2.0")  # collides with version 2
     assert r.exit_code == 2 and "both map to 1.2.0" in r.stderr
-
-
-# ---- credentials the way MLflow's client takes them -------------------------------------------------
-class _Recorder(http.server.BaseHTTPRequestHandler):
-    seen: list[str | None] = []
-
-    def do_GET(self) -> None:  # noqa: N802
-        type(self).seen.append(self.headers.get("Authorization"))
-        body = b'{"error_code": "UNAUTHENTICATED", "message": "You are not authenticated."}'
-        self.send_response(401)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-
-def test_credentials_from_the_mlflow_environment_variables() -> None:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{server.server_address[1]}"
-    try:
-        _Recorder.seen.clear()
-        r = CliRunner().invoke(
-            app,
-            ["import", "mlflow", "m", "--all", "--image", IMAGE],
-            env={"MLFLOW_TRACKING_URI": url, "MLFLOW_TRACKING_TOKEN": "tok123"},
-        )
-        assert (
-            r.exit_code == 1
-            and "refused the request (HTTP 401" in r.stderr
-            and "MLFLOW_TRACKING_TOKEN" in r.stderr
-        )
-        assert "tok123" not in r.stderr
-        assert _Recorder.seen == ["Bearer tok123"]
-
-        # username and password win over a token (as in MLflow's client); user info in the URI is
-        # basic auth too, and never shown
-        for env in (
-            {
-                "MLFLOW_TRACKING_URI": url,
-                "MLFLOW_TRACKING_USERNAME": "u",
-                "MLFLOW_TRACKING_PASSWORD": "p",
-                "MLFLOW_TRACKING_TOKEN": "ignored-like-mlflow-does",
-            },
-            {"MLFLOW_TRACKING_URI": url.replace("http://", "http://u:p@") + "/"},
-        ):
-            _Recorder.seen.clear()
-            r = CliRunner().invoke(app, ["import", "mlflow", "m", "--all", "--image", IMAGE], env=env)
-            assert r.exit_code == 1 and "refused the request (HTTP 401" in r.stderr, r.stderr
-            assert _Recorder.seen == ["Basic dTpw"]  # base64("u:p")
-            assert "u:p@" not in r.stderr and f"tracking server at {url} " in r.stderr
-    finally:
-        server.shutdown()
 
 
 # ---- pure rules -------------------------------------------------------------------------------------

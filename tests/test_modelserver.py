@@ -35,13 +35,16 @@ from modelversioning.modelserver import server as server_mod
 
 WEIGHTS = b"fraud-detector 2.4.1 weights\n" * 100
 SHA = hashlib.sha256(WEIGHTS).hexdigest()
+TOKEN = "fault-port-token-0123456789"
 
 
 # ---------------------------------------------------------------------------------------------- helpers
 def _request(
-    url: str, method: str = "GET", body: bytes | None = None, timeout: float = 10
+    url: str, method: str = "GET", body: bytes | None = None, timeout: float = 10, token: str | None = None
 ) -> tuple[int, dict[str, str], bytes]:
     req = urllib.request.Request(url, data=body, method=method)
+    if token is not None:
+        req.add_header("Authorization", f"Bearer {token}")
     if body is not None:
         req.add_header("Content-Type", "application/json")
     try:
@@ -51,8 +54,10 @@ def _request(
         return e.code, {k.lower(): v for k, v in e.headers.items()}, e.read()
 
 
-def _json(url: str, method: str = "GET", body: bytes | None = None) -> tuple[int, dict[str, Any]]:
-    code, _, data = _request(url, method, body)
+def _json(
+    url: str, method: str = "GET", body: bytes | None = None, token: str | None = None
+) -> tuple[int, dict[str, Any]]:
+    code, _, data = _request(url, method, body, token=token)
     return code, json.loads(data)
 
 
@@ -329,19 +334,22 @@ def test_missing_artifact_is_never_healthy_until_it_appears(
 
 
 def test_admin_port_changes_faults_at_runtime(model_dir: Path) -> None:
-    with _server(model_dir, admin_port=0) as srv:
+    with _server(model_dir, admin_port=0, admin_token=TOKEN) as srv:
         base, admin = f"http://127.0.0.1:{srv.port}", f"http://127.0.0.1:{srv.admin_port}"
         assert srv.admin_port and srv.admin_port != srv.port
-        assert _json(admin + "/faults") == (200, {"errorRate": 0.0, "latencyMs": 0.0, "errorSeed": None})
-        code, body = _json(admin + "/faults", "PUT", b'{"errorRate": 0.5}')
+        assert _json(admin + "/faults", token=TOKEN) == (
+            200,
+            {"errorRate": 0.0, "latencyMs": 0.0, "errorSeed": None},
+        )
+        code, body = _json(admin + "/faults", "PUT", b'{"errorRate": 0.5}', TOKEN)
         assert code == 200 and body["errorRate"] == 0.5
         codes = [_request(base + "/v1/predict", "POST", b"{}")[0] for _ in range(10)]
         assert codes == [200, 500] * 5
         assert _value(base, "modelserver_fault_error_rate") == 0.5
-        assert _request(admin + "/faults", "PUT", b'{"errorRate": 2}')[0] == 400
-        assert _request(admin + "/faults", "PUT", b"not json")[0] == 400
+        assert _request(admin + "/faults", "PUT", b'{"errorRate": 2}', token=TOKEN)[0] == 400
+        assert _request(admin + "/faults", "PUT", b"not json", token=TOKEN)[0] == 400
         assert _request(base + "/faults", "PUT", b"{}")[0] in (404, 501)  # never on the served port
-        assert _json(admin + "/faults", "PUT", b'{"errorRate": 0}')[0] == 200
+        assert _json(admin + "/faults", "PUT", b'{"errorRate": 0}', TOKEN)[0] == 200
         assert all(_request(base + "/v1/predict", "POST", b"{}")[0] == 200 for _ in range(5))
 
 

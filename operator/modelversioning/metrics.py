@@ -130,6 +130,14 @@ RECONCILE_ERRORS = Counter(
     ["kind", "reason"],
     registry=REGISTRY,
 )
+EXPECTED_API_ERRORS = Counter(
+    "modelversioning_expected_api_errors_total",
+    "Reconciles that failed with an API error a retry resolves by itself (409 conflict; 404 of an object "
+    "deleted meanwhile; 403 in a namespace being deleted), by HTTP code and kind reconciled: logged at "
+    "debug, retried",
+    ["code", "kind"],
+    registry=REGISTRY,
+)
 ROUTE_UPDATES = Counter(
     "modelversioning_route_updates_total",
     "Writes to generated routes (VirtualService/HTTPRoute)",

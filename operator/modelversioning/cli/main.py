@@ -169,7 +169,10 @@ def model_server(
         None,
         "--admin-port",
         envvar="MODEL_SERVER_ADMIN_PORT",
-        help="Also listen here for GET/PUT /faults (change faults at runtime); off by default.",
+        help="Also listen here for GET/PUT /faults (change faults at runtime); off by default. Requests "
+        "need 'Authorization: Bearer TOKEN', TOKEN from $MODEL_SERVER_ADMIN_TOKEN or the file "
+        "$MODEL_SERVER_ADMIN_TOKEN_FILE names (at least 16 characters); without one the port is not "
+        "opened.",
     ),
     drain_seconds: float = typer.Option(
         5.0,
@@ -181,11 +184,13 @@ def model_server(
 ) -> None:
     """Run the reference model server (the model pods' server; see modelversioning.modelserver)."""
     from modelversioning.modelserver import Faults, Identity, ServerConfig, serve
+    from modelversioning.modelserver.faults import admin_token
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         faults = Faults(error_rate=error_rate, latency_ms=latency_ms, error_seed=error_seed)
-    except ValueError as e:
+        token = admin_token(os.environ) if admin_port is not None else None
+    except (ValueError, OSError) as e:
         raise typer.BadParameter(str(e)) from e
     config = ServerConfig(
         model_path=model_path,
@@ -195,6 +200,7 @@ def model_server(
         health_path=health_path if health_path.startswith("/") else "/" + health_path,
         faults=faults,
         admin_port=admin_port,
+        admin_token=token,
         access_log=access_log,
         drain_seconds=drain_seconds,
     )

@@ -78,6 +78,40 @@ class Conflict(Exception):
     pass
 
 
+def _status_body(e: ApiException) -> dict[str, Any]:
+    try:
+        body = json.loads(e.body) if e.body else {}
+    except (TypeError, ValueError):
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def expected_api_error(e: BaseException) -> int | None:
+    """The HTTP code of a failure a retry resolves by itself, None for any other failure (which needs
+    a person): 409 (Conflict: an object changed meanwhile); 404 of a named object (deleted meanwhile,
+    e.g. with its namespace; a 404 without a name is a resource type the API server does not serve,
+    such as a missing CRD); 403 NamespaceTerminating (a create in a namespace being deleted). Looks
+    through the exception's causes (Conflict wraps the ApiException)."""
+    seen: set[int] = set()
+    cur: BaseException | None = e
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        if isinstance(cur, Conflict):
+            return 409
+        if isinstance(cur, ApiException):
+            details = _status_body(cur).get("details") or {}
+            causes = [c.get("reason") for c in details.get("causes") or [] if isinstance(c, dict)]
+            if cur.status == 409:
+                return 409
+            if cur.status == 404 and details.get("name"):
+                return 404
+            if cur.status == 403 and "NamespaceTerminating" in causes:
+                return 403
+            return None
+        cur = cur.__cause__ or cur.__context__
+    return None
+
+
 class PreconditionFailed(Conflict):
     """A write carried the UID of the object we observed (metadata.uid in an apply, or a delete's
     preconditions.uid) and the object of that name is gone or is another one now: deleted, and maybe

@@ -13,7 +13,7 @@ from modelversioning.analysis.pool import AnalysisPool
 from modelversioning.api.settings import Settings
 from modelversioning.api.wire import LABEL_MANAGED_BY, MANAGED_BY
 from modelversioning.handlers.activity import PauseSignal
-from modelversioning.handlers.kube import Kube
+from modelversioning.handlers.kube import Kube, expected_api_error
 from modelversioning.handlers.model import ModelReconciler
 from modelversioning.handlers.modelendpoint import ModelEndpointReconciler
 from modelversioning.handlers.modelversion import ModelVersionReconciler, make_verifier
@@ -32,7 +32,9 @@ class Operator:
         self.store = Store()
         self.activity: asyncio.Task[None] | None = None  # listing, work queue, drift check: while not paused
         self.primed_at: float | None = None  # when startup's listing finished (before kopf's watches)
-        self.queue = WorkQueue(self._dispatch, workers=settings.serving.reconcile_workers)
+        self.queue = WorkQueue(
+            self._dispatch, expected=expected_api_error, workers=settings.serving.reconcile_workers
+        )
         self.versions = ModelVersionReconciler(
             kube,
             self.store,

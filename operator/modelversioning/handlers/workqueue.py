@@ -13,9 +13,14 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+from modelversioning import metrics
+
 log = logging.getLogger(__name__)
 
 Key = tuple[str, str, str]  # (kind, namespace, name)
+# A failure a retry resolves by itself (a conflict, an object deleted meanwhile) is logged at debug and
+# counted; it is logged as a warning (no traceback) once it has failed this many times in a row.
+EXPECTED_ESCALATE_AFTER = 8
 
 
 class Requeue(Exception):  # noqa: N818 - a signal, not an error
@@ -50,6 +55,8 @@ class WorkQueue:
     # events) waited for the GIL at each of its many releases, and a weight change arriving during
     # the cycle took up to 2.2 s to reach its route. One LOW worker leaves the others for events.
     low_workers: int = 1
+    # the HTTP code of an expected failure (handlers.kube.expected_api_error), None for the others
+    expected: Callable[[BaseException], int | None] = lambda _e: None
     _high: deque[Key] = field(default_factory=deque)
     _low: deque[Key] = field(default_factory=deque)
     _wake: asyncio.Event = field(default_factory=asyncio.Event)  # something was queued or a LOW slot freed
@@ -151,6 +158,28 @@ class WorkQueue:
     def pending(self) -> int:
         return len(self._dirty) + len(self._processing)
 
+    def _failed(self, key: Key, e: Exception) -> None:
+        """Count, log and retry a failed reconcile (with backoff). ERROR with the traceback only for
+        what needs a person; an expected API error (a conflict, a deleted object) at debug, counted in
+        modelversioning_expected_api_errors_total, until it has failed EXPECTED_ESCALATE_AFTER times."""
+        fails = self._failures.get(key, 0) + 1
+        self._failures[key] = fails
+        delay = min(self.max_delay, self.base_delay * 2 ** (fails - 1))
+        code = self.expected(e)
+        if code is None:
+            log.error(
+                "reconcile of %s/%s/%s failed (attempt %d); retrying in %.1fs", *key, fails, delay, exc_info=e
+            )
+        else:
+            metrics.EXPECTED_API_ERRORS.labels(str(code), key[0]).inc()
+            level = logging.DEBUG if fails < EXPECTED_ESCALATE_AFTER else logging.WARNING
+            log.log(
+                level,
+                "reconcile of %s/%s/%s: HTTP %d (%s), attempt %d; retrying in %.1fs",
+                *key, code, str(e)[:200], fails, delay,
+            )  # fmt: skip
+        self.add_after(key, delay)
+
     async def _worker(self, n: int) -> None:
         while True:
             prio, key = await self._next()
@@ -169,14 +198,8 @@ class WorkQueue:
             except Requeue as r:
                 self._failures.pop(key, None)
                 self.add_after(key, r.delay)
-            except Exception:
-                fails = self._failures.get(key, 0) + 1
-                self._failures[key] = fails
-                delay = min(self.max_delay, self.base_delay * 2 ** (fails - 1))
-                log.exception(
-                    "reconcile of %s/%s/%s failed (attempt %d); retrying in %.1fs", *key, fails, delay
-                )
-                self.add_after(key, delay)
+            except Exception as e:
+                self._failed(key, e)
             finally:
                 if prio == LOW:
                     self._low_running -= 1

@@ -15,7 +15,9 @@ verify-artifact init container filled), ``MODEL_NAME``, ``MODEL_VERSION`` and ``
 * Misbehaviour for tests and demos: ``--error-rate`` (a fraction of predictions answered 500:
   evenly spread, exactly ``floor(n * rate)`` of the first n, or seeded-random with
   ``--error-seed``) and ``--latency-ms`` (added to every prediction). With ``--admin-port`` both
-  can be changed at runtime (``PUT /faults``) on a port no Service exposes.
+  can be changed at runtime (``PUT /faults``) on a port no Service exposes, with a bearer token
+  (``MODEL_SERVER_ADMIN_TOKEN`` or ``MODEL_SERVER_ADMIN_TOKEN_FILE``; no token: no fault port).
+* Request bodies: at most 1 MiB read, Content-Length or chunked (:mod:`.body`).
 
 Nothing here imports kopf or kubernetes (import-linter contract).
 """

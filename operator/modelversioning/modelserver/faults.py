@@ -4,16 +4,28 @@ The default schedule is deterministic and evenly spread: request n (1-based) fai
 ``floor(n * rate) > floor((n - 1) * rate)``, so exactly ``floor(n * rate)`` of the first n requests
 fail and any window of k consecutive requests holds ``k * rate`` failures, +-1. With a seed the
 schedule is pseudo-random instead (``random.Random(seed)``, reproducible for one process).
+
+The fault port (``--admin-port``) changes them at runtime. It requires a bearer token
+(:func:`admin_token`: ``$MODEL_SERVER_ADMIN_TOKEN`` or the file ``$MODEL_SERVER_ADMIN_TOKEN_FILE``
+names) compared in constant time (:func:`token_matches`); without a token it is not opened at all.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import math
 import random
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 from fractions import Fraction
+from pathlib import Path
 from typing import Any
+
+ADMIN_TOKEN_ENV = "MODEL_SERVER_ADMIN_TOKEN"
+ADMIN_TOKEN_FILE_ENV = "MODEL_SERVER_ADMIN_TOKEN_FILE"
+MIN_TOKEN_CHARS = 16
 
 
 @dataclass(frozen=True)
@@ -89,3 +101,26 @@ class FaultInjector:
             else:
                 fail = math.floor(n * self._rate) > math.floor((n - 1) * self._rate)
             return fail, self._faults.latency_ms / 1000.0
+
+
+def admin_token(env: Mapping[str, str]) -> str | None:
+    """The fault port's token: ``$MODEL_SERVER_ADMIN_TOKEN``, else the content of the file
+    ``$MODEL_SERVER_ADMIN_TOKEN_FILE`` names (surrounding whitespace stripped); None when neither is
+    set. OSError when the file cannot be read, ValueError when the token is shorter than
+    MIN_TOKEN_CHARS characters."""
+    token = env.get(ADMIN_TOKEN_ENV, "").strip()
+    if not token and env.get(ADMIN_TOKEN_FILE_ENV):
+        token = Path(env[ADMIN_TOKEN_FILE_ENV]).read_text().strip()
+    if token and len(token) < MIN_TOKEN_CHARS:
+        raise ValueError(f"the fault port's token must have at least {MIN_TOKEN_CHARS} characters")
+    return token or None
+
+
+def token_matches(expected: str, authorization: str | None) -> bool:
+    """Whether an Authorization header is ``Bearer <expected>``. The tokens are compared as sha256
+    digests with hmac.compare_digest: in constant time, their lengths included."""
+    scheme, _, given = (authorization or "").strip().partition(" ")
+    same = hmac.compare_digest(
+        hashlib.sha256(given.strip().encode()).digest(), hashlib.sha256(expected.encode()).digest()
+    )
+    return same and scheme.lower() == "bearer" and bool(expected)

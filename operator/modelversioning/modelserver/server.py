@@ -4,8 +4,10 @@ Routes (main port):
     POST /v1/predict, GET|POST /   a prediction (JSON), subject to injected faults
     GET <health path>, /healthz    200 once the model is loaded and verified, else 503 + reason
     GET /metrics                   Prometheus text format
-Admin port (only with ``admin_port``; no Service exposes it):
-    GET /faults, PUT|POST /faults  read / change errorRate, latencyMs, errorSeed at runtime
+Admin port (only with ``admin_port`` AND ``admin_token``; no Service exposes it):
+    GET /faults, PUT|POST /faults  read / change errorRate, latencyMs, errorSeed at runtime; every
+                                   request needs ``Authorization: Bearer <admin_token>`` (else 401,
+                                   nothing read); without a token the port is not opened
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, G
 from prometheus_client.exposition import generate_latest
 from prometheus_client.process_collector import ProcessCollector
 
-from modelversioning.modelserver.faults import FaultInjector, Faults
+from modelversioning.modelserver.body import BodyError, read_body
+from modelversioning.modelserver.faults import FaultInjector, Faults, token_matches
 from modelversioning.modelserver.model import LoadedModel, ModelLoadError, load_model
 
 log = logging.getLogger("modelversioning.modelserver")
@@ -33,8 +36,8 @@ MAX_BODY = 1 << 20
 PREDICT_PATHS = ("/", "/v1/predict")
 DEFAULT_HEALTH_PATH = "/healthz"
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-LABELS = ("model", "version", "variant")  # "variant" only when known: an empty label would hide the
-# variant label Prometheus attaches from the pod (honor_labels), so it is left out instead.
+LABELS = ("model", "version", "variant")  # "variant" only when known (an empty label is no label).
+# Scraped with honor_labels: false, the variant label Prometheus attaches from the pod wins anyway.
 RELOAD_INTERVAL = 1.0  # seconds between load attempts while the model is not loaded
 
 
@@ -58,6 +61,7 @@ class ServerConfig:
     health_path: str = DEFAULT_HEALTH_PATH
     faults: Faults = field(default_factory=Faults)
     admin_port: int | None = None  # None: no admin listener
+    admin_token: str | None = field(default=None, repr=False)  # None: no admin listener either
     access_log: bool = False
     drain_seconds: float = 5.0  # after SIGTERM: health 503, predictions still answered, then exit
 
@@ -139,8 +143,14 @@ class ModelServer:
         self._threads: list[threading.Thread] = []
         self.httpd = _HTTPServer((config.host, config.port), _MainHandler, self)
         self.admin: _HTTPServer | None = None
-        if config.admin_port is not None:
+        if config.admin_port is not None and config.admin_token:
             self.admin = _HTTPServer((config.host, config.admin_port), _AdminHandler, self)
+        elif config.admin_port is not None:
+            log.warning(
+                "admin port %d not opened: the fault port needs a token (MODEL_SERVER_ADMIN_TOKEN or "
+                "MODEL_SERVER_ADMIN_TOKEN_FILE)",
+                config.admin_port,
+            )
 
     # ------------------------------------------------------------------ lifecycle
     @property
@@ -272,49 +282,30 @@ class _Handler(BaseHTTPRequestHandler):
             log.info("%s %s", self.address_string(), format % args)
 
     def _read_body(self) -> bytes | None:
-        """The request body (Content-Length or chunked), or None after answering 400/413."""
-        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
-            chunks: list[bytes] = []
-            total = 0
-            while True:
-                line = self.rfile.readline(65537)
-                try:
-                    size = int(line.split(b";", 1)[0].strip(), 16)
-                except ValueError:
-                    self._send_json(400, {"error": "bad chunked encoding"})
-                    return None
-                if size == 0:
-                    while self.rfile.readline(65537) not in (b"\r\n", b"\n", b""):
-                        pass
-                    return b"".join(chunks)
-                total += size
-                if total > MAX_BODY:
-                    self._send_json(413, {"error": f"body larger than {MAX_BODY} bytes"})
-                    return None
-                chunks.append(self.rfile.read(size))
-                self.rfile.readline(3)
+        """The request body (Content-Length or chunked, at most MAX_BODY bytes read), or None after
+        answering 400/413 and closing the connection (its framing is lost)."""
         try:
-            length = int(self.headers.get("Content-Length") or 0)
-        except ValueError:
-            self._send_json(400, {"error": "bad Content-Length"})
-            return None
-        if length < 0 or length > MAX_BODY:
+            return read_body(self.rfile, self.headers, MAX_BODY)
+        except BodyError as e:
             self.close_connection = True
-            self._send_json(413, {"error": f"body larger than {MAX_BODY} bytes"})
+            self._send_json(e.code, {"error": e.message})
             return None
-        return self.rfile.read(length) if length else b""
 
-    def _send(self, code: int, body: bytes, content_type: str) -> None:
+    def _send(self, code: int, body: bytes, content_type: str, headers: dict[str, str] | None = None) -> None:
         self.send_response(code)
         self.send_header("Content-Type", content_type)
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        if self.close_connection:
+            self.send_header("Connection", "close")
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Cache-Control", "no-store")
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(body)
 
-    def _send_json(self, code: int, obj: Any) -> None:
-        self._send(code, json.dumps(obj, sort_keys=True).encode() + b"\n", "application/json")
+    def _send_json(self, code: int, obj: Any, headers: dict[str, str] | None = None) -> None:
+        self._send(code, json.dumps(obj, sort_keys=True).encode() + b"\n", "application/json", headers)
 
 
 class _MainHandler(_Handler):
@@ -388,13 +379,26 @@ class _MainHandler(_Handler):
 
 
 class _AdminHandler(_Handler):
+    def _authorized(self) -> bool:
+        """The bearer token, checked before anything else (a refused request's body is not read)."""
+        token = self.app.config.admin_token
+        if token and token_matches(token, self.headers.get("Authorization")):
+            return True
+        self.close_connection = True
+        self._send_json(401, {"error": "unauthorized"}, {"WWW-Authenticate": 'Bearer realm="faults"'})
+        return False
+
     def do_GET(self) -> None:
+        if not self._authorized():
+            return
         if self.path.split("?", 1)[0] == "/faults":
             self._send_json(200, self.app.faults.faults.to_json())
         else:
             self._send_json(404, {"error": "GET /faults or PUT /faults"})
 
     def do_PUT(self) -> None:
+        if not self._authorized():
+            return
         if self.path.split("?", 1)[0] != "/faults":
             self._send_json(404, {"error": "GET /faults or PUT /faults"})
             return

@@ -63,7 +63,13 @@ As = Annotated[
     typer.Option("--as", help="ModelVersion model name (default: the MLflow name as a DNS label)."),
 ]
 TrackingUri = Annotated[
-    str | None, typer.Option("--tracking-uri", help="MLflow tracking server (default: $MLFLOW_TRACKING_URI).")
+    str | None,
+    typer.Option(
+        "--tracking-uri",
+        help="MLflow tracking server (default: $MLFLOW_TRACKING_URI). MLflow's credentials are sent to "
+        "it only: artifacts an mlflow-artifacts://HOST URI places on another host are read without "
+        "credentials (with a warning).",
+    ),
 ]
 VersionFrom = Annotated[
     str,
@@ -118,7 +124,10 @@ Apply = Annotated[bool, typer.Option("--apply", help="Create them in the cluster
     "  kubectl models import mlflow fraud-detector --version 7 --version-map 7=2.0.0 --image ... "
     "--out-dir deploy/models/\n\n"
     "Version rule: MLflow version N -> MAJOR.N.0 (--major, default 1), or --version-from tag:KEY, "
-    "or --version-map N=X.Y.Z per version. See docs/import.md.",
+    "or --version-map N=X.Y.Z per version.\n\n"
+    "Credentials (MLFLOW_TRACKING_TOKEN, _USERNAME/_PASSWORD, user info, client certificate) go to the "
+    "tracking server only (same scheme, host and port); an mlflow-artifacts://HOST/... artifact on any "
+    "other host is read without them, with a warning. See docs/import.md.",
 )
 def import_mlflow(
     ctx: typer.Context,

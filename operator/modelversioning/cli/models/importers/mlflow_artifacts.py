@@ -19,7 +19,13 @@ from typing import Any
 import yaml
 
 from modelversioning.cli.models.errors import EXIT_FAILED, EXIT_USAGE, Refused
-from modelversioning.cli.models.importers.mlflow_client import MlflowError, Tracking, redact, redact_text
+from modelversioning.cli.models.importers.mlflow_client import (
+    MlflowError,
+    Tracking,
+    redact,
+    redact_text,
+    shown_origin,
+)
 from modelversioning.cli.models.importers.mlflow_registry import SourceVersion, get_logged_model
 
 CHUNK = 1024 * 1024
@@ -143,12 +149,50 @@ def _repo(t: Tracking, art: ResolvedArtifact) -> Any:
     return t.call("artifact repository", t.mlflow.get_artifact_repository, art.mlflow_uri, tracking_uri=t.uri)
 
 
-def _proxy_walk(t: Tracking, repo: Any, rel: str | None = None) -> Iterator[tuple[str, int | None]]:
-    for f in t.call("list_artifacts", repo.list_artifacts, rel):
-        if f.is_dir:
-            yield from _proxy_walk(t, repo, str(f.path))
+_LIST = "/mlflow-artifacts/artifacts"
+
+
+def _refused_off_server(t: Tracking, url: str, status: int, what: str) -> None:
+    """MlflowError for a 401/403 from a host that is not the tracking server (sent no credentials)."""
+    if status in (401, 403) and not t.is_tracking_server(url):
+        raise MlflowError(
+            f"{shown_origin(url)} refused {what} (HTTP {status}): it is not the MLflow tracking server "
+            f"{t.shown}, and MLflow's credentials are sent to the tracking server only",
+            status,
+        )
+
+
+def _list(t: Tracking, root: str, rel: str | None) -> list[tuple[str, bool, int | None]]:
+    """(path, is_dir, size) of the entries under root/rel: what MLflow's HTTP artifact repository's
+    list_artifacts does, with the credentials of Tracking.host_creds (none off the tracking server)."""
+    url, tail = root.split(_LIST, 1)
+    base = tail.lstrip("/")
+    resp = t.mlflow.http_request(
+        t.host_creds(url), _LIST, "GET", params={"path": posixpath.join(base, rel) if rel else base}
+    )
+    _refused_off_server(t, url, resp.status_code, f"the listing of {redact(root)}")
+    t.mlflow.raise_for_status(resp)
+    found: list[tuple[str, bool, int | None]] = []
+    for f in resp.json().get("files", []):
+        path = str(t.mlflow.validate_path_is_safe(f["path"]))
+        size = int(f["file_size"]) if "file_size" in f else None
+        found.append((posixpath.join(rel, path) if rel else path, bool(f["is_dir"]), size))
+    if (
+        len(found) == 1
+        and not found[0][1]
+        and rel
+        and found[0][0] == posixpath.join(rel, posixpath.basename(rel))
+    ):
+        return []  # rel is a file (MLflow's convention: an empty listing)
+    return found
+
+
+def _proxy_walk(t: Tracking, root: str, rel: str | None = None) -> Iterator[tuple[str, int | None]]:
+    for path, is_dir, size in t.call("list_artifacts", _list, t, root, rel):
+        if is_dir:
+            yield from _proxy_walk(t, root, path)
         else:
-            yield str(f.path), int(f.file_size) if f.file_size is not None else None
+            yield path, size
 
 
 @contextmanager
@@ -161,7 +205,7 @@ def _proxied(t: Tracking, art: ResolvedArtifact, rel: str = "") -> Iterator[Any]
     resp = t.call(
         "download",
         t.mlflow.http_request,
-        t.mlflow.get_default_host_creds(host),
+        t.host_creds(host),
         posixpath.join("/", name),
         "GET",
         stream=True,
@@ -169,6 +213,7 @@ def _proxied(t: Tracking, art: ResolvedArtifact, rel: str = "") -> Iterator[Any]
     try:
         if resp.status_code != 200:
             shown = f"{art.mlflow_uri}/{rel}" if rel else art.mlflow_uri
+            _refused_off_server(t, host, resp.status_code, f"the download of {shown}")
             if resp.status_code in (401, 403):
                 raise MlflowError(
                     f"the MLflow tracking server at {t.shown} refused the download of {shown} (HTTP "
@@ -187,7 +232,7 @@ def _proxied(t: Tracking, art: ResolvedArtifact, rel: str = "") -> Iterator[Any]
 
 def proxy_kind(t: Tracking, art: ResolvedArtifact) -> tuple[str, list[tuple[str, int | None]]]:
     """("directory", files) or ("file", []) for a proxied artifact; MlflowError when nothing is there."""
-    files = sorted(_proxy_walk(t, _repo(t, art)))
+    files = sorted(_proxy_walk(t, str(_repo(t, art).artifact_uri)))
     if files:
         return "directory", files
     try:

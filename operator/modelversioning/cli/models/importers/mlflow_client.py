@@ -21,12 +21,20 @@ Client calls used (:mod:`.mlflow_registry`, :mod:`.mlflow_artifacts`): ``get_reg
 ``models:/`` URIs are resolved with MLflow's own parsers; ``mlflow-artifacts:/`` artifacts are listed
 with MLflow's artifact repository and each file is streamed through the server's proxy with
 MLflow's HTTP helper (credentials, TLS, retries).
+
+Credentials go to the tracking server only: an ``mlflow-artifacts://HOST:PORT/...`` URI names the
+server that holds its bytes, and when that is not the tracking server (scheme, host and port all
+equal to the tracking URI's) the artifact is listed and read WITHOUT credentials (no basic auth, no
+bearer token, no auth plugin or SigV4 signature, no client certificate) and the command warns once per
+host (:meth:`Tracking.host_creds`). A registry's data should not be able to send the user's token to a
+host of its choosing.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import sys
 import urllib.parse
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -66,7 +74,9 @@ def load_mlflow() -> Any:
         from mlflow.store.artifact.utils.models import get_model_name_and_version
         from mlflow.tracking import MlflowClient
         from mlflow.utils.credentials import get_default_host_creds
-        from mlflow.utils.rest_utils import http_request
+        from mlflow.utils.request_utils import augmented_raise_for_status
+        from mlflow.utils.rest_utils import MlflowHostCreds, http_request
+        from mlflow.utils.uri import validate_path_is_safe
     except ImportError as e:
         raise Refused(
             f"kubectl models import mlflow needs MLflow's Python client, which is not installed here "
@@ -83,7 +93,10 @@ def load_mlflow() -> Any:
         runs_underlying_uri=RunsArtifactRepository.get_underlying_uri,
         model_name_and_version=get_model_name_and_version,
         get_default_host_creds=get_default_host_creds,
+        MlflowHostCreds=MlflowHostCreds,
         http_request=http_request,
+        raise_for_status=augmented_raise_for_status,
+        validate_path_is_safe=validate_path_is_safe,
     )
 
 
@@ -98,6 +111,28 @@ def redact(uri: str) -> str:
 def redact_text(text: str) -> str:
     """Credentials in URLs inside an error message (MLflow's messages quote the request URL)."""
     return re.sub(r"(?<=://)[^/@\s'\"]+@", "", text)
+
+
+def origin(url: str) -> tuple[str, str, int | None] | None:
+    """(scheme, host, port) of an http(s) URL, the port defaulted by the scheme; None when it has
+    no host or an invalid port."""
+    parts = urllib.parse.urlsplit(url)
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port or {"http": 80, "https": 443}.get(scheme)
+    except ValueError:
+        return None
+    return (scheme, parts.hostname.lower(), port) if parts.hostname else None
+
+
+def shown_origin(url: str) -> str:
+    """scheme://host:port of a URL (no credentials, path or query), for messages."""
+    where = origin(url)
+    return f"{where[0]}://{where[1]}:{where[2]}" if where else redact(url)
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr)
 
 
 def _chain(e: BaseException) -> Iterator[BaseException]:
@@ -117,9 +152,16 @@ class Tracking:
     shown: str  # without credentials, no trailing slash (messages, annotations)
     client: Any = field(repr=False)
     mlflow: Any = field(repr=False)
+    warn: Callable[[str], None] = field(default=_stderr, repr=False)
+    warned: set[str] = field(default_factory=set, repr=False)
 
     @classmethod
-    def from_env(cls, uri: str | None = None, env: Mapping[str, str] | None = None) -> Tracking:
+    def from_env(
+        cls,
+        uri: str | None = None,
+        env: Mapping[str, str] | None = None,
+        warn: Callable[[str], None] = _stderr,
+    ) -> Tracking:
         env = os.environ if env is None else env
         raw = uri or env.get("MLFLOW_TRACKING_URI") or ""
         if not raw:
@@ -139,7 +181,32 @@ class Tracking:
             )
         mlflow = load_mlflow()
         raw = raw.rstrip("/")
-        return cls(raw, redact(raw), mlflow.MlflowClient(tracking_uri=raw), mlflow)
+        return cls(raw, redact(raw), mlflow.MlflowClient(tracking_uri=raw), mlflow, warn)
+
+    def is_tracking_server(self, url: str) -> bool:
+        """Whether url is on the tracking server itself: the same scheme, host and port."""
+        mine = origin(self.uri)
+        return mine is not None and origin(url) == mine
+
+    def host_creds(self, url: str) -> Any:
+        """MLflow's host credentials for a request to url: MLflow's own (get_default_host_creds) on the
+        tracking server; on any other host none at all, only the TLS verification settings, and a
+        warning (once per host)."""
+        creds = self.mlflow.get_default_host_creds(url)
+        if self.is_tracking_server(url):
+            return creds
+        host = shown_origin(url)
+        if host not in self.warned:
+            self.warned.add(host)
+            self.warn(
+                f"warning: artifacts on {host}, not on the MLflow tracking server {self.shown}: read "
+                "without credentials (MLflow's credentials are sent to the tracking server only)"
+            )
+        return self.mlflow.MlflowHostCreds(
+            url,
+            ignore_tls_verification=creds.ignore_tls_verification,
+            server_cert_path=creds.server_cert_path,
+        )
 
     # -- MLflow's exceptions -> ours
     def error(self, e: BaseException, what: str) -> MlflowError:
@@ -184,9 +251,9 @@ class Tracking:
 
 
 @contextmanager
-def connect(uri: str | None = None) -> Iterator[Tracking]:
+def connect(uri: str | None = None, warn: Callable[[str], None] = _stderr) -> Iterator[Tracking]:
     """MLflow's client for the server, with the command's retry defaults while it runs."""
-    t = Tracking.from_env(uri)
+    t = Tracking.from_env(uri, warn=warn)
     saved = {k: os.environ.get(k) for k in RETRY_DEFAULTS}
     for k, v in RETRY_DEFAULTS.items():
         os.environ.setdefault(k, v)
