@@ -120,6 +120,30 @@ def test_in_use_finalizer_is_removed_by_the_operator_only(
     wait_for(lambda: _gone(objs, "held-v1.0.0"), 60, "deleted once no endpoint uses it")
 
 
+def test_a_version_cannot_be_given_an_owner_that_would_delete_it_past_its_protection(
+    kube: client.ApiClient, namespace: str, mallory: client.CustomObjectsApi, artifact_root: Path
+) -> None:
+    """Issue 23 (low): an ownerReference to an object the author controls, set while the version is a
+    candidate, pre-armed its deletion past the deletion protection (the garbage collector is exempt).
+    Refused at creation and on any later edit."""
+    owner = client.CoreV1Api(kube).create_namespaced_config_map(
+        namespace, {"metadata": {"name": "mallorys-owner"}}
+    )
+    ref = {"apiVersion": "v1", "kind": "ConfigMap", "name": "mallorys-owner", "uid": owner.metadata.uid}
+    uri, sha = make_artifact(artifact_root, "owned", "1.0.0")
+    mv = model_version("owned", "1.0.0", uri, sha)
+    armed = {**mv, "metadata": {**mv["metadata"], "ownerReferences": [ref]}}
+    msg = refused(lambda: mallory.create_namespaced_custom_object(GROUP, VERSION, namespace, MV, armed))
+    assert "no ownerReferences" in msg, msg
+    mallory.create_namespaced_custom_object(GROUP, VERSION, namespace, MV, mv)  # without one: fine
+    msg = refused(
+        lambda: mallory.patch_namespaced_custom_object(
+            GROUP, VERSION, namespace, MV, "owned-v1.0.0", {"metadata": {"ownerReferences": [ref]}}
+        )
+    )
+    assert "no ownerReferences" in msg, msg
+
+
 def _gone(objs: Objects, name: str) -> bool:
     try:
         objs.mv(name)
