@@ -8,7 +8,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
+
 from modelversioning.api import wire as R
+from modelversioning.handlers.workqueue import Requeue
 from test_endpoint_reconciler import NEW, NS, World, _rv, serving_one
 
 FOUND = "f" * 64
@@ -121,7 +124,11 @@ def test_a_not_ready_runtime_is_reported_once_the_bound_has_passed_and_requeued_
     }
     running = {"phase": "Running", "containerStatuses": [server]}
     add_pod(w, slot, "p", running)
-    w.reconcile()
+    with pytest.raises(
+        Requeue
+    ) as due:  # nothing more comes from the kubelet: the reconcile asks to look again
+        w.rec.reconcile(NS, "ep")
+    assert due.value.delay == pytest.approx(30.0)
     assert w.cond("Degraded")[0] == "False"
     w.now += 31
     w.reconcile()
