@@ -501,6 +501,8 @@ def test_chart_rbac_is_sufficient_and_minimal(
             ("list", "customresourcedefinitions.apiextensions.k8s.io"),
             ("watch", "modelplatformpolicies.modelversioning.io"),  # the platform's floors
             ("watch", "namespaces"),  # their labels select the policies
+            ("list", "pods", *ns),  # the slots' pods: what their status says (read only)
+            ("watch", "pods", *ns),
         ]
         refused = [
             ("list", "secrets", *ns),
@@ -516,6 +518,8 @@ def test_chart_rbac_is_sufficient_and_minimal(
             ("delete", "modelendpoints.modelversioning.io", *ns),
             ("create", "pods", *ns),
             ("create", "pods/exec", *ns),
+            ("delete", "pods", *ns),
+            ("patch", "pods", *ns),
             ("patch", "nodes"),
             ("get", "configmaps", "-A"),
             ("get", "configmaps", *ns),

@@ -22,6 +22,7 @@ READERS = {
     "owned",
     "of_model",
     "cluster_scoped",
+    "of_slot",
 }  # Store methods that hand out cached objects: recorded
 # Store methods that hand out no cached object (names, versions, counts, NOTES)
 OTHERS = {

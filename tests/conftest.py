@@ -1,7 +1,7 @@
 """Every test that runs a reconciler also checks the watch cache's projection: what the operator's
 code reads from a cached object must be a field that ``store.PROJECTION`` keeps for its kind.
 
-``Store.get``/``items``/``owned``/``of_model`` hand the operator's code (not the tests' own fakes)
+``Store.get``/``items``/``owned``/``of_model``/``of_slot`` hand the operator's code (not the tests' own fakes)
 objects that record each key read, with its path; at the end of the test every recorded path is
 checked against the projection. A reader of a dropped field (the worst bug a projection can have: a
 decision made on a field that is always missing) fails the test that exercises it, whatever the
@@ -33,7 +33,7 @@ def cache_reads(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch)
         "record them here like get/items/owned/of_model (READERS), else add them to OTHERS"
     )
     get, items, owned, of_model = Store.get, Store.items, Store.owned, Store.of_model
-    cluster_scoped = Store.cluster_scoped
+    cluster_scoped, of_slot = Store.cluster_scoped, Store.of_slot
 
     def rec_get(self: Any, kind: str, namespace: str, name: str) -> Any:
         obj = get(self, kind, namespace, name)
@@ -56,7 +56,12 @@ def cache_reads(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch)
         pairs = cluster_scoped(self, kind)
         return [(n, reads.wrap(kind, o)) for n, o in pairs] if _ours() else pairs
 
+    def rec_of_slot(self: Any, kind: str, namespace: str, slot: str) -> list[Any]:
+        objs = of_slot(self, kind, namespace, slot)
+        return [reads.wrap(kind, o) for o in objs] if _ours() else objs
+
     monkeypatch.setattr(Store, "cluster_scoped", rec_cluster_scoped)
+    monkeypatch.setattr(Store, "of_slot", rec_of_slot)
     monkeypatch.setattr(Store, "of_model", rec_of_model)
     monkeypatch.setattr(Store, "get", rec_get)
     monkeypatch.setattr(Store, "items", rec_items)

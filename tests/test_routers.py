@@ -405,7 +405,8 @@ def test_a_registered_router_is_watched_listed_cached_and_written(monkeypatch: p
     assert ("fakeplatforms", None, "fakeplatform_read") in watched  # the platform's: whole
     before = len(watched)
     wiring.register_children(Settings(serving=Serving(enabled_routers=["none"])))
-    assert [w[0] for w in watched[before:]] == ["deployments", "services"]  # a disabled router: not watched
+    # a disabled router: not watched
+    assert [w[0] for w in watched[before:]] == ["deployments", "services", "pods"]
     listed: list[tuple[str, str | None, str | None]] = []
 
     class Lister:

@@ -395,3 +395,30 @@ def test_the_serving_digest_is_recorded_in_the_status():
     plan = decide(facts(serving_digest="d" * 64), POLICY, NOW)
     assert plan.status["servingDigest"] == "d" * 64
     assert "servingDigest" not in decide(facts(), POLICY, NOW).status
+
+
+def test_a_held_deletion_names_only_the_endpoints_that_serve_it_now():
+    f = facts(deleting=True, serving=SERVING, finalizers=(IN_USE_FINALIZER,))
+    held = decide(f, POLICY, NOW)
+    now = decide(replace(f, status=held.status, serving=SERVING[2:]), POLICY, NOW)  # ep was deleted
+    assert "ModelEndpoint other;" in c(now, "Deleting")["message"]
+    assert c(now, "InUse")["message"] == "other/a=90"
+    assert now.status["servedBy"] == [{"endpoint": "other", "variant": "a", "weight": 90}]
+
+
+def test_a_deleted_version_no_longer_served_drops_the_stale_hold_while_another_finalizer_keeps_it():
+    f = facts(deleting=True, serving=SERVING, finalizers=(IN_USE_FINALIZER, "x/y"))
+    held = decide(f, POLICY, NOW)
+    gone = decide(replace(f, status=held.status, serving=()), POLICY, NOW)
+    assert gone.finalizers == ("x/y",)
+    assert "servedBy" not in gone.status and "Deleting" not in _types(gone.status)
+    assert (c(gone, "InUse")["status"], c(gone, "InUse")["reason"]) == ("False", R.NOT_SERVED)
+    # our finalizer was the last: the object goes, nothing is written on it
+    assert (
+        decide(replace(f, status=held.status, serving=(), finalizers=(IN_USE_FINALIZER,)), POLICY, NOW).status
+        is None
+    )
+
+
+def _types(status):
+    return {x["type"] for x in status.get("conditions") or []}

@@ -254,3 +254,42 @@ def test_retry_delay(failures, delay):
 
 def test_every_verifier_outcome_has_a_documented_reason():
     assert {r.value for r in Reason} <= set(R.REASONS)
+
+
+# ---- a slot's pod refused the verified digest: re-verify at once -----------------------------------
+
+
+def test_a_pods_refusal_refetches_a_verified_record_at_once_whatever_its_age():
+    plan = decide(facts(recheck="f" * 64), POLICY, NOW)  # no recheck_seconds: never stale by age
+    assert plan.verify is VerifyAction.START
+    assert c(plan, "ArtifactVerified")["reason"] == R.VERIFYING
+
+
+def test_the_refetch_that_finds_other_bytes_says_which_digest_it_found():
+    found = "f" * 64
+    res = VerifyResult(R.DIGEST_MISMATCH, "u: DigestMismatch: do not hash to the expected", False, found)
+    v = VerifierFacts(result=res, result_generation=1)
+    asked = decide(facts(recheck=found), POLICY, NOW)  # the pod's refusal: fetched again
+    plan = decide(facts(status=asked.status, verifier=v), POLICY, NOW)
+    ac = c(plan, "ArtifactVerified")
+    assert (ac["status"], ac["reason"]) == ("False", R.DIGEST_MISMATCH)
+    assert found in ac["message"]
+    assert ("Warning", R.DIGEST_MISMATCH) in event_reasons(plan)
+
+
+def test_verifications_ask_once_per_digest_found_and_forget_a_deleted_version():
+    from modelversioning.handlers.modelversion import Verifications
+
+    requeued: list[tuple[str, str]] = []
+    v = Verifications(None, lambda *a: None, lambda ns, n: requeued.append((ns, n)))  # type: ignore[arg-type]
+    key = ("ml", "m-v1")
+    assert v.request_recheck(key, "f" * 64) and requeued == [key]
+    assert v.recheck_requested(key) == "f" * 64
+    v.recheck_taken(key)
+    assert v.recheck_requested(key) is None
+    assert not v.request_recheck(key, "f" * 64)  # the same refusal again: no loop on a store that is fine
+    assert v.request_recheck(key, "e" * 64)  # other bytes found: asked again
+    v.forget(key)  # a verified result forgotten: the request and the memory stay
+    assert v.recheck_requested(key) == "e" * 64
+    v.forget(key, gone=True)
+    assert v.recheck_requested(key) is None and v.request_recheck(key, "e" * 64)

@@ -198,6 +198,11 @@ yet is authorized as `create`, hence create + patch.
 - apiGroups: [""]
   resources: [services]
   verbs: [list, watch, create, patch, delete]
+# The slots' pods, read only (label-selected watch): what their status says of a failing slot
+# (an init container that refused the digest, an image pull, a crash loop, a probe that never passes).
+- apiGroups: [""]
+  resources: [pods]
+  verbs: [list, watch]
 {{- if eq .scope "namespace" }}
 # Artifact credentials named by spec.artifact.secretRef: read by name, never listed (cluster-wide:
 # only in rbac.secretNamespaces, through the <fullname>-secrets ClusterRole and RoleBindings).

@@ -131,6 +131,13 @@ class Serving(_Settings):
         "(Deployment + Service of one version) and its deletion, for in-flight requests and gateways "
         "that apply routes late.",
     )
+    not_ready_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="How long a slot's model server may run without passing its readiness probe before the "
+        "endpoint reports it (Degraded=True/RuntimeNotReady, a Warning Event). Reporting only: traffic goes "
+        "to ready pods whatever this is. Raise it for runtimes that load large models slowly.",
+    )
 
 
 class RoutePolicy(_Settings):

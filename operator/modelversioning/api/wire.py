@@ -87,6 +87,7 @@ OUR_KINDS = (MODELVERSION, MODELENDPOINT, MODEL, MODELAPPROVAL)
 # Kubernetes' own kinds we read or write.
 DEPLOYMENT = Resource("apps", "v1", "deployments", "Deployment")
 SERVICE = Resource("", "v1", "services", "Service")
+POD = Resource("", "v1", "pods", "Pod")  # our slots' pods (label selector): what their status says
 SECRET = Resource("", "v1", "secrets", "Secret")
 EVENT = Resource("", "v1", "events", "Event")
 
@@ -381,6 +382,29 @@ ROLLOUT_ABORTED = reason(
     _EC,
     meaning="Degraded=True: a person aborted; traffic back on the start",
     stalls_endpoint=True,
+)
+# ---- ModelEndpoint: what a slot's pods report (domain.pod_health), as Degraded's reason (DigestMismatch
+# too: the verify-artifact init container refused the bytes). Not permanent: the variant's eligibility
+# and the route are unchanged (traffic stays on verified ready pods); the kubelet keeps retrying.
+IMAGE_PULL_FAILED = reason(
+    "ImagePullFailed", _EC, ENDPOINT_EVENT, meaning="Degraded=True: a slot's pod cannot pull an image"
+)
+CRASH_LOOP = reason(
+    "CrashLoop", _EC, ENDPOINT_EVENT, meaning="Degraded=True: a slot's container keeps exiting"
+)
+RUNTIME_NOT_READY = reason(
+    "RuntimeNotReady",
+    _EC,
+    ENDPOINT_EVENT,
+    meaning="Degraded=True: a slot's model server runs but its readiness probe has not passed within "
+    "serving.notReadySeconds",
+)
+ARTIFACT_CHECK_FAILED = reason(
+    "ArtifactCheckFailed",
+    _EC,
+    ENDPOINT_EVENT,
+    meaning="Degraded=True: a slot's verify-artifact init container failed for another reason than a digest "
+    "mismatch (its termination message: the verifier's reason and message)",
 )
 # ---- ModelEndpoint: the effective split (domain.traffic), in RoutesReady's message and Events
 AS_DECLARED = reason("AsDeclared", ROUTE_SPLIT, meaning="effective weights match the declared weights")

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from modelversioning.domain import rollout as RO
+from modelversioning.domain.pod_health import PodProblem
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,7 @@ class SlotFacts:
     why: str = "Deployment not created yet"
     ours: bool = False  # Deployment and Service both exist with this endpoint's controller reference
     conflict: str = ""  # a Deployment or Service of the slot's name not controlled by us: which, whose
+    pod_problem: PodProblem | None = None  # what its pods' status says is failing (domain.pod_health)
 
 
 @dataclass(frozen=True)

@@ -264,7 +264,14 @@ def _route_conditions(f: EndpointFacts, plan: Plan, out: Outcome) -> list[Cond]:
         return [Cond("RoutesReady", TRUE, R.NO_ROUTER, msg)]
     if plan.held or not plan.destinations:
         return [Cond("RoutesReady", FALSE, R.NO_ELIGIBLE_VARIANT, plan.split_message)]
-    return [Cond("RoutesReady", TRUE, R.ROUTE_APPLIED, out.route_message)]
+    return [Cond("RoutesReady", TRUE, R.ROUTE_APPLIED, out.route_message + _mirrored(f, plan))]
+
+
+def _mirrored(f: EndpointFacts, plan: Plan) -> str:
+    """The mirror the written route carries (only when it has one: spec.mirror, eligible, supported)."""
+    if plan.mirror is None:
+        return ""
+    return f", and mirrors {f.mirror_percent}% of it to variant {plan.mirror.variant} ({plan.mirror.version})"
 
 
 def _progressing(
@@ -301,7 +308,26 @@ def _degraded(f: EndpointFacts, plan: Plan, variants: tuple[VariantDecision, ...
         return Cond("Degraded", TRUE, reason, "; ".join(f"{d.name}: {_held(d)}" for d in bad))
     if plan.held or not plan.weights:
         return Cond("Degraded", TRUE, R.NO_ELIGIBLE_VARIANT, plan.split_message)
+    if failing := pod_problems(f):
+        return Cond("Degraded", TRUE, failing[0][0], "; ".join(m for _, m in failing))
     return Cond("Degraded", FALSE, R.AS_EXPECTED, "no problems detected")
+
+
+def pod_problems(f: EndpointFacts) -> list[tuple[str, str]]:
+    """(reason, message) of every slot a variant asks for or is served by whose pods fail (the pods'
+    own words: domain.pod_health). Reported only: the variant's eligibility and the route do not
+    change, so traffic stays on the verified ready pods it has."""
+    out: list[tuple[str, str]] = []
+    for v in f.variants:
+        seen = set()
+        for slot in (v.desired, v.pinned):
+            if slot is None or slot.pod_problem is None or slot.name in seen:
+                continue
+            seen.add(slot.name)
+            out.append(
+                (slot.pod_problem.reason, f"variant {v.name} slot {slot.name}: {slot.pod_problem.message}")
+            )
+    return out
 
 
 def _held(d: VariantDecision) -> str:

@@ -111,6 +111,9 @@ class VersionFacts:
     serving_digest: str = ""  # domain.approvals.serving_digest(spec): what approvals bind to
     image: str = ""  # spec.runtime.image
     pinned_images_from: tuple[str, ...] = ()  # the platform policies' stages that need image@sha256
+    # a slot's pod read other bytes than this verified digest (its init container refused them): the
+    # sha256 it found; the verified record is fetched and hashed again now, whatever its age
+    recheck: str | None = None
 
 
 @dataclass(frozen=True)

@@ -109,19 +109,20 @@ def decide(facts: VersionFacts, policy: VersionPolicy, now: datetime) -> Version
 
 
 def decide_deletion(facts: VersionFacts, stamp: str) -> VersionPlan:
-    """Hold the deletion while an endpoint names this version; release the finalizer when none does."""
+    """Hold the deletion while an endpoint names this version; release the finalizer when none does.
+    InUse, servedBy and the hold's message name only the endpoints that serve it now."""
     if not facts.serving:
-        return VersionPlan(finalizers=finalizers_for(facts.finalizers, in_use=False))
+        release = finalizers_for(facts.finalizers, in_use=False)
+        return VersionPlan(finalizers=release, status=_released(facts, release, stamp))
     users = ", ".join(sorted({s.endpoint for s in facts.serving}))
     msg = f"deletion is held: still served by ModelEndpoint {users}; remove it from those endpoints first"
     prev = facts.status
+    held = [Cond("Deleting", FALSE, R.IN_USE, msg), in_use(facts.serving)]
     status = {
         **prev,
         "observedGeneration": facts.generation,
         "servedBy": [s.to_status() for s in facts.serving],
-        "conditions": cond.merge_conditions(
-            prev.get("conditions"), [Cond("Deleting", FALSE, R.IN_USE, msg)], facts.generation, stamp
-        ),
+        "conditions": cond.merge_conditions(prev.get("conditions"), held, facts.generation, stamp),
     }
     seen = cond.get(prev.get("conditions"), "Deleting")
     events = () if seen and seen.get("message") == msg else (Event("Warning", R.DELETION_HELD, msg),)
@@ -131,6 +132,23 @@ def decide_deletion(facts: VersionFacts, stamp: str) -> VersionPlan:
         events=events,
         warning=f"{facts.name} is being deleted while in use by {users}" if raced else None,
     )
+
+
+def _released(facts: VersionFacts, release: tuple[str, ...] | None, stamp: str) -> dict[str, Any] | None:
+    """The status of a deleted version no endpoint serves any more, while someone else's finalizer
+    keeps it: no servedBy, InUse=False, and no hold naming endpoints that are gone. None when the
+    object goes with our finalizer (nothing to write on it) or the status names no endpoint."""
+    prev = facts.status
+    named = prev.get("servedBy") or any(
+        c.get("type") == "Deleting" or (c.get("type") == "InUse" and c.get("status") == TRUE)
+        for c in prev.get("conditions") or []
+    )
+    if not named or not (facts.finalizers if release is None else release):
+        return None
+    kept = [c for c in prev.get("conditions") or [] if c.get("type") != "Deleting"]
+    conditions = cond.merge_conditions(kept, [in_use(())], facts.generation, stamp)
+    status = {**{k: v for k, v in prev.items() if k != "servedBy"}, "conditions": conditions}
+    return None if status == dict(prev) else status
 
 
 def decide_invalid(facts: VersionFacts, stamp: str) -> VersionPlan:

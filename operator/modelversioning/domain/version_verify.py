@@ -2,7 +2,8 @@
 the verifier is told (start a fetch-and-hash, forget its answer, or nothing), and when to look again.
 
 - A verified record stays valid while the digest matches (and, with ``recheck_seconds``, until it
-  is that old); ``DigestMismatch`` is permanent for the generation.
+  is that old, or until a slot's pod reads other bytes: ``facts.recheck``, then it is fetched again
+  at once); ``DigestMismatch`` is permanent for the generation.
 - Other permanent failures (``AccessDenied``, ``URIRefused``) are held for the generation, so a
   status write never triggers another fetch; transient ones (``NotFound``, ``FetchFailed``) are
   retried with exponential backoff: the status keeps the reason and message it shows (and
@@ -23,7 +24,13 @@ from modelversioning.api import wire as R
 from modelversioning.domain import conditions as cond
 from modelversioning.domain.conditions import FALSE, TRUE, UNKNOWN, Cond
 from modelversioning.domain.timestamps import parse_rfc3339, rfc3339
-from modelversioning.domain.version_facts import Event, VerifyAction, VersionFacts, VersionPolicy
+from modelversioning.domain.version_facts import (
+    Event,
+    VerifyAction,
+    VerifyResult,
+    VersionFacts,
+    VersionPolicy,
+)
 
 
 @dataclass(frozen=True)
@@ -59,6 +66,7 @@ def decide_verification(facts: VersionFacts, policy: VersionPolicy, now: datetim
         and prev_art
         and prev_art.get("digest") == facts.digest
         and not _stale(prev_art.get("verifiedAt", ""), policy, now)
+        and facts.recheck is None
     ):
         return Verification(Cond("ArtifactVerified", TRUE, R.VERIFIED, prev.get("message", "")), prev_art)
     if (
@@ -92,7 +100,7 @@ def decide_verification(facts: VersionFacts, policy: VersionPolicy, now: datetim
         return Verification(Cond("ArtifactVerified", TRUE, R.VERIFIED, res.message), art, VerifyAction.FORGET)
     if res is not None and not res.transient and v.result_generation == facts.generation:
         # permanent for this generation: the verifier keeps the answer, so it is not fetched again
-        return Verification(Cond("ArtifactVerified", FALSE, res.reason, res.message))
+        return Verification(Cond("ArtifactVerified", FALSE, res.reason, _with_found(res)))
     if res is not None and res.transient:
         delay = retry_delay(v.failures, policy)
         failed = Cond("ArtifactVerified", FALSE, res.reason, _stable_message(held, res.reason, res.message))
@@ -110,6 +118,13 @@ def decide_verification(facts: VersionFacts, policy: VersionPolicy, now: datetim
             verifying.cond, prev_art, VerifyAction.START, requeue_after=FIRST_VERIFICATION_GRACE, quiet=True
         )
     return Verification(verifying.cond, verifying.artifact, VerifyAction.START)
+
+
+def _with_found(res: VerifyResult) -> str:
+    """A failure's message; a digest mismatch's with the digest the bytes hash to now."""
+    if res.reason == R.DIGEST_MISMATCH and res.actual and res.actual not in res.message:
+        return f"{res.message}; the bytes read hash to sha256 {res.actual}"
+    return str(res.message)
 
 
 def _held_failure(facts: VersionFacts) -> Cond | None:

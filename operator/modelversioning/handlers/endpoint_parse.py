@@ -19,6 +19,7 @@ from modelversioning.domain.platform_policy import (
     endpoint_violations,
     promotion_untrusted,
 )
+from modelversioning.domain.pod_health import probe_text, slot_health
 from modelversioning.handlers.store import controller_of
 
 
@@ -59,6 +60,19 @@ def slot_state(uid: str, name: str, dep: dict[str, Any] | None, svc: dict[str, A
     if svc is None:
         return replace(state, why=f"{state.why}; Service {name} not created yet")
     return state
+
+
+def with_pods(
+    state: SlotFacts, dep: dict[str, Any] | None, pods: list[dict[str, Any]], now: float, bound: float
+) -> tuple[SlotFacts, float | None]:
+    """The slot with what its pods report (domain.pod_health), and when to look again (a pod running,
+    not ready, short of `bound`). A slot that is not ours (or has no Deployment) reports nothing."""
+    if dep is None or state.conflict or not pods:
+        return state, None
+    containers = (((dep.get("spec") or {}).get("template") or {}).get("spec") or {}).get("containers") or []
+    probe = probe_text((containers[0] if containers else {}).get("readinessProbe"))
+    health = slot_health(pods, now, bound, probe)
+    return replace(state, pod_problem=health.problem), health.recheck_after
 
 
 def pin(raw: Any) -> Pin | None:

@@ -26,6 +26,7 @@ from modelversioning.api.wire import EVENT as EVENT
 from modelversioning.api.wire import MODEL as MODEL
 from modelversioning.api.wire import MODELENDPOINT as MODELENDPOINT
 from modelversioning.api.wire import MODELVERSION as MODELVERSION
+from modelversioning.api.wire import POD as POD
 from modelversioning.api.wire import SECRET as SECRET
 from modelversioning.api.wire import SERVICE as SERVICE
 from modelversioning.api.wire import Resource as Resource

@@ -27,6 +27,7 @@ from modelversioning.handlers.kube import (
     DEPLOYMENT,
     MODELENDPOINT,
     MODELVERSION,
+    POD,
     SERVICE,
     Kube,
     Resource,
@@ -84,6 +85,7 @@ def prime_store(op: Operator) -> None:
         (ADMISSION_BINDING, None),
         (DEPLOYMENT, selector),
         (SERVICE, selector),
+        (POD, selector),  # the slots' pods (the template carries the managed-by label)
     ]
     kinds += [(res, selector) for res in platform.route_resources(op.settings)]
     kinds += [(res, None) for res in platform.read_resources(op.settings)]  # the platform's, not ours

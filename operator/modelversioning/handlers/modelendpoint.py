@@ -87,6 +87,7 @@ class Gathered:
     ref: EndpointRef
     slots: dict[str, tuple[dict[str, Any], dict[str, Any]]]  # variant -> (Deployment, Service) desired
     conflicts: dict[str, str]  # variant -> why its slot name is taken
+    recheck: float | None = None  # a slot's pod runs, not ready, short of serving.notReadySeconds
 
     def route_facts(self) -> endpoint_route.RouteFacts:
         return endpoint_route.RouteFacts(self.ref, self.spec, self.facts.router_problem)
@@ -105,6 +106,9 @@ class ModelEndpointReconciler:
         # for no retry and had no rollout (nothing time-based): its inputs then, for skip_unchanged
         self._settled: dict[tuple[str, str], tuple[Any, ...]] = {}
         self.analysis: AnalysisPool | None = None  # measurements run there (the Operator's); None: none
+        # (namespace, ModelVersion, sha256 found): a slot's pod refused that version's verified digest;
+        # the version is fetched and hashed again at once (the Operator's: ModelVersion Verifications)
+        self.reverify: Callable[[str, str, str], object] = lambda _ns, _mv, _found: None
 
     def reconcile(self, namespace: str, name: str) -> None:
         if self.skip_unchanged(namespace, name):
@@ -154,6 +158,8 @@ class ModelEndpointReconciler:
         g = self.gather(body, spec)
         plan = endpoint_plan.decide(g.facts)
         outcome, retry = self.act(g, plan)
+        for mv_name, found in refused_digests(g.spec.model, g.facts):
+            self.reverify(g.ref.namespace, mv_name, found)
         built = endpoint_status.build_status(g.facts, plan, outcome)
         self._write_status(body, status, built)
         self._metrics(g, plan, built)
@@ -162,7 +168,9 @@ class ModelEndpointReconciler:
         if retry is not None:
             raise retry  # the work queue retries with backoff; the status says ChildApplyRetrying
         if plan.requeue_after:
-            raise Requeue(plan.requeue_after, "draining or rolling out")
+            raise Requeue(min(plan.requeue_after, g.recheck or plan.requeue_after), "draining or rolling out")
+        if g.recheck is not None:  # the kubelet reports nothing more while a pod stays not ready
+            raise Requeue(g.recheck, "a slot's pod is not ready yet: report it when it is due")
         return plan.rollout is None
 
     def _delete(self, body: dict[str, Any]) -> None:
@@ -182,7 +190,8 @@ class ModelEndpointReconciler:
         ref = EndpointRef(name=md["name"], namespace=ns, uid=md.get("uid", ""))
         status = body.get("status") or {}
         now = self.clock()
-        variants, slots, conflicts = self._variants(ref, spec, status, md.get("annotations") or {})
+        rechecks: list[float] = []
+        variants, slots, conflicts = self._variants(ref, spec, status, md.get("annotations") or {}, rechecks)
         routed, known, router_problem = self._routes(ref, spec.routing.router)
         owned = {n for k in ("Deployment", "Service") for n in self.store.owned_names(k, ns, ref.uid)}
         caps = platform.capabilities(self.store, spec, ns, self.settings)  # the router's, on this platform
@@ -210,7 +219,7 @@ class ModelEndpointReconciler:
             previous_closed=str((status.get("closed") or {}).get("reason") or ""),
             closed_service=closed_service_name(ref.name),
         )
-        return Gathered(facts, spec, ref, slots, conflicts)
+        return Gathered(facts, spec, ref, slots, conflicts, min(rechecks, default=None))
 
     def _rollout(
         self, body: dict[str, Any], spec: ModelEndpointSpec, variants: list[VariantFacts], now: float
@@ -231,10 +240,16 @@ class ModelEndpointReconciler:
         return None if rf is None else policed(rf, spec, floors(self.store, body["metadata"]["namespace"]))
 
     def _variants(
-        self, ref: EndpointRef, spec: ModelEndpointSpec, status: dict[str, Any], annotations: dict[str, Any]
+        self,
+        ref: EndpointRef,
+        spec: ModelEndpointSpec,
+        status: dict[str, Any],
+        annotations: dict[str, Any],
+        rechecks: list[float],
     ) -> tuple[list[VariantFacts], dict[str, tuple[Any, Any]], dict[str, str]]:
-        """Per variant: its ModelVersion, the slot spec asks for (rendered, with its live Deployment),
-        the slot it is pinned to; also the rendered children and the slots someone else holds."""
+        """Per variant: its ModelVersion, the slot spec asks for (rendered, with its live Deployment and
+        what its pods report), the slot it is pinned to; also the rendered children and the slots
+        someone else holds. `rechecks` gets when a slot's not-ready pod is due to be reported."""
         ns = ref.namespace
         old = {str(v.get("name")): v for v in status.get("variants") or []}
         accepted = parse.accepted(annotations)
@@ -244,6 +259,7 @@ class ModelEndpointReconciler:
         # are usually the desired ones)
         versions: dict[str, tuple[Any, Any, Any]] = {}
         states: dict[str, SlotFacts] = {}
+        now = self.clock()
 
         def version(name: str) -> tuple[Any, Any, Any]:
             if name not in versions:
@@ -253,7 +269,13 @@ class ModelEndpointReconciler:
         def state(slot: str) -> SlotFacts:  # ours only with both children under our controller ref
             if slot not in states:
                 dep, svc = self.store.get("Deployment", ns, slot), self.store.get("Service", ns, slot)
-                states[slot] = parse.slot_state(ref.uid, slot, dep, svc)
+                pods = self.store.of_slot("Pod", ns, slot) if dep is not None else []
+                bound = self.settings.serving.not_ready_seconds
+                st, recheck = parse.with_pods(
+                    parse.slot_state(ref.uid, slot, dep, svc), dep, pods, now, bound
+                )
+                states[slot] = st
+                rechecks.extend([recheck] if recheck is not None else [])
             return states[slot]
 
         for v in spec.variants:
@@ -454,4 +476,16 @@ class ModelEndpointReconciler:
             metrics.record_analysis(ns, name, [(m.metric, m.verdict, m.value) for m in measured], rollback)
 
 
-__all__ = ["ModelEndpointReconciler", "deployment_state"]
+def refused_digests(model: str, f: EndpointFacts) -> list[tuple[str, str]]:
+    """(ModelVersion, sha256 found) of every slot whose init container refused the digest it pins: the
+    desired slot's version, or the pinned slot's (a scale-up of the serving slot)."""
+    out = []
+    for v in f.variants:
+        for slot, version in ((v.desired, v.version), (v.pinned, v.pin.version if v.pin else "")):
+            problem = slot.pod_problem if slot is not None else None
+            if problem is not None and problem.reason == R.DIGEST_MISMATCH and version:
+                out.append((expected_name(model, version), problem.found or ""))
+    return list(dict.fromkeys(out))
+
+
+__all__ = ["ModelEndpointReconciler", "deployment_state", "refused_digests"]

@@ -211,6 +211,29 @@ class Verifications:
         self.pool = FairExecutor(cfg.workers, cfg.per_namespace, name="verify")
         self._attempts: dict[Key, _Attempt] = {}
         self._lock = threading.Lock()
+        # re-verify now: a slot's pod refused the verified digest (key -> the sha256 the pod read), and
+        # the last such digest asked for, so the same refusal asks once (no loop when the store is fine)
+        self._recheck: dict[Key, str] = {}
+        self._asked: dict[Key, str] = {}
+
+    def request_recheck(self, key: Key, found: str) -> bool:
+        """A pod's init container read `found` where this version's digest was verified: fetch and hash
+        it again at once (the object is requeued). Once per (version, digest found)."""
+        with self._lock:
+            if self._asked.get(key) == found:
+                return False
+            self._asked[key] = self._recheck[key] = found
+        self.requeue(*key)
+        return True
+
+    def recheck_requested(self, key: Key) -> str | None:
+        with self._lock:
+            return self._recheck.get(key)
+
+    def recheck_taken(self, key: Key) -> None:
+        """The decision that read the request was made (a fetch started, or none was needed)."""
+        with self._lock:
+            self._recheck.pop(key, None)
 
     def facts(self, key: Key, uid: str) -> VerifierFacts:
         """What the verifier knows about this object (harvesting a finished job)."""
@@ -241,9 +264,12 @@ class Verifications:
             # requeue once the future is done (not from inside the job: it would race with done())
             att.future.add_done_callback(partial(self._done, key))
 
-    def forget(self, key: Key) -> None:
+    def forget(self, key: Key, *, gone: bool = False) -> None:
         with self._lock:
             self._attempts.pop(key, None)
+            if gone:
+                self._recheck.pop(key, None)
+                self._asked.pop(key, None)
 
     def _done(self, key: Key, _future: Future[VerifyResult]) -> None:
         self.requeue(*key)
@@ -314,7 +340,7 @@ class ModelVersionReconciler:
     def _reconcile(self, namespace: str, name: str) -> None:
         got = self.gather(namespace, name)
         if got is None:  # gone: nothing to write, nothing to remember
-            self.verifications.forget((namespace, name))
+            self.verifications.forget((namespace, name), gone=True)
             return
         self.act(got, decide(got.facts, self.policy, datetime.now(UTC)))
 
@@ -368,6 +394,7 @@ class ModelVersionReconciler:
             protected=ann.get(DELETION_PROTECTED_ANNOTATION),
             revoked=ann.get(R.REVOKED_ANNOTATION),
             verifier=self.verifications.facts((namespace, name), md.get("uid", "")),
+            recheck=self.verifications.recheck_requested((namespace, name)),
             registry=registry_facts(
                 self.store, namespace, body, spec, self.policy.graph, self.protect_without_model, approval
             ),
@@ -389,6 +416,8 @@ class ModelVersionReconciler:
             self.verifications.start((ns, name), md.get("uid", ""), facts.generation, facts.model, got.spec)
         elif plan.verify is VerifyAction.FORGET:
             self.verifications.forget((ns, name))
+        if facts.recheck is not None:
+            self.verifications.recheck_taken((ns, name))
         if plan.finalizers is not None:
             # first: it is checked against the resourceVersion we read; the status merge patch is not
             self.kube.set_finalizers(MODELVERSION, ns, name, list(plan.finalizers), md["resourceVersion"])

@@ -63,6 +63,10 @@ class Operator:
             on_done=lambda ns, name: self.queue.add_threadsafe(("ModelEndpoint", ns, name)),
         )
         self.endpoints.analysis = self.analysis
+        # a slot's pod refused a verified digest: that version is fetched and hashed again at once
+        self.endpoints.reverify = lambda ns, mv, found: self.versions.verifications.request_recheck(
+            (ns, mv), found
+        )
         metrics.ANALYSIS_QUEUE_DEPTH.set_function(self.analysis.queued)
         metrics.ANALYSIS_RUNNING.set_function(self.analysis.running)
 

@@ -2,8 +2,8 @@
 
 Reconcilers read from here instead of calling the API, so an idle operator
 makes no requests beyond its watches. Objects are kept per kind and namespace,
-projected (PROJECTION) and pickled, with indexes of children by owning endpoint
-and of objects by spec.model, so a reconcile never scans objects of other
+projected (PROJECTION, handlers.projection) and pickled, with indexes of children by owning endpoint
+of objects by spec.model and of pods by slot, so a reconcile never scans objects of other
 namespaces, endpoints or models. Every read returns a fresh copy.
 """
 
@@ -14,12 +14,15 @@ import contextvars
 import pickle
 import sys
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from modelversioning.api.wire import ANNOTATION_PREFIX, MODELENDPOINT
-from modelversioning.render.routers import all_routers
+from modelversioning.api.wire import ANNOTATION_PREFIX, LABEL_SLOT, MODELENDPOINT
+
+# the projection (what is kept of each kind) lives in handlers.projection; its names are re-exported
+from modelversioning.handlers.projection import ALL, PROJECTION, Only, Prefixed, cacheable, project
+
+__all__ = ["ALL", "PROJECTION", "Only", "Prefixed", "Store", "cacheable", "controller_of", "project"]
 
 Key = tuple[str, str]  # (namespace, name)
 OWNER_KIND = MODELENDPOINT.kind
@@ -36,191 +39,6 @@ def controller_of(body: dict[str, Any]) -> tuple[str, str] | None:
         ):
             return str(ref.get("uid", "")), str(ref.get("name", ""))
     return None
-
-
-# ---- what the cache keeps of each kind ------------------------------------------------------------
-#
-# The one table of every field a reconciler reads from a cached object. Anything else the API server
-# sends (managedFields, defaults, other controllers' status, other tools' annotations) is dropped on
-# the way in, so memory grows with what we use, not with what the objects carry.
-#
-# A mask says what to keep of a value:
-#   ALL          the whole value (a spec we validate, a status we patch on top of, a drift-checked spec)
-#   {key: mask}  only these keys of a map; applied to each element of a list of maps
-#   Prefixed(p)  only the keys of a map that start with p (our annotations)
-#   Only(f, m)   of a list, only the elements f accepts, each projected by m
-#
-# Who reads what (keep this in step with the readers; tests/test_store_projection.py runs the
-# reconcilers over full and projected objects, and fails on a read of a field the mask drops):
-#   every kind         metadata.name/namespace/resourceVersion (cache keys, stale-event check),
-#                      metadata.ownerReferences (children index, _taken)
-#   our own kinds      apiVersion, kind, metadata.uid/resourceVersion (Events' involvedObject),
-#                      metadata.generation (observedGeneration), deletionTimestamp, finalizers
-#                      (set_finalizers writes the list back: all of it, not only ours),
-#                      creationTimestamp (registry view), annotations under modelversioning.io/
-#                      (requested-by, reason, requested-stage, rollout-*, retention-archive,
-#                      artifact-deleted, test-clock, accept-replaced), spec (validated whole),
-#                      status (the base of every status merge patch and of status_changed)
-#   ModelVersion       managedFields: only the entries that own spec.stage (stage_actor)
-#   ModelApproval      spec (model, version, sha256, servingDigest, approver, approverGroups, stage)
-#   ValidatingAdmissionPolicy(Binding)  spec.failurePolicy / spec.{policyName,validationActions,
-#                      matchResources} (handlers/admission.py: are the chart's policies in force?)
-#   Deployment         apiVersion, kind, metadata labels/annotations/ownerReferences and the whole
-#                      spec (drift.diff against the rendered slot), metadata.generation and
-#                      status.{observedGeneration,readyReplicas,updatedReplicas,availableReplicas,
-#                      conditions[].type/status} (deployment_state)
-#   Service, routes    apiVersion, kind, metadata labels/annotations/ownerReferences, the whole spec
-#                      (drift.diff; a router's services() reads the route's backends); status unread
-#   Gateway            spec.gatewayClassName        } what the gatewayAPI router reads of the platform
-#   GatewayClass       status.supportedFeatures     } (handlers/platform.py); not ours, never written
-
-
-class _All:
-    def __repr__(self) -> str:
-        return "ALL"
-
-
-ALL: Any = _All()
-
-
-@dataclass(frozen=True)
-class Prefixed:
-    prefix: str
-
-
-@dataclass(frozen=True)
-class Only:
-    keep: Callable[[Any], bool]
-    mask: Any
-
-
-def _owns_stage(mf: Any) -> bool:
-    return isinstance(mf, dict) and "f:stage" in ((mf.get("fieldsV1") or {}).get("f:spec") or {})
-
-
-OUR_ANNOTATIONS = ANNOTATION_PREFIX
-_KEYS = {"name": ALL, "namespace": ALL, "uid": ALL, "resourceVersion": ALL, "ownerReferences": ALL}
-_OWN_META = {
-    **_KEYS,
-    "generation": ALL,
-    "creationTimestamp": ALL,
-    "deletionTimestamp": ALL,
-    "finalizers": ALL,
-    "annotations": Prefixed(OUR_ANNOTATIONS),
-}
-_CHILD_META = {**_KEYS, "generation": ALL, "deletionTimestamp": ALL, "labels": ALL, "annotations": ALL}
-_OWN = {"apiVersion": ALL, "kind": ALL, "metadata": _OWN_META, "spec": ALL, "status": ALL}
-_CHILD = {"apiVersion": ALL, "kind": ALL, "metadata": _CHILD_META, "spec": ALL}
-
-_PROJECTIONS: dict[str, dict[str, Any]] = {
-    "ModelVersion": {
-        **_OWN,
-        "metadata": {
-            **_OWN_META,
-            "managedFields": Only(
-                _owns_stage,
-                {"manager": ALL, "operation": ALL, "time": ALL, "fieldsV1": {"f:spec": {"f:stage": ALL}}},
-            ),
-        },
-    },
-    "ModelEndpoint": _OWN,
-    "Model": _OWN,
-    "ModelApproval": {"apiVersion": ALL, "kind": ALL, "metadata": _OWN_META, "spec": ALL},
-    "Deployment": {
-        **_CHILD,
-        "status": {
-            "observedGeneration": ALL,
-            "readyReplicas": ALL,
-            "updatedReplicas": ALL,
-            "availableReplicas": ALL,
-            "conditions": {"type": ALL, "status": ALL},
-        },
-    },
-    "Service": _CHILD,
-    "Gateway": {"apiVersion": ALL, "kind": ALL, "metadata": _KEYS, "spec": {"gatewayClassName": ALL}},
-    "ModelPlatformPolicy": {"apiVersion": ALL, "kind": ALL, "metadata": _KEYS, "spec": ALL},
-    "Namespace": {"apiVersion": ALL, "kind": ALL, "metadata": {**_KEYS, "labels": ALL}},
-    "ValidatingAdmissionPolicy": {
-        "apiVersion": ALL,
-        "kind": ALL,
-        "metadata": _KEYS,
-        "spec": {"failurePolicy": ALL},
-    },
-    "ValidatingAdmissionPolicyBinding": {
-        "apiVersion": ALL,
-        "kind": ALL,
-        "metadata": _KEYS,
-        "spec": {"policyName": ALL, "validationActions": ALL, "matchResources": ALL},
-    },
-    "GatewayClass": {"apiVersion": ALL, "kind": ALL, "metadata": _KEYS, "status": {"supportedFeatures": ALL}},
-}
-
-
-class _Projection(Mapping[str, dict[str, Any]]):
-    """The table above, plus every registered router's route object (VirtualService, HTTPRoute, ...),
-    kept as a child. Each router module names its own kind, and a router registered after this module
-    was imported (a test's) is projected like the others."""
-
-    def _routes(self) -> dict[str, dict[str, Any]]:
-        return {r.kind: _CHILD for r in all_routers() if r.writes_route}
-
-    def __getitem__(self, kind: str) -> dict[str, Any]:
-        mask = _PROJECTIONS.get(kind)
-        return mask if mask is not None else self._routes()[kind]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter({**_PROJECTIONS, **self._routes()})
-
-    def __len__(self) -> int:
-        return len({**_PROJECTIONS, **self._routes()})
-
-
-PROJECTION: Mapping[str, dict[str, Any]] = _Projection()
-_LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
-
-
-def _copied(value: Any) -> Any:
-    """`value` with its maps and lists copied (the caller's object is never changed)."""
-    if isinstance(value, dict):
-        return {k: _copied(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_copied(v) for v in value]
-    return value
-
-
-def project(value: Any, mask: Any) -> Any:
-    """What `mask` keeps of `value` (a new object; `value` is not changed). A value of another
-    shape than the mask expects (a scalar where a map should be) is kept as it is."""
-    if mask is ALL:
-        return _copied(value)
-    if isinstance(mask, Prefixed):
-        if not isinstance(value, dict):
-            return _copied(value)
-        return {k: _copied(v) for k, v in value.items() if k.startswith(mask.prefix)}
-    if isinstance(mask, Only):
-        if not isinstance(value, list):
-            return _copied(value)
-        return [project(v, mask.mask) for v in value if mask.keep(v)]
-    if isinstance(value, dict):
-        return {k: project(value[k], m) for k, m in mask.items() if k in value}
-    if isinstance(value, list):
-        return [project(v, mask) for v in value]
-    return _copied(value)
-
-
-def cacheable(kind: str, body: dict[str, Any]) -> dict[str, Any]:
-    """What the cache keeps of an object of `kind`: its PROJECTION (a new dict). A kind without one
-    is kept whole, less managedFields and kubectl's last-applied copy."""
-    mask = PROJECTION.get(kind)
-    out: dict[str, Any] = _copied(body) if mask is None else project(body, mask)
-    md = out.get("metadata")
-    if isinstance(md, dict):
-        if mask is None:
-            md.pop("managedFields", None)
-        ann = md.get("annotations")
-        if isinstance(ann, dict):
-            ann.pop(_LAST_APPLIED, None)  # a second copy of the whole object
-    return out
 
 
 def _older(new: Any, old: Any) -> bool:
@@ -243,6 +61,9 @@ def _stage(body: dict[str, Any]) -> str | None:
     return stage if isinstance(stage, str) else None
 
 
+# kinds indexed by the slot label (Store.of_slot): a slot's pods, owned by a ReplicaSet, not by us
+SLOTTED = frozenset({"Pod"})
+
 # a field kept unpickled beside an object of a kind, for readers of the whole fleet (notes())
 NOTES: dict[str, Callable[[dict[str, Any]], str | None]] = {"ModelVersion": _stage}
 
@@ -252,7 +73,7 @@ class _Entry:
     is ~1.4 KB pickled, a Deployment's ~10 KB ~2.7 KB; at 10,000 / 2,000 the dicts were most of the
     operator's memory), with what the indexes and the staleness checks need kept beside it."""
 
-    __slots__ = ("blob", "model", "note", "owner", "rv")
+    __slots__ = ("blob", "model", "note", "owner", "rv", "slot")
 
     def __init__(self, kind: str, body: dict[str, Any]) -> None:
         self.blob = pickle.dumps(body, protocol=pickle.HIGHEST_PROTOCOL)
@@ -264,6 +85,8 @@ class _Entry:
         self.owner: str | None = ctl[0] if ctl else None
         model = (body.get("spec") or {}).get("model")
         self.model: str | None = model if isinstance(model, str) else None
+        slot = ((body.get("metadata") or {}).get("labels") or {}).get(LABEL_SLOT) if kind in SLOTTED else None
+        self.slot: str | None = slot if isinstance(slot, str) else None
 
     def body(self) -> dict[str, Any]:
         """A fresh copy: a reader may keep or change it without touching the cache."""
@@ -290,6 +113,7 @@ class Store:
         self._objs: dict[str, dict[str, dict[str, _Entry]]] = {}  # kind -> ns -> name -> entry
         self._owned: dict[tuple[str, str, str], set[str]] = {}  # (kind, ns, endpoint uid) -> names
         self._models: dict[tuple[str, str, str], set[str]] = {}  # (kind, ns, spec.model) -> names
+        self._slots: dict[tuple[str, str, str], set[str]] = {}  # (kind, ns, slot label) -> names
         self._unobserved: set[tuple[str, str, str]] = set()  # our writes the watch has not shown yet
 
     def upsert(self, kind: str, body: dict[str, Any], observed: bool = True) -> None:
@@ -314,6 +138,8 @@ class Store:
                 self._owned.setdefault((kind, ns, entry.owner), set()).add(name)
             if entry.model is not None:
                 self._models.setdefault((kind, ns, entry.model), set()).add(name)
+            if entry.slot is not None:
+                self._slots.setdefault((kind, ns, entry.slot), set()).add(name)
 
     def holds(self, kind: str, namespace: str, name: str, resource_version: Any) -> bool:
         """Is exactly this version of the object cached? Then it is observed (a listing showed it)."""
@@ -331,6 +157,8 @@ class Store:
             _discard(self._owned, (kind, ns, entry.owner), name)
         if entry.model is not None:
             _discard(self._models, (kind, ns, entry.model), name)
+        if entry.slot is not None:
+            _discard(self._slots, (kind, ns, entry.slot), name)
 
     def is_observed(self, kind: str, namespace: str, name: str) -> bool:
         """Did the cached version of this object come from the watch (not only from our own write)?"""
@@ -445,6 +273,15 @@ class Store:
         _note(("of_model", kind, namespace, model, tuple((n, e.rv) for n, e in entries)))
         return [((namespace, n), e.body()) for n, e in entries]
 
+    def of_slot(self, kind: str, namespace: str, slot: str) -> list[dict[str, Any]]:
+        """Objects of `kind` (SLOTTED: pods) in `namespace` labelled with this slot, by name."""
+        with self._lock:
+            names = sorted(self._slots.get((kind, namespace, slot), ()))
+            bucket = self._objs.get(kind, {}).get(namespace, {})
+            entries = [(n, bucket[n]) for n in names if n in bucket]
+        _note(("of_slot", kind, namespace, slot, tuple((n, e.rv) for n, e in entries)))
+        return [e.body() for _, e in entries]
+
     @contextlib.contextmanager
     def recording(self) -> Iterator[list[Read]]:
         """Record this thread's (context's) reads of the cache until the block ends."""
@@ -478,7 +315,13 @@ class Store:
         elif what == "model_keys":
             now = tuple(sorted(self._models.get((kind, ns, key), ())))
         else:
-            index = self._owned if what in ("owned", "owned_names") else self._models
+            index = (
+                self._owned
+                if what in ("owned", "owned_names")
+                else self._slots
+                if what == "of_slot"
+                else self._models
+            )
             names = sorted(n for n in index.get((kind, ns, key), ()) if n in bucket)
             now = tuple(names) if what == "owned_names" else tuple((n, bucket[n].rv) for n in names)
         return bool(now == was)

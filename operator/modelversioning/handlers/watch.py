@@ -7,6 +7,7 @@ from typing import Any
 
 import kopf
 
+from modelversioning.api.wire import LABEL_SLOT
 from modelversioning.handlers.runtime import Operator, current
 from modelversioning.handlers.store import controller_of
 
@@ -83,3 +84,16 @@ def child_event(kind: str) -> Any:
 
     handler.__name__ = f"{kind.lower()}_event"
     return handler
+
+
+async def pod_event(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
+    """A slot's pod changed (its status: the kubelet's): the endpoint of its slot re-runs. Pods are
+    owned by ReplicaSets; the slot label names the Deployment, whose controller is the endpoint."""
+    if (seen := track("Pod", event, body)) is None:
+        return
+    op, ns, _name, _alive = seen
+    slot = (body.get("metadata", {}).get("labels") or {}).get(LABEL_SLOT)
+    dep = op.store.get("Deployment", ns, slot) if slot else None
+    owner = controller_of(dep) if dep is not None else None
+    if owner:
+        op.queue.add(("ModelEndpoint", ns, owner[1]))

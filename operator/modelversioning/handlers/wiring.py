@@ -24,7 +24,7 @@ from modelversioning.api.wire import (
 )
 from modelversioning.handlers import platform, policy, startup, watch
 from modelversioning.handlers.activity import install_pause_hook
-from modelversioning.handlers.kube import DEPLOYMENT, MODELENDPOINT, MODELVERSION, SERVICE
+from modelversioning.handlers.kube import DEPLOYMENT, MODELENDPOINT, MODELVERSION, POD, SERVICE
 from modelversioning.handlers.runtime import MANAGED, PAUSE, current, queue_depth
 
 install_pause_hook(PAUSE)
@@ -47,13 +47,16 @@ kopf.on.probe(id="queue")(queue_depth)
 
 
 def register_children(settings: Settings) -> None:
-    """Watch our own children (label selector), the enabled routers' route kinds and what they read."""
+    """Watch our own children and their pods (label selector), the enabled routers' route kinds and
+    what they read."""
     kopf.on.event(
         DEPLOYMENT.group, DEPLOYMENT.version, DEPLOYMENT.plural, labels=MANAGED, id="deployment_event"
     )(watch.child_event("Deployment"))
     kopf.on.event(SERVICE.group, SERVICE.version, SERVICE.plural, labels=MANAGED, id="service_event")(
         watch.child_event("Service")
     )
+    # the slots' pods: what their status says of a failing slot (domain.pod_health)
+    kopf.on.event(POD.group, POD.version, POD.plural, labels=MANAGED, id="pod_event")(watch.pod_event)
     for res in platform.route_resources(settings):  # each router module names its own route resource
         kopf.on.event(res.group, res.version, res.plural, labels=MANAGED, id=f"{res.kind.lower()}_event")(
             watch.child_event(res.kind)

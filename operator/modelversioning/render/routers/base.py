@@ -107,7 +107,8 @@ class Router(Protocol):
         ...
 
     def describe(self) -> str:
-        """One sentence for humans (CLI, conditions) saying how this router splits traffic."""
+        """One sentence for humans (CLI, conditions) saying how this router splits traffic (the
+        endpoint's status adds the mirror, only when the route has one)."""
         ...
 
     def companions(self, inp: RouteInput) -> list[dict[str, Any]]:

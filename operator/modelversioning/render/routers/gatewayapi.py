@@ -167,8 +167,7 @@ class GatewayApiRouter(RouterBase):
     def describe(self) -> str:
         return (
             "gatewayAPI: an HTTPRoute named after the endpoint, attached to routing.parentRefs, splits live "
-            "traffic by backendRef weight across the per-version Services of the variants and mirrors a "
-            "percentage of it to the shadow variant (RequestMirror)"
+            "traffic by backendRef weight across the per-version Services of the variants"
         )
 
 

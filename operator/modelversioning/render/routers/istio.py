@@ -104,7 +104,7 @@ class IstioRouter(RouterBase):
     def describe(self) -> str:
         return (
             "istio: a VirtualService named after the endpoint splits live traffic by weight across the "
-            "per-version Services of the variants and mirrors a share of it to the shadow variant"
+            "per-version Services of the variants"
         )
 
 
