@@ -165,7 +165,12 @@ def test_hostile_queries_never_hold_a_reconcile_and_a_rollback_goes_through(
         before = wait_sum()
         took = [reconcile(w, n) for n in names[:HOSTILE]]
         assert max(took) < REPLY_BOUND, took
-        assert prom.requests >= 1 and pool.running() == 2  # both analysis threads are held by hostiles
+        # both analysis threads are held by hostiles (their first queries reach the server in a moment:
+        # the submits returned before the pool's threads sent anything)
+        deadline = time.monotonic() + 10
+        while not (prom.requests >= 1 and pool.running() == 2) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert prom.requests >= 1 and pool.running() == 2
         # the victim is rolled back (a weight edit) while the pool is held
         put(w, "victim", split(100, 0), strategy(1))
         assert reconcile(w, "victim") < REPLY_BOUND

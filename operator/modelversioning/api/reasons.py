@@ -1,0 +1,430 @@
+"""The registry of every condition/Event reason the operator reports, with its properties.
+
+Part of the wire vocabulary: ``api.wire`` re-exports every name here, so code names a reason as
+``wire.READY`` (or ``R.READY``) wherever it is declared. Like ``wire``, this module imports nothing of
+the project and no third-party package.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# --------------------------------------------------------------------------------------- reasons
+# Every condition/Event reason the operator reports (CamelCase, stable: users and alerts match on
+# them), with its properties. `reason()` registers one and returns the plain string, so code compares
+# and writes strings while the tables below are derived from one declaration.
+
+ENDPOINT_VARIANT = "ModelEndpoint status.variants[].reason"
+ENDPOINT_CONDITION = "ModelEndpoint condition"
+ENDPOINT_EVENT = "ModelEndpoint Event"
+ROUTE_SPLIT = "ModelEndpoint route split (RoutesReady message)"
+VERSION_VERIFIED = "ModelVersion ArtifactVerified"
+VERSION_STAGE = "ModelVersion StageTransition"
+VERSION_CONDITION = "ModelVersion condition"
+VERSION_EVENT = "ModelVersion Event / status.history"
+MODEL_CONDITION = "Model condition"
+MODEL_EVENT = "Model Event"
+KSTATUS = "kstatus condition Reconciling / Stalled (every kind)"
+
+
+@dataclass(frozen=True)
+class ReasonInfo:
+    name: str
+    where: tuple[str, ...]  # the conditions / Events that carry it
+    meaning: str
+    # kstatus Stalled (Flux) and Argo CD Degraded: as a ModelEndpoint's Degraded reason, or as the
+    # reason of a ModelVersion's failed ArtifactVerified/StageTransition
+    stalls_endpoint: bool = False
+    stalls_version: bool = False
+    permanent: bool = False  # a variant with it is bad until its spec changes (no retry fixes it)
+    transient: bool = False  # the operator retries by itself; reported as progressing, never stalled
+    no_slot: bool = False  # a version failing verification with it never gets a slot (Deployment)
+
+
+REASONS: dict[str, ReasonInfo] = {}
+
+
+def reason(name: str, *where: str, meaning: str, **props: bool) -> str:
+    if name in REASONS:
+        raise ValueError(f"reason {name} declared twice")
+    REASONS[name] = ReasonInfo(name, where, meaning, **props)
+    return name
+
+
+_EV, _EC = ENDPOINT_VARIANT, ENDPOINT_CONDITION
+# ---- ModelEndpoint: per variant (status.variants[].reason)
+ELIGIBLE = reason(
+    "Eligible", _EV, meaning="verified, at the required stage, Deployment Available: takes its share"
+)
+MISSING_VERSION = reason(
+    "MissingVersion",
+    _EV,
+    _EC,
+    meaning="no ModelVersion <model>-v<version> in the namespace",
+    permanent=True,
+    stalls_endpoint=True,
+)
+INVALID_VERSION = reason(
+    "InvalidVersion",
+    _EV,
+    _EC,
+    meaning="the ModelVersion does not validate",
+    permanent=True,
+    stalls_endpoint=True,
+)
+ARTIFACT_NOT_VERIFIED = reason(
+    "ArtifactNotVerified",
+    _EV,
+    VERSION_STAGE,
+    meaning="ArtifactVerified is not True (yet) for the pinned digest",
+)
+DIGEST_MISMATCH = reason(
+    "DigestMismatch",
+    _EV,
+    _EC,
+    VERSION_VERIFIED,
+    meaning="the artifact's bytes do not hash to spec.artifact.sha256",
+    permanent=True,
+    no_slot=True,
+    stalls_endpoint=True,
+    stalls_version=True,
+)
+STAGE_NOT_REACHED = reason(
+    "StageNotReached", _EV, meaning="the version is below requiredStage (a mirror: one lower)"
+)
+REVOKED = reason(
+    "Revoked",
+    _EV,
+    _EC,
+    ENDPOINT_EVENT,
+    meaning="the version serving the variant was revoked: no traffic; with nothing else eligible the route "
+    "is closed (503, x-model-unavailable)",
+    permanent=True,
+    stalls_endpoint=True,
+)
+WITHDRAWN = reason(
+    "Withdrawn",
+    _EV,
+    _EC,
+    ENDPOINT_EVENT,
+    meaning="the version serving the variant was archived or demoted below requiredStage: as Revoked",
+    permanent=True,
+    stalls_endpoint=True,
+)
+SCALED_TO_ZERO = reason("ScaledToZero", _EV, meaning="replicas: 0; its share goes to the other variants")
+DEPLOYMENT_NOT_AVAILABLE = reason(
+    "DeploymentNotAvailable", _EV, meaning="the slot's Deployment is not Available yet"
+)
+SCALING_UP = reason("ScalingUp", _EV, meaning="minReplicas: the share grows once the slot has the replicas")
+MODEL_VERSION_REPLACED = reason(
+    "ModelVersionReplaced",
+    _EV,
+    _EC,
+    meaning="the pinned ModelVersion was re-created (other UID/digest)",
+    stalls_endpoint=True,
+    permanent=True,
+)
+CHILD_REJECTED = reason(
+    "ChildRejected",
+    _EV,
+    _EC,
+    meaning="the API server refused a slot's Deployment/Service or the route (its message)",
+    stalls_endpoint=True,
+    permanent=True,
+)
+CHILD_APPLY_RETRYING = reason(
+    "ChildApplyRetrying",
+    _EV,
+    _EC,
+    meaning="a write of a slot's Deployment/Service or of the route failed in a way the operator retries "
+    "with backoff (5xx, 429, no answer): Progressing=True, never stalled",
+    transient=True,
+)
+CHILD_CONFLICT = reason(
+    "ChildConflict",
+    _EV,
+    _EC,
+    meaning="an object of the slot's or route's name exists and is not controlled by us",
+    permanent=True,
+    stalls_endpoint=True,
+)
+INVALID_SPEC = reason(
+    "InvalidSpec",
+    _EV,
+    _EC,
+    VERSION_CONDITION,
+    meaning="the spec cannot be served as written (only the operator could tell)",
+    stalls_endpoint=True,
+    stalls_version=True,
+    permanent=True,
+)
+POLICY_VIOLATION = reason(
+    "PolicyViolation",
+    _EV,
+    _EC,
+    meaning="the spec claims more than the platform's ModelPlatformPolicy allows (a host, a toleration); "
+    "nothing of it is applied and what serves now keeps serving",
+    stalls_endpoint=True,
+    permanent=True,
+)
+# ---- ModelEndpoint: conditions
+READY = reason(
+    "Ready", _EC, VERSION_CONDITION, meaning="Ready=True: serving exactly as declared / ready to serve"
+)
+PROGRESSING = reason("Progressing", _EC, meaning="Ready=False while a change is under way")
+CONVERGED = reason("Converged", _EC, meaning="Progressing=False")
+ROLLING_OUT = reason("RollingOut", _EC, meaning="Progressing=True: a variant waits for its new slot")
+BLOCKED = reason("Blocked", _EC, meaning="Progressing=True: routes are left alone (see Degraded)")
+AS_EXPECTED = reason("AsExpected", _EC, meaning="Degraded=False")
+NO_ELIGIBLE_VARIANT = reason(
+    "NoEligibleVariant", _EC, ROUTE_SPLIT, meaning="nothing can take traffic; the route keeps what it has"
+)
+MAJOR_VERSION_MIX = reason(
+    "MajorVersionMix",
+    _EC,
+    meaning="live split across MAJOR versions without allowMajorVersionMix",
+    stalls_endpoint=True,
+)
+INVALID_SPLIT = reason(
+    "InvalidSplit", _EC, meaning="declared weights do not form a valid split", stalls_endpoint=True
+)
+ROUTER_DISABLED = reason(
+    "RouterDisabled",
+    _EC,
+    meaning="the router exists but the platform did not enable it",
+    stalls_endpoint=True,
+)
+UNKNOWN_ROUTER = reason("UnknownRouter", _EC, meaning="no router of that name", stalls_endpoint=True)
+SCALE_DOWN_HELD = reason(
+    "ScaleDownHeld", _EC, meaning="replicas 0 requested for a slot that still carries traffic"
+)
+ROUTE_APPLIED = reason("RouteApplied", _EC, meaning="RoutesReady=True")
+ROUTE_CLOSED = reason("RouteClosed", _EC, meaning="RoutesReady=True: the route answers 503 (see Degraded)")
+ROUTE_NOT_APPLIED = reason("RouteNotApplied", _EC, meaning="RoutesReady=False: routes left unchanged")
+NO_ROUTER = reason("NoRouter", _EC, meaning="router none: no route object")
+MIRROR_UNSUPPORTED = reason(
+    "MirrorUnsupported",
+    _EC,
+    meaning="the router/gateway cannot mirror: the shadow gets no copies",
+    stalls_endpoint=True,
+)
+ROLLOUT_PAUSED = reason(
+    "RolloutPaused", _EC, meaning="Progressing=True: a strategy step waits (a duration, or a person)"
+)
+ROLLOUT_FAILED = reason(
+    "RolloutFailed",
+    _EC,
+    meaning="Degraded=True: the analysis failed; traffic back on the start",
+    stalls_endpoint=True,
+)
+ROLLOUT_ABORTED = reason(
+    "RolloutAborted",
+    _EC,
+    meaning="Degraded=True: a person aborted; traffic back on the start",
+    stalls_endpoint=True,
+)
+# ---- ModelEndpoint: what a slot's pods report (domain.pod_health), as Degraded's reason (DigestMismatch
+# too: the verify-artifact init container refused the bytes). Not permanent: the variant's eligibility
+# and the route are unchanged (traffic stays on verified ready pods); the kubelet keeps retrying.
+IMAGE_PULL_FAILED = reason(
+    "ImagePullFailed", _EC, ENDPOINT_EVENT, meaning="Degraded=True: a slot's pod cannot pull an image"
+)
+CRASH_LOOP = reason(
+    "CrashLoop", _EC, ENDPOINT_EVENT, meaning="Degraded=True: a slot's container keeps exiting"
+)
+RUNTIME_NOT_READY = reason(
+    "RuntimeNotReady",
+    _EC,
+    ENDPOINT_EVENT,
+    meaning="Degraded=True: a slot's model server runs but its readiness probe has not passed within "
+    "serving.notReadySeconds",
+)
+ARTIFACT_CHECK_FAILED = reason(
+    "ArtifactCheckFailed",
+    _EC,
+    ENDPOINT_EVENT,
+    meaning="Degraded=True: a slot's verify-artifact init container failed for another reason than a digest "
+    "mismatch (its termination message: the verifier's reason and message)",
+)
+# ---- ModelEndpoint: the effective split (domain.traffic), in RoutesReady's message and Events
+AS_DECLARED = reason("AsDeclared", ROUTE_SPLIT, meaning="effective weights match the declared weights")
+HELD_ON_READY_VARIANTS = reason(
+    "HeldOnReadyVariants",
+    ROUTE_SPLIT,
+    meaning="declared variants are not ready; traffic stays with the ready variants",
+)
+WAITING_FOR_VARIANTS = reason(
+    "WaitingForVariants",
+    ROUTE_SPLIT,
+    meaning="a declared variant is not eligible; its share stays with the ready variants",
+)
+# ---- ModelEndpoint: Events only
+TRAFFIC_SHIFTED = reason(
+    "TrafficShifted", ENDPOINT_EVENT, meaning="the effective weights in the route changed"
+)
+SLOT_DELETED = reason(
+    "SlotDeleted", ENDPOINT_EVENT, meaning="a drained slot (Deployment + Service) was deleted"
+)
+
+# ---- ModelEndpoint: the rollout's Events (domain.rollout)
+ROLLOUT_STARTED = reason("RolloutStarted", ENDPOINT_EVENT, meaning="a canary rollout began its first step")
+ROLLOUT_STEP = reason("RolloutStep", ENDPOINT_EVENT, meaning="a step is done; the next one begins")
+ROLLOUT_SUCCEEDED = reason(
+    "RolloutSucceeded", ENDPOINT_EVENT, meaning="the canary reached its declared weight"
+)
+ROLLOUT_RETRIED = reason(
+    "RolloutRetried", ENDPOINT_EVENT, meaning="a person retried a failed or aborted rollout"
+)
+ROLLOUT_PROMOTED = reason(
+    "RolloutPromoted", ENDPOINT_EVENT, meaning="a person promoted the rollout past a pause"
+)
+# ---- kstatus conditions Reconciling / Stalled (both kinds; domain.kstatus)
+RECONCILED = reason("Reconciled", KSTATUS, meaning="Reconciling=False: nothing in progress")
+NOT_STALLED = reason("NotStalled", KSTATUS, meaning="Stalled=False: no permanent failure")
+
+# ---- ModelVersion: condition ArtifactVerified (also the Warning Event's reason when it fails)
+_VV = VERSION_VERIFIED
+VERIFIED = reason("Verified", _VV, meaning="the artifact was read in full and hashes to spec.artifact.sha256")
+VERIFYING = reason("Verifying", _VV, meaning="a fetch-and-hash is running (status Unknown)")
+NOT_FOUND = reason("NotFound", _VV, meaning="nothing at the URI (yet); retried with backoff", transient=True)
+FETCH_FAILED = reason(
+    "FetchFailed", _VV, meaning="network or store error while reading; retried with backoff", transient=True
+)
+ACCESS_DENIED = reason(
+    "AccessDenied", _VV, meaning="credentials missing or refused (a missing Secret is retried)", no_slot=True
+)
+URI_REFUSED = reason(
+    "URIRefused",
+    _VV,
+    meaning="the artifact policy does not allow this URI (or these credentials)",
+    stalls_version=True,
+    no_slot=True,
+)
+LIMIT_EXCEEDED = reason(
+    "LimitExceeded",
+    _VV,
+    meaning="timeoutSeconds/maxFiles/maxTotalBytes/memoryLimitBytes reached",
+    no_slot=True,
+    stalls_version=True,
+)
+SIZE_MISMATCH = reason(
+    "SizeMismatch",
+    _VV,
+    meaning="the bytes read differ from spec.artifact.sizeBytes",
+    no_slot=True,
+    stalls_version=True,
+)
+# ---- ModelVersion: condition StageTransition
+_VS = VERSION_STAGE
+IN_EFFECT = reason("InEffect", _VS, meaning="status.stage equals spec.stage")
+TRANSITION_NOT_ALLOWED = reason(
+    "TransitionNotAllowed",
+    _VS,
+    meaning="no path in the stage graph to the requested stage",
+    stalls_version=True,
+)
+LINEAGE_INCOMPLETE = reason(
+    "LineageIncomplete", _VS, meaning="production needs every lineage field it names", stalls_version=True
+)
+PROMOTED = reason("Promoted", VERSION_EVENT, meaning="a hop up candidate -> staging -> production")
+MOVED = reason("Moved", VERSION_EVENT, meaning="any other allowed hop, e.g. production -> archived")
+METRIC_GATE_FAILED = reason(
+    "MetricGateFailed", _VS, meaning="a Model's metric gate refused (message: the numbers)"
+)
+ARCHIVE_WHILE_SERVING = reason(
+    "ArchiveWhileServing",
+    _VS,
+    meaning="archived is refused while an endpoint routes traffic to the version (use kubectl models revoke)",
+    stalls_version=True,
+)
+APPROVAL_REQUIRED = reason(
+    "ApprovalRequired", _VS, meaning="a Model's transition needs more distinct ModelApprovals that count"
+)
+IMAGE_NOT_PINNED = reason(
+    "ImageNotPinned",
+    _VS,
+    meaning="the platform's policy requires runtime.image@sha256:<digest> from this stage",
+    stalls_version=True,
+)
+# ---- ModelVersion: conditions InUse and Deleting
+SERVED = reason("Served", VERSION_CONDITION, meaning="InUse=True: an endpoint variant names this version")
+NOT_SERVED = reason("NotServed", VERSION_CONDITION, meaning="InUse=False: no endpoint names this version")
+IN_USE = reason(
+    "InUse", VERSION_CONDITION, meaning="Deleting=False: deletion is held by the in-use finalizer"
+)
+# ---- ModelVersion: status.history and Events
+REGISTERED = reason(
+    "Registered", VERSION_EVENT, meaning="history: the first entry, when the version enters candidate"
+)
+ARTIFACT_VERIFIED = reason(
+    "ArtifactVerified", VERSION_EVENT, meaning="Event (Normal): the artifact was verified"
+)
+STAGE_CHANGED = reason(
+    "StageChanged", VERSION_EVENT, meaning="Event (Normal): one hop made, with actor and reason"
+)
+STAGE_TRANSITION_BLOCKED = reason(
+    "StageTransitionBlocked", VERSION_EVENT, meaning="Event (Warning): a gate or the graph refused"
+)
+HISTORY_TRIMMED = reason(
+    "HistoryTrimmed", VERSION_EVENT, meaning="Event (Normal): a history entry beyond the cap"
+)
+DELETION_HELD = reason(
+    "DeletionHeld", VERSION_EVENT, meaning="Event (Warning): deletion waits until no endpoint uses it"
+)
+# ---- The registry (Model)
+VERSION_REUSED = reason(
+    "VersionReused", _VV, meaning="the version number was registered before with another digest", no_slot=True
+)
+RECORD_PENDING = reason(
+    "RecordPending",
+    _VV,
+    meaning="verified, waiting for the Model's status.versions to record this version and digest (Unknown)",
+)
+MODEL_CREATED = reason(
+    "ModelCreated",
+    VERSION_EVENT,
+    meaning="Event (Normal): the operator created the Model (default policy) that records the versions",
+)
+RETENTION = reason(
+    "Retention", VERSION_EVENT, meaning="history actor/reason: a Model's retention archived the version"
+)
+ARTIFACT_DELETED = reason(
+    "ArtifactDeleted",
+    _VV,
+    MODEL_EVENT,
+    VERSION_EVENT,
+    meaning="retention deleted the artifact from storage; record kept (Event (Normal) on both)",
+    no_slot=True,
+)
+ARTIFACT_DELETE_FAILED = reason(
+    "ArtifactDeleteFailed",
+    MODEL_CONDITION,
+    VERSION_EVENT,
+    meaning="Ready=False / Event (Warning) on the version: retention could not delete it (retried)",
+)
+ARTIFACT_DELETE_DUE = reason(
+    "ArtifactDeleteDue",
+    MODEL_EVENT,
+    meaning="Event (Normal) on the Model: dry run; this artifact would be deleted now (once per version)",
+)
+ARTIFACT_DELETE_REFUSED = reason(
+    "ArtifactDeleteRefused",
+    MODEL_EVENT,
+    VERSION_EVENT,
+    meaning="Event (Warning) on the version and status.refusedDeletions: retention will not delete an "
+    "artifact the version does not provably own (no storage root, outside it, never verified, a URI "
+    "overlapping another registered one, the digest changed, a limit); nothing deleted",
+)
+ARCHIVE_DUE = reason(
+    "ArchiveDue", MODEL_EVENT, meaning="Event (Normal) on the Model: retention archives a version"
+)
+MODEL_RECORDED = reason("Recorded", MODEL_CONDITION, meaning="Ready=True: every version is recorded")
+INVALID_POLICY = reason("InvalidPolicy", MODEL_CONDITION, meaning="Ready=False: the policy cannot be applied")
+del _EV, _EC, _VV, _VS
+
+# The derived tables (one declaration above, several readers).
+ENDPOINT_STALLS = frozenset(n for n, i in REASONS.items() if i.stalls_endpoint)
+VERSION_STALLS = frozenset(n for n, i in REASONS.items() if i.stalls_version)
+PERMANENT = frozenset(n for n, i in REASONS.items() if i.permanent)
+TRANSIENT = frozenset(n for n, i in REASONS.items() if i.transient)
+NO_SLOT = frozenset(n for n, i in REASONS.items() if i.no_slot)
