@@ -11,6 +11,7 @@ from pydantic import ValidationError
 from modelversioning.api import crdgen
 from modelversioning.api.modelendpoint import ModelEndpoint, ModelEndpointSpec
 from modelversioning.api.modelversion import ModelVersion, ModelVersionSpec
+from modelversioning.api.platform import ModelPlatformPolicy
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -154,8 +155,9 @@ def test_examples_are_valid():
     for f in files:
         for doc in yaml.safe_load_all(f.read_text()):
             kinds.add(doc["kind"])
-            (ModelVersion if doc["kind"] == "ModelVersion" else ModelEndpoint).model_validate(doc)
-    assert kinds == {"ModelVersion", "ModelEndpoint"}
+            model = {"ModelVersion": ModelVersion, "ModelPlatformPolicy": ModelPlatformPolicy}
+            model.get(doc["kind"], ModelEndpoint).model_validate(doc)
+    assert kinds == {"ModelVersion", "ModelEndpoint", "ModelPlatformPolicy"}
 
 
 def test_checked_in_crds_are_fresh():
