@@ -85,8 +85,10 @@ def dataplane(cluster, real_node, operator, tmp_path_factory) -> Iterator[DataPl
     original = operator.config.read_text()
     cfg = yaml.safe_load(original) or {}
     cfg.setdefault("serving", {}).update(
-        {"initImage": OPERATOR_IMAGE, "initImagePullPolicy": "Never", "gatewayApiFeatures": []}
-    )
+        # notReadySeconds: a runtime that never becomes ready is reported after 15 s (default 60)
+        {"initImage": OPERATOR_IMAGE, "initImagePullPolicy": "Never", "gatewayApiFeatures": [],
+         "notReadySeconds": 15}
+    )  # fmt: skip
     cfg["analysis"] = {"prometheusUrl": prom.url, "timeoutSeconds": 3}
     operator.config.write_text(yaml.safe_dump(cfg))
     operator.restart()
@@ -111,7 +113,8 @@ def objs(kube, namespace, dp) -> Objects:  # type: ignore[no-untyped-def]
 
 
 def register(dp: DataPlane, objs: Objects, model: str, version: str, *, stage: str = "production",
-             env: dict[str, str] | None = None, served: bytes | None = None) -> str:  # fmt: skip
+             env: dict[str, str] | None = None, served: bytes | None = None,
+             runtime: dict[str, Any] | None = None) -> str:  # fmt: skip
     """A ModelVersion whose artifact the harness serves over HTTP and whose runtime is the reference
     model server of our image. `served`: what the server hands out (differs from the registered
     bytes: a tampered store)."""
@@ -126,6 +129,7 @@ def register(dp: DataPlane, objs: Objects, model: str, version: str, *, stage: s
         "port": 8080,
         "healthPath": "/healthz",
         "env": [{"name": k, "value": v} for k, v in (env or {}).items()],
+        **(runtime or {}),
     }
     objs.create(mv)
     return sha
@@ -296,6 +300,67 @@ def test_a_tampered_artifact_never_answers(dp, objs):  # type: ignore[no-untyped
     print(f"Traefik's access log for {dp.host}, by backend pod IP: {dict(answered)}; pod IPs {ips}")
     assert ips["1.1.0"] and not set(answered) & ips["1.1.0"], (answered, ips)
     assert set(answered) <= ips["1.0.0"], (answered, ips)
+
+
+def _scaled(objs: Objects, name: str, variant: dict[str, Any]) -> None:
+    objs.patch_mep(name, {"spec": {"variants": [variant]}})
+
+
+def test_bytes_changed_under_a_serving_version_are_reported_when_it_scales(dp, objs):  # type: ignore[no-untyped-def]
+    """Issue 24.3: the bytes behind a serving version's URI are overwritten, then the variant scales
+    from 2 to 4 replicas. The new pods' init containers refuse the digest (traffic stays on the 2 old
+    pods: 0 errors); within 30 s the endpoint is Degraded=DigestMismatch and the version, re-verified
+    at once, ArtifactVerified=False (as landed: Ready "serving as declared", ArtifactVerified=True)."""
+    register(dp, objs, "swapped", "1.0.0")
+    main = {"name": "main", "version": "1.0.0", "weight": 100, "replicas": 2}
+    objs.create(endpoint(dp, "swapped", "swapped", [main]))
+    wait_for(lambda: cond_is(objs.mep("swapped"), "Ready", "True"), 300, "1.0.0 live on 2 pods")
+    wait_for(lambda: live_on(dp, {"1.0.0": 1}), 60, "1.0.0 answers")
+    dp.art.put(f"{objs.ns}/swapped/1.0.0/model.bin", b"other weights\n")  # the store changed
+    with Load(dp) as load:
+        t0 = time.monotonic()
+        _scaled(objs, "swapped", {**main, "replicas": 4})
+        wait_for(lambda: cond_is(objs.mep("swapped"), "Degraded", "True", "DigestMismatch"), 120,
+                 "the endpoint Degraded with the pods' DigestMismatch")  # fmt: skip
+        reported = time.monotonic() - t0
+        mv = lambda: objs.mv("swapped-v1.0.0")  # noqa: E731
+        wait_for(lambda: cond_is(mv(), "ArtifactVerified", "False", "DigestMismatch"), 60, "re-verified")
+        time.sleep(2)  # requests keep coming to the 2 old pods
+    codes = Counter(x[1] for x in load.log)
+    served = Counter(x[3] for x in load.log if x[1] == 200)
+    print(f"scaled over changed bytes: Degraded after {reported:.1f} s; answers {dict(codes)} {dict(served)}")
+    assert set(codes) == {200} and set(served) == {"1.0.0"}, (codes, served)
+    assert any(e.reason == "DigestMismatch" for e in objs.events("swapped"))
+
+
+@pytest.mark.parametrize(
+    ("runtime", "reason"),
+    [
+        ({"healthPath": "/no-such-health"}, "RuntimeNotReady"),
+        ({"image": "registry.invalid/none:1"}, "ImagePullFailed"),
+    ],
+    ids=["never-ready", "image-pull"],
+)
+def test_a_new_version_whose_pods_fail_is_reported_and_never_answers(dp, objs, runtime, reason):  # type: ignore[no-untyped-def]
+    """Issue 24.3: a new version whose server never becomes ready (a wrong health path) or whose image
+    cannot be pulled: traffic stays on the old version, and the endpoint says why, from the pod."""
+    register(dp, objs, "broken", "1.0.0")
+    objs.create(endpoint(dp, "broken", "broken", [{"name": "main", "version": "1.0.0", "weight": 100}]))
+    wait_for(lambda: cond_is(objs.mep("broken"), "Ready", "True"), 300, "1.0.0 live")
+    wait_for(lambda: live_on(dp, {"1.0.0": 1}), 60, "1.0.0 answers")
+    register(dp, objs, "broken", "1.1.0", runtime=runtime)
+    wait_for(lambda: cond_is(objs.mv("broken-v1.1.0"), "ArtifactVerified", "True"), 60, "1.1.0 verified")
+    with Load(dp) as load:
+        _scaled(objs, "broken", {"name": "main", "version": "1.1.0", "weight": 100})
+        wait_for(lambda: cond_is(objs.mep("broken"), "Degraded", "True", reason), 180,
+                 f"the endpoint Degraded={reason}")  # fmt: skip
+        time.sleep(2)
+    cond = next(c for c in objs.mep("broken")["status"]["conditions"] if c["type"] == "Degraded")
+    codes = Counter(x[1] for x in load.log)
+    served = Counter(x[3] for x in load.log if x[1] == 200)
+    print(f"{reason}: {cond['message']!r}; answers {dict(codes)} {dict(served)}")
+    assert set(codes) == {200} and set(served) == {"1.0.0"}, (codes, served)
+    assert any(e.reason == reason for e in objs.events("broken"))
 
 
 def _init_report(pod: Any) -> dict[str, Any] | None:
