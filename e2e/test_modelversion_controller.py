@@ -81,7 +81,16 @@ def test_missing_artifact_is_reported_and_retried(objs, artifact_root):
         30,
         "NotFound",
     )
-    assert "retrying" in condition(mv, "ArtifactVerified")["message"]
+    msg = condition(mv, "ArtifactVerified")["message"]
+    assert "verification is retried" in msg, msg
+    # retries are Events (a series per message: a repeat raises the count), not status writes (24.2)
+    rv = mv["metadata"]["resourceVersion"]
+    wait_for(
+        lambda: sum(e.count or 1 for e in objs.events("ghost-v1.0.0") if e.reason == "NotFound") >= 2,
+        60,
+        "a second attempt, reported as a Warning Event",
+    )
+    assert objs.mv("ghost-v1.0.0")["metadata"]["resourceVersion"] == rv  # the retry wrote no status
 
 
 def test_refused_uri_gets_a_condition_not_a_fetch(objs):
