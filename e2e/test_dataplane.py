@@ -452,7 +452,8 @@ def test_revoking_the_only_serving_version_closes_the_route_under_load(dp, objs,
         ]
         done = subprocess.run([*cli, "-n", objs.ns, "revoke", "pulled", "1.0.0", "--reason", "e2e: CVE"],
                               capture_output=True, text=True, timeout=120)  # fmt: skip
-        assert done.returncode == 0, done.stdout + done.stderr
+        why = f"{explain(objs, 'pulled')}; route {route.last()}; mv {objs.mv('pulled-v1.0.0').get('status')}"
+        assert done.returncode == 0, f"{done.stdout}{done.stderr}; {why}"
         wait_for(lambda: cond_is(objs.mep("pulled"), "Ready", "False", "Revoked"), 60, "Ready=False Revoked")
         closed_at = route.changes[-1][1]  # wall time of the last route write (the closed route)
         time.sleep(3)  # answers after the route change, under load

@@ -19,10 +19,11 @@ from typing import Any
 import pytest
 from kubernetes.client.exceptions import ApiException
 
+from merge_patch import apply_merge_patch
 from modelversioning import metrics
 from modelversioning.api import wire as R
 from modelversioning.api.settings import Serving, Settings
-from modelversioning.handlers.kube import Conflict, PreconditionFailed, count_write
+from modelversioning.handlers.kube import Conflict, PreconditionFailed, count_write, status_merge_patch
 from modelversioning.handlers.modelendpoint import ModelEndpointReconciler
 from modelversioning.handlers.store import Store
 from modelversioning.handlers.workqueue import LOW, PRIORITY, Requeue
@@ -96,7 +97,8 @@ class FakeApi:
     def patch_status(self, res: Any, namespace: str, name: str, status: dict[str, Any], old: Any) -> Any:
         self._wrote(("status", res.kind, name))
         obj = self.objects[(res.kind, name)]
-        obj["status"] = copy.deepcopy(status)
+        # what the API server stores: the merge patch the real Kube sends, applied to what it holds
+        obj["status"] = apply_merge_patch(obj.get("status") or {}, status_merge_patch(status, old))
         obj["metadata"]["resourceVersion"] = str(next(_rv))
         return copy.deepcopy(obj)
 

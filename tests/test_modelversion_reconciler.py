@@ -9,12 +9,13 @@ from typing import Any
 
 import pytest
 
+from merge_patch import apply_merge_patch
 from modelversioning.api import wire as R
 from modelversioning.api.settings import Settings
 from modelversioning.api.wire import IN_USE_FINALIZER
 from modelversioning.domain.version_facts import VerifyResult
 from modelversioning.domain.version_verify import FIRST_VERIFICATION_GRACE
-from modelversioning.handlers.kube import Conflict
+from modelversioning.handlers.kube import Conflict, status_merge_patch
 from modelversioning.handlers.model import ModelReconciler
 from modelversioning.handlers.modelversion import ModelVersionReconciler
 from modelversioning.handlers.store import Store
@@ -33,7 +34,8 @@ class FakeKube:
     def patch_status(self, res: Any, ns: str, name: str, status: dict[str, Any], old: Any) -> dict[str, Any]:
         self.calls.append(("status", copy.deepcopy(status)))
         body = copy.deepcopy(self.store.get(res.kind, ns, name))
-        body["status"] = status
+        # what the API server stores: the merge patch the real Kube sends, applied to what it holds
+        body["status"] = apply_merge_patch(body.get("status") or {}, status_merge_patch(status, old))
         body["metadata"]["resourceVersion"] = str(int(body["metadata"]["resourceVersion"]) + 1)
         return body
 

@@ -113,6 +113,24 @@ def expected_api_error(e: BaseException) -> int | None:
     return None
 
 
+def status_merge_patch(status: dict[str, Any], old_status: dict[str, Any] | None) -> dict[str, Any]:
+    """The JSON merge patch (RFC 7386) that turns `old_status` into `status`: every key we no longer
+    report is null, at any depth of a map. A merge patch merges maps, so `effectiveWeights: {}` alone
+    would leave every old variant's weight in place (a closed route kept reporting 100 %)."""
+    return _merge_patch(old_status or {}, status)
+
+
+def _merge_patch(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in new.items():
+        before = old.get(k)
+        out[k] = _merge_patch(before, v) if isinstance(v, dict) and isinstance(before, dict) else v
+    for k in old:
+        if k not in new:
+            out[k] = None
+    return out
+
+
 class PreconditionFailed(Conflict):
     """A write carried the UID of the object we observed (metadata.uid in an apply, or a delete's
     preconditions.uid) and the object of that name is gone or is another one now: deleted, and maybe
@@ -273,10 +291,7 @@ class Kube:
         old_status: dict[str, Any] | None,
     ) -> dict[str, Any]:
         """Merge-patch the status subresource; returns the object as the API server stored it."""
-        patch: dict[str, Any] = dict(status)
-        for k in old_status or {}:
-            if k not in patch:
-                patch[k] = None  # merge patch: remove keys we no longer report
+        patch = status_merge_patch(status, old_status)
         return dict(
             self._call(
                 "PATCH",
