@@ -173,3 +173,23 @@ def operator(cluster: ControlPlane, artifact_root: Path) -> Iterator[object]:
     finally:
         op.stop()
         print("---- operator log (tail) ----\n" + op.logs(80))
+
+
+# ---- the real data plane (dataplane_harness.py) --------------------------------------------------
+@pytest.fixture(scope="module")
+def dataplane(cluster, real_node, operator, tmp_path_factory) -> Iterator[object]:  # type: ignore[no-untyped-def]
+    """Traefik, Prometheus and an artifact server on the real node's address, the session operator
+    reconfigured for them; once per module that uses it (restored after).
+    See dataplane_harness.data_plane."""
+    from dataplane_harness import data_plane
+
+    with data_plane(cluster, real_node, operator, tmp_path_factory.mktemp("served-artifacts")) as dp:
+        yield dp
+
+
+@pytest.fixture
+def dp(dataplane, namespace) -> object:  # type: ignore[no-untyped-def]
+    """The data plane with this test's own host (``<namespace>.models.example.com``)."""
+    from dataclasses import replace
+
+    return replace(dataplane, host=f"{namespace}.models.example.com")
