@@ -12,6 +12,7 @@ toleration); a ModelEndpoint with ``spec.placement`` of the same values. Tests m
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import sys
@@ -101,8 +102,8 @@ def kube(cluster: ControlPlane) -> Iterator[object]:
         api.close()
 
 
-@pytest.fixture
-def namespace(kube: object) -> Iterator[str]:
+@contextlib.contextmanager
+def _new_namespace(kube: object) -> Iterator[str]:
     from kubernetes import client
     from kubernetes.client.rest import ApiException
 
@@ -127,6 +128,19 @@ def namespace(kube: object) -> Iterator[str]:
         except ApiException as e:
             if e.status != 404:
                 raise
+
+
+@pytest.fixture
+def namespace(kube: object) -> Iterator[str]:
+    with _new_namespace(kube) as name:
+        yield name
+
+
+@pytest.fixture
+def other_namespace(kube: object) -> Iterator[str]:
+    """A second namespace for the test (another tenant), made and deleted like ``namespace``."""
+    with _new_namespace(kube) as name:
+        yield name
 
 
 # ---- the operator under test -------------------------------------------------------------------
