@@ -12,6 +12,7 @@ toleration); a ModelEndpoint with ``spec.placement`` of the same values. Tests m
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import sys
@@ -101,8 +102,8 @@ def kube(cluster: ControlPlane) -> Iterator[object]:
         api.close()
 
 
-@pytest.fixture
-def namespace(kube: object) -> Iterator[str]:
+@contextlib.contextmanager
+def _new_namespace(kube: object) -> Iterator[str]:
     from kubernetes import client
     from kubernetes.client.rest import ApiException
 
@@ -127,6 +128,19 @@ def namespace(kube: object) -> Iterator[str]:
         except ApiException as e:
             if e.status != 404:
                 raise
+
+
+@pytest.fixture
+def namespace(kube: object) -> Iterator[str]:
+    with _new_namespace(kube) as name:
+        yield name
+
+
+@pytest.fixture
+def other_namespace(kube: object) -> Iterator[str]:
+    """A second namespace for the test (another tenant), made and deleted like ``namespace``."""
+    with _new_namespace(kube) as name:
+        yield name
 
 
 # ---- the operator under test -------------------------------------------------------------------
@@ -173,3 +187,23 @@ def operator(cluster: ControlPlane, artifact_root: Path) -> Iterator[object]:
     finally:
         op.stop()
         print("---- operator log (tail) ----\n" + op.logs(80))
+
+
+# ---- the real data plane (dataplane_harness.py) --------------------------------------------------
+@pytest.fixture(scope="module")
+def dataplane(cluster, real_node, operator, tmp_path_factory) -> Iterator[object]:  # type: ignore[no-untyped-def]
+    """Traefik, Prometheus and an artifact server on the real node's address, the session operator
+    reconfigured for them; once per module that uses it (restored after).
+    See dataplane_harness.data_plane."""
+    from dataplane_harness import data_plane
+
+    with data_plane(cluster, real_node, operator, tmp_path_factory.mktemp("served-artifacts")) as dp:
+        yield dp
+
+
+@pytest.fixture
+def dp(dataplane, namespace) -> object:  # type: ignore[no-untyped-def]
+    """The data plane with this test's own host (``<namespace>.models.example.com``)."""
+    from dataclasses import replace
+
+    return replace(dataplane, host=f"{namespace}.models.example.com")

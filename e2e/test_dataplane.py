@@ -11,102 +11,31 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import http.server
 import json
 import secrets
 import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
 import admission
-from controlplane import ControlPlane
-from gateway import Traefik, weighted_split_tolerance
+from dataplane_harness import DataPlane
+from gateway import weighted_split_tolerance
 from helmchart import CHART, Helm
 from helpers import Objects, cond_is, model_endpoint, model_version, route_weights, wait_for
 from images import OPERATOR_IMAGE
 from node import NODE_IP, NODE_NAME
-from prometheus import Prometheus
 
 pytestmark = pytest.mark.timeout(1800)
-HOST = "fraud.models.example.com"
 PREDICT = "/v1/predict"
 
 
 # ------------------------------------------------------------------------------------------ fixtures
-class ArtifactServer:
-    """Serves a directory over HTTP on the node's address (pods and the operator fetch from it)."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        root.mkdir(parents=True, exist_ok=True)
-        handler = type("H", (http.server.SimpleHTTPRequestHandler,), {"log_message": lambda *a: None})
-        self.httpd = http.server.ThreadingHTTPServer(
-            (NODE_IP, 0),
-            lambda *a: handler(*a, directory=str(root)),  # type: ignore[misc]
-        )
-        self.base = f"http://{NODE_IP}:{self.httpd.server_address[1]}"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def put(self, rel: str, data: bytes) -> tuple[str, str]:
-        p = self.root / rel
-        p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_bytes(data)
-        return f"{self.base}/{rel}", hashlib.sha256(data).hexdigest()
-
-
-@dataclass
-class DataPlane:
-    cluster: ControlPlane
-    node: Any
-    gw: Traefik
-    prom: Prometheus
-    art: ArtifactServer
-    operator: Any
-    placement: dict[str, Any] = field(default_factory=dict)
-    # Each test routes its own host: a finished test's namespace (and its HTTPRoute) is deleted in the
-    # background, and two routes for one host on one Gateway would share its traffic.
-    host: str = HOST
-
-
-@pytest.fixture(scope="module")
-def dataplane(cluster, real_node, operator, tmp_path_factory) -> Iterator[DataPlane]:  # type: ignore[no-untyped-def]
-    gw = Traefik(cluster)
-    gw.start()
-    prom = Prometheus(cp=cluster, traefik=gw)
-    prom.start()
-    art = ArtifactServer(tmp_path_factory.mktemp("served-artifacts"))
-    original = operator.config.read_text()
-    cfg = yaml.safe_load(original) or {}
-    cfg.setdefault("serving", {}).update(
-        # notReadySeconds: a runtime that never becomes ready is reported after 15 s (default 60)
-        {"initImage": OPERATOR_IMAGE, "initImagePullPolicy": "Never", "gatewayApiFeatures": [],
-         "notReadySeconds": 15}
-    )  # fmt: skip
-    cfg["analysis"] = {"prometheusUrl": prom.url, "timeoutSeconds": 3}
-    operator.config.write_text(yaml.safe_dump(cfg))
-    operator.restart()
-    try:
-        yield DataPlane(cluster, real_node, gw, prom, art, operator, real_node.pod_placement())
-    finally:
-        operator.config.write_text(original)
-        operator.restart()
-        art.httpd.shutdown()
-        prom.stop()
-        gw.stop()
-
-
-@pytest.fixture
-def dp(dataplane, namespace) -> DataPlane:  # type: ignore[no-untyped-def]
-    return replace(dataplane, host=f"{namespace}.models.example.com")
-
-
+# `dataplane` (module-scoped) and `dp` are in conftest.py, the data plane itself in dataplane_harness.py
 @pytest.fixture
 def objs(kube, namespace, dp) -> Objects:  # type: ignore[no-untyped-def]
     return Objects(kube, namespace)
