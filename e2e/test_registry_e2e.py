@@ -163,6 +163,55 @@ def test_delete_and_re_register_is_refused(
     assert cond_reason(objs, "fraud-v1.0.0", "ArtifactVerified")[1] == "VersionReused"
 
 
+def test_without_a_model_object_a_version_number_still_means_the_same_weights_forever(
+    kube: Any, namespace: str, operator: Any, artifact_root: Path
+) -> None:
+    """Issue 24.1: no Model object created by anyone. `forever` 1.2.3 verifies, is deleted and is
+    registered again with other weights: refused as VersionReused and never served (as landed: it
+    verified and became Ready, the registry's memory living only in an optional Model)."""
+    objs = Objects(kube, namespace)
+    uri, sha = make_artifact(artifact_root, f"{namespace}-forever", "1.2.3", b"the first weights\n")
+    objs.create(model_version("forever", "1.2.3", uri, sha, stage="candidate"))
+    verified = lambda: (cond_reason(objs, "forever-v1.2.3", "ArtifactVerified") or ())[:2]  # noqa: E731
+    wait_for(lambda: verified() == ("True", "Verified"), 60, "1.2.3 verified (once the record holds it)")
+
+    def the_record() -> dict[str, Any] | None:
+        try:
+            return get_model(objs, "forever")
+        except ApiException as e:
+            if e.status == 404:
+                return None
+            raise
+
+    model = wait_for(the_record, 30, "the operator's record of `forever`")
+    assert (model["metadata"].get("annotations") or {}).get("modelversioning.io/created-by") == "operator"
+    wait_for(lambda: (record(objs, "forever", "1.2.3") or {}).get("digest") == sha, 30, "1.2.3 recorded")
+    objs.delete_mv("forever-v1.2.3")
+    wait_for(lambda: (record(objs, "forever", "1.2.3") or {}).get("removedAt"), 30, "the record keeps it")
+
+    uri2, sha2 = make_artifact(artifact_root, f"{namespace}-forever", "1.2.3-other", b"other weights\n")
+    objs.create(model_version("forever", "1.2.3", uri2, sha2, stage="candidate"))
+    refused = wait_for(
+        lambda: (
+            (c := cond_reason(objs, "forever-v1.2.3", "ArtifactVerified")) and c[1] == "VersionReused" and c
+        ),
+        60,
+        "the re-registered 1.2.3 refused",
+    )
+    assert refused[0] == "False" and sha[:12] in refused[2], refused
+    objs.create(
+        model_endpoint("forever", "forever", [{"name": "main", "version": "1.2.3", "weight": 100}],
+                       requiredStage="candidate")
+    )  # fmt: skip
+
+    def variant_reason() -> str | None:
+        vs = (objs.mep("forever").get("status") or {}).get("variants") or []
+        return vs[0].get("reason") if vs else None
+
+    assert wait_for(variant_reason, 30, "endpoint variant decided") == "ArtifactNotVerified"
+    assert not objs.apps.list_namespaced_deployment(objs.ns).items  # no slot for reused weights
+
+
 PROTECTED = "modelversioning.io/deletion-protected"
 
 
