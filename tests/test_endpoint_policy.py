@@ -94,3 +94,29 @@ def test_a_settled_endpoint_is_checked_again_when_a_policy_changes() -> None:
     _policy(w, {"serving": {"allowedHosts": ["*.team-a.example.com"]}})
     drift(w)  # the drift check runs it again: the new floor applies without waiting for another event
     assert w.cond("Ready")[:2] == ("False", R.POLICY_VIOLATION)
+
+
+def test_an_analysis_the_policy_refuses_is_a_policy_violation() -> None:
+    w = World()
+    _policy(w, {"analysis": {"freeQueries": "Refused", "minInterval": "30s"}})
+    w.version("2.3.8", OLD)
+    strategy = {
+        "canary": {
+            "variant": "stable",
+            "baseline": "other",
+            "steps": [{"setWeight": 10}],
+            "analysis": {"interval": "10s", "metrics": [{"name": "q", "query": "vector(0)", "max": 1}]},
+        }
+    }
+    w.endpoint(
+        [
+            {"name": "stable", "version": "2.3.8", "weight": 100},
+            {"name": "other", "version": "2.3.8", "weight": 0},
+        ],
+        strategy=strategy,
+    )
+    w.settle()
+    status, reason, msg = w.cond("Ready")
+    assert (status, reason) == ("False", R.POLICY_VIOLATION)
+    assert "interval 10s is below the minimum 30s" in msg and "q are free queries" in msg
+    assert not [k for k in w.api.objects if k[0] in ("HTTPRoute", "Deployment")]

@@ -9,6 +9,7 @@ from modelversioning.api.platform import ModelPlatformPolicySpec
 from modelversioning.domain.platform_policy import (
     DEFAULT_TRUSTED_SOURCES,
     Floors,
+    analysis_violations,
     canonical_uri,
     effective_required_stage,
     endpoint_violations,
@@ -257,3 +258,42 @@ def test_promotion_is_earned_only_on_trusted_platform_bounded_metrics(
 ) -> None:
     got = promotion_untrusted(floors, metrics)
     assert (got is None) if why is None else (got is not None and why in got)
+
+
+@pytest.mark.parametrize(
+    ("floors", "interval", "metrics", "want"),
+    [
+        (Floors(), 2, [{"name": "q", "query": "up"}], []),
+        (
+            Floors(policies=("p",), min_interval_seconds=30),
+            10,
+            [],
+            ["analysis interval 10s is below the minimum 30s"],
+        ),
+        (Floors(policies=("p",), min_interval_seconds=30), 30, [], []),
+        (
+            Floors(policies=("p",), free_queries_refused=True),
+            30,
+            [{"name": "q", "query": "up"}],
+            ["q are free queries"],
+        ),
+        (
+            Floors(policies=("p",), free_queries_refused=True),
+            30,
+            [{"name": "e", "template": "error-rate"}],
+            [],
+        ),
+    ],
+)
+def test_analysis_violations(floors: Floors, interval: int, metrics: list, want: list[str]) -> None:
+    got = analysis_violations(floors, interval, metrics)
+    assert len(got) == len(want) and all(w in g for w, g in zip(want, got, strict=True)), got
+
+
+def test_free_queries_refused_by_any_selecting_policy() -> None:
+    f = floors_for(
+        "ns",
+        {},
+        [("a", {"analysis": {"freeQueries": "Allowed"}}), ("b", {"analysis": {"freeQueries": "Refused"}})],
+    )
+    assert f.free_queries_refused and floors_for("ns", {}, [("a", {})]).free_queries_refused is False

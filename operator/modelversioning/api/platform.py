@@ -101,6 +101,12 @@ class AnalysisFloor(ApiModel):
         max_length=8,
         description="Per template, the loosest threshold that still earns a promotion.",
     )
+    free_queries: Literal["Allowed", "Refused"] = Field(
+        default="Allowed",
+        description="Refused: an endpoint's analysis may use the built-in templates only (their selectors "
+        "are the operator's, matching the endpoint's namespace and Services exactly); a free PromQL query "
+        "reads whatever analysis.prometheusUrl serves, other namespaces' series included.",
+    )
 
 
 class ApprovalFloor(ApiModel):

@@ -72,6 +72,7 @@ class Floors:
     min_interval_seconds: int = 0
     trusted_sources: frozenset[str] = DEFAULT_TRUSTED_SOURCES
     promotion_ceilings: Mapping[str, float] = field(default_factory=dict)
+    free_queries_refused: bool = False
     approver_groups: tuple[frozenset[str], ...] = ()
     storage_roots: tuple[tuple[str, ...], ...] = ()
 
@@ -144,6 +145,7 @@ def floors_for(
         allowed_hosts=tuple(tuple(s["allowedHosts"]) for s in serving if s.get("allowedHosts") is not None),
         min_interval_seconds=max((_seconds(a.get("minInterval")) for a in analysis), default=0),
         trusted_sources=DEFAULT_TRUSTED_SOURCES if trusted is None else trusted,
+        free_queries_refused=any(a.get("freeQueries") == "Refused" for a in analysis),
         promotion_ceilings=ceilings,
         approver_groups=tuple(
             frozenset(a["approverGroups"]) for a in approvals if a.get("approverGroups") is not None
@@ -182,6 +184,27 @@ def endpoint_violations(
         if not floors.toleration_allowed(t):
             shown = ",".join(f"{k}={v}" for k, v in sorted(t.items()) if v is not None)
             out.append(f"toleration {shown} is not allowed by policy {_names(floors)}")
+    return out
+
+
+def analysis_violations(
+    floors: Floors, interval_seconds: float | None, metrics: Iterable[Mapping[str, Any]]
+) -> list[str]:
+    """What an endpoint's analysis (wire form) asks beyond the policies: an interval below the
+    policy's minimum, a free PromQL query where the policy refuses them; empty: nothing."""
+    out = []
+    if interval_seconds is not None and interval_seconds < floors.min_interval_seconds:
+        out.append(
+            f"analysis interval {interval_seconds:g}s is below the minimum {floors.min_interval_seconds}s of "
+            f"policy {_names(floors)}"
+        )
+    if floors.free_queries_refused:
+        free = [str(m.get("name", "?")) for m in metrics if m.get("query") is not None]
+        if free:
+            out.append(
+                f"metrics {', '.join(free)} are free queries, refused by policy {_names(floors)}: use the "
+                "built-in templates (error-rate, latency)"
+            )
     return out
 
 

@@ -11,10 +11,12 @@ from kubernetes.client.exceptions import ApiException
 
 from modelversioning.api import wire as R
 from modelversioning.api.modelendpoint import ModelEndpointSpec
+from modelversioning.api.strategy import seconds
 from modelversioning.domain import conditions as cond
 from modelversioning.domain.endpoint_facts import Pin, RolloutFacts, SlotFacts
 from modelversioning.domain.platform_policy import (
     Floors,
+    analysis_violations,
     effective_required_stage,
     endpoint_violations,
     promotion_untrusted,
@@ -125,6 +127,9 @@ def policy_refusal(f: Floors, spec: ModelEndpointSpec) -> str | None:
     """What of the spec the platform's policies refuse (hosts, tolerations), as one message; None: nothing."""
     tolerations = [t.to_k8s() for t in (spec.placement.tolerations if spec.placement else [])]
     problems = endpoint_violations(f, spec.routing.hosts, tolerations)
+    a = spec.strategy.canary.analysis if spec.strategy is not None else None
+    if a is not None:
+        problems += analysis_violations(f, seconds(a.interval), [m.to_k8s() for m in a.metrics])
     return "; ".join(problems) if problems else None
 
 
