@@ -192,6 +192,7 @@ class HostilePrometheus:
         self.lock = threading.Lock()
         self.seen: Counter[str] = Counter()  # trickle / huge / proxied
         self.trickling = 0  # trickling answers being sent now
+        self.started = 0.0  # when the last one began (time.time())
         self.spans: list[tuple[float, float]] = []  # (start, end) of each trickling answer, time.time()
         outer = self
 
@@ -231,6 +232,7 @@ class HostilePrometheus:
     def _trickle(self, h: BaseHTTPRequestHandler) -> None:
         with self.lock:
             self.trickling += 1
+            self.started = time.time()
         start = time.time()
         try:
             h.send_response(200)
@@ -247,6 +249,11 @@ class HostilePrometheus:
             with self.lock:
                 self.trickling -= 1
                 self.spans.append((start, time.time()))
+
+    def trickle_just_started(self) -> bool:
+        """A trickling answer is being sent now, begun less than half a second ago."""
+        with self.lock:
+            return self.trickling > 0 and time.time() - self.started < 0.5
 
     def trickled_during(self, t0: float, t1: float) -> bool:
         """Was a trickling answer being read at some moment between t0 and t1 (time.time())?"""
@@ -341,13 +348,15 @@ def _measurement_messages(other: Objects, names: list[str]) -> list[str]:
 
 
 def _rollback(
-    dp: DataPlane, objs: Objects, to: str, frm: str, weights: dict[str, int]
+    dp: DataPlane, objs: Objects, to: str, frm: str, weights: dict[str, int], when: Any = None
 ) -> tuple[float, float, float]:
     """Under continuous requests, the weight edit that sends every request to `to`: the seconds from
     the edit to the last response of `frm` (every response a 200), the edit's time and the time every
-    response came from `to` (time.time())."""
+    response came from `to` (time.time()). `when`: a condition the edit waits for (load running)."""
     with Load(dp) as load:
         wait_for(lambda: len(load.log) > 20, 30, "load running")
+        if when is not None:
+            wait_for(when, 120, "the moment to edit", interval=0.01)
         t0 = time.time()
         objs.set_weights("victim", weights)
         wait_for(lambda: {v for t, _, v, _ in load.log if t >= time.time() - 0.5} == {to}, 60,
@@ -406,8 +415,11 @@ def test_hostile_prometheus_does_not_delay_another_endpoints_rollback(  # type: 
                       "a measurement of a huge answer, refused at the cap")  # fmt: skip
     for name in trickle:
         other.patch_mep(name, {"spec": {"variants": _split(0, 100)}})
-    wait_for(lambda: hostile.trickling > 0, 120, "the operator reading a trickling answer")
-    hostile_s, t0, done = _rollback(dp, objs, "2.4.1", "2.3.8", {"blue": 0, "green": 100})
+    # the edit is made while the operator is reading a trickling answer (each lasts up to the
+    # query's deadline, analysis.timeoutSeconds: 3 s here), so the measurement pool is held throughout
+    hostile_s, t0, done = _rollback(
+        dp, objs, "2.4.1", "2.3.8", {"blue": 0, "green": 100}, when=hostile.trickle_just_started
+    )
     print(f"victim rollback (weight edit -> last response of the old version): quiet {quiet * 1000:.0f} ms, "
           f"with 8 hostile endpoints {hostile_s * 1000:.0f} ms (all on the new version "
           f"{(done - t0) * 1000:.0f} ms after the edit); hostile queries {dict(hostile.seen)}")  # fmt: skip
