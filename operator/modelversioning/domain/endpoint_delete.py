@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from modelversioning.api.wire import DRAIN_FINALIZER
+from modelversioning.domain.endpoint_plan import drain_due
 
 ROUTE, DRAIN, DONE, NOT_HELD = "route", "drain", "done", "not-held"
 
@@ -61,20 +62,10 @@ def decide_deletion(f: DeletionFacts) -> DeletionPlan:
         msg = f"deleting: route first ({names}); the slots wait until its deletion is observed"
         # the watch's DELETED event brings the next reconcile; the requeue is only a fallback
         return DeletionPlan(ROUTE, f.routes, (), kept, None, f.drain_seconds or None, msg)
-    delete: list[str] = []
-    draining: dict[str, float] = {}
-    waits: list[float] = []
-    for slot in sorted(f.slots):
-        since = f.draining.get(slot, f.now)
-        left = since + f.drain_seconds - f.now
-        if left <= 0:
-            delete.append(slot)
-        else:
-            draining[slot] = since
-            waits.append(left)
-    if draining:
-        msg = f"deleting: no route left; slots {', '.join(sorted(draining))} drain for {min(waits):g}s more"
-        return DeletionPlan(DRAIN, (), tuple(delete), draining, None, min(waits), msg)
+    delete, draining, wait = drain_due(f.slots, f.draining, f.now, f.drain_seconds)
+    if draining and wait is not None:
+        msg = f"deleting: no route left; slots {', '.join(sorted(draining))} drain for {wait:g}s more"
+        return DeletionPlan(DRAIN, (), delete, draining, None, wait, msg)
     rest = tuple(x for x in f.finalizers if x != DRAIN_FINALIZER)
     return DeletionPlan(DONE, (), tuple(delete), {}, rest, None, "deleting: drained; finalizer released")
 

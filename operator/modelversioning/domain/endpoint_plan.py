@@ -27,7 +27,7 @@ exception, a canary one stage below requiredStage under an analysis with maxWeig
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 
 from modelversioning.api import wire as R
@@ -407,18 +407,30 @@ def _drain(
     for v, d in zip(f.variants, decisions, strict=True):
         if v.pin is not None and d.serving is not None and d.serving.slot != v.pin.slot and d.eligible:
             keep.discard(v.pin.slot)  # the variant moved on: its old slot may drain
+    unrouted = [
+        slot
+        for slot in f.owned_slots - keep
+        # not while an observed route still points at it (or we cannot tell yet)
+        if f.routes_known and f.routed.get(slot) is None
+    ]
+    return drain_due(unrouted, f.draining, f.now, f.drain_seconds)
+
+
+def drain_due(
+    slots: Iterable[str], since: Mapping[str, float], now: float, grace: float
+) -> tuple[tuple[str, ...], dict[str, float], float | None]:
+    """Of slots no route points at any more: those whose drain grace is over (delete them now), the
+    others with the time their drain began (to record), and the seconds until the next is due."""
     delete: list[str] = []
     draining: dict[str, float] = {}
     waits: list[float] = []
-    for slot in sorted(f.owned_slots - keep):
-        if not f.routes_known or f.routed.get(slot) is not None:
-            continue  # an observed route still points at it (or we cannot tell yet)
-        since = f.draining.get(slot, f.now)
-        left = since + f.drain_seconds - f.now
+    for slot in sorted(slots):
+        began = since.get(slot, now)
+        left = began + grace - now
         if left <= 0:
             delete.append(slot)
         else:
-            draining[slot] = since
+            draining[slot] = began
             waits.append(left)
     return tuple(delete), draining, (min(waits) if waits else None)
 
