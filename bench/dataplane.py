@@ -47,14 +47,13 @@ import yaml  # noqa: E402
 from kubernetes import client, config  # noqa: E402
 
 from controlplane import ControlPlane  # noqa: E402
+from dataplane_harness import ArtifactServer, DataPlane  # noqa: E402
 from gateway import Traefik  # noqa: E402
 from helpers import Objects, cond_is, wait_for  # noqa: E402
 from images import OPERATOR_IMAGE  # noqa: E402
 from operator_proc import OperatorProcess  # noqa: E402
 from prometheus import Prometheus  # noqa: E402
 from test_dataplane import (  # noqa: E402
-    ArtifactServer,
-    DataPlane,
     ObjectWatch,
     _traffic,
     canary_weights,

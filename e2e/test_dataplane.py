@@ -179,10 +179,13 @@ def test_a_tampered_artifact_never_answers(dp, objs):  # type: ignore[no-untyped
             "tamper", {"spec": {"variants": [{"name": "main", "version": "1.1.0", "weight": 100}]}}
         )
 
+        seen: list[Any] = []  # the 1.1.0 pods as they were when their init container refused
+
         def init_failed() -> bool:
             pods = objs.core.list_namespaced_pod(
                 objs.ns, label_selector="modelversioning.io/version=1.1.0"
             ).items
+            seen[:] = pods
             return any(
                 (cs.last_state and cs.last_state.terminated and cs.last_state.terminated.exit_code != 0)
                 or (cs.state and cs.state.terminated and cs.state.terminated.exit_code != 0)
@@ -191,17 +194,20 @@ def test_a_tampered_artifact_never_answers(dp, objs):  # type: ignore[no-untyped
             )
 
         wait_for(init_failed, 180, "the 1.1.0 pod's init container to refuse the artifact")
-        pods = objs.core.list_namespaced_pod(objs.ns, label_selector="modelversioning.io/version=1.1.0").items
+        pods = list(seen)
         assert pods and not any(
             c.type == "Ready" and c.status == "True" for p in pods for c in p.status.conditions or []
         )
-        time.sleep(3)  # requests keep coming while the init container is retried
+        # the refusal re-verifies 1.1.0 at once: DigestMismatch on the version, and on the endpoint
+        wait_for(lambda: cond_is(objs.mv("tamper-v1.1.0"), "ArtifactVerified", "False", "DigestMismatch"), 60,
+                 "1.1.0 re-verified: DigestMismatch")  # fmt: skip
+        time.sleep(3)  # requests keep coming meanwhile
     statuses = Counter(s for _, s, _, _ in load.log)
     served = Counter(v for _, s, v, _ in load.log if s == 200)
     print(f"during the tampered rollout: {dict(statuses)} {dict(served)}")
     assert set(statuses) == {200} and set(served) == {"1.0.0"}
-    pods = objs.core.list_namespaced_pod(objs.ns, label_selector="modelversioning.io/version=1.1.0").items
-    # Why: the init container's own report (its termination message, FallbackToLogsOnError).
+    # Why: the init container's own report (its termination message, FallbackToLogsOnError), as the pods
+    # were when it refused (the operator removes the slot of a version that is DigestMismatch now).
     tampered_sha = hashlib.sha256(b"tampered weights\n").hexdigest()
     reports = [_init_report(p) for p in pods]
     assert any(r and (r["ok"], r["reason"], r["actual"]) == (False, "DigestMismatch", tampered_sha)
@@ -214,9 +220,9 @@ def test_a_tampered_artifact_never_answers(dp, objs):  # type: ignore[no-untyped
             assert cs.last_state.running is None and cs.last_state.terminated is None, cs.last_state
     # ... and Traefik's access log: every request of the load was proxied to a 1.0.0 pod, none to a
     # 1.1.0 pod (which had a pod IP from its sandbox on).
-    ips = {v: {p.status.pod_ip for p in objs.core.list_namespaced_pod(
-        objs.ns, label_selector=f"modelversioning.io/version={v}").items if p.status.pod_ip}
-        for v in ("1.0.0", "1.1.0")}  # fmt: skip
+    ips = {"1.0.0": {p.status.pod_ip for p in objs.core.list_namespaced_pod(
+        objs.ns, label_selector="modelversioning.io/version=1.0.0").items if p.status.pod_ip},
+        "1.1.0": {p.status.pod_ip for p in pods if p.status.pod_ip}}  # fmt: skip
 
     def logged() -> Counter[str] | None:  # Traefik writes an entry once it has answered
         # (entries without a ServiceAddr: the 404s of before Traefik read the route)
