@@ -4,7 +4,7 @@ declares, and open only the intended ports.
 
 The chart is YAML, so its model-pod selector spells wire's label names and values out: the first test
 compares them without helm; the others render the chart with `helm template` (the e2e control
-plane's helm, MV_BIN_DIR, or one on PATH) and skip when there is none on this machine.
+plane's helm, MV_BIN_DIR, or one on PATH) and fail when there is none on this machine.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 
 from modelversioning.api.modelendpoint import ModelEndpointSpec
@@ -38,13 +37,10 @@ def _helm() -> str | None:
 
 
 HELM = _helm()
-# CI (./dev test builds helm before the unit tests) never skips: a missing helm fails there
-needs_helm = pytest.mark.skipif(
-    HELM is None and not os.environ.get("CI"), reason="no helm binary on this machine (./dev test builds it)"
-)
 
 
 def template(*sets: str) -> list[dict[str, Any]]:
+    # never skipped: without helm these tests fail (./dev test builds it with the control plane)
     assert HELM is not None, "no helm binary: run ./dev test (it builds the control plane's helm)"
     args = [HELM, "template", "r", str(CHART), "--namespace", "ops"]
     for s in sets:
@@ -88,7 +84,6 @@ def test_the_charts_model_pod_selector_spells_wires_labels() -> None:
 
 
 # ---------------------------------------------------------------------------------------------- helm
-@needs_helm
 def test_the_policies_select_exactly_the_intended_pods() -> None:
     docs = template("watch.allNamespaces=false", "watch.namespaces={ml}")
     policies = {d["metadata"]["name"]: d for d in docs if d["kind"] == "NetworkPolicy"}
@@ -120,7 +115,6 @@ def test_the_policies_select_exactly_the_intended_pods() -> None:
     assert operator_policy["spec"]["policyTypes"] == ["Ingress"]  # egress open by default
 
 
-@needs_helm
 def test_values_switch_and_shape_the_policies() -> None:
     kinds = [d["kind"] for d in template("networkPolicy.enabled=false")]
     assert "NetworkPolicy" not in kinds
