@@ -49,7 +49,7 @@ from modelversioning.domain.endpoint_facts import (
 from modelversioning.domain.endpoint_plan import Plan
 from modelversioning.domain.endpoint_rollout import RolloutRecord
 from modelversioning.domain.endpoint_status import EndpointStatus
-from modelversioning.domain.platform_policy import effective_required_stage
+from modelversioning.domain.platform_policy import Floors, effective_required_stage
 from modelversioning.domain.timestamps import epoch
 from modelversioning.handlers import endpoint_delete as deletion
 from modelversioning.handlers import endpoint_parse as parse
@@ -150,12 +150,13 @@ class ModelEndpointReconciler:
         except ValidationError as e:
             self._write_status(body, status, endpoint_status.invalid_status(status, validation_message(e)))
             return False
-        if refused := policy_refusal(floors(self.store, body["metadata"]["namespace"]), spec):
+        floor = floors(self.store, body["metadata"]["namespace"])  # read once per reconcile
+        if refused := policy_refusal(floor, spec):
             self._write_status(
                 body, status, endpoint_status.invalid_status(status, refused, R.POLICY_VIOLATION)
             )
             return False
-        g = self.gather(body, spec)
+        g = self.gather(body, spec, floor)
         plan = endpoint_plan.decide(g.facts)
         outcome, retry = self.act(g, plan)
         for mv_name, found in refused_digests(g.spec.model, g.facts):
@@ -183,10 +184,11 @@ class ModelEndpointReconciler:
         metrics.forget_endpoint(md["namespace"], md["name"])
 
     # ------------------------------------------------------------------------------------ gather
-    def gather(self, body: dict[str, Any], spec: ModelEndpointSpec) -> Gathered:
+    def gather(self, body: dict[str, Any], spec: ModelEndpointSpec, floor: Floors | None = None) -> Gathered:
         """Every fact from the watch cache; with a strategy also the rollout's, measurements included."""
         md = body["metadata"]
         ns = md["namespace"]
+        floor = floor if floor is not None else floors(self.store, ns)
         ref = EndpointRef(name=md["name"], namespace=ns, uid=md.get("uid", ""))
         status = body.get("status") or {}
         now = self.clock()
@@ -196,7 +198,7 @@ class ModelEndpointReconciler:
         owned = {n for k in ("Deployment", "Service") for n in self.store.owned_names(k, ns, ref.uid)}
         caps = platform.capabilities(self.store, spec, ns, self.settings)  # the router's, on this platform
         facts = EndpointFacts(
-            required_stage=effective_required_stage(spec.required_stage, floors(self.store, ns)),
+            required_stage=effective_required_stage(spec.required_stage, floor),
             variants=tuple(variants),
             previous_weights={k: int(w) for k, w in (status.get("effectiveWeights") or {}).items()},
             allow_major_mix=spec.allow_major_version_mix,
@@ -213,7 +215,7 @@ class ModelEndpointReconciler:
             mirror_supported=caps.can_mirror,
             writes_route=caps.writes_route,
             why_no_mirror=caps.why_no_mirror,
-            rollout=self._rollout(body, spec, variants, now),
+            rollout=self._rollout(body, spec, variants, now, floor),
             previous_conditions=endpoint_status.previous_conditions(status),
             mirror_percent=spec.mirror.percent if spec.mirror else 0,
             previous_closed=str((status.get("closed") or {}).get("reason") or ""),
@@ -222,7 +224,12 @@ class ModelEndpointReconciler:
         return Gathered(facts, spec, ref, slots, conflicts, min(rechecks, default=None))
 
     def _rollout(
-        self, body: dict[str, Any], spec: ModelEndpointSpec, variants: list[VariantFacts], now: float
+        self,
+        body: dict[str, Any],
+        spec: ModelEndpointSpec,
+        variants: list[VariantFacts],
+        now: float,
+        floor: Floors,
     ) -> RolloutFacts | None:
         if spec.strategy is None:
             return None
@@ -237,7 +244,7 @@ class ModelEndpointReconciler:
                 stage = str((mv.get("status") or {}).get("stage") or "candidate")
                 target = RecordTarget(mv_name, stage, str((mv.get("spec") or {}).get("stage") or "candidate"))
         rf = rollout_facts(body, spec, versions, pins, self.settings, now, target, self.analysis, self.clock)
-        return None if rf is None else policed(rf, spec, floors(self.store, body["metadata"]["namespace"]))
+        return None if rf is None else policed(rf, spec, floor)
 
     def _variants(
         self,
