@@ -41,15 +41,46 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
+LANES = ("node", "control")
+
+
+def lane_of(item: pytest.Item) -> str:
+    """``node``: the test runs pods or traffic on a real node (the session's, through the ``real_node``
+    fixture, or nodes of its own: ``own_real_node``); ``control``: the control plane and kwok suffice."""
+    if item.get_closest_marker("own_real_node") is not None:
+        return "node"
+    return "node" if "real_node" in getattr(item, "fixturenames", ()) else "control"
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """``MV_E2E_LANE=node|control`` keeps one lane's e2e tests (``./dev test`` runs both lanes at once,
+    each a session with its own control plane; one real node per machine, so one ``node`` lane). Order:
+    tests with real nodes of their own first (before the session's real node holds the machine lock),
+    then the control-plane tests, then the tests on the session's real node, so the session-scoped data
+    plane (Traefik, Prometheus, the operator reconfigured for them) is started once, after the tests
+    that need the operator as configured by default."""
     global _want_real_node
+    lane = os.environ.get("MV_E2E_LANE", "")
+    if lane and lane not in LANES:
+        raise pytest.UsageError(f"MV_E2E_LANE={lane!r}: expected one of {', '.join(LANES)} (or unset: both)")
+    kept: list[pytest.Item] = []
+    dropped: list[pytest.Item] = []
     for item in items:
-        if E2E_DIR in Path(str(item.fspath)).resolve().parents:
+        e2e = E2E_DIR in Path(str(item.fspath)).resolve().parents
+        if e2e:
             item.add_marker(pytest.mark.e2e)
-        if "real_node" in getattr(item, "fixturenames", ()):
-            _want_real_node = True
-    # The session's real node, once started, holds the machine lock until the session ends.
-    items.sort(key=lambda item: item.get_closest_marker("own_real_node") is None)  # stable
+        (dropped if e2e and lane and lane_of(item) != lane else kept).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
+    _want_real_node = _want_real_node or any("real_node" in getattr(i, "fixturenames", ()) for i in items)
+
+    def rank(item: pytest.Item) -> int:
+        if item.get_closest_marker("own_real_node") is not None:
+            return 0
+        return 2 if lane_of(item) == "node" else 1
+
+    items.sort(key=rank)  # stable: file order within a rank
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # type: ignore[no-untyped-def]
@@ -190,10 +221,11 @@ def operator(cluster: ControlPlane, artifact_root: Path) -> Iterator[object]:
 
 
 # ---- the real data plane (dataplane_harness.py) --------------------------------------------------
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def dataplane(cluster, real_node, operator, tmp_path_factory) -> Iterator[object]:  # type: ignore[no-untyped-def]
     """Traefik, Prometheus and an artifact server on the real node's address, the session operator
-    reconfigured for them; once per module that uses it (restored after).
+    reconfigured for them; once per session (restored after), started by the first test that uses it
+    (the tests that use it run last: pytest_collection_modifyitems).
     See dataplane_harness.data_plane."""
     from dataplane_harness import data_plane
 

@@ -2,8 +2,8 @@
 real Prometheus and an artifact server on the node's address, with the session operator reconfigured
 for them (and restored after).
 
-The fixtures are in conftest.py: ``dataplane`` (module-scoped: each module that uses it starts its own
-Traefik and Prometheus once; it requests ``real_node``, which puts the session on the real node) and
+The fixtures are in conftest.py: ``dataplane`` (session-scoped: one Traefik and one Prometheus for every
+module that uses it; it requests ``real_node``, which puts the session on the real node) and
 ``dp`` (the data plane with the test's own host). Each module defines its own ``objs``.
 """
 
@@ -69,7 +69,7 @@ def data_plane(cluster: ControlPlane, real_node: Any, operator: Any, tmp: Path) 
     """Traefik, Prometheus and the artifact server (serving ``tmp``) started, and the session operator
     reconfigured for them (restored after): the init container is the locally built operator image,
     Prometheus is the analysis source, and the Gateway API mirror is not declared supported (Traefik
-    lacks RequestMirror). The ``dataplane`` fixture of conftest.py (module-scoped)."""
+    lacks RequestMirror). The ``dataplane`` fixture of conftest.py (session-scoped)."""
     gw = Traefik(cluster)
     gw.start()
     prom = Prometheus(cp=cluster, traefik=gw)
