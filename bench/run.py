@@ -267,6 +267,7 @@ def guarded(
 
 # ---------------------------------------------------------------------------------------------- run
 def run_cluster(args: argparse.Namespace, res: Results) -> None:
+    import writes
     from cluster import BenchCluster, nodes_for
     from scenarios import (
         idle_traffic,
@@ -297,6 +298,7 @@ def run_cluster(args: argparse.Namespace, res: Results) -> None:
         if "memory" in want:
             mem.append(memory_sample(bc))
         off, cpu, parts = bc.audit_offset(), bc.cpu_seconds(), bc.component_cpu()
+        events0 = bc.operator_events()
         fleet = bc.populate(p["versions"], p["endpoints"], p["converge_timeout"])
         fleet["operator_cpu_seconds"] = round(bc.cpu_seconds() - cpu, 1)
         after = bc.component_cpu()
@@ -304,6 +306,10 @@ def run_cluster(args: argparse.Namespace, res: Results) -> None:
         fleet["cpu_seconds_by_process"] = {k: round(after[k] - parts.get(k, 0.0), 1) for k in after}
         fleet["operator_requests"] = bc.operator_requests(off)["by_verb_resource"]
         fleet["writes_by_user"] = bc.writes_by_user(off)  # the operator's share of the API server's work
+        created = {"ModelVersion": fleet["created_versions"], "ModelEndpoint": fleet["created_endpoints"]}
+        fleet["writes"] = bc.operator_writes(off, events0, created)  # by kind and cause (bench/writes.py)
+        for line in writes.lines(fleet["writes"]):
+            log(line)
         res.data["setup"]["fleet"] = fleet
         res.save()
         if not fleet["converged"]:
