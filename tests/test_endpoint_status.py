@@ -279,3 +279,29 @@ def test_the_reconciler_reports_a_503_on_a_new_slot_as_progress_and_moves_once_i
     del w.api.reject[new]  # the API server is back: the retry creates the slot, traffic moves
     w.settle()
     assert w.routed() == {new: ("2.4.1", 100)} and w.cond("Ready")[0] == "True"
+
+
+@pytest.mark.parametrize(
+    ("previous", "closed", "posted"),
+    [
+        pytest.param({}, "", False, id="first-split-of-a-new-endpoint"),
+        pytest.param({"stable": 0}, "", True, id="traffic-back-on-a-variant-at-0"),
+        pytest.param({}, R.REVOKED, True, id="a-closed-route-opens-again"),
+    ],
+)
+def test_traffic_shifted_is_for_live_traffic_not_the_first_split(
+    previous: dict[str, int], closed: str, posted: bool
+) -> None:
+    """Issue #25: a new endpoint's first route is no shift (its Ready condition says that it serves)."""
+    f = facts(
+        variant(desired=slot("ep-s")),
+        previous_weights=previous,
+        previous_closed=closed,
+        owned_slots=frozenset({"ep-s"}),
+    )
+    plan = P.decide(f)
+    assert plan.weights == {"stable": 100} and plan.write_route
+    st = S.build_status(f, plan, OK)
+    assert st.fields["effectiveWeights"] == {"stable": 100}
+    shifted = [e for e in st.events if e[1] == R.TRAFFIC_SHIFTED]
+    assert bool(shifted) is posted

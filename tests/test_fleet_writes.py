@@ -102,7 +102,10 @@ VERSION_BEFORE = {  # issue #25 as found: 1.2 status writes and 2.4 Events per v
     "Event StageTransitionBlocked": 0.2,  # the first of a model: a Warning while it waits for the record
     "Event ModelCreated": 0.2,
 }
-VERSION_WRITES = VERSION_BEFORE
+VERSION_WRITES = {  # Events only for transitions a person acts on: the walk's StageChanged
+    "patch modelversions/status": 1.2,
+    "Event StageChanged": 1.0,  # it also says that the artifact was verified
+}
 REGISTRY_WRITES = {"create models": 0.2, "patch models/status": 0.4}  # the Model's record (registry)
 
 
@@ -128,7 +131,15 @@ ENDPOINT_BEFORE = {  # on the endpoint, and on the two versions it serves
 }
 
 
-@pytest.mark.parametrize(("admission", "want"), [pytest.param(False, ENDPOINT_BEFORE, id="finalizer")])
+ENDPOINT_FINALIZER = {
+    "patch modelendpoints (finalizers)": 1.0,
+    "patch modelendpoints/status": 3.0,
+    "patch modelversions (finalizers)": 2.0,
+    "patch modelversions/status": 4.0,
+}
+
+
+@pytest.mark.parametrize(("admission", "want"), [pytest.param(False, ENDPOINT_FINALIZER, id="finalizer")])
 def test_a_new_endpoint_costs(admission: bool, want: dict[str, float]) -> None:
     _, endpoints, _ = play(admission)
     assert per(endpoints, MODELS, ("ModelEndpoint", "ModelVersion")) == want

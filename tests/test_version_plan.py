@@ -14,6 +14,7 @@ from modelversioning.api.wire import IN_USE_FINALIZER
 from modelversioning.domain import conditions as cond
 from modelversioning.domain.stages import Stage, StageGraph, next_hop
 from modelversioning.domain.version_facts import (
+    RegistryFacts,
     Serving,
     VerifierFacts,
     VerifyAction,
@@ -187,6 +188,22 @@ def test_waiting_for_verification_is_unknown_not_a_warning():
     assert (sc["status"], sc["reason"]) == ("Unknown", R.ARTIFACT_NOT_VERIFIED)
     assert plan.events == () and plan.transitions == ()
     assert (c(plan, "Ready")["status"], c(plan, "Ready")["reason"]) == ("Unknown", R.VERIFYING)
+
+
+def test_waiting_for_the_registrys_record_is_unknown_not_a_warning():
+    """Verified, the Model's record of the version not written yet: in progress (it was a Warning
+    StageTransitionBlocked "the artifact has not been verified" on the happy path of every new model)."""
+    st = {"stage": "candidate", "history": [{"to": "candidate"}]}
+    pending = RegistryFacts(pending="waiting for Model m to record version 1.0.0")
+    f = facts(status=st, requested=Stage.PRODUCTION, registry=pending, verifier=VerifierFacts(result=OK))
+    plan = decide(f, POLICY, NOW)
+    assert (c(plan, "ArtifactVerified")["status"], c(plan, "ArtifactVerified")["reason"]) == (
+        "Unknown",
+        R.RECORD_PENDING,
+    )
+    sc = c(plan, "StageTransition")
+    assert (sc["status"], sc["reason"]) == ("Unknown", R.ARTIFACT_NOT_VERIFIED)
+    assert plan.events == () and plan.transitions == () and plan.status["stage"] == "candidate"
 
 
 def test_configured_graph_shortens_the_walk():

@@ -13,6 +13,7 @@ import pytest
 
 from modelversioning.api import wire as R
 from modelversioning.artifacts.errors import Reason
+from modelversioning.domain.stages import Stage
 from modelversioning.domain.version_facts import VerifierFacts, VerifyAction, VerifyResult
 from modelversioning.domain.version_plan import decide
 from modelversioning.domain.version_verify import retry_delay
@@ -107,11 +108,27 @@ def test_success_records_the_digest_and_tells_the_endpoints():
     plan = decide(f, POLICY, NOW)
     assert plan.status["artifact"] == {"digest": SHA, "verifiedAt": STAMP, "sizeBytes": 42}
     assert plan.verify is VerifyAction.FORGET
-    assert event_reasons(plan) == [("Normal", R.ARTIFACT_VERIFIED)]
+    assert event_reasons(plan) == []  # success is no Event (issue #25): the status says it
     assert plan.notify_endpoints
     files = replace(OK, files=3)
     plan = decide(replace(f, verifier=VerifierFacts(result=files)), POLICY, NOW)
     assert plan.status["artifact"]["files"] == 3
+
+
+def test_a_verification_that_allows_a_walk_is_said_in_its_one_stage_changed_event():
+    f = facts(
+        status=unverified(R.VERIFYING, "Unknown"),
+        verifier=VerifierFacts(result=OK, result_generation=1),
+        requested=Stage.PRODUCTION,
+    )
+    plan = decide(f, POLICY, NOW)
+    assert event_reasons(plan) == [("Normal", R.STAGE_CHANGED)]
+    assert plan.events[0].message.endswith("; artifact verified: sha256 matches")
+    assert "candidate -> staging -> production" in plan.events[0].message
+    # verified before: a later walk's Event does not say it again
+    later = replace(f, status=plan.status, requested=Stage.ARCHIVED, verifier=VerifierFacts())
+    (ev,) = decide(later, POLICY, NOW).events
+    assert ev.reason == R.STAGE_CHANGED and "artifact verified" not in ev.message
 
 
 def test_digest_mismatch_warns_and_is_permanent_for_the_generation():

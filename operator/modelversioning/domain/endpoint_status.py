@@ -198,7 +198,10 @@ def _events(
     previous_conditions: Mapping[str, tuple[str, str]],
 ) -> tuple[Event, ...]:
     events: list[Event] = []
-    if dict(f.previous_weights) != plan.weights and route_ok and plan.write_route:
+    # a shift of live traffic; an endpoint's first split (no traffic before, no closed route) is no
+    # shift: its Ready condition says that it serves (one Event less per new endpoint)
+    live = bool(f.previous_weights) or bool(f.previous_closed)
+    if dict(f.previous_weights) != plan.weights and route_ok and plan.write_route and live:
         shifted = f"effective weights {_fmt(f.previous_weights)} -> {_fmt(plan.weights)}"
         events.append(("Normal", R.TRAFFIC_SHIFTED, shifted))
     # a new endpoint waiting for its first verified variant is told by its conditions; a Warning is

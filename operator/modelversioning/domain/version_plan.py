@@ -32,7 +32,7 @@ from modelversioning.domain.version_facts import Event, Serving, VersionFacts, V
 
 # handlers/model.py (RegistryFacts) and handlers/modelendpoint.py (next_promotion) import these from here
 from modelversioning.domain.version_facts import RegistryFacts as RegistryFacts
-from modelversioning.domain.version_stage import Walk, walk_stage
+from modelversioning.domain.version_stage import Walk, clip, walk_stage
 from modelversioning.domain.version_stage import next_promotion as next_promotion
 from modelversioning.domain.version_verify import (
     await_record,
@@ -87,10 +87,13 @@ def decide(facts: VersionFacts, policy: VersionPolicy, now: datetime) -> Version
         walk.stage, walk.history, facts.registry.deletion_policy, policy.history_limit
     )
     prev_verified = cond.get(prev.get("conditions"), "ArtifactVerified")
+    was_verified = (prev_verified or {}).get("reason") == R.VERIFIED
+    verified_now = verification.cond.reason == R.VERIFIED and not was_verified
     return VersionPlan(
         status=status,
         # a failed attempt's own Event says what the change Event would (once, not twice)
-        events=(verification.events or verification_events(prev_verified, verification.cond)) + walk.events,
+        events=(verification.events or verification_events(prev_verified, verification.cond))
+        + (with_verification(walk.events, verification.cond.message) if verified_now else walk.events),
         finalizers=finalizers_for(facts.finalizers, in_use=bool(facts.serving)),
         annotations={} if protect == facts.protected else {DELETION_PROTECTED_ANNOTATION: protect},
         verify=verification.action,
@@ -102,6 +105,17 @@ def decide(facts: VersionFacts, policy: VersionPolicy, now: datetime) -> Version
         ),
         transitions=walk.transitions,
         create_model=create,
+    )
+
+
+def with_verification(events: tuple[Event, ...], verified: str) -> tuple[Event, ...]:
+    """The walk's StageChanged Event also says that the artifact was verified (``verified``: the
+    condition's message), when both came in the same write: one Event where there were two."""
+    return tuple(
+        Event(e.type, e.reason, clip(f"{e.message}; artifact verified: {verified}", 2048))
+        if e.reason == R.STAGE_CHANGED
+        else e
+        for e in events
     )
 
 

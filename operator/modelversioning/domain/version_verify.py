@@ -190,11 +190,10 @@ def registry_verdict(facts: VersionFacts) -> Verification | None:
 
 
 def verification_events(prev: Mapping[str, Any] | None, now: Cond) -> tuple[Event, ...]:
-    """An Event when ArtifactVerified's reason changes: Normal when verified, Warning on a failure."""
+    """A Warning Event when ArtifactVerified changes to a failure. Success is no Event (nobody acts on
+    it; the condition and status.artifact say it, and the StageChanged Event of a walk it allowed)."""
     if prev is not None and prev.get("reason") == now.reason:
         return ()
-    if now.reason == R.VERIFIED:
-        return (Event("Normal", R.ARTIFACT_VERIFIED, now.message),)
     if now.reason == R.ARTIFACT_DELETED:  # retention did it on purpose (the Model posted the Event)
         return ()
     if now.status == FALSE:

@@ -462,5 +462,4 @@ class ModelVersionReconciler:
         except Conflict:
             return
         self.store.upsert(MODEL.kind, written, observed=False)  # read-your-writes: created once
-        msg = f"created Model {model} (default policy) to record which weights each version number means"
-        self.kube.event(body, "Normal", R.MODEL_CREATED, msg)
+        # no Event (it was ModelCreated): the Model's created-by annotation says who made it and why
