@@ -103,7 +103,7 @@ VERSION_BEFORE = {  # issue #25 as found: 1.2 status writes and 2.4 Events per v
     "Event ModelCreated": 0.2,
 }
 VERSION_WRITES = {  # Events only for transitions a person acts on: the walk's StageChanged
-    "patch modelversions/status": 1.2,
+    "patch modelversions/status": 1.0,  # once: verified, recorded and walked to production
     "Event StageChanged": 1.0,  # it also says that the artifact was verified
 }
 REGISTRY_WRITES = {"create models": 0.2, "patch models/status": 0.4}  # the Model's record (registry)

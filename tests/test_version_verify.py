@@ -14,9 +14,9 @@ import pytest
 from modelversioning.api import wire as R
 from modelversioning.artifacts.errors import Reason
 from modelversioning.domain.stages import Stage
-from modelversioning.domain.version_facts import VerifierFacts, VerifyAction, VerifyResult
+from modelversioning.domain.version_facts import RegistryFacts, VerifierFacts, VerifyAction, VerifyResult
 from modelversioning.domain.version_plan import decide
-from modelversioning.domain.version_verify import retry_delay
+from modelversioning.domain.version_verify import RECORD_GRACE, retry_delay
 from test_version_plan import (
     NOW,
     OK,
@@ -310,3 +310,39 @@ def test_verifications_ask_once_per_digest_found_and_forget_a_deleted_version():
     assert v.recheck_requested(key) == "e" * 64
     v.forget(key, gone=True)
     assert v.recheck_requested(key) is None and v.request_recheck(key, "e" * 64)
+
+
+PENDING = RegistryFacts(pending="waiting for Model m to record version 1.0.0 in status.versions")
+
+
+@pytest.mark.parametrize(
+    ("status", "age", "writes", "reason"),
+    [
+        pytest.param({}, 0.0, False, None, id="new-within-the-grace:-nothing-written"),
+        pytest.param({}, RECORD_GRACE - 0.1, False, None, id="new-just-within"),
+        pytest.param({}, RECORD_GRACE, True, R.RECORD_PENDING, id="new-past-the-grace:-says-it-waits"),
+        pytest.param(unverified(R.VERIFYING, "Unknown"), 0.0, True, R.RECORD_PENDING, id="had-a-status"),
+        pytest.param(verified_status(), 0.0, True, R.VERIFIED, id="verified-before-the-record-existed"),
+    ],
+)
+def test_a_new_version_waits_quietly_for_the_record_and_never_looks_verified_early(
+    status: dict, age: float, writes: bool, reason: str | None
+) -> None:
+    """Issue #25: one status write per new version (verified, recorded, walked) instead of
+    RecordPending first; nothing written says verified before the record holds the version."""
+    f = facts(
+        status=status,
+        requested=Stage.PRODUCTION,
+        registry=PENDING,
+        verifier=VerifierFacts(result=OK, result_generation=1, age=age, fresh=age == 0.0),
+    )
+    plan = decide(f, POLICY, NOW)
+    assert (plan.status is not None) is writes
+    if plan.status is None:
+        assert plan.events == () and not plan.notify_endpoints
+        assert plan.verify is VerifyAction.NONE  # the verifier keeps its answer for the next look
+        assert plan.requeue_after == pytest.approx(RECORD_GRACE - age)
+        return
+    assert c(plan, "ArtifactVerified")["reason"] == reason
+    if reason == R.RECORD_PENDING:
+        assert c(plan, "ArtifactVerified")["status"] == "Unknown" and plan.status["stage"] == "candidate"
