@@ -161,8 +161,10 @@ class BenchCluster:
         workers: int = 16,
         controller_qps: int | None = None,
         settings: dict[str, Any] | None = None,
+        in_use: str = "admission",
     ) -> None:
         self.nodes = nodes
+        self.in_use = in_use  # "admission": the in-use policy bound; "finalizer": unbound (e2e's default)
         self.controller_qps = controller_qps
         self.settings = settings or {}  # operator settings of this run, over the benchmark's own
         self.drift_seconds = drift_seconds
@@ -250,6 +252,8 @@ class BenchCluster:
         import admission  # the chart's admission policies: this ServiceAccount is the operator
 
         admission.set_operators(cp, [*admission.operators(cp), OPERATOR_USER])
+        if self.in_use == "admission":  # the operator observes the binding: no in-use finalizers
+            admission.bind(cp, admission.IN_USE_POLICY)
         token = cp.kubectl("create", "token", OPERATOR_SA, "-n", OPERATOR_NS, "--duration=48h").stdout.strip()
         admin = yaml.safe_load(cp.kubeconfig.read_text())
         doc = {

@@ -20,8 +20,9 @@ from typing import Any
 
 import pytest
 
+from admission_fixture import enforce
 from fleet_sim import Fleet, Write, by_cause, endpoints_fleet, models_fleet
-from modelversioning.api.wire import IN_USE_FINALIZER
+from modelversioning.api.wire import IN_USE_FINALIZER, IN_USE_POLICY
 
 MODELS, PER_MODEL = 4, 5
 VERSIONS = MODELS * PER_MODEL
@@ -77,8 +78,11 @@ class Promises:
 
 
 def play(admission: bool = False) -> tuple[Counter[tuple[str, str]], Counter[tuple[str, str]], Fleet]:
-    """The versions' writes, then the endpoints' (and what they caused on the versions)."""
+    """The versions' writes, then the endpoints' (and what they caused on the versions). ``admission``:
+    the chart's in-use policy bound and denying, as the operator's watch cache shows it."""
     fleet = Fleet()
+    if admission:
+        enforce(fleet.store, (IN_USE_POLICY,))
     promises = Promises(fleet, admission)
     fleet.create(*models_fleet(MODELS, PER_MODEL))
     fleet.settle()
@@ -109,8 +113,9 @@ VERSION_WRITES = {  # Events only for transitions a person acts on: the walk's S
 REGISTRY_WRITES = {"create models": 0.2, "patch models/status": 0.4}  # the Model's record (registry)
 
 
-def test_a_new_version_costs_its_status_and_its_stage_event() -> None:
-    versions, _, fleet = play()
+@pytest.mark.parametrize("admission", [False, True], ids=["finalizer", "admission"])
+def test_a_new_version_costs_its_status_and_its_stage_event(admission: bool) -> None:
+    versions, _, fleet = play(admission)
     assert per(versions, VERSIONS, ("ModelVersion",)) == VERSION_WRITES
     assert per(versions, VERSIONS, ("Model",)) == REGISTRY_WRITES
     assert sum(versions.values()) == sum(
@@ -139,7 +144,20 @@ ENDPOINT_FINALIZER = {
 }
 
 
-@pytest.mark.parametrize(("admission", "want"), [pytest.param(False, ENDPOINT_FINALIZER, id="finalizer")])
+ENDPOINT_ADMISSION = {  # the in-use admission policy enforced: status.servedBy is the protection
+    "patch modelendpoints (finalizers)": 1.0,
+    "patch modelendpoints/status": 3.0,
+    "patch modelversions/status": 4.0,
+}
+
+
+@pytest.mark.parametrize(
+    ("admission", "want"),
+    [
+        pytest.param(False, ENDPOINT_FINALIZER, id="finalizer"),
+        pytest.param(True, ENDPOINT_ADMISSION, id="admission"),
+    ],
+)
 def test_a_new_endpoint_costs(admission: bool, want: dict[str, float]) -> None:
     _, endpoints, _ = play(admission)
     assert per(endpoints, MODELS, ("ModelEndpoint", "ModelVersion")) == want

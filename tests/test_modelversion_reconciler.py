@@ -221,6 +221,33 @@ def test_the_in_use_finalizer_goes_on_before_the_status():
     assert kube.calls[2][1]["servedBy"] == [{"endpoint": "ep", "variant": "a", "weight": 0}]
 
 
+def test_with_the_in_use_policy_enforced_the_servedby_record_is_the_protection():
+    """Issue #25: while the operator observes the chart's in-use policy bound and denying, a served
+    version gets no finalizer (its status.servedBy is what the API server checks); break-glass (the
+    binding deleted) brings the finalizer back at the next reconcile."""
+    from admission_fixture import break_glass, enforce
+
+    store, kube, verifier, r, _, _ = reconciler(OK)
+    enforce(store, (R.IN_USE_POLICY,))
+    store.upsert("ModelVersion", mv())
+    store.upsert(
+        "ModelEndpoint",
+        {
+            "metadata": {"namespace": NS, "name": "ep", "resourceVersion": "1"},
+            "spec": {"model": "m", "variants": [{"name": "a", "version": "1.0.0", "weight": 100}]},
+        },
+    )
+    run(r)
+    run(r)
+    assert "finalizers" not in kube.kinds()
+    (status,) = [c[1] for c in kube.calls if c[0] == "status"]  # verified with its record, in one write
+    assert status["servedBy"] == [{"endpoint": "ep", "variant": "a", "weight": 0}]
+    break_glass(store, R.IN_USE_POLICY)
+    kube.calls.clear()
+    run(r)
+    assert kube.calls == [("finalizers", [IN_USE_FINALIZER])]
+
+
 def test_a_deleted_object_is_forgotten():
     store, kube, verifier, r, _, _ = reconciler(OK)
     store.upsert("ModelVersion", mv())

@@ -384,6 +384,7 @@ class ModelVersionReconciler:
             approver_groups=floors_now.approver_groups,
         )
         facts = VersionFacts(
+            in_use_policy=admission.in_use,
             requested=requested,
             digest=spec.artifact.sha256,
             shown_uri=redact_uri(spec.artifact.uri),
