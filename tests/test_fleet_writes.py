@@ -138,7 +138,7 @@ ENDPOINT_BEFORE = {  # on the endpoint, and on the two versions it serves
 
 ENDPOINT_FINALIZER = {
     "patch modelendpoints (finalizers)": 1.0,
-    "patch modelendpoints/status": 3.0,
+    "patch modelendpoints/status": 2.0,  # progress (observedGeneration), then Ready
     "patch modelversions (finalizers)": 2.0,
     "patch modelversions/status": 4.0,
 }
@@ -146,7 +146,7 @@ ENDPOINT_FINALIZER = {
 
 ENDPOINT_ADMISSION = {  # the in-use admission policy enforced: status.servedBy is the protection
     "patch modelendpoints (finalizers)": 1.0,
-    "patch modelendpoints/status": 3.0,
+    "patch modelendpoints/status": 2.0,
     "patch modelversions/status": 4.0,
 }
 

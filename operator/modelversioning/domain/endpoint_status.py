@@ -377,6 +377,32 @@ def previous_conditions(status: Mapping[str, Any]) -> dict[str, tuple[str, str]]
     }
 
 
+def progress_only(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
+    """Does ``new`` differ from the stored status only in the messages of an endpoint still on its way
+    (Ready was not True; observedGeneration, every condition's status and reason, every variant's other
+    fields, the weights: all the same)? Then it is not worth a write (issue #25): a new endpoint's
+    status said "Deployment not created yet", then "Deployment update not yet observed", then "0/1
+    replicas available", one PATCH each, while nothing a reader acts on changed. The next change of
+    state writes the messages of then."""
+    return not _ready(old) and _without_messages(old) == _without_messages(new)
+
+
+def _ready(status: Mapping[str, Any]) -> bool:
+    return any(c.get("type") == "Ready" and c.get("status") == TRUE for c in status.get("conditions") or [])
+
+
+def _without_messages(status: Mapping[str, Any]) -> dict[str, Any]:
+    out = {k: v for k, v in status.items() if v not in (None, [], {}) and k not in ("conditions", "variants")}
+    out["conditions"] = sorted(
+        (str(c.get("type")), str(c.get("status")), str(c.get("reason")))
+        for c in status.get("conditions") or []
+    )
+    out["variants"] = [
+        {k: v for k, v in var.items() if k != "message"} for var in status.get("variants") or []
+    ]
+    return out
+
+
 def serving_changed(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
     """Did the weights or the versions the variants are served by change (their ModelVersions'
     servedBy and in-use finalizers follow)?"""
