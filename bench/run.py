@@ -277,7 +277,6 @@ def guarded(
 
 # ---------------------------------------------------------------------------------------------- run
 def run_cluster(args: argparse.Namespace, res: Results) -> None:
-    import writes
     from cluster import BenchCluster, nodes_for
     from scenarios import (
         idle_traffic,
@@ -310,20 +309,7 @@ def run_cluster(args: argparse.Namespace, res: Results) -> None:
         mem: list[dict[str, Any]] = []
         if "memory" in want:
             mem.append(memory_sample(bc))
-        off, cpu, parts = bc.audit_offset(), bc.cpu_seconds(), bc.component_cpu()
-        events0 = bc.operator_events()
-        fleet = bc.populate(p["versions"], p["endpoints"], p["converge_timeout"])
-        fleet["operator_cpu_seconds"] = round(bc.cpu_seconds() - cpu, 1)
-        after = bc.component_cpu()
-        fleet["events_dropped"] = bc.metrics().get("events_dropped")  # a full backlog of Events to post
-        fleet["cpu_seconds_by_process"] = {k: round(after[k] - parts.get(k, 0.0), 1) for k in after}
-        fleet["operator_requests"] = bc.operator_requests(off)["by_verb_resource"]
-        fleet["writes_by_user"] = bc.writes_by_user(off)  # the operator's share of the API server's work
-        created = {"ModelVersion": fleet["created_versions"], "ModelEndpoint": fleet["created_endpoints"]}
-        fleet["writes"] = bc.operator_writes(off, events0, created)  # by kind and cause (bench/writes.py)
-        fleet["in_use_protection"] = args.in_use
-        for line in writes.lines(fleet["writes"]):
-            log(line)
+        fleet = new_fleet(bc, args)
         res.data["setup"]["fleet"] = fleet
         res.save()
         if not fleet["converged"]:
@@ -382,6 +368,29 @@ def run_cluster(args: argparse.Namespace, res: Results) -> None:
         res.data["setup"]["operator_log_tail"] = bc.op.logs(30).splitlines() if bc.op else []
         res.save()
         bc.stop()
+
+
+def new_fleet(bc: Any, args: argparse.Namespace) -> dict[str, Any]:
+    """The main fleet created and converged: its times, where the CPU went, and the operator's writes
+    by kind and cause (bench/writes.py, logged too)."""
+    import writes
+
+    p = args.params
+    off, cpu, parts = bc.audit_offset(), bc.cpu_seconds(), bc.component_cpu()
+    events0 = bc.operator_events()
+    fleet: dict[str, Any] = bc.populate(p["versions"], p["endpoints"], p["converge_timeout"])
+    fleet["operator_cpu_seconds"] = round(bc.cpu_seconds() - cpu, 1)
+    after = bc.component_cpu()
+    fleet["events_dropped"] = bc.metrics().get("events_dropped")  # a full backlog of Events to post
+    fleet["cpu_seconds_by_process"] = {k: round(after[k] - parts.get(k, 0.0), 1) for k in after}
+    fleet["operator_requests"] = bc.operator_requests(off)["by_verb_resource"]
+    fleet["writes_by_user"] = bc.writes_by_user(off)  # the operator's share of the API server's work
+    created = {"ModelVersion": fleet["created_versions"], "ModelEndpoint": fleet["created_endpoints"]}
+    fleet["writes"] = bc.operator_writes(off, events0, created)  # by kind and cause (bench/writes.py)
+    fleet["in_use_protection"] = args.in_use
+    for line in writes.lines(fleet["writes"]):
+        log(line)
+    return fleet
 
 
 def operator_settings(pairs: list[str]) -> dict[str, Any]:

@@ -111,8 +111,10 @@ def test_events_are_counted_by_kind_and_reason_as_often_as_they_were_written() -
 
 
 def test_since_subtracts_what_was_there_before_and_never_goes_below_zero() -> None:
-    before = Counter({("ModelVersion", "Event NotFound"): 3, ("ModelVersion", "Event Gone"): 2})
-    after = Counter({("ModelVersion", "Event NotFound"): 7, ("ModelEndpoint", "Event TrafficShifted"): 1})
+    before = Counter({("ModelVersion", "Event NotFound"): 3, ("ModelVersion", "Event Gone"): 2,
+                      ("ModelVersion", "Event Expired"): 5})  # fmt: skip
+    after = Counter({("ModelVersion", "Event NotFound"): 7, ("ModelEndpoint", "Event TrafficShifted"): 1,
+                     ("ModelVersion", "Event Expired"): 1})  # fmt: skip
     assert writes.since(after, before) == Counter(
         {("ModelVersion", "Event NotFound"): 4, ("ModelEndpoint", "Event TrafficShifted"): 1}
     )
