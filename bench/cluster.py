@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import writes
 import yaml
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
@@ -160,8 +161,10 @@ class BenchCluster:
         workers: int = 16,
         controller_qps: int | None = None,
         settings: dict[str, Any] | None = None,
+        in_use: str = "admission",
     ) -> None:
         self.nodes = nodes
+        self.in_use = in_use  # "admission": the in-use policy bound; "finalizer": unbound (e2e's default)
         self.controller_qps = controller_qps
         self.settings = settings or {}  # operator settings of this run, over the benchmark's own
         self.drift_seconds = drift_seconds
@@ -249,6 +252,8 @@ class BenchCluster:
         import admission  # the chart's admission policies: this ServiceAccount is the operator
 
         admission.set_operators(cp, [*admission.operators(cp), OPERATOR_USER])
+        if self.in_use == "admission":  # the operator observes the binding: no in-use finalizers
+            admission.bind(cp, admission.IN_USE_POLICY)
         token = cp.kubectl("create", "token", OPERATOR_SA, "-n", OPERATOR_NS, "--duration=48h").stdout.strip()
         admin = yaml.safe_load(cp.kubeconfig.read_text())
         doc = {
@@ -615,6 +620,36 @@ class BenchCluster:
                 seen.add(ev["auditID"])
                 out[(ev.get("user") or {}).get("username", "?").removeprefix("system:")] += 1
         return dict(out.most_common())
+
+    def operator_events(self) -> Counter[tuple[str, str]]:
+        """(involved kind, "Event <reason>") -> writes, of the Events the operator posted in our namespace
+        (bench/writes.py: each Event's count)."""
+        assert self.api is not None
+        core = client.CoreV1Api(self.api)
+        items: list[dict[str, Any]] = []
+        token = None
+        while True:
+            page = core.list_namespaced_event(NS, limit=500, _continue=token)
+            items += [self.api.sanitize_for_serialization(e) for e in page.items]
+            token = page.metadata._continue
+            if not token:
+                break
+        return writes.event_counts(items)
+
+    def operator_writes(
+        self, start: int, events_before: Counter[tuple[str, str]], created: dict[str, int]
+    ) -> dict[str, Any]:
+        """The operator's writes since an audit-log offset, by kind and cause (bench/writes.py), with the
+        Events it posted since ``events_before`` (operator_events() then) by reason."""
+        assert self.cp is not None and self.cp.audit_log is not None
+        with self.cp.audit_log.open("rb") as f:
+            f.seek(start)
+            data = f.read().splitlines()
+        events = writes.since(self.operator_events(), events_before)
+        by_cause = writes.audit_writes(data, OPERATOR_USER) + events
+        out = writes.summary(by_cause, created)
+        out["event_writes_in_audit_log"] = writes.audit_event_writes(data, OPERATOR_USER)
+        return out
 
     def operator_requests(
         self, start: int, end: int | None = None, user: str = OPERATOR_USER

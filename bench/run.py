@@ -9,7 +9,9 @@ ServiceAccount so that its requests can be told apart in the audit log.
 Sections: latency (weight change -> route), rollback, restart (convergence after an operator
 restart), memory (operator RSS vs fleet size), idle (operator API requests while nothing changes),
 hashing (verify_artifact vs hashlib vs sha256sum). Every scale parameter can be overridden; see --help.
-Opt-in (only with --only): peer, Argo Rollouts on the same control plane (bench/peer.py):
+The fleet's operator writes are logged by object kind and cause (bench/writes.py); --in-use
+admission|finalizer chooses how served versions are protected (the chart's in-use policy bound, or the
+in-use finalizer). Opt-in (only with --only): peer, Argo Rollouts on the same control plane (bench/peer.py):
     ./dev bench --only peer [--peer-rollouts 200 --peer-blocks 5 --peer-per-block 20]
 and dataplane, real traffic on the real node with Traefik and Prometheus (bench/dataplane.py; root):
     ./dev bench --only dataplane [--dp-rollbacks 5 --dp-auto 5 --dp-steps 2]
@@ -126,6 +128,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     ap.add_argument(
         "--json", default=str(HERE / "results" / "latest.json"), help="where to write the results"
+    )
+    ap.add_argument(
+        "--in-use",
+        choices=("admission", "finalizer"),
+        default="admission",
+        help="how a served ModelVersion is protected from deletion: the chart's in-use admission policy "
+        "bound (the chart's default; status.servedBy is the record), or unbound, so that the operator "
+        "adds the modelversioning.io/in-use finalizer (default: admission)",
     )
     g = ap.add_argument_group("scale overrides (default: the preset's)")
     g.add_argument("--versions", type=int, help="ModelVersions of the main fleet")
@@ -287,7 +297,10 @@ def run_cluster(args: argparse.Namespace, res: Results) -> None:
     res.data["setup"]["controller_qps"] = qps or "default (20)"
     overrides = operator_settings(args.set)
     res.data["setup"]["operator_settings"] = overrides
-    bc = BenchCluster(nodes_for(max_eps), p["drift_seconds"], log, controller_qps=qps, settings=overrides)
+    bc = BenchCluster(
+        nodes_for(max_eps), p["drift_seconds"], log, controller_qps=qps, settings=overrides,
+        in_use=args.in_use,
+    )
     try:
         log(f"starting the control plane ({nodes_for(max_eps)} kwok nodes) and the operator")
         bc.start()
@@ -296,14 +309,7 @@ def run_cluster(args: argparse.Namespace, res: Results) -> None:
         mem: list[dict[str, Any]] = []
         if "memory" in want:
             mem.append(memory_sample(bc))
-        off, cpu, parts = bc.audit_offset(), bc.cpu_seconds(), bc.component_cpu()
-        fleet = bc.populate(p["versions"], p["endpoints"], p["converge_timeout"])
-        fleet["operator_cpu_seconds"] = round(bc.cpu_seconds() - cpu, 1)
-        after = bc.component_cpu()
-        fleet["events_dropped"] = bc.metrics().get("events_dropped")  # a full backlog of Events to post
-        fleet["cpu_seconds_by_process"] = {k: round(after[k] - parts.get(k, 0.0), 1) for k in after}
-        fleet["operator_requests"] = bc.operator_requests(off)["by_verb_resource"]
-        fleet["writes_by_user"] = bc.writes_by_user(off)  # the operator's share of the API server's work
+        fleet = new_fleet(bc, args)
         res.data["setup"]["fleet"] = fleet
         res.save()
         if not fleet["converged"]:
@@ -362,6 +368,29 @@ def run_cluster(args: argparse.Namespace, res: Results) -> None:
         res.data["setup"]["operator_log_tail"] = bc.op.logs(30).splitlines() if bc.op else []
         res.save()
         bc.stop()
+
+
+def new_fleet(bc: Any, args: argparse.Namespace) -> dict[str, Any]:
+    """The main fleet created and converged: its times, where the CPU went, and the operator's writes
+    by kind and cause (bench/writes.py, logged too)."""
+    import writes
+
+    p = args.params
+    off, cpu, parts = bc.audit_offset(), bc.cpu_seconds(), bc.component_cpu()
+    events0 = bc.operator_events()
+    fleet: dict[str, Any] = bc.populate(p["versions"], p["endpoints"], p["converge_timeout"])
+    fleet["operator_cpu_seconds"] = round(bc.cpu_seconds() - cpu, 1)
+    after = bc.component_cpu()
+    fleet["events_dropped"] = bc.metrics().get("events_dropped")  # a full backlog of Events to post
+    fleet["cpu_seconds_by_process"] = {k: round(after[k] - parts.get(k, 0.0), 1) for k in after}
+    fleet["operator_requests"] = bc.operator_requests(off)["by_verb_resource"]
+    fleet["writes_by_user"] = bc.writes_by_user(off)  # the operator's share of the API server's work
+    created = {"ModelVersion": fleet["created_versions"], "ModelEndpoint": fleet["created_endpoints"]}
+    fleet["writes"] = bc.operator_writes(off, events0, created)  # by kind and cause (bench/writes.py)
+    fleet["in_use_protection"] = args.in_use
+    for line in writes.lines(fleet["writes"]):
+        log(line)
+    return fleet
 
 
 def operator_settings(pairs: list[str]) -> dict[str, Any]:

@@ -31,7 +31,40 @@ def policies() -> list[dict[str, Any]]:
     return [yaml.safe_load(p.read_text()) for p in sorted(POLICY_DIR.glob("*.yaml"))]
 
 
-def manifests(operators: list[str]) -> list[dict[str, Any]]:
+# Installed without its binding unless a test (or the benchmark) binds it: the e2e tests of the in-use
+# finalizer run as before, and an operator that observes no binding uses the finalizer (the chart binds
+# it like every policy; e2e/test_in_use_admission.py covers that mode with bind()).
+IN_USE_POLICY = "in-use.modelversioning.io"
+UNBOUND = (IN_USE_POLICY,)
+
+
+def binding(name: str) -> dict[str, Any]:
+    """The binding the chart's template makes for the policy ``name``."""
+    return {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingAdmissionPolicyBinding",
+        "metadata": {"name": name},
+        "spec": {
+            "policyName": name,
+            "validationActions": ["Deny"],
+            "paramRef": {
+                "name": PARAMS_NAME,
+                "namespace": PARAMS_NAMESPACE,
+                "parameterNotFoundAction": "Deny",
+            },
+        },
+    }
+
+
+def bind(cp: Any, name: str) -> None:
+    cp.apply([binding(name)])
+
+
+def unbind(cp: Any, name: str) -> None:
+    cp.kubectl("delete", "validatingadmissionpolicybinding", name, "--ignore-not-found", check=False)
+
+
+def manifests(operators: list[str], unbound: tuple[str, ...] = UNBOUND) -> list[dict[str, Any]]:
     docs: list[dict[str, Any]] = [
         {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": PARAMS_NAMESPACE}},
         {
@@ -44,22 +77,8 @@ def manifests(operators: list[str]) -> list[dict[str, Any]]:
     for policy in policies():
         name = policy["metadata"]["name"]
         docs.append(policy)
-        docs.append(
-            {
-                "apiVersion": "admissionregistration.k8s.io/v1",
-                "kind": "ValidatingAdmissionPolicyBinding",
-                "metadata": {"name": name},
-                "spec": {
-                    "policyName": name,
-                    "validationActions": ["Deny"],
-                    "paramRef": {
-                        "name": PARAMS_NAME,
-                        "namespace": PARAMS_NAMESPACE,
-                        "parameterNotFoundAction": "Deny",
-                    },
-                },
-            }
-        )
+        if name not in unbound:
+            docs.append(binding(name))
     return docs
 
 

@@ -279,3 +279,61 @@ def test_the_reconciler_reports_a_503_on_a_new_slot_as_progress_and_moves_once_i
     del w.api.reject[new]  # the API server is back: the retry creates the slot, traffic moves
     w.settle()
     assert w.routed() == {new: ("2.4.1", 100)} and w.cond("Ready")[0] == "True"
+
+
+@pytest.mark.parametrize(
+    ("previous", "closed", "posted"),
+    [
+        pytest.param({}, "", False, id="first-split-of-a-new-endpoint"),
+        pytest.param({"stable": 0}, "", True, id="traffic-back-on-a-variant-at-0"),
+        pytest.param({}, R.REVOKED, True, id="a-closed-route-opens-again"),
+    ],
+)
+def test_traffic_shifted_is_for_live_traffic_not_the_first_split(
+    previous: dict[str, int], closed: str, posted: bool
+) -> None:
+    """Issue #25: a new endpoint's first route is no shift (its Ready condition says that it serves)."""
+    f = facts(
+        variant(desired=slot("ep-s")),
+        previous_weights=previous,
+        previous_closed=closed,
+        owned_slots=frozenset({"ep-s"}),
+    )
+    plan = P.decide(f)
+    assert plan.weights == {"stable": 100} and plan.write_route
+    st = S.build_status(f, plan, OK)
+    assert st.fields["effectiveWeights"] == {"stable": 100}
+    shifted = [e for e in st.events if e[1] == R.TRAFFIC_SHIFTED]
+    assert bool(shifted) is posted
+
+
+def _st(ready: str, reason: str, message: str, gen: int = 1, **variant: Any) -> dict[str, Any]:
+    conds = [
+        {"type": "Ready", "status": ready, "reason": reason, "message": message, "observedGeneration": gen}
+    ]
+    var = {"name": "stable", "reason": "DeploymentNotAvailable", "message": message, "readyReplicas": 0}
+    return {"observedGeneration": gen, "conditions": conds, "variants": [{**var, **variant}]}
+
+
+NOT_YET = _st("False", R.NO_ELIGIBLE_VARIANT, "Deployment not created yet")
+
+
+@pytest.mark.parametrize(
+    ("new", "skipped"),
+    [
+        pytest.param(
+            _st("False", R.NO_ELIGIBLE_VARIANT, "0/1 replicas available"), True, id="a-message-only"
+        ),
+        pytest.param(_st("False", R.PROGRESSING, "0/1 replicas available"), False, id="a-reason"),
+        pytest.param(_st("Unknown", R.NO_ELIGIBLE_VARIANT, "x"), False, id="a-condition-status"),
+        pytest.param(_st("False", R.NO_ELIGIBLE_VARIANT, "x", readyReplicas=1), False, id="a-variant-field"),
+        pytest.param(_st("False", R.NO_ELIGIBLE_VARIANT, "x", gen=2), False, id="a-new-generation"),
+        pytest.param(_st("True", R.READY, "serving as declared"), False, id="ready-now"),
+        pytest.param({**NOT_YET, "effectiveWeights": {"stable": 100}}, False, id="traffic"),
+    ],
+)
+def test_progress_messages_alone_are_not_worth_a_status_write(new: dict[str, Any], skipped: bool) -> None:
+    """Issue #25: a new endpoint's status is written when its state changes, not for each progress message."""
+    assert S.progress_only(NOT_YET, new) is skipped
+    ready = _st("True", R.READY, "serving as declared")
+    assert not S.progress_only(ready, _st("True", R.READY, "serving as declared, again"))  # Ready: always

@@ -159,17 +159,17 @@ def test_verifies_then_walks_to_production_writing_status_once_per_cycle():
     store.upsert("ModelVersion", mv("production"))
     grace = run(r)
     # a new version's first verification writes nothing while it may still finish within the grace;
-    # its model has no Model: the operator creates one, the registry's record (recorded meanwhile)
-    assert kube.kinds() == ["create", "event"] and verifier.calls == 1
-    assert kube.calls[1][1] == ("Normal", R.MODEL_CREATED)
+    # its model has no Model: the operator creates one, the registry's record (recorded meanwhile),
+    # and posts no Event about it (the Model's created-by annotation says it)
+    assert kube.kinds() == ["create"] and verifier.calls == 1
     kube.calls.clear()
     assert grace is not None and grace.delay == pytest.approx(FIRST_VERIFICATION_GRACE, abs=0.5)
     assert requeued == [(NS, "m-v1.0.0")]  # the finished job asks for the next reconcile
     run(r)
-    assert kube.kinds() == ["status", "event", "event"]  # one status write: verified and promoted
+    assert kube.kinds() == ["status", "event"]  # one status write: verified and promoted
     st = kube.calls[0][1]
     assert st["stage"] == "production" and st["artifact"]["digest"] == SHA
-    assert [c[1][1] for c in kube.calls[1:]] == [R.ARTIFACT_VERIFIED, R.STAGE_CHANGED]  # one per walk
+    assert kube.calls[1][1] == ("Normal", R.STAGE_CHANGED)  # one per walk, the verification said in it
     assert notified == [(NS, "m")]  # verified and promoted
     kube.calls.clear()
     run(r)  # idle: nothing to write, nothing fetched again
@@ -216,9 +216,9 @@ def test_the_in_use_finalizer_goes_on_before_the_status():
     )
     run(r)  # the finalizer at once (the first verification's grace defers only the status)
     run(r)
-    assert kube.kinds()[:4] == ["create", "event", "finalizers", "status"]
-    assert kube.calls[2][1] == [IN_USE_FINALIZER]
-    assert kube.calls[3][1]["servedBy"] == [{"endpoint": "ep", "variant": "a", "weight": 0}]
+    assert kube.kinds()[:3] == ["create", "finalizers", "status"]
+    assert kube.calls[1][1] == [IN_USE_FINALIZER]
+    assert kube.calls[2][1]["servedBy"] == [{"endpoint": "ep", "variant": "a", "weight": 0}]
 
 
 def test_a_deleted_object_is_forgotten():
@@ -278,7 +278,7 @@ def test_a_slow_first_verification_shows_verifying_once_the_grace_is_over(monkey
     try:
         with pytest.raises(Requeue):
             r.reconcile(NS, "m-v1.0.0")
-        assert kube.kinds() == ["create", "event"]  # the record is created; still within the grace
+        assert kube.kinds() == ["create"]  # the record is created; still within the grace
         kube.calls.clear()
         with pytest.raises(Requeue):  # looked at again while it runs, still within the grace: nothing yet
             r.reconcile(NS, "m-v1.0.0")
@@ -385,23 +385,6 @@ def test_a_number_reregistered_with_other_weights_without_a_model_is_refused_and
     assert verifier.calls == 1  # the other weights are not even fetched
     # the endpoint's eligibility reads ArtifactVerified: False, and VersionReused gets no slot
     assert R.VERSION_REUSED in R.NO_SLOT
-
-
-def test_a_verified_version_waits_for_the_record_before_it_is_verified():
-    store, kube, _, r, _, notified = reconciler(OK)
-    store.upsert("ModelVersion", mv())
-    with pytest.raises(Requeue):
-        r.reconcile(NS, "m-v1.0.0")  # creates the record; the Model reconcile has not run yet
-    drain(r.verifications.pool)
-    with pytest.raises(Requeue):
-        r.reconcile(NS, "m-v1.0.0")  # verified, but not recorded: not verified yet
-    vc = store.get("ModelVersion", NS, "m-v1.0.0")["status"]["conditions"][1]
-    assert (vc["status"], vc["reason"]) == ("Unknown", R.RECORD_PENDING)
-    notified.clear()
-    ModelReconciler(FakeKube(store), store, Settings(), lambda ns, m: None).reconcile(NS, "m")  # type: ignore[arg-type]
-    r.reconcile(NS, "m-v1.0.0")  # the Model's status change wakes it
-    vc = store.get("ModelVersion", NS, "m-v1.0.0")["status"]["conditions"][1]
-    assert (vc["status"], vc["reason"]) == ("True", R.VERIFIED) and notified == [(NS, "m")]
 
 
 def test_a_record_someone_else_created_meanwhile_is_fine():

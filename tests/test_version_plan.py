@@ -14,6 +14,7 @@ from modelversioning.api.wire import IN_USE_FINALIZER
 from modelversioning.domain import conditions as cond
 from modelversioning.domain.stages import Stage, StageGraph, next_hop
 from modelversioning.domain.version_facts import (
+    RegistryFacts,
     Serving,
     VerifierFacts,
     VerifyAction,
@@ -189,6 +190,22 @@ def test_waiting_for_verification_is_unknown_not_a_warning():
     assert (c(plan, "Ready")["status"], c(plan, "Ready")["reason"]) == ("Unknown", R.VERIFYING)
 
 
+def test_waiting_for_the_registrys_record_is_unknown_not_a_warning():
+    """Verified, the Model's record of the version not written yet: in progress (it was a Warning
+    StageTransitionBlocked "the artifact has not been verified" on the happy path of every new model)."""
+    st = {"stage": "candidate", "history": [{"to": "candidate"}]}
+    pending = RegistryFacts(pending="waiting for Model m to record version 1.0.0")
+    f = facts(status=st, requested=Stage.PRODUCTION, registry=pending, verifier=VerifierFacts(result=OK))
+    plan = decide(f, POLICY, NOW)
+    assert (c(plan, "ArtifactVerified")["status"], c(plan, "ArtifactVerified")["reason"]) == (
+        "Unknown",
+        R.RECORD_PENDING,
+    )
+    sc = c(plan, "StageTransition")
+    assert (sc["status"], sc["reason"]) == ("Unknown", R.ARTIFACT_NOT_VERIFIED)
+    assert plan.events == () and plan.transitions == () and plan.status["stage"] == "candidate"
+
+
 def test_configured_graph_shortens_the_walk():
     strict = replace(
         POLICY, graph=StageGraph.from_config({"candidate": ["staging"], "staging": ["production"]})
@@ -235,6 +252,53 @@ def test_unused_version_releases_the_finalizer():
     assert "servedBy" not in plan.status
     assert (c(plan, "InUse")["status"], c(plan, "InUse")["reason"]) == ("False", R.NOT_SERVED)
     assert decide(facts(), POLICY, NOW).finalizers is None
+
+
+OTHER = "x/other"
+
+
+@pytest.mark.parametrize(
+    ("served", "policy", "current", "want"),
+    [
+        # without the in-use admission policy: the finalizer exactly while served
+        pytest.param(True, False, (OTHER,), (OTHER, IN_USE_FINALIZER), id="served:-added"),
+        pytest.param(True, False, (IN_USE_FINALIZER,), None, id="served:-already-there"),
+        pytest.param(False, False, (OTHER, IN_USE_FINALIZER), (OTHER,), id="unused:-released"),
+        pytest.param(False, False, (OTHER,), None, id="unused:-nothing-to-do"),
+        # with it enforced: status.servedBy is the record the API server checks, no finalizer write
+        pytest.param(True, True, (OTHER,), None, id="policy-served:-none-added"),
+        pytest.param(True, True, (IN_USE_FINALIZER,), None, id="policy-served:-an-old-one-is-kept"),
+        pytest.param(False, True, (IN_USE_FINALIZER, OTHER), (OTHER,), id="policy-unused:-an-old-one-goes"),
+        pytest.param(False, True, (), None, id="policy-unused:-nothing-to-do"),
+    ],
+)
+def test_in_use_protection_is_the_finalizer_or_the_servedby_record(served, policy, current, want):
+    """Issue #25: with the in-use admission policy enforced (observed), a served version costs no
+    finalizer writes; its status.servedBy (in the same status write) is what the API server checks."""
+    f = facts(serving=SERVING if served else (), finalizers=current, in_use_policy=policy)
+    plan = decide(f, POLICY, NOW)
+    assert plan.finalizers == want
+    recorded = [s["endpoint"] for s in plan.status.get("servedBy", [])]
+    assert recorded == (["ep", "ep", "other"] if served else [])
+    assert c(plan, "InUse")["status"] == ("True" if served else "False")
+
+
+def test_the_record_goes_with_the_verification_in_one_write_when_an_endpoint_names_a_new_version():
+    """A new version an endpoint names before it is verified: servedBy is in the status write that makes
+    it verified, so no route can send it traffic before the record is there (admission mode)."""
+    f = facts(
+        status={},
+        serving=(Serving("ep", "canary", 0),),
+        in_use_policy=True,
+        requested=Stage.PRODUCTION,
+        verifier=VerifierFacts(result=OK, result_generation=1, age=10.0),
+    )
+    plan = decide(f, POLICY, NOW)
+    assert c(plan, "ArtifactVerified")["status"] == "True" and plan.status["stage"] == "production"
+    assert plan.status["servedBy"] == [{"endpoint": "ep", "variant": "canary", "weight": 0}]
+    assert plan.finalizers is None
+    quiet = decide(replace(f, verifier=VerifierFacts(running=True)), POLICY, NOW)
+    assert quiet.status is None and quiet.finalizers is None  # nothing verified, nothing to route to
 
 
 def test_deletion_is_held_while_served_and_warned_once():

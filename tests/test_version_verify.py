@@ -13,9 +13,10 @@ import pytest
 
 from modelversioning.api import wire as R
 from modelversioning.artifacts.errors import Reason
-from modelversioning.domain.version_facts import VerifierFacts, VerifyAction, VerifyResult
+from modelversioning.domain.stages import Stage
+from modelversioning.domain.version_facts import RegistryFacts, VerifierFacts, VerifyAction, VerifyResult
 from modelversioning.domain.version_plan import decide
-from modelversioning.domain.version_verify import retry_delay
+from modelversioning.domain.version_verify import RECORD_GRACE, retry_delay
 from test_version_plan import (
     NOW,
     OK,
@@ -107,11 +108,27 @@ def test_success_records_the_digest_and_tells_the_endpoints():
     plan = decide(f, POLICY, NOW)
     assert plan.status["artifact"] == {"digest": SHA, "verifiedAt": STAMP, "sizeBytes": 42}
     assert plan.verify is VerifyAction.FORGET
-    assert event_reasons(plan) == [("Normal", R.ARTIFACT_VERIFIED)]
+    assert event_reasons(plan) == []  # success is no Event (issue #25): the status says it
     assert plan.notify_endpoints
     files = replace(OK, files=3)
     plan = decide(replace(f, verifier=VerifierFacts(result=files)), POLICY, NOW)
     assert plan.status["artifact"]["files"] == 3
+
+
+def test_a_verification_that_allows_a_walk_is_said_in_its_one_stage_changed_event():
+    f = facts(
+        status=unverified(R.VERIFYING, "Unknown"),
+        verifier=VerifierFacts(result=OK, result_generation=1),
+        requested=Stage.PRODUCTION,
+    )
+    plan = decide(f, POLICY, NOW)
+    assert event_reasons(plan) == [("Normal", R.STAGE_CHANGED)]
+    assert plan.events[0].message.endswith("; artifact verified: sha256 matches")
+    assert "candidate -> staging -> production" in plan.events[0].message
+    # verified before: a later walk's Event does not say it again
+    later = replace(f, status=plan.status, requested=Stage.ARCHIVED, verifier=VerifierFacts())
+    (ev,) = decide(later, POLICY, NOW).events
+    assert ev.reason == R.STAGE_CHANGED and "artifact verified" not in ev.message
 
 
 def test_digest_mismatch_warns_and_is_permanent_for_the_generation():
@@ -293,3 +310,39 @@ def test_verifications_ask_once_per_digest_found_and_forget_a_deleted_version():
     assert v.recheck_requested(key) == "e" * 64
     v.forget(key, gone=True)
     assert v.recheck_requested(key) is None and v.request_recheck(key, "e" * 64)
+
+
+PENDING = RegistryFacts(pending="waiting for Model m to record version 1.0.0 in status.versions")
+
+
+@pytest.mark.parametrize(
+    ("status", "age", "writes", "reason"),
+    [
+        pytest.param({}, 0.0, False, None, id="new-within-the-grace:-nothing-written"),
+        pytest.param({}, RECORD_GRACE - 0.1, False, None, id="new-just-within"),
+        pytest.param({}, RECORD_GRACE, True, R.RECORD_PENDING, id="new-past-the-grace:-says-it-waits"),
+        pytest.param(unverified(R.VERIFYING, "Unknown"), 0.0, True, R.RECORD_PENDING, id="had-a-status"),
+        pytest.param(verified_status(), 0.0, True, R.VERIFIED, id="verified-before-the-record-existed"),
+    ],
+)
+def test_a_new_version_waits_quietly_for_the_record_and_never_looks_verified_early(
+    status: dict, age: float, writes: bool, reason: str | None
+) -> None:
+    """Issue #25: one status write per new version (verified, recorded, walked) instead of
+    RecordPending first; nothing written says verified before the record holds the version."""
+    f = facts(
+        status=status,
+        requested=Stage.PRODUCTION,
+        registry=PENDING,
+        verifier=VerifierFacts(result=OK, result_generation=1, age=age, fresh=age == 0.0),
+    )
+    plan = decide(f, POLICY, NOW)
+    assert (plan.status is not None) is writes
+    if plan.status is None:
+        assert plan.events == () and not plan.notify_endpoints
+        assert plan.verify is VerifyAction.NONE  # the verifier keeps its answer for the next look
+        assert plan.requeue_after == pytest.approx(RECORD_GRACE - age)
+        return
+    assert c(plan, "ArtifactVerified")["reason"] == reason
+    if reason == R.RECORD_PENDING:
+        assert c(plan, "ArtifactVerified")["status"] == "Unknown" and plan.status["stage"] == "candidate"

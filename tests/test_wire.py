@@ -166,6 +166,15 @@ def test_a_reason_cannot_be_declared_twice() -> None:
         wire.reason(wire.READY, wire.ENDPOINT_CONDITION, meaning="again")
 
 
+def test_a_retired_event_reason_is_never_declared_again() -> None:
+    """Issue #25: the operator no longer posts these; an alert matching one never sees it reused."""
+    assert set(wire.RETIRED) == {"ArtifactVerified", "ModelCreated"}
+    assert not set(wire.RETIRED) & set(wire.REASONS)
+    for name in wire.RETIRED:
+        with pytest.raises(ValueError, match="retired"):
+            wire.reason(name, wire.VERSION_EVENT, meaning="again")
+
+
 def test_resource_paths() -> None:
     assert wire.MODELVERSION.path("ns", "m-v1.0.0", "status") == (
         "/apis/modelversioning.io/v1alpha1/namespaces/ns/modelversions/m-v1.0.0/status"

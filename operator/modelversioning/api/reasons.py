@@ -43,10 +43,22 @@ class ReasonInfo:
 
 REASONS: dict[str, ReasonInfo] = {}
 
+# Event reasons the operator posted once and no longer does (issue #25: an Event is for a transition a
+# person acts on; every Event costs a write that each watcher of the API server pays for). Never
+# declared again, so that no alert still matching one of them ever sees it with another meaning.
+RETIRED: dict[str, str] = {
+    "ArtifactVerified": "a verified artifact is in ArtifactVerified=True and status.artifact; the "
+    "StageChanged Event of a walk the verification allowed says it too",
+    "ModelCreated": "the Model the operator creates as the registry's record carries the "
+    "modelversioning.io/created-by annotation",
+}
+
 
 def reason(name: str, *where: str, meaning: str, **props: bool) -> str:
     if name in REASONS:
         raise ValueError(f"reason {name} declared twice")
+    if name in RETIRED:
+        raise ValueError(f"reason {name} was retired ({RETIRED[name]}): choose another name")
     REASONS[name] = ReasonInfo(name, where, meaning, **props)
     return name
 
@@ -356,11 +368,11 @@ IN_USE = reason(
 REGISTERED = reason(
     "Registered", VERSION_EVENT, meaning="history: the first entry, when the version enters candidate"
 )
-ARTIFACT_VERIFIED = reason(
-    "ArtifactVerified", VERSION_EVENT, meaning="Event (Normal): the artifact was verified"
-)
 STAGE_CHANGED = reason(
-    "StageChanged", VERSION_EVENT, meaning="Event (Normal): one hop made, with actor and reason"
+    "StageChanged",
+    VERSION_EVENT,
+    meaning="Event (Normal): the hops one walk made, with actor and reason (and the verification that "
+    "allowed them, when it came in the same write)",
 )
 STAGE_TRANSITION_BLOCKED = reason(
     "StageTransitionBlocked", VERSION_EVENT, meaning="Event (Warning): a gate or the graph refused"
@@ -379,11 +391,6 @@ RECORD_PENDING = reason(
     "RecordPending",
     _VV,
     meaning="verified, waiting for the Model's status.versions to record this version and digest (Unknown)",
-)
-MODEL_CREATED = reason(
-    "ModelCreated",
-    VERSION_EVENT,
-    meaning="Event (Normal): the operator created the Model (default policy) that records the versions",
 )
 RETENTION = reason(
     "Retention", VERSION_EVENT, meaning="history actor/reason: a Model's retention archived the version"

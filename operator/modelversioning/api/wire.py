@@ -82,6 +82,9 @@ ADMISSION_BINDING = Resource(
 )
 APPROVALS_POLICY = f"approvals.{GROUP}"  # policy and binding names (charts/.../files/admission/)
 REQUESTED_BY_POLICY = f"requested-by.{GROUP}"
+# refuses the DELETE of a ModelVersion whose status.servedBy names an endpoint: while the operator
+# observes it enforced it adds no in-use finalizer (domain.version_plan.finalizers_for)
+IN_USE_POLICY = f"in-use.{GROUP}"
 OUR_KINDS = (MODELVERSION, MODELENDPOINT, MODEL, MODELAPPROVAL)
 
 # Kubernetes' own kinds we read or write.

@@ -198,7 +198,10 @@ def _events(
     previous_conditions: Mapping[str, tuple[str, str]],
 ) -> tuple[Event, ...]:
     events: list[Event] = []
-    if dict(f.previous_weights) != plan.weights and route_ok and plan.write_route:
+    # a shift of live traffic; an endpoint's first split (no traffic before, no closed route) is no
+    # shift: its Ready condition says that it serves (one Event less per new endpoint)
+    live = bool(f.previous_weights) or bool(f.previous_closed)
+    if dict(f.previous_weights) != plan.weights and route_ok and plan.write_route and live:
         shifted = f"effective weights {_fmt(f.previous_weights)} -> {_fmt(plan.weights)}"
         events.append(("Normal", R.TRAFFIC_SHIFTED, shifted))
     # a new endpoint waiting for its first verified variant is told by its conditions; a Warning is
@@ -372,6 +375,32 @@ def previous_conditions(status: Mapping[str, Any]) -> dict[str, tuple[str, str]]
         str(c.get("type")): (str(c.get("status")), str(c.get("reason")))
         for c in status.get("conditions") or []
     }
+
+
+def progress_only(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
+    """Does ``new`` differ from the stored status only in the messages of an endpoint still on its way
+    (Ready was not True; observedGeneration, every condition's status and reason, every variant's other
+    fields, the weights: all the same)? Then it is not worth a write (issue #25): a new endpoint's
+    status said "Deployment not created yet", then "Deployment update not yet observed", then "0/1
+    replicas available", one PATCH each, while nothing a reader acts on changed. The next change of
+    state writes the messages of then."""
+    return not _ready(old) and _without_messages(old) == _without_messages(new)
+
+
+def _ready(status: Mapping[str, Any]) -> bool:
+    return any(c.get("type") == "Ready" and c.get("status") == TRUE for c in status.get("conditions") or [])
+
+
+def _without_messages(status: Mapping[str, Any]) -> dict[str, Any]:
+    out = {k: v for k, v in status.items() if v not in (None, [], {}) and k not in ("conditions", "variants")}
+    out["conditions"] = sorted(
+        (str(c.get("type")), str(c.get("status")), str(c.get("reason")))
+        for c in status.get("conditions") or []
+    )
+    out["variants"] = [
+        {k: v for k, v in var.items() if k != "message"} for var in status.get("variants") or []
+    ]
+    return out
 
 
 def serving_changed(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:

@@ -103,6 +103,9 @@ class VersionFacts:
     actor: str = "unknown"  # who requested spec.stage
     why: str = ""  # the reason given for the request
     serving: tuple[Serving, ...] = ()
+    # the chart's in-use admission policy is enforced (observed: bound, denying): the API server refuses
+    # the DELETE of a version whose status.servedBy names an endpoint, so no in-use finalizer is added
+    in_use_policy: bool = False
     verifier: VerifierFacts = field(default_factory=VerifierFacts)
     rollouts: tuple[Mapping[str, Any], ...] = ()  # outcomes endpoints recorded (annotation), newest last
     protected: str | None = None  # the deletion-protected annotation as stored

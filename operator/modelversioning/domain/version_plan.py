@@ -10,7 +10,11 @@ Rules (README, "What the operator does with a ModelVersion"): ArtifactVerified i
 status they make up, Ready, InUse, the deletion held while in use and the records of where and how
 the version served:
 
-- The in-use finalizer is held exactly while an endpoint names this version; a deletion waits for it.
+- In-use protection: while an endpoint names this version its status.servedBy says so, written in
+  the same status write that makes it verified or by the reconcile the endpoint's change queues,
+  before the slot can take traffic. With the chart's in-use admission policy enforced (observed), the
+  API server refuses the DELETE of a version whose servedBy names an endpoint; otherwise the in-use
+  finalizer is held exactly while an endpoint names it and a deletion waits for it (``finalizers_for``).
 - status.servingHistory opens and closes a period per serving variant; status.rollouts keeps what
   endpoints recorded about rollouts of this version.
 """
@@ -32,7 +36,7 @@ from modelversioning.domain.version_facts import Event, Serving, VersionFacts, V
 
 # handlers/model.py (RegistryFacts) and handlers/modelendpoint.py (next_promotion) import these from here
 from modelversioning.domain.version_facts import RegistryFacts as RegistryFacts
-from modelversioning.domain.version_stage import Walk, walk_stage
+from modelversioning.domain.version_stage import Walk, clip, walk_stage
 from modelversioning.domain.version_stage import next_promotion as next_promotion
 from modelversioning.domain.version_verify import (
     await_record,
@@ -55,7 +59,7 @@ def decide(facts: VersionFacts, policy: VersionPolicy, now: datetime) -> Version
     create = facts.model if facts.registry.create_model else None  # the record, before anything else
     if verification.quiet:  # the verifier's answer (or the grace's end) requeues it
         return VersionPlan(
-            finalizers=finalizers_for(facts.finalizers, in_use=bool(facts.serving)),
+            finalizers=protection(facts),
             verify=verification.action,
             requeue_after=verification.requeue_after,
             create_model=create,
@@ -87,11 +91,14 @@ def decide(facts: VersionFacts, policy: VersionPolicy, now: datetime) -> Version
         walk.stage, walk.history, facts.registry.deletion_policy, policy.history_limit
     )
     prev_verified = cond.get(prev.get("conditions"), "ArtifactVerified")
+    was_verified = (prev_verified or {}).get("reason") == R.VERIFIED
+    verified_now = verification.cond.reason == R.VERIFIED and not was_verified
     return VersionPlan(
         status=status,
         # a failed attempt's own Event says what the change Event would (once, not twice)
-        events=(verification.events or verification_events(prev_verified, verification.cond)) + walk.events,
-        finalizers=finalizers_for(facts.finalizers, in_use=bool(facts.serving)),
+        events=(verification.events or verification_events(prev_verified, verification.cond))
+        + (with_verification(walk.events, verification.cond.message) if verified_now else walk.events),
+        finalizers=protection(facts),
         annotations={} if protect == facts.protected else {DELETION_PROTECTED_ANNOTATION: protect},
         verify=verification.action,
         requeue_after=verification.requeue_after,
@@ -102,6 +109,17 @@ def decide(facts: VersionFacts, policy: VersionPolicy, now: datetime) -> Version
         ),
         transitions=walk.transitions,
         create_model=create,
+    )
+
+
+def with_verification(events: tuple[Event, ...], verified: str) -> tuple[Event, ...]:
+    """The walk's StageChanged Event also says that the artifact was verified (``verified``: the
+    condition's message), when both came in the same write: one Event where there were two."""
+    return tuple(
+        Event(e.type, e.reason, clip(f"{e.message}; artifact verified: {verified}", 2048))
+        if e.reason == R.STAGE_CHANGED
+        else e
+        for e in events
     )
 
 
@@ -245,9 +263,17 @@ def in_use(serving: tuple[Serving, ...]) -> Cond:
     return Cond("InUse", TRUE, R.SERVED, ", ".join(f"{s.endpoint}/{s.variant}={s.weight}" for s in serving))
 
 
-def finalizers_for(current: tuple[str, ...], *, in_use: bool) -> tuple[str, ...] | None:
-    """The finalizer list with the in-use hold exactly when in use (None: no change)."""
-    if in_use and IN_USE_FINALIZER not in current:
+def protection(facts: VersionFacts) -> tuple[str, ...] | None:
+    """The finalizer list of a live version (None: no change)."""
+    return finalizers_for(facts.finalizers, in_use=bool(facts.serving), policy=facts.in_use_policy)
+
+
+def finalizers_for(current: tuple[str, ...], *, in_use: bool, policy: bool = False) -> tuple[str, ...] | None:
+    """The finalizer list with the in-use hold (None: no change): added while in use unless the in-use
+    admission policy is enforced (``policy``: status.servedBy is the record the API server checks, no
+    write per version); released when not in use, also one added before the policy was (it is kept
+    while in use: removing it would be a write for nothing)."""
+    if in_use and IN_USE_FINALIZER not in current and not policy:
         return (*current, IN_USE_FINALIZER)
     if not in_use and IN_USE_FINALIZER in current:
         return tuple(f for f in current if f != IN_USE_FINALIZER)

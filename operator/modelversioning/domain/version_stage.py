@@ -158,8 +158,11 @@ def _gated(facts: VersionFacts, src: str, dst: str, gates: GateFacts, graph: Sta
 
 def _blocked(facts: VersionFacts, verified: Cond, current: str, decision: Decision) -> tuple[Cond, bool]:
     """StageTransition for a refused hop, and whether it is a new block (worth an Event): not while
-    the artifact is still verifying, nor when the same block is already in the status."""
-    waiting = verified.reason == R.VERIFYING and decision.reason == R.ARTIFACT_NOT_VERIFIED
+    the artifact is still verifying (or waits for the record), nor when the same block is already in
+    the status."""
+    # verifying, or verified and waiting for the registry's record: in progress, not a refusal
+    in_progress = verified.reason in (R.VERIFYING, R.RECORD_PENDING)
+    waiting = in_progress and decision.reason == R.ARTIFACT_NOT_VERIFIED
     stage_cond = Cond(
         "StageTransition",
         UNKNOWN if waiting else FALSE,

@@ -149,21 +149,29 @@ def _stable_message(held: Cond | None, reason: str, message: str) -> str:
 # A verified version waits (ArtifactVerified Unknown) until the registry's record holds its number and
 # digest; the Model's status change wakes it, and this is the longest it waits before it looks again.
 RECORD_RECHECK_SECONDS = 10.0
+# A new version (no status yet) verified before the record holds it writes nothing for this long after
+# its verification finished: the record of a new model comes with the Model's next reconcile, and the
+# version then gets one status write (verified, with its stage walk) instead of RecordPending first.
+RECORD_GRACE = 5.0
 
 
 def await_record(facts: VersionFacts, v: Verification) -> Verification:
     """A version becomes verified only once the record (its Model's status.versions) holds its number
     with its digest: a number reused with other weights is then refused (``registry.reused``) however
-    fast the versions come and go. One verified before the record existed (an upgrade) stays so."""
+    fast the versions come and go. One verified before the record existed (an upgrade) stays so. A
+    new version waits quietly (no status: nothing says it is verified) within ``RECORD_GRACE``."""
     pending = facts.registry.pending
     if pending is None or v.cond.status != TRUE:
         return v
-    prev = cond.get(facts.status.get("conditions"), "ArtifactVerified") or {}
+    prev = cond.get(facts.status.get("conditions"), "ArtifactVerified")
     prev_art = facts.status.get("artifact") or {}
-    if prev.get("status") == TRUE and prev_art.get("digest") == facts.digest:
+    if prev is not None and prev.get("status") == TRUE and prev_art.get("digest") == facts.digest:
         return v
     waiting = Cond("ArtifactVerified", UNKNOWN, R.RECORD_PENDING, f"{v.cond.message}; {pending}")
     keep = VerifyAction.NONE if v.action is VerifyAction.FORGET else v.action  # the answer is kept
+    first = prev is None and not facts.status.get("stage")  # never had a status of its own
+    if first and facts.verifier.age < RECORD_GRACE:
+        return Verification(waiting, None, keep, RECORD_GRACE - facts.verifier.age, quiet=True)
     return Verification(waiting, facts.status.get("artifact"), keep, RECORD_RECHECK_SECONDS)
 
 
@@ -190,11 +198,10 @@ def registry_verdict(facts: VersionFacts) -> Verification | None:
 
 
 def verification_events(prev: Mapping[str, Any] | None, now: Cond) -> tuple[Event, ...]:
-    """An Event when ArtifactVerified's reason changes: Normal when verified, Warning on a failure."""
+    """A Warning Event when ArtifactVerified changes to a failure. Success is no Event (nobody acts on
+    it; the condition and status.artifact say it, and the StageChanged Event of a walk it allowed)."""
     if prev is not None and prev.get("reason") == now.reason:
         return ()
-    if now.reason == R.VERIFIED:
-        return (Event("Normal", R.ARTIFACT_VERIFIED, now.message),)
     if now.reason == R.ARTIFACT_DELETED:  # retention did it on purpose (the Model posted the Event)
         return ()
     if now.status == FALSE:

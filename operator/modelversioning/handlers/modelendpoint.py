@@ -451,7 +451,7 @@ class ModelEndpointReconciler:
         for key in ("draining", "rollout", "closed"):
             if not new.get(key):
                 new.pop(key, None)
-        if status_changed(old, new):
+        if status_changed(old, new) and not endpoint_status.progress_only(old, new):
             try:
                 stored = self.kube.patch_status(MODELENDPOINT, md["namespace"], md["name"], new, old)
             except ApiException as e:

@@ -384,6 +384,7 @@ class ModelVersionReconciler:
             approver_groups=floors_now.approver_groups,
         )
         facts = VersionFacts(
+            in_use_policy=admission.in_use,
             requested=requested,
             digest=spec.artifact.sha256,
             shown_uri=redact_uri(spec.artifact.uri),
@@ -462,5 +463,4 @@ class ModelVersionReconciler:
         except Conflict:
             return
         self.store.upsert(MODEL.kind, written, observed=False)  # read-your-writes: created once
-        msg = f"created Model {model} (default policy) to record which weights each version number means"
-        self.kube.event(body, "Normal", R.MODEL_CREATED, msg)
+        # no Event (it was ModelCreated): the Model's created-by annotation says who made it and why
