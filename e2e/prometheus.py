@@ -284,13 +284,19 @@ class Prometheus:
     def targets(self) -> list[dict[str, Any]]:
         return list(self._get_json("/api/v1/targets?state=active")["data"]["activeTargets"])
 
-    def wait_target_up(self, job: str, timeout: float = 30, count: int = 1) -> list[dict[str, Any]]:
-        """Until at least ``count`` targets of ``job`` have been scraped successfully."""
+    def wait_target_up(
+        self, job: str, timeout: float = 30, count: int = 1, namespace: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Until at least ``count`` targets of ``job`` (in ``namespace``, when given: a shared Prometheus
+        also scrapes other tests' pods) have been scraped successfully."""
         up: list[dict[str, Any]] = []
+
+        def ours(t: dict[str, Any]) -> bool:
+            return t["labels"].get("job") == job and namespace in (None, t["labels"].get("namespace"))
 
         def ok() -> bool:
             nonlocal up
-            up = [t for t in self.targets() if t["labels"].get("job") == job and t.get("health") == "up"]
+            up = [t for t in self.targets() if ours(t) and t.get("health") == "up"]
             return len(up) >= count
 
         def detail() -> str:

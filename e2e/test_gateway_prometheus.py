@@ -580,12 +580,14 @@ def test_real_pods_behind_traefik_scraped_by_prometheus(
     cluster: ControlPlane,
     real_node: Any,
     namespace: str,
-    traefik: Traefik,
-    prometheus: Prometheus,
+    dataplane: Any,
 ) -> None:
     """The operator's Deployments, Services and HTTPRoute (rendered by its code) on the real node: the
     init container verifies the artifact, the reference server answers through Traefik, and
-    Prometheus discovers and scrapes the pods."""
+    Prometheus discovers and scrapes the pods. The session's data plane's Traefik and Prometheus (the
+    other tests of this module run in the control lane with their own)."""
+    traefik: Traefik = dataplane.gw
+    prometheus: Prometheus = dataplane.prom
     from images import OPERATOR_IMAGE
     from modelversioning.api.modelendpoint import ModelEndpointSpec
     from modelversioning.api.modelversion import ModelVersionSpec
@@ -752,7 +754,7 @@ def test_real_pods_behind_traefik_scraped_by_prometheus(
         assert abs(share - 0.10) <= tol and len(by_pod) == 3
 
         # Prometheus found the pods by itself (the harness's pod discovery) and has their counts.
-        prometheus.wait_target_up("model-pods", count=3, timeout=60)
+        prometheus.wait_target_up("model-pods", count=3, timeout=60, namespace=namespace)
 
         def scraped() -> bool:
             got = {
