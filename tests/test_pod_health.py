@@ -58,6 +58,13 @@ CASES = [
         FOUND,
     ),
     (
+        "init refuses an oci:// layer (no sha256 found: the layer's digest is in the message)",
+        [pod(init={"state": terminated(1, json.dumps({"reason": "LayerDigestMismatch", "expected": EXPECTED,
+                                                      "message": "u: LayerDigestMismatch: layer 0"}))})],
+        R.DIGEST_MISMATCH,
+        "LayerDigestMismatch: u: LayerDigestMismatch: layer 0",
+    ),
+    (
         "another verifier failure",
         [
             pod(

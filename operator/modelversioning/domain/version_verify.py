@@ -71,10 +71,10 @@ def decide_verification(facts: VersionFacts, policy: VersionPolicy, now: datetim
         return Verification(Cond("ArtifactVerified", TRUE, R.VERIFIED, prev.get("message", "")), prev_art)
     if (
         prev is not None
-        and prev.get("reason") == R.DIGEST_MISMATCH
+        and prev.get("reason") in R.DIGEST_MISMATCHES  # a file's, an oci:// manifest's or layer's
         and prev.get("observedGeneration") == facts.generation
     ):
-        mismatch = Cond("ArtifactVerified", FALSE, R.DIGEST_MISMATCH, prev.get("message", ""))
+        mismatch = Cond("ArtifactVerified", FALSE, str(prev["reason"]), prev.get("message", ""))
         return Verification(mismatch, action=VerifyAction.FORGET)
     verifying = Verification(
         Cond("ArtifactVerified", UNKNOWN, R.VERIFYING, f"fetching and hashing {facts.shown_uri}"),
