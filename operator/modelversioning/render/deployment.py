@@ -99,8 +99,13 @@ def container_security_context() -> dict[str, Any]:
 
 
 def policy_json(policy: ArtifactPolicy) -> str:
-    """The artifact policy as the init container's ``--policy-json`` (compact, stable order)."""
-    return json.dumps(policy.model_dump(mode="json", by_alias=True), sort_keys=True, separators=(",", ":"))
+    """The artifact policy as the init container's ``--policy-json`` (compact, stable order). A setting
+    added later is left out while it has its default, so the pod template (and the slot's name) of an
+    existing version does not change when the operator is upgraded."""
+    doc = policy.model_dump(mode="json", by_alias=True)
+    if not doc.get("plainHttpRegistries"):
+        doc.pop("plainHttpRegistries", None)
+    return json.dumps(doc, sort_keys=True, separators=(",", ":"))
 
 
 def _init_container(version: ModelVersionSpec, serving: Serving, policy: ArtifactPolicy) -> dict[str, Any]:
