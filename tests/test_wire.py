@@ -117,7 +117,8 @@ def test_the_reason_finder_finds_literals() -> None:
 # health scripts in docs/argocd and the alerts of platform teams read them), not a side effect.
 # an oci:// artifact refused for good (artifacts.oci_fetch): no slot, the version stalls
 OCI_REFUSALS = (
-    "TagWithoutDigest", "ManifestDigestMismatch", "LayerDigestMismatch", "UnsupportedArtifactLayout", "UnsafeArchive",
+    "TagWithoutDigest", "ManifestDigestMismatch", "LayerDigestMismatch", "UnsupportedArtifactLayout",
+    "UnsafeArchive",
 )  # fmt: skip
 EXPECTED = {
     "stalls_endpoint": {
@@ -153,7 +154,7 @@ def test_the_readers_use_the_registry_tables() -> None:
     assert kstatus.VERSION_STALLED == wire.VERSION_STALLS == EXPECTED["stalls_version"]
     assert endpoint_status.PERMANENT == wire.PERMANENT
     assert endpoint_plan.NO_SLOT_REASONS == wire.NO_SLOT
-    assert wire.DIGEST_MISMATCHES == EXPECTED["digest_mismatch"]
+    assert EXPECTED["digest_mismatch"] == wire.DIGEST_MISMATCHES
     assert TRANSIENT_REASONS == {r for r in Reason if r in wire.TRANSIENT} == {"NotFound", "FetchFailed"}
     assert {r.value for r in Reason} <= set(wire.REASONS)
 

@@ -20,7 +20,9 @@ from modelversioning.api.common import (
     validations,
 )
 from modelversioning.api.wire import MODELVERSION, expected_name
+from modelversioning.domain import oci_ref
 from modelversioning.domain.semver import SEMVER_PATTERN, SemVer
+from modelversioning.domain.version_facts import CONTENTS_LIMIT
 
 KIND, PLURAL, SINGULAR, SHORT_NAMES = (
     MODELVERSION.kind,
@@ -79,10 +81,26 @@ class SecretRef(ApiModel):
     name: str = Field(max_length=253, description="Name of a Secret in the same namespace.")
 
 
+# oci:// artifacts are pinned by their manifest digest, which is then artifact.sha256 (domain.oci_ref).
+_OCI_PINNED = cel(
+    f"!self.uri.startsWith('oci://') || self.uri.matches('{oci_ref.PINNED_PATTERN}')",
+    "an oci:// artifact must be pinned by its manifest digest: oci://host/repo[:tag]@sha256:<digest> "
+    "(a tag moves; `kubectl models register --artifact oci://host/repo:tag` resolves it)",
+)
+_OCI_SHA256 = cel(
+    "!self.uri.startsWith('oci://') || self.uri.endsWith('@sha256:' + self.sha256)",
+    "for an oci:// artifact, artifact.sha256 is the manifest digest the URI pins",
+)
+
+
 class Artifact(ApiModel):
+    model_config = ApiModel.model_config | {"json_schema_extra": validations(_OCI_PINNED, _OCI_SHA256)}
+
     uri: str = Field(
         max_length=2048,
-        description="Where the model lives: s3://, gs://, http(s)://, file:// (a file or a directory/prefix).",  # noqa: E501
+        description="Where the model lives: s3://, gs://, http(s)://, file:// (a file or a directory/prefix),"
+        " or oci://host/repo[:tag]@sha256:<manifest digest> (an ORAS artifact, a KitOps ModelKit / CNCF "
+        "ModelPack, or an OCI image).",
         json_schema_extra=validations(
             cel(
                 "self.matches('^[a-z][a-z0-9+.-]*://.+')",
@@ -95,7 +113,7 @@ class Artifact(ApiModel):
     sha256: str = Field(
         max_length=64,
         description="sha256 of the file, or for a directory the sha256 of its manifest "
-        "(sorted lines 'relative/path <sha256 of file>').",
+        "(sorted lines 'relative/path <sha256 of file>'), or for oci:// the manifest digest.",
         json_schema_extra=validations(
             cel(f"self.matches('{SHA256_HEX}')", "artifact.sha256 must be 64 lowercase hex characters")
         ),
@@ -105,13 +123,24 @@ class Artifact(ApiModel):
     secret_ref: SecretRef | None = Field(
         default=None,
         description="Credentials for the artifact store, by reference only (keys such as "
-        "AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_ENDPOINT_URL).",
+        "AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_ENDPOINT_URL; .dockerconfigjson for oci://).",
     )
 
     @field_validator("uri")
     @classmethod
     def _uri(cls, v: str) -> str:
         return str(_no_credentials_in_uri(v, "artifact.uri", query=True))
+
+    @model_validator(mode="after")
+    def _oci_pinned(self) -> Artifact:
+        if not oci_ref.is_oci(self.uri):
+            return self
+        problem = oci_ref.tag_without_digest(self.uri)
+        if problem:
+            raise ValueError(problem)
+        if oci_ref.parse(self.uri).digest_hex != self.sha256:
+            raise ValueError("for an oci:// artifact, artifact.sha256 is the manifest digest the URI pins")
+        return self
 
     @field_validator("sha256")
     @classmethod
@@ -373,11 +402,31 @@ class HistoryEntry(StatusModel):
     )
 
 
+class ArtifactFile(StatusModel):
+    path: str = Field(max_length=4096)
+    sha256: str = Field(max_length=64)
+    size_bytes: int = Field(ge=0)
+
+
 class VerifiedArtifact(StatusModel):
     digest: str = Field(max_length=64)
     size_bytes: int | None = Field(default=None, ge=0)
     files: int | None = Field(default=None, ge=0)
     verified_at: str = Field(json_schema_extra={"format": "date-time"})
+    layout: str | None = Field(
+        default=None, max_length=32, description="oci://: oras, modelkit, modelpack or image."
+    )
+    content_digest: str | None = Field(
+        default=None,
+        max_length=64,
+        description="oci://: the digest the laid-out files have as a directory (the format of "
+        "artifact.sha256 for a directory), comparable with a local copy.",
+    )
+    contents: list[ArtifactFile] | None = Field(
+        default=None,
+        max_length=CONTENTS_LIMIT,
+        description=f"oci://: the files laid out, with their sha256 (the first {CONTENTS_LIMIT} by path).",
+    )
 
 
 class ServedBy(StatusModel):

@@ -25,10 +25,13 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
+import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from modelversioning.api.settings import ArtifactPolicy
-from modelversioning.artifacts.credentials import StoreAccess
+from modelversioning.artifacts.classify import classified_error
+from modelversioning.artifacts.credentials import StoreAccess, bind_credentials, store_access
 from modelversioning.artifacts.dest_writer import DestWriter
 from modelversioning.artifacts.errors import ArtifactError, Reason
 from modelversioning.artifacts.hashing import ProgressCallback
@@ -37,6 +40,8 @@ from modelversioning.artifacts.manifest import manifest_digest
 from modelversioning.artifacts.oci_extract import LayerReader, Tree, unpack_tar
 from modelversioning.artifacts.oci_layout import Layout, plan_layout, unsupported
 from modelversioning.artifacts.oci_registry import Registry
+from modelversioning.artifacts.policy import check_uri
+from modelversioning.artifacts.redact import redact_text, redact_uri
 from modelversioning.artifacts.results import Digest
 from modelversioning.domain import oci_ref
 from modelversioning.domain.oci_ref import OciRef
@@ -198,4 +203,33 @@ def resolve(
     return Resolved(ref.pinned(digest), digest, layout.size, layout.name, len(layout.layers))
 
 
-__all__ = ["Resolved", "check_expected", "oci_digest", "pinned_ref", "resolve"]
+def resolve_reference(
+    uri: str,
+    *,
+    policy: ArtifactPolicy | None = None,
+    secret_data: Mapping[str, str] | None = None,
+    env: Mapping[str, str] | None = None,
+) -> Resolved:
+    """:func:`resolve` with the URI policy and the credentials applied, as ``verify_artifact`` does
+    (``kubectl models register``: the default policy allows only ``oci://``). Raises ArtifactError."""
+    policy = policy or ArtifactPolicy(allowed_schemes=["oci"])
+    shown = redact_uri(uri)
+    access = None
+    try:
+        refusal = check_uri(uri, policy)
+        if refusal:
+            raise ArtifactError(Reason.URI_REFUSED, f"{shown}: {Reason.URI_REFUSED.value}: {refusal}")
+        access = bind_credentials(uri, store_access("oci", secret_data, env=env), policy, env)
+        return resolve(uri, access, policy, deadline=time.monotonic() + policy.timeout_seconds, shown=shown)
+    except ArtifactError as e:
+        secrets = access.secret_values if access else frozenset()
+        raise ArtifactError(e.reason, redact_text(e.message, secrets), transient=e.transient) from None
+    except Exception as e:  # the network, the resolver, the policy inside the client
+        error = classified_error(e, shown)
+        secrets = access.secret_values if access else frozenset()
+        raise ArtifactError(
+            error.reason, redact_text(error.message, secrets), transient=error.transient
+        ) from None
+
+
+__all__ = ["Resolved", "check_expected", "oci_digest", "pinned_ref", "resolve", "resolve_reference"]

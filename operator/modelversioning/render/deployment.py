@@ -6,7 +6,8 @@ against the pinned ModelVersion; the server only starts when that succeeded and
 sees the model read-only. It enforces the operator's own artifact policy
 (``--policy-json``: schemes, hosts, private networks, file roots, limits), takes its
 credentials only from the referenced Secret (``--env-credentials secret``: bound to
-the hosts the Secret names, anonymous without a Secret) and checks the declared size.
+the hosts the Secret names, anonymous without a Secret; for ``oci://`` the Secret's
+``.dockerconfigjson`` as ``MODELVERSIONING_DOCKER_CONFIG_JSON``) and checks the declared size.
 Every container runs hardened (non-root, read-only root filesystem, no capabilities,
 RuntimeDefault seccomp).
 """
@@ -19,11 +20,16 @@ from typing import Any
 from modelversioning.api.modelendpoint import ModelEndpointSpec, Variant
 from modelversioning.api.modelversion import ModelVersionSpec, Resources, VariantResources
 from modelversioning.api.settings import ArtifactPolicy, Serving
+from modelversioning.domain.oci_ref import is_oci
 from modelversioning.render import naming
 from modelversioning.render.inputs import check_pin
 from modelversioning.render.values import EndpointRef
 
 INIT_CONTAINER = "verify-artifact"
+# oci:// registry credentials: the key of a kubernetes.io/dockerconfigjson Secret, and the env var the
+# init container reads it from (artifacts.oci_auth, which render may not import)
+DOCKER_CONFIG_SECRET_KEY = ".dockerconfigjson"
+DOCKER_CONFIG_ENV = "MODELVERSIONING_DOCKER_CONFIG_JSON"
 SERVER_CONTAINER = "model-server"
 MODEL_VOLUME = "model"
 INIT_TMP_VOLUME = "tmp-verify"
@@ -134,6 +140,19 @@ def _init_container(version: ModelVersionSpec, serving: Serving, policy: Artifac
     }
     if artifact.secret_ref is not None:
         container["envFrom"] = [{"secretRef": {"name": artifact.secret_ref.name}}]
+        if is_oci(artifact.uri):  # a dockerconfigjson Secret's key is no env var name: mapped by hand
+            container["env"] = [
+                {
+                    "name": DOCKER_CONFIG_ENV,
+                    "valueFrom": {
+                        "secretKeyRef": {
+                            "name": artifact.secret_ref.name,
+                            "key": DOCKER_CONFIG_SECRET_KEY,
+                            "optional": True,
+                        }
+                    },
+                }
+            ]
     container["volumeMounts"] = [
         {"name": MODEL_VOLUME, "mountPath": serving.model_mount_path},
         {"name": INIT_TMP_VOLUME, "mountPath": "/tmp"},
