@@ -69,9 +69,9 @@ def find_binary(name: str, env: str) -> str:
     return found
 
 
-def _free_port() -> int:
+def _free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind((host, 0))
         return int(s.getsockname()[1])
 
 
@@ -89,10 +89,13 @@ def sha256_digest(data: bytes) -> str:
 
 # ---- the registry --------------------------------------------------------------------------------------
 class RegistryServer:
-    """One docker-registry process serving ``root`` on 127.0.0.1."""
+    """One docker-registry process serving ``root`` on ``host`` (127.0.0.1 by default)."""
 
-    def __init__(self, root: Path, auth: str | TokenServer | None, redirect_base: str | None) -> None:
+    def __init__(
+        self, root: Path, auth: str | TokenServer | None, redirect_base: str | None, host: str = "127.0.0.1"
+    ) -> None:
         self.root = root
+        self.host = host  # the address it listens on (the e2e tests: the real node's, for the pods)
         self.auth = auth
         self.redirect_base = redirect_base
         self.user = "mv-" + secrets.token_hex(4)
@@ -109,9 +112,10 @@ class RegistryServer:
         *,
         auth: str | TokenServer | None = None,
         redirect_base: str | None = None,
+        host: str = "127.0.0.1",
         timeout: float = 30.0,
     ) -> RegistryServer:
-        server = cls(root, auth, redirect_base)
+        server = cls(root, auth, redirect_base, host)
         try:
             server._start(timeout)
         except BaseException:
@@ -124,7 +128,7 @@ class RegistryServer:
             "version": 0.1,
             "log": {"level": "info", "accesslog": {"disabled": False}},
             "storage": {"filesystem": {"rootdirectory": str(self.root)}, "delete": {"enabled": True}},
-            "http": {"addr": f"127.0.0.1:{self.port}", "secret": secrets.token_hex(16)},
+            "http": {"addr": f"{self.host}:{self.port}", "secret": secrets.token_hex(16)},
             # foreign layers (descriptors with urls) are accepted, so tests can see the verifier refuse them
             "validation": {"manifests": {"urls": {"allow": ["^https?://"]}}},
         }
@@ -147,7 +151,7 @@ class RegistryServer:
         binary = find_binary("docker-registry", "MV_DOCKER_REGISTRY")
         last = ""
         for _attempt in range(3):  # the port may be taken between choosing and binding it
-            self.port = _free_port()
+            self.port = _free_port(self.host)
             config = self.dir / "config.yml"
             config.write_text(json.dumps(self._config()))  # JSON is YAML
             log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
@@ -167,7 +171,7 @@ class RegistryServer:
                 time.sleep(0.05)
             last = self.tail()
             self._terminate()
-        raise RegistryError(f"docker-registry did not come up on 127.0.0.1:{self.port}:\n{last}")
+        raise RegistryError(f"docker-registry did not come up on {self.netloc}:\n{last}")
 
     def _answers(self) -> bool:
         try:
@@ -208,11 +212,11 @@ class RegistryServer:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.netloc}"
 
     @property
     def netloc(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        return f"{self.host}:{self.port}"
 
     def blob_path(self, digest: str) -> Path:
         """Where the registry stores a blob (a manifest is a blob too): edit it to tamper."""

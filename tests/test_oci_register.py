@@ -106,6 +106,29 @@ def test_the_init_container_gets_the_secrets_docker_config_for_an_oci_artifact()
     assert "env" not in deployment._init_container(_version(PINNED, None), Serving(), ArtifactPolicy())
 
 
+def test_the_model_server_is_told_its_pinned_digest_is_an_oci_manifest(tmp_path):
+    """MODEL_SHA256 of an oci:// version is the manifest digest: the reference server cannot hash the files
+    back to it (the init container verified manifest and layers) and must not refuse them for that."""
+    from modelversioning.api.modelendpoint import Variant
+    from modelversioning.api.settings import Serving
+    from modelversioning.modelserver import ModelLoadError, load_model
+
+    spec = SimpleNamespace(
+        artifact=Artifact(uri=PINNED, sha256=HEX), model="fraud", version="2.3.8",
+        runtime=SimpleNamespace(image="srv:1", command=None, args=None, env=[], port=8080,
+                                health_path="/healthz", resources=None),
+    )  # fmt: skip
+    env = deployment._server_container(Variant(name="main", version="2.3.8"), spec, Serving())["env"]
+    assert {"name": "MODEL_SHA256_OF", "value": "oci-manifest"} in env
+    (tmp_path / "model.onnx").write_bytes(b"weights")
+    assert load_model(tmp_path, HEX, pinned_manifest=True).sha256 == HEX
+    with pytest.raises(ModelLoadError, match="does not match the pinned sha256"):
+        load_model(tmp_path, HEX)  # any other artifact: the files must hash to the pin
+    spec.artifact = Artifact(uri="s3://b/m/", sha256=HEX)
+    env = deployment._server_container(Variant(name="main", version="2.3.8"), spec, Serving())["env"]
+    assert "MODEL_SHA256_OF" not in {e["name"] for e in env}
+
+
 def test_a_new_policy_setting_left_at_its_default_does_not_change_the_pod_template():
     from modelversioning.api.settings import ArtifactPolicy
 

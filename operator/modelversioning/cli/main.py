@@ -141,6 +141,13 @@ def model_server(
         envvar="MODEL_SHA256",
         help="Pinned digest; the server is healthy only if it matches.",
     ),
+    sha256_of: str = typer.Option(
+        "content",
+        "--sha256-of",
+        envvar="MODEL_SHA256_OF",
+        help="content (the files' digest), or oci-manifest: the pinned digest is an OCI manifest's (the "
+        "init container verified it), reported as is.",
+    ),
     variant: str = typer.Option("", "--variant", envvar="MODEL_VARIANT", help="Variant label for metrics."),
     host: str = typer.Option("0.0.0.0", "--host", envvar="MODEL_SERVER_HOST"),
     port: int = typer.Option(
@@ -194,7 +201,13 @@ def model_server(
         raise typer.BadParameter(str(e)) from e
     config = ServerConfig(
         model_path=model_path,
-        identity=Identity(model=model_name, version=model_version, sha256=sha256 or None, variant=variant),
+        identity=Identity(
+            model=model_name,
+            version=model_version,
+            sha256=sha256 or None,
+            sha256_of=sha256_of,
+            variant=variant,
+        ),
         host=host,
         port=port,
         health_path=health_path if health_path.startswith("/") else "/" + health_path,

@@ -47,8 +47,13 @@ ENV_MODEL_VERSION = "MODEL_VERSION"
 ENV_MODEL_SHA256 = "MODEL_SHA256"
 ENV_MODEL_VARIANT = "MODEL_VARIANT"
 ENV_MODEL_PORT = "MODEL_PORT"  # runtime.port: the container port the Service and the probe use
+# oci:// only: MODEL_SHA256 is the manifest digest, which the files cannot be hashed back to (the
+# verify-artifact init container checked the manifest and every layer); value OCI_MANIFEST
+ENV_MODEL_SHA256_OF = "MODEL_SHA256_OF"
+OCI_MANIFEST = "oci-manifest"
 RESERVED_ENV = frozenset(
     {ENV_MODEL_PATH, ENV_MODEL_NAME, ENV_MODEL_VERSION, ENV_MODEL_SHA256, ENV_MODEL_VARIANT, ENV_MODEL_PORT}
+    | {ENV_MODEL_SHA256_OF}
 )
 
 
@@ -186,7 +191,12 @@ def _server_container(variant: Variant, version: ModelVersionSpec, serving: Serv
         {"name": ENV_MODEL_SHA256, "value": version.artifact.sha256},
         {"name": ENV_MODEL_VARIANT, "value": variant.name},
         {"name": ENV_MODEL_PORT, "value": str(runtime.port)},
-    ] + [{"name": e.name, "value": e.value} for e in runtime.env if e.name not in RESERVED_ENV]
+    ]
+    if is_oci(version.artifact.uri):
+        container["env"].append({"name": ENV_MODEL_SHA256_OF, "value": OCI_MANIFEST})
+    container["env"] += [
+        {"name": e.name, "value": e.value} for e in runtime.env if e.name not in RESERVED_ENV
+    ]
     container["ports"] = [{"name": naming.PORT_NAME, "containerPort": runtime.port, "protocol": "TCP"}]
     container["readinessProbe"] = _readiness_probe(runtime.health_path)
     resources = k8s_resources(variant.resources if variant.resources is not None else runtime.resources)
