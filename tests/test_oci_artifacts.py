@@ -4,7 +4,9 @@ they stream, tampering on the registry's disk refused, and nothing laid out that
 
 from __future__ import annotations
 
+import gzip
 import hashlib
+import io
 import os
 import sys
 import tarfile
@@ -342,3 +344,44 @@ def test_a_gzip_layer_that_is_not_gzip_is_refused_as_a_layout_problem(registry):
     pushed = push_artifact(registry.url, "models/notgzip", [(b"plain bytes", {"mediaType": OCI_LAYER_TGZ})])
     r = verify_artifact(uri(registry, "models/notgzip", pushed.digest), pushed.hex, policy=POLICY)
     assert r.reason is Reason.UNSUPPORTED_LAYOUT and "not a valid tar+gzip" in r.message, r.message
+
+
+def test_a_huge_tar_metadata_header_is_refused_before_it_is_read_into_memory(registry):
+    """A pax header of 2 MiB (a few KiB gzipped): refused from its declared size, never read whole."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        info = tarfile.TarInfo("model.bin")
+        info.pax_headers = {"comment": "x" * (2 * 1024 * 1024)}
+        tar.addfile(info, io.BytesIO(b""))
+    layer = gzip.compress(buf.getvalue())
+    pushed = push_artifact(registry.url, "models/pax", [(layer, {"mediaType": OCI_LAYER_TGZ})])
+    r = verify_artifact(uri(registry, "models/pax", pushed.digest), pushed.hex, policy=POLICY)
+    assert r.reason is Reason.UNSAFE_ARCHIVE and "metadata header" in r.message, r.message
+
+
+@pytest.mark.parametrize(
+    "entries",
+    [
+        [("a", b"1"), link_entry("a", "a", hard=True)],
+        [("a", b"1"), link_entry("a", "a")],
+        [("d/f", b"1"), link_entry("d", "d/f", hard=True)],
+    ],
+    ids=["hard-self", "sym-self", "over-its-own-target"],
+)
+def test_a_link_that_would_replace_its_own_target_is_refused(registry, tmp_path, entries):
+    layer = tar_bytes(entries, gz=True)
+    repo = f"models/selflink-{abs(hash(layer)) % 100_000}"
+    pushed = push_artifact(registry.url, repo, [(layer, {"mediaType": OCI_LAYER_TGZ})])
+    r = verify_artifact(uri(registry, repo, pushed.digest), pushed.hex, policy=POLICY, dest=tmp_path / "d")
+    assert r.reason is Reason.UNSUPPORTED_LAYOUT and "link to itself or to a path it replaces" in r.message
+    assert laid_out(tmp_path) == {}
+
+
+def test_the_operators_verifier_carries_the_contents_into_its_result(registry):
+    from modelversioning.handlers.modelversion import make_verifier
+
+    pushed = push_oras(registry.url, "models/operator", {"model.onnx": b"w" * 10})
+    verify = make_verifier(POLICY, in_process=True)
+    res = verify(uri(registry, "models/operator", pushed.digest), pushed.hex, None, None)
+    assert res.ok and res.layout == "oras" and res.contents == (("model.onnx", sha(b"w" * 10), 10),)
+    assert res.content_digest == manifest_digest([("model.onnx", sha(b"w" * 10))])

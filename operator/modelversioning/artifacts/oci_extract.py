@@ -202,6 +202,8 @@ class Tree:
     def link(self, rel: str, source: str, layer: int) -> None:
         """``rel`` as another name of the laid-out file ``source`` (a hard link inside the tree)."""
         src = self.files[source]
+        if source == rel or source.startswith(rel + "/") or rel.startswith(source + "/"):
+            raise unsupported(self.shown, f"{rel}: a link to itself or to a path it replaces ({source})")
         self._make_room(rel)
         if self.root is not None:
             os.link(self.root / source, self.root / rel, follow_symlinks=False)

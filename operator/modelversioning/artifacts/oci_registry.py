@@ -250,8 +250,13 @@ class Registry:
 
         try:
             yield read
-        finally:
-            resp.close()
+        finally:  # on the loop's thread (aiohttp is not thread-safe); a stalled body is dropped, not read
+            with contextlib.suppress(Exception):
+                self._run(_close(resp))
+
+
+async def _close(resp: aiohttp.ClientResponse) -> None:
+    resp.close()
 
 
 async def _read_capped(resp: aiohttp.ClientResponse, limit: int, too_large: Callable[[], str]) -> bytes:
