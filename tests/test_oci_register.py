@@ -218,3 +218,25 @@ def test_register_with_sha256_pins_the_tag_without_asking_the_registry(tmp_path)
     }  # fmt: skip
     other = CliRunner().invoke(app, [*REGISTER, "--artifact", PINNED, "--sha256", "cd" * 32])
     assert other.exit_code == 2 and "is not the manifest digest" in other.output
+
+
+@pytest.mark.parametrize(
+    ("verify_reason", "variant_reason"),
+    [
+        ("ManifestDigestMismatch", "DigestMismatch"),
+        ("LayerDigestMismatch", "DigestMismatch"),
+        ("UnsafeArchive", "ArtifactNotVerified"),
+    ],
+)
+def test_an_oci_mismatch_is_a_digest_mismatch_for_the_endpoint(verify_reason, variant_reason):
+    """The variant's vocabulary stays: a manifest or layer that is not the pinned one says DigestMismatch
+    (a stalled endpoint), and traffic stays on the old slot."""
+    from dataclasses import replace
+
+    from modelversioning.domain import endpoint_plan as P
+    from test_endpoint_plan import EDIT_FACTS, EDITED
+
+    new_mv = replace(EDITED.mv, verified=False, verify_reason=verify_reason)
+    plan = P.decide(replace(EDIT_FACTS, variants=(replace(EDITED, mv=new_mv),)))
+    assert [x.slot for x in plan.destinations] == ["ep-stable-old"]
+    assert plan.decision("stable").reason == variant_reason
