@@ -6,7 +6,8 @@
 #   crictl                  - sigs.k8s.io/cri-tools from the Go module proxy (debugging, pod clean-up)
 # and installs the Debian packages the node and the image build need (containerd, runc, CNI plugins,
 # iptables, nftables, debootstrap, umoci, buildah, gcc; libjemalloc2, the operator's allocator, as in its
-# image) when one is missing.
+# image; docker-registry (distribution 2.8) and apache2-utils (htpasswd), the real OCI registry of the
+# oci:// tests, e2e/oci_registry.py) when one is missing.
 #
 #   bash e2e/build-node.sh              # packages + binaries; prints the bin directory on the last line
 #   bash e2e/build-node.sh --packages   # only the Debian packages
@@ -19,7 +20,7 @@ apt_get() { flock "${MV_APT_LOCK:-/tmp/modelversioning-apt.lock}" apt-get "$@"; 
 K8S_VERSION="${K8S_VERSION:-v1.34.4}"
 CRICTL_VERSION="${CRICTL_VERSION:-v1.34.0}"
 PACKAGES=(containerd runc containernetworking-plugins iptables nftables iproute2 debootstrap debian-archive-keyring gpgv wget
-          umoci buildah gcc libc6-dev libjemalloc2)
+          umoci buildah gcc libc6-dev libjemalloc2 docker-registry apache2-utils)
 
 CACHE_ROOT="${MV_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/modelversioning}"
 KEY="node_k8s-${K8S_VERSION}_crictl-${CRICTL_VERSION}"
@@ -42,6 +43,11 @@ ensure_packages() {
   export DEBIAN_FRONTEND=noninteractive
   apt_get update -qq >&2
   apt_get install -y -qq --no-install-recommends "${missing[@]}" >&2
+  # the tests start their own registries on loopback: not the package's service on :5000 (systemd hosts)
+  if [[ " ${missing[*]} " == *" docker-registry "* ]] && command -v systemctl >/dev/null \
+      && systemctl is-enabled docker-registry >/dev/null 2>&1; then
+    systemctl disable --now docker-registry >&2 || true
+  fi
 }
 
 ensure_packages

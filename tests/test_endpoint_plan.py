@@ -123,6 +123,9 @@ NO_SLOT_TABLE = [
     (R.ACCESS_DENIED, False),  # the same Secret, bound to the same hosts: the init container crash-loops
     (R.VERSION_REUSED, False),  # refused for good by the registry
     (R.ARTIFACT_DELETED, False),  # nothing left to fetch
+    # oci:// refused for good: the pod verifies the same pinned manifest and layers
+    *[(r, False) for r in (R.TAG_WITHOUT_DIGEST, R.MANIFEST_DIGEST_MISMATCH, R.LAYER_DIGEST_MISMATCH)],
+    *[(r, False) for r in (R.UNSUPPORTED_ARTIFACT_LAYOUT, R.UNSAFE_ARCHIVE)],
     (R.VERIFYING, True),  # pending: the slot is prepared while the operator verifies
     (R.NOT_FOUND, True),  # transient: may be uploaded later
     (R.FETCH_FAILED, True),  # transient: network or store

@@ -31,6 +31,9 @@ def terminated(code: int, message: str = "", reason: str = "Error") -> dict[str,
     return {"terminated": {"exitCode": code, "reason": reason, "message": message}}
 
 
+LAYER_MISMATCH = json.dumps(
+    {"reason": "LayerDigestMismatch", "expected": EXPECTED, "message": "u: LayerDigestMismatch: layer 0"}
+)
 CASES = [
     (
         "init refuses the digest",
@@ -56,6 +59,12 @@ CASES = [
         [pod(init={"state": {"running": {"startedAt": STARTED}}, "lastState": terminated(1, MISMATCH)})],
         R.DIGEST_MISMATCH,
         FOUND,
+    ),
+    (
+        "init refuses an oci:// layer (no sha256 found: the layer's digest is in the message)",
+        [pod(init={"state": terminated(1, LAYER_MISMATCH)})],
+        R.DIGEST_MISMATCH,
+        "LayerDigestMismatch: u: LayerDigestMismatch: layer 0",
     ),
     (
         "another verifier failure",

@@ -131,20 +131,22 @@ def test_a_verification_that_allows_a_walk_is_said_in_its_one_stage_changed_even
     assert ev.reason == R.STAGE_CHANGED and "artifact verified" not in ev.message
 
 
-def test_digest_mismatch_warns_and_is_permanent_for_the_generation():
-    bad = VerifyResult(R.DIGEST_MISMATCH, "expected a.., got b..", transient=False)
+@pytest.mark.parametrize("mismatch", [R.DIGEST_MISMATCH, R.MANIFEST_DIGEST_MISMATCH, R.LAYER_DIGEST_MISMATCH])
+def test_digest_mismatch_warns_and_is_permanent_for_the_generation(mismatch: str):
+    bad = VerifyResult(mismatch, "expected a.., got b..", transient=False)
     f = facts(
         status=unverified(R.VERIFYING, "Unknown"), verifier=VerifierFacts(result=bad, result_generation=1)
     )
     plan = decide(f, POLICY, NOW)
     vc = c(plan, "ArtifactVerified")
-    assert (vc["status"], vc["reason"]) == ("False", R.DIGEST_MISMATCH)
-    assert event_reasons(plan) == [("Warning", R.DIGEST_MISMATCH)]
+    assert (vc["status"], vc["reason"]) == ("False", mismatch)
+    assert event_reasons(plan) == [("Warning", mismatch)]
     assert "artifact" not in plan.status
-    # the next reconcile: held from the status, never fetched again, no second Warning
+    # the next reconcile (an operator restart forgot the verifier's answer): held from the status, never
+    # fetched again, no second Warning, and the reason kept (an oci:// manifest's or layer's stays so)
     held = decide(replace(f, status=plan.status, verifier=VerifierFacts()), POLICY, NOW)
     assert held.verify is VerifyAction.FORGET
-    assert c(held, "ArtifactVerified")["reason"] == R.DIGEST_MISMATCH and held.events == ()
+    assert c(held, "ArtifactVerified")["reason"] == mismatch and held.events == ()
     # a new generation (spec.stage or description edited) checks again
     newer = decide(replace(f, status=plan.status, verifier=VerifierFacts(), generation=2), POLICY, NOW)
     assert newer.verify is VerifyAction.START

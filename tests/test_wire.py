@@ -115,6 +115,11 @@ def test_the_reason_finder_finds_literals() -> None:
 
 # What each property means for users, pinned: changing one is a decision (kstatus/Flux, Argo CD's
 # health scripts in docs/argocd and the alerts of platform teams read them), not a side effect.
+# an oci:// artifact refused for good (artifacts.oci_fetch): no slot, the version stalls
+OCI_REFUSALS = (
+    "TagWithoutDigest", "ManifestDigestMismatch", "LayerDigestMismatch", "UnsupportedArtifactLayout",
+    "UnsafeArchive",
+)  # fmt: skip
 EXPECTED = {
     "stalls_endpoint": {
         "MissingVersion", "InvalidVersion", "DigestMismatch", "ModelVersionReplaced", "ChildRejected",
@@ -123,7 +128,7 @@ EXPECTED = {
     },
     "stalls_version": {
         "DigestMismatch", "URIRefused", "InvalidSpec", "TransitionNotAllowed", "LineageIncomplete",
-        "ImageNotPinned", "SizeMismatch", "LimitExceeded", "ArchiveWhileServing",
+        "ImageNotPinned", "SizeMismatch", "LimitExceeded", "ArchiveWhileServing", *OCI_REFUSALS,
     },
     "permanent": {
         "MissingVersion", "InvalidVersion", "DigestMismatch", "ModelVersionReplaced", "ChildRejected",
@@ -132,8 +137,10 @@ EXPECTED = {
     "transient": {"NotFound", "FetchFailed", "ChildApplyRetrying"},
     "no_slot": {
         "URIRefused", "DigestMismatch", "SizeMismatch", "LimitExceeded", "AccessDenied", "VersionReused",
-        "ArtifactDeleted",
+        "ArtifactDeleted", *OCI_REFUSALS,
     },
+    # the bytes are not the pinned ones: the variant says DigestMismatch, the version keeps it
+    "digest_mismatch": {"DigestMismatch", "ManifestDigestMismatch", "LayerDigestMismatch"},
 }  # fmt: skip
 
 
@@ -147,6 +154,7 @@ def test_the_readers_use_the_registry_tables() -> None:
     assert kstatus.VERSION_STALLED == wire.VERSION_STALLS == EXPECTED["stalls_version"]
     assert endpoint_status.PERMANENT == wire.PERMANENT
     assert endpoint_plan.NO_SLOT_REASONS == wire.NO_SLOT
+    assert EXPECTED["digest_mismatch"] == wire.DIGEST_MISMATCHES
     assert TRANSIENT_REASONS == {r for r in Reason if r in wire.TRANSIENT} == {"NotFound", "FetchFailed"}
     assert {r.value for r in Reason} <= set(wire.REASONS)
 

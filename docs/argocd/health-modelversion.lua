@@ -5,6 +5,8 @@
 --                fetch being retried: NotFound, FetchFailed), the stage walking toward spec.stage
 --   Degraded     a failure that no retry fixes, only a new spec or a person: DigestMismatch,
 --                URIRefused, AccessDenied, SizeMismatch, LimitExceeded, InvalidSpec (artifact);
+--                TagWithoutDigest, ManifestDigestMismatch, LayerDigestMismatch,
+--                UnsupportedArtifactLayout, UnsafeArchive (an oci:// artifact);
 --                TransitionNotAllowed, LineageIncomplete, ImageNotPinned, ArchiveWhileServing (stage); or the operator's kstatus
 --                condition Stalled=True
 --
@@ -24,6 +26,11 @@ local PERMANENT = {
   LineageIncomplete = true,
   ImageNotPinned = true,
   ArchiveWhileServing = true,
+  TagWithoutDigest = true,
+  ManifestDigestMismatch = true,
+  LayerDigestMismatch = true,
+  UnsupportedArtifactLayout = true,
+  UnsafeArchive = true,
 }
 
 local function condition(conditions, type_)

@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from modelversioning.api.artifact import NO_USERINFO, Artifact, VerifiedArtifact, no_credentials_in_uri
 from modelversioning.api.common import (
     CONDITIONS_LIST_EXTRA,
     DNS_LABEL,
@@ -33,35 +34,8 @@ KIND, PLURAL, SINGULAR, SHORT_NAMES = (
 STAGE_NAME = r"^[a-z]([-a-z0-9]{0,30}[a-z0-9])?$"
 StageName = Annotated[str, Field(max_length=32, pattern=STAGE_NAME)]
 
-# Credentials never belong in the spec (it is readable by everyone who may read the object, and
-# copied into Events, status and logs): no user info in a URI, no signed query string (pre-signed
-# S3/GCS URLs, Azure SAS). Checked by the API server (CEL) and by the operator (pydantic).
-USERINFO_PATTERN = "^[a-zA-Z][a-zA-Z0-9+.-]*://[^/?#]*@"
-SIGNED_QUERY_PATTERN = (
-    "(?i)[?&](x-amz-signature|x-amz-credential|x-amz-security-token|x-goog-signature|x-goog-credential"
-    "|signature|sig|awsaccesskeyid|access_token|token)="
-)
-_NO_USERINFO = cel(
-    f"!self.matches('{USERINFO_PATTERN}')",
-    "URIs must not contain credentials (user info); put them in a Secret and reference it",
-)
-_NO_SIGNED_QUERY = cel(
-    f"!self.matches('{SIGNED_QUERY_PATTERN}')",
-    "artifact.uri must not carry a signed query string (a pre-signed URL is a credential); "
-    "reference a Secret with artifact.secretRef",
-)
 # Keys of free-form maps: bounded, so one object cannot hold megabytes of names.
 _KEYS_BOUNDED = cel("self.all(k, size(k) <= 253)", "keys must be at most 253 characters")
-
-
-def _no_credentials_in_uri(value: str | None, what: str, *, query: bool = False) -> str | None:
-    if value is None:
-        return value
-    if re.match(USERINFO_PATTERN, value):
-        raise ValueError(f"{what} must not contain credentials (user info); put them in a Secret")
-    if query and re.search(SIGNED_QUERY_PATTERN.removeprefix("(?i)"), value, re.IGNORECASE):
-        raise ValueError(f"{what} must not carry a signed query string (a pre-signed URL is a credential)")
-    return value
 
 
 def _bounded_keys(value: dict[str, Any], what: str) -> dict[str, Any]:
@@ -75,54 +49,6 @@ def _bounded_keys(value: dict[str, Any], what: str) -> dict[str, Any]:
 PRODUCTION_LINEAGE = ("codeRepository", "codeCommit", "dataset", "trainedAt", "author", "framework")
 
 
-class SecretRef(ApiModel):
-    name: str = Field(max_length=253, description="Name of a Secret in the same namespace.")
-
-
-class Artifact(ApiModel):
-    uri: str = Field(
-        max_length=2048,
-        description="Where the model lives: s3://, gs://, http(s)://, file:// (a file or a directory/prefix).",  # noqa: E501
-        json_schema_extra=validations(
-            cel(
-                "self.matches('^[a-z][a-z0-9+.-]*://.+')",
-                "artifact.uri must be an absolute URI with a scheme, e.g. s3://bucket/models/fraud/2.3.8/",
-            ),
-            _NO_USERINFO,
-            _NO_SIGNED_QUERY,
-        ),
-    )
-    sha256: str = Field(
-        max_length=64,
-        description="sha256 of the file, or for a directory the sha256 of its manifest "
-        "(sorted lines 'relative/path <sha256 of file>').",
-        json_schema_extra=validations(
-            cel(f"self.matches('{SHA256_HEX}')", "artifact.sha256 must be 64 lowercase hex characters")
-        ),
-    )
-    size_bytes: int | None = Field(default=None, ge=0, description="Total size in bytes, if known.")
-    format: str | None = Field(default=None, max_length=63, description="e.g. onnx, safetensors, pickle.")
-    secret_ref: SecretRef | None = Field(
-        default=None,
-        description="Credentials for the artifact store, by reference only (keys such as "
-        "AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_ENDPOINT_URL).",
-    )
-
-    @field_validator("uri")
-    @classmethod
-    def _uri(cls, v: str) -> str:
-        return str(_no_credentials_in_uri(v, "artifact.uri", query=True))
-
-    @field_validator("sha256")
-    @classmethod
-    def _sha(cls, v: str) -> str:
-        import re
-
-        if not re.match(SHA256_HEX, v):
-            raise ValueError("artifact.sha256 must be 64 lowercase hex characters")
-        return v
-
-
 class Dataset(ApiModel):
     model_config = ApiModel.model_config | {
         "json_schema_extra": validations(
@@ -133,12 +59,12 @@ class Dataset(ApiModel):
     name: str = Field(max_length=253)
     version: str | None = Field(default=None, max_length=128)
     sha256: str | None = Field(default=None, max_length=64, pattern=SHA256_HEX)
-    uri: str | None = Field(default=None, max_length=2048, json_schema_extra=validations(_NO_USERINFO))
+    uri: str | None = Field(default=None, max_length=2048, json_schema_extra=validations(NO_USERINFO))
 
     @field_validator("uri")
     @classmethod
     def _uri(cls, v: str | None) -> str | None:
-        return _no_credentials_in_uri(v, "lineage.dataset.uri")
+        return no_credentials_in_uri(v, "lineage.dataset.uri")
 
     @model_validator(mode="after")
     def _identity(self) -> Dataset:
@@ -152,7 +78,7 @@ Scalar = str | int | float | bool
 
 class Lineage(ApiModel):
     code_repository: str | None = Field(
-        default=None, max_length=2048, json_schema_extra=validations(_NO_USERINFO)
+        default=None, max_length=2048, json_schema_extra=validations(NO_USERINFO)
     )
     code_commit: str = Field(
         max_length=64,
@@ -183,7 +109,7 @@ class Lineage(ApiModel):
     @field_validator("code_repository")
     @classmethod
     def _repo(cls, v: str | None) -> str | None:
-        return _no_credentials_in_uri(v, "lineage.codeRepository")
+        return no_credentials_in_uri(v, "lineage.codeRepository")
 
     @field_validator("hyperparameters")
     @classmethod
@@ -371,13 +297,6 @@ class HistoryEntry(StatusModel):
     approved_by: list[str] | None = Field(
         default=None, max_length=10, description="The approvers (ModelApproval) this hop needed."
     )
-
-
-class VerifiedArtifact(StatusModel):
-    digest: str = Field(max_length=64)
-    size_bytes: int | None = Field(default=None, ge=0)
-    files: int | None = Field(default=None, ge=0)
-    verified_at: str = Field(json_schema_extra={"format": "date-time"})
 
 
 class ServedBy(StatusModel):

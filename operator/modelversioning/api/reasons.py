@@ -39,6 +39,9 @@ class ReasonInfo:
     permanent: bool = False  # a variant with it is bad until its spec changes (no retry fixes it)
     transient: bool = False  # the operator retries by itself; reported as progressing, never stalled
     no_slot: bool = False  # a version failing verification with it never gets a slot (Deployment)
+    # the bytes are not the pinned ones (a file, a manifest or a layer): the variant says DigestMismatch,
+    # the ModelVersion keeps it for the generation, an init container reporting it refuses the slot
+    digest_mismatch: bool = False
 
 
 REASONS: dict[str, ReasonInfo] = {}
@@ -100,6 +103,7 @@ DIGEST_MISMATCH = reason(
     no_slot=True,
     stalls_endpoint=True,
     stalls_version=True,
+    digest_mismatch=True,
 )
 STAGE_NOT_REACHED = reason(
     "StageNotReached", _EV, meaning="the version is below requiredStage (a mirror: one lower)"
@@ -326,6 +330,48 @@ SIZE_MISMATCH = reason(
     no_slot=True,
     stalls_version=True,
 )
+# ---- ModelVersion: ArtifactVerified of an oci:// artifact (artifacts.oci_fetch)
+TAG_WITHOUT_DIGEST = reason(
+    "TagWithoutDigest",
+    _VV,
+    meaning="an oci:// URI without @sha256:<manifest digest> (a tag moves); admission refuses it too, and "
+    "`kubectl models register` resolves a tag to its digest",
+    no_slot=True,
+    stalls_version=True,
+)
+MANIFEST_DIGEST_MISMATCH = reason(
+    "ManifestDigestMismatch",
+    _VV,
+    meaning="the registry's manifest does not hash to the digest the oci:// URI pins",
+    no_slot=True,
+    stalls_version=True,
+    digest_mismatch=True,
+)
+LAYER_DIGEST_MISMATCH = reason(
+    "LayerDigestMismatch",
+    _VV,
+    meaning="a layer of the pinned manifest does not hash to its descriptor's digest (or is not its size); "
+    "nothing of it was laid out",
+    no_slot=True,
+    stalls_version=True,
+    digest_mismatch=True,
+)
+UNSUPPORTED_ARTIFACT_LAYOUT = reason(
+    "UnsupportedArtifactLayout",
+    _VV,
+    meaning="the pinned manifest is not a layout the verifier lays out (an index, an unknown or zstd media "
+    "type, foreign URLs, a digest other than sha256, no layers)",
+    no_slot=True,
+    stalls_version=True,
+)
+UNSAFE_ARCHIVE = reason(
+    "UnsafeArchive",
+    _VV,
+    meaning="a tar layer holds an entry that would leave the model directory (an absolute path, '..', a "
+    "link out) or a device/FIFO; nothing was laid out",
+    no_slot=True,
+    stalls_version=True,
+)
 # ---- ModelVersion: condition StageTransition
 _VS = VERSION_STAGE
 IN_EFFECT = reason("InEffect", _VS, meaning="status.stage equals spec.stage")
@@ -435,3 +481,4 @@ VERSION_STALLS = frozenset(n for n, i in REASONS.items() if i.stalls_version)
 PERMANENT = frozenset(n for n, i in REASONS.items() if i.permanent)
 TRANSIENT = frozenset(n for n, i in REASONS.items() if i.transient)
 NO_SLOT = frozenset(n for n, i in REASONS.items() if i.no_slot)
+DIGEST_MISMATCHES = frozenset(n for n, i in REASONS.items() if i.digest_mismatch)

@@ -33,7 +33,11 @@ class ArtifactPolicy(_Settings):
     and how much one verification may cost. Rendered into every model pod's init container
     (``verify-artifact --policy-json``), so the pod enforces what the operator enforces."""
 
-    allowed_schemes: list[str] = Field(default_factory=lambda: ["s3", "gs", "gcs", "https", "http", "file"])
+    allowed_schemes: list[str] = Field(
+        default_factory=lambda: ["s3", "gs", "gcs", "https", "http", "file"],
+        description="URI schemes artifacts may use; add 'oci' to allow oci:// registries (opt-in: the policy "
+        "is rendered into every model pod, so a new default would roll every slot on upgrade).",
+    )
     allowed_hosts: list[str] = Field(
         default_factory=list,
         description="If non-empty, only these hosts (exact, or '*.suffix') for network schemes.",
@@ -56,6 +60,11 @@ class ArtifactPolicy(_Settings):
         description="Hosts (exact or '*.suffix') to which the operator's own credentials (its "
         "environment, IRSA/workload identity, ~/.aws) may be sent when an artifact names no Secret. "
         "Empty: never; such artifacts are fetched anonymously.",
+    )
+    plain_http_registries: list[str] = Field(
+        default_factory=list,
+        description="OCI registries (oci://, exact host or '*.suffix') reached over plain HTTP instead of "
+        "HTTPS, e.g. an in-cluster registry without TLS. Every other registry is reached over HTTPS.",
     )
     max_workers: int = Field(default=4, ge=1, le=64, description="Parallel file hashing for directories.")
     chunk_size: int = Field(default=4 * 1024 * 1024, ge=64 * 1024)

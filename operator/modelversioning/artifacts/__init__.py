@@ -4,7 +4,8 @@ Digest format (part of the API; details and recipes in :mod:`modelversioning.art
 
 * a file: ``sha256(bytes)``, as printed by ``sha256sum``;
 * a directory/prefix: ``sha256(manifest)``, where the manifest has one line per file,
-  ``"<relative/posix/path> <sha256hex>\\n"``, sorted by path (code point order), UTF-8.
+  ``"<relative/posix/path> <sha256hex>\\n"``, sorted by path (code point order), UTF-8;
+* ``oci://host/repo[:tag]@sha256:<hex>``: the OCI manifest's digest (the URI pins it).
 
 Entry points::
 
@@ -18,6 +19,8 @@ Entry points::
                     expected_files=None, dry_run=False) -> DeleteResult   # retention, same limits
     FairExecutor(workers, per_key).submit_for(namespace, fn, *args)       # per-namespace cap
     compute_digest(uri, *, policy=None, secret_data=None, env=None, progress=None) -> Digest
+    resolve_reference(oci_uri, *, policy=None, secret_data=None, env=None) -> Resolved
+                                                                          # a tag -> its manifest digest
     digest_local(path, *, max_workers=4, chunk_size=4 MiB, progress=None) -> Digest
     manifest_text(entries) / manifest_digest(entries)                     # (path, sha256) pairs
 
@@ -29,6 +32,7 @@ from modelversioning.artifacts.credentials import CredentialsError, StoreAccess,
 from modelversioning.artifacts.errors import TRANSIENT_REASONS, ArtifactError, Reason
 from modelversioning.artifacts.hashing import ProgressCallback
 from modelversioning.artifacts.manifest import manifest_digest, manifest_text
+from modelversioning.artifacts.oci_fetch import Resolved, resolve_reference
 from modelversioning.artifacts.policy import check_address, check_uri, endpoint_for
 from modelversioning.artifacts.redact import redact_text, redact_uri
 from modelversioning.artifacts.results import Digest, FileDigest, VerifyResult
@@ -44,6 +48,7 @@ __all__ = [
     "FileDigest",
     "ProgressCallback",
     "Reason",
+    "Resolved",
     "StoreAccess",
     "VerifyResult",
     "check_address",
@@ -57,6 +62,7 @@ __all__ = [
     "manifest_text",
     "redact_text",
     "redact_uri",
+    "resolve_reference",
     "storage_options",
     "store_access",
     "verify_artifact",

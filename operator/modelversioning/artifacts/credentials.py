@@ -19,8 +19,19 @@ Recognised keys (anything else is ignored):
 ``HTTP_BEARER_TOKEN``              http(s): ``Authorization: Bearer <value>``
 ``MODELVERSIONING_CREDENTIAL_HOSTS``  the hosts the credentials may be sent to (comma-separated,
                                    exact or ``*.suffix``); **required** when the Secret holds
-                                   credentials
+                                   credentials (except registry credentials: see below)
+``.dockerconfigjson``              oci: registry credentials, docker config JSON (a
+                                   ``kubernetes.io/dockerconfigjson`` Secret); also read from
+                                   ``MODELVERSIONING_DOCKER_CONFIG_JSON`` (the init container's env)
 =================================  =============================================================
+
+Registry credentials (``oci://``) are bound by the docker config itself: each ``auths`` entry goes
+only to the registry (``host[:port]``) it is keyed by (:mod:`~modelversioning.artifacts.oci_auth`);
+``MODELVERSIONING_CREDENTIAL_HOSTS``, when the Secret has it, narrows that further. A Secret with
+registry credentials for other registries only is URIRefused, as for the other schemes. Without a
+Secret, the operator's (or your) own docker config (``MODELVERSIONING_DOCKER_CONFIG_JSON``, else
+``$DOCKER_CONFIG/config.json`` or ``~/.docker/config.json``) is used only for
+``artifacts.ambientCredentialHosts``.
 
 Credentials are bound to hosts. A Secret's credentials are used only if the Secret itself names
 the hosts they may be sent to (``MODELVERSIONING_CREDENTIAL_HOSTS``): whoever may write a
@@ -50,9 +61,18 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from modelversioning.api.settings import ArtifactPolicy
 from modelversioning.artifacts.errors import ArtifactError, Reason
+from modelversioning.artifacts.oci_auth import (
+    DOCKER_CONFIG_ENV,
+    DOCKER_CONFIG_KEY,
+    DockerConfigError,
+    RegistryCredential,
+    credential_for,
+    parse_docker_config,
+)
 from modelversioning.artifacts.policy import endpoint_for, host_allowed, parse_target
 
 # Keys whose values are credentials (redacted wherever they might show up).
@@ -64,6 +84,8 @@ CREDENTIAL_KEYS = frozenset(
         "GOOGLE_APPLICATION_CREDENTIALS_JSON",
         "HTTP_AUTHORIZATION",
         "HTTP_BEARER_TOKEN",
+        DOCKER_CONFIG_KEY,
+        DOCKER_CONFIG_ENV,
     }
 )
 # Non-secret settings that may come from the Secret or, failing that, from the environment.
@@ -145,8 +167,15 @@ def store_access(
         if "Authorization" in headers:
             secret_values |= {headers["Authorization"]}
         options["headers"] = headers
+    elif scheme == "oci":
+        options["auths"] = _registry_auths(creds, environ, from_secret=from_secret)
+        for cred in options["auths"].values():
+            secret_values |= cred.secrets()
     has_credentials = _has_credentials(scheme, options, from_secret=from_secret)
-    hosts = _credential_hosts(creds) if from_secret and has_credentials else None
+    if scheme == "oci":  # bound by the docker config's own keys (and narrowed by the hosts key)
+        hosts = (parse_hosts(_get(creds, HOSTS_KEY)) or None) if from_secret and has_credentials else None
+    else:
+        hosts = _credential_hosts(creds) if from_secret and has_credentials else None
     return StoreAccess(
         scheme=scheme,
         options=options,
@@ -235,7 +264,36 @@ def _has_credentials(scheme: str, options: Mapping[str, Any], *, from_secret: bo
         return isinstance(options.get("token"), dict) or not from_secret
     if scheme in ("http", "https"):
         return "Authorization" in options.get("headers", {})
+    if scheme == "oci":
+        return bool(options.get("auths"))
     return False
+
+
+def _registry_auths(
+    creds: Mapping[str, str], environ: Mapping[str, str], *, from_secret: bool
+) -> dict[str, RegistryCredential]:
+    """The docker config's entries: the Secret's (key ``.dockerconfigjson``, or its env form), else the
+    environment's, else (the process's own environment only) ``$DOCKER_CONFIG/config.json`` or
+    ``~/.docker/config.json``."""
+    raw = _get(creds, DOCKER_CONFIG_KEY) or _get(creds, DOCKER_CONFIG_ENV)
+    if raw is None and not from_secret:
+        path = None
+        if environ.get("DOCKER_CONFIG"):
+            path = os.path.join(environ["DOCKER_CONFIG"], "config.json")
+        elif environ is os.environ:
+            path = os.path.expanduser("~/.docker/config.json")
+        if path and os.path.isfile(path):
+            try:
+                with open(path, encoding="utf-8") as f:
+                    raw = f.read(2 * 1024 * 1024)
+            except (OSError, UnicodeDecodeError):
+                raw = None
+    if raw is None:
+        return {}
+    try:
+        return parse_docker_config(raw)
+    except DockerConfigError as e:
+        raise CredentialsError(str(e)) from None
 
 
 def _credential_hosts(creds: Mapping[str, str]) -> tuple[str, ...]:
@@ -267,6 +325,8 @@ def bind_credentials(
     A Secret's credentials go only to the hosts the Secret names (else URIRefused); the operator's
     own (ambient) credentials only to ``policy.ambient_credential_hosts`` -- for any other host the
     store is accessed anonymously (an s3 ``anon``, a gs ``anon`` token, no Authorization header)."""
+    if access.scheme == "oci":
+        return _bind_registry(uri, access, policy)
     if not access.has_credentials or access.scheme not in ("s3", "s3a", "gs", "gcs", "http", "https"):
         return access
     try:
@@ -294,6 +354,40 @@ def bind_credentials(
             ambient,
         )
     return anonymous(access, env)
+
+
+def _bind_registry(uri: str, access: StoreAccess, policy: ArtifactPolicy) -> StoreAccess:
+    """``access`` with the one docker config entry of the URI's registry (none: anonymous). A Secret
+    whose entries are all for other registries (or whose hosts key excludes this one) is URIRefused."""
+    parts = urlsplit(uri)
+    registry = parts.netloc.lower()
+    host = (parts.hostname or "").rstrip(".").lower()
+    auths: dict[str, RegistryCredential] = access.options.get("auths") or {}
+    found = credential_for(auths, registry)
+    keep: dict[str, RegistryCredential] = {}
+    if access.from_secret and auths:
+        narrowed = access.credential_hosts
+        if found is None or (narrowed and not host_allowed(host, narrowed)):
+            bound = ", ".join(sorted(auths)) if found is None else ", ".join(narrowed or ())
+            raise ArtifactError(
+                Reason.URI_REFUSED,
+                f"the credentials Secret holds registry credentials for {bound}; "
+                f"{registry} is not one of them",
+            )
+        keep = dict([found])
+    elif found is not None:
+        ambient = tuple(h for h in policy.ambient_credential_hosts if h.strip())
+        if ambient and host_allowed(host, ambient):
+            keep = dict([found])
+    return StoreAccess(
+        access.scheme,
+        {**access.options, "auths": keep},
+        access.endpoint_url,
+        access.from_secret,
+        access.secret_values,
+        bool(keep),
+        (host,) if keep else None,
+    )
 
 
 def storage_options(

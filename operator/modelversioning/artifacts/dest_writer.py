@@ -53,6 +53,12 @@ class DestWriter:
         else:
             self.tmp.mkdir()
 
+    def prepare_tree(self) -> Path:
+        """``prepare`` for files not known in advance (``oci://`` layers): the temporary directory to
+        write them under; set ``rels`` to what was written before :meth:`commit`."""
+        self.prepare("directory", [])
+        return self.tmp
+
     def path_for(self, rel: str) -> Path:
         if self.kind == "file":
             return self.tmp

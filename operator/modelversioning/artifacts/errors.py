@@ -19,6 +19,12 @@ class Reason(StrEnum):
     URI_REFUSED = R.URI_REFUSED
     LIMIT_EXCEEDED = R.LIMIT_EXCEEDED  # a configured limit (time, files, bytes, memory) was reached
     SIZE_MISMATCH = R.SIZE_MISMATCH  # the bytes read differ from spec.artifact.sizeBytes
+    # oci:// (artifacts.oci_fetch)
+    TAG_WITHOUT_DIGEST = R.TAG_WITHOUT_DIGEST
+    MANIFEST_DIGEST_MISMATCH = R.MANIFEST_DIGEST_MISMATCH
+    LAYER_DIGEST_MISMATCH = R.LAYER_DIGEST_MISMATCH
+    UNSUPPORTED_LAYOUT = R.UNSUPPORTED_ARTIFACT_LAYOUT
+    UNSAFE_ARCHIVE = R.UNSAFE_ARCHIVE
 
 
 # Retrying later may help: the network, the store, or a not-yet-uploaded artifact (api.wire: the

@@ -7,6 +7,12 @@
 
 ``artifacts.maxFiles`` is checked where the files are listed
 (:class:`~modelversioning.artifacts.listing.Listing`).
+
+``oci://`` (:mod:`~modelversioning.artifacts.oci_fetch`): a manifest is read up to
+:data:`MAX_MANIFEST_BYTES` (distribution's own limit), a manifest names at most
+:data:`MAX_OCI_LAYERS` layers (and no more than ``artifacts.maxFiles``), the layers' declared sizes
+and the bytes unpacked from them are bounded by ``artifacts.maxTotalBytes``, the files unpacked by
+``artifacts.maxFiles``, and a token answer or error body by :data:`MAX_SMALL_BODY_BYTES`.
 """
 
 from __future__ import annotations
@@ -18,6 +24,11 @@ from typing import Any
 
 from modelversioning.api.settings import ArtifactPolicy
 from modelversioning.artifacts.errors import ArtifactError, Reason
+
+MAX_MANIFEST_BYTES = 4 * 1024 * 1024
+MAX_OCI_LAYERS = 1024
+MAX_SMALL_BODY_BYTES = 1024 * 1024
+MAX_TAR_HEADER_BYTES = 1024 * 1024  # one pax or GNU long-name header (a decompression bomb otherwise)
 
 
 def deadline_message(shown_uri: str, policy: ArtifactPolicy) -> str:

@@ -10,7 +10,8 @@ refusal (which never contains credentials or query strings). Rules, in order:
    the path, after resolving symlinks and ``..``, lies under one of ``policy.file_roots`` (also
    resolved). No roots configured means every ``file://`` URI is refused.
 4. Network schemes: the host actually contacted is checked --
-   ``http(s)``: the URL host; ``s3``: the endpoint (``AWS_ENDPOINT_URL_S3``/``AWS_ENDPOINT_URL``
+   ``http(s)``: the URL host; ``oci``: the registry host (and every request the registry client makes:
+   a token realm, a blob's redirect); ``s3``: the endpoint (``AWS_ENDPOINT_URL_S3``/``AWS_ENDPOINT_URL``
    from the Secret or the environment), ``s3.amazonaws.com`` when none is configured;
    ``gs``/``gcs``: the endpoint (``GCS_ENDPOINT_URL``/``STORAGE_EMULATOR_HOST``), else
    ``storage.googleapis.com``. (The bucket name is not a host and is not checked.)
@@ -53,7 +54,7 @@ from modelversioning.api.settings import ArtifactPolicy
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
-NETWORK_SCHEMES = frozenset({"s3", "s3a", "gs", "gcs", "http", "https"})
+NETWORK_SCHEMES = frozenset({"s3", "s3a", "gs", "gcs", "http", "https", "oci"})
 DEFAULT_S3_HOST = "s3.amazonaws.com"
 DEFAULT_GCS_HOST = "storage.googleapis.com"
 

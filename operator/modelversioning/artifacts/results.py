@@ -27,6 +27,9 @@ class Digest:
     size_bytes: int
     files: int
     entries: tuple[FileDigest, ...] = field(repr=False, default=())
+    layout: str | None = None  # oci://: oras, modelkit, modelpack or image
+    content_digest: str | None = None  # oci://: the digest of the laid-out files as a directory
+    skipped_links: int = 0  # oci://: symbolic links to directories or to nothing, not laid out
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,9 @@ class VerifyResult:
     transient: bool
     kind: Kind | None = None
     written_to: str | None = None
+    layout: str | None = None  # oci:// only (see Digest)
+    content_digest: str | None = None
+    contents: tuple[FileDigest, ...] = ()  # oci:// only: the files laid out, by path
 
     @property
     def ok(self) -> bool:
@@ -67,4 +73,19 @@ class VerifyResult:
             "transient": self.transient,
             "message": self.message,
             "writtenTo": self.written_to,
+            **(self._oci() if self.layout else {}),
         }
+
+    def _oci(self) -> dict[str, Any]:
+        return {
+            "layout": self.layout,
+            "contentDigest": self.content_digest,
+            "contents": [
+                {"path": f.path, "sha256": f.sha256, "sizeBytes": f.size_bytes} for f in self.contents
+            ],
+        }
+
+    @staticmethod
+    def contents_from(items: Any) -> tuple[FileDigest, ...]:
+        """``contents`` as :meth:`to_dict` wrote them (a worker's answer)."""
+        return tuple(FileDigest(str(i["path"]), str(i["sha256"]), int(i["sizeBytes"])) for i in items or ())

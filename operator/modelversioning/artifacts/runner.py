@@ -350,6 +350,9 @@ def _from_dict(d: Mapping[str, Any]) -> VerifyResult:
         transient=bool(d["transient"]),
         kind=d.get("kind"),
         written_to=d.get("writtenTo"),
+        layout=d.get("layout"),
+        content_digest=d.get("contentDigest"),
+        contents=VerifyResult.contents_from(d.get("contents")),
     )
 
 

@@ -1,4 +1,8 @@
-"""Streaming verification of model artifacts (any fsspec URI) against their sha256.
+"""Streaming verification of model artifacts (any fsspec URI, and ``oci://``) against their sha256.
+
+``oci://`` artifacts (pinned by their manifest digest) are fetched from the registry and laid out by
+:mod:`~modelversioning.artifacts.oci_fetch`; everything else here (the policy, the credentials, the
+deadline, the results) is shared.
 
 Bytes are hashed while they are read, ``policy.chunk_size`` at a time; nothing is downloaded
 first. The digest of a directory/prefix is the sha256 of its manifest (see
@@ -75,9 +79,11 @@ from modelversioning.artifacts.errors import TRANSIENT_REASONS, ArtifactError, R
 from modelversioning.artifacts.hashing import ProgressCallback, hash_plan
 from modelversioning.artifacts.limits import deadline_exceeded
 from modelversioning.artifacts.listing import plan_reading
+from modelversioning.artifacts.oci_fetch import check_expected, oci_digest
 from modelversioning.artifacts.policy import check_uri
 from modelversioning.artifacts.redact import redact_text, redact_uri
 from modelversioning.artifacts.results import Digest, VerifyResult
+from modelversioning.domain.oci_ref import is_oci
 
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 
@@ -116,6 +122,8 @@ def verify_artifact(
     report = _Report(redact_uri(uri), expected, start, _secret_values(secret_data))
     writer = DestWriter(Path(dest)) if dest is not None else None
     try:
+        if is_oci(uri):
+            check_expected(uri, expected, report.shown)
         access = _access_for(uri, secret_data, env)
         report.secret_values |= access.secret_values
         digest = _digest(
@@ -228,6 +236,9 @@ class _Report:
             transient=reason in TRANSIENT_REASONS if transient is None else transient,
             kind=digest.kind if digest else None,
             written_to=written_to,
+            layout=digest.layout if digest else None,
+            content_digest=digest.content_digest if digest else None,
+            contents=digest.entries if digest and digest.layout else (),
         )
 
     def failure(self, error: ArtifactError) -> VerifyResult:
@@ -258,9 +269,16 @@ class _Report:
     def verified(self, digest: Digest, *, written_to: str | None) -> VerifyResult:
         size = _human_size(digest.size_bytes)
         what = f"{digest.files} files, {size}" if digest.kind == "directory" else size
+        message = f"{self.shown}: sha256 {digest.sha256} verified ({what})"
+        if digest.layout:
+            links = f"; {digest.skipped_links} symbolic links not laid out" if digest.skipped_links else ""
+            message = (
+                f"{self.shown}: manifest sha256:{digest.sha256} and every layer verified ({digest.layout} "
+                f"layout: {digest.files} files, {size} fetched{links})"
+            )
         return self.result(
             Reason.VERIFIED,
-            f"{self.shown}: sha256 {digest.sha256} verified ({what})",
+            message,
             digest=digest,
             written_to=written_to,
         )
@@ -341,6 +359,11 @@ def _digest(
 ) -> Digest:
     shown = redact_uri(uri)
     access = _allowed_access(uri, access, policy, env, shown)
+    if access.scheme == "oci":
+        return oci_digest(
+            uri, access, policy, deadline=deadline, shown=shown, writer=writer, expected_size=expected_size,
+            progress=progress,
+        )  # fmt: skip
     plan = plan_reading(uri, access, policy, deadline, expected_size)
     return hash_plan(
         plan, policy, deadline=deadline, shown=shown, expected_size=expected_size, progress=progress,

@@ -7,6 +7,7 @@ import os
 import secrets
 import sys
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
@@ -128,6 +129,29 @@ def verify_artifact(ctx: typer.Context) -> None:
     raise typer.Exit(verify.main(list(ctx.args)))
 
 
+# Options of model-server too long to sit in its signature.
+Sha256Of = Annotated[
+    str,
+    typer.Option(
+        "--sha256-of",
+        envvar="MODEL_SHA256_OF",
+        help="content (the files' digest), or oci-manifest: the pinned digest is an OCI manifest's (the "
+        "init container verified it), reported as is.",
+    ),
+]
+AdminPort = Annotated[
+    int | None,
+    typer.Option(
+        "--admin-port",
+        envvar="MODEL_SERVER_ADMIN_PORT",
+        help="Also listen here for GET/PUT /faults (change faults at runtime); off by default. Requests "
+        "need 'Authorization: Bearer TOKEN', TOKEN from $MODEL_SERVER_ADMIN_TOKEN or the file "
+        "$MODEL_SERVER_ADMIN_TOKEN_FILE names (at least 16 characters); without one the port is not "
+        "opened.",
+    ),
+]
+
+
 @app.command("model-server")
 def model_server(
     model_path: str = typer.Option(
@@ -141,6 +165,7 @@ def model_server(
         envvar="MODEL_SHA256",
         help="Pinned digest; the server is healthy only if it matches.",
     ),
+    sha256_of: Sha256Of = "content",
     variant: str = typer.Option("", "--variant", envvar="MODEL_VARIANT", help="Variant label for metrics."),
     host: str = typer.Option("0.0.0.0", "--host", envvar="MODEL_SERVER_HOST"),
     port: int = typer.Option(
@@ -165,15 +190,7 @@ def model_server(
     latency_ms: float = typer.Option(
         0.0, "--latency-ms", envvar="MODEL_SERVER_LATENCY_MS", help="Latency added to every prediction."
     ),
-    admin_port: int | None = typer.Option(
-        None,
-        "--admin-port",
-        envvar="MODEL_SERVER_ADMIN_PORT",
-        help="Also listen here for GET/PUT /faults (change faults at runtime); off by default. Requests "
-        "need 'Authorization: Bearer TOKEN', TOKEN from $MODEL_SERVER_ADMIN_TOKEN or the file "
-        "$MODEL_SERVER_ADMIN_TOKEN_FILE names (at least 16 characters); without one the port is not "
-        "opened.",
-    ),
+    admin_port: AdminPort = None,
     drain_seconds: float = typer.Option(
         5.0,
         "--drain-seconds",
@@ -194,7 +211,13 @@ def model_server(
         raise typer.BadParameter(str(e)) from e
     config = ServerConfig(
         model_path=model_path,
-        identity=Identity(model=model_name, version=model_version, sha256=sha256 or None, variant=variant),
+        identity=Identity(
+            model=model_name,
+            version=model_version,
+            sha256=sha256 or None,
+            sha256_of=sha256_of,
+            variant=variant,
+        ),
         host=host,
         port=port,
         health_path=health_path if health_path.startswith("/") else "/" + health_path,

@@ -9,8 +9,9 @@ artifact init container: the bytes are written under DIR while they are hashed (
 artifact as ``DIR/<basename>``, a directory keeping its relative paths), to temporary names that
 are renamed into place only once the digest matched.
 
-Exit codes: 0 verified; 1 DigestMismatch or SizeMismatch; 2 URI refused by the policy, or a
-usage error; 3 fetch errors (NotFound, AccessDenied, FetchFailed) and limits (LimitExceeded).
+Exit codes: 0 verified; 1 DigestMismatch, SizeMismatch, ManifestDigestMismatch or LayerDigestMismatch;
+2 URI refused by the policy, an oci:// tag without a digest, an unsupported layout or an unsafe archive,
+or a usage error; 3 fetch errors (NotFound, AccessDenied, FetchFailed) and limits (LimitExceeded).
 
 Credentials come only from environment variables: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
 AWS_SESSION_TOKEN, AWS_ENDPOINT_URL[_S3], AWS_REGION, GOOGLE_APPLICATION_CREDENTIALS_JSON,
@@ -65,6 +66,11 @@ EXIT_CODES = {
     Reason.FETCH_FAILED: EXIT_FETCH,
     Reason.LIMIT_EXCEEDED: EXIT_FETCH,
     Reason.SIZE_MISMATCH: EXIT_MISMATCH,
+    Reason.MANIFEST_DIGEST_MISMATCH: EXIT_MISMATCH,
+    Reason.LAYER_DIGEST_MISMATCH: EXIT_MISMATCH,
+    Reason.TAG_WITHOUT_DIGEST: EXIT_REFUSED,
+    Reason.UNSUPPORTED_LAYOUT: EXIT_REFUSED,
+    Reason.UNSAFE_ARCHIVE: EXIT_REFUSED,
 }
 WATCHDOG_GRACE_SECONDS = 10.0
 

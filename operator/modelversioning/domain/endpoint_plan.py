@@ -192,7 +192,7 @@ def _desired_status(v: VariantFacts, need: Stage) -> tuple[bool, str, str]:
     if v.desired.conflict:
         return False, R.CHILD_CONFLICT, v.desired.why
     if not mv.verified:
-        reason = R.DIGEST_MISMATCH if mv.verify_reason == "DigestMismatch" else R.ARTIFACT_NOT_VERIFIED
+        reason = R.DIGEST_MISMATCH if mv.verify_reason in R.DIGEST_MISMATCHES else R.ARTIFACT_NOT_VERIFIED
         return False, reason, f"{mv.name}: ArtifactVerified is not True ({mv.verify_reason or 'pending'})"
     if mv.stage is None or not has_reached(mv.stage, need):
         return False, R.STAGE_NOT_REACHED, f"{mv.name} is {mv.stage or 'unknown'}; needs {need}"

@@ -97,9 +97,11 @@ def _init_failed(pod: Mapping[str, Any]) -> PodProblem | None:
             continue
         where = f"pod {_name(pod)}: init container {cs.get('name', '')}"
         doc = verifier_report(str(term.get("message") or ""))
-        if doc is not None and doc.get("reason") == R.DIGEST_MISMATCH:
+        if doc is not None and doc.get("reason") in R.DIGEST_MISMATCHES:
             found = str(doc.get("actual") or "") or None
             read = f"the bytes read hash to sha256 {found}" if found else "the bytes read do not match"
+            if doc.get("reason") != R.DIGEST_MISMATCH:  # an oci:// manifest or layer
+                read = f"{doc.get('reason')}: {str(doc.get('message', ''))[:512]}"
             msg = f"{where} refused the artifact: {read}, not {doc.get('expected', '')}"
             return PodProblem(R.DIGEST_MISMATCH, msg, found)
         if doc is not None:

@@ -16,6 +16,9 @@ from modelversioning.domain.stages import Stage, StageGraph
 # status.history keeps the latest HISTORY_LIMIT entries; an older entry leaves as an Event (reason
 # HistoryTrimmed, with the whole entry), so the audit trail continues wherever Events are shipped.
 HISTORY_LIMIT = 50
+# status.artifact.contents lists at most this many laid-out files of an oci:// artifact (by path); the
+# whole list is bound by status.artifact.contentDigest and, above all, by the manifest digest.
+CONTENTS_LIMIT = 100
 
 # --------------------------------------------------------------------------------------- facts
 
@@ -30,6 +33,9 @@ class VerifyResult:
     actual: str | None = None  # the digest read
     size_bytes: int | None = None
     files: int | None = None  # a directory/prefix: how many files the manifest covers
+    layout: str | None = None  # oci://: oras, modelkit, modelpack or image
+    content_digest: str | None = None  # oci://: the laid-out files' digest as a directory
+    contents: tuple[tuple[str, str, int], ...] = ()  # oci://: (path, sha256, size) of each file, by path
 
     @property
     def ok(self) -> bool:

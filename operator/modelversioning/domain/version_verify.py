@@ -25,6 +25,7 @@ from modelversioning.domain import conditions as cond
 from modelversioning.domain.conditions import FALSE, TRUE, UNKNOWN, Cond
 from modelversioning.domain.timestamps import parse_rfc3339, rfc3339
 from modelversioning.domain.version_facts import (
+    CONTENTS_LIMIT,
     Event,
     VerifyAction,
     VerifyResult,
@@ -71,10 +72,10 @@ def decide_verification(facts: VersionFacts, policy: VersionPolicy, now: datetim
         return Verification(Cond("ArtifactVerified", TRUE, R.VERIFIED, prev.get("message", "")), prev_art)
     if (
         prev is not None
-        and prev.get("reason") == R.DIGEST_MISMATCH
+        and prev.get("reason") in R.DIGEST_MISMATCHES  # a file's, an oci:// manifest's or layer's
         and prev.get("observedGeneration") == facts.generation
     ):
-        mismatch = Cond("ArtifactVerified", FALSE, R.DIGEST_MISMATCH, prev.get("message", ""))
+        mismatch = Cond("ArtifactVerified", FALSE, str(prev["reason"]), prev.get("message", ""))
         return Verification(mismatch, action=VerifyAction.FORGET)
     verifying = Verification(
         Cond("ArtifactVerified", UNKNOWN, R.VERIFYING, f"fetching and hashing {facts.shown_uri}"),
@@ -97,6 +98,7 @@ def decide_verification(facts: VersionFacts, policy: VersionPolicy, now: datetim
             art["sizeBytes"] = res.size_bytes
         if res.files is not None:
             art["files"] = res.files
+        art.update(_oci_contents(res))
         return Verification(Cond("ArtifactVerified", TRUE, R.VERIFIED, res.message), art, VerifyAction.FORGET)
     if res is not None and not res.transient and v.result_generation == facts.generation:
         # permanent for this generation: the verifier keeps the answer, so it is not fetched again
@@ -118,6 +120,20 @@ def decide_verification(facts: VersionFacts, policy: VersionPolicy, now: datetim
             verifying.cond, prev_art, VerifyAction.START, requeue_after=FIRST_VERIFICATION_GRACE, quiet=True
         )
     return Verification(verifying.cond, verifying.artifact, VerifyAction.START)
+
+
+def _oci_contents(res: VerifyResult) -> dict[str, Any]:
+    """What an oci:// artifact laid out: its layout, the digest of its files as a directory, and the
+    first CONTENTS_LIMIT files (path, sha256, size)."""
+    if not res.layout:
+        return {}
+    out: dict[str, Any] = {"layout": res.layout}
+    if res.content_digest:
+        out["contentDigest"] = res.content_digest
+    out["contents"] = [
+        {"path": path, "sha256": sha, "sizeBytes": size} for path, sha, size in res.contents[:CONTENTS_LIMIT]
+    ]
+    return out
 
 
 def _with_found(res: VerifyResult) -> str:

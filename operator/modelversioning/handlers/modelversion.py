@@ -89,7 +89,11 @@ def make_verifier(policy: ArtifactPolicy, *, in_process: bool = False) -> Verifi
             r = verify_artifact(uri, sha256, policy=policy, secret_data=secret, expected_size=size)
         else:
             r = verify_in_child(uri, sha256, policy=policy, secret_data=secret, expected_size=size)
-        return VerifyResult(str(r.reason.value), r.message, r.transient, r.actual, r.size_bytes, r.files)
+        return VerifyResult(
+            str(r.reason.value), r.message, r.transient, r.actual, r.size_bytes, r.files,
+            layout=r.layout, content_digest=r.content_digest,
+            contents=tuple((f.path, f.sha256, f.size_bytes) for f in r.contents),
+        )  # fmt: skip
 
     return verify
 

@@ -48,6 +48,7 @@ class Identity:
     model: str
     version: str
     sha256: str | None = None  # pinned digest (MODEL_SHA256)
+    sha256_of: str = "content"  # MODEL_SHA256_OF: "oci-manifest" for an oci:// artifact
     variant: str = ""
     hostname: str = field(default_factory=socket.gethostname)
 
@@ -173,7 +174,11 @@ class ModelServer:
                 return False
             self._last_attempt = now
             try:
-                model = load_model(self.config.model_path, self.identity.sha256)
+                model = load_model(
+                    self.config.model_path,
+                    self.identity.sha256,
+                    pinned_manifest=self.identity.sha256_of == "oci-manifest",
+                )
             except (ModelLoadError, OSError) as e:
                 if str(e) != self.load_error:
                     log.error("model not loaded: %s", e)

@@ -6,7 +6,8 @@ against the pinned ModelVersion; the server only starts when that succeeded and
 sees the model read-only. It enforces the operator's own artifact policy
 (``--policy-json``: schemes, hosts, private networks, file roots, limits), takes its
 credentials only from the referenced Secret (``--env-credentials secret``: bound to
-the hosts the Secret names, anonymous without a Secret) and checks the declared size.
+the hosts the Secret names, anonymous without a Secret; for ``oci://`` the Secret's
+``.dockerconfigjson`` as ``MODELVERSIONING_DOCKER_CONFIG_JSON``) and checks the declared size.
 Every container runs hardened (non-root, read-only root filesystem, no capabilities,
 RuntimeDefault seccomp).
 """
@@ -19,11 +20,16 @@ from typing import Any
 from modelversioning.api.modelendpoint import ModelEndpointSpec, Variant
 from modelversioning.api.modelversion import ModelVersionSpec, Resources, VariantResources
 from modelversioning.api.settings import ArtifactPolicy, Serving
+from modelversioning.domain.oci_ref import is_oci
 from modelversioning.render import naming
 from modelversioning.render.inputs import check_pin
 from modelversioning.render.values import EndpointRef
 
 INIT_CONTAINER = "verify-artifact"
+# oci:// registry credentials: the key of a kubernetes.io/dockerconfigjson Secret, and the env var the
+# init container reads it from (artifacts.oci_auth, which render may not import)
+DOCKER_CONFIG_SECRET_KEY = ".dockerconfigjson"
+DOCKER_CONFIG_ENV = "MODELVERSIONING_DOCKER_CONFIG_JSON"
 SERVER_CONTAINER = "model-server"
 MODEL_VOLUME = "model"
 INIT_TMP_VOLUME = "tmp-verify"
@@ -41,8 +47,13 @@ ENV_MODEL_VERSION = "MODEL_VERSION"
 ENV_MODEL_SHA256 = "MODEL_SHA256"
 ENV_MODEL_VARIANT = "MODEL_VARIANT"
 ENV_MODEL_PORT = "MODEL_PORT"  # runtime.port: the container port the Service and the probe use
+# oci:// only: MODEL_SHA256 is the manifest digest, which the files cannot be hashed back to (the
+# verify-artifact init container checked the manifest and every layer); value OCI_MANIFEST
+ENV_MODEL_SHA256_OF = "MODEL_SHA256_OF"
+OCI_MANIFEST = "oci-manifest"
 RESERVED_ENV = frozenset(
     {ENV_MODEL_PATH, ENV_MODEL_NAME, ENV_MODEL_VERSION, ENV_MODEL_SHA256, ENV_MODEL_VARIANT, ENV_MODEL_PORT}
+    | {ENV_MODEL_SHA256_OF}
 )
 
 
@@ -99,8 +110,13 @@ def container_security_context() -> dict[str, Any]:
 
 
 def policy_json(policy: ArtifactPolicy) -> str:
-    """The artifact policy as the init container's ``--policy-json`` (compact, stable order)."""
-    return json.dumps(policy.model_dump(mode="json", by_alias=True), sort_keys=True, separators=(",", ":"))
+    """The artifact policy as the init container's ``--policy-json`` (compact, stable order). A setting
+    added later is left out while it has its default, so the pod template (and the slot's name) of an
+    existing version does not change when the operator is upgraded."""
+    doc = policy.model_dump(mode="json", by_alias=True)
+    if not doc.get("plainHttpRegistries"):
+        doc.pop("plainHttpRegistries", None)
+    return json.dumps(doc, sort_keys=True, separators=(",", ":"))
 
 
 def _init_container(version: ModelVersionSpec, serving: Serving, policy: ArtifactPolicy) -> dict[str, Any]:
@@ -129,6 +145,19 @@ def _init_container(version: ModelVersionSpec, serving: Serving, policy: Artifac
     }
     if artifact.secret_ref is not None:
         container["envFrom"] = [{"secretRef": {"name": artifact.secret_ref.name}}]
+        if is_oci(artifact.uri):  # a dockerconfigjson Secret's key is no env var name: mapped by hand
+            container["env"] = [
+                {
+                    "name": DOCKER_CONFIG_ENV,
+                    "valueFrom": {
+                        "secretKeyRef": {
+                            "name": artifact.secret_ref.name,
+                            "key": DOCKER_CONFIG_SECRET_KEY,
+                            "optional": True,
+                        }
+                    },
+                }
+            ]
     container["volumeMounts"] = [
         {"name": MODEL_VOLUME, "mountPath": serving.model_mount_path},
         {"name": INIT_TMP_VOLUME, "mountPath": "/tmp"},
@@ -162,7 +191,12 @@ def _server_container(variant: Variant, version: ModelVersionSpec, serving: Serv
         {"name": ENV_MODEL_SHA256, "value": version.artifact.sha256},
         {"name": ENV_MODEL_VARIANT, "value": variant.name},
         {"name": ENV_MODEL_PORT, "value": str(runtime.port)},
-    ] + [{"name": e.name, "value": e.value} for e in runtime.env if e.name not in RESERVED_ENV]
+    ]
+    if is_oci(version.artifact.uri):
+        container["env"].append({"name": ENV_MODEL_SHA256_OF, "value": OCI_MANIFEST})
+    container["env"] += [
+        {"name": e.name, "value": e.value} for e in runtime.env if e.name not in RESERVED_ENV
+    ]
     container["ports"] = [{"name": naming.PORT_NAME, "containerPort": runtime.port, "protocol": "TCP"}]
     container["readinessProbe"] = _readiness_probe(runtime.health_path)
     resources = k8s_resources(variant.resources if variant.resources is not None else runtime.resources)

@@ -25,6 +25,7 @@ from modelversioning.api.wire import (
 )
 from modelversioning.cli.models.errors import EXIT_USAGE, Refused
 from modelversioning.cli.models.inputs import load_mapping, parse_pairs
+from modelversioning.domain import oci_ref
 from modelversioning.domain.semver import InvalidVersion, SemVer
 
 if TYPE_CHECKING:
@@ -94,6 +95,7 @@ class RegisterArgs:
     stage: str = "candidate"
     apply: bool = False
     dvc: str | None = None
+    plain_http: bool = False
 
 
 @dataclass(frozen=True)
@@ -307,6 +309,20 @@ def artifact_location(artifact: str, uri: str | None) -> tuple[Path | None, str]
     if uri is None:
         uri = file_uri(local) if local is not None else artifact
     return local, uri
+
+
+def oci_pinned(uri: str, sha256: str | None) -> str:
+    """An ``oci://`` --artifact as the ModelVersion records it: pinned to ``sha256`` (--sha256, or the
+    placeholder while the tag is not resolved yet), the tag kept for people. Refused when the URI pins
+    another digest, or is not an oci:// reference."""
+    try:
+        ref = oci_ref.parse(uri)
+    except oci_ref.ReferenceError as e:
+        raise Refused(f"--artifact: {e}", code=EXIT_USAGE) from None
+    given = sha256.lower().removeprefix("sha256:") if sha256 else None
+    if given and ref.digest_hex and given != ref.digest_hex:
+        raise Refused(f"--sha256 {given} is not the manifest digest {uri} pins", code=EXIT_USAGE)
+    return ref.pinned(given or ref.digest_hex or PLACEHOLDER_DIGEST)
 
 
 def given_digest(sha256: str, local: Path | None) -> tuple[str, int | None]:

@@ -19,6 +19,7 @@ from modelversioning.cli.models.kube import MODELVERSIONS, ClusterError
 from modelversioning.cli.models.render import Output
 from modelversioning.cli.models.views import without_managed_fields
 from modelversioning.domain.conditions import now_rfc3339
+from modelversioning.domain.oci_ref import is_oci
 
 if TYPE_CHECKING:
     from modelversioning.cli.models.importers.dvc import DvcInputs
@@ -38,7 +39,11 @@ Model = Annotated[str, typer.Argument(help="Model name (DNS label).")]
 Version = Annotated[str, typer.Argument(help="Semantic version MAJOR.MINOR.PATCH[-prerelease].")]
 Artifact = Annotated[
     str | None,
-    typer.Option("--artifact", help="Local file/directory, or a remote URI (s3://, gs://, https://...)."),
+    typer.Option(
+        "--artifact",
+        help="Local file/directory, or a remote URI (s3://, gs://, https://..., oci://host/repo:tag: "
+        "recorded pinned to the tag's manifest digest).",
+    ),
 ]
 Sha256 = Annotated[
     str | None, typer.Option("--sha256", help="Digest of the artifact (computed when omitted).")
@@ -93,6 +98,13 @@ Stage = Annotated[StageChoice, typer.Option("--stage", help="Requested stage.")]
 Apply = Annotated[
     bool, typer.Option("--apply", help="Create it in the cluster (default: print the YAML for GitOps).")
 ]
+PlainHttp = Annotated[
+    bool,
+    typer.Option(
+        "--plain-http",
+        help="Reach the oci:// --artifact's registry over HTTP, not HTTPS (no TLS, e.g. localhost).",
+    ),
+]
 Dvc = Annotated[
     str | None,
     typer.Option(
@@ -140,6 +152,7 @@ def register(
     stage: Stage = StageChoice.candidate,
     apply: Apply = False,
     dvc: Dvc = None,
+    plain_http: PlainHttp = False,
 ) -> None:
     """Register a model version: hash the artifact, record lineage from git, validate, print or create."""
     args = plan.RegisterArgs(**{k: v for k, v in locals().items() if k != "ctx"})  # the options, by name
@@ -153,12 +166,17 @@ def register(
         render.note(note)
     assert args.artifact is not None  # check_lineage refused its absence
     local, uri = plan.artifact_location(args.artifact, args.uri)
+    oci = local is None and is_oci(uri)
     # Everything but the digest is checked before hashing (which may take a while).
     inp = prepared.inputs
+    sha256 = (args.sha256 or plan.PLACEHOLDER_DIGEST).lower().removeprefix("sha256:")
     plan.validate_manifest(
-        plan.build_manifest(inp, uri=uri, sha256=(args.sha256 or plan.PLACEHOLDER_DIGEST).lower())
+        plan.build_manifest(inp, uri=plan.oci_pinned(uri, sha256) if oci else uri, sha256=sha256)
     )
-    digest = _digest(args, local, dvc_info)
+    if oci:
+        uri, digest = _resolve_oci(uri, args)
+    else:
+        digest = _digest(args, local, dvc_info)
     cluster = g.cluster if args.apply else None
     user = cluster.current_user() if cluster is not None else None
     namespace = cluster.namespace if cluster is not None else (g.namespace or None)
@@ -208,6 +226,32 @@ def _digest(
         render.note(f"sha256 of {args.artifact}: {sha256} ({size} bytes; md5 is the one DVC recorded)")
         return sha256, size
     return _hash_artifact(args.artifact, local)
+
+
+def _resolve_oci(uri: str, args: plan.RegisterArgs) -> tuple[str, tuple[str, int | None]]:
+    """(the pinned URI, (manifest digest, the layers' size)): --sha256 as given, else the tag resolved
+    from the registry (your own docker config's credentials; the manifest's digest computed here)."""
+    if args.sha256:
+        pinned = plan.oci_pinned(uri, args.sha256)
+        return pinned, (pinned.rsplit("@sha256:", 1)[1], None)
+    from modelversioning.api.settings import ArtifactPolicy
+    from modelversioning.artifacts import ArtifactError, resolve_reference
+    from modelversioning.domain import oci_ref
+
+    host = oci_ref.parse(uri).host
+    policy = ArtifactPolicy(  # your machine: no URI policy but the scheme, your own credentials
+        allowed_schemes=["oci"],
+        allow_private_networks=True,
+        ambient_credential_hosts=[host],
+        plain_http_registries=[host] if args.plain_http else [],
+        timeout_seconds=300,
+    )
+    try:
+        r = resolve_reference(uri, policy=policy)
+    except ArtifactError as e:
+        raise Refused(f"cannot resolve the artifact: {e}") from None
+    render.note(f"{uri} is sha256:{r.sha256} ({r.layout} layout, {r.layers} layers, {r.size_bytes} bytes)")
+    return r.uri, (r.sha256, r.size_bytes)
 
 
 def _hash_artifact(artifact: str, local: Path | None) -> tuple[str, int]:
