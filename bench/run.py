@@ -13,6 +13,9 @@ Opt-in (only with --only): peer, Argo Rollouts on the same control plane (bench/
     ./dev bench --only peer [--peer-rollouts 200 --peer-blocks 5 --peer-per-block 20]
 and dataplane, real traffic on the real node with Traefik and Prometheus (bench/dataplane.py; root):
     ./dev bench --only dataplane [--dp-rollbacks 5 --dp-auto 5 --dp-steps 2]
+and ttfa, time to first answer of a new version against a plain Deployment, on the same real data
+plane (bench/ttfa.py; root; with dataplane in one run, both share one control plane and node):
+    ./dev bench --only ttfa [--ttfa-sizes 10,256,1024 --ttfa-replicas 5]
 The results are printed as a table and written as JSON; docs/benchmarks.md explains them.
 """
 
@@ -42,9 +45,9 @@ sys.path.insert(0, str(HERE))
 from targets import evaluate, print_table  # noqa: E402
 
 SECTIONS = ("latency", "rollback", "restart", "memory", "idle", "hashing")
-OPT_IN = ("peer", "dataplane")  # run only when named in --only
-CLUSTER_SECTIONS = (*SECTIONS[:-1], "peer")  # on the kwok control plane (dataplane: its own)
-REAL_NODE_SECTIONS = ("dataplane",)  # on a control plane with the real node
+OPT_IN = ("peer", "dataplane", "ttfa")  # run only when named in --only
+CLUSTER_SECTIONS = (*SECTIONS[:-1], "peer")  # on the kwok control plane (dataplane, ttfa: their own)
+REAL_NODE_SECTIONS = ("dataplane", "ttfa")  # one control plane with the real node for both
 
 SCALES: dict[str, dict[str, Any]] = {
     "tiny": {
@@ -69,6 +72,8 @@ SCALES: dict[str, dict[str, Any]] = {
         "dp_rollbacks": 3,
         "dp_auto": 3,
         "dp_steps": 1,
+        "ttfa_sizes": "10,256,1024",
+        "ttfa_replicas": 5,
     },
     "full": {
         "versions": 1000,
@@ -92,6 +97,8 @@ SCALES: dict[str, dict[str, Any]] = {
         "dp_rollbacks": 20,
         "dp_auto": 10,
         "dp_steps": 4,
+        "ttfa_sizes": "10,256,1024",
+        "ttfa_replicas": 5,
     },
 }
 
@@ -156,6 +163,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     g.add_argument("--dp-rollbacks", type=int, help="dataplane: `kubectl models rollback` runs under load")
     g.add_argument("--dp-auto", type=int, help="dataplane: automatic rollbacks of a failing canary")
     g.add_argument("--dp-steps", type=int, help="dataplane: good-canary runs (3 step transitions each)")
+    g.add_argument("--ttfa-sizes", help="ttfa: artifact sizes in MiB, comma-separated (e.g. 10,256,1024)")
+    g.add_argument("--ttfa-replicas", type=int, help="ttfa: the scale-up's replicas, from 1 (< 2: none)")
     args = ap.parse_args(argv)
     params = dict(SCALES[args.scale])
     for key in params:
@@ -383,8 +392,9 @@ def memory_summary(steps: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def run_dataplane(args: argparse.Namespace, res: Results) -> None:
-    """Real traffic (bench/dataplane.py) on a control plane with the real node, Traefik, Prometheus and
-    the operator, after the kwok sections (one cluster at a time on the machine)."""
+    """Real traffic: dataplane (bench/dataplane.py) and ttfa (bench/ttfa.py) on one control plane with
+    the real node, Traefik, Prometheus and the operator, after the kwok sections (one cluster at a
+    time on the machine)."""
     import dataplane
 
     p = args.params
@@ -399,11 +409,25 @@ def run_dataplane(args: argparse.Namespace, res: Results) -> None:
                     "dataplane",
                     lambda: dataplane.run(p["dp_rollbacks"], p["dp_auto"], p["dp_steps"], dp),
                 )
+            if "ttfa" in names:
+                guarded(res, "ttfa", lambda: run_ttfa(args, dp))
     except Exception as e:  # noqa: BLE001 - the environment failed: say so in the sections it kept from running
         log(f"real-node sections FAILED: {e!r}\n{traceback.format_exc()}")
         for name in names:
             if name not in res.data["sections"]:
                 res.section(name, {"error": f"not run: {type(e).__name__}: {e}"})
+
+
+def run_ttfa(args: argparse.Namespace, dp: Any) -> dict[str, Any]:
+    import dataplane
+    import ttfa
+
+    p = args.params
+    sizes = [float(x) for x in str(p["ttfa_sizes"]).split(",") if x.strip()]
+    objs = dataplane.namespace(dp, ttfa.NS)
+    serving = dataplane.operator_settings("")["serving"]
+    records = Path(args.json).with_name(Path(args.json).stem + "-ttfa-records.json")
+    return ttfa.run(dp, objs, serving, sizes, p["ttfa_replicas"], log, records)
 
 
 def run_hashing(args: argparse.Namespace, res: Results) -> None:

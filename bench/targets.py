@@ -1,8 +1,8 @@
 """The benchmark's targets (issue #17) and the table of results against them (bench/run.py prints it).
 
 ``evaluate(res)`` turns the sections of a run (``res.data``) into rows (section, metric, value, target,
-met or missed, note); ``print_table`` prints them. Real traffic (dataplane) is printed, never a
-target.
+met or missed, note); ``print_table`` prints them. Real traffic (dataplane, ttfa) is printed, never a
+target, except where a section states its goal.
 """
 
 from __future__ import annotations
@@ -51,6 +51,7 @@ def evaluate(res: Any) -> list[dict[str, Any]]:
     _hashing(s, res, add)
     _peer(s, res, add)
     _dataplane(s, res, add)
+    _ttfa(s, res, add)
     for name, sec in s.items():
         if "error" in sec:
             add(name, "ERROR", sec["error"], "", False)
@@ -312,6 +313,46 @@ def _dataplane(s: dict[str, Any], res: Any, add: Add) -> None:
                 if st and num(st.get("p50_ms")):
                     value = f"{st['p50_ms']:.0f} / {st['p99_ms']:.0f}"
                     add("dataplane", f"{label}: p50 / p99 (ms)", value, "", None, f"n={st['n']}")
+
+
+def _ttfa(s: dict[str, Any], res: Any, add: Add) -> None:
+    """Time to first answer (bench/ttfa.py): ours against the plain Deployment; its goal (<= 1.2x at
+    256 MiB) is printed as met or missed, never asserted."""
+    tt = s.get("ttfa")
+    if not tt or "error" in tt:
+        return
+    from ttfa_phases import GOAL_MIB, GOAL_RATIO
+
+    for e in tt.get("sizes") or []:
+        ours, plain = e["ours"], e["plain"]
+        add(
+            "ttfa",
+            f"{e['mib']:g} MiB: apply -> first answer, ours / plain (s)",
+            f"{ours['phases_s']['total']} / {plain['phases_s']['total']}",
+            "",
+            None,
+            f"init MiB/s ours {ours['init_mib_s']}, plain {plain['init_mib_s']}; load {e.get('loadavg_1m')}",
+        )
+        goal = e["mib"] == GOAL_MIB and num(e["ratio"])
+        add(
+            "ttfa",
+            "  ours / plain (x)",
+            e["ratio"],
+            f"<= {GOAL_RATIO:g}" if e["mib"] == GOAL_MIB else "",
+            e["ratio"] <= GOAL_RATIO if goal else None,
+            f"{e['first']} first",
+        )
+    sc = tt.get("scale_up")
+    if sc:
+        o, p = sc["ours"], sc["plain"]
+        add(
+            "ttfa",
+            f"scale-up 1 -> {o['replicas']} ({sc['mib']:g} MiB): all answering, ours / plain (s)",
+            f"{o['all_answering_s']} / {p['all_answering_s']}",
+            "",
+            None,
+            f"x{sc['ratio']}; all Ready ours {o['all_ready_s']} / plain {p['all_ready_s']} s",
+        )
 
 
 def print_table(rows: list[dict[str, Any]], res: Any) -> None:
