@@ -26,6 +26,7 @@ import os
 import shutil
 import threading
 import time
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -353,7 +354,17 @@ def _record(
     }
     if ours:
         rec["mvs"], rec["routes"] = s.mvs.since(t0), s.routes.since(t0)
+    rec["logs"] = {n: _server_log(s.objs, n) for n in tp.pod_names(pods, selector, t0)}
     return rec
+
+
+def _server_log(objs: Objects, pod: str) -> list[str]:
+    """The model server's first log lines, each with the runtime's timestamp."""
+    try:
+        text = objs.core.read_namespaced_pod_log(pod, NS, container="model-server", timestamps=True)
+    except Exception:  # noqa: BLE001 - a pod gone meanwhile: no "loaded" milestone
+        return []
+    return str(text).splitlines()[:40]
 
 
 def selector(ours: bool, version: str) -> dict[str, str]:
@@ -402,31 +413,12 @@ def run(
         "sizes": [],
     }
     raw: dict[str, Any] = {"sizes": []}
-    scale_at = len(sizes_mib) // 2
     s = Sides(dp, objs, serving)
     try:
-        with s.pods, s.mvs, s.routes:
-            s.start("1.0.0", *artifact(dp, "1.0.0.bin", 1 / 256))
-            s.quiet(2)
-            for i, mib in enumerate(sizes_mib):
-                version = f"1.{i + 1}.0"
-                url, sha, size = artifact(dp, f"{version}.bin", mib)
-                mv = version_object(version, url, sha, size)
-                order = ("plain", "ours") if i % 2 == 0 else ("ours", "plain")
-                load = [round(os.getloadavg()[0], 2)]
-                recs: dict[str, Any] = {}
-                for side in order:
-                    log(f"ttfa: {mib:g} MiB, {side}: {version}")
-                    recs[side] = one_side(s, side == "ours", mv, url, size)
-                    s.quiet(2)
-                load.append(round(os.getloadavg()[0], 2))
-                raw["sizes"].append({"mib": mib, **recs})
-                entry = size_summary(mib, size, version, order, recs)
-                entry["loadavg_1m"] = load
-                out["sizes"].append(entry)
-                log("\n".join(tp.table_lines(entry)))
-                if i == scale_at and replicas > 1:
-                    raw["scale_up"], out["scale_up"] = scale_up(s, order, version, mib, size, replicas, log)
+        _sizes(s, sizes_mib, replicas, log, out, raw)
+    except Exception as e:  # noqa: BLE001 - keep what was measured: the section reports the error
+        log(f"ttfa FAILED: {e!r}\n{traceback.format_exc()}")
+        out["error"] = f"{type(e).__name__}: {e}"
     finally:
         shutil.rmtree(dp.art.root / "ttfa", ignore_errors=True)
         if records is not None:
@@ -435,6 +427,46 @@ def run(
             out["records"] = str(records)
     print("\n".join(tp.report_lines(out)))
     return out
+
+
+def _sizes(
+    s: Sides,
+    sizes_mib: list[float],
+    replicas: int,
+    log: Callable[[str], None],
+    out: dict[str, Any],
+    raw: dict[str, Any],
+) -> None:
+    with s.pods, s.mvs, s.routes:
+        s.start("1.0.0", *artifact(s.dp, "1.0.0.bin", 1 / 256))
+        s.quiet(2)
+        for i, mib in enumerate(sizes_mib):
+            version = f"1.{i + 1}.0"
+            order = ("plain", "ours") if i % 2 == 0 else ("ours", "plain")
+            size, recs, entry = _one_size(s, mib, version, order, log)
+            raw["sizes"].append({"mib": mib, **recs})
+            out["sizes"].append(entry)
+            if i == len(sizes_mib) // 2 and replicas > 1:
+                raw["scale_up"], out["scale_up"] = scale_up(s, order, version, mib, size, replicas, log)
+
+
+def _one_size(
+    s: Sides, mib: float, version: str, order: tuple[str, ...], log: Callable[[str], None]
+) -> tuple[int, dict[str, Any], dict[str, Any]]:
+    """Both sides, cold, to a new version whose file is `mib` MiB: (size, records, summary)."""
+    url, sha, size = artifact(s.dp, f"{version}.bin", mib)
+    mv = version_object(version, url, sha, size)
+    load = [round(os.getloadavg()[0], 2)]
+    recs: dict[str, Any] = {}
+    for side in order:
+        log(f"ttfa: {mib:g} MiB, {side}: {version}")
+        recs[side] = one_side(s, side == "ours", mv, url, size)
+        s.quiet(2)
+    load.append(round(os.getloadavg()[0], 2))
+    entry = size_summary(mib, size, version, order, recs)
+    entry["loadavg_1m"] = load
+    log("\n".join(tp.table_lines(entry)))
+    return size, recs, entry
 
 
 def size_summary(

@@ -59,10 +59,9 @@ def done(cid: str, started: float, finished: float) -> dict[str, Any]:
     return {"containerID": f"containerd://{cid}", "state": {"terminated": term}}
 
 
-def mv(version: str, verified: bool, stage: str | None) -> dict[str, Any]:
-    status: dict[str, Any] = {
-        "conditions": [{"type": "ArtifactVerified", "status": "True" if verified else "Unknown"}]
-    }
+def mv(version: str, verified: bool, stage: str | None, reason: str = "Verifying") -> dict[str, Any]:
+    cond = {"type": "ArtifactVerified", "status": "True" if verified else "Unknown", "reason": reason}
+    status: dict[str, Any] = {"conditions": [cond]}
     if stage:
         status["stage"] = stage
     return {"metadata": {"name": f"ttfa-v{version}"}, "spec": {"version": version}, "status": status}
@@ -116,8 +115,18 @@ OURS = {
         "i1": {"startedAt": "2027-01-15T08:00:01.250000000Z", "finishedAt": "2027-01-15T08:00:03.250000000Z"},
         "m1": {"startedAt": "2027-01-15T08:00:03.500000000Z"},
     },
+    # the model server's log, timestamped by the runtime: it serves from its "loaded" line on
+    "logs": {
+        P: [
+            "2027-01-15T08:00:03.900000000Z 2027-01-15 08:00:03,899 INFO modelversioning.modelserver: "
+            "model-server ttfa 1.2.0 (variant main) on 0.0.0.0:8080",
+            "2027-01-15T08:00:04.700000000Z 2027-01-15 08:00:04,699 INFO modelversioning.modelserver: "
+            "loaded ttfa 1.2.0 from /models: 1 file(s), 268435456 bytes, sha256 ab",
+        ]
+    },
     "mvs": [
         ev(0.01, mv("1.2.0", False, None), "ADDED"),
+        ev(1.80, mv("1.2.0", False, None, "RecordPending")),  # hashed: the registry's record next
         ev(2.00, mv("1.1.0", True, "production")),  # another version's status
         ev(2.50, mv("1.2.0", True, "staging")),  # verified, not at the required stage
         ev(3.00, mv("1.2.0", True, "production")),
@@ -182,12 +191,14 @@ def test_ours_milestones_from_the_recorded_events() -> None:
     rel = {k: (round(v - T0, 3) if v is not None else None) for k, v in ms.items()}
     assert rel == {
         "apply": 0.0,
+        "hashed": 1.8,
         "verified": 3.0,  # at the required stage: not the staging status at 2.5, not 1.1.0's
         "pod_created": 0.4,  # the new version's pod, not the old one
         "scheduled": 0.45,
         "init_started": 1.25,  # the runtime's nanoseconds, not the API's whole seconds
         "init_finished": 3.25,
         "server_started": 3.5,
+        "loaded": 4.7,
         "ready": 6.1,
         "route_written": 6.3,  # the new backend with a share, not at weight 0
         "first_answer": 6.52,  # answered by 1.2.0, not the 503 nor 1.1.0 after the route
@@ -198,17 +209,22 @@ def test_ours_phases_and_init_throughput() -> None:
     out = tp.summarize(OURS)
     assert out["phases_s"] == {
         "verify": 3.0,
+        "hash": 1.8,
+        "record": 1.2,
         "create": 0.4,
         "schedule": 0.05,
         "sandbox": 0.8,
         "init": 2.0,
         "server": 0.25,
         "ready": 2.6,
+        "load": 1.2,
+        "probe": 1.4,  # loaded -> Ready: the readiness probe's period
         "route": 0.2,  # from the later of ready (6.1) and verified (3.0)
         "answer": 0.22,  # from the later of ready and the route
         "total": 6.52,
     }
     assert out["init_mib_s"] == 128.0  # 256 MiB in 2 s
+    assert out["without_probe_s"] == 5.12
     assert out["verification_on_critical_path"] is False
 
 
@@ -254,6 +270,12 @@ def test_the_plain_side_has_no_verification_and_no_route() -> None:
     assert ph["answer"] == 0.2 and ph["total"] == 5.2  # from ready: nothing else to wait for
     assert out["init_mib_s"] == 128.0
     assert "verification_on_critical_path" not in out
+
+
+def test_without_the_servers_log_there_is_no_load_nor_probe_phase() -> None:
+    out = tp.summarize({**OURS, "logs": {P: ["2027-01-15T08:00:03.900000000Z ... on 0.0.0.0:8080"]}})
+    assert out["phases_s"]["load"] is None and out["phases_s"]["probe"] is None
+    assert out["phases_s"]["ready"] == 2.6 and out["without_probe_s"] is None
 
 
 def test_no_answer_yet_leaves_the_total_open() -> None:
