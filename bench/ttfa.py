@@ -56,7 +56,7 @@ def _trim(obj: dict[str, Any]) -> dict[str, Any]:
     md = obj.get("metadata") or {}
     keep = {k: md[k] for k in ("name", "labels", "creationTimestamp", "deletionTimestamp") if k in md}
     out: dict[str, Any] = {"metadata": keep}
-    if obj.get("kind") == "Pod":
+    if "containers" in (obj.get("spec") or {}):  # a pod
         st = obj.get("status") or {}
         out["spec"] = {"nodeName": (obj.get("spec") or {}).get("nodeName")}
         out["status"] = {
