@@ -329,6 +329,8 @@ def test_scale_up_counts_ready_pods_and_the_distinct_pods_answering() -> None:
     assert out["answering_pods"] == 3
     assert out["init_s_median"] == 2.5 and out["init_s_max"] == 3.0
     assert out["init_mib_s_combined"] == 42.7  # 2 x 64 MiB from 1 s to 4 s
+    # what was Ready before the change never completes it: the first event after t0 does
+    assert tp.scale_up(rec, 1)["all_ready_s"] == 0.3
 
 
 def test_the_phase_table_says_ours_plain_and_the_difference() -> None:
