@@ -29,12 +29,13 @@ Printed as numbers (p50 / p99; below 100 samples the p99 is the largest), never 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
@@ -289,38 +290,56 @@ def steps(dp: DataPlane, objs: Objects, runs: int) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------------------- run
-def run(rollback_runs: int, auto_runs: int, step_runs: int) -> dict[str, Any]:
-    """Start the real node, Traefik, Prometheus and the operator; run the sections; print and return
-    the numbers."""
-    out: dict[str, Any] = {"runs": {"rollback": rollback_runs, "automatic": auto_runs, "steps": step_runs}}
-    t0 = time.monotonic()
+def operator_settings(prom_url: str) -> dict[str, Any]:
+    return {
+        "artifacts": {"allowPrivateNetworks": True},
+        "serving": {
+            "initImage": OPERATOR_IMAGE,
+            "initImagePullPolicy": "Never",
+            "drainSeconds": 2,
+            "gatewayApiFeatures": [],
+        },
+        "analysis": {"prometheusUrl": prom_url, "timeoutSeconds": 3},
+    }
+
+
+@contextlib.contextmanager
+def environment() -> Iterator[DataPlane]:
+    """A control plane with the real node, Traefik, Prometheus, the artifact server and the operator
+    (configured by operator_settings), for every real-traffic section of one run (dataplane, ttfa)."""
     with ControlPlane(real_node=True) as cp, Traefik(cp) as gw, Prometheus(cp=cp, traefik=gw) as prom:
         art = ArtifactServer(Path(cp.workdir or "/tmp") / "bench-artifacts")
-        settings = {
-            "artifacts": {"allowPrivateNetworks": True},
-            "serving": {
-                "initImage": OPERATOR_IMAGE,
-                "initImagePullPolicy": "Never",
-                "drainSeconds": 2,
-                "gatewayApiFeatures": [],
-            },
-            "analysis": {"prometheusUrl": prom.url, "timeoutSeconds": 3},
-        }
-        with OperatorProcess(cp.kubeconfig, settings=settings):
-            cp.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}})
-            cfg = client.Configuration()
-            config.load_kube_config(config_file=str(cp.kubeconfig), client_configuration=cfg)
-            objs = Objects(client.ApiClient(cfg), NS)
-            wait_for(lambda: objs.core.read_namespaced_service_account("default", NS), 30, "namespace ready")
-            dp = DataPlane(cp, cp.real_node, gw, prom, art, None, cp.real_node.pod_placement())
-            out["setup_seconds"] = round(time.monotonic() - t0, 1)
-            if rollback_runs > 0:
-                out["rollback"] = rollbacks(dp, objs, rollback_runs)
-            if auto_runs > 0:
-                out["automatic"] = automatic(dp, objs, auto_runs)
-            if step_runs > 0:
-                out["steps"] = steps(dp, objs, step_runs)
-        art.httpd.shutdown()
+        try:
+            with OperatorProcess(cp.kubeconfig, settings=operator_settings(prom.url)):
+                yield DataPlane(cp, cp.real_node, gw, prom, art, None, cp.real_node.pod_placement())
+        finally:
+            art.httpd.shutdown()
+
+
+def namespace(dp: DataPlane, name: str) -> Objects:
+    """A namespace of its own on the environment's cluster, and an API client for it."""
+    dp.cluster.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+    cfg = client.Configuration()
+    config.load_kube_config(config_file=str(dp.cluster.kubeconfig), client_configuration=cfg)
+    objs = Objects(client.ApiClient(cfg), name)
+    wait_for(lambda: objs.core.read_namespaced_service_account("default", name), 30, "namespace ready")
+    return objs
+
+
+def run(rollback_runs: int, auto_runs: int, step_runs: int, dp: DataPlane | None = None) -> dict[str, Any]:
+    """The sections on `dp` (default: an environment of their own); print and return the numbers."""
+    if dp is None:
+        with environment() as env:
+            return run(rollback_runs, auto_runs, step_runs, env)
+    out: dict[str, Any] = {"runs": {"rollback": rollback_runs, "automatic": auto_runs, "steps": step_runs}}
+    t0 = time.monotonic()
+    objs = namespace(dp, NS)
+    if rollback_runs > 0:
+        out["rollback"] = rollbacks(dp, objs, rollback_runs)
+    if auto_runs > 0:
+        out["automatic"] = automatic(dp, objs, auto_runs)
+    if step_runs > 0:
+        out["steps"] = steps(dp, objs, step_runs)
     out["seconds"] = round(time.monotonic() - t0, 1)
     report(out)
     return out
@@ -357,7 +376,7 @@ def report(out: dict[str, Any]) -> None:
         print(f"  {title}{load}:")
         for key, label in rows.items():
             print(f"    {label + ':':<60} {fmt(sec[key])}")
-    print(yaml.safe_dump({"seconds": out.get("seconds"), "setup_seconds": out.get("setup_seconds")}).strip())
+    print(yaml.safe_dump({"seconds": out.get("seconds")}).strip())
 
 
 def main() -> int:

@@ -15,6 +15,9 @@ in-use finalizer). Opt-in (only with --only): peer, Argo Rollouts on the same co
     ./dev bench --only peer [--peer-rollouts 200 --peer-blocks 5 --peer-per-block 20]
 and dataplane, real traffic on the real node with Traefik and Prometheus (bench/dataplane.py; root):
     ./dev bench --only dataplane [--dp-rollbacks 5 --dp-auto 5 --dp-steps 2]
+and ttfa, time to first answer of a new version against a plain Deployment, on the same real data
+plane (bench/ttfa.py; root; with dataplane in one run, both share one control plane and node):
+    ./dev bench --only ttfa [--ttfa-sizes 10,256,1024 --ttfa-replicas 5]
 The results are printed as a table and written as JSON; docs/benchmarks.md explains them.
 """
 
@@ -41,9 +44,12 @@ REPO = HERE.parent
 sys.path.insert(0, str(REPO / "e2e"))
 sys.path.insert(0, str(HERE))
 
+from targets import evaluate, print_table  # noqa: E402
+
 SECTIONS = ("latency", "rollback", "restart", "memory", "idle", "hashing")
-OPT_IN = ("peer", "dataplane")  # run only when named in --only
-CLUSTER_SECTIONS = (*SECTIONS[:-1], "peer")  # on the kwok control plane (dataplane starts its own)
+OPT_IN = ("peer", "dataplane", "ttfa")  # run only when named in --only
+CLUSTER_SECTIONS = (*SECTIONS[:-1], "peer")  # on the kwok control plane (dataplane, ttfa: their own)
+REAL_NODE_SECTIONS = ("dataplane", "ttfa")  # one control plane with the real node for both
 
 SCALES: dict[str, dict[str, Any]] = {
     "tiny": {
@@ -68,6 +74,8 @@ SCALES: dict[str, dict[str, Any]] = {
         "dp_rollbacks": 3,
         "dp_auto": 3,
         "dp_steps": 1,
+        "ttfa_sizes": "10,256,1024",
+        "ttfa_replicas": 5,
     },
     "full": {
         "versions": 1000,
@@ -91,23 +99,11 @@ SCALES: dict[str, dict[str, Any]] = {
         "dp_rollbacks": 20,
         "dp_auto": 10,
         "dp_steps": 4,
+        "ttfa_sizes": "10,256,1024",
+        "ttfa_replicas": 5,
     },
 }
 
-TARGETS = {  # issue #17 (the latency targets are stated at 10,000 versions / 2,000 endpoints)
-    "latency_p50": 15.0,  # ms
-    "latency_p99": 100.0,  # ms
-    "rollback_p99": 250.0,  # ms
-    "idle_writes": 0,
-    "idle_cpu_percent": 1.0,
-    "rss_mib": ((1000, 200, 120.0), (10000, 2000, 250.0)),  # (versions, endpoints, MiB), restarted too
-    "restart_seconds": 20.0,  # every object Ready after an operator restart
-    "fleet_seconds": 300.0,  # a new fleet of 12,000 objects converged
-    "hash_single_ratio": 0.9,  # verify_artifact / hashlib, one big file
-    "hash_many_share": 0.8,  # many files: verify/hashlib >= share * min(cpus, workers)
-    "peer_vs_promote": 4.0,  # our weight change p50 this many times faster than an Argo promote
-    "peer_vs_abort": 2.0,  # ... and than an Argo abort (issue #17)
-}
 
 T0 = time.monotonic()
 
@@ -177,6 +173,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     g.add_argument("--dp-rollbacks", type=int, help="dataplane: `kubectl models rollback` runs under load")
     g.add_argument("--dp-auto", type=int, help="dataplane: automatic rollbacks of a failing canary")
     g.add_argument("--dp-steps", type=int, help="dataplane: good-canary runs (3 step transitions each)")
+    g.add_argument("--ttfa-sizes", help="ttfa: artifact sizes in MiB, comma-separated (e.g. 10,256,1024)")
+    g.add_argument("--ttfa-replicas", type=int, help="ttfa: the scale-up's replicas, from 1 (< 2: none)")
     args = ap.parse_args(argv)
     params = dict(SCALES[args.scale])
     for key in params:
@@ -423,12 +421,42 @@ def memory_summary(steps: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def run_dataplane(args: argparse.Namespace, res: Results) -> None:
-    """Real traffic (bench/dataplane.py): its own control plane with the real node, Traefik and
-    Prometheus, after the kwok sections (one cluster at a time on the machine)."""
+    """Real traffic: dataplane (bench/dataplane.py) and ttfa (bench/ttfa.py) on one control plane with
+    the real node, Traefik, Prometheus and the operator, after the kwok sections (one cluster at a
+    time on the machine)."""
     import dataplane
 
     p = args.params
-    guarded(res, "dataplane", lambda: dataplane.run(p["dp_rollbacks"], p["dp_auto"], p["dp_steps"]))
+    names = [n for n in REAL_NODE_SECTIONS if n in args.sections]
+    t0 = time.monotonic()
+    try:
+        with dataplane.environment() as dp:
+            res.data["setup"]["real_node_setup_seconds"] = round(time.monotonic() - t0, 1)
+            if "dataplane" in names:
+                guarded(
+                    res,
+                    "dataplane",
+                    lambda: dataplane.run(p["dp_rollbacks"], p["dp_auto"], p["dp_steps"], dp),
+                )
+            if "ttfa" in names:
+                guarded(res, "ttfa", lambda: run_ttfa(args, dp))
+    except Exception as e:  # noqa: BLE001 - the environment failed: say so in the sections it kept from running
+        log(f"real-node sections FAILED: {e!r}\n{traceback.format_exc()}")
+        for name in names:
+            if name not in res.data["sections"]:
+                res.section(name, {"error": f"not run: {type(e).__name__}: {e}"})
+
+
+def run_ttfa(args: argparse.Namespace, dp: Any) -> dict[str, Any]:
+    import dataplane
+    import ttfa
+
+    p = args.params
+    sizes = [float(x) for x in str(p["ttfa_sizes"]).split(",") if x.strip()]
+    objs = dataplane.namespace(dp, ttfa.NS)
+    serving = dataplane.operator_settings("")["serving"]
+    records = Path(args.json).with_name(Path(args.json).stem + "-ttfa-records.json")
+    return ttfa.run(dp, objs, serving, sizes, p["ttfa_replicas"], log, records)
 
 
 def run_hashing(args: argparse.Namespace, res: Results) -> None:
@@ -448,267 +476,6 @@ def run_hashing(args: argparse.Namespace, res: Results) -> None:
             args.hash_dir,
         ),
     )
-
-
-# ---------------------------------------------------------------------------------------------- targets
-def evaluate(res: Results) -> list[dict[str, Any]]:
-    s = res.data["sections"]
-    rows: list[dict[str, Any]] = []
-
-    def add(section: str, metric: str, value: Any, target: str, met: bool | None, note: str = "") -> None:
-        rows.append(
-            {"section": section, "metric": metric, "value": value, "target": target, "met": met, "note": note}
-        )
-
-    def num(x: Any) -> bool:
-        return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
-
-    lat = s.get("latency") or {}
-    if num(lat.get("p50_ms")):
-        add(
-            "latency",
-            "weight change -> route p50 (ms)",
-            lat["p50_ms"],
-            f"< {TARGETS['latency_p50']:g}",
-            lat["p50_ms"] < TARGETS["latency_p50"],
-        )
-        add("latency", "p95 (ms)", lat["p95_ms"], "", None)
-        add(
-            "latency",
-            "p99 (ms)",
-            lat["p99_ms"],
-            f"< {TARGETS['latency_p99']:g}",
-            lat["p99_ms"] < TARGETS["latency_p99"],
-        )
-        add(
-            "latency",
-            "-> status Ready p50 / p99 (ms)",
-            f"{lat['ready_p50_ms']} / {lat['ready_p99_ms']}",
-            "",
-            None,
-        )
-    rb = s.get("rollback") or {}
-    if num(rb.get("p99_ms")):
-        add("rollback", "rollback -> route p50 (ms)", rb["p50_ms"], "", None)
-        add(
-            "rollback",
-            "rollback -> route p99 (ms)",
-            rb["p99_ms"],
-            f"< {TARGETS['rollback_p99']:g}",
-            rb["p99_ms"] < TARGETS["rollback_p99"],
-        )
-        add(
-            "rollback",
-            "Deployment re-rolls",
-            rb["deployment_generation_changes"],
-            "0",
-            rb["deployment_generation_changes"] == 0,
-        )
-    rs = s.get("restart") or {}
-    if num(rs.get("all_ready_seconds")):
-        add(
-            "restart",
-            f"{rs['changed']} changed routes updated (s)",
-            rs["changed_routes_seconds"],
-            "",
-            None,
-            f"operator up in {rs['operator_start_seconds']} s",
-        )
-        add(
-            "restart",
-            f"all {rs['endpoints']} endpoints + {rs['versions']} versions Ready (s)",
-            rs["all_ready_seconds"],
-            f"<= {TARGETS['restart_seconds']:g}",
-            rs["converged"] and rs["all_ready_seconds"] <= TARGETS["restart_seconds"],
-        )
-    mem = s.get("memory") or {}
-    rss_targets = {(v, e): mib for v, e, mib in TARGETS["rss_mib"]}
-    for st in mem.get("steps") or []:
-        want = rss_targets.get((st["versions"], st["endpoints"]))
-        target = f"<= {want:g}" if want is not None else ""
-        note = "" if want is not None else "no target at this size"
-        add(
-            "memory",
-            f"RSS at {st['versions']} versions / {st['endpoints']} endpoints (MiB)",
-            st["rss_mib"],
-            target,
-            st["rss_mib"] <= want if want is not None else None,
-            note,
-        )
-        if "rss_mib_fresh_process" in st:
-            fresh = st["rss_mib_fresh_process"]
-            add(
-                "memory",
-                "  same fleet, operator restarted (MiB)",
-                fresh,
-                target,
-                fresh <= want if want is not None else None,
-                f"once steady ({st.get('rss_fresh_process_settled_after_s')} s later); "
-                f"{st.get('rss_mib_fresh_process_first_sample')} at the first sample",
-            )
-    if num(mem.get("kib_per_object")):
-        add("memory", "growth per object (KiB)", mem["kib_per_object"], "", None)
-    idle = s.get("idle") or {}
-    if num(idle.get("writes")):
-        add(
-            "idle",
-            f"operator writes in {idle['seconds']:g} s",
-            idle["writes"],
-            "0",
-            idle["writes"] == TARGETS["idle_writes"],
-        )
-        add(
-            "idle",
-            "operator requests by verb",
-            ", ".join(f"{k}={v}" for k, v in idle["by_verb"].items()) or "none",
-            "",
-            None,
-        )
-        add(
-            "idle",
-            "operator CPU, a drift check included (%)",
-            idle["operator_cpu_percent"],
-            "",
-            None,
-            f"reconcile seconds {idle.get('reconcile_seconds')}",
-        )
-        if num(idle.get("operator_cpu_percent_median_second")):
-            between = idle["operator_cpu_percent_median_second"]
-            target = f"<= {TARGETS['idle_cpu_percent']:g}"
-            add("idle", "operator CPU between drift checks (%, its median second)", between, target,
-                between <= TARGETS["idle_cpu_percent"],
-                f"{idle.get('seconds_above_5_percent')} s above 5 %; CPU outside reconciles "
-                f"{idle.get('operator_cpu_percent_between_checks')} %")
-    fleet = res.data["setup"].get("fleet") or {}
-    if num(fleet.get("converge_seconds")):
-        n = int(fleet.get("versions", 0)) + int(fleet.get("endpoints", 0))
-        add(
-            "setup",
-            f"new fleet of {n} objects converged (s)",
-            fleet["converge_seconds"],
-            f"<= {TARGETS['fleet_seconds']:g} at 12000",
-            fleet["converge_seconds"] <= TARGETS["fleet_seconds"] if n >= 12000 else None,
-            "" if n >= 12000 else "smaller fleet",
-        )
-    h = s.get("hashing") or {}
-    if "single" in h:
-        sg, mn = h["single"], h["many"]
-        add(
-            "hashing",
-            f"1 x {sg['mib']} MiB: verify_artifact MiB/s",
-            sg["verify_artifact_mib_s"],
-            "",
-            None,
-            f"hashlib {sg['hashlib_mib_s']}, sha256sum {sg['sha256sum_mib_s']}",
-        )
-        add(
-            "hashing",
-            "  verify / hashlib",
-            sg["verify_vs_hashlib"],
-            f">= {TARGETS['hash_single_ratio']}",
-            sg["verify_vs_hashlib"] >= TARGETS["hash_single_ratio"],
-            f"verify / sha256sum {sg['verify_vs_sha256sum']}",
-        )
-        par = min(h["cpus"], h["verify_workers"])
-        want = TARGETS["hash_many_share"] * par
-        add(
-            "hashing",
-            f"{h['files']} x {h['file_mib']} MiB: verify_artifact MiB/s",
-            mn["verify_artifact_mib_s"],
-            "",
-            None,
-            f"hashlib {mn['hashlib_mib_s']}, sha256sum {mn['sha256sum_mib_s']}",
-        )
-        add(
-            "hashing",
-            "  verify / hashlib",
-            mn["verify_vs_hashlib"],
-            f">= {want:.2g} (~{par} cores)",
-            mn["verify_vs_hashlib"] >= want,
-            f"verify / sha256sum {mn['verify_vs_sha256sum']}",
-        )
-    pr = s.get("peer") or {}
-    if num((pr.get("weight") or {}).get("p50_ms")):
-        n = pr["rollouts"]
-        labels = {
-            "promote": "Argo promote",
-            "abort": "Argo abort",
-            "weight": "our weight change",
-            "rollback": "our rollback",
-        }
-        for k, label in labels.items():
-            st = pr[k]
-            add(
-                "peer",
-                f"{label} -> VirtualService p50 / p95 / p99 (ms)",
-                f"{st['p50_ms']} / {st['p95_ms']} / {st['p99_ms']}",
-                "",
-                None,
-                f"n={st['n']}, timeouts {st['timeouts']}, controller reaction p50 "
-                f"{(pr.get('reaction') or {}).get(k, {}).get('p50_ms')} ms",
-            )
-        r = pr["ratios"]
-        for theirs, want in (("promote", TARGETS["peer_vs_promote"]), ("abort", TARGETS["peer_vs_abort"])):
-            x = r[f"weight_vs_{theirs}_p50"]
-            met = x >= want if num(x) else None
-            add(
-                "peer",
-                f"ours faster than {theirs}, p50 (x)",
-                x,
-                f">= {want:g}",
-                met,
-                f"p95 x{r[f'weight_vs_{theirs}_p95']}, p99 x{r[f'weight_vs_{theirs}_p99']}; rollback p50 "
-                f"x{r[f'rollback_vs_{theirs}_p50']}",
-            )
-        rss = pr["rss_mib"]
-        add(
-            "peer",
-            f"RSS at {n} rollouts / endpoints: ours vs Argo (MiB)",
-            f"{rss['operator']} / {rss['argo_rollouts']}",
-            "ours <= Argo's",
-            rss["operator"] <= rss["argo_rollouts"],
-        )
-        idle = pr["idle"]
-        add(
-            "peer",
-            f"idle writes in {idle['seconds']:g} s: ours vs Argo",
-            f"{idle['operator']['writes']} / {idle['argo_rollouts']['writes']}",
-            "ours 0",
-            idle["operator"]["writes"] == 0,
-            f"Argo: {idle['argo_rollouts']['lease_writes']} Lease writes; CPU ours "
-            f"{idle['operator']['cpu_percent']}% / Argo {idle['argo_rollouts']['cpu_percent']}%",
-        )
-    dpl = s.get("dataplane")
-    if dpl and "error" not in dpl:
-        from dataplane import LINES  # real traffic: printed, never a target
-
-        for key, (_, lines) in LINES.items():
-            for metric, label in lines.items():
-                st = (dpl.get(key) or {}).get(metric)
-                if st and num(st.get("p50_ms")):
-                    value = f"{st['p50_ms']:.0f} / {st['p99_ms']:.0f}"
-                    add("dataplane", f"{label}: p50 / p99 (ms)", value, "", None, f"n={st['n']}")
-    for name, sec in s.items():
-        if "error" in sec:
-            add(name, "ERROR", sec["error"], "", False)
-    return rows
-
-
-def print_table(rows: list[dict[str, Any]], res: Results) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    meta = res.data["meta"]
-    table = Table(title=f"modelversioning operator benchmarks ({meta['scale']}, {meta['date']})")
-    for col in ("Section", "Metric", "Value", "Target", "Result", "Note"):
-        table.add_column(col, overflow="fold")
-    for r in rows:
-        result = {True: "[green]met[/]", False: "[red]missed[/]", None: ""}[r["met"]]
-        table.add_row(r["section"], r["metric"], str(r["value"]), r["target"], result, r["note"])
-    console = Console()
-    if not console.is_terminal:
-        console = Console(width=180)
-    console.print(table)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -735,7 +502,7 @@ def main(argv: list[str] | None = None) -> int:
                 for name in args.sections:
                     if name in CLUSTER_SECTIONS and name not in res.data["sections"]:
                         res.section(name, {"error": f"not run: {type(e).__name__}: {e}"})
-        if "dataplane" in args.sections:
+        if set(args.sections) & set(REAL_NODE_SECTIONS):
             run_dataplane(args, res)
     finally:
         res.data["meta"]["duration_seconds"] = round(time.monotonic() - T0, 1)

@@ -1,6 +1,7 @@
 """Smoke run of the benchmarks: `bench/run.py --scale tiny` end to end on its own control plane, the
-opt-in peer section (Argo Rollouts, bench/peer.py) at tiny scale, and the opt-in dataplane section
-(real traffic, bench/dataplane.py) with one run of each kind on a real node of its own.
+opt-in peer section (Argo Rollouts, bench/peer.py) at tiny scale, and the opt-in real-traffic sections
+on one real node of their own, in one run: dataplane (bench/dataplane.py) with one run of each kind,
+and ttfa (bench/ttfa.py, time to first answer) with a 1 MiB artifact and a scale-up to 2 replicas.
 
 Only the shape of the results is checked (every section present, its numbers numeric); timings are
 the benchmark's business, not a test's. The peer smoke run fails (never skips) when the Argo Rollouts
@@ -95,13 +96,25 @@ def test_bench_peer_tiny(tmp_path: Path) -> None:
 
 
 @pytest.mark.own_real_node  # its own control plane and real node: runs before the session's takes the lock
-def test_bench_dataplane_once(tmp_path: Path) -> None:
+def test_bench_real_traffic_once(tmp_path: Path) -> None:
     out = tmp_path / "dataplane.json"
-    cmd = [sys.executable, str(REPO / "bench" / "run.py"), "--only", "dataplane", "--json", str(out)]
-    cmd += ["--dp-rollbacks", "1", "--dp-auto", "1", "--dp-steps", "1"]
-    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=900)
+    cmd = [sys.executable, str(REPO / "bench" / "run.py"), "--only", "dataplane", "ttfa", "--json", str(out)]
+    cmd += [
+        "--dp-rollbacks",
+        "1",
+        "--dp-auto",
+        "1",
+        "--dp-steps",
+        "1",
+        "--ttfa-sizes",
+        "1",
+        "--ttfa-replicas",
+        "2",
+    ]
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=1200)
     assert out.exists(), f"no JSON written (exit {proc.returncode}):\n{proc.stderr[-4000:]}"
-    dp = json.loads(out.read_text())["sections"].get("dataplane")
+    sections = json.loads(out.read_text())["sections"]
+    dp = sections.get("dataplane")
     assert dp is not None, f"dataplane section missing:\n{proc.stderr[-4000:]}"
     assert "error" not in dp, f"dataplane: {dp['error']}\n{proc.stderr[-4000:]}"
     for section, keys in {
@@ -113,4 +126,28 @@ def test_bench_dataplane_once(tmp_path: Path) -> None:
             st = dp[section][key]
             ok = st["n"] > 0 and _is_number(st["p50_ms"]) and _is_number(st["p99_ms"])
             assert ok, f"{section}.{key}: {st}"
+    _check_ttfa(sections.get("ttfa"), proc.stderr)
     assert proc.returncode == 0, proc.stderr[-4000:]
+
+
+def _check_ttfa(tt: dict[str, object] | None, stderr: str) -> None:
+    """Every phase of both sides measured for the one size, and the scale-up's figures."""
+    assert tt is not None, f"ttfa section missing:\n{stderr[-4000:]}"
+    assert "error" not in tt, f"ttfa: {tt['error']}\n{stderr[-4000:]}"
+    (size,) = tt["sizes"]  # type: ignore[index]
+    for side in ("ours", "plain"):
+        phases = size[side]["phases_s"]
+        only_ours = ("verify", "hash", "record", "route")
+        for key, value in phases.items():
+            if side == "plain" and key in only_ours:
+                assert value is None, f"plain.{key} = {value!r}"
+            else:
+                assert _is_number(value) and value >= 0, f"{side}.{key} = {value!r}"
+        assert _is_number(size[side]["init_mib_s"]), f"{side}.init_mib_s"
+    assert _is_number(size["ratio"]), size["ratio"]
+    scale = tt["scale_up"]  # type: ignore[index]
+    for side in ("ours", "plain"):
+        assert scale[side]["answering_pods"] == 2, scale[side]
+        assert _is_number(scale[side]["all_ready_s"]) and _is_number(scale[side]["all_answering_s"]), scale[
+            side
+        ]
