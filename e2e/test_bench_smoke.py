@@ -1,7 +1,8 @@
 """Smoke run of the benchmarks: `bench/run.py --scale tiny` end to end on its own control plane, the
 opt-in peer section (Argo Rollouts, bench/peer.py) at tiny scale, and the opt-in real-traffic sections
-on one real node of their own, in one run: dataplane (bench/dataplane.py) with one run of each kind,
-and ttfa (bench/ttfa.py, time to first answer) with a 1 MiB artifact and a scale-up to 2 replicas.
+on the session's data plane (its real node, Traefik and Prometheus): dataplane (bench/dataplane.py)
+with one run of each kind, and ttfa (bench/ttfa.py, time to first answer) with a 1 MiB artifact and a
+scale-up to 2 replicas.
 
 Only the shape of the results is checked (every section present, its numbers numeric); timings are
 the benchmark's business, not a test's. The peer smoke run fails (never skips) when the Argo Rollouts
@@ -15,8 +16,6 @@ import math
 import subprocess
 import sys
 from pathlib import Path
-
-import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SECTIONS = ("latency", "rollback", "restart", "memory", "idle", "hashing")
@@ -95,28 +94,17 @@ def test_bench_peer_tiny(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr[-4000:]
 
 
-@pytest.mark.own_real_node  # its own control plane and real node: runs before the session's takes the lock
-def test_bench_real_traffic_once(tmp_path: Path) -> None:
-    out = tmp_path / "dataplane.json"
-    cmd = [sys.executable, str(REPO / "bench" / "run.py"), "--only", "dataplane", "ttfa", "--json", str(out)]
-    cmd += [
-        "--dp-rollbacks",
-        "1",
-        "--dp-auto",
-        "1",
-        "--dp-steps",
-        "1",
-        "--ttfa-sizes",
-        "1",
-        "--ttfa-replicas",
-        "2",
-    ]
-    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=1200)
-    assert out.exists(), f"no JSON written (exit {proc.returncode}):\n{proc.stderr[-4000:]}"
-    sections = json.loads(out.read_text())["sections"]
-    dp = sections.get("dataplane")
-    assert dp is not None, f"dataplane section missing:\n{proc.stderr[-4000:]}"
-    assert "error" not in dp, f"dataplane: {dp['error']}\n{proc.stderr[-4000:]}"
+def test_bench_real_traffic_once(dataplane) -> None:  # type: ignore[no-untyped-def]
+    """The real-traffic sections (bench/dataplane.py, bench/ttfa.py) once each, through the functions
+    bench/run.py calls, on the session's data plane: the same harness, without a control plane and a
+    real node of their own (one per machine at a time: they would wait for the session's)."""
+    bench_dir = str(REPO / "bench")
+    if bench_dir not in sys.path:
+        sys.path.insert(0, bench_dir)
+    import dataplane as bench_dataplane  # bench/dataplane.py
+    import ttfa
+
+    dp = bench_dataplane.run(1, 1, 1, dataplane)
     for section, keys in {
         "rollback": ("command_to_last_new_response", "command_returned", "command_reported_write_to_route"),
         "automatic": ("visible_to_failed", "visible_to_route_on_baseline", "visible_to_last_canary_response"),
@@ -126,8 +114,9 @@ def test_bench_real_traffic_once(tmp_path: Path) -> None:
             st = dp[section][key]
             ok = st["n"] > 0 and _is_number(st["p50_ms"]) and _is_number(st["p99_ms"])
             assert ok, f"{section}.{key}: {st}"
-    _check_ttfa(sections.get("ttfa"), proc.stderr)
-    assert proc.returncode == 0, proc.stderr[-4000:]
+    objs = bench_dataplane.namespace(dataplane, ttfa.NS)
+    serving = bench_dataplane.operator_settings("")["serving"]
+    _check_ttfa(ttfa.run(dataplane, objs, serving, [1.0], 2, print), "")
 
 
 def _check_ttfa(tt: dict[str, object] | None, stderr: str) -> None:
