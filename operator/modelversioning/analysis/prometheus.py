@@ -106,6 +106,8 @@ class PrometheusClient:
         finally:
             dog.cancel()
             conn.close()
+        if dog.fired:  # cut at the deadline: what was read may look whole (http.client takes the cut
+            raise Inconclusive(self._late())  # inside a header line for the headers' end, body empty)
         if resp.status >= 300:
             detail = _error_detail(raw)
             raise Inconclusive(f"Prometheus answered {resp.status}{': ' + detail if detail else ''}")
