@@ -1,7 +1,8 @@
 """`kubectl models` starts at once (issue #25): a run loads the module of the command it runs and what
 that command needs, nothing else; `kubectl models --help` lists every command from the table in
 cli/models/app.py (COMMANDS) without loading one, and that table says what each command's own help
-says.
+says; `rollback` reaches its first API request without the other commands, the tables' code (rich,
+YAML output), the API's pydantic models, the renderers or the kubernetes client.
 
 Each check runs the entry point in a fresh interpreter and reads its sys.modules."""
 
@@ -12,16 +13,19 @@ import json
 import pkgutil
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
 import typer
 
+from fake_apiserver import kubeconfig
 from modelversioning.cli.models import app as app_module
 from modelversioning.cli.models import commands
 from modelversioning.cli.models.app import COMMANDS, COMMANDS_PACKAGE
 
-# What no command's start needs: the API's models and the renderers, the kubernetes client.
+# What no command's start needs: the API's models and the renderers (a rollback's route is read after
+# its first request), the kubernetes client (cli/models/apiserver.py talks HTTP itself).
 HEAVY = (
     "modelversioning.api.modelversion",
     "modelversioning.api.modelendpoint",
@@ -31,6 +35,8 @@ HEAVY = (
     "kubernetes",
     "urllib3",
 )
+# ... and what a rollback does not need before its first request: printing (rich, the tables).
+PRINTING = ("rich", "modelversioning.cli.models.render")
 
 
 def loaded_after(code: str) -> list[str]:
@@ -103,3 +109,28 @@ def test_a_commands_help_loads_its_module_only(name: str) -> None:
     modules = loaded_after(run_cli(name, "--help"))
     assert command_modules(modules) == [COMMANDS[name].module]
     assert under(modules, HEAVY) == []
+
+
+def test_rollback_reaches_its_first_request_with_what_it_needs_only(tmp_path: Path) -> None:
+    kc = kubeconfig(
+        tmp_path / "kc", {"server": "https://127.0.0.1:1", "insecure-skip-tls-verify": True}, {"token": "t"}
+    )
+    code = (
+        "import json, os, sys\n"
+        "from modelversioning.cli.models import apiserver\n"
+        "def first(self, method, url, *a, **k):\n"
+        "    print(json.dumps([method, url]))\n"
+        "    print(json.dumps(sorted(sys.modules)), flush=True)\n"
+        "    os._exit(0)\n"
+        "apiserver.HttpApi._send = first\n"
+        "from modelversioning.cli.kubectl_models import main\n"
+        f"main(['--kubeconfig', {str(kc)!r}, 'rollback', 'fraud-detector'])\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    request, modules = (json.loads(line) for line in proc.stdout.strip().splitlines())
+    assert request == [
+        "GET",
+        "/apis/modelversioning.io/v1alpha1/namespaces/models/modelendpoints/fraud-detector",
+    ]
+    assert command_modules(modules) == ["lifecycle"]
+    assert under(modules, HEAVY + PRINTING) == []
