@@ -25,8 +25,10 @@ from modelversioning.cli.models import commands
 from modelversioning.cli.models.app import COMMANDS, COMMANDS_PACKAGE
 
 # What no command's start needs: the API's models and the renderers (a rollback's route is read after
-# its first request), the kubernetes client (cli/models/apiserver.py talks HTTP itself).
+# its first request), the kubernetes client (cli/models/apiserver.py talks HTTP itself), pydantic (typer
+# would coerce every value with it: cli/models/coercion.py).
 HEAVY = (
+    "pydantic",
     "modelversioning.api.modelversion",
     "modelversioning.api.modelendpoint",
     "modelversioning.api.settings",

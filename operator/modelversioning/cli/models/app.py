@@ -18,6 +18,7 @@ import typer
 from typer.core import TyperCommand, TyperGroup
 
 from modelversioning.api.wire import REVOKED_ANNOTATION
+from modelversioning.cli.models.coercion import plain_values
 from modelversioning.cli.models.context import Globals, error
 from modelversioning.cli.models.errors import EXIT_FAILED, Refused
 from modelversioning.cli.models.kube import ClusterError
@@ -179,6 +180,7 @@ class _ModelsGroup(TyperGroup):
             self.commands[name] = TyperCommand(
                 name=name, help=cmd.help, rich_markup_mode=self.rich_markup_mode
             )
+        plain_values(self)  # the global options' values, without pydantic (see .coercion)
 
     def load(self, name: str) -> Any:
         """The command `name` (None if there is none), built from its module on first use."""
@@ -223,17 +225,19 @@ class _ModelsGroup(TyperGroup):
 
 def _build(name: str, spec: Command, markup: Any) -> Any:
     """The click command of `name`, as `app.add_typer(module.app)` would have made it (a group: the
-    module's app under that name); only that command's parameters are built."""
+    module's app under that name); only that command's parameters are built, their plain values
+    coerced without pydantic (see .coercion)."""
     sub: typer.Typer = importlib.import_module(f"{COMMANDS_PACKAGE}.{spec.module}").app
     if spec.group:
         holder = typer.Typer(rich_markup_mode=markup)
         holder.add_typer(sub, name=name)
-        return typer.main.get_group(holder).commands[name]
+        return plain_values(typer.main.get_group(holder).commands[name])
     for info in sub.registered_commands:
         if (info.name or typer.main.get_command_name(info.callback.__name__)) == name:  # type: ignore[union-attr]
-            return typer.main.get_command_from_info(
+            cmd = typer.main.get_command_from_info(
                 info, pretty_exceptions_short=True, rich_markup_mode=markup
             )
+            return plain_values(cmd)
     raise LookupError(f"{spec.module} has no command {name!r}")
 
 
