@@ -8,7 +8,9 @@ ServiceAccount so that its requests can be told apart in the audit log.
 
 Sections: latency (weight change -> route), rollback, restart (convergence after an operator
 restart), memory (operator RSS vs fleet size), idle (operator API requests while nothing changes),
-hashing (verify_artifact vs hashlib vs sha256sum). Every scale parameter can be overridden; see --help.
+hashing (verify_artifact vs hashlib vs sha256sum), cli (`kubectl models` start: --help, and a rollback's
+start -> first API request against a loopback API server; bench/cli_start.py, no cluster). Every scale
+parameter can be overridden; see --help.
 Opt-in (only with --only): peer, Argo Rollouts on the same control plane (bench/peer.py):
     ./dev bench --only peer [--peer-rollouts 200 --peer-blocks 5 --peer-per-block 20]
 and dataplane, real traffic on the real node with Traefik and Prometheus (bench/dataplane.py; root):
@@ -39,9 +41,10 @@ REPO = HERE.parent
 sys.path.insert(0, str(REPO / "e2e"))
 sys.path.insert(0, str(HERE))
 
-SECTIONS = ("latency", "rollback", "restart", "memory", "idle", "hashing")
+SECTIONS = ("latency", "rollback", "restart", "memory", "idle", "hashing", "cli")
 OPT_IN = ("peer", "dataplane")  # run only when named in --only
-CLUSTER_SECTIONS = (*SECTIONS[:-1], "peer")  # on the kwok control plane (dataplane starts its own)
+# on the kwok control plane (dataplane starts its own; hashing and cli need none)
+CLUSTER_SECTIONS = ("latency", "rollback", "restart", "memory", "idle", "peer")
 
 SCALES: dict[str, dict[str, Any]] = {
     "tiny": {
@@ -66,6 +69,7 @@ SCALES: dict[str, dict[str, Any]] = {
         "dp_rollbacks": 3,
         "dp_auto": 3,
         "dp_steps": 1,
+        "cli_repeats": 20,
     },
     "full": {
         "versions": 1000,
@@ -89,6 +93,7 @@ SCALES: dict[str, dict[str, Any]] = {
         "dp_rollbacks": 20,
         "dp_auto": 10,
         "dp_steps": 4,
+        "cli_repeats": 20,
     },
 }
 
@@ -167,6 +172,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     g.add_argument("--dp-rollbacks", type=int, help="dataplane: `kubectl models rollback` runs under load")
     g.add_argument("--dp-auto", type=int, help="dataplane: automatic rollbacks of a failing canary")
     g.add_argument("--dp-steps", type=int, help="dataplane: good-canary runs (3 step transitions each)")
+    g.add_argument("--cli-repeats", type=int, help="cli: runs of each `kubectl models` command timed")
     args = ap.parse_args(argv)
     params = dict(SCALES[args.scale])
     for key in params:
@@ -402,6 +408,12 @@ def run_dataplane(args: argparse.Namespace, res: Results) -> None:
     guarded(res, "dataplane", lambda: dataplane.run(p["dp_rollbacks"], p["dp_auto"], p["dp_steps"]))
 
 
+def run_cli(args: argparse.Namespace, res: Results) -> None:
+    import cli_start
+
+    guarded(res, "cli", lambda: cli_start.run(args.params["cli_repeats"], log))
+
+
 def run_hashing(args: argparse.Namespace, res: Results) -> None:
     import hashing
 
@@ -546,10 +558,15 @@ def evaluate(res: Results) -> list[dict[str, Any]]:
         if num(idle.get("operator_cpu_percent_median_second")):
             between = idle["operator_cpu_percent_median_second"]
             target = f"<= {TARGETS['idle_cpu_percent']:g}"
-            add("idle", "operator CPU between drift checks (%, its median second)", between, target,
+            add(
+                "idle",
+                "operator CPU between drift checks (%, its median second)",
+                between,
+                target,
                 between <= TARGETS["idle_cpu_percent"],
                 f"{idle.get('seconds_above_5_percent')} s above 5 %; CPU outside reconciles "
-                f"{idle.get('operator_cpu_percent_between_checks')} %")
+                f"{idle.get('operator_cpu_percent_between_checks')} %",
+            )
     fleet = res.data["setup"].get("fleet") or {}
     if num(fleet.get("converge_seconds")):
         n = int(fleet.get("versions", 0)) + int(fleet.get("endpoints", 0))
@@ -649,6 +666,12 @@ def evaluate(res: Results) -> list[dict[str, Any]]:
             f"Argo: {idle['argo_rollouts']['lease_writes']} Lease writes; CPU ours "
             f"{idle['operator']['cpu_percent']}% / Argo {idle['argo_rollouts']['cpu_percent']}%",
         )
+    cli = s.get("cli")
+    if cli and "error" not in cli:
+        from cli_start import rows as cli_rows  # printed, never a target
+
+        for metric, value, note in cli_rows(cli):
+            add("cli", metric, value, "", None, note)
     dpl = s.get("dataplane")
     if dpl and "error" not in dpl:
         from dataplane import LINES  # real traffic: printed, never a target
@@ -695,6 +718,8 @@ def main(argv: list[str] | None = None) -> int:
     res = Results(Path(args.json), meta)
     res.save()
     try:
+        if "cli" in args.sections:  # first: nothing else of ours on the CPUs
+            run_cli(args, res)
         if "hashing" in args.sections:  # before the cluster starts: nothing else on the CPUs
             run_hashing(args, res)
         if set(args.sections) & set(CLUSTER_SECTIONS):
