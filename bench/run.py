@@ -8,7 +8,9 @@ ServiceAccount so that its requests can be told apart in the audit log.
 
 Sections: latency (weight change -> route), rollback, restart (convergence after an operator
 restart), memory (operator RSS vs fleet size), idle (operator API requests while nothing changes),
-hashing (verify_artifact vs hashlib vs sha256sum). Every scale parameter can be overridden; see --help.
+hashing (verify_artifact vs hashlib vs sha256sum), cli (`kubectl models` start: --help, and a rollback's
+start -> first API request against a loopback API server; bench/cli_start.py, no cluster). Every scale
+parameter can be overridden; see --help.
 The fleet's operator writes are logged by object kind and cause (bench/writes.py); --in-use
 admission|finalizer chooses how served versions are protected (the chart's in-use policy bound, or the
 in-use finalizer). Opt-in (only with --only): peer, Argo Rollouts on the same control plane (bench/peer.py):
@@ -46,9 +48,10 @@ sys.path.insert(0, str(HERE))
 
 from targets import evaluate, print_table  # noqa: E402
 
-SECTIONS = ("latency", "rollback", "restart", "memory", "idle", "hashing")
+SECTIONS = ("latency", "rollback", "restart", "memory", "idle", "hashing", "cli")
 OPT_IN = ("peer", "dataplane", "ttfa")  # run only when named in --only
-CLUSTER_SECTIONS = (*SECTIONS[:-1], "peer")  # on the kwok control plane (dataplane, ttfa: their own)
+# on the kwok control plane (dataplane, ttfa: their own; hashing and cli need none)
+CLUSTER_SECTIONS = ("latency", "rollback", "restart", "memory", "idle", "peer")
 REAL_NODE_SECTIONS = ("dataplane", "ttfa")  # one control plane with the real node for both
 
 SCALES: dict[str, dict[str, Any]] = {
@@ -76,6 +79,7 @@ SCALES: dict[str, dict[str, Any]] = {
         "dp_steps": 1,
         "ttfa_sizes": "10,256,1024",
         "ttfa_replicas": 5,
+        "cli_repeats": 20,
     },
     "full": {
         "versions": 1000,
@@ -101,6 +105,7 @@ SCALES: dict[str, dict[str, Any]] = {
         "dp_steps": 4,
         "ttfa_sizes": "10,256,1024",
         "ttfa_replicas": 5,
+        "cli_repeats": 20,
     },
 }
 
@@ -175,6 +180,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     g.add_argument("--dp-steps", type=int, help="dataplane: good-canary runs (3 step transitions each)")
     g.add_argument("--ttfa-sizes", help="ttfa: artifact sizes in MiB, comma-separated (e.g. 10,256,1024)")
     g.add_argument("--ttfa-replicas", type=int, help="ttfa: the scale-up's replicas, from 1 (< 2: none)")
+    g.add_argument("--cli-repeats", type=int, help="cli: runs of each `kubectl models` command timed")
     args = ap.parse_args(argv)
     params = dict(SCALES[args.scale])
     for key in params:
@@ -296,7 +302,11 @@ def run_cluster(args: argparse.Namespace, res: Results) -> None:
     overrides = operator_settings(args.set)
     res.data["setup"]["operator_settings"] = overrides
     bc = BenchCluster(
-        nodes_for(max_eps), p["drift_seconds"], log, controller_qps=qps, settings=overrides,
+        nodes_for(max_eps),
+        p["drift_seconds"],
+        log,
+        controller_qps=qps,
+        settings=overrides,
         in_use=args.in_use,
     )
     try:
@@ -459,6 +469,12 @@ def run_ttfa(args: argparse.Namespace, dp: Any) -> dict[str, Any]:
     return ttfa.run(dp, objs, serving, sizes, p["ttfa_replicas"], log, records)
 
 
+def run_cli(args: argparse.Namespace, res: Results) -> None:
+    import cli_start
+
+    guarded(res, "cli", lambda: cli_start.run(args.params["cli_repeats"], log))
+
+
 def run_hashing(args: argparse.Namespace, res: Results) -> None:
     import hashing
 
@@ -491,6 +507,8 @@ def main(argv: list[str] | None = None) -> int:
     res = Results(Path(args.json), meta)
     res.save()
     try:
+        if "cli" in args.sections:  # first: nothing else of ours on the CPUs
+            run_cli(args, res)
         if "hashing" in args.sections:  # before the cluster starts: nothing else on the CPUs
             run_hashing(args, res)
         if set(args.sections) & set(CLUSTER_SECTIONS):

@@ -50,6 +50,7 @@ def evaluate(res: Any) -> list[dict[str, Any]]:
     _fleet(s, res, add)
     _hashing(s, res, add)
     _peer(s, res, add)
+    _cli(s, add)
     _dataplane(s, res, add)
     _ttfa(s, res, add)
     for name, sec in s.items():
@@ -300,6 +301,15 @@ def _peer(s: dict[str, Any], res: Any, add: Add) -> None:
             f"Argo: {idle['argo_rollouts']['lease_writes']} Lease writes; CPU ours "
             f"{idle['operator']['cpu_percent']}% / Argo {idle['argo_rollouts']['cpu_percent']}%",
         )
+
+
+def _cli(s: dict[str, Any], add: Add) -> None:
+    cli = s.get("cli")
+    if cli and "error" not in cli:
+        from cli_start import rows as cli_rows  # printed, never a target
+
+        for metric, value, note in cli_rows(cli):
+            add("cli", metric, value, "", None, note)
 
 
 def _dataplane(s: dict[str, Any], res: Any, add: Add) -> None:

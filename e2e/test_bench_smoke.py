@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-SECTIONS = ("latency", "rollback", "restart", "memory", "idle", "hashing")
+SECTIONS = ("latency", "rollback", "restart", "memory", "idle", "hashing", "cli")
 NUMERIC = {
     "latency": ("p50_ms", "p95_ms", "p99_ms", "ready_p50_ms", "measured"),
     "rollback": ("p50_ms", "p99_ms", "deployment_generation_changes", "measured"),
@@ -26,6 +26,7 @@ NUMERIC = {
     "idle": ("seconds", "requests", "writes", "operator_cpu_percent"),
     "memory": ("kib_per_object",),
     "hashing": ("cpus",),
+    "cli": ("repeats",),
 }
 
 
@@ -56,6 +57,8 @@ def test_bench_tiny(tmp_path: Path) -> None:
     for case in ("single", "many"):
         for key in ("verify_artifact_mib_s", "hashlib_mib_s", "sha256sum_mib_s", "verify_vs_hashlib"):
             assert _is_number(sections["hashing"][case][key]), f"hashing.{case}.{key}"
+    for key in ("rollback_help", "help", "first_request", "patch", "rollback_exit"):
+        assert _is_number(sections["cli"][key]["p50_ms"]), f"cli.{key}"
     assert data["targets"], "no target rows"
     assert proc.returncode == 0, proc.stderr[-4000:]
 

@@ -93,6 +93,10 @@ SERVICE = Resource("", "v1", "services", "Service")
 POD = Resource("", "v1", "pods", "Pod")  # our slots' pods (label selector): what their status says
 SECRET = Resource("", "v1", "secrets", "Secret")
 EVENT = Resource("", "v1", "events", "Event")
+# Who the API server says the caller is (`kubectl models` records it as who asked); created, never stored.
+SELF_SUBJECT_REVIEW = Resource(
+    "authentication.k8s.io", "v1", "selfsubjectreviews", "SelfSubjectReview", namespaced=False
+)
 
 # ----------------------------------------------------------------------------------- annotations
 # On a ModelVersion, set by people and tooling (kubectl models, GitOps):

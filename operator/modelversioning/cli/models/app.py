@@ -1,28 +1,35 @@
-"""The ``kubectl models`` Typer app, assembled from the command modules (:mod:`.commands`): the global
-options (accepted before or after the command, like kubectl's), and one place that turns refusals
-and API errors into exit codes (see :mod:`.errors`). Errors go to stderr; results to stdout.
+"""The ``kubectl models`` Typer app: the global options (accepted before or after the command, like
+kubectl's), one place that turns refusals and API errors into exit codes (see :mod:`.errors`), and the
+commands, loaded lazily from :data:`COMMANDS`: a run imports the module of the command it runs and
+nothing else (``kubectl models rollback`` starts without the other commands, their API models,
+MLflow's client or the tables' code), and ``kubectl models --help`` lists every command from the
+one-line help kept in the table (tests/test_cli_start.py checks it against each command's own help).
+Errors go to stderr; results to stdout.
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 import typer
-from typer.core import TyperGroup
+from typer.core import TyperCommand, TyperGroup
 
-from modelversioning.cli.models.commands import imports, inspect, lifecycle, register, registry, rollout
+from modelversioning.api.wire import REVOKED_ANNOTATION
+from modelversioning.cli.models.coercion import plain_values
 from modelversioning.cli.models.context import Globals, error
 from modelversioning.cli.models.errors import EXIT_FAILED, Refused
 from modelversioning.cli.models.kube import ClusterError
-from modelversioning.cli.models.render import Output
+from modelversioning.cli.models.output import Output
 
 # Global options, accepted before or after the command name (`kubectl models -n x list` and
 # `kubectl models list -n x`), like kubectl's global flags.
 _GLOBAL_VALUE_OPTIONS = ("--kubeconfig", "--context", "--namespace", "-n", "--output", "-o")
 
 
-def _hoist_globals(group: Any, args: list[str]) -> list[str]:
+def _hoist_globals(group: _ModelsGroup, args: list[str]) -> list[str]:
     """Move global options that follow the command name in front of it."""
     i = 0
     while i < len(args):  # skip global options given before the command
@@ -35,7 +42,7 @@ def _hoist_globals(group: Any, args: list[str]) -> list[str]:
             break
     if i >= len(args):
         return args
-    cmd = getattr(group, "commands", {}).get(args[i])
+    cmd = group.load(args[i])
     if cmd is None:
         return args
     own_value_opts = {
@@ -75,28 +82,129 @@ def _hoist_globals(group: Any, args: list[str]) -> list[str]:
     return args[:i] + hoisted + [args[i]] + rest
 
 
-# How `kubectl models --help` lists the commands: the workflow, not the module they live in.
-COMMANDS = (
-    "register",
-    "list",
-    "get",
-    "describe",
-    "history",
-    "promote",
-    "rollback",
-    "status",
-    "which",
-    "diff",
-    "search",
-    "lineage",
-    "approve",
-    "import",
-    "rollout",
-)
+@dataclass(frozen=True)
+class Command:
+    """Where a command lives and what ``kubectl models --help`` says about it."""
+
+    module: str  # under modelversioning.cli.models.commands
+    help: str  # the first paragraph of the command's help (test_cli_start.py keeps them equal)
+    group: bool = False  # a command group (its module's whole app, under this name)
+
+
+# The commands, in the order `kubectl models --help` lists them: the workflow, not the module they live
+# in (revoke, added last, is listed last).
+COMMANDS: dict[str, Command] = {
+    "register": Command(
+        "register",
+        "Register a model version: hash the artifact, record lineage from git, validate, print or create.",
+    ),
+    "list": Command(
+        "inspect", "List model versions: requested and current stage, verification, who serves them, age."
+    ),
+    "get": Command(
+        "inspect",
+        "Show one version: lineage, metrics, artifact + verification, history, conditions, endpoints.",
+    ),
+    "describe": Command(
+        "inspect",
+        "Describe one version (same as get): lineage, metrics, verification, history, conditions, endpoints.",
+    ),
+    "history": Command(
+        "inspect",
+        "Every stage transition and finished rollout of every version of a model, oldest first: who, when,\n"
+        "why (the audit view).",
+    ),
+    "promote": Command(
+        "lifecycle",
+        "Request a stage; wait until the operator makes it (exit 0) or says which gate blocked it, with the\n"
+        "numbers (exit 1).",
+    ),
+    "rollback": Command(
+        "lifecycle",
+        "Move all live traffic back to the previous version: the target gets 100%, the other live variants "
+        "0% (they stay deployed and warm).",
+    ),
+    "status": Command(
+        "inspect",
+        "Variants: desired vs effective weights, readiness, eligibility; version, digest, lineage per share.",
+    ),
+    "which": Command(
+        "inspect",
+        "Which exact version (digest, commit, dataset) serves each share of an endpoint's traffic "
+        "(= status).",
+    ),
+    "diff": Command(
+        "inspect",
+        "Lineage, hyperparameters, metrics (with deltas), runtime and artifact of two versions side by side.",
+    ),
+    "search": Command(
+        "registry",
+        "Find versions by metadata: stage, tags/labels, author, dataset, code commit, metric thresholds.",
+    ),
+    "lineage": Command(
+        "registry",
+        "What produced a version, its stages and approvals, the endpoints and rollouts it served in.",
+    ),
+    "approve": Command(
+        "registry",
+        "Approve a version (its current digest and serving digest: image, command, env, ...) for a stage,\n"
+        "as the user and groups the API server says you are.",
+    ),
+    "import": Command(
+        "imports", "Import model versions from where they already live (MLflow), with their lineage.", True
+    ),
+    "rollout": Command(
+        "rollout", "Follow and steer an endpoint's progressive rollout (spec.strategy).", True
+    ),
+    "revoke": Command(
+        "lifecycle",
+        f"Pull a version from every route at once: the annotation {REVOKED_ANNOTATION} (the reason) with "
+        "spec.stage archived. Every endpoint drops it in its next route update; an endpoint with nothing "
+        "else eligible answers 503 with x-model-unavailable: revoked, never the revoked model. Never gated "
+        "(it only removes authority). Waits until no route sends it traffic and its stage is archived.",
+    ),
+}
+COMMANDS_PACKAGE = "modelversioning.cli.models.commands"
+_LISTING = "kubectl-models.listing"  # ctx.meta key: help is listing the commands (their one-line help)
 
 
 class _ModelsGroup(TyperGroup):
-    """kubectl-style global options anywhere, and one place that turns errors into exit codes."""
+    """kubectl-style global options anywhere, the commands loaded when run (listed from
+    :data:`COMMANDS` without loading them), and one place that turns errors into exit codes."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._loaded: dict[str, Any] = {}
+        # what `--help` lists and typos are matched against; never run (get_command loads the real one)
+        for name, cmd in COMMANDS.items():
+            self.commands[name] = TyperCommand(
+                name=name, help=cmd.help, rich_markup_mode=self.rich_markup_mode
+            )
+        plain_values(self)  # the global options' values, without pydantic (see .coercion)
+
+    def load(self, name: str) -> Any:
+        """The command `name` (None if there is none), built from its module on first use."""
+        if name not in self._loaded:
+            spec = COMMANDS.get(name)
+            if spec is None:
+                return None
+            self._loaded[name] = _build(name, spec, self.rich_markup_mode)
+        return self._loaded[name]
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        if ctx is not None and ctx.meta.get(_LISTING):
+            return self.commands.get(cmd_name)
+        return self.load(cmd_name)
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        return list(COMMANDS)
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        ctx.meta[_LISTING] = True
+        try:
+            super().format_help(ctx, formatter)
+        finally:
+            ctx.meta.pop(_LISTING, None)
 
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
         return super().parse_args(ctx, _hoist_globals(self, list(args)))
@@ -114,10 +222,23 @@ class _ModelsGroup(TyperGroup):
             error("interrupted")
             raise typer.Exit(130) from None
 
-    def list_commands(self, ctx: Any) -> list[str]:
-        """In the order of COMMANDS (the command modules group them otherwise)."""
-        names = super().list_commands(ctx)
-        return sorted(names, key=lambda n: COMMANDS.index(n) if n in COMMANDS else len(COMMANDS))
+
+def _build(name: str, spec: Command, markup: Any) -> Any:
+    """The click command of `name`, as `app.add_typer(module.app)` would have made it (a group: the
+    module's app under that name); only that command's parameters are built, their plain values
+    coerced without pydantic (see .coercion)."""
+    sub: typer.Typer = importlib.import_module(f"{COMMANDS_PACKAGE}.{spec.module}").app
+    if spec.group:
+        holder = typer.Typer(rich_markup_mode=markup)
+        holder.add_typer(sub, name=name)
+        return plain_values(typer.main.get_group(holder).commands[name])
+    for info in sub.registered_commands:
+        if (info.name or typer.main.get_command_name(info.callback.__name__)) == name:  # type: ignore[union-attr]
+            cmd = typer.main.get_command_from_info(
+                info, pretty_exceptions_short=True, rich_markup_mode=markup
+            )
+            return plain_values(cmd)
+    raise LookupError(f"{spec.module} has no command {name!r}")
 
 
 HELP = (
@@ -169,14 +290,6 @@ def _main(
     output: Annotated[Output | None, typer.Option("--output", "-o", help="Output format.")] = None,
 ) -> None:
     ctx.obj = Globals(kubeconfig, context, namespace, output)
-
-
-app.add_typer(register.app)  # register
-app.add_typer(inspect.app)  # list, get, describe, history, status, which, diff
-app.add_typer(lifecycle.app)  # promote, revoke, rollback
-app.add_typer(registry.app)  # search, lineage, approve
-app.add_typer(imports.app, name="import")  # import mlflow
-app.add_typer(rollout.app, name="rollout")  # rollout status|promote|abort|retry
 
 
 def main(argv: Sequence[str] | None = None) -> None:

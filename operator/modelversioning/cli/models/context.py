@@ -2,6 +2,9 @@
 import the app): the global options (:class:`Globals`, the cluster made on first use), the output
 choice (:func:`show`), errors on stderr (:func:`error`) and a spinner while waiting (:func:`waiting`).
 Errors go to stderr, results to stdout; exit codes are :mod:`.errors`'.
+
+Light on purpose (every command's start imports it): the rendering (rich, YAML) loads when something
+is printed, the cluster's client when the first request is made.
 """
 
 from __future__ import annotations
@@ -12,11 +15,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import typer
-from rich.text import Text
 
-from modelversioning.cli.models import render
 from modelversioning.cli.models.kube import Cluster
-from modelversioning.cli.models.render import Output
+from modelversioning.cli.models.output import Output
 
 
 @dataclass
@@ -46,6 +47,8 @@ def globals_of(ctx: typer.Context) -> Globals:
 
 def show(g: Globals, data: Any, table: Callable[[], Any], default: Output = Output.table) -> None:
     """``table()`` on stdout for -o table, else ``data`` as YAML or JSON."""
+    from modelversioning.cli.models import render
+
     fmt = g.fmt(default)
     if fmt is Output.table:
         render.console().print(table())
@@ -55,6 +58,10 @@ def show(g: Globals, data: Any, table: Callable[[], Any], default: Output = Outp
 
 def error(message: str) -> None:
     """An error on stderr, kubectl's way (``error: ...``, or the API server's own words)."""
+    from rich.text import Text
+
+    from modelversioning.cli.models import render
+
     text = message if message.startswith("Error from server") else f"error: {message}"
     render.console(stderr=True).print(Text(text, style="red"), soft_wrap=True)
 
@@ -63,6 +70,8 @@ def error(message: str) -> None:
 def waiting(label: str) -> Iterator[Callable[[str], None]]:
     """A spinner on stderr saying what the command waits for (when stderr is a terminal); yields a
     function that updates its text (a no-op otherwise)."""
+    from modelversioning.cli.models import render
+
     err = render.console(stderr=True)
     if not err.is_terminal:
         yield lambda _text: None

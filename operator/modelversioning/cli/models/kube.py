@@ -1,8 +1,10 @@
 """API access for ``kubectl models``: kubeconfig/context/namespace like kubectl, who the user is,
 get/list/create/merge-patch of our objects and routes, and deadline-bound waits on a watch.
 
-This is the only module of the plugin that imports the kubernetes client (lazily, so that
-``--help`` and ``register`` without ``--apply`` never need it).
+The requests go over :mod:`.apiserver` (the standard library's HTTP: no kubernetes client to load
+before the first request) when the kubeconfig's credentials allow it, else through the kubernetes
+client (:mod:`.kube_client`: exec plugins, auth-providers, proxies, in-cluster). Nothing is loaded
+before the first request: ``--help`` and ``register`` without ``--apply`` never need it.
 """
 
 from __future__ import annotations
@@ -14,10 +16,15 @@ import time
 from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from modelversioning.api.wire import MODELENDPOINT, MODELVERSION
 from modelversioning.api.wire import Resource as Resource
+from modelversioning.cli.models.errors import ClusterError as ClusterError
+
+if TYPE_CHECKING:
+    from modelversioning.cli.models.apiserver import HttpApi
+    from modelversioning.cli.models.kube_client import ClientApi
 
 T = TypeVar("T")
 
@@ -25,6 +32,7 @@ SA_NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespac
 
 
 MODELVERSIONS, MODELENDPOINTS = MODELVERSION, MODELENDPOINT
+_DIRS = "_dirs"  # in the merged kubeconfig: {"users"|"clusters": {name: directory of its file}}
 
 
 def route_resource(router_name: str) -> Resource | None:
@@ -34,33 +42,10 @@ def route_resource(router_name: str) -> Resource | None:
     return get_router(router_name).identity.route
 
 
-class ClusterError(Exception):
-    """Cannot talk to the cluster (kubeconfig, connection, API error); message is for humans."""
-
-    def __init__(self, message: str, status: int | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.status = status
-
-
 class WaitTimeout(Exception):
     def __init__(self, last: dict[str, Any] | None) -> None:
         super().__init__("timed out")
         self.last = last
-
-
-def api_error_message(e: Any) -> str:
-    """kubectl's `Error from server (Reason): message` from an ApiException."""
-    import json
-
-    body: dict[str, Any] = {}
-    try:
-        body = json.loads(e.body) if e.body else {}
-    except (TypeError, ValueError):
-        body = {}
-    reason = body.get("reason") or e.reason or "Error"
-    message = body.get("message") or (e.body if isinstance(e.body, str) and e.body else "") or str(e.reason)
-    return f"Error from server ({reason}): {message}"
 
 
 def _kubeconfig_paths(explicit: str | None) -> list[str]:
@@ -95,9 +80,13 @@ class Cluster:
                 raise ClusterError(f"cannot read kubeconfig {p}: {e}") from None
             if merged is None:
                 merged = {"contexts": [], "users": [], "clusters": [], "current-context": None}
+                merged[_DIRS] = {"users": {}, "clusters": {}}  # where each entry's relative paths start
             for key in ("contexts", "users", "clusters"):
                 have = {i.get("name") for i in merged[key]}
-                merged[key] += [i for i in doc.get(key) or [] if i.get("name") not in have]
+                new = [i for i in doc.get(key) or [] if i.get("name") not in have]
+                merged[key] += new
+                for entry in new if key != "contexts" else ():
+                    merged[_DIRS][key].setdefault(entry.get("name"), os.path.dirname(os.path.abspath(p)))
             merged["current-context"] = merged["current-context"] or doc.get("current-context")
         return merged
 
@@ -145,35 +134,42 @@ class Cluster:
         user = self._context_entry().get("user")
         return str(user) if user else None
 
-    @cached_property
-    def api(self) -> Any:
-        from kubernetes import client, config
-        from kubernetes.config.config_exception import ConfigException
+    def _named(self, key: str, name: Any) -> tuple[dict[str, Any], str]:
+        """The `users`/`clusters` entry called `name` ({} if none) and the directory of its file."""
+        doc = self._config_doc or {}
+        for item in doc.get(key) or []:
+            if item.get("name") == name:
+                return dict(item.get(key[:-1]) or {}), doc[_DIRS][key].get(name, "")
+        return {}, ""
 
-        logging.getLogger("urllib3").setLevel(logging.ERROR)
-        cfg = client.Configuration()
-        try:
-            if self._config_doc is None:
-                if not self.in_cluster:
-                    raise ClusterError(
-                        "no kubeconfig found (set --kubeconfig or $KUBECONFIG) and not running in a cluster"
-                    )
-                config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
-            else:
-                config.load_kube_config(  # type: ignore[no-untyped-call]
-                    config_file=os.pathsep.join(_kubeconfig_paths(self.kubeconfig)),
-                    context=self.context_name,
-                    client_configuration=cfg,
-                    persist_config=False,
+    @cached_property
+    def _api(self) -> HttpApi | ClientApi:
+        """Plain HTTP(S) when the kubeconfig's credentials allow it, else the kubernetes client."""
+        from modelversioning.cli.models import kube_client  # (light: it loads the client when connecting)
+
+        if self._config_doc is None:
+            if not self.in_cluster:
+                raise ClusterError(
+                    "no kubeconfig found (set --kubeconfig or $KUBECONFIG) and not running in a cluster"
                 )
-        except ConfigException as e:
-            raise ClusterError(f"invalid kubeconfig: {e}") from None
-        cfg.retries = 1
-        return client.ApiClient(cfg)
+            return kube_client.connect(None, None)
+        ctx = self._context_entry()
+        if ctx:
+            from modelversioning.cli.models import apiserver
+
+            cluster, cluster_dir = self._named("clusters", ctx.get("cluster"))
+            user, user_dir = self._named("users", ctx.get("user"))
+            creds = apiserver.credentials(cluster, user, cluster_dir, user_dir)
+            if creds is not None:
+                try:
+                    return apiserver.HttpApi(creds)
+                except (OSError, ValueError):  # e.g. a CA that is no PEM: the client says what is wrong
+                    pass
+        return kube_client.connect(_kubeconfig_paths(self.kubeconfig), self.context_name)
 
     @property
     def server(self) -> str:
-        return str(self.api.configuration.host)
+        return self._api.server
 
     # ---- identity -----------------------------------------------------------------------------
     def current_user(self) -> str:
@@ -184,13 +180,8 @@ class Cluster:
     def current_identity(self) -> tuple[str, list[str]]:
         """(username, groups) as the API server authenticates us (SelfSubjectReview); if the server
         does not offer it, the kubeconfig context's user name and no groups."""
-        from kubernetes import client
-
         try:
-            review = client.AuthenticationV1Api(self.api).create_self_subject_review(
-                client.V1SelfSubjectReview(api_version="authentication.k8s.io/v1", kind="SelfSubjectReview")
-            )
-            data = self.api.sanitize_for_serialization(review)
+            data = self._api.self_subject_review()
             info = (data.get("status") or {}).get("userInfo") or {}
             if info.get("username"):
                 return str(info["username"]), [str(g) for g in info.get("groups") or []]
@@ -199,33 +190,8 @@ class Cluster:
         return self.kubeconfig_user() or "unknown", []
 
     # ---- objects ------------------------------------------------------------------------------
-    def _co(self) -> Any:
-        from kubernetes import client
-
-        return client.CustomObjectsApi(self.api)
-
-    def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        from kubernetes.client.exceptions import ApiException
-        from urllib3.exceptions import HTTPError
-
-        try:
-            return fn(*args, **kwargs)
-        except ApiException as e:
-            raise ClusterError(api_error_message(e), e.status) from None
-        except HTTPError as e:
-            raise ClusterError(f"cannot reach the API server {self.server}: {e}") from None
-
     def get(self, res: Resource, name: str) -> dict[str, Any]:
-        return dict(
-            self._call(
-                self._co().get_namespaced_custom_object,
-                res.group,
-                res.version,
-                self.namespace,
-                res.plural,
-                name,
-            )
-        )
+        return self._api.get(res, self.namespace, name)
 
     def get_or_none(self, res: Resource, name: str) -> dict[str, Any] | None:
         try:
@@ -238,41 +204,15 @@ class Cluster:
     def list(
         self, res: Resource, all_namespaces: bool = False, label_selector: str | None = None
     ) -> list[dict[str, Any]]:
-        co = self._co()
-        kw: dict[str, Any] = {"label_selector": label_selector} if label_selector else {}
-        if all_namespaces:
-            out = self._call(co.list_cluster_custom_object, res.group, res.version, res.plural, **kw)
-        else:
-            out = self._call(
-                co.list_namespaced_custom_object, res.group, res.version, self.namespace, res.plural, **kw
-            )
+        out = self._api.list(res, None if all_namespaces else self.namespace, label_selector)
         return [dict(i) for i in out.get("items") or []]
 
     def create(self, res: Resource, body: dict[str, Any]) -> dict[str, Any]:
-        return dict(
-            self._call(
-                self._co().create_namespaced_custom_object,
-                res.group,
-                res.version,
-                self.namespace,
-                res.plural,
-                body,
-            )
-        )
+        return self._api.create(res, self.namespace, body)
 
     def merge_patch(self, res: Resource, name: str, patch: dict[str, Any]) -> dict[str, Any]:
-        """application/merge-patch+json (the client's default for custom objects)."""
-        return dict(
-            self._call(
-                self._co().patch_namespaced_custom_object,
-                res.group,
-                res.version,
-                self.namespace,
-                res.plural,
-                name,
-                patch,
-            )
-        )
+        """application/merge-patch+json."""
+        return self._api.merge_patch(res, self.namespace, name, patch)
 
     # ---- waiting ------------------------------------------------------------------------------
     def wait(
@@ -280,25 +220,16 @@ class Cluster:
     ) -> T:
         """Until check(object or None) returns something other than None, on a watch of that one
         object (re-listing when the watch expires). Raises WaitTimeout with the last object seen."""
-        from kubernetes import watch
-        from kubernetes.client.exceptions import ApiException
-        from urllib3.exceptions import HTTPError
+        from modelversioning.cli.models.apiserver import WatchBroken, WatchExpired
 
-        co = self._co()
+        api, ns = self._api, self.namespace
         deadline = time.monotonic() + timeout
         selector = f"metadata.name={name}"
         last: dict[str, Any] | None = None
         rv: str | None = None
         while True:
             if rv is None:  # (re)list: current state + a resourceVersion to watch from
-                lst = self._call(
-                    co.list_namespaced_custom_object,
-                    res.group,
-                    res.version,
-                    self.namespace,
-                    res.plural,
-                    field_selector=selector,
-                )
+                lst = api.list(res, ns, field_selector=selector)
                 items = lst.get("items") or []
                 last = dict(items[0]) if items else None
                 rv = str((lst.get("metadata") or {}).get("resourceVersion") or "") or None
@@ -308,18 +239,9 @@ class Cluster:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise WaitTimeout(last)
-            w = watch.Watch()  # type: ignore[no-untyped-call]
             try:
-                for ev in w.stream(  # type: ignore[no-untyped-call]
-                    co.list_namespaced_custom_object,
-                    res.group,
-                    res.version,
-                    self.namespace,
-                    res.plural,
-                    field_selector=selector,
-                    resource_version=rv,
-                    timeout_seconds=max(1, math.ceil(remaining)),
-                    _request_timeout=(10, remaining + 10),
+                for ev in api.watch(
+                    res, ns, selector, rv or "", max(1, math.ceil(remaining)), remaining + 10
                 ):
                     obj = ev.get("raw_object") or ev.get("object")
                     if ev.get("type") == "BOOKMARK":
@@ -334,13 +256,9 @@ class Cluster:
                         return result
                     if time.monotonic() >= deadline:
                         raise WaitTimeout(last)
-            except ApiException as e:
-                if e.status != 410:
-                    raise ClusterError(api_error_message(e), e.status) from None
+            except WatchExpired:
                 rv = None  # expired: list again
-            except HTTPError:
+            except WatchBroken:
                 rv = None  # connection dropped or read timeout: list again (bounded by the deadline)
-            finally:
-                w.stop()  # type: ignore[no-untyped-call]
             if time.monotonic() >= deadline:
                 raise WaitTimeout(last)

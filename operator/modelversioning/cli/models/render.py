@@ -11,33 +11,17 @@ import json
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from enum import StrEnum
 from typing import Any
 
-import yaml
 from rich.console import Console, Group, RenderableType
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    SpinnerColumn,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
 from rich.table import Table
 from rich.text import Text
 
 from modelversioning.cli.models.actions import RollbackPlan
+from modelversioning.cli.models.output import Output as Output
 from modelversioning.cli.models.views import NONE, served_by_text
 
 NON_TTY_WIDTH = 240
-
-
-class Output(StrEnum):
-    table = "table"
-    yaml = "yaml"
-    json = "json"
 
 
 # ---- plumbing ---------------------------------------------------------------------------------------
@@ -67,6 +51,16 @@ def progress(label: str, eta: bool = True) -> Iterator[Callable[[int, int | None
     if not err.is_terminal:
         yield None
         return
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        SpinnerColumn,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
     columns = [SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), DownloadColumn()]
     columns += [TransferSpeedColumn(), *([TimeRemainingColumn()] if eta else [])]
     with Progress(*columns, console=err, transient=True) as bar:
@@ -91,6 +85,8 @@ def dump(data: Any, fmt: Output) -> str:
     """YAML or JSON text of view data (a trailing newline included)."""
     if fmt is Output.json:
         return json.dumps(data, indent=2, sort_keys=False, default=str) + "\n"
+    import yaml  # (only -o yaml needs it)
+
     return yaml.safe_dump(data, sort_keys=False, default_flow_style=False, allow_unicode=True)
 
 

@@ -1,7 +1,11 @@
 """``kubectl models promote | revoke | rollback``: request a stage and wait for the operator's answer;
 pull a version from every route at once; move all live traffic back to the previous version and wait
 for the route. The plans, states and messages
-are :mod:`..actions`' (pure); these commands patch, wait and print."""
+are :mod:`..actions`' (pure); these commands patch, wait and print.
+
+In an incident ``rollback``'s own start is most of the time to restore: nothing here loads what
+printing needs (rich, the tables, YAML) before the command has asked the API server; see
+tests/test_cli_start.py."""
 
 from __future__ import annotations
 
@@ -9,10 +13,9 @@ import time
 from typing import Annotated, Any
 
 import typer
-from rich.text import Text
 
 from modelversioning.api.wire import REVOKED_ANNOTATION, expected_name
-from modelversioning.cli.models import actions, render, revoke_plan, views
+from modelversioning.cli.models import actions, revoke_plan, views
 from modelversioning.cli.models.actions import PromoteResult, RollbackPlan
 from modelversioning.cli.models.context import globals_of, show, waiting
 from modelversioning.cli.models.errors import Refused
@@ -25,9 +28,16 @@ from modelversioning.cli.models.kube import (
     WaitTimeout,
     route_resource,
 )
-from modelversioning.cli.models.render import Output
+from modelversioning.cli.models.output import Output
 
 app = typer.Typer()
+
+
+def _text(text: str, style: str = "") -> Any:
+    """A rich Text (rich loads when something is printed)."""
+    from rich.text import Text
+
+    return Text(text, style=style)
 
 
 # ---- promote ----------------------------------------------------------------------------------------
@@ -53,6 +63,8 @@ def promote(
 ) -> None:
     """Request a stage; wait until the operator makes it (exit 0) or says which gate blocked it, with the
     numbers (exit 1)."""
+    from modelversioning.cli.models import render
+
     g = globals_of(ctx)
     cluster = g.cluster
     name = expected_name(model, version)
@@ -62,7 +74,7 @@ def promote(
     generation = int(views.meta_of(patched).get("generation") or 0)
     if no_wait:
         text = actions.promote_requested_text(name, to_stage, actor)
-        show(g, actions.promote_requested(model, version, to_stage, actor), lambda: Text(text))
+        show(g, actions.promote_requested(model, version, to_stage, actor), lambda: _text(text))
         return
     result = _wait_promoted(cluster, name, to_stage, generation, history_before, timeout)
     data = actions.promote_outcome(model, version, to_stage, result)
@@ -75,7 +87,7 @@ def promote(
         c = render.console()
         if result.new_history:
             c.print(render.history_entries_table(result.new_history))
-        c.print(Text(actions.promote_done_text(name, to_stage, result), style="green"))
+        c.print(_text(actions.promote_done_text(name, to_stage, result), "green"))
 
 
 def _wait_promoted(
@@ -134,7 +146,7 @@ def revoke(
             raise revoke_plan.revoke_timeout(name, timeout, state[0] if state else None) from None
     last = state[0] if state else None
     text = revoke_plan.revoke_text(name, why, before, last)
-    show(g, revoke_plan.revoke_data(name, why, before, last), lambda: Text(text, style="green"))
+    show(g, revoke_plan.revoke_data(name, why, before, last), lambda: _text(text, "green"))
 
 
 # ---- rollback ---------------------------------------------------------------------------------------
@@ -183,6 +195,8 @@ def rollback(
     ep = cluster.get(MODELENDPOINTS, endpoint)
     plan = actions.plan_rollback(ep, to, force)
     versions = actions.variant_versions(ep)
+    from modelversioning.cli.models import render  # (after the first request: see the module's docstring)
+
     if print_:
         printed = actions.rollback_printed(ep, plan, manifest=fmt is Output.yaml)
         render.out(render.dump(printed, Output.yaml if fmt is Output.yaml else Output.json))
@@ -195,7 +209,7 @@ def rollback(
         raise Refused(str(e)) from None
     if plan.noop:
         data = actions.rollback_data(plan, plan.before, 0.0, router_name)
-        show(g, data, lambda: Text(actions.rollback_noop_text(plan)))
+        show(g, data, lambda: _text(actions.rollback_noop_text(plan)))
         return
     req = actions.RollbackRequest(cluster.current_user(), actions.rollback_reason(plan, reason), to, force)
     t0 = time.monotonic()
@@ -207,7 +221,7 @@ def rollback(
         return
     c = render.console()
     c.print(render.rollback_table(plan, versions, after))
-    c.print(Text(actions.rolled_back_text(plan, elapsed), style="green"))
+    c.print(_text(actions.rolled_back_text(plan, elapsed), "green"))
 
 
 def _patch(
@@ -245,6 +259,8 @@ def _wait_routed(
         with waiting(f"waiting for the {watched.kind} {plan.endpoint} to send 100% to {plan.target}"):
             return cluster.wait(watched, plan.endpoint, check, timeout)
     except WaitTimeout as e:
+        from modelversioning.cli.models import render
+
         now = cluster.get_or_none(MODELENDPOINTS, plan.endpoint) or {}
         seen = render.weights_text(actions.observed_weights(e.last, router_name, routed))
         raise actions.rollback_timeout(plan, watched.kind, timeout, now, seen) from None
