@@ -124,6 +124,9 @@ EXPECTED = {
     "stalls_version": {
         "DigestMismatch", "URIRefused", "InvalidSpec", "TransitionNotAllowed", "LineageIncomplete",
         "ImageNotPinned", "SizeMismatch", "LimitExceeded", "ArchiveWhileServing",
+        # signed models (domain.trust): refused until a new signature or another trust policy
+        "SignatureMissing", "SignatureInvalid", "SignerNotTrusted", "SignatureDigestMismatch",
+        "CertificateExpired",
     },
     "permanent": {
         "MissingVersion", "InvalidVersion", "DigestMismatch", "ModelVersionReplaced", "ChildRejected",
@@ -132,7 +135,8 @@ EXPECTED = {
     "transient": {"NotFound", "FetchFailed", "ChildApplyRetrying"},
     "no_slot": {
         "URIRefused", "DigestMismatch", "SizeMismatch", "LimitExceeded", "AccessDenied", "VersionReused",
-        "ArtifactDeleted",
+        "ArtifactDeleted", "SignatureMissing", "SignatureInvalid", "SignerNotTrusted",
+        "SignatureDigestMismatch", "CertificateExpired",
     },
 }  # fmt: skip
 

@@ -5,7 +5,9 @@
 --                fetch being retried: NotFound, FetchFailed), the stage walking toward spec.stage
 --   Degraded     a failure that no retry fixes, only a new spec or a person: DigestMismatch,
 --                URIRefused, AccessDenied, SizeMismatch, LimitExceeded, InvalidSpec (artifact);
---                TransitionNotAllowed, LineageIncomplete, ImageNotPinned, ArchiveWhileServing (stage); or the operator's kstatus
+--                TransitionNotAllowed, LineageIncomplete, ImageNotPinned, ArchiveWhileServing (stage);
+--                SignatureMissing, SignatureInvalid, SignerNotTrusted, SignatureDigestMismatch,
+--                CertificateExpired (signed models: either); or the operator's kstatus
 --                condition Stalled=True
 --
 -- Uses only Lua's base and table libraries (no string, math or os), so it runs in Argo CD's default
@@ -24,6 +26,11 @@ local PERMANENT = {
   LineageIncomplete = true,
   ImageNotPinned = true,
   ArchiveWhileServing = true,
+  SignatureMissing = true,
+  SignatureInvalid = true,
+  SignerNotTrusted = true,
+  SignatureDigestMismatch = true,
+  CertificateExpired = true,
 }
 
 local function condition(conditions, type_)

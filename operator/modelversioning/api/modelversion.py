@@ -19,6 +19,7 @@ from modelversioning.api.common import (
     cel,
     validations,
 )
+from modelversioning.api.trust import SignatureRecord
 from modelversioning.api.wire import MODELVERSION, expected_name
 from modelversioning.domain.semver import SEMVER_PATTERN, SemVer
 
@@ -107,11 +108,23 @@ class Artifact(ApiModel):
         description="Credentials for the artifact store, by reference only (keys such as "
         "AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_ENDPOINT_URL).",
     )
+    signature_uri: str | None = Field(
+        default=None,
+        max_length=2048,
+        description="Where its OpenSSF Model Signing signature is (default: beside the artifact, <file>.sig "
+        "or <directory>.sig); read with the artifact's credentials and URI policy.",
+        json_schema_extra=validations(_NO_USERINFO, _NO_SIGNED_QUERY),
+    )
 
     @field_validator("uri")
     @classmethod
     def _uri(cls, v: str) -> str:
         return str(_no_credentials_in_uri(v, "artifact.uri", query=True))
+
+    @field_validator("signature_uri")
+    @classmethod
+    def _sig_uri(cls, v: str | None) -> str | None:
+        return _no_credentials_in_uri(v, "artifact.signatureUri", query=True)
 
     @field_validator("sha256")
     @classmethod
@@ -378,6 +391,7 @@ class VerifiedArtifact(StatusModel):
     size_bytes: int | None = Field(default=None, ge=0)
     files: int | None = Field(default=None, ge=0)
     verified_at: str = Field(json_schema_extra={"format": "date-time"})
+    signature: SignatureRecord | None = None
 
 
 class ServedBy(StatusModel):

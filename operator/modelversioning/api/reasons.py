@@ -316,6 +316,25 @@ SIZE_MISMATCH = reason(
 )
 # ---- ModelVersion: condition StageTransition
 _VS = VERSION_STAGE
+# Signed models (domain.trust): ArtifactVerified False at or beyond the trust policy's requiredFrom, and
+# StageTransition False for a promotion into it; no slot (the init container checks the same).
+_SIG = {"no_slot": True, "stalls_version": True}
+SIGNATURE_MISSING = reason(
+    "SignatureMissing", _VV, _VS, meaning="a signature is required; there is none at its location", **_SIG
+)
+SIGNATURE_INVALID = reason(
+    "SignatureInvalid", _VV, _VS, meaning="the signature bundle is malformed, truncated or tampered", **_SIG
+)
+SIGNER_NOT_TRUSTED = reason(
+    "SignerNotTrusted", _VV, _VS, meaning="signed by a key or identity a trust policy does not accept", **_SIG
+)
+SIGNATURE_DIGEST_MISMATCH = reason(
+    "SignatureDigestMismatch", _VV, _VS, meaning="a valid signature over other files or digests", **_SIG
+)
+CERTIFICATE_EXPIRED = reason(
+    "CertificateExpired", _VV, _VS, meaning="the signing certificate (or its chain) has expired", **_SIG
+)
+SIGNED = reason("Signed", _VV, meaning="status.artifact.signature.outcome: a valid signature over the files")
 IN_EFFECT = reason("InEffect", _VS, meaning="status.stage equals spec.stage")
 TRANSITION_NOT_ALLOWED = reason(
     "TransitionNotAllowed",

@@ -19,6 +19,12 @@ class Reason(StrEnum):
     URI_REFUSED = R.URI_REFUSED
     LIMIT_EXCEEDED = R.LIMIT_EXCEEDED  # a configured limit (time, files, bytes, memory) was reached
     SIZE_MISMATCH = R.SIZE_MISMATCH  # the bytes read differ from spec.artifact.sizeBytes
+    # the init container's signature check (--trust-json): the trust anchors the operator accepted
+    SIGNATURE_MISSING = R.SIGNATURE_MISSING
+    SIGNATURE_INVALID = R.SIGNATURE_INVALID
+    SIGNER_NOT_TRUSTED = R.SIGNER_NOT_TRUSTED
+    SIGNATURE_DIGEST_MISMATCH = R.SIGNATURE_DIGEST_MISMATCH
+    CERTIFICATE_EXPIRED = R.CERTIFICATE_EXPIRED
 
 
 # Retrying later may help: the network, the store, or a not-yet-uploaded artifact (api.wire: the

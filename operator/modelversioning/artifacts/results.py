@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from modelversioning.artifacts.errors import Reason
+from modelversioning.artifacts.signature import SignatureCheck
 
 Kind = Literal["file", "directory"]
 
@@ -44,6 +45,7 @@ class VerifyResult:
     transient: bool
     kind: Kind | None = None
     written_to: str | None = None
+    signature: SignatureCheck | None = None  # with trust material: what the signature check found
 
     @property
     def ok(self) -> bool:
@@ -67,4 +69,5 @@ class VerifyResult:
             "transient": self.transient,
             "message": self.message,
             "writtenTo": self.written_to,
+            "signature": self.signature.to_dict() if self.signature is not None else None,
         }
