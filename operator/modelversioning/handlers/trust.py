@@ -144,3 +144,15 @@ def resolve(reader: Reader, plan: TrustPlan, signature_uri: str | None) -> Trust
             )
         entries.append(TrustEntry(r.id, r.source, r.kind, doc, r.identity, r.issuer))
     return TrustMaterial(tuple(entries), plan.facts.policy, signature_uri)
+
+
+def init_trust_json(status: Mapping[str, Any], signature_uri: str | None) -> str | None:
+    """The init container's ``--trust-json`` for a version whose signature the trust policy accepted
+    (status.artifact.signature: acceptedBy and its anchors), else None. Compact and stable: it is part
+    of the pod template (a change of anchors is a new slot, verified with them)."""
+    sig = (status.get("artifact") or {}).get("signature") or {}
+    anchors = sig.get("anchors") or []
+    if not isinstance(sig, Mapping) or not sig.get("acceptedBy") or not anchors:
+        return None
+    doc = {"entries": anchors, "signatureUri": signature_uri, "enforce": True}
+    return json.dumps(doc, sort_keys=True, separators=(",", ":"))
