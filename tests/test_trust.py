@@ -143,7 +143,7 @@ def test_at_required_from_an_unaccepted_signature_is_not_verified_and_warned(out
     assert (c["status"], c["reason"]) == ("False", outcome)
     assert ("Warning", outcome) in {(e.type, e.reason) for e in plan.events}
     assert plan.verify is VerifyAction.NONE  # decided from the record: nothing fetched again
-    assert plan.status["artifact"]["signature"]["acceptedBy"] is None
+    assert "acceptedBy" not in plan.status["artifact"]["signature"]
     again = decide(facts(status=plan.status, trust=TRUST, requested="production"), POLICY, NOW)
     assert (
         verified_cond(again)["reason"] == outcome and again.verify is VerifyAction.NONE and not again.events

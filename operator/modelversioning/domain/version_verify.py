@@ -143,8 +143,10 @@ def apply_trust(facts: VersionFacts, v: Verification, order: tuple[str, ...], no
     record = v.artifact.get("signature")
     said = verdict(facts.trust, record if isinstance(record, Mapping) else None, now)
     art = dict(v.artifact)
-    if isinstance(record, Mapping):
-        art["signature"] = {**record, "acceptedBy": said.accepted_by}
+    if isinstance(record, Mapping):  # who accepted it (absent: not accepted; a merge patch drops nulls)
+        art["signature"] = {k: v for k, v in record.items() if k != "acceptedBy"}
+        if said.accepted_by:
+            art["signature"]["acceptedBy"] = said.accepted_by
     stage = str(facts.status.get("stage") or Stage.CANDIDATE)
     required = required_for(stage, facts.trust, order)
     requeue = v.requeue_after
