@@ -17,10 +17,12 @@ from modelversioning.cli.models.errors import Refused
 from modelversioning.cli.models.gitinfo import git_info
 from modelversioning.cli.models.kube import MODELVERSIONS, ClusterError
 from modelversioning.cli.models.render import Output
+from modelversioning.cli.models.signing import Signing, sign_and_store, signing_of
 from modelversioning.cli.models.views import without_managed_fields
 from modelversioning.domain.conditions import now_rfc3339
 
 if TYPE_CHECKING:
+    from modelversioning.artifacts import Digest
     from modelversioning.cli.models.importers.dvc import DvcInputs
 
 app = typer.Typer()
@@ -93,6 +95,18 @@ Stage = Annotated[StageChoice, typer.Option("--stage", help="Requested stage.")]
 Apply = Annotated[
     bool, typer.Option("--apply", help="Create it in the cluster (default: print the YAML for GitOps).")
 ]
+SignKey = Annotated[
+    Path | None,
+    typer.Option("--sign-key", help="Sign the artifact (OpenSSF Model Signing) with this PEM private key."),
+]
+SignCert = Annotated[
+    Path | None,
+    typer.Option("--sign-cert", help="With --sign-key: the PEM signing certificate, then its chain."),
+]
+SignatureUri = Annotated[
+    str | None,
+    typer.Option("--signature-uri", help="Where the signature goes (default: beside the artifact, .sig)."),
+]
 Dvc = Annotated[
     str | None,
     typer.Option(
@@ -140,9 +154,16 @@ def register(
     stage: Stage = StageChoice.candidate,
     apply: Apply = False,
     dvc: Dvc = None,
+    sign_key: SignKey = None,
+    sign_cert: SignCert = None,
+    signature_uri: SignatureUri = None,
 ) -> None:
     """Register a model version: hash the artifact, record lineage from git, validate, print or create."""
-    args = plan.RegisterArgs(**{k: v for k, v in locals().items() if k != "ctx"})  # the options, by name
+    options = {
+        k: v for k, v in locals().items() if k not in ("ctx", "sign_key", "sign_cert", "signature_uri")
+    }
+    args = plan.RegisterArgs(**options)  # the options, by name
+    signing = signing_of(sign_key, sign_cert, signature_uri)
     g = globals_of(ctx)
     plan.check_identity(args.model, args.version)  # before any work
     args, values, dvc_info = _with_dvc(args, plan.read_values(args))
@@ -158,11 +179,14 @@ def register(
     plan.validate_manifest(
         plan.build_manifest(inp, uri=uri, sha256=(args.sha256 or plan.PLACEHOLDER_DIGEST).lower())
     )
-    digest = _digest(args, local, dvc_info)
+    digest = _digest(args, local, dvc_info) if signing is None else _sign(args, local, uri, signing)
     cluster = g.cluster if args.apply else None
     user = cluster.current_user() if cluster is not None else None
     namespace = cluster.namespace if cluster is not None else (g.namespace or None)
     doc = plan.manifest(inp, uri, digest, user, namespace)
+    if signing is not None and signing.signature_uri is not None:
+        doc["spec"]["artifact"]["signatureUri"] = signing.signature_uri
+        plan.validate_manifest(doc)
     if cluster is None:
         render.out(render.dump(doc, Output.json if g.fmt(Output.yaml) is Output.json else Output.yaml))
         return
@@ -210,7 +234,26 @@ def _digest(
     return _hash_artifact(args.artifact, local)
 
 
+def _sign(args: plan.RegisterArgs, local: Path | None, uri: str, signing: Signing) -> tuple[str, int | None]:
+    """Hash the artifact (the per-file digests are what is signed: hashed once), sign, store the
+    signature beside it; --sha256, when given, must be what was hashed."""
+    assert args.artifact is not None
+    d = _hashed(args.artifact, local)
+    if args.sha256 and args.sha256.lower().removeprefix("sha256:") != d.sha256:
+        raise Refused(f"--sha256 {args.sha256} is not the artifact's sha256 {d.sha256}: nothing signed")
+    signed = sign_and_store(signing, d, uri, local)
+    render.note(f"signed ({signed.method}, OpenSSF Model Signing): {signed.written}")
+    if signed.note:
+        render.note(signed.note)
+    return str(d.sha256), int(d.size_bytes)
+
+
 def _hash_artifact(artifact: str, local: Path | None) -> tuple[str, int]:
+    d = _hashed(artifact, local)
+    return str(d.sha256), int(d.size_bytes)
+
+
+def _hashed(artifact: str, local: Path | None) -> Digest:
     from modelversioning.artifacts import ArtifactError, compute_digest, digest_local
 
     t0 = time.monotonic()
@@ -227,7 +270,7 @@ def _hash_artifact(artifact: str, local: Path | None) -> tuple[str, int]:
     files = f", {d.files} files" if d.kind == "directory" else ""
     took = time.monotonic() - t0
     render.note(f"sha256 of {shown}: {d.sha256} ({d.size_bytes} bytes{files}) in {took:.1f}s")
-    return str(d.sha256), int(d.size_bytes)
+    return d
 
 
 def _create(g: Globals, doc: dict[str, Any]) -> None:
