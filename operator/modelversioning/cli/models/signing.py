@@ -11,11 +11,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from modelversioning.artifacts.results import Digest
-from modelversioning.artifacts.signature import model_name_of, sign_digests, signature_location
 from modelversioning.cli.models.errors import EXIT_USAGE, Refused
+
+if TYPE_CHECKING:  # the plugin starts without the artifacts package (pydantic): loaded when signing
+    from modelversioning.artifacts.results import Digest
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,8 @@ def signing_of(key: Path | None, cert: Path | None, signature_uri: str | None) -
 
 def sign_and_store(signing: Signing, digest: Digest, uri: str, local: Path | None) -> Signed:
     """Sign ``digest``'s files and store the bundle (see the module docstring)."""
+    from modelversioning.artifacts.signature import model_name_of, sign_digests, signature_location
+
     location = signature_location(uri, signing.signature_uri)
     if location is None:
         raise Refused(f"{uri} has no default signature location; give --signature-uri", code=EXIT_USAGE)
