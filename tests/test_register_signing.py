@@ -104,3 +104,50 @@ def test_signing_refuses_a_wrong_digest_and_bad_options(tmp_path: Path, art: Pat
     not_a_key.write_text("nope")
     r = register(tmp_path, art, "--sign-key", str(not_a_key))
     assert r.exit_code == 1 and "cannot sign" in r.output
+
+
+# ---- describe and lineage show the signer, the method and the policy that accepted it ----------------
+
+SIGNATURE = {
+    "outcome": R.SIGNED,
+    "method": "certificate",
+    "signer": "release@acme.example",
+    "issuer": "CN=Acme Model Signing Root",
+    "notAfter": "2030-01-01T00:00:00Z",
+    "acceptedBy": "Model fraud-detector and ModelPlatformPolicy corp",
+    "uri": "s3://b/models/fraud/2.4.1.sig",
+}
+
+
+def signed_mv() -> dict:
+    from test_kubectl_models import new_mv
+
+    m = new_mv()
+    m["status"]["artifact"]["signature"] = dict(SIGNATURE)
+    return m
+
+
+def test_describe_shows_the_signer_the_method_and_who_accepted_it() -> None:
+    from modelversioning.cli.models import render, views
+
+    v = views.describe_view(signed_mv())
+    assert v["verification"]["signature"]["location"] == SIGNATURE["uri"]
+    text = " ".join(render.to_text(render.describe_renderable(v)).split())
+    assert "Signature: certificate release@acme.example (issuer CN=Acme Model Signing Root)" in text
+    assert "accepted by Model fraud-detector and ModelPlatformPolicy corp" in text
+
+
+def test_lineage_shows_the_signature_or_why_not() -> None:
+    from modelversioning.cli.models.registry_views import lineage_view
+    from modelversioning.cli.models.render import to_text
+    from modelversioning.cli.models.render_registry import lineage_renderable
+
+    m = signed_mv()
+    text = " ".join(to_text(lineage_renderable(lineage_view(m, [], None))).split())
+    assert "Signed certificate release@acme.example" in text and "accepted by Model fraud-detector" in text
+    m["status"]["artifact"]["signature"] = {"outcome": R.SIGNER_NOT_TRUSTED, "message": "key sha256:ab.."}
+    text = " ".join(to_text(lineage_renderable(lineage_view(m, [], None))).split())
+    assert "Signed SignerNotTrusted: key sha256:ab.." in text
+    del m["status"]["artifact"]["signature"]
+    text = " ".join(to_text(lineage_renderable(lineage_view(m, [], None))).split())
+    assert "not checked (no trust policy)" in text
