@@ -286,3 +286,19 @@ def test_the_init_container_needs_every_source_among_the_anchors(model: Path, tm
     platform = key_entry(key_signer(), "ModelPlatformPolicy corp", "corp")
     code, doc = _init(model, tmp_path, tmp_path / "d", [key_entry(signer), platform])
     assert code == verify_cli.EXIT_SIGNATURE and "ModelPlatformPolicy corp" in doc["message"]
+
+
+def test_the_operator_s_worker_process_returns_the_signature_check(model: Path, tmp_path: Path) -> None:
+    from modelversioning.artifacts import verify_in_child
+
+    signer = key_signer()
+    signer.sign(model, sig_path(model), tmp_path)
+    trust = TrustMaterial((key_entry(signer),), policy="p9")
+    r = verify_in_child(uri_of(model), digest_local(model).sha256, policy=policy(tmp_path), trust=trust)
+    assert r.ok and r.signature is not None
+    assert (r.signature.outcome, r.signature.policy, r.signature.matched) == (
+        R.SIGNED,
+        "p9",
+        ("Model fraud: keys/release",),
+    )
+    assert r.signature.anchors[0].pem == signer.public_pem

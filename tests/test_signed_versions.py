@@ -121,3 +121,18 @@ def test_a_missing_trust_root_is_retried_not_guessed(tmp_path):
     verified = cond.get(st["conditions"], "ArtifactVerified")
     assert (verified["status"], verified["reason"]) == ("False", R.ACCESS_DENIED)
     assert "ConfigMap ns/release-key does not exist" in verified["message"]
+
+
+def test_the_slot_of_a_signed_version_checks_its_signature_and_an_unsigned_one_is_unchanged():
+    from modelversioning.render import render_deployment
+    from test_render import ENDPOINT, SERVING, minimal_deployment_inputs
+
+    spec, variant, version = minimal_deployment_inputs()
+    plain = render_deployment(ENDPOINT, spec, variant, version, SERVING)
+    anchors = '{"enforce":true,"entries":[{"id":"Model m: keys/release"}],"signatureUri":null}'
+    signed = render_deployment(ENDPOINT, spec, variant, version, SERVING, trust_json=anchors)
+    (init,) = signed["spec"]["template"]["spec"]["initContainers"]
+    assert init["args"][-2:] == ["--trust-json", anchors]
+    assert "--trust-json" not in plain["spec"]["template"]["spec"]["initContainers"][0]["args"]
+    # another pod template is another slot: pods verified without the anchors never take its traffic
+    assert signed["metadata"]["name"] != plain["metadata"]["name"]
