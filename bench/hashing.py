@@ -20,6 +20,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +77,12 @@ def _signed(big: Path, sha_big: str, shards: list[Path], shas: list[str]) -> Tru
     return TrustMaterial((TrustEntry("bench: keys/k", "bench", "key", public),), policy="bench")
 
 
+def _verify_signed(uri: str, sha: str, *, policy: ArtifactPolicy, trust: TrustMaterial) -> None:
+    r = verify_artifact(uri, sha, policy=policy, trust=trust)
+    if not r.ok or r.signature is None or not r.signature.signed:
+        raise RuntimeError(f"signed verify_artifact failed: {r.message} {r.signature}")
+
+
 def _timed(fn: Callable[[], Any]) -> tuple[float, Any]:
     t0 = time.perf_counter()
     res = fn()
@@ -120,11 +127,7 @@ def run(
                 raise RuntimeError(f"verify_artifact failed: {r.message}")
 
         trust = _signed(big, sha_big, shards, shard_shas)
-
-        def verify_signed(uri: str, sha: str) -> None:
-            r = verify_artifact(uri, sha, policy=policy, trust=trust)
-            if not r.ok or r.signature is None or not r.signature.signed:
-                raise RuntimeError(f"signed verify_artifact failed: {r.message} {r.signature}")
+        verify_signed = partial(_verify_signed, policy=policy, trust=trust)
 
         def hashlib_many() -> None:
             for s in shards:
@@ -159,31 +162,36 @@ def run(
             "generate_seconds": round(gen_s, 2),
         }
         for case, fns in methods.items():
-            times: dict[str, list[float]] = {name: [] for name in fns}
-            for _ in range(repeats):  # interleaved, so that drift in machine load hits every method
-                for name, fn in fns.items():
-                    times[name].append(_timed(fn)[0])
-            res: dict[str, Any] = {"mib": sizes[case]}
-            for name, ts in times.items():  # best of N: on a shared machine, noise only ever slows down
-                best, med = min(ts), statistics.median(ts)
-                res[f"{name}_seconds"] = round(best, 3)
-                res[f"{name}_mib_s"] = round(sizes[case] / best, 1)
-                res[f"{name}_median_mib_s"] = round(sizes[case] / med, 1)
-            res["verify_vs_hashlib"] = round(res["verify_artifact_mib_s"] / res["hashlib_mib_s"], 3)
-            res["verify_vs_sha256sum"] = round(res["verify_artifact_mib_s"] / res["sha256sum_mib_s"], 3)
-            res["sha256sum_vs_hashlib"] = round(res["sha256sum_mib_s"] / res["hashlib_mib_s"], 3)
-            res["signed_vs_verify"] = round(res["verify_signed_seconds"] / res["verify_artifact_seconds"], 3)
-            out[case] = res
-            log(
-                f"hashing {case}: verify {res['verify_artifact_mib_s']} MiB/s, "
-                f"hashlib {res['hashlib_mib_s']}, "
-                f"sha256sum {res['sha256sum_mib_s']} (verify/hashlib {res['verify_vs_hashlib']}x)"
-            )
-            log(
-                f"hashing {case}: signature verification overhead over hashing alone: "
-                f"{res['signed_vs_verify']}x ({res['verify_signed_seconds']}s signed vs "
-                f"{res['verify_artifact_seconds']}s; goal <= 1.1x)"
-            )
+            out[case] = _measure(case, fns, sizes[case], repeats, log)
         return out
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _measure(
+    case: str, fns: dict[str, Callable[[], Any]], mib: int, repeats: int, log: Callable[[str], None]
+) -> dict[str, Any]:
+    """Best of ``repeats`` per method, interleaved (drift in machine load hits every method)."""
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            times[name].append(_timed(fn)[0])
+    res: dict[str, Any] = {"mib": mib}
+    for name, ts in times.items():  # best of N: on a shared machine, noise only ever slows down
+        best, med = min(ts), statistics.median(ts)
+        res[f"{name}_seconds"] = round(best, 3)
+        res[f"{name}_mib_s"] = round(mib / best, 1)
+        res[f"{name}_median_mib_s"] = round(mib / med, 1)
+    res["verify_vs_hashlib"] = round(res["verify_artifact_mib_s"] / res["hashlib_mib_s"], 3)
+    res["verify_vs_sha256sum"] = round(res["verify_artifact_mib_s"] / res["sha256sum_mib_s"], 3)
+    res["sha256sum_vs_hashlib"] = round(res["sha256sum_mib_s"] / res["hashlib_mib_s"], 3)
+    res["signed_vs_verify"] = round(res["verify_signed_seconds"] / res["verify_artifact_seconds"], 3)
+    log(
+        f"hashing {case}: verify {res['verify_artifact_mib_s']} MiB/s, hashlib {res['hashlib_mib_s']}, "
+        f"sha256sum {res['sha256sum_mib_s']} (verify/hashlib {res['verify_vs_hashlib']}x)"
+    )
+    log(
+        f"hashing {case}: signature verification overhead over hashing alone: {res['signed_vs_verify']}x "
+        f"({res['verify_signed_seconds']}s signed vs {res['verify_artifact_seconds']}s; goal <= 1.1x)"
+    )
+    return res

@@ -223,14 +223,9 @@ def verify_artifact_command(
 ) -> None:
     """Verify a model artifact's sha256 (exit 0 verified, 1 mismatch, 2 refused/usage, 3 fetch error)."""
     try:
-        policy = load_policy(policy_file, allow_file_root, policy_json)
+        policy, trust = load_policy(policy_file, allow_file_root, policy_json), _trust(trust_json)
     except ValueError as e:
         typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(EXIT_REFUSED) from None
-    try:
-        trust = _trust(trust_json)
-    except ValueError as e:
-        typer.echo(f"error: invalid --trust-json: {e}", err=True)
         raise typer.Exit(EXIT_REFUSED) from None
     secret_data: dict[str, str] | None = None
     if env_credentials is EnvCredentials.secret:
@@ -266,12 +261,11 @@ def _trust(trust_json: str | None) -> TrustMaterial | None:
     if trust_json is None:
         return None
     try:
-        doc = json.loads(trust_json)
-        material = TrustMaterial.from_dict(doc)
-    except (TypeError, KeyError, AttributeError) as e:
-        raise ValueError(str(e)) from None
+        material = TrustMaterial.from_dict(json.loads(trust_json))
+    except (ValueError, TypeError, KeyError, AttributeError) as e:
+        raise ValueError(f"invalid --trust-json: {e}") from None
     if not material.entries:
-        raise ValueError("no trust anchors")
+        raise ValueError("invalid --trust-json: no trust anchors")
     return replace(material, enforce=True)
 
 
