@@ -123,6 +123,12 @@ NO_SLOT_TABLE = [
     (R.ACCESS_DENIED, False),  # the same Secret, bound to the same hosts: the init container crash-loops
     (R.VERSION_REUSED, False),  # refused for good by the registry
     (R.ARTIFACT_DELETED, False),  # nothing left to fetch
+    # signed models: refused by the trust policy, and the init container checks the same anchors
+    (R.SIGNATURE_MISSING, False),
+    (R.SIGNATURE_INVALID, False),
+    (R.SIGNER_NOT_TRUSTED, False),
+    (R.SIGNATURE_DIGEST_MISMATCH, False),
+    (R.CERTIFICATE_EXPIRED, False),
     (R.VERIFYING, True),  # pending: the slot is prepared while the operator verifies
     (R.NOT_FOUND, True),  # transient: may be uploaded later
     (R.FETCH_FAILED, True),  # transient: network or store
