@@ -1,6 +1,11 @@
 """Hashing throughput: the operator's ``verify_artifact`` (file://) against Python's hashlib reading the
 same bytes single-threaded and against ``sha256sum``, on one big file and on many files, same run.
 
+Signed models: ``verify_signed`` is ``verify_artifact`` with trust material (a model-signing bundle by
+an ECDSA key, beside the artifact): the same hashing plus reading the bundle and checking it against
+the per-file digests just computed. ``signed_vs_verify`` is its time over hashing alone (the goal of
+issue 26: at most 1.1x, since the digests are shared, not computed twice).
+
 The data is written once (os.urandom) to a temp directory on disk and stays in the page cache for
 every method (a warm-up read first), so this compares hashing pipelines, not disks.
 """
@@ -15,11 +20,12 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from modelversioning.api.settings import ArtifactPolicy
-from modelversioning.artifacts import manifest_digest, verify_artifact
+from modelversioning.artifacts import FileDigest, TrustEntry, TrustMaterial, manifest_digest, verify_artifact
 
 MiB = 1024 * 1024
 CHUNK = 4 * MiB  # the operator's default chunk size (ArtifactPolicy.chunk_size)
@@ -47,6 +53,34 @@ def _hashlib_file(path: Path) -> str:
 def _sha256sum(paths: list[Path]) -> list[str]:
     out = subprocess.run(["sha256sum", *map(str, paths)], check=True, capture_output=True, text=True).stdout
     return [line.split()[0] for line in out.splitlines()]
+
+
+def _signed(big: Path, sha_big: str, shards: list[Path], shas: list[str]) -> TrustMaterial:
+    """Sign both artifacts beside them (model-signing's signer, over the digests already known) and
+    return the trust material that accepts the key."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from modelversioning.artifacts.signature import sign_digests
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    spki = serialization.PublicFormat.SubjectPublicKeyInfo
+    public = key.public_key().public_bytes(serialization.Encoding.PEM, spki).decode()
+    single = [FileDigest(big.name, sha_big, big.stat().st_size)]
+    many = [FileDigest(s.name, h, s.stat().st_size) for s, h in zip(shards, shas, strict=True)]
+    for path, entries, kind in ((big, single, "file"), (shards[0].parent, many, "directory")):
+        bundle = sign_digests(entries, kind=kind, model_name=path.name, private_key_pem=pem)
+        path.with_name(path.name + ".sig").write_bytes(bundle)
+    return TrustMaterial((TrustEntry("bench: keys/k", "bench", "key", public),), policy="bench")
+
+
+def _verify_signed(uri: str, sha: str, *, policy: ArtifactPolicy, trust: TrustMaterial) -> None:
+    r = verify_artifact(uri, sha, policy=policy, trust=trust)
+    if not r.ok or r.signature is None or not r.signature.signed:
+        raise RuntimeError(f"signed verify_artifact failed: {r.message} {r.signature}")
 
 
 def _timed(fn: Callable[[], Any]) -> tuple[float, Any]:
@@ -92,6 +126,9 @@ def run(
             if not r.ok:
                 raise RuntimeError(f"verify_artifact failed: {r.message}")
 
+        trust = _signed(big, sha_big, shards, shard_shas)
+        verify_signed = partial(_verify_signed, policy=policy, trust=trust)
+
         def hashlib_many() -> None:
             for s in shards:
                 _hashlib_file(s)
@@ -104,11 +141,13 @@ def run(
             "single": {
                 "hashlib": lambda: _hashlib_file(big),
                 "verify_artifact": verify_big,
+                "verify_signed": lambda: verify_signed(big.as_uri(), sha_big),
                 "sha256sum": lambda: check(_sha256sum([big]), [sha_big]),
             },
             "many": {
                 "hashlib": hashlib_many,
                 "verify_artifact": verify_many,
+                "verify_signed": lambda: verify_signed(shard_dir.as_uri() + "/", manifest),
                 "sha256sum": lambda: check(_sha256sum(shards), shard_shas),
             },
         }
@@ -123,25 +162,36 @@ def run(
             "generate_seconds": round(gen_s, 2),
         }
         for case, fns in methods.items():
-            times: dict[str, list[float]] = {name: [] for name in fns}
-            for _ in range(repeats):  # interleaved, so that drift in machine load hits every method
-                for name, fn in fns.items():
-                    times[name].append(_timed(fn)[0])
-            res: dict[str, Any] = {"mib": sizes[case]}
-            for name, ts in times.items():  # best of N: on a shared machine, noise only ever slows down
-                best, med = min(ts), statistics.median(ts)
-                res[f"{name}_seconds"] = round(best, 3)
-                res[f"{name}_mib_s"] = round(sizes[case] / best, 1)
-                res[f"{name}_median_mib_s"] = round(sizes[case] / med, 1)
-            res["verify_vs_hashlib"] = round(res["verify_artifact_mib_s"] / res["hashlib_mib_s"], 3)
-            res["verify_vs_sha256sum"] = round(res["verify_artifact_mib_s"] / res["sha256sum_mib_s"], 3)
-            res["sha256sum_vs_hashlib"] = round(res["sha256sum_mib_s"] / res["hashlib_mib_s"], 3)
-            out[case] = res
-            log(
-                f"hashing {case}: verify {res['verify_artifact_mib_s']} MiB/s, "
-                f"hashlib {res['hashlib_mib_s']}, "
-                f"sha256sum {res['sha256sum_mib_s']} (verify/hashlib {res['verify_vs_hashlib']}x)"
-            )
+            out[case] = _measure(case, fns, sizes[case], repeats, log)
         return out
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _measure(
+    case: str, fns: dict[str, Callable[[], Any]], mib: int, repeats: int, log: Callable[[str], None]
+) -> dict[str, Any]:
+    """Best of ``repeats`` per method, interleaved (drift in machine load hits every method)."""
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            times[name].append(_timed(fn)[0])
+    res: dict[str, Any] = {"mib": mib}
+    for name, ts in times.items():  # best of N: on a shared machine, noise only ever slows down
+        best, med = min(ts), statistics.median(ts)
+        res[f"{name}_seconds"] = round(best, 3)
+        res[f"{name}_mib_s"] = round(mib / best, 1)
+        res[f"{name}_median_mib_s"] = round(mib / med, 1)
+    res["verify_vs_hashlib"] = round(res["verify_artifact_mib_s"] / res["hashlib_mib_s"], 3)
+    res["verify_vs_sha256sum"] = round(res["verify_artifact_mib_s"] / res["sha256sum_mib_s"], 3)
+    res["sha256sum_vs_hashlib"] = round(res["sha256sum_mib_s"] / res["hashlib_mib_s"], 3)
+    res["signed_vs_verify"] = round(res["verify_signed_seconds"] / res["verify_artifact_seconds"], 3)
+    log(
+        f"hashing {case}: verify {res['verify_artifact_mib_s']} MiB/s, hashlib {res['hashlib_mib_s']}, "
+        f"sha256sum {res['sha256sum_mib_s']} (verify/hashlib {res['verify_vs_hashlib']}x)"
+    )
+    log(
+        f"hashing {case}: signature verification overhead over hashing alone: {res['signed_vs_verify']}x "
+        f"({res['verify_signed_seconds']}s signed vs {res['verify_artifact_seconds']}s; goal <= 1.1x)"
+    )
+    return res

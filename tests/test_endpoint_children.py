@@ -16,11 +16,11 @@ from typing import Any
 
 import pytest
 
+from endpoint_plan_facts import NEW, facts, mv, pin, report, slot, variant
 from modelversioning.api import wire as R
 from modelversioning.domain import endpoint_plan as P
 from modelversioning.handlers import endpoint_parse as parse
 from modelversioning.handlers.kube import PreconditionFailed
-from test_endpoint_plan import NEW, facts, mv, pin, report, slot, variant
 from test_endpoint_reconciler import NS, World, serving_one
 
 UID = "ep-uid"

@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 
+from endpoint_plan_facts import NEW, facts, mv, pin, slot, variant
 from modelversioning.domain import endpoint_plan as P
 from modelversioning.domain import rollout as RO
 from modelversioning.domain.endpoint_facts import RecordTarget, RolloutFacts
 from modelversioning.domain.timestamps import rfc3339_ms
-from test_endpoint_plan import NEW, facts, mv, pin, slot, variant
 
 BEFORE = {"stable": 100, "canary": 0}
 DECLARED = {"stable": 0, "canary": 100}

@@ -10,77 +10,22 @@ from dataclasses import replace
 
 import pytest
 
+from endpoint_plan_facts import (
+    EDIT_FACTS,
+    EDITED,
+    NEW,
+    OLD,
+    cond,
+    facts,
+    mv,
+    pin,
+    report,
+    slot,
+    variant,
+)
 from modelversioning.api import wire as R
 from modelversioning.domain import endpoint_plan as P
 from modelversioning.domain import endpoint_status as S
-
-OLD, NEW = "a" * 64, "b" * 64
-
-
-def mv(version: str = "2.3.8", *, digest: str = OLD, uid: str = "uid-1", verified: bool = True,
-       stage: str | None = "production", reason: str = "Verified") -> P.VersionFacts:  # fmt: skip
-    return P.VersionFacts(f"m-v{version}", uid, version, digest, verified, reason, stage)
-
-
-def slot(name: str, available: bool = True, replicas: int = 1) -> P.SlotFacts:
-    """A slot whose Deployment and Service both carry the endpoint's controller reference."""
-    why = "Deployment is available" if available else "0/1 replicas available"
-    return P.SlotFacts(name, True, available, replicas if available else 0, replicas, why, ours=True)
-
-
-def pin(version: str = "2.3.8", slot_: str = "ep-stable-old", digest: str = OLD, uid: str = "uid-1") -> P.Pin:
-    return P.Pin(version, uid, digest, slot_)
-
-
-def variant(name: str = "stable", version: str = "2.3.8", weight: int = 100, **kw: object) -> P.VariantFacts:
-    base = P.VariantFacts(name, version, weight, 1, False, mv(version))
-    return replace(base, **kw)  # type: ignore[arg-type]
-
-
-def facts(*variants: P.VariantFacts, **kw: object) -> P.EndpointFacts:
-    base = P.EndpointFacts(
-        required_stage="production",
-        variants=tuple(variants),
-        previous_weights={},
-        allow_major_mix=False,
-        router="gatewayAPI",
-        router_problem=None,
-        owned_slots=frozenset(),
-        routed={},
-        routes_known=True,
-        draining={},
-        now=1000.0,
-        drain_seconds=10.0,
-    )
-    return replace(base, **kw)  # type: ignore[arg-type]
-
-
-def report(f: P.EndpointFacts, plan: P.Plan, out: P.Outcome | None = None) -> S.Report:
-    return S.report(f, plan, out or P.Outcome(route_message="routed"), {})
-
-
-def cond(rep: S.Report, type_: str) -> tuple[str, str]:
-    c = next(c for c in rep.conditions if c.type == type_)
-    return c.status, c.reason
-
-
-# ------------------------------------------------------------------------- a version edit under traffic
-
-# The endpoint served 2.3.8 from slot ep-stable-old at 100 %; the user edits the only variant to 2.4.1.
-EDITED = variant(
-    version="2.4.1",
-    mv=mv("2.4.1", digest=NEW, uid="uid-2", verified=False, stage="candidate", reason="Verifying"),
-    desired=P.SlotFacts("ep-stable-new"),
-    pin=pin(),
-    pinned=slot("ep-stable-old"),
-    pinned_mv=mv("2.3.8"),
-)
-EDIT_FACTS = facts(
-    EDITED,
-    previous_weights={"stable": 100},
-    owned_slots=frozenset({"ep-stable-old"}),
-    routed={"ep-stable-old": 100},
-)
 
 
 def test_version_edit_keeps_traffic_on_the_verified_slot() -> None:
@@ -126,6 +71,12 @@ NO_SLOT_TABLE = [
     # oci:// refused for good: the pod verifies the same pinned manifest and layers
     *[(r, False) for r in (R.TAG_WITHOUT_DIGEST, R.MANIFEST_DIGEST_MISMATCH, R.LAYER_DIGEST_MISMATCH)],
     *[(r, False) for r in (R.UNSUPPORTED_ARTIFACT_LAYOUT, R.UNSAFE_ARCHIVE)],
+    # signed models: refused by the trust policy, and the init container checks the same anchors
+    (R.SIGNATURE_MISSING, False),
+    (R.SIGNATURE_INVALID, False),
+    (R.SIGNER_NOT_TRUSTED, False),
+    (R.SIGNATURE_DIGEST_MISMATCH, False),
+    (R.CERTIFICATE_EXPIRED, False),
     (R.VERIFYING, True),  # pending: the slot is prepared while the operator verifies
     (R.NOT_FOUND, True),  # transient: may be uploaded later
     (R.FETCH_FAILED, True),  # transient: network or store

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from kubernetes.client.exceptions import ApiException
 
+from endpoint_plan_facts import NEW, facts, mv, pin, slot, variant
 from modelversioning.api import wire as R
 from modelversioning.domain import endpoint_plan as P
 from modelversioning.domain import endpoint_status as S
@@ -23,7 +24,6 @@ from modelversioning.domain import kstatus
 from modelversioning.domain.conditions import merge_conditions
 from modelversioning.domain.endpoint_facts import ApiError
 from modelversioning.handlers import endpoint_parse
-from test_endpoint_plan import NEW, facts, mv, pin, slot, variant
 
 E2E = Path(__file__).resolve().parent.parent / "e2e"
 if str(E2E) not in sys.path:

@@ -233,8 +233,8 @@ def test_an_oci_mismatch_is_a_digest_mismatch_for_the_endpoint(verify_reason, va
     (a stalled endpoint), and traffic stays on the old slot."""
     from dataclasses import replace
 
+    from endpoint_plan_facts import EDIT_FACTS, EDITED
     from modelversioning.domain import endpoint_plan as P
-    from test_endpoint_plan import EDIT_FACTS, EDITED
 
     new_mv = replace(EDITED.mv, verified=False, verify_reason=verify_reason)
     plan = P.decide(replace(EDIT_FACTS, variants=(replace(EDITED, mv=new_mv),)))

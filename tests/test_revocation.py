@@ -12,13 +12,13 @@ from typing import Any
 
 import pytest
 
+from endpoint_plan_facts import NEW, facts, mv, pin, slot, variant
 from modelversioning.api import wire as R
 from modelversioning.domain import endpoint_plan as P
 from modelversioning.domain import endpoint_status as S
 from modelversioning.domain.revocation import archive_guard, closure, withdrawal
 from modelversioning.domain.stages import Stage
 from modelversioning.render import RouteInput, get_router
-from test_endpoint_plan import NEW, facts, mv, pin, slot, variant
 from test_render import (
     CRD_DIR,
     ENDPOINT,

@@ -120,6 +120,11 @@ OCI_REFUSALS = (
     "TagWithoutDigest", "ManifestDigestMismatch", "LayerDigestMismatch", "UnsupportedArtifactLayout",
     "UnsafeArchive",
 )  # fmt: skip
+# a signed model refused by its trust policy (domain.trust): no slot, the version stalls
+SIGNATURE_REFUSALS = (
+    "SignatureMissing", "SignatureInvalid", "SignerNotTrusted", "SignatureDigestMismatch",
+    "CertificateExpired",
+)  # fmt: skip
 EXPECTED = {
     "stalls_endpoint": {
         "MissingVersion", "InvalidVersion", "DigestMismatch", "ModelVersionReplaced", "ChildRejected",
@@ -129,6 +134,7 @@ EXPECTED = {
     "stalls_version": {
         "DigestMismatch", "URIRefused", "InvalidSpec", "TransitionNotAllowed", "LineageIncomplete",
         "ImageNotPinned", "SizeMismatch", "LimitExceeded", "ArchiveWhileServing", *OCI_REFUSALS,
+        *SIGNATURE_REFUSALS,  # until a new signature or another trust policy
     },
     "permanent": {
         "MissingVersion", "InvalidVersion", "DigestMismatch", "ModelVersionReplaced", "ChildRejected",
@@ -137,7 +143,7 @@ EXPECTED = {
     "transient": {"NotFound", "FetchFailed", "ChildApplyRetrying"},
     "no_slot": {
         "URIRefused", "DigestMismatch", "SizeMismatch", "LimitExceeded", "AccessDenied", "VersionReused",
-        "ArtifactDeleted", *OCI_REFUSALS,
+        "ArtifactDeleted", *OCI_REFUSALS, *SIGNATURE_REFUSALS,
     },
     # the bytes are not the pinned ones: the variant says DigestMismatch, the version keeps it
     "digest_mismatch": {"DigestMismatch", "ManifestDigestMismatch", "LayerDigestMismatch"},

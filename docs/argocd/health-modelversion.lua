@@ -7,7 +7,9 @@
 --                URIRefused, AccessDenied, SizeMismatch, LimitExceeded, InvalidSpec (artifact);
 --                TagWithoutDigest, ManifestDigestMismatch, LayerDigestMismatch,
 --                UnsupportedArtifactLayout, UnsafeArchive (an oci:// artifact);
---                TransitionNotAllowed, LineageIncomplete, ImageNotPinned, ArchiveWhileServing (stage); or the operator's kstatus
+--                TransitionNotAllowed, LineageIncomplete, ImageNotPinned, ArchiveWhileServing (stage);
+--                SignatureMissing, SignatureInvalid, SignerNotTrusted, SignatureDigestMismatch,
+--                CertificateExpired (signed models: either); or the operator's kstatus
 --                condition Stalled=True
 --
 -- Uses only Lua's base and table libraries (no string, math or os), so it runs in Argo CD's default
@@ -31,6 +33,11 @@ local PERMANENT = {
   LayerDigestMismatch = true,
   UnsupportedArtifactLayout = true,
   UnsafeArchive = true,
+  SignatureMissing = true,
+  SignatureInvalid = true,
+  SignerNotTrusted = true,
+  SignatureDigestMismatch = true,
+  CertificateExpired = true,
 }
 
 local function condition(conditions, type_)

@@ -153,6 +153,11 @@ RBAC rules, split by who needs them. Each helper takes a dict {root, scope} wher
 - apiGroups: [""]
   resources: [secrets]
   verbs: [get]
+# signed models: trust policies name public keys and certificate roots in ConfigMaps (or Secrets), read
+# by name when a version is verified, like the artifact's credentials
+- apiGroups: [""]
+  resources: [configmaps]
+  verbs: [get]
 {{- end -}}
 
 {{/*

@@ -1,9 +1,12 @@
-"""The artifact of a ModelVersion (spec.artifact) and what verification records (status.artifact), with
-the rules that keep credentials out of URIs (CEL for the API server, pydantic for the operator)."""
+"""The artifact of a ModelVersion (spec.artifact, with where its signature is) and what verification
+records (status.artifact, with what was found of the signature), with the rules that keep credentials
+out of URIs (CEL for the API server, pydantic for the operator). The trust policies that judge a
+signature are a Model's and a platform's (api.trust)."""
 
 from __future__ import annotations
 
 import re
+from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -56,8 +59,19 @@ _OCI_SHA256 = cel(
 )
 
 
+# Signatures of oci:// artifacts will be OCI referrers (artifacts.signature.signature_location): not yet.
+_OCI_NO_SIGNATURE_URI_MESSAGE = (
+    "an oci:// artifact has no signatureUri (its signatures will be OCI referrers, not supported yet)"
+)
+_OCI_NO_SIGNATURE_URI = cel(
+    "!self.uri.startsWith('oci://') || !has(self.signatureUri)", _OCI_NO_SIGNATURE_URI_MESSAGE
+)
+
+
 class Artifact(ApiModel):
-    model_config = ApiModel.model_config | {"json_schema_extra": validations(_OCI_PINNED, _OCI_SHA256)}
+    model_config = ApiModel.model_config | {
+        "json_schema_extra": validations(_OCI_PINNED, _OCI_SHA256, _OCI_NO_SIGNATURE_URI)
+    }
 
     uri: str = Field(
         max_length=2048,
@@ -88,11 +102,24 @@ class Artifact(ApiModel):
         description="Credentials for the artifact store, by reference only (keys such as "
         "AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_ENDPOINT_URL; .dockerconfigjson for oci://).",
     )
+    signature_uri: str | None = Field(
+        default=None,
+        max_length=2048,
+        description="Where its OpenSSF Model Signing signature is (default: beside the artifact, <file>.sig "
+        "or <directory>.sig; oci:// has no default location); read with the artifact's credentials and "
+        "URI policy.",
+        json_schema_extra=validations(NO_USERINFO, _NO_SIGNED_QUERY),
+    )
 
     @field_validator("uri")
     @classmethod
     def _uri(cls, v: str) -> str:
         return str(no_credentials_in_uri(v, "artifact.uri", query=True))
+
+    @field_validator("signature_uri")
+    @classmethod
+    def _sig_uri(cls, v: str | None) -> str | None:
+        return no_credentials_in_uri(v, "artifact.signatureUri", query=True)
 
     @model_validator(mode="after")
     def _oci_pinned(self) -> Artifact:
@@ -103,6 +130,8 @@ class Artifact(ApiModel):
             raise ValueError(problem)
         if oci_ref.parse(self.uri).digest_hex != self.sha256:
             raise ValueError("for an oci:// artifact, artifact.sha256 is the manifest digest the URI pins")
+        if self.signature_uri is not None:
+            raise ValueError(_OCI_NO_SIGNATURE_URI_MESSAGE)
         return self
 
     @field_validator("sha256")
@@ -119,6 +148,39 @@ class ArtifactFile(StatusModel):
     path: str = Field(max_length=4096)
     sha256: str = Field(max_length=64)
     size_bytes: int = Field(ge=0)
+
+
+class TrustAnchor(StatusModel):
+    """Trust material that accepted the signature: what the init container verifies against again."""
+
+    id: str = Field(max_length=512)
+    source: str = Field(max_length=320)
+    kind: Literal["key", "certificate", "sigstore"]
+    pem: str = Field(max_length=65536)
+    identity: str | None = Field(default=None, max_length=1024)
+    issuer: str | None = Field(default=None, max_length=1024)
+
+
+class SignatureRecord(StatusModel):
+    """What the verifier found of the signature (status.artifact.signature)."""
+
+    outcome: str = Field(max_length=64, description="Signed, or why not (the ArtifactVerified reasons).")
+    message: str = Field(default="", max_length=4096)
+    uri: str | None = Field(default=None, max_length=2048, description="Where the signature was read.")
+    method: Literal["key", "certificate", "sigstore"] | None = None
+    signer: str | None = Field(default=None, max_length=1024, description="Key fingerprint or identity.")
+    issuer: str | None = Field(default=None, max_length=1024)
+    not_after: str | None = Field(default=None, json_schema_extra={"format": "date-time"})
+    matched: list[str] = Field(
+        default_factory=list, max_length=64, description="Trust entries that verified it."
+    )
+    accepted_by: str | None = Field(
+        default=None, max_length=2048, description="The trust policies that accepted it (None: not accepted)."
+    )
+    policy: str = Field(
+        default="", max_length=64, description="Digest of the trust policy it was checked under."
+    )
+    anchors: list[TrustAnchor] = Field(default_factory=list, max_length=16)
 
 
 class VerifiedArtifact(StatusModel):
@@ -140,3 +202,4 @@ class VerifiedArtifact(StatusModel):
         max_length=CONTENTS_LIMIT,
         description=f"oci://: the files laid out, with their sha256 (the first {CONTENTS_LIMIT} by path).",
     )
+    signature: SignatureRecord | None = None

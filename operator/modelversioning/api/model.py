@@ -21,6 +21,7 @@ from modelversioning.api.common import (
     validations,
 )
 from modelversioning.api.modelversion import STAGE_NAME
+from modelversioning.api.trust import TrustPolicy
 from modelversioning.api.wire import API_VERSION, MODEL, MODELAPPROVAL
 from modelversioning.domain.gates import GATE_PATTERN, MetricGate, TransitionRule
 from modelversioning.domain.registry import DURATION_PATTERN, Retention, parse_duration
@@ -145,6 +146,11 @@ class ModelSpec(ApiModel):
     )
     retention: RetentionSpec = Field(default_factory=RetentionSpec)
     deletion_policy: DeletionPolicySpec = Field(default_factory=DeletionPolicySpec)
+    trust: TrustPolicy | None = Field(
+        default=None,
+        description="Signed models: which signers are trusted and from which stage a signature is required "
+        "(docs/security.md, Signed models).",
+    )
 
     @model_validator(mode="after")
     def _known_stages(self) -> ModelSpec:
@@ -153,6 +159,8 @@ class ModelSpec(ApiModel):
             for s in (t.from_, t.to):
                 if s not in known:
                     raise ValueError(f"transition {t.from_} -> {t.to}: stage {s!r} is not in stages")
+        if self.trust is not None and self.trust.required_from and self.trust.required_from not in known:
+            raise ValueError(f"trust.requiredFrom: stage {self.trust.required_from!r} is not in stages")
         return self
 
     def graph(self, default: StageGraph) -> StageGraph:

@@ -19,6 +19,7 @@ from modelversioning.api.common import ApiModel, StatusModel, cel
 from modelversioning.api.modelendpoint import RequiredStage, Toleration
 from modelversioning.api.modelversion import STAGE_NAME
 from modelversioning.api.strategy import Source, Template
+from modelversioning.api.trust import PlatformTrust
 from modelversioning.api.wire import API_VERSION, MODELPLATFORMPOLICY
 from modelversioning.domain.platform_policy import ROOT_PATTERN, host_pattern_ok
 from modelversioning.domain.registry import DURATION_PATTERN
@@ -136,6 +137,11 @@ class ModelPlatformPolicySpec(ApiModel):
     analysis: AnalysisFloor | None = None
     approvals: ApprovalFloor | None = None
     retention: RetentionFloor | None = None
+    trust: PlatformTrust | None = Field(
+        default=None,
+        description="Signed models: from which stage a signature is required and which signers the platform "
+        "trusts (every policy that lists signers must trust the signer; docs/security.md).",
+    )
 
 
 class ModelPlatformPolicyStatus(StatusModel):

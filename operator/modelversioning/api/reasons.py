@@ -2,69 +2,29 @@
 
 Part of the wire vocabulary: ``api.wire`` re-exports every name here, so code names a reason as
 ``wire.READY`` (or ``R.READY``) wherever it is declared. Like ``wire``, this module imports nothing of
-the project and no third-party package.
+the project but the registry's machinery (``api.reason_registry``), and no third-party package.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-# --------------------------------------------------------------------------------------- reasons
-# Every condition/Event reason the operator reports (CamelCase, stable: users and alerts match on
-# them), with its properties. `reason()` registers one and returns the plain string, so code compares
-# and writes strings while the tables below are derived from one declaration.
-
-ENDPOINT_VARIANT = "ModelEndpoint status.variants[].reason"
-ENDPOINT_CONDITION = "ModelEndpoint condition"
-ENDPOINT_EVENT = "ModelEndpoint Event"
-ROUTE_SPLIT = "ModelEndpoint route split (RoutesReady message)"
-VERSION_VERIFIED = "ModelVersion ArtifactVerified"
-VERSION_STAGE = "ModelVersion StageTransition"
-VERSION_CONDITION = "ModelVersion condition"
-VERSION_EVENT = "ModelVersion Event / status.history"
-MODEL_CONDITION = "Model condition"
-MODEL_EVENT = "Model Event"
-KSTATUS = "kstatus condition Reconciling / Stalled (every kind)"
-
-
-@dataclass(frozen=True)
-class ReasonInfo:
-    name: str
-    where: tuple[str, ...]  # the conditions / Events that carry it
-    meaning: str
-    # kstatus Stalled (Flux) and Argo CD Degraded: as a ModelEndpoint's Degraded reason, or as the
-    # reason of a ModelVersion's failed ArtifactVerified/StageTransition
-    stalls_endpoint: bool = False
-    stalls_version: bool = False
-    permanent: bool = False  # a variant with it is bad until its spec changes (no retry fixes it)
-    transient: bool = False  # the operator retries by itself; reported as progressing, never stalled
-    no_slot: bool = False  # a version failing verification with it never gets a slot (Deployment)
-    # the bytes are not the pinned ones (a file, a manifest or a layer): the variant says DigestMismatch,
-    # the ModelVersion keeps it for the generation, an init container reporting it refuses the slot
-    digest_mismatch: bool = False
-
-
-REASONS: dict[str, ReasonInfo] = {}
-
-# Event reasons the operator posted once and no longer does (issue #25: an Event is for a transition a
-# person acts on; every Event costs a write that each watcher of the API server pays for). Never
-# declared again, so that no alert still matching one of them ever sees it with another meaning.
-RETIRED: dict[str, str] = {
-    "ArtifactVerified": "a verified artifact is in ArtifactVerified=True and status.artifact; the "
-    "StageChanged Event of a walk the verification allowed says it too",
-    "ModelCreated": "the Model the operator creates as the registry's record carries the "
-    "modelversioning.io/created-by annotation",
-}
-
-
-def reason(name: str, *where: str, meaning: str, **props: bool) -> str:
-    if name in REASONS:
-        raise ValueError(f"reason {name} declared twice")
-    if name in RETIRED:
-        raise ValueError(f"reason {name} was retired ({RETIRED[name]}): choose another name")
-    REASONS[name] = ReasonInfo(name, where, meaning, **props)
-    return name
-
+# The registry (api.reason_registry) and every reason declared in it; `reason()` registers one and
+# returns the plain string, so code compares and writes strings while the tables below are derived
+# from one declaration.
+from modelversioning.api.reason_registry import ENDPOINT_CONDITION as ENDPOINT_CONDITION
+from modelversioning.api.reason_registry import ENDPOINT_EVENT as ENDPOINT_EVENT
+from modelversioning.api.reason_registry import ENDPOINT_VARIANT as ENDPOINT_VARIANT
+from modelversioning.api.reason_registry import KSTATUS as KSTATUS
+from modelversioning.api.reason_registry import MODEL_CONDITION as MODEL_CONDITION
+from modelversioning.api.reason_registry import MODEL_EVENT as MODEL_EVENT
+from modelversioning.api.reason_registry import REASONS as REASONS
+from modelversioning.api.reason_registry import RETIRED as RETIRED
+from modelversioning.api.reason_registry import ROUTE_SPLIT as ROUTE_SPLIT
+from modelversioning.api.reason_registry import VERSION_CONDITION as VERSION_CONDITION
+from modelversioning.api.reason_registry import VERSION_EVENT as VERSION_EVENT
+from modelversioning.api.reason_registry import VERSION_STAGE as VERSION_STAGE
+from modelversioning.api.reason_registry import VERSION_VERIFIED as VERSION_VERIFIED
+from modelversioning.api.reason_registry import ReasonInfo as ReasonInfo
+from modelversioning.api.reason_registry import reason as reason
 
 _EV, _EC = ENDPOINT_VARIANT, ENDPOINT_CONDITION
 # ---- ModelEndpoint: per variant (status.variants[].reason)
@@ -374,6 +334,25 @@ UNSAFE_ARCHIVE = reason(
 )
 # ---- ModelVersion: condition StageTransition
 _VS = VERSION_STAGE
+# Signed models (domain.trust): ArtifactVerified False at or beyond the trust policy's requiredFrom, and
+# StageTransition False for a promotion into it; no slot (the init container checks the same).
+_SIG = {"no_slot": True, "stalls_version": True}
+SIGNATURE_MISSING = reason(
+    "SignatureMissing", _VV, _VS, meaning="a signature is required; there is none at its location", **_SIG
+)
+SIGNATURE_INVALID = reason(
+    "SignatureInvalid", _VV, _VS, meaning="the signature bundle is malformed, truncated or tampered", **_SIG
+)
+SIGNER_NOT_TRUSTED = reason(
+    "SignerNotTrusted", _VV, _VS, meaning="signed by a key or identity a trust policy does not accept", **_SIG
+)
+SIGNATURE_DIGEST_MISMATCH = reason(
+    "SignatureDigestMismatch", _VV, _VS, meaning="a valid signature over other files or digests", **_SIG
+)
+CERTIFICATE_EXPIRED = reason(
+    "CertificateExpired", _VV, _VS, meaning="the signing certificate (or its chain) has expired", **_SIG
+)
+SIGNED = reason("Signed", _VV, meaning="status.artifact.signature.outcome: a valid signature over the files")
 IN_EFFECT = reason("InEffect", _VS, meaning="status.stage equals spec.stage")
 TRANSITION_NOT_ALLOWED = reason(
     "TransitionNotAllowed",

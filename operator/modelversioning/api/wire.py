@@ -92,6 +92,7 @@ DEPLOYMENT = Resource("apps", "v1", "deployments", "Deployment")
 SERVICE = Resource("", "v1", "services", "Service")
 POD = Resource("", "v1", "pods", "Pod")  # our slots' pods (label selector): what their status says
 SECRET = Resource("", "v1", "secrets", "Secret")
+CONFIGMAP = Resource("", "v1", "configmaps", "ConfigMap")  # trust roots by reference (read by name)
 EVENT = Resource("", "v1", "events", "Event")
 # Who the API server says the caller is (`kubectl models` records it as who asked); created, never stored.
 SELF_SUBJECT_REVIEW = Resource(

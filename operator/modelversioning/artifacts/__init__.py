@@ -12,7 +12,8 @@ Entry points::
     check_uri(uri, policy, *, endpoint_url=None) -> str | None           # refusal or None
     storage_options(scheme, secret_data=None, *, env=None) -> dict        # fsspec options
     verify_artifact(uri, expected_sha256, *, policy=None, secret_data=None, env=None,
-                    progress=None, dest=None, expected_size=None) -> VerifyResult
+                    progress=None, dest=None, expected_size=None, trust=None) -> VerifyResult
+                                                      # trust: TrustMaterial (artifacts.signature)
     verify_in_child(uri, expected_sha256, *, policy, secret_data=None, expected_size=None)
                                                                           # memory-limited, killable
     delete_in_child(uri, expected_sha256, *, policy, secret_data=None, expected_size=None,
@@ -37,6 +38,7 @@ from modelversioning.artifacts.policy import check_address, check_uri, endpoint_
 from modelversioning.artifacts.redact import redact_text, redact_uri
 from modelversioning.artifacts.results import Digest, FileDigest, VerifyResult
 from modelversioning.artifacts.runner import FairExecutor, delete_in_child, verify_in_child
+from modelversioning.artifacts.signature import SignatureCheck, TrustEntry, TrustMaterial, signature_location
 from modelversioning.artifacts.verify import compute_digest, digest_local, verify_artifact
 
 __all__ = [
@@ -49,7 +51,10 @@ __all__ = [
     "ProgressCallback",
     "Reason",
     "Resolved",
+    "SignatureCheck",
     "StoreAccess",
+    "TrustEntry",
+    "TrustMaterial",
     "VerifyResult",
     "check_address",
     "check_uri",
@@ -63,6 +68,7 @@ __all__ = [
     "redact_text",
     "redact_uri",
     "resolve_reference",
+    "signature_location",
     "storage_options",
     "store_access",
     "verify_artifact",

@@ -25,6 +25,12 @@ class Reason(StrEnum):
     LAYER_DIGEST_MISMATCH = R.LAYER_DIGEST_MISMATCH
     UNSUPPORTED_LAYOUT = R.UNSUPPORTED_ARTIFACT_LAYOUT
     UNSAFE_ARCHIVE = R.UNSAFE_ARCHIVE
+    # the init container's signature check (--trust-json): the trust anchors the operator accepted
+    SIGNATURE_MISSING = R.SIGNATURE_MISSING
+    SIGNATURE_INVALID = R.SIGNATURE_INVALID
+    SIGNER_NOT_TRUSTED = R.SIGNER_NOT_TRUSTED
+    SIGNATURE_DIGEST_MISMATCH = R.SIGNATURE_DIGEST_MISMATCH
+    CERTIFICATE_EXPIRED = R.CERTIFICATE_EXPIRED
 
 
 # Retrying later may help: the network, the store, or a not-yet-uploaded artifact (api.wire: the

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from modelversioning.artifacts.errors import Reason
+from modelversioning.artifacts.signature import SignatureCheck
 
 Kind = Literal["file", "directory"]
 
@@ -50,6 +51,7 @@ class VerifyResult:
     layout: str | None = None  # oci:// only (see Digest)
     content_digest: str | None = None
     contents: tuple[FileDigest, ...] = ()  # oci:// only: the files laid out, by path
+    signature: SignatureCheck | None = None  # with trust material: what the signature check found
 
     @property
     def ok(self) -> bool:
@@ -74,6 +76,7 @@ class VerifyResult:
             "message": self.message,
             "writtenTo": self.written_to,
             **(self._oci() if self.layout else {}),
+            "signature": self.signature.to_dict() if self.signature is not None else None,
         }
 
     def _oci(self) -> dict[str, Any]:

@@ -36,6 +36,7 @@ from modelversioning.artifacts.delete import DeleteResult, delete_verified
 from modelversioning.artifacts.errors import TRANSIENT_REASONS, Reason
 from modelversioning.artifacts.redact import redact_uri
 from modelversioning.artifacts.results import VerifyResult
+from modelversioning.artifacts.signature import SignatureCheck, TrustMaterial
 from modelversioning.artifacts.verify import verify_artifact
 
 GRACE_SECONDS = 10.0
@@ -231,6 +232,7 @@ def verify_in_child(
     policy: ArtifactPolicy,
     secret_data: Mapping[str, str] | None = None,
     expected_size: int | None = None,
+    trust: TrustMaterial | None = None,
 ) -> VerifyResult:
     """:func:`verify_artifact` in a worker process with a memory limit, killed at the deadline."""
     request = {
@@ -239,6 +241,7 @@ def verify_in_child(
         "policy": policy.model_dump(mode="json", by_alias=True),
         "secret": dict(secret_data) if secret_data is not None else None,
         "expectedSize": expected_size,
+        "trust": trust.to_dict() if trust is not None else None,
     }
     shown = redact_uri(uri)
     start = time.monotonic()
@@ -353,6 +356,7 @@ def _from_dict(d: Mapping[str, Any]) -> VerifyResult:
         layout=d.get("layout"),
         content_digest=d.get("contentDigest"),
         contents=VerifyResult.contents_from(d.get("contents")),
+        signature=SignatureCheck.from_dict(d["signature"]) if d.get("signature") else None,
     )
 
 
@@ -396,6 +400,7 @@ def main(argv: list[str] | None = None) -> int:
                     policy=ArtifactPolicy.model_validate(request["policy"]),
                     secret_data=request.get("secret"),
                     expected_size=request.get("expectedSize"),
+                    trust=TrustMaterial.from_dict(request["trust"]) if request.get("trust") else None,
                 )
                 answer = json.dumps(result.to_dict())
         except MemoryError:

@@ -61,10 +61,12 @@ import os
 import re
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from modelversioning.api import wire as R
 from modelversioning.api.settings import ArtifactPolicy
 from modelversioning.artifacts.classify import classified_error, describe
 from modelversioning.artifacts.credentials import (
@@ -83,7 +85,17 @@ from modelversioning.artifacts.oci_fetch import check_expected, oci_digest
 from modelversioning.artifacts.policy import check_uri
 from modelversioning.artifacts.redact import redact_text, redact_uri
 from modelversioning.artifacts.results import Digest, VerifyResult
+from modelversioning.artifacts.signature import (
+    MAX_BUNDLE_BYTES,
+    SignatureCheck,
+    TrustMaterial,
+    check_signature,
+    exempt_path,
+    missing,
+    signature_location,
+)
 from modelversioning.domain.oci_ref import is_oci
+from modelversioning.domain.trust import accepted_by_anchors, seconds_left
 
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 
@@ -102,6 +114,7 @@ def verify_artifact(
     progress: ProgressCallback | None = None,
     dest: str | os.PathLike[str] | None = None,
     expected_size: int | None = None,
+    trust: TrustMaterial | None = None,
 ) -> VerifyResult:
     """Stream ``uri`` and compare its digest with ``expected_sha256``. Never raises for
     fetch/policy problems (they are results); raises ValueError for a malformed expected digest.
@@ -112,6 +125,9 @@ def verify_artifact(
     :mod:`~modelversioning.artifacts.credentials`). ``env`` replaces os.environ (tests).
     ``progress(bytes_done, bytes_total_or_None)`` is called from worker threads, serialized.
     ``dest``: also write the verified files under this directory (init-container form).
+    ``trust``: also read the signature and check it against these signers and the per-file digests
+    just computed (:mod:`~modelversioning.artifacts.signature`); with ``trust.enforce`` a signature
+    the anchors do not accept is a failure (nothing is moved into ``dest``).
     """
     expected = expected_sha256.strip().lower()
     if not _SHA256_RE.match(expected):
@@ -138,6 +154,18 @@ def verify_artifact(
     mismatch = report.mismatch(digest, expected_size, writer)
     if mismatch is not None:
         return mismatch
+    if trust is not None:
+        try:
+            report.signature = _signature(uri, digest, trust, policy, secret_data, env, deadline)
+        except Exception as e:
+            if writer:
+                writer.discard()
+            return report.failure(_failure(e, report.shown, policy, deadline))
+        refusal = enforced(report.signature, trust) if trust.enforce else None
+        if refusal is not None:
+            if writer:
+                writer.discard()
+            return report.result(refusal[0], refusal[1], digest=digest)
     if writer:
         return _commit(report, digest, writer, dest)
     return report.verified(digest, written_to=None)
@@ -214,6 +242,7 @@ class _Report:
     expected: str
     start: float  # time.monotonic()
     secret_values: frozenset[str]  # redacted from every message
+    signature: SignatureCheck | None = None  # what the signature check found (with trust material)
 
     def result(
         self,
@@ -239,6 +268,7 @@ class _Report:
             layout=digest.layout if digest else None,
             content_digest=digest.content_digest if digest else None,
             contents=digest.entries if digest and digest.layout else (),
+            signature=self.signature,
         )
 
     def failure(self, error: ArtifactError) -> VerifyResult:
@@ -308,6 +338,60 @@ def _commit(
             transient=False,
         )
     return report.verified(digest, written_to=written_to)
+
+
+def _signature(
+    uri: str,
+    digest: Digest,
+    trust: TrustMaterial,
+    policy: ArtifactPolicy,
+    secret_data: Mapping[str, str] | None,
+    env: Mapping[str, str] | None,
+    deadline: float,
+) -> SignatureCheck:
+    """Read the signature where it lives (the artifact's credentials, the same URI policy, a small
+    bound) and check it against ``trust`` and the digests just computed. Raises ArtifactError for a
+    read that failed otherwise than "nothing there"."""
+    where = signature_location(uri, trust.signature_uri)
+    if where is None:
+        why = f"{redact_uri(uri)}: " + (
+            "signatures of oci:// artifacts (OCI referrers) are not supported yet"
+            if is_oci(uri)
+            else "no default signature location for this URI; set spec.artifact.signatureUri"
+        )
+        return replace(SignatureCheck(R.SIGNATURE_MISSING, why), policy=trust.policy)
+    shown = redact_uri(where)
+    small = policy.model_copy(update={"max_total_bytes": MAX_BUNDLE_BYTES + 1, "max_files": 1})
+    try:
+        access = _allowed_access(where, _access_for(where, secret_data, env), policy, env, shown)
+        plan = plan_reading(where, access, small, deadline, None)
+        if plan.kind != "file":
+            raise ArtifactError(Reason.SIGNATURE_INVALID, f"{shown}: a directory, not a signature bundle")
+        with plan.fs.open(plan.entries[0].path, "rb", **plan.open_kwargs) as f:
+            data = f.read(MAX_BUNDLE_BYTES + 1)
+    except Exception as e:
+        error = _failure(e, shown, policy, deadline)
+        if error.reason is Reason.NOT_FOUND:
+            return replace(missing(shown), policy=trust.policy)
+        if error.reason in (Reason.SIGNATURE_INVALID, Reason.LIMIT_EXCEEDED) and time.monotonic() < deadline:
+            return replace(SignatureCheck(R.SIGNATURE_INVALID, error.message, uri=shown), policy=trust.policy)
+        raise error from None
+    checked = check_signature(data, digest, trust, shown=shown, exempt=exempt_path(uri, where))
+    return replace(checked, policy=trust.policy)
+
+
+def enforced(check: SignatureCheck, trust: TrustMaterial) -> tuple[Reason, str] | None:
+    """The init container's rule: signed, by the anchors the operator accepted (each of their sources
+    has one among those that verified it), and no certificate expired. None: accepted."""
+    if not check.signed:
+        return Reason(check.outcome), check.message
+    why = accepted_by_anchors(check.matched, [e.to_dict() for e in trust.entries])
+    if why is not None:
+        return Reason.SIGNER_NOT_TRUSTED, f"{check.message}; {why}"
+    left = seconds_left(check.not_after, datetime.now(UTC))
+    if left is not None and left <= 0:
+        return Reason.CERTIFICATE_EXPIRED, f"{check.message}; the certificate expired at {check.not_after}"
+    return None
 
 
 def _human_size(n: int) -> str:

@@ -3,6 +3,7 @@
     modelversioning verify-artifact URI --sha256 HEX [--dest DIR] [--output text|json]
                                     [--policy-file FILE | --policy-json JSON] [--allow-file-root DIR ...]
                                     [--size-bytes N] [--env-credentials ambient|secret]
+                                    [--trust-json JSON]
 
 Without ``--dest`` it streams the artifact and compares digests. With ``--dest`` it is the
 artifact init container: the bytes are written under DIR while they are hashed (a file
@@ -11,7 +12,15 @@ are renamed into place only once the digest matched.
 
 Exit codes: 0 verified; 1 DigestMismatch, SizeMismatch, ManifestDigestMismatch or LayerDigestMismatch;
 2 URI refused by the policy, an oci:// tag without a digest, an unsupported layout or an unsafe archive,
-or a usage error; 3 fetch errors (NotFound, AccessDenied, FetchFailed) and limits (LimitExceeded).
+or a usage error; 3 fetch errors (NotFound, AccessDenied, FetchFailed) and limits (LimitExceeded); 4 the
+signature (``--trust-json``) is missing, invalid, by a signer the anchors do not accept, over other
+files, or its certificate expired.
+
+``--trust-json`` (what the operator renders for a version whose signature its trust policy accepted):
+the trust anchors that accepted it (``status.artifact.signature.anchors``) and where the signature is;
+the pod reads the signature again and checks it against the digests it computed while writing the
+files, with the same code as the operator (:mod:`modelversioning.artifacts.signature`); nothing is
+moved into ``--dest`` unless it is accepted.
 
 Credentials come only from environment variables: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
 AWS_SESSION_TOKEN, AWS_ENDPOINT_URL[_S3], AWS_REGION, GOOGLE_APPLICATION_CREDENTIALS_JSON,
@@ -40,6 +49,7 @@ import json
 import os
 import sys
 import threading
+from dataclasses import replace
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -49,13 +59,14 @@ import yaml
 from pydantic import ValidationError
 
 from modelversioning.api.settings import ArtifactPolicy, Settings
-from modelversioning.artifacts import Reason, VerifyResult, verify_artifact
+from modelversioning.artifacts import Reason, TrustMaterial, VerifyResult, verify_artifact
 from modelversioning.artifacts.credentials import KNOWN_KEYS
 
 EXIT_OK = 0
 EXIT_MISMATCH = 1
 EXIT_REFUSED = 2
 EXIT_FETCH = 3
+EXIT_SIGNATURE = 4
 
 EXIT_CODES = {
     Reason.VERIFIED: EXIT_OK,
@@ -71,6 +82,11 @@ EXIT_CODES = {
     Reason.TAG_WITHOUT_DIGEST: EXIT_REFUSED,
     Reason.UNSUPPORTED_LAYOUT: EXIT_REFUSED,
     Reason.UNSAFE_ARCHIVE: EXIT_REFUSED,
+    Reason.SIGNATURE_MISSING: EXIT_SIGNATURE,
+    Reason.SIGNATURE_INVALID: EXIT_SIGNATURE,
+    Reason.SIGNER_NOT_TRUSTED: EXIT_SIGNATURE,
+    Reason.SIGNATURE_DIGEST_MISMATCH: EXIT_SIGNATURE,
+    Reason.CERTIFICATE_EXPIRED: EXIT_SIGNATURE,
 }
 WATCHDOG_GRACE_SECONDS = 10.0
 
@@ -206,10 +222,15 @@ def verify_artifact_command(
             help="secret: the environment holds a Secret's data (init container); ambient: your own.",
         ),
     ] = EnvCredentials.ambient,
+    trust_json: Annotated[
+        str | None,
+        typer.Option("--trust-json", help="Signature trust anchors as JSON (rendered by the operator)."),
+    ] = None,
 ) -> None:
-    """Verify a model artifact's sha256 (exit 0 verified, 1 mismatch, 2 refused/usage, 3 fetch error)."""
+    """Verify a model artifact's sha256 (exit 0 verified, 1 mismatch, 2 refused/usage, 3 fetch error, 4 the
+    signature)."""
     try:
-        policy = load_policy(policy_file, allow_file_root, policy_json)
+        policy, trust = load_policy(policy_file, allow_file_root, policy_json), _trust(trust_json)
     except ValueError as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(EXIT_REFUSED) from None
@@ -221,7 +242,7 @@ def verify_artifact_command(
     def run(progress: Any) -> VerifyResult:
         return verify_artifact(
             uri, sha256, policy=policy, progress=progress, dest=dest, secret_data=secret_data,
-            expected_size=size_bytes,
+            expected_size=size_bytes, trust=trust,
         )  # fmt: skip
 
     try:
@@ -240,6 +261,19 @@ def verify_artifact_command(
         if result.reason is Reason.DIGEST_MISMATCH and result.actual:
             typer.echo(f"the bytes read hash to sha256 {result.actual}", err=True)
     raise typer.Exit(EXIT_CODES[result.reason])
+
+
+def _trust(trust_json: str | None) -> TrustMaterial | None:
+    """The trust anchors to enforce (None: no signature check). Raises ValueError."""
+    if trust_json is None:
+        return None
+    try:
+        material = TrustMaterial.from_dict(json.loads(trust_json))
+    except (ValueError, TypeError, KeyError, AttributeError) as e:
+        raise ValueError(f"invalid --trust-json: {e}") from None
+    if not material.entries:
+        raise ValueError("invalid --trust-json: no trust anchors")
+    return replace(material, enforce=True)
 
 
 def _watchdog(uri: str, sha256: str, policy: ArtifactPolicy, output: OutputFormat) -> threading.Timer:

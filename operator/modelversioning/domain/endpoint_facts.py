@@ -27,6 +27,9 @@ class VersionFacts:
     verify_reason: str  # ArtifactVerified's reason (why not, when not verified)
     stage: str | None  # status.stage
     revoked: str | None = None  # the revoked annotation (why): withdrawn at once, whatever the stage
+    trust_json: str | None = (
+        None  # its accepted signature's trust anchors (the init container's --trust-json)
+    )
 
 
 @dataclass(frozen=True)

@@ -75,6 +75,9 @@ class Floors:
     free_queries_refused: bool = False
     approver_groups: tuple[frozenset[str], ...] = ()
     storage_roots: tuple[tuple[str, ...], ...] = ()
+    trust: tuple[
+        tuple[str, Mapping[str, Any]], ...
+    ] = ()  # (policy, spec.trust): signed models (domain.trust)
 
     def host_allowed(self, host: str) -> bool:
         return all(any(_host_matches(p, host) for p in allowed) for allowed in self.allowed_hosts)
@@ -155,6 +158,7 @@ def floors_for(
             for x in retention
             if x.get("storageRoots")
         ),
+        trust=tuple((n, s["trust"]) for n, s in chosen if s.get("trust")),
     )
 
 

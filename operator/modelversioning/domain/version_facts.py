@@ -12,6 +12,7 @@ from typing import Any
 from modelversioning.api import wire as R
 from modelversioning.domain.gates import CandidateFacts, TransitionRule
 from modelversioning.domain.stages import Stage, StageGraph
+from modelversioning.domain.trust import TrustFacts
 
 # status.history keeps the latest HISTORY_LIMIT entries; an older entry leaves as an Event (reason
 # HistoryTrimmed, with the whole entry), so the audit trail continues wherever Events are shipped.
@@ -36,6 +37,8 @@ class VerifyResult:
     layout: str | None = None  # oci://: oras, modelkit, modelpack or image
     content_digest: str | None = None  # oci://: the laid-out files' digest as a directory
     contents: tuple[tuple[str, str, int], ...] = ()  # oci://: (path, sha256, size) of each file, by path
+    # what the verifier found of the signature (status.artifact.signature; None: no trust policy applied)
+    signature: Mapping[str, Any] | None = None
 
     @property
     def ok(self) -> bool:
@@ -123,6 +126,7 @@ class VersionFacts:
     # a slot's pod read other bytes than this verified digest (its init container refused them): the
     # sha256 it found; the verified record is fetched and hashed again now, whatever its age
     recheck: str | None = None
+    trust: TrustFacts = field(default_factory=TrustFacts)  # the trust policies that apply (domain.trust)
 
 
 @dataclass(frozen=True)

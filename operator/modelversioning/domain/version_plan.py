@@ -39,9 +39,11 @@ from modelversioning.domain.version_facts import RegistryFacts as RegistryFacts
 from modelversioning.domain.version_stage import Walk, clip, walk_stage
 from modelversioning.domain.version_stage import next_promotion as next_promotion
 from modelversioning.domain.version_verify import (
+    apply_trust,
     await_record,
     decide_verification,
     registry_verdict,
+    trust_verdict,
     verification_events,
 )
 
@@ -55,7 +57,9 @@ def decide(facts: VersionFacts, policy: VersionPolicy, now: datetime) -> Version
         return decide_deletion(facts, stamp)
     if facts.invalid is not None:
         return decide_invalid(facts, stamp)
-    verification = await_record(facts, registry_verdict(facts) or decide_verification(facts, policy, now))
+    graph = facts.registry.graph or policy.graph
+    checked = apply_trust(facts, decide_verification(facts, policy, now), graph.order, now)
+    verification = await_record(facts, registry_verdict(facts) or checked)
     create = facts.model if facts.registry.create_model else None  # the record, before anything else
     if verification.quiet:  # the verifier's answer (or the grace's end) requeues it
         return VersionPlan(
@@ -64,8 +68,9 @@ def decide(facts: VersionFacts, policy: VersionPolicy, now: datetime) -> Version
             requeue_after=verification.requeue_after,
             create_model=create,
         )
-    graph = facts.registry.graph or policy.graph
-    walk = walk_stage(facts, verification.cond, graph, stamp, policy.history_limit)
+    walk = walk_stage(
+        facts, verification.cond, graph, stamp, policy.history_limit, trust_verdict(facts, verification, now)
+    )
     prev = facts.status
     conditions = [ready(facts, verification.cond, walk), verification.cond, walk.cond, in_use(facts.serving)]
     conditions += kstatus.for_version(conditions)

@@ -23,6 +23,7 @@ from modelversioning.domain.conditions import FALSE, TRUE, UNKNOWN, Cond
 from modelversioning.domain.gates import check as check_model_gates
 from modelversioning.domain.revocation import archive_guard
 from modelversioning.domain.stages import Decision, GateFacts, Stage, StageGraph, decide_transition, next_hop
+from modelversioning.domain.trust import Verdict, required_for
 from modelversioning.domain.version_facts import HISTORY_LIMIT, Event, RegistryFacts, Transition, VersionFacts
 
 # The CRD's limits of a history entry (api/modelversion.py HistoryEntry): a longer value would make
@@ -89,10 +90,16 @@ def clip(text: str, limit: int) -> str:
 
 
 def walk_stage(
-    facts: VersionFacts, verified: Cond, graph: StageGraph, stamp: str, history_limit: int = HISTORY_LIMIT
+    facts: VersionFacts,
+    verified: Cond,
+    graph: StageGraph,
+    stamp: str,
+    history_limit: int = HISTORY_LIMIT,
+    signature: Verdict | None = None,
 ) -> Walk:
     """Move toward spec.stage one allowed, gated hop at a time; record each hop (the latest
-    ``history_limit`` entries stay in status, older ones leave as Events)."""
+    ``history_limit`` entries stay in status, older ones leave as Events). ``signature``: the trust
+    policy's verdict on the version's signature (None: no policy applies)."""
     prev = facts.status
     history: list[Mapping[str, Any]] = list(prev.get("history") or [])
     events: list[Event] = []
@@ -112,7 +119,7 @@ def walk_stage(
             break
         step = next_hop(graph, current, requested)
         decision = _archive_guard(facts, step or requested) or _gated(
-            facts, current, step or requested, gates, graph
+            facts, current, step or requested, gates, graph, signature
         )
         if not decision.allowed or step is None:
             stage_cond, new_block = _blocked(facts, verified, current, decision)
@@ -138,11 +145,20 @@ def _archive_guard(facts: VersionFacts, dst: str) -> Decision | None:
     return archive_guard(dst, facts.revoked is not None, serving)
 
 
-def _gated(facts: VersionFacts, src: str, dst: str, gates: GateFacts, graph: StageGraph) -> Decision:
-    """The operator-wide gates of src -> dst, the platform's pinned images, then (when those allow
-    it) the Model's own."""
+def _gated(
+    facts: VersionFacts, src: str, dst: str, gates: GateFacts, graph: StageGraph, signature: Verdict | None
+) -> Decision:
+    """The operator-wide gates of src -> dst, the platform's pinned images, the trust policies'
+    signatures, then (when those allow it) the Model's own."""
     reg = facts.registry
     decision = decide_transition(src, dst, gates, graph)
+    need = required_for(dst, facts.trust, graph.order) if signature is not None else None
+    if decision.allowed and signature is not None and need is not None and not signature.accepted:
+        return Decision(
+            False,
+            signature.reason,
+            f"{dst} requires a signature accepted by the trust policy (from {need}): {signature.message}",
+        )
     pin = pin_required(dst, facts.pinned_images_from, graph.order)
     if decision.allowed and pin is not None and not image_pinned(facts.image):
         return Decision(

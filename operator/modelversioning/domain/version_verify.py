@@ -23,7 +23,9 @@ from typing import Any
 from modelversioning.api import wire as R
 from modelversioning.domain import conditions as cond
 from modelversioning.domain.conditions import FALSE, TRUE, UNKNOWN, Cond
+from modelversioning.domain.stages import Stage
 from modelversioning.domain.timestamps import parse_rfc3339, rfc3339
+from modelversioning.domain.trust import SIGNATURE_REASONS, Verdict, required_for, verdict
 from modelversioning.domain.version_facts import (
     CONTENTS_LIMIT,
     Event,
@@ -63,13 +65,17 @@ def decide_verification(facts: VersionFacts, policy: VersionPolicy, now: datetim
     prev_art = facts.status.get("artifact")
     if (
         prev is not None
-        and prev.get("status") == TRUE
+        and (prev.get("status") == TRUE or prev.get("reason") in SIGNATURE_REASONS)  # trust: re-decided
         and prev_art
         and prev_art.get("digest") == facts.digest
         and not _stale(prev_art.get("verifiedAt", ""), policy, now)
         and facts.recheck is None
+        and _signature_policy(prev_art) == facts.trust.policy  # checked under the trust policy in force
     ):
-        return Verification(Cond("ArtifactVerified", TRUE, R.VERIFIED, prev.get("message", "")), prev_art)
+        said = prev.get("message", "")
+        if prev.get("status") != TRUE:  # refused by the trust policy: the digest itself was verified
+            said = _verified_again(facts, prev_art)
+        return Verification(Cond("ArtifactVerified", TRUE, R.VERIFIED, said), prev_art)
     if (
         prev is not None
         and prev.get("reason") in R.DIGEST_MISMATCHES  # a file's, an oci:// manifest's or layer's
@@ -99,6 +105,8 @@ def decide_verification(facts: VersionFacts, policy: VersionPolicy, now: datetim
         if res.files is not None:
             art["files"] = res.files
         art.update(_oci_contents(res))
+        if res.signature is not None:
+            art["signature"] = dict(res.signature)
         return Verification(Cond("ArtifactVerified", TRUE, R.VERIFIED, res.message), art, VerifyAction.FORGET)
     if res is not None and not res.transient and v.result_generation == facts.generation:
         # permanent for this generation: the verifier keeps the answer, so it is not fetched again
@@ -134,6 +142,59 @@ def _oci_contents(res: VerifyResult) -> dict[str, Any]:
         {"path": path, "sha256": sha, "sizeBytes": size} for path, sha, size in res.contents[:CONTENTS_LIMIT]
     ]
     return out
+
+
+def _verified_again(facts: VersionFacts, art: Mapping[str, Any]) -> str:
+    """What a verified record refused only by the trust policy says once the digest counts again."""
+    if art.get("layout"):
+        layout = art["layout"]
+        return f"{facts.shown_uri}: manifest sha256:{facts.digest} and every layer verified ({layout} layout)"
+    return f"{facts.shown_uri}: sha256 {facts.digest} verified"
+
+
+def _signature_policy(art: Mapping[str, Any]) -> str:
+    """The digest of the trust policy a verified record's signature was checked under ("": none)."""
+    sig = art.get("signature")
+    return str(sig.get("policy") or "") if isinstance(sig, Mapping) else ""
+
+
+def apply_trust(facts: VersionFacts, v: Verification, order: tuple[str, ...], now: datetime) -> Verification:
+    """A verified version at or beyond a stage whose trust policy requires a signature, without an
+    accepted one, is not verified (domain.trust): the reason says why, and it gets no slot. The
+    record keeps what was found, with the policies that accepted it; a certificate's expiry requeues."""
+    if not facts.trust.active or v.cond.status != TRUE or not v.artifact:
+        return v
+    record = v.artifact.get("signature")
+    said = verdict(facts.trust, record if isinstance(record, Mapping) else None, now)
+    art = dict(v.artifact)
+    if isinstance(record, Mapping):  # who accepted it (absent: not accepted; a merge patch drops nulls)
+        art["signature"] = {k: v for k, v in record.items() if k != "acceptedBy"}
+        if said.accepted_by:
+            art["signature"]["acceptedBy"] = said.accepted_by
+    stage = str(facts.status.get("stage") or Stage.CANDIDATE)
+    required = required_for(stage, facts.trust, order)
+    requeue = v.requeue_after
+    if said.recheck_after is not None and said.recheck_after > 0:  # look again when it expires
+        at = said.recheck_after + 1.0
+        requeue = at if requeue is None else min(requeue, at)
+    if said.accepted or required is None:
+        note = said.message if said.accepted else f"{said.message} (not required at {stage})"
+        message = v.cond.message.split(SIGNATURE_NOTE)[0] + SIGNATURE_NOTE + note
+        return Verification(Cond("ArtifactVerified", TRUE, v.cond.reason, message), art, v.action, requeue)
+    refused = f"{stage} requires a signature accepted by the trust policy (from {required}): {said.message}"
+    return Verification(Cond("ArtifactVerified", FALSE, said.reason, refused), art, v.action, requeue)
+
+
+def trust_verdict(facts: VersionFacts, v: Verification, now: datetime) -> Verdict | None:
+    """The signature's verdict for the stage walk's gate (None: no trust policy applies)."""
+    if not facts.trust.active:
+        return None
+    record = (v.artifact or {}).get("signature")
+    return verdict(facts.trust, record if isinstance(record, Mapping) else None, now)
+
+
+# What a verified version's message says of its signature follows this (replaced, never appended twice).
+SIGNATURE_NOTE = "; signature: "
 
 
 def _with_found(res: VerifyResult) -> str:

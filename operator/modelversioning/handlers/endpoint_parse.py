@@ -23,6 +23,7 @@ from modelversioning.domain.platform_policy import (
 )
 from modelversioning.domain.pod_health import probe_text, slot_health
 from modelversioning.handlers.store import controller_of
+from modelversioning.handlers.trust import init_trust_json as init_trust_json  # a slot's init container
 
 
 def deployment_state(dep: dict[str, Any] | None) -> SlotFacts:

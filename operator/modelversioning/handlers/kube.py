@@ -21,6 +21,7 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
 from modelversioning import metrics
+from modelversioning.api.wire import CONFIGMAP as CONFIGMAP
 from modelversioning.api.wire import DEPLOYMENT as DEPLOYMENT
 from modelversioning.api.wire import EVENT as EVENT
 from modelversioning.api.wire import MODEL as MODEL
@@ -355,6 +356,15 @@ class Kube:
         # a binary value must not crash verification: it becomes U+FFFD, which the credentials
         # layer refuses (AccessDenied, permanent) only if it is a key it would use
         return {k: base64.b64decode(v).decode("utf-8", errors="replace") for k, v in raw.items()}
+
+    def read_configmap(self, namespace: str, name: str) -> dict[str, str]:
+        """A ConfigMap's data (binaryData decoded as UTF-8, as read_secret does)."""
+        data = self._call("GET", CONFIGMAP.path(namespace, name))
+        binary = {
+            k: base64.b64decode(v).decode("utf-8", errors="replace")
+            for k, v in (data.get("binaryData") or {}).items()
+        }
+        return {**binary, **(data.get("data") or {})}
 
     def event(self, involved: dict[str, Any], type_: str, reason: str, message: str) -> None:
         md = involved.get("metadata", {})

@@ -291,8 +291,9 @@ class ModelEndpointReconciler:
             desired = None
             if mv_spec is not None:
                 dep = render_deployment(
-                    ref, spec, v, mv_spec, self.settings.serving, policy=self.settings.artifacts
-                )
+                    ref, spec, v, mv_spec, self.settings.serving, policy=self.settings.artifacts,
+                    trust_json=mv.trust_json if mv else None,
+                )  # fmt: skip
                 desired = state(dep["metadata"]["name"])
                 if desired.conflict:
                     conflicts[v.name] = desired.conflict
@@ -340,6 +341,7 @@ class ModelEndpointReconciler:
             verify_reason=str(vc.get("reason", "")),
             stage=st.get("stage"),
             revoked=(body["metadata"].get("annotations") or {}).get(R.REVOKED_ANNOTATION),
+            trust_json=parse.init_trust_json(st, spec.artifact.signature_uri),
         )
         return facts, spec, None
 

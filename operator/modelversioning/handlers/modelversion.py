@@ -41,7 +41,12 @@ from modelversioning.api.wire import (
     REQUESTED_STAGE_ANNOTATION,
     ROLLOUT_RECORD_ANNOTATION,
 )
-from modelversioning.artifacts import FairExecutor, redact_uri, verify_artifact, verify_in_child
+from modelversioning.artifacts import (
+    FairExecutor,
+    redact_uri,
+    verify_artifact,
+    verify_in_child,
+)
 from modelversioning.domain.approvals import ApprovalContext, serving_digest
 from modelversioning.domain.stages import Stage, StageGraph
 from modelversioning.domain.version_facts import (
@@ -61,6 +66,7 @@ from modelversioning.handlers.instrument import instrumented
 from modelversioning.handlers.kube import MODELVERSION, Conflict, Kube
 from modelversioning.handlers.modelfacts import archive_request, floors, registry_facts
 from modelversioning.handlers.store import Store
+from modelversioning.handlers.trust import NO_TRUST, TrustPlan, UnreadableTrust, plan_for, resolve
 from modelversioning.handlers.workqueue import Requeue
 
 log = logging.getLogger(__name__)
@@ -76,23 +82,24 @@ __all__ = [
 ]
 
 Key = tuple[str, str]  # (namespace, name)
-# (uri, sha256, credentials, sizeBytes) -> result; the production one streams and hashes (make_verifier)
-Verifier = Callable[[str, str, dict[str, str] | None, int | None], VerifyResult]
+# (uri, sha256, credentials, sizeBytes[, trust material]) -> result; the production one streams and
+# hashes (make_verifier); the trust material is passed only when a trust policy applies
+Verifier = Callable[..., VerifyResult]
 
 
 def make_verifier(policy: ArtifactPolicy, *, in_process: bool = False) -> Verifier:
     """The production verifier: stream + hash through modelversioning.artifacts, in a child process
-    with a memory limit that is killed at the deadline (``in_process``: in this process, tests)."""
+    with a memory limit that is killed at the deadline (``in_process``: in this process, tests). With
+    trust material the signature is checked against the digests computed while hashing."""
 
-    def verify(uri: str, sha256: str, secret: dict[str, str] | None, size: int | None = None) -> VerifyResult:
-        if in_process:
-            r = verify_artifact(uri, sha256, policy=policy, secret_data=secret, expected_size=size)
-        else:
-            r = verify_in_child(uri, sha256, policy=policy, secret_data=secret, expected_size=size)
+    def verify(uri: str, sha: str, secret: Any, size: int | None = None, trust: Any = None) -> VerifyResult:
+        run = verify_artifact if in_process else verify_in_child
+        r = run(uri, sha, policy=policy, secret_data=secret, expected_size=size, trust=trust)
         return VerifyResult(
             str(r.reason.value), r.message, r.transient, r.actual, r.size_bytes, r.files,
             layout=r.layout, content_digest=r.content_digest,
             contents=tuple((f.path, f.sha256, f.size_bytes) for f in r.contents),
+            signature=r.signature.to_dict() if r.signature is not None else None,
         )  # fmt: skip
 
     return verify
@@ -258,13 +265,21 @@ class Verifications:
             age = time.monotonic() - att.finished
             return VerifierFacts(False, att.result, att.generation, att.failures, age, fresh=fresh)
 
-    def start(self, key: Key, uid: str, generation: int, model: str, spec: ModelVersionSpec) -> None:
+    def start(
+        self,
+        key: Key,
+        uid: str,
+        generation: int,
+        model: str,
+        spec: ModelVersionSpec,
+        trust: TrustPlan = NO_TRUST,
+    ) -> None:
         with self._lock:
             prev = self._attempts.get(key)
             failures = prev.failures if prev is not None and prev.uid == uid else 0
             att = _Attempt(uid, generation, failures=failures)
             self._attempts[key] = att
-            att.future = self.pool.submit_for(key[0], self._run, key, model, spec)
+            att.future = self.pool.submit_for(key[0], self._run, key, model, spec, trust)
             # requeue once the future is done (not from inside the job: it would race with done())
             att.future.add_done_callback(partial(self._done, key))
 
@@ -278,7 +293,7 @@ class Verifications:
     def _done(self, key: Key, _future: Future[VerifyResult]) -> None:
         self.requeue(*key)
 
-    def _run(self, key: Key, model: str, spec: ModelVersionSpec) -> VerifyResult:
+    def _run(self, key: Key, model: str, spec: ModelVersionSpec, trust: TrustPlan = NO_TRUST) -> VerifyResult:
         ns = key[0]
         t0 = time.monotonic()
         creds: dict[str, str] | None = None
@@ -289,7 +304,13 @@ class Verifications:
             except ApiException as e:
                 what = "does not exist" if e.status == 404 else f"cannot be read ({e.status} {e.reason})"
                 return VerifyResult(R.ACCESS_DENIED, f"credentials Secret {ref!r} {what}", transient=True)
-        result = self.verifier(spec.artifact.uri, spec.artifact.sha256, creds, spec.artifact.size_bytes)
+        args: tuple[Any, ...] = (spec.artifact.uri, spec.artifact.sha256, creds, spec.artifact.size_bytes)
+        if trust.facts.active:  # the signers' keys and roots, by reference, as the credentials are read
+            try:
+                args += (resolve(self.kube, trust, spec.artifact.signature_uri),)
+            except UnreadableTrust as e:
+                return VerifyResult(R.ACCESS_DENIED, str(e), transient=True)
+        result = self.verifier(*args)
         metrics.VERIFY_SECONDS.labels(ns).observe(time.monotonic() - t0)
         metrics.VERIFICATIONS.labels(ns, model, result.reason).inc()
         if result.ok and result.size_bytes:  # a failure's size is what some other URL returned: no oracle
@@ -313,6 +334,7 @@ class Gathered:
     body: dict[str, Any]
     spec: ModelVersionSpec | None  # None when it does not validate
     facts: VersionFacts
+    trust: TrustPlan = NO_TRUST  # the trust policies that apply (their references, for the verifier)
 
 
 class ModelVersionReconciler:
@@ -379,6 +401,7 @@ class ModelVersionReconciler:
         )
         requested, actor, why = archive_request(requested, actor, why, ann, spec.stage)  # retention
         floors_now = floors(self.store, namespace)
+        trust = plan_for(self.store, namespace, spec.model, floors_now)
         approval = ApprovalContext(
             spec.artifact.sha256,
             serving_digest(raw),
@@ -406,9 +429,10 @@ class ModelVersionReconciler:
             serving_digest=approval.serving_digest,
             image=spec.runtime.image,
             pinned_images_from=floors_now.pinned_images_from,
+            trust=trust.facts,
             **common,
         )
-        return Gathered(body, spec, facts)
+        return Gathered(body, spec, facts, trust)
 
     # ---- act: execute the plan, decide nothing --------------------------------------------------
     def act(self, got: Gathered, plan: VersionPlan) -> None:
@@ -418,7 +442,8 @@ class ModelVersionReconciler:
         if plan.create_model is not None:  # the registry's record first: it may then record this version
             self._create_model(body, plan.create_model)
         if plan.verify is VerifyAction.START and got.spec is not None:
-            self.verifications.start((ns, name), md.get("uid", ""), facts.generation, facts.model, got.spec)
+            key, uid = (ns, name), md.get("uid", "")
+            self.verifications.start(key, uid, facts.generation, facts.model, got.spec, got.trust)
         elif plan.verify is VerifyAction.FORGET:
             self.verifications.forget((ns, name))
         if facts.recheck is not None:

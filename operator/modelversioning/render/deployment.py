@@ -119,7 +119,9 @@ def policy_json(policy: ArtifactPolicy) -> str:
     return json.dumps(doc, sort_keys=True, separators=(",", ":"))
 
 
-def _init_container(version: ModelVersionSpec, serving: Serving, policy: ArtifactPolicy) -> dict[str, Any]:
+def _init_container(
+    version: ModelVersionSpec, serving: Serving, policy: ArtifactPolicy, trust_json: str | None = None
+) -> dict[str, Any]:
     artifact = version.artifact
     args = [
         "verify-artifact",
@@ -137,6 +139,8 @@ def _init_container(version: ModelVersionSpec, serving: Serving, policy: Artifac
     ]
     if artifact.size_bytes is not None:
         args += ["--size-bytes", str(artifact.size_bytes)]
+    if trust_json is not None:  # a signed version: the pod checks the signature again (cli/verify.py)
+        args += ["--trust-json", trust_json]
     container: dict[str, Any] = {
         "name": INIT_CONTAINER,
         "image": serving.init_image,
@@ -243,6 +247,7 @@ def render_deployment(
     replicas: int | None = None,
     *,
     policy: ArtifactPolicy | None = None,
+    trust_json: str | None = None,
 ) -> dict[str, Any]:
     """apps/v1 Deployment of the slot of `variant` serving `version` (the ModelVersion it pins).
 
@@ -252,6 +257,8 @@ def render_deployment(
     `policy`: the operator's artifact policy, enforced again by the init container (default: the
     built-in, which refuses private networks and file:// URIs); it is part of the pod template, so a
     changed policy is a new slot, verified under that policy before it takes traffic.
+    `trust_json`: the trust anchors that accepted the version's signature (its status; the init
+    container's ``--trust-json``), so the pod verifies the signature again; None: unsigned or no policy.
     """
     check_pin(endpoint, spec, variant, version)
     labels = naming.variant_labels(endpoint.name, variant.name, version.model, version.version)
@@ -263,7 +270,7 @@ def render_deployment(
             "enableServiceLinks": False,
             **_placement(spec),
             "securityContext": pod_security_context(),
-            "initContainers": [_init_container(version, serving, policy or ArtifactPolicy())],
+            "initContainers": [_init_container(version, serving, policy or ArtifactPolicy(), trust_json)],
             "containers": [_server_container(variant, version, serving)],
             "volumes": _volumes(version),
         },

@@ -142,6 +142,8 @@ def lineage_view(
             "verifiedAt": verified.get("verifiedAt"),
             "deleted": ARTIFACT_DELETED_ANNOTATION in ann,
         },
+        # what the verifier found of its signature and who accepted it (views.signature_text shows it)
+        "signature": dict(verified["signature"]) if isinstance(verified.get("signature"), dict) else None,
         "metrics": dict(spec.get("metrics") or {}),
         "registry": (
             {

@@ -19,7 +19,7 @@ from rich.text import Text
 
 from modelversioning.cli.models.actions import RollbackPlan
 from modelversioning.cli.models.output import Output as Output
-from modelversioning.cli.models.views import NONE, served_by_text
+from modelversioning.cli.models.views import NONE, served_by_text, signature_text
 
 NON_TTY_WIDTH = 240
 
@@ -264,6 +264,7 @@ def _artifact_kv(art: Mapping[str, Any], ver: Mapping[str, Any]) -> Table:
             ("Verified at", ver.get("verifiedAt")),
             ("Size (verified)", ver.get("sizeBytes")),
             ("Files", ver.get("files")),
+            *([("Signature", signature_text(ver["signature"]))] if ver.get("signature") else []),
             *(
                 [("Message", ver.get("message"))]
                 if ver.get("message") and ver.get("status") != "True"

@@ -9,6 +9,8 @@ from typing import Any
 from rich.console import Group
 from rich.table import Table
 
+from modelversioning.cli.models.views import signature_text
+
 
 def search_table(rows: Sequence[Mapping[str, Any]], metric_names: Sequence[str]) -> Table:
     t = Table(box=None, pad_edge=False, header_style="bold")
@@ -45,6 +47,7 @@ def lineage_renderable(v: Mapping[str, Any]) -> Group:
         ("Trained", trained),
         ("Hyperparameters", hyper or none),
         ("Artifact", f"{art['uri']} sha256:{art['sha256'][:12]}{gone}"),
+        ("Signed", signature_text(v.get("signature"))),
         ("Metrics", " ".join(f"{a}={b:g}" for a, b in v["metrics"].items())),
         ("First registered", (v["registry"] or {}).get("firstSeen") or "<no Model>"),
     ):  # fmt: skip

@@ -105,6 +105,30 @@ def dataset_text(dataset: Mapping[str, Any] | None) -> str:
     return out
 
 
+def signature_view(verified: Mapping[str, Any], artifact: Mapping[str, Any]) -> dict[str, Any] | None:
+    """What the verifier found of the signature (status.artifact.signature) and which trust policies
+    accepted it; None: no trust policy applied (nothing checked)."""
+    sig = verified.get("signature")
+    if not isinstance(sig, Mapping):
+        return None
+    keys = ("outcome", "method", "signer", "issuer", "notAfter", "acceptedBy", "message")
+    return {k: sig.get(k) for k in keys} | {"location": sig.get("uri") or artifact.get("signatureUri")}
+
+
+def signature_text(sig: Mapping[str, Any] | None) -> str:
+    """One line: who signed, how, and who accepted it (or why not)."""
+    if not sig:
+        return "not checked (no trust policy)"
+    if sig.get("outcome") != "Signed":
+        return f"{sig.get('outcome')}: {sig.get('message') or ''}".strip()
+    issuer = f" (issuer {sig['issuer']})" if sig.get("issuer") else ""
+    expires = f", expires {sig['notAfter']}" if sig.get("notAfter") else ""
+    accepted = (
+        f"accepted by {sig['acceptedBy']}" if sig.get("acceptedBy") else "not accepted by the trust policy"
+    )
+    return f"{sig.get('method')} {sig.get('signer')}{issuer}{expires}; {accepted}"
+
+
 def without_managed_fields(obj: Obj) -> dict[str, Any]:
     """An object as `get -o yaml` prints it: metadata.managedFields left out."""
     md = dict(obj.get("metadata") or {})
@@ -232,6 +256,7 @@ def describe_view(mv: Obj) -> dict[str, Any]:
             "sizeBytes": verified_art.get("sizeBytes"),
             "files": verified_art.get("files"),
             "matches": bool(verified_art.get("digest")) and verified_art.get("digest") == art.get("sha256"),
+            "signature": signature_view(verified_art, art),
         },
         "lineage": {
             "codeRepository": lineage.get("codeRepository"),

@@ -13,15 +13,17 @@ import typer
 from modelversioning.cli.models import register_plan as plan
 from modelversioning.cli.models import render
 from modelversioning.cli.models.context import Globals, globals_of
-from modelversioning.cli.models.errors import Refused
+from modelversioning.cli.models.errors import EXIT_USAGE, Refused
 from modelversioning.cli.models.gitinfo import git_info
 from modelversioning.cli.models.kube import MODELVERSIONS, ClusterError
 from modelversioning.cli.models.render import Output
+from modelversioning.cli.models.signing import Signing, sign_and_store, signing_of
 from modelversioning.cli.models.views import without_managed_fields
 from modelversioning.domain.conditions import now_rfc3339
 from modelversioning.domain.oci_ref import is_oci
 
 if TYPE_CHECKING:
+    from modelversioning.artifacts import Digest
     from modelversioning.cli.models.importers.dvc import DvcInputs
 
 app = typer.Typer()
@@ -105,6 +107,18 @@ PlainHttp = Annotated[
         help="Reach the oci:// --artifact's registry over HTTP, not HTTPS (no TLS, e.g. localhost).",
     ),
 ]
+SignKey = Annotated[
+    Path | None,
+    typer.Option("--sign-key", help="Sign the artifact (OpenSSF Model Signing) with this PEM private key."),
+]
+SignCert = Annotated[
+    Path | None,
+    typer.Option("--sign-cert", help="With --sign-key: the PEM signing certificate, then its chain."),
+]
+SignatureUri = Annotated[
+    str | None,
+    typer.Option("--signature-uri", help="Where the signature goes (default: beside the artifact, .sig)."),
+]
 Dvc = Annotated[
     str | None,
     typer.Option(
@@ -153,9 +167,16 @@ def register(
     apply: Apply = False,
     dvc: Dvc = None,
     plain_http: PlainHttp = False,
+    sign_key: SignKey = None,
+    sign_cert: SignCert = None,
+    signature_uri: SignatureUri = None,
 ) -> None:
     """Register a model version: hash the artifact, record lineage from git, validate, print or create."""
-    args = plan.RegisterArgs(**{k: v for k, v in locals().items() if k != "ctx"})  # the options, by name
+    options = {
+        k: v for k, v in locals().items() if k not in ("ctx", "sign_key", "sign_cert", "signature_uri")
+    }
+    args = plan.RegisterArgs(**options)  # the options, by name
+    signing = signing_of(sign_key, sign_cert, signature_uri)
     g = globals_of(ctx)
     plan.check_identity(args.model, args.version)  # before any work
     args, values, dvc_info = _with_dvc(args, plan.read_values(args))
@@ -167,20 +188,22 @@ def register(
     assert args.artifact is not None  # check_lineage refused its absence
     local, uri = plan.artifact_location(args.artifact, args.uri)
     oci = local is None and is_oci(uri)
+    if oci and signing is not None:  # their signatures will be OCI referrers (artifacts.signature)
+        raise Refused("--sign-key: oci:// artifacts cannot be signed yet (no signature location)", EXIT_USAGE)
     # Everything but the digest is checked before hashing (which may take a while).
     inp = prepared.inputs
     sha256 = (args.sha256 or plan.PLACEHOLDER_DIGEST).lower().removeprefix("sha256:")
     plan.validate_manifest(
         plan.build_manifest(inp, uri=plan.oci_pinned(uri, sha256) if oci else uri, sha256=sha256)
     )
-    if oci:
-        uri, digest = _resolve_oci(uri, args)
-    else:
-        digest = _digest(args, local, dvc_info)
+    uri, digest = _artifact_digest(args, local, uri, dvc_info, signing, oci=oci)
     cluster = g.cluster if args.apply else None
     user = cluster.current_user() if cluster is not None else None
     namespace = cluster.namespace if cluster is not None else (g.namespace or None)
     doc = plan.manifest(inp, uri, digest, user, namespace)
+    if signing is not None and signing.signature_uri is not None:
+        doc["spec"]["artifact"]["signatureUri"] = signing.signature_uri
+        plan.validate_manifest(doc)
     if cluster is None:
         render.out(render.dump(doc, Output.json if g.fmt(Output.yaml) is Output.json else Output.yaml))
         return
@@ -228,6 +251,24 @@ def _digest(
     return _hash_artifact(args.artifact, local)
 
 
+def _artifact_digest(
+    args: plan.RegisterArgs,
+    local: Path | None,
+    uri: str,
+    dvc_info: DvcInputs | None,
+    signing: Signing | None,
+    *,
+    oci: bool,
+) -> tuple[str, tuple[str, int | None]]:
+    """(the artifact's URI, (sha256, size)): an oci:// tag resolved to its digest, else hashed here (and
+    signed, with --sign-key) or as given."""
+    if oci:
+        return _resolve_oci(uri, args)
+    if signing is not None:
+        return uri, _sign(args, local, uri, signing)
+    return uri, _digest(args, local, dvc_info)
+
+
 def _resolve_oci(uri: str, args: plan.RegisterArgs) -> tuple[str, tuple[str, int | None]]:
     """(the pinned URI, (manifest digest, the layers' size)): --sha256 as given, else the tag resolved
     from the registry (your own docker config's credentials; the manifest's digest computed here)."""
@@ -254,7 +295,26 @@ def _resolve_oci(uri: str, args: plan.RegisterArgs) -> tuple[str, tuple[str, int
     return r.uri, (r.sha256, r.size_bytes)
 
 
+def _sign(args: plan.RegisterArgs, local: Path | None, uri: str, signing: Signing) -> tuple[str, int | None]:
+    """Hash the artifact (the per-file digests are what is signed: hashed once), sign, store the
+    signature beside it; --sha256, when given, must be what was hashed."""
+    assert args.artifact is not None
+    d = _hashed(args.artifact, local)
+    if args.sha256 and args.sha256.lower().removeprefix("sha256:") != d.sha256:
+        raise Refused(f"--sha256 {args.sha256} is not the artifact's sha256 {d.sha256}: nothing signed")
+    signed = sign_and_store(signing, d, uri, local)
+    render.note(f"signed ({signed.method}, OpenSSF Model Signing): {signed.written}")
+    if signed.note:
+        render.note(signed.note)
+    return str(d.sha256), int(d.size_bytes)
+
+
 def _hash_artifact(artifact: str, local: Path | None) -> tuple[str, int]:
+    d = _hashed(artifact, local)
+    return str(d.sha256), int(d.size_bytes)
+
+
+def _hashed(artifact: str, local: Path | None) -> Digest:
     from modelversioning.artifacts import ArtifactError, compute_digest, digest_local
 
     t0 = time.monotonic()
@@ -271,7 +331,7 @@ def _hash_artifact(artifact: str, local: Path | None) -> tuple[str, int]:
     files = f", {d.files} files" if d.kind == "directory" else ""
     took = time.monotonic() - t0
     render.note(f"sha256 of {shown}: {d.sha256} ({d.size_bytes} bytes{files}) in {took:.1f}s")
-    return str(d.sha256), int(d.size_bytes)
+    return d
 
 
 def _create(g: Globals, doc: dict[str, Any]) -> None:
