@@ -489,6 +489,7 @@ def test_chart_rbac_is_sufficient_and_minimal(
         ns = ["-n", work_ns]
         allowed = [
             ("get", "secrets", *ns),
+            ("get", "configmaps", *ns),  # trust policies' keys and roots, by name (signed models)
             ("patch", "modelversions.modelversioning.io", *ns),
             ("patch", "modelendpoints.modelversioning.io", "--subresource=status", *ns),
             ("patch", "modelendpoints.modelversioning.io", *ns),  # its finalizer only
@@ -521,8 +522,6 @@ def test_chart_rbac_is_sufficient_and_minimal(
             ("delete", "pods", *ns),
             ("patch", "pods", *ns),
             ("patch", "nodes"),
-            ("get", "configmaps", "-A"),
-            ("get", "configmaps", *ns),
             ("create", "rolebindings.rbac.authorization.k8s.io", *ns),
             ("create", "clusterroles.rbac.authorization.k8s.io"),
             ("update", "customresourcedefinitions.apiextensions.k8s.io"),
@@ -539,6 +538,7 @@ def test_chart_rbac_is_sufficient_and_minimal(
         else:
             refused += [("patch", "clusterkopfpeerings.kopf.dev")]  # HA off: no peering grants
         refused += [("get", "secrets", "-n", "default"), ("get", "secrets", "-n", "kube-system")]
+        refused += [("get", "configmaps", "-n", "default"), ("get", "configmaps", "-n", "kube-system")]
         if scope == "namespaced":
             refused += [
                 ("patch", "deployments.apps", "-n", "default"),

@@ -240,7 +240,13 @@ def test_major_version_mix_refused(objs, artifact_root):
     wait_for(lambda: vs_is(objs, "mix", {"v1": 50, "v2": 50}), 30, "mix allowed")
 
 
-def test_variant_removal_drains_before_delete(objs, artifact_root, kube):
+def _audit_at(event: dict, key: str) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(event[key].replace("Z", "+00:00")).timestamp()
+
+
+def test_variant_removal_drains_before_delete(objs, artifact_root, kube, cluster):
     from kubernetes import watch
 
     register(objs, artifact_root, "rm", "1.0.0")
@@ -257,12 +263,14 @@ def test_variant_removal_drains_before_delete(objs, artifact_root, kube):
     )
     wait_for(lambda: vs_is(objs, "rm", {"a": 50, "b": 50}), 90, "50/50")
     slot_a, slot_b = objs.slot("rm", "a"), objs.slot("rm", "b")
-    # Both watches are open before the edit, so an event's arrival time is (about) when it happened.
     # In one etcd, resourceVersions are the global revision: the route update must carry a smaller
-    # one than the Deployment's deletion, and come at least the grace period (drainSeconds: 1 in this
-    # operator's settings) earlier: the slot is deleted once the operator's *watch* showed the route
-    # without b, never in the reconcile that wrote the route.
+    # one than the Deployment's deletion. And it must come at least the grace period (drainSeconds: 1
+    # in this operator's settings) earlier: the slot is deleted once the operator's *watch* showed the
+    # route without b, never in the reconcile that wrote the route. The times are the API server's
+    # (its audit log: the route write's completion, the DELETE's arrival), not this process's watch
+    # threads', which a loaded machine delays by up to a second.
     since = objs.virtualservice("rm")["metadata"]["resourceVersion"]
+    offset = cluster.audit_offset()
     seen: dict[str, tuple[int, float]] = {}
 
     def route_left_b() -> None:
@@ -295,9 +303,26 @@ def test_variant_removal_drains_before_delete(objs, artifact_root, kube):
         t.join(35)
     assert "route" in seen, "route never stopped pointing at the removed variant"
     assert "delete" in seen, "removed variant's Deployment was not deleted"
-    (route_rv, route_at), (deleted_rv, deleted_at) = seen["route"], seen["delete"]
+    (route_rv, _), (deleted_rv, _) = seen["route"], seen["delete"]
     assert deleted_rv > route_rv
-    assert deleted_at - route_at >= 0.9, f"deleted {deleted_at - route_at:.2f}s after the route changed"
+    events = cluster.audit_events(offset)
+
+    def ref(e: dict) -> tuple[str, str, str]:
+        o = e.get("objectRef") or {}
+        return (str(o.get("resource")), str(o.get("namespace")), str(o.get("name")))
+
+    deletes = [e for e in events if e["verb"] == "delete" and ref(e) == ("deployments", objs.ns, slot_b)]
+    assert deletes, "no DELETE of the removed variant's Deployment in the audit log"
+    deleted_at = min(_audit_at(e, "requestReceivedTimestamp") for e in deletes)
+    route_writes = [
+        _audit_at(e, "stageTimestamp")
+        for e in events
+        if e["verb"] in ("update", "patch") and ref(e) == ("virtualservices", objs.ns, "rm")
+        and e.get("stage") == "ResponseComplete" and _audit_at(e, "stageTimestamp") <= deleted_at
+    ]  # fmt: skip
+    assert route_writes, "no route write before the DELETE in the audit log"
+    gap = deleted_at - max(route_writes)
+    assert gap >= 0.9, f"deleted {gap:.2f}s after the route changed (API server's times)"
     wait_for(
         lambda: any(e.reason == "SlotDeleted" and slot_b in e.message for e in objs.events("rm")),
         10,

@@ -568,7 +568,13 @@ def test_operator_written_route_is_accepted_by_traefik(
     wait_for(weights, 120, "the operator's HTTPRoute at 90/10")
     st = traefik.wait_route(namespace, "gwop")
     print("Traefik status on the operator's HTTPRoute:", json.dumps(st.raw["conditions"]))
-    routers = [r for r in traefik.routers() if "gwop" in r.get("name", "")]
+
+    # Traefik writes the route's status, then builds its routers from its next configuration (its
+    # provider throttles those): the routers show up shortly after the status, not with it
+    def ours() -> list[dict[str, Any]]:
+        return [r for r in traefik.routers() if "gwop" in r.get("name", "")]
+
+    routers = wait_for(ours, 30, "Traefik's routers for the route")
     assert routers and all(r.get("status") == "enabled" for r in routers), routers
 
 

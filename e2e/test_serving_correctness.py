@@ -82,7 +82,8 @@ def test_version_edit_of_the_only_variant_keeps_traffic_on_the_verified_pods(obj
     # promoted (the operator walks candidate -> staging -> production): then, and only then, it moves
     objs.patch_mv("solo-v2.4.1", {"spec": {"stage": "production"}})
     wait_for(lambda: vs_versions(objs, "solo") == {"2.4.1": 100}, 90, "traffic on 2.4.1")
-    new = objs.slot("solo", "stable")
+    # the status (written after the route, in the same reconcile) names the new slot
+    new = wait_for(lambda: (s := objs.slot("solo", "stable")) != old and s, 30, "status on the new slot")
     assert new != old
     # the old slot goes only after the route that stopped pointing at it was observed (+ drain grace)
     wait_for(lambda: set(deployments(objs, uid)) == {new}, 60, "old slot deleted")
