@@ -6,7 +6,8 @@ ServiceAccount so that its requests can be told apart in the audit log.
     python bench/run.py [--scale tiny|full] [--only NAME ...] [--json bench/results/latest.json]
     ./dev bench --scale full
 
-Sections: latency (weight change -> route), rollback, restart (convergence after an operator
+Sections: single (one endpoint's weight change on a quiet operator: its reaction and PATCH -> route
+event, every run), latency (weight change -> route), rollback, restart (convergence after an operator
 restart), memory (operator RSS vs fleet size), idle (operator API requests while nothing changes),
 hashing (verify_artifact vs hashlib vs sha256sum). Every scale parameter can be overridden; see --help.
 Opt-in (only with --only): peer, Argo Rollouts on the same control plane (bench/peer.py):
@@ -39,7 +40,7 @@ REPO = HERE.parent
 sys.path.insert(0, str(REPO / "e2e"))
 sys.path.insert(0, str(HERE))
 
-SECTIONS = ("latency", "rollback", "restart", "memory", "idle", "hashing")
+SECTIONS = ("single", "latency", "rollback", "restart", "memory", "idle", "hashing")
 OPT_IN = ("peer", "dataplane")  # run only when named in --only
 CLUSTER_SECTIONS = (*SECTIONS[:-1], "peer")  # on the kwok control plane (dataplane starts its own)
 
@@ -47,6 +48,7 @@ SCALES: dict[str, dict[str, Any]] = {
     "tiny": {
         "versions": 20,
         "endpoints": 5,
+        "single_changes": 30,
         "changes": 10,
         "rollbacks": 3,
         "restart_changed": 5,
@@ -70,6 +72,7 @@ SCALES: dict[str, dict[str, Any]] = {
     "full": {
         "versions": 1000,
         "endpoints": 200,
+        "single_changes": 100,
         "changes": 200,
         "rollbacks": 50,
         "restart_changed": 50,
@@ -93,6 +96,8 @@ SCALES: dict[str, dict[str, Any]] = {
 }
 
 TARGETS = {  # issue #17 (the latency targets are stated at 10,000 versions / 2,000 endpoints)
+    "single_reaction_p50": 3.0,  # ms, issue #25: one endpoint, quiet operator: PATCH -> our route write
+    "single_route_p50": 10.0,  # ms, issue #25: the same PATCH returned -> the route's watch event
     "latency_p50": 15.0,  # ms
     "latency_p99": 100.0,  # ms
     "rollback_p99": 250.0,  # ms
@@ -130,6 +135,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     g = ap.add_argument_group("scale overrides (default: the preset's)")
     g.add_argument("--versions", type=int, help="ModelVersions of the main fleet")
     g.add_argument("--endpoints", type=int, help="ModelEndpoints of the main fleet (2 variants each, >= 2)")
+    g.add_argument("--single-changes", type=int, help="weight changes of one endpoint on a quiet operator")
     g.add_argument("--changes", type=int, help="weight changes timed (latency)")
     g.add_argument("--rollbacks", type=int, help="rollbacks timed")
     g.add_argument("--restart-changed", type=int, help="endpoints changed while the operator is down")
@@ -310,6 +316,11 @@ def run_cluster(args: argparse.Namespace, res: Results) -> None:
             raise RuntimeError(f"the fleet did not converge in {p['converge_timeout']}s: {fleet}")
         if "memory" in want:
             mem.append(memory_sample(bc, fleet))
+        if "single" in want:  # first: the control plane and the operator are quiet
+            import single
+
+            n = p["single_changes"]
+            guarded(res, "single", lambda: single.run(bc, bc.eps[0], n, log), bc.component_cpu)
         if "latency" in want:
             changes = p["changes"]
             guarded(res, "latency", lambda: weight_changes(bc, bc.eps[0], changes, log), bc.component_cpu)
@@ -434,6 +445,7 @@ def evaluate(res: Results) -> list[dict[str, Any]]:
     def num(x: Any) -> bool:
         return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
 
+    single_rows(s.get("single") or {}, add, num)
     lat = s.get("latency") or {}
     if num(lat.get("p50_ms")):
         add(
@@ -546,10 +558,15 @@ def evaluate(res: Results) -> list[dict[str, Any]]:
         if num(idle.get("operator_cpu_percent_median_second")):
             between = idle["operator_cpu_percent_median_second"]
             target = f"<= {TARGETS['idle_cpu_percent']:g}"
-            add("idle", "operator CPU between drift checks (%, its median second)", between, target,
+            add(
+                "idle",
+                "operator CPU between drift checks (%, its median second)",
+                between,
+                target,
                 between <= TARGETS["idle_cpu_percent"],
                 f"{idle.get('seconds_above_5_percent')} s above 5 %; CPU outside reconciles "
-                f"{idle.get('operator_cpu_percent_between_checks')} %")
+                f"{idle.get('operator_cpu_percent_between_checks')} %",
+            )
     fleet = res.data["setup"].get("fleet") or {}
     if num(fleet.get("converge_seconds")):
         n = int(fleet.get("versions", 0)) + int(fleet.get("endpoints", 0))
@@ -663,6 +680,24 @@ def evaluate(res: Results) -> list[dict[str, Any]]:
         if "error" in sec:
             add(name, "ERROR", sec["error"], "", False)
     return rows
+
+
+def single_rows(sg: dict[str, Any], add: Callable[..., None], num: Callable[[Any], bool]) -> None:
+    """The single-object figure (bench/single.py): printed every run, so a regression shows."""
+    react, route, op = sg.get("reaction") or {}, sg.get("route") or {}, sg.get("operator") or {}
+    if num(react.get("p50_ms")):
+        want = TARGETS["single_reaction_p50"]
+        add("single", "one endpoint, quiet: PATCH -> our route write p50 / p99 (ms)",
+            f"{react['p50_ms']} / {react['p99_ms']}", f"p50 <= {want:g}", react["p50_ms"] <= want,
+            f"n={react['n']}, audit log; in the operator event -> write sent p50 "
+            f"{(op.get('total') or {}).get('p50_ms')} ms (queued {(op.get('queued') or {}).get('p50_ms')}, "
+            f"reconcile {(op.get('reconcile') or {}).get('p50_ms')})")  # fmt: skip
+    if num(route.get("p50_ms")):
+        want = TARGETS["single_route_p50"]
+        add("single", "one endpoint, quiet: PATCH returned -> route event p50 / p99 (ms)",
+            f"{route['p50_ms']} / {route['p99_ms']}", f"p50 <= {want:g}", route["p50_ms"] <= want,
+            f"n={route['n']}, timeouts {sg.get('timeouts')}; route write in the API server p50 "
+            f"{(sg.get('route_write_apiserver') or {}).get('p50_ms')} ms")  # fmt: skip
 
 
 def print_table(rows: list[dict[str, Any]], res: Results) -> None:

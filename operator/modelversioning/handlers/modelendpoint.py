@@ -55,7 +55,7 @@ from modelversioning.handlers.drift import diff, in_sync, status_changed
 from modelversioning.handlers.endpoint_inputs import EndpointInputs
 from modelversioning.handlers.endpoint_parse import deployment_state, policed, policy_refusal
 from modelversioning.handlers.endpoint_route import Seen
-from modelversioning.handlers.instrument import instrumented
+from modelversioning.handlers.instrument import ROUTE_REACTION, instrumented
 from modelversioning.handlers.kube import (
     MODELENDPOINT,
     MODELVERSION,
@@ -110,10 +110,14 @@ class ModelEndpointReconciler:
         self.reverify: Callable[[str, str, str], object] = lambda _ns, _mv, _found: None
 
     def reconcile(self, namespace: str, name: str) -> None:
+        ROUTE_REACTION.started(namespace, name)
         if self.skip_unchanged(namespace, name):
             metrics.DRIFT_SKIPPED.labels(KIND).inc()
             return
-        instrumented(KIND, self._reconcile_recorded, namespace, name)
+        try:
+            instrumented(KIND, self._reconcile_recorded, namespace, name)
+        finally:
+            ROUTE_REACTION.finished()
 
     def skip_unchanged(self, namespace: str, name: str) -> bool:
         """A drift check's reconcile of an endpoint whose last reconcile settled (wrote nothing) and
@@ -356,9 +360,13 @@ class ModelEndpointReconciler:
     def _route(self, g: Gathered, plan: Plan) -> tuple[ApiError | None, str, Exception | None]:
         """Write the route (or the closed route and what it needs), delete routes of other routers."""
         return endpoint_route.write_route(
-            self.kube, self.store, self.settings, g.route_facts(), plan, self._write,
+            self.kube, self.store, self.settings, g.route_facts(), plan, self._write_route,
             lambda desired: self._current(g.seen, desired),
         )  # fmt: skip
+
+    def _write_route(self, desired: dict[str, Any], actual: dict[str, Any] | None) -> bool:
+        """_write, for the route and its companions: the reaction is timed up to the first request."""
+        return self._write(desired, actual, sending=ROUTE_REACTION.sending)
 
     def _current(self, seen: Seen, desired: dict[str, Any]) -> dict[str, Any] | None:
         """The cached object of `desired`'s kind and name: the copy gather read while the cache still
@@ -371,12 +379,19 @@ class ModelEndpointReconciler:
             return read
         return self.store.get(kind, ns, name)
 
-    def _write(self, desired: dict[str, Any], actual: dict[str, Any] | None) -> bool:
+    def _write(
+        self,
+        desired: dict[str, Any],
+        actual: dict[str, Any] | None,
+        sending: Callable[[], None] | None = None,
+    ) -> bool:
         """Create, or put back what drifted (`actual`: the cached object of that name). Never touches
         an object another controller owns."""
         md = desired["metadata"]
         if actual is not None and in_sync(desired, actual):
             return False
+        if sending is not None:
+            sending()
         if actual is None:
             written = self.kube.create(desired)
         else:
