@@ -126,7 +126,7 @@ class Store:
     def upsert(self, kind: str, body: dict[str, Any], observed: bool = True) -> None:
         """Cache `body`. observed=False: the object as we just wrote it (read-your-writes), which
         is_observed() reports as not yet seen through the watch."""
-        entry = _Entry(kind, cacheable(kind, body))
+        entry = _Entry(kind, cacheable(kind, body, shared=True))  # pickled at once: no copy first
         ns, name = body.get("metadata", {}).get("namespace", ""), body["metadata"]["name"]
         with self._lock:
             bucket = self._objs.setdefault(kind, {}).setdefault(ns, {})
