@@ -50,10 +50,11 @@ def summary(samples_ms: list[float]) -> dict[str, Any]:
 
 def pair_reactions(reqs: list[dict[str, Any]], operator: str, route_resource: str) -> dict[str, list[float]]:
     """From the audit records of one object (user, verb, resource, received, completed; seconds), per
-    user PATCH of the endpoint's spec: completed -> the operator's first write of the route received
-    after it and before the next such PATCH (``reaction``), and the API server's time for that route
-    write (``route_write``) and for the PATCH itself (``spec_patch``), all in ms. A PATCH without a
-    route write before the next one gives no sample."""
+    user PATCH of the endpoint's spec and the operator's first write of the route received after that
+    PATCH was and before the next one: PATCH completed -> route write received (``reaction``; below 0
+    when the operator wrote before the PATCH's response was complete: the watch event leaves at the
+    commit), and the API server's time for that route write (``route_write``) and for the PATCH itself
+    (``spec_patch``), all in ms. A PATCH without a route write before the next one gives no sample."""
     reqs = sorted(reqs, key=lambda r: r["received"])
     spec = [
         r
@@ -64,7 +65,7 @@ def pair_reactions(reqs: list[dict[str, Any]], operator: str, route_resource: st
     out: dict[str, list[float]] = {"reaction": [], "route_write": [], "spec_patch": []}
     for i, s in enumerate(spec):
         nxt = spec[i + 1]["received"] if i + 1 < len(spec) else math.inf
-        w = next((x for x in route if s["completed"] <= x["received"] < nxt), None)
+        w = next((x for x in route if s["received"] < x["received"] < nxt), None)
         if w is None:
             continue
         out["reaction"].append((w["received"] - s["completed"]) * 1000)

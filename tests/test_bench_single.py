@@ -35,10 +35,15 @@ def test_each_patch_pairs_with_the_first_route_write_after_it() -> None:
         _req(OP, "patch", "virtualservices", 13.0065, 13.009),
     ]
     reqs.insert(6, _req(OP, "patch", "virtualservices", 11.004, 11.006))  # after the 2nd: 2 ms
+    # the 5th PATCH's route write arrives before its response completed (the event left at the commit)
+    reqs += [
+        _req("admin", "patch", "modelendpoints", 14.000, 14.005),
+        _req(OP, "patch", "virtualservices", 14.004, 14.006),
+    ]
     out = single.pair_reactions(reqs[::-1], OP, "virtualservices")  # any order
-    assert out["reaction"] == pytest.approx([3.0, 2.0, 4.5])
-    assert out["route_write"] == pytest.approx([5.0, 2.0, 2.5])
-    assert out["spec_patch"] == pytest.approx([4.0, 2.0, 2.0])
+    assert out["reaction"] == pytest.approx([3.0, 2.0, 4.5, -1.0])
+    assert out["route_write"] == pytest.approx([5.0, 2.0, 2.5, 2.0])
+    assert out["spec_patch"] == pytest.approx([4.0, 2.0, 2.0, 5.0])
 
 
 def test_summary_reports_quantiles_and_nan_without_samples() -> None:
