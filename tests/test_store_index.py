@@ -149,8 +149,8 @@ def test_recorded_reads_are_kept_once_each_with_their_names_interned() -> None:
     s = Store()
     s.upsert("ModelVersion", mv("fraud-v1", "fraud"))
     with s.recording() as reads:
-        s.get("ModelVersion", "ns", "fraud-v1")
-        s.rv("ModelVersion", "ns", "".join(["fraud", "-v1"]))  # the same read, a name not interned
+        s.get("ModelVersion", "ns", "".join(["fraud", "-v1"]))  # names as a body's: not interned
+        s.rv("ModelVersion", "ns", "".join(["fraud", "-v1"]))  # the same read
         s.of_model("ModelVersion", "ns", "fraud")
     assert len(reads) == 3
     out = kept(reads)

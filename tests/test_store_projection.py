@@ -29,6 +29,7 @@ from modelversioning.domain import registry
 from modelversioning.domain.endpoint_status import build_status
 from modelversioning.domain.model_plan import decide as decide_model
 from modelversioning.domain.version_plan import decide as decide_version
+from modelversioning.handlers import projection
 from modelversioning.handlers import store as store_mod
 from modelversioning.handlers.drift import diff
 from modelversioning.handlers.kube import ROUTE_RESOURCES
@@ -376,6 +377,17 @@ def test_the_store_caches_the_projection_without_copying_it_first_and_never_chan
         assert o == before, o["kind"]
         md = o["metadata"]
         assert s.get(o["kind"], md.get("namespace", ""), md["name"]) == cacheable(o["kind"], before)
+
+
+def test_a_kind_whose_trim_changes_what_it_keeps_is_copied_even_if_its_mask_kept_it_whole(monkeypatch):
+    """A pod's trim drops a message from what the projection keeps: were its statuses kept whole (shared
+    with the caller), the caller's pod would lose it. Such kinds are always copied."""
+    monkeypatch.setitem(projection._PROJECTIONS, "Pod", {"metadata": ALL, "status": ALL})
+    pod = _pod()
+    before = copy.deepcopy(pod)
+    kept = cacheable("Pod", pod, shared=True)
+    assert "message" not in kept["status"]["initContainerStatuses"][0]["state"]["terminated"]
+    assert pod == before
 
 
 # ---- the read recorder itself (tests/conftest.py) ---------------------------------------------------
