@@ -445,7 +445,9 @@ def evaluate(res: Results) -> list[dict[str, Any]]:
     def num(x: Any) -> bool:
         return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
 
-    single_rows(s.get("single") or {}, add, num)
+    from single import table_rows  # the single-object figure: printed every run, so a regression shows
+
+    table_rows(s.get("single") or {}, add, num, TARGETS["single_reaction_p50"], TARGETS["single_route_p50"])
     lat = s.get("latency") or {}
     if num(lat.get("p50_ms")):
         add(
@@ -680,24 +682,6 @@ def evaluate(res: Results) -> list[dict[str, Any]]:
         if "error" in sec:
             add(name, "ERROR", sec["error"], "", False)
     return rows
-
-
-def single_rows(sg: dict[str, Any], add: Callable[..., None], num: Callable[[Any], bool]) -> None:
-    """The single-object figure (bench/single.py): printed every run, so a regression shows."""
-    react, route, op = sg.get("reaction") or {}, sg.get("route") or {}, sg.get("operator") or {}
-    if num(react.get("p50_ms")):
-        want = TARGETS["single_reaction_p50"]
-        add("single", "one endpoint, quiet: PATCH -> our route write p50 / p99 (ms)",
-            f"{react['p50_ms']} / {react['p99_ms']}", f"p50 <= {want:g}", react["p50_ms"] <= want,
-            f"n={react['n']}, audit log; in the operator event -> write sent p50 "
-            f"{(op.get('total') or {}).get('p50_ms')} ms (queued {(op.get('queued') or {}).get('p50_ms')}, "
-            f"reconcile {(op.get('reconcile') or {}).get('p50_ms')})")  # fmt: skip
-    if num(route.get("p50_ms")):
-        want = TARGETS["single_route_p50"]
-        add("single", "one endpoint, quiet: PATCH returned -> route event p50 / p99 (ms)",
-            f"{route['p50_ms']} / {route['p99_ms']}", f"p50 <= {want:g}", route["p50_ms"] <= want,
-            f"n={route['n']}, timeouts {sg.get('timeouts')}; route write in the API server p50 "
-            f"{(sg.get('route_write_apiserver') or {}).get('p50_ms')} ms")  # fmt: skip
 
 
 def print_table(rows: list[dict[str, Any]], res: Results) -> None:

@@ -122,6 +122,28 @@ def operator_phases(before: str, after: str) -> dict[str, Any]:
     return out
 
 
+def table_rows(
+    sg: dict[str, Any], add: Callable[..., None], num: Callable[[Any], bool], reaction: float, route: float
+) -> None:
+    """The section's lines of the results table (run.py's add(section, metric, value, target, met,
+    note)), with the targets for the reaction's and the route's p50 (ms)."""
+    re_, ro, op = sg.get("reaction") or {}, sg.get("route") or {}, sg.get("operator") or {}
+
+    def phase(p: str) -> Any:
+        return (op.get(p) or {}).get("p50_ms")
+
+    if num(re_.get("p50_ms")):
+        add("single", "one endpoint, quiet: PATCH -> our route write p50 / p99 (ms)",
+            f"{re_['p50_ms']} / {re_['p99_ms']}", f"p50 <= {reaction:g}", re_["p50_ms"] <= reaction,
+            f"n={re_['n']}, audit log; in the operator event -> write sent p50 {phase('total')} ms "
+            f"(queued {phase('queued')}, reconcile {phase('reconcile')})")  # fmt: skip
+    if num(ro.get("p50_ms")):
+        add("single", "one endpoint, quiet: PATCH returned -> route event p50 / p99 (ms)",
+            f"{ro['p50_ms']} / {ro['p99_ms']}", f"p50 <= {route:g}", ro["p50_ms"] <= route,
+            f"n={ro['n']}, timeouts {sg.get('timeouts')}; route write in the API server p50 "
+            f"{(sg.get('route_write_apiserver') or {}).get('p50_ms')} ms")  # fmt: skip
+
+
 def _metrics_text(bc: BenchCluster) -> str:
     with urllib.request.urlopen(f"http://127.0.0.1:{bc.metrics_port}/metrics", timeout=5) as r:
         return str(r.read().decode())

@@ -82,3 +82,22 @@ def test_a_quantile_in_the_last_bucket_is_its_lower_bound() -> None:
     b1 = {0.001: 0.0, 0.002: 1.0, math.inf: 3.0}
     assert single.bucket_quantile(b0, b1, 0.9) == pytest.approx(2.0)
     assert single.bucket_quantile(b0, b1, 0.1) == pytest.approx(1.3, abs=0.01)
+
+
+def test_the_figure_is_a_line_of_the_results_table_with_its_targets() -> None:
+    rows: list[tuple[object, ...]] = []
+    section = {
+        "reaction": single.summary([2.0, 2.5, 4.0]),
+        "route": single.summary([9.0, 11.0, 12.0]),
+        "operator": {"total": {"p50_ms": 1.7}, "queued": {"p50_ms": 0.3}, "reconcile": {"p50_ms": 1.3}},
+        "timeouts": 0,
+        "route_write_apiserver": {"p50_ms": 5.0},
+    }
+    single.table_rows(section, lambda *r: rows.append(r), lambda x: isinstance(x, float), 3.0, 10.0)
+    (react, route) = rows
+    assert react[0] == "single" and react[2] == "2.5 / 3.97" and react[3] == "p50 <= 3" and react[4] is True
+    assert "event -> write sent p50 1.7 ms (queued 0.3, reconcile 1.3)" in str(react[5])
+    assert route[2] == "11.0 / 11.98" and route[3] == "p50 <= 10" and route[4] is False
+    rows.clear()
+    single.table_rows({"error": "x"}, lambda *r: rows.append(r), lambda x: isinstance(x, float), 3.0, 10.0)
+    assert rows == []  # a failed section: no line (run.py prints its ERROR)
