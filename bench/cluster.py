@@ -481,7 +481,8 @@ class BenchCluster:
             return
         Path(out_dir).mkdir(parents=True, exist_ok=True)
         idle = ["--idle"] if os.environ.get("BENCH_PYSPY_IDLE") else []  # waiting threads sampled too
-        cmd = [spy, "record", "--pid", str(self.op.pid), "--duration", str(int(seconds)), "--rate", "50",
+        rate = os.environ.get("BENCH_PYSPY_RATE", "50")  # samples per second
+        cmd = [spy, "record", "--pid", str(self.op.pid), "--duration", str(int(seconds)), "--rate", rate,
                *idle, "--format", "raw", "--output", str(Path(out_dir) / f"{name}.txt"), "--nonblocking"]
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:

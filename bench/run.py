@@ -6,7 +6,8 @@ ServiceAccount so that its requests can be told apart in the audit log.
     python bench/run.py [--scale tiny|full] [--only NAME ...] [--json bench/results/latest.json]
     ./dev bench --scale full
 
-Sections: latency (weight change -> route), rollback, restart (convergence after an operator
+Sections: single (one endpoint's weight change on a quiet operator: its reaction and PATCH -> route
+event, every run), latency (weight change -> route), rollback, restart (convergence after an operator
 restart), memory (operator RSS vs fleet size), idle (operator API requests while nothing changes),
 hashing (verify_artifact vs hashlib vs sha256sum), cli (`kubectl models` start: --help, and a rollback's
 start -> first API request against a loopback API server; bench/cli_start.py, no cluster). Every scale
@@ -48,10 +49,10 @@ sys.path.insert(0, str(HERE))
 
 from targets import evaluate, print_table  # noqa: E402
 
-SECTIONS = ("latency", "rollback", "restart", "memory", "idle", "hashing", "cli")
+SECTIONS = ("single", "latency", "rollback", "restart", "memory", "idle", "hashing", "cli")
 OPT_IN = ("peer", "dataplane", "ttfa")  # run only when named in --only
 # on the kwok control plane (dataplane, ttfa: their own; hashing and cli need none)
-CLUSTER_SECTIONS = ("latency", "rollback", "restart", "memory", "idle", "peer")
+CLUSTER_SECTIONS = ("single", "latency", "rollback", "restart", "memory", "idle", "peer")
 REAL_NODE_SECTIONS = ("dataplane", "ttfa")  # one control plane with the real node for both
 
 SCALES: dict[str, dict[str, Any]] = {
@@ -80,6 +81,7 @@ SCALES: dict[str, dict[str, Any]] = {
         "ttfa_sizes": "10,256,1024",
         "ttfa_replicas": 5,
         "cli_repeats": 20,
+        "single_changes": 30,
     },
     "full": {
         "versions": 1000,
@@ -106,6 +108,7 @@ SCALES: dict[str, dict[str, Any]] = {
         "ttfa_sizes": "10,256,1024",
         "ttfa_replicas": 5,
         "cli_repeats": 20,
+        "single_changes": 100,
     },
 }
 
@@ -181,6 +184,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     g.add_argument("--ttfa-sizes", help="ttfa: artifact sizes in MiB, comma-separated (e.g. 10,256,1024)")
     g.add_argument("--ttfa-replicas", type=int, help="ttfa: the scale-up's replicas, from 1 (< 2: none)")
     g.add_argument("--cli-repeats", type=int, help="cli: runs of each `kubectl models` command timed")
+    g.add_argument("--single-changes", type=int, help="weight changes of one endpoint on a quiet operator")
     args = ap.parse_args(argv)
     params = dict(SCALES[args.scale])
     for key in params:
@@ -324,6 +328,11 @@ def run_cluster(args: argparse.Namespace, res: Results) -> None:
             raise RuntimeError(f"the fleet did not converge in {p['converge_timeout']}s: {fleet}")
         if "memory" in want:
             mem.append(memory_sample(bc, fleet))
+        if "single" in want:  # first: the control plane and the operator are quiet
+            import single
+
+            n = p["single_changes"]
+            guarded(res, "single", lambda: single.run(bc, bc.eps[0], n, log), bc.component_cpu)
         if "latency" in want:
             changes = p["changes"]
             guarded(res, "latency", lambda: weight_changes(bc, bc.eps[0], changes, log), bc.component_cpu)

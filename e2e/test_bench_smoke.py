@@ -18,8 +18,9 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-SECTIONS = ("latency", "rollback", "restart", "memory", "idle", "hashing", "cli")
+SECTIONS = ("single", "latency", "rollback", "restart", "memory", "idle", "hashing", "cli")
 NUMERIC = {
+    "single": ("reaction_p50_ms", "reaction_p99_ms", "route_p50_ms", "route_p99_ms"),
     "latency": ("p50_ms", "p95_ms", "p99_ms", "ready_p50_ms", "measured"),
     "rollback": ("p50_ms", "p99_ms", "deployment_generation_changes", "measured"),
     "restart": ("operator_start_seconds", "changed_routes_seconds", "all_ready_seconds", "endpoints"),

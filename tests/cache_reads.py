@@ -39,6 +39,8 @@ OTHERS = {
     "has",
     "notes",
     "owned_names",
+    "rv",  # a resourceVersion, recorded as the read of that version
+    "blob",  # pickled bytes, compared only (equal bytes, same object); recorded as the read
 }
 
 

@@ -4,9 +4,11 @@ rollout detection, servedBy, and the work queue's per-key semantics."""
 from __future__ import annotations
 
 import asyncio
+import random
 import threading
+from typing import Any
 
-from modelversioning.handlers.drift import diff
+from modelversioning.handlers.drift import diff, in_sync
 from modelversioning.handlers.modelendpoint import deployment_state
 from modelversioning.handlers.modelversion import served_by, stage_actor
 from modelversioning.handlers.store import Store
@@ -48,6 +50,44 @@ def test_diff_reports_hand_edits():
     assert diff({"a": [1, 2]}, {"a": [1]}) == [".a"]
     assert diff({"replicas": 0}, {}) == [".replicas"]  # zero replicas is a value, not an empty field
     assert diff({"labels": {}}, {}) == []  # the API server drops empty maps
+
+
+def _tree(rnd: random.Random, depth: int = 0) -> Any:
+    """A random desired/actual-like value: maps of known keys, lists, quantities, numbers, empties."""
+    pick = rnd.random()
+    if depth < 3 and pick < 0.35:
+        keys = ["replicas", "weight", "resources", "requests", "cpu", "labels", "name", "x"]
+        return {k: _tree(rnd, depth + 1) for k in rnd.sample(keys, rnd.randint(0, 4))}
+    if depth < 3 and pick < 0.5:
+        return [_tree(rnd, depth + 1) for _ in range(rnd.randint(0, 2))]
+    return rnd.choice([None, 0, 1, 1.0, 2, "", "a", "b", "1", "1000m", "1Gi", "1024Mi", False, True, {}, []])
+
+
+def _mutated(rnd: random.Random, value: Any) -> Any:
+    """`value` with some parts changed, dropped or added (an API server's defaults, a hand edit)."""
+    if isinstance(value, dict):
+        out = {k: _mutated(rnd, v) if rnd.random() < 0.8 else _tree(rnd, 2) for k, v in value.items()}
+        for k in list(out):
+            if rnd.random() < 0.1:
+                del out[k]
+        if rnd.random() < 0.3:
+            out["default"] = _tree(rnd, 2)
+        return out
+    if isinstance(value, list) and rnd.random() < 0.8:
+        return [_mutated(rnd, v) for v in value]
+    return value if rnd.random() < 0.7 else _tree(rnd, 2)
+
+
+def test_in_sync_is_exactly_an_empty_diff():
+    rnd = random.Random(25)
+    agree = differ = 0
+    for _ in range(20000):
+        desired = _tree(rnd)
+        actual = _mutated(rnd, desired)
+        assert in_sync(desired, actual) == (not diff(desired, actual)), (desired, actual)
+        agree += in_sync(desired, actual)
+        differ += not in_sync(desired, actual)
+    assert agree > 1000 and differ > 1000  # both outcomes exercised
 
 
 def _mv(annotations=None, managed=None):

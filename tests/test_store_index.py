@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
-from modelversioning.handlers.store import Store
+from modelversioning.handlers.store import Store, kept
 
 
 def mv(name: str, model: str, rv: str = "1") -> dict[str, Any]:
@@ -83,6 +84,10 @@ def _read(s: Store, what: str) -> None:
         s.get("ModelVersion", "ns", "fraud-v1")
     elif what == "has":
         s.has("ModelVersion", "ns", "fraud-v1")
+    elif what == "rv":
+        assert s.rv("ModelVersion", "ns", "fraud-v1") == "1"
+    elif what == "blob":
+        assert s.blob("ModelVersion", "ns", "fraud-v1")
     elif what == "of_model":
         s.of_model("ModelVersion", "ns", "fraud")
     elif what == "model_keys":
@@ -100,6 +105,10 @@ CASES = [
     ("get", "delete fraud-v1", False),
     ("get", "another model's version", True),
     ("has", "delete fraud-v1", False),
+    ("rv", "newer fraud-v1", False),  # the read of that version, as a get
+    ("rv", "another model's version", True),
+    ("blob", "newer fraud-v1", False),
+    ("blob", "delete fraud-v1", False),
     ("of_model", "newer fraud-v1", False),
     ("of_model", "new fraud version", False),
     ("of_model", "another model's version", True),
@@ -134,3 +143,17 @@ def test_recorded_reads_are_unchanged_exactly_while_they_would_return_the_same()
     with s.recording() as reads:
         pass
     assert reads == []
+
+
+def test_recorded_reads_are_kept_once_each_with_their_names_interned() -> None:
+    s = Store()
+    s.upsert("ModelVersion", mv("fraud-v1", "fraud"))
+    with s.recording() as reads:
+        s.get("ModelVersion", "ns", "".join(["fraud", "-v1"]))  # names as a body's: not interned
+        s.rv("ModelVersion", "ns", "".join(["fraud", "-v1"]))  # the same read
+        s.of_model("ModelVersion", "ns", "fraud")
+    assert len(reads) == 3
+    out = kept(reads)
+    assert out == (("get", "ModelVersion", "ns", "fraud-v1", "1"), reads[2])
+    assert out[0][3] is sys.intern("fraud-v1")
+    assert s.unchanged(out)

@@ -29,6 +29,7 @@ from modelversioning.domain import registry
 from modelversioning.domain.endpoint_status import build_status
 from modelversioning.domain.model_plan import decide as decide_model
 from modelversioning.domain.version_plan import decide as decide_version
+from modelversioning.handlers import projection
 from modelversioning.handlers import store as store_mod
 from modelversioning.handlers.drift import diff
 from modelversioning.handlers.kube import ROUTE_RESOURCES
@@ -194,7 +195,7 @@ def stores(objs: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch) -> tuple
     """(full, projected): the same objects, kept whole and kept as the operator keeps them."""
     full, projected = Store(), Store()
     with monkeypatch.context() as m:
-        m.setattr(store_mod, "cacheable", lambda kind, body: body)
+        m.setattr(store_mod, "cacheable", lambda kind, body, shared=False: body)
         for o in objs:
             full.upsert(o["kind"], copy.deepcopy(o))
     for o in objs:
@@ -346,6 +347,47 @@ def test_the_cache_keeps_compact_bytes_and_hands_out_copies():
     entry = s._objs["ModelVersion"][NS]["m0000-v1.0.0"]
     assert isinstance(entry.blob, bytes) and len(entry.blob) < len(json.dumps(got2))
     assert entry.rv == full["metadata"]["resourceVersion"] and entry.model == "m0000"
+
+
+def _pod() -> dict[str, Any]:
+    ok = {"terminated": {"exitCode": 0, "reason": "Completed", "message": "verified " * 50}}
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "p", "namespace": NS, "resourceVersion": "9", "labels": {"x": "y"},
+                     "annotations": {"kubectl.kubernetes.io/last-applied-configuration": "{}"}},
+        "status": {"phase": "Running", "initContainerStatuses": [{"name": "verify", "state": ok}]},
+    }  # fmt: skip
+
+
+def test_the_store_caches_the_projection_without_copying_it_first_and_never_changes_the_callers_object():
+    """Store.upsert projects with shared=True (what a mask keeps whole is pickled from the caller's
+    own object): the same bytes' content as the copying projection, and the caller's object as it was,
+    last-applied annotation, managedFields and a pod's trimmed message included."""
+    objs = [*with_model(with_gateway_route(with_rollout(objects()))), _pod()]
+    objs.append({"apiVersion": "example.com/v1", "kind": "Unprojected", "metadata": {  # no mask: a copy
+        "name": "u", "namespace": NS, "managedFields": [{"manager": "x"}],
+        "annotations": {"kubectl.kubernetes.io/last-applied-configuration": "{}", "a": "b"}}})  # fmt: skip
+    s = Store()
+    for o in objs:
+        before = copy.deepcopy(o)
+        assert cacheable(o["kind"], o, shared=True) == cacheable(o["kind"], before)
+        assert o == before
+        s.upsert(o["kind"], o)
+        assert o == before, o["kind"]
+        md = o["metadata"]
+        assert s.get(o["kind"], md.get("namespace", ""), md["name"]) == cacheable(o["kind"], before)
+
+
+def test_a_kind_whose_trim_changes_what_it_keeps_is_copied_even_if_its_mask_kept_it_whole(monkeypatch):
+    """A pod's trim drops a message from what the projection keeps: were its statuses kept whole (shared
+    with the caller), the caller's pod would lose it. Such kinds are always copied."""
+    monkeypatch.setitem(projection._PROJECTIONS, "Pod", {"metadata": ALL, "status": ALL})
+    pod = _pod()
+    before = copy.deepcopy(pod)
+    kept = cacheable("Pod", pod, shared=True)
+    assert "message" not in kept["status"]["initContainerStatuses"][0]["state"]["terminated"]
+    assert pod == before
 
 
 # ---- the read recorder itself (tests/conftest.py) ---------------------------------------------------

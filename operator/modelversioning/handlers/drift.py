@@ -47,6 +47,11 @@ def _quantity(v: Any) -> Decimal | None:
         return None
 
 
+_RESOURCE_KEYS = frozenset({"resources", "requests", "limits"})
+_EMPTY: tuple[Any, ...] = ({}, [], "", False, 0)
+_VALUED = frozenset({"replicas", "weight"})  # zero is a value there, not an empty field
+
+
 def diff(desired: Any, actual: Any, path: str = "", in_resources: bool = False) -> list[str]:
     """Paths where `actual` does not carry the `desired` value (empty = in sync)."""
     if isinstance(desired, dict):
@@ -58,11 +63,11 @@ def diff(desired: Any, actual: Any, path: str = "", in_resources: bool = False) 
                 continue
             sub = f"{path}.{k}"
             if k not in actual:
-                if v in ({}, [], "", False, 0) and k not in ("replicas", "weight"):
+                if v in _EMPTY and k not in _VALUED:
                     continue  # the API server drops empty values
                 out.append(sub)
                 continue
-            out.extend(diff(v, actual[k], sub, in_resources or k in ("resources", "requests", "limits")))
+            out.extend(diff(v, actual[k], sub, in_resources or k in _RESOURCE_KEYS))
         return out
     if isinstance(desired, list):
         if not isinstance(actual, list) or len(actual) != len(desired):
@@ -71,19 +76,47 @@ def diff(desired: Any, actual: Any, path: str = "", in_resources: bool = False) 
         for i, (d, a) in enumerate(zip(desired, actual, strict=True)):
             out.extend(diff(d, a, f"{path}[{i}]", in_resources))
         return out
-    if desired == actual:
+    if desired == actual or _same_scalar(desired, actual, in_resources):
         return []
+    return [path]
+
+
+def in_sync(desired: Any, actual: Any, in_resources: bool = False) -> bool:
+    """``not diff(desired, actual)``, without building a path for every field: a reconcile checks
+    every slot and the route (a Deployment is ~100 fields), and all of them are usually in sync."""
+    if desired == actual:
+        return True  # equal is in sync (a subset of itself)
+    if isinstance(desired, dict):
+        if not isinstance(actual, dict):
+            return False
+        for k, v in desired.items():
+            if v is None:
+                continue
+            if k not in actual:
+                if v in _EMPTY and k not in _VALUED:
+                    continue  # the API server drops empty values
+                return False
+            if not in_sync(v, actual[k], in_resources or k in _RESOURCE_KEYS):
+                return False
+        return True
+    if isinstance(desired, list):
+        if not isinstance(actual, list) or len(actual) != len(desired):
+            return False
+        return all(in_sync(d, a, in_resources) for d, a in zip(desired, actual, strict=True))
+    return _same_scalar(desired, actual, in_resources)
+
+
+def _same_scalar(desired: Any, actual: Any, in_resources: bool) -> bool:
+    """Unequal scalars that are the same value: a normalized quantity, an int written as a float."""
     if in_resources:
         qd, qa = _quantity(desired), _quantity(actual)
         if qd is not None and qd == qa:
-            return []
-    if (
+            return True
+    return (
         isinstance(desired, int | float)
         and isinstance(actual, int | float)
         and float(desired) == float(actual)
-    ):
-        return []
-    return [path]
+    )
 
 
 def status_changed(old: dict[str, Any], new: dict[str, Any]) -> bool:

@@ -13,7 +13,7 @@ import contextvars
 import json
 import logging
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import ItemsView, Iterator, Mapping, ValuesView
 from datetime import UTC, datetime
 from typing import Any
 
@@ -62,6 +62,12 @@ class _RouteResources(Mapping[str, Resource]):
 
     def __len__(self) -> int:
         return len(self._now())
+
+    def items(self) -> ItemsView[str, Resource]:  # the registry read once, not once per key
+        return self._now().items()
+
+    def values(self) -> ValuesView[Resource]:
+        return self._now().values()
 
 
 ROUTE_RESOURCES: Mapping[str, Resource] = _RouteResources()
@@ -194,15 +200,16 @@ class Kube:
             headers["Content-Type"] = content_type
         try:
             if hasattr(self.api, "param_serialize"):  # kubernetes client >= 33 (new generator)
-                m, url, hdrs, data, _ = self.api.param_serialize(
+                # the body is JSON data already (dicts, lists, strings, numbers): the client's
+                # sanitize_for_serialization would only copy it, field by field, before json.dumps
+                m, url, hdrs, _, _ = self.api.param_serialize(
                     method=method,
                     resource_path=path,
                     query_params=query or [],
                     header_params=headers,
-                    body=body,
                     auth_settings=["BearerToken"],
                 )
-                resp = self.api.call_api(m, url, header_params=hdrs, body=data, _request_timeout=60)
+                resp = self.api.call_api(m, url, header_params=hdrs, body=body, _request_timeout=60)
                 resp.read()  # type: ignore[no-untyped-call]
                 if not 200 <= resp.status < 300:
                     raise ApiException(http_resp=resp)

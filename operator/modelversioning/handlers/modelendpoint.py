@@ -18,7 +18,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from kubernetes.client.exceptions import ApiException
@@ -29,12 +29,10 @@ from modelversioning.analysis.pool import AnalysisPool
 from modelversioning.api import wire as R
 from modelversioning.api.common import validation_message
 from modelversioning.api.modelendpoint import ModelEndpointSpec
-from modelversioning.api.modelversion import ModelVersionSpec
 from modelversioning.api.settings import Settings
 from modelversioning.api.wire import PROMOTION_ANNOTATION, ROLLOUT_RECORD_ANNOTATION, expected_name
 from modelversioning.domain import conditions as cond
 from modelversioning.domain import endpoint_plan, endpoint_status
-from modelversioning.domain.conditions import TRUE
 from modelversioning.domain.endpoint_delete import decide_deletion
 from modelversioning.domain.endpoint_facts import (
     ApiError,
@@ -44,7 +42,6 @@ from modelversioning.domain.endpoint_facts import (
     RolloutFacts,
     SlotFacts,
     VariantFacts,
-    VersionFacts,
 )
 from modelversioning.domain.endpoint_plan import Plan
 from modelversioning.domain.endpoint_rollout import RolloutRecord
@@ -54,13 +51,14 @@ from modelversioning.domain.timestamps import epoch
 from modelversioning.handlers import endpoint_delete as deletion
 from modelversioning.handlers import endpoint_parse as parse
 from modelversioning.handlers import endpoint_route, platform
-from modelversioning.handlers.drift import diff, status_changed
+from modelversioning.handlers.drift import diff, in_sync, status_changed
+from modelversioning.handlers.endpoint_inputs import EndpointInputs
 from modelversioning.handlers.endpoint_parse import deployment_state, policed, policy_refusal
-from modelversioning.handlers.instrument import instrumented
+from modelversioning.handlers.endpoint_route import Seen
+from modelversioning.handlers.instrument import ROUTE_REACTION, instrumented
 from modelversioning.handlers.kube import (
     MODELENDPOINT,
     MODELVERSION,
-    ROUTE_RESOURCES,
     Conflict,
     Kube,
     PreconditionFailed,
@@ -68,11 +66,10 @@ from modelversioning.handlers.kube import (
 )
 from modelversioning.handlers.modelfacts import floors
 from modelversioning.handlers.rollout import rollout_facts
-from modelversioning.handlers.store import Store
+from modelversioning.handlers.store import Store, kept
 from modelversioning.handlers.workqueue import Requeue, is_drift_check
-from modelversioning.render import EndpointRef, render_deployment
+from modelversioning.render import EndpointRef
 from modelversioning.render.naming import closed_service_name
-from modelversioning.render.routers import UnknownRouter, get_router, router_names
 from modelversioning.render.service import render_service
 
 log = logging.getLogger(__name__)
@@ -88,6 +85,7 @@ class Gathered:
     slots: dict[str, tuple[dict[str, Any], dict[str, Any]]]  # variant -> (Deployment, Service) desired
     conflicts: dict[str, str]  # variant -> why its slot name is taken
     recheck: float | None = None  # a slot's pod runs, not ready, short of serving.notReadySeconds
+    seen: Seen = field(default_factory=dict)  # the slots' children and the routes, as gather read them
 
     def route_facts(self) -> endpoint_route.RouteFacts:
         return endpoint_route.RouteFacts(self.ref, self.spec, self.facts.router_problem)
@@ -105,16 +103,21 @@ class ModelEndpointReconciler:
         # endpoint -> the cache reads of its last reconcile, when that reconcile wrote nothing, asked
         # for no retry and had no rollout (nothing time-based): its inputs then, for skip_unchanged
         self._settled: dict[tuple[str, str], tuple[Any, ...]] = {}
+        self.inputs = EndpointInputs()  # its versions and slots, made once per distinct input
         self.analysis: AnalysisPool | None = None  # measurements run there (the Operator's); None: none
         # (namespace, ModelVersion, sha256 found): a slot's pod refused that version's verified digest;
         # the version is fetched and hashed again at once (the Operator's: ModelVersion Verifications)
         self.reverify: Callable[[str, str, str], object] = lambda _ns, _mv, _found: None
 
     def reconcile(self, namespace: str, name: str) -> None:
+        ROUTE_REACTION.started(namespace, name)
         if self.skip_unchanged(namespace, name):
             metrics.DRIFT_SKIPPED.labels(KIND).inc()
             return
-        instrumented(KIND, self._reconcile_recorded, namespace, name)
+        try:
+            instrumented(KIND, self._reconcile_recorded, namespace, name)
+        finally:
+            ROUTE_REACTION.finished()
 
     def skip_unchanged(self, namespace: str, name: str) -> bool:
         """A drift check's reconcile of an endpoint whose last reconcile settled (wrote nothing) and
@@ -132,7 +135,7 @@ class ModelEndpointReconciler:
         with self.store.recording() as reads, counting_writes() as writes:
             settled = self._reconcile(namespace, name)  # raises Requeue or an error: not settled
         if settled and writes[0] == 0:
-            self._settled[key] = tuple(dict.fromkeys(reads))  # each read once (~13 per endpoint)
+            self._settled[key] = kept(reads)  # each read once (~13 per endpoint)
 
     def _reconcile(self, namespace: str, name: str) -> bool:
         """True: a steady state reached without anything time-based (no rollout, no requeue)."""
@@ -193,8 +196,13 @@ class ModelEndpointReconciler:
         status = body.get("status") or {}
         now = self.clock()
         rechecks: list[float] = []
-        variants, slots, conflicts = self._variants(ref, spec, status, md.get("annotations") or {}, rechecks)
-        routed, known, router_problem = self._routes(ref, spec.routing.router)
+        seen: Seen = {}
+        variants, slots, conflicts = self._variants(
+            ref, spec, status, md.get("annotations") or {}, rechecks, seen
+        )
+        routed, known, router_problem = endpoint_route.observed(
+            self.store, self.settings, ref, spec.routing.router, seen
+        )
         owned = {n for k in ("Deployment", "Service") for n in self.store.owned_names(k, ns, ref.uid)}
         caps = platform.capabilities(self.store, spec, ns, self.settings)  # the router's, on this platform
         facts = EndpointFacts(
@@ -221,7 +229,7 @@ class ModelEndpointReconciler:
             previous_closed=str((status.get("closed") or {}).get("reason") or ""),
             closed_service=closed_service_name(ref.name),
         )
-        return Gathered(facts, spec, ref, slots, conflicts, min(rechecks, default=None))
+        return Gathered(facts, spec, ref, slots, conflicts, min(rechecks, default=None), seen)
 
     def _rollout(
         self,
@@ -253,10 +261,12 @@ class ModelEndpointReconciler:
         status: dict[str, Any],
         annotations: dict[str, Any],
         rechecks: list[float],
+        seen: Seen,
     ) -> tuple[list[VariantFacts], dict[str, tuple[Any, Any]], dict[str, str]]:
         """Per variant: its ModelVersion, the slot spec asks for (rendered, with its live Deployment and
         what its pods report), the slot it is pinned to; also the rendered children and the slots
-        someone else holds. `rechecks` gets when a slot's not-ready pod is due to be reported."""
+        someone else holds. `rechecks` gets when a slot's not-ready pod is due to be reported, `seen`
+        the slots' children as read."""
         ns = ref.namespace
         old = {str(v.get("name")): v for v in status.get("variants") or []}
         accepted = parse.accepted(annotations)
@@ -267,15 +277,19 @@ class ModelEndpointReconciler:
         versions: dict[str, tuple[Any, Any, Any]] = {}
         states: dict[str, SlotFacts] = {}
         now = self.clock()
+        render = self.inputs.renderer(ref, spec, self.settings.serving, self.settings.artifacts)
 
         def version(name: str) -> tuple[Any, Any, Any]:
             if name not in versions:
-                versions[name] = self._version(ns, name)
+                versions[name] = self.inputs.version(self.store, ns, name)
             return versions[name]
 
         def state(slot: str) -> SlotFacts:  # ours only with both children under our controller ref
             if slot not in states:
                 dep, svc = self.store.get("Deployment", ns, slot), self.store.get("Service", ns, slot)
+                seen.update(
+                    {(k, slot): o for k, o in (("Deployment", dep), ("Service", svc)) if o is not None}
+                )
                 pods = self.store.of_slot("Pod", ns, slot) if dep is not None else []
                 bound = self.settings.serving.not_ready_seconds
                 st, recheck = parse.with_pods(
@@ -290,10 +304,7 @@ class ModelEndpointReconciler:
             mv, mv_spec, problem = version(mv_name)
             desired = None
             if mv_spec is not None:
-                dep = render_deployment(
-                    ref, spec, v, mv_spec, self.settings.serving, policy=self.settings.artifacts,
-                    trust_json=mv.trust_json if mv else None,
-                )  # fmt: skip
+                dep = render(v, mv_spec, mv.trust_json if mv else None)
                 desired = state(dep["metadata"]["name"])
                 if desired.conflict:
                     conflicts[v.name] = desired.conflict
@@ -313,66 +324,6 @@ class ModelEndpointReconciler:
             )  # fmt: skip
         return variants, slots, conflicts
 
-    def _version(
-        self, ns: str, mv_name: str
-    ) -> tuple[VersionFacts | None, ModelVersionSpec | None, tuple[str, str] | None]:
-        body = self.store.get("ModelVersion", ns, mv_name)
-        if body is None:
-            return None, None, (R.MISSING_VERSION, f"ModelVersion {mv_name} does not exist in namespace {ns}")
-        try:
-            spec = ModelVersionSpec.model_validate(body.get("spec") or {})
-        except ValidationError as e:
-            return (
-                None,
-                None,
-                (R.INVALID_VERSION, f"ModelVersion {mv_name} is invalid: {validation_message(e)}"),
-            )
-        st = body.get("status") or {}
-        vc = cond.get(st.get("conditions"), "ArtifactVerified") or {}
-        verified = (
-            vc.get("status") == TRUE and (st.get("artifact") or {}).get("digest") == spec.artifact.sha256
-        )
-        facts = VersionFacts(
-            name=mv_name,
-            uid=str(body["metadata"].get("uid", "")),
-            version=spec.version,
-            digest=spec.artifact.sha256,
-            verified=verified,
-            verify_reason=str(vc.get("reason", "")),
-            stage=st.get("stage"),
-            revoked=(body["metadata"].get("annotations") or {}).get(R.REVOKED_ANNOTATION),
-            trust_json=parse.init_trust_json(st, spec.artifact.signature_uri),
-        )
-        return facts, spec, None
-
-    def _routes(
-        self, ref: EndpointRef, router_name: str
-    ) -> tuple[dict[str, int], bool, tuple[str, str] | None]:
-        """(Service -> weight in the observed routes, are those complete?, router problem)."""
-        enabled = self.settings.serving.enabled_routers
-        problem = None
-        try:
-            get_router(router_name)
-            if router_name not in enabled:
-                problem = (
-                    R.ROUTER_DISABLED,
-                    f"router {router_name!r} is not enabled in this operator (enabled: {', '.join(enabled)})",
-                )
-        except UnknownRouter as e:
-            problem = (R.UNKNOWN_ROUTER, str(e))
-        routed: dict[str, int] = {}
-        known = problem is None
-        for rname in router_names():
-            res = ROUTE_RESOURCES.get(rname)
-            if res is None or rname not in enabled:
-                continue  # not watched
-            for route in self.store.owned(res.kind, ref.namespace, ref.uid):
-                if not self.store.is_observed(res.kind, ref.namespace, route["metadata"]["name"]):
-                    known = False  # our last write is not visible through the watch yet
-                for svc, w in get_router(rname).services(route).items():
-                    routed[svc] = routed.get(svc, 0) + w
-        return routed, known, problem
-
     # --------------------------------------------------------------------------------------- act
     def act(self, g: Gathered, plan: Plan) -> tuple[Outcome, Exception | None]:
         """Apply the slots, write the route, delete drained slots. (What was observed, the first API
@@ -388,8 +339,8 @@ class ModelEndpointReconciler:
             dep, svc = g.slots[d.name]
             dep["spec"]["replicas"] = d.replicas
             try:
-                self._write(dep)
-                self._write(svc)
+                self._write(dep, self._current(g.seen, dep))
+                self._write(svc, self._current(g.seen, svc))
             except PreconditionFailed as e:  # gone or re-created since gather: decided again on retry
                 errors[d.name] = ApiError(R.CHILD_APPLY_RETRYING, str(e), transient=True)
                 retry = e
@@ -409,23 +360,48 @@ class ModelEndpointReconciler:
     def _route(self, g: Gathered, plan: Plan) -> tuple[ApiError | None, str, Exception | None]:
         """Write the route (or the closed route and what it needs), delete routes of other routers."""
         return endpoint_route.write_route(
-            self.kube, self.store, self.settings, g.route_facts(), plan, self._write
-        )
+            self.kube, self.store, self.settings, g.route_facts(), plan, self._write_route,
+            lambda desired: self._current(g.seen, desired),
+        )  # fmt: skip
 
-    def _write(self, desired: dict[str, Any]) -> bool:
-        """Create, or put back what drifted. Never touches an object another controller owns."""
+    def _write_route(self, desired: dict[str, Any], actual: dict[str, Any] | None) -> bool:
+        """_write, for the route and its companions: the reaction is timed up to the first request."""
+        return self._write(desired, actual, sending=ROUTE_REACTION.sending)
+
+    def _current(self, seen: Seen, desired: dict[str, Any]) -> dict[str, Any] | None:
+        """The cached object of `desired`'s kind and name: the copy gather read while the cache still
+        holds that version (unchanged, it is the same object; one read of the cache less)."""
         md = desired["metadata"]
-        actual = self.store.get(desired["kind"], md["namespace"], md["name"])
-        if actual is not None and not diff(desired, actual):
+        kind, ns, name = desired["kind"], md["namespace"], md["name"]
+        read = seen.get((kind, name))
+        at = (read or {}).get("metadata", {}).get("resourceVersion")
+        if at is not None and self.store.rv(kind, ns, name) == str(at):
+            return read
+        return self.store.get(kind, ns, name)
+
+    def _write(
+        self,
+        desired: dict[str, Any],
+        actual: dict[str, Any] | None,
+        sending: Callable[[], None] | None = None,
+    ) -> bool:
+        """Create, or put back what drifted (`actual`: the cached object of that name). Never touches
+        an object another controller owns."""
+        md = desired["metadata"]
+        if actual is not None and in_sync(desired, actual):
             return False
+        if sending is not None:
+            sending()
         if actual is None:
             written = self.kube.create(desired)
         else:
-            log.info("%s %s/%s drifted (%s); applying", desired["kind"], md["namespace"], md["name"],
-                     ", ".join(diff(desired, actual)[:5]))  # fmt: skip
             # on the object we observed only (its UID): one deleted and re-created meanwhile is not ours
             uid = (actual.get("metadata") or {}).get("uid")
-            written = self.kube.apply({**desired, "metadata": {**md, "uid": uid}} if uid else desired)
+            try:
+                written = self.kube.apply({**desired, "metadata": {**md, "uid": uid}} if uid else desired)
+            finally:  # once the request went out: a route write does not wait for the log line
+                log.info("%s %s/%s drifted (%s); applying", desired["kind"], md["namespace"], md["name"],
+                         ", ".join(diff(desired, actual)[:5]))  # fmt: skip
         self.store.upsert(desired["kind"], written, observed=False)  # read-your-writes, not yet observed
         return True
 

@@ -188,24 +188,31 @@ def _copied(value: Any) -> Any:
     return value
 
 
-def project(value: Any, mask: Any) -> Any:
+def _shared(value: Any) -> Any:
+    return value
+
+
+def project(value: Any, mask: Any, copy: bool = True) -> Any:
     """What `mask` keeps of `value` (a new object; `value` is not changed). A value of another
-    shape than the mask expects (a scalar where a map should be) is kept as it is."""
+    shape than the mask expects (a scalar where a map should be) is kept as it is. copy=False: what
+    the mask keeps whole (ALL, a Prefixed map's values, a value of another shape) is the caller's
+    own, not a copy; the maps and lists the mask walks through are still new."""
+    keep = _copied if copy else _shared
     if mask is ALL:
-        return _copied(value)
+        return keep(value)
     if isinstance(mask, Prefixed):
         if not isinstance(value, dict):
-            return _copied(value)
-        return {k: _copied(v) for k, v in value.items() if k.startswith(mask.prefix)}
+            return keep(value)
+        return {k: keep(v) for k, v in value.items() if k.startswith(mask.prefix)}
     if isinstance(mask, Only):
         if not isinstance(value, list):
-            return _copied(value)
-        return [project(v, mask.mask) for v in value if mask.keep(v)]
+            return keep(value)
+        return [project(v, mask.mask, copy) for v in value if mask.keep(v)]
     if isinstance(value, dict):
-        return {k: project(value[k], m) for k, m in mask.items() if k in value}
+        return {k: project(value[k], m, copy) for k, m in mask.items() if k in value}
     if isinstance(value, list):
-        return [project(v, mask) for v in value]
-    return _copied(value)
+        return [project(v, mask, copy) for v in value]
+    return keep(value)
 
 
 def _trim_pod(pod: dict[str, Any]) -> None:
@@ -223,18 +230,23 @@ def _trim_pod(pod: dict[str, Any]) -> None:
 _TRIM: dict[str, Callable[[dict[str, Any]], None]] = {"Pod": _trim_pod}
 
 
-def cacheable(kind: str, body: dict[str, Any]) -> dict[str, Any]:
+def cacheable(kind: str, body: dict[str, Any], shared: bool = False) -> dict[str, Any]:
     """What the cache keeps of an object of `kind`: its PROJECTION (a new dict). A kind without one
-    is kept whole, less managedFields and kubectl's last-applied copy."""
+    is kept whole, less managedFields and kubectl's last-applied copy. shared=True: for a caller that
+    serializes the result at once (the Store pickles it) and changes nothing of it; what the
+    projection keeps whole is `body`'s own (not copied), and `body` is still never changed."""
     mask = PROJECTION.get(kind)
-    out: dict[str, Any] = _copied(body) if mask is None else project(body, mask)
+    copy = not shared or mask is None or kind in _TRIM  # those change what they keep: a copy
+    out: dict[str, Any] = _copied(body) if mask is None else project(body, mask, copy)
     if (trim := _TRIM.get(kind)) is not None:
         trim(out)
     md = out.get("metadata")
     if isinstance(md, dict):
+        if id(md) == id(body.get("metadata")):  # kept whole by a mask: ours to change as a copy only
+            md = out["metadata"] = dict(md)
         if mask is None:
             md.pop("managedFields", None)
         ann = md.get("annotations")
-        if isinstance(ann, dict):
-            ann.pop(_LAST_APPLIED, None)  # a second copy of the whole object
+        if isinstance(ann, dict) and _LAST_APPLIED in ann:  # a second copy of the whole object
+            md["annotations"] = {k: v for k, v in ann.items() if k != _LAST_APPLIED}
     return out

@@ -22,7 +22,7 @@ from modelversioning.api.wire import ANNOTATION_PREFIX, LABEL_SLOT, MODELENDPOIN
 # the projection (what is kept of each kind) lives in handlers.projection; its names are re-exported
 from modelversioning.handlers.projection import ALL, PROJECTION, Only, Prefixed, cacheable, project
 
-__all__ = ["ALL", "PROJECTION", "Only", "Prefixed", "Store", "cacheable", "controller_of", "project"]
+__all__ = ["ALL", "PROJECTION", "Only", "Prefixed", "Store", "cacheable", "controller_of", "kept", "project"]
 
 Key = tuple[str, str]  # (namespace, name)
 OWNER_KIND = MODELENDPOINT.kind
@@ -103,8 +103,15 @@ _READS: contextvars.ContextVar[list[Read] | None] = contextvars.ContextVar("stor
 
 def _note(read: Read) -> None:
     reads = _READS.get()
-    if reads is not None:  # names interned: a reconcile's reads are kept (per endpoint), not copies
-        reads.append(tuple(sys.intern(x) if type(x) is str else x for x in read))
+    if reads is not None:
+        reads.append(read)
+
+
+def kept(reads: Iterable[Read]) -> tuple[Read, ...]:
+    """Recorded reads to keep (per endpoint, until its inputs change): each read once, its names
+    interned, so that what is kept holds no copies of them. (Interned here, not at every read: most
+    reconciles' reads are dropped.)"""
+    return tuple(dict.fromkeys(tuple(sys.intern(x) if type(x) is str else x for x in r) for r in reads))
 
 
 class Store:
@@ -119,7 +126,7 @@ class Store:
     def upsert(self, kind: str, body: dict[str, Any], observed: bool = True) -> None:
         """Cache `body`. observed=False: the object as we just wrote it (read-your-writes), which
         is_observed() reports as not yet seen through the watch."""
-        entry = _Entry(kind, cacheable(kind, body))
+        entry = _Entry(kind, cacheable(kind, body, shared=True))  # pickled at once: no copy first
         ns, name = body.get("metadata", {}).get("namespace", ""), body["metadata"]["name"]
         with self._lock:
             bucket = self._objs.setdefault(kind, {}).setdefault(ns, {})
@@ -185,6 +192,23 @@ class Store:
             entry = self._objs.get(kind, {}).get(namespace, {}).get(name)
         _note(("get", kind, namespace, name, entry.rv if entry is not None else None))
         return entry.body() if entry is not None else None
+
+    def rv(self, kind: str, namespace: str, name: str) -> str | None:
+        """The cached object's resourceVersion (None: not cached), without reading it; recorded as
+        a read of the object (a reader that already holds a copy of that version needs no other)."""
+        with self._lock:
+            entry = self._objs.get(kind, {}).get(namespace, {}).get(name)
+        at = entry.rv if entry is not None else None
+        _note(("get", kind, namespace, name, at))
+        return at
+
+    def blob(self, kind: str, namespace: str, name: str) -> bytes | None:
+        """The cached object's pickled bytes (None: not cached), without reading it: equal bytes are
+        the same object. Recorded as a read of the object."""
+        with self._lock:
+            entry = self._objs.get(kind, {}).get(namespace, {}).get(name)
+        _note(("get", kind, namespace, name, entry.rv if entry is not None else None))
+        return entry.blob if entry is not None else None
 
     def has(self, kind: str, namespace: str, name: str) -> bool:
         with self._lock:

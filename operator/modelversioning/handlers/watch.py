@@ -3,11 +3,13 @@ reconciles it concerns. Nothing here decides anything; ``wiring`` registers thes
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import kopf
 
 from modelversioning.api.wire import LABEL_SLOT
+from modelversioning.handlers.instrument import ROUTE_REACTION
 from modelversioning.handlers.runtime import Operator, current
 from modelversioning.handlers.store import controller_of
 
@@ -63,9 +65,11 @@ async def modelapproval_event(event: kopf.RawEvent, body: kopf.Body, **_: Any) -
 
 
 async def modelendpoint_event(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
+    arrived = time.monotonic()  # the route write this event causes is timed from here
     if (seen := track("ModelEndpoint", event, body)) is None:
         return
     op, ns, name, alive = seen
+    ROUTE_REACTION.arrived(ns, name, arrived)
     op.queue.add(("ModelEndpoint", ns, name))
     if not alive:
         op.versions_of_model(ns, body.get("spec", {}).get("model", ""))
