@@ -85,11 +85,16 @@ REF = EndpointRef(name="ep", namespace=NS, uid="ep-uid")
 
 
 def _render(
-    inputs: EndpointInputs, spec: ModelEndpointSpec, version: ModelVersionSpec, **serving: Any
+    inputs: EndpointInputs,
+    spec: ModelEndpointSpec,
+    version: ModelVersionSpec,
+    trust_json: str | None = None,
+    **serving: Any,
 ) -> Any:
     s, p = Serving(**serving), ArtifactPolicy()
-    out = inputs.renderer(REF, spec, s, p)(spec.variants[0], version)
-    assert out == render_deployment(REF, spec, spec.variants[0], version, s, policy=p)  # as rendered
+    out = inputs.renderer(REF, spec, s, p)(spec.variants[0], version, trust_json)
+    as_rendered = render_deployment(REF, spec, spec.variants[0], version, s, policy=p, trust_json=trust_json)
+    assert out == as_rendered
     return out
 
 
@@ -108,6 +113,9 @@ def test_a_slot_is_rendered_once_per_distinct_input_and_again_when_any_of_it_cha
         assert inputs.made["slots"] == n
     _render(inputs, _spec(90), _version(), init_image="x/verify:2")  # the operator's settings
     assert inputs.made["slots"] == 4
+    # the accepted signature's trust roots the init container checks again (signed models)
+    trusted = _render(inputs, _spec(90), _version(), trust_json='{"keys": ["k"]}')
+    assert inputs.made["slots"] == 5 and trusted["metadata"]["name"] != first["metadata"]["name"]
 
 
 def test_a_kept_slot_is_a_fresh_copy_each_time() -> None:
