@@ -337,6 +337,7 @@ class Peer:
             "quiet": quiet,
             "seconds": round(seconds, 2),
             "trials": per_block * len(kinds),
+            "argo_samples": per_block * 2,  # promote and abort; the other half are ours
             "argo": A.block_metrics(argo0, argo1),
             "throttled": self.argo.throttled(log0, self.argo.log_offset()),
             "ours": ours_block(ours0, ours1),

@@ -84,16 +84,20 @@ def ours_block(before: Snapshot, after: Snapshot) -> dict[str, Any]:
 
 # ---------------------------------------------------------------------------------------------- quiet
 def wait_quiet(
-    checks: Mapping[str, Callable[[], bool]], timeout: float, stable: float = 1.0, poll: float = 0.25
+    checks: Mapping[str, Callable[[], bool]],
+    timeout: float,
+    stable: float = 1.0,
+    poll: float = 0.25,
+    clock: Callable[[], float] = time.monotonic,
 ) -> dict[str, Any]:
     """Until every check holds at once, and has held for `stable` seconds. Per check, how long it took
     (the last time it went from false to true, since the start); `total_s` the whole wait. A check is
     called at most every `poll` seconds (some are API calls)."""
-    t0 = time.monotonic()
+    t0 = clock()
     since: dict[str, float | None] = dict.fromkeys(checks)
     waited: dict[str, float] = dict.fromkeys(checks, 0.0)
     while True:
-        now = time.monotonic()
+        now = clock()
         for name, check in checks.items():
             if check():
                 if since[name] is None:

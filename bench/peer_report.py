@@ -122,7 +122,7 @@ def block_line(setting: str, b: int, blk: dict[str, Any]) -> str:
             f"peer [{setting}] block {b + 1}: quiet after {q['total_s']} s",
             f"(scale-down {q['argo_scale_down_s']} s, Argo queues {q['argo_queues_s']} s,",
             f"ours {q['ours_queue_s']} s); Argo: {adds:g} Rollouts-queue adds",
-            f"({adds / max(1, blk['trials']):.1f} per trial), queue wait mean",
+            f"({adds / max(1, blk['argo_samples']):.1f} per promote or abort), queue wait mean",
             f"{argo['rollouts_queue_wait_mean_ms']} ms, reconcile mean",
             f"{argo['rollouts_reconcile_mean_ms']} ms,",
             f"{api} API requests ({rs_update} ReplicaSet updates, {rs_patch} patches,",
