@@ -11,8 +11,8 @@ restart), memory (operator RSS vs fleet size), idle (operator API requests while
 hashing (verify_artifact vs hashlib vs sha256sum). Every scale parameter can be overridden; see --help.
 The fleet's operator writes are logged by object kind and cause (bench/writes.py); --in-use
 admission|finalizer chooses how served versions are protected (the chart's in-use policy bound, or the
-in-use finalizer). Opt-in (only with --only): peer, Argo Rollouts on the same control plane (bench/peer.py):
-    ./dev bench --only peer [--peer-rollouts 200 --peer-blocks 5 --peer-per-block 20]
+in-use finalizer). Opt-in (only with --only): peer, Argo Rollouts and Flagger on the same control plane:
+    ./dev bench --only peer [--peer-rollouts 200 --peer-blocks 5 --peer-per-block 20 --peer-flagger 10]
 and dataplane, real traffic on the real node with Traefik and Prometheus (bench/dataplane.py; root):
     ./dev bench --only dataplane [--dp-rollbacks 5 --dp-auto 5 --dp-steps 2]
 and ttfa, time to first answer of a new version against a plain Deployment, on the same real data
