@@ -14,8 +14,8 @@ start -> first API request against a loopback API server; bench/cli_start.py, no
 parameter can be overridden; see --help.
 The fleet's operator writes are logged by object kind and cause (bench/writes.py); --in-use
 admission|finalizer chooses how served versions are protected (the chart's in-use policy bound, or the
-in-use finalizer). Opt-in (only with --only): peer, Argo Rollouts on the same control plane (bench/peer.py):
-    ./dev bench --only peer [--peer-rollouts 200 --peer-blocks 5 --peer-per-block 20]
+in-use finalizer). Opt-in (only with --only): peer, Argo Rollouts and Flagger on the same control plane:
+    ./dev bench --only peer [--peer-rollouts 200 --peer-blocks 5 --peer-per-block 20 --peer-flagger 10]
 and dataplane, real traffic on the real node with Traefik and Prometheus (bench/dataplane.py; root):
     ./dev bench --only dataplane [--dp-rollbacks 5 --dp-auto 5 --dp-steps 2]
 and ttfa, time to first answer of a new version against a plain Deployment, on the same real data
@@ -31,7 +31,6 @@ import datetime as dt
 import json
 import math
 import os
-import platform
 import signal
 import sys
 import time
@@ -40,13 +39,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(REPO / "e2e"))
 sys.path.insert(0, str(HERE))
 
+from runinfo import machine, memory_summary, operator_settings  # noqa: E402
 from targets import evaluate, print_table  # noqa: E402
 
 SECTIONS = ("single", "latency", "rollback", "restart", "memory", "idle", "hashing", "cli")
@@ -75,6 +73,10 @@ SCALES: dict[str, dict[str, Any]] = {
         "peer_blocks": 2,
         "peer_per_block": 5,
         "peer_idle_seconds": 20.0,
+        "peer_argo_settings": "defaults,tuned",
+        "peer_argo_tuned_flags": None,
+        "peer_flagger": 2,
+        "peer_flagger_rounds": 1,
         "dp_rollbacks": 3,
         "dp_auto": 3,
         "dp_steps": 1,
@@ -102,6 +104,10 @@ SCALES: dict[str, dict[str, Any]] = {
         "peer_blocks": 6,
         "peer_per_block": 20,
         "peer_idle_seconds": 120.0,
+        "peer_argo_settings": "defaults,tuned",
+        "peer_argo_tuned_flags": None,
+        "peer_flagger": 10,
+        "peer_flagger_rounds": 2,
         "dp_rollbacks": 20,
         "dp_auto": 10,
         "dp_steps": 4,
@@ -174,10 +180,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     g.add_argument("--hash-workers", type=int, help="verify_artifact's max_workers (artifacts.maxWorkers)")
     g.add_argument("--hash-dir", default=None, help="directory for the hashing temp files (default: $TMPDIR)")
     g.add_argument("--converge-timeout", type=float, help="seconds to wait for a fleet to converge")
-    g.add_argument("--peer-rollouts", type=int, help="peer: Argo Rollouts, and as many ModelEndpoints")
-    g.add_argument("--peer-blocks", type=int, help="peer: alternating measurement blocks")
-    g.add_argument("--peer-per-block", type=int, help="peer: samples of each kind per block (<= rollouts/2)")
-    g.add_argument("--peer-idle-seconds", type=float, help="peer: idle window for counting writes")
+    import peer
+
+    peer.add_args(g)
     g.add_argument("--dp-rollbacks", type=int, help="dataplane: `kubectl models rollback` runs under load")
     g.add_argument("--dp-auto", type=int, help="dataplane: automatic rollbacks of a failing canary")
     g.add_argument("--dp-steps", type=int, help="dataplane: good-canary runs (3 step transitions each)")
@@ -209,27 +214,6 @@ def memory_steps(spec: str) -> list[tuple[int, int]]:
             v, _, e = part.partition(":")
             steps.append((int(v), int(e or 0)))
     return steps
-
-
-def machine() -> dict[str, Any]:
-    info: dict[str, Any] = {
-        "nproc": len(os.sched_getaffinity(0)),
-        "cpu_count": os.cpu_count(),
-        "python": platform.python_version(),
-        "kernel": platform.release(),
-        "loadavg_start": list(os.getloadavg()),
-    }
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                info["cpu_model"] = line.split(":", 1)[1].strip()
-                break
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal"):
-                info["mem_total_mib"] = int(line.split()[1]) // 1024
-    except OSError:
-        pass
-    return info
 
 
 class Results:
@@ -286,6 +270,49 @@ def guarded(
 # ---------------------------------------------------------------------------------------------- run
 def run_cluster(args: argparse.Namespace, res: Results) -> None:
     from cluster import BenchCluster, nodes_for
+
+    p = args.params
+    want = set(args.sections)
+    steps = memory_steps(p["memory_steps"]) if "memory" in want else []
+    max_eps = max([p["endpoints"], *(e for _, e in steps)])
+    if "peer" in want:  # the Rollouts' pods too: stable + canary (+ one leaving) each; Flagger's and ours
+        max_eps += 2 * p["peer_rollouts"] + 2 * p["peer_flagger"]
+    qps = args.controller_qps or None
+    res.data["setup"]["controller_qps"] = qps or "default (20)"
+    overrides = operator_settings(args.set)
+    res.data["setup"]["operator_settings"] = overrides
+    with peer_prometheus(want, p) as prom:  # the peer's Flagger comparison: the operator must know it
+        bc = BenchCluster(
+            nodes_for(max_eps),
+            p["drift_seconds"],
+            log,
+            controller_qps=qps,
+            in_use=args.in_use,
+            settings={**overrides, **peer_operator_settings(prom, overrides)},
+        )
+        run_on(bc, args, res, prom)
+
+
+def peer_prometheus(want: set[str], p: dict[str, Any]) -> Any:
+    import contextlib
+
+    if "peer" not in want or not p["peer_flagger"]:
+        return contextlib.nullcontext()
+    import peer
+
+    return peer.prometheus(True)
+
+
+def peer_operator_settings(prom: Any, overrides: dict[str, Any]) -> dict[str, Any]:
+    if prom is None:
+        return {}
+    import peer
+
+    return {"analysis": {**peer.operator_settings(prom)["analysis"], **overrides.get("analysis", {})}}
+
+
+def run_on(bc: Any, args: argparse.Namespace, res: Results, prom: Any) -> None:
+    """Every kwok section of the run on `bc` (started here, stopped at the end)."""
     from scenarios import (
         idle_traffic,
         memory_sample,
@@ -295,26 +322,10 @@ def run_cluster(args: argparse.Namespace, res: Results) -> None:
         weight_changes,
     )
 
-    p = args.params
-    want = set(args.sections)
+    p, want = args.params, set(args.sections)
     steps = memory_steps(p["memory_steps"]) if "memory" in want else []
-    max_eps = max([p["endpoints"], *(e for _, e in steps)])
-    if "peer" in want:  # the Rollouts' pods too: stable + canary (+ one leaving) each
-        max_eps += 2 * p["peer_rollouts"]
-    qps = args.controller_qps or None
-    res.data["setup"]["controller_qps"] = qps or "default (20)"
-    overrides = operator_settings(args.set)
-    res.data["setup"]["operator_settings"] = overrides
-    bc = BenchCluster(
-        nodes_for(max_eps),
-        p["drift_seconds"],
-        log,
-        controller_qps=qps,
-        settings=overrides,
-        in_use=args.in_use,
-    )
     try:
-        log(f"starting the control plane ({nodes_for(max_eps)} kwok nodes) and the operator")
+        log(f"starting the control plane ({bc.nodes} kwok nodes) and the operator")
         bc.start()
         res.data["setup"]["startup_seconds"] = {k: round(v, 2) for k, v in bc.startup_seconds.items()}
         res.data["setup"]["kwok_nodes"] = bc.nodes
@@ -370,13 +381,7 @@ def run_cluster(args: argparse.Namespace, res: Results) -> None:
         if "peer" in want:  # last: it adds Argo Rollouts and their pods to the cluster
             import peer
 
-            guarded(
-                res,
-                "peer",
-                lambda: peer.run(
-                    bc, p["peer_rollouts"], p["peer_blocks"], p["peer_per_block"], p["peer_idle_seconds"], log
-                ),
-            )
+            guarded(res, "peer", lambda: peer.run(bc, p, log, prom))
         res.data["setup"]["operator_metrics"] = bc.metrics()
     finally:
         # a second SIGTERM (timeout(1) and a signal to the process group both send one) must not cut the
@@ -408,35 +413,6 @@ def new_fleet(bc: Any, args: argparse.Namespace) -> dict[str, Any]:
     for line in writes.lines(fleet["writes"]):
         log(line)
     return fleet
-
-
-def operator_settings(pairs: list[str]) -> dict[str, Any]:
-    """--set serving.reconcileWorkers=16 --set verification.workers=4 -> nested settings."""
-    out: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, raw = pair.partition("=")
-        if not sep or not key:
-            raise SystemExit(f"--set wants KEY=VALUE, got {pair!r}")
-        *parents, leaf = key.split(".")
-        node = out
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = yaml.safe_load(raw)
-    return out
-
-
-def memory_summary(steps: list[dict[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {"steps": steps}
-    for prev, cur in zip(steps, steps[1:], strict=False):
-        d_obj = (cur["versions"] + cur["endpoints"]) - (prev["versions"] + prev["endpoints"])
-        if d_obj > 0:
-            cur["kib_per_object"] = round((cur["rss_mib"] - prev["rss_mib"]) * 1024 / d_obj, 2)
-    if len(steps) >= 2:
-        first, last = steps[0], steps[-1]
-        d_obj = (last["versions"] + last["endpoints"]) - (first["versions"] + first["endpoints"])
-        growth = (last["rss_mib"] - first["rss_mib"]) * 1024
-        out["kib_per_object"] = round(growth / d_obj, 2) if d_obj else 0.0
-    return out
 
 
 def run_dataplane(args: argparse.Namespace, res: Results) -> None:

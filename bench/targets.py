@@ -256,55 +256,74 @@ def _hashing(s: dict[str, Any], res: Any, add: Add) -> None:
 
 def _peer(s: dict[str, Any], res: Any, add: Add) -> None:
     pr = s.get("peer") or {}
-    if num((pr.get("weight") or {}).get("p50_ms")):
-        n = pr["rollouts"]
-        labels = {
-            "promote": "Argo promote",
-            "abort": "Argo abort",
-            "weight": "our weight change",
-            "rollback": "our rollback",
-        }
-        for k, label in labels.items():
-            st = pr[k]
+    if not num((pr.get("weight") or {}).get("p50_ms")):
+        return
+    n = pr["rollouts"]
+    for setting, st in (pr.get("settings") or {"defaults": pr}).items():
+        _peer_setting(f"({setting}) ", st, add)
+    rss = pr["rss_mib"]
+    add(
+        "peer",
+        f"RSS at {n} rollouts / endpoints: ours vs Argo (MiB)",
+        f"{rss['operator']} / {rss['argo_rollouts']}",
+        "ours <= Argo's",
+        rss["operator"] <= rss["argo_rollouts"],
+    )
+    idle = pr["idle"]
+    add(
+        "peer",
+        f"idle writes in {idle['seconds']:g} s: ours vs Argo",
+        f"{idle['operator']['writes']} / {idle['argo_rollouts']['writes']}",
+        "ours 0",
+        idle["operator"]["writes"] == 0,
+        f"Argo: {idle['argo_rollouts']['lease_writes']} Lease writes; CPU ours "
+        f"{idle['operator']['cpu_percent']}% / Argo {idle['argo_rollouts']['cpu_percent']}%",
+    )
+    fl = pr.get("flagger") or {}
+    if "error" in fl:
+        add("peer", "Flagger", fl["error"], "", False)
+    elif fl:
+        for side, label in (("flagger", "Flagger"), ("ours", "our automatic rollback")):
+            st = fl[side]
             add(
                 "peer",
-                f"{label} -> VirtualService p50 / p95 / p99 (ms)",
-                f"{st['p50_ms']} / {st['p95_ms']} / {st['p99_ms']}",
+                f"{label}: failing value visible -> route on stable p50 / p95 / max (ms)",
+                f"{st['p50_ms']} / {st['p95_ms']} / {st['max_ms']}",
                 "",
                 None,
-                f"n={st['n']}, timeouts {st['timeouts']}, controller reaction p50 "
-                f"{(pr.get('reaction') or {}).get(k, {}).get('p50_ms')} ms",
+                f"n={st['n']}, timeouts {st['timeouts']}, analysis interval {fl['interval'][side]}",
             )
-        r = pr["ratios"]
-        for theirs, want in (("promote", TARGETS["peer_vs_promote"]), ("abort", TARGETS["peer_vs_abort"])):
-            x = r[f"weight_vs_{theirs}_p50"]
-            met = x >= want if num(x) else None
-            add(
-                "peer",
-                f"ours faster than {theirs}, p50 (x)",
-                x,
-                f">= {want:g}",
-                met,
-                f"p95 x{r[f'weight_vs_{theirs}_p95']}, p99 x{r[f'weight_vs_{theirs}_p99']}; rollback p50 "
-                f"x{r[f'rollback_vs_{theirs}_p50']}",
-            )
-        rss = pr["rss_mib"]
+
+
+def _peer_setting(tag: str, pr: dict[str, Any], add: Add) -> None:
+    labels = {
+        "promote": "Argo promote",
+        "abort": "Argo abort",
+        "weight": "our weight change",
+        "rollback": "our rollback",
+    }
+    for k, label in labels.items():
+        st = pr[k]
         add(
             "peer",
-            f"RSS at {n} rollouts / endpoints: ours vs Argo (MiB)",
-            f"{rss['operator']} / {rss['argo_rollouts']}",
-            "ours <= Argo's",
-            rss["operator"] <= rss["argo_rollouts"],
+            f"{tag}{label} -> VirtualService p50 / p95 / p99 (ms)",
+            f"{st['p50_ms']} / {st['p95_ms']} / {st['p99_ms']}",
+            "",
+            None,
+            f"n={st['n']}, timeouts {st['timeouts']}, controller reaction p50 "
+            f"{(pr.get('reaction') or {}).get(k, {}).get('p50_ms')} ms",
         )
-        idle = pr["idle"]
+    r = pr["ratios"]
+    for theirs, want in (("promote", TARGETS["peer_vs_promote"]), ("abort", TARGETS["peer_vs_abort"])):
+        x = r[f"weight_vs_{theirs}_p50"]
         add(
             "peer",
-            f"idle writes in {idle['seconds']:g} s: ours vs Argo",
-            f"{idle['operator']['writes']} / {idle['argo_rollouts']['writes']}",
-            "ours 0",
-            idle["operator"]["writes"] == 0,
-            f"Argo: {idle['argo_rollouts']['lease_writes']} Lease writes; CPU ours "
-            f"{idle['operator']['cpu_percent']}% / Argo {idle['argo_rollouts']['cpu_percent']}%",
+            f"{tag}ours faster than {theirs}, p50 (x)",
+            x,
+            f">= {want:g}",
+            x >= want if num(x) else None,
+            f"p95 x{r[f'weight_vs_{theirs}_p95']}, p99 x{r[f'weight_vs_{theirs}_p99']}; rollback p50 "
+            f"x{r[f'rollback_vs_{theirs}_p50']}",
         )
 
 

@@ -1,12 +1,13 @@
 """Smoke run of the benchmarks: `bench/run.py --scale tiny` end to end on its own control plane, the
-opt-in peer section (Argo Rollouts, bench/peer.py) at tiny scale, and the opt-in real-traffic sections
-on the session's data plane (its real node, Traefik and Prometheus): dataplane (bench/dataplane.py)
+opt-in peer section (Argo Rollouts and Flagger, bench/peer.py) at tiny scale, and the opt-in real-traffic
+sections on the session's data plane (its real node, Traefik and Prometheus): dataplane (bench/dataplane.py)
 with one run of each kind, and ttfa (bench/ttfa.py, time to first answer) with a 1 MiB artifact and a
 scale-up to 2 replicas.
 
 Only the shape of the results is checked (every section present, its numbers numeric); timings are
-the benchmark's business, not a test's. The peer smoke run fails (never skips) when the Argo Rollouts
-controller cannot be built or found: `./dev test` builds it (e2e/build-argo-rollouts.sh).
+the benchmark's business, not a test's. The peer smoke run (Argo Rollouts at its defaults and tuned,
+Flagger's rollback on a failed check against ours, 2 objects each) fails (never skips) when a peer
+cannot be built or found: `./dev test` builds them (e2e/build-argo-rollouts.sh, e2e/build-flagger.sh).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import math
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 SECTIONS = ("single", "latency", "rollback", "restart", "memory", "idle", "hashing", "cli")
@@ -86,16 +88,39 @@ def test_bench_peer_tiny(tmp_path: Path) -> None:
     peer = json.loads(out.read_text())["sections"].get("peer")
     assert peer is not None, f"peer section missing:\n{proc.stderr[-4000:]}"
     assert "error" not in peer, f"peer: {peer['error']}\n{proc.stderr[-4000:]}"
-    for kind in ("promote", "abort", "weight", "rollback"):
-        assert peer[kind]["n"] > 0, f"no {kind} sample: {peer[kind]}"
-        for key in ("p50_ms", "p95_ms", "p99_ms"):
-            assert _is_number(peer[kind][key]), f"peer.{kind}.{key} = {peer[kind][key]!r}"
-    for key in ("weight_vs_promote_p50", "weight_vs_abort_p50", "rollback_vs_abort_p50"):
-        assert _is_number(peer["ratios"][key]), f"peer.ratios.{key} = {peer['ratios'][key]!r}"
+    assert set(peer["settings"]) == {"defaults", "tuned"}, list(peer["settings"])
+    for setting, st in peer["settings"].items():
+        _check_argo_setting(setting, st)
     for who in ("argo_rollouts", "operator"):
-        assert _is_number(peer["rss_mib"][who]) and peer["rss_mib"][who] > 0, f"rss {who}"
         assert _is_number(peer["idle"][who]["writes"]), f"idle writes {who}"
+    fl = peer["flagger"]
+    assert "error" not in fl, f"flagger: {fl['error']}\n{proc.stderr[-4000:]}"
+    for side in ("flagger", "ours"):
+        assert fl[side]["n"] > 0 and fl[side]["timeouts"] == 0, f"flagger.{side}: {fl[side]}"
+        for key in ("p50_ms", "p95_ms", "max_ms", "flip_to_visible_p50_ms"):
+            assert _is_number(fl[side][key]), f"flagger.{side}.{key} = {fl[side][key]!r}"
+    assert _is_number(fl["flagger_requests_per_second"]), fl["flagger_requests_per_second"]
     assert proc.returncode == 0, proc.stderr[-4000:]
+
+
+def _check_argo_setting(setting: str, st: dict[str, Any]) -> None:
+    """One Argo setting's samples, ratios, RSS, and per block the quiet wait and Argo's own figures."""
+    for kind in ("promote", "abort", "weight", "rollback"):
+        assert st[kind]["n"] > 0, f"{setting}: no {kind} sample: {st[kind]}"
+        for key in ("p50_ms", "p95_ms", "p99_ms"):
+            assert _is_number(st[kind][key]), f"{setting}.{kind}.{key} = {st[kind][key]!r}"
+    for key in ("weight_vs_promote_p50", "weight_vs_abort_p50", "rollback_vs_abort_p50"):
+        assert _is_number(st["ratios"][key]), f"{setting}.ratios.{key} = {st['ratios'][key]!r}"
+    for who in ("argo_rollouts", "operator"):
+        assert _is_number(st["rss_mib"][who]) and st["rss_mib"][who] > 0, f"{setting}: rss {who}"
+    assert st["blocks"], f"{setting}: no block"
+    for blk in st["blocks"]:
+        for key in ("total_s", "argo_scale_down_s", "argo_queues_s", "ours_queue_s"):
+            assert _is_number(blk["quiet"][key]), f"{setting}: quiet.{key} = {blk['quiet']}"
+        assert blk["argo"]["adds"].get("Rollouts", 0) > 0, f"{setting}: no Rollouts-queue adds: {blk['argo']}"
+        assert _is_number(blk["argo"]["rollouts_reconcile_mean_ms"]), blk["argo"]
+        assert sum(blk["argo"]["api_requests"].values()) > 0, blk["argo"]
+        assert _is_number(blk["throttled"]["requests"]) and _is_number(blk["throttled"]["seconds"])
 
 
 def test_bench_real_traffic_once(dataplane) -> None:  # type: ignore[no-untyped-def]

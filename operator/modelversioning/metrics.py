@@ -6,7 +6,7 @@ Served by the operator on --metrics-port (default 8080) at /metrics.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
@@ -166,6 +166,16 @@ DRIFT_SKIPPED = Counter(
     ["kind"],
     registry=REGISTRY,
 )
+# The reconcile work queue (handlers.workqueue): a benchmark reads it to start a measurement only once
+# nothing is waiting (bench/peer.py), and a person reads it to tell a backlog from a slow reconcile.
+WORKQUEUE_KEYS = Gauge(
+    "modelversioning_workqueue_keys",
+    "Keys of the reconcile work queue by state: queued (waiting for a worker), running (being "
+    "reconciled), scheduled (a retry or a requeue waiting for its time)",
+    ["state"],
+    registry=REGISTRY,
+)
+WORKQUEUE_STATES = ("queued", "running", "scheduled")
 EVENTS_DROPPED = Counter(
     "modelversioning_events_dropped_total",
     "Events not posted because the backlog of Events waiting to be posted was full",
@@ -176,6 +186,17 @@ EVENTS_DROPPED = Counter(
 
 def serve(port: int, addr: str = "0.0.0.0") -> None:
     start_http_server(port, addr=addr, registry=REGISTRY)
+
+
+def watch_work_queue(states: Callable[[], Mapping[str, int]]) -> None:
+    """Serve the work queue's keys by state, read at each scrape (`states()` must be cheap and safe
+    from the scrape thread: lengths of containers)."""
+
+    def reader(state: str) -> Callable[[], float]:
+        return lambda: float(states()[state])
+
+    for state in WORKQUEUE_STATES:
+        WORKQUEUE_KEYS.labels(state).set_function(reader(state))
 
 
 # The label sets each endpoint has on each per-endpoint gauge, so replacing or dropping an endpoint's

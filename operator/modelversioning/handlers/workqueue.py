@@ -79,6 +79,7 @@ class WorkQueue:
             self._running.set()
         self._executor = ThreadPoolExecutor(self.workers, thread_name_prefix="reconcile")
         self._tasks = [asyncio.create_task(self._worker(i)) for i in range(self.workers)]
+        metrics.watch_work_queue(self.states)
 
     @property
     def paused(self) -> bool:
@@ -157,6 +158,10 @@ class WorkQueue:
 
     def pending(self) -> int:
         return len(self._dirty) + len(self._processing)
+
+    def states(self) -> dict[str, int]:
+        """Keys by state (modelversioning_workqueue_keys): lengths only, safe from the scrape thread."""
+        return {"queued": len(self._dirty), "running": len(self._processing), "scheduled": len(self._timers)}
 
     def _failed(self, key: Key, e: Exception) -> None:
         """Count, log and retry a failed reconcile (with backoff). ERROR with the traceback only for
