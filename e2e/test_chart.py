@@ -27,6 +27,7 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 import admission
+import modelversioning.render.routers  # noqa: F401 - registers the routers the CRDs' schema lists (crdgen)
 from controlplane import ControlPlane
 from helmchart import CHART, Helm
 from helpers import (
