@@ -76,6 +76,16 @@ def test_bench_peer_tiny(tmp_path: Path) -> None:
             "tiny",
             "--only",
             "peer",
+            # the shape of every number, not figures: the smallest run that has each of them (one
+            # block per Argo setting, one Canary of Flagger's), 2-3 minutes less than the tiny preset
+            "--peer-rollouts",
+            "4",
+            "--peer-blocks",
+            "1",
+            "--peer-per-block",
+            "2",
+            "--peer-flagger",
+            "1",
             "--json",
             str(out),
         ],
