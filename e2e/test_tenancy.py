@@ -400,8 +400,9 @@ def test_hostile_prometheus_does_not_delay_another_endpoints_rollback(  # type: 
     endpoints of another namespace have 16-query analyses every 2 s that the operator's Prometheus
     answers with 64 MiB (four of them) or a byte every 50 ms (four). Both rollbacks are printed; each is
     a route change (bound: 30 s, generous), every request answered. No reconcile waits for a
-    measurement (modelversioning_analysis_reconcile_wait_seconds: every observation under 10 ms, ~0 in
-    total), the 64 MiB answer is refused at the cap and the trickle at the query's total deadline."""
+    measurement (modelversioning_analysis_reconcile_wait_seconds: every observation, and their sum,
+    under 1 s, where waiting for a trickling measurement takes its 3 s deadline), the 64 MiB answer is
+    refused at the cap and the trickle at the query's total deadline."""
     hostile = hostile_prometheus
     register(dp, objs, "victim", "2.3.8")
     register(dp, objs, "victim", "2.4.1")
@@ -444,8 +445,11 @@ def test_hostile_prometheus_does_not_delay_another_endpoints_rollback(  # type: 
     print(f"{WAIT_METRIC}: {count - before:.0f} waits during the hostile phase, {count:.0f} in all, sum "
           f"{total * 1000:.3f} ms, buckets {buckets}")  # fmt: skip
     assert count > before, "no endpoint reconcile had a measurement due: the hostile rollouts never ran"
-    assert buckets.get("0.01") == count, buckets  # every wait for the analysis pool under 10 ms
-    assert total < 0.1, total  # ~0: a lock and two dict operations per due measurement
+    # No reconcile waited for a measurement: one that had would have waited for the trickle's query
+    # deadline (3 s). Every wait is under 1 s and all of them together too (~0: a lock and two dict
+    # operations per due measurement; a loaded machine has put one at 10-100 ms, the GIL's, not ours).
+    assert buckets.get("1.0") == count, buckets
+    assert total < 1.0, total
     print(f"a huge answer's measurement: {capped[0][:200]}")
     late = wait_for(lambda: [m for m in _measurement_messages(other, trickle) if "query deadline" in m], 240,
                     "a measurement of a trickling answer, cut at the query's deadline")  # fmt: skip
