@@ -176,6 +176,20 @@ def machine_lock(log: Callable[[str], None] = print) -> Iterator[int]:
         f.close()
 
 
+def recover_abandoned_node(log: Callable[[str], None] = print) -> bool:
+    """Put the host back as a real node found it when that node's session died without stopping it
+    (its record is still in STATE_DIR). Only under the machine lock: then its owner is gone.
+    True when there was one."""
+    stale = STATE_DIR / "state.json"
+    if not stale.exists():
+        return False
+    log("cleaning up after a real node that was not stopped")
+    with contextlib.suppress(ValueError, KeyError, OSError):
+        restore_host_state(json.loads(stale.read_text()), log)
+    stale.unlink(missing_ok=True)
+    return True
+
+
 def _borrowed_machine_lock() -> bool:
     """True when ``$MV_REAL_NODE_LOCK_FD`` names a descriptor that holds LOCK_FILE (see machine_lock)."""
     raw = os.environ.get(LOCK_FD_ENV)
@@ -512,12 +526,8 @@ class RealNode:
         self._step("node binaries", self._find_binaries)
         self._step("images", self._build_images)
         self._step("node lock", self._acquire_lock)
+        recover_abandoned_node(self.log)
         stale = STATE_DIR / "state.json"
-        if stale.exists():  # a run that died without stopping (we hold the lock: its owner is gone)
-            self.log("cleaning up after a real node that was not stopped")
-            with contextlib.suppress(ValueError, KeyError, OSError):
-                restore_host_state(json.loads(stale.read_text()), self.log)
-            stale.unlink(missing_ok=True)
         self._before = record_host_state(workdir)
         STATE_DIR.mkdir(parents=True, exist_ok=True)
         stale.write_text(json.dumps(self._before))

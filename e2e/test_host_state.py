@@ -43,6 +43,7 @@ from node import (
     RealNode,
     _unmount_under,
     machine_lock,
+    recover_abandoned_node,
 )
 
 # A cold session builds the kubelet and the images first (minutes, see docs/harness.md).
@@ -287,6 +288,9 @@ def test_a_stopped_real_node_leaves_the_host_as_it_found_it() -> None:
     lines: list[str] = []
     log = _log(lines)
     with machine_lock(log), existing_kubelet_dir():
+        # A session killed before this one (a CI job cut short on the same host) left a node: its
+        # cleanup belongs to the next node's start, not to the node this test watches.
+        recover_abandoned_node(log)
         before = host_snapshot()
         with ControlPlane(nodes=0, real_node=True, log=log) as cp:
             run_pod(cp)
@@ -319,6 +323,7 @@ def test_a_killed_session_is_cleaned_up_by_the_next_real_node(tmp_path: Path) ->
     log = _log(lines)
     child_log = tmp_path / "killed-session.log"
     with machine_lock(log) as lock_fd:
+        recover_abandoned_node(log)
         before = host_snapshot()
         # A session with a real node and a running pod, in a child process that shares our lock.
         with child_log.open("wb") as err:
