@@ -81,7 +81,6 @@ from modelversioning.artifacts.errors import TRANSIENT_REASONS, ArtifactError, R
 from modelversioning.artifacts.hashing import ProgressCallback, hash_plan
 from modelversioning.artifacts.limits import deadline_exceeded
 from modelversioning.artifacts.listing import plan_reading
-from modelversioning.artifacts.oci_fetch import check_expected, oci_digest
 from modelversioning.artifacts.policy import check_uri
 from modelversioning.artifacts.redact import redact_text, redact_uri
 from modelversioning.artifacts.results import Digest, VerifyResult
@@ -95,7 +94,10 @@ from modelversioning.artifacts.signature import (
     signature_location,
 )
 from modelversioning.domain.oci_ref import is_oci
-from modelversioning.domain.trust import accepted_by_anchors, seconds_left
+
+# Loaded when needed only (the init container pays for what its URI needs): oci:// in
+# ``verify_artifact`` and ``_digest`` (artifacts.oci_fetch), the anchors' rules in ``enforced``
+# (domain.trust); artifacts.signature loads its libraries only to check a signature.
 
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 
@@ -139,6 +141,8 @@ def verify_artifact(
     writer = DestWriter(Path(dest)) if dest is not None else None
     try:
         if is_oci(uri):
+            from modelversioning.artifacts.oci_fetch import check_expected
+
             check_expected(uri, expected, report.shown)
         access = _access_for(uri, secret_data, env)
         report.secret_values |= access.secret_values
@@ -383,6 +387,8 @@ def _signature(
 def enforced(check: SignatureCheck, trust: TrustMaterial) -> tuple[Reason, str] | None:
     """The init container's rule: signed, by the anchors the operator accepted (each of their sources
     has one among those that verified it), and no certificate expired. None: accepted."""
+    from modelversioning.domain.trust import accepted_by_anchors, seconds_left
+
     if not check.signed:
         return Reason(check.outcome), check.message
     why = accepted_by_anchors(check.matched, [e.to_dict() for e in trust.entries])
@@ -444,6 +450,8 @@ def _digest(
     shown = redact_uri(uri)
     access = _allowed_access(uri, access, policy, env, shown)
     if access.scheme == "oci":
+        from modelversioning.artifacts.oci_fetch import oci_digest
+
         return oci_digest(
             uri, access, policy, deadline=deadline, shown=shown, writer=writer, expected_size=expected_size,
             progress=progress,
