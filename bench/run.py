@@ -9,8 +9,10 @@ ServiceAccount so that its requests can be told apart in the audit log.
 Sections: latency (weight change -> route), rollback, restart (convergence after an operator
 restart), memory (operator RSS vs fleet size), idle (operator API requests while nothing changes),
 hashing (verify_artifact vs hashlib vs sha256sum), cli (`kubectl models` start: --help, and a rollback's
-start -> first API request against a loopback API server; bench/cli_start.py, no cluster). Every scale
-parameter can be overridden; see --help.
+start -> first API request against a loopback API server; bench/cli_start.py, no cluster), init (the
+artifact init container, `verify-artifact` as the pod runs it, against a plain urllib copy of the same
+file from a loopback HTTP server: wall, CPU, MiB/s, start -> first request; bench/init_start.py, no
+cluster). Every scale parameter can be overridden; see --help.
 The fleet's operator writes are logged by object kind and cause (bench/writes.py); --in-use
 admission|finalizer chooses how served versions are protected (the chart's in-use policy bound, or the
 in-use finalizer). Opt-in (only with --only): peer, Argo Rollouts on the same control plane (bench/peer.py):
@@ -44,9 +46,9 @@ sys.path.insert(0, str(HERE))
 from run_support import Results, machine, memory_steps, memory_summary, operator_settings  # noqa: E402
 from targets import evaluate, print_table  # noqa: E402
 
-SECTIONS = ("latency", "rollback", "restart", "memory", "idle", "hashing", "cli")
+SECTIONS = ("latency", "rollback", "restart", "memory", "idle", "hashing", "cli", "init")
 OPT_IN = ("peer", "dataplane", "ttfa")  # run only when named in --only
-# on the kwok control plane (dataplane, ttfa: their own; hashing and cli need none)
+# on the kwok control plane (dataplane, ttfa: their own; hashing, cli and init need none)
 CLUSTER_SECTIONS = ("latency", "rollback", "restart", "memory", "idle", "peer")
 REAL_NODE_SECTIONS = ("dataplane", "ttfa")  # one control plane with the real node for both
 
@@ -76,6 +78,8 @@ SCALES: dict[str, dict[str, Any]] = {
         "ttfa_sizes": "10,256,1024",
         "ttfa_replicas": 5,
         "cli_repeats": 20,
+        "init_sizes": "16,64",
+        "init_repeats": 3,
     },
     "full": {
         "versions": 1000,
@@ -102,6 +106,8 @@ SCALES: dict[str, dict[str, Any]] = {
         "ttfa_sizes": "10,256,1024",
         "ttfa_replicas": 5,
         "cli_repeats": 20,
+        "init_sizes": "256,1024",
+        "init_repeats": 5,
     },
 }
 
@@ -165,7 +171,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     g.add_argument("--hash-file-mib", type=int, help="size of each of those files")
     g.add_argument("--hash-repeats", type=int, help="repeats per hashing method (median reported)")
     g.add_argument("--hash-workers", type=int, help="verify_artifact's max_workers (artifacts.maxWorkers)")
-    g.add_argument("--hash-dir", default=None, help="directory for the hashing temp files (default: $TMPDIR)")
+    g.add_argument(
+        "--hash-dir", default=None, help="directory for the hashing and init temp files (default: $TMPDIR)"
+    )
     g.add_argument("--converge-timeout", type=float, help="seconds to wait for a fleet to converge")
     g.add_argument("--peer-rollouts", type=int, help="peer: Argo Rollouts, and as many ModelEndpoints")
     g.add_argument("--peer-blocks", type=int, help="peer: alternating measurement blocks")
@@ -177,6 +185,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     g.add_argument("--ttfa-sizes", help="ttfa: artifact sizes in MiB, comma-separated (e.g. 10,256,1024)")
     g.add_argument("--ttfa-replicas", type=int, help="ttfa: the scale-up's replicas, from 1 (< 2: none)")
     g.add_argument("--cli-repeats", type=int, help="cli: runs of each `kubectl models` command timed")
+    g.add_argument("--init-sizes", help="init: artifact sizes in MiB, comma-separated (e.g. 256,1024)")
+    g.add_argument("--init-repeats", type=int, help="init: runs of each init container per size")
     args = ap.parse_args(argv)
     params = dict(SCALES[args.scale])
     for key in params:
@@ -385,6 +395,14 @@ def run_cli(args: argparse.Namespace, res: Results) -> None:
     guarded(res, "cli", lambda: cli_start.run(args.params["cli_repeats"], log))
 
 
+def run_init(args: argparse.Namespace, res: Results) -> None:
+    import init_start
+
+    p = args.params
+    sizes = [float(x) for x in str(p["init_sizes"]).split(",") if x.strip()]
+    guarded(res, "init", lambda: init_start.run(sizes, p["init_repeats"], log, args.hash_dir))
+
+
 def run_hashing(args: argparse.Namespace, res: Results) -> None:
     import hashing
 
@@ -421,6 +439,8 @@ def main(argv: list[str] | None = None) -> int:
             run_cli(args, res)
         if "hashing" in args.sections:  # before the cluster starts: nothing else on the CPUs
             run_hashing(args, res)
+        if "init" in args.sections:
+            run_init(args, res)
         if set(args.sections) & set(CLUSTER_SECTIONS):
             try:
                 run_cluster(args, res)
