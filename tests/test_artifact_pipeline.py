@@ -51,7 +51,7 @@ def _pieces(data: bytes, sizes: list[int]) -> list[bytes]:
 def test_digest_and_output_do_not_depend_on_chunk_boundaries(sizes: list[int], threaded: bool) -> None:
     data = os.urandom(300_001)
     out = io.BytesIO()
-    s = HashSink(out, lambda: None) if threaded else InlineSink(out)
+    s = HashSink(out, lambda: None, max_queued=CHUNK) if threaded else InlineSink(out)
     try:
         for piece in _pieces(data, sizes):
             s.put(piece)
@@ -75,7 +75,7 @@ class _FailingOutput(io.BytesIO):
 
 
 def test_a_failing_write_is_raised_in_the_reader_and_stops_it() -> None:
-    s = HashSink(_FailingOutput(), lambda: None)
+    s = HashSink(_FailingOutput(), lambda: None, max_queued=2 * CHUNK)
     puts = 0
     with pytest.raises(OSError, match="No space left"):
         for _ in range(100):
@@ -83,8 +83,8 @@ def test_a_failing_write_is_raised_in_the_reader_and_stops_it() -> None:
             puts += 1
         s.digest()
     s.close()
-    # the worker fails on the first chunk: the reader is told at most a queue's depth + 1 chunks later
-    assert puts <= pipeline.DEPTH + 1
+    # the worker fails on the first chunk: the reader is told once the queue (2 chunks) is full again
+    assert puts <= 3
 
 
 class _GatedOutput(io.BytesIO):
@@ -114,15 +114,16 @@ def test_a_reader_waiting_on_a_stuck_writer_is_cancelled_and_the_worker_stopped(
             raise _Cancelled()
 
     out = _GatedOutput(gate)
-    s = HashSink(out, check)
-    s.put(b"a" * 10)  # taken by the worker, which waits in its write
-    s.put(b"b" * 10)  # queued (the worker has taken the first, or takes it now)
+    s = HashSink(out, check, max_queued=30)
+    a, b, c, d = (bytes([i]) * 10 for i in range(4))
+    for piece in (a, b, c, d):  # a is taken by the worker, which waits in its write; b, c, d are queued
+        s.put(piece)
     cancelled.set()
     with pytest.raises(_Cancelled):
-        s.put(b"c" * 10)  # the queue is full while the write waits: only the check ends the wait
+        s.put(b"e" * 10)  # 30 bytes are queued while the write waits: only the check ends the wait
     gate.set()
     s.close()
-    assert out.getvalue() in (b"a" * 10, b"a" * 10 + b"b" * 10)  # never c, and never after close()
+    assert out.getvalue() in (a, a + b, a + b + c, a + b + c + d)  # in order, never e
 
 
 # ---- through verify_artifact -------------------------------------------------------------------------

@@ -3,10 +3,11 @@
 :func:`sink` gives the reader of one file a :class:`HashSink` -- a worker thread that hashes each chunk
 and writes it to the output (the temporary file of a
 :class:`~modelversioning.artifacts.dest_writer.DestWriter`), fed through a queue of at most
-``depth`` chunks -- or, for a file of one chunk, an :class:`InlineSink` that does the same in the
-reader's thread. The reader reads chunk ``k+1`` from the store while the worker hashes and writes
-chunk ``k`` (hashlib and file writes release the GIL on large buffers), so a download runs at the
-speed of its slowest stage instead of the sum of the three.
+``max_queued`` bytes (one chunk's worth, however the store cuts its reads) -- or, for a file of one
+chunk, an :class:`InlineSink` that does the same in the reader's thread. The reader reads chunk
+``k+1`` from the store while the worker hashes and writes chunk ``k`` (hashlib and file writes release
+the GIL on large buffers), so a download runs at the speed of its slowest stage instead of the sum of
+the three.
 
 Both give the same digest as hashing in the reader's thread: the same bytes in the same order. Nothing
 waits without a bound: while the queue is full or the worker finishes, the reader calls its
@@ -26,7 +27,6 @@ from typing import BinaryIO, Protocol
 
 CHECK_SECONDS = 0.5  # how often a waiting reader checks its deadline and the stop signal
 JOIN_SECONDS = 5.0  # how long close() waits for a write in progress
-DEPTH = 1  # chunks queued between the reader and the worker (memory: depth + 2 chunks in flight)
 
 Check = Callable[[], None]
 
@@ -59,11 +59,12 @@ class InlineSink:
 class HashSink:
     """Hash and write the chunks given to :meth:`put` in a worker thread (see the module docstring)."""
 
-    def __init__(self, out: BinaryIO | None, check: Check, *, depth: int = DEPTH) -> None:
+    def __init__(self, out: BinaryIO | None, check: Check, *, max_queued: int) -> None:
         self._h = hashlib.sha256()
         self._out = out
         self._check = check
-        self._depth = max(1, depth)
+        self._max_queued = max_queued  # a chunk is queued when the queue is empty, whatever its size
+        self._queued = 0  # bytes
         self._chunks: deque[bytes | None] = deque()  # None: the end of the file
         self._cond = threading.Condition()
         self._error: BaseException | None = None
@@ -75,10 +76,11 @@ class HashSink:
     def put(self, chunk: bytes) -> None:
         """Queue ``chunk``; waits while the queue is full. Raises the worker's error, or ``check``'s."""
         with self._cond:
-            while len(self._chunks) >= self._depth and self._error is None:
+            while self._chunks and self._queued + len(chunk) > self._max_queued and self._error is None:
                 self._wait()
             self._raise_error()
             self._chunks.append(chunk)
+            self._queued += len(chunk)
             self._cond.notify_all()
 
     def digest(self) -> str:
@@ -96,6 +98,7 @@ class HashSink:
         with self._cond:
             self._closed = True
             self._chunks.clear()
+            self._queued = 0
             self._cond.notify_all()
         self._thread.join(JOIN_SECONDS)
 
@@ -121,6 +124,7 @@ class HashSink:
                     if self._closed:
                         return
                     chunk = self._chunks.popleft()
+                    self._queued -= len(chunk or b"")
                     self._cond.notify_all()
                 if chunk is None:
                     break
@@ -141,4 +145,4 @@ def sink(out: BinaryIO | None, check: Check, size: int | None, chunk_size: int) 
     :class:`InlineSink`."""
     if size is not None and size <= chunk_size:
         return InlineSink(out)
-    return HashSink(out, check)
+    return HashSink(out, check, max_queued=chunk_size)

@@ -5,9 +5,10 @@
 deadline, the results) is shared.
 
 Bytes are hashed while they are read, ``policy.chunk_size`` at a time; nothing is downloaded
-first. The digest of a directory/prefix is the sha256 of its manifest (see
-:mod:`modelversioning.artifacts.manifest`); its files are hashed in parallel
-(``policy.max_workers`` threads pulling from one list, at most one chunk in memory per thread).
+first. While one chunk is read the previous one is hashed (and, with ``dest``, written) by a worker
+thread (:mod:`modelversioning.artifacts.pipeline`). The digest of a directory/prefix is the sha256 of
+its manifest (see :mod:`modelversioning.artifacts.manifest`); its files are hashed in parallel
+(``policy.max_workers`` threads pulling from one list, at most three chunks in memory per thread).
 
 Bounded: every step (connecting, response headers, the listing, ``info``, every read) runs under
 one deadline (``policy.timeout_seconds``): the HTTP client's total timeout, and listing/``info`` in a
