@@ -119,6 +119,32 @@ def log(msg: str) -> None:
     print(f"[bench {time.monotonic() - T0:7.1f}s] {msg}", file=sys.stderr, flush=True)
 
 
+def _section_overrides(g: Any) -> None:
+    """The rest of the scale overrides: the sections' own (hashing, peer, dataplane, ttfa, cli, init) and
+    the convergence timeout."""
+    g.add_argument("--hash-single-mib", type=int, help="size of the single big file")
+    g.add_argument("--hash-files", type=int, help="number of files of the many-files case")
+    g.add_argument("--hash-file-mib", type=int, help="size of each of those files")
+    g.add_argument("--hash-repeats", type=int, help="repeats per hashing method (median reported)")
+    g.add_argument("--hash-workers", type=int, help="verify_artifact's max_workers (artifacts.maxWorkers)")
+    g.add_argument(
+        "--hash-dir", default=None, help="directory for the hashing and init temp files (default: $TMPDIR)"
+    )
+    g.add_argument("--converge-timeout", type=float, help="seconds to wait for a fleet to converge")
+    g.add_argument("--peer-rollouts", type=int, help="peer: Argo Rollouts, and as many ModelEndpoints")
+    g.add_argument("--peer-blocks", type=int, help="peer: alternating measurement blocks")
+    g.add_argument("--peer-per-block", type=int, help="peer: samples of each kind per block (<= rollouts/2)")
+    g.add_argument("--peer-idle-seconds", type=float, help="peer: idle window for counting writes")
+    g.add_argument("--dp-rollbacks", type=int, help="dataplane: `kubectl models rollback` runs under load")
+    g.add_argument("--dp-auto", type=int, help="dataplane: automatic rollbacks of a failing canary")
+    g.add_argument("--dp-steps", type=int, help="dataplane: good-canary runs (3 step transitions each)")
+    g.add_argument("--ttfa-sizes", help="ttfa: artifact sizes in MiB, comma-separated (e.g. 10,256,1024)")
+    g.add_argument("--ttfa-replicas", type=int, help="ttfa: the scale-up's replicas, from 1 (< 2: none)")
+    g.add_argument("--cli-repeats", type=int, help="cli: runs of each `kubectl models` command timed")
+    g.add_argument("--init-sizes", help="init: artifact sizes in MiB, comma-separated (e.g. 256,1024)")
+    g.add_argument("--init-repeats", type=int, help="init: runs of each init container per size")
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--scale", choices=sorted(SCALES), default="tiny", help="preset (default: tiny)")
@@ -166,27 +192,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     g.add_argument(
         "--memory-steps", help="larger fleets for the memory curve, 'versions:endpoints,...' ('' for none)"
     )
-    g.add_argument("--hash-single-mib", type=int, help="size of the single big file")
-    g.add_argument("--hash-files", type=int, help="number of files of the many-files case")
-    g.add_argument("--hash-file-mib", type=int, help="size of each of those files")
-    g.add_argument("--hash-repeats", type=int, help="repeats per hashing method (median reported)")
-    g.add_argument("--hash-workers", type=int, help="verify_artifact's max_workers (artifacts.maxWorkers)")
-    g.add_argument(
-        "--hash-dir", default=None, help="directory for the hashing and init temp files (default: $TMPDIR)"
-    )
-    g.add_argument("--converge-timeout", type=float, help="seconds to wait for a fleet to converge")
-    g.add_argument("--peer-rollouts", type=int, help="peer: Argo Rollouts, and as many ModelEndpoints")
-    g.add_argument("--peer-blocks", type=int, help="peer: alternating measurement blocks")
-    g.add_argument("--peer-per-block", type=int, help="peer: samples of each kind per block (<= rollouts/2)")
-    g.add_argument("--peer-idle-seconds", type=float, help="peer: idle window for counting writes")
-    g.add_argument("--dp-rollbacks", type=int, help="dataplane: `kubectl models rollback` runs under load")
-    g.add_argument("--dp-auto", type=int, help="dataplane: automatic rollbacks of a failing canary")
-    g.add_argument("--dp-steps", type=int, help="dataplane: good-canary runs (3 step transitions each)")
-    g.add_argument("--ttfa-sizes", help="ttfa: artifact sizes in MiB, comma-separated (e.g. 10,256,1024)")
-    g.add_argument("--ttfa-replicas", type=int, help="ttfa: the scale-up's replicas, from 1 (< 2: none)")
-    g.add_argument("--cli-repeats", type=int, help="cli: runs of each `kubectl models` command timed")
-    g.add_argument("--init-sizes", help="init: artifact sizes in MiB, comma-separated (e.g. 256,1024)")
-    g.add_argument("--init-repeats", type=int, help="init: runs of each init container per size")
+    _section_overrides(g)
     args = ap.parse_args(argv)
     params = dict(SCALES[args.scale])
     for key in params:
