@@ -10,8 +10,10 @@ Sections: single (one endpoint's weight change on a quiet operator: its reaction
 event, every run), latency (weight change -> route), rollback, restart (convergence after an operator
 restart), memory (operator RSS vs fleet size), idle (operator API requests while nothing changes),
 hashing (verify_artifact vs hashlib vs sha256sum), cli (`kubectl models` start: --help, and a rollback's
-start -> first API request against a loopback API server; bench/cli_start.py, no cluster). Every scale
-parameter can be overridden; see --help.
+start -> first API request against a loopback API server; bench/cli_start.py, no cluster), init (the
+artifact init container, `verify-artifact` as the pod runs it, against a plain urllib copy of the same
+file from a loopback HTTP server: wall, CPU, MiB/s, start -> first request; bench/init_start.py, no
+cluster). Every scale parameter can be overridden; see --help.
 The fleet's operator writes are logged by object kind and cause (bench/writes.py); --in-use
 admission|finalizer chooses how served versions are protected (the chart's in-use policy bound, or the
 in-use finalizer). Opt-in (only with --only): peer, Argo Rollouts and Flagger on the same control plane:
@@ -28,8 +30,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
-import math
 import os
 import signal
 import sys
@@ -44,12 +44,12 @@ REPO = HERE.parent
 sys.path.insert(0, str(REPO / "e2e"))
 sys.path.insert(0, str(HERE))
 
-from runinfo import machine, memory_summary, operator_settings  # noqa: E402
+from runinfo import Results, machine, memory_steps, memory_summary, operator_settings  # noqa: E402
 from targets import evaluate, print_table  # noqa: E402
 
-SECTIONS = ("single", "latency", "rollback", "restart", "memory", "idle", "hashing", "cli")
+SECTIONS = ("single", "latency", "rollback", "restart", "memory", "idle", "hashing", "cli", "init")
 OPT_IN = ("peer", "dataplane", "ttfa")  # run only when named in --only
-# on the kwok control plane (dataplane, ttfa: their own; hashing and cli need none)
+# on the kwok control plane (dataplane, ttfa: their own; hashing, cli and init need none)
 CLUSTER_SECTIONS = ("single", "latency", "rollback", "restart", "memory", "idle", "peer")
 REAL_NODE_SECTIONS = ("dataplane", "ttfa")  # one control plane with the real node for both
 
@@ -84,6 +84,8 @@ SCALES: dict[str, dict[str, Any]] = {
         "ttfa_replicas": 5,
         "cli_repeats": 20,
         "single_changes": 30,
+        "init_sizes": "16,64",
+        "init_repeats": 3,
     },
     "full": {
         "versions": 1000,
@@ -115,6 +117,8 @@ SCALES: dict[str, dict[str, Any]] = {
         "ttfa_replicas": 5,
         "cli_repeats": 20,
         "single_changes": 100,
+        "init_sizes": "256,1024",
+        "init_repeats": 5,
     },
 }
 
@@ -124,6 +128,32 @@ T0 = time.monotonic()
 
 def log(msg: str) -> None:
     print(f"[bench {time.monotonic() - T0:7.1f}s] {msg}", file=sys.stderr, flush=True)
+
+
+def _section_overrides(g: Any) -> None:
+    """The rest of the scale overrides: the sections' own (hashing, peer, dataplane, ttfa, cli, init) and
+    the convergence timeout."""
+    g.add_argument("--hash-single-mib", type=int, help="size of the single big file")
+    g.add_argument("--hash-files", type=int, help="number of files of the many-files case")
+    g.add_argument("--hash-file-mib", type=int, help="size of each of those files")
+    g.add_argument("--hash-repeats", type=int, help="repeats per hashing method (median reported)")
+    g.add_argument("--hash-workers", type=int, help="verify_artifact's max_workers (artifacts.maxWorkers)")
+    g.add_argument(
+        "--hash-dir", default=None, help="directory for the hashing and init temp files (default: $TMPDIR)"
+    )
+    g.add_argument("--converge-timeout", type=float, help="seconds to wait for a fleet to converge")
+    import peer
+
+    peer.add_args(g)
+    g.add_argument("--dp-rollbacks", type=int, help="dataplane: `kubectl models rollback` runs under load")
+    g.add_argument("--dp-auto", type=int, help="dataplane: automatic rollbacks of a failing canary")
+    g.add_argument("--dp-steps", type=int, help="dataplane: good-canary runs (3 step transitions each)")
+    g.add_argument("--ttfa-sizes", help="ttfa: artifact sizes in MiB, comma-separated (e.g. 10,256,1024)")
+    g.add_argument("--ttfa-replicas", type=int, help="ttfa: the scale-up's replicas, from 1 (< 2: none)")
+    g.add_argument("--cli-repeats", type=int, help="cli: runs of each `kubectl models` command timed")
+    g.add_argument("--single-changes", type=int, help="weight changes of one endpoint on a quiet operator")
+    g.add_argument("--init-sizes", help="init: artifact sizes in MiB, comma-separated (e.g. 256,1024)")
+    g.add_argument("--init-repeats", type=int, help="init: runs of each init container per size")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -173,23 +203,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     g.add_argument(
         "--memory-steps", help="larger fleets for the memory curve, 'versions:endpoints,...' ('' for none)"
     )
-    g.add_argument("--hash-single-mib", type=int, help="size of the single big file")
-    g.add_argument("--hash-files", type=int, help="number of files of the many-files case")
-    g.add_argument("--hash-file-mib", type=int, help="size of each of those files")
-    g.add_argument("--hash-repeats", type=int, help="repeats per hashing method (median reported)")
-    g.add_argument("--hash-workers", type=int, help="verify_artifact's max_workers (artifacts.maxWorkers)")
-    g.add_argument("--hash-dir", default=None, help="directory for the hashing temp files (default: $TMPDIR)")
-    g.add_argument("--converge-timeout", type=float, help="seconds to wait for a fleet to converge")
-    import peer
-
-    peer.add_args(g)
-    g.add_argument("--dp-rollbacks", type=int, help="dataplane: `kubectl models rollback` runs under load")
-    g.add_argument("--dp-auto", type=int, help="dataplane: automatic rollbacks of a failing canary")
-    g.add_argument("--dp-steps", type=int, help="dataplane: good-canary runs (3 step transitions each)")
-    g.add_argument("--ttfa-sizes", help="ttfa: artifact sizes in MiB, comma-separated (e.g. 10,256,1024)")
-    g.add_argument("--ttfa-replicas", type=int, help="ttfa: the scale-up's replicas, from 1 (< 2: none)")
-    g.add_argument("--cli-repeats", type=int, help="cli: runs of each `kubectl models` command timed")
-    g.add_argument("--single-changes", type=int, help="weight changes of one endpoint on a quiet operator")
+    _section_overrides(g)
     args = ap.parse_args(argv)
     params = dict(SCALES[args.scale])
     for key in params:
@@ -205,42 +219,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         ap.error("--endpoints must be >= 2 (one for the latency test, one for the rollbacks)")
     args.params = params
     return args
-
-
-def memory_steps(spec: str) -> list[tuple[int, int]]:
-    steps = []
-    for part in (spec or "").split(","):
-        if part.strip():
-            v, _, e = part.partition(":")
-            steps.append((int(v), int(e or 0)))
-    return steps
-
-
-class Results:
-    def __init__(self, path: Path, meta: dict[str, Any]) -> None:
-        self.path = path
-        self.data: dict[str, Any] = {"meta": meta, "sections": {}, "setup": {}, "targets": []}
-
-    def section(self, name: str, value: dict[str, Any]) -> None:
-        self.data["sections"][name] = value
-        self.save()
-
-    def save(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(_clean(self.data), indent=2, sort_keys=False) + "\n")
-        tmp.replace(self.path)
-
-
-def _clean(x: Any) -> Any:
-    """NaN/inf are not JSON: null."""
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    if isinstance(x, dict):
-        return {k: _clean(v) for k, v in x.items()}
-    if isinstance(x, list | tuple):
-        return [_clean(v) for v in x]
-    return x
 
 
 def guarded(
@@ -460,6 +438,14 @@ def run_cli(args: argparse.Namespace, res: Results) -> None:
     guarded(res, "cli", lambda: cli_start.run(args.params["cli_repeats"], log))
 
 
+def run_init(args: argparse.Namespace, res: Results) -> None:
+    import init_start
+
+    p = args.params
+    sizes = [float(x) for x in str(p["init_sizes"]).split(",") if x.strip()]
+    guarded(res, "init", lambda: init_start.run(sizes, p["init_repeats"], log, args.hash_dir))
+
+
 def run_hashing(args: argparse.Namespace, res: Results) -> None:
     import hashing
 
@@ -496,6 +482,8 @@ def main(argv: list[str] | None = None) -> int:
             run_cli(args, res)
         if "hashing" in args.sections:  # before the cluster starts: nothing else on the CPUs
             run_hashing(args, res)
+        if "init" in args.sections:
+            run_init(args, res)
         if set(args.sections) & set(CLUSTER_SECTIONS):
             try:
                 run_cluster(args, res)

@@ -1,7 +1,9 @@
-"""Small helpers of bench/run.py: the machine's description, --set parsing, the memory curve."""
+"""Helpers of bench/run.py: the machine's description, --set parsing, the memory curve, the results file."""
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import platform
 from pathlib import Path
@@ -58,3 +60,42 @@ def memory_summary(steps: list[dict[str, Any]]) -> dict[str, Any]:
         growth = (last["rss_mib"] - first["rss_mib"]) * 1024
         out["kib_per_object"] = round(growth / d_obj, 2) if d_obj else 0.0
     return out
+
+
+def memory_steps(spec: str) -> list[tuple[int, int]]:
+    """--memory-steps '2000:400,5000:1000' -> [(2000, 400), (5000, 1000)]."""
+    steps = []
+    for part in (spec or "").split(","):
+        if part.strip():
+            v, _, e = part.partition(":")
+            steps.append((int(v), int(e or 0)))
+    return steps
+
+
+class Results:
+    """The results file, written after every section (a run cut short keeps what it measured)."""
+
+    def __init__(self, path: Path, meta: dict[str, Any]) -> None:
+        self.path = path
+        self.data: dict[str, Any] = {"meta": meta, "sections": {}, "setup": {}, "targets": []}
+
+    def section(self, name: str, value: dict[str, Any]) -> None:
+        self.data["sections"][name] = value
+        self.save()
+
+    def save(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(_clean(self.data), indent=2, sort_keys=False) + "\n")
+        tmp.replace(self.path)
+
+
+def _clean(x: Any) -> Any:
+    """NaN/inf are not JSON: null."""
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if isinstance(x, dict):
+        return {k: _clean(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [_clean(v) for v in x]
+    return x

@@ -56,6 +56,7 @@ def evaluate(res: Any) -> list[dict[str, Any]]:
     _hashing(s, res, add)
     _peer(s, res, add)
     _cli(s, add)
+    _init(s, add)
     _dataplane(s, res, add)
     _ttfa(s, res, add)
     for name, sec in s.items():
@@ -334,6 +335,15 @@ def _cli(s: dict[str, Any], add: Add) -> None:
 
         for metric, value, note in cli_rows(cli):
             add("cli", metric, value, "", None, note)
+
+
+def _init(s: dict[str, Any], add: Add) -> None:
+    init = s.get("init")
+    if init and "error" not in init:
+        from init_start import rows as init_rows  # printed, never a target
+
+        for metric, value, note in init_rows(init):
+            add("init", metric, value, "", None, note)
 
 
 def _dataplane(s: dict[str, Any], res: Any, add: Add) -> None:

@@ -10,7 +10,6 @@ import os
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
@@ -269,6 +268,8 @@ class Settings(_Settings):
         path = path or os.environ.get("MODELVERSIONING_CONFIG")
         data: Any = {}
         if path:
+            import yaml  # only with a file: the init container gets its policy as JSON
+
             try:
                 data = yaml.safe_load(Path(path).read_text()) or {}
             except FileNotFoundError:

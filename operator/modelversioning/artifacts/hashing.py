@@ -1,9 +1,11 @@
 """Hashing the files of a :class:`~modelversioning.artifacts.listing.ReadPlan` into a Digest.
 
 Bytes are hashed while they are read, ``policy.chunk_size`` at a time, and (with a
-:class:`~modelversioning.artifacts.dest_writer.DestWriter`) written out at the same time. The
+:class:`~modelversioning.artifacts.dest_writer.DestWriter`) written out at the same time, by a worker
+thread while the next chunk is read (:mod:`~modelversioning.artifacts.pipeline`). The
 files of a directory are hashed by ``policy.max_workers`` threads pulling from one list (at most
-one chunk in memory per thread); the first error stops every worker. No more than the read budget
+three chunks in memory per file being read: the one read, one queued, the one hashed); the first error
+stops every worker. No more than the read budget
 (:func:`~modelversioning.artifacts.limits.read_budget`) is read in all, nothing after the
 deadline, and a file whose byte count differs from the size the store reported is never a digest
 (:class:`~modelversioning.artifacts.errors.TruncatedReadError`).
@@ -11,7 +13,7 @@ deadline, and a file whose byte count differs from the size the store reported i
 
 from __future__ import annotations
 
-import hashlib
+import contextlib
 import threading
 import time
 from collections.abc import Callable
@@ -23,6 +25,7 @@ from modelversioning.artifacts.errors import TruncatedReadError
 from modelversioning.artifacts.limits import deadline_exceeded, limit_exceeded, read_budget
 from modelversioning.artifacts.listing import Entry, ReadPlan
 from modelversioning.artifacts.manifest import manifest_digest
+from modelversioning.artifacts.pipeline import sink
 from modelversioning.artifacts.results import Digest, FileDigest
 
 ProgressCallback = Callable[[int, int | None], None]
@@ -67,38 +70,39 @@ class _Hashing:
     stop: threading.Event = field(default_factory=threading.Event)
 
     def file(self, entry: Entry) -> FileDigest:
-        """sha256 of one file; never reads past ``budget`` bytes in total (all files, ``progress``)."""
+        """sha256 of one file; never reads past ``budget`` bytes in total (all files, ``progress``).
+        The bytes are hashed and written by a :mod:`~modelversioning.artifacts.pipeline` sink while
+        the next ones are read."""
         out_path = self.writer.path_for(entry.rel) if self.writer else None
-        h = hashlib.sha256()
         n = 0
         chunk_size = self.policy.chunk_size
-        out = open(out_path, "wb") if out_path is not None else None  # noqa: SIM115
-        try:
-            with self.plan.fs.open(entry.path, "rb", **self.plan.open_kwargs) as f:
-                while True:
-                    if self.stop.is_set():
-                        raise _Stopped()
-                    if time.monotonic() > self.deadline:
-                        timeout = self.policy.timeout_seconds
-                        raise limit_exceeded(
-                            self.shown, f"not verified within artifacts.timeoutSeconds ({timeout:g}s)"
-                        )
-                    chunk = f.read(chunk_size)
-                    if not chunk:
-                        break
-                    h.update(chunk)
-                    n += len(chunk)
-                    if out is not None:
-                        out.write(chunk)
-                    if self.progress.add(len(chunk)) > self.budget:
-                        raise limit_exceeded(self.shown, f"read more than the allowed {self.budget} bytes")
-        finally:
-            if out is not None:
-                out.close()
+        with contextlib.ExitStack() as stack:  # closed in reverse: the file read, the sink, the output
+            out = stack.enter_context(open(out_path, "wb")) if out_path is not None else None
+            hashed = sink(out, self.check, entry.size, chunk_size)
+            stack.callback(hashed.close)
+            f = stack.enter_context(self.plan.fs.open(entry.path, "rb", **self.plan.open_kwargs))
+            while True:
+                self.check()
+                chunk = f.read(chunk_size)
+                if not chunk:
+                    break
+                n += len(chunk)
+                if self.progress.add(len(chunk)) > self.budget:
+                    raise limit_exceeded(self.shown, f"read more than the allowed {self.budget} bytes")
+                hashed.put(chunk)
+            sha256 = hashed.digest()
         if entry.size is not None and n != entry.size:
             what = "truncated" if n < entry.size else "longer than reported"
             raise TruncatedReadError(f"{entry.rel}: read {n} of {entry.size} bytes ({what})")
-        return FileDigest(entry.rel, h.hexdigest(), n)
+        return FileDigest(entry.rel, sha256, n)
+
+    def check(self) -> None:
+        """Raise when another file failed (``_Stopped``) or the deadline passed (LimitExceeded)."""
+        if self.stop.is_set():
+            raise _Stopped()
+        if time.monotonic() > self.deadline:
+            timeout = self.policy.timeout_seconds
+            raise limit_exceeded(self.shown, f"not verified within artifacts.timeoutSeconds ({timeout:g}s)")
 
 
 def hash_plan(

@@ -20,10 +20,10 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from modelversioning.api.settings import ArtifactPolicy
-from modelversioning.artifacts.backends import open_filesystem
 from modelversioning.artifacts.classify import NOT_FOUND_HINT
 from modelversioning.artifacts.credentials import StoreAccess
 from modelversioning.artifacts.errors import ArtifactError, Reason
+from modelversioning.artifacts.filesystems import open_filesystem
 from modelversioning.artifacts.limits import check_total, limit_exceeded, run_bounded
 from modelversioning.artifacts.manifest import check_relative_path
 from modelversioning.artifacts.policy import path_under_roots, resolve_file_path

@@ -5,9 +5,10 @@
 deadline, the results) is shared.
 
 Bytes are hashed while they are read, ``policy.chunk_size`` at a time; nothing is downloaded
-first. The digest of a directory/prefix is the sha256 of its manifest (see
-:mod:`modelversioning.artifacts.manifest`); its files are hashed in parallel
-(``policy.max_workers`` threads pulling from one list, at most one chunk in memory per thread).
+first. While one chunk is read the previous one is hashed (and, with ``dest``, written) by a worker
+thread (:mod:`modelversioning.artifacts.pipeline`). The digest of a directory/prefix is the sha256 of
+its manifest (see :mod:`modelversioning.artifacts.manifest`); its files are hashed in parallel
+(``policy.max_workers`` threads pulling from one list, at most three chunks in memory per thread).
 
 Bounded: every step (connecting, response headers, the listing, ``info``, every read) runs under
 one deadline (``policy.timeout_seconds``): the HTTP client's total timeout, and listing/``info`` in a
@@ -81,7 +82,6 @@ from modelversioning.artifacts.errors import TRANSIENT_REASONS, ArtifactError, R
 from modelversioning.artifacts.hashing import ProgressCallback, hash_plan
 from modelversioning.artifacts.limits import deadline_exceeded
 from modelversioning.artifacts.listing import plan_reading
-from modelversioning.artifacts.oci_fetch import check_expected, oci_digest
 from modelversioning.artifacts.policy import check_uri
 from modelversioning.artifacts.redact import redact_text, redact_uri
 from modelversioning.artifacts.results import Digest, VerifyResult
@@ -95,7 +95,10 @@ from modelversioning.artifacts.signature import (
     signature_location,
 )
 from modelversioning.domain.oci_ref import is_oci
-from modelversioning.domain.trust import accepted_by_anchors, seconds_left
+
+# Loaded when needed only (the init container pays for what its URI needs): oci:// in
+# ``verify_artifact`` and ``_digest`` (artifacts.oci_fetch), the anchors' rules in ``enforced``
+# (domain.trust); artifacts.signature loads its libraries only to check a signature.
 
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 
@@ -139,6 +142,8 @@ def verify_artifact(
     writer = DestWriter(Path(dest)) if dest is not None else None
     try:
         if is_oci(uri):
+            from modelversioning.artifacts.oci_fetch import check_expected
+
             check_expected(uri, expected, report.shown)
         access = _access_for(uri, secret_data, env)
         report.secret_values |= access.secret_values
@@ -383,6 +388,8 @@ def _signature(
 def enforced(check: SignatureCheck, trust: TrustMaterial) -> tuple[Reason, str] | None:
     """The init container's rule: signed, by the anchors the operator accepted (each of their sources
     has one among those that verified it), and no certificate expired. None: accepted."""
+    from modelversioning.domain.trust import accepted_by_anchors, seconds_left
+
     if not check.signed:
         return Reason(check.outcome), check.message
     why = accepted_by_anchors(check.matched, [e.to_dict() for e in trust.entries])
@@ -444,6 +451,8 @@ def _digest(
     shown = redact_uri(uri)
     access = _allowed_access(uri, access, policy, env, shown)
     if access.scheme == "oci":
+        from modelversioning.artifacts.oci_fetch import oci_digest
+
         return oci_digest(
             uri, access, policy, deadline=deadline, shown=shown, writer=writer, expected_size=expected_size,
             progress=progress,

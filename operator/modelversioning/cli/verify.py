@@ -55,12 +55,14 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-import yaml
 from pydantic import ValidationError
 
 from modelversioning.api.settings import ArtifactPolicy, Settings
-from modelversioning.artifacts import Reason, TrustMaterial, VerifyResult, verify_artifact
 from modelversioning.artifacts.credentials import KNOWN_KEYS
+from modelversioning.artifacts.errors import Reason
+from modelversioning.artifacts.results import VerifyResult
+from modelversioning.artifacts.signature import TrustMaterial
+from modelversioning.artifacts.verify import verify_artifact
 
 EXIT_OK = 0
 EXIT_MISMATCH = 1
@@ -126,6 +128,8 @@ def load_policy(
         except ValidationError as e:
             raise ValueError(f"invalid --policy-json: {e}") from None
     elif policy_file is not None:
+        import yaml
+
         try:
             data: Any = yaml.safe_load(policy_file.read_text()) or {}
         except (OSError, yaml.YAMLError) as e:
@@ -140,6 +144,8 @@ def load_policy(
         except ValidationError as e:
             raise ValueError(f"invalid policy file {policy_file}: {e}") from None
     else:
+        import yaml
+
         try:
             policy = Settings.load().artifacts
         except (OSError, ValueError, yaml.YAMLError) as e:
@@ -281,7 +287,7 @@ def _watchdog(uri: str, sha256: str, policy: ArtifactPolicy, output: OutputForma
     network call is stuck in (an init container must never hang)."""
 
     def fire() -> None:
-        from modelversioning.artifacts import redact_uri
+        from modelversioning.artifacts.redact import redact_uri
 
         msg = (
             f"{redact_uri(uri)}: LimitExceeded: not verified within artifacts.timeoutSeconds "
