@@ -44,7 +44,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import ssl
 import subprocess
 import sys
@@ -58,6 +57,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from childserver import die_with_parent, free_port
 
 _YamlLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # the third-party CRDs are ~1 MB of YAML
 
@@ -99,21 +100,13 @@ class KubectlError(subprocess.CalledProcessError):
 
 def _free_port(taken: set[int]) -> int:
     while True:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            s.bind(("127.0.0.1", 0))
-            port = int(s.getsockname()[1])
+        port = free_port()
         if port not in taken:
             taken.add(port)
             return port
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child
-    """Linux: the child gets SIGTERM if the Python process dies (even by SIGKILL)."""
-    os.setpgrp()
-    with contextlib.suppress(Exception):
-        import ctypes
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+_die_with_parent = die_with_parent  # gateway.py and prometheus.py import it from here
 
 
 def _default_log(msg: str) -> None:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import importlib.util
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -26,17 +25,13 @@ import urllib.request
 from pathlib import Path
 from types import TracebackType
 
+from childserver import free_port
+
 START_TIMEOUT = float(os.environ.get("MV_MLFLOW_START_TIMEOUT", "180"))
 
 
 class MlflowServerError(RuntimeError):
     pass
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class MlflowServer:
@@ -68,7 +63,7 @@ class MlflowServer:
             )
         self.root.mkdir(parents=True, exist_ok=True)
         self.artifacts.mkdir(parents=True, exist_ok=True)
-        self.port = _free_port()
+        self.port = free_port()
         cmd = [
             sys.executable,
             "-m",

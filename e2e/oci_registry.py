@@ -21,7 +21,6 @@ tests using it fail, never skip.
 from __future__ import annotations
 
 import base64
-import contextlib
 import gzip
 import hashlib
 import http.server
@@ -30,8 +29,6 @@ import json
 import os
 import secrets
 import shutil
-import signal
-import socket
 import subprocess
 import tarfile
 import tempfile
@@ -44,6 +41,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from childserver import ChildServer
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_EMPTY = "application/vnd.oci.empty.v1+json"
@@ -69,27 +68,16 @@ def find_binary(name: str, env: str) -> str:
     return found
 
 
-def _free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
-
-
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child
-    os.setpgrp()
-    with contextlib.suppress(Exception):
-        import ctypes
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
 def sha256_digest(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
 # ---- the registry --------------------------------------------------------------------------------------
-class RegistryServer:
+class RegistryServer(ChildServer):
     """One docker-registry process serving ``root`` on ``host`` (127.0.0.1 by default)."""
+
+    what = "docker-registry"
+    error = RegistryError
 
     def __init__(
         self, root: Path, auth: str | TokenServer | None, redirect_base: str | None, host: str = "127.0.0.1"
@@ -101,9 +89,7 @@ class RegistryServer:
         self.user = "mv-" + secrets.token_hex(4)
         self.password = secrets.token_urlsafe(18)
         self.dir = Path(tempfile.mkdtemp(prefix="mv-registry-"))
-        self.log_path = self.dir / "registry.log"
-        self.port = 0
-        self.proc: subprocess.Popen[bytes] | None = None
+        super().__init__(self.dir / "registry.log")
 
     @classmethod
     def start(
@@ -147,31 +133,11 @@ class RegistryServer:
             }
         return config
 
-    def _start(self, timeout: float) -> None:
+    def _command(self) -> tuple[list[str], dict[str, str]]:
         binary = find_binary("docker-registry", "MV_DOCKER_REGISTRY")
-        last = ""
-        for _attempt in range(3):  # the port may be taken between choosing and binding it
-            self.port = _free_port(self.host)
-            config = self.dir / "config.yml"
-            config.write_text(json.dumps(self._config()))  # JSON is YAML
-            log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
-            self.proc = subprocess.Popen(
-                [binary, "serve", str(config)],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
-                preexec_fn=_die_with_parent,
-            )
-            log.close()
-            deadline = time.monotonic() + timeout
-            while time.monotonic() < deadline and self.proc.poll() is None:
-                if self._answers():
-                    return
-                time.sleep(0.05)
-            last = self.tail()
-            self._terminate()
-        raise RegistryError(f"docker-registry did not come up on {self.netloc}:\n{last}")
+        config = self.dir / "config.yml"
+        config.write_text(json.dumps(self._config()))  # JSON is YAML
+        return [binary, "serve", str(config)], {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
 
     def _answers(self) -> bool:
         try:
@@ -182,33 +148,8 @@ class RegistryServer:
         except (OSError, ValueError):
             return False
 
-    def _terminate(self) -> None:
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        self.proc = None
-
-    def stop(self) -> None:
-        self._terminate()
+    def _cleanup(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)
-
-    def __enter__(self) -> RegistryServer:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def tail(self, lines: int = 40) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
 
     @property
     def url(self) -> str:

@@ -12,19 +12,17 @@ once). A missing binary raises :class:`S3ServerError` -- tests using it fail, ne
 
 from __future__ import annotations
 
-import contextlib
 import os
 import secrets
 import shutil
-import signal
-import socket
 import subprocess
 import tempfile
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
+
+from childserver import ChildServer
 
 E2E_DIR = Path(__file__).resolve().parent
 BUILD_SCRIPT = E2E_DIR / "build-control-plane.sh"
@@ -56,22 +54,12 @@ def find_versitygw() -> Path:
     return path
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child
-    os.setpgrp()
-    with contextlib.suppress(Exception):
-        import ctypes
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
-class S3Server:
+class S3Server(ChildServer):
     """One versitygw process serving a temporary directory (each top-level dir is a bucket)."""
+
+    what = "versitygw"
+    error = S3ServerError
+    poll_seconds = 0.1
 
     def __init__(self, binary: Path, *, access_key: str | None = None, secret_key: str | None = None) -> None:
         self.binary = binary
@@ -81,9 +69,7 @@ class S3Server:
         self.root = Path(tempfile.mkdtemp(prefix="mv-s3-"))
         self.data_dir = self.root / "data"
         self.data_dir.mkdir()
-        self.log_path = self.root / "versitygw.log"
-        self.port = 0
-        self.proc: subprocess.Popen[bytes] | None = None
+        super().__init__(self.root / "versitygw.log")
 
     # -- lifecycle ------------------------------------------------------------------------------
     @classmethod
@@ -96,42 +82,23 @@ class S3Server:
             raise
         return server
 
-    def _start(self, timeout: float) -> None:
-        last = ""
-        for _attempt in range(3):  # the port may be taken between choosing and binding it
-            self.port = _free_port()
-            log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
-            env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "ROOT_", "VGW_"))}
-            self.proc = subprocess.Popen(
-                [
-                    str(self.binary),
-                    "--access",
-                    self.access_key,
-                    "--secret",
-                    self.secret_key,
-                    "--region",
-                    self.region,
-                    "--port",
-                    f"127.0.0.1:{self.port}",
-                    "--quiet",
-                    "posix",
-                    str(self.data_dir),
-                ],  # fmt: skip
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                env=env,
-                preexec_fn=_die_with_parent,
-            )
-            log.close()
-            deadline = time.monotonic() + timeout
-            while time.monotonic() < deadline and self.proc.poll() is None:
-                if self._answers():
-                    return
-                time.sleep(0.1)
-            last = self.tail()
-            self._terminate()
-        raise S3ServerError(f"versitygw did not come up on 127.0.0.1:{self.port}:\n{last}")
+    def _command(self) -> tuple[list[str], dict[str, str]]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "ROOT_", "VGW_"))}
+        argv = [
+            str(self.binary),
+            "--access",
+            self.access_key,
+            "--secret",
+            self.secret_key,
+            "--region",
+            self.region,
+            "--port",
+            f"127.0.0.1:{self.port}",
+            "--quiet",
+            "posix",
+            str(self.data_dir),
+        ]  # fmt: skip
+        return argv, env
 
     def _answers(self) -> bool:
         try:
@@ -142,33 +109,8 @@ class S3Server:
         except (OSError, ValueError):
             return False
 
-    def _terminate(self) -> None:
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        self.proc = None
-
-    def stop(self) -> None:
-        self._terminate()
+    def _cleanup(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)
-
-    def __enter__(self) -> S3Server:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def tail(self, lines: int = 40) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
 
     # -- clients --------------------------------------------------------------------------------
     @property

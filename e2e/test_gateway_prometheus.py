@@ -17,7 +17,6 @@ import json
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import threading
@@ -30,6 +29,7 @@ from typing import Any
 
 import pytest
 
+from childserver import free_port
 from controlplane import ControlPlane
 from gateway import CONTROLLER_NAME, Response, Traefik, weighted_split_tolerance
 from helpers import Objects, make_artifact, model_version, wait_for
@@ -74,12 +74,6 @@ def host_address() -> str:
     raise AssertionError(f"this host has no global IPv4 address for host-process backends:\n{out}")
 
 
-def _free_port(host: str) -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
-
-
 class HostModelServer:
     """`modelversioning model-server` as a host process, as the operator's pod spec runs it."""
 
@@ -90,8 +84,8 @@ class HostModelServer:
         data = f"{MODEL} {version} weights\n".encode() * 64
         (self.model_dir / "model.bin").write_bytes(data)
         self.sha256 = hashlib.sha256(data).hexdigest()
-        self.port = _free_port(bind)
-        self.admin_port = _free_port("127.0.0.1")
+        self.port = free_port(bind)
+        self.admin_port = free_port("127.0.0.1")
         self.admin_token = secrets.token_urlsafe(24)  # the fault port is closed without one
         self.proc: subprocess.Popen[str] | None = None
 

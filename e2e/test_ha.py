@@ -13,7 +13,6 @@ objects and reconciles nothing from its frozen cache.
 from __future__ import annotations
 
 import contextlib
-import socket
 import urllib.request
 from collections import Counter
 from pathlib import Path
@@ -23,6 +22,7 @@ import pytest
 import yaml
 
 from admission import allow_operator
+from childserver import free_port
 from helpers import Objects, make_artifact, model_endpoint, model_version, vs_weights, wait_for
 from operator_proc import OperatorProcess
 
@@ -95,12 +95,6 @@ def identities(cluster, namespace, tmp_path):
         cluster.kubectl("delete", "clusterrolebinding", binding, "--ignore-not-found")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def reconciles(port: int) -> int:
     """Reconciles run so far by the replica serving metrics on `port` (both kinds)."""
     text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
@@ -142,7 +136,7 @@ def test_paused_standby_makes_no_requests_then_takes_over(
         "verification": {"retryInitialSeconds": 1, "retryMaxSeconds": 5},
         "serving": {"driftCheckSeconds": 1},  # a standby reconciling from its cache would do it often
     }
-    ports = {"active": _free_port(), "standby": _free_port()}
+    ports = {"active": free_port(), "standby": free_port()}
 
     def replica(kubeconfig: Path, pid: str, priority: int, port: int) -> OperatorProcess:
         env = {"MODELVERSIONING_PEERING": peering, "MODELVERSIONING_PRIORITY": str(priority), "POD_ID": pid}
