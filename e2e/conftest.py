@@ -39,17 +39,31 @@ def pytest_configure(config: pytest.Config) -> None:
         "own_real_node: starts real nodes of its own (one per machine): runs before every other test, "
         "so before the session's shared real node holds the machine lock",
     )
+    config.addinivalue_line(
+        "markers",
+        "lane(name): a control-plane test that runs in another lane than `control` (`bench`: the long "
+        "benchmark smoke tests, which ./dev test runs after the unit tests, beside the two other lanes)",
+    )
 
 
-LANES = ("node", "control")
+LANES = ("node", "control", "bench")
 
 
 def lane_of(item: pytest.Item) -> str:
     """``node``: the test runs pods or traffic on a real node (the session's, through the ``real_node``
-    fixture, or nodes of its own: ``own_real_node``); ``control``: the control plane and kwok suffice."""
+    fixture, or nodes of its own: ``own_real_node``); otherwise the control plane and kwok suffice:
+    ``control``, or the lane its ``lane`` marker names (never ``node``: one real node per machine)."""
     if item.get_closest_marker("own_real_node") is not None:
         return "node"
-    return "node" if "real_node" in getattr(item, "fixturenames", ()) else "control"
+    if "real_node" in getattr(item, "fixturenames", ()):
+        return "node"
+    marker = item.get_closest_marker("lane")
+    if marker is None:
+        return "control"
+    name = str(marker.args[0])
+    if name not in LANES or name == "node":
+        raise pytest.UsageError(f"{item.nodeid}: lane({name!r}) is not a control-plane lane")
+    return name
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -19,6 +19,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 SECTIONS = ("single", "latency", "rollback", "restart", "memory", "idle", "hashing", "cli")
 NUMERIC = {
@@ -37,6 +39,7 @@ def _is_number(x: object) -> bool:
     return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
 
 
+@pytest.mark.lane("bench")
 def test_bench_tiny(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     proc = subprocess.run(
@@ -66,6 +69,7 @@ def test_bench_tiny(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr[-4000:]
 
 
+@pytest.mark.lane("bench")
 def test_bench_peer_tiny(tmp_path: Path) -> None:
     out = tmp_path / "peer.json"
     proc = subprocess.run(
