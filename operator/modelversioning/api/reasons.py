@@ -450,6 +450,37 @@ ARTIFACT_DELETE_REFUSED = reason(
 ARCHIVE_DUE = reason(
     "ArchiveDue", MODEL_EVENT, meaning="Event (Normal) on the Model: retention archives a version"
 )
+# ---- The I/O contract (domain.io_contract): ArtifactVerified and status.ioSignature.contract
+IO_SIGNATURE_CHANGED = reason(
+    "IOSignatureChanged",
+    _VV,
+    VERSION_EVENT,
+    meaning="a MINOR/PATCH release changes the inputs/outputs of the previous release of its MAJOR (the "
+    "message names each changed tensor); no slot, no traffic",
+    no_slot=True,
+    stalls_version=True,
+)
+IO_SIGNATURE_MISSING = reason(
+    "IOSignatureMissing",
+    _VV,
+    VERSION_EVENT,
+    meaning="the policy requires a signature (requireSignature) and the version has none",
+    no_slot=True,
+    stalls_version=True,
+)
+IO_CONTRACT_PENDING = reason(
+    "IOContractPending",
+    _VV,
+    meaning="verified, waiting for the previous release's I/O signature to check the contract (Unknown)",
+)
+IO_SIGNATURE_CHECKED = reason(
+    "IOSignatureChecked", VERSION_CONDITION, meaning="status.ioSignature.contract: same I/O as the baseline"
+)
+IO_SIGNATURE_NOT_CHECKED = reason(
+    "IOSignatureNotChecked",
+    VERSION_CONDITION,
+    meaning="status.ioSignature.contract: no signature, or no earlier release of the MAJOR with one",
+)
 MODEL_RECORDED = reason("Recorded", MODEL_CONDITION, meaning="Ready=True: every version is recorded")
 INVALID_POLICY = reason("InvalidPolicy", MODEL_CONDITION, meaning="Ready=False: the policy cannot be applied")
 del _EV, _EC, _VV, _VS
@@ -459,5 +490,8 @@ ENDPOINT_STALLS = frozenset(n for n, i in REASONS.items() if i.stalls_endpoint)
 VERSION_STALLS = frozenset(n for n, i in REASONS.items() if i.stalls_version)
 PERMANENT = frozenset(n for n, i in REASONS.items() if i.permanent)
 TRANSIENT = frozenset(n for n, i in REASONS.items() if i.transient)
+CONTRACT_REASONS = frozenset(
+    {IO_SIGNATURE_CHANGED, IO_SIGNATURE_MISSING, IO_CONTRACT_PENDING}
+)  # verified bytes
 NO_SLOT = frozenset(n for n, i in REASONS.items() if i.no_slot)
 DIGEST_MISMATCHES = frozenset(n for n, i in REASONS.items() if i.digest_mismatch)
