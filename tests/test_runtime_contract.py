@@ -56,7 +56,8 @@ class FakeOIP(BaseHTTPRequestHandler):
         self.send_response(status)
         for k, v in headers.items():
             self.send_header(k, v)
-        self.send_header("Content-Length", str(len(body)))
+        if "X-Unbounded" not in headers:  # else: the body ends when the connection closes (HTTP/1.0)
+            self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
 
@@ -98,8 +99,9 @@ def test_the_metadata_is_read_from_the_variants_own_service(server):
         ((200, {}, b"not json"), "not JSON"),
         ((200, {}, b"[1, 2]"), "not a JSON object"),
         ((200, {}, b"{" + b" " * 300_000 + b"}"), "over the cap"),
+        ((200, {"X-Unbounded": "1"}, b"{" + b" " * 300_000 + b"}"), "over the cap"),  # counted while read
     ],
-    ids=["redirect", "not-oip", "not-json", "not-an-object", "too-big"],
+    ids=["redirect", "not-oip", "not-json", "not-an-object", "too-big", "too-big-undeclared"],
 )
 def test_anything_but_clean_metadata_is_unanswered(server, answer, why):
     FakeOIP.answers["/v2/models/iris"] = answer
@@ -205,12 +207,14 @@ def test_a_canary_is_held_at_zero_until_its_runtime_matches(check, reason, progr
     assert conds["Ready"].reason == reason and conds["Ready"].status == "False"
     assert conds["Progressing"].status == progressing and check.message in conds["Ready"].message
     assert out.record is None
-    # the rollout waits where it is: a later reconcile, still held, keeps its step and its clock
+    # the rollout waits where it is: a later reconcile, still held, keeps its step and its clock (even
+    # with the route carrying the step's weights, as it did before an operator restart lost the answer)
     ep["status"]["rollout"] = status_of(out.outcome.state, out.promoted)
+    ep["status"]["effectiveWeights"] = dict(out.outcome.state.weights)
     later = rollout(ep, check, now=5000.0)
     assert later.outcome.state == out.outcome.state and later.weights["canary"] == 0
-    # once the runtime matches, the step's weight applies
-    assert rollout(ep, RuntimeCheck(OK, "matches"), now=5001.0).weights == {"stable": 90, "canary": 10}
+    # once the runtime matches, the rollout goes on from there
+    assert rollout(ep, RuntimeCheck(OK, "matches"), now=5001.0).weights["canary"] > 0
 
 
 def test_without_a_check_the_rollout_is_unchanged():
@@ -247,6 +251,7 @@ def test_only_an_accepted_whole_signature_is_checked_against_the_runtime():
 class Probes(RuntimeProbes):
     def __init__(self, answer: dict[str, Any] | Exception) -> None:
         self.done = threading.Event()
+        self.now = 0.0
         self.asked: list[tuple[str, int, str]] = []
 
         def read(host: str, port: int, model: str) -> dict[str, Any]:
@@ -255,7 +260,7 @@ class Probes(RuntimeProbes):
                 raise answer
             return answer
 
-        super().__init__(requeue=lambda ns, name: self.done.set(), read=read)
+        super().__init__(requeue=lambda ns, name: self.done.set(), read=read, clock=lambda: self.now)
 
 
 def gather(store: Store, probes: RuntimeProbes | None, available: bool = True) -> RuntimeCheck | None:
@@ -293,6 +298,25 @@ def test_the_probe_asks_once_off_the_reconcile_and_keeps_the_answer(answer, stat
     got = gather(store, probes)
     assert got.state == state
     assert probes.asked == [(HOST, 80, "iris")]  # the canary's own Service (spec.port), once
+
+
+@pytest.mark.parametrize(
+    ("answer", "asked_again"),
+    [(oip([-1, 4]), False), (RuntimeUnanswered("timeout"), True)],
+    ids=["kept", "retried"],
+)
+def test_an_answer_is_kept_and_only_an_unanswered_one_is_asked_again(answer, asked_again):
+    store, probes = cluster(), Probes(answer)
+    gather(store, probes)
+    assert probes.done.wait(5)
+    probes.done.clear()
+    probes.now += 11.0  # past RUNTIME_RECHECK_SECONDS
+    got = gather(store, probes)
+    if asked_again:  # asked again, meanwhile still held, saying what failed last
+        assert got.state == PENDING and "timeout" in got.message and probes.done.wait(5)
+        assert len(probes.asked) == 2
+    else:  # a match is kept for the same slot and signature, never asked again
+        assert got.state == OK and len(probes.asked) == 1
 
 
 def test_nothing_is_asked_without_the_policy_or_before_the_slot_is_available():
