@@ -222,3 +222,13 @@ def test_the_mlmodel_nearest_the_root_is_used_and_errors_are_reported():
     bad = read_signature({"MLmodel": b"signature:\n  inputs: '[{'\n"})
     assert bad is not None and "not JSON" in bad["error"]
     assert read_signature({}) is None
+
+
+@pytest.mark.parametrize(
+    "hostile",
+    [b"signature: " + b"[" * 50_000, b"signature:\n  inputs: '" + b"[" * 100_000 + b"'\n"],
+    ids=["deep-yaml", "deep-json"],
+)
+def test_a_hostile_mlmodel_is_an_error_record_never_a_failed_verification(hostile):
+    got = read_signature({"MLmodel": hostile})
+    assert got is not None and got["error"] and "inputs" not in got

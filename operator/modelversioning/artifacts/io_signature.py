@@ -83,5 +83,7 @@ def read_signature(files: dict[str, bytes]) -> dict[str, Any] | None:
     try:
         sig = parse_mlmodel(files[rel])
     except SignatureUnreadable as e:
-        return {"source": source, "error": str(e)}
+        return {"source": source, "error": str(e)[:512]}
+    except (RecursionError, ValueError, TypeError, AttributeError) as e:  # hostile nesting: never fatal
+        return {"source": source, "error": f"MLmodel cannot be read: {type(e).__name__}"}
     return None if sig is None else {"source": source, **sig}
