@@ -6,7 +6,8 @@ tensor-based (``[{"name": "x", "type": "tensor", "tensor-spec": {"dtype": "float
 4]}}]``). An unnamed tensor is named by its position (``#0``). The result is plain data
 (``{inputs, outputs}`` of ``{name, dtype, shape}``) for ``domain.io_contract.IOSignature.of``.
 
-The file is read while the artifact is hashed (``artifacts.hashing``), in the verifier's child process
+The file is read while the artifact is hashed (``artifacts.hashing``; an oci:// layout's laid-out files:
+``artifacts.oci_extract``), in the verifier's child process
 with its memory limit, and only up to ``MAX_MLMODEL_BYTES``. ONNX graphs' inputs/outputs are not read
 yet (they sit in a protobuf beside the weights; reading them needs the onnx package or a protobuf
 reader of our own).
