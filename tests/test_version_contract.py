@@ -16,6 +16,7 @@ from modelversioning.artifacts import verify_artifact
 from modelversioning.artifacts.verify import digest_local
 from modelversioning.domain.endpoint_plan import NO_SLOT_REASONS
 from modelversioning.domain.io_contract import IOSignature, Known
+from modelversioning.domain.platform_policy import Floors, floors_for
 from modelversioning.domain.registry import VersionView, record
 from modelversioning.domain.version_contract import CONTRACT_RECHECK_SECONDS
 from modelversioning.domain.version_facts import ContractFacts, VerifierFacts, VerifyAction, VerifyResult
@@ -219,3 +220,26 @@ def test_the_mlmodel_of_a_directory_artifact_is_read_while_it_is_hashed(tmp_path
         "outputs": [{"name": "a", "dtype": "double", "shape": [-1]}],
     }
     assert r.to_dict()["ioSignature"] == r.io_signature  # the worker's answer carries it
+
+
+def test_a_platform_policy_can_require_a_signature_for_the_namespaces_it_selects():
+    policies = [
+        (
+            "strict",
+            {"namespaceSelector": {"matchLabels": {"tier": "prod"}}, "serving": {"requireIOSignature": True}},
+        ),
+        ("lax", {"namespaceSelector": {}, "serving": {}}),
+    ]
+    assert floors_for("team-a", {"tier": "prod"}, policies).io_signature_required_by == ("strict",)
+    assert floors_for("team-b", {"tier": "dev"}, policies).io_signature_required_by == ()
+    store = Store()
+    model = {
+        "kind": "Model",
+        "metadata": {"name": "m", "namespace": "ns", "resourceVersion": "1"},
+        "spec": {},
+    }
+    store.upsert("Model", model)
+    spec = ModelVersionSpec.model_validate(_spec("1.0.0", None))
+    assert not contract_facts(store, "ns", "m-v1.0.0", spec).require
+    got = contract_facts(store, "ns", "m-v1.0.0", spec, Floors(io_signature_required_by=("strict",)))
+    assert got.require and got.required_by == "ModelPlatformPolicy strict: spec.serving.requireIOSignature"

@@ -14,6 +14,7 @@ from modelversioning.api.modelversion import ModelVersionSpec
 from modelversioning.api.wire import MODEL
 from modelversioning.domain import conditions as cond
 from modelversioning.domain.io_contract import IOSignature, Known
+from modelversioning.domain.platform_policy import Floors
 from modelversioning.domain.version_facts import ContractFacts
 from modelversioning.handlers.store import Store
 
@@ -47,8 +48,10 @@ def known_of(status: Mapping[str, Any], version: str, deleting: bool) -> Known |
     return None
 
 
-def contract_facts(store: Store, namespace: str, name: str, spec: ModelVersionSpec) -> ContractFacts:
-    """The I/O contract's facts for the ModelVersion ``name``."""
+def contract_facts(
+    store: Store, namespace: str, name: str, spec: ModelVersionSpec, floors: Floors | None = None
+) -> ContractFacts:
+    """The I/O contract's facts for the ModelVersion ``name`` (``floors``: the platform's policies)."""
     known: dict[str, Known] = {}
     for (_, other), body in store.of_model("ModelVersion", namespace, spec.model):
         version = str((body.get("spec") or {}).get("version", ""))
@@ -64,6 +67,9 @@ def contract_facts(store: Store, namespace: str, name: str, spec: ModelVersionSp
         if digest and v not in known and v != spec.version:  # its ModelVersion is gone: the record remembers
             known[v] = Known(v, digest=str(digest))
     require, by = _required(mbody, spec.model)
+    if not require and floors is not None and floors.io_signature_required_by:
+        policies = ", ".join(floors.io_signature_required_by)
+        require, by = True, f"ModelPlatformPolicy {policies}: spec.serving.requireIOSignature"
     declared = spec.signature.to_k8s() if spec.signature is not None else None
     return ContractFacts(declared=declared, known=tuple(known.values()), require=require, required_by=by)
 

@@ -432,7 +432,7 @@ class ModelVersionReconciler:
             image=spec.runtime.image,
             pinned_images_from=floors_now.pinned_images_from,
             trust=trust.facts,
-            contract=contract_facts(self.store, namespace, name, spec),
+            contract=contract_facts(self.store, namespace, name, spec, floors_now),
             **common,
         )
         return Gathered(body, spec, facts, trust)
