@@ -18,8 +18,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import yaml
-
 MLMODEL = "MLmodel"
 MAX_MLMODEL_BYTES = 256 * 1024
 MAX_TENSORS = 256
@@ -39,6 +37,8 @@ def parse_mlmodel(data: bytes) -> dict[str, Any] | None:
     """The signature in an MLmodel file (None: the file declares none)."""
     if len(data) > MAX_MLMODEL_BYTES:
         raise SignatureUnreadable(f"MLmodel is larger than {MAX_MLMODEL_BYTES} bytes")
+    import yaml  # only for an MLmodel: the init container of an artifact without one never loads it
+
     try:
         doc = yaml.safe_load(data.decode("utf-8"))
     except (UnicodeDecodeError, yaml.YAMLError) as e:
