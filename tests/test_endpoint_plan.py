@@ -77,6 +77,9 @@ NO_SLOT_TABLE = [
     (R.SIGNER_NOT_TRUSTED, False),
     (R.SIGNATURE_DIGEST_MISMATCH, False),
     (R.CERTIFICATE_EXPIRED, False),
+    # the I/O contract: a MINOR/PATCH that breaks it, or no signature where one is required (immutable)
+    (R.IO_SIGNATURE_CHANGED, False),
+    (R.IO_SIGNATURE_MISSING, False),
     (R.VERIFYING, True),  # pending: the slot is prepared while the operator verifies
     (R.NOT_FOUND, True),  # transient: may be uploaded later
     (R.FETCH_FAILED, True),  # transient: network or store

@@ -7,6 +7,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+import json
 import os
 import sys
 import tarfile
@@ -385,3 +386,22 @@ def test_the_operators_verifier_carries_the_contents_into_its_result(registry):
     res = verify(uri(registry, "models/operator", pushed.digest), pushed.hex, None, None)
     assert res.ok and res.layout == "oras" and res.contents == (("model.onnx", sha(b"w" * 10), 10),)
     assert res.content_digest == manifest_digest([("model.onnx", sha(b"w" * 10))])
+
+
+def test_an_mlmodel_laid_out_from_an_oci_layout_gives_its_io_signature(registry):
+    """An MLflow model pushed as a modelkit: its MLmodel's signature is read while the layer is
+    unpacked and hashed (artifacts.io_signature), as for a directory artifact."""
+    cols = json.dumps([{"name": "petal width (cm)", "type": "double"}])
+    mlmodel = f"flavors: {{}}\nsignature:\n  inputs: '{cols}'\n  outputs: '{cols}'\n".encode()
+    model = tar_bytes([("model/MLmodel", mlmodel), ("model/model.pkl", WEIGHTS)])
+    pushed = push_artifact(
+        registry.url, "models/mlflow-kit",
+        [(model, {"mediaType": "application/vnd.kitops.modelkit.model.v1.tar"})], config=KIT_CONFIG,
+    )  # fmt: skip
+    r = verify_artifact(uri(registry, "models/mlflow-kit", pushed.digest), pushed.hex, policy=POLICY)
+    assert r.ok, r.message
+    assert r.io_signature == {
+        "source": "artifact model/MLmodel",
+        "inputs": [{"name": "petal width (cm)", "dtype": "double", "shape": [-1]}],
+        "outputs": [{"name": "petal width (cm)", "dtype": "double", "shape": [-1]}],
+    }

@@ -125,6 +125,9 @@ SIGNATURE_REFUSALS = (
     "SignatureMissing", "SignatureInvalid", "SignerNotTrusted", "SignatureDigestMismatch",
     "CertificateExpired",
 )  # fmt: skip
+# a MINOR/PATCH release that breaks the I/O contract, or has no signature where one is required
+# (domain.io_contract): no slot, the version stalls (its spec is immutable: a new version fixes it)
+IO_CONTRACT_REFUSALS = ("IOSignatureChanged", "IOSignatureMissing")
 EXPECTED = {
     "stalls_endpoint": {
         "MissingVersion", "InvalidVersion", "DigestMismatch", "ModelVersionReplaced", "ChildRejected",
@@ -135,6 +138,7 @@ EXPECTED = {
         "DigestMismatch", "URIRefused", "InvalidSpec", "TransitionNotAllowed", "LineageIncomplete",
         "ImageNotPinned", "SizeMismatch", "LimitExceeded", "ArchiveWhileServing", *OCI_REFUSALS,
         *SIGNATURE_REFUSALS,  # until a new signature or another trust policy
+        *IO_CONTRACT_REFUSALS,
     },
     "permanent": {
         "MissingVersion", "InvalidVersion", "DigestMismatch", "ModelVersionReplaced", "ChildRejected",
@@ -143,7 +147,7 @@ EXPECTED = {
     "transient": {"NotFound", "FetchFailed", "ChildApplyRetrying"},
     "no_slot": {
         "URIRefused", "DigestMismatch", "SizeMismatch", "LimitExceeded", "AccessDenied", "VersionReused",
-        "ArtifactDeleted", *OCI_REFUSALS, *SIGNATURE_REFUSALS,
+        "ArtifactDeleted", *OCI_REFUSALS, *SIGNATURE_REFUSALS, *IO_CONTRACT_REFUSALS,
     },
     # the bytes are not the pinned ones: the variant says DigestMismatch, the version keeps it
     "digest_mismatch": {"DigestMismatch", "ManifestDigestMismatch", "LayerDigestMismatch"},

@@ -9,7 +9,8 @@
 --                UnsupportedArtifactLayout, UnsafeArchive (an oci:// artifact);
 --                TransitionNotAllowed, LineageIncomplete, ImageNotPinned, ArchiveWhileServing (stage);
 --                SignatureMissing, SignatureInvalid, SignerNotTrusted, SignatureDigestMismatch,
---                CertificateExpired (signed models: either); or the operator's kstatus
+--                CertificateExpired (signed models: either); IOSignatureChanged, IOSignatureMissing
+--                (the I/O contract: a MINOR/PATCH that breaks it); or the operator's kstatus
 --                condition Stalled=True
 --
 -- Uses only Lua's base and table libraries (no string, math or os), so it runs in Argo CD's default
@@ -38,6 +39,8 @@ local PERMANENT = {
   SignerNotTrusted = true,
   SignatureDigestMismatch = true,
   CertificateExpired = true,
+  IOSignatureChanged = true,
+  IOSignatureMissing = true,
 }
 
 local function condition(conditions, type_)

@@ -150,6 +150,23 @@ class ArtifactFile(StatusModel):
     size_bytes: int = Field(ge=0)
 
 
+class FoundTensor(StatusModel):
+    name: str = Field(max_length=256)
+    dtype: str = Field(max_length=64)
+    shape: list[int] = Field(
+        default_factory=list, max_length=16, description="-1: any size; []: not declared."
+    )
+
+
+class FoundSignature(StatusModel):
+    """The input/output signature the artifact carries (an MLflow MLmodel file's), read while hashing."""
+
+    source: str = Field(max_length=300, description="Where it was read, e.g. 'artifact MLmodel'.")
+    error: str | None = Field(default=None, max_length=512, description="Why it could not be read.")
+    inputs: list[FoundTensor] = Field(default_factory=list, max_length=256)
+    outputs: list[FoundTensor] = Field(default_factory=list, max_length=256)
+
+
 class TrustAnchor(StatusModel):
     """Trust material that accepted the signature: what the init container verifies against again."""
 
@@ -203,3 +220,4 @@ class VerifiedArtifact(StatusModel):
         description=f"oci://: the files laid out, with their sha256 (the first {CONTENTS_LIMIT} by path).",
     )
     signature: SignatureRecord | None = None
+    io_signature: FoundSignature | None = None

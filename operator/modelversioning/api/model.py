@@ -122,6 +122,20 @@ class DeletionPolicySpec(ApiModel):
     )
 
 
+class IOContractPolicy(ApiModel):
+    require_signature: bool = Field(
+        default=False,
+        description="Refuse a version that has no input/output signature (spec.signature or its artifact's "
+        "MLmodel) instead of accepting it with the contract not checked.",
+    )
+    check_runtime_metadata: bool = Field(
+        default=False,
+        description="During a canary, compare the runtime's Open Inference Protocol model metadata "
+        "(GET /v2/models/{name}) with the version's recorded signature before it takes traffic; a mismatch "
+        "holds the canary at 0%. Only for runtimes that speak OIP.",
+    )
+
+
 class ModelSpec(ApiModel):
     description: str | None = Field(default=None, max_length=4096)
     stages: list[Annotated[str, Field(max_length=32, pattern=STAGE_NAME)]] = Field(
@@ -146,6 +160,10 @@ class ModelSpec(ApiModel):
     )
     retention: RetentionSpec = Field(default_factory=RetentionSpec)
     deletion_policy: DeletionPolicySpec = Field(default_factory=DeletionPolicySpec)
+    io_contract: IOContractPolicy = Field(
+        default_factory=IOContractPolicy,
+        description="The SemVer I/O contract (docs/design.md): MINOR/PATCH keep the inputs/outputs.",
+    )
     trust: TrustPolicy | None = Field(
         default=None,
         description="Signed models: which signers are trusted and from which stage a signature is required "
@@ -200,6 +218,11 @@ class VersionRecord(StatusModel):
     stage: str | None = Field(default=None, max_length=32)
     artifact: Literal["Present", "Deleted"] | None = None
     ever_production: bool | None = None
+    signature_digest: str | None = Field(
+        default=None,
+        max_length=64,
+        description="sha256 of its accepted I/O signature (status.ioSignature.digest); never changes.",
+    )
     removed_at: str | None = Field(
         default=None, json_schema_extra={"format": "date-time"}, description="The ModelVersion was deleted."
     )

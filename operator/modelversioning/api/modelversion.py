@@ -323,6 +323,25 @@ class ServingPeriod(StatusModel):
     mirror: bool | None = None
 
 
+class ContractRecord(StatusModel):
+    reason: str = Field(
+        max_length=64,
+        description="IOSignatureChecked, IOSignatureNotChecked, "
+        "IOSignatureChanged, IOSignatureMissing or IOContractPending.",
+    )
+    message: str = Field(default="", max_length=2048)
+    baseline: str | None = Field(default=None, max_length=64, description="The version compared with.")
+
+
+class IOSignatureStatus(StatusModel):
+    source: str = Field(max_length=300, description="spec.signature, or where in the artifact it was read.")
+    digest: str = Field(max_length=64, description="sha256 of the canonical signature (all its tensors).")
+    inputs: list[TensorSpec] = Field(default_factory=list, max_length=64)
+    outputs: list[TensorSpec] = Field(default_factory=list, max_length=64)
+    truncated: bool | None = Field(default=None, description="More than 64 tensors a side: the first 64.")
+    contract: ContractRecord | None = None
+
+
 class ModelVersionStatus(StatusModel):
     observed_generation: int | None = None
     conditions: list[Condition] = Field(default_factory=list, json_schema_extra=CONDITIONS_LIST_EXTRA)
@@ -334,6 +353,11 @@ class ModelVersionStatus(StatusModel):
         max_length=64,
         description="sha256 of what decides what serves (artifact digest, runtime image, command, args, "
         "env, port, healthPath, resources): what a ModelApproval must name to count.",
+    )
+    io_signature: IOSignatureStatus | None = Field(
+        default=None,
+        description="The input/output signature the I/O contract was checked with, its source, and the "
+        "verdict of the SemVer rule (docs/design.md, The I/O contract).",
     )
     served_by: list[ServedBy] = Field(default_factory=list)
     rollouts: list[RolloutRecord] = Field(

@@ -56,6 +56,12 @@ class ServingFloor(ApiModel):
         description="A version's runtime image must be pinned by digest (image@sha256:...) to reach this "
         "stage or any beyond it.",
     )
+    require_io_signature: bool = Field(
+        default=False,
+        description="Every ModelVersion must carry an input/output signature (spec.signature or its "
+        "artifact's MLmodel); one without is refused (IOSignatureMissing), as a Model's "
+        "spec.ioContract.requireSignature does.",
+    )
     allowed_tolerations: list[Toleration] | None = Field(
         default=None,
         max_length=32,

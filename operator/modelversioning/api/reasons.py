@@ -184,6 +184,12 @@ MIRROR_UNSUPPORTED = reason(
     meaning="the router/gateway cannot mirror: the shadow gets no copies",
     stalls_endpoint=True,
 )
+# fmt: off
+RUNTIME_SIGNATURE_MISMATCH = reason("RuntimeSignatureMismatch", _EC, meaning="Ready=False: the canary's "
+                                    "runtime (OIP metadata) serves other I/O than its signature: held at 0%")
+RUNTIME_CONTRACT_PENDING = reason("RuntimeContractPending", _EC, meaning="Progressing=True: the canary is "
+                                  "held at 0% until its runtime's OIP metadata is read and matches")
+# fmt: on
 ROLLOUT_PAUSED = reason(
     "RolloutPaused", _EC, meaning="Progressing=True: a strategy step waits (a duration, or a person)"
 )
@@ -450,14 +456,29 @@ ARTIFACT_DELETE_REFUSED = reason(
 ARCHIVE_DUE = reason(
     "ArchiveDue", MODEL_EVENT, meaning="Event (Normal) on the Model: retention archives a version"
 )
+# ---- The I/O contract (domain.io_contract): ArtifactVerified, Events and status.ioSignature.contract
+_IO = {"no_slot": True, "stalls_version": True}
+# fmt: off
+IO_SIGNATURE_CHANGED = reason("IOSignatureChanged", _VV, VERSION_EVENT, **_IO, meaning="a MINOR/PATCH "
+                              "changes the I/O of the previous release of its MAJOR (the message names them)")
+IO_SIGNATURE_MISSING = reason("IOSignatureMissing", _VV, VERSION_EVENT, **_IO,
+                              meaning="no I/O signature, and the Model's requireSignature asks for one")
+IO_CONTRACT_PENDING = reason("IOContractPending", _VV, meaning="verified, waiting for the previous release's "
+                             "I/O signature to be decided (Unknown)")
+IO_SIGNATURE_CHECKED = reason("IOSignatureChecked", VERSION_CONDITION, meaning="the baseline's I/O is kept")
+IO_SIGNATURE_NOT_CHECKED = reason("IOSignatureNotChecked", VERSION_CONDITION,
+                                  meaning="no signature, or no earlier release of the MAJOR with one")
+# fmt: on
 MODEL_RECORDED = reason("Recorded", MODEL_CONDITION, meaning="Ready=True: every version is recorded")
 INVALID_POLICY = reason("InvalidPolicy", MODEL_CONDITION, meaning="Ready=False: the policy cannot be applied")
-del _EV, _EC, _VV, _VS
+del _EV, _EC, _VV, _VS, _IO
 
 # The derived tables (one declaration above, several readers).
 ENDPOINT_STALLS = frozenset(n for n, i in REASONS.items() if i.stalls_endpoint)
 VERSION_STALLS = frozenset(n for n, i in REASONS.items() if i.stalls_version)
 PERMANENT = frozenset(n for n, i in REASONS.items() if i.permanent)
 TRANSIENT = frozenset(n for n, i in REASONS.items() if i.transient)
+# the I/O contract's refusals and wait: the bytes themselves were verified (not fetched again for them)
+CONTRACT_REASONS = frozenset({IO_SIGNATURE_CHANGED, IO_SIGNATURE_MISSING, IO_CONTRACT_PENDING})
 NO_SLOT = frozenset(n for n, i in REASONS.items() if i.no_slot)
 DIGEST_MISMATCHES = frozenset(n for n, i in REASONS.items() if i.digest_mismatch)

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from modelversioning.api.settings import ArtifactPolicy
 from modelversioning.artifacts.dest_writer import DestWriter
 from modelversioning.artifacts.errors import TruncatedReadError
+from modelversioning.artifacts.io_signature import MAX_MLMODEL_BYTES, is_mlmodel, read_signature
 from modelversioning.artifacts.limits import deadline_exceeded, limit_exceeded, read_budget
 from modelversioning.artifacts.listing import Entry, ReadPlan
 from modelversioning.artifacts.manifest import manifest_digest
@@ -68,6 +69,8 @@ class _Hashing:
     progress: _Progress
     writer: DestWriter | None
     stop: threading.Event = field(default_factory=threading.Event)
+    # the bytes of a model directory's MLmodel file (its I/O signature), kept while it is hashed
+    mlmodel: dict[str, bytes] = field(default_factory=dict)
 
     def file(self, entry: Entry) -> FileDigest:
         """sha256 of one file; never reads past ``budget`` bytes in total (all files, ``progress``).
@@ -76,6 +79,7 @@ class _Hashing:
         out_path = self.writer.path_for(entry.rel) if self.writer else None
         n = 0
         chunk_size = self.policy.chunk_size
+        keep = bytearray() if is_mlmodel(entry.rel) else None
         with contextlib.ExitStack() as stack:  # closed in reverse: the file read, the sink, the output
             out = stack.enter_context(open(out_path, "wb")) if out_path is not None else None
             hashed = sink(out, self.check, entry.size, chunk_size)
@@ -90,10 +94,14 @@ class _Hashing:
                 if self.progress.add(len(chunk)) > self.budget:
                     raise limit_exceeded(self.shown, f"read more than the allowed {self.budget} bytes")
                 hashed.put(chunk)
+                if keep is not None and len(keep) <= MAX_MLMODEL_BYTES:
+                    keep += chunk[: MAX_MLMODEL_BYTES + 1 - len(keep)]
             sha256 = hashed.digest()
         if entry.size is not None and n != entry.size:
             what = "truncated" if n < entry.size else "longer than reported"
             raise TruncatedReadError(f"{entry.rel}: read {n} of {entry.size} bytes ({what})")
+        if keep is not None:
+            self.mlmodel[entry.rel] = bytes(keep)
         return FileDigest(entry.rel, sha256, n)
 
     def check(self) -> None:
@@ -135,6 +143,7 @@ def hash_plan(
         sum(d.size_bytes for d in done),
         len(done),
         tuple(done),
+        io_signature=read_signature(job.mlmodel),
     )
 
 

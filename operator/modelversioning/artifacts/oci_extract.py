@@ -33,6 +33,7 @@ from typing import Any
 
 from modelversioning.api.settings import ArtifactPolicy
 from modelversioning.artifacts.errors import ArtifactError, Reason
+from modelversioning.artifacts.io_signature import MAX_MLMODEL_BYTES, is_mlmodel, read_signature
 from modelversioning.artifacts.limits import MAX_TAR_HEADER_BYTES, deadline_exceeded, limit_exceeded
 from modelversioning.artifacts.manifest import check_relative_path
 from modelversioning.artifacts.oci_layout import Layer, unsupported
@@ -123,6 +124,7 @@ class Tree:
         self.skipped_links = 0
         self._dirs: set[str] | None = set()  # the parents of the files (None: to be rebuilt)
         self._explicit: set[str] = set()  # directories named by a tar entry
+        self.mlmodel: dict[str, bytes] = {}  # an MLmodel file's first bytes (its I/O signature), by path
 
     # ---- bookkeeping ---------------------------------------------------------------------------
     def _all_dirs(self) -> set[str]:
@@ -184,10 +186,13 @@ class Tree:
         if self.root is not None:
             flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
             fd = os.open(self.root / rel, flags, 0o644)
+        keep = bytearray() if is_mlmodel(rel) else None
         try:
             while chunk := read(self.policy.chunk_size):
                 h.update(chunk)
                 n += len(chunk)
+                if keep is not None and len(keep) <= MAX_MLMODEL_BYTES:
+                    keep += chunk[: MAX_MLMODEL_BYTES + 1 - len(keep)]
                 if size_hint is None:
                     self._count(len(chunk), rel)
                 if fd is not None:
@@ -197,7 +202,13 @@ class Tree:
                 os.close(fd)
         digest = FileDigest(rel, h.hexdigest(), n)
         self._add(rel, digest, layer)
+        if keep is not None:
+            self.mlmodel[rel] = bytes(keep)
         return digest
+
+    def io_signature(self) -> dict[str, Any] | None:
+        """The I/O signature of the MLmodel file laid out last under each path (artifacts.io_signature)."""
+        return read_signature({rel: data for rel, data in self.mlmodel.items() if rel in self.files})
 
     def link(self, rel: str, source: str, layer: int) -> None:
         """``rel`` as another name of the laid-out file ``source`` (a hard link inside the tree)."""

@@ -159,6 +159,7 @@ def oci_digest(
         layout=layout.name,
         content_digest=manifest_digest((e.path, e.sha256) for e in entries),
         skipped_links=tree.skipped_links,
+        io_signature=tree.io_signature(),
     )
 
 

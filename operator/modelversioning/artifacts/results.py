@@ -31,6 +31,8 @@ class Digest:
     layout: str | None = None  # oci://: oras, modelkit, modelpack or image
     content_digest: str | None = None  # oci://: the digest of the laid-out files as a directory
     skipped_links: int = 0  # oci://: symbolic links to directories or to nothing, not laid out
+    # the I/O signature the artifact carries (artifacts.io_signature.read_signature; None: none found)
+    io_signature: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,7 @@ class VerifyResult:
     content_digest: str | None = None
     contents: tuple[FileDigest, ...] = ()  # oci:// only: the files laid out, by path
     signature: SignatureCheck | None = None  # with trust material: what the signature check found
+    io_signature: dict[str, Any] | None = None  # see Digest.io_signature
 
     @property
     def ok(self) -> bool:
@@ -77,6 +80,7 @@ class VerifyResult:
             "writtenTo": self.written_to,
             **(self._oci() if self.layout else {}),
             "signature": self.signature.to_dict() if self.signature is not None else None,
+            "ioSignature": self.io_signature,
         }
 
     def _oci(self) -> dict[str, Any]:

@@ -357,6 +357,7 @@ def _from_dict(d: Mapping[str, Any]) -> VerifyResult:
         content_digest=d.get("contentDigest"),
         contents=VerifyResult.contents_from(d.get("contents")),
         signature=SignatureCheck.from_dict(d["signature"]) if d.get("signature") else None,
+        io_signature=d["ioSignature"] if isinstance(d.get("ioSignature"), dict) else None,
     )
 
 

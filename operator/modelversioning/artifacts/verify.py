@@ -274,6 +274,7 @@ class _Report:
             content_digest=digest.content_digest if digest else None,
             contents=digest.entries if digest and digest.layout else (),
             signature=self.signature,
+            io_signature=digest.io_signature if digest else None,
         )
 
     def failure(self, error: ArtifactError) -> VerifyResult:

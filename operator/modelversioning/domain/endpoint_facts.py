@@ -13,6 +13,7 @@ from typing import NamedTuple
 
 from modelversioning.domain import rollout as RO
 from modelversioning.domain.pod_health import PodProblem
+from modelversioning.domain.runtime_contract import RuntimeCheck
 
 
 @dataclass(frozen=True)
@@ -115,6 +116,9 @@ class RolloutFacts:
     promote_on_success: bool = False
     promotion_refused: str | None = None  # why a success here earns no promotion (platform policy)
     record_on: RecordTarget | None = None  # None: the canary's ModelVersion is not in the cache
+    # the canary's runtime checked against its version's signature (domain.runtime_contract; None: not
+    # asked, the Model's spec.ioContract.checkRuntimeMetadata is off or the version has no signature)
+    runtime: RuntimeCheck | None = None
 
 
 @dataclass(frozen=True)

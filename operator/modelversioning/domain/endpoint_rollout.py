@@ -10,12 +10,13 @@ which still gives a share only to an eligible variant.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from modelversioning.api import wire as R
 from modelversioning.domain import rollout as RO
 from modelversioning.domain.conditions import FALSE, TRUE, Cond
 from modelversioning.domain.endpoint_facts import RolloutFacts
+from modelversioning.domain.runtime_contract import OK, PENDING, RUNTIME_RECHECK_SECONDS, RuntimeCheck, held
 from modelversioning.domain.stages import Stage, has_reached, one_below
 from modelversioning.domain.timestamps import rfc3339_ms
 from modelversioning.domain.version_plan import next_promotion
@@ -69,6 +70,8 @@ def inputs(rf: RolloutFacts) -> RO.Inputs:
 
 
 def decide_rollout(rf: RolloutFacts) -> RolloutDecision:
+    if rf.runtime is not None and rf.runtime.state != OK and (rf.state is None or rf.state.phase in LIVE):
+        return held_rollout(rf, rf.runtime)
     below = below_stage(rf)
     out = RO.advance(inputs(rf))
     weights = dict(out.weights)
@@ -86,6 +89,23 @@ def decide_rollout(rf: RolloutFacts) -> RolloutDecision:
         promoted=promoted,
         record=rollout_record(rf, out),
     )
+
+
+LIVE = (RO.PROGRESSING, RO.PAUSED)
+
+
+def held_rollout(rf: RolloutFacts, check: RuntimeCheck) -> RolloutDecision:
+    """The canary's runtime has not shown (or contradicts) its version's signature: the canary takes
+    nothing and the rollout waits where it is (a new one starts, then waits at its first step)."""
+    out = RO.advance(inputs(rf)) if rf.state is None else RO.Outcome(rf.state, dict(rf.state.weights))
+    out = replace(out, weights=held(out.weights, rf.plan.canary, rf.plan.baseline))
+    out = replace(out, requeue_after=RUNTIME_RECHECK_SECONDS if check.state == PENDING else None)
+    msg = f"rollout step {out.state.step} held: {check.message} (weights {fmt_weights(out.weights)})"
+    progressing = TRUE if check.state == PENDING else FALSE
+    reason = check.reason
+    conditions = (Cond("Ready", FALSE, reason, msg), Cond("Progressing", progressing, reason, msg))
+    promoted = rf.state.promoted if rf.state is not None else None
+    return RolloutDecision(out, out.weights, None, conditions, promoted, None)
 
 
 def rollout_record(rf: RolloutFacts, out: RO.Outcome) -> RolloutRecord | None:

@@ -73,6 +73,7 @@ class Floors:
     trusted_sources: frozenset[str] = DEFAULT_TRUSTED_SOURCES
     promotion_ceilings: Mapping[str, float] = field(default_factory=dict)
     free_queries_refused: bool = False
+    io_signature_required_by: tuple[str, ...] = ()  # policies whose serving.requireIOSignature is set
     approver_groups: tuple[frozenset[str], ...] = ()
     storage_roots: tuple[tuple[str, ...], ...] = ()
     trust: tuple[
@@ -159,6 +160,9 @@ def floors_for(
             if x.get("storageRoots")
         ),
         trust=tuple((n, s["trust"]) for n, s in chosen if s.get("trust")),
+        io_signature_required_by=tuple(
+            n for n, s in chosen if (s.get("serving") or {}).get("requireIOSignature")
+        ),
     )
 
 

@@ -1,9 +1,11 @@
 """The registry's memory and retention, decided purely (the Model reconciler gathers and acts).
 
 Memory (``Model.status.versions``): every version ever registered under the Model, with the digest
-it was first registered with, when it was first seen, its stage, and whether its artifact is still
-in storage. A record is never removed and its digest never changes: a ModelVersion that comes back
-with the same version number and another digest is refused (``reused``), forever.
+it was first registered with, when it was first seen, its stage, whether its artifact is still
+in storage, and the digest of its accepted I/O signature (``domain.io_contract``: the SemVer rule
+still compares with it once the version is deleted). A record is never removed and its digest never
+changes: a ModelVersion that comes back with the same version number and another digest is refused
+(``reused``), forever.
 
 Retention (``select``): with a clock ``now`` (a fake one in tests), which versions to archive and
 which archived versions' artifacts to delete. Never touched: what is in production, the ``keep``
@@ -65,6 +67,7 @@ class VersionView:
     reused: bool = False  # ArtifactVerified=False/VersionReused: refused, never recorded
     artifact_deleted: bool = False
     referenced_by: tuple[str, ...] = ()  # endpoints that name it (spec or status.servedBy)
+    signature_digest: str = ""  # its accepted I/O signature's digest (status.ioSignature; "": none)
 
     def was_production(self) -> bool:
         return self.stage == PRODUCTION or any(h.get("to") == PRODUCTION for h in self.history)
@@ -116,6 +119,8 @@ def record(
         rec["artifact"] = DELETED if v.artifact_deleted or rec.get("artifact") == DELETED else PRESENT
         if v.was_production():
             rec["everProduction"] = True
+        if v.signature_digest and not rec.get("signatureDigest"):
+            rec["signatureDigest"] = v.signature_digest  # the I/O contract's memory: set once
     for version, rec in out.items():
         if version not in live and "removedAt" not in rec:
             rec["removedAt"] = stamp  # the ModelVersion object is gone; its record stays

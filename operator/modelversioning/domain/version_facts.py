@@ -11,6 +11,7 @@ from typing import Any
 
 from modelversioning.api import wire as R
 from modelversioning.domain.gates import CandidateFacts, TransitionRule
+from modelversioning.domain.io_contract import Known
 from modelversioning.domain.stages import Stage, StageGraph
 from modelversioning.domain.trust import TrustFacts
 
@@ -39,6 +40,8 @@ class VerifyResult:
     contents: tuple[tuple[str, str, int], ...] = ()  # oci://: (path, sha256, size) of each file, by path
     # what the verifier found of the signature (status.artifact.signature; None: no trust policy applied)
     signature: Mapping[str, Any] | None = None
+    # the I/O signature the artifact carries (status.artifact.ioSignature; None: none found)
+    io_signature: Mapping[str, Any] | None = None
 
     @property
     def ok(self) -> bool:
@@ -94,6 +97,18 @@ class RegistryFacts:
 
 
 @dataclass(frozen=True)
+class ContractFacts:
+    """What the I/O contract rule needs (gathered by handlers.contract)."""
+
+    declared: Mapping[str, Any] | None = None  # spec.signature as written (None: none)
+    # the accepted contracts of the model's other versions, and those not decided yet (``pending``:
+    # being verified; a version they are the baseline of waits, so two applied together are compared)
+    known: tuple[Known, ...] = ()
+    require: bool = False  # a version without a signature is refused (requireSignature)
+    required_by: str = ""  # which policy requires it (for the message)
+
+
+@dataclass(frozen=True)
 class VersionFacts:
     """Everything a decision about one ModelVersion needs, as observed."""
 
@@ -127,6 +142,7 @@ class VersionFacts:
     # sha256 it found; the verified record is fetched and hashed again now, whatever its age
     recheck: str | None = None
     trust: TrustFacts = field(default_factory=TrustFacts)  # the trust policies that apply (domain.trust)
+    contract: ContractFacts = field(default_factory=ContractFacts)  # I/O contract (domain.version_contract)
 
 
 @dataclass(frozen=True)

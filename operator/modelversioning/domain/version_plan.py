@@ -32,6 +32,7 @@ from modelversioning.domain import kstatus
 from modelversioning.domain.conditions import FALSE, TRUE, UNKNOWN, Cond
 from modelversioning.domain.registry import deletion_protection
 from modelversioning.domain.timestamps import rfc3339
+from modelversioning.domain.version_contract import apply_contract
 from modelversioning.domain.version_facts import Event, Serving, VersionFacts, VersionPlan, VersionPolicy
 
 # handlers/model.py (RegistryFacts) and handlers/modelendpoint.py (next_promotion) import these from here
@@ -59,6 +60,7 @@ def decide(facts: VersionFacts, policy: VersionPolicy, now: datetime) -> Version
         return decide_invalid(facts, stamp)
     graph = facts.registry.graph or policy.graph
     checked = apply_trust(facts, decide_verification(facts, policy, now), graph.order, now)
+    checked, io_signature = apply_contract(facts, checked)  # the I/O contract (domain.version_contract)
     verification = await_record(facts, registry_verdict(facts) or checked)
     create = facts.model if facts.registry.create_model else None  # the record, before anything else
     if verification.quiet:  # the verifier's answer (or the grace's end) requeues it
@@ -82,6 +84,8 @@ def decide(facts: VersionFacts, policy: VersionPolicy, now: datetime) -> Version
     }
     if verification.artifact is not None:
         status["artifact"] = dict(verification.artifact)
+    if io_signature is not None:
+        status["ioSignature"] = io_signature
     if facts.serving_digest:  # what a ModelApproval must name (kubectl models approve reads it here)
         status["servingDigest"] = facts.serving_digest
     if facts.serving:

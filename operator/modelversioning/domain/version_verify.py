@@ -65,7 +65,8 @@ def decide_verification(facts: VersionFacts, policy: VersionPolicy, now: datetim
     prev_art = facts.status.get("artifact")
     if (
         prev is not None
-        and (prev.get("status") == TRUE or prev.get("reason") in SIGNATURE_REASONS)  # trust: re-decided
+        # refused by the trust policy or the I/O contract: the digest itself was verified (re-decided)
+        and (prev.get("status") == TRUE or prev.get("reason") in SIGNATURE_REASONS | R.CONTRACT_REASONS)
         and prev_art
         and prev_art.get("digest") == facts.digest
         and not _stale(prev_art.get("verifiedAt", ""), policy, now)
@@ -73,7 +74,7 @@ def decide_verification(facts: VersionFacts, policy: VersionPolicy, now: datetim
         and _signature_policy(prev_art) == facts.trust.policy  # checked under the trust policy in force
     ):
         said = prev.get("message", "")
-        if prev.get("status") != TRUE:  # refused by the trust policy: the digest itself was verified
+        if prev.get("status") != TRUE:  # refused, but the digest itself was verified
             said = _verified_again(facts, prev_art)
         return Verification(Cond("ArtifactVerified", TRUE, R.VERIFIED, said), prev_art)
     if (
@@ -107,6 +108,8 @@ def decide_verification(facts: VersionFacts, policy: VersionPolicy, now: datetim
         art.update(_oci_contents(res))
         if res.signature is not None:
             art["signature"] = dict(res.signature)
+        if res.io_signature is not None:
+            art["ioSignature"] = dict(res.io_signature)
         return Verification(Cond("ArtifactVerified", TRUE, R.VERIFIED, res.message), art, VerifyAction.FORGET)
     if res is not None and not res.transient and v.result_generation == facts.generation:
         # permanent for this generation: the verifier keeps the answer, so it is not fetched again

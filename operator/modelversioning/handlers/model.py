@@ -49,6 +49,7 @@ from modelversioning.domain.model_plan import (
 )
 from modelversioning.domain.retention_owner import Verified, overlapping
 from modelversioning.domain.timestamps import parse_rfc3339
+from modelversioning.handlers.contract import accepted_signature_digest
 from modelversioning.handlers.drift import status_changed
 from modelversioning.handlers.instrument import instrumented
 from modelversioning.handlers.kube import Kube
@@ -103,6 +104,7 @@ def view_of(store: Store, namespace: str, mv: dict[str, Any]) -> registry.Versio
         reused=verified.get("reason") == R.VERSION_REUSED,
         artifact_deleted=ARTIFACT_DELETED_ANNOTATION in ann,
         referenced_by=referenced_by(store, namespace, str(spec.get("model")), str(spec.get("version")), mv),
+        signature_digest=accepted_signature_digest(st),
     )
 
 

@@ -18,7 +18,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from kubernetes.client.exceptions import ApiException
@@ -66,6 +66,7 @@ from modelversioning.handlers.kube import (
 )
 from modelversioning.handlers.modelfacts import floors
 from modelversioning.handlers.rollout import rollout_facts
+from modelversioning.handlers.runtime_contract import RuntimeProbes, runtime_check
 from modelversioning.handlers.store import Store, kept
 from modelversioning.handlers.workqueue import Requeue, is_drift_check
 from modelversioning.render import EndpointRef
@@ -105,6 +106,7 @@ class ModelEndpointReconciler:
         self._settled: dict[tuple[str, str], tuple[Any, ...]] = {}
         self.inputs = EndpointInputs()  # its versions and slots, made once per distinct input
         self.analysis: AnalysisPool | None = None  # measurements run there (the Operator's); None: none
+        self.runtime_probes: RuntimeProbes | None = None  # OIP metadata reads (the Operator's); None: none
         # (namespace, ModelVersion, sha256 found): a slot's pod refused that version's verified digest;
         # the version is fetched and hashed again at once (the Operator's: ModelVersion Verifications)
         self.reverify: Callable[[str, str, str], object] = lambda _ns, _mv, _found: None
@@ -252,7 +254,11 @@ class ModelEndpointReconciler:
                 stage = str((mv.get("status") or {}).get("stage") or "candidate")
                 target = RecordTarget(mv_name, stage, str((mv.get("spec") or {}).get("stage") or "candidate"))
         rf = rollout_facts(body, spec, versions, pins, self.settings, now, target, self.analysis, self.clock)
-        return None if rf is None else policed(rf, spec, floor)
+        if rf is None:
+            return None
+        ns, name = body["metadata"]["namespace"], body["metadata"]["name"]  # the canary's runtime's word:
+        rf = replace(rf, runtime=runtime_check(self.store, self.runtime_probes, ns, name, spec, variants))
+        return policed(rf, spec, floor)
 
     def _variants(
         self,

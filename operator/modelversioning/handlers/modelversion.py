@@ -61,6 +61,7 @@ from modelversioning.domain.version_facts import (
 from modelversioning.domain.version_plan import decide
 from modelversioning.domain.version_stage import Grant, effective_request
 from modelversioning.handlers.admission import observed
+from modelversioning.handlers.contract import contract_facts
 from modelversioning.handlers.drift import status_changed
 from modelversioning.handlers.instrument import instrumented
 from modelversioning.handlers.kube import MODELVERSION, Conflict, Kube
@@ -100,6 +101,7 @@ def make_verifier(policy: ArtifactPolicy, *, in_process: bool = False) -> Verifi
             layout=r.layout, content_digest=r.content_digest,
             contents=tuple((f.path, f.sha256, f.size_bytes) for f in r.contents),
             signature=r.signature.to_dict() if r.signature is not None else None,
+            io_signature=r.io_signature,
         )  # fmt: skip
 
     return verify
@@ -430,6 +432,7 @@ class ModelVersionReconciler:
             image=spec.runtime.image,
             pinned_images_from=floors_now.pinned_images_from,
             trust=trust.facts,
+            contract=contract_facts(self.store, namespace, name, spec, floors_now),
             **common,
         )
         return Gathered(body, spec, facts, trust)

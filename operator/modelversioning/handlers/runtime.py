@@ -17,6 +17,7 @@ from modelversioning.handlers.kube import Kube, expected_api_error
 from modelversioning.handlers.model import ModelReconciler
 from modelversioning.handlers.modelendpoint import ModelEndpointReconciler
 from modelversioning.handlers.modelversion import ModelVersionReconciler, make_verifier
+from modelversioning.handlers.runtime_contract import RuntimeProbes
 from modelversioning.handlers.store import Store
 from modelversioning.handlers.workqueue import Key, WorkQueue
 
@@ -63,6 +64,10 @@ class Operator:
             on_done=lambda ns, name: self.queue.add_threadsafe(("ModelEndpoint", ns, name)),
         )
         self.endpoints.analysis = self.analysis
+        # the canary's runtime asked for its OIP model metadata (Model spec.ioContract.checkRuntimeMetadata)
+        self.endpoints.runtime_probes = RuntimeProbes(
+            requeue=lambda ns, name: self.queue.add_threadsafe(("ModelEndpoint", ns, name))
+        )
         # a slot's pod refused a verified digest: that version is fetched and hashed again at once
         self.endpoints.reverify = lambda ns, mv, found: self.versions.verifications.request_recheck(
             (ns, mv), found
