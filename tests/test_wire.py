@@ -125,6 +125,11 @@ SIGNATURE_REFUSALS = (
     "SignatureMissing", "SignatureInvalid", "SignerNotTrusted", "SignatureDigestMismatch",
     "CertificateExpired",
 )  # fmt: skip
+# a version without spec.runtime whose catalog runtime cannot be resolved (domain.runtime_catalog): the
+# version stalls until the catalog changes (its variants say RuntimeNotResolved: nothing is rendered)
+RUNTIME_REFUSALS = (
+    "RuntimeNotFound", "RuntimeDisabled", "NoRuntimeForFormat", "RuntimeFormatMismatch", "InvalidRuntime",
+)  # fmt: skip
 EXPECTED = {
     "stalls_endpoint": {
         "MissingVersion", "InvalidVersion", "DigestMismatch", "ModelVersionReplaced", "ChildRejected",
@@ -135,6 +140,7 @@ EXPECTED = {
         "DigestMismatch", "URIRefused", "InvalidSpec", "TransitionNotAllowed", "LineageIncomplete",
         "ImageNotPinned", "SizeMismatch", "LimitExceeded", "ArchiveWhileServing", *OCI_REFUSALS,
         *SIGNATURE_REFUSALS,  # until a new signature or another trust policy
+        *RUNTIME_REFUSALS,  # until the catalog changes
     },
     "permanent": {
         "MissingVersion", "InvalidVersion", "DigestMismatch", "ModelVersionReplaced", "ChildRejected",
