@@ -210,8 +210,9 @@ def resolved_from(rt: CatalogRuntime) -> dict[str, Any]:
     }
     if health:
         out["healthPath"] = str(health)
-    if c.get("resources"):
-        out["resources"] = dict(c["resources"])
+    resources = {k: dict(v) for k, v in (c.get("resources") or {}).items() if v}  # empty parts left out
+    if resources:
+        out["resources"] = resources
     return out
 
 
