@@ -15,7 +15,9 @@ from modelversioning.api.modelendpoint import ModelEndpointSpec
 from modelversioning.api.modelversion import ModelVersionSpec, ResolvedRuntime
 from modelversioning.domain import conditions as cond
 from modelversioning.domain.approvals import serving_digest
+from modelversioning.handlers.catalog import catalog
 from modelversioning.handlers.endpoint_inputs import version_facts
+from modelversioning.handlers.store import Store
 from modelversioning.render import RenderError, render_deployment, with_resolved_runtime
 from test_modelversion_reconciler import NS, OK, mv, reconciler, run
 from test_render import ENDPOINT, SERVING, assert_golden
@@ -143,9 +145,22 @@ def test_the_catalog_fixed_later_resolves_the_waiting_version() -> None:
     run(r)
     run(r)
     assert "resolvedRuntime" not in status(store)
+    ready = cond.get(status(store)["conditions"], "Ready")  # a candidate too: Ready says why not
+    assert ready is not None and (ready["status"], ready["reason"]) == ("False", R.RUNTIME_NOT_FOUND)
     store.upsert("ClusterModelRuntime", runtime())  # the watch queues the version again
     run(r)
     assert status(store)["resolvedRuntime"]["image"] == IMAGE
+    ready = cond.get(status(store)["conditions"], "Ready")
+    assert ready is not None and ready["status"] == "True"
+
+
+def test_gather_reads_only_the_versions_namespace_and_the_cluster() -> None:
+    store = Store()
+    store.upsert("ModelRuntime", runtime("ours", kind="ModelRuntime", ns=NS))
+    store.upsert("ModelRuntime", runtime("theirs", kind="ModelRuntime", ns="other"))
+    store.upsert("ClusterModelRuntime", runtime("shared"))
+    got = {(c.kind, c.name, c.namespace) for c in catalog(store, NS)}
+    assert got == {("ModelRuntime", "ours", NS), ("ClusterModelRuntime", "shared", "")}
 
 
 def test_the_platform_image_rule_applies_to_a_resolved_image() -> None:

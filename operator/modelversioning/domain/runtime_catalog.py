@@ -196,9 +196,8 @@ def resolved_from(rt: CatalogRuntime) -> dict[str, Any]:
     protocols = [p for p in rt.spec.get("protocolVersions") or [] if not str(p).startswith("grpc")]
     protocol = str(protocols[0]) if protocols else DEFAULT_PROTOCOL
     ports = c.get("ports") or []
-    health = ((c.get("readinessProbe") or {}).get("httpGet") or {}).get("path") or HEALTH_BY_PROTOCOL.get(
-        protocol
-    )
+    probe = ((c.get("readinessProbe") or {}).get("httpGet") or {}).get("path")
+    health = probe or HEALTH_BY_PROTOCOL.get(protocol)
     out: dict[str, Any] = {
         "image": str(c.get("image") or ""),
         "command": [str(x) for x in c.get("command") or []],
