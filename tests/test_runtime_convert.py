@@ -148,3 +148,28 @@ def test_list_shows_the_catalog(monkeypatch: pytest.MonkeyPatch) -> None:
     res = cli("-o", "json", "runtimes", "list", cluster=FakeCluster(), monkeypatch=monkeypatch)
     rows = yaml.safe_load(res.stdout)
     assert [r["name"] for r in rows] == ["team-sklearn", "kserve-mlserver"] and rows[1]["protocols"] == ["v2"]
+
+
+def test_get_and_diff_show_the_resolved_runtime() -> None:
+    from modelversioning.cli.models import views
+
+    resolved = {
+        "image": "reg.example/mlserver@sha256:" + "a" * 64,
+        "port": 8080,
+        "protocol": "v2",
+        "source": {"kind": "ClusterModelRuntime", "name": "kserve-mlserver", "uid": "u", "generation": 3},
+    }
+    mv = {
+        "metadata": {"name": "iris-v1.0.0", "namespace": "ns"},
+        "spec": {
+            "model": "iris",
+            "version": "1.0.0",
+            "format": {"name": "sklearn"},
+            "artifact": {},
+            "lineage": {},
+        },
+        "status": {"resolvedRuntime": resolved},
+    }
+    assert views.describe_view(mv)["runtime"] == resolved
+    rows = {(r["section"], r["key"]): r for r in views.diff_rows(mv, mv)}
+    assert rows[("runtime", "image")]["a"] == resolved["image"] and ("runtime", "source.name") in rows
