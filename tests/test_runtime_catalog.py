@@ -292,6 +292,16 @@ def test_the_serving_digest_covers_the_resolved_runtime() -> None:
     assert serving_digest(explicit, resolved) == serving_digest(explicit)
 
 
+def test_no_approval_counts_for_a_version_whose_runtime_is_not_resolved() -> None:
+    from modelversioning.domain.approvals import Approval, ApprovalContext, refusal
+
+    ctx = ApprovalContext("a" * 64, serving_digest="", recorded=True)
+    said = refusal(Approval("alice", "production", "a" * 64, serving_digest=""), ctx)
+    assert said is not None and "not resolved" in said
+    ok = ApprovalContext("a" * 64, serving_digest="d" * 64, recorded=True)
+    assert refusal(Approval("alice", "production", "a" * 64, serving_digest="d" * 64), ok) is None
+
+
 # ---- the API: runtime, runtimeRef, format
 
 

@@ -134,6 +134,8 @@ def refusal(a: Approval, ctx: ApprovalContext) -> str | None:
         return "not recorded by the API server (the admission policies are not observed enforced)"
     if a.sha256 != ctx.sha256:
         return f"for other weights (sha256 {a.sha256[:12]})"
+    if not ctx.serving_digest:  # a catalog runtime not resolved (yet): nothing serves, nothing to approve
+        return "the version's runtime is not resolved: there is no serving digest to approve"
     if a.serving_digest != ctx.serving_digest:
         return f"for another serving digest ({a.serving_digest[:12] or 'none'}): image, command or env differ"
     if a.approver.startswith(SYSTEM_PREFIX):
