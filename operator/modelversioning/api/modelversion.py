@@ -482,6 +482,8 @@ PRINTER_COLUMNS: list[dict[str, Any]] = [
         "jsonPath": '.status.conditions[?(@.type=="ArtifactVerified")].status',
     },
     {"name": "Digest", "type": "string", "jsonPath": ".spec.artifact.sha256", "priority": 1},
+    # the catalog runtime a version without spec.runtime resolved to (kubectl get mv -o wide)
+    {"name": "Runtime", "type": "string", "jsonPath": ".status.resolvedRuntime.source.name", "priority": 1},
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
 ]
 
