@@ -9,7 +9,9 @@
 --                UnsupportedArtifactLayout, UnsafeArchive (an oci:// artifact);
 --                TransitionNotAllowed, LineageIncomplete, ImageNotPinned, ArchiveWhileServing (stage);
 --                SignatureMissing, SignatureInvalid, SignerNotTrusted, SignatureDigestMismatch,
---                CertificateExpired (signed models: either); or the operator's kstatus
+--                CertificateExpired (signed models: either);
+--                RuntimeNotFound, RuntimeDisabled, NoRuntimeForFormat, RuntimeFormatMismatch,
+--                InvalidRuntime (the catalog runtime: either); or the operator's kstatus
 --                condition Stalled=True
 --
 -- Uses only Lua's base and table libraries (no string, math or os), so it runs in Argo CD's default
@@ -38,6 +40,11 @@ local PERMANENT = {
   SignerNotTrusted = true,
   SignatureDigestMismatch = true,
   CertificateExpired = true,
+  RuntimeNotFound = true,
+  RuntimeDisabled = true,
+  NoRuntimeForFormat = true,
+  RuntimeFormatMismatch = true,
+  InvalidRuntime = true,
 }
 
 local function condition(conditions, type_)
