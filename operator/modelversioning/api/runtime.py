@@ -34,11 +34,7 @@ CLUSTER_KIND, CLUSTER_PLURAL, CLUSTER_SINGULAR, CLUSTER_SHORT_NAMES = (
     list(CLUSTERMODELRUNTIME.short_names),
 )
 
-# KServe's protocol versions (constants.InferenceServiceProtocol); http ones first is how we choose
-PROTOCOLS = ("v1", "v2", "grpc-v1", "grpc-v2")
-# The readiness path of a runtime without readinessProbe.httpGet, by protocol: the Open Inference
-# Protocol's server-ready endpoint; v1 has none (a TCP check on the port)
-HEALTH_BY_PROTOCOL = {"v2": "/v2/health/ready"}
+# What a runtime resolves to (its port, protocol and health path) is decided in domain.runtime_catalog.
 
 
 class SupportedModelFormat(ApiModel):
