@@ -126,8 +126,15 @@ def test_a_kserve_runtime_serves_a_version_by_format_and_an_edit_never_changes_i
     co.patch_cluster_custom_object(GROUP, VERSION, PLURAL, name, patch)
     newer = by_format(objs, artifact_root, "1.1.0")
     assert resolved(objs, newer)["resolvedRuntime"]["image"] == NEW_IMAGE
-    # ... and the version already resolved (and its approval, bound to its serving digest) does not
-    st = objs.mv(mv)["status"]
+    # ... and the version already resolved (and its approval, bound to its serving digest) does not:
+    # a new generation of it (its description) is reconciled by an operator that has seen the edit
+    gen = objs.patch_mv(mv, {"spec": {"description": "after the catalog edit"}})["metadata"]["generation"]
+
+    def reconciled() -> dict[str, Any] | None:
+        got = dict(objs.mv(mv)["status"])
+        return got if got.get("observedGeneration") == gen else None
+
+    st = wait_for(reconciled, 60, f"{mv} generation {gen} reconciled")
     assert st["resolvedRuntime"] == rr and st["servingDigest"] == digest
     assert objs.slot("iris", "stable") == slot and server_image(objs, slot) == image
 
