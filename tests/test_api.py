@@ -195,7 +195,8 @@ def test_crds_carry_cel_rules_and_names():
         assert f"self.{f} == oldSelf.{f}" in text
     assert "stage == oldSelf.stage" not in text and "description == oldSelf" not in text
     schema = mvc["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
-    assert set(schema["required"]) >= {"model", "version", "artifact", "lineage", "metrics", "runtime"}
+    assert set(schema["required"]) >= {"model", "version", "artifact", "lineage", "metrics"}
+    assert "runtime" not in schema["required"]  # optional: a catalog runtime by reference or format
     assert schema["properties"]["metrics"]["minProperties"] == 1
     assert "sha256" in schema["properties"]["artifact"]["required"]
     assert schema["properties"]["stage"]["default"] == "candidate"

@@ -1030,4 +1030,5 @@ def test_no_stale_golden_files() -> None:
     expected |= {"deployment-full.yaml", "deployment-minimal.yaml", "service.yaml"}
     expected |= {"route-istio-closed-revoked.yaml", "route-gatewayAPI-closed-revoked.yaml"}  # test_revocation
     expected |= {"service-gatewayAPI-closed.yaml"}
+    expected |= {"deployment-resolved-runtime.yaml"}  # test_runtime_resolution
     assert {p.name for p in GOLDEN_DIR.glob("*.yaml")} == expected

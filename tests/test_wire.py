@@ -128,6 +128,11 @@ SIGNATURE_REFUSALS = (
 # a MINOR/PATCH release that breaks the I/O contract, or has no signature where one is required
 # (domain.io_contract): no slot, the version stalls (its spec is immutable: a new version fixes it)
 IO_CONTRACT_REFUSALS = ("IOSignatureChanged", "IOSignatureMissing")
+# a version without spec.runtime whose catalog runtime cannot be resolved (domain.runtime_catalog): the
+# version stalls until the catalog changes (its variants say RuntimeNotResolved: nothing is rendered)
+RUNTIME_REFUSALS = (
+    "RuntimeNotFound", "RuntimeDisabled", "NoRuntimeForFormat", "RuntimeFormatMismatch", "InvalidRuntime",
+)  # fmt: skip
 EXPECTED = {
     "stalls_endpoint": {
         "MissingVersion", "InvalidVersion", "DigestMismatch", "ModelVersionReplaced", "ChildRejected",
@@ -139,6 +144,7 @@ EXPECTED = {
         "ImageNotPinned", "SizeMismatch", "LimitExceeded", "ArchiveWhileServing", *OCI_REFUSALS,
         *SIGNATURE_REFUSALS,  # until a new signature or another trust policy
         *IO_CONTRACT_REFUSALS,
+        *RUNTIME_REFUSALS,  # until the catalog changes
     },
     "permanent": {
         "MissingVersion", "InvalidVersion", "DigestMismatch", "ModelVersionReplaced", "ChildRejected",

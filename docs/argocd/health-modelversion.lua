@@ -10,7 +10,9 @@
 --                TransitionNotAllowed, LineageIncomplete, ImageNotPinned, ArchiveWhileServing (stage);
 --                SignatureMissing, SignatureInvalid, SignerNotTrusted, SignatureDigestMismatch,
 --                CertificateExpired (signed models: either); IOSignatureChanged, IOSignatureMissing
---                (the I/O contract: a MINOR/PATCH that breaks it); or the operator's kstatus
+--                (the I/O contract: a MINOR/PATCH that breaks it);
+--                RuntimeNotFound, RuntimeDisabled, NoRuntimeForFormat, RuntimeFormatMismatch,
+--                InvalidRuntime (the catalog runtime: either); or the operator's kstatus
 --                condition Stalled=True
 --
 -- Uses only Lua's base and table libraries (no string, math or os), so it runs in Argo CD's default
@@ -41,6 +43,11 @@ local PERMANENT = {
   CertificateExpired = true,
   IOSignatureChanged = true,
   IOSignatureMissing = true,
+  RuntimeNotFound = true,
+  RuntimeDisabled = true,
+  NoRuntimeForFormat = true,
+  RuntimeFormatMismatch = true,
+  InvalidRuntime = true,
 }
 
 local function condition(conditions, type_)

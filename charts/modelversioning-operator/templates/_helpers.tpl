@@ -174,12 +174,13 @@ yet is authorized as `create`, hence create + patch.
   verbs: [list, watch, patch]
 # ModelEndpoints: watched, and patched for one thing only, the operator's own finalizer
 # (modelversioning.io/drain: a deletion removes the route first, then the slots after the drain grace);
-# the operator never writes a user's spec. ModelApprovals: watched only.
+# the operator never writes a user's spec. ModelApprovals and ModelRuntimes (the namespace's runtime
+# catalog): watched only.
 - apiGroups: [modelversioning.io]
   resources: [modelendpoints]
   verbs: [list, watch, patch]
 - apiGroups: [modelversioning.io]
-  resources: [modelapprovals]
+  resources: [modelapprovals, modelruntimes]
   verbs: [list, watch]
 # Models: watched; created (only when absent, empty spec) as the registry's record of a model name
 # that has none. Never patched, updated or deleted: a user's later apply of the Model adopts it.

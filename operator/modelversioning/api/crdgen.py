@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel
 
-from modelversioning.api import model, modelendpoint, modelversion, platform
+from modelversioning.api import model, modelendpoint, modelversion, platform, runtime
 from modelversioning.api.wire import CATEGORY, GROUP, VERSION
 
 _DROP = {"title", "examples"}
@@ -229,6 +229,36 @@ def all_crds() -> dict[str, dict[str, Any]]:
                 "looser. Cluster-scoped: only platform admins write it.",
             ),
             platform.PRINTER_COLUMNS,
+            namespaced=False,
+        ),
+        **_runtime_crds(),
+    }
+
+
+def _runtime_crds() -> dict[str, dict[str, Any]]:
+    """The runtime catalog: one spec (KServe's ServingRuntime fields we use), namespaced and cluster-wide."""
+    rt = runtime
+    schema = _root_schema(
+        rt.ModelRuntimeSpec,
+        rt.ModelRuntimeStatus,
+        [],
+        "A model server for the model formats it lists (KServe ServingRuntime-compatible fields).",
+    )
+    cluster = copy.deepcopy(schema)
+    cluster["properties"]["spec"]["description"] = (
+        "A model server for every namespace's versions (KServe ClusterServingRuntime-compatible fields)."
+    )
+    return {
+        f"{GROUP}_{rt.PLURAL}.yaml": crd(
+            rt.KIND, rt.PLURAL, rt.SINGULAR, rt.SHORT_NAMES, schema, rt.PRINTER_COLUMNS
+        ),
+        f"{GROUP}_{rt.CLUSTER_PLURAL}.yaml": crd(
+            rt.CLUSTER_KIND,
+            rt.CLUSTER_PLURAL,
+            rt.CLUSTER_SINGULAR,
+            rt.CLUSTER_SHORT_NAMES,
+            cluster,
+            rt.PRINTER_COLUMNS,
             namespaced=False,
         ),
     }

@@ -203,6 +203,60 @@ class Runtime(ApiModel):
     env: list[EnvVar] = Field(default_factory=list, max_length=64)
 
 
+# ---- the runtime catalog (api.runtime): what a version names, and what it resolved to for good
+RuntimeKind = Literal["ModelRuntime", "ClusterModelRuntime"]
+FORMAT_NAME = r"^[A-Za-z0-9]([-_.A-Za-z0-9]*[A-Za-z0-9])?$"
+DEFAULT_PORT = 8080  # Runtime's default, and KServe's when a runtime's container lists no port
+
+
+class RuntimeRef(ApiModel):
+    kind: RuntimeKind | None = Field(
+        default=None,
+        description="ModelRuntime (in this namespace) or ClusterModelRuntime; absent: a ModelRuntime of "
+        "this name if there is one, else the ClusterModelRuntime (KServe's lookup).",
+    )
+    name: str = Field(max_length=253, pattern=r"^[a-z0-9]([-.a-z0-9]*[a-z0-9])?$")
+
+
+class ModelFormat(ApiModel):
+    name: str = Field(max_length=63, pattern=FORMAT_NAME, description="e.g. sklearn (KServe's format names).")
+    version: str | None = Field(default=None, max_length=32, description='e.g. "1" (KServe: the major).')
+
+
+class RuntimeSource(StatusModel):
+    kind: RuntimeKind
+    name: str = Field(max_length=253)
+    uid: str = Field(default="", max_length=64)
+    generation: int = 0
+
+
+class ResolvedRuntime(StatusModel):
+    """What a version without spec.runtime resolved from the catalog, kept for good: a later edit of
+    the catalog never changes it (a new version picks the edit up); the serving digest covers it."""
+
+    image: str = Field(max_length=1024)
+    command: list[str] = Field(default_factory=list, max_length=32)
+    args: list[str] = Field(default_factory=list, max_length=64)
+    env: list[EnvVar] = Field(default_factory=list, max_length=64)
+    port: int = Field(default=DEFAULT_PORT, ge=1, le=65535)
+    protocol: str = Field(default="v1", max_length=16, description="v1 or v2 (the Open Inference Protocol).")
+    health_path: str | None = Field(default=None, max_length=256)
+    resources: Resources | None = None
+    source: RuntimeSource
+
+    def as_runtime(self) -> Runtime:
+        """The Runtime the version serves with (render uses it as it uses an explicit spec.runtime)."""
+        return Runtime(
+            image=self.image,
+            command=list(self.command),
+            args=list(self.args),
+            port=self.port,
+            health_path=self.health_path,
+            resources=self.resources,
+            env=list(self.env),
+        )
+
+
 class TensorSpec(ApiModel):
     name: str = Field(max_length=256)
     dtype: str = Field(max_length=64)
@@ -235,13 +289,34 @@ _IMMUTABLE_RULES = [
     _immutable("artifact"),
     _immutable("lineage"),
     _immutable("metrics"),
-    _immutable("runtime"),
+    _immutable("runtime", optional=True),
+    _immutable("runtimeRef", optional=True),
+    _immutable("format", optional=True),
     _immutable("signature", optional=True),
+]
+# The runtime: explicit (spec.runtime), by reference (spec.runtimeRef), or chosen by format
+# (spec.format, else lineage.framework) from the catalog (api.runtime, domain.runtime_catalog).
+RUNTIME_EXCLUSIVE = (
+    "spec.runtime and spec.runtimeRef are exclusive: give the serving image in spec.runtime, or name a "
+    "ModelRuntime/ClusterModelRuntime in spec.runtimeRef"
+)
+RUNTIME_NEEDED = (
+    "a version needs a runtime: spec.runtime (image, command, port), spec.runtimeRef (a ModelRuntime or "
+    "ClusterModelRuntime), or a model format a catalog runtime supports (spec.format or lineage.framework)"
+)
+_RUNTIME_RULES = [
+    cel("!(has(self.runtime) && has(self.runtimeRef))", RUNTIME_EXCLUSIVE),
+    cel(
+        "has(self.runtime) || has(self.runtimeRef) || has(self.format) || has(self.lineage.framework)",
+        RUNTIME_NEEDED,
+    ),
 ]
 
 
 class ModelVersionSpec(ApiModel):
-    model_config = ApiModel.model_config | {"json_schema_extra": validations(*_IMMUTABLE_RULES)}
+    model_config = ApiModel.model_config | {
+        "json_schema_extra": validations(*_IMMUTABLE_RULES, *_RUNTIME_RULES)
+    }
 
     model: str = Field(max_length=63, pattern=DNS_LABEL, description="Model name (DNS label).")
     version: str = Field(
@@ -264,7 +339,18 @@ class ModelVersionSpec(ApiModel):
         description="Evaluation metrics, e.g. auc, f1, latency_p99_ms.",
         json_schema_extra=validations(_KEYS_BOUNDED),
     )
-    runtime: Runtime
+    runtime: Runtime | None = Field(
+        default=None, description="Explicit serving container; absent: resolved from the runtime catalog."
+    )
+    runtime_ref: RuntimeRef | None = Field(
+        default=None, description="A catalog runtime by name (exclusive with runtime)."
+    )
+    format: ModelFormat | None = Field(
+        default=None,
+        description="The model's format (default: lineage.framework): picks a catalog runtime that supports "
+        "it (autoSelect, highest priority, this namespace's before the cluster's, then by name), and is "
+        "checked against runtimeRef's formats.",
+    )
     signature: Signature | None = None
     stage: StageName = Field(
         default="candidate",
@@ -282,6 +368,19 @@ class ModelVersionSpec(ApiModel):
     @classmethod
     def _metric_names(cls, v: dict[str, float]) -> dict[str, float]:
         return _bounded_keys(v, "metrics")
+
+    @model_validator(mode="after")
+    def _runtime_rules(self) -> ModelVersionSpec:
+        if self.runtime is not None and self.runtime_ref is not None:
+            raise ValueError(RUNTIME_EXCLUSIVE)
+        if (
+            self.runtime is None
+            and self.runtime_ref is None
+            and self.format is None
+            and self.lineage.framework is None
+        ):
+            raise ValueError(RUNTIME_NEEDED)
+        return self
 
     @property
     def semver(self) -> SemVer:
@@ -352,7 +451,12 @@ class ModelVersionStatus(StatusModel):
         default=None,
         max_length=64,
         description="sha256 of what decides what serves (artifact digest, runtime image, command, args, "
-        "env, port, healthPath, resources): what a ModelApproval must name to count.",
+        "env, port, healthPath, resources; a resolved runtime whole, with its protocol and source): what a "
+        "ModelApproval must name to count.",
+    )
+    resolved_runtime: ResolvedRuntime | None = Field(
+        default=None,
+        description="The catalog runtime a version without spec.runtime resolved to (once, for good).",
     )
     io_signature: IOSignatureStatus | None = Field(
         default=None,
@@ -402,6 +506,8 @@ PRINTER_COLUMNS: list[dict[str, Any]] = [
         "jsonPath": '.status.conditions[?(@.type=="ArtifactVerified")].status',
     },
     {"name": "Digest", "type": "string", "jsonPath": ".spec.artifact.sha256", "priority": 1},
+    # the catalog runtime a version without spec.runtime resolved to (kubectl get mv -o wide)
+    {"name": "Runtime", "type": "string", "jsonPath": ".status.resolvedRuntime.source.name", "priority": 1},
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
 ]
 

@@ -473,6 +473,10 @@ MODEL_RECORDED = reason("Recorded", MODEL_CONDITION, meaning="Ready=True: every 
 INVALID_POLICY = reason("InvalidPolicy", MODEL_CONDITION, meaning="Ready=False: the policy cannot be applied")
 del _EV, _EC, _VV, _VS, _IO
 
+# The runtime catalog's reasons are declared in their own module (re-exported by api.wire too): before
+# the tables below, so that they count in them.
+from modelversioning.api import runtime_reasons as runtime_reasons  # noqa: E402
+
 # The derived tables (one declaration above, several readers).
 ENDPOINT_STALLS = frozenset(n for n, i in REASONS.items() if i.stalls_endpoint)
 VERSION_STALLS = frozenset(n for n, i in REASONS.items() if i.stalls_version)

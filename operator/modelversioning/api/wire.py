@@ -70,6 +70,13 @@ MODELAPPROVAL = Resource(GROUP, VERSION, "modelapprovals", "ModelApproval", "mod
 MODELPLATFORMPOLICY = Resource(
     GROUP, VERSION, "modelplatformpolicies", "ModelPlatformPolicy", "modelplatformpolicy", ("mpp",), False
 )  # cluster-scoped: written by platform admins only, read by the operator
+# The runtime catalog (api.runtime): field-compatible with KServe's ServingRuntime/ClusterServingRuntime;
+# a namespaced ModelRuntime is seen only by the versions of its namespace.
+MODELRUNTIME = Resource(GROUP, VERSION, "modelruntimes", "ModelRuntime", "modelruntime", ("mrt",))
+CLUSTERMODELRUNTIME = Resource(
+    GROUP, VERSION, "clustermodelruntimes", "ClusterModelRuntime", "clustermodelruntime", ("cmrt",), False
+)  # cluster-scoped: written by platform admins, seen by every namespace
+RUNTIME_KINDS = (MODELRUNTIME, CLUSTERMODELRUNTIME)  # namespaced first: the order auto-selection prefers
 NAMESPACE = Resource("", "v1", "namespaces", "Namespace", namespaced=False)
 # The chart's admission policies and bindings (cluster-scoped, read only): approvals count and
 # requested-by is an identity only while the operator observes these enforced (domain.approvals).
@@ -181,3 +188,4 @@ CLOSED_SERVICE_SUFFIX = "-closed"  # gatewayAPI: the selector-less Service a clo
 # Declared in api/reasons.py (the registry and its properties), named from here like every other
 # name on the wire.
 from modelversioning.api.reasons import *  # noqa: E402, F403
+from modelversioning.api.runtime_reasons import *  # noqa: E402, F403

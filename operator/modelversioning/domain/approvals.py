@@ -5,8 +5,9 @@ watch cache):
 
 - ``serving_digest(spec)``: sha256 of the canonical JSON of everything in a ModelVersion's spec that
   decides what answers a request: the artifact's digest and format and the whole runtime (image,
-  command, args, env, port, healthPath, resources). An approval names it, so an approval of a
-  version deleted and re-created with another image, command or env does not count.
+  command, args, env, port, healthPath, resources), or the catalog runtime it resolved to (also its
+  protocol and source). An approval names it, so an approval of a version deleted and re-created
+  with another image, command or env (or resolved from another catalog entry) does not count.
 - ``admission_enforced(name, bindings, policies)``: the chart's ValidatingAdmissionPolicy ``name``
   and its binding exist now, the binding denies (validationActions has Deny) for every object (no
   matchResources) and the policy fails closed. Observed from the cluster, never from a chart value:
@@ -37,34 +38,46 @@ def image_pinned(image: str) -> bool:
     return bool(_PINNED.match(image))
 
 
-def serving_inputs(spec: Mapping[str, Any]) -> dict[str, Any]:
-    """What decides the served behaviour, with the API's defaults filled in (absent == default)."""
+def serving_inputs(spec: Mapping[str, Any], resolved: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """What decides the served behaviour, with the API's defaults filled in (absent == default).
+    ``resolved``: status.resolvedRuntime of a version without spec.runtime (domain.runtime_catalog),
+    covered whole: also its protocol and its source (kind, name, uid, generation)."""
     art = spec.get("artifact") or {}
-    rt = spec.get("runtime") or {}
+    explicit = spec.get("runtime")
+    rt = explicit or resolved or {}
     res = rt.get("resources") or {}
-    return {
-        "v": 1,
-        "artifact": {"sha256": str(art.get("sha256") or ""), "format": art.get("format")},
-        "runtime": {
-            "image": str(rt.get("image") or ""),
-            "command": [str(c) for c in rt.get("command") or []],
-            "args": [str(a) for a in rt.get("args") or []],
-            "env": [
-                {"name": str(e.get("name")), "value": str(e.get("value") or "")} for e in rt.get("env") or []
-            ],
-            "port": int(rt.get("port") or _DEFAULT_PORT),
-            "healthPath": rt.get("healthPath"),
-            "resources": {
-                "requests": {str(k): str(v) for k, v in (res.get("requests") or {}).items()},
-                "limits": {str(k): str(v) for k, v in (res.get("limits") or {}).items()},
-            },
+    runtime: dict[str, Any] = {
+        "image": str(rt.get("image") or ""),
+        "command": [str(c) for c in rt.get("command") or []],
+        "args": [str(a) for a in rt.get("args") or []],
+        "env": [
+            {"name": str(e.get("name")), "value": str(e.get("value") or "")} for e in rt.get("env") or []
+        ],
+        "port": int(rt.get("port") or _DEFAULT_PORT),
+        "healthPath": rt.get("healthPath"),
+        "resources": {
+            "requests": {str(k): str(v) for k, v in (res.get("requests") or {}).items()},
+            "limits": {str(k): str(v) for k, v in (res.get("limits") or {}).items()},
         },
     }
+    out: dict[str, Any] = {
+        "v": 1,
+        "artifact": {"sha256": str(art.get("sha256") or ""), "format": art.get("format")},
+        "runtime": runtime,
+    }
+    if not explicit and resolved:  # an explicit runtime's digest is what it always was
+        src = resolved.get("source") or {}
+        runtime["protocol"] = str(resolved.get("protocol") or "")
+        out["resolvedFrom"] = {k: src.get(k) for k in ("kind", "name", "uid", "generation")}
+    return out
 
 
-def serving_digest(spec: Mapping[str, Any]) -> str:
-    """sha256 (hex) of the canonical JSON of ``serving_inputs(spec)`` (spec in wire form, camelCase)."""
-    doc = json.dumps(serving_inputs(spec), sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+def serving_digest(spec: Mapping[str, Any], resolved: Mapping[str, Any] | None = None) -> str:
+    """sha256 (hex) of the canonical JSON of ``serving_inputs(spec, resolved)`` (wire form, camelCase);
+    "" for a version without spec.runtime whose runtime is not resolved (nothing an approval can name)."""
+    if not spec.get("runtime") and not resolved:
+        return ""
+    doc = json.dumps(serving_inputs(spec, resolved), sort_keys=True, separators=(",", ":"), ensure_ascii=True)
     return hashlib.sha256(doc.encode()).hexdigest()
 
 
@@ -121,6 +134,8 @@ def refusal(a: Approval, ctx: ApprovalContext) -> str | None:
         return "not recorded by the API server (the admission policies are not observed enforced)"
     if a.sha256 != ctx.sha256:
         return f"for other weights (sha256 {a.sha256[:12]})"
+    if not ctx.serving_digest:  # a catalog runtime not resolved (yet): nothing serves, nothing to approve
+        return "the version's runtime is not resolved: there is no serving digest to approve"
     if a.serving_digest != ctx.serving_digest:
         return f"for another serving digest ({a.serving_digest[:12] or 'none'}): image, command or env differ"
     if a.approver.startswith(SYSTEM_PREFIX):

@@ -12,6 +12,7 @@ from typing import Any
 from modelversioning.api import wire as R
 from modelversioning.domain.gates import CandidateFacts, TransitionRule
 from modelversioning.domain.io_contract import Known
+from modelversioning.domain.runtime_catalog import EXPLICIT, Resolution
 from modelversioning.domain.stages import Stage, StageGraph
 from modelversioning.domain.trust import TrustFacts
 
@@ -136,7 +137,10 @@ class VersionFacts:
     revoked: str | None = None  # the revoked annotation (why): archived passes while it serves
     registry: RegistryFacts = field(default_factory=RegistryFacts)
     serving_digest: str = ""  # domain.approvals.serving_digest(spec): what approvals bind to
-    image: str = ""  # spec.runtime.image
+    image: str = ""  # spec.runtime.image, else the resolved runtime's ("" while unresolved)
+    # the catalog runtime of a version without spec.runtime (domain.runtime_catalog.resolve, decided at
+    # gather time from the catalog, since the serving digest approvals bind covers it)
+    runtime: Resolution = EXPLICIT
     pinned_images_from: tuple[str, ...] = ()  # the platform policies' stages that need image@sha256
     # a slot's pod read other bytes than this verified digest (its init container refused them): the
     # sha256 it found; the verified record is fetched and hashed again now, whatever its age

@@ -74,7 +74,9 @@ def decide(facts: VersionFacts, policy: VersionPolicy, now: datetime) -> Version
         facts, verification.cond, graph, stamp, policy.history_limit, trust_verdict(facts, verification, now)
     )
     prev = facts.status
+    rt = facts.runtime.cond  # RuntimeResolved (None: an explicit spec.runtime)
     conditions = [ready(facts, verification.cond, walk), verification.cond, walk.cond, in_use(facts.serving)]
+    conditions += [rt] if rt is not None else []
     conditions += kstatus.for_version(conditions)
     status: dict[str, Any] = {
         "observedGeneration": facts.generation,
@@ -86,6 +88,8 @@ def decide(facts: VersionFacts, policy: VersionPolicy, now: datetime) -> Version
         status["artifact"] = dict(verification.artifact)
     if io_signature is not None:
         status["ioSignature"] = io_signature
+    if facts.runtime.resolved is not None:  # once resolved, for good (domain.runtime_catalog)
+        status["resolvedRuntime"] = dict(facts.runtime.resolved)
     if facts.serving_digest:  # what a ModelApproval must name (kubectl models approve reads it here)
         status["servingDigest"] = facts.serving_digest
     if facts.serving:
@@ -106,6 +110,7 @@ def decide(facts: VersionFacts, policy: VersionPolicy, now: datetime) -> Version
         status=status,
         # a failed attempt's own Event says what the change Event would (once, not twice)
         events=(verification.events or verification_events(prev_verified, verification.cond))
+        + runtime_events(prev.get("conditions"), rt)
         + (with_verification(walk.events, verification.cond.message) if verified_now else walk.events),
         finalizers=protection(facts),
         annotations={} if protect == facts.protected else {DELETION_PROTECTED_ANNOTATION: protect},
@@ -115,6 +120,7 @@ def decide(facts: VersionFacts, policy: VersionPolicy, now: datetime) -> Version
             prev.get("stage") != walk.stage
             or (prev_verified or {}).get("status") != verification.cond.status
             or facts.revoked is not None  # the endpoints drop it at once, whatever its stage walk does
+            or prev.get("resolvedRuntime") != status.get("resolvedRuntime")  # now it can be rendered
         ),
         transitions=walk.transitions,
         create_model=create,
@@ -256,8 +262,22 @@ def serving_periods(
 # ---------------------------------------------------------------------- Ready, InUse, finalizer
 
 
+def runtime_events(prev_conditions: Any, now: Cond | None) -> tuple[Event, ...]:
+    """A Warning Event when RuntimeResolved changes to a failure (or to another one)."""
+    if now is None or now.status != FALSE:
+        return ()
+    seen = cond.get(prev_conditions, now.type)
+    if seen is not None and seen.get("reason") == now.reason and seen.get("status") == FALSE:
+        return ()
+    return (Event("Warning", now.reason, now.message),)
+
+
 def ready(facts: VersionFacts, verified: Cond, walk: Walk) -> Cond:
-    """Ready: verified and the requested stage in effect (else the first reason why not)."""
+    """Ready: the runtime resolved, verified and the requested stage in effect (else the first reason
+    why not)."""
+    rt = facts.runtime.cond
+    if rt is not None and rt.status != TRUE:
+        return Cond("Ready", rt.status, rt.reason, rt.message)
     if verified.status != TRUE:
         status = FALSE if verified.status == FALSE else UNKNOWN
         return Cond("Ready", status, verified.reason, verified.message)

@@ -22,7 +22,15 @@ from modelversioning.domain.approvals import image_pinned, pin_required
 from modelversioning.domain.conditions import FALSE, TRUE, UNKNOWN, Cond
 from modelversioning.domain.gates import check as check_model_gates
 from modelversioning.domain.revocation import archive_guard
-from modelversioning.domain.stages import Decision, GateFacts, Stage, StageGraph, decide_transition, next_hop
+from modelversioning.domain.stages import (
+    UNGATED,
+    Decision,
+    GateFacts,
+    Stage,
+    StageGraph,
+    decide_transition,
+    next_hop,
+)
 from modelversioning.domain.trust import Verdict, required_for
 from modelversioning.domain.version_facts import HISTORY_LIMIT, Event, RegistryFacts, Transition, VersionFacts
 
@@ -159,6 +167,9 @@ def _gated(
             signature.reason,
             f"{dst} requires a signature accepted by the trust policy (from {need}): {signature.message}",
         )
+    rt = facts.runtime.cond
+    if decision.allowed and rt is not None and rt.status != TRUE and dst not in UNGATED:
+        return Decision(False, rt.reason, f"{dst} requires a resolved runtime: {rt.message}")
     pin = pin_required(dst, facts.pinned_images_from, graph.order)
     if decision.allowed and pin is not None and not image_pinned(facts.image):
         return Decision(

@@ -30,14 +30,14 @@ from pydantic import ValidationError
 from modelversioning.api import wire as R
 from modelversioning.api.common import validation_message
 from modelversioning.api.modelendpoint import ModelEndpointSpec, Variant
-from modelversioning.api.modelversion import ModelVersionSpec
+from modelversioning.api.modelversion import ModelVersionSpec, ResolvedRuntime
 from modelversioning.api.settings import ArtifactPolicy, Serving
 from modelversioning.domain import conditions as cond
 from modelversioning.domain.conditions import TRUE
 from modelversioning.domain.endpoint_facts import VersionFacts
 from modelversioning.handlers.endpoint_parse import init_trust_json
 from modelversioning.handlers.store import Store
-from modelversioning.render import EndpointRef, render_deployment
+from modelversioning.render import EndpointRef, RenderError, render_deployment, with_resolved_runtime
 
 SIZE = 256  # of each: versions (facts and spec), slots (~2.6 KB each, pickled)
 _NO_WEIGHTS: Any = {"variants": {"__all__": {"weight"}}}
@@ -83,6 +83,15 @@ def version_facts(body: dict[str, Any] | None, ns: str, mv_name: str) -> Version
     except ValidationError as e:
         return None, None, (R.INVALID_VERSION, f"ModelVersion {mv_name} is invalid: {validation_message(e)}")
     st = body.get("status") or {}
+    try:  # an explicit spec.runtime, else the catalog runtime it resolved to; neither: nothing to render
+        spec = with_resolved_runtime(spec, _resolved(st))
+    except RenderError:
+        why = (cond.get(st.get("conditions"), R.RUNTIME_RESOLVED_CONDITION) or {}).get("message") or "pending"
+        return (
+            None,
+            None,
+            (R.RUNTIME_NOT_RESOLVED, f"ModelVersion {mv_name}: its runtime is not resolved ({why})"),
+        )
     vc = cond.get(st.get("conditions"), "ArtifactVerified") or {}
     verified = vc.get("status") == TRUE and (st.get("artifact") or {}).get("digest") == spec.artifact.sha256
     facts = VersionFacts(
@@ -97,6 +106,14 @@ def version_facts(body: dict[str, Any] | None, ns: str, mv_name: str) -> Version
         trust_json=init_trust_json(st, spec.artifact.signature_uri),
     )
     return facts, spec, None
+
+
+def _resolved(status: dict[str, Any]) -> ResolvedRuntime | None:
+    raw = status.get("resolvedRuntime")
+    try:
+        return ResolvedRuntime.model_validate(raw) if raw else None
+    except ValidationError:  # not what the operator writes: not resolved (never rendered)
+        return None
 
 
 class EndpointInputs:

@@ -16,9 +16,11 @@ from kubernetes.client.exceptions import ApiException
 from modelversioning.api.wire import (
     ADMISSION_BINDING,
     ADMISSION_POLICY,
+    CLUSTERMODELRUNTIME,
     MODEL,
     MODELAPPROVAL,
     MODELPLATFORMPOLICY,
+    MODELRUNTIME,
     NAMESPACE,
 )
 from modelversioning.handlers import platform
@@ -80,6 +82,8 @@ def prime_store(op: Operator) -> None:
         (MODEL, None),
         (MODELAPPROVAL, None),
         (MODELPLATFORMPOLICY, None),  # cluster-scoped: the floors, before anything is decided
+        (MODELRUNTIME, None),  # the runtime catalog, before a version resolves from it
+        (CLUSTERMODELRUNTIME, None),
         (NAMESPACE, None),
         (ADMISSION_POLICY, None),  # cluster-scoped: whether approvals count, before any is counted
         (ADMISSION_BINDING, None),

@@ -48,6 +48,7 @@ from modelversioning.artifacts import (
     verify_in_child,
 )
 from modelversioning.domain.approvals import ApprovalContext, serving_digest
+from modelversioning.domain.runtime_catalog import resolve_runtime
 from modelversioning.domain.stages import Stage, StageGraph
 from modelversioning.domain.version_facts import (
     Serving,
@@ -61,6 +62,7 @@ from modelversioning.domain.version_facts import (
 from modelversioning.domain.version_plan import decide
 from modelversioning.domain.version_stage import Grant, effective_request
 from modelversioning.handlers.admission import observed
+from modelversioning.handlers.catalog import runtime_facts
 from modelversioning.handlers.contract import contract_facts
 from modelversioning.handlers.drift import status_changed
 from modelversioning.handlers.instrument import instrumented
@@ -404,9 +406,11 @@ class ModelVersionReconciler:
         requested, actor, why = archive_request(requested, actor, why, ann, spec.stage)  # retention
         floors_now = floors(self.store, namespace)
         trust = plan_for(self.store, namespace, spec.model, floors_now)
+        # the runtime catalog's own gather -> decide step, here: the serving digest approvals bind covers it
+        runtime = resolve_runtime(runtime_facts(self.store, namespace, spec, common["status"]))
         approval = ApprovalContext(
             spec.artifact.sha256,
-            serving_digest(raw),
+            serving_digest(raw, runtime.resolved),
             authors=frozenset(a for a in (spec.lineage.author,) if a),
             requesters=frozenset(r for r in (asked_by, actor, ann.get(REQUESTED_BY_ANNOTATION)) if r),
             recorded=admission.approvals,
@@ -429,7 +433,8 @@ class ModelVersionReconciler:
                 self.store, namespace, body, spec, self.policy.graph, self.protect_without_model, approval
             ),
             serving_digest=approval.serving_digest,
-            image=spec.runtime.image,
+            image=spec.runtime.image if spec.runtime is not None else runtime.image,
+            runtime=runtime,
             pinned_images_from=floors_now.pinned_images_from,
             trust=trust.facts,
             contract=contract_facts(self.store, namespace, name, spec, floors_now),

@@ -47,6 +47,8 @@ from modelversioning.render.routers import all_routers
 #                      the init/container statuses' name, ready, image, restartCount, state.waiting.reason,
 #                      state.running.startedAt, state/lastState.terminated.{exitCode,reason,message}
 #                      (domain.pod_health); a message of a run that exited 0 is dropped (_trim_pod)
+#   (Cluster)ModelRuntime  metadata.generation and the whole spec (handlers.catalog: the version's
+#                      status.resolvedRuntime records kind, name, uid and generation)
 #   Gateway            spec.gatewayClassName        } what the gatewayAPI router reads of the platform
 #   GatewayClass       status.supportedFeatures     } (handlers/platform.py); not ours, never written
 
@@ -139,6 +141,15 @@ _PROJECTIONS: dict[str, dict[str, Any]] = {
     },
     "Gateway": {"apiVersion": ALL, "kind": ALL, "metadata": _KEYS, "spec": {"gatewayClassName": ALL}},
     "ModelPlatformPolicy": {"apiVersion": ALL, "kind": ALL, "metadata": _KEYS, "spec": ALL},
+    # the runtime catalog (handlers.catalog): spec validated whole; uid and generation are the source a
+    # resolved version records
+    "ModelRuntime": {"apiVersion": ALL, "kind": ALL, "metadata": {**_KEYS, "generation": ALL}, "spec": ALL},
+    "ClusterModelRuntime": {
+        "apiVersion": ALL,
+        "kind": ALL,
+        "metadata": {**_KEYS, "generation": ALL},
+        "spec": ALL,
+    },
     "Namespace": {"apiVersion": ALL, "kind": ALL, "metadata": {**_KEYS, "labels": ALL}},
     "ValidatingAdmissionPolicy": {
         "apiVersion": ALL,

@@ -8,7 +8,7 @@ from typing import Any
 
 import kopf
 
-from modelversioning.api.wire import LABEL_SLOT
+from modelversioning.api.wire import CLUSTERMODELRUNTIME, LABEL_SLOT
 from modelversioning.handlers.instrument import ROUTE_REACTION
 from modelversioning.handlers.runtime import Operator, current
 from modelversioning.handlers.store import controller_of
@@ -73,6 +73,23 @@ async def modelendpoint_event(event: kopf.RawEvent, body: kopf.Body, **_: Any) -
     op.queue.add(("ModelEndpoint", ns, name))
     if not alive:
         op.versions_of_model(ns, body.get("spec", {}).get("model", ""))
+
+
+def runtime_event(kind: str) -> Any:
+    """The handler of a catalog kind: a ModelRuntime's change concerns the versions of its namespace, a
+    ClusterModelRuntime's every namespace's (queued low: a resolved version reads no catalog, so it keeps
+    what it has; one that could not resolve may now)."""
+    cluster = kind == CLUSTERMODELRUNTIME.kind
+
+    async def handler(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
+        if (seen := track(kind, event, body)) is None:
+            return
+        op, ns, _name, _alive = seen
+        for vns, name in op.store.keys("ModelVersion", None if cluster else ns):
+            op.queue.add(("ModelVersion", vns, name), low=True)
+
+    handler.__name__ = f"{kind.lower()}_event"
+    return handler
 
 
 def child_event(kind: str) -> Any:

@@ -21,6 +21,7 @@ from modelversioning.api.wire import (
     MODELAPPROVAL,
     MODELPLATFORMPOLICY,
     NAMESPACE,
+    RUNTIME_KINDS,
 )
 from modelversioning.handlers import platform, policy, startup, watch
 from modelversioning.handlers.activity import install_pause_hook
@@ -39,6 +40,10 @@ kopf.on.event(MODELPLATFORMPOLICY.group, MODELPLATFORMPOLICY.version, MODELPLATF
     policy.policy_event
 )
 kopf.on.event(NAMESPACE.group, NAMESPACE.version, NAMESPACE.plural)(policy.namespace_event)
+for _rt in RUNTIME_KINDS:  # the runtime catalog: versions not resolved yet may resolve now
+    kopf.on.event(_rt.group, _rt.version, _rt.plural, id=f"{_rt.kind.lower()}_event")(
+        watch.runtime_event(_rt.kind)
+    )
 for _res in (ADMISSION_POLICY, ADMISSION_BINDING):  # the chart's, observed: approvals count while enforced
     kopf.on.event(_res.group, _res.version, _res.plural, id=f"{_res.kind.lower()}_event")(
         policy.admission_event(_res.kind)

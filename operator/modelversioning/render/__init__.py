@@ -3,7 +3,7 @@
 Nothing here talks to Kubernetes; the handlers apply what these functions return.
 """
 
-from modelversioning.render.deployment import render_deployment
+from modelversioning.render.deployment import render_deployment, with_resolved_runtime
 from modelversioning.render.inputs import RenderError, RouteInput, check_pin
 from modelversioning.render.naming import child_name, route_name, selector_labels, service_host, slot_name
 from modelversioning.render.routers import Router, UnknownRouter, get_router, router_names
@@ -27,4 +27,5 @@ __all__ = [
     "selector_labels",
     "service_host",
     "slot_name",
+    "with_resolved_runtime",
 ]

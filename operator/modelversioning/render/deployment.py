@@ -18,11 +18,11 @@ import json
 from typing import Any
 
 from modelversioning.api.modelendpoint import ModelEndpointSpec, Variant
-from modelversioning.api.modelversion import ModelVersionSpec, Resources, VariantResources
+from modelversioning.api.modelversion import ModelVersionSpec, ResolvedRuntime, Resources, VariantResources
 from modelversioning.api.settings import ArtifactPolicy, Serving
 from modelversioning.domain.oci_ref import is_oci
 from modelversioning.render import naming
-from modelversioning.render.inputs import check_pin
+from modelversioning.render.inputs import RenderError, check_pin
 from modelversioning.render.values import EndpointRef
 
 INIT_CONTAINER = "verify-artifact"
@@ -180,8 +180,21 @@ def _readiness_probe(health_path: str | None) -> dict[str, Any]:
     return {**check, "periodSeconds": 5, "timeoutSeconds": 2, "failureThreshold": 3}
 
 
+def with_resolved_runtime(version: ModelVersionSpec, resolved: ResolvedRuntime | None) -> ModelVersionSpec:
+    """The version as it serves: its explicit spec.runtime, else the catalog runtime it resolved to
+    (status.resolvedRuntime: image, command, args, env, port, health path, resources). RenderError when
+    it has neither: a version whose runtime is not resolved is never rendered."""
+    if version.runtime is not None:
+        return version
+    if resolved is None:
+        raise RenderError(f"ModelVersion {version.model} {version.version}: its runtime is not resolved")
+    return version.model_copy(update={"runtime": resolved.as_runtime()})
+
+
 def _server_container(variant: Variant, version: ModelVersionSpec, serving: Serving) -> dict[str, Any]:
     runtime = version.runtime
+    if runtime is None:  # with_resolved_runtime first; never a pod without the runtime it was verified with
+        raise RenderError(f"ModelVersion {version.model} {version.version}: no runtime to render")
     container: dict[str, Any] = {"name": SERVER_CONTAINER, "image": runtime.image}
     if runtime.command:
         container["command"] = list(runtime.command)

@@ -156,6 +156,11 @@ COMMANDS: dict[str, Command] = {
     "rollout": Command(
         "rollout", "Follow and steer an endpoint's progressive rollout (spec.strategy).", True
     ),
+    "runtimes": Command(
+        "runtimes",
+        "The runtime catalog (ModelRuntime, ClusterModelRuntime): convert KServe's, list ours.",
+        True,
+    ),
     "revoke": Command(
         "lifecycle",
         f"Pull a version from every route at once: the annotation {REVOKED_ANNOTATION} (the reason) with "

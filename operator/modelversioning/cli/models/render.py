@@ -315,6 +315,10 @@ def _runtime_kv(rt: Mapping[str, Any]) -> Table:
             rows.append((kind.capitalize(), ", ".join(f"{k}={val}" for k, val in sorted(res.items()))))
     for e in rt.get("env") or []:
         rows.append((f"Env {e.get('name')}", e.get("value", "")))
+    src = rt.get("source") or {}
+    if src:  # resolved from the catalog (status.resolvedRuntime)
+        rows.append(("Protocol", rt.get("protocol")))
+        rows.append(("From", f"{src.get('kind')} {src.get('name')} (generation {src.get('generation')})"))
     return _kv(rows)
 
 

@@ -270,7 +270,8 @@ def describe_view(mv: Obj) -> dict[str, Any]:
         },
         "hyperparameters": dict(lineage.get("hyperparameters") or {}),
         "metrics": dict(spec.get("metrics") or {}),
-        "runtime": dict(spec.get("runtime") or {}),
+        # an explicit runtime, else the catalog runtime it resolved to (with its protocol and source)
+        "runtime": dict(spec.get("runtime") or st.get("resolvedRuntime") or {}),
         "history": [dict(h) for h in st.get("history") or []],
         "conditions": [dict(c) for c in st.get("conditions") or []],
         "servedBy": [dict(e) for e in st.get("servedBy") or []],
@@ -410,7 +411,7 @@ def _section(spec: Mapping[str, Any], status: Mapping[str, Any], section: str) -
     elif section == "metrics":
         _flatten("", spec.get("metrics") or {}, out)
     elif section == "runtime":
-        _flatten("", spec.get("runtime") or {}, out)
+        _flatten("", spec.get("runtime") or status.get("resolvedRuntime") or {}, out)
     elif section == "artifact":
         art = {k: v for k, v in (spec.get("artifact") or {}).items()}
         _flatten("", art, out)
