@@ -144,6 +144,7 @@ class EndpointFacts:
     previous_closed: str = ""  # status.closed.reason: the route answers 503 (x-model-unavailable) now
     closed_service: str = ""  # the Service a closed route points to (gatewayAPI), kept while closed
     generation: int = 0  # metadata.generation (the route history names the spec it served)
+    observed_generation: int = 0  # status.observedGeneration: the generation the last reconcile saw
     history: RouteHistory = RouteHistory()  # status.routeHistory (a report: it decides nothing routed)
 
 

@@ -8,9 +8,11 @@ the one recorded last). A router that writes no route (``none``) splits nothing:
 
 Causes, the most specific first (wire.ROUTE_CAUSES): the route closed or reopened; a withdrawn
 (revoked, archived, demoted) version lost its share; a rollout's automatic rollback or abort, or its
-next step; a change of the spec (a weight edit, a new version, ``kubectl models rollback``: the
-endpoint's generation differs from the last change's); else the same spec served differently because
-a version or slot became eligible or stopped being so, or capacity (Eligibility).
+next step; a change of the spec acted on at once (a weight edit, a new version, ``kubectl models
+rollback``: the reconcile is the first to see the endpoint's generation, status.observedGeneration
+was older); else a spec already seen served differently because a version or slot became eligible or
+stopped being so, or capacity (Eligibility: a new version that takes its variant once verified and
+ready is one, at that moment).
 """
 
 from __future__ import annotations
@@ -36,8 +38,9 @@ def observed(
     at: float,
     mirrored: bool,
 ) -> Change | None:
-    """The split as served now, with its cause (None: the router writes no route). ``serving``: the
-    slot each variant's traffic goes to; ``mirrored``: the plan's mirror is on the route now."""
+    """The split as served now, with its cause (None: the router writes no route, or nothing has been
+    served yet). ``serving``: the slot each variant's traffic goes to; ``mirrored``: the plan's mirror
+    is on the route now."""
     if not f.writes_route:
         return None
     variants = {v.name: v for v in plan.aimed or f.variants}
@@ -48,6 +51,8 @@ def observed(
             continue
         sd = _serving_digest(v, pin) if v is not None else ""
         split.append(Served(name, pin.version, pin.digest, int(weights[name]), pin.slot, sd))
+    if not split and not closed and f.history.last is None:
+        return None  # nothing served yet (a new endpoint waiting for its first eligible variant)
     m = plan.mirror if mirrored and not closed else None
     mirror = Mirrored(m.variant, m.version, m.digest, f.mirror_percent, m.slot) if m else None
     change = Change(rfc3339_ms(at), "", "", f.generation, tuple(split), mirror, closed)
@@ -78,17 +83,17 @@ def cause_of(f: EndpointFacts, plan: Plan, new: Change) -> tuple[str, str]:
     ro = plan.rollout
     if ro is not None:
         st = ro.outcome.state
-        ended_back = st.phase in (RO.FAILED, RO.ABORTED) and new.generation == last.generation
+        ended_back = st.phase in (RO.FAILED, RO.ABORTED) and f.generation == f.observed_generation
         if ro.outcome.failed_now or ended_back:
             return R.ROUTE_CAUSE_ROLLBACK, f"rollout {st.phase}: {st.message}"
         if ro.outcome.succeeded_now:
             return R.ROUTE_CAUSE_ROLLOUT_STEP, f"rollout succeeded: {_weights(ro.weights)}"
         if st.phase in (RO.PROGRESSING, RO.PAUSED):
             return R.ROUTE_CAUSE_ROLLOUT_STEP, f"step {st.step}: {_weights(ro.weights)}"
-    if new.generation != last.generation:
-        return R.ROUTE_CAUSE_SPEC_CHANGE, f"spec generation {last.generation} -> {new.generation}"
+    if f.generation != f.observed_generation:  # this reconcile is the first to act on a new spec
+        return R.ROUTE_CAUSE_SPEC_CHANGE, f"spec generation {f.observed_generation} -> {f.generation}"
     why = [f"{d.name}: {d.message}" for d in plan.variants if d.reason != R.ELIGIBLE]
-    return R.ROUTE_CAUSE_ELIGIBILITY, "; ".join(why) or "every variant eligible: as declared"
+    return R.ROUTE_CAUSE_ELIGIBILITY, "; ".join(why) or f"every variant eligible: generation {f.generation}"
 
 
 def _weights(w: Mapping[str, int]) -> str:

@@ -230,6 +230,7 @@ class ModelEndpointReconciler:
             previous_closed=str((status.get("closed") or {}).get("reason") or ""),
             closed_service=closed_service_name(ref.name),
             generation=int(md.get("generation") or 0),
+            observed_generation=int(status.get("observedGeneration") or 0),
             history=endpoint_history.from_wire(status.get("routeHistory")),
         )
         return Gathered(facts, spec, ref, slots, conflicts, min(rechecks, default=None), seen)
