@@ -147,16 +147,18 @@ def objs(kube, namespace, dp) -> Objects:  # type: ignore[no-untyped-def]
     return Objects(kube, namespace)
 
 
-def test_which_at_answers_moments_around_two_route_changes_as_the_responses_saw_them(  # type: ignore[no-untyped-def]
-    dp, objs, cluster
-):
-    sha = {"1.0.0": register(dp, objs, "which", "1.0.0"), "1.1.0": register(dp, objs, "which", "1.1.0")}
-    objs.create(endpoint(dp, "which", "which", [
-        {"name": "blue", "version": "1.0.0", "weight": 100},
-        {"name": "green", "version": "1.1.0", "weight": 0},
-    ]))  # fmt: skip
-    wait_for(lambda: cond_is(objs.mep("which"), "Ready", "True"), 300, "Ready on real pods")
-    ns = objs.ns
+@dataclass(frozen=True)
+class Run:
+    """What the test did and saw: the responses from the first steady one on, and its times."""
+
+    samples: list[Sample]
+    patched: tuple[float, float]  # when each edit was sent
+    steady: tuple[float, float]  # the first of 20 consecutive responses of each new split
+
+
+def drive(dp: DataPlane, objs: Objects) -> Run:
+    """Two route changes under traffic (1.0.0 -> 1.1.0 -> 1.0.0), each after a window of WINDOW
+    seconds of responses of one version; conditions with deadlines, no sleeps."""
     with Traffic(dp) as traffic:
         start = wait_for(lambda: traffic.steady("1.0.0", 0.0), 120, "1.0.0 answers through Traefik")
         wait_for(lambda: traffic.spans("1.0.0", start, WINDOW), 60, "a window of 1.0.0 before the change")
@@ -168,63 +170,78 @@ def test_which_at_answers_moments_around_two_route_changes_as_the_responses_saw_
         objs.set_weights("which", {"blue": 100, "green": 0})
         steady2 = wait_for(lambda: traffic.steady("1.0.0", patched2), 120, "all traffic back on 1.0.0")
         wait_for(lambda: traffic.spans("1.0.0", steady2, WINDOW), 60, "a window of 1.0.0 after")
-    samples = traffic.samples
-    ok = [s for s in samples if s.status == 200]
-    print(
-        f"{len(samples)} responses, {len(ok)} 200; changes made at {rfc3339(patched1)}, {rfc3339(patched2)}"
-    )
-    assert len(ok) == len(samples), _summary([s for s in samples if s.status != 200])
+    samples = traffic.since(start)  # (before start: the 404s of before Traefik read the route)
+    bad = [s for s in samples if s.status != 200]
+    print(f"{len(samples)} responses; changes made at {rfc3339(patched1)}, {rfc3339(patched2)}")
+    assert not bad, _summary(bad)
+    return Run(samples, (patched1, patched2), (steady1, steady2))
 
-    # ---- the record: two changes after the test's edits, each between the edit and the new responses
+
+def test_which_at_answers_moments_around_two_route_changes_as_the_responses_saw_them(  # type: ignore[no-untyped-def]
+    dp, objs, cluster
+):
+    sha = {"1.0.0": register(dp, objs, "which", "1.0.0"), "1.1.0": register(dp, objs, "which", "1.1.0")}
+    objs.create(endpoint(dp, "which", "which", [
+        {"name": "blue", "version": "1.0.0", "weight": 100},
+        {"name": "green", "version": "1.1.0", "weight": 0},
+    ]))  # fmt: skip
+    wait_for(lambda: cond_is(objs.mep("which"), "Ready", "True"), 300, "Ready on real pods")
+    run = drive(dp, objs)
     history = (objs.mep("which").get("status") or {}).get("routeHistory") or {}
-    changes = [c for c in history.get("changes") or [] if epoch(c["at"]) >= patched1]
-    print("recorded:", json.dumps(changes)[:2000])
-    assert [[(v["version"], v["weight"]) for v in c["split"]] for c in changes] == [
-        [("1.1.0", 100)],
-        [("1.0.0", 100)],
-    ], changes
-    c1, c2 = changes
-    assert (c1["cause"], c2["cause"]) == ("SpecChange", "SpecChange")
-    assert c1["split"][0]["digest"] == sha["1.1.0"] and c2["split"][0]["digest"] == sha["1.0.0"]
-    # the route write returned after the edit, and before (or within 2 s of, on a loaded machine) the
-    # first of the responses of the new split: the operator and this test share the host's clock
-    first_new1 = min(s.received for s in ok if s.version == "1.1.0")
-    first_new2 = min(s.received for s in ok if s.version == "1.0.0" and s.received > first_new1)
-    assert patched1 <= epoch(c1["at"]) <= first_new1 + 2.0, (patched1, c1["at"], first_new1)
-    assert patched2 <= epoch(c2["at"]) <= first_new2 + 2.0, (patched2, c2["at"], first_new2)
-
-    # ---- three moments, each in the middle of a window of one-version responses
+    c1, c2 = recorded_changes(history, run, sha)
     moments = {
-        "before": (patched1 - WINDOW / 2, "1.0.0"),
-        "between": ((steady1 + patched2) / 2, "1.1.0"),
-        "after": ((steady2 + samples[-1].received) / 2, "1.0.0"),
+        "before": (run.patched[0] - WINDOW / 2, "1.0.0"),
+        "between": ((run.steady[0] + run.patched[1]) / 2, "1.1.0"),
+        "after": ((run.steady[1] + run.samples[-1].received) / 2, "1.0.0"),
     }
     for label, (t, version) in moments.items():
-        near = [s for s in ok if abs(s.received - t) <= NEAR]
+        near = [s for s in run.samples if abs(s.received - t) <= NEAR]
         assert near and {s.version for s in near} == {version}, (label, _summary(near))
-        view = served_at(cluster, ns, "which", rfc3339(t))
+        view = served_at(cluster, objs.ns, "which", rfc3339(t))
         print(f"{label} {rfc3339(t)}: {view['variants']} (responses near it: {len(near)} from {version})")
         assert only(view) == (version, sha[version], 100), (label, view)
         assert not view["coarse"]
-
-    # ---- exactly at each recorded change: the new split; a millisecond before: the previous one
+    # exactly at each recorded change: the new split; a millisecond before: the previous one
     for c, before in ((c1, "1.0.0"), (c2, "1.1.0")):
-        at_change = served_at(cluster, ns, "which", c["at"])
+        at_change = served_at(cluster, objs.ns, "which", c["at"])
         assert at_change["from"] == c["at"] and only(at_change)[0] == c["split"][0]["version"]
-        just_before = served_at(cluster, ns, "which", rfc3339(epoch(c["at"]) - 0.001))
+        just_before = served_at(cluster, objs.ns, "which", rfc3339(epoch(c["at"]) - 0.001))
         assert only(just_before)[0] == before and just_before["until"] == c["at"]
-
-    # ---- before the record begins: refused, saying when it begins
+    # before the record begins: refused, saying when it begins
     begins = (history.get("coarse") or [{}])[0].get("start") or history["changes"][0]["at"]
-    p = which_at(cluster, ns, "which", rfc3339(epoch(begins) - 60))
+    p = which_at(cluster, objs.ns, "which", rfc3339(epoch(begins) - 60))
     assert p.returncode == 1 and "before the route history" in p.stderr and begins in p.stderr, p
-
-    # ---- request id: Traefik does not echo it; its access log joins it with the version and the slot
-    assert all(s.echoed is None for s in samples), "Traefik echoed x-request-id: update docs/design.md"
-    log = {e.get("request_X-Request-Id"): e for e in dp.gw.access_log(dp.host)}
     slots = {c["split"][0]["version"]: c["split"][0]["slot"] for c in (c1, c2)}
+    request_ids_join(dp, objs.ns, run, moments, slots)
+
+
+def recorded_changes(history: dict[str, Any], run: Run, sha: dict[str, str]) -> list[dict[str, Any]]:
+    """The two changes recorded after the test's first edit, each recorded between the edit and the
+    first responses of its split (the operator and this test share the host's clock; 2 s of slack for
+    a loaded machine)."""
+    changes = [c for c in history.get("changes") or [] if epoch(c["at"]) >= run.patched[0]]
+    print("recorded:", json.dumps(changes)[:2000])
+    got = [[(v["version"], v["weight"]) for v in c["split"]] for c in changes]
+    assert got == [[("1.1.0", 100)], [("1.0.0", 100)]], changes
+    c1, c2 = changes
+    assert (c1["cause"], c2["cause"]) == ("SpecChange", "SpecChange")
+    assert c1["split"][0]["digest"] == sha["1.1.0"] and c2["split"][0]["digest"] == sha["1.0.0"]
+    first_new1 = min(s.received for s in run.samples if s.version == "1.1.0")
+    first_new2 = min(s.received for s in run.samples if s.version == "1.0.0" and s.received > first_new1)
+    assert run.patched[0] <= epoch(c1["at"]) <= first_new1 + 2.0, (run.patched, c1["at"], first_new1)
+    assert run.patched[1] <= epoch(c2["at"]) <= first_new2 + 2.0, (run.patched, c2["at"], first_new2)
+    return changes
+
+
+def request_ids_join(
+    dp: DataPlane, ns: str, run: Run, moments: dict[str, tuple[float, str]], slots: dict[str, str]
+) -> None:
+    """Traefik does not echo the request id; its access log line of the request nearest each moment
+    names the version the response carried and the slot's Service the record names."""
+    assert all(s.echoed is None for s in run.samples), "Traefik echoed x-request-id: update docs/design.md"
+    log = {e.get("request_X-Request-Id"): e for e in dp.gw.access_log(dp.host)}
     for label, (t, version) in moments.items():
-        s = min(ok, key=lambda x: abs(x.received - t))
+        s = min(run.samples, key=lambda x: abs(x.received - t))
         entry = wait_for(lambda s=s: log.get(s.request_id) or _reload(dp, log, s.request_id), 30,
                          f"the access log line of request {s.request_id}")  # fmt: skip
         keys = ("StartUTC", "ServiceName", "downstream_X-Model-Version", "downstream_X-Model-Sha256")

@@ -113,8 +113,10 @@ def which(
         ),
     ] = None,
 ) -> None:
-    """Which exact version (digest, commit, dataset) serves each share of an endpoint's traffic (= status);
-    with --at, which served at that moment (exit 1 when the record does not reach back that far)."""
+    """Which exact version (digest, commit, dataset) serves each share of an endpoint's traffic (= status).
+
+    With --at, which versions served at that moment (exit 1 when the record does not reach back that far).
+    """
     if at is None:
         _status(ctx, endpoint)
         return
