@@ -122,3 +122,34 @@ def test_a_revoked_version_closes_the_route_and_the_record_says_why() -> None:
     last = history(w).last
     assert last is not None and last.closed == R.UNAVAILABLE_REVOKED and last.split == ()
     assert last.cause == R.ROUTE_CAUSE_CLOSED
+
+
+def test_the_time_is_when_the_route_write_returned_not_when_the_reconcile_began() -> None:
+    w = World()
+    two_versions(w)
+    w.endpoint(
+        [
+            {"name": "stable", "version": "2.3.8", "weight": 100},
+            {"name": "canary", "version": "2.4.1", "weight": 0},
+        ]
+    )
+    w.settle()
+    apply = w.api.apply
+
+    def slow_route_write(obj: dict[str, Any]) -> dict[str, Any]:
+        if obj["kind"] == "HTTPRoute":
+            w.now += 7.5  # the API server took 7.5 s to accept the route
+        return apply(obj)
+
+    w.api.apply = slow_route_write  # type: ignore[method-assign]
+    w.now = 5000.0
+    w.endpoint(
+        [
+            {"name": "stable", "version": "2.3.8", "weight": 50},
+            {"name": "canary", "version": "2.4.1", "weight": 50},
+        ]
+    )
+    w.settle()
+    last = history(w).last
+    assert last is not None and split(last) == {"stable": ("2.3.8", 50), "canary": ("2.4.1", 50)}
+    assert last.at == rfc3339_ms(5007.5)
