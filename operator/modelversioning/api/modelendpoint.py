@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from modelversioning.api import routers
+from modelversioning.api import routers, wire
 from modelversioning.api.common import (
     CONDITIONS_LIST_EXTRA,
     DNS_LABEL,
@@ -279,6 +279,78 @@ class ClosedRoute(StatusModel):
     message: str = Field(description="Which variants lost their version's authority, and why.")
 
 
+_TIME: dict[str, Any] = {"format": "date-time"}
+
+
+class ServedVariant(StatusModel):
+    variant: str
+    version: str
+    digest: str = Field(description="Artifact sha256 its pods verified (the pinned digest).")
+    serving_digest: str | None = Field(
+        default=None, description="The version's status.servingDigest when recorded (if it had one)."
+    )
+    weight: int = Field(ge=0, le=100)
+    slot: str = Field(
+        description="The slot's Service the route sent it to (what a gateway access log names)."
+    )
+
+
+class MirroredVariant(StatusModel):
+    variant: str
+    version: str
+    digest: str
+    percent: int = Field(ge=0, le=100)
+    slot: str
+
+
+class RouteChange(StatusModel):
+    at: str = Field(
+        json_schema_extra=_TIME,
+        description="When the route write making this split returned (or the operator observed it); it "
+        "served from then until the next change's `at`.",
+    )
+    cause: str = Field(description=f"Why: {', '.join(wire.ROUTE_CAUSES)}.")
+    detail: str | None = Field(default=None, max_length=256)
+    generation: int = Field(default=0, description="The endpoint's metadata.generation then.")
+    split: list[ServedVariant] = Field(
+        default_factory=list, description="Live variants with a weight > 0, as served."
+    )
+    mirror: MirroredVariant | None = None
+    closed: str | None = Field(default=None, description="The route answered 503 with x-model-unavailable.")
+
+
+class RangeVariant(StatusModel):
+    variant: str
+    version: str
+    digest: str
+    max_weight: int = Field(ge=0, le=100, description="Its highest weight in the range.")
+    mirror: bool | None = None
+
+
+class CoarseRange(StatusModel):
+    start: str = Field(json_schema_extra=_TIME)
+    end: str = Field(json_schema_extra=_TIME, description="Exclusive: the next entry's start.")
+    changes: int = Field(ge=1, description="How many changes were merged into this range.")
+    variants: list[RangeVariant] = Field(
+        default_factory=list, description="Every one that served at some moment of the range."
+    )
+    closed: bool | None = None
+    truncated: bool | None = None
+
+
+class RouteHistory(StatusModel):
+    """Every change of the split as served that the operator observed (domain.endpoint_history)."""
+
+    changes: list[RouteChange] = Field(
+        default_factory=list, description="The newest changes in full, oldest first."
+    )
+    coarse: list[CoarseRange] = Field(
+        default_factory=list,
+        description="Older changes merged into time ranges, oldest first; the exact split at a moment "
+        "in one is no longer known.",
+    )
+
+
 class ModelEndpointStatus(StatusModel):
     observed_generation: int | None = None
     conditions: list[Condition] = Field(default_factory=list, json_schema_extra=CONDITIONS_LIST_EXTRA)
@@ -296,6 +368,11 @@ class ModelEndpointStatus(StatusModel):
         default=None,
         description="Set while the route is closed: a withdrawn (revoked, archived, demoted) version carried "
         "traffic and nothing eligible remains; every request is answered 503 with x-model-unavailable.",
+    )
+    route_history: RouteHistory | None = Field(
+        default=None,
+        description="Every change of the split as served (versions, digests, weights, slots; why), "
+        "bounded: `kubectl models which ENDPOINT --at TIME` answers from it.",
     )
 
 

@@ -182,6 +182,34 @@ UNAVAILABLE_ARCHIVED = "archived"  # its stage is archived
 UNAVAILABLE_BELOW_STAGE = "below-required-stage"  # demoted below the endpoint's requiredStage
 UNAVAILABLE_VALUES = (UNAVAILABLE_REVOKED, UNAVAILABLE_ARCHIVED, UNAVAILABLE_BELOW_STAGE)  # most severe first
 CLOSED_SERVICE_SUFFIX = "-closed"  # gatewayAPI: the selector-less Service a closed HTTPRoute points to
+# The request id a client sends (or an edge in front of the gateway sets); the gateway forwards it and
+# its access log keeps it, so "request X was served by version Y" joins the access log (X -> the slot
+# Service that answered, at a time) with the endpoint's status.routeHistory (slot -> version, digest).
+# Traefik and Gateway API generate none and cannot echo one in the response; Envoy (Istio) generates
+# it when absent (docs/design.md, "Point-in-time answers").
+HEADER_REQUEST_ID = "x-request-id"
+
+# ------------------------------------------------------------------------------- route history
+# status.routeHistory.changes[].cause of a ModelEndpoint: why the split as served changed
+# (domain.endpoint_history.cause_of; most specific first).
+ROUTE_CAUSE_INITIAL = "Initial"  # the first split this operator recorded for the endpoint
+ROUTE_CAUSE_CLOSED = "Closed"  # a withdrawn version carried traffic, nothing eligible: 503 (detail: why)
+ROUTE_CAUSE_REOPENED = "Reopened"  # a closed route serves again
+ROUTE_CAUSE_WITHDRAWN = "Withdrawn"  # a revoked / archived / demoted version's share moved elsewhere
+ROUTE_CAUSE_ROLLBACK = "RolloutRollback"  # a rollout failed its analysis or was aborted: back to its start
+ROUTE_CAUSE_ROLLOUT_STEP = "RolloutStep"  # a rollout moved to its next step (or finished)
+ROUTE_CAUSE_SPEC_CHANGE = "SpecChange"  # the endpoint's spec changed: a weight edit, a version, a rollback
+ROUTE_CAUSE_ELIGIBILITY = "Eligibility"  # same spec: a version or slot became (in)eligible, capacity
+ROUTE_CAUSES = (
+    ROUTE_CAUSE_INITIAL,
+    ROUTE_CAUSE_CLOSED,
+    ROUTE_CAUSE_REOPENED,
+    ROUTE_CAUSE_WITHDRAWN,
+    ROUTE_CAUSE_ROLLBACK,
+    ROUTE_CAUSE_ROLLOUT_STEP,
+    ROUTE_CAUSE_SPEC_CHANGE,
+    ROUTE_CAUSE_ELIGIBILITY,
+)
 
 
 # ---------------------------------------------------------------------------------------- reasons

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from modelversioning.domain import rollout as RO
+from modelversioning.domain.endpoint_history import RouteHistory
 from modelversioning.domain.pod_health import PodProblem
 from modelversioning.domain.runtime_contract import RuntimeCheck
 
@@ -31,6 +32,7 @@ class VersionFacts:
     trust_json: str | None = (
         None  # its accepted signature's trust anchors (the init container's --trust-json)
     )
+    serving_digest: str = ""  # status.servingDigest ("": not recorded yet); reported, never decides
 
 
 @dataclass(frozen=True)
@@ -145,6 +147,9 @@ class EndpointFacts:
     mirror_percent: int = 0  # spec.mirror.percent
     previous_closed: str = ""  # status.closed.reason: the route answers 503 (x-model-unavailable) now
     closed_service: str = ""  # the Service a closed route points to (gatewayAPI), kept while closed
+    generation: int = 0  # metadata.generation (the route history names the spec it served)
+    observed_generation: int = 0  # status.observedGeneration: the generation the last reconcile saw
+    history: RouteHistory = RouteHistory()  # status.routeHistory (a report: it decides nothing routed)
 
 
 class ApiError(NamedTuple):
@@ -169,3 +174,4 @@ class Outcome:
     route_error: tuple[str, str] | ApiError | None = None
     route_message: str = ""  # router.describe() when the route was written
     deleted: tuple[str, ...] = ()
+    route_written_at: float | None = None  # epoch seconds the route write returned (None: not written)

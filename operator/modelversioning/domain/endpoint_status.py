@@ -21,6 +21,8 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from modelversioning.api import wire as R
+from modelversioning.domain import endpoint_history as history
+from modelversioning.domain import endpoint_route_change as route_change
 from modelversioning.domain import kstatus
 from modelversioning.domain.conditions import FALSE, TRUE, Cond
 from modelversioning.domain.endpoint_facts import EndpointFacts, Outcome, Pin, VariantFacts, api_error
@@ -55,7 +57,7 @@ def build_status(f: EndpointFacts, plan: Plan, out: Outcome) -> EndpointStatus:
     ro = plan.rollout
     rep = report(f, plan, out, f.previous_conditions)
     rep = finish_report(rep, ro.conditions if ro else (), ro.outcome.events if ro else ())
-    weights, _ = carried(f, plan, out)
+    weights, serving = carried(f, plan, out)
     fields: dict[str, Any] = {
         "variants": [_variant(v, d, weights) for v, d in zip(plan.aimed, rep.variants, strict=True)],
         "effectiveWeights": dict(weights),
@@ -65,7 +67,28 @@ def build_status(f: EndpointFacts, plan: Plan, out: Outcome) -> EndpointStatus:
         "rollout": status_of(ro.outcome.state, ro.promoted) if ro else None,
         "closed": _closed(f, plan, out),
     }
+    route_history = _history(f, plan, out, weights, serving)
+    if route_history is not None:  # only with a change: else the recorded history stays as it is
+        fields["routeHistory"] = route_history
     return EndpointStatus(fields, rep.conditions, rep.events, rep.variants, weights)
+
+
+def _history(
+    f: EndpointFacts, plan: Plan, out: Outcome, weights: Mapping[str, int], serving: Mapping[str, Pin | None]
+) -> dict[str, Any] | None:
+    """status.routeHistory with the split as served now recorded, when it differs from the last
+    recorded one (domain.endpoint_history); at the time the route write returned, else now."""
+    closed = (_closed(f, plan, out) or {}).get("reason", "")
+    at = out.route_written_at if out.route_written_at is not None else f.now
+    change = route_change.observed(f, plan, weights, serving, closed, at, mirrored=_from_plan(f, plan, out))
+    recorded = history.record(f.history, change) if change is not None else None
+    return history.to_wire(recorded) if recorded is not None else None
+
+
+def _from_plan(f: EndpointFacts, plan: Plan, out: Outcome) -> bool:
+    """The route carries the plan's split: written (or needing no write), not left alone."""
+    left_alone = (bool(plan.declared_problems) and not plan.closed) or f.router_problem is not None
+    return out.route_error is None and not left_alone
 
 
 def carried(f: EndpointFacts, plan: Plan, out: Outcome) -> tuple[dict[str, int], dict[str, Pin | None]]:
@@ -74,8 +97,7 @@ def carried(f: EndpointFacts, plan: Plan, out: Outcome) -> tuple[dict[str, int],
     declared problem or the router's, the previous split and each variant's pinned slot, so status,
     servedBy, the in-use finalizers and the weight metrics keep naming the versions the route still
     sends traffic to, never the split the plan aimed for."""
-    left_alone = (bool(plan.declared_problems) and not plan.closed) or f.router_problem is not None
-    if out.route_error is None and not left_alone:
+    if _from_plan(f, plan, out):
         return {k: int(w) for k, w in plan.weights.items()}, {d.name: d.serving for d in plan.variants}
     pins = {v.name: v.pin for v in f.variants}
     return {k: int(w) for k, w in f.previous_weights.items()}, {

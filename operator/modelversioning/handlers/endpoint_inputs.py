@@ -104,6 +104,7 @@ def version_facts(body: dict[str, Any] | None, ns: str, mv_name: str) -> Version
         stage=st.get("stage"),
         revoked=(body["metadata"].get("annotations") or {}).get(R.REVOKED_ANNOTATION),
         trust_json=init_trust_json(st, spec.artifact.signature_uri),
+        serving_digest=str(st.get("servingDigest") or ""),
     )
     return facts, spec, None
 

@@ -32,7 +32,7 @@ from modelversioning.api.modelendpoint import ModelEndpointSpec
 from modelversioning.api.settings import Settings
 from modelversioning.api.wire import PROMOTION_ANNOTATION, ROLLOUT_RECORD_ANNOTATION, expected_name
 from modelversioning.domain import conditions as cond
-from modelversioning.domain import endpoint_plan, endpoint_status
+from modelversioning.domain import endpoint_history, endpoint_plan, endpoint_status
 from modelversioning.domain.endpoint_delete import decide_deletion
 from modelversioning.domain.endpoint_facts import (
     ApiError,
@@ -87,6 +87,7 @@ class Gathered:
     conflicts: dict[str, str]  # variant -> why its slot name is taken
     recheck: float | None = None  # a slot's pod runs, not ready, short of serving.notReadySeconds
     seen: Seen = field(default_factory=dict)  # the slots' children and the routes, as gather read them
+    route_written_at: float | None = None  # act: when the route write returned (the route history's time)
 
     def route_facts(self) -> endpoint_route.RouteFacts:
         return endpoint_route.RouteFacts(self.ref, self.spec, self.facts.router_problem)
@@ -230,6 +231,9 @@ class ModelEndpointReconciler:
             mirror_percent=spec.mirror.percent if spec.mirror else 0,
             previous_closed=str((status.get("closed") or {}).get("reason") or ""),
             closed_service=closed_service_name(ref.name),
+            generation=int(md.get("generation") or 0),
+            observed_generation=int(status.get("observedGeneration") or 0),
+            history=endpoint_history.from_wire(status.get("routeHistory")),
         )
         return Gathered(facts, spec, ref, slots, conflicts, min(rechecks, default=None), seen)
 
@@ -361,18 +365,23 @@ class ModelEndpointReconciler:
         route_error, route_msg, route_retry = self._route(g, plan)
         retry = retry or route_retry
         deleted = [slot for slot in plan.delete if deletion.delete_slot(self.kube, self.store, g.ref, slot)]
-        return Outcome(errors, route_error, route_msg, tuple(deleted)), retry
+        return Outcome(errors, route_error, route_msg, tuple(deleted), g.route_written_at), retry
 
     def _route(self, g: Gathered, plan: Plan) -> tuple[ApiError | None, str, Exception | None]:
         """Write the route (or the closed route and what it needs), delete routes of other routers."""
         return endpoint_route.write_route(
-            self.kube, self.store, self.settings, g.route_facts(), plan, self._write_route,
+            self.kube, self.store, self.settings, g.route_facts(), plan,
+            lambda desired, actual: self._write_route(g, desired, actual),
             lambda desired: self._current(g.seen, desired),
         )  # fmt: skip
 
-    def _write_route(self, desired: dict[str, Any], actual: dict[str, Any] | None) -> bool:
-        """_write, for the route and its companions: the reaction is timed up to the first request."""
-        return self._write(desired, actual, sending=ROUTE_REACTION.sending)
+    def _write_route(self, g: Gathered, desired: dict[str, Any], actual: dict[str, Any] | None) -> bool:
+        """_write, for the route and its companions: the reaction is timed up to the first request; the
+        time the write returned is the route history's (the last object written: the route itself)."""
+        written = self._write(desired, actual, sending=ROUTE_REACTION.sending)
+        if written:
+            g.route_written_at = self.clock()
+        return written
 
     def _current(self, seen: Seen, desired: dict[str, Any]) -> dict[str, Any] | None:
         """The cached object of `desired`'s kind and name: the copy gather read while the cache still

@@ -4,13 +4,14 @@ ModelVersions and ModelEndpoints. The view data is :mod:`..views`' (pure), the t
 
 from __future__ import annotations
 
+import time
 from typing import Annotated, Any
 
 import typer
 from rich.console import Group
 
 from modelversioning.api.wire import expected_name
-from modelversioning.cli.models import actions, render, views
+from modelversioning.cli.models import actions, render, views, which_views
 from modelversioning.cli.models.context import Globals, globals_of, show
 from modelversioning.cli.models.kube import MODELENDPOINTS, MODELVERSIONS, ClusterError, route_resource
 from modelversioning.cli.models.render import Output
@@ -95,10 +96,36 @@ def status(ctx: typer.Context, endpoint: Endpoint) -> None:
     _status(ctx, endpoint)
 
 
-@app.command(epilog="[bold]Example[/bold]\n\n  kubectl models which fraud-detector -o json")
-def which(ctx: typer.Context, endpoint: Endpoint) -> None:
-    """Which exact version (digest, commit, dataset) serves each share of an endpoint's traffic (= status)."""
-    _status(ctx, endpoint)
+@app.command(
+    epilog="[bold]Examples[/bold]\n\n  kubectl models which fraud-detector -o json\n\n"
+    "  kubectl models which fraud-detector --at 2026-12-07T10:03:00Z\n\n"
+    "  kubectl models which fraud-detector --at -15m"
+)
+def which(
+    ctx: typer.Context,
+    endpoint: Endpoint,
+    at: Annotated[
+        str | None,
+        typer.Option(
+            "--at",
+            help="A past moment: RFC 3339 with a time zone, or relative such as -15m, -2h, -1h30m. Answers "
+            "from the endpoint's status.routeHistory (versions, digests, weights, slots then).",
+        ),
+    ] = None,
+) -> None:
+    """Which exact version (digest, commit, dataset) serves each share of an endpoint's traffic (= status).
+
+    With --at, which versions served at that moment (exit 1 when the record does not reach back that far).
+    """
+    if at is None:
+        _status(ctx, endpoint)
+        return
+    g = globals_of(ctx)
+    moment = which_views.parse_at(at, time.time())  # a bad --at is refused before any request
+    view = which_views.which_at_view(g.cluster.get(MODELENDPOINTS, endpoint), moment)
+    from modelversioning.cli.models import render_which
+
+    show(g, view, lambda: render_which.which_at_renderable(view))
 
 
 @app.command(epilog="[bold]Example[/bold]\n\n  kubectl models diff fraud-detector 2.3.8 2.4.1 --changed-only")
