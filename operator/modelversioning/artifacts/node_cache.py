@@ -241,7 +241,10 @@ def offer(cache: NodeCache, uri: str, digest: str, dest: Path, *, deadline_secon
         "Content-Type": "application/octet-stream",
     }
     try:
-        conn.request("PUT", _path(kind, digest), body=body(), headers=headers)  # type: ignore[arg-type]
+        try:
+            conn.request("PUT", _path(kind, digest), body=body(), headers=headers)  # type: ignore[arg-type]
+        except OSError:  # the agent answered (a refusal) and closed before reading it all: read why
+            pass
         resp = conn.getresponse()
         answer = resp.read(4096).decode("utf-8", "replace").strip()
     except (OSError, http.client.HTTPException, StreamError) as e:

@@ -36,6 +36,7 @@ from modelversioning.nodecache.store import Full, Store, entry_key
 log = logging.getLogger("modelversioning.nodecache")
 _PATH = re.compile(r"^/v1/entries/(file|directory)/([0-9a-f]{64})$")
 MAX_FILES = 100_000
+DRAIN_BYTES = 1 << 20
 
 
 @dataclass
@@ -46,7 +47,7 @@ class Metrics:
         r, p = self.registry, "modelversioning_node_cache_"
         self.hits = Counter(p + "hits_total", "Entries served (every byte hashed to its name)", registry=r)
         self.misses = Counter(p + "misses_total", "Authorized reads of a digest not on this node", registry=r)
-        self.bytes_served = Counter(p + "served_bytes_total", "Bytes of entries served", registry=r)
+        self.bytes_served = Counter(p + "served_bytes_total", "Bytes of artifact files served (whole entries)", registry=r)
         self.stored = Counter(
             p + "stored_total", "Offers stored (they hashed to the digest offered)", registry=r
         )
@@ -110,6 +111,12 @@ class Handler(BaseHTTPRequestHandler):
     def _refuse(self, status: int, reason: str, **extra: Any) -> None:
         self.server.agent.refused(reason)
         self._answer(status, {"reason": reason, **extra})
+        if self.command == "PUT":  # read a little of an unread offer: closing on it would reset the answer
+            try:
+                self.connection.settimeout(1.0)
+                self.rfile.read(min(int(self.headers.get("Content-Length") or 0), DRAIN_BYTES))
+            except (OSError, ValueError):
+                pass
 
     def _authorized(self) -> tuple[str, str, Decision] | None:
         m = _PATH.match(self.path)
@@ -178,7 +185,7 @@ class Handler(BaseHTTPRequestHandler):
             return
         self.wfile.write(encoder.trailer())
         agent.metrics.hits.inc()
-        agent.metrics.bytes_served.inc(sent)
+        agent.metrics.bytes_served.inc(sum(f.size for f in files))
         log.info("hit %s-%s for %s (%s)", kind, digest[:12], decision.namespace, decision.version)
 
     def _abort(self) -> None:

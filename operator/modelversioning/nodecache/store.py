@@ -36,7 +36,6 @@ class _Meta:
     size: int
     last_used: float
     leases: int = 0
-    doomed: bool = False  # dropped while leased: removed when the last lease ends
 
 
 class Full(Exception):
@@ -82,8 +81,7 @@ class Store:
 
     def has(self, key: str) -> bool:
         with self._lock:
-            m = self._meta.get(key)
-            return m is not None and not m.doomed
+            return key in self._meta
 
     # ------------------------------------------------------------------------------ reading
 
@@ -93,12 +91,10 @@ class Store:
         key = entry_key(kind, digest)
         with self._lock:
             meta = self._meta.get(key)
-            if meta is None or meta.doomed:
-                files = None
-            else:
+            if meta is not None:
                 meta.leases += 1
                 meta.last_used = self.clock()
-        if meta is None or meta.doomed:
+        if meta is None:
             yield None
             return
         try:
@@ -111,32 +107,15 @@ class Store:
                 files = []  # gone or broken on disk: the digest check refuses it
             yield files
         finally:
-            self._release(key)
-
-    def _release(self, key: str) -> None:
-        with self._lock:
-            meta = self._meta.get(key)
-            if meta is None:
-                return
-            meta.leases -= 1
-            remove = meta.doomed and meta.leases == 0
-            if remove:
-                del self._meta[key]
-        if remove:
-            shutil.rmtree(self.entries_dir / key, ignore_errors=True)
+            with self._lock:
+                meta.leases -= 1  # this entry's (a dropped one's no longer counts anywhere)
 
     def drop(self, key: str) -> None:
-        """Remove an entry (its bytes do not hash to its name): at once, or when its last lease ends."""
+        """Remove an entry at once (its bytes do not hash to its name); a reader still sending it finds
+        the same (its own digest check fails), and nothing new gets it."""
         with self._lock:
-            meta = self._meta.get(key)
-            if meta is None:
-                return
-            meta.doomed = True
-            remove = meta.leases == 0
-            if remove:
-                del self._meta[key]
-        if remove:
-            shutil.rmtree(self.entries_dir / key, ignore_errors=True)
+            self._meta.pop(key, None)
+        shutil.rmtree(self.entries_dir / key, ignore_errors=True)
 
     # ------------------------------------------------------------------------------ writing
 
