@@ -118,9 +118,13 @@ def test_the_cache_is_rendered_only_when_set_and_its_token_only_reaches_the_init
     off, on = _rendered(Serving()), _rendered(Serving(node_cache_port=7070))
     pod = on["spec"]["template"]["spec"]
     init, server = pod["initContainers"][0], pod["containers"][0]
+    token_file = "/var/run/secrets/node-cache/token"
     assert init["args"][-4:] == [
-        "--node-cache", "http://$(NODE_IP):7070", "--node-cache-token-file", "/var/run/secrets/node-cache/token"
-    ]  # fmt: skip
+        "--node-cache",
+        "http://$(NODE_IP):7070",
+        "--node-cache-token-file",
+        token_file,
+    ]
     assert {"name": "NODE_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.hostIP"}}} in init["env"]
     (token,) = [v for v in pod["volumes"] if v["name"] == "node-cache-token"]
     assert token["projected"]["sources"][0]["serviceAccountToken"]["audience"] == R.NODE_CACHE_AUDIENCE

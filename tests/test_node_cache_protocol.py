@@ -18,7 +18,7 @@ import pytest
 from modelversioning.api import wire as R
 from modelversioning.api.settings import ArtifactPolicy
 from modelversioning.artifacts import node_cache as nc
-from modelversioning.artifacts.cache_stream import Encoder, SourceFile, stream_length
+from modelversioning.artifacts.cache_stream import Encoder, SourceFile
 from modelversioning.artifacts.manifest import manifest_digest
 from modelversioning.cli import verify as verify_cli
 from modelversioning.domain.node_cache import Review

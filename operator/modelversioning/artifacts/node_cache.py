@@ -17,6 +17,7 @@ not the files laid out) or a URI whose kind (file or directory) is not known bef
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import time
@@ -241,10 +242,8 @@ def offer(cache: NodeCache, uri: str, digest: str, dest: Path, *, deadline_secon
         "Content-Type": "application/octet-stream",
     }
     try:
-        try:
+        with contextlib.suppress(OSError):  # the agent answered (a refusal) and closed early: read why
             conn.request("PUT", _path(kind, digest), body=body(), headers=headers)  # type: ignore[arg-type]
-        except OSError:  # the agent answered (a refusal) and closed before reading it all: read why
-            pass
         resp = conn.getresponse()
         answer = resp.read(4096).decode("utf-8", "replace").strip()
     except (OSError, http.client.HTTPException, StreamError) as e:

@@ -135,10 +135,10 @@ def node_cache(
         Path("/var/cache/modelversioning"), "--root", help="The cache directory (a hostPath of the node)."
     ),
     listen: str = typer.Option(
-        ..., "--listen", envvar="NODE_CACHE_LISTEN", help="HOST:PORT, the node's IP (status.hostIP)."
+        "", "--listen", envvar="NODE_CACHE_LISTEN", help="HOST:PORT, the node's IP (status.hostIP)."
     ),
     max_bytes: int = typer.Option(
-        ..., "--max-bytes", min=1, help="Size limit of the cache; least recently used entries go first."
+        0, "--max-bytes", min=0, help="Size limit of the cache; least recently used entries go first."
     ),
     prepare_uid: int | None = typer.Option(
         None,
@@ -151,9 +151,11 @@ def node_cache(
     its node that may have them, stores what they offer under the digest it computes itself."""
     if prepare_uid is not None:
         root.mkdir(parents=True, exist_ok=True)
+        root.chmod(0o700)  # before giving it away (root without CAP_FOWNER could not after)
         os.chown(root, prepare_uid, prepare_uid)
-        root.chmod(0o700)
         return
+    if not listen or max_bytes <= 0:
+        raise typer.BadParameter("--listen HOST:PORT and --max-bytes N are required")
     from modelversioning.nodecache.kube import InClusterApi
     from modelversioning.nodecache.server import Agent, serve
     from modelversioning.nodecache.store import Store

@@ -47,7 +47,7 @@ class Metrics:
         r, p = self.registry, "modelversioning_node_cache_"
         self.hits = Counter(p + "hits_total", "Entries served (every byte hashed to its name)", registry=r)
         self.misses = Counter(p + "misses_total", "Authorized reads of a digest not on this node", registry=r)
-        self.bytes_served = Counter(p + "served_bytes_total", "Bytes of artifact files served (whole entries)", registry=r)
+        self.bytes_served = Counter(p + "served_bytes_total", "Bytes of artifact files served", registry=r)
         self.stored = Counter(
             p + "stored_total", "Offers stored (they hashed to the digest offered)", registry=r
         )
