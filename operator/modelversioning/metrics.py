@@ -150,24 +150,8 @@ ROUTE_REACTION_SECONDS = Histogram(
     "by phase: queued (event -> its reconcile starts), reconcile (reconcile start -> route write sent), "
     "total (event -> route write sent)",
     ["phase"],
-    buckets=(
-        0.0005,
-        0.001,
-        0.0015,
-        0.002,
-        0.0025,
-        0.003,
-        0.004,
-        0.005,
-        0.0075,
-        0.01,
-        0.015,
-        0.025,
-        0.05,
-        0.1,
-        0.25,
-        1,
-    ),
+    buckets=(0.0005, 0.001, 0.0015, 0.002, 0.0025, 0.003, 0.004, 0.005, 0.0075, 0.01, 0.015, 0.025,
+             0.05, 0.1, 0.25, 1),
     registry=REGISTRY,
 )
 CHILD_WRITES = Counter(
