@@ -77,9 +77,7 @@ def outcome_of(log: str) -> dict[str, Any]:
     """What an init container logged: the cache's answer and its time, the offer's, the verification's."""
     lines = {m.group(1): float(m.group(2)) for m in _LINE.finditer(log)}
     report = next((json.loads(ln) for ln in reversed(log.splitlines()) if ln.startswith("{")), {})
-    what = next(
-        (w for w in ("hit", "corrupt", "miss", "refused", "unreachable", "skipped") if w in lines), "?"
-    )
+    what = next((w for w in ANSWERS if w in lines), "?")
     return {
         "cache": what,
         "lookup_s": lines.get(what),

@@ -128,7 +128,10 @@ def test_the_cache_is_rendered_only_when_set_and_its_token_only_reaches_the_init
     assert {"name": "NODE_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.hostIP"}}} in init["env"]
     (token,) = [v for v in pod["volumes"] if v["name"] == "node-cache-token"]
     assert token["projected"]["sources"][0]["serviceAccountToken"]["audience"] == R.NODE_CACHE_AUDIENCE
-    assert "node-cache-token" in {m["name"] for m in init["volumeMounts"]}
+    (mount,) = [m for m in init["volumeMounts"] if m["name"] == "node-cache-token"]
+    assert (
+        mount["mountPath"] + "/" + token["projected"]["sources"][0]["serviceAccountToken"]["path"]
+    ) == token_file
     assert "node-cache-token" not in {m["name"] for m in server["volumeMounts"]}
     assert pod["automountServiceAccountToken"] is False and not any("hostPath" in v for v in pod["volumes"])
     off_pod = off["spec"]["template"]["spec"]
