@@ -64,7 +64,7 @@ def _chart_objects(dataplane: DataPlane, agent: Agent, max_bytes: int) -> list[d
     }  # fmt: skip
     assert dataplane.cluster.bin_dir is not None
     out = subprocess.run(
-        [str(dataplane.cluster.bin_dir / "helm"), "template", "nc", str(CHART),
+        [str(dataplane.cluster.bin_dir / "helm"), "template", agent.namespace, str(CHART),
          "--namespace", agent.namespace, "--show-only", "templates/nodecache.yaml", "--values", "/dev/stdin"],
         input=yaml.safe_dump(values), capture_output=True, text=True, timeout=120, check=True,
     ).stdout  # fmt: skip
