@@ -264,26 +264,7 @@ def verify_artifact_command(
     if env_credentials is EnvCredentials.secret:
         secret_data = {k: v for k, v in os.environ.items() if k in KNOWN_KEYS}
     cache = _node_cache(node_cache, node_cache_token_file) if dest is not None else None
-    watchdog = _watchdog(uri, sha256, policy, output)
-    try:  # node cache: a lookup before the fetch (None: fetch from the origin as without one)
-        looked, result = nc.lookup(cache, uri, sha256, dest, policy=policy, expected_size=size_bytes,
-                                   trust=trust, secret_data=secret_data)  # fmt: skip
-    finally:
-        watchdog.cancel()
-    watchdog = _watchdog(uri, sha256, policy, output)
-
-    def run(progress: Any) -> VerifyResult:
-        return verify_artifact(
-            uri, sha256, policy=policy, progress=progress, dest=dest, secret_data=secret_data,
-            expected_size=size_bytes, trust=trust,
-        )  # fmt: skip
-
-    try:
-        if result is None:
-            result = _run_with_progress(run) if sys.stderr.isatty() else run(None)
-            nc.offer_after(cache, looked, result, uri, dest)
-    finally:
-        watchdog.cancel()
+    result = _verify(uri, sha256, dest, policy, output, size_bytes, trust, secret_data, cache)
 
     if output is OutputFormat.json:
         typer.echo(json.dumps(result.to_dict(), sort_keys=True))
@@ -296,6 +277,43 @@ def verify_artifact_command(
         if result.reason is Reason.DIGEST_MISMATCH and result.actual:
             typer.echo(f"the bytes read hash to sha256 {result.actual}", err=True)
     raise typer.Exit(EXIT_CODES[result.reason])
+
+
+def _verify(
+    uri: str,
+    sha256: str,
+    dest: Path | None,
+    policy: ArtifactPolicy,
+    output: OutputFormat,
+    size_bytes: int | None,
+    trust: TrustMaterial | None,
+    secret_data: dict[str, str] | None,
+    cache: nc.NodeCache | None,
+) -> VerifyResult:
+    """The node cache first (with ``cache``), else the origin (then offered to the cache); each under a
+    watchdog."""
+    watchdog = _watchdog(uri, sha256, policy, output)
+    try:  # node cache: a lookup before the fetch (None: fetch from the origin as without one)
+        looked, result = nc.lookup(cache, uri, sha256, dest, policy=policy, expected_size=size_bytes,
+                                   trust=trust, secret_data=secret_data)  # fmt: skip
+    finally:
+        watchdog.cancel()
+    if result is not None:
+        return result
+    watchdog = _watchdog(uri, sha256, policy, output)
+
+    def run(progress: Any) -> VerifyResult:
+        return verify_artifact(
+            uri, sha256, policy=policy, progress=progress, dest=dest, secret_data=secret_data,
+            expected_size=size_bytes, trust=trust,
+        )  # fmt: skip
+
+    try:
+        result = _run_with_progress(run) if sys.stderr.isatty() else run(None)
+        nc.offer_after(cache, looked, result, uri, dest)  # node cache: an offer after verification
+    finally:
+        watchdog.cancel()
+    return result
 
 
 def _node_cache(url: str | None, token_file: Path | None) -> nc.NodeCache | None:
