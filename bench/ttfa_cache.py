@@ -90,6 +90,22 @@ def run(
     dp: DataPlane, objs: Objects, mib: float, replicas: int, log: Callable[[str], None]
 ) -> dict[str, Any]:
     url, sha, size = artifact(dp, "node-cache.bin", mib)
+    try:
+        return _run(dp, objs, url, sha, size, mib, replicas, log)
+    finally:
+        (dp.art.root / "ttfa" / "node-cache.bin").unlink(missing_ok=True)
+
+
+def _run(
+    dp: DataPlane,
+    objs: Objects,
+    url: str,
+    sha: str,
+    size: int,
+    mib: float,
+    replicas: int,
+    log: Callable[[str], None],
+) -> dict[str, Any]:
     with installed(dp, objs.api, max_bytes=max(4 * size, 64 << 20)):
         mv = model_version(MODEL, "1.0.0", url, sha, stage="production")
         mv["spec"]["artifact"]["sizeBytes"] = size
