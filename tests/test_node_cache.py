@@ -37,6 +37,10 @@ def mv(ns: str, sha: str, verified: str | None = "True", recorded: str | None = 
         (Review(True, "alice", (R.NODE_CACHE_AUDIENCE,)), [mv("team-a", D)], 403, R.CACHE_NOT_A_POD),
         (Review(True, "system:serviceaccount::x", (R.NODE_CACHE_AUDIENCE,)), [mv("team-a", D)], 403,
          R.CACHE_NOT_A_POD),
+        # a token shown at another node's agent (WrongNode); a review naming no node (before 1.30) passes
+        (Review(True, TENANT, (R.NODE_CACHE_AUDIENCE,), node="node-b"), [mv("team-a", D)], 403,
+         R.CACHE_WRONG_NODE),
+        (Review(True, TENANT, (R.NODE_CACHE_AUDIENCE,), node="node-a"), [mv("team-a", D)], 200, ""),
         (GOOD, [], 403, R.CACHE_NO_VERSION),
         (GOOD, [mv("team-a", OTHER)], 403, R.CACHE_NO_VERSION),
         # the hostile tenant: the digest is verified, but in another namespace
@@ -50,7 +54,7 @@ def mv(ns: str, sha: str, verified: str | None = "True", recorded: str | None = 
     ],
 )  # fmt: skip
 def test_the_decision_table(review: Review, versions: list[dict[str, Any]], status: int, reason: str) -> None:
-    d = authorize(review, D, versions)
+    d = authorize(review, D, versions, node="node-a")
     assert (d.allowed, d.status, d.reason) == (status == 200, status, reason)
     if status == 200:
         assert (d.namespace, d.version) == ("team-a", "m-team-a")

@@ -244,6 +244,20 @@ def test_an_absent_agent_is_unreachable_at_once(tmp_path: Path) -> None:
     assert got.what == nc.UNREACHABLE and time.monotonic() - t0 < 3
 
 
+def test_a_token_review_is_read_with_the_pods_node() -> None:
+    from modelversioning.nodecache.kube import review_of
+
+    status = {
+        "authenticated": True,
+        "audiences": [R.NODE_CACHE_AUDIENCE],
+        "user": {"username": "system:serviceaccount:a:default", "extra": {R.TOKEN_NODE_NAME_EXTRA: ["n1"]}},
+    }
+    assert review_of(status) == Review(
+        True, "system:serviceaccount:a:default", (R.NODE_CACHE_AUDIENCE,), node="n1"
+    )
+    assert review_of({"authenticated": False}) == Review(False)
+
+
 def test_oci_and_uris_of_unknown_kind_never_use_the_cache() -> None:
     assert nc.expected_kind("oci://r/x@sha256:" + SHA) is None
     assert nc.expected_kind("s3://bucket/key") is None

@@ -140,6 +140,12 @@ def node_cache(
     max_bytes: int = typer.Option(
         0, "--max-bytes", min=0, help="Size limit of the cache; least recently used entries go first."
     ),
+    node_name: str = typer.Option(
+        "",
+        "--node-name",
+        envvar="NODE_NAME",
+        help="This node (spec.nodeName): tokens of pods elsewhere are refused.",
+    ),
     prepare_uid: int | None = typer.Option(
         None,
         "--prepare-uid",
@@ -165,7 +171,7 @@ def node_cache(
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     host, _, port = listen.rpartition(":")
-    serve((host.strip("[]"), int(port)), Agent(Store(root, max_bytes), InClusterApi()))
+    serve((host.strip("[]"), int(port)), Agent(Store(root, max_bytes), InClusterApi(), node=node_name))
 
 
 # Options of model-server too long to sit in its signature.

@@ -11,6 +11,7 @@ review could not be made                    503      ReviewFailed
 not authenticated (or no token)             401      Unauthenticated
 authenticated, audience not ours            401      WrongAudience
 not ``system:serviceaccount:<ns>:<name>``   403      NotAServiceAccount
+the token's pod is on another node          403      WrongNode
 no ModelVersion with ``spec.artifact        403      NoVersionWithDigest
 .sha256 == digest`` in ``<ns>``
 some, none verified for that digest         403      NotVerified
@@ -48,6 +49,7 @@ class Review:
     username: str = ""
     audiences: tuple[str, ...] = ()
     error: str = ""
+    node: str = ""  # the token's pod's node (TokenReview extra, Kubernetes 1.30+); "" when not said
 
 
 @dataclass(frozen=True)
@@ -63,8 +65,10 @@ class Decision:
         return Decision(False, status, reason, namespace)
 
 
-def caller_namespace(review: Review, audience: str = R.NODE_CACHE_AUDIENCE) -> Decision:
-    """The caller's namespace from its TokenReview (allowed), or why it is refused."""
+def caller_namespace(review: Review, node: str = "", audience: str = R.NODE_CACHE_AUDIENCE) -> Decision:
+    """The caller's namespace from its TokenReview (allowed), or why it is refused. ``node``: the agent's
+    node; a token whose pod runs elsewhere is refused (a token intercepted on one node is no good at
+    another's agent). A review that names no node (before Kubernetes 1.30) is not refused for it."""
     if review.error:
         return Decision.refuse(503, R.CACHE_REVIEW_FAILED)
     if not review.authenticated:
@@ -74,6 +78,8 @@ def caller_namespace(review: Review, audience: str = R.NODE_CACHE_AUDIENCE) -> D
     parts = review.username.split(":")
     if not review.username.startswith(SA_PREFIX) or len(parts) != 4 or not parts[2] or not parts[3]:
         return Decision.refuse(403, R.CACHE_NOT_A_POD)
+    if node and review.node and review.node != node:
+        return Decision.refuse(403, R.CACHE_WRONG_NODE, parts[2])
     return Decision(True, 200, "", parts[2])
 
 
@@ -85,11 +91,11 @@ def verified_for(version: Mapping[str, Any], digest: str) -> bool:
     return condition.get("status") == "True" and recorded == digest
 
 
-def authorize(review: Review, digest: str, versions: Iterable[Mapping[str, Any]]) -> Decision:
+def authorize(review: Review, digest: str, versions: Iterable[Mapping[str, Any]], node: str = "") -> Decision:
     """May the caller of ``review`` read (or fill) the entry of ``digest``? ``versions``: the
     ModelVersions of the caller's namespace (the agent lists that namespace only, once it is known;
     anything from another namespace is ignored here too)."""
-    who = caller_namespace(review)
+    who = caller_namespace(review, node)
     if not who.allowed:
         return who
     ns = who.namespace

@@ -73,8 +73,10 @@ class InClusterApi:
 def review_of(status: dict[str, Any]) -> Review:
     """A TokenReview's status as the decision table reads it."""
     user = status.get("user") or {}
+    nodes = (user.get("extra") or {}).get(R.TOKEN_NODE_NAME_EXTRA) or []
     return Review(
         authenticated=bool(status.get("authenticated")),
         username=str(user.get("username") or ""),
         audiences=tuple(str(a) for a in status.get("audiences") or ()),
+        node=str(nodes[0]) if len(nodes) == 1 else "",
     )

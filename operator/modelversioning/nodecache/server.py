@@ -62,8 +62,8 @@ class Metrics:
 class Agent:
     """The decisions and the store behind the HTTP handler (tests drive it through real HTTP)."""
 
-    def __init__(self, store: Store, api: ClusterApi, metrics: Metrics | None = None) -> None:
-        self.store, self.api, self.metrics = store, api, metrics or Metrics()
+    def __init__(self, store: Store, api: ClusterApi, metrics: Metrics | None = None, node: str = "") -> None:
+        self.store, self.api, self.metrics, self.node = store, api, metrics or Metrics(), node
         self._evicted_seen = 0
         self._lock = threading.Lock()
 
@@ -72,12 +72,12 @@ class Agent:
             return Decision.refuse(401, R.CACHE_UNAUTHENTICATED)
         try:
             review = self.api.review(token)
-            who = caller_namespace(review)
+            who = caller_namespace(review, self.node)
             versions = self.api.versions(who.namespace) if who.allowed else []
         except ApiError as e:
             log.warning("refused: the API server could not be asked: %s", e)
             review, versions = Review(False, error=str(e)), []
-        return authorize(review, digest, versions)
+        return authorize(review, digest, versions, self.node)
 
     def refused(self, reason: str) -> None:
         self.metrics.refusals.labels(reason).inc()
