@@ -310,8 +310,8 @@ def environment() -> Iterator[DataPlane]:
     with ControlPlane(real_node=True) as cp, Traefik(cp) as gw, Prometheus(cp=cp, traefik=gw) as prom:
         art = ArtifactServer(Path(cp.workdir or "/tmp") / "bench-artifacts")
         try:
-            with OperatorProcess(cp.kubeconfig, settings=operator_settings(prom.url)):
-                yield DataPlane(cp, cp.real_node, gw, prom, art, None, cp.real_node.pod_placement())
+            with OperatorProcess(cp.kubeconfig, settings=operator_settings(prom.url)) as op:
+                yield DataPlane(cp, cp.real_node, gw, prom, art, op, cp.real_node.pod_placement())
         finally:
             art.httpd.shutdown()
 

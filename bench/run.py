@@ -23,6 +23,7 @@ and dataplane, real traffic on the real node with Traefik and Prometheus (bench/
 and ttfa, time to first answer of a new version against a plain Deployment, on the same real data
 plane (bench/ttfa.py; root; with dataplane in one run, both share one control plane and node):
     ./dev bench --only ttfa [--ttfa-sizes 10,256,1024 --ttfa-replicas 5]
+                            [--ttfa-cache-mib 256 --ttfa-cache-replicas 10]  (node cache: ttfa_cache.py)
 The results are printed as a table and written as JSON; docs/benchmarks.md explains them.
 """
 
@@ -82,6 +83,8 @@ SCALES: dict[str, dict[str, Any]] = {
         "dp_steps": 1,
         "ttfa_sizes": "10,256,1024",
         "ttfa_replicas": 5,
+        "ttfa_cache_mib": 10.0,
+        "ttfa_cache_replicas": 4,
         "cli_repeats": 20,
         "single_changes": 30,
         "init_sizes": "16,64",
@@ -115,6 +118,8 @@ SCALES: dict[str, dict[str, Any]] = {
         "dp_steps": 4,
         "ttfa_sizes": "10,256,1024",
         "ttfa_replicas": 5,
+        "ttfa_cache_mib": 256.0,
+        "ttfa_cache_replicas": 10,
         "cli_repeats": 20,
         "single_changes": 100,
         "init_sizes": "256,1024",
@@ -150,6 +155,8 @@ def _section_overrides(g: Any) -> None:
     g.add_argument("--dp-steps", type=int, help="dataplane: good-canary runs (3 step transitions each)")
     g.add_argument("--ttfa-sizes", help="ttfa: artifact sizes in MiB, comma-separated (e.g. 10,256,1024)")
     g.add_argument("--ttfa-replicas", type=int, help="ttfa: the scale-up's replicas, from 1 (< 2: none)")
+    g.add_argument("--ttfa-cache-mib", type=float, help="ttfa: node cache cold/cached size in MiB (0: skip)")
+    g.add_argument("--ttfa-cache-replicas", type=int, help="ttfa: node cache scale-up's replicas, from 1")
     g.add_argument("--cli-repeats", type=int, help="cli: runs of each `kubectl models` command timed")
     g.add_argument("--single-changes", type=int, help="weight changes of one endpoint on a quiet operator")
     g.add_argument("--init-sizes", help="init: artifact sizes in MiB, comma-separated (e.g. 256,1024)")
@@ -429,7 +436,16 @@ def run_ttfa(args: argparse.Namespace, dp: Any) -> dict[str, Any]:
     objs = dataplane.namespace(dp, ttfa.NS)
     serving = dataplane.operator_settings("")["serving"]
     records = Path(args.json).with_name(Path(args.json).stem + "-ttfa-records.json")
-    return ttfa.run(dp, objs, serving, sizes, p["ttfa_replicas"], log, records)
+    out = ttfa.run(dp, objs, serving, sizes, p["ttfa_replicas"], log, records)
+    if p["ttfa_cache_mib"] and p["ttfa_cache_mib"] > 0:
+        import ttfa_cache
+
+        try:
+            out["node_cache"] = ttfa_cache.run(dp, objs, p["ttfa_cache_mib"], p["ttfa_cache_replicas"], log)
+        except Exception as e:  # noqa: BLE001 - the node cache part failed: the ttfa numbers stand
+            log(f"ttfa node cache FAILED: {e!r}\n{traceback.format_exc()}")
+            out["node_cache"] = {"error": f"{type(e).__name__}: {e}"}
+    return out
 
 
 def run_cli(args: argparse.Namespace, res: Results) -> None:

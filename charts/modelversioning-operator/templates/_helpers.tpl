@@ -98,6 +98,9 @@ name -> {group, version, kind, plural, reads}. */}}
 {{- end -}}
 {{- $_ := set $serving "initImage" (default (include "mvo.image" .) $serving.initImage) -}}
 {{- $_ := set $serving "enabledRouters" (include "mvo.enabledRouters" . | fromJsonArray) -}}
+{{- if .Values.nodeCache.enabled -}}
+{{- $_ := set $serving "nodeCachePort" (int .Values.nodeCache.port) -}}
+{{- end -}}
 {{- $_ := set $cfg "serving" $serving -}}
 {{- $graph := dict -}}
 {{- range $from, $to := (default dict $cfg.stageGraph) -}}

@@ -146,6 +146,16 @@ class Serving(_Settings):
         "endpoint reports it (Degraded=True/RuntimeNotReady, a Warning Event). Reporting only: traffic goes "
         "to ready pods whatever this is. Raise it for runtimes that load large models slowly.",
     )
+    node_cache_port: int | None = Field(
+        default=None,
+        ge=1,
+        le=65535,
+        description="The port of the node cache agent (the chart's nodeCache DaemonSet) on each node's IP. "
+        "Set: every model pod's init container asks its node's agent for the pinned digest before "
+        "fetching (showing a projected ServiceAccount token), hashes what it gets like the origin's bytes, "
+        "and offers what it fetched; an absent agent costs a refused connection (or a few seconds). "
+        "Changing it changes the pod template: every slot is rolled once. Unset: no cache (the default).",
+    )
 
 
 class RoutePolicy(_Settings):

@@ -212,6 +212,34 @@ ROUTE_CAUSES = (
 )
 
 
+# ------------------------------------------------------------------------------------ node cache
+# The node-local cache of verified artifacts (modelversioning.nodecache, docs/design.md "Node cache").
+# The audience of the projected ServiceAccount token a model pod's init container shows the agent, which
+# the agent checks with a TokenReview (a token for the API server, or for anything else, is refused).
+NODE_CACHE_AUDIENCE = f"{GROUP}/node-cache"
+# What a TokenReview says about a bound token's pod (Kubernetes 1.30+): the node it was scheduled to.
+TOKEN_NODE_NAME_EXTRA = "authentication.kubernetes.io/node-name"
+TOKEN_REVIEW = Resource("authentication.k8s.io", "v1", "tokenreviews", "TokenReview", namespaced=False)
+# Why the agent refused a request: the body of its answer and the `reason` label of
+# modelversioning_node_cache_refusals_total.
+CACHE_UNAUTHENTICATED = "Unauthenticated"  # no token, or the TokenReview did not authenticate it
+CACHE_WRONG_AUDIENCE = "WrongAudience"  # a valid token, but not issued for NODE_CACHE_AUDIENCE
+CACHE_NOT_A_POD = "NotAServiceAccount"  # authenticated, but not as a ServiceAccount (no namespace)
+CACHE_WRONG_NODE = "WrongNode"  # the token's pod runs on another node (a token shown at the wrong agent)
+CACHE_NO_VERSION = "NoVersionWithDigest"  # the caller's namespace has no ModelVersion with that sha256
+CACHE_NOT_VERIFIED = "NotVerified"  # it has, but none whose ArtifactVerified is True for that digest
+CACHE_REVIEW_FAILED = "ReviewFailed"  # the API server could not be asked (refused: never a guess)
+CACHE_ENTRY_CORRUPT = "EntryCorrupt"  # an entry's bytes no longer hash to its digest: dropped, not served
+CACHE_OFFER_MISMATCH = "OfferMismatch"  # offered bytes that do not hash to the digest offered: not stored
+CACHE_MALFORMED = "Malformed"  # a request or an offer the agent cannot read
+CACHE_FULL = "CacheFull"  # no room: every entry that would have to go is being served or written
+CACHE_REFUSALS = (
+    CACHE_UNAUTHENTICATED, CACHE_WRONG_AUDIENCE, CACHE_NOT_A_POD, CACHE_WRONG_NODE, CACHE_NO_VERSION,
+    CACHE_NOT_VERIFIED, CACHE_REVIEW_FAILED, CACHE_ENTRY_CORRUPT, CACHE_OFFER_MISMATCH, CACHE_MALFORMED,
+    CACHE_FULL,
+)  # fmt: skip
+
+
 # ---------------------------------------------------------------------------------------- reasons
 # Declared in api/reasons.py (the registry and its properties), named from here like every other
 # name on the wire.

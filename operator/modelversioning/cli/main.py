@@ -129,6 +129,51 @@ def verify_artifact(ctx: typer.Context) -> None:
     raise typer.Exit(verify.main(list(ctx.args)))
 
 
+@app.command("node-cache")
+def node_cache(
+    root: Path = typer.Option(
+        Path("/var/cache/modelversioning"), "--root", help="The cache directory (a hostPath of the node)."
+    ),
+    listen: str = typer.Option(
+        "", "--listen", envvar="NODE_CACHE_LISTEN", help="HOST:PORT, the node's IP (status.hostIP)."
+    ),
+    max_bytes: int = typer.Option(
+        0, "--max-bytes", min=0, help="Size limit of the cache; least recently used entries go first."
+    ),
+    node_name: str = typer.Option(
+        "",
+        "--node-name",
+        envvar="NODE_NAME",
+        help="This node (spec.nodeName): tokens of pods elsewhere are refused.",
+    ),
+    prepare_uid: int | None = typer.Option(
+        None,
+        "--prepare-uid",
+        help="Only create ROOT, owned by this uid and gid, and exit (a root init step).",
+    ),
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
+    """Run the node cache agent (a DaemonSet of the chart): serves verified artifacts to the model pods of
+    its node that may have them, stores what they offer under the digest it computes itself."""
+    if prepare_uid is not None:
+        root.mkdir(parents=True, exist_ok=True)
+        root.chmod(0o700)  # before giving it away (root without CAP_FOWNER could not after)
+        os.chown(root, prepare_uid, prepare_uid)
+        return
+    if not listen or max_bytes <= 0:
+        raise typer.BadParameter("--listen HOST:PORT and --max-bytes N are required")
+    from modelversioning.nodecache.kube import InClusterApi
+    from modelversioning.nodecache.server import Agent, serve
+    from modelversioning.nodecache.store import Store
+
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    host, _, port = listen.rpartition(":")
+    serve((host.strip("[]"), int(port)), Agent(Store(root, max_bytes), InClusterApi(), node=node_name))
+
+
 # Options of model-server too long to sit in its signature.
 Sha256Of = Annotated[
     str,

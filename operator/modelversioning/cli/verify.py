@@ -4,6 +4,7 @@
                                     [--policy-file FILE | --policy-json JSON] [--allow-file-root DIR ...]
                                     [--size-bytes N] [--env-credentials ambient|secret]
                                     [--trust-json JSON]
+                                    [--node-cache http://NODE_IP:PORT --node-cache-token-file FILE]
 
 Without ``--dest`` it streams the artifact and compares digests. With ``--dest`` it is the
 artifact init container: the bytes are written under DIR while they are hashed (a file
@@ -39,6 +40,13 @@ operator config at ``$MODELVERSIONING_CONFIG``, else the defaults; ``--allow-fil
 roots. A process that is still running at the policy's deadline (plus a grace period) exits 3 with
 LimitExceeded, whatever it was waiting for.
 
+``--node-cache`` (with ``--dest``; rendered when the operator's ``serving.nodeCachePort`` is set): before
+fetching, ask the node's cache agent for the pinned digest, showing it the projected token of
+``--node-cache-token-file``; what it sends is hashed and checked like the origin's bytes
+(:mod:`modelversioning.artifacts.node_cache`). A miss, a refusal, bytes that do not hash or an agent that
+does not answer within a few seconds: fetch from the origin, then offer the verified files to the agent.
+stderr says ``node-cache: hit|miss|refused|unreachable|corrupt|skipped``.
+
 To wire it into a bigger Typer app: ``top.command("verify-artifact")(verify_artifact_command)``.
 Stand-alone: ``python -m modelversioning.cli.verify URI --sha256 HEX`` or ``main(argv)``.
 """
@@ -58,6 +66,7 @@ import typer
 from pydantic import ValidationError
 
 from modelversioning.api.settings import ArtifactPolicy, Settings
+from modelversioning.artifacts import node_cache as nc
 from modelversioning.artifacts.credentials import KNOWN_KEYS
 from modelversioning.artifacts.errors import Reason
 from modelversioning.artifacts.results import VerifyResult
@@ -91,6 +100,15 @@ EXIT_CODES = {
     Reason.CERTIFICATE_EXPIRED: EXIT_SIGNATURE,
 }
 WATCHDOG_GRACE_SECONDS = 10.0
+NODE_CACHE_TIMEOUT = 3.0  # each step with the node's agent: an absent agent never holds a pod up longer
+NodeCacheUrl = Annotated[
+    str | None,
+    typer.Option("--node-cache", help="The node agent, http://NODE_IP:PORT: read from it, offer to it."),
+]
+NodeCacheToken = Annotated[
+    Path | None,
+    typer.Option("--node-cache-token-file", help="The projected ServiceAccount token to show the agent."),
+]
 
 
 class EnvCredentials(StrEnum):
@@ -232,6 +250,8 @@ def verify_artifact_command(
         str | None,
         typer.Option("--trust-json", help="Signature trust anchors as JSON (rendered by the operator)."),
     ] = None,
+    node_cache: NodeCacheUrl = None,
+    node_cache_token_file: NodeCacheToken = None,
 ) -> None:
     """Verify a model artifact's sha256 (exit 0 verified, 1 mismatch, 2 refused/usage, 3 fetch error, 4 the
     signature)."""
@@ -243,18 +263,8 @@ def verify_artifact_command(
     secret_data: dict[str, str] | None = None
     if env_credentials is EnvCredentials.secret:
         secret_data = {k: v for k, v in os.environ.items() if k in KNOWN_KEYS}
-    watchdog = _watchdog(uri, sha256, policy, output)
-
-    def run(progress: Any) -> VerifyResult:
-        return verify_artifact(
-            uri, sha256, policy=policy, progress=progress, dest=dest, secret_data=secret_data,
-            expected_size=size_bytes, trust=trust,
-        )  # fmt: skip
-
-    try:
-        result = _run_with_progress(run) if sys.stderr.isatty() else run(None)
-    finally:
-        watchdog.cancel()
+    cache = _node_cache(node_cache, node_cache_token_file) if dest is not None else None
+    result = _verify(uri, sha256, dest, policy, output, size_bytes, trust, secret_data, cache)
 
     if output is OutputFormat.json:
         typer.echo(json.dumps(result.to_dict(), sort_keys=True))
@@ -267,6 +277,51 @@ def verify_artifact_command(
         if result.reason is Reason.DIGEST_MISMATCH and result.actual:
             typer.echo(f"the bytes read hash to sha256 {result.actual}", err=True)
     raise typer.Exit(EXIT_CODES[result.reason])
+
+
+def _verify(
+    uri: str,
+    sha256: str,
+    dest: Path | None,
+    policy: ArtifactPolicy,
+    output: OutputFormat,
+    size_bytes: int | None,
+    trust: TrustMaterial | None,
+    secret_data: dict[str, str] | None,
+    cache: nc.NodeCache | None,
+) -> VerifyResult:
+    """The node cache first (with ``cache``), else the origin (then offered to the cache); each under a
+    watchdog."""
+    watchdog = _watchdog(uri, sha256, policy, output)
+    try:  # node cache: a lookup before the fetch (None: fetch from the origin as without one)
+        looked, result = nc.lookup(cache, uri, sha256, dest, policy=policy, expected_size=size_bytes,
+                                   trust=trust, secret_data=secret_data)  # fmt: skip
+    finally:
+        watchdog.cancel()
+    if result is not None:
+        return result
+    watchdog = _watchdog(uri, sha256, policy, output)
+
+    def run(progress: Any) -> VerifyResult:
+        return verify_artifact(
+            uri, sha256, policy=policy, progress=progress, dest=dest, secret_data=secret_data,
+            expected_size=size_bytes, trust=trust,
+        )  # fmt: skip
+
+    try:
+        result = _run_with_progress(run) if sys.stderr.isatty() else run(None)
+        nc.offer_after(cache, looked, result, uri, dest)  # node cache: an offer after verification
+    finally:
+        watchdog.cancel()
+    return result
+
+
+def _node_cache(url: str | None, token_file: Path | None) -> nc.NodeCache | None:
+    if not url or token_file is None:
+        return None
+    return nc.from_environment(
+        url, str(token_file), NODE_CACHE_TIMEOUT, lambda line: typer.echo(line, err=True)
+    )
 
 
 def _trust(trust_json: str | None) -> TrustMaterial | None:

@@ -8,6 +8,9 @@ sees the model read-only. It enforces the operator's own artifact policy
 credentials only from the referenced Secret (``--env-credentials secret``: bound to
 the hosts the Secret names, anonymous without a Secret; for ``oci://`` the Secret's
 ``.dockerconfigjson`` as ``MODELVERSIONING_DOCKER_CONFIG_JSON``) and checks the declared size.
+With ``serving.nodeCachePort`` the init container first asks its node's cache agent (``--node-cache``:
+the node's IP from the downward API, a projected ServiceAccount token of the node-cache audience, mounted
+in the init container only) and offers what it fetched (cli/verify.py, artifacts/node_cache.py).
 Every container runs hardened (non-root, read-only root filesystem, no capabilities,
 RuntimeDefault seccomp).
 """
@@ -20,6 +23,7 @@ from typing import Any
 from modelversioning.api.modelendpoint import ModelEndpointSpec, Variant
 from modelversioning.api.modelversion import ModelVersionSpec, ResolvedRuntime, Resources, VariantResources
 from modelversioning.api.settings import ArtifactPolicy, Serving
+from modelversioning.api.wire import NODE_CACHE_AUDIENCE
 from modelversioning.domain.oci_ref import is_oci
 from modelversioning.render import naming
 from modelversioning.render.inputs import RenderError, check_pin
@@ -34,6 +38,12 @@ SERVER_CONTAINER = "model-server"
 MODEL_VOLUME = "model"
 INIT_TMP_VOLUME = "tmp-verify"
 SERVER_TMP_VOLUME = "tmp-server"
+# The node cache (serving.nodeCachePort): the node's IP (downward API) and the projected token the init
+# container shows the node's agent (audience wire.NODE_CACHE_AUDIENCE), mounted in the init container only.
+NODE_IP_ENV = "NODE_IP"
+NODE_CACHE_TOKEN_VOLUME = "node-cache-token"
+NODE_CACHE_TOKEN_DIR = "/var/run/secrets/node-cache"
+NODE_CACHE_TOKEN_SECONDS = 600
 
 # The distroless "nonroot" user. Set explicitly so runAsNonRoot can be verified by the
 # kubelet even for images whose USER is a name (or root), and so both containers own
@@ -141,6 +151,13 @@ def _init_container(
         args += ["--size-bytes", str(artifact.size_bytes)]
     if trust_json is not None:  # a signed version: the pod checks the signature again (cli/verify.py)
         args += ["--trust-json", trust_json]
+    if serving.node_cache_port is not None:
+        args += [
+            "--node-cache",
+            f"http://$({NODE_IP_ENV}):{serving.node_cache_port}",
+            "--node-cache-token-file",
+            f"{NODE_CACHE_TOKEN_DIR}/token",
+        ]
     container: dict[str, Any] = {
         "name": INIT_CONTAINER,
         "image": serving.init_image,
@@ -166,6 +183,12 @@ def _init_container(
         {"name": MODEL_VOLUME, "mountPath": serving.model_mount_path},
         {"name": INIT_TMP_VOLUME, "mountPath": "/tmp"},
     ]
+    if serving.node_cache_port is not None:
+        node_ip = {"name": NODE_IP_ENV, "valueFrom": {"fieldRef": {"fieldPath": "status.hostIP"}}}
+        container["env"] = [*container.get("env", []), node_ip]
+        container["volumeMounts"].append(
+            {"name": NODE_CACHE_TOKEN_VOLUME, "mountPath": NODE_CACHE_TOKEN_DIR, "readOnly": True}
+        )
     container["securityContext"] = container_security_context()
     container["terminationMessagePolicy"] = "FallbackToLogsOnError"
     return container
@@ -228,16 +251,26 @@ def _server_container(variant: Variant, version: ModelVersionSpec, serving: Serv
     return container
 
 
-def _volumes(version: ModelVersionSpec) -> list[dict[str, Any]]:
+def _volumes(version: ModelVersionSpec, serving: Serving) -> list[dict[str, Any]]:
     model: dict[str, Any] = {}
     limit = model_volume_size_limit(version.artifact.size_bytes)
     if limit is not None:
         model["sizeLimit"] = limit
-    return [
+    volumes: list[dict[str, Any]] = [
         {"name": MODEL_VOLUME, "emptyDir": model},
         {"name": INIT_TMP_VOLUME, "emptyDir": {}},
         {"name": SERVER_TMP_VOLUME, "emptyDir": {}},
     ]
+    if serving.node_cache_port is not None:
+        token = {
+            "audience": NODE_CACHE_AUDIENCE,
+            "expirationSeconds": NODE_CACHE_TOKEN_SECONDS,
+            "path": "token",
+        }
+        volumes.append(
+            {"name": NODE_CACHE_TOKEN_VOLUME, "projected": {"sources": [{"serviceAccountToken": token}]}}
+        )
+    return volumes
 
 
 def _placement(spec: ModelEndpointSpec) -> dict[str, Any]:
@@ -285,7 +318,7 @@ def render_deployment(
             "securityContext": pod_security_context(),
             "initContainers": [_init_container(version, serving, policy or ArtifactPolicy(), trust_json)],
             "containers": [_server_container(variant, version, serving)],
-            "volumes": _volumes(version),
+            "volumes": _volumes(version, serving),
         },
     }
     slot = naming.slot_name(endpoint.name, variant.name, naming.template_hash(template))

@@ -1,0 +1,268 @@
+"""The node agent's HTTP server (``modelversioning node-cache``): the only process that reads or writes
+the node's cache directory.
+
+* ``GET /v1/entries/<kind>/<sha256>``, ``Authorization: Bearer <projected token>``: the entry as an
+  ``mvcache/1`` stream (:mod:`modelversioning.artifacts.cache_stream`), if the caller may have it
+  (:func:`modelversioning.domain.node_cache.authorize`; 401/403/503 with the reason otherwise) and it
+  is here (404: a miss). Authorization comes first, so a refused caller never learns what the node holds.
+  The agent hashes the entry while sending it and leaves out the trailer (and drops the entry) when its
+  bytes no longer hash to its name: the reader refuses the stream and fetches from the origin.
+* ``PUT /v1/entries/<kind>/<sha256>`` (same token and rule, Content-Length required): an offer. The
+  agent hashes what it receives and stores it only if that is the digest and kind offered (422
+  OfferMismatch otherwise); 200 if already here, 507 CacheFull if there is no room.
+* ``GET /metrics`` (Prometheus, ``modelversioning_node_cache_*``), ``GET /healthz``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, generate_latest
+
+from modelversioning.api import wire as R
+from modelversioning.artifacts.cache_stream import Encoder, Limited, StreamError, decode, stream_length
+from modelversioning.domain.node_cache import Decision, Review, authorize, caller_namespace
+from modelversioning.nodecache.kube import ApiError, ClusterApi
+from modelversioning.nodecache.store import Full, Store, entry_key
+
+log = logging.getLogger("modelversioning.nodecache")
+_PATH = re.compile(r"^/v1/entries/(file|directory)/([0-9a-f]{64})$")
+MAX_FILES = 100_000
+DRAIN_BYTES = 1 << 20
+
+
+@dataclass
+class Metrics:
+    registry: CollectorRegistry = field(default_factory=lambda: CollectorRegistry(auto_describe=True))
+
+    def __post_init__(self) -> None:
+        r, p = self.registry, "modelversioning_node_cache_"
+        self.hits = Counter(p + "hits_total", "Entries served (every byte hashed to its name)", registry=r)
+        self.misses = Counter(p + "misses_total", "Authorized reads of a digest not on this node", registry=r)
+        self.bytes_served = Counter(p + "served_bytes_total", "Bytes of artifact files served", registry=r)
+        self.stored = Counter(
+            p + "stored_total", "Offers stored (they hashed to the digest offered)", registry=r
+        )
+        self.evictions = Counter(p + "evictions_total", "Entries evicted to make room (LRU)", registry=r)
+        self.refusals = Counter(p + "refusals_total", "Requests refused, by reason", ["reason"], registry=r)
+        self.entries = Gauge(p + "entries", "Entries on this node", registry=r)
+        self.bytes = Gauge(p + "bytes", "Bytes held (entries and entries being written)", registry=r)
+        for reason in R.CACHE_REFUSALS:
+            self.refusals.labels(reason)
+
+
+class Agent:
+    """The decisions and the store behind the HTTP handler (tests drive it through real HTTP)."""
+
+    def __init__(self, store: Store, api: ClusterApi, metrics: Metrics | None = None, node: str = "") -> None:
+        self.store, self.api, self.metrics, self.node = store, api, metrics or Metrics(), node
+        self._evicted_seen = 0
+        self._lock = threading.Lock()
+
+    def decide(self, token: str, digest: str) -> Decision:
+        if not token:
+            return Decision.refuse(401, R.CACHE_UNAUTHENTICATED)
+        try:
+            review = self.api.review(token)
+            who = caller_namespace(review, self.node)
+            versions = self.api.versions(who.namespace) if who.allowed else []
+        except ApiError as e:
+            log.warning("refused: the API server could not be asked: %s", e)
+            review, versions = Review(False, error=str(e)), []
+        return authorize(review, digest, versions, self.node)
+
+    def refused(self, reason: str) -> None:
+        self.metrics.refusals.labels(reason).inc()
+
+    def sync_gauges(self) -> None:
+        with self._lock:
+            evicted = self.store.evicted
+            self.metrics.evictions.inc(evicted - self._evicted_seen)
+            self._evicted_seen = evicted
+        self.metrics.entries.set(self.store.count())
+        self.metrics.bytes.set(self.store.used_bytes())
+
+
+class Handler(BaseHTTPRequestHandler):
+    server: AgentServer
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        log.debug("%s " + format, self.address_string(), *args)
+
+    def _answer(self, status: int, doc: dict[str, Any]) -> None:
+        body = json.dumps(doc, sort_keys=True).encode() + b"\n"
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.wfile.write(body)
+        self.close_connection = True
+
+    def _refuse(self, status: int, reason: str, **extra: Any) -> None:
+        self.server.agent.refused(reason)
+        self._answer(status, {"reason": reason, **extra})
+        if self.command == "PUT":  # read a little of an unread offer: closing on it would reset the answer
+            try:
+                self.connection.settimeout(1.0)
+                self.rfile.read(min(int(self.headers.get("Content-Length") or 0), DRAIN_BYTES))
+            except (OSError, ValueError):
+                pass
+
+    def _authorized(self) -> tuple[str, str, Decision] | None:
+        m = _PATH.match(self.path)
+        if m is None:
+            self._answer(404, {"reason": "NoSuchPath"})
+            return None
+        auth = self.headers.get("Authorization", "")
+        token = auth[len("Bearer ") :].strip() if auth.startswith("Bearer ") else ""
+        decision = self.server.agent.decide(token, m.group(2))
+        if not decision.allowed:
+            log.info(
+                "refused %s %s from %s: %s", self.command, self.path, decision.namespace, decision.reason
+            )
+            self._refuse(decision.status, decision.reason)
+            return None
+        return m.group(1), m.group(2), decision
+
+    def do_GET(self) -> None:  # noqa: N802
+        agent = self.server.agent
+        if self.path == "/healthz":
+            self._answer(200, {"ok": True})
+            return
+        if self.path == "/metrics":
+            agent.sync_gauges()
+            data = generate_latest(agent.metrics.registry)
+            self.send_response(200)
+            self.send_header("Content-Type", CONTENT_TYPE_LATEST)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+            return
+        got = self._authorized()
+        if got is None:
+            return
+        kind, digest, decision = got
+        with agent.store.reading(kind, digest) as files:  # type: ignore[arg-type]
+            if files is None:
+                agent.metrics.misses.inc()
+                self._answer(404, {"reason": "Miss"})
+                return
+            self._serve(kind, digest, files, decision)
+
+    def _serve(self, kind: str, digest: str, files: Any, decision: Decision) -> None:
+        agent = self.server.agent
+        sent = 0
+        try:
+            encoder = Encoder(kind, files)  # type: ignore[arg-type]
+            self.send_response(200)
+            self.send_header("Content-Type", "application/octet-stream")
+            self.send_header("Content-Length", str(stream_length(kind, files)))  # type: ignore[arg-type]
+            self.send_header("Connection", "close")
+            self.end_headers()
+            self.close_connection = True
+            for chunk in encoder.body():
+                self.wfile.write(chunk)
+                sent += len(chunk)
+            ok = encoder.digest == digest
+        except (StreamError, OSError) as e:
+            log.warning("entry %s-%s unreadable: %s", kind, digest, e)
+            ok = False
+        if not ok:  # no trailer: the reader refuses what it got and fetches from the origin
+            log.warning("entry %s-%s does not hash to its name: dropped, not served", kind, digest)
+            agent.store.drop(entry_key(kind, digest))  # type: ignore[arg-type]
+            agent.refused(R.CACHE_ENTRY_CORRUPT)
+            self._abort()
+            return
+        self.wfile.write(encoder.trailer())
+        agent.metrics.hits.inc()
+        agent.metrics.bytes_served.inc(sum(f.size for f in files))
+        log.info("hit %s-%s for %s (%s)", kind, digest[:12], decision.namespace, decision.version)
+
+    def _abort(self) -> None:
+        self.close_connection = True
+        try:
+            self.wfile.flush()
+            self.connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    def do_PUT(self) -> None:  # noqa: N802
+        got = self._authorized()
+        if got is None:
+            return
+        kind, digest, decision = got
+        agent = self.server.agent
+        try:
+            length = int(self.headers.get("Content-Length", ""))
+        except ValueError:
+            self._refuse(411, R.CACHE_MALFORMED)
+            return
+        if agent.store.has(entry_key(kind, digest)):  # type: ignore[arg-type]
+            self._answer(200, {"stored": False, "present": True})
+            return
+        try:
+            incoming = agent.store.begin(kind, length)  # type: ignore[arg-type]
+        except Full as e:
+            self._refuse(507, R.CACHE_FULL, message=str(e))
+            return
+        self._receive(incoming, kind, digest, length, decision)
+
+    def _receive(self, incoming: Any, kind: str, digest: str, length: int, decision: Decision) -> None:
+        agent = self.server.agent
+        deadline = time.monotonic() + self.server.offer_seconds
+
+        def check() -> None:
+            if time.monotonic() > deadline:
+                raise StreamError("the offer took too long")
+
+        try:
+            got = decode(
+                Limited(self.rfile, length),
+                incoming.open_sink,
+                max_bytes=length,
+                max_files=MAX_FILES,
+                check=check,
+            )
+        except (StreamError, OSError, ValueError) as e:
+            incoming.abort()
+            self._refuse(400, R.CACHE_MALFORMED, message=str(e)[:200])
+            return
+        if got.kind != kind or got.sha256 != digest:
+            incoming.abort()
+            log.warning("offer from %s hashes to %s-%s, not %s-%s", decision.namespace, got.kind,
+                        got.sha256, kind, digest)  # fmt: skip
+            self._refuse(422, R.CACHE_OFFER_MISMATCH)
+            return
+        stored = incoming.commit(digest)
+        if stored:
+            agent.metrics.stored.inc()
+            log.info(
+                "stored %s-%s (%d bytes) offered by %s", kind, digest[:12], got.size_bytes, decision.namespace
+            )
+        agent.sync_gauges()
+        self._answer(201 if stored else 200, {"stored": stored})
+
+
+class AgentServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], agent: Agent, offer_seconds: float = 600.0) -> None:
+        self.agent, self.offer_seconds = agent, offer_seconds
+        super().__init__(address, Handler)
+
+
+def serve(address: tuple[str, int], agent: Agent) -> None:
+    server = AgentServer(address, agent)
+    log.info("node cache on %s:%d, %s (%d bytes at most)", *server.server_address[:2], agent.store.root,
+             agent.store.max_bytes)  # fmt: skip
+    server.serve_forever()

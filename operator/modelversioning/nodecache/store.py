@@ -1,0 +1,188 @@
+"""The node agent's content-addressed store: ``<root>/entries/<kind>-<sha256>/`` holds the files of one
+verified artifact (a file entry: ``data``; a directory entry: its tree under ``files/``), named only by
+the digest the agent itself computed while receiving it; ``<root>/incoming/`` holds entries being
+written, moved into ``entries/`` in one rename once their digest is the one offered.
+
+Which entries are in use is kept in memory (readers and writers hold a lease); least recently used
+entries make room (:func:`modelversioning.domain.node_cache.make_room`), never one with a lease or
+being written. A restart starts with no lease, empties ``incoming/`` and takes the last use from each
+entry's mtime (touched on every hit).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import shutil
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from modelversioning.artifacts.cache_stream import KINDS, Sink, SourceFile, files_under
+from modelversioning.artifacts.results import Kind
+from modelversioning.domain.node_cache import Entry, make_room
+
+
+def entry_key(kind: Kind, digest: str) -> str:
+    return f"{kind}-{digest}"
+
+
+@dataclass
+class _Meta:
+    size: int
+    last_used: float
+    leases: int = 0
+
+
+class Full(Exception):
+    """No room for an entry of that size (what would have to go is in use)."""
+
+
+class Store:
+    def __init__(self, root: Path, max_bytes: int, clock: Callable[[], float] = time.time) -> None:
+        self.root, self.max_bytes, self.clock = root, max_bytes, clock
+        self.entries_dir, self.incoming_dir = root / "entries", root / "incoming"
+        self._lock = threading.Lock()
+        self._meta: dict[str, _Meta] = {}
+        self._writing: dict[str, int] = {}  # incoming token -> reserved bytes
+        self.evicted = 0  # entries evicted so far (metrics read it)
+        self._scan()
+
+    # ------------------------------------------------------------------------------ state
+
+    def _scan(self) -> None:
+        shutil.rmtree(self.incoming_dir, ignore_errors=True)
+        self.incoming_dir.mkdir(parents=True, exist_ok=True)
+        self.entries_dir.mkdir(parents=True, exist_ok=True)
+        for d in self.entries_dir.iterdir():
+            kind = d.name.split("-", 1)[0]
+            if kind not in KINDS or not d.is_dir() or d.is_symlink():
+                shutil.rmtree(d, ignore_errors=True) if d.is_dir() and not d.is_symlink() else d.unlink()
+                continue
+            size = sum(f.size for f in self._files(d, kind))  # type: ignore[arg-type]  # kind checked above
+            self._meta[d.name] = _Meta(size, d.stat().st_mtime)
+
+    def _files(self, d: Path, kind: Kind) -> list[SourceFile]:
+        if kind == "directory":
+            return files_under(d / "files", kind)
+        return [SourceFile("data", d / "data", (d / "data").stat().st_size)]
+
+    def used_bytes(self) -> int:
+        with self._lock:
+            return sum(m.size for m in self._meta.values()) + sum(self._writing.values())
+
+    def count(self) -> int:
+        with self._lock:
+            return len(self._meta)
+
+    def has(self, key: str) -> bool:
+        with self._lock:
+            return key in self._meta
+
+    # ------------------------------------------------------------------------------ reading
+
+    @contextlib.contextmanager
+    def reading(self, kind: Kind, digest: str) -> Iterator[list[SourceFile] | None]:
+        """The files of the entry under a lease (None: not here); its last use is now."""
+        key = entry_key(kind, digest)
+        with self._lock:
+            meta = self._meta.get(key)
+            if meta is not None:
+                meta.leases += 1
+                meta.last_used = self.clock()
+        if meta is None:
+            yield None
+            return
+        try:
+            d = self.entries_dir / key
+            with contextlib.suppress(OSError):
+                os.utime(d)
+            try:
+                files = self._files(d, kind)
+            except OSError:
+                files = []  # gone or broken on disk: the digest check refuses it
+            yield files
+        finally:
+            with self._lock:
+                meta.leases -= 1  # this entry's (a dropped one's no longer counts anywhere)
+
+    def drop(self, key: str) -> None:
+        """Remove an entry at once (its bytes do not hash to its name); a reader still sending it finds
+        the same (its own digest check fails), and nothing new gets it."""
+        with self._lock:
+            self._meta.pop(key, None)
+        shutil.rmtree(self.entries_dir / key, ignore_errors=True)
+
+    # ------------------------------------------------------------------------------ writing
+
+    def begin(self, kind: Kind, size: int) -> Incoming:
+        """Reserve ``size`` bytes for an entry being written (evicting least recently used idle entries);
+        raises :class:`Full`."""
+        token = secrets.token_hex(8)
+        with self._lock:
+            entries = [Entry(k, m.size, m.last_used, busy=m.leases > 0) for k, m in self._meta.items()]
+            entries += [Entry(f"incoming-{t}", s, 0.0, busy=True) for t, s in self._writing.items()]
+            room = make_room(entries, self.max_bytes, size)
+            if not room.fits:
+                raise Full(f"{size} bytes do not fit in {self.max_bytes}")
+            for key in room.evict:
+                del self._meta[key]
+            self._writing[token] = size
+            self.evicted += len(room.evict)
+        for key in room.evict:
+            shutil.rmtree(self.entries_dir / key, ignore_errors=True)
+        return Incoming(self, kind, token)
+
+    def _finish(self, incoming: Incoming, digest: str | None) -> bool:
+        """Move a written entry into place under ``digest`` (None: discard it). False: discarded."""
+        key = entry_key(incoming.kind, digest) if digest else ""
+        with self._lock:
+            self._writing.pop(incoming.token, None)
+            keep = bool(digest) and key not in self._meta
+            if keep:
+                os.replace(incoming.dir, self.entries_dir / key)
+                self._meta[key] = _Meta(incoming.written, self.clock())
+        if not keep:
+            shutil.rmtree(incoming.dir, ignore_errors=True)
+        return keep
+
+
+class Incoming:
+    """An entry being written under ``incoming/``; :meth:`commit` or :meth:`abort` it."""
+
+    def __init__(self, store: Store, kind: Kind, token: str) -> None:
+        self.store, self.kind, self.token = store, kind, token
+        self.dir = store.incoming_dir / token
+        (self.dir / ("files" if kind == "directory" else "")).mkdir(parents=True, exist_ok=True)
+        self.written = 0
+
+    def open_sink(self, kind: Kind, rel: str) -> Sink:
+        if kind != self.kind:
+            raise ValueError(f"a {kind} stream offered as a {self.kind} entry")
+        path = self.dir / "data" if kind == "file" else self.dir / "files" / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return _Counting(open(path, "xb"), self)  # noqa: SIM115 (closed by decode)
+
+    def commit(self, digest: str) -> bool:
+        return self.store._finish(self, digest)
+
+    def abort(self) -> None:
+        self.store._finish(self, None)
+
+
+class _Counting:
+    """A file that adds what is written to its entry's size."""
+
+    def __init__(self, fh: Any, incoming: Incoming) -> None:
+        self.fh, self.incoming = fh, incoming
+
+    def write(self, data: bytes) -> int:
+        self.incoming.written += len(data)
+        return int(self.fh.write(data))
+
+    def close(self) -> None:
+        self.fh.close()

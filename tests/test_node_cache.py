@@ -1,0 +1,144 @@
+"""The node cache's pure rules (domain.node_cache): who may read or fill an entry, and which entries
+make room (least recently used, never one in use)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from modelversioning.api import wire as R
+from modelversioning.domain.node_cache import Entry, Review, authorize, make_room
+
+D = "a" * 64
+OTHER = "b" * 64
+TENANT = "system:serviceaccount:team-a:default"
+GOOD = Review(True, TENANT, (R.NODE_CACHE_AUDIENCE,))
+
+
+def mv(ns: str, sha: str, verified: str | None = "True", recorded: str | None = None) -> dict[str, Any]:
+    status: dict[str, Any] = {"artifact": {"digest": sha if recorded is None else recorded}}
+    if verified is not None:
+        status["conditions"] = [{"type": "ArtifactVerified", "status": verified}]
+    return {
+        "metadata": {"namespace": ns, "name": f"m-{ns}"},
+        "spec": {"artifact": {"sha256": sha}},
+        "status": status,
+    }
+
+
+@pytest.mark.parametrize(
+    ("review", "versions", "status", "reason"),
+    [
+        (Review(False, error="connection refused"), [mv("team-a", D)], 503, R.CACHE_REVIEW_FAILED),
+        (Review(False), [mv("team-a", D)], 401, R.CACHE_UNAUTHENTICATED),
+        (Review(True, TENANT, ("https://kubernetes.default.svc",)), [mv("team-a", D)], 401,
+         R.CACHE_WRONG_AUDIENCE),
+        (Review(True, "alice", (R.NODE_CACHE_AUDIENCE,)), [mv("team-a", D)], 403, R.CACHE_NOT_A_POD),
+        (Review(True, "system:serviceaccount::x", (R.NODE_CACHE_AUDIENCE,)), [mv("team-a", D)], 403,
+         R.CACHE_NOT_A_POD),
+        # a token shown at another node's agent (WrongNode); a review naming no node (before 1.30) passes
+        (Review(True, TENANT, (R.NODE_CACHE_AUDIENCE,), node="node-b"), [mv("team-a", D)], 403,
+         R.CACHE_WRONG_NODE),
+        (Review(True, TENANT, (R.NODE_CACHE_AUDIENCE,), node="node-a"), [mv("team-a", D)], 200, ""),
+        (GOOD, [], 403, R.CACHE_NO_VERSION),
+        (GOOD, [mv("team-a", OTHER)], 403, R.CACHE_NO_VERSION),
+        # the hostile tenant: the digest is verified, but in another namespace
+        (GOOD, [mv("team-b", D)], 403, R.CACHE_NO_VERSION),
+        (GOOD, [mv("team-a", D, verified="False")], 403, R.CACHE_NOT_VERIFIED),
+        (GOOD, [mv("team-a", D, verified=None)], 403, R.CACHE_NOT_VERIFIED),
+        # ArtifactVerified True, but what was verified is another digest (status not caught up)
+        (GOOD, [mv("team-a", D, recorded=OTHER)], 403, R.CACHE_NOT_VERIFIED),
+        (GOOD, [mv("team-a", D, verified="False"), mv("team-a", D)], 200, ""),
+        (GOOD, [mv("team-a", D)], 200, ""),
+    ],
+)  # fmt: skip
+def test_the_decision_table(review: Review, versions: list[dict[str, Any]], status: int, reason: str) -> None:
+    d = authorize(review, D, versions, node="node-a")
+    assert (d.allowed, d.status, d.reason) == (status == 200, status, reason)
+    if status == 200:
+        assert (d.namespace, d.version) == ("team-a", "m-team-a")
+
+
+def test_a_verified_version_of_another_namespace_never_counts_even_beside_an_unverified_one() -> None:
+    d = authorize(GOOD, D, [mv("team-b", D), mv("team-a", D, verified="False")])
+    assert (d.allowed, d.reason, d.namespace) == (False, R.CACHE_NOT_VERIFIED, "team-a")
+
+
+# ---------------------------------------------------------------------------------------------- eviction
+
+
+def test_nothing_is_evicted_while_it_fits() -> None:
+    room = make_room([Entry("a", 40, 1.0), Entry("b", 40, 2.0)], limit=100, incoming=20)
+    assert room.evict == () and room.fits
+
+
+def test_the_least_recently_used_go_first_and_only_as_many_as_needed() -> None:
+    entries = [Entry("new", 30, 9.0), Entry("old", 30, 1.0), Entry("mid", 30, 5.0)]
+    assert make_room(entries, limit=100, incoming=20).evict == ("old",)
+    assert make_room(entries, limit=100, incoming=50).evict == ("old", "mid")
+
+
+def test_an_entry_being_served_or_written_is_never_evicted() -> None:
+    entries = [Entry("old-busy", 50, 1.0, busy=True), Entry("new", 40, 5.0)]
+    room = make_room(entries, limit=100, incoming=30)
+    assert room.evict == ("new",) and room.fits
+
+
+def test_nothing_is_evicted_when_even_every_idle_entry_would_not_make_room() -> None:
+    entries = [Entry("busy", 80, 1.0, busy=True), Entry("idle", 10, 2.0)]
+    room = make_room(entries, limit=100, incoming=30)
+    assert room.evict == () and not room.fits
+    assert make_room([], limit=100, incoming=101).fits is False
+
+
+# ---------------------------------------------------------------------------------------------- render
+
+
+def _rendered(serving: Any) -> dict[str, Any]:
+    from modelversioning.api.modelendpoint import ModelEndpointSpec
+    from modelversioning.api.modelversion import ModelVersionSpec
+    from modelversioning.render import EndpointRef, render_deployment
+
+    version = ModelVersionSpec.model_validate(
+        {
+            "model": "fraud",
+            "version": "1.0.0",
+            "artifact": {"uri": "https://models.example.com/fraud.bin", "sha256": D},
+            "lineage": {"codeCommit": "9b1e77c", "dataset": {"name": "tx", "version": "1"}},
+            "metrics": {"auc": 0.9},
+            "runtime": {"image": "ghcr.io/example/server:1"},
+        }
+    )
+    spec = ModelEndpointSpec.model_validate(
+        {"model": "fraud", "variants": [{"name": "main", "version": "1.0.0", "weight": 100}]}
+    )
+    return render_deployment(EndpointRef("fraud", "ml", "uid-1"), spec, spec.variants[0], version, serving)
+
+
+def test_the_cache_is_rendered_only_when_set_and_its_token_only_reaches_the_init_container() -> None:
+    from modelversioning.api.settings import Serving
+
+    off, on = _rendered(Serving()), _rendered(Serving(node_cache_port=7070))
+    pod = on["spec"]["template"]["spec"]
+    init, server = pod["initContainers"][0], pod["containers"][0]
+    token_file = "/var/run/secrets/node-cache/token"
+    assert init["args"][-4:] == [
+        "--node-cache",
+        "http://$(NODE_IP):7070",
+        "--node-cache-token-file",
+        token_file,
+    ]
+    assert {"name": "NODE_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.hostIP"}}} in init["env"]
+    (token,) = [v for v in pod["volumes"] if v["name"] == "node-cache-token"]
+    assert token["projected"]["sources"][0]["serviceAccountToken"]["audience"] == R.NODE_CACHE_AUDIENCE
+    (mount,) = [m for m in init["volumeMounts"] if m["name"] == "node-cache-token"]
+    assert (
+        mount["mountPath"] + "/" + token["projected"]["sources"][0]["serviceAccountToken"]["path"]
+    ) == token_file
+    assert "node-cache-token" not in {m["name"] for m in server["volumeMounts"]}
+    assert pod["automountServiceAccountToken"] is False and not any("hostPath" in v for v in pod["volumes"])
+    off_pod = off["spec"]["template"]["spec"]
+    assert "--node-cache" not in off_pod["initContainers"][0]["args"]
+    assert [v["name"] for v in off_pod["volumes"]] == ["model", "tmp-verify", "tmp-server"]
+    assert off["metadata"]["name"] != on["metadata"]["name"]  # another pod template, another slot
