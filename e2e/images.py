@@ -445,14 +445,17 @@ class ImageBuilder:
         h = hashlib.sha256(f"mlserver {RECIPE_VERSION} {base.digest}\n".encode())
         _hash_files(h, E2E_DIR, MLSERVER_CONTEXT)
         key = h.hexdigest()
-        # the operator's lock: one buildah at a time on this machine, and none during no_image_build()
-        with _locked("operator"):
+        with _locked("mlserver"):
             if (img := self._cached("mlserver", key)) is not None:
                 return img
             t0 = time.monotonic()
-            self.log("buildah bud of e2e/mlserver.Containerfile on the local base image (pip from PyPI)")
-            archive = self.root / f"mlserver-{key[:16]}.tar"
-            with tempfile.TemporaryDirectory(prefix="mv-mlserver-ctx-", dir=self.root) as ctx:
+            # and the operator's lock: one buildah at a time on this machine, none during no_image_build()
+            with (
+                _locked("operator"),
+                tempfile.TemporaryDirectory(prefix="mv-mlserver-ctx-", dir=self.root) as ctx,
+            ):
+                self.log("buildah bud of e2e/mlserver.Containerfile on the local base image (pip from PyPI)")
+                archive = self.root / f"mlserver-{key[:16]}.tar"
                 for rel in MLSERVER_CONTEXT:
                     shutil.copy2(E2E_DIR / rel, Path(ctx) / rel)
                 containerfile = E2E_DIR / "mlserver.Containerfile"
