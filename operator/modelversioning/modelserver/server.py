@@ -218,6 +218,10 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     timeout = 120  # idle keep-alive connections end, so their threads do
     server_version = "modelversioning-model-server"
+    # TCP_NODELAY: the headers and the body leave in two writes; with Nagle's algorithm the body waited
+    # for the client's delayed ACK of the headers, 40 ms on every keep-alive answer (measured with
+    # Triton's HTTP client: p50 43.9 ms, 0.6 ms without)
+    disable_nagle_algorithm = True
     sys_version = ""
     server: _HTTPServer
 
