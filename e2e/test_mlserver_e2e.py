@@ -39,11 +39,15 @@ STEPS: list[dict[str, Any]] = [
     {"setWeight": 50},
     {"pause": {"duration": "6s"}},
 ]
-# Traefik's count of the canary's Service's 5xx answers: the gateway's metrics (trusted by default)
+# Traefik's share of 5xx answers of the canary's slot Service: the gateway's metrics. Written as a query
+# with the backend selector measured on Traefik 3.7.13 (e2e/test_gateway_prometheus.py), not the built-in
+# `source: traefik` template: in these tests that template found no data in most measurements (printed
+# by _traefik_series for the follow-up), and a rollout of only inconclusive measurements fails.
+_SEL = 'service=~".*-svc-{{namespace|re}}-{{service|re}}-.*"'
 ERRORS = {
     "name": "errors",
-    "template": "error-rate",
-    "source": "traefik",
+    "query": f'(sum(rate(traefik_service_requests_total{{{_SEL},code=~"5.."}}[{{{{window}}}}])) or vector(0))'
+    f" / sum(rate(traefik_service_requests_total{{{_SEL}}}[{{{{window}}}}]))",
     "window": f"{WINDOW_S:g}s",
     "max": 0.05,
 }
@@ -73,8 +77,10 @@ def _strategy() -> dict[str, Any]:
             "variant": "canary",
             "baseline": "stable",
             "steps": STEPS,
-            "analysis": {"interval": f"{INTERVAL_S:g}s", "metrics": [ERRORS]},
-            "promoteOnSuccess": True,
+            # Traefik has no series for a backend before its first request: the first measurements after
+            # the canary's first weight can find no data (inconclusive, never a pass)
+            "analysis": {"interval": f"{INTERVAL_S:g}s", "metrics": [ERRORS], "inconclusiveLimit": 8},
+            "promoteOnSuccess": False,  # both versions are in production already
         }
     }
 
@@ -176,15 +182,21 @@ def test_a_retrained_model_ramps_by_the_gateways_metrics(dp, objs, tmp_path):  #
     gw = dp.gw
     with (
         ObjectWatch.route(objs, MODEL) as route,
-        gw.traffic(INFER, host=dp.host, body=good, threads=2, interval=0.02) as loop,
-        gw.traffic(INFER, host=dp.host, body=malformed, threads=1, interval=0.02) as refused,
+        gw.traffic(INFER, host=dp.host, body=good, threads=2, interval=0.05) as loop,
+        gw.traffic(INFER, host=dp.host, body=malformed, threads=1, interval=0.05) as refused,
     ):
         t0 = time.monotonic()
         _go(objs)
         _phase(objs, "Succeeded")
         wait_for(lambda: canary_weights(route)[-1] == 100, 60, "the route at 100 %")
-        loop.wait_until(lambda s: s.status == 200 and s.version == "1.1.0", settle=40, timeout=60)
+        try:
+            loop.wait_until(lambda s: s.status == 200 and s.version == "1.1.0", settle=40, timeout=60)
+        except Exception as e:
+            raise AssertionError(
+                f"{e}\nroute: {route.changes}\n{_traefik_series(dp, objs)}\n{_explain(objs)}"
+            ) from None
     print(f"route changes (canary %): {[(round(t - t0, 1), w) for t, _, w in route.changes]}")
+    print("traefik series:", _traefik_series(dp, objs))
     assert canary_weights(route) == [0, 20, 50, 100], route.changes
     assert not loop.failures(t0), loop.failures(t0)[:5]
     codes = Counter(s.status for s in refused.since(t0))
@@ -223,6 +235,9 @@ def test_a_model_that_raises_on_predict_is_rolled_back(dp, objs, tmp_path):  # t
     assert bad and {s.status for s in bad} == {500} and {s.version for s in bad} == {"1.1.0"}, bad[:5]
     assert canary_weights(route) == [0, 20, 0], route.changes
     ro = _rollout(objs, MODEL)
+    print("traefik series:", _traefik_series(dp, objs), "measurements:", ro["measurements"])
+    # rolled back on measured errors, not on measurements without data
+    assert ro["failures"] >= 1 and "Failed" in [m["verdict"] for m in ro["measurements"]], ro
     assert "errors=" in ro["message"], ro["message"]
     assert cond_is(objs.mep(MODEL), "Degraded", "True", "RolloutFailed")
 
@@ -256,6 +271,54 @@ def test_a_model_file_mlserver_cannot_load_never_takes_traffic(dp, objs, tmp_pat
     assert pods and not any(
         c.type == "Ready" and c.status == "True" for p in pods for c in p.status.conditions or []
     )
+
+
+def _traefik_series(dp: DataPlane, objs: Objects) -> str:
+    """Traefik's backend labels of this namespace in Prometheus, and what the built-in template reads."""
+    from modelversioning.analysis.templates import Vars, builtin, render_query
+
+    res = dp.prom.query(
+        f'count by (service) (traefik_service_requests_total{{service=~".*-svc-{objs.ns}-.*"}})'
+    )
+    labels = sorted(r["metric"].get("service", "") for r in res)
+    st = objs.mep(MODEL).get("status") or {}
+    out = {"labels": labels}
+    for v in st.get("variants") or []:
+        slot = (v.get("serving") or {}).get("slot", "")
+        q = render_query(
+            builtin("error-rate", "traefik", 0.99), Vars(objs.ns, MODEL, v["name"], v["version"], slot, "1m")
+        )
+        out[f"builtin {v['name']}"] = [q, dp.prom.query_value(q)]
+    return json.dumps(out)
+
+
+def _explain(objs: Objects) -> str:
+    """The endpoint's status and its pods', for a failure's message."""
+    st = objs.mep(MODEL).get("status") or {}
+    keys = ("name", "version", "reason", "message", "serving")
+
+    def containers(p: Any) -> list[Any]:
+        return [
+            (c.name, c.ready, c.restart_count, str(c.state)[:400], str(c.last_state)[:300])
+            for c in p.status.container_statuses or []
+        ]
+
+    out = {
+        "effectiveWeights": st.get("effectiveWeights"),
+        "conditions": [(c["type"], c["status"], c.get("reason"), c.get("message")) for c in st["conditions"]],
+        "rollout": {k: v for k, v in (st.get("rollout") or {}).items() if k != "measurements"},
+        "variants": [{k: v.get(k) for k in keys} for v in st.get("variants") or []],
+        "pods": [
+            (
+                p.metadata.name,
+                p.metadata.labels.get("modelversioning.io/version"),
+                p.status.phase,
+                containers(p),
+            )
+            for p in objs.core.list_namespaced_pod(objs.ns).items
+        ],
+    }
+    return json.dumps(out, default=str)[:12000]
 
 
 def _degraded(objs: Objects) -> dict[str, Any] | None:
