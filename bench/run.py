@@ -24,6 +24,9 @@ and ttfa, time to first answer of a new version against a plain Deployment, on t
 plane (bench/ttfa.py; root; with dataplane in one run, both share one control plane and node):
     ./dev bench --only ttfa [--ttfa-sizes 10,256,1024 --ttfa-replicas 5]
                             [--ttfa-cache-mib 256 --ttfa-cache-replicas 10]  (node cache: ttfa_cache.py)
+and oip, Open Inference Protocol latency through Traefik, MLServer against the reference server, and
+the time from apply to the first correct prediction (bench/oip.py; root; same real data plane):
+    ./dev bench --only oip [--oip-requests 1000 --oip-rate 50]
 The results are printed as a table and written as JSON; docs/benchmarks.md explains them.
 """
 
@@ -45,15 +48,16 @@ REPO = HERE.parent
 sys.path.insert(0, str(REPO / "e2e"))
 sys.path.insert(0, str(HERE))
 
+from real_node import REAL_NODE_SECTIONS, run_real_node  # noqa: E402
 from runinfo import Results, machine, memory_steps, memory_summary, operator_settings  # noqa: E402
 from targets import evaluate, print_table  # noqa: E402
 
 SECTIONS = ("single", "latency", "rollback", "restart", "memory", "idle", "hashing", "cli", "init")
-OPT_IN = ("peer", "dataplane", "ttfa")  # run only when named in --only
-# on the kwok control plane (dataplane, ttfa: their own; hashing, cli and init need none)
+OPT_IN = ("peer", *REAL_NODE_SECTIONS)  # run only when named in --only
+# on the kwok control plane (dataplane, ttfa, oip: their own; hashing, cli and init need none)
 CLUSTER_SECTIONS = ("single", "latency", "rollback", "restart", "memory", "idle", "peer")
-REAL_NODE_SECTIONS = ("dataplane", "ttfa")  # one control plane with the real node for both
 
+OIP_REQUESTS = 1000  # per runtime, at 50/s: 20 s each
 SCALES: dict[str, dict[str, Any]] = {
     "tiny": {
         "versions": 20,
@@ -85,6 +89,8 @@ SCALES: dict[str, dict[str, Any]] = {
         "ttfa_replicas": 5,
         "ttfa_cache_mib": 10.0,
         "ttfa_cache_replicas": 4,
+        "oip_requests": OIP_REQUESTS,
+        "oip_rate": 50.0,
         "cli_repeats": 20,
         "single_changes": 30,
         "init_sizes": "16,64",
@@ -120,6 +126,8 @@ SCALES: dict[str, dict[str, Any]] = {
         "ttfa_replicas": 5,
         "ttfa_cache_mib": 256.0,
         "ttfa_cache_replicas": 10,
+        "oip_requests": OIP_REQUESTS,
+        "oip_rate": 50.0,
         "cli_repeats": 20,
         "single_changes": 100,
         "init_sizes": "256,1024",
@@ -136,7 +144,7 @@ def log(msg: str) -> None:
 
 
 def _section_overrides(g: Any) -> None:
-    """The rest of the scale overrides: the sections' own (hashing, peer, dataplane, ttfa, cli, init) and
+    """The rest of the scale overrides: the sections' own (hashing, peer, dataplane, ttfa, oip, cli, init) and
     the convergence timeout."""
     g.add_argument("--hash-single-mib", type=int, help="size of the single big file")
     g.add_argument("--hash-files", type=int, help="number of files of the many-files case")
@@ -157,6 +165,8 @@ def _section_overrides(g: Any) -> None:
     g.add_argument("--ttfa-replicas", type=int, help="ttfa: the scale-up's replicas, from 1 (< 2: none)")
     g.add_argument("--ttfa-cache-mib", type=float, help="ttfa: node cache cold/cached size in MiB (0: skip)")
     g.add_argument("--ttfa-cache-replicas", type=int, help="ttfa: node cache scale-up's replicas, from 1")
+    g.add_argument("--oip-requests", type=int, help="oip: inference requests per runtime")
+    g.add_argument("--oip-rate", type=float, help="oip: requests per second (paced)")
     g.add_argument("--cli-repeats", type=int, help="cli: runs of each `kubectl models` command timed")
     g.add_argument("--single-changes", type=int, help="weight changes of one endpoint on a quiet operator")
     g.add_argument("--init-sizes", help="init: artifact sizes in MiB, comma-separated (e.g. 256,1024)")
@@ -400,54 +410,6 @@ def new_fleet(bc: Any, args: argparse.Namespace) -> dict[str, Any]:
     return fleet
 
 
-def run_dataplane(args: argparse.Namespace, res: Results) -> None:
-    """Real traffic: dataplane (bench/dataplane.py) and ttfa (bench/ttfa.py) on one control plane with
-    the real node, Traefik, Prometheus and the operator, after the kwok sections (one cluster at a
-    time on the machine)."""
-    import dataplane
-
-    p = args.params
-    names = [n for n in REAL_NODE_SECTIONS if n in args.sections]
-    t0 = time.monotonic()
-    try:
-        with dataplane.environment() as dp:
-            res.data["setup"]["real_node_setup_seconds"] = round(time.monotonic() - t0, 1)
-            if "dataplane" in names:
-                guarded(
-                    res,
-                    "dataplane",
-                    lambda: dataplane.run(p["dp_rollbacks"], p["dp_auto"], p["dp_steps"], dp),
-                )
-            if "ttfa" in names:
-                guarded(res, "ttfa", lambda: run_ttfa(args, dp))
-    except Exception as e:  # noqa: BLE001 - the environment failed: say so in the sections it kept from running
-        log(f"real-node sections FAILED: {e!r}\n{traceback.format_exc()}")
-        for name in names:
-            if name not in res.data["sections"]:
-                res.section(name, {"error": f"not run: {type(e).__name__}: {e}"})
-
-
-def run_ttfa(args: argparse.Namespace, dp: Any) -> dict[str, Any]:
-    import dataplane
-    import ttfa
-
-    p = args.params
-    sizes = [float(x) for x in str(p["ttfa_sizes"]).split(",") if x.strip()]
-    objs = dataplane.namespace(dp, ttfa.NS)
-    serving = dataplane.operator_settings("")["serving"]
-    records = Path(args.json).with_name(Path(args.json).stem + "-ttfa-records.json")
-    out = ttfa.run(dp, objs, serving, sizes, p["ttfa_replicas"], log, records)
-    if p["ttfa_cache_mib"] and p["ttfa_cache_mib"] > 0:
-        import ttfa_cache
-
-        try:
-            out["node_cache"] = ttfa_cache.run(dp, objs, p["ttfa_cache_mib"], p["ttfa_cache_replicas"], log)
-        except Exception as e:  # noqa: BLE001 - the node cache part failed: the ttfa numbers stand
-            log(f"ttfa node cache FAILED: {e!r}\n{traceback.format_exc()}")
-            out["node_cache"] = {"error": f"{type(e).__name__}: {e}"}
-    return out
-
-
 def run_cli(args: argparse.Namespace, res: Results) -> None:
     import cli_start
 
@@ -510,7 +472,7 @@ def main(argv: list[str] | None = None) -> int:
                     if name in CLUSTER_SECTIONS and name not in res.data["sections"]:
                         res.section(name, {"error": f"not run: {type(e).__name__}: {e}"})
         if set(args.sections) & set(REAL_NODE_SECTIONS):
-            run_dataplane(args, res)
+            run_real_node(args, res, guarded, log)
     finally:
         res.data["meta"]["duration_seconds"] = round(time.monotonic() - T0, 1)
         res.data["meta"]["machine"]["loadavg_end"] = list(os.getloadavg())

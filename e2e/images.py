@@ -1,6 +1,6 @@
 """Container images for the real e2e node, built here from the project's own files (no registry).
 
-Three images, each an OCI image archive cached under ``~/.cache/modelversioning/images/`` by the
+Four images, each an OCI image archive cached under ``~/.cache/modelversioning/images/`` by the
 sha256 of its inputs, and imported into the node's containerd (namespace ``k8s.io``) by
 ``e2e/node.py``:
 
@@ -12,11 +12,15 @@ sha256 of its inputs, and imported into the node's containerd (namespace ``k8s.i
     libjemalloc2 (the operator's allocator), from the
     Debian mirror apt is configured with; one layer.
 ``localhost/modelversioning-operator:dev`` (``OPERATOR_IMAGE``)
-    the project's ``Dockerfile`` built by ``buildah bud`` (no daemon; chroot isolation, overlay
-    storage in a throw-away directory, ``MV_BUILDAH_STORAGE_DRIVER=vfs`` where overlay fails) with
-    ``--build-arg PYTHON_IMAGE=<the base image>``; pip inside the build reaches PyPI and is pinned
-    by ``constraints.txt``. The operator, the verify-artifact init container and the reference model
-    server all run this image.
+    the project's ``Dockerfile`` built by ``buildah bud`` (``e2e/buildah.py``: no daemon, chroot
+    isolation, storage in a throw-away directory) with ``--build-arg PYTHON_IMAGE=<the base image>``;
+    pip inside the build reaches PyPI and is pinned by ``constraints.txt``. The operator, the
+    verify-artifact init container and the reference model server all run this image.
+``localhost/modelversioning/mlserver:1.7.1`` (``MLSERVER_IMAGE``)
+    MLServer (Seldon's) with its scikit-learn runtime, from PyPI on the same base
+    (``e2e/mlserver.Containerfile``), pinned by ``e2e/mlserver-constraints.txt``: its scikit-learn is
+    the one of ``constraints.txt`` (the tests train the models they serve with it;
+    tests/test_mlserver_pins.py). A real runtime for the e2e tests and the benchmark.
 
     python e2e/images.py            # build what is missing, print "<ref> <archive>" per image
     python e2e/images.py --rebuild  # ignore the cache
@@ -51,6 +55,7 @@ BUILD_NODE_SCRIPT = E2E_DIR / "build-node.sh"
 PAUSE_IMAGE = "localhost/modelversioning/pause:1"
 BASE_IMAGE = "localhost/modelversioning/base:bookworm"
 OPERATOR_IMAGE = "localhost/modelversioning-operator:dev"
+MLSERVER_IMAGE = "localhost/modelversioning/mlserver:1.7.1"
 
 DEBIAN_SUITE = "bookworm"
 # libjemalloc2: the operator image's allocator (the Dockerfile installs it where the base lacks it)
@@ -58,9 +63,6 @@ BASE_PACKAGES = ("python3", "python3-venv", "python-is-python3", "ca-certificate
 # Bump when the recipe changes in a way the hashed inputs do not show.
 RECIPE_VERSION = "1"
 
-# What buildah writes on the host even with its own --root/--runroot (removed after a build when
-# they did not exist before).
-BUILDAH_HOST_PATHS = ("/etc/cni", "/etc/containers/networks", "/run/containers", "/var/lib/containers")
 # The Dockerfile's build context as its .dockerignore allow-lists it.
 OPERATOR_CONTEXT = (
     "Dockerfile",
@@ -70,6 +72,8 @@ OPERATOR_CONTEXT = (
     "constraints.txt",
     "operator",
 )
+# The MLServer image's build context (e2e/, only these files).
+MLSERVER_CONTEXT = ("mlserver.Containerfile", "mlserver-constraints.txt")
 
 
 class ImageBuildError(RuntimeError):
@@ -125,7 +129,7 @@ def _locked(name: str) -> Iterator[None]:
 
 @contextlib.contextmanager
 def no_image_build() -> Iterator[None]:
-    """While held, no operator image build runs on this machine (buildah writes BUILDAH_HOST_PATHS on
+    """While held, no buildah build runs on this machine (buildah writes buildah.BUILDAH_HOST_PATHS on
     the host while it builds; a test comparing the host before and after snapshots it meanwhile)."""
     with _locked("operator"):
         yield
@@ -295,7 +299,7 @@ class ImageBuilder:
         ensure_packages()
         pause = self.pause()
         base = self.base()
-        return [pause, base, self.operator(base)]
+        return [pause, base, self.operator(base), self.mlserver(base)]
 
     # ---- pause
     def pause(self) -> Image:
@@ -418,6 +422,8 @@ class ImageBuilder:
 
     # ---- operator (the project's Dockerfile)
     def operator(self, base: Image) -> Image:
+        from buildah import bud
+
         extras = os.environ.get("MV_IMAGE_EXTRAS", "s3")
         h = hashlib.sha256(f"operator {RECIPE_VERSION} {base.digest} {extras}\n".encode())
         _hash_files(h, REPO_ROOT, OPERATOR_CONTEXT)
@@ -425,125 +431,36 @@ class ImageBuilder:
         with _locked("operator"):
             if (img := self._cached("operator", key)) is not None:
                 return img
-            if shutil.which("buildah") is None:
-                raise ImageBuildError("buildah is missing (bash e2e/build-node.sh --packages installs it)")
             t0 = time.monotonic()
             self.log("buildah bud of the project's Dockerfile on the local base image (pip from PyPI)")
-            tmp = Path(tempfile.mkdtemp(prefix="mv-buildah-", dir=self.root))
-            buildah = [
-                "buildah",
-                "--root",
-                str(tmp / "root"),
-                "--runroot",
-                str(tmp / "runroot"),
-                "--storage-driver",
-                os.environ.get("MV_BUILDAH_STORAGE_DRIVER", "overlay"),
-            ]
-            env = dict(os.environ, BUILDAH_ISOLATION="chroot", TMPDIR=str(tmp))
-            host_paths = {p: os.path.lexists(p) for p in BUILDAH_HOST_PATHS}
-            try:
-                pulled = _run(
-                    [*buildah, "pull", "--quiet", f"oci-archive:{base.archive}"],
-                    "buildah pull of the base image",
-                    env=env,
-                    timeout=600,
-                ).stdout.split()[-1]
-                _run([*buildah, "tag", pulled, base.ref], "buildah tag", env=env)
-                log_path = self.root / "operator-build.log"
-                returncode = _run_logged(
-                    [
-                        *buildah,
-                        "bud",
-                        "--isolation",
-                        "chroot",
-                        "--network",
-                        "host",
-                        "--cni-config-dir",
-                        str(tmp / "cni"),
-                        "--pull-never",
-                        "--layers=false",
-                        *_host_trust_mounts(tmp),
-                        "--build-arg",
-                        f"PYTHON_IMAGE={base.ref}",
-                        "--build-arg",
-                        f"EXTRAS={extras}",
-                        "-f",
-                        str(REPO_ROOT / "Dockerfile"),
-                        "-t",
-                        OPERATOR_IMAGE,
-                        str(REPO_ROOT),
-                    ],
-                    log_path,
-                    env,
-                )
-                if returncode != 0:
-                    tail = "\n".join(log_path.read_text().strip().splitlines()[-40:])
-                    raise ImageBuildError(
-                        f"buildah bud of the Dockerfile failed (exit {returncode}); log {log_path}:\n{tail}"
-                    )
-                layout = tmp / "layout"
-                _run(
-                    [
-                        *buildah,
-                        "push",
-                        "--quiet",
-                        "--disable-compression",  # faster to write and to import; it never leaves the host
-                        OPERATOR_IMAGE,
-                        f"oci:{layout}:{OPERATOR_IMAGE}",
-                    ],
-                    "buildah push to an OCI layout",
-                    env=env,
-                    timeout=600,
-                )
-                archive = self.root / f"operator-{key[:16]}.tar"
-                digest = relabel_oci_layout(layout, OPERATOR_IMAGE, archive)
-            finally:
-                _unmount_under(tmp)
-                shutil.rmtree(tmp, ignore_errors=True)
-                for path, existed in host_paths.items():  # buildah's lock files and caches
-                    if not existed:
-                        shutil.rmtree(path, ignore_errors=True)
+            archive = self.root / f"operator-{key[:16]}.tar"
+            dockerfile = REPO_ROOT / "Dockerfile"
+            digest = bud(self.root, base, OPERATOR_IMAGE, dockerfile, REPO_ROOT, {"EXTRAS": extras}, archive)
             return self._store("operator", key, OPERATOR_IMAGE, archive, digest, time.monotonic() - t0)
 
+    # ---- MLServer (e2e/mlserver.Containerfile, pinned by e2e/mlserver-constraints.txt)
+    def mlserver(self, base: Image) -> Image:
+        from buildah import bud
 
-def _run_logged(cmd: list[str], log_path: Path, env: dict[str, str], timeout: float = 3600) -> int:
-    """Run ``cmd``, writing its output to ``log_path`` with the seconds since the start on each line."""
-    t0 = time.monotonic()
-    with (
-        log_path.open("w") as log,
-        subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env) as proc,
-    ):
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            log.write(f"[{time.monotonic() - t0:6.1f}s] {line}")
-            if time.monotonic() - t0 > timeout:
-                proc.kill()
-        return proc.wait()
-
-
-def _host_trust_mounts(tmp: Path) -> list[str]:
-    """Bind mounts (RUN steps only, never in a layer) that give pip in the build the host's view of
-    PyPI: the host's CA bundle (a TLS-inspecting egress proxy's CA, say) and its index settings."""
-    import ssl
-
-    cafile = (
-        os.environ.get("PIP_CERT")
-        or os.environ.get("SSL_CERT_FILE")
-        or ssl.get_default_verify_paths().cafile
-        or "/etc/ssl/certs/ca-certificates.crt"
-    )
-    lines = ["[global]"]
-    mounts: list[str] = []
-    if os.path.isfile(cafile):
-        mounts += ["--volume", f"{os.path.realpath(cafile)}:/etc/ssl/host-ca-bundle.crt:ro"]
-        lines.append("cert = /etc/ssl/host-ca-bundle.crt")
-    for env, key in (("PIP_INDEX_URL", "index-url"), ("PIP_EXTRA_INDEX_URL", "extra-index-url")):
-        if os.environ.get(env):
-            lines.append(f"{key} = {os.environ[env]}")
-    lines.append(f"timeout = {os.environ.get('PIP_DEFAULT_TIMEOUT', '120')}")
-    conf = tmp / "pip.conf"
-    conf.write_text("\n".join(lines) + "\n")
-    return [*mounts, "--volume", f"{conf}:/etc/pip.conf:ro"]
+        h = hashlib.sha256(f"mlserver {RECIPE_VERSION} {base.digest}\n".encode())
+        _hash_files(h, E2E_DIR, MLSERVER_CONTEXT)
+        key = h.hexdigest()
+        with _locked("mlserver"):
+            if (img := self._cached("mlserver", key)) is not None:
+                return img
+            t0 = time.monotonic()
+            # and the operator's lock: one buildah at a time on this machine, none during no_image_build()
+            with (
+                _locked("operator"),
+                tempfile.TemporaryDirectory(prefix="mv-mlserver-ctx-", dir=self.root) as ctx,
+            ):
+                self.log("buildah bud of e2e/mlserver.Containerfile on the local base image (pip from PyPI)")
+                archive = self.root / f"mlserver-{key[:16]}.tar"
+                for rel in MLSERVER_CONTEXT:
+                    shutil.copy2(E2E_DIR / rel, Path(ctx) / rel)
+                containerfile = E2E_DIR / "mlserver.Containerfile"
+                digest = bud(self.root, base, MLSERVER_IMAGE, containerfile, Path(ctx), {}, archive)
+            return self._store("mlserver", key, MLSERVER_IMAGE, archive, digest, time.monotonic() - t0)
 
 
 def _unmount_under(path: Path) -> None:
@@ -556,7 +473,7 @@ def _unmount_under(path: Path) -> None:
 
 
 def build_images(log: Callable[[str], None] | None = _default_log, rebuild: bool = False) -> list[Image]:
-    """Build (or take from the cache) the pause, base and operator images."""
+    """Build (or take from the cache) the pause, base, operator and MLServer images."""
     return ImageBuilder(log, rebuild).all()
 
 

@@ -1,8 +1,8 @@
 """Smoke run of the benchmarks: `bench/run.py --scale tiny` end to end on its own control plane, the
 opt-in peer section (Argo Rollouts and Flagger, bench/peer.py) at tiny scale, and the opt-in real-traffic
 sections on the session's data plane (its real node, Traefik and Prometheus): dataplane (bench/dataplane.py)
-with one run of each kind, and ttfa (bench/ttfa.py, time to first answer) with a 1 MiB artifact and a
-scale-up to 2 replicas.
+with one run of each kind, ttfa (bench/ttfa.py, time to first answer) with a 1 MiB artifact and a
+scale-up to 2 replicas, and oip (bench/oip.py: MLServer and the reference server) with 200 requests each.
 
 Only the shape of the results is checked (every section present, its numbers numeric); timings are
 the benchmark's business, not a test's. The peer smoke run (Argo Rollouts at its defaults and tuned,
@@ -183,3 +183,20 @@ def _check_ttfa(tt: dict[str, object] | None, stderr: str) -> None:
         assert _is_number(scale[side]["all_ready_s"]) and _is_number(scale[side]["all_answering_s"]), scale[
             side
         ]
+
+
+def test_bench_oip_once(dataplane) -> None:  # type: ignore[no-untyped-def]
+    """The oip section (bench/oip.py) with a few requests, through the function bench/run.py calls, on
+    the session's data plane: both runtimes answered correctly and every number is there."""
+    bench_dir = str(REPO / "bench")
+    if bench_dir not in sys.path:
+        sys.path.insert(0, bench_dir)
+    import oip  # bench/oip.py
+
+    out = oip.run(dataplane, 200, 50.0, print)  # 4 s per runtime at 50/s
+    for runtime in ("mlserver", "reference"):
+        sec = out[runtime]
+        assert _is_number(sec["apply_to_first_correct_s"]) and sec["apply_to_first_correct_s"] > 0, sec
+        lat = sec["latency"]
+        assert lat["n"] == 200 and lat["errors"] == 0, lat
+        assert _is_number(lat["p50_ms"]) and _is_number(lat["p99_ms"]) and _is_number(lat["achieved_rate"])

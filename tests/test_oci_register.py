@@ -114,7 +114,7 @@ def test_the_model_server_is_told_its_pinned_digest_is_an_oci_manifest(tmp_path)
     from modelversioning.modelserver import ModelLoadError, load_model
 
     spec = SimpleNamespace(
-        artifact=Artifact(uri=PINNED, sha256=HEX), model="fraud", version="2.3.8",
+        artifact=Artifact(uri=PINNED, sha256=HEX), model="fraud", version="2.3.8", signature=None,
         runtime=SimpleNamespace(image="srv:1", command=None, args=None, env=[], port=8080,
                                 health_path="/healthz", resources=None),
     )  # fmt: skip

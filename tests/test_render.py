@@ -1032,3 +1032,28 @@ def test_no_stale_golden_files() -> None:
     expected |= {"service-gatewayAPI-closed.yaml"}
     expected |= {"deployment-resolved-runtime.yaml"}  # test_runtime_resolution
     assert {p.name for p in GOLDEN_DIR.glob("*.yaml")} == expected
+
+
+def test_a_versions_signature_reaches_the_server_as_model_signature() -> None:
+    """spec.signature as MODEL_SIGNATURE (the reference server's OIP metadata); nothing without one,
+    and runtime.env cannot set it."""
+    from modelversioning.api.modelversion import EnvVar, Signature, TensorSpec
+    from modelversioning.modelserver.oip import parse_signature
+
+    spec, variant, version = minimal_deployment_inputs()
+    server = pod_spec(render_deployment(ENDPOINT, spec, variant, version, SERVING))["containers"][0]
+    assert "MODEL_SIGNATURE" not in {e["name"] for e in server["env"]}
+    sig = Signature(
+        inputs=[TensorSpec(name="features", dtype="float64", shape=[-1, 4])],
+        outputs=[TensorSpec(name="predict", dtype="int64", shape=[-1])],
+    )
+    runtime = version.runtime.model_copy(update={"env": [EnvVar(name="MODEL_SIGNATURE", value="{}")]})
+    signed = version.model_copy(update={"signature": sig, "runtime": runtime})
+    server = pod_spec(render_deployment(ENDPOINT, spec, variant, signed, SERVING))["containers"][0]
+    values = [e["value"] for e in server["env"] if e["name"] == "MODEL_SIGNATURE"]
+    assert len(values) == 1
+    parsed = parse_signature(values[0])
+    assert [(t.name, t.datatype, t.shape) for t in (*parsed.inputs, *parsed.outputs)] == [
+        ("features", "FP64", (-1, 4)),
+        ("predict", "INT64", (-1,)),
+    ]

@@ -195,6 +195,16 @@ AdminPort = Annotated[
         "opened.",
     ),
 ]
+Signature = Annotated[
+    str | None,
+    typer.Option(
+        "--signature",
+        envvar="MODEL_SIGNATURE",
+        help='The version\'s inputs and outputs as JSON ({"inputs": [{"name", "dtype", "shape"}], '
+        '"outputs": [...]}, spec.signature): the Open Inference Protocol\'s model metadata reports them and '
+        "inference requests are checked against them.",
+    ),
+]
 
 
 @app.command("model-server")
@@ -243,15 +253,18 @@ def model_server(
         help="After SIGTERM keep answering (health 503) this long, then exit.",
     ),
     access_log: bool = typer.Option(False, "--access-log", envvar="MODEL_SERVER_ACCESS_LOG"),
+    signature: Signature = None,
 ) -> None:
     """Run the reference model server (the model pods' server; see modelversioning.modelserver)."""
     from modelversioning.modelserver import Faults, Identity, ServerConfig, serve
     from modelversioning.modelserver.faults import admin_token
+    from modelversioning.modelserver.oip import parse_signature
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         faults = Faults(error_rate=error_rate, latency_ms=latency_ms, error_seed=error_seed)
         token = admin_token(os.environ) if admin_port is not None else None
+        parsed = parse_signature(signature) if signature else None
     except (ValueError, OSError) as e:
         raise typer.BadParameter(str(e)) from e
     config = ServerConfig(
@@ -271,6 +284,7 @@ def model_server(
         admin_token=token,
         access_log=access_log,
         drain_seconds=drain_seconds,
+        signature=parsed,
     )
     serve(config)
 

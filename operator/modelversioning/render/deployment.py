@@ -61,9 +61,12 @@ ENV_MODEL_PORT = "MODEL_PORT"  # runtime.port: the container port the Service an
 # verify-artifact init container checked the manifest and every layer); value OCI_MANIFEST
 ENV_MODEL_SHA256_OF = "MODEL_SHA256_OF"
 OCI_MANIFEST = "oci-manifest"
+# Only for a version with spec.signature: its JSON, for runtimes that report or check it (the reference
+# model server's Open Inference Protocol metadata and input checks)
+ENV_MODEL_SIGNATURE = "MODEL_SIGNATURE"
 RESERVED_ENV = frozenset(
     {ENV_MODEL_PATH, ENV_MODEL_NAME, ENV_MODEL_VERSION, ENV_MODEL_SHA256, ENV_MODEL_VARIANT, ENV_MODEL_PORT}
-    | {ENV_MODEL_SHA256_OF}
+    | {ENV_MODEL_SHA256_OF, ENV_MODEL_SIGNATURE}
 )
 
 
@@ -234,6 +237,11 @@ def _server_container(variant: Variant, version: ModelVersionSpec, serving: Serv
     ]
     if is_oci(version.artifact.uri):
         container["env"].append({"name": ENV_MODEL_SHA256_OF, "value": OCI_MANIFEST})
+    if version.signature is not None:
+        signature = json.dumps(
+            version.signature.model_dump(mode="json", by_alias=True), separators=(",", ":")
+        )
+        container["env"].append({"name": ENV_MODEL_SIGNATURE, "value": signature})
     container["env"] += [
         {"name": e.name, "value": e.value} for e in runtime.env if e.name not in RESERVED_ENV
     ]
