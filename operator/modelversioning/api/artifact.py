@@ -59,9 +59,10 @@ _OCI_SHA256 = cel(
 )
 
 
-# Signatures of oci:// artifacts will be OCI referrers (artifacts.signature.signature_location): not yet.
+# Signatures of oci:// artifacts are OCI referrers of the pinned manifest (artifacts.oci_signature).
 _OCI_NO_SIGNATURE_URI_MESSAGE = (
-    "an oci:// artifact has no signatureUri (its signatures will be OCI referrers, not supported yet)"
+    "an oci:// artifact has no signatureUri: its signatures are OCI referrers of its manifest (the "
+    "referrers API or the sha256-<digest> tag schema; `kubectl models register --sign-key` pushes them)"
 )
 _OCI_NO_SIGNATURE_URI = cel(
     "!self.uri.startsWith('oci://') || !has(self.signatureUri)", _OCI_NO_SIGNATURE_URI_MESSAGE
