@@ -270,6 +270,9 @@ class Registry:
                 too_large = f"{what} is larger than {limit} bytes"
                 body = await _read_capped(resp, limit, lambda: too_large)
                 return body, resp.headers.get("Content-Type", "").split(";", 1)[0].strip()
+            except BaseException:
+                resp.close()  # the rest is dropped, never read
+                raise
             finally:
                 resp.release()
 
