@@ -208,7 +208,9 @@ def test_admission_refuses_a_signature_uri_on_an_oci_artifact() -> None:
 
     pinned = "oci://registry.example.com/models/fraud:2.4.1@sha256:" + "ab" * 32
     with pytest.raises(ValidationError, match="its signatures are OCI referrers of its manifest"):
-        Artifact.model_validate({"uri": pinned, "sha256": "ab" * 32, "signatureUri": "https://s.example.com/f"})
+        Artifact.model_validate(
+            {"uri": pinned, "sha256": "ab" * 32, "signatureUri": "https://s.example.com/f"}
+        )
     assert signature_location(pinned, "https://sigs.example.com/fraud.sig") is None  # never beside
 
 
@@ -337,3 +339,90 @@ def _env(name: str, value: str) -> Iterator[None]:
             os.environ.pop(name, None)
         else:
             os.environ[name] = old
+
+
+# ---- the reconciler: the outcome in status, an Event, no slot; describe and lineage say who signed --------
+def reconcile(uri: str, p: Pushed, *, stage: str = "candidate", required_from: str = "candidate") -> tuple:
+    import test_modelversion_reconciler as harness
+    import test_signed_versions as signed
+    from modelversioning.handlers.modelversion import ModelVersionReconciler, make_verifier
+    from modelversioning.handlers.store import Store
+
+    store = Store()
+    kube = signed.Kube(store, {(harness.NS, "release-key"): {"key.pub": RELEASE.public_pem}})
+    r = ModelVersionReconciler(
+        kube,  # type: ignore[arg-type]
+        store,
+        harness.Settings(),
+        make_verifier(POLICY, in_process=True),
+        enqueue_endpoints=lambda ns, m: None,
+        requeue=lambda ns, n: None,
+    )
+    trust = {
+        "requiredFrom": required_from,
+        "keys": [{"name": "release", "publicKeyRef": {"name": "release-key", "key": "key.pub"}}],
+    }
+    md = {"namespace": harness.NS, "name": "m", "resourceVersion": "1", "uid": "mu", "generation": 1}
+    store.upsert("Model", {"metadata": md, "spec": {"trust": trust}})
+    body = harness.mv(stage)
+    body["spec"]["artifact"] = {"uri": uri, "sha256": p.hex}
+    store.upsert("ModelVersion", body)
+    return signed.settle(r), kube, body
+
+
+def open_model(registry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[str, Pushed]:
+    """A model on the registry without authentication (the reconciler's fake cluster has no Secrets)."""
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path))  # no docker login
+    _, push = registry
+    repo = f"models/r{next(_N)}"
+    p = push_oras(push.url, repo, FILES, tag="1.0.0")
+    return f"oci://{push.netloc}/{repo}:1.0.0@{p.digest}", p
+
+
+def test_an_unsigned_oci_version_where_a_signature_is_required_is_refused(registry, tmp_path, monkeypatch):
+    from modelversioning.domain import conditions as cond
+    from modelversioning.domain.endpoint_plan import NO_SLOT_REASONS
+    from modelversioning.handlers.trust import init_trust_json
+
+    uri, p = open_model(registry, tmp_path, monkeypatch)
+    st, kube, _ = reconcile(uri, p)
+    verified = cond.get(st["conditions"], "ArtifactVerified")
+    assert (verified["status"], verified["reason"]) == ("False", R.SIGNATURE_MISSING), verified
+    assert "lists no model-signing referrer" in verified["message"]
+    assert ("event", ("Warning", R.SIGNATURE_MISSING)) in kube.calls
+    assert R.SIGNATURE_MISSING in NO_SLOT_REASONS  # no Deployment for it: traffic stays where it was
+    assert st["artifact"]["layout"] == "oras" and init_trust_json(st, None) is None
+
+
+@pytest.mark.parametrize("who", ["release", "stranger"])
+def test_a_signed_oci_version_is_verified_with_its_signer_and_describe_and_lineage_show_it(
+    registry, tmp_path, monkeypatch, who
+):
+    from modelversioning.cli.models import render, views
+    from modelversioning.cli.models.registry_views import lineage_view
+    from modelversioning.cli.models.render_registry import lineage_renderable
+    from modelversioning.domain import conditions as cond
+    from modelversioning.handlers.trust import init_trust_json
+
+    uri, p = open_model(registry, tmp_path, monkeypatch)
+    register_signed(uri, RELEASE if who == "release" else key_signer(), tmp_path)
+    st, _, body = reconcile(uri, p)
+    verified = cond.get(st["conditions"], "ArtifactVerified")
+    sig = st["artifact"]["signature"]
+    if who == "stranger":
+        assert (verified["status"], verified["reason"]) == ("False", R.SIGNER_NOT_TRUSTED), verified
+        assert "acceptedBy" not in sig and init_trust_json(st, None) is None
+        return
+    assert (verified["status"], sig["outcome"], sig["method"], sig["acceptedBy"]) == (
+        "True", R.SIGNED, "key", "Model m"
+    )  # fmt: skip
+    assert sig["uri"].startswith(f"oci://{registry[1].netloc}/") and "@sha256:" in sig["uri"]
+    anchors = json.loads(init_trust_json(st, None) or "{}")["entries"]
+    assert [a["pem"] for a in anchors] == [RELEASE.public_pem]  # the pod checks against the same key
+    mv = body | {"status": st}
+    v = views.describe_view(mv)
+    assert v["verification"]["signature"]["location"] == sig["uri"]  # the referrer
+    described = " ".join(render.to_text(render.describe_renderable(v)).split())
+    assert f"Signature: key {sig['signer']}; accepted by Model m" in described, described
+    lineage = " ".join(render.to_text(lineage_renderable(lineage_view(mv, [], None))).split())
+    assert f"Signed key {sig['signer']}; accepted by Model m" in lineage, lineage

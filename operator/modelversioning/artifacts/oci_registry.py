@@ -239,10 +239,11 @@ class Registry:
         return token
 
     # ---- the API ---------------------------------------------------------------------------------
-    def manifest(self, reference: str, limit: int = MAX_MANIFEST_BYTES) -> tuple[bytes, str]:
+    def manifest(self, reference: str, limit: int | None = None) -> tuple[bytes, str]:
         """(body, Content-Type) of the manifest ``reference`` (a digest or a tag), at most ``limit``
-        bytes (else LimitExceeded)."""
-        return self._small(f"manifests/{reference}", ", ".join(MANIFEST_TYPES), limit, "the manifest")
+        bytes (default ``MAX_MANIFEST_BYTES``; else LimitExceeded)."""
+        cap = MAX_MANIFEST_BYTES if limit is None else limit
+        return self._small(f"manifests/{reference}", ", ".join(MANIFEST_TYPES), cap, "the manifest")
 
     def referrers(self, digest: str, artifact_type: str, limit: int) -> bytes | None:
         """The referrers API's image index of ``digest`` (at most ``limit`` bytes, else LimitExceeded),
