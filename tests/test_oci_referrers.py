@@ -280,6 +280,12 @@ class Hostile:
             return answer(h, 200, json.dumps({"manifests": [d]}).encode(), {"Content-Type": refs.OCI_INDEX})
         if "/manifests/" in path and self.behaviour == "huge-bundle":
             return answer(h, 200, self.huge_bundle_manifest(), {"Content-Type": refs.OCI_MANIFEST})
+        if "/referrers/" in path and self.behaviour == "other-manifest":  # lists one, serves another
+            d = refs.describe(refs.OCI_MANIFEST, b"{}").to_dict() | {"artifactType": refs.BUNDLE_TYPE}
+            return answer(h, 200, json.dumps({"manifests": [d]}).encode(), {"Content-Type": refs.OCI_INDEX})
+        if "/manifests/" in path and self.behaviour == "other-manifest":
+            body = refs.signature_manifest(b"{}", SUBJECT, NOW)
+            return answer(h, 200, body, {"Content-Type": refs.OCI_MANIFEST})
         answer(h, 404, b'{"errors": [{"code": "MANIFEST_UNKNOWN"}]}')
 
     @staticmethod
@@ -289,7 +295,7 @@ class Hostile:
         return json.dumps(doc).encode()
 
 
-@pytest.mark.parametrize("behaviour", ["endless", "many", "huge-bundle"])
+@pytest.mark.parametrize("behaviour", ["endless", "many", "huge-bundle", "other-manifest"])
 def test_a_hostile_registry_cannot_make_us_read_without_bound(behaviour: str) -> None:
     hostile = Hostile(behaviour)
     try:
@@ -308,5 +314,7 @@ def test_a_hostile_registry_cannot_make_us_read_without_bound(behaviour: str) ->
         assert hostile.sent < 16 * 1024 * 1024 and took < 15, (hostile.sent, took)
     elif behaviour == "many":  # a thousand listed: a few looked at, none there
         assert sig.outcome == R.SIGNATURE_INVALID and len(manifests) == refs.MAX_CANDIDATES, hostile.asked
-    else:  # a bundle declared 100 MiB: never asked for
+    elif behaviour == "huge-bundle":  # a bundle declared 100 MiB: never asked for
         assert sig.outcome == R.SIGNATURE_INVALID and "declared" in sig.message and not blobs, sig
+    else:  # a signature manifest that is not the one listed: its bundle never asked for
+        assert sig.outcome == R.SIGNATURE_INVALID and "does not hash to" in sig.message and not blobs, sig
