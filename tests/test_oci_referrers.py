@@ -187,8 +187,9 @@ class ReferrersApi:
     """The real registry behind a proxy that has the referrers API: a manifest PUT with a subject is
     answered with OCI-Subject and indexed; GET /v2/<repo>/referrers/<digest> lists what was indexed."""
 
-    def __init__(self, backend: RegistryServer) -> None:
+    def __init__(self, backend: RegistryServer, subject_header: bool) -> None:
         self.backend, self.indexed, self.seen = backend, {}, []  # type: ignore[var-annotated]
+        self.subject_header = subject_header  # False: the pusher must ask the API whether it is there
         self.server = Server(self.handle)
 
     def handle(self, h: Any, method: str, path: str, headers: dict[str, str], body: bytes) -> None:
@@ -220,16 +221,20 @@ class ReferrersApi:
                     "artifactType": doc.get("artifactType"), "annotations": doc.get("annotations", {})
                 }  # fmt: skip
                 self.indexed.setdefault(doc["subject"]["digest"], []).append(entry)
-                out["OCI-Subject"] = doc["subject"]["digest"]
+                if self.subject_header:
+                    out["OCI-Subject"] = doc["subject"]["digest"]
         answer(h, status, data if method != "HEAD" else b"", out)
 
 
-def test_a_registry_with_the_referrers_api_gets_no_tag_and_is_read_through_it(backend) -> None:
-    api = ReferrersApi(backend)
+@pytest.mark.parametrize("subject_header", [True, False])
+def test_a_registry_with_the_referrers_api_gets_no_tag_and_is_read_through_it(
+    backend, subject_header
+) -> None:
+    api = ReferrersApi(backend, subject_header)
     try:
         files = {"model.onnx": b"m" * 3000}
-        p = push_oras(backend.url, "api/model", files, tag="1.0.0")
-        uri = f"oci://{api.server.netloc}/api/model@{p.digest}"
+        p = push_oras(backend.url, f"api/model{int(subject_header)}", files, tag="1.0.0")
+        uri = f"oci://{api.server.netloc}/api/model{int(subject_header)}@{p.digest}"
         signer = key_signer()
         d = digest_of_files(files)
         bundle = sign_digests(
@@ -237,13 +242,13 @@ def test_a_registry_with_the_referrers_api_gets_no_tag_and_is_read_through_it(ba
         )
         stored = store_signature(uri, bundle, POLICY)
         assert stored.via == "referrers API" and stored.location.startswith(
-            f"oci://{api.server.netloc}/api/model@"
+            f"oci://{api.server.netloc}/api/model{int(subject_header)}@"
         )
         assert not [s for s in api.seen if "sha256-" in s[1]]  # no tag schema index read or pushed
         entry = TrustEntry("Model m: keys/k", "Model m", "key", signer.public_pem)
         sig = read(uri, d, entry)
         assert (sig.outcome, sig.uri) == (R.SIGNED, stored.location), sig
-        assert ("GET", f"/v2/api/model/referrers/{p.digest}") in api.seen
+        assert ("GET", f"/v2/api/model{int(subject_header)}/referrers/{p.digest}") in api.seen
         assert not [s for s in api.seen if "sha256-" in s[1]]  # found through the API
     finally:
         api.server.stop()
@@ -280,6 +285,10 @@ class Hostile:
             return answer(h, 200, json.dumps({"manifests": [d]}).encode(), {"Content-Type": refs.OCI_INDEX})
         if "/manifests/" in path and self.behaviour == "huge-bundle":
             return answer(h, 200, self.huge_bundle_manifest(), {"Content-Type": refs.OCI_MANIFEST})
+        if "/referrers/" in path and self.behaviour == "huge-manifest":  # a signature manifest of 10 MiB
+            d = {"mediaType": refs.OCI_MANIFEST, "digest": "sha256:" + "cd" * 32, "size": 10 << 20,
+                 "artifactType": refs.BUNDLE_TYPE}  # fmt: skip
+            return answer(h, 200, json.dumps({"manifests": [d]}).encode(), {"Content-Type": refs.OCI_INDEX})
         if "/referrers/" in path and self.behaviour == "other-manifest":  # lists one, serves another
             d = refs.describe(refs.OCI_MANIFEST, b"{}").to_dict() | {"artifactType": refs.BUNDLE_TYPE}
             return answer(h, 200, json.dumps({"manifests": [d]}).encode(), {"Content-Type": refs.OCI_INDEX})
@@ -295,7 +304,7 @@ class Hostile:
         return json.dumps(doc).encode()
 
 
-@pytest.mark.parametrize("behaviour", ["endless", "many", "huge-bundle", "other-manifest"])
+@pytest.mark.parametrize("behaviour", ["endless", "many", "huge-bundle", "huge-manifest", "other-manifest"])
 def test_a_hostile_registry_cannot_make_us_read_without_bound(behaviour: str) -> None:
     hostile = Hostile(behaviour)
     try:
@@ -316,5 +325,7 @@ def test_a_hostile_registry_cannot_make_us_read_without_bound(behaviour: str) ->
         assert sig.outcome == R.SIGNATURE_INVALID and len(manifests) == refs.MAX_CANDIDATES, hostile.asked
     elif behaviour == "huge-bundle":  # a bundle declared 100 MiB: never asked for
         assert sig.outcome == R.SIGNATURE_INVALID and "declared" in sig.message and not blobs, sig
+    elif behaviour == "huge-manifest":  # a signature manifest declared 10 MiB: never asked for
+        assert sig.outcome == R.SIGNATURE_INVALID and "declared" in sig.message and not manifests, sig
     else:  # a signature manifest that is not the one listed: its bundle never asked for
         assert sig.outcome == R.SIGNATURE_INVALID and "does not hash to" in sig.message and not blobs, sig
