@@ -265,6 +265,23 @@ def test_a_tampered_bundle_is_signature_invalid(registry, docker_login, tmp_path
     assert sig.outcome == R.SIGNATURE_INVALID and "tampered" in sig.message, sig
 
 
+def test_without_an_accepted_signature_the_most_telling_failure_is_reported(registry, docker_login, tmp_path):
+    """A stranger's, then the trusted key's over other files, then another stranger's: the valid trusted
+    signature over other files is what is said, whatever the order."""
+    from modelversioning.artifacts import compute_digest
+
+    uri, p = push_model(registry)
+    other_uri, _ = push_model(registry, {"model.onnx": b"y" * 5000, "config.json": b"{}"})
+    other = compute_digest(other_uri, policy=POLICY, secret_data=secret(registry))
+    register_signed(uri, key_signer(), tmp_path)
+    attach(registry, uri, sign_digests(other.entries, kind="directory", model_name="m",
+                                       private_key_pem=pem_private(RELEASE.key)))  # fmt: skip
+    register_signed(uri, key_signer(), tmp_path)
+    assert len(index_of(registry, uri, p)["manifests"]) == 3
+    sig = operator_check(registry, uri, p)
+    assert sig.outcome == R.SIGNATURE_DIGEST_MISMATCH, sig
+
+
 @pytest.mark.parametrize("how", ["flipped", "truncated"])
 def test_a_bundle_changed_in_the_registry_is_signature_invalid(registry, docker_login, tmp_path, how) -> None:
     uri, p = push_model(registry)
