@@ -107,8 +107,8 @@ class Artifact(ApiModel):
         default=None,
         max_length=2048,
         description="Where its OpenSSF Model Signing signature is (default: beside the artifact, <file>.sig "
-        "or <directory>.sig; oci:// has no default location); read with the artifact's credentials and "
-        "URI policy.",
+        "or <directory>.sig; not for oci://, whose signatures are OCI referrers of its manifest); read with "
+        "the artifact's credentials and URI policy.",
         json_schema_extra=validations(NO_USERINFO, _NO_SIGNED_QUERY),
     )
 
