@@ -111,6 +111,43 @@ def deployments_of(o: Objects, version: str) -> list[str]:
     return [d.metadata.name for d in found.items]
 
 
+def pods_now(o: Objects) -> list[tuple[str, str, bool, int]]:
+    """(name, created, ready, restarts) of the namespace's pods: what served while requests were sent."""
+    out = []
+    for p in o.core.list_namespaced_pod(o.ns).items:
+        ready = any(c.type == "Ready" and c.status == "True" for c in p.status.conditions or [])
+        restarts = sum(c.restart_count for c in p.status.container_statuses or [])
+        out.append((p.metadata.name, p.metadata.creation_timestamp.isoformat(), ready, restarts))
+    return out
+
+
+def thousand(dp, o: Objects, when: str) -> Counter[tuple[int, str | None]]:  # type: ignore[no-untyped-def]
+    """1,000 requests through Traefik: (status, x-model-version) counted; what served them if any failed."""
+    before = pods_now(o)
+    rs = predict(dp, 1000)
+    seen = Counter((r.status, r.headers.get("x-model-version")) for r in rs)
+    print(f"1,000 requests {when}: {dict(seen)}")
+    bad = [i for i, r in enumerate(rs) if r.status != 200]
+    if bad:
+        status = json.dumps(o.mep(MODEL).get("status"))[:2000]
+        print(
+            f"non-200 at requests {bad[0]}..{bad[-1]} ({len(bad)}); pods before {before}, after {pods_now(o)}"
+        )
+        print(f"deployments {deployments_of(o, '1.0.0')}; endpoint status {status}")
+        failed = [e for e in dp.gw.access_log(dp.host) if e.get("DownstreamStatus") != 200]
+        print(f"traefik: {len(failed)} failed, first {failed[:2]}\nlast {failed[-1:]}\n{dp.gw.logs(30)}")
+        print(f"route {json.dumps(o.httproute(MODEL).get('spec'))}")
+        print(f"body of a failure: {rs[bad[0]].body[:300]!r}")
+        events = o.core.list_namespaced_event(o.ns).items
+        print(
+            "events: "
+            + "; ".join(f"{e.involved_object.name} {e.reason}: {e.message}" for e in events)[-3000:]
+        )
+        kubelet = [ln for ln in dp.node.logs("kubelet", 400).splitlines() if o.ns in ln]
+        print("kubelet: " + "\n".join(kubelet[-25:]))
+    return seen
+
+
 def init_log(o: Objects, version: str) -> dict[str, Any]:
     """The verify-artifact init container's JSON report of a Ready pod of ``version``."""
     pods = o.core.list_namespaced_pod(o.ns, label_selector=f"{GROUP}/version={version}").items
@@ -139,12 +176,9 @@ def refused_and_never_answers(dp, o: Objects, version: str, reason: str) -> None
         )
 
     wait_for(variant_refused, 120, f"the endpoint has seen {version} and says why it does not serve it")
-    rs = predict(dp, 1000)
-    seen = Counter((r.status, r.headers.get("x-model-version")) for r in rs)
+    seen = thousand(dp, o, f"while the endpoint asks for {version}")
     variant = o.mep(MODEL)["status"]["variants"][0]
-    print(
-        f"1,000 requests while the endpoint asks for {version}: {dict(seen)}; variant {variant.get('reason')}"
-    )
+    print(f"variant {variant.get('reason')}")
     assert seen == Counter({(200, "1.0.0"): 1000}), seen
     assert deployments_of(o, version) == [], deployments_of(o, version)
     assert any(e.reason == reason for e in o.events(name)), [e.reason for e in o.events(name)]
@@ -165,6 +199,8 @@ def test_signed_oci_versions_under_a_trust_policy(dp, objs, registry, tmp_path):
     objs.create(endpoint(dp, MODEL, MODEL, [{"name": "main", "version": "1.0.0", "weight": 100}]))
     wait_for(lambda: cond_is(objs.mep(MODEL), "Ready", "True"), 300, "1.0.0 Ready on real pods")
     wait_for(lambda: live_on(dp, {"1.0.0": 1}), 60, "1.0.0 answers through Traefik")
+    baseline = thousand(dp, objs, "to the signed version")
+    assert baseline == Counter({(200, "1.0.0"): 1000}), baseline
     report = init_log(objs, "1.0.0")  # the pod read the referrer and checked it again
     assert (report["reason"], report["signature"]["outcome"]) == ("Verified", "Signed"), report
 
