@@ -65,7 +65,10 @@ def register(reg: tuple[Any, Any], o: Objects, tmp_path: Path, version: str, sig
     tag (signed with --sign-key: the bundle is pushed as a referrer, with your docker login), created with
     the registry Secret, the reference model server as runtime and stage production."""
     pull, push = reg
-    data = f"{MODEL} {version} weights {os.urandom(4).hex()}\n".encode()
+    # 64 KiB, not a few bytes: register records sizeBytes, and the model volume's emptyDir sizeLimit is
+    # sizeBytes + 20 %, which the kubelet compares with disk usage in blocks (a 33-byte model's pod is
+    # evicted: 'Usage of EmptyDir volume "model" exceeds the limit "40"'; render.deployment, reported)
+    data = f"{MODEL} {version} weights {os.urandom(4).hex()}\n".encode().ljust(64 * 1024, b"#")
     pushed = push_oras(push.url, f"{o.ns}/{MODEL}", {"model.bin": data}, tag=version)
     login = tmp_path / f"docker-{version}"
     login.mkdir()
