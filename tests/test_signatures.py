@@ -231,7 +231,7 @@ def test_the_location_is_beside_the_artifact_and_none_where_there_is_no_beside()
     assert signature_location("https://h/m/model.onnx") == "https://h/m/model.onnx.sig"
     assert signature_location("https://h/m/model.onnx?x=1") is None  # say where: signatureUri
     assert signature_location("s3://bucket/") is None
-    assert signature_location("oci://r/m@sha256:" + "a" * 64) is None  # OCI referrers: not yet
+    assert signature_location("oci://r/m@sha256:" + "a" * 64) is None  # OCI referrers
     assert signature_location("s3://b/m/", "s3://b/sigs/m.sig") == "s3://b/sigs/m.sig"
 
 

@@ -59,9 +59,10 @@ _OCI_SHA256 = cel(
 )
 
 
-# Signatures of oci:// artifacts will be OCI referrers (artifacts.signature.signature_location): not yet.
+# Signatures of oci:// artifacts are OCI referrers of the pinned manifest (artifacts.oci_signature).
 _OCI_NO_SIGNATURE_URI_MESSAGE = (
-    "an oci:// artifact has no signatureUri (its signatures will be OCI referrers, not supported yet)"
+    "an oci:// artifact has no signatureUri: its signatures are OCI referrers of its manifest (the "
+    "referrers API or the sha256-<digest> tag schema; `kubectl models register --sign-key` pushes them)"
 )
 _OCI_NO_SIGNATURE_URI = cel(
     "!self.uri.startsWith('oci://') || !has(self.signatureUri)", _OCI_NO_SIGNATURE_URI_MESSAGE
@@ -106,8 +107,8 @@ class Artifact(ApiModel):
         default=None,
         max_length=2048,
         description="Where its OpenSSF Model Signing signature is (default: beside the artifact, <file>.sig "
-        "or <directory>.sig; oci:// has no default location); read with the artifact's credentials and "
-        "URI policy.",
+        "or <directory>.sig; not for oci://, whose signatures are OCI referrers of its manifest); read with "
+        "the artifact's credentials and URI policy.",
         json_schema_extra=validations(NO_USERINFO, _NO_SIGNED_QUERY),
     )
 

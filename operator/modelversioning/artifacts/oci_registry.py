@@ -25,10 +25,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import threading
 import time
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator, Mapping
 from typing import Any, TypeVar
 
 import aiohttp
@@ -57,6 +58,7 @@ MANIFEST_TYPES = (
     "application/vnd.oci.image.index.v1+json",
     "application/vnd.docker.distribution.manifest.list.v2+json",
 )
+INDEX_TYPE = "application/vnd.oci.image.index.v1+json"
 ReadChunk = Callable[[int], bytes]
 
 
@@ -123,48 +125,65 @@ class Registry:
         return ArtifactError(reason, f"{self.shown}: {reason.value}: {detail}", transient=transient)
 
     # ---- requests --------------------------------------------------------------------------------
-    async def _get(self, url: yarl.URL, headers: dict[str, str]) -> aiohttp.ClientResponse:
-        """GET ``url``, following redirects here; ``Authorization`` only for the registry's origin."""
+    async def _get(
+        self, url: yarl.URL, headers: dict[str, str], method: str = "GET", data: bytes | None = None
+    ) -> aiohttp.ClientResponse:
+        """``method`` ``url``, following a GET's redirects here; ``Authorization`` only for the registry's
+        origin (a push is never redirected: its answer is returned as it is)."""
         assert self._session is not None
         for _ in range(MAX_REDIRECTS + 1):
             sent = dict(headers, **{"Accept-Encoding": "identity"})
             if self.authorization and url.origin() == self.origin.origin():
                 sent["Authorization"] = self.authorization
-            resp = await self._session.get(url, headers=sent, allow_redirects=False)
+            resp = await self._session.request(method, url, headers=sent, data=data, allow_redirects=False)
             location = resp.headers.get("Location")
-            if resp.status not in REDIRECTS or not location:
+            if method != "GET" or resp.status not in REDIRECTS or not location:
                 return resp
             resp.release()
             url = url.join(yarl.URL(location, encoded=True))
         raise self._fail(Reason.FETCH_FAILED, f"more than {MAX_REDIRECTS} redirects", transient=False)
 
-    async def _open(self, path: str, accept: str | None = None) -> aiohttp.ClientResponse:
-        """GET ``/v2/<repo>/<path>`` with authentication; a 2xx response (open), else an ArtifactError."""
-        url = self.origin.with_path(f"/v2/{self.ref.repository}/{path}", encoded=False)
-        headers = {"Accept": accept} if accept else {}
-        resp = await self._get(url, headers)
+    async def _open(
+        self,
+        path: str,
+        accept: str | None = None,
+        *,
+        query: dict[str, str] | None = None,
+        method: str = "GET",
+        data: bytes | None = None,
+        headers: dict[str, str] | None = None,
+        url: yarl.URL | None = None,
+    ) -> aiohttp.ClientResponse:
+        """``method`` ``/v2/<repo>/<path>`` (or ``url``, of the registry) with authentication; a 2xx
+        response (open), else an ArtifactError."""
+        if url is None:
+            url = self.origin.with_path(f"/v2/{self.ref.repository}/{path}", encoded=False)
+            url = url.with_query(query) if query else url
+        sent = dict(headers or {}, **({"Accept": accept} if accept else {}))
+        resp = await self._get(url, sent, method, data)
         if resp.status == 401 and self._may_authenticate():
             challenge = parse_challenge(resp.headers.get("WWW-Authenticate", ""))
             resp.release()
             await self._authenticate(challenge)
-            resp = await self._get(url, headers)
+            resp = await self._get(url, sent, method, data)
         if 200 <= resp.status < 300:
             return resp
         status, text = resp.status, await _small_text(resp)
         resp.release()
-        raise self._status_error(status, path, text)
+        raise self._status_error(status, path, text, method)
 
     def _may_authenticate(self) -> bool:
         return self.authorization is None or self.authorization.startswith("Bearer ")
 
-    def _status_error(self, status: int, path: str, text: str) -> ArtifactError:
-        what = "manifest" if path.startswith("manifests/") else "blob"
-        detail = f"the registry answered HTTP {status} for the {what} {path.split('/', 1)[1]}"
+    def _status_error(self, status: int, path: str, text: str, method: str = "GET") -> ArtifactError:
+        what = {"manifests": "manifest", "referrers": "referrers of"}.get(path.split("/", 1)[0], "blob")
+        detail = f"the registry answered HTTP {status} for the {what} {path.split('/', 1)[-1]}"
         if text:
             detail += f" ({text})"
         if status in (401, 403):
             who = "with the credentials of artifact.secretRef" if self.credential else "anonymously"
-            return self._fail(Reason.ACCESS_DENIED, f"{detail}; it refused the pull {who}")
+            action = "pull" if method == "GET" else "push"
+            return self._fail(Reason.ACCESS_DENIED, f"{detail}; it refused the {action} {who}")
         if status in (404, 410):
             return self._fail(Reason.NOT_FOUND, f"{detail}; it may not have been pushed yet", transient=True)
         return self._fail(Reason.FETCH_FAILED, detail, transient=True)
@@ -220,16 +239,41 @@ class Registry:
         return token
 
     # ---- the API ---------------------------------------------------------------------------------
-    def manifest(self, reference: str) -> tuple[bytes, str]:
-        """(body, Content-Type) of the manifest ``reference`` (a digest or a tag), at most
-        ``MAX_MANIFEST_BYTES`` (else LimitExceeded)."""
+    def manifest(self, reference: str, limit: int | None = None) -> tuple[bytes, str]:
+        """(body, Content-Type) of the manifest ``reference`` (a digest or a tag), at most ``limit``
+        bytes (default ``MAX_MANIFEST_BYTES``; else LimitExceeded)."""
+        cap = MAX_MANIFEST_BYTES if limit is None else limit
+        return self._small(f"manifests/{reference}", ", ".join(MANIFEST_TYPES), cap, "the manifest")
 
+    def referrers(self, digest: str, artifact_type: str, limit: int) -> bytes | None:
+        """The referrers API's image index of ``digest`` (at most ``limit`` bytes, else LimitExceeded),
+        or None: the registry has no referrers API (it answers 404, as distribution 2.8 does)."""
+        try:
+            body, _ = self._small(
+                f"referrers/{digest}",
+                INDEX_TYPE,
+                limit,
+                "the referrers index",
+                {"artifactType": artifact_type},
+            )
+        except ArtifactError as e:
+            if e.reason is Reason.NOT_FOUND:
+                return None
+            raise
+        return body
+
+    def _small(
+        self, path: str, accept: str, limit: int, what: str, query: dict[str, str] | None = None
+    ) -> tuple[bytes, str]:
         async def get() -> tuple[bytes, str]:
-            resp = await self._open(f"manifests/{reference}", ", ".join(MANIFEST_TYPES))
+            resp = await self._open(path, accept, query=query)
             try:
-                too_large = f"the manifest is larger than {MAX_MANIFEST_BYTES} bytes"
-                body = await _read_capped(resp, MAX_MANIFEST_BYTES, lambda: too_large)
+                too_large = f"{what} is larger than {limit} bytes"
+                body = await _read_capped(resp, limit, lambda: too_large)
                 return body, resp.headers.get("Content-Type", "").split(";", 1)[0].strip()
+            except BaseException:
+                resp.close()  # the rest is dropped, never read
+                raise
             finally:
                 resp.release()
 
@@ -239,6 +283,45 @@ class Registry:
             if e.reason is Reason.LIMIT_EXCEEDED and not e.message.startswith(self.shown):
                 raise limit_exceeded(self.shown, e.message) from None
             raise
+
+    def small_blob(self, digest: str, limit: int) -> bytes:
+        """The blob ``digest``, at most ``limit`` bytes (else LimitExceeded); not checked here."""
+        return self._small(f"blobs/{digest}", "application/octet-stream", limit, f"the blob {digest}")[0]
+
+    # ---- pushing (kubectl models register --sign-key: a signature as a referrer) --------------------------
+    def push_blob(self, data: bytes) -> str:
+        """Upload ``data`` (monolithic: POST an upload, PUT its bytes); its digest."""
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+
+        async def push() -> None:
+            resp = await self._open("blobs/uploads/", method="POST", data=b"")
+            location = resp.headers.get("Location", "")
+            resp.release()
+            if not location:
+                raise self._fail(Reason.FETCH_FAILED, "the registry gave no upload location", transient=True)
+            url = self.origin.join(yarl.URL(location, encoded=True))
+            if url.origin() != self.origin.origin():
+                raise self._fail(Reason.URI_REFUSED, "the registry's upload location is another origin")
+            sep = "&" if url.raw_query_string else "?"
+            url = yarl.URL(f"{url}{sep}digest={digest.replace(':', '%3A')}", encoded=True)
+            headers = {"Content-Type": "application/octet-stream"}
+            done = await self._open("blobs/uploads/", method="PUT", data=data, headers=headers, url=url)
+            done.release()
+
+        self._run(push())
+        return digest
+
+    def put_manifest(self, reference: str, body: bytes, media_type: str) -> Mapping[str, str]:
+        """PUT the manifest ``body`` under ``reference`` (a tag or its digest); the answer's headers."""
+
+        async def put() -> Mapping[str, str]:
+            headers = {"Content-Type": media_type}
+            resp = await self._open(f"manifests/{reference}", method="PUT", data=body, headers=headers)
+            found = dict(resp.headers)
+            resp.release()
+            return found
+
+        return self._run(put())
 
     @contextlib.contextmanager
     def blob(self, digest: str) -> Iterator[ReadChunk]:

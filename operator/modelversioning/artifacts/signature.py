@@ -14,8 +14,8 @@ beside the artifact: ``<file>.sig`` for a file, ``<directory>.sig`` for a direct
 credentials under the same URI policy. Beside, not inside, so that signing never changes the directory's
 digest; a signature inside the directory (a Hugging Face ``model.sig``) works when named by
 signatureUri: it is the one file the signature need not cover. An http(s) URL with a query has no
-default (give signatureUri). ``oci://`` has none here: its signatures will be OCI referrers (the
-seam is ``signature_location``, and the reading in verify.py).
+default (give signatureUri). ``oci://`` has none here: its signatures are OCI referrers of the pinned
+manifest, found through the registry (:mod:`~modelversioning.artifacts.oci_signature`).
 
 What the check reports (``SignatureCheck.outcome``): ``Signed`` (valid, over exactly these files, and
 ``matched`` lists the trust entries that verified it), ``SignatureMissing``, ``SignatureInvalid``
@@ -145,7 +145,7 @@ class SignatureCheck:
 def signature_location(uri: str, explicit: str | None = None) -> str | None:
     """Where the signature of the artifact at ``uri`` is (None: no default for this URI, or oci://)."""
     parts = urlsplit(uri)
-    if parts.scheme.lower() == "oci":  # OCI referrers (the registry's referrers API): not implemented yet
+    if parts.scheme.lower() == "oci":  # OCI referrers of the manifest (artifacts.oci_signature)
         return None  # whatever ``explicit`` says (admission refuses a signatureUri on oci://)
     if explicit:
         return explicit

@@ -358,13 +358,16 @@ def _signature(
     """Read the signature where it lives (the artifact's credentials, the same URI policy, a small
     bound) and check it against ``trust`` and the digests just computed. Raises ArtifactError for a
     read that failed otherwise than "nothing there"."""
+    if is_oci(uri):  # OCI referrers of the pinned manifest, read with the artifact's own access
+        from modelversioning.artifacts.oci_signature import read_signature
+
+        shown = redact_uri(uri)
+        access = _allowed_access(uri, _access_for(uri, secret_data, env), policy, env, shown)
+        found = read_signature(uri, access, policy, digest, trust, deadline=deadline, shown=shown)
+        return replace(found, policy=trust.policy)
     where = signature_location(uri, trust.signature_uri)
     if where is None:
-        why = f"{redact_uri(uri)}: " + (
-            "signatures of oci:// artifacts (OCI referrers) are not supported yet"
-            if is_oci(uri)
-            else "no default signature location for this URI; set spec.artifact.signatureUri"
-        )
+        why = f"{redact_uri(uri)}: no default signature location for this URI; set spec.artifact.signatureUri"
         return replace(SignatureCheck(R.SIGNATURE_MISSING, why), policy=trust.policy)
     shown = redact_uri(where)
     small = policy.model_copy(update={"max_total_bytes": MAX_BUNDLE_BYTES + 1, "max_files": 1})

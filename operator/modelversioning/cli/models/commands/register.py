@@ -17,12 +17,13 @@ from modelversioning.cli.models.errors import EXIT_USAGE, Refused
 from modelversioning.cli.models.gitinfo import git_info
 from modelversioning.cli.models.kube import MODELVERSIONS, ClusterError
 from modelversioning.cli.models.render import Output
-from modelversioning.cli.models.signing import Signing, sign_and_store, signing_of
+from modelversioning.cli.models.signing import Signing, sign_and_push_oci, sign_and_store, signing_of
 from modelversioning.cli.models.views import without_managed_fields
 from modelversioning.domain.conditions import now_rfc3339
 from modelversioning.domain.oci_ref import is_oci
 
 if TYPE_CHECKING:
+    from modelversioning.api.settings import ArtifactPolicy
     from modelversioning.artifacts import Digest
     from modelversioning.cli.models.importers.dvc import DvcInputs
 
@@ -188,8 +189,8 @@ def register(
     assert args.artifact is not None  # check_lineage refused its absence
     local, uri = plan.artifact_location(args.artifact, args.uri)
     oci = local is None and is_oci(uri)
-    if oci and signing is not None:  # their signatures will be OCI referrers (artifacts.signature)
-        raise Refused("--sign-key: oci:// artifacts cannot be signed yet (no signature location)", EXIT_USAGE)
+    if oci and signing is not None and signing.signature_uri is not None:
+        raise Refused("--signature-uri: an oci:// artifact's signature is an OCI referrer", EXIT_USAGE)
     # Everything but the digest is checked before hashing (which may take a while).
     inp = prepared.inputs
     sha256 = (args.sha256 or plan.PLACEHOLDER_DIGEST).lower().removeprefix("sha256:")
@@ -263,7 +264,10 @@ def _artifact_digest(
     """(the artifact's URI, (sha256, size)): an oci:// tag resolved to its digest, else hashed here (and
     signed, with --sign-key) or as given."""
     if oci:
-        return _resolve_oci(uri, args)
+        pinned, (sha256, size) = _resolve_oci(uri, args)
+        if signing is not None:
+            _sign_oci(pinned, sha256, args, signing)
+        return pinned, (sha256, size)
     if signing is not None:
         return uri, _sign(args, local, uri, signing)
     return uri, _digest(args, local, dvc_info)
@@ -275,24 +279,50 @@ def _resolve_oci(uri: str, args: plan.RegisterArgs) -> tuple[str, tuple[str, int
     if args.sha256:
         pinned = plan.oci_pinned(uri, args.sha256)
         return pinned, (pinned.rsplit("@sha256:", 1)[1], None)
-    from modelversioning.api.settings import ArtifactPolicy
     from modelversioning.artifacts import ArtifactError, resolve_reference
-    from modelversioning.domain import oci_ref
 
-    host = oci_ref.parse(uri).host
-    policy = ArtifactPolicy(  # your machine: no URI policy but the scheme, your own credentials
-        allowed_schemes=["oci"],
-        allow_private_networks=True,
-        ambient_credential_hosts=[host],
-        plain_http_registries=[host] if args.plain_http else [],
-        timeout_seconds=300,
-    )
+    policy = _oci_policy(uri, args)
     try:
         r = resolve_reference(uri, policy=policy)
     except ArtifactError as e:
         raise Refused(f"cannot resolve the artifact: {e}") from None
     render.note(f"{uri} is sha256:{r.sha256} ({r.layout} layout, {r.layers} layers, {r.size_bytes} bytes)")
     return r.uri, (r.sha256, r.size_bytes)
+
+
+def _oci_policy(uri: str, args: plan.RegisterArgs) -> ArtifactPolicy:
+    """Your machine: no URI policy but the scheme, your own credentials for the artifact's registry."""
+    from modelversioning.api.settings import ArtifactPolicy
+    from modelversioning.domain import oci_ref
+
+    host = oci_ref.parse(uri).host
+    return ArtifactPolicy(
+        allowed_schemes=["oci"],
+        allow_private_networks=True,
+        ambient_credential_hosts=[host],
+        plain_http_registries=[host] if args.plain_http else [],
+        timeout_seconds=300,
+    )
+
+
+def _sign_oci(pinned: str, sha256: str, args: plan.RegisterArgs, signing: Signing) -> None:
+    """Fetch and hash the files the manifest lays out (what the pod will hash: the per-file digests are
+    what is signed), sign them, push the signature as a referrer of the manifest."""
+    from modelversioning.artifacts import ArtifactError, compute_digest
+
+    policy = _oci_policy(pinned, args)
+    t0 = time.monotonic()
+    try:
+        with render.progress(f"sha256 {pinned}") as cb:
+            d = compute_digest(pinned, policy=policy, progress=cb)
+    except ArtifactError as e:
+        raise Refused(f"cannot fetch the artifact to sign it: {e}") from None
+    if d.sha256 != sha256:  # pragma: no cover - compute_digest verified the manifest by this digest
+        raise Refused(f"{pinned}: the manifest fetched is not sha256:{sha256}: nothing signed")
+    took = time.monotonic() - t0
+    render.note(f"{pinned}: {d.files} files, {d.size_bytes} bytes fetched and hashed in {took:.1f}s")
+    signed = sign_and_push_oci(signing, d, pinned, policy)
+    render.note(f"signed ({signed.method}, OpenSSF Model Signing): {signed.written}")
 
 
 def _sign(args: plan.RegisterArgs, local: Path | None, uri: str, signing: Signing) -> tuple[str, int | None]:
