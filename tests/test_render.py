@@ -788,12 +788,19 @@ def test_model_volume_written_by_init_read_only_in_server() -> None:
     assert init_mount == {"name": "model", "mountPath": "/models"}  # read-write
     assert server_mount == {"name": "model", "mountPath": "/models", "readOnly": True}
     (model_volume,) = [v for v in pod["volumes"] if v["name"] == "model"]
-    assert model_volume == {"name": "model", "emptyDir": {"sizeLimit": "1200M"}}  # 1e9 bytes + 20 %
+    assert model_volume == {"name": "model", "emptyDir": {"sizeLimit": "1232M"}}  # 1e9 bytes + 20 % + 32 MB
 
 
 @pytest.mark.parametrize(
     ("size_bytes", "limit"),
-    [(None, None), (0, None), (1, "2"), (1000, "1200"), (123_456_789, "148148147"), (5 * 10**12, "6T")],
+    [
+        (None, None),
+        (0, None),
+        (1, "32000002"),  # a tiny file still takes disk blocks: never a limit of a few bytes
+        (1000, "32001200"),
+        (123_456_789, "180148147"),
+        (5 * 10**12, "6000032M"),
+    ],
 )
 def test_model_volume_size_limit(size_bytes: int | None, limit: str | None) -> None:
     from modelversioning.render.deployment import model_volume_size_limit

@@ -83,11 +83,17 @@ def decimal_quantity(n: int) -> str:
     return f"{n}{_DECIMAL_SUFFIXES[suffix]}"
 
 
+# The kubelet measures an emptyDir by the disk blocks it uses (a 33-byte file takes 4 KiB, a directory
+# its own blocks): a limit of the bytes alone evicted the pods of small models within a minute.
+MODEL_VOLUME_SLACK_BYTES = 32_000_000
+
+
 def model_volume_size_limit(size_bytes: int | None) -> str | None:
-    """emptyDir sizeLimit: artifact size + 20 % (rounded up), None when the size is unknown."""
+    """emptyDir sizeLimit: artifact size + 20 % (rounded up) + 32 MB for block rounding and filesystem
+    overhead, None when the size is unknown."""
     if not size_bytes:
         return None
-    return decimal_quantity((size_bytes * 6 + 4) // 5)
+    return decimal_quantity((size_bytes * 6 + 4) // 5 + MODEL_VOLUME_SLACK_BYTES)
 
 
 def k8s_resources(resources: Resources | VariantResources | None) -> dict[str, dict[str, str]]:
