@@ -15,6 +15,7 @@ import hashlib
 import http.server
 import json
 import os
+import re
 import secrets
 import shutil
 import subprocess
@@ -481,6 +482,27 @@ def test_prometheus_scrapes_model_servers_and_traefik(
     ]
     assert canary_500 and not stable_500, per_service
     assert prometheus.query('traefik_entrypoint_requests_total{entrypoint="web"}')
+
+    # The built-in `source: traefik` templates select the series real Traefik writes, and only the slot's
+    # own (its router hash has 20 hex digits: a selector built for 10 found nothing, and every canary
+    # analysis of that source said "no data"). The selector of the rendered query, asked as is:
+    def traefik_series(variant: str) -> set[str]:
+        v = host_servers[variant]
+        vars_ = Vars(backend_ns, MODEL, variant, v.version, f"{MODEL}-{variant}", "1m")
+        found = re.search(
+            r'service=~"((?:[^"\\]|\\.)*)"', render_query(builtin("error-rate", "traefik", 0.99), vars_)
+        )
+        assert found is not None
+        res = prometheus.query(
+            f'count by (service) (traefik_service_requests_total{{service=~"{found.group(1)}"}})'
+        )
+        return {s["metric"]["service"] for s in res}
+
+    for variant in ("canary", "stable"):
+        selected = traefik_series(variant)
+        print(f"traefik template ({variant}) selects: {selected}")
+        assert selected, f"the traefik template selects none of Traefik's series for {variant}"
+        assert all(f"-svc-{backend_ns}-{MODEL}-{variant}-" in name for name in selected), selected
 
 
 def test_request_mirror_is_not_implemented_by_traefik(

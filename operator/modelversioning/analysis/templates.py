@@ -15,7 +15,8 @@ requests at all is still no data (inconclusive).
   (5xx / all) and `traefik_service_request_duration_seconds_bucket`. Traefik 3.7's Gateway provider
   labels a backend `<router>-svc-<backend namespace>-<Service>-<index>@kubernetesgateway`, the router
   being `httproute-<namespace>-<route>-gw-<gateway namespace>-<gateway>-ep-<entryPoint>-<rule index>-
-  <10 hex>` (pkg/provider/kubernetes/gateway: makeRouterName, loadService); the route is named after
+  <20 hex>` (pkg/provider/kubernetes/gateway: makeRouterName's `%.10x` formats the first 10 bytes of a
+  sha256, so 20 hex digits; loadService); the route is named after
   the endpoint (render.naming.route_name). The selector pins both ends (Prometheus anchors regexes):
   the route's namespace and name, and the backend's namespace and Service, escaped. A Service or route
   of another namespace cannot match by embedding `-svc-<namespace>-<Service>` in its name any more.
@@ -37,7 +38,7 @@ from dataclasses import dataclass
 
 # The slot's Service behind the endpoint's HTTPRoute, as Traefik 3.7 labels it (see the docstring).
 TRAEFIK_BACKEND = (
-    'service=~"httproute-{{namespace|re}}-{{endpoint|re}}-gw-.+-ep-.+-[0-9]+-[0-9a-f]{10}'
+    'service=~"httproute-{{namespace|re}}-{{endpoint|re}}-gw-.+-ep-.+-[0-9]+-[0-9a-f]{20}'
     '-svc-{{namespace|re}}-{{service|re}}-[0-9]+@kubernetesgateway"'
 )
 
