@@ -67,7 +67,7 @@ class Agent:
         self._evicted_seen = 0
         self._lock = threading.Lock()
 
-    def decide(self, token: str, digest: str) -> Decision:
+    def decide(self, token: str, kind: str, digest: str) -> Decision:
         if not token:
             return Decision.refuse(401, R.CACHE_UNAUTHENTICATED)
         try:
@@ -77,7 +77,7 @@ class Agent:
         except ApiError as e:
             log.warning("refused: the API server could not be asked: %s", e)
             review, versions = Review(False, error=str(e)), []
-        return authorize(review, digest, versions, self.node)
+        return authorize(review, kind, digest, versions, self.node)
 
     def refused(self, reason: str) -> None:
         self.metrics.refusals.labels(reason).inc()
@@ -125,7 +125,7 @@ class Handler(BaseHTTPRequestHandler):
             return None
         auth = self.headers.get("Authorization", "")
         token = auth[len("Bearer ") :].strip() if auth.startswith("Bearer ") else ""
-        decision = self.server.agent.decide(token, m.group(2))
+        decision = self.server.agent.decide(token, m.group(1), m.group(2))
         if not decision.allowed:
             log.info(
                 "refused %s %s from %s: %s", self.command, self.path, decision.namespace, decision.reason
