@@ -13,14 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_node_cache_protocol import DATA, DIR_URI, SHA, URI, FakeApi, Running, laid_out, read
 
 from modelversioning.api import wire as R
 from modelversioning.artifacts import node_cache as nc
-from modelversioning.artifacts.cache_stream import Encoder, SourceFile
 from modelversioning.artifacts.manifest import manifest_digest, manifest_text
 from modelversioning.nodecache.server import Agent, AgentServer
 from modelversioning.nodecache.store import Store
+from test_node_cache_protocol import DATA, DIR_URI, SHA, URI, FakeApi, Running, laid_out, read
 
 
 @pytest.fixture
@@ -91,3 +90,135 @@ def test_a_revoked_or_deleting_version_neither_reads_nor_fills(
     assert got.what == nc.REFUSED and got.detail == f"403 {R.CACHE_WITHDRAWN}"
     got = nc.offer(running.cache("tok-a"), URI, SHA, src)
     assert got.what == nc.REFUSED and R.CACHE_WITHDRAWN in got.detail
+
+
+# ------------------------------------------------------------------------ 2. bounds on what a pod sends
+
+
+def raw(r: Running, head: str, body: bytes = b"") -> tuple[int, bytes]:
+    """One request written by hand (a hostile client), the write side closed after it; the status and
+    body of the answer."""
+    with socket.create_connection(r.url.removeprefix("http://").split(":"), timeout=5) as s:  # type: ignore[arg-type]
+        s.sendall(head.replace("\n", "\r\n").encode() + b"\r\n" + body)
+        s.shutdown(socket.SHUT_WR)
+        got = b""
+        while chunk := s.recv(65536):
+            got += chunk
+    status = int(got.split(b" ", 2)[1])
+    return status, got.split(b"\r\n\r\n", 1)[1]
+
+
+@pytest.mark.parametrize(
+    ("length", "status", "reason"),
+    [
+        ("-1000000000000", 411, R.CACHE_MALFORMED),
+        ("0", 411, R.CACHE_MALFORMED),
+        ("+17", 411, R.CACHE_MALFORMED),
+        ("1_7", 411, R.CACHE_MALFORMED),
+        (None, 411, R.CACHE_MALFORMED),
+        (str(10 * len(DATA) + 1), 413, R.CACHE_TOO_LARGE),
+    ],
+)
+def test_an_offer_without_a_sane_content_length_is_refused_before_anything_is_reserved(
+    running: Running, length: str | None, status: int, reason: str
+) -> None:
+    head = f"PUT /v1/entries/file/{SHA} HTTP/1.1\nHost: x\nAuthorization: Bearer tok-a\n"
+    head += f"Content-Length: {length}\n" if length is not None else ""
+    got = raw(running, head, b"mvcache/1 file 1\n")
+    assert got[0] == status and reason.encode() in got[1]
+    assert running.refusals(reason) == 1 and running.agent.store.used_bytes() == 0
+    assert running.api.calls == []  # refused before any TokenReview
+
+
+def test_the_store_reserves_no_negative_zero_or_oversized_entry(tmp_path: Path) -> None:
+    store = Store(tmp_path / "c", max_bytes=1000, max_entry_bytes=600)
+    for size in (-(10**12), -1, 0, 601):
+        with pytest.raises(Exception, match="is not taken"):
+            store.begin("file", size)
+    assert store.used_bytes() == 0
+    store.begin("file", 600)
+    assert store.used_bytes() == 600
+
+
+def test_a_negative_limit_reads_nothing() -> None:
+    import io
+
+    from modelversioning.artifacts.cache_stream import Limited
+
+    body = Limited(io.BytesIO(b"line\n" * 10), -5)
+    assert (body.readline(), body.read(), body.read(3)) == (b"", b"", b"")
+
+
+@pytest.fixture
+def small(tmp_path: Path) -> Iterator[tuple[Running, AgentServer]]:
+    api = FakeApi()
+    api.tenant("tok-a", "team-a", SHA)
+    agent = Agent(Store(tmp_path / "cache", 10 * len(DATA)), api)
+    server = AgentServer(("127.0.0.1", 0), agent, idle_seconds=0.3, max_requests=2)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        yield Running(agent, api, url, tmp_path / "cache"), server
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_silent_connection_is_closed_after_the_idle_timeout(small: tuple[Running, AgentServer]) -> None:
+    r, _ = small
+    with socket.create_connection(("127.0.0.1", int(r.url.rsplit(":", 1)[1])), timeout=5) as s:
+        s.sendall(b"GET /healthz HT")  # a slow loris: never finishes its request line
+        assert s.recv(100) == b""  # closed by the agent (the 5 s client timeout would raise instead)
+
+
+def test_one_request_over_the_cap_gets_503_busy_at_once(small: tuple[Running, AgentServer]) -> None:
+    r, server = small
+    server.idle_seconds = 30.0
+    port = int(r.url.rsplit(":", 1)[1])
+    held = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(2)]  # both slots
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+            got = b""
+            while chunk := s.recv(1000):
+                got += chunk
+        assert got.startswith(b"HTTP/1.1 503 ") and R.CACHE_BUSY.encode() in got
+        assert r.refusals(R.CACHE_BUSY) == 1
+    finally:
+        for h in held:
+            h.close()
+
+
+def test_a_token_is_reviewed_once_however_often_it_is_shown(running: Running) -> None:
+    for _ in range(5):
+        assert request(running, "GET", f"/v1/entries/file/{SHA}", "made-up")[0] == 401
+    for _ in range(3):
+        assert request(running, "GET", f"/v1/entries/file/{SHA}", "tok-a")[0] == 404
+    assert running.api.calls.count("review") == 2
+    assert running.api.calls.count("versions team-a") == 3  # what it may read is asked every time
+    running.agent.sync_gauges()
+    assert (running.count("reviews"), running.count("reviews_kept")) == (2, 6)
+    assert running.refusals(R.CACHE_UNAUTHENTICATED) == 5
+
+
+def test_a_flood_of_made_up_tokens_is_throttled_and_refused_busy(running: Running) -> None:
+    from modelversioning.domain.node_cache import Review
+    from modelversioning.nodecache.reviews import Reviews
+
+    now = [0.0]
+    asked: list[str] = []
+    reviews = Reviews(
+        lambda t: asked.append(t) or Review(False), per_second=2.0, burst=3, clock=lambda: now[0]
+    )
+    assert [reviews.review(f"t{i}") is None for i in range(5)] == [False] * 3 + [True] * 2
+    assert reviews.review("t0") == Review(False)  # kept: answered without asking
+    now[0] += 1.0  # two more a second
+    assert [reviews.review(f"u{i}") is None for i in range(3)] == [False, False, True]
+    assert len(asked) == 5 and reviews.throttled == 3
+    now[0] += 10.0  # the refused answer is no longer kept: asked again
+    reviews.review("t0")
+    assert asked[-1] == "t0"
+    running.agent.reviews = Reviews(running.api.review, burst=1, per_second=0.001)
+    assert request(running, "GET", f"/v1/entries/file/{SHA}", "x1")[0] == 401
+    status, body = request(running, "GET", f"/v1/entries/file/{SHA}", "x2")
+    assert (status, R.CACHE_BUSY.encode() in body) == (503, True)
+    assert running.refusals(R.CACHE_BUSY) == 1

@@ -43,8 +43,15 @@ class Full(Exception):
 
 
 class Store:
-    def __init__(self, root: Path, max_bytes: int, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        root: Path,
+        max_bytes: int,
+        clock: Callable[[], float] = time.time,
+        max_entry_bytes: int | None = None,
+    ) -> None:
         self.root, self.max_bytes, self.clock = root, max_bytes, clock
+        self.max_entry_bytes = min(max_bytes, max_entry_bytes or max_bytes)  # the largest offer taken
         self.entries_dir, self.incoming_dir = root / "entries", root / "incoming"
         self._lock = threading.Lock()
         self._meta: dict[str, _Meta] = {}
@@ -122,6 +129,8 @@ class Store:
     def begin(self, kind: Kind, size: int) -> Incoming:
         """Reserve ``size`` bytes for an entry being written (evicting least recently used idle entries);
         raises :class:`Full`."""
+        if not 0 < size <= self.max_entry_bytes:  # a negative reservation would undo the size limit
+            raise Full(f"an entry of {size} bytes is not taken (1 to {self.max_entry_bytes})")
         token = secrets.token_hex(8)
         with self._lock:
             entries = [Entry(k, m.size, m.last_used, busy=m.leases > 0) for k, m in self._meta.items()]
