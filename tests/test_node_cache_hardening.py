@@ -222,3 +222,66 @@ def test_a_flood_of_made_up_tokens_is_throttled_and_refused_busy(running: Runnin
     status, body = request(running, "GET", f"/v1/entries/file/{SHA}", "x2")
     assert (status, R.CACHE_BUSY.encode() in body) == (503, True)
     assert running.refusals(R.CACHE_BUSY) == 1
+
+
+# ---------------------------------------------------- 3. removing an entry never removes a fresh one
+
+
+def test_an_eviction_never_removes_a_fresh_entry_of_the_key_it_evicted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from modelversioning.nodecache import store as store_mod
+
+    store = Store(tmp_path / "c", max_bytes=250)
+    clock = iter(range(100))
+    store.clock = lambda: float(next(clock))
+
+    def put(data: bytes) -> str:
+        inc = store.begin("file", len(data))
+        sink = inc.open_sink("file", "data")
+        sink.write(data)
+        sink.close()
+        digest = hashlib.sha256(data).hexdigest()
+        assert inc.commit(digest)
+        return digest
+
+    a = put(b"a" * 100)
+    put(b"b" * 100)
+    real = store_mod.shutil.rmtree
+
+    def racing(path: Any, *args: Any, **kw: Any) -> None:
+        """The evicted entry is removed only once the lock is released: a pod offers it again first."""
+        monkeypatch.setattr(store_mod.shutil, "rmtree", real)
+        put(b"a" * 100)
+        real(path, *args, **kw)
+
+    monkeypatch.setattr(store_mod.shutil, "rmtree", racing)
+    store.begin("file", 100)  # evicts a (least recently used)
+    assert store.has(f"file-{a}") and (store.entries_dir / f"file-{a}" / "data").read_bytes() == b"a" * 100
+    assert list((tmp_path / "c" / "trash").iterdir()) == []
+
+
+def test_a_reader_that_found_an_entry_corrupt_never_drops_a_fresh_entry_of_that_key(
+    running: Running, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from modelversioning.nodecache import server as server_mod
+
+    src = laid_out(tmp_path, "pod1", {"model.bin": DATA})
+    assert nc.offer(running.cache("tok-a"), URI, SHA, src).what == nc.OFFERED
+    (stored,) = (running.root / "entries").iterdir()
+    (stored / "data").write_bytes(DATA[:-1] + b"?")
+    meanwhile: list[str] = []
+
+    class Slow(server_mod.Encoder):  # type: ignore[misc,name-defined]
+        def body(self) -> Iterator[bytes]:
+            yield from super().body()
+            if not meanwhile:  # the first reader, before it drops what it read: another reader finds
+                meanwhile.append("first")  # it corrupt and drops it, then a pod offers it afresh
+                meanwhile.append(read(running, "tok-a", tmp_path / "other").what)
+                meanwhile.append(nc.offer(running.cache("tok-a"), URI, SHA, src).what)
+
+    monkeypatch.setattr(server_mod, "Encoder", Slow)
+    assert read(running, "tok-a", tmp_path / "first").what == nc.CORRUPT
+    assert meanwhile == ["first", nc.CORRUPT, nc.OFFERED]
+    got = read(running, "tok-a", tmp_path / "after")
+    assert got.what == nc.HIT and (tmp_path / "after" / "model.bin").read_bytes() == DATA

@@ -38,7 +38,7 @@ from modelversioning.artifacts.cache_stream import Encoder, Limited, StreamError
 from modelversioning.domain.node_cache import Decision, Review, authorize, caller_namespace
 from modelversioning.nodecache.kube import ApiError, ClusterApi
 from modelversioning.nodecache.reviews import Reviews
-from modelversioning.nodecache.store import Full, Store, entry_key
+from modelversioning.nodecache.store import Full, Lease, Store, entry_key
 
 log = logging.getLogger("modelversioning.nodecache")
 _PATH = re.compile(r"^/v1/entries/(file|directory)/([0-9a-f]{64})$")
@@ -182,16 +182,16 @@ class Handler(BaseHTTPRequestHandler):
         if got is None:
             return
         kind, digest, decision = got
-        with agent.store.reading(kind, digest) as files:  # type: ignore[arg-type]
-            if files is None:
+        with agent.store.reading(kind, digest) as lease:  # type: ignore[arg-type]
+            if lease is None:
                 agent.metrics.misses.inc()
                 self._answer(404, {"reason": "Miss"})
                 return
-            self._serve(kind, digest, files, decision)
+            self._serve(kind, digest, lease, decision)
 
-    def _serve(self, kind: str, digest: str, files: Any, decision: Decision) -> None:
+    def _serve(self, kind: str, digest: str, lease: Lease, decision: Decision) -> None:
         agent = self.server.agent
-        sent = 0
+        files, sent = lease.files, 0
         try:
             encoder = Encoder(kind, files)  # type: ignore[arg-type]
             self.send_response(200)
@@ -209,7 +209,7 @@ class Handler(BaseHTTPRequestHandler):
             ok = False
         if not ok:  # no trailer: the reader refuses what it got and fetches from the origin
             log.warning("entry %s-%s does not hash to its name: dropped, not served", kind, digest)
-            agent.store.drop(entry_key(kind, digest))  # type: ignore[arg-type]
+            agent.store.drop(lease)  # the entry it read, not a fresh one of that key
             agent.refused(R.CACHE_ENTRY_CORRUPT)
             self._abort()
             return
