@@ -16,13 +16,20 @@ TENANT = "system:serviceaccount:team-a:default"
 GOOD = Review(True, TENANT, (R.NODE_CACHE_AUDIENCE,))
 
 
-def mv(ns: str, sha: str, verified: str | None = "True", recorded: str | None = None) -> dict[str, Any]:
+def mv(
+    ns: str,
+    sha: str,
+    verified: str | None = "True",
+    recorded: str | None = None,
+    uri: str = "https://h/m.bin",
+    **meta: Any,
+) -> dict[str, Any]:
     status: dict[str, Any] = {"artifact": {"digest": sha if recorded is None else recorded}}
     if verified is not None:
         status["conditions"] = [{"type": "ArtifactVerified", "status": verified}]
     return {
-        "metadata": {"namespace": ns, "name": f"m-{ns}"},
-        "spec": {"artifact": {"sha256": sha}},
+        "metadata": {"namespace": ns, "name": f"m-{ns}", **meta},
+        "spec": {"artifact": {"sha256": sha, "uri": uri}},
         "status": status,
     }
 
@@ -51,17 +58,34 @@ def mv(ns: str, sha: str, verified: str | None = "True", recorded: str | None = 
         (GOOD, [mv("team-a", D, recorded=OTHER)], 403, R.CACHE_NOT_VERIFIED),
         (GOOD, [mv("team-a", D, verified="False"), mv("team-a", D)], 200, ""),
         (GOOD, [mv("team-a", D)], 200, ""),
+        # a file entry is asked for: a directory version (its digest: a manifest's sha256) is no match,
+        # nor a version whose kind its URI does not say (s3 key or prefix? oci://)
+        (GOOD, [mv("team-a", D, uri="s3://b/dir/")], 403, R.CACHE_WRONG_KIND),
+        (GOOD, [mv("team-a", D, uri="s3://b/key")], 403, R.CACHE_WRONG_KIND),
+        (GOOD, [mv("team-a", D, uri="oci://r/m@sha256:" + D)], 403, R.CACHE_WRONG_KIND),
+        (GOOD, [mv("team-a", D, uri="s3://b/dir/"), mv("team-a", D)], 200, ""),
+        # revoked (whatever the why) or being deleted: withdrawn, even though verified
+        (GOOD, [mv("team-a", D, annotations={R.REVOKED_ANNOTATION: ""})], 403, R.CACHE_WITHDRAWN),
+        (GOOD, [mv("team-a", D, deletionTimestamp="2026-12-07T14:00:00Z")], 403, R.CACHE_WITHDRAWN),
+        (GOOD, [mv("team-a", D, annotations={"other": "x"})], 200, ""),
     ],
 )  # fmt: skip
 def test_the_decision_table(review: Review, versions: list[dict[str, Any]], status: int, reason: str) -> None:
-    d = authorize(review, D, versions, node="node-a")
+    d = authorize(review, "file", D, versions, node="node-a")
     assert (d.allowed, d.status, d.reason) == (status == 200, status, reason)
     if status == 200:
         assert (d.namespace, d.version) == ("team-a", "m-team-a")
 
 
+def test_a_directory_is_asked_for_by_its_own_kind_only() -> None:
+    d = authorize(GOOD, "directory", D, [mv("team-a", D, uri="https://h/x/")])
+    assert (d.allowed, d.version) == (True, "m-team-a")
+    d = authorize(GOOD, "directory", D, [mv("team-a", D, uri="https://h/manifest.txt")])
+    assert (d.allowed, d.reason) == (False, R.CACHE_WRONG_KIND)
+
+
 def test_a_verified_version_of_another_namespace_never_counts_even_beside_an_unverified_one() -> None:
-    d = authorize(GOOD, D, [mv("team-b", D), mv("team-a", D, verified="False")])
+    d = authorize(GOOD, "file", D, [mv("team-b", D), mv("team-a", D, verified="False")])
     assert (d.allowed, d.reason, d.namespace) == (False, R.CACHE_NOT_VERIFIED, "team-a")
 
 

@@ -29,6 +29,7 @@ from modelversioning.nodecache.store import Store
 DATA = b"fraud weights v1\n" * 5000
 SHA = hashlib.sha256(DATA).hexdigest()
 URI = "https://models.example.com/fraud/model.bin"
+DIR_URI = "s3://bucket/fraud/2/"
 
 
 @dataclass
@@ -50,12 +51,16 @@ class FakeApi:
         self.calls.append(f"versions {namespace}")
         return self.versions_by_ns.get(namespace, [])
 
-    def tenant(self, token: str, ns: str, *digests: str, verified: str = "True") -> None:
+    def tenant(
+        self, token: str, ns: str, *digests: str, verified: str = "True", uri: str = URI, **meta: Any
+    ) -> None:
+        """``uri``: the versions' spec.artifact.uri (its kind is the kind they may read: URI a file,
+        DIR_URI a directory); ``meta``: more metadata (annotations, deletionTimestamp)."""
         self.tokens[token] = Review(True, f"system:serviceaccount:{ns}:default", (R.NODE_CACHE_AUDIENCE,))
         self.versions_by_ns[ns] = [
             {
-                "metadata": {"namespace": ns, "name": f"v{i}"},
-                "spec": {"artifact": {"sha256": d}},
+                "metadata": {"namespace": ns, "name": f"v{i}", **meta},
+                "spec": {"artifact": {"sha256": d, "uri": uri}},
                 "status": {
                     "artifact": {"digest": d},
                     "conditions": [{"type": "ArtifactVerified", "status": verified}],
@@ -131,8 +136,8 @@ def test_an_offer_is_stored_and_read_back_into_dest_hashed_by_the_reader(
 def test_a_directory_round_trips_under_its_manifest_digest(running: Running, tmp_path: Path) -> None:
     files = {"config.json": b"{}", "weights/a.bin": b"a" * 3000, "weights/b.bin": b""}
     digest = manifest_digest((k, hashlib.sha256(v).hexdigest()) for k, v in files.items())
-    running.api.tenant("tok-a", "team-a", digest)
-    uri = "s3://bucket/fraud/2/"
+    uri = DIR_URI
+    running.api.tenant("tok-a", "team-a", digest, uri=uri)
     src = laid_out(tmp_path, "pod1", files)
     assert nc.offer(running.cache("tok-a"), uri, digest, src).what == nc.OFFERED
     got = read(running, "tok-a", tmp_path / "pod2", uri=uri, sha=digest)
@@ -140,8 +145,9 @@ def test_a_directory_round_trips_under_its_manifest_digest(running: Running, tmp
     assert {
         p.relative_to(tmp_path / "pod2").as_posix() for p in (tmp_path / "pod2").rglob("*") if p.is_file()
     } == set(files)
-    # the same digest asked for as a file is another entry: the kind is part of its name
-    assert read(running, "tok-a", tmp_path / "pod3", uri="https://h/x", sha=digest).what == nc.MISS
+    # the same digest asked for as a file: not the kind of the caller's version (and another entry)
+    got = read(running, "tok-a", tmp_path / "pod3", uri="https://h/x", sha=digest)
+    assert (got.what, got.detail) == (nc.REFUSED, f"403 {R.CACHE_WRONG_KIND}")
 
 
 def test_another_namespace_without_a_verified_version_gets_403_even_for_a_digest_on_the_node(
@@ -301,7 +307,7 @@ def test_verify_artifact_fills_then_starts_a_second_pod_from_the_cache_without_t
     files = {"a.bin": b"x" * 2048, "sub/b.bin": b"y"}
     origin = laid_out(tmp_path, "origin", files)
     digest = manifest_digest((k, hashlib.sha256(v).hexdigest()) for k, v in files.items())
-    running.api.tenant("tok-a", "team-a", digest)
+    running.api.tenant("tok-a", "team-a", digest, uri=DIR_URI)
     (tmp_path / "token").write_text("tok-a\n")
     policy = ArtifactPolicy(file_roots=[str(tmp_path)]).model_dump_json(by_alias=True)
 

@@ -228,15 +228,19 @@ CACHE_NOT_A_POD = "NotAServiceAccount"  # authenticated, but not as a ServiceAcc
 CACHE_WRONG_NODE = "WrongNode"  # the token's pod runs on another node (a token shown at the wrong agent)
 CACHE_NO_VERSION = "NoVersionWithDigest"  # the caller's namespace has no ModelVersion with that sha256
 CACHE_NOT_VERIFIED = "NotVerified"  # it has, but none whose ArtifactVerified is True for that digest
+CACHE_WITHDRAWN = "VersionWithdrawn"  # the verified ones are revoked or being deleted
+CACHE_WRONG_KIND = "WrongKind"  # the kind asked for is not its version's (or that kind is not known)
 CACHE_REVIEW_FAILED = "ReviewFailed"  # the API server could not be asked (refused: never a guess)
 CACHE_ENTRY_CORRUPT = "EntryCorrupt"  # an entry's bytes no longer hash to its digest: dropped, not served
 CACHE_OFFER_MISMATCH = "OfferMismatch"  # offered bytes that do not hash to the digest offered: not stored
 CACHE_MALFORMED = "Malformed"  # a request or an offer the agent cannot read
 CACHE_FULL = "CacheFull"  # no room: every entry that would have to go is being served or written
+CACHE_TOO_LARGE = "TooLarge"  # an offer's Content-Length is over the largest entry the cache takes
+CACHE_BUSY = "Busy"  # every request slot is taken (503): the reader fetches from the origin
 CACHE_REFUSALS = (
     CACHE_UNAUTHENTICATED, CACHE_WRONG_AUDIENCE, CACHE_NOT_A_POD, CACHE_WRONG_NODE, CACHE_NO_VERSION,
-    CACHE_NOT_VERIFIED, CACHE_REVIEW_FAILED, CACHE_ENTRY_CORRUPT, CACHE_OFFER_MISMATCH, CACHE_MALFORMED,
-    CACHE_FULL,
+    CACHE_NOT_VERIFIED, CACHE_WITHDRAWN, CACHE_WRONG_KIND, CACHE_REVIEW_FAILED, CACHE_ENTRY_CORRUPT,
+    CACHE_OFFER_MISMATCH, CACHE_MALFORMED, CACHE_FULL, CACHE_TOO_LARGE, CACHE_BUSY,
 )  # fmt: skip
 
 

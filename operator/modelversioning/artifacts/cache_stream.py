@@ -71,7 +71,7 @@ class Limited:
     """At most ``length`` bytes of ``stream`` (an HTTP body read from a kept-alive connection)."""
 
     def __init__(self, stream: Readable, length: int) -> None:
-        self.stream, self.left = stream, length
+        self.stream, self.left = stream, max(length, 0)  # a negative length would read without bound
 
     def read(self, n: int = -1, /) -> bytes:
         n = self.left if n < 0 else min(n, self.left)

@@ -41,7 +41,7 @@ from modelversioning.artifacts.dest_writer import DestWriter
 from modelversioning.artifacts.redact import redact_uri
 from modelversioning.artifacts.results import Digest, Kind, VerifyResult
 from modelversioning.artifacts.signature import TrustMaterial
-from modelversioning.domain.oci_ref import is_oci
+from modelversioning.domain.node_cache import expected_kind
 
 HIT, MISS, REFUSED, UNREACHABLE, CORRUPT, SKIPPED = (
     "hit",
@@ -75,16 +75,6 @@ class Outcome:
     what: str  # HIT, MISS, REFUSED, UNREACHABLE, CORRUPT, SKIPPED (read) or OFFERED (offer)
     detail: str = ""
     result: VerifyResult | None = None  # a HIT's verification (or a signature's final refusal)
-
-
-def expected_kind(uri: str) -> Kind | None:
-    """The kind of the artifact at ``uri`` when the URI alone says it: an http(s) URI is one file, a
-    URI ending in ``/`` a directory; None otherwise (and for ``oci://``)."""
-    if is_oci(uri) or "://" not in uri:
-        return None
-    if uri.endswith("/"):
-        return "directory"
-    return "file" if urlsplit(uri).scheme.lower() in ("http", "https") else None
 
 
 def _path(kind: Kind, digest: str) -> str:

@@ -17,8 +17,16 @@ no ModelVersion with ``spec.artifact        403      NoVersionWithDigest
 some, none verified for that digest         403      NotVerified
 (ArtifactVerified True and
 ``status.artifact.digest == digest``)
-one verified                                200      --
+the verified ones revoked (annotation) or   403      VersionWithdrawn
+being deleted (deletionTimestamp)
+none of those of the kind asked for         403      WrongKind
+(:func:`version_kind`; unknown: none)
+one verified, live, of that kind            200      --
 ==========================================  =======  =====================
+
+The kind matters because a directory's digest is the sha256 of its manifest text: a *file* version
+whose bytes are that text has the same digest, and must not read the directory's entry (another
+tenant's whole tree) nor fill it.
 
 A digest present on the node is never enough: another tenant's verified version of the same digest
 does not count (only the caller's namespace is looked at), so nobody reads a model through the cache
@@ -32,11 +40,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from modelversioning.api import wire as R
 from modelversioning.domain.conditions import get as get_condition
+from modelversioning.domain.oci_ref import is_oci
 
+EntryKind = Literal["file", "directory"]
 SA_PREFIX = "system:serviceaccount:"
 VERIFIED_CONDITION = "ArtifactVerified"
 
@@ -91,8 +102,34 @@ def verified_for(version: Mapping[str, Any], digest: str) -> bool:
     return condition.get("status") == "True" and recorded == digest
 
 
-def authorize(review: Review, digest: str, versions: Iterable[Mapping[str, Any]], node: str = "") -> Decision:
-    """May the caller of ``review`` read (or fill) the entry of ``digest``? ``versions``: the
+def expected_kind(uri: str) -> EntryKind | None:
+    """The kind of the artifact at ``uri`` when the URI alone says it: an http(s) URI is one file, a
+    URI ending in ``/`` a directory; None otherwise (and for ``oci://``). The init container asks for
+    this kind; the agent serves a version only this kind."""
+    if is_oci(uri) or "://" not in uri:
+        return None
+    if uri.endswith("/"):
+        return "directory"
+    return "file" if urlsplit(uri).scheme.lower() in ("http", "https") else None
+
+
+def version_kind(version: Mapping[str, Any]) -> EntryKind | None:
+    """The kind of a version's artifact (None: not known, so no cache): what its URI implies, the rule
+    the init container follows (status.artifact does not record a kind)."""
+    uri = ((version.get("spec") or {}).get("artifact") or {}).get("uri")
+    return expected_kind(uri) if isinstance(uri, str) else None
+
+
+def withdrawn(version: Mapping[str, Any]) -> bool:
+    """Revoked (the annotation, whatever its value) or being deleted."""
+    md = version.get("metadata") or {}
+    return R.REVOKED_ANNOTATION in (md.get("annotations") or {}) or bool(md.get("deletionTimestamp"))
+
+
+def authorize(
+    review: Review, kind: str, digest: str, versions: Iterable[Mapping[str, Any]], node: str = ""
+) -> Decision:
+    """May the caller of ``review`` read (or fill) the entry ``kind``-``digest``? ``versions``: the
     ModelVersions of the caller's namespace (the agent lists that namespace only, once it is known;
     anything from another namespace is ignored here too)."""
     who = caller_namespace(review, node)
@@ -107,10 +144,16 @@ def authorize(review: Review, digest: str, versions: Iterable[Mapping[str, Any]]
     ]
     if not mine:
         return Decision.refuse(403, R.CACHE_NO_VERSION, ns)
-    for v in mine:
-        if verified_for(v, digest):
+    verified = [v for v in mine if verified_for(v, digest)]
+    if not verified:
+        return Decision.refuse(403, R.CACHE_NOT_VERIFIED, ns)
+    live = [v for v in verified if not withdrawn(v)]
+    if not live:
+        return Decision.refuse(403, R.CACHE_WITHDRAWN, ns)
+    for v in live:
+        if version_kind(v) == kind:
             return Decision(True, 200, "", ns, str((v.get("metadata") or {}).get("name", "")))
-    return Decision.refuse(403, R.CACHE_NOT_VERIFIED, ns)
+    return Decision.refuse(403, R.CACHE_WRONG_KIND, ns)
 
 
 # ---------------------------------------------------------------------------------------- eviction

@@ -7,10 +7,16 @@ the node's cache directory.
   is here (404: a miss). Authorization comes first, so a refused caller never learns what the node holds.
   The agent hashes the entry while sending it and leaves out the trailer (and drops the entry) when its
   bytes no longer hash to its name: the reader refuses the stream and fetches from the origin.
-* ``PUT /v1/entries/<kind>/<sha256>`` (same token and rule, Content-Length required): an offer. The
-  agent hashes what it receives and stores it only if that is the digest and kind offered (422
+* ``PUT /v1/entries/<kind>/<sha256>`` (same token and rule): an offer. Its Content-Length is checked
+  first (411 Malformed without a valid one, more than zero; 413 TooLarge over the store's largest entry).
+  The agent hashes what it receives and stores it only if that is the digest and kind offered (422
   OfferMismatch otherwise); 200 if already here, 507 CacheFull if there is no room.
 * ``GET /metrics`` (Prometheus, ``modelversioning_node_cache_*``), ``GET /healthz``.
+
+Bounds against a hostile pod on the node: at most ``max_requests`` connections are handled at once (one
+more gets 503 Busy at once and is closed, without a thread), each socket times out after
+``idle_seconds`` without progress, an offer has a deadline, and TokenReviews are kept briefly and rate
+limited (:mod:`modelversioning.nodecache.reviews`).
 """
 
 from __future__ import annotations
@@ -31,12 +37,20 @@ from modelversioning.api import wire as R
 from modelversioning.artifacts.cache_stream import Encoder, Limited, StreamError, decode, stream_length
 from modelversioning.domain.node_cache import Decision, Review, authorize, caller_namespace
 from modelversioning.nodecache.kube import ApiError, ClusterApi
-from modelversioning.nodecache.store import Full, Store, entry_key
+from modelversioning.nodecache.reviews import Reviews
+from modelversioning.nodecache.store import Full, Lease, Store, entry_key
 
 log = logging.getLogger("modelversioning.nodecache")
 _PATH = re.compile(r"^/v1/entries/(file|directory)/([0-9a-f]{64})$")
 MAX_FILES = 100_000
 DRAIN_BYTES = 1 << 20
+_LENGTH = re.compile(r"^[0-9]{1,19}$")
+_BUSY_BODY = json.dumps({"reason": R.CACHE_BUSY}).encode() + b"\n"
+BUSY_ANSWER = (
+    b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nConnection: close\r\n"
+    + f"Content-Length: {len(_BUSY_BODY)}\r\n\r\n".encode()
+    + _BUSY_BODY
+)
 
 
 @dataclass
@@ -53,6 +67,10 @@ class Metrics:
         )
         self.evictions = Counter(p + "evictions_total", "Entries evicted to make room (LRU)", registry=r)
         self.refusals = Counter(p + "refusals_total", "Requests refused, by reason", ["reason"], registry=r)
+        self.reviews = Counter(p + "token_reviews_total", "TokenReviews sent to the API server", registry=r)
+        self.reviews_kept = Counter(
+            p + "token_reviews_kept_total", "Tokens answered from a recent TokenReview", registry=r
+        )
         self.entries = Gauge(p + "entries", "Entries on this node", registry=r)
         self.bytes = Gauge(p + "bytes", "Bytes held (entries and entries being written)", registry=r)
         for reason in R.CACHE_REFUSALS:
@@ -64,20 +82,24 @@ class Agent:
 
     def __init__(self, store: Store, api: ClusterApi, metrics: Metrics | None = None, node: str = "") -> None:
         self.store, self.api, self.metrics, self.node = store, api, metrics or Metrics(), node
+        self.reviews = Reviews(api.review)
         self._evicted_seen = 0
+        self._reviews_seen = (0, 0)
         self._lock = threading.Lock()
 
-    def decide(self, token: str, digest: str) -> Decision:
+    def decide(self, token: str, kind: str, digest: str) -> Decision:
         if not token:
             return Decision.refuse(401, R.CACHE_UNAUTHENTICATED)
         try:
-            review = self.api.review(token)
+            review = self.reviews.review(token)
+            if review is None:
+                return Decision.refuse(503, R.CACHE_BUSY)
             who = caller_namespace(review, self.node)
             versions = self.api.versions(who.namespace) if who.allowed else []
         except ApiError as e:
             log.warning("refused: the API server could not be asked: %s", e)
             review, versions = Review(False, error=str(e)), []
-        return authorize(review, digest, versions, self.node)
+        return authorize(review, kind, digest, versions, self.node)
 
     def refused(self, reason: str) -> None:
         self.metrics.refusals.labels(reason).inc()
@@ -87,6 +109,10 @@ class Agent:
             evicted = self.store.evicted
             self.metrics.evictions.inc(evicted - self._evicted_seen)
             self._evicted_seen = evicted
+            sent, kept = self.reviews.sent, self.reviews.cached
+            self.metrics.reviews.inc(sent - self._reviews_seen[0])
+            self.metrics.reviews_kept.inc(kept - self._reviews_seen[1])
+            self._reviews_seen = (sent, kept)
         self.metrics.entries.set(self.store.count())
         self.metrics.bytes.set(self.store.used_bytes())
 
@@ -94,6 +120,10 @@ class Agent:
 class Handler(BaseHTTPRequestHandler):
     server: AgentServer
     protocol_version = "HTTP/1.1"
+
+    def setup(self) -> None:
+        super().setup()
+        self.connection.settimeout(self.server.idle_seconds)  # every read and write of this connection
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
         log.debug("%s " + format, self.address_string(), *args)
@@ -114,7 +144,7 @@ class Handler(BaseHTTPRequestHandler):
         if self.command == "PUT":  # read a little of an unread offer: closing on it would reset the answer
             try:
                 self.connection.settimeout(1.0)
-                self.rfile.read(min(int(self.headers.get("Content-Length") or 0), DRAIN_BYTES))
+                self.rfile.read(min(max(self._length() or 0, 0), DRAIN_BYTES))
             except (OSError, ValueError):
                 pass
 
@@ -125,7 +155,7 @@ class Handler(BaseHTTPRequestHandler):
             return None
         auth = self.headers.get("Authorization", "")
         token = auth[len("Bearer ") :].strip() if auth.startswith("Bearer ") else ""
-        decision = self.server.agent.decide(token, m.group(2))
+        decision = self.server.agent.decide(token, m.group(1), m.group(2))
         if not decision.allowed:
             log.info(
                 "refused %s %s from %s: %s", self.command, self.path, decision.namespace, decision.reason
@@ -152,16 +182,16 @@ class Handler(BaseHTTPRequestHandler):
         if got is None:
             return
         kind, digest, decision = got
-        with agent.store.reading(kind, digest) as files:  # type: ignore[arg-type]
-            if files is None:
+        with agent.store.reading(kind, digest) as lease:  # type: ignore[arg-type]
+            if lease is None:
                 agent.metrics.misses.inc()
                 self._answer(404, {"reason": "Miss"})
                 return
-            self._serve(kind, digest, files, decision)
+            self._serve(kind, digest, lease, decision)
 
-    def _serve(self, kind: str, digest: str, files: Any, decision: Decision) -> None:
+    def _serve(self, kind: str, digest: str, lease: Lease, decision: Decision) -> None:
         agent = self.server.agent
-        sent = 0
+        files, sent = lease.files, 0
         try:
             encoder = Encoder(kind, files)  # type: ignore[arg-type]
             self.send_response(200)
@@ -179,7 +209,7 @@ class Handler(BaseHTTPRequestHandler):
             ok = False
         if not ok:  # no trailer: the reader refuses what it got and fetches from the origin
             log.warning("entry %s-%s does not hash to its name: dropped, not served", kind, digest)
-            agent.store.drop(entry_key(kind, digest))  # type: ignore[arg-type]
+            agent.store.drop(lease)  # the entry it read, not a fresh one of that key
             agent.refused(R.CACHE_ENTRY_CORRUPT)
             self._abort()
             return
@@ -196,17 +226,27 @@ class Handler(BaseHTTPRequestHandler):
         except OSError:
             pass
 
+    def _length(self) -> int | None:
+        """The request's Content-Length: None unless exactly one, all digits (no sign, no Transfer-
+        Encoding beside it)."""
+        values = self.headers.get_all("Content-Length") or []
+        if len(values) != 1 or self.headers.get("Transfer-Encoding") or not _LENGTH.match(values[0].strip()):
+            return None
+        return int(values[0].strip())
+
     def do_PUT(self) -> None:  # noqa: N802
+        agent = self.server.agent
+        length = self._length()
+        if not length:  # none, not a number, or 0: a negative reservation would undo the size limit
+            self._refuse(411, R.CACHE_MALFORMED)
+            return
+        if length > agent.store.max_entry_bytes:
+            self._refuse(413, R.CACHE_TOO_LARGE, max_bytes=agent.store.max_entry_bytes)
+            return
         got = self._authorized()
         if got is None:
             return
         kind, digest, decision = got
-        agent = self.server.agent
-        try:
-            length = int(self.headers.get("Content-Length", ""))
-        except ValueError:
-            self._refuse(411, R.CACHE_MALFORMED)
-            return
         if agent.store.has(entry_key(kind, digest)):  # type: ignore[arg-type]
             self._answer(200, {"stored": False, "present": True})
             return
@@ -254,11 +294,44 @@ class Handler(BaseHTTPRequestHandler):
 
 
 class AgentServer(ThreadingHTTPServer):
+    """``max_requests`` connections at once (one more: 503 Busy, closed at once, no thread started);
+    ``idle_seconds``: a connection's socket timeout; ``offer_seconds``: an offer's deadline."""
+
     daemon_threads = True
 
-    def __init__(self, address: tuple[str, int], agent: Agent, offer_seconds: float = 600.0) -> None:
-        self.agent, self.offer_seconds = agent, offer_seconds
+    def __init__(
+        self,
+        address: tuple[str, int],
+        agent: Agent,
+        offer_seconds: float = 600.0,
+        idle_seconds: float = 30.0,
+        max_requests: int = 64,
+    ) -> None:
+        self.agent, self.offer_seconds, self.idle_seconds = agent, offer_seconds, idle_seconds
+        self.slots = threading.BoundedSemaphore(max_requests)
         super().__init__(address, Handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self.slots.acquire(blocking=False):
+            self.agent.refused(R.CACHE_BUSY)
+            try:  # a few bytes into an empty send buffer: never blocks the accepting thread
+                request.setblocking(False)
+                request.send(BUSY_ANSWER)
+            except OSError:
+                pass
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self.slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.slots.release()
 
 
 def serve(address: tuple[str, int], agent: Agent) -> None:
