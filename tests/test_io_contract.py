@@ -232,3 +232,77 @@ def test_the_mlmodel_nearest_the_root_is_used_and_errors_are_reported():
 def test_a_hostile_mlmodel_is_an_error_record_never_a_failed_verification(hostile):
     got = read_signature({"MLmodel": hostile})
     assert got is not None and got["error"] and "inputs" not in got
+
+
+def _laughs(levels: int) -> bytes:
+    """A "billion laughs" MLmodel: each level an anchored list of ten aliases of the one before."""
+    y, prev = "a: &a [x,x,x,x,x,x,x,x,x,x]\n", "a"
+    for i in range(1, levels):
+        n = chr(ord("a") + i)
+        y += f"{n}: &{n} [" + ",".join([f"*{prev}"] * 10) + "]\n"
+        prev = n
+    return (y + f"signature:\n  inputs:\n    - name: *{prev}\n      type: double\n").encode()
+
+
+@pytest.mark.parametrize(
+    "text",
+    [_laughs(4), b"a: &a 1\nsignature: {inputs: '[]'}\n", b"signature: &s {inputs: '[]'}\nb: *s\n"],
+    ids=["laughs", "anchor", "alias"],
+)
+def test_yaml_anchors_and_aliases_are_refused_as_an_unreadable_signature(text):
+    got = read_signature({"MLmodel": text})
+    assert got == {"source": "artifact MLmodel", "error": "MLmodel uses YAML anchors or aliases"}
+
+
+def test_a_billion_laughs_mlmodel_is_refused_at_once_under_a_memory_limit():
+    """387 bytes that expand to 10^9 scalars: refused while composing, in a child with 1 GiB of
+    address space (the init container has none: it would grow until OOM-killed)."""
+    import subprocess
+    import sys
+
+    child = (
+        "import resource, sys; resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))\n"
+        "from modelversioning.artifacts.io_signature import read_signature\n"
+        "print(read_signature({'MLmodel': sys.stdin.buffer.read()}))\n"
+    )
+    bomb = _laughs(9)
+    assert len(bomb) < 400
+    out = subprocess.run([sys.executable, "-c", child], input=bomb, capture_output=True, timeout=60)
+    assert out.returncode == 0, out.stderr.decode()[-500:]
+    assert "YAML anchors or aliases" in out.stdout.decode()
+
+
+@pytest.mark.parametrize(
+    ("cols", "what"),
+    [
+        ([{"name": ["a"] * 3, "type": "double"}], "name"),
+        ([{"name": "a", "type": {"x": 1}}], "type"),
+        ([{"name": "a", "type": "tensor", "tensor-spec": {"dtype": [1], "shape": [-1]}}], "dtype"),
+    ],
+    ids=["name", "type", "dtype"],
+)
+def test_only_string_values_are_taken_never_the_text_of_a_container(cols, what):
+    got = read_signature({"MLmodel": f"signature:\n  inputs: '{json.dumps(cols)}'\n".encode()})
+    assert got is not None and got["error"] == f"MLmodel signature.inputs[0].{what} is not a string"
+
+
+def test_an_mlmodel_with_too_many_yaml_nodes_or_levels_is_unreadable():
+    wide = b"flavors: [" + b"1," * 20_000 + b"1]\nsignature: {inputs: '[]'}\n"
+    assert len(wide) < MAX_MLMODEL_BYTES
+    got = read_signature({"MLmodel": wide})
+    assert got is not None and "YAML nodes" in got["error"]
+    deep = read_signature({"MLmodel": b"signature: " + b"[" * 40 + b"]" * 40 + b"\n"})
+    assert deep is not None and "32 levels" in deep["error"]
+
+
+def test_any_failure_reading_the_mlmodel_is_an_unreadable_record(monkeypatch):
+    import modelversioning.artifacts.io_signature as mod
+
+    def boom(data: bytes) -> None:
+        raise MemoryError
+
+    monkeypatch.setattr(mod, "parse_mlmodel", boom)
+    assert read_signature({"MLmodel": b"x"}) == {
+        "source": "artifact MLmodel",
+        "error": "MLmodel cannot be read: MemoryError",
+    }

@@ -1,6 +1,7 @@
 """The canary's runtime checked against its version's recorded signature (issue 27, part 4): the OIP
 metadata reader (analysis.oip) against a fake Open Inference Protocol server on loopback (bounded: the
-variant's own Service name only, a deadline, a size cap, no redirect followed), the pure verdict and
+cluster IP of the variant's own ClusterIP Service only, a deadline, a size cap, no redirect followed,
+remote text only as a sanitized summary), the pure verdict and
 hold (domain.runtime_contract) through the rollout decision, and the probes' gather (handlers)."""
 
 from __future__ import annotations
@@ -15,7 +16,14 @@ from typing import Any
 
 import pytest
 
-from modelversioning.analysis.oip import RuntimeUnanswered, model_metadata, served_signature, service_host
+from modelversioning.analysis.oip import (
+    RuntimeUnanswered,
+    model_metadata,
+    served_signature,
+    service_address,
+    service_host,
+    summary,
+)
 from modelversioning.api import wire as R
 from modelversioning.api.modelendpoint import ModelEndpointSpec
 from modelversioning.api.settings import Settings
@@ -77,16 +85,12 @@ def server() -> Iterator[int]:
 
 
 HOST = "iris-canary-abc.team-a.svc"
-
-
-def loopback(host: str) -> str:
-    assert host == HOST  # only the Service name is ever resolved
-    return "127.0.0.1"
+LOOPBACK = "127.0.0.1"  # the fake runtime's address (a cluster IP in the cluster; never resolved)
 
 
 def test_the_metadata_is_read_from_the_variants_own_service(server):
     FakeOIP.answers["/v2/models/iris"] = (200, {}, json.dumps(oip([-1, 4])).encode())
-    meta = model_metadata(HOST, server, "iris", resolve=loopback)
+    meta = model_metadata(HOST, server, "iris", address=LOOPBACK)
     assert diff(RECORDED, served_signature(meta)) == ()
     assert FakeOIP.seen == [("/v2/models/iris", f"{HOST}:{server}")]
 
@@ -106,7 +110,7 @@ def test_the_metadata_is_read_from_the_variants_own_service(server):
 def test_anything_but_clean_metadata_is_unanswered(server, answer, why):
     FakeOIP.answers["/v2/models/iris"] = answer
     with pytest.raises(RuntimeUnanswered, match=why):
-        model_metadata(HOST, server, "iris", resolve=loopback)
+        model_metadata(HOST, server, "iris", address=LOOPBACK)
     assert [p for p, _ in FakeOIP.seen] == ["/v2/models/iris"]  # one request: no redirect followed
 
 
@@ -116,7 +120,7 @@ def test_a_runtime_that_never_answers_is_cut_at_the_deadline():
         listener.listen(1)
         port = listener.getsockname()[1]
         with pytest.raises(RuntimeUnanswered, match="within 0.3s"):
-            model_metadata(HOST, port, "iris", timeout=0.3, resolve=loopback)
+            model_metadata(HOST, port, "iris", timeout=0.3, address=LOOPBACK)
 
 
 @pytest.mark.parametrize(
@@ -124,7 +128,7 @@ def test_a_runtime_that_never_answers_is_cut_at_the_deadline():
 )
 def test_no_host_but_a_service_name_is_ever_asked(host):
     with pytest.raises(RuntimeUnanswered, match="only a variant's own Service"):
-        model_metadata(host, 80, "iris", resolve=lambda h: pytest.fail("resolved"))  # type: ignore[arg-type]
+        model_metadata(host, 80, "iris", address=LOOPBACK)
     with pytest.raises(RuntimeUnanswered):
         service_host("Bad_Slot", "ns")
     assert service_host("iris-canary-abc", "team-a") == HOST
@@ -132,7 +136,7 @@ def test_no_host_but_a_service_name_is_ever_asked(host):
 
 def test_the_model_name_cannot_leave_the_path(server):
     with pytest.raises(RuntimeUnanswered):
-        model_metadata(HOST, server, "../../admin?x=1", resolve=loopback)
+        model_metadata(HOST, server, "../../admin?x=1", address=LOOPBACK)
     assert FakeOIP.seen[0][0] == "/v2/models/..%2F..%2Fadmin%3Fx%3D1"
 
 
@@ -253,9 +257,11 @@ class Probes(RuntimeProbes):
         self.done = threading.Event()
         self.now = 0.0
         self.asked: list[tuple[str, int, str]] = []
+        self.addresses: list[str] = []
 
-        def read(host: str, port: int, model: str) -> dict[str, Any]:
+        def read(host: str, port: int, model: str, *, address: str) -> dict[str, Any]:
             self.asked.append((host, port, model))
+            self.addresses.append(address)
             if isinstance(answer, Exception):
                 raise answer
             return answer
@@ -268,11 +274,31 @@ def gather(store: Store, probes: RuntimeProbes | None, available: bool = True) -
     spec = ModelEndpointSpec.model_validate(ep["spec"])
     slot = SlotFacts("iris-canary-abc", exists=True, available=available, ours=True)
     canary = VariantFacts("canary", "1.1.0", 100, 1, False, None, desired=slot)
-    return runtime_check(store, probes, "team-a", "iris", spec, [canary])
+    return runtime_check(store, probes, "team-a", "iris", spec, [canary], "u")
 
 
-def cluster(check_runtime: bool = True) -> Store:
+def slot_service(**spec: Any) -> dict[str, Any]:
+    """The canary slot's Service as the operator renders it (controlled by the endpoint "u")."""
+    owner = {
+        "apiVersion": R.API_VERSION,
+        "kind": "ModelEndpoint",
+        "name": "iris",
+        "uid": "u",
+        "controller": True,
+    }
+    md = {
+        "name": "iris-canary-abc",
+        "namespace": "team-a",
+        "resourceVersion": "1",
+        "ownerReferences": [owner],
+    }
+    body = {"type": "ClusterIP", "clusterIP": "10.96.0.17", "ports": [{"port": 80}], **spec}
+    return {"apiVersion": "v1", "kind": "Service", "metadata": md, "spec": body}
+
+
+def cluster(check_runtime: bool = True, service: dict[str, Any] | None = None) -> Store:
     store = Store()
+    store.upsert("Service", service or slot_service())
     store.upsert("ModelVersion", recorded_mv())
     spec = {"ioContract": {"checkRuntimeMetadata": check_runtime}}
     store.upsert(
@@ -298,6 +324,7 @@ def test_the_probe_asks_once_off_the_reconcile_and_keeps_the_answer(answer, stat
     got = gather(store, probes)
     assert got.state == state
     assert probes.asked == [(HOST, 80, "iris")]  # the canary's own Service (spec.port), once
+    assert probes.addresses == ["10.96.0.17"]  # at its cluster IP from the cache, never through DNS
 
 
 @pytest.mark.parametrize(
@@ -326,3 +353,80 @@ def test_nothing_is_asked_without_the_policy_or_before_the_slot_is_available():
     waiting = gather(cluster(), probes, available=False)
     assert waiting is not None and waiting.state == PENDING and "slot" in waiting.message
     assert probes.asked == []
+
+
+def _owned_by(uid: str, kind: str = "ModelEndpoint", controller: bool = True) -> dict[str, Any]:
+    svc = slot_service()
+    svc["metadata"]["ownerReferences"][0].update(uid=uid, kind=kind, controller=controller)
+    return svc
+
+
+@pytest.mark.parametrize(
+    ("service", "why"),
+    [
+        (slot_service(type="ExternalName", externalName="evil.example.com", clusterIP=None), "not ClusterIP"),
+        (slot_service(type="NodePort"), "not ClusterIP"),
+        (slot_service(clusterIP="None"), "no cluster IP"),
+        (slot_service(clusterIP="evil.example.com"), "no cluster IP"),
+        (slot_service(clusterIP="127.0.0.1"), "not a unicast address"),
+        (slot_service(clusterIP="169.254.169.254"), "not a unicast address"),
+        (_owned_by("other"), "not controlled by this endpoint"),
+        (_owned_by("u", kind="Deployment"), "not controlled by this endpoint"),
+        (_owned_by("u", controller=False), "not controlled by this endpoint"),
+    ],
+    ids=["external-name", "node-port", "headless", "a-name", "loopback", "link-local", "other-owner",
+         "other-kind", "not-controller"],
+)  # fmt: skip
+def test_only_the_cluster_ip_of_the_endpoints_own_clusterip_service_is_asked(service, why):
+    probes = Probes(oip([-1, 4]))
+    got = gather(cluster(service=service), probes)
+    assert got is not None and got.state == PENDING and why in got.message
+    assert probes.asked == []  # refused: nothing is asked
+    with pytest.raises(RuntimeUnanswered, match=why):
+        service_address(service, "iris-canary-abc", "team-a", "u")
+
+
+def test_a_service_not_in_the_cache_or_another_object_is_refused():
+    with pytest.raises(RuntimeUnanswered, match="not in the cache"):
+        service_address(None, "iris-canary-abc", "team-a", "u")
+    with pytest.raises(RuntimeUnanswered, match="another one"):
+        service_address(slot_service(), "iris-canary-xyz", "team-a", "u")
+    with pytest.raises(RuntimeUnanswered, match="not controlled"):
+        service_address(slot_service(), "iris-canary-abc", "team-a", "")
+    assert service_address(slot_service(), "iris-canary-abc", "team-a", "u") == "10.96.0.17"
+
+
+def test_the_reader_connects_only_to_an_ip_address():
+    with pytest.raises(RuntimeUnanswered, match="not an IP address"):
+        model_metadata(HOST, 80, "iris", address="evil.example.com")
+
+
+def test_remote_error_text_is_never_put_in_a_condition_beyond_a_sanitized_summary():
+    evil = b"EVIL <script>\x1b[31m" + b"A" * 500 + b"\r\n\r\n"
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+
+        def answer() -> None:
+            conn, _ = listener.accept()
+            with conn:
+                conn.recv(4096)
+                conn.sendall(evil)
+
+        t = threading.Thread(target=answer, daemon=True)
+        t.start()
+        with pytest.raises(RuntimeUnanswered) as e:
+            model_metadata(HOST, listener.getsockname()[1], "iris", address=LOOPBACK)
+        t.join(5)
+    assert "EVIL" not in str(e.value) and "AAAA" not in str(e.value)
+    said = summary("a\nb\x1b[31m <x>" + "y" * 300)
+    assert said.startswith("a b??31m ?x?") and len(said) == 120 and said.endswith("...")
+
+
+def test_a_probe_never_keeps_more_than_a_summary_of_what_failed():
+    store, probes = cluster(), Probes(RuntimeUnanswered("line one\nline two " + "z" * 1000))
+    gather(store, probes)
+    assert probes.done.wait(5)
+    got = gather(store, probes)
+    assert got is not None and "line one line two" in got.message and "\n" not in got.message
+    assert len(got.message) < 320

@@ -15,7 +15,7 @@ from modelversioning.api.settings import ArtifactPolicy
 from modelversioning.artifacts import verify_artifact
 from modelversioning.artifacts.verify import digest_local
 from modelversioning.domain.endpoint_plan import NO_SLOT_REASONS
-from modelversioning.domain.io_contract import IOSignature, Known
+from modelversioning.domain.io_contract import IOSignature, Known, decide_contract
 from modelversioning.domain.platform_policy import Floors, floors_for
 from modelversioning.domain.registry import VersionView, record
 from modelversioning.domain.version_contract import CONTRACT_RECHECK_SECONDS
@@ -243,3 +243,66 @@ def test_a_platform_policy_can_require_a_signature_for_the_namespaces_it_selects
     assert not contract_facts(store, "ns", "m-v1.0.0", spec).require
     got = contract_facts(store, "ns", "m-v1.0.0", spec, Floors(io_signature_required_by=("strict",)))
     assert got.require and got.required_by == "ModelPlatformPolicy strict: spec.serving.requireIOSignature"
+
+
+def _again(version, status, known):
+    """The same version reconciled again, its status as written before, the registry now ``known``."""
+    return facts(version=version, status=status, contract=ContractFacts(declared=X4, known=tuple(known)))
+
+
+def test_a_version_accepted_without_a_baseline_keeps_its_verdict_when_a_lower_one_comes():
+    """1.1.0 accepted (not checked: no baseline yet) and serving; 1.0.5 registered later, then accepted
+    with another signature: 1.1.0 never waits for it, nor loses its slot."""
+    first = decide(fresh(version="1.1.0", declared=X4, known=()), POLICY, NOW)
+    assert first.status["ioSignature"]["contract"]["reason"] == R.IO_SIGNATURE_NOT_CHECKED
+    pending = decide(_again("1.1.0", first.status, [Known("1.0.5", pending=True)]), POLICY, NOW)
+    v = c(pending, "ArtifactVerified")
+    assert (v["status"], v["reason"]) == ("True", R.VERIFIED)
+    k = Known("1.0.5", IOSignature.of(X5), IOSignature.of(X5).digest())
+    after = decide(_again("1.1.0", pending.status, [k]), POLICY, NOW)
+    v = c(after, "ArtifactVerified")
+    assert (v["status"], v["reason"]) == ("True", R.VERIFIED) and v["reason"] not in NO_SLOT_REASONS
+    assert after.status["ioSignature"]["contract"]["reason"] == R.IO_SIGNATURE_NOT_CHECKED
+
+
+def test_a_kept_verdict_is_for_its_signature_only():
+    first = decide(fresh(version="1.1.0", declared=X4, known=()), POLICY, NOW)
+    k = Known("1.0.5", IOSignature.of(X5), IOSignature.of(X5).digest())
+    other = facts(version="1.1.0", status=first.status, contract=ContractFacts(declared=X5, known=(k,)))
+    assert decide(other, POLICY, NOW).status["ioSignature"]["contract"]["reason"] == R.IO_SIGNATURE_CHECKED
+
+
+def _at(body, created):
+    body["metadata"]["creationTimestamp"] = created
+    return body
+
+
+def test_the_gather_step_offers_only_versions_registered_no_later_than_this_one():
+    store = Store()
+    d4, d5 = IOSignature.of(X4).digest(), IOSignature.of(X5).digest()
+    store.upsert(
+        "ModelVersion", _at(_mv("1.0.0", _status(R.IO_SIGNATURE_CHECKED, d4)), "2026-01-01T00:00:00Z")
+    )
+    store.upsert("ModelVersion", _at(_mv("1.1.0", {}), "2026-01-02T00:00:00Z"))
+    store.upsert("ModelVersion", _at(_mv("1.0.5", {}), "2026-01-03T00:00:00Z"))  # lower, registered later
+    store.upsert("ModelVersion", _at(_mv("1.0.7", {}), "2026-01-02T00:00:00Z"))  # the same second: together
+    model = {"kind": "Model", "metadata": {"name": "m", "namespace": "ns", "resourceVersion": "1"},
+             "status": {"versions": [
+                 {"version": "1.0.6", "signatureDigest": d5, "firstSeen": "2026-01-04T00:00:00Z"},  # gone
+                 {"version": "1.0.1", "signatureDigest": d4, "firstSeen": "2025-12-31T00:00:00Z"},  # gone
+                 {"version": "1.0.5", "firstSeen": "2026-01-01T12:00:00Z"},  # the memory wins
+             ]}}  # fmt: skip
+    store.upsert("Model", model)
+    got = contract_facts(store, "ns", "m-v1.1.0", ModelVersionSpec.model_validate(_spec("1.1.0", X4)))
+    assert {k.version for k in got.known} == {"1.0.0", "1.0.1", "1.0.5", "1.0.7"}
+    model["status"]["versions"].pop()  # without the memory: 1.0.5's creationTimestamp, a day later
+    store.upsert("Model", {**model, "metadata": {**model["metadata"], "resourceVersion": "2"}})
+    got = contract_facts(store, "ns", "m-v1.1.0", ModelVersionSpec.model_validate(_spec("1.1.0", X4)))
+    assert {k.version for k in got.known} == {"1.0.0", "1.0.1", "1.0.7"}
+    lower = contract_facts(store, "ns", "m-v1.0.5", ModelVersionSpec.model_validate(_spec("1.0.5", X5)))
+    assert {"1.0.0", "1.1.0"} <= {k.version for k in lower.known}  # 1.1.0 is higher: never its baseline
+    assert decide_contract("1.0.5", IOSignature.of(X5), lower.known).baseline == "1.0.1"
+    model["status"]["versions"].append({"version": "1.1.0", "firstSeen": "2026-01-05T00:00:00Z"})
+    store.upsert("Model", {**model, "metadata": {**model["metadata"], "resourceVersion": "3"}})
+    got = contract_facts(store, "ns", "m-v1.1.0", ModelVersionSpec.model_validate(_spec("1.1.0", X4)))
+    assert {k.version for k in got.known} == {"1.0.0", "1.0.1", "1.0.5", "1.0.6", "1.0.7"}  # its memory

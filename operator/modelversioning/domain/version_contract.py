@@ -7,9 +7,11 @@ after the trust policy: ``apply_contract``).
 - A refused version (``R.IO_SIGNATURE_CHANGED``, ``R.IO_SIGNATURE_MISSING``) is not verified: Ready
   False, a Warning Event (``verification_events``), no slot, no traffic. Its bytes were verified, so
   ``decide_verification`` keeps the record and never fetches them again for it.
-- A verdict against a baseline is decided once per signature (kept from status.ioSignature while its
-  digest is the same): a version accepted and served is never refused later because another version
-  was registered. A verdict without a signature follows the policy in force (requireSignature).
+- A verdict on a signature is decided once (kept from status.ioSignature while its digest is the
+  same): checked, not checked (no baseline when it was decided) or refused. A version accepted and
+  served is never held nor refused later because another version was registered (the gather step also
+  offers as baselines only versions registered no later than this one: ``handlers.contract``). A
+  verdict without a signature follows the policy in force (requireSignature).
 - While the baseline's contract is being decided, ArtifactVerified is Unknown (``R.IO_CONTRACT_PENDING``)
   and the version is looked at again.
 """
@@ -27,8 +29,10 @@ from modelversioning.domain.version_verify import Verification
 
 CONTRACT_NOTE = "; I/O contract: "  # what a verified version's message says of it follows this
 CONTRACT_RECHECK_SECONDS = 10.0  # a version waiting for its baseline's contract looks again after this
-_STICKY = frozenset({R.IO_SIGNATURE_CHECKED, R.IO_SIGNATURE_CHANGED})
 _ACCEPTED = frozenset({R.IO_SIGNATURE_CHECKED, R.IO_SIGNATURE_NOT_CHECKED})
+# kept for good per signature digest: an accepted verdict (checked, or not checked for want of a
+# baseline) and a refusal; a pending one and a verdict without a signature are decided again
+_STICKY = _ACCEPTED | {R.IO_SIGNATURE_CHANGED}
 
 
 def signature_in_use(
@@ -93,7 +97,7 @@ def apply_contract(facts: VersionFacts, v: Verification) -> tuple[Verification, 
 
 
 def _kept(prev: Any, digest: str) -> ContractVerdict | None:
-    """The verdict against a baseline this very signature already has (None: decide it now)."""
+    """The verdict this very signature already has, accepted or refused (None: decide it now)."""
     if not isinstance(prev, Mapping) or not digest or prev.get("digest") != digest:
         return None
     c = prev.get("contract")

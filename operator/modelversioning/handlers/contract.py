@@ -1,7 +1,12 @@
 """What the I/O contract rule reads from the watch cache (the gather step of ``domain.version_contract``):
 the version's declared signature, the accepted contracts of its model's other versions (their
 status.ioSignature, written by the operator only, and the Model's record of deleted ones), which lower
-versions are still being decided, and the Model's policy (spec.ioContract)."""
+versions are still being decided, and the Model's policy (spec.ioContract).
+
+Only versions registered no later than this one are offered (``registered_before``): the registry's
+memory (the Model's ``status.versions[].firstSeen``), else the ModelVersion's creationTimestamp, to the
+second. A lower version registered later never re-judges this one; it is itself checked against the
+highest lower release registered before it."""
 
 from __future__ import annotations
 
@@ -15,6 +20,7 @@ from modelversioning.api.wire import MODEL
 from modelversioning.domain import conditions as cond
 from modelversioning.domain.io_contract import IOSignature, Known
 from modelversioning.domain.platform_policy import Floors
+from modelversioning.domain.timestamps import parse_rfc3339
 from modelversioning.domain.version_facts import ContractFacts
 from modelversioning.handlers.store import Store
 
@@ -52,26 +58,48 @@ def contract_facts(
     store: Store, namespace: str, name: str, spec: ModelVersionSpec, floors: Floors | None = None
 ) -> ContractFacts:
     """The I/O contract's facts for the ModelVersion ``name`` (``floors``: the platform's policies)."""
+    mbody = store.get(MODEL.kind, namespace, spec.model) or {}
+    records = [r for r in (mbody.get("status") or {}).get("versions") or [] if isinstance(r, Mapping)]
+    first_seen = {str(r.get("version", "")): r.get("firstSeen") for r in records}
+    mine = first_seen.get(spec.version) or _created(store.get("ModelVersion", namespace, name))
     known: dict[str, Known] = {}
+    later: set[str] = set()
     for (_, other), body in store.of_model("ModelVersion", namespace, spec.model):
         version = str((body.get("spec") or {}).get("version", ""))
         if other == name or not version:
             continue
+        if not registered_before(first_seen.get(version) or _created(body), mine):
+            later.add(version)
+            continue  # registered after this version: never its baseline
         deleting = bool((body.get("metadata") or {}).get("deletionTimestamp"))
         k = known_of(body.get("status") or {}, version, deleting)
         if k is not None:
             known[version] = k
-    mbody = store.get(MODEL.kind, namespace, spec.model) or {}
-    for r in (mbody.get("status") or {}).get("versions") or []:
+    for r in records:
         v, digest = str(r.get("version", "")), r.get("signatureDigest")
-        if digest and v not in known and v != spec.version:  # its ModelVersion is gone: the record remembers
-            known[v] = Known(v, digest=str(digest))
+        if not digest or v in known or v in later or v == spec.version:
+            continue
+        if not registered_before(r.get("firstSeen"), mine):
+            continue
+        known[v] = Known(v, digest=str(digest))  # its ModelVersion is gone: the record remembers
     require, by = _required(mbody, spec.model)
     if not require and floors is not None and floors.io_signature_required_by:
         policies = ", ".join(floors.io_signature_required_by)
         require, by = True, f"ModelPlatformPolicy {policies}: spec.serving.requireIOSignature"
     declared = spec.signature.to_k8s() if spec.signature is not None else None
     return ContractFacts(declared=declared, known=tuple(known.values()), require=require, required_by=by)
+
+
+def registered_before(theirs: Any, mine: Any) -> bool:
+    """Whether a version registered at ``theirs`` may be the baseline of one registered at ``mine``
+    (RFC 3339): registered no later (the same second: applied together, compared); an unknown time on
+    either side offers it (compared, as before the registry remembered)."""
+    a, b = parse_rfc3339(theirs), parse_rfc3339(mine)
+    return a is None or b is None or a <= b
+
+
+def _created(body: Mapping[str, Any] | None) -> Any:
+    return ((body or {}).get("metadata") or {}).get("creationTimestamp")
 
 
 def _required(mbody: Mapping[str, Any], model: str) -> tuple[bool, str]:

@@ -261,7 +261,10 @@ class ModelEndpointReconciler:
         if rf is None:
             return None
         ns, name = body["metadata"]["namespace"], body["metadata"]["name"]  # the canary's runtime's word:
-        rf = replace(rf, runtime=runtime_check(self.store, self.runtime_probes, ns, name, spec, variants))
+        uid = str(body["metadata"].get("uid", ""))
+        rf = replace(
+            rf, runtime=runtime_check(self.store, self.runtime_probes, ns, name, spec, variants, uid)
+        )
         return policed(rf, spec, floor)
 
     def _variants(

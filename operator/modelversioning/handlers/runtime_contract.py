@@ -18,7 +18,14 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from modelversioning.analysis.oip import RuntimeUnanswered, model_metadata, served_signature, service_host
+from modelversioning.analysis.oip import (
+    RuntimeUnanswered,
+    model_metadata,
+    served_signature,
+    service_address,
+    service_host,
+    summary,
+)
 from modelversioning.api.model import ModelSpec
 from modelversioning.api.modelendpoint import ModelEndpointSpec
 from modelversioning.api.wire import MODEL, expected_name
@@ -55,8 +62,9 @@ class RuntimeProbes:
         self._results: OrderedDict[Key, tuple[RuntimeCheck, float]] = OrderedDict()
         self._asked: set[Key] = set()
 
-    def check(self, key: Key, version: str, recorded: IOSignature) -> RuntimeCheck:
-        """The kept result for ``key``, or PENDING after asking (once at a time per key)."""
+    def check(self, key: Key, version: str, recorded: IOSignature, address: str) -> RuntimeCheck:
+        """The kept result for ``key``, or PENDING after asking ``address`` (the slot Service's cluster
+        IP) once at a time per key."""
         with self._lock:
             got = self._results.get(key)
             fresh = got is not None and self.clock() - got[1] < RUNTIME_RECHECK_SECONDS
@@ -64,17 +72,20 @@ class RuntimeProbes:
                 return got[0]
             if key not in self._asked:
                 self._asked.add(key)
-                self.pool.submit_for(key[0], self._run, key, version, recorded)
+                self.pool.submit_for(key[0], self._run, key, version, recorded, address)
         said = got[0].message if got is not None else "asking the canary's runtime for its OIP model metadata"
         return RuntimeCheck(PENDING, said)
 
-    def _run(self, key: Key, version: str, recorded: IOSignature) -> None:
+    def _run(self, key: Key, version: str, recorded: IOSignature, address: str) -> None:
         ns, endpoint, slot, port, model, _ = key
         try:
-            meta = self.read(service_host(slot, ns), port, model)
+            meta = self.read(service_host(slot, ns), port, model, address=address)
             check = runtime_verdict(version, recorded, served_signature(meta))
         except RuntimeUnanswered as e:
-            check = RuntimeCheck(PENDING, f"the canary's runtime gave no OIP model metadata for {model}: {e}")
+            said = summary(e, 240)
+            check = RuntimeCheck(
+                PENDING, f"the canary's runtime gave no OIP model metadata for {model}: {said}"
+            )
         with self._lock:
             self._asked.discard(key)
             self._results.pop(key, None)
@@ -101,8 +112,11 @@ def runtime_check(
     endpoint: str,
     spec: ModelEndpointSpec,
     variants: list[VariantFacts],
+    endpoint_uid: str,
 ) -> RuntimeCheck | None:
-    """What holds the canary (None: nothing to check: no rollout, the policy is off, no signature)."""
+    """What holds the canary (None: nothing to check: no rollout, the policy is off, no signature).
+    Only the cluster IP of the canary slot's own Service (controlled by the endpoint ``endpoint_uid``,
+    type ClusterIP) is ever asked; anything else holds it, saying why."""
     if probes is None or spec.strategy is None or not _enabled(store, namespace, spec.model):
         return None
     canary = spec.variant(spec.strategy.canary.variant)
@@ -115,8 +129,14 @@ def runtime_check(
     slot = next((v.desired for v in variants if v.name == canary.name), None)
     if slot is None or not (slot.ours and slot.available):
         return RuntimeCheck(PENDING, "waiting for the canary's slot to be available to ask its runtime")
+    try:
+        address = service_address(
+            store.get("Service", namespace, slot.name), slot.name, namespace, endpoint_uid
+        )
+    except RuntimeUnanswered as e:
+        return RuntimeCheck(PENDING, f"the canary's runtime is not asked: {e}")
     key: Key = (namespace, endpoint, slot.name, spec.port, spec.model, recorded.digest())
-    return probes.check(key, canary.version, recorded)
+    return probes.check(key, canary.version, recorded, address)
 
 
 def _enabled(store: Store, namespace: str, model: str) -> bool:
