@@ -23,6 +23,7 @@ from modelversioning.api.wire import (
     REQUESTED_STAGE_ANNOTATION,
     expected_name,
 )
+from modelversioning.cli.models import register_runtime
 from modelversioning.cli.models.errors import EXIT_USAGE, Refused
 from modelversioning.cli.models.inputs import load_mapping, parse_pairs
 from modelversioning.domain import oci_ref
@@ -61,6 +62,8 @@ class RegisterInputs:
     stage: str = "candidate"
     format: str | None = None
     description: str | None = None
+    runtime_ref: str | None = None  # [KIND/]NAME
+    model_format: str | None = None  # NAME[:VERSION]
 
 
 @dataclass(frozen=True)
@@ -96,6 +99,8 @@ class RegisterArgs:
     apply: bool = False
     dvc: str | None = None
     plain_http: bool = False
+    runtime_ref: str | None = None
+    model_format: str | None = None
 
 
 @dataclass(frozen=True)
@@ -205,6 +210,8 @@ def prepare(args: RegisterArgs, values: Values, git: GitInfo | None, now: str) -
         stage=str(args.stage),
         format=args.fmt_,
         description=args.description,
+        runtime_ref=args.runtime_ref,
+        model_format=args.model_format,
     )
     return Prepared(inputs, dirty)
 
@@ -236,7 +243,7 @@ def missing_metadata(inp: RegisterInputs) -> list[str]:
     missing: list[str] = []
     if not inp.artifact:
         missing.append("artifact (--artifact URI_OR_PATH)")
-    if not inp.image:
+    if not inp.image and not register_runtime.from_catalog(inp.runtime_ref, inp.model_format, inp.framework):
         missing.append("runtime.image (--image)")
     if not inp.dataset and not (inp.dataset_version or inp.dataset_sha256):
         missing.append("lineage.dataset (--dataset and --dataset-version/--dataset-sha256)")
@@ -348,9 +355,6 @@ def build_manifest(
         artifact["sizeBytes"] = size_bytes
     if inp.format:
         artifact["format"] = inp.format
-    runtime: dict[str, Any] = {"image": inp.image}
-    if inp.port is not None:
-        runtime["port"] = inp.port
     metadata: dict[str, Any] = {"name": expected_name(inp.model, inp.version)}
     if namespace:
         metadata["namespace"] = namespace
@@ -363,7 +367,7 @@ def build_manifest(
         "artifact": artifact,
         "lineage": lineage,
         "metrics": dict(inp.metrics),
-        "runtime": runtime,
+        **register_runtime.spec_fields(inp.image, inp.port, inp.runtime_ref, inp.model_format),
         "stage": inp.stage,
     }
     if inp.description:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from modelversioning.cli.models import register_plan as plan
-from modelversioning.cli.models import render
+from modelversioning.cli.models import register_runtime, render
 from modelversioning.cli.models.context import Globals, globals_of
 from modelversioning.cli.models.errors import EXIT_USAGE, Refused
 from modelversioning.cli.models.gitinfo import git_info
@@ -59,8 +59,36 @@ Uri = Annotated[
         "bytes were uploaded to (default: its file:// URI).",
     ),
 ]
-Image = Annotated[str | None, typer.Option("--image", help="Serving container image.")]
-Port = Annotated[int | None, typer.Option("--port", help="Serving port (default 8080).", min=1, max=65535)]
+Image = Annotated[
+    str | None,
+    typer.Option(
+        "--image",
+        help="Serving container image: an explicit spec.runtime. Not needed with --runtime-ref, "
+        "--model-format or --framework (the operator takes the runtime from the catalog).",
+    ),
+]
+Port = Annotated[
+    int | None,
+    typer.Option("--port", help="With --image: the serving port (default 8080).", min=1, max=65535),
+]
+RuntimeRefOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--runtime-ref",
+        metavar="[KIND/]NAME",
+        help="A catalog runtime (spec.runtimeRef): KIND ModelRuntime or ClusterModelRuntime; without "
+        "one, a ModelRuntime of that name, else the ClusterModelRuntime. Exclusive with --image.",
+    ),
+]
+ModelFormat = Annotated[
+    str | None,
+    typer.Option(
+        "--model-format",
+        metavar="NAME[:VERSION]",
+        help="The model's format (spec.format), e.g. sklearn:1: picks a catalog runtime that supports it "
+        "(default: --framework), and is checked against --runtime-ref's formats.",
+    ),
+]
 Dataset = Annotated[str | None, typer.Option("--dataset", help="Training dataset name.")]
 DatasetVersion = Annotated[str | None, typer.Option("--dataset-version", help="Dataset version.")]
 DatasetSha256 = Annotated[str | None, typer.Option("--dataset-sha256", help="Dataset digest.")]
@@ -95,7 +123,14 @@ AllowDirty = Annotated[
         help="Register from a checkout with uncommitted changes (recorded as environment.gitDirty).",
     ),
 ]
-Format = Annotated[str | None, typer.Option("--format", help="Artifact format, e.g. onnx, safetensors.")]
+Format = Annotated[
+    str | None,
+    typer.Option(
+        "--format",
+        help="Artifact file format (spec.artifact.format), e.g. onnx, safetensors, joblib; the model "
+        "format the runtime catalog matches is --model-format.",
+    ),
+]
 Description = Annotated[str | None, typer.Option("--description", help="Free text.")]
 Stage = Annotated[StageChoice, typer.Option("--stage", help="Requested stage.")]
 Apply = Annotated[
@@ -135,7 +170,10 @@ Dvc = Annotated[
     "./out/model.bin --uri s3://models/fraud-detector/2.4.1/model.bin --image "
     "ghcr.io/acme/fraud-server:1.4 --dataset transactions --dataset-version 2024-09-30 --metrics "
     "eval.json --hyperparameters params.json --author jane@acme.com --framework xgboost-2.0.3 > "
-    "fraud-detector-2.4.1.yaml"
+    "fraud-detector-2.4.1.yaml\n\n  kubectl models register fraud-detector 2.4.2 --artifact "
+    "s3://models/fraud-detector/2.4.2/ --runtime-ref ClusterModelRuntime/xgboost-server --model-format "
+    "xgboost:2 --dataset transactions --dataset-version 2024-10-31 --metrics eval.json > "
+    "fraud-detector-2.4.2.yaml"
 )
 def register(
     ctx: typer.Context,
@@ -146,6 +184,8 @@ def register(
     uri: Uri = None,
     image: Image = None,
     port: Port = None,
+    runtime_ref: RuntimeRefOpt = None,
+    model_format: ModelFormat = None,
     dataset: Dataset = None,
     dataset_version: DatasetVersion = None,
     dataset_sha256: DatasetSha256 = None,
@@ -180,6 +220,7 @@ def register(
     signing = signing_of(sign_key, sign_cert, signature_uri)
     g = globals_of(ctx)
     plan.check_identity(args.model, args.version)  # before any work
+    register_runtime.check_runtime(args.image, args.port, args.runtime_ref, args.model_format)
     args, values, dvc_info = _with_dvc(args, plan.read_values(args))
     prepared = plan.prepare(
         args, values, git_info(args.code_dir) if plan.needs_git(args) else None, now_rfc3339()
