@@ -17,6 +17,10 @@ set -euo pipefail
 # 1.9.x: the newest releases that build with Go 1.26 (1.10 needs Go 1.27).
 FLUX_SOURCE_VERSION="${FLUX_SOURCE_VERSION:-v1.9.6}"
 FLUX_KUSTOMIZE_VERSION="${FLUX_KUSTOMIZE_VERSION:-v1.9.6}"
+# Module versions the module proxy refuses to serve (403 "This module version is not available"),
+# replaced by the nearest patch release of the same minor that it serves; one `replace` line each,
+# added to both wrapper modules (a module a controller does not use is ignored).
+FLUX_PROXY_GAPS="${FLUX_PROXY_GAPS:-github.com/fluxcd/pkg/artifact => github.com/fluxcd/pkg/artifact v0.18.1}"
 
 CACHE_ROOT="${MV_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/modelversioning}"
 OUT="$CACHE_ROOT/flux-source-${FLUX_SOURCE_VERSION}_kustomize-${FLUX_KUSTOMIZE_VERSION}"
@@ -63,10 +67,15 @@ build() {  # build NAME VERSION: github.com/fluxcd/NAME@VERSION's main package i
       !inblock && /^replace [^(]/ { line = $0 }
       line != "" { if (line !~ /=> \.\.?\//) print line; line = ""; next }
     ' "$gomod"
+    while IFS= read -r gap; do
+      [[ -n "$gap" ]] && echo "replace $gap"
+    done <<< "$FLUX_PROXY_GAPS"
   } > "$work/go.mod"
   printf '//go:build tools\n\npackage tools\n\nimport _ "%s"\n' "$module" > "$work/tools.go"
   step "go mod tidy ($name wrapper module, $(grep -c '^replace' "$work/go.mod") replace lines copied)"
-  (cd "$work" && go mod tidy >&2)
+  # -e: the tests of the controllers' packages import modules the proxy refuses (helmtestserver);
+  # tidy records what it can, and the build below fails loudly if a package it compiles is missing
+  (cd "$work" && go mod tidy -e >&2)
   step "building $name $version (slow the first time)"
   (cd "$work" && go build -trimpath -ldflags "-s -w" -o "$BIN/$name.tmp" "$module" >&2)
   mv -f "$BIN/$name.tmp" "$BIN/$name"
