@@ -101,24 +101,24 @@ class Region:
             log.close()
         return self
 
-    def sync(self, url: str, interval: str = "10s") -> None:
-        """The region's Flux objects: the Git repository and the Kustomization of regions/<name>."""
+    def sync(self, url: str, name: str = "fleet", interval: str = "10s") -> None:
+        """The region's Flux objects: the Git repository `name` and its Kustomization of regions/<region>."""
         docs = [
             {"apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "GitRepository",
-             "metadata": {"name": "fleet", "namespace": FLUX_NS},
+             "metadata": {"name": name, "namespace": FLUX_NS},
              "spec": {"url": url, "interval": interval, "ref": {"branch": "main"}}},
             {"apiVersion": "kustomize.toolkit.fluxcd.io/v1", "kind": "Kustomization",
-             "metadata": {"name": "models", "namespace": FLUX_NS},
+             "metadata": {"name": name, "namespace": FLUX_NS},
              "spec": {"interval": interval, "path": f"./regions/{self.name}", "prune": False,
-                      "sourceRef": {"kind": "GitRepository", "name": "fleet"}}},
+                      "sourceRef": {"kind": "GitRepository", "name": name}}},
         ]  # fmt: skip
         self.cp.apply(docs)
 
-    def reconcile_now(self) -> None:
+    def reconcile_now(self, name: str = "fleet") -> None:
         """What a Git host's webhook (Flux's notification receiver) does: ask for a sync now."""
         stamp = f"reconcile.fluxcd.io/requestedAt={time.time()}"
-        self.cp.kubectl("annotate", "--overwrite", "-n", FLUX_NS, "gitrepository/fleet", stamp)
-        self.cp.kubectl("annotate", "--overwrite", "-n", FLUX_NS, "kustomization/models", stamp)
+        self.cp.kubectl("annotate", "--overwrite", "-n", FLUX_NS, f"gitrepository/{name}", stamp)
+        self.cp.kubectl("annotate", "--overwrite", "-n", FLUX_NS, f"kustomization/{name}", stamp)
 
     def apiserver_pids(self) -> list[int]:
         return [p.popen.pid for p in self.cp._procs if p.name == "kube-apiserver"]
