@@ -260,8 +260,13 @@ def test_a_region_that_rolls_back_stops_the_wave(fleet) -> None:  # type: ignore
         by["r2"].reconcile_now("scorer")
         failed = until(lambda: (lambda row: row if row.get("rollout") == "Failed" else None)(
             region_row(kc, "r2", ep)), 300, "r2's rollout failing")  # fmt: skip
-        until(lambda: {v["version"]: v["effectiveWeight"] for v in region_row(kc, "r2", ep)["variants"]}
-              .get("2.3.8") == 100, 120, "r2 rolled back to 2.3.8")  # fmt: skip
+
+        def r2_weights() -> dict[str, int]:
+            return {
+                v["version"]: v["effectiveWeight"] for v in region_row(kc, "r2", ep).get("variants") or []
+            }
+
+        until(lambda: r2_weights().get("2.3.8") == 100, 120, "r2 rolled back to 2.3.8")
         print(f"r2 rolled back: {failed.get('traffic')}", flush=True)
         head = git(work, "rev-parse", "HEAD")
         stopped = cli(kc, "wave", "next", plan_file, "--commit")
