@@ -73,8 +73,10 @@ class Region:
         for f in crds:
             self.cp.kubectl("apply", "--server-side", "-f", str(f))
         storage = free_port()
+        (self.workdir / "artifacts").mkdir(exist_ok=True)  # source-controller refuses a missing one
         env = {**os.environ, "KUBECONFIG": str(self.cp.kubeconfig), "RUNTIME_NAMESPACE": FLUX_NS}
         common = ["--enable-leader-election=false", "--log-level=info"]
+        health: dict[str, int] = {}
         for name, extra in (
             ("source-controller", [f"--storage-path={self.workdir / 'artifacts'}",
                                    f"--storage-addr=127.0.0.1:{storage}",
@@ -82,6 +84,7 @@ class Region:
             ("kustomize-controller", []),
         ):  # fmt: skip
             log = (self.workdir / f"{name}.log").open("wb")
+            health[name] = free_port()
             self.flux.append(
                 subprocess.Popen(
                     [
@@ -89,7 +92,7 @@ class Region:
                         *common,
                         *extra,
                         f"--metrics-addr=127.0.0.1:{free_port()}",
-                        f"--health-addr=127.0.0.1:{free_port()}",
+                        f"--health-addr=127.0.0.1:{health[name]}",
                     ],
                     env=env,
                     stdout=log,
@@ -99,7 +102,26 @@ class Region:
                 )  # fmt: skip
             )
             log.close()
+        for (name, port), proc in zip(health.items(), self.flux, strict=True):
+            self._wait_healthy(name, port, proc)
         return self
+
+    def _wait_healthy(self, name: str, port: int, proc: subprocess.Popen[bytes]) -> None:
+        import urllib.request
+
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                break
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as r:
+                    if r.status == 200:
+                        return
+            except OSError:
+                pass
+            time.sleep(0.5)
+        log = (self.workdir / f"{name}.log").read_text(errors="replace")[-3000:]
+        raise RuntimeError(f"[{self.name}] {name} is not healthy (exit {proc.poll()}):\n{log}")
 
     def sync(self, url: str, name: str = "fleet", interval: str = "10s") -> None:
         """The region's Flux objects: the Git repository `name` and its Kustomization of regions/<region>."""

@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -73,20 +72,16 @@ def fleet(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-
         "serving": {"driftCheckSeconds": 30, "drainSeconds": 1},
     }
     regions = [Region(n, tmp, settings) for n in NAMES]
+    # one after the other, from this thread: the harness's processes die with the thread that started
+    # them (PR_SET_PDEATHSIG), so a starter thread would take its region down when it ends
+    t0 = time.monotonic()
     errors: list[BaseException] = []
-
-    def start(r: Region) -> None:
+    for r in regions:
         try:
             r.start(flux_bin, crds)
-        except BaseException as e:  # noqa: BLE001 - reported below
+        except BaseException as e:  # noqa: BLE001 - reported below, after the others are stopped
             errors.append(e)
-
-    t0 = time.monotonic()
-    threads = [threading.Thread(target=start, args=(r,)) for r in regions]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+            break
     print(
         f"three regions (control plane, operator, Flux) started in {time.monotonic() - t0:.1f}s", flush=True
     )
