@@ -292,7 +292,10 @@ def _edit_values(text: str, target: Declared) -> str | None:
             count=1,
         )
         new, nw = re.subn(
-            r"(\bweight:\s*)\d+", lambda x, w=weight: f"{x.group(1)}{w}", new, count=1  # type: ignore[misc]
+            r"(\bweight:\s*)\d+",
+            lambda x, w=weight: f"{x.group(1)}{w}",
+            new,
+            count=1,  # type: ignore[misc]
         )
         if nv != 1:
             return None
