@@ -286,17 +286,9 @@ def _edit_values(text: str, target: Declared) -> str | None:
             continue
         version, weight = by_name[m.group(1)]
         new, nv = re.subn(
-            r"(\bversion:\s*)([\"']?)[A-Za-z0-9.+_-]+\2",
-            lambda x, v=version: f"{x.group(1)}{x.group(2)}{v}{x.group(2)}",  # type: ignore[misc]
-            chunk,
-            count=1,
+            r"(\bversion:\s*)([\"']?)[A-Za-z0-9.+_-]+\2", rf"\g<1>\g<2>{version}\g<2>", chunk, count=1
         )
-        new, nw = re.subn(
-            r"(\bweight:\s*)\d+",
-            lambda x, w=weight: f"{x.group(1)}{w}",
-            new,
-            count=1,  # type: ignore[misc]
-        )
+        new, nw = re.subn(r"(\bweight:\s*)\d+", rf"\g<1>{weight}", new, count=1)
         if nv != 1:
             return None
         if nw != 1 and weight != 0:
