@@ -91,7 +91,7 @@ def test_every_command_of_every_command_module_is_in_the_table() -> None:
             registered[c.name or typer.main.get_command_name(c.callback.__name__)] = info.name  # type: ignore[union-attr]
     flat = {n: c.module for n, c in COMMANDS.items() if not c.group}
     assert flat == registered
-    assert {c.module for c in COMMANDS.values() if c.group} == {"imports", "rollout", "runtimes"}
+    assert {c.module for c in COMMANDS.values() if c.group} == {"imports", "rollout", "runtimes", "wave"}
 
 
 # ---- what each start loads --------------------------------------------------------------------------

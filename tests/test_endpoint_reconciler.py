@@ -132,7 +132,10 @@ class World:
     def __init__(self, **serving: Any) -> None:
         self.api = FakeApi()
         self.store = self.api.store
-        settings = Settings(serving=Serving(drain_seconds=serving.pop("drain_seconds", 5.0), **serving))
+        region = serving.pop("region", None)
+        settings = Settings(
+            serving=Serving(drain_seconds=serving.pop("drain_seconds", 5.0), **serving), region=region
+        )
         self.rec = ModelEndpointReconciler(self.api, self.store, settings, lambda ns, m: None)  # type: ignore[arg-type]
         self.now = 1000.0
         self.rec.clock = lambda: self.now
@@ -509,6 +512,29 @@ def test_idle_reconcile_writes_nothing() -> None:
     w.api.writes.clear()
     w.settle()
     assert w.api.writes == []
+
+
+def test_the_region_is_recorded_once_per_status_and_an_idle_reconcile_writes_nothing() -> None:
+    w = World(region="eu-west")
+    serving_one(w)
+    st = w.api.objects[("ModelEndpoint", "ep")]["status"]
+    assert st["region"] == "eu-west" and st["routeHistory"]  # the record of this region's routes
+    w.api.writes.clear()
+    w.settle()
+    assert w.api.writes == []
+    # the same cluster's operator without a region (the setting removed): the status stops saying one
+    w.rec.settings = Settings(serving=w.rec.settings.serving)
+    w.settle()
+    assert "region" not in w.api.objects[("ModelEndpoint", "ep")]["status"]
+    w.api.writes.clear()
+    w.settle()
+    assert w.api.writes == []
+
+
+def test_without_a_region_the_status_has_none() -> None:
+    w = World()
+    serving_one(w)
+    assert "region" not in w.api.objects[("ModelEndpoint", "ep")]["status"]
 
 
 @pytest.mark.parametrize("n", [63, 253])

@@ -246,6 +246,18 @@ def test_served_version_lists_endpoints_and_holds_the_finalizer():
     assert decide(facts(serving=SERVING, finalizers=(IN_USE_FINALIZER,)), POLICY, NOW).finalizers is None
 
 
+def test_the_region_is_written_once_per_status_only_when_set():
+    served = facts(serving=SERVING, finalizers=(IN_USE_FINALIZER,))
+    plan = decide(served, replace(POLICY, region="eu-west"), NOW)
+    assert plan.status["region"] == "eu-west" and plan.status["servedBy"] and plan.status["servingHistory"]
+    assert "region" not in (decide(served, POLICY, NOW).status or {})
+    # a region set before and unset now: the status built again has none
+    again = decide(replace(served, status=plan.status), POLICY, NOW)
+    assert "region" not in again.status
+    idle = decide(replace(served, status=plan.status), replace(POLICY, region="eu-west"), NOW)
+    assert idle.status == plan.status
+
+
 def test_unused_version_releases_the_finalizer():
     plan = decide(facts(finalizers=("x/other", IN_USE_FINALIZER)), POLICY, NOW)
     assert plan.finalizers == ("x/other",)

@@ -12,6 +12,13 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, star
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
+OPERATOR_INFO = Gauge(
+    "modelversioning_operator_info",
+    "1, with the region (the cluster) this operator serves as a label; exported only when the region "
+    "setting is set (join on instance/pod to put the region on any other series)",
+    ["region"],
+    registry=REGISTRY,
+)
 VERSIONS = Gauge(
     "modelversioning_model_versions",
     "ModelVersions per namespace, model and stage in effect",

@@ -102,6 +102,9 @@ name -> {group, version, kind, plural, reads}. */}}
 {{- $_ := set $serving "nodeCachePort" (int .Values.nodeCache.port) -}}
 {{- end -}}
 {{- $_ := set $cfg "serving" $serving -}}
+{{- if not $cfg.region -}}
+{{- $_ := unset $cfg "region" -}}
+{{- end -}}
 {{- $graph := dict -}}
 {{- range $from, $to := (default dict $cfg.stageGraph) -}}
 {{- if not (kindIs "invalid" $to) -}}

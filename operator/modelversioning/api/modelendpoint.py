@@ -360,6 +360,12 @@ class ModelEndpointStatus(StatusModel):
     )
     traffic: str | None = Field(default=None, description="Summary for kubectl, e.g. 'stable=90,canary=10'.")
     router: str | None = None
+    region: str | None = Field(
+        default=None,
+        max_length=63,
+        description="The region (cluster) whose operator wrote this status (the operator's region setting): "
+        "the variants, rollout and routeHistory are this region's. Absent: no region set.",
+    )
     draining: list[DrainingSlot] = Field(
         default_factory=list, description="Slots waiting out the drain grace period before deletion."
     )

@@ -463,6 +463,12 @@ class ModelVersionStatus(StatusModel):
         description="The input/output signature the I/O contract was checked with, its source, and the "
         "verdict of the SemVer rule (docs/design.md, The I/O contract).",
     )
+    region: str | None = Field(
+        default=None,
+        max_length=63,
+        description="The region (cluster) whose operator wrote this status (the operator's region setting): "
+        "servedBy, rollouts and servingHistory are this region's endpoints. Absent: no region set.",
+    )
     served_by: list[ServedBy] = Field(default_factory=list)
     rollouts: list[RolloutRecord] = Field(
         default_factory=list,

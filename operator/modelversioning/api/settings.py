@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from modelversioning.api import routers
+from modelversioning.api.wire import DNS_LABEL
 
 DEFAULT_STAGE_GRAPH: dict[str, list[str]] = {
     "candidate": ["staging", "archived"],
@@ -260,6 +261,16 @@ class AdmissionSettings(_Settings):
 
 
 class Settings(_Settings):
+    region: str | None = Field(
+        default=None,
+        max_length=63,
+        pattern=DNS_LABEL,
+        description="The name of the region (the cluster) this operator runs in, e.g. eu-west: one cluster "
+        "per region, each with its own operator (docs/design.md, Regions). Set: every ModelVersion and "
+        "ModelEndpoint status carries it once (status.region: its servedBy, servingHistory and routeHistory "
+        "are this region's), and modelversioning_operator_info{region} is exported. Unset: neither "
+        "(a single-cluster operator, as before).",
+    )
     artifacts: ArtifactPolicy = Field(default_factory=ArtifactPolicy)
     verification: Verification = Field(default_factory=Verification)
     serving: Serving = Field(default_factory=Serving)

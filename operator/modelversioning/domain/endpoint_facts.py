@@ -150,6 +150,7 @@ class EndpointFacts:
     generation: int = 0  # metadata.generation (the route history names the spec it served)
     observed_generation: int = 0  # status.observedGeneration: the generation the last reconcile saw
     history: RouteHistory = RouteHistory()  # status.routeHistory (a report: it decides nothing routed)
+    region: str | None = None  # the operator's region: status.region (None: not written)
 
 
 class ApiError(NamedTuple):

@@ -67,6 +67,8 @@ def build_status(f: EndpointFacts, plan: Plan, out: Outcome) -> EndpointStatus:
         "rollout": status_of(ro.outcome.state, ro.promoted) if ro else None,
         "closed": _closed(f, plan, out),
     }
+    if f.region:  # once per status: the variants, rollout and routeHistory are all this region's
+        fields["region"] = f.region
     route_history = _history(f, plan, out, weights, serving)
     if route_history is not None:  # only with a change: else the recorded history stays as it is
         fields["routeHistory"] = route_history

@@ -158,6 +158,7 @@ class VersionPolicy:
     retry_initial_seconds: float = 5.0
     retry_max_seconds: float = 300.0
     history_limit: int = HISTORY_LIMIT
+    region: str | None = None  # the operator's region: status.region (None: not written)
 
 
 # ---------------------------------------------------------------------------------------- plan

@@ -84,6 +84,8 @@ def decide(facts: VersionFacts, policy: VersionPolicy, now: datetime) -> Version
         "stage": str(walk.stage),
         "history": list(walk.history),
     }
+    if policy.region:  # once per status: servedBy, rollouts and servingHistory are all this region's
+        status["region"] = policy.region
     if verification.artifact is not None:
         status["artifact"] = dict(verification.artifact)
     if io_signature is not None:

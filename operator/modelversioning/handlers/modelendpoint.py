@@ -234,6 +234,7 @@ class ModelEndpointReconciler:
             generation=int(md.get("generation") or 0),
             observed_generation=int(status.get("observedGeneration") or 0),
             history=endpoint_history.from_wire(status.get("routeHistory")),
+            region=self.settings.region,
         )
         return Gathered(facts, spec, ref, slots, conflicts, min(rechecks, default=None), seen)
 
@@ -447,6 +448,8 @@ class ModelEndpointReconciler:
         for key in ("draining", "rollout", "closed"):
             if not new.get(key):
                 new.pop(key, None)
+        if "region" not in built.fields:  # the operator's region unset (now): no region recorded
+            new.pop("region", None)
         if status_changed(old, new) and not endpoint_status.progress_only(old, new):
             try:
                 stored = self.kube.patch_status(MODELENDPOINT, md["namespace"], md["name"], new, old)

@@ -359,6 +359,7 @@ class ModelVersionReconciler:
             v.recheck_seconds,
             v.retry_initial_seconds,
             v.retry_max_seconds,
+            region=settings.region,
         )
         self.enqueue_endpoints = enqueue_endpoints  # (namespace, model)
         self.protect_without_model = settings.registry.protect_versions_without_model

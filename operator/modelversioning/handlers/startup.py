@@ -68,9 +68,15 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
         )
     )
     port = os.environ.get("MODELVERSIONING_METRICS_PORT")
+    if cfg.region:  # unset: no info series (the exposition is as without regions)
+        metrics.OPERATOR_INFO.labels(cfg.region).set(1)
     if port:
         metrics.serve(int(port))
-    log.info("modelversioning operator started (routers: %s)", ", ".join(cfg.serving.enabled_routers))
+    log.info(
+        "modelversioning operator started (routers: %s%s)",
+        ", ".join(cfg.serving.enabled_routers),
+        f"; region {cfg.region}" if cfg.region else "",
+    )
 
 
 def configure_kopf(settings: kopf.OperatorSettings) -> None:

@@ -161,6 +161,9 @@ COMMANDS: dict[str, Command] = {
         "The runtime catalog (ModelRuntime, ClusterModelRuntime): convert KServe's, list ours.",
         True,
     ),
+    "wave": Command(
+        "wave", "Regional waves as Git changes: a plan's regions, promoted one after another.", True
+    ),
     "revoke": Command(
         "lifecycle",
         f"Pull a version from every route at once: the annotation {REVOKED_ANNOTATION} (the reason) with "
@@ -261,7 +264,7 @@ EPILOG = (
     "  kubectl models promote fraud-detector 2.4.1 --to production --reason ok\n\n"
     "  kubectl models rollback fraud-detector\n\n"
     "  kubectl models which fraud-detector -o json\n\n"
-    "Exit codes: 0 ok, 1 failed or refused, 2 usage, 3 timed out."
+    "Exit codes: 0 ok, 1 failed or refused, 2 usage, 3 timed out, 4 not yet (wave next: the gate waits)."
 )
 
 app = typer.Typer(

@@ -13,6 +13,7 @@ from rich.console import Group
 from modelversioning.api.wire import expected_name
 from modelversioning.cli.models import actions, render, views, which_views
 from modelversioning.cli.models.context import Globals, globals_of, show
+from modelversioning.cli.models.errors import EXIT_FAILED
 from modelversioning.cli.models.kube import MODELENDPOINTS, MODELVERSIONS, ClusterError, route_resource
 from modelversioning.cli.models.render import Output
 
@@ -96,10 +97,31 @@ def status(ctx: typer.Context, endpoint: Endpoint) -> None:
     _status(ctx, endpoint)
 
 
+Contexts = Annotated[
+    str | None,
+    typer.Option(
+        "--contexts",
+        help="Regions: kubeconfig contexts, comma-separated (each region read with your own credentials, "
+        "all at once).",
+    ),
+]
+AllContexts = Annotated[bool, typer.Option("--all-contexts", help="Every context of the kubeconfig.")]
+FleetFile = Annotated[
+    str | None,
+    typer.Option("--fleet", help="A Fleet or WavePlan file naming the regions and their contexts."),
+]
+RegionTimeout = Annotated[
+    float,
+    typer.Option("--region-timeout", min=0.1, help="Seconds each region has to answer (else: Unknown)."),
+]
+
+
 @app.command(
     epilog="[bold]Examples[/bold]\n\n  kubectl models which fraud-detector -o json\n\n"
     "  kubectl models which fraud-detector --at 2026-12-07T10:03:00Z\n\n"
-    "  kubectl models which fraud-detector --at -15m"
+    "  kubectl models which fraud-detector --at -15m\n\n"
+    "  kubectl models which fraud-detector --contexts us-east,eu-west,ap-south -n models\n\n"
+    "  kubectl models which fraud-detector --fleet fleet.yaml --at -1h"
 )
 def which(
     ctx: typer.Context,
@@ -112,11 +134,20 @@ def which(
             "from the endpoint's status.routeHistory (versions, digests, weights, slots then).",
         ),
     ] = None,
+    contexts: Contexts = None,
+    all_contexts: AllContexts = False,
+    fleet: FleetFile = None,
+    region_timeout: RegionTimeout = 10.0,
 ) -> None:
     """Which exact version (digest, commit, dataset) serves each share of an endpoint's traffic (= status).
 
     With --at, which versions served at that moment (exit 1 when the record does not reach back that far).
+    With --contexts, --all-contexts or --fleet, per region (one cluster each): version, digest, weight,
+    readiness, rollout; a region that cannot be read is Unknown, never healthy (exit 1).
     """
+    if contexts is not None or all_contexts or fleet is not None:
+        _which_fleet(ctx, endpoint, at, contexts, all_contexts, fleet, region_timeout)
+        return
     if at is None:
         _status(ctx, endpoint)
         return
@@ -126,6 +157,31 @@ def which(
     from modelversioning.cli.models import render_which
 
     show(g, view, lambda: render_which.which_at_renderable(view))
+
+
+def _which_fleet(
+    ctx: typer.Context,
+    endpoint: str,
+    at: str | None,
+    contexts: str | None,
+    all_contexts: bool,
+    fleet_file: str | None,
+    timeout: float,
+) -> None:
+    from modelversioning.cli.models import fleet, fleet_views, render_fleet
+
+    g = globals_of(ctx)
+    moment = which_views.parse_at(at, time.time()) if at is not None else None
+    targets = fleet.targets(g, contexts, all_contexts, fleet_file)
+    reads = fleet.read_all(targets, lambda t: fleet.read_endpoint(g, t, endpoint), timeout)
+    if moment is None:
+        view = fleet_views.which_fleet(reads, endpoint)
+        show(g, view, lambda: render_fleet.which_fleet_renderable(view))
+    else:
+        view = fleet_views.which_fleet_at(reads, endpoint, moment)
+        show(g, view, lambda: render_fleet.which_fleet_at_renderable(view))
+    if view["unknown"]:
+        raise typer.Exit(EXIT_FAILED)
 
 
 @app.command(epilog="[bold]Example[/bold]\n\n  kubectl models diff fraud-detector 2.3.8 2.4.1 --changed-only")

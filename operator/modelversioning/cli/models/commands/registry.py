@@ -66,10 +66,46 @@ def search(
     show(g, rows, lambda: search_table(rows, [w[0] for w in f.where]))
 
 
-@app.command(epilog="[bold]Example[/bold]\n\n  kubectl models lineage fraud-detector 2.4.1 -o yaml")
-def lineage(ctx: typer.Context, model: ModelName, version: Version) -> None:
-    """What produced a version, its stages and approvals, the endpoints and rollouts it served in."""
+@app.command(
+    epilog="[bold]Examples[/bold]\n\n  kubectl models lineage fraud-detector 2.4.1 -o yaml\n\n"
+    "  kubectl models lineage fraud-detector 2.4.1 --contexts us-east,eu-west"
+)
+def lineage(
+    ctx: typer.Context,
+    model: ModelName,
+    version: Version,
+    contexts: Annotated[
+        str | None, typer.Option("--contexts", help="Per region: kubeconfig contexts, comma-separated.")
+    ] = None,
+    all_contexts: Annotated[
+        bool, typer.Option("--all-contexts", help="Every context of the kubeconfig.")
+    ] = False,
+    fleet_file: Annotated[
+        str | None, typer.Option("--fleet", help="A Fleet or WavePlan file naming the regions.")
+    ] = None,
+    region_timeout: Annotated[
+        float, typer.Option("--region-timeout", min=0.1, help="Seconds per region.")
+    ] = 10.0,
+) -> None:
+    """What produced a version, its stages and approvals, the endpoints and rollouts it served in.
+
+    With --contexts, --all-contexts or --fleet: its stage and serving periods in each region (exit 1 when
+    a region cannot be read).
+    """
     g = globals_of(ctx)
+    if contexts is not None or all_contexts or fleet_file is not None:
+        from modelversioning.cli.models import fleet, fleet_views, render_fleet
+
+        targets = fleet.targets(g, contexts, all_contexts, fleet_file)
+        name = expected_name(model, version)
+        reads = fleet.read_all(
+            targets, lambda t: fleet.cluster_of(g, t).get_or_none(MODELVERSIONS, name), region_timeout
+        )
+        view = fleet_views.lineage_fleet(reads, model, version)
+        show(g, view, lambda: render_fleet.lineage_fleet_renderable(view))
+        if view["unknown"]:
+            raise typer.Exit(1)
+        return
     mv = g.cluster.get(MODELVERSIONS, expected_name(model, version))
     approvals = [
         a

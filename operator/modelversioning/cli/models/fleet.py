@@ -1,0 +1,135 @@
+"""Reading several regions at once (issue 30): which clusters (``--contexts a,b``, ``--all-contexts``,
+``--fleet FILE``), each read with the person's own kubeconfig, all at once, each within a deadline.
+
+A region that does not answer in time, refuses, or cannot be reached is a :class:`Read` with an
+``error`` (reported as unknown by the views, never as healthy). The reads run on daemon threads: a
+cluster that never answers is left behind when the command ends, never waited for.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+from modelversioning.cli.models.context import Globals
+from modelversioning.cli.models.errors import EXIT_USAGE, Refused
+from modelversioning.cli.models.kube import Cluster, ClusterError
+
+T = TypeVar("T")
+DEFAULT_TIMEOUT = 10.0
+
+
+@dataclass(frozen=True)
+class Target:
+    region: str  # the plan's/fleet's name; with --contexts/--all-contexts: the context's name
+    context: str
+    kubeconfig: str | None = None
+
+
+@dataclass(frozen=True)
+class Read(Generic[T]):
+    target: Target
+    value: T | None = None
+    error: str = ""  # set: unknown (unreachable, refused, no answer in time)
+    seconds: float = 0.0
+
+
+def targets(g: Globals, contexts: str | None, all_contexts: bool, fleet: str | None) -> list[Target]:
+    """The regions to read, from exactly one of the three options."""
+    given = [x for x in (contexts, all_contexts or None, fleet) if x]
+    if len(given) > 1:
+        raise Refused("give one of --contexts, --all-contexts and --fleet", EXIT_USAGE)
+    if contexts is not None:
+        names = [c.strip() for c in contexts.split(",") if c.strip()]
+        if not names or len(set(names)) != len(names):
+            raise Refused(
+                f"--contexts {contexts!r}: give distinct context names, comma-separated", EXIT_USAGE
+            )
+        known = set(kubeconfig_contexts(g))
+        unknown = [n for n in names if n not in known]
+        if unknown:
+            raise Refused(f"context {', '.join(unknown)} is not in the kubeconfig", EXIT_USAGE)
+        return [Target(n, n, g.kubeconfig) for n in names]
+    if all_contexts:
+        names = kubeconfig_contexts(g)
+        if not names:
+            raise Refused("the kubeconfig has no contexts", EXIT_USAGE)
+        return [Target(n, n, g.kubeconfig) for n in names]
+    assert fleet is not None
+    return fleet_targets(g, fleet)
+
+
+def kubeconfig_contexts(g: Globals) -> list[str]:
+    doc = Cluster(g.kubeconfig)._config_doc or {}
+    return [str(c.get("name")) for c in doc.get("contexts") or [] if c.get("name")]
+
+
+def fleet_targets(g: Globals, path: str) -> list[Target]:
+    import yaml
+
+    from modelversioning.api.fleet import load_regions
+
+    try:
+        doc = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError) as e:
+        raise Refused(f"cannot read the fleet file {path}: {e}", EXIT_USAGE) from None
+    try:
+        regions = load_regions(doc, path)
+    except ValueError as e:
+        raise Refused(str(e), EXIT_USAGE) from None
+    return [Target(r.name, str(r.context), r.kubeconfig or g.kubeconfig) for r in regions]
+
+
+def cluster_of(g: Globals, t: Target, namespace: str | None = None) -> Cluster:
+    return Cluster(t.kubeconfig, t.context, namespace or g.namespace)
+
+
+def read_all(
+    ts: list[Target], read: Callable[[Target], T], timeout: float = DEFAULT_TIMEOUT
+) -> list[Read[T]]:
+    """``read(target)`` for every target at once; each gets ``timeout`` seconds (from the start), in the
+    targets' order. An exception or no answer in time is the Read's error."""
+    results: dict[int, Read[T]] = {}
+    lock = threading.Lock()
+    start = time.monotonic()
+
+    def run(i: int, t: Target) -> None:
+        t0 = time.monotonic()
+        try:
+            value = read(t)
+            r: Read[T] = Read(t, value, "", time.monotonic() - t0)
+        except ClusterError as e:
+            r = Read(t, None, e.message or "error", time.monotonic() - t0)
+        except Refused as e:
+            r = Read(t, None, e.message, time.monotonic() - t0)
+        except Exception as e:  # noqa: BLE001 - whatever went wrong, this region is unknown
+            r = Read(t, None, f"{type(e).__name__}: {e}", time.monotonic() - t0)
+        with lock:
+            results.setdefault(i, r)
+
+    threads = [threading.Thread(target=run, args=(i, t), daemon=True) for i, t in enumerate(ts)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(max(0.0, timeout - (time.monotonic() - start)))
+    with lock:
+        for i, t in enumerate(ts):
+            results.setdefault(i, Read(t, None, f"no answer within {timeout:g}s", timeout))
+        return [results[i] for i in range(len(ts))]
+
+
+def read_endpoint(g: Globals, t: Target, endpoint: str, namespace: str | None = None) -> dict[str, Any]:
+    """What ``which`` needs of one region: the endpoint (None: not there) and the model's versions."""
+    from modelversioning.cli.models.kube import MODELENDPOINTS, MODELVERSIONS
+
+    c = cluster_of(g, t, namespace)
+    ep = c.get_or_none(MODELENDPOINTS, endpoint)
+    if ep is None:
+        return {"endpoint": None, "versions": [], "namespace": c.namespace}
+    model = (ep.get("spec") or {}).get("model")
+    mvs = [m for m in c.list(MODELVERSIONS) if (m.get("spec") or {}).get("model") == model]
+    return {"endpoint": ep, "versions": mvs, "namespace": c.namespace}

@@ -1,0 +1,137 @@
+"""`kubectl models which ENDPOINT --contexts/--all-contexts/--fleet` and `lineage --contexts` (issue 30,
+step 2) against loopback API servers, one per region: per region version, digest, weight, readiness and
+rollout; a region that cannot be read is Unknown (exit 1), never healthy; all regions at once."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import yaml
+from typer.testing import CliRunner
+
+from fleet_fixtures import NEW_SHA, change, endpoint, regions, router, version
+from modelversioning.cli.models.app import app
+
+NEW = {"stable": ("2.3.8", 0), "canary": ("2.4.1", 100)}
+OLD = {"stable": ("2.3.8", 100), "canary": ("2.4.1", 0)}
+VERSIONS = [version("2.3.8"), version("2.4.1")]
+
+
+def run(*args: str):  # type: ignore[no-untyped-def]
+    return CliRunner().invoke(app, list(args))
+
+
+def by_region(out: str) -> dict[str, dict]:
+    return {r["region"]: r for r in json.loads(out)["regions"]}
+
+
+def test_which_per_region_and_unknown_is_never_healthy(tmp_path: Path) -> None:
+    answers = {
+        "r1": router(endpoint("r1", NEW), VERSIONS),
+        "r2": router(endpoint("r2", OLD, phase=None), VERSIONS),
+        "r3": "closed",
+        "r4": "silent",
+        "r5": router(None, []),
+    }
+    with regions(tmp_path, answers) as kc:
+        t0 = time.monotonic()
+        res = run("which", "fraud-detector", "--kubeconfig", str(kc), "--contexts", "r1,r2,r3,r4,r5",
+                  "--region-timeout", "1.5", "-o", "json")  # fmt: skip
+        took = time.monotonic() - t0
+    assert res.exit_code == 1, res.output  # some regions are unknown
+    got = by_region(res.stdout)
+    served = {n: {v["version"]: v["effectiveWeight"] for v in r["variants"]} for n, r in got.items()}
+    assert served["r1"] == {"2.3.8": 0, "2.4.1": 100} and served["r2"] == {"2.3.8": 100, "2.4.1": 0}
+    assert got["r1"]["rollout"] == "Succeeded" and got["r1"]["ready"] == "True"
+    assert got["r1"]["statusRegion"] == "r1"
+    assert [v["digest"] for v in got["r1"]["variants"] if v["effectiveWeight"]] == [NEW_SHA]
+    assert (got["r3"]["state"], got["r4"]["state"], got["r5"]["state"]) == ("Unknown", "Unknown", "NotFound")
+    assert "no answer within 1.5s" in got["r4"]["error"]
+    assert got["r3"]["variants"] == [] and got["r4"]["variants"] == []
+    assert json.loads(res.stdout)["unknown"] == ["r3", "r4"]
+    assert took < 4, "the regions are read at once, each within its deadline"
+
+
+def test_the_table_says_unknown(tmp_path: Path) -> None:
+    with regions(tmp_path, {"r1": router(endpoint("r1", NEW), VERSIONS), "r3": "closed"}) as kc:
+        res = run("which", "fraud-detector", "--kubeconfig", str(kc), "--all-contexts")
+    assert res.exit_code == 1
+    assert "Unknown" in res.stdout and "could not be read" in res.stdout and "2.4.1" in res.stdout
+
+
+def test_all_reachable_exits_0_and_a_fleet_file_names_the_regions(tmp_path: Path) -> None:
+    answers = {
+        "ctx-a": router(endpoint("us-east", NEW), VERSIONS),
+        "ctx-b": router(endpoint("eu-west", OLD), VERSIONS),
+    }
+    with regions(tmp_path, answers) as kc:
+        fleet = tmp_path / "fleet.yaml"
+        fleet.write_text(yaml.safe_dump({"kind": "Fleet", "regions": [
+            {"name": "us-east", "context": "ctx-a"}, {"name": "eu-west", "context": "ctx-b"}]}))  # fmt: skip
+        res = run("which", "fraud-detector", "--kubeconfig", str(kc), "--fleet", str(fleet), "-o", "json")
+        wrong = tmp_path / "wrong.yaml"
+        wrong.write_text(yaml.safe_dump({"kind": "Fleet", "regions": [
+            {"name": "us-east", "context": "ctx-b"}, {"name": "eu-west", "context": "ctx-a"}]}))  # fmt: skip
+        swapped = run("which", "fraud-detector", "--kubeconfig", str(kc), "--fleet", str(wrong), "-o", "json")
+    assert res.exit_code == 0, res.output
+    assert list(by_region(res.stdout)) == ["us-east", "eu-west"]
+    assert json.loads(swapped.stdout)["mismatched"] == ["us-east", "eu-west"]  # the operator says otherwise
+
+
+def test_bad_region_options_are_usage_errors(tmp_path: Path) -> None:
+    with regions(tmp_path, {"r1": "closed"}) as kc:
+        assert run("which", "ep", "--kubeconfig", str(kc), "--contexts", "r1,nope").exit_code == 2
+        assert (
+            run("which", "ep", "--kubeconfig", str(kc), "--contexts", "r1", "--all-contexts").exit_code == 2
+        )
+        bad = tmp_path / "bad.yaml"
+        bad.write_text(yaml.safe_dump({"kind": "Fleet", "regions": [{"name": "r1"}]}))
+        res = run("which", "ep", "--kubeconfig", str(kc), "--fleet", str(bad))
+        assert res.exit_code == 2 and "names no cluster" in res.output
+
+
+def test_which_at_per_region(tmp_path: Path) -> None:
+    h1 = [
+        change("2026-12-07T10:00:00.000Z", **{"2_3_8": 100}),
+        change("2026-12-07T11:00:00.000Z", **{"2_4_1": 100}),
+    ]
+    h2 = [change("2026-12-07T10:30:00.000Z", **{"2_3_8": 100})]
+    answers = {"r1": router(endpoint("r1", NEW, history=h1), VERSIONS),
+               "r2": router(endpoint("r2", OLD, history=h2), VERSIONS), "r3": "closed"}  # fmt: skip
+    with regions(tmp_path, answers) as kc:
+        res = run("which", "fraud-detector", "--kubeconfig", str(kc), "--all-contexts",
+                  "--at", "2026-12-07T10:45:00Z", "-o", "json")  # fmt: skip
+        later = run("which", "fraud-detector", "--kubeconfig", str(kc), "--contexts", "r1,r2",
+                    "--at", "2026-12-07T11:30:00Z", "-o", "json")  # fmt: skip
+        early = run("which", "fraud-detector", "--kubeconfig", str(kc), "--contexts", "r1,r2",
+                    "--at", "2026-12-07T10:15:00Z", "-o", "json")  # fmt: skip
+    got = by_region(res.stdout)
+    assert [v["version"] for v in got["r1"]["variants"]] == ["2.3.8"]
+    assert [v["version"] for v in got["r2"]["variants"]] == ["2.3.8"]
+    assert got["r3"]["state"] == "Unknown" and res.exit_code == 1
+    assert [v["version"] for v in by_region(later.stdout)["r1"]["variants"]] == [
+        "2.4.1"
+    ] and later.exit_code == 0
+    assert by_region(early.stdout)["r2"]["state"] == "NotRecorded"  # its record begins later
+
+
+def test_lineage_per_region(tmp_path: Path) -> None:
+    mv = version("2.4.1")
+    period = {"endpoint": "fraud-detector", "variant": "canary", "from": "2026-12-07T11:00:00.000Z"}
+    served = [{"endpoint": "fraud-detector", "variant": "canary", "weight": 100}]
+    mv["status"] = {"stage": "production", "region": "r1", "servedBy": served, "servingHistory": [period]}
+    answers = {"r1": router(endpoint("r1", NEW), [mv]), "r2": router(endpoint("r2", OLD), []), "r3": "closed"}
+    with regions(tmp_path, answers) as kc:
+        res = run(
+            "lineage", "fraud-detector", "2.4.1", "--kubeconfig", str(kc), "--all-contexts", "-o", "json"
+        )
+        table = run("lineage", "fraud-detector", "2.4.1", "--kubeconfig", str(kc), "--all-contexts")
+    got = by_region(res.stdout)
+    assert (
+        got["r1"]["servingHistory"][0]["from"] == "2026-12-07T11:00:00.000Z"
+        and got["r1"]["stage"] == "production"
+    )
+    assert got["r2"]["state"] == "NotFound" and got["r3"]["state"] == "Unknown"
+    assert res.exit_code == 1 and "fraud-detector/canary" in table.stdout
