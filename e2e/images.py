@@ -268,6 +268,23 @@ def relabel_oci_layout(layout: Path, ref: str, out: Path) -> str:
 
 
 # ---------------------------------------------------------------------------------------- images
+# Archives kept per image (the newest by mtime, the one just built included).
+KEEP_ARCHIVES = 4
+
+
+def stale_archives(root: Path, name: str, keep: Path) -> list[Path]:
+    """`name`'s archives in `root` beyond the newest KEEP_ARCHIVES (`keep`, just built, counted first)."""
+
+    def mtime(p: Path) -> float:
+        try:
+            return p.stat().st_mtime
+        except FileNotFoundError:  # another checkout removed it meanwhile
+            return 0.0
+
+    olds = sorted((p for p in root.glob(f"{name}-*.tar") if p != keep), key=mtime, reverse=True)
+    return olds[KEEP_ARCHIVES - 1 :]
+
+
 class ImageBuilder:
     def __init__(self, log: Callable[[str], None] | None = _default_log, rebuild: bool = False) -> None:
         self.log = log or (lambda _m: None)
@@ -280,18 +297,22 @@ class ImageBuilder:
             return None
         d = json.loads(meta.read_text())
         archive = Path(d["archive"])
-        if not archive.is_file():
+        try:
+            os.utime(archive)  # used now: the newest archives are the ones stale_archives() keeps
+        except FileNotFoundError:
             return None
         return Image(d["ref"], archive, d["digest"], 0.0)
 
     def _store(self, name: str, key: str, ref: str, archive: Path, digest: str, seconds: float) -> Image:
         meta = self.root / f"{name}-{key[:16]}.json"
         meta.write_text(json.dumps({"ref": ref, "archive": str(archive), "digest": digest, "key": key}))
-        # Older archives of the same image are garbage now.
-        for old in self.root.glob(f"{name}-*.tar"):
-            if old != archive:
-                old.unlink(missing_ok=True)
-                old.with_suffix(".json").unlink(missing_ok=True)
+        # Older archives of the same image: keep the newest few. Several checkouts of the project on one
+        # machine (worktrees, a CI clone beside a developer's tree) build different keys of the same
+        # image; deleting every other key made each one rebuild the others' archive (a CI run's first
+        # real-node test spent 546 s rebuilding and waiting for the build lock, then timed out).
+        for old in stale_archives(self.root, name, archive):
+            old.unlink(missing_ok=True)
+            old.with_suffix(".json").unlink(missing_ok=True)
         self.log(f"{ref}: built in {seconds:.0f}s ({archive.stat().st_size / 1e6:.0f} MB) -> {archive}")
         return Image(ref, archive, digest, seconds)
 
