@@ -66,9 +66,7 @@ def request_promotion(
     return Promotion(name, stage, actor, generation, history_before)
 
 
-def wait_promoted(
-    cluster: Cluster, p: Promotion, timeout: float, waiting: Waiting = quiet
-) -> PromoteResult:
+def wait_promoted(cluster: Cluster, p: Promotion, timeout: float, waiting: Waiting = quiet) -> PromoteResult:
     """Until the promotion is done or blocked; Refused (exit 3) on timeout, saying where it stands."""
     state: list[PromoteResult] = []
     try:
@@ -190,9 +188,7 @@ def _wait_routed(
 
 
 # ---- approve ----------------------------------------------------------------------------------------
-def approve(
-    cluster: Cluster, model: str, version: str, stage: str, comment: str | None
-) -> dict[str, Any]:
+def approve(cluster: Cluster, model: str, version: str, stage: str, comment: str | None) -> dict[str, Any]:
     """A ModelApproval of the version's current digest and serving digest, as the user and groups the
     API server says we are (admission checks both); what ``approve`` prints (-o json)."""
     mv = cluster.get(MODELVERSIONS, expected_name(model, version))
