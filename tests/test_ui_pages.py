@@ -32,7 +32,7 @@ ROLLOUT = {"phase": "Paused", "step": 1, "message": "paused: inconclusive", "mea
 
 def fleet():
     versions = [
-        mv("fraud", "1.0.0", "production", served_by=[{"endpoint": "fraud", "variant": "stable", "weight": 90}]),
+        mv("fraud", "1.0.0", served_by=[{"endpoint": "fraud", "variant": "stable", "weight": 90}]),
         mv("fraud", "1.1.0", "staging",
            conditions=[{"type": "StageTransition", "status": "False", "reason": "ApprovalRequired",
                         "message": "needs 2 approvals, has 1 (alice)"}]),
@@ -137,7 +137,7 @@ def test_model_page_versions_lineage_graph_history_and_retention():
 
 def test_endpoint_page_split_timeline_plots_and_past_rollouts():
     past = [{"endpoint": "fraud", "at": "2026-11-30T00:00:00Z", "result": "Succeeded", "message": "ok"},
-            {"endpoint": "elsewhere", "at": "2026-11-29T00:00:00Z", "result": "Failed", "message": "no"}]  # fmt: skip
+            {"endpoint": "elsewhere", "at": "2026-11-29T00:00:00Z", "result": "Failed"}]  # fmt: skip
     snap = snapshot(
         [mv("fraud", "1.0.0", rollouts=past), mv("fraud", "1.1.0", "staging")],
         [ep("fraud", "fraud", [("stable", "1.0.0", 100), ("canary", "1.1.0", 0)],
@@ -167,9 +167,9 @@ def test_endpoint_page_split_timeline_plots_and_past_rollouts():
 def test_endpoint_page_answers_which_version_at_a_moment_like_which_at():
     history = {"changes": [
         {"at": "2026-12-07T10:00:00.000Z", "cause": "initial", "generation": 1,
-         "split": [{"variant": "stable", "version": "1.0.0", "digest": "sha256:aa", "weight": 100, "slot": "a"}]},
+         "split": [{"variant": "stable", "version": "1.0.0", "digest": "sha256:aa", "weight": 100}]},
         {"at": "2026-12-07T11:00:00.000Z", "cause": "spec", "generation": 2,
-         "split": [{"variant": "canary", "version": "1.1.0", "digest": "sha256:bb", "weight": 100, "slot": "b"}]},
+         "split": [{"variant": "canary", "version": "1.1.0", "digest": "sha256:bb", "weight": 100}]},
     ]}  # fmt: skip
     snap = snapshot([], [ep("fraud", "fraud", [("stable", "1.0.0", 100)], route_history=history)])
     at = pages.endpoint_page(snap, "ml", "fraud", "2026-12-07T10:30:00Z", now=NOW.timestamp())["which"]

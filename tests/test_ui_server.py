@@ -45,7 +45,7 @@ class FakeCluster:
     def create(self, res: Any, body: dict[str, Any]) -> dict[str, Any]:
         if self.refuse:
             raise ClusterError(
-                f'Error from server (Forbidden): modelapprovals is forbidden: User "{self.user}" cannot create',
+                f'Error from server (Forbidden): modelapprovals is forbidden: User "{self.user}" cannot',
                 403,
             )
         self.created.append(body)

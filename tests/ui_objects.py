@@ -88,7 +88,8 @@ def ep(
              "effectiveWeight": eff.get(n, 0)}
             for n, v, _ in variants
         ],
-        "conditions": [{"type": "Ready", "status": ready, "reason": "Ready" if ready == "True" else "Progressing",
+        "conditions": [{"type": "Ready", "status": ready,
+                        "reason": "Ready" if ready == "True" else "Progressing",
                         "message": "" if ready == "True" else "waiting for pods"}],
     }  # fmt: skip
     if rollout is not None:
