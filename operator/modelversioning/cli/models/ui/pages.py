@@ -187,9 +187,11 @@ def model_page(snap: Snapshot, ns: str, model: str, now: datetime | None = None)
 
 
 def retention(mv: Obj, lineage: Mapping[str, Any]) -> str:
-    """archived / artifact deleted / registry record kept, as one phrase."""
+    """revoked / archived / artifact deleted / registry record kept, as one phrase."""
     ann = (mv.get("metadata") or {}).get("annotations") or {}
     parts = []
+    if REVOKED_ANNOTATION in ann:
+        parts.append(f"revoked ({ann[REVOKED_ANNOTATION]})")
     if views.status_of(mv).get("stage") == "archived":
         parts.append("archived")
     if ARTIFACT_DELETED_ANNOTATION in ann:
@@ -382,6 +384,7 @@ def _plot(metric: str, check: Mapping[str, Any], ms: list[Mapping[str, Any]]) ->
         "lo": round(lo, 6),
         "hi": round(hi, 6),
         "count": len(ms),
+        "first": ms[0].get("at") if ms else None,
         "last": ms[-1] if ms else None,
     }
 

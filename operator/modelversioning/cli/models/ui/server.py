@@ -109,7 +109,7 @@ def _templates() -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("modelversioning.cli.models.ui", "templates"),
         autoescape=True,  # every {{ }} is HTML-escaped: names, annotations and lineage are tenants'
-        undefined=jinja2.StrictUndefined,
+        undefined=jinja2.ChainableUndefined,  # an absent optional field renders as nothing
         trim_blocks=True,
         lstrip_blocks=True,
     )
@@ -136,6 +136,7 @@ class UiServer:
         app = web.Application(middlewares=[self._guard])
         app.router.add_get("/", self.fleet)
         app.router.add_get("/static/{file}", self.static)
+        app.router.add_get("/favicon.ico", self.favicon)
         app.router.add_get("/events", self.events)
         app.router.add_get("/ns/{ns}/models/{model}", self.model)
         app.router.add_get("/ns/{ns}/models/{model}/diff", self.diff)
@@ -253,6 +254,9 @@ class UiServer:
             raise web.HTTPNotFound()
         body = resources.files("modelversioning.cli.models.ui").joinpath("static", name).read_bytes()
         return web.Response(body=body, content_type=STATIC[name])
+
+    async def favicon(self, request: web.Request) -> web.StreamResponse:
+        return web.Response(status=204)
 
     # ---- live -----------------------------------------------------------------------------------
     async def events(self, request: web.Request) -> web.StreamResponse:
