@@ -55,7 +55,9 @@ class Browser:
                 raise BrowserError(f"chromium did not start: {err[-2000:]}")
             time.sleep(0.05)
         port, path = port_file.read_text().splitlines()[:2]
-        self.ws = websocket.create_connection(f"ws://127.0.0.1:{port}{path}", timeout=60, suppress_origin=True)
+        self.ws = websocket.create_connection(
+            f"ws://127.0.0.1:{port}{path}", timeout=60, suppress_origin=True
+        )
         self._ids = itertools.count(1)
         self.events: list[dict[str, Any]] = []
         target = self.call("Target.createTarget", {"url": "about:blank"})["targetId"]
@@ -99,7 +101,9 @@ class Browser:
         self.wait("document.readyState === 'complete' && location.href !== 'about:blank'", timeout)
 
     def js(self, expression: str) -> Any:
-        r = self.page("Runtime.evaluate", {"expression": expression, "returnByValue": True, "awaitPromise": True})
+        r = self.page(
+            "Runtime.evaluate", {"expression": expression, "returnByValue": True, "awaitPromise": True}
+        )
         if "exceptionDetails" in r:
             raise BrowserError(f"{expression}: {r['exceptionDetails']}")
         return (r.get("result") or {}).get("value")
@@ -129,7 +133,9 @@ class Browser:
             raise BrowserError(f"no element {selector}")
         x, y = box
         for kind in ("mousePressed", "mouseReleased"):
-            self.page("Input.dispatchMouseEvent", {"type": kind, "x": x, "y": y, "button": "left", "clickCount": 1})
+            self.page(
+                "Input.dispatchMouseEvent", {"type": kind, "x": x, "y": y, "button": "left", "clickCount": 1}
+            )
 
     def fill(self, selector: str, text: str) -> None:
         self.js(f"document.querySelector({json.dumps(selector)}).value = {json.dumps(text)}")
