@@ -7,6 +7,7 @@ e2e/ensure-chromium.sh (./dev's packages lane).
 from __future__ import annotations
 
 import base64
+import contextlib
 import itertools
 import json
 import os
@@ -153,10 +154,8 @@ class Browser:
         return [e for e in self.events if e.get("method") == "Page.javascriptDialogOpening"]
 
     def close(self) -> None:
-        try:
+        with contextlib.suppress(Exception):  # already gone
             self.call("Browser.close", timeout=5)
-        except Exception:  # noqa: BLE001 - already gone
-            pass
         try:
             self.ws.close()
         finally:
