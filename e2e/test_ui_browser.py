@@ -70,6 +70,8 @@ def ui(kubeconfig: Path, namespace: str, *extra: str) -> Iterator[str]:
     try:
         line = proc.stdout.readline() if proc.stdout else ""
         m = re.search(r"http://127\.0\.0\.1:\d+/\?token=\S+", line)
+        if not m:
+            proc.kill()
         err = proc.stderr.read() if not m and proc.stderr else ""
         assert m, f"no URL printed: {line!r} {err}"
         yield m.group(0)

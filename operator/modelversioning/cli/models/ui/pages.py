@@ -113,17 +113,21 @@ def _why(c: Mapping[str, Any]) -> str:
 def fleet_page(snap: Snapshot, now: datetime | None = None) -> dict[str, Any]:
     """Every model (by namespace): its versions per stage, the endpoints serving it (split, health,
     rollout), and the attention list."""
-    keys = {(_ns(o), _model_of(o)) for o in (*snap.versions, *snap.endpoints)}
-    keys |= {(_ns(m), _name(m)) for m in snap.models}
-    rows = views.list_rows(snap.versions, now=now)
+    rows: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for r in views.list_rows(snap.versions, now=now):
+        rows.setdefault((str(r["namespace"] or ""), str(r["model"] or "")), []).append(r)
+    eps: dict[tuple[str, str], list[Obj]] = {}
+    for e in snap.endpoints:
+        eps.setdefault((_ns(e), _model_of(e)), []).append(e)
+    keys = set(rows) | set(eps) | {(_ns(m), _name(m)) for m in snap.models}
     models = []
     for ns, model in sorted(keys):
-        mine = [r for r in rows if r["namespace"] == ns and r["model"] == model]
+        mine = rows.get((ns, model), [])
         stages: dict[str, list[str]] = {}
         for r in mine:
             stages.setdefault(str(r["stage"] or "pending"), []).append(str(r["version"]))
         endpoints = []
-        for ep in sorted(_in(snap.endpoints, ns, model), key=_name):
+        for ep in sorted(eps.get((ns, model), []), key=_name):
             ro = rollout_summary(ep)
             endpoints.append(
                 {

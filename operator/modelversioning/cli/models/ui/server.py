@@ -130,6 +130,7 @@ class UiServer:
         self._changed: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.render_seconds: list[float] = []  # server time per page (the benchmark prints it)
+        self._fleet: tuple[int, str] | None = None  # (revision, HTML)
 
     # ---- app ------------------------------------------------------------------------------------
     def app(self) -> web.Application:
@@ -228,8 +229,17 @@ class UiServer:
 
     # ---- pages ----------------------------------------------------------------------------------
     async def fleet(self, request: web.Request) -> web.StreamResponse:
+        """Rendered once per cache revision (it shows nothing that depends on the clock): every
+        browser that refetches it on the same change event gets the same bytes."""
         snap = self.cache.snapshot()
-        return self._timed("fleet.html", lambda: pages.fleet_page(snap, datetime.now(UTC)))
+        cached = self._fleet
+        if cached is None or cached[0] != snap.revision:
+            resp = self._timed("fleet.html", lambda: pages.fleet_page(snap, datetime.now(UTC)))
+            assert resp.text is not None
+            self._fleet = cached = (snap.revision, resp.text)
+        else:
+            self.render_seconds.append(0.0)
+        return web.Response(text=cached[1], content_type="text/html", charset="utf-8")
 
     async def model(self, request: web.Request) -> web.StreamResponse:
         ns, model = _name_param(request, "ns"), _name_param(request, "model")
