@@ -324,6 +324,8 @@ def test_static_files_are_only_ours():
 
 def test_a_watch_event_reaches_the_event_stream_within_a_second():
     async def t(s: aiohttp.ClientSession, base: str, srv: UiServer) -> None:
+        async with s.get(base + "/", headers=authed(srv)) as r:
+            assert "stable 1.1.0 <b>100%</b>" in await r.text()
         async with s.get(base + "/events", headers=authed(srv)) as r:
             assert r.status == 200 and r.content_type == "text/event-stream"
             assert (await r.content.readuntil(b"\n\n")).startswith(b"event: hello")
@@ -337,8 +339,10 @@ def test_a_watch_event_reaches_the_event_stream_within_a_second():
             assert line.startswith(b"event: change") and loop.time() - t0 < 1.0
         async with s.get(base + "/ns/ml/endpoints/fraud", headers=authed(srv)) as r:
             assert "50%" in await r.text()  # the page renders the cache as it is now
+        async with s.get(base + "/", headers=authed(srv)) as r:
+            assert "stable 1.1.0 <b>50%</b>" in await r.text()  # the fleet page too (a new revision)
 
-    serve(t, VERSION_OBJ)
+    serve(t, VERSION_OBJ, ep("fraud", "fraud", [("stable", "1.1.0", 100)]))
 
 
 def test_the_cache_counts_no_request_per_page_view():
