@@ -38,6 +38,7 @@ def fleet():
                         "message": "needs 2 approvals, has 1 (alice)"}]),
         mv("fraud", "0.9.0", "archived", verified="False"),
         mv("churn", "2.0.0", "production", annotations={REVOKED_ANNOTATION: "CVE-2026-1"}),
+        mv("churn", "2.1.0", "shadow-eval"),  # a Model's own stage
     ]  # fmt: skip
     endpoints = [
         ep("fraud", "fraud", [("stable", "1.0.0", 100), ("canary", "1.1.0", 0)],

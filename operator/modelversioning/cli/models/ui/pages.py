@@ -105,6 +105,10 @@ def attention(snap: Snapshot) -> list[dict[str, Any]]:
     return sorted(out, key=lambda a: (a["kind"] != "bad", str(a["namespace"]), str(a.get("model"))))
 
 
+def _stage_order(stage: str) -> tuple[int, str]:
+    return (STAGES.index(stage), "") if stage in STAGES else (len(STAGES), stage)
+
+
 def _why(c: Mapping[str, Any]) -> str:
     return f"{c.get('reason') or ''}: {c.get('message') or ''}".strip(": ")
 
@@ -142,7 +146,8 @@ def fleet_page(snap: Snapshot, now: datetime | None = None) -> dict[str, Any]:
                 "namespace": ns,
                 "model": model,
                 "versions": len(mine),
-                "stages": [(s, stages[s]) for s in (*STAGES, "pending") if s in stages],
+                # the built-in order, then a Model's own stages as found
+                "stages": [(s, stages[s]) for s in sorted(stages, key=_stage_order)],
                 "endpoints": endpoints,
             }
         )
