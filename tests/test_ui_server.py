@@ -58,8 +58,14 @@ class FakeCluster:
         return self.objs[name]
 
     def wait(self, res: Any, name: str, check: Callable[[Any], Any], timeout: float) -> Any:
+        """The operator's answer: the stage asked for, or the declared weights on the route."""
         obj = dict(self.objs[name])
-        obj["status"] = {**obj["status"], "stage": "production", "observedGeneration": 99}
+        patch = next((p for n, p in reversed(self.patched) if n == name), {})
+        declared = {v["name"]: v["weight"] for v in (patch.get("spec") or {}).get("variants") or []}
+        stage = (patch.get("spec") or {}).get("stage")
+        obj["status"] = {**obj["status"], "observedGeneration": 99, **({"stage": stage} if stage else {})}
+        if declared:
+            obj["status"]["effectiveWeights"] = declared
         return check(obj)
 
 
@@ -247,6 +253,29 @@ def test_promote_goes_through_the_cli_code_as_the_viewer():
 
     cluster = FakeCluster({VERSION_OBJ["metadata"]["name"]: VERSION_OBJ}, user="bob")
     serve(t, VERSION_OBJ, cluster=cluster)
+
+
+def test_rollback_goes_through_the_cli_code_as_the_viewer():
+    rollout_ep = ep("fraud", "fraud", [("stable", "1.0.0", 0), ("canary", "1.1.0", 100)])
+
+    async def t(s: aiohttp.ClientSession, base: str, srv: UiServer) -> None:
+        form = {"endpoint": "fraud", "reason": "bad canary", "csrf": srv.cfg.csrf}
+        async with s.post(base + "/ns/ml/act/rollback", data=form, headers=authed(srv)) as r:
+            text = await r.text()
+            assert r.status == 200, text
+            assert "rolled back fraud to stable (1.0.0)" in text and "As carol." in text
+        ((name, patch),) = cluster.patched
+        assert name == "fraud"
+        assert {v["name"]: v["weight"] for v in patch["spec"]["variants"]} == {"stable": 100, "canary": 0}
+        ann = patch["metadata"]["annotations"]
+        assert (
+            ann["modelversioning.io/requested-by"] == "carol"
+            and ann["modelversioning.io/reason"] == "bad canary"
+        )
+        assert patch["metadata"]["resourceVersion"] == "1"  # guarded like the command's
+
+    cluster = FakeCluster({"fraud": rollout_ep}, user="carol")
+    serve(t, rollout_ep, cluster=cluster)
 
 
 def test_a_refusal_of_the_api_server_is_shown_and_nothing_is_done():
