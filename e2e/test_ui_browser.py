@@ -223,6 +223,16 @@ def test_the_web_view_in_chromium(cluster, objs, artifact_root, shots):  # type:
         b.screenshot(shots / "result.png")
         b.goto(f"{base}/ns/{ns}/endpoints/fraud")
         b.wait(f"{effective_cell('stable')} === '100%'", 30)
+        # which version answered at a moment: `which --at`'s answer, from status.routeHistory
+        wait_for(lambda: len((objs.mep("fraud")["status"].get("routeHistory") or {}).get("changes") or []) >= 3,
+                 30, "the route changes recorded")  # fmt: skip
+        b.fill("input[name=at]", "now")
+        b.click("form[action*='/endpoints/fraud'] button[type=submit]")
+        b.wait("document.getElementById('which-answer')", 30)
+        answer = b.text("#which-answer")
+        assert "stable" in answer and "1.0.0" in answer and "100%" in answer, answer
+        b.goto(f"{base}/ns/{ns}/endpoints/fraud?at=2000-01-01T00:00:00Z")
+        assert "before the route history" in b.text("#which-answer")
 
     # ---- read-only: no action offered, and none accepted ------------------------------------------
     with ui(cluster.kubeconfig, ns, "--read-only") as url, Browser() as b:
