@@ -223,9 +223,12 @@ def test_the_web_view_in_chromium(cluster, objs, artifact_root, shots):  # type:
         b.screenshot(shots / "result.png")
         b.goto(f"{base}/ns/{ns}/endpoints/fraud")
         b.wait(f"{effective_cell('stable')} === '100%'", 30)
+
         # which version answered at a moment: `which --at`'s answer, from status.routeHistory
-        wait_for(lambda: len((objs.mep("fraud")["status"].get("routeHistory") or {}).get("changes") or []) >= 3,
-                 30, "the route changes recorded")  # fmt: skip
+        def changes() -> int:
+            return len((objs.mep("fraud")["status"].get("routeHistory") or {}).get("changes") or [])
+
+        wait_for(lambda: changes() >= 3, 30, "the route changes recorded")
         b.fill("input[name=at]", "now")
         b.click("form[action*='/endpoints/fraud'] button[type=submit]")
         b.wait("document.getElementById('which-answer')", 30)
