@@ -52,10 +52,11 @@ def objs(kube, namespace, operator):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def shots(tmp_path_factory: pytest.TempPathFactory, capsys: pytest.CaptureFixture[str]) -> Path:
     out = Path(os.environ.get("MV_UI_SCREENSHOTS") or tmp_path_factory.mktemp("ui-screenshots"))
     out.mkdir(parents=True, exist_ok=True)
-    print(f"\nscreenshots of the web view: {out.resolve()}")
+    with capsys.disabled():
+        print(f"\nscreenshots of the web view: {out.resolve()}")
     return out
 
 
