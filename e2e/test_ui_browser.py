@@ -106,7 +106,7 @@ def effective_cell(variant: str) -> str:
     return f"(document.querySelector('tr[data-variant={variant}] .effective') || {{}}).innerText"
 
 
-def test_the_web_view_in_chromium(cluster, objs, artifact_root, shots):  # type: ignore[no-untyped-def]
+def test_the_web_view_in_chromium(cluster, objs, artifact_root, shots, capsys):  # type: ignore[no-untyped-def]
     ns = objs.ns
     register(objs, artifact_root, "1.0.0", "production")
     register(objs, artifact_root, "1.1.0", "production")
@@ -168,7 +168,8 @@ def test_the_web_view_in_chromium(cluster, objs, artifact_root, shots):  # type:
         poller.join(10)
         assert b.js("window.__same_page === true"), "the page was reloaded"
         delay = seen_page - seen_api[0]
-        print(f"operator wrote canary 30% -> the page showed it: {delay * 1000:.0f} ms (SSE, no reload)")
+        with capsys.disabled():
+            print(f"\noperator wrote canary 30% -> the page showed it: {delay * 1000:.0f} ms (SSE, no reload)")
         assert delay < 1.5
         b.wait("document.querySelector('main').innerText.includes('Paused')", 60)
         b.screenshot(shots / "endpoint.png")
