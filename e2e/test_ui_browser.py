@@ -169,7 +169,7 @@ def test_the_web_view_in_chromium(cluster, objs, artifact_root, shots, capsys): 
         assert b.js("window.__same_page === true"), "the page was reloaded"
         delay = seen_page - seen_api[0]
         with capsys.disabled():
-            print(f"\noperator wrote canary 30% -> the page showed it: {delay * 1000:.0f} ms (SSE, no reload)")
+            print(f"\noperator wrote canary 30% -> the page showed it: {delay * 1000:.0f} ms (no reload)")
         assert delay < 1.5
         b.wait("document.querySelector('main').innerText.includes('Paused')", 60)
         b.screenshot(shots / "endpoint.png")
