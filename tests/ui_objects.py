@@ -7,7 +7,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from modelversioning.api.wire import MODEL, MODELAPPROVAL, MODELENDPOINT, MODELVERSION
-from modelversioning.cli.models.ui.cache import Snapshot, WatchCache
+from modelversioning.cli.models.ui.cache import WatchCache
+from modelversioning.cli.models.ui.snapshot import Snapshot
 
 XSS = '<script>alert("x")</script><img src=x onerror=alert(1)>'
 

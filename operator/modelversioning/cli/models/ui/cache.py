@@ -15,13 +15,13 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from modelversioning.api.wire import MODEL, MODELAPPROVAL, MODELENDPOINT, MODELVERSION, Resource
 from modelversioning.cli.models.apiserver import WatchBroken, WatchExpired
 from modelversioning.cli.models.errors import ClusterError
 from modelversioning.cli.models.kube import Cluster
+from modelversioning.cli.models.ui.snapshot import Snapshot
 
 log = logging.getLogger(__name__)
 
@@ -30,19 +30,6 @@ WATCH_SECONDS = 300  # one watch request's length; it resumes from the last reso
 RETRY_SECONDS = 5.0  # after an error (a refused list: 30)
 
 Key = tuple[str, str]  # (namespace, name)
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    """The objects as the cache holds them at one revision (lists: never mutated by the cache)."""
-
-    revision: int
-    versions: tuple[Mapping[str, Any], ...]
-    endpoints: tuple[Mapping[str, Any], ...]
-    models: tuple[Mapping[str, Any], ...]
-    approvals: tuple[Mapping[str, Any], ...]
-    errors: Mapping[str, str] = field(default_factory=dict)  # kind -> why it is not watched
-    synced: bool = True  # every kind has been listed once
 
 
 def _slim(obj: Mapping[str, Any]) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from typing import Any
 from modelversioning.api.wire import ARTIFACT_DELETED_ANNOTATION, REVOKED_ANNOTATION, expected_name
 from modelversioning.cli.models import registry_views, rollout_views, views, which_views
 from modelversioning.cli.models.errors import Refused
-from modelversioning.cli.models.ui.cache import Snapshot
+from modelversioning.cli.models.ui.snapshot import Snapshot
 
 Obj = Mapping[str, Any]
 STAGES = ("candidate", "validated", "staging", "approved", "production", "archived")
