@@ -171,7 +171,7 @@ def test_the_web_view_in_chromium(cluster, objs, artifact_root, shots, capsys): 
         with capsys.disabled():
             print(f"\noperator wrote canary 30% -> the page showed it: {delay * 1000:.0f} ms (no reload)")
         assert delay < 1.5
-        b.wait("document.querySelector('main').innerText.includes('Paused')", 60)
+        b.wait("document.querySelector('main').innerText.includes('paused until promoted')", 60)
         b.screenshot(shots / "endpoint.png")
 
         # ---- actions, each behind its confirmation, as the viewer --------------------------------

@@ -44,6 +44,10 @@ def fleet():
         ep("fraud", "fraud", [("stable", "1.0.0", 100), ("canary", "1.1.0", 0)],
            effective={"stable": 90, "canary": 10}, strategy=CANARY, rollout=ROLLOUT),
         ep("churn", "churn", [("stable", "2.0.0", 100)], ready="False"),
+        ep("manual", "churn", [("stable", "2.0.0", 0), ("canary", "2.1.0", 100)], strategy=CANARY,
+           rollout={**ROLLOUT, "phase": "Progressing", "step": 3, "message": "paused until promoted"}),
+        ep("timed", "churn", [("stable", "2.0.0", 0), ("canary", "2.1.0", 100)], strategy=CANARY,
+           rollout={**ROLLOUT, "phase": "Progressing", "step": 1, "message": "step 1: pause, 30s left"}),
     ]  # fmt: skip
     return snapshot(versions, endpoints)
 
@@ -83,6 +87,7 @@ def test_fleet_lists_what_needs_attention():
         ("churn", "2.0.0", "revoked"),
         ("churn", "churn", "endpoint Progressing"),
         ("fraud", "fraud", "rollout Paused"),
+        ("churn", "manual", "rollout waits for promotion"),  # a pause without duration, not "timed"
     }
     first = pages.attention(fleet())[0]
     assert first["kind"] == "bad"  # failures first

@@ -102,7 +102,19 @@ def attention(snap: Snapshot) -> list[dict[str, Any]]:
         if ro and ro["current"] and ro["phase"] in ("Paused", "Failed", "Aborted"):
             kind = "warn" if ro["phase"] == "Paused" else "bad"
             out.append({**where, "what": f"rollout {ro['phase']}", "why": ro["message"], "kind": kind})
+        elif ro and ro["current"] and ro["phase"] == "Progressing" and manual_pause(ep, ro):
+            out.append({**where, "what": "rollout waits for promotion", "why": ro["message"], "kind": "warn"})
     return sorted(out, key=lambda a: (a["kind"] != "bad", str(a["namespace"]), str(a.get("model"))))
+
+
+def manual_pause(ep: Obj, ro: Mapping[str, Any]) -> bool:
+    """The rollout stands at a pause without a duration: a person has to promote it."""
+    steps = ((views.spec_of(ep).get("strategy") or {}).get("canary") or {}).get("steps") or []
+    step = ro.get("step")
+    if not isinstance(step, int) or not 0 <= step < len(steps):
+        return False
+    pause = steps[step].get("pause")
+    return isinstance(pause, Mapping) and not pause.get("duration")
 
 
 def _stage_order(stage: str) -> tuple[int, str]:
