@@ -145,7 +145,17 @@ class Browser:
         return str(self.js(f"(document.querySelector({json.dumps(selector)}) || {{}}).innerText || ''"))
 
     def screenshot(self, path: Path) -> Path:
-        data = self.page("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True})["data"]
+        """The whole page as a PNG, once it is loaded and laid out (retried while a navigation lands)."""
+        data = None
+        for _ in range(20):
+            self.wait("document.readyState === 'complete' && document.body && document.body.scrollWidth > 0")
+            try:
+                data = self.page("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True})["data"]
+                break
+            except BrowserError:
+                time.sleep(0.1)
+        if data is None:
+            raise BrowserError(f"no screenshot of {self.js('location.href')}")
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(base64.b64decode(data))
         return path
