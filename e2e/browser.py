@@ -150,7 +150,8 @@ class Browser:
         for _ in range(20):
             self.wait("document.readyState === 'complete' && document.body && document.body.scrollWidth > 0")
             try:
-                data = self.page("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True})["data"]
+                shot = self.page("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True})
+                data = shot["data"]
                 break
             except BrowserError:
                 time.sleep(0.1)
