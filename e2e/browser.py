@@ -121,7 +121,11 @@ class Browser:
             if last:
                 return last
             time.sleep(interval)
-        raise BrowserError(f"timed out after {timeout}s waiting for {expression} (last: {last!r})")
+        try:
+            where = self.js("location.href + ': ' + (document.body ? document.body.innerText : '').slice(0, 1500)")
+        except BrowserError as e:
+            where = str(e)
+        raise BrowserError(f"timed out after {timeout}s waiting for {expression} (last: {last!r}) at {where}")
 
     def click(self, selector: str) -> None:
         """Click the element (a real mouse event at its centre, as a person would)."""

@@ -82,6 +82,8 @@ def ui(kubeconfig: Path, namespace: str, *extra: str) -> Iterator[str]:
             proc.wait(15)
         except subprocess.TimeoutExpired:
             proc.kill()
+        if proc.stderr:
+            sys.stderr.write(f"---- kubectl models ui stderr ----\n{proc.stderr.read()[-4000:]}\n")
 
 
 def base_of(url: str) -> str:
