@@ -122,7 +122,7 @@ class Browser:
                 return last
             time.sleep(interval)
         try:
-            where = self.js("location.href + ': ' + (document.body ? document.body.innerText : '').slice(0, 1500)")
+            where = self.js("location.href + ': ' + (document.body ? document.body.innerText : '').slice(0, 999)")
         except BrowserError as e:
             where = str(e)
         raise BrowserError(f"timed out after {timeout}s waiting for {expression} (last: {last!r}) at {where}")

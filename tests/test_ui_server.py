@@ -171,7 +171,7 @@ def test_security_headers_and_no_inline_script():
                 csp = r.headers["Content-Security-Policy"]
                 assert "default-src 'none'" in csp and "script-src 'self'" in csp and "unsafe" not in csp
                 assert "frame-ancestors 'none'" in csp
-                assert r.headers["Referrer-Policy"] == "no-referrer"
+                assert r.headers["Referrer-Policy"] == "same-origin"  # not no-referrer: Origin: null
                 assert r.headers["X-Content-Type-Options"] == "nosniff"
                 body = await r.text()
                 assert re.findall(r"<script(?![^>]*\bsrc=)", body) == [], path  # only <script src=...>

@@ -10,12 +10,12 @@ acts as the user):
   (421) before anything else, so a page from another name that resolves to 127.0.0.1 cannot read it;
 - an unguessable token (32 random bytes) in the printed URL; the first request with it gets an
   HttpOnly, SameSite=Strict cookie holding it (and is redirected to the URL without it, so it is not
-  kept in the history or sent as a Referer); every other request without that cookie is refused (401);
+  kept in the history; no Referer leaves the view: Referrer-Policy same-origin); every other request without that cookie is refused (401);
 - CSRF: every action is a POST with a form field derived from the token (a page of another origin cannot
   read it), an Origin header (when the browser sends one) equal to ours, and Sec-Fetch-Site (when sent)
   same-origin; GETs change nothing;
 - Content-Security-Policy without inline scripts or styles (``default-src 'none'``; the script and the
-  stylesheet are this package's files), frame-ancestors 'none', no Referer, no caching;
+  stylesheet are this package's files), frame-ancestors 'none', no caching;
 - it is never a proxy: the routes are fixed, the cluster is only read through the watch cache and
   written through :mod:`..operations` (a ModelVersion's stage, a ModelApproval, an endpoint's weights or
   rollout-action annotation), never at a path a request names;
@@ -58,7 +58,9 @@ SECURITY_HEADERS = {
     "Content-Security-Policy": CSP,
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
-    "Referrer-Policy": "no-referrer",
+    # no Referer leaves the view; within it the browser keeps sending Origin with a form's POST
+    # (with no-referrer, Chromium sends "Origin: null", which the CSRF check refuses)
+    "Referrer-Policy": "same-origin",
     "Cache-Control": "no-store",
     "Cross-Origin-Opener-Policy": "same-origin",
     "Cross-Origin-Resource-Policy": "same-origin",
