@@ -122,7 +122,8 @@ class Browser:
                 return last
             time.sleep(interval)
         try:
-            where = self.js("location.href + ': ' + (document.body ? document.body.innerText : '').slice(0, 999)")
+            page = "(document.body ? document.body.innerText : '').slice(0, 999)"
+            where = self.js(f"location.href + ': ' + {page}")
         except BrowserError as e:
             where = str(e)
         raise BrowserError(f"timed out after {timeout}s waiting for {expression} (last: {last!r}) at {where}")

@@ -10,7 +10,8 @@ acts as the user):
   (421) before anything else, so a page from another name that resolves to 127.0.0.1 cannot read it;
 - an unguessable token (32 random bytes) in the printed URL; the first request with it gets an
   HttpOnly, SameSite=Strict cookie holding it (and is redirected to the URL without it, so it is not
-  kept in the history; no Referer leaves the view: Referrer-Policy same-origin); every other request without that cookie is refused (401);
+  kept in the history; no Referer leaves the view: Referrer-Policy same-origin); every other request
+  without that cookie is refused (401);
 - CSRF: every action is a POST with a form field derived from the token (a page of another origin cannot
   read it), an Origin header (when the browser sends one) equal to ours, and Sec-Fetch-Site (when sent)
   same-origin; GETs change nothing;
