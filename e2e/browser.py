@@ -98,8 +98,10 @@ class Browser:
 
     # ---- what a test does -------------------------------------------------------------------------
     def goto(self, url: str, timeout: float = 30) -> None:
+        """Load ``url`` and wait until the new document is complete (not the one it replaces)."""
+        self.js("window.__mv_old_page = true")
         self.page("Page.navigate", {"url": url})
-        self.wait("document.readyState === 'complete' && location.href !== 'about:blank'", timeout)
+        self.wait("!window.__mv_old_page && document.readyState === 'complete'", timeout)
 
     def js(self, expression: str) -> Any:
         r = self.page(

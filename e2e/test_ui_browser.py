@@ -104,6 +104,11 @@ def no_script_ran(b: Browser) -> None:
     assert b.dialogs() == []
 
 
+def on_page(b: Browser, path_part: str) -> None:
+    """Until the browser has loaded a page whose path contains ``path_part`` (after a click)."""
+    b.wait(f"location.pathname.includes({path_part!r}) && document.readyState === 'complete'", 30)
+
+
 def effective_cell(variant: str) -> str:
     return f"(document.querySelector('tr[data-variant={variant}] .effective') || {{}}).innerText"
 
@@ -126,7 +131,7 @@ def test_the_web_view_in_chromium(cluster, objs, artifact_root, shots, capsys): 
         base = base_of(url)
         b.goto(url)  # the token becomes a cookie; the address bar loses it
         assert "token=" not in b.js("location.href")
-        b.wait("document.getElementById('live').innerText.startsWith('live')", 10)
+        b.wait("!!document.getElementById('live').innerText.startsWith('live')", 10)
         main = b.text()
         assert "fraud" in main and "stable 1.0.0 100%" in main
         assert "revoked" in main and XSS in main  # the attention list: the reason, as text
@@ -173,15 +178,15 @@ def test_the_web_view_in_chromium(cluster, objs, artifact_root, shots, capsys): 
         with capsys.disabled():
             print(f"\noperator wrote canary 30% -> the page showed it: {delay * 1000:.0f} ms (no reload)")
         assert delay < 1.5
-        b.wait("document.querySelector('main').innerText.includes('paused until promoted')", 60)
+        b.wait("!!document.querySelector('main').innerText.includes('paused until promoted')", 60)
         b.screenshot(shots / "endpoint.png")
 
         # ---- actions, each behind its confirmation, as the viewer --------------------------------
         b.click("a[href*='/confirm/rollout-promote']")
-        b.wait("location.pathname.includes('/confirm/rollout-promote')")
+        on_page(b, "/confirm/rollout-promote")
         b.screenshot(shots / "confirm.png")
         b.click("button[type=submit]")
-        b.wait("document.getElementById('result')", 60)
+        b.wait("!!document.getElementById('result')", 60)
         assert "done" in b.text("h1"), b.text()
         last = objs.mep("fraud")["status"]["rollout"]["lastAction"]
         assert last["kind"] == "promote" and last["by"] == "admin"
@@ -190,22 +195,22 @@ def test_the_web_view_in_chromium(cluster, objs, artifact_root, shots, capsys): 
 
         b.goto(f"{base}/ns/{ns}/models/fraud")
         b.click("tr#v-1\\.3\\.0 a[href*='/confirm/promote']")
-        b.wait("document.querySelector('input[name=stage]')")
+        on_page(b, "/confirm/promote")
         b.fill("input[name=stage]", "staging")
         b.fill("input[name=reason]", "from the web view")
         b.click("button[type=submit]")
-        b.wait("document.getElementById('result')", 90)
+        b.wait("!!document.getElementById('result')", 90)
         assert "fraud-v1.3.0 is now staging" in b.text(), b.text()
         hist = objs.mv("fraud-v1.3.0")["status"]["history"][-1]
         assert (hist["to"], hist["actor"], hist["reason"]) == ("staging", "admin", "from the web view")
 
         b.goto(f"{base}/ns/{ns}/models/fraud")
         b.click("tr#v-1\\.3\\.0 a[href*='/confirm/approve']")
-        b.wait("document.querySelector('input[name=stage]')")
+        on_page(b, "/confirm/approve")
         b.fill("input[name=stage]", "production")
         b.fill("input[name=reason]", XSS)
         b.click("button[type=submit]")
-        b.wait("document.getElementById('result')", 60)
+        b.wait("!!document.getElementById('result')", 60)
         assert "approved for production by admin" in b.text(), b.text()
         co = client.CustomObjectsApi(objs.api)
         approvals = co.list_namespaced_custom_object(GROUP, "v1alpha1", ns, "modelapprovals")["items"]
@@ -218,10 +223,10 @@ def test_the_web_view_in_chromium(cluster, objs, artifact_root, shots, capsys): 
 
         b.goto(f"{base}/ns/{ns}/endpoints/fraud")
         b.click("a[href*='/confirm/rollback']")
-        b.wait("document.querySelector('button[type=submit]')")
+        on_page(b, "/confirm/rollback")
         b.fill("input[name=reason]", "bad canary")
         b.click("button[type=submit]")
-        b.wait("document.getElementById('result')", 60)
+        b.wait("!!document.getElementById('result')", 60)
         assert "rolled back fraud to stable (1.0.0)" in b.text(), b.text()
         assert objs.mep("fraud")["metadata"]["annotations"][f"{GROUP}/requested-by"] == "admin"
         b.screenshot(shots / "result.png")
@@ -235,7 +240,7 @@ def test_the_web_view_in_chromium(cluster, objs, artifact_root, shots, capsys): 
         wait_for(lambda: changes() >= 3, 30, "the route changes recorded")
         b.fill("input[name=at]", "now")
         b.click("form[action*='/endpoints/fraud'] button[type=submit]")
-        b.wait("document.getElementById('which-answer')", 30)
+        b.wait("!!document.getElementById('which-answer')", 30)
         answer = b.text("#which-answer")
         assert "stable" in answer and "1.0.0" in answer and "100%" in answer, answer
         b.goto(f"{base}/ns/{ns}/endpoints/fraud?at=2000-01-01T00:00:00Z")
@@ -292,12 +297,12 @@ def test_a_viewer_without_rights_is_refused_by_the_api_server(cluster, objs, art
         base = base_of(url)
         b.goto(url)
         b.goto(f"{base}/ns/{ns}/models/fraud")
-        b.wait("document.querySelector('tr#v-2\\\\.0\\\\.0')", 30)  # the viewer may read
+        b.wait("!!document.querySelector('tr#v-2\\\\.0\\\\.0')", 30)  # the viewer may read
         b.click("tr#v-2\\.0\\.0 a[href*='/confirm/promote']")
-        b.wait("document.querySelector('input[name=stage]')")
+        on_page(b, "/confirm/promote")
         b.fill("input[name=stage]", "staging")
         b.click("button[type=submit]")
-        b.wait("document.getElementById('result')", 60)
+        b.wait("!!document.getElementById('result')", 60)
         text = b.text()
         assert "not done" in text and "forbidden" in text.lower() and f"As {viewer}." in text, text
         b.screenshot(shots / "refused.png")
@@ -308,6 +313,6 @@ def test_a_viewer_without_rights_is_refused_by_the_api_server(cluster, objs, art
     # the same viewer asking for every namespace: nothing of any other namespace, and told why
     with ui(kubeconfig, ns, "-A") as url, Browser() as b:
         b.goto(url)
-        b.wait("document.querySelector('main').innerText.includes('Not watching ModelVersion')", 30)
+        b.wait("!!document.querySelector('main').innerText.includes('Not watching ModelVersion')", 30)
         assert "forbidden" in b.text().lower()
         assert b.js("document.querySelectorAll('table.fleet tbody tr').length") == 0
