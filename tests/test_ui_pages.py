@@ -69,12 +69,10 @@ def test_fleet_groups_models_with_stages_endpoints_and_the_live_split():
     ]
     assert e["health"]["ok"] is True
     assert e["rollout"]["phase"] == "Paused" and e["rollout"]["step"] == 1 and e["rollout"]["steps"] == 4
-    assert by["churn"]["endpoints"][0]["health"] == {
-        "ok": False,
-        "text": "Progressing",
-        "why": "waiting for pods",
-    }
-    assert by["churn"]["endpoints"][0]["rollout"] is None
+    churn = {e["name"]: e for e in by["churn"]["endpoints"]}
+    health = {"ok": False, "text": "Progressing", "why": "waiting for pods", "tone": "warn"}  # not Stalled
+    assert churn["churn"]["health"] == health
+    assert churn["churn"]["rollout"] is None and churn["manual"]["rollout"]["phase"] == "Progressing"
 
 
 def test_fleet_lists_what_needs_attention():

@@ -46,12 +46,15 @@ def _in(objs: Iterable[Obj], ns: str, model: str | None = None) -> list[Obj]:
 
 # ---- shared pieces ------------------------------------------------------------------------------
 def endpoint_health(ep: Obj) -> dict[str, Any]:
-    """Ready condition as one word and why."""
+    """Ready condition as one word and why; its tone: bad only when kstatus says Stalled."""
     c = views.condition(ep, "Ready")
     if c is None:
-        return {"ok": None, "text": "Unknown", "why": "the operator has not reported yet"}
+        return {"ok": None, "text": "Unknown", "why": "the operator has not reported yet", "tone": "muted"}
     ok = c.get("status") == "True"
-    return {"ok": ok, "text": "Ready" if ok else str(c.get("reason") or "NotReady"), "why": c.get("message")}
+    stalled = (views.condition(ep, "Stalled") or {}).get("status") == "True"
+    tone = "ok" if ok else "bad" if stalled else "warn"  # not ready but getting there (kstatus Reconciling)
+    text = "Ready" if ok else str(c.get("reason") or "NotReady")
+    return {"ok": ok, "text": text, "why": c.get("message"), "tone": tone}
 
 
 def live_split(ep: Obj) -> list[dict[str, Any]]:
@@ -97,7 +100,8 @@ def attention(snap: Snapshot) -> list[dict[str, Any]]:
         where = {"namespace": _ns(ep), "model": _model_of(ep), "endpoint": _name(ep)}
         health = endpoint_health(ep)
         if health["ok"] is False:
-            out.append({**where, "what": f"endpoint {health['text']}", "why": health["why"], "kind": "warn"})
+            kind = "bad" if health["tone"] == "bad" else "warn"
+            out.append({**where, "what": f"endpoint {health['text']}", "why": health["why"], "kind": kind})
         ro = rollout_summary(ep)
         if ro and ro["current"] and ro["phase"] in ("Paused", "Failed", "Aborted"):
             kind = "warn" if ro["phase"] == "Paused" else "bad"
