@@ -217,7 +217,7 @@ class HttpApi:
     def watch(
         self,
         res: Resource,
-        namespace: str,
+        namespace: str | None,
         field_selector: str,
         resource_version: str,
         seconds: int,

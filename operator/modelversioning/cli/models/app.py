@@ -92,7 +92,7 @@ class Command:
 
 
 # The commands, in the order `kubectl models --help` lists them: the workflow, not the module they live
-# in (revoke, added last, is listed last).
+# in (revoke and ui, added last, are listed last).
 COMMANDS: dict[str, Command] = {
     "register": Command(
         "register",
@@ -170,6 +170,11 @@ COMMANDS: dict[str, Command] = {
         "spec.stage archived. Every endpoint drops it in its next route update; an endpoint with nothing "
         "else eligible answers 503 with x-model-unavailable: revoked, never the revoked model. Never gated "
         "(it only removes authority). Waits until no route sends it traffic and its stage is archived.",
+    ),
+    "ui": Command(
+        "ui",
+        "Serve the web view on 127.0.0.1 with your kubeconfig: fleet, models, endpoints, live rollouts,\n"
+        "lineage; actions as you behind a confirmation. Prints the URL (with its token); opens nothing.",
     ),
 }
 COMMANDS_PACKAGE = "modelversioning.cli.models.commands"

@@ -13,7 +13,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -213,6 +213,20 @@ class Cluster:
     def merge_patch(self, res: Resource, name: str, patch: dict[str, Any]) -> dict[str, Any]:
         """application/merge-patch+json."""
         return self._api.merge_patch(res, self.namespace, name, patch)
+
+    def list_from(self, res: Resource, namespace: str | None) -> tuple[Sequence[dict[str, Any]], str]:
+        """Every object of ``res`` in ``namespace`` (None: all namespaces) and the list's
+        resourceVersion, to watch from (the web view's shared cache, ui/cache.py)."""
+        out = self._api.list(res, namespace)
+        rv = str((out.get("metadata") or {}).get("resourceVersion") or "")
+        return [dict(i) for i in out.get("items") or []], rv
+
+    def watch_from(
+        self, res: Resource, namespace: str | None, resource_version: str, seconds: int
+    ) -> Iterator[dict[str, Any]]:
+        """The watch events of ``res`` from ``resource_version`` until the server ends the watch
+        (after ``seconds``); WatchExpired (410) and WatchBroken as the API's watch raises them."""
+        return self._api.watch(res, namespace, "", resource_version, seconds, seconds + 30)
 
     # ---- waiting ------------------------------------------------------------------------------
     def wait(

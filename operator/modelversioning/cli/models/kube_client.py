@@ -108,7 +108,7 @@ class ClientApi:
     def watch(
         self,
         res: Resource,
-        namespace: str,
+        namespace: str | None,
         field_selector: str,
         resource_version: str,
         seconds: int,
@@ -120,13 +120,15 @@ class ClientApi:
         from urllib3.exceptions import HTTPError
 
         w = watch.Watch()  # type: ignore[no-untyped-call]
+        co = self._co()
+        where: tuple[Any, ...] = (
+            (co.list_namespaced_custom_object, res.group, res.version, namespace, res.plural)
+            if namespace
+            else (co.list_cluster_custom_object, res.group, res.version, res.plural)
+        )
         try:
             yield from w.stream(  # type: ignore[no-untyped-call]
-                self._co().list_namespaced_custom_object,
-                res.group,
-                res.version,
-                namespace,
-                res.plural,
+                *where,
                 field_selector=field_selector,
                 resource_version=resource_version,
                 timeout_seconds=seconds,

@@ -9,25 +9,14 @@ tests/test_cli_start.py."""
 
 from __future__ import annotations
 
-import time
 from typing import Annotated, Any
 
 import typer
 
 from modelversioning.api.wire import REVOKED_ANNOTATION, expected_name
-from modelversioning.cli.models import actions, revoke_plan, views
-from modelversioning.cli.models.actions import PromoteResult, RollbackPlan
+from modelversioning.cli.models import actions, operations, revoke_plan
 from modelversioning.cli.models.context import globals_of, show, waiting
-from modelversioning.cli.models.errors import Refused
-from modelversioning.cli.models.kube import (
-    MODELENDPOINTS,
-    MODELVERSIONS,
-    Cluster,
-    ClusterError,
-    Resource,
-    WaitTimeout,
-    route_resource,
-)
+from modelversioning.cli.models.kube import MODELENDPOINTS, MODELVERSIONS, WaitTimeout
 from modelversioning.cli.models.output import Output
 
 app = typer.Typer()
@@ -66,48 +55,23 @@ def promote(
     from modelversioning.cli.models import render
 
     g = globals_of(ctx)
-    cluster = g.cluster
-    name = expected_name(model, version)
-    history_before = len(views.status_of(cluster.get(MODELVERSIONS, name)).get("history") or [])
-    actor = cluster.current_user()
-    patched = cluster.merge_patch(MODELVERSIONS, name, actions.promote_patch(to_stage, actor, reason))
-    generation = int(views.meta_of(patched).get("generation") or 0)
+    p = operations.request_promotion(g.cluster, model, version, to_stage, reason)
     if no_wait:
-        text = actions.promote_requested_text(name, to_stage, actor)
-        show(g, actions.promote_requested(model, version, to_stage, actor), lambda: _text(text))
+        text = actions.promote_requested_text(p.name, to_stage, p.actor)
+        show(g, actions.promote_requested(model, version, to_stage, p.actor), lambda: _text(text))
         return
-    result = _wait_promoted(cluster, name, to_stage, generation, history_before, timeout)
+    result = operations.wait_promoted(g.cluster, p, timeout, waiting)
     data = actions.promote_outcome(model, version, to_stage, result)
     fmt = g.fmt()
     if fmt is not Output.table:
         render.out(render.dump(data, fmt))
     if result.state != "done":
-        raise actions.promote_blocked(name, to_stage, result)
+        raise actions.promote_blocked(p.name, to_stage, result)
     if fmt is Output.table:
         c = render.console()
         if result.new_history:
             c.print(render.history_entries_table(result.new_history))
-        c.print(_text(actions.promote_done_text(name, to_stage, result), "green"))
-
-
-def _wait_promoted(
-    cluster: Cluster, name: str, to_stage: str, generation: int, history_before: int, timeout: float
-) -> PromoteResult:
-    """Until the promotion is done or blocked; Refused (exit 3) on timeout, saying where it stands."""
-    state: list[PromoteResult] = []
-    try:
-        with waiting(f"waiting for {name} to reach {to_stage}") as say:
-
-            def check(obj: dict[str, Any] | None) -> PromoteResult | None:
-                r = actions.observe_promotion(obj, name, to_stage, generation, history_before)
-                state[:] = [r]
-                if r.state == "waiting":
-                    say(actions.promote_waiting_text(name, to_stage, r))
-                return r if r.state != "waiting" else None
-
-            return cluster.wait(MODELVERSIONS, name, check, timeout)
-    except WaitTimeout:
-        raise actions.promote_timeout(name, to_stage, timeout, state[0] if state else None) from None
+        c.print(_text(actions.promote_done_text(p.name, to_stage, result), "green"))
 
 
 # ---- revoke -----------------------------------------------------------------------------------------
@@ -202,65 +166,15 @@ def rollback(
         render.out(render.dump(printed, Output.yaml if fmt is Output.yaml else Output.json))
         render.note(actions.rollback_print_note(plan, cluster.namespace))
         return
-    router_name = actions.router_of(ep)
-    try:
-        route = route_resource(router_name)
-    except ValueError as e:
-        raise Refused(str(e)) from None
-    if plan.noop:
-        data = actions.rollback_data(plan, plan.before, 0.0, router_name)
-        show(g, data, lambda: _text(actions.rollback_noop_text(plan)))
+    asked = operations.RollbackAsked(reason, to, force)
+    done = operations.rollback(cluster, ep, plan, asked, timeout, waiting)
+    if done.plan.noop:
+        data = actions.rollback_data(done.plan, done.plan.before, 0.0, done.router)
+        show(g, data, lambda: _text(actions.rollback_noop_text(done.plan)))
         return
-    req = actions.RollbackRequest(cluster.current_user(), actions.rollback_reason(plan, reason), to, force)
-    t0 = time.monotonic()
-    plan = _patch(cluster, ep, plan, req)
-    after = _wait_routed(cluster, plan, route, router_name, timeout)
-    elapsed = time.monotonic() - t0
     if fmt is not Output.table:
-        render.out(render.dump(actions.rollback_data(plan, after, elapsed, router_name), fmt))
+        render.out(render.dump(actions.rollback_data(done.plan, done.after, done.seconds, done.router), fmt))
         return
     c = render.console()
-    c.print(render.rollback_table(plan, versions, after))
-    c.print(_text(actions.rolled_back_text(plan, elapsed), "green"))
-
-
-def _patch(
-    cluster: Cluster, ep: dict[str, Any], plan: RollbackPlan, req: actions.RollbackRequest
-) -> RollbackPlan:
-    """Send the plan's patch (guarded by resourceVersion); on a conflict plan again on the new state
-    (three attempts). The plan that was applied."""
-    for attempt in range(3):
-        try:
-            cluster.merge_patch(MODELENDPOINTS, plan.endpoint, actions.rollback_patch(plan, ep, req))
-            break
-        except ClusterError as e:
-            if e.status != 409 or attempt == 2:
-                raise
-            ep = cluster.get(MODELENDPOINTS, plan.endpoint)  # changed meanwhile: plan again on the new state
-            plan = actions.plan_rollback(ep, req.to, req.force)
-    return plan
-
-
-def _wait_routed(
-    cluster: Cluster, plan: RollbackPlan, route: Resource | None, router_name: str, timeout: float
-) -> dict[str, int]:
-    """Until the route (or status.effectiveWeights for router none) sends 100% to the target; Refused
-    (exit 3) on timeout with what it still routes and why."""
-    routed = route is not None
-
-    def check(obj: dict[str, Any] | None) -> dict[str, int] | None:
-        if obj is None:
-            return None
-        weights = actions.observed_weights(obj, router_name, routed)
-        return weights if actions.rollback_done(weights, plan.target) else None
-
-    watched: Resource = route or MODELENDPOINTS
-    try:
-        with waiting(f"waiting for the {watched.kind} {plan.endpoint} to send 100% to {plan.target}"):
-            return cluster.wait(watched, plan.endpoint, check, timeout)
-    except WaitTimeout as e:
-        from modelversioning.cli.models import render
-
-        now = cluster.get_or_none(MODELENDPOINTS, plan.endpoint) or {}
-        seen = render.weights_text(actions.observed_weights(e.last, router_name, routed))
-        raise actions.rollback_timeout(plan, watched.kind, timeout, now, seen) from None
+    c.print(render.rollback_table(done.plan, versions, done.after))
+    c.print(_text(actions.rolled_back_text(done.plan, done.seconds), "green"))

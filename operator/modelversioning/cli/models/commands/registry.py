@@ -10,10 +10,10 @@ import typer
 from rich.text import Text
 
 from modelversioning.api.wire import MODEL, MODELAPPROVAL, expected_name
+from modelversioning.cli.models import operations
 from modelversioning.cli.models import registry_views as rv
 from modelversioning.cli.models.context import globals_of, show
-from modelversioning.cli.models.errors import Refused
-from modelversioning.cli.models.kube import MODELVERSIONS, ClusterError
+from modelversioning.cli.models.kube import MODELVERSIONS
 from modelversioning.cli.models.render_registry import lineage_renderable, search_table
 
 app = typer.Typer()
@@ -129,22 +129,5 @@ def approve(
     """Approve a version (its current digest and serving digest: image, command, env, ...) for a stage,
     as the user and groups the API server says you are."""
     g = globals_of(ctx)
-    mv = g.cluster.get(MODELVERSIONS, expected_name(model, version))
-    sha = str(((mv.get("spec") or {}).get("artifact") or {}).get("sha256", ""))
-    serving = str((mv.get("status") or {}).get("servingDigest") or "")
-    if not serving:
-        raise Refused(
-            f"{model} {version} has no status.servingDigest yet (the operator records it): nothing to "
-            "approve until it has looked at the version"
-        )
-    user, groups = g.cluster.current_identity()
-    body = rv.approval_body(model, version, sha, stage, user, comment, serving, groups)
-    try:
-        g.cluster.create(MODELAPPROVAL, body)
-        result = "approved"
-    except ClusterError as e:
-        if e.status != 409:
-            raise Refused(f"approval refused: {e}") from None
-        result = "already approved"
-    data = rv.approval_outcome(body, result)
+    data = operations.approve(g.cluster, model, version, stage, comment)
     show(g, data, lambda: Text(rv.approval_text(data)))

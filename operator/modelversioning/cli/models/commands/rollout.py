@@ -13,15 +13,14 @@ The views and requests are :mod:`..rollout_views`' (pure).
 from __future__ import annotations
 
 import time
-import uuid
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
-from modelversioning.cli.models import render
+from modelversioning.cli.models import operations, render
 from modelversioning.cli.models import rollout_views as views
 from modelversioning.cli.models.context import globals_of, show
-from modelversioning.cli.models.kube import MODELENDPOINTS, WaitTimeout
+from modelversioning.cli.models.kube import MODELENDPOINTS
 from modelversioning.cli.models.render_rollout import rollout_renderable
 
 app = typer.Typer(
@@ -72,24 +71,7 @@ def status(
 
 
 def _act(ctx: typer.Context, endpoint: str, kind: str, timeout: float) -> None:
-    cluster = globals_of(ctx).cluster
-    ep = cluster.get(MODELENDPOINTS, endpoint)
-    if not (ep.get("spec") or {}).get("strategy"):
-        typer.echo(f"error: ModelEndpoint {endpoint} has no spec.strategy", err=True)
-        raise typer.Exit(1)
-    action_id = uuid.uuid4().hex[:12]
-    who = cluster.current_user()
-    cluster.merge_patch(MODELENDPOINTS, endpoint, views.action_patch(kind, action_id, who))
-
-    def check(obj: dict[str, Any] | None) -> dict[str, Any] | None:
-        return obj if views.handled(obj, action_id) else None
-
-    try:
-        obj = cluster.wait(MODELENDPOINTS, endpoint, check, timeout)
-    except WaitTimeout:
-        typer.echo(f"error: the operator did not handle the {kind} within {timeout:g}s", err=True)
-        raise typer.Exit(3) from None
-    lines, applied = views.action_outcome(kind, who, endpoint, views.rollout_view(obj))
+    lines, applied = operations.rollout_action(globals_of(ctx).cluster, endpoint, kind, timeout)
     for line in lines:
         typer.echo(line)
     if not applied:

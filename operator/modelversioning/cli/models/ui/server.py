@@ -1,0 +1,394 @@
+"""The web view's HTTP layer (aiohttp's server, Jinja2 templates with autoescaping): a fixed set of
+routes over the shared watch cache, server-sent events when it changes, and the actions of
+``kubectl models`` (:mod:`..operations`) behind a confirmation.
+
+Security model (local mode: the server holds the user's kubeconfig, so anything that can talk to it
+acts as the user):
+
+- it listens on 127.0.0.1 only;
+- DNS rebinding: a request whose Host header is not ``127.0.0.1:PORT`` or ``localhost:PORT`` is refused
+  (421) before anything else, so a page from another name that resolves to 127.0.0.1 cannot read it;
+- an unguessable token (32 random bytes) in the printed URL; the first request with it gets an
+  HttpOnly, SameSite=Strict cookie holding it (and is redirected to the URL without it, so it is not
+  kept in the history; no Referer leaves the view: Referrer-Policy same-origin); every other request
+  without that cookie is refused (401);
+- CSRF: every action is a POST with a form field derived from the token (a page of another origin cannot
+  read it), an Origin header (when the browser sends one) equal to ours, and Sec-Fetch-Site (when sent)
+  same-origin; GETs change nothing;
+- Content-Security-Policy without inline scripts or styles (``default-src 'none'``; the script and the
+  stylesheet are this package's files), frame-ancestors 'none', no caching;
+- it is never a proxy: the routes are fixed, the cluster is only read through the watch cache and
+  written through :mod:`..operations` (a ModelVersion's stage, a ModelApproval, an endpoint's weights or
+  rollout-action annotation), never at a path a request names;
+- read-only mode hides the actions and refuses their routes (403).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import re
+import secrets
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from importlib import resources
+from typing import Any
+from urllib.parse import quote, urlencode
+
+import jinja2
+from aiohttp import web
+
+from modelversioning.api.wire import MODELENDPOINT
+from modelversioning.cli.models import actions
+from modelversioning.cli.models import operations as ops
+from modelversioning.cli.models.errors import ClusterError, Refused
+from modelversioning.cli.models.kube import Cluster
+from modelversioning.cli.models.ui import pages
+from modelversioning.cli.models.ui.cache import WatchCache
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
+    "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CSP,
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    # no Referer leaves the view; within it the browser keeps sending Origin with a form's POST
+    # (with no-referrer, Chromium sends "Origin: null", which the CSRF check refuses)
+    "Referrer-Policy": "same-origin",
+    "Cache-Control": "no-store",
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Cross-Origin-Resource-Policy": "same-origin",
+}
+STATIC = {"ui.js": "application/javascript", "ui.css": "text/css"}
+ACTION_TIMEOUT = 30.0  # seconds an action waits for the operator (then the page says where it stands)
+SSE_HEARTBEAT = 15.0
+SSE_COALESCE = 0.05  # changes this close together go out as one event
+
+# What a request may name. The API paths are built with quote() anyway; this refuses nonsense early.
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,252}$")
+_STAGE = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
+ACTIONS = {
+    "promote": "Promote a version to a stage",
+    "approve": "Approve a version for a stage",
+    "rollback": "Roll the endpoint back",
+    "rollout-promote": "Promote the rollout (skip the current pause)",
+    "rollout-abort": "Abort the rollout (traffic back to where it started)",
+    "rollout-retry": "Retry the rollout from its first step",
+}
+
+
+@dataclass
+class UiConfig:
+    kubeconfig: str | None
+    context: str | None
+    namespace: str | None  # None: all namespaces
+    read_only: bool = False
+    token: str = field(default_factory=lambda: secrets.token_urlsafe(32))
+    port: int = 0  # set once bound
+
+    @property
+    def cookie(self) -> str:
+        return f"mv-ui-{self.port}"
+
+    @property
+    def csrf(self) -> str:
+        return hmac.new(self.token.encode(), b"csrf", hashlib.sha256).hexdigest()
+
+    def allowed_hosts(self) -> set[str]:
+        return {f"127.0.0.1:{self.port}", f"localhost:{self.port}"}
+
+    def origins(self) -> set[str]:
+        return {f"http://{h}" for h in self.allowed_hosts()}
+
+
+def _templates() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("modelversioning.cli.models.ui", "templates"),
+        autoescape=True,  # every {{ }} is HTML-escaped: names, annotations and lineage are tenants'
+        undefined=jinja2.ChainableUndefined,  # an absent optional field renders as nothing
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.globals["pct"] = lambda v: f"{int(v)}%" if v is not None else "-"
+    env.filters["q"] = lambda d: urlencode({k: v for k, v in d.items() if v is not None})
+    env.filters["seg"] = lambda v: quote(str(v), safe="")  # one URL path segment
+    return env
+
+
+class UiServer:
+    """The aiohttp application around a :class:`WatchCache` (its threads fill it; this reads it)."""
+
+    def __init__(self, cfg: UiConfig, cache: WatchCache, connect: Callable[[str | None], Cluster]) -> None:
+        self.cfg = cfg
+        self.cache = cache
+        self.connect = connect  # a Cluster for an action in a namespace (the viewer's credentials)
+        self.env = _templates()
+        self._changed: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.render_seconds: list[float] = []  # server time per page (the benchmark prints it)
+        self._fleet: tuple[int, str] | None = None  # (revision, HTML)
+
+    # ---- app ------------------------------------------------------------------------------------
+    def app(self) -> web.Application:
+        app = web.Application(middlewares=[self._guard])
+        app.router.add_get("/", self.fleet)
+        app.router.add_get("/static/{file}", self.static)
+        app.router.add_get("/favicon.ico", self.favicon)
+        app.router.add_get("/events", self.events)
+        app.router.add_get("/ns/{ns}/models/{model}", self.model)
+        app.router.add_get("/ns/{ns}/models/{model}/diff", self.diff)
+        app.router.add_get("/ns/{ns}/endpoints/{name}", self.endpoint)
+        app.router.add_get("/ns/{ns}/confirm/{action}", self.confirm)
+        app.router.add_post("/ns/{ns}/act/{action}", self.act)
+        app.on_startup.append(self._started)
+        return app
+
+    async def _started(self, _app: web.Application) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._changed = asyncio.Event()
+        self.cache.on_change = self._wake_threadsafe
+
+    def _wake_threadsafe(self, _rev: int) -> None:
+        loop, ev = self._loop, self._changed
+        if loop is not None and ev is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(ev.set)
+
+    # ---- the guard: Host, token, headers ----------------------------------------------------------
+    @web.middleware
+    async def _guard(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        resp = await self._checked(request, handler)
+        for k, v in SECURITY_HEADERS.items():
+            resp.headers.setdefault(k, v)
+        return resp
+
+    async def _checked(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        cfg = self.cfg
+        if request.headers.get("Host", "") not in cfg.allowed_hosts():
+            return web.Response(status=421, text="misdirected request: wrong Host header\n")
+        given = request.query.get("token")
+        if given is not None:
+            if not hmac.compare_digest(given.encode(), cfg.token.encode()):
+                return self._denied("that token is not this server's")
+            resp = web.Response(
+                status=303, headers={"Location": str(request.rel_url.without_query_params("token"))}
+            )
+            resp.set_cookie(cfg.cookie, cfg.token, httponly=True, samesite="Strict", path="/")
+            return resp
+        cookie = request.cookies.get(cfg.cookie, "")
+        if not hmac.compare_digest(cookie.encode(), cfg.token.encode()):
+            return self._denied("open the URL that kubectl models ui printed (it carries the token)")
+        if request.method != "GET":
+            refused = await self._csrf(request)
+            if refused is not None:
+                return refused
+        try:
+            return await handler(request)
+        except web.HTTPException as e:
+            if e.status >= 400:
+                return self._page("error.html", {"status": e.status, "message": e.reason}, e.status)
+            raise
+
+    async def _csrf(self, request: web.Request) -> web.Response | None:
+        origin = request.headers.get("Origin")
+        if origin is not None and origin not in self.cfg.origins():
+            return self._denied(f"cross-origin request from {origin}", 403)
+        site = request.headers.get("Sec-Fetch-Site")
+        if site is not None and site not in ("same-origin", "none"):
+            return self._denied("cross-site request", 403)
+        form = await request.post()
+        if not hmac.compare_digest(str(form.get("csrf", "")).encode(), self.cfg.csrf.encode()):
+            return self._denied("missing or wrong CSRF token: reload the page", 403)
+        return None
+
+    def _denied(self, why: str, status: int = 401) -> web.Response:
+        return self._page("error.html", {"status": status, "message": why}, status)
+
+    # ---- rendering ------------------------------------------------------------------------------
+    def _page(self, template: str, data: Mapping[str, Any], status: int = 200) -> web.Response:
+        ctx = {
+            "data": data,
+            "read_only": self.cfg.read_only,
+            "csrf": self.cfg.csrf,
+            "scope": self.cfg.namespace or "all namespaces",
+            "actions": ACTIONS,
+            "revision": self.cache.revision,
+            "live": template not in ("confirm.html", "result.html", "error.html"),
+        }
+        html = self.env.get_template(template).render(**ctx)
+        return web.Response(text=html, content_type="text/html", charset="utf-8", status=status)
+
+    def _timed(self, template: str, build: Callable[[], Mapping[str, Any]]) -> web.Response:
+        t0 = time.perf_counter()
+        resp = self._page(template, build())
+        self.render_seconds.append(time.perf_counter() - t0)
+        return resp
+
+    # ---- pages ----------------------------------------------------------------------------------
+    async def fleet(self, request: web.Request) -> web.StreamResponse:
+        """Rendered once per cache revision (it shows nothing that depends on the clock): every
+        browser that refetches it on the same change event gets the same bytes."""
+        snap = self.cache.snapshot()
+        cached = self._fleet
+        if cached is None or cached[0] != snap.revision:
+            resp = self._timed("fleet.html", lambda: pages.fleet_page(snap, datetime.now(UTC)))
+            assert resp.text is not None
+            self._fleet = cached = (snap.revision, resp.text)
+        else:
+            self.render_seconds.append(0.0)
+        return web.Response(text=cached[1], content_type="text/html", charset="utf-8")
+
+    async def model(self, request: web.Request) -> web.StreamResponse:
+        ns, model = _name_param(request, "ns"), _name_param(request, "model")
+        snap = self.cache.snapshot()
+        return self._timed("model.html", lambda: pages.model_page(snap, ns, model, datetime.now(UTC)))
+
+    async def endpoint(self, request: web.Request) -> web.StreamResponse:
+        ns, name = _name_param(request, "ns"), _name_param(request, "name")
+        at = request.query.get("at") or None
+        snap = self.cache.snapshot()
+        return self._timed("endpoint.html", lambda: pages.endpoint_page(snap, ns, name, at, time.time()))
+
+    async def diff(self, request: web.Request) -> web.StreamResponse:
+        ns, model = _name_param(request, "ns"), _name_param(request, "model")
+        a, b = request.query.get("a", ""), request.query.get("b", "")
+        snap = self.cache.snapshot()
+        return self._timed("diff.html", lambda: pages.diff_page(snap, ns, model, a[:253], b[:253]))
+
+    async def static(self, request: web.Request) -> web.StreamResponse:
+        name = request.match_info["file"]
+        if name not in STATIC:
+            raise web.HTTPNotFound()
+        body = resources.files("modelversioning.cli.models.ui").joinpath("static", name).read_bytes()
+        return web.Response(body=body, content_type=STATIC[name])
+
+    async def favicon(self, request: web.Request) -> web.StreamResponse:
+        return web.Response(status=204)
+
+    # ---- live -----------------------------------------------------------------------------------
+    async def events(self, request: web.Request) -> web.StreamResponse:
+        """text/event-stream: `change` with the cache's revision whenever a watch event arrives."""
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "X-Accel-Buffering": "no"})
+        await resp.prepare(request)
+        assert self._changed is not None
+        sent = self.cache.revision
+        await resp.write(f"event: hello\ndata: {sent}\n\n".encode())
+        try:
+            while True:
+                if self.cache.revision == sent:
+                    self._changed.clear()
+                    try:
+                        await asyncio.wait_for(self._changed.wait(), SSE_HEARTBEAT)
+                    except TimeoutError:
+                        await resp.write(b": keep-alive\n\n")
+                        continue
+                    await asyncio.sleep(SSE_COALESCE)
+                sent = self.cache.revision
+                await resp.write(f"event: change\ndata: {sent}\n\n".encode())
+        except (ConnectionResetError, asyncio.CancelledError):
+            pass
+        return resp
+
+    # ---- actions --------------------------------------------------------------------------------
+    async def confirm(self, request: web.Request) -> web.StreamResponse:
+        ns, action = _name_param(request, "ns"), request.match_info["action"]
+        if self.cfg.read_only:
+            raise web.HTTPForbidden(reason="read-only: actions are off (kubectl models ui --read-only)")
+        if action not in ACTIONS:
+            raise web.HTTPNotFound(reason=f"no action {action}")
+        fields = _action_fields(request.query, action, confirmed=False)
+        return self._page("confirm.html", {"ns": ns, "action": action, "fields": fields})
+
+    async def act(self, request: web.Request) -> web.StreamResponse:
+        ns, action = _name_param(request, "ns"), request.match_info["action"]
+        if self.cfg.read_only:
+            raise web.HTTPForbidden(reason="read-only: actions are off (kubectl models ui --read-only)")
+        if action not in ACTIONS:
+            raise web.HTTPNotFound(reason=f"no action {action}")
+        fields = _action_fields(await request.post(), action, confirmed=True)
+        loop = asyncio.get_running_loop()
+        ok, message, actor = await loop.run_in_executor(None, self._perform, ns, action, fields)
+        data = {"ns": ns, "action": action, "fields": fields, "ok": ok, "message": message, "actor": actor}
+        return self._page("result.html", data, 200 if ok else 403 if "Forbidden" in message else 409)
+
+    def _perform(self, ns: str, action: str, f: Mapping[str, str]) -> tuple[bool, str, str]:
+        """Run the action as the viewer (a Cluster of their kubeconfig in ``ns``): (applied, what
+        happened or why not, who the API server says acted)."""
+        cluster = self.connect(ns)
+        actor = "?"
+        try:
+            actor = cluster.current_user()
+            return True, run_action(cluster, action, f), actor
+        except Refused as e:
+            return False, e.message, actor
+        except ClusterError as e:
+            return False, e.message, actor
+
+
+def run_action(cluster: Cluster, action: str, f: Mapping[str, str]) -> str:
+    """One action through the same code as ``kubectl models`` (operations); the line to show."""
+    if action == "promote":
+        return ops.promote(
+            cluster, f["model"], f["version"], f["stage"], f.get("reason") or None, ACTION_TIMEOUT
+        )
+    if action == "approve":
+        data = ops.approve(cluster, f["model"], f["version"], f["stage"], f.get("reason") or None)
+        from modelversioning.cli.models import registry_views
+
+        return registry_views.approval_text(data)
+    if action == "rollback":
+        ep = cluster.get(MODELENDPOINT, f["endpoint"])
+        plan = actions.plan_rollback(ep, f.get("to") or None)
+        asked = ops.RollbackAsked(f.get("reason") or None, f.get("to") or None)
+        done = ops.rollback(cluster, ep, plan, asked, ACTION_TIMEOUT)
+        if done.plan.noop:
+            return actions.rollback_noop_text(done.plan)
+        return actions.rolled_back_text(done.plan, done.seconds)
+    kind = action.removeprefix("rollout-")
+    lines, applied = ops.rollout_action(cluster, f["endpoint"], kind, ACTION_TIMEOUT)
+    if not applied:
+        raise Refused("; ".join(lines))
+    return "; ".join(line for line in lines if line)
+
+
+def _name_param(request: web.Request, key: str) -> str:
+    value = request.match_info[key]
+    if not _NAME.match(value):
+        raise web.HTTPBadRequest(reason=f"not a name: {key}")
+    return value
+
+
+def _action_fields(src: Mapping[str, Any], action: str, confirmed: bool) -> dict[str, str]:
+    """The action's fields, checked: names and versions as names, a stage as a stage, a reason as
+    text of at most 1024 characters; anything else is dropped. What the action needs must be there
+    (the stage only once confirmed: the confirmation asks for it)."""
+    out: dict[str, str] = {}
+    for key in ("model", "version", "endpoint", "to"):
+        v = str(src.get(key, "") or "")
+        if v:
+            if not _NAME.match(v):
+                raise web.HTTPBadRequest(reason=f"not a name: {key}")
+            out[key] = v
+    stage = str(src.get("stage", "") or "")
+    if stage:
+        if not _STAGE.match(stage):
+            raise web.HTTPBadRequest(reason="not a stage")
+        out["stage"] = stage
+    reason = str(src.get("reason", "") or "")
+    if len(reason) > 1024:
+        raise web.HTTPBadRequest(reason="the reason is longer than 1024 characters")
+    if reason:
+        out["reason"] = reason
+    for key in REQUIRED.get(action, ("endpoint",)):
+        if key not in out and (confirmed or key != "stage"):
+            raise web.HTTPBadRequest(reason=f"{action} needs {key}")
+    return out
+
+
+REQUIRED = {"promote": ("model", "version", "stage"), "approve": ("model", "version", "stage")}

@@ -1,0 +1,40 @@
+// kubectl models ui: live pages. The server pushes `change` (server-sent events, from its shared watch
+// cache); the page then fetches itself once and swaps <main>. No polling; no inline script (CSP).
+(function () {
+  "use strict";
+  var live = document.getElementById("live");
+  var main = document.querySelector("main[data-live]");
+  function say(text) { if (live) { live.textContent = text; } }
+  if (!main || !window.EventSource) { say(main ? "static" : ""); return; }
+  var busy = false, again = false;
+  function editing() {
+    var a = document.activeElement;
+    return a && a !== document.body && /^(INPUT|SELECT|TEXTAREA)$/.test(a.tagName) && main.contains(a);
+  }
+  function refresh() {
+    if (busy || editing()) { again = true; return; }
+    busy = true;
+    fetch(location.href, { credentials: "same-origin", cache: "no-store" })
+      .then(function (r) { return r.ok ? r.text() : Promise.reject(r.status); })
+      .then(function (html) {
+        var doc = new DOMParser().parseFromString(html, "text/html");
+        var fresh = doc.querySelector("main[data-live]");
+        var current = document.querySelector("main[data-live]");
+        if (fresh && current) {
+          current.replaceWith(document.adoptNode(fresh));
+          main = fresh;
+        }
+        say("live · updated " + new Date().toLocaleTimeString());
+      })
+      .catch(function (e) { say("update failed (" + e + ")"); })
+      .then(function () {
+        busy = false;
+        if (again) { again = false; refresh(); }
+      });
+  }
+  document.addEventListener("focusout", function () { if (again) { setTimeout(refresh, 0); } });
+  var es = new EventSource("/events");
+  es.addEventListener("hello", function () { say("live"); });
+  es.addEventListener("change", function () { refresh(); });
+  es.onerror = function () { say("reconnecting…"); };
+})();
