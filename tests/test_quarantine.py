@@ -313,3 +313,39 @@ def test_the_effective_split_gives_uncarried_traffic_to_the_newest_eligible_vers
         {"x": 100},
     )
     assert split.weights == {"a": 100, "b": 0, "x": 0}
+
+
+# ---------------------------------------------------------------- the version reconciler's decision
+def test_the_stage_walk_refuses_a_promotion_of_a_quarantined_version_and_records_the_quarantine() -> None:
+    from modelversioning.domain.version_plan import decide
+    from test_version_plan import NOW, POLICY, STAMP, c, verified_status
+    from test_version_plan import facts as version_facts
+
+    mark = Q.Mark(("dataset=fraud-tx@2026-10-01",), "labels leaked", "jane")
+    plan = decide(version_facts(requested=Stage.STAGING, quarantine=mark), POLICY, NOW)
+    assert plan.status["stage"] == "candidate"
+    st = c(plan, "StageTransition")
+    assert (st["status"], st["reason"]) == ("False", R.QUARANTINED) and "quarantine lift" in st["message"]
+    assert plan.status["quarantine"] == {"state": "Quarantined", "selectors": list(mark.selectors),
+                                         "reason": "labels leaked", "by": "jane", "at": STAMP}  # fmt: skip
+    assert (("Warning", R.QUARANTINED) in [(e.type, e.reason) for e in plan.events]) and plan.notify_endpoints
+    # lifted: the walk goes on, the lift is recorded and the endpoints re-decide
+    lifted = Q.Mark((), "false alarm", "bob")
+    was = {**verified_status(), "quarantine": plan.status["quarantine"]}
+    again = decide(version_facts(requested=Stage.STAGING, quarantine=lifted, status=was), POLICY, NOW)
+    assert again.status["stage"] == "staging" and again.status["quarantine"]["state"] == "Lifted"
+    assert ("Normal", R.QUARANTINE_LIFTED) in [
+        (e.type, e.reason) for e in again.events
+    ] and again.notify_endpoints
+
+
+def test_a_quarantined_version_may_still_be_archived_or_demoted() -> None:
+    from modelversioning.domain.version_plan import decide
+    from test_version_plan import NOW, POLICY, verified_status
+    from test_version_plan import facts as version_facts
+
+    mark = Q.Mark(("commit=abcdef1",), "bad code", "jane")
+    for requested in (Stage.STAGING, Stage.ARCHIVED):
+        f = version_facts(status=verified_status("production"), requested=requested, quarantine=mark)
+        plan = decide(f, POLICY, NOW)
+        assert plan.status["stage"] == requested
