@@ -105,6 +105,11 @@ EVENT = Resource("", "v1", "events", "Event")
 SELF_SUBJECT_REVIEW = Resource(
     "authentication.k8s.io", "v1", "selfsubjectreviews", "SelfSubjectReview", namespaced=False
 )
+# May the caller do this? (`kubectl models quarantine` asks before a write for someone: reading a namespace
+# is not writing it); created, never stored. The write itself still goes with the caller's credentials.
+SELF_SUBJECT_ACCESS_REVIEW = Resource(
+    "authorization.k8s.io", "v1", "selfsubjectaccessreviews", "SelfSubjectAccessReview", namespaced=False
+)
 
 # ----------------------------------------------------------------------------------- annotations
 # On a ModelVersion, set by people and tooling (kubectl models, GitOps):

@@ -168,6 +168,15 @@ COMMANDS: dict[str, Command] = {
         "else eligible answers 503 with x-model-unavailable: revoked, never the revoked model. Never gated "
         "(it only removes authority). Waits until no route sends it traffic and its stage is archived.",
     ),
+    "quarantine": Command(
+        "quarantine",
+        "Quarantine every version built from a bad dataset or code commit (or one version), where you may\n"
+        "change endpoints: withdrawn from every route, never promoted, no spec written; --dry-run first.",
+    ),
+    "unquarantine": Command(
+        "quarantine",
+        "Lift a quarantine (the same selector) where you may change endpoints; recorded with you and why.",
+    ),
 }
 COMMANDS_PACKAGE = "modelversioning.cli.models.commands"
 _LISTING = "kubectl-models.listing"  # ctx.meta key: help is listing the commands (their one-line help)
