@@ -349,3 +349,24 @@ def test_a_quarantined_version_may_still_be_archived_or_demoted() -> None:
         f = version_facts(status=verified_status("production"), requested=requested, quarantine=mark)
         plan = decide(f, POLICY, NOW)
         assert plan.status["stage"] == requested
+
+
+@pytest.mark.parametrize(
+    ("ann", "enforced", "by"),
+    [
+        ({R.QUARANTINED_BY_ANNOTATION: "jane"}, True, "jane"),
+        (
+            {R.QUARANTINED_BY_ANNOTATION: "ceo@example.com"},
+            False,
+            "ceo@example.com (unverified quarantined-by)",
+        ),
+        ({}, True, f"unknown (no {R.QUARANTINED_BY_ANNOTATION})"),
+    ],
+)
+def test_the_recorded_actor_is_an_identity_only_while_admission_is_observed(
+    ann: dict[str, str], enforced: bool, by: str
+) -> None:
+    from modelversioning.handlers.modelversion import quarantine_mark
+
+    mark = quarantine_mark({R.QUARANTINED_ANNOTATION: '["commit=abcdef1"]', **ann}, enforced=enforced)
+    assert mark == Q.Mark(("commit=abcdef1",), "", by)
