@@ -42,7 +42,7 @@ def test_a_good_selector_parses_and_prints_as_recorded(kind: str, raw: str, text
         ("dataset", "fraud-tx", "must be NAME@VERSION"),
         ("dataset", "@v1", "must be NAME@VERSION"),
         ("dataset", "tx@", "must be NAME@VERSION"),
-        ("dataset", "tx@sha256:abc", "64 lowercase hex"),
+        ("dataset", "tx@sha256:abc", "8 to 64 hex"),
         ("dataset", "", "needs a value"),
         ("dataset", "x" * 500 + "@1", "needs a value"),
         ("commit", "abc12", "not a git commit"),
@@ -67,6 +67,8 @@ BUILT = Q.Built("fraud", "2.4.1", "fraud-tx", "2026-10-01", "c" * 64, "012345678
         ("dataset", "other@2026-10-01", False),
         ("dataset", "fraud-tx@sha256:" + "c" * 64, True),
         ("dataset", "fraud-tx@sha256:" + "d" * 64, False),
+        ("dataset", "fraud-tx@cccccccc", True),  # 8+ hex of its sha256, as search --dataset
+        ("dataset", "fraud-tx@ccccccc", False),  # 7: too short to name a digest
         ("commit", "0123456", True),  # abbreviated on the command line
         ("commit", "0123456789abcdef0000", True),  # abbreviated in the lineage
         ("commit", "1123456", False),

@@ -10,7 +10,8 @@ GitOps self-heal cannot undo it, and it is reversible: lifting the last selector
 eligible again. While it holds, the stage walk refuses every hop that is not a loss of authority
 (``promotion_guard``), whoever asks for it (a person, GitOps, a rollout's grant).
 
-Selectors: ``dataset=NAME@VERSION`` (or ``NAME@sha256:HEX``: spec.lineage.dataset), ``commit=SHA``
+Selectors: ``dataset=NAME@VERSION`` (spec.lineage.dataset; the value may also be 8+ hex digits of
+its sha256, ``sha256:`` optional, as ``kubectl models search --dataset``), ``commit=SHA``
 (spec.lineage.codeCommit; 7 to 64 hex, either side may be abbreviated: a prefix of the other matches,
 which can only quarantine more, never less) and ``version=MODEL@VERSION``.
 """
@@ -29,7 +30,7 @@ from modelversioning.domain.traffic import VariantInput, effective_split
 
 KINDS = ("dataset", "commit", "version")
 _HEX = re.compile(r"^[0-9a-f]{7,64}$")
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_DIGEST = re.compile(r"^[0-9a-f]{8,64}$")
 MAX_SELECTORS = 16  # selectors in force on one version (the annotation stays small)
 MAX_SELECTOR = 400  # characters of one selector (a dataset name is at most 253, its version 128)
 
@@ -63,8 +64,10 @@ def parse(kind: str, raw: str) -> Selector:
     if not at or not name or not value:
         example = "fraud-transactions@2026-10-01" if kind == "dataset" else "fraud-detector@2.4.1"
         raise ValueError(f"--{kind} {text!r} must be NAME@VERSION, e.g. {example}")
-    if kind == "dataset" and value.startswith("sha256:") and not _SHA256.match(value[7:]):
-        raise ValueError(f"--dataset {text!r}: sha256: must be followed by 64 lowercase hex characters")
+    if kind == "dataset" and value.startswith("sha256:"):
+        if not _DIGEST.match(value[7:].lower()):
+            raise ValueError(f"--dataset {text!r}: sha256: must be followed by 8 to 64 hex characters")
+        value = value.lower()
     return Selector(kind, name, value)
 
 
@@ -126,9 +129,11 @@ def matches(sel: Selector, b: Built) -> bool:
         return bool(have) and (have.startswith(sel.value) or sel.value.startswith(have))
     if b.dataset != sel.name:
         return False
-    if sel.value.startswith("sha256:"):
-        return b.dataset_sha256 == sel.value[7:]
-    return b.dataset_version == sel.value
+    if b.dataset_version == sel.value:
+        return True
+    digest = sel.value.removeprefix("sha256:").lower()  # as `search --dataset`: 8+ hex of its sha256
+    sha = (b.dataset_sha256 or "").lower()
+    return bool(sha) and _DIGEST.match(digest) is not None and sha.startswith(digest)
 
 
 # ----------------------------------------------------------------------------- the stage walk

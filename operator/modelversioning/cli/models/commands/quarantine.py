@@ -21,7 +21,10 @@ from modelversioning.domain import quarantine as Q
 app = typer.Typer()
 
 Dataset = Annotated[
-    str | None, typer.Option("--dataset", help="Every version trained on NAME@VERSION (or NAME@sha256:HEX).")
+    str | None,
+    typer.Option(
+        "--dataset", help="Every version trained on NAME@VERSION (VERSION may be 8+ hex of its sha256)."
+    ),
 ]
 Commit = Annotated[
     str | None, typer.Option("--commit", help="Every version built from this code commit (7-64 hex).")
