@@ -369,7 +369,8 @@ class ModelEndpointStatus(StatusModel):
     closed: ClosedRoute | None = Field(
         default=None,
         description="Set while the route is closed: a withdrawn (revoked, quarantined, archived, demoted) "
-        "version carried traffic and nothing eligible remains; every request is answered 503 with x-model-unavailable.",
+        "version carried traffic and nothing eligible remains; every request is answered 503 with "
+        "x-model-unavailable.",
     )
     route_history: RouteHistory | None = Field(
         default=None,
