@@ -142,7 +142,8 @@ EXPECTED = {
     },
     "stalls_version": {
         "DigestMismatch", "URIRefused", "InvalidSpec", "TransitionNotAllowed", "LineageIncomplete",
-        "ImageNotPinned", "SizeMismatch", "LimitExceeded", "ArchiveWhileServing", "Quarantined", *OCI_REFUSALS,
+        "ImageNotPinned", "SizeMismatch", "LimitExceeded", "ArchiveWhileServing", "Quarantined",
+        *OCI_REFUSALS,
         *SIGNATURE_REFUSALS,  # until a new signature or another trust policy
         *IO_CONTRACT_REFUSALS,
         *RUNTIME_REFUSALS,  # until the catalog changes
