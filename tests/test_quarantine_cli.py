@@ -324,3 +324,22 @@ def test_unquarantine_lifts_only_this_selector_where_the_caller_may_write(
 def test_unquarantine_of_a_selector_in_force_nowhere_exits_4(monkeypatch: pytest.MonkeyPatch) -> None:
     r = run(monkeypatch, cluster(), "unquarantine", "--dataset", BAD, "--reason", "x")
     assert r.exit_code == QP.EXIT_NO_MATCH
+
+
+def test_describe_shows_the_quarantine_in_force_and_the_last_lift() -> None:
+    from modelversioning.cli.models import render, views
+
+    obj = mv("team-a", "2.4.1")
+    on = {"state": "Quarantined", "selectors": [f"dataset={BAD}"], "reason": "leak", "by": "jane", "at": "t1"}
+    obj["status"]["quarantine"] = on
+    text = render.to_text(render.describe_renderable(views.describe_view(obj)))
+    assert (
+        f"dataset={BAD} by jane at t1: leak" in text.replace("\n", " ").replace("  ", " ")
+        or "Quarantine" in text
+    )
+    assert "Quarantine" in text and "jane" in text and "leak" in text
+    obj["status"]["quarantine"] = {**on, "state": "Lifted", "selectors": [], "by": "bob", "reason": "clean"}
+    text = render.to_text(render.describe_renderable(views.describe_view(obj)))
+    assert "lifted by bob" in text and "clean" in text
+    del obj["status"]["quarantine"]
+    assert "Quarantine" not in render.to_text(render.describe_renderable(views.describe_view(obj)))
