@@ -333,10 +333,7 @@ def test_describe_shows_the_quarantine_in_force_and_the_last_lift() -> None:
     on = {"state": "Quarantined", "selectors": [f"dataset={BAD}"], "reason": "leak", "by": "jane", "at": "t1"}
     obj["status"]["quarantine"] = on
     text = render.to_text(render.describe_renderable(views.describe_view(obj)))
-    assert (
-        f"dataset={BAD} by jane at t1: leak" in text.replace("\n", " ").replace("  ", " ")
-        or "Quarantine" in text
-    )
+    assert f"dataset={BAD}" in text
     assert "Quarantine" in text and "jane" in text and "leak" in text
     obj["status"]["quarantine"] = {**on, "state": "Lifted", "selectors": [], "by": "bob", "reason": "clean"}
     text = render.to_text(render.describe_renderable(views.describe_view(obj)))
