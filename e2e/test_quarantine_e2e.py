@@ -85,7 +85,7 @@ def test_a_dataset_quarantine_moves_traffic_under_load_with_no_errors_and_refuse
         t0 = time.time()
         why = "e2e: labels leaked into the features"
         done = kubectl_models(cluster.kubeconfig, "-n", objs.ns, "quarantine", "--dataset",
-                              "tx-labels@2026-10-01", "--reason", why, "--timeout", "120")  # fmt: skip
+                              "tx-labels@2026-10-01", "--reason", why, "--timeout", "120", "-o", "json")  # fmt: skip
         assert done.returncode == 0, f"{done.stdout}{done.stderr}; {explain(objs, 'q')}"
         print(done.stdout)
         wait_for(lambda: live_on(dp, {"1.0.0": 1}), 60, "1.0.0 answers")
@@ -102,7 +102,10 @@ def test_a_dataset_quarantine_moves_traffic_under_load_with_no_errors_and_refuse
     ep = objs.mep("q")
     assert ep["spec"] == spec_before  # the operator wrote no spec: a GitOps self-heal has nothing to undo
     assert ep["status"]["effectiveWeights"] == {"canary": 0, "stable": 100}
-    assert '"variants":[{"name":"stable","version":"1.0.0","weight":100}' in done.stdout.replace(" ", "")
+    (hit,) = json.loads(done.stdout)["endpoints"]
+    assert hit["observed"] == {"canary": 0, "stable": 100}, hit
+    change = [(v["name"], v["version"], v["weight"]) for v in hit["gitChange"]["spec"]["variants"]]
+    assert change == [("stable", "1.0.0", 100)], hit["gitChange"]  # the Git change that makes it permanent
     st = objs.mv("q-v1.1.0")["status"]
     assert st["quarantine"]["state"] == "Quarantined" and st["quarantine"]["selectors"] == [
         "dataset=tx-labels@2026-10-01"
