@@ -84,8 +84,8 @@ def test_a_dataset_quarantine_moves_traffic_under_load_with_no_errors_and_refuse
         wait_for(lambda: len(load.log) > 20, 30, "load running")
         t0 = time.time()
         why = "e2e: labels leaked into the features"
-        done = kubectl_models(cluster.kubeconfig, "-n", objs.ns, "quarantine", "--dataset",
-                              "tx-labels@2026-10-01", "--reason", why, "--timeout", "120", "-o", "json")  # fmt: skip
+        done = kubectl_models(cluster.kubeconfig, "-n", objs.ns, "-o", "json", "quarantine", "--dataset",
+                              "tx-labels@2026-10-01", "--reason", why, "--timeout", "120")  # fmt: skip
         assert done.returncode == 0, f"{done.stdout}{done.stderr}; {explain(objs, 'q')}"
         print(done.stdout)
         wait_for(lambda: live_on(dp, {"1.0.0": 1}), 60, "1.0.0 answers")
