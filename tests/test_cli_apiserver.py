@@ -314,3 +314,43 @@ def test_the_first_request_loads_neither_the_kubernetes_client_nor_urllib3(tmp_p
         cluster_for(tmp_path, srv.url, {"token": "t"}, **{"certificate-authority-data": ca_data(pki)})
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert json.loads(out.stdout) == [] and len(srv.requests) == 1
+
+
+def test_may_asks_a_self_subject_access_review_and_reads_allowed_and_denied(tmp_path: Path, pki: Pki) -> None:
+    """`kubectl models quarantine` asks the API server, as the caller, before writing for them."""
+
+    def route(req: Request) -> tuple[int, Any]:
+        attrs = req.body["spec"]["resourceAttributes"]
+        if attrs["namespace"] == "team-a":
+            return 201, {"status": {"allowed": True}}
+        return 201, {"status": {"allowed": False, "reason": "no RBAC policy matched"}}
+
+    with serve(route, pki) as srv:
+        c = cluster_for(tmp_path, srv.url, {"token": "t"}, **{"certificate-authority": str(pki.ca)})
+        assert c.may("patch", MODELVERSION, "team-a") == ""
+        assert c.may("update", MODELENDPOINT, "team-b") == (
+            "you may not update modelendpoints.modelversioning.io in team-b (no RBAC policy matched)"
+        )
+    first = srv.requests[0]
+    assert (first.method, first.path) == ("POST", "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews")
+    assert first.body == {
+        "apiVersion": "authorization.k8s.io/v1",
+        "kind": "SelfSubjectAccessReview",
+        "spec": {
+            "resourceAttributes": {
+                "namespace": "team-a",
+                "verb": "patch",
+                "group": "modelversioning.io",
+                "resource": "modelversions",
+            }
+        },
+    }
+
+
+def test_may_fails_closed_when_the_review_cannot_be_asked(tmp_path: Path, pki: Pki) -> None:
+    def route(req: Request) -> tuple[int, Any]:
+        return status(403, "Forbidden", "selfsubjectaccessreviews is forbidden")
+
+    with serve(route, pki) as srv:
+        c = cluster_for(tmp_path, srv.url, {"token": "t"}, **{"certificate-authority": str(pki.ca)})
+        assert c.may("patch", MODELVERSION, "team-a").startswith("cannot ask whether you may patch")

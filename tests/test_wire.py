@@ -138,17 +138,19 @@ EXPECTED = {
         "MissingVersion", "InvalidVersion", "DigestMismatch", "ModelVersionReplaced", "ChildRejected",
         "ChildConflict", "InvalidSpec", "MajorVersionMix", "InvalidSplit", "RouterDisabled", "UnknownRouter",
         "MirrorUnsupported", "RolloutFailed", "RolloutAborted", "PolicyViolation", "Revoked", "Withdrawn",
+        "Quarantined",
     },
     "stalls_version": {
         "DigestMismatch", "URIRefused", "InvalidSpec", "TransitionNotAllowed", "LineageIncomplete",
-        "ImageNotPinned", "SizeMismatch", "LimitExceeded", "ArchiveWhileServing", *OCI_REFUSALS,
+        "ImageNotPinned", "SizeMismatch", "LimitExceeded", "ArchiveWhileServing", "Quarantined",
+        *OCI_REFUSALS,
         *SIGNATURE_REFUSALS,  # until a new signature or another trust policy
         *IO_CONTRACT_REFUSALS,
         *RUNTIME_REFUSALS,  # until the catalog changes
     },
     "permanent": {
         "MissingVersion", "InvalidVersion", "DigestMismatch", "ModelVersionReplaced", "ChildRejected",
-        "ChildConflict", "InvalidSpec", "PolicyViolation", "Revoked", "Withdrawn",
+        "ChildConflict", "InvalidSpec", "PolicyViolation", "Revoked", "Withdrawn", "Quarantined",
     },
     "transient": {"NotFound", "FetchFailed", "ChildApplyRetrying"},
     "no_slot": {

@@ -35,6 +35,7 @@ local PERMANENT = {
   RolloutAborted = true,
   Revoked = true,
   Withdrawn = true,
+  Quarantined = true,
 }
 
 local function condition(conditions, type_)

@@ -7,7 +7,7 @@
 --                URIRefused, AccessDenied, SizeMismatch, LimitExceeded, InvalidSpec (artifact);
 --                TagWithoutDigest, ManifestDigestMismatch, LayerDigestMismatch,
 --                UnsupportedArtifactLayout, UnsafeArchive (an oci:// artifact);
---                TransitionNotAllowed, LineageIncomplete, ImageNotPinned, ArchiveWhileServing (stage);
+--                TransitionNotAllowed, LineageIncomplete, ImageNotPinned, ArchiveWhileServing, Quarantined (stage);
 --                SignatureMissing, SignatureInvalid, SignerNotTrusted, SignatureDigestMismatch,
 --                CertificateExpired (signed models: either); IOSignatureChanged, IOSignatureMissing
 --                (the I/O contract: a MINOR/PATCH that breaks it);
@@ -31,6 +31,7 @@ local PERMANENT = {
   LineageIncomplete = true,
   ImageNotPinned = true,
   ArchiveWhileServing = true,
+  Quarantined = true,
   TagWithoutDigest = true,
   ManifestDigestMismatch = true,
   LayerDigestMismatch = true,

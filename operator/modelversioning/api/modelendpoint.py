@@ -275,7 +275,9 @@ class DrainingSlot(StatusModel):
 
 
 class ClosedRoute(StatusModel):
-    reason: str = Field(description="The x-model-unavailable value: revoked, archived, below-required-stage.")
+    reason: str = Field(
+        description="The x-model-unavailable value: revoked, quarantined, archived, below-required-stage."
+    )
     message: str = Field(description="Which variants lost their version's authority, and why.")
 
 
@@ -372,8 +374,9 @@ class ModelEndpointStatus(StatusModel):
     rollout: RolloutStatus | None = Field(default=None, description="Progress of spec.strategy.")
     closed: ClosedRoute | None = Field(
         default=None,
-        description="Set while the route is closed: a withdrawn (revoked, archived, demoted) version carried "
-        "traffic and nothing eligible remains; every request is answered 503 with x-model-unavailable.",
+        description="Set while the route is closed: a withdrawn (revoked, quarantined, archived, demoted) "
+        "version carried traffic and nothing eligible remains; every request is answered 503 with "
+        "x-model-unavailable.",
     )
     route_history: RouteHistory | None = Field(
         default=None,

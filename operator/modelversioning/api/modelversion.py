@@ -422,6 +422,24 @@ class ServingPeriod(StatusModel):
     mirror: bool | None = None
 
 
+class QuarantineRecord(StatusModel):
+    state: str = Field(max_length=16, description="Quarantined, or Lifted (the last quarantine was lifted).")
+    selectors: list[Annotated[str, Field(max_length=400)]] = Field(
+        default_factory=list,
+        max_length=16,
+        description="The lineage selectors in force "
+        "(dataset=NAME@VERSION, commit=SHA, version=MODEL@VERSION).",
+    )
+    reason: str = Field(default="", max_length=1024)
+    by: str = Field(
+        default="",
+        max_length=512,
+        description="Who quarantined or lifted it (modelversioning.io/quarantined-by: the authenticated user "
+        "while the chart's requested-by admission policy is observed enforced, else marked unverified).",
+    )
+    at: str = Field(json_schema_extra={"format": "date-time"})
+
+
 class ContractRecord(StatusModel):
     reason: str = Field(
         max_length=64,
@@ -470,6 +488,10 @@ class ModelVersionStatus(StatusModel):
         "servedBy, rollouts and servingHistory are this region's endpoints. Absent: no region set.",
     )
     served_by: list[ServedBy] = Field(default_factory=list)
+    quarantine: QuarantineRecord | None = Field(
+        default=None,
+        description="The lineage quarantine (kubectl models quarantine): in force, or the last one lifted.",
+    )
     rollouts: list[RolloutRecord] = Field(
         default_factory=list,
         max_length=10,

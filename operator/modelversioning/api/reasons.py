@@ -78,6 +78,25 @@ REVOKED = reason(
     permanent=True,
     stalls_endpoint=True,
 )
+QUARANTINED = reason(
+    "Quarantined",
+    _EV,
+    _EC,
+    ENDPOINT_EVENT,
+    VERSION_STAGE,
+    VERSION_EVENT,
+    meaning="the version is under a lineage quarantine (kubectl models quarantine: its dataset, code "
+    "commit or version): as Revoked for its traffic, and no promotion until the quarantine is lifted",
+    permanent=True,
+    stalls_endpoint=True,
+    stalls_version=True,
+)
+QUARANTINE_LIFTED = reason(
+    "QuarantineLifted",
+    VERSION_EVENT,
+    meaning="the last lineage quarantine of the version was lifted (kubectl models quarantine lift): "
+    "eligible and promotable again",
+)
 WITHDRAWN = reason(
     "Withdrawn",
     _EV,

@@ -105,6 +105,11 @@ EVENT = Resource("", "v1", "events", "Event")
 SELF_SUBJECT_REVIEW = Resource(
     "authentication.k8s.io", "v1", "selfsubjectreviews", "SelfSubjectReview", namespaced=False
 )
+# May the caller do this? (`kubectl models quarantine` asks before a write for someone: reading a namespace
+# is not writing it); created, never stored. The write itself still goes with the caller's credentials.
+SELF_SUBJECT_ACCESS_REVIEW = Resource(
+    "authorization.k8s.io", "v1", "selfsubjectaccessreviews", "SelfSubjectAccessReview", namespaced=False
+)
 
 # ----------------------------------------------------------------------------------- annotations
 # On a ModelVersion, set by people and tooling (kubectl models, GitOps):
@@ -114,6 +119,18 @@ REQUESTED_STAGE_ANNOTATION = f"{GROUP}/requested-stage"  # the spec.stage the re
 # revoked: "<why>" (kubectl models revoke, with spec.stage archived): every route drops the version at
 # once, before (and whatever) its stage walk; never gated, and it lets an archive of a serving version pass
 REVOKED_ANNOTATION = f"{GROUP}/revoked"
+# Lineage quarantine (kubectl models quarantine; domain.quarantine), written with the caller's own
+# credentials, never by the operator, never in spec (a GitOps self-heal leaves annotations it does not
+# manage alone):
+#   quarantined: a JSON list of the selectors in force ("dataset=NAME@VERSION", "commit=SHA",
+#     "version=MODEL@VERSION"); present and non-empty: withdrawn from every route at once and no
+#     promotion, until the last selector is lifted (the annotation is then removed)
+#   quarantine-reason: why (the last quarantine or lift); quarantined-by: who made that change (the
+#     chart's requested-by admission policy: the authenticated user, or the write is refused)
+QUARANTINED_ANNOTATION = f"{GROUP}/quarantined"
+QUARANTINE_REASON_ANNOTATION = f"{GROUP}/quarantine-reason"
+QUARANTINED_BY_ANNOTATION = f"{GROUP}/quarantined-by"
+QUARANTINE_ANNOTATIONS = (QUARANTINED_ANNOTATION, QUARANTINE_REASON_ANNOTATION, QUARANTINED_BY_ANNOTATION)
 # On a ModelVersion, written by the operator only (the chart's admission policy enforces it):
 PROMOTION_ANNOTATION = f"{GROUP}/rollout-promotion"  # an endpoint's rollout earned the next stage
 ROLLOUT_RECORD_ANNOTATION = f"{GROUP}/rollout-record"  # the last rollout outcome for this version
@@ -178,9 +195,15 @@ RESPONSE_HEADERS = (HEADER_MODEL, HEADER_VERSION, HEADER_SHA256, HEADER_VARIANT)
 HEADER_UNAVAILABLE = "x-model-unavailable"
 UNAVAILABLE_STATUS = 503
 UNAVAILABLE_REVOKED = "revoked"  # the version carries the revoked annotation
+UNAVAILABLE_QUARANTINED = "quarantined"  # the version is under a lineage quarantine
 UNAVAILABLE_ARCHIVED = "archived"  # its stage is archived
 UNAVAILABLE_BELOW_STAGE = "below-required-stage"  # demoted below the endpoint's requiredStage
-UNAVAILABLE_VALUES = (UNAVAILABLE_REVOKED, UNAVAILABLE_ARCHIVED, UNAVAILABLE_BELOW_STAGE)  # most severe first
+UNAVAILABLE_VALUES = (  # most severe first
+    UNAVAILABLE_REVOKED,
+    UNAVAILABLE_QUARANTINED,
+    UNAVAILABLE_ARCHIVED,
+    UNAVAILABLE_BELOW_STAGE,
+)
 CLOSED_SERVICE_SUFFIX = "-closed"  # gatewayAPI: the selector-less Service a closed HTTPRoute points to
 # The request id a client sends (or an edge in front of the gateway sets); the gateway forwards it and
 # its access log keeps it, so "request X was served by version Y" joins the access log (X -> the slot
@@ -195,7 +218,7 @@ HEADER_REQUEST_ID = "x-request-id"
 ROUTE_CAUSE_INITIAL = "Initial"  # the first split this operator recorded for the endpoint
 ROUTE_CAUSE_CLOSED = "Closed"  # a withdrawn version carried traffic, nothing eligible: 503 (detail: why)
 ROUTE_CAUSE_REOPENED = "Reopened"  # a closed route serves again
-ROUTE_CAUSE_WITHDRAWN = "Withdrawn"  # a revoked / archived / demoted version's share moved elsewhere
+ROUTE_CAUSE_WITHDRAWN = "Withdrawn"  # a revoked / quarantined / archived / demoted version's share moved
 ROUTE_CAUSE_ROLLBACK = "RolloutRollback"  # a rollout failed its analysis or was aborted: back to its start
 ROUTE_CAUSE_ROLLOUT_STEP = "RolloutStep"  # a rollout moved to its next step (or finished)
 ROUTE_CAUSE_SPEC_CHANGE = "SpecChange"  # the endpoint's spec changed: a weight edit, a version, a rollback

@@ -29,6 +29,7 @@ class VersionFacts:
     verify_reason: str  # ArtifactVerified's reason (why not, when not verified)
     stage: str | None  # status.stage
     revoked: str | None = None  # the revoked annotation (why): withdrawn at once, whatever the stage
+    quarantined: str | None = None  # the quarantine selectors in force (domain.quarantine): as revoked
     trust_json: str | None = (
         None  # its accepted signature's trust anchors (the init container's --trust-json)
     )

@@ -43,7 +43,14 @@ from modelversioning.domain.endpoint_facts import (
     VersionFacts,
 )
 from modelversioning.domain.endpoint_rollout import RolloutDecision, decide_rollout
-from modelversioning.domain.revocation import Withdrawn, closure, reason_of, serving_withdrawal
+from modelversioning.domain.revocation import (
+    Withdrawn,
+    closure,
+    pulled,
+    pulled_message,
+    reason_of,
+    serving_withdrawal,
+)
 from modelversioning.domain.stages import Stage, has_reached, one_below
 from modelversioning.domain.traffic import (
     TOTAL,
@@ -152,8 +159,8 @@ def _pinned_still_good(v: VariantFacts, need: Stage) -> tuple[bool, str]:
     if not slot.available or not slot.ours:  # a foreign (re-created) child is never routed to
         return False, f"previous slot {pin.slot}: {slot.why}"
     mv = v.pinned_mv
-    if mv is not None and mv.revoked is not None:  # whatever object has the name now: fails closed
-        return False, f"{mv.name} was revoked ({mv.revoked})"
+    if mv is not None and pulled(mv):  # revoked or quarantined, whatever object has the name now
+        return False, pulled_message(mv)
     if mv is not None and (mv.uid, mv.digest) == (pin.uid, pin.digest):
         if not mv.verified:
             return False, f"{mv.name} is no longer verified ({mv.verify_reason})"
@@ -176,8 +183,8 @@ def _desired_status(v: VariantFacts, need: Stage) -> tuple[bool, str, str]:
         return False, *v.problem
     mv = v.mv
     assert mv is not None
-    if mv.revoked is not None:
-        return False, R.REVOKED, f"{mv.name} was revoked: {mv.revoked}"
+    if value := pulled(mv):
+        return False, reason_of(value), pulled_message(mv)
     if _replaced(v):
         assert v.pin is not None
         return (

@@ -4,8 +4,10 @@ Why a variant is ineligible falls in one of two classes:
 
 - *withdrawn*: the version that carries its traffic was revoked (the revoked annotation, set by
   ``kubectl models revoke`` together with spec.stage archived; honoured at once, before the stage walk
-  records anything), or its stage is archived, or it was demoted below what the variant needs
-  (requiredStage; a mirror or a bounded canary one lower). Authority is gone: its traffic never stays.
+  records anything), or quarantined (``domain.quarantine``: its lineage is bad; no spec is written, and
+  lifting it gives the authority back), or its stage is archived, or it was demoted below what the
+  variant needs (requiredStage; a mirror or a bounded canary one lower). Authority is gone: its
+  traffic never stays.
 - *operational*: anything else (not verified yet, a store that changed, pods not ready, a child
   conflict, a failing new slot). The pods that verified the pinned digest keep the traffic they have,
   and the endpoint reports Degraded, as before.
@@ -13,7 +15,7 @@ Why a variant is ineligible falls in one of two classes:
 A withdrawn variant's share goes to the other eligible variants (``domain.traffic``). When nothing
 eligible remains, the route would be held as it is; if it still carries a withdrawn variant's share
 (or was closed already), it is *closed* instead: it answers ``UNAVAILABLE_STATUS`` with the header
-``x-model-unavailable: <why>`` (revoked, archived, below-required-stage) and reaches no model.
+``x-model-unavailable: <why>`` (revoked, quarantined, archived, below-required-stage) and reaches no model.
 
 The version reconciler's side: archiving a version that an endpoint routes traffic to is refused
 (``ArchiveWhileServing``) unless it is a revocation (``archive_guard``).
@@ -29,13 +31,29 @@ from modelversioning.domain.endpoint_facts import VariantFacts, VersionFacts
 from modelversioning.domain.stages import Decision, Stage, has_reached
 
 
+def pulled(mv: VersionFacts) -> str:
+    """Revoked or quarantined: counted on whatever object has the version's name now (fails closed);
+    an x-model-unavailable value or ""."""
+    if mv.revoked is not None:
+        return R.UNAVAILABLE_REVOKED
+    if mv.quarantined is not None:
+        return R.UNAVAILABLE_QUARANTINED
+    return ""
+
+
+def pulled_message(mv: VersionFacts) -> str:
+    if mv.revoked is not None:
+        return f"{mv.name} was revoked: {mv.revoked}"
+    return f"{mv.name} is quarantined: {mv.quarantined}"
+
+
 def withdrawal(mv: VersionFacts | None, need: Stage) -> str:
     """Why ``mv`` may no longer take traffic that needs stage ``need``: an x-model-unavailable value,
     or "" (not withdrawn; a version without a stage yet never had authority to lose)."""
     if mv is None:
         return ""
-    if mv.revoked is not None:
-        return R.UNAVAILABLE_REVOKED
+    if value := pulled(mv):
+        return value
     if mv.stage == Stage.ARCHIVED:
         return R.UNAVAILABLE_ARCHIVED
     if mv.stage is not None and not has_reached(mv.stage, need):
@@ -50,8 +68,8 @@ def serving_withdrawal(v: VariantFacts, need: Stage) -> str:
     pin, mv = v.pin, v.pinned_mv
     if pin is None or v.pinned is None or not v.pinned.exists or mv is None:
         return ""
-    if mv.revoked is not None:
-        return R.UNAVAILABLE_REVOKED
+    if value := pulled(mv):
+        return value
     if (mv.uid, mv.digest) != (pin.uid, pin.digest):
         return ""
     return withdrawal(mv, need)
@@ -59,7 +77,8 @@ def serving_withdrawal(v: VariantFacts, need: Stage) -> str:
 
 def reason_of(value: str) -> str:
     """The condition/variant reason for an x-model-unavailable value."""
-    return R.REVOKED if value == R.UNAVAILABLE_REVOKED else R.WITHDRAWN
+    named = {R.UNAVAILABLE_REVOKED: R.REVOKED, R.UNAVAILABLE_QUARANTINED: R.QUARANTINED}
+    return named.get(value, R.WITHDRAWN)
 
 
 def most_severe(values: Iterable[str]) -> str:

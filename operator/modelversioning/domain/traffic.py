@@ -3,7 +3,8 @@
 A variant's declared weight takes effect only once the variant is eligible
 (artifact verified, stage reached, Deployment available). Until then its share
 stays with the eligible variants; with none eligible, the last effective split
-is kept rather than dropping traffic.
+is kept rather than dropping traffic. When the eligible ones were all declared at 0 and carry nothing
+(a withdrawn or quarantined version had it all), the newest eligible version takes it all.
 """
 
 from __future__ import annotations
@@ -89,6 +90,24 @@ def apportion(
     return floors
 
 
+def newest(variants: Sequence[VariantInput]) -> VariantInput:
+    """The variant of the highest version (SemVer; one that does not parse counts lowest), the first
+    of equals in spec order."""
+    best, best_v = variants[0], _semver(variants[0].version)
+    for v in variants[1:]:
+        sv = _semver(v.version)
+        if sv is not None and (best_v is None or sv > best_v):
+            best, best_v = v, sv
+    return best
+
+
+def _semver(text: str) -> SemVer | None:
+    try:
+        return SemVer.parse(text)
+    except ValueError:
+        return None
+
+
 def effective_split(variants: Sequence[VariantInput], previous: Mapping[str, int] | None) -> Split:
     order = [v.name for v in variants]
     eligible = [v for v in variants if v.eligible]
@@ -110,8 +129,8 @@ def effective_split(variants: Sequence[VariantInput], previous: Mapping[str, int
         base = {v.name: prev[v.name] for v in eligible if prev.get(v.name, 0) > 0}
         reason = R.HELD_ON_READY_VARIANTS
         message = "declared variants are not ready; traffic stays with the ready variants"
-        if not base:
-            base = {v.name: 1 for v in eligible}
+        if not base:  # nothing carried either (e.g. a withdrawn version had it all): the newest takes it
+            base = {newest(eligible).name: 1}
     weights = apportion(base, order)
     full = {v.name: weights.get(v.name, 0) for v in variants}
     if reason == R.AS_DECLARED and any(full[v.name] != v.desired for v in variants):

@@ -12,6 +12,7 @@ from typing import Any
 from modelversioning.api import wire as R
 from modelversioning.domain.gates import CandidateFacts, TransitionRule
 from modelversioning.domain.io_contract import Known
+from modelversioning.domain.quarantine import Mark
 from modelversioning.domain.runtime_catalog import EXPLICIT, Resolution
 from modelversioning.domain.stages import Stage, StageGraph
 from modelversioning.domain.trust import TrustFacts
@@ -135,6 +136,7 @@ class VersionFacts:
     rollouts: tuple[Mapping[str, Any], ...] = ()  # outcomes endpoints recorded (annotation), newest last
     protected: str | None = None  # the deletion-protected annotation as stored
     revoked: str | None = None  # the revoked annotation (why): archived passes while it serves
+    quarantine: Mark = field(default_factory=Mark)  # the quarantine annotations (domain.quarantine)
     registry: RegistryFacts = field(default_factory=RegistryFacts)
     serving_digest: str = ""  # domain.approvals.serving_digest(spec): what approvals bind to
     image: str = ""  # spec.runtime.image, else the resolved runtime's ("" while unresolved)

@@ -30,6 +30,7 @@ from modelversioning.api.wire import DELETION_PROTECTED_ANNOTATION, IN_USE_FINAL
 from modelversioning.domain import conditions as cond
 from modelversioning.domain import kstatus
 from modelversioning.domain.conditions import FALSE, TRUE, UNKNOWN, Cond
+from modelversioning.domain.quarantine import record as record_quarantine
 from modelversioning.domain.registry import deletion_protection
 from modelversioning.domain.timestamps import rfc3339
 from modelversioning.domain.version_contract import apply_contract
@@ -96,6 +97,9 @@ def decide(facts: VersionFacts, policy: VersionPolicy, now: datetime) -> Version
         status["servingDigest"] = facts.serving_digest
     if facts.serving:
         status["servedBy"] = [s.to_status() for s in facts.serving]
+    quarantine, quarantine_events = record_quarantine(prev.get("quarantine"), facts.quarantine, stamp)
+    if quarantine is not None:
+        status["quarantine"] = quarantine
     rollouts = merge_rollouts(prev.get("rollouts"), facts.rollouts)
     if rollouts:
         status["rollouts"] = rollouts
@@ -113,7 +117,8 @@ def decide(facts: VersionFacts, policy: VersionPolicy, now: datetime) -> Version
         # a failed attempt's own Event says what the change Event would (once, not twice)
         events=(verification.events or verification_events(prev_verified, verification.cond))
         + runtime_events(prev.get("conditions"), rt)
-        + (with_verification(walk.events, verification.cond.message) if verified_now else walk.events),
+        + (with_verification(walk.events, verification.cond.message) if verified_now else walk.events)
+        + tuple(Event(*e) for e in quarantine_events),
         finalizers=protection(facts),
         annotations={} if protect == facts.protected else {DELETION_PROTECTED_ANNOTATION: protect},
         verify=verification.action,
@@ -122,6 +127,7 @@ def decide(facts: VersionFacts, policy: VersionPolicy, now: datetime) -> Version
             prev.get("stage") != walk.stage
             or (prev_verified or {}).get("status") != verification.cond.status
             or facts.revoked is not None  # the endpoints drop it at once, whatever its stage walk does
+            or prev.get("quarantine") != status.get("quarantine")  # dropped from (or back on) every route
             or prev.get("resolvedRuntime") != status.get("resolvedRuntime")  # now it can be rendered
         ),
         transitions=walk.transitions,

@@ -5,6 +5,7 @@ rollout's promotion grant), the walk toward it, and the history that records eve
   through the gates of ``domain.stages.decide_transition``, the platform's pinned images
   (``domain.approvals.pin_required``) and the Model's own (``domain.gates``);
   every hop is a history entry with the actor and the reason.
+- A quarantined version (``domain.quarantine``) makes no hop but a loss of authority, whoever asks.
 - A blocked hop keeps the stage: ``StageTransition=False`` plus one Warning Event per distinct
   reason, or ``Unknown`` without an Event while the artifact is still verifying.
 - status.history keeps the latest ``history_limit`` entries; older ones leave as Events.
@@ -21,6 +22,7 @@ from modelversioning.domain import conditions as cond
 from modelversioning.domain.approvals import image_pinned, pin_required
 from modelversioning.domain.conditions import FALSE, TRUE, UNKNOWN, Cond
 from modelversioning.domain.gates import check as check_model_gates
+from modelversioning.domain.quarantine import promotion_guard
 from modelversioning.domain.revocation import archive_guard
 from modelversioning.domain.stages import (
     UNGATED,
@@ -126,8 +128,10 @@ def walk_stage(
         if current == requested:
             break
         step = next_hop(graph, current, requested)
-        decision = _archive_guard(facts, step or requested) or _gated(
-            facts, current, step or requested, gates, graph, signature
+        decision = (
+            _archive_guard(facts, step or requested)
+            or promotion_guard(current, step or requested, facts.quarantine.text, graph.order)
+            or _gated(facts, current, step or requested, gates, graph, signature)
         )
         if not decision.allowed or step is None:
             stage_cond, new_block = _blocked(facts, verified, current, decision)

@@ -35,6 +35,7 @@ from modelversioning.api.settings import ArtifactPolicy, Serving
 from modelversioning.domain import conditions as cond
 from modelversioning.domain.conditions import TRUE
 from modelversioning.domain.endpoint_facts import VersionFacts
+from modelversioning.domain.quarantine import quarantined
 from modelversioning.handlers.endpoint_parse import init_trust_json
 from modelversioning.handlers.store import Store
 from modelversioning.render import EndpointRef, RenderError, render_deployment, with_resolved_runtime
@@ -103,6 +104,7 @@ def version_facts(body: dict[str, Any] | None, ns: str, mv_name: str) -> Version
         verify_reason=str(vc.get("reason", "")),
         stage=st.get("stage"),
         revoked=(body["metadata"].get("annotations") or {}).get(R.REVOKED_ANNOTATION),
+        quarantined=quarantined((body["metadata"].get("annotations") or {}).get(R.QUARANTINED_ANNOTATION)),
         trust_json=init_trust_json(st, spec.artifact.signature_uri),
         serving_digest=str(st.get("servingDigest") or ""),
     )

@@ -48,6 +48,7 @@ from modelversioning.artifacts import (
     verify_in_child,
 )
 from modelversioning.domain.approvals import ApprovalContext, serving_digest
+from modelversioning.domain.quarantine import Mark, in_force
 from modelversioning.domain.runtime_catalog import resolve_runtime
 from modelversioning.domain.stages import Stage, StageGraph
 from modelversioning.domain.version_facts import (
@@ -191,6 +192,20 @@ def stage_actor(body: dict[str, Any], requested: str, *, enforced: bool = False)
                 op = mf.get("operation", "").lower()
                 best = (t, f"{mf.get('manager', 'unknown')} ({op}; unverified field manager)")
     return best[1] if best else "unknown"
+
+
+def quarantine_mark(ann: dict[str, Any], enforced: bool) -> Mark:
+    """The quarantine annotations as a Mark (domain.quarantine). quarantined-by is an identity only while
+    the chart's requested-by policy is observed enforced (it refuses a change of the quarantine
+    annotations that does not name the authenticated user); otherwise it is any string, marked so."""
+    who = str(ann.get(R.QUARANTINED_BY_ANNOTATION) or "")
+    if who and not enforced:
+        who = f"{who} (unverified quarantined-by)"
+    return Mark(
+        in_force(ann.get(R.QUARANTINED_ANNOTATION)),
+        str(ann.get(R.QUARANTINE_REASON_ANNOTATION) or ""),
+        who or f"unknown (no {R.QUARANTINED_BY_ANNOTATION})",
+    )
 
 
 # ---- verification bookkeeping (the verifier's side of gather and act) ---------------------------
@@ -428,6 +443,7 @@ class ModelVersionReconciler:
             rollouts=rollouts_from(ann),
             protected=ann.get(DELETION_PROTECTED_ANNOTATION),
             revoked=ann.get(R.REVOKED_ANNOTATION),
+            quarantine=quarantine_mark(ann, enforced=admission.requested_by),
             verifier=self.verifications.facts((namespace, name), md.get("uid", "")),
             recheck=self.verifications.recheck_requested((namespace, name)),
             registry=registry_facts(

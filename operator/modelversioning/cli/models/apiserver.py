@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
-from modelversioning.api.wire import SELF_SUBJECT_REVIEW, Resource
+from modelversioning.api.wire import SELF_SUBJECT_ACCESS_REVIEW, SELF_SUBJECT_REVIEW, Resource
 from modelversioning.cli.models.errors import ClusterError, api_error_message
 
 MERGE_PATCH = "application/merge-patch+json"
@@ -213,6 +213,11 @@ class HttpApi:
     def self_subject_review(self) -> dict[str, Any]:
         body = {"apiVersion": SELF_SUBJECT_REVIEW.api_version, "kind": SELF_SUBJECT_REVIEW.kind}
         return self._json("POST", SELF_SUBJECT_REVIEW.path(None), body=body)
+
+    def self_subject_access_review(self, attributes: Mapping[str, Any]) -> dict[str, Any]:
+        kind = SELF_SUBJECT_ACCESS_REVIEW
+        body = {"apiVersion": kind.api_version, "kind": kind.kind, "spec": {"resourceAttributes": attributes}}
+        return self._json("POST", kind.path(None), body=body)
 
     def watch(
         self,

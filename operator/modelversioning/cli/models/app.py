@@ -176,6 +176,15 @@ COMMANDS: dict[str, Command] = {
         "Serve the web view on 127.0.0.1 with your kubeconfig: fleet, models, endpoints, live rollouts,\n"
         "lineage; actions as you behind a confirmation. Prints the URL (with its token); opens nothing.",
     ),
+    "quarantine": Command(
+        "quarantine",
+        "Quarantine every version built from a bad dataset or code commit (or one version), where you may\n"
+        "change endpoints: withdrawn from every route, never promoted, no spec written; --dry-run first.",
+    ),
+    "unquarantine": Command(
+        "quarantine",
+        "Lift a quarantine (the same selector) where you may change endpoints; recorded with you and why.",
+    ),
 }
 COMMANDS_PACKAGE = "modelversioning.cli.models.commands"
 _LISTING = "kubectl-models.listing"  # ctx.meta key: help is listing the commands (their one-line help)

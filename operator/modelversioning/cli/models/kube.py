@@ -189,9 +189,23 @@ class Cluster:
             logging.getLogger(__name__).debug("SelfSubjectReview failed: %s", e)
         return self.kubeconfig_user() or "unknown", []
 
+    def may(self, verb: str, res: Resource, namespace: str) -> str:
+        """ "" when the API server says the caller may ``verb`` ``res`` in ``namespace``
+        (SelfSubjectAccessReview: the caller's own authority, asked before a write for someone), else
+        why not. The write itself still goes with the caller's credentials: RBAC decides it again."""
+        attrs = {"namespace": namespace, "verb": verb, "group": res.group, "resource": res.plural}
+        try:
+            st = self._api.self_subject_access_review(attrs).get("status") or {}
+        except ClusterError as e:
+            return f"cannot ask whether you may {verb} {res.qualified} ({e.message})"
+        if st.get("allowed") is True and not st.get("denied"):
+            return ""
+        why = str(st.get("reason") or st.get("evaluationError") or "").strip()
+        return f"you may not {verb} {res.qualified} in {namespace}" + (f" ({why})" if why else "")
+
     # ---- objects ------------------------------------------------------------------------------
-    def get(self, res: Resource, name: str) -> dict[str, Any]:
-        return self._api.get(res, self.namespace, name)
+    def get(self, res: Resource, name: str, namespace: str | None = None) -> dict[str, Any]:
+        return self._api.get(res, namespace or self.namespace, name)
 
     def get_or_none(self, res: Resource, name: str) -> dict[str, Any] | None:
         try:
@@ -210,9 +224,11 @@ class Cluster:
     def create(self, res: Resource, body: dict[str, Any]) -> dict[str, Any]:
         return self._api.create(res, self.namespace, body)
 
-    def merge_patch(self, res: Resource, name: str, patch: dict[str, Any]) -> dict[str, Any]:
-        """application/merge-patch+json."""
-        return self._api.merge_patch(res, self.namespace, name, patch)
+    def merge_patch(
+        self, res: Resource, name: str, patch: dict[str, Any], namespace: str | None = None
+    ) -> dict[str, Any]:
+        """application/merge-patch+json (in ``namespace``, else the context's)."""
+        return self._api.merge_patch(res, namespace or self.namespace, name, patch)
 
     def list_from(self, res: Resource, namespace: str | None) -> tuple[Sequence[dict[str, Any]], str]:
         """Every object of ``res`` in ``namespace`` (None: all namespaces) and the list's

@@ -11,7 +11,7 @@ import os
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from modelversioning.api.wire import SELF_SUBJECT_REVIEW, Resource
+from modelversioning.api.wire import SELF_SUBJECT_ACCESS_REVIEW, SELF_SUBJECT_REVIEW, Resource
 from modelversioning.cli.models.apiserver import WatchBroken, WatchExpired
 from modelversioning.cli.models.errors import ClusterError, api_error_message
 
@@ -60,6 +60,17 @@ class ClientApi:
         except HTTPError as e:
             raise ClusterError(f"cannot reach the API server {self.server}: {e}") from None
 
+    def _call_raw(self, fn: Callable[..., Any], *args: Any) -> Any:
+        from kubernetes.client.exceptions import ApiException
+        from urllib3.exceptions import HTTPError
+
+        try:
+            return fn(*args)
+        except ApiException as e:
+            raise ClusterError(api_error_message(e.reason, e.body), e.status) from None
+        except HTTPError as e:
+            raise ClusterError(f"cannot reach the API server {self.server}: {e}") from None
+
     def get(self, res: Resource, namespace: str, name: str) -> dict[str, Any]:
         co = self._co()
         return self._call(
@@ -103,6 +114,18 @@ class ClientApi:
         review = client.AuthenticationV1Api(self.api).create_self_subject_review(
             client.V1SelfSubjectReview(api_version=kind.api_version, kind=kind.kind)
         )
+        return dict(self.api.sanitize_for_serialization(review))
+
+    def self_subject_access_review(self, attributes: Mapping[str, Any]) -> dict[str, Any]:
+        from kubernetes import client
+
+        kind = SELF_SUBJECT_ACCESS_REVIEW
+        body = {
+            "apiVersion": kind.api_version,
+            "kind": kind.kind,
+            "spec": {"resourceAttributes": dict(attributes)},
+        }
+        review = self._call_raw(client.AuthorizationV1Api(self.api).create_self_subject_access_review, body)
         return dict(self.api.sanitize_for_serialization(review))
 
     def watch(

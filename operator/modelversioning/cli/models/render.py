@@ -244,8 +244,17 @@ def _overview_kv(v: Mapping[str, Any]) -> Table:
             ("Stage", stage),
             ("Created", v.get("created")),
             *([("Description", v["description"])] if v.get("description") else []),
+            *([("Quarantine", _quarantine(v["quarantine"]))] if v.get("quarantine") else []),
         ]
     )
+
+
+def _quarantine(q: Mapping[str, Any]) -> Text:
+    """status.quarantine: in force (red: no traffic, no promotion) or the last lift."""
+    if q.get("state") == "Quarantined":
+        text = f"{', '.join(q.get('selectors') or [])} by {q.get('by')} at {q.get('at')}: {q.get('reason')}"
+        return Text(text, style="red")
+    return Text(f"lifted by {q.get('by')} at {q.get('at')}: {q.get('reason')}")
 
 
 def _artifact_kv(art: Mapping[str, Any], ver: Mapping[str, Any]) -> Table:

@@ -276,6 +276,7 @@ def describe_view(mv: Obj) -> dict[str, Any]:
         "conditions": [dict(c) for c in st.get("conditions") or []],
         "servedBy": [dict(e) for e in st.get("servedBy") or []],
         "rollouts": [dict(r) for r in st.get("rollouts") or []],
+        "quarantine": dict(st.get("quarantine") or {}),  # the operator's record (kubectl models quarantine)
     }
 
 
