@@ -124,6 +124,14 @@ class RolloutFacts:
 
 
 @dataclass(frozen=True)
+class ArtifactCheck:
+    """What the last probe of the fallback's artifact found (artifacts.probe; domain.rollback_readiness)."""
+
+    state: str  # wire.PROBE_* ; "": no answer yet
+    message: str = ""
+
+
+@dataclass(frozen=True)
 class EndpointFacts:
     required_stage: str
     variants: tuple[VariantFacts, ...]
@@ -150,6 +158,7 @@ class EndpointFacts:
     generation: int = 0  # metadata.generation (the route history names the spec it served)
     observed_generation: int = 0  # status.observedGeneration: the generation the last reconcile saw
     history: RouteHistory = RouteHistory()  # status.routeHistory (a report: it decides nothing routed)
+    fallback_artifact: ArtifactCheck = ArtifactCheck("")  # the fallback's artifact probe (RollbackReady)
 
 
 class ApiError(NamedTuple):

@@ -36,7 +36,13 @@ from dataclasses import dataclass
 
 from modelversioning.api import wire as R
 from modelversioning.domain.conditions import FALSE, TRUE, UNKNOWN, Cond
-from modelversioning.domain.endpoint_facts import EndpointFacts, SlotFacts, VariantFacts, VersionFacts
+from modelversioning.domain.endpoint_facts import (
+    ArtifactCheck,
+    EndpointFacts,
+    SlotFacts,
+    VariantFacts,
+    VersionFacts,
+)
 from modelversioning.domain.revocation import withdrawal
 from modelversioning.domain.semver import SemVer
 from modelversioning.domain.stages import Stage
@@ -44,13 +50,7 @@ from modelversioning.domain.stages import Stage
 CONDITION = R.ROLLBACK_READY_CONDITION
 
 
-@dataclass(frozen=True)
-class ArtifactCheck:
-    """What the last probe of a version's artifact found (artifacts.probe), for that version's digest."""
-
-    state: str  # R.PROBE_* ; "" : no answer yet
-    message: str = ""
-
+__all__ = ["ArtifactCheck", "Choice", "Readiness", "choose", "choose_for", "decide", "for_endpoint"]
 
 PENDING = ArtifactCheck("")
 
@@ -219,3 +219,12 @@ def choose_for(f: EndpointFacts) -> Choice:
     its route history names (for NoFallback's hint)."""
     served = [s.version for c in f.history.changes for s in c.split]
     return choose(f.variants, f.previous_weights, served)
+
+
+def for_endpoint(f: EndpointFacts) -> Readiness | None:
+    """RollbackReady of an endpoint from its facts (the reconcile's; None: keep the recorded one)."""
+    try:
+        required = Stage(f.required_stage)
+    except ValueError:  # a stage the built-in order does not know: no claim either way
+        return None
+    return decide(choose_for(f), required, f.fallback_artifact)
