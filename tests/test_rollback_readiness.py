@@ -178,11 +178,26 @@ def test_a_fallback_needs_the_stage_for_the_whole_share_not_the_canary_exception
     assert r is not None and r.reason == R.FALLBACK_READY
 
 
-def test_an_unanswered_probe_keeps_the_recorded_condition_unless_something_else_fails() -> None:
-    # None: the reconcile emits no RollbackReady and the recorded one stays (no write for "not known yet")
-    assert RR.decide(RR.choose([stable(), canary()], {"canary": 100}), PROD, RR.PENDING) is None
+@pytest.mark.parametrize(
+    ("recorded", "want"),
+    [
+        # a condition the probe decided stays while the probe is re-asked (a restarted operator: no write)
+        (R.FALLBACK_READY, None),
+        (R.FALLBACK_ARTIFACT_MISSING, None),
+        (R.FALLBACK_ARTIFACT_UNCHECKED, None),
+        # anything else (none yet, or the fallback was not warm) says "not probed yet", never True
+        (None, ("Unknown", R.FALLBACK_ARTIFACT_UNCHECKED)),
+        (R.FALLBACK_NOT_WARM, ("Unknown", R.FALLBACK_ARTIFACT_UNCHECKED)),
+    ],
+)
+def test_an_unanswered_probe_never_claims_ready(recorded: str | None, want: tuple[str, str] | None) -> None:
+    r = RR.decide(RR.choose([stable(), canary()], {"canary": 100}), PROD, RR.PENDING, recorded)
+    assert (None if r is None else (r.status, r.reason)) == want
+
+
+def test_an_unanswered_probe_does_not_hide_another_failure() -> None:
     r = RR.decide(RR.choose([stable(mv=mv("2.3.8", stage="archived")), canary()], {"canary": 100}), PROD,
-                  RR.PENDING)  # fmt: skip
+                  RR.PENDING, R.FALLBACK_READY)  # fmt: skip
     assert r is not None and r.reason == R.FALLBACK_WITHDRAWN
 
 

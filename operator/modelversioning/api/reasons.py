@@ -249,7 +249,8 @@ FALLBACK_NOT_VERIFIED = reason("FallbackNotVerified", _RR, meaning="False: the f
 FALLBACK_ARTIFACT_MISSING = reason("FallbackArtifactMissing", _RR, meaning="False: the fallback's artifact "
                                    "is no longer at its URI, or its size or file count changed")
 FALLBACK_ARTIFACT_UNCHECKED = reason("FallbackArtifactUnchecked", _RR, meaning="False: the store did not "
-                                     "answer whether the fallback's artifact is still there")
+                                     "answer whether the fallback's artifact is still there (Unknown: not "
+                                     "probed yet)")
 FALLBACK_IMAGE_UNRESOLVABLE = reason("FallbackImageUnresolvable", _RR, meaning="False: the fallback's pods "
                                      "cannot pull its runtime image")
 FALLBACK_NOT_WARM = reason("FallbackNotWarm", _RR, meaning="False: the fallback's slot has no ready pod "

@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 
 from modelversioning.api import wire as W
 from modelversioning.api.settings import ArtifactPolicy
+from modelversioning.artifacts.classify import classified_error
 from modelversioning.artifacts.credentials import CredentialsError, bind_credentials, store_access
 from modelversioning.artifacts.errors import ArtifactError, Reason
 from modelversioning.artifacts.listing import plan_reading
@@ -73,17 +74,14 @@ def probe_artifact(
         access = bind_credentials(uri, access, policy, env)
         deadline = time.monotonic() + policy.timeout_seconds
         plan = plan_reading(uri, access, policy, deadline, None)
-    except FileNotFoundError:
-        return ProbeResult(W.PROBE_MISSING, f"{shown}: nothing there any more")
-    except ArtifactError as e:
-        msg = redact_text(e.message if shown in e.message else f"{shown}: {e.message}", secrets)
-        if e.reason is Reason.NOT_FOUND:
-            return ProbeResult(W.PROBE_MISSING, msg)
-        return ProbeResult(W.PROBE_UNREACHABLE, msg)
     except CredentialsError as e:
         return ProbeResult(W.PROBE_UNREACHABLE, redact_text(f"{shown}: {e}", secrets))
-    except (OSError, ValueError) as e:
-        return ProbeResult(W.PROBE_UNREACHABLE, redact_text(f"{shown}: {type(e).__name__}: {e}", secrets))
+    except (ArtifactError, OSError, ValueError) as e:
+        # as a verification classifies it (a 404, NoSuchKey, ENOENT: NotFound; a refused connection
+        # that fsspec reports as FileNotFoundError is a connection problem, not a missing artifact)
+        err = e if isinstance(e, ArtifactError) else classified_error(e, shown)
+        msg = redact_text(err.message if shown in err.message else f"{shown}: {err.message}", secrets)
+        return ProbeResult(W.PROBE_MISSING if err.reason is Reason.NOT_FOUND else W.PROBE_UNREACHABLE, msg)
     files = len(plan.entries)
     sizes = [e.size for e in plan.entries]
     size = sum(s for s in sizes if s is not None) if all(s is not None for s in sizes) else None

@@ -25,8 +25,9 @@ the message names every one that fails:
 
 The decision is advisory: it never changes eligibility, the route, Ready or Degraded (so neither kstatus
 nor Argo CD health); it is the ``RollbackReady`` condition and a gauge. While the artifact probe of an
-otherwise ready fallback has no answer yet (a new fallback, a restarted operator) ``decide`` returns
-None: the recorded condition stays as it is (no write for "not known yet").
+otherwise ready fallback has no answer yet, a condition the probe decided stays as it is (``decide``
+returns None: a restarted operator writes nothing until a probe finds something else); any other is
+``Unknown/FallbackArtifactUnchecked`` until the probe answers.
 """
 
 from __future__ import annotations
@@ -187,8 +188,16 @@ def check(
     return fails
 
 
-def decide(choice: Choice, required: Stage, artifact: ArtifactCheck) -> Readiness | None:
-    """RollbackReady for the chosen fallback (None: keep the recorded condition; see the module)."""
+# recorded reasons an unanswered probe keeps (the probe decided them: a restarted operator re-asks
+# before it says anything else); any other recorded reason says "not probed yet" while it waits
+_PROBED = frozenset({R.FALLBACK_READY, R.FALLBACK_ARTIFACT_MISSING, R.FALLBACK_ARTIFACT_UNCHECKED})
+
+
+def decide(
+    choice: Choice, required: Stage, artifact: ArtifactCheck, recorded: str | None = None
+) -> Readiness | None:
+    """RollbackReady for the chosen fallback (None: keep the recorded condition; see the module).
+    ``recorded``: the reason of the RollbackReady condition in status (None: none)."""
     p, fb = choice.primary, choice.fallback
     if p is None:
         return Readiness(
@@ -207,7 +216,10 @@ def decide(choice: Choice, required: Stage, artifact: ArtifactCheck) -> Readines
         msg = f"{head}: " + "; ".join(f"{r}: {m}" for r, m in fails)
         return Readiness(FALSE, fails[0][0], msg, p.name, fb.name, fb.version)
     if not artifact.state:  # everything else holds; the probe has not answered yet
-        return None
+        if recorded in _PROBED:
+            return None
+        msg = f"{head}: everything but its artifact holds; the artifact has not been probed yet"
+        return Readiness(UNKNOWN, R.FALLBACK_ARTIFACT_UNCHECKED, msg, p.name, fb.name, fb.version)
     slot = fb.desired.name if fb.desired is not None else "?"
     stage = fb.mv.stage if fb.mv is not None else "?"
     msg = f"{head}: verified, {stage}, same MAJOR, artifact at its URI, slot {slot} has ready pods"
@@ -227,4 +239,5 @@ def for_endpoint(f: EndpointFacts) -> Readiness | None:
         required = Stage(f.required_stage)
     except ValueError:  # a stage the built-in order does not know: no claim either way
         return None
-    return decide(choose_for(f), required, f.fallback_artifact)
+    recorded = f.previous_conditions.get(CONDITION)
+    return decide(choose_for(f), required, f.fallback_artifact, recorded[1] if recorded else None)

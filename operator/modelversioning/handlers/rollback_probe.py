@@ -28,6 +28,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from modelversioning.api import wire as W
@@ -90,7 +91,7 @@ class ArtifactProbes:
             if (got is None or self.clock() - got[1] >= self.every) and key not in self._asked:
                 self._asked.add(key)
                 self.probes += 1
-                self.pool.submit_for(namespace, self._run, key, dict(mv))
+                self.pool.submit_for(namespace, self._run, key, _target(mv))
         return got[0] if got is not None else PENDING
 
     def due(self, namespace: str, endpoint: str) -> bool:
@@ -108,10 +109,10 @@ class ArtifactProbes:
             if key is not None:
                 self._watchers.get(key, set()).discard(endpoint)
 
-    def _run(self, key: Key, mv: dict[str, Any]) -> None:
+    def _run(self, key: Key, target: Target) -> None:
         ns = key[0]
         try:
-            result = self._probe(ns, mv)
+            result = self._probe(ns, target)
         except Exception as e:  # noqa: BLE001 - reported as not known, never as present
             log.exception("probe of %s/%s crashed", ns, key[1])
             result = ProbeResult(W.PROBE_UNREACHABLE, f"the probe failed: {type(e).__name__}")
@@ -128,22 +129,37 @@ class ArtifactProbes:
         for endpoint in watchers:
             self.requeue(ns, endpoint)
 
-    def _probe(self, ns: str, mv: Mapping[str, Any]) -> ProbeResult:
-        spec, status = mv.get("spec") or {}, mv.get("status") or {}
-        artifact, verified = spec.get("artifact") or {}, status.get("artifact") or {}
+    def _probe(self, ns: str, t: Target) -> ProbeResult:
         creds = None
-        ref = (artifact.get("secretRef") or {}).get("name")
-        if ref:
+        if t.secret:
             try:
-                creds = self.read_secret(ns, str(ref))
+                creds = self.read_secret(ns, t.secret)
             except Exception as e:  # noqa: BLE001 - an unreadable Secret: not known
                 return ProbeResult(
-                    W.PROBE_UNREACHABLE, f"credentials Secret {ref!r} cannot be read ({e})"[:512]
+                    W.PROBE_UNREACHABLE, f"credentials Secret {t.secret!r} cannot be read ({e})"[:512]
                 )
         return self.probe(
-            str(artifact.get("uri") or ""),
-            policy=self.policy,
-            secret_data=creds,
-            expected_size=verified.get("sizeBytes"),
-            expected_files=verified.get("files"),
+            t.uri, policy=self.policy, secret_data=creds, expected_size=t.size, expected_files=t.files
         )
+
+
+@dataclass(frozen=True)
+class Target:
+    """What a probe needs of a ModelVersion: its URI, its Secret's name, what the verification recorded."""
+
+    uri: str
+    secret: str
+    size: int | None
+    files: int | None
+
+
+def _target(mv: Mapping[str, Any]) -> Target:
+    artifact = (mv.get("spec") or {}).get("artifact") or {}
+    verified = (mv.get("status") or {}).get("artifact") or {}
+    size, files = verified.get("sizeBytes"), verified.get("files")
+    return Target(
+        str(artifact.get("uri") or ""),
+        str((artifact.get("secretRef") or {}).get("name") or ""),
+        int(size) if size is not None else None,
+        int(files) if files is not None else None,
+    )
