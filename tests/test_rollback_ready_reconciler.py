@@ -115,8 +115,10 @@ def test_a_restarted_operator_keeps_the_recorded_condition_until_its_probe_answe
     w2.api, w2.store = w.api, w.store
     w2.rec.kube, w2.rec.store = w.api, w.store  # type: ignore[assignment]
     w2.now = w.now
+    metrics.forget_endpoint(NS, "ep")  # a new process: no series yet
     w2.settle()
     assert w.api.writes == []  # no write for "not known yet"
+    assert gauge() == {R.FALLBACK_READY: 1.0}  # the series from the recorded condition meanwhile
     assert pool2.run() == 1 and requeued2 == [(NS, "ep")]
     w2.settle()
     assert w.api.writes == [] and conds(w2)["RollbackReady"] == ("True", R.FALLBACK_READY)

@@ -486,8 +486,10 @@ class ModelEndpointReconciler:
                 effective[(v.name, d.serving.version)] = built.weights.get(v.name, 0)
             desired[(v.name, v.version)] = v.weight
         metrics.set_endpoint_weights(ns, name, model, effective, desired)
-        if built.rollback is not None:  # None: not decided now, the series stays as it is
-            metrics.set_rollback_ready(ns, name, built.rollback.status, built.rollback.reason)
+        recorded = g.facts.previous_conditions.get(rollback_readiness.CONDITION)  # kept when not decided now
+        ready = (built.rollback.status, built.rollback.reason) if built.rollback is not None else recorded
+        if ready is not None:
+            metrics.set_rollback_ready(ns, name, *ready)
         ro = plan.rollout
         state = ro.outcome.state if ro else None
         metrics.set_rollout(ns, name, state.phase if state else None, state.step if state else None)
