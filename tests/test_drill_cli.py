@@ -271,9 +271,26 @@ def test_restore_patch_only_undoes_exactly_what_the_drill_wrote() -> None:
     drilled = copy.deepcopy(ep)
     for v, w in zip(drilled["spec"]["variants"], (100, 0), strict=True):
         v["weight"] = w
-    assert [v["weight"] for v in drill_plan.restore_patch(drilled, rec)["spec"]["variants"]] == [0, 100]
-    assert "spec" not in drill_plan.restore_patch(ep, rec)  # already back: only the record goes
+    assert [v["weight"] for v in drill_plan.restore_patch(drilled, rec, "jane")["spec"]["variants"]] == [
+        0,
+        100,
+    ]
+    assert "spec" not in drill_plan.restore_patch(ep, rec, "jane")  # already back: only the record goes
     added = copy.deepcopy(drilled)
     added["spec"]["variants"].append({"name": "new", "version": "1.2.0", "weight": 0})
     with pytest.raises(Refused, match="changed during the drill"):
-        drill_plan.restore_patch(added, rec)
+        drill_plan.restore_patch(added, rec, "jane")
+
+
+def test_restore_never_writes_another_users_name() -> None:
+    """requested-by must name who makes the change (the admission policy): as found when it was absent
+    or the caller's own, else the caller and the drill."""
+    found = {REQUESTED_BY_ANNOTATION: "bob", REASON_ANNOTATION: "rollback after the incident"}
+    assert drill_plan.restored_annotations({"id": "d1", "annotations": found}, "jane") == {
+        REQUESTED_BY_ANNOTATION: "jane",
+        REASON_ANNOTATION: "drill d1: restored as found (the last change before it was by bob)",
+    }
+    mine = {REQUESTED_BY_ANNOTATION: "jane", REASON_ANNOTATION: "x"}
+    assert drill_plan.restored_annotations({"id": "d1", "annotations": mine}, "jane") == mine
+    none = {REQUESTED_BY_ANNOTATION: None, REASON_ANNOTATION: None}
+    assert drill_plan.restored_annotations({"id": "d1", "annotations": {}}, "jane") == none

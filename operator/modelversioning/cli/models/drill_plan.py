@@ -121,19 +121,30 @@ def read_record(ep: Mapping[str, Any]) -> dict[str, Any] | None:
     return rec
 
 
-def restore_patch(ep: Mapping[str, Any], rec: Mapping[str, Any]) -> dict[str, Any]:
+def restored_annotations(rec: Mapping[str, Any], actor: str) -> dict[str, Any]:
+    """requested-by and reason as the drill found them (None: removed), unless requested-by named
+    another user: a spec change in someone else's name is what the requested-by admission policy
+    refuses (and would be a lie), so then they name ``actor`` and the drill."""
+    previous = rec.get("annotations") or {}
+    who = previous.get(REQUESTED_BY_ANNOTATION)
+    if who is None or who == actor:
+        return {k: previous.get(k) for k in RESTORED_ANNOTATIONS}
+    why = f"drill {rec.get('id')}: restored as found (the last change before it was by {who})"
+    return {REQUESTED_BY_ANNOTATION: actor, REASON_ANNOTATION: why[:1024]}
+
+
+def restore_patch(ep: Mapping[str, Any], rec: Mapping[str, Any], actor: str) -> dict[str, Any]:
     """The merge patch that puts the endpoint back as the drill found it: the declared weights (only
     if they are still exactly what the drill wrote, or already back as found), the annotations the
-    drill overwrote (removed if there were none), the drill's record removed. Guarded by the current
+    drill overwrote (``restored_annotations``), the drill's record removed. Guarded by the current
     resourceVersion. Refused when someone else changed the weights meanwhile."""
     name = meta_of(ep).get("name")
     now = declared(ep)
     found = {str(k): int(v) for k, v in rec["weights"].items()}
     drilled = {str(k): int(v) for k, v in (rec.get("drilled") or {}).items()}
-    previous = rec.get("annotations") or {}
     md: dict[str, Any] = {
         "resourceVersion": meta_of(ep).get("resourceVersion"),
-        "annotations": {**{k: previous.get(k) for k in RESTORED_ANNOTATIONS}, DRILL_ANNOTATION: None},
+        "annotations": {**restored_annotations(rec, actor), DRILL_ANNOTATION: None},
     }
     if now == found:  # already back (a restore that got this far, or a GitOps sync): the record only
         return {"metadata": md}

@@ -312,7 +312,8 @@ def _restore(cluster: Cluster, name: str) -> None:
         if rec is None:
             return  # nothing to restore (already done)
         try:
-            cluster.merge_patch(MODELENDPOINTS, name, drill_plan.restore_patch(ep, rec))
+            patch = drill_plan.restore_patch(ep, rec, cluster.current_user())
+            cluster.merge_patch(MODELENDPOINTS, name, patch)
             return
         except ClusterError as e:
             if e.status != 409 or attempt == 2:
