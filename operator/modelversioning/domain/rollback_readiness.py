@@ -32,6 +32,7 @@ returns None: a restarted operator writes nothing until a probe finds something 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -64,6 +65,7 @@ class Choice:
     served_before: str = ""
 
 
+@functools.lru_cache(maxsize=4096)  # a few versions, parsed on every endpoint reconcile
 def _key(version: str) -> tuple[int, SemVer | None, str]:
     try:
         return (1, SemVer.parse(version), version)
