@@ -294,3 +294,33 @@ def test_restore_never_writes_another_users_name() -> None:
     assert drill_plan.restored_annotations({"id": "d1", "annotations": mine}, "jane") == mine
     none = {REQUESTED_BY_ANNOTATION: None, REASON_ANNOTATION: None}
     assert drill_plan.restored_annotations({"id": "d1", "annotations": {}}, "jane") == none
+
+
+class LostAnswer(FakeCluster):
+    """The first write is applied by the API server, then Ctrl-C arrives before its answer."""
+
+    def merge_patch(self, res: Any, name: str, patch: dict[str, Any]) -> dict[str, Any]:
+        out = super().merge_patch(res, name, patch)
+        if len(self.patches) == 1:
+            raise KeyboardInterrupt
+        return out
+
+
+def test_ctrl_c_while_the_first_write_is_in_flight_still_restores(monkeypatch):
+    found = endpoint()
+    fake = LostAnswer(copy.deepcopy(found), routes)
+    with_gateway(monkeypatch, fake)
+    r = drill(monkeypatch, fake)
+    assert r.exit_code == 130, r.output
+    assert len(fake.patches) == 2
+    as_found(fake, found)
+
+
+def test_a_conflict_on_the_first_write_changes_nothing(monkeypatch):
+    found = endpoint()
+    fake = FakeCluster(copy.deepcopy(found), routes, conflicts=1)
+    with_gateway(monkeypatch, fake)
+    r = drill(monkeypatch, fake)
+    assert r.exit_code == 1 and "changed while the drill started" in r.stderr, r.output
+    assert len(fake.patches) == 1  # the refused write only: the restore found no record to undo
+    assert fake.obj["spec"] == found["spec"]

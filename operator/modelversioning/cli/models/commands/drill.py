@@ -236,19 +236,10 @@ def _run(
             f"no answer of {primary} from the drill's --url within {min(timeout, 30):g}s: nothing to measure"
         )
     t0 = time.monotonic()
-    try:
-        cluster.merge_patch(
-            MODELENDPOINTS, plan.endpoint, drill_plan.start_patch(actions.rollback_patch(plan, ep, req), rec)
-        )
-    except ClusterError as e:
-        if e.status == 409:
-            raise Refused(
-                f"ModelEndpoint {plan.endpoint} changed while the drill started; run it again"
-            ) from None
-        raise
     rollback = Leg(plan.version, None, None, None)
     failure: BaseException | None = None
-    try:
+    try:  # from the first write on (a Ctrl-C while it is sent too): whatever happens, restore after
+        _start(cluster, plan, ep, req, rec)
         routed = _wait_split(cluster, plan.endpoint, route, router_name, {plan.target: 100}, timeout)
         if traffic is not None and not traffic.wait_for(plan.version, t0, timeout):
             raise Refused(f"no answer of {plan.version} within {timeout:g}s of the rollback")
@@ -270,6 +261,26 @@ def _run(
         code = 130 if isinstance(failure, KeyboardInterrupt) else EXIT_FAILED
         raise Refused(f"drill interrupted; the endpoint is back as found.\n{report.text()}", code=code)
     return report
+
+
+def _start(
+    cluster: Cluster,
+    plan: actions.RollbackPlan,
+    ep: dict[str, Any],
+    req: actions.RollbackRequest,
+    rec: dict[str, Any],
+) -> None:
+    """The drill's first write: rollback's patch (guarded by the resourceVersion it was planned on)
+    with the drill's record."""
+    patch = drill_plan.start_patch(actions.rollback_patch(plan, ep, req), rec)
+    try:
+        cluster.merge_patch(MODELENDPOINTS, plan.endpoint, patch)
+    except ClusterError as e:
+        if e.status == 409:
+            raise Refused(
+                f"ModelEndpoint {plan.endpoint} changed while the drill started; run it again"
+            ) from None
+        raise
 
 
 def _forward(
