@@ -246,10 +246,7 @@ class BenchCluster:
         assert cp is not None and cp.workdir is not None
         cp.kubectl("create", "serviceaccount", OPERATOR_SA, "-n", OPERATOR_NS)
         cp.kubectl(
-            "create",
-            "clusterrolebinding",
-            f"{OPERATOR_SA}-admin",
-            "--clusterrole=cluster-admin",
+            "create", "clusterrolebinding", f"{OPERATOR_SA}-admin", "--clusterrole=cluster-admin",
             f"--serviceaccount={OPERATOR_NS}:{OPERATOR_SA}",
         )
         import admission  # the chart's admission policies: this ServiceAccount is the operator
@@ -333,8 +330,7 @@ class BenchCluster:
             "created_endpoints": len(new_eps),
             "create_seconds": round(create_seconds, 3),
             "create_per_second": round((len(new_mvs) + len(new_eps)) / create_seconds, 1)
-            if create_seconds > 0
-            else 0.0,
+            if create_seconds > 0 else 0.0,
             "converge_seconds": round(conv.seconds, 3),
             "endpoints_converge_seconds": round(conv.endpoints_seconds, 3),
             "versions_converge_seconds": round(conv.versions_seconds, 3),
@@ -486,22 +482,8 @@ class BenchCluster:
         Path(out_dir).mkdir(parents=True, exist_ok=True)
         idle = ["--idle"] if os.environ.get("BENCH_PYSPY_IDLE") else []  # waiting threads sampled too
         rate = os.environ.get("BENCH_PYSPY_RATE", "50")  # samples per second
-        cmd = [
-            spy,
-            "record",
-            "--pid",
-            str(self.op.pid),
-            "--duration",
-            str(int(seconds)),
-            "--rate",
-            rate,
-            *idle,
-            "--format",
-            "raw",
-            "--output",
-            str(Path(out_dir) / f"{name}.txt"),
-            "--nonblocking",
-        ]
+        cmd = [spy, "record", "--pid", str(self.op.pid), "--duration", str(int(seconds)), "--rate", rate,
+               *idle, "--format", "raw", "--output", str(Path(out_dir) / f"{name}.txt"), "--nonblocking"]
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             yield
@@ -564,14 +546,10 @@ class BenchCluster:
         except OSError:
             return {}
         out: dict[str, Any] = {
-            "reconciles": {},
-            "reconcile_seconds": {},
-            "child_writes": {},
-            "route_updates": 0,
-            "events_dropped": 0,
-            "drift_skipped": {},
+            "reconciles": {}, "reconcile_seconds": {}, "child_writes": {}, "route_updates": 0,
+            "events_dropped": 0, "drift_skipped": {},
         }
-        pat = re.compile(r"^(\w+)\{([^}]*)\} ([0-9.eE+-]+)$")
+        pat = re.compile(r'^(\w+)\{([^}]*)\} ([0-9.eE+-]+)$')
         for line in text.splitlines():
             m = pat.match(line)
             if not m:
@@ -615,15 +593,13 @@ class BenchCluster:
                 if ref.get("name") != name or ref.get("namespace") != NS:
                     continue
                 res = ref.get("resource", "") + ("/" + ref["subresource"] if ref.get("subresource") else "")
-                out.append(
-                    {
-                        "user": ev["user"]["username"],
-                        "verb": ev["verb"],
-                        "resource": res,
-                        "received": _ts(ev["requestReceivedTimestamp"]),
-                        "completed": _ts(ev["stageTimestamp"]),
-                    }
-                )
+                out.append({
+                    "user": ev["user"]["username"],
+                    "verb": ev["verb"],
+                    "resource": res,
+                    "received": _ts(ev["requestReceivedTimestamp"]),
+                    "completed": _ts(ev["stageTimestamp"]),
+                })
         return sorted(out, key=lambda r: r["received"])
 
     def writes_by_user(self, start: int) -> dict[str, int]:

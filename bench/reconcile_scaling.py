@@ -121,12 +121,8 @@ def build(endpoints: int, per_model: int) -> Fleet:
         store.upsert("ModelEndpoint", ep)
     er = ModelEndpointReconciler(kube, store, settings, enqueue_versions=lambda ns, m: None)  # type: ignore[arg-type]
     vr = ModelVersionReconciler(
-        kube,
-        store,
-        settings,
-        verifier=None,  # type: ignore[arg-type]
-        enqueue_endpoints=lambda ns, m: None,
-        requeue=lambda ns, n: None,
+        kube, store, settings, verifier=None,  # type: ignore[arg-type]
+        enqueue_endpoints=lambda ns, m: None, requeue=lambda ns, n: None,
     )
     for _ in range(3):  # converge: children created, statuses and finalizers written
         cycle(store, er, vr)
@@ -147,9 +143,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--endpoints", type=int, nargs="+", default=[200, 1000, 2000])
     ap.add_argument("--versions-per-model", type=int, default=5)
-    ap.add_argument(
-        "--profile", action="store_true", help="cProfile 200 endpoint reconciles of the largest fleet"
-    )
+    ap.add_argument("--profile", action="store_true",
+                    help="cProfile 200 endpoint reconciles of the largest fleet")
     args = ap.parse_args()
     for m in args.endpoints:
         store, kube, er, vr = build(m, args.versions_per_model)

@@ -47,11 +47,8 @@ def breakdown(bc: BenchCluster, start: int, end: int, endpoint: str) -> dict[str
     from cluster import OPERATOR_USER
 
     reqs = bc.audit_requests(start, end, endpoint)
-    spec = [
-        r
-        for r in reqs
-        if r["user"] != OPERATOR_USER and r["verb"] == "patch" and r["resource"] == "modelendpoints"
-    ]
+    spec = [r for r in reqs if r["user"] != OPERATOR_USER and r["verb"] == "patch"
+            and r["resource"] == "modelendpoints"]
     route = [r for r in reqs if r["user"] == OPERATOR_USER and r["resource"] == "virtualservices"]
     status = [r for r in reqs if r["user"] == OPERATOR_USER and r["resource"] == "modelendpoints/status"]
     react, write, st_after, spec_ms = [], [], [], []
@@ -120,10 +117,8 @@ def weight_changes(bc: BenchCluster, endpoint: str, k: int, log: Callable[[str],
     }
     bc.wait_quiet(1.0, 30)
     out["breakdown"] = breakdown(bc, off0, bc.audit_offset(), endpoint)
-    log(
-        f"weight change: p50 {out['p50_ms']} ms, p95 {out['p95_ms']} ms, p99 {out['p99_ms']} ms "
-        f"(status Ready p50 {out['ready_p50_ms']} ms)"
-    )
+    log(f"weight change: p50 {out['p50_ms']} ms, p95 {out['p95_ms']} ms, p99 {out['p99_ms']} ms "
+        f"(status Ready p50 {out['ready_p50_ms']} ms)")
     return out
 
 
@@ -164,10 +159,8 @@ def rollbacks(bc: BenchCluster, endpoint: str, runs: int, log: Callable[[str], N
         "deployment_generation_changes": sum(gen1[v] - gen0[v] for v in gen0),
         "breakdown": breakdown(bc, off0, bc.audit_offset(), endpoint),
     }
-    log(
-        f"rollback: p50 {out['p50_ms']} ms, p99 {out['p99_ms']} ms; Deployments re-rolled: "
-        f"{out['deployment_generation_changes']}"
-    )
+    log(f"rollback: p50 {out['p50_ms']} ms, p99 {out['p99_ms']} ms; Deployments re-rolled: "
+        f"{out['deployment_generation_changes']}")
     return out
 
 
@@ -180,7 +173,7 @@ def restart_convergence(
     pre = bc.wait_converged(time.monotonic(), 300)
     if not pre.ok:
         raise RuntimeError("the fleet did not converge before the restart test")
-    names = bc.eps[2 : 2 + changed] if len(bc.eps) >= changed + 2 else bc.eps[:changed]
+    names = bc.eps[2:2 + changed] if len(bc.eps) >= changed + 2 else bc.eps[:changed]
     before = {n: dict(w) for n, w in bc.desired.items()}
     t = time.monotonic()
     bc.op.stop()
@@ -215,15 +208,8 @@ def restart_convergence(
             for ev in evs:
                 w = safe_vs_weights(ev.obj)
                 if ev.seq > mark_vs and w not in (before.get(name), bc.desired.get(name)):
-                    unexpected.append(
-                        {
-                            "endpoint": name,
-                            "weights": w,
-                            "after_start_s": round(ev.at - t0, 3),
-                            "expected": bc.desired.get(name),
-                            "before": before.get(name),
-                        }
-                    )
+                    unexpected.append({"endpoint": name, "weights": w, "after_start_s": round(ev.at - t0, 3),
+                                       "expected": bc.desired.get(name), "before": before.get(name)})
     out = {
         "endpoints": len(bc.desired),
         "versions": len(bc.mvs),
@@ -241,14 +227,10 @@ def restart_convergence(
         "unexpected_route_examples": unexpected[:10],
     }
     if unexpected:
-        log(
-            f"restart: {len(unexpected)} route writes with weights that were neither the old nor the "
-            f"declared ones, e.g. {unexpected[:3]}"
-        )
-    log(
-        f"restart: operator up in {started_s:.1f}s, changed routes after {out['changed_routes_seconds']}s, "
-        f"all {conv.total} objects Ready after {conv.seconds:.1f}s"
-    )
+        log(f"restart: {len(unexpected)} route writes with weights that were neither the old nor the "
+            f"declared ones, e.g. {unexpected[:3]}")
+    log(f"restart: operator up in {started_s:.1f}s, changed routes after {out['changed_routes_seconds']}s, "
+        f"all {conv.total} objects Ready after {conv.seconds:.1f}s")
     return out
 
 
@@ -298,10 +280,8 @@ def idle_traffic(bc: BenchCluster, seconds: float, log: Callable[[str], None]) -
         ),
         "seconds_above_5_percent": sum(1 for x in per_second if x > 5),
     }
-    log(
-        f"idle {elapsed:.0f}s: {reqs['requests']} operator requests {reqs['by_verb']}, "
-        f"{reqs['writes']} writes, operator CPU {out['operator_cpu_percent']}%"
-    )
+    log(f"idle {elapsed:.0f}s: {reqs['requests']} operator requests {reqs['by_verb']}, "
+        f"{reqs['writes']} writes, operator CPU {out['operator_cpu_percent']}%")
     return out
 
 
@@ -322,11 +302,8 @@ def settled_rss(bc: BenchCluster, window: float = 10.0, timeout: float = 120.0) 
     if os.environ.get("MODELVERSIONING_HEAP_REPORT") and bc.op is not None and bc.op.pid is not None:
         os.kill(bc.op.pid, signal.SIGUSR2)  # the settled process's heap report, to compare with the first
         time.sleep(5)
-    return {
-        "rss_mib": round(samples[-1][1], 1),
-        "first_rss_mib": round(first, 1),
-        "settled_after_s": round(time.monotonic() - t0, 1),
-    }
+    return {"rss_mib": round(samples[-1][1], 1), "first_rss_mib": round(first, 1),
+            "settled_after_s": round(time.monotonic() - t0, 1)}
 
 
 def memory_sample(bc: BenchCluster, fleet: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -346,13 +323,7 @@ def memory_sample(bc: BenchCluster, fleet: dict[str, Any] | None = None) -> dict
         "hwm_mib": round(max(s["VmHWM"] for s in samples), 1),
     }
     if fleet:
-        keys = (
-            "create_seconds",
-            "create_per_second",
-            "converge_seconds",
-            "endpoints_converge_seconds",
-            "versions_converge_seconds",
-            "converged",
-        )
+        keys = ("create_seconds", "create_per_second", "converge_seconds", "endpoints_converge_seconds",
+                "versions_converge_seconds", "converged")
         out.update({k: fleet[k] for k in keys})
     return out

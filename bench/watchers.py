@@ -168,15 +168,9 @@ class Watcher:
                     rv = self._list()
                     self._synced.set()
                 resp = self.co.list_namespaced_custom_object(
-                    self.group,
-                    self.version,
-                    self.ns,
-                    self.plural,
-                    watch=True,
-                    resource_version=rv,
-                    timeout_seconds=300,
-                    allow_watch_bookmarks=True,
-                    _preload_content=False,
+                    self.group, self.version, self.ns, self.plural,
+                    watch=True, resource_version=rv, timeout_seconds=300,
+                    allow_watch_bookmarks=True, _preload_content=False,
                 )
                 self._resp = resp
                 try:
