@@ -255,7 +255,12 @@ def test_leg_times_the_first_and_the_last_answers() -> None:
                (1.5, 200, "1.1.0"),
                (1.6, 200, "1.0.0"), (9.0, 200, "1.0.0")]  # fmt: skip
     lg = drill_plan.leg(samples, 1.0, 5.0, "1.0.0", 0.2)
-    assert (lg.first_answer_seconds, lg.last_other_seconds) == (pytest.approx(0.4), pytest.approx(0.5))
+    # first 1.0.0 at 1.4; the last other answer at 1.5; every answer 1.0.0 from 1.6 on
+    assert (lg.first_answer_seconds, lg.last_other_seconds) == (pytest.approx(0.4), pytest.approx(0.6))
+    clean = drill_plan.leg(
+        [(1.1, 200, "1.1.0"), (1.3, 200, "1.0.0"), (1.4, 200, "1.0.0")], 1.0, 5.0, "1.0.0", 0.1
+    )
+    assert clean.first_answer_seconds == clean.last_other_seconds == pytest.approx(0.3)  # a clean switch
     assert (lg.requests, lg.errors, lg.versions) == (5, 1, {"1.0.0": 2, "1.1.0": 2})
     none = drill_plan.leg([], 1.0, 5.0, "1.0.0", None)
     assert none.first_answer_seconds is None and none.last_other_seconds is None

@@ -178,7 +178,7 @@ class Leg:
     to: str  # the version traffic moves to
     routed_seconds: float | None  # the route (or status) sent 100 % as planned
     first_answer_seconds: float | None  # the first answer of `to` (None: no traffic, or none came)
-    last_other_seconds: float | None  # the last answer of another version (every answer `to` after)
+    last_other_seconds: float | None  # from then on every answer is `to` (its first after the last other)
     requests: int = 0
     errors: int = 0  # non-2xx or no answer
     versions: dict[str, int] = field(default_factory=dict)
@@ -202,15 +202,17 @@ def _r(x: float | None) -> float | None:
 def leg(samples: Sequence[Sample], start: float, end: float, to: str, routed: float | None) -> Leg:
     """The samples sent in [start, end) read as one step to version ``to``."""
     mine = [s for s in samples if start <= s[0] < end]
-    first = next((t - start for t, code, v in mine if 200 <= code < 300 and v == to), None)
-    others = [t - start for t, code, v in mine if 200 <= code < 300 and v != to]
-    last_other = max(others) if others else (0.0 if first is not None else None)
+    ok = [(t - start, v) for t, code, v in mine if 200 <= code < 300]
+    first = next((t for t, v in ok if v == to), None)
+    last = max((t for t, v in ok if v != to), default=None)  # the last answer of another version
+    # from the first answer of `to` after that one on, every answer is `to`
+    every = first if last is None else next((t for t, v in ok if v == to and t > last), None)
     versions: dict[str, int] = {}
     for _, code, v in mine:
         if 200 <= code < 300:
             versions[v or "?"] = versions.get(v or "?", 0) + 1
     errors = sum(1 for _, code, _ in mine if not 200 <= code < 300)
-    return Leg(to, routed, first, last_other, len(mine), errors, versions)
+    return Leg(to, routed, first, every, len(mine), errors, versions)
 
 
 @dataclass(frozen=True)
