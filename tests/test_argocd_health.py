@@ -165,6 +165,18 @@ def test_endpoint_ready_is_healthy(lua: str) -> None:
     assert (status, msg) == ("Healthy", "serving as declared: stable@2.3.8=90,canary@2.4.1=10")
 
 
+@pytest.mark.parametrize("reason", ["FallbackArtifactMissing", "NoFallback", "FallbackNotWarm"])
+def test_endpoint_not_rollback_ready_is_still_healthy(lua: str, reason: str) -> None:
+    """RollbackReady is advisory (issue #28): a serving endpoint without a ready fallback is Healthy,
+    and the operator's kstatus conditions say neither Reconciling nor Stalled for it."""
+    from modelversioning.domain.conditions import Cond
+
+    rr = c("RollbackReady", "False", reason)
+    assert health(mep(READY, CONVERGED, AS_EXPECTED, rr), lua)[0] == "Healthy"
+    conds = [Cond(x["type"], x["status"], x["reason"]) for x in (READY, CONVERGED, AS_EXPECTED, rr)]
+    assert [k.status for k in kstatus.for_endpoint(conds)] == ["False", "False"]
+
+
 def test_endpoint_rolling_out_is_progressing(lua: str) -> None:
     waiting = "canary: Deployment fraud-canary-1 is not Available yet"
     conds = (c("Ready", "False", "Progressing", waiting), c("Progressing", "True", "RollingOut", waiting),

@@ -68,6 +68,13 @@ ROLLOUT_PHASE = Gauge(
     ["namespace", "endpoint", "phase"],
     registry=REGISTRY,
 )
+ROLLBACK_READY = Gauge(
+    "modelversioning_endpoint_rollback_ready",
+    "1 when the endpoint's fallback could take all its live traffic now (condition RollbackReady=True), "
+    "0 when not, -1 when unknown (nothing serving); `reason` names the first check that fails",
+    ["namespace", "endpoint", "reason"],
+    registry=REGISTRY,
+)
 ROLLOUT_STEP = Gauge(
     "modelversioning_rollout_step",
     "Index of the current rollout step",
@@ -283,10 +290,17 @@ def record_analysis(
         ROLLBACK_SECONDS.observe(max(0.0, rollback_seconds))
 
 
+def set_rollback_ready(namespace: str, endpoint: str, status: str, reason: str) -> None:
+    """One series per endpoint: RollbackReady as 1 / 0 / -1 (True / False / Unknown), by its reason."""
+    value = {"True": 1.0, "False": 0.0}.get(status, -1.0)
+    _replace_series(ROLLBACK_READY, namespace, endpoint, {(namespace, endpoint, reason): value})
+
+
 def forget_endpoint(namespace: str, endpoint: str) -> None:
     """Drop every per-endpoint series of a deleted endpoint (bounded cardinality): weights, rollout
-    phase and step, analysis measurements and values."""
+    phase and step, analysis measurements and values, rollback readiness."""
     set_rollout(namespace, endpoint, None, None)  # and the analysis series
+    _replace_series(ROLLBACK_READY, namespace, endpoint, {})
     for g in (EFFECTIVE_WEIGHT, DESIRED_WEIGHT):
         _replace_series(g, namespace, endpoint, {})
 

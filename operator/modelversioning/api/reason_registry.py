@@ -15,6 +15,7 @@ from dataclasses import dataclass
 ENDPOINT_VARIANT = "ModelEndpoint status.variants[].reason"
 ENDPOINT_CONDITION = "ModelEndpoint condition"
 ENDPOINT_EVENT = "ModelEndpoint Event"
+ROLLBACK_READY = "ModelEndpoint condition RollbackReady (advisory: never Degraded, never stalls)"
 ROUTE_SPLIT = "ModelEndpoint route split (RoutesReady message)"
 VERSION_VERIFIED = "ModelVersion ArtifactVerified"
 VERSION_STAGE = "ModelVersion StageTransition"

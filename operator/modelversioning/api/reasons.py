@@ -18,6 +18,7 @@ from modelversioning.api.reason_registry import MODEL_CONDITION as MODEL_CONDITI
 from modelversioning.api.reason_registry import MODEL_EVENT as MODEL_EVENT
 from modelversioning.api.reason_registry import REASONS as REASONS
 from modelversioning.api.reason_registry import RETIRED as RETIRED
+from modelversioning.api.reason_registry import ROLLBACK_READY as ROLLBACK_READY
 from modelversioning.api.reason_registry import ROUTE_SPLIT as ROUTE_SPLIT
 from modelversioning.api.reason_registry import VERSION_CONDITION as VERSION_CONDITION
 from modelversioning.api.reason_registry import VERSION_EVENT as VERSION_EVENT
@@ -247,6 +248,34 @@ ARTIFACT_CHECK_FAILED = reason(
     meaning="Degraded=True: a slot's verify-artifact init container failed for another reason than a digest "
     "mismatch (its termination message: the verifier's reason and message)",
 )
+# ---- ModelEndpoint: RollbackReady (domain.rollback_readiness), advisory: the endpoint's fallback (the
+# variant `kubectl models rollback` moves traffic to) could take all live traffic now. Never Degraded,
+# never Stalled; the first failing check is the reason, the message names every one.
+_RR = ROLLBACK_READY
+# fmt: off
+FALLBACK_READY = reason("FallbackReady", _RR, meaning="True: the fallback is verified, eligible, the same "
+                        "MAJOR, its artifact is at its URI, its image resolved and its slot has ready pods")
+NOTHING_SERVING = reason("NothingServing", _RR, meaning="Unknown: no live variant takes traffic: nothing "
+                         "to fall back from")
+NO_FALLBACK = reason("NoFallback", _RR, meaning="False: no live variant runs a version below the newest one "
+                     "serving (keep the previous version as a variant at weight 0)")
+FALLBACK_MAJOR_MISMATCH = reason("FallbackMajorMismatch", _RR, meaning="False: the fallback's MAJOR differs "
+                                 "from what serves (a breaking I/O change for clients)")
+FALLBACK_WITHDRAWN = reason("FallbackWithdrawn", _RR, meaning="False: the fallback's version is revoked, "
+                            "archived or below requiredStage")
+FALLBACK_NOT_VERIFIED = reason("FallbackNotVerified", _RR, meaning="False: the fallback's ModelVersion is "
+                               "missing, invalid or not ArtifactVerified=True for its digest")
+FALLBACK_ARTIFACT_MISSING = reason("FallbackArtifactMissing", _RR, meaning="False: the fallback's artifact "
+                                   "is no longer at its URI, or its size or file count changed")
+FALLBACK_ARTIFACT_UNCHECKED = reason("FallbackArtifactUnchecked", _RR, meaning="False: the store did not "
+                                     "answer whether the fallback's artifact is still there (Unknown: not "
+                                     "probed yet)")
+FALLBACK_IMAGE_UNRESOLVABLE = reason("FallbackImageUnresolvable", _RR, meaning="False: the fallback's pods "
+                                     "cannot pull its runtime image")
+FALLBACK_NOT_WARM = reason("FallbackNotWarm", _RR, meaning="False: the fallback's slot has no ready pod "
+                           "(not deployed, scaled to 0, not available, or not ours)")
+# fmt: on
+del _RR
 # ---- ModelEndpoint: the effective split (domain.traffic), in RoutesReady's message and Events
 AS_DECLARED = reason("AsDeclared", ROUTE_SPLIT, meaning="effective weights match the declared weights")
 HELD_ON_READY_VARIANTS = reason(

@@ -116,6 +116,14 @@ class Serving(_Settings):
         "(api.routers). The chart derives it from routers.<name>.enabled.",
     )
     drift_check_seconds: float = Field(default=60.0, gt=0)
+    rollback_probe_seconds: float = Field(
+        default=300.0,
+        ge=0,
+        description="How often the artifact of each endpoint's fallback is probed (a HEAD, stat or listing "
+        "of its verified URI on the verification pool, never the bytes) for the RollbackReady condition; "
+        "once per version however many endpoints fall back to it, checked at the drift check. 0: never "
+        "(the artifact is then not part of RollbackReady).",
+    )
     reconcile_workers: int = Field(
         default=8,
         ge=1,

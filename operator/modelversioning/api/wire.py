@@ -235,6 +235,30 @@ ROUTE_CAUSES = (
 )
 
 
+# ------------------------------------------------------------------------------- rollback readiness
+# A ModelEndpoint's advisory condition: could its fallback (the variant `kubectl models rollback` moves
+# traffic to) take all live traffic now (domain.rollback_readiness; reasons in api/reasons.py)? Never
+# Degraded, never Stalled; and the gauge modelversioning_endpoint_rollback_ready{namespace,endpoint,reason}.
+ROLLBACK_READY_CONDITION = "RollbackReady"
+# What an artifact probe (artifacts.probe: a HEAD/stat/list of the verified URI, never the bytes) found.
+PROBE_PRESENT = "Present"  # there, with the verified size and file count
+PROBE_MISSING = "Missing"  # nothing at the URI
+PROBE_CHANGED = "Changed"  # something there, but not the verified size or file count
+PROBE_UNREACHABLE = "Unreachable"  # the store did not answer (or refused to): not known
+PROBE_STATES = (PROBE_PRESENT, PROBE_MISSING, PROBE_CHANGED, PROBE_UNREACHABLE)
+# `kubectl models drill`: a drill's two writes carry these annotations (with requested-by and reason),
+# so a person (or the drill after an interruption) sees that an endpoint is mid-drill and what to restore.
+DRILL_ANNOTATION = f"{GROUP}/drill"  # JSON: {"id", "restore": spec.variants as found, "started"}
+# Markers of an object a GitOps controller manages (it would put the declared spec back mid-drill):
+# Argo CD's tracking annotation and default tracking label, Flux's kustomize and helm labels.
+GITOPS_ANNOTATIONS = ("argocd.argoproj.io/tracking-id",)
+GITOPS_LABELS = (
+    "app.kubernetes.io/instance",
+    "argocd.argoproj.io/instance",
+    "kustomize.toolkit.fluxcd.io/name",
+    "helm.toolkit.fluxcd.io/name",
+)
+
 # ------------------------------------------------------------------------------------ node cache
 # The node-local cache of verified artifacts (modelversioning.nodecache, docs/design.md "Node cache").
 # The audience of the projected ServiceAccount token a model pod's init container shows the agent, which

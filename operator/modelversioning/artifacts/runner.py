@@ -14,6 +14,8 @@
   (permanent) and is never reused.
 * :func:`delete_in_child`: retention's deletion (``artifacts.delete.delete_verified``: re-hash, then
   delete exactly the verified objects) as a request of the same workers, with the same limits.
+* :func:`probe_in_child`: rollback readiness's probe (``artifacts.probe.probe_artifact``: is a verified
+  artifact still at its URI, by a listing, never the bytes) on the same workers, with the same limits.
 """
 
 from __future__ import annotations
@@ -31,15 +33,18 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from typing import Any
 
+from modelversioning.api import wire as W
 from modelversioning.api.settings import ArtifactPolicy
 from modelversioning.artifacts.delete import DeleteResult, delete_verified
 from modelversioning.artifacts.errors import TRANSIENT_REASONS, Reason
+from modelversioning.artifacts.probe import ProbeResult, probe_artifact
 from modelversioning.artifacts.redact import redact_uri
 from modelversioning.artifacts.results import VerifyResult
 from modelversioning.artifacts.signature import SignatureCheck, TrustMaterial
 from modelversioning.artifacts.verify import verify_artifact
 
 GRACE_SECONDS = 10.0
+
 CHILD_STACK_SIZE = 1024 * 1024  # threads of the child; the default 8 MiB would eat the address space
 
 
@@ -340,6 +345,47 @@ def delete_in_child(
     return DeleteResult(False, f"{shown}: the worker process failed (exit {worker.proc.returncode})")
 
 
+def probe_in_child(
+    uri: str,
+    *,
+    policy: ArtifactPolicy,
+    secret_data: Mapping[str, str] | None = None,
+    expected_size: int | None = None,
+    expected_files: int | None = None,
+) -> ProbeResult:
+    """:func:`~modelversioning.artifacts.probe.probe_artifact` in a worker process, with verification's
+    limits (the memory limit, maxFiles, killed after ``timeoutSeconds`` + a grace period). Never in the
+    operator: a hostile store's answer (a huge listing, endless headers) costs a worker, not the operator."""
+    request = {
+        "op": "probe",
+        "uri": uri,
+        "policy": policy.model_dump(mode="json", by_alias=True),
+        "secret": dict(secret_data) if secret_data is not None else None,
+        "expectedSize": expected_size,
+        "expectedFiles": expected_files,
+    }
+    shown = redact_uri(uri)
+    worker = _take(policy.memory_limit_bytes)
+    out = worker.ask(request, policy.timeout_seconds + GRACE_SECONDS)
+    if out is not None and out != MEMORY_ERROR:
+        try:
+            result = ProbeResult.from_dict(json.loads(out))
+        except (ValueError, KeyError, TypeError):
+            worker.kill()
+        else:
+            _give_back(worker)
+            return result
+    if worker.timed_out:
+        return ProbeResult(
+            W.PROBE_UNREACHABLE,
+            f"{shown}: not answered within artifacts.timeoutSeconds ({policy.timeout_seconds:g}s)",
+        )
+    worker.close()
+    return ProbeResult(
+        W.PROBE_UNREACHABLE, f"{shown}: the worker process failed (exit {worker.proc.returncode})"
+    )
+
+
 def _from_dict(d: Mapping[str, Any]) -> VerifyResult:
     return VerifyResult(
         reason=Reason(d["reason"]),
@@ -371,6 +417,16 @@ def _limit_self(memory_limit: int) -> None:
         f.write("1000")
 
 
+def _probe(request: Mapping[str, Any]) -> ProbeResult:
+    return probe_artifact(
+        request["uri"],
+        policy=ArtifactPolicy.model_validate(request["policy"]),
+        secret_data=request.get("secret"),
+        expected_size=request.get("expectedSize"),
+        expected_files=request.get("expectedFiles"),
+    )
+
+
 def _delete(request: Mapping[str, Any]) -> DeleteResult:
     return delete_verified(
         request["uri"],
@@ -394,6 +450,8 @@ def main(argv: list[str] | None = None) -> int:
         try:
             if request.get("op") == "delete":  # retention: delete exactly the verified objects
                 answer = json.dumps(_delete(request).to_dict())
+            elif request.get("op") == "probe":  # rollback readiness: is it still there (no bytes read)
+                answer = json.dumps(_probe(request).to_dict())
             else:
                 result = verify_artifact(
                     request["uri"],

@@ -125,6 +125,14 @@ class RolloutFacts:
 
 
 @dataclass(frozen=True)
+class ArtifactCheck:
+    """What the last probe of the fallback's artifact found (artifacts.probe; domain.rollback_readiness)."""
+
+    state: str  # wire.PROBE_* ; "": no answer yet
+    message: str = ""
+
+
+@dataclass(frozen=True)
 class EndpointFacts:
     required_stage: str
     variants: tuple[VariantFacts, ...]
@@ -152,6 +160,7 @@ class EndpointFacts:
     observed_generation: int = 0  # status.observedGeneration: the generation the last reconcile saw
     history: RouteHistory = RouteHistory()  # status.routeHistory (a report: it decides nothing routed)
     region: str | None = None  # the operator's region: status.region (None: not written)
+    fallback_artifact: ArtifactCheck = ArtifactCheck("")  # the fallback's artifact probe (RollbackReady)
 
 
 class ApiError(NamedTuple):

@@ -24,6 +24,7 @@ from modelversioning.api import wire as R
 from modelversioning.domain import endpoint_history as history
 from modelversioning.domain import endpoint_route_change as route_change
 from modelversioning.domain import kstatus
+from modelversioning.domain import rollback_readiness as rollback
 from modelversioning.domain.conditions import FALSE, TRUE, Cond
 from modelversioning.domain.endpoint_facts import EndpointFacts, Outcome, Pin, VariantFacts, api_error
 from modelversioning.domain.endpoint_plan import Plan, VariantDecision
@@ -50,6 +51,8 @@ class EndpointStatus:
     events: tuple[Event, ...]
     variants: tuple[VariantDecision, ...]  # as reported (their `serving`: where the route sends them)
     weights: dict[str, int]  # the effective weights the route carries
+    # RollbackReady (advisory, in `conditions` too; None: not decided now, the recorded one stays)
+    rollback: rollback.Readiness | None = None
 
 
 def build_status(f: EndpointFacts, plan: Plan, out: Outcome) -> EndpointStatus:
@@ -72,7 +75,9 @@ def build_status(f: EndpointFacts, plan: Plan, out: Outcome) -> EndpointStatus:
     route_history = _history(f, plan, out, weights, serving)
     if route_history is not None:  # only with a change: else the recorded history stays as it is
         fields["routeHistory"] = route_history
-    return EndpointStatus(fields, rep.conditions, rep.events, rep.variants, weights)
+    ready = rollback.for_endpoint(f)  # advisory: after kstatus, which never reads it
+    conds = rep.conditions + ((ready.condition(),) if ready is not None else ())
+    return EndpointStatus(fields, conds, rep.events, rep.variants, weights, ready)
 
 
 def _history(

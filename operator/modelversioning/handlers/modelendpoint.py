@@ -32,10 +32,11 @@ from modelversioning.api.modelendpoint import ModelEndpointSpec
 from modelversioning.api.settings import Settings
 from modelversioning.api.wire import PROMOTION_ANNOTATION, ROLLOUT_RECORD_ANNOTATION, expected_name
 from modelversioning.domain import conditions as cond
-from modelversioning.domain import endpoint_history, endpoint_plan, endpoint_status
+from modelversioning.domain import endpoint_history, endpoint_plan, endpoint_status, rollback_readiness
 from modelversioning.domain.endpoint_delete import decide_deletion
 from modelversioning.domain.endpoint_facts import (
     ApiError,
+    ArtifactCheck,
     EndpointFacts,
     Outcome,
     RecordTarget,
@@ -65,6 +66,7 @@ from modelversioning.handlers.kube import (
     counting_writes,
 )
 from modelversioning.handlers.modelfacts import floors
+from modelversioning.handlers.rollback_probe import ArtifactProbes
 from modelversioning.handlers.rollout import rollout_facts
 from modelversioning.handlers.runtime_contract import RuntimeProbes, runtime_check
 from modelversioning.handlers.store import Store, kept
@@ -111,6 +113,8 @@ class ModelEndpointReconciler:
         # (namespace, ModelVersion, sha256 found): a slot's pod refused that version's verified digest;
         # the version is fetched and hashed again at once (the Operator's: ModelVersion Verifications)
         self.reverify: Callable[[str, str, str], object] = lambda _ns, _mv, _found: None
+        # is each endpoint's fallback artifact still there (RollbackReady; the Operator's); None: not asked
+        self.fallback_probes: ArtifactProbes | None = None
 
     def reconcile(self, namespace: str, name: str) -> None:
         ROUTE_REACTION.started(namespace, name)
@@ -130,7 +134,8 @@ class ModelEndpointReconciler:
         (the endpoint, a version, a child, a route, our write becoming observed) runs it again, and a
         reconcile a watch event asked for always runs."""
         reads = self._settled.get((namespace, name))
-        return reads is not None and is_drift_check() and self.store.unchanged(reads)
+        probe_due = self.fallback_probes is not None and self.fallback_probes.due(namespace, name)
+        return reads is not None and is_drift_check() and not probe_due and self.store.unchanged(reads)
 
     def _reconcile_recorded(self, namespace: str, name: str) -> None:
         key = (namespace, name)
@@ -145,6 +150,8 @@ class ModelEndpointReconciler:
         body = self.store.get(KIND, namespace, name)
         if body is None:
             metrics.forget_endpoint(namespace, name)
+            if self.fallback_probes is not None:
+                self.fallback_probes.forget(namespace, name)
             return False
         if body["metadata"].get("deletionTimestamp"):
             self._delete(body)  # route first, then the slots after the drain grace
@@ -236,7 +243,16 @@ class ModelEndpointReconciler:
             history=endpoint_history.from_wire(status.get("routeHistory")),
             region=self.settings.region,
         )
+        facts = replace(facts, fallback_artifact=self._fallback_artifact(ref, facts))
         return Gathered(facts, spec, ref, slots, conflicts, min(rechecks, default=None), seen)
+
+    def _fallback_artifact(self, ref: EndpointRef, facts: EndpointFacts) -> ArtifactCheck:
+        """The last probe's answer for the fallback's artifact (a new probe asked when one is due)."""
+        if self.fallback_probes is None:
+            return ArtifactCheck("")
+        fb = rollback_readiness.choose_for(facts).fallback
+        mv = self.store.get("ModelVersion", ref.namespace, fb.mv.name) if fb is not None and fb.mv else None
+        return self.fallback_probes.check(ref.namespace, ref.name, fb, mv)
 
     def _rollout(
         self,
@@ -473,6 +489,10 @@ class ModelEndpointReconciler:
                 effective[(v.name, d.serving.version)] = built.weights.get(v.name, 0)
             desired[(v.name, v.version)] = v.weight
         metrics.set_endpoint_weights(ns, name, model, effective, desired)
+        recorded = g.facts.previous_conditions.get(rollback_readiness.CONDITION)  # kept when not decided now
+        ready = (built.rollback.status, built.rollback.reason) if built.rollback is not None else recorded
+        if ready is not None:
+            metrics.set_rollback_ready(ns, name, *ready)
         ro = plan.rollout
         state = ro.outcome.state if ro else None
         metrics.set_rollout(ns, name, state.phase if state else None, state.step if state else None)

@@ -17,6 +17,7 @@ from modelversioning.handlers.kube import Kube, expected_api_error
 from modelversioning.handlers.model import ModelReconciler
 from modelversioning.handlers.modelendpoint import ModelEndpointReconciler
 from modelversioning.handlers.modelversion import ModelVersionReconciler, make_verifier
+from modelversioning.handlers.rollback_probe import ArtifactProbes
 from modelversioning.handlers.runtime_contract import RuntimeProbes
 from modelversioning.handlers.store import Store
 from modelversioning.handlers.workqueue import Key, WorkQueue
@@ -71,6 +72,14 @@ class Operator:
         # a slot's pod refused a verified digest: that version is fetched and hashed again at once
         self.endpoints.reverify = lambda ns, mv, found: self.versions.verifications.request_recheck(
             (ns, mv), found
+        )
+        # the fallback's artifact probed for RollbackReady, on the verification pool (with its bounds)
+        self.endpoints.fallback_probes = ArtifactProbes(
+            self.versions.verifications.pool,
+            settings.artifacts,
+            kube.read_secret,
+            requeue=lambda ns, name: self.queue.add_threadsafe(("ModelEndpoint", ns, name)),
+            every=settings.serving.rollback_probe_seconds,
         )
         metrics.ANALYSIS_QUEUE_DEPTH.set_function(self.analysis.queued)
         metrics.ANALYSIS_RUNNING.set_function(self.analysis.running)

@@ -124,6 +124,10 @@ COMMANDS: dict[str, Command] = {
         "Move all live traffic back to the previous version: the target gets 100%, the other live variants "
         "0% (they stay deployed and warm).",
     ),
+    "drill": Command(
+        "drill",
+        "Roll back to the fallback and forward again under real traffic; report the time to restore.",
+    ),
     "status": Command(
         "inspect",
         "Variants: desired vs effective weights, readiness, eligibility; version, digest, lineage per share.",
