@@ -46,6 +46,11 @@ def kubectl_models(
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
 
 
+@pytest.fixture
+def objs(kube, namespace, dp) -> Objects:  # type: ignore[no-untyped-def]
+    return Objects(kube, namespace)
+
+
 def condition(obj: dict[str, Any], type_: str) -> dict[str, Any]:
     return next((c for c in (obj.get("status") or {}).get("conditions") or [] if c["type"] == type_), {})
 
