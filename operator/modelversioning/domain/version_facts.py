@@ -12,6 +12,7 @@ from typing import Any
 from modelversioning.api import wire as R
 from modelversioning.domain.gates import CandidateFacts, TransitionRule
 from modelversioning.domain.io_contract import Known
+from modelversioning.domain.production import ProductionPolicy, Segment, SegmentFigures
 from modelversioning.domain.runtime_catalog import EXPLICIT, Resolution
 from modelversioning.domain.stages import Stage, StageGraph
 from modelversioning.domain.trust import TrustFacts
@@ -70,6 +71,7 @@ class Serving:
     variant: str
     weight: int
     mirror: bool = False
+    slot: str = ""  # the slot that carries its traffic now (status.variants[].serving.slot); not in servedBy
 
     def to_status(self) -> dict[str, Any]:
         out: dict[str, Any] = {"endpoint": self.endpoint, "variant": self.variant, "weight": self.weight}
@@ -110,6 +112,16 @@ class ContractFacts:
 
 
 @dataclass(frozen=True)
+class ProductionFacts:
+    """The production record's inputs (domain.production): what the measurement pool finished for this
+    version, and when a segment last failed."""
+
+    source: str = "traefik"  # the Model's spec.production.source
+    results: tuple[SegmentFigures, ...] = ()
+    failed_ago: float | None = None  # seconds since a segment of this version last failed (None: none)
+
+
+@dataclass(frozen=True)
 class VersionFacts:
     """Everything a decision about one ModelVersion needs, as observed."""
 
@@ -147,6 +159,7 @@ class VersionFacts:
     recheck: str | None = None
     trust: TrustFacts = field(default_factory=TrustFacts)  # the trust policies that apply (domain.trust)
     contract: ContractFacts = field(default_factory=ContractFacts)  # I/O contract (domain.version_contract)
+    production: ProductionFacts = field(default_factory=ProductionFacts)  # the production record's results
 
 
 @dataclass(frozen=True)
@@ -158,6 +171,7 @@ class VersionPolicy:
     retry_initial_seconds: float = 5.0
     retry_max_seconds: float = 300.0
     history_limit: int = HISTORY_LIMIT
+    production: ProductionPolicy | None = None  # the production record (None: no Prometheus, off)
 
 
 # ---------------------------------------------------------------------------------------- plan
@@ -197,3 +211,4 @@ class VersionPlan:
     transitions: tuple[Transition, ...] = ()
     warning: str | None = None  # worth a log line, nothing to write
     create_model: str | None = None  # create this Model (the registry's record; 409: it exists, fine)
+    measure: tuple[Segment, ...] = ()  # production record segments to submit to the measurement pool
