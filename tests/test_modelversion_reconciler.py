@@ -598,3 +598,56 @@ def test_without_prometheus_the_record_is_off_and_costs_nothing():
     assert r.production.pool is None and "production" not in period_of(store)
     kube.calls.clear()
     assert reconcile_quietly(r) is None and kube.calls == []
+
+
+@pytest.mark.parametrize(
+    ("production", "stage", "reason", "says"),
+    [
+        (
+            {"requests": 1000, "errors": 50, "errorRatio": 0.05},
+            "staging",
+            R.METRIC_GATE_FAILED,
+            "0.05 > 0.01",
+        ),
+        (
+            {"requests": 40, "errors": 0, "errorRatio": 0.0},
+            "staging",
+            R.PRODUCTION_RECORD_INCOMPLETE,
+            "40 < 100",
+        ),
+        (
+            {"incomplete": "traefik: Prometheus unreachable"},
+            "staging",
+            R.PRODUCTION_RECORD_INCOMPLETE,
+            "unreachable",
+        ),
+        ({"requests": 1000, "errors": 2, "errorRatio": 0.002}, "production", R.IN_EFFECT, ""),
+    ],
+)
+def test_a_served_gate_reads_the_versions_own_production_record(production, stage, reason, says):
+    store, kube, _, r, _, _ = reconciler(OK)
+    body = mv("production")
+    period = {"endpoint": "ep", "variant": "a", "from": "2026-12-01T10:00:00Z", "to": "2026-12-01T11:00:00Z"}
+    body["status"] = {
+        "servingHistory": [{**period, "production": {"source": "traefik", "final": True, **production}}]
+    }
+    store.upsert("ModelVersion", body)
+    gate = "served.errorRatio <= 0.01 over 100 requests"
+    transitions = [
+        {"from": "candidate", "to": "staging"},
+        {"from": "staging", "to": "production", "metrics": [gate]},
+    ]
+    store.upsert(
+        "Model",
+        {
+            "metadata": {"namespace": NS, "name": "m", "resourceVersion": "1"},
+            "spec": {"transitions": transitions},
+        },
+    )
+    run(r)
+    run(r)
+    run(r)
+    st = store.get("ModelVersion", NS, "m-v1.0.0")["status"]
+    cond = next(c for c in st["conditions"] if c["type"] == "StageTransition")
+    assert (st["stage"], cond["reason"]) == (stage, reason)
+    assert says in cond["message"]
