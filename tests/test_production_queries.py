@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from modelversioning.analysis.production import Scope, gateway_queries, kpi_queries, measure_segment
+from modelversioning.analysis.production import Scope, counted, gateway_queries, kpi_queries, measure_segment
 from modelversioning.analysis.prometheus import Inconclusive
 from modelversioning.api.model import Kpi, ModelSpec
 from modelversioning.domain.production import Segment
@@ -126,8 +126,13 @@ def test_traefik_selects_this_versions_slots_behind_the_endpoints_own_route() ->
         'service=~"httproute-team-a-fraud-gw-.+-ep-.+-[0-9]+-[0-9a-f]{20}'
         '-svc-team-a-(fraud-main-0a1b2c3d4e|fraud-main-ffff)-[0-9]+@kubernetesgateway"'
     )
-    assert req == f"sum(increase(traefik_service_requests_total{{{sel}}}[600s]))"
-    assert err == f'sum(increase(traefik_service_requests_total{{{sel},code=~"5.."}}[600s])) or vector(0)'
+    assert req == counted(f"traefik_service_requests_total{{{sel}}}", 600)
+    assert err == counted(f'traefik_service_requests_total{{{sel},code=~"5.."}}', 600) + " or vector(0)"
+    assert counted("c{x}", 60) == (
+        "max(label_replace(sum(last_over_time(c{x}[60s])) - (sum(last_over_time(c{x}[10m] offset 60s))"
+        ' or vector(0)), "estimate", "diff", "", "")'
+        ' or label_replace(sum(increase(c{x}[60s])), "estimate", "increase", "", ""))'
+    )
     assert lat == f"sum by (le) (increase(traefik_service_request_duration_seconds_bucket{{{sel}}}[600s]))"
     # the regex matches what Traefik names this slot, and no other namespace's or route's Service
     pattern = re.compile(sel.split('"')[1].replace("\\\\", "\\"))

@@ -80,16 +80,35 @@ _COUNTERS = {
 }
 
 
+LOOKBACK = "10m"  # how far before a segment's start its counters' last value is looked for
+
+
+def counted(series: str, seconds: int) -> str:
+    """How much the counters of ``series`` (a selector) went up in the ``seconds`` before the query's
+    time: the larger of two estimates. ``increase()`` copes with resets but loses what a series counted
+    before its first scrape (a gateway creates a Service's series at its first request: up to a scrape
+    interval of traffic, a few percent of a short period); the difference of the last values at the
+    end and at the start (a series absent at the start counts from 0) is exact while nothing resets,
+    and low after a reset. Both are labelled apart so that ``max`` sees two samples."""
+    w = f"[{seconds}s]"
+    before = f"(sum(last_over_time({series}[{LOOKBACK}] offset {seconds}s)) or vector(0))"
+    diff = f"sum(last_over_time({series}{w})) - {before}"
+    inc = f"sum(increase({series}{w}))"
+    return (
+        f'max(label_replace({diff}, "estimate", "diff", "", "")'
+        f' or label_replace({inc}, "estimate", "increase", "", ""))'
+    )
+
+
 def gateway_queries(scope: Scope, seg: Segment, slots: Sequence[str]) -> tuple[str, str, str]:
     """(requests, errors, latency buckets) of one segment, each an instant query at its end."""
     counter, code, histogram, _ = _COUNTERS[scope.source]
     sel = gateway_selector(scope, seg.endpoint, seg.variant, slots)
-    w = f"[{seg.seconds}s]"
     return (
-        f"sum(increase({counter}{{{sel}}}{w}))",
+        counted(f"{counter}{{{sel}}}", seg.seconds),
         # no 5xx series at all is 0 errors, once the requests query found traffic
-        f'sum(increase({counter}{{{sel},{code}=~"5.."}}{w})) or vector(0)',
-        f"sum by (le) (increase({histogram}{{{sel}}}{w}))",
+        counted(f'{counter}{{{sel},{code}=~"5.."}}', seg.seconds) + " or vector(0)",
+        f"sum by (le) (increase({histogram}{{{sel}}}[{seg.seconds}s]))",
     )
 
 
