@@ -14,6 +14,8 @@ from modelversioning.domain.gates import CandidateFacts, MetricGate, TransitionR
 
 T0 = datetime(2026, 12, 7, 10, 0, 0, tzinfo=UTC)
 POLICY = P.ProductionPolicy(interval=600, settle=30, retry=120, give_up=86400)
+KEY = ("fraud", "main", "2026-12-07T10:00:00Z")
+FIRST = 600 * P.first_share(KEY)  # when the first segment of the period below ends (s after T0)
 
 
 def at(seconds: float) -> datetime:
@@ -47,9 +49,10 @@ def period(frm: float = 0, to: float | None = None, **production: object) -> dic
         # idle: nothing serving, nothing to measure, never look again
         ([], 10_000, None, [], None, 0),
         ([period(0, 100, final=True, source="traefik")], 10_000, None, [], None, 0),
-        # open: the first segment once `interval` has passed (after settle), then every interval
-        ([period(0)], 100, None, [], 530, 0),
-        ([period(0)], 700, None, [(0, 670, False)], 600, 0),
+        # open: the first segment once its share of `interval` has passed (after settle), then every interval
+        ([period(0)], 100, None, [], FIRST - 70, 0),
+        ([period(0)], FIRST + 30, None, [(0, FIRST, False)], 600, 0),
+        ([period(0)], FIRST + 29, None, [], 1, 0),
         ([period(0, through=stamp(670), source="traefik")], 900, None, [], 400, 0),
         ([period(0, through=stamp(670), source="traefik")], 1300, None, [(670, 1270, False)], 600, 0),
         # closed: the last segment `settle` after it closed, ending then (the gateway's route lag)
@@ -59,7 +62,7 @@ def period(frm: float = 0, to: float | None = None, **production: object) -> dic
         # a failed segment: nothing again before `retry`
         ([period(0, 100)], 200, 30, [], 90, 0),
         ([period(0, 100)], 200, 130, [(0, 130, True)], None, 0),
-        ([period(0)], 700, 10, [], 110, 0),
+        ([period(0)], FIRST + 30, 10, [], 110, 0),
         # a closed period still unsummarised after give_up: final and incomplete, nothing measured
         (
             [period(0, 100, incomplete="Prometheus unreachable", source="traefik")],
@@ -84,8 +87,15 @@ def test_due(
         (at(a), at(b), f) for a, b, f in want_segments
     ]
     assert all(s.slots == ("fraud-main-abc",) for s in got.segments)
-    assert got.after == want_after
+    assert got.after == (None if want_after is None else pytest.approx(want_after, abs=1e-3))
     assert len(got.give_up) == want_give_up
+
+
+def test_the_first_segment_is_spread_over_half_an_interval() -> None:
+    shares = [P.first_share(("ep", f"v{i}", "2026-12-07T10:00:00Z")) for i in range(200)]
+    assert all(0.5 <= s < 1.0 for s in shares)
+    assert max(shares) - min(shares) > 0.4 and len({round(s, 3) for s in shares}) > 150
+    assert P.first_share(KEY) == P.first_share(KEY)  # fixed per period
 
 
 # ---------------------------------------------------------------------------------------- merge

@@ -6,8 +6,10 @@ production record"): requests, errors, the error ratio, latency p50/p99 and the 
 end]`` (the first one starts at the period's ``from``), added to what is there, so the record never
 needs Prometheus to remember further back than one segment and outlives its retention.
 
-- ``due``: which periods need a segment now (an open one every ``interval`` seconds, a closed one once,
-  ``settle`` seconds after it closed, so the last scrape is in) and when to look again;
+- ``due``: which periods need a segment now (an open one every ``interval`` seconds, the first time
+  after a share of it in [0.5, 1) fixed per period so that periods opened together do not all come due
+  together; a closed one once, ``settle`` seconds after it closed, so the last scrape is in) and when
+  to look again;
 - ``merge``: a segment's figures into a summary. The gateway's figures (requests, errors, latency
   buckets) go in all together or not at all: a segment that failed leaves ``through`` where it was and
   marks the summary ``incomplete`` with why; the next attempt covers the failed range too. A KPI that
@@ -22,6 +24,7 @@ needs Prometheus to remember further back than one segment and outlives its rete
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -100,6 +103,14 @@ def _slots(p: Mapping[str, Any]) -> tuple[str, ...]:
     return tuple(str(x) for x in p.get("slots") or ())
 
 
+def first_share(key: tuple[str, str, str]) -> float:
+    """When an open period's first segment is due, as a share of the interval in [0.5, 1): fixed per
+    period (a hash of endpoint, variant and start), so periods that opened together (a fleet created at
+    once, an operator's first listing) are summarised spread over half an interval, not all at once."""
+    h = int(hashlib.sha256("\0".join(key).encode()).hexdigest()[:8], 16)
+    return 0.5 + 0.5 * h / 2**32
+
+
 def due(
     periods: Sequence[Mapping[str, Any]],
     now: datetime,
@@ -138,8 +149,9 @@ def due(
             else:
                 segments.append(Segment(*key, start, max(start, ready), True, _slots(p)))
             continue
-        # open: a segment every `interval`
-        next_at = start + timedelta(seconds=policy.interval)
+        # open: a segment every `interval`; the first one after a share of it that the period spreads
+        first = not summary.get("through")
+        next_at = start + timedelta(seconds=policy.interval * (first_share(key) if first else 1.0))
         if settled < next_at:
             waits.append(max(1.0, (next_at - settled).total_seconds()))
         elif hold:
