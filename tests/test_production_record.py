@@ -62,7 +62,7 @@ def period(frm: float = 0, to: float | None = None, **production: object) -> dic
         # a failed segment: nothing again before `retry`
         ([period(0, 100)], 200, 30, [], 90, 0),
         ([period(0, 100)], 200, 130, [(0, 130, True)], None, 0),
-        ([period(0)], FIRST + 30, 10, [], 110, 0),
+        ([period(0)], FIRST + 30, 10, [], 590, 0),  # open: at the next interval (no data: few queries)
         # a closed period still unsummarised after give_up: final and incomplete, nothing measured
         (
             [period(0, 100, incomplete="Prometheus unreachable", source="traefik")],
@@ -89,6 +89,24 @@ def test_due(
     assert all(s.slots == ("fraud-main-abc",) for s in got.segments)
     assert got.after == (None if want_after is None else pytest.approx(want_after, abs=1e-3))
     assert len(got.give_up) == want_give_up
+
+
+@pytest.mark.parametrize(
+    ("failures", "failed_ago", "measured", "after"),
+    [
+        (1, 100, False, 20),
+        (1, 130, True, None),
+        (3, 400, False, 80),
+        (3, 500, True, None),
+        (9, 599, False, 1),
+    ],
+)
+def test_a_closed_period_backs_off_doubling_up_to_the_interval(
+    failures: int, failed_ago: float, measured: bool, after: float | None
+) -> None:
+    got = P.due([period(0, 100)], at(10_000), POLICY, failed_ago, failures)
+    assert bool(got.segments) == measured
+    assert got.after == (None if after is None else pytest.approx(after))
 
 
 def test_the_first_segment_is_spread_over_half_an_interval() -> None:

@@ -116,10 +116,14 @@ def due(
     now: datetime,
     policy: ProductionPolicy,
     failed_ago: float | None = None,
+    failures: int = 1,
 ) -> Due:
     """The segments to measure now, the closed periods to give up on, and when to look again.
-    ``failed_ago``: seconds since this version's last segment failed (None: none did); nothing is
-    measured again before ``retry`` has passed. A period whose summary is final needs nothing, ever:
+    ``failed_ago``: seconds since this version's last segment failed (None: none did), ``failures``:
+    how many failed in a row. A closed period is measured again after ``retry`` doubled per failure
+    (at most ``interval``), an open one after ``interval`` (its next segment is due then anyway): a
+    version whose slots never answered (no data) costs a few queries per interval, not one per retry.
+    A period whose summary is final needs nothing, ever:
     an idle cluster (nothing serving, every closed period final) gets no segment and no time to look
     again. A closed period's last segment ends ``settle`` seconds after it closed: the gateway applies
     a route change a moment after it is written, and what the slot served meanwhile is still this
@@ -128,7 +132,9 @@ def due(
     give: list[tuple[str, str, str]] = []
     waits: list[float] = []
     settled = now - timedelta(seconds=policy.settle)
-    hold = failed_ago is not None and failed_ago < policy.retry
+    backoff = min(policy.interval, policy.retry * 2 ** min(max(failures, 1) - 1, 16))
+    hold_closed = failed_ago is not None and failed_ago < backoff
+    hold_open = failed_ago is not None and failed_ago < policy.interval
     for p in periods:
         summary = p.get("production") or {}
         if summary.get("final"):
@@ -144,8 +150,8 @@ def due(
                 give.append(key)
             elif now < ready:
                 waits.append((ready - now).total_seconds())
-            elif hold:
-                waits.append(policy.retry - (failed_ago or 0.0))
+            elif hold_closed:
+                waits.append(backoff - (failed_ago or 0.0))
             else:
                 segments.append(Segment(*key, start, max(start, ready), True, _slots(p)))
             continue
@@ -154,8 +160,8 @@ def due(
         next_at = start + timedelta(seconds=policy.interval * (first_share(key) if first else 1.0))
         if settled < next_at:
             waits.append(max(1.0, (next_at - settled).total_seconds()))
-        elif hold:
-            waits.append(policy.retry - (failed_ago or 0.0))
+        elif hold_open:
+            waits.append(policy.interval - (failed_ago or 0.0))
         else:
             segments.append(Segment(*key, start, settled, False, _slots(p)))
             waits.append(policy.interval)

@@ -119,6 +119,7 @@ class ProductionFacts:
     source: str = "traefik"  # the Model's spec.production.source
     results: tuple[SegmentFigures, ...] = ()
     failed_ago: float | None = None  # seconds since a segment of this version last failed (None: none)
+    failures: int = 0  # segments of this version that failed in a row
 
 
 @dataclass(frozen=True)

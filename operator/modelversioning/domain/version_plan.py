@@ -289,7 +289,7 @@ def production_record(
         return Record(periods)
     got = facts.production
     merged = production.apply(periods, got.results, (), rfc3339(now), got.source)
-    due = production.due(merged, now, pp, got.failed_ago)
+    due = production.due(merged, now, pp, got.failed_ago, got.failures)
     if due.give_up:
         merged = production.apply(merged, (), due.give_up, rfc3339(now), got.source)
     events = tuple(

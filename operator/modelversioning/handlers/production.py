@@ -22,6 +22,7 @@ from modelversioning.handlers.modelfacts import model_spec
 from modelversioning.handlers.store import Store
 
 TICKET = "production-record"  # one job per version at a time (the pool keys jobs by uid)
+MAX_REMEMBERED = 10_000  # versions whose last segment failed, remembered for their backoff
 
 
 def policy_of(settings: Settings) -> ProductionPolicy | None:
@@ -41,7 +42,8 @@ class ProductionRecorder:
     clock: Callable[[], float] = time.monotonic
 
     def __post_init__(self) -> None:
-        self._failed: dict[str, float] = {}  # version uid -> when a segment of it last failed
+        # version uid -> (when a segment of it last failed, how many in a row); bounded: the oldest go
+        self._failed: dict[str, tuple[float, int]] = {}
         self._lock = threading.Lock()
 
     @classmethod
@@ -69,11 +71,16 @@ class ProductionRecorder:
         now = self.clock()
         with self._lock:
             if any(r.error is not None for r in results):
-                self._failed[uid] = now
+                count = self._failed.pop(uid, (now, 0))[1] + 1
+                self._failed[uid] = (now, count)
+                while len(self._failed) > MAX_REMEMBERED:
+                    del self._failed[next(iter(self._failed))]
             elif results:
                 self._failed.pop(uid, None)
             failed = self._failed.get(uid)
-        return ProductionFacts(source, results, None if failed is None else now - failed), scope
+        if failed is None:
+            return ProductionFacts(source, results), scope
+        return ProductionFacts(source, results, now - failed[0], failed[1]), scope
 
     def submit(
         self, namespace: str, name: str, uid: str, scope: Scope, segments: tuple[Segment, ...]
