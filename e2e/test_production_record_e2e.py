@@ -190,3 +190,46 @@ def test_two_versions_records_compare_and_a_gate_on_production_error_ratio(  # t
     c = wait_for(blocked, 120, "1.1.0 blocked by the served gate")
     assert "served.errorRatio" in c["message"] and "> 0.05" in c["message"], c
     assert (objs.mv("prod-v1.1.0").get("status") or {}).get("stage") == "staging"
+
+
+@pytest.mark.parametrize(
+    ("kpi", "why"),
+    [
+        ({"metric": "up", "labels": {"namespace": "kube-system"}}, "not namespace"),
+        ({"metric": "up", "labels": {"__name__": "secret_total"}}, "label names"),
+        ({"metric": 'up{namespace="kube-system"}'}, "spec.production.kpis[0].numerator.metric"),
+        ({"metric": "sum(up) or up"}, "spec.production.kpis[0].numerator.metric"),
+    ],
+)
+def test_the_api_server_refuses_a_kpi_that_could_leave_the_namespace(kube, namespace, kpi, why):  # type: ignore[no-untyped-def]
+    """Control lane: the CRD's schema and CEL rules (generated from api/), on the real API server."""
+    from kubernetes import client
+
+    co = client.CustomObjectsApi(kube)
+    body = model("hostile")
+    body["spec"]["production"]["kpis"][0]["numerator"] = kpi
+    with pytest.raises(ApiException) as refused:
+        co.create_namespaced_custom_object(GROUP, VERSION, namespace, "models", body)
+    assert refused.value.status == 422 and why in str(refused.value.body), refused.value.body
+
+
+def test_the_api_server_takes_production_gates_and_refuses_a_malformed_one(kube, namespace):  # type: ignore[no-untyped-def]
+    from kubernetes import client
+
+    co = client.CustomObjectsApi(kube)
+    good = model("gated")
+    good["spec"]["transitions"][1]["metrics"] = [
+        GATE,
+        "served.latencyP99Seconds < 0.5",
+        "served.kpi.served >= 10 over 50 requests",
+        "auc >= production.auc - 0.005",  # the existing syntax keeps working beside it
+    ]
+    co.create_namespaced_custom_object(GROUP, VERSION, namespace, "models", good)
+    for bad in ("served.errorate <= 0.01", "served.errorRatio <= production.errorRatio"):
+        body = model(f"bad-{len(bad)}")
+        body["spec"]["transitions"][1]["metrics"] = [bad]
+        with pytest.raises(ApiException) as refused:
+            co.create_namespaced_custom_object(GROUP, VERSION, namespace, "models", body)
+        body_text = str(refused.value.body)  # (the API server's JSON escapes < and >)
+        assert refused.value.status == 422 and "spec.transitions[1].metrics" in body_text, bad
+        assert "served.\\u003cfigure\\u003e" in body_text, body_text

@@ -56,8 +56,9 @@ class Transition(ApiModel):
         default_factory=list,
         json_schema_extra=validations(
             cel(
-                f"self.all(m, m.matches(r'{SERVED_PATTERN}') || "
-                f"(m.matches(r'{GATE_PATTERN}') && !m.matches(r'{SERVED_PREFIX}')))",
+                # a conditional: the API server's cost estimate takes the dearer branch, not both
+                f"self.all(m, m.matches(r'{SERVED_PREFIX}') ? m.matches(r'{SERVED_PATTERN}') "
+                f": m.matches(r'{GATE_PATTERN}'))",
                 "a metric gate must read '<metric> <op> <number>', '<metric> <op> production.<metric> "
                 "[+|- <number>]' or 'served.<figure> <op> <number> [over <N> requests]' with op one of "
                 ">= <= > < ==",

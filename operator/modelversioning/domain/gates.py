@@ -38,7 +38,7 @@ GATE_PATTERN = (
 )
 _GATE_RE = re.compile(GATE_PATTERN)
 # "served.<figure> <op> <number> [over <N> requests]": the version's own production record
-SERVED_FIGURE = r"requests|errors|errorRatio|latencyP50Seconds|latencyP99Seconds|kpi\.[a-z][a-zA-Z0-9_]{0,62}"
+SERVED_FIGURE = r"requests|errors|errorRatio|latencyP(?:50|99)Seconds|kpi\.[a-z][a-zA-Z0-9_]{0,62}"
 SERVED_PATTERN = (
     rf"^\s*served\.({SERVED_FIGURE})\s*(>=|<=|>|<|==)\s*({NUMBER})"
     r"(?:\s+over\s+([0-9]{1,12})\s+requests)?\s*$"
