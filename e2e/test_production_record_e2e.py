@@ -137,6 +137,7 @@ def test_two_versions_records_compare_and_a_gate_on_production_error_ratio(  # t
     phases[1].update(send(dp, PER_VERSION))
     objs.set_weights("prod", {"blue": 100, "green": 0})  # green's period closes; blue's second opens
     wait_for(lambda: settled_on(dp, "1.0.0", phases[2]), 120, "back on 1.0.0")
+    phases[0].pop(("-", 404), None)  # before Traefik had read the new route: the gateway's own 404
     for ph in phases:
         assert set(ph) <= {(v, c) for v in RATES for c in (200, 500)}, ph
 
