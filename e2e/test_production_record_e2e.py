@@ -154,7 +154,11 @@ def test_two_versions_records_compare_and_a_gate_on_production_error_ratio(  # t
     want = {"1.0.0": (count("1.0.0", 0, 1), count("1.0.0", 0, 1, errors=True)),
             "1.1.0": (count("1.1.0", 1, 2), count("1.1.0", 1, 2, errors=True))}  # fmt: skip
     blue = wait_for(lambda: final(objs, "1.0.0"), 240, "1.0.0's first period summarised")
-    green = wait_for(lambda: final(objs, "1.1.0"), 240, "1.1.0's period summarised")
+    try:
+        green = wait_for(lambda: final(objs, "1.1.0"), 240, "1.1.0's period summarised")
+    except AssertionError as e:  # say what the record holds
+        history = (objs.mv("prod-v1.1.0").get("status") or {}).get("servingHistory")
+        raise AssertionError(f"{e}; 1.1.0's servingHistory: {json.dumps(history)}") from None
     print(f"received (requests, errors) {want}; records {blue['production']} / {green['production']}")
     for version, rec in (("1.0.0", blue), ("1.1.0", green)):
         p = rec["production"]
