@@ -123,11 +123,17 @@ def test_two_versions_records_compare_and_a_gate_on_production_error_ratio(  # t
     assert refused.value.status == 422 and "namespace" in str(refused.value.body)
     for v, rate in RATES.items():
         register(dp, objs, "prod", v, stage="staging", runtime={"args": ["--error-rate", str(rate)]})
-    objs.create(endpoint(dp, "prod", "prod", [
-        {"name": "blue", "version": "1.0.0", "weight": 100},
-        {"name": "green", "version": "1.1.0", "weight": 0},
-    ], requiredStage="staging"))  # fmt: skip
+    # blue alone first, green added at 0 % once blue serves: created together, whichever slot is ready
+    # first takes the whole split for a moment (a real serving period of a second, with no traffic
+    # through the gateway yet, whose summary stays incomplete: never zero) and this test compares
+    # periods that carried the requests it sent
+    objs.create(endpoint(dp, "prod", "prod", [{"name": "blue", "version": "1.0.0", "weight": 100}],
+                         requiredStage="staging"))  # fmt: skip
     wait_for(lambda: cond_is(objs.mep("prod"), "Ready", "True"), 300, "Ready on real pods")
+    variants = objs.mep("prod")["spec"]["variants"] + [{"name": "green", "version": "1.1.0", "weight": 0}]
+    objs.patch_mep("prod", {"spec": {"variants": variants}})
+    objs.slot("prod", "green", timeout=300)
+    wait_for(lambda: cond_is(objs.mep("prod"), "Ready", "True"), 300, "green deployed at 0 %")
     # three phases; a response counts for the period of the version (and slot) that answered it
     phases: list[Counter[tuple[str, int]]] = [Counter(), Counter(), Counter()]
     wait_for(lambda: settled_on(dp, "1.0.0", phases[0]), 120, "1.0.0 answers through Traefik")
