@@ -13,7 +13,9 @@ hashing (verify_artifact vs hashlib vs sha256sum), cli (`kubectl models` start: 
 start -> first API request against a loopback API server; bench/cli_start.py, no cluster), init (the
 artifact init container, `verify-artifact` as the pod runs it, against a plain urllib copy of the same
 file from a loopback HTTP server: wall, CPU, MiB/s, start -> first request; bench/init_start.py, no
-cluster). Every scale parameter can be overridden; see --help.
+cluster), production (the production record's write budget: status writes per minute of the fleet's
+versions serving, the operator's ModelVersion reconciler on a simulated clock; bench/production_writes.py,
+no cluster). Every scale parameter can be overridden; see --help.
 The fleet's operator writes are logged by object kind and cause (bench/writes.py); --in-use
 admission|finalizer chooses how served versions are protected (the chart's in-use policy bound, or the
 in-use finalizer). Opt-in (only with --only): peer, Argo Rollouts and Flagger on the same control plane:
@@ -52,7 +54,9 @@ from real_node import REAL_NODE_SECTIONS, run_real_node  # noqa: E402
 from runinfo import Results, machine, memory_steps, memory_summary, operator_settings  # noqa: E402
 from targets import evaluate, print_table  # noqa: E402
 
-SECTIONS = ("single", "latency", "rollback", "restart", "memory", "idle", "hashing", "cli", "init")
+SECTIONS = (
+    "single", "latency", "rollback", "restart", "memory", "idle", "hashing", "cli", "init", "production",
+)  # fmt: skip
 OPT_IN = ("peer", *REAL_NODE_SECTIONS)  # run only when named in --only
 # on the kwok control plane (dataplane, ttfa, oip: their own; hashing, cli and init need none)
 CLUSTER_SECTIONS = ("single", "latency", "rollback", "restart", "memory", "idle", "peer")
@@ -95,6 +99,9 @@ SCALES: dict[str, dict[str, Any]] = {
         "single_changes": 30,
         "init_sizes": "16,64",
         "init_repeats": 3,
+        "production_minutes": 15.0,
+        "production_flips": 1,
+        "production_interval": 600.0,
     },
     "full": {
         "versions": 1000,
@@ -132,6 +139,9 @@ SCALES: dict[str, dict[str, Any]] = {
         "single_changes": 100,
         "init_sizes": "256,1024",
         "init_repeats": 5,
+        "production_minutes": 30.0,
+        "production_flips": 10,
+        "production_interval": 600.0,
     },
 }
 
@@ -171,6 +181,9 @@ def _section_overrides(g: Any) -> None:
     g.add_argument("--single-changes", type=int, help="weight changes of one endpoint on a quiet operator")
     g.add_argument("--init-sizes", help="init: artifact sizes in MiB, comma-separated (e.g. 256,1024)")
     g.add_argument("--init-repeats", type=int, help="init: runs of each init container per size")
+    g.add_argument("--production-minutes", type=float, help="production: simulated minutes of serving")
+    g.add_argument("--production-flips", type=int, help="production: route changes (blue <-> green) a minute")
+    g.add_argument("--production-interval", type=float, help="production: production.intervalSeconds")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -424,6 +437,20 @@ def run_init(args: argparse.Namespace, res: Results) -> None:
     guarded(res, "init", lambda: init_start.run(sizes, p["init_repeats"], log, args.hash_dir))
 
 
+def run_production(args: argparse.Namespace, res: Results) -> None:
+    import production_writes
+
+    p = args.params
+    guarded(
+        res,
+        "production",
+        lambda: production_writes.run(
+            p["versions"], p["endpoints"], p["production_minutes"], p["production_flips"],
+            p["production_interval"], log,
+        ),
+    )  # fmt: skip
+
+
 def run_hashing(args: argparse.Namespace, res: Results) -> None:
     import hashing
 
@@ -462,6 +489,8 @@ def main(argv: list[str] | None = None) -> int:
             run_hashing(args, res)
         if "init" in args.sections:
             run_init(args, res)
+        if "production" in args.sections:  # no cluster: the reconciler on a simulated clock
+            run_production(args, res)
         if set(args.sections) & set(CLUSTER_SECTIONS):
             try:
                 run_cluster(args, res)

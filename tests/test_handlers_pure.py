@@ -287,7 +287,11 @@ def test_served_by_counts_the_pinned_version_and_the_pending_one():
         },
     )
     # 2.3.8 still answers every request: it is in use (its deletion is held) at 100 %
-    assert served_by(s, "ns", "m", "2.3.8") == [{"endpoint": "ep", "variant": "stable", "weight": 100}]
+    # (with the slot that carries it: the production record selects the gateway's series by it)
+    assert served_by(s, "ns", "m", "2.3.8") == [
+        {"endpoint": "ep", "variant": "stable", "weight": 100, "slot": "ep-stable-x"}
+    ]
+    # the pending one: no slot of its own carries traffic yet
     assert served_by(s, "ns", "m", "2.4.1") == [{"endpoint": "ep", "variant": "stable", "weight": 0}]
 
 

@@ -449,3 +449,205 @@ def test_every_failed_attempt_is_one_event_and_no_status_write():
         run(r)  # each: one failed attempt harvested, another started
     assert verifier.calls == 5
     assert kube.calls == [("event", ("Warning", R.NOT_FOUND))] * 3  # one Event per attempt, no status
+
+
+# ---- the production record (handlers.production around domain.production) ----------------------
+
+
+class FakePrometheus:
+    """query / query_vector as analysis.prometheus.PrometheusClient answers them (or fails)."""
+
+    def __init__(self, down: bool = False) -> None:
+        self.down = down
+        self.asked: list[str] = []
+
+    def query(self, promql: str, at: float | None = None) -> float:
+        from modelversioning.analysis.prometheus import Inconclusive
+
+        self.asked.append(promql)
+        if self.down:
+            raise Inconclusive("Prometheus unreachable: ConnectionRefusedError")
+        return 3.0 if "5.." in promql else 200.0
+
+    def query_vector(self, promql: str, at: float | None = None) -> list[tuple[dict[str, str], float]]:
+        self.asked.append(promql)
+        return [({"le": "0.1"}, 150.0), ({"le": "0.3"}, 200.0), ({"le": "+Inf"}, 200.0)]
+
+
+_RV = iter(range(10, 10_000))
+
+
+def serving_endpoint(weight: int) -> dict[str, Any]:
+    return {
+        "metadata": {"namespace": NS, "name": "ep", "resourceVersion": str(next(_RV))},
+        "spec": {"model": "m", "variants": [{"name": "a", "version": "1.0.0", "weight": 100}]},
+        "status": {
+            "effectiveWeights": {"a": weight},
+            "variants": [
+                {
+                    "name": "a",
+                    "version": "1.0.0",
+                    "desiredWeight": 100,
+                    "effectiveWeight": weight,
+                    "serving": {
+                        "version": "1.0.0",
+                        "modelVersionUid": "u1",
+                        "digest": SHA,
+                        "slot": "ep-a-0a1b2c3d4e",
+                    },
+                }
+            ],
+        },
+    }
+
+
+def recording(prom: FakePrometheus):
+    from modelversioning.analysis.pool import AnalysisPool
+
+    settings = Settings.model_validate(
+        {"analysis": {"prometheusUrl": "http://prometheus.invalid:9090"}, "production": {"settleSeconds": 0}}
+    )
+    store, kube, verifier, r, requeued, _ = reconciler(OK, settings=settings)
+    r.production.pool = AnalysisPool(workers=0)  # jobs run in this thread, on run_queued
+    r.production.client = prom  # type: ignore[assignment]
+    store.upsert("ModelVersion", mv("production"))
+    store.upsert("ModelEndpoint", serving_endpoint(100))
+    run(r)
+    run(r)  # verified, serving: a period opens, nothing measured before the interval
+    return store, kube, r, requeued
+
+
+def period_of(store: Store) -> dict[str, Any]:
+    (p,) = store.get("ModelVersion", NS, "m-v1.0.0")["status"]["servingHistory"]
+    return p
+
+
+def reconcile_quietly(r: ModelVersionReconciler) -> Requeue | None:
+    try:
+        r.reconcile(NS, "m-v1.0.0")
+    except Requeue as rq:
+        return rq
+    return None
+
+
+def test_a_closed_period_is_summarised_once_from_the_pool_then_nothing_more_is_written():
+    prom = FakePrometheus()
+    store, kube, r, requeued = recording(prom)
+    p = period_of(store)
+    assert p["slots"] == ["ep-a-0a1b2c3d4e"] and "to" not in p and "production" not in p
+    assert r.production.pool.queued() == 0 and prom.asked == []  # open, younger than the interval
+    store.upsert("ModelEndpoint", serving_endpoint(0))  # the route moved away: the period closes
+    kube.calls.clear()
+    reconcile_quietly(r)  # closes the period and submits its last segment (never queries here)
+    assert prom.asked == [] and r.production.pool.queued() == 1
+    assert kube.kinds() == ["status"] and "production" not in period_of(store)
+    requeued.clear()
+    assert r.production.pool.run_queued() == 1
+    assert requeued == [(NS, "m-v1.0.0")]  # the finished job re-queues the version
+    assert all('namespace="ns"' in q or "svc-ns-(ep-a-0a1b2c3d4e)" in q for q in prom.asked)
+    kube.calls.clear()
+    assert reconcile_quietly(r) is None  # final: nothing to look at again
+    assert kube.kinds() == ["status"]
+    summary = period_of(store)["production"]
+    assert (summary["requests"], summary["errors"], summary["errorRatio"], summary["final"]) == (
+        200,
+        3,
+        0.015,
+        True,
+    )
+    assert summary["latencyP50Seconds"] == pytest.approx(0.0667, abs=1e-3) and summary["source"] == "traefik"
+    kube.calls.clear()
+    asked = len(prom.asked)
+    for _ in range(3):  # idle: nothing serving, every period final: no query, no write, no requeue
+        assert reconcile_quietly(r) is None
+    assert kube.calls == [] and len(prom.asked) == asked and r.production.pool.queued() == 0
+
+
+def test_prometheus_down_is_incomplete_never_zero_and_retried_later():
+    prom = FakePrometheus(down=True)
+    store, kube, r, _ = recording(prom)
+    store.upsert("ModelEndpoint", serving_endpoint(0))
+    reconcile_quietly(r)
+    r.production.pool.run_queued()
+    kube.calls.clear()
+    rq = reconcile_quietly(r)
+    summary = period_of(store)["production"]
+    assert summary["incomplete"] == "traefik: Prometheus unreachable: ConnectionRefusedError"
+    assert "requests" not in summary and "errorRatio" not in summary and not summary.get("final")
+    assert rq is not None and 0 < rq.delay <= Settings().production.retry_seconds  # retried later
+    assert r.production.pool.queued() == 0  # not before the retry delay
+    kube.calls.clear()
+    assert reconcile_quietly(r) is not None and kube.calls == []  # the same answer: no second write
+    prom.down = False
+    r.production.clock = lambda: 1e12  # the retry delay has passed
+    reconcile_quietly(r)
+    r.production.pool.run_queued()
+    reconcile_quietly(r)
+    summary = period_of(store)["production"]
+    assert (summary["requests"], summary.get("incomplete"), summary["final"]) == (200, None, True)
+
+
+def test_without_prometheus_the_record_is_off_and_costs_nothing():
+    store, kube, _, r, _, _ = reconciler(OK)
+    store.upsert("ModelVersion", mv("production"))
+    store.upsert("ModelEndpoint", serving_endpoint(100))
+    run(r)
+    run(r)
+    store.upsert("ModelEndpoint", serving_endpoint(0))
+    reconcile_quietly(r)
+    assert r.production.pool is None and "production" not in period_of(store)
+    kube.calls.clear()
+    assert reconcile_quietly(r) is None and kube.calls == []
+
+
+@pytest.mark.parametrize(
+    ("production", "stage", "reason", "says"),
+    [
+        (
+            {"requests": 1000, "errors": 50, "errorRatio": 0.05},
+            "staging",
+            R.METRIC_GATE_FAILED,
+            "0.05 > 0.01",
+        ),
+        (
+            {"requests": 40, "errors": 0, "errorRatio": 0.0},
+            "staging",
+            R.PRODUCTION_RECORD_INCOMPLETE,
+            "40 < 100",
+        ),
+        (
+            {"incomplete": "traefik: Prometheus unreachable"},
+            "staging",
+            R.PRODUCTION_RECORD_INCOMPLETE,
+            "unreachable",
+        ),
+        ({"requests": 1000, "errors": 2, "errorRatio": 0.002}, "production", R.IN_EFFECT, ""),
+    ],
+)
+def test_a_served_gate_reads_the_versions_own_production_record(production, stage, reason, says):
+    store, kube, _, r, _, _ = reconciler(OK)
+    body = mv("production")
+    period = {"endpoint": "ep", "variant": "a", "from": "2026-12-01T10:00:00Z", "to": "2026-12-01T11:00:00Z"}
+    body["status"] = {
+        "servingHistory": [{**period, "production": {"source": "traefik", "final": True, **production}}]
+    }
+    store.upsert("ModelVersion", body)
+    gate = "served.errorRatio <= 0.01 over 100 requests"
+    transitions = [
+        {"from": "candidate", "to": "staging"},
+        {"from": "staging", "to": "production", "metrics": [gate]},
+    ]
+    store.upsert(
+        "Model",
+        {
+            "metadata": {"namespace": NS, "name": "m", "resourceVersion": "1"},
+            "spec": {"transitions": transitions},
+        },
+    )
+    run(r)
+    run(r)
+    run(r)
+    st = store.get("ModelVersion", NS, "m-v1.0.0")["status"]
+    cond = next(c for c in st["conditions"] if c["type"] == "StageTransition")
+    assert (st["stage"], cond["reason"]) == (stage, reason)
+    assert says in cond["message"]

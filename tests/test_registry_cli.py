@@ -9,9 +9,15 @@ import typer
 import yaml
 
 from modelversioning.cli.models.commands.registry import parse_where
-from modelversioning.cli.models.registry_views import Filters, approval_body, lineage_view, search_rows
+from modelversioning.cli.models.registry_views import (
+    Filters,
+    approval_body,
+    compare_view,
+    lineage_view,
+    search_rows,
+)
 from modelversioning.cli.models.render import to_text
-from modelversioning.cli.models.render_registry import lineage_renderable, search_table
+from modelversioning.cli.models.render_registry import compare_table, lineage_renderable, search_table
 
 SHA = "c" * 64
 
@@ -99,6 +105,7 @@ def test_search_rows_and_table():
             "dataset": "tx@2024-06",
             "codeCommit": "3f9c2a1d",
             "metrics": {"auc": 0.947, "latency_p99_ms": 12.0},
+            "served": {},
             "tags": ["best-for-fraud-detection"],
         }
     ]
@@ -236,3 +243,105 @@ def test_approval_is_named_per_user_and_stage():
     # the same user approving a re-created version (another serving digest) makes a new object
     again = approval_body("fraud", "1.1.0", SHA, "production", "alice@acme.com", None, "e" * 64)
     assert again["metadata"]["name"] != a["metadata"]["name"]
+
+
+# ---- the production record: search --where served.<figure>, compare ----------------------------
+
+
+def served(version, stage, *periods):
+    """A version whose status.servingHistory holds these summaries."""
+    body = mv(version, stage)
+    body["status"]["servingHistory"] = [
+        {
+            "endpoint": "fraud",
+            "variant": f"v{i}",
+            "from": f"2026-12-0{i + 1}T10:00:00Z",
+            **({"production": p} if p else {}),
+        }
+        for i, p in enumerate(periods)
+    ]
+    return body
+
+
+def summary(requests, errors, **more):
+    return {
+        "source": "traefik",
+        "requests": requests,
+        "errors": errors,
+        "errorRatio": errors / requests,
+        **more,
+    }
+
+
+PROD = [
+    served("1.0.0", "archived", summary(1000, 2, final=True), summary(3000, 2, final=True)),  # 0.1 %
+    served("1.1.0", "staging", summary(1000, 50, final=True)),  # 5 %
+    served("1.2.0", "candidate", {"source": "traefik", "incomplete": "traefik: Prometheus unreachable"}),
+    served("1.3.0", "candidate"),  # served, nothing summarised yet
+]
+
+
+@pytest.mark.parametrize(
+    "where,versions",
+    [
+        ("served.errorRatio<=0.01", ["1.0.0"]),
+        ("served.errorRatio>0.01", ["1.1.0"]),
+        ("served.requests>=1000", ["1.0.0", "1.1.0"]),
+        ("served.requests>=0", ["1.0.0", "1.1.0"]),  # unknown is not 0: 1.2.0 and 1.3.0 never match
+        ("served.latencyP99Seconds<=1", []),
+    ],
+)
+def test_search_where_reads_the_production_record(where, versions):
+    assert [r["version"] for r in search_rows(PROD, Filters(where=(parse_where(where),)))] == versions
+
+
+def test_compare_shows_versions_side_by_side_offline_and_in_production():
+    view = compare_view("fraud", PROD, ("1.1.0", "1.0.0", "1.2.0"))
+    assert [r["version"] for r in view["versions"]] == ["1.0.0", "1.1.0", "1.2.0"]
+    old, worse, down = view["versions"]
+    assert old["production"] == {"requests": 4000.0, "errors": 4.0, "errorRatio": 0.001}
+    assert worse["production"]["errorRatio"] == 0.05 and worse["metrics"]["auc"] == 0.9
+    assert [p["requests"] for p in old["periods"]] == [1000, 3000]
+    assert down["production"] == {} and down["incomplete"] == [
+        "fraud/v0 from 2026-12-01T10:00:00Z: traefik: Prometheus unreachable"
+    ]
+    text = to_text(compare_table(view))
+    lines = text.splitlines()
+    assert "ERRORS" in lines[0] and "REQUESTS" in lines[0] and "auc" in lines[0]
+    assert "0.10%" in lines[1] and "4000" in lines[1]
+    assert "5.00%" in lines[2]
+    assert "1.2.0" in lines[3] and "0.00%" not in lines[3]  # unknown is "-", never 0
+    assert "1.2.0: incomplete: fraud/v0" in text
+    assert json.loads(json.dumps(view)) == view  # -o json
+
+
+def test_compare_names_the_versions_that_are_not_there():
+    with pytest.raises(ValueError, match="has no version 9.9.9"):
+        compare_view("fraud", PROD, ("1.0.0", "9.9.9"))
+    assert compare_view("other", PROD) == {"model": "other", "versions": []}
+
+
+def test_compare_command_prints_json_and_refuses_an_unknown_version(monkeypatch):
+    from typer.testing import CliRunner
+
+    from modelversioning.cli.kubectl_models import app
+    from modelversioning.cli.models import context
+
+    class Listing:
+        namespace = "a"
+
+        def list(self, res, **kw):
+            return PROD
+
+    monkeypatch.setattr(context, "Cluster", lambda *a, **k: Listing())
+    r = CliRunner().invoke(app, ["compare", "fraud", "1.0.0", "1.1.0", "-o", "json"])
+    assert r.exit_code == 0, r.output
+    got = json.loads(r.output)
+    assert [(v["version"], v["production"]["errorRatio"]) for v in got["versions"]] == [
+        ("1.0.0", 0.001),
+        ("1.1.0", 0.05),
+    ]
+    r = CliRunner().invoke(app, ["compare", "fraud", "7.0.0"])
+    assert r.exit_code == 1 and "has no version 7.0.0" in r.output
+    r = CliRunner().invoke(app, ["search", "--where", "served.errorRatio<=0.01", "-o", "json"])
+    assert r.exit_code == 0 and [v["version"] for v in json.loads(r.output)] == ["1.0.0"]

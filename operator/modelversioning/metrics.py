@@ -123,6 +123,13 @@ ANALYSIS_REFUSED = Counter(
     ["namespace"],
     registry=REGISTRY,
 )
+PRODUCTION_SEGMENTS = Counter(
+    "modelversioning_production_segments_total",
+    "Segments of serving periods measured for the production record, by result (measured, failed: "
+    "Prometheus down or a query error; the summary is marked incomplete and retried)",
+    ["result"],
+    registry=REGISTRY,
+)
 ANALYSIS_QUERY_SECONDS = Histogram(
     "modelversioning_analysis_query_duration_seconds",
     "Duration of one Prometheus query of a measurement, by result (ok, inconclusive: an error, the "

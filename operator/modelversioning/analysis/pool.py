@@ -29,8 +29,7 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
-
-from modelversioning.domain.rollout import Measurement
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -45,13 +44,17 @@ class Job:
     uid: str
     ticket: Hashable  # what it measures (the rollout and its last analysis): a result is for it only
     share: int  # the canary's share the route carried when it was submitted
-    run: Callable[[], tuple[Measurement, ...]]
+    # the measurements (a ModelVersion's production record: domain.production.SegmentFigures)
+    run: Callable[[], tuple[Any, ...]]
+    # who to re-queue when it is done (None: the pool's on_done, the endpoint); the production record's
+    # jobs re-queue their ModelVersion
+    requeue: Callable[[str, str], None] | None = None
 
 
 @dataclass(frozen=True)
 class Result:
     share: int
-    measurements: tuple[Measurement, ...]
+    measurements: tuple[Any, ...]  # Measurements (or the production record's SegmentFigures)
 
 
 class AnalysisPool:
@@ -140,7 +143,7 @@ class AnalysisPool:
             self._run(job)
 
     def _run(self, job: Job) -> None:
-        result: tuple[Measurement, ...] | None = None
+        result: tuple[Any, ...] | None = None
         try:
             result = job.run()
         except Exception:  # a bug, not a verdict: nothing recorded; the endpoint submits again later
@@ -158,7 +161,7 @@ class AnalysisPool:
                     self._results.popitem(last=False)
             self._cond.notify_all()
         if result is not None:
-            self.on_done(job.namespace, job.name)
+            (job.requeue or self.on_done)(job.namespace, job.name)
 
     def run_queued(self) -> int:
         """Run every waiting job in this thread, in the workers' order (for a pool without threads)."""

@@ -85,9 +85,10 @@ class PrometheusClient:
             conn = http.client.HTTPConnection(u.hostname, port, timeout=self.timeout)
         return conn, u.path.rstrip("/")
 
-    def _get(self, promql: str) -> Any:
+    def _get(self, promql: str, at: float | None = None) -> Any:
         conn, path = self._connection()
-        target = f"{path}/api/v1/query?" + urllib.parse.urlencode({"query": promql})
+        params = {"query": promql} | ({"time": f"{at:.3f}"} if at is not None else {})
+        target = f"{path}/api/v1/query?" + urllib.parse.urlencode(params)
         dog = _Watchdog(conn, self.timeout)
         deadline = time.monotonic() + self.timeout
         try:
@@ -149,8 +150,49 @@ class PrometheusClient:
             "(operator setting analysis.maxAnswerBytes); does the query return one number?"
         )
 
-    def query(self, promql: str) -> float:
-        body = self._get(promql)
+    def _vector(self, promql: str, at: float | None) -> list[Any]:
+        """The answer's samples (a scalar as one), or Inconclusive: an error, no data, another type."""
+        body = self._get(promql, at)
+        if not isinstance(body, dict):
+            raise Inconclusive(f"Prometheus answered JSON that is not an object: {json.dumps(body)[:100]}")
+        if body.get("status") != "success":
+            raise Inconclusive(f"query error: {str(body.get('error') or 'unknown')[:300]}")
+        data = body.get("data")
+        if not isinstance(data, dict):
+            raise Inconclusive("unexpected answer: no data object")
+        kind, result = data.get("resultType"), data.get("result")
+        if kind == "scalar":
+            result = [{"value": result}]
+        elif kind != "vector":
+            raise Inconclusive(f"the query returned a {kind}, not an instant vector or a scalar")
+        if not result:
+            raise Inconclusive("no data (no traffic in the window yet?)")
+        if not isinstance(result, list):
+            raise Inconclusive(f"unexpected result shape: {type(result).__name__}")
+        return result
+
+    def query_vector(
+        self, promql: str, at: float | None = None, max_series: int = 64
+    ) -> list[tuple[dict[str, str], float]]:
+        """Every series of an instant vector (labels, value) at ``at`` (epoch seconds; None: now); at most
+        ``max_series`` (more is Inconclusive). NaN and Inf are refused as in ``query``."""
+        result = self._vector(promql, at)
+        if len(result) > max_series:
+            raise Inconclusive(f"the query returned {len(result)} series, more than {max_series}")
+        out = []
+        for r in result:
+            try:
+                labels = {str(k): str(v) for k, v in (r.get("metric") or {}).items()}
+                value = float(r["value"][1])
+            except (KeyError, IndexError, TypeError, ValueError, AttributeError) as e:
+                raise Inconclusive(f"unexpected result shape: {type(e).__name__}: {e}") from e
+            if math.isnan(value) or math.isinf(value):
+                raise Inconclusive(f"the query returned {value}")
+            out.append((labels, value))
+        return out
+
+    def query(self, promql: str, at: float | None = None) -> float:
+        body = self._get(promql, at)
         if not isinstance(body, dict):
             raise Inconclusive(f"Prometheus answered JSON that is not an object: {json.dumps(body)[:100]}")
         if body.get("status") != "success":

@@ -6,6 +6,7 @@ policy makes ``spec.approver`` the authenticated user who created it.
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -23,7 +24,13 @@ from modelversioning.api.common import (
 from modelversioning.api.modelversion import STAGE_NAME
 from modelversioning.api.trust import TrustPolicy
 from modelversioning.api.wire import API_VERSION, MODEL, MODELAPPROVAL
-from modelversioning.domain.gates import GATE_PATTERN, MetricGate, TransitionRule
+from modelversioning.domain.gates import (
+    GATE_PATTERN,
+    SERVED_PATTERN,
+    SERVED_PREFIX,
+    MetricGate,
+    TransitionRule,
+)
 from modelversioning.domain.registry import DURATION_PATTERN, Retention, parse_duration
 from modelversioning.domain.stages import DEFAULT_GRAPH, Stage, StageGraph
 
@@ -49,15 +56,21 @@ class Transition(ApiModel):
         default_factory=list,
         json_schema_extra=validations(
             cel(
-                f"self.all(m, m.matches(r'{GATE_PATTERN}'))",
-                "a metric gate must read '<metric> <op> <number>' or '<metric> <op> production.<metric> "
-                "[+|- <number>]' with op one of >= <= > < ==",
+                # a conditional: the API server's cost estimate takes the dearer branch, not both
+                f"self.all(m, m.matches(r'{SERVED_PREFIX}') ? m.matches(r'{SERVED_PATTERN}') "
+                f": m.matches(r'{GATE_PATTERN}'))",
+                "a metric gate must read '<metric> <op> <number>', '<metric> <op> production.<metric> "
+                "[+|- <number>]' or 'served.<figure> <op> <number> [over <N> requests]' with op one of "
+                ">= <= > < ==",
             )
         ),
         max_length=16,
         description="Metric gates: '<metric> <op> <number>' or '<metric> <op> production.<metric> [+|- "
         "<number>]' (op: >= <= > < ==), e.g. 'auc >= production.auc - 0.005', 'latency_p99_ms <= 20'. "
-        "Against production: every other version in production now must be matched (none: passes).",
+        "Against production: every other version in production now must be matched (none: passes). "
+        "'served.<figure> <op> <number> [over <N> requests]' judges the version's own production record "
+        "(figures: requests, errors, errorRatio, latencyP50Seconds, latencyP99Seconds, kpi.<name>), e.g. "
+        "'served.errorRatio <= 0.01 over 1000 requests'; a record without the figure blocks.",
     )
     approvals: int = Field(
         default=0,
@@ -136,6 +149,85 @@ class IOContractPolicy(ApiModel):
     )
 
 
+# A KPI reads the model's own series, never a query: a metric name and exact label values. The
+# operator writes the PromQL, with namespace="<the Model's namespace>" always added; a tenant cannot
+# name the namespace label, a reserved label (__name__ ...) or anything that is not a metric name.
+KPI_METRIC = r"^[a-zA-Z_:][a-zA-Z0-9_:]{0,199}$"
+KPI_LABEL = r"^[a-zA-Z][a-zA-Z0-9_]{0,62}$"
+KPI_NAME = r"^[a-z][a-zA-Z0-9_]{0,62}$"
+KPI_VARIABLES = ("endpoint", "variant", "version", "model")
+
+
+class SeriesSelector(ApiModel):
+    metric: str = Field(
+        pattern=KPI_METRIC, max_length=200, description="A counter's name, e.g. shop_conversions_total."
+    )
+    labels: dict[str, Annotated[str, Field(max_length=253)]] = Field(
+        default_factory=dict,
+        max_length=8,
+        description="Exact label values (=). A value may be {{endpoint}}, {{variant}}, {{version}} or "
+        "{{model}} (the serving period's). The namespace label is the operator's: always the Model's "
+        "namespace.",
+        json_schema_extra=validations(
+            cel(
+                f"self.all(k, k.matches(r'{KPI_LABEL}') && k != 'namespace')",
+                "label names must be Prometheus label names (no leading _), and not namespace: the operator "
+                "scopes every KPI to the Model's namespace",
+            )
+        ),
+    )
+
+    @field_validator("labels")
+    @classmethod
+    def _labels(cls, v: dict[str, str]) -> dict[str, str]:
+        for k in v:
+            if not re.match(KPI_LABEL, k) or k == "namespace":
+                raise ValueError(
+                    f"label {k[:40]!r}: must be a Prometheus label name without a leading _, and not "
+                    "namespace (the operator scopes every KPI to the Model's namespace)"
+                )
+        return v
+
+
+class Kpi(ApiModel):
+    name: str = Field(
+        pattern=KPI_NAME,
+        max_length=63,
+        description="Its name in the record and in gates (served.kpi.<name>).",
+    )
+    numerator: SeriesSelector = Field(description="The counter whose increase over the period is counted.")
+    denominator: SeriesSelector | None = Field(
+        default=None,
+        description="Divide by this counter's increase (a rate, e.g. conversions per prediction).",
+    )
+
+
+class ProductionSpec(ApiModel):
+    source: Literal["traefik", "istio", "modelServer"] = Field(
+        default="traefik",
+        description="Where requests, errors and latency come from: the gateway's per-Service metrics "
+        "(traefik, istio: what the gateway saw) or the model server's own (modelServer: what the runtime "
+        "reports of itself).",
+    )
+    kpis: list[Kpi] = Field(
+        default_factory=list,
+        max_length=8,
+        description="Business figures summarised per serving period, from the model's own counters in its "
+        "namespace.",
+        json_schema_extra=validations(
+            cel("self.all(k, self.exists_one(j, j.name == k.name))", "KPI names must be unique")
+        ),
+    )
+
+    @field_validator("kpis")
+    @classmethod
+    def _unique(cls, v: list[Kpi]) -> list[Kpi]:
+        names = [k.name for k in v]
+        if len(set(names)) != len(names):
+            raise ValueError("KPI names must be unique")
+        return v
+
+
 class ModelSpec(ApiModel):
     description: str | None = Field(default=None, max_length=4096)
     stages: list[Annotated[str, Field(max_length=32, pattern=STAGE_NAME)]] = Field(
@@ -163,6 +255,11 @@ class ModelSpec(ApiModel):
     io_contract: IOContractPolicy = Field(
         default_factory=IOContractPolicy,
         description="The SemVer I/O contract (docs/design.md): MINOR/PATCH keep the inputs/outputs.",
+    )
+    production: ProductionSpec = Field(
+        default_factory=ProductionSpec,
+        description="The production record: where its request figures come from and the KPIs summarised "
+        "per serving period (docs/design.md, The production record).",
     )
     trust: TrustPolicy | None = Field(
         default=None,

@@ -412,6 +412,53 @@ class RolloutRecord(StatusModel):
     message: str = Field(default="", max_length=1024)
 
 
+class LatencyBucket(StatusModel):
+    le: str = Field(max_length=32, description="Upper bound in seconds (+Inf: all).")
+    count: float = Field(ge=0, description="Requests at most that slow (cumulative).")
+
+
+class KpiFigure(StatusModel):
+    name: str = Field(max_length=63)
+    numerator: float | None = None
+    denominator: float | None = Field(default=None, description="Absent: the KPI is a count.")
+    value: float | None = Field(
+        default=None, description="numerator / denominator (or the count); absent: unknown."
+    )
+    incomplete: str | None = Field(
+        default=None, max_length=300, description="Why part of the period was not measured (never a zero)."
+    )
+
+
+class ProductionSummary(StatusModel):
+    """What the version did in one serving period, from the gateway's metrics and the Model's KPIs
+    (docs/design.md, "The production record")."""
+
+    source: str = Field(
+        max_length=32, description="Where the request figures come from: traefik, istio, modelServer."
+    )
+    through: str | None = Field(
+        default=None,
+        json_schema_extra={"format": "date-time"},
+        description="The figures cover [from, through]. Absent: nothing measured yet.",
+    )
+    final: bool | None = Field(
+        default=None, description="The period is closed and its summary will not change."
+    )
+    requests: int | None = Field(default=None, ge=0)
+    errors: int | None = Field(default=None, ge=0, description="Answered 5xx.")
+    error_ratio: float | None = Field(default=None, ge=0, le=1)
+    latency_p50_seconds: float | None = Field(default=None, ge=0)
+    latency_p99_seconds: float | None = Field(default=None, ge=0)
+    latency_buckets: list[LatencyBucket] = Field(default_factory=list, max_length=40)
+    kpis: list[KpiFigure] = Field(default_factory=list, max_length=8)
+    incomplete: str | None = Field(
+        default=None,
+        max_length=512,
+        description="Why some figures are missing or cover part of the period (Prometheus down, a query "
+        "that answered nothing): absent figures are unknown, never 0.",
+    )
+
+
 class ServingPeriod(StatusModel):
     endpoint: str = Field(max_length=253)
     variant: str = Field(max_length=63)
@@ -420,6 +467,14 @@ class ServingPeriod(StatusModel):
         default=None, json_schema_extra={"format": "date-time"}, description="Absent: still serving."
     )
     mirror: bool | None = None
+    slots: list[str] = Field(
+        default_factory=list,
+        max_length=8,
+        description="The slots (Deployment + Service) that carried the period's traffic (the latest 8).",
+    )
+    production: ProductionSummary | None = Field(
+        default=None, description="Requests, errors, latency and KPIs of the period (the production record)."
+    )
 
 
 class QuarantineRecord(StatusModel):

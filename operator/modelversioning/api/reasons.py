@@ -422,6 +422,14 @@ MOVED = reason("Moved", VERSION_EVENT, meaning="any other allowed hop, e.g. prod
 METRIC_GATE_FAILED = reason(
     "MetricGateFailed", _VS, meaning="a Model's metric gate refused (message: the numbers)"
 )
+PRODUCTION_RECORD_INCOMPLETE = reason(
+    "ProductionRecordIncomplete",
+    _VS,
+    VERSION_EVENT,
+    meaning="a served.<figure> gate cannot be judged: the production record lacks the figure, holds it "
+    "incomplete or counts too few requests (StageTransition); as a Warning Event: a closed serving "
+    "period's summary was given up incomplete (status.servingHistory[].production.incomplete says why)",
+)
 ARCHIVE_WHILE_SERVING = reason(
     "ArchiveWhileServing",
     _VS,

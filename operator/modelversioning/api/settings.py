@@ -232,6 +232,38 @@ class AnalysisSettings(_Settings):
     )
 
 
+class ProductionSettings(_Settings):
+    """The production record (docs/design.md): per serving period, from analysis.prometheusUrl (none: off)."""
+
+    interval_seconds: float = Field(
+        default=600.0,
+        ge=60,
+        le=86400,
+        description="An open serving period's summary is measured and written at most once per this many "
+        "seconds (the write budget: one status write per serving version per interval, with every period "
+        "of the version in it).",
+    )
+    settle_seconds: float = Field(
+        default=30.0,
+        ge=0,
+        le=600,
+        description="A segment ends this long before now, and a closed period is summarised this long after "
+        "it closed (scrape interval and the gateway's route lag).",
+    )
+    retry_seconds: float = Field(
+        default=120.0,
+        ge=5,
+        le=86400,
+        description="A segment that failed (Prometheus down) is tried again after this.",
+    )
+    give_up_seconds: float = Field(
+        default=86400.0,
+        ge=60,
+        description="A closed period still not summarised this long after it closed becomes final and "
+        "incomplete (a Warning Event says so).",
+    )
+
+
 class RegistrySettings(_Settings):
     allow_artifact_deletion: bool = Field(
         default=False,
@@ -283,6 +315,7 @@ class Settings(_Settings):
     verification: Verification = Field(default_factory=Verification)
     serving: Serving = Field(default_factory=Serving)
     analysis: AnalysisSettings = Field(default_factory=AnalysisSettings)
+    production: ProductionSettings = Field(default_factory=ProductionSettings)
     routing: RoutePolicy = Field(default_factory=RoutePolicy)
     stage_graph: dict[str, list[str]] = Field(default_factory=lambda: dict(DEFAULT_STAGE_GRAPH))
     registry: RegistrySettings = Field(default_factory=RegistrySettings)

@@ -12,6 +12,7 @@ from typing import Any
 from modelversioning.api import wire as R
 from modelversioning.domain.gates import CandidateFacts, TransitionRule
 from modelversioning.domain.io_contract import Known
+from modelversioning.domain.production import ProductionPolicy, Segment, SegmentFigures
 from modelversioning.domain.quarantine import Mark
 from modelversioning.domain.runtime_catalog import EXPLICIT, Resolution
 from modelversioning.domain.stages import Stage, StageGraph
@@ -71,6 +72,7 @@ class Serving:
     variant: str
     weight: int
     mirror: bool = False
+    slot: str = ""  # the slot that carries its traffic now (status.variants[].serving.slot); not in servedBy
 
     def to_status(self) -> dict[str, Any]:
         out: dict[str, Any] = {"endpoint": self.endpoint, "variant": self.variant, "weight": self.weight}
@@ -108,6 +110,17 @@ class ContractFacts:
     known: tuple[Known, ...] = ()
     require: bool = False  # a version without a signature is refused (requireSignature)
     required_by: str = ""  # which policy requires it (for the message)
+
+
+@dataclass(frozen=True)
+class ProductionFacts:
+    """The production record's inputs (domain.production): what the measurement pool finished for this
+    version, and when a segment last failed."""
+
+    source: str = "traefik"  # the Model's spec.production.source
+    results: tuple[SegmentFigures, ...] = ()
+    failed_ago: float | None = None  # seconds since a segment of this version last failed (None: none)
+    failures: int = 0  # segments of this version that failed in a row
 
 
 @dataclass(frozen=True)
@@ -149,6 +162,7 @@ class VersionFacts:
     recheck: str | None = None
     trust: TrustFacts = field(default_factory=TrustFacts)  # the trust policies that apply (domain.trust)
     contract: ContractFacts = field(default_factory=ContractFacts)  # I/O contract (domain.version_contract)
+    production: ProductionFacts = field(default_factory=ProductionFacts)  # the production record's results
 
 
 @dataclass(frozen=True)
@@ -161,6 +175,7 @@ class VersionPolicy:
     retry_max_seconds: float = 300.0
     history_limit: int = HISTORY_LIMIT
     region: str | None = None  # the operator's region: status.region (None: not written)
+    production: ProductionPolicy | None = None  # the production record (None: no Prometheus, off)
 
 
 # ---------------------------------------------------------------------------------------- plan
@@ -200,3 +215,4 @@ class VersionPlan:
     transitions: tuple[Transition, ...] = ()
     warning: str | None = None  # worth a log line, nothing to write
     create_model: str | None = None  # create this Model (the registry's record; 409: it exists, fine)
+    measure: tuple[Segment, ...] = ()  # production record segments to submit to the measurement pool

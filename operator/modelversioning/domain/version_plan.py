@@ -22,14 +22,16 @@ the version served:
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from modelversioning.api import wire as R
 from modelversioning.api.wire import DELETION_PROTECTED_ANNOTATION, IN_USE_FINALIZER
 from modelversioning.domain import conditions as cond
-from modelversioning.domain import kstatus
+from modelversioning.domain import kstatus, production
 from modelversioning.domain.conditions import FALSE, TRUE, UNKNOWN, Cond
+from modelversioning.domain.production import Segment
 from modelversioning.domain.quarantine import record as record_quarantine
 from modelversioning.domain.registry import deletion_protection
 from modelversioning.domain.timestamps import rfc3339
@@ -104,8 +106,9 @@ def decide(facts: VersionFacts, policy: VersionPolicy, now: datetime) -> Version
     if rollouts:
         status["rollouts"] = rollouts
     periods = serving_periods(prev.get("servingHistory"), facts.serving, stamp)
-    if periods:
-        status["servingHistory"] = periods
+    record = production_record(periods, facts, policy, now)
+    if record.periods:
+        status["servingHistory"] = record.periods
     protect = deletion_protection(
         walk.stage, walk.history, facts.registry.deletion_policy, policy.history_limit
     )
@@ -118,11 +121,13 @@ def decide(facts: VersionFacts, policy: VersionPolicy, now: datetime) -> Version
         events=(verification.events or verification_events(prev_verified, verification.cond))
         + runtime_events(prev.get("conditions"), rt)
         + (with_verification(walk.events, verification.cond.message) if verified_now else walk.events)
-        + tuple(Event(*e) for e in quarantine_events),
+        + tuple(Event(*e) for e in quarantine_events)
+        + record.events,
         finalizers=protection(facts),
         annotations={} if protect == facts.protected else {DELETION_PROTECTED_ANNOTATION: protect},
         verify=verification.action,
-        requeue_after=verification.requeue_after,
+        requeue_after=_sooner(verification.requeue_after, record.after),
+        measure=record.measure,
         notify_endpoints=(
             prev.get("stage") != walk.stage
             or (prev_verified or {}).get("status") != verification.cond.status
@@ -229,14 +234,16 @@ def merge_rollouts(
 
 
 MAX_SERVING_PERIODS = 20
+MAX_PERIOD_SLOTS = 8
 
 
 def serving_periods(
     old: Any, serving: tuple[Serving, ...], stamp: str, limit: int = MAX_SERVING_PERIODS
 ) -> list[dict[str, Any]]:
     """status.servingHistory: one period per endpoint variant routing traffic to this version (weight
-    > 0, or its mirror), ``{endpoint, variant, from, to}`` (no ``to``: still serving), opened and closed
-    as ``serving`` (status.servedBy) changes; oldest first, at most ``limit`` (the oldest closed ones
+    > 0, or its mirror), ``{endpoint, variant, from, to, slots}`` (no ``to``: still serving; ``slots``:
+    the slots that carried it, which the production record's queries select), opened and closed as
+    ``serving`` (status.servedBy) changes; oldest first, at most ``limit`` (the oldest closed ones
     go first; an open one is always kept)."""
     out: list[dict[str, Any]] = [dict(p) for p in (old or []) if isinstance(p, Mapping)]
     live = {(s.endpoint, s.variant): s for s in serving if s.weight > 0 or s.mirror}
@@ -247,6 +254,9 @@ def serving_periods(
             continue
         if key in live:
             open_.add(key)
+            slot = live[key].slot
+            if slot and slot not in (p.get("slots") or []):  # a new slot of the same version
+                p["slots"] = [*(p.get("slots") or []), slot][-MAX_PERIOD_SLOTS:]
         else:
             p["to"] = stamp
     for key, s in sorted(live.items()):
@@ -257,6 +267,7 @@ def serving_periods(
                     "variant": s.variant,
                     "from": stamp,
                     **({"mirror": True} if s.mirror else {}),
+                    **({"slots": [s.slot]} if s.slot else {}),
                 }
             )
     while len(out) > limit:
@@ -265,6 +276,46 @@ def serving_periods(
             break
         del out[closed]
     return out
+
+
+@dataclass(frozen=True)
+class Record:
+    periods: list[dict[str, Any]]
+    measure: tuple[Segment, ...] = ()
+    after: float | None = None
+    events: tuple[Event, ...] = ()
+
+
+def production_record(
+    periods: list[dict[str, Any]], facts: VersionFacts, policy: VersionPolicy, now: datetime
+) -> Record:
+    """The serving periods with the production record (domain.production): the finished segments
+    merged, the segments due now to measure, closed periods given up on (a Warning Event each), and
+    when to look again. Off (no Prometheus): the periods as they are, nothing to measure."""
+    pp = policy.production
+    if pp is None or not periods:
+        return Record(periods)
+    got = facts.production
+    merged = production.apply(periods, got.results, (), rfc3339(now), got.source)
+    due = production.due(merged, now, pp, got.failed_ago, got.failures)
+    if due.give_up:
+        merged = production.apply(merged, (), due.give_up, rfc3339(now), got.source)
+    events = tuple(
+        Event(
+            "Warning",
+            R.PRODUCTION_RECORD_INCOMPLETE,
+            f"serving period {ep}/{variant} from {start}: production summary given up incomplete "
+            f"({(p.get('production') or {}).get('incomplete', '')})"[:1024],
+        )
+        for p in merged
+        for (ep, variant, start) in due.give_up
+        if (p.get("endpoint"), p.get("variant"), p.get("from")) == (ep, variant, start)
+    )
+    return Record(merged, due.segments, due.after, events)
+
+
+def _sooner(a: float | None, b: float | None) -> float | None:
+    return b if a is None else a if b is None else min(a, b)
 
 
 # ---------------------------------------------------------------------- Ready, InUse, finalizer

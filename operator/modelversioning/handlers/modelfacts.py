@@ -30,6 +30,7 @@ from modelversioning.domain.approvals import Approval, ApprovalContext
 from modelversioning.domain.approvals import count as count_approvals
 from modelversioning.domain.gates import CandidateFacts
 from modelversioning.domain.platform_policy import Floors, floors_for
+from modelversioning.domain.production import aggregate as served_figures
 from modelversioning.domain.registry import deletion_policy
 from modelversioning.domain.stages import StageGraph
 from modelversioning.domain.version_plan import RegistryFacts
@@ -149,6 +150,7 @@ def registry_facts(
         return RegistryFacts(reused=reused, artifact_deleted=gone, deletion_policy=keep, pending=pending)
     ctx = approval or ApprovalContext(spec.artifact.sha256, serving_digest="")
     counted, refused = count_approvals(approvals_of(store, namespace, spec.model, spec.version), ctx)
+    served = served_figures((body.get("status") or {}).get("servingHistory") or [])
     candidate = CandidateFacts(
         spec.version,
         spec.artifact.sha256,
@@ -157,6 +159,8 @@ def registry_facts(
         production_of(store, namespace, spec.model, str(body["metadata"]["name"])),
         counted,
         refused,
+        served.values,
+        served.incomplete,
     )
     allow = None if created_by_operator(mbody) else mspec.deletion_policy.allow_past_candidate
     return RegistryFacts(

@@ -24,6 +24,7 @@ from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
 from modelversioning import metrics
+from modelversioning.analysis.production import Scope
 from modelversioning.api import wire as R
 from modelversioning.api.common import validation_message
 from modelversioning.api.modelversion import ModelVersionSpec
@@ -69,6 +70,7 @@ from modelversioning.handlers.drift import status_changed
 from modelversioning.handlers.instrument import instrumented
 from modelversioning.handlers.kube import MODELVERSION, Conflict, Kube
 from modelversioning.handlers.modelfacts import archive_request, floors, registry_facts
+from modelversioning.handlers.production import ProductionRecorder, policy_of
 from modelversioning.handlers.store import Store
 from modelversioning.handlers.trust import NO_TRUST, TrustPlan, UnreadableTrust, plan_for, resolve
 from modelversioning.handlers.workqueue import Requeue
@@ -133,6 +135,9 @@ def served_by(store: Store, namespace: str, model: str, version: str) -> list[di
             entry: dict[str, Any] = {"endpoint": ep_name, "variant": name, "weight": weight}
             if name == mirror:
                 entry["mirror"] = True
+            pin = st_variants.get(name, {}).get("serving") or {}
+            if pin.get("slot") and pin.get("version") == version:
+                entry["slot"] = str(pin["slot"])
             out.append(entry)
         spec_names = {str(v.get("name")) for v in spec.get("variants") or []}
         for name, vs in st_variants.items():  # removed from the spec, still routed while nothing is ready
@@ -354,6 +359,7 @@ class Gathered:
     spec: ModelVersionSpec | None  # None when it does not validate
     facts: VersionFacts
     trust: TrustPlan = NO_TRUST  # the trust policies that apply (their references, for the verifier)
+    scope: Scope | None = None  # whose production figures (handlers.production)
 
 
 class ModelVersionReconciler:
@@ -375,10 +381,12 @@ class ModelVersionReconciler:
             v.retry_initial_seconds,
             v.retry_max_seconds,
             region=settings.region,
+            production=policy_of(settings),
         )
         self.enqueue_endpoints = enqueue_endpoints  # (namespace, model)
         self.protect_without_model = settings.registry.protect_versions_without_model
         self.verifications = Verifications(kube, verifier, requeue, settings.verification)
+        self.production = ProductionRecorder.from_settings(settings, store, requeue)
 
     def reconcile(self, namespace: str, name: str) -> None:
         instrumented(KIND, self._reconcile, namespace, name)
@@ -432,7 +440,9 @@ class ModelVersionReconciler:
             recorded=admission.approvals,
             approver_groups=floors_now.approver_groups,
         )
+        record, scope = self.production.gather(namespace, spec.model, spec.version, str(md.get("uid") or ""))
         facts = VersionFacts(
+            production=record,
             in_use_policy=admission.in_use,
             requested=requested,
             digest=spec.artifact.sha256,
@@ -457,7 +467,7 @@ class ModelVersionReconciler:
             contract=contract_facts(self.store, namespace, name, spec, floors_now),
             **common,
         )
-        return Gathered(body, spec, facts, trust)
+        return Gathered(body, spec, facts, trust, scope)
 
     # ---- act: execute the plan, decide nothing --------------------------------------------------
     def act(self, got: Gathered, plan: VersionPlan) -> None:
@@ -493,8 +503,10 @@ class ModelVersionReconciler:
             log.warning("%s/%s: %s", ns, name, plan.warning)
         if plan.notify_endpoints:
             self.enqueue_endpoints(ns, facts.model)
+        if plan.measure and got.scope is not None:  # the production record: on the pool, never here
+            self.production.submit(ns, name, str(md.get("uid") or ""), got.scope, plan.measure)
         if plan.requeue_after is not None:
-            raise Requeue(plan.requeue_after, "verification: look again")
+            raise Requeue(plan.requeue_after, "verification or production record: look again")
 
     def _create_model(self, body: dict[str, Any], model: str) -> None:
         """The registry's record of a model name that has none: a Model with the default policy (an

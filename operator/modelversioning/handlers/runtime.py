@@ -65,6 +65,7 @@ class Operator:
             on_done=lambda ns, name: self.queue.add_threadsafe(("ModelEndpoint", ns, name)),
         )
         self.endpoints.analysis = self.analysis
+        self.versions.production.pool = self.analysis  # the production record's queries: the same pool
         # the canary's runtime asked for its OIP model metadata (Model spec.ioContract.checkRuntimeMetadata)
         self.endpoints.runtime_probes = RuntimeProbes(
             requeue=lambda ns, name: self.queue.add_threadsafe(("ModelEndpoint", ns, name))

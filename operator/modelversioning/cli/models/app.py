@@ -145,6 +145,11 @@ COMMANDS: dict[str, Command] = {
         "registry",
         "Find versions by metadata: stage, tags/labels, author, dataset, code commit, metric thresholds.",
     ),
+    "compare": Command(
+        "registry",
+        "Versions side by side: offline metrics and production figures (requests, error ratio, latency\n"
+        "p50/p99, KPIs) from the record of their serving periods.",
+    ),
     "lineage": Command(
         "registry",
         "What produced a version, its stages and approvals, the endpoints and rollouts it served in.",

@@ -18,6 +18,7 @@ from modelversioning.api.wire import (
     TAG_LABEL_PREFIX,
     expected_name,
 )
+from modelversioning.domain.production import aggregate as served_figures
 
 TAG_PREFIX = TAG_LABEL_PREFIX
 
@@ -71,7 +72,23 @@ def matches(mv: Mapping[str, Any], f: Filters) -> bool:
             return False
     if f.commit and not str(lin.get("codeCommit") or "").startswith(f.commit.lower()):
         return False
-    return all(k in metrics and _OPS[op](float(metrics[k]), v) for k, op, v in f.where)
+    served = served_of(mv) if any(k.startswith(SERVED) for k, _, _ in f.where) else {}
+    for k, op, v in f.where:
+        have = served.get(k.removeprefix(SERVED)) if k.startswith(SERVED) else metrics.get(k)
+        if have is None or not _OPS[op](float(have), v):
+            return False
+    return True
+
+
+SERVED = "served."  # --where served.<figure>: the version's production record (as in a Model's gates)
+
+
+def served_of(mv: Mapping[str, Any]) -> dict[str, float]:
+    """The version's production figures over its serving periods (domain.production.aggregate); a
+    figure its record does not hold (or holds incomplete) is absent, never 0."""
+    figures = served_figures((mv.get("status") or {}).get("servingHistory") or [])
+    unknown = {f for f, _ in figures.incomplete}
+    return {k: v for k, v in figures.values.items() if k not in unknown}
 
 
 def _same_dataset(ds: Mapping[str, Any], wanted: str) -> bool:
@@ -102,6 +119,7 @@ def search_rows(mvs: Sequence[Mapping[str, Any]], f: Filters) -> list[dict[str, 
                 "dataset": f"{ds.get('name')}@{ds.get('version') or str(ds.get('sha256', ''))[:12]}",
                 "codeCommit": lin.get("codeCommit"),
                 "metrics": dict(spec.get("metrics") or {}),
+                "served": served_of(mv),
                 "tags": sorted(k.removeprefix(TAG_PREFIX) for k in labels if k.startswith(TAG_PREFIX)),
             }
         )
@@ -111,6 +129,53 @@ def search_rows(mvs: Sequence[Mapping[str, Any]], f: Filters) -> list[dict[str, 
 def _semver_key(v: str) -> tuple[Any, ...]:
     core, _, pre = v.partition("-")
     return (*(int(p) if p.isdigit() else 0 for p in core.split(".")), 0 if pre else 1, pre)
+
+
+# ---- compare -----------------------------------------------------------------------------------
+_PERIOD_FIELDS = (
+    "requests", "errors", "errorRatio", "latencyP50Seconds", "latencyP99Seconds", "through", "final",
+    "incomplete", "kpis",
+)  # fmt: skip
+
+
+def compare_view(
+    model: str, mvs: Sequence[Mapping[str, Any]], versions: Sequence[str] = ()
+) -> dict[str, Any]:
+    """``kubectl models compare MODEL [VERSIONS]``: the versions side by side, offline (spec.metrics) and
+    in production (the record of their serving periods, summed: domain.production.aggregate). ValueError
+    naming the versions asked for that are not there."""
+    mine = [mv for mv in mvs if (mv.get("spec") or {}).get("model") == model]
+    have = {str((mv.get("spec") or {}).get("version")): mv for mv in mine}
+    missing = [v for v in versions if v not in have]
+    if missing:
+        raise ValueError(
+            f"model {model} has no version {', '.join(missing)} (versions: {', '.join(have) or 'none'})"
+        )
+    rows = []
+    for v in sorted(versions or have, key=_semver_key):
+        mv = have[v]
+        figures = served_figures((mv.get("status") or {}).get("servingHistory") or [])
+        periods = (mv.get("status") or {}).get("servingHistory") or []
+        rows.append(
+            {
+                "version": v,
+                "stage": (mv.get("status") or {}).get("stage"),
+                "metrics": dict((mv.get("spec") or {}).get("metrics") or {}),
+                "production": dict(figures.values),
+                "incomplete": sorted({why for _, why in figures.incomplete}),
+                "periods": [
+                    {
+                        "endpoint": p.get("endpoint"),
+                        "variant": p.get("variant"),
+                        "from": p.get("from"),
+                        **({"to": p["to"]} if p.get("to") else {}),
+                        **{k: p["production"][k] for k in _PERIOD_FIELDS if k in (p.get("production") or {})},
+                    }
+                    for p in periods
+                ],
+            }
+        )  # fmt: skip
+    return {"model": model, "versions": rows}
 
 
 # ---- lineage -----------------------------------------------------------------------------------

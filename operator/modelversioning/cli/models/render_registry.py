@@ -18,13 +18,45 @@ def search_table(rows: Sequence[Mapping[str, Any]], metric_names: Sequence[str])
     for c in cols:
         t.add_column(c)
     for r in rows:
+        figures = {f"served.{k}": v for k, v in (r.get("served") or {}).items()}
         shown = {k: r["metrics"][k] for k in (metric_names or r["metrics"]) if k in r["metrics"]}
+        shown |= {k: figures[k] for k in metric_names if k in figures}
         t.add_row(
             str(r["namespace"]), str(r["model"]), str(r["version"]), str(r["stage"] or "<none>"),
             str(r["author"] or "<none>"), str(r["dataset"]), str(r["codeCommit"] or "")[:10],
             " ".join(f"{k}={v:g}" for k, v in shown.items()), ",".join(r["tags"]) or "<none>",
         )  # fmt: skip
     return t
+
+
+_FIGURES = (
+    ("REQUESTS", "requests", "{:.0f}"),
+    ("ERRORS", "errorRatio", "{:.2%}"),
+    ("P50", "latencyP50Seconds", "{:.3f}s"),
+    ("P99", "latencyP99Seconds", "{:.3f}s"),
+)
+
+
+def compare_table(view: Mapping[str, Any]) -> Group:
+    """Versions side by side: stage, offline metrics, production figures (``-`` unknown, never 0),
+    KPIs; what is incomplete below the table."""
+    rows = view["versions"]
+    metrics = sorted({k for r in rows for k in r["metrics"]})
+    kpis = sorted({k for r in rows for k in r["production"] if k.startswith("kpi.")})
+    t = Table(box=None, pad_edge=False, header_style="bold")
+    for c in ["VERSION", "STAGE", *metrics, *(h for h, _, _ in _FIGURES), *(k.upper() for k in kpis)]:
+        t.add_column(c)
+    for r in rows:
+        p = r["production"]
+        t.add_row(
+            str(r["version"]),
+            str(r["stage"] or "<none>"),
+            *(f"{r['metrics'][m]:g}" if m in r["metrics"] else "-" for m in metrics),
+            *(fmt.format(p[k]) if k in p else "-" for _, k, fmt in _FIGURES),
+            *(f"{p[k]:g}" if k in p else "-" for k in kpis),
+        )
+    notes = [f"{r['version']}: incomplete: {why}" for r in rows for why in r["incomplete"]]
+    return Group(t, *notes) if notes else Group(t)
 
 
 def lineage_renderable(v: Mapping[str, Any]) -> Group:

@@ -13,8 +13,9 @@ from modelversioning.api.wire import MODEL, MODELAPPROVAL, expected_name
 from modelversioning.cli.models import operations
 from modelversioning.cli.models import registry_views as rv
 from modelversioning.cli.models.context import globals_of, show
+from modelversioning.cli.models.errors import Refused
 from modelversioning.cli.models.kube import MODELVERSIONS
-from modelversioning.cli.models.render_registry import lineage_renderable, search_table
+from modelversioning.cli.models.render_registry import compare_table, lineage_renderable, search_table
 
 app = typer.Typer()
 
@@ -51,7 +52,12 @@ def search(
         str | None, typer.Option("--commit", help="lineage.codeCommit starts with this.")
     ] = None,
     where: Annotated[
-        list[str] | None, typer.Option("--where", help="Metric threshold, e.g. 'auc>=0.94' (repeatable).")
+        list[str] | None,
+        typer.Option(
+            "--where",
+            help="Metric threshold, e.g. 'auc>=0.94', or on the production record: "
+            "'served.errorRatio<=0.01', 'served.requests>=1000', 'served.kpi.NAME>=X' (repeatable).",
+        ),
     ] = None,
     all_namespaces: Annotated[bool, typer.Option("--all-namespaces", "-A", help="All namespaces.")] = False,
 ) -> None:
@@ -64,6 +70,22 @@ def search(
         g.cluster.list(MODELVERSIONS, all_namespaces=all_namespaces, label_selector=label), f
     )
     show(g, rows, lambda: search_table(rows, [w[0] for w in f.where]))
+
+
+@app.command(epilog="[bold]Example[/bold]\n\n  kubectl models compare fraud-detector 2.3.8 2.4.1 -o json")
+def compare(
+    ctx: typer.Context,
+    model: ModelName,
+    versions: Annotated[list[str] | None, typer.Argument(help="Versions (default: all).")] = None,
+) -> None:
+    """Versions side by side: offline metrics and production figures (requests, error ratio, latency
+    p50/p99, KPIs) from the record of their serving periods."""
+    g = globals_of(ctx)
+    try:
+        view = rv.compare_view(model, g.cluster.list(MODELVERSIONS), tuple(versions or ()))
+    except ValueError as e:
+        raise Refused(str(e)) from None
+    show(g, view, lambda: compare_table(view))
 
 
 @app.command(
