@@ -71,7 +71,10 @@ def _decide(
         raise Refused(str(e), EXIT_FAILED) from None
     pos = waves.position([r.name for r in regions], declared)
     version = pos.target.version
-    targets = [fleet.Target(r.name, str(r.context), r.kubeconfig or g.kubeconfig) for r in regions]
+    targets = [
+        fleet.Target(r.name, str(r.context), fleet.region_kubeconfig(r.kubeconfig, plan_file, g, root))
+        for r in regions
+    ]
     ask = list(range(len(regions))) if all_regions else ([pos.previous] if pos.previous is not None else [])
     reads = fleet.read_all(
         [targets[i] for i in ask],
