@@ -215,10 +215,11 @@ def next_(
 
 def _message(view: dict[str, Any], nxt: Any, prev: Any, verdict: Any, before: str) -> str:
     from modelversioning.cli.models import wave_git
+    from modelversioning.cli.models.render import clean
     from modelversioning.domain.timestamps import rfc3339_ms
 
     since = rfc3339_ms(verdict.since) if verdict.since is not None else "-"
-    return (
+    return clean(
         f"wave {view['endpoint']}: promote {nxt.name} to {view['target']}\n\n"
         f"{' '.join(verdict.reasons)}\n\n"
         f"Wave-Plan: {view['plan']}\n"
@@ -226,4 +227,4 @@ def _message(view: dict[str, Any], nxt: Any, prev: Any, verdict: Any, before: st
         f"Wave-Gate: {prev.region} generation={prev.generation} serving-since={since}\n"
         f"Wave-Base: {view['base']}\n"
         f"Wave-Overlay-Before: sha256:{wave_git.digest(before)}\n"
-    )
+    )  # the gate's reasons quote the region's status: no terminal controls in the message or --print
