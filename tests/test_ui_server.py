@@ -385,6 +385,19 @@ def test_the_cache_counts_no_request_per_page_view():
     serve(t, VERSION_OBJ)
 
 
+def test_the_render_times_kept_are_bounded(monkeypatch: pytest.MonkeyPatch):
+    """A view left open on a busy cluster renders forever: only the newest samples are kept."""
+    monkeypatch.setattr(ui_server, "RENDER_SAMPLES", 3)
+
+    async def t(s: aiohttp.ClientSession, base: str, srv: UiServer) -> None:
+        for _ in range(5):
+            async with s.get(base + "/ns/ml/endpoints/fraud", headers=authed(srv)) as r:
+                assert r.status == 200
+        assert len(srv.render_seconds) == 3
+
+    serve(t, VERSION_OBJ, ep("fraud", "fraud", [("stable", "1.1.0", 100)]))
+
+
 @pytest.mark.parametrize("kind", ["DELETED", "MODIFIED"])
 def test_cache_applies_watch_events(kind: str):
     cache = StaticCache(VERSION_OBJ)

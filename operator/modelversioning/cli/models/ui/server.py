@@ -31,6 +31,7 @@ import hmac
 import re
 import secrets
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -70,6 +71,7 @@ STATIC = {"ui.js": "application/javascript", "ui.css": "text/css"}
 ACTION_TIMEOUT = 30.0  # seconds an action waits for the operator (then the page says where it stands)
 SSE_HEARTBEAT = 15.0
 SSE_COALESCE = 0.05  # changes this close together go out as one event
+RENDER_SAMPLES = 10_000  # the render times kept (the newest): a view left open for days stays bounded
 
 # What a request may name. The API paths are built with quote() anyway; this refuses nonsense early.
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,252}$")
@@ -132,7 +134,8 @@ class UiServer:
         self.env = _templates()
         self._changed: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self.render_seconds: list[float] = []  # server time per page (the benchmark prints it)
+        # server time per page, the newest RENDER_SAMPLES (the benchmark prints them)
+        self.render_seconds: deque[float] = deque(maxlen=RENDER_SAMPLES)
         self._fleet: tuple[int, str] | None = None  # (revision, HTML)
 
     # ---- app ------------------------------------------------------------------------------------
