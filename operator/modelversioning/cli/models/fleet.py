@@ -74,9 +74,10 @@ def fleet_targets(g: Globals, path: str) -> list[Target]:
     import yaml
 
     from modelversioning.api.fleet import load_regions
+    from modelversioning.domain.waves import load_document
 
     try:
-        doc = yaml.safe_load(Path(path).read_text())
+        doc = load_document(Path(path).read_text())
     except (OSError, yaml.YAMLError) as e:
         raise Refused(f"cannot read the fleet file {path}: {e}", EXIT_USAGE) from None
     try:

@@ -40,9 +40,10 @@ def _load(plan_file: str, repo: str | None) -> tuple[Any, Path]:
 
     from modelversioning.api.fleet import load_plan
     from modelversioning.cli.models import wave_git
+    from modelversioning.domain.waves import load_document
 
     try:
-        doc = yaml.safe_load(Path(plan_file).read_text())
+        doc = load_document(Path(plan_file).read_text())
     except (OSError, yaml.YAMLError) as e:
         raise Refused(f"cannot read the wave plan {plan_file}: {e}", EXIT_USAGE) from None
     try:
