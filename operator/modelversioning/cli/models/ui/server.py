@@ -305,6 +305,7 @@ class UiServer:
             raise web.HTTPForbidden(reason="read-only: actions are off (kubectl models ui --read-only)")
         if action not in ACTIONS:
             raise web.HTTPNotFound(reason=f"no action {action}")
+        self._in_scope(ns)
         fields = _action_fields(request.query, action, confirmed=False)
         return self._page("confirm.html", {"ns": ns, "action": action, "fields": fields})
 
@@ -314,11 +315,17 @@ class UiServer:
             raise web.HTTPForbidden(reason="read-only: actions are off (kubectl models ui --read-only)")
         if action not in ACTIONS:
             raise web.HTTPNotFound(reason=f"no action {action}")
+        self._in_scope(ns)
         fields = _action_fields(await request.post(), action, confirmed=True)
         loop = asyncio.get_running_loop()
         ok, message, actor = await loop.run_in_executor(None, self._perform, ns, action, fields)
         data = {"ns": ns, "action": action, "fields": fields, "ok": ok, "message": message, "actor": actor}
         return self._page("result.html", data, 200 if ok else 403 if "Forbidden" in message else 409)
+
+    def _in_scope(self, ns: str) -> None:
+        """A view started with -n acts only there (as it shows only there)."""
+        if self.cfg.namespace is not None and ns != self.cfg.namespace:
+            raise web.HTTPForbidden(reason=f"this view serves namespace {self.cfg.namespace}, not {ns}")
 
     def _perform(self, ns: str, action: str, f: Mapping[str, str]) -> tuple[bool, str, str]:
         """Run the action as the viewer (a Cluster of their kubeconfig in ``ns``): (applied, what
