@@ -135,3 +135,13 @@ def test_lineage_per_region(tmp_path: Path) -> None:
     )
     assert got["r2"]["state"] == "NotFound" and got["r3"]["state"] == "Unknown"
     assert res.exit_code == 1 and "fraud-detector/canary" in table.stdout
+
+
+def test_a_regions_status_text_cannot_send_terminal_controls(tmp_path: Path) -> None:
+    """status.region (any text a cluster returns) is printed with its control characters shown as
+    U+FFFD: no ESC sequence of a remote cluster reaches the user's terminal (title, screen, clipboard)."""
+    hostile = "r1\x1b]52;c;cm0gLXJmIH4=\x07\x1b[2J\x9b31m"
+    with regions(tmp_path, {"r1": router(endpoint(hostile, NEW), VERSIONS)}) as kc:
+        res = run("which", "fraud-detector", "--kubeconfig", str(kc), "--contexts", "r1")
+    assert "operator says r1\ufffd]52;c;cm0gLXJmIH4=" in res.stdout, res.stdout
+    assert not any(c in res.stdout for c in "\x1b\x07\x9b")

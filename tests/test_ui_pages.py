@@ -183,6 +183,9 @@ def test_endpoint_page_answers_which_version_at_a_moment_like_which_at():
     before = pages.endpoint_page(snap, "ml", "fraud", "2026-12-07T09:00:00Z", now=NOW.timestamp())["which"]
     assert "before the route history" in before["error"]
     assert "not a time" in pages.endpoint_page(snap, "ml", "fraud", "yesterday", now=0)["which"]["error"]
+    for far in ("-999999999h", "-99999999999999999999h"):  # a date no clock prints: an answer, not a 500
+        far_page = pages.endpoint_page(snap, "ml", "fraud", far, now=NOW.timestamp())
+        assert "before 1970" in far_page["which"]["error"]
 
 
 def test_diff_page_side_by_side_and_missing_versions():

@@ -299,10 +299,13 @@ def test_bad_action_input_is_refused():
             ("/ns/ml/act/promote", {"model": "fraud", "version": "1.1.0", "stage": "<b>"}, 400),
             ("/ns/ml/act/rollback", {"endpoint": "fraud", "reason": "x" * 1025}, 400),
             ("/ns/..%2F..%2Fapi/act/rollback", {"endpoint": "fraud"}, 400),
+            ("/ns/other-team/act/rollback", {"endpoint": "fraud"}, 403),  # the view serves -n ml only
         ]
         for path, form, status in cases:
             async with s.post(base + path, data={**form, "csrf": srv.cfg.csrf}, headers=authed(srv)) as r:
                 assert r.status == status, (path, form, await r.text())
+        async with s.get(base + "/ns/other-team/confirm/rollback?endpoint=fraud", headers=authed(srv)) as r:
+            assert r.status == 403 and "serves namespace ml" in await r.text()
         assert cluster.patched == [] and cluster.created == []
 
     cluster = FakeCluster({VERSION_OBJ["metadata"]["name"]: VERSION_OBJ})
@@ -383,6 +386,19 @@ def test_the_cache_counts_no_request_per_page_view():
         assert len(srv.render_seconds) == 5
 
     serve(t, VERSION_OBJ)
+
+
+def test_the_render_times_kept_are_bounded(monkeypatch: pytest.MonkeyPatch):
+    """A view left open on a busy cluster renders forever: only the newest samples are kept."""
+    monkeypatch.setattr(ui_server, "RENDER_SAMPLES", 3)
+
+    async def t(s: aiohttp.ClientSession, base: str, srv: UiServer) -> None:
+        for _ in range(5):
+            async with s.get(base + "/ns/ml/endpoints/fraud", headers=authed(srv)) as r:
+                assert r.status == 200
+        assert len(srv.render_seconds) == 3
+
+    serve(t, VERSION_OBJ, ep("fraud", "fraud", [("stable", "1.1.0", 100)]))
 
 
 @pytest.mark.parametrize("kind", ["DELETED", "MODIFIED"])

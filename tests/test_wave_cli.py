@@ -195,3 +195,26 @@ def test_racing_commits_are_refused_and_change_nothing(repo: Path) -> None:
     with pytest.raises(Refused):
         wave_git.commit_overlay(repo, rel, base, before, after, "m")
     assert (repo / rel).read_text() == before and git(repo, "status", "--porcelain") == ""
+
+
+def test_a_symlinked_overlay_or_one_outside_the_repository_is_never_read(tmp_path: Path, repo: Path) -> None:
+    secret = tmp_path / "secret.yaml"
+    secret.write_text(overlay(NEW))  # a file of the user's, outside the repository
+    (repo / "regions" / "r2" / "endpoint.yaml").unlink()
+    (repo / "regions" / "r2" / "endpoint.yaml").symlink_to(secret)
+    (repo / "regions" / "r3").rename(tmp_path / "r3-outside")
+    (repo / "regions" / "r3").symlink_to(tmp_path / "r3-outside")
+    for rel in ("regions/r2/endpoint.yaml", "regions/r3/endpoint.yaml"):
+        with pytest.raises(Refused, match="symlink or outside"):
+            wave_git.read(repo, rel)
+    assert wave_git.read(repo, "regions/r1/endpoint.yaml") == overlay(NEW)
+
+
+def test_a_plan_naming_a_kubeconfig_in_its_repository_is_refused(tmp_path: Path, repo: Path) -> None:
+    plan = yaml.safe_load((repo / "wave.yaml").read_text())
+    plan["spec"]["regions"][0]["kubeconfig"] = str(repo / "kubeconfig")  # an exec plugin would run
+    (repo / "kubeconfig").write_text("apiVersion: v1\nkind: Config\n")
+    (repo / "wave.yaml").write_text(yaml.safe_dump(plan, sort_keys=False))
+    with regions(tmp_path, {"r1": "closed"}) as kc:
+        res = run(repo, kc, "status")
+    assert res.exit_code == 2 and "inside the repository" in res.output, res.output

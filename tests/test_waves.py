@@ -13,6 +13,7 @@ from modelversioning.domain.waves import (
     Observed,
     declared_in,
     gate,
+    load_document,
     parse_soak,
     position,
     promote_overlay,
@@ -266,3 +267,20 @@ def test_a_patch_with_other_variant_names_rewrites_the_document():
 def test_a_bad_overlay_is_refused(text, message):
     with pytest.raises(ValueError, match=message):
         promote_overlay(text, NEW, "o.yaml")
+
+
+BOMB = (
+    "a: &a [x, x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]\n"
+    "c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]\nd: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c, *c]\n"
+    "e: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d, *d]\nf: &f [*e, *e, *e, *e, *e, *e, *e, *e, *e, *e]\n"
+    "spec:\n  variants:\n    - {name: stable, version: *f, weight: 100}\n"
+)
+
+
+def test_an_overlay_with_aliases_is_refused_before_anything_expands_them() -> None:
+    """A "billion laughs" in a shared overlay (here a million: three levels more are 10^9 strings when
+    the version is turned into text, and the test would take the machine down without the fix)."""
+    with pytest.raises(ValueError, match="not valid YAML: .*aliases"):
+        declared_in(BOMB, "regions/eu/endpoint.yaml")
+    with pytest.raises(yaml.YAMLError, match="aliases"):
+        load_document("kind: WavePlan\nmetadata: &m {name: x}\nother: *m\n")

@@ -68,10 +68,35 @@ def declared_of(variants: Any, where: str) -> Declared:
     return Declared(tuple(sorted(out)))
 
 
+class _NoAliases(yaml.SafeLoader):
+    """YAML without aliases: a plan and its overlays are a shared repository's files, and a few nested
+    aliases (a "billion laughs") expand exponentially when a value is turned into text."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            raise yaml.composer.ComposerError(
+                None,
+                None,
+                "aliases (*name) are not accepted here",
+                self.peek_event().start_mark,  # type: ignore[no-untyped-call]
+            )
+        return super().compose_node(parent, index)
+
+
+def load_documents(text: str) -> list[Any]:
+    """The YAML documents of a wave plan or overlay (yaml.YAMLError on an alias, like any bad YAML)."""
+    return list(yaml.load_all(text, Loader=_NoAliases))  # noqa: S506 - a SafeLoader
+
+
+def load_document(text: str) -> Any:
+    """The one YAML document of a wave plan or Fleet file, without aliases (yaml.safe_load otherwise)."""
+    return yaml.load(text, Loader=_NoAliases)  # noqa: S506 - a SafeLoader
+
+
 def overlay_doc(text: str, where: str) -> tuple[int, dict[str, Any]]:
     """(index, document) of the one YAML document of an overlay file with spec.variants."""
     try:
-        docs = list(yaml.safe_load_all(text))
+        docs = load_documents(text)
     except yaml.YAMLError as e:
         raise ValueError(f"{where}: not valid YAML: {e}") from None
     found = [
@@ -249,11 +274,11 @@ def promote_overlay(text: str, target: Declared, where: str) -> str:
     index, doc = overlay_doc(text, where)
     declared_of(doc["spec"]["variants"], where)  # a broken overlay is refused, never rewritten
     names = {str(v.get("name")) for v in doc["spec"]["variants"] if isinstance(v, Mapping)}
-    if names == {n for n, _, _ in target.variants} and len(list(yaml.safe_load_all(text))) == 1:
+    if names == {n for n, _, _ in target.variants} and len(load_documents(text)) == 1:
         edited = _edit_values(text, target)
         if edited is not None and _same_but_variants(text, edited, target, where):
             return edited
-    docs = list(yaml.safe_load_all(text))
+    docs = load_documents(text)
     by_name = {n: (v, w) for n, v, w in target.variants}
     kept = [v for v in doc["spec"]["variants"] if isinstance(v, dict) and str(v.get("name")) in by_name]
     have = {str(v.get("name")) for v in kept}
@@ -303,7 +328,7 @@ def _edit_values(text: str, target: Declared) -> str | None:
 
 def _same_but_variants(before: str, after: str, target: Declared, where: str) -> bool:
     try:
-        a, b = yaml.safe_load(before), yaml.safe_load(after)
+        a, b = load_document(before), load_document(after)
         if declared_in(after, where) != target:
             return False
     except (ValueError, yaml.YAMLError):

@@ -8,6 +8,8 @@ cluster that never answers is left behind when the command ends, never waited fo
 
 from __future__ import annotations
 
+import os
+import stat
 import threading
 import time
 from collections.abc import Callable
@@ -72,16 +74,61 @@ def fleet_targets(g: Globals, path: str) -> list[Target]:
     import yaml
 
     from modelversioning.api.fleet import load_regions
+    from modelversioning.domain.waves import load_document
 
     try:
-        doc = yaml.safe_load(Path(path).read_text())
+        doc = load_document(Path(path).read_text())
     except (OSError, yaml.YAMLError) as e:
         raise Refused(f"cannot read the fleet file {path}: {e}", EXIT_USAGE) from None
     try:
         regions = load_regions(doc, path)
     except ValueError as e:
         raise Refused(str(e), EXIT_USAGE) from None
-    return [Target(r.name, str(r.context), r.kubeconfig or g.kubeconfig) for r in regions]
+    return [Target(r.name, str(r.context), region_kubeconfig(r.kubeconfig, path, g)) for r in regions]
+
+
+def region_kubeconfig(named: str | None, source: str, g: Globals, repo: Path | None = None) -> str | None:
+    """The kubeconfig for a region whose Fleet/WavePlan file names one (else the reader's own).
+
+    Those files live in a shared Git repository, so a ``kubeconfig:`` in them is not the reader's
+    choice, and a kubeconfig runs programs (``exec`` credential plugins) and sends files
+    (``tokenFile``) to the server it names. It is used only when it is the reader's own file: an
+    absolute (or ``~``) path, outside the Git working tree that holds the file (symlinks resolved),
+    owned by the reader and writable by no one else. Anything else is refused before any is read."""
+    if named is None:
+        return g.kubeconfig
+    expanded = os.path.expanduser(named)
+    why = ""
+    if not os.path.isabs(expanded):
+        why = "it must be an absolute or ~ path (a relative one is a file of the shared repository)"
+    else:
+        real = Path(expanded).resolve()
+        tree = repo or _worktree_of(Path(source).resolve().parent)
+        try:
+            st = real.stat()
+        except OSError as e:
+            st, why = None, f"cannot read it: {e.strerror}"
+        if tree is not None and real.is_relative_to(tree.resolve()):
+            why = f"it is inside the repository {tree} that holds {source} (not the reader's own file)"
+        elif st is not None and st.st_uid != os.getuid():
+            why = "it is not owned by you"
+        elif st is not None and st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+            why = "others can write it"
+    if why:
+        raise Refused(
+            f"{source}: kubeconfig {named!r}: {why}; put the region's context in your own kubeconfig "
+            "instead (a kubeconfig can run programs)",
+            EXIT_USAGE,
+        )
+    return expanded
+
+
+def _worktree_of(start: Path) -> Path | None:
+    """The Git working tree holding ``start`` (its nearest ancestor with a .git), if any."""
+    for d in (start, *start.parents):
+        if (d / ".git").exists():
+            return d
+    return None
 
 
 def cluster_of(g: Globals, t: Target, namespace: str | None = None) -> Cluster:

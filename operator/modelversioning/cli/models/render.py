@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
 from rich.console import Console, Group, RenderableType
+from rich.segment import Segment
 from rich.table import Table
 from rich.text import Text
 
@@ -25,11 +27,32 @@ NON_TTY_WIDTH = 240
 
 
 # ---- plumbing ---------------------------------------------------------------------------------------
+# C0 controls but newline and tab, DEL and C1: in text from a cluster (another region's status, an API
+# server's error, a tenant's annotation) they would be the user's terminal's commands (ESC sequences
+# retitle, clear or rewrite the screen, OSC 52 writes the clipboard). Rich strips only a few of them.
+_CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def clean(text: str) -> str:
+    """``text`` with every terminal control character shown as U+FFFD."""
+    return _CONTROLS.sub("\ufffd", text)
+
+
+class SafeConsole(Console):
+    """A rich Console that prints the text of what it renders without control characters; its own
+    styles (and control segments: cursor moves of a progress bar) are unaffected."""
+
+    def _render_buffer(self, buffer: Iterable[Segment]) -> str:
+        return super()._render_buffer(
+            s if s.control else Segment(clean(s.text), s.style, s.control) for s in buffer
+        )
+
+
 def console(stderr: bool = False) -> Console:
     """A console on stdout (or stderr); wide and colourless when not a terminal, like kubectl."""
-    c = Console(stderr=stderr, highlight=False, soft_wrap=False)
+    c = SafeConsole(stderr=stderr, highlight=False, soft_wrap=False)
     if not c.is_terminal:
-        c = Console(stderr=stderr, highlight=False, soft_wrap=False, width=NON_TTY_WIDTH, no_color=True)
+        c = SafeConsole(stderr=stderr, highlight=False, soft_wrap=False, width=NON_TTY_WIDTH, no_color=True)
     return c
 
 
@@ -75,9 +98,9 @@ def progress(label: str, eta: bool = True) -> Iterator[Callable[[int, int | None
 def to_text(renderable: RenderableType, width: int = NON_TTY_WIDTH) -> str:
     """Render to plain text (tests, logs)."""
     buf = io.StringIO()
-    Console(file=buf, width=width, no_color=True, highlight=False, soft_wrap=False, color_system=None).print(
-        renderable
-    )
+    SafeConsole(
+        file=buf, width=width, no_color=True, highlight=False, soft_wrap=False, color_system=None
+    ).print(renderable)
     return buf.getvalue()
 
 

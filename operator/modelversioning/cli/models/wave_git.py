@@ -51,7 +51,12 @@ def head(repo: Path) -> str:
 
 
 def read(repo: Path, rel: str) -> str:
+    """The overlay's text from the working tree. The plan and the tree are a shared repository's: an
+    overlay that is a symlink, or that resolves outside the repository (through a symlinked directory),
+    is refused, never followed (it would read, and the user would be shown, any file of theirs)."""
     path = repo / rel
+    if path.is_symlink() or not path.resolve().is_relative_to(repo.resolve()):
+        raise Refused(f"overlay {rel}: a symlink or outside {repo}: refused (never followed)", EXIT_FAILED)
     try:
         return path.read_text()
     except OSError as e:

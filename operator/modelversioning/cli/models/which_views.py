@@ -34,7 +34,10 @@ def parse_at(text: str, now: float) -> float:
         return now
     m = _RELATIVE.match(s)
     if m:
-        return now - sum(float(n) * _UNIT[u] for n, u in _PART.findall(m.group(1)))
+        at = now - sum(float(n) * _UNIT[u] for n, u in _PART.findall(m.group(1)))
+        if not at >= 0:  # before 1970 (or not a number): no record reaches it, and no date prints it
+            raise Refused(f"--at {text!r}: before 1970; give a time in the endpoint's record", EXIT_USAGE)
+        return at
     t = parse_rfc3339(s)
     if t is None:
         raise Refused(

@@ -40,9 +40,10 @@ def _load(plan_file: str, repo: str | None) -> tuple[Any, Path]:
 
     from modelversioning.api.fleet import load_plan
     from modelversioning.cli.models import wave_git
+    from modelversioning.domain.waves import load_document
 
     try:
-        doc = yaml.safe_load(Path(plan_file).read_text())
+        doc = load_document(Path(plan_file).read_text())
     except (OSError, yaml.YAMLError) as e:
         raise Refused(f"cannot read the wave plan {plan_file}: {e}", EXIT_USAGE) from None
     try:
@@ -71,7 +72,10 @@ def _decide(
         raise Refused(str(e), EXIT_FAILED) from None
     pos = waves.position([r.name for r in regions], declared)
     version = pos.target.version
-    targets = [fleet.Target(r.name, str(r.context), r.kubeconfig or g.kubeconfig) for r in regions]
+    targets = [
+        fleet.Target(r.name, str(r.context), fleet.region_kubeconfig(r.kubeconfig, plan_file, g, root))
+        for r in regions
+    ]
     ask = list(range(len(regions))) if all_regions else ([pos.previous] if pos.previous is not None else [])
     reads = fleet.read_all(
         [targets[i] for i in ask],
@@ -212,10 +216,11 @@ def next_(
 
 def _message(view: dict[str, Any], nxt: Any, prev: Any, verdict: Any, before: str) -> str:
     from modelversioning.cli.models import wave_git
+    from modelversioning.cli.models.render import clean
     from modelversioning.domain.timestamps import rfc3339_ms
 
     since = rfc3339_ms(verdict.since) if verdict.since is not None else "-"
-    return (
+    return clean(
         f"wave {view['endpoint']}: promote {nxt.name} to {view['target']}\n\n"
         f"{' '.join(verdict.reasons)}\n\n"
         f"Wave-Plan: {view['plan']}\n"
@@ -223,4 +228,4 @@ def _message(view: dict[str, Any], nxt: Any, prev: Any, verdict: Any, before: st
         f"Wave-Gate: {prev.region} generation={prev.generation} serving-since={since}\n"
         f"Wave-Base: {view['base']}\n"
         f"Wave-Overlay-Before: sha256:{wave_git.digest(before)}\n"
-    )
+    )  # the gate's reasons quote the region's status: no terminal controls in the message or --print

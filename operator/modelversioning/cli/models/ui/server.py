@@ -31,6 +31,7 @@ import hmac
 import re
 import secrets
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -70,6 +71,7 @@ STATIC = {"ui.js": "application/javascript", "ui.css": "text/css"}
 ACTION_TIMEOUT = 30.0  # seconds an action waits for the operator (then the page says where it stands)
 SSE_HEARTBEAT = 15.0
 SSE_COALESCE = 0.05  # changes this close together go out as one event
+RENDER_SAMPLES = 10_000  # the render times kept (the newest): a view left open for days stays bounded
 
 # What a request may name. The API paths are built with quote() anyway; this refuses nonsense early.
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,252}$")
@@ -132,7 +134,8 @@ class UiServer:
         self.env = _templates()
         self._changed: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self.render_seconds: list[float] = []  # server time per page (the benchmark prints it)
+        # server time per page, the newest RENDER_SAMPLES (the benchmark prints them)
+        self.render_seconds: deque[float] = deque(maxlen=RENDER_SAMPLES)
         self._fleet: tuple[int, str] | None = None  # (revision, HTML)
 
     # ---- app ------------------------------------------------------------------------------------
@@ -302,6 +305,7 @@ class UiServer:
             raise web.HTTPForbidden(reason="read-only: actions are off (kubectl models ui --read-only)")
         if action not in ACTIONS:
             raise web.HTTPNotFound(reason=f"no action {action}")
+        self._in_scope(ns)
         fields = _action_fields(request.query, action, confirmed=False)
         return self._page("confirm.html", {"ns": ns, "action": action, "fields": fields})
 
@@ -311,11 +315,17 @@ class UiServer:
             raise web.HTTPForbidden(reason="read-only: actions are off (kubectl models ui --read-only)")
         if action not in ACTIONS:
             raise web.HTTPNotFound(reason=f"no action {action}")
+        self._in_scope(ns)
         fields = _action_fields(await request.post(), action, confirmed=True)
         loop = asyncio.get_running_loop()
         ok, message, actor = await loop.run_in_executor(None, self._perform, ns, action, fields)
         data = {"ns": ns, "action": action, "fields": fields, "ok": ok, "message": message, "actor": actor}
         return self._page("result.html", data, 200 if ok else 403 if "Forbidden" in message else 409)
+
+    def _in_scope(self, ns: str) -> None:
+        """A view started with -n acts only there (as it shows only there)."""
+        if self.cfg.namespace is not None and ns != self.cfg.namespace:
+            raise web.HTTPForbidden(reason=f"this view serves namespace {self.cfg.namespace}, not {ns}")
 
     def _perform(self, ns: str, action: str, f: Mapping[str, str]) -> tuple[bool, str, str]:
         """Run the action as the viewer (a Cluster of their kubeconfig in ``ns``): (applied, what
