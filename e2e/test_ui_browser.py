@@ -37,10 +37,16 @@ from kubernetes import client
 from browser import Browser, chromium_path
 from helpers import GROUP, Objects, cond_is, make_artifact, model_endpoint, model_version, wait_for
 
-pytestmark = [
-    pytest.mark.timeout(900),
-    pytest.mark.skipif(chromium_path() is None, reason="no chromium: run e2e/ensure-chromium.sh"),
-]
+pytestmark = pytest.mark.timeout(900)
+
+
+@pytest.fixture(autouse=True)
+def _chromium_installed() -> None:
+    """A missing Chromium fails these tests, never skips them (`./dev test` installs it first)."""
+    if chromium_path() is None:
+        pytest.fail("no chromium: run e2e/ensure-chromium.sh")
+
+
 OPERATOR_SRC = Path(__file__).resolve().parents[1] / "operator"
 XSS = '<script>window.__xss=1</script><img src=x onerror="window.__xss=2">'
 STEPS = [{"setWeight": 30}, {"pause": {}}]

@@ -27,7 +27,15 @@ from modelversioning.api.model import Kpi
 from modelversioning.domain.production import Segment, merge
 
 PROMETHEUS = shutil.which("prometheus")
-pytestmark = pytest.mark.skipif(PROMETHEUS is None, reason="no prometheus binary on this host")
+
+
+@pytest.fixture(autouse=True)
+def _prometheus_installed() -> None:
+    """A missing Prometheus fails these tests, never skips them (`./dev test` installs it first:
+    e2e/build-dataplane.sh)."""
+    if PROMETHEUS is None:
+        pytest.fail("no prometheus binary on PATH: run e2e/build-dataplane.sh (apt-get install prometheus)")
+
 
 ROUTER = "httproute-team-a-ep-gw-gw-traefik-ep-web-0-0123456789abcdef0123"
 MINE = f"{ROUTER}-svc-team-a-ep-a-0a1b2c3d4e-80@kubernetesgateway"
