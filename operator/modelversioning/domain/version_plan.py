@@ -54,6 +54,29 @@ from modelversioning.domain.version_verify import (
 # -------------------------------------------------------------------------------------- decide
 
 
+def _reported(
+    facts: VersionFacts,
+    policy: VersionPolicy,
+    artifact: Mapping[str, Any] | None,
+    io_signature: Mapping[str, Any] | None,
+) -> dict[str, Any]:
+    """The status fields written only when there is something to report."""
+    out: dict[str, Any] = {}
+    if policy.region:  # once per status: servedBy, rollouts and servingHistory are all this region's
+        out["region"] = policy.region
+    if artifact is not None:
+        out["artifact"] = dict(artifact)
+    if io_signature is not None:
+        out["ioSignature"] = io_signature
+    if facts.runtime.resolved is not None:  # once resolved, for good (domain.runtime_catalog)
+        out["resolvedRuntime"] = dict(facts.runtime.resolved)
+    if facts.serving_digest:  # what a ModelApproval must name (kubectl models approve reads it here)
+        out["servingDigest"] = facts.serving_digest
+    if facts.serving:
+        out["servedBy"] = [s.to_status() for s in facts.serving]
+    return out
+
+
 def decide(facts: VersionFacts, policy: VersionPolicy, now: datetime) -> VersionPlan:
     """The one entry point: what to write, post and schedule for this ModelVersion."""
     stamp = rfc3339(now)
@@ -87,18 +110,7 @@ def decide(facts: VersionFacts, policy: VersionPolicy, now: datetime) -> Version
         "stage": str(walk.stage),
         "history": list(walk.history),
     }
-    if policy.region:  # once per status: servedBy, rollouts and servingHistory are all this region's
-        status["region"] = policy.region
-    if verification.artifact is not None:
-        status["artifact"] = dict(verification.artifact)
-    if io_signature is not None:
-        status["ioSignature"] = io_signature
-    if facts.runtime.resolved is not None:  # once resolved, for good (domain.runtime_catalog)
-        status["resolvedRuntime"] = dict(facts.runtime.resolved)
-    if facts.serving_digest:  # what a ModelApproval must name (kubectl models approve reads it here)
-        status["servingDigest"] = facts.serving_digest
-    if facts.serving:
-        status["servedBy"] = [s.to_status() for s in facts.serving]
+    status.update(_reported(facts, policy, verification.artifact, io_signature))
     quarantine, quarantine_events = record_quarantine(prev.get("quarantine"), facts.quarantine, stamp)
     if quarantine is not None:
         status["quarantine"] = quarantine
