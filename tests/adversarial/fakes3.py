@@ -41,6 +41,7 @@ class FakeS3:
         self.count = count
         self.trickle = trickle
         self.requests: list[tuple[str, str, str]] = []  # (method, Host header, path)
+        self.first_request_at: float | None = None  # time.monotonic() when the first request came
         self._server = QuietServer((bind, 0), self._handler())
         self.port = int(self._server.server_address[1])
         self.endpoint_url = f"http://{bind}:{self.port}"
@@ -108,6 +109,8 @@ class FakeS3:
                 self.wfile.flush()
 
             def _route(self, head: bool) -> None:
+                if fake.first_request_at is None:
+                    fake.first_request_at = time.monotonic()
                 fake.requests.append((self.command, self.headers.get("Host", ""), self.path))
                 parts = urlsplit(self.path)
                 path = unquote(parts.path).lstrip("/")
