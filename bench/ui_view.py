@@ -72,7 +72,7 @@ async def run(views: int, changes: int) -> None:
     srv = UiServer(cfg, cache, lambda ns: None)  # type: ignore[arg-type,return-value]
     ts = TestServer(srv.app(), host="127.0.0.1", port=port)
     await ts.start_server()
-    base, cookie = f"http://127.0.0.1:{port}", {"Cookie": f"{cfg.cookie}={cfg.token}"}
+    base, cookie = f"http://127.0.0.1:{port}{cfg.root}", {"Cookie": f"{cfg.cookie}={cfg.token}"}
     try:
         async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as s:
             before = dict(cache.requests)

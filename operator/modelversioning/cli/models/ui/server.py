@@ -8,10 +8,15 @@ acts as the user):
 - it listens on 127.0.0.1 only;
 - DNS rebinding: a request whose Host header is not ``127.0.0.1:PORT`` or ``localhost:PORT`` is refused
   (421) before anything else, so a page from another name that resolves to 127.0.0.1 cannot read it;
+- every route lives under a secret, random path prefix ``/s/<prefix>/`` (16 random bytes, in the
+  printed URL); a request outside it is answered 404 before anything else is looked at, whatever
+  cookie it carries;
 - an unguessable token (32 random bytes) in the printed URL; the first request with it gets an
-  HttpOnly, SameSite=Strict cookie holding it (and is redirected to the URL without it, so it is not
-  kept in the history; no Referer leaves the view: Referrer-Policy same-origin); every other request
-  without that cookie is refused (401);
+  HttpOnly, SameSite=Strict cookie holding it, with ``Path=/s/<prefix>/`` (and is redirected to the URL
+  without it, so it is not kept in the history; no Referer leaves the view: Referrer-Policy
+  same-origin); every other request without that cookie is refused (401). Cookies are not scoped by
+  port: without the path, the browser would send the token to every server on 127.0.0.1; with it, only
+  to a URL that names the secret prefix;
 - CSRF: every action is a POST with a form field derived from the token (a page of another origin cannot
   read it), an Origin header (when the browser sends one) equal to ours, and Sec-Fetch-Site (when sent)
   same-origin; GETs change nothing;
@@ -94,6 +99,16 @@ class UiConfig:
     read_only: bool = False
     token: str = field(default_factory=lambda: secrets.token_urlsafe(32))
     port: int = 0  # set once bound
+    prefix: str = field(default_factory=lambda: secrets.token_urlsafe(16))  # the secret path segment
+
+    @property
+    def root(self) -> str:
+        """Where every route lives (no trailing slash): ``/s/<prefix>``."""
+        return f"/s/{self.prefix}"
+
+    def url(self) -> str:
+        """The URL to print: the prefix and the token (which the first request turns into a cookie)."""
+        return f"http://127.0.0.1:{self.port}{self.root}/?token={self.token}"
 
     @property
     def cookie(self) -> str:
@@ -110,7 +125,7 @@ class UiConfig:
         return {f"http://{h}" for h in self.allowed_hosts()}
 
 
-def _templates() -> jinja2.Environment:
+def _templates(root: str) -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("modelversioning.cli.models.ui", "templates"),
         autoescape=True,  # every {{ }} is HTML-escaped: names, annotations and lineage are tenants'
@@ -118,6 +133,7 @@ def _templates() -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
+    env.globals["root"] = root  # every link, form, script and stylesheet starts with it
     env.globals["pct"] = lambda v: f"{int(v)}%" if v is not None else "-"
     env.filters["q"] = lambda d: urlencode({k: v for k, v in d.items() if v is not None})
     env.filters["seg"] = lambda v: quote(str(v), safe="")  # one URL path segment
@@ -131,7 +147,7 @@ class UiServer:
         self.cfg = cfg
         self.cache = cache
         self.connect = connect  # a Cluster for an action in a namespace (the viewer's credentials)
-        self.env = _templates()
+        self.env = _templates(cfg.root)
         self._changed: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         # server time per page, the newest RENDER_SAMPLES (the benchmark prints them)
@@ -141,15 +157,16 @@ class UiServer:
     # ---- app ------------------------------------------------------------------------------------
     def app(self) -> web.Application:
         app = web.Application(middlewares=[self._guard])
-        app.router.add_get("/", self.fleet)
-        app.router.add_get("/static/{file}", self.static)
-        app.router.add_get("/favicon.ico", self.favicon)
-        app.router.add_get("/events", self.events)
-        app.router.add_get("/ns/{ns}/models/{model}", self.model)
-        app.router.add_get("/ns/{ns}/models/{model}/diff", self.diff)
-        app.router.add_get("/ns/{ns}/endpoints/{name}", self.endpoint)
-        app.router.add_get("/ns/{ns}/confirm/{action}", self.confirm)
-        app.router.add_post("/ns/{ns}/act/{action}", self.act)
+        r = self.cfg.root  # every route under the secret prefix (the guard 404s anything else first)
+        app.router.add_get(r + "/", self.fleet)
+        app.router.add_get(r + "/static/{file}", self.static)
+        app.router.add_get(r + "/favicon.ico", self.favicon)
+        app.router.add_get(r + "/events", self.events)
+        app.router.add_get(r + "/ns/{ns}/models/{model}", self.model)
+        app.router.add_get(r + "/ns/{ns}/models/{model}/diff", self.diff)
+        app.router.add_get(r + "/ns/{ns}/endpoints/{name}", self.endpoint)
+        app.router.add_get(r + "/ns/{ns}/confirm/{action}", self.confirm)
+        app.router.add_post(r + "/ns/{ns}/act/{action}", self.act)
         app.on_startup.append(self._started)
         return app
 
@@ -175,6 +192,9 @@ class UiServer:
         cfg = self.cfg
         if request.headers.get("Host", "") not in cfg.allowed_hosts():
             return web.Response(status=421, text="misdirected request: wrong Host header\n")
+        if not request.path.startswith(cfg.root + "/"):
+            # outside the secret prefix: nothing is read (no cookie, no token, no form), nothing rendered
+            return web.Response(status=404, text="not found\n")
         given = request.query.get("token")
         if given is not None:
             if not hmac.compare_digest(given.encode(), cfg.token.encode()):
@@ -182,7 +202,7 @@ class UiServer:
             resp = web.Response(
                 status=303, headers={"Location": str(request.rel_url.without_query_params("token"))}
             )
-            resp.set_cookie(cfg.cookie, cfg.token, httponly=True, samesite="Strict", path="/")
+            resp.set_cookie(cfg.cookie, cfg.token, httponly=True, samesite="Strict", path=cfg.root + "/")
             return resp
         cookie = request.cookies.get(cfg.cookie, "")
         if not hmac.compare_digest(cookie.encode(), cfg.token.encode()):
