@@ -366,7 +366,7 @@ class HttpApi:
 
 
 def _request(
-    conn: http.client.HTTPConnection, method: str, url: str, body: bytes | None, headers: list[tuple[str, str]]
+    conn: http.client.HTTPConnection, method: str, url: str, body: bytes | None, headers: Headers
 ) -> None:
     """conn.request with headers that may repeat (http.client's takes a mapping)."""
     conn.putrequest(method, url)

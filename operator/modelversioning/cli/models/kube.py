@@ -63,6 +63,7 @@ class Cluster:
         context: str | None = None,
         namespace: str | None = None,
         impersonate: tuple[str, tuple[str, ...]] | None = None,
+        http: bool = False,
     ) -> None:
         self.kubeconfig = kubeconfig
         self.context = context
@@ -70,6 +71,7 @@ class Cluster:
         # (user, groups): every request carries Impersonate-User/-Group (the in-cluster web view acting
         # as its viewer); the credentials' own identity must be allowed to impersonate exactly them
         self.impersonate = impersonate
+        self.http = http  # in a pod: our HTTP client with the ServiceAccount (not the kubernetes client)
 
     # ---- configuration ------------------------------------------------------------------------
     @cached_property
@@ -153,16 +155,17 @@ class Cluster:
     @cached_property
     def _api(self) -> HttpApi | ClientApi:
         """Plain HTTP(S) when the kubeconfig's credentials allow it, else the kubernetes client."""
-        from modelversioning.cli.models import kube_client  # (light: it loads the client when connecting)
-
-        from modelversioning.cli.models import apiserver
+        from modelversioning.cli.models import (
+            apiserver,
+            kube_client,  # (light: it loads the client when connecting)
+        )
 
         if self._config_doc is None:
             if not self.in_cluster:
                 raise ClusterError(
                     "no kubeconfig found (set --kubeconfig or $KUBECONFIG) and not running in a cluster"
                 )
-            if self.impersonate is None:
+            if self.impersonate is None and not self.http:
                 return kube_client.connect(None, None)
             creds: apiserver.Credentials | None = apiserver.in_cluster_credentials()
         else:
@@ -181,7 +184,7 @@ class Cluster:
             except (OSError, ValueError) as e:  # e.g. a CA that is no PEM: the client says what is wrong
                 if self.impersonate is not None:
                     raise ClusterError(f"cannot use the kubeconfig's credentials: {e}") from None
-        if self.impersonate is not None:  # the kubernetes client's path carries no impersonation here
+        if self.impersonate is not None or self.http:  # the kubernetes client's path: no impersonation
             raise ClusterError("impersonation needs a kubeconfig with a token or a client certificate")
         return kube_client.connect(_kubeconfig_paths(self.kubeconfig), self.context_name)
 

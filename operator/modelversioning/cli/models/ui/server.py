@@ -71,6 +71,7 @@ from modelversioning.cli.models.ui.incluster import (
 from modelversioning.cli.models.ui.snapshot import Snapshot
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+VIEWER = web.RequestKey("viewer", Viewer)  # in-cluster: who the proxy says is asking
 
 CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
@@ -233,7 +234,7 @@ class UiServer:
             return web.Response(status=404, text="not found\n")
         if self.incluster is not None:
             try:  # the proxy's secret first: without it no other header is read
-                request["viewer"] = self.incluster.trust.viewer(request.headers)
+                request[VIEWER] = self.incluster.trust.viewer(request.headers)
             except Untrusted as e:
                 return self._denied(e.why, e.status)
             return await self._handled(request, handler)
@@ -279,14 +280,14 @@ class UiServer:
         return self._page("error.html", {"status": status, "message": why}, status)
 
     def _csrf_of(self, request: web.Request | None) -> str:
-        viewer = request.get("viewer") if request is not None else None
+        viewer = request.get(VIEWER) if request is not None else None
         return csrf_for(self.cfg.token, viewer) if isinstance(viewer, Viewer) else self.cfg.csrf
 
     async def _snap(self, request: web.Request, ns: str | None = None, page: str | None = None) -> Snapshot:
         """The cache as this request may see it. In-cluster: only what the viewer's access reviews
         allow, and a page of a namespace where they may not list its kind is 403."""
         snap = self.cache.snapshot()
-        viewer = request.get("viewer")
+        viewer = request.get(VIEWER)
         if self.incluster is None or not isinstance(viewer, Viewer):
             return snap
         reviews, loop = self.incluster.reviews, asyncio.get_running_loop()
@@ -300,7 +301,7 @@ class UiServer:
     def _page(
         self, template: str, data: Mapping[str, Any], status: int = 200, request: web.Request | None = None
     ) -> web.Response:
-        viewer = request.get("viewer") if request is not None else None
+        viewer = request.get(VIEWER) if request is not None else None
         scope = self.cfg.namespace or "all namespaces"
         if isinstance(viewer, Viewer):
             scope = f"as {viewer.user}: the namespaces you may read"
@@ -418,7 +419,7 @@ class UiServer:
         await self._snap(request, ns, "models")
         fields = _action_fields(await request.post(), action, confirmed=True)
         loop = asyncio.get_running_loop()
-        viewer = request.get("viewer")
+        viewer = request.get(VIEWER)
         ok, message, actor = await loop.run_in_executor(None, self._perform, ns, action, fields, viewer)
         data = {"ns": ns, "action": action, "fields": fields, "ok": ok, "message": message, "actor": actor}
         status = 200 if ok else 403 if "Forbidden" in message else 409
