@@ -41,12 +41,20 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     config.addinivalue_line(
         "markers",
+        "measurement: a benchmark section run once on the session's real node, its output's shape checked "
+        "(its figures are the benchmark's): ./dev test leaves these out of the node lane (the critical "
+        "path of CI); ./dev bench --smoke runs them",
+    )
+    config.addinivalue_line(
+        "markers",
         "lane(name): a control-plane test that runs in another lane than `control` (`bench`: the long "
-        "benchmark smoke tests, which ./dev test runs after the unit tests, beside the two other lanes)",
+        "benchmark smoke tests, which ./dev test runs after the unit tests, beside the two other lanes; "
+        "`peers`: tests that run what the peers build lane builds besides kstatus-check (Flux), which "
+        "./dev test runs once that is built, after the bench lane)",
     )
 
 
-LANES = ("node", "control", "bench")
+LANES = ("node", "control", "bench", "peers")
 
 
 def lane_of(item: pytest.Item) -> str:

@@ -4,6 +4,9 @@ sections on the session's data plane (its real node, Traefik and Prometheus): da
 with one run of each kind, ttfa (bench/ttfa.py, time to first answer) with a 1 MiB artifact and a
 scale-up to 2 replicas, and oip (bench/oip.py: MLServer and the reference server) with 200 requests each.
 
+The real-traffic ones (marked ``measurement``: 3.6 min of the node lane, the critical path of CI, for
+figures that are the benchmark's) are run by `./dev bench --smoke`, not by `./dev test`.
+
 Only the shape of the results is checked (every section present, its numbers numeric); timings are
 the benchmark's business, not a test's. The peer smoke run (Argo Rollouts at its defaults and tuned,
 Flagger's rollback on a failed check against ours, 2 objects each) fails (never skips) when a peer
@@ -137,6 +140,7 @@ def _check_argo_setting(setting: str, st: dict[str, Any]) -> None:
         assert _is_number(blk["throttled"]["requests"]) and _is_number(blk["throttled"]["seconds"])
 
 
+@pytest.mark.measurement
 def test_bench_real_traffic_once(dataplane) -> None:  # type: ignore[no-untyped-def]
     """The real-traffic sections (bench/dataplane.py, bench/ttfa.py) once each, through the functions
     bench/run.py calls, on the session's data plane: the same harness, without a control plane and a
@@ -185,6 +189,7 @@ def _check_ttfa(tt: dict[str, object] | None, stderr: str) -> None:
         ]
 
 
+@pytest.mark.measurement
 def test_bench_oip_once(dataplane) -> None:  # type: ignore[no-untyped-def]
     """The oip section (bench/oip.py) with a few requests, through the function bench/run.py calls, on
     the session's data plane: both runtimes answered correctly and every number is there."""

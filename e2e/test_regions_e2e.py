@@ -41,6 +41,9 @@ NEW = [
     {"name": "stable", "version": "2.3.8", "weight": 0},
     {"name": "canary", "version": "2.4.1", "weight": 100},
 ]
+# Flux is built by the peers build lane (e2e/build-flux.sh, the slowest build): ./dev test runs these
+# tests in a session of their own once it is built (conftest.py: lane "peers"), not in the control lane.
+pytestmark = pytest.mark.lane("peers")
 STRATEGY = {"canary": {"variant": "canary", "baseline": "stable",
                        "steps": [{"setWeight": 50}, {"pause": {"duration": "2s"}}]}}  # fmt: skip
 
