@@ -295,4 +295,3 @@ CACHE_REFUSALS = (
 # Declared in api/reasons.py (the registry and its properties), named from here like every other
 # name on the wire.
 from modelversioning.api.reasons import *  # noqa: E402, F403
-from modelversioning.api.runtime_reasons import *  # noqa: E402, F403
