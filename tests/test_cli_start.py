@@ -30,6 +30,8 @@ from modelversioning.cli.models.app import COMMANDS, COMMANDS_PACKAGE
 HEAVY = (
     "pydantic",
     "modelversioning.api.modelversion",
+    "modelversioning.api.modelversion_spec",
+    "modelversioning.api.modelversion_status",
     "modelversioning.api.modelendpoint",
     "modelversioning.api.settings",
     "modelversioning.api.common",

@@ -364,7 +364,7 @@ def test_one_rejected_variant_never_blocks_rollback() -> None:
 
 def _slot_names(w: World, variant: str, version: str) -> list[str]:
     from modelversioning.api.modelendpoint import ModelEndpointSpec
-    from modelversioning.api.modelversion import ModelVersionSpec
+    from modelversioning.api.modelversion_spec import ModelVersionSpec
     from modelversioning.render import EndpointRef, render_deployment
 
     body = w.store.get("ModelEndpoint", NS, "ep")

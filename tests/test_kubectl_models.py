@@ -1040,7 +1040,7 @@ def test_the_plugin_starts_without_building_the_api_models_or_loading_the_kubern
     code = (
         "import sys, modelversioning.cli.kubectl_models\n"
         "print(sorted(m for m in ('pydantic', 'kubernetes', 'modelversioning.api.modelversion',"
-        " 'modelversioning.api.modelendpoint') if m in sys.modules))"
+        " 'modelversioning.api.modelversion_spec', 'modelversioning.api.modelendpoint') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]", out

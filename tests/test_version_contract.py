@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 
 from modelversioning.api import wire as R
-from modelversioning.api.modelversion import ModelVersionSpec
+from modelversioning.api.modelversion_spec import ModelVersionSpec
 from modelversioning.api.settings import ArtifactPolicy
 from modelversioning.artifacts import verify_artifact
 from modelversioning.artifacts.verify import digest_local

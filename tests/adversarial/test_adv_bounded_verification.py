@@ -208,7 +208,7 @@ def test_one_namespace_cannot_starve_another() -> None:
 
 
 def _spec(uri: str) -> Any:
-    from modelversioning.api.modelversion import ModelVersionSpec
+    from modelversioning.api.modelversion_spec import ModelVersionSpec
 
     return ModelVersionSpec.model_validate(
         {

@@ -15,7 +15,7 @@ from typing import Any
 
 from modelversioning.api import wire as R
 from modelversioning.api.model import ModelSpec
-from modelversioning.api.modelversion import ModelVersionSpec
+from modelversioning.api.modelversion_spec import ModelVersionSpec
 from modelversioning.api.wire import MODEL
 from modelversioning.domain import conditions as cond
 from modelversioning.domain.io_contract import IOSignature, Known

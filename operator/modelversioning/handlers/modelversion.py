@@ -27,7 +27,7 @@ from modelversioning import metrics
 from modelversioning.analysis.production import Scope
 from modelversioning.api import wire as R
 from modelversioning.api.common import validation_message
-from modelversioning.api.modelversion import ModelVersionSpec
+from modelversioning.api.modelversion_spec import ModelVersionSpec
 from modelversioning.api.settings import ArtifactPolicy, Settings
 from modelversioning.api.settings import Verification as VerificationSettings
 from modelversioning.api.wire import (
