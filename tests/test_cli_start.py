@@ -40,7 +40,7 @@ HEAVY = (
     "urllib3",
 )
 # ... and what a rollback does not need before its first request: printing (rich, the tables).
-PRINTING = ("rich", "modelversioning.cli.models.render")
+PRINTING = ("rich", "modelversioning.cli.models.render", "modelversioning.cli.models.terminal")
 
 
 def loaded_after(code: str) -> list[str]:

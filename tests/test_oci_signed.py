@@ -415,7 +415,7 @@ def test_an_unsigned_oci_version_where_a_signature_is_required_is_refused(regist
 def test_a_signed_oci_version_is_verified_with_its_signer_and_describe_and_lineage_show_it(
     registry, tmp_path, monkeypatch, who
 ):
-    from modelversioning.cli.models import render, views
+    from modelversioning.cli.models import render, terminal, views
     from modelversioning.cli.models.registry_views import lineage_view
     from modelversioning.cli.models.render_registry import lineage_renderable
     from modelversioning.domain import conditions as cond
@@ -439,7 +439,7 @@ def test_a_signed_oci_version_is_verified_with_its_signer_and_describe_and_linea
     mv = body | {"status": st}
     v = views.describe_view(mv)
     assert v["verification"]["signature"]["location"] == sig["uri"]  # the referrer
-    described = " ".join(render.to_text(render.describe_renderable(v)).split())
+    described = " ".join(terminal.to_text(render.describe_renderable(v)).split())
     assert f"Signature: key {sig['signer']}; accepted by Model m" in described, described
-    lineage = " ".join(render.to_text(lineage_renderable(lineage_view(mv, [], None))).split())
+    lineage = " ".join(terminal.to_text(lineage_renderable(lineage_view(mv, [], None))).split())
     assert f"Signed key {sig['signer']}; accepted by Model m" in lineage, lineage

@@ -327,16 +327,16 @@ def test_unquarantine_of_a_selector_in_force_nowhere_exits_4(monkeypatch: pytest
 
 
 def test_describe_shows_the_quarantine_in_force_and_the_last_lift() -> None:
-    from modelversioning.cli.models import render, views
+    from modelversioning.cli.models import render, terminal, views
 
     obj = mv("team-a", "2.4.1")
     on = {"state": "Quarantined", "selectors": [f"dataset={BAD}"], "reason": "leak", "by": "jane", "at": "t1"}
     obj["status"]["quarantine"] = on
-    text = render.to_text(render.describe_renderable(views.describe_view(obj)))
+    text = terminal.to_text(render.describe_renderable(views.describe_view(obj)))
     assert f"dataset={BAD}" in text
     assert "Quarantine" in text and "jane" in text and "leak" in text
     obj["status"]["quarantine"] = {**on, "state": "Lifted", "selectors": [], "by": "bob", "reason": "clean"}
-    text = render.to_text(render.describe_renderable(views.describe_view(obj)))
+    text = terminal.to_text(render.describe_renderable(views.describe_view(obj)))
     assert "lifted by bob" in text and "clean" in text
     del obj["status"]["quarantine"]
-    assert "Quarantine" not in render.to_text(render.describe_renderable(views.describe_view(obj)))
+    assert "Quarantine" not in terminal.to_text(render.describe_renderable(views.describe_view(obj)))
