@@ -635,7 +635,7 @@ def test_promote_states():
 
 
 def test_promote_patch_names_actor_stage_and_reason():
-    from modelversioning.handlers.modelversion import stage_actor
+    from modelversioning.handlers.version_annotations import stage_actor
 
     patch = actions.promote_patch("production", "admin", None)
     assert patch["spec"] == {"stage": "production"}

@@ -362,8 +362,9 @@ def _env(name: str, value: str) -> Iterator[None]:
 def reconcile(uri: str, p: Pushed, *, stage: str = "candidate", required_from: str = "candidate") -> tuple:
     import test_modelversion_reconciler as harness
     import test_signed_versions as signed
-    from modelversioning.handlers.modelversion import ModelVersionReconciler, make_verifier
+    from modelversioning.handlers.modelversion import ModelVersionReconciler
     from modelversioning.handlers.store import Store
+    from modelversioning.handlers.verification import make_verifier
 
     store = Store()
     kube = signed.Kube(store, {(harness.NS, "release-key"): {"key.pub": RELEASE.public_pem}})

@@ -81,7 +81,7 @@ def test_bytes_hashed_metric_counts_only_verified_artifacts() -> None:
     from modelversioning.api.modelversion_spec import ModelVersionSpec
     from modelversioning.api.settings import Verification
     from modelversioning.domain.version_facts import VerifyResult
-    from modelversioning.handlers.modelversion import Verifications
+    from modelversioning.handlers.verification import Verifications
     from modelversioning.metrics import REGISTRY
 
     results = {
