@@ -19,10 +19,10 @@ from typing import Any
 import pytest
 from kubernetes.client.exceptions import ApiException
 
-from merge_patch import apply_merge_patch
 from modelversioning import metrics
 from modelversioning.api import wire as R
 from modelversioning.api.settings import Serving, Settings
+from modelversioning.domain.merge_patch import apply_merge_patch
 from modelversioning.handlers.kube import Conflict, PreconditionFailed, count_write, status_merge_patch
 from modelversioning.handlers.modelendpoint import ModelEndpointReconciler
 from modelversioning.handlers.store import Store

@@ -26,6 +26,7 @@ from modelversioning.cli.models.errors import Refused
 from modelversioning.cli.models.gitinfo import git_info, redact_remote
 from modelversioning.cli.models.output import Output
 from modelversioning.cli.models.register_plan import RegisterInputs
+from modelversioning.domain.merge_patch import apply_merge_patch
 
 SHA_OLD = "a" * 64
 SHA_NEW = "b" * 64
@@ -577,13 +578,13 @@ def test_rollback_done_and_gitops_manifest():
     assert not actions.rollback_done({}, "stable")
     ep = endpoint(0, 100)
     plan = actions.plan_rollback(ep)
-    manifest = actions.clean_manifest(actions.apply_merge_patch(ep, plan.patch))
+    manifest = actions.clean_manifest(apply_merge_patch(ep, plan.patch))
     assert "status" not in manifest
     assert set(manifest["metadata"]) == {"name", "namespace"}
     assert [v["weight"] for v in manifest["spec"]["variants"]] == [100, 0]
     assert manifest["spec"]["routing"] == ep["spec"]["routing"]
     assert ep["spec"]["variants"][0]["weight"] == 0  # the input is not modified
-    assert actions.apply_merge_patch({"a": {"b": 1, "c": 2}}, {"a": {"b": None}, "d": {"e": None}}) == {
+    assert apply_merge_patch({"a": {"b": 1, "c": 2}}, {"a": {"b": None}, "d": {"e": None}}) == {
         "a": {"c": 2},
         "d": {},
     }
@@ -645,7 +646,7 @@ def test_promote_patch_names_actor_stage_and_reason():
         "modelversioning.io/requested-stage": "production",
         "modelversioning.io/reason": None,
     }  # null removes a stale reason
-    body = actions.apply_merge_patch(
+    body = apply_merge_patch(
         {"metadata": {"annotations": {"modelversioning.io/reason": "old"}}}, patch
     )
     assert stage_actor(body, "production", enforced=True) == "admin"

@@ -13,11 +13,12 @@ import pytest
 from typer.testing import CliRunner
 
 from modelversioning.api import wire as R
-from modelversioning.cli.models import actions, context
+from modelversioning.cli.models import context
 from modelversioning.cli.models import quarantine_plan as QP
 from modelversioning.cli.models.app import app
 from modelversioning.cli.models.errors import ClusterError, Refused
 from modelversioning.domain import quarantine as Q
+from modelversioning.domain.merge_patch import apply_merge_patch
 
 BAD, GOOD = "fraud-tx@2026-10-01", "fraud-tx@2026-09-01"
 
@@ -94,7 +95,7 @@ class Fake:
             raise ClusterError("Error from server (Forbidden): no", 403)
         self.patches.append((ns, name, patch))
         key = (res.kind, ns, name)
-        self.objs[key] = actions.apply_merge_patch(self.objs[key], patch)
+        self.objs[key] = apply_merge_patch(self.objs[key], patch)
         return copy.deepcopy(self.objs[key])
 
 

@@ -19,6 +19,7 @@ from modelversioning.api.wire import (
 )
 from modelversioning.cli.models.errors import EXIT_TIMEOUT, Refused
 from modelversioning.cli.models.views import condition, meta_of, spec_of, status_of, version_key
+from modelversioning.domain.merge_patch import apply_merge_patch
 
 # ---- promote ----------------------------------------------------------------------------------------
 PromoteState = Literal["done", "blocked", "waiting"]
@@ -446,20 +447,6 @@ def clean_manifest(obj: Mapping[str, Any]) -> dict[str, Any]:
     else:
         md.pop("annotations", None)
     out["metadata"] = md
-    return out
-
-
-def apply_merge_patch(obj: Mapping[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
-    """RFC 7386 JSON merge patch (what the API server does with application/merge-patch+json)."""
-    out = copy.deepcopy(dict(obj))
-    for k, v in patch.items():
-        if v is None:
-            out.pop(k, None)
-        elif isinstance(v, Mapping):
-            current = out.get(k)
-            out[k] = apply_merge_patch(current if isinstance(current, Mapping) else {}, v)
-        else:
-            out[k] = copy.deepcopy(v)
     return out
 
 
