@@ -93,6 +93,36 @@ def _cond_and_event_reason_literals(source: str) -> list[tuple[int, str]]:
     return out
 
 
+# The response headers we add or read (api.wire HEADER_*): declared once, never spelled elsewhere.
+HEADERS = frozenset(v for k, v in vars(wire).items() if k.startswith("HEADER_") and isinstance(v, str))
+
+
+def header_literals(source: str) -> list[tuple[int, str]]:
+    """(line, text) of every string literal (docstrings not) that is one of our response headers."""
+    tree = ast.parse(source)
+    docs = _docstrings(tree)
+    return [
+        (n.lineno, n.value)
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Constant)
+        and isinstance(n.value, str)
+        and id(n) not in docs
+        and n.value.strip().lower() in HEADERS
+    ]
+
+
+def test_no_module_outside_api_spells_a_header_of_ours() -> None:
+    assert {"x-model-version", "x-model-unavailable"} <= HEADERS
+    assert header_literals('H = "x-model-version"\n') == [(1, "x-model-version")]
+    found = [
+        f"{rel}:{line}: {text!r}"
+        for rel, src in _sources()
+        if not rel.startswith("api/")
+        for line, text in header_literals(src)
+    ]
+    assert found == [], "name these headers from api.wire:\n" + "\n".join(found)
+
+
 def test_every_condition_and_event_reason_is_named_from_the_registry() -> None:
     found = []
     for path in sorted(OPERATOR.rglob("*.py")):
