@@ -163,6 +163,8 @@ TEST_CLOCK_ANNOTATION = f"{GROUP}/test-clock"
 SHA256_ANNOTATION = f"{GROUP}/artifact-sha256"
 # Every annotation of ours starts with this; the watch cache keeps only these (handlers.store).
 ANNOTATION_PREFIX = f"{GROUP}/"
+# kubectl's client-side apply record (not ours: never written; dropped from what we keep and show)
+LAST_APPLIED_ANNOTATION = "kubectl.kubernetes.io/last-applied-configuration"
 
 # ---------------------------------------------------------------------------------------- labels
 LABEL_NAME = "app.kubernetes.io/name"

@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from modelversioning.api.routers import DEFAULT_ROUTER
 from modelversioning.api.wire import (
+    LAST_APPLIED_ANNOTATION,
     REASON_ANNOTATION,
     REQUESTED_BY_ANNOTATION,
     REQUESTED_STAGE_ANNOTATION,
@@ -440,7 +441,7 @@ def clean_manifest(obj: Mapping[str, Any]) -> dict[str, Any]:
     ann = {
         k: v
         for k, v in (md.get("annotations") or {}).items()
-        if k != "kubectl.kubernetes.io/last-applied-configuration"
+        if k != LAST_APPLIED_ANNOTATION
     }
     if ann:
         md["annotations"] = ann
