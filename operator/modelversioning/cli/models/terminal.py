@@ -52,8 +52,10 @@ def console(stderr: bool = False) -> Console:
 
 
 def out(text: str) -> None:
-    """Text for the user's pipe (YAML, JSON), flushed before anything goes to stderr."""
-    sys.stdout.write(text)
+    """Text for the user's pipe (YAML, JSON, a patch), flushed before anything goes to stderr. On a
+    terminal its control characters are shown as U+FFFD (``clean``: the text may quote a cluster or a
+    shared repository); a pipe gets it unchanged (``git apply`` of a printed patch)."""
+    sys.stdout.write(clean(text) if sys.stdout.isatty() else text)
     sys.stdout.flush()
 
 
