@@ -41,6 +41,8 @@ from typing import Any
 
 import yaml
 
+from modelversioning.domain.merge_patch import apply_merge_patch
+
 REPO = Path(__file__).resolve().parents[1]
 # What the `kubectl-models` console script runs.
 ENTRY = "import sys; from modelversioning.cli.kubectl_models import main; sys.exit(main())"
@@ -66,19 +68,6 @@ def endpoint() -> dict[str, Any]:
             "variants": [{"name": "stable", "eligible": True}, {"name": "canary", "eligible": True}],
         },
     }
-
-
-def _merge(obj: Any, patch: Any) -> Any:
-    """RFC 7386 JSON merge patch."""
-    if not isinstance(patch, dict):
-        return patch
-    out = dict(obj) if isinstance(obj, dict) else {}
-    for k, v in patch.items():
-        if v is None:
-            out.pop(k, None)
-        else:
-            out[k] = _merge(out.get(k), v)
-    return out
 
 
 def stats(samples: list[float], cpu: list[float] | None = None) -> dict[str, Any]:
@@ -158,7 +147,7 @@ class FakeApiServer(http.server.ThreadingHTTPServer):
             if base.endswith(f"/modelendpoints/{ENDPOINT}") and method in ("GET", "PATCH"):
                 if method == "PATCH":
                     self.patched_at = now
-                    ep = self.endpoint = _merge(ep, body)
+                    ep = self.endpoint = apply_merge_patch(ep, body)
                     ep["metadata"]["resourceVersion"] = str(int(ep["metadata"]["resourceVersion"]) + 1)
                     ep["status"]["effectiveWeights"] = {
                         v["name"]: v["weight"] for v in ep["spec"]["variants"]

@@ -27,6 +27,7 @@ from typing import Any
 from modelversioning.analysis.pool import AnalysisPool
 from modelversioning.api import wire as R
 from modelversioning.api.settings import Settings
+from modelversioning.domain.merge_patch import apply_merge_patch
 from modelversioning.domain.version_facts import VerifyResult
 from modelversioning.handlers import modelversion as mv_handler
 from modelversioning.handlers.kube import status_merge_patch
@@ -38,18 +39,6 @@ from modelversioning.handlers.workqueue import Requeue
 NS = "bench"
 SHA = "d" * 64
 TICK = 5.0  # simulated seconds between two looks at the timers
-
-
-def _merge(base: Any, patch: Any) -> Any:
-    if not isinstance(patch, dict):
-        return patch
-    out = dict(base) if isinstance(base, dict) else {}
-    for k, v in patch.items():
-        if v is None:
-            out.pop(k, None)
-        else:
-            out[k] = _merge(out.get(k), v)
-    return out
 
 
 class Api:
@@ -72,7 +61,7 @@ class Api:
         cause = _cause(body.get("status") or {}, status)
         self.writes[cause] += 1
         self.per_minute[(self.minute, cause)] += 1
-        body["status"] = _merge(body.get("status") or {}, status_merge_patch(status, old))
+        body["status"] = apply_merge_patch(body.get("status") or {}, status_merge_patch(status, old))
         return self._bump(body)
 
     def set_finalizers(self, res: Any, ns: str, name: str, finalizers: list[str], rv: str) -> None:

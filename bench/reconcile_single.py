@@ -35,6 +35,7 @@ from reconcile_scaling import AVAILABLE, NS, build  # noqa: E402
 
 from modelversioning.domain import endpoint_delete as D  # noqa: E402
 from modelversioning.domain import endpoint_plan  # noqa: E402
+from modelversioning.domain.merge_patch import apply_merge_patch
 from modelversioning.handlers.kube import Kube  # noqa: E402
 from modelversioning.handlers.modelendpoint import ModelEndpointReconciler  # noqa: E402
 from modelversioning.handlers.store import Store  # noqa: E402
@@ -76,7 +77,7 @@ class StubApi(client.ApiClient):  # type: ignore[misc]
         if url.split("?")[0].endswith("/status"):  # our endpoint's status: merged into what is cached
             name = url.split("?")[0].split("/")[-2]
             obj = self.store.get("ModelEndpoint", NS, name) or {}
-            obj["status"] = _merged(obj.get("status") or {}, sent.get("status") or {})
+            obj["status"] = apply_merge_patch(obj.get("status") or {}, sent.get("status") or {})
             obj["metadata"]["resourceVersion"] = str(self.rv)
             return _Reply(json.dumps(obj).encode())
         if isinstance(sent, dict) and "metadata" in sent:
@@ -84,19 +85,6 @@ class StubApi(client.ApiClient):  # type: ignore[misc]
             if sent.get("kind") == "Deployment":
                 sent["status"] = dict(AVAILABLE)
         return _Reply(json.dumps(sent).encode())
-
-
-def _merged(old: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
-    """RFC 7386: `patch` merged into `old` (None removes)."""
-    out = dict(old)
-    for k, v in patch.items():
-        if v is None:
-            out.pop(k, None)
-        elif isinstance(v, dict) and isinstance(out.get(k), dict):
-            out[k] = _merged(out[k], v)
-        else:
-            out[k] = v
-    return out
 
 
 class Timeline:

@@ -95,7 +95,7 @@ def endpoint_object(dp: DataPlane, version: str) -> dict[str, Any]:
 def rendered(ep: dict[str, Any], mv: dict[str, Any], serving: dict[str, Any]) -> dict[str, Any]:
     """Our Deployment for `mv` as the operator renders it (the plain baseline's pod template)."""
     from modelversioning.api.modelendpoint import ModelEndpointSpec
-    from modelversioning.api.modelversion import ModelVersionSpec
+    from modelversioning.api.modelversion_spec import ModelVersionSpec
     from modelversioning.api.settings import Serving
     from modelversioning.render.deployment import render_deployment
     from modelversioning.render.values import EndpointRef

@@ -7,8 +7,9 @@
 # Output: $MV_CACHE_DIR/<key>/bin (default ~/.cache/modelversioning/...), holding `traefik` and a
 # `prometheus` symlink to the Debian binary. Prints the bin directory on the last line of stdout.
 set -euo pipefail
-# apt and dpkg take one caller at a time: ./dev builds independent parts at once (flock waits).
-apt_get() { flock "${MV_APT_LOCK:-/tmp/modelversioning-apt.lock}" apt-get "$@"; }
+# apt_get: apt-get under the shared apt lock (e2e/apt.sh)
+# shellcheck source=e2e/apt.sh
+source "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/apt.sh"
 
 TRAEFIK_VERSION="${TRAEFIK_VERSION:-v3.7.13}"
 

@@ -14,8 +14,9 @@
 #
 # Output: $MV_CACHE_DIR/node_<versions>/bin (default ~/.cache/modelversioning/...).
 set -euo pipefail
-# apt and dpkg take one caller at a time: ./dev builds independent parts at once (flock waits).
-apt_get() { flock "${MV_APT_LOCK:-/tmp/modelversioning-apt.lock}" apt-get "$@"; }
+# apt_get: apt-get under the shared apt lock (e2e/apt.sh)
+# shellcheck source=e2e/apt.sh
+source "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/apt.sh"
 
 K8S_VERSION="${K8S_VERSION:-v1.34.4}"
 CRICTL_VERSION="${CRICTL_VERSION:-v1.34.0}"

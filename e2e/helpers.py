@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -13,6 +16,21 @@ from kubernetes.client.rest import ApiException
 
 T = TypeVar("T")
 GROUP, VERSION = "modelversioning.io", "v1alpha1"
+
+
+OPERATOR_SRC = Path(__file__).resolve().parents[1] / "operator"
+
+
+def kubectl_models(
+    kubeconfig: Path | str, namespace: str, *args: str, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    """`kubectl models -n NAMESPACE ARGS` from this source tree (wide output, only --kubeconfig: the
+    environment's KUBECONFIG unset), its output captured."""
+    env = {**os.environ, "COLUMNS": "250", "PYTHONPATH": str(OPERATOR_SRC)}
+    env.pop("KUBECONFIG", None)
+    cmd = [sys.executable, "-m", "modelversioning.cli.kubectl_models", "--kubeconfig", str(kubeconfig)]
+    run = [*cmd, "-n", namespace, *args]
+    return subprocess.run(run, capture_output=True, text=True, timeout=timeout, env=env)
 
 
 def wait_for(

@@ -612,7 +612,7 @@ def test_real_pods_behind_traefik_scraped_by_prometheus(
     prometheus: Prometheus = dataplane.prom
     from images import OPERATOR_IMAGE
     from modelversioning.api.modelendpoint import ModelEndpointSpec
-    from modelversioning.api.modelversion import ModelVersionSpec
+    from modelversioning.api.modelversion_spec import ModelVersionSpec
     from modelversioning.api.settings import ArtifactPolicy, Serving
     from modelversioning.render import (
         EndpointRef,

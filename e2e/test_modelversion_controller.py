@@ -10,7 +10,7 @@ from functools import partial
 import pytest
 
 from helpers import Objects, cond_is, condition, make_artifact, model_endpoint, model_version, wait_for
-from modelversioning.handlers.modelversion import UNATTRIBUTED
+from modelversioning.handlers.version_annotations import UNATTRIBUTED
 
 
 @pytest.fixture

@@ -13,24 +13,20 @@ other; once their serving periods close the operator summarises them from the re
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 import time
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
 import pytest
 from kubernetes.client.exceptions import ApiException
 
 from dataplane_harness import DataPlane
-from helpers import GROUP, VERSION, Objects, cond_is, condition, wait_for
+from helpers import GROUP, VERSION, Objects, cond_is, condition, kubectl_models, wait_for
 from test_dataplane import endpoint, register
 
 pytestmark = pytest.mark.timeout(1800)
 PREDICT = "/v1/predict"
-OPERATOR_SRC = Path(__file__).resolve().parents[1] / "operator"
 RATES = {"1.0.0": 0.02, "1.1.0": 0.2}
 PER_VERSION = 400  # requests sent to each version, 5 per second
 GATE = "served.errorRatio <= 0.05 over 100 requests"
@@ -42,16 +38,7 @@ def objs(kube, namespace, dp) -> Objects:  # type: ignore[no-untyped-def]
 
 
 def cli(cluster: Any, ns: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "COLUMNS": "250", "PYTHONPATH": str(OPERATOR_SRC)}
-    env.pop("KUBECONFIG", None)
-    cmd = [
-        sys.executable,
-        "-m",
-        "modelversioning.cli.kubectl_models",
-        "--kubeconfig",
-        str(cluster.kubeconfig),
-    ]
-    return subprocess.run([*cmd, "-n", ns, *args], capture_output=True, text=True, timeout=120, env=env)
+    return kubectl_models(cluster.kubeconfig, ns, *args, timeout=120)
 
 
 def send(dp: DataPlane, n: int, rate: float = 5.0) -> Counter[tuple[str, int]]:

@@ -6,9 +6,7 @@ the endpoint as found; a GitOps-managed endpoint is refused. The traffic drill i
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,9 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from helpers import Objects, cond_is, make_artifact, model_endpoint, model_version, wait_for
-
-OPERATOR_SRC = Path(__file__).resolve().parents[1] / "operator"
+from helpers import Objects, cond_is, kubectl_models, make_artifact, model_endpoint, model_version, wait_for
 
 
 @pytest.fixture
@@ -42,16 +38,7 @@ def fast_probes(operator: Any) -> Iterator[None]:
 
 
 def cli(cluster: Any, ns: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "COLUMNS": "250", "PYTHONPATH": str(OPERATOR_SRC)}
-    env.pop("KUBECONFIG", None)
-    cmd = [
-        sys.executable,
-        "-m",
-        "modelversioning.cli.kubectl_models",
-        "--kubeconfig",
-        str(cluster.kubeconfig),
-    ]
-    return subprocess.run([*cmd, "-n", ns, *args], capture_output=True, text=True, timeout=300, env=env)
+    return kubectl_models(cluster.kubeconfig, ns, *args, timeout=300)
 
 
 def ready(objs: Objects, name: str) -> tuple[str, str]:

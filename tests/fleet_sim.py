@@ -19,9 +19,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from merge_patch import apply_merge_patch
 from modelversioning.api import wire as R
 from modelversioning.api.settings import Settings
+from modelversioning.domain.merge_patch import apply_merge_patch
 from modelversioning.domain.version_facts import VerifyResult
 from modelversioning.handlers.kube import Conflict, count_write, status_merge_patch
 from modelversioning.handlers.model import ModelReconciler

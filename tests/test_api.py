@@ -10,7 +10,8 @@ from pydantic import ValidationError
 
 from modelversioning.api import crdgen
 from modelversioning.api.modelendpoint import ModelEndpoint, ModelEndpointSpec
-from modelversioning.api.modelversion import ModelVersion, ModelVersionSpec
+from modelversioning.api.modelversion import ModelVersion
+from modelversioning.api.modelversion_spec import ModelVersionSpec
 from modelversioning.api.platform import ModelPlatformPolicy
 
 ROOT = Path(__file__).resolve().parents[1]

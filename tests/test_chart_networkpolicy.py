@@ -19,7 +19,7 @@ from typing import Any
 import yaml
 
 from modelversioning.api.modelendpoint import ModelEndpointSpec
-from modelversioning.api.modelversion import ModelVersionSpec
+from modelversioning.api.modelversion_spec import ModelVersionSpec
 from modelversioning.api.settings import Serving
 from modelversioning.api.wire import LABEL_COMPONENT, LABEL_MANAGED_BY, MANAGED_BY
 from modelversioning.render import EndpointRef, render_deployment

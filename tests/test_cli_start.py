@@ -30,6 +30,8 @@ from modelversioning.cli.models.app import COMMANDS, COMMANDS_PACKAGE
 HEAVY = (
     "pydantic",
     "modelversioning.api.modelversion",
+    "modelversioning.api.modelversion_spec",
+    "modelversioning.api.modelversion_status",
     "modelversioning.api.modelendpoint",
     "modelversioning.api.settings",
     "modelversioning.api.common",
@@ -38,7 +40,7 @@ HEAVY = (
     "urllib3",
 )
 # ... and what a rollback does not need before its first request: printing (rich, the tables).
-PRINTING = ("rich", "modelversioning.cli.models.render")
+PRINTING = ("rich", "modelversioning.cli.models.render", "modelversioning.cli.models.terminal")
 
 
 def loaded_after(code: str) -> list[str]:

@@ -11,7 +11,7 @@ import copy
 from typing import Any
 
 from modelversioning.api.modelendpoint import ModelEndpointSpec
-from modelversioning.api.modelversion import ModelVersionSpec
+from modelversioning.api.modelversion_spec import ModelVersionSpec
 from modelversioning.api.settings import ArtifactPolicy, Serving
 from modelversioning.handlers.endpoint_inputs import EndpointInputs, Lru
 from modelversioning.handlers.store import Store

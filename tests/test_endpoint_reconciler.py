@@ -19,10 +19,10 @@ from typing import Any
 import pytest
 from kubernetes.client.exceptions import ApiException
 
-from merge_patch import apply_merge_patch
 from modelversioning import metrics
 from modelversioning.api import wire as R
 from modelversioning.api.settings import Serving, Settings
+from modelversioning.domain.merge_patch import apply_merge_patch
 from modelversioning.handlers.kube import Conflict, PreconditionFailed, count_write, status_merge_patch
 from modelversioning.handlers.modelendpoint import ModelEndpointReconciler
 from modelversioning.handlers.store import Store
@@ -364,7 +364,7 @@ def test_one_rejected_variant_never_blocks_rollback() -> None:
 
 def _slot_names(w: World, variant: str, version: str) -> list[str]:
     from modelversioning.api.modelendpoint import ModelEndpointSpec
-    from modelversioning.api.modelversion import ModelVersionSpec
+    from modelversioning.api.modelversion_spec import ModelVersionSpec
     from modelversioning.render import EndpointRef, render_deployment
 
     body = w.store.get("ModelEndpoint", NS, "ep")

@@ -10,8 +10,9 @@ from typing import Any
 
 from modelversioning.handlers.drift import diff, in_sync
 from modelversioning.handlers.modelendpoint import deployment_state
-from modelversioning.handlers.modelversion import served_by, stage_actor
+from modelversioning.handlers.modelversion import served_by
 from modelversioning.handlers.store import Store
+from modelversioning.handlers.version_annotations import stage_actor
 from modelversioning.handlers.workqueue import Requeue, WorkQueue
 from waits import PATIENCE, set_within, until
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from modelversioning.api.modelendpoint import ModelEndpointSpec
-from modelversioning.api.modelversion import ModelVersionSpec
+from modelversioning.api.modelversion_spec import ModelVersionSpec
 from modelversioning.api.settings import ArtifactPolicy, Serving
 from modelversioning.render import EndpointRef, render_deployment
 

@@ -20,12 +20,13 @@ from typer.testing import CliRunner
 
 from modelversioning.artifacts import digest_local
 from modelversioning.cli.kubectl_models import app
-from modelversioning.cli.models import actions, inputs, register_plan, render, views
+from modelversioning.cli.models import actions, inputs, register_plan, render, terminal, views
 from modelversioning.cli.models.app import _hoist_globals
 from modelversioning.cli.models.errors import Refused
 from modelversioning.cli.models.gitinfo import git_info, redact_remote
+from modelversioning.cli.models.output import Output
 from modelversioning.cli.models.register_plan import RegisterInputs
-from modelversioning.cli.models.render import Output
+from modelversioning.domain.merge_patch import apply_merge_patch
 
 SHA_OLD = "a" * 64
 SHA_NEW = "b" * 64
@@ -272,13 +273,13 @@ def test_list_rows_table_yaml_json():
         "True",
     )
     assert r["age"] == "2d4h"
-    text = render.to_text(render.list_table(rows))
+    text = terminal.to_text(render.list_table(rows))
     header = text.splitlines()[0].split()
     assert header == ["MODEL", "VERSION", "REQUESTED", "STAGE", "VERIFIED", "SERVED", "BY", "AGE"]
     line = next(ln for ln in text.splitlines() if "2.4.1" in ln)
     assert "fraud-detector/canary=100" in line and "True" in line and "2d4h" in line
-    assert yaml.safe_load(render.dump(rows, Output.yaml)) == rows
-    assert json.loads(render.dump(rows, Output.json)) == rows
+    assert yaml.safe_load(terminal.dump(rows, Output.yaml)) == rows
+    assert json.loads(terminal.dump(rows, Output.json)) == rows
     assert views.list_rows([old_mv()], "other-model") == []
 
 
@@ -288,7 +289,7 @@ def test_list_shows_failed_verification_and_pending_stage():
     bad["status"]["stage"] = "candidate"
     row = views.list_rows([bad])[0]
     assert row["verifiedText"] == "False (DigestMismatch)"
-    text = render.to_text(render.list_table([row], all_namespaces=True))
+    text = terminal.to_text(render.list_table([row], all_namespaces=True))
     assert "NAMESPACE" in text and "models" in text and "False (DigestMismatch)" in text
     assert "staging" in text and "candidate" in text
 
@@ -332,12 +333,12 @@ def test_history_is_sorted_by_time_across_versions():
         ("2.4.1", "candidate", "archived"),
         ("2.3.8", "staging", "production"),
     ]
-    text = render.to_text(render.history_table(rows))
+    text = terminal.to_text(render.history_table(rows))
     assert text.splitlines()[0].split() == ["TIME", "VERSION", "FROM", "->", "TO", "ACTOR", "REASON"]
     assert "(new) -> candidate" in text
     line = next(ln for ln in text.splitlines() if "2024-10-03T08:00:00Z" in ln)
     assert "staging -> production" in line and "admin" in line and "canary" in line
-    assert json.loads(render.dump(rows, Output.json))[-1] == {
+    assert json.loads(terminal.dump(rows, Output.json))[-1] == {
         "at": "2024-10-03T08:00:00Z",
         "version": "2.4.1",
         "event": "stage",
@@ -371,18 +372,18 @@ def test_history_shows_rollouts_interleaved_with_stage_changes():
     bad = rows[-3]
     assert bad["actor"] == "ModelEndpoint/fraud-detector" and bad["endpoint"] == "fraud-detector"
     assert "0.31 > max 0.01" in bad["reason"]
-    text = render.to_text(render.history_table(rows))
+    text = terminal.to_text(render.history_table(rows))
     line = next(ln for ln in text.splitlines() if "2024-10-02T12:00:00Z" in ln)
     assert "rollout Failed on fraud-detector" in line and "ModelEndpoint/fraud-detector" in line
     assert "errors=0.31" in line
-    assert json.loads(render.dump(rows, Output.json))[-3]["result"] == "Failed"
+    assert json.loads(terminal.dump(rows, Output.json))[-3]["result"] == "Failed"
 
 
 # ---- describe -------------------------------------------------------------------------------------
 def test_describe_sections():
     v = views.describe_view(new_mv())
     assert v["verification"]["matches"] is True
-    text = render.to_text(render.describe_renderable(v))
+    text = terminal.to_text(render.describe_renderable(v))
     for want in (
         "Artifact",
         "Lineage",
@@ -409,7 +410,7 @@ def test_describe_sections():
 def test_rich_markup_in_user_data_is_printed_literally():
     m = new_mv()
     m["spec"]["lineage"]["author"] = "[bold]mallory[/bold]"
-    text = render.to_text(render.describe_renderable(views.describe_view(m)))
+    text = terminal.to_text(render.describe_renderable(views.describe_view(m)))
     assert "[bold]mallory[/bold]" in text
 
 
@@ -425,14 +426,14 @@ def test_status_view_joins_versions_and_route():
     assert (canary["desiredWeight"], canary["effectiveWeight"], canary["routeWeight"]) == (100, 100, 100)
     stable = next(v for v in view["variants"] if v["name"] == "stable")
     assert stable["replicas"] == 2 and stable["eligible"] is True
-    text = render.to_text(render.status_renderable(view))
+    text = terminal.to_text(render.status_renderable(view))
     assert "ROUTED" in text
     serving = text.split("Serving")[1]
     assert SHA_NEW in serving and "9b1e77c04a" in serving and SHA_OLD not in serving  # stable carries 0%
     assert "100%" in serving
-    data = json.loads(render.dump(view, Output.json))
+    data = json.loads(terminal.dump(view, Output.json))
     assert data["variants"][1]["digest"] == SHA_NEW
-    assert yaml.safe_load(render.dump(view, Output.yaml))["router"] == "istio"
+    assert yaml.safe_load(terminal.dump(view, Output.yaml))["router"] == "istio"
 
 
 def test_status_view_mirror_removed_and_missing_version():
@@ -447,7 +448,7 @@ def test_status_view_mirror_removed_and_missing_version():
     assert by["shadow"]["found"] is False and by["shadow"]["digest"] == SHA_OLD  # from the endpoint status
     assert by["old"].get("removed") is True and by["old"]["effectiveWeight"] == 10
     assert by["live"]["routeWeight"] is None  # no route read
-    text = render.to_text(render.status_renderable(view))
+    text = terminal.to_text(render.status_renderable(view))
     assert "shadow (mirror)" in text and "mirror 25%" in text and "old (removed)" in text
     assert "ROUTED" not in text
 
@@ -460,7 +461,7 @@ def test_status_view_before_the_operator_reported():
         ("stable", 0, False),
         ("canary", 0, False),
     ]
-    assert "no variant carries live traffic" in render.to_text(render.status_renderable(view))
+    assert "no variant carries live traffic" in terminal.to_text(render.status_renderable(view))
 
 
 # ---- diff -------------------------------------------------------------------------------------------
@@ -478,15 +479,15 @@ def test_diff_rows_mark_changes_and_metric_deltas():
     )
     assert rows[("runtime", "env.THRESHOLD")]["a"] == "0.5"
     assert rows[("artifact", "sha256")]["changed"] is True
-    text = render.to_text(render.diff_table(view))
+    text = terminal.to_text(render.diff_table(view))
     assert "fraud-detector: 2.3.8 -> 2.4.1" in text
     auc = next(ln for ln in text.splitlines() if " auc " in ln)
     assert auc.lstrip().startswith("*") and "+0.011" in auc and "(+1.2%)" in auc
     same = next(ln for ln in text.splitlines() if " author " in ln)
     assert not same.lstrip().startswith(("*", "+", "-"))
-    only = render.to_text(render.diff_table(view, changed_only=True))
+    only = terminal.to_text(render.diff_table(view, changed_only=True))
     assert " author " not in only and " auc " in only
-    assert json.loads(render.dump(view, Output.json))["rows"][0]["section"] == "lineage"
+    assert json.loads(terminal.dump(view, Output.json))["rows"][0]["section"] == "lineage"
     removed = views.diff_rows(new_mv(), old_mv())
     assert next(r for r in removed if r["key"] == "max_depth")["change"] == "-"
 
@@ -577,13 +578,13 @@ def test_rollback_done_and_gitops_manifest():
     assert not actions.rollback_done({}, "stable")
     ep = endpoint(0, 100)
     plan = actions.plan_rollback(ep)
-    manifest = actions.clean_manifest(actions.apply_merge_patch(ep, plan.patch))
+    manifest = actions.clean_manifest(apply_merge_patch(ep, plan.patch))
     assert "status" not in manifest
     assert set(manifest["metadata"]) == {"name", "namespace"}
     assert [v["weight"] for v in manifest["spec"]["variants"]] == [100, 0]
     assert manifest["spec"]["routing"] == ep["spec"]["routing"]
     assert ep["spec"]["variants"][0]["weight"] == 0  # the input is not modified
-    assert actions.apply_merge_patch({"a": {"b": 1, "c": 2}}, {"a": {"b": None}, "d": {"e": None}}) == {
+    assert apply_merge_patch({"a": {"b": 1, "c": 2}}, {"a": {"b": None}, "d": {"e": None}}) == {
         "a": {"c": 2},
         "d": {},
     }
@@ -591,7 +592,7 @@ def test_rollback_done_and_gitops_manifest():
 
 def test_rollback_table():
     plan = actions.plan_rollback(endpoint(0, 100))
-    text = render.to_text(
+    text = terminal.to_text(
         render.rollback_table(plan, {"stable": "2.3.8", "canary": "2.4.1"}, {"stable": 100, "canary": 0})
     )
     lines = [ln.split() for ln in text.splitlines()]
@@ -635,7 +636,7 @@ def test_promote_states():
 
 
 def test_promote_patch_names_actor_stage_and_reason():
-    from modelversioning.handlers.modelversion import stage_actor
+    from modelversioning.handlers.version_annotations import stage_actor
 
     patch = actions.promote_patch("production", "admin", None)
     assert patch["spec"] == {"stage": "production"}
@@ -645,7 +646,7 @@ def test_promote_patch_names_actor_stage_and_reason():
         "modelversioning.io/requested-stage": "production",
         "modelversioning.io/reason": None,
     }  # null removes a stale reason
-    body = actions.apply_merge_patch(
+    body = apply_merge_patch(
         {"metadata": {"annotations": {"modelversioning.io/reason": "old"}}}, patch
     )
     assert stage_actor(body, "production", enforced=True) == "admin"
@@ -1040,7 +1041,7 @@ def test_the_plugin_starts_without_building_the_api_models_or_loading_the_kubern
     code = (
         "import sys, modelversioning.cli.kubectl_models\n"
         "print(sorted(m for m in ('pydantic', 'kubernetes', 'modelversioning.api.modelversion',"
-        " 'modelversioning.api.modelendpoint') if m in sys.modules))"
+        " 'modelversioning.api.modelversion_spec', 'modelversioning.api.modelendpoint') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]", out

@@ -15,6 +15,7 @@ from modelversioning.api.wire import REQUESTED_BY_ANNOTATION
 from modelversioning.cli.kubectl_models import app
 from modelversioning.cli.models import actions, context
 from modelversioning.cli.models.kube import ClusterError, WaitTimeout
+from modelversioning.domain.merge_patch import apply_merge_patch
 
 Operator = Callable[[dict[str, Any]], None]
 
@@ -43,7 +44,7 @@ class FakeCluster:
             self.conflicts -= 1
             self.obj["metadata"]["resourceVersion"] += "1"  # someone else changed it meanwhile
             raise ClusterError("Error from server (Conflict): changed", 409)
-        self.obj = actions.apply_merge_patch(self.obj, patch)
+        self.obj = apply_merge_patch(self.obj, patch)
         self.obj["metadata"]["generation"] += 1
         return copy.deepcopy(self.obj)
 

@@ -393,7 +393,7 @@ def _free_port() -> int:
 def _rendered_server_env(mount: Path) -> tuple[list[str], dict[str, str]]:
     """The model-server container of a Deployment rendered by the operator: args and env."""
     from modelversioning.api.modelendpoint import ModelEndpointSpec
-    from modelversioning.api.modelversion import ModelVersionSpec
+    from modelversioning.api.modelversion_spec import ModelVersionSpec
     from modelversioning.api.settings import Serving
     from modelversioning.render import EndpointRef, render_deployment
 

@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from merge_patch import apply_merge_patch
 from modelversioning.api import wire as R
 from modelversioning.api.settings import Settings
 from modelversioning.api.wire import IN_USE_FINALIZER
+from modelversioning.domain.merge_patch import apply_merge_patch
 from modelversioning.domain.version_facts import VerifyResult
 from modelversioning.domain.version_verify import FIRST_VERIFICATION_GRACE
 from modelversioning.handlers.kube import Conflict, status_merge_patch

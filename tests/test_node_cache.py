@@ -121,7 +121,7 @@ def test_nothing_is_evicted_when_even_every_idle_entry_would_not_make_room() -> 
 
 def _rendered(serving: Any) -> dict[str, Any]:
     from modelversioning.api.modelendpoint import ModelEndpointSpec
-    from modelversioning.api.modelversion import ModelVersionSpec
+    from modelversioning.api.modelversion_spec import ModelVersionSpec
     from modelversioning.render import EndpointRef, render_deployment
 
     version = ModelVersionSpec.model_validate(

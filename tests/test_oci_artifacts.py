@@ -379,7 +379,7 @@ def test_a_link_that_would_replace_its_own_target_is_refused(registry, tmp_path,
 
 
 def test_the_operators_verifier_carries_the_contents_into_its_result(registry):
-    from modelversioning.handlers.modelversion import make_verifier
+    from modelversioning.handlers.verification import make_verifier
 
     pushed = push_oras(registry.url, "models/operator", {"model.onnx": b"w" * 10})
     verify = make_verifier(POLICY, in_process=True)

@@ -17,8 +17,7 @@ import yaml
 from pydantic import ValidationError
 from typer.testing import CliRunner
 
-from modelversioning.api import modelversion
-from modelversioning.api.modelversion import Artifact
+from modelversioning.api.artifact import Artifact, VerifiedArtifact
 from modelversioning.artifacts import oci_auth
 from modelversioning.cli.kubectl_models import app
 from modelversioning.domain import oci_ref
@@ -153,7 +152,7 @@ def test_status_lists_what_an_oci_artifact_laid_out_and_its_content_digest():
     assert (art["layout"], art["contentDigest"], art["files"]) == ("modelpack", "c" * 64, CONTENTS_LIMIT + 5)
     assert len(art["contents"]) == CONTENTS_LIMIT
     assert art["contents"][1] == {"path": "shard-001.bin", "sha256": f"{1:064x}", "sizeBytes": 1}
-    modelversion.VerifiedArtifact.model_validate(art)  # what the CRD's schema accepts
+    VerifiedArtifact.model_validate(art)  # what the CRD's schema accepts
     plain = decide(replace_result(f, OK), POLICY, datetime(2026, 1, 1, tzinfo=UTC)).status["artifact"]
     assert not {"layout", "contents", "contentDigest"} & set(plain)  # other schemes: unchanged
 

@@ -362,8 +362,9 @@ def _env(name: str, value: str) -> Iterator[None]:
 def reconcile(uri: str, p: Pushed, *, stage: str = "candidate", required_from: str = "candidate") -> tuple:
     import test_modelversion_reconciler as harness
     import test_signed_versions as signed
-    from modelversioning.handlers.modelversion import ModelVersionReconciler, make_verifier
+    from modelversioning.handlers.modelversion import ModelVersionReconciler
     from modelversioning.handlers.store import Store
+    from modelversioning.handlers.verification import make_verifier
 
     store = Store()
     kube = signed.Kube(store, {(harness.NS, "release-key"): {"key.pub": RELEASE.public_pem}})
@@ -415,7 +416,7 @@ def test_an_unsigned_oci_version_where_a_signature_is_required_is_refused(regist
 def test_a_signed_oci_version_is_verified_with_its_signer_and_describe_and_lineage_show_it(
     registry, tmp_path, monkeypatch, who
 ):
-    from modelversioning.cli.models import render, views
+    from modelversioning.cli.models import render, terminal, views
     from modelversioning.cli.models.registry_views import lineage_view
     from modelversioning.cli.models.render_registry import lineage_renderable
     from modelversioning.domain import conditions as cond
@@ -439,7 +440,7 @@ def test_a_signed_oci_version_is_verified_with_its_signer_and_describe_and_linea
     mv = body | {"status": st}
     v = views.describe_view(mv)
     assert v["verification"]["signature"]["location"] == sig["uri"]  # the referrer
-    described = " ".join(render.to_text(render.describe_renderable(v)).split())
+    described = " ".join(terminal.to_text(render.describe_renderable(v)).split())
     assert f"Signature: key {sig['signer']}; accepted by Model m" in described, described
-    lineage = " ".join(render.to_text(lineage_renderable(lineage_view(mv, [], None))).split())
+    lineage = " ".join(terminal.to_text(lineage_renderable(lineage_view(mv, [], None))).split())
     assert f"Signed key {sig['signer']}; accepted by Model m" in lineage, lineage

@@ -368,7 +368,7 @@ def test_a_quarantined_version_may_still_be_archived_or_demoted() -> None:
 def test_the_recorded_actor_is_an_identity_only_while_admission_is_observed(
     ann: dict[str, str], enforced: bool, by: str
 ) -> None:
-    from modelversioning.handlers.modelversion import quarantine_mark
+    from modelversioning.handlers.version_annotations import quarantine_mark
 
     mark = quarantine_mark({R.QUARANTINED_ANNOTATION: '["commit=abcdef1"]', **ann}, enforced=enforced)
     assert mark == Q.Mark(("commit=abcdef1",), "", by)

@@ -13,11 +13,12 @@ import pytest
 from typer.testing import CliRunner
 
 from modelversioning.api import wire as R
-from modelversioning.cli.models import actions, context
+from modelversioning.cli.models import context
 from modelversioning.cli.models import quarantine_plan as QP
 from modelversioning.cli.models.app import app
 from modelversioning.cli.models.errors import ClusterError, Refused
 from modelversioning.domain import quarantine as Q
+from modelversioning.domain.merge_patch import apply_merge_patch
 
 BAD, GOOD = "fraud-tx@2026-10-01", "fraud-tx@2026-09-01"
 
@@ -94,7 +95,7 @@ class Fake:
             raise ClusterError("Error from server (Forbidden): no", 403)
         self.patches.append((ns, name, patch))
         key = (res.kind, ns, name)
-        self.objs[key] = actions.apply_merge_patch(self.objs[key], patch)
+        self.objs[key] = apply_merge_patch(self.objs[key], patch)
         return copy.deepcopy(self.objs[key])
 
 
@@ -327,16 +328,16 @@ def test_unquarantine_of_a_selector_in_force_nowhere_exits_4(monkeypatch: pytest
 
 
 def test_describe_shows_the_quarantine_in_force_and_the_last_lift() -> None:
-    from modelversioning.cli.models import render, views
+    from modelversioning.cli.models import render, terminal, views
 
     obj = mv("team-a", "2.4.1")
     on = {"state": "Quarantined", "selectors": [f"dataset={BAD}"], "reason": "leak", "by": "jane", "at": "t1"}
     obj["status"]["quarantine"] = on
-    text = render.to_text(render.describe_renderable(views.describe_view(obj)))
+    text = terminal.to_text(render.describe_renderable(views.describe_view(obj)))
     assert f"dataset={BAD}" in text
     assert "Quarantine" in text and "jane" in text and "leak" in text
     obj["status"]["quarantine"] = {**on, "state": "Lifted", "selectors": [], "by": "bob", "reason": "clean"}
-    text = render.to_text(render.describe_renderable(views.describe_view(obj)))
+    text = terminal.to_text(render.describe_renderable(views.describe_view(obj)))
     assert "lifted by bob" in text and "clean" in text
     del obj["status"]["quarantine"]
-    assert "Quarantine" not in render.to_text(render.describe_renderable(views.describe_view(obj)))
+    assert "Quarantine" not in terminal.to_text(render.describe_renderable(views.describe_view(obj)))

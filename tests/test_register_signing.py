@@ -128,19 +128,19 @@ def signed_mv() -> dict:
 
 
 def test_describe_shows_the_signer_the_method_and_who_accepted_it() -> None:
-    from modelversioning.cli.models import render, views
+    from modelversioning.cli.models import render, terminal, views
 
     v = views.describe_view(signed_mv())
     assert v["verification"]["signature"]["location"] == SIGNATURE["uri"]
-    text = " ".join(render.to_text(render.describe_renderable(v)).split())
+    text = " ".join(terminal.to_text(render.describe_renderable(v)).split())
     assert "Signature: certificate release@acme.example (issuer CN=Acme Model Signing Root)" in text
     assert "accepted by Model fraud-detector and ModelPlatformPolicy corp" in text
 
 
 def test_lineage_shows_the_signature_or_why_not() -> None:
     from modelversioning.cli.models.registry_views import lineage_view
-    from modelversioning.cli.models.render import to_text
     from modelversioning.cli.models.render_registry import lineage_renderable
+    from modelversioning.cli.models.terminal import to_text
 
     m = signed_mv()
     text = " ".join(to_text(lineage_renderable(lineage_view(m, [], None))).split())

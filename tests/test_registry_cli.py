@@ -16,8 +16,8 @@ from modelversioning.cli.models.registry_views import (
     lineage_view,
     search_rows,
 )
-from modelversioning.cli.models.render import to_text
 from modelversioning.cli.models.render_registry import compare_table, lineage_renderable, search_table
+from modelversioning.cli.models.terminal import to_text
 
 SHA = "c" * 64
 

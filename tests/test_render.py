@@ -25,7 +25,7 @@ import pytest
 import yaml
 
 from modelversioning.api.modelendpoint import ModelEndpointSpec, Variant
-from modelversioning.api.modelversion import ModelVersionSpec
+from modelversioning.api.modelversion_spec import ModelVersionSpec
 from modelversioning.api.settings import ArtifactPolicy, RoutePolicy, Serving
 from modelversioning.render import (
     EndpointRef,
@@ -1044,7 +1044,7 @@ def test_no_stale_golden_files() -> None:
 def test_a_versions_signature_reaches_the_server_as_model_signature() -> None:
     """spec.signature as MODEL_SIGNATURE (the reference server's OIP metadata); nothing without one,
     and runtime.env cannot set it."""
-    from modelversioning.api.modelversion import EnvVar, Signature, TensorSpec
+    from modelversioning.api.modelversion_spec import EnvVar, Signature, TensorSpec
     from modelversioning.modelserver.oip import parse_signature
 
     spec, variant, version = minimal_deployment_inputs()

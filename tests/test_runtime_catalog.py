@@ -10,7 +10,7 @@ import pytest
 from pydantic import ValidationError
 
 from modelversioning.api import wire as R
-from modelversioning.api.modelversion import ModelVersionSpec
+from modelversioning.api.modelversion_spec import ModelVersionSpec
 from modelversioning.api.runtime import ModelRuntimeSpec
 from modelversioning.domain.approvals import serving_digest
 from modelversioning.domain.conditions import FALSE, TRUE

@@ -12,7 +12,7 @@ import pytest
 
 from modelversioning.api import wire as R
 from modelversioning.api.modelendpoint import ModelEndpointSpec
-from modelversioning.api.modelversion import ModelVersionSpec, ResolvedRuntime
+from modelversioning.api.modelversion_spec import ModelVersionSpec, ResolvedRuntime
 from modelversioning.domain import conditions as cond
 from modelversioning.domain.approvals import serving_digest
 from modelversioning.handlers.catalog import catalog

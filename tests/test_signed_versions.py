@@ -18,9 +18,10 @@ from modelversioning.api.settings import ArtifactPolicy
 from modelversioning.artifacts import digest_local
 from modelversioning.domain import conditions as cond
 from modelversioning.domain.endpoint_plan import NO_SLOT_REASONS
-from modelversioning.handlers.modelversion import ModelVersionReconciler, make_verifier
+from modelversioning.handlers.modelversion import ModelVersionReconciler
 from modelversioning.handlers.store import Store
 from modelversioning.handlers.trust import init_trust_json
+from modelversioning.handlers.verification import make_verifier
 from signing_keys import key_signer
 
 NS, NAME = harness.NS, "m-v1.0.0"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from merge_patch import apply_merge_patch
+from modelversioning.domain.merge_patch import apply_merge_patch
 from modelversioning.handlers.kube import status_merge_patch
 
 

@@ -35,8 +35,9 @@ from modelversioning.handlers.drift import diff
 from modelversioning.handlers.kube import ROUTE_RESOURCES
 from modelversioning.handlers.model import ModelReconciler
 from modelversioning.handlers.modelendpoint import ModelEndpointReconciler, deployment_state
-from modelversioning.handlers.modelversion import ModelVersionReconciler, served_by, stage_actor
+from modelversioning.handlers.modelversion import ModelVersionReconciler, served_by
 from modelversioning.handlers.store import ALL, PROJECTION, Store, cacheable
+from modelversioning.handlers.version_annotations import stage_actor
 from modelversioning.render.routers import get_router
 
 DATA = pathlib.Path(__file__).parent / "data" / "apiserver-objects.json"

@@ -10,7 +10,7 @@ import pytest
 
 from modelversioning.api import trust as trust_api
 from modelversioning.api import wire as R
-from modelversioning.api.modelversion import STAGE_NAME
+from modelversioning.api.modelversion_spec import STAGE_NAME
 from modelversioning.domain import conditions as cond
 from modelversioning.domain.stages import DEFAULT_GRAPH, StageGraph
 from modelversioning.domain.trust import TrustFacts, TrustSource, accepted_by_anchors, required_for, verdict

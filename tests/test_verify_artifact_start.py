@@ -38,6 +38,8 @@ NEVER = (
     "modelversioning.render",
     "modelversioning.handlers",
     "modelversioning.api.modelversion",
+    "modelversioning.api.modelversion_spec",
+    "modelversioning.api.modelversion_status",
     "modelversioning.api.modelendpoint",
     "model_signing",
     "sigstore",

@@ -9,8 +9,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from modelversioning.api import wire as R
-from modelversioning.api.modelversion import ModelVersionSpec
+from modelversioning.api.modelversion_spec import ModelVersionSpec
 from modelversioning.api.settings import ArtifactPolicy
 from modelversioning.artifacts import verify_artifact
 from modelversioning.artifacts.verify import digest_local
@@ -18,7 +20,7 @@ from modelversioning.domain.endpoint_plan import NO_SLOT_REASONS
 from modelversioning.domain.io_contract import IOSignature, Known, decide_contract
 from modelversioning.domain.platform_policy import Floors, floors_for
 from modelversioning.domain.registry import VersionView, record
-from modelversioning.domain.version_contract import CONTRACT_RECHECK_SECONDS
+from modelversioning.domain.version_contract import CONTRACT_RECHECK_SECONDS, registered_before
 from modelversioning.domain.version_facts import ContractFacts, VerifierFacts, VerifyAction, VerifyResult
 from modelversioning.domain.version_plan import decide
 from modelversioning.handlers.contract import accepted_signature_digest, contract_facts
@@ -306,3 +308,19 @@ def test_the_gather_step_offers_only_versions_registered_no_later_than_this_one(
     store.upsert("Model", {**model, "metadata": {**model["metadata"], "resourceVersion": "3"}})
     got = contract_facts(store, "ns", "m-v1.1.0", ModelVersionSpec.model_validate(_spec("1.1.0", X4)))
     assert {k.version for k in got.known} == {"1.0.0", "1.0.1", "1.0.5", "1.0.6", "1.0.7"}  # its memory
+
+
+@pytest.mark.parametrize(
+    ("theirs", "mine", "offered"),
+    [
+        ("2026-10-01T12:00:00Z", "2026-10-01T12:00:01Z", True),  # registered before: a baseline
+        ("2026-10-01T12:00:00Z", "2026-10-01T12:00:00Z", True),  # the same second: applied together
+        ("2026-10-01T12:00:01Z", "2026-10-01T12:00:00Z", False),  # registered later: never its baseline
+        ("2026-10-01T14:00:00+02:00", "2026-10-01T12:00:00Z", True),  # the same instant, another zone
+        (None, "2026-10-01T12:00:00Z", True),  # an unknown time on either side: compared, as before
+        ("2026-10-01T12:00:01Z", "", True),
+        ("not a time", "2026-10-01T12:00:00Z", True),
+    ],
+)
+def test_a_version_registered_later_is_never_the_baseline(theirs: str, mine: str, offered: bool) -> None:
+    assert registered_before(theirs, mine) is offered

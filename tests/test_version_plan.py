@@ -423,7 +423,7 @@ def test_history_is_capped_and_older_entries_leave_as_events():
 
 def test_long_reasons_and_actors_are_cut_to_the_crd_limits():
     """A 2,000-character reason made every later status write of the object fail."""
-    from modelversioning.api.modelversion import HistoryEntry
+    from modelversioning.api.modelversion_status import HistoryEntry
 
     f = facts(requested=Stage.STAGING, why="x" * 2000, actor="a" * 900)
     plan = decide(f, POLICY, NOW)

@@ -297,7 +297,7 @@ def test_the_refetch_that_finds_other_bytes_says_which_digest_it_found():
 
 
 def test_verifications_ask_once_per_digest_found_and_forget_a_deleted_version():
-    from modelversioning.handlers.modelversion import Verifications
+    from modelversioning.handlers.verification import Verifications
 
     requeued: list[tuple[str, str]] = []
     v = Verifications(None, lambda *a: None, lambda ns, n: requeued.append((ns, n)))  # type: ignore[arg-type]

@@ -66,6 +66,23 @@ def test_a_bad_at_is_a_usage_error(bad: str) -> None:
 
 
 @pytest.mark.parametrize(
+    ("far", "said"),
+    [
+        ("-100000d", "before 1970"),
+        ("1900-01-01T00:00:00Z", "before 1970"),
+        ("0001-01-01T00:00:00+01:00", "before 1970"),  # year 0 in UTC: no date prints it
+        ("9999-12-31T23:59:59-01:00", "after 9999"),  # year 10000 in UTC
+    ],
+)
+def test_an_at_no_date_can_print_is_a_usage_error_absolute_or_relative(far: str, said: str) -> None:
+    """The bound is parse_at's, for both forms: the CLI and the web view's ?at= never reach a date that
+    cannot be printed (ValueError: a traceback, a 500)."""
+    with pytest.raises(Refused) as e:
+        parse_at(far, T[5])
+    assert e.value.code == EXIT_USAGE and said in e.value.message
+
+
+@pytest.mark.parametrize(
     ("at", "versions", "since"),
     [
         (T[0], {"blue": ("2.3.8", 100)}, "2026-12-07T10:00:00.000Z"),  # exactly at the first change

@@ -4,6 +4,7 @@ the properties of every reason (stalls, permanent, transient, no slot) are one t
 from __future__ import annotations
 
 import ast
+import re
 from functools import cache
 from pathlib import Path
 
@@ -91,6 +92,64 @@ def _cond_and_event_reason_literals(source: str) -> list[tuple[int, str]]:
                 ):
                     out.append((n.lineno, str(b.value)))
     return out
+
+
+# The response headers we add or read (api.wire HEADER_*): declared once, never spelled elsewhere.
+HEADERS = frozenset(v for k, v in vars(wire).items() if k.startswith("HEADER_") and isinstance(v, str))
+
+
+def header_literals(source: str) -> list[tuple[int, str]]:
+    """(line, text) of every string literal (docstrings not) that is one of our response headers."""
+    tree = ast.parse(source)
+    docs = _docstrings(tree)
+    return [
+        (n.lineno, n.value)
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Constant)
+        and isinstance(n.value, str)
+        and id(n) not in docs
+        and n.value.strip().lower() in HEADERS
+    ]
+
+
+def test_no_module_outside_api_spells_a_header_of_ours() -> None:
+    assert {"x-model-version", "x-model-unavailable"} <= HEADERS
+    assert header_literals('H = "x-model-version"\n') == [(1, "x-model-version")]
+    found = [
+        f"{rel}:{line}: {text!r}"
+        for rel, src in _sources()
+        if not rel.startswith("api/")
+        for line, text in header_literals(src)
+    ]
+    assert found == [], "name these headers from api.wire:\n" + "\n".join(found)
+
+
+# A Kubernetes-style annotation or label key (prefix/name), ours or another project's: declared in api/.
+_KEY_LITERAL = re.compile(
+    r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?\.(io|com|dev|org)/[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
+)
+
+
+def key_literals(source: str) -> list[tuple[int, str]]:
+    tree = ast.parse(source)
+    docs = _docstrings(tree)
+    return [
+        (n.lineno, n.value)
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Constant) and isinstance(n.value, str) and id(n) not in docs
+        and _KEY_LITERAL.match(n.value)
+    ]  # fmt: skip
+
+
+def test_no_module_outside_api_spells_an_annotation_or_label_key() -> None:
+    assert key_literals('k = "kubectl.kubernetes.io/last-applied-configuration"\n') != []
+    found = [
+        f"{rel}:{line}: {text!r}"
+        for rel, src in _sources()
+        if not rel.startswith("api/")
+        for line, text in key_literals(src)
+    ]
+    assert found == [], "declare these keys in api/wire.py and import them:\n" + "\n".join(found)
 
 
 def test_every_condition_and_event_reason_is_named_from_the_registry() -> None:

@@ -18,8 +18,9 @@ from admission_fixture import enforce
 from modelversioning.api import wire as R
 from modelversioning.api.settings import Settings
 from modelversioning.domain.version_facts import VerifyResult
-from modelversioning.handlers.modelversion import UNATTRIBUTED, ModelVersionReconciler, stage_actor
+from modelversioning.handlers.modelversion import ModelVersionReconciler
 from modelversioning.handlers.store import Store
+from modelversioning.handlers.version_annotations import UNATTRIBUTED, stage_actor
 from modelversioning.handlers.workqueue import Requeue
 from waits import drain
 

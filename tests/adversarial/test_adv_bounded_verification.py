@@ -21,8 +21,9 @@ from modelversioning.api import wire as R
 from modelversioning.api.settings import ArtifactPolicy, Settings, Verification
 from modelversioning.artifacts import Reason, verify_artifact, verify_in_child
 from modelversioning.domain.version_facts import VerifyResult
-from modelversioning.handlers.modelversion import ModelVersionReconciler, Verifications
+from modelversioning.handlers.modelversion import ModelVersionReconciler
 from modelversioning.handlers.store import Store
+from modelversioning.handlers.verification import Verifications
 from waits import PATIENCE, eventually
 
 LOOPBACK = ArtifactPolicy(allowed_private_networks=["127.0.0.0/8"])
@@ -228,7 +229,7 @@ def test_one_namespace_cannot_starve_another() -> None:
 
 
 def _spec(uri: str) -> Any:
-    from modelversioning.api.modelversion import ModelVersionSpec
+    from modelversioning.api.modelversion_spec import ModelVersionSpec
 
     return ModelVersionSpec.model_validate(
         {

@@ -16,7 +16,7 @@ from typing import Any
 from servers import HTTPServer
 
 from modelversioning.api.modelendpoint import ModelEndpointSpec
-from modelversioning.api.modelversion import ModelVersionSpec
+from modelversioning.api.modelversion_spec import ModelVersionSpec
 from modelversioning.api.settings import ArtifactPolicy, Serving
 from modelversioning.render import EndpointRef, render_deployment
 

@@ -78,10 +78,10 @@ def test_bytes_hashed_metric_counts_only_verified_artifacts() -> None:
     # the per-namespace counter added what a failed verification had read: the size of whatever an
     # internal URL returned, readable by anyone who sees the operator's metrics (the oracle again)
     from modelversioning.api import wire as R
-    from modelversioning.api.modelversion import ModelVersionSpec
+    from modelversioning.api.modelversion_spec import ModelVersionSpec
     from modelversioning.api.settings import Verification
     from modelversioning.domain.version_facts import VerifyResult
-    from modelversioning.handlers.modelversion import Verifications
+    from modelversioning.handlers.verification import Verifications
     from modelversioning.metrics import REGISTRY
 
     results = {

@@ -11,7 +11,7 @@ import pytest
 from pydantic import ValidationError
 
 from modelversioning.api import crdgen
-from modelversioning.api.modelversion import ModelVersionSpec
+from modelversioning.api.modelversion_spec import ModelVersionSpec
 
 
 def spec(**over: Any) -> dict[str, Any]:

@@ -192,23 +192,9 @@ class PrometheusClient:
         return out
 
     def query(self, promql: str, at: float | None = None) -> float:
-        body = self._get(promql, at)
-        if not isinstance(body, dict):
-            raise Inconclusive(f"Prometheus answered JSON that is not an object: {json.dumps(body)[:100]}")
-        if body.get("status") != "success":
-            raise Inconclusive(f"query error: {str(body.get('error') or 'unknown')[:300]}")
-        data = body.get("data")
-        if not isinstance(data, dict):
-            raise Inconclusive("unexpected answer: no data object")
-        kind, result = data.get("resultType"), data.get("result")
-        if kind == "scalar":
-            result = [{"value": result}]
-        elif kind != "vector":
-            raise Inconclusive(f"the query returned a {kind}, not an instant vector or a scalar")
-        if not result:
-            raise Inconclusive("no data (no traffic in the window yet?)")
-        if not isinstance(result, list):
-            raise Inconclusive(f"unexpected result shape: {type(result).__name__}")
+        """The one number an instant query answers at ``at`` (epoch seconds; None: now): a scalar or a
+        one-series vector; NaN, Inf, no data or more series are Inconclusive."""
+        result = self._vector(promql, at)
         if len(result) > 1:
             raise Inconclusive(f"the query returned {len(result)} series, not one number")
         try:

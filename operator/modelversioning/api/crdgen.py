@@ -19,6 +19,8 @@ import yaml
 from pydantic import BaseModel
 
 from modelversioning.api import model, modelendpoint, modelversion, platform, runtime
+from modelversioning.api.modelversion_spec import ModelVersionSpec
+from modelversioning.api.modelversion_status import ModelVersionStatus
 from modelversioning.api.wire import CATEGORY, GROUP, VERSION
 
 _DROP = {"title", "examples"}
@@ -169,8 +171,8 @@ def all_crds() -> dict[str, dict[str, Any]]:
             mv.SINGULAR,
             mv.SHORT_NAMES,
             _root_schema(
-                mv.ModelVersionSpec,
-                mv.ModelVersionStatus,
+                ModelVersionSpec,
+                ModelVersionStatus,
                 mv.ROOT_VALIDATIONS,
                 "One pinned, immutable version of one model. Only stage and description may change.",
             ),

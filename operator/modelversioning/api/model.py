@@ -21,7 +21,7 @@ from modelversioning.api.common import (
     cel,
     validations,
 )
-from modelversioning.api.modelversion import STAGE_NAME
+from modelversioning.api.modelversion_spec import STAGE_NAME
 from modelversioning.api.trust import TrustPolicy
 from modelversioning.api.wire import API_VERSION, MODEL, MODELAPPROVAL
 from modelversioning.domain.gates import (

@@ -16,7 +16,7 @@ from modelversioning.api.common import (
     cel,
     validations,
 )
-from modelversioning.api.modelversion import VariantResources
+from modelversioning.api.modelversion_spec import VariantResources
 from modelversioning.api.strategy import RolloutStatus, Strategy
 from modelversioning.api.wire import MODELENDPOINT, expected_name
 from modelversioning.domain.semver import SEMVER_PATTERN, SemVer

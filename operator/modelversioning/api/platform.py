@@ -17,7 +17,7 @@ from pydantic import Field, field_validator
 
 from modelversioning.api.common import ApiModel, StatusModel, cel
 from modelversioning.api.modelendpoint import RequiredStage, Toleration
-from modelversioning.api.modelversion import STAGE_NAME
+from modelversioning.api.modelversion_spec import STAGE_NAME
 from modelversioning.api.strategy import Source, Template
 from modelversioning.api.trust import PlatformTrust
 from modelversioning.api.wire import API_VERSION, MODELPLATFORMPOLICY

@@ -18,7 +18,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, field_validator
 
 from modelversioning.api.common import DNS_LABEL, ApiModel, StatusModel
-from modelversioning.api.modelversion import DEFAULT_PORT, FORMAT_NAME, EnvVar, Resources, RuntimeKind
+from modelversioning.api.modelversion_spec import DEFAULT_PORT, FORMAT_NAME, EnvVar, Resources, RuntimeKind
 from modelversioning.api.wire import CLUSTERMODELRUNTIME, MODELRUNTIME
 
 KIND, PLURAL, SINGULAR, SHORT_NAMES = (

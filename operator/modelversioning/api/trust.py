@@ -19,7 +19,7 @@ from pydantic import Field
 from modelversioning.api.common import DNS_LABEL, ApiModel
 
 _KEY = r"^[-._a-zA-Z0-9]+$"  # a ConfigMap/Secret data key
-# api.modelversion.STAGE_NAME (which imports this module; tests/test_trust_api.py keeps them equal)
+# api.modelversion_spec.STAGE_NAME (which imports this module; tests/test_trust_api.py keeps them equal)
 STAGE_NAME = r"^[a-z]([-a-z0-9]{0,30}[a-z0-9])?$"
 
 

@@ -168,6 +168,8 @@ TEST_CLOCK_ANNOTATION = f"{GROUP}/test-clock"
 SHA256_ANNOTATION = f"{GROUP}/artifact-sha256"
 # Every annotation of ours starts with this; the watch cache keeps only these (handlers.store).
 ANNOTATION_PREFIX = f"{GROUP}/"
+# kubectl's client-side apply record (not ours: never written; dropped from what we keep and show)
+LAST_APPLIED_ANNOTATION = "kubectl.kubernetes.io/last-applied-configuration"
 
 # ---------------------------------------------------------------------------------------- labels
 LABEL_NAME = "app.kubernetes.io/name"
@@ -300,4 +302,3 @@ CACHE_REFUSALS = (
 # Declared in api/reasons.py (the registry and its properties), named from here like every other
 # name on the wire.
 from modelversioning.api.reasons import *  # noqa: E402, F403
-from modelversioning.api.runtime_reasons import *  # noqa: E402, F403

@@ -31,7 +31,7 @@ from typing import Any
 
 SYSTEM_PREFIX = "system:"  # Kubernetes' own identities: system:serviceaccount:<ns>:<name>, nodes, ...
 _PINNED = re.compile(r"^[^@\s]+@sha256:[a-f0-9]{64}$")
-_DEFAULT_PORT = 8080  # api.modelversion.Runtime's default
+_DEFAULT_PORT = 8080  # api.modelversion_spec.Runtime's default
 
 
 def image_pinned(image: str) -> bool:

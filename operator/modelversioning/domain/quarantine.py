@@ -281,7 +281,7 @@ class Mark:
         return ", ".join(self.selectors) if self.selectors else None
 
 
-REASON_MAX, ACTOR_MAX = 1024, 512  # the CRD's limits (api.modelversion.QuarantineRecord)
+REASON_MAX, ACTOR_MAX = 1024, 512  # the CRD's limits (api.modelversion_status.QuarantineRecord)
 
 
 def record(

@@ -24,6 +24,7 @@ from typing import Any
 from modelversioning.api import wire as R
 from modelversioning.domain.conditions import FALSE, TRUE, UNKNOWN, Cond
 from modelversioning.domain.io_contract import ContractVerdict, IOSignature, decide_contract, describe, diff
+from modelversioning.domain.timestamps import parse_rfc3339
 from modelversioning.domain.version_facts import VersionFacts
 from modelversioning.domain.version_verify import Verification
 
@@ -106,3 +107,11 @@ def _kept(prev: Any, digest: str) -> ContractVerdict | None:
     message = str(c.get("message", "")).split(" (spec.signature differs:")[0]
     base = c.get("baseline")
     return ContractVerdict(c["reason"] in _ACCEPTED, str(c["reason"]), message, str(base) if base else None)
+
+
+def registered_before(theirs: Any, mine: Any) -> bool:
+    """Whether a version registered at ``theirs`` may be the baseline of one registered at ``mine``
+    (RFC 3339): registered no later (the same second: applied together, compared); an unknown time on
+    either side offers it (compared, as before the registry remembered)."""
+    a, b = parse_rfc3339(theirs), parse_rfc3339(mine)
+    return a is None or b is None or a <= b

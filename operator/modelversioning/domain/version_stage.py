@@ -36,7 +36,7 @@ from modelversioning.domain.stages import (
 from modelversioning.domain.trust import Verdict, required_for
 from modelversioning.domain.version_facts import HISTORY_LIMIT, Event, RegistryFacts, Transition, VersionFacts
 
-# The CRD's limits of a history entry (api/modelversion.py HistoryEntry): a longer value would make
+# The CRD's limits of a history entry (api/modelversion_status.py HistoryEntry): a longer value would make
 # every later status write of the object fail, so it is cut to fit.
 HISTORY_REASON_MAX = 1024
 HISTORY_ACTOR_MAX = 512

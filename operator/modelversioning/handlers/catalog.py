@@ -11,7 +11,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from modelversioning.api.common import validation_message
-from modelversioning.api.modelversion import ModelVersionSpec
+from modelversioning.api.modelversion_spec import ModelVersionSpec
 from modelversioning.api.runtime import ModelRuntimeSpec
 from modelversioning.api.wire import CLUSTERMODELRUNTIME, MODELRUNTIME
 from modelversioning.domain.runtime_catalog import CatalogRuntime, Format, RuntimeFacts, framework_format

@@ -3,10 +3,11 @@ the version's declared signature, the accepted contracts of its model's other ve
 status.ioSignature, written by the operator only, and the Model's record of deleted ones), which lower
 versions are still being decided, and the Model's policy (spec.ioContract).
 
-Only versions registered no later than this one are offered (``registered_before``): the registry's
-memory (the Model's ``status.versions[].firstSeen``), else the ModelVersion's creationTimestamp, to the
-second. A lower version registered later never re-judges this one; it is itself checked against the
-highest lower release registered before it."""
+Only versions registered no later than this one are offered (the rule:
+``domain.version_contract.registered_before``): the registry's memory (the Model's
+``status.versions[].firstSeen``), else the ModelVersion's creationTimestamp, to the second. A lower
+version registered later never re-judges this one; it is itself checked against the highest lower
+release registered before it."""
 
 from __future__ import annotations
 
@@ -15,12 +16,12 @@ from typing import Any
 
 from modelversioning.api import wire as R
 from modelversioning.api.model import ModelSpec
-from modelversioning.api.modelversion import ModelVersionSpec
+from modelversioning.api.modelversion_spec import ModelVersionSpec
 from modelversioning.api.wire import MODEL
 from modelversioning.domain import conditions as cond
 from modelversioning.domain.io_contract import IOSignature, Known
 from modelversioning.domain.platform_policy import Floors
-from modelversioning.domain.timestamps import parse_rfc3339
+from modelversioning.domain.version_contract import registered_before
 from modelversioning.domain.version_facts import ContractFacts
 from modelversioning.handlers.store import Store
 
@@ -88,14 +89,6 @@ def contract_facts(
         require, by = True, f"ModelPlatformPolicy {policies}: spec.serving.requireIOSignature"
     declared = spec.signature.to_k8s() if spec.signature is not None else None
     return ContractFacts(declared=declared, known=tuple(known.values()), require=require, required_by=by)
-
-
-def registered_before(theirs: Any, mine: Any) -> bool:
-    """Whether a version registered at ``theirs`` may be the baseline of one registered at ``mine``
-    (RFC 3339): registered no later (the same second: applied together, compared); an unknown time on
-    either side offers it (compared, as before the registry remembered)."""
-    a, b = parse_rfc3339(theirs), parse_rfc3339(mine)
-    return a is None or b is None or a <= b
 
 
 def _created(body: Mapping[str, Any] | None) -> Any:

@@ -30,7 +30,7 @@ from pydantic import ValidationError
 from modelversioning.api import wire as R
 from modelversioning.api.common import validation_message
 from modelversioning.api.modelendpoint import ModelEndpointSpec, Variant
-from modelversioning.api.modelversion import ModelVersionSpec, ResolvedRuntime
+from modelversioning.api.modelversion_spec import ModelVersionSpec, ResolvedRuntime
 from modelversioning.api.settings import ArtifactPolicy, Serving
 from modelversioning.domain import conditions as cond
 from modelversioning.domain.conditions import TRUE

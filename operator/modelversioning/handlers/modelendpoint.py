@@ -9,12 +9,12 @@ decide: ``endpoint_plan.decide`` (pure) returns the whole plan, the rollout's in
 act:    apply the desired slots (one variant's API error never stops the others), write the route
         or leave it alone, delete drained slots; ``endpoint_status.build_status`` (pure) makes the whole
         status from facts, plan and what act observed; one status patch is sent if anything changed,
-        then the Events and the rollout's record on the canary's ModelVersion.
+        then the Events and the rollout's record on the canary's ModelVersion (``handlers.endpoint_report``;
+        the writes of children and routes: ``handlers.endpoint_write``).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable
@@ -30,8 +30,7 @@ from modelversioning.api import wire as R
 from modelversioning.api.common import validation_message
 from modelversioning.api.modelendpoint import ModelEndpointSpec
 from modelversioning.api.settings import Settings
-from modelversioning.api.wire import PROMOTION_ANNOTATION, ROLLOUT_RECORD_ANNOTATION, expected_name
-from modelversioning.domain import conditions as cond
+from modelversioning.api.wire import expected_name
 from modelversioning.domain import endpoint_history, endpoint_plan, endpoint_status, rollback_readiness
 from modelversioning.domain.endpoint_delete import decide_deletion
 from modelversioning.domain.endpoint_facts import (
@@ -45,21 +44,19 @@ from modelversioning.domain.endpoint_facts import (
     VariantFacts,
 )
 from modelversioning.domain.endpoint_plan import Plan
-from modelversioning.domain.endpoint_rollout import RolloutRecord
 from modelversioning.domain.endpoint_status import EndpointStatus
 from modelversioning.domain.platform_policy import Floors, effective_required_stage
 from modelversioning.domain.timestamps import epoch
 from modelversioning.handlers import endpoint_delete as deletion
 from modelversioning.handlers import endpoint_parse as parse
+from modelversioning.handlers import endpoint_report as report
 from modelversioning.handlers import endpoint_route, platform
-from modelversioning.handlers.drift import diff, in_sync, status_changed
 from modelversioning.handlers.endpoint_inputs import EndpointInputs
 from modelversioning.handlers.endpoint_parse import deployment_state, policed, policy_refusal
 from modelversioning.handlers.endpoint_route import Seen
+from modelversioning.handlers.endpoint_write import current, write
 from modelversioning.handlers.instrument import ROUTE_REACTION, instrumented
 from modelversioning.handlers.kube import (
-    MODELENDPOINT,
-    MODELVERSION,
     Conflict,
     Kube,
     PreconditionFailed,
@@ -161,24 +158,22 @@ class ModelEndpointReconciler:
         try:
             spec = ModelEndpointSpec.model_validate(body.get("spec") or {})
         except ValidationError as e:
-            self._write_status(body, status, endpoint_status.invalid_status(status, validation_message(e)))
+            self._status(body, status, endpoint_status.invalid_status(status, validation_message(e)))
             return False
         floor = floors(self.store, body["metadata"]["namespace"])  # read once per reconcile
         if refused := policy_refusal(floor, spec):
-            self._write_status(
-                body, status, endpoint_status.invalid_status(status, refused, R.POLICY_VIOLATION)
-            )
+            self._status(body, status, endpoint_status.invalid_status(status, refused, R.POLICY_VIOLATION))
             return False
         g = self.gather(body, spec, floor)
         plan = endpoint_plan.decide(g.facts)
         outcome, retry = self.act(g, plan)
-        for mv_name, found in refused_digests(g.spec.model, g.facts):
+        for mv_name, found in report.refused_digests(g.spec.model, g.facts):
             self.reverify(g.ref.namespace, mv_name, found)
         built = endpoint_status.build_status(g.facts, plan, outcome)
-        self._write_status(body, status, built)
-        self._metrics(g, plan, built)
+        self._status(body, status, built)
+        report.record_metrics(g.ref, g.spec.model, g.facts, plan, built)
         if plan.rollout is not None and plan.rollout.record is not None:
-            self._record_rollout(g, plan.rollout.record)
+            report.record_rollout(self.kube, self.store, g.ref.namespace, plan.rollout.record)
         if retry is not None:
             raise retry  # the work queue retries with backoff; the status says ChildApplyRetrying
         if plan.requeue_after:
@@ -186,6 +181,9 @@ class ModelEndpointReconciler:
         if g.recheck is not None:  # the kubelet reports nothing more while a pod stays not ready
             raise Requeue(g.recheck, "a slot's pod is not ready yet: report it when it is due")
         return plan.rollout is None
+
+    def _status(self, body: dict[str, Any], old: dict[str, Any], built: EndpointStatus) -> None:
+        report.write_status(self.kube, self.store, body, old, built, self.enqueue_versions)
 
     def _delete(self, body: dict[str, Any]) -> None:
         """A deleted endpoint: gather -> decide_deletion -> act (handlers.endpoint_delete)."""
@@ -369,8 +367,8 @@ class ModelEndpointReconciler:
             dep, svc = g.slots[d.name]
             dep["spec"]["replicas"] = d.replicas
             try:
-                self._write(dep, self._current(g.seen, dep))
-                self._write(svc, self._current(g.seen, svc))
+                write(self.kube, self.store, dep, current(self.store, g.seen, dep))
+                write(self.kube, self.store, svc, current(self.store, g.seen, svc))
             except PreconditionFailed as e:  # gone or re-created since gather: decided again on retry
                 errors[d.name] = ApiError(R.CHILD_APPLY_RETRYING, str(e), transient=True)
                 retry = e
@@ -392,126 +390,16 @@ class ModelEndpointReconciler:
         return endpoint_route.write_route(
             self.kube, self.store, self.settings, g.route_facts(), plan,
             lambda desired, actual: self._write_route(g, desired, actual),
-            lambda desired: self._current(g.seen, desired),
+            lambda desired: current(self.store, g.seen, desired),
         )  # fmt: skip
 
     def _write_route(self, g: Gathered, desired: dict[str, Any], actual: dict[str, Any] | None) -> bool:
-        """_write, for the route and its companions: the reaction is timed up to the first request; the
+        """write, for the route and its companions: the reaction is timed up to the first request; the
         time the write returned is the route history's (the last object written: the route itself)."""
-        written = self._write(desired, actual, sending=ROUTE_REACTION.sending)
+        written = write(self.kube, self.store, desired, actual, sending=ROUTE_REACTION.sending)
         if written:
             g.route_written_at = self.clock()
         return written
 
-    def _current(self, seen: Seen, desired: dict[str, Any]) -> dict[str, Any] | None:
-        """The cached object of `desired`'s kind and name: the copy gather read while the cache still
-        holds that version (unchanged, it is the same object; one read of the cache less)."""
-        md = desired["metadata"]
-        kind, ns, name = desired["kind"], md["namespace"], md["name"]
-        read = seen.get((kind, name))
-        at = (read or {}).get("metadata", {}).get("resourceVersion")
-        if at is not None and self.store.rv(kind, ns, name) == str(at):
-            return read
-        return self.store.get(kind, ns, name)
 
-    def _write(
-        self,
-        desired: dict[str, Any],
-        actual: dict[str, Any] | None,
-        sending: Callable[[], None] | None = None,
-    ) -> bool:
-        """Create, or put back what drifted (`actual`: the cached object of that name). Never touches
-        an object another controller owns."""
-        md = desired["metadata"]
-        if actual is not None and in_sync(desired, actual):
-            return False
-        if sending is not None:
-            sending()
-        if actual is None:
-            written = self.kube.create(desired)
-        else:
-            # on the object we observed only (its UID): one deleted and re-created meanwhile is not ours
-            uid = (actual.get("metadata") or {}).get("uid")
-            try:
-                written = self.kube.apply({**desired, "metadata": {**md, "uid": uid}} if uid else desired)
-            finally:  # once the request went out: a route write does not wait for the log line
-                log.info("%s %s/%s drifted (%s); applying", desired["kind"], md["namespace"], md["name"],
-                         ", ".join(diff(desired, actual)[:5]))  # fmt: skip
-        self.store.upsert(desired["kind"], written, observed=False)  # read-your-writes, not yet observed
-        return True
-
-    def _record_rollout(self, g: Gathered, rec: RolloutRecord) -> None:
-        """Write the record the plan decided (and the stage the rollout earned) on the canary's version."""
-        ann: dict[str, str | None] = {ROLLOUT_RECORD_ANNOTATION: json.dumps(rec.record)}
-        if rec.grant:
-            ann[PROMOTION_ANNOTATION] = json.dumps(rec.grant)
-        try:
-            written = self.kube.annotate(MODELVERSION, g.ref.namespace, rec.version, ann)
-            self.store.upsert("ModelVersion", written, observed=False)  # read-your-writes
-        except ApiException as e:  # the record is worth a retry, not a failed reconcile of the route
-            log.warning("could not record the rollout on %s: %s", rec.version, parse.api_message(e))
-
-    def _write_status(self, body: dict[str, Any], old: dict[str, Any], built: EndpointStatus) -> None:
-        """One merge patch when the status changed; then the Events; the versions re-decide servedBy."""
-        md = body["metadata"]
-        gen = int(md.get("generation") or 0)
-        new = {
-            **{k: v for k, v in old.items() if k not in built.fields and k != "conditions"},
-            **built.fields,
-            "observedGeneration": gen,
-            "conditions": cond.merge_conditions(old.get("conditions"), built.conditions, gen),
-        }
-        for key in ("draining", "rollout", "closed"):
-            if not new.get(key):
-                new.pop(key, None)
-        if "region" not in built.fields:  # the operator's region unset (now): no region recorded
-            new.pop("region", None)
-        if status_changed(old, new) and not endpoint_status.progress_only(old, new):
-            try:
-                stored = self.kube.patch_status(MODELENDPOINT, md["namespace"], md["name"], new, old)
-            except ApiException as e:
-                if e.status != 404:
-                    raise
-                self.store.delete(KIND, md["namespace"], md["name"])  # deleted meanwhile: nothing to report
-                return
-            self.store.upsert(KIND, stored)  # read-your-writes: servedBy and eligibility see it at once
-        for type_, reason, message in built.events:
-            self.kube.event(body, type_, reason, message)
-        if endpoint_status.serving_changed(old, new):
-            self.enqueue_versions(md["namespace"], (body.get("spec") or {}).get("model", ""))
-
-    def _metrics(self, g: Gathered, plan: Plan, built: EndpointStatus) -> None:
-        """One series per variant and the version it serves now; series of other versions go."""
-        ns, name, model = g.ref.namespace, g.ref.name, g.spec.model
-        effective, desired = {}, {}
-        for v, d in zip(plan.aimed, built.variants, strict=True):
-            if d.serving is not None and not v.mirror:
-                effective[(v.name, d.serving.version)] = built.weights.get(v.name, 0)
-            desired[(v.name, v.version)] = v.weight
-        metrics.set_endpoint_weights(ns, name, model, effective, desired)
-        recorded = g.facts.previous_conditions.get(rollback_readiness.CONDITION)  # kept when not decided now
-        ready = (built.rollback.status, built.rollback.reason) if built.rollback is not None else recorded
-        if ready is not None:
-            metrics.set_rollback_ready(ns, name, *ready)
-        ro = plan.rollout
-        state = ro.outcome.state if ro else None
-        metrics.set_rollout(ns, name, state.phase if state else None, state.step if state else None)
-        if ro is not None:
-            measured = ro.outcome.measured
-            rollback = time.time() - measured[-1].at if ro.outcome.failed_now and measured else None
-            metrics.record_analysis(ns, name, [(m.metric, m.verdict, m.value) for m in measured], rollback)
-
-
-def refused_digests(model: str, f: EndpointFacts) -> list[tuple[str, str]]:
-    """(ModelVersion, sha256 found) of every slot whose init container refused the digest it pins: the
-    desired slot's version, or the pinned slot's (a scale-up of the serving slot)."""
-    out = []
-    for v in f.variants:
-        for slot, version in ((v.desired, v.version), (v.pinned, v.pin.version if v.pin else "")):
-            problem = slot.pod_problem if slot is not None else None
-            if problem is not None and problem.reason == R.DIGEST_MISMATCH and version:
-                out.append((expected_name(model, version), problem.found or ""))
-    return list(dict.fromkeys(out))
-
-
-__all__ = ["ModelEndpointReconciler", "deployment_state", "refused_digests"]
+__all__ = ["ModelEndpointReconciler", "deployment_state"]

@@ -14,7 +14,7 @@ from pydantic import ValidationError
 
 from modelversioning.api import wire as R
 from modelversioning.api.model import ModelSpec
-from modelversioning.api.modelversion import ModelVersionSpec
+from modelversioning.api.modelversion_spec import ModelVersionSpec
 from modelversioning.api.wire import (
     ARCHIVE_ANNOTATION,
     ARTIFACT_DELETED_ANNOTATION,

@@ -4,65 +4,48 @@
 ``VersionFacts``; ``domain.version_plan.decide`` returns a ``VersionPlan`` (status, Events,
 finalizers, verification, requeue); ``act`` executes it: finalizer first, one status patch when it
 differs, Events, metrics. Verification (fetch and hash) runs in a thread pool off the reconcile
-path; a finished attempt requeues its object.
+path; a finished attempt requeues its object (``handlers.verification``). What the annotations say (who
+asked for the stage, the quarantine mark) is read by ``handlers.version_annotations``; the production
+record's gather and measurements are ``handlers.production``'s.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import threading
-import time
 from collections.abc import Callable
-from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import partial
 from typing import Any
 
-from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
 from modelversioning import metrics
 from modelversioning.analysis.production import Scope
 from modelversioning.api import wire as R
 from modelversioning.api.common import validation_message
-from modelversioning.api.modelversion import ModelVersionSpec
-from modelversioning.api.settings import ArtifactPolicy, Settings
-from modelversioning.api.settings import Verification as VerificationSettings
+from modelversioning.api.modelversion_spec import ModelVersionSpec
+from modelversioning.api.settings import Settings
 from modelversioning.api.wire import (
     CREATED_BY_ANNOTATION,
     CREATED_BY_OPERATOR,
     DELETION_PROTECTED_ANNOTATION,
-    IN_USE_FINALIZER,
     MODEL,
-    PROMOTION_ANNOTATION,
     REASON_ANNOTATION,
     REQUESTED_BY_ANNOTATION,
-    REQUESTED_STAGE_ANNOTATION,
-    ROLLOUT_RECORD_ANNOTATION,
 )
-from modelversioning.artifacts import (
-    FairExecutor,
-    redact_uri,
-    verify_artifact,
-    verify_in_child,
-)
+from modelversioning.artifacts import redact_uri
 from modelversioning.domain.approvals import ApprovalContext, serving_digest
-from modelversioning.domain.quarantine import Mark, in_force
 from modelversioning.domain.runtime_catalog import resolve_runtime
-from modelversioning.domain.stages import Stage, StageGraph
+from modelversioning.domain.stages import StageGraph
 from modelversioning.domain.version_facts import (
     Serving,
-    VerifierFacts,
     VerifyAction,
-    VerifyResult,
     VersionFacts,
     VersionPlan,
     VersionPolicy,
 )
 from modelversioning.domain.version_plan import decide
-from modelversioning.domain.version_stage import Grant, effective_request
+from modelversioning.domain.version_stage import effective_request
 from modelversioning.handlers.admission import observed
 from modelversioning.handlers.catalog import runtime_facts
 from modelversioning.handlers.contract import contract_facts
@@ -72,44 +55,20 @@ from modelversioning.handlers.kube import MODELVERSION, Conflict, Kube
 from modelversioning.handlers.modelfacts import archive_request, floors, registry_facts
 from modelversioning.handlers.production import ProductionRecorder, policy_of
 from modelversioning.handlers.store import Store
-from modelversioning.handlers.trust import NO_TRUST, TrustPlan, UnreadableTrust, plan_for, resolve
+from modelversioning.handlers.trust import NO_TRUST, TrustPlan, plan_for
+from modelversioning.handlers.verification import Verifications, Verifier
+from modelversioning.handlers.version_annotations import (
+    grant_from,
+    quarantine_mark,
+    rollouts_from,
+    stage_actor,
+)
 from modelversioning.handlers.workqueue import Requeue
 
 log = logging.getLogger(__name__)
 
 KIND = "ModelVersion"
-__all__ = [
-    "IN_USE_FINALIZER",
-    "UNATTRIBUTED",
-    "ModelVersionReconciler",
-    "make_verifier",
-    "served_by",
-    "stage_actor",
-]
-
-Key = tuple[str, str]  # (namespace, name)
-# (uri, sha256, credentials, sizeBytes[, trust material]) -> result; the production one streams and
-# hashes (make_verifier); the trust material is passed only when a trust policy applies
-Verifier = Callable[..., VerifyResult]
-
-
-def make_verifier(policy: ArtifactPolicy, *, in_process: bool = False) -> Verifier:
-    """The production verifier: stream + hash through modelversioning.artifacts, in a child process
-    with a memory limit that is killed at the deadline (``in_process``: in this process, tests). With
-    trust material the signature is checked against the digests computed while hashing."""
-
-    def verify(uri: str, sha: str, secret: Any, size: int | None = None, trust: Any = None) -> VerifyResult:
-        run = verify_artifact if in_process else verify_in_child
-        r = run(uri, sha, policy=policy, secret_data=secret, expected_size=size, trust=trust)
-        return VerifyResult(
-            str(r.reason.value), r.message, r.transient, r.actual, r.size_bytes, r.files,
-            layout=r.layout, content_digest=r.content_digest,
-            contents=tuple((f.path, f.sha256, f.size_bytes) for f in r.contents),
-            signature=r.signature.to_dict() if r.signature is not None else None,
-            io_signature=r.io_signature,
-        )  # fmt: skip
-
-    return verify
+__all__ = ["ModelVersionReconciler", "served_by"]
 
 
 def served_by(store: Store, namespace: str, model: str, version: str) -> list[dict[str, Any]]:
@@ -144,210 +103,6 @@ def served_by(store: Store, namespace: str, model: str, version: str) -> list[di
             if name not in spec_names and vs.get("version") == version and eff.get(name, 0) > 0:
                 out.append({"endpoint": ep_name, "variant": name, "weight": int(eff[name])})
     return sorted(out, key=lambda e: (e["endpoint"], e["variant"]))
-
-
-def grant_from(annotations: dict[str, Any]) -> Grant | None:
-    raw = annotations.get(PROMOTION_ANNOTATION)
-    if not raw:
-        return None
-    try:
-        g = json.loads(raw)
-        return Grant(Stage(g["to"]), Stage(g["from"]), Stage(g["specStage"]), str(g["by"]), str(g["reason"]))
-    except (ValueError, KeyError, TypeError):
-        return None
-
-
-def rollouts_from(annotations: dict[str, Any]) -> tuple[dict[str, Any], ...]:
-    raw = annotations.get(ROLLOUT_RECORD_ANNOTATION)
-    if not raw:
-        return ()
-    try:
-        rec = json.loads(raw)
-    except ValueError:
-        return ()
-    return (rec,) if isinstance(rec, dict) and rec.get("endpoint") and rec.get("at") else ()
-
-
-UNATTRIBUTED = f"unknown (no {REQUESTED_BY_ANNOTATION} for this stage)"
-
-
-def stage_actor(body: dict[str, Any], requested: str, *, enforced: bool = False) -> str:
-    """Who asked for `requested`: the requested-by annotation when it was given for that stage.
-
-    ``enforced`` (observed now: the chart's requested-by policy is bound and denies; handlers.admission):
-    every change of spec.stage by anyone but the operator carried requested-by == the authenticated
-    user, so the annotation is an identity; without it the actor is UNATTRIBUTED, never a field manager
-    (a name the client chooses: ``--field-manager=ceo@example.com``, or a later server-side apply of
-    the same stage, would be recorded). Not enforced (no admission, or its binding deleted as
-    break-glass): the annotation is any string, marked unverified, and the field manager that last
-    wrote spec.stage is the fallback, marked unverified too."""
-    md = body.get("metadata") or {}
-    ann = md.get("annotations") or {}
-    who = ann.get(REQUESTED_BY_ANNOTATION)
-    if who and ann.get(REQUESTED_STAGE_ANNOTATION, requested) == requested:
-        return str(who) if enforced else f"{who} (unverified requested-by)"
-    if enforced:
-        return UNATTRIBUTED
-    best: tuple[str, str] | None = None
-    for mf in md.get("managedFields") or []:
-        fields = (mf.get("fieldsV1") or {}).get("f:spec") or {}
-        if "f:stage" in fields:
-            t = mf.get("time") or ""
-            if best is None or t >= best[0]:
-                op = mf.get("operation", "").lower()
-                best = (t, f"{mf.get('manager', 'unknown')} ({op}; unverified field manager)")
-    return best[1] if best else "unknown"
-
-
-def quarantine_mark(ann: dict[str, Any], enforced: bool) -> Mark:
-    """The quarantine annotations as a Mark (domain.quarantine). quarantined-by is an identity only while
-    the chart's requested-by policy is observed enforced (it refuses a change of the quarantine
-    annotations that does not name the authenticated user); otherwise it is any string, marked so."""
-    who = str(ann.get(R.QUARANTINED_BY_ANNOTATION) or "")
-    if who and not enforced:
-        who = f"{who} (unverified quarantined-by)"
-    return Mark(
-        in_force(ann.get(R.QUARANTINED_ANNOTATION)),
-        str(ann.get(R.QUARANTINE_REASON_ANNOTATION) or ""),
-        who or f"unknown (no {R.QUARANTINED_BY_ANNOTATION})",
-    )
-
-
-# ---- verification bookkeeping (the verifier's side of gather and act) ---------------------------
-
-
-@dataclass
-class _Attempt:
-    uid: str
-    generation: int
-    future: Future[VerifyResult] | None = None
-    result: VerifyResult | None = None
-    failures: int = 0
-    finished: float = 0.0
-    started: float = field(default_factory=time.monotonic)
-
-
-class Verifications:
-    """Fetch-and-hash jobs in a small thread pool, one per object at a time; a finished job
-    requeues its object. Holds each object's last result until the plan says to forget it."""
-
-    def __init__(
-        self,
-        kube: Kube,
-        verifier: Verifier,
-        requeue: Callable[[str, str], None],
-        settings: VerificationSettings | None = None,
-    ) -> None:
-        self.kube = kube
-        self.verifier = verifier
-        self.requeue = requeue
-        cfg = settings or VerificationSettings()
-        # bounded, and fair: one namespace's slow artifacts never hold another namespace's verification
-        self.pool = FairExecutor(cfg.workers, cfg.per_namespace, name="verify")
-        self._attempts: dict[Key, _Attempt] = {}
-        self._lock = threading.Lock()
-        # re-verify now: a slot's pod refused the verified digest (key -> the sha256 the pod read), and
-        # the last such digest asked for, so the same refusal asks once (no loop when the store is fine)
-        self._recheck: dict[Key, str] = {}
-        self._asked: dict[Key, str] = {}
-
-    def request_recheck(self, key: Key, found: str) -> bool:
-        """A pod's init container read `found` where this version's digest was verified: fetch and hash
-        it again at once (the object is requeued). Once per (version, digest found)."""
-        with self._lock:
-            if self._asked.get(key) == found:
-                return False
-            self._asked[key] = self._recheck[key] = found
-        self.requeue(*key)
-        return True
-
-    def recheck_requested(self, key: Key) -> str | None:
-        with self._lock:
-            return self._recheck.get(key)
-
-    def recheck_taken(self, key: Key) -> None:
-        """The decision that read the request was made (a fetch started, or none was needed)."""
-        with self._lock:
-            self._recheck.pop(key, None)
-
-    def facts(self, key: Key, uid: str) -> VerifierFacts:
-        """What the verifier knows about this object (harvesting a finished job)."""
-        with self._lock:
-            att = self._attempts.get(key)
-            if att is None or att.uid != uid:
-                return VerifierFacts()
-            fresh = False
-            if att.future is not None:
-                if not att.future.done():
-                    running_for = time.monotonic() - att.started
-                    return VerifierFacts(running=True, failures=att.failures, running_for=running_for)
-                att.result = _result_of(key, att.future)
-                att.future = None
-                att.finished = time.monotonic()
-                att.failures = att.failures + 1 if att.result.transient and not att.result.ok else 0
-                fresh = True
-            age = time.monotonic() - att.finished
-            return VerifierFacts(False, att.result, att.generation, att.failures, age, fresh=fresh)
-
-    def start(
-        self,
-        key: Key,
-        uid: str,
-        generation: int,
-        model: str,
-        spec: ModelVersionSpec,
-        trust: TrustPlan = NO_TRUST,
-    ) -> None:
-        with self._lock:
-            prev = self._attempts.get(key)
-            failures = prev.failures if prev is not None and prev.uid == uid else 0
-            att = _Attempt(uid, generation, failures=failures)
-            self._attempts[key] = att
-            att.future = self.pool.submit_for(key[0], self._run, key, model, spec, trust)
-            # requeue once the future is done (not from inside the job: it would race with done())
-            att.future.add_done_callback(partial(self._done, key))
-
-    def forget(self, key: Key, *, gone: bool = False) -> None:
-        with self._lock:
-            self._attempts.pop(key, None)
-            if gone:
-                self._recheck.pop(key, None)
-                self._asked.pop(key, None)
-
-    def _done(self, key: Key, _future: Future[VerifyResult]) -> None:
-        self.requeue(*key)
-
-    def _run(self, key: Key, model: str, spec: ModelVersionSpec, trust: TrustPlan = NO_TRUST) -> VerifyResult:
-        ns = key[0]
-        t0 = time.monotonic()
-        creds: dict[str, str] | None = None
-        if spec.artifact.secret_ref is not None:
-            ref = spec.artifact.secret_ref.name
-            try:
-                creds = self.kube.read_secret(ns, ref)
-            except ApiException as e:
-                what = "does not exist" if e.status == 404 else f"cannot be read ({e.status} {e.reason})"
-                return VerifyResult(R.ACCESS_DENIED, f"credentials Secret {ref!r} {what}", transient=True)
-        args: tuple[Any, ...] = (spec.artifact.uri, spec.artifact.sha256, creds, spec.artifact.size_bytes)
-        if trust.facts.active:  # the signers' keys and roots, by reference, as the credentials are read
-            try:
-                args += (resolve(self.kube, trust, spec.artifact.signature_uri),)
-            except UnreadableTrust as e:
-                return VerifyResult(R.ACCESS_DENIED, str(e), transient=True)
-        result = self.verifier(*args)
-        metrics.VERIFY_SECONDS.labels(ns).observe(time.monotonic() - t0)
-        metrics.VERIFICATIONS.labels(ns, model, result.reason).inc()
-        if result.ok and result.size_bytes:  # a failure's size is what some other URL returned: no oracle
-            metrics.BYTES_HASHED.labels(ns).inc(result.size_bytes)
-        return result
-
-
-def _result_of(key: Key, future: Future[VerifyResult]) -> VerifyResult:
-    try:
-        return future.result()
-    except Exception as e:  # noqa: BLE001 - reported as a transient failure
-        log.exception("verification of %s/%s crashed", *key)
-        return VerifyResult(R.FETCH_FAILED, f"verification crashed: {type(e).__name__}", transient=True)
 
 
 # ---- the reconciler ------------------------------------------------------------------------------

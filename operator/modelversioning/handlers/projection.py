@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from modelversioning.api.wire import ANNOTATION_PREFIX, LABEL_SLOT
+from modelversioning.api.wire import ANNOTATION_PREFIX, LABEL_SLOT, LAST_APPLIED_ANNOTATION
 from modelversioning.render.routers import all_routers
 
 # ---- what the cache keeps of each kind ------------------------------------------------------------
@@ -187,7 +187,6 @@ class _Projection(Mapping[str, dict[str, Any]]):
 
 
 PROJECTION: Mapping[str, dict[str, Any]] = _Projection()
-_LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 
 
 def _copied(value: Any) -> Any:
@@ -258,6 +257,6 @@ def cacheable(kind: str, body: dict[str, Any], shared: bool = False) -> dict[str
         if mask is None:
             md.pop("managedFields", None)
         ann = md.get("annotations")
-        if isinstance(ann, dict) and _LAST_APPLIED in ann:  # a second copy of the whole object
-            md["annotations"] = {k: v for k, v in ann.items() if k != _LAST_APPLIED}
+        if isinstance(ann, dict) and LAST_APPLIED_ANNOTATION in ann:  # a second copy of the whole object
+            md["annotations"] = {k: v for k, v in ann.items() if k != LAST_APPLIED_ANNOTATION}
     return out

@@ -16,10 +16,11 @@ from modelversioning.handlers.activity import PauseSignal
 from modelversioning.handlers.kube import Kube, expected_api_error
 from modelversioning.handlers.model import ModelReconciler
 from modelversioning.handlers.modelendpoint import ModelEndpointReconciler
-from modelversioning.handlers.modelversion import ModelVersionReconciler, make_verifier
+from modelversioning.handlers.modelversion import ModelVersionReconciler
 from modelversioning.handlers.rollback_probe import ArtifactProbes
 from modelversioning.handlers.runtime_contract import RuntimeProbes
 from modelversioning.handlers.store import Store
+from modelversioning.handlers.verification import make_verifier
 from modelversioning.handlers.workqueue import Key, WorkQueue
 
 MANAGED = {LABEL_MANAGED_BY: MANAGED_BY}  # the label of our children: the watches and LISTs select it

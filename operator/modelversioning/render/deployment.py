@@ -21,7 +21,12 @@ import json
 from typing import Any
 
 from modelversioning.api.modelendpoint import ModelEndpointSpec, Variant
-from modelversioning.api.modelversion import ModelVersionSpec, ResolvedRuntime, Resources, VariantResources
+from modelversioning.api.modelversion_spec import (
+    ModelVersionSpec,
+    ResolvedRuntime,
+    Resources,
+    VariantResources,
+)
 from modelversioning.api.settings import ArtifactPolicy, Serving
 from modelversioning.api.wire import NODE_CACHE_AUDIENCE
 from modelversioning.domain.oci_ref import is_oci

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from modelversioning.api.modelendpoint import ModelEndpointSpec, Variant
-from modelversioning.api.modelversion import ModelVersionSpec
+from modelversioning.api.modelversion_spec import ModelVersionSpec
 from modelversioning.api.settings import RoutePolicy
 from modelversioning.render.values import EndpointRef, VariantTarget
 

@@ -13,12 +13,14 @@ from typing import Any, Literal
 
 from modelversioning.api.routers import DEFAULT_ROUTER
 from modelversioning.api.wire import (
+    LAST_APPLIED_ANNOTATION,
     REASON_ANNOTATION,
     REQUESTED_BY_ANNOTATION,
     REQUESTED_STAGE_ANNOTATION,
 )
 from modelversioning.cli.models.errors import EXIT_TIMEOUT, Refused
 from modelversioning.cli.models.views import condition, meta_of, spec_of, status_of, version_key
+from modelversioning.domain.merge_patch import apply_merge_patch
 
 # ---- promote ----------------------------------------------------------------------------------------
 PromoteState = Literal["done", "blocked", "waiting"]
@@ -439,27 +441,13 @@ def clean_manifest(obj: Mapping[str, Any]) -> dict[str, Any]:
     ann = {
         k: v
         for k, v in (md.get("annotations") or {}).items()
-        if k != "kubectl.kubernetes.io/last-applied-configuration"
+        if k != LAST_APPLIED_ANNOTATION
     }
     if ann:
         md["annotations"] = ann
     else:
         md.pop("annotations", None)
     out["metadata"] = md
-    return out
-
-
-def apply_merge_patch(obj: Mapping[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
-    """RFC 7386 JSON merge patch (what the API server does with application/merge-patch+json)."""
-    out = copy.deepcopy(dict(obj))
-    for k, v in patch.items():
-        if v is None:
-            out.pop(k, None)
-        elif isinstance(v, Mapping):
-            current = out.get(k)
-            out[k] = apply_merge_patch(current if isinstance(current, Mapping) else {}, v)
-        else:
-            out[k] = copy.deepcopy(v)
     return out
 
 

@@ -47,32 +47,32 @@ def globals_of(ctx: typer.Context) -> Globals:
 
 def show(g: Globals, data: Any, table: Callable[[], Any], default: Output = Output.table) -> None:
     """``table()`` on stdout for -o table, else ``data`` as YAML or JSON."""
-    from modelversioning.cli.models import render
+    from modelversioning.cli.models import terminal
 
     fmt = g.fmt(default)
     if fmt is Output.table:
-        render.console().print(table())
+        terminal.console().print(table())
     else:
-        render.out(render.dump(data, fmt))
+        terminal.out(terminal.dump(data, fmt))
 
 
 def error(message: str) -> None:
     """An error on stderr, kubectl's way (``error: ...``, or the API server's own words)."""
     from rich.text import Text
 
-    from modelversioning.cli.models import render
+    from modelversioning.cli.models import terminal
 
     text = message if message.startswith("Error from server") else f"error: {message}"
-    render.console(stderr=True).print(Text(text, style="red"), soft_wrap=True)
+    terminal.console(stderr=True).print(Text(text, style="red"), soft_wrap=True)
 
 
 @contextmanager
 def waiting(label: str) -> Iterator[Callable[[str], None]]:
     """A spinner on stderr saying what the command waits for (when stderr is a terminal); yields a
     function that updates its text (a no-op otherwise)."""
-    from modelversioning.cli.models import render
+    from modelversioning.cli.models import terminal
 
-    err = render.console(stderr=True)
+    err = terminal.console(stderr=True)
     if not err.is_terminal:
         yield lambda _text: None
         return

@@ -274,7 +274,7 @@ _LINEAGE_OPTION = {
 
 def missing_for_production(inp: RegisterInputs) -> list[str]:
     """Lineage the operator requires before production (PRODUCTION_LINEAGE) that was not given."""
-    from modelversioning.api.modelversion import PRODUCTION_LINEAGE
+    from modelversioning.api.modelversion_spec import PRODUCTION_LINEAGE
 
     have = {
         "codeRepository": inp.code_repository,

@@ -25,6 +25,7 @@ _UNIT = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 # a moment this close after a change: the gateway may still have served the previous split (a route
 # write reaches Traefik's routing within ~2 s, README "Data plane")
 SETTLE_SECONDS = 5.0
+_LAST = 253402300799.0  # 9999-12-31T23:59:59Z, the last second a date prints
 
 
 def parse_at(text: str, now: float) -> float:
@@ -34,10 +35,7 @@ def parse_at(text: str, now: float) -> float:
         return now
     m = _RELATIVE.match(s)
     if m:
-        at = now - sum(float(n) * _UNIT[u] for n, u in _PART.findall(m.group(1)))
-        if not at >= 0:  # before 1970 (or not a number): no record reaches it, and no date prints it
-            raise Refused(f"--at {text!r}: before 1970; give a time in the endpoint's record", EXIT_USAGE)
-        return at
+        return _printable(now - sum(float(n) * _UNIT[u] for n, u in _PART.findall(m.group(1))), text)
     t = parse_rfc3339(s)
     if t is None:
         raise Refused(
@@ -45,7 +43,16 @@ def parse_at(text: str, now: float) -> float:
             "time before now such as -15m, -2h, -1h30m, -90s",
             EXIT_USAGE,
         )
-    return t.timestamp()
+    return _printable(t.timestamp(), text)
+
+
+def _printable(at: float, text: str) -> float:
+    """``at``, when a record can reach it and a date prints it (in UTC: 1970 to the end of 9999)."""
+    if not at >= 0:  # before 1970 (or not a number)
+        raise Refused(f"--at {text!r}: before 1970; give a time in the endpoint's record", EXIT_USAGE)
+    if at > _LAST:
+        raise Refused(f"--at {text!r}: after 9999 (UTC); give a time in the endpoint's record", EXIT_USAGE)
+    return at
 
 
 def which_at_view(ep: Mapping[str, Any], at: float) -> dict[str, Any]:

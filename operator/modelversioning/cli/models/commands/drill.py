@@ -22,6 +22,7 @@ from typing import Annotated, Any
 
 import typer
 
+from modelversioning.api.wire import HEADER_VERSION
 from modelversioning.cli.models import actions, drill_plan
 from modelversioning.cli.models.context import Globals, globals_of, show, waiting
 from modelversioning.cli.models.drill_plan import Leg, Report, Sample
@@ -39,7 +40,6 @@ from modelversioning.cli.models.views import version_key
 
 app = typer.Typer()
 
-VERSION_HEADER = "x-model-version"
 
 
 class Traffic:
@@ -68,9 +68,9 @@ class Traffic:
         try:
             with urllib.request.urlopen(req, timeout=2) as r:  # noqa: S310 - the caller's own URL
                 r.read(65536)
-                return (time.monotonic(), int(r.status), str(r.headers.get(VERSION_HEADER) or ""))
+                return (time.monotonic(), int(r.status), str(r.headers.get(HEADER_VERSION) or ""))
         except urllib.error.HTTPError as e:
-            return (time.monotonic(), int(e.code), str(e.headers.get(VERSION_HEADER) or ""))
+            return (time.monotonic(), int(e.code), str(e.headers.get(HEADER_VERSION) or ""))
         except (OSError, ValueError):
             return (time.monotonic(), 0, "")
 

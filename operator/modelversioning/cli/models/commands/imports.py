@@ -26,7 +26,7 @@ import typer
 import yaml
 
 from modelversioning.api.wire import MODELVERSION
-from modelversioning.cli.models import render
+from modelversioning.cli.models import terminal
 from modelversioning.cli.models.context import Globals, globals_of
 from modelversioning.cli.models.errors import Refused
 from modelversioning.cli.models.importers import mlflow_artifacts as arts
@@ -35,8 +35,8 @@ from modelversioning.cli.models.importers.mapping import VersionRule, model_name
 from modelversioning.cli.models.importers.mlflow_client import Tracking, connect
 from modelversioning.cli.models.importers.mlflow_registry import select_versions
 from modelversioning.cli.models.kube import MODELVERSIONS, Cluster, ClusterError
+from modelversioning.cli.models.output import Output
 from modelversioning.cli.models.register_plan import PLACEHOLDER_DIGEST, validate_manifest
-from modelversioning.cli.models.render import Output
 
 app = typer.Typer(
     help="Import model versions from where they already live (MLflow), with their lineage.",
@@ -162,7 +162,8 @@ def import_mlflow(
     # MLflow's client, with the command's retry defaults until the command ends
     tracking: Tracking = ctx.with_resource(connect(tracking_uri))
     svs = select_versions(tracking, name, versions=version or [], aliases=alias or [], all_=all_)
-    render.note(f"{len(svs)} version(s) of MLflow model {name} on {tracking.shown}; rule: {rule.describe()}")
+    shown = f"{len(svs)} version(s) of MLflow model {name} on {tracking.shown}"
+    terminal.note(f"{shown}; rule: {rule.describe()}")
     plans = [
         plan.plan_version(
             plan.gather(tracking, sv, destination),
@@ -185,7 +186,7 @@ def import_mlflow(
         _write(out_dir, plans)
     else:
         _print(g, plans)
-    render.note(f"imported {len(plans)} version(s) in {time.monotonic() - t0:.1f}s")
+    terminal.note(f"imported {len(plans)} version(s) in {time.monotonic() - t0:.1f}s")
 
 
 def _hash_all(tracking: Tracking, plans: list[plan.Planned], target: plan.Target) -> None:
@@ -194,7 +195,7 @@ def _hash_all(tracking: Tracking, plans: list[plan.Planned], target: plan.Target
         validate_manifest(plan.build_doc(p, target, PLACEHOLDER_DIGEST, None))
     for p in plans:
         started = time.monotonic()
-        with render.progress(f"sha256 {p.art.mlflow_uri}", eta=False) as cb:
+        with terminal.progress(f"sha256 {p.art.mlflow_uri}", eta=False) as cb:
             if p.art.proxy_path is not None:
                 digest = arts.hash_proxied(tracking, p.art, cb)
             else:
@@ -203,17 +204,17 @@ def _hash_all(tracking: Tracking, plans: list[plan.Planned], target: plan.Target
         plan.with_digest(p, digest)
         p.doc = plan.build_doc(p, target, digest.sha256, digest.size_bytes)
         validate_manifest(p.doc)
-        render.note(plan.hashed_note(p, target.model, time.monotonic() - started))
+        terminal.note(plan.hashed_note(p, target.model, time.monotonic() - started))
         for n in p.lineage.notes:
-            render.note(f"{plan.label(p.sv)}: note: {n}")
+            terminal.note(f"{plan.label(p.sv)}: note: {n}")
 
 
 def _print(g: Globals, plans: list[plan.Planned]) -> None:
     docs = [p.doc for p in plans]
     if g.fmt(Output.yaml) is Output.json:
-        render.out(render.dump({"apiVersion": "v1", "kind": "List", "items": docs}, Output.json))
+        terminal.out(terminal.dump({"apiVersion": "v1", "kind": "List", "items": docs}, Output.json))
     else:
-        render.out(yaml.safe_dump_all(docs, sort_keys=False, default_flow_style=False, allow_unicode=True))
+        terminal.out(yaml.safe_dump_all(docs, sort_keys=False, default_flow_style=False, allow_unicode=True))
 
 
 def _apply(g: Globals, cluster: Cluster, plans: list[plan.Planned]) -> None:
@@ -228,9 +229,9 @@ def _apply(g: Globals, cluster: Cluster, plans: list[plan.Planned]) -> None:
     results = [_create(cluster, p, p.doc["metadata"]["name"] in existing) for p in plans]
     if g.fmt() is Output.table:
         for r in results:
-            render.out(f"{MODELVERSION.singular}.{MODELVERSION.group}/{r['name']} {r['result']}\n")
+            terminal.out(f"{MODELVERSION.singular}.{MODELVERSION.group}/{r['name']} {r['result']}\n")
     else:
-        render.out(render.dump(results, g.fmt()))
+        terminal.out(terminal.dump(results, g.fmt()))
 
 
 def _create(cluster: Cluster, p: plan.Planned, exists: bool) -> dict[str, Any]:
@@ -266,7 +267,7 @@ def _write(out_dir: Path, plans: list[plan.Planned]) -> None:
         name = p.doc["metadata"]["name"]
         path = out_dir / f"{name}.yaml"
         if name in existing:
-            render.out(f"{path} unchanged\n")
+            terminal.out(f"{path} unchanged\n")
             continue
         path.write_text(yaml.safe_dump(p.doc, sort_keys=False, default_flow_style=False, allow_unicode=True))
-        render.out(f"{path} written\n")
+        terminal.out(f"{path} written\n")

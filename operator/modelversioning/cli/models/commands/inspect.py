@@ -11,11 +11,11 @@ import typer
 from rich.console import Group
 
 from modelversioning.api.wire import expected_name
-from modelversioning.cli.models import actions, render, views, which_views
+from modelversioning.cli.models import actions, render, terminal, views, which_views
 from modelversioning.cli.models.context import Globals, globals_of, show
 from modelversioning.cli.models.errors import EXIT_FAILED
 from modelversioning.cli.models.kube import MODELENDPOINTS, MODELVERSIONS, ClusterError, route_resource
-from modelversioning.cli.models.render import Output
+from modelversioning.cli.models.output import Output
 
 app = typer.Typer()
 
@@ -36,7 +36,7 @@ def list_(
     rows = views.list_rows(g.cluster.list(MODELVERSIONS, all_namespaces=all_namespaces), model)
     if not rows and g.fmt() is Output.table:
         where = "any namespace" if all_namespaces else f"{g.cluster.namespace} namespace"
-        render.note(f"No model versions{f' of {model}' if model else ''} found in {where}.")
+        terminal.note(f"No model versions{f' of {model}' if model else ''} found in {where}.")
         return
     show(g, rows, lambda: render.list_table(rows, all_namespaces))
 
@@ -67,7 +67,7 @@ def history(ctx: typer.Context, model: ModelName) -> None:
     mvs = [m for m in g.cluster.list(MODELVERSIONS) if views.spec_of(m).get("model") == model]
     rows = views.history_rows(mvs, model)
     if not mvs and g.fmt() is Output.table:
-        render.note(f"No versions of model {model} found in {g.cluster.namespace} namespace.")
+        terminal.note(f"No versions of model {model} found in {g.cluster.namespace} namespace.")
         return
     show(g, rows, lambda: render.history_table(rows))
 

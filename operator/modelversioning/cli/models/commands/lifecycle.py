@@ -52,7 +52,7 @@ def promote(
 ) -> None:
     """Request a stage; wait until the operator makes it (exit 0) or says which gate blocked it, with the
     numbers (exit 1)."""
-    from modelversioning.cli.models import render
+    from modelversioning.cli.models import render, terminal
 
     g = globals_of(ctx)
     p = operations.request_promotion(g.cluster, model, version, to_stage, reason)
@@ -64,11 +64,11 @@ def promote(
     data = actions.promote_outcome(model, version, to_stage, result)
     fmt = g.fmt()
     if fmt is not Output.table:
-        render.out(render.dump(data, fmt))
+        terminal.out(terminal.dump(data, fmt))
     if result.state != "done":
         raise actions.promote_blocked(p.name, to_stage, result)
     if fmt is Output.table:
-        c = render.console()
+        c = terminal.console()
         if result.new_history:
             c.print(render.history_entries_table(result.new_history))
         c.print(_text(actions.promote_done_text(p.name, to_stage, result), "green"))
@@ -159,12 +159,15 @@ def rollback(
     ep = cluster.get(MODELENDPOINTS, endpoint)
     plan = actions.plan_rollback(ep, to, force)
     versions = actions.variant_versions(ep)
-    from modelversioning.cli.models import render  # (after the first request: see the module's docstring)
+    from modelversioning.cli.models import (  # (after the first request: see the module's docstring)
+        render,
+        terminal,
+    )
 
     if print_:
         printed = actions.rollback_printed(ep, plan, manifest=fmt is Output.yaml)
-        render.out(render.dump(printed, Output.yaml if fmt is Output.yaml else Output.json))
-        render.note(actions.rollback_print_note(plan, cluster.namespace))
+        terminal.out(terminal.dump(printed, Output.yaml if fmt is Output.yaml else Output.json))
+        terminal.note(actions.rollback_print_note(plan, cluster.namespace))
         return
     asked = operations.RollbackAsked(reason, to, force)
     done = operations.rollback(cluster, ep, plan, asked, timeout, waiting)
@@ -173,8 +176,9 @@ def rollback(
         show(g, data, lambda: _text(actions.rollback_noop_text(done.plan)))
         return
     if fmt is not Output.table:
-        render.out(render.dump(actions.rollback_data(done.plan, done.after, done.seconds, done.router), fmt))
+        data = actions.rollback_data(done.plan, done.after, done.seconds, done.router)
+        terminal.out(terminal.dump(data, fmt))
         return
-    c = render.console()
+    c = terminal.console()
     c.print(render.rollback_table(done.plan, versions, done.after))
     c.print(_text(actions.rolled_back_text(done.plan, done.seconds), "green"))

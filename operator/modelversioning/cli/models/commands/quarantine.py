@@ -37,6 +37,21 @@ AllNamespaces = Annotated[
 DryRun = Annotated[bool, typer.Option("--dry-run", help="Only list the blast radius; write nothing.")]
 Timeout = Annotated[float, typer.Option("--timeout", help="Seconds to wait for the routes.", min=0)]
 NoWait = Annotated[bool, typer.Option("--no-wait", help="Write the quarantine and return.")]
+Reason = Annotated[str, typer.Option("--reason", help="Why (required; recorded).")]
+
+
+def _asked(
+    ctx: typer.Context,
+    selector: tuple[str | None, str | None, str | None],
+    reason: str,
+    dry_run: bool,
+    verb: str,
+) -> tuple[Globals, Q.Selector, str]:
+    """What both commands were asked: the options, the one selector (--dataset, --commit or --version)
+    and why (required unless --dry-run; recorded)."""
+    g = globals_of(ctx)
+    sel = QP.selector_of(*selector)
+    return g, sel, reason.strip() if dry_run else QP.reason_of(reason, verb)
 
 
 @app.command(
@@ -57,16 +72,14 @@ def quarantine(
     dataset: Dataset = None,
     commit: Commit = None,
     version: Version = None,
-    reason: Annotated[str, typer.Option("--reason", help="Why (required; recorded).")] = "",
+    reason: Reason = "",
     all_namespaces: AllNamespaces = False,
     dry_run: DryRun = False,
     timeout: Timeout = 60,
     no_wait: NoWait = False,
 ) -> None:
     """Quarantine every version built from a bad dataset or commit (see --help)."""
-    g = globals_of(ctx)
-    sel = QP.selector_of(dataset, commit, version)
-    why = reason.strip() if dry_run else QP.reason_of(reason)
+    g, sel, why = _asked(ctx, (dataset, commit, version), reason, dry_run, "quarantined")
     cluster = g.cluster
     views = [
         v for o in cluster.list(MODELVERSIONS, all_namespaces=all_namespaces) if (v := QP.version_view(o))
@@ -110,14 +123,12 @@ def unquarantine(
     dataset: Dataset = None,
     commit: Commit = None,
     version: Version = None,
-    reason: Annotated[str, typer.Option("--reason", help="Why (required; recorded).")] = "",
+    reason: Reason = "",
     all_namespaces: AllNamespaces = False,
     dry_run: DryRun = False,
 ) -> None:
     """Lift a quarantine (see --help)."""
-    g = globals_of(ctx)
-    sel = QP.selector_of(dataset, commit, version)
-    why = reason.strip() if dry_run else QP.reason_of(reason, "lifted")
+    g, sel, why = _asked(ctx, (dataset, commit, version), reason, dry_run, "lifted")
     cluster = g.cluster
     marked = [o for o in cluster.list(MODELVERSIONS, all_namespaces=all_namespaces) if QP.lifted_by(o, sel)]
     if not marked:

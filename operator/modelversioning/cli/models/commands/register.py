@@ -11,12 +11,12 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from modelversioning.cli.models import register_plan as plan
-from modelversioning.cli.models import register_runtime, render
+from modelversioning.cli.models import register_runtime, terminal
 from modelversioning.cli.models.context import Globals, globals_of
 from modelversioning.cli.models.errors import EXIT_USAGE, Refused
 from modelversioning.cli.models.gitinfo import git_info
 from modelversioning.cli.models.kube import MODELVERSIONS, ClusterError
-from modelversioning.cli.models.render import Output
+from modelversioning.cli.models.output import Output
 from modelversioning.cli.models.signing import Signing, sign_and_push_oci, sign_and_store, signing_of
 from modelversioning.cli.models.views import without_managed_fields
 from modelversioning.domain.conditions import now_rfc3339
@@ -226,7 +226,7 @@ def register(
         args, values, git_info(args.code_dir) if plan.needs_git(args) else None, now_rfc3339()
     )
     for note in plan.check_lineage(prepared, args.allow_dirty):
-        render.note(note)
+        terminal.note(note)
     assert args.artifact is not None  # check_lineage refused its absence
     local, uri = plan.artifact_location(args.artifact, args.uri)
     oci = local is None and is_oci(uri)
@@ -247,7 +247,7 @@ def register(
         doc["spec"]["artifact"]["signatureUri"] = signing.signature_uri
         plan.validate_manifest(doc)
     if cluster is None:
-        render.out(render.dump(doc, Output.json if g.fmt(Output.yaml) is Output.json else Output.yaml))
+        terminal.out(terminal.dump(doc, Output.json if g.fmt(Output.yaml) is Output.json else Output.yaml))
         return
     _create(g, doc)
 
@@ -271,7 +271,7 @@ def _with_dvc(
         dataset_uri=args.dataset_uri,
     )
     for n in [*info.notes, dvcmeta.summary(info, filled)]:
-        render.note(n)
+        terminal.note(n)
     args, values = plan.with_dvc(args, values, info, filled)
     return args, values, info if filled.hash_from_dvc else None
 
@@ -286,9 +286,9 @@ def _digest(
     if dvc_info is not None:
         from modelversioning.cli.models.importers.dvc_hash import hash_verified
 
-        with render.progress(f"sha256 + md5 {args.artifact}") as cb:
+        with terminal.progress(f"sha256 + md5 {args.artifact}") as cb:
             sha256, size = hash_verified(dvc_info, cb)
-        render.note(f"sha256 of {args.artifact}: {sha256} ({size} bytes; md5 is the one DVC recorded)")
+        terminal.note(f"sha256 of {args.artifact}: {sha256} ({size} bytes; md5 is the one DVC recorded)")
         return sha256, size
     return _hash_artifact(args.artifact, local)
 
@@ -327,7 +327,7 @@ def _resolve_oci(uri: str, args: plan.RegisterArgs) -> tuple[str, tuple[str, int
         r = resolve_reference(uri, policy=policy)
     except ArtifactError as e:
         raise Refused(f"cannot resolve the artifact: {e}") from None
-    render.note(f"{uri} is sha256:{r.sha256} ({r.layout} layout, {r.layers} layers, {r.size_bytes} bytes)")
+    terminal.note(f"{uri} is sha256:{r.sha256} ({r.layout} layout, {r.layers} layers, {r.size_bytes} bytes)")
     return r.uri, (r.sha256, r.size_bytes)
 
 
@@ -354,16 +354,16 @@ def _sign_oci(pinned: str, sha256: str, args: plan.RegisterArgs, signing: Signin
     policy = _oci_policy(pinned, args)
     t0 = time.monotonic()
     try:
-        with render.progress(f"sha256 {pinned}") as cb:
+        with terminal.progress(f"sha256 {pinned}") as cb:
             d = compute_digest(pinned, policy=policy, progress=cb)
     except ArtifactError as e:
         raise Refused(f"cannot fetch the artifact to sign it: {e}") from None
     if d.sha256 != sha256:  # pragma: no cover - compute_digest verified the manifest by this digest
         raise Refused(f"{pinned}: the manifest fetched is not sha256:{sha256}: nothing signed")
     took = time.monotonic() - t0
-    render.note(f"{pinned}: {d.files} files, {d.size_bytes} bytes fetched and hashed in {took:.1f}s")
+    terminal.note(f"{pinned}: {d.files} files, {d.size_bytes} bytes fetched and hashed in {took:.1f}s")
     signed = sign_and_push_oci(signing, d, pinned, policy)
-    render.note(f"signed ({signed.method}, OpenSSF Model Signing): {signed.written}")
+    terminal.note(f"signed ({signed.method}, OpenSSF Model Signing): {signed.written}")
 
 
 def _sign(args: plan.RegisterArgs, local: Path | None, uri: str, signing: Signing) -> tuple[str, int | None]:
@@ -374,9 +374,9 @@ def _sign(args: plan.RegisterArgs, local: Path | None, uri: str, signing: Signin
     if args.sha256 and args.sha256.lower().removeprefix("sha256:") != d.sha256:
         raise Refused(f"--sha256 {args.sha256} is not the artifact's sha256 {d.sha256}: nothing signed")
     signed = sign_and_store(signing, d, uri, local)
-    render.note(f"signed ({signed.method}, OpenSSF Model Signing): {signed.written}")
+    terminal.note(f"signed ({signed.method}, OpenSSF Model Signing): {signed.written}")
     if signed.note:
-        render.note(signed.note)
+        terminal.note(signed.note)
     return str(d.sha256), int(d.size_bytes)
 
 
@@ -391,7 +391,7 @@ def _hashed(artifact: str, local: Path | None) -> Digest:
     t0 = time.monotonic()
     shown = str(local) if local is not None else artifact
     try:
-        with render.progress(f"sha256 {shown}") as cb:
+        with terminal.progress(f"sha256 {shown}") as cb:
             d = (
                 digest_local(local, progress=cb)
                 if local is not None
@@ -401,7 +401,7 @@ def _hashed(artifact: str, local: Path | None) -> Digest:
         raise Refused(f"cannot hash the artifact: {e}") from None
     files = f", {d.files} files" if d.kind == "directory" else ""
     took = time.monotonic() - t0
-    render.note(f"sha256 of {shown}: {d.sha256} ({d.size_bytes} bytes{files}) in {took:.1f}s")
+    terminal.note(f"sha256 of {shown}: {d.sha256} ({d.size_bytes} bytes{files}) in {took:.1f}s")
     return d
 
 
@@ -415,7 +415,7 @@ def _create(g: Globals, doc: dict[str, Any]) -> None:
         raise
     fmt = g.fmt()
     if fmt is Output.table:
-        render.out(plan.created_line(created))
-        render.note(plan.created_note(doc))
+        terminal.out(plan.created_line(created))
+        terminal.note(plan.created_note(doc))
     else:
-        render.out(render.dump(without_managed_fields(created), fmt))
+        terminal.out(terminal.dump(without_managed_fields(created), fmt))

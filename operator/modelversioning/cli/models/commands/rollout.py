@@ -17,7 +17,7 @@ from typing import Annotated
 
 import typer
 
-from modelversioning.cli.models import operations, render
+from modelversioning.cli.models import operations, terminal
 from modelversioning.cli.models import rollout_views as views
 from modelversioning.cli.models.context import globals_of, show
 from modelversioning.cli.models.kube import MODELENDPOINTS
@@ -59,7 +59,7 @@ def status(
     from rich.live import Live
 
     deadline = time.monotonic() + timeout
-    with Live(rollout_renderable(view), console=render.console(), refresh_per_second=4) as live:
+    with Live(rollout_renderable(view), console=terminal.console(), refresh_per_second=4) as live:
         while not views.finished(view) and time.monotonic() < deadline:
             pause(1)
             view = views.rollout_view(g.cluster.get(MODELENDPOINTS, endpoint))

@@ -58,8 +58,8 @@ def convert(
     import yaml
     from rich.text import Text
 
-    from modelversioning.cli.models import render
     from modelversioning.cli.models import runtime_convert as rc  # the API models: loaded when run
+    from modelversioning.cli.models import terminal
 
     docs = [d for f in files for d in _read(f)]
     try:
@@ -67,12 +67,12 @@ def convert(
     except rc.NotConvertible as e:
         raise Refused(str(e)) from None
     for w in warnings:
-        render.console(stderr=True).print(Text(f"warning: {w}", style="yellow"), soft_wrap=True)
+        terminal.console(stderr=True).print(Text(f"warning: {w}", style="yellow"), soft_wrap=True)
     g = globals_of(ctx)
     if g.fmt(Output.yaml) is Output.json:
-        render.out(render.dump({"apiVersion": "v1", "kind": "List", "items": objs}, Output.json))
+        terminal.out(terminal.dump({"apiVersion": "v1", "kind": "List", "items": objs}, Output.json))
     else:
-        render.out("---\n".join(yaml.safe_dump(o, sort_keys=False) for o in objs))
+        terminal.out("---\n".join(yaml.safe_dump(o, sort_keys=False) for o in objs))
 
 
 @app.command("list", epilog="[bold]Example[/bold]\n\n  kubectl models runtimes list -A")

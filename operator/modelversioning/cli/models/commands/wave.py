@@ -206,9 +206,9 @@ def next_(
         if g.fmt().value != "table":
             show(g, _public(view), lambda: None)
             return
-        from modelversioning.cli.models import render
+        from modelversioning.cli.models import terminal
 
-        render.out("".join(f"# {ln}\n" for ln in message.splitlines()) + patch)
+        terminal.out("".join(f"# {ln}\n" for ln in message.splitlines()) + patch)
         return
     view["commit"] = wave_git.commit_overlay(root, nxt.overlay, view["base"], before, after, message)
     show(g, _public(view), lambda: _render(view))
@@ -216,7 +216,7 @@ def next_(
 
 def _message(view: dict[str, Any], nxt: Any, prev: Any, verdict: Any, before: str) -> str:
     from modelversioning.cli.models import wave_git
-    from modelversioning.cli.models.render import clean
+    from modelversioning.cli.models.terminal import clean
     from modelversioning.domain.timestamps import rfc3339_ms
 
     since = rfc3339_ms(verdict.since) if verdict.since is not None else "-"

@@ -17,7 +17,14 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from modelversioning.api.wire import MODEL, MODELAPPROVAL, MODELENDPOINT, MODELVERSION, Resource
+from modelversioning.api.wire import (
+    LAST_APPLIED_ANNOTATION,
+    MODEL,
+    MODELAPPROVAL,
+    MODELENDPOINT,
+    MODELVERSION,
+    Resource,
+)
 from modelversioning.cli.models.apiserver import WatchBroken, WatchExpired
 from modelversioning.cli.models.errors import ClusterError
 from modelversioning.cli.models.kube import Cluster
@@ -38,9 +45,9 @@ def _slim(obj: Mapping[str, Any]) -> dict[str, Any]:
     md = dict(obj.get("metadata") or {})
     md.pop("managedFields", None)
     ann = md.get("annotations")
-    if ann and "kubectl.kubernetes.io/last-applied-configuration" in ann:
+    if ann and LAST_APPLIED_ANNOTATION in ann:
         md["annotations"] = {
-            k: v for k, v in ann.items() if k != "kubectl.kubernetes.io/last-applied-configuration"
+            k: v for k, v in ann.items() if k != LAST_APPLIED_ANNOTATION
         }
     return {**obj, "metadata": md}
 
