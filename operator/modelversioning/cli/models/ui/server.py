@@ -49,6 +49,7 @@ from modelversioning.cli.models.errors import ClusterError, Refused
 from modelversioning.cli.models.kube import Cluster
 from modelversioning.cli.models.ui import pages
 from modelversioning.cli.models.ui.cache import WatchCache
+from modelversioning.cli.models.ui.regions import RegionReads, regions_view
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -93,6 +94,7 @@ class UiConfig:
     namespace: str | None  # None: all namespaces
     read_only: bool = False
     token: str = field(default_factory=lambda: secrets.token_urlsafe(32))
+    region_timeout: float = 10.0  # seconds each region has on the regions page (--region-timeout)
     port: int = 0  # set once bound
 
     @property
@@ -127,10 +129,17 @@ def _templates() -> jinja2.Environment:
 class UiServer:
     """The aiohttp application around a :class:`WatchCache` (its threads fill it; this reads it)."""
 
-    def __init__(self, cfg: UiConfig, cache: WatchCache, connect: Callable[[str | None], Cluster]) -> None:
+    def __init__(
+        self,
+        cfg: UiConfig,
+        cache: WatchCache,
+        connect: Callable[[str | None], Cluster],
+        regions: RegionReads | None = None,
+    ) -> None:
         self.cfg = cfg
         self.cache = cache
         self.connect = connect  # a Cluster for an action in a namespace (the viewer's credentials)
+        self.regions = regions  # the regions page's reads (kubectl models ui --contexts ...), else None
         self.env = _templates()
         self._changed: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -145,6 +154,8 @@ class UiServer:
         app.router.add_get("/static/{file}", self.static)
         app.router.add_get("/favicon.ico", self.favicon)
         app.router.add_get("/events", self.events)
+        if self.regions is not None:
+            app.router.add_get("/regions", self.regions_page)
         app.router.add_get("/ns/{ns}/models/{model}", self.model)
         app.router.add_get("/ns/{ns}/models/{model}/diff", self.diff)
         app.router.add_get("/ns/{ns}/endpoints/{name}", self.endpoint)
@@ -222,7 +233,9 @@ class UiServer:
             "scope": self.cfg.namespace or "all namespaces",
             "actions": ACTIONS,
             "revision": self.cache.revision,
-            "live": template not in ("confirm.html", "result.html", "error.html"),
+            "live": template not in ("confirm.html", "result.html", "error.html", "regions.html"),
+            "regions": self.regions is not None,
+            "region_timeout": self.cfg.region_timeout,
         }
         html = self.env.get_template(template).render(**ctx)
         return web.Response(text=html, content_type="text/html", charset="utf-8", status=status)
@@ -263,6 +276,15 @@ class UiServer:
         a, b = request.query.get("a", ""), request.query.get("b", "")
         snap = self.cache.snapshot()
         return self._timed("diff.html", lambda: pages.diff_page(snap, ns, model, a[:253], b[:253]))
+
+    async def regions_page(self, request: web.Request) -> web.StreamResponse:
+        """Each endpoint per region (``which --contexts``'s view); the regions are read off the event
+        loop, each within its deadline, and at most once per :data:`.regions.FRESH_SECONDS`. Not live:
+        the watch cache is this cluster's; the page says when it read and links a new read."""
+        assert self.regions is not None
+        loop = asyncio.get_running_loop()
+        read_at, reads = await loop.run_in_executor(None, self.regions.get)
+        return self._timed("regions.html", lambda: regions_view(reads, read_at))
 
     async def static(self, request: web.Request) -> web.StreamResponse:
         name = request.match_info["file"]
