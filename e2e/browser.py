@@ -198,12 +198,13 @@ class Browser:
             seen.append(f)
         return seen
 
-    def axe(self, source: str) -> list[dict[str, Any]]:
-        """Run axe-core (``source``: axe.min.js) in the page: its violations, each with id, impact, help
-        and the first nodes. Evaluated over DevTools, so the page's CSP (no inline script) allows it."""
+    def axe(self, source: str) -> dict[str, Any]:
+        """Run axe-core (``source``: axe.min.js) in the page: ``violations`` (each with id, impact, help
+        and the first nodes), the number of rules that ``passes`` and the ``incomplete`` ones (to review
+        by hand). Evaluated over DevTools, so the page's CSP (no inline script) does not stop it."""
         if not self.js("typeof window.axe === 'object'"):
             self.js(source + "\n;true")
-        return list(self.js(_AXE_RUN) or [])
+        return dict(self.js(_AXE_RUN))
 
     def dialogs(self) -> list[dict[str, Any]]:
         return [e for e in self.events if e.get("method") == "Page.javascriptDialogOpening"]
@@ -243,10 +244,11 @@ _FOCUSED = """(() => {
           onScreen: r.width > 0 && r.height > 0};
 })()"""
 
-_AXE_RUN = """axe.run(document, {resultTypes: ['violations']}).then(r => r.violations.map(v => ({
-  id: v.id, impact: v.impact, help: v.help, count: v.nodes.length,
-  nodes: v.nodes.slice(0, 4).map(n => n.target.join(' ') + ' | '
-    + (n.failureSummary || '').replace(/\\s+/g, ' ').slice(0, 300))})))"""
+_AXE_RUN = """axe.run(document).then(r => ({passes: r.passes.length,
+  incomplete: r.incomplete.map(v => v.id + ' (' + v.impact + ')'),
+  violations: r.violations.map(v => ({id: v.id, impact: v.impact, help: v.help, count: v.nodes.length,
+    nodes: v.nodes.slice(0, 4).map(n => n.target.join(' ') + ' | '
+      + (n.failureSummary || '').replace(/\\s+/g, ' ').slice(0, 300))}))}))"""
 
 _FOCUSABLES = """Array.from(document.querySelectorAll(
   'a[href], button, input:not([type=hidden]), select, textarea, [tabindex]:not([tabindex="-1"])'))

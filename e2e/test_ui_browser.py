@@ -121,18 +121,25 @@ class Accessibility:
     def __init__(self, source: str) -> None:
         self.source = source
         self.pages: dict[str, list[dict[str, Any]]] = {}
+        self.other: dict[str, dict[str, Any]] = {}
         self.keyboard: dict[str, list[str]] = {}
+        self.tabbed: dict[str, int] = {}
 
     def check(self, b: Browser, name: str, keyboard: bool = True) -> None:
-        self.pages[name] = b.axe(self.source)
+        found = b.axe(self.source)
+        self.pages[name] = list(found["violations"])
+        self.other[name] = found
         if keyboard:
-            self.keyboard[name] = keyboard_problems(b)
+            self.keyboard[name], self.tabbed[name] = keyboard_problems(b)
 
     def report(self) -> str:
         lines = []
         for name, vs in self.pages.items():
             bad = [v for v in vs if v["impact"] in AXE_FAILS]
-            lines.append(f"  {name}: {len(bad)} serious/critical, {len(vs) - len(bad)} other"
+            more = self.other[name]
+            lines.append(f"  {name}: {len(bad)} serious/critical, {len(vs) - len(bad)} other violations; "
+                         f"{more['passes']} rules pass; to review by hand: {more['incomplete'] or 'none'}; "
+                         f"Tab reached {self.tabbed.get(name, '-')} elements"
                          + "".join(f"\n    {v['impact']} {v['id']} ({v['count']}x): {v['help']}"
                                    + "".join(f"\n      {n}" for n in v["nodes"]) for v in vs))  # fmt: skip
             lines += [f"    keyboard: {p}" for p in self.keyboard.get(name, [])]
@@ -146,8 +153,9 @@ class Accessibility:
         assert not any(self.keyboard.values()), f"keyboard problems: {self.keyboard}"
 
 
-def keyboard_problems(b: Browser) -> list[str]:
-    """Tab from the top: every link, button and field is reached, each with a visible focus."""
+def keyboard_problems(b: Browser) -> tuple[list[str], int]:
+    """Tab from the top: every link, button and field is reached, each with a visible focus (what is
+    wrong; how many got the focus)."""
     want = b.focusables()
     seen = b.tab_through(limit=len(want) + 5)
     reached = {f["key"] for f in seen}
@@ -155,7 +163,7 @@ def keyboard_problems(b: Browser) -> list[str]:
     problems += [f"focus not visible on {f['what']}" for f in seen if not f["visible"]]
     if not want:
         problems.append("nothing to focus on the page")
-    return problems
+    return problems, len(seen)
 
 
 def press_tab_until(b: Browser, text: str, limit: int = 60) -> None:
@@ -237,6 +245,7 @@ def test_the_web_view_in_chromium(cluster, objs, artifact_root, shots, axe_sourc
         b.goto(f"{base}/ns/{ns}/endpoints/fraud")
         b.wait(f"{effective_cell('stable')} === '100%'", 10)
         b.js("window.__same_page = true")
+        press_tab_until(b, "Roll back…")  # a keyboard user's focus, which the live update must keep
         seen_api: list[float] = []
 
         def watch_api() -> None:
@@ -257,6 +266,7 @@ def test_the_web_view_in_chromium(cluster, objs, artifact_root, shots, axe_sourc
         seen_page = time.monotonic()
         poller.join(10)
         assert b.js("window.__same_page === true"), "the page was reloaded"
+        assert (b.focused() or {}).get("text") == "Roll back…", "the live update lost the keyboard focus"
         delay = seen_page - seen_api[0]
         with capsys.disabled():
             print(f"\noperator wrote canary 30% -> the page showed it: {delay * 1000:.0f} ms (no reload)")
