@@ -185,10 +185,17 @@ class Browser:
         """Every element a keyboard should reach (links, buttons, fields, selects; shown, enabled)."""
         return list(self.js(_FOCUSABLES) or [])
 
+    def focus_top(self) -> None:
+        """Put the keyboard's starting point before everything in the page (a blur alone leaves it where
+        the last focused element was): the next Tab reaches the first focusable element."""
+        self.js("(() => { const s = document.createElement('span'); s.tabIndex = -1;"
+                " document.body.prepend(s); s.focus(); window.scrollTo(0, 0);"
+                " s.addEventListener('blur', () => s.remove()); return true; })()")  # fmt: skip
+
     def tab_through(self, limit: int = 300) -> list[dict[str, Any]]:
         """Press Tab from the top of the page until the focus leaves the page or comes back to the
         first element: what got the focus, in order."""
-        self.js("document.activeElement && document.activeElement.blur(); window.scrollTo(0, 0)")
+        self.focus_top()
         seen: list[dict[str, Any]] = []
         for _ in range(limit):
             self.press("Tab")

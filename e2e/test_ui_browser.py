@@ -168,7 +168,7 @@ def keyboard_problems(b: Browser) -> tuple[list[str], int]:
 
 def press_tab_until(b: Browser, text: str, limit: int = 60) -> None:
     """Tab until the focused element's text is ``text`` (as a keyboard user reaches a button)."""
-    b.js("document.activeElement && document.activeElement.blur(); window.scrollTo(0, 0)")
+    b.focus_top()
     for _ in range(limit):
         b.press("Tab")
         f = b.focused()
