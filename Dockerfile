@@ -19,7 +19,7 @@ ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
 COPY pyproject.toml README.md constraints.txt ./
 COPY operator ./operator
-ARG EXTRAS=s3
+ARG EXTRAS=s3,ui
 # The dependencies are pinned by the project's constraints.txt (the versions the tests ran with);
 # --build-arg CONSTRAINTS= resolves them afresh.
 ARG CONSTRAINTS=constraints.txt

@@ -8,7 +8,11 @@ not the API server). Printed, never asserted:
   cache makes one LIST and one WATCH per kind when it starts, and none per view);
 * from a watch event (an endpoint's new effective weights) to the `change` server-sent event at a
   connected client, and to that client having fetched the page again with the new weight (what the
-  page's script does): p50 / p95 over M changes.
+  page's script does): p50 / p95 over M changes;
+* in-cluster mode (chart ui.enabled): the same objects spread over 20 namespaces, a viewer whose RBAC
+  allows 5 of them; the fleet page's server time as that viewer, and the access reviews
+  (SubjectAccessReviews) asked of the API server vs answered from the viewer's kept answers, counted
+  separately from the shared watches (the reviews are a stand-in here that counts, not a cluster).
 
     python bench/ui_view.py [--views 200] [--changes 50]
 """
@@ -72,7 +76,7 @@ async def run(views: int, changes: int) -> None:
     srv = UiServer(cfg, cache, lambda ns: None)  # type: ignore[arg-type,return-value]
     ts = TestServer(srv.app(), host="127.0.0.1", port=port)
     await ts.start_server()
-    base, cookie = f"http://127.0.0.1:{port}", {"Cookie": f"{cfg.cookie}={cfg.token}"}
+    base, cookie = f"http://127.0.0.1:{port}{cfg.root}", {"Cookie": f"{cfg.cookie}={cfg.token}"}
     try:
         async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as s:
             before = dict(cache.requests)
@@ -122,6 +126,42 @@ async def run(views: int, changes: int) -> None:
     print(f"load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 
+async def run_in_cluster(views: int) -> None:
+    from modelversioning.cli.models.ui.incluster import AccessReviews, ProxyTrust
+    from modelversioning.cli.models.ui.server import InCluster
+
+    objs = fleet_objects()
+    for i, o in enumerate(objs):
+        o["metadata"]["namespace"] = f"team-{(i // (VERSIONS + 1)) % 20:02d}"
+    allowed = {f"team-{n:02d}" for n in range(5)}
+    reviews = AccessReviews(lambda v, verb, res, ns: ns in allowed)
+    secret = b"x" * 32
+    port = socket.socket()
+    port.bind(("127.0.0.1", 0))
+    n = int(port.getsockname()[1])
+    port.close()
+    cfg = UiConfig(None, None, None, prefix="", port=n, hosts=(f"127.0.0.1:{n}",))
+    srv = UiServer(cfg, StaticCache(*objs), lambda ns: None,  # type: ignore[arg-type,return-value]
+                   InCluster(ProxyTrust(secret, frozenset({"alice"})), reviews, lambda ns, v: None))  # type: ignore[arg-type,return-value]  # fmt: skip
+    ts = TestServer(srv.app(), host="127.0.0.1", port=n)
+    await ts.start_server()
+    headers = {"X-Proxy-Secret": secret.decode(), "X-Forwarded-User": "alice"}
+    try:
+        async with aiohttp.ClientSession() as s:
+            size = 0
+            for _ in range(views):
+                async with s.get(f"http://127.0.0.1:{n}/", headers=headers) as r:
+                    assert r.status == 200
+                    size = len(await r.read())
+        rs = list(srv.render_seconds) or [0.0]
+        print(f"in-cluster fleet page as a viewer of 5/20 namespaces: server time p50 {ms(pct(rs, 0.5))}, "
+              f"p95 {ms(pct(rs, 0.95))}; {size / 1024:.0f} KiB; access reviews over {views} views: "
+              f"{reviews.requests} asked of the API server, {reviews.kept} answered from the kept ones "
+              f"(one per kind and namespace per 30 s); watches: the shared cache's only")  # fmt: skip
+    finally:
+        await ts.close()
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--views", type=int, default=200)
@@ -129,6 +169,7 @@ def main() -> None:
     a = p.parse_args()
     print(f"web view at {MODELS * VERSIONS} versions / {MODELS} endpoints")
     asyncio.run(run(a.views, a.changes))
+    asyncio.run(run_in_cluster(min(a.views, 50)))
 
 
 if __name__ == "__main__":

@@ -12,6 +12,8 @@ starts it, and the browser opens the URL it prints. Checked in the browser:
   after the operator writes it (the delay is printed);
 - actions behind their confirmation, as the viewer (the API server's user is recorded as the actor):
   rollout promote, promote, approve, rollback; read-only mode offers none and refuses them;
+- the session cookie is held for the view's secret path prefix only: another server on 127.0.0.1
+  never receives it, and the view answers 404 outside the prefix;
 - a viewer whose RBAC allows only reading sees the pages, and their promotion is refused by the API
   server (shown on the page; nothing changes); the same viewer asking for all namespaces is told
   the view cannot watch them;
@@ -22,6 +24,7 @@ starts it, and the browser opens the URL it prints. Checked in the browser:
 
 from __future__ import annotations
 
+import http.server
 import os
 import re
 import subprocess
@@ -32,6 +35,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import yaml
@@ -73,7 +77,7 @@ def shots(tmp_path_factory: pytest.TempPathFactory, capsys: pytest.CaptureFixtur
 
 @contextmanager
 def ui(kubeconfig: Path, namespace: str, *extra: str) -> Iterator[str]:
-    """`kubectl models ui` as a subprocess; yields the URL it prints (with its token)."""
+    """`kubectl models ui` as a subprocess; yields the URL it prints (its secret prefix and token)."""
     env = {**os.environ, "PYTHONPATH": str(OPERATOR_SRC)}
     env.pop("KUBECONFIG", None)
     cmd = [sys.executable, "-m", "modelversioning.cli.kubectl_models", "--kubeconfig", str(kubeconfig),
@@ -81,7 +85,7 @@ def ui(kubeconfig: Path, namespace: str, *extra: str) -> Iterator[str]:
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
         line = proc.stdout.readline() if proc.stdout else ""
-        m = re.search(r"http://127\.0\.0\.1:\d+/\?token=\S+", line)
+        m = re.search(r"http://127\.0\.0\.1:\d+/s/[A-Za-z0-9_-]{20,}/\?token=\S+", line)
         if not m:
             proc.kill()
         err = proc.stderr.read() if not m and proc.stderr else ""
@@ -175,6 +179,38 @@ def press_tab_until(b: Browser, text: str, limit: int = 60) -> None:
         if f and f["text"] == text:
             return
     raise AssertionError(f"no {text!r} reached by Tab")
+
+
+def the_cookie_stays_under_the_prefix(b: Browser, base: str) -> None:
+    """After the token is traded for the cookie: the browser holds it for the secret prefix only, sends
+    it to no other server on 127.0.0.1 (cookies ignore ports; the path does not), and the view itself
+    answers 404 outside the prefix."""
+    (cookie,) = b.page("Network.getCookies", {"urls": [base + "/"]})["cookies"]
+    assert cookie["path"] == urlsplit(base).path + "/" and urlsplit(base).path.startswith("/s/")
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+    seen: list[str | None] = []
+
+    class Other(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (the stdlib's name)
+            seen.append(self.headers.get("Cookie"))
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b"another local server")
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    other = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Other)
+    threading.Thread(target=other.serve_forever, daemon=True).start()
+    try:
+        b.goto(f"http://127.0.0.1:{other.server_address[1]}/")
+        b.goto(f"http://127.0.0.1:{other.server_address[1]}/s/")
+    finally:
+        other.shutdown()
+    assert len(seen) >= 2 and all(c is None for c in seen), seen  # (the favicon asked for too)
+    port_root = base.rsplit("/s/", 1)[0]
+    b.goto(port_root + "/")
+    assert b.js("document.body.innerText").strip() == "not found"
 
 
 def register(objs: Objects, root: Path, version: str, stage: str, **lineage: Any) -> None:
@@ -358,7 +394,7 @@ def test_the_web_view_in_chromium(cluster, objs, artifact_root, shots, axe_sourc
             assert "read-only" in b.text("header")
             a11y.check(b, f"read-only {path.split('/')[3]}")
         status = b.js(
-            f"fetch('/ns/{ns}/act/rollback', {{method: 'POST', body: new URLSearchParams("
+            f"fetch('{base}/ns/{ns}/act/rollback', {{method: 'POST', body: new URLSearchParams("
             "{endpoint: 'fraud', csrf: 'x'})}).then(r => r.status)"
         )
         assert status == 403
@@ -400,6 +436,7 @@ def test_a_viewer_without_rights_is_refused_by_the_api_server(cluster, objs, art
     with ui(kubeconfig, ns) as url, Browser() as b:
         base = base_of(url)
         b.goto(url)
+        the_cookie_stays_under_the_prefix(b, base)
         b.goto(f"{base}/ns/{ns}/models/fraud")
         b.wait("!!document.querySelector('tr#v-2\\\\.0\\\\.0')", 30)  # the viewer may read
         b.click("tr#v-2\\.0\\.0 a[href*='/confirm/promote']")

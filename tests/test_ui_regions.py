@@ -68,7 +68,7 @@ def serve_regions(kubeconfig: Path, contexts: str, test: Page, timeout: float = 
         await ts.start_server()
         try:
             async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as s:
-                await test(s, f"http://127.0.0.1:{port}", srv)
+                await test(s, f"http://127.0.0.1:{port}{cfg.root}", srv)  # every route under the prefix
         finally:
             await ts.close()
 
@@ -106,13 +106,14 @@ def test_each_endpoint_per_region_and_an_unreachable_region_is_unknown(tmp_path:
         seen["seconds"] = time.monotonic() - t0
         async with s.get(base + "/", headers=authed(srv)) as r:
             seen["fleet"] = await r.text()
+        seen["root"] = srv.cfg.root
 
     with regions(tmp_path, answers) as kc:
         serve_regions(kc, "us-east,eu-west,ap-south,sa-east,empty", t)
     page = seen["page"]
     assert seen["status"] == 200
     assert seen["seconds"] < 1.5 + 1.0, "a silent region held the page past its deadline"
-    assert 'href="/regions"' in seen["fleet"]  # the header links the page
+    assert f'href="{seen["root"]}/regions"' in seen["fleet"]  # the header links the page
     us, eu = rows(page, "us-east"), rows(page, "eu-west")
     assert us == [
         f"us-east stable 2.3.8 0% 1/1 production {OLD_SHA[:12]} Succeeded Ready=True",
@@ -192,15 +193,16 @@ def test_without_regions_there_is_no_regions_page() -> None:
         await ts.start_server()
         try:
             async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as s:
-                async with s.get(f"http://127.0.0.1:{port}/regions", headers=authed(srv)) as r:
+                base = f"http://127.0.0.1:{port}{cfg.root}"
+                async with s.get(base + "/regions", headers=authed(srv)) as r:
                     got["status"] = r.status
-                async with s.get(f"http://127.0.0.1:{port}/", headers=authed(srv)) as r:
+                async with s.get(base + "/", headers=authed(srv)) as r:
                     got["fleet"] = await r.text()
         finally:
             await ts.close()
 
     asyncio.run(main())
-    assert got["status"] == 404 and 'href="/regions"' not in got["fleet"]
+    assert got["status"] == 404 and "/regions" not in got["fleet"]
 
 
 @pytest.mark.parametrize(

@@ -109,7 +109,7 @@ def serve(
         await ts.start_server()
         try:
             async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as s:
-                await test(s, f"http://127.0.0.1:{port}", srv)
+                await test(s, f"http://127.0.0.1:{port}{cfg.root}", srv)  # every route is under the prefix
         finally:
             await ts.close()
 
@@ -129,7 +129,8 @@ def test_the_token_opens_a_session_cookie_and_nothing_else_does():
             assert r.status == 401 and "set-cookie" not in r.headers
         async with s.get(base + f"/ns/ml/models/fraud?token={srv.cfg.token}", allow_redirects=False) as r:
             assert r.status == 303
-            assert r.headers["Location"] == "/ns/ml/models/fraud"  # the token leaves the address bar
+            # the token leaves the address bar; the secret prefix stays
+            assert r.headers["Location"] == srv.cfg.root + "/ns/ml/models/fraud"
             cookie = r.headers["Set-Cookie"]
             assert f"{srv.cfg.cookie}={srv.cfg.token}" in cookie
             assert "HttpOnly" in cookie and "SameSite=Strict" in cookie
@@ -141,6 +142,74 @@ def test_the_token_opens_a_session_cookie_and_nothing_else_does():
             assert r.status == 401
 
     serve(t, *hostile())
+
+
+def test_the_session_cookie_is_scoped_to_the_secret_path_prefix():
+    """Cookies are not scoped by port: Path=/s/<prefix>/ is what keeps the browser from sending the
+    token to another server on 127.0.0.1 (it would have to be asked for a URL naming the prefix)."""
+
+    async def t(s: aiohttp.ClientSession, base: str, srv: UiServer) -> None:
+        async with s.get(base + f"/?token={srv.cfg.token}", allow_redirects=False) as r:
+            assert r.status == 303
+            morsel = r.cookies[srv.cfg.cookie]
+            assert morsel["path"] == f"/s/{srv.cfg.prefix}/" and len(srv.cfg.prefix) >= 20
+            assert morsel["httponly"] and morsel["samesite"] == "Strict"
+        url = srv.cfg.url()
+        assert url.startswith(f"http://127.0.0.1:{srv.cfg.port}/s/{srv.cfg.prefix}/?token=")
+        other = UiConfig(None, None, "ml", port=srv.cfg.port)
+        assert other.prefix != srv.cfg.prefix and other.token != srv.cfg.token  # random per server
+
+    serve(t)
+
+
+def test_a_request_outside_the_prefix_is_404_and_touches_nothing():
+    """Even with the right cookie, the right token or the right CSRF field: no page, no cookie, no
+    action, no event stream."""
+
+    async def t(s: aiohttp.ClientSession, base: str, srv: UiServer) -> None:
+        origin = f"http://127.0.0.1:{srv.cfg.port}"
+        prefix = srv.cfg.prefix
+        paths = ["/", "/events", "/favicon.ico", "/static/ui.js", "/ns/ml/models/fraud", "/s/",
+                 f"/s/{prefix}", f"/s/{prefix[:-1]}/", f"/s/{prefix}x/", f"/s/x/s/{prefix}/",
+                 f"/S/{prefix}/", f"/{prefix}/"]  # fmt: skip
+        for path in paths:
+            async with s.get(origin + path + f"?token={srv.cfg.token}", headers=authed(srv)) as r:
+                assert r.status == 404, path
+                assert "set-cookie" not in r.headers and await r.text() == "not found\n", path
+        form = {"model": "fraud", "version": "1.1.0", "stage": "production", "csrf": srv.cfg.csrf}
+        for path in ("/ns/ml/act/approve", "/s/wrong/ns/ml/act/approve"):
+            async with s.post(origin + path, data=form, headers=authed(srv, Origin=origin)) as r:
+                assert r.status == 404, path
+        assert cluster.created == []
+        async with s.get(base + "/", headers=authed(srv)) as r:  # the same cookie under the prefix
+            assert r.status == 200
+
+    cluster = FakeCluster({VERSION_OBJ["metadata"]["name"]: VERSION_OBJ})
+    serve(t, VERSION_OBJ, cluster=cluster)
+
+
+def test_every_link_form_script_and_event_stream_is_under_the_prefix():
+    async def t(s: aiohttp.ClientSession, base: str, srv: UiServer) -> None:
+        root = srv.cfg.root
+        pages = (
+            "/",
+            "/ns/ml/models/fraud",
+            "/ns/ml/endpoints/fraud",
+            "/ns/ml/models/fraud/diff?a=1.1.0&b=1.1.0",
+            "/ns/ml/confirm/rollback?endpoint=fraud",
+        )
+        for path in pages:
+            async with s.get(base + path, headers=authed(srv)) as r:
+                assert r.status == 200, path
+                body = await r.text()
+            urls = re.findall(r'(?:href|src|action)="([^"#][^"]*)"', body)  # (#main: the skip link, in-page)
+            assert urls and all(u.startswith(root + "/") for u in urls), (path, urls)
+            assert f'data-root="{root}"' in body
+        async with s.get(base + "/static/ui.js", headers=authed(srv)) as r:
+            assert 'getAttribute("data-root") + "/events"' in await r.text()
+
+    strat = {"canary": {"variant": "canary", "baseline": "stable", "steps": [{"setWeight": 10}]}}
+    serve(t, VERSION_OBJ, ep("fraud", "fraud", [("stable", "1.1.0", 100)], strategy=strat))
 
 
 def test_a_foreign_host_header_is_refused_before_anything_else():

@@ -110,6 +110,11 @@ SELF_SUBJECT_REVIEW = Resource(
 SELF_SUBJECT_ACCESS_REVIEW = Resource(
     "authorization.k8s.io", "v1", "selfsubjectaccessreviews", "SelfSubjectAccessReview", namespaced=False
 )
+# May this user (and groups) do this? The in-cluster web view asks it, as its ServiceAccount, for the viewer
+# its authenticating proxy names, before showing a namespace's objects from its shared cache; never stored.
+SUBJECT_ACCESS_REVIEW = Resource(
+    "authorization.k8s.io", "v1", "subjectaccessreviews", "SubjectAccessReview", namespaced=False
+)
 
 # ----------------------------------------------------------------------------------- annotations
 # On a ModelVersion, set by people and tooling (kubectl models, GitOps):

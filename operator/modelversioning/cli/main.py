@@ -129,6 +129,15 @@ def verify_artifact(ctx: typer.Context) -> None:
     raise typer.Exit(verify.main(list(ctx.args)))
 
 
+@app.command("ui-server", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def ui_server(ctx: typer.Context) -> None:
+    """Run the web view in the cluster (the chart's ui.enabled): behind an authenticating proxy, as the
+    viewer it names (--config FILE --proxy-secret-file FILE; see cli/models/ui/incluster_main.py)."""
+    from modelversioning.cli.models.ui import incluster_main
+
+    raise typer.Exit(incluster_main.main(list(ctx.args)))
+
+
 @app.command("node-cache")
 def node_cache(
     root: Path = typer.Option(

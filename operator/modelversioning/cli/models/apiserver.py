@@ -26,13 +26,18 @@ import json
 import os
 import select
 import ssl
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
-from modelversioning.api.wire import SELF_SUBJECT_ACCESS_REVIEW, SELF_SUBJECT_REVIEW, Resource
+from modelversioning.api.wire import (
+    SELF_SUBJECT_ACCESS_REVIEW,
+    SELF_SUBJECT_REVIEW,
+    SUBJECT_ACCESS_REVIEW,
+    Resource,
+)
 from modelversioning.cli.models.errors import ClusterError, api_error_message
 
 MERGE_PATCH = "application/merge-patch+json"
@@ -60,6 +65,9 @@ class Credentials:
     tls_server_name: str | None = None
     cert: str | bytes | None = None  # client certificate: a PEM file's path, or PEM bytes
     key: str | bytes | None = None
+    token_file: str | None = None  # re-read on every request (a projected ServiceAccount token rotates)
+    impersonate_user: str | None = None  # Impersonate-User (the in-cluster web view acting as its viewer)
+    impersonate_groups: tuple[str, ...] = ()  # one Impersonate-Group header each
 
 
 def _file_or_data(entry: Mapping[str, Any], key: str, base: str) -> str | bytes | None:
@@ -128,6 +136,20 @@ def credentials(
     return Credentials(
         server, auth or None, files[0], verify, str(name) if name else None, files[1], files[2]
     )
+
+
+Headers = list[tuple[str, str]]  # in order; a name may repeat
+SA_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
+
+
+def in_cluster_credentials() -> Credentials:
+    """The pod's ServiceAccount: the API server from the environment, the mounted CA, the token file
+    (re-read on every request: the kubelet rotates it)."""
+    host, port = os.environ.get("KUBERNETES_SERVICE_HOST", ""), os.environ.get("KUBERNETES_SERVICE_PORT", "")
+    if not host or not port:
+        raise ClusterError("not in a cluster: KUBERNETES_SERVICE_HOST/PORT are not set")
+    host = f"[{host}]" if ":" in host else host
+    return Credentials(f"https://{host}:{port}", ca=f"{SA_DIR}/ca.crt", token_file=f"{SA_DIR}/token")
 
 
 def _tls_context(c: Credentials) -> ssl.SSLContext:
@@ -219,6 +241,16 @@ class HttpApi:
         body = {"apiVersion": kind.api_version, "kind": kind.kind, "spec": {"resourceAttributes": attributes}}
         return self._json("POST", kind.path(None), body=body)
 
+    def subject_access_review(
+        self, attributes: Mapping[str, Any], user: str, groups: Sequence[str]
+    ) -> dict[str, Any]:
+        """May ``user`` (in ``groups``) do this? Asked with our own credentials (create
+        subjectaccessreviews), about someone else."""
+        kind = SUBJECT_ACCESS_REVIEW
+        spec = {"resourceAttributes": dict(attributes), "user": user, "groups": list(groups)}
+        body = {"apiVersion": kind.api_version, "kind": kind.kind, "spec": spec}
+        return self._json("POST", kind.path(None), body=body)
+
     def watch(
         self,
         res: Resource,
@@ -239,7 +271,7 @@ class HttpApi:
             raise WatchBroken(str(e)) from None
         try:
             conn.sock.settimeout(read_timeout)
-            conn.request("GET", self._url(_path(res, namespace), query), headers=self._headers())
+            _request(conn, "GET", self._url(_path(res, namespace), query), None, self._headers())
             resp = conn.getresponse()
             if resp.status == 410:
                 raise WatchExpired()
@@ -255,12 +287,23 @@ class HttpApi:
     def _url(self, path: str, query: Mapping[str, str] | None = None) -> str:
         return self._prefix + path + (f"?{urlencode(query)}" if query else "")
 
-    def _headers(self, content_type: str | None = None) -> dict[str, str]:
-        headers = {"Accept": "application/json", "User-Agent": USER_AGENT}
+    def _headers(self, content_type: str | None = None) -> Headers:
+        """A list, not a dict: impersonating several groups takes one Impersonate-Group header each."""
+        c = self.creds
+        headers: Headers = [("Accept", "application/json"), ("User-Agent", USER_AGENT)]
         if content_type:
-            headers["Content-Type"] = content_type
-        if self.creds.authorization:
-            headers["Authorization"] = self.creds.authorization
+            headers.append(("Content-Type", content_type))
+        authorization = c.authorization
+        if c.token_file:
+            try:
+                authorization = "Bearer " + Path(c.token_file).read_text().strip()
+            except OSError as e:
+                raise ClusterError(f"cannot read the token file {c.token_file}: {e}") from None
+        if authorization:
+            headers.append(("Authorization", authorization))
+        if c.impersonate_user is not None:
+            headers.append(("Impersonate-User", c.impersonate_user))
+            headers += [("Impersonate-Group", g) for g in c.impersonate_groups]
         return headers
 
     def _connect(self, timeout: float | None = None) -> http.client.HTTPConnection:
@@ -303,7 +346,7 @@ class HttpApi:
             sent = False
             try:
                 conn = self._connection()
-                conn.request(method, url, body=data, headers=headers)
+                _request(conn, method, url, data, headers)
                 sent = True
                 resp = conn.getresponse()
                 raw = resp.read()
@@ -320,6 +363,18 @@ class HttpApi:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+
+
+def _request(
+    conn: http.client.HTTPConnection, method: str, url: str, body: bytes | None, headers: Headers
+) -> None:
+    """conn.request with headers that may repeat (http.client's takes a mapping)."""
+    conn.putrequest(method, url)
+    for name, value in headers:
+        conn.putheader(name, value)
+    if body is not None or method in ("POST", "PUT", "PATCH"):
+        conn.putheader("Content-Length", str(len(body or b"")))
+    conn.endheaders(body)
 
 
 def _dropped(sock: Any) -> bool:

@@ -9,6 +9,7 @@ before the first request: ``--help`` and ``register`` without ``--apply`` never 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
@@ -57,11 +58,20 @@ class Cluster:
     """One kubeconfig + context + namespace, resolved the way kubectl resolves them."""
 
     def __init__(
-        self, kubeconfig: str | None = None, context: str | None = None, namespace: str | None = None
+        self,
+        kubeconfig: str | None = None,
+        context: str | None = None,
+        namespace: str | None = None,
+        impersonate: tuple[str, tuple[str, ...]] | None = None,
+        http: bool = False,
     ) -> None:
         self.kubeconfig = kubeconfig
         self.context = context
         self._namespace = namespace
+        # (user, groups): every request carries Impersonate-User/-Group (the in-cluster web view acting
+        # as its viewer); the credentials' own identity must be allowed to impersonate exactly them
+        self.impersonate = impersonate
+        self.http = http  # in a pod: our HTTP client with the ServiceAccount (not the kubernetes client)
 
     # ---- configuration ------------------------------------------------------------------------
     @cached_property
@@ -145,26 +155,37 @@ class Cluster:
     @cached_property
     def _api(self) -> HttpApi | ClientApi:
         """Plain HTTP(S) when the kubeconfig's credentials allow it, else the kubernetes client."""
-        from modelversioning.cli.models import kube_client  # (light: it loads the client when connecting)
+        from modelversioning.cli.models import (
+            apiserver,
+            kube_client,  # (light: it loads the client when connecting)
+        )
 
         if self._config_doc is None:
             if not self.in_cluster:
                 raise ClusterError(
                     "no kubeconfig found (set --kubeconfig or $KUBECONFIG) and not running in a cluster"
                 )
-            return kube_client.connect(None, None)
-        ctx = self._context_entry()
-        if ctx:
-            from modelversioning.cli.models import apiserver
-
-            cluster, cluster_dir = self._named("clusters", ctx.get("cluster"))
-            user, user_dir = self._named("users", ctx.get("user"))
-            creds = apiserver.credentials(cluster, user, cluster_dir, user_dir)
-            if creds is not None:
-                try:
-                    return apiserver.HttpApi(creds)
-                except (OSError, ValueError):  # e.g. a CA that is no PEM: the client says what is wrong
-                    pass
+            if self.impersonate is None and not self.http:
+                return kube_client.connect(None, None)
+            creds: apiserver.Credentials | None = apiserver.in_cluster_credentials()
+        else:
+            creds = None
+            ctx = self._context_entry()
+            if ctx:
+                cluster, cluster_dir = self._named("clusters", ctx.get("cluster"))
+                user, user_dir = self._named("users", ctx.get("user"))
+                creds = apiserver.credentials(cluster, user, cluster_dir, user_dir)
+        if creds is not None and self.impersonate is not None:
+            user_name, groups = self.impersonate
+            creds = dataclasses.replace(creds, impersonate_user=user_name, impersonate_groups=groups)
+        if creds is not None:
+            try:
+                return apiserver.HttpApi(creds)
+            except (OSError, ValueError) as e:  # e.g. a CA that is no PEM: the client says what is wrong
+                if self.impersonate is not None:
+                    raise ClusterError(f"cannot use the kubeconfig's credentials: {e}") from None
+        if self.impersonate is not None or self.http:  # the kubernetes client's path: no impersonation
+            raise ClusterError("impersonation needs a kubeconfig with a token or a client certificate")
         return kube_client.connect(_kubeconfig_paths(self.kubeconfig), self.context_name)
 
     @property
@@ -202,6 +223,16 @@ class Cluster:
             return ""
         why = str(st.get("reason") or st.get("evaluationError") or "").strip()
         return f"you may not {verb} {res.qualified} in {namespace}" + (f" ({why})" if why else "")
+
+    def subject_may(self, user: str, groups: Sequence[str], verb: str, res: Resource, namespace: str) -> bool:
+        """Whether the API server says ``user`` in ``groups`` may ``verb`` ``res`` in ``namespace``
+        (a SubjectAccessReview, asked with this Cluster's own credentials)."""
+        attrs = {"namespace": namespace, "verb": verb, "group": res.group, "resource": res.plural}
+        api = self._api
+        if not hasattr(api, "subject_access_review"):
+            raise ClusterError("SubjectAccessReview needs a kubeconfig with a token or a client certificate")
+        st = api.subject_access_review(attrs, user, groups).get("status") or {}
+        return st.get("allowed") is True and not st.get("denied")
 
     # ---- objects ------------------------------------------------------------------------------
     def get(self, res: Resource, name: str, namespace: str | None = None) -> dict[str, Any]:

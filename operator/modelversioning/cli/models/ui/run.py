@@ -59,7 +59,7 @@ async def _serve(cfg: UiConfig, cache: WatchCache, server: UiServer, port: int) 
     await runner.setup()
     await web.SockSite(runner, sock).start()
     cache.start()
-    print(f"kubectl models ui: http://{HOST}:{cfg.port}/?token={cfg.token}", flush=True)
+    print(f"kubectl models ui: {cfg.url()}", flush=True)
     print(
         f"serving {cfg.namespace or 'all namespaces'} as your kubeconfig's user"
         f"{' (read-only)' if cfg.read_only else ''}"

@@ -8,10 +8,15 @@ acts as the user):
 - it listens on 127.0.0.1 only;
 - DNS rebinding: a request whose Host header is not ``127.0.0.1:PORT`` or ``localhost:PORT`` is refused
   (421) before anything else, so a page from another name that resolves to 127.0.0.1 cannot read it;
+- every route lives under a secret, random path prefix ``/s/<prefix>/`` (16 random bytes, in the
+  printed URL); a request outside it is answered 404 before anything else is looked at, whatever
+  cookie it carries;
 - an unguessable token (32 random bytes) in the printed URL; the first request with it gets an
-  HttpOnly, SameSite=Strict cookie holding it (and is redirected to the URL without it, so it is not
-  kept in the history; no Referer leaves the view: Referrer-Policy same-origin); every other request
-  without that cookie is refused (401);
+  HttpOnly, SameSite=Strict cookie holding it, with ``Path=/s/<prefix>/`` (and is redirected to the URL
+  without it, so it is not kept in the history; no Referer leaves the view: Referrer-Policy
+  same-origin); every other request without that cookie is refused (401). Cookies are not scoped by
+  port: without the path, the browser would send the token to every server on 127.0.0.1; with it, only
+  to a URL that names the secret prefix;
 - CSRF: every action is a POST with a form field derived from the token (a page of another origin cannot
   read it), an Origin header (when the browser sends one) equal to ours, and Sec-Fetch-Site (when sent)
   same-origin; GETs change nothing;
@@ -21,6 +26,11 @@ acts as the user):
   written through :mod:`..operations` (a ModelVersion's stage, a ModelApproval, an endpoint's weights or
   rollout-action annotation), never at a path a request names;
 - read-only mode hides the actions and refuses their routes (403).
+
+In the cluster (:mod:`.incluster`, the chart's ``ui.enabled``) the same server runs behind an
+authenticating proxy: no prefix, no token cookie; the viewer is the one the proxy's headers name, on a
+request carrying the proxy's secret; the Host must be one of the configured hosts; pages show what the
+viewer's SubjectAccessReviews allow; actions impersonate the viewer.
 """
 
 from __future__ import annotations
@@ -49,9 +59,20 @@ from modelversioning.cli.models.errors import ClusterError, Refused
 from modelversioning.cli.models.kube import Cluster
 from modelversioning.cli.models.ui import pages
 from modelversioning.cli.models.ui.cache import WatchCache
+from modelversioning.cli.models.ui.incluster import (
+    KIND_OF_PAGE,
+    AccessReviews,
+    ProxyTrust,
+    Untrusted,
+    Viewer,
+    csrf_for,
+    visible,
+)
 from modelversioning.cli.models.ui.regions import RegionReads, regions_view
+from modelversioning.cli.models.ui.snapshot import Snapshot
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+VIEWER = web.RequestKey("viewer", Viewer)  # in-cluster: who the proxy says is asking
 
 CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
@@ -96,6 +117,18 @@ class UiConfig:
     token: str = field(default_factory=lambda: secrets.token_urlsafe(32))
     region_timeout: float = 10.0  # seconds each region has on the regions page (--region-timeout)
     port: int = 0  # set once bound
+    prefix: str = field(default_factory=lambda: secrets.token_urlsafe(16))  # the secret path segment
+    hosts: tuple[str, ...] = ()  # in-cluster: the Host headers accepted (empty: 127.0.0.1/localhost:PORT)
+    scheme: str = "http"  # in-cluster: how browsers reach it (the Origin a form's POST must carry)
+
+    @property
+    def root(self) -> str:
+        """Where every route lives (no trailing slash): ``/s/<prefix>`` (in-cluster, no prefix: "")."""
+        return f"/s/{self.prefix}" if self.prefix else ""
+
+    def url(self) -> str:
+        """The URL to print: the prefix and the token (which the first request turns into a cookie)."""
+        return f"http://127.0.0.1:{self.port}{self.root}/?token={self.token}"
 
     @property
     def cookie(self) -> str:
@@ -106,13 +139,25 @@ class UiConfig:
         return hmac.new(self.token.encode(), b"csrf", hashlib.sha256).hexdigest()
 
     def allowed_hosts(self) -> set[str]:
+        if self.hosts:
+            return set(self.hosts)
         return {f"127.0.0.1:{self.port}", f"localhost:{self.port}"}
 
     def origins(self) -> set[str]:
-        return {f"http://{h}" for h in self.allowed_hosts()}
+        return {f"{self.scheme}://{h}" for h in self.allowed_hosts()}
 
 
-def _templates() -> jinja2.Environment:
+@dataclass
+class InCluster:
+    """What the in-cluster mode adds (:mod:`.incluster`): whose headers to trust, the viewers' access
+    reviews, and a Cluster impersonating a viewer in a namespace (for actions)."""
+
+    trust: ProxyTrust
+    reviews: AccessReviews
+    connect_as: Callable[[str, Viewer], Cluster]
+
+
+def _templates(root: str) -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("modelversioning.cli.models.ui", "templates"),
         autoescape=True,  # every {{ }} is HTML-escaped: names, annotations and lineage are tenants'
@@ -120,6 +165,7 @@ def _templates() -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
+    env.globals["root"] = root  # every link, form, script and stylesheet starts with it
     env.globals["pct"] = lambda v: f"{int(v)}%" if v is not None else "-"
     env.filters["q"] = lambda d: urlencode({k: v for k, v in d.items() if v is not None})
     env.filters["seg"] = lambda v: quote(str(v), safe="")  # one URL path segment
@@ -134,13 +180,15 @@ class UiServer:
         cfg: UiConfig,
         cache: WatchCache,
         connect: Callable[[str | None], Cluster],
+        incluster: InCluster | None = None,
         regions: RegionReads | None = None,
     ) -> None:
         self.cfg = cfg
         self.cache = cache
         self.connect = connect  # a Cluster for an action in a namespace (the viewer's credentials)
+        self.incluster = incluster  # None: local mode (token cookie, the user's kubeconfig)
         self.regions = regions  # the regions page's reads (kubectl models ui --contexts ...), else None
-        self.env = _templates()
+        self.env = _templates(cfg.root)
         self._changed: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         # server time per page, the newest RENDER_SAMPLES (the benchmark prints them)
@@ -150,17 +198,18 @@ class UiServer:
     # ---- app ------------------------------------------------------------------------------------
     def app(self) -> web.Application:
         app = web.Application(middlewares=[self._guard])
-        app.router.add_get("/", self.fleet)
-        app.router.add_get("/static/{file}", self.static)
-        app.router.add_get("/favicon.ico", self.favicon)
-        app.router.add_get("/events", self.events)
+        r = self.cfg.root  # every route under the secret prefix (the guard 404s anything else first)
+        app.router.add_get(r + "/", self.fleet)
+        app.router.add_get(r + "/static/{file}", self.static)
+        app.router.add_get(r + "/favicon.ico", self.favicon)
+        app.router.add_get(r + "/events", self.events)
         if self.regions is not None:
-            app.router.add_get("/regions", self.regions_page)
-        app.router.add_get("/ns/{ns}/models/{model}", self.model)
-        app.router.add_get("/ns/{ns}/models/{model}/diff", self.diff)
-        app.router.add_get("/ns/{ns}/endpoints/{name}", self.endpoint)
-        app.router.add_get("/ns/{ns}/confirm/{action}", self.confirm)
-        app.router.add_post("/ns/{ns}/act/{action}", self.act)
+            app.router.add_get(r + "/regions", self.regions_page)
+        app.router.add_get(r + "/ns/{ns}/models/{model}", self.model)
+        app.router.add_get(r + "/ns/{ns}/models/{model}/diff", self.diff)
+        app.router.add_get(r + "/ns/{ns}/endpoints/{name}", self.endpoint)
+        app.router.add_get(r + "/ns/{ns}/confirm/{action}", self.confirm)
+        app.router.add_post(r + "/ns/{ns}/act/{action}", self.act)
         app.on_startup.append(self._started)
         return app
 
@@ -186,6 +235,15 @@ class UiServer:
         cfg = self.cfg
         if request.headers.get("Host", "") not in cfg.allowed_hosts():
             return web.Response(status=421, text="misdirected request: wrong Host header\n")
+        if not request.path.startswith(cfg.root + "/"):
+            # outside the secret prefix: nothing is read (no cookie, no token, no form), nothing rendered
+            return web.Response(status=404, text="not found\n")
+        if self.incluster is not None:
+            try:  # the proxy's secret first: without it no other header is read
+                request[VIEWER] = self.incluster.trust.viewer(request.headers)
+            except Untrusted as e:
+                return self._denied(e.why, e.status)
+            return await self._handled(request, handler)
         given = request.query.get("token")
         if given is not None:
             if not hmac.compare_digest(given.encode(), cfg.token.encode()):
@@ -193,11 +251,14 @@ class UiServer:
             resp = web.Response(
                 status=303, headers={"Location": str(request.rel_url.without_query_params("token"))}
             )
-            resp.set_cookie(cfg.cookie, cfg.token, httponly=True, samesite="Strict", path="/")
+            resp.set_cookie(cfg.cookie, cfg.token, httponly=True, samesite="Strict", path=cfg.root + "/")
             return resp
         cookie = request.cookies.get(cfg.cookie, "")
         if not hmac.compare_digest(cookie.encode(), cfg.token.encode()):
             return self._denied("open the URL that kubectl models ui printed (it carries the token)")
+        return await self._handled(request, handler)
+
+    async def _handled(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.method != "GET":
             refused = await self._csrf(request)
             if refused is not None:
@@ -217,20 +278,44 @@ class UiServer:
         if site is not None and site not in ("same-origin", "none"):
             return self._denied("cross-site request", 403)
         form = await request.post()
-        if not hmac.compare_digest(str(form.get("csrf", "")).encode(), self.cfg.csrf.encode()):
+        if not hmac.compare_digest(str(form.get("csrf", "")).encode(), self._csrf_of(request).encode()):
             return self._denied("missing or wrong CSRF token: reload the page", 403)
         return None
 
     def _denied(self, why: str, status: int = 401) -> web.Response:
         return self._page("error.html", {"status": status, "message": why}, status)
 
+    def _csrf_of(self, request: web.Request | None) -> str:
+        viewer = request.get(VIEWER) if request is not None else None
+        return csrf_for(self.cfg.token, viewer) if isinstance(viewer, Viewer) else self.cfg.csrf
+
+    async def _snap(self, request: web.Request, ns: str | None = None, page: str | None = None) -> Snapshot:
+        """The cache as this request may see it. In-cluster: only what the viewer's access reviews
+        allow, and a page of a namespace where they may not list its kind is 403."""
+        snap = self.cache.snapshot()
+        viewer = request.get(VIEWER)
+        if self.incluster is None or not isinstance(viewer, Viewer):
+            return snap
+        reviews, loop = self.incluster.reviews, asyncio.get_running_loop()
+        if ns is not None and page is not None:
+            res = KIND_OF_PAGE[page]
+            if not await loop.run_in_executor(None, reviews.allowed, viewer, "list", res, ns):
+                raise web.HTTPForbidden(reason=f"{viewer.user} may not list {res.plural} in {ns}")
+        return await loop.run_in_executor(None, visible, snap, viewer, reviews)
+
     # ---- rendering ------------------------------------------------------------------------------
-    def _page(self, template: str, data: Mapping[str, Any], status: int = 200) -> web.Response:
+    def _page(
+        self, template: str, data: Mapping[str, Any], status: int = 200, request: web.Request | None = None
+    ) -> web.Response:
+        viewer = request.get(VIEWER) if request is not None else None
+        scope = self.cfg.namespace or "all namespaces"
+        if isinstance(viewer, Viewer):
+            scope = f"as {viewer.user}: the namespaces you may read"
         ctx = {
             "data": data,
             "read_only": self.cfg.read_only,
-            "csrf": self.cfg.csrf,
-            "scope": self.cfg.namespace or "all namespaces",
+            "csrf": self._csrf_of(request),
+            "scope": scope,
             "actions": ACTIONS,
             "revision": self.cache.revision,
             "live": template not in ("confirm.html", "result.html", "error.html", "regions.html"),
@@ -240,9 +325,11 @@ class UiServer:
         html = self.env.get_template(template).render(**ctx)
         return web.Response(text=html, content_type="text/html", charset="utf-8", status=status)
 
-    def _timed(self, template: str, build: Callable[[], Mapping[str, Any]]) -> web.Response:
+    def _timed(
+        self, template: str, build: Callable[[], Mapping[str, Any]], request: web.Request | None = None
+    ) -> web.Response:
         t0 = time.perf_counter()
-        resp = self._page(template, build())
+        resp = self._page(template, build(), request=request)
         self.render_seconds.append(time.perf_counter() - t0)
         return resp
 
@@ -250,6 +337,9 @@ class UiServer:
     async def fleet(self, request: web.Request) -> web.StreamResponse:
         """Rendered once per cache revision (it shows nothing that depends on the clock): every
         browser that refetches it on the same change event gets the same bytes."""
+        if self.incluster is not None:  # per viewer: not one page for all
+            seen = await self._snap(request)
+            return self._timed("fleet.html", lambda: pages.fleet_page(seen, datetime.now(UTC)), request)
         snap = self.cache.snapshot()
         cached = self._fleet
         if cached is None or cached[0] != snap.revision:
@@ -262,20 +352,24 @@ class UiServer:
 
     async def model(self, request: web.Request) -> web.StreamResponse:
         ns, model = _name_param(request, "ns"), _name_param(request, "model")
-        snap = self.cache.snapshot()
-        return self._timed("model.html", lambda: pages.model_page(snap, ns, model, datetime.now(UTC)))
+        snap = await self._snap(request, ns, "models")
+        return self._timed(
+            "model.html", lambda: pages.model_page(snap, ns, model, datetime.now(UTC)), request
+        )
 
     async def endpoint(self, request: web.Request) -> web.StreamResponse:
         ns, name = _name_param(request, "ns"), _name_param(request, "name")
         at = request.query.get("at") or None
-        snap = self.cache.snapshot()
-        return self._timed("endpoint.html", lambda: pages.endpoint_page(snap, ns, name, at, time.time()))
+        snap = await self._snap(request, ns, "endpoints")
+        return self._timed(
+            "endpoint.html", lambda: pages.endpoint_page(snap, ns, name, at, time.time()), request
+        )
 
     async def diff(self, request: web.Request) -> web.StreamResponse:
         ns, model = _name_param(request, "ns"), _name_param(request, "model")
         a, b = request.query.get("a", ""), request.query.get("b", "")
-        snap = self.cache.snapshot()
-        return self._timed("diff.html", lambda: pages.diff_page(snap, ns, model, a[:253], b[:253]))
+        snap = await self._snap(request, ns, "models")
+        return self._timed("diff.html", lambda: pages.diff_page(snap, ns, model, a[:253], b[:253]), request)
 
     async def regions_page(self, request: web.Request) -> web.StreamResponse:
         """Each endpoint per region (``which --contexts``'s view); the regions are read off the event
@@ -284,7 +378,7 @@ class UiServer:
         assert self.regions is not None
         loop = asyncio.get_running_loop()
         read_at, reads = await loop.run_in_executor(None, self.regions.get)
-        return self._timed("regions.html", lambda: regions_view(reads, read_at))
+        return self._timed("regions.html", lambda: regions_view(reads, read_at), request)
 
     async def static(self, request: web.Request) -> web.StreamResponse:
         name = request.match_info["file"]
@@ -328,8 +422,9 @@ class UiServer:
         if action not in ACTIONS:
             raise web.HTTPNotFound(reason=f"no action {action}")
         self._in_scope(ns)
+        await self._snap(request, ns, "models")  # in-cluster: a namespace the viewer cannot read is 403
         fields = _action_fields(request.query, action, confirmed=False)
-        return self._page("confirm.html", {"ns": ns, "action": action, "fields": fields})
+        return self._page("confirm.html", {"ns": ns, "action": action, "fields": fields}, request=request)
 
     async def act(self, request: web.Request) -> web.StreamResponse:
         ns, action = _name_param(request, "ns"), request.match_info["action"]
@@ -338,23 +433,33 @@ class UiServer:
         if action not in ACTIONS:
             raise web.HTTPNotFound(reason=f"no action {action}")
         self._in_scope(ns)
+        await self._snap(request, ns, "models")
         fields = _action_fields(await request.post(), action, confirmed=True)
         loop = asyncio.get_running_loop()
-        ok, message, actor = await loop.run_in_executor(None, self._perform, ns, action, fields)
+        viewer = request.get(VIEWER)
+        ok, message, actor = await loop.run_in_executor(None, self._perform, ns, action, fields, viewer)
         data = {"ns": ns, "action": action, "fields": fields, "ok": ok, "message": message, "actor": actor}
-        return self._page("result.html", data, 200 if ok else 403 if "Forbidden" in message else 409)
+        status = 200 if ok else 403 if "Forbidden" in message else 409
+        return self._page("result.html", data, status, request=request)
 
     def _in_scope(self, ns: str) -> None:
         """A view started with -n acts only there (as it shows only there)."""
         if self.cfg.namespace is not None and ns != self.cfg.namespace:
             raise web.HTTPForbidden(reason=f"this view serves namespace {self.cfg.namespace}, not {ns}")
 
-    def _perform(self, ns: str, action: str, f: Mapping[str, str]) -> tuple[bool, str, str]:
-        """Run the action as the viewer (a Cluster of their kubeconfig in ``ns``): (applied, what
-        happened or why not, who the API server says acted)."""
-        cluster = self.connect(ns)
+    def _perform(
+        self, ns: str, action: str, f: Mapping[str, str], viewer: Viewer | None = None
+    ) -> tuple[bool, str, str]:
+        """Run the action as the viewer (a Cluster of their kubeconfig in ``ns``; in-cluster, one that
+        impersonates them): (applied, what happened or why not, who the API server says acted)."""
         actor = "?"
         try:
+            if self.incluster is not None:
+                if viewer is None:  # the guard sets it on every in-cluster request
+                    raise Refused("no viewer")
+                cluster = self.incluster.connect_as(ns, viewer)
+            else:
+                cluster = self.connect(ns)
             actor = cluster.current_user()
             return True, run_action(cluster, action, f), actor
         except Refused as e:

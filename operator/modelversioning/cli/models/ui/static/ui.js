@@ -51,7 +51,7 @@
       });
   }
   document.addEventListener("focusout", function () { if (again) { setTimeout(refresh, 0); } });
-  var es = new EventSource("/events");
+  var es = new EventSource(document.body.getAttribute("data-root") + "/events");  // under the secret prefix
   es.addEventListener("hello", function () { say("live"); });
   es.addEventListener("change", function () { refresh(); });
   es.onerror = function () { say("reconnecting…"); };
