@@ -15,6 +15,7 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
+from multidict import CIMultiDict
 
 from modelversioning.api.wire import MODELVERSION, Resource
 from modelversioning.cli.models import apiserver
@@ -66,6 +67,16 @@ def test_the_headers_are_believed_only_with_the_proxys_secret():
     assert trust.viewer({"X-Auth-Key": SECRET.decode(), "X-Email": "carol"}) == Viewer("carol")
     with pytest.raises(Untrusted):
         trust.viewer(headers(user="carol"))  # X-Proxy-Secret is not this proxy's header
+
+
+def test_a_repeated_identity_header_is_refused():
+    """A client's own X-Forwarded-User ahead of the proxy's (a proxy that appends): never believed."""
+    for name in ("X-Forwarded-User", "X-Forwarded-Groups", "X-Proxy-Secret"):
+        h = CIMultiDict(headers(groups="team-a"))
+        h.add(name, {"X-Proxy-Secret": SECRET.decode()}.get(name, "bob"))
+        with pytest.raises(Untrusted) as e:
+            TRUST.viewer(h)
+        assert e.value.status == 401 and name in e.value.why
 
 
 def test_only_listed_users_are_impersonated():

@@ -85,6 +85,12 @@ class ProxyTrust:
     def viewer(self, headers: Mapping[str, str]) -> Viewer:
         """The viewer the headers name, if they come from the proxy and the allowlist covers them;
         else :class:`Untrusted`. Nothing is allocated before both checks pass."""
+        getall = getattr(headers, "getall", None)
+        for name in (self.secret_header, self.user_header, self.groups_header):
+            # one of each: a client's own X-Forwarded-User ahead of the proxy's (a proxy that appends
+            # instead of replacing) must not be the one believed
+            if getall is not None and len(getall(name, [])) > 1:
+                raise Untrusted(401, f"more than one {name} header")
         given = headers.get(self.secret_header)
         if given is None or not hmac.compare_digest(given.encode("utf-8", "replace"), self.secret):
             raise Untrusted(401, "not from the authenticating proxy")
