@@ -168,6 +168,51 @@ class Browser:
         path.write_bytes(base64.b64decode(data))
         return path
 
+    def press(self, key: str, shift: bool = False) -> None:
+        """One key as a keyboard sends it (keyDown with the character, keyUp): Tab, Enter, Space."""
+        code, vk, char = KEYS[key]
+        mods = 8 if shift else 0
+        event: dict[str, Any] = {"key": key, "code": code, "windowsVirtualKeyCode": vk, "modifiers": mods}
+        self.page("Input.dispatchKeyEvent", {**event, "type": "keyDown", **({"text": char} if char else {})})
+        self.page("Input.dispatchKeyEvent", {**event, "type": "keyUp"})
+
+    def focused(self) -> dict[str, Any] | None:
+        """The focused element (None: the document itself): a description, its key and whether its
+        focus can be seen (an outline or a box shadow drawn by :focus / :focus-visible)."""
+        return self.js(_FOCUSED)  # type: ignore[no-any-return]
+
+    def focusables(self) -> list[dict[str, Any]]:
+        """Every element a keyboard should reach (links, buttons, fields, selects; shown, enabled)."""
+        return list(self.js(_FOCUSABLES) or [])
+
+    def focus_top(self) -> None:
+        """Put the keyboard's starting point before everything in the page (a blur alone leaves it where
+        the last focused element was): the next Tab reaches the first focusable element."""
+        self.js("(() => { const s = document.createElement('span'); s.tabIndex = -1;"
+                " document.body.prepend(s); s.focus(); window.scrollTo(0, 0);"
+                " s.addEventListener('blur', () => s.remove()); return true; })()")  # fmt: skip
+
+    def tab_through(self, limit: int = 300) -> list[dict[str, Any]]:
+        """Press Tab from the top of the page until the focus leaves the page or comes back to the
+        first element: what got the focus, in order."""
+        self.focus_top()
+        seen: list[dict[str, Any]] = []
+        for _ in range(limit):
+            self.press("Tab")
+            f = self.focused()
+            if f is None or (seen and f["key"] == seen[0]["key"]):
+                break
+            seen.append(f)
+        return seen
+
+    def axe(self, source: str) -> dict[str, Any]:
+        """Run axe-core (``source``: axe.min.js) in the page: ``violations`` (each with id, impact, help
+        and the first nodes), the number of rules that ``passes`` and the ``incomplete`` ones (to review
+        by hand). Evaluated over DevTools, so the page's CSP (no inline script) does not stop it."""
+        if not self.js("typeof window.axe === 'object'"):
+            self.js(source + "\n;true")
+        return dict(self.js(_AXE_RUN))
+
     def dialogs(self) -> list[dict[str, Any]]:
         return [e for e in self.events if e.get("method") == "Page.javascriptDialogOpening"]
 
@@ -188,3 +233,33 @@ class Browser:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+KEYS = {"Tab": ("Tab", 9, ""), "Enter": ("Enter", 13, "\r"), " ": ("Space", 32, " ")}
+
+_FOCUSED = """(() => {
+  const e = document.activeElement;
+  if (!e || e === document.body || e === document.documentElement) return null;
+  const s = getComputedStyle(e);
+  const outline = s.outlineStyle !== 'none' && parseFloat(s.outlineWidth) >= 1;
+  const shadow = s.boxShadow && s.boxShadow !== 'none';
+  const r = e.getBoundingClientRect();
+  const href = e.getAttribute('href');
+  const what = e.tagName.toLowerCase() + (href ? ' ' + href : '') + (e.name ? ' [' + e.name + ']' : '');
+  return {key: e.dataset.mvKey || (e.dataset.mvKey = String(Math.random())), what: what,
+          text: (e.innerText || e.value || '').trim().slice(0, 60), visible: outline || shadow,
+          onScreen: r.width > 0 && r.height > 0};
+})()"""
+
+_AXE_RUN = """axe.run(document).then(r => ({passes: r.passes.length,
+  incomplete: r.incomplete.map(v => v.id + ' (' + v.impact + ')'),
+  violations: r.violations.map(v => ({id: v.id, impact: v.impact, help: v.help, count: v.nodes.length,
+    nodes: v.nodes.slice(0, 4).map(n => n.target.join(' ') + ' | '
+      + (n.failureSummary || '').replace(/\\s+/g, ' ').slice(0, 300))}))}))"""
+
+_FOCUSABLES = """Array.from(document.querySelectorAll(
+  'a[href], button, input:not([type=hidden]), select, textarea, [tabindex]:not([tabindex="-1"])'))
+  .filter(e => !e.disabled && e.getClientRects().length > 0)
+  .map(e => ({key: e.dataset.mvKey || (e.dataset.mvKey = String(Math.random())),
+              what: e.tagName.toLowerCase() + (e.getAttribute('href') ? ' ' + e.getAttribute('href') : '')
+                    + (e.name ? ' [' + e.name + ']' : '')}))"""

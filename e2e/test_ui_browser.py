@@ -16,7 +16,10 @@ starts it, and the browser opens the URL it prints. Checked in the browser:
   never receives it, and the view answers 404 outside the prefix;
 - a viewer whose RBAC allows only reading sees the pages, and their promotion is refused by the API
   server (shown on the page; nothing changes); the same viewer asking for all namespaces is told
-  the view cannot watch them.
+  the view cannot watch them;
+- accessibility: axe-core (e2e/ensure-axe.sh, from npm) runs in each page and no serious or critical
+  violation is allowed (all are printed); every link, button and field of each page is reached by Tab,
+  each shows where the focus is, and the confirmation's button is pressed with Enter.
 """
 
 from __future__ import annotations
@@ -51,7 +54,9 @@ def _chromium_installed() -> None:
         pytest.fail("no chromium: run e2e/ensure-chromium.sh")
 
 
-OPERATOR_SRC = Path(__file__).resolve().parents[1] / "operator"
+E2E = Path(__file__).resolve().parent
+OPERATOR_SRC = E2E.parent / "operator"
+AXE_FAILS = ("serious", "critical")  # axe-core's impacts that fail the test (minor, moderate: printed)
 XSS = '<script>window.__xss=1</script><img src=x onerror="window.__xss=2">'
 STEPS = [{"setWeight": 30}, {"pause": {}}]
 
@@ -98,6 +103,82 @@ def ui(kubeconfig: Path, namespace: str, *extra: str) -> Iterator[str]:
 
 def base_of(url: str) -> str:
     return url.split("/?token=")[0]
+
+
+def page(base: str, path: str) -> str:
+    """The URL of one of the view's pages (``path``: from its root, e.g. ``/ns/a/models/m``)."""
+    return base + path
+
+
+@pytest.fixture(scope="session")
+def axe_source() -> str:
+    """axe.min.js, pinned and cached by e2e/ensure-axe.sh (a missing one fails, never skips)."""
+    r = subprocess.run(["bash", str(E2E / "ensure-axe.sh")], capture_output=True, text=True, timeout=300)
+    if r.returncode != 0:
+        pytest.fail(f"no axe-core: e2e/ensure-axe.sh: {r.stderr[-2000:]}")
+    return Path(r.stdout.strip().splitlines()[-1]).read_text()
+
+
+class Accessibility:
+    """axe-core and a Tab walk on each page; the findings are kept and printed, then asserted."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.pages: dict[str, list[dict[str, Any]]] = {}
+        self.other: dict[str, dict[str, Any]] = {}
+        self.keyboard: dict[str, list[str]] = {}
+        self.tabbed: dict[str, int] = {}
+
+    def check(self, b: Browser, name: str, keyboard: bool = True) -> None:
+        found = b.axe(self.source)
+        self.pages[name] = list(found["violations"])
+        self.other[name] = found
+        if keyboard:
+            self.keyboard[name], self.tabbed[name] = keyboard_problems(b)
+
+    def report(self) -> str:
+        lines = []
+        for name, vs in self.pages.items():
+            bad = [v for v in vs if v["impact"] in AXE_FAILS]
+            more = self.other[name]
+            lines.append(f"  {name}: {len(bad)} serious/critical, {len(vs) - len(bad)} other violations; "
+                         f"{more['passes']} rules pass; to review by hand: {more['incomplete'] or 'none'}; "
+                         f"Tab reached {self.tabbed.get(name, '-')} elements"
+                         + "".join(f"\n    {v['impact']} {v['id']} ({v['count']}x): {v['help']}"
+                                   + "".join(f"\n      {n}" for n in v["nodes"]) for v in vs))  # fmt: skip
+            lines += [f"    keyboard: {p}" for p in self.keyboard.get(name, [])]
+        return "\n".join(lines)
+
+    def assert_clean(self, capsys: pytest.CaptureFixture[str]) -> None:
+        with capsys.disabled():
+            print(f"\naxe-core and keyboard, per page:\n{self.report()}")
+        bad = {n: [v["id"] for v in vs if v["impact"] in AXE_FAILS] for n, vs in self.pages.items()}
+        assert not any(bad.values()), f"serious or critical accessibility violations: {bad}"
+        assert not any(self.keyboard.values()), f"keyboard problems: {self.keyboard}"
+
+
+def keyboard_problems(b: Browser) -> tuple[list[str], int]:
+    """Tab from the top: every link, button and field is reached, each with a visible focus (what is
+    wrong; how many got the focus)."""
+    want = b.focusables()
+    seen = b.tab_through(limit=len(want) + 5)
+    reached = {f["key"] for f in seen}
+    problems = [f"not reached by Tab: {w['what']}" for w in want if w["key"] not in reached]
+    problems += [f"focus not visible on {f['what']}" for f in seen if not f["visible"]]
+    if not want:
+        problems.append("nothing to focus on the page")
+    return problems, len(seen)
+
+
+def press_tab_until(b: Browser, text: str, limit: int = 60) -> None:
+    """Tab until the focused element's text is ``text`` (as a keyboard user reaches a button)."""
+    b.focus_top()
+    for _ in range(limit):
+        b.press("Tab")
+        f = b.focused()
+        if f and f["text"] == text:
+            return
+    raise AssertionError(f"no {text!r} reached by Tab")
 
 
 def the_cookie_stays_under_the_prefix(b: Browser, base: str) -> None:
@@ -155,8 +236,9 @@ def effective_cell(variant: str) -> str:
     return f"(document.querySelector('tr[data-variant={variant}] .effective') || {{}}).innerText"
 
 
-def test_the_web_view_in_chromium(cluster, objs, artifact_root, shots, capsys):  # type: ignore[no-untyped-def]
+def test_the_web_view_in_chromium(cluster, objs, artifact_root, shots, axe_source, capsys):  # type: ignore[no-untyped-def]
     ns = objs.ns
+    a11y = Accessibility(axe_source)
     register(objs, artifact_root, "1.0.0", "production")
     register(objs, artifact_root, "1.1.0", "production")
     register(objs, artifact_root, "1.2.0", "candidate", author=XSS, hyperparameters={"note": XSS})
@@ -179,23 +261,27 @@ def test_the_web_view_in_chromium(cluster, objs, artifact_root, shots, capsys): 
         assert "revoked" in main and XSS in main  # the attention list: the reason, as text
         no_script_ran(b)
         b.screenshot(shots / "fleet.png")
+        a11y.check(b, "fleet")
 
         # ---- model and diff: hostile lineage shown as text -------------------------------------
-        b.goto(f"{base}/ns/{ns}/models/fraud")
+        b.goto(page(base, f"/ns/{ns}/models/fraud"))
         main = b.text()
         assert XSS in main and "1.3.0" in main and "Lineage" in main
         assert b.js("document.querySelectorAll('svg.graph g.node').length") >= 5
         no_script_ran(b)
         b.screenshot(shots / "model.png")
-        b.goto(f"{base}/ns/{ns}/models/fraud/diff?a=1.1.0&b=1.2.0")
+        a11y.check(b, "model")
+        b.goto(page(base, f"/ns/{ns}/models/fraud/diff?a=1.1.0&b=1.2.0"))
         assert XSS in b.text() and "auc" in b.text()
         no_script_ran(b)
         b.screenshot(shots / "diff.png")
+        a11y.check(b, "diff")
 
         # ---- live: the operator moves the canary to 30%; the page follows without a reload ---------
         b.goto(f"{base}/ns/{ns}/endpoints/fraud")
         b.wait(f"{effective_cell('stable')} === '100%'", 10)
         b.js("window.__same_page = true")
+        press_tab_until(b, "Roll back…")  # a keyboard user's focus, which the live update must keep
         seen_api: list[float] = []
 
         def watch_api() -> None:
@@ -216,19 +302,26 @@ def test_the_web_view_in_chromium(cluster, objs, artifact_root, shots, capsys): 
         seen_page = time.monotonic()
         poller.join(10)
         assert b.js("window.__same_page === true"), "the page was reloaded"
+        assert (b.focused() or {}).get("text") == "Roll back…", "the live update lost the keyboard focus"
         delay = seen_page - seen_api[0]
         with capsys.disabled():
             print(f"\noperator wrote canary 30% -> the page showed it: {delay * 1000:.0f} ms (no reload)")
         assert delay < 1.5
         b.wait("!!document.querySelector('main').innerText.includes('paused until promoted')", 60)
         b.screenshot(shots / "endpoint.png")
+        a11y.check(b, "endpoint (rollout paused)")
 
         # ---- actions, each behind its confirmation, as the viewer --------------------------------
-        b.click("a[href*='/confirm/rollout-promote']")
+        # by keyboard: Tab to the link, Enter; Tab to the confirmation's button, Enter
+        press_tab_until(b, "Promote rollout…")
+        b.press("Enter")
         on_page(b, "/confirm/rollout-promote")
         b.screenshot(shots / "confirm.png")
-        b.click("button[type=submit]")
+        a11y.check(b, "confirm")
+        press_tab_until(b, "Confirm")
+        b.press("Enter")
         b.wait("!!document.getElementById('result')", 60)
+        a11y.check(b, "result")
         assert "done" in b.text("h1"), b.text()
         last = objs.mep("fraud")["status"]["rollout"]["lastAction"]
         assert last["kind"] == "promote" and last["by"] == "admin"
@@ -272,6 +365,9 @@ def test_the_web_view_in_chromium(cluster, objs, artifact_root, shots, capsys): 
         assert "rolled back fraud to stable (1.0.0)" in b.text(), b.text()
         assert objs.mep("fraud")["metadata"]["annotations"][f"{GROUP}/requested-by"] == "admin"
         b.screenshot(shots / "result.png")
+        b.goto(page(base, "/ns/bad!name/models/fraud"))
+        assert "not a name" in b.text()
+        a11y.check(b, "error")
         b.goto(f"{base}/ns/{ns}/endpoints/fraud")
         b.wait(f"{effective_cell('stable')} === '100%'", 30)
 
@@ -296,12 +392,14 @@ def test_the_web_view_in_chromium(cluster, objs, artifact_root, shots, capsys): 
             b.goto(base + path)
             assert b.js("document.querySelectorAll('a[href*=\"/confirm/\"]').length") == 0
             assert "read-only" in b.text("header")
+            a11y.check(b, f"read-only {path.split('/')[3]}")
         status = b.js(
             f"fetch('{base}/ns/{ns}/act/rollback', {{method: 'POST', body: new URLSearchParams("
             "{endpoint: 'fraud', csrf: 'x'})}).then(r => r.status)"
         )
         assert status == 403
     assert objs.mep("fraud")["metadata"]["annotations"][f"{GROUP}/reason"] == "bad canary"
+    a11y.assert_clean(capsys)
 
 
 def viewer_kubeconfig(cluster: Any, objs: Objects, tmp_path: Path) -> tuple[Path, str]:

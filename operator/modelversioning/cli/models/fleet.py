@@ -15,7 +15,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Annotated, Any, Generic, TypeVar
+
+import typer
 
 from modelversioning.cli.models.context import Globals
 from modelversioning.cli.models.errors import EXIT_USAGE, Refused
@@ -23,6 +25,25 @@ from modelversioning.cli.models.kube import Cluster, ClusterError
 
 T = TypeVar("T")
 DEFAULT_TIMEOUT = 10.0
+
+# The options that choose the regions, shared by `which`, `ui` (and the same names in `lineage`).
+Contexts = Annotated[
+    str | None,
+    typer.Option(
+        "--contexts",
+        help="Regions: kubeconfig contexts, comma-separated (each region read with your own credentials, "
+        "all at once).",
+    ),
+]
+AllContexts = Annotated[bool, typer.Option("--all-contexts", help="Every context of the kubeconfig.")]
+FleetFile = Annotated[
+    str | None,
+    typer.Option("--fleet", help="A Fleet or WavePlan file naming the regions and their contexts."),
+]
+RegionTimeout = Annotated[
+    float,
+    typer.Option("--region-timeout", min=0.1, help="Seconds each region has to answer (else: Unknown)."),
+]
 
 
 @dataclass(frozen=True)
@@ -180,3 +201,14 @@ def read_endpoint(g: Globals, t: Target, endpoint: str, namespace: str | None = 
     model = (ep.get("spec") or {}).get("model")
     mvs = [m for m in c.list(MODELVERSIONS) if (m.get("spec") or {}).get("model") == model]
     return {"endpoint": ep, "versions": mvs, "namespace": c.namespace}
+
+
+def read_namespace(g: Globals, t: Target, namespace: str | None) -> dict[str, Any]:
+    """What the web view's regions page needs of one region: every ModelEndpoint and ModelVersion in
+    ``namespace`` (None: all namespaces), one LIST each."""
+    from modelversioning.cli.models.kube import MODELENDPOINTS, MODELVERSIONS
+
+    c = cluster_of(g, t, namespace or "default")
+    endpoints, _ = c.list_from(MODELENDPOINTS, namespace)
+    versions, _ = c.list_from(MODELVERSIONS, namespace)
+    return {"endpoints": list(endpoints), "versions": list(versions)}

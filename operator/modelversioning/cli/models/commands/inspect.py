@@ -14,6 +14,7 @@ from modelversioning.api.wire import expected_name
 from modelversioning.cli.models import actions, render, terminal, views, which_views
 from modelversioning.cli.models.context import Globals, globals_of, show
 from modelversioning.cli.models.errors import EXIT_FAILED
+from modelversioning.cli.models.fleet import AllContexts, Contexts, FleetFile, RegionTimeout
 from modelversioning.cli.models.kube import MODELENDPOINTS, MODELVERSIONS, ClusterError, route_resource
 from modelversioning.cli.models.output import Output
 
@@ -95,25 +96,6 @@ def _status(ctx: typer.Context, endpoint: str) -> None:
 def status(ctx: typer.Context, endpoint: Endpoint) -> None:
     """Variants: desired vs effective weights, readiness, eligibility; version, digest, lineage per share."""
     _status(ctx, endpoint)
-
-
-Contexts = Annotated[
-    str | None,
-    typer.Option(
-        "--contexts",
-        help="Regions: kubeconfig contexts, comma-separated (each region read with your own credentials, "
-        "all at once).",
-    ),
-]
-AllContexts = Annotated[bool, typer.Option("--all-contexts", help="Every context of the kubeconfig.")]
-FleetFile = Annotated[
-    str | None,
-    typer.Option("--fleet", help="A Fleet or WavePlan file naming the regions and their contexts."),
-]
-RegionTimeout = Annotated[
-    float,
-    typer.Option("--region-timeout", min=0.1, help="Seconds each region has to answer (else: Unknown)."),
-]
 
 
 @app.command(

@@ -68,6 +68,7 @@ from modelversioning.cli.models.ui.incluster import (
     csrf_for,
     visible,
 )
+from modelversioning.cli.models.ui.regions import RegionReads, regions_view
 from modelversioning.cli.models.ui.snapshot import Snapshot
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -114,6 +115,7 @@ class UiConfig:
     namespace: str | None  # None: all namespaces
     read_only: bool = False
     token: str = field(default_factory=lambda: secrets.token_urlsafe(32))
+    region_timeout: float = 10.0  # seconds each region has on the regions page (--region-timeout)
     port: int = 0  # set once bound
     prefix: str = field(default_factory=lambda: secrets.token_urlsafe(16))  # the secret path segment
     hosts: tuple[str, ...] = ()  # in-cluster: the Host headers accepted (empty: 127.0.0.1/localhost:PORT)
@@ -179,11 +181,13 @@ class UiServer:
         cache: WatchCache,
         connect: Callable[[str | None], Cluster],
         incluster: InCluster | None = None,
+        regions: RegionReads | None = None,
     ) -> None:
         self.cfg = cfg
         self.cache = cache
         self.connect = connect  # a Cluster for an action in a namespace (the viewer's credentials)
         self.incluster = incluster  # None: local mode (token cookie, the user's kubeconfig)
+        self.regions = regions  # the regions page's reads (kubectl models ui --contexts ...), else None
         self.env = _templates(cfg.root)
         self._changed: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -199,6 +203,8 @@ class UiServer:
         app.router.add_get(r + "/static/{file}", self.static)
         app.router.add_get(r + "/favicon.ico", self.favicon)
         app.router.add_get(r + "/events", self.events)
+        if self.regions is not None:
+            app.router.add_get(r + "/regions", self.regions_page)
         app.router.add_get(r + "/ns/{ns}/models/{model}", self.model)
         app.router.add_get(r + "/ns/{ns}/models/{model}/diff", self.diff)
         app.router.add_get(r + "/ns/{ns}/endpoints/{name}", self.endpoint)
@@ -312,7 +318,9 @@ class UiServer:
             "scope": scope,
             "actions": ACTIONS,
             "revision": self.cache.revision,
-            "live": template not in ("confirm.html", "result.html", "error.html"),
+            "live": template not in ("confirm.html", "result.html", "error.html", "regions.html"),
+            "regions": self.regions is not None,
+            "region_timeout": self.cfg.region_timeout,
         }
         html = self.env.get_template(template).render(**ctx)
         return web.Response(text=html, content_type="text/html", charset="utf-8", status=status)
@@ -362,6 +370,15 @@ class UiServer:
         a, b = request.query.get("a", ""), request.query.get("b", "")
         snap = await self._snap(request, ns, "models")
         return self._timed("diff.html", lambda: pages.diff_page(snap, ns, model, a[:253], b[:253]), request)
+
+    async def regions_page(self, request: web.Request) -> web.StreamResponse:
+        """Each endpoint per region (``which --contexts``'s view); the regions are read off the event
+        loop, each within its deadline, and at most once per :data:`.regions.FRESH_SECONDS`. Not live:
+        the watch cache is this cluster's; the page says when it read and links a new read."""
+        assert self.regions is not None
+        loop = asyncio.get_running_loop()
+        read_at, reads = await loop.run_in_executor(None, self.regions.get)
+        return self._timed("regions.html", lambda: regions_view(reads, read_at), request)
 
     async def static(self, request: web.Request) -> web.StreamResponse:
         name = request.match_info["file"]
