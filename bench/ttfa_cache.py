@@ -37,6 +37,7 @@ from modelversioning.api.wire import LABEL_MODEL
 from node_cache_agent import init_logs, installed
 
 MODEL = EP = "ttfacache"
+OCI_VERSION = "2.0.0"  # another number than the http part's: a version number always means the same weights
 TIMEOUT = 900.0
 ANSWERS = ("hit", "corrupt", "miss", "refused", "unreachable", "skipped")
 _LINE = re.compile(r"node-cache: (\w+) sha256:\w+ in ([0-9.]+)s")
@@ -61,10 +62,10 @@ def _all_pods(objs: Objects) -> int:
     )
 
 
-def _scale(objs: Objects, replicas: int) -> float:
+def _scale(objs: Objects, replicas: int, version: str = "1.0.0") -> float:
     """Seconds from the scale write to exactly ``replicas`` Ready pods (and no other)."""
     t0 = time.monotonic()
-    variant = {"name": "main", "version": "1.0.0", "weight": 100, "replicas": replicas}
+    variant = {"name": "main", "version": version, "weight": 100, "replicas": replicas}
     objs.patch_mep(EP, {"spec": {"variants": [variant]}})
     wait_for(
         lambda: len(_ready(objs)) == replicas and _all_pods(objs) == replicas,
@@ -92,8 +93,8 @@ def outcome_of(log: str) -> dict[str, Any]:
     }
 
 
-def _version(url: str, sha: str, size: int) -> dict[str, Any]:
-    mv = model_version(MODEL, "1.0.0", url, sha, stage="production")
+def _version(url: str, sha: str, size: int, version: str = "1.0.0") -> dict[str, Any]:
+    mv = model_version(MODEL, version, url, sha, stage="production")
     mv["spec"]["artifact"]["sizeBytes"] = size
     mv["spec"]["runtime"] = {
         "image": OPERATOR_IMAGE, "command": ["modelversioning", "model-server"], "port": 8080,
@@ -136,13 +137,14 @@ def run_oci(
         tempfile.TemporaryDirectory(prefix="ttfa-oci-") as root,
         RegistryServer.start(Path(root), host=NODE_IP) as reg,
     ):
-        pushed = push_oras(reg.url, f"{objs.ns}/{MODEL}", {"model.bin": os.urandom(size)}, tag="1.0.0")
-        uri = f"oci://{reg.netloc}/{objs.ns}/{MODEL}:1.0.0@{pushed.digest}"
+        pushed = push_oras(reg.url, f"{objs.ns}/{MODEL}", {"model.bin": os.urandom(size)}, tag=OCI_VERSION)
+        uri = f"oci://{reg.netloc}/{objs.ns}/{MODEL}:{OCI_VERSION}@{pushed.digest}"
         layer = f"/blobs/{pushed.layers[0]}"
         op.config.write_text(yaml.safe_dump(cfg))
         op.restart()
         try:
-            out = _run(dp, objs, _version(uri, pushed.hex, pushed.size), size, mib, replicas, log,
+            mv = _version(uri, pushed.hex, pushed.size, OCI_VERSION)
+            out = _run(dp, objs, mv, size, mib, replicas, log,
                        lambda: sum(1 for ln in reg.access_log() if layer in ln))  # fmt: skip
         finally:
             op.config.write_text(before)
@@ -160,12 +162,13 @@ def _run(
     log: Callable[[str], None],
     origin_requests: Callable[[], int | None],
 ) -> dict[str, Any]:
+    version = str(mv["spec"]["version"])
     with installed(dp, objs.api, max_bytes=max(4 * size, 64 << 20)):
         objs.create(mv)
-        wait_for(lambda: _verified(objs), TIMEOUT, "the version verified")
+        wait_for(lambda: _verified(objs, version), TIMEOUT, "the version verified")
         from test_dataplane import endpoint
 
-        ep = endpoint(dp, EP, MODEL, [{"name": "main", "version": "1.0.0", "weight": 100, "replicas": 1}])
+        ep = endpoint(dp, EP, MODEL, [{"name": "main", "version": version, "weight": 100, "replicas": 1}])
         n0 = origin_requests()
         t0 = time.monotonic()
         objs.create(ep)
@@ -173,14 +176,14 @@ def _run(
         cold = {"ready_s": round(time.monotonic() - t0, 2), **_outcome(objs, _ready(objs)[0])}
         n1 = origin_requests()
         known = {p.metadata.name for p in _ready(objs)}
-        cached_s = _scale(objs, 2)
+        cached_s = _scale(objs, 2, version)
         (second,) = [p for p in _ready(objs) if p.metadata.name not in known]
         cached = {"ready_s": round(cached_s, 2), **_outcome(objs, second)}
         n2 = origin_requests()
-        _scale(objs, 1)
+        _scale(objs, 1, version)
         known = {p.metadata.name for p in _ready(objs)}
         n3 = origin_requests()
-        up_s = _scale(objs, replicas)
+        up_s = _scale(objs, replicas, version)
         n4 = origin_requests()
         new = [_outcome(objs, p) for p in _ready(objs) if p.metadata.name not in known]
         hits = sum(1 for o in new if o["cache"] == "hit")
@@ -193,7 +196,7 @@ def _run(
             "modelversioning.io", "v1alpha1", objs.ns, "modelendpoints", EP
         )
         wait_for(lambda: _all_pods(objs) == 0, TIMEOUT, "the pods gone")
-        objs.delete_mv(f"{MODEL}-v1.0.0")
+        objs.delete_mv(f"{MODEL}-v{version}")
     out = {
         "mib": mib,
         "cold": cold,
@@ -211,8 +214,8 @@ def _run(
     return out
 
 
-def _verified(objs: Objects) -> bool:
-    conds = (objs.mv(f"{MODEL}-v1.0.0").get("status") or {}).get("conditions") or []
+def _verified(objs: Objects, version: str) -> bool:
+    conds = (objs.mv(f"{MODEL}-v{version}").get("status") or {}).get("conditions") or []
     return any(c.get("type") == "ArtifactVerified" and c.get("status") == "True" for c in conds)
 
 
