@@ -62,4 +62,12 @@ def run_ttfa(args: argparse.Namespace, dp: Any, log: Callable[[str], None]) -> d
         except Exception as e:  # noqa: BLE001 - the node cache part failed: the ttfa numbers stand
             log(f"ttfa node cache FAILED: {e!r}\n{traceback.format_exc()}")
             out["node_cache"] = {"error": f"{type(e).__name__}: {e}"}
+        if p.get("ttfa_cache_oci"):
+            try:
+                out["node_cache_oci"] = ttfa_cache.run_oci(
+                    dp, objs, p["ttfa_cache_mib"], p["ttfa_cache_replicas"], log
+                )
+            except Exception as e:  # noqa: BLE001 - the same: recorded, the rest stands
+                log(f"ttfa node cache (oci) FAILED: {e!r}\n{traceback.format_exc()}")
+                out["node_cache_oci"] = {"error": f"{type(e).__name__}: {e}"}
     return out

@@ -25,7 +25,7 @@ and dataplane, real traffic on the real node with Traefik and Prometheus (bench/
 and ttfa, time to first answer of a new version against a plain Deployment, on the same real data
 plane (bench/ttfa.py; root; with dataplane in one run, both share one control plane and node):
     ./dev bench --only ttfa [--ttfa-sizes 10,256,1024 --ttfa-replicas 5]
-                            [--ttfa-cache-mib 256 --ttfa-cache-replicas 10]  (node cache: ttfa_cache.py)
+                            [--ttfa-cache-mib 256 --ttfa-cache-replicas 10 --ttfa-cache-oci 1]  (node cache)
 and oip, Open Inference Protocol latency through Traefik, MLServer against the reference server, and
 the time from apply to the first correct prediction (bench/oip.py; root; same real data plane):
     ./dev bench --only oip [--oip-requests 1000 --oip-rate 50]
@@ -93,6 +93,7 @@ SCALES: dict[str, dict[str, Any]] = {
         "ttfa_replicas": 5,
         "ttfa_cache_mib": 10.0,
         "ttfa_cache_replicas": 4,
+        "ttfa_cache_oci": 0,
         "oip_requests": OIP_REQUESTS,
         "oip_rate": 50.0,
         "cli_repeats": 20,
@@ -133,6 +134,7 @@ SCALES: dict[str, dict[str, Any]] = {
         "ttfa_replicas": 5,
         "ttfa_cache_mib": 256.0,
         "ttfa_cache_replicas": 10,
+        "ttfa_cache_oci": 1,
         "oip_requests": OIP_REQUESTS,
         "oip_rate": 50.0,
         "cli_repeats": 20,
@@ -175,6 +177,9 @@ def _section_overrides(g: Any) -> None:
     g.add_argument("--ttfa-replicas", type=int, help="ttfa: the scale-up's replicas, from 1 (< 2: none)")
     g.add_argument("--ttfa-cache-mib", type=float, help="ttfa: node cache cold/cached size in MiB (0: skip)")
     g.add_argument("--ttfa-cache-replicas", type=int, help="ttfa: node cache scale-up's replicas, from 1")
+    g.add_argument(
+        "--ttfa-cache-oci", type=int, choices=(0, 1), help="ttfa: the node cache part for oci:// too"
+    )
     g.add_argument("--oip-requests", type=int, help="oip: inference requests per runtime")
     g.add_argument("--oip-rate", type=float, help="oip: requests per second (paced)")
     g.add_argument("--cli-repeats", type=int, help="cli: runs of each `kubectl models` command timed")

@@ -47,3 +47,17 @@ def test_on_the_agent_alone_mounts_the_cache_and_may_only_review_tokens_and_read
     assert others and not any(
         "hostPath" in v for d in others for v in d["spec"]["template"]["spec"].get("volumes", [])
     )
+
+
+def _agent_args(*sets: str) -> list[str]:
+    (agent,) = _kinds(template("nodeCache.enabled=true", *sets))["DaemonSet"]["spec"]["template"]["spec"][
+        "containers"
+    ]
+    return list(agent["args"])
+
+
+def test_a_namespace_gets_half_the_cache_by_default_and_the_share_set() -> None:
+    args = _agent_args("nodeCache.maxBytes=1000000")
+    assert args[args.index("--max-bytes-per-namespace") + 1] == "500000"
+    args = _agent_args("nodeCache.maxBytes=1000000", "nodeCache.maxBytesPerNamespace=250000")
+    assert args[args.index("--max-bytes-per-namespace") + 1] == "250000"

@@ -264,8 +264,8 @@ def test_a_token_review_is_read_with_the_pods_node() -> None:
     assert review_of({"authenticated": False}) == Review(False)
 
 
-def test_oci_and_uris_of_unknown_kind_never_use_the_cache() -> None:
-    assert nc.expected_kind("oci://r/x@sha256:" + SHA) is None
+def test_uris_of_unknown_kind_never_use_the_cache_and_oci_asks_by_manifest() -> None:
+    assert nc.expected_kind("oci://r/x@sha256:" + SHA) == "oci"  # tests/test_node_cache_oci.py
     assert nc.expected_kind("s3://bucket/key") is None
     assert nc.expected_kind("s3://bucket/prefix/") == "directory"
     assert nc.expected_kind("http://h/model.bin") == "file"

@@ -289,12 +289,13 @@ CACHE_ENTRY_CORRUPT = "EntryCorrupt"  # an entry's bytes no longer hash to its d
 CACHE_OFFER_MISMATCH = "OfferMismatch"  # offered bytes that do not hash to the digest offered: not stored
 CACHE_MALFORMED = "Malformed"  # a request or an offer the agent cannot read
 CACHE_FULL = "CacheFull"  # no room: every entry that would have to go is being served or written
+CACHE_SHARE_EXCEEDED = "ShareExceeded"  # the offering namespace's share is full of entries in use
 CACHE_TOO_LARGE = "TooLarge"  # an offer's Content-Length is over the largest entry the cache takes
 CACHE_BUSY = "Busy"  # every request slot is taken (503): the reader fetches from the origin
 CACHE_REFUSALS = (
     CACHE_UNAUTHENTICATED, CACHE_WRONG_AUDIENCE, CACHE_NOT_A_POD, CACHE_WRONG_NODE, CACHE_NO_VERSION,
     CACHE_NOT_VERIFIED, CACHE_WITHDRAWN, CACHE_WRONG_KIND, CACHE_REVIEW_FAILED, CACHE_ENTRY_CORRUPT,
-    CACHE_OFFER_MISMATCH, CACHE_MALFORMED, CACHE_FULL, CACHE_TOO_LARGE, CACHE_BUSY,
+    CACHE_OFFER_MISMATCH, CACHE_MALFORMED, CACHE_FULL, CACHE_TOO_LARGE, CACHE_BUSY, CACHE_SHARE_EXCEEDED,
 )  # fmt: skip
 
 

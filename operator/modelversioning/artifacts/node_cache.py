@@ -10,9 +10,16 @@
 * :func:`offer`: after the origin's bytes were verified and laid out, offer them to the agent, which hashes
   them again and keeps them only under the digest it computed.
 
+For ``oci://`` the entry is asked for by the pinned manifest digest (``/v1/entries/oci/<manifest>``): the
+agent serves the files the operator laid out from that manifest for the caller's own verified version
+(their digest is that version's ``status.artifact.contentDigest``, named in the answer's
+``X-Modelversioning-Content-Digest``), and the reader requires what it hashes to be exactly that. A
+signed version's signature is then checked against the files, as after a fetch. An offer after a fetch
+from the registry sends the files laid out, which the agent stores only if they hash to that digest.
+
 Both are bounded by one short socket timeout per step and a total deadline; neither ever fails a
-verification that succeeded, and neither is tried for ``oci://`` (a manifest digest names the manifest,
-not the files laid out) or a URI whose kind (file or directory) is not known before listing.
+verification that succeeded, and neither is tried for a URI whose kind (file or directory) is not known
+before listing.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import http.client
 import json
+import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
@@ -41,7 +49,8 @@ from modelversioning.artifacts.dest_writer import DestWriter
 from modelversioning.artifacts.redact import redact_uri
 from modelversioning.artifacts.results import Digest, Kind, VerifyResult
 from modelversioning.artifacts.signature import TrustMaterial
-from modelversioning.domain.node_cache import expected_kind
+from modelversioning.domain.node_cache import EntryKind, expected_kind
+from modelversioning.domain.oci_ref import is_oci
 
 HIT, MISS, REFUSED, UNREACHABLE, CORRUPT, SKIPPED = (
     "hit",
@@ -52,6 +61,8 @@ HIT, MISS, REFUSED, UNREACHABLE, CORRUPT, SKIPPED = (
     "skipped",
 )
 OFFERED = "offered"
+CONTENT_HEADER = "X-Modelversioning-Content-Digest"  # nodecache.server's, for an oci entry
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
 
 @dataclass(frozen=True)
@@ -77,8 +88,13 @@ class Outcome:
     result: VerifyResult | None = None  # a HIT's verification (or a signature's final refusal)
 
 
-def _path(kind: Kind, digest: str) -> str:
+def _path(kind: EntryKind, digest: str) -> str:
     return f"/v1/entries/{kind}/{digest}"
+
+
+def _stream_kind(kind: EntryKind) -> Kind:
+    """What an entry of ``kind`` is sent as: an ``oci://`` artifact's files as a directory."""
+    return "file" if kind == "file" else "directory"
 
 
 def read(
@@ -107,14 +123,22 @@ def read(
     try:
         if resp.status != 200:
             return _not_served(resp)
+        content = (resp.getheader(CONTENT_HEADER) or "") if kind == "oci" else ""
+        if kind == "oci" and not _HEX64.match(content):
+            return Outcome(CORRUPT, f"the agent named no content digest ({CONTENT_HEADER})")
         writer = DestWriter(dest)
         try:
-            got = _receive(resp, kind, uri, writer, policy, expected_size, deadline)
+            got = _receive(resp, _stream_kind(kind), uri, writer, policy, expected_size, deadline)
         except (StreamError, OSError, http.client.HTTPException, ValueError) as e:
             writer.discard()
             return Outcome(CORRUPT, f"refused what the agent sent: {e}")
     finally:
         conn.close()
+    if kind == "oci":
+        if got.sha256 != content:  # decode hashed it; the agent's name for it is checked too
+            writer.discard()
+            return Outcome(CORRUPT, f"the files hash to {got.sha256}, not the version's contentDigest")
+        got, expected_size = replace(got, sha256=expected, content_digest=content), None
     return _verified(got, writer, uri, expected, dest, start, policy, expected_size, trust, secret_data)
 
 
@@ -155,7 +179,8 @@ def _receive(
             raise StreamError("not received within artifacts.timeoutSeconds")
 
     length = int(resp.getheader("Content-Length") or 0)
-    limit = expected_size if expected_size is not None else policy.max_total_bytes
+    sized = expected_size is not None and not is_oci(uri)  # oci: sizeBytes is the layers'
+    limit = expected_size if sized and expected_size is not None else policy.max_total_bytes
     got = decode(Limited(resp, length), open_sink, max_bytes=limit, max_files=policy.max_files, check=check)
     if kind == "directory":
         writer.rels = rels
@@ -212,8 +237,8 @@ def offer(cache: NodeCache, uri: str, digest: str, dest: Path, *, deadline_secon
     if kind is None:
         return Outcome(SKIPPED, "the URI does not say whether it is a file or a directory")
     try:
-        files = files_under(dest, kind)
-        encoder = Encoder(kind, files)
+        files = files_under(dest, _stream_kind(kind))
+        encoder = Encoder(_stream_kind(kind), files)
         conn = cache.connection()
     except (OSError, ValueError) as e:
         return Outcome(UNREACHABLE, str(e))
@@ -228,7 +253,7 @@ def offer(cache: NodeCache, uri: str, digest: str, dest: Path, *, deadline_secon
 
     headers = {
         "Authorization": f"Bearer {cache.token}",
-        "Content-Length": str(stream_length(kind, files)),
+        "Content-Length": str(stream_length(_stream_kind(kind), files)),
         "Content-Type": "application/octet-stream",
     }
     try:

@@ -149,6 +149,13 @@ def node_cache(
     max_bytes: int = typer.Option(
         0, "--max-bytes", min=0, help="Size limit of the cache; least recently used entries go first."
     ),
+    max_bytes_per_namespace: int = typer.Option(
+        0,
+        "--max-bytes-per-namespace",
+        min=0,
+        help="Share of one namespace (what its offers stored); its offers evict only its own entries "
+        "to stay within it. 0: --max-bytes (no share).",
+    ),
     node_name: str = typer.Option(
         "",
         "--node-name",
@@ -180,7 +187,8 @@ def node_cache(
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     host, _, port = listen.rpartition(":")
-    serve((host.strip("[]"), int(port)), Agent(Store(root, max_bytes), InClusterApi(), node=node_name))
+    store = Store(root, max_bytes, namespace_share=max_bytes_per_namespace or None)
+    serve((host.strip("[]"), int(port)), Agent(store, InClusterApi(), node=node_name))
 
 
 # Options of model-server too long to sit in its signature.

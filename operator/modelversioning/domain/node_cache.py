@@ -32,12 +32,15 @@ A digest present on the node is never enough: another tenant's verified version 
 does not count (only the caller's namespace is looked at), so nobody reads a model through the cache
 that they could not have fetched with their own version's URI and credentials.
 
-**Eviction** (:func:`make_room`): least recently used first, never an entry being served or being
-written, until what is kept plus what comes in fits the size limit.
+**Eviction** (:func:`make_room`): never an entry being served or being written; each entry is charged to
+the namespace whose offer stored it, and a namespace's offers evict only its own entries to stay within
+its share (``maxBytesPerNamespace``), its own first and then the least recently used of the others to
+fit the size limit: one namespace can push out of the cache at most its share of other namespaces' bytes.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -47,7 +50,8 @@ from modelversioning.api import wire as R
 from modelversioning.domain.conditions import get as get_condition
 from modelversioning.domain.oci_ref import is_oci
 
-EntryKind = Literal["file", "directory"]
+EntryKind = Literal["file", "directory", "oci"]
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
 SA_PREFIX = "system:serviceaccount:"
 VERIFIED_CONDITION = "ArtifactVerified"
 
@@ -70,6 +74,7 @@ class Decision:
     reason: str  # one of wire.CACHE_REFUSALS, "" when allowed
     namespace: str = ""  # the caller's namespace, once known
     version: str = ""  # the ModelVersion that allowed it
+    content: str = ""  # ``oci``: the laid-out files' digest the operator recorded for that version
 
     @staticmethod
     def refuse(status: int, reason: str, namespace: str = "") -> Decision:
@@ -104,9 +109,12 @@ def verified_for(version: Mapping[str, Any], digest: str) -> bool:
 
 def expected_kind(uri: str) -> EntryKind | None:
     """The kind of the artifact at ``uri`` when the URI alone says it: an http(s) URI is one file, a
-    URI ending in ``/`` a directory; None otherwise (and for ``oci://``). The init container asks for
-    this kind; the agent serves a version only this kind."""
-    if is_oci(uri) or "://" not in uri:
+    URI ending in ``/`` a directory, an ``oci://`` URI ``oci`` (its manifest digest names the entry of
+    the files it lays out, see :func:`oci_content`); None otherwise. The init container asks for this
+    kind; the agent serves a version only this kind."""
+    if is_oci(uri):
+        return "oci"
+    if "://" not in uri:
         return None
     if uri.endswith("/"):
         return "directory"
@@ -118,6 +126,15 @@ def version_kind(version: Mapping[str, Any]) -> EntryKind | None:
     the init container follows (status.artifact does not record a kind)."""
     uri = ((version.get("spec") or {}).get("artifact") or {}).get("uri")
     return expected_kind(uri) if isinstance(uri, str) else None
+
+
+def oci_content(version: Mapping[str, Any]) -> str:
+    """An ``oci://`` version's ``status.artifact.contentDigest``: the digest of the files the operator
+    laid out from the pinned manifest (with the version's own URI and credentials), the name of its
+    entry on the node ("": not recorded, so no cache). Only the operator writes status (the
+    ``status-writers`` admission policy)."""
+    got = ((version.get("status") or {}).get("artifact") or {}).get("contentDigest")
+    return got if isinstance(got, str) and _HEX64.match(got) else ""
 
 
 def withdrawn(version: Mapping[str, Any]) -> bool:
@@ -151,8 +168,15 @@ def authorize(
     if not live:
         return Decision.refuse(403, R.CACHE_WITHDRAWN, ns)
     for v in live:
-        if version_kind(v) == kind:
-            return Decision(True, 200, "", ns, str((v.get("metadata") or {}).get("name", "")))
+        if version_kind(v) != kind:
+            continue
+        name = str((v.get("metadata") or {}).get("name", ""))
+        if kind != "oci":
+            return Decision(True, 200, "", ns, name)
+        if oci_content(v):
+            return Decision(True, 200, "", ns, name, content=oci_content(v))
+    if kind == "oci" and any(version_kind(v) == kind for v in live):
+        return Decision.refuse(403, R.CACHE_NOT_VERIFIED, ns)  # verified, but no contentDigest recorded
     return Decision.refuse(403, R.CACHE_WRONG_KIND, ns)
 
 
@@ -167,27 +191,65 @@ class Entry:
     size: int
     last_used: float  # monotonic or wall clock: only the order matters
     busy: bool = False  # being served or being written: never evicted
+    owner: str = ""  # the namespace charged for it: the one whose offer stored it ("": nobody's)
+
+
+FULL, OVER_SHARE = "full", "share"
 
 
 @dataclass(frozen=True)
 class Room:
-    evict: tuple[str, ...]  # keys, least recently used first
-    fits: bool  # after evicting them, ``incoming`` fits under the limit
+    evict: tuple[str, ...]  # keys, in the order they go
+    fits: bool  # after evicting them, ``incoming`` fits under the limit (and under the share)
+    why: str = ""  # not ``fits``: FULL (the cache) or OVER_SHARE (the namespace's share)
 
 
-def make_room(entries: Sequence[Entry], limit: int, incoming: int) -> Room:
-    """Which entries to evict so that ``incoming`` more bytes fit under ``limit``: least recently used
-    first, busy ones never. ``fits`` is False (and nothing is evicted) when even evicting every idle
-    entry would not make room: the caller refuses the write rather than emptying the cache for nothing."""
-    total = sum(e.size for e in entries)
-    if total + incoming <= limit:
-        return Room((), True)
-    if incoming > limit:
-        return Room((), False)
+def make_room(
+    entries: Sequence[Entry],
+    limit: int,
+    incoming: int,
+    *,
+    owner: str = "",
+    share: int | None = None,
+) -> Room:
+    """Which entries to evict so that ``incoming`` more bytes, charged to ``owner``, fit.
+
+    1. **The namespace's share** (``share``, bytes; None: no share): what ``owner`` is charged for plus
+       ``incoming`` must stay within it, by evicting ``owner``'s own idle entries (least recently used
+       first) and never anyone else's. If even evicting all of them would not do, nothing is evicted
+       (``OVER_SHARE``).
+    2. **The cache's limit**: then, if the cache is still too full, ``owner``'s own remaining idle
+       entries go first, and only then other namespaces' idle ones, least recently used first. Since
+       ``owner`` never holds more than ``share``, the bytes it can take from everyone else are bounded
+       by its share, however many versions it registers and offers.
+
+    Busy entries (served or being written) never go. If even evicting every idle entry would not make
+    room, nothing is evicted (``FULL``): the caller refuses the write rather than emptying the cache."""
+    if incoming > limit or (share is not None and incoming > share):
+        return Room((), False, OVER_SHARE if share is not None and incoming > share else FULL)
     victims: list[str] = []
-    for e in sorted((e for e in entries if not e.busy), key=lambda e: (e.last_used, e.key)):
+    total = sum(e.size for e in entries)
+    mine = sorted((e for e in entries if e.owner == owner and owner), key=lambda e: (e.last_used, e.key))
+    if share is not None and owner:
+        held = sum(e.size for e in mine)
+        for e in (e for e in mine if not e.busy):
+            if held + incoming <= share:
+                break
+            victims.append(e.key)
+            held -= e.size
+            total -= e.size
+        if held + incoming > share:
+            return Room((), False, OVER_SHARE)
+    if total + incoming <= limit:
+        return Room(tuple(victims), True)
+    others = sorted(
+        (e for e in entries if not (owner and e.owner == owner)), key=lambda e: (e.last_used, e.key)
+    )
+    for e in [*mine, *others]:
+        if e.busy or e.key in victims:
+            continue
         victims.append(e.key)
         total -= e.size
         if total + incoming <= limit:
             return Room(tuple(victims), True)
-    return Room((), False)
+    return Room((), False, FULL)

@@ -11,6 +11,14 @@ the node's cache directory.
   first (411 Malformed without a valid one, more than zero; 413 TooLarge over the store's largest entry).
   The agent hashes what it receives and stores it only if that is the digest and kind offered (422
   OfferMismatch otherwise); 200 if already here, 507 CacheFull if there is no room.
+* ``GET|PUT /v1/entries/oci/<manifest sha256>``: an ``oci://`` version's files. The caller's verified
+  version of that manifest names, in ``status.artifact.contentDigest`` (written by the operator only),
+  the digest of the files laid out from it; the entry served or stored is the ``directory`` entry of
+  that digest, and the answer says which (``X-Modelversioning-Content-Digest``), so the reader hashes
+  what it gets against it. An offer must hash to it too.
+* Each stored entry is charged to the offering namespace; a namespace over its share
+  (``namespace_share``) gets 507 ShareExceeded, and its offers never evict another's entries to stay
+  within it (:func:`modelversioning.domain.node_cache.make_room`).
 * ``GET /metrics`` (Prometheus, ``modelversioning_node_cache_*``), ``GET /healthz``.
 
 Bounds against a hostile pod on the node: at most ``max_requests`` connections are handled at once (one
@@ -41,7 +49,8 @@ from modelversioning.nodecache.reviews import Reviews
 from modelversioning.nodecache.store import Full, Lease, Store, entry_key
 
 log = logging.getLogger("modelversioning.nodecache")
-_PATH = re.compile(r"^/v1/entries/(file|directory)/([0-9a-f]{64})$")
+_PATH = re.compile(r"^/v1/entries/(file|directory|oci)/([0-9a-f]{64})$")
+CONTENT_HEADER = "X-Modelversioning-Content-Digest"  # oci: the digest of the files served
 MAX_FILES = 100_000
 DRAIN_BYTES = 1 << 20
 _LENGTH = re.compile(r"^[0-9]{1,19}$")
@@ -73,6 +82,10 @@ class Metrics:
         )
         self.entries = Gauge(p + "entries", "Entries on this node", registry=r)
         self.bytes = Gauge(p + "bytes", "Bytes held (entries and entries being written)", registry=r)
+        self.namespace_bytes = Gauge(
+            p + "namespace_bytes", "Bytes charged to each namespace (what its offers stored)", ["namespace"],
+            registry=r,
+        )  # fmt: skip
         for reason in R.CACHE_REFUSALS:
             self.refusals.labels(reason)
 
@@ -115,6 +128,10 @@ class Agent:
             self._reviews_seen = (sent, kept)
         self.metrics.entries.set(self.store.count())
         self.metrics.bytes.set(self.store.used_bytes())
+        held = self.store.held_by()
+        self.metrics.namespace_bytes.clear()
+        for ns, size in held.items():
+            self.metrics.namespace_bytes.labels(ns).set(size)
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -162,6 +179,8 @@ class Handler(BaseHTTPRequestHandler):
             )
             self._refuse(decision.status, decision.reason)
             return None
+        if m.group(1) == "oci":  # the directory entry of the files the operator laid out from it
+            return "directory", decision.content, decision
         return m.group(1), m.group(2), decision
 
     def do_GET(self) -> None:  # noqa: N802
@@ -196,6 +215,7 @@ class Handler(BaseHTTPRequestHandler):
             encoder = Encoder(kind, files)  # type: ignore[arg-type]
             self.send_response(200)
             self.send_header("Content-Type", "application/octet-stream")
+            self.send_header(CONTENT_HEADER, digest)
             self.send_header("Content-Length", str(stream_length(kind, files)))  # type: ignore[arg-type]
             self.send_header("Connection", "close")
             self.end_headers()
@@ -251,9 +271,10 @@ class Handler(BaseHTTPRequestHandler):
             self._answer(200, {"stored": False, "present": True})
             return
         try:
-            incoming = agent.store.begin(kind, length)  # type: ignore[arg-type]
+            incoming = agent.store.begin(kind, length, owner=decision.namespace)  # type: ignore[arg-type]
         except Full as e:
-            self._refuse(507, R.CACHE_FULL, message=str(e))
+            log.info("offer of %s-%s by %s refused: %s", kind, digest[:12], decision.namespace, e)
+            self._refuse(507, R.CACHE_SHARE_EXCEEDED if e.over_share else R.CACHE_FULL, message=str(e))
             return
         self._receive(incoming, kind, digest, length, decision)
 

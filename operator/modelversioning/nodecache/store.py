@@ -11,8 +11,11 @@ that found an entry corrupt drops it only if it is still the entry it read (:met
 
 Which entries are in use is kept in memory (readers and writers hold a lease); least recently used
 entries make room (:func:`modelversioning.domain.node_cache.make_room`), never one with a lease or
-being written. A restart starts with no lease, empties ``incoming/`` and takes the last use from each
-entry's mtime (touched on every hit).
+being written. Each entry is charged to the namespace whose offer stored it (``<entry>/owner``), and a
+namespace holds at most ``namespace_share`` bytes (entries and its entries being written): its offers
+evict its own entries to stay within it, never another namespace's. A restart starts with no lease,
+empties ``incoming/`` and takes the last use from each entry's mtime (touched on every hit) and its
+owner from ``owner``.
 """
 
 from __future__ import annotations
@@ -30,7 +33,9 @@ from typing import Any
 
 from modelversioning.artifacts.cache_stream import KINDS, Sink, SourceFile, files_under
 from modelversioning.artifacts.results import Kind
-from modelversioning.domain.node_cache import Entry, make_room
+from modelversioning.domain.node_cache import OVER_SHARE, Entry, make_room
+
+OWNER_FILE = "owner"
 
 
 def entry_key(kind: Kind, digest: str) -> str:
@@ -42,6 +47,7 @@ class _Meta:
     size: int
     last_used: float
     leases: int = 0
+    owner: str = ""  # the namespace charged for it
 
 
 @dataclass(frozen=True)
@@ -54,7 +60,12 @@ class Lease:
 
 
 class Full(Exception):
-    """No room for an entry of that size (what would have to go is in use)."""
+    """No room for an entry of that size (what would have to go is in use); ``over_share``: not within
+    the offering namespace's share (evicting every idle entry of its own would not do)."""
+
+    def __init__(self, message: str, over_share: bool = False) -> None:
+        super().__init__(message)
+        self.over_share = over_share
 
 
 class Store:
@@ -64,9 +75,13 @@ class Store:
         max_bytes: int,
         clock: Callable[[], float] = time.time,
         max_entry_bytes: int | None = None,
+        namespace_share: int | None = None,
     ) -> None:
         self.root, self.max_bytes, self.clock = root, max_bytes, clock
-        self.max_entry_bytes = min(max_bytes, max_entry_bytes or max_bytes)  # the largest offer taken
+        self.namespace_share = min(max_bytes, namespace_share) if namespace_share else None
+        self.max_entry_bytes = min(  # the largest offer taken
+            max_bytes, max_entry_bytes or max_bytes, self.namespace_share or max_bytes
+        )
         self.entries_dir, self.incoming_dir, self.trash_dir = (
             root / "entries",
             root / "incoming",
@@ -74,7 +89,7 @@ class Store:
         )
         self._lock = threading.Lock()
         self._meta: dict[str, _Meta] = {}
-        self._writing: dict[str, int] = {}  # incoming token -> reserved bytes
+        self._writing: dict[str, tuple[int, str]] = {}  # incoming token -> (reserved bytes, owner)
         self.evicted = 0  # entries evicted so far (metrics read it)
         self._scan()
 
@@ -91,7 +106,11 @@ class Store:
                 shutil.rmtree(d, ignore_errors=True) if d.is_dir() and not d.is_symlink() else d.unlink()
                 continue
             size = sum(f.size for f in self._files(d, kind))  # type: ignore[arg-type]  # kind checked above
-            self._meta[d.name] = _Meta(size, d.stat().st_mtime)
+            try:
+                owner = (d / OWNER_FILE).read_text()[:253].strip()
+            except OSError:
+                owner = ""
+            self._meta[d.name] = _Meta(size, d.stat().st_mtime, owner=owner)
 
     def _files(self, d: Path, kind: Kind) -> list[SourceFile]:
         if kind == "directory":
@@ -100,7 +119,17 @@ class Store:
 
     def used_bytes(self) -> int:
         with self._lock:
-            return sum(m.size for m in self._meta.values()) + sum(self._writing.values())
+            return sum(m.size for m in self._meta.values()) + sum(s for s, _ in self._writing.values())
+
+    def held_by(self) -> dict[str, int]:
+        """Bytes charged to each namespace (entries and entries being written)."""
+        out: dict[str, int] = {}
+        with self._lock:
+            for m in self._meta.values():
+                out[m.owner] = out.get(m.owner, 0) + m.size
+            for size, owner in self._writing.values():
+                out[owner] = out.get(owner, 0) + size
+        return out
 
     def count(self) -> int:
         with self._lock:
@@ -157,27 +186,37 @@ class Store:
 
     # ------------------------------------------------------------------------------ writing
 
-    def begin(self, kind: Kind, size: int) -> Incoming:
-        """Reserve ``size`` bytes for an entry being written (evicting least recently used idle entries);
-        raises :class:`Full`."""
+    def begin(self, kind: Kind, size: int, owner: str = "") -> Incoming:
+        """Reserve ``size`` bytes charged to ``owner`` (a namespace) for an entry being written, evicting
+        idle entries by :func:`~modelversioning.domain.node_cache.make_room`; raises :class:`Full`."""
         if not 0 < size <= self.max_entry_bytes:  # a negative reservation would undo the size limit
             raise Full(f"an entry of {size} bytes is not taken (1 to {self.max_entry_bytes})")
         token = secrets.token_hex(8)
         with self._lock:
-            entries = [Entry(k, m.size, m.last_used, busy=m.leases > 0) for k, m in self._meta.items()]
-            entries += [Entry(f"incoming-{t}", s, 0.0, busy=True) for t, s in self._writing.items()]
-            room = make_room(entries, self.max_bytes, size)
+            entries = [
+                Entry(k, m.size, m.last_used, busy=m.leases > 0, owner=m.owner) for k, m in self._meta.items()
+            ]
+            entries += [
+                Entry(f"incoming-{t}", s, 0.0, busy=True, owner=o) for t, (s, o) in self._writing.items()
+            ]
+            room = make_room(entries, self.max_bytes, size, owner=owner, share=self.namespace_share)
             if not room.fits:
+                if room.why == OVER_SHARE:
+                    raise Full(
+                        f"{size} bytes more would put namespace {owner} over its share of "
+                        f"{self.namespace_share} bytes (what it holds is in use)",
+                        over_share=True,
+                    )
                 raise Full(f"{size} bytes do not fit in {self.max_bytes}")
             trash = []
             for key in room.evict:
                 del self._meta[key]
                 trash.append(self._to_trash(key))
-            self._writing[token] = size
+            self._writing[token] = (size, owner)
             self.evicted += len(room.evict)
         for path in trash:
             shutil.rmtree(path, ignore_errors=True)
-        return Incoming(self, kind, token)
+        return Incoming(self, kind, token, owner)
 
     def _finish(self, incoming: Incoming, digest: str | None) -> bool:
         """Move a written entry into place under ``digest`` (None: discard it). False: discarded."""
@@ -187,11 +226,12 @@ class Store:
             keep = bool(digest) and key not in self._meta
             if keep:
                 try:
+                    (incoming.dir / OWNER_FILE).write_text(incoming.owner)
                     os.replace(incoming.dir, self.entries_dir / key)
                 except OSError:  # a stray directory in the way (not an entry): the offer is not kept
                     keep = False
                 else:
-                    self._meta[key] = _Meta(incoming.written, self.clock())
+                    self._meta[key] = _Meta(incoming.written, self.clock(), owner=incoming.owner)
         if not keep:
             shutil.rmtree(incoming.dir, ignore_errors=True)
         return keep
@@ -200,8 +240,8 @@ class Store:
 class Incoming:
     """An entry being written under ``incoming/``; :meth:`commit` or :meth:`abort` it."""
 
-    def __init__(self, store: Store, kind: Kind, token: str) -> None:
-        self.store, self.kind, self.token = store, kind, token
+    def __init__(self, store: Store, kind: Kind, token: str, owner: str = "") -> None:
+        self.store, self.kind, self.token, self.owner = store, kind, token, owner
         self.dir = store.incoming_dir / token
         (self.dir / ("files" if kind == "directory" else "")).mkdir(parents=True, exist_ok=True)
         self.written = 0
