@@ -27,11 +27,12 @@ import pytest
 
 from dataplane_harness import DataPlane
 from git_server import GitServer
-from helpers import model_version
+from helpers import Objects, model_version
 from images import OPERATOR_IMAGE
 from regions import (
     NAMES,
     NEW,
+    NS,
     OLD,
     SOAK,
     Region,
@@ -42,7 +43,6 @@ from regions import (
     flux_crds,
     git,
     overlay,
-    region_row,
     release,
     serving,
     started,
@@ -93,7 +93,7 @@ def fleet(dataplane, tmp_path_factory):  # type: ignore[no-untyped-def]
 
 
 def test_a_canary_failing_under_real_traffic_in_region_2_rolls_back_and_stops_the_wave(  # type: ignore[no-untyped-def]
-    fleet, dataplane
+    fleet, dataplane, kube
 ):
     tmp, regions, kc = fleet
     dp: DataPlane = dataplane
@@ -126,8 +126,13 @@ def test_a_canary_failing_under_real_traffic_in_region_2_rolls_back_and_stops_th
         git(work, "push", "-q", "origin", "HEAD:main")
         by["r2"].reconcile_now()  # what the Git host's webhook does
         t_canary = loop.wait_until(lambda s: s.version == "2.4.1", since=t_commit, settle=1, timeout=120)
-        failed = until(lambda: (lambda row: row if row.get("rollout") == "Failed" else None)(
-            region_row(kc, "r2")), 180, "r2's rollout failing", interval=0.2)  # fmt: skip
+        r2 = Objects(kube, NS)  # region 2's endpoint, read directly: when its rollout fails, to 0.1 s
+
+        def rollout() -> dict[str, Any]:
+            return dict((r2.mep("fraud-detector").get("status") or {}).get("rollout") or {})
+
+        failed = until(lambda: (lambda ro: ro if ro.get("phase") == "Failed" else None)(rollout()), 180,
+                       "r2's rollout failing", interval=0.1)  # fmt: skip
         t_failed = time.monotonic()
         t_back = loop.wait_until(
             lambda s: s.status == 200 and s.version == "2.3.8", since=t_failed, settle=40
@@ -145,7 +150,9 @@ def test_a_canary_failing_under_real_traffic_in_region_2_rolls_back_and_stops_th
         # real traffic met the fault: the canary's errors came from 2.4.1, and never after the rollback
         assert any(s.status >= 500 for s in from_canary), Counter(s.status for s in from_canary)
         assert after and all(s.status == 200 and s.version == "2.3.8" for s in after), after[-5:]
-        print(f"r2 rolled back: {failed.get('traffic')}", flush=True)
+        ms = [(m.get("verdict"), m.get("value")) for m in failed.get("measurements") or []]
+        print(f"r2 rolled back: {failed.get('message')}; measurements {ms}", flush=True)
+        assert "errors=" in str(failed.get("message")), failed
 
         # the wave stops: region 2 rolled back, region 3 never changes
         head = git(work, "rev-parse", "HEAD")
