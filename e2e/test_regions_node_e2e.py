@@ -49,7 +49,7 @@ from regions import (
     until,
 )
 
-pytestmark = pytest.mark.timeout(2400)  # the first node test of a session also waits for the image build and the node
+pytestmark = pytest.mark.timeout(2400)  # a session's first node test also waits for its setup
 HOST = "regions.models.example.com"
 BODY = b'{"inputs": [1, 2, 3]}'
 ERROR_RATE = "0.5"  # the share of 2.4.1's answers that are 500s
