@@ -54,7 +54,7 @@ HOST = "regions.models.example.com"
 BODY = b'{"inputs": [1, 2, 3]}'
 ERROR_RATE = "0.5"  # the share of 2.4.1's answers that are 500s
 # region 2's own strategy: 50 % to the canary, then a pause long enough for the analysis to judge it
-ERRORS = {"name": "errors", "template": "error-rate", "window": "10s", "max": 1.0}
+ERRORS = {"name": "errors", "template": "error-rate", "window": "10s", "max": 0.05}
 ANALYSED = {"canary": {"variant": "canary", "baseline": "stable",
                        "steps": [{"setWeight": 50}, {"pause": {"duration": "60s"}}],
                        "analysis": {"interval": "3s", "metrics": [ERRORS]}}}  # fmt: skip
