@@ -5,6 +5,7 @@ or a racing commit change nothing."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import subprocess
 import time
@@ -218,3 +219,52 @@ def test_a_plan_naming_a_kubeconfig_in_its_repository_is_refused(tmp_path: Path,
     with regions(tmp_path, {"r1": "closed"}) as kc:
         res = run(repo, kc, "status")
     assert res.exit_code == 2 and "inside the repository" in res.output, res.output
+
+
+def test_the_gate_is_read_again_under_the_commit_lock_and_a_rollback_since_refuses(
+    tmp_path: Path, repo: Path
+) -> None:
+    """r1 passes the gate at the first read, and its rollout has Failed (rolled back) by the read made
+    under the commit's lock: refused (exit 1, saying so), nothing committed, the overlay untouched. The
+    re-read happens while the lock is held (another wave's commit is refused meanwhile)."""
+    head = git(repo, "rev-parse", "HEAD")
+    reads: list[bool] = []
+    good, rolled_back = router(soaked(45), VERSIONS), r1_with(phase="Failed")
+
+    def r1(req):  # type: ignore[no-untyped-def]
+        if req.path.endswith("/modelendpoints/fraud-detector"):
+            lock = repo / ".git" / wave_git.LOCK_NAME
+            held = False
+            if lock.exists():
+                with open(lock) as fh:
+                    try:
+                        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                        fcntl.flock(fh, fcntl.LOCK_UN)
+                    except BlockingIOError:
+                        held = True
+            reads.append(held)
+        return (good if len(reads) == 1 else rolled_back)(req)
+
+    with regions(tmp_path, {"r1": r1}) as kc:
+        res = run(repo, kc, "next", "--commit")
+    assert reads == [False, True], reads  # read once to decide, once more under the lock
+    assert res.exit_code == 1, res.output
+    said = " ".join(res.output.split())
+    assert "no longer holds" in said and "r1 rolled back" in said and "nothing was committed" in said, said
+    assert git(repo, "rev-parse", "HEAD") == head and git(repo, "status", "--porcelain") == ""
+    assert (repo / "regions/r2/endpoint.yaml").read_text() == overlay(OLD)
+
+
+def test_the_commit_message_records_the_read_made_under_the_lock(tmp_path: Path, repo: Path) -> None:
+    """Both reads pass: the commit rests on the second one (its generation in Wave-Gate)."""
+    reads: list[int] = []
+
+    def r1(req):  # type: ignore[no-untyped-def]
+        if req.path.endswith("/modelendpoints/fraud-detector"):
+            reads.append(1)
+        return router(soaked(45, generation=2 + len(reads), observed=2 + len(reads)), VERSIONS)(req)
+
+    with regions(tmp_path, {"r1": r1}) as kc:
+        res = run(repo, kc, "next", "--commit")
+    assert res.exit_code == 0, res.output
+    assert len(reads) == 2 and "Wave-Gate: r1 generation=4" in git(repo, "log", "-1", "--format=%B")

@@ -16,7 +16,7 @@ import fcntl
 import hashlib
 import os
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -89,9 +89,14 @@ def _locked(repo: Path) -> Iterator[None]:
         yield
 
 
-def commit_overlay(repo: Path, rel: str, base: str, before: str, after: str, message: str) -> str:
+def commit_overlay(
+    repo: Path, rel: str, base: str, before: str, after: str, message: str | Callable[[], str]
+) -> str:
     """Commit ``after`` as ``rel`` on top of ``base``; Refused (nothing changed) when HEAD moved or the
-    overlay is not ``before`` any more (committed, staged or in the working tree)."""
+    overlay is not ``before`` any more (committed, staged or in the working tree). ``message`` may be a
+    function, called under the lock after those checks and before the overlay is written: it decides
+    again (the wave re-reads the previous region's gate) and returns the message, or raises Refused, and
+    nothing is changed."""
     with _locked(repo):
         now = head(repo)
         if now != base:
@@ -111,6 +116,8 @@ def commit_overlay(repo: Path, rel: str, base: str, before: str, after: str, mes
                 "read): nothing was committed",
                 EXIT_FAILED,
             )
+        if callable(message):
+            message = message()
         path = repo / rel
         tmp = path.with_name(f".{path.name}.wave-tmp")
         tmp.write_text(after)

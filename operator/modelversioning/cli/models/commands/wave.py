@@ -58,7 +58,7 @@ def _decide(
     ctx: typer.Context, plan_file: str, repo: str | None, timeout: float, all_regions: bool
 ) -> dict[str, Any]:
     """Read the overlays and the regions; the wave's position and the gate of its next region."""
-    from modelversioning.cli.models import fleet, fleet_views, wave_git
+    from modelversioning.cli.models import fleet, wave_git
     from modelversioning.domain import waves
 
     g = globals_of(ctx)
@@ -77,12 +77,7 @@ def _decide(
         for r in regions
     ]
     ask = list(range(len(regions))) if all_regions else ([pos.previous] if pos.previous is not None else [])
-    reads = fleet.read_all(
-        [targets[i] for i in ask],
-        lambda t: fleet.read_endpoint(g, t, plan.spec.endpoint, plan.spec.namespace),
-        timeout,
-    )
-    observed = {r.target.region: fleet_views.observed(r, version) for r in reads}
+    observed = _observe(g, plan, [targets[i] for i in ask], version, timeout)
     view: dict[str, Any] = {
         "plan": plan_file,
         "endpoint": plan.spec.endpoint,
@@ -98,13 +93,35 @@ def _decide(
     }
     if pos.previous is not None and pos.next is not None:
         prev = observed[regions[pos.previous].name]
-        gt = plan.spec.gates
-        params = waves.GateParams(plan.soak_seconds, gt.min_weight, gt.rollout_succeeded, gt.ready, gt.stage)
-        verdict = waves.gate(prev, pos.target, params, time.time())
+        verdict = _gate(plan, prev, pos.target)
         view["gate"] = {"region": prev.region, "verdict": verdict.verdict, "reasons": list(verdict.reasons)}
-        nxt = regions[pos.next]
-        view["_promote"] = (nxt, texts[pos.next], prev, verdict, pos.target)
+        nxt, prev_target = regions[pos.next], targets[pos.previous]
+
+        def regate() -> tuple[Any, Any]:
+            """The previous region read and gated again (under the commit's lock, right before it)."""
+            again = _observe(g, plan, [prev_target], version, timeout)[prev.region]
+            return again, _gate(plan, again, pos.target)
+
+        view["_promote"] = (nxt, texts[pos.next], prev, verdict, pos.target, regate)
     return view
+
+
+def _observe(g: Any, plan: Any, targets: list[Any], version: str, timeout: float) -> dict[str, Any]:
+    """region -> Observed: the plan's endpoint in each of ``targets``, read at once (fleet.read_all)."""
+    from modelversioning.cli.models import fleet, fleet_views
+
+    reads = fleet.read_all(
+        targets, lambda t: fleet.read_endpoint(g, t, plan.spec.endpoint, plan.spec.namespace), timeout
+    )
+    return {r.target.region: fleet_views.observed(r, version) for r in reads}
+
+
+def _gate(plan: Any, prev: Any, target: Any) -> Any:
+    from modelversioning.domain import waves
+
+    gt = plan.spec.gates
+    params = waves.GateParams(plan.soak_seconds, gt.min_weight, gt.rollout_succeeded, gt.ready, gt.stage)
+    return waves.gate(prev, target, params, time.time())
 
 
 def _region_row(r: Any, declared: Any, target: Any, obs: Any) -> dict[str, Any]:
@@ -190,7 +207,7 @@ def next_(
     if view.get("next") is None:
         show(g, _public(view), lambda: _render(view))
         return
-    nxt, before, prev, verdict, target = view.pop("_promote")
+    nxt, before, prev, verdict, target, regate = view.pop("_promote")
     if verdict.verdict != "pass":
         show(g, _public(view), lambda: _render(view))
         raise typer.Exit(EXIT_PENDING if verdict.verdict == "wait" else EXIT_FAILED)
@@ -210,7 +227,22 @@ def next_(
 
         terminal.out("".join(f"# {ln}\n" for ln in message.splitlines()) + patch)
         return
-    view["commit"] = wave_git.commit_overlay(root, nxt.overlay, view["base"], before, after, message)
+
+    def confirm() -> str:
+        """Under the commit's lock, right before the commit: the previous region read and gated again
+        (a rollback that started since the first read stops the wave here); the message records this
+        read, the one the commit rests on."""
+        again, still = regate()
+        if still.verdict != "pass":
+            view["gate"] = {"region": again.region, "verdict": still.verdict, "reasons": list(still.reasons)}
+            raise Refused(
+                f"the gate for {nxt.name} no longer holds: {again.region}, read again right before the "
+                f"commit: {' '.join(still.reasons)}; nothing was committed",
+                EXIT_FAILED,
+            )
+        return _message(view, nxt, again, still, before)
+
+    view["commit"] = wave_git.commit_overlay(root, nxt.overlay, view["base"], before, after, confirm)
     show(g, _public(view), lambda: _render(view))
 
 
