@@ -49,6 +49,8 @@ elif [[ -x /etc/init.d/prometheus ]]; then
   command -v update-rc.d >/dev/null && update-rc.d prometheus disable >/dev/null 2>&1 || true
 fi
 ln -sf "$(command -v prometheus)" "$BIN/prometheus"
+# --prometheus: only this part (./dev test's unit tests run a real Prometheus; Traefik comes later)
+if [[ "${1:-}" == "--prometheus" ]]; then echo "$BIN"; exit 0; fi
 
 # ---- Traefik ------------------------------------------------------------------
 # Three things keep the published module from building as is; each is fixed in the temporary copy

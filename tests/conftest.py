@@ -80,3 +80,25 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "raw_cache: the Store hands out its own objects (identity checks), reads not recorded"
     )
+    config.addinivalue_line(
+        "markers", "helm: renders the chart with helm (set by this conftest, not by hand)"
+    )
+
+
+HELM_MODULE = "test_chart_networkpolicy"  # its `template()` renders the chart with helm
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark `helm` every test of a module that renders the chart (test_chart_networkpolicy or a module
+    using its functions): `./dev test` runs them once the control plane's build (which builds helm) is
+    done, the others at once, with MV_NO_HELM=1 so that a chart test this rule misses fails there
+    (warm or cold) instead of only on a new machine."""
+    for item in items:
+        module = getattr(item, "module", None)
+        if module is None:
+            continue
+        uses = module.__name__ == HELM_MODULE or any(
+            getattr(v, "__module__", None) == HELM_MODULE for v in vars(module).values() if callable(v)
+        )
+        if uses:
+            item.add_marker(pytest.mark.helm)
