@@ -117,6 +117,10 @@ class Region:
             self.cp.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
         for f in crds:
             self.cp.kubectl("apply", "--server-side", "-f", str(f))
+        for f in crds:  # a controller started before its CRD is served exits ("failed to get restmapping":
+            # the cold CI run of 1f13c20 under load): wait until the API server serves each of them
+            established = ("--for=condition=Established", "--timeout=120s")
+            self.cp.kubectl("wait", *established, "-f", str(f), timeout=150)
         storage = free_port()
         (self.workdir / "artifacts").mkdir(exist_ok=True)  # source-controller refuses a missing one
         env = {**os.environ, "KUBECONFIG": str(self.cp.kubeconfig), "RUNTIME_NAMESPACE": FLUX_NS}
