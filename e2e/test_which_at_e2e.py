@@ -186,6 +186,10 @@ def test_which_at_answers_moments_around_two_route_changes_as_the_responses_saw_
         {"name": "green", "version": "1.1.0", "weight": 0},
     ]))  # fmt: skip
     wait_for(lambda: cond_is(objs.mep("which"), "Ready", "True"), 300, "Ready on real pods")
+    # and green (weight 0) eligible too: Ready needs only the serving variant, and an edit made while
+    # green's pods still start moves the route when they are ready, recorded as Eligibility, not as the
+    # edit (the cold CI run of 1f13c20, under load)
+    wait_for(lambda: all_eligible(objs.mep("which")), 300, "both variants eligible")
     run = drive(dp, objs)
     history = (objs.mep("which").get("status") or {}).get("routeHistory") or {}
     c1, c2 = recorded_changes(history, run, sha)
@@ -213,6 +217,11 @@ def test_which_at_answers_moments_around_two_route_changes_as_the_responses_saw_
     assert p.returncode == 1 and "before the route history" in p.stderr and begins in p.stderr, p
     slots = {c["split"][0]["version"]: c["split"][0]["slot"] for c in (c1, c2)}
     request_ids_join(dp, objs.ns, run, moments, slots)
+
+
+def all_eligible(mep: dict[str, Any]) -> bool:
+    variants = (mep.get("status") or {}).get("variants") or []
+    return len(variants) == 2 and all(v.get("eligible") for v in variants)
 
 
 def recorded_changes(history: dict[str, Any], run: Run, sha: dict[str, str]) -> list[dict[str, Any]]:
