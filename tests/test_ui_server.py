@@ -18,6 +18,7 @@ from aiohttp.test_utils import TestServer
 
 from modelversioning.api.wire import MODELENDPOINT, MODELVERSION
 from modelversioning.cli.models.errors import ClusterError
+from modelversioning.cli.models.ui import forms as ui_forms
 from modelversioning.cli.models.ui import server as ui_server
 from modelversioning.cli.models.ui.server import UiConfig, UiServer
 from ui_objects import XSS, StaticCache, approval, ep, mv
@@ -499,11 +500,11 @@ def test_cache_applies_watch_events(kind: str):
 def test_run_action_maps_every_action_to_operations(monkeypatch):
     called: list[tuple[str, Any]] = []
     monkeypatch.setattr(
-        ui_server.ops, "rollout_action", lambda c, e, k, t: called.append((k, e)) or (["ok"], True)
+        ui_forms.ops, "rollout_action", lambda c, e, k, t: called.append((k, e)) or (["ok"], True)
     )
     for kind in ("promote", "abort", "retry"):
-        assert ui_server.run_action(object(), f"rollout-{kind}", {"endpoint": "fraud"}) == "ok"  # type: ignore[arg-type]
+        assert ui_forms.run_action(object(), f"rollout-{kind}", {"endpoint": "fraud"}) == "ok"  # type: ignore[arg-type]
     assert called == [("promote", "fraud"), ("abort", "fraud"), ("retry", "fraud")]
-    monkeypatch.setattr(ui_server.ops, "rollout_action", lambda c, e, k, t: (["not in this phase"], False))
-    with pytest.raises(ui_server.Refused, match="not in this phase"):
-        ui_server.run_action(object(), "rollout-abort", {"endpoint": "fraud"})  # type: ignore[arg-type]
+    monkeypatch.setattr(ui_forms.ops, "rollout_action", lambda c, e, k, t: (["not in this phase"], False))
+    with pytest.raises(ui_forms.Refused, match="not in this phase"):
+        ui_forms.run_action(object(), "rollout-abort", {"endpoint": "fraud"})  # type: ignore[arg-type]

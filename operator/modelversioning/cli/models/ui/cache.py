@@ -46,9 +46,7 @@ def _slim(obj: Mapping[str, Any]) -> dict[str, Any]:
     md.pop("managedFields", None)
     ann = md.get("annotations")
     if ann and LAST_APPLIED_ANNOTATION in ann:
-        md["annotations"] = {
-            k: v for k, v in ann.items() if k != LAST_APPLIED_ANNOTATION
-        }
+        md["annotations"] = {k: v for k, v in ann.items() if k != LAST_APPLIED_ANNOTATION}
     return {**obj, "metadata": md}
 
 

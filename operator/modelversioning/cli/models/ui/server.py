@@ -38,7 +38,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
-import re
 import secrets
 import time
 from collections import deque
@@ -52,13 +51,11 @@ from urllib.parse import quote, urlencode
 import jinja2
 from aiohttp import web
 
-from modelversioning.api.wire import MODELENDPOINT
-from modelversioning.cli.models import actions
-from modelversioning.cli.models import operations as ops
 from modelversioning.cli.models.errors import ClusterError, Refused
 from modelversioning.cli.models.kube import Cluster
 from modelversioning.cli.models.ui import pages
 from modelversioning.cli.models.ui.cache import WatchCache
+from modelversioning.cli.models.ui.forms import action_fields, name_param, run_action
 from modelversioning.cli.models.ui.incluster import (
     KIND_OF_PAGE,
     AccessReviews,
@@ -90,14 +87,10 @@ SECURITY_HEADERS = {
     "Cross-Origin-Resource-Policy": "same-origin",
 }
 STATIC = {"ui.js": "application/javascript", "ui.css": "text/css"}
-ACTION_TIMEOUT = 30.0  # seconds an action waits for the operator (then the page says where it stands)
 SSE_HEARTBEAT = 15.0
 SSE_COALESCE = 0.05  # changes this close together go out as one event
 RENDER_SAMPLES = 10_000  # the render times kept (the newest): a view left open for days stays bounded
 
-# What a request may name. The API paths are built with quote() anyway; this refuses nonsense early.
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,252}$")
-_STAGE = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
 ACTIONS = {
     "promote": "Promote a version to a stage",
     "approve": "Approve a version for a stage",
@@ -351,14 +344,14 @@ class UiServer:
         return web.Response(text=cached[1], content_type="text/html", charset="utf-8")
 
     async def model(self, request: web.Request) -> web.StreamResponse:
-        ns, model = _name_param(request, "ns"), _name_param(request, "model")
+        ns, model = name_param(request, "ns"), name_param(request, "model")
         snap = await self._snap(request, ns, "models")
         return self._timed(
             "model.html", lambda: pages.model_page(snap, ns, model, datetime.now(UTC)), request
         )
 
     async def endpoint(self, request: web.Request) -> web.StreamResponse:
-        ns, name = _name_param(request, "ns"), _name_param(request, "name")
+        ns, name = name_param(request, "ns"), name_param(request, "name")
         at = request.query.get("at") or None
         snap = await self._snap(request, ns, "endpoints")
         return self._timed(
@@ -366,7 +359,7 @@ class UiServer:
         )
 
     async def diff(self, request: web.Request) -> web.StreamResponse:
-        ns, model = _name_param(request, "ns"), _name_param(request, "model")
+        ns, model = name_param(request, "ns"), name_param(request, "model")
         a, b = request.query.get("a", ""), request.query.get("b", "")
         snap = await self._snap(request, ns, "models")
         return self._timed("diff.html", lambda: pages.diff_page(snap, ns, model, a[:253], b[:253]), request)
@@ -416,25 +409,25 @@ class UiServer:
 
     # ---- actions --------------------------------------------------------------------------------
     async def confirm(self, request: web.Request) -> web.StreamResponse:
-        ns, action = _name_param(request, "ns"), request.match_info["action"]
+        ns, action = name_param(request, "ns"), request.match_info["action"]
         if self.cfg.read_only:
             raise web.HTTPForbidden(reason="read-only: actions are off (kubectl models ui --read-only)")
         if action not in ACTIONS:
             raise web.HTTPNotFound(reason=f"no action {action}")
         self._in_scope(ns)
         await self._snap(request, ns, "models")  # in-cluster: a namespace the viewer cannot read is 403
-        fields = _action_fields(request.query, action, confirmed=False)
+        fields = action_fields(request.query, action, confirmed=False)
         return self._page("confirm.html", {"ns": ns, "action": action, "fields": fields}, request=request)
 
     async def act(self, request: web.Request) -> web.StreamResponse:
-        ns, action = _name_param(request, "ns"), request.match_info["action"]
+        ns, action = name_param(request, "ns"), request.match_info["action"]
         if self.cfg.read_only:
             raise web.HTTPForbidden(reason="read-only: actions are off (kubectl models ui --read-only)")
         if action not in ACTIONS:
             raise web.HTTPNotFound(reason=f"no action {action}")
         self._in_scope(ns)
         await self._snap(request, ns, "models")
-        fields = _action_fields(await request.post(), action, confirmed=True)
+        fields = action_fields(await request.post(), action, confirmed=True)
         loop = asyncio.get_running_loop()
         viewer = request.get(VIEWER)
         ok, message, actor = await loop.run_in_executor(None, self._perform, ns, action, fields, viewer)
@@ -466,66 +459,3 @@ class UiServer:
             return False, e.message, actor
         except ClusterError as e:
             return False, e.message, actor
-
-
-def run_action(cluster: Cluster, action: str, f: Mapping[str, str]) -> str:
-    """One action through the same code as ``kubectl models`` (operations); the line to show."""
-    if action == "promote":
-        return ops.promote(
-            cluster, f["model"], f["version"], f["stage"], f.get("reason") or None, ACTION_TIMEOUT
-        )
-    if action == "approve":
-        data = ops.approve(cluster, f["model"], f["version"], f["stage"], f.get("reason") or None)
-        from modelversioning.cli.models import registry_views
-
-        return registry_views.approval_text(data)
-    if action == "rollback":
-        ep = cluster.get(MODELENDPOINT, f["endpoint"])
-        plan = actions.plan_rollback(ep, f.get("to") or None)
-        asked = ops.RollbackAsked(f.get("reason") or None, f.get("to") or None)
-        done = ops.rollback(cluster, ep, plan, asked, ACTION_TIMEOUT)
-        if done.plan.noop:
-            return actions.rollback_noop_text(done.plan)
-        return actions.rolled_back_text(done.plan, done.seconds)
-    kind = action.removeprefix("rollout-")
-    lines, applied = ops.rollout_action(cluster, f["endpoint"], kind, ACTION_TIMEOUT)
-    if not applied:
-        raise Refused("; ".join(lines))
-    return "; ".join(line for line in lines if line)
-
-
-def _name_param(request: web.Request, key: str) -> str:
-    value = request.match_info[key]
-    if not _NAME.match(value):
-        raise web.HTTPBadRequest(reason=f"not a name: {key}")
-    return value
-
-
-def _action_fields(src: Mapping[str, Any], action: str, confirmed: bool) -> dict[str, str]:
-    """The action's fields, checked: names and versions as names, a stage as a stage, a reason as
-    text of at most 1024 characters; anything else is dropped. What the action needs must be there
-    (the stage only once confirmed: the confirmation asks for it)."""
-    out: dict[str, str] = {}
-    for key in ("model", "version", "endpoint", "to"):
-        v = str(src.get(key, "") or "")
-        if v:
-            if not _NAME.match(v):
-                raise web.HTTPBadRequest(reason=f"not a name: {key}")
-            out[key] = v
-    stage = str(src.get("stage", "") or "")
-    if stage:
-        if not _STAGE.match(stage):
-            raise web.HTTPBadRequest(reason="not a stage")
-        out["stage"] = stage
-    reason = str(src.get("reason", "") or "")
-    if len(reason) > 1024:
-        raise web.HTTPBadRequest(reason="the reason is longer than 1024 characters")
-    if reason:
-        out["reason"] = reason
-    for key in REQUIRED.get(action, ("endpoint",)):
-        if key not in out and (confirmed or key != "stage"):
-            raise web.HTTPBadRequest(reason=f"{action} needs {key}")
-    return out
-
-
-REQUIRED = {"promote": ("model", "version", "stage"), "approve": ("model", "version", "stage")}
