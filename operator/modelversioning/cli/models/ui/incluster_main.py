@@ -23,7 +23,6 @@ import argparse
 import asyncio
 import hashlib
 import hmac
-import signal
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -36,6 +35,7 @@ from modelversioning.cli.models.errors import ClusterError
 from modelversioning.cli.models.kube import Cluster
 from modelversioning.cli.models.ui.cache import WatchCache
 from modelversioning.cli.models.ui.incluster import AccessReviews, ProxyTrust, Viewer
+from modelversioning.cli.models.ui.run import until_signalled
 from modelversioning.cli.models.ui.server import InCluster, UiConfig, UiServer
 
 
@@ -101,15 +101,7 @@ async def _serve(cfg: UiConfig, cache: WatchCache, server: UiServer, address: st
     cache.start()
     print(f"kubectl models ui (in-cluster): listening on {address}:{cfg.port} for {', '.join(cfg.hosts)}"
           f"{' (read-only)' if cfg.read_only else ''}", flush=True)  # fmt: skip
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    try:
-        await stop.wait()
-    finally:
-        cache.stop()
-        await runner.cleanup()
+    await until_signalled(cache, runner)
 
 
 def main(argv: list[str] | None = None) -> int:

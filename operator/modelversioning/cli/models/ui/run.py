@@ -68,15 +68,7 @@ async def _serve(cfg: UiConfig, cache: WatchCache, server: UiServer, port: int) 
         file=sys.stderr,
         flush=True,
     )
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    try:
-        await stop.wait()
-    finally:
-        cache.stop()
-        await runner.cleanup()
+    await until_signalled(cache, runner)
 
 
 def serve(
@@ -94,3 +86,16 @@ def serve(
         kubeconfig, context, namespace, read_only, g=g, regions=regions, region_timeout=region_timeout
     )
     asyncio.run(_serve(cfg, cache, server, port))
+
+
+async def until_signalled(cache: WatchCache, runner: web.AppRunner) -> None:
+    """Serve until SIGINT or SIGTERM, then stop the watches and the server (both modes)."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        cache.stop()
+        await runner.cleanup()
