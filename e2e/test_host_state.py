@@ -287,15 +287,18 @@ def images_built() -> None:
 def test_a_stopped_real_node_leaves_the_host_as_it_found_it() -> None:
     lines: list[str] = []
     log = _log(lines)
-    with machine_lock(log), existing_kubelet_dir():
+    with machine_lock(log):
         # A session killed before this one (a CI job cut short on the same host) left a node: its
-        # cleanup belongs to the next node's start, not to the node this test watches.
+        # cleanup belongs to the next node's start, not to the node this test watches. Before the
+        # kubelet directory is made: that node's record says the directory was not there, so its
+        # cleanup removes it (CI found it so: ``before`` had no directory to compare with).
         recover_abandoned_node(log)
-        before = host_snapshot()
-        with ControlPlane(nodes=0, real_node=True, log=log) as cp:
-            run_pod(cp)
-            during = host_snapshot()
-        after = host_snapshot()
+        with existing_kubelet_dir():
+            before = host_snapshot()
+            with ControlPlane(nodes=0, real_node=True, log=log) as cp:
+                run_pod(cp)
+                during = host_snapshot()
+            after = host_snapshot()
     assert_node_was_there(before, during)
     # What the node wrote below a fixed path that already existed is gone; what was there stays.
     kubelet_during = during["fixed paths"][str(KUBELET_DIR)]
