@@ -157,3 +157,54 @@ def test_recorded_reads_are_kept_once_each_with_their_names_interned() -> None:
     assert out == (("get", "ModelVersion", "ns", "fraud-v1", "1"), reads[2])
     assert out[0][3] is sys.intern("fraud-v1")
     assert s.unchanged(out)
+
+
+def test_a_write_answer_cached_after_the_deletion_event_does_not_bring_the_object_back(
+    monkeypatch: Any,
+) -> None:
+    """The registry e2e saw a deleted version's record never marked removed under load: a reconcile
+    wrote the version (rv 6), the version was deleted (rv 7), the DELETED event emptied the cache,
+    and then the reconcile cached its write's answer: the version was back in the cache for good,
+    so the Model's reconcile saw it live. Through the real watch handler."""
+    import asyncio
+    from types import SimpleNamespace
+
+    from modelversioning.handlers import runtime, watch
+
+    added: list[tuple[str, str, str]] = []
+    op = SimpleNamespace(
+        store=Store(),
+        queue=SimpleNamespace(add=lambda key, low=False: added.append(key)),
+        endpoints_of_model=lambda ns, model: None,
+    )
+    monkeypatch.setattr(runtime, "OP", op)
+    s: Store = op.store
+    s.upsert("Model", {"metadata": {"name": "fraud", "namespace": "ns", "resourceVersion": "1"}})
+    s.upsert("ModelVersion", mv("fraud-v1", "fraud", rv="5"))
+    deleted = mv("fraud-v1", "fraud", rv="7")
+    asyncio.run(watch.modelversion_event(event={"type": "DELETED", "object": deleted}, body=deleted))
+    assert ("Model", "ns", "fraud") in added and s.get("ModelVersion", "ns", "fraud-v1") is None
+    s.upsert("ModelVersion", mv("fraud-v1", "fraud", rv="6"), observed=False)  # the late answer
+    s.upsert("ModelVersion", mv("fraud-v1", "fraud", rv="7"))  # a late copy of the deletion's own
+    assert s.get("ModelVersion", "ns", "fraud-v1") is None
+    assert s.of_model("ModelVersion", "ns", "fraud") == []
+    # created again under the same name: a newer resourceVersion is cached as usual
+    again = mv("fraud-v1", "fraud", rv="9")
+    asyncio.run(watch.modelversion_event(event={"type": "ADDED", "object": again}, body=again))
+    assert s.get("ModelVersion", "ns", "fraud-v1") == again
+    s.delete("ModelVersion", "ns", "fraud-v1", gone_at="10")
+    s.upsert("ModelVersion", mv("fraud-v1", "fraud", rv="11"))
+    assert s.get("ModelVersion", "ns", "fraud-v1") is not None
+
+
+def test_the_store_remembers_a_bounded_number_of_deletions() -> None:
+    from modelversioning.handlers import store as store_mod
+
+    s = Store()
+    for i in range(store_mod.TOMBSTONES + 10):
+        s.delete("ModelVersion", "ns", f"v{i}", gone_at=str(i + 100))
+    assert len(s._gone) == store_mod.TOMBSTONES
+    s.upsert("ModelVersion", mv("v0", "fraud", rv="50"))  # the oldest deletions are forgotten
+    assert s.get("ModelVersion", "ns", "v0") is not None
+    s.upsert("ModelVersion", mv(f"v{store_mod.TOMBSTONES + 9}", "fraud", rv="50"))  # the latest are not
+    assert s.get("ModelVersion", "ns", f"v{store_mod.TOMBSTONES + 9}") is None

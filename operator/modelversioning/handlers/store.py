@@ -48,6 +48,18 @@ def _older(new: Any, old: Any) -> bool:
     return False
 
 
+def _not_newer(new: Any, old: Any) -> bool:
+    """``new`` is at most ``old`` (both etcd integers); unknown otherwise (False)."""
+    if isinstance(new, str) and isinstance(old, str) and new.isdigit() and old.isdigit():
+        return int(new) <= int(old)
+    return False
+
+
+# How many deletions the Store remembers (a late copy of a deleted object is refused, see Store.delete):
+# what is in flight at once (a reconcile's write, a late event) is far fewer.
+TOMBSTONES = 4096
+
+
 def _discard(index: dict[tuple[str, str, str], set[str]], key: tuple[str, str, str], name: str) -> None:
     names = index.get(key)
     if names is not None:
@@ -122,6 +134,8 @@ class Store:
         self._models: dict[tuple[str, str, str], set[str]] = {}  # (kind, ns, spec.model) -> names
         self._slots: dict[tuple[str, str, str], set[str]] = {}  # (kind, ns, slot label) -> names
         self._unobserved: set[tuple[str, str, str]] = set()  # our writes the watch has not shown yet
+        # (kind, ns, name) -> the resourceVersion of its deletion, the latest TOMBSTONES deletions
+        self._gone: dict[tuple[str, str, str], str] = {}
 
     def upsert(self, kind: str, body: dict[str, Any], observed: bool = True) -> None:
         """Cache `body`. observed=False: the object as we just wrote it (read-your-writes), which
@@ -129,6 +143,11 @@ class Store:
         entry = _Entry(kind, cacheable(kind, body, shared=True))  # pickled at once: no copy first
         ns, name = body.get("metadata", {}).get("namespace", ""), body["metadata"]["name"]
         with self._lock:
+            gone = self._gone.get((kind, ns, name))
+            if gone is not None:
+                if _not_newer(entry.rv, gone):
+                    return  # a copy from before its deletion (our write's answer, read after the event)
+                del self._gone[(kind, ns, name)]  # created again
             bucket = self._objs.setdefault(kind, {}).setdefault(ns, {})
             old = bucket.get(name)
             if old is not None:
@@ -174,9 +193,21 @@ class Store:
         _note(("observed", kind, namespace, name, seen))
         return seen
 
-    def delete(self, kind: str, namespace: str, name: str, if_version: str | None = None) -> None:
-        """Forget the object (with `if_version`: only if the cached one is still that version)."""
+    def delete(
+        self, kind: str, namespace: str, name: str, if_version: str | None = None, gone_at: str | None = None
+    ) -> None:
+        """Forget the object (with `if_version`: only if the cached one is still that version).
+        `gone_at`: the resourceVersion of its deletion (a watch's DELETED event): a copy of the object
+        from before it, cached later, is refused. A reconcile that wrote the object just before it was
+        deleted caches its write's answer when it gets to it, which under load can be after the
+        DELETED event: without this, the deleted object came back to the cache for good (until a
+        restart) and, e.g., its Model's registry never recorded it as removed."""
         with self._lock:
+            if gone_at:
+                self._gone.pop((kind, namespace, name), None)
+                self._gone[(kind, namespace, name)] = str(gone_at)
+                if len(self._gone) > TOMBSTONES:
+                    del self._gone[next(iter(self._gone))]  # the oldest deletion
             bucket = self._objs.get(kind, {}).get(namespace, {})
             old = bucket.get(name)
             if old is None or (if_version is not None and old.rv != if_version):

@@ -25,7 +25,7 @@ def track(kind: str, event: kopf.RawEvent, body: kopf.Body) -> tuple[Operator, s
     md = body.get("metadata", {})
     ns, name = md.get("namespace", ""), md.get("name", "")
     if event.get("type") == "DELETED":
-        op.store.delete(kind, ns, name)
+        op.store.delete(kind, ns, name, gone_at=md.get("resourceVersion"))
         return op, ns, name, False
     if event.get("type") is None and op.store.holds(kind, ns, name, md.get("resourceVersion")):
         return None
