@@ -12,3 +12,8 @@ fi
 # GOTOOLCHAIN stays local unless the caller chose one (e.g. GOTOOLCHAIN=go1.27.3 for a module that
 # needs a newer Go than the installed one).
 export CGO_ENABLED=0 GOFLAGS="-buildvcs=false -mod=mod" GOTOOLCHAIN="${GOTOOLCHAIN:-local}"
+# The Go compiler and linker collect garbage less often (GOGC=400 instead of 100): measured on the kwok
+# build with an empty build cache, twice each on this 2-core machine under other load, 12-16 % less
+# CPU (user+sys 246 / 280 s against 293 / 309 s) for 7 % more peak memory (1.06 against 0.97 GB);
+# the cold CI run compiles ~100 CPU-minutes of Go. The caller's GOGC wins.
+export GOGC="${GOGC:-400}"
