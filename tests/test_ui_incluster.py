@@ -17,7 +17,7 @@ import pytest
 from aiohttp.test_utils import TestServer
 from multidict import CIMultiDict
 
-from modelversioning.api.wire import MODELVERSION, Resource
+from modelversioning.api.wire import MODELENDPOINT, MODELVERSION, Resource
 from modelversioning.cli.models import apiserver
 from modelversioning.cli.models.ui import incluster_main
 from modelversioning.cli.models.ui.incluster import AccessReviews, ProxyTrust, Untrusted, Viewer, csrf_for
@@ -358,3 +358,92 @@ def test_the_in_cluster_config_is_checked(tmp_path: Path):
     conf.write_text("hosts: []\n")
     (tmp_path / "s").write_bytes(SECRET)
     assert incluster_main.main(["--config", str(conf), "--proxy-secret-file", str(tmp_path / "s")]) == 2
+
+
+# ------------------------------------------------------------------------------------------ live streams
+async def _next_event(r: aiohttp.ClientResponse, within: float) -> bytes | None:
+    try:
+        return await asyncio.wait_for(r.content.readuntil(b"\n\n"), within)
+    except TimeoutError:
+        return None
+
+
+def test_a_live_stream_tells_a_viewer_only_of_changes_they_may_list():
+    """The stream used to send every watch event's global revision to every viewer: bob learned when
+    (and how often) team a's objects changed. Now: a change only of what the viewer may list, counted
+    per stream."""
+
+    async def t(s: aiohttp.ClientSession, base: str, srv: UiServer) -> None:
+        loop = asyncio.get_running_loop()
+
+        async def change(ns: str, weight: int) -> None:
+            moved = ep("churn", "churn", [("stable", "2.0.0", 100)], ns=ns, effective={"stable": weight})
+            await loop.run_in_executor(
+                None, srv.cache.apply_event, MODELENDPOINT, {"type": "MODIFIED", "object": moved}
+            )
+
+        async with (
+            s.get(base + "/events", headers=headers(user="alice")) as alice,
+            s.get(base + "/events", headers=headers(user="bob")) as bob,
+        ):
+            for r in (alice, bob):
+                assert r.status == 200 and (await _next_event(r, 1.0) or b"").startswith(b"event: hello")
+            for weight in (90, 80, 70):  # team b's endpoint moves three times
+                await change("b", weight)
+                assert await _next_event(bob, 1.0) is not None
+            assert await _next_event(alice, 0.5) is None  # alice hears nothing of it
+            await change("a", 50)
+            told = await _next_event(alice, 1.0)
+            assert told == b"event: change\ndata: 1\n\n", told  # her first, not the cache's 4th change
+            assert await _next_event(bob, 0.3) is None
+
+    serve_in_cluster(t, *TWO_TEAMS)
+
+
+def test_live_streams_are_bounded_per_viewer_and_in_all():
+    async def t(s: aiohttp.ClientSession, base: str, srv: UiServer) -> None:
+        from modelversioning.cli.models.ui import server as ui_server
+
+        held = []
+        for _ in range(ui_server.SSE_PER_VIEWER):
+            r = await s.get(base + "/events", headers=headers(user="alice"))
+            assert r.status == 200
+            held.append(r)
+        async with s.get(base + "/events", headers=headers(user="alice")) as r:
+            assert r.status == 429 and r.headers["Retry-After"] == "30"
+        async with s.get(base + "/events", headers=headers(user="bob")) as r:
+            assert r.status == 200  # another viewer is not refused for alice's tabs
+        held.pop().close()
+        for _ in range(100):  # the server sees the closed stream when it next writes or is cancelled
+            async with s.get(base + "/events", headers=headers(user="alice")) as r:
+                if r.status == 200:
+                    break
+            await asyncio.sleep(0.05)
+        else:
+            raise AssertionError("a closed stream was never given back")
+        for r in held:
+            r.close()
+
+    serve_in_cluster(t, *TWO_TEAMS)
+
+
+def test_pages_of_made_up_namespaces_ask_the_api_server_nothing():
+    """Each namespace a viewer names used to cost a SubjectAccessReview (kept, but a new name each
+    time is a new review): 200 made-up namespaces, 200 reviews of the API server. A namespace the
+    cache holds none of that kind in is refused like one the viewer may not list, without asking."""
+    asked: list[Any] = []
+
+    async def t(s: aiohttp.ClientSession, base: str, srv: UiServer) -> None:
+        for i in range(200):
+            for page in (f"/ns/made-up-{i}/models/fraud", f"/ns/made-up-{i}/endpoints/fraud"):
+                async with s.get(base + page, headers=headers(user="alice")) as r:
+                    assert r.status == 403 and "may not list" in await r.text()
+        assert asked == []
+        # the same answer for a namespace that holds objects of another team (one review, denied)
+        async with s.get(base + "/ns/b/models/churn", headers=headers(user="alice")) as r:
+            assert r.status == 403 and "may not list" in await r.text()
+        assert [a[3] for a in asked] == ["b"]
+        async with s.get(base + "/ns/a/models/fraud", headers=headers(user="alice")) as r:
+            assert r.status == 200  # her own, as before
+
+    serve_in_cluster(t, *TWO_TEAMS, asked=asked)

@@ -72,6 +72,11 @@ class WatchCache:
         self._synced: set[str] = set()
         self.errors: dict[str, str] = {}
         self.revision = 0
+        # (plural, namespace) -> the revision of its last change; a listing (or a refusal) changes every
+        # namespace of its kind at once: (plural -> revision). What a live stream of the in-cluster
+        # view asks (changes_since) so that a viewer hears only of changes in what they may list.
+        self._ns_changed: dict[tuple[str, str], int] = {}
+        self._kind_replaced: dict[str, int] = {}
         self.requests = {"list": 0, "watch": 0}  # API requests the cache made (the benchmark prints them)
         self.on_change: Callable[[int], None] = lambda _rev: None
         self._stop = threading.Event()
@@ -115,6 +120,14 @@ class WatchCache:
                 self._snapshot = snap
             return snap
 
+    def changes_since(self, revision: int) -> tuple[int, frozenset[tuple[str, str]], frozenset[str]]:
+        """(the revision now, the (plural, namespace) pairs changed after ``revision``, the kinds
+        listed or refused after it: every namespace of those)."""
+        with self._lock:
+            pairs = frozenset(k for k, r in self._ns_changed.items() if r > revision)
+            kinds = frozenset(k for k, r in self._kind_replaced.items() if r > revision)
+            return self.revision, pairs, kinds
+
     # ---- the watch loop -------------------------------------------------------------------------------
     def _changed(self) -> None:
         """Under the lock: a new revision; the callback after it is released (by the caller)."""
@@ -132,6 +145,7 @@ class WatchCache:
             self._synced.add(res.plural)
             self.errors.pop(res.kind, None)
             self._changed()
+            self._kind_replaced[res.plural] = self.revision
             rev = self.revision
             if len(self._synced) == len(self.kinds):
                 self._first_sync.set()
@@ -155,6 +169,7 @@ class WatchCache:
                 return rv
             self._changed()
             rev = self.revision
+            self._ns_changed[(res.plural, str((obj.get("metadata") or {}).get("namespace") or ""))] = rev
         self._notify(rev)
         return rv
 
@@ -163,6 +178,7 @@ class WatchCache:
             self.errors[res.kind] = why
             self._synced.add(res.plural)
             self._changed()
+            self._kind_replaced[res.plural] = self.revision
             rev = self.revision
             if len(self._synced) == len(self.kinds):
                 self._first_sync.set()

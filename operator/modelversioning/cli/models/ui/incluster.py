@@ -171,6 +171,24 @@ def visible(snap: Snapshot, viewer: Viewer, reviews: AccessReviews) -> Snapshot:
     )
 
 
+BY_PLURAL = {r.plural: r for r in (MODELVERSION, MODELENDPOINT, MODEL, MODELAPPROVAL)}
+
+
+def sees_change(
+    viewer: Viewer, reviews: AccessReviews, pairs: frozenset[tuple[str, str]], kinds: frozenset[str]
+) -> bool:
+    """Does a change of these (plural, namespace) pairs concern ``viewer``: may they list that kind in
+    one of those namespaces (the reviews ``visible`` asks, kept)? A kind listed again (the cache's
+    start, a watch that expired) concerns everyone; it says nothing of any namespace."""
+    if kinds:
+        return True
+    return any(
+        reviews.allowed(viewer, "list", BY_PLURAL[plural], ns)
+        for plural, ns in sorted(pairs)
+        if plural in BY_PLURAL
+    )
+
+
 def csrf_for(token: str, viewer: Viewer) -> str:
     """The CSRF field of this viewer's forms (a page of another origin cannot read it)."""
     return hmac.new(token.encode(), b"csrf\x00" + viewer.key.encode(), hashlib.sha256).hexdigest()

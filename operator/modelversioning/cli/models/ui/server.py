@@ -63,6 +63,7 @@ from modelversioning.cli.models.ui.incluster import (
     Untrusted,
     Viewer,
     csrf_for,
+    sees_change,
     visible,
 )
 from modelversioning.cli.models.ui.regions import RegionReads, regions_view
@@ -89,6 +90,10 @@ SECURITY_HEADERS = {
 STATIC = {"ui.js": "application/javascript", "ui.css": "text/css"}
 SSE_HEARTBEAT = 15.0
 SSE_COALESCE = 0.05  # changes this close together go out as one event
+# Live streams held at once: per viewer (in-cluster: per identity; local: the one user) and in all.
+# One more is refused (429) rather than let one viewer's tabs or a script hold the server.
+SSE_PER_VIEWER = 8
+SSE_TOTAL = 256
 RENDER_SAMPLES = 10_000  # the render times kept (the newest): a view left open for days stays bounded
 
 ACTIONS = {
@@ -187,6 +192,7 @@ class UiServer:
         # server time per page, the newest RENDER_SAMPLES (the benchmark prints them)
         self.render_seconds: deque[float] = deque(maxlen=RENDER_SAMPLES)
         self._fleet: tuple[int, str] | None = None  # (revision, HTML)
+        self._streams: dict[str, int] = {}  # live streams held, per viewer
 
     # ---- app ------------------------------------------------------------------------------------
     def app(self) -> web.Application:
@@ -292,8 +298,14 @@ class UiServer:
         reviews, loop = self.incluster.reviews, asyncio.get_running_loop()
         if ns is not None and page is not None:
             res = KIND_OF_PAGE[page]
-            if not await loop.run_in_executor(None, reviews.allowed, viewer, "list", res, ns):
-                raise web.HTTPForbidden(reason=f"{viewer.user} may not list {res.plural} in {ns}")
+            # A namespace the cache holds none of that kind in is refused as one the viewer may not
+            # list, without an access review: made-up namespaces cost the API server nothing, and the
+            # answer does not tell which namespaces hold objects.
+            if not snap.holds(res.plural, ns) or not await loop.run_in_executor(
+                None, reviews.allowed, viewer, "list", res, ns
+            ):
+                why = f"{viewer.user} may not list {res.plural} in {ns} (or it has none)"
+                raise web.HTTPForbidden(reason=why)
         return await loop.run_in_executor(None, visible, snap, viewer, reviews)
 
     # ---- rendering ------------------------------------------------------------------------------
@@ -310,7 +322,6 @@ class UiServer:
             "csrf": self._csrf_of(request),
             "scope": scope,
             "actions": ACTIONS,
-            "revision": self.cache.revision,
             "live": template not in ("confirm.html", "result.html", "error.html", "regions.html"),
             "regions": self.regions is not None,
             "region_timeout": self.cfg.region_timeout,
@@ -385,12 +396,30 @@ class UiServer:
 
     # ---- live -----------------------------------------------------------------------------------
     async def events(self, request: web.Request) -> web.StreamResponse:
-        """text/event-stream: `change` with the cache's revision whenever a watch event arrives."""
+        """text/event-stream: `change` whenever a watch event arrives that concerns the viewer (in-cluster:
+        of a kind they may list in its namespace; the data is a count of this stream's changes, never
+        the cache's revision, which counts every namespace's). At most SSE_PER_VIEWER streams per
+        viewer and SSE_TOTAL in all."""
+        viewer = request.get(VIEWER)
+        who = viewer.key if isinstance(viewer, Viewer) else ""
+        if self._streams.get(who, 0) >= SSE_PER_VIEWER or sum(self._streams.values()) >= SSE_TOTAL:
+            return web.Response(
+                status=429, headers={"Retry-After": "30"}, text="too many live pages open; close some\n"
+            )
+        self._streams[who] = self._streams.get(who, 0) + 1
+        try:
+            return await self._stream(request, viewer if isinstance(viewer, Viewer) else None)
+        finally:
+            self._streams[who] -= 1
+            if not self._streams[who]:
+                del self._streams[who]
+
+    async def _stream(self, request: web.Request, viewer: Viewer | None) -> web.StreamResponse:
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "X-Accel-Buffering": "no"})
         await resp.prepare(request)
         assert self._changed is not None
-        sent = self.cache.revision
-        await resp.write(f"event: hello\ndata: {sent}\n\n".encode())
+        loop, sent, told = asyncio.get_running_loop(), self.cache.revision, 0
+        await resp.write(b"event: hello\ndata: 0\n\n")
         try:
             while True:
                 if self.cache.revision == sent:
@@ -401,8 +430,13 @@ class UiServer:
                         await resp.write(b": keep-alive\n\n")
                         continue
                     await asyncio.sleep(SSE_COALESCE)
-                sent = self.cache.revision
-                await resp.write(f"event: change\ndata: {sent}\n\n".encode())
+                sent, pairs, kinds = self.cache.changes_since(sent)
+                if viewer is not None and self.incluster is not None:
+                    reviews = self.incluster.reviews
+                    if not await loop.run_in_executor(None, sees_change, viewer, reviews, pairs, kinds):
+                        continue  # a change they may not see: not even that something changed is told
+                told += 1
+                await resp.write(f"event: change\ndata: {told}\n\n".encode())
         except (ConnectionResetError, asyncio.CancelledError):
             pass
         return resp
