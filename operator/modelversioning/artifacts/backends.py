@@ -27,7 +27,7 @@ import aiohttp
 import yarl
 from aiohttp.abc import AbstractResolver, ResolveResult
 
-from modelversioning.api.settings import ArtifactPolicy
+from modelversioning.api.artifact_policy import ArtifactPolicy
 from modelversioning.artifacts.errors import URIRefusedError
 from modelversioning.artifacts.policy import METADATA_HOSTNAMES, check_address, check_uri, host_allowed
 

@@ -63,7 +63,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from modelversioning.api.settings import ArtifactPolicy
+from modelversioning.api.artifact_policy import ArtifactPolicy
 from modelversioning.artifacts.errors import ArtifactError, Reason
 from modelversioning.artifacts.oci_auth import (
     DOCKER_CONFIG_ENV,

@@ -29,7 +29,7 @@ from pathlib import PurePosixPath
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from modelversioning.api.settings import ArtifactPolicy
+from modelversioning.api.artifact_policy import ArtifactPolicy
 from modelversioning.artifacts.credentials import CredentialsError, bind_credentials, store_access
 from modelversioning.artifacts.errors import ArtifactError, Reason
 from modelversioning.artifacts.hashing import hash_plan

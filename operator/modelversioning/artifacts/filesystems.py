@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from modelversioning.api.settings import ArtifactPolicy
+from modelversioning.api.artifact_policy import ArtifactPolicy
 from modelversioning.artifacts.credentials import StoreAccess
 from modelversioning.artifacts.errors import ArtifactError, Reason
 

@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from modelversioning.api.settings import ArtifactPolicy
+from modelversioning.api.artifact_policy import ArtifactPolicy
 from modelversioning.artifacts.errors import ArtifactError, Reason
 
 MAX_MANIFEST_BYTES = 4 * 1024 * 1024

@@ -19,7 +19,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from modelversioning.api.settings import ArtifactPolicy
+from modelversioning.api.artifact_policy import ArtifactPolicy
 from modelversioning.artifacts.classify import NOT_FOUND_HINT
 from modelversioning.artifacts.credentials import StoreAccess
 from modelversioning.artifacts.errors import ArtifactError, Reason

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from modelversioning.api.settings import ArtifactPolicy
+from modelversioning.api.artifact_policy import ArtifactPolicy
 from modelversioning.artifacts.cache_stream import (
     Encoder,
     Limited,

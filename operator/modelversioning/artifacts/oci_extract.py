@@ -31,7 +31,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from modelversioning.api.settings import ArtifactPolicy
+from modelversioning.api.artifact_policy import ArtifactPolicy
 from modelversioning.artifacts.errors import ArtifactError, Reason
 from modelversioning.artifacts.io_signature import MAX_MLMODEL_BYTES, is_mlmodel, read_signature
 from modelversioning.artifacts.limits import MAX_TAR_HEADER_BYTES, deadline_exceeded, limit_exceeded

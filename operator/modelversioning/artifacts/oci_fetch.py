@@ -29,7 +29,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from modelversioning.api.settings import ArtifactPolicy
+from modelversioning.api.artifact_policy import ArtifactPolicy
 from modelversioning.artifacts.classify import classified_error
 from modelversioning.artifacts.credentials import StoreAccess, bind_credentials, store_access
 from modelversioning.artifacts.dest_writer import DestWriter

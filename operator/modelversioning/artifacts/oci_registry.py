@@ -35,7 +35,7 @@ from typing import Any, TypeVar
 import aiohttp
 import yarl
 
-from modelversioning.api.settings import ArtifactPolicy
+from modelversioning.api.artifact_policy import ArtifactPolicy
 from modelversioning.artifacts.backends import http_client_factory
 from modelversioning.artifacts.credentials import StoreAccess
 from modelversioning.artifacts.errors import ArtifactError, Reason

@@ -29,7 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from modelversioning.api import wire as R
-from modelversioning.api.settings import ArtifactPolicy
+from modelversioning.api.artifact_policy import ArtifactPolicy
 from modelversioning.artifacts import oci_referrers as refs
 from modelversioning.artifacts.credentials import StoreAccess
 from modelversioning.artifacts.errors import ArtifactError, Reason

@@ -50,7 +50,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from modelversioning.api.settings import ArtifactPolicy
+from modelversioning.api.artifact_policy import ArtifactPolicy
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 

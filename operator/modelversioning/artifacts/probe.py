@@ -26,7 +26,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from modelversioning.api import wire as W
-from modelversioning.api.settings import ArtifactPolicy
+from modelversioning.api.artifact_policy import ArtifactPolicy
 from modelversioning.artifacts.classify import classified_error
 from modelversioning.artifacts.credentials import CredentialsError, bind_credentials, store_access
 from modelversioning.artifacts.errors import ArtifactError, Reason

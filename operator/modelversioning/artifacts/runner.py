@@ -34,7 +34,7 @@ from concurrent.futures import Future
 from typing import Any
 
 from modelversioning.api import wire as W
-from modelversioning.api.settings import ArtifactPolicy
+from modelversioning.api.artifact_policy import ArtifactPolicy
 from modelversioning.artifacts.delete import DeleteResult, delete_verified
 from modelversioning.artifacts.errors import TRANSIENT_REASONS, Reason
 from modelversioning.artifacts.probe import ProbeResult, probe_artifact

@@ -68,7 +68,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from modelversioning.api import wire as R
-from modelversioning.api.settings import ArtifactPolicy
+from modelversioning.api.artifact_policy import ArtifactPolicy
 from modelversioning.artifacts.classify import classified_error, describe
 from modelversioning.artifacts.credentials import (
     HOSTS_KEY,

@@ -65,7 +65,7 @@ from typing import Annotated, Any
 import typer
 from pydantic import ValidationError
 
-from modelversioning.api.settings import ArtifactPolicy, Settings
+from modelversioning.api.artifact_policy import ArtifactPolicy
 from modelversioning.artifacts import node_cache as nc
 from modelversioning.artifacts.credentials import KNOWN_KEYS
 from modelversioning.artifacts.errors import Reason
@@ -156,6 +156,8 @@ def load_policy(
             raise ValueError(f"policy file {policy_file} must contain a mapping")
         try:
             if "artifacts" in data:
+                from modelversioning.api.settings import Settings  # the whole config: not in a pod's path
+
                 policy = Settings.model_validate(data).artifacts
             else:
                 policy = ArtifactPolicy.model_validate(data)
@@ -163,6 +165,8 @@ def load_policy(
             raise ValueError(f"invalid policy file {policy_file}: {e}") from None
     else:
         import yaml
+
+        from modelversioning.api.settings import Settings
 
         try:
             policy = Settings.load().artifacts
