@@ -118,6 +118,10 @@ def installed(dataplane: DataPlane, kube: Any, max_bytes: int = 64 << 20) -> Ite
             elif o["kind"] == "ClusterRoleBinding":
                 rbac.delete_cluster_role_binding(o["metadata"]["name"])
         core.delete_namespace(ns)
+        # the agent pod's grace is the default 30 s, all of which its stop took (measured: the namespace
+        # gone 42 s after its deletion); a cache the test is done with needs none: 1 s, after which the
+        # kubelet kills it, and the namespace is still gone only once the agent is (before the rmtree)
+        core.delete_collection_namespaced_pod(ns, grace_period_seconds=1)
         wait_for(lambda: not _namespace_exists(core, ns), 180, "the agent's namespace gone")
         shutil.rmtree(host_path, ignore_errors=True)
 

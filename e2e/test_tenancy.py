@@ -287,22 +287,35 @@ class HostilePrometheus:
         h.wfile.write(body)
 
 
-def _operator_prometheus(dp: DataPlane, url: str) -> None:
+# The query deadline (analysis.timeoutSeconds) while the hostile server answers: a trickling measurement
+# takes 16 of them (one per query), and a reconcile that waited for one would wait at least one, twice the
+# 1 s bucket the test holds every wait to (the data plane's 3 s made the test wait 48 s for a measurement)
+HOSTILE_DEADLINE_S = 2.0
+
+
+def _operator_prometheus(dp: DataPlane, url: str, timeout: float | None = None) -> float | None:
+    """Point the operator at `url` (and `timeout`, when given) and restart it: the timeout it had."""
     cfg = yaml.safe_load(dp.operator.config.read_text()) or {}
-    cfg.setdefault("analysis", {})["prometheusUrl"] = url
+    analysis = cfg.setdefault("analysis", {})
+    analysis["prometheusUrl"] = url
+    had = analysis.get("timeoutSeconds")
+    if timeout is not None:
+        analysis["timeoutSeconds"] = timeout
     dp.operator.config.write_text(yaml.safe_dump(cfg))
     dp.operator.restart()
+    return had
 
 
 @pytest.fixture
 def hostile_prometheus(dp: DataPlane) -> Iterator[HostilePrometheus]:
-    """The operator's analysis.prometheusUrl is the hostile server for this test (restored after)."""
+    """The operator's analysis.prometheusUrl is the hostile server for this test, with a query deadline
+    of HOSTILE_DEADLINE_S (both restored after)."""
     hostile = HostilePrometheus(dp.prom.url)
-    _operator_prometheus(dp, hostile.url)
+    had = _operator_prometheus(dp, hostile.url, HOSTILE_DEADLINE_S)
     try:
         yield hostile
     finally:
-        _operator_prometheus(dp, dp.prom.url)
+        _operator_prometheus(dp, dp.prom.url, had)
         hostile.close()
 
 
@@ -401,7 +414,7 @@ def test_hostile_prometheus_does_not_delay_another_endpoints_rollback(  # type: 
     answers with 64 MiB (four of them) or a byte every 50 ms (four). Both rollbacks are printed; each is
     a route change (bound: 30 s, generous), every request answered. No reconcile waits for a
     measurement (modelversioning_analysis_reconcile_wait_seconds: every observation, and their sum,
-    under 1 s, where waiting for a trickling measurement takes its 3 s deadline), the 64 MiB answer is
+    under 1 s, where waiting for a trickling measurement takes its 2 s deadline), the 64 MiB answer is
     refused at the cap and the trickle at the query's total deadline."""
     hostile = hostile_prometheus
     register(dp, objs, "victim", "2.3.8")
@@ -446,11 +459,13 @@ def test_hostile_prometheus_does_not_delay_another_endpoints_rollback(  # type: 
           f"{total * 1000:.3f} ms, buckets {buckets}")  # fmt: skip
     assert count > before, "no endpoint reconcile had a measurement due: the hostile rollouts never ran"
     # No reconcile waited for a measurement: one that had would have waited for the trickle's query
-    # deadline (3 s). Every wait is under 1 s and all of them together too (~0: a lock and two dict
-    # operations per due measurement; a loaded machine has put one at 10-100 ms, the GIL's, not ours).
+    # deadline (HOSTILE_DEADLINE_S, 2 s). Every wait is under 1 s and all of them together too (~0: a
+    # lock and two dict operations per due measurement; a loaded machine has put one at 10-100 ms, the
+    # GIL's, not ours).
     assert buckets.get("1.0") == count, buckets
     assert total < 1.0, total
     print(f"a huge answer's measurement: {capped[0][:200]}")
     late = wait_for(lambda: [m for m in _measurement_messages(other, trickle) if "query deadline" in m], 240,
                     "a measurement of a trickling answer, cut at the query's deadline")  # fmt: skip
     print(f"a trickling answer's measurement: {late[0][:200]}")
+    assert f"({HOSTILE_DEADLINE_S:g}s" in late[0], late[0]  # the deadline the test set
