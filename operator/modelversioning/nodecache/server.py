@@ -10,7 +10,10 @@ the node's cache directory.
 * ``PUT /v1/entries/<kind>/<sha256>`` (same token and rule): an offer. Its Content-Length is checked
   first (411 Malformed without a valid one, more than zero; 413 TooLarge over the store's largest entry).
   The agent hashes what it receives and stores it only if that is the digest and kind offered (422
-  OfferMismatch otherwise); 200 if already here, 507 CacheFull if there is no room.
+  OfferMismatch otherwise); 200 if already here, 507 CacheFull if there is no room. Other namespaces'
+  idle entries are evicted for it only once its bytes hashed to the digest offered (at commit), never at
+  its start (:class:`~modelversioning.nodecache.store.Store`): an offer that fails or is dropped costs
+  nobody else anything.
 * ``GET|PUT /v1/entries/oci/<manifest sha256>``: an ``oci://`` version's files. The caller's verified
   version of that manifest names, in ``status.artifact.contentDigest`` (written by the operator only),
   the digest of the files laid out from it; the entry served or stored is the ``directory`` entry of
@@ -304,7 +307,12 @@ class Handler(BaseHTTPRequestHandler):
                         got.sha256, kind, digest)  # fmt: skip
             self._refuse(422, R.CACHE_OFFER_MISMATCH)
             return
-        stored = incoming.commit(digest)
+        try:
+            stored = incoming.commit(digest)
+        except Full as e:  # others' entries went into use meanwhile: the new entry goes, not theirs
+            log.info("offer of %s-%s by %s dropped: %s", kind, digest[:12], decision.namespace, e)
+            self._refuse(507, R.CACHE_FULL, message=str(e))
+            return
         if stored:
             agent.metrics.stored.inc()
             log.info(
