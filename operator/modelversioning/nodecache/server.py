@@ -22,7 +22,8 @@ the node's cache directory.
 * Each stored entry is charged to the offering namespace; a namespace over its share
   (``namespace_share``) gets 507 ShareExceeded, and its offers never evict another's entries to stay
   within it (:func:`modelversioning.domain.node_cache.make_room`).
-* ``GET /metrics`` (Prometheus, ``modelversioning_node_cache_*``), ``GET /healthz``.
+* ``GET /metrics`` (Prometheus, ``modelversioning_node_cache_*``; unauthenticated, so no label names a
+  namespace: how many hold entries and the largest share used only), ``GET /healthz``.
 
 Bounds against a hostile pod on the node: at most ``max_requests`` connections are handled at once (one
 more gets 503 Busy at once and is closed, without a thread), each socket times out after
@@ -85,10 +86,12 @@ class Metrics:
         )
         self.entries = Gauge(p + "entries", "Entries on this node", registry=r)
         self.bytes = Gauge(p + "bytes", "Bytes held (entries and entries being written)", registry=r)
-        self.namespace_bytes = Gauge(
-            p + "namespace_bytes", "Bytes charged to each namespace (what its offers stored)", ["namespace"],
-            registry=r,
-        )  # fmt: skip
+        # no namespace label: /metrics is unauthenticated, and which namespaces use the cache on a node
+        # is nobody else's business (issue 26); the aggregate only
+        self.namespaces = Gauge(p + "namespaces", "Namespaces charged for entries on this node", registry=r)
+        self.namespace_bytes_max = Gauge(
+            p + "namespace_bytes_max", "The most bytes any one namespace is charged for", registry=r
+        )
         for reason in R.CACHE_REFUSALS:
             self.refusals.labels(reason)
 
@@ -131,10 +134,9 @@ class Agent:
             self._reviews_seen = (sent, kept)
         self.metrics.entries.set(self.store.count())
         self.metrics.bytes.set(self.store.used_bytes())
-        held = self.store.held_by()
-        self.metrics.namespace_bytes.clear()
-        for ns, size in held.items():
-            self.metrics.namespace_bytes.labels(ns).set(size)
+        held = {ns: size for ns, size in self.store.held_by().items() if size}
+        self.metrics.namespaces.set(len(held))
+        self.metrics.namespace_bytes_max.set(max(held.values(), default=0))
 
 
 class Handler(BaseHTTPRequestHandler):
