@@ -251,3 +251,35 @@ def test_the_endpoint_reconcile_takes_the_content_digest_from_the_versions_statu
     body["status"]["artifact"] = {"digest": D}  # type: ignore[index]
     facts, _, _ = version_facts(body, "ml", "fraud-v1.0.0")
     assert facts is not None and facts.content_digest == ""
+
+
+def test_an_oci_slot_prepared_while_verifying_has_no_cache_and_the_verified_one_pins_the_digest() -> None:
+    """Through the endpoint reconciler: a slot is prepared while the oci:// version is being verified
+    (no contentDigest yet: no cache in its pods, never the agent's word); once verified, the slot that
+    takes the traffic carries the recorded contentDigest in its init container's arguments."""
+    import copy
+
+    from test_endpoint_reconciler import NS, World, _rv
+
+    w = World(node_cache_port=7070)
+    w.version("1.0.0", D, verified=False)
+    body = copy.deepcopy(w.store.get("ModelVersion", NS, "m-v1.0.0"))
+    body["spec"]["artifact"]["uri"] = f"oci://registry.example.com/team/m@sha256:{D}"
+    body["metadata"]["resourceVersion"] = str(next(_rv))
+    w.store.upsert("ModelVersion", copy.deepcopy(body))
+    w.endpoint([{"name": "main", "version": "1.0.0", "weight": 100}])
+    w.settle()
+    (early,) = w.deployments().values()
+    args = early["spec"]["template"]["spec"]["initContainers"][0]["args"]
+    assert not any(a.startswith("--node-cache") for a in args)
+
+    body["status"]["artifact"] = {"digest": D, "contentDigest": "e" * 64}
+    body["status"]["conditions"] = [{"type": "ArtifactVerified", "status": "True", "reason": "Verified"}]
+    body["metadata"]["resourceVersion"] = str(next(_rv))
+    w.store.upsert("ModelVersion", copy.deepcopy(body))
+    w.settle(6)
+    (slot,) = {svc for svc, _ in w.routed().items()}
+    dep = w.deployments()[slot]
+    args = dep["spec"]["template"]["spec"]["initContainers"][0]["args"]
+    assert args[args.index("--node-cache-content-digest") + 1] == "e" * 64
+    assert slot != early["metadata"]["name"]
