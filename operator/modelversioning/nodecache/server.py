@@ -17,8 +17,9 @@ the node's cache directory.
 * ``GET|PUT /v1/entries/oci/<manifest sha256>``: an ``oci://`` version's files. The caller's verified
   version of that manifest names, in ``status.artifact.contentDigest`` (written by the operator only),
   the digest of the files laid out from it; the entry served or stored is the ``directory`` entry of
-  that digest, and the answer says which (``X-Modelversioning-Content-Digest``), so the reader hashes
-  what it gets against it. An offer must hash to it too.
+  that digest, and the answer says which (``X-Modelversioning-Content-Digest``). The reader does not
+  take that name: it hashes what it gets against the contentDigest the operator pinned in its own
+  arguments, and refuses an answer naming another. An offer must hash to it too.
 * Each stored entry is charged to the offering namespace; a namespace over its share
   (``namespace_share``) gets 507 ShareExceeded, and its offers never evict another's entries to stay
   within it (:func:`modelversioning.domain.node_cache.make_room`).
