@@ -10,22 +10,19 @@ container (the operator image) asks the agent by the pinned manifest digest befo
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from dataplane_harness import DataPlane
 from helpers import Objects, cond_is, wait_for
-from node import NODE_IP
 from node_cache_agent import Agent, init_logs, installed
-from oci_registry import RegistryServer
+from oci_serving import pull_secret, registries
 from test_dataplane import endpoint, live_on
 from test_node_cache_e2e import _ready_pods, _scale
-from test_oci_e2e import SECRET, register_oci
+from test_oci_e2e import register_oci
 
 pytestmark = pytest.mark.timeout(1200)
 
@@ -41,38 +38,14 @@ def registry(
     agent: Agent, dataplane: DataPlane, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[Any, Any]]:
     """As test_oci_e2e's (pull with htpasswd, push without), on top of the agent's operator config."""
-    root = tmp_path_factory.mktemp("oci-cache-registry")
-    op = dataplane.operator
-    before = op.config.read_text()
-    cfg = yaml.safe_load(before) or {}
-    artifacts = cfg.setdefault("artifacts", {})
-    artifacts["allowedSchemes"] = ["s3", "gs", "gcs", "https", "http", "file", "oci"]
-    artifacts["plainHttpRegistries"] = [NODE_IP]
-    with (
-        RegistryServer.start(root, auth="htpasswd", host=NODE_IP) as pull,
-        RegistryServer.start(root, host=NODE_IP) as push,
-    ):
-        op.config.write_text(yaml.safe_dump(cfg))
-        op.restart()
-        try:
-            yield pull, push
-        finally:
-            op.config.write_text(before)
-            op.restart()
+    with registries(dataplane, tmp_path_factory.mktemp("oci-cache-registry")) as both:
+        yield both
 
 
 @pytest.fixture
 def objs(kube, namespace, dp, agent, registry) -> Objects:  # type: ignore[no-untyped-def]
     o = Objects(kube, namespace)
-    pull, _ = registry
-    o.core.create_namespaced_secret(
-        namespace,
-        {
-            "metadata": {"name": SECRET},
-            "type": "kubernetes.io/dockerconfigjson",
-            "data": {".dockerconfigjson": base64.b64encode(pull.docker_config().encode()).decode()},
-        },
-    )
+    pull_secret(o, registry[0])
     return o
 
 

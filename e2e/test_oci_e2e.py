@@ -14,7 +14,6 @@ top of the data plane's own configuration, and restored after.
 
 from __future__ import annotations
 
-import base64
 import json
 import secrets
 import time
@@ -24,55 +23,29 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from dataplane_harness import DataPlane
 from helpers import Objects, cond_is, model_version, wait_for
 from images import OPERATOR_IMAGE
-from node import NODE_IP
-from oci_registry import Pushed, RegistryServer, push_oras
+from oci_registry import Pushed, push_oras
+from oci_serving import SECRET, pull_secret, registries
 from test_dataplane import Load, _init_report, endpoint, live_on
 
 pytestmark = pytest.mark.timeout(1800)
-SECRET = "registry-creds"
 
 
 @pytest.fixture(scope="module")
 def registry(dataplane: DataPlane, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, Any]]:
     """(the registry the pods pull from, with htpasswd; one without auth on the same storage, to push),
     both on the node's address; the operator allows oci:// and reaches the registry over HTTP."""
-    root = tmp_path_factory.mktemp("oci-registry")
-    op = dataplane.operator
-    original = op.config.read_text()
-    cfg = yaml.safe_load(original) or {}
-    artifacts = cfg.setdefault("artifacts", {})
-    artifacts["allowedSchemes"] = ["s3", "gs", "gcs", "https", "http", "file", "oci"]
-    artifacts["plainHttpRegistries"] = [NODE_IP]
-    with (
-        RegistryServer.start(root, auth="htpasswd", host=NODE_IP) as pull,
-        RegistryServer.start(root, host=NODE_IP) as push,
-    ):
-        op.config.write_text(yaml.safe_dump(cfg))
-        op.restart()
-        try:
-            yield pull, push
-        finally:
-            op.config.write_text(original)
-            op.restart()
+    with registries(dataplane, tmp_path_factory.mktemp("oci-registry")) as both:
+        yield both
 
 
 @pytest.fixture
 def objs(kube, namespace, dp, registry) -> Objects:  # type: ignore[no-untyped-def]
     o = Objects(kube, namespace)
-    pull, _ = registry
-    o.core.create_namespaced_secret(
-        namespace,
-        {
-            "metadata": {"name": SECRET},
-            "type": "kubernetes.io/dockerconfigjson",
-            "data": {".dockerconfigjson": base64.b64encode(pull.docker_config().encode()).decode()},
-        },
-    )
+    pull_secret(o, registry[0])
     return o
 
 

@@ -92,7 +92,7 @@ def _render(
     **serving: Any,
 ) -> Any:
     s, p = Serving(**serving), ArtifactPolicy()
-    out = inputs.renderer(REF, spec, s, p)(spec.variants[0], version, trust_json)
+    out = inputs.renderer(REF, spec, s, p)(spec.variants[0], version, trust_json, "")
     as_rendered = render_deployment(REF, spec, spec.variants[0], version, s, policy=p, trust_json=trust_json)
     assert out == as_rendered
     return out

@@ -119,7 +119,7 @@ def test_nothing_is_evicted_when_even_every_idle_entry_would_not_make_room() -> 
 # ---------------------------------------------------------------------------------------------- render
 
 
-def _rendered(serving: Any) -> dict[str, Any]:
+def _rendered(serving: Any, content_digest: str = "") -> dict[str, Any]:
     from modelversioning.api.modelendpoint import ModelEndpointSpec
     from modelversioning.api.modelversion_spec import ModelVersionSpec
     from modelversioning.render import EndpointRef, render_deployment
@@ -137,7 +137,8 @@ def _rendered(serving: Any) -> dict[str, Any]:
     spec = ModelEndpointSpec.model_validate(
         {"model": "fraud", "variants": [{"name": "main", "version": "1.0.0", "weight": 100}]}
     )
-    return render_deployment(EndpointRef("fraud", "ml", "uid-1"), spec, spec.variants[0], version, serving)
+    ref = EndpointRef("fraud", "ml", "uid-1")
+    return render_deployment(ref, spec, spec.variants[0], version, serving, content_digest=content_digest)
 
 
 def test_the_cache_is_rendered_only_when_set_and_its_token_only_reaches_the_init_container() -> None:
@@ -166,3 +167,119 @@ def test_the_cache_is_rendered_only_when_set_and_its_token_only_reaches_the_init
     assert "--node-cache" not in off_pod["initContainers"][0]["args"]
     assert [v["name"] for v in off_pod["volumes"]] == ["model", "tmp-verify", "tmp-server"]
     assert off["metadata"]["name"] != on["metadata"]["name"]  # another pod template, another slot
+
+
+def _rendered_oci(serving: Any, content_digest: str) -> dict[str, Any]:
+    from modelversioning.api.modelendpoint import ModelEndpointSpec
+    from modelversioning.api.modelversion_spec import ModelVersionSpec
+    from modelversioning.render import EndpointRef, render_deployment
+
+    version = ModelVersionSpec.model_validate(
+        {
+            "model": "fraud",
+            "version": "1.0.0",
+            "artifact": {"uri": f"oci://registry.example.com/team/fraud@sha256:{D}", "sha256": D},
+            "lineage": {"codeCommit": "9b1e77c", "dataset": {"name": "tx", "version": "1"}},
+            "metrics": {"auc": 0.9},
+            "runtime": {"image": "ghcr.io/example/server:1"},
+        }
+    )
+    spec = ModelEndpointSpec.model_validate(
+        {"model": "fraud", "variants": [{"name": "main", "version": "1.0.0", "weight": 100}]}
+    )
+    ref = EndpointRef("fraud", "ml", "uid-1")
+    return render_deployment(ref, spec, spec.variants[0], version, serving, content_digest=content_digest)
+
+
+def test_an_oci_pod_carries_its_verified_content_digest_or_gets_no_cache() -> None:
+    """The init container checks the cache's files against the contentDigest in its own arguments,
+    never the one the agent names; a version without one gets no cache rather than trust the agent."""
+    from modelversioning.api.settings import Serving
+
+    content = "e" * 64
+    on = _rendered_oci(Serving(node_cache_port=7070), content)
+    init = on["spec"]["template"]["spec"]["initContainers"][0]
+    assert init["args"][-6:] == [
+        "--node-cache",
+        "http://$(NODE_IP):7070",
+        "--node-cache-token-file",
+        "/var/run/secrets/node-cache/token",
+        "--node-cache-content-digest",
+        content,
+    ]
+    for missing in ("", "sha256:" + content, "E" * 64):
+        pod = _rendered_oci(Serving(node_cache_port=7070), missing)["spec"]["template"]["spec"]
+        assert not any(a.startswith("--node-cache") for a in pod["initContainers"][0]["args"])
+        assert "node-cache-token" not in {v["name"] for v in pod["volumes"]}
+        assert "NODE_IP" not in {e["name"] for e in pod["initContainers"][0].get("env", [])}
+        assert pod == _rendered_oci(Serving(), missing)["spec"]["template"]["spec"]  # as with no cache
+    # the node cache off: no digest either, whatever the version's status says
+    off = _rendered_oci(Serving(), content)["spec"]["template"]["spec"]["initContainers"][0]
+    assert content not in off["args"]
+
+
+def test_the_content_digest_leaves_other_versions_pod_templates_as_they_were() -> None:
+    """A https:// version's template is the same whatever content_digest the handler passes (it passes
+    status.artifact.contentDigest, which only oci:// versions have): no Deployment re-rolls."""
+    from modelversioning.api.settings import Serving
+
+    for serving in (Serving(), Serving(node_cache_port=7070)):
+        assert _rendered(serving, content_digest="e" * 64) == _rendered(serving)
+
+
+def test_the_endpoint_reconcile_takes_the_content_digest_from_the_versions_status_only() -> None:
+    """What the handler passes to render: the verified status.artifact.contentDigest (the operator
+    writes status; the status-writers policy keeps tenants out of it), never spec or annotations."""
+    from modelversioning.handlers.endpoint_inputs import version_facts
+
+    spec = {
+        "model": "fraud",
+        "version": "1.0.0",
+        "artifact": {"uri": f"oci://registry.example.com/team/fraud@sha256:{D}", "sha256": D},
+        "lineage": {"codeCommit": "9b1e77c", "dataset": {"name": "tx", "version": "1"}},
+        "metrics": {"auc": 0.9},
+        "runtime": {"image": "ghcr.io/example/server:1"},
+    }
+    verified = {"type": "ArtifactVerified", "status": "True", "reason": "Verified"}
+    body = {
+        "metadata": {"name": "fraud-v1.0.0", "namespace": "ml", "uid": "u"},
+        "spec": spec,
+        "status": {"artifact": {"digest": D, "contentDigest": "e" * 64}, "conditions": [verified]},
+    }
+    facts, _, problem = version_facts(body, "ml", "fraud-v1.0.0")
+    assert problem is None and facts is not None and facts.content_digest == "e" * 64
+    body["status"]["artifact"] = {"digest": D}  # type: ignore[index]
+    facts, _, _ = version_facts(body, "ml", "fraud-v1.0.0")
+    assert facts is not None and facts.content_digest == ""
+
+
+def test_an_oci_slot_prepared_while_verifying_has_no_cache_and_the_verified_one_pins_the_digest() -> None:
+    """Through the endpoint reconciler: a slot is prepared while the oci:// version is being verified
+    (no contentDigest yet: no cache in its pods, never the agent's word); once verified, the slot that
+    takes the traffic carries the recorded contentDigest in its init container's arguments."""
+    import copy
+
+    from test_endpoint_reconciler import NS, World, _rv
+
+    w = World(node_cache_port=7070)
+    w.version("1.0.0", D, verified=False)
+    body = copy.deepcopy(w.store.get("ModelVersion", NS, "m-v1.0.0"))
+    body["spec"]["artifact"]["uri"] = f"oci://registry.example.com/team/m@sha256:{D}"
+    body["metadata"]["resourceVersion"] = str(next(_rv))
+    w.store.upsert("ModelVersion", copy.deepcopy(body))
+    w.endpoint([{"name": "main", "version": "1.0.0", "weight": 100}])
+    w.settle()
+    (early,) = w.deployments().values()
+    args = early["spec"]["template"]["spec"]["initContainers"][0]["args"]
+    assert not any(a.startswith("--node-cache") for a in args)
+
+    body["status"]["artifact"] = {"digest": D, "contentDigest": "e" * 64}
+    body["status"]["conditions"] = [{"type": "ArtifactVerified", "status": "True", "reason": "Verified"}]
+    body["metadata"]["resourceVersion"] = str(next(_rv))
+    w.store.upsert("ModelVersion", copy.deepcopy(body))
+    w.settle(6)
+    (slot,) = {svc for svc, _ in w.routed().items()}
+    dep = w.deployments()[slot]
+    args = dep["spec"]["template"]["spec"]["initContainers"][0]["args"]
+    assert args[args.index("--node-cache-content-digest") + 1] == "e" * 64
+    assert slot != early["metadata"]["name"]

@@ -100,8 +100,11 @@ def oci_running(tmp_path: Path) -> Iterator[Running]:
         server.server_close()
 
 
-def _read(r: Running, token: str, dest: Path) -> nc.Outcome:
-    return nc.read(r.cache(token), OCI_URI, MANIFEST, dest, policy=ArtifactPolicy(), expected_size=10)
+def _read(r: Running, token: str, dest: Path, content: str = CONTENT) -> nc.Outcome:
+    """What the init container reads, with the contentDigest the operator pinned in its arguments."""
+    return nc.read(
+        r.cache(token), OCI_URI, MANIFEST, dest, policy=ArtifactPolicy(), expected_size=10, content=content
+    )
 
 
 def test_oci_files_are_offered_by_manifest_stored_by_content_and_read_back_hashed(
@@ -146,39 +149,73 @@ def test_files_that_are_not_the_versions_content_are_neither_stored_nor_served(
     assert not (oci_running.root / "entries" / f"directory-{CONTENT}").exists()
 
 
-def test_the_reader_refuses_files_that_do_not_hash_to_the_content_digest_the_agent_named(
+class _Liar:
+    """An agent (the node's, compromised, or anything listening on its port) that names ``named`` as the
+    files' digest and sends the files ``files``, well-formed and hashing to what they are."""
+
+    def __init__(self, tmp_path: Path, named: str, files: dict[str, bytes]) -> None:
+        import http.server
+
+        from modelversioning.artifacts.cache_stream import Encoder, files_under
+
+        src = laid_out(tmp_path, "evil", files)
+        enc = Encoder("directory", files_under(src, "directory"))
+        body = b"".join(enc.body()) + enc.trailer()
+
+        class Liar(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802
+                self.send_response(200)
+                self.send_header(nc.CONTENT_HEADER, named)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *a: Any) -> None:
+                pass
+
+        self.srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Liar)
+        threading.Thread(target=self.srv.serve_forever, daemon=True).start()
+
+    def read(self, dest: Path, content: str = CONTENT) -> nc.Outcome:
+        try:
+            cache = nc.NodeCache(f"http://127.0.0.1:{self.srv.server_address[1]}", "t")
+            return nc.read(cache, OCI_URI, MANIFEST, dest, policy=ArtifactPolicy(), content=content)
+        finally:
+            self.srv.shutdown()
+            self.srv.server_close()
+
+
+OTHER_FILES = {"model.bin": b"other"}
+OTHER = manifest_digest((k, hashlib.sha256(v).hexdigest()) for k, v in OTHER_FILES.items())
+
+
+def test_the_reader_refuses_an_agent_naming_another_content_digest_with_files_matching_it(
     tmp_path: Path,
 ) -> None:
-    """An agent that names one digest and sends other (well-formed, self-consistent) files."""
-    import http.server
+    """The agent names OTHER and sends files that do hash to OTHER: the pod pinned CONTENT (the verified
+    contentDigest the operator rendered into its arguments), so nothing is laid out."""
+    got = _Liar(tmp_path, OTHER, OTHER_FILES).read(tmp_path / "pod")
+    assert got.what == nc.CORRUPT and "not the pinned one" in got.detail, got.detail
+    assert not (tmp_path / "pod").exists() or not any((tmp_path / "pod").iterdir())
 
-    from modelversioning.artifacts.cache_stream import Encoder, files_under
 
-    src = laid_out(tmp_path, "evil", {"model.bin": b"other"})
-    enc = Encoder("directory", files_under(src, "directory"))
-    body = b"".join(enc.body()) + enc.trailer()
-
-    class Liar(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802
-            self.send_response(200)
-            self.send_header(nc.CONTENT_HEADER, CONTENT)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *a: Any) -> None:
-            pass
-
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Liar)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    try:
-        cache = nc.NodeCache(f"http://127.0.0.1:{srv.server_address[1]}", "t")
-        got = nc.read(cache, OCI_URI, MANIFEST, tmp_path / "pod", policy=ArtifactPolicy())
-    finally:
-        srv.shutdown()
-        srv.server_close()
-    assert got.what == nc.CORRUPT and "contentDigest" in got.detail
+def test_the_reader_refuses_files_that_do_not_hash_to_the_pinned_content_digest(tmp_path: Path) -> None:
+    """The agent names the pinned digest but sends other (well-formed, self-consistent) files."""
+    got = _Liar(tmp_path, CONTENT, OTHER_FILES).read(tmp_path / "pod")
+    assert got.what == nc.CORRUPT and "not the pinned contentDigest" in got.detail, got.detail
     assert not any((tmp_path / "pod").iterdir())
+
+
+def test_without_a_pinned_content_digest_an_oci_pod_does_not_use_the_cache(
+    oci_running: Running, tmp_path: Path
+) -> None:
+    assert nc.offer(oci_running.cache("tok-a"), OCI_URI, MANIFEST, laid_out(tmp_path, "s", FILES)).what == (
+        nc.OFFERED
+    )
+    for content in ("", "sha256:" + CONTENT, OTHER[:63]):
+        got = _read(oci_running, "tok-a", tmp_path / "pod", content=content)
+        assert got.what == nc.SKIPPED and not (tmp_path / "pod").exists(), got
+    assert oci_running.count("hits") == 0  # not even asked
 
 
 # ------------------------------------------------------------------- the command, a real registry
@@ -205,7 +242,8 @@ def test_a_second_pod_starts_from_the_cache_without_a_blob_request_to_the_regist
                     "--size-bytes", str(pushed.size), "--env-credentials", "secret",
                     "--policy-json", POLICY.model_dump_json(by_alias=True),
                     "--node-cache", f"http://127.0.0.1:{server.server_address[1]}",
-                    "--node-cache-token-file", str(tmp_path / "token")]  # fmt: skip
+                    "--node-cache-token-file", str(tmp_path / "token"),
+                    "--node-cache-content-digest", CONTENT]  # fmt: skip
             code = verify_cli.main(argv)
             out, err = capsys.readouterr()
             return code, json.loads(out), err

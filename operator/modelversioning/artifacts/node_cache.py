@@ -11,11 +11,14 @@
   them again and keeps them only under the digest it computed.
 
 For ``oci://`` the entry is asked for by the pinned manifest digest (``/v1/entries/oci/<manifest>``): the
-agent serves the files the operator laid out from that manifest for the caller's own verified version
-(their digest is that version's ``status.artifact.contentDigest``, named in the answer's
-``X-Modelversioning-Content-Digest``), and the reader requires what it hashes to be exactly that. A
-signed version's signature is then checked against the files, as after a fetch. An offer after a fetch
-from the registry sends the files laid out, which the agent stores only if they hash to that digest.
+agent serves the files the operator laid out from that manifest for the caller's own verified version.
+Their digest, that version's ``status.artifact.contentDigest``, is pinned in the init container's own
+arguments by the operator (``--node-cache-content-digest``, ``content``): the reader requires what it
+hashes to be exactly that, and refuses an answer whose ``X-Modelversioning-Content-Digest`` names
+another; what the agent names is never trusted. Without a pinned one the cache is not used for an
+``oci://`` URI. A signed version's signature is then checked against the files, as after a fetch. An
+offer after a fetch from the registry sends the files laid out only if they hash to the pinned digest
+(the agent stores them only if they hash to the one it knows).
 
 Both are bounded by one short socket timeout per step and a total deadline; neither ever fails a
 verification that succeeded, and neither is tried for a URI whose kind (file or directory) is not known
@@ -107,11 +110,15 @@ def read(
     expected_size: int | None = None,
     trust: TrustMaterial | None = None,
     secret_data: Mapping[str, str] | None = None,
+    content: str = "",
 ) -> Outcome:
-    """The artifact from the node cache into ``dest`` (see the module docstring)."""
+    """The artifact from the node cache into ``dest`` (see the module docstring); ``content``: an
+    ``oci://`` version's pinned contentDigest (none: no cache for it)."""
     kind = expected_kind(uri)
     if kind is None:
         return Outcome(SKIPPED, "the URI does not say whether it is a file or a directory")
+    if kind == "oci" and not _HEX64.match(content):
+        return Outcome(SKIPPED, "no content digest pinned for an oci:// version")
     start = time.monotonic()
     deadline = start + policy.timeout_seconds
     try:
@@ -123,9 +130,9 @@ def read(
     try:
         if resp.status != 200:
             return _not_served(resp)
-        content = (resp.getheader(CONTENT_HEADER) or "") if kind == "oci" else ""
-        if kind == "oci" and not _HEX64.match(content):
-            return Outcome(CORRUPT, f"the agent named no content digest ({CONTENT_HEADER})")
+        named = resp.getheader(CONTENT_HEADER) or ""
+        if kind == "oci" and named != content:  # the pinned digest decides; another name: refused
+            return Outcome(CORRUPT, f"the agent named content digest {named[:71]!r}, not the pinned one")
         writer = DestWriter(dest)
         try:
             got = _receive(resp, _stream_kind(kind), uri, writer, policy, expected_size, deadline)
@@ -135,9 +142,9 @@ def read(
     finally:
         conn.close()
     if kind == "oci":
-        if got.sha256 != content:  # decode hashed it; the agent's name for it is checked too
+        if got.sha256 != content:  # decode hashed it: it must be the pinned contentDigest
             writer.discard()
-            return Outcome(CORRUPT, f"the files hash to {got.sha256}, not the version's contentDigest")
+            return Outcome(CORRUPT, f"the files hash to {got.sha256}, not the pinned contentDigest")
         got, expected_size = replace(got, sha256=expected, content_digest=content), None
     return _verified(got, writer, uri, expected, dest, start, policy, expected_size, trust, secret_data)
 
@@ -298,11 +305,20 @@ def lookup(
 
 
 def offer_after(
-    cache: NodeCache | None, got: Outcome, result: VerifyResult, uri: str, dest: Path | None
+    cache: NodeCache | None,
+    got: Outcome,
+    result: VerifyResult,
+    uri: str,
+    dest: Path | None,
+    content: str = "",
 ) -> None:
     """After a verification from the origin: offer the files if the agent said it has no such entry (a
-    miss, or an entry it could not serve), logged; never fails anything."""
+    miss, or an entry it could not serve), logged; never fails anything. ``oci://``: only files that
+    hash to the pinned ``content`` digest."""
     if cache is None or dest is None or not result.ok or got.what not in (MISS, CORRUPT):
+        return
+    if is_oci(uri) and (not _HEX64.match(content) or result.content_digest != content):
+        cache.log(f"node-cache: not offered (files {result.content_digest} are not the pinned digest)")
         return
     t0 = time.monotonic()
     done = offer(cache, uri, result.expected, dest)

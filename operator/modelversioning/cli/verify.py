@@ -4,7 +4,8 @@
                                     [--policy-file FILE | --policy-json JSON] [--allow-file-root DIR ...]
                                     [--size-bytes N] [--env-credentials ambient|secret]
                                     [--trust-json JSON]
-                                    [--node-cache http://NODE_IP:PORT --node-cache-token-file FILE]
+                                    [--node-cache http://NODE_IP:PORT --node-cache-token-file FILE
+                                     [--node-cache-content-digest HEX]]
 
 Without ``--dest`` it streams the artifact and compares digests. With ``--dest`` it is the
 artifact init container: the bytes are written under DIR while they are hashed (a file
@@ -45,7 +46,9 @@ fetching, ask the node's cache agent for the pinned digest, showing it the proje
 ``--node-cache-token-file``; what it sends is hashed and checked like the origin's bytes
 (:mod:`modelversioning.artifacts.node_cache`). A miss, a refusal, bytes that do not hash or an agent that
 does not answer within a few seconds: fetch from the origin, then offer the verified files to the agent.
-stderr says ``node-cache: hit|miss|refused|unreachable|corrupt|skipped``.
+stderr says ``node-cache: hit|miss|refused|unreachable|corrupt|skipped``. For an ``oci://`` URI the cache
+is used only with ``--node-cache-content-digest`` (the version's verified ``status.artifact.contentDigest``,
+rendered by the operator): the files read from it, and those offered to it, must hash to exactly that.
 
 To wire it into a bigger Typer app: ``top.command("verify-artifact")(verify_artifact_command)``.
 Stand-alone: ``python -m modelversioning.cli.verify URI --sha256 HEX`` or ``main(argv)``.
@@ -104,6 +107,14 @@ NODE_CACHE_TIMEOUT = 3.0  # each step with the node's agent: an absent agent nev
 NodeCacheUrl = Annotated[
     str | None,
     typer.Option("--node-cache", help="The node agent, http://NODE_IP:PORT: read from it, offer to it."),
+]
+NodeCacheContent = Annotated[
+    str | None,
+    typer.Option(
+        "--node-cache-content-digest",
+        help="oci://: the verified digest of the laid-out files (rendered by the operator); the cache's "
+        "entry must hash to it.",
+    ),
 ]
 NodeCacheToken = Annotated[
     Path | None,
@@ -256,6 +267,7 @@ def verify_artifact_command(
     ] = None,
     node_cache: NodeCacheUrl = None,
     node_cache_token_file: NodeCacheToken = None,
+    node_cache_content_digest: NodeCacheContent = None,
 ) -> None:
     """Verify a model artifact's sha256 (exit 0 verified, 1 mismatch, 2 refused/usage, 3 fetch error, 4 the
     signature)."""
@@ -268,7 +280,8 @@ def verify_artifact_command(
     if env_credentials is EnvCredentials.secret:
         secret_data = {k: v for k, v in os.environ.items() if k in KNOWN_KEYS}
     cache = _node_cache(node_cache, node_cache_token_file) if dest is not None else None
-    result = _verify(uri, sha256, dest, policy, output, size_bytes, trust, secret_data, cache)
+    content = node_cache_content_digest or ""
+    result = _verify(uri, sha256, dest, policy, output, size_bytes, trust, secret_data, cache, content)
 
     if output is OutputFormat.json:
         typer.echo(json.dumps(result.to_dict(), sort_keys=True))
@@ -293,13 +306,14 @@ def _verify(
     trust: TrustMaterial | None,
     secret_data: dict[str, str] | None,
     cache: nc.NodeCache | None,
+    content: str = "",
 ) -> VerifyResult:
     """The node cache first (with ``cache``), else the origin (then offered to the cache); each under a
     watchdog."""
     watchdog = _watchdog(uri, sha256, policy, output)
     try:  # node cache: a lookup before the fetch (None: fetch from the origin as without one)
         looked, result = nc.lookup(cache, uri, sha256, dest, policy=policy, expected_size=size_bytes,
-                                   trust=trust, secret_data=secret_data)  # fmt: skip
+                                   trust=trust, secret_data=secret_data, content=content)  # fmt: skip
     finally:
         watchdog.cancel()
     if result is not None:
@@ -314,7 +328,7 @@ def _verify(
 
     try:
         result = _run_with_progress(run) if sys.stderr.isatty() else run(None)
-        nc.offer_after(cache, looked, result, uri, dest)  # node cache: an offer after verification
+        nc.offer_after(cache, looked, result, uri, dest, content)  # node cache: an offer after verification
     finally:
         watchdog.cancel()
     return result

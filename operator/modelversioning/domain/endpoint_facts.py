@@ -34,6 +34,7 @@ class VersionFacts:
         None  # its accepted signature's trust anchors (the init container's --trust-json)
     )
     serving_digest: str = ""  # status.servingDigest ("": not recorded yet); reported, never decides
+    content_digest: str = ""  # oci://: status.artifact.contentDigest (pinned in the init container)
 
 
 @dataclass(frozen=True)

@@ -32,10 +32,13 @@ A digest present on the node is never enough: another tenant's verified version 
 does not count (only the caller's namespace is looked at), so nobody reads a model through the cache
 that they could not have fetched with their own version's URI and credentials.
 
-**Eviction** (:func:`make_room`): never an entry being served or being written; each entry is charged to
-the namespace whose offer stored it, and a namespace's offers evict only its own entries to stay within
-its share (``maxBytesPerNamespace``), its own first and then the least recently used of the others to
-fit the size limit: one namespace can push out of the cache at most its share of other namespaces' bytes.
+**Eviction** (:func:`reserve` at an offer's start, :func:`make_room` at its commit): never an entry
+being served or being written; each entry is charged to the namespace whose offer stored it, and a
+namespace's offers evict only its own entries to stay within its share (``maxBytesPerNamespace``), its
+own first and then the least recently used of the others to fit the size limit: one namespace can push
+out of the cache at most its share of other namespaces' bytes. Another namespace's entry is evicted only
+when verified bytes are committed (they hashed to the digest offered), never at an offer's start: an
+offer that fails its hash, is dropped or times out has cost no other namespace anything.
 """
 
 from __future__ import annotations
@@ -253,3 +256,62 @@ def make_room(
         if total + incoming <= limit:
             return Room(tuple(victims), True)
     return Room((), False, FULL)
+
+
+@dataclass(frozen=True)
+class Reservation:
+    evict: tuple[str, ...]  # the offering namespace's own idle entries, evicted at the offer's start
+    beyond: int  # bytes staged beyond the limit: room for them is made at commit (:func:`make_room`)
+    fits: bool
+    why: str = ""  # not ``fits``: FULL or OVER_SHARE
+
+
+def reserve(
+    entries: Sequence[Entry],
+    limit: int,
+    incoming: int,
+    *,
+    owner: str = "",
+    share: int | None = None,
+    staged_beyond: int = 0,
+    beyond_limit: int = 0,
+) -> Reservation:
+    """Room for an offer of ``incoming`` bytes charged to ``owner``, at its start (before a byte of it
+    arrived, so before anything is known about them). ``entries`` include the offers being received
+    (busy, at their full size); ``staged_beyond``: how many of their bytes are staged beyond ``limit``.
+
+    1. The share as in :func:`make_room` (``owner``'s own idle entries go, never anyone else's).
+    2. The limit: free space, then ``owner``'s own idle entries, least recently used first. What still
+       does not fit (``beyond``) is received beyond the limit and made room for at commit, from other
+       namespaces' idle entries (:func:`make_room`), once the bytes hashed to the digest offered. It is
+       taken only if those idle entries could make that room now and if all staged beyond the limit
+       stays within ``beyond_limit`` (the disk holds at most ``limit + beyond_limit``); otherwise
+       nothing is evicted (``FULL``).
+
+    No entry of another namespace is ever evicted here."""
+    if incoming > limit or (share is not None and incoming > share):
+        return Reservation((), 0, False, OVER_SHARE if share is not None and incoming > share else FULL)
+    mine = sorted((e for e in entries if owner and e.owner == owner), key=lambda e: (e.last_used, e.key))
+    victims: list[Entry] = []
+    if share is not None and owner:
+        held = sum(e.size for e in mine)
+        for e in (e for e in mine if not e.busy):
+            if held + incoming <= share:
+                break
+            victims.append(e)
+            held -= e.size
+        if held + incoming > share:
+            return Reservation((), 0, False, OVER_SHARE)
+    used = sum(e.size for e in entries) - staged_beyond - sum(e.size for e in victims)
+    for e in mine:
+        if used + incoming <= limit:
+            break
+        if not e.busy and e not in victims:
+            victims.append(e)
+            used -= e.size
+    beyond = max(0, used + incoming - limit)
+    if beyond:
+        idle_others = sum(e.size for e in entries if not e.busy and not (owner and e.owner == owner))
+        if beyond > idle_others or staged_beyond + beyond > beyond_limit:
+            return Reservation((), 0, False, FULL)
+    return Reservation(tuple(e.key for e in victims), beyond, True)

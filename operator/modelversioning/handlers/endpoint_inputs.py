@@ -35,6 +35,7 @@ from modelversioning.api.settings import ArtifactPolicy, Serving
 from modelversioning.domain import conditions as cond
 from modelversioning.domain.conditions import TRUE
 from modelversioning.domain.endpoint_facts import VersionFacts
+from modelversioning.domain.node_cache import oci_content
 from modelversioning.domain.quarantine import quarantined
 from modelversioning.handlers.endpoint_parse import init_trust_json
 from modelversioning.handlers.store import Store
@@ -46,7 +47,8 @@ _NO_WEIGHTS: Any = {"variants": {"__all__": {"weight"}}}
 K = TypeVar("K")
 V = TypeVar("V")
 Version = tuple[VersionFacts | None, ModelVersionSpec | None, tuple[str, str] | None]  # facts, spec, problem
-Render = Callable[[Variant, ModelVersionSpec, str | None], dict[str, Any]]  # ..., its init --trust-json
+# ..., its init --trust-json, an oci:// version's contentDigest (its init --node-cache-content-digest)
+Render = Callable[[Variant, ModelVersionSpec, str | None, str], dict[str, Any]]
 
 
 class Lru(Generic[K, V]):
@@ -107,6 +109,7 @@ def version_facts(body: dict[str, Any] | None, ns: str, mv_name: str) -> Version
         quarantined=quarantined((body["metadata"].get("annotations") or {}).get(R.QUARANTINED_ANNOTATION)),
         trust_json=init_trust_json(st, spec.artifact.signature_uri),
         serving_digest=str(st.get("servingDigest") or ""),
+        content_digest=oci_content(body),
     )
     return facts, spec, None
 
@@ -140,7 +143,8 @@ class EndpointInputs:
     def renderer(
         self, ref: EndpointRef, spec: ModelEndpointSpec, serving: Serving, policy: ArtifactPolicy
     ) -> Render:
-        """render_deployment(ref, spec, variant, version, serving, policy=policy, trust_json=...), cached."""
+        """render_deployment(ref, spec, variant, version, serving, policy=policy, trust_json=...,
+        content_digest=...), cached."""
         base = (
             ref,
             spec.model_dump_json(exclude=_NO_WEIGHTS),
@@ -148,16 +152,17 @@ class EndpointInputs:
             policy.model_dump_json(),
         )
 
-        def render(variant: Variant, version: ModelVersionSpec, trust_json: str | None) -> dict[str, Any]:
-            key = (*base, variant.name, version.model_dump_json(), trust_json)
+        def render(
+            variant: Variant, version: ModelVersionSpec, trust_json: str | None, content_digest: str
+        ) -> dict[str, Any]:
+            key = (*base, variant.name, version.model_dump_json(), trust_json, content_digest)
             blob = self._slots.get(key)
             if blob is None:
-                blob = pickle.dumps(
-                    render_deployment(
-                        ref, spec, variant, version, serving, policy=policy, trust_json=trust_json
-                    ),
-                    protocol=pickle.HIGHEST_PROTOCOL,
-                )
+                made = render_deployment(
+                    ref, spec, variant, version, serving, policy=policy, trust_json=trust_json,
+                    content_digest=content_digest,
+                )  # fmt: skip
+                blob = pickle.dumps(made, protocol=pickle.HIGHEST_PROTOCOL)
                 self._slots.put(key, blob)
                 self.made["slots"] += 1
             out: dict[str, Any] = pickle.loads(blob)  # noqa: S301 - our own bytes

@@ -332,7 +332,7 @@ class ModelEndpointReconciler:
             mv, mv_spec, problem = version(mv_name)
             desired = None
             if mv_spec is not None:
-                dep = render(v, mv_spec, mv.trust_json if mv else None)
+                dep = render(v, mv_spec, mv.trust_json if mv else None, mv.content_digest if mv else "")
                 desired = state(dep["metadata"]["name"])
                 if desired.conflict:
                     conflicts[v.name] = desired.conflict

@@ -10,16 +10,21 @@ the node's cache directory.
 * ``PUT /v1/entries/<kind>/<sha256>`` (same token and rule): an offer. Its Content-Length is checked
   first (411 Malformed without a valid one, more than zero; 413 TooLarge over the store's largest entry).
   The agent hashes what it receives and stores it only if that is the digest and kind offered (422
-  OfferMismatch otherwise); 200 if already here, 507 CacheFull if there is no room.
+  OfferMismatch otherwise); 200 if already here, 507 CacheFull if there is no room. Other namespaces'
+  idle entries are evicted for it only once its bytes hashed to the digest offered (at commit), never at
+  its start (:class:`~modelversioning.nodecache.store.Store`): an offer that fails or is dropped costs
+  nobody else anything.
 * ``GET|PUT /v1/entries/oci/<manifest sha256>``: an ``oci://`` version's files. The caller's verified
   version of that manifest names, in ``status.artifact.contentDigest`` (written by the operator only),
   the digest of the files laid out from it; the entry served or stored is the ``directory`` entry of
-  that digest, and the answer says which (``X-Modelversioning-Content-Digest``), so the reader hashes
-  what it gets against it. An offer must hash to it too.
+  that digest, and the answer says which (``X-Modelversioning-Content-Digest``). The reader does not
+  take that name: it hashes what it gets against the contentDigest the operator pinned in its own
+  arguments, and refuses an answer naming another. An offer must hash to it too.
 * Each stored entry is charged to the offering namespace; a namespace over its share
   (``namespace_share``) gets 507 ShareExceeded, and its offers never evict another's entries to stay
   within it (:func:`modelversioning.domain.node_cache.make_room`).
-* ``GET /metrics`` (Prometheus, ``modelversioning_node_cache_*``), ``GET /healthz``.
+* ``GET /metrics`` (Prometheus, ``modelversioning_node_cache_*``; unauthenticated, so no label names a
+  namespace: how many hold entries and the largest share used only), ``GET /healthz``.
 
 Bounds against a hostile pod on the node: at most ``max_requests`` connections are handled at once (one
 more gets 503 Busy at once and is closed, without a thread), each socket times out after
@@ -82,10 +87,12 @@ class Metrics:
         )
         self.entries = Gauge(p + "entries", "Entries on this node", registry=r)
         self.bytes = Gauge(p + "bytes", "Bytes held (entries and entries being written)", registry=r)
-        self.namespace_bytes = Gauge(
-            p + "namespace_bytes", "Bytes charged to each namespace (what its offers stored)", ["namespace"],
-            registry=r,
-        )  # fmt: skip
+        # no namespace label: /metrics is unauthenticated, and which namespaces use the cache on a node
+        # is nobody else's business (issue 26); the aggregate only
+        self.namespaces = Gauge(p + "namespaces", "Namespaces charged for entries on this node", registry=r)
+        self.namespace_bytes_max = Gauge(
+            p + "namespace_bytes_max", "The most bytes any one namespace is charged for", registry=r
+        )
         for reason in R.CACHE_REFUSALS:
             self.refusals.labels(reason)
 
@@ -128,10 +135,9 @@ class Agent:
             self._reviews_seen = (sent, kept)
         self.metrics.entries.set(self.store.count())
         self.metrics.bytes.set(self.store.used_bytes())
-        held = self.store.held_by()
-        self.metrics.namespace_bytes.clear()
-        for ns, size in held.items():
-            self.metrics.namespace_bytes.labels(ns).set(size)
+        held = {ns: size for ns, size in self.store.held_by().items() if size}
+        self.metrics.namespaces.set(len(held))
+        self.metrics.namespace_bytes_max.set(max(held.values(), default=0))
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -304,7 +310,12 @@ class Handler(BaseHTTPRequestHandler):
                         got.sha256, kind, digest)  # fmt: skip
             self._refuse(422, R.CACHE_OFFER_MISMATCH)
             return
-        stored = incoming.commit(digest)
+        try:
+            stored = incoming.commit(digest)
+        except Full as e:  # others' entries went into use meanwhile: the new entry goes, not theirs
+            log.info("offer of %s-%s by %s dropped: %s", kind, digest[:12], decision.namespace, e)
+            self._refuse(507, R.CACHE_FULL, message=str(e))
+            return
         if stored:
             agent.metrics.stored.inc()
             log.info(

@@ -10,12 +10,26 @@ place in between, is never what gets removed, and never meets an old directory i
 that found an entry corrupt drops it only if it is still the entry it read (:meth:`Store.drop`).
 
 Which entries are in use is kept in memory (readers and writers hold a lease); least recently used
-entries make room (:func:`modelversioning.domain.node_cache.make_room`), never one with a lease or
-being written. Each entry is charged to the namespace whose offer stored it (``<entry>/owner``), and a
-namespace holds at most ``namespace_share`` bytes (entries and its entries being written): its offers
-evict its own entries to stay within it, never another namespace's. A restart starts with no lease,
-empties ``incoming/`` and takes the last use from each entry's mtime (touched on every hit) and its
-owner from ``owner``.
+entries make room, never one with a lease or being written. Each entry is charged to the namespace whose
+offer stored it (``<entry>/owner``), and a namespace holds at most ``namespace_share`` bytes (entries and
+its entries being written): its offers evict its own entries to stay within it, never another
+namespace's.
+
+Room is made in two steps, so that an offer that never commits (its bytes do not hash to the digest
+offered, its connection drops, it times out) costs no other namespace anything:
+
+* :meth:`Store.begin` (:func:`~modelversioning.domain.node_cache.reserve`): the offer's bytes are staged
+  in free space and in room made by evicting the offering namespace's own idle entries. What does not fit
+  is staged beyond ``max_bytes`` (all offers together at most ``max_staged_beyond`` bytes, one entry's
+  worth by default), and only if other namespaces' idle entries could make room for it at commit.
+* :meth:`Incoming.commit`, once the bytes hashed to the digest offered
+  (:func:`~modelversioning.domain.node_cache.make_room`): other namespaces' least recently used idle
+  entries go if still needed; if even that does not make room (they are being served meanwhile), the
+  new entry is dropped (:class:`Full`), never an entry in use.
+
+So the disk holds at most ``max_bytes + max_staged_beyond`` (entries and offers being received), and
+``max_bytes`` once no offer is in flight. A restart starts with no lease, empties ``incoming/`` and
+takes the last use from each entry's mtime (touched on every hit) and its owner from ``owner``.
 """
 
 from __future__ import annotations
@@ -33,7 +47,7 @@ from typing import Any
 
 from modelversioning.artifacts.cache_stream import KINDS, Sink, SourceFile, files_under
 from modelversioning.artifacts.results import Kind
-from modelversioning.domain.node_cache import OVER_SHARE, Entry, make_room
+from modelversioning.domain.node_cache import OVER_SHARE, Entry, make_room, reserve
 
 OWNER_FILE = "owner"
 
@@ -48,6 +62,13 @@ class _Meta:
     last_used: float
     leases: int = 0
     owner: str = ""  # the namespace charged for it
+
+
+@dataclass(frozen=True)
+class _Writing:
+    size: int  # the bytes reserved (the offer's Content-Length)
+    owner: str
+    beyond: int  # of them, staged beyond max_bytes (room made at commit)
 
 
 @dataclass(frozen=True)
@@ -76,12 +97,15 @@ class Store:
         clock: Callable[[], float] = time.time,
         max_entry_bytes: int | None = None,
         namespace_share: int | None = None,
+        max_staged_beyond: int | None = None,
     ) -> None:
         self.root, self.max_bytes, self.clock = root, max_bytes, clock
         self.namespace_share = min(max_bytes, namespace_share) if namespace_share else None
         self.max_entry_bytes = min(  # the largest offer taken
             max_bytes, max_entry_bytes or max_bytes, self.namespace_share or max_bytes
         )
+        # bytes of offers being received that may be staged beyond max_bytes, all offers together
+        self.max_staged_beyond = self.max_entry_bytes if max_staged_beyond is None else max_staged_beyond
         self.entries_dir, self.incoming_dir, self.trash_dir = (
             root / "entries",
             root / "incoming",
@@ -89,7 +113,7 @@ class Store:
         )
         self._lock = threading.Lock()
         self._meta: dict[str, _Meta] = {}
-        self._writing: dict[str, tuple[int, str]] = {}  # incoming token -> (reserved bytes, owner)
+        self._writing: dict[str, _Writing] = {}  # incoming token -> its reservation
         self.evicted = 0  # entries evicted so far (metrics read it)
         self._scan()
 
@@ -119,7 +143,7 @@ class Store:
 
     def used_bytes(self) -> int:
         with self._lock:
-            return sum(m.size for m in self._meta.values()) + sum(s for s, _ in self._writing.values())
+            return sum(m.size for m in self._meta.values()) + sum(w.size for w in self._writing.values())
 
     def held_by(self) -> dict[str, int]:
         """Bytes charged to each namespace (entries and entries being written)."""
@@ -127,8 +151,8 @@ class Store:
         with self._lock:
             for m in self._meta.values():
                 out[m.owner] = out.get(m.owner, 0) + m.size
-            for size, owner in self._writing.values():
-                out[owner] = out.get(owner, 0) + size
+            for w in self._writing.values():
+                out[w.owner] = out.get(w.owner, 0) + w.size
         return out
 
     def count(self) -> int:
@@ -186,20 +210,44 @@ class Store:
 
     # ------------------------------------------------------------------------------ writing
 
+    def _entries(self, skip: str = "") -> list[Entry]:
+        """Entries and offers being received (busy, at their full size) as eviction sees them."""
+        entries = [
+            Entry(k, m.size, m.last_used, busy=m.leases > 0, owner=m.owner) for k, m in self._meta.items()
+        ]
+        return entries + [
+            Entry(f"incoming-{t}", w.size, 0.0, busy=True, owner=w.owner)
+            for t, w in self._writing.items()
+            if t != skip
+        ]
+
+    def _evict(self, keys: tuple[str, ...]) -> list[Path]:
+        """Move ``keys`` out of ``entries/`` (under the lock); their directories, to remove after it."""
+        trash = []
+        for key in keys:
+            del self._meta[key]
+            trash.append(self._to_trash(key))
+        self.evicted += len(keys)
+        return trash
+
     def begin(self, kind: Kind, size: int, owner: str = "") -> Incoming:
-        """Reserve ``size`` bytes charged to ``owner`` (a namespace) for an entry being written, evicting
-        idle entries by :func:`~modelversioning.domain.node_cache.make_room`; raises :class:`Full`."""
+        """Reserve ``size`` bytes charged to ``owner`` (a namespace) for an entry being written, from free
+        space and ``owner``'s own idle entries, the rest staged beyond ``max_bytes``
+        (:func:`~modelversioning.domain.node_cache.reserve`; no other namespace's entry goes before the
+        bytes are verified, see :meth:`Incoming.commit`); raises :class:`Full`."""
         if not 0 < size <= self.max_entry_bytes:  # a negative reservation would undo the size limit
             raise Full(f"an entry of {size} bytes is not taken (1 to {self.max_entry_bytes})")
         token = secrets.token_hex(8)
         with self._lock:
-            entries = [
-                Entry(k, m.size, m.last_used, busy=m.leases > 0, owner=m.owner) for k, m in self._meta.items()
-            ]
-            entries += [
-                Entry(f"incoming-{t}", s, 0.0, busy=True, owner=o) for t, (s, o) in self._writing.items()
-            ]
-            room = make_room(entries, self.max_bytes, size, owner=owner, share=self.namespace_share)
+            room = reserve(
+                self._entries(),
+                self.max_bytes,
+                size,
+                owner=owner,
+                share=self.namespace_share,
+                staged_beyond=sum(w.beyond for w in self._writing.values()),
+                beyond_limit=self.max_staged_beyond,
+            )
             if not room.fits:
                 if room.why == OVER_SHARE:
                     raise Full(
@@ -207,34 +255,50 @@ class Store:
                         f"{self.namespace_share} bytes (what it holds is in use)",
                         over_share=True,
                     )
-                raise Full(f"{size} bytes do not fit in {self.max_bytes}")
-            trash = []
-            for key in room.evict:
-                del self._meta[key]
-                trash.append(self._to_trash(key))
-            self._writing[token] = (size, owner)
-            self.evicted += len(room.evict)
+                raise Full(f"{size} bytes do not fit in {self.max_bytes} (what would go is in use or "
+                           "being received)")  # fmt: skip
+            trash = self._evict(room.evict)
+            self._writing[token] = _Writing(size, owner, room.beyond)
         for path in trash:
             shutil.rmtree(path, ignore_errors=True)
         return Incoming(self, kind, token, owner)
 
-    def _finish(self, incoming: Incoming, digest: str | None) -> bool:
-        """Move a written entry into place under ``digest`` (None: discard it). False: discarded."""
+    def _finish(self, incoming: Incoming, digest: str | None) -> str:
+        """Move a written entry into place under ``digest`` (None: discard it), making room for it by
+        :func:`~modelversioning.domain.node_cache.make_room` (others' idle entries may go now, the bytes
+        being verified). "" when kept, else why not."""
         key = entry_key(incoming.kind, digest) if digest else ""
+        trash: list[Path] = []
         with self._lock:
-            self._writing.pop(incoming.token, None)
-            keep = bool(digest) and key not in self._meta
-            if keep:
-                try:
-                    (incoming.dir / OWNER_FILE).write_text(incoming.owner)
-                    os.replace(incoming.dir, self.entries_dir / key)
-                except OSError:  # a stray directory in the way (not an entry): the offer is not kept
-                    keep = False
+            mine = self._writing.pop(incoming.token, None)
+            why = "" if digest else "discarded"
+            if not why and (mine is None or key in self._meta):
+                why = "present"
+            if not why:
+                beyond = sum(w.beyond for w in self._writing.values())
+                room = make_room(
+                    self._entries(),  # this offer's reservation popped above
+                    self.max_bytes + beyond,  # the others' bytes staged beyond the limit count only within
+                    incoming.written,
+                    owner=incoming.owner,
+                    share=self.namespace_share if incoming.owner else None,
+                )
+                if not room.fits:
+                    why = f"{incoming.written} bytes no longer fit (what would have to go is in use)"
                 else:
-                    self._meta[key] = _Meta(incoming.written, self.clock(), owner=incoming.owner)
-        if not keep:
+                    try:
+                        (incoming.dir / OWNER_FILE).write_text(incoming.owner)
+                        os.replace(incoming.dir, self.entries_dir / key)
+                    except OSError:  # a stray directory in the way (not an entry): the offer is not kept
+                        why = "present"
+                    else:
+                        trash = self._evict(room.evict)
+                        self._meta[key] = _Meta(incoming.written, self.clock(), owner=incoming.owner)
+        if why:
             shutil.rmtree(incoming.dir, ignore_errors=True)
-        return keep
+        for path in trash:
+            shutil.rmtree(path, ignore_errors=True)
+        return why
 
 
 class Incoming:
@@ -254,7 +318,12 @@ class Incoming:
         return _Counting(open(path, "xb"), self)  # noqa: SIM115 (closed by decode)
 
     def commit(self, digest: str) -> bool:
-        return self.store._finish(self, digest)
+        """Keep the entry (its bytes hashed to ``digest``): True; False when one of that key is already
+        here; raises :class:`Full` (the entry dropped) when evicting every idle entry would not make room."""
+        why = self.store._finish(self, digest)
+        if why and why != "present":
+            raise Full(why)
+        return not why
 
     def abort(self) -> None:
         self.store._finish(self, None)

@@ -10,7 +10,8 @@ the hosts the Secret names, anonymous without a Secret; for ``oci://`` the Secre
 ``.dockerconfigjson`` as ``MODELVERSIONING_DOCKER_CONFIG_JSON``) and checks the declared size.
 With ``serving.nodeCachePort`` the init container first asks its node's cache agent (``--node-cache``:
 the node's IP from the downward API, a projected ServiceAccount token of the node-cache audience, mounted
-in the init container only) and offers what it fetched (cli/verify.py, artifacts/node_cache.py).
+in the init container only) and offers what it fetched (cli/verify.py, artifacts/node_cache.py); for an
+``oci://`` version the verified contentDigest is pinned in its arguments (``--node-cache-content-digest``).
 Every container runs hardened (non-root, read-only root filesystem, no capabilities,
 RuntimeDefault seccomp).
 """
@@ -18,6 +19,7 @@ RuntimeDefault seccomp).
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from modelversioning.api.modelendpoint import ModelEndpointSpec, Variant
@@ -46,6 +48,7 @@ SERVER_TMP_VOLUME = "tmp-server"
 # The node cache (serving.nodeCachePort): the node's IP (downward API) and the projected token the init
 # container shows the node's agent (audience wire.NODE_CACHE_AUDIENCE), mounted in the init container only.
 NODE_IP_ENV = "NODE_IP"
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
 NODE_CACHE_TOKEN_VOLUME = "node-cache-token"
 NODE_CACHE_TOKEN_DIR = "/var/run/secrets/node-cache"
 NODE_CACHE_TOKEN_SECONDS = 600
@@ -143,8 +146,21 @@ def policy_json(policy: ArtifactPolicy) -> str:
     return json.dumps(doc, sort_keys=True, separators=(",", ":"))
 
 
+def _node_cache(version: ModelVersionSpec, serving: Serving, content_digest: str) -> bool:
+    """Whether the pod asks the node cache: the port is set and, for an ``oci://`` version, its verified
+    contentDigest is known (pinned into the init container's arguments, so the pod never takes the
+    agent's word for what the files hash to; without one, no cache rather than trust)."""
+    if serving.node_cache_port is None:
+        return False
+    return not is_oci(version.artifact.uri) or bool(_HEX64.match(content_digest))
+
+
 def _init_container(
-    version: ModelVersionSpec, serving: Serving, policy: ArtifactPolicy, trust_json: str | None = None
+    version: ModelVersionSpec,
+    serving: Serving,
+    policy: ArtifactPolicy,
+    trust_json: str | None = None,
+    content_digest: str = "",
 ) -> dict[str, Any]:
     artifact = version.artifact
     args = [
@@ -165,13 +181,16 @@ def _init_container(
         args += ["--size-bytes", str(artifact.size_bytes)]
     if trust_json is not None:  # a signed version: the pod checks the signature again (cli/verify.py)
         args += ["--trust-json", trust_json]
-    if serving.node_cache_port is not None:
+    cache = _node_cache(version, serving, content_digest)
+    if cache:
         args += [
             "--node-cache",
             f"http://$({NODE_IP_ENV}):{serving.node_cache_port}",
             "--node-cache-token-file",
             f"{NODE_CACHE_TOKEN_DIR}/token",
         ]
+        if is_oci(artifact.uri):
+            args += ["--node-cache-content-digest", content_digest]
     container: dict[str, Any] = {
         "name": INIT_CONTAINER,
         "image": serving.init_image,
@@ -197,7 +216,7 @@ def _init_container(
         {"name": MODEL_VOLUME, "mountPath": serving.model_mount_path},
         {"name": INIT_TMP_VOLUME, "mountPath": "/tmp"},
     ]
-    if serving.node_cache_port is not None:
+    if cache:
         node_ip = {"name": NODE_IP_ENV, "valueFrom": {"fieldRef": {"fieldPath": "status.hostIP"}}}
         container["env"] = [*container.get("env", []), node_ip]
         container["volumeMounts"].append(
@@ -270,7 +289,7 @@ def _server_container(variant: Variant, version: ModelVersionSpec, serving: Serv
     return container
 
 
-def _volumes(version: ModelVersionSpec, serving: Serving) -> list[dict[str, Any]]:
+def _volumes(version: ModelVersionSpec, serving: Serving, content_digest: str) -> list[dict[str, Any]]:
     model: dict[str, Any] = {}
     limit = model_volume_size_limit(version.artifact.size_bytes)
     if limit is not None:
@@ -280,7 +299,7 @@ def _volumes(version: ModelVersionSpec, serving: Serving) -> list[dict[str, Any]
         {"name": INIT_TMP_VOLUME, "emptyDir": {}},
         {"name": SERVER_TMP_VOLUME, "emptyDir": {}},
     ]
-    if serving.node_cache_port is not None:
+    if _node_cache(version, serving, content_digest):
         token = {
             "audience": NODE_CACHE_AUDIENCE,
             "expirationSeconds": NODE_CACHE_TOKEN_SECONDS,
@@ -313,6 +332,7 @@ def render_deployment(
     *,
     policy: ArtifactPolicy | None = None,
     trust_json: str | None = None,
+    content_digest: str = "",
 ) -> dict[str, Any]:
     """apps/v1 Deployment of the slot of `variant` serving `version` (the ModelVersion it pins).
 
@@ -324,6 +344,9 @@ def render_deployment(
     changed policy is a new slot, verified under that policy before it takes traffic.
     `trust_json`: the trust anchors that accepted the version's signature (its status; the init
     container's ``--trust-json``), so the pod verifies the signature again; None: unsigned or no policy.
+    `content_digest`: an ``oci://`` version's verified ``status.artifact.contentDigest``, pinned as the
+    init container's ``--node-cache-content-digest`` (with the node cache on; none: the pod gets no
+    cache). Ignored for other URIs, whose pod template it leaves as it was.
     """
     check_pin(endpoint, spec, variant, version)
     labels = naming.variant_labels(endpoint.name, variant.name, version.model, version.version)
@@ -335,9 +358,11 @@ def render_deployment(
             "enableServiceLinks": False,
             **_placement(spec),
             "securityContext": pod_security_context(),
-            "initContainers": [_init_container(version, serving, policy or ArtifactPolicy(), trust_json)],
+            "initContainers": [
+                _init_container(version, serving, policy or ArtifactPolicy(), trust_json, content_digest)
+            ],
             "containers": [_server_container(variant, version, serving)],
-            "volumes": _volumes(version, serving),
+            "volumes": _volumes(version, serving, content_digest),
         },
     }
     slot = naming.slot_name(endpoint.name, variant.name, naming.template_hash(template))
