@@ -285,3 +285,41 @@ def test_a_reader_that_found_an_entry_corrupt_never_drops_a_fresh_entry_of_that_
     assert meanwhile == ["first", nc.CORRUPT, nc.OFFERED]
     got = read(running, "tok-a", tmp_path / "after")
     assert got.what == nc.HIT and (tmp_path / "after" / "model.bin").read_bytes() == DATA
+
+
+STOPPED_BY_SIGTERM = """
+import logging, sys
+from pathlib import Path
+sys.path.insert(0, {tests!r})
+logging.basicConfig(level=logging.INFO, stream=sys.stderr)
+from modelversioning.nodecache.server import Agent, serve
+from modelversioning.nodecache.store import Store
+from test_node_cache_protocol import FakeApi
+serve(("127.0.0.1", 0), Agent(Store(Path({root!r}), 1 << 20), FakeApi()))
+print("returned", flush=True)
+"""
+
+
+def test_the_agent_stops_at_once_on_sigterm(tmp_path: Path) -> None:
+    """The agent is PID 1 of its container, which gets no default action for SIGTERM: without a handler
+    every stop waited out the 30 s grace (the e2e teardown's 42 s). Here (not PID 1) the default action
+    kills it (-15), so a clean return says the handler ran."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    code = STOPPED_BY_SIGTERM.format(tests=str(Path(__file__).parent), root=str(tmp_path / "cache"))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True, env=env)  # fmt: skip
+    assert child.stderr is not None
+    deadline = time.monotonic() + 60
+    while "node cache on" not in child.stderr.readline():
+        assert time.monotonic() < deadline and child.poll() is None, "the agent never listened"
+    t0 = time.monotonic()
+    child.send_signal(signal.SIGTERM)
+    out, err = child.communicate(timeout=10)
+    assert child.returncode == 0 and "returned" in out, (child.returncode, err[-2000:])
+    assert "stopping" in err and time.monotonic() - t0 < 5
