@@ -427,23 +427,64 @@ def test_live_streams_are_bounded_per_viewer_and_in_all():
     serve_in_cluster(t, *TWO_TEAMS)
 
 
-def test_pages_of_made_up_namespaces_ask_the_api_server_nothing():
-    """Each namespace a viewer names used to cost a SubjectAccessReview (kept, but a new name each
-    time is a new review): 200 made-up namespaces, 200 reviews of the API server. A namespace the
-    cache holds none of that kind in is refused like one the viewer may not list, without asking."""
+def test_pages_of_made_up_namespaces_cost_a_bounded_number_of_reviews():
+    """Each namespace a viewer names in a URL is a SubjectAccessReview (kept, but a made-up name is a
+    new review every time): a viewer's page views may ask PAGE_REVIEWS_BURST at once and
+    PAGE_REVIEWS_PER_SECOND after, then 429, whether the namespace holds objects or not (one path, so
+    neither the answer nor its timing says which)."""
+    from modelversioning.cli.models.ui import incluster
+
     asked: list[Any] = []
 
     async def t(s: aiohttp.ClientSession, base: str, srv: UiServer) -> None:
+        statuses = []
         for i in range(200):
-            for page in (f"/ns/made-up-{i}/models/fraud", f"/ns/made-up-{i}/endpoints/fraud"):
-                async with s.get(base + page, headers=headers(user="alice")) as r:
-                    assert r.status == 403 and "may not list" in await r.text()
-        assert asked == []
-        # the same answer for a namespace that holds objects of another team (one review, denied)
+            async with s.get(base + f"/ns/made-up-{i}/models/fraud", headers=headers(user="alice")) as r:
+                statuses.append(r.status)
+        refused = statuses.count(429)
+        assert set(statuses) == {403, 429} and refused >= 150, statuses
+        assert len(asked) <= incluster.PAGE_REVIEWS_BURST + 10, len(asked)  # + the loop's seconds x 5
         async with s.get(base + "/ns/b/models/churn", headers=headers(user="alice")) as r:
-            assert r.status == 403 and "may not list" in await r.text()
-        assert [a[3] for a in asked] == ["b"]
+            assert r.status == 429  # a namespace holding objects: the same answer, no review
+        async with s.get(base + "/ns/a/models/fraud", headers=headers(user="bob")) as r:
+            assert r.status == 403  # another viewer has a bucket of its own
+        srv.incluster.reviews._buckets.clear()  # type: ignore[union-attr]  # (as after a few seconds)
         async with s.get(base + "/ns/a/models/fraud", headers=headers(user="alice")) as r:
             assert r.status == 200  # her own, as before
+        async with s.get(base + "/", headers=headers(user="alice")) as r:
+            assert r.status == 200  # the fleet page's reviews (namespaces holding objects) are not limited
 
     serve_in_cluster(t, *TWO_TEAMS, asked=asked)
+
+
+def test_the_keep_alive_keeps_its_own_time_whatever_other_teams_change(monkeypatch: pytest.MonkeyPatch):
+    """Found by a review: the keep-alive's wait restarted at every change anywhere, so a viewer got
+    none while another team's objects changed (their timing, to ~50 ms), and a closed stream, noticed
+    only at a write, held its slot as long as anyone's objects changed."""
+    from modelversioning.cli.models.ui import server as ui_server
+
+    monkeypatch.setattr(ui_server, "SSE_HEARTBEAT", 1.0)
+
+    async def t(s: aiohttp.ClientSession, base: str, srv: UiServer) -> None:
+        loop = asyncio.get_running_loop()
+
+        async def churn() -> None:  # team b's endpoint, every 0.2 s
+            for w in range(20):
+                moved = ep("churn", "churn", [("stable", "2.0.0", 100)], ns="b", effective={"stable": w})
+                await loop.run_in_executor(
+                    None, srv.cache.apply_event, MODELENDPOINT, {"type": "MODIFIED", "object": moved}
+                )
+                await asyncio.sleep(0.2)
+
+        async with s.get(base + "/events", headers=headers(user="alice")) as alice:
+            assert (await _next_event(alice, 1.0) or b"").startswith(b"event: hello")
+            busy = asyncio.create_task(churn())
+            got = []
+            while not busy.done():
+                line = await _next_event(alice, 0.5)
+                if line is not None:
+                    got.append(line)
+            await busy
+        assert got and all(line == b": keep-alive\n\n" for line in got), got  # ~4 s: 3-4 of them
+
+    serve_in_cluster(t, *TWO_TEAMS)

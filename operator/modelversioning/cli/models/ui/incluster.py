@@ -40,6 +40,10 @@ from modelversioning.cli.models.ui.snapshot import Snapshot
 
 MAX_VIEWERS = 256  # identities whose access reviews are kept (least recently used dropped first)
 MAX_ENTRIES = 4096  # answers kept per identity (kinds x namespaces)
+# Reviews a viewer's page views may ask (answers not kept) per second, and in one burst: each namespace
+# named in a URL is a review, and a made-up one is a new review every time.
+PAGE_REVIEWS_PER_SECOND = 5.0
+PAGE_REVIEWS_BURST = 20.0
 TTL_ALLOWED = 30.0  # seconds an "allowed" answer is kept (a RoleBinding removed shows within this)
 TTL_DENIED = 10.0
 MAX_NAME = 253
@@ -103,6 +107,10 @@ class ProxyTrust:
         return Viewer(user, tuple(sorted({g for g in named if g in self.groups})))
 
 
+class Throttled(Exception):
+    """A viewer's page views asked more access reviews than PAGE_REVIEWS_PER_SECOND allows."""
+
+
 @dataclass
 class AccessReviews:
     """Per viewer, the answers of SubjectAccessReviews, kept ``ttl`` seconds; bounded in identities
@@ -120,11 +128,19 @@ class AccessReviews:
         default_factory=OrderedDict
     )
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _buckets: OrderedDict[str, tuple[float, float]] = field(default_factory=OrderedDict)  # (tokens, at)
+    rate: float = PAGE_REVIEWS_PER_SECOND
+    burst: float = PAGE_REVIEWS_BURST
 
     def __len__(self) -> int:
         return len(self._by_viewer)
 
-    def allowed(self, viewer: Viewer, verb: str, res: Resource, namespace: str) -> bool:
+    def allowed(
+        self, viewer: Viewer, verb: str, res: Resource, namespace: str, limited: bool = False
+    ) -> bool:
+        """``limited``: a review a page view asks for a namespace named in its URL; one that is not kept
+        costs a token of the viewer's bucket, and none left raises Throttled (the same for a namespace
+        that holds objects and one that does not: the answer's path and timing say nothing of which)."""
         key, now = (verb, res.plural, namespace), self.clock()
         with self._lock:
             answers = self._by_viewer.get(viewer.key)
@@ -134,6 +150,8 @@ class AccessReviews:
                 if hit is not None and hit[1] > now:
                     self.kept += 1
                     return hit[0]
+            if limited:
+                self._take(viewer.key, now)
         try:
             ok = bool(self.ask(viewer, verb, res, namespace))
         except Exception:  # noqa: BLE001 - an unanswered review denies (and is kept briefly: no storm)
@@ -148,6 +166,18 @@ class AccessReviews:
                 answers.pop(next(iter(answers)))
             answers[key] = (ok, now + (self.ttl_allowed if ok else self.ttl_denied))
         return ok
+
+
+    def _take(self, who: str, now: float) -> None:
+        """Under the lock: one token of ``who``'s bucket (bounded in identities like the answers)."""
+        tokens, at = self._buckets.pop(who, (self.burst, now))
+        tokens = min(self.burst, tokens + (now - at) * self.rate)
+        if tokens < 1.0:
+            self._buckets[who] = (tokens, now)
+            raise Throttled(f"more than {self.rate:g} access reviews a second for pages of namespaces")
+        self._buckets[who] = (tokens - 1.0, now)
+        while len(self._buckets) > self.max_viewers:
+            self._buckets.popitem(last=False)
 
 
 KIND_OF_PAGE = {"models": MODELVERSION, "endpoints": MODELENDPOINT}

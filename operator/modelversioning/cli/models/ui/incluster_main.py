@@ -94,7 +94,7 @@ def _never(_ns: str | None) -> Cluster:
 
 
 async def _serve(cfg: UiConfig, cache: WatchCache, server: UiServer, address: str) -> None:
-    runner = web.AppRunner(server.app(), access_log=None, handle_signals=False)
+    runner = web.AppRunner(server.app(), access_log=None, handle_signals=False, handler_cancellation=True)
     await runner.setup()
     site = web.TCPSite(runner, address, cfg.port)
     await site.start()

@@ -55,7 +55,7 @@ async def _serve(cfg: UiConfig, cache: WatchCache, server: UiServer, port: int) 
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((HOST, port))
     cfg.port = int(sock.getsockname()[1])  # the Host header and cookie checks need it before serving
-    runner = web.AppRunner(server.app(), access_log=None, handle_signals=False)
+    runner = web.AppRunner(server.app(), access_log=None, handle_signals=False, handler_cancellation=True)
     await runner.setup()
     await web.SockSite(runner, sock).start()
     cache.start()

@@ -44,6 +44,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from importlib import resources
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -60,6 +61,7 @@ from modelversioning.cli.models.ui.incluster import (
     KIND_OF_PAGE,
     AccessReviews,
     ProxyTrust,
+    Throttled,
     Untrusted,
     Viewer,
     csrf_for,
@@ -298,14 +300,13 @@ class UiServer:
         reviews, loop = self.incluster.reviews, asyncio.get_running_loop()
         if ns is not None and page is not None:
             res = KIND_OF_PAGE[page]
-            # A namespace the cache holds none of that kind in is refused as one the viewer may not
-            # list, without an access review: made-up namespaces cost the API server nothing, and the
-            # answer does not tell which namespaces hold objects.
-            if not snap.holds(res.plural, ns) or not await loop.run_in_executor(
-                None, reviews.allowed, viewer, "list", res, ns
-            ):
-                why = f"{viewer.user} may not list {res.plural} in {ns} (or it has none)"
-                raise web.HTTPForbidden(reason=why)
+            try:  # rate limited per viewer: each namespace named in a URL is a review of the API server
+                ask = partial(reviews.allowed, viewer, "list", res, ns, limited=True)
+                ok = await loop.run_in_executor(None, ask)
+            except Throttled as e:
+                raise web.HTTPTooManyRequests(reason=str(e), headers={"Retry-After": "5"}) from None
+            if not ok:
+                raise web.HTTPForbidden(reason=f"{viewer.user} may not list {res.plural} in {ns}")
         return await loop.run_in_executor(None, visible, snap, viewer, reviews)
 
     # ---- rendering ------------------------------------------------------------------------------
@@ -415,19 +416,27 @@ class UiServer:
                 del self._streams[who]
 
     async def _stream(self, request: web.Request, viewer: Viewer | None) -> web.StreamResponse:
+        """The keep-alive is timed from this stream's own last write, never from the cache's last change:
+        restarted by every change anywhere, its absence would tell a viewer when other teams' objects
+        change, and a closed stream (noticed at a write) would hold its slot while anyone's do."""
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "X-Accel-Buffering": "no"})
         await resp.prepare(request)
         assert self._changed is not None
         loop, sent, told = asyncio.get_running_loop(), self.cache.revision, 0
         await resp.write(b"event: hello\ndata: 0\n\n")
+        wrote = loop.time()
         try:
             while True:
                 if self.cache.revision == sent:
                     self._changed.clear()
+                    left = wrote + SSE_HEARTBEAT - loop.time()
                     try:
-                        await asyncio.wait_for(self._changed.wait(), SSE_HEARTBEAT)
+                        if left <= 0:
+                            raise TimeoutError
+                        await asyncio.wait_for(self._changed.wait(), left)
                     except TimeoutError:
                         await resp.write(b": keep-alive\n\n")
+                        wrote = loop.time()
                         continue
                     await asyncio.sleep(SSE_COALESCE)
                 sent, pairs, kinds = self.cache.changes_since(sent)
@@ -437,6 +446,7 @@ class UiServer:
                         continue  # a change they may not see: not even that something changed is told
                 told += 1
                 await resp.write(f"event: change\ndata: {told}\n\n".encode())
+                wrote = loop.time()
         except (ConnectionResetError, asyncio.CancelledError):
             pass
         return resp

@@ -19,13 +19,3 @@ class Snapshot:
     approvals: tuple[Mapping[str, Any], ...]
     errors: Mapping[str, str] = field(default_factory=dict)  # kind -> why it is not watched
     synced: bool = True  # every kind has been listed once
-
-    def holds(self, plural: str, namespace: str) -> bool:
-        """Does it hold an object of this kind (by plural) in ``namespace``?"""
-        objs = {
-            "modelversions": self.versions,
-            "modelendpoints": self.endpoints,
-            "models": self.models,
-            "modelapprovals": self.approvals,
-        }.get(plural, ())
-        return any((o.get("metadata") or {}).get("namespace") == namespace for o in objs)
