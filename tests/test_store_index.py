@@ -203,8 +203,21 @@ def test_the_store_remembers_a_bounded_number_of_deletions() -> None:
     s = Store()
     for i in range(store_mod.TOMBSTONES + 10):
         s.delete("ModelVersion", "ns", f"v{i}", gone_at=str(i + 100))
-    assert len(s._gone) == store_mod.TOMBSTONES
+    assert len(s._gone["ModelVersion"]) == store_mod.TOMBSTONES
+    s.delete("Pod", "ns", "p", gone_at="1")  # another kind's deletions push none of these out
+    assert len(s._gone["ModelVersion"]) == store_mod.TOMBSTONES
     s.upsert("ModelVersion", mv("v0", "fraud", rv="50"))  # the oldest deletions are forgotten
     assert s.get("ModelVersion", "ns", "v0") is not None
     s.upsert("ModelVersion", mv(f"v{store_mod.TOMBSTONES + 9}", "fraud", rv="50"))  # the latest are not
     assert s.get("ModelVersion", "ns", f"v{store_mod.TOMBSTONES + 9}") is None
+
+
+def test_a_deletion_event_arriving_after_the_object_was_created_again_keeps_the_new_one() -> None:
+    """Our create's answer (rv 12) cached before the watch delivered the old object's deletion (rv 10):
+    the DELETED event must not drop the new object."""
+    s = Store()
+    s.upsert("ModelVersion", mv("fraud-v1", "fraud", rv="12"), observed=False)
+    s.delete("ModelVersion", "ns", "fraud-v1", gone_at="10")
+    assert s.get("ModelVersion", "ns", "fraud-v1") is not None
+    s.delete("ModelVersion", "ns", "fraud-v1", gone_at="13")  # its own deletion
+    assert s.get("ModelVersion", "ns", "fraud-v1") is None

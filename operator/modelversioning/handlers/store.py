@@ -55,8 +55,8 @@ def _not_newer(new: Any, old: Any) -> bool:
     return False
 
 
-# How many deletions the Store remembers (a late copy of a deleted object is refused, see Store.delete):
-# what is in flight at once (a reconcile's write, a late event) is far fewer.
+# How many deletions of each kind the Store remembers (a late copy of a deleted object is refused, see
+# Store.delete): what is in flight at once (a reconcile's write, a late event) is far fewer.
 TOMBSTONES = 4096
 
 
@@ -134,8 +134,8 @@ class Store:
         self._models: dict[tuple[str, str, str], set[str]] = {}  # (kind, ns, spec.model) -> names
         self._slots: dict[tuple[str, str, str], set[str]] = {}  # (kind, ns, slot label) -> names
         self._unobserved: set[tuple[str, str, str]] = set()  # our writes the watch has not shown yet
-        # (kind, ns, name) -> the resourceVersion of its deletion, the latest TOMBSTONES deletions
-        self._gone: dict[tuple[str, str, str], str] = {}
+        # kind -> (ns, name) -> the resourceVersion of its deletion, the latest TOMBSTONES of each kind
+        self._gone: dict[str, dict[tuple[str, str], str]] = {}
 
     def upsert(self, kind: str, body: dict[str, Any], observed: bool = True) -> None:
         """Cache `body`. observed=False: the object as we just wrote it (read-your-writes), which
@@ -143,11 +143,12 @@ class Store:
         entry = _Entry(kind, cacheable(kind, body, shared=True))  # pickled at once: no copy first
         ns, name = body.get("metadata", {}).get("namespace", ""), body["metadata"]["name"]
         with self._lock:
-            gone = self._gone.get((kind, ns, name))
-            if gone is not None:
+            tombs = self._gone.get(kind)
+            gone = tombs.get((ns, name)) if tombs else None
+            if tombs and gone is not None:
                 if _not_newer(entry.rv, gone):
                     return  # a copy from before its deletion (our write's answer, read after the event)
-                del self._gone[(kind, ns, name)]  # created again
+                del tombs[(ns, name)]  # created again
             bucket = self._objs.setdefault(kind, {}).setdefault(ns, {})
             old = bucket.get(name)
             if old is not None:
@@ -204,10 +205,14 @@ class Store:
         restart) and, e.g., its Model's registry never recorded it as removed."""
         with self._lock:
             if gone_at:
-                self._gone.pop((kind, namespace, name), None)
-                self._gone[(kind, namespace, name)] = str(gone_at)
-                if len(self._gone) > TOMBSTONES:
-                    del self._gone[next(iter(self._gone))]  # the oldest deletion
+                cached = self._objs.get(kind, {}).get(namespace, {}).get(name)
+                if cached is not None and _older(str(gone_at), cached.rv):
+                    return  # created again already (our create's answer came first): that one stays
+                gone = self._gone.setdefault(kind, {})  # bounded per kind: Pods' deletions are many
+                gone.pop((namespace, name), None)
+                gone[(namespace, name)] = str(gone_at)
+                if len(gone) > TOMBSTONES:
+                    del gone[next(iter(gone))]  # the oldest deletion
             bucket = self._objs.get(kind, {}).get(namespace, {})
             old = bucket.get(name)
             if old is None or (if_version is not None and old.rv != if_version):
