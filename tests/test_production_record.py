@@ -92,6 +92,28 @@ def test_due(
 
 
 @pytest.mark.parametrize(
+    ("again", "now", "want_final"),
+    [
+        (110, 130, None),  # its slot served it again 10 s after the close: nothing before 110 + settle
+        (110, 140, (0, 110)),  # then the last segment ends where the new period starts
+        (150, 130, (0, 130)),  # served again after `settle`: as before, close + settle
+        (100, 135, (0, 100)),  # at once (a rollback undone in the same second)
+    ],
+)
+def test_a_period_served_again_within_settle_ends_where_the_next_one_starts(
+    again: float, now: float, want_final: tuple[float, float] | None
+) -> None:
+    """A review found a version that takes traffic again on the same slot within `settle` of a close
+    (a quick rollback and re-promote) had those requests counted in both periods: the closed one's
+    last segment ran to close + settle over the slot's counters, the new one's first from its start."""
+    got = P.due([period(0, 100), period(again)], at(now), POLICY)
+    finals = [(s.start, s.end) for s in got.segments if s.final]
+    assert finals == ([] if want_final is None else [(at(want_final[0]), at(want_final[1]))])
+    opened = [s for s in got.segments if not s.final]
+    assert all(s.start >= at(again) for s in opened)  # the new period's own start: no overlap
+
+
+@pytest.mark.parametrize(
     ("failures", "failed_ago", "measured", "after"),
     [
         (1, 100, False, 20),

@@ -103,6 +103,23 @@ def _slots(p: Mapping[str, Any]) -> tuple[str, ...]:
     return tuple(str(x) for x in p.get("slots") or ())
 
 
+def _next_on_slots(
+    p: Mapping[str, Any], to: datetime, periods: Sequence[Mapping[str, Any]]
+) -> datetime | None:
+    """When another period of this version opened on one of ``p``'s slots at or after ``p`` closed
+    (None: none did). A closed period's last segment ends there at the latest: a version that takes
+    traffic again within ``settle`` of a close (a quick rollback and re-promote) would otherwise have
+    those requests counted in both periods."""
+    mine = set(_slots(p))
+    starts = (
+        parse_rfc3339(q.get("from"))
+        for q in periods
+        if q is not p and mine & set(_slots(q))
+    )
+    later = [t for t in starts if t is not None and t >= to]
+    return min(later) if later else None
+
+
 def first_share(key: tuple[str, str, str]) -> float:
     """When an open period's first segment is due, as a share of the interval in [0.5, 1): fixed per
     period (a hash of endpoint, variant and start), so periods that opened together (a fleet created at
@@ -145,7 +162,12 @@ def due(
         to = parse_rfc3339(p.get("to"))
         key = _period_key(p)
         if to is not None:  # closed: one last segment, once the scrapes are in
-            ready = to + timedelta(seconds=policy.settle)
+            end = to + timedelta(seconds=policy.settle)
+            again = _next_on_slots(p, to, periods)
+            if again is not None and again < end:
+                end = again  # its slot served this version again: from then on, the new period's
+            settle = timedelta(seconds=policy.settle)
+            ready = end + settle if end < to + settle else end
             if now >= to + timedelta(seconds=policy.give_up):
                 give.append(key)
             elif now < ready:
@@ -153,7 +175,7 @@ def due(
             elif hold_closed:
                 waits.append(backoff - (failed_ago or 0.0))
             else:
-                segments.append(Segment(*key, start, max(start, ready), True, _slots(p)))
+                segments.append(Segment(*key, start, max(start, end), True, _slots(p)))
             continue
         # open: a segment every `interval`; the first one after a share of it that the period spreads
         first = not summary.get("through")
