@@ -651,3 +651,36 @@ def test_a_served_gate_reads_the_versions_own_production_record(production, stag
     cond = next(c for c in st["conditions"] if c["type"] == "StageTransition")
     assert (st["stage"], cond["reason"]) == (stage, reason)
     assert says in cond["message"]
+
+
+def test_versions_of_one_model_reconciled_at_once_create_its_model_once():
+    """The fleet benchmark's five versions per model, reconciled at once by several workers, made
+    5,342 creates for 2,000 Models (3,342 answered 409, each a write through admission)."""
+    import threading
+
+    store, kube, _, r, _, _ = reconciler(OK)
+    release, entered = threading.Event(), threading.Event()
+    creates: list[str] = []
+    plain_create = kube.create
+
+    def slow_create(obj: dict[str, Any]) -> dict[str, Any]:
+        creates.append(obj["metadata"]["name"])
+        entered.set()
+        assert release.wait(10)
+        return plain_create(obj)
+
+    kube.create = slow_create  # type: ignore[method-assign]
+    first = threading.Thread(target=r._create_model, args=(mv(), "m"))
+    first.start()
+    assert entered.wait(10)
+    others = [threading.Thread(target=r._create_model, args=(mv(), "m")) for _ in range(4)]
+    for t in others:
+        t.start()
+    for t in others:
+        t.join(10)  # they return at once: the Model is being created
+    assert all(not t.is_alive() for t in others) and creates == ["m"]
+    release.set()
+    first.join(10)
+    assert store.get("Model", NS, "m") is not None
+    r._create_model(mv(), "m")  # cached now: no create either
+    assert creates == ["m"]

@@ -12,6 +12,7 @@ record's gather and measurements are ``handlers.production``'s.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -142,6 +143,9 @@ class ModelVersionReconciler:
         self.protect_without_model = settings.registry.protect_versions_without_model
         self.verifications = Verifications(kube, verifier, requeue, settings.verification)
         self.production = ProductionRecorder.from_settings(settings, store, requeue)
+        # (namespace, model) whose Model a reconcile is creating now: one create per name at a time
+        self._creating: set[tuple[str, str]] = set()
+        self._creating_lock = threading.Lock()
 
     def reconcile(self, namespace: str, name: str) -> None:
         instrumented(KIND, self._reconcile, namespace, name)
@@ -269,6 +273,21 @@ class ModelVersionReconciler:
         someone else created it meanwhile, which is as good. The operator never writes a Model's spec:
         a user's later apply of that Model adopts it, and its status (the record) stays."""
         ns = body["metadata"]["namespace"]
+        # One create per name at a time, and none once it is cached: the fleet benchmark's versions of
+        # one model, reconciled at once by several workers, made 5,342 creates for 2,000 Models (3,342
+        # answered 409, each a write through admission). A version that skips it stays pending; the
+        # Model's watch event queues the model's versions again.
+        with self._creating_lock:
+            if (ns, model) in self._creating or self.store.has(MODEL.kind, ns, model):
+                return
+            self._creating.add((ns, model))
+        try:
+            self._create_model_once(ns, model)
+        finally:
+            with self._creating_lock:
+                self._creating.discard((ns, model))
+
+    def _create_model_once(self, ns: str, model: str) -> None:
         obj = {
             "apiVersion": MODEL.api_version,
             "kind": MODEL.kind,
