@@ -54,7 +54,7 @@ from aiohttp import web
 
 from modelversioning.cli.models.errors import ClusterError, Refused
 from modelversioning.cli.models.kube import Cluster
-from modelversioning.cli.models.ui import pages
+from modelversioning.cli.models.ui import live, pages
 from modelversioning.cli.models.ui.cache import WatchCache
 from modelversioning.cli.models.ui.forms import action_fields, name_param, run_action
 from modelversioning.cli.models.ui.incluster import (
@@ -65,7 +65,6 @@ from modelversioning.cli.models.ui.incluster import (
     Untrusted,
     Viewer,
     csrf_for,
-    sees_change,
     visible,
 )
 from modelversioning.cli.models.ui.regions import RegionReads, regions_view
@@ -409,47 +408,15 @@ class UiServer:
             )
         self._streams[who] = self._streams.get(who, 0) + 1
         try:
-            return await self._stream(request, viewer if isinstance(viewer, Viewer) else None)
+            assert self._changed is not None
+            reviews = self.incluster.reviews if self.incluster is not None else None
+            seen = viewer if isinstance(viewer, Viewer) else None
+            changed, beat = self._changed, (SSE_HEARTBEAT, SSE_COALESCE)
+            return await live.stream(request, self.cache, changed, seen, reviews, *beat)
         finally:
             self._streams[who] -= 1
             if not self._streams[who]:
                 del self._streams[who]
-
-    async def _stream(self, request: web.Request, viewer: Viewer | None) -> web.StreamResponse:
-        """The keep-alive is timed from this stream's own last write, never from the cache's last change:
-        restarted by every change anywhere, its absence would tell a viewer when other teams' objects
-        change, and a closed stream (noticed at a write) would hold its slot while anyone's do."""
-        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "X-Accel-Buffering": "no"})
-        await resp.prepare(request)
-        assert self._changed is not None
-        loop, sent, told = asyncio.get_running_loop(), self.cache.revision, 0
-        await resp.write(b"event: hello\ndata: 0\n\n")
-        wrote = loop.time()
-        try:
-            while True:
-                if self.cache.revision == sent:
-                    self._changed.clear()
-                    left = wrote + SSE_HEARTBEAT - loop.time()
-                    try:
-                        if left <= 0:
-                            raise TimeoutError
-                        await asyncio.wait_for(self._changed.wait(), left)
-                    except TimeoutError:
-                        await resp.write(b": keep-alive\n\n")
-                        wrote = loop.time()
-                        continue
-                    await asyncio.sleep(SSE_COALESCE)
-                sent, pairs, kinds = self.cache.changes_since(sent)
-                if viewer is not None and self.incluster is not None:
-                    reviews = self.incluster.reviews
-                    if not await loop.run_in_executor(None, sees_change, viewer, reviews, pairs, kinds):
-                        continue  # a change they may not see: not even that something changed is told
-                told += 1
-                await resp.write(f"event: change\ndata: {told}\n\n".encode())
-                wrote = loop.time()
-        except (ConnectionResetError, asyncio.CancelledError):
-            pass
-        return resp
 
     # ---- actions --------------------------------------------------------------------------------
     async def confirm(self, request: web.Request) -> web.StreamResponse:
