@@ -74,7 +74,10 @@ def test_a_dataset_quarantine_moves_traffic_under_load_with_no_errors_and_refuse
         {"name": "stable", "version": "1.0.0", "weight": 0},
     ]
     objs.create(endpoint(dp, "q", "q", variants, requiredStage="staging"))
-    wait_for(lambda: cond_is(objs.mep("q"), "Ready", "True"), 300, "1.1.0 live, 1.0.0 deployed at 0 %")
+    wait_for(lambda: cond_is(objs.mep("q"), "Ready", "True"), 300, "1.1.0 live")
+    # Ready speaks for the weighted variants only: the stable one at 0 % may still be starting, and
+    # until it is eligible, quarantining 1.1.0 would (rightly) close the route instead of moving it
+    wait_for(lambda: _eligible(objs.mep("q"), "stable"), 300, "1.0.0 deployed and eligible at 0 %")
     wait_for(lambda: live_on(dp, {"1.1.0": 1}), 60, "1.1.0 answers through Traefik")
     spec_before = objs.mep("q")["spec"]
     dry = kubectl_models(cluster.kubeconfig, "-n", objs.ns, "quarantine", "--dataset", "tx-labels@2026-10-01",
@@ -224,3 +227,8 @@ def test_a_tenant_that_can_read_a_namespace_but_not_write_it_quarantines_nothing
     # a selector that marks nothing: exit 4
     again = kubectl_models(kubeconfig, "unquarantine", "--dataset", "tx-labels@2026-10-01", "--reason", "x")
     assert again.returncode == 4, again.stdout + again.stderr
+
+
+def _eligible(mep: dict[str, Any], variant: str) -> bool:
+    variants = (mep.get("status") or {}).get("variants") or []
+    return any(v.get("name") == variant and v.get("eligible") for v in variants)
