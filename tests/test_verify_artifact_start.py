@@ -3,8 +3,9 @@
 interpreter, loads neither the other schemes' code (oci://, with its registry client and tar extraction),
 nor the operator's own machinery (the verifier runner, retention, the renderers, the handlers, kopf, the
 kubernetes client), nor what a run without --trust-json never uses (the signature libraries, the trust
-rules) or the pod never asks for (YAML: its policy comes as JSON; rich: no terminal). A file:// run does
-not load aiohttp either.
+rules) or the pod never asks for (YAML: its policy comes as JSON; rich: no terminal), nor the CLI
+framework of the other commands (typer, click). An http(s):// or file:// run loads neither aiohttp nor
+fsspec's HTTP file system: http(s) is read by the standard library (``artifacts/http_plain.py``).
 
 Each check runs the console script's entry point and reads sys.modules after the run."""
 
@@ -48,6 +49,11 @@ NEVER = (
     "kubernetes",
     "rich",
     "yaml",
+    "typer",
+    "click",
+    "aiohttp",
+    "fsspec.implementations.http",
+    "modelversioning.artifacts.backends",
 )
 
 
@@ -60,7 +66,7 @@ def run_init_container(args: list[str], env: dict[str, str] | None = None) -> tu
     interpreter: (exit code, its stdout, the modules loaded by the end of the run)."""
     code = (
         "import io, json, sys, contextlib\n"
-        "from modelversioning.cli.main import main\n"
+        "from modelversioning.cli.entry import main\n"
         f"sys.argv = ['modelversioning', 'verify-artifact', *{args!r}]\n"
         "out, rc = io.StringIO(), 0\n"
         "with contextlib.redirect_stdout(out):\n"
@@ -121,7 +127,7 @@ def test_an_http_artifact_is_verified_without_the_rest_of_the_operator(
     assert rc == 0 and json.loads(out)["reason"] == "Verified", out
     assert (tmp_path / "model" / "model.bin").stat().st_size == 3 * 1024 * 1024 + 5
     assert under(modules, NEVER) == []
-    assert "aiohttp" in modules  # what http:// needs is there: the policy-enforcing client
+    assert "modelversioning.artifacts.http_plain" in modules  # http(s): the policy-enforcing client
 
 
 def test_a_file_artifact_is_verified_without_the_http_client(tmp_path: Path) -> None:
@@ -134,4 +140,4 @@ def test_a_file_artifact_is_verified_without_the_http_client(tmp_path: Path) -> 
     args[-1] = str(model.stat().st_size)
     rc, out, modules = run_init_container(args, clean_env())
     assert rc == 0 and json.loads(out)["reason"] == "Verified", out
-    assert under(modules, (*NEVER, "aiohttp", "modelversioning.artifacts.backends")) == []
+    assert under(modules, (*NEVER, "modelversioning.artifacts.http_plain")) == []

@@ -1,4 +1,4 @@
-from modelversioning.cli.main import main
+from modelversioning.cli.entry import main
 
 if __name__ == "__main__":
     main()

@@ -1,8 +1,10 @@
-"""The network clients of the fsspec file systems of artifact URIs (aiohttp), with the URI policy enforced
-inside them (:func:`~modelversioning.artifacts.filesystems.open_filesystem` uses them).
+"""The aiohttp clients of ``oci://`` registries and ``s3://`` stores, with the URI policy enforced inside
+them (http(s) artifacts are read by :mod:`~modelversioning.artifacts.http_plain`, with the same rules
+over the standard library).
 
-* http(s): our aiohttp session. Every request and every redirect is checked against the policy
-  (trace hooks), every address the connector resolves is checked (``PolicyResolver``), and the
+* the registry session (:func:`http_client_factory`, used by
+  :mod:`~modelversioning.artifacts.oci_registry`). Every request and every redirect is checked against
+  the policy (trace hooks), every address the connector resolves is checked (``PolicyResolver``), and the
   whole request -- connecting, the response headers and the body -- runs under the verification's
   deadline (``ClientTimeout(total=...)``), so a server that trickles its headers cannot hold a
   verification. Proxies from the *process* environment (``HTTP(S)_PROXY``/``NO_PROXY``, e.g. the
@@ -123,7 +125,7 @@ def http_client_factory(
     credential_hosts: tuple[str, ...] | None = None,
     env: Mapping[str, str] | None = None,
 ) -> Any:
-    """A ``get_client`` for fsspec's HTTPFileSystem that enforces ``policy`` on every hop and
+    """A session factory (fsspec's ``get_client`` form) that enforces ``policy`` on every hop and
     bounds every request by ``deadline`` (time.monotonic())."""
     proxies = proxy_hosts(env)
 

@@ -8,10 +8,18 @@ botocore is duck-typed: it is an optional dependency.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
+from typing import Any
 
 from modelversioning.artifacts.credentials import CredentialsError
-from modelversioning.artifacts.errors import ArtifactError, Reason, TruncatedReadError, URIRefusedError
+from modelversioning.artifacts.errors import (
+    ArtifactError,
+    HTTPStatusError,
+    Reason,
+    TruncatedReadError,
+    URIRefusedError,
+)
 
 NOT_FOUND_HINT = "the artifact may not have been uploaded yet; verification is retried"
 
@@ -60,16 +68,17 @@ def _client_error(e: BaseException) -> tuple[str, int | None] | None:
     return None
 
 
-def _is_connection_problem(e: BaseException) -> bool:
-    import aiohttp
+def _aiohttp() -> Any:
+    """aiohttp if this process loaded it (s3://, oci://), else None: none of its errors can be in a
+    chain then, and the http(s) reader of the init container never pays for its import."""
+    return sys.modules.get("aiohttp")
 
-    connection_errors = (
-        TimeoutError,
-        ConnectionError,
-        aiohttp.ClientConnectionError,
-        aiohttp.ClientPayloadError,
-    )
-    if isinstance(e, connection_errors):
+
+def _is_connection_problem(e: BaseException) -> bool:
+    aiohttp = _aiohttp()
+    if isinstance(e, (TimeoutError, ConnectionError, http_client_errors())):
+        return True
+    if aiohttp is not None and isinstance(e, (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError)):
         return True
     name = type(e).__name__
     return name in {
@@ -84,6 +93,13 @@ def _is_connection_problem(e: BaseException) -> bool:
     }
 
 
+def http_client_errors() -> tuple[type[BaseException], ...]:
+    """The standard library HTTP client's errors of a connection (a malformed or cut answer)."""
+    import http.client
+
+    return (http.client.HTTPException,)
+
+
 def classify_exception(exc: BaseException) -> tuple[Reason, bool, str]:
     """(reason, transient, detail) for an exception raised while fetching.
 
@@ -91,8 +107,7 @@ def classify_exception(exc: BaseException) -> tuple[Reason, bool, str]:
     anything else -> FetchFailed. The whole cause chain is inspected, because fsspec wraps
     errors (e.g. HTTP turns every failed GET into FileNotFoundError).
     """
-    import aiohttp
-
+    aiohttp = _aiohttp()
     chain = list(_chain(exc))
     for e in chain:
         if isinstance(e, MemoryError):
@@ -104,11 +119,13 @@ def classify_exception(exc: BaseException) -> tuple[Reason, bool, str]:
         if isinstance(e, CredentialsError):
             return Reason.ACCESS_DENIED, False, str(e)
     for e in chain:
-        if isinstance(e, aiohttp.ClientResponseError):
-            detail = f"HTTP {e.status} {e.message}".strip()
-            if e.status in (401, 403):
+        response_error = aiohttp is not None and isinstance(e, aiohttp.ClientResponseError)
+        if isinstance(e, HTTPStatusError) or response_error:
+            http_status: int = getattr(e, "status", 0)
+            detail = f"HTTP {http_status} {getattr(e, 'message', '')}".strip()
+            if http_status in (401, 403):
                 return Reason.ACCESS_DENIED, False, detail
-            if e.status in (404, 410):
+            if http_status in (404, 410):
                 return Reason.NOT_FOUND, True, f"{detail}; {NOT_FOUND_HINT}"
             return Reason.FETCH_FAILED, True, detail
         client_error = _client_error(e)

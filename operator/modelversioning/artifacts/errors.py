@@ -59,3 +59,12 @@ class URIRefusedError(OSError):
 
 class TruncatedReadError(OSError):
     """Fewer (or more) bytes were read than the store reported: never a digest."""
+
+
+class HTTPStatusError(OSError):
+    """An http(s) store answered with a status that is not a file's bytes (after redirects)."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(f"HTTP {status} {reason}".strip())
+        self.status = status
+        self.message = reason

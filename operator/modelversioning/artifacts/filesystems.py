@@ -1,6 +1,7 @@
-"""The fsspec file system of an artifact URI's scheme (:func:`open_filesystem`), with the URI policy
-enforced inside its network client (:mod:`~modelversioning.artifacts.backends`, loaded for the schemes
-that have one: ``file://`` never loads aiohttp).
+"""The file system of an artifact URI's scheme (:func:`open_filesystem`), with the URI policy enforced
+inside its network client: http(s) over the standard library (:mod:`~modelversioning.artifacts.http_plain`),
+s3 over aiobotocore with our resolver (:mod:`~modelversioning.artifacts.backends`); ``file://`` and
+http(s) never load aiohttp.
 """
 
 from __future__ import annotations
@@ -16,23 +17,24 @@ BACKEND_PACKAGES = {"s3": "s3fs", "s3a": "s3fs", "gs": "gcsfs", "gcs": "gcsfs"}
 
 
 def open_filesystem(access: StoreAccess, policy: ArtifactPolicy, deadline: float | None = None) -> Any:
-    """A fresh (uncached) fsspec file system for ``access.scheme``."""
+    """A fresh (uncached) file system for ``access.scheme``: for http(s) our standard-library client
+    (:class:`~modelversioning.artifacts.http_plain.PlainHTTP`), else fsspec's."""
+    if deadline is None:
+        deadline = time.monotonic() + policy.timeout_seconds
+    scheme = access.scheme
+    options: dict[str, Any] = dict(access.options)
+    if scheme in ("http", "https"):
+        from modelversioning.artifacts.http_plain import PlainHTTP
+
+        headers = options.get("headers") or {}
+        return PlainHTTP(policy, deadline, headers=headers, credential_hosts=access.credential_hosts)
     try:
         import fsspec
     except ImportError as e:  # pragma: no cover - fsspec is a hard dependency
         raise ArtifactError(Reason.FETCH_FAILED, "fsspec is not installed", transient=False) from e
 
-    if deadline is None:
-        deadline = time.monotonic() + policy.timeout_seconds
-    scheme = access.scheme
-    options: dict[str, Any] = dict(access.options)
     left = max(0.05, deadline - time.monotonic())
-    if scheme in ("http", "https"):
-        from modelversioning.artifacts.backends import http_client_factory
-
-        hosts = access.credential_hosts
-        options["get_client"] = http_client_factory(policy, deadline, credential_hosts=hosts)
-    elif scheme in ("s3", "s3a"):
+    if scheme in ("s3", "s3a"):
         from modelversioning.artifacts.backends import PolicyResolver, proxy_hosts
 
         config = dict(options.get("config_kwargs") or {})

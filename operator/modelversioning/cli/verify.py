@@ -50,12 +50,15 @@ stderr says ``node-cache: hit|miss|refused|unreachable|corrupt|skipped``. For an
 is used only with ``--node-cache-content-digest`` (the version's verified ``status.artifact.contentDigest``,
 rendered by the operator): the files read from it, and those offered to it, must hash to exactly that.
 
-To wire it into a bigger Typer app: ``top.command("verify-artifact")(verify_artifact_command)``.
+The parser is the standard library's ``argparse``, not typer: this is the artifact init container of
+every model pod, and a pod waits for its start (typer, click and rich cost ~0.25 s of CPU to import;
+``modelversioning verify-artifact`` reaches :func:`main` without importing them, see ``cli/main.py``).
 Stand-alone: ``python -m modelversioning.cli.verify URI --sha256 HEX`` or ``main(argv)``.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import sys
@@ -63,9 +66,8 @@ import threading
 from dataclasses import replace
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
-import typer
 from pydantic import ValidationError
 
 from modelversioning.api.artifact_policy import ArtifactPolicy
@@ -104,22 +106,6 @@ EXIT_CODES = {
 }
 WATCHDOG_GRACE_SECONDS = 10.0
 NODE_CACHE_TIMEOUT = 3.0  # each step with the node's agent: an absent agent never holds a pod up longer
-NodeCacheUrl = Annotated[
-    str | None,
-    typer.Option("--node-cache", help="The node agent, http://NODE_IP:PORT: read from it, offer to it."),
-]
-NodeCacheContent = Annotated[
-    str | None,
-    typer.Option(
-        "--node-cache-content-digest",
-        help="oci://: the verified digest of the laid-out files (rendered by the operator); the cache's "
-        "entry must hash to it.",
-    ),
-]
-NodeCacheToken = Annotated[
-    Path | None,
-    typer.Option("--node-cache-token-file", help="The projected ServiceAccount token to show the agent."),
-]
 
 
 class EnvCredentials(StrEnum):
@@ -132,19 +118,23 @@ class OutputFormat(StrEnum):
     json = "json"
 
 
-app = typer.Typer(
-    name="verify-artifact",
-    add_completion=False,
-    pretty_exceptions_enable=False,  # never dump locals (credentials) in tracebacks
-    help="Verify (and with --dest, fetch) a model artifact against its sha256.",
-)
-
-
 def _check_sha256(value: str) -> str:
     v = value.strip().lower()
     if len(v) != 64 or v.strip("0123456789abcdef"):
-        raise typer.BadParameter("must be 64 hex characters (the sha256 of the file or of the manifest)")
+        raise argparse.ArgumentTypeError(
+            "must be 64 hex characters (the sha256 of the file or of the manifest)"
+        )
     return v
+
+
+def _size(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
+    if n < 0:
+        raise argparse.ArgumentTypeError("must be 0 or more")
+    return n
 
 
 def load_policy(
@@ -222,78 +212,93 @@ def _run_with_progress(run: Any) -> VerifyResult:
         return result
 
 
-def verify_artifact_command(
-    uri: Annotated[str, typer.Argument(help="s3://, gs://, http(s)://, file:// URI (file or directory).")],
-    sha256: Annotated[
-        str,
-        typer.Option(
-            "--sha256",
-            help="Expected sha256 (of the file, or of the manifest for a directory).",
-            callback=_check_sha256,
-        ),
-    ],
-    dest: Annotated[
-        Path | None,
-        typer.Option("--dest", help="Write the verified artifact under this directory (init container)."),
-    ] = None,
-    output: Annotated[
-        OutputFormat, typer.Option("--output", "-o", help="text, or json: one JSON object on stdout.")
-    ] = OutputFormat.text,
-    policy_file: Annotated[
-        Path | None, typer.Option("--policy-file", help="YAML/JSON ArtifactPolicy (or operator config).")
-    ] = None,
-    allow_file_root: Annotated[
-        list[Path] | None,
-        typer.Option("--allow-file-root", help="Allow file:// URIs under this directory (repeatable)."),
-    ] = None,
-    policy_json: Annotated[
-        str | None,
-        typer.Option("--policy-json", help="The ArtifactPolicy as JSON (rendered by the operator)."),
-    ] = None,
-    size_bytes: Annotated[
-        int | None,
-        typer.Option("--size-bytes", min=0, help="Expected total size (spec.artifact.sizeBytes)."),
-    ] = None,
-    env_credentials: Annotated[
-        EnvCredentials,
-        typer.Option(
-            "--env-credentials",
-            help="secret: the environment holds a Secret's data (init container); ambient: your own.",
-        ),
-    ] = EnvCredentials.ambient,
-    trust_json: Annotated[
-        str | None,
-        typer.Option("--trust-json", help="Signature trust anchors as JSON (rendered by the operator)."),
-    ] = None,
-    node_cache: NodeCacheUrl = None,
-    node_cache_token_file: NodeCacheToken = None,
-    node_cache_content_digest: NodeCacheContent = None,
-) -> None:
-    """Verify a model artifact's sha256 (exit 0 verified, 1 mismatch, 2 refused/usage, 3 fetch error, 4 the
-    signature)."""
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="modelversioning verify-artifact",
+        description="Verify a model artifact's sha256 (exit 0 verified, 1 mismatch, 2 refused/usage, 3 fetch "
+        "error, 4 the signature); with --dest, fetch it (the init container).",
+    )
+    p.add_argument(
+        "uri", metavar="URI", help="s3://, gs://, http(s)://, file://, oci:// URI (file or directory)."
+    )
+    p.add_argument(
+        "--sha256",
+        required=True,
+        type=_check_sha256,
+        help="Expected sha256 (of the file, or of the manifest for a directory).",
+    )
+    p.add_argument(
+        "--dest", type=Path, help="Write the verified artifact under this directory (init container)."
+    )
+    p.add_argument(
+        "--output",
+        "-o",
+        choices=[f.value for f in OutputFormat],
+        default=OutputFormat.text.value,
+        help="text, or json: one JSON object on stdout.",
+    )
+    p.add_argument("--policy-file", type=Path, help="YAML/JSON ArtifactPolicy (or operator config).")
+    p.add_argument(
+        "--allow-file-root",
+        type=Path,
+        action="append",
+        help="Allow file:// URIs under this directory (repeatable).",
+    )
+    p.add_argument("--policy-json", help="The ArtifactPolicy as JSON (rendered by the operator).")
+    p.add_argument("--size-bytes", type=_size, help="Expected total size (spec.artifact.sizeBytes).")
+    p.add_argument(
+        "--env-credentials",
+        choices=[e.value for e in EnvCredentials],
+        default=EnvCredentials.ambient.value,
+        help="secret: the environment holds a Secret's data (init container); ambient: your own.",
+    )
+    p.add_argument("--trust-json", help="Signature trust anchors as JSON (rendered by the operator).")
+    p.add_argument("--node-cache", help="The node agent, http://NODE_IP:PORT: read from it, offer to it.")
+    p.add_argument(
+        "--node-cache-token-file", type=Path, help="The projected ServiceAccount token to show the agent."
+    )
+    p.add_argument(
+        "--node-cache-content-digest",
+        help="oci://: the verified digest of the laid-out files (rendered by the operator); the "
+        "cache's entry must hash to it.",
+    )
+    return p
+
+
+def _err(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    """The command on parsed arguments; returns the exit code."""
+    output = OutputFormat(args.output)
     try:
-        policy, trust = load_policy(policy_file, allow_file_root, policy_json), _trust(trust_json)
+        policy = load_policy(args.policy_file, args.allow_file_root, args.policy_json)
+        trust = _trust(args.trust_json)
     except ValueError as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(EXIT_REFUSED) from None
+        _err(f"error: {e}")
+        return EXIT_REFUSED
     secret_data: dict[str, str] | None = None
-    if env_credentials is EnvCredentials.secret:
+    if EnvCredentials(args.env_credentials) is EnvCredentials.secret:
         secret_data = {k: v for k, v in os.environ.items() if k in KNOWN_KEYS}
-    cache = _node_cache(node_cache, node_cache_token_file) if dest is not None else None
-    content = node_cache_content_digest or ""
-    result = _verify(uri, sha256, dest, policy, output, size_bytes, trust, secret_data, cache, content)
+    dest: Path | None = args.dest
+    cache = _node_cache(args.node_cache, args.node_cache_token_file) if dest is not None else None
+    content = args.node_cache_content_digest or ""
+    result = _verify(
+        args.uri, args.sha256, dest, policy, output, args.size_bytes, trust, secret_data, cache, content
+    )
 
     if output is OutputFormat.json:
-        typer.echo(json.dumps(result.to_dict(), sort_keys=True))
+        print(json.dumps(result.to_dict(), sort_keys=True), flush=True)
     elif result.ok:
         where = f" -> {result.written_to}" if result.written_to else ""
-        typer.echo(f"{result.message}{where}")
+        print(f"{result.message}{where}", flush=True)
     else:
         retry = " (transient: may succeed later)" if result.transient else ""
-        typer.echo(f"error: {result.message}{retry}", err=True)
+        _err(f"error: {result.message}{retry}")
         if result.reason is Reason.DIGEST_MISMATCH and result.actual:
-            typer.echo(f"the bytes read hash to sha256 {result.actual}", err=True)
-    raise typer.Exit(EXIT_CODES[result.reason])
+            _err(f"the bytes read hash to sha256 {result.actual}")
+    return EXIT_CODES[result.reason]
 
 
 def _verify(
@@ -337,9 +342,7 @@ def _verify(
 def _node_cache(url: str | None, token_file: Path | None) -> nc.NodeCache | None:
     if not url or token_file is None:
         return None
-    return nc.from_environment(
-        url, str(token_file), NODE_CACHE_TIMEOUT, lambda line: typer.echo(line, err=True)
-    )
+    return nc.from_environment(url, str(token_file), NODE_CACHE_TIMEOUT, _err)
 
 
 def _trust(trust_json: str | None) -> TrustMaterial | None:
@@ -382,21 +385,17 @@ def _watchdog(uri: str, sha256: str, policy: ArtifactPolicy, output: OutputForma
     return timer
 
 
-app.command("verify-artifact")(verify_artifact_command)
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run the command in-process; returns the exit code (never raises SystemExit)."""
     try:
-        app(args=argv, prog_name="modelversioning verify-artifact", standalone_mode=True)
-    except SystemExit as e:
+        return run(parser().parse_args(argv))
+    except SystemExit as e:  # argparse: --help (0), a usage error (2)
         if e.code is None:
             return 0
         if isinstance(e.code, int):
             return e.code
         print(e.code, file=sys.stderr)
         return 1
-    return 0
 
 
 if __name__ == "__main__":

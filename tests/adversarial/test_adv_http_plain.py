@@ -1,0 +1,139 @@
+"""The standard-library http(s) reader (``artifacts/http_plain.py``, issue 25: the init container's start
+and read speed) keeps every rule the aiohttp client enforced; the cases here are the ones only the new
+client can get wrong (the rest of the http(s) rules are tested through ``verify_artifact`` in
+test_adv_policy, test_adv_credentials, test_adv_bounded_verification and tests/test_artifacts.py)."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import socket
+import threading
+from typing import Any
+
+import pytest
+from servers import HTTPServer
+
+from modelversioning.api.settings import ArtifactPolicy
+from modelversioning.artifacts import Reason, verify_artifact
+
+LOOPBACK = ArtifactPolicy(allowed_private_networks=["127.0.0.0/8"])
+SHA_ABC = hashlib.sha256(b"abc").hexdigest()
+
+
+@pytest.fixture
+def fake_dns(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[str]]:
+    """Names ending in .test resolve to what the test says (one answer per call, the last repeats)."""
+    answers: dict[str, list[str]] = {}
+    real = socket.getaddrinfo
+
+    def getaddrinfo(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
+        name = host.decode() if isinstance(host, bytes) else str(host)
+        if name in answers:
+            ips = answers[name]
+            ip = ips.pop(0) if len(ips) > 1 else ips[0]
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (ip, int(port or 0)))]
+        return real(host, port, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    return answers
+
+
+def test_a_name_that_rebinds_to_loopback_is_refused_at_connect_time(fake_dns: dict[str, list[str]]) -> None:
+    # the URI's check resolves the name to a public address; the connection resolves it again (loopback)
+    with HTTPServer({"/m.bin": (200, {}, b"abc")}) as srv:
+        fake_dns["rebind.test"] = ["93.184.216.34", "127.0.0.1"]
+        r = verify_artifact(f"http://rebind.test:{srv.port}/m.bin", SHA_ABC, policy=ArtifactPolicy(), env={})
+        seen = list(srv.seen)
+    assert r.reason is Reason.URI_REFUSED and not r.transient, r.message
+    assert "resolves to a refused address" in r.message
+    assert seen == []  # nothing reached the loopback server
+
+
+def test_the_bytes_sent_are_hashed_whatever_their_content_encoding() -> None:
+    # an object stored gzip-encoded is the bytes stored (as s3:// reads them), not what they inflate to
+    raw = gzip.compress(b"model weights " * 100)
+    with HTTPServer({"/m.bin": (200, {"Content-Encoding": "gzip"}, raw)}) as srv:
+        stored = verify_artifact(
+            f"{srv.base}/m.bin", hashlib.sha256(raw).hexdigest(), policy=LOOPBACK, env={}
+        )
+        inflated = hashlib.sha256(gzip.decompress(raw)).hexdigest()
+        other = verify_artifact(f"{srv.base}/m.bin", inflated, policy=LOOPBACK, env={})
+    assert stored.ok and stored.size_bytes == len(raw), stored.message
+    assert other.reason is Reason.DIGEST_MISMATCH
+
+
+class RawServer:
+    """Answers every request with ``answer(method)`` (raw bytes), then closes the connection."""
+
+    def __init__(self, answer: Any) -> None:
+        self.answer = answer
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.base = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.methods: list[str] = []
+
+    def __enter__(self) -> RawServer:
+        threading.Thread(target=self._serve, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.sock.close()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with conn:
+                request = b""
+                while b"\r\n\r\n" not in request:
+                    data = conn.recv(4096)
+                    if not data:
+                        break
+                    request += data
+                method = request.split(b" ", 1)[0].decode()
+                self.methods.append(method)
+                conn.sendall(self.answer(method))
+
+
+def test_a_body_that_ends_before_its_content_length_is_never_a_digest() -> None:
+    def answer(method: str) -> bytes:
+        head = b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\nConnection: close\r\n\r\n"
+        return head if method == "HEAD" else head + b"abc"
+
+    with RawServer(answer) as srv:
+        r = verify_artifact(f"{srv.base}/m.bin", SHA_ABC, policy=LOOPBACK, env={})
+    assert r.reason is Reason.FETCH_FAILED and r.transient, r.message
+    assert "Content-Length" in r.message or "truncated" in r.message, r.message
+
+
+def test_a_server_without_head_is_read_by_its_get() -> None:
+    def answer(method: str) -> bytes:
+        if method == "HEAD":
+            return b"HTTP/1.1 405 Method Not Allowed\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        return b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n\r\nabc"
+
+    with RawServer(answer) as srv:
+        r = verify_artifact(f"{srv.base}/m.bin", SHA_ABC, policy=LOOPBACK, env={})
+        methods = list(srv.methods)
+    assert r.ok, r.message
+    assert methods == ["HEAD", "GET"]
+
+
+def test_a_redirect_loop_ends() -> None:
+    with HTTPServer({"/a": (302, {"Location": "/a"}, b"")}) as srv:
+        r = verify_artifact(f"{srv.base}/a", SHA_ABC, policy=LOOPBACK, env={})
+        hops = len(srv.seen)
+    assert r.reason is Reason.URI_REFUSED and "redirects" in r.message, r.message
+    assert hops == 11  # the first request and 10 redirects
+
+
+def test_statuses_say_what_went_wrong() -> None:
+    routes = {"/gone": (410, {}, b""), "/denied": (403, {}, b""), "/broken": (500, {}, b"")}
+    with HTTPServer(routes) as srv:
+        results = {p: verify_artifact(f"{srv.base}{p}", SHA_ABC, policy=LOOPBACK, env={}) for p in routes}
+    assert results["/gone"].reason is Reason.NOT_FOUND and results["/gone"].transient
+    assert results["/denied"].reason is Reason.ACCESS_DENIED and not results["/denied"].transient
+    assert results["/broken"].reason is Reason.FETCH_FAILED and results["/broken"].transient
+    assert "HTTP 500" in results["/broken"].message
