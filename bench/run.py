@@ -425,6 +425,11 @@ def new_fleet(bc: Any, args: argparse.Namespace) -> dict[str, Any]:
     fleet["in_use_protection"] = args.in_use
     for line in writes.lines(fleet["writes"]):
         log(line)
+    from cluster import OPERATOR_USER
+
+    user = OPERATOR_USER.removeprefix("system:")  # writes_by_user's keys drop "system:"
+    cpu_api = fleet["cpu_seconds_by_process"].get("kube-apiserver")
+    log(writes.apiserver_cost_line(cpu_api, fleet["writes_by_user"], user))
     return fleet
 
 

@@ -138,3 +138,18 @@ def lines(summary_: Mapping[str, Any], top: int = 25) -> list[str]:
         per = "" if r["per_object"] is None else f"{r['per_object']} per object"
         out.append(f"  {r['writes']:>7}  {r['kind']:<15} {r['cause']:<40} {per}")
     return out
+
+
+def apiserver_cost_line(apiserver_cpu_seconds: float | None, writes_by_user: Mapping[str, int],
+                        operator_user: str) -> str:
+    """kube-apiserver CPU seconds per write during a phase (every user's writes from the audit log,
+    and the operator's share of them): printed at the end of the fleet section, never asserted."""
+    total = sum(writes_by_user.values())
+    ours = writes_by_user.get(operator_user, 0)
+    if apiserver_cpu_seconds is None or total == 0:
+        return "kube-apiserver CPU per write: n/a (no CPU figure or no writes logged)"
+    return (
+        f"kube-apiserver: {apiserver_cpu_seconds:.1f} CPU s for {total} writes ="
+        f" {1000 * apiserver_cpu_seconds / total:.2f} ms per write (the operator's: {ours},"
+        f" {100 * ours / total:.0f} %)"
+    )

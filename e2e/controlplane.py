@@ -656,7 +656,9 @@ class ControlPlane:
                     "apiVersion": "audit.k8s.io/v1",
                     "kind": "Policy",
                     "omitStages": ["RequestReceived"],
-                    "rules": [{"level": "Metadata"}],
+                    # MV_APISERVER_AUDIT=None: nothing logged (bench/apiserver_cost.py measures what
+                    # the log costs; the write counts of bench/writes.py then have no source)
+                    "rules": [{"level": os.environ.get("MV_APISERVER_AUDIT", "Metadata")}],
                 }
             )
         )

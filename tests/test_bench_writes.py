@@ -149,3 +149,19 @@ def test_summary_per_new_object() -> None:
 def test_summary_of_nothing_created() -> None:
     s = writes.summary(Counter(), {})
     assert s["total"] == 0 and s["per_new_version"] is None and s["by_cause"] == []
+
+
+@pytest.mark.parametrize(
+    ("cpu", "by_user", "want"),
+    [
+        (
+            72.5,
+            {"kube-controller-manager": 5768, "serviceaccount:mv-system:mv-operator": 4771, "admin": 1200},
+            "kube-apiserver: 72.5 CPU s for 11739 writes = 6.18 ms per write (the operator's: 4771, 41 %)",
+        ),
+        (10.0, {}, "kube-apiserver CPU per write: n/a (no CPU figure or no writes logged)"),
+        (None, {"admin": 3}, "kube-apiserver CPU per write: n/a (no CPU figure or no writes logged)"),
+    ],
+)
+def test_apiserver_cost_line(cpu: float | None, by_user: dict[str, int], want: str) -> None:
+    assert writes.apiserver_cost_line(cpu, by_user, "serviceaccount:mv-system:mv-operator") == want
