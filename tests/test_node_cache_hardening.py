@@ -7,7 +7,6 @@ from __future__ import annotations
 import hashlib
 import http.client
 import socket
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,21 +18,15 @@ from modelversioning.artifacts import node_cache as nc
 from modelversioning.artifacts.manifest import manifest_digest, manifest_text
 from modelversioning.nodecache.server import Agent, AgentServer
 from modelversioning.nodecache.store import Store
-from test_node_cache_protocol import DATA, DIR_URI, SHA, URI, FakeApi, Running, laid_out, read
+from test_node_cache_protocol import DATA, DIR_URI, SHA, URI, FakeApi, Running, laid_out, read, serving
 
 
 @pytest.fixture
 def running(tmp_path: Path) -> Iterator[Running]:
     api = FakeApi()
     api.tenant("tok-a", "team-a", SHA)
-    agent = Agent(Store(tmp_path / "cache", 10 * len(DATA)), api)
-    server = AgentServer(("127.0.0.1", 0), agent)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield Running(agent, api, f"http://127.0.0.1:{server.server_address[1]}", tmp_path / "cache")
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(Agent(Store(tmp_path / "cache", 10 * len(DATA)), api), api, tmp_path / "cache") as (r, _):
+        yield r
 
 
 def request(r: Running, method: str, path: str, token: str, body: bytes = b"", **headers: str) -> Any:
@@ -154,14 +147,8 @@ def small(tmp_path: Path) -> Iterator[tuple[Running, AgentServer]]:
     api = FakeApi()
     api.tenant("tok-a", "team-a", SHA)
     agent = Agent(Store(tmp_path / "cache", 10 * len(DATA)), api)
-    server = AgentServer(("127.0.0.1", 0), agent, idle_seconds=0.3, max_requests=2)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        url = f"http://127.0.0.1:{server.server_address[1]}"
-        yield Running(agent, api, url, tmp_path / "cache"), server
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(agent, api, tmp_path / "cache", idle_seconds=0.3, max_requests=2) as running:
+        yield running
 
 
 def test_a_silent_connection_is_closed_after_the_idle_timeout(small: tuple[Running, AgentServer]) -> None:

@@ -25,7 +25,7 @@ from modelversioning.cli import verify as verify_cli
 from modelversioning.domain.node_cache import Review, authorize
 from modelversioning.nodecache.server import Agent, AgentServer
 from modelversioning.nodecache.store import Store
-from test_node_cache_protocol import FakeApi, Running, laid_out
+from test_node_cache_protocol import FakeApi, Running, laid_out, serving
 
 E2E = Path(__file__).resolve().parent.parent / "e2e"
 if str(E2E) not in sys.path:
@@ -90,14 +90,8 @@ def oci_running(tmp_path: Path) -> Iterator[Running]:
     api.tokens["tok-a"] = TENANT
     api.versions_by_ns["team-a"] = [oci_version("team-a")]
     api.tokens["tok-b"] = Review(True, "system:serviceaccount:team-b:default", (R.NODE_CACHE_AUDIENCE,))
-    agent = Agent(Store(tmp_path / "cache", 1 << 24), api)
-    server = AgentServer(("127.0.0.1", 0), agent)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield Running(agent, api, f"http://127.0.0.1:{server.server_address[1]}", tmp_path / "cache")
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(Agent(Store(tmp_path / "cache", 1 << 24), api), api, tmp_path / "cache") as (r, _):
+        yield r
 
 
 def _read(r: Running, token: str, dest: Path, content: str = CONTENT) -> nc.Outcome:

@@ -4,6 +4,7 @@ verify-artifact command with --node-cache."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import threading
@@ -87,19 +88,25 @@ class Running:
         return getattr(self.agent.metrics, name)._value.get()  # type: ignore[no-any-return]
 
 
+@contextlib.contextmanager
+def serving(agent: Agent, api: FakeApi, root: Path, **server: Any) -> Iterator[tuple[Running, AgentServer]]:
+    """``agent`` behind a real AgentServer on loopback (``server``: its keyword settings) for the test."""
+    srv = AgentServer(("127.0.0.1", 0), agent, **server)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        yield Running(agent, api, f"http://127.0.0.1:{srv.server_address[1]}", root), srv
+    finally:
+        srv.shutdown()
+        srv.server_close()
+
+
 @pytest.fixture
 def running(tmp_path: Path) -> Iterator[Running]:
     api = FakeApi()
     api.tenant("tok-a", "team-a", SHA)
     api.tenant("tok-b", "team-b")  # another tenant: no version of SHA
-    agent = Agent(Store(tmp_path / "cache", 10 * len(DATA)), api)
-    server = AgentServer(("127.0.0.1", 0), agent)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield Running(agent, api, f"http://127.0.0.1:{server.server_address[1]}", tmp_path / "cache")
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(Agent(Store(tmp_path / "cache", 10 * len(DATA)), api), api, tmp_path / "cache") as (r, _):
+        yield r
 
 
 def laid_out(tmp_path: Path, name: str, files: dict[str, bytes]) -> Path:

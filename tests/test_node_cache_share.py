@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import socket
-import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -19,9 +18,9 @@ from modelversioning.api import wire as R
 from modelversioning.api.settings import ArtifactPolicy
 from modelversioning.artifacts import node_cache as nc
 from modelversioning.domain.node_cache import FULL, OVER_SHARE, Entry, make_room, reserve
-from modelversioning.nodecache.server import Agent, AgentServer
+from modelversioning.nodecache.server import Agent
 from modelversioning.nodecache.store import Full, Store
-from test_node_cache_protocol import FakeApi, Running, laid_out
+from test_node_cache_protocol import FakeApi, Running, laid_out, serving
 
 # ------------------------------------------------------------------------------------------ the rule
 
@@ -133,13 +132,8 @@ def test_the_store_charges_the_offering_namespace_and_keeps_it_across_a_restart(
 def shared(tmp_path: Path) -> Iterator[Running]:
     api = FakeApi()
     agent = Agent(Store(tmp_path / "cache", 30_000, namespace_share=15_000), api)
-    server = AgentServer(("127.0.0.1", 0), agent)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield Running(agent, api, f"http://127.0.0.1:{server.server_address[1]}", tmp_path / "cache")
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(agent, api, tmp_path / "cache") as (r, _):
+        yield r
 
 
 def test_a_tenant_registering_many_large_versions_never_evicts_another_tenants_entries(
@@ -287,13 +281,8 @@ def impatient(tmp_path: Path) -> Iterator[Running]:
     """A 30 KB cache, 15 KB a namespace, connections closed after 0.3 s without progress."""
     api = FakeApi()
     agent = Agent(Store(tmp_path / "cache", 30_000, namespace_share=15_000), api)
-    server = AgentServer(("127.0.0.1", 0), agent, idle_seconds=0.3)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield Running(agent, api, f"http://127.0.0.1:{server.server_address[1]}", tmp_path / "cache")
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(agent, api, tmp_path / "cache", idle_seconds=0.3) as (r, _):
+        yield r
 
 
 def test_over_http_junk_dropped_and_stalled_offers_leave_every_other_namespaces_entry(
