@@ -60,7 +60,8 @@ class VerifierFacts:
     result_generation: int = 0  # the generation that attempt was started for
     failures: int = 0  # consecutive transient failures
     age: float = 0.0  # seconds since the result came in
-    running_for: float = 0.0  # seconds since the running attempt started
+    running_for: float = 0.0  # seconds since a worker began the running attempt (0: it waits for one)
+    waited_for: float = 0.0  # seconds since the running attempt was asked for (its wait for a worker too)
     fresh: bool = False  # the result came in since the last reconcile (its attempt's Event is due)
 
 
