@@ -425,6 +425,11 @@ def new_fleet(bc: Any, args: argparse.Namespace) -> dict[str, Any]:
     fleet["in_use_protection"] = args.in_use
     for line in writes.lines(fleet["writes"]):
         log(line)
+    if "modelversions/status" in os.environ.get("MV_AUDIT_REQUEST", ""):  # with the request bodies
+        vs = fleet["version_status"] = bc.version_status(off)  # what each version status PATCH changed
+        log(f"version status PATCHes: {vs['per_version']} per version ({vs['own_per_version']} its own)")
+        for row in vs["by_sequence"][:8]:
+            log(f"  {row['versions']:>6}  {row['sequence']}")
     return fleet
 
 

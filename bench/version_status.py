@@ -138,6 +138,17 @@ def sequences(patches: Mapping[str, list[dict[str, Any]]]) -> dict[str, list[str
     return out
 
 
+# What an endpoint's reconcile writes on the versions it names (issue #25 counts them as the
+# endpoint's, tests/test_fleet_writes.py): the in-use record, the weight, the serving period.
+ENDPOINT_CAUSED = frozenset({"servedBy", "servingHistory", "InUse"})
+
+
+def endpoint_caused(label: str) -> bool:
+    """Did this PATCH change only what an endpoint's reconcile writes on a version (not a first status)?"""
+    parts = set(label.split("+"))
+    return not label.startswith("AV new") and parts <= ENDPOINT_CAUSED
+
+
 def _pct(xs: list[float], q: float) -> float:
     xs = sorted(xs)
     return xs[min(len(xs) - 1, int(q * len(xs)))] if xs else 0.0
@@ -152,10 +163,14 @@ def breakdown(seqs: Mapping[str, list[str]], gap: Mapping[str, float] | None = N
         spans.setdefault(" | ".join(s), []).append((gap or {}).get(key, 0.0))
     n = len(seqs)
     writes = sum(len(s) for s in seqs.values())
+    caused = sum(1 for s in seqs.values() for label in s if endpoint_caused(label))
     return {
         "versions": n,
         "status_patches": writes,
         "per_version": round(writes / n, 3) if n else None,
+        # the version's own (its verification, record, stage walk) and its endpoints' (servedBy ...)
+        "own_per_version": round((writes - caused) / n, 3) if n else None,
+        "endpoint_caused_per_version": round(caused / n, 3) if n else None,
         "by_sequence": [
             {
                 "sequence": s,
@@ -183,7 +198,10 @@ def main(argv: list[str] | None = None) -> None:
         patches = status_patches(f, args.user, args.namespace or None)
     got = breakdown(sequences(patches), gaps(patches))
     n, writes = got["versions"], got["status_patches"]
-    print(f"{n} versions, {writes} status PATCHes: {got['per_version']} per version")
+    print(
+        f"{n} versions, {writes} status PATCHes: {got['per_version']} per version ({got['own_per_version']} "
+        f"its own, {got['endpoint_caused_per_version']} its endpoints' servedBy/servingHistory/InUse)"
+    )
     for row in got["by_sequence"][: args.top]:
         span = f"first->last p50 {row['span_p50']:.1f}s max {row['span_max']:.1f}s"
         print(f"  {row['versions']:>6}  {100 * row['share']:5.1f} %  {row['sequence']}  ({span})")
