@@ -262,9 +262,10 @@ def test_a_rollout_grant_promotes_one_step_recorded_with_the_endpoint_as_actor()
 def test_a_slow_first_verification_shows_verifying_once_the_grace_is_over(monkeypatch):
     import time as _time  # the module the reconciler's clock reads (time.monotonic)
 
-    gate = threading.Event()
+    gate, began = threading.Event(), threading.Event()
 
     def slow(*_a: Any) -> VerifyResult:
+        began.set()
         gate.wait(PATIENCE)
         return OK
 
@@ -283,6 +284,7 @@ def test_a_slow_first_verification_shows_verifying_once_the_grace_is_over(monkey
         with pytest.raises(Requeue):  # looked at again while it runs, still within the grace: nothing yet
             r.reconcile(NS, "m-v1.0.0")
         assert kube.kinds() == []
+        assert began.wait(PATIENCE)  # the grace counts from when a worker began the hash
         monkeypatch.setattr(_time, "monotonic", lambda: real() + FIRST_VERIFICATION_GRACE)
         r.reconcile(NS, "m-v1.0.0")  # the grace is over and it still runs: say so
         assert kube.kinds() == ["status"] and kube.calls[0][1]["conditions"][1]["reason"] == R.VERIFYING

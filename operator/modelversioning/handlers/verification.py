@@ -131,8 +131,16 @@ class Verifications:
                 att.finished = time.monotonic()
                 att.failures = att.failures + 1 if att.result.transient and not att.result.ok else 0
                 fresh = True
-            age = time.monotonic() - att.finished
-            return VerifierFacts(False, att.result, att.generation, att.failures, age, fresh=fresh)
+            now = time.monotonic()
+            return VerifierFacts(
+                False,
+                att.result,
+                att.generation,
+                att.failures,
+                now - att.finished,
+                fresh=fresh,
+                waited_for=now - att.started,
+            )
 
     def start(
         self,
