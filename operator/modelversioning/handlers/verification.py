@@ -131,16 +131,8 @@ class Verifications:
                 att.finished = time.monotonic()
                 att.failures = att.failures + 1 if att.result.transient and not att.result.ok else 0
                 fresh = True
-            now = time.monotonic()
-            return VerifierFacts(
-                False,
-                att.result,
-                att.generation,
-                att.failures,
-                now - att.finished,
-                fresh=fresh,
-                waited_for=now - att.started,
-            )
+            age = time.monotonic() - att.finished
+            return VerifierFacts(False, att.result, att.generation, att.failures, age, fresh=fresh)
 
     def start(
         self,
