@@ -637,6 +637,17 @@ class BenchCluster:
                 break
         return writes.event_counts(items)
 
+    def version_status(self, start: int) -> dict[str, Any]:
+        """What each status PATCH of the fleet's ModelVersions changed since an audit-log offset
+        (bench/version_status.py; needs MV_AUDIT_REQUEST=modelversioning.io/modelversions/status)."""
+        import version_status as vs
+
+        assert self.cp is not None and self.cp.audit_log is not None
+        with self.cp.audit_log.open("rb") as f:
+            f.seek(start)
+            patches = vs.status_patches(f, OPERATOR_USER, NS)
+        return vs.breakdown(vs.sequences(patches), vs.gaps(patches))
+
     def operator_writes(
         self, start: int, events_before: Counter[tuple[str, str]], created: dict[str, int]
     ) -> dict[str, Any]:

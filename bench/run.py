@@ -430,6 +430,11 @@ def new_fleet(bc: Any, args: argparse.Namespace) -> dict[str, Any]:
     user = OPERATOR_USER.removeprefix("system:")  # writes_by_user's keys drop "system:"
     cpu_api = fleet["cpu_seconds_by_process"].get("kube-apiserver")
     log(writes.apiserver_cost_line(cpu_api, fleet["writes_by_user"], user))
+    if "modelversions/status" in os.environ.get("MV_AUDIT_REQUEST", ""):  # with the request bodies
+        vs = fleet["version_status"] = bc.version_status(off)  # what each version status PATCH changed
+        log(f"version status PATCHes: {vs['per_version']} per version ({vs['own_per_version']} its own)")
+        for row in vs["by_sequence"][:8]:
+            log(f"  {row['versions']:>6}  {row['sequence']}")
     return fleet
 
 

@@ -24,6 +24,9 @@ Environment:
     MV_E2E_CRDS           directory of our CRDs (default <repo>/crds)
     MV_THIRDPARTY_CRDS    directory of third-party CRDs (default <repo>/../shared/thirdparty-crds)
     MV_E2E_KEEP           "1": keep the temp dir (logs, etcd data) after stop()
+    MV_AUDIT_REQUEST      comma-separated group/resource[/subresource] (e.g.
+                          "modelversioning.io/modelversions/status") whose writes the audit log records
+                          at Request level (with the request body); everything else stays Metadata
     MV_NODE_BIN_DIR       kubelet, kube-proxy, crictl for the real node (see node.py)
 
 A real node (kubelet + containerd running real pods, see node.py) is attached with
@@ -96,6 +99,22 @@ class KubectlError(subprocess.CalledProcessError):
         return (
             f"kubectl {' '.join(self.cmd[1:])} failed (exit {self.returncode}): {(self.stderr or '').strip()}"
         )
+
+
+def _request_level_rules() -> list[dict[str, Any]]:
+    """Audit rules logging the writes of MV_AUDIT_REQUEST's resources with their request body (what a
+    status PATCH changed: bench/version_status.py classifies them); none when it is unset."""
+    rules: list[dict[str, Any]] = []
+    for item in filter(None, (x.strip() for x in os.environ.get("MV_AUDIT_REQUEST", "").split(","))):
+        group, _, resource = item.partition("/")
+        rules.append(
+            {
+                "level": "Request",
+                "verbs": ["create", "update", "patch"],
+                "resources": [{"group": group, "resources": [resource]}],
+            }
+        )
+    return rules
 
 
 def _free_port(taken: set[int]) -> int:
@@ -656,9 +675,13 @@ class ControlPlane:
                     "apiVersion": "audit.k8s.io/v1",
                     "kind": "Policy",
                     "omitStages": ["RequestReceived"],
-                    # MV_APISERVER_AUDIT=None: nothing logged (bench/apiserver_cost.py measures what
-                    # the log costs; the write counts of bench/writes.py then have no source)
-                    "rules": [{"level": os.environ.get("MV_APISERVER_AUDIT", "Metadata")}],
+                    # MV_APISERVER_AUDIT=None: nothing logged at Metadata level (bench/apiserver_cost.py
+                    # measures what the log costs; the write counts of bench/writes.py then have no
+                    # source); MV_AUDIT_REQUEST: some writes with their bodies (bench/version_status.py)
+                    "rules": [
+                        *_request_level_rules(),
+                        {"level": os.environ.get("MV_APISERVER_AUDIT", "Metadata")},
+                    ],
                 }
             )
         )

@@ -23,6 +23,7 @@ import pytest
 from admission_fixture import enforce
 from fleet_sim import Fleet, Write, by_cause, endpoints_fleet, models_fleet
 from modelversioning.api.wire import IN_USE_FINALIZER, IN_USE_POLICY
+from modelversioning.domain.version_verify import QUIET_LIMIT, RECORD_GRACE
 
 MODELS, PER_MODEL = 4, 5
 VERSIONS = MODELS * PER_MODEL
@@ -124,6 +125,34 @@ def test_a_new_version_costs_its_status_and_its_stage_event(admission: bool) -> 
     )
     assert all(cond(b, "Ready").get("status") == "True" for (k, _, _), b in fleet.api.objects.items()
                if k == "ModelVersion")  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("late_by", "status_writes"),
+    [
+        # the cluster's order under load: the Model's reconcile queued behind thousands of others
+        pytest.param(RECORD_GRACE + 1, 1.0, id="model-late-by-6s:-one-status-write"),
+        # the bound: a version goes at most QUIET_LIMIT without status, then says it waits (RecordPending)
+        pytest.param(QUIET_LIMIT + 1, 2.0, id="model-late-past-the-quiet-limit:-pending-first"),
+    ],
+)
+def test_a_model_reconciled_late_still_costs_one_status_write_per_version(
+    monkeypatch: pytest.MonkeyPatch, late_by: float, status_writes: float
+) -> None:
+    """Issue #25 on a cluster: a version verified before its Model has recorded it waits quietly while
+    its Model (which exists: its reconcile is queued) catches up, instead of RecordPending first."""
+    import time as _time  # the clock the verifier's bookkeeping reads
+
+    real, offset = _time.monotonic, [0.0]
+    monkeypatch.setattr(_time, "monotonic", lambda: real() + offset[0])
+    fleet = Fleet(late=lambda: offset.__setitem__(0, late_by))
+    promises = Promises(fleet, admission=False)
+    fleet.create(*models_fleet(MODELS, PER_MODEL))
+    fleet.settle()
+    assert offset[0] == late_by  # the Models did run last
+    got = per(by_cause(fleet.api.writes), VERSIONS, ("ModelVersion",))
+    assert got == {**VERSION_WRITES, "patch modelversions/status": status_writes}
+    assert promises.verified_checked >= VERSIONS  # and none said verified before the record
 
 
 # ---- a new ModelEndpoint --------------------------------------------------------------------------

@@ -262,9 +262,10 @@ def test_a_rollout_grant_promotes_one_step_recorded_with_the_endpoint_as_actor()
 def test_a_slow_first_verification_shows_verifying_once_the_grace_is_over(monkeypatch):
     import time as _time  # the module the reconciler's clock reads (time.monotonic)
 
-    gate = threading.Event()
+    gate, began = threading.Event(), threading.Event()
 
     def slow(*_a: Any) -> VerifyResult:
+        began.set()
         gate.wait(PATIENCE)
         return OK
 
@@ -283,6 +284,7 @@ def test_a_slow_first_verification_shows_verifying_once_the_grace_is_over(monkey
         with pytest.raises(Requeue):  # looked at again while it runs, still within the grace: nothing yet
             r.reconcile(NS, "m-v1.0.0")
         assert kube.kinds() == []
+        assert began.wait(PATIENCE)  # the grace counts from when a worker began the hash
         monkeypatch.setattr(_time, "monotonic", lambda: real() + FIRST_VERIFICATION_GRACE)
         r.reconcile(NS, "m-v1.0.0")  # the grace is over and it still runs: say so
         assert kube.kinds() == ["status"] and kube.calls[0][1]["conditions"][1]["reason"] == R.VERIFYING
@@ -684,3 +686,32 @@ def test_versions_of_one_model_reconciled_at_once_create_its_model_once():
     assert store.get("Model", NS, "m") is not None
     r._create_model(mv(), "m")  # cached now: no create either
     assert creates == ["m"]
+
+
+def test_a_verification_waiting_for_a_worker_is_not_running_yet() -> None:
+    """The grace of a first verification counts from when a worker began it (issue #25: a burst of
+    new versions of one namespace queues behind its one worker): the bookkeeping tells the two apart."""
+    from modelversioning.api.modelversion_spec import ModelVersionSpec
+    from modelversioning.api.settings import Verification
+    from modelversioning.handlers.verification import Verifications
+
+    release, began = threading.Event(), threading.Event()
+
+    def verifier(uri: str, sha: str, secret: Any, size: int | None = None) -> VerifyResult:
+        began.set()
+        release.wait(PATIENCE)
+        return VerifyResult(R.VERIFIED, "ok", transient=False, actual=sha)
+
+    v = Verifications(None, verifier, lambda ns, n: None, Verification(workers=2, per_namespace=1))  # type: ignore[arg-type]
+    spec = ModelVersionSpec.model_validate(mv()["spec"])
+    try:
+        v.start((NS, "a"), "ua", 1, "m", spec)
+        assert began.wait(PATIENCE)
+        v.start((NS, "b"), "ub", 1, "m", spec)  # the namespace's one worker is busy: b waits
+        threading.Event().wait(0.05)
+        a, b = v.facts((NS, "a"), "ua"), v.facts((NS, "b"), "ub")
+        assert a.running and a.running_for > 0 and a.waited_for >= a.running_for
+        assert b.running and b.running_for == 0.0 and b.waited_for >= 0.05
+    finally:
+        release.set()
+        drain(v.pool)

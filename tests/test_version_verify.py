@@ -16,7 +16,12 @@ from modelversioning.artifacts.errors import Reason
 from modelversioning.domain.stages import Stage
 from modelversioning.domain.version_facts import RegistryFacts, VerifierFacts, VerifyAction, VerifyResult
 from modelversioning.domain.version_plan import decide
-from modelversioning.domain.version_verify import RECORD_GRACE, retry_delay
+from modelversioning.domain.version_verify import (
+    FIRST_VERIFICATION_GRACE,
+    QUIET_LIMIT,
+    RECORD_GRACE,
+    retry_delay,
+)
 from test_version_plan import (
     NOW,
     OK,
@@ -315,36 +320,93 @@ def test_verifications_ask_once_per_digest_found_and_forget_a_deleted_version():
 
 
 PENDING = RegistryFacts(pending="waiting for Model m to record version 1.0.0 in status.versions")
+NO_MODEL = RegistryFacts(pending="waiting for Model m, which the operator creates", create_model=True)
+LIMIT = QUIET_LIMIT
+HAD = unverified(R.VERIFYING, "Unknown")
 
 
 @pytest.mark.parametrize(
-    ("status", "age", "writes", "reason"),
+    ("status", "registry", "age", "waited", "requeue", "reason"),
     [
-        pytest.param({}, 0.0, False, None, id="new-within-the-grace:-nothing-written"),
-        pytest.param({}, RECORD_GRACE - 0.1, False, None, id="new-just-within"),
-        pytest.param({}, RECORD_GRACE, True, R.RECORD_PENDING, id="new-past-the-grace:-says-it-waits"),
-        pytest.param(unverified(R.VERIFYING, "Unknown"), 0.0, True, R.RECORD_PENDING, id="had-a-status"),
-        pytest.param(verified_status(), 0.0, True, R.VERIFIED, id="verified-before-the-record-existed"),
+        # its Model exists: the Model's reconcile (queued by this version's creation) records it; it waits
+        # for it up to QUIET_LIMIT after its first look at the verifier's answer (age)
+        pytest.param({}, PENDING, 0.0, 0.5, LIMIT, None, id="model-behind:-nothing-written"),
+        pytest.param({}, PENDING, RECORD_GRACE, 8.0, LIMIT - RECORD_GRACE, None, id="model-behind-5s:-quiet"),
+        pytest.param({}, PENDING, LIMIT - 0.1, 40.0, 0.1, None, id="model-behind-just-within-the-limit"),
+        pytest.param({}, PENDING, LIMIT, 40.0, None, R.RECORD_PENDING, id="model-behind-limit:-says-so"),
+        # the operator's queue reached it long after its first look: its Model waits in the same queue
+        pytest.param({}, PENDING, 0.0, 100.0, LIMIT, None, id="looked-at-late:-its-model-too:-quiet"),
+        # no Model yet (the operator creates it): RECORD_GRACE after the verification, then says so
+        pytest.param({}, NO_MODEL, 0.0, 1.0, RECORD_GRACE, None, id="no-model:-nothing-written"),
+        pytest.param({}, NO_MODEL, RECORD_GRACE - 0.1, 6.0, 0.1, None, id="no-model-just-within"),
+        pytest.param({}, NO_MODEL, RECORD_GRACE, 6.0, None, R.RECORD_PENDING, id="no-model-past-the-grace"),
+        # never quiet once it had a status; never verified before the record
+        pytest.param(HAD, PENDING, 0.0, 0.0, None, R.RECORD_PENDING, id="had-a-status"),
+        pytest.param(verified_status(), PENDING, 0.0, 0.0, None, R.VERIFIED, id="verified-before-the-record"),
     ],
-)
+)  # fmt: skip
 def test_a_new_version_waits_quietly_for_the_record_and_never_looks_verified_early(
-    status: dict, age: float, writes: bool, reason: str | None
+    status: dict,
+    registry: RegistryFacts,
+    age: float,
+    waited: float,
+    requeue: float | None,
+    reason: str | None,
 ) -> None:
     """Issue #25: one status write per new version (verified, recorded, walked) instead of
-    RecordPending first; nothing written says verified before the record holds the version."""
+    RecordPending first; nothing written says verified before the record holds the version, and a new
+    version goes at most QUIET_LIMIT without any status."""
     f = facts(
         status=status,
         requested=Stage.PRODUCTION,
-        registry=PENDING,
-        verifier=VerifierFacts(result=OK, result_generation=1, age=age, fresh=age == 0.0),
+        registry=registry,
+        verifier=VerifierFacts(result=OK, result_generation=1, age=age, fresh=age == 0.0, waited_for=waited),
     )
     plan = decide(f, POLICY, NOW)
-    assert (plan.status is not None) is writes
+    assert (plan.status is None) is (reason is None)
     if plan.status is None:
         assert plan.events == () and not plan.notify_endpoints
         assert plan.verify is VerifyAction.NONE  # the verifier keeps its answer for the next look
-        assert plan.requeue_after == pytest.approx(RECORD_GRACE - age)
+        assert plan.requeue_after == pytest.approx(requeue)
         return
     assert c(plan, "ArtifactVerified")["reason"] == reason
     if reason == R.RECORD_PENDING:
         assert c(plan, "ArtifactVerified")["status"] == "Unknown" and plan.status["stage"] == "candidate"
+
+
+G = FIRST_VERIFICATION_GRACE
+
+
+@pytest.mark.parametrize(
+    ("running_for", "waited_for", "quiet", "requeue"),
+    [
+        pytest.param(0.0, 0.0, True, G, id="just-asked-for"),
+        pytest.param(G - 0.5, G - 0.5, True, 0.5, id="hashing-within-the-grace"),
+        pytest.param(G, G, False, None, id="hashing-past-the-grace:-says-verifying"),
+        # a burst of new versions queued behind the pool's workers: the wait says nothing of the artifact
+        pytest.param(0.0, 10.0, True, G, id="queued-for-a-worker:-quiet"),
+        pytest.param(0.5, 12.0, True, G - 0.5, id="began-after-a-wait:-its-own-grace"),
+        pytest.param(0.0, LIMIT - 1.0, True, 1.0, id="queued-near-the-limit:-looks-again-at-it"),
+        pytest.param(0.0, LIMIT, False, None, id="queued-to-the-limit:-says-verifying"),
+        pytest.param(G + 1, LIMIT + 1, False, None, id="slow-and-late:-says-verifying"),
+    ],
+)
+def test_a_new_versions_first_verification_is_quiet_while_it_waits_for_a_worker_up_to_a_limit(
+    running_for: float, waited_for: float, quiet: bool, requeue: float | None
+) -> None:
+    """Issue #25 on a cluster: 39 of 1,000 new versions wrote Verifying, then Verified. The grace counts
+    from when a worker began the hash; the quiet wait (no status at all) is bounded by QUIET_LIMIT."""
+    v = VerifierFacts(running=True, running_for=running_for, waited_for=waited_for)
+    plan = decide(facts(status={}, verifier=v), POLICY, NOW)
+    assert plan.verify is VerifyAction.NONE and plan.events == ()
+    if quiet:
+        assert plan.status is None and plan.requeue_after == pytest.approx(requeue)
+        return
+    assert plan.status is not None and plan.requeue_after is None
+    assert c(plan, "ArtifactVerified")["reason"] == R.VERIFYING
+
+
+def test_a_version_that_had_a_status_says_verifying_at_once_however_it_waits() -> None:
+    v = VerifierFacts(running=True, running_for=0.0, waited_for=5.0)
+    plan = decide(facts(status=unverified(R.FETCH_FAILED), verifier=v), POLICY, NOW)
+    assert plan.status is not None

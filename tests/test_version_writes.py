@@ -10,7 +10,7 @@ from admission_fixture import break_glass, enforce
 from modelversioning.api import wire as R
 from modelversioning.api.settings import Settings
 from modelversioning.api.wire import IN_USE_FINALIZER
-from modelversioning.domain.version_verify import RECORD_GRACE
+from modelversioning.domain.version_verify import QUIET_LIMIT, RECORD_GRACE
 from modelversioning.handlers.model import ModelReconciler
 from modelversioning.handlers.workqueue import Requeue
 from test_modelversion_reconciler import NS, OK, FakeKube, mv, reconciler, run
@@ -26,7 +26,7 @@ def test_a_verified_version_waits_for_the_record_and_then_writes_its_status_once
     with pytest.raises(Requeue) as rq:
         r.reconcile(NS, "m-v1.0.0")  # verified, but not recorded: nothing says it is verified yet
     assert "status" not in kube.kinds() and "status" not in store.get("ModelVersion", NS, "m-v1.0.0")
-    assert 0 < rq.value.delay <= RECORD_GRACE
+    assert 0 < rq.value.delay <= QUIET_LIMIT  # its Model exists (created above): its reconcile is due
     ModelReconciler(FakeKube(store), store, Settings(), lambda ns, m: None).reconcile(NS, "m")  # type: ignore[arg-type]
     r.reconcile(NS, "m-v1.0.0")  # the Model's status change wakes it: one write, verified and walked
     assert kube.kinds().count("status") == 1
@@ -36,7 +36,7 @@ def test_a_verified_version_waits_for_the_record_and_then_writes_its_status_once
     assert notified == [(NS, "m")]
 
 
-def test_a_record_that_does_not_come_within_the_grace_is_waited_for_in_the_status(monkeypatch):
+def test_a_record_that_does_not_come_within_the_quiet_limit_is_waited_for_in_the_status(monkeypatch):
     import time as _time  # the module the verifier's bookkeeping reads (time.monotonic)
 
     store, kube, _, r, _, notified = reconciler(OK)
@@ -48,7 +48,11 @@ def test_a_record_that_does_not_come_within_the_grace_is_waited_for_in_the_statu
         r.reconcile(NS, "m-v1.0.0")  # verified, not recorded, within the grace: nothing written
     assert "status" not in kube.kinds()
     real = _time.monotonic
-    monkeypatch.setattr(_time, "monotonic", lambda: real() + RECORD_GRACE)  # the grace is over
+    monkeypatch.setattr(_time, "monotonic", lambda: real() + RECORD_GRACE)  # its Model's reconcile is late
+    with pytest.raises(Requeue):
+        r.reconcile(NS, "m-v1.0.0")  # the Model exists: its reconcile is queued, still nothing written
+    assert "status" not in kube.kinds()
+    monkeypatch.setattr(_time, "monotonic", lambda: real() + QUIET_LIMIT)  # the limit is reached
     with pytest.raises(Requeue):
         r.reconcile(NS, "m-v1.0.0")  # still not recorded: it says so, and is not verified yet
     st = store.get("ModelVersion", NS, "m-v1.0.0")["status"]

@@ -60,7 +60,10 @@ class VerifierFacts:
     result_generation: int = 0  # the generation that attempt was started for
     failures: int = 0  # consecutive transient failures
     age: float = 0.0  # seconds since the result came in
-    running_for: float = 0.0  # seconds since the running attempt started
+    running_for: float = 0.0  # seconds since a worker began the running attempt (0: it waits for one)
+    # seconds since the running attempt was asked for, its wait for a worker included (a new version's
+    # first attempt is asked for at its first look: how long it has gone without a status since)
+    waited_for: float = 0.0
     fresh: bool = False  # the result came in since the last reconcile (its attempt's Event is due)
 
 

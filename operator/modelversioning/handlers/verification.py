@@ -63,7 +63,8 @@ class _Attempt:
     result: VerifyResult | None = None
     failures: int = 0
     finished: float = 0.0
-    started: float = field(default_factory=time.monotonic)
+    started: float = field(default_factory=time.monotonic)  # asked for (it may wait for a worker)
+    began: float = 0.0  # a worker began to fetch and hash (0: still waiting for one)
 
 
 class Verifications:
@@ -118,8 +119,13 @@ class Verifications:
             fresh = False
             if att.future is not None:
                 if not att.future.done():
-                    running_for = time.monotonic() - att.started
-                    return VerifierFacts(running=True, failures=att.failures, running_for=running_for)
+                    now = time.monotonic()
+                    return VerifierFacts(
+                        running=True,
+                        failures=att.failures,
+                        running_for=now - att.began if att.began else 0.0,
+                        waited_for=now - att.started,
+                    )
                 att.result = _result_of(key, att.future)
                 att.future = None
                 att.finished = time.monotonic()
@@ -142,7 +148,7 @@ class Verifications:
             failures = prev.failures if prev is not None and prev.uid == uid else 0
             att = _Attempt(uid, generation, failures=failures)
             self._attempts[key] = att
-            att.future = self.pool.submit_for(key[0], self._run, key, model, spec, trust)
+            att.future = self.pool.submit_for(key[0], self._begin, att, key, model, spec, trust)
             # requeue once the future is done (not from inside the job: it would race with done())
             att.future.add_done_callback(partial(self._done, key))
 
@@ -155,6 +161,13 @@ class Verifications:
 
     def _done(self, key: Key, _future: Future[VerifyResult]) -> None:
         self.requeue(*key)
+
+    def _begin(
+        self, att: _Attempt, key: Key, model: str, spec: ModelVersionSpec, trust: TrustPlan
+    ) -> VerifyResult:
+        """A worker took the job: from now on it is fetching and hashing (``VerifierFacts.running_for``)."""
+        att.began = time.monotonic()
+        return self._run(key, model, spec, trust)
 
     def _run(self, key: Key, model: str, spec: ModelVersionSpec, trust: TrustPlan = NO_TRUST) -> VerifyResult:
         ns = key[0]
