@@ -11,9 +11,10 @@ thread (issue 25: time to first answer).
 
 The URI policy on every hop, as the aiohttp client enforced it (:mod:`~modelversioning.artifacts.backends`):
 
-* every request's URL -- the first and each redirect's target (at most :data:`MAX_REDIRECTS`) -- is
-  checked with :func:`~modelversioning.artifacts.policy.check_uri` before it is sent; behind a proxy,
-  which resolves the target itself, the target's name is resolved and checked here first;
+* every request's URL -- the first and each redirect's target (at most :data:`MAX_REDIRECTS`; a
+  redirect to another scheme, such as ``s3://``, is refused) -- is checked with
+  :func:`~modelversioning.artifacts.policy.check_uri` before it is sent; behind a proxy, which
+  resolves the target itself, the target's name is resolved and checked here first;
 * every address the client connects to is resolved here, checked
   (:func:`~modelversioning.artifacts.policy.check_address`) and connected to by that address (TLS
   still verifies the host name): a DNS answer that changed since the URI was checked (rebinding)
@@ -23,11 +24,19 @@ The URI policy on every hop, as the aiohttp client enforced it (:mod:`~modelvers
   a redirect to another origin (scheme, host, port), and a request that would carry it to another
   host is refused;
 * one deadline over everything: every socket operation's timeout is the time left (a connect at most
-  30 s, one read at most 120 s), and a timer shuts the socket down if a response's headers have not
-  all arrived by the deadline, so a server that trickles its headers or its body cannot hold a
-  verification.
+  30 s, one read at most 120 s), and at the deadline a guard shuts the connection's socket down
+  whatever it is blocked in (the headers, a chunked body's trailers) and refuses a socket connected
+  later, so a server that trickles cannot hold a verification. Name resolution (``getaddrinfo``) is
+  not interruptible: the process's own watchdog (the init container's, the operator's worker's) ends
+  a resolver that never answers, 10 s past the deadline;
+* the request target is percent-encoded as yarl did (a space in a redirect's path), and a URL that
+  still cannot be sent is refused without showing its path or query (a pre-signed signature);
+* proxies come from the process environment (the operator's, e.g. the chart's ``extraEnv``); the init
+  container drops the proxy variables a tenant's Secret put in its environment (``cli/verify.py``),
+  and only ``http://`` proxies are spoken to.
 
-Answers: 2xx is read; a HEAD answered 405/501 (servers that do not do HEAD) gives no size (the GET
+Answers: 2xx is read (an interim ``103 Early Hints`` is not skipped by ``http.client``: it fails the
+read as ``FetchFailed``); a HEAD answered 405/501 (servers that do not do HEAD) gives no size (the GET
 tells); any other status is :class:`~modelversioning.artifacts.errors.HTTPStatusError` (404/410
 NotFound, 401/403 AccessDenied, else FetchFailed; see ``classify``). A body that ends before its
 Content-Length is a truncated read, never a digest. ``Accept-Encoding: identity`` is asked (the
@@ -48,7 +57,7 @@ from base64 import b64encode
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import unquote, urljoin, urlsplit
+from urllib.parse import quote, unquote, urljoin, urlsplit
 
 from modelversioning.api.artifact_policy import ArtifactPolicy
 from modelversioning.artifacts.errors import HTTPStatusError, TruncatedReadError, URIRefusedError
@@ -60,6 +69,9 @@ CONNECT_TIMEOUT = 30.0
 READ_TIMEOUT = 120.0
 NO_HEAD = frozenset({405, 501})  # the server does not do HEAD: the GET tells the size
 USER_AGENT = "modelversioning-artifacts"
+SCHEMES = ("http", "https")  # a redirect elsewhere (s3://, oci://, file://) is never followed
+# what a request target may hold as it is (yarl's and RFC 3986's): the rest is percent-encoded
+PATH_SAFE = "/%:@!$&'()*+,;=-._~"
 
 
 @dataclass(frozen=True)
@@ -82,6 +94,8 @@ def _proxy_for(scheme: str, host: str, environ: Mapping[str, str]) -> _Proxy | N
         if proxy_bypass_environment(host, {"no": environ.get("no_proxy") or environ.get("NO_PROXY", "")}):
             return None
     parts = urlsplit(value if "://" in value else f"http://{value}")
+    if parts.scheme.lower() != "http":  # spoken to in plain HTTP: an https:// or socks proxy is refused
+        raise URIRefusedError(f"the proxy's scheme {parts.scheme}:// is not supported (http:// proxies only)")
     if not parts.hostname:
         return None
     auth = None
@@ -117,11 +131,10 @@ class PlainHTTP:
         resp, conn = self._request("HEAD", url, ok=NO_HEAD)
         try:
             length = resp.getheader("Content-Length")
-            encoded = (resp.getheader("Content-Encoding") or "identity").lower() != "identity"
-            known = resp.status not in NO_HEAD and length is not None and length.isdigit() and not encoded
+            known = resp.status not in NO_HEAD and length is not None and length.isdigit()
             return {"name": url, "type": "file", "size": int(length) if known and length else None}
         finally:
-            conn.close()
+            _close(conn)
 
     def open(self, url: str, mode: str = "rb", **_: Any) -> _Body:
         if mode != "rb":
@@ -142,15 +155,18 @@ class PlainHTTP:
             conn, resp = self._send(method, url, headers)
             location = resp.getheader("Location")
             if resp.status in REDIRECTS and location:
-                conn.close()
-                target = urljoin(url, location)
-                if _origin(target) != _origin(url):
-                    headers.pop("Authorization", None)  # as browsers and aiohttp do
+                _close(conn)
+                try:
+                    target = urljoin(url, location)
+                    if _origin(target) != _origin(url):
+                        headers.pop("Authorization", None)  # as browsers and aiohttp do
+                except ValueError:  # e.g. a port out of range
+                    raise URIRefusedError("a redirect to an invalid URL") from None
                 url = target
                 continue
             if 200 <= resp.status < 300 or resp.status in ok:
                 return resp, conn
-            conn.close()
+            _close(conn)
             raise HTTPStatusError(resp.status, resp.reason)
         raise URIRefusedError(f"more than {MAX_REDIRECTS} redirects")
 
@@ -159,7 +175,9 @@ class PlainHTTP:
     ) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
         parts = urlsplit(url)
         scheme, host = parts.scheme.lower(), (parts.hostname or "")
-        proxy = _proxy_for(scheme, host, self.environ) if scheme in ("http", "https") else None
+        if scheme not in SCHEMES:  # a redirect to s3:// would otherwise reach its bucket as an http host
+            raise URIRefusedError(f"a redirect to {scheme}:// is not followed")
+        proxy = _proxy_for(scheme, host, self.environ)
         refusal = check_uri(url, self.policy, resolve=proxy is not None)  # the proxy resolves the name
         if refusal:
             raise URIRefusedError(refusal)
@@ -167,27 +185,28 @@ class PlainHTTP:
             allowed = ", ".join(self.credential_hosts or ())
             raise URIRefusedError(f"the credentials may only be sent to {allowed}, not to {host}")
         port = parts.port or (443 if scheme == "https" else 80)
-        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        target = quote(parts.path or "/", safe=PATH_SAFE)
+        if parts.query:
+            target += "?" + quote(parts.query, safe=PATH_SAFE + "?")
         sent = dict(headers)
-        conn = self._connection(scheme, host, port, proxy)
+        guard = _Guard(self.left())
+        conn = self._connection(scheme, host, port, proxy, guard)
         if proxy is not None and scheme == "http":
-            target = url.split("#", 1)[0]  # absolute form, to the proxy
+            target = f"{scheme}://{parts.netloc}{target}"  # absolute form, to the proxy
             if proxy.authorization:
                 sent["Proxy-Authorization"] = proxy.authorization
-        watchdog = threading.Timer(max(0.0, self.left()), _shutdown, (conn,))
-        watchdog.daemon = True
-        watchdog.start()
         try:
             conn.request(method, target, headers=sent)
             return conn, conn.getresponse()
+        except http.client.InvalidURL:  # its message would show the path and query (a signature)
+            _close(conn)
+            raise URIRefusedError("the URL holds characters a request line cannot carry") from None
         except BaseException:
-            conn.close()
+            _close(conn)
             raise
-        finally:
-            watchdog.cancel()
 
     def _connection(
-        self, scheme: str, host: str, port: int, proxy: _Proxy | None
+        self, scheme: str, host: str, port: int, proxy: _Proxy | None, guard: _Guard
     ) -> http.client.HTTPConnection:
         timeout = max(0.05, min(CONNECT_TIMEOUT, self.left()))
         where, at = (proxy.host, proxy.port) if proxy is not None else (host, port)
@@ -199,7 +218,8 @@ class PlainHTTP:
                 conn.set_tunnel(host, port, headers=extra)
         else:
             conn = http.client.HTTPConnection(where, at, timeout=timeout)
-        conn._create_connection = self._opener(exempt=proxy is not None)  # type: ignore[attr-defined]
+        conn._create_connection = self._opener(guard, exempt=proxy is not None)  # type: ignore[attr-defined]
+        conn.guard = guard  # type: ignore[attr-defined]  # cancelled when the connection is closed (_close)
         return conn
 
     def _tls_context(self) -> Any:
@@ -209,13 +229,15 @@ class PlainHTTP:
             self._tls = ssl.create_default_context()
         return self._tls
 
-    def _opener(self, *, exempt: bool) -> Any:
+    def _opener(self, guard: _Guard, *, exempt: bool) -> Any:
         """``socket.create_connection`` for ``http.client``: resolve, check every address, connect by
         address (``exempt``: a proxy of the platform's, not checked)."""
         policy = self.policy
 
         def connect(address: tuple[str, int], timeout: Any = None, source: Any = None) -> socket.socket:
             host, port = address
+            if guard.expired:
+                raise TimeoutError("the deadline passed before connecting")
             name = host.rstrip(".").lower()
             if not exempt and name in METADATA_HOSTNAMES:
                 raise URIRefusedError(f"host {host} is a cloud metadata endpoint")
@@ -232,6 +254,7 @@ class PlainHTTP:
                     sock.settimeout(max(0.05, min(CONNECT_TIMEOUT, self.left())))
                     sock.connect(sockaddr)
                     sock.settimeout(max(0.05, min(READ_TIMEOUT, self.left())))
+                    guard.adopt(sock)  # raises (and closes it) if the deadline passed meanwhile
                     return sock
                 except OSError as e:
                     sock.close()
@@ -247,12 +270,52 @@ def _origin(url: str) -> tuple[str, str, int | None]:
     return scheme, (parts.hostname or "").lower(), parts.port or (443 if scheme == "https" else 80)
 
 
-def _shutdown(conn: http.client.HTTPConnection) -> None:
-    """The deadline passed while a response's headers were awaited: unblock the reader."""
-    sock = conn.sock
-    if sock is not None:
-        with contextlib.suppress(OSError):
-            sock.shutdown(socket.SHUT_RDWR)
+class _Guard:
+    """The deadline of one connection, whatever it is blocked in (connecting, a TLS handshake, the
+    headers, a chunked body's trailers): at the deadline its socket is shut down (through a duplicate,
+    so a TLS-wrapped socket goes too), and a socket connected after that is refused. Started before
+    the connection exists; cancelled when it is closed (:func:`_close`)."""
+
+    def __init__(self, left: float) -> None:
+        self.expired = False
+        self._done = False
+        self._dups: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(max(0.0, left), self._fire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def _fire(self) -> None:
+        with self._lock:
+            if self._done:
+                return
+            self.expired = True
+            for dup in self._dups:
+                with contextlib.suppress(OSError):
+                    dup.shutdown(socket.SHUT_RDWR)
+
+    def adopt(self, sock: socket.socket) -> None:
+        with self._lock:
+            if not self.expired and not self._done:
+                self._dups.append(sock.dup())
+                return
+        sock.close()
+        raise TimeoutError("the deadline passed while connecting")
+
+    def cancel(self) -> None:
+        self._timer.cancel()
+        with self._lock:
+            self._done = True
+            dups, self._dups = self._dups, []
+        for dup in dups:
+            dup.close()
+
+
+def _close(conn: http.client.HTTPConnection) -> None:
+    conn.close()
+    guard: _Guard | None = getattr(conn, "guard", None)
+    if guard is not None:
+        guard.cancel()
 
 
 class _Body:
@@ -273,7 +336,7 @@ class _Body:
         self.close()
 
     def close(self) -> None:
-        self._conn.close()
+        _close(self._conn)
 
     def read(self, n: int = -1) -> bytes:
         """Up to ``n`` bytes (fewer only at the end of the body)."""

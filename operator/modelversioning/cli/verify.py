@@ -215,6 +215,7 @@ def _run_with_progress(run: Any) -> VerifyResult:
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="modelversioning verify-artifact",
+        allow_abbrev=False,  # as typer: --sha is not --sha256
         description="Verify a model artifact's sha256 (exit 0 verified, 1 mismatch, 2 refused/usage, 3 fetch "
         "error, 4 the signature); with --dest, fetch it (the init container).",
     )
@@ -265,6 +266,18 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+# The environment of ``--env-credentials secret`` is the tenant's Secret (envFrom): a proxy named there
+# would be the tenant's choice, and a proxy is exempt from the address check (it resolves the name).
+PROXY_VARIABLES = ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy",
+                   "NO_PROXY", "no_proxy")  # fmt: skip
+
+
+def _drop_tenant_proxies() -> None:
+    dropped = sorted(k for k in PROXY_VARIABLES if os.environ.pop(k, None) is not None)
+    if dropped:
+        _err(f"ignored {', '.join(dropped)}: the artifact Secret cannot choose a proxy")
+
+
 def _err(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
@@ -281,6 +294,7 @@ def run(args: argparse.Namespace) -> int:
     secret_data: dict[str, str] | None = None
     if EnvCredentials(args.env_credentials) is EnvCredentials.secret:
         secret_data = {k: v for k, v in os.environ.items() if k in KNOWN_KEYS}
+        _drop_tenant_proxies()
     dest: Path | None = args.dest
     cache = _node_cache(args.node_cache, args.node_cache_token_file) if dest is not None else None
     content = args.node_cache_content_digest or ""
