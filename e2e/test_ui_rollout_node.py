@@ -113,7 +113,9 @@ def test_the_endpoint_page_follows_a_real_canary_ramp(dp, objs, cluster, capsys)
     shown = [v for _, v in seen_page]
     delays = []
     for t_api, w in api.seen[1:]:
-        t_dom = next((t for t, v in seen_page if v == f"{w}%" and t >= t_api - 0.05), None)
+        # two observers: the test's own watch can see the status write later than the page's stream
+        # does (1 s of slack: a loaded CI run saw the page show 100 % >50 ms before the watch did)
+        t_dom = next((t for t, v in seen_page if v == f"{w}%" and t >= t_api - 1.0), None)
         assert t_dom is not None, f"the page never showed canary {w}% (it showed {shown})"
         delays.append((w, t_dom - t_api))
     with capsys.disabled():
