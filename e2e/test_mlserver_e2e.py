@@ -229,7 +229,13 @@ def test_a_model_that_raises_on_predict_is_rolled_back(dp, objs, tmp_path):  # t
         f"{len(samples)} answers, {len(bad)} failed ({Counter(s.status for s in bad)}), route changes "
         f"{[(round(t - t0, 1), w) for t, _, w in route.changes]}, clients on 1.0.0 {t_back - t0:.1f}s in"
     )
-    assert bad and {s.status for s in bad} == {500} and {s.version for s in bad} == {"1.1.0"}, bad[:5]
+    # every failure is the broken canary's: its 500s name 1.1.0; MLServer raising may also drop a connection
+    # (Traefik's 502, no version header; one in 37 failures in a loaded CI run), never after the route left it
+    errors = [s for s in bad if s.status == 500]
+    assert errors and {s.version for s in errors} == {"1.1.0"}, bad[:5]
+    assert {s.status for s in bad} <= {500, 502}, bad[:5]
+    back = route.changes[-1][0]
+    assert all(s.t <= back + 1.0 for s in bad if s.status == 502), (back, [s for s in bad if s.status == 502])
     assert canary_weights(route) == [0, 20, 0], route.changes
     ro = _rollout(objs, MODEL)
     print("traefik series:", _traefik_series(dp, objs), "measurements:", ro["measurements"])
