@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from servers import ForwardProxy, HTTPServer
+from test_adv_credentials import fake_dns  # noqa: F401 - the fixture: names that resolve as a test says
 
 from modelversioning.api.settings import ArtifactPolicy
 from modelversioning.artifacts import Reason, verify_artifact
@@ -23,25 +24,7 @@ LOOPBACK = ArtifactPolicy(allowed_private_networks=["127.0.0.0/8"])
 SHA_ABC = hashlib.sha256(b"abc").hexdigest()
 
 
-@pytest.fixture
-def fake_dns(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[str]]:
-    """Names ending in .test resolve to what the test says (one answer per call, the last repeats)."""
-    answers: dict[str, list[str]] = {}
-    real = socket.getaddrinfo
-
-    def getaddrinfo(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
-        name = host.decode() if isinstance(host, bytes) else str(host)
-        if name in answers:
-            ips = answers[name]
-            ip = ips.pop(0) if len(ips) > 1 else ips[0]
-            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (ip, int(port or 0)))]
-        return real(host, port, *args, **kwargs)
-
-    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
-    return answers
-
-
-def test_a_name_that_rebinds_to_loopback_is_refused_at_connect_time(fake_dns: dict[str, list[str]]) -> None:
+def test_a_name_that_rebinds_to_loopback_is_refused_at_connect_time(fake_dns: dict[str, list[str]]) -> None:  # noqa: F811
     # the URI's check resolves the name to a public address; the connection resolves it again (loopback)
     with HTTPServer({"/m.bin": (200, {}, b"abc")}) as srv:
         fake_dns["rebind.test"] = ["93.184.216.34", "127.0.0.1"]
