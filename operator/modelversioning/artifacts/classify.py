@@ -1,9 +1,10 @@
 """Which :class:`~modelversioning.artifacts.errors.Reason` an exception raised while fetching an
 artifact stands for (:func:`classify_exception`), and how a failure is described in a message.
 
-fsspec and the stores' SDKs wrap their errors (HTTP turns every failed GET into FileNotFoundError,
-botocore raises ClientError with an error code), so the whole cause chain is inspected, and
-botocore is duck-typed: it is an optional dependency.
+The http(s) reader raises :class:`~modelversioning.artifacts.errors.HTTPStatusError` (with the status);
+fsspec and the stores' SDKs wrap their errors (botocore raises ClientError with an error code), so the
+whole cause chain is inspected, botocore is duck-typed (an optional dependency) and aiohttp's errors
+are looked for only when the process loaded it (``oci://``, ``s3://``).
 """
 
 from __future__ import annotations
